@@ -1,0 +1,35 @@
+# HelpLoop: `make demo` runs the demo, `make test` runs the tests (both set up .venv first).
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-all check lint typecheck bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/helploop demo
+
+test: setup
+	$(PY) -m pytest
+
+# Everything, slow tests included.
+test-all: setup
+	$(PY) -m pytest -m ""
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy bot core training serving crowd_feedback admin_ui
+
+check: lint typecheck test
+
+bench: setup
+	$(PY) bench/accuracy.py
+	$(PY) bench/latency.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

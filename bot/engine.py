@@ -1,0 +1,530 @@
+"""The answering engine: encoders -> ensemble members -> learned combiner -> calibrated confidence -> gate.
+
+Training recipe (``AnsweringEngine.fit``):
+  1. encode every example once (progress bar),
+  2. out-of-fold member scores with stratified k-fold (or a given calibration set),
+  3. fit the log-linear combiner on those scores (weights = per-member trust and temperature),
+  4. fit the confidence calibrator and the gate (threshold, margin) to the target precision,
+  5. refit every member on all examples,
+  6. keep the out-of-fold metrics in the manifest.
+A fitted engine saves to a bundle directory that rebuilds it alone (``AnsweringEngine.load``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.calibration import (
+    ConfidenceCalibrator,
+    Gate,
+    LogLinearCombiner,
+    coverage_at_precision,
+    expected_calibration_error,
+    fit_gate,
+)
+from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder
+from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, build_member
+
+OUT_OF_SCOPE = "oos"
+BUNDLE_FORMAT = 1
+ANSWERED, CLARIFY, HANDOFF = "answered", "clarify", "handoff"
+MAX_CLARIFY_CHOICES = 3
+
+ProgressCallback = Callable[[str, float], None]
+
+
+class BundleError(RuntimeError):
+    """A model directory is missing, incomplete or from an incompatible format."""
+
+
+def humanise(intent: str) -> str:
+    text = intent.replace("_", " ").replace("-", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+@dataclass
+class IntentInfo:
+    answer: str = ""
+    title: str = ""
+    follow_ups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Candidate:
+    intent: str
+    probability: float
+    title: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intent": self.intent, "probability": round(self.probability, 6), "title": self.title}
+
+
+@dataclass
+class Prediction:
+    text: str
+    status: str
+    intent: str | None
+    answer: str
+    confidence: float
+    margin: float
+    ranking: list[Candidate]
+    member_scores: dict[str, list[dict[str, Any]]]
+    suggestions: list[Candidate]
+    model_version: str
+    latency_ms: float = 0.0
+
+    @property
+    def top_intent(self) -> str:
+        return self.ranking[0].intent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "status": self.status,
+            "intent": self.intent,
+            "answer": self.answer,
+            "confidence": round(self.confidence, 6),
+            "margin": round(self.margin, 6),
+            "ranking": [c.to_dict() for c in self.ranking],
+            "member_scores": self.member_scores,
+            "suggestions": [{"intent": c.intent, "title": c.title} for c in self.suggestions],
+            "model_version": self.model_version,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+@dataclass
+class EngineConfig:
+    encoder: dict[str, Any] = field(
+        default_factory=lambda: {
+            "type": "sentence-transformers",
+            "name": "minilm",
+            "source": DEFAULT_ENCODER,
+            "max_length": 64,
+        }
+    )
+    members: list[dict[str, Any]] = field(default_factory=lambda: [dict(m) for m in DEFAULT_MEMBERS])
+    target_precision: float = 0.95
+    cv_folds: int = 5
+    seed: int = 0
+    top_k: int = 5
+    calibration: str = "identity"
+    gate_z: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def training_data_hash(texts: Sequence[str], labels: Sequence[str], knowledge: dict[str, IntentInfo]) -> str:
+    digest = hashlib.sha256()
+    for text, label in sorted(zip(texts, labels, strict=True)):
+        digest.update(f"{label}\t{text}\n".encode())
+    digest.update(json.dumps({k: asdict(v) for k, v in sorted(knowledge.items())}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "sentence-transformers", "scikit-learn", "numpy", "onnxruntime"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    return versions
+
+
+class AnsweringEngine:
+    """Fit on (text, intent) pairs, answer one message with calibrated confidence and a status."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        encoders: dict[str, Encoder] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.threads = threads
+        self.encoders: dict[str, Encoder] = encoders or {}
+        self.labels: list[str] = []
+        self.members: dict[str, Member] = {}
+        self.combiner: LogLinearCombiner | None = None
+        self.calibrator = ConfidenceCalibrator(self.config.calibration)
+        self.gate = Gate(target_precision=self.config.target_precision)
+        self.knowledge: dict[str, IntentInfo] = {}
+        self.manifest: dict[str, Any] = {}
+        self.version = "unfitted"
+        self.bundle_dir: Path | None = None
+
+    # ------------------------------------------------------------------------------------- features
+
+    def _encoder(self, name: str) -> Encoder:
+        if name not in self.encoders:
+            if name != self.config.encoder["name"]:
+                raise KeyError(f"no encoder named {name!r}")
+            self.encoders[name] = build_encoder(self.config.encoder, self.bundle_dir, threads=self.threads)
+        return self.encoders[name]
+
+    def featurise(self, texts: Sequence[str], *, progress: bool = False) -> FeatureBatch:
+        names = sorted({m.get("encoder") for m in self.config.members if m.get("encoder")})
+        embeddings = {name: self._encoder(name).encode(list(texts), progress=progress) for name in names}
+        return FeatureBatch(texts=list(texts), embeddings=embeddings)
+
+    def member_scores(self, features: FeatureBatch) -> dict[str, np.ndarray]:
+        return {name: member.scores(features) for name, member in self.members.items()}
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        knowledge: dict[str, IntentInfo] | None = None,
+        calibration_texts: Sequence[str] | None = None,
+        calibration_labels: Sequence[str] | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> AnsweringEngine:
+        if len(texts) != len(labels):
+            raise ValueError("texts and labels differ in length")
+        if len(set(labels)) < 2:
+            raise ValueError("need at least two intents to train")
+        started = time.perf_counter()
+        report = on_progress or (lambda _step, _fraction: None)
+        self.labels = sorted(set(labels))
+        index = {label: i for i, label in enumerate(self.labels)}
+        y = np.array([index[label] for label in labels], dtype=np.int64)
+        self.knowledge = {
+            label: (knowledge or {}).get(label, IntentInfo(title=humanise(label))) for label in self.labels
+        }
+        for label, info in self.knowledge.items():
+            if not info.title:
+                info.title = humanise(label)
+
+        report("encode", 0.0)
+        features = self.featurise(texts, progress=progress)
+        report("encode", 1.0)
+
+        if calibration_texts is not None and calibration_labels is not None:
+            unknown = sorted(set(calibration_labels) - set(self.labels))
+            if unknown:
+                raise ValueError(f"calibration labels not in training data: {unknown[:5]}")
+            self._fit_members(features, y, progress=progress)
+            held_features = self.featurise(calibration_texts, progress=progress)
+            held_scores = self.member_scores(held_features)
+            held_y = np.array([index[label] for label in calibration_labels], dtype=np.int64)
+            calibration_source = "validation set"
+        else:
+            held_scores, held_y = self._out_of_fold_scores(features, y, progress=progress, report=report)
+            calibration_source = "out-of-fold"
+            report("refit", 0.0)
+            self._fit_members(features, y, progress=progress)
+        report("calibrate", 0.0)
+        self.combiner = LogLinearCombiner(list(self.members)).fit(held_scores, held_y)
+        probabilities = self.combiner.predict_proba(held_scores)
+        top = probabilities.argmax(axis=1)
+        raw_confidence = probabilities.max(axis=1)
+        correct = top == held_y
+        self.calibrator = ConfidenceCalibrator(self.config.calibration).fit(raw_confidence, correct)
+        confidence = self.calibrator(raw_confidence)
+        margin = self._margins(probabilities, confidence)
+        answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
+        self.gate = fit_gate(
+            confidence,
+            margin,
+            correct,
+            target_precision=self.config.target_precision,
+            answerable=answerable,
+            z=self.config.gate_z,
+        )
+        seconds = time.perf_counter() - started
+        self.knowledge_hash = training_data_hash(texts, labels, self.knowledge)
+        created = datetime.now(UTC)
+        self.version = f"{created:%Y%m%d-%H%M%S}-{self.knowledge_hash[:8]}"
+        self.manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": self.version,
+            "created_at": created.isoformat(),
+            "data_hash": self.knowledge_hash,
+            "training": {
+                "rows": len(texts),
+                "intents": len(self.labels),
+                "seconds": round(seconds, 2),
+                "calibration_source": calibration_source,
+                "calibration_rows": int(held_y.shape[0]),
+            },
+            "calibration_metrics": {
+                "accuracy": float(correct.mean()),
+                "ece": expected_calibration_error(confidence, correct),
+                "coverage_at_precision": {
+                    "0.95": coverage_at_precision(confidence, correct, 0.95),
+                    "0.99": coverage_at_precision(confidence, correct, 0.99),
+                },
+            },
+        }
+        report("done", 1.0)
+        return self
+
+    def _fit_members(self, features: FeatureBatch, y: np.ndarray, *, progress: bool) -> None:
+        self.members = {}
+        configs = self.config.members
+        iterator: Any = configs
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(configs, desc="fit members", unit="member")
+        for member_config in iterator:
+            member = build_member(member_config)
+            member.fit(features, y, len(self.labels))
+            self.members[member.name] = member
+
+    def _out_of_fold_scores(
+        self, features: FeatureBatch, y: np.ndarray, *, progress: bool, report: ProgressCallback
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        counts = np.bincount(y, minlength=len(self.labels))
+        smallest = int(counts.min())
+        folds = max(2, min(self.config.cv_folds, len(y), smallest if smallest >= 2 else self.config.cv_folds))
+        splitter: Any
+        if smallest >= folds:
+            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
+        else:  # some intent has fewer examples than folds: it is simply unseen in those folds
+            splitter = KFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
+        scores = {
+            m.get("name") or m["kind"]: np.zeros((len(y), len(self.labels))) for m in self.config.members
+        }
+        splits = list(splitter.split(np.zeros(len(y)), y))
+        iterator: Any = enumerate(splits)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, total=len(splits), desc="out-of-fold", unit="fold")
+        for fold, (train_index, held_index) in iterator:
+            report("out-of-fold", fold / len(splits))
+            train_features, held_features = features.subset(train_index), features.subset(held_index)
+            for member_config in self.config.members:
+                member = build_member(member_config)
+                member.fit(train_features, y[train_index], len(self.labels))
+                scores[member.name][held_index] = member.scores(held_features)
+        return scores, y
+
+    # -------------------------------------------------------------------------------------- predict
+
+    @staticmethod
+    def _margins(probabilities: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        if probabilities.shape[1] < 2:
+            return np.ones(probabilities.shape[0])
+        top2 = np.partition(probabilities, -2, axis=1)[:, -2]
+        # Margin in the calibrated scale: calibrated top-1 minus the runner-up's share of it.
+        return confidence - top2 * (confidence / np.maximum(probabilities.max(axis=1), 1e-12))
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Probabilities over ``self.labels``, calibrated confidence, and raw member scores."""
+        if self.combiner is None:
+            raise RuntimeError("engine is not fitted")
+        features = self.featurise(texts)
+        member_scores = self.member_scores(features)
+        probabilities = self.combiner.predict_proba(member_scores)
+        confidence = self.calibrator(probabilities.max(axis=1))
+        return probabilities, confidence, member_scores
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        started = time.perf_counter()
+        probabilities, confidence, member_scores = self.predict_proba(texts)
+        margins = self._margins(probabilities, confidence)
+        elapsed = (time.perf_counter() - started) * 1000 / max(len(texts), 1)
+        return [
+            self._decide(
+                text,
+                probabilities[i],
+                float(confidence[i]),
+                float(margins[i]),
+                {name: scores[i] for name, scores in member_scores.items()},
+                elapsed,
+            )
+            for i, text in enumerate(texts)
+        ]
+
+    def predict(self, text: str) -> Prediction:
+        return self.predict_batch([text])[0]
+
+    def _candidate(self, index: int, probability: float) -> Candidate:
+        label = self.labels[index]
+        return Candidate(
+            label, float(probability), self.knowledge.get(label, IntentInfo()).title or humanise(label)
+        )
+
+    def _decide(
+        self,
+        text: str,
+        probabilities: np.ndarray,
+        confidence: float,
+        margin: float,
+        member_scores: dict[str, np.ndarray],
+        latency_ms: float,
+    ) -> Prediction:
+        k = min(self.config.top_k, len(self.labels))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        ranking = [self._candidate(int(i), probabilities[i]) for i in order]
+        members_out = {}
+        for name, scores in member_scores.items():
+            best = np.argsort(-scores, kind="stable")[:k]
+            members_out[name] = [
+                {"intent": self.labels[int(i)], "score": round(float(scores[i]), 6)} for i in best
+            ]
+        top = ranking[0]
+        status, intent, answer = HANDOFF, None, ""
+        suggestions: list[Candidate] = []
+        if top.intent != OUT_OF_SCOPE and confidence >= self.gate.threshold and margin >= self.gate.margin:
+            status, intent = ANSWERED, top.intent
+            info = self.knowledge.get(top.intent, IntentInfo())
+            answer = info.answer
+            suggestions = [
+                Candidate(f, 0.0, self.knowledge[f].title) for f in info.follow_ups if f in self.knowledge
+            ]
+        elif top.intent != OUT_OF_SCOPE:
+            # Ambiguous rather than unknown: the answer is very likely among a few intents.
+            scale = confidence / max(top.probability, 1e-12)
+            in_scope = [c for c in ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
+            cumulative = 0.0
+            choices: list[Candidate] = []
+            for candidate in in_scope:
+                choices.append(candidate)
+                cumulative += candidate.probability * scale
+                if cumulative >= self.gate.threshold and len(choices) >= 2:
+                    break
+            if len(choices) >= 2 and cumulative >= self.gate.threshold:
+                status, suggestions = CLARIFY, choices
+        return Prediction(
+            text=text,
+            status=status,
+            intent=intent,
+            answer=answer,
+            confidence=confidence,
+            margin=margin,
+            ranking=ranking,
+            member_scores=members_out,
+            suggestions=suggestions,
+            model_version=self.version,
+            latency_ms=latency_ms,
+        )
+
+    # --------------------------------------------------------------------------------- save / load
+
+    def save(self, directory: str | Path, *, metrics: dict[str, Any] | None = None) -> Path:
+        if self.combiner is None:
+            raise RuntimeError("engine is not fitted")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, member in self.members.items():
+            member.save(out / "members" / name)
+        knowledge = {label: asdict(info) for label, info in self.knowledge.items()}
+        (out / "knowledge.json").write_text(json.dumps(knowledge, indent=2, ensure_ascii=False))
+        manifest = dict(self.manifest)
+        manifest.update(
+            {
+                "labels": self.labels,
+                "config": asdict(self.config),
+                "encoders": {self.config.encoder["name"]: self.config.encoder},
+                "members": [m.get_config() for m in self.members.values()],
+                "combiner": self.combiner.get_config(),
+                "calibrator": self.calibrator.get_config(),
+                "gate": self.gate.get_config(),
+                "libraries": _library_versions(),
+            }
+        )
+        if metrics is not None:
+            manifest["metrics"] = metrics
+        if (out / "onnx").is_dir():
+            manifest["onnx"] = json.loads((out / "onnx" / "export.json").read_text())
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        self.manifest = manifest
+        self.bundle_dir = out
+        return out
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, *, runtime: str = "auto", threads: int | None = None
+    ) -> AnsweringEngine:
+        """Rebuild an engine from its bundle. runtime: torch, onnx or auto (onnx when exported)."""
+        bundle = Path(directory)
+        manifest_file = bundle / "manifest.json"
+        if not manifest_file.is_file():
+            raise BundleError(f"{bundle} is not a model bundle (no manifest.json)")
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{manifest_file}: unreadable manifest ({exc})") from None
+        if manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{bundle}: bundle format {manifest.get('format')} is not {BUNDLE_FORMAT}")
+        try:
+            engine = cls(EngineConfig.from_dict(manifest["config"]), threads=threads)
+            engine.bundle_dir = bundle
+            engine.manifest = manifest
+            engine.version = manifest["version"]
+            engine.knowledge_hash = manifest["data_hash"]
+            engine.labels = list(manifest["labels"])
+            knowledge = json.loads((bundle / "knowledge.json").read_text())
+            engine.knowledge = {label: IntentInfo(**info) for label, info in knowledge.items()}
+            engine.members = {
+                cfg["name"]: Member.load(bundle / "members" / cfg["name"]) for cfg in manifest["members"]
+            }
+            engine.combiner = LogLinearCombiner.from_config(manifest["combiner"])
+            engine.calibrator = ConfidenceCalibrator.from_config(manifest["calibrator"])
+            engine.gate = Gate.from_config(manifest["gate"])
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None
+        onnx_dir = bundle / "onnx"
+        use_onnx = runtime == "onnx" or (runtime == "auto" and onnx_dir.is_dir())
+        if use_onnx:
+            files = sorted(onnx_dir.glob("*.onnx"))
+            if not files:
+                raise BundleError(f"{bundle}: runtime 'onnx' asked for, but no ONNX export in {onnx_dir}")
+            name = engine.config.encoder["name"]
+            engine.encoders[name] = OnnxEncoder(
+                files[0],
+                name=name,
+                max_length=int(engine.config.encoder.get("max_length", 64)),
+                threads=threads,
+            )
+        return engine
+
+    def export_onnx(self, *, quantize: bool = True) -> Path:
+        """Write an ONNX (int8 by default) copy of the encoder into the bundle for serving."""
+        from bot.encoders import export_onnx
+
+        if self.bundle_dir is None:
+            raise RuntimeError("save the engine before exporting its encoder")
+        encoder = self.config.encoder
+        source = str(encoder["source"])
+        if (self.bundle_dir / source).is_dir():
+            source = str(self.bundle_dir / source)
+        path = export_onnx(
+            source, self.bundle_dir / "onnx", quantize=quantize, max_length=int(encoder.get("max_length", 64))
+        )
+        self.manifest["onnx"] = json.loads((self.bundle_dir / "onnx" / "export.json").read_text())
+        (self.bundle_dir / "manifest.json").write_text(
+            json.dumps(self.manifest, indent=2, ensure_ascii=False)
+        )
+        return path
+
+    @property
+    def runtime(self) -> str:
+        encoder = self.encoders.get(self.config.encoder["name"])
+        return "onnx" if isinstance(encoder, OnnxEncoder) else "torch"

@@ -1,0 +1,1 @@
+"""Settings, database and migrations shared by every layer."""

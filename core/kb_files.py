@@ -1,0 +1,526 @@
+"""Knowledge-base files: CSV (examples + answers), JSON, and Rasa ``nlu.yml`` + ``domain.yml``.
+
+Readers never touch the database. They return a :class:`KnowledgeBaseData` or raise
+:class:`KnowledgeBaseFormatError` naming the file, the line and the field, so an import can refuse a bad
+file before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OUT_OF_SCOPE = "oos"
+INTENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][^\s/\\,|]{0,99}$")
+MAX_EXAMPLE_LENGTH = 1000
+MAX_ANSWER_LENGTH = 10_000
+RASA_VERSION = "3.1"
+# Rasa entity annotations: [text](entity), [text]{"entity": ...}
+_RASA_ENTITY = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
+
+
+class KnowledgeBaseFormatError(ValueError):
+    """A knowledge-base file is malformed; names where, so the user can fix it."""
+
+    def __init__(self, file: str, line: int | None, field: str | None, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+        where = file if line is None else f"{file}:{line}"
+        what = f" field '{field}'" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+@dataclass
+class Origin:
+    file: str
+    line: int | None
+
+
+@dataclass
+class IntentData:
+    name: str
+    title: str = ""
+    answer: str = ""
+    examples: list[str] = field(default_factory=list)
+    follow_ups: list[str] = field(default_factory=list)
+    origin: Origin | None = None
+    answer_origin: Origin | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "answer": self.answer,
+            "examples": list(self.examples),
+            "follow_ups": list(self.follow_ups),
+        }
+
+
+@dataclass
+class KnowledgeBaseData:
+    intents: dict[str, IntentData] = field(default_factory=dict)
+
+    def intent(self, name: str, origin: Origin) -> IntentData:
+        if name not in self.intents:
+            self.intents[name] = IntentData(name=name, origin=origin)
+        return self.intents[name]
+
+    @property
+    def example_count(self) -> int:
+        return sum(len(i.examples) for i in self.intents.values())
+
+    def training_pairs(self) -> tuple[list[str], list[str]]:
+        texts: list[str] = []
+        labels: list[str] = []
+        for intent in self.intents.values():
+            for text in intent.examples:
+                texts.append(text)
+                labels.append(intent.name)
+        return texts, labels
+
+    def answers(self) -> dict[str, str]:
+        return {name: i.answer for name, i in self.intents.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intents": [self.intents[name].to_dict() for name in sorted(self.intents)]}
+
+    def data_hash(self) -> str:
+        canonical = {
+            "intents": [
+                {**self.intents[n].to_dict(), "examples": sorted(self.intents[n].examples)}
+                for n in sorted(self.intents)
+            ]
+        }
+        blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _check_name(file: str, line: int | None, fieldname: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise KnowledgeBaseFormatError(file, line, fieldname, "intent name is missing")
+    name = value.strip()
+    if not INTENT_NAME_PATTERN.match(name):
+        raise KnowledgeBaseFormatError(
+            file,
+            line,
+            fieldname,
+            f"intent name {name!r} must start with a letter or digit, have no spaces, '/', '\\', ',' or '|' "
+            "(at most 100 characters)",
+        )
+    return name
+
+
+def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
+    if not isinstance(value, str):
+        raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    text = " ".join(value.split()) if fieldname in {"text", "examples"} else value.strip()
+    if not text:
+        raise KnowledgeBaseFormatError(file, line, fieldname, "is empty")
+    if len(text) > limit:
+        raise KnowledgeBaseFormatError(file, line, fieldname, f"is {len(text)} characters, limit {limit}")
+    return text
+
+
+def _add_example(kb: KnowledgeBaseData, intent: str, text: str, origin: Origin) -> None:
+    entry = kb.intent(intent, origin)
+    if text not in entry.examples:
+        entry.examples.append(text)
+
+
+def _set_answer(kb: KnowledgeBaseData, intent: str, answer: str, origin: Origin) -> None:
+    entry = kb.intent(intent, origin)
+    if entry.answer and entry.answer != answer and entry.answer_origin is not None:
+        first = entry.answer_origin
+        raise KnowledgeBaseFormatError(
+            origin.file,
+            origin.line,
+            "answer",
+            f"intent {intent!r} already has a different answer from {first.file}:{first.line}",
+        )
+    entry.answer = answer
+    entry.answer_origin = origin
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+
+
+def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
+    file = str(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise KnowledgeBaseFormatError(file, 1, None, "file is empty") from None
+    except csv.Error as exc:
+        raise KnowledgeBaseFormatError(file, 1, None, f"not valid CSV: {exc}") from None
+    columns = [c.strip().lower() for c in header]
+    if "text" in columns and "label" in columns:
+        kind = "examples"
+    elif "label" in columns and "answer" in columns:
+        kind = "answers"
+    else:
+        raise KnowledgeBaseFormatError(
+            file,
+            1,
+            None,
+            f"header {header!r} is neither 'text,label' (examples) nor 'label,answer' (answers)",
+        )
+    index = {name: columns.index(name) for name in columns}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(columns):
+                raise KnowledgeBaseFormatError(
+                    file, line, None, f"has {len(row)} columns, the header has {len(columns)}"
+                )
+            origin = Origin(file, line)
+            label = _check_name(file, line, "label", row[index["label"]])
+            if kind == "examples":
+                text_value = _check_text(file, line, "text", row[index["text"]], limit=MAX_EXAMPLE_LENGTH)
+                _add_example(kb, label, text_value, origin)
+            else:
+                answer = _check_text(file, line, "answer", row[index["answer"]], limit=MAX_ANSWER_LENGTH)
+                _set_answer(kb, label, answer, origin)
+                entry = kb.intent(label, origin)
+                if "title" in index and row[index["title"]].strip():
+                    entry.title = row[index["title"]].strip()
+                if "follow_ups" in index and row[index["follow_ups"]].strip():
+                    entry.follow_ups = [
+                        _check_name(file, line, "follow_ups", part)
+                        for part in row[index["follow_ups"]].split("|")
+                        if part.strip()
+                    ]
+    except csv.Error as exc:
+        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid CSV: {exc}") from None
+
+
+# ------------------------------------------------------------------------------- JSON / YAML nodes
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _scalar(file: str, node: yaml.Node, fieldname: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise KnowledgeBaseFormatError(file, _line(node), fieldname, "must be a single value")
+    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+
+
+def _mapping(file: str, node: yaml.Node, fieldname: str | None) -> dict[str, yaml.Node]:
+    if not isinstance(node, yaml.MappingNode):
+        raise KnowledgeBaseFormatError(file, _line(node), fieldname, "must be an object / mapping")
+    result: dict[str, yaml.Node] = {}
+    for key_node, value_node in node.value:
+        result[str(key_node.value)] = value_node
+    return result
+
+
+def _sequence(file: str, node: yaml.Node, fieldname: str) -> list[yaml.Node]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise KnowledgeBaseFormatError(file, _line(node), fieldname, "must be a list")
+    return list(node.value)
+
+
+def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
+    file = str(path)
+    if is_json:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KnowledgeBaseFormatError(file, exc.lineno, None, f"not valid JSON: {exc.msg}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise KnowledgeBaseFormatError(file, line, None, f"not valid YAML: {exc}") from None
+    if node is None:
+        raise KnowledgeBaseFormatError(file, 1, None, "file is empty")
+    return node
+
+
+def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> None:
+    file = str(path)
+    top = _mapping(file, root, None)
+    if "intents" not in top:
+        raise KnowledgeBaseFormatError(file, _line(root), "intents", "is missing")
+    for number, item in enumerate(_sequence(file, top["intents"], "intents")):
+        where = f"intents[{number}]"
+        entry = _mapping(file, item, where)
+        if "name" not in entry:
+            raise KnowledgeBaseFormatError(file, _line(item), f"{where}.name", "is missing")
+        name_node = entry["name"]
+        name = _check_name(file, _line(name_node), f"{where}.name", _scalar(file, name_node, "name"))
+        origin = Origin(file, _line(item))
+        intent = kb.intent(name, origin)
+        if "answer" in entry:
+            node = entry["answer"]
+            answer = _check_text(
+                file, _line(node), f"{where}.answer", _scalar(file, node, "answer"), limit=MAX_ANSWER_LENGTH
+            )
+            _set_answer(kb, name, answer, Origin(file, _line(node)))
+        if "title" in entry:
+            intent.title = str(_scalar(file, entry["title"], f"{where}.title") or "").strip()
+        for position, node in enumerate(_sequence(file, entry.get("examples", _EMPTY_SEQ), "examples")):
+            text = _check_text(
+                file,
+                _line(node),
+                f"{where}.examples[{position}]",
+                _scalar(file, node, "examples"),
+                limit=MAX_EXAMPLE_LENGTH,
+            )
+            _add_example(kb, name, text, Origin(file, _line(node)))
+        if "follow_ups" in entry:
+            intent.follow_ups = [
+                _check_name(file, _line(n), f"{where}.follow_ups", _scalar(file, n, "follow_ups"))
+                for n in _sequence(file, entry["follow_ups"], f"{where}.follow_ups")
+            ]
+
+
+_EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
+
+
+def _read_rasa_nlu(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:
+    file = str(path)
+    for item in _sequence(file, top["nlu"], "nlu"):
+        entry = _mapping(file, item, "nlu")
+        if "intent" not in entry:
+            continue  # synonyms, regexes and lookup tables carry no training examples for us
+        name_node = entry["intent"]
+        name = _check_name(file, _line(name_node), "intent", _scalar(file, name_node, "intent"))
+        kb.intent(name, Origin(file, _line(item)))
+        if "examples" not in entry:
+            raise KnowledgeBaseFormatError(file, _line(item), "examples", f"intent {name!r} has no examples")
+        node = entry["examples"]
+        block = _scalar(file, node, "examples")
+        if not isinstance(block, str):
+            raise KnowledgeBaseFormatError(file, _line(node), "examples", "must be a '- ' list in a block")
+        # A literal block ("|") starts on the line after its indicator.
+        first_line = _line(node) + (1 if getattr(node, "style", None) in {"|", ">"} else 0)
+        for offset, raw in enumerate(block.splitlines()):
+            if not raw.strip():
+                continue
+            stripped = raw.strip()
+            if not stripped.startswith("- "):
+                raise KnowledgeBaseFormatError(
+                    file, first_line + offset, "examples", "each example must start with '- '"
+                )
+            text = _RASA_ENTITY.sub(r"\1", stripped[2:])
+            text = _check_text(file, first_line + offset, "examples", text, limit=MAX_EXAMPLE_LENGTH)
+            _add_example(kb, name, text, Origin(file, first_line + offset))
+
+
+def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:
+    file = str(path)
+    responses = _mapping(file, top["responses"], "responses") if "responses" in top else {}
+    for key, node in responses.items():
+        if not key.startswith("utter_"):
+            continue
+        name = _check_name(file, _line(node), "responses", key[len("utter_") :])
+        variants = _sequence(file, node, key)
+        if not variants:
+            raise KnowledgeBaseFormatError(file, _line(node), key, "has no response")
+        first = _mapping(file, variants[0], key)
+        if "text" not in first:
+            raise KnowledgeBaseFormatError(file, _line(variants[0]), f"{key}.text", "is missing")
+        answer_node = first["text"]
+        answer = _check_text(
+            file,
+            _line(answer_node),
+            f"{key}.text",
+            _scalar(file, answer_node, "text"),
+            limit=MAX_ANSWER_LENGTH,
+        )
+        origin = Origin(file, _line(answer_node))
+        _set_answer(kb, name, answer, origin)
+        follow_ups: list[str] = []
+        if "buttons" in first:
+            for button in _sequence(file, first["buttons"], f"{key}.buttons"):
+                payload_node = _mapping(file, button, f"{key}.buttons").get("payload")
+                payload = str(_scalar(file, payload_node, "payload")) if payload_node is not None else ""
+                if payload.startswith("/"):
+                    follow_ups.append(_check_name(file, _line(button), f"{key}.buttons", payload[1:]))
+        if follow_ups:
+            kb.intent(name, origin).follow_ups = follow_ups
+
+
+def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
+    """Read and merge knowledge-base files. Raises on the first problem, before anything is stored."""
+    kb = KnowledgeBaseData()
+    if not paths:
+        raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
+    for raw_path in paths:
+        path = Path(raw_path)
+        file = str(path)
+        if not path.is_file():
+            raise KnowledgeBaseFormatError(file, None, None, "file not found")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise KnowledgeBaseFormatError(file, None, None, f"not UTF-8 text: {exc.reason}") from None
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            _read_csv(path, text, kb)
+        elif suffix in {".json", ".yml", ".yaml"}:
+            root = _compose(path, text, is_json=suffix == ".json")
+            top = _mapping(file, root, None)
+            if "nlu" in top:
+                _read_rasa_nlu(path, top, kb)
+            elif "responses" in top:
+                _read_rasa_domain(path, top, kb)
+            elif (
+                "intents" in top
+                and isinstance(top["intents"], yaml.SequenceNode)
+                and all(isinstance(n, yaml.MappingNode) for n in top["intents"].value)
+            ):
+                _read_helploop_json(path, root, kb)
+            elif "intents" in top:
+                continue  # a Rasa domain without responses: intent names only, nothing to import
+            else:
+                raise KnowledgeBaseFormatError(
+                    file,
+                    1,
+                    None,
+                    "expected a HelpLoop knowledge base ('intents'), Rasa NLU ('nlu') "
+                    "or a Rasa domain ('responses')",
+                )
+        else:
+            raise KnowledgeBaseFormatError(
+                file, None, None, f"unknown file type {suffix or '(none)'}: use .csv, .json, .yml or .yaml"
+            )
+    return kb
+
+
+def validate_complete(kb: KnowledgeBaseData) -> None:
+    """A knowledge base the engine can be trained on: every intent has examples and an answer."""
+    if not kb.intents:
+        raise KnowledgeBaseFormatError("<knowledge base>", None, None, "has no intents")
+    for intent in kb.intents.values():
+        origin = intent.origin or Origin("<knowledge base>", None)
+        if not intent.examples:
+            raise KnowledgeBaseFormatError(
+                origin.file, origin.line, "examples", f"intent {intent.name!r} has no example questions"
+            )
+        if not intent.answer and intent.name != OUT_OF_SCOPE:
+            raise KnowledgeBaseFormatError(
+                origin.file, origin.line, "answer", f"intent {intent.name!r} has no answer"
+            )
+        for follow_up in intent.follow_ups:
+            if follow_up not in kb.intents:
+                raise KnowledgeBaseFormatError(
+                    origin.file,
+                    origin.line,
+                    "follow_ups",
+                    f"intent {intent.name!r} suggests unknown intent {follow_up!r}",
+                )
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LiteralDumper.add_representer(str, _str_presenter)
+
+
+def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> list[Path]:
+    """Write ``kb`` as csv (directory), json (file) or rasa (directory); returns the written files."""
+    out_path = Path(out)
+    intents = [kb.intents[name] for name in sorted(kb.intents)]
+    if fmt == "json":
+        target = out_path / "knowledge_base.json" if out_path.is_dir() else out_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(kb.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return [target]
+    out_path.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        examples_path, answers_path = out_path / "examples.csv", out_path / "answers.csv"
+        with examples_path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            for intent in intents:
+                writer.writerows([text, intent.name] for text in intent.examples)
+        with answers_path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "answer", "title", "follow_ups"])
+            for intent in intents:
+                if intent.answer:
+                    writer.writerow([intent.name, intent.answer, intent.title, "|".join(intent.follow_ups)])
+        return [examples_path, answers_path]
+    if fmt == "rasa":
+        nlu = {
+            "version": RASA_VERSION,
+            "nlu": [
+                {"intent": i.name, "examples": "".join(f"- {text}\n" for text in i.examples)} for i in intents
+            ],
+        }
+        responses: dict[str, list[dict[str, Any]]] = {}
+        for intent in intents:
+            if not intent.answer:
+                continue
+            response: dict[str, Any] = {"text": intent.answer}
+            if intent.follow_ups:
+                response["buttons"] = [
+                    {"title": kb.intents[f].title or f, "payload": f"/{f}"}
+                    for f in intent.follow_ups
+                    if f in kb.intents
+                ]
+            responses[f"utter_{intent.name}"] = [response]
+        domain = {"version": RASA_VERSION, "intents": [i.name for i in intents], "responses": responses}
+        nlu_path, domain_path = out_path / "nlu.yml", out_path / "domain.yml"
+        for target, data in ((nlu_path, nlu), (domain_path, domain)):
+            target.write_text(
+                yaml.dump(data, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=1000),
+                encoding="utf-8",
+            )
+        return [nlu_path, domain_path]
+    raise ValueError(f"unknown export format {fmt!r}: use csv, json or rasa")
+
+
+def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
+    """Read a ``text,label`` CSV (evaluation data), with the same checks as an import."""
+    kb_rows: list[tuple[str, str]] = []
+    file = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise KnowledgeBaseFormatError(file, None, None, "file not found")
+    with p.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "text" not in fields or "label" not in fields:
+            raise KnowledgeBaseFormatError(file, 1, None, "header must contain 'text' and 'label'")
+        reader.fieldnames = fields
+        for row in reader:
+            line = reader.line_num
+            text = _check_text(file, line, "text", row.get("text") or "", limit=MAX_EXAMPLE_LENGTH)
+            label = _check_name(file, line, "label", row.get("label") or "")
+            kb_rows.append((text, label))
+    if not kb_rows:
+        raise KnowledgeBaseFormatError(file, None, None, "has no rows")
+    return [t for t, _ in kb_rows], [label for _, label in kb_rows]
+
+
+def iter_intent_dicts(kb: KnowledgeBaseData) -> Iterable[dict[str, Any]]:
+    for name in sorted(kb.intents):
+        yield kb.intents[name].to_dict()

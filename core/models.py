@@ -1,0 +1,135 @@
+"""Tables shared by every layer: knowledge base, conversations and turns, model registry.
+
+Later features add their own tables through new Alembic revisions; this module only grows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+INTENT_NAME_LENGTH = 100
+MAX_TEXT_LENGTH = 2000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class KnowledgeBaseVersion(Base):
+    """One row per change of the knowledge base; the snapshot makes every version exportable again."""
+
+    __tablename__ = "kb_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    data_hash: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(500))
+    intent_count: Mapped[int] = mapped_column(Integer)
+    example_count: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Intent(Base):
+    __tablename__ = "intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(INTENT_NAME_LENGTH), unique=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    answer: Mapped[str] = mapped_column(Text, default="")
+    follow_ups: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    examples: Mapped[list[ExampleQuestion]] = relationship(
+        back_populates="intent", cascade="all, delete-orphan", order_by="ExampleQuestion.id"
+    )
+
+
+class ExampleQuestion(Base):
+    __tablename__ = "example_questions"
+    __table_args__ = (UniqueConstraint("intent_id", "text", name="uq_example_questions_intent_text"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    intent_id: Mapped[int] = mapped_column(ForeignKey("intents.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(String(MAX_TEXT_LENGTH))
+    # "kb" for imported examples; later: "review" for crowd-verified pairs.
+    source: Mapped[str] = mapped_column(String(20), default="kb")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    intent: Mapped[Intent] = relationship(back_populates="examples")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_uuid)
+    channel: Mapped[str] = mapped_column(String(40), default="widget")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
+
+
+class Turn(Base):
+    """One user message and the bot's reply, with everything needed to audit and learn from it."""
+
+    __tablename__ = "turns"
+    __table_args__ = (Index("ix_turns_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # answered | clarify | handoff
+    intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[float] = mapped_column(Float)
+    # [{"intent": str, "probability": float}, ...] best first
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # {"member name": [{"intent": str, "score": float}, ...]}
+    member_scores: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    model_version: Mapped[str] = mapped_column(String(80))
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="turns")
+
+
+class ModelVersion(Base):
+    """The model registry: every bundle the project built, where it lies and how it scored."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(80), unique=True)
+    bundle_path: Mapped[str] = mapped_column(String(1000))
+    data_hash: Mapped[str] = mapped_column(String(64))
+    kb_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("kb_versions.id", ondelete="SET NULL"), nullable=True
+    )
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

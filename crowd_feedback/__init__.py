@@ -1,0 +1,1 @@
+"""Crowd feedback loop: routing, assignment, reviewers, truth inference, redaction."""

@@ -1,0 +1,1 @@
+"""Web serving (chat API, widget, Rasa channel) and the command line."""

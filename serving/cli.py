@@ -1,0 +1,327 @@
+"""The ``helploop`` command line. Thin: parse arguments, open a session, call domain functions, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.kb_files import (
+    KnowledgeBaseFormatError,
+    read_knowledge_base,
+    read_labelled_csv,
+    write_knowledge_base,
+)
+from core.settings import Settings, SettingsError, load_settings
+
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+EXIT_USAGE = 2
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj.get("settings") if ctx.obj else None
+    if settings is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise click.ClickException(f"settings: {exc}") from None
+        ctx.ensure_object(dict)["settings"] = settings
+    return settings
+
+
+def _database(settings: Settings) -> Any:
+    from core.db import Database
+
+    return Database(settings)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """HelpLoop: a self-hosted customer-service bot that learns from its own traffic."""
+    ctx.ensure_object(dict)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ----------------------------------------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from core import migrate
+
+    database = _database(_settings(ctx))
+    migrate.upgrade(database.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(database.engine)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+def db_downgrade(ctx: click.Context, revision: str) -> None:
+    """Revert migrations down to REVISION (e.g. base)."""
+    from core import migrate
+
+    database = _database(_settings(ctx))
+    migrate.downgrade(database.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(database.engine)}")
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the applied and the newest revision."""
+    from core import migrate
+
+    database = _database(_settings(ctx))
+    click.echo(f"current: {migrate.current_revision(database.engine)}  head: {migrate.head_revision()}")
+
+
+def _require_schema(database: Any) -> None:
+    from core import migrate
+
+    if not migrate.is_up_to_date(database.engine):
+        _fail("the database schema is not up to date: run `helploop db upgrade` first")
+
+
+# ----------------------------------------------------------------------------------------------- kb
+
+
+@main.group()
+def kb() -> None:
+    """Knowledge base: import and export (CSV, JSON, Rasa)."""
+
+
+@kb.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--replace", is_flag=True, help="Replace the whole knowledge base instead of merging.")
+@click.pass_context
+def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
+    """Import FILES, all or nothing: examples CSV + answers CSV, JSON, or Rasa nlu.yml + domain.yml."""
+    from core.knowledge_base import import_knowledge_base
+
+    try:
+        incoming = read_knowledge_base(files)
+    except KnowledgeBaseFormatError as exc:
+        _fail(str(exc))
+        return
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            result = import_knowledge_base(
+                session, incoming=incoming, source="import: " + ", ".join(files), replace=replace
+            )
+    except KnowledgeBaseFormatError as exc:
+        _fail(f"{exc} (nothing was imported)")
+        return
+    click.echo(
+        f"imported: {result.intents_created} intents created, {result.intents_updated} updated, "
+        f"{result.examples_added} examples added, {result.examples_removed} removed; knowledge base now "
+        f"{result.intent_count} intents / {result.example_count} examples (version {result.kb_version_id}, "
+        f"hash {result.data_hash[:12]})"
+    )
+
+
+@kb.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "rasa"]), required=True)
+@click.argument("out", type=click.Path())
+@click.pass_context
+def kb_export(ctx: click.Context, fmt: str, out: str) -> None:
+    """Export the knowledge base to OUT (a directory for csv/rasa, a file or directory for json)."""
+    from core.knowledge_base import load_knowledge_base
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        data = load_knowledge_base(session)
+    if not data.intents:
+        _fail("the knowledge base is empty; nothing to export")
+    for path in write_knowledge_base(data, fmt, out):
+        click.echo(f"wrote {path}")
+
+
+# -------------------------------------------------------------------------------------------- model
+
+
+@main.command()
+@click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also export the int8 ONNX encoder.")
+@click.pass_context
+def build(ctx: click.Context, onnx: bool) -> None:
+    """Fit the engine on the knowledge base in the database, save the bundle and register it."""
+    from training.build import EmptyKnowledgeBaseError, build_model
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            result = build_model(session, settings, progress=True, onnx=onnx)
+    except EmptyKnowledgeBaseError as exc:
+        _fail(str(exc))
+        return
+    metrics = result.metrics
+    click.echo(
+        f"model {result.version} saved to {result.bundle_path}\n"
+        f"out-of-fold accuracy {metrics['accuracy']:.4f}, ECE {metrics['ece']:.4f}"
+    )
+
+
+def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
+    from bot.engine import AnsweringEngine, BundleError
+
+    settings = _settings(ctx)
+    path = model
+    if path is None:
+        from core.registry import latest_model_version
+
+        database = _database(settings)
+        _require_schema(database)
+        with database.session() as session:
+            row = latest_model_version(session)
+            path = row.bundle_path if row else None
+        if path is None:
+            _fail("no model has been built yet: run `helploop build` (or `make demo`)")
+    try:
+        return AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
+    except BundleError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.argument("text")
+@click.option(
+    "--model", type=click.Path(file_okay=False), help="Bundle directory (default: newest registered)."
+)
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True)
+@click.pass_context
+def predict(ctx: click.Context, text: str, model: str | None, runtime: str) -> None:
+    """Answer TEXT and print the full result as JSON."""
+    settings = _settings(ctx)
+    if not text.strip() or len(text) > settings.max_message_length:
+        _fail(f"text must be 1 to {settings.max_message_length} characters")
+    engine = _load_engine(ctx, model, runtime)
+    click.echo(json.dumps(engine.predict(text).to_dict(), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option(
+    "--model", type=click.Path(file_okay=False), help="Bundle directory (default: newest registered)."
+)
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True)
+@click.option("--log/--no-log", default=True, show_default=True, help="Log each turn to the database.")
+@click.pass_context
+def chat(ctx: click.Context, model: str | None, runtime: str, log: bool) -> None:
+    """Talk to the current model in the terminal (empty line or Ctrl-D quits)."""
+    from serving.terminal import run_terminal_chat
+
+    settings = _settings(ctx)
+    engine = _load_engine(ctx, model, runtime)
+    database = _database(settings) if log else None
+    run_terminal_chat(engine, database=database, settings=settings)
+
+
+@main.command()
+@click.option("--chat/--no-chat", "start_chat", default=True, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, start_chat: bool) -> None:
+    """Prepare the demo (migrate, import the bundled BANKING77 knowledge base, build) and start chatting."""
+    from core import migrate
+    from core.knowledge_base import count_intents, import_knowledge_base
+    from core.registry import latest_model_version
+    from training.build import build_model
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    migrate.upgrade(database.engine)
+    with database.session() as session:
+        if count_intents(session) == 0:
+            incoming = read_knowledge_base([DEMO_DATA / "examples.csv", DEMO_DATA / "answers.csv"])
+            import_knowledge_base(session, incoming=incoming, source="demo: BANKING77 (CC BY 4.0)")
+            click.echo(f"imported the demo knowledge base: {len(incoming.intents)} intents")
+    with database.session() as session:
+        if latest_model_version(session) is None:
+            click.echo("building the demo model (first run only, a few minutes on 2 CPU cores)...")
+            result = build_model(session, settings, progress=True, onnx=True)
+            click.echo(f"model {result.version} ready")
+    if start_chat:
+        ctx.invoke(chat)
+
+
+# --------------------------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--test", "test_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--val", "val_file", type=click.Path(dir_okay=False), help="Used only to fit calibration/gate.")
+@click.option("--shots", type=click.IntRange(min=1), help="Use N training rows per label.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--target-precision", type=click.FloatRange(0.5, 0.999), help="Gate target (default: settings)."
+)
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all metrics here.")
+@click.option("--save-model", type=click.Path(file_okay=False), help="Also save the fitted bundle here.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    train_file: str,
+    test_file: str,
+    val_file: str | None,
+    shots: int | None,
+    seed: int,
+    target_precision: float | None,
+    runtime: str,
+    json_out: str | None,
+    save_model: str | None,
+) -> None:
+    """Fit the default engine on TRAIN and evaluate on TEST (no database, no network)."""
+    from serving.evaluate import run_evaluation
+
+    settings = _settings(ctx)
+    try:
+        train = read_labelled_csv(train_file)
+        test = read_labelled_csv(test_file)
+        val = read_labelled_csv(val_file) if val_file else None
+    except KnowledgeBaseFormatError as exc:
+        _fail(str(exc))
+        return
+    result = run_evaluation(
+        settings,
+        train=train,
+        test=test,
+        val=val,
+        shots=shots,
+        seed=seed,
+        target_precision=target_precision,
+        runtime=runtime,
+        save_model=save_model,
+    )
+    click.echo(result.table())
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result.metrics, indent=2))
+        click.echo(f"wrote {json_out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,113 @@
+"""``helploop eval``: fit the default engine on a CSV and score it with the shared evaluator."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.engine import AnsweringEngine, EngineConfig
+from bot.evaluation import ClassificationEvaluator, sample_shots
+from core.settings import Settings
+from training.build import engine_config_from_settings
+
+Rows = tuple[list[str], list[str]]
+
+
+@dataclass
+class EvaluationRun:
+    metrics: dict[str, Any]
+
+    def table(self) -> str:
+        m = self.metrics
+        gate = m["gate"]
+        lines = [
+            f"{'metric':<34}{'value':>12}",
+            "-" * 46,
+            f"{'train rows / intents':<34}{m['train_rows']:>7} / {m['intents']:<3}",
+            f"{'test rows':<34}{m['rows']:>12}",
+            f"{'accuracy':<34}{m['accuracy'] * 100:>11.2f}%",
+            f"{'macro F1':<34}{m['macro_f1'] * 100:>11.2f}%",
+            f"{'ECE (15 bins)':<34}{m['ece']:>12.4f}",
+            f"{'coverage at 95% precision':<34}{m['coverage_at_precision']['0.95'] * 100:>11.2f}%",
+            f"{'coverage at 99% precision':<34}{m['coverage_at_precision']['0.99'] * 100:>11.2f}%",
+            f"{'gate target precision':<34}{gate['target_precision'] * 100:>11.2f}%",
+            f"{'gate coverage (answered)':<34}{gate['coverage'] * 100:>11.2f}%",
+            f"{'gate precision on answered':<34}"
+            + (f"{gate['precision'] * 100:>11.2f}%" if gate["precision"] is not None else f"{'n/a':>12}"),
+            f"{'answered / clarify / handoff':<34}{gate['statuses']['answered']:>5} /"
+            f"{gate['statuses']['clarify']:>5} /{gate['statuses']['handoff']:>5}",
+        ]
+        if "in_scope_accuracy" in m:
+            lines.append(f"{'in-scope accuracy':<34}{m['in_scope_accuracy'] * 100:>11.2f}%")
+            lines.append(f"{'oos recall':<34}{m['oos_recall'] * 100:>11.2f}%")
+        lines += [
+            f"{'fit time':<34}{m['train_seconds']:>11.1f}s",
+            f"{'latency per query (median)':<34}{m['ms_per_query']:>10.2f}ms",
+            f"{'combiner weights':<34} "
+            + ", ".join(f"{k}={v:.2f}" for k, v in m["combiner_weights"].items()),
+        ]
+        return "\n".join(lines)
+
+
+def run_evaluation(
+    settings: Settings,
+    *,
+    train: Rows,
+    test: Rows,
+    val: Rows | None = None,
+    shots: int | None = None,
+    seed: int = 0,
+    target_precision: float | None = None,
+    runtime: str = "torch",
+    save_model: str | None = None,
+    config: EngineConfig | None = None,
+    engine_hook: Any = None,
+) -> EvaluationRun:
+    texts, labels = train
+    if shots:
+        texts, labels = sample_shots(texts, labels, shots, seed)
+    config = config or engine_config_from_settings(settings)
+    config.seed = seed
+    if target_precision is not None:
+        config.target_precision = target_precision
+    engine = AnsweringEngine(config, threads=settings.torch_threads)
+    started = time.perf_counter()
+    engine.fit(
+        texts,
+        labels,
+        calibration_texts=val[0] if val else None,
+        calibration_labels=val[1] if val else None,
+        progress=True,
+    )
+    train_seconds = time.perf_counter() - started
+    if save_model or runtime == "onnx":
+        import tempfile
+
+        bundle = Path(save_model) if save_model else Path(tempfile.mkdtemp(prefix="helploop-eval-"))
+        engine.save(bundle)
+        if runtime == "onnx":
+            engine.export_onnx()
+            engine = AnsweringEngine.load(bundle, runtime="onnx", threads=settings.torch_threads)
+    if engine_hook is not None:
+        engine_hook(engine)
+    result = ClassificationEvaluator(*test).compute(engine)
+    result.update(
+        {
+            "train_rows": len(texts),
+            "intents": len(engine.labels),
+            "shots": shots,
+            "seed": seed,
+            "runtime": engine.runtime,
+            "train_seconds": train_seconds,
+            "model_version": engine.version,
+            "combiner_weights": dict(
+                zip(engine.combiner.members, map(float, engine.combiner.weights), strict=True)
+            )
+            if engine.combiner
+            else {},
+            "calibration_metrics": engine.manifest.get("calibration_metrics", {}),
+        }
+    )
+    return EvaluationRun(result)

@@ -1,0 +1,1 @@
+"""Dataset building, fitting and registering models (later: fine-tuning, evaluation gate, rollout, jobs)."""
