@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -235,8 +236,12 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
             return out.last_hidden_state
 
     fp32_file = out / "model.onnx"
-    dynamic = {"batch": 0, "sequence": 1}
-    with torch.no_grad():
+    dynamic = {0: "batch", 1: "sequence"}
+    # The TorchScript exporter (dynamo=False) needs no onnxscript and handles BERT's attention mask; torch
+    # flags it as legacy, which is not actionable here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: expected
         torch.onnx.export(
             _Wrapper(model),
             (sample_ids, sample_mask, sample_types),

@@ -356,6 +356,10 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
                     follow_ups.append(_check_name(file, _line(button), f"{key}.buttons", payload[1:]))
         if follow_ups:
             kb.intent(name, origin).follow_ups = follow_ups
+        if "metadata" in first:
+            title_node = _mapping(file, first["metadata"], f"{key}.metadata").get("helploop_title")
+            if title_node is not None:
+                kb.intent(name, origin).title = str(_scalar(file, title_node, "helploop_title")).strip()
 
 
 def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
@@ -480,6 +484,9 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
             if not intent.answer:
                 continue
             response: dict[str, Any] = {"text": intent.answer}
+            if intent.title:
+                # Rasa keeps response metadata as-is; the title survives a round trip through Rasa.
+                response["metadata"] = {"helploop_title": intent.title}
             if intent.follow_ups:
                 response["buttons"] = [
                     {"title": kb.intents[f].title or f, "payload": f"/{f}"}

@@ -1,0 +1,203 @@
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bot.engine import (
+    ANSWERED,
+    CLARIFY,
+    HANDOFF,
+    AnsweringEngine,
+    BundleError,
+    EngineConfig,
+    IntentInfo,
+)
+
+TOY = {
+    "card_arrival": [
+        "where is my card",
+        "my card has not arrived",
+        "card still not delivered",
+        "when will my card arrive",
+        "waiting for my card delivery",
+        "card not here yet",
+    ],
+    "change_pin": [
+        "how do i change my pin",
+        "change pin number",
+        "i want a new pin",
+        "update my pin code",
+        "reset pin at atm",
+        "pin change please",
+    ],
+    "exchange_rate": [
+        "what exchange rate do you use",
+        "rate for euro to dollar",
+        "currency exchange rates",
+        "how much is the euro rate",
+        "exchange rate today",
+        "conversion rate for pounds",
+    ],
+    "terminate_account": [
+        "close my account",
+        "i want to delete my account",
+        "terminate account",
+        "how to cancel my account",
+        "end my account now",
+        "shut down my account",
+    ],
+}
+
+
+def toy_rows(extra: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
+    data = {**TOY, **(extra or {})}
+    texts = [t for label, rows in data.items() for t in rows]
+    labels = [label for label, rows in data.items() for _ in rows]
+    return texts, labels
+
+
+def toy_engine(encoder: Any, extra: dict[str, list[str]] | None = None, **config: Any) -> AnsweringEngine:
+    texts, labels = toy_rows(extra)
+    knowledge = {
+        "card_arrival": IntentInfo(
+            answer="Cards arrive in 5 days.", title="Card arrival", follow_ups=["change_pin"]
+        ),
+        "change_pin": IntentInfo(answer="Change it at any ATM."),
+    }
+    engine = AnsweringEngine(EngineConfig(cv_folds=3, **config), encoders={"minilm": encoder})
+    return engine.fit(texts, labels, knowledge=knowledge)
+
+
+def test_fit_predict_statuses_and_result_shape(hashing_encoder: Any) -> None:
+    engine = toy_engine(hashing_encoder, target_precision=0.9)
+    assert engine.labels == sorted(TOY)
+    prediction = engine.predict("when will my card arrive")
+    assert prediction.status == ANSWERED
+    assert prediction.intent == "card_arrival"
+    assert prediction.answer == "Cards arrive in 5 days."
+    assert [s.intent for s in prediction.suggestions] == ["change_pin"]
+    assert 0.0 < prediction.confidence <= 1.0
+    assert prediction.ranking[0].intent == "card_arrival"
+    assert sum(c.probability for c in prediction.ranking) <= 1.0 + 1e-9
+    assert set(prediction.member_scores) == {"logistic_head", "nearest_neighbour", "char_ngram"}
+    as_dict = prediction.to_dict()
+    assert as_dict["model_version"] == engine.version and as_dict["status"] == "answered"
+    assert json.loads(json.dumps(as_dict)) == as_dict  # JSON-serialisable as is
+    unknown = engine.predict("xylophone quantum banana")
+    assert unknown.status in {HANDOFF, CLARIFY} and unknown.intent is None and unknown.answer == ""
+    assert unknown.confidence < engine.gate.threshold
+
+
+def test_gate_and_combiner_are_fitted_not_hand_set(hashing_encoder: Any) -> None:
+    engine = toy_engine(hashing_encoder)
+    assert engine.combiner is not None
+    assert engine.combiner.weights.shape == (3,) and np.all(engine.combiner.weights >= 0)
+    assert not np.allclose(engine.combiner.weights, 1.0)
+    assert engine.gate.fitted["rows"] == 24  # every training row, scored out of fold
+    assert engine.manifest["training"]["calibration_source"] == "out-of-fold"
+
+
+def test_ambiguous_message_asks_did_you_mean(hashing_encoder: Any) -> None:
+    engine = toy_engine(hashing_encoder)
+    prediction = engine.predict("card pin")
+    if prediction.status == ANSWERED:
+        pytest.fail(f"an even mix of two intents was answered: {prediction.to_dict()}")
+    probabilities, confidence, _ = engine.predict_proba(["card pin"])
+    top_two = set(np.array(engine.labels)[np.argsort(-probabilities[0])[:2]])
+    assert top_two == {"card_arrival", "change_pin"}
+    if prediction.status == CLARIFY:
+        assert {c.intent for c in prediction.suggestions} >= {"card_arrival", "change_pin"}
+        assert all(c.title for c in prediction.suggestions)
+
+
+def test_out_of_scope_rows_are_learned_and_handed_off(hashing_encoder: Any) -> None:
+    oos = {
+        "oos": [
+            "what is the weather tomorrow",
+            "tell me a joke",
+            "who won the football game",
+            "recipe for pancakes",
+            "play some music",
+            "what time is it in tokyo",
+        ]
+    }
+    engine = toy_engine(hashing_encoder, extra=oos)
+    prediction = engine.predict("tell me a joke about the weather")
+    assert prediction.ranking[0].intent == "oos"
+    assert prediction.status == HANDOFF and prediction.intent is None
+
+
+def test_validation_set_is_used_for_calibration(hashing_encoder: Any) -> None:
+    texts, labels = toy_rows()
+    engine = AnsweringEngine(EngineConfig(), encoders={"minilm": hashing_encoder})
+    engine.fit(texts[::2], labels[::2], calibration_texts=texts[1::2], calibration_labels=labels[1::2])
+    assert engine.manifest["training"] == {
+        **engine.manifest["training"],
+        "calibration_source": "validation set",
+        "calibration_rows": 12,
+        "rows": 12,
+    }
+    with pytest.raises(ValueError, match="calibration labels not in training data"):
+        engine.fit(texts, labels, calibration_texts=["x"], calibration_labels=["unknown"])
+
+
+def test_bundle_round_trip_rebuilds_the_same_engine(hashing_encoder: Any, tmp_path: Path) -> None:
+    engine = toy_engine(hashing_encoder)
+    bundle = engine.save(tmp_path / "bundle", metrics={"accuracy": 1.0})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for key in ("version", "created_at", "data_hash", "members", "combiner", "gate", "labels", "metrics"):
+        assert key in manifest
+    assert manifest["gate"]["threshold"] == engine.gate.threshold
+    assert [m["kind"] for m in manifest["members"]] == ["logistic_head", "nearest_neighbour", "char_ngram"]
+    loaded = AnsweringEngine.load(bundle, runtime="torch")
+    loaded.encoders["minilm"] = hashing_encoder  # the toy encoder stands in for MiniLM
+    assert loaded.version == engine.version and loaded.knowledge == engine.knowledge
+    queries = ["where is my card", "exchange rate euro", "close account", "hmm"]
+    before, after = engine.predict_batch(queries), loaded.predict_batch(queries)
+    for a, b in zip(before, after, strict=True):
+        assert (a.status, a.intent) == (b.status, b.intent)
+        assert a.confidence == pytest.approx(b.confidence)
+
+
+def test_data_hash_changes_with_the_data(hashing_encoder: Any) -> None:
+    first = toy_engine(hashing_encoder)
+    second = toy_engine(hashing_encoder, extra={"card_arrival": TOY["card_arrival"] + ["card lost in post"]})
+    assert first.manifest["data_hash"] != second.manifest["data_hash"]
+    assert first.version.endswith(first.manifest["data_hash"][:8])
+
+
+def test_broken_bundles_are_refused(hashing_encoder: Any, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no manifest.json"):
+        AnsweringEngine.load(tmp_path)
+    bundle = toy_engine(hashing_encoder).save(tmp_path / "b")
+    shutil.rmtree(bundle / "members" / "char_ngram")
+    with pytest.raises(BundleError, match="incomplete bundle"):
+        AnsweringEngine.load(bundle)
+    (bundle / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        AnsweringEngine.load(bundle)
+    with pytest.raises(BundleError, match="no ONNX export"):
+        good = toy_engine(hashing_encoder).save(tmp_path / "c")
+        AnsweringEngine.load(good, runtime="onnx")
+
+
+def test_fit_rejects_bad_input(hashing_encoder: Any) -> None:
+    engine = AnsweringEngine(encoders={"minilm": hashing_encoder})
+    with pytest.raises(ValueError, match="at least two intents"):
+        engine.fit(["a", "b"], ["x", "x"])
+    with pytest.raises(ValueError, match="differ in length"):
+        engine.fit(["a"], ["x", "y"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        engine.predict("hello")
+
+
+def test_intents_with_a_single_example_still_train(hashing_encoder: Any) -> None:
+    texts, labels = toy_rows({"rare_intent": ["how do I order a gold card"]})
+    engine = AnsweringEngine(EngineConfig(cv_folds=5), encoders={"minilm": hashing_encoder}).fit(
+        texts, labels
+    )
+    assert "rare_intent" in engine.labels
+    assert engine.predict("order a gold card").ranking[0].intent == "rare_intent"

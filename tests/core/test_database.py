@@ -1,0 +1,162 @@
+"""Database tests: each runs on SQLite and on the PostgreSQL server (skipped with a reason if absent)."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from core import migrate
+from core.db import make_engine
+from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base
+from core.knowledge_base import import_knowledge_base, latest_kb_version, load_knowledge_base
+from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion, ModelVersion, Turn
+from core.registry import get_or_create_conversation, latest_model_version, log_turn, register_model_version
+
+TABLES = {"intents", "example_questions", "kb_versions", "conversations", "turns", "model_versions"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    return str(request.getfixturevalue("empty_postgres_url"))
+
+
+def test_migrations_upgrade_and_downgrade(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_up_to_date(engine)
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert TABLES <= set(inspect(engine).get_table_names())
+    migrate.downgrade(engine, "base")
+    assert migrate.current_revision(engine) is None
+    assert not TABLES & set(inspect(engine).get_table_names())
+    migrate.upgrade(engine)  # and up again
+    assert migrate.is_up_to_date(engine)
+    engine.dispose()
+
+
+def _kb(tmp_path: Path, examples: str, answers: str) -> list[Path]:
+    (tmp_path / "examples.csv").write_text("text,label\n" + examples)
+    (tmp_path / "answers.csv").write_text("label,answer\n" + answers)
+    return [tmp_path / "examples.csv", tmp_path / "answers.csv"]
+
+
+def test_import_merges_and_records_versions(db_session: Session, tmp_path: Path) -> None:
+    first = read_knowledge_base(
+        _kb(tmp_path, "hi,greet\nhello,greet\nbye,goodbye\n", "greet,Hi!\ngoodbye,Bye!\n")
+    )
+    result = import_knowledge_base(db_session, incoming=first, source="test")
+    assert (result.intents_created, result.examples_added) == (2, 3)
+    db_session.commit()
+
+    second = read_knowledge_base(_kb(tmp_path, "hey there,greet\nhi,greet\n", "greet,Hello again!\n"))
+    result = import_knowledge_base(db_session, incoming=second, source="test 2")
+    db_session.commit()
+    assert (result.intents_created, result.intents_updated, result.examples_added) == (0, 1, 1)
+    kb = load_knowledge_base(db_session)
+    assert kb.intents["greet"].answer == "Hello again!"
+    assert kb.intents["greet"].examples == ["hi", "hello", "hey there"]
+    assert kb.intents["goodbye"].examples == ["bye"]
+    versions = db_session.scalars(select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id)).all()
+    assert [v.example_count for v in versions] == [3, 4]
+    assert versions[-1].data_hash == kb.data_hash()
+    assert latest_kb_version(db_session).snapshot["intents"][1]["answer"] == "Hello again!"
+
+
+def test_replace_removes_what_is_not_in_the_new_files(db_session: Session, tmp_path: Path) -> None:
+    import_knowledge_base(
+        db_session,
+        incoming=read_knowledge_base(_kb(tmp_path, "hi,greet\nbye,goodbye\n", "greet,Hi!\ngoodbye,Bye!\n")),
+        source="first",
+    )
+    result = import_knowledge_base(
+        db_session,
+        incoming=read_knowledge_base(_kb(tmp_path, "good day,greet\n", "greet,Hi!\n")),
+        source="replace",
+        replace=True,
+    )
+    assert result.examples_removed == 2 and result.example_count == 1
+    assert db_session.scalars(select(Intent.name)).all() == ["greet"]
+    assert db_session.scalars(select(ExampleQuestion.text)).all() == ["good day"]
+
+
+def test_failed_import_changes_nothing(db_session: Session, tmp_path: Path) -> None:
+    import_knowledge_base(
+        db_session, incoming=read_knowledge_base(_kb(tmp_path, "hi,greet\n", "greet,Hi!\n")), source="ok"
+    )
+    db_session.commit()
+    before = load_knowledge_base(db_session).to_dict()
+    incomplete = read_knowledge_base(
+        _kb(tmp_path, "new question,new_intent\nhello,greet\n", "greet,Changed\n")
+    )
+    savepoint = db_session.begin_nested()
+    with pytest.raises(KnowledgeBaseFormatError, match="'new_intent' has no answer"):
+        import_knowledge_base(db_session, incoming=incomplete, source="bad")
+    savepoint.rollback()
+    assert load_knowledge_base(db_session).to_dict() == before
+    assert len(db_session.scalars(select(KnowledgeBaseVersion)).all()) == 1
+
+
+def test_turn_log_and_model_registry(db_session: Session) -> None:
+    model = register_model_version(
+        db_session,
+        version="20261128-000000-abcdef12",
+        bundle_path="/models/x",
+        data_hash="f" * 64,
+        metrics={"accuracy": 0.93, "coverage_at_precision": {"0.99": 0.8}},
+        kb_version_id=None,
+    )
+    assert latest_model_version(db_session).id == model.id
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+    same = get_or_create_conversation(db_session, conversation_id=conversation.id, channel="widget")
+    assert same.id == conversation.id
+    turn = log_turn(
+        db_session,
+        conversation_id=conversation.id,
+        user_text="Where is my card?",
+        status="answered",
+        intent="card_arrival",
+        answer="Soon.",
+        confidence=0.97,
+        candidates=[{"intent": "card_arrival", "probability": 0.97}, {"intent": "x", "probability": 0.02}],
+        member_scores={"nearest_neighbour": [{"intent": "card_arrival", "score": 0.88}]},
+        model_version=model.version,
+        latency_ms=12.5,
+    )
+    db_session.commit()
+    stored = db_session.get(Turn, turn.id)
+    assert stored is not None and stored.candidates[1]["intent"] == "x"
+    assert stored.member_scores["nearest_neighbour"][0]["score"] == 0.88
+    assert stored.created_at is not None and stored.conversation.channel == "widget"
+    assert db_session.get(ModelVersion, model.id).metrics["coverage_at_precision"]["0.99"] == 0.8
+    with pytest.raises(ValueError, match="status must be one of"):
+        log_turn(
+            db_session,
+            conversation_id=conversation.id,
+            user_text="x",
+            status="maybe",
+            intent=None,
+            answer="",
+            confidence=0.5,
+            candidates=[],
+            member_scores={},
+            model_version="v",
+            latency_ms=1,
+        )
+    with pytest.raises(ValueError, match="confidence"):
+        log_turn(
+            db_session,
+            conversation_id=conversation.id,
+            user_text="x",
+            status="handoff",
+            intent=None,
+            answer="",
+            confidence=1.5,
+            candidates=[],
+            member_scores={},
+            model_version="v",
+            latency_ms=1,
+        )

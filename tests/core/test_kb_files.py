@@ -1,0 +1,171 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from core.kb_files import (
+    KnowledgeBaseFormatError,
+    read_knowledge_base,
+    read_labelled_csv,
+    validate_complete,
+    write_knowledge_base,
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def csv_pair(tmp_path: Path) -> list[Path]:
+    examples = write(
+        tmp_path / "examples.csv",
+        'text,label\nWhere is my card?,card_arrival\n"My card, still not here",card_arrival\n'
+        "I lost my card,lost_card\n",
+    )
+    answers = write(
+        tmp_path / "answers.csv",
+        "label,answer,title,follow_ups\ncard_arrival,Cards arrive in **5 days**.,Card arrival,lost_card\n"
+        "lost_card,Freeze it in the app.,,\n",
+    )
+    return [examples, answers]
+
+
+def test_reads_examples_and_answers_csv(csv_pair: list[Path]) -> None:
+    kb = read_knowledge_base(csv_pair)
+    validate_complete(kb)
+    assert sorted(kb.intents) == ["card_arrival", "lost_card"]
+    arrival = kb.intents["card_arrival"]
+    assert arrival.examples == ["Where is my card?", "My card, still not here"]
+    assert arrival.answer == "Cards arrive in **5 days**."
+    assert arrival.title == "Card arrival"
+    assert arrival.follow_ups == ["lost_card"]
+    texts, labels = kb.training_pairs()
+    assert len(texts) == 3 and labels.count("card_arrival") == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "rasa"])
+def test_export_then_import_round_trips(csv_pair: list[Path], tmp_path: Path, fmt: str) -> None:
+    kb = read_knowledge_base(csv_pair)
+    files = write_knowledge_base(kb, fmt, tmp_path / f"out-{fmt}" / ("kb.json" if fmt == "json" else ""))
+    again = read_knowledge_base(files)
+    assert again.to_dict() == kb.to_dict()
+    assert again.data_hash() == kb.data_hash()
+
+
+def test_rasa_files_with_entities_and_multiline_answers(tmp_path: Path) -> None:
+    nlu = write(
+        tmp_path / "nlu.yml",
+        'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hey\n    - hello there\n'
+        "- intent: book_flight\n  examples: |\n    - fly to [Berlin](city)\n"
+        '    - a flight to [Paris]{"entity": "city"} please\n'
+        "- synonym: savings\n  examples: |\n    - pink pig\n",
+    )
+    domain = write(
+        tmp_path / "domain.yml",
+        'version: "3.1"\nintents:\n- greet\n- book_flight\nresponses:\n  utter_greet:\n  - text: |\n'
+        "      Hello!\n      How can I help?\n    buttons:\n    - title: Book\n      payload: /book_flight\n"
+        "  utter_book_flight:\n  - text: Where to?\n  utter_goodbye:\n  - text: Bye\n",
+    )
+    kb = read_knowledge_base([nlu, domain])
+    assert kb.intents["book_flight"].examples == ["fly to Berlin", "a flight to Paris please"]
+    assert kb.intents["greet"].answer == "Hello!\nHow can I help?"
+    assert kb.intents["greet"].follow_ups == ["book_flight"]
+    with pytest.raises(KnowledgeBaseFormatError, match="'goodbye' has no example questions"):
+        validate_complete(kb)
+
+
+def test_json_knowledge_base(tmp_path: Path) -> None:
+    data = {
+        "intents": [
+            {"name": "a", "answer": "A.", "examples": ["first", "second"], "follow_ups": ["b"]},
+            {"name": "b", "title": "Bee", "answer": "B.", "examples": ["third"]},
+        ]
+    }
+    kb = read_knowledge_base([write(tmp_path / "kb.json", json.dumps(data, indent=2))])
+    validate_complete(kb)
+    assert kb.intents["b"].title == "Bee" and kb.intents["a"].follow_ups == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "field", "message"),
+    [
+        ("e.csv", "text,label\nok,a\n,a\n", 3, "text", "is empty"),
+        ("e.csv", "text,label\nok,a\nfine,has space\n", 3, "label", "no spaces"),
+        ("e.csv", "text,label\nok,a\nx,a,extra\n", 3, None, "has 3 columns"),
+        ("e.csv", "question,intent\nok,a\n", 1, None, "neither 'text,label'"),
+        ("e.csv", "", 1, None, "file is empty"),
+        ("e.csv", "text,label\n" + "x" * 1001 + ",a\n", 2, "text", "limit 1000"),
+        ("a.csv", "label,answer\na,\n", 2, "answer", "is empty"),
+        ("a.csv", "label,answer\na,One.\na,Two.\n", 3, "answer", "already has a different answer"),
+        (
+            "k.json",
+            '{"intents": [\n  {"name": "a",\n   "examples": ["x", 5]}\n]}',
+            3,
+            "intents[0].examples[1]",
+            "must be text",
+        ),
+        ("k.json", '{"intents": [\n  {"answer": "A"}\n]}', 2, "intents[0].name", "is missing"),
+        ("k.json", '{"intents": [\n  {"name": "a",,}\n]}', 2, None, "not valid JSON"),
+        (
+            "nlu.yml",
+            "nlu:\n- intent: a\n  examples: |\n    - good\n    bad line\n",
+            5,
+            "examples",
+            "must start with '- '",
+        ),
+        (
+            "nlu.yml",
+            "nlu:\n- intent: a\n  examples: |\n    - good\n  - broken: [\n",
+            None,
+            None,
+            "not valid YAML",
+        ),
+        ("kb.txt", "whatever", None, None, "unknown file type"),
+    ],
+)
+def test_bad_files_name_file_line_and_field(
+    tmp_path: Path, name: str, content: str, line: int | None, field: str | None, message: str
+) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(KnowledgeBaseFormatError) as caught:
+        read_knowledge_base([path])
+    error = caught.value
+    assert error.file == str(path)
+    if line is not None:
+        assert error.line == line
+    assert error.field == field
+    assert message in error.message
+    assert str(path) in str(error)
+
+
+def test_missing_file_and_incomplete_knowledge_base(tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeBaseFormatError, match="file not found"):
+        read_knowledge_base([tmp_path / "nope.csv"])
+    kb = read_knowledge_base([write(tmp_path / "e.csv", "text,label\nhello,greet\n")])
+    with pytest.raises(KnowledgeBaseFormatError, match="'greet' has no answer") as caught:
+        validate_complete(kb)
+    assert caught.value.line == 2
+    kb = read_knowledge_base([write(tmp_path / "e2.csv", "text,label\nnonsense,oos\n")])
+    validate_complete(kb)  # out-of-scope examples need no answer
+
+
+def test_unknown_follow_up_is_refused(tmp_path: Path) -> None:
+    kb = read_knowledge_base(
+        [
+            write(tmp_path / "e.csv", "text,label\nhi,greet\n"),
+            write(tmp_path / "a.csv", "label,answer,follow_ups\ngreet,Hello,missing_intent\n"),
+        ]
+    )
+    with pytest.raises(KnowledgeBaseFormatError, match="unknown intent 'missing_intent'"):
+        validate_complete(kb)
+
+
+def test_read_labelled_csv(tmp_path: Path) -> None:
+    texts, labels = read_labelled_csv(
+        write(tmp_path / "t.csv", "text,label\nHi there,greet\nbye,reverted?\n")
+    )
+    assert texts == ["Hi there", "bye"] and labels == ["greet", "reverted?"]
+    with pytest.raises(KnowledgeBaseFormatError, match="has no rows"):
+        read_labelled_csv(write(tmp_path / "empty.csv", "text,label\n"))

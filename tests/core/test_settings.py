@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from core.settings import PLACEHOLDER_SECRET, SettingsError, load_settings
+
+
+def test_defaults_use_sqlite_under_instance(tmp_path: Path) -> None:
+    settings = load_settings({"instance_path": str(tmp_path)}, environ={})
+    assert settings.environment == "development"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'helploop.sqlite3'}"
+    assert settings.model_dir == str(tmp_path / "models")
+    assert settings.target_precision == 0.95
+    assert settings.is_sqlite
+
+
+def test_layers_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    settings_file = tmp_path / "helploop.toml"
+    settings_file.write_text('[helploop]\ntarget_precision = 0.9\ntop_k = 7\nencoder = "from-file"\n')
+    environ = {"HELPLOOP_SETTINGS_FILE": str(settings_file), "HELPLOOP_TOP_K": "9"}
+    settings = load_settings({"encoder": "/models/override"}, environ=environ)
+    assert settings.target_precision == 0.9  # file
+    assert settings.top_k == 9  # environment beats file
+    assert settings.encoder == "/models/override"  # overrides beat everything
+
+
+def test_environment_value_of_wrong_type_names_the_key() -> None:
+    with pytest.raises(SettingsError, match="top_k must be int"):
+        load_settings(environ={"HELPLOOP_TOP_K": "many"})
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="unknown setting 'colour'"):
+        load_settings({"colour": "blue"}, environ={})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(environ={"HELPLOOP_SETTINGS_FILE": str(tmp_path / "missing.toml")})
+
+
+def test_production_refuses_placeholder_secret() -> None:
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_settings(environ={"HELPLOOP_ENVIRONMENT": "production"})
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_settings({"environment": "production", "secret_key": PLACEHOLDER_SECRET}, environ={})
+    settings = load_settings(environ={"HELPLOOP_ENVIRONMENT": "production", "HELPLOOP_SECRET_KEY": "a" * 64})
+    assert settings.secret_key == "a" * 64
+
+
+def test_bad_target_precision_and_environment_fail_fast() -> None:
+    with pytest.raises(SettingsError, match="target_precision"):
+        load_settings({"target_precision": 1.5}, environ={})
+    with pytest.raises(SettingsError, match="environment must be"):
+        load_settings({"environment": "staging"}, environ={})
