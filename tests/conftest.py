@@ -127,9 +127,9 @@ class HashingEncoder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         matrix = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in text.lower().split():
-                word = "".join(ch for ch in word if ch.isalnum())
+        for row, sentence in enumerate(texts):
+            for raw_word in sentence.lower().split():
+                word = "".join(ch for ch in raw_word if ch.isalnum())
                 if not word:
                     continue
                 digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
