@@ -93,6 +93,10 @@ class SentenceTransformerEncoder:
                     _offline()
                     import torch
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as transformers_logging
+
+                    # "Loading weights" bars on every start are noise (and pollute `helploop predict`).
+                    transformers_logging.disable_progress_bar()
 
                     if self.threads:
                         torch.set_num_threads(self.threads)

@@ -1,0 +1,195 @@
+"""The helploop command line, end to end (SQLite; the DB layer itself is tested on both databases)."""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from core.db import Database
+from core.models import Intent, Turn
+from serving.cli import main
+from tests.conftest import FIXTURES
+
+SMALL = FIXTURES / "banking77_small"
+
+
+def run(settings: Any, *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(
+        main, list(args), obj={"settings": settings}, input=input, catch_exceptions=False
+    )
+
+
+@pytest.fixture
+def answers_file(tmp_path: Path) -> Path:
+    with SMALL.joinpath("train.csv").open(newline="") as handle:
+        labels = sorted({row["label"] for row in csv.DictReader(handle)})
+    path = tmp_path / "answers.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "answer"])
+        writer.writerows([label, f"Here is how **{label}** works."] for label in labels)
+    return path
+
+
+def test_kb_import_requires_migrated_database(settings: Any, answers_file: Path) -> None:
+    result = run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    assert result.exit_code == 2
+    assert "helploop db upgrade" in result.output
+
+
+def test_import_export_round_trip_in_every_format(settings: Any, answers_file: Path, tmp_path: Path) -> None:
+    assert run(settings, "db", "upgrade").exit_code == 0
+    result = run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    assert result.exit_code == 0, result.output
+    assert "12 intents created" in result.output and "180 examples added" in result.output
+    exported: dict[str, list[Path]] = {}
+    for fmt in ("csv", "json", "rasa"):
+        out = tmp_path / f"export-{fmt}"
+        result = run(
+            settings, "kb", "export", "--format", fmt, str(out / "kb.json" if fmt == "json" else out)
+        )
+        assert result.exit_code == 0, result.output
+        exported[fmt] = sorted(Path(line.split("wrote ", 1)[1]) for line in result.output.splitlines())
+    assert [p.name for p in exported["rasa"]] == ["domain.yml", "nlu.yml"]
+    # Re-importing any export with --replace leaves the same knowledge base (same hash).
+    for fmt, files in exported.items():
+        result = run(settings, "kb", "import", "--replace", *map(str, files))
+        assert result.exit_code == 0, (fmt, result.output)
+        assert "0 examples added, 0 removed" in result.output
+
+
+def test_bad_import_names_file_line_field_and_changes_nothing(
+    settings: Any, answers_file: Path, tmp_path: Path
+) -> None:
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nWhere is my card?,card_arrival\n,card_arrival\n")
+    result = run(settings, "kb", "import", str(bad))
+    assert result.exit_code == 2
+    assert f"{bad}:3: field 'text' is empty" in result.output
+    missing_answer = tmp_path / "new.csv"
+    missing_answer.write_text("text,label\nCan I get a metal card?,metal_card\n")
+    result = run(settings, "kb", "import", str(missing_answer))
+    assert result.exit_code == 2
+    assert "'metal_card' has no answer" in result.output and "nothing was imported" in result.output
+    database = Database(settings)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Intent)) == 12
+
+
+def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> None:
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "build", "--no-onnx")
+    assert result.exit_code == 0, result.output
+    assert "out-of-fold accuracy" in result.output
+    result = run(settings, "predict", "I lost my card, someone stole it")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["ranking"][0]["intent"] == "lost_or_stolen_card"
+    assert payload["status"] in {"answered", "clarify", "handoff"}
+    assert set(payload["member_scores"]) == {"logistic_head", "nearest_neighbour", "char_ngram"}
+    result = run(settings, "chat", input="How do I close my account?\nqwerty asdf\n\n")
+    assert result.exit_code == 0, result.output
+    assert "Here is how **terminate_account** works." in result.output
+    with Database(settings).session() as session:
+        turns = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [t.user_text for t in turns] == ["How do I close my account?", "qwerty asdf"]
+        assert turns[0].status == "answered" and turns[0].intent == "terminate_account"
+        assert turns[0].conversation_id == turns[1].conversation_id
+        assert turns[0].candidates[0]["intent"] == "terminate_account" and turns[0].latency_ms > 0
+    assert run(settings, "predict", "").exit_code == 2
+
+
+def test_predict_without_a_model_explains_what_to_do(settings: Any) -> None:
+    run(settings, "db", "upgrade")
+    result = run(settings, "predict", "hello")
+    assert result.exit_code == 2 and "helploop build" in result.output
+
+
+def test_eval_end_to_end_on_small_banking77(settings: Any, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = run(
+        settings,
+        "eval",
+        "--train",
+        str(SMALL / "train.csv"),
+        "--test",
+        str(SMALL / "test.csv"),
+        "--json",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "coverage at 99% precision" in result.output
+    metrics = json.loads(out.read_text())
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "coverage_at_precision",
+        "gate",
+        "per_label",
+        "train_seconds",
+        "ms_per_query",
+    ):
+        assert key in metrics
+    assert set(metrics["coverage_at_precision"]) == {"0.95", "0.99"}
+    assert {"coverage", "precision"} <= set(metrics["gate"])
+    assert metrics["accuracy"] >= 0.9
+    assert metrics["gate"]["precision"] >= 0.93
+    assert len(metrics["per_label"]) == 12
+    assert "in_scope_accuracy" not in metrics
+
+
+def test_eval_with_shots_and_out_of_scope(settings: Any, tmp_path: Path) -> None:
+    oos_train = [
+        "what's the weather like",
+        "tell me a joke",
+        "who is the president",
+        "play music",
+        "book a table for two",
+        "how tall is everest",
+        "translate hello to french",
+        "set an alarm",
+    ]
+    oos_test = ["will it rain tomorrow", "sing me a song", "what's the capital of peru", "order a pizza"]
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    for target, source, extra in (
+        (train, SMALL / "train.csv", oos_train),
+        (test, SMALL / "test.csv", oos_test),
+    ):
+        rows = source.read_text().rstrip("\n").splitlines()
+        target.write_text("\n".join(rows + [f"{t},oos" for t in extra]) + "\n")
+    out = tmp_path / "eval.json"
+    result = run(
+        settings,
+        "eval",
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        "--shots",
+        "8",
+        "--seed",
+        "1",
+        "--json",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["train_rows"] == 13 * 8 and metrics["shots"] == 8
+    assert 0.0 <= metrics["in_scope_accuracy"] <= metrics["accuracy"] + 0.05
+    assert metrics["oos_recall"] >= 0.5
+    assert "oos recall" in result.output
+
+
+def test_eval_bad_csv_is_reported(settings: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,intent\nhi,greet\n")
+    result = run(settings, "eval", "--train", str(bad), "--test", str(SMALL / "test.csv"))
+    assert result.exit_code == 2 and f"{bad}:1" in result.output and "'text' and 'label'" in result.output
