@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import threading
 import warnings
@@ -209,6 +210,28 @@ class OnnxEncoder:
         }
 
 
+class CachingEncoder:
+    """Wraps an encoder and remembers every text it encoded (for evaluations that refit many times on the
+    same texts; never for latency measurements)."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self.inner.encode(missing, batch_size=batch_size, progress=progress)
+            self._cache.update(zip(missing, vectors, strict=True))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.vstack([self._cache[t] for t in texts])
+
+    def get_config(self) -> dict[str, Any]:
+        return self.inner.get_config()
+
+
 def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_length: int = 64) -> Path:
     """Export the transformer of a sentence-transformers model to ONNX; int8 dynamic quantisation optional.
 
@@ -245,7 +268,10 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
     # flags it as legacy, which is not actionable here.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: expected
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*negative values.*", category=UserWarning
+        )  # shape checks traced as constants: expected
         torch.onnx.export(
             _Wrapper(model),
             (sample_ids, sample_mask, sample_types),
@@ -270,7 +296,13 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8_file = out / "model_int8.onnx"
-    quantize_dynamic(str(fp32_file), str(int8_file), weight_type=QuantType.QInt8, per_channel=True)
+    root_logger = logging.getLogger()
+    previous_level = root_logger.level
+    root_logger.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" hint here
+    try:
+        quantize_dynamic(str(fp32_file), str(int8_file), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root_logger.setLevel(previous_level)
     fp32_file.unlink()
     return int8_file
 

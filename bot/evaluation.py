@@ -120,11 +120,11 @@ class ClassificationEvaluator:
         result["ms_per_query"] = self.latency(engine)
         return result
 
-    def latency(self, engine: AnsweringEngine) -> float:
+    def latency(self, engine: AnsweringEngine) -> float | None:
         """Median wall time of one single-message ``predict`` (warm)."""
         sample = self.texts[: self.latency_samples]
         if not sample:
-            return float("nan")
+            return None
         for text in sample[:5]:
             engine.predict(text)
         timings = []

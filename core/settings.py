@@ -96,13 +96,16 @@ def _convert(source: str, key: str, value: Any) -> Any:
     raise SettingsError(f"{source}: {key} must be {wanted.__name__}, got {value!r}")
 
 
-def _apply(values: dict[str, Any], source: str, layer: Mapping[str, Any]) -> None:
+def _apply(values: dict[str, Any], source: str, layer: Mapping[str, Any], *, strict: bool = True) -> None:
     for key, value in layer.items():
         name = key.lower()
         if name == "extra":
             values.setdefault("extra", {}).update(dict(value))
             continue
         if name not in _FIELD_TYPES:
+            if not strict:
+                # Other HELPLOOP_* variables belong to scripts (entrypoint, benchmarks), not to settings.
+                continue
             raise SettingsError(f"{source}: unknown setting {key!r}")
         values[name] = _convert(source, name, value)
 
@@ -131,7 +134,7 @@ def load_settings(
         for key, value in env.items()
         if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "SETTINGS_FILE"
     }
-    _apply(values, "environment", env_layer)
+    _apply(values, "environment", env_layer, strict=False)
     if overrides:
         _apply(values, "overrides", overrides)
     return Settings(**values)

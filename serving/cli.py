@@ -200,6 +200,9 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
             path = row.bundle_path if row else None
         if path is None:
             _fail("no model has been built yet: run `helploop build` (or `make demo`)")
+    from bot.runtime import configure_inference_threads
+
+    configure_inference_threads(settings.torch_threads)
     try:
         return AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
     except BundleError as exc:

@@ -44,7 +44,8 @@ class EvaluationRun:
             lines.append(f"{'oos recall':<34}{m['oos_recall'] * 100:>11.2f}%")
         lines += [
             f"{'fit time':<34}{m['train_seconds']:>11.1f}s",
-            f"{'latency per query (median)':<34}{m['ms_per_query']:>10.2f}ms",
+            f"{'latency per query (median)':<34}"
+            + (f"{m['ms_per_query']:>10.2f}ms" if m["ms_per_query"] is not None else f"{'n/a':>12}"),
             f"{'combiner weights':<34} "
             + ", ".join(f"{k}={v:.2f}" for k, v in m["combiner_weights"].items()),
         ]
@@ -90,6 +91,9 @@ def run_evaluation(
         if runtime == "onnx":
             engine.export_onnx()
             engine = AnsweringEngine.load(bundle, runtime="onnx", threads=settings.torch_threads)
+    from bot.runtime import configure_inference_threads
+
+    configure_inference_threads(settings.torch_threads)
     if engine_hook is not None:
         engine_hook(engine)
     result = ClassificationEvaluator(*test).compute(engine)

@@ -1,0 +1,37 @@
+# HelpLoop image: CPU inference and training. Build:  docker build -t helploop .
+# torch is pinned to 2.13.0; to get the CPU-only wheel instead of the large CUDA build, pass your PyTorch
+# CPU wheel index:  docker build --build-arg PIP_EXTRA_INDEX_URL=<cpu wheel index> -t helploop .
+FROM python:3.11-slim
+
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    HELPLOOP_INSTANCE_PATH=/var/lib/helploop \
+    HELPLOOP_ENVIRONMENT=production
+
+RUN useradd --create-home --uid 10001 helploop \
+    && mkdir -p /var/lib/helploop && chown helploop /var/lib/helploop
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them.
+COPY requirements.txt constraints.txt pyproject.toml README.md ./
+RUN grep -v '^-e' requirements.txt > /tmp/requirements.txt \
+    && pip install --no-cache-dir ${PIP_EXTRA_INDEX_URL:+--extra-index-url "$PIP_EXTRA_INDEX_URL"} \
+       -r /tmp/requirements.txt
+
+COPY bot ./bot
+COPY core ./core
+COPY crowd_feedback ./crowd_feedback
+COPY training ./training
+COPY serving ./serving
+COPY admin_ui ./admin_ui
+COPY docker/entrypoint.sh /usr/local/bin/helploop-entrypoint
+RUN pip install --no-cache-dir --no-deps . && chmod +x /usr/local/bin/helploop-entrypoint
+
+USER helploop
+VOLUME ["/var/lib/helploop"]
+ENTRYPOINT ["helploop-entrypoint"]
+# Until the web app lands, the container prepares the demo model and offers the terminal chat.
+CMD ["helploop", "chat"]
