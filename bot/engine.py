@@ -120,6 +120,9 @@ class EngineConfig:
     top_k: int = 5
     calibration: str = "identity"
     gate_z: float = 1.0
+    # Add each intent's title (or its name, humanised) as one more training-only example. Worth about half
+    # a point at 10 examples per intent on BANKING77 (validation split of train); never scored out of fold.
+    title_examples: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -218,22 +221,35 @@ class AnsweringEngine:
 
         report("encode", 0.0)
         features = self.featurise(texts, progress=progress)
+        extra_texts: list[str] = []
+        extra_labels: list[int] = []
+        if self.config.title_examples:
+            known = set(zip(texts, labels, strict=True))
+            for label in self.labels:
+                title = self.knowledge[label].title
+                if label != OUT_OF_SCOPE and title and (title, label) not in known:
+                    extra_texts.append(title)
+                    extra_labels.append(index[label])
+        extra = self.featurise(extra_texts)
+        extra_y = np.array(extra_labels, dtype=np.int64)
         report("encode", 1.0)
 
         if calibration_texts is not None and calibration_labels is not None:
             unknown = sorted(set(calibration_labels) - set(self.labels))
             if unknown:
                 raise ValueError(f"calibration labels not in training data: {unknown[:5]}")
-            self._fit_members(features, y, progress=progress)
+            self._fit_members(features.concat(extra), np.concatenate([y, extra_y]), progress=progress)
             held_features = self.featurise(calibration_texts, progress=progress)
             held_scores = self.member_scores(held_features)
             held_y = np.array([index[label] for label in calibration_labels], dtype=np.int64)
             calibration_source = "validation set"
         else:
-            held_scores, held_y = self._out_of_fold_scores(features, y, progress=progress, report=report)
+            held_scores, held_y = self._out_of_fold_scores(
+                features, y, extra, extra_y, progress=progress, report=report
+            )
             calibration_source = "out-of-fold"
             report("refit", 0.0)
-            self._fit_members(features, y, progress=progress)
+            self._fit_members(features.concat(extra), np.concatenate([y, extra_y]), progress=progress)
         report("calibrate", 0.0)
         self.combiner = LogLinearCombiner(list(self.members)).fit(held_scores, held_y)
         probabilities = self.combiner.predict_proba(held_scores)
@@ -263,6 +279,7 @@ class AnsweringEngine:
             "data_hash": self.knowledge_hash,
             "training": {
                 "rows": len(texts),
+                "title_examples": len(extra_texts),
                 "intents": len(self.labels),
                 "seconds": round(seconds, 2),
                 "calibration_source": calibration_source,
@@ -294,7 +311,14 @@ class AnsweringEngine:
             self.members[member.name] = member
 
     def _out_of_fold_scores(
-        self, features: FeatureBatch, y: np.ndarray, *, progress: bool, report: ProgressCallback
+        self,
+        features: FeatureBatch,
+        y: np.ndarray,
+        extra: FeatureBatch,
+        extra_y: np.ndarray,
+        *,
+        progress: bool,
+        report: ProgressCallback,
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -317,10 +341,12 @@ class AnsweringEngine:
             iterator = tqdm(iterator, total=len(splits), desc="out-of-fold", unit="fold")
         for fold, (train_index, held_index) in iterator:
             report("out-of-fold", fold / len(splits))
-            train_features, held_features = features.subset(train_index), features.subset(held_index)
+            train_features = features.subset(train_index).concat(extra)
+            train_y = np.concatenate([y[train_index], extra_y])
+            held_features = features.subset(held_index)
             for member_config in self.config.members:
                 member = build_member(member_config)
-                member.fit(train_features, y[train_index], len(self.labels))
+                member.fit(train_features, train_y, len(self.labels))
                 scores[member.name][held_index] = member.scores(held_features)
         return scores, y
 

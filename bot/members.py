@@ -33,6 +33,14 @@ class FeatureBatch:
             embeddings={name: matrix[index] for name, matrix in self.embeddings.items()},
         )
 
+    def concat(self, other: FeatureBatch) -> FeatureBatch:
+        if not len(other):
+            return self
+        return FeatureBatch(
+            texts=self.texts + other.texts,
+            embeddings={name: np.vstack([m, other.embeddings[name]]) for name, m in self.embeddings.items()},
+        )
+
 
 class Member(ABC):
     """An ensemble member: ``fit`` on integer labels, ``scores`` returns an (n, n_classes) matrix."""
