@@ -183,7 +183,7 @@ class AnsweringEngine:
         return self.encoders[name]
 
     def featurise(self, texts: Sequence[str], *, progress: bool = False) -> FeatureBatch:
-        names = sorted({m.get("encoder") for m in self.config.members if m.get("encoder")})
+        names = sorted({str(m["encoder"]) for m in self.config.members if m.get("encoder")})
         embeddings = {name: self._encoder(name).encode(list(texts), progress=progress) for name in names}
         return FeatureBatch(texts=list(texts), embeddings=embeddings)
 
