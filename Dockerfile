@@ -33,5 +33,7 @@ RUN pip install --no-cache-dir --no-deps . && chmod +x /usr/local/bin/helploop-e
 USER helploop
 VOLUME ["/var/lib/helploop"]
 ENTRYPOINT ["helploop-entrypoint"]
-# Until the web app lands, the container prepares the demo model and offers the terminal chat.
-CMD ["helploop", "chat"]
+ENV HELPLOOP_BIND=0.0.0.0:8000
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving:create_app()"]

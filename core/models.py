@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -89,6 +90,7 @@ class Conversation(Base):
     channel: Mapped[str] = mapped_column(String(40), default="widget")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    handoff_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
 
@@ -115,6 +117,12 @@ class Turn(Base):
     member_scores: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     model_version: Mapped[str] = mapped_column(String(80))
     latency_ms: Mapped[float] = mapped_column(Float)
+    # Which deployment arm answered: production | canary (shadow predictions live in shadow_prediction).
+    served_by: Mapped[str] = mapped_column(String(20), default="production", server_default="production")
+    shadow_prediction: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="turns")
 
@@ -132,4 +140,20 @@ class ModelVersion(Base):
         ForeignKey("kb_versions.id", ondelete="SET NULL"), nullable=True
     )
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Deployment(Base):
+    """What serves traffic. One row per change (the newest row is in force), so the table is its own audit
+    trail: who changed it, when and why."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    production_version: Mapped[str] = mapped_column(String(80))
+    canary_version: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    canary_share: Mapped[float] = mapped_column(Float, default=0.0)
+    shadow_version: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -42,6 +42,16 @@ class Settings:
     cv_folds: int = 5
     random_seed: int = 0
     ratelimit_storage_url: str = "memory://"
+    ratelimit_enabled: bool = True
+    chat_rate_limit: str = "60/minute;1000/hour"
+    max_request_bytes: int = 65_536
+    serving_runtime: str = "auto"
+    deployment_poll_seconds: float = 5.0
+    load_models_on_start: bool = True
+    # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
+    widget_origins: str = "*"
+    handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
+    clarify_message: str = "Did you mean one of these?"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

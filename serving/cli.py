@@ -243,10 +243,32 @@ def chat(ctx: click.Context, model: str | None, runtime: str, log: bool) -> None
 
 
 @main.command()
-@click.option("--chat/--no-chat", "start_chat", default=True, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_context
-def demo(ctx: click.Context, start_chat: bool) -> None:
-    """Prepare the demo (migrate, import the bundled BANKING77 knowledge base, build) and start chatting."""
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web app (chat API, widget, demo page) with the development server, one process.
+    Production: gunicorn -c serving/gunicorn.conf.py "serving:create_app()"."""
+    from serving.app import create_app
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    app = create_app(
+        {name: getattr(settings, name) for name in settings.__dataclass_fields__ if name != "extra"}
+    )
+    click.echo(f"HelpLoop on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--chat", "mode", flag_value="chat", help="Start the terminal chat instead of the web app.")
+@click.option("--serve", "mode", flag_value="serve", default=True, help="Serve the web app (default).")
+@click.option("--no-chat", "--prepare-only", "mode", flag_value="none", help="Only prepare, then exit.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+def demo(ctx: click.Context, mode: str, port: int) -> None:
+    """Prepare the demo (migrate, import the bundled BANKING77 knowledge base, build) and serve it."""
     from core import migrate
     from core.knowledge_base import count_intents, import_knowledge_base
     from core.registry import latest_model_version
@@ -265,8 +287,10 @@ def demo(ctx: click.Context, start_chat: bool) -> None:
             click.echo("building the demo model (first run only, a few minutes on 2 CPU cores)...")
             result = build_model(session, settings, progress=True, onnx=True)
             click.echo(f"model {result.version} ready")
-    if start_chat:
+    if mode == "chat":
         ctx.invoke(chat)
+    elif mode == "serve":
+        ctx.invoke(serve, host="127.0.0.1", port=port)
 
 
 # --------------------------------------------------------------------------------------------- eval

@@ -13,7 +13,15 @@ from core.knowledge_base import import_knowledge_base, latest_kb_version, load_k
 from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion, ModelVersion, Turn
 from core.registry import get_or_create_conversation, latest_model_version, log_turn, register_model_version
 
-TABLES = {"intents", "example_questions", "kb_versions", "conversations", "turns", "model_versions"}
+TABLES = {
+    "intents",
+    "example_questions",
+    "kb_versions",
+    "conversations",
+    "turns",
+    "model_versions",
+    "deployments",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

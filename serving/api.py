@@ -1,0 +1,271 @@
+"""Chat API, version 1: thin handlers -> validation -> domain functions (the same ones the CLI uses)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, Candidate, Prediction
+from core.registry import (
+    NotFoundError,
+    get_conversation,
+    get_or_create_conversation,
+    log_turn,
+    record_feedback,
+    request_handoff,
+)
+from serving.app import db_session, limiter, state
+from serving.errors import APIError
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# A suggestion chip sends "/<intent>" (the Rasa button convention): answer that intent directly.
+INTENT_PAYLOAD = re.compile(r"^/([A-Za-z0-9][^\s/\\,|]{0,99})$")
+
+
+def _chat_limit() -> str:
+    return state().settings.chat_rate_limit
+
+
+def json_body() -> dict[str, Any]:
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise APIError(400, "invalid_json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_body", "the JSON body must be an object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, limit: int, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise APIError(400, "missing_field", f"'{name}' is required", name)
+        return None
+    if not isinstance(value, str):
+        raise APIError(400, "invalid_type", f"'{name}' must be a string", name)
+    value = value.strip()
+    if required and not value:
+        raise APIError(400, "empty_field", f"'{name}' must not be empty", name)
+    if len(value) > limit:
+        raise APIError(400, "too_long", f"'{name}' is {len(value)} characters; the limit is {limit}", name)
+    return value
+
+
+def session_field(body: dict[str, Any]) -> str | None:
+    value = body.get("session_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SESSION_ID.match(value):
+        raise APIError(
+            400, "invalid_session_id", "'session_id' must be 8-64 letters, digits, '-' or '_'", "session_id"
+        )
+    return value
+
+
+def suggestion_payload(candidates: list[Candidate]) -> list[dict[str, str]]:
+    return [{"intent": c.intent, "title": c.title} for c in candidates]
+
+
+def reply_text(prediction: Prediction) -> str:
+    settings = state().settings
+    if prediction.status == ANSWERED:
+        return prediction.answer
+    if prediction.status == CLARIFY:
+        return settings.clarify_message
+    return settings.handoff_message
+
+
+def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
+    """A clicked suggestion: answer the named intent without guessing."""
+    match = INTENT_PAYLOAD.match(message)
+    if not match or match.group(1) not in engine.knowledge:
+        return None
+    intent = match.group(1)
+    info = engine.knowledge[intent]
+    return Prediction(
+        text=message,
+        status=ANSWERED,
+        intent=intent,
+        answer=info.answer,
+        confidence=1.0,
+        margin=1.0,
+        ranking=[Candidate(intent, 1.0, info.title)],
+        member_scores={},
+        suggestions=[
+            Candidate(f, 0.0, engine.knowledge[f].title) for f in info.follow_ups if f in engine.knowledge
+        ],
+        model_version=engine.version,
+    )
+
+
+def answer_message(
+    message: str, session_id: str | None, *, channel: str, create_unknown_session: bool = False
+) -> tuple[Prediction, int, str, str]:
+    """Predict, log the turn (committed before the caller responds), return (prediction, turn id, session id,
+    text to show). Shared by the JSON API and the Rasa channel."""
+    helploop = state()
+    serving = helploop.models.state
+    if serving.production is None:
+        raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
+    session = db_session()
+    if session_id is not None and not create_unknown_session:
+        try:
+            get_conversation(session, conversation_id=session_id)
+        except NotFoundError:
+            raise APIError(
+                404, "unknown_session", f"session {session_id} does not exist", "session_id"
+            ) from None
+    conversation = get_or_create_conversation(session, conversation_id=session_id, channel=channel)
+    engine, arm = serving.engine_for(conversation.id)
+    started = time.perf_counter()
+    prediction = chosen_intent(engine, message)
+    if prediction is not None:
+        arm = "suggestion"
+    else:
+        prediction = engine.predict(message)
+    latency_ms = (time.perf_counter() - started) * 1000
+    shadow = None
+    if serving.shadow is not None and arm != "suggestion":
+        shadow_prediction = serving.shadow.predict(message)
+        shadow = {
+            "model_version": shadow_prediction.model_version,
+            "status": shadow_prediction.status,
+            "intent": shadow_prediction.intent,
+            "top_intent": shadow_prediction.top_intent,
+            "confidence": shadow_prediction.confidence,
+        }
+    text = reply_text(prediction)
+    turn = log_turn(
+        session,
+        conversation_id=conversation.id,
+        user_text=message,
+        status=prediction.status,
+        intent=prediction.intent,
+        answer=text,
+        confidence=min(max(prediction.confidence, 0.0), 1.0),
+        candidates=[c.to_dict() for c in prediction.ranking],
+        member_scores=prediction.member_scores,
+        model_version=prediction.model_version,
+        latency_ms=latency_ms,
+        served_by=arm,
+        shadow_prediction=shadow,
+    )
+    session.commit()
+    helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
+    return prediction, turn.id, conversation.id, text
+
+
+@api.post("/chat")
+@limiter.limit(_chat_limit)
+def chat() -> Response:
+    body = json_body()
+    settings = state().settings
+    message = text_field(body, "message", limit=settings.max_message_length)
+    assert message is not None
+    prediction, turn_id, session_id, text = answer_message(message, session_field(body), channel="widget")
+    return jsonify(
+        {
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "status": prediction.status,
+            "answer": text,
+            "intent": prediction.intent,
+            "confidence": round(prediction.confidence, 4),
+            "suggestions": suggestion_payload(prediction.suggestions),
+            "model_version": prediction.model_version,
+        }
+    )
+
+
+@api.post("/feedback")
+@limiter.limit(_chat_limit)
+def feedback() -> Response:
+    body = json_body()
+    turn_id = body.get("turn_id")
+    if not isinstance(turn_id, int) or isinstance(turn_id, bool):
+        raise APIError(400, "invalid_type", "'turn_id' must be an integer", "turn_id")
+    helpful = body.get("helpful")
+    if not isinstance(helpful, bool):
+        raise APIError(400, "invalid_type", "'helpful' must be true or false", "helpful")
+    comment = text_field(body, "comment", limit=2000, required=False)
+    session = db_session()
+    try:
+        turn = record_feedback(session, turn_id=turn_id, helpful=helpful, comment=comment)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_turn", str(exc), "turn_id") from None
+    session.commit()
+    state().metrics.feedback.labels(helpful=str(helpful).lower()).inc()
+    return jsonify({"turn_id": turn.id, "helpful": turn.helpful})
+
+
+@api.get("/sessions/<session_id>")
+def transcript(session_id: str) -> Response:
+    if not SESSION_ID.match(session_id):
+        raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
+    try:
+        conversation = get_conversation(db_session(), conversation_id=session_id)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    turns = []
+    for turn in conversation.turns:
+        suggestions = []
+        if turn.status == CLARIFY:
+            suggestions = [{"intent": c["intent"], "title": c["title"]} for c in turn.candidates[:3]]
+        turns.append(
+            {
+                "turn_id": turn.id,
+                "created_at": turn.created_at.isoformat(),
+                "message": turn.user_text,
+                "status": turn.status,
+                "answer": turn.answer,
+                "intent": turn.intent,
+                "suggestions": suggestions,
+                "helpful": turn.helpful,
+            }
+        )
+    return jsonify(
+        {
+            "session_id": conversation.id,
+            "created_at": conversation.created_at.isoformat(),
+            "handoff_requested": conversation.handoff_requested_at is not None,
+            "turns": turns,
+        }
+    )
+
+
+@api.post("/sessions/<session_id>/handoff")
+@limiter.limit(_chat_limit)
+def handoff(session_id: str) -> Response:
+    if not SESSION_ID.match(session_id):
+        raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
+    session = db_session()
+    try:
+        conversation = request_handoff(session, conversation_id=session_id)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    session.commit()
+    return jsonify(
+        {
+            "session_id": conversation.id,
+            "handoff_requested": True,
+            "message": "Thanks, a person from our team will take over this conversation.",
+        }
+    )
+
+
+@api.after_request
+def cors(response: Response) -> Response:
+    origins = state().settings.widget_origins
+    origin = request.headers.get("Origin")
+    if origin and (origins == "*" or origin in {o.strip() for o in origins.split(",")}):
+        response.headers["Access-Control-Allow-Origin"] = origin if origins != "*" else "*"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Vary"] = "Origin"
+    return response

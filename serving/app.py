@@ -1,0 +1,100 @@
+"""Application factory and the per-app state (settings, database, model holder, metrics)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from sqlalchemy.orm import Session
+
+from bot.engine import AnsweringEngine
+from core.db import Database
+from core.registry import serving_plan
+from core.settings import Settings, load_settings
+from serving.metrics import Metrics
+from serving.model_holder import ModelHolder
+
+# Created unbound; each app binds it in create_app (no global app at import time).
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+@dataclass
+class HelpLoop:
+    settings: Settings
+    database: Database
+    models: ModelHolder
+    metrics: Metrics
+
+
+def state() -> HelpLoop:
+    return current_app.extensions["helploop"]
+
+
+def db_session() -> Session:
+    """One session per request, closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = state().database.sessionmaker()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web app. ``config``: lower-case keys override HelpLoop settings, upper-case keys go to
+    Flask's config (e.g. ``TESTING``). ``model_loader`` may replace the bundle loader (tests)."""
+    from bot.runtime import configure_inference_threads
+    from serving.api import api
+    from serving.errors import register_error_handlers
+    from serving.health import health
+    from serving.openapi import docs
+    from serving.rasa import rasa
+    from serving.widget import widget
+
+    config = dict(config or {})
+    loader = config.pop("model_loader", None)
+    flask_config = {k: v for k, v in config.items() if k.isupper()}
+    overrides = {k: v for k, v in config.items() if not k.isupper()}
+    settings = load_settings(overrides)
+
+    app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=False)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        JSON_SORT_KEYS=False,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_ENABLED=settings.ratelimit_enabled,
+    )
+    app.config.update(flask_config)
+    logging.basicConfig(level=logging.INFO)
+
+    database = Database(settings)
+
+    def read_plan() -> dict[str, Any] | None:
+        with database.session() as session:
+            return serving_plan(session)
+
+    def load(path: str) -> AnsweringEngine:
+        return AnsweringEngine.load(path, runtime=settings.serving_runtime, threads=settings.torch_threads)
+
+    models = ModelHolder(read_plan, loader or load, poll_seconds=settings.deployment_poll_seconds)
+    app.extensions["helploop"] = HelpLoop(settings, database, models, Metrics())
+    if not app.config.get("TESTING"):
+        configure_inference_threads(settings.torch_threads)
+    limiter.init_app(app)
+    app.teardown_appcontext(_close_session)
+    register_error_handlers(app)
+    for blueprint in (api, rasa, health, docs, widget):
+        app.register_blueprint(blueprint)
+    if settings.load_models_on_start:
+        models.start()
+    return app

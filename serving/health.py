@@ -1,0 +1,68 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import text
+
+from serving.app import limiter, state
+
+health = Blueprint("health", __name__)
+
+
+@health.get("/healthz")
+@limiter.exempt
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+@limiter.exempt
+def readyz() -> tuple[Response, int]:
+    helploop = state()
+    checks: dict[str, str] = {}
+    try:
+        with helploop.database.engine.connect() as connection:
+            connection.execute(text("select 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = f"error: {type(exc).__name__}"
+    serving = helploop.models.state
+    checks["model"] = serving.production.version if serving.production else "not loaded"
+    ready = checks["database"] == "ok" and serving.production is not None
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if helploop.models.last_error:
+        body["last_error"] = helploop.models.last_error
+    return jsonify(body), 200 if ready else 503
+
+
+@health.get("/metrics")
+@limiter.exempt
+def metrics() -> Response:
+    helploop = state()
+    serving = helploop.models.state
+    helploop.metrics.set_models(
+        {
+            "production": serving.production.version if serving.production else None,
+            "canary": serving.canary.version if serving.canary else None,
+            "shadow": serving.shadow.version if serving.shadow else None,
+        }
+    )
+    return Response(helploop.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+@health.before_app_request
+def start_timer() -> None:
+    g.request_started = time.perf_counter()
+
+
+@health.after_app_request
+def observe_latency(response: Response) -> Response:
+    started = g.get("request_started")
+    if started is not None and request.url_rule is not None:
+        state().metrics.request_latency.labels(endpoint=request.url_rule.rule).observe(
+            time.perf_counter() - started
+        )
+    return response

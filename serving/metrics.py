@@ -1,0 +1,40 @@
+"""Prometheus metrics, one registry per app (tests and workers never share counters by accident)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_latency = Histogram(
+            "helploop_request_latency_seconds",
+            "Request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.turns = Counter(
+            "helploop_turns_total", "Chat turns by status and arm", ["status", "arm"], registry=self.registry
+        )
+        self.feedback = Counter(
+            "helploop_feedback_total", "Thumbs up/down", ["helpful"], registry=self.registry
+        )
+        self.model_info = Gauge(
+            "helploop_model_info",
+            "Model version serving each arm (value 1)",
+            ["arm", "version"],
+            registry=self.registry,
+        )
+
+    def set_models(self, versions: dict[str, str | None]) -> None:
+        self.model_info.clear()
+        for arm, version in versions.items():
+            if version:
+                self.model_info.labels(arm=arm, version=version).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

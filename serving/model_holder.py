@@ -1,0 +1,144 @@
+"""Per-process model holder: follows the active deployment, loads bundles in the background and swaps them
+in atomically. Requests read one immutable snapshot and never wait on a load; a bundle that fails to load is
+refused (logged) and whatever was serving keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.engine import AnsweringEngine
+
+log = logging.getLogger("helploop.serving.models")
+
+Loader = Callable[[str], AnsweringEngine]
+
+
+@dataclass(frozen=True)
+class ServingState:
+    production: AnsweringEngine | None = None
+    canary: AnsweringEngine | None = None
+    canary_share: float = 0.0
+    shadow: AnsweringEngine | None = None
+    deployment_id: int | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    def engine_for(self, session_id: str) -> tuple[AnsweringEngine, str]:
+        """Production or canary, by a stable hash of the session id (a session never flips arms)."""
+        if self.production is None:
+            raise RuntimeError("no model loaded")
+        if self.canary is not None and self.canary_share > 0 and bucket(session_id) < self.canary_share:
+            return self.canary, "canary"
+        return self.production, "production"
+
+
+def bucket(session_id: str) -> float:
+    digest = hashlib.sha256(session_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class ModelHolder:
+    def __init__(
+        self, plan_reader: Callable[[], dict[str, Any] | None], loader: Loader, *, poll_seconds: float = 5.0
+    ) -> None:
+        self._read_plan = plan_reader
+        self._load = loader
+        self.poll_seconds = poll_seconds
+        self._state = ServingState()
+        self._cache: dict[str, AnsweringEngine] = {}
+        self._failed: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._loading = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> ServingState:
+        return self._state  # one attribute read: atomic under the GIL
+
+    @property
+    def ready(self) -> bool:
+        return self._state.production is not None
+
+    def _engine(self, version: str, path: str) -> AnsweringEngine | None:
+        if version in self._cache:
+            return self._cache[version]
+        failed_at = self._failed.get(version)
+        if failed_at is not None and time.time() - failed_at < 60:
+            return None
+        try:
+            engine = self._load(path)
+            engine.predict("warm up")  # load the encoder now, not on a user's request
+        except Exception as exc:  # noqa: BLE001 - any broken bundle is refused the same way
+            self._failed[version] = time.time()
+            self.last_error = f"model {version} at {path} refused: {type(exc).__name__}: {exc}"
+            log.error(self.last_error)
+            return None
+        self._cache[version] = engine
+        return engine
+
+    def refresh(self) -> bool:
+        """Bring the state in line with the plan; True when something was swapped in."""
+        with self._lock:
+            try:
+                plan = self._read_plan()
+            except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable
+                self.last_error = f"could not read the deployment: {exc}"
+                log.warning(self.last_error)
+                return False
+            if plan is None or plan["production"] is None:
+                return False
+            current = self._state
+            wanted = {arm: plan[arm] for arm in ("production", "canary", "shadow")}
+            engines: dict[str, AnsweringEngine | None] = {}
+            for arm, target in wanted.items():
+                if target is None:
+                    engines[arm] = None
+                    continue
+                engine = self._engine(*target)
+                if engine is None:
+                    # Keep what this arm served before (or nothing, for a new canary/shadow).
+                    engines[arm] = getattr(current, arm)
+                else:
+                    engines[arm] = engine
+            if engines["production"] is None:
+                return False
+            new_state = ServingState(
+                production=engines["production"],
+                canary=engines["canary"],
+                canary_share=float(plan["canary_share"]) if engines["canary"] is not None else 0.0,
+                shadow=engines["shadow"],
+                deployment_id=plan["deployment_id"],
+            )
+            changed = any(
+                getattr(new_state, a) is not getattr(current, a) for a in ("production", "canary", "shadow")
+            )
+            changed = changed or new_state.canary_share != current.canary_share
+            if changed:
+                self._state = new_state
+                in_use = {e.version for e in (new_state.production, new_state.canary, new_state.shadow) if e}
+                self._cache = {v: e for v, e in self._cache.items() if v in in_use}
+                log.info("serving %s", ", ".join(sorted(in_use)))
+            return changed
+
+    def start(self) -> None:
+        """Load in the background now, then poll for deployment changes."""
+        if self._thread is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.is_set():
+                self.refresh()
+                self._stop.wait(self.poll_seconds)
+
+        self._thread = threading.Thread(target=run, name="helploop-model-holder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

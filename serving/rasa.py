@@ -1,0 +1,60 @@
+"""Rasa-compatible endpoints, so existing Rasa widgets and scripts work unchanged."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from serving.api import answer_message, json_body, text_field
+from serving.app import limiter, state
+from serving.errors import APIError
+
+rasa = Blueprint("rasa", __name__)
+
+
+def _limit() -> str:
+    return state().settings.chat_rate_limit
+
+
+@rasa.post("/webhooks/rest/webhook")
+@limiter.limit(_limit)
+def rest_webhook() -> Response:
+    """Rasa REST channel: {"sender", "message"} -> [{"recipient_id", "text", "buttons"?}]."""
+    body = json_body()
+    sender = text_field(body, "sender", limit=64)
+    message = text_field(body, "message", limit=state().settings.max_message_length)
+    assert sender is not None and message is not None
+    if not all(ch.isalnum() or ch in "-_" for ch in sender) or len(sender) < 8:
+        # Rasa senders are free-form; ours become session ids, so keep them to a safe alphabet.
+        sender_id = "rasa-" + "".join(ch for ch in sender if ch.isalnum() or ch in "-_")[:50]
+        sender_id = sender_id if len(sender_id) >= 8 else sender_id.ljust(8, "0")
+    else:
+        sender_id = sender
+    prediction, _turn, _session, text = answer_message(
+        message, sender_id, channel="rasa", create_unknown_session=True
+    )
+    reply: dict[str, object] = {"recipient_id": sender, "text": text}
+    if prediction.suggestions:
+        reply["buttons"] = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
+    return jsonify([reply])
+
+
+@rasa.post("/model/parse")
+@limiter.limit(_limit)
+def parse() -> Response:
+    """Rasa NLU parse: {"text"} -> {"text", "intent", "intent_ranking", "entities"} (not logged as a turn)."""
+    body = json_body()
+    text = text_field(body, "text", limit=state().settings.max_message_length)
+    assert text is not None
+    serving = state().models.state
+    if serving.production is None:
+        raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
+    prediction = serving.production.predict(text)
+    ranking = [{"name": c.intent, "confidence": round(c.probability, 6)} for c in prediction.ranking]
+    return jsonify(
+        {
+            "text": text,
+            "intent": {"name": prediction.top_intent, "confidence": round(prediction.confidence, 6)},
+            "intent_ranking": ranking,
+            "entities": [],
+        }
+    )

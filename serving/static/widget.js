@@ -1,0 +1,242 @@
+/* HelpLoop chat widget. One tag on any page:
+ *   <script src="https://bot.example.com/widget.js" data-helploop-url="https://bot.example.com" defer></script>
+ * No build step, no dependencies. Everything the bot or the user writes is inserted as text; the bot's
+ * Markdown is rendered from escaped text with a small whitelist (bold, italics, code, links, lists). */
+(function () {
+  "use strict";
+  var script = document.currentScript || document.querySelector("script[data-helploop-url]");
+  var base = ((script && script.getAttribute("data-helploop-url")) || "").replace(/\/+$/, "");
+  var title = (script && script.getAttribute("data-helploop-title")) || "Help";
+  var storageKey = "helploop:" + base + ":session";
+  var sessionId = null;
+  try { sessionId = window.localStorage.getItem(storageKey); } catch (e) { sessionId = null; }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) { node.setAttribute(key, attrs[key]); });
+    if (text !== undefined && text !== null) { node.textContent = text; }
+    return node;
+  }
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function inlineMarkdown(escaped) {
+    return escaped
+      .replace(/`([^`]+)`/g, "<code>$1</code>")
+      .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+      .replace(/(^|[^*])\*([^*]+)\*/g, "$1<em>$2</em>")
+      .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, function (m, label, url) {
+        return '<a href="' + url + '" target="_blank" rel="noopener noreferrer">' + label + "</a>";
+      });
+  }
+
+  // Safe: the input is escaped first; only our own tags are added afterwards.
+  function renderMarkdown(text) {
+    var lines = escapeHtml(text).split(/\n/);
+    var html = "", inList = false;
+    lines.forEach(function (line) {
+      var item = /^\s*[-*]\s+(.*)$/.exec(line);
+      if (item) {
+        if (!inList) { html += "<ul>"; inList = true; }
+        html += "<li>" + inlineMarkdown(item[1]) + "</li>";
+        return;
+      }
+      if (inList) { html += "</ul>"; inList = false; }
+      if (line.trim()) { html += "<p>" + inlineMarkdown(line) + "</p>"; }
+    });
+    if (inList) { html += "</ul>"; }
+    return html;
+  }
+
+  var css = el("link", { rel: "stylesheet", href: base + "/widget.css" });
+  document.head.appendChild(css);
+
+  var launcher = el("button", { type: "button", "class": "hl-launcher", "aria-label": "Open chat",
+                                "aria-expanded": "false", "aria-controls": "hl-panel" });
+  launcher.innerHTML = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true"><path fill="currentColor" d="M4 4h16v11H7l-3 3z"/></svg>';
+  var panel = el("section", { id: "hl-panel", "class": "hl-panel", role: "dialog", "aria-modal": "false",
+                              "aria-label": title + " chat", hidden: "" });
+  var header = el("header", { "class": "hl-header" });
+  header.appendChild(el("h2", {}, title));
+  var human = el("button", { type: "button", "class": "hl-human" }, "Talk to a person");
+  var close = el("button", { type: "button", "class": "hl-close", "aria-label": "Close chat" }, "×");
+  header.appendChild(human);
+  header.appendChild(close);
+  var log = el("div", { "class": "hl-log", role: "log", "aria-live": "polite", "aria-relevant": "additions" });
+  var form = el("form", { "class": "hl-form" });
+  var input = el("input", { type: "text", "class": "hl-input", name: "message", autocomplete: "off",
+                            maxlength: "1000", "aria-label": "Your message", placeholder: "Ask a question…" });
+  var send = el("button", { type: "submit", "class": "hl-send" }, "Send");
+  form.appendChild(input);
+  form.appendChild(send);
+  panel.appendChild(header);
+  panel.appendChild(log);
+  panel.appendChild(form);
+  document.body.appendChild(launcher);
+  document.body.appendChild(panel);
+
+  function scrollDown() { log.scrollTop = log.scrollHeight; }
+
+  function addUser(text) {
+    var bubble = el("div", { "class": "hl-msg hl-user" }, text);
+    log.appendChild(bubble);
+    scrollDown();
+  }
+
+  function addBot(reply) {
+    var wrap = el("div", { "class": "hl-msg hl-bot", "data-status": reply.status || "" });
+    var body = el("div", { "class": "hl-text" });
+    body.innerHTML = renderMarkdown(reply.answer || "");
+    wrap.appendChild(body);
+    if (reply.suggestions && reply.suggestions.length) {
+      var chips = el("div", { "class": "hl-chips", role: "group", "aria-label": "Suggestions" });
+      reply.suggestions.forEach(function (s) {
+        var chip = el("button", { type: "button", "class": "hl-chip", "data-intent": s.intent }, s.title);
+        chip.addEventListener("click", function () { sendMessage("/" + s.intent, s.title); });
+        chips.appendChild(chip);
+      });
+      wrap.appendChild(chips);
+    }
+    if (reply.turn_id && reply.status === "answered") {
+      var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": "Was this helpful?" });
+      [["up", true, "👍", "Helpful"], ["down", false, "👎", "Not helpful"]].forEach(function (spec) {
+        var button = el("button", { type: "button", "class": "hl-thumb hl-thumb-" + spec[0],
+                                    "aria-label": spec[3], "aria-pressed": "false" }, spec[2]);
+        if (reply.helpful === spec[1]) { button.setAttribute("aria-pressed", "true"); }
+        button.addEventListener("click", function () { feedback(reply.turn_id, spec[1], rate, button); });
+        rate.appendChild(button);
+      });
+      wrap.appendChild(rate);
+    }
+    log.appendChild(wrap);
+    scrollDown();
+  }
+
+  function addNotice(text) {
+    log.appendChild(el("div", { "class": "hl-notice", role: "status" }, text));
+    scrollDown();
+  }
+
+  var typing = el("div", { "class": "hl-typing", "aria-label": "The assistant is typing" });
+  typing.innerHTML = "<span></span><span></span><span></span>";
+
+  function request(method, path, payload) {
+    var options = { method: method, headers: {} };
+    if (payload !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(payload);
+    }
+    return fetch(base + path, options).then(function (response) {
+      return response.json().then(function (data) {
+        if (!response.ok) {
+          var error = new Error((data && data.error && data.error.message) || "request failed");
+          error.status = response.status;
+          error.code = data && data.error && data.error.code;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  function remember(id) {
+    sessionId = id;
+    try { window.localStorage.setItem(storageKey, id); } catch (e) { /* private mode: no resume */ }
+  }
+
+  var busy = false;
+  function sendMessage(message, shown) {
+    if (busy || !message.trim()) { return; }
+    busy = true;
+    send.disabled = true;
+    addUser(shown || message);
+    log.appendChild(typing);
+    scrollDown();
+    var payload = { message: message };
+    if (sessionId) { payload.session_id = sessionId; }
+    request("POST", "/api/v1/chat", payload).then(function (reply) {
+      remember(reply.session_id);
+      typing.remove();
+      addBot(reply);
+    }).catch(function (error) {
+      typing.remove();
+      if (error.code === "unknown_session") {
+        sessionId = null;
+        try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
+      }
+      addNotice(error.status === 429 ? "You're sending messages quickly — please wait a moment."
+                                     : "Sorry, something went wrong: " + error.message);
+    }).then(function () {
+      busy = false;
+      send.disabled = false;
+      input.focus();
+    });
+  }
+
+  function feedback(turnId, helpful, group, button) {
+    request("POST", "/api/v1/feedback", { turn_id: turnId, helpful: helpful }).then(function () {
+      Array.prototype.forEach.call(group.querySelectorAll("button"), function (b) {
+        b.setAttribute("aria-pressed", b === button ? "true" : "false");
+      });
+      if (!helpful) { addNotice("Thanks — we'll use this to improve. You can also talk to a person."); }
+    }).catch(function (error) { addNotice("Could not save feedback: " + error.message); });
+  }
+
+  function resume() {
+    if (!sessionId) {
+      addBot({ answer: "Hi! Ask me anything about your account, cards or payments.", status: "greeting" });
+      return;
+    }
+    request("GET", "/api/v1/sessions/" + encodeURIComponent(sessionId)).then(function (data) {
+      data.turns.forEach(function (turn) {
+        var shown = turn.message.charAt(0) === "/" ? turn.message.slice(1).replace(/_/g, " ") : turn.message;
+        addUser(shown);
+        addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
+                 turn_id: turn.turn_id, helpful: turn.helpful });
+      });
+      if (data.handoff_requested) { addNotice("A person from our team will take over this conversation."); }
+    }).catch(function () {
+      sessionId = null;
+      try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
+      addBot({ answer: "Hi! Ask me anything about your account, cards or payments.", status: "greeting" });
+    });
+  }
+
+  var opened = false;
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", "Close chat");
+    if (!opened) { opened = true; resume(); }
+    input.focus();
+  }
+  function shut() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", "Open chat");
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () { if (panel.hidden) { open(); } else { shut(); } });
+  close.addEventListener("click", shut);
+  panel.addEventListener("keydown", function (event) { if (event.key === "Escape") { shut(); } });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value;
+    input.value = "";
+    sendMessage(text);
+  });
+  human.addEventListener("click", function () {
+    if (!sessionId) { addNotice("Send a message first, then we can connect you with a person."); return; }
+    request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/handoff", {}).then(function (data) {
+      addNotice(data.message);
+    }).catch(function (error) { addNotice("Could not reach a person: " + error.message); });
+  });
+
+  window.HelpLoop = { open: open, close: shut };
+  if (sessionId) { open(); }
+})();

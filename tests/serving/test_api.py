@@ -1,0 +1,222 @@
+"""HTTP API: chat, feedback, sessions, handoff, Rasa channel, health, metrics, errors, limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.models import Turn
+
+
+def chat(client: Any, message: Any, **extra: Any) -> Any:
+    return client.post("/api/v1/chat", json={"message": message, **extra})
+
+
+def turns(app: Any) -> list[Turn]:
+    with app.extensions["helploop"].database.session() as session:
+        return list(session.scalars(select(Turn).order_by(Turn.id)))
+
+
+def test_chat_answers_and_logs_the_turn_before_replying(client: Any, app: Any) -> None:
+    response = chat(client, "when will my card arrive")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {
+        "session_id",
+        "turn_id",
+        "status",
+        "answer",
+        "intent",
+        "confidence",
+        "suggestions",
+        "model_version",
+    }
+    assert body["status"] == "answered" and body["intent"] == "card_arrival"
+    assert body["answer"] == "Cards arrive in **5–7 working days**."
+    assert body["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]
+    logged = turns(app)
+    assert len(logged) == 1
+    turn = logged[0]
+    assert turn.id == body["turn_id"] and turn.conversation_id == body["session_id"]
+    assert turn.user_text == "when will my card arrive" and turn.status == "answered"
+    assert turn.model_version == body["model_version"] and turn.latency_ms > 0
+    assert turn.candidates[0]["intent"] == "card_arrival"
+    assert set(turn.member_scores) == {"logistic_head", "nearest_neighbour", "char_ngram"}
+    assert turn.served_by == "production"
+    again = chat(client, "how do i change my pin", session_id=body["session_id"]).get_json()
+    assert again["session_id"] == body["session_id"]
+
+
+def test_uncertain_message_is_handed_off_and_suggestion_payload_answers(client: Any) -> None:
+    body = chat(client, "qwerty zxcvb plonk").get_json()
+    assert body["status"] in {"handoff", "clarify"}
+    assert body["intent"] is None
+    chosen = chat(client, "/exchange_rate", session_id=body["session_id"]).get_json()
+    assert chosen["status"] == "answered" and chosen["intent"] == "exchange_rate"
+    assert chosen["answer"] == "We use the interbank rate." and chosen["confidence"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "field"),
+    [
+        ({}, 400, "missing_field", "message"),
+        ({"message": "   "}, 400, "empty_field", "message"),
+        ({"message": "x" * 1001}, 400, "too_long", "message"),
+        ({"message": 42}, 400, "invalid_type", "message"),
+        ({"message": "hi", "session_id": "bad id!"}, 400, "invalid_session_id", "session_id"),
+        ({"message": "hi", "session_id": "0123456789abcdef"}, 404, "unknown_session", "session_id"),
+        (["message"], 400, "invalid_body", None),
+    ],
+)
+def test_chat_rejects_bad_input_with_stable_errors(
+    client: Any, app: Any, payload: Any, status: int, code: str, field: str | None
+) -> None:
+    response = client.post("/api/v1/chat", json=payload)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["message"]
+    assert error.get("field") == field
+    assert turns(app) == []  # nothing half-written
+
+
+def test_non_json_bad_json_and_oversized_bodies(client: Any, app: Any) -> None:
+    response = client.post(
+        "/api/v1/chat", data="message=hi", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "unsupported_media_type"
+    response = client.post("/api/v1/chat", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_json"
+    response = client.post(
+        "/api/v1/chat", data=json.dumps({"message": "x" * 70_000}), content_type="application/json"
+    )
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "payload_too_large"
+    response = client.get("/api/v1/chat")
+    assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
+    assert client.get("/api/v1/nothing").get_json()["error"]["code"] == "not_found"
+    assert turns(app) == []
+
+
+def test_feedback_transcript_and_handoff(client: Any, app: Any) -> None:
+    body = chat(client, "close my account").get_json()
+    response = client.post(
+        "/api/v1/feedback", json={"turn_id": body["turn_id"], "helpful": False, "comment": "not what I asked"}
+    )
+    assert response.status_code == 200
+    stored = turns(app)[0]
+    assert stored.helpful is False and stored.feedback_comment == "not what I asked" and stored.feedback_at
+    assert client.post("/api/v1/feedback", json={"turn_id": 99999, "helpful": True}).status_code == 404
+    bad = client.post("/api/v1/feedback", json={"turn_id": body["turn_id"], "helpful": "yes"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "helpful"
+
+    transcript = client.get(f"/api/v1/sessions/{body['session_id']}").get_json()
+    assert [t["message"] for t in transcript["turns"]] == ["close my account"]
+    assert transcript["turns"][0]["helpful"] is False and transcript["handoff_requested"] is False
+    handoff = client.post(f"/api/v1/sessions/{body['session_id']}/handoff")
+    assert handoff.status_code == 200 and handoff.get_json()["handoff_requested"] is True
+    assert client.get(f"/api/v1/sessions/{body['session_id']}").get_json()["handoff_requested"] is True
+    assert client.get("/api/v1/sessions/0123456789abcdef").status_code == 404
+    assert client.post("/api/v1/sessions/0123456789abcdef/handoff").status_code == 404
+
+
+def test_rasa_rest_webhook_and_parse(client: Any, app: Any) -> None:
+    response = client.post(
+        "/webhooks/rest/webhook", json={"sender": "user-42", "message": "where is my card"}
+    )
+    assert response.status_code == 200
+    messages = response.get_json()
+    assert messages[0]["recipient_id"] == "user-42"
+    assert messages[0]["text"] == "Cards arrive in **5–7 working days**."
+    assert messages[0]["buttons"] == [{"title": "Change my PIN", "payload": "/change_pin"}]
+    follow = client.post("/webhooks/rest/webhook", json={"sender": "user-42", "message": "/change_pin"})
+    assert follow.get_json()[0]["text"].startswith("Change it at any ATM.")
+    logged = turns(app)
+    assert len(logged) == 2 and logged[0].conversation_id == logged[1].conversation_id
+    parsed = client.post("/model/parse", json={"text": "exchange rate today"}).get_json()
+    assert parsed["text"] == "exchange rate today" and parsed["entities"] == []
+    assert parsed["intent"]["name"] == "exchange_rate" and 0 < parsed["intent"]["confidence"] <= 1
+    assert [r["name"] for r in parsed["intent_ranking"]][0] == "exchange_rate"
+    assert len(turns(app)) == 2  # parse is NLU only, not a conversation turn
+    assert client.post("/model/parse", json={}).get_json()["error"]["field"] == "text"
+
+
+def test_health_readiness_and_metrics(make_app: Any) -> None:
+    cold = make_app(register=False, load=False).test_client()
+    assert cold.get("/healthz").status_code == 200
+    ready = cold.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["model"] == "not loaded"
+    assert (
+        cold.post("/api/v1/chat", json={"message": "hi"}).get_json()["error"]["code"] == "model_unavailable"
+    )
+
+    client = make_app().test_client()
+    assert client.get("/readyz").status_code == 200
+    chat(client, "where is my card")
+    chat(client, "blorp fnord")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_turns_total{arm="production",status="answered"} 1.0' in metrics
+    assert "helploop_request_latency_seconds_bucket" in metrics and 'endpoint="/api/v1/chat"' in metrics
+    assert 'helploop_model_info{arm="production"' in metrics
+
+
+def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    documented = {path.replace("{session_id}", "<session_id>") for path in spec["paths"]}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(("/api/", "/webhooks/", "/model/")):
+            assert rule.rule in documented, f"{rule.rule} missing from /openapi.json"
+    page = client.get("/docs").get_data(as_text=True)
+    assert "/api/v1/chat" in page and "/model/parse" in page
+
+
+def test_demo_page_and_widget_assets(client: Any) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'src="/widget.js"' in page and "data-helploop-url" in page
+    with client.get("/widget.js") as script:
+        assert script.status_code == 200 and script.mimetype == "application/javascript"
+        assert "renderMarkdown" in script.get_data(as_text=True)
+    with client.get("/widget.css") as style:
+        assert style.mimetype == "text/css"
+
+
+def test_cors_allows_configured_origins(make_app: Any) -> None:
+    client = make_app(widget_origins="https://shop.example").test_client()
+    allowed = client.post(
+        "/api/v1/chat", json={"message": "where is my card"}, headers={"Origin": "https://shop.example"}
+    )
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    other = client.post(
+        "/api/v1/chat", json={"message": "where is my card"}, headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_rate_limit_answers_429_as_json(make_app: Any) -> None:
+    client = make_app(chat_rate_limit="3/minute").test_client()
+    codes = [chat(client, "where is my card").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    error = chat(client, "where is my card").get_json()["error"]
+    assert error["code"] == "rate_limited"
+
+
+def test_rate_limit_in_redis(make_app: Any) -> None:
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+    client = make_app(
+        chat_rate_limit="2/minute",
+        ratelimit_storage_url="redis://127.0.0.1:6379/15",
+        RATELIMIT_KEY_PREFIX=f"helploop-test-{uuid.uuid4().hex}",
+    ).test_client()
+    codes = [chat(client, "where is my card").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys("*helploop-test-*")
+    assert keys, "the limiter did not store its counters in Redis"
