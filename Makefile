@@ -13,10 +13,12 @@ demo: setup
 	$(VENV)/bin/helploop demo
 
 test: setup
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest
 
 # Everything, slow tests included.
 test-all: setup
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -m ""
 
 lint: setup
@@ -30,6 +32,7 @@ check: lint typecheck test
 bench: setup
 	$(PY) bench/accuracy.py
 	$(PY) bench/latency.py
+	$(PY) bench/http_latency.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

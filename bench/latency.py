@@ -41,7 +41,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def measure(engine: AnsweringEngine, messages: list[str]) -> dict[str, Any]:
-    encoder = engine.encoders[engine.config.encoder["name"]]
+    encoder = engine.main_encoder()
     for text in messages[:20]:  # warm up both paths
         encoder.encode([text])
         engine.predict(text)

@@ -182,6 +182,10 @@ class AnsweringEngine:
             self.encoders[name] = build_encoder(self.config.encoder, self.bundle_dir, threads=self.threads)
         return self.encoders[name]
 
+    def main_encoder(self) -> Encoder:
+        """The engine's own sentence encoder (built on first use)."""
+        return self._encoder(self.config.encoder["name"])
+
     def featurise(self, texts: Sequence[str], *, progress: bool = False) -> FeatureBatch:
         names = sorted({str(m["encoder"]) for m in self.config.members if m.get("encoder")})
         embeddings = {name: self._encoder(name).encode(list(texts), progress=progress) for name in names}

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, Candidate, Prediction
+from core.models import new_uuid
 from core.registry import (
     NotFoundError,
     get_conversation,
@@ -121,8 +122,9 @@ def answer_message(
             raise APIError(
                 404, "unknown_session", f"session {session_id} does not exist", "session_id"
             ) from None
-    conversation = get_or_create_conversation(session, conversation_id=session_id, channel=channel)
-    engine, arm = serving.engine_for(conversation.id)
+        session.commit()  # end the read transaction: the model runs outside any database transaction
+    conversation_id = session_id or new_uuid()
+    engine, arm = serving.engine_for(conversation_id)
     started = time.perf_counter()
     prediction = chosen_intent(engine, message)
     if prediction is not None:
@@ -141,22 +143,26 @@ def answer_message(
             "confidence": shadow_prediction.confidence,
         }
     text = reply_text(prediction)
-    turn = log_turn(
-        session,
-        conversation_id=conversation.id,
-        user_text=message,
-        status=prediction.status,
-        intent=prediction.intent,
-        answer=text,
-        confidence=min(max(prediction.confidence, 0.0), 1.0),
-        candidates=[c.to_dict() for c in prediction.ranking],
-        member_scores=prediction.member_scores,
-        model_version=prediction.model_version,
-        latency_ms=latency_ms,
-        served_by=arm,
-        shadow_prediction=shadow,
-    )
-    session.commit()
+    # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
+    # steps of up to 100 ms when two threads write at once).
+    with helploop.write_lock:
+        conversation = get_or_create_conversation(session, conversation_id=conversation_id, channel=channel)
+        turn = log_turn(
+            session,
+            conversation_id=conversation.id,
+            user_text=message,
+            status=prediction.status,
+            intent=prediction.intent,
+            answer=text,
+            confidence=min(max(prediction.confidence, 0.0), 1.0),
+            candidates=[c.to_dict() for c in prediction.ranking],
+            member_scores=prediction.member_scores,
+            model_version=prediction.model_version,
+            latency_ms=latency_ms,
+            served_by=arm,
+            shadow_prediction=shadow,
+        )
+        session.commit()
     helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
     return prediction, turn.id, conversation.id, text
 

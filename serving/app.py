@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ class HelpLoop:
     database: Database
     models: ModelHolder
     metrics: Metrics
+    write_lock: AbstractContextManager[Any]
 
 
 def state() -> HelpLoop:
@@ -87,7 +90,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return AnsweringEngine.load(path, runtime=settings.serving_runtime, threads=settings.torch_threads)
 
     models = ModelHolder(read_plan, loader or load, poll_seconds=settings.deployment_poll_seconds)
-    app.extensions["helploop"] = HelpLoop(settings, database, models, Metrics())
+    write_lock: AbstractContextManager[Any] = threading.Lock() if settings.is_sqlite else nullcontext()
+    app.extensions["helploop"] = HelpLoop(settings, database, models, Metrics(), write_lock)
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)
     limiter.init_app(app)

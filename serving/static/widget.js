@@ -103,9 +103,10 @@
     }
     if (reply.turn_id && reply.status === "answered") {
       var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": "Was this helpful?" });
-      [["up", true, "👍", "Helpful"], ["down", false, "👎", "Not helpful"]].forEach(function (spec) {
+      [["up", true, "Helpful"], ["down", false, "Not helpful"]].forEach(function (spec) {
         var button = el("button", { type: "button", "class": "hl-thumb hl-thumb-" + spec[0],
-                                    "aria-label": spec[3], "aria-pressed": "false" }, spec[2]);
+                                    "aria-label": spec[2], "aria-pressed": "false", title: spec[2] });
+        button.innerHTML = THUMB;  // a constant of ours, not user or bot text
         if (reply.helpful === spec[1]) { button.setAttribute("aria-pressed", "true"); }
         button.addEventListener("click", function () { feedback(reply.turn_id, spec[1], rate, button); });
         rate.appendChild(button);
@@ -120,6 +121,9 @@
     log.appendChild(el("div", { "class": "hl-notice", role: "status" }, text));
     scrollDown();
   }
+
+  var THUMB = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" ' +
+    'd="M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z"/></svg>';
 
   var typing = el("div", { "class": "hl-typing", "aria-label": "The assistant is typing" });
   typing.innerHTML = "<span></span><span></span><span></span>";

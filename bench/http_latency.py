@@ -1,0 +1,257 @@
+"""HTTP latency and throughput of the chat API under gunicorn (committed config), on loopback.
+
+Same run, same messages: (1) bare encode() in-process, the floor; (2) sequential POST /api/v1/chat, p50/p99;
+(3) throughput with 8 concurrent clients. Every response must be logged as a turn: the script counts them.
+Uses the BANKING77 bundle saved by bench/accuracy.py (bench/results/model); the embedded default database
+(SQLite) unless --database-url is given. Rate limiting is switched off for the run (it would answer 429).
+
+    .venv/bin/python bench/http_latency.py [--model DIR] [--requests 400] [--clients 8] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sqlalchemy import func, select  # noqa: E402
+
+from bot.engine import AnsweringEngine  # noqa: E402
+from bot.runtime import configure_inference_threads  # noqa: E402
+from core.db import Database  # noqa: E402
+from core.kb_files import read_labelled_csv  # noqa: E402
+from core.models import Turn  # noqa: E402
+from core.registry import register_model_version, set_deployment  # noqa: E402
+from core.settings import load_settings  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
+TARGETS = {"p50_ms": 15.0, "p99_ms": 50.0, "requests_per_second": 150.0}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(connection: http.client.HTTPConnection, message: str) -> tuple[int, float]:
+    body = json.dumps({"message": message})
+    started = time.perf_counter()
+    connection.request("POST", "/api/v1/chat", body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    return response.status, (time.perf_counter() - started) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=ROOT / "bench" / "results" / "model")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if not (args.model / "manifest.json").is_file():
+        sys.exit(f"error: no bundle at {args.model}; run bench/accuracy.py first (it saves one)")
+    test_texts, _ = read_labelled_csv(args.data / "test.csv")
+    rng = np.random.default_rng(0)
+    messages = [test_texts[i] for i in rng.choice(len(test_texts), size=args.requests, replace=False)]
+
+    instance = Path(tempfile.mkdtemp(prefix="helploop-http-"))
+    env = {
+        **os.environ,
+        "HELPLOOP_INSTANCE_PATH": str(instance),
+        "HELPLOOP_RATELIMIT_ENABLED": "false",
+        "HELPLOOP_TORCH_THREADS": "1",
+        "HELPLOOP_ACCESS_LOG": "",
+        "HELPLOOP_WORKERS": str(args.workers),
+        "HELPLOOP_THREADS": str(args.threads),
+    }
+    if args.database_url:
+        env["HELPLOOP_DATABASE_URL"] = args.database_url
+    helploop = str(Path(sys.executable).parent / "helploop")
+    subprocess.run([helploop, "db", "upgrade"], env=env, check=True, capture_output=True)
+    manifest = json.loads((args.model / "manifest.json").read_text())
+    settings = load_settings(environ=env)
+    database = Database(settings)
+    with database.session() as session:
+        register_model_version(
+            session,
+            version=manifest["version"],
+            bundle_path=str(args.model),
+            data_hash=manifest["data_hash"],
+            metrics={},
+            kb_version_id=None,
+        )
+        set_deployment(session, production_version=manifest["version"], actor="bench", reason="http latency")
+
+    port = free_port()
+    env["HELPLOOP_BIND"] = f"127.0.0.1:{port}"
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    server = subprocess.Popen(
+        [gunicorn, "-c", str(ROOT / "serving" / "gunicorn.conf.py"), "serving:create_app()"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    results: dict[str, Any] = {
+        "model": manifest["version"],
+        "requests": args.requests,
+        "clients": args.clients,
+        "workers": args.workers,
+        "threads": args.threads,
+        "database": args.database_url or "sqlite (embedded default)",
+    }
+    try:
+        deadline = time.time() + 120
+        ready = False
+        while time.time() < deadline and not ready:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/readyz")
+                ready = connection.getresponse().status == 200
+            except OSError:
+                pass
+            time.sleep(0.5)
+        if not ready:
+            raise SystemExit("gunicorn did not become ready within 120 s")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for message in messages[:30]:  # warm every worker and thread
+            post(connection, message)
+
+        # (1) the floor: bare encode() in this process, same runtime as the server (ONNX when exported)
+        configure_inference_threads(1)
+        engine = AnsweringEngine.load(args.model, threads=1)
+        encoder = engine.main_encoder()
+        for message in messages[:20]:
+            encoder.encode([message])
+        floor = []
+        for message in messages:
+            started = time.perf_counter()
+            encoder.encode([message])
+            floor.append((time.perf_counter() - started) * 1000)
+        results["encode_floor"] = {
+            "runtime": engine.runtime,
+            "p50_ms": float(np.percentile(floor, 50)),
+            "p99_ms": float(np.percentile(floor, 99)),
+        }
+
+        # (2) sequential requests
+        sequential = []
+        statuses = []
+        for message in messages:
+            status, ms = post(connection, message)
+            statuses.append(status)
+            sequential.append(ms)
+        results["sequential"] = {
+            "p50_ms": float(np.percentile(sequential, 50)),
+            "p99_ms": float(np.percentile(sequential, 99)),
+            "errors": int(sum(s != 200 for s in statuses)),
+        }
+
+        # (3) throughput with concurrent clients
+        per_client = args.requests // args.clients
+        ok = [0] * args.clients
+        latencies: list[float] = []
+        lock = threading.Lock()
+
+        def client(index: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            local = []
+            for message in messages[index * per_client : (index + 1) * per_client]:
+                status, ms = post(conn, message)
+                local.append(ms)
+                ok[index] += status == 200
+            with lock:
+                latencies.extend(local)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        results["concurrent"] = {
+            "requests": per_client * args.clients,
+            "ok": sum(ok),
+            "seconds": elapsed,
+            "requests_per_second": sum(ok) / elapsed,
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)),
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    with database.session() as session:
+        logged = int(session.scalar(select(func.count()).select_from(Turn)) or 0)
+    database.dispose()
+    expected = 30 + args.requests + results["concurrent"]["requests"]
+    results["turns_logged"] = logged
+    results["turns_expected"] = expected
+    results["targets"] = TARGETS
+    shutil.rmtree(instance, ignore_errors=True)
+
+    seq, conc, floor_r = results["sequential"], results["concurrent"], results["encode_floor"]
+    mark = lambda good: "ok" if good else "MISS"  # noqa: E731
+    rows = [
+        (f"bare encode() p50 ({floor_r['runtime']})", f"{floor_r['p50_ms']:.2f} ms", ""),
+        (
+            "sequential POST /api/v1/chat p50",
+            f"{seq['p50_ms']:.2f} ms",
+            f"<= 15 ms {mark(seq['p50_ms'] <= 15)}",
+        ),
+        (
+            "sequential POST /api/v1/chat p99",
+            f"{seq['p99_ms']:.2f} ms",
+            f"<= 50 ms {mark(seq['p99_ms'] <= 50)}",
+        ),
+        (
+            f"throughput, {args.clients} clients",
+            f"{conc['requests_per_second']:.1f} r/s",
+            f">= 150 {mark(conc['requests_per_second'] >= 150)}",
+        ),
+        ("concurrent p50 / p99", f"{conc['p50_ms']:.1f} / {conc['p99_ms']:.1f} ms", ""),
+        (
+            "turns logged / responses",
+            f"{logged} / {expected}",
+            mark(logged == expected and seq["errors"] == 0),
+        ),
+    ]
+    print(f"{'measure':<40}{'value':>18}  target")
+    print("-" * 72)
+    for name, value, target in rows:
+        print(f"{name:<40}{value:>18}  {target}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "http_latency.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out / 'http_latency.json'}")
+
+
+if __name__ == "__main__":
+    main()

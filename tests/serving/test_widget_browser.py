@@ -1,0 +1,166 @@
+"""The widget in a real browser: Debian's headless Chromium driven by Playwright (never a downloaded one)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from bot.engine import AnsweringEngine
+from core.models import Turn
+from tests.serving.conftest import hashing_loader
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AMBIGUOUS = "card pin"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not shutil.which("chromium"):
+        pytest.skip(
+            "Debian chromium is not installed (scripts/setup.sh installs it: apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def clarifying_loader(path: str) -> AnsweringEngine:
+    """The toy model with its gate set so that AMBIGUOUS asks "did you mean" (its top two share the mass)."""
+    engine = hashing_loader(path)
+    probabilities, _, _ = engine.predict_proba([AMBIGUOUS])
+    top = np.sort(probabilities[0])[::-1]
+    engine.gate.threshold = float((top[0] + top[1] + top[0]) / 2)  # above top-1, below top-1 + top-2
+    engine.gate.margin = 0.0
+    return engine
+
+
+@pytest.fixture
+def live_server(make_app: Any) -> Iterator[tuple[str, Any]]:
+    from werkzeug.serving import make_server
+
+    app = make_app(model_loader=clarifying_loader, ratelimit_enabled=False)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", app
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
+def page(browser: Any, live_server: tuple[str, Any]) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live_server[0] + "/")
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def send(page: Any, text: str) -> None:
+    if page.locator(".hl-panel").is_hidden():
+        page.click(".hl-launcher")
+    page.fill(".hl-input", text)
+    page.keyboard.press("Enter")
+
+
+def bot_messages(page: Any) -> Any:
+    return page.locator(".hl-bot:not([data-status=greeting])")
+
+
+def test_send_a_message_and_see_the_answer(page: Any) -> None:
+    page.click(".hl-launcher")
+    assert page.evaluate("document.activeElement.classList.contains('hl-input')")  # focus moves to input
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    answer = bot_messages(page).first
+    assert "5–7 working days" in answer.inner_text()
+    assert answer.locator("strong").inner_text() == "5–7 working days"  # Markdown rendered
+    page.keyboard.press("Escape")
+    assert page.locator(".hl-panel").is_hidden()
+
+
+def test_clarify_shows_chips_and_clicking_one_answers(page: Any) -> None:
+    send(page, AMBIGUOUS)
+    bot_messages(page).first.wait_for()
+    assert bot_messages(page).first.get_attribute("data-status") == "clarify"
+    chips = page.locator(".hl-bot .hl-chip")
+    assert chips.count() >= 2
+    titles = chips.all_inner_texts()
+    assert "Change my PIN" in titles
+    page.locator(".hl-chip", has_text="Change my PIN").click()
+    bot_messages(page).nth(1).wait_for()
+    assert "Change it at any ATM." in bot_messages(page).nth(1).inner_text()
+    assert bot_messages(page).nth(1).locator("li").count() == 2  # the Markdown list
+
+
+def test_thumbs_down_is_stored(page: Any, live_server: tuple[str, Any]) -> None:
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    page.click(".hl-thumb-down")
+    page.locator(".hl-thumb-down[aria-pressed=true]").wait_for()
+    app = live_server[1]
+    with app.extensions["helploop"].database.session() as session:
+        turn = session.scalars(select(Turn)).one()
+        assert turn.helpful is False
+
+
+def test_reload_resumes_the_conversation(page: Any) -> None:
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    page.reload()
+    page.locator(".hl-user").first.wait_for()
+    assert page.locator(".hl-user").first.inner_text() == "when will my card arrive"
+    assert "5–7 working days" in bot_messages(page).first.inner_text()
+    send(page, "change pin number")
+    bot_messages(page).nth(1).wait_for()
+    assert page.locator(".hl-user").count() == 2
+
+
+def test_html_and_scripts_are_shown_as_text(page: Any) -> None:
+    payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold?</b>'
+    send(page, payload)
+    page.locator(".hl-user").first.wait_for()
+    bot_messages(page).first.wait_for()
+    assert page.locator(".hl-user").first.inner_text() == payload
+    send(page, "close my account")  # its answer in the knowledge base contains a <script> tag
+    bot_messages(page).nth(1).wait_for()
+    assert "<script>alert('x')</script>" in bot_messages(page).nth(1).inner_text()
+    assert page.locator(".hl-log script, .hl-log img, .hl-log b").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+
+def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: tuple[str, Any]) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 720})
+    page = context.new_page()
+    page.goto(live_server[0] + "/")
+    page.click(".hl-launcher")
+    box = page.locator(".hl-panel").bounding_box()
+    assert box["width"] == 375 and box["x"] == 0
+    send(page, "where is my card")
+    bot_messages(page).first.wait_for()
+    page.click(".hl-human")
+    page.locator(".hl-notice", has_text="person").wait_for()
+    context.close()
