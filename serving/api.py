@@ -132,16 +132,6 @@ def answer_message(
     else:
         prediction = engine.predict(message)
     latency_ms = (time.perf_counter() - started) * 1000
-    shadow = None
-    if serving.shadow is not None and arm != "suggestion":
-        shadow_prediction = serving.shadow.predict(message)
-        shadow = {
-            "model_version": shadow_prediction.model_version,
-            "status": shadow_prediction.status,
-            "intent": shadow_prediction.intent,
-            "top_intent": shadow_prediction.top_intent,
-            "confidence": shadow_prediction.confidence,
-        }
     text = reply_text(prediction)
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
@@ -160,10 +150,11 @@ def answer_message(
             model_version=prediction.model_version,
             latency_ms=latency_ms,
             served_by=arm,
-            shadow_prediction=shadow,
         )
         session.commit()
     helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
+    if serving.shadow is not None and arm != "suggestion":
+        helploop.shadow.submit(serving.shadow, turn.id, message)
     return prediction, turn.id, conversation.id, text
 
 

@@ -20,6 +20,7 @@ from core.registry import serving_plan
 from core.settings import Settings, load_settings
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder
+from serving.shadow import ShadowScorer
 
 # Created unbound; each app binds it in create_app (no global app at import time).
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
@@ -32,6 +33,7 @@ class HelpLoop:
     models: ModelHolder
     metrics: Metrics
     write_lock: AbstractContextManager[Any]
+    shadow: ShadowScorer
 
 
 def state() -> HelpLoop:
@@ -91,7 +93,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     models = ModelHolder(read_plan, loader or load, poll_seconds=settings.deployment_poll_seconds)
     write_lock: AbstractContextManager[Any] = threading.Lock() if settings.is_sqlite else nullcontext()
-    app.extensions["helploop"] = HelpLoop(settings, database, models, Metrics(), write_lock)
+    metrics = Metrics()
+    shadow = ShadowScorer(database, on_drop=metrics.shadow_dropped.inc)
+    app.extensions["helploop"] = HelpLoop(settings, database, models, metrics, write_lock, shadow)
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)
     limiter.init_app(app)

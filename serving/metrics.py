@@ -23,6 +23,9 @@ class Metrics:
         self.feedback = Counter(
             "helploop_feedback_total", "Thumbs up/down", ["helpful"], registry=self.registry
         )
+        self.shadow_dropped = Counter(
+            "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",

@@ -122,6 +122,8 @@ def test_shadow_is_scored_and_logged_but_never_shown(app: Any, toy_bundles: dict
     app.extensions["helploop"].models.refresh()
     body = app.test_client().post("/api/v1/chat", json={"message": "where is my card"}).get_json()
     assert body["model_version"] == v["v1"]
+    assert app.extensions["helploop"].shadow.drain(10)
+    assert app.extensions["helploop"].shadow.scored == 1
     with app.extensions["helploop"].database.session() as session:
         turn = session.get(Turn, body["turn_id"])
         assert turn.shadow_prediction["model_version"] == v["v2"]
