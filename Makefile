@@ -30,9 +30,11 @@ typecheck: setup
 check: lint typecheck test
 
 bench: setup
+	-$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) bench/accuracy.py
 	$(PY) bench/latency.py
 	$(PY) bench/http_latency.py
+	$(PY) bench/truth_inference.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

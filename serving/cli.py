@@ -293,6 +293,105 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
         ctx.invoke(serve, host="127.0.0.1", port=port)
 
 
+# -------------------------------------------------------------------------------------------- crowd
+
+
+@main.group()
+def crowd() -> None:
+    """Crowd labels: truth inference."""
+
+
+def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    import csv
+
+    file = Path(path)
+    if not file.is_file():
+        _fail(f"{path}: file not found")
+    rows: list[tuple[str, ...]] = []
+    with file.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            _fail(
+                f"{path}:1: header must have the columns {', '.join(columns)} (missing: {', '.join(missing)})"
+            )
+        for row in reader:
+            values = tuple((row.get(c) or "").strip() for c in columns)
+            for column, value in zip(columns, values, strict=True):
+                if not value:
+                    _fail(f"{path}:{reader.line_num}: field '{column}' is empty")
+            rows.append(values)
+    if not rows:
+        _fail(f"{path}: no rows")
+    return rows
+
+
+@crowd.command("aggregate")
+@click.option(
+    "--answers",
+    "answers_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV with item,worker,label rows.",
+)
+@click.option(
+    "--method",
+    default="hierarchical_ds",
+    show_default=True,
+    type=click.Choice(["majority", "dawid_skene", "hierarchical_ds"]),
+)
+@click.option(
+    "--truth", "truth_file", type=click.Path(dir_okay=False), help="CSV item,label: print accuracy."
+)
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Write item,label,confidence here.",
+)
+def crowd_aggregate(answers_file: str, method: str, truth_file: str | None, out_file: str) -> None:
+    """Infer one label per item from several workers' labels (no database needed)."""
+    import csv
+    import time as clock
+
+    from crowd_feedback.aggregation import answers_from_rows, get_strategy
+
+    rows = _read_crowd_csv(answers_file, ("item", "worker", "label"))
+    answers = answers_from_rows((row[0], row[1], row[2]) for row in rows)
+    started = clock.perf_counter()
+    result = get_strategy(method).aggregate(answers)
+    seconds = clock.perf_counter() - started
+    labels, confidences = result.labels(), result.confidences()
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_file, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item", "label", "confidence"])
+        for item in result.items:
+            writer.writerow([item, labels[item], f"{confidences[item]:.6f}"])
+    click.echo(
+        f"{method}: {len(result.items)} items, {len(answers)} answers, "
+        f"{len(result.worker_accuracy)} workers in {seconds:.2f}s; wrote {out_file}"
+    )
+    if truth_file:
+        truth: dict[str, str] = {row[0]: row[1] for row in _read_crowd_csv(truth_file, ("item", "label"))}
+        known = [item for item in truth if item in labels]
+        if not known:
+            _fail(f"{truth_file}: no item in common with {answers_file}")
+        accuracy = sum(labels[item] == truth[item] for item in known) / len(known)
+        click.echo(f"accuracy on {len(known)} items with truth: {accuracy:.4f}")
+
+
+@main.command()
+def redact() -> None:
+    """Read text on stdin, write it with personal data replaced by placeholders to stdout."""
+    from crowd_feedback.redaction import redact as redact_text
+
+    for line in sys.stdin:
+        sys.stdout.write(redact_text(line))
+
+
 # --------------------------------------------------------------------------------------------- eval
 
 

@@ -193,3 +193,52 @@ def test_eval_bad_csv_is_reported(settings: Any, tmp_path: Path) -> None:
     bad.write_text("sentence,intent\nhi,greet\n")
     result = run(settings, "eval", "--train", str(bad), "--test", str(SMALL / "test.csv"))
     assert result.exit_code == 2 and f"{bad}:1" in result.output and "'text' and 'label'" in result.output
+
+
+def test_crowd_aggregate_writes_labels_and_reports_accuracy(settings: Any, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.csv"
+    rows = ["item,worker,label"]
+    for item, label in [("q1", "a"), ("q2", "b"), ("q3", "a"), ("q4", "b")]:
+        other = "b" if label == "a" else "a"
+        rows += [f"{item},good1,{label}", f"{item},good2,{label}", f"{item},spam,{other}"]
+    answers.write_text("\n".join(rows) + "\n")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("item,label\nq1,a\nq2,b\nq3,a\nq4,b\n")
+    out = tmp_path / "labels.csv"
+    result = run(
+        settings,
+        "crowd",
+        "aggregate",
+        "--answers",
+        str(answers),
+        "--method",
+        "dawid_skene",
+        "--truth",
+        str(truth),
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy on 4 items with truth: 1.0000" in result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "item,label,confidence" and lines[1].startswith("q1,a,")
+    assert all(0.5 < float(line.split(",")[2]) <= 1.0 for line in lines[1:])
+
+
+def test_crowd_aggregate_bad_file(settings: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "answers.csv"
+    bad.write_text("item,worker,label\nq1,w1,a\nq2,,b\n")
+    result = run(settings, "crowd", "aggregate", "--answers", str(bad), "--out", str(tmp_path / "o.csv"))
+    assert result.exit_code == 2 and f"{bad}:3: field 'worker' is empty" in result.output
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("task,annotator,answer\n1,2,3\n")
+    result = run(settings, "crowd", "aggregate", "--answers", str(wrong), "--out", str(tmp_path / "o.csv"))
+    assert result.exit_code == 2 and "missing: item, worker, label" in result.output
+
+
+def test_redact_reads_stdin(settings: Any) -> None:
+    result = run(
+        settings, "redact", input="Email jane@example.com, order 123456789\ncard 4111 1111 1111 1111\n"
+    )
+    assert result.exit_code == 0
+    assert result.stdout == "Email [EMAIL], order 123456789\ncard [CARD_NUMBER]\n"

@@ -1,0 +1,113 @@
+"""Truth inference on every crowd set in shared/data/crowd: HelpLoop's strategies against crowd-kit, same run.
+
+Columns: majority vote, HelpLoop's Dawid–Skene, HelpLoop's hierarchical Dawid–Skene (the default), and
+crowd-kit's DawidSkene when crowd-kit is installed (`pip install -r requirements-bench.txt`). Accuracy is on
+the items that have truth; the truth is never used to fit anything.
+
+    .venv/bin/python bench/truth_inference.py [--data DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("HELPLOOP_CROWD_DIR", ROOT.parent / "shared" / "data" / "crowd"))
+METHODS = ("majority", "dawid_skene", "hierarchical_ds")
+BEST = "hierarchical_ds"
+
+
+def load(folder: Path) -> tuple[list[Answer], dict[str, str]]:
+    with (folder / "answers.csv").open(newline="") as handle:
+        answers = [Answer(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
+    with (folder / "truth.csv").open(newline="") as handle:
+        truth = {r["item"]: r["label"] for r in csv.DictReader(handle)}
+    return answers, truth
+
+
+def crowd_kit_dawid_skene(answers: list[Answer], truth: dict[str, str]) -> tuple[float, float] | None:
+    try:
+        import pandas as pd
+        from crowdkit.aggregation import DawidSkene
+    except ImportError:
+        return None
+    frame = pd.DataFrame(
+        {
+            "task": [a.item for a in answers],
+            "worker": [a.worker for a in answers],
+            "label": [a.label for a in answers],
+        }
+    )
+    started = time.perf_counter()
+    labels = DawidSkene(n_iter=100).fit_predict(frame)
+    seconds = time.perf_counter() - started
+    known = [item for item in truth if item in labels.index]
+    return sum(labels[item] == truth[item] for item in known) / len(known), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    sets = sorted(p for p in args.data.iterdir() if (p / "answers.csv").is_file())
+    if not sets:
+        sys.exit(f"error: no crowd sets under {args.data} (pass --data or set HELPLOOP_CROWD_DIR)")
+    results: dict[str, Any] = {}
+    header = (
+        f"{'set':<20}{'answers':>8}"
+        + "".join(f"{m[:14]:>16}" for m in METHODS)
+        + f"{'crowd-kit DS':>14}  best>=ck"
+    )
+    print(header)
+    print("-" * len(header))
+    for folder in sets:
+        answers, truth = load(folder)
+        row: dict[str, Any] = {"answers": len(answers), "items_with_truth": len(truth)}
+        for method in METHODS:
+            started = time.perf_counter()
+            result = get_strategy(method).aggregate(answers)
+            row[method] = {
+                "accuracy": result.accuracy(truth),
+                "seconds": time.perf_counter() - started,
+                **(
+                    {"details": {k: v for k, v in result.details.items() if k == "prior_strength"}}
+                    if result.details
+                    else {}
+                ),
+            }
+        reference = crowd_kit_dawid_skene(answers, truth)
+        if reference is not None:
+            row["crowd_kit_dawid_skene"] = {"accuracy": reference[0], "seconds": reference[1]}
+        results[folder.name] = row
+        cells = "".join(f"{row[m]['accuracy']:>10.3f} {row[m]['seconds']:>4.1f}s" for m in METHODS)
+        if reference is not None:
+            ok = row[BEST]["accuracy"] >= reference[0] - 1e-9
+            tail = f"{reference[0]:>14.3f}  {'ok' if ok else 'MISS'}"
+        else:
+            tail = f"{'(not installed)':>14}"
+        print(f"{folder.name:<20}{len(answers):>8}{cells}{tail}", flush=True)
+    largest = max(results, key=lambda name: results[name]["answers"])
+    print(f"largest set: {largest}, {BEST} took {results[largest][BEST]['seconds']:.1f}s (target <= 10 s)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "truth_inference.json").write_text(
+        json.dumps({"best_method": BEST, "sets": results}, indent=2)
+    )
+    print(f"wrote {args.out / 'truth_inference.json'}")
+
+
+if __name__ == "__main__":
+    main()

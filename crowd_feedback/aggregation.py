@@ -1,0 +1,327 @@
+"""Truth inference: combine several reviewers' labels per item into one label with a posterior.
+
+Strategies behind one interface, chosen by name (``get_strategy``):
+
+* ``majority`` — (weighted) vote shares.
+* ``dawid_skene`` — EM with one full confusion matrix per reviewer (Dawid & Skene 1979).
+* ``hierarchical_ds`` — Dawid–Skene with a pooled prior: every reviewer's confusion matrix is shrunk toward
+  the crowd's average confusion matrix, with a strength chosen without any truth, by the likelihood of
+  held-out answers. Reviewers with a handful of answers behave like the crowd; prolific reviewers get
+  their own matrix. This is the default.
+
+Known labels (gold items) can be given: they are clamped during EM, which anchors reviewer quality.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import logsumexp
+
+
+@dataclass(frozen=True)
+class Answer:
+    item: str
+    worker: str
+    label: str
+
+
+@dataclass
+class AggregationResult:
+    items: list[str]
+    classes: list[str]
+    posterior: np.ndarray  # (items, classes)
+    worker_accuracy: dict[str, float] = field(default_factory=dict)
+    iterations: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def labels(self) -> dict[str, str]:
+        best = self.posterior.argmax(axis=1)
+        return {item: self.classes[best[i]] for i, item in enumerate(self.items)}
+
+    def confidences(self) -> dict[str, float]:
+        top = self.posterior.max(axis=1)
+        return {item: float(top[i]) for i, item in enumerate(self.items)}
+
+    def accuracy(self, truth: dict[str, str]) -> float:
+        labels = self.labels()
+        known = [item for item in self.items if item in truth]
+        if not known:
+            return math.nan
+        return float(np.mean([labels[item] == truth[item] for item in known]))
+
+
+class EncodedAnswers:
+    """Answers as integer arrays (item, worker, label), with the name tables to map back."""
+
+    def __init__(self, answers: Sequence[Answer], classes: Sequence[str] | None = None) -> None:
+        if not answers:
+            raise ValueError("no answers to aggregate")
+        self.items = sorted({a.item for a in answers})
+        self.workers = sorted({a.worker for a in answers})
+        self.classes = sorted(set(classes or []) | {a.label for a in answers})
+        item_index = {v: i for i, v in enumerate(self.items)}
+        worker_index = {v: i for i, v in enumerate(self.workers)}
+        class_index = {v: i for i, v in enumerate(self.classes)}
+        self.item = np.array([item_index[a.item] for a in answers], dtype=np.int64)
+        self.worker = np.array([worker_index[a.worker] for a in answers], dtype=np.int64)
+        self.label = np.array([class_index[a.label] for a in answers], dtype=np.int64)
+        self.class_index = class_index
+        self.item_index = item_index
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.items), len(self.workers), len(self.classes)
+
+    def subset(self, mask: np.ndarray) -> EncodedAnswers:
+        clone = object.__new__(EncodedAnswers)
+        clone.__dict__.update(self.__dict__)
+        clone.item, clone.worker, clone.label = self.item[mask], self.worker[mask], self.label[mask]
+        return clone
+
+
+def vote_shares(data: EncodedAnswers, weights: np.ndarray | None = None) -> np.ndarray:
+    n_items, _, n_classes = data.shape
+    votes = np.zeros((n_items, n_classes))
+    w = np.ones(len(data.item)) if weights is None else weights[data.worker]
+    np.add.at(votes, (data.item, data.label), w)
+    totals = votes.sum(axis=1, keepdims=True)
+    # Items whose every vote has zero weight fall back to a uniform posterior.
+    return np.where(totals > 0, votes / np.maximum(totals, 1e-12), 1.0 / n_classes)
+
+
+def _clamp(posterior: np.ndarray, gold: dict[int, int]) -> np.ndarray:
+    for item, label in gold.items():
+        posterior[item] = 0.0
+        posterior[item, label] = 1.0
+    return posterior
+
+
+def _confusion_counts(data: EncodedAnswers, posterior: np.ndarray) -> np.ndarray:
+    _, n_workers, n_classes = data.shape
+    counts = np.zeros((n_workers, n_classes, n_classes))
+    for k in range(n_classes):
+        np.add.at(counts[:, k, :], (data.worker, data.label), posterior[data.item, k])
+    return counts
+
+
+def _e_step(
+    data: EncodedAnswers, log_prior: np.ndarray, log_confusion: np.ndarray
+) -> tuple[np.ndarray, float]:
+    n_items, _, n_classes = data.shape
+    log_joint = np.tile(log_prior, (n_items, 1))
+    np.add.at(log_joint, data.item, log_confusion[data.worker, :, data.label])
+    normaliser = logsumexp(log_joint, axis=1, keepdims=True)
+    return np.exp(log_joint - normaliser), float(normaliser.sum())
+
+
+def run_em(
+    data: EncodedAnswers,
+    *,
+    prior_strength: float | None,
+    smoothing: float = 0.01,
+    gold: dict[int, int] | None = None,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Dawid–Skene EM. ``prior_strength`` None: classic (additive ``smoothing``); a number: MAP with each
+    reviewer's confusion rows shrunk toward the crowd's pooled confusion matrix with that many pseudo-answers.
+    Returns (posterior, confusion, class prior, iterations)."""
+    n_items, n_workers, n_classes = data.shape
+    gold = gold or {}
+    posterior = _clamp(vote_shares(data), gold)
+    confusion = np.full((n_workers, n_classes, n_classes), 1.0 / n_classes)
+    class_prior = np.full(n_classes, 1.0 / n_classes)
+    iterations = 0
+    previous = -np.inf
+    for iteration in range(1, max_iterations + 1):
+        iterations = iteration
+        counts = _confusion_counts(data, posterior)
+        class_prior = (posterior.sum(axis=0) + 1.0) / (n_items + n_classes)
+        if prior_strength is None:
+            confusion = counts + smoothing
+        else:
+            pooled = counts.sum(axis=0) + 1.0
+            pooled /= pooled.sum(axis=1, keepdims=True)
+            confusion = counts + prior_strength * pooled[None, :, :]
+        confusion /= confusion.sum(axis=2, keepdims=True)
+        posterior, log_likelihood = _e_step(data, np.log(class_prior), np.log(confusion))
+        posterior = _clamp(posterior, gold)
+        if abs(log_likelihood - previous) < tolerance * max(1.0, abs(log_likelihood)):
+            break
+        previous = log_likelihood
+    return posterior, confusion, class_prior, iterations
+
+
+def held_out_log_likelihood(
+    data: EncodedAnswers, prior_strength: float, *, folds: int = 3, seed: int = 0, max_iterations: int = 20
+) -> np.ndarray:
+    """Log-probability of each answer when it is held out: p(label | the item's other answers) under the model
+    fitted without it (k-fold over answers). Needs no truth, so it can choose the prior strength anywhere."""
+    rng = np.random.default_rng(seed)
+    fold_of = rng.integers(0, folds, size=len(data.item))
+    scores = np.zeros(len(data.item))
+    for fold in range(folds):
+        train = data.subset(fold_of != fold)
+        held = fold_of == fold
+        posterior, confusion, _, _ = run_em(
+            train, prior_strength=prior_strength, max_iterations=max_iterations
+        )
+        # p(l | item) = sum_k T[i, k] * C[w, k, l]
+        probabilities = np.einsum(
+            "nk,nk->n", posterior[data.item[held]], confusion[data.worker[held], :, data.label[held]]
+        )
+        scores[held] = np.log(np.maximum(probabilities, 1e-12))
+    return scores
+
+
+class AggregationStrategy(ABC):
+    name: ClassVar[str]
+    registry: ClassVar[dict[str, type[AggregationStrategy]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AggregationStrategy.registry[cls.name] = cls
+
+    @abstractmethod
+    def aggregate(
+        self,
+        answers: Sequence[Answer],
+        *,
+        gold: dict[str, str] | None = None,
+        worker_weights: dict[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> AggregationResult: ...
+
+    @staticmethod
+    def _gold_index(data: EncodedAnswers, gold: dict[str, str] | None) -> dict[int, int]:
+        if not gold:
+            return {}
+        return {
+            data.item_index[item]: data.class_index[label]
+            for item, label in gold.items()
+            if item in data.item_index and label in data.class_index
+        }
+
+    @staticmethod
+    def _worker_accuracy(data: EncodedAnswers, posterior: np.ndarray) -> dict[str, float]:
+        agree = posterior[data.item, data.label]
+        totals = np.bincount(data.worker, minlength=len(data.workers))
+        hits = np.bincount(data.worker, weights=agree, minlength=len(data.workers))
+        return {w: float(hits[i] / totals[i]) for i, w in enumerate(data.workers) if totals[i]}
+
+
+class MajorityVote(AggregationStrategy):
+    name = "majority"
+
+    def aggregate(
+        self,
+        answers: Sequence[Answer],
+        *,
+        gold: dict[str, str] | None = None,
+        worker_weights: dict[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> AggregationResult:
+        data = EncodedAnswers(answers, classes)
+        weights = None
+        if worker_weights:
+            weights = np.array([worker_weights.get(w, 1.0) for w in data.workers])
+        posterior = _clamp(vote_shares(data, weights), self._gold_index(data, gold))
+        return AggregationResult(data.items, data.classes, posterior, self._worker_accuracy(data, posterior))
+
+
+class DawidSkene(AggregationStrategy):
+    name = "dawid_skene"
+
+    def __init__(self, smoothing: float = 0.01, max_iterations: int = 100) -> None:
+        self.smoothing = smoothing
+        self.max_iterations = max_iterations
+
+    def aggregate(
+        self,
+        answers: Sequence[Answer],
+        *,
+        gold: dict[str, str] | None = None,
+        worker_weights: dict[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> AggregationResult:
+        data = EncodedAnswers(answers, classes)
+        posterior, confusion, _, iterations = run_em(
+            data,
+            prior_strength=None,
+            smoothing=self.smoothing,
+            gold=self._gold_index(data, gold),
+            max_iterations=self.max_iterations,
+        )
+        accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
+        return AggregationResult(data.items, data.classes, posterior, accuracy, iterations)
+
+
+class HierarchicalDawidSkene(AggregationStrategy):
+    name = "hierarchical_ds"
+    STRENGTHS = (0.05, 0.25, 1.0, 4.0, 16.0)  # pseudo-answers per confusion row, weakest first
+
+    def __init__(self, prior_strength: float | None = None, max_iterations: int = 100) -> None:
+        self.prior_strength = prior_strength  # None: choose by held-out answer likelihood
+        self.max_iterations = max_iterations
+
+    def choose_strength(self, data: EncodedAnswers) -> tuple[float, dict[float, float]]:
+        """The weakest prior whose held-out answer likelihood is within one standard error of the best
+        (the one-standard-error rule): shrink only as much as the data clearly ask for."""
+        per_answer = {s: held_out_log_likelihood(data, s) for s in self.STRENGTHS}
+        means = {s: float(v.mean()) for s, v in per_answer.items()}
+        best = max(means, key=lambda s: means[s])
+        standard_error = float(
+            np.std(per_answer[best] - per_answer[self.STRENGTHS[0]]) / np.sqrt(len(data.item))
+        )
+        chosen = min(s for s in self.STRENGTHS if means[s] >= means[best] - standard_error)
+        return chosen, means
+
+    def aggregate(
+        self,
+        answers: Sequence[Answer],
+        *,
+        gold: dict[str, str] | None = None,
+        worker_weights: dict[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> AggregationResult:
+        data = EncodedAnswers(answers, classes)
+        scores: dict[float, float] = {}
+        strength = self.prior_strength
+        if strength is None:
+            strength, scores = self.choose_strength(data)
+        posterior, confusion, _, iterations = run_em(
+            data,
+            prior_strength=strength,
+            gold=self._gold_index(data, gold),
+            max_iterations=self.max_iterations,
+        )
+        accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
+        return AggregationResult(
+            data.items,
+            data.classes,
+            posterior,
+            accuracy,
+            iterations,
+            {"prior_strength": strength, "held_out_log_likelihood": scores},
+        )
+
+
+DEFAULT_STRATEGY = "hierarchical_ds"
+
+
+def get_strategy(name: str, **options: Any) -> AggregationStrategy:
+    if name not in AggregationStrategy.registry:
+        raise ValueError(
+            f"unknown aggregation method {name!r}; choose from {sorted(AggregationStrategy.registry)}"
+        )
+    return AggregationStrategy.registry[name](**options)
+
+
+def answers_from_rows(rows: Iterable[tuple[str, str, str]]) -> list[Answer]:
+    return [Answer(item, worker, label) for item, worker, label in rows]

@@ -1,0 +1,115 @@
+import math
+
+import numpy as np
+import pytest
+
+from crowd_feedback.aggregation import Answer, get_strategy
+from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
+
+
+def simulate(
+    seed: int,
+    *,
+    items: int = 300,
+    classes: int = 3,
+    good: int = 5,
+    spammers: int = 3,
+    sparse: int = 0,
+    per_item: int = 5,
+):
+    """Reviewers of known accuracy: good (0.85), spammers (uniform random), sparse (few answers)."""
+    rng = np.random.default_rng(seed)
+    truth = {f"i{n}": str(rng.integers(classes)) for n in range(items)}
+    accuracy = {f"good{n}": 0.85 for n in range(good)}
+    accuracy.update({f"spam{n}": 1.0 / classes for n in range(spammers)})
+    accuracy.update({f"sparse{n}": 0.8 for n in range(sparse)})
+    workers = list(accuracy)
+    answers = []
+    for item, label in truth.items():
+        chosen = rng.choice(workers, size=min(per_item, len(workers)), replace=False)
+        for worker in chosen:
+            if rng.random() < accuracy[worker]:
+                given = label
+            else:
+                given = str(rng.choice([c for c in map(str, range(classes)) if c != label]))
+            answers.append(Answer(item, str(worker), given))
+    return answers, truth, accuracy
+
+
+@pytest.mark.parametrize("method", ["majority", "dawid_skene", "hierarchical_ds"])
+def test_strategies_return_a_label_and_posterior_per_item(method: str) -> None:
+    answers, truth, _ = simulate(0)
+    result = get_strategy(method).aggregate(answers)
+    assert set(result.labels()) == set(truth)
+    assert np.allclose(result.posterior.sum(axis=1), 1.0)
+    assert all(0.0 <= c <= 1.0 for c in result.confidences().values())
+
+
+def test_dawid_skene_beats_majority_when_spammers_abound_and_finds_them() -> None:
+    answers, truth, accuracy = simulate(1, good=3, spammers=5, per_item=6)
+    majority = get_strategy("majority").aggregate(answers).accuracy(truth)
+    ds = get_strategy("dawid_skene").aggregate(answers)
+    assert ds.accuracy(truth) > majority + 0.05
+    for worker, true_accuracy in accuracy.items():
+        assert abs(ds.worker_accuracy[worker] - true_accuracy) < 0.12
+
+
+def test_hierarchical_ds_helps_with_many_sparse_reviewers() -> None:
+    # 200 reviewers with ~4 answers each: per-reviewer confusion matrices overfit, the pooled prior does not.
+    answers, truth, _ = simulate(2, items=300, good=0, spammers=40, sparse=160, per_item=3, classes=4)
+    ds = get_strategy("dawid_skene").aggregate(answers).accuracy(truth)
+    hds = get_strategy("hierarchical_ds").aggregate(answers)
+    assert hds.accuracy(truth) >= ds
+    assert hds.details["prior_strength"] > 0
+
+
+def test_gold_items_are_clamped_and_weights_change_majority() -> None:
+    answers = [
+        Answer("a", "w1", "x"),
+        Answer("a", "w2", "y"),
+        Answer("a", "w3", "y"),
+        Answer("b", "w1", "x"),
+        Answer("b", "w2", "y"),
+    ]
+    result = get_strategy("dawid_skene").aggregate(answers, gold={"b": "x"})
+    assert result.labels()["b"] == "x" and result.confidences()["b"] == 1.0
+    weighted = get_strategy("majority").aggregate(answers, worker_weights={"w1": 5.0, "w2": 1.0, "w3": 1.0})
+    assert weighted.labels()["a"] == "x"
+    assert get_strategy("majority").aggregate(answers).labels()["a"] == "y"
+
+
+def test_unknown_method_and_empty_input() -> None:
+    with pytest.raises(ValueError, match="unknown aggregation method 'oracle'"):
+        get_strategy("oracle")
+    with pytest.raises(ValueError, match="no answers"):
+        get_strategy("majority").aggregate([])
+
+
+def test_krippendorff_alpha_known_values() -> None:
+    perfect = [Answer(i, w, lab) for i, lab in [("1", "a"), ("2", "b"), ("3", "a")] for w in ("p", "q")]
+    assert krippendorff_alpha(perfect) == pytest.approx(1.0)
+    # Krippendorff (2011) nominal example: 4 coders, 12 units, missing values; alpha = 0.743.
+    data = {
+        "1": "1 1 . 1",
+        "2": "2 2 3 2",
+        "3": "3 3 3 3",
+        "4": "3 3 3 3",
+        "5": "2 2 2 2",
+        "6": "1 2 3 4",
+        "7": "4 4 4 4",
+        "8": "1 1 2 1",
+        "9": "2 2 2 2",
+        "10": ". 5 5 5",
+        "11": ". . 1 1",
+        "12": ". . 3 .",
+    }
+    answers = [
+        Answer(unit, f"c{c}", value)
+        for unit, row in data.items()
+        for c, value in enumerate(row.split())
+        if value != "."
+    ]
+    assert krippendorff_alpha(answers) == pytest.approx(0.743, abs=0.001)
+    assert math.isnan(krippendorff_alpha([Answer("1", "a", "x")]))
+    pairs = pairwise_alpha(answers, min_shared=3)
+    assert ("c0", "c1") in pairs and -1.0 <= pairs[("c0", "c1")] <= 1.0
