@@ -82,10 +82,18 @@ class Prediction:
     suggestions: list[Candidate]
     model_version: str
     latency_ms: float = 0.0
+    # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def top_intent(self) -> str:
         return self.ranking[0].intent
+
+    @property
+    def members_disagree(self) -> bool:
+        """The members' own top intents differ (a signal to have a person look)."""
+        tops = {scores[0]["intent"] for scores in self.member_scores.values() if scores}
+        return len(tops) > 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -376,10 +384,16 @@ class AnsweringEngine:
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         started = time.perf_counter()
-        probabilities, confidence, member_scores = self.predict_proba(texts)
+        if self.combiner is None:
+            raise RuntimeError("engine is not fitted")
+        features = self.featurise(texts)
+        member_scores = self.member_scores(features)
+        probabilities = self.combiner.predict_proba(member_scores)
+        confidence = self.calibrator(probabilities.max(axis=1))
+        embedding = features.embeddings.get(self.config.encoder["name"])
         margins = self._margins(probabilities, confidence)
         elapsed = (time.perf_counter() - started) * 1000 / max(len(texts), 1)
-        return [
+        predictions = [
             self._decide(
                 text,
                 probabilities[i],
@@ -390,6 +404,10 @@ class AnsweringEngine:
             )
             for i, text in enumerate(texts)
         ]
+        if embedding is not None:
+            for i, prediction in enumerate(predictions):
+                prediction.embedding = embedding[i]
+        return predictions
 
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]

@@ -157,3 +157,101 @@ class Deployment(Base):
     actor: Mapped[str] = mapped_column(String(100), default="system")
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    """A person who logs in: a crowd reviewer or an operator."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))  # reviewer | operator
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    suspended_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    gold_answered: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewItem(Base):
+    """A question (or a cluster of similar ones) that people should label."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_queue", "status", "queue_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|resolved|escalated
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    text: Mapped[str] = mapped_column(Text)  # redacted: what reviewers see
+    embedding: Mapped[list[float] | None] = mapped_column(JSONType, nullable=True)
+    cluster_size: Mapped[int] = mapped_column(Integer, default=1)
+    uncertainty: Mapped[float] = mapped_column(Float, default=1.0)
+    # Sort key: higher first. uncertainty x cluster size, minus an ageing term on the creation time, so
+    # that ORDER BY on a stored column ages items without rewriting them.
+    queue_key: Mapped[float] = mapped_column(Float, default=0.0)
+    bot_intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    bot_answer: Mapped[str] = mapped_column(Text, default="")
+    bot_confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_label: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    required_judgements: Mapped[int] = mapped_column(Integer, default=3)
+    resolved_label: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    resolved_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    turns: Mapped[list[ReviewItemTurn]] = relationship(cascade="all, delete-orphan")
+    judgements: Mapped[list[Judgement]] = relationship(back_populates="item", order_by="Judgement.id")
+
+
+class ReviewItemTurn(Base):
+    __tablename__ = "review_item_turns"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30))
+
+
+class Judgement(Base):
+    __tablename__ = "judgements"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id", name="uq_judgements_item_reviewer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # An intent name, "new_intent" (with new_intent_text) or "not_a_question".
+    label: Mapped[str] = mapped_column(String(300))
+    new_intent_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    item: Mapped[ReviewItem] = relationship(back_populates="judgements")
+
+
+class Claim(Base):
+    """A lease: a reviewer is working on an item until expires_at; an abandoned claim simply expires."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id", name="uq_claims_item_reviewer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VerifiedPair(Base):
+    """A (question, intent) pair confirmed by the crowd, weighted by its posterior, ready for training."""
+
+    __tablename__ = "verified_pairs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str] = mapped_column(String(INTENT_NAME_LENGTH))
+    weight: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

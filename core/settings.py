@@ -52,6 +52,18 @@ class Settings:
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
     clarify_message: str = "Did you mean one of these?"
+    # Crowd review
+    review_audit_rate: float = 0.02
+    review_judgements: int = 3
+    review_max_judgements: int = 5
+    review_lease_minutes: float = 10.0
+    review_cluster_similarity: float = 0.85
+    review_posterior_threshold: float = 0.9
+    review_ageing_per_hour: float = 0.05
+    gold_rate: float = 0.1
+    gold_min_answered: int = 5
+    gold_min_accuracy: float = 0.6
+    session_lifetime_minutes: int = 480
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,455 @@
+"""The review loop's domain functions: route turns into review items, hand items to reviewers under leases,
+take judgements, score reviewers on gold items, resolve items into verified training pairs.
+
+All take the session first and keyword-only arguments; the caller owns the transaction (the web request or
+the job), so the API, the reviewer pages and the tests share exactly this code.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy.orm import Session
+
+from core.models import (
+    Claim,
+    Judgement,
+    ReviewItem,
+    ReviewItemTurn,
+    Turn,
+    User,
+    VerifiedPair,
+    utcnow,
+)
+from core.settings import Settings
+from crowd_feedback.redaction import redact
+
+NEW_INTENT = "new_intent"
+NOT_A_QUESTION = "not_a_question"
+SPECIAL_LABELS = (NEW_INTENT, NOT_A_QUESTION)
+REASONS = ("clarify", "handoff", "thumbs_down", "disagreement", "audit")
+
+
+class ReviewError(ValueError):
+    """A review action that is not allowed (no claim, already judged, suspended reviewer, ...)."""
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    audit_rate: float = 0.02
+    judgements: int = 3
+    max_judgements: int = 5
+    lease: timedelta = timedelta(minutes=10)
+    cluster_similarity: float = 0.85
+    posterior_threshold: float = 0.9
+    ageing_per_hour: float = 0.05
+    gold_rate: float = 0.1
+    gold_min_answered: int = 5
+    gold_min_accuracy: float = 0.6
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReviewPolicy:
+        return cls(
+            audit_rate=settings.review_audit_rate,
+            judgements=settings.review_judgements,
+            max_judgements=settings.review_max_judgements,
+            lease=timedelta(minutes=settings.review_lease_minutes),
+            cluster_similarity=settings.review_cluster_similarity,
+            posterior_threshold=settings.review_posterior_threshold,
+            ageing_per_hour=settings.review_ageing_per_hour,
+            gold_rate=settings.gold_rate,
+            gold_min_answered=settings.gold_min_answered,
+            gold_min_accuracy=settings.gold_min_accuracy,
+        )
+
+
+def _queue_key(uncertainty: float, size: int, created: datetime, policy: ReviewPolicy) -> float:
+    # ORDER BY queue_key DESC == ORDER BY uncertainty*size + ageing*(now - created) DESC, for any "now".
+    return uncertainty * size - policy.ageing_per_hour * (created.timestamp() / 3600.0)
+
+
+def review_reasons(
+    *, status: str, members_disagree: bool, audit_draw: float, policy: ReviewPolicy
+) -> list[str]:
+    reasons = []
+    if status in ("clarify", "handoff"):
+        reasons.append(status)
+    if members_disagree:
+        reasons.append("disagreement")
+    if status == "answered" and not reasons and audit_draw < policy.audit_rate:
+        reasons.append("audit")
+    return reasons
+
+
+def route_turn(
+    session: Session,
+    *,
+    turn: Turn,
+    reasons: Sequence[str],
+    embedding: Sequence[float] | np.ndarray | None,
+    policy: ReviewPolicy,
+    now: datetime | None = None,
+) -> ReviewItem | None:
+    """Put a turn into review: join a pending item with a similar question (same bot intent, cosine at or
+    above the policy's similarity) or open a new one. Returns the item, or None when there is no reason."""
+    if not reasons:
+        return None
+    now = now or utcnow()
+    vector = None if embedding is None else np.asarray(embedding, dtype=np.float32)
+    uncertainty = 1.0 - float(turn.confidence)
+    if "audit" in reasons:
+        uncertainty = max(uncertainty, 0.05)  # audits are unbiased samples, still worth doing
+    best: ReviewItem | None = None
+    if vector is not None:
+        candidates = session.scalars(
+            select(ReviewItem)
+            .where(
+                ReviewItem.status == "pending",
+                ReviewItem.is_gold.is_(False),
+                ReviewItem.bot_intent
+                == (turn.intent or (turn.candidates[0]["intent"] if turn.candidates else None)),
+            )
+            .order_by(ReviewItem.id.desc())
+            .limit(200)
+        ).all()
+        best_similarity = policy.cluster_similarity
+        for item in candidates:
+            if not item.embedding:
+                continue
+            centroid = np.asarray(item.embedding, dtype=np.float32)
+            norms = float(np.linalg.norm(centroid) * np.linalg.norm(vector))
+            similarity = float(centroid @ vector) / max(norms, 1e-12)
+            if similarity >= best_similarity:
+                best, best_similarity = item, similarity
+    if best is not None:
+        size = best.cluster_size + 1
+        if vector is not None and best.embedding:
+            best.embedding = ((np.asarray(best.embedding) * best.cluster_size + vector) / size).tolist()
+        best.cluster_size = size
+        best.uncertainty = max(best.uncertainty, uncertainty)
+        best.reasons = sorted(set(best.reasons) | set(reasons))
+        best.queue_key = _queue_key(best.uncertainty, size, best.created_at, policy)
+        session.add(ReviewItemTurn(item_id=best.id, turn_id=turn.id, reason=reasons[0]))
+        session.flush()
+        return best
+    top_intent = turn.candidates[0]["intent"] if turn.candidates else None
+    item = ReviewItem(
+        status="pending",
+        reasons=list(reasons),
+        text=redact(turn.user_text),
+        embedding=None if vector is None else vector.tolist(),
+        cluster_size=1,
+        uncertainty=uncertainty,
+        queue_key=_queue_key(uncertainty, 1, now, policy),
+        bot_intent=turn.intent or top_intent,
+        bot_answer=turn.answer,
+        bot_confidence=turn.confidence,
+        candidates=list(turn.candidates[:5]),
+        required_judgements=policy.judgements,
+        created_at=now,
+    )
+    session.add(item)
+    session.flush()
+    session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reasons[0]))
+    session.flush()
+    return item
+
+
+def add_gold_item(session: Session, *, text: str, label: str, policy: ReviewPolicy) -> ReviewItem:
+    """A question with a known answer, mixed into reviewers' queues to measure their accuracy."""
+    item = ReviewItem(
+        status="pending",
+        reasons=["gold"],
+        text=redact(text),
+        is_gold=True,
+        gold_label=label,
+        uncertainty=0.0,
+        queue_key=0.0,
+        required_judgements=10**6,
+        bot_intent=None,
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _judged_by(reviewer_id: int) -> Any:
+    return exists().where(and_(Judgement.item_id == ReviewItem.id, Judgement.reviewer_id == reviewer_id))
+
+
+def next_item(
+    session: Session,
+    *,
+    reviewer: User,
+    policy: ReviewPolicy,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> ReviewItem | None:
+    """Claim the most urgent item this reviewer has not judged and that still needs judgements.
+
+    Concurrency: candidate rows are locked with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite serialises
+    writers), and the count of judgements plus live claims is checked while the row is locked, so no item
+    is handed out more often than it needs."""
+    if reviewer.suspended_at is not None or not reviewer.active:
+        raise ReviewError("this reviewer is suspended")
+    now = now or utcnow()
+    rng = rng or random.Random()
+    existing = session.scalars(
+        select(Claim).where(Claim.reviewer_id == reviewer.id, Claim.expires_at > now)
+    ).first()
+    if existing is not None:
+        item = session.get(ReviewItem, existing.item_id)
+        if item is not None and item.status == "pending":
+            return item  # finish what you started (a reload does not skip an item)
+    session.execute(delete(Claim).where(Claim.expires_at <= now))
+    dialect = session.get_bind().dialect.name
+    if rng.random() < policy.gold_rate:
+        gold = _lock(
+            session,
+            select(ReviewItem)
+            .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending", ~_judged_by(reviewer.id))
+            .order_by(func.random())
+            .limit(1),
+            dialect,
+        )
+        if gold:
+            return _claim(session, gold[0], reviewer, now, policy)
+    live_claims = (
+        select(func.count())
+        .select_from(Claim)
+        .where(Claim.item_id == ReviewItem.id, Claim.expires_at > now)
+        .scalar_subquery()
+    )
+    judgement_count = (
+        select(func.count())
+        .select_from(Judgement)
+        .where(Judgement.item_id == ReviewItem.id)
+        .scalar_subquery()
+    )
+    eligible = select(ReviewItem).where(
+        ReviewItem.status == "pending",
+        ReviewItem.is_gold.is_(False),
+        ~_judged_by(reviewer.id),
+        judgement_count + live_claims < ReviewItem.required_judgements,
+    )
+    tried: set[int] = set()
+    for _attempt in range(50):
+        # One row at a time: a locked row is skipped (another reviewer is claiming it right now).
+        query = eligible.where(ReviewItem.id.not_in(tried)) if tried else eligible
+        rows = _lock(session, query.order_by(ReviewItem.queue_key.desc(), ReviewItem.id).limit(1), dialect)
+        if not rows:
+            if dialect != "postgresql" or not session.scalar(select(exists(eligible.subquery().select()))):
+                return None
+            time.sleep(0.01)  # everything eligible is locked for a moment: wait for those claims to land
+            session.expire_all()
+            continue
+        item = rows[0]
+        tried.add(item.id)
+        # Re-count under the row lock: another reviewer may have claimed it since the query was planned.
+        taken = (
+            session.scalar(
+                select(func.count())
+                .select_from(Claim)
+                .where(Claim.item_id == item.id, Claim.expires_at > now)
+            )
+            or 0
+        )
+        done = (
+            session.scalar(select(func.count()).select_from(Judgement).where(Judgement.item_id == item.id))
+            or 0
+        )
+        if taken + done < item.required_judgements:
+            return _claim(session, item, reviewer, now, policy)
+    return None
+
+
+def _lock(session: Session, query: Any, dialect: str) -> list[ReviewItem]:
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=ReviewItem)
+    return list(session.scalars(query))
+
+
+def _claim(
+    session: Session, item: ReviewItem, reviewer: User, now: datetime, policy: ReviewPolicy
+) -> ReviewItem:
+    session.execute(delete(Claim).where(Claim.item_id == item.id, Claim.reviewer_id == reviewer.id))
+    session.add(Claim(item_id=item.id, reviewer_id=reviewer.id, expires_at=now + policy.lease))
+    session.flush()
+    return item
+
+
+def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:
+    """Skip: give the item back to the queue."""
+    session.execute(delete(Claim).where(Claim.item_id == item_id, Claim.reviewer_id == reviewer.id))
+
+
+def reviewer_weight(reviewer: User, policy: ReviewPolicy) -> float:
+    """Accuracy on gold with a Beta(4, 1) prior (new reviewers count as fairly good), for weighting votes."""
+    return (reviewer.gold_correct + 4.0) / (reviewer.gold_answered + 5.0)
+
+
+def submit_judgement(
+    session: Session,
+    *,
+    item_id: int,
+    reviewer: User,
+    label: str,
+    answer_ok: bool | None,
+    new_intent_text: str | None = None,
+    known_intents: Sequence[str],
+    policy: ReviewPolicy,
+    now: datetime | None = None,
+) -> ReviewItem:
+    now = now or utcnow()
+    if reviewer.suspended_at is not None:
+        raise ReviewError("this reviewer is suspended")
+    if label not in known_intents and label not in SPECIAL_LABELS:
+        raise ReviewError(f"unknown intent {label!r}")
+    if label == NEW_INTENT and not (new_intent_text or "").strip():
+        raise ReviewError("describe the new intent")
+    claim = session.scalars(
+        select(Claim).where(
+            Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
+        )
+    ).first()
+    if claim is None:
+        raise ReviewError("no active claim on this item (it may have expired): take the next item again")
+    item = session.get(ReviewItem, item_id)
+    if item is None or item.status != "pending":
+        raise ReviewError("this item is no longer open")
+    already = session.scalar(
+        select(func.count())
+        .select_from(Judgement)
+        .where(Judgement.item_id == item_id, Judgement.reviewer_id == reviewer.id)
+    )
+    if already:
+        raise ReviewError("you already judged this item")
+    session.add(
+        Judgement(
+            item_id=item_id,
+            reviewer_id=reviewer.id,
+            label=label,
+            answer_ok=answer_ok,
+            new_intent_text=(new_intent_text or "").strip() or None,
+            created_at=now,
+        )
+    )
+    session.delete(claim)
+    session.flush()
+    if item.is_gold:
+        reviewer.gold_answered += 1
+        reviewer.gold_correct += int(label == item.gold_label)
+        if (
+            reviewer.gold_answered >= policy.gold_min_answered
+            and reviewer.gold_correct / reviewer.gold_answered < policy.gold_min_accuracy
+        ):
+            reviewer.suspended_at = now
+            reviewer.suspended_reason = (
+                f"accuracy on gold {reviewer.gold_correct}/{reviewer.gold_answered} below "
+                f"{policy.gold_min_accuracy:.0%}"
+            )
+        session.flush()
+        return item
+    resolve_item(session, item=item, known_intents=known_intents, policy=policy, now=now)
+    return item
+
+
+def item_posterior(
+    session: Session, *, item: ReviewItem, known_intents: Sequence[str], policy: ReviewPolicy
+) -> dict[str, float]:
+    """One-coin posterior over labels: each reviewer is right with their gold-measured weight, wrong
+    uniformly otherwise; suspended reviewers count as coin flips."""
+    labels = list(known_intents) + list(SPECIAL_LABELS)
+    k = len(labels)
+    log_post = {label: 0.0 for label in labels}
+    rows = session.execute(
+        select(Judgement.label, User)
+        .join(User, User.id == Judgement.reviewer_id)
+        .where(Judgement.item_id == item.id)
+    ).all()
+    for label, reviewer in rows:
+        accuracy = 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy)
+        accuracy = min(max(accuracy, 1.0 / k), 0.999)
+        wrong = (1.0 - accuracy) / (k - 1)
+        for candidate in labels:
+            log_post[candidate] += math.log(accuracy if candidate == label else wrong)
+    top = max(log_post.values())
+    total = sum(math.exp(v - top) for v in log_post.values())
+    return {label: math.exp(v - top) / total for label, v in log_post.items()}
+
+
+def resolve_item(
+    session: Session,
+    *,
+    item: ReviewItem,
+    known_intents: Sequence[str],
+    policy: ReviewPolicy,
+    now: datetime | None = None,
+) -> ReviewItem:
+    """Dynamic redundancy: resolve early when confident; ask for more judgements (up to the maximum) when
+    reviewers disagree; escalate to an operator when still unresolved."""
+    now = now or utcnow()
+    count = (
+        session.scalar(select(func.count()).select_from(Judgement).where(Judgement.item_id == item.id)) or 0
+    )
+    if count == 0:
+        return item
+    posterior = item_posterior(session, item=item, known_intents=known_intents, policy=policy)
+    label, confidence = max(posterior.items(), key=lambda kv: kv[1])
+    if confidence >= policy.posterior_threshold and count >= min(2, item.required_judgements):
+        item.status = "resolved"
+        item.resolved_label, item.resolved_confidence, item.resolved_at = label, confidence, now
+        session.execute(delete(Claim).where(Claim.item_id == item.id))
+        if label in known_intents:
+            texts = session.scalars(
+                select(Turn.user_text)
+                .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+                .where(ReviewItemTurn.item_id == item.id)
+            ).all()
+            for text in dict.fromkeys(redact(t) for t in texts):
+                session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=confidence))
+    elif count >= item.required_judgements:
+        if item.required_judgements < policy.max_judgements:
+            item.required_judgements += 1
+        else:
+            item.status = "escalated"
+            item.resolved_label, item.resolved_confidence = label, confidence
+    session.flush()
+    return item
+
+
+def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
+    done = session.scalar(
+        select(func.count()).select_from(Judgement).where(Judgement.reviewer_id == reviewer.id)
+    )
+    agreed = session.scalar(
+        select(func.count())
+        .select_from(Judgement)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(
+            Judgement.reviewer_id == reviewer.id,
+            ReviewItem.status == "resolved",
+            ReviewItem.resolved_label == Judgement.label,
+        )
+    )
+    resolved = session.scalar(
+        select(func.count())
+        .select_from(Judgement)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(Judgement.reviewer_id == reviewer.id, ReviewItem.status == "resolved")
+    )
+    return {
+        "judgements": int(done or 0),
+        "gold_answered": reviewer.gold_answered,
+        "gold_accuracy": reviewer.gold_correct / reviewer.gold_answered if reviewer.gold_answered else None,
+        "agreement_with_consensus": (agreed or 0) / resolved if resolved else None,
+        "suspended": reviewer.suspended_at is not None,
+    }

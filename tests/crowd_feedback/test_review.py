@@ -1,0 +1,368 @@
+"""The review loop on both databases: routing, clustering, leases, redundancy, gold, resolution."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import Claim, Judgement, ReviewItem, Turn, VerifiedPair, utcnow
+from core.registry import get_or_create_conversation, log_turn
+from crowd_feedback.review import (
+    NEW_INTENT,
+    ReviewError,
+    ReviewPolicy,
+    add_gold_item,
+    next_item,
+    release_claim,
+    review_reasons,
+    reviewer_stats,
+    route_turn,
+    submit_judgement,
+)
+from crowd_feedback.reviewers import AccountError, authenticate, create_user
+
+INTENTS = ["card_arrival", "change_pin", "exchange_rate"]
+POLICY = ReviewPolicy(gold_rate=0.0)
+
+
+def make_turn(
+    session: Session,
+    text: str,
+    *,
+    status: str = "handoff",
+    confidence: float = 0.3,
+    top: str = "card_arrival",
+) -> Turn:
+    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    return log_turn(
+        session,
+        conversation_id=conversation.id,
+        user_text=text,
+        status=status,
+        intent=top if status == "answered" else None,
+        answer="",
+        confidence=confidence,
+        candidates=[{"intent": top, "probability": confidence, "title": top}],
+        member_scores={},
+        model_version="v1",
+        latency_ms=1.0,
+    )
+
+
+def vector(seed: int, base: np.ndarray | None = None, noise: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=16) if base is None else base + noise * rng.normal(size=16)
+    return v / np.linalg.norm(v)
+
+
+def reviewers(session: Session, n: int) -> list[Any]:
+    return [
+        create_user(session, username=f"rev{i}", password="correct horse battery", role="reviewer")
+        for i in range(n)
+    ]
+
+
+def test_reasons() -> None:
+    assert review_reasons(status="handoff", members_disagree=False, audit_draw=0.5, policy=POLICY) == [
+        "handoff"
+    ]
+    assert review_reasons(status="answered", members_disagree=True, audit_draw=0.5, policy=POLICY) == [
+        "disagreement"
+    ]
+    assert review_reasons(status="answered", members_disagree=False, audit_draw=0.01, policy=POLICY) == [
+        "audit"
+    ]
+    assert review_reasons(status="answered", members_disagree=False, audit_draw=0.5, policy=POLICY) == []
+
+
+def test_similar_questions_cluster_into_one_item_with_redacted_text(db_session: Session) -> None:
+    base = vector(1)
+    first = route_turn(
+        db_session,
+        turn=make_turn(db_session, "where is my card? mail me at a@b.com"),
+        reasons=["handoff"],
+        embedding=base,
+        policy=POLICY,
+    )
+    second = route_turn(
+        db_session,
+        turn=make_turn(db_session, "my card has not come"),
+        reasons=["thumbs_down"],
+        embedding=vector(2, base, 0.05),
+        policy=POLICY,
+    )
+    other = route_turn(
+        db_session,
+        turn=make_turn(db_session, "something else entirely"),
+        reasons=["handoff"],
+        embedding=vector(3),
+        policy=POLICY,
+    )
+    assert first is not None and second is not None and other is not None
+    assert second.id == first.id and other.id != first.id
+    assert first.cluster_size == 2 and len(first.turns) == 2
+    assert first.text == "where is my card? mail me at [EMAIL]"
+    assert set(first.reasons) == {"handoff", "thumbs_down"}
+    assert (
+        route_turn(db_session, turn=make_turn(db_session, "fine"), reasons=[], embedding=base, policy=POLICY)
+        is None
+    )
+
+
+def test_queue_order_uncertainty_times_frequency_with_ageing(db_session: Session) -> None:
+    now = utcnow()
+    old = route_turn(
+        db_session,
+        turn=make_turn(db_session, "old", confidence=0.9),
+        reasons=["clarify"],
+        embedding=vector(10),
+        policy=POLICY,
+        now=now - timedelta(days=10),
+    )
+    fresh = route_turn(
+        db_session,
+        turn=make_turn(db_session, "fresh", confidence=0.2),
+        reasons=["handoff"],
+        embedding=vector(11),
+        policy=POLICY,
+        now=now,
+    )
+    (reviewer,) = reviewers(db_session, 1)
+    # 0.1 uncertainty but 240 hours old (ageing 0.05/h => +12) beats 0.8 uncertainty just now.
+    assert next_item(db_session, reviewer=reviewer, policy=POLICY, now=now).id == old.id
+    assert fresh is not None
+
+
+def test_three_judgements_resolve_into_a_verified_pair(db_session: Session) -> None:
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "my card hasn't arrived, call +44 20 7946 0958"),
+        reasons=["handoff"],
+        embedding=vector(20),
+        policy=POLICY,
+    )
+    people = reviewers(db_session, 3)
+    for reviewer in people[:2]:
+        claimed = next_item(db_session, reviewer=reviewer, policy=POLICY)
+        assert claimed is not None and claimed.id == item.id
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label="card_arrival",
+            answer_ok=False,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+    db_session.refresh(item)
+    assert item.status == "resolved" and item.resolved_label == "card_arrival"
+    assert item.resolved_confidence >= 0.9  # two agreeing good reviewers suffice: stopped early
+    pairs = db_session.scalars(select(VerifiedPair)).all()
+    assert [(p.text, p.intent) for p in pairs] == [("my card hasn't arrived, call [PHONE]", "card_arrival")]
+    assert next_item(db_session, reviewer=people[2], policy=POLICY) is None
+
+
+def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, max_judgements=4)
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "ambiguous"),
+        reasons=["clarify"],
+        embedding=vector(30),
+        policy=policy,
+    )
+    people = reviewers(db_session, 5)
+    for reviewer, label in zip(people[:3], ["card_arrival", "change_pin", "exchange_rate"], strict=True):
+        next_item(db_session, reviewer=reviewer, policy=policy)
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label=label,
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+    db_session.refresh(item)
+    assert item.status == "pending" and item.required_judgements == 4
+    next_item(db_session, reviewer=people[3], policy=policy)
+    submit_judgement(
+        db_session,
+        item_id=item.id,
+        reviewer=people[3],
+        label=NEW_INTENT,
+        answer_ok=None,
+        new_intent_text="metal cards",
+        known_intents=INTENTS,
+        policy=policy,
+    )
+    db_session.refresh(item)
+    assert item.status == "escalated"
+
+
+def test_rules_no_double_judging_no_claim_no_unknown_label(db_session: Session) -> None:
+    item = route_turn(
+        db_session, turn=make_turn(db_session, "q"), reasons=["handoff"], embedding=vector(40), policy=POLICY
+    )
+    (reviewer, other) = reviewers(db_session, 2)
+    with pytest.raises(ReviewError, match="no active claim"):
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label="card_arrival",
+            answer_ok=True,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+    assert next_item(db_session, reviewer=reviewer, policy=POLICY).id == item.id
+    assert next_item(db_session, reviewer=reviewer, policy=POLICY).id == item.id  # same claim on reload
+    with pytest.raises(ReviewError, match="unknown intent"):
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label="nope",
+            answer_ok=True,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+    with pytest.raises(ReviewError, match="describe the new intent"):
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label=NEW_INTENT,
+            answer_ok=True,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+    submit_judgement(
+        db_session,
+        item_id=item.id,
+        reviewer=reviewer,
+        label="change_pin",
+        answer_ok=True,
+        known_intents=INTENTS,
+        policy=POLICY,
+    )
+    assert next_item(db_session, reviewer=reviewer, policy=POLICY) is None  # never the same item twice
+    release_claim(db_session, item_id=item.id, reviewer=other)
+    assert next_item(db_session, reviewer=other, policy=POLICY).id == item.id
+
+
+def test_abandoned_claims_expire(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, judgements=1)
+    item = route_turn(
+        db_session, turn=make_turn(db_session, "q"), reasons=["handoff"], embedding=vector(50), policy=policy
+    )
+    first, second = reviewers(db_session, 2)
+    now = utcnow()
+    assert next_item(db_session, reviewer=first, policy=policy, now=now).id == item.id
+    assert next_item(db_session, reviewer=second, policy=policy, now=now) is None  # the one slot is leased
+    later = now + policy.lease + timedelta(seconds=1)
+    assert next_item(db_session, reviewer=second, policy=policy, now=later).id == item.id
+
+
+def test_gold_accuracy_suspends_a_bad_reviewer(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=1.0, gold_min_answered=3, gold_min_accuracy=0.6)
+    for i in range(4):
+        add_gold_item(db_session, text=f"where is my card {i}", label="card_arrival", policy=policy)
+    (bad,) = reviewers(db_session, 1)
+    for _ in range(3):
+        item = next_item(db_session, reviewer=bad, policy=policy, rng=random.Random(0))
+        assert item is not None and item.is_gold
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=bad,
+            label="exchange_rate",
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+    assert bad.suspended_at is not None and "0/3" in bad.suspended_reason
+    with pytest.raises(ReviewError, match="suspended"):
+        next_item(db_session, reviewer=bad, policy=policy)
+    stats = reviewer_stats(db_session, reviewer=bad)
+    assert stats["gold_accuracy"] == 0.0 and stats["judgements"] == 3 and stats["suspended"]
+
+
+def test_accounts(db_session: Session) -> None:
+    user = create_user(db_session, username="olivia", password="a long enough secret", role="operator")
+    assert user.password_hash != "a long enough secret"
+    assert authenticate(db_session, username="olivia", password="a long enough secret").id == user.id
+    assert authenticate(db_session, username="olivia", password="wrong password!!") is None
+    with pytest.raises(AccountError, match="already exists"):
+        create_user(db_session, username="olivia", password="another long secret", role="reviewer")
+    with pytest.raises(AccountError, match="at least 10"):
+        create_user(db_session, username="short", password="tiny", role="reviewer")
+    with pytest.raises(AccountError, match="role"):
+        create_user(db_session, username="x_man", password="a long enough secret", role="admin")
+
+
+@pytest.mark.postgres
+def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> None:
+    """Twelve reviewers ask for work at once on PostgreSQL: each item gets at most its 3 claims."""
+    from core.db import make_engine
+
+    engine = make_engine(postgres_schema_url)
+    with Session(engine) as session:
+        session.execute(Judgement.__table__.delete())
+        session.execute(Claim.__table__.delete())
+        session.execute(ReviewItem.__table__.delete())
+        items = [
+            route_turn(
+                session,
+                turn=make_turn(session, f"question {i}"),
+                reasons=["handoff"],
+                embedding=vector(100 + i),
+                policy=POLICY,
+            )
+            for i in range(4)
+        ]
+        people = [
+            create_user(session, username=f"conc{i}", password="correct horse battery", role="reviewer")
+            for i in range(12)
+        ]
+        session.commit()
+        ids = [p.id for p in people]
+        item_ids = {i.id for i in items}
+    barrier = threading.Barrier(len(ids))
+    claimed: list[int | None] = []
+    lock = threading.Lock()
+
+    def worker(user_id: int) -> None:
+        from core.models import User
+
+        with Session(engine) as session:
+            user = session.get(User, user_id)
+            barrier.wait()
+            item = next_item(session, reviewer=user, policy=POLICY)
+            session.commit()
+            with lock:
+                claimed.append(item.id if item else None)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    with Session(engine) as session:
+        counts = dict(
+            session.execute(
+                select(Claim.item_id, func.count()).where(Claim.item_id.in_(item_ids)).group_by(Claim.item_id)
+            ).all()
+        )
+        session.execute(Claim.__table__.delete())
+        session.commit()
+    assert all(n <= 3 for n in counts.values()), counts
+    assert sum(counts.values()) == len([c for c in claimed if c is not None]) == 12
+    engine.dispose()
