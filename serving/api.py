@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from core.registry import (
     record_feedback,
     request_handoff,
 )
+from crowd_feedback.review import review_reasons
 from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
@@ -155,6 +157,14 @@ def answer_message(
     helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
     if serving.shadow is not None and arm != "suggestion":
         helploop.shadow.submit(serving.shadow, turn.id, message)
+    if arm != "suggestion":
+        reasons = review_reasons(
+            status=prediction.status,
+            members_disagree=prediction.members_disagree,
+            audit_draw=random.random(),
+            policy=helploop.policy,
+        )
+        helploop.router.submit(turn.id, reasons, prediction.embedding)
     return prediction, turn.id, conversation.id, text
 
 
@@ -197,7 +207,12 @@ def feedback() -> Response:
     except NotFoundError as exc:
         raise APIError(404, "unknown_turn", str(exc), "turn_id") from None
     session.commit()
-    state().metrics.feedback.labels(helpful=str(helpful).lower()).inc()
+    helploop = state()
+    helploop.metrics.feedback.labels(helpful=str(helpful).lower()).inc()
+    production = helploop.models.state.production
+    if not helpful and production is not None:
+        encoder = production.main_encoder()
+        helploop.router.submit(turn.id, ["thumbs_down"], lambda text: encoder.encode([text])[0])
     return jsonify({"turn_id": turn.id, "helpful": turn.helpful})
 
 

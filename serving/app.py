@@ -18,8 +18,10 @@ from bot.engine import AnsweringEngine
 from core.db import Database
 from core.registry import serving_plan
 from core.settings import Settings, load_settings
+from crowd_feedback.review import ReviewPolicy
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder
+from serving.review_router import ReviewRouter
 from serving.shadow import ShadowScorer
 
 # Created unbound; each app binds it in create_app (no global app at import time).
@@ -34,6 +36,8 @@ class HelpLoop:
     metrics: Metrics
     write_lock: AbstractContextManager[Any]
     shadow: ShadowScorer
+    router: ReviewRouter
+    policy: ReviewPolicy
 
 
 def state() -> HelpLoop:
@@ -95,7 +99,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     write_lock: AbstractContextManager[Any] = threading.Lock() if settings.is_sqlite else nullcontext()
     metrics = Metrics()
     shadow = ShadowScorer(database, on_drop=metrics.shadow_dropped.inc)
-    app.extensions["helploop"] = HelpLoop(settings, database, models, metrics, write_lock, shadow)
+    policy = ReviewPolicy.from_settings(settings)
+    router = ReviewRouter(database, policy, write_lock)
+    app.extensions["helploop"] = HelpLoop(
+        settings, database, models, metrics, write_lock, shadow, router, policy
+    )
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)
     limiter.init_app(app)

@@ -220,3 +220,22 @@ def test_rate_limit_in_redis(make_app: Any) -> None:
     assert codes == [200, 200, 429]
     keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys("*helploop-test-*")
     assert keys, "the limiter did not store its counters in Redis"
+
+
+def test_uncertain_and_thumbs_down_turns_become_review_items(client: Any, app: Any) -> None:
+    from core.models import ReviewItem, ReviewItemTurn
+
+    helploop = app.extensions["helploop"]
+    unsure = chat(client, "qwerty zxcvb plonk, email me at someone@example.com").get_json()
+    sure = chat(client, "when will my card arrive").get_json()
+    assert sure["status"] == "answered"
+    client.post("/api/v1/feedback", json={"turn_id": sure["turn_id"], "helpful": False})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        items = session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all()
+        links = {(link.turn_id, link.reason) for link in session.scalars(select(ReviewItemTurn))}
+        assert (unsure["turn_id"], unsure["status"]) in links
+        assert (sure["turn_id"], "thumbs_down") in links
+        texts = {item.text for item in items}
+        assert "qwerty zxcvb plonk, email me at [EMAIL]" in texts  # redacted before review
+        assert all(item.embedding for item in items)
