@@ -64,6 +64,7 @@ class Settings:
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6
     session_lifetime_minutes: int = 480
+    login_rate_limit: str = "10/minute"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

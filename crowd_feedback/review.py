@@ -103,6 +103,15 @@ def route_turn(
     if not reasons:
         return None
     now = now or utcnow()
+    linked = session.scalars(select(ReviewItemTurn).where(ReviewItemTurn.turn_id == turn.id)).first()
+    if linked is not None:
+        # Already in review (e.g. routed for disagreement, then thumbs-down): add the new reason only.
+        existing = session.get(ReviewItem, linked.item_id)
+        if existing is not None:
+            existing.reasons = sorted(set(existing.reasons) | set(reasons))
+            linked.reason = ",".join(sorted(set(linked.reason.split(",")) | set(reasons)))[:30]
+            session.flush()
+        return existing
     vector = None if embedding is None else np.asarray(embedding, dtype=np.float32)
     uncertainty = 1.0 - float(turn.confidence)
     if "audit" in reasons:

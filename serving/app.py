@@ -111,6 +111,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (api, rasa, health, docs, widget):
         app.register_blueprint(blueprint)
+    from admin_ui import init_admin
+    from admin_ui.auth import auth
+
+    limiter.limit(settings.login_rate_limit, methods=["POST"])(auth)
+    init_admin(
+        app,
+        exempt_from_csrf=[api, rasa],
+        lifetime_minutes=settings.session_lifetime_minutes,
+        production=settings.environment == "production",
+    )
     if settings.load_models_on_start:
         models.start()
     return app

@@ -293,6 +293,39 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
         ctx.invoke(serve, host="127.0.0.1", port=port)
 
 
+# -------------------------------------------------------------------------------------------- users
+
+
+@main.group()
+def users() -> None:
+    """Reviewer and operator accounts."""
+
+
+@users.command("create")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice(["reviewer", "operator"]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@click.pass_context
+def users_create(ctx: click.Context, username: str, role: str, password_stdin: bool) -> None:
+    """Create an account (the first operator is made this way)."""
+    from crowd_feedback.reviewers import AccountError, create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            user = create_user(session, username=username, password=password, role=role)
+            user_id = user.id
+    except AccountError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"created {role} {username} (id {user_id})")
+
+
 # -------------------------------------------------------------------------------------------- crowd
 
 

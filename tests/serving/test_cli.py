@@ -242,3 +242,43 @@ def test_redact_reads_stdin(settings: Any) -> None:
     )
     assert result.exit_code == 0
     assert result.stdout == "Email [EMAIL], order 123456789\ncard [CARD_NUMBER]\n"
+
+
+def test_users_create(settings: Any) -> None:
+    run(settings, "db", "upgrade")
+    result = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "first_op",
+        "--role",
+        "operator",
+        "--password-stdin",
+        input="a very long password\n",
+    )
+    assert result.exit_code == 0 and "created operator first_op" in result.output
+    again = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "first_op",
+        "--role",
+        "operator",
+        "--password-stdin",
+        input="a very long password\n",
+    )
+    assert again.exit_code == 2 and "already exists" in again.output
+    short = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "x_y_z",
+        "--role",
+        "reviewer",
+        "--password-stdin",
+        input="short\n",
+    )
+    assert short.exit_code == 2 and "at least 10" in short.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,33 +14,7 @@ from bot.engine import AnsweringEngine
 from core.models import Turn
 from tests.serving.conftest import hashing_loader
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AMBIGUOUS = "card pin"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not shutil.which("chromium"):
-        pytest.skip(
-            "Debian chromium is not installed (scripts/setup.sh installs it: apt-get install chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 def clarifying_loader(path: str) -> AnsweringEngine:

@@ -1,0 +1,162 @@
+"""Reviewer pages: the queue (one item at a time, keyboard first), guidelines and the reviewer's own stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from admin_ui.setup import require_role
+from core.models import ReviewItem, User
+from crowd_feedback.review import (
+    NEW_INTENT,
+    NOT_A_QUESTION,
+    ReviewError,
+    next_item,
+    release_claim,
+    reviewer_stats,
+    submit_judgement,
+)
+
+review = Blueprint(
+    "review", __name__, url_prefix="/review", template_folder="templates", static_folder="static"
+)
+
+
+def known_intents() -> tuple[list[str], dict[str, str]]:
+    """Intent names and titles of the model in production (the labels a reviewer can choose)."""
+    helploop = current_app.extensions["helploop"]
+    engine = helploop.models.state.production
+    if engine is None:
+        return [], {}
+    names = [label for label in engine.labels if label != "oos"]
+    return names, {name: engine.knowledge[name].title for name in names if name in engine.knowledge}
+
+
+@review.get("/")
+@require_role("reviewer", "operator")
+def home() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        user = session.get(User, current_user.id)
+        stats = reviewer_stats(session, reviewer=user)
+        suspended_reason = user.suspended_reason
+    return render_template("admin/review_home.html", stats=stats, suspended_reason=suspended_reason)
+
+
+@review.get("/next")
+@require_role("reviewer", "operator")
+def next_page() -> Any:
+    helploop = current_app.extensions["helploop"]
+    names, titles = known_intents()
+    with helploop.database.session() as session:
+        user = session.get(User, current_user.id)
+        try:
+            item = next_item(session, reviewer=user, policy=helploop.policy)
+        except ReviewError as exc:
+            flash(str(exc))
+            return redirect(url_for("review.home"))
+        if item is None:
+            return render_template("admin/review_empty.html")
+        suggestions = [c["intent"] for c in item.candidates if c.get("intent") in titles][:5]
+        view = {
+            "id": item.id,
+            "text": item.text,
+            "cluster_size": item.cluster_size,
+            "reasons": item.reasons,
+            "bot_answer": item.bot_answer,
+            "bot_confidence": item.bot_confidence,
+            "bot_intent": item.bot_intent,
+            "is_gold": item.is_gold,  # never shown: gold items look like any other
+        }
+    others = [n for n in sorted(names) if n not in suggestions]
+    return render_template(
+        "admin/review_item.html",
+        item=view,
+        suggestions=suggestions,
+        others=others,
+        titles=titles,
+        new_intent=NEW_INTENT,
+        not_a_question=NOT_A_QUESTION,
+    )
+
+
+@review.post("/items/<int:item_id>")
+@require_role("reviewer", "operator")
+def submit(item_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    names, _ = known_intents()
+    choice = request.form.get("choice") or ""
+    if choice == "__search__":
+        choice = (request.form.get("search") or "").strip()
+    answer = request.form.get("answer_ok")
+    answer_ok = {"yes": True, "no": False}.get(answer or "")
+    with helploop.database.session() as session:
+        user = session.get(User, current_user.id)
+        try:
+            with helploop.write_lock:
+                submit_judgement(
+                    session,
+                    item_id=item_id,
+                    reviewer=user,
+                    label=choice,
+                    answer_ok=answer_ok,
+                    new_intent_text=request.form.get("new_intent_text"),
+                    known_intents=names,
+                    policy=helploop.policy,
+                )
+                session.commit()
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Not saved: {exc}")
+            return redirect(url_for("review.next_page"))
+    flash("Saved. Here is the next one.")
+    return redirect(url_for("review.next_page"))
+
+
+@review.post("/items/<int:item_id>/skip")
+@require_role("reviewer", "operator")
+def skip(item_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        if session.get(ReviewItem, item_id) is None:
+            abort(404)
+        release_claim(session, item_id=item_id, reviewer=session.get(User, current_user.id))
+    # Skipping once puts the item back; the reviewer gets the next most urgent one they have not claimed.
+    return redirect(url_for("review.next_page"))
+
+
+@review.get("/guidelines")
+@require_role("reviewer", "operator")
+def guidelines() -> Any:
+    return render_template("admin/guidelines.html")
+
+
+@review.get("/items")
+@require_role("operator")
+def items() -> Any:
+    helploop = current_app.extensions["helploop"]
+    status = request.args.get("status", "pending")
+    with helploop.database.session() as session:
+        rows = session.scalars(
+            select(ReviewItem)
+            .where(ReviewItem.status == status, ReviewItem.is_gold.is_(False))
+            .order_by(ReviewItem.queue_key.desc())
+            .limit(200)
+        ).all()
+        view = [
+            {
+                "id": r.id,
+                "text": r.text,
+                "reasons": r.reasons,
+                "size": r.cluster_size,
+                "judgements": len(r.judgements),
+                "required": r.required_judgements,
+                "label": r.resolved_label,
+                "confidence": r.resolved_confidence,
+            }
+            for r in rows
+        ]
+    return render_template("admin/items.html", items=view, status=status)

@@ -1,0 +1,96 @@
+"""Binds login, CSRF protection and the admin blueprints to an app (called by the app factory)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
+
+from core.models import User
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+class CurrentUser:
+    """What Flask-Login keeps for a request: the row's id and role (no ORM object outlives its session)."""
+
+    def __init__(self, user: User) -> None:
+        self.id = user.id
+        self.username = user.username
+        self.role = user.role
+        self.suspended = user.suspended_at is not None
+        self.is_authenticated = True
+        self.is_active = user.active
+        self.is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> CurrentUser | None:
+    from flask import current_app
+
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        user = session.get(User, int(user_id))
+        return CurrentUser(user) if user is not None and user.active else None
+
+
+def require_role(*roles: str) -> Any:
+    """Decorator: logged in, and one of ``roles``; 403 otherwise."""
+    from functools import wraps
+
+    def decorate(view: Any) -> Any:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return redirect(url_for("auth.login", next=request.path))
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def init_admin(app: Flask, *, exempt_from_csrf: list[Any], lifetime_minutes: int, production: bool) -> None:
+    from admin_ui.auth import auth
+    from admin_ui.operator import operator
+    from admin_ui.review import review
+
+    app.config.update(
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=lifetime_minutes),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=lifetime_minutes * 60,
+    )
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+    for blueprint in exempt_from_csrf:  # JSON APIs: no cookies, no forms
+        csrf.exempt(blueprint)
+    for blueprint in (auth, review, operator):
+        app.register_blueprint(blueprint)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        if request.path.startswith(("/review", "/operator", "/login")):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                "script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+            )
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,149 @@
+"""Reviewer and operator pages: login, roles, CSRF, and the whole loop from chat to verified pair."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from core.models import Judgement, ReviewItem, VerifiedPair
+from crowd_feedback.reviewers import create_user
+
+PASSWORD = "correct horse battery staple"
+
+
+def add_user(app: Any, username: str, role: str) -> None:
+    with app.extensions["helploop"].database.session() as session:
+        create_user(session, username=username, password=PASSWORD, role=role)
+
+
+def csrf_token(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client: Any, username: str) -> Any:
+    page = client.get("/login").get_data(as_text=True)
+    return client.post(
+        "/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf_token(page)}
+    )
+
+
+def test_login_roles_and_logout(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    assert client.get("/review/").status_code == 302  # to the login page
+    bad = client.post(
+        "/login",
+        data={
+            "username": "rita",
+            "password": "nope",
+            "csrf_token": csrf_token(client.get("/login").get_data(as_text=True)),
+        },
+    )
+    assert bad.status_code == 401 and "Wrong username or password" in bad.get_data(as_text=True)
+    assert login(client, "rita").headers["Location"].endswith("/review/")
+    assert client.get("/review/").status_code == 200
+    assert client.get("/operator/").status_code == 403  # a reviewer cannot open operator pages
+    assert client.get("/review/items").status_code == 403
+    page = client.get("/review/").get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": csrf_token(page)})
+    assert client.get("/review/").status_code == 302
+    operator = app.test_client()
+    login(operator, "omar")
+    assert operator.get("/operator/").status_code == 200
+
+
+def test_forms_without_csrf_token_are_refused(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    assert client.post("/login", data={"username": "rita", "password": PASSWORD}).status_code == 400
+    login(client, "rita")
+    assert client.post("/review/items/1", data={"choice": "change_pin"}).status_code == 400
+    assert client.post("/logout").status_code == 400
+    # The JSON API is not a form: no token needed there.
+    assert client.post("/api/v1/chat", json={"message": "where is my card"}).status_code == 200
+
+
+def test_security_headers_and_escaping(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    response = client.get("/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    client.post("/api/v1/chat", json={"message": "<script>alert(1)</script> zzz qqq"})
+    app.extensions["helploop"].router.drain(10)
+    login(client, "rita")
+    page = client.get("/review/next").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+
+
+def test_login_is_rate_limited(make_app: Any) -> None:
+    app = make_app(login_rate_limit="3/minute")
+    client = app.test_client()
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    codes = [
+        client.post("/login", data={"username": "x", "password": "y", "csrf_token": token}).status_code
+        for _ in range(4)
+    ]
+    assert codes[:3] == [401, 401, 401] and codes[3] == 429
+
+
+def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
+    """Done means: chat an unseen question -> review item with its reason -> three reviewers answer in the
+    UI -> it resolves with a posterior -> it is listed as a verified training pair."""
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    body = (
+        app.test_client()
+        .post("/api/v1/chat", json={"message": "plonk my foreign money conversion"})
+        .get_json()
+    )
+    assert body["status"] in {"handoff", "clarify"}
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert body["status"] in item.reasons and item.status == "pending"
+        item_id = item.id
+    for name in ("ann", "bob", "cat"):
+        add_user(app, name, "reviewer")
+    add_user(app, "omar", "operator")
+    resolved_after = None
+    for number, name in enumerate(("ann", "bob", "cat"), start=1):
+        client = app.test_client()
+        login(client, name)
+        page = client.get("/review/next").get_data(as_text=True)
+        if "There is nothing for you to review" in page:
+            break
+        assert "plonk my foreign money conversion" in page
+        response = client.post(
+            f"/review/items/{item_id}",
+            data={
+                "csrf_token": csrf_token(page),
+                "choice": "__search__",
+                "search": "exchange_rate",
+                "answer_ok": "no",
+            },
+        )
+        assert response.status_code == 302
+        with helploop.database.session() as session:
+            if session.get(ReviewItem, item_id).status == "resolved":
+                resolved_after = number
+                break
+    assert resolved_after is not None
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        assert item.resolved_label == "exchange_rate" and item.resolved_confidence >= 0.9
+        assert session.scalars(select(Judgement)).all()[0].answer_ok is False
+        pair = session.scalars(select(VerifiedPair)).one()
+        assert (pair.text, pair.intent) == ("plonk my foreign money conversion", "exchange_rate")
+    operator = app.test_client()
+    login(operator, "omar")
+    overview = operator.get("/operator/").get_data(as_text=True)
+    assert "plonk my foreign money conversion" in overview and "exchange_rate" in overview

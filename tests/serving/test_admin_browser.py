@@ -1,0 +1,69 @@
+"""A reviewer labels an item with the keyboard in headless Chromium."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.models import Judgement
+from crowd_feedback.reviewers import create_user
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
+    from werkzeug.serving import make_server
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        create_user(session, username="rita", password=PASSWORD, role="reviewer")
+    app.test_client().post("/api/v1/chat", json={"message": "zork blorp how much is the pound"})
+    assert helploop.router.drain(10)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", app
+    server.shutdown()
+    thread.join(5)
+
+
+def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: tuple[str, Any]) -> None:
+    base, app = review_server
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/review/next")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.locator("#question").wait_for()
+    assert "zork blorp how much is the pound" in page.locator("#question").inner_text()
+    page.locator("body").click(position={"x": 5, "y": 200})  # focus the page, not a field
+    page.keyboard.press("/")
+    page.keyboard.type("exchange_rate")
+    page.keyboard.press("Escape")
+    page.keyboard.press("n")
+    state = page.evaluate("""() => ({active: document.activeElement.tagName + '#' + document.activeElement.id,
+        choice: (document.querySelector('input[name=choice]:checked') || {}).value,
+        answer: (document.querySelector('input[name=answer_ok]:checked') || {}).value,
+        search: document.getElementById('search').value})""")
+    assert (
+        state["choice"] == "__search__" and state["search"] == "exchange_rate" and state["answer"] == "no"
+    ), state
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "Saved" in page.content()
+    with app.extensions["helploop"].database.session() as session:
+        judgement = session.scalars(select(Judgement)).one()
+        assert judgement.label == "exchange_rate" and judgement.answer_ok is False
+    page.goto(base + "/operator/")
+    assert "Forbidden" in page.content()
+    context.close()
+    assert errors == []
