@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -39,7 +39,7 @@ def _database(settings: Settings) -> Any:
     return Database(settings)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -414,6 +414,172 @@ def crowd_aggregate(answers_file: str, method: str, truth_file: str | None, out_
             _fail(f"{truth_file}: no item in common with {answers_file}")
         accuracy = sum(labels[item] == truth[item] for item in known) / len(known)
         click.echo(f"accuracy on {len(known)} items with truth: {accuracy:.4f}")
+
+
+@crowd.command("gold")
+@click.option("--per-intent", default=2, show_default=True, type=click.IntRange(1, 50))
+@click.option("--seed", default=0, show_default=True)
+@click.pass_context
+def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
+    """Add check questions with known answers, drawn from the knowledge base's examples."""
+    import random
+
+    from core.knowledge_base import load_knowledge_base
+    from crowd_feedback.review import ReviewPolicy, add_gold_item
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    rng = random.Random(seed)
+    policy = ReviewPolicy.from_settings(settings)
+    with database.session() as session:
+        kb = load_knowledge_base(session)
+        if not kb.intents:
+            _fail("the knowledge base is empty")
+        added = 0
+        for name, intent in sorted(kb.intents.items()):
+            if name == "oos":
+                continue
+            for text in rng.sample(intent.examples, min(per_intent, len(intent.examples))):
+                add_gold_item(session, text=text, label=name, policy=policy)
+                added += 1
+    click.echo(f"added {added} gold items")
+
+
+@main.group()
+def deploy() -> None:
+    """What serves traffic: status, shadow, canary, promote, rollback (every change is recorded)."""
+
+
+def _deployment_summary(row: Any) -> str:
+    if row is None:
+        return "no deployment recorded: the newest built model serves"
+    canary = f", canary {row.canary_version} ({row.canary_share:.0%})" if row.canary_version else ""
+    shadow = f", shadow {row.shadow_version}" if row.shadow_version else ""
+    return f"production {row.production_version}{canary}{shadow} (by {row.actor}: {row.reason})"
+
+
+def _deploy_change(ctx: click.Context, change: Any, actor: str, reason: str) -> None:
+    from core.registry import NotFoundError, current_deployment, latest_model_version, set_deployment
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            current = current_deployment(session)
+            base = {
+                "production_version": current.production_version if current else None,
+                "canary_version": current.canary_version if current else None,
+                "canary_share": current.canary_share if current else 0.0,
+                "shadow_version": current.shadow_version if current else None,
+            }
+            if base["production_version"] is None:
+                latest = latest_model_version(session)
+                if latest is None:
+                    _fail("no model has been built yet")
+                base["production_version"] = latest.version
+            row = set_deployment(session, **change(base), actor=actor, reason=reason)
+            click.echo(_deployment_summary(row))
+    except (NotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@deploy.command("status")
+@click.pass_context
+def deploy_status(ctx: click.Context) -> None:
+    from sqlalchemy import select
+
+    from core.models import Deployment
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10)).all()
+        click.echo(_deployment_summary(rows[0] if rows else None))
+        for row in rows[1:]:
+            click.echo(f"  earlier ({row.created_at:%Y-%m-%d %H:%M}): {_deployment_summary(row)}")
+
+
+_actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+_reason = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+
+
+@deploy.command("shadow")
+@click.argument("version")
+@_actor
+@_reason
+@click.pass_context
+def deploy_shadow(ctx: click.Context, version: str, actor: str, reason: str) -> None:
+    """Score VERSION on live traffic without showing it."""
+    _deploy_change(ctx, lambda b: {**b, "shadow_version": version}, actor, reason)
+
+
+@deploy.command("canary")
+@click.argument("version")
+@click.option("--share", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0))
+@_actor
+@_reason
+@click.pass_context
+def deploy_canary(ctx: click.Context, version: str, share: float, actor: str, reason: str) -> None:
+    """Serve VERSION to a share of sessions."""
+    _deploy_change(ctx, lambda b: {**b, "canary_version": version, "canary_share": share}, actor, reason)
+
+
+@deploy.command("promote")
+@click.argument("version")
+@_actor
+@_reason
+@click.pass_context
+def deploy_promote(ctx: click.Context, version: str, actor: str, reason: str) -> None:
+    """Make VERSION the production model (clears canary and shadow)."""
+    _deploy_change(
+        ctx,
+        lambda b: {
+            "production_version": version,
+            "canary_version": None,
+            "canary_share": 0.0,
+            "shadow_version": None,
+        },
+        actor,
+        reason,
+    )
+
+
+@deploy.command("rollback")
+@_actor
+@_reason
+@click.pass_context
+def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
+    """Back to the production model before the current one (one action, no restart)."""
+    from sqlalchemy import select
+
+    from core.models import Deployment
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
+        previous = next(
+            (
+                r.production_version
+                for r in rows
+                if rows and r.production_version != rows[0].production_version
+            ),
+            None,
+        )
+    if previous is None:
+        _fail("nothing to roll back to: no earlier production model in the deployment history")
+    _deploy_change(
+        ctx,
+        lambda b: {
+            "production_version": previous,
+            "canary_version": None,
+            "canary_share": 0.0,
+            "shadow_version": None,
+        },
+        actor,
+        reason,
+    )
 
 
 @main.command()

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import AnsweringEngine, EngineConfig, IntentInfo, ProgressCallback
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
+from core.models import VerifiedPair
 from core.registry import register_model_version
 from core.settings import Settings
 
@@ -47,6 +49,19 @@ def knowledge_from_kb(kb: KnowledgeBaseData) -> dict[str, IntentInfo]:
     }
 
 
+def verified_training_pairs(
+    session: Session, *, known: set[str], min_weight: float
+) -> tuple[list[str], list[str]]:
+    """Crowd-verified (question, intent) pairs for intents that still exist, above the posterior threshold."""
+    rows = session.execute(
+        select(VerifiedPair.text, VerifiedPair.intent)
+        .where(VerifiedPair.weight >= min_weight)
+        .order_by(VerifiedPair.id)
+    ).all()
+    pairs = [(text, intent) for text, intent in rows if intent in known]
+    return [t for t, _ in pairs], [i for _, i in pairs]
+
+
 def build_model(
     session: Session,
     settings: Settings,
@@ -54,15 +69,26 @@ def build_model(
     progress: bool = False,
     onnx: bool = False,
     on_progress: ProgressCallback | None = None,
+    min_pair_weight: float = 0.9,
 ) -> BuildResult:
     kb = load_knowledge_base(session)
     if not kb.intents:
         raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
     texts, labels = kb.training_pairs()
+    crowd_texts, crowd_labels = verified_training_pairs(
+        session, known=set(kb.intents), min_weight=min_pair_weight
+    )
+    seen = set(zip(texts, labels, strict=True))
+    for text, label in zip(crowd_texts, crowd_labels, strict=True):
+        if (text, label) not in seen:
+            texts.append(text)
+            labels.append(label)
+            seen.add((text, label))
     engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
     engine.fit(texts, labels, knowledge=knowledge_from_kb(kb), progress=progress, on_progress=on_progress)
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
+    metrics["crowd_pairs"] = len(crowd_texts)
     engine.save(bundle, metrics=metrics)
     if onnx:
         engine.export_onnx()

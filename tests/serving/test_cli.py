@@ -282,3 +282,71 @@ def test_users_create(settings: Any) -> None:
         input="short\n",
     )
     assert short.exit_code == 2 and "at least 10" in short.output
+
+
+def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
+    settings: Any, answers_file: Path
+) -> None:
+    from core.models import Deployment, ReviewItem, VerifiedPair
+
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    assert run(settings, "deploy", "status").output.startswith("no deployment recorded")
+    first = run(settings, "build", "--no-onnx")
+    assert first.exit_code == 0, first.output
+    with Database(settings).session() as session:
+        item = ReviewItem(
+            text="is my plastic in the post yet", status="resolved", resolved_label="card_arrival"
+        )
+        session.add(item)
+        session.flush()
+        session.add(
+            VerifiedPair(
+                item_id=item.id, text="is my plastic in the post yet", intent="card_arrival", weight=0.97
+            )
+        )
+        session.add(
+            VerifiedPair(item_id=item.id, text="low confidence pair", intent="card_arrival", weight=0.5)
+        )
+    second = run(settings, "build", "--no-onnx")
+    assert second.exit_code == 0, second.output
+    import re
+
+    v1, v2 = re.findall(r"model (\S+) saved to", first.stdout + second.stdout)
+    manifest = json.loads((Path(settings.model_dir) / v2 / "manifest.json").read_text())
+    assert manifest["training"]["rows"] == 181  # 180 KB examples + the one confident crowd pair
+    assert manifest["metrics"]["crowd_pairs"] == 1
+
+    assert run(settings, "deploy", "promote", v1, "--reason", "first release").exit_code == 0
+    result = run(settings, "deploy", "canary", v2, "--share", "0.25", "--reason", "try crowd pairs")
+    assert result.exit_code == 0 and f"canary {v2} (25%)" in result.output
+    assert f"shadow {v2}" in run(settings, "deploy", "shadow", v2, "--reason", "compare").output
+    assert f"production {v2}" in run(settings, "deploy", "promote", v2, "--reason", "looks good").output
+    rolled = run(settings, "deploy", "rollback", "--reason", "complaints")
+    assert rolled.exit_code == 0 and f"production {v1}" in rolled.output
+    bad = run(settings, "deploy", "promote", "no-such-version", "--reason", "typo")
+    assert bad.exit_code == 2 and "not registered" in bad.output
+    with Database(settings).session() as session:
+        history = session.scalars(select(Deployment).order_by(Deployment.id)).all()
+        assert [h.reason for h in history] == [
+            "first release",
+            "try crowd pairs",
+            "compare",
+            "looks good",
+            "complaints",
+        ]
+        assert all(h.actor for h in history)
+    status = run(settings, "deploy", "status").output
+    assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
+
+
+def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -> None:
+    from core.models import ReviewItem
+
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "crowd", "gold", "--per-intent", "2")
+    assert result.exit_code == 0 and "added 24 gold items" in result.output
+    with Database(settings).session() as session:
+        gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
+        assert len(gold) == 24 and all(g.gold_label for g in gold)
