@@ -145,6 +145,8 @@ def run_em(
         class_prior = (posterior.sum(axis=0) + 1.0) / (n_items + n_classes)
         if prior_strength is None:
             confusion = counts + smoothing
+        elif prior_strength == 0:
+            confusion = np.maximum(counts, 1e-10)  # no prior at all (as crowd-kit's DawidSkene)
         else:
             pooled = counts.sum(axis=0) + 1.0
             pooled /= pooled.sum(axis=1, keepdims=True)
@@ -264,7 +266,7 @@ class DawidSkene(AggregationStrategy):
 
 class HierarchicalDawidSkene(AggregationStrategy):
     name = "hierarchical_ds"
-    STRENGTHS = (0.05, 0.25, 1.0, 4.0, 16.0)  # pseudo-answers per confusion row, weakest first
+    STRENGTHS = (0.0, 0.25, 1.0, 4.0, 16.0)  # pseudo-answers per confusion row, weakest first
 
     def __init__(self, prior_strength: float | None = None, max_iterations: int = 100) -> None:
         self.prior_strength = prior_strength  # None: choose by held-out answer likelihood
