@@ -255,3 +255,33 @@ class VerifiedPair(Base):
     intent: Mapped[str] = mapped_column(String(INTENT_NAME_LENGTH))
     weight: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """Long work (training, bulk aggregation, exports) as a row: a worker claims it under a lease, reports
+    progress into it, honours cancel, and another worker picks it up if the lease runs out."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(
+        String(20), default="queued"
+    )  # queued|running|succeeded|failed|cancelled
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[str] = mapped_column(String(200), default="")
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

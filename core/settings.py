@@ -65,6 +65,9 @@ class Settings:
     gold_min_accuracy: float = 0.6
     session_lifetime_minutes: int = 480
     login_rate_limit: str = "10/minute"
+    # Run the job worker inside the web process (the one-process embedded default); turn off when
+    # `helploop worker` runs separately.
+    embedded_worker: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -123,4 +123,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if settings.load_models_on_start:
         models.start()
+        if settings.embedded_worker:
+            # The embedded default is one process: it also runs the job worker (training) in a thread.
+            from training.jobs import Worker
+
+            Worker(database, settings).start()
     return app

@@ -293,6 +293,135 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
         ctx.invoke(serve, host="127.0.0.1", port=port)
 
 
+# --------------------------------------------------------------------------------------------- jobs
+
+
+@main.command()
+@click.option("--wait", is_flag=True, help="Follow the run's progress until it ends (runs a local worker).")
+@click.option("--onnx/--no-onnx", default=True, show_default=True)
+@click.pass_context
+def train(ctx: click.Context, wait: bool, onnx: bool) -> None:
+    """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
+    from training.jobs import Worker, enqueue
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    with database.session() as session:
+        job = enqueue(session, kind="train", params={"onnx": onnx}, created_by=os.environ.get("USER", "cli"))
+        job_id = job.id
+    click.echo(f"queued training run {job_id}")
+    if not wait:
+        return
+    worker = Worker(database, settings, poll_seconds=0.5)
+    worker.start()
+    final = _follow(database, job_id)
+    worker.stop()
+    if final != "succeeded":
+        sys.exit(1)
+
+
+def _follow(database: Any, job_id: int) -> str:
+    import time as clock
+
+    from tqdm.auto import tqdm
+
+    from core.models import Job
+
+    bar = tqdm(total=100, desc=f"run {job_id}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
+    try:
+        while True:
+            with database.session() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                status, progress, step, error, result = (
+                    job.status,
+                    job.progress,
+                    job.step,
+                    job.error,
+                    job.result,
+                )
+                eta = job.eta_seconds
+            bar.n = round(progress * 100, 1)
+            bar.set_postfix_str(f"{status} · {step}" + (f" · eta {eta:.0f}s" if eta else ""))
+            bar.refresh()
+            if status in ("succeeded", "failed", "cancelled"):
+                break
+            clock.sleep(0.5)
+    finally:
+        bar.close()
+    if status == "succeeded" and result:
+        click.echo(
+            f"run {job_id} succeeded: model {result['version']} "
+            f"(out-of-fold accuracy {result['metrics']['accuracy']:.4f}, "
+            f"{result.get('crowd_pairs', 0)} crowd pairs)"
+        )
+    else:
+        click.echo(f"run {job_id} {status}" + (f": {error.splitlines()[0]}" if error else ""), err=True)
+    return status
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run at most one job, then exit.")
+@click.pass_context
+def worker(ctx: click.Context, once: bool) -> None:
+    """Run queued jobs (training). Several workers may run at once; each claims its own job."""
+    import time as clock
+
+    from training.jobs import Worker
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    runner = Worker(database, settings)
+    click.echo(f"worker {runner.worker_id} started")
+    while True:
+        job_id = runner.run_once()
+        if job_id is not None:
+            click.echo(f"finished job {job_id}")
+        if once:
+            return
+        if job_id is None:
+            clock.sleep(runner.poll_seconds)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def jobs(ctx: click.Context) -> None:
+    """List recent jobs (or cancel one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from core.models import Job
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        for job in session.scalars(select(Job).order_by(Job.id.desc()).limit(20)):
+            click.echo(
+                f"{job.id:>5}  {job.kind:<8} {job.status:<10} {job.progress * 100:5.1f}%  {job.step:<14} "
+                f"{job.created_at:%Y-%m-%d %H:%M}  {job.created_by}"
+            )
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_cancel(ctx: click.Context, job_id: int) -> None:
+    from training.jobs import JobError, request_cancel
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            job = request_cancel(session, job_id=job_id)
+            status = job.status
+    except JobError as exc:
+        _fail(str(exc))
+    click.echo(f"job {job_id}: cancel requested ({status})")
+
+
 # -------------------------------------------------------------------------------------------- users
 
 

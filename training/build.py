@@ -1,13 +1,14 @@
-"""Build a model bundle from the knowledge base in the database and register it.
+"""Build a model bundle from the knowledge base (plus crowd-verified pairs) and register it.
 
-This is the bridge between ``core`` (tables) and ``bot`` (engine): it reads the knowledge base, turns it into
-plain (text, intent) pairs, fits the engine, saves the bundle and records it in the model registry.
+The bridge between ``core`` (tables) and ``bot`` (engine), in three steps that a job can run with short
+database sessions: take a snapshot of the training data, fit and save the bundle (no database), register it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +29,16 @@ class EmptyKnowledgeBaseError(RuntimeError):
 class BuildResult:
     version: str
     bundle_path: Path
-    metrics: dict[str, object]
+    metrics: dict[str, Any]
+
+
+@dataclass
+class TrainingSnapshot:
+    texts: list[str]
+    labels: list[str]
+    knowledge: dict[str, IntentInfo]
+    kb_version_id: int | None
+    crowd_pairs: int
 
 
 def engine_config_from_settings(settings: Settings) -> EngineConfig:
@@ -62,6 +72,72 @@ def verified_training_pairs(
     return [t for t, _ in pairs], [i for _, i in pairs]
 
 
+def training_snapshot(session: Session, *, min_pair_weight: float = 0.9) -> TrainingSnapshot:
+    kb = load_knowledge_base(session)
+    if not kb.intents:
+        raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
+    texts, labels = kb.training_pairs()
+    crowd_texts, crowd_labels = verified_training_pairs(
+        session, known=set(kb.intents), min_weight=min_pair_weight
+    )
+    seen = set(zip(texts, labels, strict=True))
+    added = 0
+    for text, label in zip(crowd_texts, crowd_labels, strict=True):
+        if (text, label) not in seen:
+            texts.append(text)
+            labels.append(label)
+            seen.add((text, label))
+            added += 1
+    kb_version = latest_kb_version(session)
+    return TrainingSnapshot(
+        texts, labels, knowledge_from_kb(kb), kb_version.id if kb_version else None, added
+    )
+
+
+def fit_bundle(
+    snapshot: TrainingSnapshot,
+    settings: Settings,
+    *,
+    progress: bool = False,
+    onnx: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
+    engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
+    engine.fit(
+        snapshot.texts,
+        snapshot.labels,
+        knowledge=snapshot.knowledge,
+        progress=progress,
+        on_progress=on_progress,
+    )
+    bundle = Path(settings.model_dir) / engine.version
+    metrics = dict(engine.manifest["calibration_metrics"])
+    metrics["crowd_pairs"] = snapshot.crowd_pairs
+    engine.save(bundle, metrics=metrics)
+    if onnx:
+        engine.export_onnx()
+    return engine, bundle, metrics
+
+
+def register_bundle(
+    session: Session,
+    *,
+    engine: AnsweringEngine,
+    bundle: Path,
+    metrics: dict[str, Any],
+    kb_version_id: int | None,
+) -> BuildResult:
+    register_model_version(
+        session,
+        version=engine.version,
+        bundle_path=str(bundle),
+        data_hash=engine.manifest["data_hash"],
+        metrics=metrics,
+        kb_version_id=kb_version_id,
+    )
+    return BuildResult(engine.version, bundle, metrics)
+
+
 def build_model(
     session: Session,
     settings: Settings,
@@ -71,34 +147,10 @@ def build_model(
     on_progress: ProgressCallback | None = None,
     min_pair_weight: float = 0.9,
 ) -> BuildResult:
-    kb = load_knowledge_base(session)
-    if not kb.intents:
-        raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
-    texts, labels = kb.training_pairs()
-    crowd_texts, crowd_labels = verified_training_pairs(
-        session, known=set(kb.intents), min_weight=min_pair_weight
+    snapshot = training_snapshot(session, min_pair_weight=min_pair_weight)
+    engine, bundle, metrics = fit_bundle(
+        snapshot, settings, progress=progress, onnx=onnx, on_progress=on_progress
     )
-    seen = set(zip(texts, labels, strict=True))
-    for text, label in zip(crowd_texts, crowd_labels, strict=True):
-        if (text, label) not in seen:
-            texts.append(text)
-            labels.append(label)
-            seen.add((text, label))
-    engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
-    engine.fit(texts, labels, knowledge=knowledge_from_kb(kb), progress=progress, on_progress=on_progress)
-    bundle = Path(settings.model_dir) / engine.version
-    metrics = dict(engine.manifest["calibration_metrics"])
-    metrics["crowd_pairs"] = len(crowd_texts)
-    engine.save(bundle, metrics=metrics)
-    if onnx:
-        engine.export_onnx()
-    kb_version = latest_kb_version(session)
-    register_model_version(
-        session,
-        version=engine.version,
-        bundle_path=str(bundle),
-        data_hash=engine.manifest["data_hash"],
-        metrics=metrics,
-        kb_version_id=kb_version.id if kb_version else None,
+    return register_bundle(
+        session, engine=engine, bundle=bundle, metrics=metrics, kb_version_id=snapshot.kb_version_id
     )
-    return BuildResult(engine.version, bundle, metrics)

@@ -350,3 +350,24 @@ def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -
     with Database(settings).session() as session:
         gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
         assert len(gold) == 24 and all(g.gold_label for g in gold)
+
+
+def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_file: Path) -> None:
+    from core.models import Job, ModelVersion
+
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "train", "--wait", "--no-onnx")
+    assert result.exit_code == 0, result.output
+    assert "queued training run 1" in result.stdout and "run 1 succeeded: model" in result.stdout
+    with Database(settings).session() as session:
+        job = session.get(Job, 1)
+        assert job.status == "succeeded" and job.progress == 1.0 and job.result["training_rows"] == 180
+        assert session.scalars(select(ModelVersion)).one().version == job.result["version"]
+    listing = run(settings, "jobs")
+    assert "train" in listing.output and "succeeded" in listing.output
+    assert run(settings, "jobs", "cancel", "1").exit_code == 2
+    queued = run(settings, "train")
+    assert "queued training run 2" in queued.output
+    cancelled = run(settings, "jobs", "cancel", "2")
+    assert cancelled.exit_code == 0 and "(cancelled)" in cancelled.output

@@ -1,0 +1,280 @@
+"""Job rows and the worker that runs them.
+
+A job is enqueued (status ``queued``); a worker claims it under a lease (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), heartbeats progress into the row, stops when cancel is requested, and records the result or the
+error. A job whose worker died (its lease ran out while ``running``) is claimed again by the next worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from core.db import Database
+from core.models import Job, utcnow
+from core.settings import Settings
+
+log = logging.getLogger("helploop.training.jobs")
+FINISHED = ("succeeded", "failed", "cancelled")
+DEFAULT_LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 3
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when an operator asked to cancel."""
+
+
+class JobError(ValueError):
+    pass
+
+
+def enqueue(session: Session, *, kind: str, params: dict[str, Any] | None = None, created_by: str) -> Job:
+    if kind not in HANDLERS:
+        raise JobError(f"unknown job kind {kind!r}; known: {sorted(HANDLERS)}")
+    job = Job(kind=kind, params=params or {}, created_by=created_by, status="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def request_cancel(session: Session, *, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobError(f"job {job_id} does not exist")
+    if job.status in FINISHED:
+        raise JobError(f"job {job_id} already {job.status}")
+    if job.status == "queued":
+        job.status, job.finished_at = "cancelled", utcnow()
+    job.cancel_requested = True
+    session.flush()
+    return job
+
+
+def claim_next(
+    session: Session, *, worker_id: str, lease: timedelta = DEFAULT_LEASE, now: datetime | None = None
+) -> Job | None:
+    """Take the oldest queued job, or a running one whose worker's lease expired (it crashed)."""
+    now = now or utcnow()
+    query = (
+        select(Job)
+        .where(or_(Job.status == "queued", (Job.status == "running") & (Job.lease_expires_at < now)))
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job = session.scalars(query).first()
+    if job is None:
+        return None
+    if job.attempts >= MAX_ATTEMPTS:
+        job.status, job.finished_at = "failed", now
+        job.error = (job.error or "") + f"\ngave up after {job.attempts} attempts (worker lost each time)"
+        session.flush()
+        return None
+    job.status = "running"
+    job.worker_id = worker_id
+    job.attempts += 1
+    job.started_at = job.started_at or now
+    job.lease_expires_at = now + lease
+    session.flush()
+    return job
+
+
+def heartbeat(
+    session: Session,
+    *,
+    job_id: int,
+    worker_id: str,
+    progress: float,
+    step: str,
+    loss: float | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> bool:
+    """Record progress and extend the lease; returns True when cancel was requested."""
+    job = session.get(Job, job_id)
+    if job is None or job.worker_id != worker_id:
+        return True  # the job was taken over: stop
+    now = utcnow()
+    job.progress = max(0.0, min(1.0, progress))
+    job.step = step[:200]
+    if loss is not None:
+        job.loss = loss
+        job.history = [*job.history, {"progress": job.progress, "loss": loss, "at": now.isoformat()}]
+    if job.started_at is not None and 0.02 < job.progress < 1.0:
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=now.tzinfo)
+        elapsed = (now - started).total_seconds()
+        job.eta_seconds = elapsed * (1.0 - job.progress) / job.progress
+    job.lease_expires_at = now + lease
+    session.flush()
+    return bool(job.cancel_requested)
+
+
+def finish(
+    session: Session,
+    *,
+    job_id: int,
+    worker_id: str,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    job = session.get(Job, job_id)
+    if job is None or job.worker_id != worker_id:
+        return
+    job.status = status
+    job.result = result
+    job.error = error
+    job.finished_at = utcnow()
+    job.lease_expires_at = None
+    if status == "succeeded":
+        job.progress, job.eta_seconds = 1.0, 0.0
+    session.flush()
+
+
+# -------------------------------------------------------------------------------------------- handlers
+
+ProgressReporter = Callable[[float, str], None]
+Handler = Callable[[Database, Settings, dict[str, Any], ProgressReporter], dict[str, Any]]
+
+
+def _train(
+    database: Database, settings: Settings, params: dict[str, Any], report: ProgressReporter
+) -> dict[str, Any]:
+    """Fit the engine on the knowledge base plus verified crowd pairs; register the new model. Database
+    sessions stay short: snapshot, then minutes of fitting without one, then register."""
+    from training.build import fit_bundle, register_bundle, training_snapshot
+
+    spans = {
+        "encode": (0.0, 0.3),
+        "out-of-fold": (0.3, 0.8),
+        "refit": (0.8, 0.92),
+        "calibrate": (0.92, 0.97),
+        "done": (0.97, 0.98),
+    }
+
+    def on_progress(step: str, fraction: float) -> None:
+        low, high = spans.get(step, (0.0, 1.0))
+        report(low + (high - low) * fraction, step)
+
+    report(0.0, "snapshot")
+    with database.session() as session:
+        snapshot = training_snapshot(session)
+    engine, bundle, metrics = fit_bundle(
+        snapshot, settings, onnx=bool(params.get("onnx", True)), on_progress=on_progress
+    )
+    with database.session() as session:
+        result = register_bundle(
+            session, engine=engine, bundle=bundle, metrics=metrics, kb_version_id=snapshot.kb_version_id
+        )
+    report(0.99, "registered")
+    return {
+        "version": result.version,
+        "bundle_path": str(result.bundle_path),
+        "metrics": result.metrics,
+        "training_rows": len(snapshot.texts),
+        "crowd_pairs": snapshot.crowd_pairs,
+    }
+
+
+HANDLERS: dict[str, Handler] = {"train": _train}
+
+
+class Worker:
+    """Claims and runs jobs. ``run_once`` for tests and cron-like use; ``start`` for a background thread."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.lease = lease
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int | None:
+        """Run one job if there is one; returns its id."""
+        with self.database.session() as session:
+            job = claim_next(session, worker_id=self.worker_id, lease=self.lease)
+            if job is None:
+                return None
+            job_id, kind, params = job.id, job.kind, dict(job.params)
+        self._execute(job_id, kind, params)
+        return job_id
+
+    def _report(self, job_id: int) -> ProgressReporter:
+        last = [0.0]
+
+        def report(progress: float, step: str) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.5 and progress < 0.99:
+                return  # at most two heartbeats a second
+            last[0] = now
+            with self.database.session() as session:
+                cancelled = heartbeat(
+                    session,
+                    job_id=job_id,
+                    worker_id=self.worker_id,
+                    progress=progress,
+                    step=step,
+                    lease=self.lease,
+                )
+            if cancelled:
+                raise JobCancelled()
+
+        return report
+
+    def _execute(self, job_id: int, kind: str, params: dict[str, Any]) -> None:
+        handler = HANDLERS.get(kind)
+        try:
+            if handler is None:
+                raise JobError(f"no handler for job kind {kind!r}")
+            result = handler(self.database, self.settings, params, self._report(job_id))
+            status, error = "succeeded", None
+        except JobCancelled:
+            result, status, error = None, "cancelled", "cancelled by an operator"
+        except Exception as exc:  # noqa: BLE001 - a failed job records why and the worker goes on
+            log.exception("job %s (%s) failed", job_id, kind)
+            result, status = None, "failed"
+            error = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5)
+        with self.database.session() as session:
+            finish(
+                session, job_id=job_id, worker_id=self.worker_id, status=status, result=result, error=error
+            )
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    ran = self.run_once()
+                except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
+                    log.exception("worker loop error")
+                    ran = None
+                if ran is None:
+                    self._stop.wait(self.poll_seconds)
+
+        self._thread = threading.Thread(target=loop, name="helploop-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
