@@ -588,7 +588,32 @@ def _deployment_summary(row: Any) -> str:
     return f"production {row.production_version}{canary}{shadow} (by {row.actor}: {row.reason})"
 
 
-def _deploy_change(ctx: click.Context, change: Any, actor: str, reason: str) -> None:
+def _check_gate(session: Any, version: str, override_reason: str | None) -> str:
+    """Refuse a candidate the gate found worse, unless an operator overrides with a reason."""
+    from core.registry import model_by_version
+
+    gate = (model_by_version(session, version=version).metrics or {}).get("gate") or {}
+    if gate.get("decision") != "worse":
+        return ""
+    if not override_reason:
+        difference = gate.get("difference", {})
+        _fail(
+            f"the promotion gate found {version} worse than production (accuracy difference "
+            f"{difference.get('accuracy', 0):+.4f}, 95% CI {difference.get('ci95')}); "
+            "pass --override-reason to deploy it anyway"
+        )
+    return f" [gate override: {override_reason}]"
+
+
+def _deploy_change(
+    ctx: click.Context,
+    change: Any,
+    actor: str,
+    reason: str,
+    *,
+    candidate: str | None = None,
+    override_reason: str | None = None,
+) -> None:
     from core.registry import NotFoundError, current_deployment, latest_model_version, set_deployment
 
     database = _database(_settings(ctx))
@@ -607,6 +632,8 @@ def _deploy_change(ctx: click.Context, change: Any, actor: str, reason: str) -> 
                 if latest is None:
                     _fail("no model has been built yet")
                 base["production_version"] = latest.version
+            if candidate is not None:
+                reason += _check_gate(session, candidate, override_reason)
             row = set_deployment(session, **change(base), actor=actor, reason=reason)
             click.echo(_deployment_summary(row))
     except (NotFoundError, ValueError) as exc:
@@ -631,6 +658,7 @@ def deploy_status(ctx: click.Context) -> None:
 
 _actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
 _reason = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+_override = click.option("--override-reason", help="Deploy even though the promotion gate found it worse.")
 
 
 @deploy.command("shadow")
@@ -648,19 +676,32 @@ def deploy_shadow(ctx: click.Context, version: str, actor: str, reason: str) -> 
 @click.option("--share", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0))
 @_actor
 @_reason
+@_override
 @click.pass_context
-def deploy_canary(ctx: click.Context, version: str, share: float, actor: str, reason: str) -> None:
-    """Serve VERSION to a share of sessions."""
-    _deploy_change(ctx, lambda b: {**b, "canary_version": version, "canary_share": share}, actor, reason)
+def deploy_canary(
+    ctx: click.Context, version: str, share: float, actor: str, reason: str, override_reason: str | None
+) -> None:
+    """Serve VERSION to a share of sessions. Refused when the promotion gate found it worse."""
+    _deploy_change(
+        ctx,
+        lambda b: {**b, "canary_version": version, "canary_share": share},
+        actor,
+        reason,
+        candidate=version,
+        override_reason=override_reason,
+    )
 
 
 @deploy.command("promote")
 @click.argument("version")
 @_actor
 @_reason
+@_override
 @click.pass_context
-def deploy_promote(ctx: click.Context, version: str, actor: str, reason: str) -> None:
-    """Make VERSION the production model (clears canary and shadow)."""
+def deploy_promote(
+    ctx: click.Context, version: str, actor: str, reason: str, override_reason: str | None
+) -> None:
+    """Make VERSION the production model (clears canary and shadow). Refused when the gate found it worse."""
     _deploy_change(
         ctx,
         lambda b: {
@@ -671,6 +712,8 @@ def deploy_promote(ctx: click.Context, version: str, actor: str, reason: str) ->
         },
         actor,
         reason,
+        candidate=version,
+        override_reason=override_reason,
     )
 
 

@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import AnsweringEngine, EngineConfig, IntentInfo, ProgressCallback
+from bot.engine import AnsweringEngine, BundleError, EngineConfig, IntentInfo, ProgressCallback
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
 from core.models import VerifiedPair
-from core.registry import register_model_version
+from core.registry import register_model_version, serving_plan
 from core.settings import Settings
+from training.gate import compare, split_for_evaluation
 
 
 class EmptyKnowledgeBaseError(RuntimeError):
@@ -39,6 +40,9 @@ class TrainingSnapshot:
     knowledge: dict[str, IntentInfo]
     kb_version_id: int | None
     crowd_pairs: int
+    evaluation_texts: list[str]
+    evaluation_labels: list[str]
+    production_bundle: str | None
 
 
 def engine_config_from_settings(settings: Settings) -> EngineConfig:
@@ -76,7 +80,10 @@ def training_snapshot(session: Session, *, min_pair_weight: float = 0.9) -> Trai
     kb = load_knowledge_base(session)
     if not kb.intents:
         raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
-    texts, labels = kb.training_pairs()
+    all_texts, all_labels = kb.training_pairs()
+    train_index, evaluation_index = split_for_evaluation(all_texts, all_labels)
+    texts = [all_texts[i] for i in train_index]
+    labels = [all_labels[i] for i in train_index]
     crowd_texts, crowd_labels = verified_training_pairs(
         session, known=set(kb.intents), min_weight=min_pair_weight
     )
@@ -89,8 +96,17 @@ def training_snapshot(session: Session, *, min_pair_weight: float = 0.9) -> Trai
             seen.add((text, label))
             added += 1
     kb_version = latest_kb_version(session)
+    plan = serving_plan(session)
+    production = plan["production"][1] if plan and plan["production"] else None
     return TrainingSnapshot(
-        texts, labels, knowledge_from_kb(kb), kb_version.id if kb_version else None, added
+        texts,
+        labels,
+        knowledge_from_kb(kb),
+        kb_version.id if kb_version else None,
+        added,
+        [all_texts[i] for i in evaluation_index],
+        [all_labels[i] for i in evaluation_index],
+        production,
     )
 
 
@@ -113,10 +129,26 @@ def fit_bundle(
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
     metrics["crowd_pairs"] = snapshot.crowd_pairs
+    metrics["gate"] = gate_report(engine, snapshot, settings)
     engine.save(bundle, metrics=metrics)
     if onnx:
         engine.export_onnx()
     return engine, bundle, metrics
+
+
+def gate_report(candidate: AnsweringEngine, snapshot: TrainingSnapshot, settings: Settings) -> dict[str, Any]:
+    """Candidate against the production model on the frozen evaluation set (see training.gate)."""
+    production = None
+    note = None
+    if snapshot.production_bundle:
+        try:
+            production = AnsweringEngine.load(snapshot.production_bundle, threads=settings.torch_threads)
+        except BundleError as exc:
+            note = f"production bundle unreadable, compared without a baseline: {exc}"
+    report = compare(candidate, production, snapshot.evaluation_texts, snapshot.evaluation_labels)
+    if note:
+        report["note"] = note
+    return report
 
 
 def register_bundle(

@@ -183,6 +183,8 @@ def _train(
         "metrics": result.metrics,
         "training_rows": len(snapshot.texts),
         "crowd_pairs": snapshot.crowd_pairs,
+        "evaluation_rows": len(snapshot.evaluation_texts),
+        "gate": result.metrics.get("gate"),
     }
 
 

@@ -314,8 +314,13 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
 
     v1, v2 = re.findall(r"model (\S+) saved to", first.stdout + second.stdout)
     manifest = json.loads((Path(settings.model_dir) / v2 / "manifest.json").read_text())
-    assert manifest["training"]["rows"] == 181  # 180 KB examples + the one confident crowd pair
-    assert manifest["metrics"]["crowd_pairs"] == 1
+    gate = manifest["metrics"]["gate"]
+    # KB examples minus the frozen evaluation slice, plus the one confident crowd pair (not the 0.5 one).
+    assert manifest["training"]["rows"] == 180 - gate["rows"] + 1
+    assert 0 < gate["rows"] < 40 and manifest["metrics"]["crowd_pairs"] == 1
+    assert gate["production"]["version"] == v1  # compared with the model serving at the time
+    assert gate["decision"] in {"better", "worse", "no_significant_difference"}
+    assert len(gate["difference"]["ci95"]) == 2 and 0 <= gate["mcnemar"]["p_value"] <= 1
 
     assert run(settings, "deploy", "promote", v1, "--reason", "first release").exit_code == 0
     result = run(settings, "deploy", "canary", v2, "--share", "0.25", "--reason", "try crowd pairs")
@@ -324,6 +329,18 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     assert f"production {v2}" in run(settings, "deploy", "promote", v2, "--reason", "looks good").output
     rolled = run(settings, "deploy", "rollback", "--reason", "complaints")
     assert rolled.exit_code == 0 and f"production {v1}" in rolled.output
+    with Database(settings).session() as session:
+        from core.registry import model_by_version
+
+        row = model_by_version(session, version=v2)
+        worse = {"decision": "worse", "difference": {"accuracy": -0.05, "ci95": [-0.08, -0.02]}}
+        row.metrics = {**row.metrics, "gate": worse}
+    refused = run(settings, "deploy", "promote", v2, "--reason", "again")
+    assert refused.exit_code == 2 and "gate found" in refused.output and "--override-reason" in refused.output
+    assert run(settings, "deploy", "canary", v2, "--reason", "again").exit_code == 2
+    forced = run(settings, "deploy", "promote", v2, "--reason", "hotfix", "--override-reason", "known issue")
+    assert forced.exit_code == 0 and "gate override: known issue" in forced.output
+    run(settings, "deploy", "promote", v1, "--reason", "back")
     bad = run(settings, "deploy", "promote", "no-such-version", "--reason", "typo")
     assert bad.exit_code == 2 and "not registered" in bad.output
     with Database(settings).session() as session:
@@ -334,6 +351,8 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
             "compare",
             "looks good",
             "complaints",
+            "hotfix [gate override: known issue]",
+            "back",
         ]
         assert all(h.actor for h in history)
     status = run(settings, "deploy", "status").output
@@ -362,7 +381,9 @@ def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_fi
     assert "queued training run 1" in result.stdout and "run 1 succeeded: model" in result.stdout
     with Database(settings).session() as session:
         job = session.get(Job, 1)
-        assert job.status == "succeeded" and job.progress == 1.0 and job.result["training_rows"] == 180
+        assert job.status == "succeeded" and job.progress == 1.0
+        assert job.result["training_rows"] + job.result["evaluation_rows"] == 180
+        assert job.result["gate"]["decision"] == "no_baseline"  # nothing in production yet
         assert session.scalars(select(ModelVersion)).one().version == job.result["version"]
     listing = run(settings, "jobs")
     assert "train" in listing.output and "succeeded" in listing.output
