@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
-from core.models import ReviewItem, Turn, User, VerifiedPair
+from core.models import Deployment, Job, ModelVersion, ReviewItem, Turn, User, VerifiedPair
+from training.jobs import JobError, enqueue, request_cancel
+from training.rollout import RolloutError, apply_action, describe
 
 operator = Blueprint("operator", __name__, url_prefix="/operator", template_folder="templates")
 
@@ -56,3 +59,123 @@ def overview() -> Any:
         canary=serving.canary.version if serving.canary else None,
         shadow=serving.shadow.version if serving.shadow else None,
     )
+
+
+@operator.get("/runs")
+@require_role("operator")
+def runs() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = [
+            {
+                "id": j.id,
+                "status": j.status,
+                "progress": j.progress,
+                "step": j.step,
+                "eta": j.eta_seconds,
+                "created_by": j.created_by,
+                "created_at": j.created_at,
+                "version": (j.result or {}).get("version"),
+                "decision": ((j.result or {}).get("gate") or {}).get("decision"),
+            }
+            for j in session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc()).limit(30))
+        ]
+        history = [
+            describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
+            for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
+        ]
+    active = any(r["status"] in ("queued", "running") for r in rows)
+    return render_template("admin/runs.html", runs=rows, history=history, active=active)
+
+
+@operator.post("/runs")
+@require_role("operator")
+def start_run() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        job = enqueue(session, kind="train", params={"onnx": True}, created_by=current_user.username)
+        job_id = job.id
+    flash(f"Training run {job_id} queued.")
+    return redirect(url_for("operator.run_detail", job_id=job_id))
+
+
+@operator.get("/runs/<int:job_id>")
+@require_role("operator")
+def run_detail(job_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            abort(404)
+        view = {
+            "id": job.id,
+            "status": job.status,
+            "progress": job.progress,
+            "step": job.step,
+            "eta": job.eta_seconds,
+            "error": job.error,
+            "result": job.result or {},
+            "created_by": job.created_by,
+            "history": job.history,
+        }
+        production = helploop.models.state.production
+    gate = view["result"].get("gate") or {}
+    return render_template(
+        "admin/run.html", run=view, gate=gate, production=production.version if production else None
+    )
+
+
+@operator.post("/runs/<int:job_id>/cancel")
+@require_role("operator")
+def cancel_run(job_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            request_cancel(session, job_id=job_id)
+        flash(f"Cancel requested for run {job_id}.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("operator.run_detail", job_id=job_id))
+
+
+@operator.post("/deploy")
+@require_role("operator")
+def deploy_action() -> Any:
+    helploop = current_app.extensions["helploop"]
+    form = request.form
+    try:
+        share = float(form.get("share") or 0.1)
+    except ValueError:
+        share = -1.0
+    try:
+        with helploop.database.session() as session:
+            row = apply_action(
+                session,
+                action=form.get("action", ""),
+                actor=current_user.username,
+                reason=form.get("reason", ""),
+                version=form.get("version") or None,
+                share=share,
+                override_reason=form.get("override_reason") or None,
+            )
+            flash(f"Done: {describe(row)}. Web workers follow within a few seconds.")
+    except RolloutError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(request.referrer or url_for("operator.runs"))
+
+
+@operator.get("/models")
+@require_role("operator")
+def models() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = [
+            {
+                "version": m.version,
+                "created_at": m.created_at,
+                "accuracy": (m.metrics or {}).get("accuracy"),
+                "decision": ((m.metrics or {}).get("gate") or {}).get("decision"),
+            }
+            for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(30))
+        ]
+    return render_template("admin/models.html", models=rows)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_CROWD_DIR", ROOT.parent / "shared" / "data" / "crowd"))
-METHODS = ("majority", "dawid_skene", "hierarchical_ds")
+METHODS = ("majority", "dawid_skene", "one_coin", "hierarchical_ds")
 BEST = "hierarchical_ds"
 
 

@@ -264,6 +264,54 @@ class DawidSkene(AggregationStrategy):
         return AggregationResult(data.items, data.classes, posterior, accuracy, iterations)
 
 
+class OneCoinDawidSkene(AggregationStrategy):
+    """Dawid–Skene with one accuracy per reviewer (errors spread evenly over the other labels). Far fewer
+    parameters than full confusion matrices: the right model for many labels (dozens of intents) and few
+    items per reviewer, which is the review queue's everyday case."""
+
+    name = "one_coin"
+
+    def __init__(self, max_iterations: int = 100, prior_hits: float = 2.0, prior_misses: float = 1.0) -> None:
+        self.max_iterations = max_iterations
+        self.prior_hits = prior_hits  # Beta prior on each reviewer's accuracy
+        self.prior_misses = prior_misses
+
+    def aggregate(
+        self,
+        answers: Sequence[Answer],
+        *,
+        gold: dict[str, str] | None = None,
+        worker_weights: dict[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> AggregationResult:
+        data = EncodedAnswers(answers, classes)
+        n_items, n_workers, k = data.shape
+        gold_index = self._gold_index(data, gold)
+        posterior = _clamp(vote_shares(data), gold_index)
+        accuracy = np.full(n_workers, 0.7)
+        previous = -np.inf
+        iterations = 0
+        for iteration in range(1, self.max_iterations + 1):
+            iterations = iteration
+            hits = np.bincount(data.worker, weights=posterior[data.item, data.label], minlength=n_workers)
+            totals = np.bincount(data.worker, minlength=n_workers)
+            accuracy = (hits + self.prior_hits) / (totals + self.prior_hits + self.prior_misses)
+            accuracy = np.clip(accuracy, 1e-6, 1 - 1e-6)
+            class_prior = (posterior.sum(axis=0) + 1.0) / (n_items + k)
+            wrong = np.log((1.0 - accuracy) / max(k - 1, 1))
+            log_joint = np.tile(np.log(class_prior), (n_items, 1))
+            np.add.at(log_joint, data.item, wrong[data.worker][:, None])
+            np.add.at(log_joint, (data.item, data.label), np.log(accuracy[data.worker]) - wrong[data.worker])
+            normaliser = logsumexp(log_joint, axis=1, keepdims=True)
+            posterior = _clamp(np.exp(log_joint - normaliser), gold_index)
+            log_likelihood = float(normaliser.sum())
+            if abs(log_likelihood - previous) < 1e-6 * max(1.0, abs(log_likelihood)):
+                break
+            previous = log_likelihood
+        worker_accuracy = {w: float(accuracy[i]) for i, w in enumerate(data.workers)}
+        return AggregationResult(data.items, data.classes, posterior, worker_accuracy, iterations)
+
+
 class HierarchicalDawidSkene(AggregationStrategy):
     name = "hierarchical_ds"
     STRENGTHS = (0.0, 0.25, 1.0, 4.0, 16.0)  # pseudo-answers per confusion row, weakest first

@@ -501,7 +501,7 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     "--method",
     default="hierarchical_ds",
     show_default=True,
-    type=click.Choice(["majority", "dawid_skene", "hierarchical_ds"]),
+    type=click.Choice(["majority", "dawid_skene", "one_coin", "hierarchical_ds"]),
 )
 @click.option(
     "--truth", "truth_file", type=click.Path(dir_okay=False), help="CSV item,label: print accuracy."
@@ -580,80 +580,52 @@ def deploy() -> None:
     """What serves traffic: status, shadow, canary, promote, rollback (every change is recorded)."""
 
 
-def _deployment_summary(row: Any) -> str:
-    if row is None:
-        return "no deployment recorded: the newest built model serves"
-    canary = f", canary {row.canary_version} ({row.canary_share:.0%})" if row.canary_version else ""
-    shadow = f", shadow {row.shadow_version}" if row.shadow_version else ""
-    return f"production {row.production_version}{canary}{shadow} (by {row.actor}: {row.reason})"
-
-
-def _check_gate(session: Any, version: str, override_reason: str | None) -> str:
-    """Refuse a candidate the gate found worse, unless an operator overrides with a reason."""
-    from core.registry import model_by_version
-
-    gate = (model_by_version(session, version=version).metrics or {}).get("gate") or {}
-    if gate.get("decision") != "worse":
-        return ""
-    if not override_reason:
-        difference = gate.get("difference", {})
-        _fail(
-            f"the promotion gate found {version} worse than production (accuracy difference "
-            f"{difference.get('accuracy', 0):+.4f}, 95% CI {difference.get('ci95')}); "
-            "pass --override-reason to deploy it anyway"
-        )
-    return f" [gate override: {override_reason}]"
-
-
-def _deploy_change(
+def _deploy(
     ctx: click.Context,
-    change: Any,
+    action: str,
+    *,
     actor: str,
     reason: str,
-    *,
-    candidate: str | None = None,
+    version: str | None = None,
+    share: float = 0.1,
     override_reason: str | None = None,
 ) -> None:
-    from core.registry import NotFoundError, current_deployment, latest_model_version, set_deployment
+    from training.rollout import RolloutError, apply_action, describe
 
     database = _database(_settings(ctx))
     _require_schema(database)
     try:
         with database.session() as session:
-            current = current_deployment(session)
-            base = {
-                "production_version": current.production_version if current else None,
-                "canary_version": current.canary_version if current else None,
-                "canary_share": current.canary_share if current else 0.0,
-                "shadow_version": current.shadow_version if current else None,
-            }
-            if base["production_version"] is None:
-                latest = latest_model_version(session)
-                if latest is None:
-                    _fail("no model has been built yet")
-                base["production_version"] = latest.version
-            if candidate is not None:
-                reason += _check_gate(session, candidate, override_reason)
-            row = set_deployment(session, **change(base), actor=actor, reason=reason)
-            click.echo(_deployment_summary(row))
-    except (NotFoundError, ValueError) as exc:
+            row = apply_action(
+                session,
+                action=action,
+                actor=actor,
+                reason=reason,
+                version=version,
+                share=share,
+                override_reason=override_reason,
+            )
+            click.echo(describe(row))
+    except RolloutError as exc:
         _fail(str(exc))
 
 
 @deploy.command("status")
 @click.pass_context
 def deploy_status(ctx: click.Context) -> None:
+    """The deployment in force and the ten before it."""
     from sqlalchemy import select
 
     from core.models import Deployment
+    from training.rollout import describe
 
     database = _database(_settings(ctx))
     _require_schema(database)
     with database.session() as session:
-        rows = session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10)).all()
-        click.echo(_deployment_summary(rows[0] if rows else None))
+        rows = session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(11)).all()
+        click.echo(describe(rows[0] if rows else None))
         for row in rows[1:]:
-            click.echo(f"  earlier ({row.created_at:%Y-%m-%d %H:%M}): {_deployment_summary(row)}")
+            click.echo(f"  earlier ({row.created_at:%Y-%m-%d %H:%M}): {describe(row)}")
 
 
 _actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
@@ -668,7 +640,7 @@ _override = click.option("--override-reason", help="Deploy even though the promo
 @click.pass_context
 def deploy_shadow(ctx: click.Context, version: str, actor: str, reason: str) -> None:
     """Score VERSION on live traffic without showing it."""
-    _deploy_change(ctx, lambda b: {**b, "shadow_version": version}, actor, reason)
+    _deploy(ctx, "shadow", version=version, actor=actor, reason=reason)
 
 
 @deploy.command("canary")
@@ -682,12 +654,13 @@ def deploy_canary(
     ctx: click.Context, version: str, share: float, actor: str, reason: str, override_reason: str | None
 ) -> None:
     """Serve VERSION to a share of sessions. Refused when the promotion gate found it worse."""
-    _deploy_change(
+    _deploy(
         ctx,
-        lambda b: {**b, "canary_version": version, "canary_share": share},
-        actor,
-        reason,
-        candidate=version,
+        "canary",
+        version=version,
+        share=share,
+        actor=actor,
+        reason=reason,
         override_reason=override_reason,
     )
 
@@ -702,19 +675,7 @@ def deploy_promote(
     ctx: click.Context, version: str, actor: str, reason: str, override_reason: str | None
 ) -> None:
     """Make VERSION the production model (clears canary and shadow). Refused when the gate found it worse."""
-    _deploy_change(
-        ctx,
-        lambda b: {
-            "production_version": version,
-            "canary_version": None,
-            "canary_share": 0.0,
-            "shadow_version": None,
-        },
-        actor,
-        reason,
-        candidate=version,
-        override_reason=override_reason,
-    )
+    _deploy(ctx, "promote", version=version, actor=actor, reason=reason, override_reason=override_reason)
 
 
 @deploy.command("rollback")
@@ -723,35 +684,7 @@ def deploy_promote(
 @click.pass_context
 def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
     """Back to the production model before the current one (one action, no restart)."""
-    from sqlalchemy import select
-
-    from core.models import Deployment
-
-    database = _database(_settings(ctx))
-    _require_schema(database)
-    with database.session() as session:
-        rows = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
-        previous = next(
-            (
-                r.production_version
-                for r in rows
-                if rows and r.production_version != rows[0].production_version
-            ),
-            None,
-        )
-    if previous is None:
-        _fail("nothing to roll back to: no earlier production model in the deployment history")
-    _deploy_change(
-        ctx,
-        lambda b: {
-            "production_version": previous,
-            "canary_version": None,
-            "canary_share": 0.0,
-            "shadow_version": None,
-        },
-        actor,
-        reason,
-    )
+    _deploy(ctx, "rollback", actor=actor, reason=reason)
 
 
 @main.command()

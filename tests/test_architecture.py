@@ -13,7 +13,7 @@ ALLOWED = {
     "training": {"bot", "core"},
     # The app factory composes the HTML blueprints of admin_ui; admin_ui never imports serving.
     "serving": {"bot", "core", "crowd_feedback", "training", "admin_ui"},
-    "admin_ui": {"bot", "core", "crowd_feedback", "training"},
+    "admin_ui": {"bot", "core", "crowd_feedback", "training"},  # never serving
 }
 FORBIDDEN_THIRD_PARTY = {"bot": {"flask", "sqlalchemy", "alembic", "psycopg"}}
 

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-from bot.calibration import coverage_at_precision, expected_calibration_error
+from bot.calibration import (
+    coverage_at_precision,
+    expected_calibration_error,
+    reliability_bins,
+    risk_coverage_curve,
+)
 from bot.engine import AnsweringEngine
 
 HOLDOUT_PERCENT = 10
@@ -50,7 +55,15 @@ def _scores(engine: AnsweringEngine, texts: Sequence[str]) -> tuple[np.ndarray, 
 
 def _summary(predicted: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     correct = predicted == truth
+    coverage, precision = risk_coverage_curve(confidence, correct)
+    step = max(1, len(coverage) // 50)
     return {
+        "curves": {
+            "reliability": reliability_bins(confidence, correct),
+            "risk_coverage": [
+                [float(c), float(p)] for c, p in zip(coverage[::step], precision[::step], strict=True)
+            ],
+        },
         "accuracy": float(correct.mean()),
         "ece": expected_calibration_error(confidence, correct),
         "coverage_at_precision": {

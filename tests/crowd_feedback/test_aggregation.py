@@ -36,7 +36,7 @@ def simulate(
     return answers, truth, accuracy
 
 
-@pytest.mark.parametrize("method", ["majority", "dawid_skene", "hierarchical_ds"])
+@pytest.mark.parametrize("method", ["majority", "dawid_skene", "one_coin", "hierarchical_ds"])
 def test_strategies_return_a_label_and_posterior_per_item(method: str) -> None:
     answers, truth, _ = simulate(0)
     result = get_strategy(method).aggregate(answers)
@@ -113,3 +113,14 @@ def test_krippendorff_alpha_known_values() -> None:
     assert math.isnan(krippendorff_alpha([Answer("1", "a", "x")]))
     pairs = pairwise_alpha(answers, min_shared=3)
     assert ("c0", "c1") in pairs and -1.0 <= pairs[("c0", "c1")] <= 1.0
+
+
+def test_one_coin_handles_many_labels_with_few_items() -> None:
+    # 60 labels, 3 answers per item, a third of the crowd spamming: one-coin keeps spammers in check.
+    answers, truth, accuracy = simulate(3, items=150, classes=60, good=8, spammers=4, per_item=3)
+    majority = get_strategy("majority").aggregate(answers).accuracy(truth)
+    one_coin = get_strategy("one_coin").aggregate(answers)
+    assert one_coin.accuracy(truth) >= majority
+    spam = [one_coin.worker_accuracy[w] for w in accuracy if w.startswith("spam")]
+    good = [one_coin.worker_accuracy[w] for w in accuracy if w.startswith("good")]
+    assert max(spam) < min(good)

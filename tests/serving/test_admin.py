@@ -147,3 +147,64 @@ def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     login(operator, "omar")
     overview = operator.get("/operator/").get_data(as_text=True)
     assert "plonk my foreign money conversion" in overview and "exchange_rate" in overview
+
+
+def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
+    """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
+    gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
+    from bot.engine import AnsweringEngine
+    from core.kb_files import KnowledgeBaseData, Origin
+    from core.knowledge_base import import_knowledge_base
+    from core.models import Deployment, Job
+    from training.jobs import Worker
+
+    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
+    helploop = app.extensions["helploop"]
+    kb = KnowledgeBaseData()
+    for text, label in zip(*small_banking["train"], strict=True):
+        intent = kb.intent(label, Origin("fixture", None))
+        intent.examples.append(text)
+        intent.answer = f"How to handle {label}."
+    with helploop.database.session() as session:
+        import_knowledge_base(session, incoming=kb, source="test")
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/runs").get_data(as_text=True)
+    started = client.post("/operator/runs", data={"csrf_token": csrf_token(page)})
+    assert started.status_code == 302 and started.headers["Location"].endswith("/operator/runs/1")
+    assert "queued" in client.get("/operator/runs/1").get_data(as_text=True)
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
+    with helploop.database.session() as session:
+        job = session.get(Job, 1)
+        assert job.status == "succeeded", job.error
+        version = job.result["version"]
+    run_page = client.get("/operator/runs/1").get_data(as_text=True)
+    assert "Promotion gate: no baseline" in run_page and version in run_page and "<svg" in run_page
+    token = csrf_token(run_page)
+    for action, extra in (("shadow", {}), ("canary", {"share": "0.5"}), ("promote", {})):
+        response = client.post(
+            "/operator/deploy",
+            data={
+                "csrf_token": token,
+                "action": action,
+                "version": version,
+                "reason": f"ui {action}",
+                **extra,
+            },
+        )
+        assert response.status_code == 302
+    helploop.models.refresh()
+    assert helploop.models.state.production.version == version
+    reply = client.post("/api/v1/chat", json={"message": "I want to close my account"}).get_json()
+    assert reply["model_version"] == version and reply["intent"] == "terminate_account"
+    response = client.post(
+        "/operator/deploy",
+        data={"csrf_token": token, "action": "rollback", "reason": "x"},
+        follow_redirects=True,
+    )
+    assert "Refused: nothing to roll back to" in response.get_data(as_text=True)
+    with helploop.database.session() as session:
+        reasons = [d.reason for d in session.scalars(select(Deployment).order_by(Deployment.id))]
+        assert reasons == ["ui shadow", "ui canary", "ui promote"]
+        assert all(d.actor == "omar" for d in session.scalars(select(Deployment)))

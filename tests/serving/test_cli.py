@@ -336,7 +336,7 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
         worse = {"decision": "worse", "difference": {"accuracy": -0.05, "ci95": [-0.08, -0.02]}}
         row.metrics = {**row.metrics, "gate": worse}
     refused = run(settings, "deploy", "promote", v2, "--reason", "again")
-    assert refused.exit_code == 2 and "gate found" in refused.output and "--override-reason" in refused.output
+    assert refused.exit_code == 2 and "gate found" in refused.output and "override reason" in refused.output
     assert run(settings, "deploy", "canary", v2, "--reason", "again").exit_code == 2
     forced = run(settings, "deploy", "promote", v2, "--reason", "hotfix", "--override-reason", "known issue")
     assert forced.exit_code == 0 and "gate override: known issue" in forced.output

@@ -1,0 +1,282 @@
+"""The feedback loop, simulated on BANKING77: does HelpLoop's routing make reviews count?
+
+Start from a 5-shot knowledge base; stream the rest of the training split as user traffic in rounds. Each
+round: the current model answers the round's messages; a fixed review budget picks what people look at;
+simulated reviewers (accuracy drawn from a range, some spammers) label each picked item three times; truth
+inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels) turns the labels into
+training pairs; the model is retrained and scored on the test split.
+
+Arms, same budget, same reviewers, same traffic:
+  helploop  — route uncertain, ambiguous and disagreeing turns; similar questions clustered into one item
+              (one review labels the whole cluster); priority = uncertainty x cluster size.
+  random    — review randomly chosen messages (no clustering).
+  oracle    — HelpLoop's routing with perfect labels (what label noise costs).
+
+    .venv/bin/python bench/loop_sim.py [--rounds 6] [--traffic 1200] [--budget 120] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
+from bot.evaluation import sample_shots  # noqa: E402
+from core.kb_files import read_labelled_csv  # noqa: E402
+from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
+JUDGEMENTS_PER_ITEM = 3
+CLUSTER_SIMILARITY = 0.85
+MIN_POSTERIOR = 0.9
+
+
+class Crowd:
+    """Reviewers with fixed accuracies; spammers answer uniformly at random."""
+
+    def __init__(
+        self,
+        labels: list[str],
+        rng: np.random.Generator,
+        *,
+        reviewers: int = 20,
+        spammers: int = 5,
+        accuracy: tuple[float, float] = (0.7, 0.95),
+    ) -> None:
+        self.labels = labels
+        self.rng = rng
+        self.accuracy = {f"r{i}": float(rng.uniform(*accuracy)) for i in range(reviewers - spammers)}
+        self.accuracy.update({f"spam{i}": 1.0 / len(labels) for i in range(spammers)})
+        self.names = list(self.accuracy)
+
+    def judge(self, item: str, truth: str) -> list[Answer]:
+        answers = []
+        for worker in self.rng.choice(self.names, size=JUDGEMENTS_PER_ITEM, replace=False):
+            if self.rng.random() < self.accuracy[worker]:
+                label = truth
+            else:
+                label = str(self.rng.choice([x for x in self.labels if x != truth]))
+            answers.append(Answer(item, str(worker), label))
+        return answers
+
+
+def fit(encoder: CachingEncoder, texts: list[str], labels: list[str], seed: int) -> AnsweringEngine:
+    engine = AnsweringEngine(EngineConfig(cv_folds=3, seed=seed), encoders={"minilm": encoder})
+    return engine.fit(texts, labels)
+
+
+def accuracy(engine: AnsweringEngine, test: tuple[list[str], list[str]]) -> float:
+    probabilities, _, _ = engine.predict_proba(test[0])
+    predicted = np.array(engine.labels)[probabilities.argmax(axis=1)]
+    return float(np.mean(predicted == np.array(test[1])))
+
+
+def pick_helploop(
+    engine: AnsweringEngine, texts: list[str], budget: int, reviewed: set[str]
+) -> list[list[int]]:
+    """Clusters (lists of message indices) to review, most urgent first."""
+    predictions = engine.predict_batch(texts)
+    vectors = np.vstack([p.embedding for p in predictions])
+    candidates = []
+    for i, p in enumerate(predictions):
+        if texts[i] in reviewed:
+            continue
+        reason = p.status in ("clarify", "handoff") or p.members_disagree
+        candidates.append((i, 1.0 - p.confidence, reason))
+    # Uncertain/ambiguous/disagreeing turns first (the product's routing reasons), then by uncertainty.
+    candidates.sort(key=lambda c: (not c[2], -c[1]))
+    clusters: list[dict[str, Any]] = []
+    for index, uncertainty, _ in candidates:
+        top = predictions[index].top_intent
+        for cluster in clusters:
+            if cluster["intent"] == top and float(cluster["centroid"] @ vectors[index]) >= CLUSTER_SIMILARITY:
+                cluster["members"].append(index)
+                cluster["uncertainty"] = max(cluster["uncertainty"], uncertainty)
+                break
+        else:
+            clusters.append(
+                {"intent": top, "centroid": vectors[index], "members": [index], "uncertainty": uncertainty}
+            )
+    clusters.sort(key=lambda c: -c["uncertainty"] * len(c["members"]))
+    return [c["members"] for c in clusters[:budget]]
+
+
+def pick_random(
+    texts: list[str], budget: int, reviewed: set[str], rng: np.random.Generator
+) -> list[list[int]]:
+    fresh = [i for i, t in enumerate(texts) if t not in reviewed]
+    return [[int(i)] for i in rng.choice(fresh, size=min(budget, len(fresh)), replace=False)]
+
+
+def run_arm(
+    name: str,
+    encoder: CachingEncoder,
+    seed_kb: tuple[list[str], list[str]],
+    traffic: list[tuple[str, str]],
+    test: tuple[list[str], list[str]],
+    args: argparse.Namespace,
+    labels: list[str],
+) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(args.seed)
+    crowd = Crowd(labels, np.random.default_rng(args.seed + 1))
+    kb_texts, kb_labels = list(seed_kb[0]), list(seed_kb[1])
+    engine = fit(encoder, kb_texts, kb_labels, args.seed)
+    curve = [{"round": 0, "reviews": 0, "pairs": 0, "accuracy": accuracy(engine, test)}]
+    answers: list[Answer] = []
+    items: dict[str, list[int]] = {}  # item id -> member message ids (global indices into traffic)
+    reviewed: set[str] = set()
+    reviews = 0
+    for round_number in range(1, args.rounds + 1):
+        window = traffic[(round_number - 1) * args.traffic : round_number * args.traffic]
+        offset = (round_number - 1) * args.traffic
+        texts = [t for t, _ in window]
+        if name == "random":
+            picked = pick_random(texts, args.budget, reviewed, rng)
+        else:
+            picked = pick_helploop(engine, texts, args.budget, reviewed)
+        for members in picked:
+            item = f"i{len(items)}"
+            items[item] = [offset + m for m in members]
+            representative = window[members[0]]
+            reviewed.update(texts[m] for m in members)
+            if name == "oracle":
+                answers += [Answer(item, f"oracle{k}", representative[1]) for k in range(JUDGEMENTS_PER_ITEM)]
+            else:
+                answers += crowd.judge(item, representative[1])
+            reviews += JUDGEMENTS_PER_ITEM
+        result = get_strategy("one_coin").aggregate(answers, classes=labels)
+        item_labels, confidences = result.labels(), result.confidences()
+        pair_texts, pair_labels, pair_truth = [], [], []
+        for item, members in items.items():
+            if confidences[item] >= MIN_POSTERIOR:
+                for m in members:
+                    pair_texts.append(traffic[m][0])
+                    pair_labels.append(item_labels[item])
+                    pair_truth.append(traffic[m][1])
+        engine = fit(encoder, kb_texts + pair_texts, kb_labels + pair_labels, args.seed)
+        correct_pairs = sum(a == b for a, b in zip(pair_labels, pair_truth, strict=True))
+        point = {
+            "round": round_number,
+            "reviews": reviews,
+            "pairs": len(pair_texts),
+            "pair_precision": correct_pairs / max(len(pair_texts), 1),
+            "accuracy": accuracy(engine, test),
+        }
+        curve.append(point)
+        print(
+            f"  {name:<9} round {round_number}: {reviews:>5} reviews, {len(pair_texts):>5} pairs "
+            f"(precision {point['pair_precision']:.3f}), test accuracy {point['accuracy']:.4f}",
+            flush=True,
+        )
+    return curve
+
+
+def reviews_to_reach(curve: list[dict[str, Any]], target: float) -> float | None:
+    """Reviews needed to reach ``target`` accuracy (linear interpolation between rounds)."""
+    for before, after in zip(curve, curve[1:], strict=False):
+        if after["accuracy"] >= target:
+            if before["accuracy"] >= target:
+                return float(before["reviews"])
+            share = (target - before["accuracy"]) / (after["accuracy"] - before["accuracy"])
+            return before["reviews"] + share * (after["reviews"] - before["reviews"])
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--traffic", type=int, default=1200, help="messages per round")
+    parser.add_argument("--budget", type=int, default=120, help="items reviewed per round (x3 judgements)")
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    train = read_labelled_csv(args.data / "train.csv")
+    test = read_labelled_csv(args.data / "test.csv")
+    seed_kb = sample_shots(*train, shots=args.shots, seed=args.seed)
+    in_kb = set(seed_kb[0])
+    rng = np.random.default_rng(args.seed)
+    rest = [(t, label) for t, label in zip(*train, strict=True) if t not in in_kb]
+    traffic = [rest[i] for i in rng.permutation(len(rest))]
+    labels = sorted(set(train[1]))
+    encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
+    started = time.perf_counter()
+    encoder.encode(train[0] + test[0], progress=True)
+    print(f"encoded {len(train[0]) + len(test[0])} texts in {time.perf_counter() - started:.0f}s", flush=True)
+    curves = {}
+    for arm in ("helploop", "random", "oracle"):
+        print(f"arm {arm}", flush=True)
+        curves[arm] = run_arm(arm, encoder, seed_kb, traffic, test, args, labels)
+    random_final = curves["random"][-1]
+    needed = reviews_to_reach(curves["helploop"], random_final["accuracy"])
+    ratio = needed / random_final["reviews"] if needed is not None else None
+    noise_cost = (curves["oracle"][-1]["accuracy"] - curves["helploop"][-1]["accuracy"]) * 100
+    summary = {
+        "random_final_accuracy": random_final["accuracy"],
+        "helploop_final_accuracy": curves["helploop"][-1]["accuracy"],
+        "oracle_final_accuracy": curves["oracle"][-1]["accuracy"],
+        "reviews_helploop_needs_for_random_final": needed,
+        "reviews_random_used": random_final["reviews"],
+        "review_ratio": ratio,
+        "label_noise_cost_points": noise_cost,
+        "targets": {"review_ratio": "<= 0.5", "label_noise_cost_points": "<= 1.0"},
+    }
+    print(f"\n{'arm':<10}{'reviews':>9}{'pairs':>8}{'start':>9}{'final':>9}")
+    for arm, curve in curves.items():
+        print(
+            f"{arm:<10}{curve[-1]['reviews']:>9}{curve[-1]['pairs']:>8}{curve[0]['accuracy']:>9.4f}"
+            f"{curve[-1]['accuracy']:>9.4f}"
+        )
+    ratio_text = f"{ratio:.2f}" if ratio is not None else "never (within the run)"
+    print(
+        f"helploop reaches random's final accuracy with {ratio_text} of random's reviews (target <= 0.5): "
+        f"{'ok' if ratio is not None and ratio <= 0.5 else 'MISS'}"
+    )
+    print(
+        f"label noise costs {noise_cost:.2f} points against perfect labels (target <= 1.0): "
+        f"{'ok' if noise_cost <= 1.0 else 'MISS'}"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "loop_sim.json").write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": summary},
+            indent=2,
+        )
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm, style in (("helploop", "-o"), ("random", "-s"), ("oracle", ":^")):
+        ax.plot([p["reviews"] for p in curves[arm]], [p["accuracy"] for p in curves[arm]], style, label=arm)
+    ax.set(
+        xlabel="reviews (judgements)",
+        ylabel="BANKING77 test accuracy",
+        title=f"Feedback loop from {args.shots}-shot, budget {args.budget} items/round",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "loop_sim.png", dpi=120)
+    print(f"wrote {args.out / 'loop_sim.json'} and {args.out / 'loop_sim.png'}")
+
+
+if __name__ == "__main__":
+    main()
