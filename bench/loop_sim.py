@@ -40,6 +40,7 @@ from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 JUDGEMENTS_PER_ITEM = 3
+MAX_JUDGEMENTS = 5
 CLUSTER_SIMILARITY = 0.85
 MIN_POSTERIOR = 0.9
 
@@ -62,9 +63,13 @@ class Crowd:
         self.accuracy.update({f"spam{i}": 1.0 / len(labels) for i in range(spammers)})
         self.names = list(self.accuracy)
 
-    def judge(self, item: str, truth: str) -> list[Answer]:
+    def judge(
+        self, item: str, truth: str, count: int = JUDGEMENTS_PER_ITEM, exclude: frozenset[str] = frozenset()
+    ) -> list[Answer]:
+        """``count`` judgements from reviewers who have not judged this item yet."""
         answers = []
-        for worker in self.rng.choice(self.names, size=JUDGEMENTS_PER_ITEM, replace=False):
+        pool = [name for name in self.names if name not in exclude]
+        for worker in self.rng.choice(pool, size=count, replace=False):
             if self.rng.random() < self.accuracy[worker]:
                 label = truth
             else:
@@ -157,6 +162,18 @@ def run_arm(
             else:
                 answers += crowd.judge(item, representative[1])
             reviews += JUDGEMENTS_PER_ITEM
+        if name != "oracle":
+            # Dynamic redundancy, as in the product: items whose posterior is still below the threshold get
+            # one more judgement, up to MAX_JUDGEMENTS (every extra judgement counts as a review).
+            round_items = list(items)[-len(picked) :] if picked else []
+            for _extra in range(MAX_JUDGEMENTS - JUDGEMENTS_PER_ITEM):
+                interim = get_strategy("one_coin").aggregate(answers, classes=labels).confidences()
+                unsure = [item for item in round_items if interim[item] < MIN_POSTERIOR]
+                for item in unsure:
+                    truth = traffic[items[item][0]][1]
+                    already = frozenset(a.worker for a in answers if a.item == item)
+                    answers += crowd.judge(item, truth, count=1, exclude=already)
+                    reviews += 1
         result = get_strategy("one_coin").aggregate(answers, classes=labels)
         item_labels, confidences = result.labels(), result.confidences()
         pair_texts, pair_labels, pair_truth = [], [], []
