@@ -19,6 +19,42 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Four small intents for fast engine and serving tests (the hashing encoder separates them by words).
+TOY = {
+    "card_arrival": [
+        "where is my card",
+        "my card has not arrived",
+        "card still not delivered",
+        "when will my card arrive",
+        "waiting for my card delivery",
+        "card not here yet",
+    ],
+    "change_pin": [
+        "how do i change my pin",
+        "change pin number",
+        "i want a new pin",
+        "update my pin code",
+        "reset pin at atm",
+        "pin change please",
+    ],
+    "exchange_rate": [
+        "what exchange rate do you use",
+        "rate for euro to dollar",
+        "currency exchange rates",
+        "how much is the euro rate",
+        "exchange rate today",
+        "conversion rate for pounds",
+    ],
+    "terminate_account": [
+        "close my account",
+        "i want to delete my account",
+        "terminate account",
+        "how to cancel my account",
+        "end my account now",
+        "shut down my account",
+    ],
+}
+
 POSTGRES_URL = os.environ.get(
     "HELPLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

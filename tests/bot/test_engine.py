@@ -15,41 +15,7 @@ from bot.engine import (
     EngineConfig,
     IntentInfo,
 )
-
-TOY = {
-    "card_arrival": [
-        "where is my card",
-        "my card has not arrived",
-        "card still not delivered",
-        "when will my card arrive",
-        "waiting for my card delivery",
-        "card not here yet",
-    ],
-    "change_pin": [
-        "how do i change my pin",
-        "change pin number",
-        "i want a new pin",
-        "update my pin code",
-        "reset pin at atm",
-        "pin change please",
-    ],
-    "exchange_rate": [
-        "what exchange rate do you use",
-        "rate for euro to dollar",
-        "currency exchange rates",
-        "how much is the euro rate",
-        "exchange rate today",
-        "conversion rate for pounds",
-    ],
-    "terminate_account": [
-        "close my account",
-        "i want to delete my account",
-        "terminate account",
-        "how to cancel my account",
-        "end my account now",
-        "shut down my account",
-    ],
-}
+from tests.conftest import TOY
 
 
 def toy_rows(extra: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:

@@ -10,42 +10,8 @@ from typing import Any
 import pytest
 
 from bot.engine import AnsweringEngine, EngineConfig, IntentInfo
-from tests.conftest import HashingEncoder
+from tests.conftest import TOY, HashingEncoder
 
-TOY = {
-    "card_arrival": [
-        "where is my card",
-        "my card has not arrived",
-        "card still not delivered",
-        "when will my card arrive",
-        "waiting for my card delivery",
-        "card not here yet",
-    ],
-    "change_pin": [
-        "how do i change my pin",
-        "change pin number",
-        "i want a new pin",
-        "update my pin code",
-        "reset pin at atm",
-        "pin change please",
-    ],
-    "exchange_rate": [
-        "what exchange rate do you use",
-        "rate for euro to dollar",
-        "currency exchange rates",
-        "how much is the euro rate",
-        "exchange rate today",
-        "conversion rate for pounds",
-    ],
-    "terminate_account": [
-        "close my account",
-        "i want to delete my account",
-        "terminate account",
-        "how to cancel my account",
-        "end my account now",
-        "shut down my account",
-    ],
-}
 ANSWERS = {
     "card_arrival": IntentInfo(
         answer="Cards arrive in **5–7 working days**.", title="Where is my card?", follow_ups=["change_pin"]
