@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -9,7 +10,9 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
-from core.models import Deployment, Job, ModelVersion, ReviewItem, Turn, User, VerifiedPair
+from core.models import Deployment, Job, ModelVersion, ReviewItem, Turn, User, VerifiedPair, utcnow
+from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
+from crowd_feedback.review import judgement_answers
 from training.jobs import JobError, enqueue, request_cancel
 from training.rollout import RolloutError, apply_action, describe
 
@@ -42,6 +45,11 @@ def overview() -> Any:
             {"text": p.text, "intent": p.intent, "weight": p.weight}
             for p in session.scalars(select(VerifiedPair).order_by(VerifiedPair.id.desc()).limit(100))
         ]
+        answers = judgement_answers(session)
+        recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
+    alpha = krippendorff_alpha(answers) if answers else None
+    alpha_recent = krippendorff_alpha(recent) if recent else None
+    pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
     serving = helploop.models.state
     total = sum(statuses.values()) or 1
     bars = [
@@ -58,6 +66,9 @@ def overview() -> Any:
         production=serving.production.version if serving.production else None,
         canary=serving.canary.version if serving.canary else None,
         shadow=serving.shadow.version if serving.shadow else None,
+        alpha=alpha,
+        alpha_recent=alpha_recent,
+        pairs_alpha=pairs_alpha,
     )
 
 
@@ -179,3 +190,18 @@ def models() -> Any:
             for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(30))
         ]
     return render_template("admin/models.html", models=rows)
+
+
+@operator.post("/reaggregate")
+@require_role("operator")
+def start_reaggregate() -> Any:
+    helploop = current_app.extensions["helploop"]
+    method = request.form.get("method", "dawid_skene")
+    if method not in ("majority", "dawid_skene", "one_coin", "hierarchical_ds"):
+        abort(400)
+    with helploop.database.session() as session:
+        job_id = enqueue(
+            session, kind="reaggregate", params={"method": method}, created_by=current_user.username
+        ).id
+    flash(f"Re-aggregation job {job_id} queued ({method}).")
+    return redirect(url_for("operator.overview"))

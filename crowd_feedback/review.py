@@ -462,3 +462,76 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
         "agreement_with_consensus": (agreed or 0) / resolved if resolved else None,
         "suspended": reviewer.suspended_at is not None,
     }
+
+
+def judgement_answers(session: Session, *, since: datetime | None = None) -> list[Any]:
+    """All judgements on real (non-gold) items as aggregation answers (item id, reviewer, label)."""
+    from crowd_feedback.aggregation import Answer
+
+    query = (
+        select(Judgement.item_id, User.username, Judgement.label)
+        .join(User, User.id == Judgement.reviewer_id)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(ReviewItem.is_gold.is_(False))
+    )
+    if since is not None:
+        query = query.where(Judgement.created_at >= since)
+    return [Answer(str(item), reviewer, label) for item, reviewer, label in session.execute(query)]
+
+
+def reaggregate(
+    session: Session,
+    *,
+    method: str,
+    known_intents: Sequence[str],
+    policy: ReviewPolicy,
+    report: Any = None,
+) -> dict[str, int]:
+    """Recompute every judged item's label with a named strategy over all judgements at once (reviewer
+    quality estimated jointly), then bring resolutions and verified pairs in line. Idempotent."""
+    from crowd_feedback.aggregation import get_strategy
+
+    answers = judgement_answers(session)
+    if not answers:
+        return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
+    labels = sorted(set(known_intents) | set(SPECIAL_LABELS) | {a.label for a in answers})
+    gold = {
+        str(item.id): item.gold_label
+        for item in session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True)))
+        if item.gold_label
+    }
+    result = get_strategy(method).aggregate(answers, classes=labels, gold=gold)
+    inferred, confidences = result.labels(), result.confidences()
+    changed = resolved = pairs = 0
+    for position, item_key in enumerate(result.items):
+        if report is not None and position % 200 == 0:
+            report(position / max(len(result.items), 1), "re-aggregating")
+        item = session.get(ReviewItem, int(item_key))
+        if item is None or item.is_gold or item.status == "escalated":
+            continue
+        label, confidence = inferred[item_key], confidences[item_key]
+        count = (
+            session.scalar(select(func.count()).select_from(Judgement).where(Judgement.item_id == item.id))
+            or 0
+        )
+        if confidence < policy.posterior_threshold or count < 2:
+            continue
+        if item.status == "resolved" and item.resolved_label == label:
+            item.resolved_confidence = confidence
+            continue
+        changed += int(item.status == "resolved")
+        item.status, item.resolved_label, item.resolved_confidence = "resolved", label, confidence
+        item.resolved_at = item.resolved_at or utcnow()
+        resolved += 1
+        session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
+        if label in known_intents:
+            texts = session.scalars(
+                select(Turn.user_text)
+                .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+                .where(ReviewItemTurn.item_id == item.id)
+            ).all()
+            for text in dict.fromkeys(redact(t) for t in texts):
+                session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=confidence))
+                pairs += 1
+    session.flush()
+    return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}

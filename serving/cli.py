@@ -350,7 +350,9 @@ def _follow(database: Any, job_id: int) -> str:
             clock.sleep(0.5)
     finally:
         bar.close()
-    if status == "succeeded" and result:
+    if status == "succeeded" and result and "version" not in result:
+        click.echo(f"job {job_id} succeeded: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+    elif status == "succeeded" and result:
         click.echo(
             f"run {job_id} succeeded: model {result['version']} "
             f"(out-of-fold accuracy {result['metrics']['accuracy']:.4f}, "
@@ -685,6 +687,36 @@ def deploy_promote(
 def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
     """Back to the production model before the current one (one action, no restart)."""
     _deploy(ctx, "rollback", actor=actor, reason=reason)
+
+
+@crowd.command("reaggregate")
+@click.option(
+    "--method",
+    default="dawid_skene",
+    show_default=True,
+    type=click.Choice(["majority", "dawid_skene", "one_coin", "hierarchical_ds"]),
+)
+@click.option("--wait", is_flag=True, help="Run it now in this process and print the summary.")
+@click.pass_context
+def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
+    """Queue a bulk re-aggregation of every judgement (a job): resolutions and verified pairs follow."""
+    from training.jobs import Worker, enqueue
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    with database.session() as session:
+        job_id = enqueue(
+            session, kind="reaggregate", params={"method": method}, created_by=os.environ.get("USER", "cli")
+        ).id
+    click.echo(f"queued re-aggregation job {job_id}")
+    if wait:
+        worker = Worker(database, settings, poll_seconds=0.5)
+        worker.start()
+        status = _follow(database, job_id)
+        worker.stop()
+        if status != "succeeded":
+            sys.exit(1)
 
 
 @main.command()

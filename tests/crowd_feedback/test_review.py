@@ -366,3 +366,37 @@ def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> Non
     assert all(n <= 3 for n in counts.values()), counts
     assert sum(counts.values()) == len([c for c in claimed if c is not None]) == 12
     engine.dispose()
+
+
+def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_session: Session) -> None:
+    from crowd_feedback.review import reaggregate
+
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, posterior_threshold=0.9)
+    people = reviewers(db_session, 4)
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(12):
+        item = route_turn(
+            db_session,
+            turn=make_turn(db_session, f"bulk question {i}"),
+            reasons=["handoff"],
+            embedding=vector(300 + i),
+            policy=policy,
+        )
+        truth = INTENTS[i % 3]
+        for reviewer in people[:3]:
+            label = truth if reviewer is not people[2] or rng.random() < 0.7 else INTENTS[(i + 1) % 3]
+            db_session.add(Judgement(item_id=item.id, reviewer_id=reviewer.id, label=label))
+        items.append((item, truth))
+    db_session.flush()
+    summary = reaggregate(db_session, method="dawid_skene", known_intents=INTENTS, policy=policy)
+    assert summary["items"] == 12 and summary["resolved"] >= 6
+    for item, truth in items:
+        db_session.refresh(item)
+        if item.status == "resolved":
+            assert item.resolved_label == truth and item.resolved_confidence >= 0.9
+    pairs = db_session.scalars(select(VerifiedPair)).all()
+    assert len(pairs) == summary["pairs"] == summary["resolved"]
+    again = reaggregate(db_session, method="dawid_skene", known_intents=INTENTS, policy=policy)
+    assert again["resolved"] == 0 and again["changed"] == 0
+    assert len(db_session.scalars(select(VerifiedPair)).all()) == len(pairs)

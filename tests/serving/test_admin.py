@@ -208,3 +208,27 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
         reasons = [d.reason for d in session.scalars(select(Deployment).order_by(Deployment.id))]
         assert reasons == ["ui shadow", "ui canary", "ui promote"]
         assert all(d.actor == "omar" for d in session.scalars(select(Deployment)))
+
+
+def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> None:
+    from core.models import Job
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    assert "Krippendorff" in page
+    response = client.post(
+        "/operator/reaggregate", data={"csrf_token": csrf_token(page), "method": "one_coin"}
+    )
+    assert response.status_code == 302
+    with app.extensions["helploop"].database.session() as session:
+        job = session.scalars(select(Job)).one()
+        assert job.kind == "reaggregate" and job.params == {"method": "one_coin"} and job.created_by == "omar"
+    assert (
+        client.post(
+            "/operator/reaggregate", data={"csrf_token": csrf_token(page), "method": "oracle"}
+        ).status_code
+        == 400
+    )

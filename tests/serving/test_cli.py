@@ -392,3 +392,13 @@ def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_fi
     assert "queued training run 2" in queued.output
     cancelled = run(settings, "jobs", "cancel", "2")
     assert cancelled.exit_code == 0 and "(cancelled)" in cancelled.output
+
+
+def test_crowd_reaggregate_wait(settings: Any, answers_file: Path) -> None:
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "crowd", "reaggregate", "--method", "one_coin", "--wait")
+    assert result.exit_code == 0, result.output
+    assert (
+        "queued re-aggregation job 1" in result.stdout and "job 1 succeeded: method one_coin" in result.stdout
+    )
