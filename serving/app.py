@@ -64,10 +64,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from serving.api import api
     from serving.errors import register_error_handlers
     from serving.health import health
+    from serving.job_kinds import install as install_job_kinds
     from serving.openapi import docs
     from serving.rasa import rasa
     from serving.widget import widget
 
+    install_job_kinds()
     config = dict(config or {})
     loader = config.pop("model_loader", None)
     flask_config = {k: v for k, v in config.items() if k.isupper()}

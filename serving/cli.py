@@ -49,6 +49,9 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def main(ctx: click.Context) -> None:
     """HelpLoop: a self-hosted customer-service bot that learns from its own traffic."""
     ctx.ensure_object(dict)
+    from serving.job_kinds import install as install_job_kinds
+
+    install_job_kinds()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -188,28 +188,12 @@ def _train(
     }
 
 
-def _reaggregate(
-    database: Database, settings: Settings, params: dict[str, Any], report: ProgressReporter
-) -> dict[str, Any]:
-    """Bulk truth inference over every judgement (crowd_feedback.review.reaggregate)."""
-    from crowd_feedback.review import ReviewPolicy, reaggregate
-    from training.build import training_snapshot
-
-    report(0.0, "loading")
-    with database.session() as session:
-        known = sorted(set(training_snapshot(session).knowledge))
-        summary = reaggregate(
-            session,
-            method=str(params.get("method", "dawid_skene")),
-            known_intents=known,
-            policy=ReviewPolicy.from_settings(settings),
-            report=report,
-        )
-    report(0.99, "done")
-    return {"method": params.get("method", "dawid_skene"), **summary}
+HANDLERS: dict[str, Handler] = {"train": _train}
 
 
-HANDLERS: dict[str, Handler] = {"train": _train, "reaggregate": _reaggregate}
+def register_handler(kind: str, handler: Handler) -> None:
+    """Add a job kind. Layers beside this one (crowd_feedback) are wired in by the app that composes them."""
+    HANDLERS[kind] = handler
 
 
 class Worker:
