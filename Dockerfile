@@ -17,9 +17,9 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them.
 COPY requirements.txt constraints.txt pyproject.toml README.md ./
-RUN grep -v '^-e' requirements.txt > /tmp/requirements.txt \
+RUN grep -v '^-e' requirements.txt > requirements-image.txt \
     && pip install --no-cache-dir ${PIP_EXTRA_INDEX_URL:+--extra-index-url "$PIP_EXTRA_INDEX_URL"} \
-       -r /tmp/requirements.txt
+       -r requirements-image.txt
 
 COPY bot ./bot
 COPY core ./core
