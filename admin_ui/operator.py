@@ -104,7 +104,10 @@ def runs() -> Any:
 def start_run() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
-        job = enqueue(session, kind="train", params={"onnx": True}, created_by=current_user.username)
+        params: dict[str, Any] = {"onnx": True}
+        if request.form.get("fine_tune"):
+            params["fine_tune"] = {"epochs": 3.0}
+        job = enqueue(session, kind="train", params=params, created_by=current_user.username)
         job_id = job.id
     flash(f"Training run {job_id} queued.")
     return redirect(url_for("operator.run_detail", job_id=job_id))

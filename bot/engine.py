@@ -212,9 +212,13 @@ class AnsweringEngine:
         knowledge: dict[str, IntentInfo] | None = None,
         calibration_texts: Sequence[str] | None = None,
         calibration_labels: Sequence[str] | None = None,
+        refit_texts: Sequence[str] | None = None,
+        refit_labels: Sequence[str] | None = None,
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> AnsweringEngine:
+        """``refit_texts``/``refit_labels``: with a calibration set, refit the members on these rows (e.g. all
+        rows, calibration ones included) after the combiner and the gate were fitted on held-out scores."""
         if len(texts) != len(labels):
             raise ValueError("texts and labels differ in length")
         if len(set(labels)) < 2:
@@ -255,6 +259,15 @@ class AnsweringEngine:
             held_scores = self.member_scores(held_features)
             held_y = np.array([index[label] for label in calibration_labels], dtype=np.int64)
             calibration_source = "validation set"
+            if refit_texts is not None and refit_labels is not None:
+                unknown_refit = sorted(set(refit_labels) - set(self.labels))
+                if unknown_refit:
+                    raise ValueError(f"refit labels not in training data: {unknown_refit[:5]}")
+                refit_y = np.array([index[label] for label in refit_labels], dtype=np.int64)
+                refit_features = self.featurise(refit_texts, progress=progress)
+                self._fit_members(
+                    refit_features.concat(extra), np.concatenate([refit_y, extra_y]), progress=progress
+                )
         else:
             held_scores, held_y = self._out_of_fold_scores(
                 features, y, extra, extra_y, progress=progress, report=report
@@ -480,6 +493,17 @@ class AnsweringEngine:
             raise RuntimeError("engine is not fitted")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        source = Path(str(self.config.encoder["source"]))
+        if source.is_absolute() and source.is_dir():
+            # A fine-tuned encoder travels with the bundle, so the bundle loads from its directory alone.
+            import shutil
+
+            relative = Path("encoders") / str(self.config.encoder["name"])
+            if (out / relative).resolve() != source.resolve():
+                if (out / relative).exists():
+                    shutil.rmtree(out / relative)
+                shutil.copytree(source, out / relative)
+            self.config.encoder = {**self.config.encoder, "source": str(relative)}
         for name, member in self.members.items():
             member.save(out / "members" / name)
         knowledge = {label: asdict(info) for label, info in self.knowledge.items()}

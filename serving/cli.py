@@ -302,8 +302,15 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 @main.command()
 @click.option("--wait", is_flag=True, help="Follow the run's progress until it ends (runs a local worker).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True)
+@click.option(
+    "--fine-tune", is_flag=True, help="Fine-tune the encoder first (contrastive; GPU when present)."
+)
+@click.option("--epochs", default=3.0, show_default=True, type=click.FloatRange(0.01, 100))
+@click.option(
+    "--max-steps", default=-1, show_default=True, type=int, help="Cap on optimiser steps (-1: none)."
+)
 @click.pass_context
-def train(ctx: click.Context, wait: bool, onnx: bool) -> None:
+def train(ctx: click.Context, wait: bool, onnx: bool, fine_tune: bool, epochs: float, max_steps: int) -> None:
     """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
     from training.jobs import Worker, enqueue
 
@@ -311,7 +318,10 @@ def train(ctx: click.Context, wait: bool, onnx: bool) -> None:
     database = _database(settings)
     _require_schema(database)
     with database.session() as session:
-        job = enqueue(session, kind="train", params={"onnx": onnx}, created_by=os.environ.get("USER", "cli"))
+        params: dict[str, Any] = {"onnx": onnx}
+        if fine_tune:
+            params["fine_tune"] = {"epochs": epochs, "max_steps": max_steps}
+        job = enqueue(session, kind="train", params=params, created_by=os.environ.get("USER", "cli"))
         job_id = job.id
     click.echo(f"queued training run {job_id}")
     if not wait:

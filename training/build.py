@@ -6,6 +6,7 @@ database sessions: take a snapshot of the training data, fit and save the bundle
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,15 +118,37 @@ def fit_bundle(
     progress: bool = False,
     onnx: bool = False,
     on_progress: ProgressCallback | None = None,
+    fine_tune: dict[str, Any] | None = None,
+    on_loss: Callable[[float, float], None] | None = None,
 ) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
-    engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
-    engine.fit(
-        snapshot.texts,
-        snapshot.labels,
-        knowledge=snapshot.knowledge,
-        progress=progress,
-        on_progress=on_progress,
-    )
+    """Fit (optionally fine-tuning the encoder first: ``fine_tune`` holds its settings), gate, save."""
+    if fine_tune is not None:
+        import tempfile
+
+        from training.finetune import FineTuneConfig, fit_engine_with_fine_tuning
+
+        work = tempfile.mkdtemp(prefix="helploop-run-")
+        engine = fit_engine_with_fine_tuning(
+            snapshot.texts,
+            snapshot.labels,
+            config=engine_config_from_settings(settings),
+            tuning=FineTuneConfig.from_dict(fine_tune),
+            work_dir=work,
+            knowledge=snapshot.knowledge,
+            threads=settings.torch_threads,
+            on_progress=on_progress,
+            on_loss=on_loss,
+            progress=progress,
+        )
+    else:
+        engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
+        engine.fit(
+            snapshot.texts,
+            snapshot.labels,
+            knowledge=snapshot.knowledge,
+            progress=progress,
+            on_progress=on_progress,
+        )
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
     metrics["crowd_pairs"] = snapshot.crowd_pairs

@@ -143,7 +143,7 @@ def finish(
 
 # -------------------------------------------------------------------------------------------- handlers
 
-ProgressReporter = Callable[[float, str], None]
+ProgressReporter = Callable[..., None]  # (progress, step, loss=None)
 Handler = Callable[[Database, Settings, dict[str, Any], ProgressReporter], dict[str, Any]]
 
 
@@ -162,15 +162,33 @@ def _train(
         "done": (0.97, 0.98),
     }
 
+    fine_tune = params.get("fine_tune")
+    if fine_tune is not None:  # the encoder's training dominates: give it most of the bar
+        spans = {
+            "fine-tune": (0.02, 0.7),
+            "encode": (0.7, 0.8),
+            "calibrate": (0.8, 0.95),
+            "done": (0.95, 0.98),
+        }
+
     def on_progress(step: str, fraction: float) -> None:
         low, high = spans.get(step, (0.0, 1.0))
         report(low + (high - low) * fraction, step)
+
+    def on_loss(fraction: float, loss: float) -> None:
+        low, high = spans.get("fine-tune", (0.0, 1.0))
+        report(low + (high - low) * fraction, "fine-tune", loss=loss)
 
     report(0.0, "snapshot")
     with database.session() as session:
         snapshot = training_snapshot(session)
     engine, bundle, metrics = fit_bundle(
-        snapshot, settings, onnx=bool(params.get("onnx", True)), on_progress=on_progress
+        snapshot,
+        settings,
+        onnx=bool(params.get("onnx", True)),
+        on_progress=on_progress,
+        fine_tune=fine_tune,
+        on_loss=on_loss,
     )
     with database.session() as session:
         result = register_bundle(
@@ -229,10 +247,10 @@ class Worker:
     def _report(self, job_id: int) -> ProgressReporter:
         last = [0.0]
 
-        def report(progress: float, step: str) -> None:
+        def report(progress: float, step: str, loss: float | None = None) -> None:
             now = time.monotonic()
-            if now - last[0] < 0.5 and progress < 0.99:
-                return  # at most two heartbeats a second
+            if loss is None and now - last[0] < 0.5 and progress < 0.99:
+                return  # at most two heartbeats a second (every loss value is kept)
             last[0] = now
             with self.database.session() as session:
                 cancelled = heartbeat(
@@ -241,6 +259,7 @@ class Worker:
                     worker_id=self.worker_id,
                     progress=progress,
                     step=step,
+                    loss=loss,
                     lease=self.lease,
                 )
             if cancelled:

@@ -402,3 +402,19 @@ def test_crowd_reaggregate_wait(settings: Any, answers_file: Path) -> None:
     assert (
         "queued re-aggregation job 1" in result.stdout and "job 1 succeeded: method one_coin" in result.stdout
     )
+
+
+def test_train_with_fine_tuning_records_the_loss_curve(settings: Any, answers_file: Path) -> None:
+    from core.models import Job
+
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "train", "--wait", "--no-onnx", "--fine-tune", "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    with Database(settings).session() as session:
+        job = session.get(Job, 1)
+        assert job.status == "succeeded", job.error
+        assert job.params["fine_tune"] == {"epochs": 3.0, "max_steps": 2}
+        assert len(job.history) >= 1 and all("loss" in point for point in job.history)
+    bundle = Path(job.result["bundle_path"])
+    assert (bundle / "encoders" / "minilm").is_dir()

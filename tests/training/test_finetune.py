@@ -1,0 +1,55 @@
+"""Fine-tuning on CPU with a handful of steps: the path a GPU run takes, small enough for every test run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.engine import AnsweringEngine, EngineConfig
+from training.finetune import FineTuneConfig, calibration_split, fit_engine_with_fine_tuning
+
+
+def test_calibration_split_is_stratified_and_spares_small_intents() -> None:
+    labels = ["a"] * 20 + ["b"] * 10 + ["c"] * 3
+    train, held = calibration_split(labels, 0.2, seed=0)
+    assert sorted(train + held) == list(range(33))
+    assert [labels[i] for i in held].count("a") == 4 and [labels[i] for i in held].count("b") == 2
+    assert "c" not in {labels[i] for i in held}
+    assert calibration_split(labels, 0.2, seed=0) == (train, held)
+
+
+def test_fine_tuned_engine_is_calibrated_on_held_out_rows_and_travels_with_its_bundle(
+    small_banking: dict[str, Any], tmp_path: Path
+) -> None:
+    texts, labels = small_banking["train"]
+    losses: list[float] = []
+    engine = fit_engine_with_fine_tuning(
+        texts,
+        labels,
+        config=EngineConfig(),
+        tuning=FineTuneConfig(max_steps=3, batch_size=16),
+        work_dir=tmp_path / "work",
+        progress=False,
+        on_loss=lambda _fraction, loss: losses.append(loss),
+    )
+    assert losses and all(np.isfinite(losses))
+    training = engine.manifest["training"]
+    assert training["calibration_source"] == "validation set"
+    assert training["calibration_rows"] == 24 and training["fine_tuning"]["encoder_rows"] == 156
+    assert training["fine_tuning"]["device"] in {"cpu", "cuda"}
+    bundle = engine.save(tmp_path / "bundle")
+    assert (bundle / "encoders" / "minilm" / "config.json").is_file()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["config"]["encoder"]["source"] == "encoders/minilm"
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(bundle), moved)
+    shutil.rmtree(tmp_path / "work")  # the original fine-tuning output is gone: the bundle is self-contained
+    loaded = AnsweringEngine.load(moved, runtime="torch")
+    test_texts, test_labels = small_banking["test"]
+    probabilities, _, _ = loaded.predict_proba(test_texts)
+    accuracy = np.mean(np.array(loaded.labels)[probabilities.argmax(axis=1)] == np.array(test_labels))
+    assert accuracy >= 0.85
