@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from admin_ui.setup import require_role
 from core.models import Deployment, Job, ModelVersion, ReviewItem, Turn, User, VerifiedPair, utcnow
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
-from crowd_feedback.review import judgement_answers
+from crowd_feedback.review import judgement_answers, shadow_agreement
 from training.jobs import JobError, enqueue, request_cancel
 from training.rollout import RolloutError, apply_action, describe
 
@@ -91,12 +91,13 @@ def runs() -> Any:
             }
             for j in session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc()).limit(30))
         ]
+        agreement = shadow_agreement(session)
         history = [
             describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
         ]
     active = any(r["status"] in ("queued", "running") for r in rows)
-    return render_template("admin/runs.html", runs=rows, history=history, active=active)
+    return render_template("admin/runs.html", runs=rows, history=history, active=active, agreement=agreement)
 
 
 @operator.post("/runs")

@@ -15,6 +15,7 @@ from crowd_feedback.review import (
     NOT_A_QUESTION,
     ReviewError,
     next_item,
+    operator_resolve,
     release_claim,
     reviewer_stats,
     submit_judgement,
@@ -159,4 +160,35 @@ def items() -> Any:
             }
             for r in rows
         ]
-    return render_template("admin/items.html", items=view, status=status)
+    names, titles = known_intents()
+    return render_template(
+        "admin/items.html",
+        items=view,
+        status=status,
+        intents=sorted(names),
+        special=[NEW_INTENT, NOT_A_QUESTION],
+    )
+
+
+@review.post("/items/<int:item_id>/settle")
+@require_role("operator")
+def settle(item_id: int) -> Any:
+    """An operator settles an escalated (or any) item; its label counts as verified."""
+    helploop = current_app.extensions["helploop"]
+    names, _ = known_intents()
+    with helploop.database.session() as session:
+        try:
+            with helploop.write_lock:
+                operator_resolve(
+                    session,
+                    item_id=item_id,
+                    label=(request.form.get("label") or "").strip(),
+                    known_intents=names,
+                    operator=session.get(User, current_user.id),
+                )
+                session.commit()
+            flash(f"Item {item_id} settled.")
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Not saved: {exc}")
+    return redirect(url_for("review.items", status=request.form.get("back", "escalated")))

@@ -535,3 +535,56 @@ def reaggregate(
                 pairs += 1
     session.flush()
     return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}
+
+
+def operator_resolve(
+    session: Session,
+    *,
+    item_id: int,
+    label: str,
+    known_intents: Sequence[str],
+    operator: User,
+    now: datetime | None = None,
+) -> ReviewItem:
+    """An operator settles an item (typically an escalated one): the label counts as verified (weight 1)."""
+    if operator.role != "operator":
+        raise ReviewError("only operators can settle items")
+    if label not in known_intents and label not in SPECIAL_LABELS:
+        raise ReviewError(f"unknown intent {label!r}")
+    item = session.get(ReviewItem, item_id)
+    if item is None or item.is_gold:
+        raise ReviewError("no such review item")
+    now = now or utcnow()
+    item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
+    session.execute(delete(Claim).where(Claim.item_id == item.id))
+    session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
+    if label in known_intents:
+        texts = session.scalars(
+            select(Turn.user_text)
+            .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+            .where(ReviewItemTurn.item_id == item.id)
+        ).all()
+        for text in dict.fromkeys(redact(t) for t in texts):
+            session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=1.0))
+    session.flush()
+    return item
+
+
+def shadow_agreement(session: Session, *, limit: int = 5000) -> dict[str, Any] | None:
+    """How often the shadow model's top intent matched what production answered, on recent shadowed turns."""
+    rows = session.execute(
+        select(Turn.shadow_prediction, Turn.candidates)
+        .where(Turn.shadow_prediction.is_not(None))
+        .order_by(Turn.id.desc())
+        .limit(limit)
+    ).all()
+    versions: dict[str, list[bool]] = {}
+    for shadow, candidates in rows:
+        if not shadow:  # a JSON null (the JSON type stores None as 'null', which IS NOT NULL lets through)
+            continue
+        production_top = candidates[0]["intent"] if candidates else None
+        versions.setdefault(shadow["model_version"], []).append(shadow.get("top_intent") == production_top)
+    return {
+        version: {"turns": len(hits), "agreement": sum(hits) / len(hits)}
+        for version, hits in versions.items()
+    }

@@ -232,3 +232,58 @@ def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> No
         ).status_code
         == 400
     )
+
+
+def test_operator_settles_an_escalated_item_and_sees_shadow_agreement(
+    make_app: Any, toy_bundles: Any
+) -> None:
+    from bot.engine import AnsweringEngine
+    from core.registry import set_deployment
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    client.post("/api/v1/chat", json={"message": "gronk the flibber please"})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        item.status = "escalated"
+        item_id = item.id
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    token = csrf_token(reviewer.get("/review/").get_data(as_text=True))
+    assert (
+        reviewer.post(
+            f"/review/items/{item_id}/settle", data={"csrf_token": token, "label": "change_pin"}
+        ).status_code
+        == 403
+    )
+    login(client, "omar")
+    page = client.get("/review/items?status=escalated").get_data(as_text=True)
+    assert "gronk the flibber please" in page
+    client.post(
+        f"/review/items/{item_id}/settle", data={"csrf_token": csrf_token(page), "label": "change_pin"}
+    )
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        assert (
+            item.status == "resolved"
+            and item.resolved_label == "change_pin"
+            and item.resolved_confidence == 1.0
+        )
+        pair = session.scalars(select(VerifiedPair)).one()
+        assert (pair.intent, pair.weight) == ("change_pin", 1.0)
+
+    versions = [AnsweringEngine.load(path).version for path in toy_bundles.values()]
+    with helploop.database.session() as session:
+        set_deployment(
+            session, production_version=versions[0], shadow_version=versions[1], actor="t", reason="t"
+        )
+    helploop.models.refresh()
+    for message in ("where is my card", "change pin number", "close my account"):
+        client.post("/api/v1/chat", json={"message": message})
+    assert helploop.shadow.drain(10)
+    runs = client.get("/operator/runs").get_data(as_text=True)
+    assert versions[1] in runs and "100.0%" in runs
