@@ -14,6 +14,7 @@ encoder nor the members see, fits the combiner and the gate on it, then refits t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -128,6 +129,8 @@ def fine_tune_encoder(
         report_to="none",
         disable_tqdm=not progress,
         dataloader_drop_last=False,
+        # Under torchrun on CPU the processes talk over gloo (NCCL needs GPUs).
+        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
 
     class ReportLoss(TrainerCallback):
@@ -146,9 +149,22 @@ def fine_tune_encoder(
     )
     trainer.train()
     out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    model.save(str(out))
+    if trainer.is_world_process_zero():  # under torchrun every process trains, one writes
+        if out.exists():
+            shutil.rmtree(out)
+        model.save(str(out))
+        (out / "helploop_training.json").write_text(
+            json.dumps(
+                {
+                    "world_size": args.world_size,
+                    "parallel_mode": str(args.parallel_mode),
+                    "device": target,
+                    "steps": trainer.state.global_step,
+                    "rows": len(texts),
+                    "loss": config.loss,
+                }
+            )
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     return out
 
