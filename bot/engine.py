@@ -385,24 +385,25 @@ class AnsweringEngine:
         # Margin in the calibrated scale: calibrated top-1 minus the runner-up's share of it.
         return confidence - top2 * (confidence / np.maximum(probabilities.max(axis=1), 1e-12))
 
+    def _score(self, features: FeatureBatch) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        if self.combiner is None:
+            raise RuntimeError("engine is not fitted")
+        member_scores = self.member_scores(features)
+        probabilities = self.combiner.predict_proba(member_scores)
+        return probabilities, self.calibrator(probabilities.max(axis=1)), member_scores
+
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Probabilities over ``self.labels``, calibrated confidence, and raw member scores."""
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
-        features = self.featurise(texts)
-        member_scores = self.member_scores(features)
-        probabilities = self.combiner.predict_proba(member_scores)
-        confidence = self.calibrator(probabilities.max(axis=1))
-        return probabilities, confidence, member_scores
+        return self._score(self.featurise(texts))
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
         features = self.featurise(texts)
-        member_scores = self.member_scores(features)
-        probabilities = self.combiner.predict_proba(member_scores)
-        confidence = self.calibrator(probabilities.max(axis=1))
+        probabilities, confidence, member_scores = self._score(features)
         embedding = features.embeddings.get(self.config.encoder["name"])
         margins = self._margins(probabilities, confidence)
         elapsed = (time.perf_counter() - started) * 1000 / max(len(texts), 1)

@@ -148,10 +148,6 @@ class ClassificationEvaluator:
             flat[f"{self.name}_gate_precision"] = result["gate"]["precision"]
         return flat
 
-    @property
-    def primary_metric_name(self) -> str:
-        return f"{self.name}_{self.primary_metric}"
-
 
 def sample_shots(
     texts: Sequence[str], labels: Sequence[str], shots: int, seed: int

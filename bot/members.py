@@ -57,10 +57,6 @@ class Member(ABC):
         super().__init_subclass__(**kwargs)
         Member.registry[cls.kind] = cls
 
-    @property
-    def encoder(self) -> str | None:
-        return self.params.get("encoder")
-
     @abstractmethod
     def fit(self, features: FeatureBatch, labels: np.ndarray, n_classes: int) -> None: ...
 

@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -526,8 +526,3 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
     if not kb_rows:
         raise KnowledgeBaseFormatError(file, None, None, "has no rows")
     return [t for t, _ in kb_rows], [label for _, label in kb_rows]
-
-
-def iter_intent_dicts(kb: KnowledgeBaseData) -> Iterable[dict[str, Any]]:
-    for name in sorted(kb.intents):
-        yield kb.intents[name].to_dict()

@@ -6,7 +6,6 @@ stops the process with a message that names the offending source and key.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -164,7 +163,3 @@ def load_settings(
     if overrides:
         _apply(values, "overrides", overrides)
     return Settings(**values)
-
-
-def replace_settings(settings: Settings, **changes: Any) -> Settings:
-    return dataclasses.replace(settings, **changes)

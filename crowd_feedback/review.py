@@ -371,6 +371,23 @@ def submit_judgement(
     return item
 
 
+def _write_verified_pairs(
+    session: Session, *, item: ReviewItem, label: str, weight: float, known_intents: Sequence[str]
+) -> int:
+    """Every member turn of a resolved item becomes a (redacted question, intent) training pair."""
+    if label not in known_intents:
+        return 0
+    texts = session.scalars(
+        select(Turn.user_text)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .where(ReviewItemTurn.item_id == item.id)
+    ).all()
+    unique = list(dict.fromkeys(redact(t) for t in texts))
+    for text in unique:
+        session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
+    return len(unique)
+
+
 def item_posterior(
     session: Session, *, item: ReviewItem, known_intents: Sequence[str], policy: ReviewPolicy
 ) -> dict[str, float]:
@@ -417,14 +434,7 @@ def resolve_item(
         item.status = "resolved"
         item.resolved_label, item.resolved_confidence, item.resolved_at = label, confidence, now
         session.execute(delete(Claim).where(Claim.item_id == item.id))
-        if label in known_intents:
-            texts = session.scalars(
-                select(Turn.user_text)
-                .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
-                .where(ReviewItemTurn.item_id == item.id)
-            ).all()
-            for text in dict.fromkeys(redact(t) for t in texts):
-                session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=confidence))
+        _write_verified_pairs(session, item=item, label=label, weight=confidence, known_intents=known_intents)
     elif count >= item.required_judgements:
         if item.required_judgements < policy.max_judgements:
             item.required_judgements += 1
@@ -524,15 +534,9 @@ def reaggregate(
         item.resolved_at = item.resolved_at or utcnow()
         resolved += 1
         session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-        if label in known_intents:
-            texts = session.scalars(
-                select(Turn.user_text)
-                .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
-                .where(ReviewItemTurn.item_id == item.id)
-            ).all()
-            for text in dict.fromkeys(redact(t) for t in texts):
-                session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=confidence))
-                pairs += 1
+        pairs += _write_verified_pairs(
+            session, item=item, label=label, weight=confidence, known_intents=known_intents
+        )
     session.flush()
     return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}
 
@@ -558,14 +562,7 @@ def operator_resolve(
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
     session.execute(delete(Claim).where(Claim.item_id == item.id))
     session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-    if label in known_intents:
-        texts = session.scalars(
-            select(Turn.user_text)
-            .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
-            .where(ReviewItemTurn.item_id == item.id)
-        ).all()
-        for text in dict.fromkeys(redact(t) for t in texts):
-            session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=1.0))
+    _write_verified_pairs(session, item=item, label=label, weight=1.0, known_intents=known_intents)
     session.flush()
     return item
 

@@ -39,6 +39,15 @@ def _database(settings: Settings) -> Any:
     return Database(settings)
 
 
+def _job_worker(database: Any, settings: Settings, **options: Any) -> Any:
+    """A job worker that knows every job kind (the crowd's are registered by this, the composing layer)."""
+    from serving.job_kinds import install as install_job_kinds
+    from training.jobs import Worker
+
+    install_job_kinds()
+    return Worker(database, settings, **options)
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -49,9 +58,6 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def main(ctx: click.Context) -> None:
     """HelpLoop: a self-hosted customer-service bot that learns from its own traffic."""
     ctx.ensure_object(dict)
-    from serving.job_kinds import install as install_job_kinds
-
-    install_job_kinds()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -312,7 +318,7 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 @click.pass_context
 def train(ctx: click.Context, wait: bool, onnx: bool, fine_tune: bool, epochs: float, max_steps: int) -> None:
     """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
-    from training.jobs import Worker, enqueue
+    from training.jobs import enqueue
 
     settings = _settings(ctx)
     database = _database(settings)
@@ -326,7 +332,7 @@ def train(ctx: click.Context, wait: bool, onnx: bool, fine_tune: bool, epochs: f
     click.echo(f"queued training run {job_id}")
     if not wait:
         return
-    worker = Worker(database, settings, poll_seconds=0.5)
+    worker = _job_worker(database, settings, poll_seconds=0.5)
     worker.start()
     final = _follow(database, job_id)
     worker.stop()
@@ -383,12 +389,10 @@ def worker(ctx: click.Context, once: bool) -> None:
     """Run queued jobs (training). Several workers may run at once; each claims its own job."""
     import time as clock
 
-    from training.jobs import Worker
-
     settings = _settings(ctx)
     database = _database(settings)
     _require_schema(database)
-    runner = Worker(database, settings)
+    runner = _job_worker(database, settings)
     click.echo(f"worker {runner.worker_id} started")
     while True:
         job_id = runner.run_once()
@@ -713,7 +717,10 @@ def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
 @click.pass_context
 def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
     """Queue a bulk re-aggregation of every judgement (a job): resolutions and verified pairs follow."""
-    from training.jobs import Worker, enqueue
+    from serving.job_kinds import install as install_job_kinds
+    from training.jobs import enqueue
+
+    install_job_kinds()
 
     settings = _settings(ctx)
     database = _database(settings)
@@ -724,7 +731,7 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
         ).id
     click.echo(f"queued re-aggregation job {job_id}")
     if wait:
-        worker = Worker(database, settings, poll_seconds=0.5)
+        worker = _job_worker(database, settings, poll_seconds=0.5)
         worker.start()
         status = _follow(database, job_id)
         worker.stop()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.engine import AnsweringEngine, EngineConfig
+from bot.engine import AnsweringEngine
 from bot.evaluation import ClassificationEvaluator, sample_shots
 from core.settings import Settings
 from training.build import engine_config_from_settings
@@ -63,13 +63,11 @@ def run_evaluation(
     target_precision: float | None = None,
     runtime: str = "torch",
     save_model: str | None = None,
-    config: EngineConfig | None = None,
-    engine_hook: Any = None,
 ) -> EvaluationRun:
     texts, labels = train
     if shots:
         texts, labels = sample_shots(texts, labels, shots, seed)
-    config = config or engine_config_from_settings(settings)
+    config = engine_config_from_settings(settings)
     config.seed = seed
     if target_precision is not None:
         config.target_precision = target_precision
@@ -94,8 +92,6 @@ def run_evaluation(
     from bot.runtime import configure_inference_threads
 
     configure_inference_threads(settings.torch_threads)
-    if engine_hook is not None:
-        engine_hook(engine)
     result = ClassificationEvaluator(*test).compute(engine)
     result.update(
         {
