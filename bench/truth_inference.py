@@ -21,7 +21,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
+from training.gate import mcnemar_p  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_CROWD_DIR", ROOT.parent / "shared" / "data" / "crowd"))
 METHODS = ("majority", "dawid_skene", "one_coin", "hierarchical_ds")
@@ -36,7 +39,9 @@ def load(folder: Path) -> tuple[list[Answer], dict[str, str]]:
     return answers, truth
 
 
-def crowd_kit_dawid_skene(answers: list[Answer], truth: dict[str, str]) -> tuple[float, float] | None:
+def crowd_kit_dawid_skene(
+    answers: list[Answer], truth: dict[str, str]
+) -> tuple[float, float, dict[str, str]] | None:
     try:
         import pandas as pd
         from crowdkit.aggregation import DawidSkene
@@ -53,7 +58,20 @@ def crowd_kit_dawid_skene(answers: list[Answer], truth: dict[str, str]) -> tuple
     labels = DawidSkene(n_iter=100).fit_predict(frame)
     seconds = time.perf_counter() - started
     known = [item for item in truth if item in labels.index]
-    return sum(labels[item] == truth[item] for item in known) / len(known), seconds
+    accuracy = sum(labels[item] == truth[item] for item in known) / len(known)
+    return accuracy, seconds, {str(item): str(label) for item, label in labels.items()}
+
+
+def paired_difference(
+    ours: dict[str, str], reference: dict[str, str], truth: dict[str, str]
+) -> dict[str, Any]:
+    """Items only we get right, items only the reference gets right, and the exact McNemar p-value: whether
+    a difference between two methods on the same items is more than a coin flip's worth of items."""
+    known = [item for item in truth if item in ours and item in reference]
+    ours_right = np.array([ours[item] == truth[item] for item in known])
+    reference_right = np.array([reference[item] == truth[item] for item in known])
+    only_reference, only_ours, p_value = mcnemar_p(reference_right, ours_right)
+    return {"only_ours": only_ours, "only_reference": only_reference, "mcnemar_p": p_value}
 
 
 def main() -> None:
@@ -70,16 +88,19 @@ def main() -> None:
     header = (
         f"{'set':<20}{'answers':>8}"
         + "".join(f"{m[:14]:>16}" for m in METHODS)
-        + f"{'crowd-kit DS':>14}  best>=ck"
+        + f"{'crowd-kit DS':>14}  best>=ck  paired (best vs crowd-kit)"
     )
     print(header)
     print("-" * len(header))
     for folder in sets:
         answers, truth = load(folder)
         row: dict[str, Any] = {"answers": len(answers), "items_with_truth": len(truth)}
+        best_labels: dict[str, str] = {}
         for method in METHODS:
             started = time.perf_counter()
             result = get_strategy(method).aggregate(answers)
+            if method == BEST:
+                best_labels = result.labels()
             row[method] = {
                 "accuracy": result.accuracy(truth),
                 "seconds": time.perf_counter() - started,
@@ -92,11 +113,17 @@ def main() -> None:
         reference = crowd_kit_dawid_skene(answers, truth)
         if reference is not None:
             row["crowd_kit_dawid_skene"] = {"accuracy": reference[0], "seconds": reference[1]}
+            row["best_vs_crowd_kit"] = paired_difference(best_labels, reference[2], truth)
         results[folder.name] = row
         cells = "".join(f"{row[m]['accuracy']:>10.3f} {row[m]['seconds']:>4.1f}s" for m in METHODS)
         if reference is not None:
             ok = row[BEST]["accuracy"] >= reference[0] - 1e-9
-            tail = f"{reference[0]:>14.3f}  {'ok' if ok else 'MISS'}"
+            paired = row["best_vs_crowd_kit"]
+            tail = (
+                f"{reference[0]:>14.3f}  {'ok' if ok else 'MISS':<5}"
+                f" +{paired['only_ours']}/-{paired['only_reference']} items,"
+                f" McNemar p={paired['mcnemar_p']:.2f}"
+            )
         else:
             tail = f"{'(not installed)':>14}"
         print(f"{folder.name:<20}{len(answers):>8}{cells}{tail}", flush=True)

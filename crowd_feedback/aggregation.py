@@ -104,9 +104,12 @@ def _clamp(posterior: np.ndarray, gold: dict[int, int]) -> np.ndarray:
 
 def _confusion_counts(data: EncodedAnswers, posterior: np.ndarray) -> np.ndarray:
     _, n_workers, n_classes = data.shape
-    counts = np.zeros((n_workers, n_classes, n_classes))
-    for k in range(n_classes):
-        np.add.at(counts[:, k, :], (data.worker, data.label), posterior[data.item, k])
+    cell = data.worker * n_classes + data.label  # (worker, observed label) as one index
+    counts = np.empty((n_workers, n_classes, n_classes))
+    for k in range(n_classes):  # bincount is an order of magnitude faster than np.add.at
+        counts[:, k, :] = np.bincount(
+            cell, weights=posterior[data.item, k], minlength=n_workers * n_classes
+        ).reshape(n_workers, n_classes)
     return counts
 
 
@@ -115,7 +118,9 @@ def _e_step(
 ) -> tuple[np.ndarray, float]:
     n_items, _, n_classes = data.shape
     log_joint = np.tile(log_prior, (n_items, 1))
-    np.add.at(log_joint, data.item, log_confusion[data.worker, :, data.label])
+    per_answer = log_confusion[data.worker, :, data.label]
+    for k in range(n_classes):
+        log_joint[:, k] += np.bincount(data.item, weights=per_answer[:, k], minlength=n_items)
     normaliser = logsumexp(log_joint, axis=1, keepdims=True)
     return np.exp(log_joint - normaliser), float(normaliser.sum())
 
