@@ -107,7 +107,7 @@ def start_run() -> Any:
     with helploop.database.session() as session:
         params: dict[str, Any] = {"onnx": True}
         if request.form.get("fine_tune"):
-            params["fine_tune"] = {"epochs": 3.0}
+            params["fine_tune"] = {}  # the default recipe (training.finetune.FineTuneConfig)
         job = enqueue(session, kind="train", params=params, created_by=current_user.username)
         job_id = job.id
     flash(f"Training run {job_id} queued.")

@@ -332,6 +332,7 @@ class AnsweringEngine:
             iterator = tqdm(configs, desc="fit members", unit="member")
         for member_config in iterator:
             member = build_member(member_config)
+            member.class_names = self.labels
             member.fit(features, y, len(self.labels))
             self.members[member.name] = member
 
@@ -347,6 +348,12 @@ class AnsweringEngine:
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from sklearn.model_selection import KFold, StratifiedKFold
 
+        pretrained = [m["kind"] for m in self.config.members if build_member(m).pretrained]
+        if pretrained:
+            raise ValueError(
+                f"members {pretrained} were trained on every row and cannot be scored out of fold: "
+                "fit with a calibration set (training.finetune does)"
+            )
         counts = np.bincount(y, minlength=len(self.labels))
         smallest = int(counts.min())
         folds = max(2, min(self.config.cv_folds, len(y), smallest if smallest >= 2 else self.config.cv_folds))
@@ -371,6 +378,7 @@ class AnsweringEngine:
             held_features = features.subset(held_index)
             for member_config in self.config.members:
                 member = build_member(member_config)
+                member.class_names = self.labels
                 member.fit(train_features, train_y, len(self.labels))
                 scores[member.name][held_index] = member.scores(held_features)
         return scores, y

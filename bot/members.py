@@ -43,15 +43,21 @@ class FeatureBatch:
 
 
 class Member(ABC):
-    """An ensemble member: ``fit`` on integer labels, ``scores`` returns an (n, n_classes) matrix."""
+    """An ensemble member: ``fit`` on integer labels, ``scores`` returns an (n, n_classes) matrix.
+
+    ``class_names`` (set by the engine before ``fit``) names the integer labels, for members whose weights
+    were trained elsewhere. A ``pretrained`` member cannot be scored out of fold (it has seen every row), so
+    the engine calibrates it only on a held-out set."""
 
     kind: ClassVar[str]
     registry: ClassVar[dict[str, type[Member]]] = {}
+    pretrained: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         self.name = name or self.kind
         self.params = params
         self.n_classes = 0
+        self.class_names: list[str] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -262,6 +268,56 @@ class CharNgramMember(Member):
         self.vectorizers, self.coef, self.intercept = state["vectorizers"], state["coef"], state["intercept"]
         self.seen, self.n_classes = state["seen"], state["n_classes"]
         self._prepare()
+
+
+class TunedHeadMember(Member):
+    """The classification head trained together with the encoder (training/finetune.py, Hugging Face
+    ``Trainer`` with cross-entropy): a linear layer over that encoder's normalised embedding. Its weights
+    are read once from ``weights`` (an ``.npz`` with ``weight``, ``bias``, ``labels``) when fitted and then
+    live in the bundle; ``fit`` trains nothing. Intents the head never saw score ``UNSEEN_SCORE``."""
+
+    kind = "tuned_head"
+    pretrained = True
+
+    def __init__(self, name: str | None = None, *, encoder: str = "minilm", weights: str = "") -> None:
+        super().__init__(name, encoder=encoder, weights=weights)
+        self.weight = np.zeros((0, 0), dtype=np.float32)
+        self.bias = np.zeros(0, dtype=np.float32)
+        self.columns = np.zeros(0, dtype=np.int64)
+
+    def fit(self, features: FeatureBatch, labels: np.ndarray, n_classes: int) -> None:
+        self.n_classes = n_classes
+        if not self.params["weights"]:
+            raise ValueError("tuned_head needs the weights file the fine-tuning wrote")
+        if not self.class_names:
+            raise ValueError("tuned_head needs the engine's class names")
+        with np.load(self.params["weights"], allow_pickle=False) as stored:
+            weight, bias, head_labels = stored["weight"], stored["bias"], [str(x) for x in stored["labels"]]
+        index = {name: i for i, name in enumerate(self.class_names)}
+        keep = [row for row, label in enumerate(head_labels) if label in index]
+        self.weight = np.ascontiguousarray(weight[keep], dtype=np.float32)
+        self.bias = bias[keep].astype(np.float32)
+        self.columns = np.array([index[head_labels[row]] for row in keep], dtype=np.int64)
+
+    def scores(self, features: FeatureBatch) -> np.ndarray:
+        from scipy.special import log_softmax
+
+        logits = features.embeddings[self.params["encoder"]] @ self.weight.T + self.bias
+        out = np.full((logits.shape[0], self.n_classes), UNSEEN_SCORE, dtype=np.float64)
+        out[:, self.columns] = log_softmax(logits.astype(np.float64), axis=1)
+        return out
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "bias": self.bias,
+            "columns": self.columns,
+            "n_classes": self.n_classes,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.weight, self.bias, self.columns = state["weight"], state["bias"], state["columns"]
+        self.n_classes = state["n_classes"]
 
 
 DEFAULT_MEMBERS: list[dict[str, Any]] = [

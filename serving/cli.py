@@ -309,14 +309,35 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 @click.option("--wait", is_flag=True, help="Follow the run's progress until it ends (runs a local worker).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True)
 @click.option(
-    "--fine-tune", is_flag=True, help="Fine-tune the encoder first (contrastive; GPU when present)."
+    "--fine-tune",
+    is_flag=True,
+    help="Fine-tune the transformer members first (contrastive + classification head; GPU when present).",
 )
-@click.option("--epochs", default=3.0, show_default=True, type=click.FloatRange(0.01, 100))
 @click.option(
-    "--max-steps", default=-1, show_default=True, type=int, help="Cap on optimiser steps (-1: none)."
+    "--epochs",
+    default=None,
+    type=click.FloatRange(0, 100),
+    help="Contrastive epochs (default: the recipe's; 0 skips the stage).",
+)
+@click.option(
+    "--head-epochs",
+    default=None,
+    type=click.FloatRange(0, 100),
+    help="Classification-head epochs (default: the recipe's; 0 skips the stage).",
+)
+@click.option(
+    "--max-steps", default=-1, show_default=True, type=int, help="Cap on contrastive steps (-1: none)."
 )
 @click.pass_context
-def train(ctx: click.Context, wait: bool, onnx: bool, fine_tune: bool, epochs: float, max_steps: int) -> None:
+def train(
+    ctx: click.Context,
+    wait: bool,
+    onnx: bool,
+    fine_tune: bool,
+    epochs: float | None,
+    head_epochs: float | None,
+    max_steps: int,
+) -> None:
     """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
     from training.jobs import enqueue
 
@@ -326,7 +347,14 @@ def train(ctx: click.Context, wait: bool, onnx: bool, fine_tune: bool, epochs: f
     with database.session() as session:
         params: dict[str, Any] = {"onnx": onnx}
         if fine_tune:
-            params["fine_tune"] = {"epochs": epochs, "max_steps": max_steps}
+            recipe: dict[str, Any] = {"max_steps": max_steps}
+            if epochs is not None:
+                recipe["epochs"] = epochs
+            if head_epochs is not None:
+                recipe["head_epochs"] = head_epochs
+            params["fine_tune"] = recipe
+        elif epochs is not None or head_epochs is not None:
+            raise click.UsageError("--epochs and --head-epochs need --fine-tune")
         job = enqueue(session, kind="train", params=params, created_by=os.environ.get("USER", "cli"))
         job_id = job.id
     click.echo(f"queued training run {job_id}")

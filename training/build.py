@@ -139,6 +139,7 @@ def fit_bundle(
             on_progress=on_progress,
             on_loss=on_loss,
             progress=progress,
+            processes=settings.training_processes,
         )
     else:
         engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)

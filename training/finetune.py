@@ -1,12 +1,16 @@
-"""Fine-tuning the bi-encoder with a contrastive loss, through sentence-transformers' own trainer.
+"""Fine-tuning the transformer members, through the libraries' own trainers.
 
-Recipe (one run):
+Recipe (one run), two stages on the same encoder:
   1. model: the configured encoder (package or directory); CUDA with mixed precision when present, else CPU;
-  2. data: pairs of questions of the same intent (anchor, positive), no duplicate texts within a batch;
-  3. hard negatives: every other pair in the batch (other intents, often confusable ones) is a negative;
-  4. loss: MultipleNegativesRankingLoss (BatchAllTripletLoss on label-grouped batches is the alternative);
-  5. arguments -> trainer -> train (progress bar and loss go to the callback);
-  6. save the fine-tuned model next to the bundle that will use it.
+  2. contrastive stage (sentence-transformers' ``SentenceTransformerTrainer``): pairs of questions of the same
+     intent (anchor, positive), no duplicate texts within a batch; every other pair in the batch (other
+     intents, often confusable ones) is a negative; MultipleNegativesRankingLoss (BatchAllTripletLoss on
+     label-grouped batches is the alternative);
+  3. classification stage (Hugging Face ``Trainer``): a linear head over the normalised sentence embedding,
+     initialised from logistic regression on the current embeddings (so it starts from the frozen
+     solution instead of from noise), trained with the encoder by cross-entropy with label smoothing;
+  4. save the encoder and the head (``helploop_head.npz``); the head becomes the ``tuned_head`` member and the
+     encoder feeds every other member, so serving still runs one transformer forward pass per message.
 
 Calibration stays honest: ``fit_engine_with_fine_tuning`` holds out a stratified slice that neither the
 encoder nor the members see, fits the combiner and the gate on it, then refits the members on all rows.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -25,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bot.encoders import resolve_encoder_path
 from bot.engine import AnsweringEngine, EngineConfig, IntentInfo, ProgressCallback
@@ -45,6 +52,12 @@ class FineTuneConfig:
     # "batch_all_triplet" (sentences grouped by intent) or "multiple_negatives" (question pairs of one intent,
     # every other pair in the batch a negative).
     loss: str = "multiple_negatives"
+    # Classification stage (0 epochs: skip it).
+    head_epochs: float = 0.0
+    head_learning_rate: float = 5e-5
+    head_batch_size: int = 16
+    label_smoothing: float = 0.1
+    max_length: int = 64
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FineTuneConfig:
@@ -133,40 +146,257 @@ def fine_tune_encoder(
         ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
 
+    head_share = 0.0
+    if config.head_epochs > 0:
+        contrastive_steps = _steps(len(dataset), config.batch_size, config.epochs)
+        head_steps = _steps(len(texts), config.head_batch_size, config.head_epochs)
+        head_share = head_steps / max(1, contrastive_steps + head_steps)
+
     class ReportLoss(TrainerCallback):
+        def __init__(self, offset: float, share: float) -> None:
+            self.offset, self.share = offset, share
+
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
         ) -> None:
             if on_loss is not None and logs and "loss" in logs and state.max_steps:
-                on_loss(state.global_step / state.max_steps, float(logs["loss"]))
+                fraction = self.offset + self.share * state.global_step / state.max_steps
+                on_loss(fraction, float(logs["loss"]))
 
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        loss=loss,
-        callbacks=[ReportLoss()],
-    )
-    trainer.train()
+    world_size, parallel_mode, steps = 1, "not_parallel", 0
+    if config.epochs > 0 or config.max_steps > 0:
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            loss=loss,
+            callbacks=[ReportLoss(0.0, 1.0 - head_share)],
+        )
+        trainer.train()
+        world_size, parallel_mode = args.world_size, str(args.parallel_mode)
+        steps = trainer.state.global_step
+    head = None
+    if config.head_epochs > 0:
+        head = train_classification_head(
+            model,
+            texts,
+            labels,
+            config,
+            scratch=scratch,
+            callback=ReportLoss(1.0 - head_share, head_share),
+            progress=progress,
+        )
+        world_size = head.pop("world_size")
+        parallel_mode = head.pop("parallel_mode")
+        steps += head.pop("steps")
     out = Path(out_dir)
-    if trainer.is_world_process_zero():  # under torchrun every process trains, one writes
+    if _is_main_process():  # under torchrun every process trains, one writes
         if out.exists():
             shutil.rmtree(out)
         model.save(str(out))
+        if head is not None:
+            np.savez(out / HEAD_FILE, **head)
         (out / "helploop_training.json").write_text(
             json.dumps(
                 {
-                    "world_size": args.world_size,
-                    "parallel_mode": str(args.parallel_mode),
+                    "world_size": world_size,
+                    "parallel_mode": parallel_mode,
                     "device": target,
-                    "steps": trainer.state.global_step,
+                    "steps": steps,
                     "rows": len(texts),
                     "loss": config.loss,
+                    "head_epochs": config.head_epochs,
                 }
             )
         )
     shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+HEAD_FILE = "helploop_head.npz"
+LOSS_PREFIX = "HELPLOOP_LOSS"
+
+
+def fine_tune_encoder_distributed(
+    source: str,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    out_dir: str | Path,
+    config: FineTuneConfig,
+    *,
+    processes: int,
+    on_loss: LossCallback | None = None,
+) -> Path:
+    """The same two stages, data-parallel: ``torchrun`` starts ``processes`` workers (one per GPU, or CPU
+    processes over gloo) running ``training.finetune_cli``; rank 0 streams its losses back and writes."""
+    import csv
+    import socket
+    import subprocess
+    import sys
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = out.parent / "finetune-data.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels, strict=True))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [
+        str(torchrun) if torchrun.exists() else "torchrun",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "training.finetune_cli",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--encoder",
+        source,
+        "--config",
+        json.dumps(config.__dict__),
+        "--report-losses",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if device() == "cpu":
+        env.setdefault("OMP_NUM_THREADS", "1")
+    tail: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            # stderr shares the pipe: a progress bar's carriage returns may precede the marker on a line
+            _, marker, values = line.rpartition(LOSS_PREFIX)
+            if marker:
+                fraction, loss = values.split()[:2]
+                if on_loss is not None:
+                    on_loss(float(fraction), float(loss))
+            else:
+                tail = (tail + [line.rstrip()])[-40:]
+        code = child.wait()
+    if code != 0 or not (out / "modules.json").is_file():
+        detail = "\n".join(tail[-15:])
+        raise RuntimeError(f"data-parallel fine-tuning failed (torchrun exit {code}):\n{detail}")
+    return out
+
+
+def _steps(rows: int, batch_size: int, epochs: float) -> int:
+    return int(math.ceil(rows / max(1, batch_size)) * epochs)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train_classification_head(
+    model: Any,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    config: FineTuneConfig,
+    *,
+    scratch: str,
+    callback: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a linear head with the encoder by cross-entropy, through the Hugging Face ``Trainer``.
+
+    The head starts from logistic regression on the encoder's current embeddings. Returns the head as arrays
+    (``weight``, ``bias``, ``labels``) plus the run's world size, parallel mode and step count; ``model``
+    (a SentenceTransformer) is trained in place."""
+    import torch
+    from datasets import Dataset
+    from sklearn.linear_model import LogisticRegression
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    y = np.array([index[label] for label in labels], dtype=np.int64)
+    embeddings = model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    start = LogisticRegression(C=10.0, max_iter=3000).fit(embeddings, y)
+    weight, bias = start.coef_, start.intercept_
+    if len(names) == 2:  # sklearn keeps one row for a binary problem
+        weight, bias = np.vstack([-weight, weight]) / 2, np.array([-bias[0], bias[0]]) / 2
+
+    class EncoderWithHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = model
+            self.head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+            with torch.no_grad():
+                self.head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+                self.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+        def forward(
+            self,
+            input_ids: Any,
+            attention_mask: Any,
+            token_type_ids: Any = None,
+            labels: Any = None,
+        ) -> dict[str, Any]:
+            features = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                features["token_type_ids"] = token_type_ids
+            embedding = torch.nn.functional.normalize(self.encoder(features)["sentence_embedding"], dim=-1)
+            logits = self.head(embedding)
+            loss = None
+            if labels is not None:
+                loss = torch.nn.functional.cross_entropy(
+                    logits, labels, label_smoothing=config.label_smoothing
+                )
+            return {"loss": loss, "logits": logits}
+
+    tokenizer = model.tokenizer
+    encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)
+    dataset = Dataset.from_dict({**encoded, "labels": y.tolist()})
+    cuda = device() == "cuda"
+    args = TrainingArguments(
+        output_dir=str(Path(scratch) / "head"),
+        num_train_epochs=config.head_epochs,
+        per_device_train_batch_size=config.head_batch_size,
+        learning_rate=config.head_learning_rate,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=0.01,
+        fp16=cuda and not torch.cuda.is_bf16_supported(),
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        seed=config.seed,
+        save_strategy="no",
+        logging_steps=5,
+        report_to="none",
+        disable_tqdm=not progress,
+        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+    )
+    network = EncoderWithHead()
+    trainer = Trainer(
+        model=network,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[callback] if callback is not None else None,
+    )
+    trainer.train()
+    network.eval()
+    return {
+        "weight": network.head.weight.detach().cpu().float().numpy(),
+        "bias": network.head.bias.detach().cpu().float().numpy(),
+        "labels": np.array(names),
+        "world_size": args.world_size,
+        "parallel_mode": str(args.parallel_mode),
+        "steps": trainer.state.global_step,
+    }
 
 
 def calibration_split(labels: Sequence[str], share: float, seed: int) -> tuple[list[int], list[int]]:
@@ -197,8 +427,10 @@ def fit_engine_with_fine_tuning(
     on_progress: ProgressCallback | None = None,
     on_loss: LossCallback | None = None,
     progress: bool = True,
+    processes: int = 1,
 ) -> AnsweringEngine:
-    """Fine-tune the encoder on most rows, calibrate on held-out rows, refit the members on all rows."""
+    """Fine-tune the encoder on most rows, calibrate on held-out rows, refit the members on all rows.
+    ``processes`` > 1 trains data-parallel under torchrun."""
     report = on_progress or (lambda _step, _fraction: None)
     train_index, held_index = calibration_split(labels, tuning.calibration_share, tuning.seed)
     train_texts, train_labels = [texts[i] for i in train_index], [labels[i] for i in train_index]
@@ -209,17 +441,43 @@ def fit_engine_with_fine_tuning(
         if on_loss is not None:
             on_loss(fraction, loss)
 
-    encoder_dir = fine_tune_encoder(
-        str(config.encoder["source"]),
-        train_texts,
-        train_labels,
-        Path(work_dir) / "encoder",
-        tuning,
-        on_loss=loss_seen,
-        progress=progress,
-    )
+    if processes > 1:
+        encoder_dir = fine_tune_encoder_distributed(
+            str(config.encoder["source"]),
+            train_texts,
+            train_labels,
+            Path(work_dir) / "encoder",
+            tuning,
+            processes=processes,
+            on_loss=loss_seen,
+        )
+    else:
+        encoder_dir = fine_tune_encoder(
+            str(config.encoder["source"]),
+            train_texts,
+            train_labels,
+            Path(work_dir) / "encoder",
+            tuning,
+            on_loss=loss_seen,
+            progress=progress,
+        )
+    members = [dict(m) for m in config.members]
+    head_file = encoder_dir / HEAD_FILE
+    if head_file.is_file():
+        members.append(
+            {
+                "kind": "tuned_head",
+                "name": "tuned_head",
+                "encoder": str(config.encoder["name"]),
+                "weights": str(head_file),
+            }
+        )
     tuned = EngineConfig.from_dict(
-        {**config.__dict__, "encoder": {**config.encoder, "source": str(encoder_dir)}}
+        {
+            **config.__dict__,
+            "encoder": {**config.encoder, "source": str(encoder_dir)},
+            "members": members,
+        }
     )
     engine = AnsweringEngine(tuned, threads=threads)
     engine.fit(
@@ -233,9 +491,13 @@ def fit_engine_with_fine_tuning(
         progress=progress,
         on_progress=on_progress,
     )
+    record_file = encoder_dir / "helploop_training.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     engine.manifest["training"]["fine_tuning"] = {
         **tuning.__dict__,
         "device": device(),
         "encoder_rows": len(train_texts),
+        "world_size": record.get("world_size", 1),
+        "steps": record.get("steps"),
     }
     return engine

@@ -167,3 +167,26 @@ def test_intents_with_a_single_example_still_train(hashing_encoder: Any) -> None
     )
     assert "rare_intent" in engine.labels
     assert engine.predict("order a gold card").ranking[0].intent == "rare_intent"
+
+
+def test_a_pretrained_member_is_never_scored_out_of_fold(hashing_encoder: Any, tmp_path: Path) -> None:
+    texts, labels = toy_rows()
+    names = sorted(set(labels))
+    np.savez(
+        tmp_path / "head.npz", weight=np.zeros((len(names), 256)), bias=np.zeros(len(names)), labels=names
+    )
+    members = [
+        {"kind": "logistic_head", "name": "logistic_head", "encoder": "minilm"},
+        {
+            "kind": "tuned_head",
+            "name": "tuned_head",
+            "encoder": "minilm",
+            "weights": str(tmp_path / "head.npz"),
+        },
+    ]
+    engine = AnsweringEngine(EngineConfig(cv_folds=3, members=members), encoders={"minilm": hashing_encoder})
+    with pytest.raises(ValueError, match="cannot be scored out of fold"):
+        engine.fit(texts, labels)
+    # with a held-out calibration set it fits, and the head's intents line up with the engine's
+    engine.fit(texts[::2], labels[::2], calibration_texts=texts[1::2], calibration_labels=labels[1::2])
+    assert set(engine.members) == {"logistic_head", "tuned_head"}

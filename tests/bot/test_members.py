@@ -89,3 +89,46 @@ def test_members_save_and_load_identically(kind: str, tmp_path: Path) -> None:
 def test_unknown_member_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown member kind 'crystal_ball'"):
         build_member({"kind": "crystal_ball"})
+
+
+def write_head(path: Path, labels: list[str], weight: np.ndarray, bias: np.ndarray) -> str:
+    np.savez(path, weight=weight, bias=bias, labels=np.array(labels))
+    return str(path)
+
+
+def test_tuned_head_maps_its_intents_by_name_and_marks_the_ones_it_never_saw(tmp_path: Path) -> None:
+    features, labels = clusters(seed=1, per_class=5, classes=3)
+    centres = np.vstack([features.embeddings["minilm"][labels == k].mean(axis=0) for k in range(3)])
+    # The head was trained on intents b, a, z (another order, one intent the engine no longer has) and never
+    # saw intent c; scaled centroids make a linear head that classifies the clusters.
+    weights = write_head(
+        tmp_path / "head.npz",
+        ["b", "a", "z"],
+        np.vstack([centres[1], centres[0], -centres[0]]) * 10,
+        np.zeros(3),
+    )
+    member = build_member({"kind": "tuned_head", "encoder": "minilm", "weights": weights})
+    assert member.pretrained
+    member.class_names = ["a", "b", "c"]
+    member.fit(features, labels, n_classes=3)
+    scores = member.scores(features)
+    assert scores.shape == (15, 3)
+    assert np.all(scores[:, 2] == UNSEEN_SCORE)
+    seen = labels != 2
+    assert (scores[seen].argmax(axis=1) == labels[seen]).mean() == 1.0
+    # log-softmax over the head's own intents (z included), so the two kept columns sum to less than one
+    total = np.exp(scores[:, :2]).sum(axis=1)
+    assert np.all(total <= 1.0 + 1e-9) and np.all(total > 0.5)
+    member.save(tmp_path / "saved")
+    (tmp_path / "head.npz").unlink()  # the bundle keeps the weights: the training output may go
+    loaded = Member.load(tmp_path / "saved")
+    assert np.allclose(loaded.scores(features), scores)
+
+
+def test_tuned_head_refuses_to_fit_without_weights_or_class_names(tmp_path: Path) -> None:
+    features, labels = clusters(seed=1, per_class=2, classes=2)
+    with pytest.raises(ValueError, match="weights file"):
+        build_member({"kind": "tuned_head"}).fit(features, labels, n_classes=2)
+    weights = write_head(tmp_path / "h.npz", ["a", "b"], np.eye(2, 16), np.zeros(2))
+    with pytest.raises(ValueError, match="class names"):
+        build_member({"kind": "tuned_head", "weights": weights}).fit(features, labels, n_classes=2)

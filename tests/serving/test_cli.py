@@ -409,12 +409,16 @@ def test_train_with_fine_tuning_records_the_loss_curve(settings: Any, answers_fi
 
     run(settings, "db", "upgrade")
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
-    result = run(settings, "train", "--wait", "--no-onnx", "--fine-tune", "--max-steps", "2")
+    refused = run(settings, "train", "--head-epochs", "1")
+    assert refused.exit_code == 2 and "need --fine-tune" in refused.output
+    result = run(
+        settings, "train", "--wait", "--no-onnx", "--fine-tune", "--max-steps", "2", "--head-epochs", "0.25"
+    )
     assert result.exit_code == 0, result.output
     with Database(settings).session() as session:
         job = session.get(Job, 1)
         assert job.status == "succeeded", job.error
-        assert job.params["fine_tune"] == {"epochs": 3.0, "max_steps": 2}
+        assert job.params["fine_tune"] == {"max_steps": 2, "head_epochs": 0.25}
         assert len(job.history) >= 1 and all("loss" in point for point in job.history)
     bundle = Path(job.result["bundle_path"])
     assert (bundle / "encoders" / "minilm").is_dir()

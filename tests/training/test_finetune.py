@@ -31,7 +31,7 @@ def test_fine_tuned_engine_is_calibrated_on_held_out_rows_and_travels_with_its_b
         texts,
         labels,
         config=EngineConfig(),
-        tuning=FineTuneConfig(max_steps=3, batch_size=16),
+        tuning=FineTuneConfig(max_steps=3, batch_size=16, head_epochs=0.25, head_batch_size=16),
         work_dir=tmp_path / "work",
         progress=False,
         on_loss=lambda _fraction, loss: losses.append(loss),
@@ -41,6 +41,9 @@ def test_fine_tuned_engine_is_calibrated_on_held_out_rows_and_travels_with_its_b
     assert training["calibration_source"] == "validation set"
     assert training["calibration_rows"] == 24 and training["fine_tuning"]["encoder_rows"] == 156
     assert training["fine_tuning"]["device"] in {"cpu", "cuda"}
+    # the classification stage's head is a member next to the three that read the tuned encoder
+    assert set(engine.members) == {"logistic_head", "nearest_neighbour", "char_ngram", "tuned_head"}
+    assert training["fine_tuning"]["steps"] > 3
     bundle = engine.save(tmp_path / "bundle")
     assert (bundle / "encoders" / "minilm" / "config.json").is_file()
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -53,3 +56,35 @@ def test_fine_tuned_engine_is_calibrated_on_held_out_rows_and_travels_with_its_b
     probabilities, _, _ = loaded.predict_proba(test_texts)
     accuracy = np.mean(np.array(loaded.labels)[probabilities.argmax(axis=1)] == np.array(test_labels))
     assert accuracy >= 0.85
+    head_scores = loaded.member_scores(loaded.featurise(test_texts))["tuned_head"]
+    head_accuracy = np.mean(np.array(loaded.labels)[head_scores.argmax(axis=1)] == np.array(test_labels))
+    assert head_accuracy >= 0.8  # started from logistic regression, a few steps cannot have ruined it
+
+
+def test_runs_train_data_parallel_when_settings_ask_for_several_processes(
+    small_banking: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    import training.finetune as finetune
+
+    calls: list[int] = []
+
+    def distributed(source: str, texts: Any, labels: Any, out_dir: Path, config: Any, **kw: Any) -> Path:
+        calls.append(kw["processes"])  # the torchrun path itself is tested in test_distributed.py
+        kw["on_loss"](0.5, 1.25)
+        return finetune.fine_tune_encoder(source, texts, labels, out_dir, config, progress=False)
+
+    monkeypatch.setattr(finetune, "fine_tune_encoder_distributed", distributed)
+    texts, labels = small_banking["train"]
+    losses: list[float] = []
+    engine = fit_engine_with_fine_tuning(
+        texts,
+        labels,
+        config=EngineConfig(),
+        tuning=FineTuneConfig(max_steps=1, batch_size=16),
+        work_dir=tmp_path,
+        progress=False,
+        processes=2,
+        on_loss=lambda _fraction, loss: losses.append(loss),
+    )
+    assert calls == [2] and losses[0] == 1.25
+    assert "tuned_head" not in engine.members  # head_epochs 0: the classification stage was skipped
