@@ -107,7 +107,17 @@ def start_run() -> Any:
     with helploop.database.session() as session:
         params: dict[str, Any] = {"onnx": True}
         if request.form.get("fine_tune"):
-            params["fine_tune"] = {}  # the default recipe (training.finetune.FineTuneConfig)
+            recipe: dict[str, Any] = {}  # the default recipe (training.finetune.FineTuneConfig) ...
+            try:
+                head_epochs = float(request.form.get("head_epochs") or 0)
+            except ValueError:
+                head_epochs = -1.0
+            if not 0 <= head_epochs <= 100:
+                flash("Refused: classification-head epochs must be a number from 0 to 100.")
+                return redirect(url_for("operator.runs"))
+            if head_epochs:
+                recipe["head_epochs"] = head_epochs  # ... plus the opt-in classification stage
+            params["fine_tune"] = recipe
         job = enqueue(session, kind="train", params=params, created_by=current_user.username)
         job_id = job.id
     flash(f"Training run {job_id} queued.")

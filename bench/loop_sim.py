@@ -2,9 +2,12 @@
 
 Start from a 5-shot knowledge base; stream the rest of the training split as user traffic in rounds. Each
 round: the current model answers the round's messages; a fixed review budget picks what people look at;
-simulated reviewers (accuracy drawn from a range, some spammers) label each picked item three times; truth
-inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels) turns the labels into
-training pairs; the model is retrained and scored on the test split.
+simulated reviewers (accuracy drawn from a range, some spammers) label each picked item as the product asks
+them to: two judgements first, then one more at a time while the posterior is below 0.9, up to five; truth
+inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels; the bot's answer at routing
+time is one more voter, as in the product) turns the labels into training pairs; the model is retrained and
+scored on the test split. ``--first-judgements 3 --no-model-voter`` reproduces the first version of this
+benchmark (three judgements up front, people only).
 
 Arms, same budget, same reviewers, same traffic:
   helploop  — route uncertain, ambiguous and disagreeing turns; similar questions clustered into one item
@@ -36,7 +39,7 @@ from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E40
 from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from crowd_feedback.aggregation import Answer, get_strategy  # noqa: E402
+from crowd_feedback.aggregation import Answer, get_strategy, with_model_votes  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 JUDGEMENTS_PER_ITEM = 3
@@ -126,6 +129,11 @@ def pick_random(
     return [[int(i)] for i in rng.choice(fresh, size=min(budget, len(fresh)), replace=False)]
 
 
+def aggregate(answers: list[Answer], votes: dict[str, str], labels: list[str], model_voter: bool) -> Any:
+    voters = with_model_votes(answers, votes) if model_voter else answers
+    return get_strategy("one_coin").aggregate(voters, classes=labels)
+
+
 def run_arm(
     name: str,
     encoder: CachingEncoder,
@@ -141,6 +149,7 @@ def run_arm(
     engine = fit(encoder, kb_texts, kb_labels, args.seed)
     curve = [{"round": 0, "reviews": 0, "pairs": 0, "accuracy": accuracy(engine, test)}]
     answers: list[Answer] = []
+    votes: dict[str, str] = {}  # item id -> the bot's answer when the item was routed
     items: dict[str, list[int]] = {}  # item id -> member message ids (global indices into traffic)
     reviewed: set[str] = set()
     reviews = 0
@@ -152,29 +161,33 @@ def run_arm(
             picked = pick_random(texts, args.budget, reviewed, rng)
         else:
             picked = pick_helploop(engine, texts, args.budget, reviewed)
-        for members in picked:
+        bot = engine.predict_batch([window[members[0]][0] for members in picked]) if picked else []
+        first = JUDGEMENTS_PER_ITEM if name == "oracle" else args.first_judgements
+        for members, prediction in zip(picked, bot, strict=True):
             item = f"i{len(items)}"
             items[item] = [offset + m for m in members]
             representative = window[members[0]]
             reviewed.update(texts[m] for m in members)
+            votes[item] = prediction.top_intent
             if name == "oracle":
-                answers += [Answer(item, f"oracle{k}", representative[1]) for k in range(JUDGEMENTS_PER_ITEM)]
+                answers += [Answer(item, f"oracle{k}", representative[1]) for k in range(first)]
             else:
-                answers += crowd.judge(item, representative[1])
-            reviews += JUDGEMENTS_PER_ITEM
+                answers += crowd.judge(item, representative[1], count=first)
+            reviews += first
+
         if name != "oracle":
             # Dynamic redundancy, as in the product: items whose posterior is still below the threshold get
             # one more judgement, up to MAX_JUDGEMENTS (every extra judgement counts as a review).
             round_items = list(items)[-len(picked) :] if picked else []
-            for _extra in range(MAX_JUDGEMENTS - JUDGEMENTS_PER_ITEM):
-                interim = get_strategy("one_coin").aggregate(answers, classes=labels).confidences()
+            for _extra in range(MAX_JUDGEMENTS - first):
+                interim = aggregate(answers, votes, labels, args.model_voter).confidences()
                 unsure = [item for item in round_items if interim[item] < MIN_POSTERIOR]
                 for item in unsure:
                     truth = traffic[items[item][0]][1]
                     already = frozenset(a.worker for a in answers if a.item == item)
                     answers += crowd.judge(item, truth, count=1, exclude=already)
                     reviews += 1
-        result = get_strategy("one_coin").aggregate(answers, classes=labels)
+        result = aggregate(answers, votes, labels, args.model_voter and name != "oracle")
         item_labels, confidences = result.labels(), result.confidences()
         pair_texts, pair_labels, pair_truth = [], [], []
         for item, members in items.items():
@@ -223,6 +236,19 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=120, help="items reviewed per round (x3 judgements)")
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--first-judgements",
+        type=int,
+        default=2,
+        choices=(2, 3),
+        help="judgements every item gets before the posterior is checked (the product: 2)",
+    )
+    parser.add_argument(
+        "--no-model-voter",
+        dest="model_voter",
+        action="store_false",
+        help="leave the bot's answer out of truth inference (the product counts it)",
+    )
     args = parser.parse_args()
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")

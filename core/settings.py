@@ -62,6 +62,9 @@ class Settings:
     review_cluster_similarity: float = 0.85
     review_posterior_threshold: float = 0.9
     review_ageing_per_hour: float = 0.05
+    # The bot's own answer counts as one more voter: in the live posterior with its calibrated confidence
+    # as its accuracy, in bulk re-aggregation as a worker whose accuracy EM estimates.
+    review_model_voter: bool = True
     gold_rate: float = 0.1
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6

@@ -10,6 +10,9 @@ Strategies behind one interface, chosen by name (``get_strategy``):
   their own matrix. This is the default.
 
 Known labels (gold items) can be given: they are clamped during EM, which anchors reviewer quality.
+
+The bot's own prediction can join as one more voter (``with_model_votes``): it is a worker like any other,
+so EM measures how far to trust it from how often it agrees with the people, instead of a fixed weight.
 """
 
 from __future__ import annotations
@@ -376,6 +379,20 @@ def get_strategy(name: str, **options: Any) -> AggregationStrategy:
             f"unknown aggregation method {name!r}; choose from {sorted(AggregationStrategy.registry)}"
         )
     return AggregationStrategy.registry[name](**options)
+
+
+MODEL_WORKER = "model"
+
+
+def with_model_votes(
+    answers: Sequence[Answer], votes: dict[str, str], *, worker: str = MODEL_WORKER
+) -> list[Answer]:
+    """The answers plus the model's predicted label as one more voter on each item people judged (votes on
+    items nobody judged are ignored: the model alone is not a label)."""
+    if any(a.worker == worker for a in answers):
+        raise ValueError(f"a reviewer is already called {worker!r}; name the model voter differently")
+    judged = {a.item for a in answers}
+    return list(answers) + [Answer(item, worker, label) for item, label in votes.items() if item in judged]
 
 
 def answers_from_rows(rows: Iterable[tuple[str, str, str]]) -> list[Answer]:

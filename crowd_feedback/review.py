@@ -54,6 +54,7 @@ class ReviewPolicy:
     gold_rate: float = 0.1
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6
+    model_voter: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewPolicy:
@@ -68,6 +69,7 @@ class ReviewPolicy:
             gold_rate=settings.gold_rate,
             gold_min_answered=settings.gold_min_answered,
             gold_min_accuracy=settings.gold_min_accuracy,
+            model_voter=settings.review_model_voter,
         )
 
 
@@ -392,7 +394,9 @@ def item_posterior(
     session: Session, *, item: ReviewItem, known_intents: Sequence[str], policy: ReviewPolicy
 ) -> dict[str, float]:
     """One-coin posterior over labels: each reviewer is right with their gold-measured weight, wrong
-    uniformly otherwise; suspended reviewers count as coin flips."""
+    uniformly otherwise; suspended reviewers count as coin flips. With ``policy.model_voter`` the bot's
+    answer is one more voter whose accuracy is its own calibrated confidence (never on gold items, whose
+    purpose is to measure the people)."""
     labels = list(known_intents) + list(SPECIAL_LABELS)
     k = len(labels)
     log_post = {label: 0.0 for label in labels}
@@ -401,9 +405,14 @@ def item_posterior(
         .join(User, User.id == Judgement.reviewer_id)
         .where(Judgement.item_id == item.id)
     ).all()
-    for label, reviewer in rows:
-        accuracy = 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy)
-        accuracy = min(max(accuracy, 1.0 / k), 0.999)
+    votes = [
+        (label, 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy))
+        for label, reviewer in rows
+    ]
+    if policy.model_voter and not item.is_gold and item.bot_intent in log_post and rows:
+        votes.append((str(item.bot_intent), float(item.bot_confidence)))
+    for label, weight in votes:
+        accuracy = min(max(weight, 1.0 / k), 0.999)
         wrong = (1.0 - accuracy) / (k - 1)
         for candidate in labels:
             log_post[candidate] += math.log(accuracy if candidate == label else wrong)
@@ -474,6 +483,11 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
     }
 
 
+# The bot's votes in bulk re-aggregation; not a valid username (usernames have no spaces or brackets), so
+# it never collides with a reviewer.
+MODEL_VOTER = "[model]"
+
+
 def judgement_answers(session: Session, *, since: datetime | None = None) -> list[Any]:
     """All judgements on real (non-gold) items as aggregation answers (item id, reviewer, label)."""
     from crowd_feedback.aggregation import Answer
@@ -499,11 +513,23 @@ def reaggregate(
 ) -> dict[str, int]:
     """Recompute every judged item's label with a named strategy over all judgements at once (reviewer
     quality estimated jointly), then bring resolutions and verified pairs in line. Idempotent."""
-    from crowd_feedback.aggregation import get_strategy
+    from crowd_feedback.aggregation import get_strategy, with_model_votes
 
     answers = judgement_answers(session)
     if not answers:
         return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
+    if policy.model_voter:
+        judged = {a.item for a in answers}
+        votes = {
+            str(item_id): intent
+            for item_id, intent in session.execute(
+                select(ReviewItem.id, ReviewItem.bot_intent).where(
+                    ReviewItem.is_gold.is_(False), ReviewItem.bot_intent.is_not(None)
+                )
+            )
+            if intent is not None and str(item_id) in judged
+        }
+        answers = with_model_votes(answers, votes, worker=MODEL_VOTER)
     labels = sorted(set(known_intents) | set(SPECIAL_LABELS) | {a.label for a in answers})
     gold = {
         str(item.id): item.gold_label

@@ -554,21 +554,35 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     "--truth", "truth_file", type=click.Path(dir_okay=False), help="CSV item,label: print accuracy."
 )
 @click.option(
+    "--model-votes",
+    "model_votes_file",
+    type=click.Path(dir_okay=False),
+    help="CSV item,label: the model's predictions, counted as one more worker.",
+)
+@click.option(
     "--out",
     "out_file",
     required=True,
     type=click.Path(dir_okay=False),
     help="Write item,label,confidence here.",
 )
-def crowd_aggregate(answers_file: str, method: str, truth_file: str | None, out_file: str) -> None:
+def crowd_aggregate(
+    answers_file: str, method: str, truth_file: str | None, model_votes_file: str | None, out_file: str
+) -> None:
     """Infer one label per item from several workers' labels (no database needed)."""
     import csv
     import time as clock
 
-    from crowd_feedback.aggregation import answers_from_rows, get_strategy
+    from crowd_feedback.aggregation import answers_from_rows, get_strategy, with_model_votes
 
     rows = _read_crowd_csv(answers_file, ("item", "worker", "label"))
     answers = answers_from_rows((row[0], row[1], row[2]) for row in rows)
+    if model_votes_file:
+        votes = {row[0]: row[1] for row in _read_crowd_csv(model_votes_file, ("item", "label"))}
+        try:
+            answers = with_model_votes(answers, votes)
+        except ValueError as exc:
+            _fail(f"{answers_file}: {exc}")
     started = clock.perf_counter()
     result = get_strategy(method).aggregate(answers)
     seconds = clock.perf_counter() - started

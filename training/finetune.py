@@ -6,11 +6,18 @@ Recipe (one run), two stages on the same encoder:
      intent (anchor, positive), no duplicate texts within a batch; every other pair in the batch (other
      intents, often confusable ones) is a negative; MultipleNegativesRankingLoss (BatchAllTripletLoss on
      label-grouped batches is the alternative);
-  3. classification stage (Hugging Face ``Trainer``): a linear head over the normalised sentence embedding,
-     initialised from logistic regression on the current embeddings (so it starts from the frozen
-     solution instead of from noise), trained with the encoder by cross-entropy with label smoothing;
+  3. classification stage (Hugging Face ``Trainer``), opt-in (``head_epochs`` > 0): a linear head over the
+     normalised sentence embedding, initialised from logistic regression on the current embeddings (so it
+     starts from the frozen solution instead of from noise), trained with the encoder by cross-entropy with
+     label smoothing;
   4. save the encoder and the head (``helploop_head.npz``); the head becomes the ``tuned_head`` member and the
      encoder feeds every other member, so serving still runs one transformer forward pass per message.
+
+Default recipe, measured on a validation split of BANKING77 train (10 examples per intent, seed 0; never the
+test split): frozen engine 85.4 %; contrastive 6 epochs 85.8 % (coverage at 99 % precision 42 -> 53 %);
+contrastive 6 + classification 10 epochs 83.9 %; classification 10 epochs alone 83.4 %. Cross-entropy pulls
+the embedding toward the head and away from what logistic regression and nearest-neighbour retrieval need,
+so the classification stage is off by default on this evidence (CPU, few-shot); it stays one option away.
 
 Calibration stays honest: ``fit_engine_with_fine_tuning`` holds out a stratified slice that neither the
 encoder nor the members see, fits the combiner and the gate on it, then refits the members on all rows.
@@ -42,7 +49,7 @@ LossCallback = Callable[[float, float], None]  # (fraction done, loss)
 
 @dataclass
 class FineTuneConfig:
-    epochs: float = 3.0
+    epochs: float = 6.0
     batch_size: int = 32
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1

@@ -124,3 +124,27 @@ def test_one_coin_handles_many_labels_with_few_items() -> None:
     spam = [one_coin.worker_accuracy[w] for w in accuracy if w.startswith("spam")]
     good = [one_coin.worker_accuracy[w] for w in accuracy if w.startswith("good")]
     assert max(spam) < min(good)
+
+
+def test_model_votes_join_as_one_worker_whose_trust_em_measures() -> None:
+    from crowd_feedback.aggregation import MODEL_WORKER, with_model_votes
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c", "d"]
+    truth = {f"q{i}": classes[i % 4] for i in range(60)}
+    answers = []
+    for item, label in truth.items():
+        # two fair reviewers who often disagree: alone they leave many items split one-to-one
+        for worker in ("w1", "w2"):
+            guess = label if rng.random() < 0.7 else str(rng.choice([c for c in classes if c != label]))
+            answers.append(Answer(item, worker, guess))
+    model = {item: label if rng.random() < 0.85 else "a" for item, label in truth.items()}
+    model["unjudged"] = "b"  # the model alone is never a label
+    combined = with_model_votes(answers, model)
+    assert len(combined) == len(answers) + 60 and all(a.item != "unjudged" for a in combined)
+    alone = get_strategy("one_coin").aggregate(answers).accuracy(truth)
+    together = get_strategy("one_coin").aggregate(combined)
+    assert together.accuracy(truth) >= alone + 0.05
+    assert together.worker_accuracy[MODEL_WORKER] > together.worker_accuracy["w1"] - 0.05
+    with pytest.raises(ValueError, match="already called"):
+        with_model_votes([Answer("q", MODEL_WORKER, "a")], {"q": "a"})

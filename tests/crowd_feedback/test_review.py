@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Claim, Judgement, ReviewItem, Turn, VerifiedPair, utcnow
+from core.models import Claim, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
 from core.registry import get_or_create_conversation, log_turn
 from crowd_feedback.review import (
     NEW_INTENT,
@@ -361,7 +361,12 @@ def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> Non
                 select(Claim.item_id, func.count()).where(Claim.item_id.in_(item_ids)).group_by(Claim.item_id)
             ).all()
         )
+        # The schema is shared by the whole session's PostgreSQL tests: leave no committed rows behind.
         session.execute(Claim.__table__.delete())
+        session.execute(Judgement.__table__.delete())
+        session.execute(ReviewItem.__table__.delete())
+        session.execute(Turn.__table__.delete())
+        session.execute(User.__table__.delete().where(User.username.like("conc%")))
         session.commit()
     assert all(n <= 3 for n in counts.values()), counts
     assert sum(counts.values()) == len([c for c in claimed if c is not None]) == 12
@@ -400,3 +405,81 @@ def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_sessio
     again = reaggregate(db_session, method="dawid_skene", known_intents=INTENTS, policy=policy)
     assert again["resolved"] == 0 and again["changed"] == 0
     assert len(db_session.scalars(select(VerifiedPair)).all()) == len(pairs)
+
+
+@pytest.mark.parametrize("model_voter", [True, False])
+def test_the_bot_is_one_more_voter_weighted_by_its_calibrated_confidence(
+    db_session: Session, model_voter: bool
+) -> None:
+    """Two reviewers split; the bot, 90 % sure of one side, settles it without a third person — unless the
+    policy leaves the bot out, and then a third judgement is asked for."""
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=model_voter)
+    turn = make_turn(db_session, "split decision", status="clarify", confidence=0.9, top="change_pin")
+    item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=policy)
+    assert item.bot_intent == "change_pin" and item.bot_confidence == pytest.approx(0.9)
+    people = reviewers(db_session, 2)
+    for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
+        assert next_item(db_session, reviewer=reviewer, policy=policy) is item
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label=label,
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+    db_session.refresh(item)
+    if model_voter:
+        assert item.status == "resolved" and item.resolved_label == "change_pin"
+        assert 0.9 <= item.resolved_confidence < 0.999
+    else:
+        assert item.status == "pending" and item.resolved_label is None
+
+
+def test_the_bot_alone_never_resolves_and_never_votes_on_gold(db_session: Session) -> None:
+    from crowd_feedback.review import item_posterior
+
+    policy = ReviewPolicy(gold_rate=0.0, model_voter=True)
+    turn = make_turn(db_session, "sure thing", status="answered", confidence=0.99, top="change_pin")
+    item = route_turn(db_session, turn=turn, reasons=["audit"], embedding=vector(41), policy=policy)
+    people = reviewers(db_session, 1)
+    # no judgement yet: the posterior is flat, the bot's vote waits for a person
+    flat = item_posterior(db_session, item=item, known_intents=INTENTS, policy=policy)
+    assert max(flat.values()) == pytest.approx(min(flat.values()))
+    gold = add_gold_item(db_session, text="gold question", label="card_arrival", policy=policy)
+    gold.bot_intent, gold.bot_confidence = "change_pin", 0.99
+    db_session.add(Judgement(item_id=gold.id, reviewer_id=people[0].id, label="card_arrival"))
+    db_session.flush()
+    posterior = item_posterior(db_session, item=gold, known_intents=INTENTS, policy=policy)
+    assert max(posterior, key=lambda label: posterior[label]) == "card_arrival"
+    assert posterior["change_pin"] == pytest.approx(posterior["exchange_rate"])
+
+
+def test_bulk_reaggregation_counts_the_bot_as_a_worker(db_session: Session) -> None:
+    from crowd_feedback.review import reaggregate
+
+    people = reviewers(db_session, 2)
+    items = []
+    for i in range(9):
+        truth = INTENTS[i % 3]
+        turn = make_turn(db_session, f"split {i}", status="clarify", confidence=0.6, top=truth)
+        item = route_turn(
+            db_session, turn=turn, reasons=["clarify"], embedding=vector(500 + i), policy=POLICY
+        )
+        # the reviewers split on the first three items; the bot sides with the truth
+        second = INTENTS[(i + 1) % 3] if i < 3 else truth
+        db_session.add(Judgement(item_id=item.id, reviewer_id=people[0].id, label=truth))
+        db_session.add(Judgement(item_id=item.id, reviewer_id=people[1].id, label=second))
+        items.append((item, truth))
+    db_session.flush()
+    without = reaggregate(
+        db_session, method="one_coin", known_intents=INTENTS, policy=ReviewPolicy(model_voter=False)
+    )
+    split = [item for item, _ in items[:3]]
+    assert all(item.status == "pending" for item in split) and without["resolved"] == 6
+    with_bot = reaggregate(db_session, method="one_coin", known_intents=INTENTS, policy=POLICY)
+    assert with_bot["resolved"] == 3
+    for item, truth in items:
+        db_session.refresh(item)
+        assert item.status == "resolved" and item.resolved_label == truth

@@ -287,3 +287,25 @@ def test_operator_settles_an_escalated_item_and_sees_shadow_agreement(
     assert helploop.shadow.drain(10)
     runs = client.get("/operator/runs").get_data(as_text=True)
     assert versions[1] in runs and "100.0%" in runs
+
+
+def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: Any) -> None:
+    from core.models import Job
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/runs").get_data(as_text=True)
+    assert 'name="head_epochs"' in page
+    token = csrf_token(page)
+    refused = client.post(
+        "/operator/runs", data={"csrf_token": token, "fine_tune": "1", "head_epochs": "lots"}
+    )
+    assert refused.status_code == 302 and refused.headers["Location"].endswith("/operator/runs")
+    assert "Refused: classification-head epochs" in client.get("/operator/runs").get_data(as_text=True)
+    client.post("/operator/runs", data={"csrf_token": token, "fine_tune": "1", "head_epochs": "0"})
+    client.post("/operator/runs", data={"csrf_token": token, "fine_tune": "1", "head_epochs": "2.5"})
+    with app.extensions["helploop"].database.session() as session:
+        jobs = session.scalars(select(Job).order_by(Job.id)).all()
+        assert [job.params["fine_tune"] for job in jobs] == [{}, {"head_epochs": 2.5}]

@@ -225,6 +225,26 @@ def test_crowd_aggregate_writes_labels_and_reports_accuracy(settings: Any, tmp_p
     assert all(0.5 < float(line.split(",")[2]) <= 1.0 for line in lines[1:])
 
 
+def test_crowd_aggregate_counts_model_votes_as_one_more_worker(settings: Any, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.csv"
+    # two workers split on every item; the model sides with w1, so w1's labels win
+    answers.write_text("item,worker,label\nq1,w1,a\nq1,w2,b\nq2,w1,b\nq2,w2,a\n")
+    votes = tmp_path / "model.csv"
+    votes.write_text("item,label\nq1,a\nq2,b\n")
+    out = tmp_path / "labels.csv"
+    args = ["crowd", "aggregate", "--answers", str(answers), "--method", "majority", "--out", str(out)]
+    result = run(settings, *args, "--model-votes", str(votes))
+    assert result.exit_code == 0, result.output
+    assert "3 workers" in result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("q1", "a"), ("q2", "b")]
+    assert all(float(r[2]) == pytest.approx(2 / 3) for r in rows)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,label\nq1,\n")
+    refused = run(settings, *args, "--model-votes", str(bad))
+    assert refused.exit_code == 2 and f"{bad}:2: field 'label' is empty" in refused.output
+
+
 def test_crowd_aggregate_bad_file(settings: Any, tmp_path: Path) -> None:
     bad = tmp_path / "answers.csv"
     bad.write_text("item,worker,label\nq1,w1,a\nq2,,b\n")
