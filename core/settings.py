@@ -92,6 +92,8 @@ class Settings:
             )
         if not 0.5 <= self.target_precision < 1.0:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
+        if not 1 <= self.training_processes <= 64:
+            raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
 
     @property
     def is_sqlite(self) -> bool:

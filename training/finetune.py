@@ -448,26 +448,11 @@ def fit_engine_with_fine_tuning(
         if on_loss is not None:
             on_loss(fraction, loss)
 
+    arguments = (str(config.encoder["source"]), train_texts, train_labels, Path(work_dir) / "encoder", tuning)
     if processes > 1:
-        encoder_dir = fine_tune_encoder_distributed(
-            str(config.encoder["source"]),
-            train_texts,
-            train_labels,
-            Path(work_dir) / "encoder",
-            tuning,
-            processes=processes,
-            on_loss=loss_seen,
-        )
+        encoder_dir = fine_tune_encoder_distributed(*arguments, processes=processes, on_loss=loss_seen)
     else:
-        encoder_dir = fine_tune_encoder(
-            str(config.encoder["source"]),
-            train_texts,
-            train_labels,
-            Path(work_dir) / "encoder",
-            tuning,
-            on_loss=loss_seen,
-            progress=progress,
-        )
+        encoder_dir = fine_tune_encoder(*arguments, on_loss=loss_seen, progress=progress)
     members = [dict(m) for m in config.members]
     head_file = encoder_dir / HEAD_FILE
     if head_file.is_file():

@@ -50,3 +50,6 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
         load_settings({"target_precision": 1.5}, environ={})
     with pytest.raises(SettingsError, match="environment must be"):
         load_settings({"environment": "staging"}, environ={})
+    with pytest.raises(SettingsError, match="training_processes must be 1 to 64"):
+        load_settings({}, environ={"HELPLOOP_TRAINING_PROCESSES": "0"})
+    assert load_settings({}, environ={"HELPLOOP_TRAINING_PROCESSES": "4"}).training_processes == 4

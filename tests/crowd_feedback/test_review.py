@@ -69,6 +69,20 @@ def reviewers(session: Session, n: int) -> list[Any]:
     ]
 
 
+def judge(session: Session, item: ReviewItem, reviewer: Any, label: str, policy: ReviewPolicy) -> None:
+    """Take the next item (it must be ``item``) and answer it with ``label``."""
+    assert next_item(session, reviewer=reviewer, policy=policy) is item
+    submit_judgement(
+        session,
+        item_id=item.id,
+        reviewer=reviewer,
+        label=label,
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=policy,
+    )
+
+
 def test_reasons() -> None:
     assert review_reasons(status="handoff", members_disagree=False, audit_draw=0.5, policy=POLICY) == [
         "handoff"
@@ -180,16 +194,7 @@ def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:
     )
     people = reviewers(db_session, 5)
     for reviewer, label in zip(people[:3], ["card_arrival", "change_pin", "exchange_rate"], strict=True):
-        next_item(db_session, reviewer=reviewer, policy=policy)
-        submit_judgement(
-            db_session,
-            item_id=item.id,
-            reviewer=reviewer,
-            label=label,
-            answer_ok=None,
-            known_intents=INTENTS,
-            policy=policy,
-        )
+        judge(db_session, item, reviewer, label, policy)
     db_session.refresh(item)
     assert item.status == "pending" and item.required_judgements == 4
     next_item(db_session, reviewer=people[3], policy=policy)
@@ -419,16 +424,7 @@ def test_the_bot_is_one_more_voter_weighted_by_its_calibrated_confidence(
     assert item.bot_intent == "change_pin" and item.bot_confidence == pytest.approx(0.9)
     people = reviewers(db_session, 2)
     for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
-        assert next_item(db_session, reviewer=reviewer, policy=policy) is item
-        submit_judgement(
-            db_session,
-            item_id=item.id,
-            reviewer=reviewer,
-            label=label,
-            answer_ok=None,
-            known_intents=INTENTS,
-            policy=policy,
-        )
+        judge(db_session, item, reviewer, label, policy)
     db_session.refresh(item)
     if model_voter:
         assert item.status == "resolved" and item.resolved_label == "change_pin"
