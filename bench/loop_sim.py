@@ -5,9 +5,9 @@ round: the current model answers the round's messages; a fixed review budget pic
 simulated reviewers (accuracy drawn from a range, some spammers) label each picked item as the product asks
 them to: two judgements first, then one more at a time while the posterior is below 0.9, up to five; truth
 inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels; the bot's answer at routing
-time is one more voter, as in the product) turns the labels into training pairs; the model is retrained and
-scored on the test split. ``--first-judgements 3 --no-model-voter`` reproduces the first version of this
-benchmark (three judgements up front, people only).
+time is one more worker whose accuracy EM measures, as in the product's bulk re-aggregation) turns the
+labels into training pairs; the model is retrained and scored on the test split. ``--first-judgements 3
+--no-model-voter`` reproduces the first version of this benchmark (three judgements up front, people only).
 
 Arms, same budget, same reviewers, same traffic:
   helploop  — route uncertain, ambiguous and disagreeing turns; similar questions clustered into one item

@@ -11,8 +11,12 @@ Strategies behind one interface, chosen by name (``get_strategy``):
 
 Known labels (gold items) can be given: they are clamped during EM, which anchors reviewer quality.
 
-The bot's own prediction can join as one more voter (``with_model_votes``): it is a worker like any other,
-so EM measures how far to trust it from how often it agrees with the people, instead of a fixed weight.
+The bot's own prediction can join as one more voter, two ways:
+
+* ``model_votes`` (item -> (label, calibrated confidence)): a voter whose accuracy on that item is its own
+  calibrated confidence, the same rule the live posterior of the review queue uses. Every strategy takes it.
+* ``with_model_votes``: the bot as one more worker whose accuracy EM measures from how often it agrees with
+  the people (when no confidence is known).
 """
 
 from __future__ import annotations
@@ -88,9 +92,36 @@ class EncodedAnswers:
         return clone
 
 
-def vote_shares(data: EncodedAnswers, weights: np.ndarray | None = None) -> np.ndarray:
+ModelVotes = dict[str, tuple[str, float]]  # item -> (the bot's label, its calibrated confidence)
+
+
+def model_log_likelihood(data: EncodedAnswers, votes: ModelVotes | None) -> np.ndarray | None:
+    """log p(bot's answer | true label) per item: right with its confidence, wrong uniformly otherwise.
+
+    The bot breaks ties among the people, it never brings a label of its own: its vote counts only on items
+    where at least one person gave the same answer (and the bot alone is never a label). Without that rule a
+    label nobody chose could win, and Dawid–Skene could explain every person's answer as a confusion of it."""
+    n_items, _, k = data.shape
+    if not votes or k < 2:
+        return None
+    answered = set(zip(data.item.tolist(), data.label.tolist(), strict=True))
+    out = np.zeros((n_items, k))
+    for item, (label, confidence) in votes.items():
+        row, column = data.item_index.get(item), data.class_index.get(label)
+        if row is None or column is None or (row, column) not in answered:
+            continue
+        accuracy = min(max(float(confidence), 1.0 / k), 0.999)
+        out[row] = math.log((1.0 - accuracy) / (k - 1))
+        out[row, column] = math.log(accuracy)
+    return out
+
+
+def vote_shares(
+    data: EncodedAnswers, weights: np.ndarray | None = None, extra: np.ndarray | None = None
+) -> np.ndarray:
+    """Each item's (weighted) votes per label, normalised; ``extra`` adds vote mass (e.g. the bot's)."""
     n_items, _, n_classes = data.shape
-    votes = np.zeros((n_items, n_classes))
+    votes = np.zeros((n_items, n_classes)) if extra is None else extra.astype(float)
     w = np.ones(len(data.item)) if weights is None else weights[data.worker]
     np.add.at(votes, (data.item, data.label), w)
     totals = votes.sum(axis=1, keepdims=True)
@@ -117,10 +148,15 @@ def _confusion_counts(data: EncodedAnswers, posterior: np.ndarray) -> np.ndarray
 
 
 def _e_step(
-    data: EncodedAnswers, log_prior: np.ndarray, log_confusion: np.ndarray
+    data: EncodedAnswers,
+    log_prior: np.ndarray,
+    log_confusion: np.ndarray,
+    item_log_prior: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     n_items, _, n_classes = data.shape
     log_joint = np.tile(log_prior, (n_items, 1))
+    if item_log_prior is not None:
+        log_joint += item_log_prior
     per_answer = log_confusion[data.worker, :, data.label]
     for k in range(n_classes):
         log_joint[:, k] += np.bincount(data.item, weights=per_answer[:, k], minlength=n_items)
@@ -136,6 +172,7 @@ def run_em(
     gold: dict[int, int] | None = None,
     max_iterations: int = 100,
     tolerance: float = 1e-6,
+    item_log_prior: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Dawid–Skene EM. ``prior_strength`` None: classic (additive ``smoothing``); a number: MAP with each
     reviewer's confusion rows shrunk toward the crowd's pooled confusion matrix with that many pseudo-answers.
@@ -160,7 +197,7 @@ def run_em(
             pooled /= pooled.sum(axis=1, keepdims=True)
             confusion = counts + prior_strength * pooled[None, :, :]
         confusion /= confusion.sum(axis=2, keepdims=True)
-        posterior, log_likelihood = _e_step(data, np.log(class_prior), np.log(confusion))
+        posterior, log_likelihood = _e_step(data, np.log(class_prior), np.log(confusion), item_log_prior)
         posterior = _clamp(posterior, gold)
         if abs(log_likelihood - previous) < tolerance * max(1.0, abs(log_likelihood)):
             break
@@ -206,6 +243,7 @@ class AggregationStrategy(ABC):
         gold: dict[str, str] | None = None,
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
+        model_votes: ModelVotes | None = None,
     ) -> AggregationResult: ...
 
     @staticmethod
@@ -236,12 +274,23 @@ class MajorityVote(AggregationStrategy):
         gold: dict[str, str] | None = None,
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
+        model_votes: ModelVotes | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         weights = None
         if worker_weights:
             weights = np.array([worker_weights.get(w, 1.0) for w in data.workers])
-        posterior = _clamp(vote_shares(data, weights), self._gold_index(data, gold))
+        bot = model_log_likelihood(data, model_votes)
+        extra = None
+        if bot is not None:
+            # The bot's vote counts as a fraction of a person's: its confidence above chance (1/k: nothing,
+            # 1: a whole vote).
+            k = bot.shape[1]
+            extra = np.zeros_like(bot)
+            voted = np.flatnonzero(bot.max(axis=1) > bot.min(axis=1))
+            above_chance = (np.exp(bot[voted].max(axis=1)) - 1.0 / k) / (1.0 - 1.0 / k)
+            extra[voted, bot[voted].argmax(axis=1)] = np.clip(above_chance, 0.0, 1.0)
+        posterior = _clamp(vote_shares(data, weights, extra), self._gold_index(data, gold))
         return AggregationResult(data.items, data.classes, posterior, self._worker_accuracy(data, posterior))
 
 
@@ -259,6 +308,7 @@ class DawidSkene(AggregationStrategy):
         gold: dict[str, str] | None = None,
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
+        model_votes: ModelVotes | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         posterior, confusion, _, iterations = run_em(
@@ -267,6 +317,7 @@ class DawidSkene(AggregationStrategy):
             smoothing=self.smoothing,
             gold=self._gold_index(data, gold),
             max_iterations=self.max_iterations,
+            item_log_prior=model_log_likelihood(data, model_votes),
         )
         accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
         return AggregationResult(data.items, data.classes, posterior, accuracy, iterations)
@@ -291,11 +342,13 @@ class OneCoinDawidSkene(AggregationStrategy):
         gold: dict[str, str] | None = None,
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
+        model_votes: ModelVotes | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         n_items, n_workers, k = data.shape
         gold_index = self._gold_index(data, gold)
         posterior = _clamp(vote_shares(data), gold_index)
+        bot = model_log_likelihood(data, model_votes)
         accuracy = np.full(n_workers, 0.7)
         previous = -np.inf
         iterations = 0
@@ -308,6 +361,8 @@ class OneCoinDawidSkene(AggregationStrategy):
             class_prior = (posterior.sum(axis=0) + 1.0) / (n_items + k)
             wrong = np.log((1.0 - accuracy) / max(k - 1, 1))
             log_joint = np.tile(np.log(class_prior), (n_items, 1))
+            if bot is not None:
+                log_joint += bot
             np.add.at(log_joint, data.item, wrong[data.worker][:, None])
             np.add.at(log_joint, (data.item, data.label), np.log(accuracy[data.worker]) - wrong[data.worker])
             normaliser = logsumexp(log_joint, axis=1, keepdims=True)
@@ -347,6 +402,7 @@ class HierarchicalDawidSkene(AggregationStrategy):
         gold: dict[str, str] | None = None,
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
+        model_votes: ModelVotes | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         scores: dict[float, float] = {}
@@ -358,6 +414,7 @@ class HierarchicalDawidSkene(AggregationStrategy):
             prior_strength=strength,
             gold=self._gold_index(data, gold),
             max_iterations=self.max_iterations,
+            item_log_prior=model_log_likelihood(data, model_votes),
         )
         accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
         return AggregationResult(

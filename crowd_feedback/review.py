@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, case, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -390,13 +390,38 @@ def _write_verified_pairs(
     return len(unique)
 
 
+def bot_track_record(session: Session) -> float:
+    """How often the bot's answer was the people's final label on resolved review items (Laplace-smoothed:
+    0.5 before any history). Routed items are the hard ones, so this is well below its overall accuracy."""
+    resolved = (
+        select(ReviewItem.bot_intent, ReviewItem.resolved_label)
+        .where(
+            ReviewItem.status == "resolved",
+            ReviewItem.is_gold.is_(False),
+            ReviewItem.bot_intent.is_not(None),
+        )
+        .subquery()
+    )
+    total, agreed = session.execute(
+        select(
+            func.count(),
+            func.coalesce(
+                func.sum(case((resolved.c.bot_intent == resolved.c.resolved_label, 1), else_=0)), 0
+            ),
+        ).select_from(resolved)
+    ).one()
+    return (int(agreed) + 1.0) / (int(total) + 2.0)
+
+
 def item_posterior(
     session: Session, *, item: ReviewItem, known_intents: Sequence[str], policy: ReviewPolicy
 ) -> dict[str, float]:
     """One-coin posterior over labels: each reviewer is right with their gold-measured weight, wrong
     uniformly otherwise; suspended reviewers count as coin flips. With ``policy.model_voter`` the bot's
-    answer is one more voter whose accuracy is its own calibrated confidence (never on gold items, whose
-    purpose is to measure the people)."""
+    answer is one more voter, trusted as far as the lower of its calibrated confidence and its track record
+    on resolved items (``bot_track_record``): trust is earned, as with reviewers. It breaks ties among the
+    people's answers, never brings a label nobody chose, and never votes on gold items (whose purpose is to
+    measure the people)."""
     labels = list(known_intents) + list(SPECIAL_LABELS)
     k = len(labels)
     log_post = {label: 0.0 for label in labels}
@@ -409,8 +434,8 @@ def item_posterior(
         (label, 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy))
         for label, reviewer in rows
     ]
-    if policy.model_voter and not item.is_gold and item.bot_intent in log_post and rows:
-        votes.append((str(item.bot_intent), float(item.bot_confidence)))
+    if policy.model_voter and not item.is_gold and item.bot_intent in {label for label, _ in rows}:
+        votes.append((str(item.bot_intent), min(float(item.bot_confidence), bot_track_record(session))))
     for label, weight in votes:
         accuracy = min(max(weight, 1.0 / k), 0.999)
         wrong = (1.0 - accuracy) / (k - 1)
@@ -483,7 +508,7 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
     }
 
 
-# The bot's votes in bulk re-aggregation; not a valid username (usernames have no spaces or brackets), so
+# The bot's name as a worker in bulk re-aggregation: not a valid username (usernames have no brackets), so
 # it never collides with a reviewer.
 MODEL_VOTER = "[model]"
 
@@ -518,7 +543,7 @@ def reaggregate(
     answers = judgement_answers(session)
     if not answers:
         return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
-    if policy.model_voter:
+    if policy.model_voter:  # the bot as one more worker: EM measures its accuracy with everyone else's
         judged = {a.item for a in answers}
         votes = {
             str(item_id): intent

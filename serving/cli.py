@@ -557,7 +557,10 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     "--model-votes",
     "model_votes_file",
     type=click.Path(dir_okay=False),
-    help="CSV item,label: the model's predictions, counted as one more worker.",
+    help=(
+        "CSV item,label[,confidence]: the model's predictions as one more voter, trusted as far as its "
+        "confidence (without that column: a worker whose accuracy is estimated like anyone's)."
+    ),
 )
 @click.option(
     "--out",
@@ -577,14 +580,29 @@ def crowd_aggregate(
 
     rows = _read_crowd_csv(answers_file, ("item", "worker", "label"))
     answers = answers_from_rows((row[0], row[1], row[2]) for row in rows)
+    confident: dict[str, tuple[str, float]] | None = None
     if model_votes_file:
-        votes = {row[0]: row[1] for row in _read_crowd_csv(model_votes_file, ("item", "label"))}
-        try:
-            answers = with_model_votes(answers, votes)
-        except ValueError as exc:
-            _fail(f"{answers_file}: {exc}")
+        with open(model_votes_file, encoding="utf-8-sig", newline="") as handle:
+            header = [c.strip() for c in next(csv.reader(handle), [])]
+        if "confidence" in header:
+            confident = {}
+            rows = _read_crowd_csv(model_votes_file, ("item", "label", "confidence"))
+            for line, (item, label, text) in enumerate(rows, start=2):
+                try:
+                    confidence = float(text)
+                except ValueError:
+                    confidence = -1.0
+                if not 0.0 <= confidence <= 1.0:
+                    _fail(f"{model_votes_file}:{line}: field 'confidence' must be a number from 0 to 1")
+                confident[item] = (label, confidence)
+        else:
+            votes = {row[0]: row[1] for row in _read_crowd_csv(model_votes_file, ("item", "label"))}
+            try:
+                answers = with_model_votes(answers, votes)
+            except ValueError as exc:
+                _fail(f"{answers_file}: {exc}")
     started = clock.perf_counter()
-    result = get_strategy(method).aggregate(answers)
+    result = get_strategy(method).aggregate(answers, model_votes=confident)
     seconds = clock.perf_counter() - started
     labels, confidences = result.labels(), result.confidences()
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)

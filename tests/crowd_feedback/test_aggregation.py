@@ -148,3 +148,30 @@ def test_model_votes_join_as_one_worker_whose_trust_em_measures() -> None:
     assert together.worker_accuracy[MODEL_WORKER] > together.worker_accuracy["w1"] - 0.05
     with pytest.raises(ValueError, match="already called"):
         with_model_votes([Answer("q", MODEL_WORKER, "a")], {"q": "a"})
+
+
+@pytest.mark.parametrize("method", ["majority", "dawid_skene", "one_coin", "hierarchical_ds"])
+def test_every_strategy_takes_the_bots_vote_weighted_by_its_confidence(method: str) -> None:
+    answers = [Answer("split", "w1", "a"), Answer("split", "w2", "b")]
+    answers += [Answer(f"q{i}", w, "abc"[i % 3]) for i in range(12) for w in ("w1", "w2")]
+    strategy = get_strategy(method)
+    sure = strategy.aggregate(answers, model_votes={"split": ("b", 0.9), "nobody": ("a", 0.99)})
+    assert "nobody" not in sure.items  # the bot alone is never a label
+    assert sure.labels()["split"] == "b"
+    # a vote at chance level (1 in 3 here) carries no information: the people's 2-to-1 stands
+    leaning = answers + [
+        Answer("leaning", "w1", "a"),
+        Answer("leaning", "w2", "a"),
+        Answer("leaning", "w3", "b"),
+    ]
+    unsure = strategy.aggregate(leaning, model_votes={"leaning": ("b", 1 / 3)})
+    people = strategy.aggregate(leaning)
+    assert unsure.labels()["leaning"] == people.labels()["leaning"] == "a"
+    assert unsure.confidences()["leaning"] == pytest.approx(people.confidences()["leaning"], abs=0.02)
+    # the bot breaks ties among the people's answers, it never brings a label nobody chose
+    novel = strategy.aggregate(answers, model_votes={"q0": ("d", 0.99), "split": ("c", 0.99)})
+    alone = strategy.aggregate(answers)
+    assert "d" not in novel.classes and novel.labels()["q0"] == "a"
+    assert novel.posterior[novel.items.index("split")] == pytest.approx(
+        alone.posterior[alone.items.index("split")]
+    )

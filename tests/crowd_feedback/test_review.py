@@ -412,13 +412,35 @@ def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_sessio
     assert len(db_session.scalars(select(VerifiedPair)).all()) == len(pairs)
 
 
-@pytest.mark.parametrize("model_voter", [True, False])
-def test_the_bot_is_one_more_voter_weighted_by_its_calibrated_confidence(
-    db_session: Session, model_voter: bool
+@pytest.mark.parametrize("history", ["earned", "none", "off"])
+def test_the_bot_is_one_more_voter_trusted_as_far_as_its_track_record(
+    db_session: Session, history: str
 ) -> None:
-    """Two reviewers split; the bot, 90 % sure of one side, settles it without a third person — unless the
-    policy leaves the bot out, and then a third judgement is asked for."""
-    policy = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=model_voter)
+    """Two reviewers split; the bot, 90 % sure of one side, settles it without a third person once its
+    answers have matched the people's on resolved items. Without that history (or with the bot left out of
+    the policy) a third judgement is asked for."""
+    from crowd_feedback.review import bot_track_record
+
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=history != "off")
+    if history == "earned":
+        for i in range(8):  # eight resolved items where the bot was right
+            db_session.add(
+                ReviewItem(
+                    text=f"past {i}",
+                    status="resolved",
+                    bot_intent="card_arrival",
+                    resolved_label="card_arrival",
+                )
+            )
+        db_session.add(
+            ReviewItem(
+                text="past wrong", status="resolved", bot_intent="card_arrival", resolved_label="change_pin"
+            )
+        )
+        db_session.flush()
+        assert bot_track_record(db_session) == pytest.approx(9 / 11)
+    else:
+        assert bot_track_record(db_session) == pytest.approx(0.5)
     turn = make_turn(db_session, "split decision", status="clarify", confidence=0.9, top="change_pin")
     item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=policy)
     assert item.bot_intent == "change_pin" and item.bot_confidence == pytest.approx(0.9)
@@ -426,7 +448,7 @@ def test_the_bot_is_one_more_voter_weighted_by_its_calibrated_confidence(
     for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
         judge(db_session, item, reviewer, label, policy)
     db_session.refresh(item)
-    if model_voter:
+    if history == "earned":
         assert item.status == "resolved" and item.resolved_label == "change_pin"
         assert 0.9 <= item.resolved_confidence < 0.999
     else:

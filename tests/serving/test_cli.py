@@ -243,6 +243,21 @@ def test_crowd_aggregate_counts_model_votes_as_one_more_worker(settings: Any, tm
     bad.write_text("item,label\nq1,\n")
     refused = run(settings, *args, "--model-votes", str(bad))
     assert refused.exit_code == 2 and f"{bad}:2: field 'label' is empty" in refused.output
+    # with a confidence column the model is trusted as far as its confidence: 0.9 settles q1, 0.5 of two
+    # labels is no information and leaves q2 split
+    confident = tmp_path / "confident.csv"
+    confident.write_text("item,label,confidence\nq1,a,0.9\nq2,b,0.5\n")
+    result = run(settings, *args, "--model-votes", str(confident))
+    assert result.exit_code == 0, result.output
+    assert "2 workers" in result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert rows[0][:2] == ["q1", "a"] and float(rows[0][2]) == pytest.approx(1.8 / 2.8)
+    assert float(rows[1][2]) == pytest.approx(0.5)
+    bad.write_text("item,label,confidence\nq1,a,1.5\n")
+    refused = run(settings, *args, "--model-votes", str(bad))
+    assert refused.exit_code == 2 and f"{bad}:2: field 'confidence' must be a number from 0 to 1" in (
+        refused.output
+    )
 
 
 def test_crowd_aggregate_bad_file(settings: Any, tmp_path: Path) -> None:
