@@ -59,6 +59,10 @@ class FineTuneConfig:
     # "batch_all_triplet" (sentences grouped by intent) or "multiple_negatives" (question pairs of one intent,
     # every other pair in the batch a negative).
     loss: str = "multiple_negatives"
+    # Contrastive stage: one hard negative per pair, drawn from the `hard_negative_pool` questions of *other*
+    # intents most similar to the anchor (the confusable intents), on top of the in-batch negatives.
+    hard_negatives: bool = True
+    hard_negative_pool: int = 3
     # Classification stage (0 epochs: skip it).
     head_epochs: float = 0.0
     head_learning_rate: float = 5e-5
@@ -116,13 +120,19 @@ def fine_tune_encoder(
         by_label: dict[str, list[str]] = defaultdict(list)
         for text, label in zip(texts, labels, strict=True):
             by_label[label].append(text)
-        anchors, positives = [], []
+        anchors, positives, anchor_labels = [], [], []
         for text, label in zip(texts, labels, strict=True):
             others = [t for t in by_label[label] if t != text]
             if others:
                 anchors.append(text)
                 positives.append(rng.choice(others))
-        dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
+                anchor_labels.append(label)
+        columns = {"anchor": anchors, "positive": positives}
+        if config.hard_negatives:
+            columns["negative"] = mine_hard_negatives(
+                model, anchors, anchor_labels, texts, labels, top=config.hard_negative_pool, seed=config.seed
+            )
+        dataset = Dataset.from_dict(columns)
         loss = MultipleNegativesRankingLoss(model)
         sampler = BatchSamplers.NO_DUPLICATES
     elif config.loss == "batch_all_triplet":
@@ -218,6 +228,37 @@ def fine_tune_encoder(
         )
     shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def mine_hard_negatives(
+    model: Any,
+    anchors: Sequence[str],
+    anchor_labels: Sequence[str],
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    top: int = 3,
+    seed: int = 0,
+) -> list[str]:
+    """For each anchor, a question of another intent that the current encoder finds close: one of the ``top``
+    most similar (chosen at random among them, so that one mislabelled near-duplicate does not dominate)."""
+    rng = np.random.default_rng(seed)
+    pool = list(dict.fromkeys(texts))
+    pool_labels = np.array([dict(zip(texts, labels, strict=True))[t] for t in pool])
+    encode = {"batch_size": 64, "normalize_embeddings": True, "show_progress_bar": False}
+    pool_vectors = model.encode(pool, **encode)
+    anchor_vectors = model.encode(list(anchors), **encode)
+    negatives: list[str] = []
+    for start in range(0, len(anchors), 1024):
+        similarity = anchor_vectors[start : start + 1024] @ pool_vectors.T
+        chunk_labels = np.array(anchor_labels[start : start + 1024])
+        similarity[chunk_labels[:, None] == pool_labels[None, :]] = -np.inf
+        take = min(top, len(pool) - 1)
+        nearest = np.argpartition(-similarity, take - 1, axis=1)[:, :take]
+        for row, candidates in enumerate(nearest):
+            candidates = candidates[np.isfinite(similarity[row, candidates])]
+            negatives.append(pool[int(rng.choice(candidates))])
+    return negatives
 
 
 HEAD_FILE = "helploop_head.npz"

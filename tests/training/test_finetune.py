@@ -88,3 +88,27 @@ def test_runs_train_data_parallel_when_settings_ask_for_several_processes(
     )
     assert calls == [2] and losses[0] == 1.25
     assert "tuned_head" not in engine.members  # head_epochs 0: the classification stage was skipped
+
+
+def test_hard_negatives_come_from_the_most_similar_other_intents() -> None:
+    from training.finetune import mine_hard_negatives
+
+    vectors = {
+        "card lost": [1.0, 0.0, 0.0],
+        "card stolen": [0.9, 0.1, 0.0],  # another intent, right next to "card lost": confusable
+        "card missing": [0.95, 0.05, 0.0],
+        "rate today": [0.0, 0.0, 1.0],  # far away
+    }
+
+    class Model:
+        def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+            out = np.array([vectors[t] for t in texts])
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    texts = list(vectors)
+    labels = ["lost", "stolen", "lost", "rate"]
+    negatives = mine_hard_negatives(Model(), ["card lost", "rate today"], ["lost", "rate"], texts, labels, top=1)
+    assert negatives[0] == "card stolen"  # the closest question of another intent
+    assert negatives[1] != "rate today"  # never the anchor's own intent
+    pooled = mine_hard_negatives(Model(), ["card lost"] * 20, ["lost"] * 20, texts, labels, top=2, seed=1)
+    assert set(pooled) == {"card stolen", "rate today"}
