@@ -24,7 +24,7 @@ def test_torchrun_two_processes_fine_tune_both_stages_together(tmp_path: Path) -
         texts,
         labels,
         tmp_path / "model",
-        FineTuneConfig(max_steps=2, batch_size=16, head_epochs=0.2, head_batch_size=16),
+        FineTuneConfig(max_steps=2, batch_size=16, head_epochs=0.2, head_batch_size=16, hard_negatives=True),
         processes=2,
         on_loss=lambda fraction, loss: losses.append((fraction, loss)),
     )

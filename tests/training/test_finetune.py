@@ -107,7 +107,9 @@ def test_hard_negatives_come_from_the_most_similar_other_intents() -> None:
 
     texts = list(vectors)
     labels = ["lost", "stolen", "lost", "rate"]
-    negatives = mine_hard_negatives(Model(), ["card lost", "rate today"], ["lost", "rate"], texts, labels, top=1)
+    negatives = mine_hard_negatives(
+        Model(), ["card lost", "rate today"], ["lost", "rate"], texts, labels, top=1
+    )
     assert negatives[0] == "card stolen"  # the closest question of another intent
     assert negatives[1] != "rate today"  # never the anchor's own intent
     pooled = mine_hard_negatives(Model(), ["card lost"] * 20, ["lost"] * 20, texts, labels, top=2, seed=1)
