@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=6.0)
     parser.add_argument("--head-epochs", type=float, default=0.0, help="classification stage (0: off)")
+    parser.add_argument(
+        "--encoder", default=None, help="encoder package or directory (default: the engine's own)"
+    )
     args = parser.parse_args()
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
@@ -55,13 +58,14 @@ def main() -> None:
             frozen = {int(seed): run["engine"]["accuracy"] for seed, run in per_seed.items()}
         else:
             frozen = {seed: reference["full"]["engine"]["accuracy"] for seed in args.seeds}
+    encoder = args.encoder or EngineConfig().encoder["source"]
     rows = {}
     for seed in args.seeds:
         few = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
         started = time.perf_counter()
         engine = fit_engine_with_fine_tuning(
             *few,
-            config=EngineConfig(seed=seed),
+            config=EngineConfig(seed=seed, encoder={**EngineConfig().encoder, "source": encoder}),
             tuning=FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed),
             work_dir=tempfile.mkdtemp(prefix="helploop-ft-"),
             progress=False,

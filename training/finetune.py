@@ -450,18 +450,33 @@ def train_classification_head(
 
 
 def calibration_split(labels: Sequence[str], share: float, seed: int) -> tuple[list[int], list[int]]:
-    """Stratified hold-out: a share of each intent that has at least 4 examples (small intents keep all)."""
+    """Stratified hold-out: a share of each intent that has at least 4 examples (small intents keep all).
+    When that holds nothing out (every intent has fewer than 4 examples), one example of each intent that has
+    two or more. Raises ValueError when not even that is possible: the combiner needs held-out rows."""
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by_label[label].append(i)
+    shuffled: dict[str, list[int]] = {}
+    for label, rows in by_label.items():  # the same draws as before the fallback existed: splits reproduce
+        shuffled[label] = rows[:]
+        rng.shuffle(shuffled[label])
     train, held = [], []
-    for rows in by_label.values():
-        rows = rows[:]
-        rng.shuffle(rows)
+    for rows in shuffled.values():
         take = int(round(len(rows) * share)) if len(rows) >= 4 else 0
         held += rows[:take]
         train += rows[take:]
+    if not held:
+        train, held = [], []
+        for rows in shuffled.values():
+            take = 1 if len(rows) >= 2 else 0
+            held += rows[:take]
+            train += rows[take:]
+    if not held:
+        raise ValueError(
+            "fine-tuning holds out examples to calibrate on, but every intent has a single example: "
+            "add a second example to some intents, or train without fine-tuning"
+        )
     return sorted(train), sorted(held)
 
 

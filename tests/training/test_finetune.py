@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bot.engine import AnsweringEngine, EngineConfig
 from training.finetune import FineTuneConfig, calibration_split, fit_engine_with_fine_tuning
@@ -20,6 +21,12 @@ def test_calibration_split_is_stratified_and_spares_small_intents() -> None:
     assert [labels[i] for i in held].count("a") == 4 and [labels[i] for i in held].count("b") == 2
     assert "c" not in {labels[i] for i in held}
     assert calibration_split(labels, 0.2, seed=0) == (train, held)
+    # a tiny knowledge base (no intent with 4 examples) still holds one example of each intent out
+    tiny = ["a", "a", "a", "b", "b", "c"]
+    train, held = calibration_split(tiny, 0.15, seed=0)
+    assert sorted(tiny[i] for i in held) == ["a", "b"] and len(train) == 4
+    with pytest.raises(ValueError, match="every intent has a single example"):
+        calibration_split(["a", "b", "c"], 0.15, seed=0)
 
 
 def test_fine_tuned_engine_is_calibrated_on_held_out_rows_and_travels_with_its_bundle(

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU check for issue 6, in one call on a lent device machine (prepare first: scripts/gpu_prepare.sh).
+#
+#   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
+#
+# Full BANKING77 training set, fine-tuned (contrastive 1 epoch) and evaluated, timed end to end (goal:
+# <= 60 s with evaluation); then 10-shot seeds 0-2 with the default recipe. Results land in $OUT
+# (fine_tune_full.json, fine_tune.json, the logs, the GPU's name). GPU_CHECK_QUICK=1 runs a tiny version
+# (also on CPU, with PYTHON=.venv/bin/python) to check the wiring before spending device time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PYTHON="${PYTHON:-python3}"
+OUT="${OUT:-/tmp/helploop-gpu-check}"
+mkdir -p "$OUT"
+if [ -d .gpu/wheels ] && [ "$PYTHON" = python3 ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .gpu/wheels/*.whl
+  export PYTHONPATH="/tmp/site:$PWD"
+fi
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi: CPU") \
+  | tee "$OUT/device.txt"
+encoder=/tmp/helploop-minilm-fp32
+"$PYTHON" - "$encoder" <<'PYTHON'
+import sys
+
+from sentence_transformers import SentenceTransformer
+
+SentenceTransformer(".gpu/minilm", device="cpu").float().save(sys.argv[1])  # carried as fp16, trained in fp32
+PYTHON
+common=(--encoder "$encoder" --data .gpu/banking77 --out "$OUT")
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+  "$PYTHON" bench/fine_tune.py --shots 3 --seeds 0 --epochs 0.2 "${common[@]}" 2>&1 | tee "$OUT/quick.log"
+  exit 0
+fi
+start=$(date +%s)
+"$PYTHON" bench/fine_tune.py --shots 0 --seeds 0 --epochs 1 "${common[@]}" 2>&1 | tee "$OUT/full.log"
+echo "full set, fine-tune + evaluation: $(( $(date +%s) - start )) s wall" | tee -a "$OUT/full.log"
+"$PYTHON" bench/fine_tune.py --shots 10 --seeds 0 1 2 --epochs 6 "${common[@]}" 2>&1 | tee "$OUT/shots.log"
