@@ -321,7 +321,9 @@ class TunedHeadMember(Member):
 
 
 DEFAULT_MEMBERS: list[dict[str, Any]] = [
-    {"kind": "logistic_head", "name": "logistic_head", "encoder": "minilm", "C": 10.0},
+    # C=30 over 10: +0.25 points accuracy and +0.5 coverage at 99 % precision on a validation split of
+    # BANKING77 train (full), +0.03 / +0.4 at 10 examples per intent (3 seeds); never chosen on test.
+    {"kind": "logistic_head", "name": "logistic_head", "encoder": "minilm", "C": 30.0},
     {"kind": "nearest_neighbour", "name": "nearest_neighbour", "encoder": "minilm", "k": 1},
     {"kind": "char_ngram", "name": "char_ngram", "C": 0.5},
 ]

@@ -23,7 +23,10 @@ def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
     helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
         create_user(session, username="rita", password=PASSWORD, role="reviewer")
-    app.test_client().post("/api/v1/chat", json={"message": "zork blorp how much is the pound"})
+    client = app.test_client()
+    turn = client.post("/api/v1/chat", json={"message": "zork blorp how much is the pound"}).get_json()
+    # whatever the toy model thought of it, the user's thumbs-down routes the turn to review
+    client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
     assert helploop.router.drain(10)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
