@@ -348,7 +348,7 @@ class AnsweringEngine:
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from sklearn.model_selection import KFold, StratifiedKFold
 
-        pretrained = [m["kind"] for m in self.config.members if build_member(m).pretrained]
+        pretrained = [m["kind"] for m in self.config.members if Member.registry[m["kind"]].pretrained]
         if pretrained:
             raise ValueError(
                 f"members {pretrained} were trained on every row and cannot be scored out of fold: "

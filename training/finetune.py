@@ -196,7 +196,7 @@ def fine_tune_encoder(
         steps = trainer.state.global_step
     head = None
     if config.head_epochs > 0:
-        head = train_classification_head(
+        head, head_run = train_classification_head(
             model,
             texts,
             labels,
@@ -205,16 +205,15 @@ def fine_tune_encoder(
             callback=ReportLoss(1.0 - head_share, head_share),
             progress=progress,
         )
-        world_size = head.pop("world_size")
-        parallel_mode = head.pop("parallel_mode")
-        steps += head.pop("steps")
+        world_size, parallel_mode = head_run["world_size"], head_run["parallel_mode"]
+        steps += head_run["steps"]
     out = Path(out_dir)
     if _is_main_process():  # under torchrun every process trains, one writes
         if out.exists():
             shutil.rmtree(out)
         model.save(str(out))
         if head is not None:
-            np.savez(out / HEAD_FILE, **head)
+            np.savez(out / HEAD_FILE, weight=head["weight"], bias=head["bias"], labels=head["labels"])
         (out / "helploop_training.json").write_text(
             json.dumps(
                 {
@@ -245,8 +244,9 @@ def mine_hard_negatives(
     """For each anchor, a question of another intent that the current encoder finds close: one of the ``top``
     most similar (chosen at random among them, so that one mislabelled near-duplicate does not dominate)."""
     rng = np.random.default_rng(seed)
-    pool = list(dict.fromkeys(texts))
-    pool_labels = np.array([dict(zip(texts, labels, strict=True))[t] for t in pool])
+    label_of = dict(zip(texts, labels, strict=True))
+    pool = list(label_of)
+    pool_labels = np.array([label_of[t] for t in pool])
     encode = {"batch_size": 64, "normalize_embeddings": True, "show_progress_bar": False}
     pool_vectors = model.encode(pool, **encode)
     anchor_vectors = model.encode(list(anchors), **encode)
@@ -361,12 +361,12 @@ def train_classification_head(
     scratch: str,
     callback: Any = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train a linear head with the encoder by cross-entropy, through the Hugging Face ``Trainer``.
 
     The head starts from logistic regression on the encoder's current embeddings. Returns the head as arrays
-    (``weight``, ``bias``, ``labels``) plus the run's world size, parallel mode and step count; ``model``
-    (a SentenceTransformer) is trained in place."""
+    (``weight``, ``bias``, ``labels``) and the run (world size, parallel mode, step count); ``model`` (a
+    SentenceTransformer) is trained in place."""
     import torch
     from datasets import Dataset
     from sklearn.linear_model import LogisticRegression
@@ -439,14 +439,17 @@ def train_classification_head(
     )
     trainer.train()
     network.eval()
-    return {
+    head = {
         "weight": network.head.weight.detach().cpu().float().numpy(),
         "bias": network.head.bias.detach().cpu().float().numpy(),
         "labels": np.array(names),
+    }
+    run = {
         "world_size": args.world_size,
         "parallel_mode": str(args.parallel_mode),
         "steps": trainer.state.global_step,
     }
+    return head, run
 
 
 def calibration_split(labels: Sequence[str], share: float, seed: int) -> tuple[list[int], list[int]]:
