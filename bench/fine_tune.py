@@ -6,7 +6,8 @@ other 15 %, refit the members on all, score on the test split. CPU here; uses CU
     .venv/bin/python bench/fine_tune.py [--shots 10] [--seeds 0 1 2] [--epochs 6] [--head-epochs 0]
     .venv/bin/python bench/fine_tune.py --shots 0 --seeds 0 --epochs 1   # the full training set
 
-Writes bench/results/fine_tune.json (few-shot) or fine_tune_full.json (--shots 0).
+Writes bench/results/fine_tune.json (few-shot) or fine_tune_full.json (--shots 0); with --encoder NAME,
+fine_tune_NAME.json, compared with accuracy_NAME.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bot.encoders import DEFAULT_ENCODER  # noqa: E402
 from bot.engine import EngineConfig  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
@@ -50,7 +52,9 @@ def main() -> None:
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
     frozen = {}
-    accuracy_json = args.out / "accuracy.json"
+    # Figures of another encoder go to files named after it (as bench/accuracy.py --encoder does).
+    suffix = "" if args.encoder in (None, DEFAULT_ENCODER) else "_" + Path(args.encoder).name
+    accuracy_json = args.out / f"accuracy{suffix}.json"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
         if args.shots:
@@ -96,7 +100,7 @@ def main() -> None:
         + f" (target {target:.3f} for the fine-tuned recipe)"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / ("fine_tune.json" if args.shots else "fine_tune_full.json")).write_text(
+    (args.out / (f"fine_tune{suffix}.json" if args.shots else f"fine_tune_full{suffix}.json")).write_text(
         json.dumps(
             {
                 "shots": args.shots,

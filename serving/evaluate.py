@@ -27,6 +27,7 @@ class EvaluationRun:
             "-" * 46,
             f"{'train rows / intents':<34}{m['train_rows']:>7} / {m['intents']:<3}",
             f"{'test rows':<34}{m['rows']:>12}",
+            f"{'encoder':<34}{m.get('encoder', '?'):>12}",
             f"{'accuracy':<34}{m['accuracy'] * 100:>11.2f}%",
             f"{'macro F1':<34}{m['macro_f1'] * 100:>11.2f}%",
             f"{'ECE (15 bins)':<34}{m['ece']:>12.4f}",
@@ -100,6 +101,7 @@ def run_evaluation(
             "shots": shots,
             "seed": seed,
             "runtime": engine.runtime,
+            "encoder": str(config.encoder.get("source")),
             "train_seconds": train_seconds,
             "model_version": engine.version,
             "combiner_weights": dict(

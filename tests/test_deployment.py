@@ -62,6 +62,11 @@ def test_image_and_compose_files_are_consistent() -> None:
     assert 'ENTRYPOINT ["helploop-entrypoint"]' in dockerfile
     for package in ("bot", "core", "crowd_feedback", "training", "serving", "admin_ui"):
         assert f"COPY {package} ./{package}" in dockerfile
+    for line in dockerfile.splitlines():  # every file the image copies is in the repository
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+    assert "requirements-large.txt" in dockerfile and "all-mpnet-base-v2" in dockerfile
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     app = compose["services"]["app"]
     assert app["environment"]["HELPLOOP_DATABASE_URL"].startswith("postgresql+psycopg://")

@@ -144,6 +144,7 @@ def test_eval_end_to_end_on_small_banking77(settings: Any, tmp_path: Path) -> No
     assert metrics["gate"]["precision"] >= 0.93
     assert len(metrics["per_label"]) == 12
     assert "in_scope_accuracy" not in metrics
+    assert metrics["encoder"] == settings.encoder  # which model made the figures is part of the record
 
 
 def test_eval_with_shots_and_out_of_scope(settings: Any, tmp_path: Path) -> None:
