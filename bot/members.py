@@ -127,8 +127,18 @@ class LogisticHeadMember(Member):
         self.model.fit(x, labels)
 
     def scores(self, features: FeatureBatch) -> np.ndarray:
-        x = features.embeddings[self.params["encoder"]]
-        return _expand(self.model.predict_proba(x), self.model.classes_, self.n_classes)
+        # sklearn's predict_proba, computed directly: its input validation costs ~0.5 ms per call, more
+        # than the arithmetic, on the one-message serving path.
+        x = np.asarray(features.embeddings[self.params["encoder"]], dtype=np.float64)
+        logits = x @ self.model.coef_.T + self.model.intercept_
+        if logits.shape[1] == 1:  # two classes: sklearn fits one logit for the second class
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            probabilities = np.column_stack([1.0 - positive, positive])
+        else:
+            logits -= logits.max(axis=1, keepdims=True)
+            probabilities = np.exp(logits)
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return _expand(probabilities, self.model.classes_, self.n_classes)
 
     def _state(self) -> dict[str, Any]:
         return {"model": self.model, "n_classes": self.n_classes}

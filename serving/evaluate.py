@@ -88,7 +88,7 @@ def run_evaluation(
         bundle = Path(save_model) if save_model else Path(tempfile.mkdtemp(prefix="helploop-eval-"))
         engine.save(bundle)
         if runtime == "onnx":
-            engine.export_onnx()
+            engine.export_onnx(quantize=settings.onnx_quantize)
             engine = AnsweringEngine.load(bundle, runtime="onnx", threads=settings.torch_threads)
     from bot.runtime import configure_inference_threads
 

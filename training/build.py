@@ -156,7 +156,7 @@ def fit_bundle(
     metrics["gate"] = gate_report(engine, snapshot, settings)
     engine.save(bundle, metrics=metrics)
     if onnx:
-        engine.export_onnx()
+        engine.export_onnx(quantize=settings.onnx_quantize)
     return engine, bundle, metrics
 
 

@@ -38,6 +38,19 @@ def test_logistic_head_separates_clusters_and_marks_unseen_intents() -> None:
     assert np.allclose(np.exp(scores[:, :3]).sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("classes", [2, 5])
+def test_logistic_head_scores_match_sklearn_predict_proba(classes: int) -> None:
+    # The member computes the probabilities itself (fast path); they must be sklearn's, binary case included.
+    train, labels = clusters(seed=1, classes=classes, noise=0.8)
+    test, _ = clusters(seed=2, classes=classes, per_class=7, noise=0.8)
+    member = LogisticHeadMember(C=1.0)
+    member.fit(train, labels, n_classes=classes + 1)
+    expected = member.model.predict_proba(test.embeddings["minilm"])
+    scores = member.scores(test)
+    assert np.allclose(np.exp(scores[:, :classes]), expected, atol=1e-9)
+    assert np.all(scores[:, classes] == UNSEEN_SCORE)
+
+
 def test_nearest_neighbour_returns_best_cosine_per_intent() -> None:
     examples = np.eye(3, dtype=np.float32)[[0, 0, 1, 2]]
     examples[1] = np.array([0.6, 0.8, 0.0])

@@ -147,6 +147,30 @@ def test_eval_end_to_end_on_small_banking77(settings: Any, tmp_path: Path) -> No
     assert metrics["encoder"] == settings.encoder  # which model made the figures is part of the record
 
 
+def test_eval_serves_fp32_onnx_when_quantisation_is_off(tmp_path: Path) -> None:
+    """HELPLOOP_ONNX_QUANTIZE=0: the exported encoder is fp32 and scores exactly as torch does."""
+    from core.settings import load_settings
+
+    settings = load_settings(
+        {"environment": "testing", "instance_path": str(tmp_path / "instance")},
+        environ={"HELPLOOP_ONNX_QUANTIZE": "0"},
+    )
+    assert settings.onnx_quantize is False
+    metrics = {}
+    for runtime in ("torch", "onnx"):
+        out, bundle = tmp_path / f"{runtime}.json", tmp_path / f"model-{runtime}"
+        args = ["--train", str(SMALL / "train.csv"), "--test", str(SMALL / "test.csv"), "--json", str(out)]
+        result = run(settings, "eval", *args, "--runtime", runtime, "--save-model", str(bundle))
+        assert result.exit_code == 0, result.output
+        metrics[runtime] = json.loads(out.read_text())
+    onnx_files = sorted(p.name for p in (tmp_path / "model-onnx" / "onnx").glob("*.onnx"))
+    assert onnx_files == ["model.onnx"]
+    assert json.loads((tmp_path / "model-onnx" / "onnx" / "export.json").read_text())["quantized"] is False
+    assert metrics["onnx"]["runtime"] == "onnx" and metrics["torch"]["runtime"] == "torch"
+    assert metrics["onnx"]["accuracy"] == pytest.approx(metrics["torch"]["accuracy"])
+    assert metrics["onnx"]["ece"] == pytest.approx(metrics["torch"]["ece"], abs=2e-3)
+
+
 def test_eval_with_shots_and_out_of_scope(settings: Any, tmp_path: Path) -> None:
     oos_train = [
         "what's the weather like",
