@@ -347,9 +347,17 @@ class OnnxEncoder:
             self._tokenizer = tokenizer
             self._session = session
 
+    @property
+    def quantized(self) -> bool:
+        return self.model_file.name.endswith("_int8.onnx")
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if self._session is None:
             self._load()
+        if self.quantized:
+            # Dynamic int8 quantisation scales activations by the range of the whole batch, so a text's
+            # embedding would depend on its batch-mates; one at a time it is what serving computes.
+            batch_size = 1
         if len(texts) == 0:
             return np.zeros((0, 0), dtype=np.float32)
         chunks: list[np.ndarray] = []

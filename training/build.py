@@ -141,8 +141,13 @@ def fit_bundle(
             progress=progress,
             processes=settings.training_processes,
         )
-    else:
-        engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
+        return _gate_and_save(engine, snapshot, settings, onnx=onnx)
+    import tempfile
+
+    engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
+    with tempfile.TemporaryDirectory(prefix="helploop-onnx-") as staging:
+        if onnx and settings.onnx_quantize:
+            engine.fit_on_onnx(staging, quantize=True)  # fit on what the bundle will serve
         engine.fit(
             snapshot.texts,
             snapshot.labels,
@@ -150,12 +155,18 @@ def fit_bundle(
             progress=progress,
             on_progress=on_progress,
         )
+        return _gate_and_save(engine, snapshot, settings, onnx=onnx)
+
+
+def _gate_and_save(
+    engine: AnsweringEngine, snapshot: TrainingSnapshot, settings: Settings, *, onnx: bool
+) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
     metrics["crowd_pairs"] = snapshot.crowd_pairs
     metrics["gate"] = gate_report(engine, snapshot, settings)
     engine.save(bundle, metrics=metrics)
-    if onnx:
+    if onnx and "onnx" not in engine.manifest:  # not already exported for fitting
         engine.export_onnx(quantize=settings.onnx_quantize)
     return engine, bundle, metrics
 

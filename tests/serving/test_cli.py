@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -104,6 +105,35 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
         assert turns[0].conversation_id == turns[1].conversation_id
         assert turns[0].candidates[0]["intent"] == "terminate_account" and turns[0].latency_ms > 0
     assert run(settings, "predict", "").exit_code == 2
+
+
+def test_build_with_onnx_fits_on_the_int8_encoder_it_serves(
+    settings: Any, answers_file: Path, tmp_path: Path
+) -> None:
+    from bot.encoders import OnnxEncoder
+    from bot.engine import AnsweringEngine
+
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    result = run(settings, "build")
+    assert result.exit_code == 0, result.output
+    bundles = [p for p in Path(settings.model_dir).iterdir() if (p / "manifest.json").is_file()]
+    assert len(bundles) == 1
+    manifest = json.loads((bundles[0] / "manifest.json").read_text())
+    assert manifest["fitted_on"] == "onnx int8" and manifest["onnx"]["quantized"] is True
+    assert (bundles[0] / "onnx" / "model_int8.onnx").is_file()
+    served = AnsweringEngine.load(bundles[0])  # auto: the int8 encoder the members were fitted on
+    assert isinstance(served.main_encoder(), OnnxEncoder)
+    texts = ["I lost my card, someone stole it", "How do I close my account?"]
+    assert [p.top_intent for p in served.predict_batch(texts)] == ["lost_or_stolen_card", "terminate_account"]
+    # The members hold int8 embeddings: the int8 embedding of each trained question is one of the stored
+    # examples (its torch embedding is only ~0.99 similar). Some questions form the frozen evaluation set.
+    with (SMALL / "train.csv").open(newline="") as handle:
+        questions = [row["text"] for row in csv.DictReader(handle)]
+    examples = served.members["nearest_neighbour"].examples
+    best = (served.main_encoder().encode(questions) @ examples.T).max(axis=1)
+    assert np.mean(best > 0.99999) >= 0.7
+    assert manifest["calibration_metrics"]["accuracy"] >= 0.85
 
 
 def test_predict_without_a_model_explains_what_to_do(settings: Any) -> None:
