@@ -264,6 +264,8 @@ def main() -> None:
         "--encoder", default=DEFAULT_ENCODER, help="the engine's encoder (package, split package or folder)"
     )
     args = parser.parse_args()
+    # Files of another encoder than the default are named after it: accuracy_<name>.json, model_<name>/ ...
+    suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
     if not (args.data / "train.csv").is_file():
         sys.exit(f"error: {args.data}/train.csv not found (pass --data or set HELPLOOP_BANKING77_DIR)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +301,7 @@ def main() -> None:
 
     if not args.no_onnx:
         print("ONNX int8 encoder path", flush=True)
-        bundle = args.out / f"model{'' if args.encoder == DEFAULT_ENCODER else '_' + Path(args.encoder).name}"
+        bundle = args.out / f"model{suffix}"
         if bundle.exists():
             import shutil
 
@@ -335,7 +337,6 @@ def main() -> None:
     }
     results["targets"] = TARGETS
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
     plots = plot(results, args.out, suffix)
     text = table(results)
     print(text)

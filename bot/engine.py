@@ -178,7 +178,7 @@ class AnsweringEngine:
         self.gate = Gate(target_precision=self.config.target_precision)
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
-        self._staged_onnx: tuple[Path, bool] | None = None  # (folder, quantized) from fit_on_onnx()
+        self._staged_onnx: Path | None = None  # the export fit_on_onnx() fitted on, until save() copies it
         self.version = "unfitted"
         self.bundle_dir: Path | None = None
 
@@ -517,23 +517,23 @@ class AnsweringEngine:
         if self._staged_onnx is not None:
             import shutil
 
-            folder, quantized = self._staged_onnx
-            if (out / "onnx").resolve() != folder.resolve():
+            name = str(self.config.encoder["name"])
+            staged = self.encoders[name]
+            assert isinstance(staged, OnnxEncoder)  # fit_on_onnx() put it there
+            if (out / "onnx").resolve() != self._staged_onnx.resolve():
                 if (out / "onnx").exists():
                     shutil.rmtree(out / "onnx")
-                shutil.copytree(folder, out / "onnx")
+                shutil.copytree(self._staged_onnx, out / "onnx")
                 # Serve from the bundle's copy: the staging folder may be temporary.
-                name = str(self.config.encoder["name"])
-                staged = self.encoders[name]
-                if isinstance(staged, OnnxEncoder):
-                    self.encoders[name] = OnnxEncoder(
-                        out / "onnx" / staged.model_file.name,
-                        name=name,
-                        max_length=staged.max_length,
-                        threads=self.threads,
-                    )
-                self._staged_onnx = (out / "onnx", quantized)
-            self.manifest["fitted_on"] = "onnx int8" if quantized else "onnx fp32"
+                staged = OnnxEncoder(
+                    out / "onnx" / staged.model_file.name,
+                    name=name,
+                    max_length=staged.max_length,
+                    threads=self.threads,
+                )
+                self.encoders[name] = staged
+                self._staged_onnx = out / "onnx"
+            self.manifest["fitted_on"] = "onnx int8" if staged.quantized else "onnx fp32"
         for name, member in self.members.items():
             member.save(out / "members" / name)
         knowledge = {label: asdict(info) for label, info in self.knowledge.items()}
@@ -620,7 +620,7 @@ class AnsweringEngine:
         folder = Path(work_dir) / "onnx"
         model_file = export_onnx(str(encoder["source"]), folder, quantize=quantize, max_length=max_length)
         self.encoders[name] = OnnxEncoder(model_file, name=name, max_length=max_length, threads=self.threads)
-        self._staged_onnx = (folder, quantize)
+        self._staged_onnx = folder
         return model_file
 
     def export_onnx(self, *, quantize: bool = True) -> Path:

@@ -6,6 +6,7 @@ database sessions: take a snapshot of the training data, fit and save the bundle
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,6 @@ def fit_bundle(
 ) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
     """Fit (optionally fine-tuning the encoder first: ``fine_tune`` holds its settings), gate, save."""
     if fine_tune is not None:
-        import tempfile
-
         from training.finetune import FineTuneConfig, fit_engine_with_fine_tuning
 
         work = tempfile.mkdtemp(prefix="helploop-run-")
@@ -142,8 +141,6 @@ def fit_bundle(
             processes=settings.training_processes,
         )
         return _gate_and_save(engine, snapshot, settings, onnx=onnx)
-    import tempfile
-
     engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
     with tempfile.TemporaryDirectory(prefix="helploop-onnx-") as staging:
         if onnx and settings.onnx_quantize:
