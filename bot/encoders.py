@@ -361,12 +361,12 @@ class OnnxEncoder:
         if len(texts) == 0:
             return np.zeros((0, 0), dtype=np.float32)
         chunks: list[np.ndarray] = []
-        starts = range(0, len(texts), batch_size)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="encode (onnx)", unit="batch")
-        for start in starts:
+            bar = tqdm(total=len(texts), desc="encode (onnx)", unit="text")
+        for start in range(0, len(texts), batch_size):
             encodings = self._tokenizer.encode_batch(list(texts[start : start + batch_size]))
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -377,6 +377,10 @@ class OnnxEncoder:
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             chunks.append(_normalise(pooled))
+            if bar is not None:
+                bar.update(len(encodings))
+        if bar is not None:
+            bar.close()
         return np.vstack(chunks)
 
     def get_config(self) -> dict[str, Any]:
