@@ -15,8 +15,11 @@ Arms, same budget, same reviewers, same traffic:
   random    — review randomly chosen messages (no clustering).
   oracle    — HelpLoop's routing with perfect labels (what label noise costs).
 
-    .venv/bin/python bench/loop_sim.py [--rounds 6] [--traffic 1200] [--budget 120] [--data DIR]
-                                       [--validate] [--arms helploop random oracle]
+    .venv/bin/python bench/loop_sim.py [--seeds 0 1 2] [--rounds 6] [--traffic 1200] [--budget 120]
+                                       [--data DIR] [--validate] [--arms helploop random oracle]
+
+Every seed draws its own knowledge base, traffic order and crowd; the targets are judged on the mean over the
+seeds (one seed's ratio moves by +-0.1 from seed to seed).
 
 ``--validate`` scores every round on the rows of the training split that the run never streams (about 2,400
 with the defaults) instead of the test split: design choices are made there, never on test.
@@ -229,6 +232,54 @@ def reviews_to_reach(curve: list[dict[str, Any]], target: float) -> float | None
     return None
 
 
+def summarise(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Final accuracy per arm, the review ratio and the label-noise cost of one seed's curves."""
+    summary: dict[str, Any] = {
+        f"{arm}_final_accuracy": curve[-1]["accuracy"] for arm, curve in curves.items()
+    }
+    if {"helploop", "random"} <= set(curves):
+        random_final = curves["random"][-1]
+        needed = reviews_to_reach(curves["helploop"], random_final["accuracy"])
+        summary |= {
+            "reviews_helploop_needs_for_random_final": needed,
+            "reviews_random_used": random_final["reviews"],
+            "review_ratio": needed / random_final["reviews"] if needed is not None else None,
+        }
+    if {"helploop", "oracle"} <= set(curves):
+        summary["label_noise_cost_points"] = (
+            curves["oracle"][-1]["accuracy"] - curves["helploop"][-1]["accuracy"]
+        ) * 100
+    return summary
+
+
+def run_seed(
+    seed: int,
+    encoder: CachingEncoder,
+    train: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    args: argparse.Namespace,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every arm on one seed: its own 5-shot knowledge base, traffic order and crowd."""
+    args = argparse.Namespace(**{**vars(args), "seed": seed})  # run_arm reads the seed from its arguments
+    seed_kb = sample_shots(*train, shots=args.shots, seed=seed)
+    in_kb = set(seed_kb[0])
+    rng = np.random.default_rng(seed)
+    rest = [(t, label) for t, label in zip(*train, strict=True) if t not in in_kb]
+    traffic = [rest[i] for i in rng.permutation(len(rest))]
+    if args.validate:
+        held_out = traffic[args.rounds * args.traffic :]
+        if len(held_out) < 500:
+            sys.exit(f"error: only {len(held_out)} training rows are left over for validation")
+        test = ([t for t, _ in held_out], [label for _, label in held_out])
+        print(f"seed {seed}, validation: scoring on {len(held_out)} training rows never streamed", flush=True)
+    labels = sorted(set(train[1]))
+    curves = {}
+    for arm in args.arms:
+        print(f"seed {seed}, arm {arm}", flush=True)
+        curves[arm] = run_arm(arm, encoder, seed_kb, traffic, test, args, labels)
+    return curves
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,7 +290,15 @@ def main() -> None:
     parser.add_argument("--traffic", type=int, default=1200, help="messages per round")
     parser.add_argument("--budget", type=int, default=120, help="items reviewed per round (x3 judgements)")
     parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one run per seed (knowledge base, traffic order, crowd); the summary gives each and the mean",
+    )
     parser.add_argument(
         "--first-judgements",
         type=int,
@@ -267,68 +326,53 @@ def main() -> None:
     args = parser.parse_args()
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
-    seed_kb = sample_shots(*train, shots=args.shots, seed=args.seed)
-    in_kb = set(seed_kb[0])
-    rng = np.random.default_rng(args.seed)
-    rest = [(t, label) for t, label in zip(*train, strict=True) if t not in in_kb]
-    traffic = [rest[i] for i in rng.permutation(len(rest))]
-    if args.validate:
-        held_out = traffic[args.rounds * args.traffic :]
-        if len(held_out) < 500:
-            sys.exit(f"error: only {len(held_out)} training rows are left over for validation")
-        test = ([t for t, _ in held_out], [label for _, label in held_out])
-        print(f"validation: scoring on {len(held_out)} training rows that are never streamed", flush=True)
-    labels = sorted(set(train[1]))
     encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
     started = time.perf_counter()
     encoder.encode(train[0] + test[0], progress=True)
     print(f"encoded {len(train[0]) + len(test[0])} texts in {time.perf_counter() - started:.0f}s", flush=True)
-    curves = {}
-    for arm in args.arms:
-        print(f"arm {arm}", flush=True)
-        curves[arm] = run_arm(arm, encoder, seed_kb, traffic, test, args, labels)
+    seeds = list(dict.fromkeys(args.seeds))
+    runs = {seed: run_seed(seed, encoder, train, test, args) for seed in seeds}
+    per_seed = {seed: summarise(curves) for seed, curves in runs.items()}
+
+    print(f"\n{'seed':<6}{'arm':<10}{'reviews':>9}{'pairs':>8}{'start':>9}{'final':>9}")
+    for seed, curves in runs.items():
+        for arm, curve in curves.items():
+            print(
+                f"{seed:<6}{arm:<10}{curve[-1]['reviews']:>9}{curve[-1]['pairs']:>8}"
+                f"{curve[0]['accuracy']:>9.4f}{curve[-1]['accuracy']:>9.4f}"
+            )
     summary: dict[str, Any] = {
         "scored_on": "held-out training rows (validation)" if args.validate else "BANKING77 test split",
+        "seeds": seeds,
         "targets": {"review_ratio": "<= 0.5", "label_noise_cost_points": "<= 1.0"},
     }
-    for arm, curve in curves.items():
-        summary[f"{arm}_final_accuracy"] = curve[-1]["accuracy"]
-    ratio = noise_cost = None
-    if {"helploop", "random"} <= set(curves):
-        random_final = curves["random"][-1]
-        needed = reviews_to_reach(curves["helploop"], random_final["accuracy"])
-        ratio = needed / random_final["reviews"] if needed is not None else None
-        summary |= {
-            "reviews_helploop_needs_for_random_final": needed,
-            "reviews_random_used": random_final["reviews"],
-            "review_ratio": ratio,
-        }
-    if {"helploop", "oracle"} <= set(curves):
-        noise_cost = (curves["oracle"][-1]["accuracy"] - curves["helploop"][-1]["accuracy"]) * 100
-        summary["label_noise_cost_points"] = noise_cost
-    print(f"\n{'arm':<10}{'reviews':>9}{'pairs':>8}{'start':>9}{'final':>9}")
-    for arm, curve in curves.items():
-        print(
-            f"{arm:<10}{curve[-1]['reviews']:>9}{curve[-1]['pairs']:>8}{curve[0]['accuracy']:>9.4f}"
-            f"{curve[-1]['accuracy']:>9.4f}"
-        )
-    if {"helploop", "random"} <= set(curves):
-        ratio_text = f"{ratio:.2f}" if ratio is not None else "never (within the run)"
-        print(
-            f"helploop reaches random's final accuracy with {ratio_text} of random's reviews "
-            "(target <= 0.5): "
-            f"{'ok' if ratio is not None and ratio <= 0.5 else 'MISS'}"
-        )
-    if noise_cost is not None:
-        print(
-            f"label noise costs {noise_cost:.2f} points against perfect labels (target <= 1.0): "
-            f"{'ok' if noise_cost <= 1.0 else 'MISS'}"
-        )
+    for key, target, name in (
+        ("review_ratio", 0.5, "helploop reaches random's final accuracy with this share of random's reviews"),
+        ("label_noise_cost_points", 1.0, "label noise costs (points against perfect labels)"),
+    ):
+        if any(key not in s for s in per_seed.values()):
+            continue  # the arms that measure it were not run
+        values = [s[key] for s in per_seed.values()]
+        if any(v is None for v in values):
+            summary[f"{key}_mean"] = None
+            print(f"{name}: not reached within the run on some seed (target <= {target}): MISS")
+            continue
+        mean = float(np.mean(values))
+        summary[f"{key}_mean"] = mean
+        listed = " / ".join(f"{v:.2f}" for v in values)
+        verdict = "ok" if mean <= target else "MISS"
+        seed_list = ", ".join(map(str, seeds))
+        print(f"{name}: {listed} (seeds {seed_list}), mean {mean:.2f} (target <= {target}): {verdict}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "loop_sim_validation" if args.validate else "loop_sim"
+    recorded = {k: str(v) for k, v in vars(args).items() if k not in ("seed", "seeds")}
     (args.out / f"{name}.json").write_text(
         json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "curves": curves, "summary": summary},
+            {
+                "args": recorded | {"seeds": seeds},
+                "summary": summary,
+                "per_seed": {str(seed): {"summary": per_seed[seed], "curves": runs[seed]} for seed in seeds},
+            },
             indent=2,
         )
     )
@@ -338,14 +382,23 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for arm, style in (("helploop", "-o"), ("random", "-s"), ("oracle", ":^")):
-        if arm not in curves:
-            continue
-        ax.plot([p["reviews"] for p in curves[arm]], [p["accuracy"] for p in curves[arm]], style, label=arm)
+    styles = {"helploop": ("C0", "-o"), "random": ("C1", "-s"), "oracle": ("C2", ":^")}
+    for index, curves in enumerate(runs.values()):
+        for arm, curve in curves.items():
+            colour, style = styles[arm]
+            ax.plot(
+                [p["reviews"] for p in curve],
+                [p["accuracy"] for p in curve],
+                style,
+                color=colour,
+                alpha=1.0 if index == 0 else 0.35,
+                markersize=4,
+                label=arm if index == 0 else None,
+            )
     ax.set(
         xlabel="reviews (judgements)",
         ylabel="accuracy on held-out training rows" if args.validate else "BANKING77 test accuracy",
-        title=f"Feedback loop from {args.shots}-shot, budget {args.budget} items/round",
+        title=f"Feedback loop from {args.shots}-shot, budget {args.budget} items/round, seeds {seeds}",
     )
     ax.legend()
     fig.tight_layout()

@@ -1,0 +1,54 @@
+"""The loop benchmark's arithmetic: reviews needed to reach a target, and the per-seed summary."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def loop_sim():
+    spec = importlib.util.spec_from_file_location("loop_sim", ROOT / "bench" / "loop_sim.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def curve(*points: tuple[int, float]) -> list[dict]:
+    return [{"reviews": r, "accuracy": a, "pairs": 0} for r, a in points]
+
+
+def test_reviews_to_reach_interpolates_between_rounds(loop_sim):
+    rising = curve((0, 0.80), (100, 0.84), (200, 0.88))
+    assert loop_sim.reviews_to_reach(rising, 0.86) == pytest.approx(150.0)
+    assert loop_sim.reviews_to_reach(rising, 0.84) == pytest.approx(100.0)
+    assert loop_sim.reviews_to_reach(rising, 0.79) == 0.0  # already there before any review
+    assert loop_sim.reviews_to_reach(rising, 0.90) is None  # never within the run
+
+
+def test_summary_gives_ratio_and_noise_cost(loop_sim):
+    curves = {
+        "helploop": curve((0, 0.80), (100, 0.84), (200, 0.88)),
+        "random": curve((0, 0.80), (150, 0.82), (300, 0.86)),
+        "oracle": curve((0, 0.80), (120, 0.85), (240, 0.885)),
+    }
+    summary = loop_sim.summarise(curves)
+    assert summary["reviews_helploop_needs_for_random_final"] == pytest.approx(150.0)
+    assert summary["reviews_random_used"] == 300
+    assert summary["review_ratio"] == pytest.approx(0.5)
+    assert summary["label_noise_cost_points"] == pytest.approx(0.5)
+    assert summary["random_final_accuracy"] == 0.86
+
+
+def test_summary_without_the_arms_that_measure_it(loop_sim):
+    summary = loop_sim.summarise({"helploop": curve((0, 0.8), (100, 0.82))})
+    assert "review_ratio" not in summary and "label_noise_cost_points" not in summary
+    never = loop_sim.summarise(
+        {"helploop": curve((0, 0.8), (100, 0.81)), "random": curve((0, 0.8), (100, 0.83))}
+    )
+    assert never["review_ratio"] is None
