@@ -186,6 +186,7 @@ class ReviewItem(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|resolved|escalated
     reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
     text: Mapped[str] = mapped_column(Text)  # redacted: what reviewers see
+    # The vector of the question reviewers are shown (the first turn); members must be close to it.
     embedding: Mapped[list[float] | None] = mapped_column(JSONType, nullable=True)
     cluster_size: Mapped[int] = mapped_column(Integer, default=1)
     uncertainty: Mapped[float] = mapped_column(Float, default=1.0)

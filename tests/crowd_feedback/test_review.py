@@ -130,6 +130,30 @@ def test_similar_questions_cluster_into_one_item_with_redacted_text(db_session: 
     )
 
 
+def test_members_must_be_close_to_the_question_reviewers_see(db_session: Session) -> None:
+    """The item keeps the vector of its shown (first) question: a chain of questions, each close to the
+    previous ones but drifting away from the shown one, does not creep into the item."""
+    e = np.eye(16)
+    shown = e[0]
+    close = (0.9 * e[0] + np.sqrt(1 - 0.81) * e[1]).astype(np.float32)  # cosine 0.90 to the shown one
+    drifted = (0.8 * e[0] + 0.6 * e[1]).astype(np.float32)  # 0.80 to the shown one, 0.98 to `close`
+    items = [
+        route_turn(
+            db_session,
+            turn=make_turn(db_session, text),
+            reasons=["handoff"],
+            embedding=embedding,
+            policy=POLICY,
+        )
+        for text, embedding in (("q shown", shown), ("q close", close), ("q drifted", drifted))
+    ]
+    assert all(item is not None for item in items)
+    first, second, third = items
+    assert second.id == first.id and third.id != first.id  # a running mean (cosine 0.91) would take it in
+    assert first.cluster_size == 2
+    assert np.allclose(first.embedding, shown)  # still the shown question's vector
+
+
 def test_queue_order_uncertainty_times_frequency_with_ageing(db_session: Session) -> None:
     now = utcnow()
     old = route_turn(
