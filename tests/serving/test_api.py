@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.models import Turn
 
@@ -239,3 +239,28 @@ def test_uncertain_and_thumbs_down_turns_become_review_items(client: Any, app: A
         texts = {item.text for item in items}
         assert "qwerty zxcvb plonk, email me at [EMAIL]" in texts  # redacted before review
         assert all(item.embedding for item in items)
+
+
+def test_confident_turns_join_a_similar_pending_item_and_never_open_one(make_app: Any) -> None:
+    from core.models import ReviewItem, ReviewItemTurn
+
+    app = make_app(review_audit_rate=0.0)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    first = chat(client, "when will my card arrive").get_json()
+    assert first["status"] == "answered"
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ReviewItem)) == 0  # a confident turn alone
+    # The user was not happy: that turn is now in review ...
+    client.post("/api/v1/feedback", json={"turn_id": first["turn_id"], "helpful": False})
+    assert helploop.router.drain(10)
+    # ... and the same question, answered confidently again, joins that item instead of being lost.
+    again = chat(client, "when will my card arrive").get_json()
+    assert again["status"] == "answered"
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        items = session.scalars(select(ReviewItem)).all()
+        assert len(items) == 1 and items[0].cluster_size == 2
+        links = {link.turn_id: link.reason for link in session.scalars(select(ReviewItemTurn))}
+        assert links == {first["turn_id"]: "thumbs_down", again["turn_id"]: "similar"}
