@@ -10,8 +10,9 @@ labels into training pairs; the model is retrained and scored on the test split.
 --no-model-voter`` reproduces the first version of this benchmark (three judgements up front, people only).
 
 Arms, same budget, same reviewers, same traffic:
-  helploop  — route uncertain, ambiguous and disagreeing turns; similar questions clustered into one item
-              (one review labels the whole cluster); priority = uncertainty x cluster size.
+  helploop  — the product's router: uncertain, ambiguous and disagreeing turns (and a 2 % audit sample of
+              confident ones) open review items or join a similar one; confident look-alikes join too (one
+              review labels the whole cluster); priority = uncertainty x cluster size.
   random    — review randomly chosen messages (no clustering).
   oracle    — HelpLoop's routing with perfect labels (what label noise costs).
 
@@ -52,6 +53,7 @@ DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shar
 JUDGEMENTS_PER_ITEM = 3
 MAX_JUDGEMENTS = 5
 CLUSTER_SIMILARITY = 0.85
+AUDIT_RATE = 0.02  # the product's default share of confident answers sent to review
 MIN_POSTERIOR = 0.9
 
 
@@ -100,30 +102,42 @@ def accuracy(engine: AnsweringEngine, test: tuple[list[str], list[str]]) -> floa
 
 
 def pick_helploop(
-    engine: AnsweringEngine, texts: list[str], budget: int, reviewed: set[str]
+    engine: AnsweringEngine,
+    texts: list[str],
+    budget: int,
+    reviewed: set[str],
+    audit: np.random.Generator,
 ) -> list[list[int]]:
-    """Clusters (lists of message indices) to review, most urgent first."""
+    """Clusters (lists of message indices) to review, most urgent first, built as the product's router
+    builds review items, message by message in arrival order: a turn with a reason (clarify, handoff,
+    members disagree, or the 2 % audit draw of confident answers) joins the most similar pending item of its
+    bot intent (cosine >= 0.85 to the item's shown question) or opens one; a confident turn only joins one."""
     predictions = engine.predict_batch(texts)
     vectors = np.vstack([p.embedding for p in predictions])
-    candidates = []
-    for i, p in enumerate(predictions):
-        if texts[i] in reviewed:
+    clusters: list[dict[str, Any]] = []
+    for index, p in enumerate(predictions):
+        if texts[index] in reviewed:
             continue
         reason = p.status in ("clarify", "handoff") or p.members_disagree
-        candidates.append((i, 1.0 - p.confidence, reason))
-    # Uncertain/ambiguous/disagreeing turns first (the product's routing reasons), then by uncertainty.
-    candidates.sort(key=lambda c: (not c[2], -c[1]))
-    clusters: list[dict[str, Any]] = []
-    for index, uncertainty, _ in candidates:
-        top = predictions[index].top_intent
-        for cluster in clusters:
-            if cluster["intent"] == top and float(cluster["centroid"] @ vectors[index]) >= CLUSTER_SIMILARITY:
-                cluster["members"].append(index)
-                cluster["uncertainty"] = max(cluster["uncertainty"], uncertainty)
-                break
-        else:
+        audited = not reason and p.status == "answered" and audit.random() < AUDIT_RATE
+        uncertainty = 1.0 - p.confidence
+        if audited:
+            uncertainty = max(uncertainty, 0.05)
+        same_intent = [c for c in clusters if c["intent"] == p.top_intent]
+        similarities = [float(c["shown"] @ vectors[index]) for c in same_intent]
+        best = int(np.argmax(similarities)) if similarities else -1
+        if best >= 0 and similarities[best] >= CLUSTER_SIMILARITY:
+            cluster = same_intent[best]
+            cluster["members"].append(index)
+            cluster["uncertainty"] = max(cluster["uncertainty"], uncertainty)
+        elif reason or audited:
             clusters.append(
-                {"intent": top, "centroid": vectors[index], "members": [index], "uncertainty": uncertainty}
+                {
+                    "intent": p.top_intent,
+                    "shown": vectors[index],
+                    "members": [index],
+                    "uncertainty": uncertainty,
+                }
             )
     clusters.sort(key=lambda c: -c["uncertainty"] * len(c["members"]))
     return [c["members"] for c in clusters[:budget]]
@@ -152,6 +166,7 @@ def run_arm(
 ) -> list[dict[str, Any]]:
     rng = np.random.default_rng(args.seed)
     crowd = Crowd(labels, np.random.default_rng(args.seed + 1))
+    audit = np.random.default_rng(args.seed + 2)  # the router's audit draws
     kb_texts, kb_labels = list(seed_kb[0]), list(seed_kb[1])
     engine = fit(encoder, kb_texts, kb_labels, args.seed)
     curve = [{"round": 0, "reviews": 0, "pairs": 0, "accuracy": accuracy(engine, test)}]
@@ -167,7 +182,7 @@ def run_arm(
         if name == "random":
             picked = pick_random(texts, args.budget, reviewed, rng)
         else:
-            picked = pick_helploop(engine, texts, args.budget, reviewed)
+            picked = pick_helploop(engine, texts, args.budget, reviewed, audit)
         bot = engine.predict_batch([window[members[0]][0] for members in picked]) if picked else []
         first = JUDGEMENTS_PER_ITEM if name == "oracle" else args.first_judgements
         for members, prediction in zip(picked, bot, strict=True):

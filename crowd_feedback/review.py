@@ -106,7 +106,8 @@ def route_turn(
     An item's vector stays the one of the question its reviewers are shown (its first turn), not the mean of
     its members: the reviewers' label is copied to every member, so a member must be close to what they
     judged. A running mean drifts, and lets in questions far from the shown one (loop benchmark, validation
-    rows, seeds 0-2: review ratio 0.46 / 0.38 / 0.55 anchored, 0.62 / 0.49 / 0.65 with the running mean)."""
+    rows, seeds 0-2, items built per round from the most uncertain question outward: review ratio
+    0.46 / 0.38 / 0.55 anchored, 0.62 / 0.49 / 0.65 with the running mean)."""
     if not reasons:
         return None
     now = now or utcnow()
@@ -164,8 +165,9 @@ def attach_similar_turn(
     resembles, and never opens one: the reviewers' label then reaches it too, and the item's priority counts
     how often the question is asked. Returns the item it joined, or None.
 
-    Loop benchmark (validation rows, seed 0-2): routed turns only, review ratio 0.52 / 0.42 / 0.56; with
-    confident look-alikes joining, 0.46 / 0.38 / 0.55 (more training pairs per review)."""
+    Loop benchmark (validation rows, seeds 0-2, items built per round from the most uncertain question
+    outward): routed turns only, review ratio 0.52 / 0.42 / 0.56; with confident look-alikes joining,
+    0.46 / 0.40 / 0.54 (more training pairs per review)."""
     if embedding is None:
         return None
     if session.scalars(select(ReviewItemTurn).where(ReviewItemTurn.turn_id == turn.id)).first() is not None:
