@@ -102,7 +102,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics = Metrics()
     shadow = ShadowScorer(database, on_drop=metrics.shadow_dropped.inc)
     policy = ReviewPolicy.from_settings(settings)
-    router = ReviewRouter(database, policy, write_lock)
+    router = ReviewRouter(database, policy, write_lock, on_skip=metrics.review_lookalikes_skipped.inc)
     app.extensions["helploop"] = HelpLoop(
         settings, database, models, metrics, write_lock, shadow, router, policy
     )

@@ -26,6 +26,11 @@ class Metrics:
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )
+        self.review_lookalikes_skipped = Counter(
+            "helploop_review_lookalikes_skipped_total",
+            "Confident turns not offered to pending review items because the router was busy",
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",

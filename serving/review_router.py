@@ -25,12 +25,14 @@ class ReviewRouter:
         write_lock: AbstractContextManager[Any],
         *,
         capacity: int = 5000,
+        on_skip: Callable[[], None] | None = None,
     ) -> None:
         self.database = database
         self.policy = policy
         self.write_lock = write_lock
         self._work = BackgroundQueue("helploop-review-router", self._route, capacity=capacity)
         self._skipped = 0
+        self._on_skip = on_skip or (lambda: None)
 
     @property
     def routed(self) -> int:
@@ -54,6 +56,7 @@ class ReviewRouter:
                 self._work.put((turn_id, reasons, embedding))
             else:
                 self._skipped += 1
+                self._on_skip()
 
     def _route(self, item: tuple[int, list[str], Any]) -> None:
         turn_id, reasons, embedding = item

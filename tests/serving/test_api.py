@@ -264,3 +264,55 @@ def test_confident_turns_join_a_similar_pending_item_and_never_open_one(make_app
         assert len(items) == 1 and items[0].cluster_size == 2
         links = {link.turn_id: link.reason for link in session.scalars(select(ReviewItemTurn))}
         assert links == {first["turn_id"]: "thumbs_down", again["turn_id"]: "similar"}
+
+
+def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) -> None:
+    """Confident look-alikes are a bonus: with the queue half full they are skipped (and counted); turns
+    with a reason for review always get their place."""
+    import threading
+
+    import numpy as np
+
+    from core.models import ReviewItem
+    from core.registry import get_or_create_conversation, log_turn
+    from serving.review_router import ReviewRouter
+
+    helploop = app.extensions["helploop"]
+    lock = threading.Lock()
+    skipped: list[int] = []
+    router = ReviewRouter(
+        helploop.database, helploop.policy, lock, capacity=2, on_skip=lambda: skipped.append(1)
+    )
+    with helploop.database.session() as session:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        ids = []
+        for text in ("where is my card", "card still not here", "when does my card come"):
+            turn = log_turn(
+                session,
+                conversation_id=conversation.id,
+                user_text=text,
+                status="handoff",
+                intent=None,
+                answer="",
+                confidence=0.3,
+                candidates=[{"intent": "card_arrival", "probability": 0.3, "title": "Card arrival"}],
+                member_scores={},
+                model_version="v1",
+                latency_ms=1.0,
+            )
+            ids.append(turn.id)
+        session.commit()
+    vector = np.eye(16)[0]
+    with lock:  # the worker blocks on the write lock with the first turn: the queue fills up behind it
+        router.submit(ids[0], ["handoff"], vector)
+        for _ in range(100):  # until the worker has taken the first turn off the queue
+            if router._work.backlog == 0:
+                break
+            threading.Event().wait(0.01)
+        router.submit(ids[1], ["handoff"], vector)  # backlog 1 = half the capacity
+        router.submit(ids[2], [], vector)  # a look-alike: skipped
+        assert router.skipped == 1 and skipped == [1]
+    assert router.drain(10)
+    with helploop.database.session() as session:
+        items = session.scalars(select(ReviewItem)).all()
+        assert len(items) == 1 and items[0].cluster_size == 2  # both routed turns, not the look-alike
