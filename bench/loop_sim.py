@@ -380,7 +380,7 @@ def main() -> None:
         print(f"{name}: {listed} (seeds {seed_list}), mean {mean:.2f} (target <= {target}): {verdict}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "loop_sim_validation" if args.validate else "loop_sim"
-    recorded = {k: str(v) for k, v in vars(args).items() if k not in ("seed", "seeds")}
+    recorded = {k: str(v) for k, v in vars(args).items() if k != "seeds"}
     (args.out / f"{name}.json").write_text(
         json.dumps(
             {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -136,6 +137,16 @@ class EngineConfig:
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _copy_folder(source: Path, target: Path) -> bool:
+    """Make ``target`` a copy of ``source`` (replacing what was there); False when they are one folder."""
+    if target.resolve() == source.resolve():
+        return False
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return True
 
 
 def training_data_hash(texts: Sequence[str], labels: Sequence[str], knowledge: dict[str, IntentInfo]) -> str:
@@ -506,24 +517,14 @@ class AnsweringEngine:
         source = Path(str(self.config.encoder["source"]))
         if source.is_absolute() and source.is_dir():
             # A fine-tuned encoder travels with the bundle, so the bundle loads from its directory alone.
-            import shutil
-
             relative = Path("encoders") / str(self.config.encoder["name"])
-            if (out / relative).resolve() != source.resolve():
-                if (out / relative).exists():
-                    shutil.rmtree(out / relative)
-                shutil.copytree(source, out / relative)
+            _copy_folder(source, out / relative)
             self.config.encoder = {**self.config.encoder, "source": str(relative)}
         if self._staged_onnx is not None:
-            import shutil
-
             name = str(self.config.encoder["name"])
             staged = self.encoders[name]
             assert isinstance(staged, OnnxEncoder)  # fit_on_onnx() put it there
-            if (out / "onnx").resolve() != self._staged_onnx.resolve():
-                if (out / "onnx").exists():
-                    shutil.rmtree(out / "onnx")
-                shutil.copytree(self._staged_onnx, out / "onnx")
+            if _copy_folder(self._staged_onnx, out / "onnx"):
                 # Serve from the bundle's copy: the staging folder may be temporary.
                 staged = OnnxEncoder(
                     out / "onnx" / staged.model_file.name,

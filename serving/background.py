@@ -42,14 +42,18 @@ class BackgroundQueue:
             self._on_drop()
             log.warning("%s: queue full, dropped one item", self.name)
 
+    def offer(self, item: Any) -> bool:
+        """Queue work that may be skipped under load: only while the queue is under half full, so the work
+        ``put`` must not lose always finds room. Returns whether it was queued."""
+        if self.backlog >= self._queue.maxsize // 2:
+            return False
+        self.put(item)
+        return True
+
     @property
     def backlog(self) -> int:
         """Items waiting (approximate, as queue sizes are)."""
         return self._queue.qsize()
-
-    @property
-    def capacity(self) -> int:
-        return self._queue.maxsize
 
     def _run(self) -> None:
         while True:

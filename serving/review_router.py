@@ -51,12 +51,9 @@ class ReviewRouter:
         queue is half full, and routed turns always have room."""
         if reasons:
             self._work.put((turn_id, reasons, embedding))
-        elif embedding is not None:
-            if self._work.backlog < self._work.capacity // 2:
-                self._work.put((turn_id, reasons, embedding))
-            else:
-                self._skipped += 1
-                self._on_skip()
+        elif embedding is not None and not self._work.offer((turn_id, reasons, embedding)):
+            self._skipped += 1
+            self._on_skip()
 
     def _route(self, item: tuple[int, list[str], Any]) -> None:
         turn_id, reasons, embedding = item
