@@ -14,6 +14,7 @@ from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
     ReviewError,
+    member_questions,
     next_item,
     operator_resolve,
     release_claim,
@@ -62,6 +63,7 @@ def next_page() -> Any:
         if item is None:
             return render_template("admin/review_empty.html")
         suggestions = [c["intent"] for c in item.candidates if c.get("intent") in titles][:5]
+        members = member_questions(session, item=item, limit=helploop.policy.members_shown)
         view = {
             "id": item.id,
             "text": item.text,
@@ -77,6 +79,7 @@ def next_page() -> Any:
         "admin/review_item.html",
         item=view,
         suggestions=suggestions,
+        members=members,
         others=others,
         titles=titles,
         new_intent=NEW_INTENT,
@@ -94,6 +97,9 @@ def submit(item_id: int) -> Any:
         choice = (request.form.get("search") or "").strip()
     answer = request.form.get("answer_ok")
     answer_ok = {"yes": True, "no": False}.get(answer or "")
+    # Member questions shown with a ticked "asks the same" box; an unticked one is not sent by the browser.
+    kept = set(request.form.getlist("same"))
+    member_checks = {text: text in kept for text in request.form.getlist("member")}
     with helploop.database.session() as session:
         user = session.get(User, current_user.id)
         try:
@@ -105,6 +111,7 @@ def submit(item_id: int) -> Any:
                     label=choice,
                     answer_ok=answer_ok,
                     new_intent_text=request.form.get("new_intent_text"),
+                    member_checks=member_checks,
                     known_intents=names,
                     policy=helploop.policy,
                 )

@@ -6,8 +6,12 @@ simulated reviewers (accuracy drawn from a range, some spammers) label each pick
 them to: two judgements first, then one more at a time while the posterior is below 0.9, up to five; truth
 inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels; the bot's answer at routing
 time is one more worker whose accuracy EM measures, as in the product's bulk re-aggregation) turns the
-labels into training pairs; the model is retrained and scored on the test split. ``--first-judgements 3
---no-model-voter`` reproduces the first version of this benchmark (three judgements up front, people only).
+labels into training pairs; the model is retrained and scored on the test split. Each reviewer also ticks
+which of a cluster's other member questions ask the same as the shown one (right as often as their labels
+are; spammers toss a coin); a member the ticks do not keep gets no pair, as in the product
+(``crowd_feedback.review.member_kept``; ``--no-member-check`` copies the label to every member).
+``--first-judgements 3 --no-model-voter --no-member-check`` reproduces the first version of this benchmark
+(three judgements up front, people only).
 
 Arms, same budget, same reviewers, same traffic:
   helploop  — the product's router: uncertain, ambiguous and disagreeing turns (and a 2 % audit sample of
@@ -48,6 +52,7 @@ from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 from crowd_feedback.aggregation import Answer, get_strategy, with_model_votes  # noqa: E402
+from crowd_feedback.review import member_kept  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 JUDGEMENTS_PER_ITEM = 3
@@ -55,6 +60,7 @@ MAX_JUDGEMENTS = 5
 CLUSTER_SIMILARITY = 0.85
 AUDIT_RATE = 0.02  # the product's default share of confident answers sent to review
 MIN_POSTERIOR = 0.9
+MEMBERS_SHOWN = 8  # the product's default: other member questions a reviewer confirms
 
 
 class Crowd:
@@ -88,6 +94,12 @@ class Crowd:
                 label = str(self.rng.choice([x for x in self.labels if x != truth]))
             answers.append(Answer(item, str(worker), label))
         return answers
+
+    def same_question(self, worker: str, same: bool) -> bool:
+        """A reviewer's tick on "asks the same": right as often as their labels are (a spammer, or anyone
+        below a coin toss, answers at random)."""
+        right = self.rng.random() < max(self.accuracy.get(worker, 1.0), 0.5)  # oracle workers: always right
+        return same if right else not same
 
 
 def fit(encoder: CachingEncoder, texts: list[str], labels: list[str], seed: int) -> AnsweringEngine:
@@ -175,6 +187,16 @@ def run_arm(
     items: dict[str, list[int]] = {}  # item id -> member message ids (global indices into traffic)
     reviewed: set[str] = set()
     reviews = 0
+    kept: dict[tuple[str, int], bool] = {}  # (item, member) -> the reviewers' ticks keep it
+
+    def check(item: str, members: list[int], member: int) -> bool:
+        """The item's reviewers tick whether ``member`` asks the same as the shown question (members[0])."""
+        if member == members[0] or member not in members[1 : MEMBERS_SHOWN + 1]:
+            return True  # the shown question itself, or a member no reviewer was shown
+        same = traffic[member][1] == traffic[members[0]][1]
+        judges = [a.worker for a in answers if a.item == item]
+        return member_kept([crowd.same_question(worker, same) for worker in judges])
+
     for round_number in range(1, args.rounds + 1):
         window = traffic[(round_number - 1) * args.traffic : round_number * args.traffic]
         offset = (round_number - 1) * args.traffic
@@ -215,6 +237,11 @@ def run_arm(
         for item, members in items.items():
             if confidences[item] >= MIN_POSTERIOR:
                 for m in members:
+                    if args.member_check:
+                        if (item, m) not in kept:
+                            kept[item, m] = check(item, members, m)
+                        if not kept[item, m]:
+                            continue
                     pair_texts.append(traffic[m][0])
                     pair_labels.append(item_labels[item])
                     pair_truth.append(traffic[m][1])
@@ -326,6 +353,12 @@ def main() -> None:
         dest="model_voter",
         action="store_false",
         help="leave the bot's answer out of truth inference (the product counts it)",
+    )
+    parser.add_argument(
+        "--no-member-check",
+        dest="member_check",
+        action="store_false",
+        help="copy an item's label to every member question (before reviewers confirmed members)",
     )
     parser.add_argument(
         "--validate",

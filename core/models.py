@@ -228,6 +228,8 @@ class Judgement(Base):
     label: Mapped[str] = mapped_column(String(300))
     new_intent_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     answer_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # The item's other member questions this reviewer was shown: {redacted text: "asks the same" (bool)}.
+    member_checks: Mapped[dict[str, bool] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     item: Mapped[ReviewItem] = relationship(back_populates="judgements")

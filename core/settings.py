@@ -68,6 +68,8 @@ class Settings:
     # The bot's own answer counts as one more voter: in the live posterior with its calibrated confidence
     # as its accuracy, in bulk re-aggregation as a worker whose accuracy EM estimates.
     review_model_voter: bool = True
+    # Other member questions of a cluster shown to reviewers to confirm ("asks the same"); 0: none.
+    review_members_shown: int = 8
     gold_rate: float = 0.1
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6
@@ -97,6 +99,8 @@ class Settings:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
+        if not 0 <= self.review_members_shown <= 50:
+            raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
 
     @property
     def is_sqlite(self) -> bool:

@@ -55,6 +55,7 @@ class ReviewPolicy:
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6
     model_voter: bool = True
+    members_shown: int = 8
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewPolicy:
@@ -70,6 +71,7 @@ class ReviewPolicy:
             gold_min_answered=settings.gold_min_answered,
             gold_min_accuracy=settings.gold_min_accuracy,
             model_voter=settings.review_model_voter,
+            members_shown=settings.review_members_shown,
         )
 
 
@@ -371,10 +373,16 @@ def submit_judgement(
     label: str,
     answer_ok: bool | None,
     new_intent_text: str | None = None,
+    member_checks: dict[str, bool] | None = None,
     known_intents: Sequence[str],
     policy: ReviewPolicy,
     now: datetime | None = None,
 ) -> ReviewItem:
+    """Record one reviewer's judgement on an item they hold a claim on, then resolve the item if it can be.
+
+    ``member_checks``: for the other member questions the reviewer was shown (``member_questions``), whether
+    each asks the same as the shown question; a member most of its checkers rejected gets no training pair
+    (``_write_verified_pairs``)."""
     now = now or utcnow()
     if reviewer.suspended_at is not None:
         raise ReviewError("this reviewer is suspended")
@@ -399,6 +407,10 @@ def submit_judgement(
     )
     if already:
         raise ReviewError("you already judged this item")
+    if member_checks:
+        unknown = set(member_checks) - set(member_questions(session, item=item, limit=None))
+        if unknown:
+            raise ReviewError(f"not a question of this item: {sorted(unknown)[0]!r}")
     session.add(
         Judgement(
             item_id=item_id,
@@ -406,6 +418,9 @@ def submit_judgement(
             label=label,
             answer_ok=answer_ok,
             new_intent_text=(new_intent_text or "").strip() or None,
+            member_checks={text: bool(same) for text, same in member_checks.items()}
+            if member_checks
+            else None,
             created_at=now,
         )
     )
@@ -429,10 +444,48 @@ def submit_judgement(
     return item
 
 
+def member_questions(session: Session, *, item: ReviewItem, limit: int | None) -> list[str]:
+    """The item's other member questions (redacted, distinct, oldest first) that reviewers confirm as asking
+    the same as the shown one; ``limit`` None: all of them."""
+    texts = session.scalars(
+        select(Turn.user_text)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .where(ReviewItemTurn.item_id == item.id)
+        .order_by(Turn.id)
+    ).all()
+    others = [text for text in dict.fromkeys(redact(t) for t in texts) if text != item.text]
+    return others if limit is None else others[:limit]
+
+
+def member_kept(checks: Sequence[bool]) -> bool:
+    """A member question keeps the item's label unless its checkers did not say "same" more often than
+    "different" (a tie drops it: a wrong training pair costs more than a missing one). Unchecked: kept."""
+    if not checks:
+        return True
+    same = sum(1 for check in checks if check)
+    return same > len(checks) - same
+
+
+def rejected_members(session: Session, *, item: ReviewItem) -> set[str]:
+    """Member questions that the reviewers' checks (suspended reviewers' ignored) do not keep."""
+    rows = session.execute(
+        select(Judgement.member_checks, User.suspended_at)
+        .join(User, User.id == Judgement.reviewer_id)
+        .where(Judgement.item_id == item.id)
+    ).all()
+    checks: dict[str, list[bool]] = {}
+    for member_checks, suspended_at in rows:
+        if suspended_at is None:
+            for text, same in (member_checks or {}).items():
+                checks.setdefault(text, []).append(bool(same))
+    return {text for text, votes in checks.items() if not member_kept(votes)}
+
+
 def _write_verified_pairs(
     session: Session, *, item: ReviewItem, label: str, weight: float, known_intents: Sequence[str]
 ) -> int:
-    """Every member turn of a resolved item becomes a (redacted question, intent) training pair."""
+    """Every member turn of a resolved item becomes a (redacted question, intent) training pair, except
+    members the reviewers rejected as asking something else (``member_kept``)."""
     if label not in known_intents:
         return 0
     texts = session.scalars(
@@ -440,7 +493,8 @@ def _write_verified_pairs(
         .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
         .where(ReviewItemTurn.item_id == item.id)
     ).all()
-    unique = list(dict.fromkeys(redact(t) for t in texts))
+    rejected = rejected_members(session, item=item)
+    unique = [text for text in dict.fromkeys(redact(t) for t in texts) if text not in rejected]
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
     return len(unique)

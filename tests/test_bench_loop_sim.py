@@ -52,3 +52,18 @@ def test_summary_without_the_arms_that_measure_it(loop_sim):
         {"helploop": curve((0, 0.8), (100, 0.81)), "random": curve((0, 0.8), (100, 0.83))}
     )
     assert never["review_ratio"] is None
+
+
+def test_simulated_member_ticks_follow_reviewer_accuracy(loop_sim):
+    import numpy as np
+
+    labels = [f"l{i}" for i in range(10)]
+    crowd = loop_sim.Crowd(labels, np.random.default_rng(0), reviewers=4, spammers=1, accuracy=(0.9, 0.9))
+    good, spammer = "r0", "spam0"
+    ticks = [crowd.same_question(good, True) for _ in range(2000)]
+    assert np.mean(ticks) == pytest.approx(0.9, abs=0.02)
+    ticks = [crowd.same_question(good, False) for _ in range(2000)]
+    assert np.mean(ticks) == pytest.approx(0.1, abs=0.02)
+    ticks = [crowd.same_question(spammer, True) for _ in range(2000)]
+    assert np.mean(ticks) == pytest.approx(0.5, abs=0.04)  # a spammer's tick is a coin toss
+    assert crowd.same_question("oracle0", False) is False  # not in the crowd: the oracle is always right

@@ -53,3 +53,6 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
     with pytest.raises(SettingsError, match="training_processes must be 1 to 64"):
         load_settings({}, environ={"HELPLOOP_TRAINING_PROCESSES": "0"})
     assert load_settings({}, environ={"HELPLOOP_TRAINING_PROCESSES": "4"}).training_processes == 4
+    with pytest.raises(SettingsError, match="review_members_shown must be 0 to 50"):
+        load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "-1"})
+    assert load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "0"}).review_members_shown == 0

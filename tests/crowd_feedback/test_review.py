@@ -20,6 +20,8 @@ from crowd_feedback.review import (
     ReviewPolicy,
     add_gold_item,
     attach_similar_turn,
+    member_kept,
+    member_questions,
     next_item,
     release_claim,
     review_reasons,
@@ -70,7 +72,14 @@ def reviewers(session: Session, n: int) -> list[Any]:
     ]
 
 
-def judge(session: Session, item: ReviewItem, reviewer: Any, label: str, policy: ReviewPolicy) -> None:
+def judge(
+    session: Session,
+    item: ReviewItem,
+    reviewer: Any,
+    label: str,
+    policy: ReviewPolicy,
+    member_checks: dict[str, bool] | None = None,
+) -> None:
     """Take the next item (it must be ``item``) and answer it with ``label``."""
     assert next_item(session, reviewer=reviewer, policy=policy) is item
     submit_judgement(
@@ -79,6 +88,7 @@ def judge(session: Session, item: ReviewItem, reviewer: Any, label: str, policy:
         reviewer=reviewer,
         label=label,
         answer_ok=None,
+        member_checks=member_checks,
         known_intents=INTENTS,
         policy=policy,
     )
@@ -246,6 +256,67 @@ def test_three_judgements_resolve_into_a_verified_pair(db_session: Session) -> N
     pairs = db_session.scalars(select(VerifiedPair)).all()
     assert [(p.text, p.intent) for p in pairs] == [("my card hasn't arrived, call [PHONE]", "card_arrival")]
     assert next_item(db_session, reviewer=people[2], policy=POLICY) is None
+
+
+def test_member_kept_rule() -> None:
+    assert member_kept([]) is True  # nobody was shown it: it keeps the label, as before checks existed
+    assert member_kept([True]) is True
+    assert member_kept([False]) is False
+    assert member_kept([True, False]) is False  # a tie drops it
+    assert member_kept([True, True, False]) is True
+    assert member_kept([True, False, False]) is False
+
+
+def test_reviewers_confirm_member_questions_and_rejected_ones_get_no_pair(db_session: Session) -> None:
+    base = vector(30)
+    texts = [
+        "my card has not arrived yet",
+        "card still not here, mail a@b.com",
+        "my card was declined",
+        "my card has not arrived yet",  # asked twice: one member question
+        "card did not arrive, is it lost?",
+    ]
+    item = None
+    for index, text in enumerate(texts):
+        item = route_turn(
+            db_session,
+            turn=make_turn(db_session, text),
+            reasons=["handoff"],
+            embedding=vector(31 + index, base, 0.05),
+            policy=POLICY,
+        )
+    assert item is not None and item.cluster_size == 5
+    members = member_questions(db_session, item=item, limit=None)
+    assert members == [
+        "card still not here, mail [EMAIL]",
+        "my card was declined",
+        "card did not arrive, is it lost?",
+    ]
+    assert member_questions(db_session, item=item, limit=2) == members[:2]
+    declined, lost = members[1], members[2]
+    people = reviewers(db_session, 2)
+    with pytest.raises(ReviewError, match="not a question of this item"):
+        assert next_item(db_session, reviewer=people[0], policy=POLICY) is item
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=people[0],
+            label="card_arrival",
+            answer_ok=None,
+            member_checks={"something else entirely": False},
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+    release_claim(db_session, item_id=item.id, reviewer=people[0])
+    # Both reject "declined"; they split on "lost" (a tie drops it); nobody was asked about the first member.
+    judge(db_session, item, people[0], "card_arrival", POLICY, {declined: False, lost: True})
+    judge(db_session, item, people[1], "card_arrival", POLICY, {declined: False, lost: False})
+    stored = db_session.scalars(select(Judgement.member_checks).where(Judgement.item_id == item.id)).all()
+    assert {declined: False, lost: True} in stored
+    db_session.refresh(item)
+    assert item.status == "resolved" and item.resolved_label == "card_arrival"
+    pairs = db_session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == item.id)).all()
+    assert sorted(pairs) == sorted(["my card has not arrived yet", "card still not here, mail [EMAIL]"])
 
 
 def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:

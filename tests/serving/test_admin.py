@@ -149,6 +149,36 @@ def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     assert "plonk my foreign money conversion" in overview and "exchange_rate" in overview
 
 
+def test_reviewers_untick_member_questions_that_ask_something_else(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    chat = app.test_client()
+    for message in ("plonk my foreign money conversion", "plonk my foreign money conversion today"):
+        assert chat.post("/api/v1/chat", json={"message": message}).get_json()["status"] != "answered"
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert item.cluster_size == 2
+        item_id = item.id
+    member = "plonk my foreign money conversion today"
+    for name in ("ann", "bob"):
+        add_user(app, name, "reviewer")
+        client = app.test_client()
+        login(client, name)
+        page = client.get("/review/next").get_data(as_text=True)
+        assert "Also asked" in page and f'name="same" value="{member}" checked' in page
+        form = {"csrf_token": csrf_token(page), "choice": "__search__", "search": "exchange_rate"}
+        # The box is unticked: the browser sends the hidden "member" field and no "same" for it.
+        assert client.post(f"/review/items/{item_id}", data=form | {"member": member}).status_code == 302
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        assert item.status == "resolved" and item.resolved_label == "exchange_rate"
+        checks = session.scalars(select(Judgement.member_checks)).all()
+        assert checks == [{member: False}, {member: False}]
+        pairs = session.scalars(select(VerifiedPair.text)).all()
+        assert pairs == ["plonk my foreign money conversion"]
+
+
 def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
     """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
     gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
