@@ -192,6 +192,7 @@ def settle(item_id: int) -> Any:
                     label=(request.form.get("label") or "").strip(),
                     known_intents=names,
                     operator=session.get(User, current_user.id),
+                    policy=helploop.policy,
                 )
                 session.commit()
             flash(f"Item {item_id} settled.")

@@ -481,6 +481,50 @@ def rejected_members(session: Session, *, item: ReviewItem) -> set[str]:
     return {text for text, votes in checks.items() if not member_kept(votes)}
 
 
+def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPolicy) -> list[ReviewItem]:
+    """Member turns the reviewers rejected leave the item (its label is not theirs). Turns that were routed
+    for a reason of their own (handoff, thumbs-down, ...) go back to review as a new item, one per rejected
+    question, so that nothing routed is lost; confident look-alikes (reason "similar") are only let go.
+    Idempotent: returns the new items."""
+    rejected = rejected_members(session, item=item)
+    if not rejected:
+        return []
+    links = session.execute(
+        select(ReviewItemTurn, Turn)
+        .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+        .where(ReviewItemTurn.item_id == item.id)
+        .order_by(Turn.id)
+    ).all()
+    reopened: dict[str, ReviewItem] = {}
+    for link, turn in links:
+        text = redact(turn.user_text)
+        if text not in rejected or text == item.text:
+            continue
+        session.delete(link)
+        item.cluster_size -= 1
+        session.flush()
+        reasons = [r for r in link.reason.split(",") if r in REASONS]
+        if not reasons:
+            continue
+        if text in reopened:
+            _join(
+                session,
+                reopened[text],
+                turn,
+                reasons=reasons,
+                reason=reasons[0],
+                uncertainty=1.0 - float(turn.confidence),
+                policy=policy,
+            )
+        else:
+            new = route_turn(session, turn=turn, reasons=reasons, embedding=None, policy=policy)
+            if new is not None:
+                reopened[text] = new
+    item.queue_key = _queue_key(item.uncertainty, max(item.cluster_size, 1), item.created_at, policy)
+    session.flush()
+    return list(reopened.values())
+
+
 def _write_verified_pairs(
     session: Session, *, item: ReviewItem, label: str, weight: float, known_intents: Sequence[str]
 ) -> int:
@@ -578,6 +622,7 @@ def resolve_item(
         item.status = "resolved"
         item.resolved_label, item.resolved_confidence, item.resolved_at = label, confidence, now
         session.execute(delete(Claim).where(Claim.item_id == item.id))
+        split_off_rejected(session, item=item, policy=policy)
         _write_verified_pairs(session, item=item, label=label, weight=confidence, known_intents=known_intents)
     elif count >= item.required_judgements:
         if item.required_judgements < policy.max_judgements:
@@ -695,6 +740,7 @@ def reaggregate(
         item.resolved_at = item.resolved_at or utcnow()
         resolved += 1
         session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
+        split_off_rejected(session, item=item, policy=policy)
         pairs += _write_verified_pairs(
             session, item=item, label=label, weight=confidence, known_intents=known_intents
         )
@@ -709,6 +755,7 @@ def operator_resolve(
     label: str,
     known_intents: Sequence[str],
     operator: User,
+    policy: ReviewPolicy,
     now: datetime | None = None,
 ) -> ReviewItem:
     """An operator settles an item (typically an escalated one): the label counts as verified (weight 1)."""
@@ -723,6 +770,7 @@ def operator_resolve(
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
     session.execute(delete(Claim).where(Claim.item_id == item.id))
     session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
+    split_off_rejected(session, item=item, policy=policy)
     _write_verified_pairs(session, item=item, label=label, weight=1.0, known_intents=known_intents)
     session.flush()
     return item

@@ -317,6 +317,37 @@ def test_reviewers_confirm_member_questions_and_rejected_ones_get_no_pair(db_ses
     assert item.status == "resolved" and item.resolved_label == "card_arrival"
     pairs = db_session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == item.id)).all()
     assert sorted(pairs) == sorted(["my card has not arrived yet", "card still not here, mail [EMAIL]"])
+    # The rejected questions were routed for a reason of their own: they go back to review, one item each.
+    assert item.cluster_size == 3
+    reopened = db_session.scalars(select(ReviewItem).where(ReviewItem.status == "pending")).all()
+    assert sorted((r.text, r.reasons, r.cluster_size) for r in reopened) == sorted(
+        [(declined, ["handoff"], 1), (lost, ["handoff"], 1)]
+    )
+    assert member_questions(db_session, item=item, limit=None) == ["card still not here, mail [EMAIL]"]
+
+
+def test_rejected_look_alikes_are_let_go(db_session: Session) -> None:
+    base = vector(40)
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "how do I change my pin"),
+        reasons=["handoff"],
+        embedding=base,
+        policy=POLICY,
+    )
+    assert item is not None
+    look_alike = make_turn(db_session, "how do I change my pin code", status="answered", confidence=0.95)
+    assert attach_similar_turn(db_session, turn=look_alike, embedding=vector(41, base, 0.05), policy=POLICY)
+    people = reviewers(db_session, 2)
+    for reviewer in people:
+        judge(db_session, item, reviewer, "change_pin", POLICY, {"how do I change my pin code": False})
+    db_session.refresh(item)
+    assert item.status == "resolved" and item.cluster_size == 1
+    assert (
+        db_session.scalar(select(func.count()).select_from(ReviewItem)) == 1
+    )  # answered confidently: not re-routed
+    pairs = db_session.scalars(select(VerifiedPair.text)).all()
+    assert pairs == ["how do I change my pin"]
 
 
 def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:
