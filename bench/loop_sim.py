@@ -4,8 +4,8 @@ Start from a 5-shot knowledge base; stream the rest of the training split as use
 round: the current model answers the round's messages; a fixed review budget picks what people look at;
 simulated reviewers (accuracy drawn from a range, some spammers) label each picked item as the product asks
 them to: two judgements first, then one more at a time while the posterior is below 0.9, up to five; truth
-inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels; the bot's answer at routing
-time is one more worker whose accuracy EM measures, as in the product's bulk re-aggregation) turns the
+inference (one-coin Dawid–Skene: one accuracy per reviewer, right for 77 labels; the bot's shortlist at
+routing time is the item's prior, trusted as far as EM finds it right, as in the product) turns the
 labels into training pairs; the model is retrained and scored on the test split. Each reviewer also ticks
 which of a cluster's other member questions ask the same as the shown one (right as often as their labels
 are; spammers toss a coin); a member the ticks do not keep gets no pair, as in the product
@@ -51,7 +51,7 @@ from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E40
 from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from crowd_feedback.aggregation import Answer, get_strategy, with_model_votes  # noqa: E402
+from crowd_feedback.aggregation import Answer, Shortlists, get_strategy  # noqa: E402
 from crowd_feedback.review import member_kept  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
@@ -60,6 +60,7 @@ MAX_JUDGEMENTS = 5
 CLUSTER_SIMILARITY = 0.85
 AUDIT_RATE = 0.02  # the product's default share of confident answers sent to review
 MIN_POSTERIOR = 0.9
+SHORTLIST = 5  # candidates a review item keeps (the product stores the bot's top 5)
 MEMBERS_SHOWN = 8  # the product's default: other member questions a reviewer confirms
 
 
@@ -162,9 +163,9 @@ def pick_random(
     return [[int(i)] for i in rng.choice(fresh, size=min(budget, len(fresh)), replace=False)]
 
 
-def aggregate(answers: list[Answer], votes: dict[str, str], labels: list[str], model_voter: bool) -> Any:
-    voters = with_model_votes(answers, votes) if model_voter else answers
-    return get_strategy("one_coin").aggregate(voters, classes=labels)
+def aggregate(answers: list[Answer], votes: Shortlists, labels: list[str], model_voter: bool) -> Any:
+    shortlists = votes if model_voter else None
+    return get_strategy("one_coin").aggregate(answers, classes=labels, shortlists=shortlists)
 
 
 def run_arm(
@@ -183,7 +184,7 @@ def run_arm(
     engine = fit(encoder, kb_texts, kb_labels, args.seed)
     curve = [{"round": 0, "reviews": 0, "pairs": 0, "accuracy": accuracy(engine, test)}]
     answers: list[Answer] = []
-    votes: dict[str, str] = {}  # item id -> the bot's answer when the item was routed
+    votes: Shortlists = {}  # item id -> the bot's shortlist when the item was routed
     items: dict[str, list[int]] = {}  # item id -> member message ids (global indices into traffic)
     reviewed: set[str] = set()
     reviews = 0
@@ -212,7 +213,7 @@ def run_arm(
             items[item] = [offset + m for m in members]
             representative = window[members[0]]
             reviewed.update(texts[m] for m in members)
-            votes[item] = prediction.top_intent
+            votes[item] = [(c.intent, c.probability) for c in prediction.ranking[:SHORTLIST]]
             if name == "oracle":
                 answers += [Answer(item, f"oracle{k}", representative[1]) for k in range(first)]
             else:

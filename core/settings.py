@@ -65,8 +65,8 @@ class Settings:
     review_cluster_similarity: float = 0.85
     review_posterior_threshold: float = 0.9
     review_ageing_per_hour: float = 0.05
-    # The bot's own answer counts as one more voter: in the live posterior with its calibrated confidence
-    # as its accuracy, in bulk re-aggregation as a worker whose accuracy EM estimates.
+    # The bot's shortlist (top candidates, calibrated probabilities) is each review item's prior, trusted as
+    # far as it has predicted the people's labels (review.shortlist_trust, aggregation.fit_trust).
     review_model_voter: bool = True
     # Other member questions of a cluster shown to reviewers to confirm ("asks the same"); 0: none.
     review_members_shown: int = 8

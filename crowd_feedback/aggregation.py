@@ -17,6 +17,10 @@ The bot's own prediction can join as one more voter, two ways:
   calibrated confidence, the same rule the live posterior of the review queue uses. Every strategy takes it.
 * ``with_model_votes``: the bot as one more worker whose accuracy EM measures from how often it agrees with
   the people (when no confidence is known).
+
+Or its whole shortlist can be each item's prior (``shortlists``: item -> [(label, calibrated probability)]),
+raised to a trust exponent that EM fits like a reviewer's accuracy (``fit_trust``): the Dawid–Skene family
+takes it; majority vote counts people only.
 """
 
 from __future__ import annotations
@@ -114,6 +118,67 @@ def model_log_likelihood(data: EncodedAnswers, votes: ModelVotes | None) -> np.n
         out[row] = math.log((1.0 - accuracy) / (k - 1))
         out[row, column] = math.log(accuracy)
     return out
+
+
+Shortlists = dict[str, Sequence[tuple[str, float]]]  # item -> the bot's candidates [(label, probability)]
+TRUST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # exponents on the shortlist's probabilities (0: ignore it)
+
+
+def shortlist_log_prior(
+    data: EncodedAnswers, shortlists: Shortlists | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """log q(label) per item from the bot's shortlist: its calibrated probabilities, the rest of the mass
+    spread evenly over the other labels; items without a shortlist get a flat row. Two versions: as given
+    (what its trust is fitted on) and with every label nobody chose held at that rest level (the prior used):
+    the shortlist weighs between the people's answers and never brings a label of its own (as
+    ``model_log_likelihood``)."""
+    n_items, _, k = data.shape
+    if not shortlists or k < 2:
+        return None
+    chosen = np.zeros((n_items, k), dtype=bool)
+    chosen[data.item, data.label] = True
+    given, held = np.zeros((n_items, k)), np.zeros((n_items, k))
+    for item, candidates in shortlists.items():
+        row = data.item_index.get(item)
+        known = {label: float(p) for label, p in candidates if label in data.class_index}
+        if row is None or not known:
+            continue
+        rest = max(1.0 - sum(known.values()), 1e-3) / max(k - len(known), 1)
+        q = np.full(k, rest)
+        for label, probability in known.items():
+            q[data.class_index[label]] = max(probability, rest)
+        given[row] = np.log(q / q.sum())
+        q = np.where(chosen[row], q, rest)
+        held[row] = np.log(q / q.sum())
+    return given, held
+
+
+def tempered(log_q: np.ndarray, trust: float) -> np.ndarray:
+    """The shortlist prior raised to ``trust`` (0: flat, 1: as calibrated), normalised per item."""
+    scaled = trust * log_q
+    return scaled - logsumexp(scaled, axis=1, keepdims=True)
+
+
+def fit_trust(log_q: np.ndarray, people: np.ndarray) -> float:
+    """The exponent under which the shortlist best predicts ``people``, the posterior from the people's
+    answers alone (never one the shortlist already moved, which would confirm itself on split items): trust
+    is earned from how often the bot's candidates match what people conclude, as a reviewer's accuracy is."""
+    return max(TRUST_GRID, key=lambda trust: float((people * tempered(log_q, trust)).sum()))
+
+
+def with_shortlists(
+    data: EncodedAnswers, people: np.ndarray, shortlists: Shortlists | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The people's posterior (reviewer quality estimated from their answers alone) times each item's
+    shortlist prior at the trust it earns against that posterior (``fit_trust``). Two stages on purpose:
+    fitted jointly, the prior moves the posterior on split items, the reviewers who side with it look more
+    accurate, and a wrong shortlist confirms itself."""
+    shortlist = shortlist_log_prior(data, shortlists)
+    if shortlist is None:
+        return people, {}
+    trust = fit_trust(shortlist[0], people)
+    log_joint = np.log(np.maximum(people, 1e-300)) + tempered(shortlist[1], trust)
+    return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True)), {"shortlist_trust": trust}
 
 
 def vote_shares(
@@ -244,6 +309,7 @@ class AggregationStrategy(ABC):
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
         model_votes: ModelVotes | None = None,
+        shortlists: Shortlists | None = None,
     ) -> AggregationResult: ...
 
     @staticmethod
@@ -275,6 +341,7 @@ class MajorityVote(AggregationStrategy):
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
         model_votes: ModelVotes | None = None,
+        shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         weights = None
@@ -309,6 +376,7 @@ class DawidSkene(AggregationStrategy):
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
         model_votes: ModelVotes | None = None,
+        shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         posterior, confusion, _, iterations = run_em(
@@ -320,7 +388,9 @@ class DawidSkene(AggregationStrategy):
             item_log_prior=model_log_likelihood(data, model_votes),
         )
         accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
-        return AggregationResult(data.items, data.classes, posterior, accuracy, iterations)
+        posterior, details = with_shortlists(data, posterior, shortlists)
+        posterior = _clamp(posterior, self._gold_index(data, gold))
+        return AggregationResult(data.items, data.classes, posterior, accuracy, iterations, details)
 
 
 class OneCoinDawidSkene(AggregationStrategy):
@@ -343,6 +413,7 @@ class OneCoinDawidSkene(AggregationStrategy):
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
         model_votes: ModelVotes | None = None,
+        shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         n_items, n_workers, k = data.shape
@@ -372,7 +443,9 @@ class OneCoinDawidSkene(AggregationStrategy):
                 break
             previous = log_likelihood
         worker_accuracy = {w: float(accuracy[i]) for i, w in enumerate(data.workers)}
-        return AggregationResult(data.items, data.classes, posterior, worker_accuracy, iterations)
+        posterior, details = with_shortlists(data, posterior, shortlists)
+        posterior = _clamp(posterior, gold_index)
+        return AggregationResult(data.items, data.classes, posterior, worker_accuracy, iterations, details)
 
 
 class HierarchicalDawidSkene(AggregationStrategy):
@@ -403,6 +476,7 @@ class HierarchicalDawidSkene(AggregationStrategy):
         worker_weights: dict[str, float] | None = None,
         classes: Sequence[str] | None = None,
         model_votes: ModelVotes | None = None,
+        shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
         scores: dict[float, float] = {}
@@ -417,13 +491,15 @@ class HierarchicalDawidSkene(AggregationStrategy):
             item_log_prior=model_log_likelihood(data, model_votes),
         )
         accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
+        posterior, details = with_shortlists(data, posterior, shortlists)
+        posterior = _clamp(posterior, self._gold_index(data, gold))
         return AggregationResult(
             data.items,
             data.classes,
             posterior,
             accuracy,
             iterations,
-            {"prior_strength": strength, "held_out_log_likelihood": scores},
+            {"prior_strength": strength, "held_out_log_likelihood": scores} | details,
         )
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, case, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -544,27 +544,73 @@ def _write_verified_pairs(
     return len(unique)
 
 
-def bot_track_record(session: Session) -> float:
-    """How often the bot's answer was the people's final label on resolved review items (Laplace-smoothed:
-    0.5 before any history). Routed items are the hard ones, so this is well below its overall accuracy."""
-    resolved = (
-        select(ReviewItem.bot_intent, ReviewItem.resolved_label)
+def item_shortlist(item: ReviewItem) -> list[tuple[str, float]]:
+    """The bot's candidates for the item's shown question, [(intent, calibrated probability)], best first."""
+    return [
+        (str(c["intent"]), float(c.get("probability", 0.0)))
+        for c in (item.candidates or [])
+        if c.get("intent")
+    ]
+
+
+TRUST_EARNED_AFTER = 20  # resolved items after which the shortlist's measured trust counts half
+
+
+def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: int = 2000) -> float:
+    """How far the bot's shortlist is trusted as the prior of an item's label: the exponent (0: not at all,
+    1: its calibrated probabilities as they are) under which the shortlists of the latest resolved items best
+    predicted their final labels, shrunk toward 0 while there are few (half after ``TRUST_EARNED_AFTER``).
+    Trust is earned, as with reviewers: routed items are the hard ones, where the bot is often wrong. Only
+    items the people settled without the shortlist count (two judgements on the final label, or an operator),
+    so that the shortlist cannot earn trust from splits it decided itself."""
+    from crowd_feedback.aggregation import TRUST_GRID
+
+    agreeing = (
+        select(func.count())
+        .select_from(Judgement)
+        .where(Judgement.item_id == ReviewItem.id, Judgement.label == ReviewItem.resolved_label)
+        .correlate(ReviewItem)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(ReviewItem.candidates, ReviewItem.resolved_label)
         .where(
             ReviewItem.status == "resolved",
             ReviewItem.is_gold.is_(False),
-            ReviewItem.bot_intent.is_not(None),
+            ReviewItem.resolved_label.is_not(None),
+            (agreeing >= 2) | (ReviewItem.resolved_confidence >= 1.0),
         )
-        .subquery()
-    )
-    total, agreed = session.execute(
-        select(
-            func.count(),
-            func.coalesce(
-                func.sum(case((resolved.c.bot_intent == resolved.c.resolved_label, 1), else_=0)), 0
-            ),
-        ).select_from(resolved)
-    ).one()
-    return (int(agreed) + 1.0) / (int(total) + 2.0)
+        .order_by(ReviewItem.id.desc())
+        .limit(limit)
+    ).all()
+    labels = list(known_intents) + list(SPECIAL_LABELS)
+    index = {label: i for i, label in enumerate(labels)}
+    log_q, truth = [], []
+    for candidates, resolved in rows:
+        known = {
+            str(c["intent"]): float(c.get("probability", 0.0))
+            for c in candidates or []
+            if c.get("intent") in index
+        }
+        if not known or resolved not in index:
+            continue
+        rest = max(1.0 - sum(known.values()), 1e-3) / max(len(labels) - len(known), 1)
+        q = np.full(len(labels), rest)
+        for label, probability in known.items():
+            q[index[label]] = max(probability, rest)
+        log_q.append(np.log(q / q.sum()))
+        truth.append(index[resolved])
+    if not truth:
+        return 0.0
+    matrix, rows_index = np.vstack(log_q), np.arange(len(truth))
+
+    def fit(trust: float) -> float:
+        scaled = trust * matrix
+        scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        return float(scaled[rows_index, truth].sum())
+
+    best = max(TRUST_GRID, key=fit)
+    return best * len(truth) / (len(truth) + TRUST_EARNED_AFTER)
 
 
 def item_posterior(
@@ -572,32 +618,39 @@ def item_posterior(
 ) -> dict[str, float]:
     """One-coin posterior over labels: each reviewer is right with their gold-measured weight, wrong
     uniformly otherwise; suspended reviewers count as coin flips. With ``policy.model_voter`` the bot's
-    answer is one more voter, trusted as far as the lower of its calibrated confidence and its track record
-    on resolved items (``bot_track_record``): trust is earned, as with reviewers. It breaks ties among the
-    people's answers, never brings a label nobody chose, and never votes on gold items (whose purpose is to
+    shortlist for the item is its prior, raised to the trust the shortlist earned on resolved items
+    (``shortlist_trust``). It weighs between the labels people chose and never brings one of its own (a label
+    nobody chose is held at the shortlist's floor), and it never counts on gold items (whose purpose is to
     measure the people)."""
+    from crowd_feedback.aggregation import tempered
+
     labels = list(known_intents) + list(SPECIAL_LABELS)
     k = len(labels)
-    log_post = {label: 0.0 for label in labels}
+    log_post = np.zeros(k)
+    index = {label: i for i, label in enumerate(labels)}
     rows = session.execute(
         select(Judgement.label, User)
         .join(User, User.id == Judgement.reviewer_id)
         .where(Judgement.item_id == item.id)
     ).all()
-    votes = [
-        (label, 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy))
-        for label, reviewer in rows
-    ]
-    if policy.model_voter and not item.is_gold and item.bot_intent in {label for label, _ in rows}:
-        votes.append((str(item.bot_intent), min(float(item.bot_confidence), bot_track_record(session))))
-    for label, weight in votes:
+    for label, reviewer in rows:
+        weight = 1.0 / k if reviewer.suspended_at is not None else reviewer_weight(reviewer, policy)
         accuracy = min(max(weight, 1.0 / k), 0.999)
-        wrong = (1.0 - accuracy) / (k - 1)
-        for candidate in labels:
-            log_post[candidate] += math.log(accuracy if candidate == label else wrong)
-    top = max(log_post.values())
-    total = sum(math.exp(v - top) for v in log_post.values())
-    return {label: math.exp(v - top) / total for label, v in log_post.items()}
+        log_post += math.log((1.0 - accuracy) / (k - 1))
+        if label in index:
+            log_post[index[label]] += math.log(accuracy) - math.log((1.0 - accuracy) / (k - 1))
+    shortlist = {label: p for label, p in item_shortlist(item) if label in index}
+    if policy.model_voter and not item.is_gold and shortlist and rows:
+        chosen = {label for label, _ in rows}
+        rest = max(1.0 - sum(shortlist.values()), 1e-3) / max(k - len(shortlist), 1)
+        q = np.full(k, rest)
+        for label, probability in shortlist.items():
+            q[index[label]] = max(probability, rest) if label in chosen else rest
+        trust = shortlist_trust(session, known_intents=known_intents)
+        log_post += tempered(np.log(q / q.sum())[None, :], trust)[0]
+    posterior = np.exp(log_post - log_post.max())
+    posterior /= posterior.sum()
+    return {label: float(posterior[i]) for i, label in enumerate(labels)}
 
 
 def resolve_item(
@@ -663,11 +716,6 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
     }
 
 
-# The bot's name as a worker in bulk re-aggregation: not a valid username (usernames have no brackets), so
-# it never collides with a reviewer.
-MODEL_VOTER = "[model]"
-
-
 def judgement_answers(session: Session, *, since: datetime | None = None) -> list[Any]:
     """All judgements on real (non-gold) items as aggregation answers (item id, reviewer, label)."""
     from crowd_feedback.aggregation import Answer
@@ -693,30 +741,26 @@ def reaggregate(
 ) -> dict[str, int]:
     """Recompute every judged item's label with a named strategy over all judgements at once (reviewer
     quality estimated jointly), then bring resolutions and verified pairs in line. Idempotent."""
-    from crowd_feedback.aggregation import get_strategy, with_model_votes
+    from crowd_feedback.aggregation import Shortlists, get_strategy
 
     answers = judgement_answers(session)
     if not answers:
         return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
-    if policy.model_voter:  # the bot as one more worker: EM measures its accuracy with everyone else's
+    shortlists: Shortlists | None = None
+    if policy.model_voter:  # the bot's shortlist as each item's prior; EM fits how far to trust it
         judged = {a.item for a in answers}
-        votes = {
-            str(item_id): intent
-            for item_id, intent in session.execute(
-                select(ReviewItem.id, ReviewItem.bot_intent).where(
-                    ReviewItem.is_gold.is_(False), ReviewItem.bot_intent.is_not(None)
-                )
-            )
-            if intent is not None and str(item_id) in judged
+        shortlists = {
+            str(item.id): item_shortlist(item)
+            for item in session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(False)))
+            if str(item.id) in judged and item.candidates
         }
-        answers = with_model_votes(answers, votes, worker=MODEL_VOTER)
     labels = sorted(set(known_intents) | set(SPECIAL_LABELS) | {a.label for a in answers})
     gold = {
         str(item.id): item.gold_label
         for item in session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True)))
         if item.gold_label
     }
-    result = get_strategy(method).aggregate(answers, classes=labels, gold=gold)
+    result = get_strategy(method).aggregate(answers, classes=labels, gold=gold, shortlists=shortlists)
     inferred, confidences = result.labels(), result.confidences()
     changed = resolved = pairs = 0
     for position, item_key in enumerate(result.items):

@@ -175,3 +175,41 @@ def test_every_strategy_takes_the_bots_vote_weighted_by_its_confidence(method: s
     assert novel.posterior[novel.items.index("split")] == pytest.approx(
         alone.posterior[alone.items.index("split")]
     )
+
+
+def test_the_shortlist_prior_is_trusted_as_far_as_it_predicts_the_people() -> None:
+    """Two reviewers split on half the items; the bot's shortlist leans to one side. When its top candidate is
+    what the people agree on elsewhere, it earns full trust and settles the splits; when it is always the
+    other side, it earns little and the splits stay unsure instead of flipping to it."""
+    answers, right, wrong = [], {}, {}
+    for i in range(60):
+        truth, other = ("a", "b") if i % 2 else ("b", "a")
+        answers.append(Answer(f"q{i}", "w1", truth))
+        answers.append(Answer(f"q{i}", "w2", other if i < 30 else truth))  # split on the first 30
+        right[f"q{i}"] = [(truth, 0.8), (other, 0.15)]
+        wrong[f"q{i}"] = [(other, 0.8), (truth, 0.15)]
+    strategy = get_strategy("one_coin")
+    trusted = strategy.aggregate(answers, shortlists=right, classes=["a", "b", "c"])
+    assert trusted.details["shortlist_trust"] == 1.0
+    assert all(trusted.labels()[item] == shortlist[0][0] for item, shortlist in right.items())
+    distrusted = strategy.aggregate(answers, shortlists=wrong, classes=["a", "b", "c"])
+    # it still rules out "c", which is worth a little trust, not enough to flip a split
+    assert distrusted.details["shortlist_trust"] == 0.25
+    assert all(distrusted.confidences()[f"q{i}"] < 0.7 for i in range(30))
+    people = strategy.aggregate(answers, classes=["a", "b", "c"])
+    assert "shortlist_trust" not in people.details
+
+
+@pytest.mark.parametrize("method", ["dawid_skene", "one_coin", "hierarchical_ds"])
+def test_the_shortlist_never_brings_a_label_nobody_chose(method: str) -> None:
+    answers = [Answer(f"q{i}", w, "abc"[i % 3]) for i in range(12) for w in ("w1", "w2")]
+    answers += [Answer("split", "w1", "a"), Answer("split", "w2", "b")]
+    strategy = get_strategy(method)
+    alone = strategy.aggregate(answers)
+    novel = strategy.aggregate(answers, shortlists={"q0": [("c", 0.99)], "split": [("c", 0.99)]})
+    assert "shortlist_trust" in novel.details
+    assert novel.labels()["q0"] == "a"
+    # "c" is nobody's answer on "split": the shortlist is held flat there and changes nothing
+    assert novel.posterior[novel.items.index("split")] == pytest.approx(
+        alone.posterior[alone.items.index("split")]
+    )

@@ -579,39 +579,47 @@ def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_sessio
     assert len(db_session.scalars(select(VerifiedPair)).all()) == len(pairs)
 
 
-@pytest.mark.parametrize("history", ["earned", "none", "off"])
-def test_the_bot_is_one_more_voter_trusted_as_far_as_its_track_record(
+@pytest.mark.parametrize("history", ["earned", "wrong", "none", "off"])
+def test_the_bots_shortlist_is_the_prior_trusted_as_far_as_it_earned(
     db_session: Session, history: str
 ) -> None:
-    """Two reviewers split; the bot, 90 % sure of one side, settles it without a third person once its
-    answers have matched the people's on resolved items. Without that history (or with the bot left out of
-    the policy) a third judgement is asked for."""
-    from crowd_feedback.review import bot_track_record
+    """Two reviewers split; the bot's shortlist (90 % one side) settles it without a third person once its
+    shortlists have predicted the people's labels on resolved items. With a history of wrong shortlists, none
+    at all, or the bot left out of the policy, a third judgement is asked for."""
+    from crowd_feedback.review import shortlist_trust
 
     policy = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=history != "off")
-    if history == "earned":
-        for i in range(8):  # eight resolved items where the bot was right
-            db_session.add(
-                ReviewItem(
-                    text=f"past {i}",
-                    status="resolved",
-                    bot_intent="card_arrival",
-                    resolved_label="card_arrival",
-                )
-            )
-        db_session.add(
-            ReviewItem(
-                text="past wrong", status="resolved", bot_intent="card_arrival", resolved_label="change_pin"
-            )
-        )
-        db_session.flush()
-        assert bot_track_record(db_session) == pytest.approx(9 / 11)
-    else:
-        assert bot_track_record(db_session) == pytest.approx(0.5)
-    turn = make_turn(db_session, "split decision", status="clarify", confidence=0.9, top="change_pin")
-    item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=policy)
-    assert item.bot_intent == "change_pin" and item.bot_confidence == pytest.approx(0.9)
+    shortlist = [
+        {"intent": "card_arrival", "probability": 0.9},
+        {"intent": "change_pin", "probability": 0.05},
+    ]
     people = reviewers(db_session, 2)
+    if history in ("earned", "wrong"):
+        for i in range(110):  # the people agreed with the shortlist's top 95 times (or never, when wrong)
+            right = history == "earned" and i < 95
+            past = ReviewItem(
+                text=f"past {i}",
+                status="resolved",
+                candidates=shortlist,
+                resolved_label="card_arrival" if right else "exchange_rate",
+                resolved_confidence=0.95,
+            )
+            db_session.add(past)
+            db_session.flush()
+            # the last ten were settled by one person and the shortlist: they earn it nothing
+            for reviewer in people[: 1 if i >= 100 else 2]:
+                db_session.add(Judgement(item_id=past.id, reviewer_id=reviewer.id, label=past.resolved_label))
+        db_session.flush()
+    trust = shortlist_trust(db_session, known_intents=INTENTS)
+    # the grid's best exponent (1 when it predicted well, 0 when not), shrunk while history is short
+    assert trust == pytest.approx(100 / 120 if history == "earned" else 0.0)
+    turn = make_turn(db_session, "split decision", status="clarify", confidence=0.9, top="change_pin")
+    turn.candidates = [
+        {"intent": "change_pin", "probability": 0.9},
+        {"intent": "card_arrival", "probability": 0.05},
+    ]
+    item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=policy)
+    assert item.bot_intent == "change_pin" and item.candidates[0]["probability"] == pytest.approx(0.9)
     for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
         judge(db_session, item, reviewer, label, policy)
     db_session.refresh(item)
@@ -641,18 +649,19 @@ def test_the_bot_alone_never_resolves_and_never_votes_on_gold(db_session: Sessio
     assert posterior["change_pin"] == pytest.approx(posterior["exchange_rate"])
 
 
-def test_bulk_reaggregation_counts_the_bot_as_a_worker(db_session: Session) -> None:
+def test_bulk_reaggregation_takes_the_bots_shortlist_as_the_prior(db_session: Session) -> None:
     from crowd_feedback.review import reaggregate
 
     people = reviewers(db_session, 2)
     items = []
     for i in range(9):
         truth = INTENTS[i % 3]
-        turn = make_turn(db_session, f"split {i}", status="clarify", confidence=0.6, top=truth)
+        turn = make_turn(db_session, f"split {i}", status="clarify", confidence=0.9, top=truth)
         item = route_turn(
             db_session, turn=turn, reasons=["clarify"], embedding=vector(500 + i), policy=POLICY
         )
-        # the reviewers split on the first three items; the bot sides with the truth
+        # the reviewers split on the first three items; the bot's shortlist (90 % the truth) settles them, as
+        # it earned full trust on the six where the people agreed with it
         second = INTENTS[(i + 1) % 3] if i < 3 else truth
         db_session.add(Judgement(item_id=item.id, reviewer_id=people[0].id, label=truth))
         db_session.add(Judgement(item_id=item.id, reviewer_id=people[1].id, label=second))
