@@ -124,32 +124,41 @@ Shortlists = dict[str, Sequence[tuple[str, float]]]  # item -> the bot's candida
 TRUST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # exponents on the shortlist's probabilities (0: ignore it)
 
 
+def shortlist_distribution(
+    candidates: Iterable[tuple[str, float]], index: dict[str, int], chosen: Iterable[str] | None = None
+) -> np.ndarray:
+    """One item's shortlist as log q over the labels of ``index``: the candidates' probabilities, the rest of
+    the mass spread evenly over the other labels. With ``chosen`` (the labels people gave), every other label
+    is held at that rest level: the shortlist then weighs between the people's answers and never brings a
+    label of its own."""
+    known = {label: float(p) for label, p in candidates if label in index}
+    k = len(index)
+    rest = max(1.0 - sum(known.values()), 1e-3) / max(k - len(known), 1)
+    q = np.full(k, rest)
+    held = None if chosen is None else set(chosen)
+    for label, probability in known.items():
+        q[index[label]] = rest if held is not None and label not in held else max(probability, rest)
+    return np.log(q / q.sum())
+
+
 def shortlist_log_prior(
     data: EncodedAnswers, shortlists: Shortlists | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """log q(label) per item from the bot's shortlist: its calibrated probabilities, the rest of the mass
-    spread evenly over the other labels; items without a shortlist get a flat row. Two versions: as given
-    (what its trust is fitted on) and with every label nobody chose held at that rest level (the prior used):
-    the shortlist weighs between the people's answers and never brings a label of its own (as
-    ``model_log_likelihood``)."""
+    """``shortlist_distribution`` per item, twice: as given (what its trust is fitted on) and with the labels
+    nobody chose on the item held down (the prior used). Items without a shortlist get flat rows."""
     n_items, _, k = data.shape
     if not shortlists or k < 2:
         return None
-    chosen = np.zeros((n_items, k), dtype=bool)
-    chosen[data.item, data.label] = True
+    chosen: dict[int, set[str]] = {}
+    for row, label in zip(data.item.tolist(), data.label.tolist(), strict=True):
+        chosen.setdefault(row, set()).add(data.classes[label])
     given, held = np.zeros((n_items, k)), np.zeros((n_items, k))
     for item, candidates in shortlists.items():
         row = data.item_index.get(item)
-        known = {label: float(p) for label, p in candidates if label in data.class_index}
-        if row is None or not known:
+        if row is None or not any(label in data.class_index for label, _ in candidates):
             continue
-        rest = max(1.0 - sum(known.values()), 1e-3) / max(k - len(known), 1)
-        q = np.full(k, rest)
-        for label, probability in known.items():
-            q[data.class_index[label]] = max(probability, rest)
-        given[row] = np.log(q / q.sum())
-        q = np.where(chosen[row], q, rest)
-        held[row] = np.log(q / q.sum())
+        given[row] = shortlist_distribution(candidates, data.class_index)
+        held[row] = shortlist_distribution(candidates, data.class_index, chosen.get(row, set()))
     return given, held
 
 

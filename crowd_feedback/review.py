@@ -563,7 +563,7 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
     Trust is earned, as with reviewers: routed items are the hard ones, where the bot is often wrong. Only
     items the people settled without the shortlist count (two judgements on the final label, or an operator),
     so that the shortlist cannot earn trust from splits it decided itself."""
-    from crowd_feedback.aggregation import TRUST_GRID
+    from crowd_feedback.aggregation import TRUST_GRID, shortlist_distribution, tempered
 
     agreeing = (
         select(func.count())
@@ -587,29 +587,14 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
     index = {label: i for i, label in enumerate(labels)}
     log_q, truth = [], []
     for candidates, resolved in rows:
-        known = {
-            str(c["intent"]): float(c.get("probability", 0.0))
-            for c in candidates or []
-            if c.get("intent") in index
-        }
-        if not known or resolved not in index:
-            continue
-        rest = max(1.0 - sum(known.values()), 1e-3) / max(len(labels) - len(known), 1)
-        q = np.full(len(labels), rest)
-        for label, probability in known.items():
-            q[index[label]] = max(probability, rest)
-        log_q.append(np.log(q / q.sum()))
-        truth.append(index[resolved])
+        shortlist = [(str(c["intent"]), float(c.get("probability", 0.0))) for c in candidates or []]
+        if resolved in index and any(label in index for label, _ in shortlist):
+            log_q.append(shortlist_distribution(shortlist, index))
+            truth.append(index[resolved])
     if not truth:
         return 0.0
     matrix, rows_index = np.vstack(log_q), np.arange(len(truth))
-
-    def fit(trust: float) -> float:
-        scaled = trust * matrix
-        scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
-        return float(scaled[rows_index, truth].sum())
-
-    best = max(TRUST_GRID, key=fit)
+    best = max(TRUST_GRID, key=lambda trust: float(tempered(matrix, trust)[rows_index, truth].sum()))
     return best * len(truth) / (len(truth) + TRUST_EARNED_AFTER)
 
 
@@ -622,7 +607,7 @@ def item_posterior(
     (``shortlist_trust``). It weighs between the labels people chose and never brings one of its own (a label
     nobody chose is held at the shortlist's floor), and it never counts on gold items (whose purpose is to
     measure the people)."""
-    from crowd_feedback.aggregation import tempered
+    from crowd_feedback.aggregation import shortlist_distribution, tempered
 
     labels = list(known_intents) + list(SPECIAL_LABELS)
     k = len(labels)
@@ -639,15 +624,11 @@ def item_posterior(
         log_post += math.log((1.0 - accuracy) / (k - 1))
         if label in index:
             log_post[index[label]] += math.log(accuracy) - math.log((1.0 - accuracy) / (k - 1))
-    shortlist = {label: p for label, p in item_shortlist(item) if label in index}
-    if policy.model_voter and not item.is_gold and shortlist and rows:
-        chosen = {label for label, _ in rows}
-        rest = max(1.0 - sum(shortlist.values()), 1e-3) / max(k - len(shortlist), 1)
-        q = np.full(k, rest)
-        for label, probability in shortlist.items():
-            q[index[label]] = max(probability, rest) if label in chosen else rest
+    shortlist = item_shortlist(item)
+    if policy.model_voter and not item.is_gold and rows and any(label in index for label, _ in shortlist):
+        log_q = shortlist_distribution(shortlist, index, chosen=[label for label, _ in rows])
         trust = shortlist_trust(session, known_intents=known_intents)
-        log_post += tempered(np.log(q / q.sum())[None, :], trust)[0]
+        log_post += tempered(log_q[None, :], trust)[0]
     posterior = np.exp(log_post - log_post.max())
     posterior /= posterior.sum()
     return {label: float(posterior[i]) for i, label in enumerate(labels)}

@@ -213,3 +213,13 @@ def test_the_shortlist_never_brings_a_label_nobody_chose(method: str) -> None:
     assert novel.posterior[novel.items.index("split")] == pytest.approx(
         alone.posterior[alone.items.index("split")]
     )
+
+
+def test_shortlist_distribution_spreads_the_rest_and_holds_unchosen_labels() -> None:
+    from crowd_feedback.aggregation import shortlist_distribution
+
+    index = {"a": 0, "b": 1, "c": 2, "d": 3}
+    q = np.exp(shortlist_distribution([("a", 0.6), ("b", 0.3), ("zzz", 0.05)], index))
+    assert q == pytest.approx([0.6, 0.3, 0.05, 0.05])  # unknown labels ignored, 0.1 spread over c and d
+    held = np.exp(shortlist_distribution([("a", 0.6), ("b", 0.3)], index, chosen=["b", "c"]))
+    assert held == pytest.approx(np.array([0.05, 0.3, 0.05, 0.05]) / 0.45)  # "a" nobody chose: held down
