@@ -1,4 +1,4 @@
-"""A reviewer labels an item with the keyboard in headless Chromium."""
+"""A reviewer labels an item with the keyboard in headless Chromium (and unticks a member question)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.models import Judgement
+from core.models import Judgement, ReviewItem
 from crowd_feedback.reviewers import create_user
 
 PASSWORD = "correct horse battery staple"
@@ -24,10 +24,13 @@ def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
     with helploop.database.session() as session:
         create_user(session, username="rita", password=PASSWORD, role="reviewer")
     client = app.test_client()
-    turn = client.post("/api/v1/chat", json={"message": "zork blorp how much is the pound"}).get_json()
-    # whatever the toy model thought of it, the user's thumbs-down routes the turn to review
-    client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
-    assert helploop.router.drain(10)
+    for message in ("zork blorp how much is the pound", "zork blorp how much is the pound today"):
+        turn = client.post("/api/v1/chat", json={"message": message}).get_json()
+        # whatever the toy model thought of it, the user's thumbs-down routes the turn to review
+        client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
+        assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        assert session.scalars(select(ReviewItem)).one().cluster_size == 2  # one item, two questions
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -47,7 +50,10 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     page.fill("input[name=password]", PASSWORD)
     page.keyboard.press("Enter")
     page.locator("#question").wait_for()
-    assert "zork blorp how much is the pound" in page.locator("#question").inner_text()
+    assert page.locator("#question").inner_text() == "zork blorp how much is the pound"
+    member = page.locator("#members input[name=same]")
+    assert member.get_attribute("value") == "zork blorp how much is the pound today" and member.is_checked()
+    member.uncheck()  # "asks something else"
     page.locator("body").click(position={"x": 5, "y": 200})  # focus the page, not a field
     page.keyboard.press("/")
     page.keyboard.type("exchange_rate")
@@ -66,6 +72,7 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     with app.extensions["helploop"].database.session() as session:
         judgement = session.scalars(select(Judgement)).one()
         assert judgement.label == "exchange_rate" and judgement.answer_ok is False
+        assert judgement.member_checks == {"zork blorp how much is the pound today": False}
     page.goto(base + "/operator/")
     assert "Forbidden" in page.content()
     context.close()
