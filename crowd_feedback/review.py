@@ -556,7 +556,7 @@ def item_shortlist(item: ReviewItem) -> list[tuple[str, float]]:
 TRUST_EARNED_AFTER = 20  # resolved items after which the shortlist's measured trust counts half
 
 
-def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: int = 2000) -> float:
+def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: int = 500) -> float:
     """How far the bot's shortlist is trusted as the prior of an item's label: the exponent (0: not at all,
     1: its calibrated probabilities as they are) under which the shortlists of the latest resolved items best
     predicted their final labels, shrunk toward 0 while there are few (half after ``TRUST_EARNED_AFTER``).
