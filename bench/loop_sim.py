@@ -16,7 +16,8 @@ are; spammers toss a coin); a member the ticks do not keep gets no pair, as in t
 Arms, same budget, same reviewers, same traffic:
   helploop  — the product's router: uncertain, ambiguous and disagreeing turns (and a 2 % audit sample of
               confident ones) open review items or join a similar one; confident look-alikes join too (one
-              review labels the whole cluster); priority = uncertainty x cluster size.
+              review labels the cluster, minus the members its reviewers untick); priority = uncertainty x
+              cluster size.
   random    — review randomly chosen messages (no clustering).
   oracle    — HelpLoop's routing with perfect labels (what label noise costs).
 
