@@ -381,8 +381,8 @@ def submit_judgement(
     """Record one reviewer's judgement on an item they hold a claim on, then resolve the item if it can be.
 
     ``member_checks``: for the other member questions the reviewer was shown (``member_questions``), whether
-    each asks the same as the shown question; a member most of its checkers rejected gets no training pair
-    (``_write_verified_pairs``)."""
+    each asks the same as the shown question; a member most of its checkers rejected leaves the item when it
+    resolves and gets no training pair (``split_off_rejected``)."""
     now = now or utcnow()
     if reviewer.suspended_at is not None:
         raise ReviewError("this reviewer is suspended")
@@ -526,10 +526,17 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
 
 
 def _write_verified_pairs(
-    session: Session, *, item: ReviewItem, label: str, weight: float, known_intents: Sequence[str]
+    session: Session,
+    *,
+    item: ReviewItem,
+    label: str,
+    weight: float,
+    known_intents: Sequence[str],
+    policy: ReviewPolicy,
 ) -> int:
-    """Every member turn of a resolved item becomes a (redacted question, intent) training pair, except
-    members the reviewers rejected as asking something else (``member_kept``)."""
+    """The members the reviewers rejected leave the item first (``split_off_rejected``); every remaining
+    member turn of the resolved item becomes a (redacted question, intent) training pair."""
+    split_off_rejected(session, item=item, policy=policy)
     if label not in known_intents:
         return 0
     texts = session.scalars(
@@ -537,19 +544,17 @@ def _write_verified_pairs(
         .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
         .where(ReviewItemTurn.item_id == item.id)
     ).all()
-    rejected = rejected_members(session, item=item)
-    unique = [text for text in dict.fromkeys(redact(t) for t in texts) if text not in rejected]
+    unique = list(dict.fromkeys(redact(t) for t in texts))
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
     return len(unique)
 
 
-def item_shortlist(item: ReviewItem) -> list[tuple[str, float]]:
-    """The bot's candidates for the item's shown question, [(intent, calibrated probability)], best first."""
+def item_shortlist(candidates: Sequence[dict[str, Any]] | None) -> list[tuple[str, float]]:
+    """An item's stored candidates (the bot's, for its shown question) as [(intent, calibrated probability)],
+    best first."""
     return [
-        (str(c["intent"]), float(c.get("probability", 0.0)))
-        for c in (item.candidates or [])
-        if c.get("intent")
+        (str(c["intent"]), float(c.get("probability", 0.0))) for c in (candidates or []) if c.get("intent")
     ]
 
 
@@ -587,7 +592,7 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
     index = {label: i for i, label in enumerate(labels)}
     log_q, truth = [], []
     for candidates, resolved in rows:
-        shortlist = [(str(c["intent"]), float(c.get("probability", 0.0))) for c in candidates or []]
+        shortlist = item_shortlist(candidates)
         if resolved in index and any(label in index for label, _ in shortlist):
             log_q.append(shortlist_distribution(shortlist, index))
             truth.append(index[resolved])
@@ -624,7 +629,7 @@ def item_posterior(
         log_post += math.log((1.0 - accuracy) / (k - 1))
         if label in index:
             log_post[index[label]] += math.log(accuracy) - math.log((1.0 - accuracy) / (k - 1))
-    shortlist = item_shortlist(item)
+    shortlist = item_shortlist(item.candidates)
     if policy.model_voter and not item.is_gold and rows and any(label in index for label, _ in shortlist):
         log_q = shortlist_distribution(shortlist, index, chosen=[label for label, _ in rows])
         trust = shortlist_trust(session, known_intents=known_intents)
@@ -656,8 +661,9 @@ def resolve_item(
         item.status = "resolved"
         item.resolved_label, item.resolved_confidence, item.resolved_at = label, confidence, now
         session.execute(delete(Claim).where(Claim.item_id == item.id))
-        split_off_rejected(session, item=item, policy=policy)
-        _write_verified_pairs(session, item=item, label=label, weight=confidence, known_intents=known_intents)
+        _write_verified_pairs(
+            session, item=item, label=label, weight=confidence, known_intents=known_intents, policy=policy
+        )
     elif count >= item.required_judgements:
         if item.required_judgements < policy.max_judgements:
             item.required_judgements += 1
@@ -731,9 +737,11 @@ def reaggregate(
     if policy.model_voter:  # the bot's shortlist as each item's prior; EM fits how far to trust it
         judged = {a.item for a in answers}
         shortlists = {
-            str(item.id): item_shortlist(item)
-            for item in session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(False)))
-            if str(item.id) in judged and item.candidates
+            str(item_id): item_shortlist(candidates)
+            for item_id, candidates in session.execute(
+                select(ReviewItem.id, ReviewItem.candidates).where(ReviewItem.is_gold.is_(False))
+            )
+            if str(item_id) in judged and candidates
         }
     labels = sorted(set(known_intents) | set(SPECIAL_LABELS) | {a.label for a in answers})
     gold = {
@@ -765,9 +773,8 @@ def reaggregate(
         item.resolved_at = item.resolved_at or utcnow()
         resolved += 1
         session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-        split_off_rejected(session, item=item, policy=policy)
         pairs += _write_verified_pairs(
-            session, item=item, label=label, weight=confidence, known_intents=known_intents
+            session, item=item, label=label, weight=confidence, known_intents=known_intents, policy=policy
         )
     session.flush()
     return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}
@@ -795,8 +802,9 @@ def operator_resolve(
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
     session.execute(delete(Claim).where(Claim.item_id == item.id))
     session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-    split_off_rejected(session, item=item, policy=policy)
-    _write_verified_pairs(session, item=item, label=label, weight=1.0, known_intents=known_intents)
+    _write_verified_pairs(
+        session, item=item, label=label, weight=1.0, known_intents=known_intents, policy=policy
+    )
     session.flush()
     return item
 
