@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import Text, and_, cast, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -212,6 +212,48 @@ def similar_pending_item(
         if similarity >= best_similarity:
             best, best_similarity = item, similarity
     return best
+
+
+def unvectored_items(session: Session, *, limit: int = 50) -> list[tuple[ReviewItem, str]]:
+    """Pending items that have no vector, each with the original text of its shown question (the member
+    turn whose redacted text the reviewers see; else its earliest), oldest first: items re-opened for a
+    member the reviewers split off (``split_off_rejected``, which runs where no encoder is at hand), or
+    routed while no model was serving. Until they get a vector, look-alikes cannot join them; the router
+    embeds these texts and stores the vectors (``set_item_vectors``)."""
+    ids = session.scalars(
+        select(ReviewItem.id)
+        .where(
+            ReviewItem.status == "pending",
+            ReviewItem.is_gold.is_(False),
+            # An explicit None is stored as JSON null, not SQL NULL: both mean "no vector".
+            or_(ReviewItem.embedding.is_(None), cast(ReviewItem.embedding, Text) == "null"),
+        )
+        .order_by(ReviewItem.id)
+        .limit(limit)
+    ).all()
+    if not ids:
+        return []
+    items = {item.id: item for item in session.scalars(select(ReviewItem).where(ReviewItem.id.in_(ids)))}
+    shown: dict[int, str] = {}
+    for item_id, text in session.execute(
+        select(ReviewItemTurn.item_id, Turn.user_text)
+        .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+        .where(ReviewItemTurn.item_id.in_(ids))
+        .order_by(Turn.id)
+    ):
+        if item_id not in shown or (redact(text) == items[item_id].text != redact(shown[item_id])):
+            shown[item_id] = text
+    return [(items[i], shown[i]) for i in ids if i in shown]
+
+
+def set_item_vectors(items: Sequence[ReviewItem], vectors: np.ndarray | Sequence[Sequence[float]]) -> None:
+    """Store each item's vector (the embedding of its shown question); an item that gained one meanwhile
+    keeps its own."""
+    if len(items) != len(vectors):
+        raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+    for item, vector in zip(items, vectors, strict=True):
+        if item.embedding is None:
+            item.embedding = np.asarray(vector, dtype=np.float32).tolist()
 
 
 def _join(
@@ -485,6 +527,7 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
     """Member turns the reviewers rejected leave the item (its label is not theirs). Turns that were routed
     for a reason of their own (handoff, thumbs-down, ...) go back to review as a new item, one per rejected
     question, so that nothing routed is lost; confident look-alikes (reason "similar") are only let go.
+    The new items have no vector (no encoder here) until the router gives them one (``unvectored_items``).
     Idempotent: returns the new items."""
     rejected = rejected_members(session, item=item)
     if not rejected:

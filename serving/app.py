@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import Flask, current_app, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -102,7 +103,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics = Metrics()
     shadow = ShadowScorer(database, on_drop=metrics.shadow_dropped.inc)
     policy = ReviewPolicy.from_settings(settings)
-    router = ReviewRouter(database, policy, write_lock, on_skip=metrics.review_lookalikes_skipped.inc)
+
+    def embed_texts(texts: list[str]) -> np.ndarray | None:
+        production = models.state.production
+        return None if production is None else production.main_encoder().encode(texts)
+
+    router = ReviewRouter(
+        database,
+        policy,
+        write_lock,
+        on_skip=metrics.review_lookalikes_skipped.inc,
+        embed_texts=embed_texts,
+    )
     app.extensions["helploop"] = HelpLoop(
         settings, database, models, metrics, write_lock, shadow, router, policy
     )

@@ -11,10 +11,18 @@ import numpy as np
 
 from core.db import Database
 from core.models import Turn
-from crowd_feedback.review import ReviewPolicy, attach_similar_turn, route_turn, similar_pending_item
+from crowd_feedback.review import (
+    ReviewPolicy,
+    attach_similar_turn,
+    route_turn,
+    set_item_vectors,
+    similar_pending_item,
+    unvectored_items,
+)
 from serving.background import BackgroundQueue
 
 Embedder = Callable[[str], np.ndarray | None]
+BatchEmbedder = Callable[[list[str]], np.ndarray | None]
 
 
 class ReviewRouter:
@@ -26,8 +34,12 @@ class ReviewRouter:
         *,
         capacity: int = 5000,
         on_skip: Callable[[], None] | None = None,
+        embed_texts: BatchEmbedder | None = None,
     ) -> None:
+        """``embed_texts``: the serving model's encoder (None while no model serves), used to give vectors to
+        pending items that have none (see ``crowd_feedback.review.unvectored_items``)."""
         self.database = database
+        self.embed_texts = embed_texts
         self.policy = policy
         self.write_lock = write_lock
         self._work = BackgroundQueue("helploop-review-router", self._route, capacity=capacity)
@@ -62,6 +74,7 @@ class ReviewRouter:
             if turn is None:
                 return
             vector = embedding(turn.user_text) if callable(embedding) else embedding
+            self._give_items_vectors(session)
             if not reasons and similar_pending_item(session, turn, vector, self.policy) is None:
                 return  # the common case for a confident answer: nothing to write, no write lock taken
             with self.write_lock:
@@ -70,6 +83,21 @@ class ReviewRouter:
                 else:
                     attach_similar_turn(session, turn=turn, embedding=vector, policy=self.policy)
                 session.commit()
+
+    def _give_items_vectors(self, session: Any) -> None:
+        """Before a turn looks for a similar pending item, pending items without a vector get one (one cheap
+        query when there are none, the usual case), so that look-alikes can join them too."""
+        if self.embed_texts is None:
+            return
+        missing = unvectored_items(session)
+        if not missing:
+            return
+        vectors = self.embed_texts([text for _, text in missing])
+        if vectors is None:
+            return
+        with self.write_lock:
+            set_item_vectors([item for item, _ in missing], vectors)
+            session.commit()
 
     def drain(self, timeout: float = 10.0) -> bool:
         return self._work.drain(timeout)

@@ -27,7 +27,10 @@ from crowd_feedback.review import (
     review_reasons,
     reviewer_stats,
     route_turn,
+    set_item_vectors,
+    similar_pending_item,
     submit_judgement,
+    unvectored_items,
 )
 from crowd_feedback.reviewers import AccountError, authenticate, create_user
 
@@ -324,6 +327,57 @@ def test_reviewers_confirm_member_questions_and_rejected_ones_get_no_pair(db_ses
         [(declined, ["handoff"], 1), (lost, ["handoff"], 1)]
     )
     assert member_questions(db_session, item=item, limit=None) == ["card still not here, mail [EMAIL]"]
+    # They have no vector yet (nothing here can embed): the router is handed their original questions ...
+    missing = unvectored_items(db_session)
+    assert sorted(text for _, text in missing) == sorted(
+        ["card did not arrive, is it lost?", "my card was declined"]
+    )
+    assert all(i.embedding is None for i, _ in missing)
+    declined_item = next(i for i, text in missing if text == "my card was declined")
+    assert similar_pending_item(db_session, make_turn(db_session, "card declined"), base, POLICY) is None
+    # ... stores their vectors, and a look-alike of "declined" now joins that item.
+    declined_vector = vector(60)
+    set_item_vectors(
+        [i for i, _ in missing], [declined_vector if i is declined_item else vector(61) for i, _ in missing]
+    )
+    db_session.flush()
+    assert unvectored_items(db_session) == []
+    look_alike = make_turn(db_session, "card got declined", status="answered", confidence=0.9)
+    assert (
+        attach_similar_turn(
+            db_session, turn=look_alike, embedding=vector(62, declined_vector, 0.05), policy=POLICY
+        )
+        is declined_item
+    )
+    assert declined_item.cluster_size == 2
+    with pytest.raises(ValueError, match="2 items but 1 vectors"):
+        set_item_vectors([i for i, _ in missing], [vector(63)])
+
+
+def test_only_pending_non_gold_items_without_a_vector_are_handed_to_the_router(db_session: Session) -> None:
+    shown = make_turn(db_session, "where is my card, call +44 20 7946 0958")
+    item = route_turn(db_session, turn=shown, reasons=["handoff"], embedding=None, policy=POLICY)
+    assert item is not None and item.text == "where is my card, call [PHONE]"
+    vectored = route_turn(
+        db_session,
+        turn=make_turn(db_session, "change my pin"),
+        reasons=["handoff"],
+        embedding=vector(70),
+        policy=POLICY,
+    )
+    assert vectored is not None and vectored.embedding is not None
+    add_gold_item(db_session, text="what is the exchange rate", label="exchange_rate", policy=POLICY)
+    resolved = route_turn(
+        db_session, turn=make_turn(db_session, "rates?"), reasons=["handoff"], embedding=None, policy=POLICY
+    )
+    assert resolved is not None
+    resolved.status = "resolved"
+    db_session.flush()
+    # The original text (not the redacted one) is embedded: the input the bot's own vectors had.
+    assert [(i.id, text) for i, text in unvectored_items(db_session)] == [
+        (item.id, "where is my card, call +44 20 7946 0958")
+    ]
+    assert unvectored_items(db_session, limit=0) == []
 
 
 def test_rejected_look_alikes_are_let_go(db_session: Session) -> None:

@@ -316,3 +316,65 @@ def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) ->
     with helploop.database.session() as session:
         items = session.scalars(select(ReviewItem)).all()
         assert len(items) == 1 and items[0].cluster_size == 2  # both routed turns, not the look-alike
+
+
+def test_router_gives_pending_items_without_a_vector_one_so_look_alikes_can_join(app: Any) -> None:
+    """Items opened without a vector (a member the reviewers split off, or a turn routed while no model was
+    serving) get one from the serving model's encoder before the next turn looks for a similar item."""
+    import threading
+
+    import numpy as np
+
+    from core.models import ReviewItem
+    from core.registry import get_or_create_conversation, log_turn
+    from serving.review_router import ReviewRouter
+
+    helploop = app.extensions["helploop"]
+    # The app wires the production model's encoder in (the app fixture serves a fitted model).
+    wired = helploop.router.embed_texts(["where is my card"])
+    assert wired is not None and wired.shape[0] == 1 and wired.shape[1] >= 16
+    vectors = {"where is my card": np.eye(16)[0]}
+    asked: list[list[str]] = []
+    serving = [False]
+
+    def embed_texts(texts: list[str]) -> np.ndarray | None:
+        asked.append(texts)
+        return np.stack([vectors[t] for t in texts]) if serving[0] else None
+
+    router = ReviewRouter(helploop.database, helploop.policy, threading.Lock(), embed_texts=embed_texts)
+    with helploop.database.session() as session:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        ids = []
+        for text, status in (("where is my card", "handoff"), ("is my card lost", "answered")):
+            turn = log_turn(
+                session,
+                conversation_id=conversation.id,
+                user_text=text,
+                status=status,
+                intent="card_arrival" if status == "answered" else None,
+                answer="",
+                confidence=0.3 if status == "handoff" else 0.9,
+                candidates=[{"intent": "card_arrival", "probability": 0.3, "title": "Card arrival"}],
+                member_scores={},
+                model_version="v1",
+                latency_ms=1.0,
+            )
+            ids.append(turn.id)
+        session.commit()
+    router.submit(ids[0], ["handoff"], None)  # no vector: e.g. no model was serving
+    assert router.drain(10)
+    look_alike = np.eye(16)[0] + 0.05 * np.eye(16)[1]
+    router.submit(ids[1], [], look_alike)  # the encoder is not there either: the item stays out of reach
+    assert router.drain(10)
+    assert asked == [["where is my card"]]
+    serving[0] = True
+    router.submit(ids[1], [], look_alike)
+    assert router.drain(10)
+    assert asked == [["where is my card"], ["where is my card"]]
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert np.allclose(item.embedding, vectors["where is my card"])
+        assert item.cluster_size == 2  # the confident look-alike joined it
+    router.submit(ids[1], [], look_alike)  # nothing left without a vector: the encoder is not asked again
+    assert router.drain(10)
+    assert len(asked) == 2
