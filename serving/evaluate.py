@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bot.engine import AnsweringEngine
@@ -72,28 +72,27 @@ def run_evaluation(
     config.seed = seed
     if target_precision is not None:
         config.target_precision = target_precision
-    engine = AnsweringEngine(config, threads=settings.torch_threads)
-    started = time.perf_counter()
-    engine.fit(
-        texts,
-        labels,
-        calibration_texts=val[0] if val else None,
-        calibration_labels=val[1] if val else None,
-        progress=True,
-    )
-    train_seconds = time.perf_counter() - started
-    if save_model or runtime == "onnx":
-        import tempfile
-
-        bundle = Path(save_model) if save_model else Path(tempfile.mkdtemp(prefix="helploop-eval-"))
-        engine.save(bundle)
+    with tempfile.TemporaryDirectory(prefix="helploop-eval-") as work:
+        engine = AnsweringEngine(config, threads=settings.torch_threads)
         if runtime == "onnx":
-            engine.export_onnx(quantize=settings.onnx_quantize)
-            engine = AnsweringEngine.load(bundle, runtime="onnx", threads=settings.torch_threads)
-    from bot.runtime import configure_inference_threads
+            # Fit on the exported encoder, as `helploop build` does: the members, the combiner and the gate
+            # see what the bundle serves (int8 moves the embeddings enough to cost calibration).
+            engine.fit_on_onnx(work, quantize=settings.onnx_quantize)
+        started = time.perf_counter()
+        engine.fit(
+            texts,
+            labels,
+            calibration_texts=val[0] if val else None,
+            calibration_labels=val[1] if val else None,
+            progress=True,
+        )
+        train_seconds = time.perf_counter() - started
+        if save_model:
+            engine.save(save_model)
+        from bot.runtime import configure_inference_threads
 
-    configure_inference_threads(settings.torch_threads)
-    result = ClassificationEvaluator(*test).compute(engine)
+        configure_inference_threads(settings.torch_threads)
+        result = ClassificationEvaluator(*test).compute(engine)
     result.update(
         {
             "train_rows": len(texts),

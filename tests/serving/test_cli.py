@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from bot.engine import AnsweringEngine
 from core.db import Database
 from core.models import Intent, Turn
 from serving.cli import main
@@ -196,9 +197,26 @@ def test_eval_serves_fp32_onnx_when_quantisation_is_off(tmp_path: Path) -> None:
     onnx_files = sorted(p.name for p in (tmp_path / "model-onnx" / "onnx").glob("*.onnx"))
     assert onnx_files == ["model.onnx"]
     assert json.loads((tmp_path / "model-onnx" / "onnx" / "export.json").read_text())["quantized"] is False
+    assert json.loads((tmp_path / "model-onnx" / "manifest.json").read_text())["fitted_on"] == "onnx fp32"
     assert metrics["onnx"]["runtime"] == "onnx" and metrics["torch"]["runtime"] == "torch"
     assert metrics["onnx"]["accuracy"] == pytest.approx(metrics["torch"]["accuracy"])
     assert metrics["onnx"]["ece"] == pytest.approx(metrics["torch"]["ece"], abs=2e-3)
+
+
+def test_eval_on_int8_onnx_fits_on_the_encoder_it_serves(settings: Any, tmp_path: Path) -> None:
+    """`eval --runtime onnx` measures what `helploop build` ships: the members are fitted on the int8
+    encoder's embeddings, not fitted on torch's and served int8."""
+    out, bundle = tmp_path / "onnx.json", tmp_path / "model"
+    args = ["--train", str(SMALL / "train.csv"), "--test", str(SMALL / "test.csv"), "--json", str(out)]
+    result = run(settings, "eval", *args, "--runtime", "onnx", "--save-model", str(bundle))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["runtime"] == "onnx" and metrics["accuracy"] >= 0.9
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["fitted_on"] == "onnx int8" and manifest["onnx"]["quantized"] is True
+    served = AnsweringEngine.load(bundle, runtime="onnx")
+    assert served.runtime == "onnx"
+    assert served.predict("what exchange rate do you use").intent == "exchange_rate"
 
 
 def test_eval_with_shots_and_out_of_scope(settings: Any, tmp_path: Path) -> None:
