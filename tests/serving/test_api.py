@@ -266,6 +266,33 @@ def test_confident_turns_join_a_similar_pending_item_and_never_open_one(make_app
         assert links == {first["turn_id"]: "thumbs_down", again["turn_id"]: "similar"}
 
 
+def log_card_turns(database: Any, rows: list[tuple[str, str]]) -> list[int]:
+    """Log (text, status) turns about card arrival in one conversation; returns their ids."""
+    from core.registry import get_or_create_conversation, log_turn
+
+    with database.session() as session:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        ids = []
+        for text, status in rows:
+            answered = status == "answered"
+            turn = log_turn(
+                session,
+                conversation_id=conversation.id,
+                user_text=text,
+                status=status,
+                intent="card_arrival" if answered else None,
+                answer="",
+                confidence=0.9 if answered else 0.3,
+                candidates=[{"intent": "card_arrival", "probability": 0.3, "title": "Card arrival"}],
+                member_scores={},
+                model_version="v1",
+                latency_ms=1.0,
+            )
+            ids.append(turn.id)
+        session.commit()
+    return ids
+
+
 def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) -> None:
     """Confident look-alikes are a bonus: with the queue half full they are skipped (and counted); turns
     with a reason for review always get their place."""
@@ -274,7 +301,6 @@ def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) ->
     import numpy as np
 
     from core.models import ReviewItem
-    from core.registry import get_or_create_conversation, log_turn
     from serving.review_router import ReviewRouter
 
     helploop = app.extensions["helploop"]
@@ -283,25 +309,14 @@ def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) ->
     router = ReviewRouter(
         helploop.database, helploop.policy, lock, capacity=2, on_skip=lambda: skipped.append(1)
     )
-    with helploop.database.session() as session:
-        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
-        ids = []
-        for text in ("where is my card", "card still not here", "when does my card come"):
-            turn = log_turn(
-                session,
-                conversation_id=conversation.id,
-                user_text=text,
-                status="handoff",
-                intent=None,
-                answer="",
-                confidence=0.3,
-                candidates=[{"intent": "card_arrival", "probability": 0.3, "title": "Card arrival"}],
-                member_scores={},
-                model_version="v1",
-                latency_ms=1.0,
-            )
-            ids.append(turn.id)
-        session.commit()
+    ids = log_card_turns(
+        helploop.database,
+        [
+            ("where is my card", "handoff"),
+            ("card still not here", "handoff"),
+            ("when does my card come", "handoff"),
+        ],
+    )
     vector = np.eye(16)[0]
     with lock:  # the worker blocks on the write lock with the first turn: the queue fills up behind it
         router.submit(ids[0], ["handoff"], vector)
@@ -326,7 +341,6 @@ def test_router_gives_pending_items_without_a_vector_one_so_look_alikes_can_join
     import numpy as np
 
     from core.models import ReviewItem
-    from core.registry import get_or_create_conversation, log_turn
     from serving.review_router import ReviewRouter
 
     helploop = app.extensions["helploop"]
@@ -342,25 +356,9 @@ def test_router_gives_pending_items_without_a_vector_one_so_look_alikes_can_join
         return np.stack([vectors[t] for t in texts]) if serving[0] else None
 
     router = ReviewRouter(helploop.database, helploop.policy, threading.Lock(), embed_texts=embed_texts)
-    with helploop.database.session() as session:
-        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
-        ids = []
-        for text, status in (("where is my card", "handoff"), ("is my card lost", "answered")):
-            turn = log_turn(
-                session,
-                conversation_id=conversation.id,
-                user_text=text,
-                status=status,
-                intent="card_arrival" if status == "answered" else None,
-                answer="",
-                confidence=0.3 if status == "handoff" else 0.9,
-                candidates=[{"intent": "card_arrival", "probability": 0.3, "title": "Card arrival"}],
-                member_scores={},
-                model_version="v1",
-                latency_ms=1.0,
-            )
-            ids.append(turn.id)
-        session.commit()
+    ids = log_card_turns(
+        helploop.database, [("where is my card", "handoff"), ("is my card lost", "answered")]
+    )
     router.submit(ids[0], ["handoff"], None)  # no vector: e.g. no model was serving
     assert router.drain(10)
     look_alike = np.eye(16)[0] + 0.05 * np.eye(16)[1]
