@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import Base
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# A JSON column where Python None is SQL NULL (plain JSON stores the JSON value null): "IS NULL" finds it.
+NullableJSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 INTENT_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 2000
 
@@ -187,7 +189,7 @@ class ReviewItem(Base):
     reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
     text: Mapped[str] = mapped_column(Text)  # redacted: what reviewers see
     # The vector of the question reviewers are shown (the first turn); members must be close to it.
-    embedding: Mapped[list[float] | None] = mapped_column(JSONType, nullable=True)
+    embedding: Mapped[list[float] | None] = mapped_column(NullableJSONType, nullable=True)
     cluster_size: Mapped[int] = mapped_column(Integer, default=1)
     uncertainty: Mapped[float] = mapped_column(Float, default=1.0)
     # Sort key: higher first. uncertainty x cluster size, minus an ageing term on the creation time, so

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Text, and_, cast, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -225,8 +225,7 @@ def unvectored_items(session: Session, *, limit: int = 50) -> list[tuple[ReviewI
         .where(
             ReviewItem.status == "pending",
             ReviewItem.is_gold.is_(False),
-            # An explicit None is stored as JSON null, not SQL NULL: both mean "no vector".
-            or_(ReviewItem.embedding.is_(None), cast(ReviewItem.embedding, Text) == "null"),
+            ReviewItem.embedding.is_(None),  # SQL NULL (migration 0006 turned older JSON nulls into it)
         )
         .order_by(ReviewItem.id)
         .limit(limit)

@@ -1,16 +1,27 @@
 """Database tests: each runs on SQLite and on the PostgreSQL server (skipped with a reason if absent)."""
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import text as text_sql
 from sqlalchemy.orm import Session
 
 from core import migrate
 from core.db import make_engine
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base
 from core.knowledge_base import import_knowledge_base, latest_kb_version, load_knowledge_base
-from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion, ModelVersion, Turn
+from core.models import (
+    ExampleQuestion,
+    Intent,
+    JSONType,
+    KnowledgeBaseVersion,
+    ModelVersion,
+    ReviewItem,
+    Turn,
+)
 from core.registry import get_or_create_conversation, latest_model_version, log_turn, register_model_version
 
 TABLES = {
@@ -43,6 +54,46 @@ def test_migrations_upgrade_and_downgrade(empty_database_url: str) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)  # and up again
     assert migrate.is_up_to_date(engine)
+    engine.dispose()
+
+
+def test_migration_0006_turns_json_null_vectors_into_sql_null(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0005")
+    columns = (
+        "status, reasons, text, embedding, cluster_size, uncertainty, queue_key, bot_answer, bot_confidence,"
+        " candidates, is_gold, required_judgements, created_at"
+    )
+    with engine.begin() as connection:
+        for text, embedding in (("json null", "null"), ("a vector", "[0.5, 0.25]")):
+            connection.execute(
+                text_sql(
+                    f"INSERT INTO review_items ({columns}) VALUES ('pending', :reasons, :text, :embedding,"
+                    " 1, 0.5, 0.5, '', 0.5, :candidates, :gold, 3, :now)"
+                ).bindparams(
+                    bindparam("reasons", type_=JSONType),
+                    bindparam("embedding", type_=JSONType),
+                    bindparam("candidates", type_=JSONType),
+                ),
+                {
+                    "reasons": ["handoff"],
+                    "text": text,
+                    "embedding": json.loads(embedding),
+                    "candidates": [],
+                    "gold": False,
+                    "now": datetime(2026, 11, 28, tzinfo=UTC),
+                },
+            )
+        assert (
+            connection.execute(text_sql("SELECT count(*) FROM review_items WHERE embedding IS NULL")).scalar()
+            == 0
+        )  # the old mapping stored JSON null
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        rows = {item.text: item.embedding for item in session.scalars(select(ReviewItem))}
+        assert rows == {"json null": None, "a vector": [0.5, 0.25]}
+        empty = session.scalars(select(ReviewItem.text).where(ReviewItem.embedding.is_(None))).all()
+        assert empty == ["json null"]
     engine.dispose()
 
 
