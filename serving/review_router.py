@@ -3,6 +3,7 @@ so chat latency does not depend on the size of the review queue."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -21,6 +22,7 @@ from crowd_feedback.review import (
 )
 from serving.background import BackgroundQueue
 
+log = logging.getLogger("helploop.serving.review_router")
 Embedder = Callable[[str], np.ndarray | None]
 BatchEmbedder = Callable[[list[str]], np.ndarray | None]
 
@@ -74,7 +76,11 @@ class ReviewRouter:
             if turn is None:
                 return
             vector = embedding(turn.user_text) if callable(embedding) else embedding
-            self._give_items_vectors(session)
+            try:
+                self._give_items_vectors(session)
+            except Exception:  # noqa: BLE001 - a backfill failure must not cost this turn its routing
+                session.rollback()
+                log.exception("giving pending review items their vectors failed")
             if not reasons and similar_pending_item(session, turn, vector, self.policy) is None:
                 return  # the common case for a confident answer: nothing to write, no write lock taken
             with self.write_lock:

@@ -376,3 +376,31 @@ def test_router_gives_pending_items_without_a_vector_one_so_look_alikes_can_join
     router.submit(ids[1], [], look_alike)  # nothing left without a vector: the encoder is not asked again
     assert router.drain(10)
     assert len(asked) == 2
+
+
+def test_a_failing_encoder_never_costs_a_turn_its_routing(app: Any) -> None:
+    import threading
+
+    import numpy as np
+
+    from core.models import ReviewItem
+    from serving.review_router import ReviewRouter
+
+    helploop = app.extensions["helploop"]
+
+    def broken(texts: list[str]) -> np.ndarray | None:
+        raise RuntimeError("encoder went away")
+
+    router = ReviewRouter(helploop.database, helploop.policy, threading.Lock(), embed_texts=broken)
+    ids = log_card_turns(
+        helploop.database, [("where is my card", "handoff"), ("card still not here", "handoff")]
+    )
+    router.submit(ids[0], ["handoff"], None)  # opens an item without a vector
+    router.submit(ids[1], ["handoff"], np.eye(16)[0])  # the backfill fails; this turn is routed all the same
+    assert router.drain(10)
+    with helploop.database.session() as session:
+        items = session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all()
+        assert [(i.text, i.embedding is None) for i in items] == [
+            ("where is my card", True),
+            ("card still not here", False),
+        ]
