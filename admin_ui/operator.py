@@ -1,4 +1,5 @@
-"""Operator overview: traffic, review queue, reviewers and the verified pairs ready for training."""
+"""Operator pages: overview (traffic, review queue, reviewers, verified pairs), runs, models, accounts, and
+conversations (the turn log, with the inbox of conversations handed to a person)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,36 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
-from core.models import Deployment, Job, ModelVersion, ReviewItem, Turn, User, VerifiedPair, utcnow
+from core.models import (
+    Deployment,
+    Job,
+    ModelVersion,
+    ReviewItem,
+    ReviewItemTurn,
+    Turn,
+    User,
+    VerifiedPair,
+    utcnow,
+)
+from core.registry import (
+    HandoffError,
+    NotFoundError,
+    close_handoff,
+    conversation_summaries,
+    get_conversation,
+)
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.review import judgement_answers, shadow_agreement
+from crowd_feedback.reviewers import (
+    MIN_PASSWORD,
+    AccountError,
+    account_events,
+    create_user,
+    list_accounts,
+    reinstate,
+    set_active,
+    set_password,
+)
 from training.jobs import JobError, enqueue, request_cancel
 from training.rollout import RolloutError, apply_action, describe
 
@@ -47,6 +75,7 @@ def overview() -> Any:
         ]
         answers = judgement_answers(session)
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
+        _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -69,6 +98,7 @@ def overview() -> Any:
         alpha=alpha,
         alpha_recent=alpha_recent,
         pairs_alpha=pairs_alpha,
+        waiting=waiting,
     )
 
 
@@ -219,3 +249,189 @@ def start_reaggregate() -> Any:
         ).id
     flash(f"Re-aggregation job {job_id} queued ({method}).")
     return redirect(url_for("operator.overview"))
+
+
+@operator.get("/accounts")
+@require_role("operator")
+def accounts() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = list_accounts(session)
+        events = [
+            {
+                "when": event.created_at,
+                "username": username,
+                "action": event.action,
+                "actor": event.actor,
+                "reason": event.reason,
+            }
+            for event, username in account_events(session, limit=50)
+        ]
+    return render_template(
+        "admin/accounts.html",
+        accounts=rows,
+        events=events,
+        min_password=MIN_PASSWORD,
+        me=current_user.username,
+    )
+
+
+@operator.post("/accounts")
+@require_role("operator")
+def create_account() -> Any:
+    helploop = current_app.extensions["helploop"]
+    form = request.form
+    username = form.get("username", "").strip()
+    try:
+        with helploop.database.session() as session:
+            create_user(
+                session,
+                username=username,
+                password=form.get("password", ""),
+                role=form.get("role", ""),
+                actor=current_user.username,
+            )
+        flash(f"Created {form.get('role')} {username}.")
+    except AccountError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.accounts"))
+
+
+@operator.post("/accounts/<username>")
+@require_role("operator")
+def account_action(username: str) -> Any:
+    """One form per account: reset password, deactivate, reactivate, reinstate (each audited)."""
+    helploop = current_app.extensions["helploop"]
+    form = request.form
+    action = form.get("action", "")
+    actor = current_user.username
+    reason = form.get("reason", "").strip()
+    if action == "deactivate" and username == actor:
+        flash("Refused: you cannot deactivate your own account.")
+        return redirect(url_for("operator.accounts"))
+    try:
+        with helploop.database.session() as session:
+            if action == "password":
+                set_password(session, username=username, password=form.get("password", ""), actor=actor)
+                done = f"New password set for {username}; their open sessions have ended."
+            elif action in ("deactivate", "reactivate"):
+                set_active(
+                    session, username=username, active=action == "reactivate", actor=actor, reason=reason
+                )
+                done = f"{username} {action}d."
+            elif action == "reinstate":
+                reinstate(session, username=username, actor=actor, reason=reason)
+                done = f"{username} reinstated: gold counts start again."
+            else:
+                abort(400)
+        flash(done)
+    except AccountError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.accounts"))
+
+
+CONVERSATIONS_PER_PAGE = 50
+
+
+@operator.get("/conversations")
+@require_role("operator")
+def conversations() -> Any:
+    """The turn log by conversation: the inbox of conversations waiting for a person first."""
+    helploop = current_app.extensions["helploop"]
+    view = request.args.get("view", "waiting")
+    if view not in ("waiting", "all"):
+        abort(400)
+    search = request.args.get("q", "")[:200]
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with helploop.database.session() as session:
+        rows, total = conversation_summaries(
+            session,
+            waiting_only=view == "waiting",
+            search=search,
+            limit=CONVERSATIONS_PER_PAGE,
+            offset=(page - 1) * CONVERSATIONS_PER_PAGE,
+        )
+    return render_template(
+        "admin/conversations.html",
+        rows=rows,
+        total=total,
+        view=view,
+        search=search,
+        page=page,
+        pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),
+    )
+
+
+@operator.get("/conversations/<conversation_id>")
+@require_role("operator")
+def conversation_detail(conversation_id: str) -> Any:
+    """One transcript with everything the turn log keeps: original text, status, confidence, candidates, each
+    member's scores, model version and arm, latency, feedback, and the review items the turn is part of."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        try:
+            conversation = get_conversation(session, conversation_id=conversation_id)
+        except NotFoundError:
+            abort(404)
+        turn_ids = [t.id for t in conversation.turns]
+        in_review: dict[int, list[dict[str, Any]]] = {}
+        for turn_id, item_id, status, reason in session.execute(
+            select(ReviewItemTurn.turn_id, ReviewItem.id, ReviewItem.status, ReviewItemTurn.reason)
+            .join(ReviewItem, ReviewItem.id == ReviewItemTurn.item_id)
+            .where(ReviewItemTurn.turn_id.in_(turn_ids))
+        ):
+            in_review.setdefault(turn_id, []).append({"id": item_id, "status": status, "reason": reason})
+        turns = [
+            {
+                "id": t.id,
+                "at": t.created_at,
+                "text": t.user_text,
+                "status": t.status,
+                "intent": t.intent,
+                "answer": t.answer,
+                "confidence": t.confidence,
+                "candidates": (t.candidates or [])[:3],
+                "members": {
+                    name: (scores or [])[:3] for name, scores in sorted((t.member_scores or {}).items())
+                },
+                "model_version": t.model_version,
+                "served_by": t.served_by,
+                "latency_ms": t.latency_ms,
+                "helpful": t.helpful,
+                "comment": t.feedback_comment,
+                "review": in_review.get(t.id, []),
+            }
+            for t in conversation.turns
+        ]
+        info = {
+            "id": conversation.id,
+            "channel": conversation.channel,
+            "created_at": conversation.created_at,
+            "handoff_requested_at": conversation.handoff_requested_at,
+            "handed_off": conversation.handoff_requested_at is not None
+            or any(t["status"] == "handoff" for t in turns),
+            "closed_at": conversation.handoff_closed_at,
+            "closed_by": conversation.handoff_closed_by,
+            "note": conversation.handoff_note,
+        }
+    return render_template("admin/conversation.html", conversation=info, turns=turns)
+
+
+@operator.post("/conversations/<conversation_id>/close")
+@require_role("operator")
+def close_conversation_handoff(conversation_id: str) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            close_handoff(
+                session,
+                conversation_id=conversation_id,
+                actor=current_user.username,
+                note=request.form.get("note", ""),
+            )
+        flash("Marked handled: it has left the inbox.")
+    except NotFoundError:
+        abort(404)
+    except HandoffError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))

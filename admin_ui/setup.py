@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from core.models import User
+from crowd_feedback.reviewers import session_token
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -21,6 +23,7 @@ class CurrentUser:
 
     def __init__(self, user: User) -> None:
         self.id = user.id
+        self.token = session_token(user)
         self.username = user.username
         self.role = user.role
         self.suspended = user.suspended_at is not None
@@ -29,17 +32,23 @@ class CurrentUser:
         self.is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # The id and a token that changes with the password: a reset ends the sessions opened before it.
+        return f"{self.id}:{self.token}"
 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> CurrentUser | None:
     from flask import current_app
 
+    number, _, token = user_id.partition(":")
+    if not number.isdigit() or not token:
+        return None
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
-        user = session.get(User, int(user_id))
-        return CurrentUser(user) if user is not None and user.active else None
+        user = session.get(User, int(number))
+        if user is None or not user.active or not hmac.compare_digest(session_token(user), token):
+            return None  # deactivated, or the password changed since this session began
+        return CurrentUser(user)
 
 
 def require_role(*roles: str) -> Any:

@@ -93,6 +93,10 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     handoff_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # A person took over (the user asked, or the bot handed off) and an operator marked it handled.
+    handoff_closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    handoff_closed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    handoff_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
 
@@ -175,6 +179,20 @@ class User(Base):
     suspended_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     gold_answered: Mapped[int] = mapped_column(Integer, default=0)
     gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AccountEvent(Base):
+    """Audit trail of accounts: created, password reset, deactivated, reactivated, suspended (by the gold
+    check), reinstated; who did it (an operator's username, "cli" or "system"), when and why."""
+
+    __tablename__ = "account_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(30))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Conversation, Deployment, ModelVersion, Turn, utcnow
@@ -12,6 +14,10 @@ from core.models import Conversation, Deployment, ModelVersion, Turn, utcnow
 
 class NotFoundError(LookupError):
     """A row the caller named does not exist."""
+
+
+class HandoffError(ValueError):
+    """A handoff action that does not apply to this conversation."""
 
 
 TURN_STATUSES = ("answered", "clarify", "handoff")
@@ -93,8 +99,18 @@ def log_turn(
         shadow_prediction=shadow_prediction,
     )
     session.add(turn)
+    if status == "handoff":  # handed to a person again after an operator closed the last handoff
+        _reopen_handoff(session, conversation_id)
     session.flush()
     return turn
+
+
+def _reopen_handoff(session: Session, conversation_id: str) -> None:
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.handoff_closed_at.is_not(None))
+        .values(handoff_closed_at=None, handoff_closed_by=None, handoff_note=None)
+    )
 
 
 def record_feedback(session: Session, *, turn_id: int, helpful: bool, comment: str | None = None) -> Turn:
@@ -117,10 +133,106 @@ def get_conversation(session: Session, *, conversation_id: str) -> Conversation:
 
 def request_handoff(session: Session, *, conversation_id: str) -> Conversation:
     conversation = get_conversation(session, conversation_id=conversation_id)
-    if conversation.handoff_requested_at is None:
-        conversation.handoff_requested_at = utcnow()
+    if conversation.handoff_requested_at is None or conversation.handoff_closed_at is not None:
+        conversation.handoff_requested_at = utcnow()  # a new request after a closed one reopens it
+        conversation.handoff_closed_at = None
+        conversation.handoff_closed_by = None
+        conversation.handoff_note = None
     session.flush()
     return conversation
+
+
+def close_handoff(session: Session, *, conversation_id: str, actor: str, note: str = "") -> Conversation:
+    """An operator has dealt with a conversation that was handed to a person: it leaves the inbox."""
+    conversation = get_conversation(session, conversation_id=conversation_id)
+    if conversation.handoff_closed_at is not None:
+        raise HandoffError(f"already marked handled by {conversation.handoff_closed_by}")
+    handed_off = session.scalar(
+        select(func.count()).where(Turn.conversation_id == conversation_id, Turn.status == "handoff")
+    )
+    if conversation.handoff_requested_at is None and not handed_off:
+        raise HandoffError("this conversation was not handed to a person")
+    conversation.handoff_closed_at = utcnow()
+    conversation.handoff_closed_by = actor[:100]
+    conversation.handoff_note = note.strip()[:500] or None
+    session.flush()
+    return conversation
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    channel: str
+    created_at: datetime
+    last_activity_at: datetime
+    turns: int
+    handoff_turns: int
+    unhelpful: int
+    handoff_requested: bool
+    closed_by: str | None
+    last_message: str
+
+    @property
+    def waiting(self) -> bool:
+        return (self.handoff_requested or self.handoff_turns > 0) and self.closed_by is None
+
+
+def conversation_summaries(
+    session: Session, *, waiting_only: bool = False, search: str = "", limit: int = 50, offset: int = 0
+) -> tuple[list[ConversationSummary], int]:
+    """Conversations newest activity first, with their counts and last message, and how many match in all.
+    ``waiting_only``: handed to a person (asked for, or the bot handed off) and not yet marked handled.
+    ``search``: a case-insensitive substring of any of the user's messages (originals: operators only)."""
+    per = (
+        select(
+            Turn.conversation_id.label("cid"),
+            func.count().label("turns"),
+            func.sum(case((Turn.status == "handoff", 1), else_=0)).label("handoff_turns"),
+            func.sum(case((Turn.helpful.is_(False), 1), else_=0)).label("unhelpful"),
+            func.max(Turn.id).label("last_turn"),
+        )
+        .group_by(Turn.conversation_id)
+        .subquery()
+    )
+    query = select(Conversation, per).join(per, per.c.cid == Conversation.id)
+    if waiting_only:
+        query = query.where(
+            and_(
+                or_(Conversation.handoff_requested_at.is_not(None), per.c.handoff_turns > 0),
+                Conversation.handoff_closed_at.is_(None),
+            )
+        )
+    if search.strip():
+        needle = search.strip().lower()
+        matching = select(Turn.conversation_id).where(
+            func.lower(Turn.user_text).contains(needle, autoescape=True)
+        )
+        query = query.where(Conversation.id.in_(matching))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(
+        query.order_by(Conversation.last_activity_at.desc(), Conversation.id).limit(limit).offset(offset)
+    ).all()
+    last_texts = dict(
+        session.execute(
+            select(Turn.id, Turn.user_text).where(Turn.id.in_([row.last_turn for row in rows]))
+        ).all()
+    )
+    summaries = [
+        ConversationSummary(
+            id=row.Conversation.id,
+            channel=row.Conversation.channel,
+            created_at=row.Conversation.created_at,
+            last_activity_at=row.Conversation.last_activity_at,
+            turns=int(row.turns),
+            handoff_turns=int(row.handoff_turns or 0),
+            unhelpful=int(row.unhelpful or 0),
+            handoff_requested=row.Conversation.handoff_requested_at is not None,
+            closed_by=row.Conversation.handoff_closed_by if row.Conversation.handoff_closed_at else None,
+            last_message=last_texts.get(row.last_turn, ""),
+        )
+        for row in rows
+    ]
+    return summaries, int(total)
 
 
 def current_deployment(session: Session) -> Deployment | None:

@@ -31,6 +31,7 @@ from core.models import (
 )
 from core.settings import Settings
 from crowd_feedback.redaction import redact
+from crowd_feedback.reviewers import suspend
 
 NEW_INTENT = "new_intent"
 NOT_A_QUESTION = "not_a_question"
@@ -474,10 +475,14 @@ def submit_judgement(
             reviewer.gold_answered >= policy.gold_min_answered
             and reviewer.gold_correct / reviewer.gold_answered < policy.gold_min_accuracy
         ):
-            reviewer.suspended_at = now
-            reviewer.suspended_reason = (
-                f"accuracy on gold {reviewer.gold_correct}/{reviewer.gold_answered} below "
-                f"{policy.gold_min_accuracy:.0%}"
+            suspend(
+                session,
+                user=reviewer,
+                reason=(
+                    f"accuracy on gold {reviewer.gold_correct}/{reviewer.gold_answered} below "
+                    f"{policy.gold_min_accuracy:.0%}"
+                ),
+                now=now,
             )
         session.flush()
         return item

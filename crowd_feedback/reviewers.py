@@ -1,14 +1,20 @@
-"""Accounts for reviewers and operators: creation and password checks (hashed, never stored in clear)."""
+"""Accounts for reviewers and operators: creation, password checks (hashed, never stored in clear) and the
+operator's actions on accounts (reset a password, deactivate, reactivate, reinstate a suspended reviewer),
+each recorded in ``account_events`` with who did it and why."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.models import User
+from core.models import AccountEvent, Claim, User, utcnow
 
 ROLES = ("reviewer", "operator")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,80}$")
@@ -19,18 +25,18 @@ class AccountError(ValueError):
     pass
 
 
-def create_user(session: Session, *, username: str, password: str, role: str) -> User:
+def create_user(session: Session, *, username: str, password: str, role: str, actor: str = "cli") -> User:
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     if not USERNAME.match(username):
         raise AccountError("username: 3-80 letters, digits, '.', '_' or '-'")
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
+    _check_password(password)
     if session.scalars(select(User).where(User.username == username)).first() is not None:
         raise AccountError(f"user {username!r} already exists")
     user = User(username=username, password_hash=generate_password_hash(password), role=role)
     session.add(user)
     session.flush()
+    record_event(session, user=user, action="created", actor=actor, reason=f"role {role}")
     return user
 
 
@@ -39,3 +45,143 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     if user is None or not user.active or not check_password_hash(user.password_hash, password):
         return None
     return user
+
+
+ACTIONS = ("created", "password_reset", "deactivated", "reactivated", "suspended", "reinstated")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
+
+
+def session_token(user: User) -> str:
+    """What a login session carries besides the user id: it changes with the password, so resetting a
+    password ends every session that was opened with the old one."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def record_event(session: Session, *, user: User, action: str, actor: str, reason: str = "") -> None:
+    if action not in ACTIONS:
+        raise AccountError(f"unknown account action {action!r}")
+    session.add(AccountEvent(user_id=user.id, action=action, actor=actor[:100], reason=reason[:500]))
+    session.flush()
+
+
+def get_user(session: Session, *, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise AccountError(f"no user {username!r}")
+    return user
+
+
+def set_password(session: Session, *, username: str, password: str, actor: str) -> User:
+    _check_password(password)
+    user = get_user(session, username=username)
+    user.password_hash = generate_password_hash(password)
+    record_event(session, user=user, action="password_reset", actor=actor)
+    return user
+
+
+def _release_claims(session: Session, user: User) -> None:
+    """Items the user holds go back to the queue now instead of when their leases run out."""
+    session.execute(delete(Claim).where(Claim.reviewer_id == user.id))
+
+
+def set_active(session: Session, *, username: str, active: bool, actor: str, reason: str = "") -> User:
+    """Deactivate (cannot log in; open sessions end; claimed items go back to the queue) or reactivate.
+    Refused for the last active operator, who would lock everyone out of the operator pages."""
+    user = get_user(session, username=username)
+    if user.active == active:
+        raise AccountError(f"{username} is already {'active' if active else 'deactivated'}")
+    if not active and user.role == "operator":
+        others = session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "operator", User.active.is_(True), User.id != user.id)
+        )
+        if not others:
+            raise AccountError(f"{username} is the last active operator; create another operator first")
+    user.active = active
+    if not active:
+        _release_claims(session, user)
+    record_event(
+        session, user=user, action="reactivated" if active else "deactivated", actor=actor, reason=reason
+    )
+    return user
+
+
+def suspend(session: Session, *, user: User, reason: str, now: datetime | None = None) -> None:
+    """The gold check's automatic suspension: no more items; the reviewer's judgements count as coin
+    flips in every posterior until an operator reinstates them."""
+    user.suspended_at = now or utcnow()
+    user.suspended_reason = reason[:300]
+    _release_claims(session, user)
+    record_event(session, user=user, action="suspended", actor="system", reason=reason)
+
+
+def reinstate(session: Session, *, username: str, actor: str, reason: str) -> User:
+    """Lift a suspension after an operator has looked at it (a reason is required). The reviewer starts a
+    new probation: the gold counts start again from zero (the old ones stay in the audit reason), so the
+    gold check judges them afresh after the usual number of gold items."""
+    user = get_user(session, username=username)
+    if user.suspended_at is None:
+        raise AccountError(f"{username} is not suspended")
+    if not reason.strip():
+        raise AccountError("say why the reviewer is reinstated")
+    before = f"gold {user.gold_correct}/{user.gold_answered} before; {reason.strip()}"
+    user.suspended_at = None
+    user.suspended_reason = None
+    user.gold_answered = 0
+    user.gold_correct = 0
+    record_event(session, user=user, action="reinstated", actor=actor, reason=before)
+    return user
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    username: str
+    role: str
+    active: bool
+    suspended_reason: str | None
+    gold: str
+    created_at: datetime
+    last_event: str
+
+
+def list_accounts(session: Session) -> list[AccountRow]:
+    users = session.scalars(select(User).order_by(User.role, User.username)).all()
+    newest = select(func.max(AccountEvent.id)).group_by(AccountEvent.user_id)
+    latest: dict[int, Any] = {
+        e.user_id: e for e in session.scalars(select(AccountEvent).where(AccountEvent.id.in_(newest)))
+    }
+    rows = []
+    for user in users:
+        event = latest.get(user.id)
+        rows.append(
+            AccountRow(
+                username=user.username,
+                role=user.role,
+                active=user.active,
+                suspended_reason=user.suspended_reason if user.suspended_at is not None else None,
+                gold=f"{user.gold_correct}/{user.gold_answered}",
+                created_at=user.created_at,
+                last_event=(
+                    f"{event.action} by {event.actor} {event.created_at:%Y-%m-%d %H:%M}" if event else ""
+                ),
+            )
+        )
+    return rows
+
+
+def account_events(session: Session, *, limit: int = 50) -> list[tuple[AccountEvent, str]]:
+    """The newest changes to accounts with the account's username."""
+    return [
+        (event, username)
+        for event, username in session.execute(
+            select(AccountEvent, User.username)
+            .join(User, User.id == AccountEvent.user_id)
+            .order_by(AccountEvent.id.desc())
+            .limit(limit)
+        ).all()
+    ]

@@ -494,12 +494,116 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
     _require_schema(database)
     try:
         with database.session() as session:
-            user = create_user(session, username=username, password=password, role=role)
+            user = create_user(session, username=username, password=password, role=role, actor=_cli_actor())
             user_id = user.id
     except AccountError as exc:
         _fail(str(exc))
         return
     click.echo(f"created {role} {username} (id {user_id})")
+
+
+def _cli_actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+@users.command("list")
+@click.pass_context
+def users_list(ctx: click.Context) -> None:
+    """Every account: role, status (active, suspended and why, deactivated), gold record, last change."""
+    from crowd_feedback.reviewers import list_accounts
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = list_accounts(session)
+    click.echo(f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  last change")
+    for row in rows:
+        status = "deactivated" if not row.active else "suspended" if row.suspended_reason else "active"
+        click.echo(f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {row.last_event}")
+        if row.suspended_reason and row.active:
+            click.echo(f"{'':<20} suspended: {row.suspended_reason}")
+
+
+def _account_change(ctx: click.Context, change: Any, done: str) -> None:
+    """Run ``change(session)`` in one transaction; an AccountError exits non-zero and changes nothing."""
+    from crowd_feedback.reviewers import AccountError
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            change(session)
+    except AccountError as exc:
+        _fail(str(exc))
+    click.echo(done)
+
+
+@users.command("set-password")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@click.pass_context
+def users_set_password(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Set a new password (ends the account's open sessions)."""
+    from crowd_feedback.reviewers import set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _account_change(
+        ctx,
+        lambda session: set_password(session, username=username, password=password, actor=_cli_actor()),
+        f"new password set for {username}",
+    )
+
+
+@users.command("deactivate")
+@click.option("--username", required=True)
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@click.pass_context
+def users_deactivate(ctx: click.Context, username: str, reason: str) -> None:
+    """No more logins; open sessions end and claimed items go back to the queue."""
+    from crowd_feedback.reviewers import set_active
+
+    _account_change(
+        ctx,
+        lambda session: set_active(
+            session, username=username, active=False, actor=_cli_actor(), reason=reason
+        ),
+        f"{username} deactivated",
+    )
+
+
+@users.command("reactivate")
+@click.option("--username", required=True)
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@click.pass_context
+def users_reactivate(ctx: click.Context, username: str, reason: str) -> None:
+    """Let a deactivated account log in again."""
+    from crowd_feedback.reviewers import set_active
+
+    _account_change(
+        ctx,
+        lambda session: set_active(
+            session, username=username, active=True, actor=_cli_actor(), reason=reason
+        ),
+        f"{username} reactivated",
+    )
+
+
+@users.command("reinstate")
+@click.option("--username", required=True)
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.pass_context
+def users_reinstate(ctx: click.Context, username: str, reason: str) -> None:
+    """Lift the gold check's suspension of a reviewer; their gold record starts again."""
+    from crowd_feedback.reviewers import reinstate
+
+    _account_change(
+        ctx,
+        lambda session: reinstate(session, username=username, actor=_cli_actor(), reason=reason),
+        f"{username} reinstated (gold record starts again)",
+    )
 
 
 # -------------------------------------------------------------------------------------------- crowd

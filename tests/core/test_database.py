@@ -14,6 +14,7 @@ from core.db import make_engine
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base
 from core.knowledge_base import import_knowledge_base, latest_kb_version, load_knowledge_base
 from core.models import (
+    Conversation,
     ExampleQuestion,
     Intent,
     JSONType,
@@ -22,7 +23,18 @@ from core.models import (
     ReviewItem,
     Turn,
 )
-from core.registry import get_or_create_conversation, latest_model_version, log_turn, register_model_version
+from core.registry import (
+    HandoffError,
+    NotFoundError,
+    close_handoff,
+    conversation_summaries,
+    get_or_create_conversation,
+    latest_model_version,
+    log_turn,
+    record_feedback,
+    register_model_version,
+    request_handoff,
+)
 
 TABLES = {
     "intents",
@@ -32,6 +44,7 @@ TABLES = {
     "turns",
     "model_versions",
     "deployments",
+    "account_events",
 }
 
 
@@ -219,3 +232,66 @@ def test_turn_log_and_model_registry(db_session: Session) -> None:
             model_version="v",
             latency_ms=1,
         )
+
+
+def _say(session: Session, conversation_id: str, text: str, status: str, helpful: bool | None = None) -> Turn:
+    turn = log_turn(
+        session,
+        conversation_id=conversation_id,
+        user_text=text,
+        status=status,
+        intent=None if status == "handoff" else "card_arrival",
+        answer="",
+        confidence=0.4 if status == "handoff" else 0.95,
+        candidates=[],
+        member_scores={},
+        model_version="v1",
+        latency_ms=3.0,
+    )
+    if helpful is not None:
+        record_feedback(session, turn_id=turn.id, helpful=helpful)
+    return turn
+
+
+def test_conversation_inbox_waits_for_a_person_until_handled(db_session: Session) -> None:
+    calm, unsure, asked = (
+        get_or_create_conversation(db_session, conversation_id=f"conv-{name}", channel="widget").id
+        for name in ("calm", "unsure", "asked")
+    )
+    _say(db_session, calm, "Where is my card?", "answered", helpful=True)
+    _say(db_session, unsure, "my card 4111 is stuck in the ATM 100%_sure", "handoff")
+    _say(db_session, unsure, "hello??", "answered", helpful=False)
+    _say(db_session, asked, "I want a human", "answered")
+    request_handoff(db_session, conversation_id=asked)
+    with pytest.raises(HandoffError, match="not handed to a person"):
+        close_handoff(db_session, conversation_id=calm, actor="omar")
+    with pytest.raises(NotFoundError):
+        close_handoff(db_session, conversation_id="nope", actor="omar")
+
+    everything, total = conversation_summaries(db_session)
+    assert total == 3 and {c.id for c in everything} == {calm, unsure, asked}
+    by_id = {c.id: c for c in everything}
+    assert (by_id[unsure].turns, by_id[unsure].handoff_turns, by_id[unsure].unhelpful) == (2, 1, 1)
+    assert by_id[unsure].last_message == "hello??" and by_id[asked].handoff_requested
+    waiting, total = conversation_summaries(db_session, waiting_only=True)
+    assert total == 2 and {c.id for c in waiting} == {unsure, asked} and all(c.waiting for c in waiting)
+    # Search is a case-insensitive substring of the originals; % and _ are literal characters.
+    assert [c.id for c in conversation_summaries(db_session, search="ATM")[0]] == [unsure]
+    assert [c.id for c in conversation_summaries(db_session, search="100%_SURE")[0]] == [unsure]
+    assert conversation_summaries(db_session, search="card%stuck")[1] == 0  # not a LIKE wildcard
+    page, total = conversation_summaries(db_session, limit=2, offset=2)
+    assert total == 3 and len(page) == 1
+
+    close_handoff(db_session, conversation_id=unsure, actor="omar", note="called the customer")
+    with pytest.raises(HandoffError, match="already marked handled by omar"):
+        close_handoff(db_session, conversation_id=unsure, actor="omar")
+    waiting, _ = conversation_summaries(db_session, waiting_only=True)
+    assert [c.id for c in waiting] == [asked]
+    closed = db_session.get(Conversation, unsure)
+    assert closed.handoff_closed_by == "omar" and closed.handoff_note == "called the customer"
+    _say(db_session, unsure, "still stuck", "handoff")  # handed off again: back in the inbox
+    assert {c.id for c in conversation_summaries(db_session, waiting_only=True)[0]} == {unsure, asked}
+    close_handoff(db_session, conversation_id=asked, actor="omar")
+    request_handoff(db_session, conversation_id=asked)  # asks again: back in the inbox
+    assert {c.id for c in conversation_summaries(db_session, waiting_only=True)[0]} == {unsure, asked}
+    assert db_session.get(Conversation, asked).handoff_closed_by is None

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.models import Judgement, ReviewItem, VerifiedPair
-from crowd_feedback.reviewers import create_user
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
+from crowd_feedback.reviewers import account_events, create_user, suspend
 
 PASSWORD = "correct horse battery staple"
 
@@ -339,3 +339,164 @@ def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: An
     with app.extensions["helploop"].database.session() as session:
         jobs = session.scalars(select(Job).order_by(Job.id)).all()
         assert [job.params["fine_tune"] for job in jobs] == [{}, {"head_epochs": 2.5}]
+
+
+def test_operator_manages_accounts_from_the_accounts_page(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/accounts").get_data(as_text=True)
+    assert 'data-username="rita"' in page and "created by cli" in page
+    token = csrf_token(page)
+
+    # A new reviewer account; a weak password is refused and creates nothing.
+    weak = operator.post(
+        "/operator/accounts",
+        data={"username": "nina", "role": "reviewer", "password": "short", "csrf_token": token},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Refused: password must have at least 10 characters" in weak and 'data-username="nina"' not in weak
+    operator.post(
+        "/operator/accounts",
+        data={"username": "nina", "role": "reviewer", "password": PASSWORD, "csrf_token": token},
+    )
+    nina = app.test_client()
+    assert login(nina, "nina").headers["Location"].endswith("/review/")
+    assert nina.get("/operator/accounts").status_code == 403  # reviewers cannot manage accounts
+    assert nina.post("/operator/accounts/rita", data={"action": "deactivate"}).status_code == 400  # no token
+
+    # A new password ends the sessions opened with the old one.
+    rita = app.test_client()
+    login(rita, "rita")
+    assert rita.get("/review/").status_code == 200
+    operator.post(
+        "/operator/accounts/rita",
+        data={"action": "password", "password": "a brand new secret", "csrf_token": token},
+    )
+    assert rita.get("/review/").status_code == 302  # back to the login page
+    assert login(rita, "rita").status_code == 401  # the old password no longer works
+
+    # Deactivation ends nina's session at once; the reason is kept and shown escaped.
+    done = operator.post(
+        "/operator/accounts/nina",
+        data={"action": "deactivate", "reason": "<b>left</b>", "csrf_token": token},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "nina deactivated." in done and "&lt;b&gt;left&lt;/b&gt;" in done and "<b>left</b>" not in done
+    assert nina.get("/review/").status_code == 302
+    refused = operator.post(
+        "/operator/accounts/omar", data={"action": "deactivate", "csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "you cannot deactivate your own account" in refused
+    assert operator.get("/operator/").status_code == 200
+    assert (
+        operator.post("/operator/accounts/rita", data={"action": "delete", "csrf_token": token}).status_code
+        == 400
+    )
+    with app.extensions["helploop"].database.session() as session:
+        events = [(e.action, e.actor, name) for e, name in account_events(session)]
+    assert ("password_reset", "omar", "rita") in events and ("deactivated", "omar", "nina") in events
+    assert ("created", "omar", "nina") in events
+
+
+def test_operator_reinstates_a_suspended_reviewer(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "bart", "reviewer")
+    with app.extensions["helploop"].database.session() as session:
+        bart = session.scalars(select(User).where(User.username == "bart")).one()
+        bart.gold_answered, bart.gold_correct = 5, 1
+        suspend(session, user=bart, reason="accuracy on gold 1/5 below 60%")
+    reviewer = app.test_client()
+    login(reviewer, "bart")
+    assert "Your reviewing is paused" in reviewer.get("/review/").get_data(as_text=True)
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/accounts").get_data(as_text=True)
+    assert "suspended: accuracy on gold 1/5 below 60%" in page and "Reinstate" in page
+    no_reason = operator.post(
+        "/operator/accounts/bart",
+        data={"action": "reinstate", "reason": "", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Refused: say why the reviewer is reinstated" in no_reason
+    after = operator.post(
+        "/operator/accounts/bart",
+        data={"action": "reinstate", "reason": "retrained", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "bart reinstated" in after and "gold 1/5 before; retrained" in after
+    with app.extensions["helploop"].database.session() as session:
+        bart = session.scalars(select(User).where(User.username == "bart")).one()
+        assert bart.suspended_at is None and (bart.gold_answered, bart.gold_correct) == (0, 0)
+    home = reviewer.get("/review/").get_data(as_text=True)  # same session, reviewing again
+    assert "Your reviewing is paused" not in home and "Start reviewing" in home
+
+
+def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    chat = app.test_client()
+    unsure = chat.post(
+        "/api/v1/chat", json={"message": "plonk <b>zz</b> mail me at jo@example.com"}
+    ).get_json()
+    assert unsure["status"] in {"handoff", "clarify"}
+    sure = chat.post("/api/v1/chat", json={"message": "where is my card"}).get_json()
+    chat.post(f"/api/v1/sessions/{sure['session_id']}/handoff")
+    assert helploop.router.drain(10)
+
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/conversations").status_code == 403  # originals are for operators
+    assert reviewer.get(f"/operator/conversations/{unsure['session_id']}").status_code == 403
+
+    operator = app.test_client()
+    login(operator, "omar")
+    waiting = 1 + (unsure["status"] == "handoff")
+    assert f"{waiting} conversation{'s' if waiting > 1 else ''} waiting" in operator.get(
+        "/operator/"
+    ).get_data(as_text=True)
+    inbox = operator.get("/operator/conversations").get_data(as_text=True)
+    assert sure["session_id"] in inbox and "asked" in inbox  # the customer asked for a person
+    assert (unsure["session_id"] in inbox) == (unsure["status"] == "handoff")
+    everything = operator.get("/operator/conversations?view=all&q=EXAMPLE.COM").get_data(as_text=True)
+    assert unsure["session_id"] in everything and sure["session_id"] not in everything
+    assert operator.get("/operator/conversations?view=nope").status_code == 400
+    assert operator.get("/operator/conversations/no-such-session").status_code == 404
+
+    page = operator.get(f"/operator/conversations/{unsure['session_id']}").get_data(as_text=True)
+    # The original (not redacted), escaped; the turn log's details; the review item it joined.
+    assert "jo@example.com" in page and "&lt;b&gt;zz&lt;/b&gt;" in page and "<b>zz</b>" not in page
+    with helploop.database.session() as session:
+        turn = session.scalars(select(Turn).where(Turn.conversation_id == unsure["session_id"])).one()
+        item_id = session.scalars(
+            select(ReviewItemTurn.item_id).where(ReviewItemTurn.turn_id == turn.id)
+        ).one()
+        for name in turn.member_scores:
+            assert f"<th>{name}</th>" in page
+        assert turn.model_version in page and f"{turn.confidence:.2f}" in page
+    assert f"item #{item_id} ({unsure['status']}, pending)" in page
+
+    detail = operator.get(f"/operator/conversations/{sure['session_id']}").get_data(as_text=True)
+    assert "Waiting for a person: the customer asked" in detail
+    assert (
+        operator.post(f"/operator/conversations/{sure['session_id']}/close", data={"note": "x"}).status_code
+        == 400
+    )  # no CSRF token
+    handled = operator.post(
+        f"/operator/conversations/{sure['session_id']}/close",
+        data={"note": "phoned back", "csrf_token": csrf_token(detail)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Handoff handled by omar" in handled and "phoned back" in handled
+    assert sure["session_id"] not in operator.get("/operator/conversations").get_data(as_text=True)
+    again = operator.post(
+        f"/operator/conversations/{sure['session_id']}/close",
+        data={"csrf_token": csrf_token(detail)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Refused: already marked handled by omar" in again

@@ -392,6 +392,57 @@ def test_users_create(settings: Any) -> None:
     assert short.exit_code == 2 and "at least 10" in short.output
 
 
+def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeypatch: Any) -> None:
+    from core.models import User
+    from crowd_feedback.reviewers import account_events, authenticate, create_user, suspend
+
+    monkeypatch.setenv("USER", "ops_lead")
+    run(settings, "db", "upgrade")
+    with Database(settings).session() as session:
+        create_user(session, username="omar", password="a very long password", role="operator")
+        bart = create_user(session, username="bart", password="a very long password", role="reviewer")
+        bart.gold_answered, bart.gold_correct = 5, 1
+        suspend(session, user=bart, reason="accuracy on gold 1/5 below 60%")
+    listing = run(settings, "users", "list").output.splitlines()
+    assert listing[0].split() == ["username", "role", "status", "gold", "last", "change"]
+    assert listing[1].split()[:4] == ["omar", "operator", "active", "0/0"]
+    assert listing[2].split()[:4] == ["bart", "reviewer", "suspended", "1/5"]
+    assert "suspended: accuracy on gold 1/5 below 60%" in listing[3]
+
+    unknown = run(
+        settings, "users", "set-password", "--username", "nobody", "--password-stdin", input="x" * 12
+    )
+    assert unknown.exit_code == 2 and "no user 'nobody'" in unknown.output
+    changed = run(
+        settings,
+        "users",
+        "set-password",
+        "--username",
+        "bart",
+        "--password-stdin",
+        input="another long one\n",
+    )
+    assert changed.exit_code == 0 and "new password set for bart" in changed.output
+    assert run(settings, "users", "reinstate", "--username", "bart", "--reason", "retrained").exit_code == 0
+    again = run(settings, "users", "reinstate", "--username", "bart", "--reason", "retrained")
+    assert again.exit_code == 2 and "bart is not suspended" in again.output
+    last = run(settings, "users", "deactivate", "--username", "omar")
+    assert last.exit_code == 2 and "last active operator" in last.output
+    assert run(settings, "users", "deactivate", "--username", "bart", "--reason", "left").exit_code == 0
+    with Database(settings).session() as session:
+        assert authenticate(session, username="bart", password="another long one") is None
+        bart = session.scalars(select(User).where(User.username == "bart")).one()
+        assert bart.suspended_at is None and not bart.active
+        events = [(e.action, e.actor) for e, name in account_events(session) if name == "bart"]
+    assert events[:3] == [
+        ("deactivated", "cli:ops_lead"),
+        ("reinstated", "cli:ops_lead"),
+        ("password_reset", "cli:ops_lead"),
+    ]
+    assert run(settings, "users", "reactivate", "--username", "bart").exit_code == 0
+    assert "reactivated by cli:ops_lead" in run(settings, "users", "list").output
+
+
 def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     settings: Any, answers_file: Path
 ) -> None:

@@ -1,0 +1,113 @@
+"""Accounts: the operator's actions on them and their audit trail (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import AccountEvent, Claim, User
+from crowd_feedback.review import ReviewError, ReviewPolicy, add_gold_item, next_item, submit_judgement
+from crowd_feedback.reviewers import (
+    AccountError,
+    account_events,
+    authenticate,
+    create_user,
+    list_accounts,
+    reinstate,
+    session_token,
+    set_active,
+    set_password,
+)
+
+SECRET = "correct horse battery"
+
+
+def actions(session: Session, username: str) -> list[tuple[str, str]]:
+    return [(e.action, e.actor) for e, name in reversed(account_events(session)) if name == username]
+
+
+def test_password_reset_changes_login_and_session_token(db_session: Session) -> None:
+    user = create_user(db_session, username="rita", password=SECRET, role="reviewer", actor="omar")
+    token = session_token(user)
+    with pytest.raises(AccountError, match="at least 10"):
+        set_password(db_session, username="rita", password="short", actor="omar")
+    with pytest.raises(AccountError, match="no user 'nobody'"):
+        set_password(db_session, username="nobody", password="a new long secret", actor="omar")
+    assert session_token(user) == token  # refused changes change nothing
+    set_password(db_session, username="rita", password="a new long secret", actor="omar")
+    assert authenticate(db_session, username="rita", password=SECRET) is None
+    assert authenticate(db_session, username="rita", password="a new long secret").id == user.id
+    assert session_token(user) != token  # sessions opened with the old password end
+    assert actions(db_session, "rita") == [("created", "omar"), ("password_reset", "omar")]
+
+
+def test_deactivation_ends_logins_releases_claims_and_spares_the_last_operator(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=1.0)
+    add_gold_item(db_session, text="where is my card", label="card_arrival", policy=policy)
+    rita = create_user(db_session, username="rita", password=SECRET, role="reviewer")
+    create_user(db_session, username="omar", password=SECRET, role="operator")
+    assert next_item(db_session, reviewer=rita, policy=policy, rng=random.Random(0)) is not None
+    assert db_session.scalar(select(func.count()).select_from(Claim)) == 1
+    set_active(db_session, username="rita", active=False, actor="omar", reason="left the team")
+    assert authenticate(db_session, username="rita", password=SECRET) is None
+    assert db_session.scalar(select(func.count()).select_from(Claim)) == 0  # the item is back in the queue
+    with pytest.raises(AccountError, match="already deactivated"):
+        set_active(db_session, username="rita", active=False, actor="omar")
+    with pytest.raises(AccountError, match="last active operator"):
+        set_active(db_session, username="omar", active=False, actor="omar")
+    assert db_session.scalars(select(User).where(User.username == "omar")).one().active
+    set_active(db_session, username="rita", active=True, actor="omar")
+    assert authenticate(db_session, username="rita", password=SECRET) is not None
+    assert [a for a, _ in actions(db_session, "rita")] == ["created", "deactivated", "reactivated"]
+    reasons = {e.action: e.reason for e, _ in account_events(db_session)}
+    assert reasons["deactivated"] == "left the team"
+
+
+def test_gold_suspension_is_audited_and_an_operator_reinstates_with_a_fresh_record(
+    db_session: Session,
+) -> None:
+    policy = ReviewPolicy(gold_rate=1.0, gold_min_answered=3, gold_min_accuracy=0.6)
+    for i in range(6):
+        add_gold_item(db_session, text=f"where is my card {i}", label="card_arrival", policy=policy)
+    bad = create_user(db_session, username="bart", password=SECRET, role="reviewer")
+    with pytest.raises(AccountError, match="not suspended"):
+        reinstate(db_session, username="bart", actor="omar", reason="checked")
+
+    def answer(label: str) -> None:
+        item = next_item(db_session, reviewer=bad, policy=policy, rng=random.Random(0))
+        assert item is not None
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=bad,
+            label=label,
+            answer_ok=None,
+            known_intents=["card_arrival", "exchange_rate"],
+            policy=policy,
+        )
+
+    for _ in range(3):
+        answer("exchange_rate")
+    assert bad.suspended_at is not None
+    assert actions(db_session, "bart")[-1] == ("suspended", "system")
+    (row,) = [r for r in list_accounts(db_session) if r.username == "bart"]
+    assert row.suspended_reason == "accuracy on gold 0/3 below 60%" and row.gold == "0/3"
+    assert row.last_event.startswith("suspended by system")
+    with pytest.raises(AccountError, match="say why"):
+        reinstate(db_session, username="bart", actor="omar", reason="  ")
+    assert bad.suspended_at is not None
+    reinstate(db_session, username="bart", actor="omar", reason="guidelines explained")
+    assert bad.suspended_at is None and (bad.gold_answered, bad.gold_correct) == (0, 0)
+    event = db_session.scalars(select(AccountEvent).order_by(AccountEvent.id.desc())).first()
+    assert (event.action, event.actor) == ("reinstated", "omar")
+    assert event.reason == "gold 0/3 before; guidelines explained"
+    answer("card_arrival")  # back at work, judged afresh by the gold check
+    assert (bad.gold_answered, bad.gold_correct) == (1, 1) and bad.suspended_at is None
+    for _ in range(2):
+        answer("exchange_rate")
+    assert bad.suspended_at is not None and bad.suspended_reason == "accuracy on gold 1/3 below 60%"
+    with pytest.raises(ReviewError, match="suspended"):
+        next_item(db_session, reviewer=bad, policy=policy)
