@@ -77,3 +77,54 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     assert "Forbidden" in page.content()
     context.close()
     assert errors == []
+
+
+def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
+    browser: Any, review_server: tuple[str, Any], tmp_path: Any
+) -> None:
+    import os
+
+    base, app = review_server
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    chat = app.test_client().post("/api/v1/chat", json={"message": "I need a person, call 0612345678"})
+    session_id = chat.get_json()["session_id"]
+    app.test_client().post(f"/api/v1/sessions/{session_id}/handoff")
+    shots = os.environ.get("HELPLOOP_SCREENSHOTS")  # a folder: keep screenshots for a person to look at
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/operator/accounts")
+    page.fill("input[name=username]", "omar")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    form = page.locator("#new-account")
+    form.locator("input[name=username]").fill("nina")
+    form.locator("select[name=role]").select_option("reviewer")
+    form.locator("input[name=password]").fill("a long enough secret")
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert "Created reviewer nina." in page.content()
+    assert page.locator('tr[data-username="nina"] td.status').inner_text() == "active"
+    if shots:
+        page.screenshot(path=f"{shots}/accounts.png", full_page=True)
+
+    page.click("header >> text=Conversations")
+    row = page.locator("#conversations tr", has_text="I need a person")
+    assert "waiting" in row.inner_text()
+    with page.expect_navigation():
+        row.locator("a").click()
+    assert "0612345678" in page.content()  # operators see the original
+    if shots:
+        page.screenshot(path=f"{shots}/conversation.png", full_page=True)
+    page.fill("input[name=note]", "phoned back")
+    with page.expect_navigation():
+        page.click("text=Mark handled")
+    assert "Handoff handled by omar" in page.locator("#handoff-state").inner_text()
+    page.click("text=back to the inbox")
+    assert "I need a person" not in page.locator("#conversations").inner_text()
+    context.close()
+    assert errors == []
