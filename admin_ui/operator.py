@@ -30,6 +30,7 @@ from core.registry import (
     get_conversation,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
+from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import judgement_answers, shadow_agreement
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
@@ -359,6 +360,7 @@ def conversations() -> Any:
         search=search,
         page=page,
         pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),
+        retention_days=helploop.settings.turn_retention_days,
     )
 
 
@@ -399,6 +401,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "latency_ms": t.latency_ms,
                 "helpful": t.helpful,
                 "comment": t.feedback_comment,
+                "redacted_at": t.redacted_at,
                 "review": in_review.get(t.id, []),
             }
             for t in conversation.turns
@@ -435,3 +438,23 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     except HandoffError as exc:
         flash(f"Refused: {exc}")
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
+
+
+@operator.post("/conversations/<conversation_id>/erase")
+@require_role("operator")
+def erase_conversation_page(conversation_id: str) -> Any:
+    """A customer asked to be forgotten. The form asks the operator to type "erase" first."""
+    helploop = current_app.extensions["helploop"]
+    if request.form.get("confirm", "").strip().lower() != "erase":
+        flash('Refused: type "erase" to confirm.')
+        return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
+    try:
+        with helploop.database.session() as session:
+            erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
+    except NotFoundError:
+        abort(404)
+    flash(
+        f"Conversation erased: {erased['turns']} turns and {erased['review_items']} pending review items"
+        " deleted."
+    )
+    return redirect(url_for("operator.conversations"))

@@ -78,6 +78,9 @@ class Settings:
     # Run the job worker inside the web process (the one-process embedded default); turn off when
     # `helploop worker` runs separately.
     embedded_worker: bool = True
+    # Personal data in the turn log: after this many days a turn's original message (and feedback comment)
+    # is replaced by its redacted form, by a daily job the worker schedules itself; 0 keeps originals.
+    turn_retention_days: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,10 @@ class Settings:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
+        if self.turn_retention_days < 0:
+            raise SettingsError(
+                f"turn_retention_days must be 0 (keep) or more, not {self.turn_retention_days}"
+            )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
 

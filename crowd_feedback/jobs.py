@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from core.db import Database
 from core.knowledge_base import load_knowledge_base
+from core.models import utcnow
 from core.settings import Settings
+from crowd_feedback.retention import redact_old_turns
 from crowd_feedback.review import ReviewPolicy, reaggregate
 
 
@@ -28,3 +31,22 @@ def reaggregate_job(
         )
     report(0.99, "done")
     return {"method": method, **summary}
+
+
+def retention_params(settings: Settings) -> dict[str, Any] | None:
+    """The daily schedule's parameters; None (no schedule) while originals are kept."""
+    return {"days": settings.turn_retention_days} if settings.turn_retention_days > 0 else None
+
+
+def retention_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[[float, str], None]
+) -> dict[str, Any]:
+    """Redact the originals of turns older than ``days`` (``crowd_feedback.retention.redact_old_turns``)."""
+    days = int(params.get("days", settings.turn_retention_days))
+    if days <= 0:
+        raise ValueError("retention needs days > 0 (set HELPLOOP_TURN_RETENTION_DAYS or pass days)")
+    report(0.0, "counting turns")
+    with database.session() as session:
+        summary = redact_old_turns(session, before=utcnow() - timedelta(days=days), report=report)
+    report(0.99, "done")
+    return {"days": days, **summary}

@@ -903,6 +903,65 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
             sys.exit(1)
 
 
+@main.group()
+def conversations() -> None:
+    """Personal data in the turn log: redact old originals, erase a customer's conversation."""
+
+
+@conversations.command("redact-old")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Redact originals older than this (default: HELPLOOP_TURN_RETENTION_DAYS).",
+)
+@click.option("--wait", is_flag=True, help="Run it now in this process with a progress bar.")
+@click.pass_context
+def conversations_redact_old(ctx: click.Context, days: int | None, wait: bool) -> None:
+    """Queue the retention job (it also runs daily by itself when HELPLOOP_TURN_RETENTION_DAYS is set)."""
+    from training.jobs import enqueue
+
+    settings = _settings(ctx)
+    days = days or settings.turn_retention_days
+    if days <= 0:
+        _fail("say how old: --days N, or set HELPLOOP_TURN_RETENTION_DAYS")
+    database = _database(settings)
+    _require_schema(database)
+    worker = _job_worker(database, settings, poll_seconds=0.5)  # registers the job kinds
+    with database.session() as session:
+        job_id = enqueue(
+            session, kind="retention", params={"days": days}, created_by=os.environ.get("USER", "cli")
+        ).id
+    click.echo(f"queued retention job {job_id}: originals older than {days} days")
+    if wait:
+        worker.start()
+        status = _follow(database, job_id)
+        worker.stop()
+        if status != "succeeded":
+            sys.exit(1)
+
+
+@conversations.command("erase")
+@click.argument("session_id")
+@click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+@click.pass_context
+def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None:
+    """Delete a customer's conversation and its turns (and review items only it fed), on request."""
+    from core.registry import NotFoundError
+    from crowd_feedback.retention import erase_conversation
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            erased = erase_conversation(session, conversation_id=session_id, actor=actor)
+    except NotFoundError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"erased session {session_id}: {erased['turns']} turns, {erased['review_items']} pending review items"
+    )
+
+
 @main.command()
 def redact() -> None:
     """Read text on stdin, write it with personal data replaced by placeholders to stdout."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from crowd_feedback.jobs import reaggregate_job
-from training.jobs import register_handler
+from datetime import timedelta
+
+from crowd_feedback.jobs import reaggregate_job, retention_job, retention_params
+from training.jobs import register_handler, register_periodic
 
 
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
+    register_handler("retention", retention_job)
+    register_periodic("retention", timedelta(days=1), retention_params)

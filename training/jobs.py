@@ -214,6 +214,36 @@ def register_handler(kind: str, handler: Handler) -> None:
     HANDLERS[kind] = handler
 
 
+# kind -> (how often, params from the settings or None when the schedule is off)
+PERIODIC: dict[str, tuple[timedelta, Callable[[Settings], dict[str, Any] | None]]] = {}
+SCHEDULE_CHECK_SECONDS = 60.0
+
+
+def register_periodic(
+    kind: str, every: timedelta, params: Callable[[Settings], dict[str, Any] | None]
+) -> None:
+    """Run a job kind on a schedule: a worker (checking once a minute) enqueues it when no job of that kind
+    was created within ``every``, whatever became of it, so restarts and failed runs never pile up copies. Two
+    workers checking in the same instant may both enqueue one: scheduled kinds must be idempotent."""
+    PERIODIC[kind] = (every, params)
+
+
+def schedule_due(session: Session, settings: Settings, *, now: datetime | None = None) -> list[Job]:
+    now = now or utcnow()
+    queued = []
+    for kind, (every, make_params) in sorted(PERIODIC.items()):
+        params = make_params(settings)
+        if params is None or kind not in HANDLERS:
+            continue
+        recent = session.scalar(select(Job.id).where(Job.kind == kind, Job.created_at > now - every).limit(1))
+        if recent is None:
+            job = enqueue(session, kind=kind, params=params, created_by="schedule")
+            job.created_at = now
+            queued.append(job)
+    session.flush()
+    return queued
+
+
 class Worker:
     """Claims and runs jobs. ``run_once`` for tests and cron-like use; ``start`` for a background thread."""
 
@@ -290,8 +320,14 @@ class Worker:
             return
 
         def loop() -> None:
+            checked = -SCHEDULE_CHECK_SECONDS
             while not self._stop.is_set():
                 try:
+                    if PERIODIC and time.monotonic() - checked >= SCHEDULE_CHECK_SECONDS:
+                        checked = time.monotonic()
+                        with self.database.session() as session:
+                            for job in schedule_due(session, self.settings):
+                                log.info("scheduled %s job %s", job.kind, job.id)
                     ran = self.run_once()
                 except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
                     log.exception("worker loop error")

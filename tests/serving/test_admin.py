@@ -500,3 +500,29 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "Refused: already marked handled by omar" in again
+
+
+def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    chat = app.test_client().post("/api/v1/chat", json={"message": "forget me: jo@example.com"}).get_json()
+    assert app.extensions["helploop"].router.drain(10)
+    operator = app.test_client()
+    login(operator, "omar")
+    url = f"/operator/conversations/{chat['session_id']}"
+    page = operator.get(url).get_data(as_text=True)
+    assert "Originals are kept until erased" in operator.get("/operator/conversations?view=all").get_data(
+        as_text=True
+    )
+    refused = operator.post(
+        url + "/erase", data={"confirm": "yes", "csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Refused: type &#34;erase&#34; to confirm." in refused and "jo@example.com" in refused
+    assert operator.post(url + "/erase", data={"confirm": "erase"}).status_code == 400  # no CSRF token
+    done = operator.post(
+        url + "/erase", data={"confirm": "erase", "csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Conversation erased: 1 turns" in done
+    assert operator.get(url).status_code == 404
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Turn)).all() == []

@@ -581,3 +581,44 @@ def test_train_with_fine_tuning_records_the_loss_curve(settings: Any, answers_fi
         assert len(job.history) >= 1 and all("loss" in point for point in job.history)
     bundle = Path(job.result["bundle_path"])
     assert (bundle / "encoders" / "minilm").is_dir()
+
+
+def test_conversations_redact_old_runs_the_retention_job_and_erase_deletes(settings: Any) -> None:
+    from datetime import timedelta
+
+    from core.models import Conversation, Job, utcnow
+    from core.registry import get_or_create_conversation, log_turn
+
+    run(settings, "db", "upgrade")
+    no_period = run(settings, "conversations", "redact-old")
+    assert no_period.exit_code == 2 and "--days N" in no_period.output
+    with Database(settings).session() as session:
+        for conversation, days_ago in (("old-one", 10), ("new-one", 0)):
+            get_or_create_conversation(session, conversation_id=conversation, channel="widget")
+            turn = log_turn(
+                session,
+                conversation_id=conversation,
+                user_text="reach me on jo@example.com",
+                status="answered",
+                intent="card_arrival",
+                answer="",
+                confidence=0.9,
+                candidates=[],
+                member_scores={},
+                model_version="v1",
+                latency_ms=1.0,
+            )
+            turn.created_at = utcnow() - timedelta(days=days_ago)
+    result = run(settings, "conversations", "redact-old", "--days", "7", "--wait")
+    assert result.exit_code == 0 and "queued retention job" in result.output
+    with Database(settings).session() as session:
+        texts = dict(session.execute(select(Turn.conversation_id, Turn.user_text)).all())
+        assert texts == {"old-one": "reach me on [EMAIL]", "new-one": "reach me on jo@example.com"}
+        job = session.scalars(select(Job).where(Job.kind == "retention")).one()
+        assert job.status == "succeeded" and job.result["turns"] == 1
+    erased = run(settings, "conversations", "erase", "new-one")
+    assert erased.exit_code == 0 and "erased session new-one: 1 turns" in erased.output
+    unknown = run(settings, "conversations", "erase", "new-one")
+    assert unknown.exit_code == 2 and "does not exist" in unknown.output
+    with Database(settings).session() as session:
+        assert [c.id for c in session.scalars(select(Conversation))] == ["old-one"]

@@ -1,0 +1,90 @@
+"""Personal data in the turn log: originals are redacted in place after the retention period, and a
+customer's conversation can be erased on request.
+
+Review items, judgements and verified pairs only ever hold redacted text, so the turn log (``turns.user_text``
+and ``turns.feedback_comment``) is the one place originals live; these functions are how they leave it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.models import Conversation, ReviewItem, ReviewItemTurn, Turn, utcnow
+from core.registry import get_conversation
+from crowd_feedback.redaction import redact
+
+log = logging.getLogger(__name__)
+
+
+def redact_old_turns(
+    session: Session,
+    *,
+    before: datetime,
+    batch_size: int = 500,
+    report: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """Replace the original message and feedback comment of every turn logged before ``before`` by their
+    redacted form, and mark the turn. Commits after each batch (a table of millions of turns is not one
+    transaction), so a cancelled or interrupted run keeps whole batches and the next run goes on."""
+    waiting = (Turn.created_at < before, Turn.redacted_at.is_(None))
+    total = session.scalar(select(func.count()).select_from(Turn).where(*waiting)) or 0
+    done = changed = 0
+    while True:
+        turns = session.scalars(select(Turn).where(*waiting).order_by(Turn.id).limit(batch_size)).all()
+        if not turns:
+            break
+        now = utcnow()
+        for turn in turns:
+            redacted = redact(turn.user_text)
+            changed += redacted != turn.user_text
+            turn.user_text = redacted
+            if turn.feedback_comment:
+                turn.feedback_comment = redact(turn.feedback_comment)
+            turn.redacted_at = now
+        session.commit()
+        done += len(turns)
+        if report is not None:
+            report(min(done / max(total, 1), 0.99), f"{done}/{total} turns redacted")
+    return {"before": before.isoformat(), "turns": done, "turns_with_personal_data": changed}
+
+
+def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:
+    """A customer's request to be forgotten: delete the conversation and its turns, and the pending review
+    items that had no other member (nobody needs to label a question that is no longer asked). Resolved items
+    and their training pairs stay: they hold only redacted text. Returns what was deleted."""
+    get_conversation(session, conversation_id=conversation_id)  # NotFoundError for an unknown id
+    turn_ids = select(Turn.id).where(Turn.conversation_id == conversation_id)
+    touched = set(
+        session.scalars(select(ReviewItemTurn.item_id).where(ReviewItemTurn.turn_id.in_(turn_ids))).all()
+    )
+    session.execute(delete(ReviewItemTurn).where(ReviewItemTurn.turn_id.in_(turn_ids)))
+    turns = session.scalar(
+        select(func.count()).select_from(Turn).where(Turn.conversation_id == conversation_id)
+    )
+    session.execute(delete(Turn).where(Turn.conversation_id == conversation_id))
+    session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    orphaned = select(ReviewItemTurn.item_id).where(ReviewItemTurn.item_id == ReviewItem.id)
+    doomed = select(ReviewItem.id).where(
+        ReviewItem.id.in_(touched),
+        ReviewItem.status == "pending",
+        ReviewItem.is_gold.is_(False),
+        ~orphaned.exists(),
+    )
+    item_ids = list(session.scalars(doomed).all())
+    session.execute(delete(ReviewItem).where(ReviewItem.id.in_(item_ids)))
+    items = len(item_ids)
+    session.expire_all()
+    log.info(
+        "conversation %s erased by %s: %d turns, %d pending review items",
+        conversation_id,
+        actor,
+        turns,
+        items,
+    )
+    return {"turns": int(turns or 0), "review_items": int(items or 0)}

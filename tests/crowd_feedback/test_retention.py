@@ -1,0 +1,127 @@
+"""Personal data in the turn log: redaction after the retention period (a scheduled job) and erasure on
+request (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import Conversation, Job, ReviewItem, Turn, VerifiedPair, utcnow
+from core.registry import NotFoundError, get_or_create_conversation, log_turn, record_feedback
+from core.settings import Settings, SettingsError
+from crowd_feedback.jobs import retention_params
+from crowd_feedback.retention import erase_conversation, redact_old_turns
+from crowd_feedback.review import ReviewPolicy, route_turn
+from serving.job_kinds import install as install_job_kinds
+from training.jobs import schedule_due
+
+NOW = utcnow()
+
+
+def say(session: Session, conversation: str, text: str, *, days_ago: float, status: str = "answered") -> Turn:
+    get_or_create_conversation(session, conversation_id=conversation, channel="widget")
+    turn = log_turn(
+        session,
+        conversation_id=conversation,
+        user_text=text,
+        status=status,
+        intent=None,
+        answer="",
+        confidence=0.3,
+        candidates=[{"intent": "card_arrival", "probability": 0.3}],
+        member_scores={},
+        model_version="v1",
+        latency_ms=2.0,
+    )
+    turn.created_at = NOW - timedelta(days=days_ago)
+    session.flush()
+    return turn
+
+
+def test_old_originals_are_redacted_in_batches_and_only_once(db_session: Session) -> None:
+    old = [
+        say(db_session, "c1", f"mail me at jo{i}@example.com about order 12345", days_ago=40 + i)
+        for i in range(5)
+    ]
+    record_feedback(db_session, turn_id=old[0].id, helpful=False, comment="call +44 20 7946 0958 now")
+    recent = say(db_session, "c2", "mail me at new@example.com", days_ago=5)
+    plain = say(db_session, "c1", "where is my card", days_ago=60)
+    db_session.commit()
+    progress: list[float] = []
+    summary = redact_old_turns(
+        db_session, before=NOW - timedelta(days=30), batch_size=2, report=lambda f, _s: progress.append(f)
+    )
+    assert summary["turns"] == 6 and summary["turns_with_personal_data"] == 5
+    assert progress == sorted(progress) and len(progress) == 3  # three batches of at most two
+    db_session.expire_all()
+    for turn in old:
+        stored = db_session.get(Turn, turn.id)
+        assert stored.user_text == "mail me at [EMAIL] about order 12345" and stored.redacted_at is not None
+    assert db_session.get(Turn, old[0].id).feedback_comment == "call [PHONE] now"
+    assert db_session.get(Turn, plain.id).user_text == "where is my card"  # nothing personal: unchanged
+    assert db_session.get(Turn, recent.id).user_text == "mail me at new@example.com"  # within the period
+    assert db_session.get(Turn, recent.id).redacted_at is None
+    again = redact_old_turns(db_session, before=NOW - timedelta(days=30))
+    assert again["turns"] == 0  # marked turns are never read again
+
+
+def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Session) -> None:
+    policy = ReviewPolicy(audit_rate=0.0)
+    vector = [1.0, 0.0, 0.0]
+    mine = say(db_session, "forget-me", "my card 4111 1111 1111 1111 is lost", days_ago=1, status="handoff")
+    alone = route_turn(db_session, turn=mine, reasons=["handoff"], embedding=vector, policy=policy)
+    second = say(db_session, "forget-me", "how do I change my pin", days_ago=1, status="handoff")
+    shared = route_turn(
+        db_session, turn=second, reasons=["handoff"], embedding=[0.0, 1.0, 0.0], policy=policy
+    )
+    other = say(db_session, "someone-else", "how do I change my pin", days_ago=1, status="handoff")
+    assert (
+        route_turn(db_session, turn=other, reasons=["handoff"], embedding=[0.0, 1.0, 0.0], policy=policy)
+        == shared
+    )
+    settled_turn = say(db_session, "forget-me", "exchange rate please", days_ago=2, status="handoff")
+    settled = route_turn(
+        db_session, turn=settled_turn, reasons=["handoff"], embedding=[0.0, 0.0, 1.0], policy=policy
+    )
+    settled.status, settled.resolved_label = "resolved", "exchange_rate"
+    db_session.add(VerifiedPair(item_id=settled.id, text=settled.text, intent="exchange_rate", weight=0.95))
+    ids = (alone.id, shared.id, settled.id)
+    db_session.commit()
+
+    erased = erase_conversation(db_session, conversation_id="forget-me", actor="omar")
+    db_session.commit()
+    assert erased == {"turns": 3, "review_items": 1}
+    assert db_session.get(Conversation, "forget-me") is None
+    assert (
+        db_session.scalar(select(func.count()).select_from(Turn).where(Turn.conversation_id == "forget-me"))
+        == 0
+    )
+    assert db_session.get(ReviewItem, ids[0]) is None  # fed only by this conversation, still pending
+    assert db_session.get(ReviewItem, ids[1]).status == "pending"  # someone else asks it too
+    assert [t.turn_id for t in db_session.get(ReviewItem, ids[1]).turns] == [other.id]
+    assert db_session.get(ReviewItem, ids[2]).status == "resolved"  # settled: redacted text, kept
+    assert db_session.scalars(select(VerifiedPair)).one().intent == "exchange_rate"
+    with pytest.raises(NotFoundError):
+        erase_conversation(db_session, conversation_id="forget-me", actor="omar")
+
+
+def test_the_worker_schedules_retention_daily_only_when_a_period_is_set(
+    db_session: Session, tmp_path: Any
+) -> None:
+    install_job_kinds()
+    keep = Settings(instance_path=str(tmp_path))
+    assert retention_params(keep) is None and schedule_due(db_session, keep, now=NOW) == []
+    month = Settings(instance_path=str(tmp_path), turn_retention_days=30)
+    (job,) = schedule_due(db_session, month, now=NOW)
+    assert (job.kind, job.params, job.created_by) == ("retention", {"days": 30}, "schedule")
+    assert schedule_due(db_session, month, now=NOW + timedelta(hours=23)) == []  # once a day
+    (later,) = schedule_due(db_session, month, now=NOW + timedelta(hours=25))
+    assert later.id != job.id
+    kinds = db_session.scalars(select(Job.kind).where(Job.kind == "retention")).all()
+    assert len(kinds) == 2
+    with pytest.raises(SettingsError, match="turn_retention_days"):
+        Settings(instance_path=str(tmp_path), turn_retention_days=-1)
