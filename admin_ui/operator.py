@@ -416,6 +416,7 @@ def conversation_detail(conversation_id: str) -> Any:
             "closed_at": conversation.handoff_closed_at,
             "closed_by": conversation.handoff_closed_by,
             "note": conversation.handoff_note,
+            "contact": conversation.contact,
         }
     return render_template("admin/conversation.html", conversation=info, turns=turns)
 

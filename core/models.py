@@ -97,6 +97,9 @@ class Conversation(Base):
     handoff_closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     handoff_closed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     handoff_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # How a person can reach the customer (e-mail or phone) left in the widget after a handoff: personal data,
+    # shown to operators only, cleared by the retention job and by erasure.
+    contact: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,10 @@ class NotFoundError(LookupError):
 
 class HandoffError(ValueError):
     """A handoff action that does not apply to this conversation."""
+
+
+class ContactError(ValueError):
+    """What the customer left is neither an e-mail address nor a phone number."""
 
 
 TURN_STATUSES = ("answered", "clarify", "handoff")
@@ -142,6 +147,34 @@ def request_handoff(session: Session, *, conversation_id: str) -> Conversation:
     return conversation
 
 
+CONTACT_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+CONTACT_PHONE = re.compile(r"^\+?[0-9(][0-9 ()./-]{5,24}$")
+
+
+def handoff_open(session: Session, *, conversation_id: str) -> bool:
+    """Whether the conversation is already in the handoff inbox (so a new handoff is not news)."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.handoff_closed_at is not None:
+        return False
+    if conversation.handoff_requested_at is not None:
+        return True
+    handed = select(Turn.id).where(Turn.conversation_id == conversation_id, Turn.status == "handoff")
+    return session.scalar(handed.limit(1)) is not None
+
+
+def leave_contact(session: Session, *, conversation_id: str, contact: str) -> Conversation:
+    """The customer leaves an e-mail address or phone number for the person who takes over; leaving one is
+    asking for a person, so the conversation joins the handoff inbox."""
+    contact = contact.strip()
+    digits = sum(c.isdigit() for c in contact)
+    if not (CONTACT_EMAIL.match(contact) or (CONTACT_PHONE.match(contact) and 7 <= digits <= 15)):
+        raise ContactError("give an e-mail address or a phone number")
+    conversation = request_handoff(session, conversation_id=conversation_id)
+    conversation.contact = contact[:200]
+    session.flush()
+    return conversation
+
+
 def close_handoff(session: Session, *, conversation_id: str, actor: str, note: str = "") -> Conversation:
     """An operator has dealt with a conversation that was handed to a person: it leaves the inbox."""
     conversation = get_conversation(session, conversation_id=conversation_id)
@@ -171,6 +204,7 @@ class ConversationSummary:
     handoff_requested: bool
     closed_by: str | None
     last_message: str
+    contact: str | None = None
 
     @property
     def waiting(self) -> bool:
@@ -229,6 +263,7 @@ def conversation_summaries(
             handoff_requested=row.Conversation.handoff_requested_at is not None,
             closed_by=row.Conversation.handoff_closed_by if row.Conversation.handoff_closed_at else None,
             last_message=last_texts.get(row.last_turn, ""),
+            contact=row.Conversation.contact,
         )
         for row in rows
     ]

@@ -81,6 +81,12 @@ class Settings:
     # Personal data in the turn log: after this many days a turn's original message (and feedback comment)
     # is replaced by its redacted form, by a daily job the worker schedules itself; 0 keeps originals.
     turn_retention_days: int = 0
+    # Handoff notifications: a JSON POST (Slack-compatible "text" field) to this URL whenever a conversation
+    # is handed to a person; signed with HMAC-SHA256 in X-HelpLoop-Signature when a secret is set. The
+    # payload links to the transcript under public_url (this app's address as people reach it).
+    handoff_webhook_url: str = ""
+    handoff_webhook_secret: str = ""
+    public_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +108,10 @@ class Settings:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
+        for key in ("handoff_webhook_url", "public_url"):
+            value = getattr(self, key)
+            if value and not value.startswith(("https://", "http://")):
+                raise SettingsError(f"{key} must be an http(s) URL, not {value!r}")
         if self.turn_retention_days < 0:
             raise SettingsError(
                 f"turn_retention_days must be 0 (keep) or more, not {self.turn_retention_days}"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Conversation, ReviewItem, ReviewItemTurn, Turn, utcnow
@@ -30,8 +30,9 @@ def redact_old_turns(
     report: Callable[[float, str], None] | None = None,
 ) -> dict[str, Any]:
     """Replace the original message and feedback comment of every turn logged before ``before`` by their
-    redacted form, and mark the turn. Commits after each batch (a table of millions of turns is not one
-    transaction), so a cancelled or interrupted run keeps whole batches and the next run goes on."""
+    redacted form, and mark the turn; forget the contact left in conversations idle since before then.
+    Commits after each batch (a table of millions of turns is not one transaction), so a cancelled or
+    interrupted run keeps whole batches and the next run goes on."""
     waiting = (Turn.created_at < before, Turn.redacted_at.is_(None))
     total = session.scalar(select(func.count()).select_from(Turn).where(*waiting)) or 0
     done = changed = 0
@@ -51,7 +52,20 @@ def redact_old_turns(
         done += len(turns)
         if report is not None:
             report(min(done / max(total, 1), 0.99), f"{done}/{total} turns redacted")
-    return {"before": before.isoformat(), "turns": done, "turns_with_personal_data": changed}
+    contacts = session.scalars(
+        select(Conversation.id).where(
+            Conversation.last_activity_at < before, Conversation.contact.is_not(None)
+        )
+    ).all()
+    if contacts:
+        session.execute(update(Conversation).where(Conversation.id.in_(contacts)).values(contact=None))
+        session.commit()
+    return {
+        "before": before.isoformat(),
+        "turns": done,
+        "turns_with_personal_data": changed,
+        "contacts_cleared": len(contacts),
+    }
 
 
 def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:

@@ -8,17 +8,23 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, Candidate, Prediction
-from core.models import new_uuid
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
+from core.models import Turn, new_uuid
 from core.registry import (
+    ContactError,
     NotFoundError,
     get_conversation,
     get_or_create_conversation,
+    handoff_open,
+    leave_contact,
     log_turn,
     record_feedback,
     request_handoff,
 )
+from crowd_feedback.redaction import redact
 from crowd_feedback.review import review_reasons
 from serving.app import db_session, limiter, state
 from serving.errors import APIError
@@ -139,6 +145,7 @@ def answer_message(
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
         conversation = get_or_create_conversation(session, conversation_id=conversation_id, channel=channel)
+        news = prediction.status == HANDOFF and not handoff_open(session, conversation_id=conversation.id)
         turn = log_turn(
             session,
             conversation_id=conversation.id,
@@ -155,6 +162,8 @@ def answer_message(
         )
         session.commit()
     helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
+    if news:
+        helploop.notifier.notify(session_id=conversation.id, reason="bot", message=redact(message))
     if serving.shadow is not None and arm != "suggestion":
         helploop.shadow.submit(serving.shadow, turn.id, message)
     if arm != "suggestion":
@@ -246,6 +255,7 @@ def transcript(session_id: str) -> Response:
             "session_id": conversation.id,
             "created_at": conversation.created_at.isoformat(),
             "handoff_requested": conversation.handoff_requested_at is not None,
+            "contact_left": conversation.contact is not None,
             "turns": turns,
         }
     )
@@ -258,10 +268,13 @@ def handoff(session_id: str) -> Response:
         raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
     session = db_session()
     try:
+        news = not handoff_open(session, conversation_id=session_id)
         conversation = request_handoff(session, conversation_id=session_id)
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
     session.commit()
+    if news:
+        _notify(session, conversation.id, "asked")
     return jsonify(
         {
             "session_id": conversation.id,
@@ -269,6 +282,45 @@ def handoff(session_id: str) -> Response:
             "message": "Thanks, a person from our team will take over this conversation.",
         }
     )
+
+
+@api.post("/sessions/<session_id>/contact")
+@limiter.limit(_chat_limit)
+def contact(session_id: str) -> Response:
+    """After a handoff the widget asks how a person can reach the customer (e-mail or phone)."""
+    if not SESSION_ID.match(session_id):
+        raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
+    value = text_field(json_body(), "contact", limit=200, required=True) or ""
+    session = db_session()
+    try:
+        conversation = leave_contact(session, conversation_id=session_id, contact=value)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    except ContactError as exc:
+        raise APIError(400, "invalid_contact", str(exc), "contact") from None
+    session.commit()
+    _notify(session, conversation.id, "contact")
+    return jsonify(
+        {
+            "session_id": conversation.id,
+            "handoff_requested": True,
+            "message": "Thanks, a person from our team will get back to you.",
+        }
+    )
+
+
+def _notify(session: Session, conversation_id: str, reason: str) -> None:
+    """Queue the handoff webhook with the conversation's last message, redacted."""
+    notifier = state().notifier
+    if not notifier.enabled:
+        return
+    last = session.scalar(
+        select(Turn.user_text)
+        .where(Turn.conversation_id == conversation_id)
+        .order_by(Turn.id.desc())
+        .limit(1)
+    )
+    notifier.notify(session_id=conversation_id, reason=reason, message=redact(last or ""))
 
 
 @api.after_request

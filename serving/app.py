@@ -22,6 +22,7 @@ from core.settings import Settings, load_settings
 from crowd_feedback.review import ReviewPolicy
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder
+from serving.notify import HandoffNotifier
 from serving.review_router import ReviewRouter
 from serving.shadow import ShadowScorer
 
@@ -39,6 +40,7 @@ class HelpLoop:
     shadow: ShadowScorer
     router: ReviewRouter
     policy: ReviewPolicy
+    notifier: HandoffNotifier
 
 
 def state() -> HelpLoop:
@@ -115,8 +117,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         on_skip=metrics.review_lookalikes_skipped.inc,
         embed_texts=embed_texts,
     )
+    notifier = HandoffNotifier(
+        settings.handoff_webhook_url,
+        secret=settings.handoff_webhook_secret,
+        public_url=settings.public_url,
+        on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
+    )
     app.extensions["helploop"] = HelpLoop(
-        settings, database, models, metrics, write_lock, shadow, router, policy
+        settings, database, models, metrics, write_lock, shadow, router, policy, notifier
     )
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)

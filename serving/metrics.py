@@ -31,6 +31,12 @@ class Metrics:
             "Confident turns not offered to pending review items because the router was busy",
             registry=self.registry,
         )
+        self.handoff_notifications = Counter(
+            "helploop_handoff_notifications_total",
+            "Handoff webhook deliveries by outcome (sent, failed after retries)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",

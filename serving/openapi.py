@@ -128,6 +128,31 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/sessions/{session_id}/contact": {
+            "post": {
+                "summary": "After a handoff: how a person can reach the user (e-mail or phone)",
+                "parameters": [
+                    {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["contact"],
+                            "properties": {"contact": {"type": "string", "maxLength": 200}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "Recorded; the session waits for a person",
+                        **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 404, 415, 429),
+                },
+            }
+        },
         "/webhooks/rest/webhook": {
             "post": {
                 "summary": "Rasa REST channel",

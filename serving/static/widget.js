@@ -122,6 +122,30 @@
     scrollDown();
   }
 
+  // After a handoff: how can a person reach the customer? Asked once per session.
+  var contactAsked = false;
+  function askContact() {
+    if (contactAsked || !sessionId) { return; }
+    contactAsked = true;
+    var box = el("form", { "class": "hl-contact", "aria-label": "How can we reach you?" });
+    box.appendChild(el("label", { "for": "hl-contact-input" },
+                       "Leave your e-mail or phone number and a person will get back to you:"));
+    var row = el("div", { "class": "hl-contact-row" });
+    var field = el("input", { id: "hl-contact-input", type: "text", name: "contact", maxlength: "200",
+                              autocomplete: "email", "class": "hl-input", placeholder: "you@example.com" });
+    row.appendChild(field);
+    row.appendChild(el("button", { type: "submit", "class": "hl-send" }, "Send"));
+    box.appendChild(row);
+    box.addEventListener("submit", function (event) {
+      event.preventDefault();
+      request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/contact", { contact: field.value })
+        .then(function (data) { box.remove(); addNotice(data.message); })
+        .catch(function (error) { addNotice(error.message); field.focus(); });
+    });
+    log.appendChild(box);
+    scrollDown();
+  }
+
   var THUMB = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" ' +
     'd="M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z"/></svg>';
 
@@ -166,6 +190,7 @@
       remember(reply.session_id);
       typing.remove();
       addBot(reply);
+      if (reply.status === "handoff") { askContact(); }
     }).catch(function (error) {
       typing.remove();
       if (error.code === "unknown_session") {
@@ -203,6 +228,8 @@
                  turn_id: turn.turn_id, helpful: turn.helpful });
       });
       if (data.handoff_requested) { addNotice("A person from our team will take over this conversation."); }
+      var last = data.turns.length ? data.turns[data.turns.length - 1].status : "";
+      if ((data.handoff_requested || last === "handoff") && !data.contact_left) { askContact(); }
     }).catch(function () {
       sessionId = null;
       try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
@@ -238,6 +265,7 @@
     if (!sessionId) { addNotice("Send a message first, then we can connect you with a person."); return; }
     request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/handoff", {}).then(function (data) {
       addNotice(data.message);
+      askContact();
     }).catch(function (error) { addNotice("Could not reach a person: " + error.message); });
   });
 

@@ -11,7 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Conversation, Job, ReviewItem, Turn, VerifiedPair, utcnow
-from core.registry import NotFoundError, get_or_create_conversation, log_turn, record_feedback
+from core.registry import (
+    NotFoundError,
+    get_or_create_conversation,
+    leave_contact,
+    log_turn,
+    record_feedback,
+)
 from core.settings import Settings, SettingsError
 from crowd_feedback.jobs import retention_params
 from crowd_feedback.retention import erase_conversation, redact_old_turns
@@ -67,6 +73,20 @@ def test_old_originals_are_redacted_in_batches_and_only_once(db_session: Session
     assert db_session.get(Turn, recent.id).redacted_at is None
     again = redact_old_turns(db_session, before=NOW - timedelta(days=30))
     assert again["turns"] == 0  # marked turns are never read again
+
+
+def test_retention_forgets_contacts_of_conversations_idle_since_the_cutoff(db_session: Session) -> None:
+    say(db_session, "idle", "help", days_ago=40)
+    say(db_session, "active", "help", days_ago=1)
+    for name, days_ago in (("idle", 40), ("active", 1)):
+        leave_contact(db_session, conversation_id=name, contact="jo@example.com")
+        db_session.get(Conversation, name).last_activity_at = NOW - timedelta(days=days_ago)
+    db_session.commit()
+    summary = redact_old_turns(db_session, before=NOW - timedelta(days=30))
+    assert summary["contacts_cleared"] == 1
+    db_session.expire_all()
+    assert db_session.get(Conversation, "idle").contact is None
+    assert db_session.get(Conversation, "active").contact == "jo@example.com"
 
 
 def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Session) -> None:

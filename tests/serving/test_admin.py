@@ -447,6 +447,7 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
     assert unsure["status"] in {"handoff", "clarify"}
     sure = chat.post("/api/v1/chat", json={"message": "where is my card"}).get_json()
     chat.post(f"/api/v1/sessions/{sure['session_id']}/handoff")
+    chat.post(f"/api/v1/sessions/{sure['session_id']}/contact", json={"contact": "+44 20 7946 0958"})
     assert helploop.router.drain(10)
 
     reviewer = app.test_client()
@@ -483,6 +484,8 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
 
     detail = operator.get(f"/operator/conversations/{sure['session_id']}").get_data(as_text=True)
     assert "Waiting for a person: the customer asked" in detail
+    assert "The customer left a contact: <strong>+44 20 7946 0958</strong>" in detail
+    assert '<td class="contact">+44 20 7946 0958</td>' in inbox
     assert (
         operator.post(f"/operator/conversations/{sure['session_id']}/close", data={"note": "x"}).status_code
         == 400

@@ -121,6 +121,53 @@ def test_feedback_transcript_and_handoff(client: Any, app: Any) -> None:
     assert client.post("/api/v1/sessions/0123456789abcdef/handoff").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("contact", "ok"),
+    [
+        ("jo.smith@example.co.uk", True),
+        ("+44 20 7946 0958", True),
+        ("(020) 7946-0958", True),
+        ("call me maybe", False),
+        ("12345", False),  # too short for a phone number
+        ("jo@localhost", False),
+        ("+1 234 567 890 123 456 789", False),  # too many digits
+    ],
+)
+def test_contact_after_a_handoff(client: Any, app: Any, contact: str, ok: bool) -> None:
+    from core.models import Conversation
+
+    session_id = chat(client, "close my account").get_json()["session_id"]
+    assert client.get(f"/api/v1/sessions/{session_id}").get_json()["contact_left"] is False
+    response = client.post(f"/api/v1/sessions/{session_id}/contact", json={"contact": f"  {contact} "})
+    with app.extensions["helploop"].database.session() as session:
+        stored = session.get(Conversation, session_id)
+        left, asked = stored.contact, stored.handoff_requested_at
+    if ok:
+        assert response.status_code == 200 and "get back to you" in response.get_json()["message"]
+        assert left == contact and asked is not None  # leaving a contact asks for a person
+        assert client.get(f"/api/v1/sessions/{session_id}").get_json()["contact_left"] is True
+    else:
+        error = response.get_json()["error"]
+        assert response.status_code == 400 and (error["code"], error["field"]) == (
+            "invalid_contact",
+            "contact",
+        )
+        assert left is None and asked is None  # nothing stored
+
+
+def test_contact_errors(client: Any) -> None:
+    session_id = chat(client, "close my account").get_json()["session_id"]
+    missing = client.post(f"/api/v1/sessions/{session_id}/contact", json={})
+    assert missing.status_code == 400 and missing.get_json()["error"]["code"] == "missing_field"
+    long = client.post(f"/api/v1/sessions/{session_id}/contact", json={"contact": "x" * 201 + "@example.com"})
+    assert long.status_code == 400 and long.get_json()["error"]["code"] == "too_long"
+    unknown = client.post("/api/v1/sessions/0123456789abcdef/contact", json={"contact": "jo@example.com"})
+    assert unknown.status_code == 404
+    assert (
+        client.post("/api/v1/sessions/bad id/contact", json={"contact": "jo@example.com"}).status_code == 400
+    )
+
+
 def test_rasa_rest_webhook_and_parse(client: Any, app: Any) -> None:
     response = client.post(
         "/webhooks/rest/webhook", json={"sender": "user-42", "message": "where is my card"}

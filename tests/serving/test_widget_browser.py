@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.engine import AnsweringEngine
-from core.models import Turn
+from core.models import Conversation, Turn
 from tests.serving.conftest import hashing_loader
 
 AMBIGUOUS = "card pin"
@@ -136,4 +136,17 @@ def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: t
     bot_messages(page).first.wait_for()
     page.click(".hl-human")
     page.locator(".hl-notice", has_text="person").wait_for()
+    # Then the widget asks how a person can reach the customer; a bad value is explained, a good one stored.
+    page.fill("#hl-contact-input", "not a contact")
+    page.keyboard.press("Enter")
+    page.locator(".hl-notice", has_text="e-mail address or a phone number").wait_for()
+    page.fill("#hl-contact-input", "jo@example.com")
+    page.keyboard.press("Enter")
+    page.locator(".hl-notice", has_text="get back to you").wait_for()
+    assert page.locator(".hl-contact").count() == 0
+    with live_server[1].extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Conversation.contact)).one() == "jo@example.com"
+    page.reload()  # resumed: the contact is not asked for again
+    page.locator(".hl-notice", has_text="will take over").wait_for()
+    assert page.locator(".hl-contact").count() == 0
     context.close()

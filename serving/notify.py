@@ -1,0 +1,103 @@
+"""Tell people when a conversation is handed to them: a JSON POST to a webhook (Slack's incoming webhooks,
+a helpdesk, an automation tool) off the request path, signed when a secret is set, retried with backoff.
+
+Only the redacted message leaves HelpLoop; the original and the customer's contact stay in the inbox,
+behind the operator login, which the payload links to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from serving.background import BackgroundQueue
+
+log = logging.getLogger("helploop.serving.notify")
+Poster = Callable[[str, bytes, dict[str, str]], int]
+REASONS = {
+    "bot": "The bot could not answer and handed the conversation to a person.",
+    "asked": "The customer asked for a person.",
+    "contact": "The customer left a contact for a person to reach them.",
+}
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the operator's own URL
+        return int(response.status)
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``X-HelpLoop-Signature``: ``sha256=`` + HMAC-SHA256 of the raw body with the shared secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class HandoffNotifier:
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: str = "",
+        public_url: str = "",
+        post: Poster = post_json,
+        attempts: int = 3,
+        backoff_seconds: float = 1.0,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.public_url = public_url.rstrip("/")
+        self._post = post
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self._on_result = on_result or (lambda _outcome: None)
+        self._work = BackgroundQueue("helploop-handoff-notifier", self._deliver, capacity=1000)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def notify(self, *, session_id: str, reason: str, message: str) -> None:
+        """Queue one notification (returns at once). ``message`` must already be redacted."""
+        if not self.enabled:
+            return
+        link = f"{self.public_url}/operator/conversations/{session_id}" if self.public_url else ""
+        text = f"{REASONS[reason]} Last message: “{message}”" + (f" {link}" if link else "")
+        self._work.put(
+            {
+                "event": "handoff",
+                "reason": reason,
+                "session_id": session_id,
+                "message": message,
+                "url": link,
+                "text": text,  # what Slack-style incoming webhooks display
+            }
+        )
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        return self._work.drain(timeout)
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "HelpLoop-handoff/1"}
+        if self.secret:
+            headers["X-HelpLoop-Signature"] = signature(self.secret, body)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                status = self._post(self.url, body, headers)
+                if 200 <= status < 300:
+                    self._on_result("sent")
+                    return
+                problem = f"HTTP {status}"
+            except Exception as exc:  # noqa: BLE001 - any network error: retry, then count it
+                problem = f"{type(exc).__name__}: {exc}"
+            log.warning("handoff webhook attempt %d/%d failed: %s", attempt, self.attempts, problem)
+            if attempt < self.attempts:
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        self._on_result("failed")

@@ -1,0 +1,161 @@
+"""Handoff notifications: the webhook's payload, signature, retries, and when the app sends one."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from bot.engine import AnsweringEngine
+from core.registry import get_or_create_conversation, log_turn
+from core.settings import Settings, SettingsError
+from serving.notify import HandoffNotifier, signature
+from tests.serving.conftest import hashing_loader
+
+
+def test_payload_signature_and_link() -> None:
+    sent: list[tuple[str, bytes, dict[str, str]]] = []
+    outcomes: list[str] = []
+    notifier = HandoffNotifier(
+        "https://hooks.example.com/x",
+        secret="s3cret",
+        public_url="https://bot.example.com/",
+        post=lambda url, body, headers: sent.append((url, body, headers)) or 200,
+        on_result=outcomes.append,
+    )
+    notifier.notify(session_id="abc123", reason="bot", message="my card [CARD_NUMBER] is stuck")
+    assert notifier.drain(5)
+    ((url, body, headers),) = sent
+    payload = json.loads(body)
+    assert url == "https://hooks.example.com/x" and outcomes == ["sent"]
+    assert payload["event"] == "handoff" and payload["reason"] == "bot" and payload["session_id"] == "abc123"
+    assert payload["url"] == "https://bot.example.com/operator/conversations/abc123"
+    assert payload["text"].startswith("The bot could not answer") and "[CARD_NUMBER]" in payload["text"]
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-HelpLoop-Signature"] == expected == signature("s3cret", body)
+
+
+def test_failures_are_retried_then_counted() -> None:
+    calls: list[int] = []
+    outcomes: list[str] = []
+
+    def flaky(url: str, body: bytes, headers: dict[str, str]) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("connection refused")
+        return 503 if len(calls) == 2 else 204
+
+    notifier = HandoffNotifier(
+        "https://hooks.example.com/x", post=flaky, backoff_seconds=0, on_result=outcomes.append
+    )
+    notifier.notify(session_id="a", reason="asked", message="help")
+    assert notifier.drain(5) and len(calls) == 3 and outcomes == ["sent"]  # third attempt got through
+    calls.clear()
+    down = HandoffNotifier(
+        "https://hooks.example.com/x",
+        post=lambda *_: 500,
+        attempts=2,
+        backoff_seconds=0,
+        on_result=outcomes.append,
+    )
+    down.notify(session_id="a", reason="asked", message="help")
+    assert down.drain(5) and outcomes == ["sent", "failed"]
+    silent = HandoffNotifier("", post=lambda *_: pytest.fail("no URL, no request"))
+    silent.notify(session_id="a", reason="asked", message="help")
+    assert not silent.enabled and silent.drain(1)
+
+
+def test_settings_refuse_a_webhook_that_is_not_http(tmp_path: Any) -> None:
+    with pytest.raises(SettingsError, match="handoff_webhook_url must be an http"):
+        Settings(instance_path=str(tmp_path), handoff_webhook_url="file:///etc/passwd")
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append(
+            {"body": json.loads(body), "signature": self.headers["X-HelpLoop-Signature"]}
+        )
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def handoff_loader(path: str) -> AnsweringEngine:
+    engine = hashing_loader(path)
+    engine.gate.threshold = 2.0  # never confident enough: every in-scope message is clarify or handoff
+    return engine
+
+
+def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: str) -> None:
+    app = make_app(
+        ratelimit_enabled=False,
+        handoff_webhook_url=receiver,
+        handoff_webhook_secret="s3cret",
+        public_url="https://bot.example.com",
+        model_loader=handoff_loader,
+    )
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    first = client.post("/api/v1/chat", json={"message": "zzz qqq mail jo@example.com"}).get_json()
+    assert first["status"] == "handoff"
+    again = client.post(
+        "/api/v1/chat", json={"message": "zzz qqq still there?", "session_id": first["session_id"]}
+    ).get_json()
+    assert again["status"] == "handoff"
+    client.post(f"/api/v1/sessions/{first['session_id']}/handoff")  # already waiting: not news
+    client.post(f"/api/v1/sessions/{first['session_id']}/contact", json={"contact": "jo@example.com"})
+    with helploop.database.session() as session:  # a conversation the bot answered, then the customer asks
+        calm = {"session_id": get_or_create_conversation(session, conversation_id=None, channel="widget").id}
+        log_turn(
+            session,
+            conversation_id=calm["session_id"],
+            user_text="where is my card",
+            status="answered",
+            intent="card_arrival",
+            answer="",
+            confidence=0.9,
+            candidates=[],
+            member_scores={},
+            model_version="v1",
+            latency_ms=1.0,
+        )
+    client.post(f"/api/v1/sessions/{calm['session_id']}/handoff")
+    assert helploop.notifier.drain(10)
+    reasons = [(r["body"]["reason"], r["body"]["session_id"]) for r in Receiver.received]
+    assert reasons == [
+        ("bot", first["session_id"]),
+        ("contact", first["session_id"]),
+        ("asked", calm["session_id"]),
+    ]
+    bodies = json.dumps([r["body"] for r in Receiver.received])
+    assert "jo@example.com" not in bodies and "[EMAIL]" in bodies  # only redacted text leaves
+    assert (
+        Receiver.received[0]["body"]["url"]
+        == f"https://bot.example.com/operator/conversations/{first['session_id']}"
+    )
+    assert all(r["signature"].startswith("sha256=") for r in Receiver.received)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_handoff_notifications_total{outcome="sent"} 3.0' in metrics
