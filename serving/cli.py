@@ -557,21 +557,25 @@ def users_set_password(ctx: click.Context, username: str, password_stdin: bool) 
     )
 
 
+def _users_set_active(ctx: click.Context, username: str, reason: str, *, active: bool) -> None:
+    from crowd_feedback.reviewers import set_active
+
+    _account_change(
+        ctx,
+        lambda session: set_active(
+            session, username=username, active=active, actor=_cli_actor(), reason=reason
+        ),
+        f"{username} {'reactivated' if active else 'deactivated'}",
+    )
+
+
 @users.command("deactivate")
 @click.option("--username", required=True)
 @click.option("--reason", default="", help="Why (kept in the audit trail).")
 @click.pass_context
 def users_deactivate(ctx: click.Context, username: str, reason: str) -> None:
     """No more logins; open sessions end and claimed items go back to the queue."""
-    from crowd_feedback.reviewers import set_active
-
-    _account_change(
-        ctx,
-        lambda session: set_active(
-            session, username=username, active=False, actor=_cli_actor(), reason=reason
-        ),
-        f"{username} deactivated",
-    )
+    _users_set_active(ctx, username, reason, active=False)
 
 
 @users.command("reactivate")
@@ -580,15 +584,7 @@ def users_deactivate(ctx: click.Context, username: str, reason: str) -> None:
 @click.pass_context
 def users_reactivate(ctx: click.Context, username: str, reason: str) -> None:
     """Let a deactivated account log in again."""
-    from crowd_feedback.reviewers import set_active
-
-    _account_change(
-        ctx,
-        lambda session: set_active(
-            session, username=username, active=True, actor=_cli_actor(), reason=reason
-        ),
-        f"{username} reactivated",
-    )
+    _users_set_active(ctx, username, reason, active=True)
 
 
 @users.command("reinstate")

@@ -35,6 +35,7 @@ from core.registry import (
     register_model_version,
     request_handoff,
 )
+from tests.conftest import add_turn
 
 TABLES = {
     "intents",
@@ -235,19 +236,7 @@ def test_turn_log_and_model_registry(db_session: Session) -> None:
 
 
 def _say(session: Session, conversation_id: str, text: str, status: str, helpful: bool | None = None) -> Turn:
-    turn = log_turn(
-        session,
-        conversation_id=conversation_id,
-        user_text=text,
-        status=status,
-        intent=None if status == "handoff" else "card_arrival",
-        answer="",
-        confidence=0.4 if status == "handoff" else 0.95,
-        candidates=[],
-        member_scores={},
-        model_version="v1",
-        latency_ms=3.0,
-    )
+    turn = add_turn(session, conversation_id, text, status=status)
     if helpful is not None:
         record_feedback(session, turn_id=turn.id, helpful=helpful)
     return turn

@@ -11,41 +11,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Conversation, Job, ReviewItem, Turn, VerifiedPair, utcnow
-from core.registry import (
-    NotFoundError,
-    get_or_create_conversation,
-    leave_contact,
-    log_turn,
-    record_feedback,
-)
+from core.registry import NotFoundError, leave_contact, record_feedback
 from core.settings import Settings, SettingsError
 from crowd_feedback.jobs import retention_params
 from crowd_feedback.retention import erase_conversation, redact_old_turns
 from crowd_feedback.review import ReviewPolicy, route_turn
 from serving.job_kinds import install as install_job_kinds
+from tests.conftest import add_turn
 from training.jobs import schedule_due
 
 NOW = utcnow()
 
 
 def say(session: Session, conversation: str, text: str, *, days_ago: float, status: str = "answered") -> Turn:
-    get_or_create_conversation(session, conversation_id=conversation, channel="widget")
-    turn = log_turn(
-        session,
-        conversation_id=conversation,
-        user_text=text,
-        status=status,
-        intent=None,
-        answer="",
-        confidence=0.3,
-        candidates=[{"intent": "card_arrival", "probability": 0.3}],
-        member_scores={},
-        model_version="v1",
-        latency_ms=2.0,
-    )
-    turn.created_at = NOW - timedelta(days=days_ago)
-    session.flush()
-    return turn
+    return add_turn(session, conversation, text, status=status, created_at=NOW - timedelta(days=days_ago))
 
 
 def test_old_originals_are_redacted_in_batches_and_only_once(db_session: Session) -> None:

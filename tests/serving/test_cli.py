@@ -587,28 +587,19 @@ def test_conversations_redact_old_runs_the_retention_job_and_erase_deletes(setti
     from datetime import timedelta
 
     from core.models import Conversation, Job, utcnow
-    from core.registry import get_or_create_conversation, log_turn
+    from tests.conftest import add_turn
 
     run(settings, "db", "upgrade")
     no_period = run(settings, "conversations", "redact-old")
     assert no_period.exit_code == 2 and "--days N" in no_period.output
     with Database(settings).session() as session:
         for conversation, days_ago in (("old-one", 10), ("new-one", 0)):
-            get_or_create_conversation(session, conversation_id=conversation, channel="widget")
-            turn = log_turn(
+            add_turn(
                 session,
-                conversation_id=conversation,
-                user_text="reach me on jo@example.com",
-                status="answered",
-                intent="card_arrival",
-                answer="",
-                confidence=0.9,
-                candidates=[],
-                member_scores={},
-                model_version="v1",
-                latency_ms=1.0,
+                conversation,
+                "reach me on jo@example.com",
+                created_at=utcnow() - timedelta(days=days_ago),
             )
-            turn.created_at = utcnow() - timedelta(days=days_ago)
     result = run(settings, "conversations", "redact-old", "--days", "7", "--wait")
     assert result.exit_code == 0 and "queued retention job" in result.output
     with Database(settings).session() as session:

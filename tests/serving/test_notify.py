@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bot.engine import AnsweringEngine
-from core.registry import get_or_create_conversation, log_turn
 from core.settings import Settings, SettingsError
 from serving.notify import HandoffNotifier, signature
+from tests.conftest import add_turn
 from tests.serving.conftest import hashing_loader
 
 
@@ -128,20 +128,7 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
     client.post(f"/api/v1/sessions/{first['session_id']}/handoff")  # already waiting: not news
     client.post(f"/api/v1/sessions/{first['session_id']}/contact", json={"contact": "jo@example.com"})
     with helploop.database.session() as session:  # a conversation the bot answered, then the customer asks
-        calm = {"session_id": get_or_create_conversation(session, conversation_id=None, channel="widget").id}
-        log_turn(
-            session,
-            conversation_id=calm["session_id"],
-            user_text="where is my card",
-            status="answered",
-            intent="card_arrival",
-            answer="",
-            confidence=0.9,
-            candidates=[],
-            member_scores={},
-            model_version="v1",
-            latency_ms=1.0,
-        )
+        calm = {"session_id": add_turn(session, None, "where is my card").conversation_id}
     client.post(f"/api/v1/sessions/{calm['session_id']}/handoff")
     assert helploop.notifier.drain(10)
     reasons = [(r["body"]["reason"], r["body"]["session_id"]) for r in Receiver.received]
