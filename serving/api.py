@@ -145,7 +145,11 @@ def answer_message(
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
         conversation = get_or_create_conversation(session, conversation_id=conversation_id, channel=channel)
-        news = prediction.status == HANDOFF and not handoff_open(session, conversation_id=conversation.id)
+        news = (  # only looked up when someone is to be told: nothing added to a default chat turn
+            helploop.notifier.enabled
+            and prediction.status == HANDOFF
+            and not handoff_open(session, conversation_id=conversation.id)
+        )
         turn = log_turn(
             session,
             conversation_id=conversation.id,
@@ -268,7 +272,7 @@ def handoff(session_id: str) -> Response:
         raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
     session = db_session()
     try:
-        news = not handoff_open(session, conversation_id=session_id)
+        news = state().notifier.enabled and not handoff_open(session, conversation_id=session_id)
         conversation = request_handoff(session, conversation_id=session_id)
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
