@@ -156,8 +156,10 @@ def handoff_open(session: Session, *, conversation_id: str) -> bool:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None or conversation.handoff_closed_at is not None:
         return False
-    if conversation.handoff_requested_at is not None:
-        return True
+    return conversation.handoff_requested_at is not None or _bot_handed_off(session, conversation_id)
+
+
+def _bot_handed_off(session: Session, conversation_id: str) -> bool:
     handed = select(Turn.id).where(Turn.conversation_id == conversation_id, Turn.status == "handoff")
     return session.scalar(handed.limit(1)) is not None
 
@@ -180,10 +182,7 @@ def close_handoff(session: Session, *, conversation_id: str, actor: str, note: s
     conversation = get_conversation(session, conversation_id=conversation_id)
     if conversation.handoff_closed_at is not None:
         raise HandoffError(f"already marked handled by {conversation.handoff_closed_by}")
-    handed_off = session.scalar(
-        select(func.count()).where(Turn.conversation_id == conversation_id, Turn.status == "handoff")
-    )
-    if conversation.handoff_requested_at is None and not handed_off:
+    if conversation.handoff_requested_at is None and not _bot_handed_off(session, conversation_id):
         raise HandoffError("this conversation was not handed to a person")
     conversation.handoff_closed_at = utcnow()
     conversation.handoff_closed_by = actor[:100]
