@@ -1,5 +1,6 @@
-"""Operator pages: overview (traffic, review queue, reviewers, verified pairs), runs, models, accounts, and
-conversations (the turn log, with the inbox of conversations handed to a person)."""
+"""Operator pages: overview (traffic, review queue, reviewers, verified pairs), runs, models, accounts,
+conversations (the turn log, with the inbox of conversations handed to a person), and new-intent suggestions
+(what customers ask that no intent answers)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from core.registry import (
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.retention import erase_conversation
-from crowd_feedback.review import judgement_answers, shadow_agreement
+from crowd_feedback.review import ReviewError, judgement_answers, operator_resolve, shadow_agreement
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
@@ -41,6 +42,14 @@ from crowd_feedback.reviewers import (
     reinstate,
     set_active,
     set_password,
+)
+from crowd_feedback.suggestions import (
+    SuggestionError,
+    adopt_suggestions,
+    count_suggestions,
+    dismiss_suggestion,
+    intent_suggestions,
+    open_suggestion,
 )
 from training.jobs import JobError, enqueue, request_cancel
 from training.rollout import RolloutError, apply_action, describe
@@ -77,6 +86,7 @@ def overview() -> Any:
         answers = judgement_answers(session)
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
         _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
+        suggestions = count_suggestions(session)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -100,6 +110,7 @@ def overview() -> Any:
         alpha_recent=alpha_recent,
         pairs_alpha=pairs_alpha,
         waiting=waiting,
+        suggestions=suggestions,
     )
 
 
@@ -459,3 +470,85 @@ def erase_conversation_page(conversation_id: str) -> Any:
         " deleted."
     )
     return redirect(url_for("operator.conversations"))
+
+
+@operator.get("/suggestions")
+@require_role("operator")
+def suggestions() -> Any:
+    """What customers ask that no intent answers, as reviewers found it, most asked first."""
+    from admin_ui.review import known_intents
+
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = intent_suggestions(session)
+    names, titles = known_intents()
+    return render_template("admin/suggestions.html", rows=rows, intents=sorted(names), titles=titles)
+
+
+@operator.post("/suggestions/adopt")
+@require_role("operator")
+def adopt_suggestion() -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        item_ids = [int(v) for v in request.form.getlist("item")]
+    except ValueError:
+        item_ids = []
+    name = (request.form.get("name") or "").strip()
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            adopted = adopt_suggestions(
+                session,
+                item_ids=item_ids,
+                name=name,
+                title=request.form.get("title", ""),
+                answer=request.form.get("answer", ""),
+                actor=current_user.username,
+            )
+        flash(
+            f"Intent {adopted.intent} created with {adopted.examples} example question"
+            f"{'' if adopted.examples == 1 else 's'} (knowledge base version {adopted.kb_version_id}). "
+            "Retrain to make the bot answer it."
+        )
+    except SuggestionError as exc:
+        flash(f"Not created: {exc}")
+    return redirect(url_for("operator.suggestions"))
+
+
+@operator.post("/suggestions/<int:item_id>/existing")
+@require_role("operator")
+def add_suggestion_to_intent(item_id: int) -> Any:
+    """The reviewers missed an intent that does answer it: settle the item with that intent (its questions
+    become verified training pairs)."""
+    from admin_ui.review import known_intents
+
+    helploop = current_app.extensions["helploop"]
+    label = (request.form.get("label") or "").strip()
+    names, _ = known_intents()
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            open_suggestion(session, item_id=item_id)
+            operator_resolve(
+                session,
+                item_id=item_id,
+                label=label,
+                known_intents=names,
+                operator=session.get(User, current_user.id),
+                policy=helploop.policy,
+            )
+        flash(f"Item {item_id} added to {label}: its questions are verified training pairs now.")
+    except (SuggestionError, ReviewError) as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("operator.suggestions"))
+
+
+@operator.post("/suggestions/<int:item_id>/dismiss")
+@require_role("operator")
+def dismiss_suggestion_page(item_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            dismiss_suggestion(session, item_id=item_id, actor=current_user.username)
+        flash(f"Suggestion {item_id} dismissed.")
+    except SuggestionError as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("operator.suggestions"))

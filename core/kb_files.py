@@ -132,6 +132,11 @@ def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limi
     return text
 
 
+# Public names for callers outside this module that validate one field the way an import does.
+check_intent_name = _check_name
+check_text = _check_text
+
+
 def _add_example(kb: KnowledgeBaseData, intent: str, text: str, origin: Origin) -> None:
     entry = kb.intent(intent, origin)
     if text not in entry.examples:

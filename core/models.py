@@ -228,6 +228,10 @@ class ReviewItem(Base):
     resolved_label: Mapped[str | None] = mapped_column(String(300), nullable=True)
     resolved_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The operator who decided this item by hand (settled it, adopted or dismissed its new-intent
+    # suggestion): re-aggregation leaves such items alone.
+    settled_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     turns: Mapped[list[ReviewItemTurn]] = relationship(cascade="all, delete-orphan")

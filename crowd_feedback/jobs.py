@@ -10,6 +10,7 @@ from core.db import Database
 from core.knowledge_base import load_knowledge_base
 from core.models import utcnow
 from core.settings import Settings
+from crowd_feedback.aggregation import DEFAULT_STRATEGY
 from crowd_feedback.retention import redact_old_turns
 from crowd_feedback.review import ReviewPolicy, reaggregate
 
@@ -18,7 +19,7 @@ def reaggregate_job(
     database: Database, settings: Settings, params: dict[str, Any], report: Callable[[float, str], None]
 ) -> dict[str, Any]:
     """Bulk truth inference over every judgement (see ``crowd_feedback.review.reaggregate``)."""
-    method = str(params.get("method", "dawid_skene"))
+    method = str(params.get("method", DEFAULT_STRATEGY))
     report(0.0, "loading")
     with database.session() as session:
         known = sorted(name for name in load_knowledge_base(session).intents if name != "oos")

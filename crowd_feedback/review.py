@@ -803,7 +803,8 @@ def reaggregate(
         if report is not None and position % 200 == 0:
             report(position / max(len(result.items), 1), "re-aggregating")
         item = session.get(ReviewItem, int(item_key))
-        if item is None or item.is_gold or item.status == "escalated":
+        # Escalated items wait for an operator; settled ones were decided by one.
+        if item is None or item.is_gold or item.status == "escalated" or item.settled_by is not None:
             continue
         label, confidence = inferred[item_key], confidences[item_key]
         count = (
@@ -847,6 +848,7 @@ def operator_resolve(
         raise ReviewError("no such review item")
     now = now or utcnow()
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
+    item.settled_by, item.settled_at = operator.username, now
     session.execute(delete(Claim).where(Claim.item_id == item.id))
     session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
     _write_verified_pairs(

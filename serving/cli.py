@@ -869,7 +869,7 @@ def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
 @crowd.command("reaggregate")
 @click.option(
     "--method",
-    default="dawid_skene",
+    default="hierarchical_ds",
     show_default=True,
     type=click.Choice(["majority", "dawid_skene", "one_coin", "hierarchical_ds"]),
 )
@@ -897,6 +897,52 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
         worker.stop()
         if status != "succeeded":
             sys.exit(1)
+
+
+@crowd.command("suggestions")
+@click.pass_context
+def crowd_suggestions(ctx: click.Context) -> None:
+    """New-intent suggestions: questions reviewers found no intent for, most asked first."""
+    from crowd_feedback.suggestions import intent_suggestions
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = intent_suggestions(session)
+    if not rows:
+        click.echo("no open suggestions")
+        return
+    click.echo(f"{'item':>6}  {'asked':>5}  {'status':<9}  question  [reviewers proposed]")
+    for row in rows:
+        proposed = "; ".join(f"{text} x{n}" if n > 1 else text for text, n in row.proposals)
+        question = row.question if len(row.question) <= 70 else row.question[:67] + "..."
+        click.echo(f"{row.item_id:>6}  {row.asked:>5}  {row.status:<9}  {question}  [{proposed}]")
+
+
+@crowd.command("adopt")
+@click.argument("items", nargs=-1, required=True, type=int)
+@click.option("--intent", "name", required=True, help="The new intent's name.")
+@click.option("--answer", required=True, help="What the bot answers.")
+@click.option("--title", default="", help="What customers see in 'did you mean...'.")
+@click.pass_context
+def crowd_adopt(ctx: click.Context, items: tuple[int, ...], name: str, answer: str, title: str) -> None:
+    """Create a new intent from suggestions ITEMS: their questions become its examples (retrain next)."""
+    from crowd_feedback.suggestions import SuggestionError, adopt_suggestions
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            adopted = adopt_suggestions(
+                session, item_ids=items, name=name, answer=answer, title=title, actor=_cli_actor()
+            )
+    except SuggestionError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"intent {adopted.intent} created with {adopted.examples} example questions from items "
+        f"{', '.join(map(str, adopted.items))} (knowledge base version {adopted.kb_version_id}); "
+        "retrain to make the bot answer it"
+    )
 
 
 @main.group()

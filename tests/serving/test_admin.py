@@ -179,24 +179,29 @@ def test_reviewers_untick_member_questions_that_ask_something_else(make_app: Any
         assert pairs == ["plonk my foreign money conversion"]
 
 
-def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
-    """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
-    gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
-    from bot.engine import AnsweringEngine
+def import_small_banking(app: Any, small_banking: Any) -> None:
     from core.kb_files import KnowledgeBaseData, Origin
     from core.knowledge_base import import_knowledge_base
-    from core.models import Deployment, Job
-    from training.jobs import Worker
 
-    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
-    helploop = app.extensions["helploop"]
     kb = KnowledgeBaseData()
     for text, label in zip(*small_banking["train"], strict=True):
         intent = kb.intent(label, Origin("fixture", None))
         intent.examples.append(text)
         intent.answer = f"How to handle {label}."
-    with helploop.database.session() as session:
+    with app.extensions["helploop"].database.session() as session:
         import_knowledge_base(session, incoming=kb, source="test")
+
+
+def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
+    """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
+    gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
+    from bot.engine import AnsweringEngine
+    from core.models import Deployment, Job
+    from training.jobs import Worker
+
+    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
+    helploop = app.extensions["helploop"]
+    import_small_banking(app, small_banking)
     add_user(app, "omar", "operator")
     client = app.test_client()
     login(client, "omar")
@@ -529,3 +534,140 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
     assert operator.get(url).status_code == 404
     with app.extensions["helploop"].database.session() as session:
         assert session.scalars(select(Turn)).all() == []
+
+
+def test_a_question_no_intent_answers_becomes_a_new_intent_the_bot_learns(
+    make_app: Any, small_banking: Any
+) -> None:
+    """Customers ask what the knowledge base does not cover -> the bot hands off -> reviewers say "none fits",
+    proposing a new intent -> the operator sees the suggestion and creates the intent from it -> retrain and
+    promote -> the bot answers that question."""
+    from bot.engine import AnsweringEngine
+    from core.knowledge_base import load_knowledge_base
+    from core.models import Job
+    from training.jobs import Worker
+
+    app = make_app(
+        register=False, load=False, ratelimit_enabled=False, gold_rate=0.0, model_loader=AnsweringEngine.load
+    )
+    helploop = app.extensions["helploop"]
+    import_small_banking(app, small_banking)
+    add_user(app, "omar", "operator")
+    for name in ("ann", "bob", "cat"):
+        add_user(app, name, "reviewer")
+    operator = app.test_client()
+    login(operator, "omar")
+
+    def retrain_and_promote() -> str:
+        page = operator.get("/operator/runs").get_data(as_text=True)
+        assert operator.post("/operator/runs", data={"csrf_token": csrf_token(page)}).status_code == 302
+        job_id = Worker(helploop.database, helploop.settings, worker_id="test").run_once()
+        with helploop.database.session() as session:
+            job = session.get(Job, job_id)
+            assert job.kind == "train" and job.status == "succeeded", job.error
+            version = str(job.result["version"])
+        token = csrf_token(operator.get("/operator/runs").get_data(as_text=True))
+        data = {
+            "csrf_token": token,
+            "action": "promote",
+            "version": version,
+            "reason": "test",
+        }
+        assert operator.post("/operator/deploy", data=data).status_code == 302
+        helploop.models.refresh()
+        assert helploop.models.state.production.version == version
+        return version
+
+    retrain_and_promote()
+    questions = [
+        "Can I order a card made of titanium metal?",
+        "Do you sell titanium metal cards?",
+        "I'd like my card in titanium metal",
+    ]
+    for question in questions:
+        reply = operator.post("/api/v1/chat", json={"message": question}).get_json()
+        assert reply["status"] in {"handoff", "clarify"}, reply
+    assert helploop.router.drain(10)
+    for name in ("ann", "bob", "cat"):
+        client = app.test_client()
+        login(client, name)
+        for _ in range(5):
+            page = client.get("/review/next").get_data(as_text=True)
+            if "There is nothing for you to review" in page:
+                break
+            item_id = re.search(r'action="/review/items/(\d+)"', page).group(1)
+            data = {
+                "csrf_token": csrf_token(page),
+                "choice": "new_intent",
+                "new_intent_text": "Titanium card",
+            }
+            assert client.post(f"/review/items/{item_id}", data=data).status_code == 302
+
+    reviewer = app.test_client()
+    login(reviewer, "ann")
+    assert reviewer.get("/operator/suggestions").status_code == 403
+    overview = operator.get("/operator/").get_data(as_text=True)
+    assert re.search(r"[1-3] new-intent suggestions? from reviewers", overview)
+    page = operator.get("/operator/suggestions").get_data(as_text=True)
+    assert "Titanium card" in page and "titanium metal" in page
+    picked = re.findall(r'name="item" value="(\d+)"', page)
+    assert 1 <= len(picked) <= 3
+    form = {
+        "item": picked,
+        "name": "titanium_card",
+        "title": "Titanium card",
+        "answer": "We offer no metal cards.",
+    }
+    assert operator.post("/operator/suggestions/adopt", data=form).status_code == 400  # no CSRF token
+    response = operator.post(
+        "/operator/suggestions/adopt", data={**form, "csrf_token": csrf_token(page)}, follow_redirects=True
+    )
+    assert "Intent titanium_card created with 3 example questions" in response.get_data(as_text=True)
+    assert "none open" in response.get_data(as_text=True)
+    with helploop.database.session() as session:
+        assert sorted(load_knowledge_base(session).intents["titanium_card"].examples) == sorted(questions)
+
+    version = retrain_and_promote()
+    reply = operator.post("/api/v1/chat", json={"message": "Is a titanium metal card available?"}).get_json()
+    assert reply["model_version"] == version and reply["intent"] == "titanium_card", reply
+    assert reply["answer"] == "We offer no metal cards."
+
+
+def test_operator_adds_a_suggestion_to_an_existing_intent_or_dismisses_it(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    for message in ("<b>zorp</b> the quibbles", "blorft my wibble"):
+        client.post("/api/v1/chat", json={"message": message})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        first, second = session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all()
+        for item in (first, second):
+            item.status, item.resolved_label, item.resolved_confidence = "resolved", "new_intent", 0.95
+        ids = (first.id, second.id)
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    page = client.get("/operator/suggestions").get_data(as_text=True)
+    assert "&lt;b&gt;zorp&lt;/b&gt; the quibbles" in page and "<b>zorp" not in page
+    token = csrf_token(page)
+    refused = client.post(
+        f"/operator/suggestions/{ids[0]}/existing",
+        data={"csrf_token": token, "label": "no_such_intent"},
+        follow_redirects=True,
+    )
+    assert "Not changed: unknown intent" in refused.get_data(as_text=True)
+    client.post(f"/operator/suggestions/{ids[0]}/existing", data={"csrf_token": token, "label": "change_pin"})
+    client.post(f"/operator/suggestions/{ids[1]}/dismiss", data={"csrf_token": token})
+    again = client.post(
+        f"/operator/suggestions/{ids[1]}/dismiss", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert f"Not changed: review item {ids[1]} is not an open new-intent suggestion" in again.get_data(
+        as_text=True
+    )
+    with helploop.database.session() as session:
+        added, dismissed = (session.get(ReviewItem, i) for i in ids)
+        assert (added.resolved_label, added.settled_by) == ("change_pin", "omar")
+        assert (dismissed.resolved_label, dismissed.settled_by) == ("new_intent", "omar")
+        pair = session.scalars(select(VerifiedPair)).one()
+        assert (pair.intent, pair.weight, pair.item_id) == ("change_pin", 1.0, ids[0])
+    assert "none open" in client.get("/operator/suggestions").get_data(as_text=True)

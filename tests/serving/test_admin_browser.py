@@ -128,3 +128,45 @@ def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
     assert "I need a person" not in page.locator("#conversations").inner_text()
     context.close()
     assert errors == []
+
+
+def test_operator_ticks_suggestions_and_creates_an_intent_in_the_browser(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    """The checkboxes sit in the table, outside the create form (they join it through its form attribute)."""
+    from core.knowledge_base import load_knowledge_base
+
+    base, app = review_server
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    client.post("/api/v1/chat", json={"message": "can I get a card made of titanium"})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+        items = session.scalars(select(ReviewItem).order_by(ReviewItem.id)).all()
+        for item in items:  # both the pound item and the titanium one: reviewers found no intent
+            item.status, item.resolved_label, item.resolved_confidence = "resolved", "new_intent", 0.95
+        titanium = items[-1].id
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/operator/suggestions")
+    page.fill("input[name=username]", "omar")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("#suggestions tr").count() == 3  # header and two suggestions
+    page.check(f'input[name=item][value="{titanium}"]')
+    page.fill("#adopt input[name=name]", "titanium_card")
+    page.fill("#adopt input[name=title]", "Titanium card")
+    page.fill("#adopt textarea[name=answer]", "We have no titanium cards.")
+    with page.expect_navigation():
+        page.click("text=Create intent")
+    assert "Intent titanium_card created with 1 example question " in page.content()
+    assert page.locator("#suggestions tr").count() == 2  # the pound one is still open
+    context.close()
+    assert errors == []
+    with helploop.database.session() as session:
+        examples = load_knowledge_base(session).intents["titanium_card"].examples
+    assert examples == ["can I get a card made of titanium"]

@@ -613,3 +613,42 @@ def test_conversations_redact_old_runs_the_retention_job_and_erase_deletes(setti
     assert unknown.exit_code == 2 and "does not exist" in unknown.output
     with Database(settings).session() as session:
         assert [c.id for c in session.scalars(select(Conversation))] == ["old-one"]
+
+
+def test_crowd_suggestions_lists_and_adopt_creates_the_intent(settings: Any, answers_file: Path) -> None:
+    from core.models import ReviewItem, ReviewItemTurn
+    from tests.conftest import add_turn
+
+    run(settings, "db", "upgrade")
+    assert run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file)).exit_code == 0
+    assert run(settings, "crowd", "suggestions").output.strip() == "no open suggestions"
+    with Database(settings).session() as session:
+        turn = add_turn(session, "cli-one", "can I pay with gold bars? jo@example.com")
+        item = ReviewItem(
+            text="can I pay with gold bars? [EMAIL]",
+            status="resolved",
+            resolved_label="new_intent",
+            resolved_confidence=0.97,
+            cluster_size=1,
+        )
+        session.add(item)
+        session.flush()
+        session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason="handoff"))
+        item_id = item.id
+    listed = run(settings, "crowd", "suggestions")
+    assert listed.exit_code == 0
+    assert f"{item_id:>6}      1  resolved   can I pay with gold bars? [EMAIL]  []" in listed.output
+    bad = run(settings, "crowd", "adopt", str(item_id), "--intent", "change_pin", "--answer", "No.")
+    assert bad.exit_code == 2 and "intent 'change_pin' already exists" in bad.output
+    bad = run(settings, "crowd", "adopt", str(item_id), "--intent", "gold bars", "--answer", "No.")
+    assert bad.exit_code == 2 and "name: intent name 'gold bars' must start" in bad.output
+    good = run(
+        settings, "crowd", "adopt", str(item_id), "--intent", "gold_bars", "--answer", "We take cards."
+    )
+    assert good.exit_code == 0, good.output
+    assert f"intent gold_bars created with 1 example questions from items {item_id}" in good.output
+    with Database(settings).session() as session:
+        intent = session.scalars(select(Intent).where(Intent.name == "gold_bars")).one()
+        assert [e.text for e in intent.examples] == ["can I pay with gold bars? [EMAIL]"]
+        assert session.get(ReviewItem, item_id).settled_by.startswith("cli:")
+    assert run(settings, "crowd", "suggestions").output.strip() == "no open suggestions"
