@@ -1,13 +1,14 @@
 """Operator pages: overview (traffic, review queue, reviewers, verified pairs), runs, models, accounts,
-conversations (the turn log, with the inbox of conversations handed to a person), and new-intent suggestions
-(what customers ask that no intent answers)."""
+conversations (the turn log, with the inbox of conversations handed to a person), new-intent suggestions
+(what customers ask that no intent answers), and exports with the other background jobs."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -31,6 +32,8 @@ from core.registry import (
     get_conversation,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
+from crowd_feedback.export import FORMATS, ExportError, check_request
+from crowd_feedback.jobs import export_dir
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import ReviewError, judgement_answers, operator_resolve, shadow_agreement
 from crowd_feedback.reviewers import (
@@ -252,7 +255,7 @@ def models() -> Any:
 @require_role("operator")
 def start_reaggregate() -> Any:
     helploop = current_app.extensions["helploop"]
-    method = request.form.get("method", "dawid_skene")
+    method = request.form.get("method", "hierarchical_ds")
     if method not in ("majority", "dawid_skene", "one_coin", "hierarchical_ds"):
         abort(400)
     with helploop.database.session() as session:
@@ -552,3 +555,69 @@ def dismiss_suggestion_page(item_id: int) -> Any:
     except SuggestionError as exc:
         flash(f"Not changed: {exc}")
     return redirect(url_for("operator.suggestions"))
+
+
+BACKGROUND_KINDS = ("export", "reaggregate", "retention")
+
+
+@operator.get("/exports")
+@require_role("operator")
+def exports() -> Any:
+    """Exports (and the other background jobs: re-aggregation, retention) with their progress."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "params": j.params or {},
+                "status": j.status,
+                "progress": j.progress,
+                "step": j.step,
+                "error": j.error,
+                "result": j.result or {},
+                "created_by": j.created_by,
+                "created_at": j.created_at,
+            }
+            for j in session.scalars(
+                select(Job).where(Job.kind.in_(BACKGROUND_KINDS)).order_by(Job.id.desc()).limit(30)
+            )
+        ]
+    active = any(r["status"] in ("queued", "running") for r in rows)
+    return render_template("admin/exports.html", jobs=rows, active=active, formats=FORMATS)
+
+
+@operator.post("/exports")
+@require_role("operator")
+def start_export() -> Any:
+    helploop = current_app.extensions["helploop"]
+    what, fmt = request.form.get("what", ""), request.form.get("format", "csv")
+    try:
+        check_request(what, fmt)
+    except ExportError as exc:
+        flash(f"Refused: {exc}")
+        return redirect(url_for("operator.exports"))
+    with helploop.database.session() as session:
+        job_id = enqueue(
+            session, kind="export", params={"what": what, "format": fmt}, created_by=current_user.username
+        ).id
+    flash(f"Export job {job_id} queued ({what}, {fmt}).")
+    return redirect(url_for("operator.exports"))
+
+
+@operator.get("/exports/<int:job_id>/download")
+@require_role("operator")
+def download_export(job_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        job = session.get(Job, job_id)
+        name = str((job.result or {}).get("file", "")) if job is not None else ""
+        if job is None or job.kind != "export" or job.status != "succeeded" or not name:
+            abort(404)
+    if Path(name).name != name:  # a file name, never a path
+        abort(404)
+    file = export_dir(helploop.settings) / name
+    if not file.is_file():
+        abort(404)
+    mimetype = "text/csv" if name.endswith(".csv") else "application/x-ndjson"
+    return send_file(file, mimetype=mimetype, as_attachment=True, download_name=f"helploop-{name}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from core.db import Database
@@ -11,6 +13,7 @@ from core.knowledge_base import load_knowledge_base
 from core.models import utcnow
 from core.settings import Settings
 from crowd_feedback.aggregation import DEFAULT_STRATEGY
+from crowd_feedback.export import check_request, write_export
 from crowd_feedback.retention import redact_old_turns
 from crowd_feedback.review import ReviewPolicy, reaggregate
 
@@ -51,3 +54,22 @@ def retention_job(
         summary = redact_old_turns(session, before=utcnow() - timedelta(days=days), report=report)
     report(0.99, "done")
     return {"days": days, **summary}
+
+
+def export_dir(settings: Settings) -> Path:
+    """Where export jobs write their files (the web app serves them to operators from here)."""
+    return Path(settings.instance_path) / "exports"
+
+
+def export_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[[float, str], None]
+) -> dict[str, Any]:
+    """Write an export file (``crowd_feedback.export``) under ``export_dir``; the result names the file."""
+    what, fmt = str(params.get("what", "")), str(params.get("format", "csv"))
+    check_request(what, fmt)
+    name = f"{what}-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.{fmt}"
+    report(0.0, "counting rows")
+    with database.session() as session:
+        summary = write_export(session, what=what, fmt=fmt, out=export_dir(settings) / name, report=report)
+    report(0.99, "done")
+    return {**summary, "file": name}

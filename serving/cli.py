@@ -899,6 +899,36 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
             sys.exit(1)
 
 
+@crowd.command("export")
+@click.argument("what", type=click.Choice(["items", "pairs", "answers"]))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "jsonl"]))
+@click.pass_context
+def crowd_export(ctx: click.Context, what: str, out: str, fmt: str) -> None:
+    """Export review items (with judgements), verified pairs, or item,worker,label answers (redacted text)."""
+    from tqdm import tqdm
+
+    from crowd_feedback.export import ExportError, count_rows, write_export
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            total = count_rows(session, what)
+            with tqdm(total=total, unit="row", desc=f"export {what}", disable=None) as bar:
+
+                def report(fraction: float, _step: str) -> None:
+                    bar.update(round(fraction * total) - bar.n)
+
+                summary = write_export(session, what=what, fmt=fmt, out=out, report=report)
+                bar.update(summary["rows"] - bar.n)
+    except ExportError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"wrote {summary['rows']} rows to {out} ({summary['bytes']} bytes, sha256 {summary['sha256'][:12]})"
+    )
+
+
 @crowd.command("suggestions")
 @click.pass_context
 def crowd_suggestions(ctx: click.Context) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from crowd_feedback.jobs import reaggregate_job, retention_job, retention_params
+from crowd_feedback.jobs import export_job, reaggregate_job, retention_job, retention_params
 from training.jobs import register_handler, register_periodic
 
 
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
+    register_handler("export", export_job)
     register_periodic("retention", timedelta(days=1), retention_params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -671,3 +672,52 @@ def test_operator_adds_a_suggestion_to_an_existing_intent_or_dismisses_it(make_a
         pair = session.scalars(select(VerifiedPair)).one()
         assert (pair.intent, pair.weight, pair.item_id) == ("change_pin", 1.0, ids[0])
     assert "none open" in client.get("/operator/suggestions").get_data(as_text=True)
+
+
+def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: Any) -> None:
+    from core.models import Job
+    from training.jobs import Worker
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    client.post("/api/v1/chat", json={"message": "glorp my zingle, mail jo@example.com"})
+    assert helploop.router.drain(10)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/exports").status_code == 403
+    login(client, "omar")
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert "none yet" in page
+    assert client.post("/operator/exports", data={"what": "items", "format": "jsonl"}).status_code == 400
+    refused = client.post(
+        "/operator/exports",
+        data={"csrf_token": csrf_token(page), "what": "answers", "format": "jsonl"},
+        follow_redirects=True,
+    )
+    assert "Refused: answers exports as csv, not &#39;jsonl&#39;" in refused.get_data(as_text=True)
+    queued = client.post(
+        "/operator/exports",
+        data={"csrf_token": csrf_token(page), "what": "items", "format": "jsonl"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Export job 1 queued (items, jsonl)." in queued and '<meta http-equiv="refresh"' in queued
+    assert client.get("/operator/exports/1/download").status_code == 404  # not done yet
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
+    with helploop.database.session() as session:
+        job = session.get(Job, 1)
+        assert job.status == "succeeded" and job.result["rows"] == 1, job.error
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert "download" in page and "1 rows" in page and '<meta http-equiv="refresh"' not in page
+    download = client.get("/operator/exports/1/download")
+    assert download.status_code == 200 and download.mimetype == "application/x-ndjson"
+    assert "attachment" in download.headers["Content-Disposition"]
+    (row,) = [json.loads(line) for line in download.get_data(as_text=True).splitlines()]
+    download.close()  # send_file streams from an open file
+    assert row["text"] == "glorp my zingle, mail [EMAIL]" and row["status"] == "pending"
+    with helploop.database.session() as session:
+        session.get(Job, 1).result = {**job.result, "file": "../helploop.sqlite3"}
+    assert client.get("/operator/exports/1/download").status_code == 404  # a name, never a path
+    assert client.get("/operator/exports/99/download").status_code == 404

@@ -652,3 +652,23 @@ def test_crowd_suggestions_lists_and_adopt_creates_the_intent(settings: Any, ans
         assert [e.text for e in intent.examples] == ["can I pay with gold bars? [EMAIL]"]
         assert session.get(ReviewItem, item_id).settled_by.startswith("cli:")
     assert run(settings, "crowd", "suggestions").output.strip() == "no open suggestions"
+
+
+def test_crowd_export_writes_the_file_with_progress_and_refuses_bad_formats(
+    settings: Any, tmp_path: Path
+) -> None:
+    from core.models import ReviewItem
+
+    run(settings, "db", "upgrade")
+    with Database(settings).session() as session:
+        session.add(ReviewItem(text="where is my card [EMAIL]", status="pending", cluster_size=1))
+    out = tmp_path / "items.csv"
+    result = run(settings, "crowd", "export", "items", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote 1 rows to {out}" in result.output
+    with out.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["text"], row["status"], row["judgements"]) == ("where is my card [EMAIL]", "pending", "0")
+    bad = run(settings, "crowd", "export", "answers", "--format", "jsonl", "--out", str(tmp_path / "a.jsonl"))
+    assert bad.exit_code == 2 and "answers exports as csv, not 'jsonl'" in bad.output
+    assert not (tmp_path / "a.jsonl").exists()

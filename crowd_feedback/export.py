@@ -1,0 +1,235 @@
+"""Exports of what the crowd produced, for data people and other tools.
+
+- ``items``: every review item (gold check questions excepted) with its status, label, posterior, reasons, the
+  member questions and each judgement (reviewer, label, proposal, answer rating); CSV flattens the judgements
+  into one column, JSON Lines keeps them as a list.
+- ``pairs``: the verified training pairs (question, intent, weight, item).
+- ``answers``: ``item,worker,label`` rows, the format ``helploop crowd aggregate`` and the crowd sets read, so
+  the judgements can be re-aggregated offline with any method.
+
+Only redacted text leaves: review items and pairs hold redacted text, and member questions are redacted from
+the turn log on the way out. Free-text CSV cells that a spreadsheet would run as a formula (starting with
+``=``, ``+``, ``-``, ``@``, tab or carriage return) get a leading apostrophe. The file is written beside its
+final name and renamed when complete, so a reader never sees half an export.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
+from crowd_feedback.redaction import redact
+
+FORMATS: dict[str, tuple[str, ...]] = {
+    "items": ("csv", "jsonl"),
+    "pairs": ("csv", "jsonl"),
+    "answers": ("csv",),
+}
+ITEM_COLUMNS = (
+    "item",
+    "status",
+    "text",
+    "label",
+    "confidence",
+    "reasons",
+    "asked",
+    "bot_intent",
+    "bot_confidence",
+    "judgements",
+    "answers",
+    "settled_by",
+    "created_at",
+    "resolved_at",
+)
+PAIR_COLUMNS = ("text", "intent", "weight", "item", "created_at")
+ANSWER_COLUMNS = ("item", "worker", "label")
+FREE_TEXT = {"text", "answers"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportError(ValueError):
+    pass
+
+
+def check_request(what: str, fmt: str) -> None:
+    if what not in FORMATS:
+        raise ExportError(f"unknown export {what!r}; choose from {', '.join(FORMATS)}")
+    if fmt not in FORMATS[what]:
+        raise ExportError(f"{what} exports as {' or '.join(FORMATS[what])}, not {fmt!r}")
+
+
+def _cell(column: str, value: Any) -> Any:
+    if column in FREE_TEXT and isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        batch = session.scalars(
+            select(ReviewItem)
+            .where(ReviewItem.is_gold.is_(False), ReviewItem.id > last)
+            .order_by(ReviewItem.id)
+            .limit(batch_size)
+        ).all()
+        if not batch:
+            return
+        ids = [item.id for item in batch]
+        judgements: dict[int, list[dict[str, Any]]] = {}
+        for judgement, username in session.execute(
+            select(Judgement, User.username)
+            .join(User, User.id == Judgement.reviewer_id)
+            .where(Judgement.item_id.in_(ids))
+            .order_by(Judgement.id)
+        ):
+            judgements.setdefault(judgement.item_id, []).append(
+                {
+                    "reviewer": username,
+                    "label": judgement.label,
+                    "new_intent_text": judgement.new_intent_text,
+                    "answer_ok": judgement.answer_ok,
+                    "at": _iso(judgement.created_at),
+                }
+            )
+        questions: dict[int, list[str]] = {}
+        for item_id, text in session.execute(
+            select(ReviewItemTurn.item_id, Turn.user_text)
+            .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+            .where(ReviewItemTurn.item_id.in_(ids))
+            .order_by(Turn.id)
+        ):
+            questions.setdefault(item_id, []).append(redact(text))
+        for item in batch:
+            yield {
+                "item": item.id,
+                "status": item.status,
+                "text": item.text,
+                "label": item.resolved_label,
+                "confidence": item.resolved_confidence,
+                "reasons": list(item.reasons or []),
+                "asked": item.cluster_size,
+                "bot_intent": item.bot_intent,
+                "bot_confidence": item.bot_confidence,
+                "settled_by": item.settled_by,
+                "created_at": _iso(item.created_at),
+                "resolved_at": _iso(item.resolved_at),
+                "questions": list(dict.fromkeys(questions.get(item.id, []))),
+                "judgements": judgements.get(item.id, []),
+            }
+        last = ids[-1]
+
+
+def _pairs(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        batch = session.scalars(
+            select(VerifiedPair).where(VerifiedPair.id > last).order_by(VerifiedPair.id).limit(batch_size)
+        ).all()
+        if not batch:
+            return
+        for pair in batch:
+            yield {
+                "text": pair.text,
+                "intent": pair.intent,
+                "weight": pair.weight,
+                "item": pair.item_id,
+                "created_at": _iso(pair.created_at),
+            }
+        last = batch[-1].id
+
+
+def _answers(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        rows = session.execute(
+            select(Judgement.id, Judgement.item_id, User.username, Judgement.label)
+            .join(User, User.id == Judgement.reviewer_id)
+            .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+            .where(ReviewItem.is_gold.is_(False), Judgement.id > last)
+            .order_by(Judgement.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        for _, item_id, username, label in rows:
+            yield {"item": item_id, "worker": username, "label": label}
+        last = rows[-1][0]
+
+
+def count_rows(session: Session, what: str) -> int:
+    if what == "items":
+        query = select(func.count()).select_from(ReviewItem).where(ReviewItem.is_gold.is_(False))
+    elif what == "pairs":
+        query = select(func.count()).select_from(VerifiedPair)
+    else:
+        query = (
+            select(func.count())
+            .select_from(Judgement)
+            .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+            .where(ReviewItem.is_gold.is_(False))
+        )
+    return int(session.scalar(query) or 0)
+
+
+def _csv_row(what: str, row: dict[str, Any]) -> dict[str, Any]:
+    if what == "items":
+        flat = {c: row[c] for c in ITEM_COLUMNS if c in row}
+        flat["reasons"] = ";".join(row["reasons"])
+        flat["judgements"] = len(row["judgements"])
+        flat["answers"] = ";".join(f"{j['reviewer']}={j['label']}" for j in row["judgements"])
+        return {c: _cell(c, flat.get(c)) for c in ITEM_COLUMNS}
+    return {c: _cell(c, v) for c, v in row.items()}
+
+
+def write_export(
+    session: Session,
+    *,
+    what: str,
+    fmt: str,
+    out: str | Path,
+    report: Callable[[float, str], None] | None = None,
+    batch_size: int = 500,
+) -> dict[str, Any]:
+    """Write export ``what`` as ``fmt`` to ``out`` (replaced only once complete): rows, bytes, sha256."""
+    check_request(what, fmt)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    total = count_rows(session, what)
+    rows = {"items": _items, "pairs": _pairs, "answers": _answers}[what](session, batch_size)
+    columns = {"items": ITEM_COLUMNS, "pairs": PAIR_COLUMNS, "answers": ANSWER_COLUMNS}[what]
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    written = 0
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns) if fmt == "csv" else None
+            if writer is not None:
+                writer.writeheader()
+            for row in rows:
+                if writer is not None:
+                    writer.writerow(_csv_row(what, row))
+                else:
+                    stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+                written += 1
+                if report is not None and written % batch_size == 0:
+                    report(min(written / max(total, 1), 0.99), f"{written} of {total} rows")
+        os.replace(temporary, out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    return {"what": what, "format": fmt, "rows": written, "bytes": out.stat().st_size, "sha256": digest}

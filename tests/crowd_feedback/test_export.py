@@ -1,0 +1,147 @@
+"""Exports of the crowd's work: items with judgements, verified pairs, item,worker,label answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from crowd_feedback.aggregation import answers_from_rows, get_strategy
+from crowd_feedback.export import ExportError, check_request, write_export
+from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, route_turn
+from tests.crowd_feedback.test_review import INTENTS, judge, make_turn, reviewers, vector
+
+POLICY = ReviewPolicy(gold_rate=0.0, judgements=3)
+
+
+def crowd(session: Session) -> list[int]:
+    """Two resolved items (one a cluster with an e-mail in a member question), one pending, one gold."""
+    people = reviewers(session, 3)
+    first = route_turn(
+        session,
+        turn=make_turn(session, "=cmd|' /C calc'!A0"),
+        reasons=["handoff"],
+        embedding=vector(1),
+        policy=POLICY,
+    )
+    second = route_turn(
+        session,
+        turn=make_turn(session, "new pin please"),
+        reasons=["clarify"],
+        embedding=vector(2),
+        policy=POLICY,
+    )
+    from crowd_feedback.review import attach_similar_turn, next_item, submit_judgement
+
+    joined = attach_similar_turn(
+        session,
+        turn=make_turn(session, "new pin please, I am jo@example.com"),
+        embedding=vector(4, vector(2), 0.01),
+        policy=POLICY,
+    )
+    assert first and second and joined is second
+    labels = {first.id: "card_arrival", second.id: "change_pin"}
+    for reviewer in people[:2]:  # in queue order, whichever comes first
+        while (item := next_item(session, reviewer=reviewer, policy=POLICY)) is not None:
+            submit_judgement(
+                session,
+                item_id=item.id,
+                reviewer=reviewer,
+                label=labels[item.id],
+                answer_ok=True,
+                known_intents=INTENTS,
+                policy=POLICY,
+            )
+    pending = route_turn(
+        session, turn=make_turn(session, "hm"), reasons=["thumbs_down"], embedding=vector(3), policy=POLICY
+    )
+    assert pending is not None
+    judge(session, pending, people[2], "exchange_rate", POLICY)
+    add_gold_item(session, text="gold question", label="change_pin", policy=POLICY)
+    session.flush()
+    return [first.id, second.id, pending.id]
+
+
+def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questions(
+    db_session: Session, tmp_path: Path
+) -> None:
+    first, second, pending = crowd(db_session)
+    progress: list[float] = []
+    summary = write_export(
+        db_session,
+        what="items",
+        fmt="jsonl",
+        out=tmp_path / "items.jsonl",
+        batch_size=1,
+        report=lambda f, _s: progress.append(f),
+    )
+    rows = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert summary["rows"] == len(rows) == 3 and [r["item"] for r in rows] == [first, second, pending]
+    assert progress == sorted(progress) and len(progress) == 3
+    by_id = {r["item"]: r for r in rows}
+    assert by_id[second]["status"] == "resolved" and by_id[second]["label"] == "change_pin"
+    assert by_id[second]["questions"] == ["new pin please", "new pin please, I am [EMAIL]"]
+    assert by_id[second]["asked"] == 2 and by_id[second]["reasons"] == ["clarify"]
+    assert [(j["reviewer"], j["label"]) for j in by_id[second]["judgements"]] == [
+        ("rev0", "change_pin"),
+        ("rev1", "change_pin"),
+    ]
+    assert by_id[pending]["status"] == "pending" and by_id[pending]["label"] is None
+    assert "jo@example.com" not in (tmp_path / "items.jsonl").read_text()
+
+    write_export(db_session, what="items", fmt="csv", out=tmp_path / "items.csv")
+    with (tmp_path / "items.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["item"]) for r in table] == [first, second, pending]
+    assert table[0]["text"] == "'=cmd|' /C calc'!A0"  # a spreadsheet must not run it
+    assert table[1]["answers"] == "rev0=change_pin;rev1=change_pin" and table[1]["judgements"] == "2"
+    assert float(table[1]["confidence"]) >= 0.9 and table[2]["label"] == ""
+
+
+def test_answers_export_round_trips_through_truth_inference_and_pairs_list_the_verified_pairs(
+    db_session: Session, tmp_path: Path
+) -> None:
+    first, second, pending = crowd(db_session)
+    summary = write_export(db_session, what="answers", fmt="csv", out=tmp_path / "answers.csv")
+    with (tmp_path / "answers.csv").open(newline="") as handle:
+        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
+    assert summary["rows"] == len(rows) == 5  # gold answers are not crowd answers
+    result = get_strategy("majority").aggregate(answers_from_rows(rows))
+    assert result.labels() == {
+        str(first): "card_arrival",
+        str(second): "change_pin",
+        str(pending): "exchange_rate",
+    }
+
+    write_export(db_session, what="pairs", fmt="jsonl", out=tmp_path / "pairs.jsonl")
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert sorted((p["text"], p["intent"], p["item"]) for p in pairs) == [
+        ("=cmd|' /C calc'!A0", "card_arrival", first),
+        ("new pin please", "change_pin", second),
+        ("new pin please, I am [EMAIL]", "change_pin", second),
+    ]
+    assert all(0.9 <= p["weight"] <= 1.0 for p in pairs)
+
+
+def test_a_failed_export_leaves_no_file_and_bad_requests_are_refused(
+    db_session: Session, tmp_path: Path
+) -> None:
+    crowd(db_session)
+    (tmp_path / "exports").mkdir()
+    target = tmp_path / "exports" / "items.csv"
+    target.write_text("the previous export\n")
+
+    def cancel(_fraction: float, _step: str) -> None:
+        raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError):
+        write_export(db_session, what="items", fmt="csv", out=target, batch_size=1, report=cancel)
+    assert target.read_text() == "the previous export\n" and list(target.parent.iterdir()) == [target]
+    with pytest.raises(ExportError, match="unknown export 'users'"):
+        check_request("users", "csv")
+    with pytest.raises(ExportError, match="answers exports as csv, not 'jsonl'"):
+        write_export(db_session, what="answers", fmt="jsonl", out=tmp_path / "x")
+    assert NEW_INTENT  # the special labels export as they are stored
