@@ -71,6 +71,7 @@ def require_role(*roles: str) -> Any:
 
 def init_admin(app: Flask, *, exempt_from_csrf: list[Any], lifetime_minutes: int, production: bool) -> None:
     from admin_ui.auth import auth
+    from admin_ui.knowledge import knowledge
     from admin_ui.operator import operator
     from admin_ui.review import review
 
@@ -88,7 +89,7 @@ def init_admin(app: Flask, *, exempt_from_csrf: list[Any], lifetime_minutes: int
     csrf.init_app(app)
     for blueprint in exempt_from_csrf:  # JSON APIs: no cookies, no forms
         csrf.exempt(blueprint)
-    for blueprint in (auth, review, operator):
+    for blueprint in (auth, review, operator, knowledge):
         app.register_blueprint(blueprint)
 
     @app.after_request

@@ -17,7 +17,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -445,6 +445,24 @@ class AnsweringEngine:
 
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]
+
+    def update_answers(self, book: Mapping[str, tuple[str, str, Sequence[str]]]) -> int:
+        """Take newer titles, answers and follow-ups {intent: (title, answer, follow_ups)} for the intents
+        this model knows (what the bot says is content: it changes without retraining). Each entry is replaced
+        whole, so a concurrent ``predict`` sees the old or the new one. Returns how many changed."""
+        changed = 0
+        for label, (title, answer, follow_ups) in book.items():
+            if label not in self.knowledge:
+                continue
+            info = IntentInfo(
+                answer=answer,
+                title=title or humanise(label),
+                follow_ups=[f for f in follow_ups if f in self.knowledge and f != label],
+            )
+            if info != self.knowledge[label]:
+                self.knowledge[label] = info
+                changed += 1
+        return changed
 
     def _candidate(self, index: int, probability: float) -> Candidate:
         label = self.labels[index]

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.kb_files import (
+    MAX_ANSWER_LENGTH,
+    MAX_EXAMPLE_LENGTH,
+    OUT_OF_SCOPE,
     IntentData,
     KnowledgeBaseData,
+    KnowledgeBaseFormatError,
     Origin,
+    check_intent_name,
+    check_text,
     validate_complete,
 )
 from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion
@@ -146,3 +153,101 @@ def latest_kb_version(session: Session) -> KnowledgeBaseVersion | None:
 
 def count_intents(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Intent)) or 0)
+
+
+# ------------------------------------------------------------------------------- editing, one intent
+
+
+@dataclass(frozen=True)
+class AnswerBook:
+    """What the bot says for each intent (title, answer, follow-ups) in the newest knowledge-base version: the
+    serving processes apply it to the loaded models, so an edited answer is live without retraining."""
+
+    kb_version_id: int | None
+    intents: dict[str, tuple[str, str, tuple[str, ...]]]
+
+
+def read_answer_book(session: Session, *, known_version: int | None = None) -> AnswerBook | None:
+    """The answer book, or None when the newest knowledge-base version is still ``known_version`` (one cheap
+    query: serving processes poll this)."""
+    version = session.scalar(select(func.max(KnowledgeBaseVersion.id)))
+    if version is not None and version == known_version:
+        return None
+    rows = session.execute(select(Intent.name, Intent.title, Intent.answer, Intent.follow_ups)).all()
+    return AnswerBook(
+        version,
+        {
+            name: (title or "", answer or "", tuple(follow_ups or ()))
+            for name, title, answer, follow_ups in rows
+        },
+    )
+
+
+def save_intent(
+    session: Session,
+    *,
+    name: str,
+    title: str,
+    answer: str,
+    examples: Sequence[str],
+    follow_ups: Sequence[str] = (),
+    actor: str,
+    create: bool,
+) -> ImportResult:
+    """Create (``create``) or replace one intent and record a new knowledge-base version. Every field is
+    checked as an import checks it; raises KnowledgeBaseFormatError (nothing written) naming the field."""
+    where = f"<intent {name}>"
+    name = check_intent_name(where, None, "name", name)
+    kb = load_knowledge_base(session)
+    if create and name in kb.intents:
+        raise KnowledgeBaseFormatError(where, None, "name", f"intent {name!r} already exists")
+    if not create and name not in kb.intents:
+        raise KnowledgeBaseFormatError(where, None, "name", f"intent {name!r} does not exist")
+    title = " ".join((title or "").split())
+    if len(title) > 200:
+        raise KnowledgeBaseFormatError(where, None, "title", f"is {len(title)} characters, limit 200")
+    if answer.strip() or name != OUT_OF_SCOPE:
+        answer = check_text(where, None, "answer", answer, limit=MAX_ANSWER_LENGTH)
+    cleaned = [
+        check_text(where, None, "examples", text, limit=MAX_EXAMPLE_LENGTH)
+        for text in examples
+        if text.strip()
+    ]
+    if not cleaned:
+        raise KnowledgeBaseFormatError(where, None, "examples", f"intent {name!r} needs an example question")
+    follow = [f.strip() for f in follow_ups if f.strip()]
+    if name in follow:
+        raise KnowledgeBaseFormatError(where, None, "follow_ups", "an intent cannot suggest itself")
+    kb.intents[name] = IntentData(
+        name=name,
+        title=title,
+        answer=answer.strip(),
+        examples=list(dict.fromkeys(cleaned)),
+        follow_ups=list(dict.fromkeys(follow)),
+        origin=Origin(where, None),
+    )
+    verb = "created" if create else "edited"
+    return import_knowledge_base(
+        session, incoming=kb, source=f"intent {name} {verb} by {actor}", replace=True
+    )
+
+
+def delete_intent(session: Session, *, name: str, actor: str) -> ImportResult:
+    """Remove one intent (and its examples); refused while another intent suggests it as a follow-up, or when
+    it is the last one."""
+    kb = load_knowledge_base(session)
+    where = f"<intent {name}>"
+    if name not in kb.intents:
+        raise KnowledgeBaseFormatError(where, None, "name", f"intent {name!r} does not exist")
+    users = sorted(other.name for other in kb.intents.values() if name in other.follow_ups)
+    if users:
+        raise KnowledgeBaseFormatError(
+            where,
+            None,
+            "follow_ups",
+            f"intent {name!r} is a follow-up of {', '.join(users)}: remove it there first",
+        )
+    del kb.intents[name]
+    return import_knowledge_base(
+        session, incoming=kb, source=f"intent {name} deleted by {actor}", replace=True
+    )

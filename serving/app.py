@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import AnsweringEngine
 from core.db import Database
+from core.knowledge_base import AnswerBook, read_answer_book
 from core.registry import serving_plan
 from core.settings import Settings, load_settings
 from crowd_feedback.review import ReviewPolicy
@@ -100,7 +101,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def load(path: str) -> AnsweringEngine:
         return AnsweringEngine.load(path, runtime=settings.serving_runtime, threads=settings.torch_threads)
 
-    models = ModelHolder(read_plan, loader or load, poll_seconds=settings.deployment_poll_seconds)
+    def read_answers(known_version: int | None) -> AnswerBook | None:
+        with database.session() as session:
+            return read_answer_book(session, known_version=known_version)
+
+    models = ModelHolder(
+        read_plan,
+        loader or load,
+        poll_seconds=settings.deployment_poll_seconds,
+        answers_reader=read_answers,
+    )
     write_lock: AbstractContextManager[Any] = threading.Lock() if settings.is_sqlite else nullcontext()
     metrics = Metrics()
     shadow = ShadowScorer(database, on_drop=metrics.shadow_dropped.inc)

@@ -1,6 +1,7 @@
 """Per-process model holder: follows the active deployment, loads bundles in the background and swaps them
 in atomically. Requests read one immutable snapshot and never wait on a load; a bundle that fails to load is
-refused (logged) and whatever was serving keeps serving."""
+refused (logged) and whatever was serving keeps serving. It also follows the knowledge base's answers (titles,
+answers, follow-ups) and applies them to the loaded models, so an edited answer is live within a poll."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from bot.engine import AnsweringEngine
 log = logging.getLogger("helploop.serving.models")
 
 Loader = Callable[[str], AnsweringEngine]
+# known knowledge-base version -> the newest answer book, or None when unchanged
+AnswersReader = Callable[[int | None], Any]
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,17 @@ def bucket(session_id: str) -> float:
 
 class ModelHolder:
     def __init__(
-        self, plan_reader: Callable[[], dict[str, Any] | None], loader: Loader, *, poll_seconds: float = 5.0
+        self,
+        plan_reader: Callable[[], dict[str, Any] | None],
+        loader: Loader,
+        *,
+        poll_seconds: float = 5.0,
+        answers_reader: AnswersReader | None = None,
     ) -> None:
         self._read_plan = plan_reader
         self._load = loader
+        self._read_answers = answers_reader
+        self._answers: Any = None  # the newest answer book read (core.knowledge_base.AnswerBook)
         self.poll_seconds = poll_seconds
         self._state = ServingState()
         self._cache: dict[str, AnsweringEngine] = {}
@@ -74,6 +84,8 @@ class ModelHolder:
             return None
         try:
             engine = self._load(path)
+            if self._answers is not None:
+                engine.update_answers(self._answers.intents)
             engine.predict("warm up")  # load the encoder now, not on a user's request
         except Exception as exc:  # noqa: BLE001 - any broken bundle is refused the same way
             self._failed[version] = time.time()
@@ -83,9 +95,34 @@ class ModelHolder:
         self._cache[version] = engine
         return engine
 
+    def _follow_answers(self) -> None:
+        """Apply a newer answer book to the loaded models (and remember it for models loaded later)."""
+        if self._read_answers is None:
+            return
+        try:
+            book = self._read_answers(self._answers.kb_version_id if self._answers is not None else None)
+        except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable
+            log.warning("could not read the answers: %s", exc)
+            return
+        if book is None:
+            return
+        self._answers = book
+        current = self._state
+        for engine in {id(e): e for e in (current.production, current.canary, current.shadow) if e}.values():
+            changed = engine.update_answers(book.intents)
+            if changed:
+                log.info(
+                    "model %s: %d answers updated from knowledge base version %s",
+                    engine.version,
+                    changed,
+                    book.kb_version_id,
+                )
+
     def refresh(self) -> bool:
-        """Bring the state in line with the plan; True when something was swapped in."""
+        """Bring the state in line with the plan (and the answers with the knowledge base); True when a model
+        was swapped in."""
         with self._lock:
+            self._follow_answers()
             try:
                 plan = self._read_plan()
             except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable

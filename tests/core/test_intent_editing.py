@@ -1,0 +1,130 @@
+"""Editing the knowledge base one intent at a time: validated like an import, a new version per save, and the
+answer book the serving processes follow."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.kb_files import IntentData, KnowledgeBaseData, KnowledgeBaseFormatError
+from core.knowledge_base import (
+    delete_intent,
+    import_knowledge_base,
+    latest_kb_version,
+    load_knowledge_base,
+    read_answer_book,
+    save_intent,
+)
+from core.models import KnowledgeBaseVersion
+
+
+def seed(session: Session) -> None:
+    kb = KnowledgeBaseData(
+        {
+            "card_arrival": IntentData(
+                "card_arrival", "Where is my card?", "5-7 days.", ["where is my card"], ["change_pin"]
+            ),
+            "change_pin": IntentData("change_pin", "Change my PIN", "At any ATM.", ["new pin", "change pin"]),
+        }
+    )
+    import_knowledge_base(session, incoming=kb, source="test")
+
+
+def versions(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(KnowledgeBaseVersion)) or 0)
+
+
+def test_create_edit_and_the_answer_book(db_session: Session) -> None:
+    seed(db_session)
+    book = read_answer_book(db_session)
+    assert book is not None and book.kb_version_id == latest_kb_version(db_session).id
+    assert book.intents["card_arrival"] == ("Where is my card?", "5-7 days.", ("change_pin",))
+    assert (
+        read_answer_book(db_session, known_version=book.kb_version_id) is None
+    )  # unchanged: one cheap query
+
+    created = save_intent(
+        db_session,
+        name="metal_card",
+        title="  Metal   card ",
+        answer="Not yet.",
+        examples=["metal card?", "  ", "metal card?", "a  metal   card"],
+        follow_ups=["card_arrival"],
+        actor="omar",
+        create=True,
+    )
+    assert created.intents_created == 1 and created.examples_added == 2
+    intent = load_knowledge_base(db_session).intents["metal_card"]
+    assert (intent.title, intent.examples, intent.follow_ups) == (
+        "Metal card",
+        ["metal card?", "a metal card"],
+        ["card_arrival"],
+    )
+    assert latest_kb_version(db_session).source == "intent metal_card created by omar"
+
+    edited = save_intent(
+        db_session,
+        name="change_pin",
+        title="Change your PIN",
+        answer="At any of our ATMs.",
+        examples=["change pin", "reset my pin"],
+        actor="omar",
+        create=False,
+    )
+    assert (edited.intents_updated, edited.examples_added, edited.examples_removed) == (1, 1, 1)
+    assert load_knowledge_base(db_session).intents["change_pin"].examples == ["change pin", "reset my pin"]
+    newer = read_answer_book(db_session, known_version=book.kb_version_id)
+    assert newer is not None and newer.kb_version_id == edited.kb_version_id
+    assert newer.intents["change_pin"] == ("Change your PIN", "At any of our ATMs.", ())
+    assert set(newer.intents) == {"card_arrival", "change_pin", "metal_card"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"name": "card_arrival", "create": True}, "name", "intent 'card_arrival' already exists"),
+        ({"name": "nope", "create": False}, "name", "intent 'nope' does not exist"),
+        ({"name": "metal card", "create": True}, "name", "must start with a letter or digit"),
+        ({"answer": "  "}, "answer", "is empty"),
+        ({"examples": ["", " "]}, "examples", "needs an example question"),
+        ({"examples": ["x" * 1001]}, "examples", "is 1001 characters, limit 1000"),
+        ({"title": "t" * 201}, "title", "is 201 characters, limit 200"),
+        ({"follow_ups": ["nowhere"]}, "follow_ups", "suggests unknown intent 'nowhere'"),
+        ({"follow_ups": ["change_pin"]}, "follow_ups", "an intent cannot suggest itself"),
+    ],
+)
+def test_a_bad_save_names_the_field_and_writes_nothing(
+    db_session: Session, changes: dict[str, object], field: str, message: str
+) -> None:
+    seed(db_session)
+    db_session.commit()  # a savepoint: the failed save below rolls back to here
+    before = versions(db_session)
+    arguments: dict[str, object] = {
+        "name": "change_pin",
+        "title": "Change my PIN",
+        "answer": "At any ATM.",
+        "examples": ["new pin"],
+        "actor": "omar",
+        "create": False,
+        **changes,
+    }
+    with pytest.raises(KnowledgeBaseFormatError, match=message) as error:
+        save_intent(db_session, **arguments)  # type: ignore[arg-type]
+    assert error.value.field == field
+    db_session.rollback()
+    assert versions(db_session) == before
+    assert load_knowledge_base(db_session).intents["change_pin"].examples == ["new pin", "change pin"]
+
+
+def test_delete_is_refused_while_another_intent_suggests_it(db_session: Session) -> None:
+    seed(db_session)
+    with pytest.raises(KnowledgeBaseFormatError, match="is a follow-up of card_arrival"):
+        delete_intent(db_session, name="change_pin", actor="omar")
+    with pytest.raises(KnowledgeBaseFormatError, match="does not exist"):
+        delete_intent(db_session, name="nope", actor="omar")
+    result = delete_intent(db_session, name="card_arrival", actor="omar")
+    assert result.examples_removed == 1 and set(load_knowledge_base(db_session).intents) == {"change_pin"}
+    assert latest_kb_version(db_session).source == "intent card_arrival deleted by omar"
+    with pytest.raises(KnowledgeBaseFormatError, match="has no intents"):
+        delete_intent(db_session, name="change_pin", actor="omar")

@@ -1,0 +1,130 @@
+"""Knowledge pages: operators edit answers that go live without retraining, create and delete intents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.kb_files import IntentData, KnowledgeBaseData
+from core.knowledge_base import import_knowledge_base, load_knowledge_base
+from tests.conftest import TOY
+from tests.serving.conftest import ANSWERS
+from tests.serving.test_admin import add_user, csrf_token, login
+
+
+def import_toy_knowledge(app: Any) -> None:
+    """The toy model's own intents, answers and examples, as the knowledge base it was trained from."""
+    kb = KnowledgeBaseData(
+        {
+            name: IntentData(
+                name=name,
+                title=ANSWERS[name].title,
+                answer=ANSWERS[name].answer,
+                examples=list(examples),
+                follow_ups=list(ANSWERS[name].follow_ups),
+            )
+            for name, examples in TOY.items()
+            if name in ANSWERS
+        }
+    )
+    with app.extensions["helploop"].database.session() as session:
+        import_knowledge_base(session, incoming=kb, source="test")
+
+
+def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles: Any) -> None:
+    from bot.engine import AnsweringEngine
+    from core.registry import set_deployment
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    before = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    assert before["intent"] == "change_pin" and before["answer"].startswith("Change it at any ATM.")
+    version = before["model_version"]
+
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/knowledge/").status_code == 403
+    login(client, "omar")
+    listing = client.get("/operator/knowledge/?q=pin").get_data(as_text=True)
+    assert 'data-intent="change_pin"' in listing and 'data-intent="exchange_rate"' not in listing
+    everything = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert "&lt;script&gt;alert" in everything and "<script>alert" not in everything
+    page = client.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    assert "The model serving now knows this intent" in page
+    form = {
+        "title": "Change my PIN",
+        "answer": "Use the app: **Card → PIN**.",
+        "examples": "\n".join(TOY["change_pin"]),
+        "follow_ups": ["exchange_rate"],
+    }
+    assert client.post("/operator/knowledge/change_pin", data=form).status_code == 400  # no CSRF token
+    saved = client.post(
+        "/operator/knowledge/change_pin", data={**form, "csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Intent change_pin saved" in saved and "live within a few seconds" in saved
+    helploop.models.refresh()  # what each serving process does every few seconds
+    after = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    assert after["model_version"] == version  # the same model, not retrained
+    assert after["answer"] == "Use the app: **Card → PIN**."
+    assert [s["intent"] for s in after["suggestions"]] == ["exchange_rate"]
+    clicked = client.post("/api/v1/chat", json={"message": "/change_pin"}).get_json()
+    assert clicked["answer"] == "Use the app: **Card → PIN**."
+    # A model loaded later (here: another version promoted) answers with the edited text from the start.
+    other = next(
+        AnsweringEngine.load(p).version
+        for p in toy_bundles.values()
+        if AnsweringEngine.load(p).version != version
+    )
+    with helploop.database.session() as session:
+        set_deployment(session, production_version=other, actor="t", reason="t")
+    helploop.models.refresh()
+    promoted = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    assert promoted["model_version"] == other and promoted["answer"] == "Use the app: **Card → PIN**."
+
+
+def test_a_bad_intent_form_keeps_what_was_typed_and_create_then_delete(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/new").get_data(as_text=True)
+    token = csrf_token(page)
+    form = {
+        "csrf_token": token,
+        "name": "metal card",
+        "title": "Metal",
+        "answer": "<b>Not yet</b>",
+        "examples": "x",
+    }
+    refused = client.post("/operator/knowledge/", data=form)
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Not saved: name: intent name &#39;metal card&#39;" in body
+    assert "&lt;b&gt;Not yet&lt;/b&gt;</textarea>" in body  # kept, escaped
+    created = client.post(
+        "/operator/knowledge/",
+        data={**form, "name": "metal_card", "examples": "metal card?\ndo you do metal cards"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Intent metal_card saved" in created and "Retrain to make the bot answer it" in created
+    listing = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert "no: retrain" in listing and "intent metal_card created by omar" in listing
+    refused_delete = client.post(
+        "/operator/knowledge/change_pin/delete",
+        data={"csrf_token": token, "confirm": "change_pin"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Not deleted: intent &#39;change_pin&#39; is a follow-up of card_arrival" in refused_delete
+    unconfirmed = client.post(
+        "/operator/knowledge/metal_card/delete",
+        data={"csrf_token": token, "confirm": "yes"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "type the intent&#39;s name (metal_card) to confirm" in unconfirmed
+    client.post("/operator/knowledge/metal_card/delete", data={"csrf_token": token, "confirm": "metal_card"})
+    with app.extensions["helploop"].database.session() as session:
+        assert set(load_knowledge_base(session).intents) == set(ANSWERS)
+    assert client.get("/operator/knowledge/metal_card").status_code == 404
