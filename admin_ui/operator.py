@@ -117,6 +117,23 @@ def overview() -> Any:
     )
 
 
+def job_view(job: Job) -> dict[str, Any]:
+    """What the job pages show of a job row."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "params": job.params or {},
+        "status": job.status,
+        "progress": job.progress,
+        "step": job.step,
+        "eta": job.eta_seconds,
+        "error": job.error,
+        "result": job.result or {},
+        "created_by": job.created_by,
+        "created_at": job.created_at,
+    }
+
+
 @operator.get("/runs")
 @require_role("operator")
 def runs() -> Any:
@@ -124,13 +141,7 @@ def runs() -> Any:
     with helploop.database.session() as session:
         rows = [
             {
-                "id": j.id,
-                "status": j.status,
-                "progress": j.progress,
-                "step": j.step,
-                "eta": j.eta_seconds,
-                "created_by": j.created_by,
-                "created_at": j.created_at,
+                **job_view(j),
                 "version": (j.result or {}).get("version"),
                 "decision": ((j.result or {}).get("gate") or {}).get("decision"),
             }
@@ -177,17 +188,7 @@ def run_detail(job_id: int) -> Any:
         job = session.get(Job, job_id)
         if job is None:
             abort(404)
-        view = {
-            "id": job.id,
-            "status": job.status,
-            "progress": job.progress,
-            "step": job.step,
-            "eta": job.eta_seconds,
-            "error": job.error,
-            "result": job.result or {},
-            "created_by": job.created_by,
-            "history": job.history,
-        }
+        view = {**job_view(job), "history": job.history}
         production = helploop.models.state.production
     gate = view["result"].get("gate") or {}
     return render_template(
@@ -567,18 +568,7 @@ def exports() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         rows = [
-            {
-                "id": j.id,
-                "kind": j.kind,
-                "params": j.params or {},
-                "status": j.status,
-                "progress": j.progress,
-                "step": j.step,
-                "error": j.error,
-                "result": j.result or {},
-                "created_by": j.created_by,
-                "created_at": j.created_at,
-            }
+            job_view(j)
             for j in session.scalars(
                 select(Job).where(Job.kind.in_(BACKGROUND_KINDS)).order_by(Job.id.desc()).limit(30)
             )

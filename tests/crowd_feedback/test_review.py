@@ -82,6 +82,7 @@ def judge(
     label: str,
     policy: ReviewPolicy,
     member_checks: dict[str, bool] | None = None,
+    new_intent_text: str | None = None,
 ) -> None:
     """Take the next item (it must be ``item``) and answer it with ``label``."""
     assert next_item(session, reviewer=reviewer, policy=policy) is item
@@ -91,6 +92,7 @@ def judge(
         reviewer=reviewer,
         label=label,
         answer_ok=None,
+        new_intent_text=new_intent_text,
         member_checks=member_checks,
         known_intents=INTENTS,
         policy=policy,

@@ -61,26 +61,23 @@ def suggested_item(
     for reviewer, proposal in zip(people, proposals, strict=False):
         if item.status != "pending":  # two agreeing judgements already resolved it
             break
-        judge_new(session, item, reviewer, proposal)
+        judge(session, item, reviewer, NEW_INTENT, POLICY, new_intent_text=proposal)
         session.refresh(item)
     session.refresh(item)
     return item
 
 
-def judge_new(session: Session, item: ReviewItem, reviewer: Any, proposal: str) -> None:
-    from crowd_feedback.review import next_item, submit_judgement
-
-    assert next_item(session, reviewer=reviewer, policy=POLICY) is item
-    submit_judgement(
-        session,
-        item_id=item.id,
-        reviewer=reviewer,
-        label=NEW_INTENT,
-        answer_ok=False,
-        new_intent_text=proposal,
-        known_intents=INTENTS,
-        policy=POLICY,
+def resolved_item(session: Session, people: list[Any], seed: int) -> ReviewItem:
+    """An item two reviewers resolve with a known intent (not a suggestion)."""
+    item = route_turn(
+        session, turn=make_turn(session, "pin?"), reasons=["clarify"], embedding=vector(seed), policy=POLICY
     )
+    assert item is not None
+    for reviewer in people[:2]:  # two agreeing judgements resolve it
+        judge(session, item, reviewer, "change_pin", POLICY)
+    session.refresh(item)
+    assert item.status == "resolved"
+    return item
 
 
 def test_suggestions_are_listed_most_asked_first_with_redacted_questions_and_merged_proposals(
@@ -97,18 +94,7 @@ def test_suggestions_are_listed_most_asked_first_with_redacted_questions_and_mer
     )
     assert small.status == big.status == "resolved" and big.resolved_label == NEW_INTENT
     # Not suggestions: an item resolved with a known intent, a pending one, a gold one.
-    known = route_turn(
-        db_session,
-        turn=make_turn(db_session, "pin?"),
-        reasons=["clarify"],
-        embedding=vector(30),
-        policy=POLICY,
-    )
-    assert known is not None
-    for reviewer in people[:2]:  # two agreeing judgements resolve it
-        judge(db_session, known, reviewer, "change_pin", POLICY)
-    db_session.refresh(known)
-    assert known.status == "resolved"
+    resolved_item(db_session, people, 30)
     route_turn(
         db_session,
         turn=make_turn(db_session, "hmm"),
@@ -190,18 +176,7 @@ def test_a_bad_adoption_is_refused_with_a_reason_and_writes_nothing(
     knowledge_base(db_session)
     people = reviewers(db_session, 3)
     item = suggested_item(db_session, people, ["metal card?"], ["metal"] * 3, 70)
-    known = route_turn(
-        db_session,
-        turn=make_turn(db_session, "pin?"),
-        reasons=["clarify"],
-        embedding=vector(80),
-        policy=POLICY,
-    )
-    assert known is not None
-    for reviewer in people[:2]:  # two agreeing judgements resolve it
-        judge(db_session, known, reviewer, "change_pin", POLICY)
-    db_session.refresh(known)
-    assert known.status == "resolved"
+    known = resolved_item(db_session, people, 80)
     ids = {"open": [item.id], "none": [], "known": [item.id, known.id], "missing": [item.id, 999999]}[items]
     version = latest_kb_version(db_session).id
     intents = db_session.scalar(select(func.count()).select_from(Intent))
