@@ -25,10 +25,12 @@ from core.models import (
     utcnow,
 )
 from core.registry import (
+    DayTraffic,
     HandoffError,
     NotFoundError,
     close_handoff,
     conversation_summaries,
+    daily_traffic,
     get_conversation,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
@@ -90,6 +92,7 @@ def overview() -> Any:
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
         _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
         suggestions = count_suggestions(session)
+        trend = trend_chart(daily_traffic(session, days=30))
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -114,7 +117,44 @@ def overview() -> Any:
         pairs_alpha=pairs_alpha,
         waiting=waiting,
         suggestions=suggestions,
+        trend=trend,
     )
+
+
+def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float = 120.0) -> dict[str, Any]:
+    """Geometry of the overview's 30-day chart: per day, a bar split by status share (answered at the bottom),
+    the thumbs-down rate as a line, and a marker where a model was promoted."""
+    step = width / max(len(days), 1)
+    bars, line, markers = [], [], []
+    for i, day in enumerate(days):
+        x = i * step
+        if day.turns:
+            y = height
+            for status, colour in (("answered", "#1e8e3e"), ("clarify", "#f4b400"), ("handoff", "#d93025")):
+                h = height * getattr(day, status) / day.turns
+                y -= h
+                bars.append({"x": x + 1, "y": y, "w": step - 2, "h": h, "fill": colour})
+            rate = day.unhelpful / day.turns
+            line.append(f"{x + step / 2:.1f},{height - rate * height:.1f}")
+        for version in day.promoted:
+            markers.append({"x": x + 1, "version": version, "day": day.day.isoformat()})
+    labelled = [
+        {"x": i * step + step / 2, "text": d.day.strftime("%d %b")}
+        for i, d in enumerate(days)
+        if i % 7 == len(days) % 7 - 1 or i == len(days) - 1
+    ]
+    latest = [d for d in days if d.turns][-7:]
+    answered = sum(d.answered for d in latest) / max(sum(d.turns for d in latest), 1)
+    return {
+        "days": days,
+        "bars": bars,
+        "line": " ".join(line),
+        "markers": markers,
+        "labels": labelled,
+        "width": width,
+        "height": height,
+        "answered_last_7": answered if latest else None,
+    }
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -337,3 +337,68 @@ def serving_plan(session: Session) -> dict[str, Any] | None:
         "shadow": locate(deployment.shadow_version),
         "deployment_id": deployment.id,
     }
+
+
+# ----------------------------------------------------------------------------------------- traffic trend
+
+
+@dataclass
+class DayTraffic:
+    day: date
+    answered: int = 0
+    clarify: int = 0
+    handoff: int = 0
+    unhelpful: int = 0  # thumbs-down
+    promoted: list[str] = field(default_factory=list)  # model versions that became production that day
+
+    @property
+    def turns(self) -> int:
+        return self.answered + self.clarify + self.handoff
+
+    @property
+    def answered_share(self) -> float:
+        return self.answered / self.turns if self.turns else 0.0
+
+
+def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = None) -> list[DayTraffic]:
+    """Turns per UTC day by status, thumbs-down and promotions, for the last ``days`` days (oldest first,
+    every day present): is the bot answering more of its traffic as it learns from it? One grouped query."""
+    now = now or utcnow()
+    first = (now - timedelta(days=days - 1)).date()
+    since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    bind = session.get_bind()
+    # UTC days whatever the PostgreSQL session's time zone (SQLite stores UTC text already).
+    utc = func.timezone("UTC", Turn.created_at) if bind.dialect.name == "postgresql" else Turn.created_at
+    bucket = func.date(utc)
+    rows = session.execute(
+        select(
+            bucket,
+            Turn.status,
+            func.count(),
+            func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
+        )
+        .where(Turn.created_at >= since)
+        .group_by(bucket, Turn.status)
+    ).all()
+    out = {first + timedelta(days=i): DayTraffic(first + timedelta(days=i)) for i in range(days)}
+    for day_value, status, count, unhelpful in rows:
+        day = day_value if isinstance(day_value, date) else date.fromisoformat(str(day_value)[:10])
+        if day not in out or status not in ("answered", "clarify", "handoff"):
+            continue
+        setattr(out[day], status, getattr(out[day], status) + int(count))
+        out[day].unhelpful += int(unhelpful or 0)
+    previous = session.scalar(
+        select(Deployment.production_version)
+        .where(Deployment.created_at < since)
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    for version, created in session.execute(
+        select(Deployment.production_version, Deployment.created_at)
+        .where(Deployment.created_at >= since)
+        .order_by(Deployment.id)
+    ):
+        if version != previous and created.date() in out:
+            out[created.date()].promoted.append(version)
+        previous = version
+    return list(out.values())

@@ -721,3 +721,21 @@ def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: An
         session.get(Job, 1).result = {**job.result, "file": "../helploop.sqlite3"}
     assert client.get("/operator/exports/1/download").status_code == 404  # a name, never a path
     assert client.get("/operator/exports/99/download").status_code == 404
+
+
+def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    answered = [
+        client.post("/api/v1/chat", json={"message": m}).get_json() for m in ("change pin number",) * 3
+    ]
+    assert all(r["status"] == "answered" for r in answered)
+    client.post("/api/v1/chat", json={"message": "qwxz vbnm"})
+    client.post("/api/v1/feedback", json={"turn_id": answered[0]["turn_id"], "helpful": False})
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    trend = page[page.index('<svg id="trend"') : page.index("</svg>", page.index('<svg id="trend"'))]
+    assert trend.count('fill="#1e8e3e"') == 1  # today's answered share
+    assert re.search(r"4 turns, 3 answered, \d clarify, \d handoff, 1 thumbs down", trend)
+    assert 'id="answered-7">75.0%' in page and "<polyline" in trend
