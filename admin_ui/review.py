@@ -9,16 +9,18 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin_ui.setup import require_role
-from core.models import ReviewItem, User
+from core.models import Judgement, ReviewItem, User, VerifiedPair
 from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
     ReviewError,
+    item_posterior,
     member_questions,
     next_item,
     operator_resolve,
     release_claim,
     reviewer_stats,
+    reviewer_weight,
     submit_judgement,
 )
 
@@ -177,6 +179,82 @@ def items() -> Any:
     )
 
 
+@review.get("/items/<int:item_id>")
+@require_role("operator")
+def item_detail(item_id: int) -> Any:
+    """Everything about one item for an operator: the questions, the bot's shortlist, each judgement with the
+    reviewer's weight, the posterior over labels (why it resolved or escalated), its training pairs."""
+    helploop = current_app.extensions["helploop"]
+    names, titles = known_intents()
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        if item is None:
+            abort(404)
+        members = member_questions(session, item=item, limit=None)
+        judgements = []
+        checks: dict[str, list[bool]] = {text: [] for text in members}
+        for judgement, reviewer in session.execute(
+            select(Judgement, User)
+            .join(User, User.id == Judgement.reviewer_id)
+            .where(Judgement.item_id == item.id)
+            .order_by(Judgement.id)
+        ):
+            judgements.append(
+                {
+                    "reviewer": reviewer.username,
+                    "weight": 0.0 if reviewer.suspended_at else reviewer_weight(reviewer, helploop.policy),
+                    "suspended": reviewer.suspended_at is not None,
+                    "label": judgement.label,
+                    "proposal": judgement.new_intent_text,
+                    "answer_ok": judgement.answer_ok,
+                    "at": judgement.created_at,
+                }
+            )
+            for text, same in (judgement.member_checks or {}).items():
+                checks.setdefault(text, []).append(bool(same))
+        posterior = (
+            item_posterior(session, item=item, known_intents=names, policy=helploop.policy)
+            if judgements
+            else {}
+        )
+        top = sorted(((p, label) for label, p in posterior.items() if p >= 0.005), reverse=True)[:6]
+        view = {
+            "id": item.id,
+            "status": item.status,
+            "gold": item.is_gold,
+            "gold_label": item.gold_label,
+            "text": item.text,
+            "reasons": item.reasons or [],
+            "size": item.cluster_size,
+            "required": item.required_judgements,
+            "bot_intent": item.bot_intent,
+            "bot_answer": item.bot_answer,
+            "bot_confidence": item.bot_confidence,
+            "candidates": item.candidates or [],
+            "label": item.resolved_label,
+            "confidence": item.resolved_confidence,
+            "resolved_at": item.resolved_at,
+            "settled_by": item.settled_by,
+            "created_at": item.created_at,
+        }
+        pairs = [
+            (p.text, p.intent, p.weight)
+            for p in session.scalars(select(VerifiedPair).where(VerifiedPair.item_id == item.id))
+        ]
+    return render_template(
+        "admin/item.html",
+        item=view,
+        members=[(text, sum(v), len(v) - sum(v)) for text, v in checks.items()],
+        judgements=judgements,
+        posterior=[(label, p) for p, label in top],
+        threshold=helploop.policy.posterior_threshold,
+        pairs=pairs,
+        titles=titles,
+        intents=sorted(names),
+        special=[NEW_INTENT, NOT_A_QUESTION],
+    )
+
+
 @review.post("/items/<int:item_id>/settle")
 @require_role("operator")
 def settle(item_id: int) -> Any:
@@ -199,4 +277,6 @@ def settle(item_id: int) -> Any:
         except ReviewError as exc:
             session.rollback()
             flash(f"Not saved: {exc}")
+    if request.form.get("back") == "item":
+        return redirect(url_for("review.item_detail", item_id=item_id))
     return redirect(url_for("review.items", status=request.form.get("back", "escalated")))

@@ -739,3 +739,56 @@ def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
     assert trend.count('fill="#1e8e3e"') == 1  # today's answered share
     assert re.search(r"4 turns, 3 answered, \d clarify, \d handoff, 1 thumbs down", trend)
     assert 'id="answered-7">75.0%' in page and "<polyline" in trend
+
+
+def test_operator_reads_one_item_with_its_judgements_and_posterior_and_settles_it_there(
+    make_app: Any,
+) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    for message in ("zap the <i>frobnicator</i>", "zap the <i>frobnicator</i> now"):
+        client.post("/api/v1/chat", json={"message": message})
+        assert helploop.router.drain(10)
+    for name in ("ann", "bob", "cat"):
+        add_user(app, name, "reviewer")
+    add_user(app, "omar", "operator")
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        item_id = item.id
+        users = {u.username: u.id for u in session.scalars(select(User))}
+        for name, label in (("ann", "change_pin"), ("bob", "exchange_rate"), ("cat", "new_intent")):
+            session.add(
+                Judgement(
+                    item_id=item_id,
+                    reviewer_id=users[name],
+                    label=label,
+                    new_intent_text="frobnicator" if label == "new_intent" else None,
+                    member_checks={"zap the <i>frobnicator</i> now": name != "bob"},
+                )
+            )
+        item.status, item.resolved_label, item.resolved_confidence = "escalated", "change_pin", 0.4
+    reviewer = app.test_client()
+    login(reviewer, "ann")
+    assert reviewer.get(f"/review/items/{item_id}").status_code == 403
+    login(client, "omar")
+    assert client.get("/review/items/999999").status_code == 404
+    page = client.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert "zap the &lt;i&gt;frobnicator&lt;/i&gt;" in page and "<i>frobnicator" not in page
+    assert re.search(r"zap the &lt;i&gt;frobnicator&lt;/i&gt; now</td><td>2</td><td>1</td>", page)
+    judgements = page[page.index('id="judgements"') : page.index("</table>", page.index('id="judgements"'))]
+    assert judgements.count("<tr>") == 4 and "0.80" in judgements and "frobnicator" in judgements
+    posterior = page[
+        page.index('<svg id="posterior"') : page.index("</svg>", page.index('<svg id="posterior"'))
+    ]
+    assert "change_pin" in posterior and "exchange_rate" in posterior and "new_intent" in posterior
+    assert "Leading: <strong>change_pin</strong>" in page
+    settled = client.post(
+        f"/review/items/{item_id}/settle",
+        data={"csrf_token": csrf_token(page), "label": "exchange_rate", "back": "item"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Resolved: <strong>exchange_rate</strong> (posterior 1.000) · settled by omar" in settled
+    assert settled.count("<td>exchange_rate</td>") == 3  # bob's judgement and both questions as pairs
+    items = client.get("/review/items?status=resolved").get_data(as_text=True)
+    assert f'href="/review/items/{item_id}"' in items
