@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from admin_ui.setup import require_role
 from core.kb_files import OUT_OF_SCOPE, KnowledgeBaseFormatError
-from core.knowledge_base import delete_intent, load_knowledge_base, save_intent
+from core.knowledge_base import delete_intent, intent_revision, load_knowledge_base, save_intent
 from core.models import KnowledgeBaseVersion
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
@@ -63,6 +63,7 @@ def _form_values() -> dict[str, Any]:
         "answer": form.get("answer", ""),
         "examples": [line for line in form.get("examples", "").splitlines() if line.strip()],
         "follow_ups": form.getlist("follow_ups"),
+        "revision": form.get("revision") or None,
     }
 
 
@@ -97,7 +98,7 @@ def edit(name: str) -> Any:
         intent = load_knowledge_base(session).intents.get(name)
     if intent is None:
         abort(404)
-    return _editor(intent.to_dict(), create=False)
+    return _editor({**intent.to_dict(), "revision": intent_revision(intent)}, create=False)
 
 
 def _save(values: dict[str, Any], *, create: bool) -> Any:

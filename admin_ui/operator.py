@@ -303,8 +303,8 @@ def start_reaggregate() -> Any:
         job_id = enqueue(
             session, kind="reaggregate", params={"method": method}, created_by=current_user.username
         ).id
-    flash(f"Re-aggregation job {job_id} queued ({method}).")
-    return redirect(url_for("operator.overview"))
+    flash(f"Re-aggregation job {job_id} queued ({method}): its progress is listed here.")
+    return redirect(url_for("operator.exports"))
 
 
 @operator.get("/accounts")

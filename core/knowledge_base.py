@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -183,6 +185,13 @@ def read_answer_book(session: Session, *, known_version: int | None = None) -> A
     )
 
 
+def intent_revision(intent: IntentData) -> str:
+    """A short digest of one intent's content: an edit form carries it, so that a save made on top of someone
+    else's newer save is refused instead of silently undoing it."""
+    blob = json.dumps(intent.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def save_intent(
     session: Session,
     *,
@@ -193,9 +202,12 @@ def save_intent(
     follow_ups: Sequence[str] = (),
     actor: str,
     create: bool,
+    revision: str | None = None,
 ) -> ImportResult:
     """Create (``create``) or replace one intent and record a new knowledge-base version. Every field is
-    checked as an import checks it; raises KnowledgeBaseFormatError (nothing written) naming the field."""
+    checked as an import checks it; raises KnowledgeBaseFormatError (nothing written) naming the field.
+    ``revision`` (an edit): the ``intent_revision`` the editor started from; refused if the intent changed
+    since."""
     where = f"<intent {name}>"
     name = check_intent_name(where, None, "name", name)
     kb = load_knowledge_base(session)
@@ -203,6 +215,14 @@ def save_intent(
         raise KnowledgeBaseFormatError(where, None, "name", f"intent {name!r} already exists")
     if not create and name not in kb.intents:
         raise KnowledgeBaseFormatError(where, None, "name", f"intent {name!r} does not exist")
+    if not create and revision is not None and revision != intent_revision(kb.intents[name]):
+        raise KnowledgeBaseFormatError(
+            where,
+            None,
+            "revision",
+            f"intent {name!r} was changed by someone else since you opened it: reload it and apply your "
+            "change again",
+        )
     title = " ".join((title or "").split())
     if len(title) > 200:
         raise KnowledgeBaseFormatError(where, None, "title", f"is {len(title)} characters, limit 200")

@@ -132,7 +132,9 @@ def count_suggestions(session: Session) -> int:
 
 
 def _open_item(session: Session, item_id: int) -> ReviewItem:
-    item = session.scalars(_open_suggestions().where(ReviewItem.id == item_id)).first()
+    # Row lock on PostgreSQL: two operators deciding one suggestion at once are serialised, and the second
+    # finds it no longer open (SQLite: the web app's write lock does the same).
+    item = session.scalars(_open_suggestions().where(ReviewItem.id == item_id).with_for_update()).first()
     if item is None:
         raise SuggestionError(f"review item {item_id} is not an open new-intent suggestion")
     return item

@@ -128,3 +128,22 @@ def test_delete_is_refused_while_another_intent_suggests_it(db_session: Session)
     assert latest_kb_version(db_session).source == "intent card_arrival deleted by omar"
     with pytest.raises(KnowledgeBaseFormatError, match="has no intents"):
         delete_intent(db_session, name="change_pin", actor="omar")
+
+
+def test_a_save_on_top_of_someone_elses_newer_save_is_refused(db_session: Session) -> None:
+    from core.knowledge_base import intent_revision
+
+    seed(db_session)
+    opened = intent_revision(load_knowledge_base(db_session).intents["change_pin"])
+    common = {"name": "change_pin", "title": "Change my PIN", "examples": ["new pin"], "actor": "a"}
+    save_intent(db_session, answer="First edit.", create=False, revision=opened, **common)  # type: ignore[arg-type]
+    with pytest.raises(
+        KnowledgeBaseFormatError, match="changed by someone else since you opened it"
+    ) as error:
+        save_intent(db_session, answer="Second edit.", create=False, revision=opened, **common)  # type: ignore[arg-type]
+    assert error.value.field == "revision"
+    assert load_knowledge_base(db_session).intents["change_pin"].answer == "First edit."
+    fresh = intent_revision(load_knowledge_base(db_session).intents["change_pin"])
+    assert fresh != opened
+    save_intent(db_session, answer="Second edit.", create=False, revision=fresh, **common)  # type: ignore[arg-type]
+    assert load_knowledge_base(db_session).intents["change_pin"].answer == "Second edit."

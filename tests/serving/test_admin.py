@@ -258,7 +258,9 @@ def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> No
     response = client.post(
         "/operator/reaggregate", data={"csrf_token": csrf_token(page), "method": "one_coin"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.headers["Location"].endswith("/operator/exports")
+    jobs = client.get("/operator/exports").get_data(as_text=True)
+    assert "Re-aggregation job 1 queued (one_coin)" in jobs and "reaggregate (one_coin)" in jobs
     with app.extensions["helploop"].database.session() as session:
         job = session.scalars(select(Job)).one()
         assert job.kind == "reaggregate" and job.params == {"method": "one_coin"} and job.created_by == "omar"
@@ -486,7 +488,7 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
         for name in turn.member_scores:
             assert f"<th>{name}</th>" in page
         assert turn.model_version in page and f"{turn.confidence:.2f}" in page
-    assert f"item #{item_id} ({unsure['status']}, pending)" in page
+    assert f'<a href="/review/items/{item_id}">item #{item_id}</a> ({unsure["status"]}, pending)' in page
 
     detail = operator.get(f"/operator/conversations/{sure['session_id']}").get_data(as_text=True)
     assert "Waiting for a person: the customer asked" in detail

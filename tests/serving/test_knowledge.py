@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -128,3 +129,31 @@ def test_a_bad_intent_form_keeps_what_was_typed_and_create_then_delete(make_app:
     with app.extensions["helploop"].database.session() as session:
         assert set(load_knowledge_base(session).intents) == set(ANSWERS)
     assert client.get("/operator/knowledge/metal_card").status_code == 404
+
+
+def test_two_operators_editing_one_intent_the_second_is_told_to_reload(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    add_user(app, "olga", "operator")
+    first, second = app.test_client(), app.test_client()
+    login(first, "omar")
+    login(second, "olga")
+    pages = [c.get("/operator/knowledge/exchange_rate").get_data(as_text=True) for c in (first, second)]
+    revisions = [re.search(r'name="revision" value="([0-9a-f]+)"', p).group(1) for p in pages]
+    assert revisions[0] == revisions[1]
+    form = {"title": "Exchange rates", "examples": "\n".join(TOY["exchange_rate"]), "revision": revisions[0]}
+    saved = first.post(
+        "/operator/knowledge/exchange_rate",
+        data={**form, "answer": "Omar's answer.", "csrf_token": csrf_token(pages[0])},
+    )
+    assert saved.status_code == 302
+    refused = second.post(
+        "/operator/knowledge/exchange_rate",
+        data={**form, "answer": "Olga's answer.", "csrf_token": csrf_token(pages[1])},
+    )
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "was changed by someone else since you opened it" in body
+    assert "Olga&#39;s answer.</textarea>" in body  # what she typed is still there to copy
+    with app.extensions["helploop"].database.session() as session:
+        assert load_knowledge_base(session).intents["exchange_rate"].answer == "Omar's answer."
