@@ -5,6 +5,7 @@ newest version), example questions at the next retraining."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -14,7 +15,8 @@ from sqlalchemy import select
 from admin_ui.setup import require_role
 from core.kb_files import OUT_OF_SCOPE, KnowledgeBaseFormatError
 from core.knowledge_base import delete_intent, intent_revision, load_knowledge_base, save_intent
-from core.models import KnowledgeBaseVersion
+from core.models import KnowledgeBaseVersion, utcnow
+from crowd_feedback.quality import answer_quality
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
 
@@ -35,6 +37,7 @@ def index() -> Any:
             select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(10)
         ).all()
         history = [(v.id, v.created_at, v.source, v.intent_count, v.example_count) for v in versions]
+        quality = answer_quality(session, since=utcnow() - timedelta(days=30)).intents
     needle = search.casefold()
     rows = [
         intent
@@ -52,6 +55,7 @@ def index() -> Any:
         search=search,
         served=_served_intents(),
         history=history,
+        quality=quality,
     )
 
 

@@ -36,6 +36,7 @@ from core.registry import (
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
+from crowd_feedback.quality import answer_quality
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import ReviewError, judgement_answers, operator_resolve, shadow_agreement
 from crowd_feedback.reviewers import (
@@ -93,6 +94,7 @@ def overview() -> Any:
         _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
         suggestions = count_suggestions(session)
         trend = trend_chart(daily_traffic(session, days=30))
+        quality = answer_quality(session, since=utcnow() - timedelta(days=30))
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -118,6 +120,8 @@ def overview() -> Any:
         waiting=waiting,
         suggestions=suggestions,
         trend=trend,
+        quality=quality,
+        audit_rate=helploop.policy.audit_rate,
     )
 
 

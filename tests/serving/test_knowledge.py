@@ -157,3 +157,34 @@ def test_two_operators_editing_one_intent_the_second_is_told_to_reload(make_app:
     assert "Olga&#39;s answer.</textarea>" in body  # what she typed is still there to copy
     with app.extensions["helploop"].database.session() as session:
         assert load_knowledge_base(session).intents["exchange_rate"].answer == "Omar's answer."
+
+
+def test_overview_and_knowledge_show_audited_precision_and_answer_quality(make_app: Any) -> None:
+    from tests.crowd_feedback.test_quality import answered, review
+    from tests.crowd_feedback.test_review import reviewers
+
+    app = make_app(ratelimit_enabled=False)
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert "No audited answer resolved yet" in overview and "2.0 % of confident answers" in overview
+    with app.extensions["helploop"].database.session() as session:
+        people = reviewers(session, 2)
+        for i, label in enumerate(["change_pin", "change_pin", "exchange_rate"]):
+            review(session, people, answered(session, f"pin {i}", "change_pin"), "audit", label, i == 0)
+    turn = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert re.search(
+        r"<strong>66\.7%</strong> \(95 % interval 20\.8–93\.9%,\s+3 audited turns resolved", overview
+    )
+    listing = client.get("/operator/knowledge/").get_data(as_text=True)
+    row = listing[
+        listing.index('data-intent="change_pin"') : listing.index(
+            "</tr>", listing.index('data-intent="change_pin"')
+        )
+    ]
+    assert '<td class="answered">4</td>' in row and '<td class="unhelpful">100% of 1</td>' in row
+    assert '<td class="precision">67% of 3</td>' in row and '<td class="acceptable">33% of 6</td>' in row

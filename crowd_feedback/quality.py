@@ -1,0 +1,143 @@
+"""How good the bot's answers are, measured from its own traffic.
+
+- **Precision, without bias**: a random share of confidently answered turns (``ReviewPolicy.audit_rate``) is
+  sent to review whatever the bot's confidence; among those the reviewers resolved, the share whose label is
+  the intent the bot answered is an unbiased estimate of the precision of answered turns (a Wilson interval
+  says how sure it is). Routed-because-unsure turns would bias it, so only audited turns count.
+- **Per intent**: how often it was answered, the thumbs-down rate of its rated answers, its audited
+  precision, and what reviewers said of the answer text itself ("was the bot's answer acceptable?"), so an
+  operator can tell a wrong classification from a poor answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sensible at small n and near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class IntentQuality:
+    intent: str
+    answered: int = 0
+    rated: int = 0  # answered turns with a thumbs up or down
+    unhelpful: int = 0
+    audited: int = 0  # audited turns whose item is resolved
+    audited_correct: int = 0
+    answer_votes: int = 0  # reviewers' verdicts on the answer text shown for this intent
+    answer_acceptable: int = 0
+
+    @property
+    def unhelpful_rate(self) -> float | None:
+        return self.unhelpful / self.rated if self.rated else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.audited_correct / self.audited if self.audited else None
+
+    @property
+    def acceptable_rate(self) -> float | None:
+        return self.answer_acceptable / self.answer_votes if self.answer_votes else None
+
+
+@dataclass
+class QualityReport:
+    audited: int
+    audited_correct: int
+    audits_pending: int
+    intents: dict[str, IntentQuality] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> float | None:
+        return self.audited_correct / self.audited if self.audited else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.audited_correct, self.audited)
+
+
+def answer_quality(session: Session, *, since: datetime | None = None) -> QualityReport:
+    """Audited precision overall and per intent, with thumbs-down and reviewers' answer verdicts per intent,
+    over turns logged since ``since`` (all when None). Three queries."""
+    recent = [Turn.created_at >= since] if since is not None else []
+    intents: dict[str, IntentQuality] = {}
+
+    def row(intent: str) -> IntentQuality:
+        return intents.setdefault(intent, IntentQuality(intent))
+
+    answered = session.execute(
+        select(
+            Turn.intent,
+            func.count(),
+            func.sum(case((Turn.helpful.is_not(None), 1), else_=0)),
+            func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
+        )
+        .where(Turn.status == "answered", Turn.intent.is_not(None), *recent)
+        .group_by(Turn.intent)
+    ).all()
+    for intent, count, rated, unhelpful in answered:
+        quality = row(intent)
+        quality.answered, quality.rated, quality.unhelpful = int(count), int(rated or 0), int(unhelpful or 0)
+
+    audits = session.execute(
+        select(Turn.intent, ReviewItem.status, ReviewItem.resolved_label)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .join(ReviewItem, ReviewItem.id == ReviewItemTurn.item_id)
+        .where(
+            ReviewItemTurn.reason.like("%audit%"),
+            Turn.status == "answered",
+            Turn.intent.is_not(None),
+            ReviewItem.is_gold.is_(False),
+            *recent,
+        )
+    ).all()
+    pending = 0
+    for intent, status, label in audits:
+        if status != "resolved":
+            pending += 1
+            continue
+        quality = row(str(intent))
+        quality.audited += 1
+        quality.audited_correct += int(label == intent)
+
+    verdicts = session.execute(
+        select(
+            ReviewItem.bot_intent,
+            func.count(),
+            func.sum(case((Judgement.answer_ok.is_(True), 1), else_=0)),
+        )
+        .join(Judgement, Judgement.item_id == ReviewItem.id)
+        .where(
+            Judgement.answer_ok.is_not(None),
+            ReviewItem.bot_intent.is_not(None),
+            ReviewItem.bot_answer != "",
+            ReviewItem.is_gold.is_(False),
+            *([ReviewItem.created_at >= since] if since is not None else []),
+        )
+        .group_by(ReviewItem.bot_intent)
+    ).all()
+    for intent, votes, acceptable in verdicts:
+        quality = row(str(intent))
+        quality.answer_votes, quality.answer_acceptable = int(votes), int(acceptable or 0)
+
+    return QualityReport(
+        audited=sum(q.audited for q in intents.values()),
+        audited_correct=sum(q.audited_correct for q in intents.values()),
+        audits_pending=pending,
+        intents=intents,
+    )

@@ -1,0 +1,108 @@
+"""Answer quality from the bot's own traffic: audited precision (only randomly audited turns count),
+thumbs-down and reviewers' verdicts on the answer text, per intent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from core.models import Turn, utcnow
+from core.registry import get_or_create_conversation, log_turn
+from crowd_feedback.quality import answer_quality, wilson_interval
+from crowd_feedback.review import ReviewPolicy, next_item, route_turn, submit_judgement
+from tests.crowd_feedback.test_review import INTENTS, reviewers, vector
+
+POLICY = ReviewPolicy(gold_rate=0.0, judgements=3)
+
+
+def answered(session: Session, text: str, intent: str, *, helpful: bool | None = None) -> Turn:
+    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    turn = log_turn(
+        session,
+        conversation_id=conversation.id,
+        user_text=text,
+        status="answered",
+        intent=intent,
+        answer=f"The answer for {intent}.",
+        confidence=0.95,
+        candidates=[{"intent": intent, "probability": 0.95}],
+        member_scores={},
+        model_version="v1",
+        latency_ms=1.0,
+    )
+    turn.helpful = helpful
+    return turn
+
+
+def review(
+    session: Session, people: list, turn: Turn, reason: str, label: str, answer_ok: bool | None
+) -> None:
+    item = route_turn(session, turn=turn, reasons=[reason], embedding=vector(turn.id * 7), policy=POLICY)
+    assert item is not None
+    for reviewer in people:
+        if item.status != "pending":
+            break
+        assert next_item(session, reviewer=reviewer, policy=POLICY) is item
+        submit_judgement(
+            session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label=label,
+            answer_ok=answer_ok,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+        session.refresh(item)
+
+
+def test_audited_precision_thumbs_down_and_answer_verdicts_per_intent(db_session: Session) -> None:
+    people = reviewers(db_session, 3)
+    for i in range(6):
+        answered(db_session, f"where is my card {i}", "card_arrival", helpful=[True, False, None][i % 3])
+    for i in range(3):
+        answered(db_session, f"pin {i}", "change_pin")
+    # Audited: three card_arrival answers confirmed, one was really change_pin; one change_pin confirmed.
+    for i, label in enumerate(["card_arrival", "card_arrival", "card_arrival", "change_pin"]):
+        review(
+            db_session, people, answered(db_session, f"audit card {i}", "card_arrival"), "audit", label, True
+        )
+    review(db_session, people, answered(db_session, "audit pin", "change_pin"), "audit", "change_pin", False)
+    # Not an unbiased sample: a thumbs-down answer found wrong does not count toward precision.
+    review(
+        db_session,
+        people,
+        answered(db_session, "bad pin", "change_pin"),
+        "thumbs_down",
+        "exchange_rate",
+        False,
+    )
+    # An audit still waiting for reviewers.
+    pending = answered(db_session, "audit waiting", "card_arrival")
+    assert route_turn(db_session, turn=pending, reasons=["audit"], embedding=vector(999), policy=POLICY)
+    old = answered(db_session, "long ago", "exchange_rate", helpful=False)
+    old.created_at = utcnow() - timedelta(days=60)
+    db_session.flush()
+
+    report = answer_quality(db_session, since=utcnow() - timedelta(days=30))
+    assert (report.audited, report.audited_correct, report.audits_pending) == (5, 4, 1)
+    assert report.precision == pytest.approx(0.8)
+    low, high = report.interval
+    assert low == pytest.approx(0.376, abs=1e-3) and high == pytest.approx(0.964, abs=1e-3)
+    card, pin = report.intents["card_arrival"], report.intents["change_pin"]
+    assert (card.answered, card.rated, card.unhelpful) == (11, 4, 2) and card.unhelpful_rate == 0.5
+    assert (card.audited, card.audited_correct, card.precision) == (4, 3, 0.75)
+    assert (pin.answered, pin.audited, pin.audited_correct) == (5, 1, 1)
+    # Two reviewers resolve each item: card 4 items x 2 "acceptable"; pin 2 items x 2 "not acceptable".
+    assert (card.answer_votes, card.acceptable_rate) == (8, 1.0)
+    assert (pin.answer_votes, pin.acceptable_rate) == (4, 0.0)
+    assert "exchange_rate" not in report.intents  # its only turn is older than the window
+    assert answer_quality(db_session).intents["exchange_rate"].unhelpful == 1
+
+
+def test_wilson_interval() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(95, 100)
+    assert low == pytest.approx(0.888, abs=1e-3) and high == pytest.approx(0.978, abs=1e-3)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] == pytest.approx(0.722, abs=1e-3)
