@@ -41,7 +41,7 @@ def index() -> Any:
     needle = search.casefold()
     rows = [
         intent
-        for name, intent in sorted(kb.intents.items())
+        for name, intent in sorted(kb.intents.items(), key=lambda kv: kv[0].casefold())
         if not needle
         or needle in name.casefold()
         or needle in intent.title.casefold()
