@@ -56,6 +56,22 @@ def retention_job(
     return {"days": days, **summary}
 
 
+EXPORT_KEEP = timedelta(days=7)  # export files older than this are removed when the next export runs
+
+
+def prune_exports(folder: Path, *, keep: timedelta = EXPORT_KEEP, now: float | None = None) -> int:
+    """Remove export files older than ``keep``; returns how many."""
+    import time
+
+    cutoff = (now if now is not None else time.time()) - keep.total_seconds()
+    removed = 0
+    for file in folder.glob("*") if folder.is_dir() else []:
+        if file.is_file() and file.stat().st_mtime < cutoff:
+            file.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def export_dir(settings: Settings) -> Path:
     """Where export jobs write their files (the web app serves them to operators from here)."""
     return Path(settings.instance_path) / "exports"
@@ -71,5 +87,6 @@ def export_job(
     report(0.0, "counting rows")
     with database.session() as session:
         summary = write_export(session, what=what, fmt=fmt, out=export_dir(settings) / name, report=report)
+    pruned = prune_exports(export_dir(settings))
     report(0.99, "done")
-    return {**summary, "file": name}
+    return {**summary, "file": name, "pruned": pruned}

@@ -145,3 +145,19 @@ def test_a_failed_export_leaves_no_file_and_bad_requests_are_refused(
     with pytest.raises(ExportError, match="answers exports as csv, not 'jsonl'"):
         write_export(db_session, what="answers", fmt="jsonl", out=tmp_path / "x")
     assert NEW_INTENT  # the special labels export as they are stored
+
+
+def test_export_files_older_than_a_week_are_pruned(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from crowd_feedback.jobs import prune_exports
+
+    old, new = tmp_path / "items-old.csv", tmp_path / "items-new.csv"
+    old.write_text("x")
+    new.write_text("y")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    assert prune_exports(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items-new.csv"]
+    assert prune_exports(tmp_path / "missing") == 0
