@@ -199,7 +199,9 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
 
     settings = _settings(ctx)
     path = model
+    book = None
     if path is None:
+        from core.knowledge_base import read_answer_book
         from core.registry import latest_model_version
 
         database = _database(settings)
@@ -207,15 +209,19 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
         with database.session() as session:
             row = latest_model_version(session)
             path = row.bundle_path if row else None
+            book = read_answer_book(session)  # answers edited since the build, as the web app serves them
         if path is None:
             _fail("no model has been built yet: run `helploop build` (or `make demo`)")
     from bot.runtime import configure_inference_threads
 
     configure_inference_threads(settings.torch_threads)
     try:
-        return AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
+        engine = AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
     except BundleError as exc:
         _fail(str(exc))
+    if model is None and book is not None:
+        engine.update_answers(book.intents)
+    return engine
 
 
 @main.command()

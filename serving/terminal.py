@@ -26,10 +26,14 @@ def run_terminal_chat(
     *,
     database: Any = None,
     settings: Settings,
-    stdin: TextIO = sys.stdin,
-    stdout: TextIO = sys.stdout,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
 ) -> None:
     from core.registry import get_or_create_conversation, log_turn
+
+    # Looked up per call, not bound at import: whoever swaps sys.stdin/stdout (a test runner) is followed.
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
 
     conversation_id: str | None = None
     pending: Prediction | None = None

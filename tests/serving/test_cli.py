@@ -106,6 +106,22 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
         assert turns[0].conversation_id == turns[1].conversation_id
         assert turns[0].candidates[0]["intent"] == "terminate_account" and turns[0].latency_ms > 0
     assert run(settings, "predict", "").exit_code == 2
+    # An answer edited after the build is what the terminal says too (as the web app serves it).
+    from core.knowledge_base import load_knowledge_base, save_intent
+
+    with Database(settings).session() as session:
+        intent = load_knowledge_base(session).intents["terminate_account"]
+        save_intent(
+            session,
+            name="terminate_account",
+            title=intent.title,
+            answer="Close it in the app.",
+            examples=intent.examples,
+            actor="t",
+            create=False,
+        )
+    result = run(settings, "chat", "--no-log", input="How do I close my account?\n\n")
+    assert "Close it in the app." in result.output and "Here is how" not in result.output
 
 
 def test_build_with_onnx_fits_on_the_int8_encoder_it_serves(
