@@ -9,6 +9,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin_ui.setup import require_role
+from core.knowledge_base import intent_examples
 from core.models import Judgement, ReviewItem, User, VerifiedPair
 from crowd_feedback.review import (
     NEW_INTENT,
@@ -66,6 +67,7 @@ def next_page() -> Any:
             return render_template("admin/review_empty.html")
         suggestions = [c["intent"] for c in item.candidates if c.get("intent") in titles][:5]
         members = member_questions(session, item=item, limit=helploop.policy.members_shown)
+        examples = intent_examples(session, names=suggestions, per_intent=2, exclude=item.text)
         view = {
             "id": item.id,
             "text": item.text,
@@ -81,6 +83,7 @@ def next_page() -> Any:
         "admin/review_item.html",
         item=view,
         suggestions=suggestions,
+        examples=examples,
         members=members,
         others=others,
         titles=titles,

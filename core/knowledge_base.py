@@ -271,3 +271,24 @@ def delete_intent(session: Session, *, name: str, actor: str) -> ImportResult:
     return import_knowledge_base(
         session, incoming=kb, source=f"intent {name} deleted by {actor}", replace=True
     )
+
+
+def intent_examples(
+    session: Session, *, names: Sequence[str], per_intent: int = 2, exclude: str = ""
+) -> dict[str, list[str]]:
+    """A few example questions of each named intent (the shortest first: they say the most in one line), for
+    reviewers choosing between intents. ``exclude``: a question never shown as an example of anything (the one
+    being reviewed: a gold item is a knowledge-base example, and must not be answered by its own copy)."""
+    if not names:
+        return {}
+    skip = " ".join(exclude.split()).casefold()
+    rows = session.execute(
+        select(Intent.name, ExampleQuestion.text)
+        .join(ExampleQuestion, ExampleQuestion.intent_id == Intent.id)
+        .where(Intent.name.in_(list(names)))
+    ).all()
+    found: dict[str, list[str]] = {}
+    for name, text in rows:
+        if " ".join(text.split()).casefold() != skip:
+            found.setdefault(name, []).append(text)
+    return {name: sorted(texts, key=lambda t: (len(t), t))[:per_intent] for name, texts in found.items()}

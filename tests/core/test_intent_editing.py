@@ -147,3 +147,21 @@ def test_a_save_on_top_of_someone_elses_newer_save_is_refused(db_session: Sessio
     assert fresh != opened
     save_intent(db_session, answer="Second edit.", create=False, revision=fresh, **common)  # type: ignore[arg-type]
     assert load_knowledge_base(db_session).intents["change_pin"].answer == "Second edit."
+
+
+def test_intent_examples_for_reviewers_shortest_first_never_the_question_itself(db_session: Session) -> None:
+    from core.knowledge_base import intent_examples
+
+    seed(db_session)
+    save_intent(
+        db_session,
+        name="change_pin",
+        title="Change my PIN",
+        answer="At any ATM.",
+        examples=["how can I change my PIN number please", "new pin", "change pin", "pin?"],
+        actor="t",
+        create=False,
+    )
+    shown = intent_examples(db_session, names=["change_pin", "card_arrival", "nope"], exclude="  PIN? ")
+    assert shown == {"change_pin": ["new pin", "change pin"], "card_arrival": ["where is my card"]}
+    assert intent_examples(db_session, names=[]) == {}

@@ -188,3 +188,18 @@ def test_overview_and_knowledge_show_audited_precision_and_answer_quality(make_a
     ]
     assert '<td class="answered">4</td>' in row and '<td class="unhelpful">100% of 1</td>' in row
     assert '<td class="precision">67% of 3</td>' in row and '<td class="acceptable">33% of 6</td>' in row
+
+
+def test_reviewers_see_example_questions_of_the_suggested_intents(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    turn = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
+    assert helploop.router.drain(10)
+    login(client, "rita")
+    page = client.get("/review/next").get_data(as_text=True)
+    shortest = sorted(TOY["change_pin"], key=lambda t: (len(t), t))[:2]
+    assert f"e.g. “{shortest[0]}” · “{shortest[1]}”" in page
