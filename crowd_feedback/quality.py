@@ -115,6 +115,14 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
         quality.audited += 1
         quality.audited_correct += int(label == intent)
 
+    # The answer reviewers rated is the one shown to the item's first member: only where that turn was
+    # answered (a handoff or clarify message says nothing about an intent's answer text).
+    first_turn = (
+        select(func.min(ReviewItemTurn.turn_id))
+        .where(ReviewItemTurn.item_id == ReviewItem.id)
+        .correlate(ReviewItem)
+        .scalar_subquery()
+    )
     verdicts = session.execute(
         select(
             ReviewItem.bot_intent,
@@ -122,10 +130,11 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
             func.sum(case((Judgement.answer_ok.is_(True), 1), else_=0)),
         )
         .join(Judgement, Judgement.item_id == ReviewItem.id)
+        .join(Turn, Turn.id == first_turn)
         .where(
             Judgement.answer_ok.is_not(None),
-            ReviewItem.bot_intent.is_not(None),
-            ReviewItem.bot_answer != "",
+            Turn.status == "answered",
+            Turn.intent == ReviewItem.bot_intent,
             ReviewItem.is_gold.is_(False),
             *([ReviewItem.created_at >= since] if since is not None else []),
         )

@@ -78,6 +78,22 @@ def test_audited_precision_thumbs_down_and_answer_verdicts_per_intent(db_session
         "exchange_rate",
         False,
     )
+    # A handoff: reviewers rating the handoff message say nothing about change_pin's answer text.
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+    handoff = log_turn(
+        db_session,
+        conversation_id=conversation.id,
+        user_text="pin thing??",
+        status="handoff",
+        intent=None,
+        answer="Let me get a person.",
+        confidence=0.3,
+        candidates=[{"intent": "change_pin", "probability": 0.3}],
+        member_scores={},
+        model_version="v1",
+        latency_ms=1.0,
+    )
+    review(db_session, people, handoff, "handoff", "change_pin", False)
     # An audit still waiting for reviewers.
     pending = answered(db_session, "audit waiting", "card_arrival")
     assert route_turn(db_session, turn=pending, reasons=["audit"], embedding=vector(999), policy=POLICY)
