@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from serving.app import limiter, state
 
 health = Blueprint("health", __name__)
+log = logging.getLogger("helploop.serving.health")
 
 
 @health.get("/healthz")
@@ -50,7 +55,41 @@ def metrics() -> Response:
             "shadow": serving.shadow.version if serving.shadow else None,
         }
     )
+    try:
+        with helploop.database.session() as session:
+            helploop.metrics.set_workload(**_workload(session))
+    except SQLAlchemyError as exc:  # the model gauges and counters still answer
+        log.warning("metrics: could not read the workload: %s", exc)
     return Response(helploop.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def _workload(session: Session) -> dict[str, Any]:
+    from core.models import Job, ReviewItem
+    from core.registry import conversation_summaries
+    from crowd_feedback.suggestions import count_suggestions
+
+    review_items = dict(
+        session.execute(
+            select(ReviewItem.status, func.count())
+            .where(ReviewItem.is_gold.is_(False))
+            .group_by(ReviewItem.status)
+        ).all()
+    )
+    _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
+    jobs = {
+        (kind, status): int(count)
+        for kind, status, count in session.execute(
+            select(Job.kind, Job.status, func.count())
+            .where(Job.status.in_(("queued", "running")))
+            .group_by(Job.kind, Job.status)
+        )
+    }
+    return {
+        "review_items": {str(k): int(v) for k, v in review_items.items()},
+        "handoffs_waiting": int(waiting),
+        "suggestions_open": count_suggestions(session),
+        "jobs": jobs,
+    }
 
 
 @health.before_app_request

@@ -37,12 +37,49 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.review_items = Gauge(
+            "helploop_review_items",
+            "Review items (gold excepted) by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.handoffs_waiting = Gauge(
+            "helploop_handoffs_waiting",
+            "Conversations handed to a person and not yet marked handled",
+            registry=self.registry,
+        )
+        self.suggestions_open = Gauge(
+            "helploop_suggestions_open",
+            "New-intent suggestions no operator has decided",
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "helploop_jobs", "Jobs queued or running, by kind", ["kind", "status"], registry=self.registry
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",
             ["arm", "version"],
             registry=self.registry,
         )
+
+    def set_workload(
+        self,
+        *,
+        review_items: dict[str, int],
+        handoffs_waiting: int,
+        suggestions_open: int,
+        jobs: dict[tuple[str, str], int],
+    ) -> None:
+        """Work waiting for people and workers, read from the database at scrape time (alert on these)."""
+        self.review_items.clear()
+        for status in ("pending", "resolved", "escalated"):
+            self.review_items.labels(status=status).set(review_items.get(status, 0))
+        self.handoffs_waiting.set(handoffs_waiting)
+        self.suggestions_open.set(suggestions_open)
+        self.jobs.clear()
+        for (kind, status), count in jobs.items():
+            self.jobs.labels(kind=kind, status=status).set(count)
 
     def set_models(self, versions: dict[str, str | None]) -> None:
         self.model_info.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -206,6 +207,15 @@ def test_health_readiness_and_metrics(make_app: Any) -> None:
     assert 'helploop_turns_total{arm="production",status="answered"} 1.0' in metrics
     assert "helploop_request_latency_seconds_bucket" in metrics and 'endpoint="/api/v1/chat"' in metrics
     assert 'helploop_model_info{arm="production"' in metrics
+    # Work waiting for people: the unknown question was handed off and routed to review.
+    client.post("/api/v1/chat", json={"message": "qqq zzz vvv"})
+    app = client.application
+    assert app.extensions["helploop"].router.drain(10)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'helploop_review_items\{status="pending"\} [1-9]', metrics)
+    assert 'helploop_review_items{status="escalated"} 0.0' in metrics
+    assert re.search(r"helploop_handoffs_waiting [1-9]", metrics)
+    assert "helploop_suggestions_open 0.0" in metrics and "helploop_jobs" in metrics
 
 
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
