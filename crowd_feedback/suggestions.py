@@ -59,6 +59,7 @@ class Suggestion:
     last_asked: datetime | None
     reviewers: int = 0
     labels: dict[str, int] = field(default_factory=dict)  # every judgement's label (escalated items disagree)
+    bot_guesses: list[str] = field(default_factory=list)  # the bot's top intents for the question, best first
 
 
 def _open_suggestions() -> Select[Any]:
@@ -122,6 +123,7 @@ def intent_suggestions(session: Session, *, limit: int = 200) -> list[Suggestion
                 last_asked=max((c for _, c in members), default=None),
                 reviewers=len(judgements),
                 labels=dict(Counter(label for label, _ in judgements)),
+                bot_guesses=[str(c["intent"]) for c in (item.candidates or []) if c.get("intent")][:3],
             )
         )
     return result

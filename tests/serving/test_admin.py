@@ -652,6 +652,7 @@ def test_operator_adds_a_suggestion_to_an_existing_intent_or_dismisses_it(make_a
     login(client, "omar")
     page = client.get("/operator/suggestions").get_data(as_text=True)
     assert "&lt;b&gt;zorp&lt;/b&gt; the quibbles" in page and "<b>zorp" not in page
+    assert page.count('<optgroup label="the bot\'s guesses">') == 2  # the toy model's top intents first
     token = csrf_token(page)
     refused = client.post(
         f"/operator/suggestions/{ids[0]}/existing",
