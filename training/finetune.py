@@ -71,6 +71,11 @@ class FineTuneConfig:
     # BANKING77 10-shot, MiniLM, 3,000 validation rows of train, seeds 0-2: 85.10 / 86.03 / 85.20 % with,
     # 84.70 / 86.07 / 85.00 % without (mean +0.18 points: small, but never a false negative).
     distinct_intents_per_batch: bool = True
+    # Contrastive stage: draw each anchor's positive afresh for every epoch (the epochs' pairs are built up
+    # front and trained as one pass over all of them: same steps), instead of one positive for all epochs.
+    # BANKING77 10-shot, MiniLM, 3,000 validation rows of train, seeds 0-2: 85.70 / 86.60 / 85.93 % with,
+    # 85.10 / 86.03 / 85.20 % without (mean +0.64 points, every seed up; ECE 0.011-0.014 either way).
+    fresh_positives: bool = True
     # Classification stage (0 epochs: skip it).
     head_epochs: float = 0.0
     head_learning_rate: float = 5e-5
@@ -123,18 +128,10 @@ def fine_tune_encoder(
     model = SentenceTransformer(str(resolve_encoder_path(source)), device=target)
     label_ids = {label: i for i, label in enumerate(sorted(set(labels)))}
     loss: Any
+    rounds = 1  # passes of freshly drawn pairs (fresh_positives), trained as one pass over them all
     if config.loss == "multiple_negatives":
-        rng = random.Random(config.seed)
-        by_label: dict[str, list[str]] = defaultdict(list)
-        for text, label in zip(texts, labels, strict=True):
-            by_label[label].append(text)
-        anchors, positives, anchor_labels = [], [], []
-        for text, label in zip(texts, labels, strict=True):
-            others = [t for t in by_label[label] if t != text]
-            if others:
-                anchors.append(text)
-                positives.append(rng.choice(others))
-                anchor_labels.append(label)
+        rounds = max(1, math.ceil(config.epochs)) if config.fresh_positives else 1
+        anchors, positives, anchor_labels = contrastive_pairs(texts, labels, rounds=rounds, seed=config.seed)
         columns = {"anchor": anchors, "positive": positives}
         if config.hard_negatives:
             columns["negative"] = mine_hard_negatives(
@@ -157,7 +154,7 @@ def fine_tune_encoder(
     scratch = tempfile.mkdtemp(prefix="helploop-finetune-")
     args = SentenceTransformerTrainingArguments(
         output_dir=scratch,
-        num_train_epochs=config.epochs,
+        num_train_epochs=config.epochs / rounds,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -177,7 +174,7 @@ def fine_tune_encoder(
 
     head_share = 0.0
     if config.head_epochs > 0:
-        contrastive_steps = _steps(len(dataset), config.batch_size, config.epochs)
+        contrastive_steps = _steps(len(dataset), config.batch_size, config.epochs / rounds)
         head_steps = _steps(len(texts), config.head_batch_size, config.head_epochs)
         head_share = head_steps / max(1, contrastive_steps + head_steps)
 
@@ -239,6 +236,26 @@ def fine_tune_encoder(
         )
     shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def contrastive_pairs(
+    texts: Sequence[str], labels: Sequence[str], *, rounds: int, seed: int
+) -> tuple[list[str], list[str], list[str]]:
+    """(anchors, positives, anchor intents): each question with another question of its intent, ``rounds``
+    times over, the positive drawn afresh each round. Questions alone in their intent have no pair."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text, label in zip(texts, labels, strict=True):
+        by_label[label].append(text)
+    anchors, positives, anchor_labels = [], [], []
+    for _ in range(rounds):
+        for text, label in zip(texts, labels, strict=True):
+            others = [t for t in by_label[label] if t != text]
+            if others:
+                anchors.append(text)
+                positives.append(rng.choice(others))
+                anchor_labels.append(label)
+    return anchors, positives, anchor_labels
 
 
 def _distinct_intent_batches(intents: Sequence[str], batch_size: int, seed: int) -> list[list[int]]:

@@ -174,3 +174,20 @@ def test_the_trainer_takes_the_distinct_intent_sampler(small_banking: dict[str, 
         DistinctIntentBatchSampler.__iter__ = original  # type: ignore[method-assign]
     assert seen and all(len(set(batch)) == len(batch) for batch in seen)
     assert (tmp_path / "encoder" / "config.json").is_file()
+
+
+def test_contrastive_pairs_draw_fresh_positives_each_round() -> None:
+    from training.finetune import contrastive_pairs
+
+    texts = ["a1", "a2", "a3", "a4", "b1", "b2", "c1"]
+    labels = ["a", "a", "a", "a", "b", "b", "c"]
+    once = contrastive_pairs(texts, labels, rounds=1, seed=0)
+    assert once[0] == ["a1", "a2", "a3", "a4", "b1", "b2"]  # c1 is alone in its intent: no pair
+    anchors, positives, intents = contrastive_pairs(texts, labels, rounds=6, seed=0)
+    assert len(anchors) == 36 and anchors[:6] == once[0] and positives[:6] == once[1]
+    by_anchor: dict[str, set[str]] = {}
+    for anchor, positive, intent in zip(anchors, positives, intents, strict=True):
+        assert positive != anchor and labels[texts.index(positive)] == intent == labels[texts.index(anchor)]
+        by_anchor.setdefault(anchor, set()).add(positive)
+    assert all(len(by_anchor[a]) >= 2 for a in ("a1", "a2", "a3", "a4"))  # not one positive for every epoch
+    assert by_anchor["b1"] == {"b2"}
