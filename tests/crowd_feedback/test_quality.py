@@ -17,16 +17,19 @@ from tests.crowd_feedback.test_review import INTENTS, reviewers, vector
 POLICY = ReviewPolicy(gold_rate=0.0, judgements=3)
 
 
-def answered(session: Session, text: str, intent: str, *, helpful: bool | None = None) -> Turn:
+def answered(
+    session: Session, text: str, intent: str, *, helpful: bool | None = None, status: str = "answered"
+) -> Turn:
+    """A turn the bot answered with ``intent`` (or, with another ``status``, whose top candidate it was)."""
     conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
     turn = log_turn(
         session,
         conversation_id=conversation.id,
         user_text=text,
-        status="answered",
-        intent=intent,
-        answer=f"The answer for {intent}.",
-        confidence=0.95,
+        status=status,
+        intent=intent if status == "answered" else None,
+        answer=f"The answer for {intent}." if status == "answered" else "Let me get a person.",
+        confidence=0.95 if status == "answered" else 0.3,
         candidates=[{"intent": intent, "probability": 0.95}],
         member_scores={},
         model_version="v1",
@@ -79,20 +82,7 @@ def test_audited_precision_thumbs_down_and_answer_verdicts_per_intent(db_session
         False,
     )
     # A handoff: reviewers rating the handoff message say nothing about change_pin's answer text.
-    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
-    handoff = log_turn(
-        db_session,
-        conversation_id=conversation.id,
-        user_text="pin thing??",
-        status="handoff",
-        intent=None,
-        answer="Let me get a person.",
-        confidence=0.3,
-        candidates=[{"intent": "change_pin", "probability": 0.3}],
-        member_scores={},
-        model_version="v1",
-        latency_ms=1.0,
-    )
+    handoff = answered(db_session, "pin thing??", "change_pin", status="handoff")
     review(db_session, people, handoff, "handoff", "change_pin", False)
     # An audit still waiting for reviewers.
     pending = answered(db_session, "audit waiting", "card_arrival")
