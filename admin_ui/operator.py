@@ -151,6 +151,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
     answered = sum(d.answered for d in latest) / max(sum(d.turns for d in latest), 1)
     return {
         "days": days,
+        "step": step,
         "bars": bars,
         "line": " ".join(line),
         "markers": markers,

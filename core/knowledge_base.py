@@ -52,9 +52,7 @@ def load_knowledge_base(session: Session) -> KnowledgeBaseData:
     return kb
 
 
-def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData, *, replace: bool) -> KnowledgeBaseData:
-    if replace:
-        return incoming
+def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> KnowledgeBaseData:
     merged = KnowledgeBaseData(
         {
             name: IntentData(
@@ -93,8 +91,7 @@ def import_knowledge_base(
 
     Validates the whole result first; on any error nothing has been written (the caller rolls back anyway).
     """
-    existing = load_knowledge_base(session)
-    merged = _merge(existing, incoming, replace=replace)
+    merged = incoming if replace else _merge(load_knowledge_base(session), incoming)
     validate_complete(merged)
 
     rows = {row.name: row for row in session.scalars(select(Intent).options(selectinload(Intent.examples)))}

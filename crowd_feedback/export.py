@@ -231,5 +231,6 @@ def write_export(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    with out.open("rb") as stream:  # in chunks: an export can be larger than memory wants to hold
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
     return {"what": what, "format": fmt, "rows": written, "bytes": out.stat().st_size, "sha256": digest}

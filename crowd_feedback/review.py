@@ -828,6 +828,12 @@ def reaggregate(
     return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}
 
 
+def mark_settled(session: Session, *, item: ReviewItem, actor: str, now: datetime) -> None:
+    """Record that a person decided ``item`` (bulk re-aggregation leaves it alone) and end its leases."""
+    item.settled_by, item.settled_at = actor[:80], now
+    session.execute(delete(Claim).where(Claim.item_id == item.id))
+
+
 def operator_resolve(
     session: Session,
     *,
@@ -848,8 +854,7 @@ def operator_resolve(
         raise ReviewError("no such review item")
     now = now or utcnow()
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
-    item.settled_by, item.settled_at = operator.username, now
-    session.execute(delete(Claim).where(Claim.item_id == item.id))
+    mark_settled(session, item=item, actor=operator.username, now=now)
     session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
     _write_verified_pairs(
         session, item=item, label=label, weight=1.0, known_intents=known_intents, policy=policy

@@ -28,16 +28,14 @@ from core.kb_files import (
     MAX_ANSWER_LENGTH,
     MAX_EXAMPLE_LENGTH,
     IntentData,
-    KnowledgeBaseData,
     KnowledgeBaseFormatError,
     Origin,
     check_intent_name,
     check_text,
 )
 from core.knowledge_base import import_knowledge_base, load_knowledge_base
-from core.models import Claim, Judgement, ReviewItem, ReviewItemTurn, Turn, VerifiedPair, utcnow
-from crowd_feedback.redaction import redact
-from crowd_feedback.review import NEW_INTENT
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, VerifiedPair, utcnow
+from crowd_feedback.review import NEW_INTENT, mark_settled, member_questions
 
 MAX_TITLE_LENGTH = 200
 
@@ -71,16 +69,9 @@ def _open_suggestions() -> Select[Any]:
     )
 
 
-def _member_texts(session: Session, item_id: int) -> list[tuple[str, datetime]]:
-    return [
-        (text, created)
-        for text, created in session.execute(
-            select(Turn.user_text, Turn.created_at)
-            .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
-            .where(ReviewItemTurn.item_id == item_id)
-            .order_by(Turn.id)
-        )
-    ]
+def _questions(session: Session, item: ReviewItem) -> list[str]:
+    """The question reviewers were shown, then every other distinct member question (redacted)."""
+    return [item.text, *member_questions(session, item=item, limit=None)]
 
 
 def _proposals(texts: Sequence[str | None]) -> list[tuple[str, int]]:
@@ -105,8 +96,11 @@ def intent_suggestions(session: Session, *, limit: int = 200) -> list[Suggestion
     ).all()
     result = []
     for item in items:
-        members = _member_texts(session, item.id)
-        questions = list(dict.fromkeys([item.text, *(redact(text) for text, _ in members)]))
+        asked, first_asked, last_asked = session.execute(
+            select(func.count(), func.min(Turn.created_at), func.max(Turn.created_at))
+            .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+            .where(ReviewItemTurn.item_id == item.id)
+        ).one()
         judgements = session.execute(
             select(Judgement.label, Judgement.new_intent_text).where(Judgement.item_id == item.id)
         ).all()
@@ -115,12 +109,12 @@ def intent_suggestions(session: Session, *, limit: int = 200) -> list[Suggestion
                 item_id=item.id,
                 status=item.status,
                 question=item.text,
-                questions=questions,
-                asked=len(members) or 1,
+                questions=_questions(session, item),
+                asked=int(asked) or 1,
                 proposals=_proposals([text for label, text in judgements if label == NEW_INTENT]),
                 confidence=item.resolved_confidence,
-                first_asked=min((c for _, c in members), default=None),
-                last_asked=max((c for _, c in members), default=None),
+                first_asked=first_asked,
+                last_asked=last_asked,
                 reviewers=len(judgements),
                 labels=dict(Counter(label for label, _ in judgements)),
                 bot_guesses=[str(c["intent"]) for c in (item.candidates or []) if c.get("intent")][:3],
@@ -146,8 +140,7 @@ def _settle(session: Session, item: ReviewItem, *, label: str, actor: str, now: 
     item.status, item.resolved_label = "resolved", label
     item.resolved_confidence = 1.0 if label != NEW_INTENT else item.resolved_confidence
     item.resolved_at = item.resolved_at or now
-    item.settled_by, item.settled_at = actor[:80], now
-    session.execute(delete(Claim).where(Claim.item_id == item.id))
+    mark_settled(session, item=item, actor=actor, now=now)
 
 
 @dataclass
@@ -191,17 +184,19 @@ def adopt_suggestions(
     items = [_open_item(session, item_id) for item_id in dict.fromkeys(int(i) for i in item_ids)]
     examples: list[str] = []
     for item in items:
-        texts = [redact(text) for text, _ in _member_texts(session, item.id)] or [item.text]
+        texts = _questions(session, item)
         examples.extend(" ".join(t.split())[:MAX_EXAMPLE_LENGTH] for t in texts)
     examples = [t for t in dict.fromkeys(examples) if t]
     origin = Origin(f"suggestions {', '.join(str(i.id) for i in items)}", None)
-    incoming = KnowledgeBaseData(
-        {name: IntentData(name=name, title=title, answer=answer, examples=examples, origin=origin)}
+    # The whole knowledge base with the new intent added (it was loaded above to check the name).
+    existing.intents[name] = IntentData(
+        name=name, title=title, answer=answer, examples=examples, origin=origin
     )
     try:
         result = import_knowledge_base(
             session,
-            incoming=incoming,
+            incoming=existing,
+            replace=True,
             source=f"new intent {name} from review items {', '.join(str(i.id) for i in items)}, "
             f"adopted by {actor}",
         )
