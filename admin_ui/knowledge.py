@@ -1,20 +1,35 @@
 """Operator pages for the knowledge base: list and search intents, edit one (title, answer, follow-ups,
-example questions), create and delete. Every save is one new knowledge-base version (validated whole, all
-or nothing); titles, answers and follow-ups go live without retraining (the serving processes follow the
-newest version), example questions at the next retraining."""
+example questions), create and delete; import files (CSV, JSON, Rasa) and export them; download or restore an
+earlier version. Every change is one new knowledge-base version (validated whole, all or nothing); titles,
+answers and follow-ups go live without retraining (the serving processes follow the newest version), example
+questions at the next retraining."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
-from core.kb_files import OUT_OF_SCOPE, KnowledgeBaseFormatError
-from core.knowledge_base import delete_intent, intent_revision, load_knowledge_base, save_intent
+from core.kb_files import (
+    OUT_OF_SCOPE,
+    KnowledgeBaseFormatError,
+    knowledge_base_archive,
+    read_knowledge_base_files,
+)
+from core.knowledge_base import (
+    delete_intent,
+    import_knowledge_base,
+    intent_revision,
+    load_knowledge_base,
+    restore_kb_version,
+    save_intent,
+)
 from core.models import KnowledgeBaseVersion, utcnow
 from crowd_feedback.quality import answer_quality
 
@@ -29,6 +44,10 @@ def _served_intents() -> set[str]:
 @knowledge.get("/")
 @require_role("operator")
 def index() -> Any:
+    return _index_page()
+
+
+def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
     helploop = current_app.extensions["helploop"]
     search = (request.args.get("q") or "").strip()
     with helploop.database.session() as session:
@@ -48,14 +67,18 @@ def index() -> Any:
         or needle in intent.answer.casefold()
         or any(needle in e.casefold() for e in intent.examples)
     ]
-    return render_template(
-        "admin/knowledge.html",
-        rows=rows,
-        total=len(kb.intents),
-        search=search,
-        served=_served_intents(),
-        history=history,
-        quality=quality,
+    return (
+        render_template(
+            "admin/knowledge.html",
+            rows=rows,
+            total=len(kb.intents),
+            search=search,
+            served=_served_intents(),
+            history=history,
+            quality=quality,
+            import_error=import_error,
+        ),
+        status,
     )
 
 
@@ -157,5 +180,102 @@ def remove(name: str) -> Any:
     flash(
         f"Intent {name} deleted (knowledge base version {result.kb_version_id}). The models serving now "
         "still know it until the next retraining is promoted."
+    )
+    return redirect(url_for("knowledge.index"))
+
+
+# ---------------------------------------------------------------------------------- files and versions
+
+EXPORT_FORMATS = ("json", "csv", "rasa")
+
+
+@knowledge.get("/export")
+@require_role("operator")
+def export() -> Any:
+    """The current knowledge base as a download: JSON, or CSV / Rasa files zipped."""
+    fmt = request.args.get("format", "json")
+    if fmt not in EXPORT_FORMATS:
+        abort(404)
+    with current_app.extensions["helploop"].database.session() as session:
+        kb = load_knowledge_base(session)
+    if not kb.intents:
+        flash("The knowledge base is empty: nothing to export.")
+        return redirect(url_for("knowledge.index"))
+    name, content = knowledge_base_archive(kb, fmt)
+    return _download(name, content)
+
+
+@knowledge.get("/versions/<int:version_id>.json")
+@require_role("operator")
+def version_snapshot(version_id: int) -> Any:
+    with current_app.extensions["helploop"].database.session() as session:
+        version = session.get(KnowledgeBaseVersion, version_id)
+        snapshot = None if version is None else version.snapshot
+    if snapshot is None:
+        abort(404)
+    return _download(f"knowledge_base_v{version_id}.json", (json.dumps(snapshot, indent=2) + "\n").encode())
+
+
+def _download(name: str, content: bytes) -> Response:
+    mimetype = "application/zip" if name.endswith(".zip") else "application/json"
+    return Response(
+        content, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@knowledge.post("/import")
+@require_role("operator")
+def import_files() -> Any:
+    """Upload knowledge-base files (examples + answers CSV, JSON, or Rasa nlu.yml + domain.yml), merged into
+    the knowledge base or replacing it: validated whole first, all or nothing."""
+    helploop = current_app.extensions["helploop"]
+    uploads = [f for f in request.files.getlist("files") if f and f.filename]
+    replace = request.form.get("mode") == "replace"
+    if not uploads:
+        return _index_page(import_error="Choose one or more files to import.", status=400)
+    if replace and (request.form.get("confirm") or "").strip().lower() != "replace":
+        return _index_page(
+            import_error="Not imported: type replace to confirm that intents missing from the files go.",
+            status=400,
+        )
+    names = [secure_filename(f.filename or "") or f"upload-{i + 1}" for i, f in enumerate(uploads)]
+    try:
+        incoming = read_knowledge_base_files([(n, f.read()) for n, f in zip(names, uploads, strict=True)])
+        with helploop.write_lock, helploop.database.session() as session:
+            result = import_knowledge_base(
+                session,
+                incoming=incoming,
+                source=f"{'replaced' if replace else 'imported'} by {current_user.username}: "
+                + ", ".join(names),
+                replace=replace,
+            )
+    except KnowledgeBaseFormatError as exc:
+        return _index_page(import_error=f"Nothing was imported. {exc}", status=400)
+    flash(
+        f"Imported ({'replaced' if replace else 'merged'}): {result.intents_created} intents created, "
+        f"{result.intents_updated} updated, {result.examples_added} examples added, "
+        f"{result.examples_removed} removed; the knowledge base is now {result.intent_count} intents and "
+        f"{result.example_count} examples (version {result.kb_version_id}). Answers are live within a few "
+        "seconds; retrain for the examples."
+    )
+    return redirect(url_for("knowledge.index"))
+
+
+@knowledge.post("/versions/<int:version_id>/restore")
+@require_role("operator")
+def restore(version_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    if (request.form.get("confirm") or "").strip() != str(version_id):
+        flash(f"Not restored: type the version number ({version_id}) to confirm.")
+        return redirect(url_for("knowledge.index"))
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            result = restore_kb_version(session, version_id=version_id, actor=current_user.username)
+    except KnowledgeBaseFormatError as exc:
+        flash(f"Not restored: {exc.message}")
+        return redirect(url_for("knowledge.index"))
+    flash(
+        f"Version {version_id} restored as version {result.kb_version_id} ({result.intent_count} intents, "
+        f"{result.example_count} examples). Answers are live within a few seconds; retrain for the examples."
     )
     return redirect(url_for("knowledge.index"))

@@ -69,7 +69,19 @@ def require_role(*roles: str) -> Any:
     return decorate
 
 
-def init_admin(app: Flask, *, exempt_from_csrf: list[Any], lifetime_minutes: int, production: bool) -> None:
+# Endpoints that take file uploads: the request size limit is raised to the upload limit for them alone
+# (before the CSRF check reads the form, hence a hook registered ahead of it).
+UPLOAD_ENDPOINTS = frozenset({"knowledge.import_files"})
+
+
+def init_admin(
+    app: Flask,
+    *,
+    exempt_from_csrf: list[Any],
+    lifetime_minutes: int,
+    production: bool,
+    upload_bytes: int = 5_242_880,
+) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
     from admin_ui.operator import operator
@@ -86,6 +98,12 @@ def init_admin(app: Flask, *, exempt_from_csrf: list[Any], lifetime_minutes: int
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
+
+    @app.before_request
+    def allow_uploads() -> None:
+        if request.endpoint in UPLOAD_ENDPOINTS:
+            request.max_content_length = upload_bytes
+
     csrf.init_app(app)
     for blueprint in exempt_from_csrf:  # JSON APIs: no cookies, no forms
         csrf.exempt(blueprint)

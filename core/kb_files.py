@@ -369,16 +369,28 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
 
 def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
     """Read and merge knowledge-base files. Raises on the first problem, before anything is stored."""
-    kb = KnowledgeBaseData()
     if not paths:
         raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
+    files: list[tuple[str, bytes]] = []
     for raw_path in paths:
         path = Path(raw_path)
-        file = str(path)
         if not path.is_file():
-            raise KnowledgeBaseFormatError(file, None, None, "file not found")
+            raise KnowledgeBaseFormatError(str(path), None, None, "file not found")
+        files.append((str(path), path.read_bytes()))
+    return read_knowledge_base_files(files)
+
+
+def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBaseData:
+    """Read and merge knowledge-base files given as (name, content) pairs, e.g. uploads: the name's suffix
+    says the format, as for files on disk. Raises on the first problem, naming the file, line and field."""
+    kb = KnowledgeBaseData()
+    if not files:
+        raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
+    for name, content in files:
+        path = Path(name)
+        file = str(path)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            text = content.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise KnowledgeBaseFormatError(file, None, None, f"not UTF-8 text: {exc.reason}") from None
         suffix = path.suffix.lower()
@@ -508,6 +520,23 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
             )
         return [nlu_path, domain_path]
     raise ValueError(f"unknown export format {fmt!r}: use csv, json or rasa")
+
+
+def knowledge_base_archive(kb: KnowledgeBaseData, fmt: str) -> tuple[str, bytes]:
+    """``kb`` as one downloadable file: (file name, content). JSON is one file; CSV and Rasa are two files
+    each, so they come zipped (the names inside are the ones ``write_knowledge_base`` writes)."""
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="helploop-kb-") as folder:
+        written = write_knowledge_base(kb, fmt, folder)
+        if fmt == "json":
+            return "knowledge_base.json", written[0].read_bytes()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in written:
+                archive.write(path, path.name)
+        return f"knowledge_base_{fmt}.zip", buffer.getvalue()
 
 
 def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:

@@ -20,6 +20,7 @@ from core.kb_files import (
     Origin,
     check_intent_name,
     check_text,
+    read_knowledge_base_files,
     validate_complete,
 )
 from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion
@@ -267,6 +268,21 @@ def delete_intent(session: Session, *, name: str, actor: str) -> ImportResult:
     del kb.intents[name]
     return import_knowledge_base(
         session, incoming=kb, source=f"intent {name} deleted by {actor}", replace=True
+    )
+
+
+def restore_kb_version(session: Session, *, version_id: int, actor: str) -> ImportResult:
+    """Make an earlier knowledge-base version the current one again (from its snapshot), as a new version:
+    the undo of a bad import or edit. Nothing in between is lost, it stays in the history."""
+    version = session.get(KnowledgeBaseVersion, version_id)
+    if version is None:
+        raise KnowledgeBaseFormatError(
+            f"<version {version_id}>", None, None, f"knowledge-base version {version_id} does not exist"
+        )
+    snapshot = json.dumps(version.snapshot, ensure_ascii=False).encode("utf-8")
+    incoming = read_knowledge_base_files([(f"version-{version_id}.json", snapshot)])
+    return import_knowledge_base(
+        session, incoming=incoming, source=f"version {version_id} restored by {actor}", replace=True
     )
 
 

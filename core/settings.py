@@ -47,6 +47,8 @@ class Settings:
     ratelimit_enabled: bool = True
     chat_rate_limit: str = "60/minute;1000/hour"
     max_request_bytes: int = 65_536
+    # Knowledge-base files uploaded on the Knowledge page (the one request allowed to be larger).
+    max_upload_bytes: int = 5_242_880
     serving_runtime: str = "auto"
     # int8 ONNX serves MiniLM at about 2.3 ms a message, all-mpnet-base-v2 at 6.6 ms; fp32 ONNX scores exactly
     # as torch (all-mpnet-base-v2: 17 ms). Figures in the README.

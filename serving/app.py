@@ -152,6 +152,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         exempt_from_csrf=[api, rasa],
         lifetime_minutes=settings.session_lifetime_minutes,
         production=settings.environment == "production",
+        upload_bytes=settings.max_upload_bytes,
     )
     if settings.load_models_on_start:
         models.start()

@@ -168,6 +168,53 @@ def kb_export(ctx: click.Context, fmt: str, out: str) -> None:
         click.echo(f"wrote {path}")
 
 
+@kb.command("versions")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.pass_context
+def kb_versions(ctx: click.Context, limit: int) -> None:
+    """List knowledge-base versions, newest first (every import, edit and restore is one)."""
+    from sqlalchemy import select
+
+    from core.models import KnowledgeBaseVersion
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = session.scalars(
+            select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(limit)
+        ).all()
+        lines = [
+            f"{v.id}\t{v.created_at:%Y-%m-%d %H:%M}\t{v.intent_count} intents\t{v.example_count} examples\t"
+            f"{v.source}"
+            for v in rows
+        ]
+    if not lines:
+        click.echo("no knowledge-base versions yet: import one with `helploop kb import`")
+    for line in lines:
+        click.echo(line)
+
+
+@kb.command("restore")
+@click.argument("version", type=int)
+@click.option("--actor", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.pass_context
+def kb_restore(ctx: click.Context, version: int, actor: str) -> None:
+    """Make knowledge-base VERSION current again (as a new version; nothing in between is lost)."""
+    from core.knowledge_base import restore_kb_version
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            result = restore_kb_version(session, version_id=version, actor=actor)
+    except KnowledgeBaseFormatError as exc:
+        _fail(f"{exc.message} (nothing was restored)")
+    click.echo(
+        f"restored version {version} as version {result.kb_version_id}: {result.intent_count} intents / "
+        f"{result.example_count} examples"
+    )
+
+
 # -------------------------------------------------------------------------------------------- model
 
 

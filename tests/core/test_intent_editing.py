@@ -14,6 +14,7 @@ from core.knowledge_base import (
     latest_kb_version,
     load_knowledge_base,
     read_answer_book,
+    restore_kb_version,
     save_intent,
 )
 from core.models import KnowledgeBaseVersion
@@ -165,3 +166,31 @@ def test_intent_examples_for_reviewers_shortest_first_never_the_question_itself(
     shown = intent_examples(db_session, names=["change_pin", "card_arrival", "nope"], exclude="  PIN? ")
     assert shown == {"change_pin": ["new pin", "change pin"], "card_arrival": ["where is my card"]}
     assert intent_examples(db_session, names=[]) == {}
+
+
+def test_restoring_a_version_makes_its_content_current_as_a_new_version(db_session: Session) -> None:
+    seed(db_session)
+    first = latest_kb_version(db_session)
+    assert first is not None
+    original = load_knowledge_base(db_session).data_hash()
+    save_intent(
+        db_session,
+        name="lost_card",
+        title="",
+        answer="Freeze it.",
+        examples=["lost card"],
+        actor="omar",
+        create=True,
+    )
+    delete_intent(db_session, name="card_arrival", actor="omar")
+    assert sorted(load_knowledge_base(db_session).intents) == ["change_pin", "lost_card"]
+    result = restore_kb_version(db_session, version_id=first.id, actor="omar")
+    kb = load_knowledge_base(db_session)
+    assert sorted(kb.intents) == ["card_arrival", "change_pin"] and kb.data_hash() == original
+    assert kb.intents["card_arrival"].follow_ups == ["change_pin"]
+    latest = latest_kb_version(db_session)
+    assert latest is not None and latest.id == result.kb_version_id and versions(db_session) == 4
+    assert latest.source == f"version {first.id} restored by omar" and latest.data_hash == original
+    with pytest.raises(KnowledgeBaseFormatError, match="does not exist"):
+        restore_kb_version(db_session, version_id=first.id + 100, actor="omar")
+    assert versions(db_session) == 4

@@ -5,7 +5,9 @@ import pytest
 
 from core.kb_files import (
     KnowledgeBaseFormatError,
+    knowledge_base_archive,
     read_knowledge_base,
+    read_knowledge_base_files,
     read_labelled_csv,
     validate_complete,
     write_knowledge_base,
@@ -169,3 +171,29 @@ def test_read_labelled_csv(tmp_path: Path) -> None:
     assert texts == ["Hi there", "bye"] and labels == ["greet", "reverted?"]
     with pytest.raises(KnowledgeBaseFormatError, match="has no rows"):
         read_labelled_csv(write(tmp_path / "empty.csv", "text,label\n"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "rasa"])
+def test_archives_read_back_from_memory(csv_pair: list[Path], fmt: str) -> None:
+    import io
+    import zipfile
+
+    kb = read_knowledge_base(csv_pair)
+    name, content = knowledge_base_archive(kb, fmt)
+    if fmt == "json":
+        assert name == "knowledge_base.json"
+        files = [(name, content)]
+    else:
+        assert name == f"knowledge_base_{fmt}.zip"
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        files = [(n, archive.read(n)) for n in archive.namelist()]
+        assert len(files) == 2
+    assert read_knowledge_base_files(files).data_hash() == kb.data_hash()
+
+
+def test_uploaded_bytes_that_are_not_utf8_are_refused_by_name() -> None:
+    with pytest.raises(KnowledgeBaseFormatError) as caught:
+        read_knowledge_base_files([("answers.csv", "label,answer\nx,caf\u00e9\n".encode("latin-1"))])
+    assert caught.value.file == "answers.csv" and "not UTF-8" in caught.value.message
+    with pytest.raises(KnowledgeBaseFormatError, match="no files given"):
+        read_knowledge_base_files([])

@@ -170,3 +170,43 @@ def test_operator_ticks_suggestions_and_creates_an_intent_in_the_browser(
     with helploop.database.session() as session:
         examples = load_knowledge_base(session).intents["titanium_card"].examples
     assert examples == ["can I get a card made of titanium"]
+
+
+def test_operator_uploads_knowledge_files_and_downloads_an_export_in_the_browser(
+    browser: Any, review_server: tuple[str, Any], tmp_path: Any
+) -> None:
+    """A real multipart upload through the form (CSRF token, raised size limit), then a download."""
+    import json
+
+    from core.knowledge_base import load_knowledge_base
+
+    base, app = review_server
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    examples = tmp_path / "examples.csv"
+    examples.write_text("text,label\nwhere is my card,card_arrival\nnew pin,change_pin\n", encoding="utf-8")
+    answers = tmp_path / "answers.csv"
+    answers.write_text("label,answer\ncard_arrival,5-7 days.\nchange_pin,At any ATM.\n", encoding="utf-8")
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/operator/knowledge/")
+    page.fill("input[name=username]", "omar")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.set_input_files("#import-form input[type=file]", [str(examples), str(answers)])
+    with page.expect_navigation():
+        page.click("#import-form button[type=submit]")
+    assert "2 intents created" in page.content()
+    assert page.locator("#intents tr[data-intent]").count() == 2
+    with page.expect_download() as download:
+        page.click("#export-json")
+    saved = tmp_path / "export.json"
+    download.value.save_as(saved)
+    context.close()
+    assert errors == []
+    with helploop.database.session() as session:
+        assert json.loads(saved.read_text()) == load_knowledge_base(session).to_dict()

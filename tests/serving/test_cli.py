@@ -64,6 +64,27 @@ def test_import_export_round_trip_in_every_format(settings: Any, answers_file: P
         assert "0 examples added, 0 removed" in result.output
 
 
+def test_kb_versions_and_restore(settings: Any, answers_file: Path, tmp_path: Path) -> None:
+    assert run(settings, "db", "upgrade").exit_code == 0
+    assert "no knowledge-base versions yet" in run(settings, "kb", "versions").output
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    extra = tmp_path / "extra.csv"
+    extra.write_text("label,answer\nlost_card,Freeze it in the app.\n", encoding="utf-8")
+    examples = tmp_path / "lost.csv"
+    examples.write_text("text,label\nI lost my card,lost_card\n", encoding="utf-8")
+    assert run(settings, "kb", "import", str(examples), str(extra)).exit_code == 0
+    listing = run(settings, "kb", "versions").output.splitlines()
+    assert [line.split("\t")[0] for line in listing] == ["2", "1"]
+    assert "13 intents" in listing[0] and "12 intents" in listing[1]
+    result = run(settings, "kb", "restore", "1", "--actor", "omar")
+    assert result.exit_code == 0, result.output
+    assert "restored version 1 as version 3: 12 intents / 180 examples" in result.output
+    assert "version 1 restored by omar" in run(settings, "kb", "versions").output.splitlines()[0]
+    missing = run(settings, "kb", "restore", "42")
+    assert missing.exit_code != 0 and "version 42 does not exist (nothing was restored)" in missing.output
+    assert len(run(settings, "kb", "versions").output.splitlines()) == 3
+
+
 def test_bad_import_names_file_line_field_and_changes_nothing(
     settings: Any, answers_file: Path, tmp_path: Path
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 from typing import Any
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -203,3 +206,122 @@ def test_reviewers_see_example_questions_of_the_suggested_intents(make_app: Any)
     page = client.get("/review/next").get_data(as_text=True)
     shortest = sorted(TOY["change_pin"], key=lambda t: (len(t), t))[:2]
     assert f"e.g. “{shortest[0]}” · “{shortest[1]}”" in page
+
+
+def _upload(client: Any, token: str, files: dict[str, bytes], **form: str) -> Any:
+    data: dict[str, Any] = {"csrf_token": token, "mode": "merge", **form}
+    data["files"] = [(io.BytesIO(content), name) for name, content in files.items()]
+    return client.post(
+        "/operator/knowledge/import", data=data, content_type="multipart/form-data", follow_redirects=True
+    )
+
+
+EXAMPLES_CSV = (
+    b"text,label\nwhere is my card,card_arrival\nmy card has not come,card_arrival\nnew pin,change_pin\n"
+)
+ANSWERS_CSV = (
+    b"label,answer,title\ncard_arrival,5-7 working days.,Card arrival\nchange_pin,At any ATM.,Change PIN\n"
+)
+
+
+def test_operators_import_export_and_restore_knowledge_files(make_app: Any) -> None:
+    from core.models import KnowledgeBaseVersion
+
+    app = make_app(ratelimit_enabled=False, max_upload_bytes=4096)
+    database = app.extensions["helploop"].database
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/knowledge/export?format=json").status_code == 403
+    assert reviewer.get("/operator/knowledge/versions/1.json").status_code == 403
+    client = app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/").get_data(as_text=True))
+
+    def current() -> tuple[str, int]:
+        with database.session() as session:
+            count = session.query(KnowledgeBaseVersion).count()
+            return load_knowledge_base(session).data_hash(), count
+
+    # No CSRF token: refused, nothing stored.
+    refused = client.post(
+        "/operator/knowledge/import",
+        data={"files": [(io.BytesIO(EXAMPLES_CSV), "examples.csv")]},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 400 and current()[1] == 0
+    # Examples and answers, merged into the empty knowledge base.
+    page = _upload(client, token, {"examples.csv": EXAMPLES_CSV, "answers.csv": ANSWERS_CSV})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "2 intents created" in text and "3 examples added" in text
+    first_hash, first_count = current()
+    assert first_count == 1
+    with database.session() as session:
+        kb = load_knowledge_base(session)
+    assert kb.intents["card_arrival"].examples == ["where is my card", "my card has not come"]
+    assert kb.intents["change_pin"].title == "Change PIN"
+
+    # A bad row refuses the whole upload and says where; nothing changes.
+    bad_answers = b"label,answer\ncard_arrival,Soon.\nchange_pin,   \n"
+    page = _upload(
+        client, token, {"more.csv": b"text,label\nlost card,lost_card\n", "answers.csv": bad_answers}
+    )
+    text = page.get_data(as_text=True)
+    assert page.status_code == 400 and 'id="import-error"' in text
+    assert "Nothing was imported" in text and "answers.csv:3" in text and "answer" in text
+    assert current() == (first_hash, first_count)
+    # An intent without an answer (merge would leave lost_card unanswered) is refused too.
+    page = _upload(client, token, {"more.csv": b"text,label\nlost card,lost_card\n"})
+    assert page.status_code == 400 and "lost_card" in page.get_data(as_text=True)
+    assert current() == (first_hash, first_count)
+    # Replace needs the typed confirmation; uploads over the limit are refused whole.
+    page = _upload(client, token, {"examples.csv": EXAMPLES_CSV, "answers.csv": ANSWERS_CSV}, mode="replace")
+    assert page.status_code == 400 and "type replace to confirm" in page.get_data(as_text=True)
+    big = b"text,label\n" + b"".join(b"question number %d,card_arrival\n" % i for i in range(400))
+    assert _upload(client, token, {"big.csv": big}).status_code == 413
+    assert current() == (first_hash, first_count)
+    # Markup in an uploaded answer is shown escaped on the page.
+    script = b"label,answer\nchange_pin,<script>alert(1)</script> At any ATM.\n"
+    listing = _upload(client, token, {"answers.csv": script}).get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)" in listing and "<script>alert(1)" not in listing
+    edited_hash, edited_count = current()
+    assert edited_count == 2 and edited_hash != first_hash
+
+    # Exports: JSON is the knowledge base; CSV and Rasa come zipped and import back to the same content.
+    exported = client.get("/operator/knowledge/export?format=json")
+    assert exported.status_code == 200 and "attachment" in exported.headers["Content-Disposition"]
+    with database.session() as session:
+        assert json.loads(exported.data) == load_knowledge_base(session).to_dict()
+    for fmt, names in (("csv", ["examples.csv", "answers.csv"]), ("rasa", ["nlu.yml", "domain.yml"])):
+        archive = zipfile.ZipFile(io.BytesIO(client.get(f"/operator/knowledge/export?format={fmt}").data))
+        assert archive.namelist() == names
+        files = {name: archive.read(name) for name in names}
+        page = _upload(client, token, files, mode="replace", confirm="replace")
+        assert page.status_code == 200 and "0 intents created, 0 updated" in page.get_data(as_text=True)
+        assert current()[0] == edited_hash
+    assert client.get("/operator/knowledge/export?format=xml").status_code == 404
+
+    # Restore the first version: its content is current again, as a new version; the snapshot downloads.
+    wrong = client.post(
+        "/operator/knowledge/versions/1/restore",
+        data={"csrf_token": token, "confirm": "2"},
+        follow_redirects=True,
+    )
+    assert "Not restored: type the version number (1)" in wrong.get_data(as_text=True)
+    restored = client.post(
+        "/operator/knowledge/versions/1/restore",
+        data={"csrf_token": token, "confirm": "1"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Version 1 restored as version 5" in restored and "version 1 restored by omar" in restored
+    assert current() == (first_hash, 5)
+    snapshot = client.get("/operator/knowledge/versions/1.json")
+    assert snapshot.status_code == 200 and json.loads(snapshot.data)["intents"][0]["name"] == "card_arrival"
+    assert client.get("/operator/knowledge/versions/99.json").status_code == 404
+    missing = client.post(
+        "/operator/knowledge/versions/99/restore",
+        data={"csrf_token": token, "confirm": "99"},
+        follow_redirects=True,
+    )
+    assert "Not restored: knowledge-base version 99 does not exist" in missing.get_data(as_text=True)
