@@ -29,6 +29,7 @@ from core.knowledge_base import (
     load_knowledge_base,
     restore_kb_version,
     save_intent,
+    version_changes,
 )
 from core.models import KnowledgeBaseVersion, utcnow
 from crowd_feedback.quality import answer_quality
@@ -203,6 +204,30 @@ def export() -> Any:
         return redirect(url_for("knowledge.index"))
     name, content = knowledge_base_archive(kb, fmt)
     return _download(name, content)
+
+
+@knowledge.get("/versions/<int:version_id>")
+@require_role("operator")
+def version(version_id: int) -> Any:
+    """What a version changed (against the one before it), or what restoring it would change (against the
+    newest)."""
+    against = "current" if request.args.get("against") == "current" else "previous"
+    with current_app.extensions["helploop"].database.session() as session:
+        try:
+            shown, other, changes = version_changes(session, version_id=version_id, against=against)
+        except KnowledgeBaseFormatError:
+            abort(404)
+        info = {
+            "id": shown.id,
+            "created_at": shown.created_at,
+            "source": shown.source,
+            "intents": shown.intent_count,
+            "examples": shown.example_count,
+        }
+        other_id = other.id if other is not None else None
+    return render_template(
+        "admin/kb_version.html", version=info, other_id=other_id, against=against, changes=changes
+    )
 
 
 @knowledge.get("/versions/<int:version_id>.json")

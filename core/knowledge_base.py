@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -284,6 +285,72 @@ def restore_kb_version(session: Session, *, version_id: int, actor: str) -> Impo
     return import_knowledge_base(
         session, incoming=incoming, source=f"version {version_id} restored by {actor}", replace=True
     )
+
+
+@dataclass
+class IntentChange:
+    """How one intent differs between two knowledge-base versions."""
+
+    name: str
+    change: str  # "added", "removed" or "changed"
+    fields: list[str]  # of title, answer, follow_ups
+    examples_added: list[str]
+    examples_removed: list[str]
+
+
+def compare_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> list[IntentChange]:
+    """What changed from one knowledge-base snapshot (``KnowledgeBaseData.to_dict``) to another, by intent
+    name; unchanged intents are left out. ``before`` None: everything in ``after`` is added."""
+    old = {i["name"]: i for i in (before or {}).get("intents", [])}
+    new = {i["name"]: i for i in after.get("intents", [])}
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            present = b if a is None else a
+            assert present is not None
+            examples = list(present.get("examples", []))
+            changes.append(
+                IntentChange(
+                    name,
+                    "added" if a is None else "removed",
+                    [],
+                    examples if a is None else [],
+                    examples if b is None else [],
+                )
+            )
+            continue
+        fields = [f for f in ("title", "answer", "follow_ups") if a.get(f) != b.get(f)]
+        was, now = set(a.get("examples", [])), set(b.get("examples", []))
+        added = [e for e in b.get("examples", []) if e not in was]
+        removed = [e for e in a.get("examples", []) if e not in now]
+        if fields or added or removed:
+            changes.append(IntentChange(name, "changed", fields, added, removed))
+    return changes
+
+
+def version_changes(
+    session: Session, *, version_id: int, against: str = "previous"
+) -> tuple[KnowledgeBaseVersion, KnowledgeBaseVersion | None, list[IntentChange]]:
+    """Version ``version_id`` next to the one before it (``against="previous"``: what that change did) or
+    next to the newest version (``against="current"``: what restoring it would do). Returns (version, the
+    version compared with or None, the changes from that one to ``version_id``)."""
+    version = session.get(KnowledgeBaseVersion, version_id)
+    if version is None:
+        raise KnowledgeBaseFormatError(
+            f"<version {version_id}>", None, None, f"knowledge-base version {version_id} does not exist"
+        )
+    if against == "current":
+        newest = latest_kb_version(session)
+        assert newest is not None
+        return version, newest, compare_snapshots(newest.snapshot, version.snapshot)
+    previous = session.scalars(
+        select(KnowledgeBaseVersion)
+        .where(KnowledgeBaseVersion.id < version_id)
+        .order_by(KnowledgeBaseVersion.id.desc())
+        .limit(1)
+    ).first()
+    return version, previous, compare_snapshots(previous.snapshot if previous else None, version.snapshot)
 
 
 def intent_examples(

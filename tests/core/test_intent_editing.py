@@ -16,6 +16,7 @@ from core.knowledge_base import (
     read_answer_book,
     restore_kb_version,
     save_intent,
+    version_changes,
 )
 from core.models import KnowledgeBaseVersion
 
@@ -194,3 +195,49 @@ def test_restoring_a_version_makes_its_content_current_as_a_new_version(db_sessi
     with pytest.raises(KnowledgeBaseFormatError, match="does not exist"):
         restore_kb_version(db_session, version_id=first.id + 100, actor="omar")
     assert versions(db_session) == 4
+
+
+def test_what_a_version_changed_and_what_restoring_it_would_do(db_session: Session) -> None:
+    seed(db_session)
+    first = latest_kb_version(db_session)
+    assert first is not None
+    save_intent(
+        db_session,
+        name="change_pin",
+        title="Change my PIN",
+        answer="In the app.",
+        examples=["change pin", "forgot my pin"],
+        actor="omar",
+        create=False,
+    )
+    save_intent(
+        db_session,
+        name="lost_card",
+        title="",
+        answer="Freeze it.",
+        examples=["lost card"],
+        actor="omar",
+        create=True,
+    )
+    latest = latest_kb_version(db_session)
+    assert latest is not None
+    shown, previous, changes = version_changes(db_session, version_id=first.id + 1)
+    assert previous is not None and previous.id == first.id
+    assert [(c.name, c.change, c.fields, c.examples_added, c.examples_removed) for c in changes] == [
+        ("change_pin", "changed", ["answer"], ["forgot my pin"], ["new pin"])
+    ]
+    _, none_before, everything = version_changes(db_session, version_id=first.id)
+    assert none_before is None and [(c.name, c.change) for c in everything] == [
+        ("card_arrival", "added"),
+        ("change_pin", "added"),
+    ]
+    # Restoring the first version would remove lost_card and undo the PIN edit.
+    _, current, undo = version_changes(db_session, version_id=first.id, against="current")
+    assert current is not None and current.id == latest.id
+    assert [(c.name, c.change, c.fields, c.examples_added, c.examples_removed) for c in undo] == [
+        ("change_pin", "changed", ["answer"], ["new pin"], ["forgot my pin"]),
+        ("lost_card", "removed", [], [], ["lost card"]),
+    ]
+    assert version_changes(db_session, version_id=latest.id, against="current")[2] == []
+    with pytest.raises(KnowledgeBaseFormatError, match="does not exist"):
+        version_changes(db_session, version_id=latest.id + 1)

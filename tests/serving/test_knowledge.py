@@ -316,6 +316,18 @@ def test_operators_import_export_and_restore_knowledge_files(make_app: Any) -> N
     ).get_data(as_text=True)
     assert "Version 1 restored as version 5" in restored and "version 1 restored by omar" in restored
     assert current() == (first_hash, 5)
+    # Each version says what it changed, and what restoring it would do.
+    changed = client.get("/operator/knowledge/versions/2").get_data(as_text=True)
+    assert 'data-intent="change_pin" data-change="changed"' in changed and "answer" in changed
+    assert "&lt;script&gt;" not in changed  # fields are named, answers are not repeated here
+    undo = client.get("/operator/knowledge/versions/2?against=current").get_data(as_text=True)
+    assert "What restoring it would do" in undo and "no differences" not in undo
+    assert 'id="restore-form"' in undo
+    assert "no differences" in client.get("/operator/knowledge/versions/5?against=current").get_data(
+        as_text=True
+    )
+    assert client.get("/operator/knowledge/versions/99").status_code == 404
+    assert reviewer.get("/operator/knowledge/versions/2").status_code == 403
     snapshot = client.get("/operator/knowledge/versions/1.json")
     assert snapshot.status_code == 200 and json.loads(snapshot.data)["intents"][0]["name"] == "card_arrival"
     assert client.get("/operator/knowledge/versions/99.json").status_code == 404
