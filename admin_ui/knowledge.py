@@ -286,6 +286,17 @@ def import_files() -> Any:
     return redirect(url_for("knowledge.index"))
 
 
+@knowledge.errorhandler(413)
+def upload_too_large(_error: Exception) -> Any:
+    limit = request.max_content_length or 0
+    size = f"{limit / 1048576:.1f} MiB" if limit >= 1048576 else f"{limit // 1024} KiB"
+    return _index_page(
+        import_error=f"Nothing was imported: the upload is larger than the limit of {size} "
+        "(HELPLOOP_MAX_UPLOAD_BYTES). Split the knowledge base into several files and import them in turn.",
+        status=413,
+    )
+
+
 @knowledge.post("/versions/<int:version_id>/restore")
 @require_role("operator")
 def restore(version_id: int) -> Any:

@@ -279,7 +279,8 @@ def test_operators_import_export_and_restore_knowledge_files(make_app: Any) -> N
     page = _upload(client, token, {"examples.csv": EXAMPLES_CSV, "answers.csv": ANSWERS_CSV}, mode="replace")
     assert page.status_code == 400 and "type replace to confirm" in page.get_data(as_text=True)
     big = b"text,label\n" + b"".join(b"question number %d,card_arrival\n" % i for i in range(400))
-    assert _upload(client, token, {"big.csv": big}).status_code == 413
+    too_big = _upload(client, token, {"big.csv": big})
+    assert too_big.status_code == 413 and "larger than the limit of 4 KiB" in too_big.get_data(as_text=True)
     assert current() == (first_hash, first_count)
     # Markup in an uploaded answer is shown escaped on the page.
     script = b"label,answer\nchange_pin,<script>alert(1)</script> At any ATM.\n"
