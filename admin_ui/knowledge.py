@@ -185,6 +185,47 @@ def remove(name: str) -> Any:
     return redirect(url_for("knowledge.index"))
 
 
+@knowledge.get("/try")
+@require_role("operator")
+def try_bot() -> Any:
+    """Ask the bot something and see why it answers as it does, on every loaded arm (production, canary,
+    shadow): status, answer, confidence against the gate, the ranking and each member's own top intents.
+    Nothing is logged: this is the operator's test bench, not traffic."""
+    helploop = current_app.extensions["helploop"]
+    message = (request.args.get("q") or "").strip()
+    limit = helploop.settings.max_message_length
+    error = None
+    arms: list[dict[str, Any]] = []
+    if len(message) > limit:
+        error, message = f"The message is {len(message)} characters; the chat accepts at most {limit}.", ""
+    state = helploop.models.state
+    if message:
+        for arm, engine in (
+            ("production", state.production),
+            ("canary", state.canary),
+            ("shadow", state.shadow),
+        ):
+            if engine is None:
+                continue
+            prediction = engine.predict(message)
+            arms.append(
+                {
+                    "arm": arm,
+                    "share": state.canary_share if arm == "canary" else None,
+                    "prediction": prediction,
+                    "threshold": float(engine.gate.threshold),
+                    "margin": float(engine.gate.margin),
+                }
+            )
+    status = 400 if error else 200
+    return (
+        render_template(
+            "admin/try.html", message=message, arms=arms, error=error, loaded=state.production is not None
+        ),
+        status,
+    )
+
+
 # ---------------------------------------------------------------------------------- files and versions
 
 EXPORT_FORMATS = ("json", "csv", "rasa")

@@ -338,3 +338,58 @@ def test_operators_import_export_and_restore_knowledge_files(make_app: Any) -> N
         follow_redirects=True,
     )
     assert "Not restored: knowledge-base version 99 does not exist" in missing.get_data(as_text=True)
+
+
+def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
+    make_app: Any, toy_bundles: Any
+) -> None:
+    from sqlalchemy import func, select
+
+    from bot.engine import AnsweringEngine
+    from core.models import Turn
+    from core.registry import set_deployment
+
+    app = make_app(ratelimit_enabled=False, max_message_length=50)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/knowledge/try?q=change+pin+number").status_code == 403
+    client = app.test_client()
+    login(client, "omar")
+    empty = client.get("/operator/knowledge/try").get_data(as_text=True)
+    assert 'class="card arm"' not in empty and 'href="/operator/knowledge/try"' in empty  # in the menu
+    page = client.get("/operator/knowledge/try?q=change+pin+number").get_data(as_text=True)
+    production = helploop.models.state.production
+    expected = production.predict("change pin number")
+    assert expected.status == "answered" and expected.intent == "change_pin"
+    assert 'data-arm="production" data-status="answered"' in page
+    assert 'href="/operator/knowledge/change_pin">change_pin</a>' in page
+    assert f'Confidence <strong class="confidence">{expected.confidence:.3f}</strong>' in page
+    assert f"answers from {production.gate.threshold:.3f}" in page
+    ranking = re.findall(r'<tr data-intent="([^"]+)"><td>(\d+)</td>', page)
+    assert [intent for intent, _ in ranking] == [c.intent for c in expected.ranking]
+    assert 'data-arm="canary"' not in page
+    # A canary and a shadow are tried too, each with its own model.
+    versions = sorted({AnsweringEngine.load(p).version for p in toy_bundles.values()} - {production.version})
+    with helploop.database.session() as session:
+        set_deployment(
+            session,
+            production_version=production.version,
+            canary_version=versions[0],
+            canary_share=0.25,
+            shadow_version=versions[0],
+            actor="t",
+            reason="t",
+        )
+    helploop.models.refresh()
+    page = client.get("/operator/knowledge/try?q=%3Cscript%3Ealert(1)%3C/script%3E").get_data(as_text=True)
+    assert page.count('class="card arm"') == 3 and "canary (25 % of sessions)" in page
+    assert (
+        f"model {versions[0]}" in page and "&lt;script&gt;alert(1)" in page and "<script>alert(1)" not in page
+    )
+    too_long = client.get("/operator/knowledge/try?q=" + "x" * 51)
+    assert too_long.status_code == 400 and "at most 50" in too_long.get_data(as_text=True)
+    with helploop.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Turn)) == 0
