@@ -33,6 +33,18 @@ def seed(session: Session) -> None:
     import_knowledge_base(session, incoming=kb, source="test")
 
 
+def add_lost_card(session: Session) -> None:
+    save_intent(
+        session,
+        name="lost_card",
+        title="",
+        answer="Freeze it.",
+        examples=["lost card"],
+        actor="omar",
+        create=True,
+    )
+
+
 def versions(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(KnowledgeBaseVersion)) or 0)
 
@@ -174,15 +186,7 @@ def test_restoring_a_version_makes_its_content_current_as_a_new_version(db_sessi
     first = latest_kb_version(db_session)
     assert first is not None
     original = load_knowledge_base(db_session).data_hash()
-    save_intent(
-        db_session,
-        name="lost_card",
-        title="",
-        answer="Freeze it.",
-        examples=["lost card"],
-        actor="omar",
-        create=True,
-    )
+    add_lost_card(db_session)
     delete_intent(db_session, name="card_arrival", actor="omar")
     assert sorted(load_knowledge_base(db_session).intents) == ["change_pin", "lost_card"]
     result = restore_kb_version(db_session, version_id=first.id, actor="omar")
@@ -210,15 +214,7 @@ def test_what_a_version_changed_and_what_restoring_it_would_do(db_session: Sessi
         actor="omar",
         create=False,
     )
-    save_intent(
-        db_session,
-        name="lost_card",
-        title="",
-        answer="Freeze it.",
-        examples=["lost card"],
-        actor="omar",
-        create=True,
-    )
+    add_lost_card(db_session)
     latest = latest_kb_version(db_session)
     assert latest is not None
     shown, previous, changes = version_changes(db_session, version_id=first.id + 1)

@@ -15,6 +15,22 @@ from crowd_feedback.reviewers import create_user
 PASSWORD = "correct horse battery staple"
 
 
+def logged_in_page(
+    browser: Any, url: str, username: str, **context_options: Any
+) -> tuple[Any, Any, list[str]]:
+    """A fresh browser context on ``url``, past its login form: (context, page, JavaScript errors seen)."""
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    return context, page, errors
+
+
 @pytest.fixture
 def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
     from werkzeug.serving import make_server
@@ -92,15 +108,7 @@ def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
     session_id = chat.get_json()["session_id"]
     app.test_client().post(f"/api/v1/sessions/{session_id}/handoff")
     shots = os.environ.get("HELPLOOP_SCREENSHOTS")  # a folder: keep screenshots for a person to look at
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(base + "/operator/accounts")
-    page.fill("input[name=username]", "omar")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    context, page, errors = logged_in_page(browser, base + "/operator/accounts", "omar")
     form = page.locator("#new-account")
     form.locator("input[name=username]").fill("nina")
     form.locator("select[name=role]").select_option("reviewer")
@@ -147,15 +155,7 @@ def test_operator_ticks_suggestions_and_creates_an_intent_in_the_browser(
         for item in items:  # both the pound item and the titanium one: reviewers found no intent
             item.status, item.resolved_label, item.resolved_confidence = "resolved", "new_intent", 0.95
         titanium = items[-1].id
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(base + "/operator/suggestions")
-    page.fill("input[name=username]", "omar")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    context, page, errors = logged_in_page(browser, base + "/operator/suggestions", "omar")
     assert page.locator("#suggestions tr").count() == 3  # header and two suggestions
     page.check(f'input[name=item][value="{titanium}"]')
     page.fill("#adopt input[name=name]", "titanium_card")
@@ -188,15 +188,9 @@ def test_operator_uploads_knowledge_files_and_downloads_an_export_in_the_browser
     examples.write_text("text,label\nwhere is my card,card_arrival\nnew pin,change_pin\n", encoding="utf-8")
     answers = tmp_path / "answers.csv"
     answers.write_text("label,answer\ncard_arrival,5-7 days.\nchange_pin,At any ATM.\n", encoding="utf-8")
-    context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(base + "/operator/knowledge/")
-    page.fill("input[name=username]", "omar")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
+    context, page, errors = logged_in_page(
+        browser, base + "/operator/knowledge/", "omar", accept_downloads=True
+    )
     page.set_input_files("#import-form input[type=file]", [str(examples), str(answers)])
     with page.expect_navigation():
         page.click("#import-form button[type=submit]")
