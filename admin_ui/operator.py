@@ -43,9 +43,12 @@ from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
     account_events,
+    create_api_token,
     create_user,
     list_accounts,
+    list_api_tokens,
     reinstate,
+    revoke_api_token,
     set_active,
     set_password,
 )
@@ -315,8 +318,24 @@ def start_reaggregate() -> Any:
 @operator.get("/accounts")
 @require_role("operator")
 def accounts() -> Any:
+    return _accounts_page()
+
+
+def _accounts_page(*, new_token: str | None = None) -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
+        tokens = [
+            {
+                "id": t.id,
+                "username": t.user.username,
+                "name": t.name,
+                "prefix": t.prefix,
+                "created_at": t.created_at,
+                "last_used_at": t.last_used_at,
+                "revoked_at": t.revoked_at,
+            }
+            for t in list_api_tokens(session)
+        ]
         rows = list_accounts(session)
         events = [
             {
@@ -334,7 +353,42 @@ def accounts() -> Any:
         events=events,
         min_password=MIN_PASSWORD,
         me=current_user.username,
+        tokens=tokens,
+        new_token=new_token,
     )
+
+
+@operator.post("/accounts/tokens")
+@require_role("operator")
+def create_token() -> Any:
+    """A token for the signed-in operator, shown once on this response (never stored, never flashed into
+    the session cookie)."""
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            _, secret = create_api_token(
+                session,
+                username=current_user.username,
+                name=request.form.get("name", ""),
+                actor=current_user.username,
+            )
+    except AccountError as exc:
+        flash(f"Refused: {exc}")
+        return redirect(url_for("operator.accounts"))
+    return _accounts_page(new_token=secret)
+
+
+@operator.post("/accounts/tokens/<int:token_id>/revoke")
+@require_role("operator")
+def revoke_token(token_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            revoke_api_token(session, token_id=token_id, actor=current_user.username)
+        flash(f"Token {token_id} revoked: it stops working at once.")
+    except AccountError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.accounts"))
 
 
 @operator.post("/accounts")

@@ -81,6 +81,7 @@ def init_admin(
     lifetime_minutes: int,
     production: bool,
     upload_bytes: int = 5_242_880,
+    upload_endpoints: frozenset[str] = frozenset(),
 ) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
@@ -101,7 +102,7 @@ def init_admin(
 
     @app.before_request
     def allow_uploads() -> None:
-        if request.endpoint in UPLOAD_ENDPOINTS:
+        if request.endpoint in UPLOAD_ENDPOINTS or request.endpoint in upload_endpoints:
             request.max_content_length = upload_bytes
 
     csrf.init_app(app)

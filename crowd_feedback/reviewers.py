@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.models import AccountEvent, Claim, User, utcnow
+from core.models import AccountEvent, ApiToken, Claim, User, utcnow
 
 ROLES = ("reviewer", "operator")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,80}$")
@@ -47,7 +48,16 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user
 
 
-ACTIONS = ("created", "password_reset", "deactivated", "reactivated", "suspended", "reinstated")
+ACTIONS = (
+    "created",
+    "password_reset",
+    "deactivated",
+    "reactivated",
+    "suspended",
+    "reinstated",
+    "token_created",
+    "token_revoked",
+)
 
 
 def _check_password(password: str) -> None:
@@ -185,3 +195,70 @@ def account_events(session: Session, *, limit: int = 50) -> list[tuple[AccountEv
             .limit(limit)
         ).all()
     ]
+
+
+# ------------------------------------------------------------------------------------------ API tokens
+
+TOKEN_PREFIX = "hlk_"
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,80}$")
+
+
+def _token_hash(secret: str) -> str:
+    # Tokens are 256 random bits: a plain SHA-256 is enough (a slow password hash is for guessable secrets).
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_api_token(session: Session, *, username: str, name: str, actor: str) -> tuple[ApiToken, str]:
+    """A new admin-API token for an operator: (row, the secret). The secret is shown once and only its hash
+    is stored. Reviewers get none: the admin API is operator work."""
+    user = get_user(session, username=username)
+    if user.role != "operator":
+        raise AccountError(f"{username!r} is a {user.role}: API tokens are for operators")
+    if not user.active:
+        raise AccountError(f"{username!r} is deactivated")
+    name = " ".join(name.split())
+    if not TOKEN_NAME.match(name):
+        raise AccountError("token name: 1-80 letters, digits, spaces, '.', '_' or '-' (e.g. 'ci deploy')")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id, name=name, token_hash=_token_hash(secret), prefix=secret[:12], created_by=actor[:80]
+    )
+    session.add(token)
+    session.flush()
+    record_event(session, user=user, action="token_created", actor=actor, reason=f"token {token.id} ({name})")
+    return token, secret
+
+
+def revoke_api_token(session: Session, *, token_id: int, actor: str) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise AccountError(f"no API token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        record_event(
+            session,
+            user=token.user,
+            action="token_revoked",
+            actor=actor,
+            reason=f"token {token.id} ({token.name})",
+        )
+    return token
+
+
+def list_api_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+
+
+def authenticate_token(session: Session, secret: str) -> User | None:
+    """The operator a bearer token acts for, or None: unknown, revoked, or its user deactivated, no longer
+    an operator. Records when it was last used."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == _token_hash(secret))).first()
+    if token is None or token.revoked_at is not None:
+        return None
+    user = token.user
+    if not user.active or user.role != "operator":
+        return None
+    token.last_used_at = utcnow()
+    return user

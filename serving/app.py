@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app. ``config``: lower-case keys override HelpLoop settings, upper-case keys go to
     Flask's config (e.g. ``TESTING``). ``model_loader`` may replace the bundle loader (tests)."""
     from bot.runtime import configure_inference_threads
+    from serving.admin_api import BODY_ENDPOINTS, admin_api
     from serving.api import api
     from serving.errors import register_error_handlers
     from serving.health import health
@@ -141,7 +142,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     app.teardown_appcontext(_close_session)
     register_error_handlers(app)
-    for blueprint in (api, rasa, health, docs, widget):
+    limiter.limit(settings.chat_rate_limit)(admin_api)
+    for blueprint in (api, admin_api, rasa, health, docs, widget):
         app.register_blueprint(blueprint)
     from admin_ui import init_admin
     from admin_ui.auth import auth
@@ -149,10 +151,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.limit(settings.login_rate_limit, methods=["POST"])(auth)
     init_admin(
         app,
-        exempt_from_csrf=[api, rasa],
+        exempt_from_csrf=[api, admin_api, rasa],  # JSON APIs without cookies: nothing to forge
         lifetime_minutes=settings.session_lifetime_minutes,
         production=settings.environment == "production",
         upload_bytes=settings.max_upload_bytes,
+        upload_endpoints=BODY_ENDPOINTS,
     )
     if settings.load_models_on_start:
         models.start()

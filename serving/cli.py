@@ -655,6 +655,66 @@ def users_reinstate(ctx: click.Context, username: str, reason: str) -> None:
     )
 
 
+@main.group()
+def tokens() -> None:
+    """API tokens for the admin API (/api/v1/admin: knowledge base, retraining, rollout), one per use."""
+
+
+@tokens.command("create")
+@click.option("--username", required=True, help="The operator the token acts as.")
+@click.option("--name", required=True, help="What it is for, e.g. 'ci deploy'.")
+@click.pass_context
+def tokens_create(ctx: click.Context, username: str, name: str) -> None:
+    """Create a token and print it once (only its hash is kept): put it in your CI's secret store."""
+    from crowd_feedback.reviewers import AccountError, create_api_token
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    try:
+        with database.session() as session:
+            token, secret = create_api_token(session, username=username, name=name, actor=_cli_actor())
+            token_id = token.id
+    except AccountError as exc:
+        _fail(str(exc))
+    click.echo(f"created token {token_id} ({name}) for {username}; it is shown only now:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@click.pass_context
+def tokens_list(ctx: click.Context) -> None:
+    """Every token: id, operator, name, first characters, created, last used, revoked."""
+    from crowd_feedback.reviewers import list_api_tokens
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+
+    def when(moment: Any) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    with database.session() as session:
+        rows = [
+            f"{t.id}\t{t.user.username}\t{t.name}\t{t.prefix}…\tcreated {when(t.created_at)}\t"
+            f"used {when(t.last_used_at)}\t{'revoked ' + when(t.revoked_at) if t.revoked_at else 'active'}"
+            for t in list_api_tokens(session)
+        ]
+    click.echo("\n".join(rows) if rows else "no API tokens")
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke a token: it stops working at once."""
+    from crowd_feedback.reviewers import revoke_api_token
+
+    _account_change(
+        ctx,
+        lambda session: revoke_api_token(session, token_id=token_id, actor=_cli_actor()),
+        f"revoked token {token_id}",
+    )
+
+
 # -------------------------------------------------------------------------------------------- crowd
 
 

@@ -14,7 +14,9 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid input",
-        404: "Unknown session or turn",
+        401: "No valid API token",
+        404: "Unknown session, turn or job",
+        409: "Refused (the reason says why)",
         413: "Body too large",
         415: "Not JSON",
         429: "Rate limited",
@@ -30,6 +32,70 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SUGGESTION = {"type": "object", "properties": {"intent": {"type": "string"}, "title": {"type": "string"}}}
+
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+KNOWLEDGE = {
+    "type": "object",
+    "required": ["intents"],
+    "properties": {
+        "intents": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "examples"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "title": {"type": "string"},
+                    "answer": {"type": "string", "description": "Markdown"},
+                    "examples": {"type": "array", "items": {"type": "string"}},
+                    "follow_ups": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "version": {"type": "integer", "readOnly": True},
+        "data_hash": {"type": "string", "readOnly": True},
+    },
+}
+IMPORTED = {
+    "type": "object",
+    "properties": {
+        name: {"type": "integer"}
+        for name in (
+            "version",
+            "intents_created",
+            "intents_updated",
+            "examples_added",
+            "examples_removed",
+            "intents",
+            "examples",
+        )
+    }
+    | {"data_hash": {"type": "string"}},
+}
+JOB = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "progress": {"type": "number"},
+        "step": {"type": "string", "nullable": True},
+        "eta_seconds": {"type": "number", "nullable": True},
+        "error": {"type": "string", "nullable": True},
+        "result": {"type": "object"},
+    },
+}
+DEPLOYMENT = {
+    "type": "object",
+    "properties": {
+        "production": {"type": "string", "nullable": True},
+        "canary": {"type": "string", "nullable": True},
+        "canary_share": {"type": "number"},
+        "shadow": {"type": "string", "nullable": True},
+        "description": {"type": "string"},
+    },
+}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -153,6 +219,104 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/admin/knowledge": {
+            "get": {
+                "summary": "Admin: the current knowledge base",
+                "security": ADMIN,
+                "responses": {
+                    "200": {"description": "Its version, content hash and intents", **_json(KNOWLEDGE)},
+                    **_error_responses(401, 429),
+                },
+            },
+            "put": {
+                "summary": "Admin: replace the knowledge base (validated whole; nothing changes on an error)",
+                "security": ADMIN,
+                "requestBody": {"required": True, **_json(KNOWLEDGE)},
+                "responses": {
+                    "200": {"description": "The new version and what changed", **_json(IMPORTED)},
+                    **_error_responses(400, 401, 413, 415, 429),
+                },
+            },
+            "post": {
+                "summary": "Admin: merge into the knowledge base (add intents and examples, update answers)",
+                "security": ADMIN,
+                "requestBody": {"required": True, **_json(KNOWLEDGE)},
+                "responses": {
+                    "200": {"description": "The new version and what changed", **_json(IMPORTED)},
+                    **_error_responses(400, 401, 413, 415, 429),
+                },
+            },
+        },
+        "/api/v1/admin/train": {
+            "post": {
+                "summary": "Admin: queue a retraining (fine-tuning the encoder with fine_tune: true)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": False,
+                    **_json({"type": "object", "properties": {"fine_tune": {"type": "boolean"}}}),
+                },
+                "responses": {
+                    "202": {"description": "Queued; follow it at the Location header", **_json(JOB)},
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
+        "/api/v1/admin/jobs/{job_id}": {
+            "get": {
+                "summary": "Admin: a job's status and progress (a training run's result has the gate report)",
+                "security": ADMIN,
+                "parameters": [JOB_ID],
+                "responses": {"200": {"description": "The job", **_json(JOB)}, **_error_responses(401, 404)},
+            }
+        },
+        "/api/v1/admin/jobs/{job_id}/cancel": {
+            "post": {
+                "summary": "Admin: cancel a queued or running job",
+                "security": ADMIN,
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": {"description": "Cancel requested", **_json(JOB)},
+                    **_error_responses(401, 404, 409, 429),
+                },
+            }
+        },
+        "/api/v1/admin/deployment": {
+            "get": {
+                "summary": "Admin: what serves traffic (production, canary and its share, shadow)",
+                "security": ADMIN,
+                "responses": {
+                    "200": {"description": "The deployment", **_json(DEPLOYMENT)},
+                    **_error_responses(401),
+                },
+            },
+            "post": {
+                "summary": "Admin: shadow, canary, promote or roll back (the promotion gate applies)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["action", "reason"],
+                            "properties": {
+                                "action": {
+                                    "type": "string",
+                                    "enum": ["shadow", "canary", "promote", "rollback"],
+                                },
+                                "version": {"type": "string"},
+                                "share": {"type": "number", "default": 0.1},
+                                "reason": {"type": "string"},
+                                "override_reason": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "The new deployment", **_json(DEPLOYMENT)},
+                    **_error_responses(400, 401, 409, 429),
+                },
+            },
+        },
         "/webhooks/rest/webhook": {
             "post": {
                 "summary": "Rasa REST channel",
@@ -212,6 +376,13 @@ SPEC: dict[str, Any] = {
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
     },
     "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An operator's API token (helploop tokens create, or the Accounts page)",
+            }
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -227,7 +398,7 @@ SPEC: dict[str, Any] = {
                     }
                 },
             }
-        }
+        },
     },
 }
 

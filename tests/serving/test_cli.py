@@ -709,3 +709,44 @@ def test_crowd_export_writes_the_file_with_progress_and_refuses_bad_formats(
     bad = run(settings, "crowd", "export", "answers", "--format", "jsonl", "--out", str(tmp_path / "a.jsonl"))
     assert bad.exit_code == 2 and "answers exports as csv, not 'jsonl'" in bad.output
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_api_tokens_from_the_cli(settings: Any) -> None:
+    assert run(settings, "db", "upgrade").exit_code == 0
+    created = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "omar",
+        "--role",
+        "operator",
+        "--password-stdin",
+        input="a long enough secret\n",
+    )
+    assert created.exit_code == 0, created.output
+    result = run(settings, "tokens", "create", "--username", "omar", "--name", "ci deploy")
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip()
+    assert secret.startswith("hlk_") and "shown only now" in result.stderr
+    listing = run(settings, "tokens", "list").output
+    assert "omar\tci deploy\t" + secret[:12] in listing and "used -" in listing and "active" in listing
+    assert secret not in listing
+    assert run(settings, "tokens", "revoke", "1").exit_code == 0
+    assert "revoked " in run(settings, "tokens", "list").output
+    missing = run(settings, "tokens", "revoke", "7")
+    assert missing.exit_code != 0 and "no API token 7" in missing.output
+    reviewer = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "rita",
+        "--role",
+        "reviewer",
+        "--password-stdin",
+        input="a long enough secret\n",
+    )
+    assert reviewer.exit_code == 0
+    refused = run(settings, "tokens", "create", "--username", "rita", "--name", "x")
+    assert refused.exit_code != 0 and "API tokens are for operators" in refused.output

@@ -1,0 +1,218 @@
+"""The admin API: what operators automate (a CI job pushing the knowledge base from a repository, starting a
+retraining, following it, rolling the result out). JSON only, bearer tokens (``helploop tokens create``), each
+acting as its operator; every change is recorded exactly as the pages and the CLI record it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.orm import Session
+
+from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
+from core.knowledge_base import import_knowledge_base, latest_kb_version, load_knowledge_base
+from core.models import Job
+from core.registry import current_deployment
+from crowd_feedback.reviewers import authenticate_token
+from serving.app import db_session, state
+from serving.errors import APIError
+from training.jobs import JobError, enqueue, request_cancel
+from training.rollout import RolloutError, apply_action, describe
+
+admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
+# Endpoints whose body may be a whole knowledge base: they get the upload limit instead of the request limit.
+BODY_ENDPOINTS = frozenset({"admin_api.replace_knowledge", "admin_api.merge_knowledge"})
+
+
+@admin_api.before_request
+def authenticate() -> None:
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise APIError(401, "unauthorized", "send an operator's API token: Authorization: Bearer hlk_…")
+    session = db_session()
+    user = authenticate_token(session, secret.strip())
+    if user is None:
+        raise APIError(
+            401, "unauthorized", "unknown or revoked API token, or its account is not an active operator"
+        )
+    session.commit()  # last_used_at
+    g.api_user = user.username
+
+
+@admin_api.after_request
+def challenge(response: Response) -> Response:
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="helploop"'
+    return response
+
+
+def _knowledge(session: Session) -> dict[str, Any]:
+    version = latest_kb_version(session)
+    kb = load_knowledge_base(session)
+    return {
+        "version": version.id if version else None,
+        "data_hash": kb.data_hash(),
+        **kb.to_dict(),
+    }
+
+
+@admin_api.get("/knowledge")
+def get_knowledge() -> Response:
+    return jsonify(_knowledge(db_session()))
+
+
+def _import(replace: bool) -> tuple[Response, int]:
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type", 'send the knowledge base as JSON ({"intents": [...]})')
+    helploop = state()
+    try:
+        incoming = read_knowledge_base_files([("request.json", request.get_data())])
+        with helploop.write_lock:
+            session = db_session()
+            result = import_knowledge_base(
+                session,
+                incoming=incoming,
+                source=f"{'replaced' if replace else 'imported'} through the API by {g.api_user}",
+                replace=replace,
+            )
+            session.commit()
+    except KnowledgeBaseFormatError as exc:
+        db_session().rollback()
+        raise APIError(400, "invalid_knowledge_base", str(exc), exc.field) from None
+    return (
+        jsonify(
+            {
+                "version": result.kb_version_id,
+                "data_hash": result.data_hash,
+                "intents_created": result.intents_created,
+                "intents_updated": result.intents_updated,
+                "examples_added": result.examples_added,
+                "examples_removed": result.examples_removed,
+                "intents": result.intent_count,
+                "examples": result.example_count,
+            }
+        ),
+        200,
+    )
+
+
+@admin_api.put("/knowledge")
+def replace_knowledge() -> tuple[Response, int]:
+    """The body becomes the whole knowledge base (validated whole; nothing changes on an error)."""
+    return _import(replace=True)
+
+
+@admin_api.post("/knowledge")
+def merge_knowledge() -> tuple[Response, int]:
+    """The body is merged in: new intents and examples added, answers, titles and follow-ups updated."""
+    return _import(replace=False)
+
+
+def _job(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": job.progress,
+        "step": job.step,
+        "eta_seconds": job.eta_seconds,
+        "error": job.error,
+        "result": job.result or {},
+        "created_by": job.created_by,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+    }
+
+
+@admin_api.post("/train")
+def train() -> tuple[Response, int]:
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_body", "the JSON body must be an object")
+    fine_tune = body.get("fine_tune", False)
+    if not isinstance(fine_tune, bool):
+        raise APIError(400, "invalid_type", "'fine_tune' must be true or false", "fine_tune")
+    params: dict[str, Any] = {"onnx": True}
+    if fine_tune:
+        params["fine_tune"] = {}
+    session = db_session()
+    job = enqueue(session, kind="train", params=params, created_by=g.api_user)
+    session.commit()
+    response = jsonify(_job(job))
+    response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
+    return response, 202
+
+
+def _find_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise APIError(404, "unknown_job", f"no job {job_id}", "job_id")
+    return job
+
+
+@admin_api.get("/jobs/<int:job_id>")
+def job_status(job_id: int) -> Response:
+    return jsonify(_job(_find_job(db_session(), job_id)))
+
+
+@admin_api.post("/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int) -> Response:
+    session = db_session()
+    _find_job(session, job_id)
+    try:
+        request_cancel(session, job_id=job_id)
+    except JobError as exc:
+        raise APIError(409, "refused", str(exc)) from None
+    session.commit()
+    return jsonify(_job(_find_job(session, job_id)))
+
+
+def _deployment(session: Session) -> dict[str, Any]:
+    row = current_deployment(session)
+    loaded = state().models.state.production
+    return {
+        "production": row.production_version if row else (loaded.version if loaded else None),
+        "canary": row.canary_version if row else None,
+        "canary_share": row.canary_share if row else 0.0,
+        "shadow": row.shadow_version if row else None,
+        "changed_by": row.actor if row else None,
+        "reason": row.reason if row else None,
+        "description": describe(row),
+    }
+
+
+@admin_api.get("/deployment")
+def deployment() -> Response:
+    return jsonify(_deployment(db_session()))
+
+
+@admin_api.post("/deployment")
+def deploy() -> Response:
+    """One rollout action, as on the Runs page: shadow / canary (with a share) / promote a version, or roll
+    back. The promotion gate applies: a candidate it found worse needs ``override_reason``."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_body", 'send a JSON object: {"action", "version"?, "reason", …}')
+    share = body.get("share", 0.1)
+    if isinstance(share, bool) or not isinstance(share, int | float):
+        raise APIError(400, "invalid_type", "'share' must be a number in (0, 1]", "share")
+    fields = {name: body.get(name) for name in ("action", "version", "reason", "override_reason")}
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise APIError(400, "invalid_type", f"'{name}' must be a string", name)
+    session = db_session()
+    try:
+        apply_action(
+            session,
+            action=fields["action"] or "",
+            actor=g.api_user,
+            reason=fields["reason"] or "",
+            version=fields["version"],
+            share=float(share),
+            override_reason=fields["override_reason"],
+        )
+    except RolloutError as exc:
+        session.rollback()
+        raise APIError(409, "refused", str(exc)) from None
+    session.commit()
+    return jsonify(_deployment(session))

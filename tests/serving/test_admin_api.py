@@ -1,0 +1,272 @@
+"""The admin API: bearer tokens acting as their operator; knowledge base, retraining, jobs and rollout."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.models import AccountEvent, ApiToken, Deployment, Job, KnowledgeBaseVersion, ModelVersion
+from crowd_feedback.reviewers import create_api_token, revoke_api_token, set_active
+from tests.serving.test_admin import add_user
+
+KB = {
+    "intents": [
+        {
+            "name": "card_arrival",
+            "title": "Card arrival",
+            "answer": "5-7 working days.",
+            "examples": ["where is my card", "my card has not come"],
+            "follow_ups": [],
+        },
+        {
+            "name": "change_pin",
+            "title": "",
+            "answer": "At any ATM.",
+            "examples": ["new pin"],
+            "follow_ups": [],
+        },
+    ]
+}
+
+
+def token_for(app: Any, username: str, name: str = "ci") -> str:
+    with app.extensions["helploop"].database.session() as session:
+        return create_api_token(session, username=username, name=name, actor="test")[1]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def count(app: Any, model: Any) -> int:
+    with app.extensions["helploop"].database.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_tokens_act_as_their_operator_and_stop_with_them(make_app: Any) -> None:
+    import pytest
+
+    from crowd_feedback.reviewers import AccountError
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "olga", "operator")
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    missing = client.get("/api/v1/admin/knowledge")
+    assert missing.status_code == 401 and missing.get_json()["error"]["code"] == "unauthorized"
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/api/v1/admin/knowledge", headers=bearer("hlk_not-a-token")).status_code == 401
+    assert (
+        client.get("/api/v1/admin/knowledge", headers={"Authorization": "Basic b21hcg=="}).status_code == 401
+    )
+    with app.extensions["helploop"].database.session() as session:
+        with pytest.raises(AccountError, match="API tokens are for operators"):
+            create_api_token(session, username="rita", name="ci", actor="test")
+        with pytest.raises(AccountError, match="token name"):
+            create_api_token(session, username="omar", name="<script>", actor="test")
+    secret = token_for(app, "omar")
+    assert secret.startswith("hlk_") and len(secret) > 40
+    with app.extensions["helploop"].database.session() as session:
+        row = session.scalars(select(ApiToken)).one()
+        assert row.token_hash != secret and secret not in json.dumps(
+            {c.name: str(getattr(row, c.name)) for c in ApiToken.__table__.columns}
+        )
+        assert row.prefix == secret[:12] and row.last_used_at is None
+    ok = client.get("/api/v1/admin/knowledge", headers=bearer(secret))
+    assert ok.status_code == 200 and ok.get_json() == {
+        "version": None,
+        "data_hash": ok.get_json()["data_hash"],
+        "intents": [],
+    }
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalars(select(ApiToken)).one().last_used_at is not None
+        set_active(session, username="omar", active=False, actor="test", reason="left")
+    assert client.get("/api/v1/admin/knowledge", headers=bearer(secret)).status_code == 401
+    with app.extensions["helploop"].database.session() as session:
+        set_active(session, username="omar", active=True, actor="test", reason="back")
+    assert client.get("/api/v1/admin/knowledge", headers=bearer(secret)).status_code == 200
+    with app.extensions["helploop"].database.session() as session:
+        token_id = session.scalars(select(ApiToken.id)).one()
+        revoke_api_token(session, token_id=token_id, actor="test")
+    assert client.get("/api/v1/admin/knowledge", headers=bearer(secret)).status_code == 401
+    with app.extensions["helploop"].database.session() as session:
+        actions = [e.action for e in session.scalars(select(AccountEvent).order_by(AccountEvent.id))]
+    assert actions.count("token_created") == 1 and actions.count("token_revoked") == 1
+
+
+def test_knowledge_base_through_the_api_is_validated_whole(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, max_request_bytes=2048, max_upload_bytes=8192)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    auth = bearer(token_for(app, "omar"))
+    put = client.put("/api/v1/admin/knowledge", json=KB, headers=auth)
+    assert put.status_code == 200, put.get_json()
+    body = put.get_json()
+    assert (body["intents_created"], body["examples_added"], body["intents"], body["examples"]) == (
+        2,
+        3,
+        2,
+        3,
+    )
+    got = client.get("/api/v1/admin/knowledge", headers=auth).get_json()
+    assert got["version"] == body["version"] and got["data_hash"] == body["data_hash"]
+    assert got["intents"][0]["examples"] == ["where is my card", "my card has not come"]
+    with app.extensions["helploop"].database.session() as session:
+        assert session.get(KnowledgeBaseVersion, body["version"]).source == "replaced through the API by omar"
+    # Merge adds; a bad body changes nothing and says which field; JSON only.
+    merged = client.post(
+        "/api/v1/admin/knowledge",
+        json={"intents": [{"name": "change_pin", "answer": "At any ATM.", "examples": ["forgot my pin"]}]},
+        headers=auth,
+    ).get_json()
+    assert merged["examples_added"] == 1 and merged["intents"] == 2
+    versions = count(app, KnowledgeBaseVersion)
+    bad = client.put(
+        "/api/v1/admin/knowledge",
+        json={"intents": [{"name": "card_arrival", "answer": " ", "examples": ["x"]}]},
+        headers=auth,
+    )
+    error = bad.get_json()["error"]
+    assert (
+        bad.status_code == 400
+        and error["code"] == "invalid_knowledge_base"
+        and error["field"] == "intents[0].answer"
+    )
+    assert "request.json" in error["message"]
+    wrong_type = client.put(
+        "/api/v1/admin/knowledge",
+        json={"intents": [{"name": "a", "answer": "b", "examples": "x"}]},
+        headers=auth,
+    )
+    assert wrong_type.status_code == 400 and wrong_type.get_json()["error"]["field"] == "examples"
+    not_json = client.put("/api/v1/admin/knowledge", data="intents", headers=auth)
+    assert not_json.status_code == 415
+    assert count(app, KnowledgeBaseVersion) == versions
+    # A knowledge base may be larger than other requests (up to the upload limit), not larger than that.
+    bigger = {
+        "intents": [{**KB["intents"][0], "examples": [f"where is card number {i}" for i in range(100)]}]
+    }
+    assert 2048 < len(json.dumps(bigger)) < 8192
+    assert client.put("/api/v1/admin/knowledge", json=bigger, headers=auth).status_code == 200
+    too_big = {
+        "intents": [{**KB["intents"][0], "examples": [f"where is card number {i}" for i in range(400)]}]
+    }
+    refused = client.put("/api/v1/admin/knowledge", json=too_big, headers=auth)
+    assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "payload_too_large"
+    assert client.post("/api/v1/chat", data="x" * 3000, content_type="application/json").status_code == 413
+
+
+def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles: Any) -> None:
+    from bot.engine import AnsweringEngine
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    auth = bearer(token_for(app, "omar"))
+    queued = client.post("/api/v1/admin/train", json={"fine_tune": True}, headers=auth)
+    job = queued.get_json()
+    assert queued.status_code == 202 and job["status"] == "queued" and job["created_by"] == "omar"
+    assert queued.headers["Location"] == f"/api/v1/admin/jobs/{job['id']}"
+    with helploop.database.session() as session:
+        assert session.get(Job, job["id"]).params == {"onnx": True, "fine_tune": {}}
+    assert client.get(queued.headers["Location"], headers=auth).get_json()["status"] == "queued"
+    assert client.post("/api/v1/admin/train", json={"fine_tune": "yes"}, headers=auth).status_code == 400
+    cancelled = client.post(f"/api/v1/admin/jobs/{job['id']}/cancel", headers=auth).get_json()
+    assert cancelled["status"] == "cancelled"
+    assert client.get("/api/v1/admin/jobs/999", headers=auth).status_code == 404
+
+    production = helploop.models.state.production.version
+    other = next(
+        v for v in (AnsweringEngine.load(p).version for p in toy_bundles.values()) if v != production
+    )
+    status = client.get("/api/v1/admin/deployment", headers=auth).get_json()
+    assert status["production"] == production and status["canary"] is None
+    shadow = client.post(
+        "/api/v1/admin/deployment",
+        json={"action": "shadow", "version": other, "reason": "try it"},
+        headers=auth,
+    )
+    assert shadow.status_code == 200 and shadow.get_json()["shadow"] == other
+    with helploop.database.session() as session:
+        row = session.scalars(select(Deployment).order_by(Deployment.id.desc())).first()
+        assert (row.actor, row.reason, row.shadow_version) == ("omar", "try it", other)
+        session.scalars(select(ModelVersion).where(ModelVersion.version == other)).one().metrics = {
+            "gate": {"decision": "worse", "difference": {"accuracy": -0.05, "ci95": [-0.08, -0.02]}}
+        }
+    refused = client.post(
+        "/api/v1/admin/deployment",
+        json={"action": "promote", "version": other, "reason": "ship"},
+        headers=auth,
+    )
+    assert refused.status_code == 409 and "worse than production" in refused.get_json()["error"]["message"]
+    assert client.get("/api/v1/admin/deployment", headers=auth).get_json()["production"] == production
+    promoted = client.post(
+        "/api/v1/admin/deployment",
+        json={"action": "promote", "version": other, "reason": "ship", "override_reason": "known fix"},
+        headers=auth,
+    ).get_json()
+    assert promoted["production"] == other and "gate override: known fix" in promoted["reason"]
+    helploop.models.refresh()
+    assert helploop.models.state.production.version == other
+    back = client.post(
+        "/api/v1/admin/deployment", json={"action": "rollback", "reason": "oops"}, headers=auth
+    )
+    assert back.status_code == 200 and back.get_json()["production"] == production
+    for body, code in (
+        ({"action": "launch", "reason": "x"}, 409),
+        ({"action": "shadow", "version": other}, 409),
+        ({"action": "canary", "version": other, "reason": "x", "share": "half"}, 400),
+        ({"action": "canary", "version": other, "reason": "x", "share": 2}, 409),
+        ({"action": 3, "reason": "x"}, 400),
+    ):
+        answer = client.post("/api/v1/admin/deployment", json=body, headers=auth)
+        assert answer.status_code == code, (body, answer.get_json())
+
+
+def test_operators_create_and_revoke_tokens_on_the_accounts_page(make_app: Any) -> None:
+    import re
+
+    from tests.serving.test_admin import csrf_token, login
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    token = csrf_token(reviewer.get("/review/guidelines").get_data(as_text=True))
+    assert (
+        reviewer.post("/operator/accounts/tokens", data={"csrf_token": token, "name": "x"}).status_code == 403
+    )
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/accounts").get_data(as_text=True)
+    assert client.post("/operator/accounts/tokens", data={"name": "ci"}).status_code == 400  # no CSRF token
+    created = client.post(
+        "/operator/accounts/tokens", data={"csrf_token": csrf_token(page), "name": "ci deploy"}
+    )
+    text = created.get_data(as_text=True)
+    match = re.search(r'id="new-token">.*?<code[^>]*>(hlk_[^<]+)</code>', text, re.S)
+    assert created.status_code == 200 and match
+    secret = match.group(1)
+    assert client.get("/api/v1/admin/deployment", headers=bearer(secret)).status_code == 200
+    again = client.get("/operator/accounts").get_data(as_text=True)
+    assert secret not in again and secret[:12] + "…" in again and 'data-token="1"' in again
+    bad = client.post(
+        "/operator/accounts/tokens",
+        data={"csrf_token": csrf_token(again), "name": "<b>"},
+        follow_redirects=True,
+    )
+    assert "Refused: token name" in bad.get_data(as_text=True) and count(app, ApiToken) == 1
+    revoked = client.post(
+        "/operator/accounts/tokens/1/revoke", data={"csrf_token": csrf_token(again)}, follow_redirects=True
+    )
+    assert "Token 1 revoked" in revoked.get_data(as_text=True)
+    assert client.get("/api/v1/admin/deployment", headers=bearer(secret)).status_code == 401
+    missing = client.post(
+        "/operator/accounts/tokens/9/revoke", data={"csrf_token": csrf_token(again)}, follow_redirects=True
+    )
+    assert "Refused: no API token 9" in missing.get_data(as_text=True)
