@@ -58,6 +58,7 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
     assert "&lt;script&gt;alert" in everything and "<script>alert" not in everything
     page = client.get("/operator/knowledge/change_pin").get_data(as_text=True)
     assert "The model serving now knows this intent" in page
+    assert 'href="/operator/knowledge/try?q=' + TOY["change_pin"][0].replace(" ", "+") + '"' in page
     form = {
         "title": "Change my PIN",
         "answer": "Use the app: **Card → PIN**.",
