@@ -7,11 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
-from core.knowledge_base import import_knowledge_base, latest_kb_version, load_knowledge_base
-from core.models import Job
+from core.knowledge_base import (
+    import_knowledge_base,
+    latest_kb_version,
+    load_knowledge_base,
+    restore_kb_version,
+)
+from core.models import Job, KnowledgeBaseVersion
 from core.registry import current_deployment
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
@@ -107,6 +113,52 @@ def replace_knowledge() -> tuple[Response, int]:
 def merge_knowledge() -> tuple[Response, int]:
     """The body is merged in: new intents and examples added, answers, titles and follow-ups updated."""
     return _import(replace=False)
+
+
+@admin_api.get("/knowledge/versions")
+def knowledge_versions() -> Response:
+    """The newest versions first (``?limit=``, default 20, at most 200): every import, edit and restore."""
+    limit = request.args.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 200:
+        raise APIError(400, "invalid_value", "'limit' must be a whole number from 1 to 200", "limit")
+    rows = db_session().scalars(
+        select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(int(limit))
+    )
+    return jsonify(
+        [
+            {
+                "version": v.id,
+                "created_at": v.created_at.isoformat(),
+                "source": v.source,
+                "data_hash": v.data_hash,
+                "intents": v.intent_count,
+                "examples": v.example_count,
+            }
+            for v in rows
+        ]
+    )
+
+
+@admin_api.post("/knowledge/versions/<int:version_id>/restore")
+def restore_knowledge_version(version_id: int) -> Response:
+    """Make an earlier version current again, as a new version (the undo of a bad push)."""
+    helploop = state()
+    with helploop.write_lock:
+        session = db_session()
+        try:
+            result = restore_kb_version(session, version_id=version_id, actor=f"{g.api_user} (API)")
+        except KnowledgeBaseFormatError as exc:
+            session.rollback()
+            raise APIError(404, "unknown_version", exc.message, "version_id") from None
+        session.commit()
+    return jsonify(
+        {
+            "version": result.kb_version_id,
+            "data_hash": result.data_hash,
+            "intents": result.intent_count,
+            "examples": result.example_count,
+        }
+    )
 
 
 def _job(job: Job) -> dict[str, Any]:

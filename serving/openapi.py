@@ -247,6 +247,39 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/admin/knowledge/versions": {
+            "get": {
+                "summary": "Admin: knowledge-base versions, newest first (every import, edit and restore)",
+                "security": ADMIN,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Versions",
+                        **_json({"type": "array", "items": {"type": "object"}}),
+                    },
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
+        "/api/v1/admin/knowledge/versions/{version_id}/restore": {
+            "post": {
+                "summary": "Admin: make an earlier version current again, as a new version",
+                "security": ADMIN,
+                "parameters": [
+                    {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
+                "responses": {
+                    "200": {"description": "The new version", **_json(IMPORTED)},
+                    **_error_responses(401, 404, 429),
+                },
+            }
+        },
         "/api/v1/admin/train": {
             "post": {
                 "summary": "Admin: queue a retraining (fine-tuning the encoder with fine_tune: true)",

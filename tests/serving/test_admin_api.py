@@ -157,6 +157,16 @@ def test_knowledge_base_through_the_api_is_validated_whole(make_app: Any) -> Non
     refused = client.put("/api/v1/admin/knowledge", json=too_big, headers=auth)
     assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "payload_too_large"
     assert client.post("/api/v1/chat", data="x" * 3000, content_type="application/json").status_code == 413
+    # Versions, newest first; restoring the first push makes it current again as a new version.
+    listed = client.get("/api/v1/admin/knowledge/versions?limit=2", headers=auth).get_json()
+    assert [v["version"] for v in listed] == [versions + 1, versions] and len(listed) == 2
+    assert client.get("/api/v1/admin/knowledge/versions?limit=0", headers=auth).status_code == 400
+    restored = client.post(f"/api/v1/admin/knowledge/versions/{body['version']}/restore", headers=auth)
+    assert restored.status_code == 200 and restored.get_json()["data_hash"] == body["data_hash"]
+    newest = client.get("/api/v1/admin/knowledge/versions", headers=auth).get_json()[0]
+    assert newest["source"] == f"version {body['version']} restored by omar (API)"
+    missing = client.post("/api/v1/admin/knowledge/versions/999/restore", headers=auth)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "unknown_version"
 
 
 def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles: Any) -> None:
