@@ -111,3 +111,46 @@ def test_gold_suspension_is_audited_and_an_operator_reinstates_with_a_fresh_reco
     assert bad.suspended_at is not None and bad.suspended_reason == "accuracy on gold 1/3 below 60%"
     with pytest.raises(ReviewError, match="suspended"):
         next_item(db_session, reviewer=bad, policy=policy)
+
+
+def test_api_tokens_authenticate_their_operator_until_revoked(db_session: Session) -> None:
+    from core.models import ApiToken
+    from crowd_feedback.reviewers import (
+        authenticate_token,
+        create_api_token,
+        list_api_tokens,
+        revoke_api_token,
+    )
+
+    create_user(db_session, username="omar", password=SECRET, role="operator")
+    create_user(db_session, username="olga", password=SECRET, role="operator")
+    create_user(db_session, username="rita", password=SECRET, role="reviewer")
+    token, secret = create_api_token(db_session, username="omar", name="  ci   deploy ", actor="olga")
+    other, other_secret = create_api_token(db_session, username="omar", name="backup", actor="omar")
+    assert token.name == "ci deploy" and secret != other_secret and len({secret, other_secret}) == 2
+    assert (
+        db_session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.token_hash == secret))
+        == 0
+    )
+    user = authenticate_token(db_session, secret)
+    assert user is not None and user.username == "omar" and token.last_used_at is not None
+    assert authenticate_token(db_session, secret + "x") is None
+    assert authenticate_token(db_session, secret[4:]) is None  # without the prefix
+    with pytest.raises(AccountError, match="for operators"):
+        create_api_token(db_session, username="rita", name="x", actor="olga")
+    with pytest.raises(AccountError, match="no user"):
+        create_api_token(db_session, username="nobody", name="x", actor="olga")
+    set_active(db_session, username="omar", active=False, actor="olga", reason="left")
+    assert authenticate_token(db_session, secret) is None
+    with pytest.raises(AccountError, match="deactivated"):
+        create_api_token(db_session, username="omar", name="x", actor="olga")
+    set_active(db_session, username="omar", active=True, actor="olga", reason="back")
+    revoke_api_token(db_session, token_id=token.id, actor="olga")
+    revoke_api_token(db_session, token_id=token.id, actor="olga")  # twice: recorded once
+    assert authenticate_token(db_session, secret) is None
+    assert authenticate_token(db_session, other_secret) is not None
+    assert [t.id for t in list_api_tokens(db_session)] == [other.id, token.id]
+    assert actions(db_session, "omar").count(("token_created", "olga")) == 1
+    assert actions(db_session, "omar").count(("token_revoked", "olga")) == 1
+    with pytest.raises(AccountError, match="no API token"):
+        revoke_api_token(db_session, token_id=other.id + 100, actor="olga")
