@@ -1,12 +1,46 @@
 /* HelpLoop chat widget. One tag on any page:
  *   <script src="https://bot.example.com/widget.js" data-helploop-url="https://bot.example.com" defer></script>
  * No build step, no dependencies. Everything the bot or the user writes is inserted as text; the bot's
- * Markdown is rendered from escaped text with a small whitelist (bold, italics, code, links, lists). */
+ * Markdown is rendered from escaped text with a small whitelist (bold, italics, code, links, lists).
+ * Every text of the widget can be replaced on the tag, for another wording or language: data-helploop-KEY,
+ * KEY from TEXTS below with "_" written "-" (data-helploop-greeting="Hallo! Wie kann ich helfen?",
+ * data-helploop-send="Senden"), and data-helploop-lang="de" for screen readers. */
 (function () {
   "use strict";
   var script = document.currentScript || document.querySelector("script[data-helploop-url]");
   var base = ((script && script.getAttribute("data-helploop-url")) || "").replace(/\/+$/, "");
-  var title = (script && script.getAttribute("data-helploop-title")) || "Help";
+  var TEXTS = {
+    title: "Help",
+    greeting: "Hi! How can I help you today?",
+    open_chat: "Open chat",
+    close_chat: "Close chat",
+    chat: "chat",
+    talk_to_person: "Talk to a person",
+    message: "Your message",
+    placeholder: "Ask a question…",
+    send: "Send",
+    suggestions: "Suggestions",
+    was_helpful: "Was this helpful?",
+    helpful: "Helpful",
+    not_helpful: "Not helpful",
+    contact_title: "How can we reach you?",
+    contact_prompt: "Leave your e-mail or phone number and a person will get back to you:",
+    contact_placeholder: "you@example.com",
+    typing: "The assistant is typing",
+    too_fast: "You're sending messages quickly — please wait a moment.",
+    failed: "Sorry, something went wrong:",
+    feedback_thanks: "Thanks — we'll use this to improve. You can also talk to a person.",
+    feedback_failed: "Could not save feedback:",
+    taken_over: "A person from our team will take over this conversation.",
+    message_first: "Send a message first, then we can connect you with a person.",
+    person_failed: "Could not reach a person:"
+  };
+  Object.keys(TEXTS).forEach(function (key) {
+    var value = script && script.getAttribute("data-helploop-" + key.replace(/_/g, "-"));
+    if (value) { TEXTS[key] = value; }
+  });
+  var title = TEXTS.title;
+  var lang = script && script.getAttribute("data-helploop-lang");
   var storageKey = "helploop:" + base + ":session";
   var sessionId = null;
   try { sessionId = window.localStorage.getItem(storageKey); } catch (e) { sessionId = null; }
@@ -55,22 +89,23 @@
   var css = el("link", { rel: "stylesheet", href: base + "/widget.css" });
   document.head.appendChild(css);
 
-  var launcher = el("button", { type: "button", "class": "hl-launcher", "aria-label": "Open chat",
+  var launcher = el("button", { type: "button", "class": "hl-launcher", "aria-label": TEXTS.open_chat,
                                 "aria-expanded": "false", "aria-controls": "hl-panel" });
   launcher.innerHTML = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true"><path fill="currentColor" d="M4 4h16v11H7l-3 3z"/></svg>';
   var panel = el("section", { id: "hl-panel", "class": "hl-panel", role: "dialog", "aria-modal": "false",
-                              "aria-label": title + " chat", hidden: "" });
+                              "aria-label": title + " " + TEXTS.chat, hidden: "" });
+  if (lang) { panel.setAttribute("lang", lang); }
   var header = el("header", { "class": "hl-header" });
   header.appendChild(el("h2", {}, title));
-  var human = el("button", { type: "button", "class": "hl-human" }, "Talk to a person");
-  var close = el("button", { type: "button", "class": "hl-close", "aria-label": "Close chat" }, "×");
+  var human = el("button", { type: "button", "class": "hl-human" }, TEXTS.talk_to_person);
+  var close = el("button", { type: "button", "class": "hl-close", "aria-label": TEXTS.close_chat }, "×");
   header.appendChild(human);
   header.appendChild(close);
   var log = el("div", { "class": "hl-log", role: "log", "aria-live": "polite", "aria-relevant": "additions" });
   var form = el("form", { "class": "hl-form" });
   var input = el("input", { type: "text", "class": "hl-input", name: "message", autocomplete: "off",
-                            maxlength: "1000", "aria-label": "Your message", placeholder: "Ask a question…" });
-  var send = el("button", { type: "submit", "class": "hl-send" }, "Send");
+                            maxlength: "1000", "aria-label": TEXTS.message, placeholder: TEXTS.placeholder });
+  var send = el("button", { type: "submit", "class": "hl-send" }, TEXTS.send);
   form.appendChild(input);
   form.appendChild(send);
   panel.appendChild(header);
@@ -93,7 +128,7 @@
     body.innerHTML = renderMarkdown(reply.answer || "");
     wrap.appendChild(body);
     if (reply.suggestions && reply.suggestions.length) {
-      var chips = el("div", { "class": "hl-chips", role: "group", "aria-label": "Suggestions" });
+      var chips = el("div", { "class": "hl-chips", role: "group", "aria-label": TEXTS.suggestions });
       reply.suggestions.forEach(function (s) {
         var chip = el("button", { type: "button", "class": "hl-chip", "data-intent": s.intent }, s.title);
         chip.addEventListener("click", function () { sendMessage("/" + s.intent, s.title); });
@@ -102,8 +137,8 @@
       wrap.appendChild(chips);
     }
     if (reply.turn_id && reply.status === "answered") {
-      var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": "Was this helpful?" });
-      [["up", true, "Helpful"], ["down", false, "Not helpful"]].forEach(function (spec) {
+      var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": TEXTS.was_helpful });
+      [["up", true, TEXTS.helpful], ["down", false, TEXTS.not_helpful]].forEach(function (spec) {
         var button = el("button", { type: "button", "class": "hl-thumb hl-thumb-" + spec[0],
                                     "aria-label": spec[2], "aria-pressed": "false", title: spec[2] });
         button.innerHTML = THUMB;  // a constant of ours, not user or bot text
@@ -127,14 +162,14 @@
   function askContact() {
     if (contactAsked || !sessionId) { return; }
     contactAsked = true;
-    var box = el("form", { "class": "hl-contact", "aria-label": "How can we reach you?" });
+    var box = el("form", { "class": "hl-contact", "aria-label": TEXTS.contact_title });
     box.appendChild(el("label", { "for": "hl-contact-input" },
-                       "Leave your e-mail or phone number and a person will get back to you:"));
+                       TEXTS.contact_prompt));
     var row = el("div", { "class": "hl-contact-row" });
     var field = el("input", { id: "hl-contact-input", type: "text", name: "contact", maxlength: "200",
-                              autocomplete: "email", "class": "hl-input", placeholder: "you@example.com" });
+                              autocomplete: "email", "class": "hl-input", placeholder: TEXTS.contact_placeholder });
     row.appendChild(field);
-    row.appendChild(el("button", { type: "submit", "class": "hl-send" }, "Send"));
+    row.appendChild(el("button", { type: "submit", "class": "hl-send" }, TEXTS.send));
     box.appendChild(row);
     box.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -149,7 +184,7 @@
   var THUMB = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" ' +
     'd="M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z"/></svg>';
 
-  var typing = el("div", { "class": "hl-typing", "aria-label": "The assistant is typing" });
+  var typing = el("div", { "class": "hl-typing", "aria-label": TEXTS.typing });
   typing.innerHTML = "<span></span><span></span><span></span>";
 
   function request(method, path, payload) {
@@ -197,8 +232,7 @@
         sessionId = null;
         try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
       }
-      addNotice(error.status === 429 ? "You're sending messages quickly — please wait a moment."
-                                     : "Sorry, something went wrong: " + error.message);
+      addNotice(error.status === 429 ? TEXTS.too_fast : TEXTS.failed + " " + error.message);
     }).then(function () {
       busy = false;
       send.disabled = false;
@@ -211,13 +245,13 @@
       Array.prototype.forEach.call(group.querySelectorAll("button"), function (b) {
         b.setAttribute("aria-pressed", b === button ? "true" : "false");
       });
-      if (!helpful) { addNotice("Thanks — we'll use this to improve. You can also talk to a person."); }
-    }).catch(function (error) { addNotice("Could not save feedback: " + error.message); });
+      if (!helpful) { addNotice(TEXTS.feedback_thanks); }
+    }).catch(function (error) { addNotice(TEXTS.feedback_failed + " " + error.message); });
   }
 
   function resume() {
     if (!sessionId) {
-      addBot({ answer: "Hi! Ask me anything about your account, cards or payments.", status: "greeting" });
+      addBot({ answer: TEXTS.greeting, status: "greeting" });
       return;
     }
     request("GET", "/api/v1/sessions/" + encodeURIComponent(sessionId)).then(function (data) {
@@ -227,13 +261,13 @@
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
                  turn_id: turn.turn_id, helpful: turn.helpful });
       });
-      if (data.handoff_requested) { addNotice("A person from our team will take over this conversation."); }
+      if (data.handoff_requested) { addNotice(TEXTS.taken_over); }
       var last = data.turns.length ? data.turns[data.turns.length - 1].status : "";
       if ((data.handoff_requested || last === "handoff") && !data.contact_left) { askContact(); }
     }).catch(function () {
       sessionId = null;
       try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
-      addBot({ answer: "Hi! Ask me anything about your account, cards or payments.", status: "greeting" });
+      addBot({ answer: TEXTS.greeting, status: "greeting" });
     });
   }
 
@@ -241,14 +275,14 @@
   function open() {
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
-    launcher.setAttribute("aria-label", "Close chat");
+    launcher.setAttribute("aria-label", TEXTS.close_chat);
     if (!opened) { opened = true; resume(); }
     input.focus();
   }
   function shut() {
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
-    launcher.setAttribute("aria-label", "Open chat");
+    launcher.setAttribute("aria-label", TEXTS.open_chat);
     launcher.focus();
   }
 
@@ -262,11 +296,11 @@
     sendMessage(text);
   });
   human.addEventListener("click", function () {
-    if (!sessionId) { addNotice("Send a message first, then we can connect you with a person."); return; }
+    if (!sessionId) { addNotice(TEXTS.message_first); return; }
     request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/handoff", {}).then(function (data) {
       addNotice(data.message);
       askContact();
-    }).catch(function (error) { addNotice("Could not reach a person: " + error.message); });
+    }).catch(function (error) { addNotice(TEXTS.person_failed + " " + error.message); });
   });
 
   window.HelpLoop = { open: open, close: shut };

@@ -150,3 +150,44 @@ def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: t
     page.locator(".hl-notice", has_text="will take over").wait_for()
     assert page.locator(".hl-contact").count() == 0
     context.close()
+
+
+def test_every_widget_text_can_be_replaced_on_the_tag(browser: Any, live_server: tuple[str, Any]) -> None:
+    """Another wording or language without touching the script: data-helploop-KEY attributes."""
+    base, _ = live_server
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/healthz")  # any page of the server: a same-origin blank canvas
+    page.set_content(
+        f'<html><body><script src="{base}/widget.js" data-helploop-url="{base}" data-helploop-lang="de"'
+        ' data-helploop-title="Hilfe" data-helploop-greeting="Hallo! Wie kann ich helfen?"'
+        ' data-helploop-send="Senden" data-helploop-placeholder="Ihre Frage …"'
+        ' data-helploop-talk-to-person="Mit einem Menschen sprechen"'
+        ' data-helploop-open-chat="Chat öffnen"></script></body></html>'
+    )
+    page.locator(".hl-launcher").wait_for()
+    assert page.get_attribute(".hl-launcher", "aria-label") == "Chat öffnen"
+    page.click(".hl-launcher")
+    assert page.locator(".hl-bot[data-status=greeting]").inner_text() == "Hallo! Wie kann ich helfen?"
+    assert page.locator(".hl-send").inner_text() == "Senden"
+    assert page.get_attribute(".hl-input", "placeholder") == "Ihre Frage …"
+    assert page.locator(".hl-human").inner_text() == "Mit einem Menschen sprechen"
+    assert page.get_attribute(".hl-panel", "lang") == "de"
+    assert page.locator(".hl-header h2").inner_text() == "Hilfe"
+    assert page.get_attribute(".hl-close", "aria-label") == "Close chat"  # not replaced: the default
+    page.fill(".hl-input", "when will my card arrive")
+    page.keyboard.press("Enter")
+    bot_messages(page).first.wait_for()
+    assert "5–7 working days" in bot_messages(page).first.inner_text()
+    context.close()
+    assert errors == []
+
+
+def test_the_default_greeting_is_neutral_and_the_demo_sets_its_own(page: Any) -> None:
+    page.click(".hl-launcher")
+    greeting = page.locator(".hl-bot[data-status=greeting]").inner_text()
+    assert greeting == "Hi! Ask me anything about your account, cards or payments."  # the demo page's own
+    script = page.evaluate("fetch('/widget.js').then(r => r.text())")
+    assert 'greeting: "Hi! How can I help you today?"' in script and "cards or payments" not in script
