@@ -59,6 +59,9 @@ class Settings:
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
     clarify_message: str = "Did you mean one of these?"
+    # What the widget shows when the customer asks for a person, and after they leave a contact.
+    handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
+    contact_received_message: str = "Thanks, a person from our team will get back to you."
     # Crowd review
     review_audit_rate: float = 0.02
     review_judgements: int = 3

@@ -283,7 +283,7 @@ def handoff(session_id: str) -> Response:
         {
             "session_id": conversation.id,
             "handoff_requested": True,
-            "message": "Thanks, a person from our team will take over this conversation.",
+            "message": state().settings.handoff_requested_message,
         }
     )
 
@@ -308,7 +308,7 @@ def contact(session_id: str) -> Response:
         {
             "session_id": conversation.id,
             "handoff_requested": True,
-            "message": "Thanks, a person from our team will get back to you.",
+            "message": state().settings.contact_received_message,
         }
     )
 

@@ -466,3 +466,19 @@ def test_a_failing_encoder_never_costs_a_turn_its_routing(app: Any) -> None:
             ("where is my card", True),
             ("card still not here", False),
         ]
+
+
+def test_the_handoff_and_contact_replies_are_settings(make_app: Any) -> None:
+    app = make_app(
+        ratelimit_enabled=False,
+        handoff_requested_message="Danke, gleich meldet sich jemand.",
+        contact_received_message="Danke, wir melden uns.",
+    )
+    client = app.test_client()
+    session_id = chat(client, "close my account").get_json()["session_id"]
+    handoff = client.post(f"/api/v1/sessions/{session_id}/handoff").get_json()
+    assert handoff["message"] == "Danke, gleich meldet sich jemand."
+    left = client.post(
+        f"/api/v1/sessions/{session_id}/contact", json={"contact": "jo@example.com"}
+    ).get_json()
+    assert left["message"] == "Danke, wir melden uns."
