@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -470,7 +471,9 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
     out_path = Path(out)
     intents = [kb.intents[name] for name in sorted(kb.intents)]
     if fmt == "json":
-        target = out_path / "knowledge_base.json" if out_path.is_dir() else out_path
+        # A directory (existing, or named with a trailing slash) gets knowledge_base.json inside it.
+        folder = out_path.is_dir() or str(out).endswith(("/", os.sep))
+        target = out_path / "knowledge_base.json" if folder else out_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(kb.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return [target]

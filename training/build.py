@@ -19,7 +19,13 @@ from bot.engine import AnsweringEngine, BundleError, EngineConfig, IntentInfo, P
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
 from core.models import VerifiedPair
-from core.registry import register_model_version, serving_plan
+from core.registry import (
+    current_deployment,
+    latest_model_version,
+    register_model_version,
+    serving_plan,
+    set_deployment,
+)
 from core.settings import Settings
 from training.gate import compare, split_for_evaluation
 
@@ -191,6 +197,19 @@ def register_bundle(
     metrics: dict[str, Any],
     kb_version_id: int | None,
 ) -> BuildResult:
+    """Record a built model. It does not serve: a new model reaches users only through shadow, canary and
+    promote, under the gate. Without a deployment row the newest registered model serves (how the first
+    model of an installation goes live), so before registering a second one, the one serving now is pinned
+    as production."""
+    if current_deployment(session) is None:
+        serving = latest_model_version(session)
+        if serving is not None:
+            set_deployment(
+                session,
+                production_version=serving.version,
+                actor="system",
+                reason="pinned before registering a newer model: new models serve only once promoted",
+            )
     register_model_version(
         session,
         version=engine.version,

@@ -197,3 +197,11 @@ def test_uploaded_bytes_that_are_not_utf8_are_refused_by_name() -> None:
     assert caught.value.file == "answers.csv" and "not UTF-8" in caught.value.message
     with pytest.raises(KnowledgeBaseFormatError, match="no files given"):
         read_knowledge_base_files([])
+
+
+def test_json_export_to_a_new_folder_named_with_a_slash(csv_pair: list[Path], tmp_path: Path) -> None:
+    kb = read_knowledge_base(csv_pair)
+    (written,) = write_knowledge_base(kb, "json", f"{tmp_path}/new/")
+    assert written == tmp_path / "new" / "knowledge_base.json" and written.is_file()
+    (plain,) = write_knowledge_base(kb, "json", tmp_path / "kb.json")
+    assert plain == tmp_path / "kb.json" and read_knowledge_base([plain]).data_hash() == kb.data_hash()

@@ -517,6 +517,9 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     assert gate["production"]["version"] == v1  # compared with the model serving at the time
     assert gate["decision"] in {"better", "worse", "no_significant_difference"}
     assert len(gate["difference"]["ci95"]) == 2 and 0 <= gate["mcnemar"]["p_value"] <= 1
+    # The second model does not serve by being newest: the first was pinned as production before it came.
+    pinned = run(settings, "deploy", "status").output
+    assert pinned.startswith(f"production {v1} (by system: pinned before registering a newer model")
 
     assert run(settings, "deploy", "promote", v1, "--reason", "first release").exit_code == 0
     result = run(settings, "deploy", "canary", v2, "--share", "0.25", "--reason", "try crowd pairs")
@@ -542,6 +545,7 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     with Database(settings).session() as session:
         history = session.scalars(select(Deployment).order_by(Deployment.id)).all()
         assert [h.reason for h in history] == [
+            "pinned before registering a newer model: new models serve only once promoted",
             "first release",
             "try crowd pairs",
             "compare",
