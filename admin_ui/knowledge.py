@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
@@ -24,14 +23,16 @@ from core.kb_files import (
 )
 from core.knowledge_base import (
     delete_intent,
+    get_kb_version,
     import_knowledge_base,
     intent_revision,
+    list_kb_versions,
     load_knowledge_base,
     restore_kb_version,
     save_intent,
     version_changes,
 )
-from core.models import KnowledgeBaseVersion, utcnow
+from core.models import utcnow
 from crowd_feedback.quality import answer_quality
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
@@ -53,9 +54,7 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
     search = (request.args.get("q") or "").strip()
     with helploop.database.session() as session:
         kb = load_knowledge_base(session)
-        versions = session.scalars(
-            select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(10)
-        ).all()
+        versions = list_kb_versions(session, limit=10)
         history = [(v.id, v.created_at, v.source, v.intent_count, v.example_count) for v in versions]
         quality = answer_quality(session, since=utcnow() - timedelta(days=30)).intents
     needle = search.casefold()
@@ -275,10 +274,10 @@ def version(version_id: int) -> Any:
 @require_role("operator")
 def version_snapshot(version_id: int) -> Any:
     with current_app.extensions["helploop"].database.session() as session:
-        version = session.get(KnowledgeBaseVersion, version_id)
-        snapshot = None if version is None else version.snapshot
-    if snapshot is None:
-        abort(404)
+        try:
+            snapshot = get_kb_version(session, version_id=version_id).snapshot
+        except KnowledgeBaseFormatError:
+            abort(404)
     return _download(f"knowledge_base_v{version_id}.json", (json.dumps(snapshot, indent=2) + "\n").encode())
 
 

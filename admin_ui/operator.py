@@ -60,7 +60,7 @@ from crowd_feedback.suggestions import (
     intent_suggestions,
     open_suggestion,
 )
-from training.jobs import JobError, enqueue, request_cancel
+from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.rollout import RolloutError, apply_action, describe
 
 operator = Blueprint("operator", __name__, url_prefix="/operator", template_folder="templates")
@@ -162,23 +162,6 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         "width": width,
         "height": height,
         "answered_last_7": answered if latest else None,
-    }
-
-
-def job_view(job: Job) -> dict[str, Any]:
-    """What the job pages show of a job row."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "params": job.params or {},
-        "status": job.status,
-        "progress": job.progress,
-        "step": job.step,
-        "eta": job.eta_seconds,
-        "error": job.error,
-        "result": job.result or {},
-        "created_by": job.created_by,
-        "created_at": job.created_at,
     }
 
 

@@ -100,9 +100,11 @@ def init_admin(
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
 
+    uploads = UPLOAD_ENDPOINTS | upload_endpoints
+
     @app.before_request
     def allow_uploads() -> None:
-        if request.endpoint in UPLOAD_ENDPOINTS or request.endpoint in upload_endpoints:
+        if request.endpoint in uploads:
             request.max_content_length = upload_bytes
 
     csrf.init_app(app)

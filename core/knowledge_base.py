@@ -272,14 +272,26 @@ def delete_intent(session: Session, *, name: str, actor: str) -> ImportResult:
     )
 
 
-def restore_kb_version(session: Session, *, version_id: int, actor: str) -> ImportResult:
-    """Make an earlier knowledge-base version the current one again (from its snapshot), as a new version:
-    the undo of a bad import or edit. Nothing in between is lost, it stays in the history."""
+def get_kb_version(session: Session, *, version_id: int) -> KnowledgeBaseVersion:
     version = session.get(KnowledgeBaseVersion, version_id)
     if version is None:
         raise KnowledgeBaseFormatError(
             f"<version {version_id}>", None, None, f"knowledge-base version {version_id} does not exist"
         )
+    return version
+
+
+def list_kb_versions(session: Session, *, limit: int) -> list[KnowledgeBaseVersion]:
+    """The newest ``limit`` versions, newest first."""
+    return list(
+        session.scalars(select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(limit))
+    )
+
+
+def restore_kb_version(session: Session, *, version_id: int, actor: str) -> ImportResult:
+    """Make an earlier knowledge-base version the current one again (from its snapshot), as a new version:
+    the undo of a bad import or edit. Nothing in between is lost, it stays in the history."""
+    version = get_kb_version(session, version_id=version_id)
     snapshot = json.dumps(version.snapshot, ensure_ascii=False).encode("utf-8")
     incoming = read_knowledge_base_files([(f"version-{version_id}.json", snapshot)])
     return import_knowledge_base(
@@ -306,26 +318,14 @@ def compare_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> l
     changes = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
-        if a is None or b is None:
-            present = b if a is None else a
-            assert present is not None
-            examples = list(present.get("examples", []))
-            changes.append(
-                IntentChange(
-                    name,
-                    "added" if a is None else "removed",
-                    [],
-                    examples if a is None else [],
-                    examples if b is None else [],
-                )
-            )
-            continue
-        fields = [f for f in ("title", "answer", "follow_ups") if a.get(f) != b.get(f)]
-        was, now = set(a.get("examples", [])), set(b.get("examples", []))
-        added = [e for e in b.get("examples", []) if e not in was]
-        removed = [e for e in a.get("examples", []) if e not in now]
-        if fields or added or removed:
-            changes.append(IntentChange(name, "changed", fields, added, removed))
+        was, now = (a or {}).get("examples", []), (b or {}).get("examples", [])
+        was_set, now_set = set(was), set(now)
+        added = [e for e in now if e not in was_set]
+        removed = [e for e in was if e not in now_set]
+        change = "added" if a is None else "removed" if b is None else "changed"
+        fields = [f for f in ("title", "answer", "follow_ups") if a and b and a.get(f) != b.get(f)]
+        if change != "changed" or fields or added or removed:
+            changes.append(IntentChange(name, change, fields, added, removed))
     return changes
 
 
@@ -335,11 +335,7 @@ def version_changes(
     """Version ``version_id`` next to the one before it (``against="previous"``: what that change did) or
     next to the newest version (``against="current"``: what restoring it would do). Returns (version, the
     version compared with or None, the changes from that one to ``version_id``)."""
-    version = session.get(KnowledgeBaseVersion, version_id)
-    if version is None:
-        raise KnowledgeBaseFormatError(
-            f"<version {version_id}>", None, None, f"knowledge-base version {version_id} does not exist"
-        )
+    version = get_kb_version(session, version_id=version_id)
     if against == "current":
         newest = latest_kb_version(session)
         assert newest is not None

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.models import AccountEvent, ApiToken, Claim, User, utcnow
@@ -246,7 +246,9 @@ def revoke_api_token(session: Session, *, token_id: int, actor: str) -> ApiToken
 
 
 def list_api_tokens(session: Session) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+    return list(
+        session.scalars(select(ApiToken).options(selectinload(ApiToken.user)).order_by(ApiToken.id.desc()))
+    )
 
 
 def authenticate_token(session: Session, secret: str) -> User | None:

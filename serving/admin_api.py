@@ -7,22 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
     import_knowledge_base,
     latest_kb_version,
+    list_kb_versions,
     load_knowledge_base,
     restore_kb_version,
 )
-from core.models import Job, KnowledgeBaseVersion
+from core.models import Job
 from core.registry import current_deployment
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
-from training.jobs import JobError, enqueue, request_cancel
+from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.rollout import RolloutError, apply_action, describe
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -121,9 +121,7 @@ def knowledge_versions() -> Response:
     limit = request.args.get("limit", "20")
     if not limit.isdigit() or not 1 <= int(limit) <= 200:
         raise APIError(400, "invalid_value", "'limit' must be a whole number from 1 to 200", "limit")
-    rows = db_session().scalars(
-        select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(int(limit))
-    )
+    rows = list_kb_versions(db_session(), limit=int(limit))
     return jsonify(
         [
             {
@@ -162,18 +160,11 @@ def restore_knowledge_version(version_id: int) -> Response:
 
 
 def _job(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "progress": job.progress,
-        "step": job.step,
-        "eta_seconds": job.eta_seconds,
-        "error": job.error,
-        "result": job.result or {},
-        "created_by": job.created_by,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-    }
+    """The job pages' view of a job, as JSON: an ISO timestamp, the ETA named with its unit."""
+    view = job_view(job)
+    view["eta_seconds"] = view.pop("eta")
+    view["created_at"] = job.created_at.isoformat() if job.created_at else None
+    return view
 
 
 @admin_api.post("/train")

@@ -173,20 +173,15 @@ def kb_export(ctx: click.Context, fmt: str, out: str) -> None:
 @click.pass_context
 def kb_versions(ctx: click.Context, limit: int) -> None:
     """List knowledge-base versions, newest first (every import, edit and restore is one)."""
-    from sqlalchemy import select
-
-    from core.models import KnowledgeBaseVersion
+    from core.knowledge_base import list_kb_versions
 
     database = _database(_settings(ctx))
     _require_schema(database)
     with database.session() as session:
-        rows = session.scalars(
-            select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc()).limit(limit)
-        ).all()
         lines = [
             f"{v.id}\t{v.created_at:%Y-%m-%d %H:%M}\t{v.intent_count} intents\t{v.example_count} examples\t"
             f"{v.source}"
-            for v in rows
+            for v in list_kb_versions(session, limit=limit)
         ]
     if not lines:
         click.echo("no knowledge-base versions yet: import one with `helploop kb import`")

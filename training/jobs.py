@@ -38,6 +38,23 @@ class JobError(ValueError):
     pass
 
 
+def job_view(job: Job) -> dict[str, Any]:
+    """What the job pages (and the admin API) show of a job row."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "params": job.params or {},
+        "status": job.status,
+        "progress": job.progress,
+        "step": job.step,
+        "eta": job.eta_seconds,
+        "error": job.error,
+        "result": job.result or {},
+        "created_by": job.created_by,
+        "created_at": job.created_at,
+    }
+
+
 def enqueue(session: Session, *, kind: str, params: dict[str, Any] | None = None, created_by: str) -> Job:
     if kind not in HANDLERS:
         raise JobError(f"unknown job kind {kind!r}; known: {sorted(HANDLERS)}")
