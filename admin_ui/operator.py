@@ -8,7 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -25,13 +36,19 @@ from core.models import (
     utcnow,
 )
 from core.registry import (
+    MESSAGE_LIMIT,
     DayTraffic,
     HandoffError,
+    MessageError,
     NotFoundError,
+    agent_active,
+    agent_reply,
     close_handoff,
     conversation_summaries,
     daily_traffic,
     get_conversation,
+    handoff_open,
+    messages_after,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
@@ -514,8 +531,72 @@ def conversation_detail(conversation_id: str) -> Any:
             "closed_by": conversation.handoff_closed_by,
             "note": conversation.handoff_note,
             "contact": conversation.contact,
+            "agent": conversation.agent if agent_active(conversation) else None,
+            "waiting": handoff_open(session, conversation_id=conversation.id),
         }
-    return render_template("admin/conversation.html", conversation=info, turns=turns)
+        messages = [live_message_view(m) for m in conversation.messages]
+    return render_template(
+        "admin/conversation.html",
+        conversation=info,
+        turns=turns,
+        messages=messages,
+        message_limit=MESSAGE_LIMIT,
+    )
+
+
+def live_message_view(message: Any) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "at": message.created_at.strftime("%H:%M:%S"),
+        "sender": message.sender,
+        "agent": message.agent,
+        "text": message.text,
+    }
+
+
+@operator.post("/conversations/<conversation_id>/messages")
+@require_role("operator")
+def reply_to_customer(conversation_id: str) -> Any:
+    """Write to the customer in the widget. The first reply takes the conversation over: the bot stays quiet
+    and the customer's messages come here until the handoff is marked handled."""
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            agent_reply(
+                session,
+                conversation_id=conversation_id,
+                agent=current_user.username,
+                text=request.form.get("text", ""),
+            )
+        helploop.metrics.live_chat_messages.labels(sender="agent").inc()
+    except NotFoundError:
+        abort(404)
+    except (HandoffError, MessageError) as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id) + "#live-chat")
+
+
+@operator.get("/conversations/<conversation_id>/messages.json")
+@require_role("operator")
+def live_chat_messages(conversation_id: str) -> Any:
+    """What the conversation page polls: live-chat messages after ``after``, and who is chatting."""
+    helploop = current_app.extensions["helploop"]
+    after = request.args.get("after", 0, type=int) or 0
+    with helploop.database.session() as session:
+        try:
+            conversation = get_conversation(session, conversation_id=conversation_id)
+        except NotFoundError:
+            abort(404)
+        return jsonify(
+            {
+                "agent": conversation.agent if agent_active(conversation) else None,
+                "waiting": handoff_open(session, conversation_id=conversation.id),
+                "messages": [
+                    live_message_view(m)
+                    for m in messages_after(session, conversation_id=conversation_id, after=after)
+                ],
+            }
+        )
 
 
 @operator.post("/conversations/<conversation_id>/close")

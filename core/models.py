@@ -100,8 +100,34 @@ class Conversation(Base):
     # How a person can reach the customer (e-mail or phone) left in the widget after a handoff: personal data,
     # shown to operators only, cleared by the retention job and by erasure.
     contact: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The operator chatting with the customer now (set by their first reply, cleared when the handoff is
+    # marked handled): while set, the customer's messages go to them and the bot stays quiet.
+    agent: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
+    messages: Mapped[list[ConversationMessage]] = relationship(
+        back_populates="conversation", order_by="ConversationMessage.id"
+    )
+
+
+class ConversationMessage(Base):
+    """A message of the live chat after a handoff: an operator's reply, or the customer's message to them
+    (not a bot turn: nothing was predicted, nothing is reviewed or trained on)."""
+
+    __tablename__ = "conversation_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sender: Mapped[str] = mapped_column(String(20))  # agent | customer
+    agent: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the operator, for agent messages
+    text: Mapped[str] = mapped_column(Text)
+    # Personal data like turns.user_text (a reply may quote the customer): redacted after the period.
+    redacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
 class Turn(Base):

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Conversation, Deployment, ModelVersion, Turn, utcnow
+from core.models import Conversation, ConversationMessage, Deployment, ModelVersion, Turn, utcnow
 
 
 class NotFoundError(LookupError):
@@ -187,8 +187,71 @@ def close_handoff(session: Session, *, conversation_id: str, actor: str, note: s
     conversation.handoff_closed_at = utcnow()
     conversation.handoff_closed_by = actor[:100]
     conversation.handoff_note = note.strip()[:500] or None
+    conversation.agent = None  # the live chat ends: the bot answers again
     session.flush()
     return conversation
+
+
+MESSAGE_LIMIT = 2000  # characters of one live-chat message
+
+
+class MessageError(ValueError):
+    """A live-chat message that is empty or too long."""
+
+
+def agent_active(conversation: Conversation) -> bool:
+    """An operator is chatting with the customer: their messages go to the person, the bot stays quiet."""
+    return conversation.agent is not None and conversation.handoff_closed_at is None
+
+
+def _message_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise MessageError("the message is empty")
+    if len(text) > MESSAGE_LIMIT:
+        raise MessageError(f"the message is {len(text)} characters; the limit is {MESSAGE_LIMIT}")
+    return text
+
+
+def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str) -> ConversationMessage:
+    """An operator writes to the customer of a conversation waiting for a person; the first reply takes the
+    conversation over (the bot stays quiet until the handoff is marked handled). Another operator may reply
+    too: the conversation then follows whoever wrote last."""
+    conversation = get_conversation(session, conversation_id=conversation_id)
+    if not handoff_open(session, conversation_id=conversation_id):
+        raise HandoffError("this conversation is not waiting for a person: the customer did not ask for one")
+    text = _message_text(text)
+    conversation.agent = agent[:100]
+    message = ConversationMessage(
+        conversation_id=conversation.id, sender="agent", agent=agent[:100], text=text
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def customer_message(session: Session, *, conversation_id: str, text: str) -> ConversationMessage:
+    """The customer writes while an operator has taken the conversation over."""
+    conversation = get_conversation(session, conversation_id=conversation_id)
+    if not agent_active(conversation):
+        raise HandoffError("no person is chatting in this conversation")
+    conversation.last_activity_at = utcnow()
+    message = ConversationMessage(
+        conversation_id=conversation.id, sender="customer", text=_message_text(text)
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def messages_after(session: Session, *, conversation_id: str, after: int = 0) -> list[ConversationMessage]:
+    """The live chat's messages with an id above ``after``, oldest first (what a poller has not seen)."""
+    query = (
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id == conversation_id, ConversationMessage.id > after)
+        .order_by(ConversationMessage.id)
+    )
+    return list(session.scalars(query).all())
 
 
 @dataclass(frozen=True)
@@ -204,6 +267,8 @@ class ConversationSummary:
     closed_by: str | None
     last_message: str
     contact: str | None = None
+    agent: str | None = None  # the operator chatting with the customer now
+    customer_wrote_last: bool = False  # the live chat's last message is the customer's (an answer is due)
 
     @property
     def waiting(self) -> bool:
@@ -240,7 +305,11 @@ def conversation_summaries(
         matching = select(Turn.conversation_id).where(
             func.lower(Turn.user_text).contains(needle, autoescape=True)
         )
-        query = query.where(Conversation.id.in_(matching))
+        live = select(ConversationMessage.conversation_id).where(
+            ConversationMessage.sender == "customer",
+            func.lower(ConversationMessage.text).contains(needle, autoescape=True),
+        )
+        query = query.where(or_(Conversation.id.in_(matching), Conversation.id.in_(live)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.execute(
         query.order_by(Conversation.last_activity_at.desc(), Conversation.id).limit(limit).offset(offset)
@@ -250,6 +319,16 @@ def conversation_summaries(
             select(Turn.id, Turn.user_text).where(Turn.id.in_([row.last_turn for row in rows]))
         ).all()
     )
+    last_live = session.execute(
+        select(ConversationMessage.conversation_id, ConversationMessage.sender).where(
+            ConversationMessage.id.in_(
+                select(func.max(ConversationMessage.id))
+                .where(ConversationMessage.conversation_id.in_([row.Conversation.id for row in rows]))
+                .group_by(ConversationMessage.conversation_id)
+            )
+        )
+    ).all()
+    last_sender = {cid: sender for cid, sender in last_live}
     summaries = [
         ConversationSummary(
             id=row.Conversation.id,
@@ -263,6 +342,8 @@ def conversation_summaries(
             closed_by=row.Conversation.handoff_closed_by if row.Conversation.handoff_closed_at else None,
             last_message=last_texts.get(row.last_turn, ""),
             contact=row.Conversation.contact,
+            agent=row.Conversation.agent if agent_active(row.Conversation) else None,
+            customer_wrote_last=last_sender.get(row.Conversation.id) == "customer",
         )
         for row in rows
     ]

@@ -46,6 +46,8 @@ class Settings:
     ratelimit_storage_url: str = "memory://"
     ratelimit_enabled: bool = True
     chat_rate_limit: str = "60/minute;1000/hour"
+    # The widget polls the live chat every few seconds while the customer waits for a person.
+    live_chat_poll_limit: str = "40/minute"
     max_request_bytes: int = 65_536
     # Knowledge-base files uploaded on the Knowledge page (the one request allowed to be larger).
     max_upload_bytes: int = 5_242_880

@@ -2,7 +2,8 @@
 customer's conversation can be erased on request.
 
 Review items, judgements and verified pairs only ever hold redacted text, so the turn log (``turns.user_text``
-and ``turns.feedback_comment``) is the one place originals live; these functions are how they leave it.
+and ``turns.feedback_comment``) and the live chat (``conversation_messages.text``) are where
+originals live; these functions are how they leave it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Conversation, ReviewItem, ReviewItemTurn, Turn, utcnow
+from core.models import Conversation, ConversationMessage, ReviewItem, ReviewItemTurn, Turn, utcnow
 from core.registry import get_conversation
 from crowd_feedback.redaction import redact
 
@@ -30,9 +31,9 @@ def redact_old_turns(
     report: Callable[[float, str], None] | None = None,
 ) -> dict[str, Any]:
     """Replace the original message and feedback comment of every turn logged before ``before`` by their
-    redacted form, and mark the turn; forget the contact left in conversations idle since before then.
-    Commits after each batch (a table of millions of turns is not one transaction), so a cancelled or
-    interrupted run keeps whole batches and the next run goes on."""
+    redacted form, and mark the turn; the same for the live chat's messages; forget the contact left in
+    conversations idle since before then. Commits after each batch (a table of millions of turns is not one
+    transaction), so a cancelled or interrupted run keeps whole batches and the next run goes on."""
     waiting = (Turn.created_at < before, Turn.redacted_at.is_(None))
     total = session.scalar(select(func.count()).select_from(Turn).where(*waiting)) or 0
     done = changed = 0
@@ -52,6 +53,23 @@ def redact_old_turns(
         done += len(turns)
         if report is not None:
             report(min(done / max(total, 1), 0.99), f"{done}/{total} turns redacted")
+    live = (
+        ConversationMessage.created_at < before,  # both sides: a reply may quote the customer's details
+        ConversationMessage.redacted_at.is_(None),
+    )
+    messages = 0
+    while True:
+        rows = session.scalars(
+            select(ConversationMessage).where(*live).order_by(ConversationMessage.id).limit(batch_size)
+        ).all()
+        if not rows:
+            break
+        now = utcnow()
+        for message in rows:
+            message.text = redact(message.text)
+            message.redacted_at = now
+        session.commit()
+        messages += len(rows)
     contacts = session.scalars(
         select(Conversation.id).where(
             Conversation.last_activity_at < before, Conversation.contact.is_not(None)
@@ -64,6 +82,7 @@ def redact_old_turns(
         "before": before.isoformat(),
         "turns": done,
         "turns_with_personal_data": changed,
+        "live_chat_messages": messages,
         "contacts_cleared": len(contacts),
     }
 
@@ -82,6 +101,7 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
         select(func.count()).select_from(Turn).where(Turn.conversation_id == conversation_id)
     )
     session.execute(delete(Turn).where(Turn.conversation_id == conversation_id))
+    session.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id))
     session.execute(delete(Conversation).where(Conversation.id == conversation_id))
     orphaned = select(ReviewItemTurn.item_id).where(ReviewItemTurn.item_id == ReviewItem.id)
     doomed = select(ReviewItem.id).where(

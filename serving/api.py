@@ -12,15 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
-from core.models import Turn, new_uuid
+from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.registry import (
     ContactError,
     NotFoundError,
+    agent_active,
+    customer_message,
     get_conversation,
     get_or_create_conversation,
     handoff_open,
     leave_contact,
     log_turn,
+    messages_after,
     record_feedback,
     request_handoff,
 )
@@ -181,6 +184,34 @@ def answer_message(
     return prediction, turn.id, conversation.id, text
 
 
+def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | None:
+    """When an operator has taken the conversation over, the message is for them: stored in the live chat, no
+    prediction, no turn, nothing for review. None when the bot should answer. (The lookup stays in the
+    session's identity map, so ``answer_message`` does not query the conversation again.)"""
+    if session_id is None:
+        return None
+    session = db_session()
+    conversation = session.get(Conversation, session_id)
+    if conversation is None or not agent_active(conversation):
+        return None
+    helploop = state()
+    with helploop.write_lock:
+        stored = customer_message(session, conversation_id=session_id, text=message)
+        session.commit()
+    helploop.metrics.live_chat_messages.labels(sender="customer").inc()
+    return stored
+
+
+def message_view(message: ConversationMessage) -> dict[str, Any]:
+    """A live-chat message for the customer's side: the operator's account name is not shown."""
+    return {
+        "id": message.id,
+        "created_at": message.created_at.isoformat(),
+        "sender": message.sender,
+        "text": message.text,
+    }
+
+
 @api.post("/chat")
 @limiter.limit(_chat_limit)
 def chat() -> Response:
@@ -188,6 +219,21 @@ def chat() -> Response:
     settings = state().settings
     message = text_field(body, "message", limit=settings.max_message_length)
     assert message is not None
+    live = to_live_chat(message, session_field(body))
+    if live is not None:
+        return jsonify(
+            {
+                "session_id": live.conversation_id,
+                "turn_id": None,
+                "message_id": live.id,
+                "status": "agent",
+                "answer": "",
+                "intent": None,
+                "confidence": 0.0,
+                "suggestions": [],
+                "model_version": None,
+            }
+        )
     prediction, turn_id, session_id, text = answer_message(message, session_field(body), channel="widget")
     return jsonify(
         {
@@ -260,7 +306,35 @@ def transcript(session_id: str) -> Response:
             "created_at": conversation.created_at.isoformat(),
             "handoff_requested": conversation.handoff_requested_at is not None,
             "contact_left": conversation.contact is not None,
+            "agent_active": agent_active(conversation),
             "turns": turns,
+            "messages": [message_view(m) for m in conversation.messages],
+        }
+    )
+
+
+@api.get("/sessions/<session_id>/messages")
+@limiter.limit(lambda: state().settings.live_chat_poll_limit)
+def live_messages(session_id: str) -> Response:
+    """The live chat after a handoff, for the widget to poll: messages with an id above ``after``, whether a
+    person is chatting now, and whether the conversation still waits for one."""
+    if not SESSION_ID.match(session_id):
+        raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
+    after = request.args.get("after", "0")
+    if not after.isdigit() or len(after) > 18:
+        raise APIError(400, "invalid_after", "'after' must be a message id (a whole number)", "after")
+    session = db_session()
+    try:
+        conversation = get_conversation(session, conversation_id=session_id)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    messages = messages_after(session, conversation_id=session_id, after=int(after))
+    return jsonify(
+        {
+            "session_id": conversation.id,
+            "agent_active": agent_active(conversation),
+            "waiting_for_person": handoff_open(session, conversation_id=conversation.id),
+            "messages": [message_view(m) for m in messages],
         }
     )
 

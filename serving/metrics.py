@@ -23,6 +23,12 @@ class Metrics:
         self.feedback = Counter(
             "helploop_feedback_total", "Thumbs up/down", ["helpful"], registry=self.registry
         )
+        self.live_chat_messages = Counter(
+            "helploop_live_chat_messages_total",
+            "Live-chat messages after a handoff, by sender (customer, agent)",
+            ["sender"],
+            registry=self.registry,
+        )
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )

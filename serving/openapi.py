@@ -110,7 +110,10 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "Send a message, get the bot's reply",
                 "description": "Every turn is logged before the reply is sent. A message of the form "
-                "'/<intent>' (a clicked suggestion) answers that intent directly.",
+                "'/<intent>' (a clicked suggestion) answers that intent directly. While a person from the "
+                "team chats with the user (after a handoff), the message goes to them instead: status "
+                "'agent', no turn, an empty answer; their replies arrive through "
+                "/api/v1/sessions/{session_id}/messages.",
                 "requestBody": {
                     "required": True,
                     **_json(
@@ -132,13 +135,20 @@ SPEC: dict[str, Any] = {
                                 "type": "object",
                                 "properties": {
                                     "session_id": {"type": "string"},
-                                    "turn_id": {"type": "integer"},
-                                    "status": {"type": "string", "enum": ["answered", "clarify", "handoff"]},
+                                    "turn_id": {"type": "integer", "nullable": True},
+                                    "message_id": {
+                                        "type": "integer",
+                                        "description": "status 'agent' only: the live-chat message",
+                                    },
+                                    "status": {
+                                        "type": "string",
+                                        "enum": ["answered", "clarify", "handoff", "agent"],
+                                    },
                                     "answer": {"type": "string", "description": "Markdown"},
                                     "intent": {"type": "string", "nullable": True},
                                     "confidence": {"type": "number"},
                                     "suggestions": {"type": "array", "items": SUGGESTION},
-                                    "model_version": {"type": "string"},
+                                    "model_version": {"type": "string", "nullable": True},
                                 },
                             }
                         ),
@@ -179,6 +189,48 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "Transcript", **_json({"type": "object"})},
                     **_error_responses(400, 404),
+                },
+            }
+        },
+        "/api/v1/sessions/{session_id}/messages": {
+            "get": {
+                "summary": "The live chat with a person after a handoff (poll it while waiting)",
+                "parameters": [
+                    {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "only messages with a larger id (the last one seen)",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "New messages, whether a person is chatting, whether one is awaited",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "session_id": {"type": "string"},
+                                    "agent_active": {"type": "boolean"},
+                                    "waiting_for_person": {"type": "boolean"},
+                                    "messages": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "id": {"type": "integer"},
+                                                "created_at": {"type": "string", "format": "date-time"},
+                                                "sender": {"type": "string", "enum": ["agent", "customer"]},
+                                                "text": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        ),
+                    },
+                    **_error_responses(400, 404, 429),
                 },
             }
         },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from serving.api import answer_message, json_body, text_field
+from serving.api import answer_message, json_body, text_field, to_live_chat
 from serving.app import limiter, state
 from serving.errors import APIError
 
@@ -29,6 +29,8 @@ def rest_webhook() -> Response:
         sender_id = sender_id if len(sender_id) >= 8 else sender_id.ljust(8, "0")
     else:
         sender_id = sender
+    if to_live_chat(message, sender_id) is not None:
+        return jsonify([])  # a person chats with this user now: the message is theirs, the bot stays quiet
     prediction, _turn, _session, text = answer_message(
         message, sender_id, channel="rasa", create_unknown_session=True
     )

@@ -33,7 +33,11 @@
     feedback_failed: "Could not save feedback:",
     taken_over: "A person from our team will take over this conversation.",
     message_first: "Send a message first, then we can connect you with a person.",
-    person_failed: "Could not reach a person:"
+    person_failed: "Could not reach a person:",
+    agent_name: "Support team",
+    agent_joined: "A person from our team has joined the chat.",
+    agent_left: "The person from our team has left the chat; the assistant answers again.",
+    new_message: "New message"
   };
   Object.keys(TEXTS).forEach(function (key) {
     var value = script && script.getAttribute("data-helploop-" + key.replace(/_/g, "-"));
@@ -152,6 +156,63 @@
     scrollDown();
   }
 
+  function addAgent(text) {
+    var wrap = el("div", { "class": "hl-msg hl-bot hl-agent", "data-status": "agent" });
+    wrap.appendChild(el("div", { "class": "hl-agent-name" }, TEXTS.agent_name));
+    wrap.appendChild(el("div", { "class": "hl-text hl-plain" }, text));  // a person's words: text, never markup
+    log.appendChild(wrap);
+    scrollDown();
+  }
+
+  // The live chat after a handoff: while the customer waits for a person (or chats with one), poll for
+  // the team's messages: every 3 s with the panel open, every 15 s when it is closed (the launcher then
+  // shows a dot). Stops when the handoff has been dealt with.
+  var lastMessageId = 0, agentActive = false, polling = false, pollTimer = null, shownIds = {};
+  function showMessage(message) {
+    lastMessageId = Math.max(lastMessageId, message.id);
+    if (shownIds[message.id]) { return; }
+    shownIds[message.id] = true;
+    if (message.sender === "agent") {
+      addAgent(message.text);
+      if (panel.hidden) {
+        launcher.classList.add("hl-unread");
+        launcher.setAttribute("aria-label", TEXTS.open_chat + " (" + TEXTS.new_message + ")");
+      }
+    } else {
+      addUser(message.text);
+    }
+  }
+  function setAgent(active) {
+    if (active && !agentActive) {
+      addNotice(TEXTS.agent_joined);
+      var pending = log.querySelector(".hl-contact");  // a person is here: no need to leave a contact
+      if (pending) { pending.remove(); }
+    }
+    if (!active && agentActive) { addNotice(TEXTS.agent_left); }
+    agentActive = active;
+  }
+  function startPolling() {
+    if (polling || !sessionId) { return; }
+    polling = true;
+    schedule();
+  }
+  function schedule() {
+    window.clearTimeout(pollTimer);
+    pollTimer = window.setTimeout(pollMessages, panel.hidden ? 15000 : 3000);
+  }
+  function pollMessages() {
+    request("GET", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/messages?after=" + lastMessageId)
+      .then(function (data) {
+        data.messages.forEach(showMessage);  // the customer's own are already shown (shownIds)
+        setAgent(data.agent_active);
+        if (data.waiting_for_person) { schedule(); } else { polling = false; }
+      })
+      .catch(function (error) {
+        if (error.status === 404) { polling = false; return; }
+        pollTimer = window.setTimeout(pollMessages, 30000);  // offline or rate-limited: back off
+      });
+  }
+
   function addNotice(text) {
     log.appendChild(el("div", { "class": "hl-notice", role: "status" }, text));
     scrollDown();
@@ -174,7 +235,7 @@
     box.addEventListener("submit", function (event) {
       event.preventDefault();
       request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/contact", { contact: field.value })
-        .then(function (data) { box.remove(); addNotice(data.message); })
+        .then(function (data) { box.remove(); addNotice(data.message); startPolling(); })
         .catch(function (error) { addNotice(error.message); field.focus(); });
     });
     log.appendChild(box);
@@ -224,8 +285,15 @@
     request("POST", "/api/v1/chat", payload).then(function (reply) {
       remember(reply.session_id);
       typing.remove();
+      if (reply.status === "agent") {  // a person is chatting: the message is theirs, the bot stays quiet
+        shownIds[reply.message_id] = true;  // shown as typed; a poll must not show it twice
+        setAgent(true);
+        startPolling();
+        return;
+      }
+      setAgent(false);
       addBot(reply);
-      if (reply.status === "handoff") { askContact(); }
+      if (reply.status === "handoff") { askContact(); startPolling(); }
     }).catch(function (error) {
       typing.remove();
       if (error.code === "unknown_session") {
@@ -255,15 +323,24 @@
       return;
     }
     request("GET", "/api/v1/sessions/" + encodeURIComponent(sessionId)).then(function (data) {
-      data.turns.forEach(function (turn) {
+      // Bot turns and the live chat's messages, in the order they happened.
+      var entries = data.turns.map(function (turn) { return { at: turn.created_at, turn: turn }; })
+        .concat((data.messages || []).map(function (m) { return { at: m.created_at, message: m }; }));
+      entries.sort(function (a, b) { return a.at < b.at ? -1 : (a.at > b.at ? 1 : 0); });
+      entries.forEach(function (entry) {
+        if (entry.message) { showMessage(entry.message); return; }
+        var turn = entry.turn;
         var shown = turn.message.charAt(0) === "/" ? turn.message.slice(1).replace(/_/g, " ") : turn.message;
         addUser(shown);
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
                  turn_id: turn.turn_id, helpful: turn.helpful });
       });
-      if (data.handoff_requested) { addNotice(TEXTS.taken_over); }
+      if (data.handoff_requested && !data.agent_active) { addNotice(TEXTS.taken_over); }
+      agentActive = !!data.agent_active;
       var last = data.turns.length ? data.turns[data.turns.length - 1].status : "";
-      if ((data.handoff_requested || last === "handoff") && !data.contact_left) { askContact(); }
+      var waiting = data.handoff_requested || last === "handoff";
+      if (waiting && !data.contact_left && !data.agent_active) { askContact(); }
+      if (waiting || data.agent_active) { startPolling(); }
     }).catch(function () {
       sessionId = null;
       try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
@@ -274,6 +351,8 @@
   var opened = false;
   function open() {
     panel.hidden = false;
+    launcher.classList.remove("hl-unread");
+    if (polling) { schedule(); }  // poll sooner now that the customer is looking
     launcher.setAttribute("aria-expanded", "true");
     launcher.setAttribute("aria-label", TEXTS.close_chat);
     if (!opened) { opened = true; resume(); }
@@ -300,6 +379,7 @@
     request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/handoff", {}).then(function (data) {
       addNotice(data.message);
       askContact();
+      startPolling();
     }).catch(function (error) { addNotice(TEXTS.person_failed + " " + error.message); });
   });
 

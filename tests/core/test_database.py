@@ -24,17 +24,23 @@ from core.models import (
     Turn,
 )
 from core.registry import (
+    MESSAGE_LIMIT,
     HandoffError,
+    MessageError,
     NotFoundError,
+    agent_active,
+    agent_reply,
     close_handoff,
     conversation_summaries,
     get_or_create_conversation,
     latest_model_version,
     log_turn,
+    messages_after,
     record_feedback,
     register_model_version,
     request_handoff,
 )
+from core.registry import customer_message as customer_writes
 from tests.conftest import add_turn
 
 TABLES = {
@@ -68,6 +74,22 @@ def test_migrations_upgrade_and_downgrade(empty_database_url: str) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)  # and up again
     assert migrate.is_up_to_date(engine)
+    engine.dispose()
+
+
+def test_migrations_build_exactly_the_models(empty_database_url: str) -> None:
+    """Alembic's autogenerate finds nothing to add, drop or alter after the migrations: no column, index,
+    type or nullability of core.models is missing from them (or only in them)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from core.db import Base
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
 
 
@@ -284,3 +306,60 @@ def test_conversation_inbox_waits_for_a_person_until_handled(db_session: Session
     request_handoff(db_session, conversation_id=asked)  # asks again: back in the inbox
     assert {c.id for c in conversation_summaries(db_session, waiting_only=True)[0]} == {unsure, asked}
     assert db_session.get(Conversation, asked).handoff_closed_by is None
+
+
+def test_live_chat_takes_over_until_the_handoff_is_handled(db_session: Session) -> None:
+    calm = get_or_create_conversation(db_session, conversation_id="conv-calm", channel="widget").id
+    asked = get_or_create_conversation(db_session, conversation_id="conv-asked", channel="widget").id
+    _say(db_session, calm, "Where is my card?", "answered")
+    _say(db_session, asked, "I was charged twice", "answered")
+    # Nobody writes into a conversation that is not waiting for a person, and the customer cannot write to
+    # a person before one has joined.
+    with pytest.raises(HandoffError, match="not waiting for a person"):
+        agent_reply(db_session, conversation_id=calm, agent="omar", text="hello")
+    request_handoff(db_session, conversation_id=asked)
+    with pytest.raises(HandoffError, match="no person is chatting"):
+        customer_writes(db_session, conversation_id=asked, text="anyone?")
+    with pytest.raises(NotFoundError):
+        agent_reply(db_session, conversation_id="nope", agent="omar", text="hello")
+    with pytest.raises(MessageError, match="empty"):
+        agent_reply(db_session, conversation_id=asked, agent="omar", text="   ")
+    with pytest.raises(MessageError, match="limit is 2000"):
+        agent_reply(db_session, conversation_id=asked, agent="omar", text="x" * (MESSAGE_LIMIT + 1))
+    conversation = db_session.get(Conversation, asked)
+    assert conversation is not None and not agent_active(conversation)  # refused replies take nothing over
+
+    first = agent_reply(
+        db_session, conversation_id=asked, agent="omar", text="  Hi, I'm Omar. Let me look.  "
+    )
+    assert first.text == "Hi, I'm Omar. Let me look." and first.sender == "agent" and first.agent == "omar"
+    assert agent_active(conversation) and conversation.agent == "omar"
+    reply = customer_writes(db_session, conversation_id=asked, text="Thanks! Order 123-456")
+    assert reply.sender == "customer" and reply.agent is None
+    (summary,) = conversation_summaries(db_session, waiting_only=True)[0]
+    assert (summary.id, summary.agent, summary.customer_wrote_last) == (asked, "omar", True)
+    # The inbox search covers what the customer wrote to the person too.
+    assert [c.id for c in conversation_summaries(db_session, search="order 123")[0]] == [asked]
+    second = agent_reply(db_session, conversation_id=asked, agent="ana", text="Ana here, refunded.")
+    assert conversation.agent == "ana"  # whoever wrote last is chatting
+    assert not conversation_summaries(db_session, waiting_only=True)[0][0].customer_wrote_last
+    assert [m.id for m in messages_after(db_session, conversation_id=asked)] == [
+        first.id,
+        reply.id,
+        second.id,
+    ]
+    assert [m.text for m in messages_after(db_session, conversation_id=asked, after=reply.id)] == [
+        "Ana here, refunded."
+    ]
+    assert messages_after(db_session, conversation_id=calm) == []
+
+    close_handoff(db_session, conversation_id=asked, actor="ana", note="refunded")
+    assert not agent_active(conversation) and conversation.agent is None  # the bot answers again
+    with pytest.raises(HandoffError, match="no person is chatting"):
+        customer_writes(db_session, conversation_id=asked, text="one more thing")
+    with pytest.raises(HandoffError, match="not waiting for a person"):
+        agent_reply(db_session, conversation_id=asked, agent="ana", text="still there?")
+    assert conversation_summaries(db_session)[0][0].agent is None
+    # Asking again reopens the inbox; the messages stay with the conversation, nobody is chatting yet.
+    request_handoff(db_session, conversation_id=asked)
+    assert not agent_active(conversation) and len(messages_after(db_session, conversation_id=asked)) == 3

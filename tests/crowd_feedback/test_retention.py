@@ -10,8 +10,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Conversation, Job, ReviewItem, Turn, VerifiedPair, utcnow
-from core.registry import NotFoundError, leave_contact, record_feedback
+from core.models import Conversation, ConversationMessage, Job, ReviewItem, Turn, VerifiedPair, utcnow
+from core.registry import (
+    NotFoundError,
+    agent_reply,
+    customer_message,
+    leave_contact,
+    record_feedback,
+    request_handoff,
+)
 from core.settings import Settings, SettingsError
 from crowd_feedback.jobs import retention_params
 from crowd_feedback.retention import erase_conversation, redact_old_turns
@@ -66,6 +73,34 @@ def test_retention_forgets_contacts_of_conversations_idle_since_the_cutoff(db_se
     db_session.expire_all()
     assert db_session.get(Conversation, "idle").contact is None
     assert db_session.get(Conversation, "active").contact == "jo@example.com"
+
+
+def test_live_chat_messages_are_redacted_after_the_period_and_erased_with_the_conversation(
+    db_session: Session,
+) -> None:
+    say(db_session, "chat", "I was charged twice", days_ago=40)
+    request_handoff(db_session, conversation_id="chat")
+    old = [
+        agent_reply(db_session, conversation_id="chat", agent="omar", text="Is jo@example.com your e-mail?"),
+        customer_message(db_session, conversation_id="chat", text="yes, or call +44 20 7946 0958"),
+    ]
+    for message in old:
+        message.created_at = NOW - timedelta(days=40)
+    recent = customer_message(db_session, conversation_id="chat", text="new@example.com now")
+    db_session.commit()
+    summary = redact_old_turns(db_session, before=NOW - timedelta(days=30), batch_size=1)
+    assert summary["live_chat_messages"] == 2
+    db_session.expire_all()
+    assert [db_session.get(ConversationMessage, m.id).text for m in old] == [
+        "Is [EMAIL] your e-mail?",  # both sides: the operator's reply quoted the customer's address
+        "yes, or call [PHONE]",
+    ]
+    assert db_session.get(ConversationMessage, recent.id).text == "new@example.com now"
+    assert redact_old_turns(db_session, before=NOW - timedelta(days=30))["live_chat_messages"] == 0
+
+    erase_conversation(db_session, conversation_id="chat", actor="omar")
+    db_session.commit()
+    assert db_session.scalar(select(func.count()).select_from(ConversationMessage)) == 0
 
 
 def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Session) -> None:

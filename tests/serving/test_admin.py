@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
 from crowd_feedback.reviewers import account_events, create_user, suspend
@@ -795,3 +795,103 @@ def test_operator_reads_one_item_with_its_judgements_and_posterior_and_settles_i
     assert settled.count("<td>exchange_rate</td>") == 3  # bob's judgement and both questions as pairs
     items = client.get("/review/items?status=resolved").get_data(as_text=True)
     assert f'href="/review/items/{item_id}"' in items
+
+
+def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: Any) -> None:
+    """Handoff → an operator replies on the conversation page → the customer's widget gets it by polling →
+    what the customer writes goes to the operator (no bot turn, nothing for review) → marked handled → the bot
+    answers again."""
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    customer = app.test_client()
+    first = customer.post("/api/v1/chat", json={"message": "where is my card"}).get_json()
+    assert first["status"] == "answered"
+    session_id = first["session_id"]
+    api = f"/api/v1/sessions/{session_id}"
+    assert customer.get(f"{api}/messages").get_json() == {
+        "session_id": session_id,
+        "agent_active": False,
+        "waiting_for_person": False,
+        "messages": [],
+    }
+    operator = app.test_client()
+    login(operator, "omar")
+    page_url = f"/operator/conversations/{session_id}"
+    page = operator.get(page_url).get_data(as_text=True)
+    assert 'id="reply-form"' not in page  # nobody asked for a person: nothing to reply to
+    refused = operator.post(
+        f"{page_url}/messages", data={"text": "hi", "csrf_token": csrf_token(page)}, follow_redirects=True
+    )
+    assert "Refused: this conversation is not waiting for a person" in refused.get_data(as_text=True)
+
+    customer.post(f"{api}/handoff")
+    page = operator.get(page_url).get_data(as_text=True)
+    assert 'id="reply-form"' in page and "live_chat.js" in page and "Your first reply takes" in page
+    assert operator.post(f"{page_url}/messages", data={"text": "no token"}).status_code == 400  # CSRF
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.post(f"{page_url}/messages", data={"text": "hi"}).status_code in (400, 403)
+    assert reviewer.get(f"{page_url}/messages.json").status_code == 403
+    sent = operator.post(
+        f"{page_url}/messages",
+        data={"text": "Hi, this is <b>Omar</b>. Let me check.", "csrf_token": csrf_token(page)},
+    )
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("#live-chat")
+    page = operator.get(page_url).get_data(as_text=True)
+    assert "Hi, this is &lt;b&gt;Omar&lt;/b&gt;. Let me check." in page  # escaped
+    assert "<strong>omar</strong> is chatting with the customer" in page
+
+    polled = customer.get(f"{api}/messages").get_json()
+    assert polled["agent_active"] is True and polled["waiting_for_person"] is True
+    (message,) = polled["messages"]
+    assert message["sender"] == "agent" and message["text"] == "Hi, this is <b>Omar</b>. Let me check."
+    assert "omar" not in json.dumps(polled)  # the operator's account name is never shown to customers
+    assert customer.get(f"{api}/messages?after={message['id']}").get_json()["messages"] == []
+    bad = customer.get(f"{api}/messages?after=-1")
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_after"
+    assert customer.get("/api/v1/sessions/0123456789abcdef/messages").status_code == 404
+
+    helploop = app.extensions["helploop"]
+    turns_before = len(_turns(app))
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        routed = session.scalar(select(func.count()).select_from(ReviewItemTurn))
+    reply = customer.post("/api/v1/chat", json={"message": "Card ending 4242", "session_id": session_id})
+    body = reply.get_json()
+    assert body["status"] == "agent" and body["turn_id"] is None and body["answer"] == ""
+    assert body["model_version"] is None and isinstance(body["message_id"], int)
+    rasa = customer.post("/webhooks/rest/webhook", json={"sender": session_id, "message": "are you there?"})
+    assert rasa.get_json() == []  # the Rasa channel stays quiet too
+    assert len(_turns(app)) == turns_before  # no bot turn: nothing predicted, nothing to review
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ReviewItemTurn)) == routed
+    seen = operator.get(f"{page_url}/messages.json?after={message['id']}").get_json()
+    assert seen["agent"] == "omar" and seen["waiting"] is True
+    assert [(m["sender"], m["text"]) for m in seen["messages"]] == [
+        ("customer", "Card ending 4242"),
+        ("customer", "are you there?"),
+    ]
+    inbox = operator.get("/operator/conversations").get_data(as_text=True)
+    assert "chatting: omar" in inbox and "customer wrote" in inbox
+    transcript = customer.get(api).get_json()
+    assert transcript["agent_active"] is True
+    assert [m["sender"] for m in transcript["messages"]] == ["agent", "customer", "customer"]
+    metrics = customer.get("/metrics").get_data(as_text=True)
+    assert 'helploop_live_chat_messages_total{sender="customer"} 2.0' in metrics
+    assert 'helploop_live_chat_messages_total{sender="agent"} 1.0' in metrics
+
+    operator.post(f"{page_url}/close", data={"note": "refunded", "csrf_token": csrf_token(page)})
+    after = customer.get(f"{api}/messages").get_json()
+    assert after["agent_active"] is False and after["waiting_for_person"] is False
+    back = customer.post(
+        "/api/v1/chat", json={"message": "when will my card arrive", "session_id": session_id}
+    )
+    assert back.get_json()["status"] == "answered" and isinstance(back.get_json()["turn_id"], int)
+    assert len(_turns(app)) == turns_before + 1
+
+
+def _turns(app: Any) -> list[Turn]:
+    with app.extensions["helploop"].database.session() as session:
+        return list(session.scalars(select(Turn)))

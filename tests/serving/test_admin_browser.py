@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.models import Judgement, ReviewItem
+from core.models import Conversation, Judgement, ReviewItem
 from crowd_feedback.reviewers import create_user
 
 PASSWORD = "correct horse battery staple"
@@ -204,3 +204,63 @@ def test_operator_uploads_knowledge_files_and_downloads_an_export_in_the_browser
     assert errors == []
     with helploop.database.session() as session:
         assert json.loads(saved.read_text()) == load_knowledge_base(session).to_dict()
+
+
+def test_live_chat_between_the_widget_and_the_conversation_page(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    """A customer asks for a person in the widget; an operator replies from the conversation page; each sees
+    the other's messages without reloading; marked handled, the bot answers again."""
+    base, app = review_server
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    customer_context = browser.new_context()
+    customer = customer_context.new_page()
+    customer_errors: list[str] = []
+    customer.on("pageerror", lambda error: customer_errors.append(str(error)))
+    customer.goto(base + "/")
+    customer.click(".hl-launcher")
+    customer.fill(".hl-input", "where is my card")
+    customer.keyboard.press("Enter")
+    customer.locator(".hl-bot[data-status=answered]").first.wait_for()
+    customer.click(".hl-human")
+    customer.locator(".hl-contact").wait_for()
+    with helploop.database.session() as session:
+        session_id = session.scalars(
+            select(Conversation.id).where(Conversation.handoff_requested_at.is_not(None))
+        ).one()
+
+    context, page, errors = logged_in_page(browser, f"{base}/operator/conversations/{session_id}", "omar")
+    page.fill("#reply-text", "Hi, I'm from the card team. What is the <b>last</b> digit?")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    assert "omar is chatting with the customer" in page.locator("#live-state").inner_text()
+
+    agent = customer.locator(".hl-agent")
+    agent.wait_for(timeout=10_000)  # the widget polls every 3 s while waiting for a person
+    assert (
+        agent.locator(".hl-text").inner_text() == "Hi, I'm from the card team. What is the <b>last</b> digit?"
+    )
+    assert agent.locator("b").count() == 0  # a person's words are text, never markup
+    assert customer.locator(".hl-notice", has_text="has joined the chat").count() == 1
+    answered_before = customer.locator(".hl-bot[data-status=answered]").count()
+    assert customer.locator(".hl-contact").count() == 0  # a person is here: the contact form has gone
+    customer.fill(".hl-form .hl-input", "It ends in 7")
+    customer.keyboard.press("Enter")
+    page.locator("#live-messages li.live-customer", has_text="It ends in 7").wait_for(timeout=10_000)
+    assert customer.locator(".hl-bot[data-status=answered]").count() == answered_before  # the bot kept quiet
+    assert (
+        customer.locator(".hl-user", has_text="It ends in 7").count() == 1
+    )  # shown once, not again by a poll
+
+    page.fill("input[name=note]", "card re-sent")
+    with page.expect_navigation():
+        page.click("text=Mark handled")
+    customer.locator(".hl-notice", has_text="the assistant answers again").wait_for(timeout=10_000)
+    customer.fill(".hl-form .hl-input", "when will my card arrive")
+    customer.keyboard.press("Enter")
+    customer.locator(".hl-bot[data-status=answered]").nth(answered_before).wait_for()
+    context.close()
+    customer_context.close()
+    assert errors == [] and customer_errors == []

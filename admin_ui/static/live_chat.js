@@ -1,0 +1,47 @@
+// Operator side of the live chat: new messages appear without reloading the page; Ctrl+Enter sends.
+(function () {
+  "use strict";
+  var list = document.getElementById("live-messages");
+  var form = document.getElementById("reply-form");
+  var text = document.getElementById("reply-text");
+  if (text && form) {
+    text.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        if (text.value.trim()) { form.submit(); }
+      }
+    });
+    if (window.location.hash === "#live-chat") { text.focus(); }
+  }
+  if (!list || !list.getAttribute("data-poll")) { return; }
+  var url = list.getAttribute("data-poll");
+  var after = parseInt(list.getAttribute("data-after") || "0", 10);
+  var state = document.getElementById("live-state");
+
+  function add(message) {
+    var item = document.createElement("li");
+    item.className = "live-" + message.sender;
+    item.setAttribute("data-id", String(message.id));
+    var who = document.createElement("span");
+    who.className = "muted";
+    who.textContent = message.at + " · " + (message.sender === "agent" ? message.agent : "customer") + ":";
+    item.appendChild(who);
+    item.appendChild(document.createTextNode(" " + message.text));  // text, never markup
+    list.appendChild(item);
+  }
+
+  function poll() {
+    fetch(url + "?after=" + after, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        data.messages.forEach(function (message) {
+          if (message.id > after) { add(message); after = message.id; }
+        });
+        if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
+        if (data.waiting) { window.setTimeout(poll, 3000); }
+      })
+      .catch(function () { window.setTimeout(poll, 10000); });
+  }
+  window.setTimeout(poll, 3000);
+})();
