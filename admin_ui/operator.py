@@ -4,6 +4,7 @@ conversations (the turn log, with the inbox of conversations handed to a person)
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -466,6 +467,7 @@ def conversations() -> Any:
             limit=CONVERSATIONS_PER_PAGE,
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,
         )
+        inbox = inbox_state(session)
     return render_template(
         "admin/conversations.html",
         rows=rows,
@@ -475,7 +477,32 @@ def conversations() -> Any:
         page=page,
         pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),
         retention_days=helploop.settings.turn_retention_days,
+        inbox=inbox,
     )
+
+
+def inbox_state(session: Any) -> dict[str, Any]:
+    """How many conversations wait for a person, and a signature of them (ids and last activity) that changes
+    when one arrives, leaves, or a customer writes: what the inbox page polls to say there is news."""
+    rows, total = conversation_summaries(session, waiting_only=True, limit=INBOX_SIGNATURE_ROWS)
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row.id}|{row.last_activity_at.isoformat()}|{row.customer_wrote_last}\n".encode())
+    return {
+        "waiting": total,
+        "customer_wrote": sum(row.customer_wrote_last for row in rows),
+        "signature": digest.hexdigest()[:16],
+    }
+
+
+INBOX_SIGNATURE_ROWS = 200
+
+
+@operator.get("/conversations/inbox.json")
+@require_role("operator")
+def inbox_json() -> Any:
+    with current_app.extensions["helploop"].database.session() as session:
+        return jsonify(inbox_state(session))
 
 
 @operator.get("/conversations/<conversation_id>")

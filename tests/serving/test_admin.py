@@ -825,7 +825,15 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     )
     assert "Refused: this conversation is not waiting for a person" in refused.get_data(as_text=True)
 
+    quiet = operator.get("/operator/conversations/inbox.json").get_json()
+    assert quiet["waiting"] == 0 and quiet["customer_wrote"] == 0
     customer.post(f"{api}/handoff")
+    asked = operator.get("/operator/conversations/inbox.json").get_json()
+    assert asked["waiting"] == 1 and asked["signature"] != quiet["signature"]
+    assert operator.get("/operator/conversations/inbox.json").get_json() == asked  # nothing new: same
+    assert f'data-signature="{asked["signature"]}"' in operator.get("/operator/conversations").get_data(
+        as_text=True
+    )
     page = operator.get(page_url).get_data(as_text=True)
     assert 'id="reply-form"' in page and "live_chat.js" in page and "Your first reply takes" in page
     assert operator.post(f"{page_url}/messages", data={"text": "no token"}).status_code == 400  # CSRF
@@ -875,6 +883,9 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     ]
     inbox = operator.get("/operator/conversations").get_data(as_text=True)
     assert "chatting: omar" in inbox and "customer wrote" in inbox
+    wrote = operator.get("/operator/conversations/inbox.json").get_json()
+    assert wrote["customer_wrote"] == 1 and wrote["signature"] != asked["signature"]
+    assert reviewer.get("/operator/conversations/inbox.json").status_code == 403
     transcript = customer.get(api).get_json()
     assert transcript["agent_active"] is True
     assert [m["sender"] for m in transcript["messages"]] == ["agent", "customer", "customer"]

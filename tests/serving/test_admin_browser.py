@@ -224,14 +224,19 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     customer.fill(".hl-input", "where is my card")
     customer.keyboard.press("Enter")
     customer.locator(".hl-bot[data-status=answered]").first.wait_for()
+    context, page, errors = logged_in_page(browser, f"{base}/operator/conversations", "omar")
+    assert page.locator("#inbox-news").is_hidden()
     customer.click(".hl-human")
     customer.locator(".hl-contact").wait_for()
+    # The inbox says so without a reload (it polls every 10 s), and counts in the tab's title.
+    page.locator("#inbox-news").wait_for(timeout=15_000)
+    assert "1 conversation waiting for a person" in page.locator("#inbox-news").inner_text()
+    assert page.title().startswith("(1) Conversations")
     with helploop.database.session() as session:
         session_id = session.scalars(
             select(Conversation.id).where(Conversation.handoff_requested_at.is_not(None))
         ).one()
-
-    context, page, errors = logged_in_page(browser, f"{base}/operator/conversations/{session_id}", "omar")
+    page.goto(f"{base}/operator/conversations/{session_id}")
     page.fill("#reply-text", "Hi, I'm from the card team. What is the <b>last</b> digit?")
     with page.expect_navigation():
         page.keyboard.press("Control+Enter")
