@@ -44,12 +44,14 @@ from core.registry import (
     NotFoundError,
     agent_active,
     agent_reply,
+    answer_policy_history,
     close_handoff,
     conversation_summaries,
     daily_traffic,
     get_conversation,
     handoff_open,
     messages_after,
+    serving_plan,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
@@ -79,7 +81,13 @@ from crowd_feedback.suggestions import (
     open_suggestion,
 )
 from training.jobs import JobError, enqueue, job_view, request_cancel
-from training.rollout import RolloutError, apply_action, describe
+from training.rollout import (
+    RolloutError,
+    apply_action,
+    describe,
+    precision_options,
+    set_answer_precision,
+)
 
 operator = Blueprint("operator", __name__, url_prefix="/operator", template_folder="templates")
 
@@ -298,7 +306,81 @@ def models() -> Any:
             }
             for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(30))
         ]
-    return render_template("admin/models.html", models=rows)
+        plan = serving_plan(session)
+        history = answer_policy_history(session, limit=10)
+    production = plan["production"] if plan else None
+    options = precision_options(production[1]) if production else []
+    in_force = history[0].target_precision if history else None
+    return render_template(
+        "admin/models.html",
+        models=rows,
+        production=production[0] if production else None,
+        options=options,
+        in_force=in_force,
+        history=history,
+        chart=precision_chart(options, in_force),
+    )
+
+
+def precision_chart(options: list[Any], in_force: float | None) -> dict[str, Any] | None:
+    """Points of the precision–coverage trade-off for the Models page's SVG (x: precision asked for, y: share
+    of held-out questions answered)."""
+    if len(options) < 2:
+        return None
+    width, height, left, bottom = 560, 180, 50, 30
+    low, high = options[0].target, options[-1].target
+
+    def x(target: float) -> float:
+        return left + (target - low) / max(high - low, 1e-9) * (width - left - 20)
+
+    def y(coverage: float) -> float:
+        return 10 + (1.0 - coverage) * (height - bottom - 10)
+
+    built = next((o.target for o in options if o.built), None)
+    chosen = in_force if in_force is not None else built
+    return {
+        "width": width,
+        "height": height,
+        "points": [
+            {
+                "x": round(x(o.target), 1),
+                "y": round(y(o.coverage), 1),
+                "label": f"{o.target:.2f}",
+                "coverage": o.coverage,
+                "chosen": chosen is not None and abs(o.target - chosen) < 1e-9,
+            }
+            for o in options
+        ],
+        "axis_y": height - bottom,
+        "ticks": [{"y": round(y(c), 1), "label": f"{c:.0%}"} for c in (0.0, 0.25, 0.5, 0.75, 1.0)],
+    }
+
+
+@operator.post("/precision")
+@require_role("operator")
+def set_precision() -> Any:
+    helploop = current_app.extensions["helploop"]
+    raw = request.form.get("target", "")
+    try:
+        target = None if raw == "built" else float(raw)
+    except ValueError:
+        flash("Refused: choose one of the precisions offered.")
+        return redirect(url_for("operator.models"))
+    try:
+        with helploop.database.session() as session:
+            set_answer_precision(
+                session,
+                target_precision=target,
+                actor=current_user.username,
+                reason=request.form.get("reason", ""),
+            )
+        shown = "as each model was built" if target is None else f"{target:.2f}"
+        flash(
+            f"The bot answers at precision {shown} from its next poll (seconds; no retraining, no restart)."
+        )
+    except RolloutError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.models"))
 
 
 @operator.post("/reaggregate")

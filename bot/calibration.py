@@ -124,6 +124,16 @@ class Gate:
         )
 
 
+# Precisions an operator may ask the bot to answer at, besides the one it was built for: each bundle holds
+# the gate fitted to every one of them on the same held-out rows.
+PRECISION_OPTIONS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+
+
+def precision_key(target: float) -> str:
+    """How a target precision is named in a bundle's gate options ("0.95")."""
+    return f"{target:.2f}"
+
+
 def wilson_lower_bound(successes: np.ndarray, totals: np.ndarray, z: float) -> np.ndarray:
     n = np.maximum(totals, 1)
     p = successes / n

@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from bot.calibration import (
+    PRECISION_OPTIONS,
     ConfidenceCalibrator,
     Gate,
     LogLinearCombiner,
     coverage_at_precision,
     expected_calibration_error,
     fit_gate,
+    precision_key,
 )
 from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, build_member
@@ -187,6 +189,9 @@ class AnsweringEngine:
         self.combiner: LogLinearCombiner | None = None
         self.calibrator = ConfidenceCalibrator(self.config.calibration)
         self.gate = Gate(target_precision=self.config.target_precision)
+        self.built_gate = self.gate  # the gate fitted at the configured target precision
+        # precision_key(target) -> that target's gate config, fitted on the same held-out rows
+        self.gate_options: dict[str, dict[str, Any]] = {}
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
         self._staged_onnx: Path | None = None  # the export fit_on_onnx() fitted on, until save() copies it
@@ -305,6 +310,19 @@ class AnsweringEngine:
             answerable=answerable,
             z=self.config.gate_z,
         )
+        # The same gate fitted to each precision an operator may choose instead (no retraining needed).
+        self.gate_options = {
+            precision_key(target): fit_gate(
+                confidence,
+                margin,
+                correct,
+                target_precision=target,
+                answerable=answerable,
+                z=self.config.gate_z,
+            ).get_config()
+            for target in sorted(set(PRECISION_OPTIONS) | {self.config.target_precision})
+        }
+        self.built_gate = self.gate
         seconds = time.perf_counter() - started
         self.knowledge_hash = training_data_hash(texts, labels, self.knowledge)
         created = datetime.now(UTC)
@@ -446,6 +464,19 @@ class AnsweringEngine:
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]
 
+    def use_target_precision(self, target: float | None) -> bool:
+        """Answer at another precision without retraining: the gate fitted to ``target`` on the same
+        held-out rows (one of ``gate_options``); None goes back to the gate the model was built with.
+        False, and nothing changes, when the bundle has no gate for that target (built before options)."""
+        if target is None:
+            self.gate = self.built_gate
+            return True
+        option = self.gate_options.get(precision_key(target))
+        if option is None:
+            return False
+        self.gate = Gate.from_config(option)  # one assignment: requests see the old or the new gate whole
+        return True
+
     def update_answers(self, book: Mapping[str, tuple[str, str, Sequence[str]]]) -> int:
         """Take newer titles, answers and follow-ups {intent: (title, answer, follow_ups)} for the intents
         this model knows (what the bot says is content: it changes without retraining). Each entry is replaced
@@ -489,9 +520,10 @@ class AnsweringEngine:
                 {"intent": self.labels[int(i)], "score": round(float(scores[i]), 6)} for i in best
             ]
         top = ranking[0]
+        gate = self.gate  # one read: an operator may swap the gate while this runs
         status, intent, answer = HANDOFF, None, ""
         suggestions: list[Candidate] = []
-        if top.intent != OUT_OF_SCOPE and confidence >= self.gate.threshold and margin >= self.gate.margin:
+        if top.intent != OUT_OF_SCOPE and confidence >= gate.threshold and margin >= gate.margin:
             status, intent = ANSWERED, top.intent
             info = self.knowledge.get(top.intent, IntentInfo())
             answer = info.answer
@@ -507,9 +539,9 @@ class AnsweringEngine:
             for candidate in in_scope:
                 choices.append(candidate)
                 cumulative += candidate.probability * scale
-                if cumulative >= self.gate.threshold and len(choices) >= 2:
+                if cumulative >= gate.threshold and len(choices) >= 2:
                     break
-            if len(choices) >= 2 and cumulative >= self.gate.threshold:
+            if len(choices) >= 2 and cumulative >= gate.threshold:
                 status, suggestions = CLARIFY, choices
         return Prediction(
             text=text,
@@ -566,7 +598,8 @@ class AnsweringEngine:
                 "members": [m.get_config() for m in self.members.values()],
                 "combiner": self.combiner.get_config(),
                 "calibrator": self.calibrator.get_config(),
-                "gate": self.gate.get_config(),
+                "gate": self.built_gate.get_config(),
+                "gate_options": self.gate_options,
                 "libraries": _library_versions(),
             }
         )
@@ -609,6 +642,8 @@ class AnsweringEngine:
             engine.combiner = LogLinearCombiner.from_config(manifest["combiner"])
             engine.calibrator = ConfidenceCalibrator.from_config(manifest["calibrator"])
             engine.gate = Gate.from_config(manifest["gate"])
+            engine.built_gate = engine.gate
+            engine.gate_options = dict(manifest.get("gate_options", {}))  # older bundles: none
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None
         onnx_dir = bundle / "onnx"

@@ -196,6 +196,20 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class AnswerPolicy(Base):
+    """How sure the bot must be to answer, set by an operator for the whole installation: the precision each
+    serving model's gate is fitted to (None: as each model was built). One row per change, so the table is its
+    own audit trail; web workers follow the newest row without a restart."""
+
+    __tablename__ = "answer_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_precision: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class User(Base):
     """A person who logs in: a crowd reviewer or an operator."""
 

@@ -10,7 +10,15 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Conversation, ConversationMessage, Deployment, ModelVersion, Turn, utcnow
+from core.models import (
+    AnswerPolicy,
+    Conversation,
+    ConversationMessage,
+    Deployment,
+    ModelVersion,
+    Turn,
+    utcnow,
+)
 
 
 class NotFoundError(LookupError):
@@ -391,8 +399,31 @@ def set_deployment(
     return row
 
 
+def current_answer_policy(session: Session) -> AnswerPolicy | None:
+    return session.scalars(select(AnswerPolicy).order_by(AnswerPolicy.id.desc()).limit(1)).first()
+
+
+def answer_policy_history(session: Session, *, limit: int = 20) -> list[AnswerPolicy]:
+    return list(session.scalars(select(AnswerPolicy).order_by(AnswerPolicy.id.desc()).limit(limit)))
+
+
+def record_answer_policy(
+    session: Session, *, target_precision: float | None, actor: str, reason: str
+) -> AnswerPolicy:
+    """Store the precision the serving models answer at from now on (None: as each was built)."""
+    if target_precision is not None and not 0.5 <= target_precision < 1.0:
+        raise ValueError(f"target precision must be in [0.5, 1), not {target_precision}")
+    row = AnswerPolicy(target_precision=target_precision, actor=actor[:100], reason=reason.strip()[:500])
+    session.add(row)
+    session.flush()
+    return row
+
+
 def serving_plan(session: Session) -> dict[str, Any] | None:
-    """Versions and bundle paths to serve: the newest deployment, or else the newest registered model."""
+    """Versions and bundle paths to serve: the newest deployment, or else the newest registered model; and
+    the precision an operator asked the models to answer at (``target_precision``, None: as built)."""
+    policy = current_answer_policy(session)
+    target = policy.target_precision if policy is not None else None
     deployment = current_deployment(session)
     if deployment is None:
         latest = latest_model_version(session)
@@ -404,6 +435,7 @@ def serving_plan(session: Session) -> dict[str, Any] | None:
             "canary_share": 0.0,
             "shadow": None,
             "deployment_id": None,
+            "target_precision": target,
         }
 
     def locate(version: str | None) -> tuple[str, str] | None:
@@ -417,6 +449,7 @@ def serving_plan(session: Session) -> dict[str, Any] | None:
         "canary_share": deployment.canary_share,
         "shadow": locate(deployment.shadow_version),
         "deployment_id": deployment.id,
+        "target_precision": target,
     }
 
 

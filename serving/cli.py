@@ -974,6 +974,60 @@ def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
     _deploy(ctx, "rollback", actor=actor, reason=reason)
 
 
+@deploy.command("precision")
+@click.argument("target", required=False)
+@_actor
+@click.option("--reason", help="Why (kept in the audit trail); needed to change it.")
+@click.pass_context
+def deploy_precision(ctx: click.Context, target: str | None, actor: str, reason: str | None) -> None:
+    """How sure the bot must be to answer. Without TARGET: the precision in force and, for the production
+    model, what each offered precision would answer (measured on its held-out rows). TARGET (e.g. 0.90, or
+    'built' for the models' own): applied to every serving model within a poll, no retraining, no restart."""
+    from core.registry import answer_policy_history, serving_plan
+    from training.rollout import RolloutError, precision_options, set_answer_precision
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        if target is not None:
+            if not reason:
+                _fail("give --reason (it is kept in the audit trail)")
+            value: float | None = None
+            if target != "built":
+                try:
+                    value = float(target)
+                except ValueError:
+                    _fail(f"TARGET must be a precision such as 0.90, or 'built', not {target!r}")
+            try:
+                set_answer_precision(session, target_precision=value, actor=actor, reason=reason or "")
+            except RolloutError as exc:
+                _fail(str(exc))
+        history = answer_policy_history(session, limit=5)
+        plan = serving_plan(session)
+    in_force = history[0].target_precision if history else None
+    click.echo(f"answer precision: {'as each model was built' if in_force is None else f'{in_force:.2f}'}")
+    for row in history:
+        value_text = "built" if row.target_precision is None else f"{row.target_precision:.2f}"
+        click.echo(f"  {row.created_at:%Y-%m-%d %H:%M} {value_text} by {row.actor}: {row.reason}")
+    if plan is None or plan["production"] is None:
+        click.echo("no model has been built yet")
+        return
+    version, path = plan["production"]
+    options = precision_options(path)
+    if not options:
+        click.echo(f"production model {version} was built before precision options: rebuild to choose one")
+        return
+    click.echo(f"production model {version} (on its held-out rows):")
+    click.echo("  precision  answers  measured  threshold  margin")
+    for option in options:
+        measured = "-" if option.precision is None else f"{option.precision:.3f}"
+        mark = " (built)" if option.built else ""
+        click.echo(
+            f"  {option.target:9.2f}  {option.coverage:7.1%}  {measured:>8}  {option.threshold:9.3f}"
+            f"  {option.margin:6.2f}{mark}"
+        )
+
+
 @crowd.command("reaggregate")
 @click.option(
     "--method",

@@ -62,6 +62,9 @@ class ModelHolder:
         self._state = ServingState()
         self._cache: dict[str, AnsweringEngine] = {}
         self._failed: dict[str, float] = {}
+        # version -> the target precision its gate was last set to (what the plan asked for)
+        self._applied: dict[str, float | None] = {}
+        self.target_precision: float | None = None  # what the operator asked for (None: as built)
         self._lock = threading.Lock()
         self._loading = threading.Event()
         self._stop = threading.Event()
@@ -157,12 +160,31 @@ class ModelHolder:
                 getattr(new_state, a) is not getattr(current, a) for a in ("production", "canary", "shadow")
             )
             changed = changed or new_state.canary_share != current.canary_share
+            self._apply_target(new_state, plan.get("target_precision"))
             if changed:
                 self._state = new_state
                 in_use = {e.version for e in (new_state.production, new_state.canary, new_state.shadow) if e}
                 self._cache = {v: e for v, e in self._cache.items() if v in in_use}
+                self._applied = {v: t for v, t in self._applied.items() if v in in_use}
                 log.info("serving %s", ", ".join(sorted(in_use)))
             return changed
+
+    def _apply_target(self, state: ServingState, target: float | None) -> None:
+        """Set every loaded model's gate to the precision the operator asked for (each model has its own
+        threshold for it, fitted on its held-out rows), once per model and change."""
+        self.target_precision = target
+        for engine in (e for e in (state.production, state.canary, state.shadow) if e is not None):
+            if engine.version in self._applied and self._applied[engine.version] == target:
+                continue
+            self._applied[engine.version] = target
+            if engine.use_target_precision(target):
+                log.info("model %s answers at precision %s", engine.version, target or "as built")
+            else:
+                log.warning(
+                    "model %s has no gate for precision %s (built before gate options): it keeps its own",
+                    engine.version,
+                    target,
+                )
 
     def start(self) -> None:
         """Load in the background now, then poll for deployment changes."""

@@ -1,19 +1,25 @@
-"""Rollout decisions: shadow, canary, promote, rollback. One function for the CLI and the operator pages;
-every change is a new deployment row (who, when, why), and web workers follow the newest row."""
+"""Rollout decisions: shadow, canary, promote, rollback, and the precision the bot answers at. One function
+for the CLI and the operator pages; every change is a new row (who, when, why), and web workers follow the
+newest row."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Deployment
+from bot.calibration import PRECISION_OPTIONS, precision_key
+from core.models import AnswerPolicy, Deployment
 from core.registry import (
     NotFoundError,
     current_deployment,
     latest_model_version,
     model_by_version,
+    record_answer_policy,
     set_deployment,
 )
 
@@ -110,3 +116,56 @@ def apply_action(
         return set_deployment(session, **change, actor=actor, reason=reason)
     except (NotFoundError, ValueError) as exc:
         raise RolloutError(str(exc)) from None
+
+
+def set_answer_precision(
+    session: Session, *, target_precision: float | None, actor: str, reason: str
+) -> AnswerPolicy:
+    """How sure the bot must be to answer, for every serving model, without retraining: each model's gate is
+    the one fitted to that precision on its held-out rows (built with every model, ``PRECISION_OPTIONS``).
+    None goes back to the gates the models were built with. Audited like the rollout actions."""
+    if not reason.strip():
+        raise RolloutError("give a reason (it is kept in the audit trail)")
+    if target_precision is not None and round(target_precision, 2) not in PRECISION_OPTIONS:
+        choices = ", ".join(f"{p:.2f}" for p in PRECISION_OPTIONS)
+        raise RolloutError(f"precision {target_precision} is not offered; choose one of {choices}")
+    value = None if target_precision is None else round(target_precision, 2)
+    return record_answer_policy(session, target_precision=value, actor=actor, reason=reason)
+
+
+@dataclass(frozen=True)
+class PrecisionOption:
+    """One precision the bot can answer at, with what the model measured for it on its held-out rows."""
+
+    target: float
+    threshold: float
+    margin: float
+    coverage: float  # share of held-out questions it answers
+    precision: float | None  # measured precision on those
+    built: bool  # the precision the model was built for
+
+
+def precision_options(bundle_path: str | Path) -> list[PrecisionOption]:
+    """The gates a model bundle holds, read from its manifest (no model is loaded). Empty for bundles built
+    before gate options existed."""
+    manifest_file = Path(bundle_path) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    built = (manifest.get("gate") or {}).get("target_precision")
+    options = []
+    for config in (manifest.get("gate_options") or {}).values():
+        fitted = config.get("fitted") or {}
+        options.append(
+            PrecisionOption(
+                target=float(config["target_precision"]),
+                threshold=float(config["threshold"]),
+                margin=float(config["margin"]),
+                coverage=float(fitted.get("coverage") or 0.0),
+                precision=fitted.get("precision"),
+                built=built is not None
+                and precision_key(float(config["target_precision"])) == precision_key(built),
+            )
+        )
+    return sorted(options, key=lambda o: o.target)

@@ -190,3 +190,52 @@ def test_a_pretrained_member_is_never_scored_out_of_fold(hashing_encoder: Any, t
     # with a held-out calibration set it fits, and the head's intents line up with the engine's
     engine.fit(texts[::2], labels[::2], calibration_texts=texts[1::2], calibration_labels=labels[1::2])
     assert set(engine.members) == {"logistic_head", "tuned_head"}
+
+
+def test_operators_can_ask_for_another_precision_without_refitting(
+    hashing_encoder: Any, tmp_path: Path
+) -> None:
+    from bot.calibration import PRECISION_OPTIONS, precision_key
+
+    engine = toy_engine(hashing_encoder, target_precision=0.9)
+    assert set(engine.gate_options) == {precision_key(p) for p in PRECISION_OPTIONS}
+    built = engine.gate
+    assert engine.gate_options["0.90"]["threshold"] == built.threshold  # the built gate is one of them
+    # Fitted on the same held-out rows: asking for more precision never answers more of them.
+    coverage = [engine.gate_options[precision_key(p)]["fitted"]["coverage"] for p in PRECISION_OPTIONS]
+    assert coverage == sorted(coverage, reverse=True) and coverage[0] > coverage[-1]
+    queries = [t for rows in TOY.values() for t in rows] + ["card pin", "exchange my card", "hmm"]
+
+    def answered() -> int:
+        return sum(p.status == ANSWERED for p in engine.predict_batch(queries))
+
+    at_built = answered()
+    assert engine.use_target_precision(0.8) and engine.gate.target_precision == 0.8
+    lenient = answered()
+    assert engine.use_target_precision(0.99)
+    strict = answered()
+    assert lenient >= at_built >= strict and lenient > strict
+    assert not engine.use_target_precision(0.93)  # not offered: nothing changes
+    assert engine.gate.target_precision == 0.99
+    assert engine.use_target_precision(None) and engine.gate is built
+
+    bundle = engine.save(tmp_path / "bundle")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["gate"]["target_precision"] == 0.9 and set(manifest["gate_options"]) == set(
+        engine.gate_options
+    )
+    engine.use_target_precision(0.99)
+    engine.save(tmp_path / "again")  # saving while an operator's choice is in force keeps the built gate
+    assert (
+        json.loads((tmp_path / "again" / "manifest.json").read_text())["gate"]["threshold"] == built.threshold
+    )
+    loaded = AnsweringEngine.load(bundle, runtime="torch")
+    loaded.encoders["minilm"] = hashing_encoder
+    assert (
+        loaded.use_target_precision(0.8) and loaded.gate.threshold == engine.gate_options["0.80"]["threshold"]
+    )
+    legacy = json.loads((bundle / "manifest.json").read_text())
+    del legacy["gate_options"]  # a bundle built before options existed
+    (bundle / "manifest.json").write_text(json.dumps(legacy))
+    old = AnsweringEngine.load(bundle, runtime="torch")
+    assert not old.use_target_precision(0.8) and old.gate.target_precision == 0.9

@@ -906,3 +906,54 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
 def _turns(app: Any) -> list[Turn]:
     with app.extensions["helploop"].database.session() as session:
         return list(session.scalars(select(Turn)))
+
+
+def test_operator_sets_how_sure_the_bot_must_be_without_retraining(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    helploop = app.extensions["helploop"]
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/models").get_data(as_text=True)
+    assert "as each model was built" in page and 'id="precision-chart"' in page
+    options = re.findall(r'name="target" id="target-\d+" value="([0-9.]+)"', page)
+    assert options == ["0.80", "0.85", "0.90", "0.95", "0.97", "0.99"]
+    assert "0.90 (built for)" in page  # the toy bundles are built for precision 0.9
+    token = csrf_token(page)
+    queries = ["where is my card", "card pin", "exchange my card", "change pin", "close account", "pin rate"]
+    customer = app.test_client()
+
+    def answered() -> int:
+        replies = [customer.post("/api/v1/chat", json={"message": q}).get_json() for q in queries]
+        return sum(r["status"] == "answered" for r in replies)
+
+    built = answered()
+    production = helploop.models.state.production
+    built_gate = production.gate
+    refused = operator.post("/operator/precision", data={"target": "0.80", "csrf_token": token})
+    assert "Refused: give a reason" in operator.get("/operator/models").get_data(as_text=True)
+    assert refused.status_code == 302
+    operator.post("/operator/precision", data={"target": "0.93", "reason": "x", "csrf_token": token})
+    assert "0.93 is not offered" in operator.get("/operator/models").get_data(as_text=True)
+    assert operator.post("/operator/precision", data={"target": "0.80", "reason": "x"}).status_code == 400
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/models").status_code == 403
+
+    operator.post(
+        "/operator/precision", data={"target": "0.80", "reason": "fewer handoffs", "csrf_token": token}
+    )
+    helploop.models.refresh()  # what the background poll does every few seconds
+    assert helploop.models.state.production is production  # the same model, no reload
+    assert production.gate.target_precision == 0.8 and helploop.models.target_precision == 0.8
+    lenient = answered()
+    operator.post("/operator/precision", data={"target": "0.99", "reason": "complaints", "csrf_token": token})
+    helploop.models.refresh()
+    strict = answered()
+    assert lenient >= built >= strict and lenient > strict
+    page = operator.get("/operator/models").get_data(as_text=True)
+    assert "precision 0.99" in page and "complaints" in page and "fewer handoffs" in page  # the audit trail
+    operator.post("/operator/precision", data={"target": "built", "reason": "back", "csrf_token": token})
+    helploop.models.refresh()
+    assert production.gate is built_gate and answered() == built

@@ -558,6 +558,31 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     status = run(settings, "deploy", "status").output
     assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
 
+    # How sure the bot must be: the production model's options, set without retraining, audited.
+    shown = run(settings, "deploy", "precision")
+    assert shown.exit_code == 0 and shown.output.startswith("answer precision: as each model was built")
+    assert f"production model {v1}" in shown.output
+    rows = [line.split() for line in shown.output.splitlines() if re.match(r"\s+0\.\d\d\s", line)]
+    assert [r[0] for r in rows] == ["0.80", "0.85", "0.90", "0.95", "0.97", "0.99"]
+    answered = [float(r[1].rstrip("%")) for r in rows]
+    assert answered == sorted(answered, reverse=True)  # stricter answers fewer held-out questions
+    assert any(line.endswith("(built)") for line in shown.output.splitlines())
+    assert "give --reason" in run(settings, "deploy", "precision", "0.90").output
+    offered = run(settings, "deploy", "precision", "0.93", "--reason", "x")
+    assert offered.exit_code == 2 and "not offered" in offered.output
+    junk = run(settings, "deploy", "precision", "abc", "--reason", "x")
+    assert junk.exit_code == 2 and "TARGET must be a precision" in junk.output
+    strict = run(settings, "deploy", "precision", "0.99", "--reason", "complaints", "--actor", "omar")
+    assert strict.exit_code == 0 and strict.output.startswith("answer precision: 0.99")
+    assert "0.99 by omar: complaints" in strict.output
+    back = run(settings, "deploy", "precision", "built", "--reason", "back")
+    assert back.output.startswith("answer precision: as each model was built")
+    with Database(settings).session() as session:
+        from core.models import AnswerPolicy
+
+        policies = session.scalars(select(AnswerPolicy).order_by(AnswerPolicy.id)).all()
+        assert [(p.target_precision, p.reason) for p in policies] == [(0.99, "complaints"), (None, "back")]
+
 
 def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -> None:
     from core.models import ReviewItem
