@@ -18,12 +18,18 @@ from core.knowledge_base import (
     restore_kb_version,
 )
 from core.models import Job
-from core.registry import current_deployment
+from core.registry import answer_policy_history, current_deployment, serving_plan
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
 from training.jobs import JobError, enqueue, job_view, request_cancel
-from training.rollout import RolloutError, apply_action, describe
+from training.rollout import (
+    RolloutError,
+    apply_action,
+    describe,
+    precision_options,
+    set_answer_precision,
+)
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
@@ -259,3 +265,59 @@ def deploy() -> Response:
         raise APIError(409, "refused", str(exc)) from None
     session.commit()
     return jsonify(_deployment(session))
+
+
+def _precision(session: Session) -> dict[str, Any]:
+    history = answer_policy_history(session, limit=10)
+    plan = serving_plan(session)
+    production = plan["production"] if plan else None
+    return {
+        "target_precision": history[0].target_precision if history else None,
+        "changed_by": history[0].actor if history else None,
+        "reason": history[0].reason if history else None,
+        "production": production[0] if production else None,
+        "options": [
+            {
+                "target_precision": o.target,
+                "answers": round(o.coverage, 4),
+                "measured_precision": None if o.precision is None else round(o.precision, 4),
+                "threshold": round(o.threshold, 4),
+                "margin": o.margin,
+                "built_for": o.built,
+            }
+            for o in (precision_options(production[1]) if production else [])
+        ],
+    }
+
+
+@admin_api.get("/precision")
+def precision() -> Response:
+    return jsonify(_precision(db_session()))
+
+
+@admin_api.post("/precision")
+def set_precision() -> Response:
+    """How sure the bot must be to answer, for every serving model, without retraining (as on the Models
+    page): ``target_precision`` one of the offered values, or null for the models' own gates."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "target_precision" not in body:
+        raise APIError(400, "invalid_body", 'send a JSON object: {"target_precision": 0.9 or null, "reason"}')
+    target = body["target_precision"]
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
+        raise APIError(400, "invalid_type", "'target_precision' must be a number or null", "target_precision")
+    reason = body.get("reason")
+    if not isinstance(reason, str):
+        raise APIError(400, "invalid_type", "'reason' must be a string", "reason")
+    session = db_session()
+    try:
+        set_answer_precision(
+            session,
+            target_precision=None if target is None else float(target),
+            actor=g.api_user,
+            reason=reason,
+        )
+    except RolloutError as exc:
+        session.rollback()
+        raise APIError(400, "invalid_precision", str(exc), "target_precision") from None
+    session.commit()
+    return jsonify(_precision(session))

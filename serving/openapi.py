@@ -97,6 +97,34 @@ DEPLOYMENT = {
     },
 }
 
+PRECISION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "target_precision": {
+            "type": "number",
+            "nullable": True,
+            "description": "null: as each model was built",
+        },
+        "changed_by": {"type": "string", "nullable": True},
+        "reason": {"type": "string", "nullable": True},
+        "production": {"type": "string", "nullable": True},
+        "options": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "target_precision": {"type": "number"},
+                    "answers": {"type": "number", "description": "share of held-out questions answered"},
+                    "measured_precision": {"type": "number", "nullable": True},
+                    "threshold": {"type": "number"},
+                    "margin": {"type": "number"},
+                    "built_for": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -399,6 +427,41 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "The new deployment", **_json(DEPLOYMENT)},
                     **_error_responses(400, 401, 409, 429),
+                },
+            },
+        },
+        "/api/v1/admin/precision": {
+            "get": {
+                "summary": "Admin: how sure the bot must be to answer, and the production model's options",
+                "security": ADMIN,
+                "responses": {
+                    "200": {"description": "The precision in force and the options", **_json(PRECISION)},
+                    **_error_responses(401),
+                },
+            },
+            "post": {
+                "summary": "Admin: answer at another precision, without retraining (null: as built)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["target_precision", "reason"],
+                            "properties": {
+                                "target_precision": {
+                                    "type": "number",
+                                    "nullable": True,
+                                    "enum": [0.8, 0.85, 0.9, 0.95, 0.97, 0.99, None],
+                                },
+                                "reason": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "The precision now in force", **_json(PRECISION)},
+                    **_error_responses(400, 401, 429),
                 },
             },
         },

@@ -237,6 +237,49 @@ def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles:
         assert answer.status_code == code, (body, answer.get_json())
 
 
+def test_answer_precision_through_the_api(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    auth = bearer(token_for(app, "omar"))
+    assert client.get("/api/v1/admin/precision").status_code == 401
+    shown = client.get("/api/v1/admin/precision", headers=auth).get_json()
+    assert (
+        shown["target_precision"] is None and shown["production"] == helploop.models.state.production.version
+    )
+    options = {o["target_precision"]: o for o in shown["options"]}
+    assert sorted(options) == [0.8, 0.85, 0.9, 0.95, 0.97, 0.99] and options[0.9]["built_for"]
+    assert options[0.8]["answers"] >= options[0.99]["answers"]
+    for body, code in (
+        ({"reason": "x"}, 400),  # no target_precision at all
+        ({"target_precision": "high", "reason": "x"}, 400),
+        ({"target_precision": 0.93, "reason": "x"}, 400),
+        ({"target_precision": 0.99}, 400),
+        ({"target_precision": 0.99, "reason": " "}, 400),
+    ):
+        answer = client.post("/api/v1/admin/precision", json=body, headers=auth)
+        assert answer.status_code == code, (body, answer.get_json())
+        assert "error" in answer.get_json()
+    strict = client.post(
+        "/api/v1/admin/precision",
+        json={"target_precision": 0.99, "reason": "audit found errors"},
+        headers=auth,
+    ).get_json()
+    assert (strict["target_precision"], strict["changed_by"], strict["reason"]) == (
+        0.99,
+        "omar",
+        "audit found errors",
+    )
+    helploop.models.refresh()
+    assert helploop.models.state.production.gate.target_precision == 0.99
+    built = client.post(
+        "/api/v1/admin/precision", json={"target_precision": None, "reason": "back"}, headers=auth
+    ).get_json()
+    helploop.models.refresh()
+    assert built["target_precision"] is None and helploop.models.state.production.gate.target_precision == 0.9
+
+
 def test_operators_create_and_revoke_tokens_on_the_accounts_page(make_app: Any) -> None:
     import re
 
