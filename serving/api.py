@@ -196,9 +196,19 @@ def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | 
         return None
     helploop = state()
     with helploop.write_lock:
+        # News for the team only when the customer writes after the team did (not on every message of a
+        # burst the operator has not answered yet).
+        news = helploop.notifier.enabled and session.scalar(
+            select(ConversationMessage.sender)
+            .where(ConversationMessage.conversation_id == session_id)
+            .order_by(ConversationMessage.id.desc())
+            .limit(1)
+        ) in (None, "agent")
         stored = customer_message(session, conversation_id=session_id, text=message)
         session.commit()
     helploop.metrics.live_chat_messages.labels(sender="customer").inc()
+    if news:
+        helploop.notifier.notify(session_id=session_id, reason="message", message=redact(message))
     return stored
 
 

@@ -24,6 +24,7 @@ REASONS = {
     "bot": "The bot could not answer and handed the conversation to a person.",
     "asked": "The customer asked for a person.",
     "contact": "The customer left a contact for a person to reach them.",
+    "message": "The customer wrote in a live chat with a person.",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot.engine import AnsweringEngine
+from core.registry import agent_reply
 from core.settings import Settings, SettingsError
 from serving.notify import HandoffNotifier, signature
 from tests.conftest import add_turn
@@ -146,3 +147,19 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
     assert all(r["signature"].startswith("sha256=") for r in Receiver.received)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'helploop_handoff_notifications_total{outcome="sent"} 3.0' in metrics
+
+    # Live chat: the team hears when the customer writes after an operator did, not of every message.
+    with helploop.database.session() as session:
+        agent_reply(session, conversation_id=first["session_id"], agent="omar", text="Hi, Omar here")
+    for text in ("my mail is jo@example.com", "hello?"):
+        reply = client.post("/api/v1/chat", json={"message": text, "session_id": first["session_id"]})
+        assert reply.get_json()["status"] == "agent"
+    with helploop.database.session() as session:
+        agent_reply(session, conversation_id=first["session_id"], agent="omar", text="Got it")
+    client.post("/api/v1/chat", json={"message": "thanks", "session_id": first["session_id"]})
+    assert helploop.notifier.drain(10)
+    live = [r["body"] for r in Receiver.received[3:]]
+    assert [(b["reason"], b["message"]) for b in live] == [
+        ("message", "my mail is [EMAIL]"),
+        ("message", "thanks"),
+    ]
