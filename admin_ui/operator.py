@@ -52,6 +52,7 @@ from core.registry import (
     handoff_open,
     messages_after,
     serving_plan,
+    waiting_conversations,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
@@ -120,7 +121,7 @@ def overview() -> Any:
         ]
         answers = judgement_answers(session)
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
-        _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
+        _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
         trend = trend_chart(daily_traffic(session, days=30))
         quality = answer_quality(session, since=utcnow() - timedelta(days=30))
@@ -566,7 +567,7 @@ def conversations() -> Any:
 def inbox_state(session: Any) -> dict[str, Any]:
     """How many conversations wait for a person, and a signature of them (ids and last activity) that changes
     when one arrives, leaves, or a customer writes: what the inbox page polls to say there is news."""
-    rows, total = conversation_summaries(session, waiting_only=True, limit=INBOX_SIGNATURE_ROWS)
+    rows, total = waiting_conversations(session, limit=INBOX_SIGNATURE_ROWS)
     digest = hashlib.sha256()
     for row in rows:
         digest.update(f"{row.id}|{row.last_activity_at.isoformat()}|{row.customer_wrote_last}\n".encode())

@@ -283,6 +283,46 @@ class ConversationSummary:
         return (self.handoff_requested or self.handoff_turns > 0) and self.closed_by is None
 
 
+@dataclass(frozen=True)
+class WaitingConversation:
+    id: str
+    last_activity_at: datetime
+    customer_wrote_last: bool  # in a live chat, the customer's message is the newest (an answer is due)
+
+
+def waiting_conversations(session: Session, *, limit: int = 200) -> tuple[list[WaitingConversation], int]:
+    """The handoff inbox alone, newest activity first, and how many wait in all: cheap enough to poll (the
+    bot's handoffs come from the status index, not from counting every turn of every conversation)."""
+    handed = select(Turn.conversation_id).where(Turn.status == "handoff")
+    waiting = (
+        Conversation.handoff_closed_at.is_(None),
+        or_(Conversation.handoff_requested_at.is_not(None), Conversation.id.in_(handed)),
+    )
+    total = session.scalar(select(func.count()).select_from(Conversation).where(*waiting)) or 0
+    rows = session.execute(
+        select(Conversation.id, Conversation.last_activity_at)
+        .where(*waiting)
+        .order_by(Conversation.last_activity_at.desc(), Conversation.id)
+        .limit(limit)
+    ).all()
+    ids = [row.id for row in rows]
+    last_sender = dict(
+        session.execute(
+            select(ConversationMessage.conversation_id, ConversationMessage.sender).where(
+                ConversationMessage.id.in_(
+                    select(func.max(ConversationMessage.id))
+                    .where(ConversationMessage.conversation_id.in_(ids))
+                    .group_by(ConversationMessage.conversation_id)
+                )
+            )
+        ).all()
+    )
+    return [
+        WaitingConversation(row.id, row.last_activity_at, last_sender.get(row.id) == "customer")
+        for row in rows
+    ], int(total)
+
+
 def conversation_summaries(
     session: Session, *, waiting_only: bool = False, search: str = "", limit: int = 50, offset: int = 0
 ) -> tuple[list[ConversationSummary], int]:

@@ -65,7 +65,7 @@ def metrics() -> Response:
 
 def _workload(session: Session) -> dict[str, Any]:
     from core.models import Job, ReviewItem
-    from core.registry import conversation_summaries
+    from core.registry import waiting_conversations
     from crowd_feedback.suggestions import count_suggestions
 
     review_items = dict(
@@ -75,7 +75,7 @@ def _workload(session: Session) -> dict[str, Any]:
             .group_by(ReviewItem.status)
         ).all()
     )
-    _, waiting = conversation_summaries(session, waiting_only=True, limit=0)
+    _, waiting = waiting_conversations(session, limit=0)
     jobs = {
         (kind, status): int(count)
         for kind, status, count in session.execute(

@@ -39,6 +39,7 @@ from core.registry import (
     record_feedback,
     register_model_version,
     request_handoff,
+    waiting_conversations,
 )
 from core.registry import customer_message as customer_writes
 from tests.conftest import add_turn
@@ -286,6 +287,12 @@ def test_conversation_inbox_waits_for_a_person_until_handled(db_session: Session
     assert by_id[unsure].last_message == "hello??" and by_id[asked].handoff_requested
     waiting, total = conversation_summaries(db_session, waiting_only=True)
     assert total == 2 and {c.id for c in waiting} == {unsure, asked} and all(c.waiting for c in waiting)
+    inbox, count = waiting_conversations(db_session)  # the cheap query the inbox and /metrics poll
+    assert count == 2 and [c.id for c in inbox] == [c.id for c in waiting]
+    assert (
+        waiting_conversations(db_session, limit=1)[1] == 2
+        and len(waiting_conversations(db_session, limit=1)[0]) == 1
+    )
     # Search is a case-insensitive substring of the originals; % and _ are literal characters.
     assert [c.id for c in conversation_summaries(db_session, search="ATM")[0]] == [unsure]
     assert [c.id for c in conversation_summaries(db_session, search="100%_SURE")[0]] == [unsure]
@@ -338,6 +345,8 @@ def test_live_chat_takes_over_until_the_handoff_is_handled(db_session: Session) 
     assert reply.sender == "customer" and reply.agent is None
     (summary,) = conversation_summaries(db_session, waiting_only=True)[0]
     assert (summary.id, summary.agent, summary.customer_wrote_last) == (asked, "omar", True)
+    (waiting,) = waiting_conversations(db_session)[0]
+    assert (waiting.id, waiting.customer_wrote_last) == (asked, True)
     # The inbox search covers what the customer wrote to the person too.
     assert [c.id for c in conversation_summaries(db_session, search="order 123")[0]] == [asked]
     second = agent_reply(db_session, conversation_id=asked, agent="ana", text="Ana here, refunded.")
@@ -353,7 +362,9 @@ def test_live_chat_takes_over_until_the_handoff_is_handled(db_session: Session) 
     ]
     assert messages_after(db_session, conversation_id=calm) == []
 
+    assert not waiting_conversations(db_session)[0][0].customer_wrote_last
     close_handoff(db_session, conversation_id=asked, actor="ana", note="refunded")
+    assert waiting_conversations(db_session) == ([], 0)
     assert not agent_active(conversation) and conversation.agent is None  # the bot answers again
     with pytest.raises(HandoffError, match="no person is chatting"):
         customer_writes(db_session, conversation_id=asked, text="one more thing")
