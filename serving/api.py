@@ -317,6 +317,7 @@ def transcript(session_id: str) -> Response:
             "handoff_requested": conversation.handoff_requested_at is not None,
             "contact_left": conversation.contact is not None,
             "agent_active": agent_active(conversation),
+            "waiting_for_person": handoff_open(db_session(), conversation_id=conversation.id),
             "turns": turns,
             "messages": [message_view(m) for m in conversation.messages],
         }

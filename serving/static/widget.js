@@ -335,12 +335,13 @@
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
                  turn_id: turn.turn_id, helpful: turn.helpful });
       });
-      if (data.handoff_requested && !data.agent_active) { addNotice(TEXTS.taken_over); }
+      // Still waiting for a person (asked, or the bot handed off, and not yet dealt with): say so, ask for a
+      // contact unless one was left or a person is already here, and keep polling.
+      var waiting = !!data.waiting_for_person;
+      if (waiting && !data.agent_active) { addNotice(TEXTS.taken_over); }
       agentActive = !!data.agent_active;
-      var last = data.turns.length ? data.turns[data.turns.length - 1].status : "";
-      var waiting = data.handoff_requested || last === "handoff";
       if (waiting && !data.contact_left && !data.agent_active) { askContact(); }
-      if (waiting || data.agent_active) { startPolling(); }
+      if (waiting) { startPolling(); }
     }).catch(function () {
       sessionId = null;
       try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }

@@ -887,7 +887,7 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     assert wrote["customer_wrote"] == 1 and wrote["signature"] != asked["signature"]
     assert reviewer.get("/operator/conversations/inbox.json").status_code == 403
     transcript = customer.get(api).get_json()
-    assert transcript["agent_active"] is True
+    assert transcript["agent_active"] is True and transcript["waiting_for_person"] is True
     assert [m["sender"] for m in transcript["messages"]] == ["agent", "customer", "customer"]
     metrics = customer.get("/metrics").get_data(as_text=True)
     assert 'helploop_live_chat_messages_total{sender="customer"} 2.0' in metrics
@@ -896,6 +896,7 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     operator.post(f"{page_url}/close", data={"note": "refunded", "csrf_token": csrf_token(page)})
     after = customer.get(f"{api}/messages").get_json()
     assert after["agent_active"] is False and after["waiting_for_person"] is False
+    assert customer.get(api).get_json()["waiting_for_person"] is False  # dealt with: the widget stops asking
     back = customer.post(
         "/api/v1/chat", json={"message": "when will my card arrive", "session_id": session_id}
     )

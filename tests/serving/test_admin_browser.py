@@ -266,6 +266,17 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     customer.fill(".hl-form .hl-input", "when will my card arrive")
     customer.keyboard.press("Enter")
     customer.locator(".hl-bot[data-status=answered]").nth(answered_before).wait_for()
+    # A reload resumes everything in order, and a handled handoff asks for nothing any more.
+    customer.reload()
+    customer.locator(".hl-bot[data-status=answered]").nth(answered_before).wait_for()
+    texts = customer.locator(".hl-msg").all_inner_texts()
+    order = [
+        next(i for i, t in enumerate(texts) if needle in t)
+        for needle in ("where is my card", "last", "It ends in 7", "when will my card arrive")
+    ]
+    assert order == sorted(order)
+    assert customer.locator(".hl-contact").count() == 0
+    assert customer.locator(".hl-notice", has_text="will take over").count() == 0
     context.close()
     customer_context.close()
     assert errors == [] and customer_errors == []
