@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from admin_ui.setup import require_role
 from core.models import (
     Deployment,
+    Intent,
     Job,
     ModelVersion,
     ReviewItem,
@@ -645,13 +646,30 @@ def conversation_detail(conversation_id: str) -> Any:
             "waiting": handoff_open(session, conversation_id=conversation.id),
         }
         messages = [live_message_view(m) for m in conversation.messages]
+        canned = canned_answers(session, turns) if info["waiting"] else None
     return render_template(
         "admin/conversation.html",
         conversation=info,
         turns=turns,
         messages=messages,
         message_limit=MESSAGE_LIMIT,
+        canned=canned,
     )
+
+
+def canned_answers(session: Any, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The knowledge base's answers for the reply box: the intents the bot considered for the customer's
+    last question first, then every intent by title."""
+    rows = session.execute(select(Intent.name, Intent.title, Intent.answer).order_by(Intent.name)).all()
+    by_name = {row.name: row for row in rows if row.answer}
+    considered = [c.get("intent") for c in (turns[-1]["candidates"] if turns else [])]
+    suggested = [name for name in dict.fromkeys(considered) if name in by_name]
+    everything = sorted(by_name, key=lambda name: (by_name[name].title or name).lower())
+    return {
+        "suggested": [(name, by_name[name].title or name) for name in suggested],
+        "all": [(name, by_name[name].title or name) for name in everything],
+        "answers": {name: row.answer for name, row in by_name.items()},
+    }
 
 
 def live_message_view(message: Any) -> dict[str, Any]:

@@ -12,6 +12,18 @@
       }
     });
     if (window.location.hash === "#live-chat") { text.focus(); }
+    var canned = document.getElementById("canned");
+    var answers = document.getElementById("canned-answers");
+    if (canned && answers) {
+      var book = JSON.parse(answers.textContent);  // data, not code: never executed
+      canned.addEventListener("change", function () {
+        var answer = book[canned.value];
+        if (!answer) { return; }
+        text.value = text.value.trim() ? text.value.replace(/\s*$/, "\n\n") + answer : answer;
+        canned.value = "";
+        text.focus();
+      });
+    }
   }
   if (!list || !list.getAttribute("data-poll")) { return; }
   var url = list.getAttribute("data-poll");

@@ -159,7 +159,9 @@
   function addAgent(text) {
     var wrap = el("div", { "class": "hl-msg hl-bot hl-agent", "data-status": "agent" });
     wrap.appendChild(el("div", { "class": "hl-agent-name" }, TEXTS.agent_name));
-    wrap.appendChild(el("div", { "class": "hl-text hl-plain" }, text));  // a person's words: text, never markup
+    var body = el("div", { "class": "hl-text" });
+    body.innerHTML = renderMarkdown(text);  // escaped first, like the bot's answers (they may start from one)
+    wrap.appendChild(body);
     log.appendChild(wrap);
     scrollDown();
   }

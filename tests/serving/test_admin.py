@@ -827,6 +827,15 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
 
     quiet = operator.get("/operator/conversations/inbox.json").get_json()
     assert quiet["waiting"] == 0 and quiet["customer_wrote"] == 0
+    from core.kb_files import KnowledgeBaseData, Origin
+    from core.knowledge_base import import_knowledge_base
+
+    kb = KnowledgeBaseData()
+    card = kb.intent("card_arrival", Origin("test", None))
+    card.examples.append("where is my card")
+    card.title, card.answer = "Card arrival", "Soon.</script><script>alert(1)</script>"
+    with app.extensions["helploop"].database.session() as session:
+        import_knowledge_base(session, incoming=kb, source="test")
     customer.post(f"{api}/handoff")
     asked = operator.get("/operator/conversations/inbox.json").get_json()
     assert asked["waiting"] == 1 and asked["signature"] != quiet["signature"]
@@ -836,6 +845,13 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     )
     page = operator.get(page_url).get_data(as_text=True)
     assert 'id="reply-form"' in page and "live_chat.js" in page and "Your first reply takes" in page
+    # The knowledge base's answers ride along as JSON data for the reply box, escaped so none can end the tag.
+    canned = re.search(r'<script type="application/json" id="canned-answers">(.*?)</script>', page, re.S)
+    assert canned and json.loads(canned.group(1)) == {
+        "card_arrival": "Soon.</script><script>alert(1)</script>"
+    }
+    assert "<script>alert(1)" not in page
+    assert '<optgroup label="What the bot considered"><option value="card_arrival">Card arrival' in page
     assert operator.post(f"{page_url}/messages", data={"text": "no token"}).status_code == 400  # CSRF
     reviewer = app.test_client()
     login(reviewer, "rita")

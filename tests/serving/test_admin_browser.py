@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.kb_files import KnowledgeBaseData, Origin
+from core.knowledge_base import import_knowledge_base
 from core.models import Conversation, Judgement, ReviewItem
 from crowd_feedback.reviewers import create_user
+from tests.conftest import TOY
 
 PASSWORD = "correct horse battery staple"
 
@@ -215,6 +218,14 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
         create_user(session, username="omar", password=PASSWORD, role="operator")
+        kb = KnowledgeBaseData()
+        for name, examples in TOY.items():
+            intent = kb.intent(name, Origin("test", None))
+            intent.examples.extend(examples)
+            intent.title = name.replace("_", " ").capitalize()
+            intent.answer = f"About {name}: see the app."
+        kb.intents["card_arrival"].answer = "Cards arrive in **5–7 working days**."
+        import_knowledge_base(session, incoming=kb, source="test")
     customer_context = browser.new_context()
     customer = customer_context.new_page()
     customer_errors: list[str] = []
@@ -255,9 +266,16 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     customer.keyboard.press("Enter")
     page.locator("#live-messages li.live-customer", has_text="It ends in 7").wait_for(timeout=10_000)
     assert customer.locator(".hl-bot[data-status=answered]").count() == answered_before  # the bot kept quiet
-    assert (
-        customer.locator(".hl-user", has_text="It ends in 7").count() == 1
-    )  # shown once, not again by a poll
+    shown_once = customer.locator(".hl-user", has_text="It ends in 7").count()
+    assert shown_once == 1  # as typed, not again by a poll
+    # The operator starts the next reply from the knowledge base's answer (the bot's candidates come first).
+    first_choice = page.locator("#canned optgroup[label='What the bot considered'] option").first
+    assert first_choice.inner_text() == "Card arrival"
+    page.select_option("#canned", "card_arrival")
+    assert page.input_value("#reply-text") == "Cards arrive in **5–7 working days**."
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    customer.locator(".hl-agent strong", has_text="5–7 working days").wait_for(timeout=10_000)
 
     page.fill("input[name=note]", "card re-sent")
     with page.expect_navigation():
