@@ -225,6 +225,9 @@ class User(Base):
     gold_answered: Mapped[int] = mapped_column(Integer, default=0)
     gold_correct: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The last request of this person's browser session (kept to within a minute): an operator seen lately is
+    # "online", so a customer who asks for a person is told whether someone can join the chat now.
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiToken(Base):

@@ -63,6 +63,12 @@ class Settings:
     clarify_message: str = "Did you mean one of these?"
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
+    # When no operator has had a page open for presence_seconds: nobody can join the chat now.
+    handoff_offline_message: str = (
+        "Nobody from our team is online right now. "
+        "Leave your e-mail or phone number and we will get back to you."
+    )
+    presence_seconds: int = 120
     contact_received_message: str = "Thanks, a person from our team will get back to you."
     # Crowd review
     review_audit_rate: float = 0.02

@@ -8,10 +8,10 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -264,3 +264,29 @@ def authenticate_token(session: Session, secret: str) -> User | None:
         return None
     token.last_used_at = utcnow()
     return user
+
+
+SEEN_EVERY_SECONDS = 30  # last_seen_at is written at most this often per person (not on every request)
+
+
+def mark_seen(session: Session, *, user_id: int, now: datetime | None = None) -> bool:
+    """Note that a person's browser asked for a page now; True when the row was written."""
+    now = now or utcnow()
+    stale = or_(User.last_seen_at.is_(None), User.last_seen_at < now - timedelta(seconds=SEEN_EVERY_SECONDS))
+    result = session.execute(
+        update(User).where(User.id == user_id, stale).values(last_seen_at=now),
+        execution_options={"synchronize_session": False},  # a plain UPDATE; loaded rows need not follow
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def operators_online(session: Session, *, within_seconds: int, now: datetime | None = None) -> int:
+    """Active operators whose browser asked for a page within the last ``within_seconds``: people who can
+    join a live chat now (an open inbox or conversation page polls every few seconds)."""
+    since = (now or utcnow()) - timedelta(seconds=within_seconds)
+    online = (
+        select(func.count())
+        .select_from(User)
+        .where(User.role == "operator", User.active.is_(True), User.last_seen_at >= since)
+    )
+    return int(session.scalar(online) or 0)

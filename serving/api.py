@@ -29,6 +29,7 @@ from core.registry import (
 )
 from crowd_feedback.redaction import redact
 from crowd_feedback.review import review_reasons
+from crowd_feedback.reviewers import operators_online
 from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
@@ -361,6 +362,8 @@ def handoff(session_id: str) -> Response:
         conversation = request_handoff(session, conversation_id=session_id)
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    settings = state().settings
+    online = operators_online(session, within_seconds=settings.presence_seconds) > 0
     session.commit()
     if news:
         _notify(session, conversation.id, "asked")
@@ -368,7 +371,9 @@ def handoff(session_id: str) -> Response:
         {
             "session_id": conversation.id,
             "handoff_requested": True,
-            "message": state().settings.handoff_requested_message,
+            "people_online": online,
+            # Honest about when: someone can join now, or the team will get back to the customer later.
+            "message": settings.handoff_requested_message if online else settings.handoff_offline_message,
         }
     )
 

@@ -154,3 +154,26 @@ def test_api_tokens_authenticate_their_operator_until_revoked(db_session: Sessio
     assert actions(db_session, "omar").count(("token_revoked", "olga")) == 1
     with pytest.raises(AccountError, match="no API token"):
         revoke_api_token(db_session, token_id=other.id + 100, actor="olga")
+
+
+def test_operators_seen_lately_are_online(db_session: Session) -> None:
+    from datetime import timedelta
+
+    from core.models import utcnow
+    from crowd_feedback.reviewers import mark_seen, operators_online
+
+    omar = create_user(db_session, username="omar", password="a long password", role="operator")
+    ana = create_user(db_session, username="ana", password="a long password", role="operator")
+    rita = create_user(db_session, username="rita", password="a long password", role="reviewer")
+    now = utcnow()
+    assert operators_online(db_session, within_seconds=120, now=now) == 0  # never seen
+    assert mark_seen(db_session, user_id=omar.id, now=now - timedelta(seconds=100))
+    assert not mark_seen(
+        db_session, user_id=omar.id, now=now - timedelta(seconds=90)
+    )  # within 30 s: no write
+    assert mark_seen(db_session, user_id=ana.id, now=now - timedelta(seconds=300))
+    assert mark_seen(db_session, user_id=rita.id, now=now)
+    assert operators_online(db_session, within_seconds=120, now=now) == 1  # omar; ana is stale, rita reviews
+    assert operators_online(db_session, within_seconds=60, now=now) == 0
+    assert mark_seen(db_session, user_id=ana.id, now=now)
+    assert operators_online(db_session, within_seconds=120, now=now) == 2

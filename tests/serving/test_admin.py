@@ -836,7 +836,12 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     card.title, card.answer = "Card arrival", "Soon.</script><script>alert(1)</script>"
     with app.extensions["helploop"].database.session() as session:
         import_knowledge_base(session, incoming=kb, source="test")
-    customer.post(f"{api}/handoff")
+    # The operator's pages mark them as online (the reviewer's do not count): the customer hears a person can
+    # join now.
+    assert customer.post(f"{api}/handoff").get_json()["people_online"] is True
+    with helploop_db(app).session() as session:
+        seen = dict(session.execute(select(User.username, User.last_seen_at)).all())
+    assert seen["omar"] is not None and seen["rita"] is None
     asked = operator.get("/operator/conversations/inbox.json").get_json()
     assert asked["waiting"] == 1 and asked["signature"] != quiet["signature"]
     assert operator.get("/operator/conversations/inbox.json").get_json() == asked  # nothing new: same
@@ -974,3 +979,7 @@ def test_operator_sets_how_sure_the_bot_must_be_without_retraining(make_app: Any
     operator.post("/operator/precision", data={"target": "built", "reason": "back", "csrf_token": token})
     helploop.models.refresh()
     assert production.gate is built_gate and answered() == built
+
+
+def helploop_db(app: Any) -> Any:
+    return app.extensions["helploop"].database

@@ -469,15 +469,41 @@ def test_a_failing_encoder_never_costs_a_turn_its_routing(app: Any) -> None:
 
 
 def test_the_handoff_and_contact_replies_are_settings(make_app: Any) -> None:
+    from datetime import timedelta
+
+    from core.models import User, utcnow
+    from crowd_feedback.reviewers import create_user, mark_seen, operators_online
+
     app = make_app(
         ratelimit_enabled=False,
         handoff_requested_message="Danke, gleich meldet sich jemand.",
+        handoff_offline_message="Gerade ist niemand da: hinterlassen Sie Ihre E-Mail.",
         contact_received_message="Danke, wir melden uns.",
     )
     client = app.test_client()
+    database = app.extensions["helploop"].database
     session_id = chat(client, "close my account").get_json()["session_id"]
+    # Nobody from the team has had a page open lately: the customer is told, not promised a person now.
+    offline = client.post(f"/api/v1/sessions/{session_id}/handoff").get_json()
+    assert offline["people_online"] is False
+    assert offline["message"] == "Gerade ist niemand da: hinterlassen Sie Ihre E-Mail."
+    with database.session() as session:
+        omar = create_user(session, username="omar", password="correct horse battery", role="operator")
+        rita = create_user(session, username="rita", password="correct horse battery", role="reviewer")
+        assert mark_seen(session, user_id=rita.id)
+        assert operators_online(session, within_seconds=120) == 0  # reviewers do not take chats
+        long_ago = utcnow() - timedelta(minutes=10)
+        assert mark_seen(session, user_id=omar.id, now=long_ago)
+    assert client.post(f"/api/v1/sessions/{session_id}/handoff").get_json()["people_online"] is False
+    with database.session() as session:
+        assert mark_seen(session, user_id=omar.id)
+        assert not mark_seen(session, user_id=omar.id)  # written at most twice a minute
+        assert operators_online(session, within_seconds=120) == 1
     handoff = client.post(f"/api/v1/sessions/{session_id}/handoff").get_json()
-    assert handoff["message"] == "Danke, gleich meldet sich jemand."
+    assert handoff["people_online"] is True and handoff["message"] == "Danke, gleich meldet sich jemand."
+    with database.session() as session:
+        session.get(User, omar.id).active = False  # a deactivated operator is nobody
+    assert client.post(f"/api/v1/sessions/{session_id}/handoff").get_json()["people_online"] is False
     left = client.post(
         f"/api/v1/sessions/{session_id}/contact", json={"contact": "jo@example.com"}
     ).get_json()
