@@ -144,7 +144,7 @@ def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: t
     page.locator(".hl-notice", has_text="e-mail address or a phone number").wait_for()
     page.fill("#hl-contact-input", "jo@example.com")
     page.keyboard.press("Enter")
-    page.locator(".hl-notice", has_text="get back to you").wait_for()
+    page.locator(".hl-notice", has_text="Thanks, a person from our team will get back to you").wait_for()
     assert page.locator(".hl-contact").count() == 0
     with live_server[1].extensions["helploop"].database.session() as session:
         assert session.scalars(select(Conversation.contact)).one() == "jo@example.com"
