@@ -302,15 +302,8 @@ class AnsweringEngine:
         confidence = self.calibrator(raw_confidence)
         margin = self._margins(probabilities, confidence)
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
-        self.gate = fit_gate(
-            confidence,
-            margin,
-            correct,
-            target_precision=self.config.target_precision,
-            answerable=answerable,
-            z=self.config.gate_z,
-        )
-        # The same gate fitted to each precision an operator may choose instead (no retraining needed).
+        # The gate fitted to the configured precision, and to each one an operator may choose instead (no
+        # retraining needed): the same rows, the same rule, each fitted once.
         self.gate_options = {
             precision_key(target): fit_gate(
                 confidence,
@@ -322,6 +315,7 @@ class AnsweringEngine:
             ).get_config()
             for target in sorted(set(PRECISION_OPTIONS) | {self.config.target_precision})
         }
+        self.gate = Gate.from_config(self.gate_options[precision_key(self.config.target_precision)])
         self.built_gate = self.gate
         seconds = time.perf_counter() - started
         self.knowledge_hash = training_data_hash(texts, labels, self.knowledge)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.calibration import PRECISION_OPTIONS, precision_key
+from bot.calibration import PRECISION_OPTIONS, Gate, precision_key
 from core.models import AnswerPolicy, Deployment
 from core.registry import (
     NotFoundError,
@@ -154,18 +154,18 @@ def precision_options(bundle_path: str | Path) -> list[PrecisionOption]:
     except (OSError, json.JSONDecodeError):
         return []
     built = (manifest.get("gate") or {}).get("target_precision")
-    options = []
-    for config in (manifest.get("gate_options") or {}).values():
-        fitted = config.get("fitted") or {}
-        options.append(
+    gates = [Gate.from_config(config) for config in (manifest.get("gate_options") or {}).values()]
+    return sorted(
+        (
             PrecisionOption(
-                target=float(config["target_precision"]),
-                threshold=float(config["threshold"]),
-                margin=float(config["margin"]),
-                coverage=float(fitted.get("coverage") or 0.0),
-                precision=fitted.get("precision"),
-                built=built is not None
-                and precision_key(float(config["target_precision"])) == precision_key(built),
+                target=gate.target_precision,
+                threshold=gate.threshold,
+                margin=gate.margin,
+                coverage=float(gate.fitted.get("coverage") or 0.0),
+                precision=gate.fitted.get("precision"),
+                built=built is not None and precision_key(gate.target_precision) == precision_key(built),
             )
-        )
-    return sorted(options, key=lambda o: o.target)
+            for gate in gates
+        ),
+        key=lambda o: o.target,
+    )
