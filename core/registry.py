@@ -283,6 +283,21 @@ class ConversationSummary:
         return (self.handoff_requested or self.handoff_turns > 0) and self.closed_by is None
 
 
+def _last_live_senders(session: Session, conversation_ids: list[str]) -> dict[str, str]:
+    """Who wrote the newest live-chat message of each conversation (those without one are left out)."""
+    newest = (
+        select(func.max(ConversationMessage.id))
+        .where(ConversationMessage.conversation_id.in_(conversation_ids))
+        .group_by(ConversationMessage.conversation_id)
+    )
+    rows = session.execute(
+        select(ConversationMessage.conversation_id, ConversationMessage.sender).where(
+            ConversationMessage.id.in_(newest)
+        )
+    ).all()
+    return {conversation_id: sender for conversation_id, sender in rows}
+
+
 @dataclass(frozen=True)
 class WaitingConversation:
     id: str
@@ -305,18 +320,7 @@ def waiting_conversations(session: Session, *, limit: int = 200) -> tuple[list[W
         .order_by(Conversation.last_activity_at.desc(), Conversation.id)
         .limit(limit)
     ).all()
-    ids = [row.id for row in rows]
-    last_sender = dict(
-        session.execute(
-            select(ConversationMessage.conversation_id, ConversationMessage.sender).where(
-                ConversationMessage.id.in_(
-                    select(func.max(ConversationMessage.id))
-                    .where(ConversationMessage.conversation_id.in_(ids))
-                    .group_by(ConversationMessage.conversation_id)
-                )
-            )
-        ).all()
-    )
+    last_sender = _last_live_senders(session, [row.id for row in rows])
     return [
         WaitingConversation(row.id, row.last_activity_at, last_sender.get(row.id) == "customer")
         for row in rows
@@ -367,16 +371,7 @@ def conversation_summaries(
             select(Turn.id, Turn.user_text).where(Turn.id.in_([row.last_turn for row in rows]))
         ).all()
     )
-    last_live = session.execute(
-        select(ConversationMessage.conversation_id, ConversationMessage.sender).where(
-            ConversationMessage.id.in_(
-                select(func.max(ConversationMessage.id))
-                .where(ConversationMessage.conversation_id.in_([row.Conversation.id for row in rows]))
-                .group_by(ConversationMessage.conversation_id)
-            )
-        )
-    ).all()
-    last_sender = {cid: sender for cid, sender in last_live}
+    last_sender = _last_live_senders(session, [row.Conversation.id for row in rows])
     summaries = [
         ConversationSummary(
             id=row.Conversation.id,

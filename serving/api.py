@@ -230,7 +230,8 @@ def chat() -> Response:
     settings = state().settings
     message = text_field(body, "message", limit=settings.max_message_length)
     assert message is not None
-    live = to_live_chat(message, session_field(body))
+    session_id = session_field(body)
+    live = to_live_chat(message, session_id)
     if live is not None:
         return jsonify(
             {
@@ -245,7 +246,7 @@ def chat() -> Response:
                 "model_version": None,
             }
         )
-    prediction, turn_id, session_id, text = answer_message(message, session_field(body), channel="widget")
+    prediction, turn_id, session_id, text = answer_message(message, session_id, channel="widget")
     return jsonify(
         {
             "session_id": session_id,
