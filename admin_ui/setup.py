@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from core.models import User
-from crowd_feedback.reviewers import mark_seen, session_token
+from crowd_feedback.reviewers import mark_seen, seen_lately, session_token
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -48,8 +48,10 @@ def load_user(user_id: str) -> CurrentUser | None:
         user = session.get(User, int(number))
         if user is None or not user.active or not hmac.compare_digest(session_token(user), token):
             return None  # deactivated, or the password changed since this session began
-        if user.role == "operator":
-            mark_seen(session, user_id=user.id)  # presence for the live chat (written twice a minute at most)
+        if user.role == "operator" and not seen_lately(user.last_seen_at):
+            # Presence for the live chat, written twice a minute at most: pages polling every few seconds
+            # issue no write statement (on SQLite even an UPDATE matching nothing takes the write lock).
+            mark_seen(session, user_id=user.id)
         return CurrentUser(user)
 
 

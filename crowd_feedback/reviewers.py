@@ -269,6 +269,17 @@ def authenticate_token(session: Session, secret: str) -> User | None:
 SEEN_EVERY_SECONDS = 30  # last_seen_at is written at most this often per person (not on every request)
 
 
+def seen_lately(last_seen_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether ``last_seen_at`` is recent enough not to be written again (a row already loaded can tell, so a
+    request need not issue a write statement at all)."""
+    if last_seen_at is None:
+        return False
+    now = now or utcnow()
+    if last_seen_at.tzinfo is None:  # SQLite hands back naive UTC
+        last_seen_at = last_seen_at.replace(tzinfo=now.tzinfo)
+    return last_seen_at >= now - timedelta(seconds=SEEN_EVERY_SECONDS)
+
+
 def mark_seen(session: Session, *, user_id: int, now: datetime | None = None) -> bool:
     """Note that a person's browser asked for a page now; True when the row was written."""
     now = now or utcnow()

@@ -160,7 +160,7 @@ def test_operators_seen_lately_are_online(db_session: Session) -> None:
     from datetime import timedelta
 
     from core.models import utcnow
-    from crowd_feedback.reviewers import mark_seen, operators_online
+    from crowd_feedback.reviewers import mark_seen, operators_online, seen_lately
 
     omar = create_user(db_session, username="omar", password="a long password", role="operator")
     ana = create_user(db_session, username="ana", password="a long password", role="operator")
@@ -177,3 +177,7 @@ def test_operators_seen_lately_are_online(db_session: Session) -> None:
     assert operators_online(db_session, within_seconds=60, now=now) == 0
     assert mark_seen(db_session, user_id=ana.id, now=now)
     assert operators_online(db_session, within_seconds=120, now=now) == 2
+    # What a request checks on the row it already loaded before it writes at all (naive: SQLite's UTC).
+    assert seen_lately(now - timedelta(seconds=10), now) and not seen_lately(None, now)
+    assert seen_lately((now - timedelta(seconds=10)).replace(tzinfo=None), now)
+    assert not seen_lately(now - timedelta(seconds=31), now)
