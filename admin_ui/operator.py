@@ -39,6 +39,7 @@ from core.models import (
 )
 from core.registry import (
     MESSAGE_LIMIT,
+    SUGGESTION_ARM,
     DayTraffic,
     HandoffError,
     MessageError,
@@ -46,6 +47,7 @@ from core.registry import (
     agent_active,
     agent_reply,
     answer_policy_history,
+    clarify_choices,
     close_handoff,
     conversation_summaries,
     daily_traffic,
@@ -60,7 +62,13 @@ from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
 from crowd_feedback.quality import answer_quality
 from crowd_feedback.retention import erase_conversation
-from crowd_feedback.review import ReviewError, judgement_answers, operator_resolve, shadow_agreement
+from crowd_feedback.review import (
+    ReviewError,
+    judgement_answers,
+    operator_resolve,
+    pick_trust,
+    shadow_agreement,
+)
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
@@ -99,7 +107,13 @@ operator = Blueprint("operator", __name__, url_prefix="/operator", template_fold
 def overview() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
-        statuses = dict(session.execute(select(Turn.status, func.count()).group_by(Turn.status)).all())
+        statuses = dict(  # a clicked chip's own turn is not a question: left out, as in the trend
+            session.execute(
+                select(Turn.status, func.count())
+                .where(Turn.served_by != SUGGESTION_ARM)
+                .group_by(Turn.status)
+            ).all()
+        )
         queue = dict(
             session.execute(
                 select(ReviewItem.status, func.count())
@@ -126,6 +140,8 @@ def overview() -> Any:
         suggestions = count_suggestions(session)
         trend = trend_chart(daily_traffic(session, days=30))
         quality = answer_quality(session, since=utcnow() - timedelta(days=30))
+        choices = clarify_choices(session, since=utcnow() - timedelta(days=30))
+        trust = pick_trust(session)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -153,20 +169,29 @@ def overview() -> Any:
         trend=trend,
         quality=quality,
         audit_rate=helploop.policy.audit_rate,
+        choices=choices,
+        pick_trust=trust,
     )
 
 
 def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float = 120.0) -> dict[str, Any]:
-    """Geometry of the overview's 30-day chart: per day, a bar split by status share (answered at the bottom),
-    the thumbs-down rate as a line, and a marker where a model was promoted."""
+    """Geometry of the overview's 30-day chart: per day, a bar split by status share (answered at the bottom,
+    then clarify turns the customer resolved by picking a choice, other clarify turns, handoffs), the
+    thumbs-down rate as a line, and a marker where a model was promoted."""
     step = width / max(len(days), 1)
     bars, line, markers = [], [], []
     for i, day in enumerate(days):
         x = i * step
         if day.turns:
             y = height
-            for status, colour in (("answered", "#1e8e3e"), ("clarify", "#f4b400"), ("handoff", "#d93025")):
-                h = height * getattr(day, status) / day.turns
+            segments = (
+                (day.answered, "#1e8e3e"),
+                (day.picked, "#81c995"),
+                (day.clarify - day.picked, "#f4b400"),
+                (day.handoff, "#d93025"),
+            )
+            for count, colour in segments:
+                h = height * count / day.turns
                 y -= h
                 bars.append({"x": x + 1, "y": y, "w": step - 2, "h": h, "fill": colour})
             rate = day.unhelpful / day.turns
@@ -179,7 +204,9 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         if i % 7 == len(days) % 7 - 1 or i == len(days) - 1
     ]
     latest = [d for d in days if d.turns][-7:]
-    answered = sum(d.answered for d in latest) / max(sum(d.turns for d in latest), 1)
+    turns = max(sum(d.turns for d in latest), 1)
+    answered = sum(d.answered for d in latest) / turns
+    resolved = sum(d.answered + d.picked for d in latest) / turns
     return {
         "days": days,
         "step": step,
@@ -190,6 +217,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         "width": width,
         "height": height,
         "answered_last_7": answered if latest else None,
+        "resolved_last_7": resolved if latest else None,
     }
 
 

@@ -15,6 +15,7 @@ from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
     ReviewError,
+    customer_picks,
     item_posterior,
     member_questions,
     next_item,
@@ -186,7 +187,8 @@ def items() -> Any:
 @require_role("operator")
 def item_detail(item_id: int) -> Any:
     """Everything about one item for an operator: the questions, the bot's shortlist, each judgement with the
-    reviewer's weight, the posterior over labels (why it resolved or escalated), its training pairs."""
+    reviewer's weight, the customers' "did you mean" choice, the posterior over labels (why it resolved or
+    escalated), its training pairs."""
     helploop = current_app.extensions["helploop"]
     names, titles = known_intents()
     with helploop.database.session() as session:
@@ -221,6 +223,7 @@ def item_detail(item_id: int) -> Any:
             else {}
         )
         top = sorted(((p, label) for label, p in posterior.items() if p >= 0.005), reverse=True)[:6]
+        pick = customer_picks(session, item_ids=[item.id]).get(item.id)
         view = {
             "id": item.id,
             "status": item.status,
@@ -250,6 +253,7 @@ def item_detail(item_id: int) -> Any:
         members=[(text, sum(v), len(v) - sum(v)) for text, v in checks.items()],
         judgements=judgements,
         posterior=[(label, p) for p, label in top],
+        pick=pick,
         threshold=helploop.policy.posterior_threshold,
         pairs=pairs,
         titles=titles,

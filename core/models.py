@@ -155,6 +155,12 @@ class Turn(Base):
     # Which deployment arm answered: production | canary (shadow predictions live in shadow_prediction).
     served_by: Mapped[str] = mapped_column(String(20), default="production", server_default="production")
     shadow_prediction: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The chips shown with the reply: "did you mean" choices (clarify) or follow-ups (answered), intent names
+    # in order. None on turns logged before migration 0015.
+    suggested: Mapped[list[str] | None] = mapped_column(NullableJSONType, nullable=True)
+    # On a clarify turn: the choice the customer clicked next (their own answer to "did you mean"), and when.
+    chosen_intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    chosen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

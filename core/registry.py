@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.kb_files import OUT_OF_SCOPE
 from core.models import (
     AnswerPolicy,
     Conversation,
@@ -92,6 +93,7 @@ def log_turn(
     latency_ms: float,
     served_by: str = "production",
     shadow_prediction: dict[str, Any] | None = None,
+    suggested: list[str] | None = None,
 ) -> Turn:
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
@@ -110,12 +112,89 @@ def log_turn(
         latency_ms=latency_ms,
         served_by=served_by,
         shadow_prediction=shadow_prediction,
+        suggested=suggested,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff
         _reopen_handoff(session, conversation_id)
     session.flush()
     return turn
+
+
+# A clicked chip is logged as a turn of its own, answered by this arm (no prediction: the customer named the
+# intent). It is not a question the bot answered, so the overview and the trend leave it out of the shares.
+SUGGESTION_ARM = "suggestion"
+LEGACY_SHOWN = 3  # the most "did you mean" chips a clarify reply had before the shown ones were logged
+
+
+def shown_suggestions(turn: Turn) -> list[str]:
+    """The intents a turn's reply showed as chips, in order (for turns logged before migration 0015: the
+    in-scope top candidates a clarify reply could have shown)."""
+    if turn.suggested is not None:
+        return list(turn.suggested)
+    if turn.status != "clarify":
+        return []
+    return [c["intent"] for c in turn.candidates if c.get("intent") != OUT_OF_SCOPE][:LEGACY_SHOWN]
+
+
+@dataclass(frozen=True)
+class Choice:
+    turn: Turn  # the clarify turn the customer answered
+    intent: str
+    rank: int  # 1: the first chip shown
+    shown: int  # how many chips there were
+
+
+def record_choice(
+    session: Session, *, conversation_id: str, intent: str, now: datetime | None = None
+) -> Choice | None:
+    """A customer clicked the chip of ``intent``: when the conversation's latest turn asked "did you mean" and
+    showed that intent, remember the choice on that turn (the customer's own answer to the bot's question, for
+    review and the overview). Follow-up chips of an answered turn, a second click, or an intent that was not
+    offered record nothing. Call it before the chip's own turn is logged."""
+    latest = session.scalars(
+        select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.id.desc()).limit(1)
+    ).first()
+    if latest is None or latest.status != "clarify" or latest.chosen_intent is not None:
+        return None
+    shown = shown_suggestions(latest)
+    if intent not in shown:
+        return None
+    latest.chosen_intent, latest.chosen_at = intent, now or utcnow()
+    session.flush()
+    return Choice(turn=latest, intent=intent, rank=shown.index(intent) + 1, shown=len(shown))
+
+
+@dataclass(frozen=True)
+class ClarifyChoices:
+    """How customers answered "did you mean": of the clarify turns, how many ended in a click on a choice, and
+    on which one (1: the first shown)."""
+
+    asked: int
+    picked: int
+    by_rank: dict[int, int]
+
+    @property
+    def picked_share(self) -> float | None:
+        return self.picked / self.asked if self.asked else None
+
+
+def clarify_choices(session: Session, *, since: datetime) -> ClarifyChoices:
+    asked = session.scalar(
+        select(func.count())
+        .select_from(Turn)
+        .where(Turn.status == "clarify", Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
+    )
+    by_rank: dict[int, int] = {}
+    for turn in session.scalars(
+        select(Turn).where(
+            Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None)
+        )
+    ):
+        shown = shown_suggestions(turn)
+        rank = shown.index(turn.chosen_intent) + 1 if turn.chosen_intent in shown else 0
+        by_rank[rank] = by_rank.get(rank, 0) + 1
+    return ClarifyChoices(asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank)
 
 
 def _reopen_handoff(session: Session, conversation_id: str) -> None:
@@ -498,6 +577,7 @@ class DayTraffic:
     clarify: int = 0
     handoff: int = 0
     unhelpful: int = 0  # thumbs-down
+    picked: int = 0  # clarify turns the customer answered by clicking one of the "did you mean" chips
     promoted: list[str] = field(default_factory=list)  # model versions that became production that day
 
     @property
@@ -508,10 +588,16 @@ class DayTraffic:
     def answered_share(self) -> float:
         return self.answered / self.turns if self.turns else 0.0
 
+    @property
+    def resolved_share(self) -> float:
+        """Answered at once, or after the customer picked one of the bot's "did you mean" choices."""
+        return (self.answered + self.picked) / self.turns if self.turns else 0.0
+
 
 def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = None) -> list[DayTraffic]:
-    """Turns per UTC day by status, thumbs-down and promotions, for the last ``days`` days (oldest first,
-    every day present): is the bot answering more of its traffic as it learns from it? One grouped query."""
+    """Turns per UTC day by status, thumbs-down, "did you mean" choices and promotions, for the last ``days``
+    days (oldest first, every day present): is the bot answering more of its traffic as it learns from it? One
+    grouped query. A clicked chip's own turn is not a question and is left out."""
     now = now or utcnow()
     first = (now - timedelta(days=days - 1)).date()
     since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
@@ -525,17 +611,19 @@ def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = No
             Turn.status,
             func.count(),
             func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
+            func.sum(case((Turn.chosen_intent.is_not(None), 1), else_=0)),
         )
-        .where(Turn.created_at >= since)
+        .where(Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
         .group_by(bucket, Turn.status)
     ).all()
     out = {first + timedelta(days=i): DayTraffic(first + timedelta(days=i)) for i in range(days)}
-    for day_value, status, count, unhelpful in rows:
+    for day_value, status, count, unhelpful, picked in rows:
         day = day_value if isinstance(day_value, date) else date.fromisoformat(str(day_value)[:10])
         if day not in out or status not in ("answered", "clarify", "handoff"):
             continue
         setattr(out[day], status, getattr(out[day], status) + int(count))
         out[day].unhelpful += int(unhelpful or 0)
+        out[day].picked += int(picked or 0)
     previous = session.scalar(
         select(Deployment.production_version)
         .where(Deployment.created_at < since)

@@ -29,6 +29,7 @@ from core.models import (
     VerifiedPair,
     utcnow,
 )
+from core.registry import shown_suggestions
 from core.settings import Settings
 from crowd_feedback.redaction import redact
 from crowd_feedback.reviewers import suspend
@@ -605,6 +606,23 @@ def item_shortlist(candidates: Sequence[dict[str, Any]] | None) -> list[tuple[st
     ]
 
 
+def _settled_by_people() -> Any:
+    """Resolved real items whose label people settled on their own: two judgements on it, or an operator."""
+    agreeing = (
+        select(func.count())
+        .select_from(Judgement)
+        .where(Judgement.item_id == ReviewItem.id, Judgement.label == ReviewItem.resolved_label)
+        .correlate(ReviewItem)
+        .scalar_subquery()
+    )
+    return and_(
+        ReviewItem.status == "resolved",
+        ReviewItem.is_gold.is_(False),
+        ReviewItem.resolved_label.is_not(None),
+        (agreeing >= 2) | (ReviewItem.resolved_confidence >= 1.0),
+    )
+
+
 TRUST_EARNED_AFTER = 20  # resolved items after which the shortlist's measured trust counts half
 
 
@@ -617,21 +635,9 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
     so that the shortlist cannot earn trust from splits it decided itself."""
     from crowd_feedback.aggregation import TRUST_GRID, shortlist_distribution, tempered
 
-    agreeing = (
-        select(func.count())
-        .select_from(Judgement)
-        .where(Judgement.item_id == ReviewItem.id, Judgement.label == ReviewItem.resolved_label)
-        .correlate(ReviewItem)
-        .scalar_subquery()
-    )
     rows = session.execute(
         select(ReviewItem.candidates, ReviewItem.resolved_label)
-        .where(
-            ReviewItem.status == "resolved",
-            ReviewItem.is_gold.is_(False),
-            ReviewItem.resolved_label.is_not(None),
-            (agreeing >= 2) | (ReviewItem.resolved_confidence >= 1.0),
-        )
+        .where(_settled_by_people())
         .order_by(ReviewItem.id.desc())
         .limit(limit)
     ).all()
@@ -650,6 +656,109 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
     return best * len(truth) / (len(truth) + TRUST_EARNED_AFTER)
 
 
+# ---------------------------------------------------------------------------- the customers' own choices
+
+CUSTOMERS = "~customers"  # their voter's name in bulk aggregation (no account can be called this)
+PICK_TRUST_EARNED_AFTER = 20  # checked picks after which a pick counts half
+
+
+@dataclass(frozen=True)
+class CustomerPick:
+    """What the customers of an item's questions answered to "did you mean": the choice most of them clicked
+    (ties: the earliest), among the chips their turn showed."""
+
+    intent: str
+    shown: tuple[str, ...]
+    customers: int  # member turns that clicked a choice
+
+
+def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, CustomerPick]:
+    """Per item, the customers' choice after the bot asked "did you mean" (``core.registry.record_choice``);
+    items whose customers clicked nothing are absent."""
+    if not item_ids:
+        return {}
+    rows = session.execute(
+        select(ReviewItemTurn.item_id, Turn)
+        .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+        .where(ReviewItemTurn.item_id.in_(list(item_ids)), Turn.chosen_intent.is_not(None))
+        .order_by(Turn.id)
+    ).all()
+    chosen: dict[int, list[Turn]] = {}
+    for item_id, turn in rows:
+        chosen.setdefault(int(item_id), []).append(turn)
+    picks = {}
+    for item_id, turns in chosen.items():
+        counts: dict[str, int] = {}
+        for turn in turns:
+            counts[str(turn.chosen_intent)] = counts.get(str(turn.chosen_intent), 0) + 1
+        intent = max(counts, key=lambda name: counts[name])  # first maximum: the earliest of a tie
+        first = next(t for t in turns if t.chosen_intent == intent)
+        picks[item_id] = CustomerPick(intent, tuple(shown_suggestions(first)), len(turns))
+    return picks
+
+
+@dataclass(frozen=True)
+class PickTrust:
+    """How often the customers' choice was the label people settled on, among the items whose label was one of
+    the choices shown (a customer cannot click a choice that was not offered)."""
+
+    checked: int
+    agreed: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.agreed / self.checked if self.checked else None
+
+    @property
+    def weight(self) -> float:
+        """How much a pick counts in a posterior: 0 until picks have been checked, half after
+        ``PICK_TRUST_EARNED_AFTER`` (trust is earned, as with the shortlist and with reviewers)."""
+        return self.checked / (self.checked + PICK_TRUST_EARNED_AFTER)
+
+
+def pick_trust(session: Session, *, limit: int = 500) -> PickTrust:
+    """Measured on the latest ``limit`` items people settled that had a customer's choice. Only people's
+    decisions count, so that picks cannot earn trust from resolutions they tipped themselves."""
+    rows = session.execute(
+        select(ReviewItem.id, ReviewItem.resolved_label)
+        .where(
+            _settled_by_people(),
+            exists().where(
+                ReviewItemTurn.item_id == ReviewItem.id,
+                Turn.id == ReviewItemTurn.turn_id,
+                Turn.chosen_intent.is_not(None),
+            ),
+        )
+        .order_by(ReviewItem.id.desc())
+        .limit(limit)
+    ).all()
+    picks = customer_picks(session, item_ids=[item_id for item_id, _ in rows])
+    checked = agreed = 0
+    for item_id, label in rows:
+        pick = picks.get(int(item_id))
+        if pick is not None and label in pick.shown:
+            checked += 1
+            agreed += int(pick.intent == label)
+    return PickTrust(checked=checked, agreed=agreed)
+
+
+def pick_log_likelihood(pick: CustomerPick, labels: Sequence[str], accuracy: float) -> np.ndarray:
+    """log P(the customers clicked ``pick.intent`` | the label is y), for every label y: when y was one of the
+    m choices shown, they click it with ``accuracy`` and another one uniformly otherwise; when it was not, any
+    of the m is as likely (1/m). ``accuracy`` is held in [1/m, 0.99]: a choice is never evidence against
+    itself."""
+    m = max(len(pick.shown), 2)
+    accuracy = min(max(accuracy, 1.0 / m), 0.99)
+    shown = set(pick.shown)
+    out = np.full(len(labels), math.log(1.0 / m))
+    for i, label in enumerate(labels):
+        if label == pick.intent:
+            out[i] = math.log(accuracy)
+        elif label in shown:
+            out[i] = math.log((1.0 - accuracy) / (m - 1))
+    return out
+
+
 def item_posterior(
     session: Session, *, item: ReviewItem, known_intents: Sequence[str], policy: ReviewPolicy
 ) -> dict[str, float]:
@@ -658,7 +767,8 @@ def item_posterior(
     shortlist for the item is its prior, raised to the trust the shortlist earned on resolved items
     (``shortlist_trust``). It weighs between the labels people chose and never brings one of its own (a label
     nobody chose is held at the shortlist's floor), and it never counts on gold items (whose purpose is to
-    measure the people)."""
+    measure the people). The customers' own choice after "did you mean" (``customer_picks``) counts the same
+    way, as far as the picks earned trust on items people settled (``pick_trust``); reviewers never see it."""
     from crowd_feedback.aggregation import shortlist_distribution, tempered
 
     labels = list(known_intents) + list(SPECIAL_LABELS)
@@ -681,6 +791,11 @@ def item_posterior(
         log_q = shortlist_distribution(shortlist, index, chosen=[label for label, _ in rows])
         trust = shortlist_trust(session, known_intents=known_intents)
         log_post += tempered(log_q[None, :], trust)[0]
+    pick = customer_picks(session, item_ids=[item.id]).get(item.id) if rows and not item.is_gold else None
+    if pick is not None:
+        measured = pick_trust(session)
+        if measured.accuracy is not None:
+            log_post += measured.weight * pick_log_likelihood(pick, labels, measured.accuracy)
     posterior = np.exp(log_post - log_post.max())
     posterior /= posterior.sum()
     return {label: float(posterior[i]) for i, label in enumerate(labels)}
@@ -774,12 +889,18 @@ def reaggregate(
     report: Any = None,
 ) -> dict[str, int]:
     """Recompute every judged item's label with a named strategy over all judgements at once (reviewer
-    quality estimated jointly), then bring resolutions and verified pairs in line. Idempotent."""
-    from crowd_feedback.aggregation import Shortlists, get_strategy
+    quality estimated jointly), then bring resolutions and verified pairs in line. The customers' choices
+    after "did you mean" join as one more voter (``CUSTOMERS``), whose reliability EM measures like a
+    reviewer's. Idempotent."""
+    from crowd_feedback.aggregation import Shortlists, get_strategy, with_model_votes
 
     answers = judgement_answers(session)
     if not answers:
         return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
+    picks = customer_picks(session, item_ids=sorted({int(a.item) for a in answers}))
+    answers = with_model_votes(
+        answers, {str(item_id): pick.intent for item_id, pick in picks.items()}, worker=CUSTOMERS
+    )
     shortlists: Shortlists | None = None
     if policy.model_voter:  # the bot's shortlist as each item's prior; EM fits how far to trust it
         judged = {a.item for a in answers}

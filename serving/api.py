@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.registry import (
+    SUGGESTION_ARM,
     ContactError,
     NotFoundError,
     agent_active,
@@ -24,8 +25,10 @@ from core.registry import (
     leave_contact,
     log_turn,
     messages_after,
+    record_choice,
     record_feedback,
     request_handoff,
+    shown_suggestions,
 )
 from crowd_feedback.redaction import redact
 from crowd_feedback.review import review_reasons
@@ -140,7 +143,7 @@ def answer_message(
     started = time.perf_counter()
     prediction = chosen_intent(engine, message)
     if prediction is not None:
-        arm = "suggestion"
+        arm = SUGGESTION_ARM
     else:
         prediction = engine.predict(message)
     latency_ms = (time.perf_counter() - started) * 1000
@@ -153,6 +156,11 @@ def answer_message(
             helploop.notifier.enabled
             and prediction.status == HANDOFF
             and not handoff_open(session, conversation_id=conversation.id)
+        )
+        choice = (
+            record_choice(session, conversation_id=conversation.id, intent=str(prediction.intent))
+            if arm == SUGGESTION_ARM
+            else None
         )
         turn = log_turn(
             session,
@@ -167,14 +175,17 @@ def answer_message(
             model_version=prediction.model_version,
             latency_ms=latency_ms,
             served_by=arm,
+            suggested=[c.intent for c in prediction.suggestions],
         )
         session.commit()
     helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
+    if choice is not None:
+        helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if news:
         helploop.notifier.notify(session_id=conversation.id, reason="bot", message=redact(message))
-    if serving.shadow is not None and arm != "suggestion":
+    if serving.shadow is not None and arm != SUGGESTION_ARM:
         helploop.shadow.submit(serving.shadow, turn.id, message)
-    if arm != "suggestion":
+    if arm != SUGGESTION_ARM:
         reasons = review_reasons(
             status=prediction.status,
             members_disagree=prediction.members_disagree,
@@ -295,11 +306,18 @@ def transcript(session_id: str) -> Response:
         conversation = get_conversation(db_session(), conversation_id=session_id)
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    production = state().models.state.production
+    knowledge = production.knowledge if production is not None else {}
     turns = []
     for turn in conversation.turns:
-        suggestions = []
-        if turn.status == CLARIFY:
-            suggestions = [{"intent": c["intent"], "title": c["title"]} for c in turn.candidates[:3]]
+        titles = {c.get("intent"): c.get("title") for c in turn.candidates}
+        suggestions = [  # the chips the reply showed, so that a resumed conversation offers them again
+            {
+                "intent": name,
+                "title": titles.get(name) or (knowledge[name].title if name in knowledge else name),
+            }
+            for name in shown_suggestions(turn)
+        ]
         turns.append(
             {
                 "turn_id": turn.id,

@@ -29,6 +29,12 @@ class Metrics:
             ["sender"],
             registry=self.registry,
         )
+        self.clarify_choices = Counter(
+            "helploop_clarify_choices_total",
+            'Customers who answered "did you mean" by clicking a choice, by its position (1: first shown)',
+            ["rank"],
+            registry=self.registry,
+        )
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )

@@ -740,8 +740,91 @@ def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
     page = client.get("/operator/").get_data(as_text=True)
     trend = page[page.index('<svg id="trend"') : page.index("</svg>", page.index('<svg id="trend"'))]
     assert trend.count('fill="#1e8e3e"') == 1  # today's answered share
-    assert re.search(r"4 turns, 3 answered, \d clarify, \d handoff, 1 thumbs down", trend)
+    assert re.search(r"4 turns, 3 answered, \d clarify \(0 picked\), \d handoff, 1 thumbs down", trend)
     assert 'id="answered-7">75.0%' in page and "<polyline" in trend
+
+
+def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators_only(make_app: Any) -> None:
+    from core.registry import log_turn
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    session_id = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()["session_id"]
+    with helploop.database.session() as session:  # the bot asks "did you mean" (the toy model rarely does)
+        asked = log_turn(
+            session,
+            conversation_id=session_id,
+            user_text="my card and my pin",
+            status="clarify",
+            intent=None,
+            answer="Did you mean:",
+            confidence=0.5,
+            candidates=[
+                {"intent": "change_pin", "probability": 0.5},
+                {"intent": "card_arrival", "probability": 0.4},
+            ],
+            member_scores={},
+            model_version="v1",
+            latency_ms=1.0,
+            suggested=["change_pin", "card_arrival"],
+        )
+        session.commit()
+        asked_id = asked.id
+    helploop.router.submit(asked_id, ["clarify"], None)
+    assert helploop.router.drain(10)
+    reply = client.post(
+        "/api/v1/chat", json={"message": "/card_arrival", "session_id": session_id}
+    ).get_json()
+    assert reply["status"] == "answered" and reply["intent"] == "card_arrival"
+    assert reply["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]  # its follow-up
+    with helploop.database.session() as session:
+        turns = session.scalars(
+            select(Turn).where(Turn.conversation_id == session_id).order_by(Turn.id)
+        ).all()
+        assert [(t.served_by, t.chosen_intent) for t in turns] == [
+            ("production", None),
+            ("production", "card_arrival"),
+            ("suggestion", None),
+        ]
+        assert turns[2].suggested == ["change_pin"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_clarify_choices_total{rank="2"} 1.0' in metrics
+    # a reload offers the chips each reply showed, titled from the knowledge base
+    transcript = client.get(f"/api/v1/sessions/{session_id}").get_json()["turns"]
+    assert transcript[1]["suggestions"] == [
+        {"intent": "change_pin", "title": "Change my PIN"},
+        {"intent": "card_arrival", "title": "Where is my card?"},
+    ]
+    assert transcript[2]["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]
+    # a second click does not change the customer's answer
+    client.post("/api/v1/chat", json={"message": "/change_pin", "session_id": session_id})
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_clarify_choices_total{rank="1"}' not in metrics
+    # the overview counts the click once, as the clarify turn's outcome, not as a question of its own
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    assert re.search(r"Turns \(2\)", page)
+    choices = page[
+        page.index('id="clarify-choices"') : page.index("</p>", page.index('id="clarify-choices"'))
+    ]
+    assert 'asked "did you mean" 1 time;' in choices.replace("&#34;", '"')
+    assert "<strong>1</strong> (100.0%)" in choices and "choice 2: 1" in choices
+    assert "carry no weight" in choices  # nothing checked yet
+    assert 'id="answered-7">50.0%' in page and 'id="resolved-7">100.0%' in page
+    assert re.search(r"2 turns, 1 answered, 1 clarify \(1 picked\), 0 handoff", page)
+    # the operator's item page shows the pick; a reviewer's page for the same item does not
+    with helploop.database.session() as session:
+        item_id = session.scalars(select(ReviewItem)).one().id
+    item_page = client.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert 'id="customer-pick"' in item_page and "clicked <strong>card_arrival</strong>" in item_page
+    client.post("/logout", data={"csrf_token": csrf_token(page)})
+    add_user(app, "ann", "reviewer")
+    login(client, "ann")
+    review_page = client.get("/review/next", follow_redirects=True).get_data(as_text=True)
+    assert "my card and my pin" in review_page and "customer-pick" not in review_page
+    assert "clicked" not in review_page
 
 
 def test_operator_reads_one_item_with_its_judgements_and_posterior_and_settles_it_there(

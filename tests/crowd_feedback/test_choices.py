@@ -1,0 +1,154 @@
+"""The customers' "did you mean" choices in review (SQLite and PostgreSQL): one more voter per item, trusted
+as far as picks agreed with what people settled, never shown to reviewers, and one more worker in bulk EM."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
+from core.registry import get_or_create_conversation, log_turn, record_choice
+from crowd_feedback.review import (
+    CUSTOMERS,
+    PICK_TRUST_EARNED_AFTER,
+    CustomerPick,
+    ReviewPolicy,
+    customer_picks,
+    item_posterior,
+    pick_log_likelihood,
+    pick_trust,
+    reaggregate,
+    route_turn,
+)
+from tests.crowd_feedback.test_review import INTENTS, judge, reviewers, vector
+
+SHOWN = ["change_pin", "card_arrival", "exchange_rate"]
+POLICY = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=False)  # the customers alone, no shortlist
+
+
+def clarify_turn(session: Session, text: str, *, picked: str | None, shown: list[str] = SHOWN) -> Turn:
+    """A clarify turn that offered ``shown``; ``picked``: the choice the customer clicked next."""
+    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    turn = log_turn(
+        session,
+        conversation_id=conversation.id,
+        user_text=text,
+        status="clarify",
+        intent=None,
+        answer="",
+        confidence=0.4,
+        candidates=[{"intent": name, "probability": 0.3, "title": name} for name in shown],
+        member_scores={},
+        model_version="v1",
+        latency_ms=1.0,
+        suggested=shown,
+    )
+    if picked is not None:
+        assert record_choice(session, conversation_id=conversation.id, intent=picked) is not None
+    return turn
+
+
+def settled_history(session: Session, people: list[object], *, right: int, wrong: int, lone: int) -> None:
+    """Past items people settled (two judgements on the label) whose customer picked it (``right``) or another
+    choice (``wrong``); ``lone``: items settled by one person, which check nothing."""
+    for i in range(right + wrong + lone):
+        label = "card_arrival"
+        picked = label if i < right or i >= right + wrong else "change_pin"
+        turn = clarify_turn(session, f"past {i}", picked=picked)
+        past = ReviewItem(text=f"past {i}", status="resolved", resolved_label=label, resolved_confidence=0.95)
+        session.add(past)
+        session.flush()
+        session.add(ReviewItemTurn(item_id=past.id, turn_id=turn.id, reason="clarify"))
+        for reviewer in people[: 1 if i >= right + wrong else 2]:
+            session.add(Judgement(item_id=past.id, reviewer_id=reviewer.id, label=label))  # type: ignore[attr-defined]
+    session.flush()
+
+
+def test_the_customers_choice_is_the_one_most_of_them_clicked(db_session: Session) -> None:
+    first = clarify_turn(db_session, "where is my card", picked="card_arrival")
+    item = route_turn(db_session, turn=first, reasons=["clarify"], embedding=vector(1), policy=POLICY)
+    assert item is not None
+    for i, picked in enumerate(["change_pin", "change_pin", None]):
+        other = clarify_turn(db_session, f"where is my card {i}", picked=picked, shown=SHOWN[:2])
+        db_session.add(ReviewItemTurn(item_id=item.id, turn_id=other.id, reason="clarify"))
+    lonely = route_turn(
+        db_session,
+        turn=clarify_turn(db_session, "pin?", picked=None),
+        reasons=["clarify"],
+        embedding=vector(2),
+        policy=POLICY,
+    )
+    db_session.flush()
+    picks = customer_picks(db_session, item_ids=[item.id, lonely.id])  # type: ignore[union-attr]
+    assert picks == {item.id: CustomerPick("change_pin", tuple(SHOWN[:2]), 3)}
+
+
+def test_a_pick_is_moderate_evidence_among_the_choices_shown() -> None:
+    labels = [*INTENTS, "new_intent"]
+    pick = CustomerPick("change_pin", ("change_pin", "card_arrival", "exchange_rate"), 1)
+    log_l = dict(zip(labels, pick_log_likelihood(pick, labels, 0.85), strict=True))
+    assert log_l["change_pin"] == pytest.approx(-0.1625, abs=1e-4)  # log 0.85
+    assert log_l["card_arrival"] == pytest.approx(-2.5903, abs=1e-4)  # log 0.075: another choice shown
+    assert log_l["new_intent"] == pytest.approx(-1.0986, abs=1e-4)  # log 1/3: the answer was not offered
+    # a measured accuracy at or below chance (1/m) is no evidence either way
+    flat = pick_log_likelihood(pick, labels, 0.1)
+    assert flat.max() == pytest.approx(flat.min())
+
+
+@pytest.mark.parametrize("history", ["earned", "wrong", "none"])
+def test_two_split_reviewers_are_settled_by_a_pick_that_earned_trust(
+    db_session: Session, history: str
+) -> None:
+    people = reviewers(db_session, 2)
+    if history != "none":
+        right, wrong = (171, 9) if history == "earned" else (0, 180)
+        settled_history(db_session, people, right=right, wrong=wrong, lone=10)
+    trust = pick_trust(db_session)
+    assert trust.checked == (0 if history == "none" else 180)  # the lone ten check nothing
+    if history == "earned":
+        assert trust.accuracy == pytest.approx(0.95)
+        assert trust.weight == pytest.approx(180 / (180 + PICK_TRUST_EARNED_AFTER))
+    turn = clarify_turn(db_session, "split decision", picked="change_pin")
+    item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=POLICY)
+    assert item is not None
+    for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
+        judge(db_session, item, reviewer, label, POLICY)
+    db_session.refresh(item)
+    if history == "earned":
+        # reviewers tie 1:1; the pick (0.95 accurate, weight 0.9) tips it past 0.9
+        assert item.status == "resolved" and item.resolved_label == "change_pin"
+        assert 0.9 <= item.resolved_confidence < 0.95
+    else:  # picks that were always wrong (at or below chance), or never checked, decide nothing
+        assert item.status == "pending" and item.required_judgements == 3
+        posterior = item_posterior(db_session, item=item, known_intents=INTENTS, policy=POLICY)
+        assert posterior["change_pin"] == pytest.approx(posterior["card_arrival"])
+
+
+def test_bulk_reaggregation_counts_the_customers_as_one_more_worker(db_session: Session) -> None:
+    people = reviewers(db_session, 2)
+    items, turns = [], []
+    for i in range(12):
+        truth = SHOWN[i % 3]
+        turns.append(clarify_turn(db_session, f"split {i}", picked=None))
+        item = route_turn(
+            db_session, turn=turns[-1], reasons=["clarify"], embedding=vector(600 + i), policy=POLICY
+        )
+        assert item is not None
+        # the reviewers split on the first three items; on the other nine they agree with the customer
+        second = SHOWN[(i + 1) % 3] if i < 3 else truth
+        db_session.add(Judgement(item_id=item.id, reviewer_id=people[0].id, label=truth))
+        db_session.add(Judgement(item_id=item.id, reviewer_id=people[1].id, label=second))
+        items.append((item, truth))
+    db_session.flush()
+    people_only = reaggregate(db_session, method="one_coin", known_intents=INTENTS, policy=POLICY)
+    assert people_only["resolved"] == 9 and all(item.status == "pending" for item, _ in items[:3])
+    for turn, (_, truth) in zip(turns, items, strict=True):  # now the customers' clicks arrive
+        assert record_choice(db_session, conversation_id=turn.conversation_id, intent=truth) is not None
+    summary = reaggregate(db_session, method="one_coin", known_intents=INTENTS, policy=POLICY)
+    assert summary["items"] == 12 and summary["resolved"] == 3 and summary["changed"] == 0
+    for item, truth in items:
+        db_session.refresh(item)
+        assert item.status == "resolved" and item.resolved_label == truth
+    assert CUSTOMERS.startswith(
+        "~"
+    )  # no account name can take the customers' place (usernames: [A-Za-z0-9_.-])
