@@ -16,12 +16,15 @@ Arms, same items, same reviewers, same random stream for the reviewers:
                otherwise); when it was not offered, they click one of the choices at random
   careless   — customers who click a choice at random, whatever they meant: their clicks must cost nothing
 
+Reviewers' mistakes are uniform over the other intents by default; ``--confusable P`` makes a share P of them
+(spammers excepted) fall on the bot's other top candidates, the look-alike intents people really confuse.
+
 Printed: judgements per item, resolved and escalated shares, accuracy of the resolved labels against
-BANKING77's, and the picks' measured accuracy and weight at the end; JSON in
+BANKING77's, and the picks' measured accuracy, chance-corrected lift and weight at the end; JSON in
 bench/results/did_you_mean.json.
 
     .venv/bin/python bench/did_you_mean.py [--seeds 0 1 2] [--shots 10] [--rows 1500] [--data DIR]
-                                           [--customer-accuracy 0.85] [--no-click 0.3]
+                                           [--customer-accuracy 0.85] [--no-click 0.3] [--confusable 0.0]
 """
 
 from __future__ import annotations
@@ -88,10 +91,10 @@ def run_arm(
     seed: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Route every clarify turn, record the arm's clicks, let the crowd judge item by item."""
-    rng_customers = np.random.default_rng([seed, 1])
+    """Route every clarify turn, record the arm's clicks, let the crowd judge item by item. Each item's
+    reviewers and their answers are drawn from the item's own random stream, the same in every arm: the arms
+    differ only where a click changes how many judgements an item takes or what it resolves to."""
     crowd = Crowd(labels, np.random.default_rng([seed, 2]))
-    judge_rng = np.random.default_rng([seed, 3])
     known = list(labels)
     with tempfile.TemporaryDirectory() as directory:
         engine = make_engine(f"sqlite:///{Path(directory) / 'bench.sqlite3'}")
@@ -104,7 +107,20 @@ def run_arm(
                 for name in crowd.names
             }
             truths: dict[int, str] = {}
-            for prediction, truth in tqdm(turns, desc=f"{arm:>9}", unit="item", leave=False):
+            for index, (prediction, truth) in enumerate(
+                tqdm(turns, desc=f"{arm:>9}", unit="item", leave=False)
+            ):
+                item_rng = np.random.default_rng([seed, 3, index])
+                order = [str(name) for name in item_rng.permutation(crowd.names)[: POLICY.max_judgements]]
+                near = [c.intent for c in prediction.ranking[:5] if c.intent != truth and c.intent in labels]
+                answers = []
+                for name in order:
+                    if item_rng.random() < crowd.accuracy[name]:
+                        answers.append(truth)
+                    elif near and not name.startswith("spam") and item_rng.random() < args.confusable:
+                        answers.append(str(item_rng.choice(near)))  # a mistake between look-alike intents
+                    else:
+                        answers.append(str(item_rng.choice([x for x in labels if x != truth])))
                 conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
                 shown = [c.intent for c in prediction.suggestions]
                 turn = log_turn(
@@ -121,21 +137,17 @@ def run_arm(
                     latency_ms=0.0,
                     suggested=shown,
                 )
-                click = customer_click(arm, truth, shown, rng_customers, args)
+                click = customer_click(arm, truth, shown, np.random.default_rng([seed, 1, index]), args)
                 if click is not None:
                     record_choice(session, conversation_id=conversation.id, intent=click)
                 item = route_turn(session, turn=turn, reasons=["clarify"], embedding=None, policy=POLICY)
                 assert item is not None
                 truths[item.id] = truth
-                judged: set[str] = set()
-                while item.status == "pending":
-                    pool = [name for name in crowd.names if name not in judged]
-                    name = str(judge_rng.choice(pool))
-                    judged.add(name)
+                for name, label in zip(order, answers, strict=True):
+                    if item.status != "pending":
+                        break
                     claimed = next_item(session, reviewer=people[name], policy=POLICY)
                     assert claimed is item
-                    right = judge_rng.random() < crowd.accuracy[name]
-                    label = truth if right else str(judge_rng.choice([x for x in labels if x != truth]))
                     submit_judgement(
                         session,
                         item_id=item.id,
@@ -160,6 +172,7 @@ def run_arm(
         "escalated_share": sum(i.status == "escalated" for i in items) / max(len(items), 1),
         "resolved_accuracy": correct / max(len(resolved), 1),
         "pick_accuracy": trust.accuracy,
+        "pick_lift": trust.lift,
         "pick_checked": trust.checked,
         "pick_weight": trust.weight,
     }
@@ -197,6 +210,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1500, help="training rows outside the shots, per seed")
     parser.add_argument("--customer-accuracy", type=float, default=0.85)
     parser.add_argument("--no-click", type=float, default=0.3)
+    parser.add_argument(
+        "--confusable",
+        type=float,
+        default=0.0,
+        help="share of a (non-spammer) reviewer's mistakes made between the bot's top candidates instead of "
+        "uniformly over all intents",
+    )
+    parser.add_argument("--name", default="did_you_mean", help="the results file's name")
     args = parser.parse_args()
     train = read_labelled_csv(args.data / "train.csv")
     encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
@@ -204,14 +225,16 @@ def main() -> None:
     runs = {seed: run_seed(seed, encoder, train, args) for seed in args.seeds}
     print(
         f"\n{'seed':<6}{'arm':<11}{'items':>7}{'judg./item':>12}{'resolved':>10}{'escalated':>11}"
-        f"{'accuracy':>10}{'pick acc.':>11}{'weight':>8}"
+        f"{'accuracy':>10}{'pick acc.':>11}{'lift':>7}{'weight':>8}"
     )
     for seed, run in runs.items():
         for arm, r in run["arms"].items():
             pick = "" if r["pick_accuracy"] is None else f"{r['pick_accuracy']:.3f}"
+            lift = "" if r["pick_lift"] is None else f"{r['pick_lift']:.3f}"
             print(
                 f"{seed:<6}{arm:<11}{r['items']:>7}{r['judgements_per_item']:>12.3f}{r['resolved_share']:>10.3f}"
-                f"{r['escalated_share']:>11.3f}{r['resolved_accuracy']:>10.4f}{pick:>11}{r['pick_weight']:>8.2f}"
+                f"{r['escalated_share']:>11.3f}{r['resolved_accuracy']:>10.4f}{pick:>11}{lift:>7}"
+                f"{r['pick_weight']:>8.2f}"
             )
     summary = {}
     for arm in ARMS:
@@ -230,7 +253,7 @@ def main() -> None:
             f"({s['accuracy_change_points']:+.2f} points)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "did_you_mean.json"
+    path = args.out / f"{args.name}.json"
     path.write_text(
         json.dumps(
             {

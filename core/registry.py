@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from core.kb_files import OUT_OF_SCOPE
 from core.models import (
@@ -187,9 +187,9 @@ def clarify_choices(session: Session, *, since: datetime) -> ClarifyChoices:
     )
     by_rank: dict[int, int] = {}
     for turn in session.scalars(
-        select(Turn).where(
-            Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None)
-        )
+        select(Turn)
+        .options(load_only(Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
+        .where(Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None))
     ):
         shown = shown_suggestions(turn)
         rank = shown.index(turn.chosen_intent) + 1 if turn.chosen_intent in shown else 0

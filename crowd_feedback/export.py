@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
 from crowd_feedback.redaction import redact
+from crowd_feedback.review import customer_picks
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "items": ("csv", "jsonl"),
@@ -45,6 +46,7 @@ ITEM_COLUMNS = (
     "asked",
     "bot_intent",
     "bot_confidence",
+    "customer_pick",
     "judgements",
     "answers",
     "settled_by",
@@ -114,6 +116,7 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
             .order_by(Turn.id)
         ):
             questions.setdefault(item_id, []).append(redact(text))
+        picks = customer_picks(session, item_ids=ids)
         for item in batch:
             yield {
                 "item": item.id,
@@ -125,6 +128,8 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "asked": item.cluster_size,
                 "bot_intent": item.bot_intent,
                 "bot_confidence": item.bot_confidence,
+                # what the item's customers clicked after "did you mean" (None: nothing)
+                "customer_pick": picks[item.id].intent if item.id in picks else None,
                 "settled_by": item.settled_by,
                 "created_at": _iso(item.created_at),
                 "resolved_at": _iso(item.resolved_at),

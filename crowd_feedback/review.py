@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, delete, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from core.models import (
     Claim,
@@ -660,6 +660,7 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
 
 CUSTOMERS = "~customers"  # their voter's name in bulk aggregation (no account can be called this)
 PICK_TRUST_EARNED_AFTER = 20  # checked picks after which a pick counts half
+MAX_PICK_LIFT = 0.98
 
 
 @dataclass(frozen=True)
@@ -680,6 +681,7 @@ def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, Cu
     rows = session.execute(
         select(ReviewItemTurn.item_id, Turn)
         .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+        .options(load_only(Turn.id, Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
         .where(ReviewItemTurn.item_id.in_(list(item_ids)), Turn.chosen_intent.is_not(None))
         .order_by(Turn.id)
     ).all()
@@ -700,14 +702,24 @@ def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, Cu
 @dataclass(frozen=True)
 class PickTrust:
     """How often the customers' choice was the label people settled on, among the items whose label was one of
-    the choices shown (a customer cannot click a choice that was not offered)."""
+    the choices shown (a customer cannot click a choice that was not offered), and how much better that is
+    than clicking at random (``chance``: the agreements random clicks would have had, the sum of 1/m)."""
 
     checked: int
     agreed: int
+    chance: float = 0.0
 
     @property
     def accuracy(self) -> float | None:
         return self.agreed / self.checked if self.checked else None
+
+    @property
+    def lift(self) -> float | None:
+        """Chance-corrected accuracy (as Cohen's kappa corrects agreement): 0 for clicks no better than random
+        whatever the number of choices, 1 for always right; held in [0, 0.98]."""
+        if self.checked == 0 or self.checked <= self.chance:
+            return None if self.checked == 0 else 0.0
+        return min(max((self.agreed - self.chance) / (self.checked - self.chance), 0.0), MAX_PICK_LIFT)
 
     @property
     def weight(self) -> float:
@@ -734,28 +746,30 @@ def pick_trust(session: Session, *, limit: int = 500) -> PickTrust:
     ).all()
     picks = customer_picks(session, item_ids=[item_id for item_id, _ in rows])
     checked = agreed = 0
+    chance = 0.0
     for item_id, label in rows:
         pick = picks.get(int(item_id))
         if pick is not None and label in pick.shown:
             checked += 1
             agreed += int(pick.intent == label)
-    return PickTrust(checked=checked, agreed=agreed)
+            chance += 1.0 / max(len(pick.shown), 1)
+    return PickTrust(checked=checked, agreed=agreed, chance=chance)
 
 
-def pick_log_likelihood(pick: CustomerPick, labels: Sequence[str], accuracy: float) -> np.ndarray:
-    """log P(the customers clicked ``pick.intent`` | the label is y), for every label y: when y was one of the
-    m choices shown, they click it with ``accuracy`` and another one uniformly otherwise; when it was not, any
-    of the m is as likely (1/m). ``accuracy`` is held in [1/m, 0.99]: a choice is never evidence against
-    itself."""
+def pick_log_likelihood(pick: CustomerPick, labels: Sequence[str], lift: float) -> np.ndarray:
+    """log P(the customers clicked ``pick.intent`` | the label is y), for every label y. When y was one of the
+    m choices shown, they know it with probability ``lift`` and click it, and click at random otherwise: y
+    with 1/m + lift (1 - 1/m), each other choice with (1 - lift) / m. When y was not offered, any of the m is
+    as likely (1/m). ``lift`` 0 (clicks no better than random) leaves the posterior as it is."""
     m = max(len(pick.shown), 2)
-    accuracy = min(max(accuracy, 1.0 / m), 0.99)
+    lift = min(max(lift, 0.0), MAX_PICK_LIFT)
     shown = set(pick.shown)
     out = np.full(len(labels), math.log(1.0 / m))
     for i, label in enumerate(labels):
         if label == pick.intent:
-            out[i] = math.log(accuracy)
+            out[i] = math.log(1.0 / m + lift * (1.0 - 1.0 / m))
         elif label in shown:
-            out[i] = math.log((1.0 - accuracy) / (m - 1))
+            out[i] = math.log((1.0 - lift) / m)
     return out
 
 
@@ -794,8 +808,8 @@ def item_posterior(
     pick = customer_picks(session, item_ids=[item.id]).get(item.id) if rows and not item.is_gold else None
     if pick is not None:
         measured = pick_trust(session)
-        if measured.accuracy is not None:
-            log_post += measured.weight * pick_log_likelihood(pick, labels, measured.accuracy)
+        if measured.lift:
+            log_post += measured.weight * pick_log_likelihood(pick, labels, measured.lift)
     posterior = np.exp(log_post - log_post.max())
     posterior /= posterior.sum()
     return {label: float(posterior[i]) for i, label in enumerate(labels)}

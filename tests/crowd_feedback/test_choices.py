@@ -12,6 +12,7 @@ from crowd_feedback.review import (
     CUSTOMERS,
     PICK_TRUST_EARNED_AFTER,
     CustomerPick,
+    PickTrust,
     ReviewPolicy,
     customer_picks,
     item_posterior,
@@ -86,13 +87,23 @@ def test_the_customers_choice_is_the_one_most_of_them_clicked(db_session: Sessio
 def test_a_pick_is_moderate_evidence_among_the_choices_shown() -> None:
     labels = [*INTENTS, "new_intent"]
     pick = CustomerPick("change_pin", ("change_pin", "card_arrival", "exchange_rate"), 1)
-    log_l = dict(zip(labels, pick_log_likelihood(pick, labels, 0.85), strict=True))
-    assert log_l["change_pin"] == pytest.approx(-0.1625, abs=1e-4)  # log 0.85
-    assert log_l["card_arrival"] == pytest.approx(-2.5903, abs=1e-4)  # log 0.075: another choice shown
+    log_l = dict(zip(labels, pick_log_likelihood(pick, labels, 0.8), strict=True))
+    assert log_l["change_pin"] == pytest.approx(-0.1431, abs=1e-4)  # log (1/3 + 0.8 * 2/3)
+    assert log_l["card_arrival"] == pytest.approx(-2.7081, abs=1e-4)  # log (0.2 / 3): another choice shown
     assert log_l["new_intent"] == pytest.approx(-1.0986, abs=1e-4)  # log 1/3: the answer was not offered
-    # a measured accuracy at or below chance (1/m) is no evidence either way
-    flat = pick_log_likelihood(pick, labels, 0.1)
-    assert flat.max() == pytest.approx(flat.min())
+    # clicks no better than random are no evidence either way, whatever the number of choices
+    for shown in (pick.shown, pick.shown[:2]):
+        flat = pick_log_likelihood(CustomerPick("change_pin", shown, 1), labels, 0.0)
+        assert flat.max() == pytest.approx(flat.min())
+
+
+def test_pick_trust_is_corrected_for_chance() -> None:
+    # 60 picks among two choices, 60 among three, all at chance: half and a third right
+    random_clicks = PickTrust(checked=120, agreed=30 + 20, chance=60 * 0.5 + 60 / 3)
+    assert random_clicks.accuracy == pytest.approx(50 / 120) and random_clicks.lift == 0.0
+    assert PickTrust(checked=120, agreed=120, chance=50).lift == 0.98  # held below certainty
+    assert PickTrust(checked=120, agreed=85, chance=50).lift == pytest.approx(0.5)
+    assert PickTrust(checked=0, agreed=0).lift is None and PickTrust(checked=0, agreed=0).weight == 0.0
 
 
 @pytest.mark.parametrize("history", ["earned", "wrong", "none"])
@@ -106,7 +117,8 @@ def test_two_split_reviewers_are_settled_by_a_pick_that_earned_trust(
     trust = pick_trust(db_session)
     assert trust.checked == (0 if history == "none" else 180)  # the lone ten check nothing
     if history == "earned":
-        assert trust.accuracy == pytest.approx(0.95)
+        assert trust.accuracy == pytest.approx(0.95) and trust.chance == pytest.approx(60)
+        assert trust.lift == pytest.approx((171 - 60) / (180 - 60))
         assert trust.weight == pytest.approx(180 / (180 + PICK_TRUST_EARNED_AFTER))
     turn = clarify_turn(db_session, "split decision", picked="change_pin")
     item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(40), policy=POLICY)
@@ -115,7 +127,7 @@ def test_two_split_reviewers_are_settled_by_a_pick_that_earned_trust(
         judge(db_session, item, reviewer, label, POLICY)
     db_session.refresh(item)
     if history == "earned":
-        # reviewers tie 1:1; the pick (0.95 accurate, weight 0.9) tips it past 0.9
+        # reviewers tie 1:1; the pick (0.95 accurate among three, weight 0.9) tips it past 0.9
         assert item.status == "resolved" and item.resolved_label == "change_pin"
         assert 0.9 <= item.resolved_confidence < 0.95
     else:  # picks that were always wrong (at or below chance), or never checked, decide nothing

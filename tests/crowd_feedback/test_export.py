@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.models import Turn
 from crowd_feedback.aggregation import answers_from_rows, get_strategy
 from crowd_feedback.export import ExportError, check_request, write_export
 from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, route_turn
@@ -69,6 +71,9 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
     db_session: Session, tmp_path: Path
 ) -> None:
     first, second, pending = crowd(db_session)
+    asked = db_session.scalars(select(Turn).where(Turn.user_text == "new pin please")).one()
+    asked.chosen_intent = "change_pin"  # the customer clicked it after "did you mean"
+    db_session.flush()
     progress: list[float] = []
     summary = write_export(
         db_session,
@@ -90,6 +95,7 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
         ("rev1", "change_pin"),
     ]
     assert by_id[pending]["status"] == "pending" and by_id[pending]["label"] is None
+    assert by_id[second]["customer_pick"] == "change_pin" and by_id[first]["customer_pick"] is None
     assert "jo@example.com" not in (tmp_path / "items.jsonl").read_text()
 
     write_export(db_session, what="items", fmt="csv", out=tmp_path / "items.csv")
@@ -99,6 +105,7 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
     assert table[0]["text"] == "'=cmd|' /C calc'!A0"  # a spreadsheet must not run it
     assert table[1]["answers"] == "rev0=change_pin;rev1=change_pin" and table[1]["judgements"] == "2"
     assert float(table[1]["confidence"]) >= 0.9 and table[2]["label"] == ""
+    assert [r["customer_pick"] for r in table] == ["", "change_pin", ""]
 
 
 def test_answers_export_round_trips_through_truth_inference_and_pairs_list_the_verified_pairs(

@@ -814,9 +814,24 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     assert "carry no weight" in choices  # nothing checked yet
     assert 'id="answered-7">50.0%' in page and 'id="resolved-7">100.0%' in page
     assert re.search(r"2 turns, 1 answered, 1 clarify \(1 picked\), 0 handoff", page)
+    # once people have settled questions with a pick, the overview says how often the pick was right
+    from tests.crowd_feedback.test_choices import settled_history
+
+    with helploop.database.session() as session:
+        checkers = [
+            create_user(session, username=name, password="correct horse battery", role="reviewer")
+            for name in ("chk1", "chk2")
+        ]
+        settled_history(session, checkers, right=4, wrong=1, lone=0)
+        session.commit()
+    page = client.get("/operator/").get_data(as_text=True)
+    assert 'id="pick-accuracy">80.0%</strong>; random clicks would have been right 33.3%' in page
+    assert "chance-corrected accuracy 0.70, weight 0.20" in page  # (4 - 5/3) / (5 - 5/3); 5 / (5 + 20)
     # the operator's item page shows the pick; a reviewer's page for the same item does not
     with helploop.database.session() as session:
-        item_id = session.scalars(select(ReviewItem)).one().id
+        item_id = session.scalars(
+            select(ReviewItemTurn.item_id).where(ReviewItemTurn.turn_id == asked_id)
+        ).one()
     item_page = client.get(f"/review/items/{item_id}").get_data(as_text=True)
     assert 'id="customer-pick"' in item_page and "clicked <strong>card_arrival</strong>" in item_page
     client.post("/logout", data={"csrf_token": csrf_token(page)})
