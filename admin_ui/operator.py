@@ -54,6 +54,7 @@ from core.registry import (
     get_conversation,
     handoff_open,
     messages_after,
+    satisfaction,
     serving_plan,
     waiting_conversations,
 )
@@ -141,6 +142,7 @@ def overview() -> Any:
         trend = trend_chart(daily_traffic(session, days=30))
         quality = answer_quality(session, since=utcnow() - timedelta(days=30))
         choices = clarify_choices(session, since=utcnow() - timedelta(days=30))
+        satisfied = satisfaction(session, since=utcnow() - timedelta(days=30))
         trust = pick_trust(session)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
@@ -171,6 +173,7 @@ def overview() -> Any:
         audit_rate=helploop.policy.audit_rate,
         choices=choices,
         pick_trust=trust,
+        satisfaction=satisfied,
     )
 
 
@@ -670,6 +673,9 @@ def conversation_detail(conversation_id: str) -> Any:
             "closed_by": conversation.handoff_closed_by,
             "note": conversation.handoff_note,
             "contact": conversation.contact,
+            "rating": conversation.rating,
+            "rating_comment": conversation.rating_comment,
+            "rated_agent": conversation.rated_agent,
             "agent": conversation.agent if agent_active(conversation) else None,
             "waiting": handoff_open(session, conversation_id=conversation.id),
         }

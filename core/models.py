@@ -103,6 +103,12 @@ class Conversation(Base):
     # The operator chatting with the customer now (set by their first reply, cleared when the handoff is
     # marked handled): while set, the customer's messages go to them and the bot stays quiet.
     agent: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The customer's rating of the live chat with the team (1-5, CSAT), with an optional comment (personal
+    # data like the messages: redacted by the retention job) and the team member who chatted last, rated.
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rating_comment: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    rated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    rated_agent: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
     messages: Mapped[list[ConversationMessage]] = relationship(

@@ -341,6 +341,118 @@ def messages_after(session: Session, *, conversation_id: str, after: int = 0) ->
     return list(session.scalars(query).all())
 
 
+# ------------------------------------------------------------------------- rating the live chat (CSAT)
+
+RATINGS = range(1, 6)
+RATING_COMMENT_LIMIT = 500
+
+
+class RatingError(ValueError):
+    """A rating that cannot be taken: out of 1-5, or too long a comment."""
+
+
+class NothingToRate(RatingError):
+    """Nobody from the team has chatted in the conversation."""
+
+
+def check_rating(rating: Any) -> int:
+    if isinstance(rating, bool) or not isinstance(rating, int) or rating not in RATINGS:
+        raise RatingError("rating must be a whole number from 1 to 5")
+    return rating
+
+
+def last_agent(session: Session, *, conversation_id: str) -> str | None:
+    """The team member who wrote last in the conversation's live chat (None: nobody did)."""
+    return session.scalar(
+        select(ConversationMessage.agent)
+        .where(ConversationMessage.conversation_id == conversation_id, ConversationMessage.sender == "agent")
+        .order_by(ConversationMessage.id.desc())
+        .limit(1)
+    )
+
+
+def rate_chat(
+    session: Session,
+    *,
+    conversation_id: str,
+    rating: int,
+    comment: str | None = None,
+    now: datetime | None = None,
+) -> Conversation:
+    """The customer rates the live chat they had with the team (1-5; rating again replaces it). The rating is
+    credited to the team member who wrote last, so each person's satisfaction score can be read."""
+    check_rating(rating)
+    comment = (comment or "").strip() or None
+    if comment is not None and len(comment) > RATING_COMMENT_LIMIT:
+        raise RatingError(f"the comment is longer than {RATING_COMMENT_LIMIT} characters")
+    conversation = get_conversation(session, conversation_id=conversation_id)
+    agent = last_agent(session, conversation_id=conversation_id)
+    if agent is None:
+        raise NothingToRate("nothing to rate: nobody from the team has chatted in this conversation")
+    conversation.rating, conversation.rating_comment = rating, comment
+    conversation.rated_at, conversation.rated_agent = now or utcnow(), agent
+    session.flush()
+    return conversation
+
+
+@dataclass(frozen=True)
+class PersonSatisfaction:
+    agent: str
+    ratings: int
+    satisfied: int  # rated 4 or 5
+    total: int  # sum of the ratings
+
+    @property
+    def csat(self) -> float:
+        """The share of ratings that are 4 or 5 (the usual CSAT)."""
+        return self.satisfied / self.ratings
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.ratings
+
+
+@dataclass(frozen=True)
+class Satisfaction:
+    people: list[PersonSatisfaction]  # most rated first
+    by_rating: dict[int, int]
+
+    @property
+    def ratings(self) -> int:
+        return sum(p.ratings for p in self.people)
+
+    @property
+    def csat(self) -> float | None:
+        return sum(p.satisfied for p in self.people) / self.ratings if self.ratings else None
+
+    @property
+    def mean(self) -> float | None:
+        return sum(p.total for p in self.people) / self.ratings if self.ratings else None
+
+
+def satisfaction(session: Session, *, since: datetime) -> Satisfaction:
+    """Customers' ratings of their live chats rated since ``since``: overall, per rating and per team member.
+    One grouped query."""
+    rows = session.execute(
+        select(Conversation.rated_agent, Conversation.rating, func.count())
+        .where(Conversation.rating.is_not(None), Conversation.rated_at >= since)
+        .group_by(Conversation.rated_agent, Conversation.rating)
+    ).all()
+    people: dict[str, list[int]] = {}
+    by_rating: dict[int, int] = {}
+    for agent, value, count in rows:
+        rating, count = int(value or 0), int(count)
+        tally = people.setdefault(str(agent), [0, 0, 0])
+        tally[0] += count
+        tally[1] += count if rating >= 4 else 0
+        tally[2] += rating * count
+        by_rating[rating] = by_rating.get(rating, 0) + count
+    ranked = sorted(people.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return Satisfaction(
+        people=[PersonSatisfaction(agent, *tally) for agent, tally in ranked], by_rating=by_rating
+    )
+
+
 @dataclass(frozen=True)
 class ConversationSummary:
     id: str

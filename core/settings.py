@@ -70,6 +70,7 @@ class Settings:
     )
     presence_seconds: int = 120
     contact_received_message: str = "Thanks, a person from our team will get back to you."
+    rating_received_message: str = "Thank you for your feedback."
     # Crowd review
     review_audit_rate: float = 0.02
     review_judgements: int = 3

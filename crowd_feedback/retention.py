@@ -31,9 +31,10 @@ def redact_old_turns(
     report: Callable[[float, str], None] | None = None,
 ) -> dict[str, Any]:
     """Replace the original message and feedback comment of every turn logged before ``before`` by their
-    redacted form, and mark the turn; the same for the live chat's messages; forget the contact left in
-    conversations idle since before then. Commits after each batch (a table of millions of turns is not one
-    transaction), so a cancelled or interrupted run keeps whole batches and the next run goes on."""
+    redacted form, and mark the turn; the same for the live chat's messages and the comments on its ratings;
+    forget the contact left in conversations idle since before then. Commits after each batch (a table of
+    millions of turns is not one transaction), so a cancelled or interrupted run keeps whole batches and the
+    next run goes on."""
     waiting = (Turn.created_at < before, Turn.redacted_at.is_(None))
     total = session.scalar(select(func.count()).select_from(Turn).where(*waiting)) or 0
     done = changed = 0
@@ -78,12 +79,21 @@ def redact_old_turns(
     if contacts:
         session.execute(update(Conversation).where(Conversation.id.in_(contacts)).values(contact=None))
         session.commit()
+    comments = 0  # the customers' comments on their rating of a live chat (redacting twice changes nothing)
+    for conversation in session.scalars(
+        select(Conversation).where(Conversation.rated_at < before, Conversation.rating_comment.is_not(None))
+    ):
+        redacted = redact(conversation.rating_comment or "")
+        if redacted != conversation.rating_comment:
+            conversation.rating_comment, comments = redacted, comments + 1
+    session.commit()
     return {
         "before": before.isoformat(),
         "turns": done,
         "turns_with_personal_data": changed,
         "live_chat_messages": messages,
         "contacts_cleared": len(contacts),
+        "rating_comments_redacted": comments,
     }
 
 

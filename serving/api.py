@@ -14,10 +14,14 @@ from sqlalchemy.orm import Session
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.registry import (
+    RATING_COMMENT_LIMIT,
     SUGGESTION_ARM,
     ContactError,
     NotFoundError,
+    NothingToRate,
+    RatingError,
     agent_active,
+    check_rating,
     customer_message,
     get_conversation,
     get_or_create_conversation,
@@ -25,6 +29,7 @@ from core.registry import (
     leave_contact,
     log_turn,
     messages_after,
+    rate_chat,
     record_choice,
     record_feedback,
     request_handoff,
@@ -338,6 +343,10 @@ def transcript(session_id: str) -> Response:
             "contact_left": conversation.contact is not None,
             "agent_active": agent_active(conversation),
             "waiting_for_person": handoff_open(db_session(), conversation_id=conversation.id),
+            # the team chatted and the chat is over: the widget asks for a rating (unless it has one)
+            "can_rate": not agent_active(conversation)
+            and any(m.sender == "agent" for m in conversation.messages),
+            "rating": conversation.rating,
             "turns": turns,
             "messages": [message_view(m) for m in conversation.messages],
         }
@@ -418,6 +427,36 @@ def contact(session_id: str) -> Response:
             "session_id": conversation.id,
             "handoff_requested": True,
             "message": state().settings.contact_received_message,
+        }
+    )
+
+
+@api.post("/sessions/<session_id>/rating")
+@limiter.limit(_chat_limit)
+def rating(session_id: str) -> Response:
+    """The customer rates the live chat they had with the team (the widget asks when it ends)."""
+    if not SESSION_ID.match(session_id):
+        raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
+    body = json_body()
+    try:
+        value = check_rating(body.get("rating"))
+    except RatingError as exc:
+        raise APIError(400, "invalid_rating", str(exc), "rating") from None
+    comment = text_field(body, "comment", limit=RATING_COMMENT_LIMIT, required=False)
+    session = db_session()
+    try:
+        conversation = rate_chat(session, conversation_id=session_id, rating=value, comment=comment)
+    except NotFoundError as exc:
+        raise APIError(404, "unknown_session", str(exc), "session_id") from None
+    except NothingToRate as exc:
+        raise APIError(409, "nothing_to_rate", str(exc), "session_id") from None
+    session.commit()
+    state().metrics.chat_ratings.labels(rating=str(value)).inc()
+    return jsonify(
+        {
+            "session_id": conversation.id,
+            "rating": conversation.rating,
+            "message": state().settings.rating_received_message,
         }
     )
 

@@ -29,6 +29,12 @@ class Metrics:
             ["sender"],
             registry=self.registry,
         )
+        self.chat_ratings = Counter(
+            "helploop_chat_ratings_total",
+            "Customers' ratings of their live chat with the team (1-5)",
+            ["rating"],
+            registry=self.registry,
+        )
         self.clarify_choices = Counter(
             "helploop_clarify_choices_total",
             'Customers who answered "did you mean" by clicking a choice, by its position (1: first shown)',

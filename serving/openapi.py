@@ -299,6 +299,43 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/sessions/{session_id}/rating": {
+            "post": {
+                "summary": "The customer rates the live chat with the team (1-5; rating again replaces it)",
+                "parameters": [
+                    {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["rating"],
+                            "properties": {
+                                "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+                                "comment": {"type": "string", "maxLength": 500},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "Recorded",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "session_id": {"type": "string"},
+                                    "rating": {"type": "integer"},
+                                    "message": {"type": "string"},
+                                },
+                            }
+                        ),
+                    },
+                    **_error_responses(400, 404, 409, 415, 429),
+                },
+            }
+        },
         "/api/v1/admin/knowledge": {
             "get": {
                 "summary": "Admin: the current knowledge base",

@@ -37,7 +37,10 @@
     agent_name: "Support team",
     agent_joined: "A person from our team has joined the chat.",
     agent_left: "The person from our team has left the chat; the assistant answers again.",
-    new_message: "New message"
+    new_message: "New message",
+    rate_prompt: "How was your chat with our team?",
+    rate_label: "{n} out of 5",
+    rating_failed: "Could not save your rating:"
   };
   Object.keys(TEXTS).forEach(function (key) {
     var value = script && script.getAttribute("data-helploop-" + key.replace(/_/g, "-"));
@@ -190,7 +193,7 @@
       var pending = log.querySelector(".hl-contact");  // a person is here: no need to leave a contact
       if (pending) { pending.remove(); }
     }
-    if (!active && agentActive) { addNotice(TEXTS.agent_left); }
+    if (!active && agentActive) { addNotice(TEXTS.agent_left); askRating(); }
     agentActive = active;
   }
   function startPolling() {
@@ -240,6 +243,30 @@
         .then(function (data) { box.remove(); addNotice(data.message); startPolling(); })
         .catch(function (error) { addNotice(error.message); field.focus(); });
     });
+    log.appendChild(box);
+    scrollDown();
+  }
+
+  // When a live chat with the team has ended: how was it? (1-5, once; the answer can be changed by asking
+  // again from another tab, and the last one counts.)
+  var ratingAsked = false;
+  function askRating() {
+    if (ratingAsked || !sessionId) { return; }
+    ratingAsked = true;
+    var box = el("div", { "class": "hl-rating", role: "group", "aria-label": TEXTS.rate_prompt });
+    box.appendChild(el("div", { "class": "hl-rating-prompt" }, TEXTS.rate_prompt));
+    var row = el("div", { "class": "hl-rating-row" });
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      var star = el("button", { type: "button", "class": "hl-star", "data-rating": String(n),
+                                "aria-label": TEXTS.rate_label.replace("{n}", String(n)) }, String(n));
+      star.addEventListener("click", function () {
+        request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/rating", { rating: n })
+          .then(function (data) { box.remove(); addNotice(data.message); })
+          .catch(function (error) { addNotice(TEXTS.rating_failed + " " + error.message); });
+      });
+      row.appendChild(star);
+    });
+    box.appendChild(row);
     log.appendChild(box);
     scrollDown();
   }
@@ -344,6 +371,7 @@
       agentActive = !!data.agent_active;
       if (waiting && !data.contact_left && !data.agent_active) { askContact(); }
       if (waiting) { startPolling(); }
+      if (data.can_rate && data.rating === null) { askRating(); }  // the chat ended before a rating
     }).catch(function () {
       sessionId = null;
       try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }

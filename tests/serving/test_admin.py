@@ -1023,6 +1023,52 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
     assert len(_turns(app)) == turns_before + 1
 
 
+def test_the_customer_rates_the_live_chat_and_operators_read_satisfaction(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    customer, operator = app.test_client(), app.test_client()
+    login(operator, "omar")
+    session_id = customer.post("/api/v1/chat", json={"message": "where is my card"}).get_json()["session_id"]
+    api = f"/api/v1/sessions/{session_id}"
+    # nobody from the team chatted yet: nothing to rate
+    early = customer.post(f"{api}/rating", json={"rating": 5})
+    assert early.status_code == 409 and early.get_json()["error"]["code"] == "nothing_to_rate"
+    assert customer.get(api).get_json()["can_rate"] is False
+    customer.post(f"{api}/handoff")
+    page_url = f"/operator/conversations/{session_id}"
+    page = operator.get(page_url).get_data(as_text=True)
+    operator.post(f"{page_url}/messages", data={"text": "Hi, Omar here.", "csrf_token": csrf_token(page)})
+    assert customer.get(api).get_json()["can_rate"] is False  # still chatting
+    operator.post(f"{page_url}/close", data={"note": "", "csrf_token": csrf_token(page)})
+    transcript = customer.get(api).get_json()
+    assert transcript["can_rate"] is True and transcript["rating"] is None
+    for body, code in (
+        ({"rating": 6}, "invalid_rating"),
+        ({"rating": "5"}, "invalid_rating"),
+        ({"rating": True}, "invalid_rating"),
+        ({}, "invalid_rating"),
+        ({"rating": 4, "comment": "x" * 501}, "too_long"),
+    ):
+        refused = customer.post(f"{api}/rating", json=body)
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == code, body
+    assert customer.post("/api/v1/sessions/0123456789abcdef/rating", json={"rating": 5}).status_code == 404
+    rated = customer.post(f"{api}/rating", json={"rating": 4, "comment": "quick, <b>thanks</b>"})
+    assert rated.status_code == 200
+    assert rated.get_json() == {
+        "session_id": session_id,
+        "rating": 4,
+        "message": "Thank you for your feedback.",
+    }
+    assert customer.get(api).get_json()["rating"] == 4
+    assert 'helploop_chat_ratings_total{rating="4"} 1.0' in customer.get("/metrics").get_data(as_text=True)
+    page = operator.get(page_url).get_data(as_text=True)
+    assert "rated the chat with omar <strong>4 out of 5</strong>: “quick, &lt;b&gt;thanks&lt;/b&gt;”" in page
+    overview = operator.get("/operator/").get_data(as_text=True)
+    block = overview[overview.index('id="satisfaction"') : overview.index("<h2>Answer quality")]
+    assert "rated it 1 time" in block and "CSAT <strong>100.0%</strong>" in block and "mean 4.00" in block
+    assert "<td>omar</td><td>1</td><td>100%</td><td>4.00</td>" in block
+
+
 def _turns(app: Any) -> list[Turn]:
     with app.extensions["helploop"].database.session() as session:
         return list(session.scalars(select(Turn)))

@@ -213,7 +213,8 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     browser: Any, review_server: tuple[str, Any]
 ) -> None:
     """A customer asks for a person in the widget; an operator replies from the conversation page; each sees
-    the other's messages without reloading; marked handled, the bot answers again."""
+    the other's messages without reloading; marked handled, the bot answers again and the widget asks the
+    customer to rate the chat."""
     base, app = review_server
     helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
@@ -281,6 +282,10 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     with page.expect_navigation():
         page.click("text=Mark handled")
     customer.locator(".hl-notice", has_text="the assistant answers again").wait_for(timeout=10_000)
+    # The chat is over: how was it? (1 to 5)
+    rating = customer.locator(".hl-rating")
+    assert rating.get_attribute("aria-label") == "How was your chat with our team?"
+    assert rating.locator("button.hl-star").count() == 5
     customer.fill(".hl-form .hl-input", "when will my card arrive")
     customer.keyboard.press("Enter")
     customer.locator(".hl-bot[data-status=answered]").nth(answered_before).wait_for()
@@ -295,6 +300,16 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     assert order == sorted(order)
     assert customer.locator(".hl-contact").count() == 0
     assert customer.locator(".hl-notice", has_text="will take over").count() == 0
+    # Not rated yet: the resumed chat asks again; a rating is kept, and then it asks no more.
+    customer.locator(".hl-rating").wait_for()
+    customer.click("button[aria-label='4 out of 5']")
+    customer.locator(".hl-notice", has_text="Thank you for your feedback.").wait_for()
+    assert customer.locator(".hl-rating").count() == 0
+    page.reload()
+    assert "4 out of 5" in page.locator("#rating").inner_text()
+    customer.reload()
+    customer.locator(".hl-bot[data-status=answered]").nth(answered_before).wait_for()
+    assert customer.locator(".hl-rating").count() == 0
     context.close()
     customer_context.close()
     assert errors == [] and customer_errors == []
