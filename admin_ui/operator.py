@@ -47,6 +47,7 @@ from core.registry import (
     agent_active,
     agent_reply,
     answer_policy_history,
+    choice_sets,
     clarify_choices,
     close_handoff,
     conversation_summaries,
@@ -142,6 +143,7 @@ def overview() -> Any:
         trend = trend_chart(daily_traffic(session, days=30))
         quality = answer_quality(session, since=utcnow() - timedelta(days=30))
         choices = clarify_choices(session, since=utcnow() - timedelta(days=30))
+        sets, scanned = choice_sets(session, since=utcnow() - timedelta(days=30))
         satisfied = satisfaction(session, since=utcnow() - timedelta(days=30))
         trust = pick_trust(session)
     alpha = krippendorff_alpha(answers) if answers else None
@@ -172,6 +174,8 @@ def overview() -> Any:
         quality=quality,
         audit_rate=helploop.policy.audit_rate,
         choices=choices,
+        choice_sets=sets,
+        choices_scanned=scanned,
         pick_trust=trust,
         satisfaction=satisfied,
     )

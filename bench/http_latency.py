@@ -161,7 +161,10 @@ def main() -> None:
             "p99_ms": float(np.percentile(floor, 99)),
         }
 
-        # (2) sequential requests
+        # (2) sequential requests, on a fresh connection (the server may have closed the warm-up one as idle
+        # while the floor was measured)
+        connection.close()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         sequential = []
         statuses = []
         for message in messages:

@@ -130,11 +130,15 @@ LEGACY_SHOWN = 3  # the most "did you mean" chips a clarify reply had before the
 def shown_suggestions(turn: Turn) -> list[str]:
     """The intents a turn's reply showed as chips, in order (for turns logged before migration 0015: the
     in-scope top candidates a clarify reply could have shown)."""
-    if turn.suggested is not None:
-        return list(turn.suggested)
-    if turn.status != "clarify":
+    return _shown(turn.suggested, turn.status, turn.candidates)
+
+
+def _shown(suggested: list[str] | None, status: str, candidates: list[dict[str, Any]]) -> list[str]:
+    if suggested is not None:
+        return list(suggested)
+    if status != "clarify":
         return []
-    return [c["intent"] for c in turn.candidates if c.get("intent") != OUT_OF_SCOPE][:LEGACY_SHOWN]
+    return [c["intent"] for c in candidates if c.get("intent") != OUT_OF_SCOPE][:LEGACY_SHOWN]
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,52 @@ def clarify_choices(session: Session, *, since: datetime) -> ClarifyChoices:
         rank = shown.index(turn.chosen_intent) + 1 if turn.chosen_intent in shown else 0
         by_rank[rank] = by_rank.get(rank, 0) + 1
     return ClarifyChoices(asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank)
+
+
+@dataclass(frozen=True)
+class ChoiceSet:
+    """Intents the bot offered together when it asked "did you mean", and what customers did."""
+
+    shown: tuple[str, ...]  # sorted: the same choices in another order are the same question
+    asked: int
+    picks: dict[str, int]  # intent -> clicks, most clicked first
+
+    @property
+    def unpicked(self) -> int:
+        return self.asked - sum(self.picks.values())
+
+
+def choice_sets(
+    session: Session, *, since: datetime, limit: int = 10, scan: int = 5000
+) -> tuple[list[ChoiceSet], int]:
+    """The sets of choices most often offered after "did you mean" among the latest ``scan`` clarify turns
+    since ``since``, and how many turns were read: which intents customers' questions fall between, and which
+    one they mean (a set where one choice wins is a hint to give that intent more examples)."""
+    rows = session.execute(
+        select(Turn.suggested, Turn.candidates, Turn.chosen_intent, Turn.status)
+        .where(Turn.status == "clarify", Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
+        .order_by(Turn.id.desc())
+        .limit(scan)
+    ).all()
+    asked: dict[tuple[str, ...], int] = {}
+    picks: dict[tuple[str, ...], dict[str, int]] = {}
+    for suggested, candidates, chosen, status in rows:
+        shown = tuple(sorted(_shown(suggested, status, candidates)))
+        if not shown:
+            continue
+        asked[shown] = asked.get(shown, 0) + 1
+        if chosen is not None:
+            tally = picks.setdefault(shown, {})
+            tally[chosen] = tally.get(chosen, 0) + 1
+    ranked = sorted(asked, key=lambda key: (-asked[key], key))[:limit]
+    return [
+        ChoiceSet(
+            shown=key,
+            asked=asked[key],
+            picks=dict(sorted(picks.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+        for key in ranked
+    ], len(rows)
 
 
 def _reopen_handoff(session: Session, conversation_id: str) -> None:

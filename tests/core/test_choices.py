@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from core.models import Turn
 from core.registry import (
     SUGGESTION_ARM,
+    choice_sets,
     clarify_choices,
     daily_traffic,
     get_or_create_conversation,
@@ -128,3 +129,27 @@ def test_the_overview_counts_choices_and_leaves_clicks_out_of_the_shares(db_sess
     assert [(d.answered, d.clarify, d.picked, d.handoff) for d in days] == [(0, 0, 0, 1), (1, 4, 3, 0)]
     assert days[1].turns == 5
     assert days[1].answered_share == 0.2 and days[1].resolved_share == 0.8
+
+
+def test_choice_sets_group_the_same_choices_in_any_order_most_asked_first(db_session: Session) -> None:
+    plan = [  # (choices shown, what the customer clicked)
+        (["card_arrival", "change_pin"], "card_arrival"),
+        (["change_pin", "card_arrival"], "card_arrival"),  # the same set, shown in another order
+        (["card_arrival", "change_pin"], "change_pin"),
+        (["card_arrival", "change_pin"], None),
+        (["exchange_rate", "change_pin", "card_arrival"], None),
+    ]
+    for shown, picked in plan:
+        asked = turn(db_session, None, status="clarify", suggested=shown, created_at=NOW)
+        if picked is not None:
+            assert record_choice(db_session, conversation_id=asked.conversation_id, intent=picked) is not None
+    turn(db_session, None, status="clarify", suggested=None, created_at=NOW)  # legacy: its top in-scope three
+    turn(db_session, None, status="clarify", suggested=[], created_at=NOW)  # nothing shown: not a set
+    sets, scanned = choice_sets(db_session, since=NOW - timedelta(days=1))
+    assert scanned == 7
+    assert [(c.shown, c.asked, c.picks, c.unpicked) for c in sets] == [
+        (("card_arrival", "change_pin"), 4, {"card_arrival": 2, "change_pin": 1}, 1),
+        (("card_arrival", "change_pin", "exchange_rate"), 2, {}, 2),
+    ]
+    top, scanned = choice_sets(db_session, since=NOW - timedelta(days=1), limit=1, scan=3)
+    assert scanned == 3 and len(top) == 1  # only the latest three turns were read

@@ -812,6 +812,9 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     assert 'asked "did you mean" 1 time;' in choices.replace("&#34;", '"')
     assert "<strong>1</strong> (100.0%)" in choices and "choice 2: 1" in choices
     assert "carry no weight" in choices  # nothing checked yet
+    table = page[page.index('id="choice-sets"') : page.index("</table>", page.index('id="choice-sets"'))]
+    assert re.search(r">card_arrival</a> · <a [^>]*>change_pin</a></td><td>1</td>", table)
+    assert "card_arrival 1 · nothing 0" in table
     assert 'id="answered-7">50.0%' in page and 'id="resolved-7">100.0%' in page
     assert re.search(r"2 turns, 1 answered, 1 clarify \(1 picked\), 0 handoff", page)
     # once people have settled questions with a pick, the overview says how often the pick was right
