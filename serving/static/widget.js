@@ -138,7 +138,10 @@
       var chips = el("div", { "class": "hl-chips", role: "group", "aria-label": TEXTS.suggestions });
       reply.suggestions.forEach(function (s) {
         var chip = el("button", { type: "button", "class": "hl-chip", "data-intent": s.intent }, s.title);
-        chip.addEventListener("click", function () { sendMessage("/" + s.intent, s.title); });
+        chip.addEventListener("click", function () {
+          chip.setAttribute("aria-pressed", "true");  // the customer's answer to "did you mean", kept in sight
+          sendMessage("/" + s.intent, s.title);
+        });
         chips.appendChild(chip);
       });
       wrap.appendChild(chips);

@@ -75,7 +75,7 @@ def test_send_a_message_and_see_the_answer(page: Any) -> None:
     assert page.locator(".hl-panel").is_hidden()
 
 
-def test_clarify_shows_chips_and_clicking_one_answers(page: Any) -> None:
+def test_clarify_shows_chips_and_clicking_one_answers(page: Any, live_server: tuple[str, Any]) -> None:
     send(page, AMBIGUOUS)
     bot_messages(page).first.wait_for()
     assert bot_messages(page).first.get_attribute("data-status") == "clarify"
@@ -87,6 +87,13 @@ def test_clarify_shows_chips_and_clicking_one_answers(page: Any) -> None:
     bot_messages(page).nth(1).wait_for()
     assert "Change it at any ATM." in bot_messages(page).nth(1).inner_text()
     assert bot_messages(page).nth(1).locator("li").count() == 2  # the Markdown list
+    assert page.locator(".hl-chip[aria-pressed=true]").all_inner_texts() == ["Change my PIN"]
+    # the click is the customer's answer to "did you mean", kept on the turn that asked
+    with live_server[1].extensions["helploop"].database.session() as session:
+        asked, clicked = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert (asked.status, asked.chosen_intent) == ("clarify", "change_pin")
+        assert "change_pin" in (asked.suggested or [])
+        assert (clicked.served_by, clicked.intent) == ("suggestion", "change_pin")
 
 
 def test_thumbs_down_is_stored(page: Any, live_server: tuple[str, Any]) -> None:
