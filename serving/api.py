@@ -332,6 +332,7 @@ def transcript(session_id: str) -> Response:
                 "answer": turn.answer,
                 "intent": turn.intent,
                 "suggestions": suggestions,
+                "chosen_intent": turn.chosen_intent,  # the "did you mean" choice the customer clicked
                 "helpful": turn.helpful,
             }
         )

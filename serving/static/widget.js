@@ -138,6 +138,7 @@
       var chips = el("div", { "class": "hl-chips", role: "group", "aria-label": TEXTS.suggestions });
       reply.suggestions.forEach(function (s) {
         var chip = el("button", { type: "button", "class": "hl-chip", "data-intent": s.intent }, s.title);
+        if (reply.chosen_intent === s.intent) { chip.setAttribute("aria-pressed", "true"); }  // resumed
         chip.addEventListener("click", function () {
           chip.setAttribute("aria-pressed", "true");  // the customer's answer to "did you mean", kept in sight
           sendMessage("/" + s.intent, s.title);
@@ -365,7 +366,7 @@
         var shown = turn.message.charAt(0) === "/" ? turn.message.slice(1).replace(/_/g, " ") : turn.message;
         addUser(shown);
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
-                 turn_id: turn.turn_id, helpful: turn.helpful });
+                 turn_id: turn.turn_id, helpful: turn.helpful, chosen_intent: turn.chosen_intent });
       });
       // Still waiting for a person (asked, or the bot handed off, and not yet dealt with): say so, ask for a
       // contact unless one was left or a person is already here, and keep polling.

@@ -797,6 +797,7 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
         {"intent": "card_arrival", "title": "Where is my card?"},
     ]
     assert transcript[2]["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]
+    assert [t["chosen_intent"] for t in transcript] == [None, "card_arrival", None]
     # a second click does not change the customer's answer
     client.post("/api/v1/chat", json={"message": "/change_pin", "session_id": session_id})
     metrics = client.get("/metrics").get_data(as_text=True)
