@@ -4,6 +4,7 @@ acting as its operator; every change is recorded exactly as the pages and the CL
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -18,7 +19,17 @@ from core.knowledge_base import (
     restore_kb_version,
 )
 from core.models import Job
-from core.registry import answer_policy_history, current_deployment, serving_plan
+from core.registry import (
+    answer_policy_history,
+    choice_sets,
+    clarify_choices,
+    current_deployment,
+    daily_traffic,
+    satisfaction,
+    serving_plan,
+)
+from crowd_feedback.quality import answer_quality
+from crowd_feedback.review import pick_trust
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
@@ -321,3 +332,72 @@ def set_precision() -> Response:
         raise APIError(400, "invalid_precision", str(exc), "target_precision") from None
     session.commit()
     return jsonify(_precision(session))
+
+
+STATS_DAYS = range(1, 91)
+
+
+@admin_api.get("/stats")
+def stats() -> Response:
+    """What the overview shows, as data for a dashboard or a report: the last ``days`` days (1-90, default 30)
+    of traffic per day, "did you mean" choices, customer satisfaction with the team and audited precision."""
+    raw = request.args.get("days", "30")
+    if not raw.isdigit() or int(raw) not in STATS_DAYS:
+        raise APIError(400, "invalid_days", "'days' must be a whole number from 1 to 90", "days")
+    days = int(raw)
+    session = db_session()
+    traffic = daily_traffic(session, days=days)
+    since = datetime.combine(traffic[0].day, datetime.min.time(), tzinfo=UTC)
+    choices = clarify_choices(session, since=since)
+    sets, scanned = choice_sets(session, since=since)
+    trust = pick_trust(session)
+    rated = satisfaction(session, since=since)
+    quality = answer_quality(session, since=since)
+    return jsonify(
+        {
+            "days": days,
+            "since": since.isoformat(),
+            "traffic": [
+                {
+                    "day": d.day.isoformat(),
+                    "answered": d.answered,
+                    "clarify": d.clarify,
+                    "picked": d.picked,
+                    "handoff": d.handoff,
+                    "thumbs_down": d.unhelpful,
+                    "promoted": d.promoted,
+                }
+                for d in traffic
+            ],
+            "did_you_mean": {
+                "asked": choices.asked,
+                "picked": choices.picked,
+                "by_rank": {str(rank): count for rank, count in sorted(choices.by_rank.items())},
+                "pick_checked": trust.checked,
+                "pick_accuracy": trust.accuracy,
+                "pick_lift": trust.lift,
+                "pick_weight": trust.weight,
+                "sets": [
+                    {"choices": list(c.shown), "asked": c.asked, "picks": c.picks, "unpicked": c.unpicked}
+                    for c in sets
+                ],
+                "sets_scanned": scanned,
+            },
+            "satisfaction": {
+                "ratings": rated.ratings,
+                "csat": rated.csat,
+                "mean": rated.mean,
+                "by_rating": {str(rating): count for rating, count in sorted(rated.by_rating.items())},
+                "people": [
+                    {"agent": p.agent, "ratings": p.ratings, "csat": p.csat, "mean": p.mean}
+                    for p in rated.people
+                ],
+            },
+            "answer_quality": {
+                "audited": quality.audited,
+                "precision": quality.precision,
+                "interval": list(quality.interval) if quality.audited else None,
+                "audits_pending": quality.audits_pending,
+            },
+        }
+    )

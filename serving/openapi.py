@@ -467,6 +467,27 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/admin/stats": {
+            "get": {
+                "summary": "Admin: the overview as data (traffic, did-you-mean choices, CSAT, precision)",
+                "security": ADMIN,
+                "parameters": [
+                    {
+                        "name": "days",
+                        "in": "query",
+                        "description": "how many days back, today included (default 30)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 90},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "traffic, did_you_mean, satisfaction, answer_quality",
+                        **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 401),
+                },
+            }
+        },
         "/api/v1/admin/precision": {
             "get": {
                 "summary": "Admin: how sure the bot must be to answer, and the production model's options",

@@ -323,3 +323,34 @@ def test_operators_create_and_revoke_tokens_on_the_accounts_page(make_app: Any) 
         "/operator/accounts/tokens/9/revoke", data={"csrf_token": csrf_token(again)}, follow_redirects=True
     )
     assert "Refused: no API token 9" in missing.get_data(as_text=True)
+
+
+def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
+    from core.registry import agent_reply, rate_chat, request_handoff
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    headers = bearer(token_for(app, "omar"))
+    for message in ("where is my card", "change pin number", "qwxz vbnm"):
+        client.post("/api/v1/chat", json={"message": message})
+    with app.extensions["helploop"].database.session() as session:
+        session_id = client.post("/api/v1/chat", json={"message": "hello"}).get_json()["session_id"]
+        request_handoff(session, conversation_id=session_id)
+        agent_reply(session, conversation_id=session_id, agent="omar", text="Hi")
+        rate_chat(session, conversation_id=session_id, rating=5)
+        session.commit()
+    assert client.get("/api/v1/admin/stats").status_code == 401
+    for bad in ("0", "91", "x", "-1"):
+        refused = client.get(f"/api/v1/admin/stats?days={bad}", headers=headers)
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "invalid_days"
+    body = client.get("/api/v1/admin/stats?days=7", headers=headers).get_json()
+    assert body["days"] == 7 and len(body["traffic"]) == 7
+    today = body["traffic"][-1]
+    assert today["answered"] + today["clarify"] + today["handoff"] == 4
+    assert set(body) == {"days", "since", "traffic", "did_you_mean", "satisfaction", "answer_quality"}
+    assert body["satisfaction"]["ratings"] == 1 and body["satisfaction"]["csat"] == 1.0
+    assert body["satisfaction"]["people"] == [{"agent": "omar", "ratings": 1, "csat": 1.0, "mean": 5.0}]
+    assert body["did_you_mean"]["asked"] == today["clarify"] and body["did_you_mean"]["pick_checked"] == 0
+    assert body["answer_quality"] == {"audited": 0, "precision": None, "interval": None, "audits_pending": 0}
+    assert "/api/v1/admin/stats" in client.get("/openapi.json").get_json()["paths"]
