@@ -661,6 +661,7 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
 CUSTOMERS = "~customers"  # their voter's name in bulk aggregation (no account can be called this)
 PICK_TRUST_EARNED_AFTER = 20  # checked picks after which a pick counts half
 MAX_PICK_LIFT = 0.98
+PICK_BATCH = 500  # item ids per query (SQLite allows a limited number of bound parameters)
 
 
 @dataclass(frozen=True)
@@ -676,18 +677,20 @@ class CustomerPick:
 def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, CustomerPick]:
     """Per item, the customers' choice after the bot asked "did you mean" (``core.registry.record_choice``);
     items whose customers clicked nothing are absent."""
-    if not item_ids:
-        return {}
-    rows = session.execute(
-        select(ReviewItemTurn.item_id, Turn)
-        .join(Turn, Turn.id == ReviewItemTurn.turn_id)
-        .options(load_only(Turn.id, Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
-        .where(ReviewItemTurn.item_id.in_(list(item_ids)), Turn.chosen_intent.is_not(None))
-        .order_by(Turn.id)
-    ).all()
+    ids = list(item_ids)
     chosen: dict[int, list[Turn]] = {}
-    for item_id, turn in rows:
-        chosen.setdefault(int(item_id), []).append(turn)
+    for start in range(0, len(ids), PICK_BATCH):  # bulk re-aggregation asks for every judged item
+        rows = session.execute(
+            select(ReviewItemTurn.item_id, Turn)
+            .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+            .options(load_only(Turn.id, Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
+            .where(
+                ReviewItemTurn.item_id.in_(ids[start : start + PICK_BATCH]), Turn.chosen_intent.is_not(None)
+            )
+            .order_by(Turn.id)
+        ).all()
+        for item_id, turn in rows:
+            chosen.setdefault(int(item_id), []).append(turn)
     picks = {}
     for item_id, turns in chosen.items():
         counts: dict[str, int] = {}

@@ -84,6 +84,24 @@ def test_the_customers_choice_is_the_one_most_of_them_clicked(db_session: Sessio
     assert picks == {item.id: CustomerPick("change_pin", tuple(SHOWN[:2]), 3)}
 
 
+def test_picks_are_read_in_batches(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crowd_feedback.review as review
+
+    monkeypatch.setattr(review, "PICK_BATCH", 2)
+    items = []
+    for i, picked in enumerate(["change_pin", None, "card_arrival", "exchange_rate", None]):
+        turn = clarify_turn(db_session, f"question {i}", picked=picked)
+        item = route_turn(db_session, turn=turn, reasons=["clarify"], embedding=vector(70 + i), policy=POLICY)
+        assert item is not None
+        items.append(item.id)
+    picks = customer_picks(db_session, item_ids=items)
+    assert {items.index(k): p.intent for k, p in picks.items()} == {
+        0: "change_pin",
+        2: "card_arrival",
+        3: "exchange_rate",
+    }
+
+
 def test_a_pick_is_moderate_evidence_among_the_choices_shown() -> None:
     labels = [*INTENTS, "new_intent"]
     pick = CustomerPick("change_pin", ("change_pin", "card_arrival", "exchange_rate"), 1)
