@@ -29,7 +29,7 @@ def run_terminal_chat(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> None:
-    from core.registry import get_or_create_conversation, log_turn
+    from core.registry import get_or_create_conversation, log_turn, record_choice
 
     # Looked up per call, not bound at import: whoever swaps sys.stdin/stdout (a test runner) is followed.
     stdin = stdin or sys.stdin
@@ -49,6 +49,9 @@ def run_terminal_chat(
             chosen = pending.suggestions[int(text) - 1].intent
             stdout.write(engine.knowledge[chosen].answer + "\n")
             pending = None
+            if database is not None and conversation_id is not None:
+                with database.session() as session:  # the customer's answer to "did you mean", as on the web
+                    record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
         prediction = engine.predict(text)
         pending = prediction if prediction.status == CLARIFY else None
@@ -71,4 +74,5 @@ def run_terminal_chat(
                     member_scores=prediction.member_scores,
                     model_version=prediction.model_version,
                     latency_ms=prediction.latency_ms,
+                    suggested=[c.intent for c in prediction.suggestions],
                 )

@@ -145,6 +145,52 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
     assert "Close it in the app." in result.output and "Here is how" not in result.output
 
 
+def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: Any) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from bot.engine import CLARIFY, Candidate, IntentInfo, Prediction
+    from serving.terminal import run_terminal_chat
+
+    run(settings, "db", "upgrade")
+    choices = [
+        Candidate("card_arrival", 0.5, "Where is my card?"),
+        Candidate("change_pin", 0.4, "Change my PIN"),
+    ]
+    clarify = Prediction(
+        text="card",
+        status=CLARIFY,
+        intent=None,
+        answer="",
+        confidence=0.5,
+        margin=0.1,
+        ranking=choices,
+        member_scores={},
+        suggestions=choices,
+        model_version="stub",
+    )
+    engine = SimpleNamespace(
+        version="stub",
+        runtime="torch",
+        predict=lambda text: clarify,
+        knowledge={"card_arrival": IntentInfo(answer="Soon."), "change_pin": IntentInfo(answer="At an ATM.")},
+    )
+    out = io.StringIO()
+    database = Database(settings)
+    run_terminal_chat(
+        engine, database=database, settings=settings, stdin=io.StringIO("card\n2\n\n"), stdout=out
+    )
+    assert "Did you mean:\n  1. Where is my card?\n  2. Change my PIN" in out.getvalue()
+    assert "At an ATM." in out.getvalue()
+    with database.session() as session:
+        (turn,) = session.scalars(select(Turn)).all()
+        assert (turn.status, turn.suggested, turn.chosen_intent) == (
+            "clarify",
+            ["card_arrival", "change_pin"],
+            "change_pin",
+        )
+
+
 def test_build_with_onnx_fits_on_the_int8_encoder_it_serves(
     settings: Any, answers_file: Path, tmp_path: Path
 ) -> None:
