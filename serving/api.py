@@ -42,6 +42,7 @@ from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+LOW_RATING = 2  # ratings at or below this are sent to the handoff webhook
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 # A suggestion chip sends "/<intent>" (the Rasa button convention): answer that intent directly.
 INTENT_PAYLOAD = re.compile(r"^/([A-Za-z0-9][^\s/\\,|]{0,99})$")
@@ -453,6 +454,11 @@ def rating(session_id: str) -> Response:
         raise APIError(409, "nothing_to_rate", str(exc), "session_id") from None
     session.commit()
     state().metrics.chat_ratings.labels(rating=str(value)).inc()
+    if value <= LOW_RATING:  # an unhappy customer: the team hears it while they can still follow up
+        said = f"rated the chat {value} of 5" + (
+            f": {conversation.rating_comment}" if conversation.rating_comment else ""
+        )
+        state().notifier.notify(session_id=conversation.id, reason="low_rating", message=redact(said))
     return jsonify(
         {
             "session_id": conversation.id,

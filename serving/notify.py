@@ -25,6 +25,7 @@ REASONS = {
     "asked": "The customer asked for a person.",
     "contact": "The customer left a contact for a person to reach them.",
     "message": "The customer wrote in a live chat with a person.",
+    "low_rating": "A customer was unhappy with a live chat.",
 }
 
 

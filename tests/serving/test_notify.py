@@ -163,3 +163,16 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
         ("message", "my mail is [EMAIL]"),
         ("message", "thanks"),
     ]
+    # An unhappy rating of the live chat reaches the team too (redacted); a happy one does not.
+    client.post(f"/api/v1/sessions/{first['session_id']}/rating", json={"rating": 5})
+    client.post(
+        f"/api/v1/sessions/{first['session_id']}/rating",
+        json={"rating": 1, "comment": "slow, call me on +44 20 7946 0958"},
+    )
+    assert helploop.notifier.drain(10)
+    (low,) = [r["body"] for r in Receiver.received[5:]]
+    assert (low["reason"], low["message"]) == (
+        "low_rating",
+        "rated the chat 1 of 5: slow, call me on [PHONE]",
+    )
+    assert low["text"].startswith("A customer was unhappy with a live chat.")
