@@ -38,6 +38,7 @@ from core.models import (
     utcnow,
 )
 from core.registry import (
+    LOW_RATING,
     MESSAGE_LIMIT,
     SUGGESTION_ARM,
     DayTraffic,
@@ -574,7 +575,7 @@ def conversations() -> Any:
     """The turn log by conversation: the inbox of conversations waiting for a person first."""
     helploop = current_app.extensions["helploop"]
     view = request.args.get("view", "waiting")
-    if view not in ("waiting", "all"):
+    if view not in ("waiting", "all", "unhappy"):
         abort(400)
     search = request.args.get("q", "")[:200]
     page = max(1, request.args.get("page", 1, type=int) or 1)
@@ -582,6 +583,7 @@ def conversations() -> Any:
         rows, total = conversation_summaries(
             session,
             waiting_only=view == "waiting",
+            max_rating=LOW_RATING if view == "unhappy" else None,
             search=search,
             limit=CONVERSATIONS_PER_PAGE,
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,

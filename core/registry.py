@@ -394,6 +394,7 @@ def messages_after(session: Session, *, conversation_id: str, after: int = 0) ->
 # ------------------------------------------------------------------------- rating the live chat (CSAT)
 
 RATINGS = range(1, 6)
+LOW_RATING = 2  # at or below: an unhappy customer (the webhook tells the team; the inbox lists them apart)
 RATING_COMMENT_LIMIT = 500
 
 
@@ -518,6 +519,7 @@ class ConversationSummary:
     contact: str | None = None
     agent: str | None = None  # the operator chatting with the customer now
     customer_wrote_last: bool = False  # the live chat's last message is the customer's (an answer is due)
+    rating: int | None = None  # the customer's rating of the live chat (1-5)
 
     @property
     def waiting(self) -> bool:
@@ -569,10 +571,17 @@ def waiting_conversations(session: Session, *, limit: int = 200) -> tuple[list[W
 
 
 def conversation_summaries(
-    session: Session, *, waiting_only: bool = False, search: str = "", limit: int = 50, offset: int = 0
+    session: Session,
+    *,
+    waiting_only: bool = False,
+    search: str = "",
+    max_rating: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> tuple[list[ConversationSummary], int]:
     """Conversations newest activity first, with their counts and last message, and how many match in all.
     ``waiting_only``: handed to a person (asked for, or the bot handed off) and not yet marked handled.
+    ``max_rating``: only live chats the customer rated at most this (the unhappy ones, to follow up).
     ``search``: a case-insensitive substring of any of the user's messages (originals: operators only)."""
     per = (
         select(
@@ -593,6 +602,8 @@ def conversation_summaries(
                 Conversation.handoff_closed_at.is_(None),
             )
         )
+    if max_rating is not None:
+        query = query.where(Conversation.rating <= max_rating)
     if search.strip():
         needle = search.strip().lower()
         matching = select(Turn.conversation_id).where(
@@ -628,6 +639,7 @@ def conversation_summaries(
             contact=row.Conversation.contact,
             agent=row.Conversation.agent if agent_active(row.Conversation) else None,
             customer_wrote_last=last_sender.get(row.Conversation.id) == "customer",
+            rating=row.Conversation.rating,
         )
         for row in rows
     ]

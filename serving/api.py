@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.registry import (
+    LOW_RATING,
     RATING_COMMENT_LIMIT,
     SUGGESTION_ARM,
     ContactError,
@@ -42,7 +43,6 @@ from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-LOW_RATING = 2  # ratings at or below this are sent to the handoff webhook
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 # A suggestion chip sends "/<intent>" (the Rasa button convention): answer that intent directly.
 INTENT_PAYLOAD = re.compile(r"^/([A-Za-z0-9][^\s/\\,|]{0,99})$")

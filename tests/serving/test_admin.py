@@ -1071,6 +1071,17 @@ def test_the_customer_rates_the_live_chat_and_operators_read_satisfaction(make_a
     block = overview[overview.index('id="satisfaction"') : overview.index("<h2>Answer quality")]
     assert "rated it 1 time" in block and "CSAT <strong>100.0%</strong>" in block and "mean 4.00" in block
     assert "<td>omar</td><td>1</td><td>100%</td><td>4.00</td>" in block
+    # the inbox lists unhappy customers apart, to follow up
+    listing = operator.get("/operator/conversations?view=all").get_data(as_text=True)
+    assert "<td>4/5</td>" in listing
+    assert "0 conversations whose live chat" in operator.get("/operator/conversations?view=unhappy").get_data(
+        as_text=True
+    )
+    customer.post(f"{api}/rating", json={"rating": 2})
+    unhappy = operator.get("/operator/conversations?view=unhappy").get_data(as_text=True)
+    assert "1 conversation whose live chat the customer rated 1 or 2 out of 5" in unhappy
+    assert session_id in unhappy and "<td>2/5</td>" in unhappy
+    assert operator.get("/operator/conversations?view=bogus").status_code == 400
 
 
 def _turns(app: Any) -> list[Turn]:
