@@ -212,8 +212,10 @@
   function pollMessages() {
     request("GET", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/messages?after=" + lastMessageId)
       .then(function (data) {
+        // "joined" before the person's first words, "left" after their last ones
+        if (data.agent_active) { setAgent(true); }
         data.messages.forEach(showMessage);  // the customer's own are already shown (shownIds)
-        setAgent(data.agent_active);
+        if (!data.agent_active) { setAgent(false); }
         if (data.waiting_for_person) { schedule(); } else { polling = false; }
       })
       .catch(function (error) {
@@ -360,13 +362,15 @@
       var entries = data.turns.map(function (turn) { return { at: turn.created_at, turn: turn }; })
         .concat((data.messages || []).map(function (m) { return { at: m.created_at, message: m }; }));
       entries.sort(function (a, b) { return a.at < b.at ? -1 : (a.at > b.at ? 1 : 0); });
+      var titles = {};  // a clicked chip is shown by its title, as it was when clicked
       entries.forEach(function (entry) {
         if (entry.message) { showMessage(entry.message); return; }
         var turn = entry.turn;
-        var shown = turn.message.charAt(0) === "/" ? turn.message.slice(1).replace(/_/g, " ") : turn.message;
-        addUser(shown);
+        var clicked = turn.message.charAt(0) === "/" ? turn.message.slice(1) : null;
+        addUser(clicked === null ? turn.message : (titles[clicked] || clicked.replace(/_/g, " ")));
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
                  turn_id: turn.turn_id, helpful: turn.helpful, chosen_intent: turn.chosen_intent });
+        (turn.suggestions || []).forEach(function (s) { titles[s.intent] = s.title; });
       });
       // Still waiting for a person (asked, or the bot handed off, and not yet dealt with): say so, ask for a
       // contact unless one was left or a person is already here, and keep polling.

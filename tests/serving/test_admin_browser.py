@@ -261,6 +261,9 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     )
     assert agent.locator("b").count() == 0  # a person's words are text, never markup
     assert customer.locator(".hl-notice", has_text="has joined the chat").count() == 1
+    log = customer.locator(".hl-log > *").all_inner_texts()
+    joined = next(i for i, t in enumerate(log) if "has joined the chat" in t)
+    assert joined < next(i for i, t in enumerate(log) if "What is the <b>last</b> digit?" in t)
     answered_before = customer.locator(".hl-bot[data-status=answered]").count()
     assert customer.locator(".hl-contact").count() == 0  # a person is here: the contact form has gone
     customer.fill(".hl-form .hl-input", "It ends in 7")

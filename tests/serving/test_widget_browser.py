@@ -94,9 +94,10 @@ def test_clarify_shows_chips_and_clicking_one_answers(page: Any, live_server: tu
         assert (asked.status, asked.chosen_intent) == ("clarify", "change_pin")
         assert "change_pin" in (asked.suggested or [])
         assert (clicked.served_by, clicked.intent) == ("suggestion", "change_pin")
-    page.reload()  # a resumed conversation still shows which choice was clicked
+    page.reload()  # a resumed conversation still shows which choice was clicked, and by its title
     bot_messages(page).nth(1).wait_for()
     assert page.locator(".hl-chip[aria-pressed=true]").all_inner_texts() == ["Change my PIN"]
+    assert page.locator(".hl-user").all_inner_texts() == [AMBIGUOUS, "Change my PIN"]
 
 
 def test_thumbs_down_is_stored(page: Any, live_server: tuple[str, Any]) -> None:
