@@ -747,7 +747,7 @@ def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
 def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators_only(make_app: Any) -> None:
     from core.registry import log_turn
 
-    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
     helploop = app.extensions["helploop"]
     client = app.test_client()
     session_id = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()["session_id"]

@@ -328,7 +328,7 @@ def test_operators_create_and_revoke_tokens_on_the_accounts_page(make_app: Any) 
 def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
     from core.registry import agent_reply, rate_chat, request_handoff
 
-    app = make_app(ratelimit_enabled=False)
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)  # no random audit: nothing pending
     add_user(app, "omar", "operator")
     client = app.test_client()
     headers = bearer(token_for(app, "omar"))
