@@ -58,6 +58,7 @@ from core.registry import (
     messages_after,
     satisfaction,
     serving_plan,
+    shown_suggestions,
     waiting_conversations,
 )
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
@@ -665,6 +666,8 @@ def conversation_detail(conversation_id: str) -> Any:
                 "comment": t.feedback_comment,
                 "redacted_at": t.redacted_at,
                 "review": in_review.get(t.id, []),
+                "shown": shown_suggestions(t),  # the chips the reply offered
+                "chosen": t.chosen_intent,  # the "did you mean" choice the customer clicked
             }
             for t in conversation.turns
         ]

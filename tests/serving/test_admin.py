@@ -831,6 +831,13 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     page = client.get("/operator/").get_data(as_text=True)
     assert 'id="pick-accuracy">80.0%</strong>; random clicks would have been right 33.3%' in page
     assert "chance-corrected accuracy 0.70, weight 0.20" in page  # (4 - 5/3) / (5 - 5/3); 5 / (5 + 20)
+    # the transcript shows what the bot offered and what the customer clicked
+    transcript_page = client.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
+    offered = (
+        '<th>did you mean</th><td class="shown-choices">change_pin · <strong>card_arrival</strong> (clicked)'
+    )
+    assert offered in transcript_page
+    assert '<th>follow-ups</th><td class="shown-choices">change_pin</td>' in transcript_page
     # the operator's item page shows the pick; a reviewer's page for the same item does not
     with helploop.database.session() as session:
         item_id = session.scalars(
