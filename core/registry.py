@@ -406,12 +406,6 @@ class NothingToRate(RatingError):
     """Nobody from the team has chatted in the conversation."""
 
 
-def check_rating(rating: Any) -> int:
-    if isinstance(rating, bool) or not isinstance(rating, int) or rating not in RATINGS:
-        raise RatingError("rating must be a whole number from 1 to 5")
-    return rating
-
-
 def last_agent(session: Session, *, conversation_id: str) -> str | None:
     """The team member who wrote last in the conversation's live chat (None: nobody did)."""
     return session.scalar(
@@ -426,13 +420,14 @@ def rate_chat(
     session: Session,
     *,
     conversation_id: str,
-    rating: int,
+    rating: Any,
     comment: str | None = None,
     now: datetime | None = None,
 ) -> Conversation:
     """The customer rates the live chat they had with the team (1-5; rating again replaces it). The rating is
     credited to the team member who wrote last, so each person's satisfaction score can be read."""
-    check_rating(rating)
+    if isinstance(rating, bool) or not isinstance(rating, int) or rating not in RATINGS:
+        raise RatingError("rating must be a whole number from 1 to 5")
     comment = (comment or "").strip() or None
     if comment is not None and len(comment) > RATING_COMMENT_LIMIT:
         raise RatingError(f"the comment is longer than {RATING_COMMENT_LIMIT} characters")

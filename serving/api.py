@@ -22,7 +22,6 @@ from core.registry import (
     NothingToRate,
     RatingError,
     agent_active,
-    check_rating,
     customer_message,
     get_conversation,
     get_or_create_conversation,
@@ -440,18 +439,19 @@ def rating(session_id: str) -> Response:
     if not SESSION_ID.match(session_id):
         raise APIError(400, "invalid_session_id", "malformed session id", "session_id")
     body = json_body()
-    try:
-        value = check_rating(body.get("rating"))
-    except RatingError as exc:
-        raise APIError(400, "invalid_rating", str(exc), "rating") from None
     comment = text_field(body, "comment", limit=RATING_COMMENT_LIMIT, required=False)
     session = db_session()
     try:
-        conversation = rate_chat(session, conversation_id=session_id, rating=value, comment=comment)
+        conversation = rate_chat(
+            session, conversation_id=session_id, rating=body.get("rating"), comment=comment
+        )
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
     except NothingToRate as exc:
         raise APIError(409, "nothing_to_rate", str(exc), "session_id") from None
+    except RatingError as exc:  # checked before the conversation is looked up
+        raise APIError(400, "invalid_rating", str(exc), "rating") from None
+    value = int(conversation.rating or 0)
     session.commit()
     state().metrics.chat_ratings.labels(rating=str(value)).inc()
     if value <= LOW_RATING:  # an unhappy customer: the team hears it while they can still follow up
