@@ -521,7 +521,7 @@ class ConversationSummary:
         return (self.handoff_requested or self.handoff_turns > 0) and self.closed_by is None
 
 
-def _last_live_senders(session: Session, conversation_ids: list[str]) -> dict[str, str]:
+def last_live_senders(session: Session, conversation_ids: list[str]) -> dict[str, str]:
     """Who wrote the newest live-chat message of each conversation (those without one are left out)."""
     newest = (
         select(func.max(ConversationMessage.id))
@@ -558,7 +558,7 @@ def waiting_conversations(session: Session, *, limit: int = 200) -> tuple[list[W
         .order_by(Conversation.last_activity_at.desc(), Conversation.id)
         .limit(limit)
     ).all()
-    last_sender = _last_live_senders(session, [row.id for row in rows])
+    last_sender = last_live_senders(session, [row.id for row in rows])
     return [
         WaitingConversation(row.id, row.last_activity_at, last_sender.get(row.id) == "customer")
         for row in rows
@@ -618,7 +618,7 @@ def conversation_summaries(
             select(Turn.id, Turn.user_text).where(Turn.id.in_([row.last_turn for row in rows]))
         ).all()
     )
-    last_sender = _last_live_senders(session, [row.Conversation.id for row in rows])
+    last_sender = last_live_senders(session, [row.Conversation.id for row in rows])
     summaries = [
         ConversationSummary(
             id=row.Conversation.id,

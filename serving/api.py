@@ -26,6 +26,7 @@ from core.registry import (
     get_conversation,
     get_or_create_conversation,
     handoff_open,
+    last_live_senders,
     leave_contact,
     log_turn,
     messages_after,
@@ -215,12 +216,10 @@ def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | 
     with helploop.write_lock:
         # News for the team only when the customer writes after the team did (not on every message of a
         # burst the operator has not answered yet).
-        news = helploop.notifier.enabled and session.scalar(
-            select(ConversationMessage.sender)
-            .where(ConversationMessage.conversation_id == session_id)
-            .order_by(ConversationMessage.id.desc())
-            .limit(1)
-        ) in (None, "agent")
+        newest = (
+            last_live_senders(session, [session_id]).get(session_id) if helploop.notifier.enabled else None
+        )
+        news = helploop.notifier.enabled and newest != "customer"
         stored = customer_message(session, conversation_id=session_id, text=message)
         session.commit()
     helploop.metrics.live_chat_messages.labels(sender="customer").inc()
