@@ -48,15 +48,11 @@ from core.registry import (
     agent_active,
     agent_reply,
     answer_policy_history,
-    choice_sets,
-    clarify_choices,
     close_handoff,
     conversation_summaries,
-    daily_traffic,
     get_conversation,
     handoff_open,
     messages_after,
-    satisfaction,
     serving_plan,
     shown_suggestions,
     waiting_conversations,
@@ -64,13 +60,12 @@ from core.registry import (
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
-from crowd_feedback.quality import answer_quality
+from crowd_feedback.quality import overview as overview_figures
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import (
     ReviewError,
     judgement_answers,
     operator_resolve,
-    pick_trust,
     shadow_agreement,
 )
 from crowd_feedback.reviewers import (
@@ -142,12 +137,7 @@ def overview() -> Any:
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
         _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
-        trend = trend_chart(daily_traffic(session, days=30))
-        quality = answer_quality(session, since=utcnow() - timedelta(days=30))
-        choices = clarify_choices(session, since=utcnow() - timedelta(days=30))
-        sets, scanned = choice_sets(session, since=utcnow() - timedelta(days=30))
-        satisfied = satisfaction(session, since=utcnow() - timedelta(days=30))
-        trust = pick_trust(session)
+        figures = overview_figures(session, days=30)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -172,14 +162,14 @@ def overview() -> Any:
         pairs_alpha=pairs_alpha,
         waiting=waiting,
         suggestions=suggestions,
-        trend=trend,
-        quality=quality,
+        trend=trend_chart(figures.traffic),
+        quality=figures.quality,
         audit_rate=helploop.policy.audit_rate,
-        choices=choices,
-        choice_sets=sets,
-        choices_scanned=scanned,
-        pick_trust=trust,
-        satisfaction=satisfied,
+        choices=figures.choices,
+        choice_sets=figures.choice_sets,
+        choices_scanned=figures.choices_scanned,
+        pick_trust=figures.pick_trust,
+        satisfaction=figures.satisfaction,
     )
 
 

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
+from core.registry import (
+    ChoiceSet,
+    ClarifyChoices,
+    DayTraffic,
+    Satisfaction,
+    choice_sets,
+    clarify_choices,
+    daily_traffic,
+    satisfaction,
+)
+from crowd_feedback.review import PickTrust, pick_trust
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -149,4 +160,35 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
         audited_correct=sum(q.audited_correct for q in intents.values()),
         audits_pending=pending,
         intents=intents,
+    )
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The operator overview's figures over the last days (today included): the page shows them, the admin
+    API's ``/stats`` returns them."""
+
+    since: datetime  # the start of the first day
+    traffic: list[DayTraffic]
+    quality: QualityReport
+    choices: ClarifyChoices
+    choice_sets: list[ChoiceSet]
+    choices_scanned: int
+    pick_trust: PickTrust
+    satisfaction: Satisfaction
+
+
+def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
+    traffic = daily_traffic(session, days=days, now=now)
+    since = datetime.combine(traffic[0].day, datetime.min.time(), tzinfo=UTC)
+    sets, scanned = choice_sets(session, since=since)
+    return Overview(
+        since=since,
+        traffic=traffic,
+        quality=answer_quality(session, since=since),
+        choices=clarify_choices(session, since=since),
+        choice_sets=sets,
+        choices_scanned=scanned,
+        pick_trust=pick_trust(session),
+        satisfaction=satisfaction(session, since=since),
     )

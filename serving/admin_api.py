@@ -4,7 +4,6 @@ acting as its operator; every change is recorded exactly as the pages and the CL
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -21,15 +20,10 @@ from core.knowledge_base import (
 from core.models import Job
 from core.registry import (
     answer_policy_history,
-    choice_sets,
-    clarify_choices,
     current_deployment,
-    daily_traffic,
-    satisfaction,
     serving_plan,
 )
-from crowd_feedback.quality import answer_quality
-from crowd_feedback.review import pick_trust
+from crowd_feedback.quality import overview
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
@@ -345,18 +339,17 @@ def stats() -> Response:
     if not raw.isdigit() or int(raw) not in STATS_DAYS:
         raise APIError(400, "invalid_days", "'days' must be a whole number from 1 to 90", "days")
     days = int(raw)
-    session = db_session()
-    traffic = daily_traffic(session, days=days)
-    since = datetime.combine(traffic[0].day, datetime.min.time(), tzinfo=UTC)
-    choices = clarify_choices(session, since=since)
-    sets, scanned = choice_sets(session, since=since)
-    trust = pick_trust(session)
-    rated = satisfaction(session, since=since)
-    quality = answer_quality(session, since=since)
+    figures = overview(db_session(), days=days)
+    choices, trust, rated, quality = (
+        figures.choices,
+        figures.pick_trust,
+        figures.satisfaction,
+        figures.quality,
+    )
     return jsonify(
         {
             "days": days,
-            "since": since.isoformat(),
+            "since": figures.since.isoformat(),
             "traffic": [
                 {
                     "day": d.day.isoformat(),
@@ -367,7 +360,7 @@ def stats() -> Response:
                     "thumbs_down": d.unhelpful,
                     "promoted": d.promoted,
                 }
-                for d in traffic
+                for d in figures.traffic
             ],
             "did_you_mean": {
                 "asked": choices.asked,
@@ -379,9 +372,9 @@ def stats() -> Response:
                 "pick_weight": trust.weight,
                 "sets": [
                     {"choices": list(c.shown), "asked": c.asked, "picks": c.picks, "unpicked": c.unpicked}
-                    for c in sets
+                    for c in figures.choice_sets
                 ],
-                "sets_scanned": scanned,
+                "sets_scanned": figures.choices_scanned,
             },
             "satisfaction": {
                 "ratings": rated.ratings,
