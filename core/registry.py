@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from core.kb_files import OUT_OF_SCOPE
 from core.models import (
@@ -190,13 +190,13 @@ def clarify_choices(session: Session, *, since: datetime) -> ClarifyChoices:
         .where(Turn.status == "clarify", Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
     )
     by_rank: dict[int, int] = {}
-    for turn in session.scalars(
-        select(Turn)
-        .options(load_only(Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
-        .where(Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None))
+    for suggested, candidates, chosen in session.execute(
+        select(Turn.suggested, Turn.candidates, Turn.chosen_intent).where(
+            Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None)
+        )
     ):
-        shown = shown_suggestions(turn)
-        rank = shown.index(turn.chosen_intent) + 1 if turn.chosen_intent in shown else 0
+        shown = _shown(suggested, "clarify", candidates)
+        rank = shown.index(chosen) + 1 if chosen in shown else 0
         by_rank[rank] = by_rank.get(rank, 0) + 1
     return ClarifyChoices(asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank)
 
