@@ -248,3 +248,23 @@ def add_turn(
         turn.created_at = created_at
     session.flush()
     return turn
+
+
+def clarify_prediction(text: str, choices: list[tuple[str, str]], *, confidence: float = 0.5) -> Any:
+    """A "did you mean" reply offering ``choices`` ([(intent, title)]), for tests that need one without a
+    model that happens to be unsure."""
+    from bot.engine import CLARIFY, Candidate, Prediction
+
+    ranking = [Candidate(intent, confidence / len(choices), title) for intent, title in choices]
+    return Prediction(
+        text=text,
+        status=CLARIFY,
+        intent=None,
+        answer="",
+        confidence=confidence,
+        margin=0.0,
+        ranking=ranking,
+        member_scores={},
+        suggestions=ranking,
+        model_version="test",
+    )

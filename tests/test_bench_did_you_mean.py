@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.engine import CLARIFY, Candidate, Prediction
+from tests.conftest import clarify_prediction
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = [f"intent_{i}" for i in range(12)]
@@ -58,18 +58,8 @@ def test_an_arm_reviews_every_item_through_the_product_and_measures_the_picks(be
         others = [x for x in LABELS if x != truth]
         shown = [truth, *rng.choice(others, size=2, replace=False)]
         rng.shuffle(shown)
-        ranking = [Candidate(str(name), 0.3, str(name)) for name in shown]
-        prediction = Prediction(
-            text=f"question {i}",
-            status=CLARIFY,
-            intent=None,
-            answer="",
-            confidence=0.6,
-            margin=0.0,
-            ranking=ranking,
-            member_scores={},
-            suggestions=ranking,
-            model_version="test",
+        prediction = clarify_prediction(
+            f"question {i}", [(str(name), str(name)) for name in shown], confidence=0.6
         )
         turns.append((prediction, truth))
     args = options(customer_accuracy=1.0, no_click=0.0, confusable=0.0)

@@ -14,7 +14,7 @@ from bot.engine import AnsweringEngine
 from core.db import Database
 from core.models import Intent, Turn
 from serving.cli import main
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, clarify_prediction
 
 SMALL = FIXTURES / "banking77_small"
 
@@ -149,25 +149,12 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
     import io
     from types import SimpleNamespace
 
-    from bot.engine import CLARIFY, Candidate, IntentInfo, Prediction
+    from bot.engine import IntentInfo
     from serving.terminal import run_terminal_chat
 
     run(settings, "db", "upgrade")
-    choices = [
-        Candidate("card_arrival", 0.5, "Where is my card?"),
-        Candidate("change_pin", 0.4, "Change my PIN"),
-    ]
-    clarify = Prediction(
-        text="card",
-        status=CLARIFY,
-        intent=None,
-        answer="",
-        confidence=0.5,
-        margin=0.1,
-        ranking=choices,
-        member_scores={},
-        suggestions=choices,
-        model_version="stub",
+    clarify = clarify_prediction(
+        "card", [("card_arrival", "Where is my card?"), ("change_pin", "Change my PIN")]
     )
     engine = SimpleNamespace(
         version="stub",
