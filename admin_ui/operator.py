@@ -5,6 +5,7 @@ conversations (the turn log, with the inbox of conversations handed to a person)
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ from crowd_feedback.suggestions import (
     intent_suggestions,
     open_suggestion,
 )
+from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.rollout import (
     RolloutError,
@@ -120,15 +122,6 @@ def overview() -> Any:
                 .group_by(ReviewItem.status)
             ).all()
         )
-        reviewers = [
-            {
-                "username": u.username,
-                "role": u.role,
-                "gold": f"{u.gold_correct}/{u.gold_answered}",
-                "suspended": u.suspended_reason,
-            }
-            for u in session.scalars(select(User).order_by(User.username))
-        ]
         pairs = [
             {"text": p.text, "intent": p.intent, "weight": p.weight}
             for p in session.scalars(select(VerifiedPair).order_by(VerifiedPair.id.desc()).limit(100))
@@ -152,7 +145,10 @@ def overview() -> Any:
         bars=bars,
         total=sum(statuses.values()),
         queue=queue,
-        reviewers=reviewers,
+        workforce=figures.workforce,
+        reviewer_chart=reviewer_chart(figures.workforce.people),
+        fast_seconds=FAST_SECONDS,
+        duration=duration_text,
         pairs=pairs,
         production=serving.production.version if serving.production else None,
         canary=serving.canary.version if serving.canary else None,
@@ -217,6 +213,50 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         "height": height,
         "answered_last_7": answered if latest else None,
         "resolved_last_7": resolved if latest else None,
+    }
+
+
+SPEED_TICKS = (1, 3, 10, 30, 60, 300)  # seconds, on the reviewer chart's log axis
+SPEED_RANGE = (1.0, 600.0)  # a claim lasts 10 minutes by default
+
+
+def reviewer_chart(
+    people: list[ReviewerPerformance], *, width: float = 600.0, height: float = 180.0
+) -> dict[str, Any]:
+    """Geometry of the reviewers' scatter: one dot per reviewer with resolved items and measured times, median
+    seconds per judgement across (log scale), agreement with the final label up; the dot's area grows with
+    the judgements. Fast and wrong sits bottom left, where a careless reviewer shows."""
+    left, right, pad = 44.0, 10.0, 10.0  # pad: a dot at 0 % or 100 % stays whole
+    low, high = (math.log10(v) for v in SPEED_RANGE)
+
+    def x_of(seconds: float) -> float:
+        clipped = min(max(seconds, SPEED_RANGE[0]), SPEED_RANGE[1])
+        return left + (math.log10(clipped) - low) / (high - low) * (width - left - right)
+
+    def y_of(share: float) -> float:
+        return pad + (1.0 - share) * (height - 2 * pad)
+
+    most = max((p.judgements for p in people), default=1) or 1
+    dots = [
+        {
+            "x": x_of(p.median_seconds),
+            "y": y_of(p.agreement),
+            "r": 3.0 + 6.0 * math.sqrt(p.judgements / most),
+            "fill": "#d93025" if p.fast or p.status != "active" else "#1a73e8",
+            "title": f"{p.username}: median {p.median_seconds:.1f} s, agreement {p.agreement:.0%}, "
+            f"{p.judgements} judgements",
+        }
+        for p in people
+        if p.median_seconds is not None and p.agreement is not None
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "dots": dots,
+        "x_ticks": [{"x": x_of(t), "text": f"{t} s" if t < 60 else f"{t // 60} min"} for t in SPEED_TICKS],
+        "y_ticks": [{"y": y_of(v), "text": f"{v:.0%}"} for v in (0.0, 0.5, 1.0)],
+        "fast_x": x_of(FAST_SECONDS),
+        "left": left,
     }
 
 

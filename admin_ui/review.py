@@ -25,6 +25,7 @@ from crowd_feedback.review import (
     reviewer_weight,
     submit_judgement,
 )
+from crowd_feedback.workforce import FAST_SECONDS
 
 review = Blueprint(
     "review", __name__, url_prefix="/review", template_folder="templates", static_folder="static"
@@ -213,6 +214,7 @@ def item_detail(item_id: int) -> Any:
                     "proposal": judgement.new_intent_text,
                     "answer_ok": judgement.answer_ok,
                     "at": judgement.created_at,
+                    "seconds": judgement.seconds,
                 }
             )
             for text, same in (judgement.member_checks or {}).items():
@@ -259,6 +261,7 @@ def item_detail(item_id: int) -> Any:
         titles=titles,
         intents=sorted(names),
         special=[NEW_INTENT, NOT_A_QUESTION],
+        fast_seconds=FAST_SECONDS,
     )
 
 

@@ -37,6 +37,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def new_uuid() -> str:
     return uuid.uuid4().hex
 
@@ -332,6 +337,8 @@ class Judgement(Base):
     answer_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # The item's other member questions this reviewer was shown: {redacted text: "asks the same" (bool)}.
     member_checks: Mapped[dict[str, bool] | None] = mapped_column(JSONType, nullable=True)
+    # From taking the item (the claim) to answering it; None for judgements recorded before migration 0017.
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     item: Mapped[ReviewItem] = relationship(back_populates="judgements")
@@ -347,6 +354,7 @@ class Claim(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class VerifiedPair(Base):

@@ -30,6 +30,7 @@ from core.registry import (
     satisfaction,
 )
 from crowd_feedback.review import PickTrust, pick_trust
+from crowd_feedback.workforce import Workforce, workforce
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -176,6 +177,7 @@ class Overview:
     choices_scanned: int
     pick_trust: PickTrust
     satisfaction: Satisfaction
+    workforce: Workforce
 
 
 def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
@@ -191,4 +193,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         choices_scanned=scanned,
         pick_trust=pick_trust(session),
         satisfaction=satisfaction(session, since=since),
+        workforce=workforce(session, since=since),
     )

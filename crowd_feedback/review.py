@@ -27,6 +27,7 @@ from core.models import (
     Turn,
     User,
     VerifiedPair,
+    as_utc,
     utcnow,
 )
 from core.registry import shown_suggestions
@@ -393,7 +394,9 @@ def _claim(
     session: Session, item: ReviewItem, reviewer: User, now: datetime, policy: ReviewPolicy
 ) -> ReviewItem:
     session.execute(delete(Claim).where(Claim.item_id == item.id, Claim.reviewer_id == reviewer.id))
-    session.add(Claim(item_id=item.id, reviewer_id=reviewer.id, expires_at=now + policy.lease))
+    session.add(
+        Claim(item_id=item.id, reviewer_id=reviewer.id, expires_at=now + policy.lease, claimed_at=now)
+    )
     session.flush()
     return item
 
@@ -401,6 +404,14 @@ def _claim(
 def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:
     """Skip: give the item back to the queue."""
     session.execute(delete(Claim).where(Claim.item_id == item_id, Claim.reviewer_id == reviewer.id))
+
+
+def held_for(claim: Claim, now: datetime) -> float | None:
+    """Seconds from taking the item to answering it (a reload keeps the claim, so it keeps counting); None
+    for a claim taken before claims recorded when."""
+    if claim.claimed_at is None:
+        return None
+    return max(0.0, (as_utc(now) - as_utc(claim.claimed_at)).total_seconds())
 
 
 def reviewer_weight(reviewer: User, policy: ReviewPolicy) -> float:
@@ -464,6 +475,7 @@ def submit_judgement(
             member_checks={text: bool(same) for text, same in member_checks.items()}
             if member_checks
             else None,
+            seconds=held_for(claim, now),
             created_at=now,
         )
     )
@@ -873,8 +885,17 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
         .join(ReviewItem, ReviewItem.id == Judgement.item_id)
         .where(Judgement.reviewer_id == reviewer.id, ReviewItem.status == "resolved")
     )
+    seconds = [
+        float(s or 0.0)
+        for s in session.scalars(
+            select(Judgement.seconds).where(
+                Judgement.reviewer_id == reviewer.id, Judgement.seconds.is_not(None)
+            )
+        )
+    ]
     return {
         "judgements": int(done or 0),
+        "median_seconds": float(np.median(seconds)) if seconds else None,
         "gold_answered": reviewer.gold_answered,
         "gold_accuracy": reviewer.gold_correct / reviewer.gold_answered if reviewer.gold_answered else None,
         "agreement_with_consensus": (agreed or 0) / resolved if resolved else None,

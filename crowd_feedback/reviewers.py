@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.models import AccountEvent, ApiToken, Claim, User, utcnow
+from core.models import AccountEvent, ApiToken, Claim, User, as_utc, utcnow
 
 ROLES = ("reviewer", "operator")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,80}$")
@@ -275,9 +275,7 @@ def seen_lately(last_seen_at: datetime | None, now: datetime | None = None) -> b
     if last_seen_at is None:
         return False
     now = now or utcnow()
-    if last_seen_at.tzinfo is None:  # SQLite hands back naive UTC
-        last_seen_at = last_seen_at.replace(tzinfo=now.tzinfo)
-    return last_seen_at >= now - timedelta(seconds=SEEN_EVERY_SECONDS)
+    return as_utc(last_seen_at) >= as_utc(now) - timedelta(seconds=SEEN_EVERY_SECONDS)
 
 
 def mark_seen(session: Session, *, user_id: int, now: datetime | None = None) -> bool:

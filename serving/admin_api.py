@@ -334,17 +334,19 @@ STATS_DAYS = range(1, 91)
 @admin_api.get("/stats")
 def stats() -> Response:
     """What the overview shows, as data for a dashboard or a report: the last ``days`` days (1-90, default 30)
-    of traffic per day, "did you mean" choices, customer satisfaction with the team and audited precision."""
+    of traffic per day, "did you mean" choices, customer satisfaction with the team, audited precision, and
+    the reviewers' work (per person, and what a resolved item cost in people's time)."""
     raw = request.args.get("days", "30")
     if not raw.isdigit() or int(raw) not in STATS_DAYS:
         raise APIError(400, "invalid_days", "'days' must be a whole number from 1 to 90", "days")
     days = int(raw)
     figures = overview(db_session(), days=days)
-    choices, trust, rated, quality = (
+    choices, trust, rated, quality, effort = (
         figures.choices,
         figures.pick_trust,
         figures.satisfaction,
         figures.quality,
+        figures.workforce.effort,
     )
     return jsonify(
         {
@@ -391,6 +393,30 @@ def stats() -> Response:
                 "precision": quality.precision,
                 "interval": list(quality.interval) if quality.audited else None,
                 "audits_pending": quality.audits_pending,
+            },
+            "review": {
+                "judgements": effort.judgements,
+                "timed": effort.timed,
+                "hours": effort.hours,
+                "median_seconds": effort.median_seconds,
+                "resolved_items": effort.resolved_items,
+                "seconds_per_resolved": effort.seconds_per_resolved,
+                "reviewers": [
+                    {
+                        "username": p.username,
+                        "role": p.role,
+                        "status": p.status,
+                        "judgements": p.judgements,
+                        "agreement": p.agreement,
+                        "gold_answered": p.gold_answered,
+                        "gold_accuracy": p.gold_accuracy,
+                        "median_seconds": p.median_seconds,
+                        "per_hour": p.per_hour,
+                        "fast": p.fast,
+                        "last_judged_at": p.last_judged_at.isoformat() if p.last_judged_at else None,
+                    }
+                    for p in figures.workforce.people
+                ],
             },
         }
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -1109,6 +1110,50 @@ def crowd_suggestions(ctx: click.Context) -> None:
         proposed = "; ".join(f"{text} x{n}" if n > 1 else text for text, n in row.proposals)
         question = row.question if len(row.question) <= 70 else row.question[:67] + "..."
         click.echo(f"{row.item_id:>6}  {row.asked:>5}  {row.status:<9}  {question}  [{proposed}]")
+
+
+@crowd.command("reviewers")
+@click.option(
+    "--days", default=30, show_default=True, type=click.IntRange(1, 365), help="How many days back."
+)
+@click.pass_context
+def crowd_reviewers(ctx: click.Context, days: int) -> None:
+    """Each reviewer's work: judgements, agreement with the final label, gold, median time; and the hours it
+    took and what one resolved item cost in people's time."""
+    from crowd_feedback.workforce import duration_text, workforce
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    since = datetime.now(UTC) - timedelta(days=days)
+    with database.session() as session:
+        work = workforce(session, since=since)
+
+    def share(value: float | None) -> str:
+        return f"{value:.0%}" if value is not None else "-"
+
+    click.echo(
+        f"{'username':<20} {'role':<9} {'status':<11} {'judged':>6} {'agree':>6} {'gold':>7} {'median':>8} "
+        f"{'/hour':>6}"
+    )
+    for p in work.people:
+        median = f"{p.median_seconds:.1f}s" if p.median_seconds is not None else "-"
+        per_hour = f"{p.per_hour:.0f}" if p.per_hour is not None else "-"
+        click.echo(
+            f"{p.username:<20} {p.role:<9} {p.status:<11} {p.judgements:>6} {share(p.agreement):>6} "
+            f"{p.gold_correct:>3}/{p.gold_answered:<3} {median:>8} {per_hour:>6}"
+            + ("  FAST" if p.fast else "")
+        )
+    effort = work.effort
+
+    line = (
+        f"last {days} days: {effort.judgements} judgement{'' if effort.judgements == 1 else 's'}, "
+        f"{effort.resolved_items} item{'' if effort.resolved_items == 1 else 's'} resolved"
+    )
+    if effort.timed:
+        line += f", {duration_text(effort.work_seconds)} of review"
+    if effort.seconds_per_resolved is not None:
+        line += f", {duration_text(effort.seconds_per_resolved)} of people's time per resolved item"
+    click.echo(line)
 
 
 @crowd.command("adopt")

@@ -469,7 +469,7 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/admin/stats": {
             "get": {
-                "summary": "Admin: the overview as data (traffic, did-you-mean choices, CSAT, precision)",
+                "summary": "Admin: the overview as data (traffic, did-you-mean, CSAT, precision, reviewers)",
                 "security": ADMIN,
                 "parameters": [
                     {
@@ -481,7 +481,8 @@ SPEC: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": {
-                        "description": "traffic, did_you_mean, satisfaction, answer_quality",
+                        "description": "traffic, did_you_mean, satisfaction, answer_quality, review (the "
+                        "reviewers' work: hours, time per resolved item, per reviewer)",
                         **_json({"type": "object"}),
                     },
                     **_error_responses(400, 401),

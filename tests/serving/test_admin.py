@@ -1149,3 +1149,86 @@ def test_operator_sets_how_sure_the_bot_must_be_without_retraining(make_app: Any
 
 def helploop_db(app: Any) -> Any:
     return app.extensions["helploop"].database
+
+
+def test_the_overview_shows_each_reviewers_pace_and_agreement(make_app: Any) -> None:
+    """Time per judgement is measured from taking the item (through the review page as well), and the
+    overview shows per reviewer: judgements, agreement, median time with a 'fast' marker, and a scatter."""
+    from datetime import timedelta
+
+    from core.models import utcnow
+    from crowd_feedback.review import next_item, submit_judgement
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    chat = app.test_client()
+    for message in ("plonk my foreign money conversion", "qwxz vbnm", "zzkk wobble frob"):
+        assert chat.post("/api/v1/chat", json={"message": message}).get_json()["status"] != "answered"
+    assert helploop.router.drain(10)
+    for name in ("ann", "bob", "cat"):
+        add_user(app, name, "reviewer")
+    add_user(app, "omar", "operator")
+    # ann takes 30 s and 40 s per item, bob 1 s and 2 s; they agree, so both items resolve.
+    with helploop.database.session() as session:
+        people = {u.username: u for u in session.scalars(select(User))}
+        taken = utcnow() - timedelta(minutes=5)
+        first_item = None
+        for name, times in (("ann", (30, 40)), ("bob", (1, 2))):
+            for spent in times:
+                item = next_item(session, reviewer=people[name], policy=helploop.policy, now=taken)
+                assert item is not None
+                first_item = first_item or item.id
+                submit_judgement(
+                    session,
+                    item_id=item.id,
+                    reviewer=people[name],
+                    label="exchange_rate",
+                    answer_ok=None,
+                    known_intents=["exchange_rate"],
+                    policy=helploop.policy,
+                    now=taken + timedelta(seconds=spent),
+                )
+        session.commit()
+        assert (
+            session.scalar(
+                select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "resolved")
+            )
+            == 2
+        )
+    # cat answers the third item through the review page: the time is measured there too.
+    cat = app.test_client()
+    login(cat, "cat")
+    page = cat.get("/review/next").get_data(as_text=True)
+    item_id = int(re.search(r'action="/review/items/(\d+)"', page).group(1))
+    form = {"csrf_token": csrf_token(page), "choice": "not_a_question"}
+    assert cat.post(f"/review/items/{item_id}", data=form).status_code == 302
+    with helploop.database.session() as session:
+        seconds = session.scalars(select(Judgement.seconds).where(Judgement.item_id == item_id)).one()
+        assert seconds is not None and 0.0 <= seconds < 60.0
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/").get_data(as_text=True)
+    card = page[page.index('id="reviewers"') :]
+    table = card[card.index('id="reviewer-table"') : card.index("</table>")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>(\w+)</td>.*?</tr>", table, re.S)}
+    assert set(rows) == {"ann", "bob", "cat"}  # reviewers; omar judged nothing
+    assert "<td>2</td>" in rows["ann"] and "100%" in rows["ann"] and "35.0 s" in rows["ann"]
+    assert "1.5 s" in rows["bob"] and "fast" in rows["bob"] and "fast" not in rows["ann"]
+    chart = card[card.index('<svg id="reviewer-chart"') : card.index("</svg>")]
+    assert chart.count("<circle") == 2  # ann and bob have resolved items; cat's item is still open
+    assert chart.count('fill="#d93025" fill-opacity') == 1 and "bob: median 1.5 s, agreement 100%" in chart
+    effort = card[card.index('id="review-effort"') : card.index("</p>", card.index('id="review-effort"'))]
+    assert "5 judgements" in effort and "2 items resolved" in effort
+    # 73 s and a bit over 5 judgements, 2 resolved: (73 + cat's) / 2 seconds.
+    assert (
+        re.search(r'id="cost-per-item">3[67] s<', effort) and "Time spent: <strong>1.2 min</strong>" in effort
+    )
+    # The item page gives each judgement's time; bob's second is flagged.
+    item_page = operator.get(f"/review/items/{first_item}").get_data(as_text=True)
+    judged = item_page[
+        item_page.index('id="judgements"') : item_page.index("</table>", item_page.index('id="judgements"'))
+    ]
+    assert "<td>30 s</td>" in judged and '<td>1 s <strong class="warn">fast</strong></td>' in judged
+    home = app.test_client()
+    login(home, "ann")
+    assert 'id="stat-seconds">35 s' in home.get("/review/").get_data(as_text=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from core.models import AccountEvent, ApiToken, Deployment, Job, KnowledgeBaseVersion, ModelVersion
@@ -340,6 +342,28 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         agent_reply(session, conversation_id=session_id, agent="omar", text="Hi")
         rate_chat(session, conversation_id=session_id, rating=5)
         session.commit()
+    # A reviewer takes a review item and answers it 8 s later.
+    from core.models import User, utcnow
+    from crowd_feedback.review import NOT_A_QUESTION, next_item, submit_judgement
+
+    add_user(app, "rita", "reviewer")
+    policy = app.extensions["helploop"].policy
+    with app.extensions["helploop"].database.session() as session:
+        rita = session.scalars(select(User).where(User.username == "rita")).one()
+        taken = utcnow()
+        item = next_item(session, reviewer=rita, policy=policy, now=taken)
+        assert item is not None
+        submit_judgement(
+            session,
+            item_id=item.id,
+            reviewer=rita,
+            label=NOT_A_QUESTION,
+            answer_ok=None,
+            known_intents=[],
+            policy=policy,
+            now=taken + timedelta(seconds=8),
+        )
+        session.commit()
     assert client.get("/api/v1/admin/stats").status_code == 401
     for bad in ("0", "91", "x", "-1"):
         refused = client.get(f"/api/v1/admin/stats?days={bad}", headers=headers)
@@ -348,7 +372,35 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
     assert body["days"] == 7 and len(body["traffic"]) == 7
     today = body["traffic"][-1]
     assert today["answered"] + today["clarify"] + today["handoff"] == 4
-    assert set(body) == {"days", "since", "traffic", "did_you_mean", "satisfaction", "answer_quality"}
+    assert set(body) == {
+        "days",
+        "since",
+        "traffic",
+        "did_you_mean",
+        "satisfaction",
+        "answer_quality",
+        "review",
+    }
+    review = body["review"]
+    assert (review["judgements"], review["timed"], review["median_seconds"]) == (1, 1, 8.0)
+    assert review["hours"] == pytest.approx(8 / 3600) and review["resolved_items"] == 0
+    assert review["seconds_per_resolved"] is None  # one judgement resolves nothing
+    assert review["reviewers"] == [
+        {
+            "username": "rita",
+            "role": "reviewer",
+            "status": "active",
+            "judgements": 1,
+            "agreement": None,
+            "gold_answered": 0,
+            "gold_accuracy": None,
+            "median_seconds": 8.0,
+            "per_hour": None,  # 8 s of work: too little for an hourly rate
+            "fast": False,
+            "last_judged_at": review["reviewers"][0]["last_judged_at"],
+        }
+    ]
+    assert review["reviewers"][0]["last_judged_at"] is not None
     assert body["satisfaction"]["ratings"] == 1 and body["satisfaction"]["csat"] == 1.0
     assert body["satisfaction"]["people"] == [{"agent": "omar", "ratings": 1, "csat": 1.0, "mean": 5.0}]
     assert body["did_you_mean"]["asked"] == today["clarify"] and body["did_you_mean"]["pick_checked"] == 0

@@ -812,3 +812,49 @@ def test_api_tokens_from_the_cli(settings: Any) -> None:
     assert reviewer.exit_code == 0
     refused = run(settings, "tokens", "create", "--username", "rita", "--name", "x")
     assert refused.exit_code != 0 and "API tokens are for operators" in refused.output
+
+
+def test_crowd_reviewers_prints_each_reviewers_work_and_the_cost(settings: Any) -> None:
+    from datetime import timedelta
+
+    from core.models import ReviewItem, utcnow
+    from crowd_feedback.review import ReviewPolicy, next_item, submit_judgement
+    from crowd_feedback.reviewers import create_user
+
+    run(settings, "db", "upgrade")
+    policy = ReviewPolicy(gold_rate=0.0)
+    with Database(settings).session() as session:
+        ann, bob = (
+            create_user(session, username=name, password="correct horse battery", role="reviewer")
+            for name in ("ann", "bob")
+        )
+        session.add(ReviewItem(text="where is my card", status="pending", cluster_size=1))
+        session.flush()
+        taken = utcnow() - timedelta(hours=2)
+        for reviewer, spent in ((ann, 90), (bob, 2)):
+            item = next_item(session, reviewer=reviewer, policy=policy, now=taken)
+            assert item is not None
+            submit_judgement(
+                session,
+                item_id=item.id,
+                reviewer=reviewer,
+                label="card_arrival",
+                answer_ok=None,
+                known_intents=["card_arrival"],
+                policy=policy,
+                now=taken + timedelta(seconds=spent),
+            )
+    result = run(settings, "crowd", "reviewers", "--days", "7")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["username", "role", "status", "judged", "agree", "gold", "median", "/hour"]
+    assert lines[1].split() == ["ann", "reviewer", "active", "1", "100%", "0/0", "90.0s", "40"]
+    # bob: 2 s of work, too little for an hourly rate
+    assert lines[2].split() == ["bob", "reviewer", "active", "1", "100%", "0/0", "2.0s", "-", "FAST"]
+    # 92 s over 2 judgements, one resolved item: all of it went into that item.
+    assert (
+        lines[3] == "last 7 days: 2 judgements, 1 item resolved, 1.5 min of review, "
+        "1.5 min of people's time per resolved item"
+    )
+    refused = run(settings, "crowd", "reviewers", "--days", "0")
+    assert refused.exit_code == 2 and "--days" in refused.output
