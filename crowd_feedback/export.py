@@ -1,8 +1,8 @@
 """Exports of what the crowd produced, for data people and other tools.
 
 - ``items``: every review item (gold check questions excepted) with its status, label, posterior, reasons, the
-  member questions and each judgement (reviewer, label, proposal, answer rating); CSV flattens the judgements
-  into one column, JSON Lines keeps them as a list.
+  member questions and each judgement (reviewer, label, proposal, answer rating, seconds taken); CSV flattens
+  the judgements into one column, JSON Lines keeps them as a list.
 - ``pairs``: the verified training pairs (question, intent, weight, item).
 - ``answers``: ``item,worker,label`` rows, the format ``helploop crowd aggregate`` and the crowd sets read, so
   the judgements can be re-aggregated offline with any method.
@@ -105,6 +105,7 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                     "label": judgement.label,
                     "new_intent_text": judgement.new_intent_text,
                     "answer_ok": judgement.answer_ok,
+                    "seconds": judgement.seconds,
                     "at": _iso(judgement.created_at),
                 }
             )

@@ -94,6 +94,8 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
         ("rev0", "change_pin"),
         ("rev1", "change_pin"),
     ]
+    times = [j["seconds"] for r in rows for j in r["judgements"]]
+    assert len(times) == 5 and all(0.0 <= t < 60.0 for t in times)  # taken and answered within the test
     assert by_id[pending]["status"] == "pending" and by_id[pending]["label"] is None
     assert by_id[second]["customer_pick"] == "change_pin" and by_id[first]["customer_pick"] is None
     assert "jo@example.com" not in (tmp_path / "items.jsonl").read_text()
