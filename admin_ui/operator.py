@@ -61,6 +61,7 @@ from core.registry import (
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
+from crowd_feedback.outcomes import Comparison, canary_comparison, promotion_effects
 from crowd_feedback.quality import overview as overview_figures
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import (
@@ -274,12 +275,55 @@ def runs() -> Any:
             for j in session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc()).limit(30))
         ]
         agreement = shadow_agreement(session)
+        canary = canary_comparison(session)
+        effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
         history = [
             describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
         ]
     active = any(r["status"] in ("queued", "running") for r in rows)
-    return render_template("admin/runs.html", runs=rows, history=history, active=active, agreement=agreement)
+    return render_template(
+        "admin/runs.html",
+        runs=rows,
+        history=history,
+        active=active,
+        agreement=agreement,
+        canary=canary,
+        effects=effects,
+        effects_chart=effects_chart(effects),
+        window_days=PROMOTION_WINDOW_DAYS,
+        guard_min=helploop.settings.canary_guard_min_questions,
+    )
+
+
+PROMOTION_WINDOW_DAYS = 7
+
+
+def effects_chart(effects: list[Comparison], *, width: float = 600.0, row: float = 26.0) -> dict[str, Any]:
+    """A dumbbell per promotion: the share of questions answered (or resolved by a pick) before (grey) and
+    after (green when better, red when worse, blue when the interval includes 0), on one 0-100 % axis."""
+    left, right = 150.0, 20.0
+    span = width - left - right
+    colours = {"better": "#1e8e3e", "worse": "#d93025"}
+    rows: list[dict[str, Any]] = []
+    for effect in effects:
+        resolved = effect.differences[1]
+        before, after = resolved.baseline_share, resolved.candidate_share
+        if before is None or after is None:
+            continue
+        rows.append(
+            {
+                "y": 14 + len(rows) * row,
+                "label": f"{effect.at:%m-%d %H:%M} …{(effect.candidate.version or '')[-8:]}",
+                "x_before": left + before * span,
+                "x_after": left + after * span,
+                "fill": colours.get(resolved.verdict, "#1a73e8"),
+                "title": f"{effect.candidate.version}: {before:.1%} before, {after:.1%} after "
+                f"({resolved.verdict})",
+            }
+        )
+    ticks = [{"x": left + v * span, "text": f"{v:.0%}"} for v in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    return {"width": width, "height": 14 + len(rows) * row + 8, "rows": rows, "ticks": ticks, "left": left}
 
 
 @operator.post("/runs")

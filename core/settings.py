@@ -56,6 +56,9 @@ class Settings:
     # as torch (all-mpnet-base-v2: 17 ms). Figures in the README.
     onnx_quantize: bool = True
     deployment_poll_seconds: float = 5.0
+    # The canary guard (a worker checks once a minute): once each arm has answered this many questions, a
+    # canary worse than production on live traffic at 99 % is taken out. 0: off.
+    canary_guard_min_questions: int = 200
     load_models_on_start: bool = True
     # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
     widget_origins: str = "*"
@@ -129,6 +132,10 @@ class Settings:
         if self.turn_retention_days < 0:
             raise SettingsError(
                 f"turn_retention_days must be 0 (keep) or more, not {self.turn_retention_days}"
+            )
+        if self.canary_guard_min_questions < 0:
+            raise SettingsError(
+                f"canary_guard_min_questions must be 0 (off) or more, not {self.canary_guard_min_questions}"
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")

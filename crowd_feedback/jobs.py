@@ -8,12 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from core.db import Database
 from core.knowledge_base import load_knowledge_base
 from core.models import utcnow
 from core.settings import Settings
 from crowd_feedback.aggregation import DEFAULT_STRATEGY
 from crowd_feedback.export import check_request, write_export
+from crowd_feedback.outcomes import canary_guard
 from crowd_feedback.retention import redact_old_turns
 from crowd_feedback.review import ReviewPolicy, reaggregate
 
@@ -40,6 +43,12 @@ def reaggregate_job(
 def retention_params(settings: Settings) -> dict[str, Any] | None:
     """The daily schedule's parameters; None (no schedule) while originals are kept."""
     return {"days": settings.turn_retention_days} if settings.turn_retention_days > 0 else None
+
+
+def canary_guard_watch(session: Session, settings: Settings) -> str | None:
+    """The worker's once-a-minute look at the canary (``crowd_feedback.outcomes.canary_guard``)."""
+    row = canary_guard(session, min_questions=settings.canary_guard_min_questions)
+    return row.reason if row is not None else None
 
 
 def retention_job(

@@ -905,6 +905,7 @@ def deploy_status(ctx: click.Context) -> None:
     from sqlalchemy import select
 
     from core.models import Deployment
+    from crowd_feedback.outcomes import canary_comparison, promotion_effects
     from training.rollout import describe
 
     database = _database(_settings(ctx))
@@ -914,6 +915,31 @@ def deploy_status(ctx: click.Context) -> None:
         click.echo(describe(rows[0] if rows else None))
         for row in rows[1:]:
             click.echo(f"  earlier ({row.created_at:%Y-%m-%d %H:%M}): {describe(row)}")
+        canary = canary_comparison(session)
+        effects = promotion_effects(session, limit=1)
+    if canary is not None:
+        click.echo(f"canary on live traffic since {canary.at:%Y-%m-%d %H:%M} UTC (production -> canary):")
+        _print_differences(canary)
+    if effects:
+        last = effects[0]
+        click.echo(
+            f"last model change {last.at:%Y-%m-%d %H:%M} UTC, production's questions 7 days before -> after "
+            f"({last.baseline.version} -> {last.candidate.version}):"
+        )
+        _print_differences(last)
+
+
+def _print_differences(comparison: Any) -> None:
+    for d in comparison.differences:
+        if d.interval is None:
+            click.echo(f"  {d.outcome:<20} no data")
+            continue
+        low, high = d.interval
+        click.echo(
+            f"  {d.outcome:<20} {d.baseline_share:6.1%} of {d.baseline[1]:<6} -> {d.candidate_share:6.1%} of "
+            f"{d.candidate[1]:<6} {d.difference * 100:+5.1f} points ({low * 100:+.1f} to {high * 100:+.1f})  "
+            f"{d.verdict}"
+        )
 
 
 _actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")

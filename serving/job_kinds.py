@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from crowd_feedback.jobs import export_job, reaggregate_job, retention_job, retention_params
-from training.jobs import register_handler, register_periodic
+from crowd_feedback.jobs import (
+    canary_guard_watch,
+    export_job,
+    reaggregate_job,
+    retention_job,
+    retention_params,
+)
+from training.jobs import register_handler, register_periodic, register_watch
 
 
 def install() -> None:
@@ -13,3 +19,4 @@ def install() -> None:
     register_handler("retention", retention_job)
     register_handler("export", export_job)
     register_periodic("retention", timedelta(days=1), retention_params)
+    register_watch("canary_guard", canary_guard_watch)

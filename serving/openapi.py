@@ -86,6 +86,55 @@ JOB = {
         "result": {"type": "object"},
     },
 }
+OUTCOMES = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string" if name in ("version", "since", "until") else "integer"}
+        for name in (
+            "version",
+            "since",
+            "until",
+            "questions",
+            "answered",
+            "clarify",
+            "picked",
+            "handoff",
+            "rated",
+            "thumbs_down",
+            "audited",
+            "audited_correct",
+        )
+    },
+}
+
+COMPARISON = {
+    "type": "object",
+    "description": "live outcomes of a baseline and a candidate, with each difference's 95 % interval",
+    "properties": {
+        "kind": {"type": "string", "enum": ["canary", "promotion"]},
+        "at": {"type": "string", "format": "date-time"},
+        "baseline": OUTCOMES,
+        "candidate": OUTCOMES,
+        "differences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "outcome": {"type": "string"},
+                    "baseline": {"type": "number", "nullable": True},
+                    "candidate": {"type": "number", "nullable": True},
+                    "difference": {"type": "number", "nullable": True},
+                    "interval": {"type": "array", "items": {"type": "number"}, "nullable": True},
+                    "verdict": {
+                        "type": "string",
+                        "enum": ["better", "worse", "no clear difference", "no data"],
+                    },
+                },
+            },
+        },
+    },
+}
+
 DEPLOYMENT = {
     "type": "object",
     "properties": {
@@ -94,6 +143,8 @@ DEPLOYMENT = {
         "canary_share": {"type": "number"},
         "shadow": {"type": "string", "nullable": True},
         "description": {"type": "string"},
+        "canary_live": {**COMPARISON, "nullable": True},
+        "promotion_effects": {"type": "array", "items": COMPARISON},
     },
 }
 

@@ -245,6 +245,31 @@ def register_periodic(
     PERIODIC[kind] = (every, params)
 
 
+# name -> a check run by every worker once a minute, in its own transaction; it returns what it did (logged),
+# or None. For cheap watches that act rarely (no job row per look), e.g. the canary guard.
+WATCHES: dict[str, Callable[[Session, Settings], str | None]] = {}
+
+
+def register_watch(name: str, check: Callable[[Session, Settings], str | None]) -> None:
+    WATCHES[name] = check
+
+
+def run_watches(database: Database, settings: Settings) -> list[str]:
+    """Each watch in its own transaction: one that fails is logged and the others still run."""
+    done = []
+    for name, check in sorted(WATCHES.items()):
+        try:
+            with database.session() as session:
+                message = check(session, settings)
+        except Exception:  # noqa: BLE001 - a broken watch must not stop the worker
+            log.exception("watch %s failed", name)
+            continue
+        if message:
+            log.warning("%s: %s", name, message)
+            done.append(f"{name}: {message}")
+    return done
+
+
 def schedule_due(session: Session, settings: Settings, *, now: datetime | None = None) -> list[Job]:
     now = now or utcnow()
     queued = []
@@ -340,11 +365,12 @@ class Worker:
             checked = -SCHEDULE_CHECK_SECONDS
             while not self._stop.is_set():
                 try:
-                    if PERIODIC and time.monotonic() - checked >= SCHEDULE_CHECK_SECONDS:
+                    if (PERIODIC or WATCHES) and time.monotonic() - checked >= SCHEDULE_CHECK_SECONDS:
                         checked = time.monotonic()
                         with self.database.session() as session:
                             for job in schedule_due(session, self.settings):
                                 log.info("scheduled %s job %s", job.kind, job.id)
+                        run_watches(self.database, self.settings)
                     ran = self.run_once()
                 except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
                     log.exception("worker loop error")

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
+from core.models import Judgement, ModelVersion, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
 from crowd_feedback.reviewers import account_events, create_user, suspend
 
 PASSWORD = "correct horse battery staple"
@@ -1232,3 +1232,86 @@ def test_the_overview_shows_each_reviewers_pace_and_agreement(make_app: Any) -> 
     home = app.test_client()
     login(home, "ann")
     assert 'id="stat-seconds">35 s' in home.get("/review/").get_data(as_text=True)
+
+
+def test_the_runs_page_compares_the_canary_on_live_traffic_then_the_promotion(make_app: Any) -> None:
+    """Live chat under a canary: each arm's turns are counted on its own; the Runs page, the admin API and
+    `deploy status` compare them; after the promotion, the page compares production before and after."""
+    from bot.engine import AnsweringEngine
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    helploop.models.refresh()
+    production = helploop.models.state.production.version
+    with helploop.database.session() as session:
+        paths = [m.bundle_path for m in session.scalars(select(ModelVersion))]
+    other = next(v for v in (AnsweringEngine.load(p).version for p in paths) if v != production)
+    page = operator.get("/operator/runs").get_data(as_text=True)
+    assert "No canary is serving" in page and "No model change yet" in page
+    form = {
+        "csrf_token": csrf_token(page),
+        "action": "canary",
+        "version": other,
+        "share": "0.5",
+        "reason": "try",
+    }
+    assert operator.post("/operator/deploy", data=form).status_code == 302
+    helploop.models.refresh()
+    chat = app.test_client()
+    for index in range(40):  # a new session each time: the stable hash splits them between the arms
+        chat.post("/api/v1/chat", json={"message": "change pin number" if index % 3 else "qwxz vbnm"})
+    with helploop.database.session() as session:
+        per_arm = dict(session.execute(select(Turn.served_by, func.count()).group_by(Turn.served_by)).all())
+        answered = dict(
+            session.execute(
+                select(Turn.served_by, func.count()).where(Turn.status == "answered").group_by(Turn.served_by)
+            ).all()
+        )
+    assert per_arm["canary"] > 5 and per_arm["production"] > 5 and sum(per_arm.values()) == 40
+    page = operator.get("/operator/runs").get_data(as_text=True)
+    card = page[page.index('id="canary-live"') : page.index('id="promotion-effects"')]
+    assert f"canary <code>{other}</code> answered {per_arm['canary']} questions" in card
+    assert f"production <code>{production}</code> {per_arm['production']}" in card
+    assert "once each arm has answered 200 questions (not yet)" in card  # the guard waits for traffic
+    table = card[card.index('id="canary-table"') : card.index("</table>")]
+    first_row = table[
+        table.index("<td>answered</td>") : table.index("</tr>", table.index("<td>answered</td>"))
+    ]
+    share = answered.get("canary", 0) / per_arm["canary"]
+    assert f'{share * 100:.1f}% <span class="muted">of {per_arm["canary"]}</span>' in first_row
+    api_user = _token(app, "omar")
+    live = operator.get("/api/v1/admin/deployment", headers=api_user).get_json()["canary_live"]
+    assert live["candidate"]["questions"] == per_arm["canary"] and live["baseline"]["version"] == production
+    assert [d["outcome"] for d in live["differences"]] == [
+        "answered",
+        "answered or picked",
+        "handoffs",
+        "thumbs-down",
+        "audited precision",
+    ]
+    # Promote the canary; production's turns before and after the change are compared.
+    form = {"csrf_token": csrf_token(page), "action": "promote", "version": other, "reason": "ship"}
+    assert operator.post("/operator/deploy", data=form).status_code == 302
+    helploop.models.refresh()
+    for _ in range(6):
+        chat.post("/api/v1/chat", json={"message": "change pin number"})
+    page = operator.get("/operator/runs").get_data(as_text=True)
+    effects = page[page.index('id="promotion-effects"') :]
+    assert f"<code>{production}</code> → <code>{other}</code>" in effects and "No canary is serving" in page
+    assert effects.count("<circle") == 2  # one dumbbell: before and after
+    body = operator.get("/api/v1/admin/deployment", headers=api_user).get_json()
+    assert body["canary_live"] is None
+    (effect,) = body["promotion_effects"]
+    assert (effect["baseline"]["version"], effect["candidate"]["version"]) == (production, other)
+    assert effect["baseline"]["questions"] == per_arm["production"] and effect["candidate"]["questions"] == 6
+
+
+def _token(app: Any, username: str) -> dict[str, str]:
+    from crowd_feedback.reviewers import create_api_token
+
+    with app.extensions["helploop"].database.session() as session:
+        _, secret = create_api_token(session, username=username, name="test", actor="test")
+    return {"Authorization": f"Bearer {secret}"}

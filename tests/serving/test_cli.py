@@ -557,6 +557,19 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     assert run(settings, "deploy", "promote", v1, "--reason", "first release").exit_code == 0
     result = run(settings, "deploy", "canary", v2, "--share", "0.25", "--reason", "try crowd pairs")
     assert result.exit_code == 0 and f"canary {v2} (25%)" in result.output
+    with Database(settings).session() as session:  # live turns on each arm, as the chat logs them
+        from core.models import utcnow
+        from tests.crowd_feedback.test_outcomes import turns
+
+        turns(session, 3, status="answered", version=v1, at=utcnow())
+        turns(session, 1, status="handoff", version=v1, at=utcnow())
+        turns(session, 4, status="answered", version=v2, at=utcnow(), arm="canary")
+    status = run(settings, "deploy", "status").output
+    assert "canary on live traffic since" in status
+    lines = [line.split() for line in status.splitlines()]
+    answered = next(line for line in lines if line[:1] == ["answered"] and line[1] != "or")
+    assert answered[1:7] == ["75.0%", "of", "4", "->", "100.0%", "of"] and answered[-1] == "difference"
+    assert next(line for line in lines if line[:1] == ["audited"])[-2:] == ["no", "data"]
     assert f"shadow {v2}" in run(settings, "deploy", "shadow", v2, "--reason", "compare").output
     assert f"production {v2}" in run(settings, "deploy", "promote", v2, "--reason", "looks good").output
     rolled = run(settings, "deploy", "rollback", "--reason", "complaints")
@@ -590,6 +603,7 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
         assert all(h.actor for h in history)
     status = run(settings, "deploy", "status").output
     assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
+    assert "last model change" in status and f"({v2} -> {v1}):" in status and "canary on live" not in status
 
     # How sure the bot must be: the production model's options, set without retraining, audited.
     shown = run(settings, "deploy", "precision")

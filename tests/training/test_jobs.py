@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from core.db import Database
 from core.models import Job, utcnow
@@ -178,3 +178,32 @@ def test_two_workers_never_claim_the_same_job(postgres_schema_url: str, tmp_path
     with db.session() as session:
         session.execute(delete(Job))
     db.dispose()
+
+
+def test_watches_run_each_in_its_own_transaction_and_a_broken_one_does_not_stop_the_others(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(session: Any, settings: Any) -> str | None:
+        session.add(Job(kind="half-written", params={}))
+        session.flush()
+        raise RuntimeError("boom")
+
+    def quiet(session: Any, settings: Any) -> str | None:
+        return None
+
+    def acting(session: Any, settings: Any) -> str | None:
+        session.add(Job(kind="acted", params={}))
+        return "did something"
+
+    monkeypatch.setattr(jobs, "WATCHES", {"a_broken": broken, "b_quiet": quiet, "c_acting": acting})
+    assert jobs.run_watches(database, database.settings) == ["c_acting: did something"]
+    with database.session() as session:
+        kinds = [j.kind for j in session.scalars(select(Job))]
+    assert kinds == ["acted"]  # the broken watch's write was rolled back
+
+
+def test_the_canary_guard_is_a_registered_watch() -> None:
+    from serving import job_kinds
+
+    job_kinds.install()
+    assert "canary_guard" in jobs.WATCHES

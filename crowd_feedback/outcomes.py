@@ -1,0 +1,346 @@
+"""What live traffic says about a model: the outcomes of the turns a model answered, per deployment arm and
+time window, and two comparisons operators act on.
+
+- **Canary against production**, since the canary started: the sessions are split by a stable hash, so the
+  two arms see the same kind of traffic in the same hours, and a difference is the model's. Promote when the
+  canary answers more without more thumbs-down; roll back when it does worse.
+- **Before and after each promotion**: production's turns in the days before against the days after. Traffic
+  can change between the two windows, so this says whether the retraining paid off on what customers asked,
+  not why.
+
+Per outcome, the difference of the two shares with a 95 % interval (Newcombe's hybrid score interval, built
+from the two Wilson intervals: sensible at small counts and near 0 or 1), and a verdict only when the
+interval excludes 0. Audited precision counts the random audit sample's resolved turns of each arm and window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from core.models import Deployment, ReviewItem, ReviewItemTurn, Turn, as_utc, utcnow
+from core.registry import current_deployment, set_deployment
+from crowd_feedback.quality import wilson_interval
+
+PRODUCTION, CANARY = "production", "canary"
+Z95 = 1.96
+# The canary guard acts on its own and looks again every minute, so it asks for a 99 % interval.
+GUARD_Z = 2.576
+GUARD_ACTOR = "canary-guard"
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The turns one model answered on one arm in one window (a clicked chip's own turn is no question)."""
+
+    version: str | None
+    since: datetime
+    until: datetime
+    questions: int = 0
+    answered: int = 0
+    clarify: int = 0
+    picked: int = 0  # clarify turns the customer answered by clicking a choice
+    handoff: int = 0
+    rated: int = 0  # answered turns with a thumbs up or down
+    unhelpful: int = 0
+    audited: int = 0  # audited answered turns whose review item resolved
+    audited_correct: int = 0
+
+
+@dataclass(frozen=True)
+class Difference:
+    """candidate − baseline for one outcome; ``verdict`` only when the interval excludes 0."""
+
+    outcome: str
+    higher_is_better: bool
+    baseline: tuple[int, int]  # (count, out of)
+    candidate: tuple[int, int]
+
+    @staticmethod
+    def _share(pair: tuple[int, int]) -> float | None:
+        return pair[0] / pair[1] if pair[1] else None
+
+    @property
+    def baseline_share(self) -> float | None:
+        return self._share(self.baseline)
+
+    @property
+    def candidate_share(self) -> float | None:
+        return self._share(self.candidate)
+
+    @property
+    def difference(self) -> float | None:
+        a, b = self.baseline_share, self.candidate_share
+        return None if a is None or b is None else b - a
+
+    def interval_at(self, z: float) -> tuple[float, float] | None:
+        if not self.baseline[1] or not self.candidate[1]:
+            return None
+        return difference_interval(*self.baseline, *self.candidate, z=z)
+
+    def verdict_at(self, z: float) -> str:
+        interval = self.interval_at(z)
+        if interval is None:
+            return "no data"
+        low, high = interval
+        if low <= 0.0 <= high:
+            return "no clear difference"
+        up = low > 0.0
+        return "better" if up == self.higher_is_better else "worse"
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return self.interval_at(Z95)
+
+    @property
+    def verdict(self) -> str:
+        return self.verdict_at(Z95)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kind: str  # canary | promotion
+    baseline: Outcomes
+    candidate: Outcomes
+    at: datetime  # when the canary started, or the promotion
+
+    @property
+    def differences(self) -> list[Difference]:
+        a, b = self.baseline, self.candidate
+        return [
+            Difference("answered", True, (a.answered, a.questions), (b.answered, b.questions)),
+            Difference(
+                "answered or picked",
+                True,
+                (a.answered + a.picked, a.questions),
+                (b.answered + b.picked, b.questions),
+            ),
+            Difference("handoffs", False, (a.handoff, a.questions), (b.handoff, b.questions)),
+            Difference("thumbs-down", False, (a.unhelpful, a.rated), (b.unhelpful, b.rated)),
+            Difference(
+                "audited precision", True, (a.audited_correct, a.audited), (b.audited_correct, b.audited)
+            ),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        def window(o: Outcomes) -> dict[str, Any]:
+            return {
+                "version": o.version,
+                "since": o.since.isoformat(),
+                "until": o.until.isoformat(),
+                "questions": o.questions,
+                "answered": o.answered,
+                "clarify": o.clarify,
+                "picked": o.picked,
+                "handoff": o.handoff,
+                "rated": o.rated,
+                "thumbs_down": o.unhelpful,
+                "audited": o.audited,
+                "audited_correct": o.audited_correct,
+            }
+
+        return {
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "baseline": window(self.baseline),
+            "candidate": window(self.candidate),
+            "differences": [
+                {
+                    "outcome": d.outcome,
+                    "baseline": d.baseline_share,
+                    "candidate": d.candidate_share,
+                    "difference": d.difference,
+                    "interval": list(d.interval) if d.interval else None,
+                    "verdict": d.verdict,
+                }
+                for d in self.differences
+            ],
+        }
+
+    @property
+    def worse(self) -> list[str]:
+        return [d.outcome for d in self.differences if d.verdict == "worse"]
+
+    @property
+    def better(self) -> list[str]:
+        return [d.outcome for d in self.differences if d.verdict == "better"]
+
+
+def difference_interval(x1: int, n1: int, x2: int, n2: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of p2 − p1 (Newcombe 1998, method 10: from the two Wilson score intervals)."""
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson_interval(x1, n1, z)
+    l2, u2 = wilson_interval(x2, n2, z)
+    d = p2 - p1
+    return (
+        d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
+        d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2),
+    )
+
+
+def outcomes(
+    session: Session, *, served_by: str, version: str | None, since: datetime, until: datetime | None = None
+) -> Outcomes:
+    """Two grouped queries: the turns by status (with thumbs and picks), and the resolved audits. A clicked
+    chip's own turn is logged on its own arm (``suggestion``), so it never counts as a question here."""
+    until = until or utcnow()
+    where = [Turn.served_by == served_by, Turn.created_at >= since, Turn.created_at < until]
+    if version is not None:
+        where.append(Turn.model_version == version)
+    counts: dict[str, int] = {"answered": 0, "clarify": 0, "handoff": 0}
+    rated = unhelpful = picked = 0
+    for status, count, rated_n, unhelpful_n, picked_n in session.execute(
+        select(
+            Turn.status,
+            func.count(),
+            func.sum(case((Turn.helpful.is_not(None), 1), else_=0)),
+            func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
+            func.sum(case((Turn.chosen_intent.is_not(None), 1), else_=0)),
+        )
+        .where(*where)
+        .group_by(Turn.status)
+    ):
+        if status not in counts:
+            continue
+        counts[status] += int(count)
+        if status == "answered":
+            rated, unhelpful = int(rated_n or 0), int(unhelpful_n or 0)
+        if status == "clarify":
+            picked = int(picked_n or 0)
+    audited = audited_correct = 0
+    for intent, label in session.execute(
+        select(Turn.intent, ReviewItem.resolved_label)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .join(ReviewItem, ReviewItem.id == ReviewItemTurn.item_id)
+        .where(
+            *where,
+            ReviewItemTurn.reason.like("%audit%"),
+            Turn.status == "answered",
+            ReviewItem.status == "resolved",
+            ReviewItem.is_gold.is_(False),
+        )
+    ):
+        audited += 1
+        audited_correct += int(label == intent)
+    return Outcomes(
+        version=version,
+        since=since,
+        until=until,
+        questions=sum(counts.values()),
+        answered=counts["answered"],
+        clarify=counts["clarify"],
+        picked=picked,
+        handoff=counts["handoff"],
+        rated=rated,
+        unhelpful=unhelpful,
+        audited=audited,
+        audited_correct=audited_correct,
+    )
+
+
+def canary_comparison(session: Session, *, now: datetime | None = None) -> Comparison | None:
+    """The canary in force against production, on each arm's own turns since the canary started (the first
+    deployment row of the unbroken run with this canary and this production model)."""
+    row = current_deployment(session)
+    if row is None or row.canary_version is None:
+        return None
+    started = row.created_at
+    for earlier in session.scalars(
+        select(Deployment).where(Deployment.id < row.id).order_by(Deployment.id.desc())
+    ):
+        if (
+            earlier.canary_version != row.canary_version
+            or earlier.production_version != row.production_version
+        ):
+            break
+        started = earlier.created_at
+    now = now or utcnow()
+    return Comparison(
+        kind=CANARY,
+        baseline=outcomes(
+            session, served_by=PRODUCTION, version=row.production_version, since=started, until=now
+        ),
+        candidate=outcomes(session, served_by=CANARY, version=row.canary_version, since=started, until=now),
+        at=as_utc(started),
+    )
+
+
+def promotion_effects(
+    session: Session, *, days: int = 7, limit: int = 5, now: datetime | None = None
+) -> list[Comparison]:
+    """For the newest ``limit`` changes of the production model (rollbacks too), production's turns in the
+    ``days`` before against the ``days`` after (each window cut at the neighbouring change), newest first."""
+    now = now or utcnow()
+    changes: list[tuple[datetime, str | None, str]] = []  # (when, previous version, new version)
+    previous: str | None = None
+    for version, created in session.execute(
+        select(Deployment.production_version, Deployment.created_at).order_by(Deployment.id)
+    ):
+        if version != previous:
+            changes.append((as_utc(created), previous, version))
+        previous = version
+    span = timedelta(days=days)
+    effects = []
+    for index in range(len(changes) - 1, 0, -1):  # the first row is the first deployment: nothing before it
+        at, before_version, after_version = changes[index]
+        start = max(at - span, changes[index - 1][0])
+        end = min(at + span, changes[index + 1][0] if index + 1 < len(changes) else now, now)
+        effects.append(
+            Comparison(
+                kind="promotion",
+                baseline=outcomes(
+                    session, served_by=PRODUCTION, version=before_version, since=start, until=at
+                ),
+                candidate=outcomes(session, served_by=PRODUCTION, version=after_version, since=at, until=end),
+                at=at,
+            )
+        )
+        if len(effects) >= limit:
+            break
+    return effects
+
+
+def canary_guard(session: Session, *, min_questions: int, now: datetime | None = None) -> Deployment | None:
+    """End the canary when live traffic says it is worse than production: once each arm has answered at least
+    ``min_questions`` questions, any outcome whose 99 % interval lies on the worse side of 0 takes the canary
+    out (production and shadow stay), recorded as a deployment row by ``canary-guard`` with the figures as
+    its reason. ``min_questions`` 0: the guard is off. Returns the new row, or None when nothing changed."""
+    if min_questions <= 0:
+        return None
+    comparison = canary_comparison(session, now=now)
+    if comparison is None:
+        return None
+    baseline, candidate = comparison.baseline, comparison.candidate
+    if min(baseline.questions, candidate.questions) < min_questions:
+        return None
+    worse = [d for d in comparison.differences if d.verdict_at(GUARD_Z) == "worse"]
+    if not worse:
+        return None
+    row = current_deployment(session)
+    assert row is not None and row.canary_version is not None  # canary_comparison found one
+    details = []
+    for d in worse:
+        low, high = d.interval_at(GUARD_Z) or (0.0, 0.0)
+        details.append(
+            f"{d.outcome} {d.candidate_share:.1%} against {d.baseline_share:.1%} "
+            f"({(d.difference or 0.0) * 100:+.1f} points, "
+            f"99 % interval {low * 100:+.1f} to {high * 100:+.1f})"
+        )
+    reason = (
+        f"canary {row.canary_version} worse than production on live traffic: {'; '.join(details)} "
+        f"over {candidate.questions} canary and {baseline.questions} production questions"
+    )
+    return set_deployment(
+        session,
+        production_version=row.production_version,
+        canary_version=None,
+        canary_share=0.0,
+        shadow_version=row.shadow_version,
+        actor=GUARD_ACTOR,
+        reason=reason,
+    )
