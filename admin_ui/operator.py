@@ -51,6 +51,7 @@ from core.registry import (
     answer_policy_history,
     close_handoff,
     conversation_summaries,
+    current_deployment,
     get_conversation,
     handoff_open,
     messages_after,
@@ -277,6 +278,8 @@ def runs() -> Any:
         agreement = shadow_agreement(session)
         canary = canary_comparison(session)
         effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
+        row = current_deployment(session)
+        shadow_version = row.shadow_version if row else None
         history = [
             describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
@@ -293,6 +296,7 @@ def runs() -> Any:
         effects_chart=effects_chart(effects),
         window_days=PROMOTION_WINDOW_DAYS,
         guard_min=helploop.settings.canary_guard_min_questions,
+        shadow_serving=shadow_version,
     )
 
 

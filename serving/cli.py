@@ -1001,6 +1001,24 @@ def deploy_rollback(ctx: click.Context, actor: str, reason: str) -> None:
     _deploy(ctx, "rollback", actor=actor, reason=reason)
 
 
+@deploy.command("end-canary")
+@_actor
+@_reason
+@click.pass_context
+def deploy_end_canary(ctx: click.Context, actor: str, reason: str) -> None:
+    """Take the canary out; production (and any shadow) stay as they are."""
+    _deploy(ctx, "end_canary", actor=actor, reason=reason)
+
+
+@deploy.command("end-shadow")
+@_actor
+@_reason
+@click.pass_context
+def deploy_end_shadow(ctx: click.Context, actor: str, reason: str) -> None:
+    """Stop scoring the shadow model; production (and any canary) stay as they are."""
+    _deploy(ctx, "end_shadow", actor=actor, reason=reason)
+
+
 @deploy.command("precision")
 @click.argument("target", required=False)
 @_actor

@@ -502,7 +502,14 @@ SPEC: dict[str, Any] = {
                             "properties": {
                                 "action": {
                                     "type": "string",
-                                    "enum": ["shadow", "canary", "promote", "rollback"],
+                                    "enum": [
+                                        "shadow",
+                                        "canary",
+                                        "promote",
+                                        "rollback",
+                                        "end_canary",
+                                        "end_shadow",
+                                    ],
                                 },
                                 "version": {"type": "string"},
                                 "share": {"type": "number", "default": 0.1},

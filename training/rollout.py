@@ -23,7 +23,9 @@ from core.registry import (
     set_deployment,
 )
 
-ACTIONS = ("shadow", "canary", "promote", "rollback")
+# end_canary / end_shadow take the canary or the shadow out and leave production as it is (rollback changes
+# production, so it is not the way to stop a canary).
+ACTIONS = ("shadow", "canary", "promote", "rollback", "end_canary", "end_shadow")
 
 
 class RolloutError(ValueError):
@@ -69,7 +71,14 @@ def apply_action(
             raise RolloutError("no model has been built yet")
         base["production_version"] = latest.version
     change: dict[str, Any]
-    if action == "rollback":
+    if action in ("end_canary", "end_shadow"):
+        arm = action.removeprefix("end_")
+        if base[f"{arm}_version"] is None:
+            raise RolloutError(f"no {arm} is serving")
+        change = {**base, f"{arm}_version": None}
+        if arm == "canary":
+            change["canary_share"] = 0.0
+    elif action == "rollback":
         history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
         now_serving = base["production_version"]
         previous = next((r.production_version for r in history if r.production_version != now_serving), None)

@@ -1292,7 +1292,23 @@ def test_the_runs_page_compares_the_canary_on_live_traffic_then_the_promotion(ma
         "thumbs-down",
         "audited precision",
     ]
-    # Promote the canary; production's turns before and after the change are compared.
+    # End the canary from its card: production stays; the same for a shadow.
+    assert 'id="end-canary"' in card and 'id="end-shadow"' not in page
+    ended = operator.post(
+        "/operator/deploy",
+        data={"csrf_token": csrf_token(page), "action": "end_canary", "reason": "enough"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "No canary is serving" in ended and f"Done: production {production} (by omar: enough)" in ended
+    form = {"csrf_token": csrf_token(page), "action": "shadow", "version": other, "reason": "watch"}
+    assert operator.post("/operator/deploy", data=form).status_code == 302
+    page = operator.get("/operator/runs").get_data(as_text=True)
+    assert f'id="end-shadow">End shadow <code>{other}</code>' in page
+    form = {"csrf_token": csrf_token(page), "action": "end_shadow", "reason": "seen enough"}
+    assert operator.post("/operator/deploy", data=form).status_code == 302
+    again = operator.post("/operator/deploy", data=form, follow_redirects=True).get_data(as_text=True)
+    assert "Refused: no shadow is serving" in again and 'id="end-shadow"' not in again
+    # Promote the candidate; production's turns before and after the change are compared.
     form = {"csrf_token": csrf_token(page), "action": "promote", "version": other, "reason": "ship"}
     assert operator.post("/operator/deploy", data=form).status_code == 302
     helploop.models.refresh()

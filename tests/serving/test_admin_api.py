@@ -234,6 +234,7 @@ def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles:
         ({"action": "canary", "version": other, "reason": "x", "share": "half"}, 400),
         ({"action": "canary", "version": other, "reason": "x", "share": 2}, 409),
         ({"action": 3, "reason": "x"}, 400),
+        ({"action": "end_canary", "reason": "x"}, 409),  # no canary is serving
     ):
         answer = client.post("/api/v1/admin/deployment", json=body, headers=auth)
         assert answer.status_code == code, (body, answer.get_json())

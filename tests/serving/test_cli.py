@@ -603,6 +603,18 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
         assert all(h.actor for h in history)
     status = run(settings, "deploy", "status").output
     assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
+    # Ending a canary or a shadow leaves production alone; with none serving, it is refused.
+    run(settings, "deploy", "canary", v2, "--reason", "again", "--override-reason", "known issue")
+    run(settings, "deploy", "shadow", v2, "--reason", "watch")
+    ended = run(settings, "deploy", "end-canary", "--reason", "enough")
+    assert ended.exit_code == 0 and f"production {v1}, shadow {v2} (by" in ended.output
+    assert (
+        run(settings, "deploy", "end-canary", "--reason", "x").output.strip().endswith("no canary is serving")
+    )
+    ended = run(settings, "deploy", "end-shadow", "--reason", "seen")
+    assert ended.exit_code == 0 and f"production {v1} (by" in ended.output
+    refused = run(settings, "deploy", "end-shadow", "--reason", "x")
+    assert refused.exit_code == 2 and "no shadow is serving" in refused.output
     assert "last model change" in status and f"({v2} -> {v1}):" in status and "canary on live" not in status
 
     # How sure the bot must be: the production model's options, set without retraining, audited.
