@@ -217,14 +217,14 @@ def test_the_canary_guard_takes_a_worse_canary_out_and_nothing_else(db_session: 
     )
     db_session.flush()
     at = now - timedelta(hours=2)
-    turns(db_session, 150, status="answered", version="A", at=at)
-    turns(db_session, 50, status="handoff", version="A", at=at)
-    turns(db_session, 60, status="answered", version="B", at=at, arm="canary")
-    turns(db_session, 40, status="handoff", version="B", at=at, arm="canary")
-    # 100 canary questions: under the guard's minimum of 150, it waits whatever it sees.
-    assert canary_guard(db_session, min_questions=150, now=now) is None
+    turns(db_session, 600, status="answered", version="A", at=at)
+    turns(db_session, 200, status="handoff", version="A", at=at)
+    turns(db_session, 200, status="answered", version="B", at=at, arm="canary")
+    turns(db_session, 200, status="handoff", version="B", at=at, arm="canary")
+    # 400 canary questions: under the guard's minimum of 500, it waits whatever it sees.
+    assert canary_guard(db_session, min_questions=500, now=now) is None
     assert canary_guard(db_session, min_questions=0, now=now) is None  # off
-    row = canary_guard(db_session, min_questions=100, now=now)
+    row = canary_guard(db_session, min_questions=400, now=now)
     assert row is not None and current_deployment(db_session).id == row.id
     assert (row.production_version, row.canary_version, row.canary_share, row.shadow_version) == (
         "A",
@@ -234,11 +234,11 @@ def test_the_canary_guard_takes_a_worse_canary_out_and_nothing_else(db_session: 
     )
     assert row.actor == GUARD_ACTOR
     assert row.reason.startswith(
-        "canary B worse than production on live traffic: answered 60.0% against 75.0%"
+        "canary B worse than production on live traffic: answered or picked 50.0% against 75.0% (z 8.7 past "
+        "the always-valid 3.8); handoffs 50.0% against 25.0% (z 8.7 past"
     )
-    assert "handoffs 40.0% against 25.0% (+15.0 points, 99 % interval" in row.reason
-    assert row.reason.endswith("over 100 canary and 200 production questions")
-    assert canary_guard(db_session, min_questions=100, now=now) is None  # no canary any more
+    assert row.reason.endswith("over 400 canary and 800 production questions")
+    assert canary_guard(db_session, min_questions=400, now=now) is None  # no canary any more
 
 
 def test_the_canary_guard_leaves_a_canary_that_is_not_clearly_worse(db_session: Session) -> None:
@@ -254,3 +254,16 @@ def test_the_canary_guard_leaves_a_canary_that_is_not_clearly_worse(db_session: 
     turns(db_session, 140, status="answered", version="B", at=at, arm="canary")
     turns(db_session, 60, status="handoff", version="B", at=at, arm="canary")
     assert canary_guard(db_session, min_questions=100, now=now) is None
+
+
+def test_the_always_valid_boundary_is_stricter_than_a_fixed_interval_and_flattens() -> None:
+    from crowd_feedback.outcomes import always_valid_z
+
+    values = [always_valid_z(n) for n in (100, 180, 500, 1000, 5000)]
+    assert [round(v, 2) for v in values] == [4.45, 3.99, 3.63, 3.57, 3.66]
+    assert min(values) > 2.576  # never looser than one look's 99 % interval
+    # 5 points fewer answered among 1,000 canary and 9,000 production questions: a 99 % interval would act;
+    # the always-valid test, which may look every minute, does not yet.
+    difference = Difference("answered or picked", True, (6300, 9000), (650, 1000))
+    assert difference.z is not None and -3.5 < difference.z < -2.6 and not difference.worse_always_valid()
+    assert difference.verdict_at(2.576) == "worse"
