@@ -268,3 +268,35 @@ def clarify_prediction(text: str, choices: list[tuple[str, str]], *, confidence:
         suggestions=ranking,
         model_version="test",
     )
+
+
+def answer_next(
+    session: Session,
+    reviewer: Any,
+    label: str,
+    *,
+    policy: Any,
+    known_intents: Sequence[str],
+    taken: Any,
+    seconds: float,
+    expect: Any = None,
+) -> Any:
+    """The reviewer takes the next item at ``taken`` (it must be ``expect`` when given) and answers ``label``
+    ``seconds`` later; returns the item."""
+    from datetime import timedelta
+
+    from crowd_feedback.review import next_item, submit_judgement
+
+    item = next_item(session, reviewer=reviewer, policy=policy, now=taken)
+    assert item is not None and (expect is None or item is expect)
+    submit_judgement(
+        session,
+        item_id=item.id,
+        reviewer=reviewer,
+        label=label,
+        answer_ok=None,
+        known_intents=known_intents,
+        policy=policy,
+        now=taken + timedelta(seconds=seconds),
+    )
+    return item

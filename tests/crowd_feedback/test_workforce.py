@@ -22,6 +22,7 @@ from crowd_feedback.review import (
 )
 from crowd_feedback.reviewers import create_user, suspend
 from crowd_feedback.workforce import FAST_SECONDS, workforce
+from tests.conftest import answer_next
 from tests.crowd_feedback.test_review import INTENTS, make_turn, reviewers
 
 POLICY = ReviewPolicy(gold_rate=0.0)
@@ -38,16 +39,15 @@ def new_item(session: Session, text: str) -> ReviewItem:
 def answer(
     session: Session, reviewer: Any, item: ReviewItem, label: str, *, taken: datetime, seconds: float
 ) -> Judgement:
-    assert next_item(session, reviewer=reviewer, policy=POLICY, now=taken) is item
-    submit_judgement(
+    answer_next(
         session,
-        item_id=item.id,
-        reviewer=reviewer,
-        label=label,
-        answer_ok=None,
-        known_intents=INTENTS,
+        reviewer,
+        label,
         policy=POLICY,
-        now=taken + timedelta(seconds=seconds),
+        known_intents=INTENTS,
+        taken=taken,
+        seconds=seconds,
+        expect=item,
     )
     return session.scalars(
         select(Judgement).where(Judgement.item_id == item.id, Judgement.reviewer_id == reviewer.id)
@@ -124,16 +124,15 @@ def test_workforce_per_reviewer_and_the_cost_of_a_resolved_item(db_session: Sess
     # A gold check counts as work but is no resolved item; dan's old judgement is outside the window.
     gold = add_gold_item(db_session, text="my card has not come", label="card_arrival", policy=POLICY)
     gold_policy = ReviewPolicy(gold_rate=1.0)
-    assert next_item(db_session, reviewer=cid, policy=gold_policy, now=taken) is gold
-    submit_judgement(
+    answer_next(
         db_session,
-        item_id=gold.id,
-        reviewer=cid,
-        label="card_arrival",
-        answer_ok=None,
-        known_intents=INTENTS,
+        cid,
+        "card_arrival",
         policy=gold_policy,
-        now=taken + timedelta(seconds=10),
+        known_intents=INTENTS,
+        taken=taken,
+        seconds=10,
+        expect=gold,
     )
     old = new_item(db_session, "very old question")
     answer(db_session, dan, old, "card_arrival", taken=now - timedelta(days=40), seconds=300)

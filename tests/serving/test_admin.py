@@ -1157,7 +1157,7 @@ def test_the_overview_shows_each_reviewers_pace_and_agreement(make_app: Any) -> 
     from datetime import timedelta
 
     from core.models import utcnow
-    from crowd_feedback.review import next_item, submit_judgement
+    from tests.conftest import answer_next
 
     app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
     helploop = app.extensions["helploop"]
@@ -1175,19 +1175,16 @@ def test_the_overview_shows_each_reviewers_pace_and_agreement(make_app: Any) -> 
         first_item = None
         for name, times in (("ann", (30, 40)), ("bob", (1, 2))):
             for spent in times:
-                item = next_item(session, reviewer=people[name], policy=helploop.policy, now=taken)
-                assert item is not None
-                first_item = first_item or item.id
-                submit_judgement(
+                item = answer_next(
                     session,
-                    item_id=item.id,
-                    reviewer=people[name],
-                    label="exchange_rate",
-                    answer_ok=None,
-                    known_intents=["exchange_rate"],
+                    people[name],
+                    "exchange_rate",
                     policy=helploop.policy,
-                    now=taken + timedelta(seconds=spent),
+                    known_intents=["exchange_rate"],
+                    taken=taken,
+                    seconds=spent,
                 )
+                first_item = first_item or item.id
         session.commit()
         assert (
             session.scalar(

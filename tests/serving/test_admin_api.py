@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -345,25 +344,14 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         session.commit()
     # A reviewer takes a review item and answers it 8 s later.
     from core.models import User, utcnow
-    from crowd_feedback.review import NOT_A_QUESTION, next_item, submit_judgement
+    from crowd_feedback.review import NOT_A_QUESTION
+    from tests.conftest import answer_next
 
     add_user(app, "rita", "reviewer")
     policy = app.extensions["helploop"].policy
     with app.extensions["helploop"].database.session() as session:
         rita = session.scalars(select(User).where(User.username == "rita")).one()
-        taken = utcnow()
-        item = next_item(session, reviewer=rita, policy=policy, now=taken)
-        assert item is not None
-        submit_judgement(
-            session,
-            item_id=item.id,
-            reviewer=rita,
-            label=NOT_A_QUESTION,
-            answer_ok=None,
-            known_intents=[],
-            policy=policy,
-            now=taken + timedelta(seconds=8),
-        )
+        answer_next(session, rita, NOT_A_QUESTION, policy=policy, known_intents=[], taken=utcnow(), seconds=8)
         session.commit()
     assert client.get("/api/v1/admin/stats").status_code == 401
     for bad in ("0", "91", "x", "-1"):

@@ -844,8 +844,9 @@ def test_crowd_reviewers_prints_each_reviewers_work_and_the_cost(settings: Any) 
     from datetime import timedelta
 
     from core.models import ReviewItem, utcnow
-    from crowd_feedback.review import ReviewPolicy, next_item, submit_judgement
+    from crowd_feedback.review import ReviewPolicy
     from crowd_feedback.reviewers import create_user
+    from tests.conftest import answer_next
 
     run(settings, "db", "upgrade")
     policy = ReviewPolicy(gold_rate=0.0)
@@ -858,17 +859,14 @@ def test_crowd_reviewers_prints_each_reviewers_work_and_the_cost(settings: Any) 
         session.flush()
         taken = utcnow() - timedelta(hours=2)
         for reviewer, spent in ((ann, 90), (bob, 2)):
-            item = next_item(session, reviewer=reviewer, policy=policy, now=taken)
-            assert item is not None
-            submit_judgement(
+            answer_next(
                 session,
-                item_id=item.id,
-                reviewer=reviewer,
-                label="card_arrival",
-                answer_ok=None,
-                known_intents=["card_arrival"],
+                reviewer,
+                "card_arrival",
                 policy=policy,
-                now=taken + timedelta(seconds=spent),
+                known_intents=["card_arrival"],
+                taken=taken,
+                seconds=spent,
             )
     result = run(settings, "crowd", "reviewers", "--days", "7")
     assert result.exit_code == 0, result.output
