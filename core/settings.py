@@ -57,7 +57,8 @@ class Settings:
     onnx_quantize: bool = True
     deployment_poll_seconds: float = 5.0
     # The canary guard (a worker checks once a minute): once each arm has answered this many questions, a
-    # canary worse than production on live traffic at 99 % is taken out. 0: off.
+    # canary worse than production on live traffic (an always-valid test, crowd_feedback.outcomes) is taken
+    # out. 0: off.
     canary_guard_min_questions: int = 200
     load_models_on_start: bool = True
     # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.

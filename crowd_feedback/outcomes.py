@@ -356,14 +356,20 @@ def canary_guard(session: Session, *, min_questions: int, now: datetime | None =
     its reason. Returns the new row, or None when nothing changed."""
     if min_questions <= 0:
         return None
+    row = current_deployment(session)
+    if row is None or row.canary_version is None:
+        return None
+    # Every worker looks each minute: lock the row in force (PostgreSQL; SQLite serialises writers) and act
+    # only while it is still the newest, so two workers looking at once end the canary once.
+    session.scalars(select(Deployment.id).where(Deployment.id == row.id).with_for_update()).one()
+    if session.scalar(select(func.max(Deployment.id))) != row.id:
+        return None
     comparison = canary_comparison(session, now=now)
     if comparison is None:
         return None
     worse = guard_findings(comparison, min_questions=min_questions)
     if not worse:
         return None
-    row = current_deployment(session)
-    assert row is not None and row.canary_version is not None  # canary_comparison found one
     details = [
         f"{d.outcome} {d.candidate_share:.1%} against {d.baseline_share:.1%} "
         f"(z {-(d.z or 0.0):.1f} past the always-valid {always_valid_z(d.effective_n):.1f})"

@@ -267,3 +267,52 @@ def test_the_always_valid_boundary_is_stricter_than_a_fixed_interval_and_flatten
     difference = Difference("answered or picked", True, (6300, 9000), (650, 1000))
     assert difference.z is not None and -3.5 < difference.z < -2.6 and not difference.worse_always_valid()
     assert difference.verdict_at(2.576) == "worse"
+
+
+@pytest.mark.postgres
+def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -> None:
+    """Four workers run the guard in the same instant on PostgreSQL: one deployment row ends the canary."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from core.db import make_engine
+    from core.models import ModelVersion, Turn
+    from crowd_feedback.outcomes import GUARD_ACTOR, canary_guard
+
+    engine = make_engine(postgres_schema_url)
+    with Session(engine) as session:
+        register(session, "GA", "GB")
+        now = utcnow()
+        deploy(session, now - timedelta(days=1), "GA", canary="GB")
+        at = now - timedelta(hours=1)
+        turns(session, 600, status="answered", version="GA", at=at)
+        turns(session, 200, status="handoff", version="GA", at=at)
+        turns(session, 200, status="answered", version="GB", at=at, arm="canary")
+        turns(session, 200, status="handoff", version="GB", at=at, arm="canary")
+        session.commit()
+    barrier = threading.Barrier(4)
+    acted: list[bool] = []
+
+    def worker() -> None:
+        with Session(engine) as session:
+            barrier.wait()
+            acted.append(canary_guard(session, min_questions=300) is not None)
+            session.commit()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with Session(engine) as session:
+        ended = session.scalar(
+            select(func.count()).select_from(Deployment).where(Deployment.actor == GUARD_ACTOR)
+        )
+        # The schema is shared by the whole session's PostgreSQL tests: leave no committed rows behind.
+        session.execute(Deployment.__table__.delete())
+        session.execute(Turn.__table__.delete())
+        session.execute(ModelVersion.__table__.delete().where(ModelVersion.version.in_(["GA", "GB"])))
+        session.commit()
+    engine.dispose()
+    assert sorted(acted) == [False, False, False, True] and ended == 1
