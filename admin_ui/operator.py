@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -277,9 +279,9 @@ def runs() -> Any:
         ]
         agreement = shadow_agreement(session)
         canary = canary_comparison(session)
-        effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
         row = current_deployment(session)
         shadow_version = row.shadow_version if row else None
+        effects = cached_effects(session, row.id if row else None)
         history = [
             describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
@@ -301,6 +303,27 @@ def runs() -> Any:
 
 
 PROMOTION_WINDOW_DAYS = 7
+EFFECTS_TTL_SECONDS = 60.0
+# (database, newest deployment id) -> (monotonic expiry, the before/after comparisons). The windows are days
+# long and the page refreshes every 3 s while a run trains: a minute-old figure is fine, a fresh scan of weeks
+# of turns per refresh is not (about 0.6 s at 300,000 turns on SQLite). A new deployment row is a new key.
+_effects_cache: dict[tuple[str, int | None], tuple[float, list[Comparison]]] = {}
+_effects_lock = threading.Lock()
+
+
+def cached_effects(session: Any, newest_deployment: int | None) -> list[Comparison]:
+    now = time.monotonic()
+    key = (str(session.get_bind().engine.url), newest_deployment)
+    with _effects_lock:
+        hit = _effects_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
+    with _effects_lock:
+        for stale in [k for k in _effects_cache if k[0] == key[0]]:  # only the newest is asked for again
+            del _effects_cache[stale]
+        _effects_cache[key] = (now + EFFECTS_TTL_SECONDS, effects)
+    return effects
 
 
 def effects_chart(effects: list[Comparison], *, width: float = 600.0, row: float = 26.0) -> dict[str, Any]:

@@ -145,7 +145,10 @@ class Turn(Base):
     """One user message and the bot's reply, with everything needed to audit and learn from it."""
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_turns_status_created", "status", "created_at"),
+        Index("ix_turns_arm_created", "served_by", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(

@@ -1328,3 +1328,23 @@ def _token(app: Any, username: str) -> dict[str, str]:
     with app.extensions["helploop"].database.session() as session:
         _, secret = create_api_token(session, username=username, name="test", actor="test")
     return {"Authorization": f"Bearer {secret}"}
+
+
+def test_the_before_after_figures_are_cached_for_a_minute_per_deployment(
+    db_session: Any, monkeypatch: Any
+) -> None:
+    from admin_ui import operator as operator_page
+
+    calls: list[int] = []
+    monkeypatch.setattr(operator_page, "_effects_cache", {})  # this test's fake clock stays in this test
+    monkeypatch.setattr(operator_page, "promotion_effects", lambda session, days: calls.append(days) or [])
+    clock = [1000.0]
+    monkeypatch.setattr(operator_page.time, "monotonic", lambda: clock[0])
+    for _ in range(3):  # the page refreshing every 3 s while a run trains
+        assert operator_page.cached_effects(db_session, 7) == []
+        clock[0] += 3
+    assert calls == [7]
+    operator_page.cached_effects(db_session, 8)  # a new deployment row: computed again at once
+    clock[0] += 61
+    operator_page.cached_effects(db_session, 8)  # a minute later: again
+    assert calls == [7, 7, 7]
