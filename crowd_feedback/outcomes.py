@@ -3,7 +3,8 @@ time window, and two comparisons operators act on.
 
 - **Canary against production**, since the canary started: the sessions are split by a stable hash, so the
   two arms see the same kind of traffic in the same hours, and a difference is the model's. Promote when the
-  canary answers more without more thumbs-down; roll back when it does worse.
+  canary answers more without more thumbs-down; end it when it does worse (the canary guard, below, does
+  that by itself).
 - **Before and after each promotion**: production's turns in the days before against the days after. Traffic
   can change between the two windows, so this says whether the retraining paid off on what customers asked,
   not why.
