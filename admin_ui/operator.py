@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +62,7 @@ from core.registry import (
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
-from crowd_feedback.outcomes import Comparison, canary_comparison, promotion_effects
+from crowd_feedback.outcomes import PROMOTION_WINDOW_DAYS, Comparison, cached_effects, canary_comparison
 from crowd_feedback.quality import overview as overview_figures
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import (
@@ -300,30 +298,6 @@ def runs() -> Any:
         guard_min=helploop.settings.canary_guard_min_questions,
         shadow_serving=shadow_version,
     )
-
-
-PROMOTION_WINDOW_DAYS = 7
-EFFECTS_TTL_SECONDS = 60.0
-# (database, newest deployment id) -> (monotonic expiry, the before/after comparisons). The windows are days
-# long and the page refreshes every 3 s while a run trains: a minute-old figure is fine, a fresh scan of weeks
-# of turns per refresh is not (about 0.6 s at 300,000 turns on SQLite). A new deployment row is a new key.
-_effects_cache: dict[tuple[str, int | None], tuple[float, list[Comparison]]] = {}
-_effects_lock = threading.Lock()
-
-
-def cached_effects(session: Any, newest_deployment: int | None) -> list[Comparison]:
-    now = time.monotonic()
-    key = (str(session.get_bind().engine.url), newest_deployment)
-    with _effects_lock:
-        hit = _effects_cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-    effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
-    with _effects_lock:
-        for stale in [k for k in _effects_cache if k[0] == key[0]]:  # only the newest is asked for again
-            del _effects_cache[stale]
-        _effects_cache[key] = (now + EFFECTS_TTL_SECONDS, effects)
-    return effects
 
 
 def effects_chart(effects: list[Comparison], *, width: float = 600.0, row: float = 26.0) -> dict[str, Any]:

@@ -17,6 +17,8 @@ interval excludes 0. Audited precision counts the random audit sample's resolved
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -304,6 +306,32 @@ def canary_comparison(session: Session, *, now: datetime | None = None) -> Compa
         candidate=outcomes(session, served_by=CANARY, version=row.canary_version, since=started, until=now),
         at=as_utc(started),
     )
+
+
+PROMOTION_WINDOW_DAYS = 7
+EFFECTS_TTL_SECONDS = 60.0
+# (database, newest deployment id) -> (monotonic expiry, the before/after comparisons). The windows are days
+# long and the Runs page refreshes every 3 s while a run trains: a minute-old figure is fine, a fresh scan of
+# weeks of turns per refresh is not (about 0.6 s at 300,000 turns on SQLite). A new deployment row is a new
+# key. Per process; the Runs page and the admin API share it.
+_effects_cache: dict[tuple[str, int | None], tuple[float, list[Comparison]]] = {}
+_effects_lock = threading.Lock()
+
+
+def cached_effects(session: Session, newest_deployment: int | None) -> list[Comparison]:
+    """``promotion_effects`` over ``PROMOTION_WINDOW_DAYS``, computed at most once a minute per deployment."""
+    now = time.monotonic()
+    key = (str(session.get_bind().engine.url), newest_deployment)
+    with _effects_lock:
+        hit = _effects_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    effects = promotion_effects(session, days=PROMOTION_WINDOW_DAYS)
+    with _effects_lock:
+        for stale in [k for k in _effects_cache if k[0] == key[0]]:  # only the newest is asked for again
+            del _effects_cache[stale]
+        _effects_cache[key] = (now + EFFECTS_TTL_SECONDS, effects)
+    return effects
 
 
 def promotion_effects(

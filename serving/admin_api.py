@@ -23,7 +23,7 @@ from core.registry import (
     current_deployment,
     serving_plan,
 )
-from crowd_feedback.outcomes import canary_comparison, promotion_effects
+from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
@@ -236,7 +236,7 @@ def _deployment(session: Session) -> dict[str, Any]:
         # The canary against production on each arm's own live turns since it started (None: no canary), and
         # production's turns before against after each of the last five model changes.
         "canary_live": canary.to_dict() if (canary := canary_comparison(session)) else None,
-        "promotion_effects": [e.to_dict() for e in promotion_effects(session, limit=5)],
+        "promotion_effects": [e.to_dict() for e in cached_effects(session, row.id if row else None)],
     }
 
 

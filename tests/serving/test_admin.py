@@ -1333,7 +1333,7 @@ def _token(app: Any, username: str) -> dict[str, str]:
 def test_the_before_after_figures_are_cached_for_a_minute_per_deployment(
     db_session: Any, monkeypatch: Any
 ) -> None:
-    from admin_ui import operator as operator_page
+    from crowd_feedback import outcomes as operator_page  # where the Runs page and the admin API read them
 
     calls: list[int] = []
     monkeypatch.setattr(operator_page, "_effects_cache", {})  # this test's fake clock stays in this test
