@@ -9,6 +9,7 @@ import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -26,6 +27,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
+from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.models import (
     Deployment,
     Intent,
@@ -59,6 +61,7 @@ from core.registry import (
     shown_suggestions,
     waiting_conversations,
 )
+from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.jobs import export_dir
@@ -1020,3 +1023,67 @@ def download_export(job_id: int) -> Any:
         abort(404)
     mimetype = "text/csv" if name.endswith(".csv") else "application/x-ndjson"
     return send_file(file, mimetype=mimetype, as_attachment=True, download_name=f"helploop-{name}")
+
+
+ACTIVITY_SUMMARY_DAYS = 7
+
+
+@operator.get("/activity")
+@require_role("operator")
+def activity() -> Any:
+    """The ops events (deployment changes, the canary guard's included; finished jobs; suspended reviewers;
+    escalated items), each with its delivery to the ops webhook, and a test button for the receiving end."""
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    kind = request.args.get("kind", "") or None
+    if kind is not None and kind not in OPS_EVENT_KINDS:
+        abort(404)
+    with helploop.database.session() as session:
+        rows = [event_view(e, settings) for e in recent_events(session, kind=kind, limit=200)]
+        counts = delivery_counts(session, since=utcnow() - timedelta(days=ACTIVITY_SUMMARY_DAYS))
+    url = settings.ops_webhook_url
+    return render_template(
+        "admin/activity.html",
+        events=rows,
+        kind=kind,
+        kinds=OPS_EVENT_KINDS,
+        counts=counts,
+        days=ACTIVITY_SUMMARY_DAYS,
+        webhook_host=urlsplit(url).netloc if url else "",
+        subscribed=settings.ops_event_kinds,
+        signed=bool(settings.ops_webhook_secret),
+        active=any(r["status"] == "pending" for r in rows) and bool(url),
+    )
+
+
+@operator.post("/activity/test")
+@require_role("operator")
+def send_test_event() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        event = emit(
+            session,
+            "test",
+            f"Test message from HelpLoop, sent by {current_user.username} from the Activity page.",
+            path="/operator/activity",
+            data={"actor": current_user.username},
+        )
+        event_id = event.id
+    if helploop.settings.ops_webhook_url:
+        flash(f"Test event {event_id} queued: a worker sends it within seconds.")
+    else:
+        flash(f"Test event {event_id} recorded, but no ops webhook is set (HELPLOOP_OPS_WEBHOOK_URL).")
+    return redirect(url_for("operator.activity"))
+
+
+@operator.post("/activity/<int:event_id>/resend")
+@require_role("operator")
+def resend_event(event_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            resend(session, event_id=event_id)
+        flash(f"Event {event_id} queued to be sent again.")
+    except EventError as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("operator.activity"))

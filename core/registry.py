@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.events import emit
 from core.kb_files import OUT_OF_SCOPE
 from core.models import (
     AnswerPolicy,
@@ -669,6 +670,7 @@ def set_deployment(
         raise ValueError(f"canary_share must be in [0, 1], not {canary_share}")
     if canary_version is None and canary_share:
         raise ValueError("canary_share needs a canary_version")
+    previous = current_deployment(session)
     row = Deployment(
         production_version=production_version,
         canary_version=canary_version,
@@ -679,7 +681,41 @@ def set_deployment(
     )
     session.add(row)
     session.flush()
+    before = f" (was {describe_deployment(previous)})" if previous is not None else ""
+    emit(
+        session,
+        "deployment.changed",
+        f"Deployment changed by {actor}: {describe_deployment(row)}{before}. "
+        f"Reason: {reason or 'none given'}",
+        path="/operator/runs",
+        data={
+            "deployment_id": row.id,
+            "actor": actor,
+            "reason": row.reason,
+            "now": deployment_state(row),
+            "before": deployment_state(previous) if previous is not None else None,
+        },
+    )
     return row
+
+
+def deployment_state(row: Deployment) -> dict[str, Any]:
+    return {
+        "production": row.production_version,
+        "canary": row.canary_version,
+        "canary_share": row.canary_share,
+        "shadow": row.shadow_version,
+    }
+
+
+def describe_deployment(row: Deployment) -> str:
+    """One line: ``production v3, canary v4 on 10% of sessions, shadow v5``."""
+    parts = [f"production {row.production_version}"]
+    if row.canary_version:
+        parts.append(f"canary {row.canary_version} on {row.canary_share:.0%} of sessions")
+    if row.shadow_version:
+        parts.append(f"shadow {row.shadow_version}")
+    return ", ".join(parts)
 
 
 def current_answer_policy(session: Session) -> AnswerPolicy | None:

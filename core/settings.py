@@ -16,6 +16,8 @@ from typing import Any
 ENV_PREFIX = "HELPLOOP_"
 PLACEHOLDER_SECRET = "dev-insecure-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What core.events records and the ops webhook can receive (described there).
+OPS_EVENT_KINDS = ("deployment.changed", "job.finished", "reviewer.suspended", "item.escalated", "test")
 
 
 class SettingsError(ValueError):
@@ -105,6 +107,12 @@ class Settings:
     handoff_webhook_url: str = ""
     handoff_webhook_secret: str = ""
     public_url: str = ""
+    # Operator notifications (core.events): deployment changes (the canary guard's included), finished jobs,
+    # suspended reviewers, escalated items, POSTed as JSON to this URL by the worker, with retries; signed
+    # like the handoff webhook. ops_webhook_events: a comma-separated list of event kinds (empty: all).
+    ops_webhook_url: str = ""
+    ops_webhook_secret: str = ""
+    ops_webhook_events: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,10 +134,16 @@ class Settings:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
-        for key in ("handoff_webhook_url", "public_url"):
+        for key in ("handoff_webhook_url", "ops_webhook_url", "public_url"):
             value = getattr(self, key)
             if value and not value.startswith(("https://", "http://")):
                 raise SettingsError(f"{key} must be an http(s) URL, not {value!r}")
+        unknown = set(self.ops_event_kinds) - set(OPS_EVENT_KINDS)
+        if unknown:
+            raise SettingsError(
+                f"ops_webhook_events names unknown event kinds {sorted(unknown)}; "
+                f"known: {list(OPS_EVENT_KINDS)}"
+            )
         if self.turn_retention_days < 0:
             raise SettingsError(
                 f"turn_retention_days must be 0 (keep) or more, not {self.turn_retention_days}"
@@ -140,6 +154,12 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+
+    @property
+    def ops_event_kinds(self) -> tuple[str, ...]:
+        """The event kinds the ops webhook receives (all when ops_webhook_events is empty)."""
+        named = tuple(k.strip() for k in self.ops_webhook_events.split(",") if k.strip())
+        return named or OPS_EVENT_KINDS
 
     @property
     def is_sqlite(self) -> bool:

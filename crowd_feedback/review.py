@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.orm import Session, load_only
 
+from core.events import emit
 from core.models import (
     Claim,
     Judgement,
@@ -861,6 +862,22 @@ def resolve_item(
         else:
             item.status = "escalated"
             item.resolved_label, item.resolved_confidence = label, confidence
+            session.flush()
+            emit(
+                session,
+                "item.escalated",
+                f"Review item {item.id} needs an operator: after {count} judgements no label reached "
+                f"{policy.posterior_threshold:.0%} (leading: {label}, {confidence:.0%}). "
+                f"Question: “{item.text[:200]}”",
+                path=f"/review/items/{item.id}",
+                data={
+                    "item_id": item.id,
+                    "judgements": count,
+                    "leading_label": label,
+                    "confidence": confidence,
+                    "cluster_size": item.cluster_size,
+                },
+            )
     session.flush()
     return item
 

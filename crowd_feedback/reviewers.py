@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core.events import emit
 from core.models import AccountEvent, ApiToken, Claim, User, as_utc, utcnow
 
 ROLES = ("reviewer", "operator")
@@ -128,6 +129,14 @@ def suspend(session: Session, *, user: User, reason: str, now: datetime | None =
     user.suspended_reason = reason[:300]
     _release_claims(session, user)
     record_event(session, user=user, action="suspended", actor="system", reason=reason)
+    emit(
+        session,
+        "reviewer.suspended",
+        f"Reviewer {user.username} was suspended by the gold check: {reason}. Their judgements count as coin "
+        "flips until an operator reinstates them.",
+        path="/operator/accounts",
+        data={"reviewer": user.username, "reason": reason},
+    )
 
 
 def reinstate(session: Session, *, username: str, actor: str, reason: str) -> User:

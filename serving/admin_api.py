@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
+from core.events import event_view, recent_events
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
     import_knowledge_base,
@@ -17,12 +18,13 @@ from core.knowledge_base import (
     load_knowledge_base,
     restore_kb_version,
 )
-from core.models import Job
+from core.models import Job, OpsEvent
 from core.registry import (
     answer_policy_history,
     current_deployment,
     serving_plan,
 )
+from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
 from crowd_feedback.reviewers import authenticate_token
@@ -425,3 +427,23 @@ def stats() -> Response:
             },
         }
     )
+
+
+def _event(event: OpsEvent) -> dict[str, Any]:
+    view = event_view(event, state().settings)
+    for key in ("next_attempt_at", "delivered_at", "created_at"):
+        view[key] = view[key].isoformat() if view[key] is not None else None
+    return view
+
+
+@admin_api.get("/events")
+def events() -> Response:
+    """The ops events, newest first (``?kind=``, ``?limit=`` 1-500, default 100), each with its delivery to
+    the ops webhook: what the Activity page lists, for a receiver catching up after an outage."""
+    kind = request.args.get("kind", "") or None
+    if kind is not None and kind not in OPS_EVENT_KINDS:
+        raise APIError(400, "invalid_value", f"'kind' must be one of {', '.join(OPS_EVENT_KINDS)}", "kind")
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise APIError(400, "invalid_value", "'limit' must be a whole number from 1 to 500", "limit")
+    return jsonify([_event(e) for e in recent_events(db_session(), kind=kind, limit=int(limit))])

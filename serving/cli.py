@@ -17,7 +17,7 @@ from core.kb_files import (
     read_labelled_csv,
     write_knowledge_base,
 )
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import OPS_EVENT_KINDS, Settings, SettingsError, load_settings
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 EXIT_USAGE = 2
@@ -460,10 +460,12 @@ def _follow(database: Any, job_id: int) -> str:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Run at most one job, then exit.")
+@click.option("--once", is_flag=True, help="Look once (schedules, watches), run at most one job, then exit.")
 @click.pass_context
 def worker(ctx: click.Context, once: bool) -> None:
-    """Run queued jobs (training). Several workers may run at once; each claims its own job."""
+    """Run queued jobs (training, exports, re-aggregation) and, beside them on a second thread, the schedules
+    (the daily retention) and watches (the canary guard, the ops webhook's deliveries). Several workers may
+    run at once; each claims its own job."""
     import time as clock
 
     settings = _settings(ctx)
@@ -471,6 +473,11 @@ def worker(ctx: click.Context, once: bool) -> None:
     _require_schema(database)
     runner = _job_worker(database, settings)
     click.echo(f"worker {runner.worker_id} started")
+    if once:
+        for done in runner.look_around():
+            click.echo(done)
+    else:
+        runner.start_watcher()
     while True:
         job_id = runner.run_once()
         if job_id is not None:
@@ -516,6 +523,49 @@ def jobs_cancel(ctx: click.Context, job_id: int) -> None:
     except JobError as exc:
         _fail(str(exc))
     click.echo(f"job {job_id}: cancel requested ({status})")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--kind", type=click.Choice(OPS_EVENT_KINDS), default=None, help="Only this kind.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.pass_context
+def events(ctx: click.Context, kind: str | None, limit: int) -> None:
+    """Ops events (deployment changes, finished jobs, suspended reviewers, escalated items), newest first,
+    with their delivery to the ops webhook (or send a test event)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from core.events import recent_events
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = [
+            f"{e.id:>5}  {e.created_at:%Y-%m-%d %H:%M}  {e.kind:<18} {e.status:<9}"
+            + (f" ({e.attempts} attempts: {e.last_error})" if e.last_error else "")
+            + f"  {e.text}"
+            for e in recent_events(session, kind=kind, limit=limit)
+        ]
+    click.echo("\n".join(rows) if rows else "no events")
+
+
+@events.command("test")
+@click.pass_context
+def events_test(ctx: click.Context) -> None:
+    """Record a test event; a worker sends it to the ops webhook within seconds."""
+    from core.events import emit
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    with database.session() as session:
+        event_id = emit(
+            session,
+            "test",
+            f"Test message from HelpLoop, sent by {_cli_actor()} from the command line.",
+            path="/operator/activity",
+        ).id
+    where = settings.ops_webhook_url or "nowhere: HELPLOOP_OPS_WEBHOOK_URL is not set"
+    click.echo(f"test event {event_id} recorded; a worker sends it to {where}")
 
 
 # -------------------------------------------------------------------------------------------- users

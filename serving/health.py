@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -64,7 +65,8 @@ def metrics() -> Response:
 
 
 def _workload(session: Session) -> dict[str, Any]:
-    from core.models import Job, ReviewItem
+    from core.events import delivery_counts
+    from core.models import Job, ReviewItem, utcnow
     from core.registry import waiting_conversations
     from crowd_feedback.suggestions import count_suggestions
 
@@ -89,6 +91,7 @@ def _workload(session: Session) -> dict[str, Any]:
         "handoffs_waiting": int(waiting),
         "suggestions_open": count_suggestions(session),
         "jobs": jobs,
+        "ops_events": delivery_counts(session, since=utcnow() - timedelta(days=1)),
     }
 
 

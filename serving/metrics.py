@@ -74,6 +74,12 @@ class Metrics:
         self.jobs = Gauge(
             "helploop_jobs", "Jobs queued or running, by kind", ["kind", "status"], registry=self.registry
         )
+        self.ops_events = Gauge(
+            "helploop_ops_events",
+            "Ops events of the last 24 hours by delivery to the ops webhook (alert on failed)",
+            ["status"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",
@@ -88,6 +94,7 @@ class Metrics:
         handoffs_waiting: int,
         suggestions_open: int,
         jobs: dict[tuple[str, str], int],
+        ops_events: dict[str, int],
     ) -> None:
         """Work waiting for people and workers, read from the database at scrape time (alert on these)."""
         self.review_items.clear()
@@ -98,6 +105,8 @@ class Metrics:
         self.jobs.clear()
         for (kind, status), count in jobs.items():
             self.jobs.labels(kind=kind, status=status).set(count)
+        for status, count in ops_events.items():
+            self.ops_events.labels(status=status).set(count)
 
     def set_models(self, versions: dict[str, str | None]) -> None:
         self.model_info.clear()

@@ -7,19 +7,16 @@ behind the operator login, which the payload links to.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from core.webhooks import Poster, attempt, post_json, signature, signed_request
 from serving.background import BackgroundQueue
 
+__all__ = ["REASONS", "HandoffNotifier", "Poster", "post_json", "signature"]
 log = logging.getLogger("helploop.serving.notify")
-Poster = Callable[[str, bytes, dict[str, str]], int]
 REASONS = {
     "bot": "The bot could not answer and handed the conversation to a person.",
     "asked": "The customer asked for a person.",
@@ -27,17 +24,6 @@ REASONS = {
     "message": "The customer wrote in a live chat with a person.",
     "low_rating": "A customer was unhappy with a live chat.",
 }
-
-
-def post_json(url: str, body: bytes, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the operator's own URL
-        return int(response.status)
-
-
-def signature(secret: str, body: bytes) -> str:
-    """``X-HelpLoop-Signature``: ``sha256=`` + HMAC-SHA256 of the raw body with the shared secret."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class HandoffNotifier:
@@ -86,20 +72,13 @@ class HandoffNotifier:
         return self._work.drain(timeout)
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "HelpLoop-handoff/1"}
-        if self.secret:
-            headers["X-HelpLoop-Signature"] = signature(self.secret, body)
-        for attempt in range(1, self.attempts + 1):
-            try:
-                status = self._post(self.url, body, headers)
-                if 200 <= status < 300:
-                    self._on_result("sent")
-                    return
-                problem = f"HTTP {status}"
-            except Exception as exc:  # noqa: BLE001 - any network error: retry, then count it
-                problem = f"{type(exc).__name__}: {exc}"
-            log.warning("handoff webhook attempt %d/%d failed: %s", attempt, self.attempts, problem)
-            if attempt < self.attempts:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        body, headers = signed_request(payload, secret=self.secret, user_agent="HelpLoop-handoff/1")
+        for number in range(1, self.attempts + 1):
+            problem = attempt(self._post, self.url, body, headers)
+            if problem is None:
+                self._on_result("sent")
+                return
+            log.warning("handoff webhook attempt %d/%d failed: %s", number, self.attempts, problem)
+            if number < self.attempts:
+                time.sleep(self.backoff_seconds * 2 ** (number - 1))
         self._on_result("failed")

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template
 
+from core.settings import OPS_EVENT_KINDS
+
 docs = Blueprint("docs", __name__, template_folder="templates")
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -542,6 +544,35 @@ SPEC: dict[str, Any] = {
                         "description": "traffic, did_you_mean, satisfaction, answer_quality, review (the "
                         "reviewers' work: hours, time per resolved item, per reviewer)",
                         **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 401),
+                },
+            }
+        },
+        "/api/v1/admin/events": {
+            "get": {
+                "summary": "Admin: ops events (deployment changes, finished jobs, suspensions, "
+                "escalations) with their delivery to the ops webhook, newest first",
+                "security": ADMIN,
+                "parameters": [
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "description": "only this kind",
+                        "schema": {"type": "string", "enum": list(OPS_EVENT_KINDS)},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "how many (default 100)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "id, kind, text, url, data, status (pending, delivered, failed, "
+                        "unsent), attempts, last_error, created_at, delivered_at",
+                        **_json({"type": "array", "items": {"type": "object"}}),
                     },
                     **_error_responses(400, 401),
                 },

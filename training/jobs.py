@@ -8,12 +8,13 @@ error. A job whose worker died (its lease ran out while ``running``) is claimed 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.db import Database
+from core.events import emit
 from core.models import Job, utcnow
 from core.settings import Settings
 
@@ -96,6 +98,7 @@ def claim_next(
     if job.attempts >= MAX_ATTEMPTS:
         job.status, job.finished_at = "failed", now
         job.error = (job.error or "") + f"\ngave up after {job.attempts} attempts (worker lost each time)"
+        announce_finish(session, job)
         session.flush()
         return None
     job.status = "running"
@@ -155,7 +158,48 @@ def finish(
     job.lease_expires_at = None
     if status == "succeeded":
         job.progress, job.eta_seconds = 1.0, 0.0
+    announce_finish(session, job)
     session.flush()
+
+
+def announce_finish(session: Session, job: Job) -> None:
+    """The ``job.finished`` ops event: every training run and every operator's job; a scheduled job only
+    when it did not succeed (a daily success is not news)."""
+    if job.status == "succeeded" and job.created_by == "schedule":
+        return
+    error = (job.error or "").strip() if job.status == "failed" else ""
+    first_line = error.splitlines()[0][:300] if error else ""
+    result = job.result or {}
+    gate = result.get("gate") or {}
+    if job.kind == "train":
+        text = f"Training run {job.id} {job.status}"
+        if job.status == "succeeded":
+            text += f": model {result.get('version')}"
+            if gate.get("decision"):
+                text += f", gate: {str(gate['decision']).replace('_', ' ')}"
+                difference = (gate.get("difference") or {}).get("accuracy")
+                if isinstance(difference, int | float):
+                    text += f" ({difference * 100:+.1f} points against production)"
+        path = f"/operator/runs/{job.id}"
+    else:
+        text, path = f"Job {job.id} ({job.kind}) {job.status}", "/operator/exports"
+    if first_line:
+        text += f": {first_line}"
+    emit(
+        session,
+        "job.finished",
+        text + f" (started by {job.created_by}).",
+        path=path,
+        data={
+            "job_id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "created_by": job.created_by,
+            "error": first_line or None,
+            "version": result.get("version"),
+            "gate_decision": gate.get("decision"),
+        },
+    )
 
 
 # -------------------------------------------------------------------------------------------- handlers
@@ -245,19 +289,29 @@ def register_periodic(
     PERIODIC[kind] = (every, params)
 
 
-# name -> a check run by every worker once a minute, in its own transaction; it returns what it did (logged),
-# or None. For cheap watches that act rarely (no job row per look), e.g. the canary guard.
-WATCHES: dict[str, Callable[[Session, Settings], str | None]] = {}
+Check = Callable[[Session, Settings], str | None]
+# name -> a check every worker runs on its watcher thread (beside the job it may be running: a training run
+# of an hour must not blind the canary guard), in its own transaction, every ``WATCH_EVERY[name]`` seconds;
+# it returns what it did (logged), or None. For cheap looks that act rarely (no job row per look): the
+# canary guard, the ops webhook's deliveries.
+WATCHES: dict[str, Check] = {}
+WATCH_EVERY: dict[str, float] = {}
+WATCH_TICK_SECONDS = 5.0
 
 
-def register_watch(name: str, check: Callable[[Session, Settings], str | None]) -> None:
+def register_watch(name: str, check: Check, *, every: float = SCHEDULE_CHECK_SECONDS) -> None:
     WATCHES[name] = check
+    WATCH_EVERY[name] = every
 
 
-def run_watches(database: Database, settings: Settings) -> list[str]:
-    """Each watch in its own transaction: one that fails is logged and the others still run."""
+def run_watches(database: Database, settings: Settings, *, only: Iterable[str] | None = None) -> list[str]:
+    """Each watch (or those named in ``only``) in its own transaction: one that fails is logged and the
+    others still run."""
     done = []
+    wanted = set(WATCHES) if only is None else set(only)
     for name, check in sorted(WATCHES.items()):
+        if name not in wanted:
+            continue
         try:
             with database.session() as session:
                 message = check(session, settings)
@@ -305,6 +359,8 @@ class Worker:
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._last_look: dict[str, float] = {}
 
     def run_once(self) -> int | None:
         """Run one job if there is one; returns its id."""
@@ -362,15 +418,8 @@ class Worker:
             return
 
         def loop() -> None:
-            checked = -SCHEDULE_CHECK_SECONDS
             while not self._stop.is_set():
                 try:
-                    if (PERIODIC or WATCHES) and time.monotonic() - checked >= SCHEDULE_CHECK_SECONDS:
-                        checked = time.monotonic()
-                        with self.database.session() as session:
-                            for job in schedule_due(session, self.settings):
-                                log.info("scheduled %s job %s", job.kind, job.id)
-                        run_watches(self.database, self.settings)
                     ran = self.run_once()
                 except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
                     log.exception("worker loop error")
@@ -380,6 +429,47 @@ class Worker:
 
         self._thread = threading.Thread(target=loop, name="helploop-worker", daemon=True)
         self._thread.start()
+        self.start_watcher()
+
+    def start_watcher(self) -> None:
+        """The watcher thread alone (``helploop worker`` runs jobs on its main thread): schedules and
+        watches every ``WATCH_TICK_SECONDS``."""
+        if self._watcher is not None:
+            return
+
+        def watch() -> None:
+            while not self._stop.is_set():
+                try:
+                    for done in self.look_around():
+                        log.info("%s", done)
+                except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
+                    log.exception("worker watcher error")
+                self._stop.wait(WATCH_TICK_SECONDS)
+
+        self._watcher = threading.Thread(target=watch, name="helploop-watcher", daemon=True)
+        self._watcher.start()
+
+    def look_around(self, now: float | None = None) -> list[str]:
+        """One tick of the watcher thread: enqueue scheduled jobs and run the watches whose time has come
+        (each on its own period). Runs beside jobs, never behind them."""
+        now = time.monotonic() if now is None else now
+        done: list[str] = []
+        if PERIODIC and now - self._last_look.get("", -math.inf) >= SCHEDULE_CHECK_SECONDS:
+            self._last_look[""] = now
+            with self.database.session() as session:
+                for job in schedule_due(session, self.settings):
+                    log.info("scheduled %s job %s", job.kind, job.id)
+                    done.append(f"scheduled {job.kind} job {job.id}")
+        due = [
+            name
+            for name in WATCHES
+            if now - self._last_look.get(name, -math.inf) >= WATCH_EVERY.get(name, SCHEDULE_CHECK_SECONDS)
+        ]
+        for name in due:
+            self._last_look[name] = now
+        if due:
+            done += run_watches(self.database, self.settings, only=due)
+        return done
 
     def stop(self) -> None:
         self._stop.set()

@@ -277,7 +277,7 @@ def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -
     from sqlalchemy import func, select
 
     from core.db import make_engine
-    from core.models import ModelVersion, Turn
+    from core.models import ModelVersion, OpsEvent, Turn
     from crowd_feedback.outcomes import GUARD_ACTOR, canary_guard
 
     engine = make_engine(postgres_schema_url)
@@ -309,10 +309,18 @@ def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -
         ended = session.scalar(
             select(func.count()).select_from(Deployment).where(Deployment.actor == GUARD_ACTOR)
         )
+        guard_events = session.scalar(
+            select(func.count())
+            .select_from(OpsEvent)
+            .where(OpsEvent.kind == "deployment.changed", OpsEvent.text.like(f"%by {GUARD_ACTOR}:%"))
+        )
         # The schema is shared by the whole session's PostgreSQL tests: leave no committed rows behind.
         session.execute(Deployment.__table__.delete())
+        session.execute(OpsEvent.__table__.delete())
         session.execute(Turn.__table__.delete())
         session.execute(ModelVersion.__table__.delete().where(ModelVersion.version.in_(["GA", "GB"])))
         session.commit()
     engine.dispose()
     assert sorted(acted) == [False, False, False, True] and ended == 1
+    # ... and one ops event says so, with the guard's figures as the reason.
+    assert guard_events == 1

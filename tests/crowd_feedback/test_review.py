@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.events import recent_events
 from core.models import Claim, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
 from core.registry import get_or_create_conversation, log_turn
 from crowd_feedback.review import (
@@ -433,6 +434,14 @@ def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:
     )
     db_session.refresh(item)
     assert item.status == "escalated"
+    # The operators hear about it (the ops webhook): the item, why, and the redacted question.
+    [event] = recent_events(db_session, kind="item.escalated")
+    assert event.text.startswith(
+        f"Review item {item.id} needs an operator: after 4 judgements no label reached 90% (leading: "
+    )
+    assert event.text.endswith("Question: “ambiguous”")
+    assert event.data["item_id"] == item.id and event.data["judgements"] == 4
+    assert event.data["path"] == f"/review/items/{item.id}"
 
 
 def test_rules_no_double_judging_no_claim_no_unknown_label(db_session: Session) -> None:
@@ -517,6 +526,16 @@ def test_gold_accuracy_suspends_a_bad_reviewer(db_session: Session) -> None:
             policy=policy,
         )
     assert bad.suspended_at is not None and "0/3" in bad.suspended_reason
+    [event] = recent_events(db_session, kind="reviewer.suspended")
+    assert event.text == (
+        f"Reviewer {bad.username} was suspended by the gold check: accuracy on gold 0/3 below 60%. "
+        "Their judgements count as coin flips until an operator reinstates them."
+    )
+    assert event.data == {
+        "reviewer": bad.username,
+        "reason": bad.suspended_reason,
+        "path": "/operator/accounts",
+    }
     with pytest.raises(ReviewError, match="suspended"):
         next_item(db_session, reviewer=bad, policy=policy)
     stats = reviewer_stats(db_session, reviewer=bad)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -882,3 +883,34 @@ def test_crowd_reviewers_prints_each_reviewers_work_and_the_cost(settings: Any) 
     )
     refused = run(settings, "crowd", "reviewers", "--days", "0")
     assert refused.exit_code == 2 and "--days" in refused.output
+
+
+def test_events_list_test_event_and_a_worker_look_delivers_it(settings: Any, tmp_path: Path) -> None:
+    """`helploop events test` records one; `helploop worker --once` looks once (the ops webhook's delivery
+    among its watches), so a cron-run worker still delivers; `helploop events` lists it with its outcome."""
+    from dataclasses import replace
+
+    from core import migrate
+    from core.db import Database
+
+    migrate.upgrade(Database(settings).engine)
+    assert run(settings, "events").output.strip() == "no events"
+    recorded = run(settings, "events", "test")
+    assert recorded.exit_code == 0
+    assert "test event 1 recorded; a worker sends it to nowhere: HELPLOOP_OPS_WEBHOOK_URL is not set" in (
+        recorded.output
+    )
+    # A receiving end that is down: the worker's look tries once and schedules the retry.
+    down = replace(settings, ops_webhook_url="http://127.0.0.1:9/ops")
+    looked = run(down, "worker", "--once")
+    assert looked.exit_code == 0 and "ops_webhook: retry 1" in looked.output
+    listed = run(settings, "events").output
+    assert "test               pending   (1 attempts: URLError:" in listed
+    assert listed.rstrip().endswith(
+        "Test message from HelpLoop, sent by cli:"
+        + os.environ.get("USER", "unknown")
+        + " from the command line."
+    )
+    assert run(settings, "events", "--kind", "job.finished").output.strip() == "no events"
+    bad = run(settings, "events", "--kind", "deploy")
+    assert bad.exit_code == 2 and "'deploy' is not one of" in bad.output

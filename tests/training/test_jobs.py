@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from core.db import Database
-from core.models import Job, utcnow
+from core.models import Job, OpsEvent, utcnow
 from core.settings import load_settings
 from training import jobs
 from training.jobs import JobError, Worker, claim_next, enqueue, finish, heartbeat, request_cancel
@@ -34,7 +34,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     migrate.upgrade(db.engine)
     with db.session() as session:
         session.execute(delete(Job))
+        session.execute(delete(OpsEvent))
     yield db
+    with db.session() as session:  # PostgreSQL's schema is shared by the session: leave no committed rows
+        session.execute(delete(Job))
+        session.execute(delete(OpsEvent))
     db.dispose()
 
 
@@ -177,6 +181,7 @@ def test_two_workers_never_claim_the_same_job(postgres_schema_url: str, tmp_path
     assert len(claimed) == len(set(claimed)) == 6
     with db.session() as session:
         session.execute(delete(Job))
+        session.execute(delete(OpsEvent))
     db.dispose()
 
 
@@ -202,8 +207,73 @@ def test_watches_run_each_in_its_own_transaction_and_a_broken_one_does_not_stop_
     assert kinds == ["acted"]  # the broken watch's write was rolled back
 
 
+def test_watches_keep_running_while_the_worker_runs_a_long_job(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The canary guard and the ops webhook must not go blind for the hour a training run takes: watches run
+    on the worker's watcher thread, beside the job, each on its own period."""
+    looked_during_job = threading.Event()
+    job_running = threading.Event()
+    looks: dict[str, int] = {"fast": 0, "slow": 0, "during": 0}
+
+    def fast(session: Any, settings: Any) -> str | None:
+        looks["fast"] += 1
+        if job_running.is_set():
+            looks["during"] += 1
+            if looks["during"] >= 3:
+                looked_during_job.set()
+        return None
+
+    def slow(session: Any, settings: Any) -> str | None:
+        looks["slow"] += 1
+        return None
+
+    def long_job(database: Any, settings: Any, params: dict[str, Any], report: Any) -> dict[str, Any]:
+        job_running.set()
+        return {"watch_ran_meanwhile": looked_during_job.wait(10)}
+
+    monkeypatch.setitem(jobs.HANDLERS, "long", long_job)
+    monkeypatch.setattr(jobs, "WATCHES", {"fast": fast, "slow": slow})
+    monkeypatch.setattr(jobs, "WATCH_EVERY", {"fast": 0.05, "slow": 3600.0})
+    monkeypatch.setattr(jobs, "WATCH_TICK_SECONDS", 0.02)
+    with database.session() as session:
+        job_id = enqueue(session, kind="long", created_by="tester").id
+    worker = Worker(database, database.settings, poll_seconds=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with database.session() as session:
+                job = session.get(Job, job_id)
+                if job.status in jobs.FINISHED:
+                    break
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert job.status == "succeeded" and job.result == {"watch_ran_meanwhile": True}
+    assert looks["during"] >= 3 and looks["slow"] == 1  # each on its own period
+
+
+def test_look_around_runs_each_watch_when_its_period_is_due(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(
+        jobs, "WATCHES", {n: (lambda s, c, n=n: ran.append(n) or f"{n} looked") for n in ("often", "hourly")}
+    )
+    monkeypatch.setattr(jobs, "WATCH_EVERY", {"often": 5.0, "hourly": 3600.0})
+    monkeypatch.setattr(jobs, "PERIODIC", {})
+    worker = Worker(database, database.settings)
+    assert worker.look_around(now=1000.0) == ["hourly: hourly looked", "often: often looked"]
+    assert worker.look_around(now=1004.0) == []
+    assert worker.look_around(now=1005.0) == ["often: often looked"]
+    assert worker.look_around(now=4600.0) == ["hourly: hourly looked", "often: often looked"]
+    assert ran == ["hourly", "often", "often", "hourly", "often"]
+
+
 def test_the_canary_guard_is_a_registered_watch() -> None:
     from serving import job_kinds
 
     job_kinds.install()
-    assert "canary_guard" in jobs.WATCHES
+    assert "canary_guard" in jobs.WATCHES and jobs.WATCH_EVERY["canary_guard"] == 60.0
+    assert jobs.WATCH_EVERY["ops_webhook"] == 5.0 and jobs.WATCH_EVERY["ops_events_purge"] == 3600.0
