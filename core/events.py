@@ -166,10 +166,13 @@ def purge_old(session: Session, settings: Settings, *, now: datetime | None = No
 
 
 def deliver_watch(session: Session, settings: Settings) -> str | None:
-    """The worker's watch: what it delivered, or None when there was nothing to say."""
+    """The worker's watch. It speaks (a logged warning) only when a delivery went wrong: the outcomes of the
+    look, e.g. ``delivered 2, retry 1``; a look that delivered everything it tried is not news."""
     outcomes = deliver_due(session, settings)
+    if not (outcomes["retry"] or outcomes["failed"]):
+        return None
     done = {k: v for k, v in outcomes.items() if k != "unsent"}
-    return ", ".join(f"{k} {v}" for k, v in sorted(done.items())) or None
+    return ", ".join(f"{k} {v}" for k, v in sorted(done.items()))
 
 
 def resend(session: Session, *, event_id: int) -> OpsEvent:

@@ -440,8 +440,7 @@ class Worker:
         def watch() -> None:
             while not self._stop.is_set():
                 try:
-                    for done in self.look_around():
-                        log.info("%s", done)
+                    self.look_around()  # logs what it did
                 except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
                     log.exception("worker watcher error")
                 self._stop.wait(WATCH_TICK_SECONDS)

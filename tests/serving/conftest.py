@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +141,39 @@ def browser() -> Iterator[Any]:
         )
         yield browser
         browser.close()
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook's receiving end on a local port: each POST's body (parsed and raw), signature and event
+    header, in ``Receiver.received``."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append(
+            {
+                "body": json.loads(raw),
+                "raw": raw,
+                "signature": self.headers.get("X-HelpLoop-Signature"),
+                "event": self.headers.get("X-HelpLoop-Event"),
+            }
+        )
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    """The URL of a fresh ``Receiver``."""
+    Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -17,7 +14,7 @@ from core.registry import agent_reply
 from core.settings import Settings, SettingsError
 from serving.notify import HandoffNotifier, signature
 from tests.conftest import add_turn
-from tests.serving.conftest import hashing_loader
+from tests.serving.conftest import Receiver, hashing_loader
 
 
 def test_payload_signature_and_link() -> None:
@@ -75,33 +72,6 @@ def test_failures_are_retried_then_counted() -> None:
 def test_settings_refuse_a_webhook_that_is_not_http(tmp_path: Any) -> None:
     with pytest.raises(SettingsError, match="handoff_webhook_url must be an http"):
         Settings(instance_path=str(tmp_path), handoff_webhook_url="file:///etc/passwd")
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append(
-            {"body": json.loads(body), "signature": self.headers["X-HelpLoop-Signature"]}
-        )
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 def handoff_loader(path: str) -> AnsweringEngine:
