@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -121,6 +122,7 @@ def submit(item_id: int) -> Any:
                     member_checks=member_checks,
                     known_intents=names,
                     policy=helploop.policy,
+                    active_seconds=_seconds(request.form.get("active_seconds")),
                 )
                 session.commit()
         except ReviewError as exc:
@@ -129,6 +131,15 @@ def submit(item_id: int) -> Any:
             return redirect(url_for("review.next_page"))
     flash("Saved. Here is the next one.")
     return redirect(url_for("review.next_page"))
+
+
+def _seconds(raw: str | None) -> float | None:
+    """The page's active time as sent (empty without JavaScript, or anything a browser made up: None)."""
+    try:
+        value = float(raw or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 @review.post("/items/<int:item_id>/skip")

@@ -407,12 +407,17 @@ def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:
     session.execute(delete(Claim).where(Claim.item_id == item_id, Claim.reviewer_id == reviewer.id))
 
 
-def held_for(claim: Claim, now: datetime) -> float | None:
+def held_for(claim: Claim, now: datetime, active_seconds: float | None = None) -> float | None:
     """Seconds from taking the item to answering it (a reload keeps the claim, so it keeps counting); None
-    for a claim taken before claims recorded when."""
+    for a claim taken before claims recorded when. With ``active_seconds`` (the review page's count of the
+    time it was visible and in use), the smaller of the two: a tab left open over lunch is not work, and a
+    page cannot claim more time than the claim has existed."""
     if claim.claimed_at is None:
         return None
-    return max(0.0, (as_utc(now) - as_utc(claim.claimed_at)).total_seconds())
+    held = max(0.0, (as_utc(now) - as_utc(claim.claimed_at)).total_seconds())
+    if active_seconds is not None and math.isfinite(active_seconds) and active_seconds >= 0:
+        return min(held, float(active_seconds))
+    return held
 
 
 def reviewer_weight(reviewer: User, policy: ReviewPolicy) -> float:
@@ -432,8 +437,10 @@ def submit_judgement(
     known_intents: Sequence[str],
     policy: ReviewPolicy,
     now: datetime | None = None,
+    active_seconds: float | None = None,
 ) -> ReviewItem:
     """Record one reviewer's judgement on an item they hold a claim on, then resolve the item if it can be.
+    Its time is the claim's age, or the page's active time when smaller (``held_for``).
 
     ``member_checks``: for the other member questions the reviewer was shown (``member_questions``), whether
     each asks the same as the shown question; a member most of its checkers rejected leaves the item when it
@@ -476,7 +483,7 @@ def submit_judgement(
             member_checks={text: bool(same) for text, same in member_checks.items()}
             if member_checks
             else None,
-            seconds=held_for(claim, now),
+            seconds=held_for(claim, now, active_seconds),
             created_at=now,
         )
     )

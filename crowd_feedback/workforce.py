@@ -1,9 +1,10 @@
 """The review workforce: how much each reviewer judged, how well, how fast, and what the loop costs in
 people's time (what Amazon A2I and Mechanical Turk report as time per task, and Argilla as annotator metrics).
 
-- **Time** is measured on the server, from the moment the reviewer took the item (the claim) to the answer:
-  a reload keeps the claim, so it keeps counting; a skip counts nothing. Medians, because a tab left open
-  for minutes must not make a reviewer look slow for a week.
+- **Time** is the review page's active time (visible, some input in the last minute), capped by the claim's
+  age measured on the server, from taking the item to answering it (a reload keeps the claim; a skip counts
+  nothing); without JavaScript, the claim's age (``review.held_for``). Medians, because an odd long item
+  must not make a reviewer look slow for a week.
 - **Quality** is the reviewer's agreement with the final label of items that resolved, and their accuracy on
   gold (all time: the counters that suspend).
 - **A fast marker** flags a median under ``FAST_SECONDS``: faster than a person reads a question and picks

@@ -32,10 +32,37 @@
       document.getElementById("skip").submit();
     } else if (event.key === "Enter") {
       event.preventDefault();
-      if (form.reportValidity()) { form.submit(); }
+      if (form.reportValidity()) { tick(); form.submit(); }
     }
   });
   search.addEventListener("input", function () { document.getElementById("choice-search").checked = true; });
+
+  /* Time on task: seconds this page was visible while the reviewer was at it (some input in the last
+     IDLE_SECONDS), kept across a reload of the same item; sent with the answer. The server takes the
+     smaller of this and the claim's age, so a tab left open over lunch does not count as work. */
+  var IDLE_SECONDS = 60;
+  var field = document.getElementById("active-seconds");
+  var key = "helploop-active-" + field.getAttribute("data-item");
+  var active = 0;
+  try { active = parseFloat(window.sessionStorage.getItem(key)) || 0; } catch (e) { active = 0; }
+  var lastInput = Date.now();
+  var lastTick = Date.now();
+  function touched() { lastInput = Date.now(); }
+  ["keydown", "pointerdown", "pointermove", "wheel", "input", "focus"].forEach(function (name) {
+    window.addEventListener(name, touched, {capture: true, passive: true});
+  });
+  function tick() {
+    var now = Date.now();
+    if (document.visibilityState === "visible" && now - lastInput <= IDLE_SECONDS * 1000) {
+      active += Math.min(now - lastTick, 2000) / 1000;
+    }
+    lastTick = now;
+    field.value = active.toFixed(1);
+    try { window.sessionStorage.setItem(key, field.value); } catch (e) { /* private mode: this load only */ }
+  }
+  window.setInterval(tick, 1000);
+  form.addEventListener("submit", tick);
+  document.addEventListener("visibilitychange", tick);
   newIntent.addEventListener("input", function () {
     form.querySelector('input[name=choice][value="new_intent"]').checked = true;
   });

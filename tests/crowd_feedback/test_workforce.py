@@ -101,6 +101,37 @@ def test_time_runs_from_the_claim_survives_a_reload_and_restarts_after_a_skip(db
     assert reviewer_stats(db_session, reviewer=cid)["median_seconds"] is None
 
 
+@pytest.mark.parametrize(
+    ("active", "expected"),
+    [
+        (12.5, 12.5),  # the page was in use 12.5 s of the 300 the claim is old: a tab left open is not work
+        (900.0, 300.0),  # a page cannot claim more than the claim's age
+        (None, 300.0),  # no JavaScript: the claim's age
+        (float("nan"), 300.0),
+        (-4.0, 300.0),
+    ],
+)
+def test_the_page_active_time_counts_when_smaller_than_the_claim_age(
+    db_session: Session, active: float | None, expected: float
+) -> None:
+    (ann,) = reviewers(db_session, 1)
+    item = new_item(db_session, "where is my card")
+    start = utcnow()
+    assert next_item(db_session, reviewer=ann, policy=POLICY, now=start) is item
+    submit_judgement(
+        db_session,
+        item_id=item.id,
+        reviewer=ann,
+        label="card_arrival",
+        answer_ok=True,
+        known_intents=INTENTS,
+        policy=POLICY,
+        now=start + timedelta(seconds=300),
+        active_seconds=active,
+    )
+    assert db_session.scalars(select(Judgement.seconds)).one() == expected
+
+
 def test_workforce_per_reviewer_and_the_cost_of_a_resolved_item(db_session: Session) -> None:
     ann, bob, cid, dan = reviewers(db_session, 4)
     olga = create_user(db_session, username="olga", password="correct horse battery", role="operator")

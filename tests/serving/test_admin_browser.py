@@ -85,6 +85,15 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     assert (
         state["choice"] == "__search__" and state["search"] == "exchange_rate" and state["answer"] == "no"
     ), state
+    # The page counts the time it is visible and in use (kept across a reload of the item); hidden, it stops.
+    page.wait_for_function("() => parseFloat(document.getElementById('active-seconds').value) >= 1")
+    page.evaluate("() => Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'})")
+    page.wait_for_timeout(1200)
+    active = page.evaluate("() => document.getElementById('active-seconds').value")
+    page.wait_for_timeout(2500)
+    assert page.evaluate("() => document.getElementById('active-seconds').value") == active
+    key = page.evaluate("() => 'helploop-active-' + document.getElementById('active-seconds').dataset.item")
+    assert page.evaluate(f"() => sessionStorage.getItem('{key}')") == active
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert "Saved" in page.content()
@@ -92,6 +101,8 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
         judgement = session.scalars(select(Judgement)).one()
         assert judgement.label == "exchange_rate" and judgement.answer_ok is False
         assert judgement.member_checks == {"zork blorp how much is the pound today": False}
+        # The page's active time, not the claim's age (3.7 s more: the page was hidden meanwhile).
+        assert judgement.seconds == float(active) and judgement.seconds >= 1.0
     page.goto(base + "/operator/")
     assert "Forbidden" in page.content()
     context.close()
