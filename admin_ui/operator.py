@@ -64,6 +64,14 @@ from core.registry import (
 from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
+from crowd_feedback.gold import (
+    CONTESTED_BELOW,
+    CONTESTED_MIN_ANSWERS,
+    GoldError,
+    add_gold_from_knowledge_base,
+    gold_report,
+    retire_gold,
+)
 from crowd_feedback.jobs import export_dir
 from crowd_feedback.outcomes import PROMOTION_WINDOW_DAYS, Comparison, cached_effects, canary_comparison
 from crowd_feedback.quality import overview as overview_figures
@@ -1087,3 +1095,55 @@ def resend_event(event_id: int) -> Any:
     except EventError as exc:
         flash(f"Not changed: {exc}")
     return redirect(url_for("operator.activity"))
+
+
+@operator.get("/gold")
+@require_role("operator")
+def gold() -> Any:
+    """Check questions: each with how many reviewers matched its key; contested ones first."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        rows = gold_report(session)
+    answered = sum(r.answered for r in rows)
+    return render_template(
+        "admin/gold.html",
+        rows=rows,
+        answered=answered,
+        share_right=sum(r.right for r in rows) / answered if answered else None,
+        contested=sum(r.contested for r in rows),
+        contested_min=CONTESTED_MIN_ANSWERS,
+        contested_below=CONTESTED_BELOW,
+        practice=helploop.policy.qualification_items,
+    )
+
+
+@operator.post("/gold")
+@require_role("operator")
+def add_gold() -> Any:
+    helploop = current_app.extensions["helploop"]
+    per_intent = request.form.get("per_intent", type=int) or 0
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            added = add_gold_from_knowledge_base(
+                session, per_intent=per_intent, policy=helploop.policy, seed=int(utcnow().timestamp())
+            )
+        flash(f"Added {added} check questions from the knowledge base.")
+    except GoldError as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("operator.gold"))
+
+
+@operator.post("/gold/<int:item_id>/retire")
+@require_role("operator")
+def retire_gold_item(item_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            changed = retire_gold(session, item_id=item_id)
+        flash(
+            f"Check question {item_id} retired; its answers no longer count in {changed} reviewer gold "
+            f"record{'s' if changed != 1 else ''}."
+        )
+    except GoldError as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("operator.gold"))

@@ -12,15 +12,19 @@ from sqlalchemy import select
 from admin_ui.setup import require_role
 from core.knowledge_base import intent_examples
 from core.models import Judgement, ReviewItem, User, VerifiedPair
+from crowd_feedback.gold import GoldError, gold_from_item
 from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
     ReviewError,
+    ReviewPolicy,
     customer_picks,
+    in_practice,
     item_posterior,
     member_questions,
     next_item,
     operator_resolve,
+    practice_feedback,
     release_claim,
     reviewer_stats,
     reviewer_weight,
@@ -51,7 +55,16 @@ def home() -> Any:
         user = session.get(User, current_user.id)
         stats = reviewer_stats(session, reviewer=user)
         suspended_reason = user.suspended_reason
-    return render_template("admin/review_home.html", stats=stats, suspended_reason=suspended_reason)
+        practice = _practice_left(user, helploop.policy)
+    return render_template(
+        "admin/review_home.html", stats=stats, suspended_reason=suspended_reason, practice=practice
+    )
+
+
+def _practice_left(user: User, policy: ReviewPolicy) -> dict[str, int] | None:
+    if not in_practice(user, policy):
+        return None
+    return {"done": user.gold_answered, "of": policy.qualification_items}
 
 
 @review.get("/next")
@@ -79,8 +92,9 @@ def next_page() -> Any:
             "bot_answer": item.bot_answer,
             "bot_confidence": item.bot_confidence,
             "bot_intent": item.bot_intent,
-            "is_gold": item.is_gold,  # never shown: gold items look like any other
+            "is_gold": item.is_gold,  # never shown: gold items look like any other (but in practice)
         }
+        practice = _practice_left(user, helploop.policy) if item.is_gold else None
     others = [n for n in sorted(names) if n not in suggestions]
     return render_template(
         "admin/review_item.html",
@@ -92,6 +106,7 @@ def next_page() -> Any:
         titles=titles,
         new_intent=NEW_INTENT,
         not_a_question=NOT_A_QUESTION,
+        practice=practice,
     )
 
 
@@ -112,7 +127,7 @@ def submit(item_id: int) -> Any:
         user = session.get(User, current_user.id)
         try:
             with helploop.write_lock:
-                submit_judgement(
+                item = submit_judgement(
                     session,
                     item_id=item_id,
                     reviewer=user,
@@ -124,12 +139,20 @@ def submit(item_id: int) -> Any:
                     policy=helploop.policy,
                     active_seconds=_seconds(request.form.get("active_seconds")),
                 )
+                feedback = practice_feedback(user, item, choice, helploop.policy)
                 session.commit()
         except ReviewError as exc:
             session.rollback()
             flash(f"Not saved: {exc}")
             return redirect(url_for("review.next_page"))
-    flash("Saved. Here is the next one.")
+    if feedback is None:
+        flash("Saved. Here is the next one.")
+    else:
+        verdict = "Right" if feedback.right else f"Not quite: you answered “{feedback.chosen}”"
+        flash(
+            f"Practice question {feedback.number} of {feedback.of}. {verdict}; the expected answer is "
+            f"“{feedback.expected}”."
+        )
     return redirect(url_for("review.next_page"))
 
 
@@ -274,6 +297,20 @@ def item_detail(item_id: int) -> Any:
         special=[NEW_INTENT, NOT_A_QUESTION],
         fast_seconds=FAST_SECONDS,
     )
+
+
+@review.post("/items/<int:item_id>/gold")
+@require_role("operator")
+def make_gold(item_id: int) -> Any:
+    """Use a resolved item's question, with its settled label, as a new check question."""
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            gold = gold_from_item(session, item_id=item_id, policy=helploop.policy)
+            flash(f"Check question {gold.id} added: “{gold.text}” → {gold.gold_label}.")
+    except GoldError as exc:
+        flash(f"Not changed: {exc}")
+    return redirect(url_for("review.item_detail", item_id=item_id))
 
 
 @review.post("/items/<int:item_id>/settle")

@@ -91,6 +91,9 @@ class Settings:
     # Other member questions of a cluster shown to reviewers to confirm ("asks the same"); 0: none.
     review_members_shown: int = 8
     gold_rate: float = 0.1
+    # A new reviewer's first answers are practice: gold items with the expected answer shown after each (0:
+    # none); failing them (gold_min_accuracy after gold_min_answered) suspends before any real item.
+    review_qualification_items: int = 5
     gold_min_answered: int = 5
     gold_min_accuracy: float = 0.6
     session_lifetime_minutes: int = 480
@@ -151,6 +154,10 @@ class Settings:
         if self.canary_guard_min_questions < 0:
             raise SettingsError(
                 f"canary_guard_min_questions must be 0 (off) or more, not {self.canary_guard_min_questions}"
+            )
+        if not 0 <= self.review_qualification_items <= 50:
+            raise SettingsError(
+                f"review_qualification_items must be 0 to 50, not {self.review_qualification_items}"
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")

@@ -60,6 +60,9 @@ class ReviewPolicy:
     gold_min_accuracy: float = 0.6
     model_voter: bool = True
     members_shown: int = 8
+    # A new reviewer's first answers are practice: gold items, with the expected answer shown after each
+    # (0: none). With gold_min_answered no larger, failing the practice suspends before any real item.
+    qualification_items: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewPolicy:
@@ -76,6 +79,7 @@ class ReviewPolicy:
             gold_min_accuracy=settings.gold_min_accuracy,
             model_voter=settings.review_model_voter,
             members_shown=settings.review_members_shown,
+            qualification_items=settings.review_qualification_items,
         )
 
 
@@ -325,7 +329,7 @@ def next_item(
             return item  # finish what you started (a reload does not skip an item)
     session.execute(delete(Claim).where(Claim.expires_at <= now))
     dialect = session.get_bind().dialect.name
-    if rng.random() < policy.gold_rate:
+    if in_practice(reviewer, policy) or rng.random() < policy.gold_rate:
         gold = _lock(
             session,
             select(ReviewItem)
@@ -400,6 +404,39 @@ def _claim(
     )
     session.flush()
     return item
+
+
+def in_practice(reviewer: User, policy: ReviewPolicy) -> bool:
+    """A reviewer (not an operator) who has answered fewer gold items than ``qualification_items``: their
+    next items are gold while any is left that they have not answered, and each answer is followed by the
+    expected one. Reinstating a suspended reviewer starts the gold counts, so the practice, again."""
+    return reviewer.role == "reviewer" and reviewer.gold_answered < policy.qualification_items
+
+
+@dataclass(frozen=True)
+class PracticeFeedback:
+    """What a reviewer in practice is told after answering a gold item."""
+
+    number: int  # this was practice question number ... of ``of``
+    of: int
+    chosen: str
+    expected: str
+
+    @property
+    def right(self) -> bool:
+        return self.chosen == self.expected
+
+
+def practice_feedback(
+    reviewer: User, item: ReviewItem, label: str, policy: ReviewPolicy
+) -> PracticeFeedback | None:
+    """Call after ``submit_judgement``: the feedback when that answer was a practice question, else None
+    (gold items outside the practice never reveal themselves)."""
+    if not item.is_gold or item.gold_label is None or reviewer.role != "reviewer":
+        return None
+    if not 0 < reviewer.gold_answered <= policy.qualification_items:
+        return None
+    return PracticeFeedback(reviewer.gold_answered, policy.qualification_items, label, item.gold_label)
 
 
 def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:

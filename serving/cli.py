@@ -888,28 +888,21 @@ def crowd_aggregate(
 @click.option("--seed", default=0, show_default=True)
 @click.pass_context
 def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
-    """Add check questions with known answers, drawn from the knowledge base's examples."""
-    import random
-
-    from core.knowledge_base import load_knowledge_base
-    from crowd_feedback.review import ReviewPolicy, add_gold_item
+    """Add check questions with known answers, drawn from the knowledge base's examples (never one that is
+    gold already)."""
+    from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base
+    from crowd_feedback.review import ReviewPolicy
 
     settings = _settings(ctx)
     database = _database(settings)
     _require_schema(database)
-    rng = random.Random(seed)
-    policy = ReviewPolicy.from_settings(settings)
-    with database.session() as session:
-        kb = load_knowledge_base(session)
-        if not kb.intents:
-            _fail("the knowledge base is empty")
-        added = 0
-        for name, intent in sorted(kb.intents.items()):
-            if name == "oos":
-                continue
-            for text in rng.sample(intent.examples, min(per_intent, len(intent.examples))):
-                add_gold_item(session, text=text, label=name, policy=policy)
-                added += 1
+    try:
+        with database.session() as session:
+            added = add_gold_from_knowledge_base(
+                session, per_intent=per_intent, policy=ReviewPolicy.from_settings(settings), seed=seed
+            )
+    except GoldError as exc:
+        _fail(str(exc))
     click.echo(f"added {added} gold items")
 
 

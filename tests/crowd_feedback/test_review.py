@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from datetime import timedelta
@@ -21,9 +22,11 @@ from crowd_feedback.review import (
     ReviewPolicy,
     add_gold_item,
     attach_similar_turn,
+    in_practice,
     member_kept,
     member_questions,
     next_item,
+    practice_feedback,
     release_claim,
     review_reasons,
     reviewer_stats,
@@ -540,6 +543,106 @@ def test_gold_accuracy_suspends_a_bad_reviewer(db_session: Session) -> None:
         next_item(db_session, reviewer=bad, policy=policy)
     stats = reviewer_stats(db_session, reviewer=bad)
     assert stats["gold_accuracy"] == 0.0 and stats["judgements"] == 3 and stats["suspended"]
+
+
+def test_a_new_reviewer_practises_on_gold_with_feedback_then_reviews(db_session: Session) -> None:
+    """No gold mixing at all (gold_rate 0): a new reviewer still gets the practice questions first, learns the
+    expected answer after each, then real items; an operator skips the practice; gold never reveals itself
+    after it."""
+    policy = ReviewPolicy(gold_rate=0.0, qualification_items=3, gold_min_answered=3, gold_min_accuracy=0.6)
+    real = route_turn(
+        db_session,
+        turn=make_turn(db_session, "real question"),
+        reasons=["handoff"],
+        embedding=vector(70),
+        policy=policy,
+    )
+    golds = [
+        add_gold_item(db_session, text=f"my card is late {i}", label="card_arrival", policy=policy)
+        for i in range(4)
+    ]
+    (new,) = reviewers(db_session, 1)
+    feedback = []
+    for answer in ["card_arrival", "change_pin", "card_arrival"]:
+        assert in_practice(new, policy)
+        item = next_item(db_session, reviewer=new, policy=policy, rng=random.Random(0))
+        assert item is not None and item.is_gold
+        judged = submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=new,
+            label=answer,
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+        feedback.append(practice_feedback(new, judged, answer, policy))
+    assert [(f.number, f.of, f.chosen, f.expected, f.right) for f in feedback] == [
+        (1, 3, "card_arrival", "card_arrival", True),
+        (2, 3, "change_pin", "card_arrival", False),
+        (3, 3, "card_arrival", "card_arrival", True),
+    ]
+    # 2 of 3 right (67 %, above 60 %): past the practice, real items, and gold stays hidden from now on.
+    assert not in_practice(new, policy) and new.suspended_at is None
+    assert next_item(db_session, reviewer=new, policy=policy) is real
+    release_claim(db_session, item_id=real.id, reviewer=new)
+    mixing = dataclasses.replace(policy, gold_rate=1.0)
+    last_gold = next_item(db_session, reviewer=new, policy=mixing)  # the one gold item not answered yet
+    assert last_gold in golds
+    judged = submit_judgement(
+        db_session,
+        item_id=last_gold.id,
+        reviewer=new,
+        label="change_pin",
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=mixing,
+    )
+    assert new.gold_answered == 4 and practice_feedback(new, judged, "change_pin", mixing) is None
+    # An operator reviewing skips the practice.
+    boss = create_user(db_session, username="boss", password="correct horse battery", role="operator")
+    assert not in_practice(boss, policy) and next_item(db_session, reviewer=boss, policy=policy) is real
+    # With no gold to practise on, a new reviewer starts on real items rather than waiting.
+    (late,) = [create_user(db_session, username="late", password="correct horse battery", role="reviewer")]
+    for gold in golds:
+        gold.status = "resolved"
+    db_session.flush()
+    assert in_practice(late, policy) and next_item(db_session, reviewer=late, policy=policy) is real
+
+
+def test_failing_the_practice_suspends_before_any_real_item(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, qualification_items=3, gold_min_answered=3, gold_min_accuracy=0.6)
+    route_turn(
+        db_session,
+        turn=make_turn(db_session, "real question"),
+        reasons=["handoff"],
+        embedding=vector(71),
+        policy=policy,
+    )
+    for i in range(3):
+        add_gold_item(db_session, text=f"my card is late {i}", label="card_arrival", policy=policy)
+    (careless,) = reviewers(db_session, 1)
+    for _ in range(3):
+        item = next_item(db_session, reviewer=careless, policy=policy)
+        assert item is not None and item.is_gold
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=careless,
+            label="exchange_rate",
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+    assert careless.suspended_at is not None and careless.suspended_reason == "accuracy on gold 0/3 below 60%"
+    with pytest.raises(ReviewError, match="suspended"):
+        next_item(db_session, reviewer=careless, policy=policy)
+    assert (
+        db_session.scalar(
+            select(func.count()).select_from(Judgement).join(ReviewItem).where(ReviewItem.is_gold.is_(False))
+        )
+        == 0
+    )
 
 
 def test_accounts(db_session: Session) -> None:

@@ -25,7 +25,7 @@ from crowd_feedback.workforce import FAST_SECONDS, workforce
 from tests.conftest import answer_next
 from tests.crowd_feedback.test_review import INTENTS, make_turn, reviewers
 
-POLICY = ReviewPolicy(gold_rate=0.0)
+POLICY = ReviewPolicy(gold_rate=0.0, qualification_items=0)  # no practice: the order is the test's
 
 
 def new_item(session: Session, text: str) -> ReviewItem:
@@ -154,7 +154,7 @@ def test_workforce_per_reviewer_and_the_cost_of_a_resolved_item(db_session: Sess
         assert item.status == "resolved"
     # A gold check counts as work but is no resolved item; dan's old judgement is outside the window.
     gold = add_gold_item(db_session, text="my card has not come", label="card_arrival", policy=POLICY)
-    gold_policy = ReviewPolicy(gold_rate=1.0)
+    gold_policy = ReviewPolicy(gold_rate=1.0, qualification_items=0)
     answer_next(
         db_session,
         cid,

@@ -1349,3 +1349,117 @@ def test_the_before_after_figures_are_cached_for_a_minute_per_deployment(
     clock[0] += 61
     operator_page.cached_effects(db_session, 8)  # a minute later: again
     assert calls == [7, 7, 7]
+
+
+def test_a_new_reviewer_sees_practice_questions_and_the_expected_answers(make_app: Any) -> None:
+    from crowd_feedback.review import add_gold_item
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_qualification_items=2, gold_min_answered=2)
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        for text in ("my card still has not arrived", "when will my card come"):
+            add_gold_item(session, text=text, label="card_arrival", policy=helploop.policy)
+    add_user(app, "nina", "reviewer")
+    nina = app.test_client()
+    login(nina, "nina")
+    home = nina.get("/review/").get_data(as_text=True)
+    assert 'id="practice"' in home and "0 of 2 done" in home
+    page = nina.get("/review/next").get_data(as_text=True)
+    assert "Practice question 1 of 2: the answer is\n   known" in page
+    item_id = int(re.search(r'action="/review/items/(\d+)"', page).group(1))
+    form = {"csrf_token": csrf_token(page), "choice": "exchange_rate"}
+    after = nina.post(f"/review/items/{item_id}", data=form, follow_redirects=True).get_data(as_text=True)
+    assert (
+        "Practice question 1 of 2. Not quite: you answered “exchange_rate”; the expected answer is "
+        "“card_arrival”." in after
+    )
+    assert "Practice question 2 of 2" in after  # the next page is the second practice question
+    item_id = int(re.search(r'action="/review/items/(\d+)"', after).group(1))
+    form = {"csrf_token": csrf_token(after), "choice": "card_arrival"}
+    done = nina.post(f"/review/items/{item_id}", data=form, follow_redirects=True).get_data(as_text=True)
+    assert "Practice question 2 of 2. Right; the expected answer is “card_arrival”." in done
+    # 1 of 2 is below the 60 % asked: the practice ends in a suspension, before any real item.
+    assert "Your reviewing is paused: accuracy on gold 1/2 below 60%" in done and 'id="practice"' not in done
+    assert "50% (2 answered)" in done
+
+
+def test_the_gold_page_flags_a_contested_key_and_retires_it(make_app: Any) -> None:
+    from crowd_feedback.review import ReviewPolicy, add_gold_item, next_item, submit_judgement
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    policy = ReviewPolicy(gold_rate=1.0, qualification_items=0, gold_min_answered=100)
+    with helploop.database.session() as session:
+        key = add_gold_item(session, text="I want to change my PIN", label="card_arrival", policy=policy)
+        for i in range(5):  # everybody answers otherwise: the key is wrong
+            reviewer = create_user(session, username=f"crowd{i}", password=PASSWORD, role="reviewer")
+            assert next_item(session, reviewer=reviewer, policy=policy) is key
+            submit_judgement(
+                session,
+                item_id=key.id,
+                reviewer=reviewer,
+                label="change_pin",
+                answer_ok=None,
+                known_intents=["card_arrival", "change_pin"],
+                policy=policy,
+            )
+        fine = add_gold_item(session, text="where is my card", label="card_arrival", policy=policy)
+        key_id, fine_id = key.id, fine.id
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/gold").get_data(as_text=True)
+    summary = " ".join(page[page.index('id="gold-summary"') :].split("</p>")[0].split())
+    assert "<strong>2</strong> active · 5 answers · 0% matched the key" in summary
+    assert '<span class="warn">1 contested</span>' in page
+    table = page[page.index('id="gold"') :]
+    assert table.index(f'data-gold="{key_id}" class="contested"') < table.index(f'data-gold="{fine_id}"')
+    row = table[
+        table.index(f'data-gold="{key_id}"') : table.index("</tr>", table.index(f'data-gold="{key_id}"'))
+    ]
+    assert "0%" in row and "change_pin (5)" in row
+    retired = operator.post(
+        f"/operator/gold/{key_id}/retire", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert (
+        f"Check question {key_id} retired; its answers no longer count in 5 reviewer gold records." in retired
+    )
+    assert f'data-gold="{key_id}"' not in retired and "<strong>1</strong> active · 0 answers" in retired
+    with helploop.database.session() as session:
+        assert [u.gold_answered for u in session.scalars(select(User).where(User.role == "reviewer"))] == [
+            0
+        ] * 5
+    empty = operator.post(
+        "/operator/gold", data={"csrf_token": csrf_token(page), "per_intent": "2"}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Not changed: the knowledge base is empty" in empty
+    assert operator.post(f"/operator/gold/{fine_id}/retire").status_code == 400  # no CSRF token
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.get("/operator/gold").status_code == 403
+
+
+def test_a_resolved_item_becomes_a_check_question_from_its_page(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    app.test_client().post("/api/v1/chat", json={"message": "qwxz vbnm"})  # handed off: a review item
+    helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        item.status, item.resolved_label, item_id = "resolved", "change_pin", item.id
+    page = operator.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert 'id="make-gold"' in page and "the key “change_pin”" in page
+    made = operator.post(
+        f"/review/items/{item_id}/gold", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Check question" in made and "→ change_pin" in made
+    again = operator.post(
+        f"/review/items/{item_id}/gold", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Not changed: the same question is check question" in again
+    gold = operator.get("/operator/gold").get_data(as_text=True)
+    assert "<strong>1</strong> active" in gold and "qwxz vbnm" in gold

@@ -654,6 +654,11 @@ def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -
     with Database(settings).session() as session:
         gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
         assert len(gold) == 24 and all(g.gold_label for g in gold)
+    again = run(settings, "crowd", "gold", "--per-intent", "2", "--seed", "1")
+    assert again.exit_code == 0 and "added 24 gold items" in again.output
+    with Database(settings).session() as session:
+        texts = session.scalars(select(ReviewItem.text).where(ReviewItem.is_gold.is_(True))).all()
+        assert len(texts) == len(set(texts)) == 48  # never the same question twice
 
 
 def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_file: Path) -> None:

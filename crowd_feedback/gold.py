@@ -1,0 +1,164 @@
+"""Check questions (gold items): where they come from, how they are doing, and retiring a bad one.
+
+Gold measures reviewers, so a wrong gold label does harm twice: it lowers good reviewers' weight and can
+suspend them. ``gold_report`` shows, per gold item, how many reviewers answered it and how many matched; an
+item most answer otherwise (``contested``) is the one to look at first: its label may be wrong, or the
+question may fit two intents. ``retire_gold`` takes it out of the queue and out of every reviewer's gold
+record (those counted since their last reinstatement), so nobody stays penalised by a bad key.
+
+New gold comes from the knowledge base's own examples (``add_gold_from_knowledge_base``) or from an item the
+crowd or an operator resolved (``gold_from_item``: operator-verified).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.knowledge_base import load_knowledge_base
+from core.models import AccountEvent, Judgement, ReviewItem, User, as_utc
+from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item
+
+CONTESTED_MIN_ANSWERS = 5
+CONTESTED_BELOW = 0.5  # share of reviewers matching the key
+RETIRED = "retired"
+
+
+class GoldError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GoldRow:
+    item_id: int
+    text: str
+    label: str
+    answered: int
+    right: int
+    top_wrong: str | None  # the answer most given instead of the key
+    top_wrong_count: int
+
+    @property
+    def share_right(self) -> float | None:
+        return self.right / self.answered if self.answered else None
+
+    @property
+    def contested(self) -> bool:
+        """Enough answers, and most of them differ from the key: look at the key."""
+        share = self.share_right
+        return self.answered >= CONTESTED_MIN_ANSWERS and share is not None and share < CONTESTED_BELOW
+
+
+def gold_report(session: Session) -> list[GoldRow]:
+    """Every active gold item with its answers, contested ones first, then the least matched."""
+    items = list(
+        session.scalars(
+            select(ReviewItem).where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending")
+        )
+    )
+    answers: dict[int, Counter[str]] = {item.id: Counter() for item in items}
+    if items:
+        rows = session.execute(
+            select(Judgement.item_id, Judgement.label, func.count())
+            .where(Judgement.item_id.in_(list(answers)))
+            .group_by(Judgement.item_id, Judgement.label)
+        )
+        for item_id, label, count in rows:
+            answers[item_id][label] = int(count)
+    report = []
+    for item in items:
+        counts = answers[item.id]
+        key = item.gold_label or ""
+        wrong = [(label, n) for label, n in counts.most_common() if label != key]
+        report.append(
+            GoldRow(
+                item_id=item.id,
+                text=item.text,
+                label=key,
+                answered=sum(counts.values()),
+                right=counts.get(key, 0),
+                top_wrong=wrong[0][0] if wrong else None,
+                top_wrong_count=wrong[0][1] if wrong else 0,
+            )
+        )
+    return sorted(
+        report,
+        key=lambda r: (not r.contested, r.share_right if r.share_right is not None else 2.0, r.item_id),
+    )
+
+
+def add_gold_from_knowledge_base(
+    session: Session, *, per_intent: int, policy: ReviewPolicy, seed: int = 0
+) -> int:
+    """``per_intent`` examples of each intent (drawn at random, never one already gold) become gold items."""
+    if not 1 <= per_intent <= 50:
+        raise GoldError(f"per_intent must be 1 to 50, not {per_intent}")
+    kb = load_knowledge_base(session)
+    if not kb.intents:
+        raise GoldError("the knowledge base is empty")
+    existing = set(session.scalars(select(ReviewItem.text).where(ReviewItem.is_gold.is_(True))))
+    rng = random.Random(seed)
+    added = 0
+    for name, intent in sorted(kb.intents.items()):
+        if name == "oos":
+            continue
+        fresh = [text for text in intent.examples if text not in existing]
+        for text in rng.sample(fresh, min(per_intent, len(fresh))):
+            add_gold_item(session, text=text, label=name, policy=policy)
+            added += 1
+    return added
+
+
+def gold_from_item(session: Session, *, item_id: int, policy: ReviewPolicy) -> ReviewItem:
+    """A resolved item's question, with the label it resolved to (by the crowd's posterior or an operator),
+    as a new gold item; the item itself stays as it is."""
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise GoldError(f"review item {item_id} does not exist")
+    if item.is_gold:
+        raise GoldError(f"item {item_id} is a check question already")
+    if item.status != "resolved" or not item.resolved_label:
+        raise GoldError(f"item {item_id} is not resolved: only a settled label can be a key")
+    if item.resolved_label == NEW_INTENT:
+        raise GoldError("a new-intent suggestion cannot be a key")
+    duplicate = session.scalar(
+        select(ReviewItem.id).where(
+            ReviewItem.is_gold.is_(True), ReviewItem.status == "pending", ReviewItem.text == item.text
+        )
+    )
+    if duplicate is not None:
+        raise GoldError(f"the same question is check question {duplicate} already")
+    return add_gold_item(session, text=item.text, label=item.resolved_label, policy=policy)
+
+
+def retire_gold(session: Session, *, item_id: int) -> int:
+    """Take a gold item out of the queue and out of the gold record of every reviewer who answered it (only
+    answers given since that reviewer's last reinstatement count there). Returns how many records changed."""
+    item = session.get(ReviewItem, item_id)
+    if item is None or not item.is_gold:
+        raise GoldError(f"check question {item_id} does not exist")
+    if item.status == RETIRED:
+        raise GoldError(f"check question {item_id} is retired already")
+    item.status = RETIRED
+    changed = 0
+    for judgement in session.scalars(select(Judgement).where(Judgement.item_id == item.id)):
+        reviewer = session.get(User, judgement.reviewer_id)
+        if reviewer is None:
+            continue
+        reset = session.scalar(
+            select(func.max(AccountEvent.created_at)).where(
+                AccountEvent.user_id == reviewer.id, AccountEvent.action == "reinstated"
+            )
+        )
+        if reset is not None and as_utc(judgement.created_at) <= as_utc(reset):
+            continue  # counted before the reinstatement, which started the record again
+        reviewer.gold_answered = max(0, reviewer.gold_answered - 1)
+        if judgement.label == item.gold_label:
+            reviewer.gold_correct = max(0, reviewer.gold_correct - 1)
+        changed += 1
+    session.flush()
+    return changed

@@ -1,0 +1,151 @@
+"""Check questions: the report (contested keys), new gold from the knowledge base or a resolved item, and
+retiring a bad key out of reviewers' records (both databases)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import AccountEvent, Judgement, ReviewItem, utcnow
+from crowd_feedback.gold import (
+    GoldError,
+    add_gold_from_knowledge_base,
+    gold_from_item,
+    gold_report,
+    retire_gold,
+)
+from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, next_item, submit_judgement
+from crowd_feedback.reviewers import create_user, reinstate
+from tests.crowd_feedback.test_review import INTENTS, make_turn, route_turn, vector
+
+POLICY = ReviewPolicy(gold_rate=1.0, qualification_items=0, gold_min_answered=100)
+
+
+def people(session: Session, n: int) -> list:
+    return [
+        create_user(session, username=f"gold{i}", password="correct horse battery", role="reviewer")
+        for i in range(n)
+    ]
+
+
+def answer_gold(session: Session, reviewer, item: ReviewItem, label: str) -> None:
+    taken = next_item(session, reviewer=reviewer, policy=POLICY)
+    assert taken is item
+    submit_judgement(
+        session,
+        item_id=item.id,
+        reviewer=reviewer,
+        label=label,
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=POLICY,
+    )
+
+
+def test_the_report_puts_a_contested_key_first_and_retiring_it_fixes_the_records(db_session: Session) -> None:
+    bad_key = add_gold_item(db_session, text="I want to change my PIN", label="card_arrival", policy=POLICY)
+    reviewers = people(db_session, 6)
+    for reviewer, label in zip(
+        reviewers, ["change_pin"] * 4 + ["card_arrival", "exchange_rate"], strict=True
+    ):
+        answer_gold(db_session, reviewer, bad_key, label)
+    good = add_gold_item(db_session, text="where is my card", label="card_arrival", policy=POLICY)
+    for reviewer, label in zip(reviewers[:3], ["card_arrival", "card_arrival", "change_pin"], strict=True):
+        answer_gold(db_session, reviewer, good, label)
+    unanswered = add_gold_item(db_session, text="what rate do you use", label="exchange_rate", policy=POLICY)
+    report = gold_report(db_session)
+    assert [r.item_id for r in report] == [bad_key.id, good.id, unanswered.id]
+    first = report[0]
+    assert (first.answered, first.right, first.top_wrong, first.top_wrong_count) == (6, 1, "change_pin", 4)
+    assert first.contested and round(first.share_right, 3) == 0.167
+    assert not report[1].contested  # 2 of 3 matched, and only 3 answers
+    assert report[2].share_right is None and not report[2].contested
+    # gold0 was reinstated after answering the bad key: their record started again without it.
+    db_session.add(
+        AccountEvent(
+            user_id=reviewers[0].id,
+            action="reinstated",
+            actor="omar",
+            reason="x",
+            created_at=utcnow() + timedelta(seconds=1),
+        )
+    )
+    db_session.flush()
+    before = [(r.gold_answered, r.gold_correct) for r in reviewers]
+    assert before == [(2, 1), (2, 1), (2, 0), (1, 0), (1, 1), (1, 0)]
+    assert retire_gold(db_session, item_id=bad_key.id) == 5
+    after = [(r.gold_answered, r.gold_correct) for r in reviewers]
+    assert after == [(2, 1), (1, 1), (1, 0), (0, 0), (0, 0), (0, 0)]
+    assert bad_key.status == "retired" and [r.item_id for r in gold_report(db_session)] == [
+        good.id,
+        unanswered.id,
+    ]
+    fresh = create_user(db_session, username="fresh", password="correct horse battery", role="reviewer")
+    assert next_item(db_session, reviewer=fresh, policy=POLICY) in (good, unanswered)
+    with pytest.raises(GoldError, match="retired already"):
+        retire_gold(db_session, item_id=bad_key.id)
+    with pytest.raises(GoldError, match="does not exist"):
+        retire_gold(db_session, item_id=10**6)
+
+
+def test_gold_from_a_resolved_item_and_from_the_knowledge_base(db_session: Session, tmp_path) -> None:
+    from core.kb_files import read_knowledge_base
+    from core.knowledge_base import import_knowledge_base
+    from tests.conftest import FIXTURES
+
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "pin change please"),
+        reasons=["handoff"],
+        embedding=vector(80),
+        policy=POLICY,
+    )
+    with pytest.raises(GoldError, match="not resolved"):
+        gold_from_item(db_session, item_id=item.id, policy=POLICY)
+    item.status, item.resolved_label = "resolved", "change_pin"
+    db_session.flush()
+    gold = gold_from_item(db_session, item_id=item.id, policy=POLICY)
+    assert (gold.is_gold, gold.gold_label, gold.text, gold.status) == (
+        True,
+        "change_pin",
+        item.text,
+        "pending",
+    )
+    with pytest.raises(GoldError, match=f"check question {gold.id} already"):
+        gold_from_item(db_session, item_id=item.id, policy=POLICY)
+    with pytest.raises(GoldError, match="a check question already"):
+        gold_from_item(db_session, item_id=gold.id, policy=POLICY)
+    item.resolved_label = NEW_INTENT
+    retire_gold(db_session, item_id=gold.id)
+    with pytest.raises(GoldError, match="new-intent"):
+        gold_from_item(db_session, item_id=item.id, policy=POLICY)
+    with pytest.raises(GoldError, match="knowledge base is empty"):
+        add_gold_from_knowledge_base(db_session, per_intent=2, policy=POLICY)
+    small = FIXTURES / "banking77_small"
+    answers = tmp_path / "answers.csv"
+    labels = sorted({line.rsplit(",", 1)[1] for line in (small / "train.csv").read_text().splitlines()[1:]})
+    answers.write_text("label,answer\n" + "".join(f"{label},About {label}.\n" for label in labels))
+    import_knowledge_base(
+        db_session, incoming=read_knowledge_base([small / "train.csv", answers]), source="t"
+    )
+    assert add_gold_from_knowledge_base(db_session, per_intent=3, policy=POLICY) == 3 * len(labels)
+    assert add_gold_from_knowledge_base(db_session, per_intent=3, policy=POLICY, seed=5) == 3 * len(labels)
+    texts = db_session.scalars(select(ReviewItem.text).where(ReviewItem.is_gold.is_(True))).all()
+    assert len(texts) == len(set(texts)) == 6 * len(labels) + 1
+    with pytest.raises(GoldError, match="1 to 50"):
+        add_gold_from_knowledge_base(db_session, per_intent=0, policy=POLICY)
+    assert db_session.scalars(select(Judgement)).all() == []
+
+
+def test_reinstating_then_retiring_never_goes_below_zero(db_session: Session) -> None:
+    key = add_gold_item(db_session, text="I want to change my PIN", label="card_arrival", policy=POLICY)
+    (reviewer,) = people(db_session, 1)
+    answer_gold(db_session, reviewer, key, "change_pin")
+    reviewer.suspended_at = utcnow()
+    reinstate(db_session, username=reviewer.username, actor="omar", reason="the key was wrong")
+    assert (reviewer.gold_answered, reviewer.gold_correct) == (0, 0)
+    assert retire_gold(db_session, item_id=key.id) == 0  # answered before the reinstatement: not counted
+    assert (reviewer.gold_answered, reviewer.gold_correct) == (0, 0)
