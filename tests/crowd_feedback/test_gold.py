@@ -17,9 +17,9 @@ from crowd_feedback.gold import (
     gold_report,
     retire_gold,
 )
-from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, next_item, submit_judgement
+from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, next_item
 from crowd_feedback.reviewers import create_user, reinstate
-from tests.crowd_feedback.test_review import INTENTS, make_turn, route_turn, vector
+from tests.crowd_feedback.test_review import judge, make_turn, route_turn, vector
 
 POLICY = ReviewPolicy(gold_rate=1.0, qualification_items=0, gold_min_answered=100)
 
@@ -31,30 +31,16 @@ def people(session: Session, n: int) -> list:
     ]
 
 
-def answer_gold(session: Session, reviewer, item: ReviewItem, label: str) -> None:
-    taken = next_item(session, reviewer=reviewer, policy=POLICY)
-    assert taken is item
-    submit_judgement(
-        session,
-        item_id=item.id,
-        reviewer=reviewer,
-        label=label,
-        answer_ok=None,
-        known_intents=INTENTS,
-        policy=POLICY,
-    )
-
-
 def test_the_report_puts_a_contested_key_first_and_retiring_it_fixes_the_records(db_session: Session) -> None:
     bad_key = add_gold_item(db_session, text="I want to change my PIN", label="card_arrival", policy=POLICY)
     reviewers = people(db_session, 6)
     for reviewer, label in zip(
         reviewers, ["change_pin"] * 4 + ["card_arrival", "exchange_rate"], strict=True
     ):
-        answer_gold(db_session, reviewer, bad_key, label)
+        judge(db_session, bad_key, reviewer, label, POLICY)
     good = add_gold_item(db_session, text="where is my card", label="card_arrival", policy=POLICY)
     for reviewer, label in zip(reviewers[:3], ["card_arrival", "card_arrival", "change_pin"], strict=True):
-        answer_gold(db_session, reviewer, good, label)
+        judge(db_session, good, reviewer, label, POLICY)
     unanswered = add_gold_item(db_session, text="what rate do you use", label="exchange_rate", policy=POLICY)
     report = gold_report(db_session)
     assert [r.item_id for r in report] == [bad_key.id, good.id, unanswered.id]
@@ -143,7 +129,7 @@ def test_gold_from_a_resolved_item_and_from_the_knowledge_base(db_session: Sessi
 def test_reinstating_then_retiring_never_goes_below_zero(db_session: Session) -> None:
     key = add_gold_item(db_session, text="I want to change my PIN", label="card_arrival", policy=POLICY)
     (reviewer,) = people(db_session, 1)
-    answer_gold(db_session, reviewer, key, "change_pin")
+    judge(db_session, key, reviewer, "change_pin", POLICY)
     reviewer.suspended_at = utcnow()
     reinstate(db_session, username=reviewer.username, actor="omar", reason="the key was wrong")
     assert (reviewer.gold_answered, reviewer.gold_correct) == (0, 0)
