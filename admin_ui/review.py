@@ -61,6 +61,19 @@ def home() -> Any:
     )
 
 
+def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the production model makes of a check question that has no turn behind it (one from the
+    knowledge base), filled into ``view`` as a real item's logged answer would be: without it, the missing
+    "the bot said" and suggestions would give every such check question away. Returns its candidates."""
+    engine = current_app.extensions["helploop"].models.state.production
+    if engine is None:
+        return []
+    prediction = engine.predict(view["text"])
+    view["bot_answer"], view["bot_confidence"] = prediction.answer, prediction.confidence
+    view["bot_intent"] = prediction.intent or prediction.top_intent
+    return [c.to_dict() for c in prediction.ranking[:5]]
+
+
 def _practice_left(user: User, policy: ReviewPolicy) -> dict[str, int] | None:
     if not in_practice(user, policy):
         return None
@@ -81,9 +94,6 @@ def next_page() -> Any:
             return redirect(url_for("review.home"))
         if item is None:
             return render_template("admin/review_empty.html")
-        suggestions = [c["intent"] for c in item.candidates if c.get("intent") in titles][:5]
-        members = member_questions(session, item=item, limit=helploop.policy.members_shown)
-        examples = intent_examples(session, names=suggestions, per_intent=2, exclude=item.text)
         view = {
             "id": item.id,
             "text": item.text,
@@ -94,6 +104,12 @@ def next_page() -> Any:
             "bot_intent": item.bot_intent,
             "is_gold": item.is_gold,  # never shown: gold items look like any other (but in practice)
         }
+        candidates = list(item.candidates or [])
+        if item.is_gold and not candidates:
+            candidates = _bot_view(view)  # a check question from the knowledge base: no turn behind it
+        suggestions = [c["intent"] for c in candidates if c.get("intent") in titles][:5]
+        members = member_questions(session, item=item, limit=helploop.policy.members_shown)
+        examples = intent_examples(session, names=suggestions, per_intent=2, exclude=item.text)
         practice = _practice_left(user, helploop.policy) if item.is_gold else None
     others = [n for n in sorted(names) if n not in suggestions]
     return render_template(

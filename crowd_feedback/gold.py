@@ -132,7 +132,12 @@ def gold_from_item(session: Session, *, item_id: int, policy: ReviewPolicy) -> R
     )
     if duplicate is not None:
         raise GoldError(f"the same question is check question {duplicate} already")
-    return add_gold_item(session, text=item.text, label=item.resolved_label, policy=policy)
+    gold = add_gold_item(session, text=item.text, label=item.resolved_label, policy=policy)
+    # What the bot made of it, as reviewers saw it: a check question must look like any other item.
+    gold.bot_intent, gold.bot_answer = item.bot_intent, item.bot_answer
+    gold.bot_confidence, gold.candidates = item.bot_confidence, list(item.candidates or [])
+    session.flush()
+    return gold
 
 
 def retire_gold(session: Session, *, item_id: int) -> int:

@@ -1366,6 +1366,9 @@ def test_a_new_reviewer_sees_practice_questions_and_the_expected_answers(make_ap
     assert 'id="practice"' in home and "0 of 2 done" in home
     page = nina.get("/review/next").get_data(as_text=True)
     assert "Practice question 1 of 2: the answer is\n   known" in page
+    # A check question from the knowledge base has no turn behind it; the page still shows what the bot
+    # makes of it, with its suggestions, like any real item (else every such item would give itself away).
+    assert 'id="bot-answer"' in page and 'id="choice-search" data-key="1"' not in page
     item_id = int(re.search(r'action="/review/items/(\d+)"', page).group(1))
     form = {"csrf_token": csrf_token(page), "choice": "exchange_rate"}
     after = nina.post(f"/review/items/{item_id}", data=form, follow_redirects=True).get_data(as_text=True)
