@@ -65,8 +65,6 @@ from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.gold import (
-    CONTESTED_BELOW,
-    CONTESTED_MIN_ANSWERS,
     GoldError,
     add_gold_from_knowledge_base,
     gold_report,
@@ -77,6 +75,8 @@ from crowd_feedback.outcomes import PROMOTION_WINDOW_DAYS, Comparison, cached_ef
 from crowd_feedback.quality import overview as overview_figures
 from crowd_feedback.retention import erase_conversation
 from crowd_feedback.review import (
+    CONTESTED_BELOW,
+    CONTESTED_MIN_ANSWERS,
     ReviewError,
     judgement_answers,
     operator_resolve,

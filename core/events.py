@@ -15,6 +15,7 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
   cancelled; a scheduled job (the daily retention) only when it did not succeed.
 * ``reviewer.suspended``: the gold check suspended a reviewer.
 * ``item.escalated``: a review item stayed unresolved after the most judgements and waits for an operator.
+* ``gold.contested``: most reviewers answer a check question otherwise than its key (the key may be wrong).
 * ``test``: sent from the Activity page to check the receiving end.
 """
 

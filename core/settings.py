@@ -17,7 +17,14 @@ ENV_PREFIX = "HELPLOOP_"
 PLACEHOLDER_SECRET = "dev-insecure-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What core.events records and the ops webhook can receive (described there).
-OPS_EVENT_KINDS = ("deployment.changed", "job.finished", "reviewer.suspended", "item.escalated", "test")
+OPS_EVENT_KINDS = (
+    "deployment.changed",
+    "job.finished",
+    "reviewer.suspended",
+    "item.escalated",
+    "gold.contested",
+    "test",
+)
 
 
 class SettingsError(ValueError):

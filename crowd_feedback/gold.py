@@ -21,10 +21,13 @@ from sqlalchemy.orm import Session
 
 from core.knowledge_base import load_knowledge_base
 from core.models import AccountEvent, Judgement, ReviewItem, User, as_utc
-from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item
+from crowd_feedback.review import (
+    NEW_INTENT,
+    ReviewPolicy,
+    add_gold_item,
+    is_contested,
+)
 
-CONTESTED_MIN_ANSWERS = 5
-CONTESTED_BELOW = 0.5  # share of reviewers matching the key
 RETIRED = "retired"
 
 
@@ -49,8 +52,7 @@ class GoldRow:
     @property
     def contested(self) -> bool:
         """Enough answers, and most of them differ from the key: look at the key."""
-        share = self.share_right
-        return self.answered >= CONTESTED_MIN_ANSWERS and share is not None and share < CONTESTED_BELOW
+        return is_contested(self.answered, self.right)
 
 
 def gold_report(session: Session) -> list[GoldRow]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -406,6 +407,43 @@ def _claim(
     return item
 
 
+# A check question with at least this many answers, fewer than CONTESTED_BELOW of them matching its key, is
+# contested: the key may be wrong (crowd_feedback.gold lists them; an ops event says when one becomes so).
+CONTESTED_MIN_ANSWERS = 5
+CONTESTED_BELOW = 0.5
+
+
+def is_contested(answered: int, right: int) -> bool:
+    return answered >= CONTESTED_MIN_ANSWERS and right / answered < CONTESTED_BELOW
+
+
+def _announce_if_contested(session: Session, item: ReviewItem, newest: str) -> None:
+    """The ``gold.contested`` ops event, once: on the answer (``newest``, already stored) that makes a check
+    question contested when it was not before it. Operators should look before the key suspends good
+    reviewers."""
+    labels = list(session.scalars(select(Judgement.label).where(Judgement.item_id == item.id)))
+    right = sum(label == item.gold_label for label in labels)
+    before = (len(labels) - 1, right - int(newest == item.gold_label))
+    if not is_contested(len(labels), right) or (before[0] and is_contested(*before)):
+        return
+    instead = Counter(label for label in labels if label != item.gold_label).most_common(1)
+    emit(
+        session,
+        "gold.contested",
+        f"Check question {item.id} is contested: {right} of {len(labels)} reviewers matched its key "
+        f"“{item.gold_label}”; most answered “{instead[0][0]}” ({instead[0][1]}). Fix the key or retire it "
+        f"before it suspends good reviewers. Question: “{item.text[:200]}”",
+        path="/operator/gold",
+        data={
+            "item_id": item.id,
+            "key": item.gold_label,
+            "answered": len(labels),
+            "matched": right,
+            "most_given_instead": instead[0][0],
+        },
+    )
+
+
 def in_practice(reviewer: User, policy: ReviewPolicy) -> bool:
     """A reviewer (not an operator) who has answered fewer gold items than ``qualification_items``: their
     next items are gold while any is left that they have not answered, and each answer is followed by the
@@ -529,6 +567,7 @@ def submit_judgement(
     if item.is_gold:
         reviewer.gold_answered += 1
         reviewer.gold_correct += int(label == item.gold_label)
+        _announce_if_contested(session, item, label)
         if (
             reviewer.gold_answered >= policy.gold_min_answered
             and reviewer.gold_correct / reviewer.gold_answered < policy.gold_min_accuracy

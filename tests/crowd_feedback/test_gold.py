@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.events import recent_events
 from core.models import AccountEvent, Judgement, ReviewItem, utcnow
 from crowd_feedback.gold import (
     GoldError,
@@ -42,6 +43,13 @@ def test_the_report_puts_a_contested_key_first_and_retiring_it_fixes_the_records
     for reviewer, label in zip(reviewers[:3], ["card_arrival", "card_arrival", "change_pin"], strict=True):
         judge(db_session, good, reviewer, label, POLICY)
     unanswered = add_gold_item(db_session, text="what rate do you use", label="exchange_rate", policy=POLICY)
+    # The answer that made it contested (the 5th: 1 of 5 matched) told the operators, once.
+    [event] = recent_events(db_session, kind="gold.contested")
+    assert event.text.startswith(
+        f"Check question {bad_key.id} is contested: 1 of 5 reviewers matched its key “card_arrival”; most "
+        "answered “change_pin” (4)."
+    )
+    assert event.data["path"] == "/operator/gold" and event.data["answered"] == 5
     report = gold_report(db_session)
     assert [r.item_id for r in report] == [bad_key.id, good.id, unanswered.id]
     first = report[0]
