@@ -99,7 +99,9 @@ def deliver_due(
        ``now + CLAIM_SECONDS_PER_EVENT * limit``, committed: another worker skips them meanwhile, and a
        worker that dies mid-way leaves them to be sent again once the claim runs out (at least once; the
        ``id`` lets receivers drop a repeat);
-    2. POST each one, outside any transaction;
+    2. POST each one, outside any transaction, oldest first; after the first failure the rest are not tried
+       (``deferred``: no attempt counted, due a minute later), so a receiver that is down costs one timeout
+       per look, not one per event (the canary guard shares the watcher thread);
     3. record each outcome: delivered, a retry after 1, 2, 4, 8 minutes, or failed.
 
     Events nobody subscribed to (no URL, or a kind outside ``ops_webhook_events``) become ``unsent``:
@@ -134,14 +136,21 @@ def deliver_due(
     session.commit()
     if not claimed:
         return outcomes
-    problems = {
-        event_id: attempt(post, settings.ops_webhook_url, body, headers)
-        for event_id, body, headers in claimed
-    }
-    for event_id, problem in problems.items():
+    problems: dict[int, str | None] = {}
+    for event_id, body, headers in claimed:
+        problems[event_id] = attempt(post, settings.ops_webhook_url, body, headers)
+        if problems[event_id] is not None:
+            break  # the receiver is failing: the rest wait for the next try instead of timing out in turn
+    for event_id, _, _ in claimed:
         sent = session.get(OpsEvent, event_id)
         if sent is None:  # deleted meanwhile
             continue
+        if event_id not in problems:  # not tried: no attempt counted, due with the failed one's retry
+            sent.attempts -= 1
+            sent.next_attempt_at = now + timedelta(minutes=RETRY_MINUTES[0])
+            outcomes["deferred"] += 1
+            continue
+        problem = problems[event_id]
         if problem is None:
             sent.status, sent.delivered_at, sent.next_attempt_at = "delivered", now, None
             outcomes["delivered"] += 1

@@ -151,6 +151,24 @@ def test_a_worker_dying_mid_delivery_leaves_its_claimed_events_to_be_sent_again(
     assert (event.status, event.attempts, len(receiver.calls)) == ("delivered", 2, 1)
 
 
+def test_a_failing_receiver_costs_one_attempt_per_look_not_one_per_event(
+    db_session: Session, tmp_path: Path
+) -> None:
+    settings = ops_settings(tmp_path)
+    events = [emit(db_session, "test", f"event {i}") for i in range(3)]
+    receiver = Receiver(None)  # down: connection refused
+    now = utcnow()
+    assert deliver_due(db_session, settings, post=receiver, now=now) == {"retry": 1, "deferred": 2}
+    assert len(receiver.calls) == 1 and receiver.calls[0][1]["id"] == events[0].id  # oldest first
+    assert [(e.attempts, e.last_error is not None) for e in events] == [(1, True), (0, False), (0, False)]
+    assert {as_utc(e.next_attempt_at) for e in events} == {now + timedelta(minutes=1)}
+    # Back up a minute later: all three go, the first on its second attempt.
+    assert deliver_due(db_session, settings, post=receiver, now=now + timedelta(minutes=1)) == {
+        "delivered": 3
+    }
+    assert [e.attempts for e in events] == [2, 1, 1] and len(receiver.calls) == 4
+
+
 def test_events_nobody_subscribed_to_are_not_sent_now_or_later(db_session: Session, tmp_path: Path) -> None:
     receiver = Receiver()
     before = emit(db_session, "test", "before the webhook was set")
