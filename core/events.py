@@ -16,6 +16,8 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
 * ``reviewer.suspended``: the gold check suspended a reviewer.
 * ``item.escalated``: a review item stayed unresolved after the most judgements and waits for an operator.
 * ``gold.contested``: most reviewers answer a check question otherwise than its key (the key may be wrong).
+* ``knowledge.changed``: a new knowledge-base version that changed something (an import, a CI push through
+  the admin API, an edit on the Knowledge page, a restore), with what it changed.
 * ``test``: sent from the Activity page to check the receiving end.
 """
 

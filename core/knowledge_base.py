@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from core.events import emit
 from core.kb_files import (
     MAX_ANSWER_LENGTH,
     MAX_EXAMPLE_LENGTH,
@@ -98,6 +99,7 @@ def import_knowledge_base(
 
     rows = {row.name: row for row in session.scalars(select(Intent).options(selectinload(Intent.examples)))}
     created = updated = added = removed = 0
+    deleted = len(set(rows) - set(merged.intents))
     for name in sorted(set(rows) - set(merged.intents)):
         removed += len(rows[name].examples)
         session.delete(rows[name])
@@ -134,6 +136,33 @@ def import_knowledge_base(
     )
     session.add(version)
     session.flush()
+    changes = [
+        f"{_count(created, 'intent')} added" if created else "",
+        f"{_count(deleted, 'intent')} removed" if deleted else "",
+        f"{_count(updated, 'intent')} with a new title or answer" if updated else "",
+        f"{_count(added, 'example')} added" if added else "",
+        f"{_count(removed, 'example')} removed" if removed else "",
+    ]
+    if any(changes):
+        emit(
+            session,
+            "knowledge.changed",
+            f"Knowledge base version {version.id} ({source[:200]}): "
+            f"{', '.join(c for c in changes if c)}; now {_count(version.intent_count, 'intent')}, "
+            f"{_count(version.example_count, 'example')}.",
+            path=f"/operator/knowledge/versions/{version.id}",
+            data={
+                "version": version.id,
+                "source": version.source,
+                "intents_added": created,
+                "intents_removed": deleted,
+                "intents_updated": updated,
+                "examples_added": added,
+                "examples_removed": removed,
+                "intents": version.intent_count,
+                "examples": version.example_count,
+            },
+        )
     return ImportResult(
         kb_version_id=version.id,
         data_hash=version.data_hash,
@@ -144,6 +173,10 @@ def import_knowledge_base(
         intent_count=len(merged.intents),
         example_count=merged.example_count,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def latest_kb_version(session: Session) -> KnowledgeBaseVersion | None:

@@ -23,6 +23,7 @@ OPS_EVENT_KINDS = (
     "reviewer.suspended",
     "item.escalated",
     "gold.contested",
+    "knowledge.changed",
     "test",
 )
 

@@ -177,6 +177,25 @@ def test_replace_removes_what_is_not_in_the_new_files(db_session: Session, tmp_p
     assert result.examples_removed == 2 and result.example_count == 1
     assert db_session.scalars(select(Intent.name)).all() == ["greet"]
     assert db_session.scalars(select(ExampleQuestion.text)).all() == ["good day"]
+    # Each version that changed something is an ops event (a CI push, an edit, a restore); the same files
+    # again change nothing and announce nothing.
+    import_knowledge_base(
+        db_session,
+        incoming=read_knowledge_base(_kb(tmp_path, "good day,greet\n", "greet,Hi!\n")),
+        source="again",
+        replace=True,
+    )
+    from core.events import recent_events
+
+    events = recent_events(db_session, kind="knowledge.changed")
+    assert [e.text for e in events] == [
+        f"Knowledge base version {result.kb_version_id} (replace): 1 intent removed, 1 example added, "
+        "2 examples removed; now 1 intent, 1 example.",
+        f"Knowledge base version {result.kb_version_id - 1} (first): 2 intents added, 2 examples added; "
+        "now 2 intents, 2 examples.",
+    ]
+    assert events[0].data["path"] == f"/operator/knowledge/versions/{result.kb_version_id}"
+    assert events[0].data["intents_removed"] == 1 and events[0].data["examples_removed"] == 2
 
 
 def test_failed_import_changes_nothing(db_session: Session, tmp_path: Path) -> None:
