@@ -23,7 +23,9 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +40,7 @@ RETRY_MINUTES = (1, 2, 4, 8)  # wait after the 1st, 2nd, ... failed attempt
 MAX_ATTEMPTS = len(RETRY_MINUTES) + 1
 KEEP_DAYS = 90  # older events (unless still pending) are deleted by an hourly watch
 BATCH = 20
+LOOK_BUDGET_SECONDS = 10.0  # POSTs per look stop after this long (the watcher thread has other watches)
 CLAIM_SECONDS_PER_EVENT = 10  # twice a POST's timeout: a batch's claim outlasts its deliveries
 STATUSES = ("pending", "delivered", "failed", "unsent")
 
@@ -93,6 +96,7 @@ def deliver_due(
     post: Poster = post_json,
     now: datetime | None = None,
     limit: int = BATCH,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Counter[str]:
     """POST the pending events that are due, oldest first. Three steps, so no transaction is open while a
     slow receiver keeps us waiting (on SQLite that would hold up every chat turn's write):
@@ -103,7 +107,9 @@ def deliver_due(
        ``id`` lets receivers drop a repeat);
     2. POST each one, outside any transaction, oldest first; after the first failure the rest are not tried
        (``deferred``: no attempt counted, due a minute later), so a receiver that is down costs one timeout
-       per look, not one per event (the canary guard shares the watcher thread);
+       per look, not one per event (the canary guard shares the watcher thread); and once a look has spent
+       ``LOOK_BUDGET_SECONDS`` on a slow receiver, the rest wait for the next look (due at once, no
+       attempt counted);
     3. record each outcome: delivered, a retry after 1, 2, 4, 8 minutes, or failed.
 
     Events nobody subscribed to (no URL, or a kind outside ``ops_webhook_events``) become ``unsent``:
@@ -139,17 +145,22 @@ def deliver_due(
     if not claimed:
         return outcomes
     problems: dict[int, str | None] = {}
+    started = clock()
+    failed = False
     for event_id, body, headers in claimed:
         problems[event_id] = attempt(post, settings.ops_webhook_url, body, headers)
         if problems[event_id] is not None:
+            failed = True
             break  # the receiver is failing: the rest wait for the next try instead of timing out in turn
+        if clock() - started >= LOOK_BUDGET_SECONDS:
+            break  # a slow receiver: the rest go on the next look, a few seconds from now
     for event_id, _, _ in claimed:
         sent = session.get(OpsEvent, event_id)
         if sent is None:  # deleted meanwhile
             continue
-        if event_id not in problems:  # not tried: no attempt counted, due with the failed one's retry
+        if event_id not in problems:  # not tried: no attempt counted; due with the failed one's retry
             sent.attempts -= 1
-            sent.next_attempt_at = now + timedelta(minutes=RETRY_MINUTES[0])
+            sent.next_attempt_at = now + timedelta(minutes=RETRY_MINUTES[0]) if failed else now
             outcomes["deferred"] += 1
             continue
         problem = problems[event_id]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.events import (
     CLAIM_SECONDS_PER_EVENT,
+    LOOK_BUDGET_SECONDS,
     MAX_ATTEMPTS,
     EventError,
     deliver_due,
@@ -167,6 +168,25 @@ def test_a_failing_receiver_costs_one_attempt_per_look_not_one_per_event(
         "delivered": 3
     }
     assert [e.attempts for e in events] == [2, 1, 1] and len(receiver.calls) == 4
+
+
+def test_a_slow_receiver_gets_the_rest_on_the_next_look(db_session: Session, tmp_path: Path) -> None:
+    """Each POST takes 4 s (just under the timeout): a look stops after LOOK_BUDGET_SECONDS and leaves the
+    rest due at once, with no attempt counted, so the watcher thread's other watches are not held up."""
+    settings = ops_settings(tmp_path)
+    events = [emit(db_session, "test", f"event {i}") for i in range(5)]
+    clock = [0.0]
+
+    def slow(url: str, body: bytes, headers: dict[str, str]) -> int:
+        clock[0] += 4.0
+        return 200
+
+    now = utcnow()
+    outcomes = deliver_due(db_session, settings, post=slow, now=now, clock=lambda: clock[0])
+    assert outcomes == {"delivered": 3, "deferred": 2} and LOOK_BUDGET_SECONDS == 10.0  # 4, 8, 12 s
+    assert [e.status for e in events] == ["delivered"] * 3 + ["pending"] * 2
+    assert [(e.attempts, as_utc(e.next_attempt_at)) for e in events[3:]] == [(0, now), (0, now)]
+    assert deliver_due(db_session, settings, post=slow, now=now, clock=lambda: clock[0]) == {"delivered": 2}
 
 
 def test_events_nobody_subscribed_to_are_not_sent_now_or_later(db_session: Session, tmp_path: Path) -> None:
