@@ -280,9 +280,10 @@ def answer_next(
     taken: Any,
     seconds: float,
     expect: Any = None,
+    active_seconds: float | None = None,
 ) -> Any:
     """The reviewer takes the next item at ``taken`` (it must be ``expect`` when given) and answers ``label``
-    ``seconds`` later; returns the item."""
+    ``seconds`` later (``active_seconds``: what the review page reported); returns the item."""
     from datetime import timedelta
 
     from crowd_feedback.review import next_item, submit_judgement
@@ -298,5 +299,6 @@ def answer_next(
         known_intents=known_intents,
         policy=policy,
         now=taken + timedelta(seconds=seconds),
+        active_seconds=active_seconds,
     )
     return item

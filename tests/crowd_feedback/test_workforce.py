@@ -116,17 +116,15 @@ def test_the_page_active_time_counts_when_smaller_than_the_claim_age(
 ) -> None:
     (ann,) = reviewers(db_session, 1)
     item = new_item(db_session, "where is my card")
-    start = utcnow()
-    assert next_item(db_session, reviewer=ann, policy=POLICY, now=start) is item
-    submit_judgement(
+    answer_next(
         db_session,
-        item_id=item.id,
-        reviewer=ann,
-        label="card_arrival",
-        answer_ok=True,
-        known_intents=INTENTS,
+        ann,
+        "card_arrival",
         policy=POLICY,
-        now=start + timedelta(seconds=300),
+        known_intents=INTENTS,
+        taken=utcnow(),
+        seconds=300,
+        expect=item,
         active_seconds=active,
     )
     assert db_session.scalars(select(Judgement.seconds)).one() == expected
