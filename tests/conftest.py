@@ -302,3 +302,23 @@ def answer_next(
         active_seconds=active_seconds,
     )
     return item
+
+
+def at_once(engine: Any, workers: int, action: Any) -> None:
+    """``workers`` threads, each with its own session, run ``action(session)`` at the same instant (a barrier)
+    and commit: how concurrent workers or reviewers meet on PostgreSQL's row locks."""
+    import threading
+
+    barrier = threading.Barrier(workers)
+
+    def worker() -> None:
+        with Session(engine) as session:
+            barrier.wait()
+            action(session)
+            session.commit()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)

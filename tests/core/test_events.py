@@ -29,6 +29,7 @@ from core.events import (
 )
 from core.models import Job, OpsEvent, as_utc, utcnow
 from core.settings import SettingsError, load_settings
+from tests.conftest import at_once
 
 
 def ops_settings(tmp_path: Path, **values: Any) -> Any:
@@ -332,7 +333,6 @@ def test_workers_delivering_at_once_send_each_event_once(postgres_schema_url: st
         session.execute(OpsEvent.__table__.delete())
         ids = [emit(session, "test", f"event {i}").id for i in range(12)]
         session.commit()
-    barrier = threading.Barrier(4)
     lock = threading.Lock()
     posted: list[int] = []
 
@@ -341,17 +341,7 @@ def test_workers_delivering_at_once_send_each_event_once(postgres_schema_url: st
             posted.append(json.loads(body)["id"])
         return 200
 
-    def worker() -> None:
-        with Session(engine) as session:
-            barrier.wait()
-            deliver_due(session, settings, post=post, limit=5)
-            session.commit()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(engine, 4, lambda session: deliver_due(session, settings, post=post, limit=5))
     with Session(engine) as session:
         delivered = session.scalar(
             select(func.count()).select_from(OpsEvent).where(OpsEvent.status == "delivered")

@@ -17,6 +17,7 @@ from crowd_feedback.outcomes import (
     outcomes,
     promotion_effects,
 )
+from tests.conftest import at_once
 
 
 def test_difference_interval_matches_newcombe_1998() -> None:
@@ -272,8 +273,6 @@ def test_the_always_valid_boundary_is_stricter_than_a_fixed_interval_and_flatten
 @pytest.mark.postgres
 def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -> None:
     """Four workers run the guard in the same instant on PostgreSQL: one deployment row ends the canary."""
-    import threading
-
     from sqlalchemy import func, select
 
     from core.db import make_engine
@@ -291,20 +290,8 @@ def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -
         turns(session, 200, status="answered", version="GB", at=at, arm="canary")
         turns(session, 200, status="handoff", version="GB", at=at, arm="canary")
         session.commit()
-    barrier = threading.Barrier(4)
     acted: list[bool] = []
-
-    def worker() -> None:
-        with Session(engine) as session:
-            barrier.wait()
-            acted.append(canary_guard(session, min_questions=300) is not None)
-            session.commit()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(engine, 4, lambda session: acted.append(canary_guard(session, min_questions=300) is not None))
     with Session(engine) as session:
         ended = session.scalar(
             select(func.count()).select_from(Deployment).where(Deployment.actor == GUARD_ACTOR)
