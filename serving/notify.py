@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.webhooks import Poster, attempt, post_json, signature, signed_request
+from core.webhooks import Poster, attempt, post_json, signed_request
 from serving.background import BackgroundQueue
 
-__all__ = ["REASONS", "HandoffNotifier", "Poster", "post_json", "signature"]
 log = logging.getLogger("helploop.serving.notify")
 REASONS = {
     "bot": "The bot could not answer and handed the conversation to a person.",

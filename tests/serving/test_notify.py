@@ -12,7 +12,8 @@ import pytest
 from bot.engine import AnsweringEngine
 from core.registry import agent_reply
 from core.settings import Settings, SettingsError
-from serving.notify import HandoffNotifier, signature
+from core.webhooks import signature
+from serving.notify import HandoffNotifier
 from tests.conftest import add_turn
 from tests.serving.conftest import Receiver, hashing_loader
 
