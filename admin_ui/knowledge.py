@@ -65,6 +65,7 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
         or needle in name.casefold()
         or needle in intent.title.casefold()
         or needle in intent.answer.casefold()
+        or needle in intent.reviewer_note.casefold()
         or any(needle in e.casefold() for e in intent.examples)
     ]
     return (
@@ -90,6 +91,7 @@ def _form_values() -> dict[str, Any]:
         "answer": form.get("answer", ""),
         "examples": [line for line in form.get("examples", "").splitlines() if line.strip()],
         "follow_ups": form.getlist("follow_ups"),
+        "reviewer_note": form.get("reviewer_note", ""),
         "revision": form.get("revision") or None,
     }
 
@@ -114,7 +116,10 @@ def _editor(values: dict[str, Any], *, create: bool, error: str | None = None, s
 @knowledge.get("/new")
 @require_role("operator")
 def new() -> Any:
-    return _editor({"name": "", "title": "", "answer": "", "examples": [], "follow_ups": []}, create=True)
+    return _editor(
+        {"name": "", "title": "", "answer": "", "examples": [], "follow_ups": [], "reviewer_note": ""},
+        create=True,
+    )
 
 
 @knowledge.get("/<name>")

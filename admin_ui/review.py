@@ -5,14 +5,24 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from admin_ui.setup import require_role
-from core.knowledge_base import intent_examples
+from core.knowledge_base import intent_examples, reviewer_notes
 from core.models import Judgement, ReviewItem, User, VerifiedPair
 from crowd_feedback.gold import GoldError, gold_from_item
+from crowd_feedback.guidelines import (
+    Guidelines,
+    GuidelinesError,
+    current_guidelines,
+    guidelines_history,
+    guidelines_unread,
+    guidelines_version,
+    mark_guidelines_read,
+    save_guidelines,
+)
 from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
@@ -56,9 +66,25 @@ def home() -> Any:
         stats = reviewer_stats(session, reviewer=user)
         suspended_reason = user.suspended_reason
         practice = _practice_left(user, helploop.policy)
+        unread = _unread(session, user)
     return render_template(
-        "admin/review_home.html", stats=stats, suspended_reason=suspended_reason, practice=practice
+        "admin/review_home.html",
+        stats=stats,
+        suspended_reason=suspended_reason,
+        practice=practice,
+        unread=unread,
     )
+
+
+def _unread(session: Any, user: User) -> dict[str, Any] | None:
+    """For a reviewer who has not read the guidelines in use: whether they changed since they last read them
+    (and when), for the banner that sends them there. Operators write the guidelines: no banner."""
+    if user.role != "reviewer":
+        return None
+    guidelines = guidelines_unread(session, user=user)
+    if guidelines is None:
+        return None
+    return {"changed": user.guidelines_read is not None, "at": guidelines.created_at}
 
 
 def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,20 +136,42 @@ def next_page() -> Any:
         suggestions = [c["intent"] for c in candidates if c.get("intent") in titles][:5]
         members = member_questions(session, item=item, limit=helploop.policy.members_shown)
         examples = intent_examples(session, names=suggestions, per_intent=2, exclude=item.text)
+        notes = reviewer_notes(session, names=suggestions)
         practice = _practice_left(user, helploop.policy) if item.is_gold else None
+        unread = _unread(session, user)
     others = [n for n in sorted(names) if n not in suggestions]
     return render_template(
         "admin/review_item.html",
         item=view,
         suggestions=suggestions,
         examples=examples,
+        notes=notes,
         members=members,
         others=others,
         titles=titles,
         new_intent=NEW_INTENT,
         not_a_question=NOT_A_QUESTION,
         practice=practice,
+        unread=unread,
     )
+
+
+@review.get("/items/<int:item_id>/intents/<name>")
+@require_role("reviewer", "operator")
+def intent_info(item_id: int, name: str) -> Any:
+    """One intent as the review page describes its suggestions (title, two examples, the operators' note), for
+    an intent a reviewer found by searching. The item's own question is never one of the examples: a check
+    question from the knowledge base would otherwise show its own key."""
+    helploop = current_app.extensions["helploop"]
+    names, titles = known_intents()
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        if item is None or name not in names:
+            what = "item" if item is None else "intent"
+            return jsonify(error={"code": "not_found", "message": f"no such {what}"}), 404
+        examples = intent_examples(session, names=[name], per_intent=2, exclude=item.text).get(name, [])
+        note = reviewer_notes(session, names=[name]).get(name, "")
+    return jsonify(name=name, title=titles.get(name, name), examples=examples, note=note)
 
 
 @review.post("/items/<int:item_id>")
@@ -196,7 +244,80 @@ def skip(item_id: int) -> Any:
 @review.get("/guidelines")
 @require_role("reviewer", "operator")
 def guidelines() -> Any:
-    return render_template("admin/guidelines.html")
+    """The guidelines in use (reading them marks them read); operators also get the editor, the history and
+    any earlier version (``?version=N``)."""
+    helploop = current_app.extensions["helploop"]
+    operator = current_user.role == "operator"
+    wanted = request.args.get("version", type=int)
+    with helploop.database.session() as session:
+        current = current_guidelines(session)
+        shown = current
+        if wanted is not None and wanted != current.version:
+            if not operator:
+                abort(404)
+            try:
+                shown = guidelines_version(session, version=wanted)
+            except GuidelinesError:
+                abort(404)
+        else:
+            mark_guidelines_read(session, user_id=current_user.id, version=current.version)
+        history = guidelines_history(session) if operator else []
+    return _guidelines_page(shown, current, history, draft=None)
+
+
+def _guidelines_page(
+    shown: Guidelines,
+    current: Guidelines,
+    history: list[Guidelines],
+    *,
+    draft: str | None,
+    error: str | None = None,
+    status: int = 200,
+) -> Any:
+    return (
+        render_template(
+            "admin/guidelines.html",
+            shown=shown,
+            current=current,
+            history=history,
+            draft=current.text if draft is None else draft,
+            error=error,
+        ),
+        status,
+    )
+
+
+@review.post("/guidelines")
+@require_role("operator")
+def save_guidelines_page() -> Any:
+    """Save the edited guidelines (or, with ``restore``, an earlier version's text) as a new version:
+    reviewers are asked to read them again before their next item."""
+    helploop = current_app.extensions["helploop"]
+    text = request.form.get("text", "")
+    with helploop.write_lock, helploop.database.session() as session:
+        try:
+            restore = request.form.get("restore", "").strip()
+            if restore:
+                if not restore.isdigit():
+                    raise GuidelinesError(f"restore: {restore!r} is not a version number")
+                text = guidelines_version(session, version=int(restore)).text
+            saved = save_guidelines(session, text=text, author=current_user.username)
+        except GuidelinesError as exc:
+            session.rollback()
+            current = current_guidelines(session)
+            return _guidelines_page(
+                current, current, guidelines_history(session), draft=text, error=str(exc), status=400
+            )
+        if saved is not None:
+            mark_guidelines_read(session, user_id=current_user.id, version=saved.version)
+    if saved is None:
+        flash("Not changed: that is the text in use.")
+    else:
+        flash(
+            f"Guidelines saved as version {saved.version}. "
+            "Reviewers are asked to read them before their next item."
+        )
+    return redirect(url_for("review.guidelines"))
 
 
 @review.get("/items")

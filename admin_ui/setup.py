@@ -89,6 +89,7 @@ def init_admin(
 ) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
+    from admin_ui.markdown import render_markdown
     from admin_ui.operator import operator
     from admin_ui.review import review
 
@@ -100,6 +101,7 @@ def init_admin(
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=lifetime_minutes * 60,
     )
+    app.add_template_filter(render_markdown, "markdown")
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"

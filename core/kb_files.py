@@ -24,6 +24,9 @@ OUT_OF_SCOPE = "oos"
 INTENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][^\s/\\,|]{0,99}$")
 MAX_EXAMPLE_LENGTH = 1000
 MAX_ANSWER_LENGTH = 10_000
+# A note for reviewers: when this intent is the right label and when it is not (shown in review, never to
+# customers).
+MAX_NOTE_LENGTH = 2000
 RASA_VERSION = "3.1"
 # Rasa entity annotations: [text](entity), [text]{"entity": ...}
 _RASA_ENTITY = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
@@ -55,17 +58,22 @@ class IntentData:
     answer: str = ""
     examples: list[str] = field(default_factory=list)
     follow_ups: list[str] = field(default_factory=list)
+    reviewer_note: str = ""
     origin: Origin | None = None
     answer_origin: Origin | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "title": self.title,
             "answer": self.answer,
             "examples": list(self.examples),
             "follow_ups": list(self.follow_ups),
         }
+        if self.reviewer_note:
+            # Only when set: a knowledge base without notes keeps the hash it had before notes existed.
+            data["reviewer_note"] = self.reviewer_note
+        return data
 
 
 @dataclass
@@ -120,6 +128,20 @@ def _check_name(file: str, line: int | None, fieldname: str, value: Any) -> str:
             "(at most 100 characters)",
         )
     return name
+
+
+def check_note(file: str, line: int | None, fieldname: str, value: Any) -> str:
+    """A reviewer note: text of at most MAX_NOTE_LENGTH characters; empty is allowed (no note)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    note = value.strip().replace("\r\n", "\n")
+    if len(note) > MAX_NOTE_LENGTH:
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"is {len(note)} characters, limit {MAX_NOTE_LENGTH}"
+        )
+    return note
 
 
 def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
@@ -209,6 +231,8 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                         for part in row[index["follow_ups"]].split("|")
                         if part.strip()
                     ]
+                if "reviewer_note" in index and row[index["reviewer_note"]].strip():
+                    entry.reviewer_note = check_note(file, line, "reviewer_note", row[index["reviewer_note"]])
     except csv.Error as exc:
         raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid CSV: {exc}") from None
 
@@ -295,6 +319,11 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
                 _check_name(file, _line(n), f"{where}.follow_ups", _scalar(file, n, "follow_ups"))
                 for n in _sequence(file, entry["follow_ups"], f"{where}.follow_ups")
             ]
+        if "reviewer_note" in entry:
+            node = entry["reviewer_note"]
+            intent.reviewer_note = check_note(
+                file, _line(node), f"{where}.reviewer_note", _scalar(file, node, f"{where}.reviewer_note")
+            )
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
@@ -363,9 +392,18 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
         if follow_ups:
             kb.intent(name, origin).follow_ups = follow_ups
         if "metadata" in first:
-            title_node = _mapping(file, first["metadata"], f"{key}.metadata").get("helploop_title")
+            metadata = _mapping(file, first["metadata"], f"{key}.metadata")
+            title_node = metadata.get("helploop_title")
             if title_node is not None:
                 kb.intent(name, origin).title = str(_scalar(file, title_node, "helploop_title")).strip()
+            note_node = metadata.get("helploop_reviewer_note")
+            if note_node is not None:
+                kb.intent(name, origin).reviewer_note = check_note(
+                    file,
+                    _line(note_node),
+                    f"{key}.metadata.helploop_reviewer_note",
+                    _scalar(file, note_node, "helploop_reviewer_note"),
+                )
 
 
 def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
@@ -487,10 +525,18 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
                 writer.writerows([text, intent.name] for text in intent.examples)
         with answers_path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["label", "answer", "title", "follow_ups"])
+            writer.writerow(["label", "answer", "title", "follow_ups", "reviewer_note"])
             for intent in intents:
                 if intent.answer:
-                    writer.writerow([intent.name, intent.answer, intent.title, "|".join(intent.follow_ups)])
+                    writer.writerow(
+                        [
+                            intent.name,
+                            intent.answer,
+                            intent.title,
+                            "|".join(intent.follow_ups),
+                            intent.reviewer_note,
+                        ]
+                    )
         return [examples_path, answers_path]
     if fmt == "rasa":
         nlu = {
@@ -504,9 +550,10 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
             if not intent.answer:
                 continue
             response: dict[str, Any] = {"text": intent.answer}
-            if intent.title:
-                # Rasa keeps response metadata as-is; the title survives a round trip through Rasa.
-                response["metadata"] = {"helploop_title": intent.title}
+            # Rasa keeps response metadata as-is: the title and the reviewer note survive a round trip.
+            metadata = {"helploop_title": intent.title, "helploop_reviewer_note": intent.reviewer_note}
+            if any(metadata.values()):
+                response["metadata"] = {key: value for key, value in metadata.items() if value}
             if intent.follow_ups:
                 response["buttons"] = [
                     {"title": kb.intents[f].title or f, "payload": f"/{f}"}

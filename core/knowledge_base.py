@@ -21,6 +21,7 @@ from core.kb_files import (
     KnowledgeBaseFormatError,
     Origin,
     check_intent_name,
+    check_note,
     check_text,
     read_knowledge_base_files,
     validate_complete,
@@ -50,6 +51,7 @@ def load_knowledge_base(session: Session) -> KnowledgeBaseData:
             answer=row.answer,
             examples=[e.text for e in row.examples],
             follow_ups=list(row.follow_ups or []),
+            reviewer_note=row.reviewer_note or "",
             origin=Origin("<database>", None),
         )
     return kb
@@ -64,6 +66,7 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
                 answer=i.answer,
                 examples=list(i.examples),
                 follow_ups=list(i.follow_ups),
+                reviewer_note=i.reviewer_note,
                 origin=i.origin,
             )
             for name, i in existing.intents.items()
@@ -81,6 +84,8 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
             target.title = new.title
         if new.follow_ups:
             target.follow_ups = list(new.follow_ups)
+        if new.reviewer_note:
+            target.reviewer_note = new.reviewer_note
         for text in new.examples:
             if text not in target.examples:
                 target.examples.append(text)
@@ -106,15 +111,23 @@ def import_knowledge_base(
     for name, data in merged.intents.items():
         row = rows.get(name)
         if row is None:
-            row = Intent(name=name, title=data.title, answer=data.answer, follow_ups=list(data.follow_ups))
+            row = Intent(
+                name=name,
+                title=data.title,
+                answer=data.answer,
+                follow_ups=list(data.follow_ups),
+                reviewer_note=data.reviewer_note,
+            )
             session.add(row)
             created += 1
-        elif (row.title, row.answer, list(row.follow_ups or [])) != (
+        elif (row.title, row.answer, list(row.follow_ups or []), row.reviewer_note or "") != (
             data.title,
             data.answer,
             data.follow_ups,
+            data.reviewer_note,
         ):
             row.title, row.answer, row.follow_ups = data.title, data.answer, list(data.follow_ups)
+            row.reviewer_note = data.reviewer_note
             updated += 1
         wanted = list(dict.fromkeys(data.examples))
         have = {e.text: e for e in row.examples}
@@ -139,7 +152,9 @@ def import_knowledge_base(
     changes = [
         f"{_count(created, 'intent')} added" if created else "",
         f"{_count(deleted, 'intent')} removed" if deleted else "",
-        f"{_count(updated, 'intent')} with a new title or answer" if updated else "",
+        f"{_count(updated, 'intent')} with a new title, answer, follow-ups or reviewer note"
+        if updated
+        else "",
         f"{_count(added, 'example')} added" if added else "",
         f"{_count(removed, 'example')} removed" if removed else "",
     ]
@@ -232,6 +247,7 @@ def save_intent(
     answer: str,
     examples: Sequence[str],
     follow_ups: Sequence[str] = (),
+    reviewer_note: str = "",
     actor: str,
     create: bool,
     revision: str | None = None,
@@ -276,6 +292,7 @@ def save_intent(
         answer=answer.strip(),
         examples=list(dict.fromkeys(cleaned)),
         follow_ups=list(dict.fromkeys(follow)),
+        reviewer_note=check_note(where, None, "reviewer_note", reviewer_note),
         origin=Origin(where, None),
     )
     verb = "created" if create else "edited"
@@ -338,7 +355,7 @@ class IntentChange:
 
     name: str
     change: str  # "added", "removed" or "changed"
-    fields: list[str]  # of title, answer, follow_ups
+    fields: list[str]  # of title, answer, follow_ups, reviewer_note
     examples_added: list[str]
     examples_removed: list[str]
 
@@ -356,7 +373,11 @@ def compare_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> l
         added = [e for e in now if e not in was_set]
         removed = [e for e in was if e not in now_set]
         change = "added" if a is None else "removed" if b is None else "changed"
-        fields = [f for f in ("title", "answer", "follow_ups") if a and b and a.get(f) != b.get(f)]
+        fields = [
+            f
+            for f in ("title", "answer", "follow_ups", "reviewer_note")
+            if a and b and a.get(f, "") != b.get(f, "")  # a snapshot leaves out an empty reviewer note
+        ]
         if change != "changed" or fields or added or removed:
             changes.append(IntentChange(name, change, fields, added, removed))
     return changes
@@ -401,3 +422,13 @@ def intent_examples(
         if " ".join(text.split()).casefold() != skip:
             found.setdefault(name, []).append(text)
     return {name: sorted(texts, key=lambda t: (len(t), t))[:per_intent] for name, texts in found.items()}
+
+
+def reviewer_notes(session: Session, *, names: Sequence[str] | None = None) -> dict[str, str]:
+    """The reviewer note of each named intent (of every intent with ``names`` None) that has one."""
+    query = select(Intent.name, Intent.reviewer_note).where(Intent.reviewer_note != "")
+    if names is not None:
+        if not names:
+            return {}
+        query = query.where(Intent.name.in_(list(names)))
+    return {name: note for name, note in session.execute(query).all() if note}

@@ -68,6 +68,8 @@ class Intent(Base):
     title: Mapped[str] = mapped_column(String(200), default="")
     answer: Mapped[str] = mapped_column(Text, default="")
     follow_ups: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # For reviewers only: when this intent is the right label and when it is not.
+    reviewer_note: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -248,6 +250,8 @@ class User(Base):
     # The last request of this person's browser session (kept to within a minute): an operator seen lately is
     # "online", so a customer who asks for a person is told whether someone can join the chat now.
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The version of the reviewing guidelines this person last read (0: the built-in text; None: never).
+    guidelines_read: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiToken(Base):
@@ -420,4 +424,16 @@ class OpsEvent(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewGuidelines(Base):
+    """One version of the reviewing guidelines (Markdown), written by an operator; the newest is shown.
+    No row: the built-in text of crowd_feedback.guidelines."""
+
+    __tablename__ = "review_guidelines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

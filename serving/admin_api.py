@@ -25,6 +25,7 @@ from core.registry import (
     serving_plan,
 )
 from core.settings import OPS_EVENT_KINDS
+from crowd_feedback.guidelines import Guidelines, GuidelinesError, current_guidelines, save_guidelines
 from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
 from crowd_feedback.reviewers import authenticate_token
@@ -300,6 +301,40 @@ def _precision(session: Session) -> dict[str, Any]:
             for o in (precision_options(production[1]) if production else [])
         ],
     }
+
+
+def _guidelines_view(guidelines: Guidelines) -> dict[str, Any]:
+    return {
+        "version": guidelines.version,
+        "text": guidelines.text,
+        "author": guidelines.author,
+        "created_at": guidelines.created_at.isoformat() if guidelines.created_at else None,
+    }
+
+
+@admin_api.get("/guidelines")
+def guidelines() -> Response:
+    """The reviewing guidelines in use (version 0: the text that comes with HelpLoop)."""
+    return jsonify(_guidelines_view(current_guidelines(db_session())))
+
+
+@admin_api.put("/guidelines")
+def put_guidelines() -> Response:
+    """Save ``text`` (Markdown) as the new version of the guidelines, as the Guidelines page does; the same
+    text again changes nothing (``changed`` false)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise APIError(
+            400, "invalid_body", 'send a JSON object: {"text": "the guidelines, in Markdown"}', "text"
+        )
+    session = db_session()
+    try:
+        saved = save_guidelines(session, text=body["text"], author=g.api_user)
+    except GuidelinesError as exc:
+        session.rollback()
+        raise APIError(400, "invalid_guidelines", str(exc), "text") from None
+    session.commit()
+    return jsonify({**_guidelines_view(saved or current_guidelines(session)), "changed": saved is not None})
 
 
 @admin_api.get("/precision")

@@ -906,6 +906,46 @@ def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     click.echo(f"added {added} gold items")
 
 
+@crowd.command("guidelines")
+@click.option(
+    "--file",
+    "path",
+    default=None,
+    help="Markdown file to save as the new version (default: print the guidelines in use)",
+)
+@click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+@click.pass_context
+def crowd_guidelines(ctx: click.Context, path: str | None, actor: str) -> None:
+    """Print the reviewing guidelines in use, or save a Markdown file as their new version (reviewers are
+    asked to read them before their next item). Kept in version control, they can be pushed from CI."""
+    from crowd_feedback.guidelines import GuidelinesError, current_guidelines, save_guidelines
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    if path is None:
+        with database.session() as session:
+            shown = current_guidelines(session)
+        click.echo(shown.text)
+        return
+    file = Path(path)
+    if not file.is_file():
+        _fail(f"{path}: file not found")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path}: not UTF-8 text: {exc.reason}")
+    try:
+        with database.session() as session:
+            saved = save_guidelines(session, text=text, author=actor)
+    except GuidelinesError as exc:
+        _fail(f"{path}: {exc}")
+    if saved is None:
+        click.echo("not changed: that is the text in use")
+    else:
+        click.echo(f"saved as guidelines version {saved.version}")
+
+
 @main.group()
 def deploy() -> None:
     """What serves traffic: status, shadow, canary, promote, rollback (every change is recorded)."""

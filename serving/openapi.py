@@ -52,6 +52,11 @@ KNOWLEDGE = {
                     "answer": {"type": "string", "description": "Markdown"},
                     "examples": {"type": "array", "items": {"type": "string"}},
                     "follow_ups": {"type": "array", "items": {"type": "string"}},
+                    "reviewer_note": {
+                        "type": "string",
+                        "maxLength": 2000,
+                        "description": "shown to reviewers under the intent's examples, never to customers",
+                    },
                 },
             },
         },
@@ -74,6 +79,16 @@ IMPORTED = {
         )
     }
     | {"data_hash": {"type": "string"}},
+}
+GUIDELINES = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "integer"},
+        "text": {"type": "string", "description": "Markdown"},
+        "author": {"type": "string", "nullable": True},
+        "created_at": {"type": "string", "format": "date-time", "nullable": True},
+        "changed": {"type": "boolean", "description": "PUT only"},
+    },
 }
 JOB = {
     "type": "object",
@@ -577,6 +592,37 @@ SPEC: dict[str, Any] = {
                     **_error_responses(400, 401),
                 },
             }
+        },
+        "/api/v1/admin/guidelines": {
+            "get": {
+                "summary": "Admin: the reviewing guidelines in use (Markdown; version 0: the built-in text)",
+                "security": ADMIN,
+                "responses": {
+                    "200": {"description": "The guidelines", **_json(GUIDELINES)},
+                    **_error_responses(401),
+                },
+            },
+            "put": {
+                "summary": "Admin: save new reviewing guidelines (reviewers are asked to read them)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "maxLength": 20000}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "The guidelines in use; changed: false when the text was in use",
+                        **_json(GUIDELINES),
+                    },
+                    **_error_responses(400, 401, 429),
+                },
+            },
         },
         "/api/v1/admin/precision": {
             "get": {

@@ -37,6 +37,44 @@
   });
   search.addEventListener("input", function () { document.getElementById("choice-search").checked = true; });
 
+  /* An intent found by searching is described like the suggestions above it: title, two examples and the
+     operators' note, fetched once the search box holds a known intent's name. */
+  var preview = document.getElementById("search-preview");
+  var known = {};
+  Array.prototype.forEach.call(document.querySelectorAll("#intent-list option, input[name=choice][data-intent]"), function (option) {
+    known[option.value] = true;
+  });
+  var shown = "";
+  function describe() {
+    var name = search.value.trim();
+    if (name === shown) { return; }
+    shown = name;
+    preview.textContent = "";
+    if (!Object.prototype.hasOwnProperty.call(known, name)) { return; }
+    fetch(preview.getAttribute("data-url").replace("NAME", encodeURIComponent(name)), {credentials: "same-origin"})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (info) {
+        if (!info || shown !== info.name) { return; }
+        var title = document.createElement("div");
+        title.className = "preview-title";
+        title.textContent = info.title + (info.examples.length ? " — e.g. " + info.examples.map(function (e) { return "\u201c" + e + "\u201d"; }).join(" · ") : "");
+        preview.appendChild(title);
+        if (info.note) {
+          var note = document.createElement("div");
+          note.className = "note";
+          note.style.whiteSpace = "pre-wrap";
+          var label = document.createElement("strong");
+          label.textContent = "Note: ";
+          note.appendChild(label);
+          note.appendChild(document.createTextNode(info.note));
+          preview.appendChild(note);
+        }
+      })
+      .catch(function () { /* the preview is a help, never a blocker */ });
+  }
+  search.addEventListener("input", describe);
+  search.addEventListener("change", describe);
+
   /* Time on task: seconds this page was visible while the reviewer was at it (some input in the last
      IDLE_SECONDS), kept across a reload of the same item; sent with the answer. The server takes the
      smaller of this and the claim's age, so a tab left open over lunch does not count as work. */

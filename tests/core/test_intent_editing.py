@@ -15,6 +15,7 @@ from core.knowledge_base import (
     load_knowledge_base,
     read_answer_book,
     restore_kb_version,
+    reviewer_notes,
     save_intent,
     version_changes,
 )
@@ -237,3 +238,56 @@ def test_what_a_version_changed_and_what_restoring_it_would_do(db_session: Sessi
     assert version_changes(db_session, version_id=latest.id, against="current")[2] == []
     with pytest.raises(KnowledgeBaseFormatError, match="does not exist"):
         version_changes(db_session, version_id=latest.id + 1)
+
+
+def test_a_reviewer_note_is_saved_versioned_kept_by_merges_and_read_for_reviewers(
+    db_session: Session,
+) -> None:
+    from core.events import recent_events
+
+    seed(db_session)
+    assert reviewer_notes(db_session) == {}
+    before = latest_kb_version(db_session)
+    note = "Only a card that has not arrived yet.\nA broken card is card_not_working."
+    result = save_intent(
+        db_session,
+        name="card_arrival",
+        title="Where is my card?",
+        answer="5-7 days.",
+        examples=["where is my card"],
+        follow_ups=["change_pin"],
+        reviewer_note=f"  {note}\r\n",
+        actor="omar",
+        create=False,
+    )
+    # A note alone is a change: a new version, one intent updated, said in the ops event.
+    assert (result.intents_updated, result.examples_added, result.examples_removed) == (1, 0, 0)
+    assert result.data_hash != before.data_hash
+    assert reviewer_notes(db_session) == {"card_arrival": note}
+    assert reviewer_notes(db_session, names=["change_pin"]) == {}
+    assert reviewer_notes(db_session, names=[]) == {}
+    _, _, changes = version_changes(db_session, version_id=result.kb_version_id)
+    assert [(c.name, c.change, c.fields) for c in changes] == [("card_arrival", "changed", ["reviewer_note"])]
+    [event] = recent_events(db_session, kind="knowledge.changed", limit=1)
+    assert "1 intent with a new title, answer, follow-ups or reviewer note" in event.text
+    # Importing the intent again without a note (a merge) keeps it; the answer book never carries it.
+    incoming = KnowledgeBaseData({"card_arrival": IntentData("card_arrival", examples=["my card is late"])})
+    import_knowledge_base(db_session, incoming=incoming, source="test merge")
+    assert load_knowledge_base(db_session).intents["card_arrival"].reviewer_note == note
+    assert read_answer_book(db_session).intents["card_arrival"] == (
+        "Where is my card?",
+        "5-7 days.",
+        ("change_pin",),
+    )
+    with pytest.raises(KnowledgeBaseFormatError) as caught:
+        save_intent(
+            db_session,
+            name="change_pin",
+            title="",
+            answer="At any ATM.",
+            examples=["new pin"],
+            reviewer_note="n" * 2001,
+            actor="omar",
+            create=False,
+        )
+    assert (caught.value.field, caught.value.message) == ("reviewer_note", "is 2001 characters, limit 2000")

@@ -205,3 +205,59 @@ def test_json_export_to_a_new_folder_named_with_a_slash(csv_pair: list[Path], tm
     assert written == tmp_path / "new" / "knowledge_base.json" and written.is_file()
     (plain,) = write_knowledge_base(kb, "json", tmp_path / "kb.json")
     assert plain == tmp_path / "kb.json" and read_knowledge_base([plain]).data_hash() == kb.data_hash()
+
+
+@pytest.fixture
+def noted_pair(tmp_path: Path) -> list[Path]:
+    examples = write(
+        tmp_path / "noted-examples.csv", "text,label\nWhere is my card?,card_arrival\nPIN?,change_pin\n"
+    )
+    answers = write(
+        tmp_path / "noted-answers.csv",
+        "label,answer,title,follow_ups,reviewer_note\n"
+        "card_arrival,Cards arrive in 5 days.,Card arrival,,"
+        '"Only a card not yet received,\nnot a broken one."\n'
+        "change_pin,At any ATM.,,,\n",
+    )
+    return [examples, answers]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "rasa"])
+def test_reviewer_notes_round_trip_and_change_the_hash_only_when_set(
+    noted_pair: list[Path], csv_pair: list[Path], tmp_path: Path, fmt: str
+) -> None:
+    kb = read_knowledge_base(noted_pair)
+    assert kb.intents["card_arrival"].reviewer_note == "Only a card not yet received,\nnot a broken one."
+    assert kb.intents["change_pin"].reviewer_note == ""
+    # A snapshot leaves an empty note out: knowledge bases without notes keep the hash they had before.
+    assert "reviewer_note" not in kb.intents["change_pin"].to_dict()
+    plain = read_knowledge_base(csv_pair)
+    assert all("reviewer_note" not in i.to_dict() for i in plain.intents.values())
+    files = write_knowledge_base(kb, fmt, tmp_path / f"out-{fmt}" / ("kb.json" if fmt == "json" else ""))
+    again = read_knowledge_base(files)
+    assert again.to_dict() == kb.to_dict()
+    assert again.data_hash() == kb.data_hash()
+    again.intents["card_arrival"].reviewer_note = ""
+    assert again.data_hash() != kb.data_hash()
+
+
+def test_a_too_long_reviewer_note_is_refused_by_file_line_and_field(tmp_path: Path) -> None:
+    long_note = "x" * 2001
+    answers = write(
+        tmp_path / "answers.csv",
+        f"label,answer,reviewer_note\ncard_arrival,Soon.,ok\nlost_card,Freeze.,{long_note}\n",
+    )
+    with pytest.raises(KnowledgeBaseFormatError) as caught:
+        read_knowledge_base([answers])
+    assert (caught.value.line, caught.value.field) == (3, "reviewer_note")
+    assert caught.value.message == "is 2001 characters, limit 2000"
+    kb_json = write(
+        tmp_path / "kb.json",
+        json.dumps(
+            {"intents": [{"name": "a", "answer": "x", "examples": ["y"], "reviewer_note": ["no"]}]}, indent=1
+        ),
+    )
+    with pytest.raises(KnowledgeBaseFormatError) as caught:
+        read_knowledge_base([kb_json])
+    assert caught.value.field == "intents[0].reviewer_note" and caught.value.line == 9
+    assert caught.value.message == "must be a single value"

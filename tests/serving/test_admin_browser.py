@@ -109,6 +109,48 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     assert errors == []
 
 
+def test_an_intent_found_by_search_shows_its_examples_and_the_operators_note(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    from core.kb_files import IntentData
+    from tests.serving.test_knowledge import import_toy_knowledge
+
+    base, app = review_server
+    import_toy_knowledge(app)
+    note = "Rates and fees of a payment abroad.\nNot <a cash withdrawal>: that is atm_fee."
+    with app.extensions["helploop"].database.session() as session:
+        import_knowledge_base(
+            session,
+            incoming=KnowledgeBaseData({"exchange_rate": IntentData("exchange_rate", reviewer_note=note)}),
+            source="test",
+        )
+    context, page, errors = logged_in_page(browser, base + "/review/next", "rita")
+    page.locator("#question").wait_for()
+    assert "read the reviewing guidelines" in page.locator("#guidelines-notice").inner_text()
+    page.locator("body").click(position={"x": 5, "y": 200})
+    page.keyboard.press("/")
+    page.keyboard.type("exchange_ra")  # not a name yet: nothing is fetched or shown
+    page.wait_for_timeout(300)
+    assert page.locator("#search-preview").inner_text() == ""
+    page.keyboard.type("te")
+    page.locator("#search-preview .note").wait_for()
+    preview = page.locator("#search-preview")
+    shortest = sorted(TOY["exchange_rate"], key=lambda t: (len(t), t))[:2]
+    assert preview.locator(".preview-title").inner_text() == (
+        f"Exchange rates — e.g. “{shortest[0]}” · “{shortest[1]}”"
+    )
+    assert preview.locator(".note").inner_text() == "Note: " + note  # as text: the "<a ...>" is not markup
+    assert preview.locator("a").count() == 0
+    page.fill("#search", "card_arrival")  # an intent without a note: its examples only
+    page.wait_for_function(
+        "() => document.querySelector('#search-preview .preview-title')"
+        " && document.querySelector('#search-preview').textContent.startsWith('Where is my card?')"
+    )
+    assert preview.locator(".note").count() == 0
+    context.close()
+    assert errors == []
+
+
 def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
     browser: Any, review_server: tuple[str, Any], tmp_path: Any
 ) -> None:

@@ -661,6 +661,35 @@ def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -
         assert len(texts) == len(set(texts)) == 48  # never the same question twice
 
 
+def test_crowd_guidelines_print_and_save_from_a_file(settings: Any, tmp_path: Path) -> None:
+    from crowd_feedback.guidelines import DEFAULT_GUIDELINES, current_guidelines
+
+    run(settings, "db", "upgrade")
+    shown = run(settings, "crowd", "guidelines")
+    assert shown.exit_code == 0 and shown.output == DEFAULT_GUIDELINES + "\n"
+    text = tmp_path / "guidelines.md"
+    text.write_text("# Our rules\n\n1. **Never guess.**\n", encoding="utf-8")
+    saved = run(settings, "crowd", "guidelines", "--file", str(text), "--actor", "ci")
+    assert saved.exit_code == 0 and saved.output.startswith("saved as guidelines version ")
+    with Database(settings).session() as session:
+        current = current_guidelines(session)
+        assert (current.text, current.author) == ("# Our rules\n\n1. **Never guess.**", "ci")
+    assert run(settings, "crowd", "guidelines").output == "# Our rules\n\n1. **Never guess.**\n"
+    same = run(settings, "crowd", "guidelines", "--file", str(text))
+    assert same.exit_code == 0 and same.output == "not changed: that is the text in use\n"
+    empty = tmp_path / "empty.md"
+    empty.write_text("\n  \n", encoding="utf-8")
+    refused = run(settings, "crowd", "guidelines", "--file", str(empty))
+    assert refused.exit_code != 0 and f"{empty}: the guidelines are empty" in refused.output
+    binary = tmp_path / "latin1.md"
+    binary.write_bytes("caf\xe9".encode("latin-1"))
+    assert f"{binary}: not UTF-8 text" in run(settings, "crowd", "guidelines", "--file", str(binary)).output
+    missing = run(settings, "crowd", "guidelines", "--file", str(tmp_path / "nope.md"))
+    assert missing.exit_code != 0 and "nope.md: file not found" in missing.output
+    with Database(settings).session() as session:
+        assert current_guidelines(session).text == "# Our rules\n\n1. **Never guess.**"  # nothing lost
+
+
 def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_file: Path) -> None:
     from core.models import Job, ModelVersion
 

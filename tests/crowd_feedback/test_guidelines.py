@@ -1,0 +1,69 @@
+"""The reviewing guidelines as versioned text: saving, the history, and who has read which version (both
+databases)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from core.models import User
+from crowd_feedback.guidelines import (
+    BUILT_IN,
+    DEFAULT_GUIDELINES,
+    MAX_GUIDELINES_LENGTH,
+    GuidelinesError,
+    current_guidelines,
+    guidelines_history,
+    guidelines_unread,
+    guidelines_version,
+    mark_guidelines_read,
+    save_guidelines,
+)
+from crowd_feedback.reviewers import create_user
+
+
+def test_versions_history_and_refusals(db_session: Session) -> None:
+    built_in = current_guidelines(db_session)
+    assert (built_in.version, built_in.text, built_in.author) == (BUILT_IN, DEFAULT_GUIDELINES, None)
+    assert guidelines_history(db_session) == []
+
+    first = save_guidelines(db_session, text="  1. Read the question.\r\n2. Pick one.   \n\n", author="omar")
+    assert first is not None and first.version > BUILT_IN
+    assert first.text == "1. Read the question.\n2. Pick one."  # line ends and outer blanks normalised
+    assert save_guidelines(db_session, text="1. Read the question.\n2. Pick one.\n", author="ola") is None
+    second = save_guidelines(db_session, text="Only **one** rule.", author="ola")
+    assert second is not None and second.version > first.version
+    assert current_guidelines(db_session) == second
+    assert [g.version for g in guidelines_history(db_session)] == [second.version, first.version]
+    assert [g.version for g in guidelines_history(db_session, limit=1)] == [second.version]
+    assert guidelines_version(db_session, version=first.version).text == first.text
+    assert guidelines_version(db_session, version=BUILT_IN).text == DEFAULT_GUIDELINES
+    # Back to the built-in text is a new version like any other.
+    third = save_guidelines(db_session, text=DEFAULT_GUIDELINES, author="omar")
+    assert third is not None and third.text == DEFAULT_GUIDELINES.strip()
+
+    with pytest.raises(GuidelinesError, match="empty"):
+        save_guidelines(db_session, text=" \n \n", author="omar")
+    with pytest.raises(GuidelinesError, match=f"{MAX_GUIDELINES_LENGTH + 1} characters, limit"):
+        save_guidelines(db_session, text="x" * (MAX_GUIDELINES_LENGTH + 1), author="omar")
+    with pytest.raises(GuidelinesError, match="version 999999 does not exist"):
+        guidelines_version(db_session, version=999_999)
+    assert current_guidelines(db_session) == third
+
+
+def test_a_reviewer_is_asked_to_read_each_new_version_once(db_session: Session) -> None:
+    rita = create_user(db_session, username="rita", password="correct horse battery", role="reviewer")
+    assert rita.guidelines_read is None
+    assert guidelines_unread(db_session, user=rita).version == BUILT_IN  # never read any
+    mark_guidelines_read(db_session, user_id=rita.id, version=BUILT_IN)
+    assert rita.guidelines_read == BUILT_IN and guidelines_unread(db_session, user=rita) is None
+
+    saved = save_guidelines(db_session, text="New rule: *never guess*.", author="omar")
+    assert saved is not None
+    assert guidelines_unread(db_session, user=rita) == saved
+    mark_guidelines_read(db_session, user_id=rita.id, version=saved.version)
+    db_session.flush()
+    assert guidelines_unread(db_session, user=rita) is None
+    # Reading an older version (an operator's link) never lowers what was read.
+    mark_guidelines_read(db_session, user_id=rita.id, version=BUILT_IN)
+    assert db_session.get(User, rita.id).guidelines_read == saved.version

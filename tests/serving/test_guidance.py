@@ -1,0 +1,200 @@
+"""Guidance for reviewers: the operators' note on each intent (on the review page and in the search preview)
+and the reviewing guidelines that operators edit, with a notice to each reviewer when they change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.models import User
+from crowd_feedback.review import ReviewPolicy, add_gold_item
+from tests.conftest import TOY
+from tests.serving.test_admin import add_user, csrf_token, login
+from tests.serving.test_knowledge import import_toy_knowledge
+
+NOTE = "Only a new PIN or a forgotten one.\nA blocked PIN is <b>pin_blocked</b>."
+
+
+def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_customers(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    assert 'name="reviewer_note"' in page
+    form = {
+        "csrf_token": csrf_token(page),
+        "title": "Change my PIN",
+        "answer": "Change it at any ATM.",
+        "examples": "\n".join(TOY["change_pin"]),
+        "reviewer_note": NOTE,
+    }
+    saved = operator.post("/operator/knowledge/change_pin", data=form, follow_redirects=True)
+    assert "Intent change_pin saved" in saved.get_data(as_text=True)
+    again = operator.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    assert "A blocked PIN is &lt;b&gt;pin_blocked&lt;/b&gt;.</textarea>" in again
+    assert 'data-intent="change_pin"' in operator.get("/operator/knowledge/?q=forgotten").get_data(
+        as_text=True
+    )
+    too_long = operator.post(
+        "/operator/knowledge/change_pin",
+        data={**form, "csrf_token": csrf_token(again), "reviewer_note": "n" * 2001},
+    )
+    assert too_long.status_code == 400
+    assert "reviewer_note: is 2001 characters, limit 2000" in too_long.get_data(as_text=True)
+
+    customer = app.test_client()
+    turn = customer.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    assert "blocked PIN" not in str(turn)  # customers never see it
+    customer.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
+    assert helploop.router.drain(10)
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    item_page = reviewer.get("/review/next").get_data(as_text=True)
+    assert (
+        '<div class="note" style="margin:0 0 .3rem 2.2rem;font-size:.9em;white-space:pre-wrap"><strong>Note:'
+        "</strong> Only a new PIN or a forgotten one.\nA blocked PIN is &lt;b&gt;pin_blocked&lt;/b&gt;.</div>"
+    ) in item_page
+    assert item_page.count('class="note"') == 1  # the other suggestions have no note
+
+    # An intent found by searching is described the same way, from its own URL.
+    with helploop.database.session() as session:
+        gold = add_gold_item(
+            session, text=TOY["change_pin"][0], label="change_pin", policy=ReviewPolicy(qualification_items=0)
+        )
+        gold_id = gold.id
+    info = reviewer.get(f"/review/items/{gold_id}/intents/change_pin")
+    assert info.status_code == 200
+    body = info.get_json()
+    assert (body["name"], body["title"], body["note"]) == ("change_pin", "Change my PIN", NOTE)
+    # A check question's own text is never one of the examples: it would show the key.
+    expected = sorted((t for t in TOY["change_pin"] if t != TOY["change_pin"][0]), key=lambda t: (len(t), t))[
+        :2
+    ]
+    assert body["examples"] == expected
+    assert reviewer.get(f"/review/items/{gold_id}/intents/exchange_rate").get_json()["note"] == ""
+    missing = reviewer.get(f"/review/items/{gold_id}/intents/no_such_intent")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    assert (
+        reviewer.get("/review/items/999999/intents/change_pin").get_json()["error"]["message"]
+        == "no such item"
+    )
+    anonymous = app.test_client().get(f"/review/items/{gold_id}/intents/change_pin")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+
+def test_operators_edit_the_guidelines_and_each_reviewer_is_told_to_read_new_versions(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    home = reviewer.get("/review/").get_data(as_text=True)
+    assert 'id="guidelines-notice"' in home and "read the reviewing guidelines</a> before you start" in home
+    built_in = reviewer.get("/review/guidelines").get_data(as_text=True)
+    assert "The guidelines that come with HelpLoop" in built_in
+    assert "<strong>Answer the question the customer asked</strong>" in built_in  # Markdown, rendered
+    assert 'id="edit-guidelines"' not in built_in  # reviewers read, operators write
+    assert 'id="guidelines-notice"' not in reviewer.get("/review/").get_data(as_text=True)
+
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/review/guidelines").get_data(as_text=True)
+    assert 'id="edit-guidelines"' in page and "Not edited yet" in page
+    assert 'id="guidelines-notice"' not in operator.get("/review/").get_data(as_text=True)
+    text = (
+        "1. **Never guess.**\n2. Fees: see [the price list](https://bank.example/fees).\n\n"
+        "<script>alert('x')</script> [bad](javascript:alert(1))"
+    )
+    assert operator.post("/review/guidelines", data={"text": text}).status_code == 400  # no CSRF token
+    assert (
+        reviewer.post(
+            "/review/guidelines", data={"text": text, "csrf_token": csrf_token(built_in)}
+        ).status_code
+        == 403
+    )
+    saved = operator.post(
+        "/review/guidelines", data={"text": text, "csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Guidelines saved as version" in saved and "written by omar" in saved
+    assert "<strong>Never guess.</strong>" in saved
+    assert '<a href="https://bank.example/fees">the price list</a>' in saved
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in saved and "<script>alert" not in saved
+    assert 'href="javascript:' not in saved
+    unchanged = operator.post(
+        "/review/guidelines",
+        data={"text": text + "\n\n", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    )
+    assert "Not changed: that is the text in use." in unchanged.get_data(as_text=True)
+    empty = operator.post("/review/guidelines", data={"text": "  ", "csrf_token": csrf_token(page)})
+    assert empty.status_code == 400 and "Not saved: the guidelines are empty" in empty.get_data(as_text=True)
+    bad_restore = operator.post("/review/guidelines", data={"restore": "x", "csrf_token": csrf_token(page)})
+    assert bad_restore.status_code == 400 and "is not a version number" in bad_restore.get_data(as_text=True)
+
+    # The reviewer read the built-in text: the new version is announced on the item page too.
+    with helploop.database.session() as session:
+        add_gold_item(
+            session, text="where is my card", label="card_arrival", policy=ReviewPolicy(qualification_items=0)
+        )
+    item_page = reviewer.get("/review/next").get_data(as_text=True)
+    assert "The reviewing guidelines changed on" in item_page and 'action="/review/items/' in item_page
+    assert "<strong>Never guess.</strong>" in reviewer.get("/review/guidelines").get_data(as_text=True)
+    assert 'id="guidelines-notice"' not in reviewer.get("/review/next").get_data(as_text=True)
+    with helploop.database.session() as session:
+        rita = session.query(User).filter_by(username="rita").one()
+        assert rita.guidelines_read is not None and rita.guidelines_read > 0
+
+    # Operators see the history, read an earlier version and use it again; reviewers only the one in use.
+    history = operator.get("/review/guidelines").get_data(as_text=True)
+    assert 'id="guidelines-history"' in history and "(in use)" in history
+    old = operator.get("/review/guidelines?version=0").get_data(as_text=True)
+    assert "an earlier version" in old and 'id="restore-guidelines"' in old
+    assert reviewer.get("/review/guidelines?version=0").status_code == 404
+    assert operator.get("/review/guidelines?version=999999").status_code == 404
+    restored = operator.post(
+        "/review/guidelines", data={"restore": "0", "csrf_token": csrf_token(old)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert (
+        "Guidelines saved as version" in restored
+        and "<strong>Answer the question the customer asked</strong>" in restored
+    )
+    assert "The reviewing guidelines changed on" in reviewer.get("/review/").get_data(as_text=True)
+
+
+def test_the_admin_api_reads_and_replaces_the_guidelines(make_app: Any) -> None:
+    from tests.serving.test_admin_api import bearer, token_for
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    headers = bearer(token_for(app, "omar"))
+    assert client.get("/api/v1/admin/guidelines").status_code == 401
+    built_in = client.get("/api/v1/admin/guidelines", headers=headers).get_json()
+    assert (built_in["version"], built_in["author"], built_in["created_at"]) == (0, None, None)
+    assert built_in["text"].startswith("1. **Answer the question the customer asked**")
+    put = client.put("/api/v1/admin/guidelines", headers=headers, json={"text": "Be *kind*.\n"})
+    body = put.get_json()
+    assert put.status_code == 200 and body["changed"] is True and body["version"] > 0
+    assert (body["text"], body["author"]) == ("Be *kind*.", "omar")
+    again = client.put("/api/v1/admin/guidelines", headers=headers, json={"text": "Be *kind*."}).get_json()
+    assert again["changed"] is False and again["version"] == body["version"]
+    for bad, code in (
+        ({"text": "  "}, "invalid_guidelines"),
+        ({"text": 3}, "invalid_body"),
+        ([], "invalid_body"),
+    ):
+        refused = client.put("/api/v1/admin/guidelines", headers=headers, json=bad)
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == code
+        assert refused.get_json()["error"]["field"] == "text"
+    assert client.get("/api/v1/admin/guidelines", headers=headers).get_json()["version"] == body["version"]
+    # The reviewer is asked to read the version the API saved.
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert "read the reviewing guidelines" in reviewer.get("/review/").get_data(as_text=True)
+    assert "<em>kind</em>" in reviewer.get("/review/guidelines").get_data(as_text=True)
+    assert 'id="guidelines-notice"' not in reviewer.get("/review/").get_data(as_text=True)
