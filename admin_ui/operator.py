@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
+from core.knowledge_base import reviewer_notes
 from core.models import (
     Deployment,
     Intent,
@@ -144,6 +145,8 @@ def overview() -> Any:
         _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
         figures = overview_figures(session, days=30)
+        noted = set(reviewer_notes(session))
+        intent_names = set(session.scalars(select(Intent.name)))
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -178,6 +181,9 @@ def overview() -> Any:
         choice_sets=figures.choice_sets,
         choices_scanned=figures.choices_scanned,
         pick_trust=figures.pick_trust,
+        mixups=figures.mixups,
+        noted=noted,
+        intent_names=intent_names,
         satisfaction=figures.satisfaction,
     )
 

@@ -7,6 +7,9 @@
 - **Per intent**: how often it was answered, the thumbs-down rate of its rated answers, its audited
   precision, and what reviewers said of the answer text itself ("was the bot's answer acceptable?"), so an
   operator can tell a wrong classification from a poor answer.
+- **Labels reviewers mix up**: on questions whose label is settled (a resolved item, or a check question's
+  key), which other label reviewers gave, and how often: where a note on the intent, or a line in the
+  guidelines, would save the crowd's time.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
@@ -29,6 +32,7 @@ from core.registry import (
     daily_traffic,
     satisfaction,
 )
+from crowd_feedback.gold import RETIRED
 from crowd_feedback.review import PickTrust, pick_trust
 from crowd_feedback.workforce import Workforce, workforce
 
@@ -165,6 +169,58 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
 
 
 @dataclass(frozen=True)
+class LabelMixup:
+    """Reviewers answered ``chosen`` ``times`` times on questions whose settled label is ``settled`` (out of
+    ``judgements`` answers on such questions)."""
+
+    settled: str
+    chosen: str
+    times: int
+    judgements: int
+
+    @property
+    def share(self) -> float:
+        return self.times / self.judgements
+
+
+def label_mixups(
+    session: Session, *, since: datetime | None = None, min_times: int = 2, limit: int = 10
+) -> list[LabelMixup]:
+    """The label pairs reviewers mix up most: answers that differ from the settled label of resolved items
+    and of check questions in use (a retired key is no longer trusted), most frequent first; pairs seen fewer
+    than ``min_times`` times are left out. ``since``: answers given from then on."""
+    settled = case((ReviewItem.is_gold.is_(True), ReviewItem.gold_label), else_=ReviewItem.resolved_label)
+    query = (
+        select(settled, Judgement.label, func.count())
+        .join(Judgement, Judgement.item_id == ReviewItem.id)
+        .where(
+            or_(
+                and_(ReviewItem.is_gold.is_(True), ReviewItem.status != RETIRED),
+                and_(ReviewItem.is_gold.is_(False), ReviewItem.status == "resolved"),
+            )
+        )
+        .group_by(settled, Judgement.label)
+    )
+    if since is not None:
+        query = query.where(Judgement.created_at >= since)
+    totals: dict[str, int] = {}
+    differing: dict[tuple[str, str], int] = {}
+    for label, chosen, count in session.execute(query):
+        if label is None:
+            continue
+        totals[label] = totals.get(label, 0) + int(count)
+        if chosen != label:
+            differing[(label, chosen)] = int(count)
+    mixups = [
+        LabelMixup(label, chosen, count, totals[label])
+        for (label, chosen), count in differing.items()
+        if count >= min_times
+    ]
+    mixups.sort(key=lambda m: (-m.times, -m.share, m.settled, m.chosen))
+    return mixups[:limit]
+
+
+@dataclass(frozen=True)
 class Overview:
     """The operator overview's figures over the last days (today included): the page shows them, the admin
     API's ``/stats`` returns them."""
@@ -178,6 +234,7 @@ class Overview:
     pick_trust: PickTrust
     satisfaction: Satisfaction
     workforce: Workforce
+    mixups: list[LabelMixup]
 
 
 def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
@@ -194,4 +251,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         pick_trust=pick_trust(session),
         satisfaction=satisfaction(session, since=since),
         workforce=workforce(session, since=since),
+        mixups=label_mixups(session, since=since),
     )

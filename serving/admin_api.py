@@ -459,6 +459,16 @@ def stats() -> Response:
                     }
                     for p in figures.workforce.people
                 ],
+                "mixups": [
+                    {
+                        "settled": m.settled,
+                        "chosen": m.chosen,
+                        "times": m.times,
+                        "judgements": m.judgements,
+                        "share": m.share,
+                    }
+                    for m in figures.mixups
+                ],
             },
         }
     )

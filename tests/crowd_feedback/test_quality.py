@@ -112,3 +112,47 @@ def test_wilson_interval() -> None:
     low, high = wilson_interval(95, 100)
     assert low == pytest.approx(0.888, abs=1e-3) and high == pytest.approx(0.978, abs=1e-3)
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] == pytest.approx(0.722, abs=1e-3)
+
+
+def test_labels_reviewers_mix_up_on_settled_questions(db_session: Session) -> None:
+    from core.models import Judgement, ReviewItem
+    from crowd_feedback.quality import LabelMixup, label_mixups
+
+    people = reviewers(db_session, 5)
+    now = utcnow()
+
+    def item(labels: list[str], **fields: object) -> ReviewItem:
+        row = ReviewItem(text="q", reasons=["clarify"], **fields)
+        db_session.add(row)
+        db_session.flush()
+        for person, label in zip(people, labels, strict=False):
+            db_session.add(Judgement(item_id=row.id, reviewer_id=person.id, label=label, created_at=now))
+        return row
+
+    resolved = {"status": "resolved", "resolved_label": "card_arrival"}
+    item(["card_arrival", "card_arrival", "card_delivery_estimate"], **resolved)
+    item(["card_delivery_estimate", "card_arrival", "card_arrival", "card_arrival"], **resolved)
+    item(["change_pin", "card_arrival", "card_arrival"], **resolved)  # once only: below min_times
+    item(["exchange_rate", "exchange_rate", "exchange_rate"], status="pending")  # not settled: left out
+    item(["change_pin", "card_arrival", "card_arrival"], status="escalated")  # not settled either
+    # A check question's key settles it, whatever its status; a retired key is no longer trusted.
+    item(["exchange_rate", "exchange_rate", "change_pin"], is_gold=True, gold_label="change_pin")
+    item(["exchange_rate", "exchange_rate"], is_gold=True, gold_label="change_pin", status="retired")
+    old = item(["not_a_question", "not_a_question"], status="resolved", resolved_label="lost_card")
+    db_session.flush()
+
+    recent = [
+        LabelMixup("change_pin", "exchange_rate", 2, 3),
+        LabelMixup("card_arrival", "card_delivery_estimate", 2, 10),
+    ]
+    # As often as each other: the larger share of the settled label's answers first.
+    assert label_mixups(db_session) == [LabelMixup("lost_card", "not_a_question", 2, 2), *recent]
+    assert [round(m.share, 3) for m in label_mixups(db_session)] == [1.0, 0.667, 0.2]
+    assert label_mixups(db_session, min_times=1)[3] == LabelMixup("card_arrival", "change_pin", 1, 10)
+    assert label_mixups(db_session, limit=1) == [LabelMixup("lost_card", "not_a_question", 2, 2)]
+    # Only answers given since a moment count.
+    for judgement in old.judgements:
+        judgement.created_at = now - timedelta(days=40)
+    db_session.flush()
+    assert label_mixups(db_session, since=now - timedelta(days=1)) == recent
+    assert label_mixups(db_session, since=now + timedelta(seconds=1)) == []

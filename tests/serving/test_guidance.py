@@ -198,3 +198,65 @@ def test_the_admin_api_reads_and_replaces_the_guidelines(make_app: Any) -> None:
     assert "read the reviewing guidelines" in reviewer.get("/review/").get_data(as_text=True)
     assert "<em>kind</em>" in reviewer.get("/review/guidelines").get_data(as_text=True)
     assert 'id="guidelines-notice"' not in reviewer.get("/review/").get_data(as_text=True)
+
+
+def test_the_overview_lists_labels_reviewers_mix_up_with_a_link_to_the_note(make_app: Any) -> None:
+    from core.knowledge_base import save_intent
+    from core.models import Judgement, ReviewItem
+    from tests.serving.test_admin_api import bearer, token_for
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    assert 'id="no-mixups"' in operator.get("/operator/").get_data(as_text=True)
+    with helploop.database.session() as session:
+        people = [add_user_row(session, f"mixer{i}") for i in range(3)]
+        for labels, settled in (
+            (["change_pin", "card_arrival", "card_arrival"], "card_arrival"),
+            (["change_pin", "card_arrival", "card_arrival"], "card_arrival"),
+            (["new_intent", "new_intent", "exchange_rate"], "new_intent"),
+            (["exchange_rate", "new_intent", "new_intent"], "new_intent"),
+        ):
+            item = ReviewItem(text="q", reasons=["clarify"], status="resolved", resolved_label=settled)
+            session.add(item)
+            session.flush()
+            for person, label in zip(people, labels, strict=True):
+                session.add(Judgement(item_id=item.id, reviewer_id=person, label=label))
+    page = operator.get("/operator/").get_data(as_text=True)
+    assert (
+        "<tr><td>card_arrival</td><td>change_pin</td><td>2</td><td>33%</td>\n"
+        '  <td><a href="/operator/knowledge/card_arrival">add a note</a></td></tr>'
+    ) in page
+    assert "<td>new_intent</td><td>exchange_rate</td><td>2</td><td>33%</td>" in page
+    assert '<span class="muted">not an intent</span>' in page  # "none fits" has no page to write on
+    with helploop.database.session() as session:
+        save_intent(
+            session,
+            name="card_arrival",
+            title="Where is my card?",
+            answer="Soon.",
+            examples=TOY["card_arrival"],
+            reviewer_note="A PIN question is change_pin.",
+            actor="omar",
+            create=False,
+        )
+    assert '<a href="/operator/knowledge/card_arrival">edit the note</a>' in operator.get(
+        "/operator/"
+    ).get_data(as_text=True)
+    stats = app.test_client().get("/api/v1/admin/stats", headers=bearer(token_for(app, "omar"))).get_json()
+    assert stats["review"]["mixups"][0] == {
+        "settled": "card_arrival",
+        "chosen": "change_pin",
+        "times": 2,
+        "judgements": 6,
+        "share": 2 / 6,
+    }
+
+
+def add_user_row(session: Any, username: str) -> int:
+    from crowd_feedback.reviewers import create_user
+
+    return create_user(session, username=username, password="correct horse battery", role="reviewer").id
