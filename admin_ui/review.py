@@ -23,6 +23,7 @@ from crowd_feedback.guidelines import (
     mark_guidelines_read,
     save_guidelines,
 )
+from crowd_feedback.quality import label_mixups
 from crowd_feedback.review import (
     NEW_INTENT,
     NOT_A_QUESTION,
@@ -40,7 +41,7 @@ from crowd_feedback.review import (
     reviewer_weight,
     submit_judgement,
 )
-from crowd_feedback.workforce import FAST_SECONDS
+from crowd_feedback.workforce import FAST_SECONDS, answer_record
 
 review = Blueprint(
     "review", __name__, url_prefix="/review", template_folder="templates", static_folder="static"
@@ -239,6 +240,39 @@ def skip(item_id: int) -> Any:
         release_claim(session, item_id=item_id, reviewer=session.get(User, current_user.id))
     # Skipping once puts the item back; the reviewer gets the next most urgent one they have not claimed.
     return redirect(url_for("review.next_page"))
+
+
+HISTORY_PAGE = 50
+
+
+@review.get("/history")
+@require_role("reviewer", "operator")
+def history() -> Any:
+    """The reviewer's own answers, newest first, with the label each item settled on, and the labels they
+    most often give where the crowd settled on another (with that intent's note): how a reviewer learns."""
+    helploop = current_app.extensions["helploop"]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    with helploop.database.session() as session:
+        records, total = answer_record(
+            session, reviewer_id=current_user.id, limit=HISTORY_PAGE, offset=(page - 1) * HISTORY_PAGE
+        )
+        mixups = label_mixups(session, reviewer_id=current_user.id, min_times=1, limit=5)
+        notes = reviewer_notes(session, names=[m.settled for m in mixups])
+        stats = reviewer_stats(session, reviewer=session.get(User, current_user.id))
+    _, titles = known_intents()
+    return render_template(
+        "admin/review_history.html",
+        records=records,
+        total=total,
+        page=page,
+        pages=max((total + HISTORY_PAGE - 1) // HISTORY_PAGE, 1),
+        mixups=mixups,
+        notes=notes,
+        titles=titles,
+        stats=stats,
+        new_intent=NEW_INTENT,
+        not_a_question=NOT_A_QUESTION,
+    )
 
 
 @review.get("/guidelines")

@@ -184,25 +184,31 @@ class LabelMixup:
 
 
 def label_mixups(
-    session: Session, *, since: datetime | None = None, min_times: int = 2, limit: int = 10
+    session: Session,
+    *,
+    since: datetime | None = None,
+    min_times: int = 2,
+    limit: int = 10,
+    reviewer_id: int | None = None,
 ) -> list[LabelMixup]:
     """The label pairs reviewers mix up most: answers that differ from the settled label of resolved items
     and of check questions in use (a retired key is no longer trusted), most frequent first; pairs seen fewer
-    than ``min_times`` times are left out. ``since``: answers given from then on."""
+    than ``min_times`` times are left out. ``since``: answers given from then on. ``reviewer_id``: that
+    reviewer's answers only, on resolved items only (what they are shown of their own work must never give
+    a check question's key away)."""
     settled = case((ReviewItem.is_gold.is_(True), ReviewItem.gold_label), else_=ReviewItem.resolved_label)
+    resolved = and_(ReviewItem.is_gold.is_(False), ReviewItem.status == "resolved")
+    gold_in_use = and_(ReviewItem.is_gold.is_(True), ReviewItem.status != RETIRED)
     query = (
         select(settled, Judgement.label, func.count())
         .join(Judgement, Judgement.item_id == ReviewItem.id)
-        .where(
-            or_(
-                and_(ReviewItem.is_gold.is_(True), ReviewItem.status != RETIRED),
-                and_(ReviewItem.is_gold.is_(False), ReviewItem.status == "resolved"),
-            )
-        )
+        .where(resolved if reviewer_id is not None else or_(gold_in_use, resolved))
         .group_by(settled, Judgement.label)
     )
     if since is not None:
         query = query.where(Judgement.created_at >= since)
+    if reviewer_id is not None:
+        query = query.where(Judgement.reviewer_id == reviewer_id)
     totals: dict[str, int] = {}
     differing: dict[tuple[str, str], int] = {}
     for label, chosen, count in session.execute(query):

@@ -11,6 +11,9 @@ people's time (what Amazon A2I and Mechanical Turk report as time per task, and 
   one of dozens of intents. It only points; the gold checks decide suspensions.
 - **Effort**: reviewer hours in the window, and the time one resolved item cost (mean time per judgement ×
   judgements per resolved item, gold checks and escalations included): the price of a verified label.
+- **A reviewer's own record**: their answers, newest first, each with the label the item settled on once it
+  did, so a reviewer learns where they differ from the crowd. Check questions are left out: their keys stay
+  secret after the practice.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.models import Judgement, ReviewItem, User
+from core.models import Judgement, ReviewItem, User, as_utc
 
 FAST_SECONDS = 3.0
 RATE_AFTER_SECONDS = 60.0  # an hourly rate from less measured work than this is noise
@@ -181,3 +184,55 @@ def workforce(session: Session, *, since: datetime) -> Workforce:
         resolved_items=int(resolved_items or 0),
     )
     return Workforce(people=people, effort=effort)
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One of a reviewer's answers and what became of the item."""
+
+    item_id: int
+    text: str
+    label: str
+    new_intent_text: str | None
+    answered_at: datetime
+    status: str  # pending | resolved | escalated
+    settled: str | None  # the item's label once resolved
+
+    @property
+    def agreed(self) -> bool | None:
+        return None if self.settled is None else self.settled == self.label
+
+
+def answer_record(
+    session: Session, *, reviewer_id: int, limit: int = 50, offset: int = 0
+) -> tuple[list[AnswerRecord], int]:
+    """The reviewer's answers on real items (never check questions), newest first: (``limit`` of them from
+    ``offset``, how many there are in all)."""
+    mine = and_(Judgement.reviewer_id == reviewer_id, ReviewItem.is_gold.is_(False))
+    total = session.scalar(
+        select(func.count())
+        .select_from(Judgement)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(mine)
+    )
+    rows = session.execute(
+        select(Judgement, ReviewItem.text, ReviewItem.status, ReviewItem.resolved_label)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(mine)
+        .order_by(Judgement.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    records = [
+        AnswerRecord(
+            item_id=judgement.item_id,
+            text=text,
+            label=judgement.label,
+            new_intent_text=judgement.new_intent_text,
+            answered_at=as_utc(judgement.created_at),
+            status=status,
+            settled=resolved_label if status == "resolved" else None,
+        )
+        for judgement, text, status, resolved_label in rows
+    ]
+    return records, int(total or 0)

@@ -214,3 +214,60 @@ def test_an_empty_window_has_no_figures(db_session: Session) -> None:
         None,
     )
     assert db_session.get(User, ann.id) is not None
+
+
+def test_a_reviewers_own_record_and_mixups_never_show_check_questions(db_session: Session) -> None:
+    from crowd_feedback.quality import LabelMixup, label_mixups
+    from crowd_feedback.workforce import answer_record
+
+    me, other = reviewers(db_session, 2)
+    start = utcnow() - timedelta(hours=1)
+
+    def judged(text: str, mine: str, theirs: str, **fields: Any) -> ReviewItem:
+        item = ReviewItem(text=text, reasons=["clarify"], **fields)
+        db_session.add(item)
+        db_session.flush()
+        minute = len(db_session.scalars(select(Judgement)).all())
+        for person, label in ((me, mine), (other, theirs)):
+            db_session.add(
+                Judgement(
+                    item_id=item.id,
+                    reviewer_id=person.id,
+                    label=label,
+                    new_intent_text="metal card" if label == "new_intent" else None,
+                    created_at=start + timedelta(minutes=minute),
+                )
+            )
+        db_session.flush()
+        return item
+
+    settled = {"status": "resolved", "resolved_label": "card_arrival"}
+    first = judged("where is my card", "card_arrival", "card_arrival", **settled)
+    second = judged("card still not here", "card_delivery_estimate", "card_arrival", **settled)
+    third = judged("has my card shipped", "card_delivery_estimate", "card_arrival", **settled)
+    waiting = judged("pin?", "change_pin", "change_pin", status="pending")
+    escalated = judged("odd", "new_intent", "exchange_rate", status="escalated")
+    judged("key?", "exchange_rate", "change_pin", is_gold=True, gold_label="change_pin")  # never listed
+
+    records, total = answer_record(db_session, reviewer_id=me.id)
+    assert total == 5
+    assert [r.item_id for r in records] == [escalated.id, waiting.id, third.id, second.id, first.id]
+    assert [(r.status, r.settled, r.agreed) for r in records] == [
+        ("escalated", None, None),
+        ("pending", None, None),
+        ("resolved", "card_arrival", False),
+        ("resolved", "card_arrival", False),
+        ("resolved", "card_arrival", True),
+    ]
+    assert records[0].new_intent_text == "metal card" and records[0].label == "new_intent"
+    assert records[2].answered_at > records[3].answered_at and records[2].answered_at.tzinfo is not None
+    page, _ = answer_record(db_session, reviewer_id=me.id, limit=2, offset=2)
+    assert [r.item_id for r in page] == [third.id, second.id]
+    assert answer_record(db_session, reviewer_id=other.id)[1] == 5
+    # Their own mix-ups: resolved items only, so the check question's key (change_pin) is not told.
+    assert label_mixups(db_session, reviewer_id=me.id, min_times=1) == [
+        LabelMixup("card_arrival", "card_delivery_estimate", 2, 3)
+    ]
+    assert label_mixups(db_session, reviewer_id=other.id, min_times=1) == []
+    # Everyone's mix-ups (operators) do count the check question's key.
+    assert LabelMixup("change_pin", "exchange_rate", 1, 2) in label_mixups(db_session, min_times=1)

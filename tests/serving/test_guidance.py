@@ -260,3 +260,67 @@ def add_user_row(session: Any, username: str) -> int:
     from crowd_feedback.reviewers import create_user
 
     return create_user(session, username=username, password="correct horse battery", role="reviewer").id
+
+
+def test_a_reviewer_reads_their_own_answers_and_where_they_differ_with_the_note(make_app: Any) -> None:
+    from core.knowledge_base import save_intent
+    from core.models import Judgement, ReviewItem
+    from crowd_feedback.reviewers import create_user
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    assert reviewer.get("/review/history").status_code == 302  # login first
+    login(reviewer, "rita")
+    empty = reviewer.get("/review/history").get_data(as_text=True)
+    assert "You have not answered any question yet." in empty and "None of the" in empty
+    with helploop.database.session() as session:
+        rita = session.query(User).filter_by(username="rita").one()
+        other = create_user(session, username="otto", password="correct horse battery", role="reviewer")
+        save_intent(
+            session,
+            name="card_arrival",
+            title="Where is my card?",
+            answer="Soon.",
+            examples=TOY["card_arrival"],
+            reviewer_note="Late cards only.",
+            actor="omar",
+            create=False,
+        )
+        for number in range(52):
+            status = "resolved" if number < 3 else "pending"
+            item = ReviewItem(
+                text=f"question {number}",
+                reasons=["clarify"],
+                status=status,
+                resolved_label="card_arrival" if status == "resolved" else None,
+            )
+            session.add(item)
+            session.flush()
+            mine = "card_arrival" if number == 0 else "change_pin"
+            session.add(Judgement(item_id=item.id, reviewer_id=rita.id, label=mine))
+            session.add(Judgement(item_id=item.id, reviewer_id=other.id, label="card_arrival"))
+        gold = ReviewItem(text="secret check", reasons=["gold"], is_gold=True, gold_label="exchange_rate")
+        session.add(gold)
+        session.flush()
+        session.add(Judgement(item_id=gold.id, reviewer_id=rita.id, label="change_pin"))
+    home = reviewer.get("/review/").get_data(as_text=True)
+    assert 'href="/review/history" style="font-size:.6em" id="history-link"' in home
+    page = reviewer.get("/review/history").get_data(as_text=True)
+    assert "All your answers (52), newest first" in page and "page 1 of 2" in page
+    assert "final label <strong>33%</strong> of the time" in page
+    assert (
+        '<td>Where is my card? <span class="muted">(card_arrival)</span>\n'
+        '   <div class="note muted" style="white-space:pre-wrap;font-size:.9em"><strong>Note:</strong> '
+        "Late cards only.</div></td>\n"
+        '  <td>Change my PIN <span class="muted">(change_pin)</span></td><td>2 of 3</td></tr>'
+    ) in page
+    # The newest 50: questions 51 to 3 wait for others, question 2 settled on another label.
+    assert page.count("waiting for other reviewers") == 49
+    assert page.count('<span class="warn">✗ Where is my card?') == 1
+    older = reviewer.get("/review/history?page=2").get_data(as_text=True)
+    assert "question 0" in older and "question 1" in older and "✓ the same" in older
+    assert older.count('<span class="warn">✗ Where is my card?') == 1
+    assert "secret check" not in page + older and "exchange_rate" not in page + older  # gold keys stay secret
