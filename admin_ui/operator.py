@@ -69,6 +69,7 @@ from crowd_feedback.gold import (
     GoldError,
     add_gold_from_knowledge_base,
     gold_report,
+    held_out_views,
     retire_gold,
 )
 from crowd_feedback.jobs import export_dir
@@ -1128,12 +1129,30 @@ def gold() -> Any:
 def add_gold() -> Any:
     helploop = current_app.extensions["helploop"]
     per_intent = request.form.get("per_intent", type=int) or 0
+    engine = helploop.models.state.production
+    settings = helploop.settings
+    bot_view = (
+        held_out_views(
+            engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
+        )
+        if engine is not None and engine.held_out is not None
+        else None
+    )
     try:
         with helploop.write_lock, helploop.database.session() as session:
             added = add_gold_from_knowledge_base(
-                session, per_intent=per_intent, policy=helploop.policy, seed=int(utcnow().timestamp())
+                session,
+                per_intent=per_intent,
+                policy=helploop.policy,
+                seed=int(utcnow().timestamp()),
+                bot_view=bot_view,
             )
-        flash(f"Added {added} check questions from the knowledge base.")
+        how = (
+            "drawn where the model in production, not trained on them, was least sure"
+            if bot_view is not None
+            else "drawn at random: the model in production kept no held-out rows"
+        )
+        flash(f"Added {added} check questions from the knowledge base ({how}).")
     except GoldError as exc:
         flash(f"Not changed: {exc}")
     return redirect(url_for("operator.gold"))

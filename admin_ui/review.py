@@ -92,11 +92,17 @@ def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
     """What the production model makes of a check question that has no turn behind it (one from the
     knowledge base), filled into ``view`` as a real item's logged answer would be: without it, the missing
     "the bot said" and suggestions would give every such check question away. Returns its candidates."""
-    engine = current_app.extensions["helploop"].models.state.production
+    helploop = current_app.extensions["helploop"]
+    engine = helploop.models.state.production
     if engine is None:
         return []
-    prediction = engine.predict(view["text"])
-    view["bot_answer"], view["bot_confidence"] = prediction.answer, prediction.confidence
+    # Where the model kept what members that had not seen the question made of it, that; else its own view
+    # (it was trained on the question, so it is surer than on real traffic).
+    prediction = engine.held_out_prediction(view["text"]) or engine.predict(view["text"])
+    view["bot_answer"] = prediction.reply(
+        clarify_message=helploop.settings.clarify_message, handoff_message=helploop.settings.handoff_message
+    )
+    view["bot_confidence"] = prediction.confidence
     view["bot_intent"] = prediction.intent or prediction.top_intent
     return [c.to_dict() for c in prediction.ranking[:5]]
 

@@ -73,6 +73,57 @@ class Candidate:
 
 
 @dataclass
+class HeldOutRows:
+    """What the engine made of the rows it was calibrated on, each scored by members that had not seen it
+    (out of fold, or the calibration set): the answer a knowledge-base question would have got from a model
+    not trained on it. The crowd loop shows it with a check question drawn from the knowledge base, so that
+    the bot's view of it is as uncertain as on real traffic instead of recalling its own training row."""
+
+    texts: list[str]
+    labels: list[str]  # the row's own label
+    top: np.ndarray  # (rows, k) label indices, most probable first
+    probabilities: np.ndarray  # (rows, k) the combiner's probabilities of those labels
+    confidence: np.ndarray  # (rows,) calibrated
+    margin: np.ndarray  # (rows,)
+
+    def __post_init__(self) -> None:
+        self._index = {" ".join(text.split()): i for i, text in enumerate(self.texts)}
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def row(self, text: str) -> int | None:
+        return self._index.get(" ".join(text.split()))
+
+    def save(self, directory: Path) -> None:
+        np.savez_compressed(
+            directory / "held_out.npz",
+            top=self.top.astype(np.int32),
+            probabilities=self.probabilities.astype(np.float32),
+            confidence=self.confidence.astype(np.float32),
+            margin=self.margin.astype(np.float32),
+        )
+        (directory / "held_out.json").write_text(
+            json.dumps({"texts": self.texts, "labels": self.labels}, ensure_ascii=False)
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> HeldOutRows | None:
+        if not (directory / "held_out.npz").is_file():
+            return None  # a bundle built before held-out rows were kept
+        arrays = np.load(directory / "held_out.npz")
+        named = json.loads((directory / "held_out.json").read_text())
+        return cls(
+            list(named["texts"]),
+            list(named["labels"]),
+            arrays["top"],
+            arrays["probabilities"],
+            arrays["confidence"],
+            arrays["margin"],
+        )
+
+
+@dataclass
 class Prediction:
     text: str
     status: str
@@ -91,6 +142,12 @@ class Prediction:
     @property
     def top_intent(self) -> str:
         return self.ranking[0].intent
+
+    def reply(self, *, clarify_message: str, handoff_message: str) -> str:
+        """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line."""
+        if self.status == ANSWERED:
+            return self.answer
+        return clarify_message if self.status == CLARIFY else handoff_message
 
     @property
     def members_disagree(self) -> bool:
@@ -197,6 +254,7 @@ class AnsweringEngine:
         self._staged_onnx: Path | None = None  # the export fit_on_onnx() fitted on, until save() copies it
         self.version = "unfitted"
         self.bundle_dir: Path | None = None
+        self.held_out: HeldOutRows | None = None
 
     # ------------------------------------------------------------------------------------- features
 
@@ -275,6 +333,7 @@ class AnsweringEngine:
             held_features = self.featurise(calibration_texts, progress=progress)
             held_scores = self.member_scores(held_features)
             held_y = np.array([index[label] for label in calibration_labels], dtype=np.int64)
+            held_texts = list(calibration_texts)
             calibration_source = "validation set"
             if refit_texts is not None and refit_labels is not None:
                 unknown_refit = sorted(set(refit_labels) - set(self.labels))
@@ -289,6 +348,7 @@ class AnsweringEngine:
             held_scores, held_y = self._out_of_fold_scores(
                 features, y, extra, extra_y, progress=progress, report=report
             )
+            held_texts = list(texts)
             calibration_source = "out-of-fold"
             report("refit", 0.0)
             self._fit_members(features.concat(extra), np.concatenate([y, extra_y]), progress=progress)
@@ -301,6 +361,16 @@ class AnsweringEngine:
         self.calibrator = ConfidenceCalibrator(self.config.calibration).fit(raw_confidence, correct)
         confidence = self.calibrator(raw_confidence)
         margin = self._margins(probabilities, confidence)
+        k = min(self.config.top_k, len(self.labels))
+        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        self.held_out = HeldOutRows(
+            held_texts,
+            [self.labels[i] for i in held_y],
+            best,
+            np.take_along_axis(probabilities, best, axis=1),
+            confidence,
+            margin,
+        )
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
         # retraining needed): the same rows, the same rule, each fitted once.
@@ -333,6 +403,7 @@ class AnsweringEngine:
                 "seconds": round(seconds, 2),
                 "calibration_source": calibration_source,
                 "calibration_rows": int(held_y.shape[0]),
+                "held_out_rows": len(held_texts),
             },
             "calibration_metrics": {
                 "accuracy": float(correct.mean()),
@@ -458,6 +529,18 @@ class AnsweringEngine:
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]
 
+    def held_out_prediction(self, text: str) -> Prediction | None:
+        """What the engine said of ``text`` when it was one of the rows scored by members that had not seen it
+        (its calibration rows), decided with today's gate and answers; None when it was not one of those rows
+        (or the bundle predates them). Member scores are not kept for these rows."""
+        rows = self.held_out
+        i = rows.row(text) if rows is not None else None
+        if rows is None or i is None:
+            return None
+        probabilities = np.zeros(len(self.labels))
+        probabilities[rows.top[i]] = rows.probabilities[i]
+        return self._decide(text, probabilities, float(rows.confidence[i]), float(rows.margin[i]), {}, 0.0)
+
     def use_target_precision(self, target: float | None) -> bool:
         """Answer at another precision without retraining: the gate fitted to ``target`` on the same
         held-out rows (one of ``gate_options``); None goes back to the gate the model was built with.
@@ -581,6 +664,8 @@ class AnsweringEngine:
             self.manifest["fitted_on"] = "onnx int8" if staged.quantized else "onnx fp32"
         for name, member in self.members.items():
             member.save(out / "members" / name)
+        if self.held_out is not None:
+            self.held_out.save(out)
         knowledge = {label: asdict(info) for label, info in self.knowledge.items()}
         (out / "knowledge.json").write_text(json.dumps(knowledge, indent=2, ensure_ascii=False))
         manifest = dict(self.manifest)
@@ -638,6 +723,7 @@ class AnsweringEngine:
             engine.gate = Gate.from_config(manifest["gate"])
             engine.built_gate = engine.gate
             engine.gate_options = dict(manifest.get("gate_options", {}))  # older bundles: none
+            engine.held_out = HeldOutRows.load(bundle)
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None
         onnx_dir = bundle / "onnx"

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.engine import AnsweringEngine
 from core.knowledge_base import load_knowledge_base
 from core.models import AccountEvent, Judgement, ReviewItem, User, as_utc
 from crowd_feedback.review import (
@@ -93,10 +96,72 @@ def gold_report(session: Session) -> list[GoldRow]:
     )
 
 
+@dataclass(frozen=True)
+class BotView:
+    """What the bot would have said to a question it was not trained on, as a review item shows it: the
+    intent, the reply the customer would have read, the confidence and the candidates (best first)."""
+
+    intent: str | None
+    answer: str
+    confidence: float
+    candidates: list[dict[str, Any]]
+
+
+def held_out_views(
+    engine: AnsweringEngine, *, clarify_message: str, handoff_message: str
+) -> Callable[[str], BotView | None]:
+    """The bot's view of knowledge-base examples the model was calibrated on, each from members that had
+    not seen it (``AnsweringEngine.held_out_prediction``); None for an example it has no such row of."""
+
+    def view(text: str) -> BotView | None:
+        prediction = engine.held_out_prediction(text)
+        if prediction is None:
+            return None
+        return BotView(
+            intent=prediction.intent or prediction.top_intent,
+            answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
+            confidence=prediction.confidence,
+            candidates=[c.to_dict() for c in prediction.ranking[:5]],
+        )
+
+    return view
+
+
+MIN_DOUBT = 0.02  # an example the bot is sure of can still be drawn, rarely
+
+
+def _draw_by_doubt(
+    viewed: list[tuple[str, BotView]], n: int, rng: random.Random
+) -> list[tuple[str, BotView]]:
+    """``n`` of them without replacement, each with probability in proportion to the bot's doubt (1 − its
+    confidence), as traffic reaches review (Efraimidis–Spirakis keys: u^(1/w), largest first)."""
+    keyed = sorted(
+        (
+            (rng.random() ** (1.0 / max(1.0 - view.confidence, MIN_DOUBT)), text, view)
+            for text, view in viewed
+        ),
+        key=lambda k: k[0],
+        reverse=True,
+    )
+    return [(text, view) for _, text, view in keyed[:n]]
+
+
 def add_gold_from_knowledge_base(
-    session: Session, *, per_intent: int, policy: ReviewPolicy, seed: int = 0
+    session: Session,
+    *,
+    per_intent: int,
+    policy: ReviewPolicy,
+    seed: int = 0,
+    bot_view: Callable[[str], BotView | None] | None = None,
 ) -> int:
-    """``per_intent`` examples of each intent (drawn at random, never one already gold) become gold items."""
+    """``per_intent`` examples of each intent (never one already gold) become gold items, drawn at random.
+
+    With ``bot_view`` (``held_out_views`` of the model in production), they are drawn in proportion to the
+    bot's doubt about them, among those whose key is one of its candidates (a key the model cannot place at
+    all is likelier a wrong label than a hard question), and each item carries that view: its suggestions are
+    then those of a model that never saw the question, not one recalling its own training row, so a check
+    question is as hard as the real items it hides among. An intent with no example seen that way is drawn
+    at random, and its bot view is computed when it is shown."""
     if not 1 <= per_intent <= 50:
         raise GoldError(f"per_intent must be 1 to 50, not {per_intent}")
     kb = load_knowledge_base(session)
@@ -109,9 +174,28 @@ def add_gold_from_knowledge_base(
         if name == "oos":
             continue
         fresh = [text for text in intent.examples if text not in existing]
-        for text in rng.sample(fresh, min(per_intent, len(fresh))):
-            add_gold_item(session, text=text, label=name, policy=policy)
+        viewed: list[tuple[str, BotView]] = []
+        if bot_view is not None:
+            for text in fresh:
+                view = bot_view(text)
+                if view is not None and any(c.get("intent") == name for c in view.candidates):
+                    viewed.append((text, view))
+        chosen: list[tuple[str, BotView | None]] = (
+            list(_draw_by_doubt(viewed, per_intent, rng))
+            if viewed
+            else [(text, None) for text in rng.sample(fresh, min(per_intent, len(fresh)))]
+        )
+        for text, view in chosen:
+            item = add_gold_item(session, text=text, label=name, policy=policy)
+            if view is not None:
+                item.bot_intent, item.bot_answer, item.bot_confidence = (
+                    view.intent,
+                    view.answer,
+                    view.confidence,
+                )
+                item.candidates = list(view.candidates)
             added += 1
+    session.flush()
     return added
 
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.registry import (
     LOW_RATING,
@@ -96,11 +96,9 @@ def suggestion_payload(candidates: list[Candidate]) -> list[dict[str, str]]:
 
 def reply_text(prediction: Prediction) -> str:
     settings = state().settings
-    if prediction.status == ANSWERED:
-        return prediction.answer
-    if prediction.status == CLARIFY:
-        return settings.clarify_message
-    return settings.handoff_message
+    return prediction.reply(
+        clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
+    )
 
 
 def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:

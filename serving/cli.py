@@ -890,20 +890,48 @@ def crowd_aggregate(
 def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     """Add check questions with known answers, drawn from the knowledge base's examples (never one that is
     gold already)."""
-    from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base
+    from bot.engine import AnsweringEngine, BundleError
+    from core.knowledge_base import read_answer_book
+    from core.registry import serving_plan
+    from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base, held_out_views
     from crowd_feedback.review import ReviewPolicy
 
     settings = _settings(ctx)
     database = _database(settings)
     _require_schema(database)
+    bot_view = None
+    with database.session() as session:
+        plan = serving_plan(session)
+        book = read_answer_book(session)
+    if plan is not None and plan["production"] is not None:
+        try:  # members and held-out rows only: no encoder is loaded
+            engine = AnsweringEngine.load(plan["production"][1], runtime="torch")
+        except BundleError as exc:
+            click.echo(f"warning: {exc}; drawing at random", err=True)
+        else:
+            if engine.held_out is not None:
+                if book is not None:
+                    engine.update_answers(book.intents)
+                bot_view = held_out_views(
+                    engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
+                )
     try:
         with database.session() as session:
             added = add_gold_from_knowledge_base(
-                session, per_intent=per_intent, policy=ReviewPolicy.from_settings(settings), seed=seed
+                session,
+                per_intent=per_intent,
+                policy=ReviewPolicy.from_settings(settings),
+                seed=seed,
+                bot_view=bot_view,
             )
     except GoldError as exc:
         _fail(str(exc))
-    click.echo(f"added {added} gold items")
+    how = (
+        "drawn where the production model, not trained on them, was least sure"
+        if bot_view is not None
+        else "drawn at random: no production model with held-out rows"
+    )
+    click.echo(f"added {added} gold items ({how})")
 
 
 @crowd.command("guidelines")

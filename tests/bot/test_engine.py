@@ -239,3 +239,56 @@ def test_operators_can_ask_for_another_precision_without_refitting(
     (bundle / "manifest.json").write_text(json.dumps(legacy))
     old = AnsweringEngine.load(bundle, runtime="torch")
     assert not old.use_target_precision(0.8) and old.gate.target_precision == 0.9
+
+
+def test_held_out_rows_say_what_a_model_that_never_saw_a_question_made_of_it(
+    hashing_encoder: Any, tmp_path: Path
+) -> None:
+    engine = toy_engine(hashing_encoder)
+    texts, labels = toy_rows()
+    rows = engine.held_out
+    assert rows is not None and len(rows) == len(texts) == engine.manifest["training"]["held_out_rows"]
+    assert rows.labels == labels and rows.top.shape == (len(texts), min(5, len(engine.labels)))
+    # Each row's probabilities are the combiner's out of fold, best first.
+    assert np.all(np.diff(rows.probabilities, axis=1) <= 1e-12)
+    held = [engine.held_out_prediction(text) for text in texts]
+    seen = engine.predict_batch(texts)
+    assert all(p is not None for p in held)
+    # Trained on every row, the model is surer of them than the members that had not seen them were.
+    # (the toy intents are easy, so both are near 1: compare the doubt, 1 - confidence).
+    assert np.mean([1 - p.confidence for p in held]) > 100 * np.mean([1 - p.confidence for p in seen])
+    first = held[0]
+    assert first.text == texts[0] and first.member_scores == {} and first.model_version == engine.version
+    assert first.confidence == pytest.approx(float(rows.confidence[0]))
+    assert [c.intent for c in first.ranking] == [engine.labels[i] for i in rows.top[0]]
+    assert first.ranking[0].probability == pytest.approx(float(rows.probabilities[0, 0]))
+    # Decided like any prediction: answered ones carry the answer, and today's gate decides.
+    assert {p.status for p in held} <= {ANSWERED, CLARIFY, HANDOFF}
+    for p in held:
+        if p.status == ANSWERED:
+            assert p.answer == engine.knowledge[p.intent].answer
+    assert engine.held_out_prediction("  where   is my card ") is not None  # spacing does not matter
+    assert engine.held_out_prediction("a question it never had") is None
+    # Kept with the bundle; a bundle without the files loads with none.
+    bundle = engine.save(tmp_path / "bundle")
+    loaded = AnsweringEngine.load(bundle, runtime="torch")
+    again = loaded.held_out_prediction(texts[3])
+    assert again is not None and again.to_dict() | {"latency_ms": 0} == held[3].to_dict() | {"latency_ms": 0}
+    (bundle / "held_out.npz").unlink()
+    assert AnsweringEngine.load(bundle, runtime="torch").held_out_prediction(texts[3]) is None
+    # With a calibration set, the held-out rows are that set's.
+    calibrated = AnsweringEngine(EngineConfig(), encoders={"minilm": hashing_encoder})
+    calibrated.fit(texts[::2], labels[::2], calibration_texts=texts[1::2], calibration_labels=labels[1::2])
+    assert calibrated.held_out is not None and calibrated.held_out.texts == texts[1::2]
+    assert calibrated.held_out_prediction(texts[0]) is None
+
+
+def test_the_reply_is_the_answer_or_the_deployments_line(hashing_encoder: Any) -> None:
+    engine = toy_engine(hashing_encoder)
+    lines = {"clarify_message": "Which one?", "handoff_message": "A person will help."}
+    answered = engine.predict("where is my card")
+    assert answered.status == ANSWERED and answered.reply(**lines) == "Cards arrive in 5 days."
+    answered.status = CLARIFY
+    assert answered.reply(**lines) == "Which one?"
+    answered.status = HANDOFF
+    assert answered.reply(**lines) == "A person will help."

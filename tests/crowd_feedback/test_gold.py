@@ -143,3 +143,61 @@ def test_reinstating_then_retiring_never_goes_below_zero(db_session: Session) ->
     assert (reviewer.gold_answered, reviewer.gold_correct) == (0, 0)
     assert retire_gold(db_session, item_id=key.id) == 0  # answered before the reinstatement: not counted
     assert (reviewer.gold_answered, reviewer.gold_correct) == (0, 0)
+
+
+def test_knowledge_base_gold_is_drawn_by_the_bots_doubt_and_carries_its_held_out_view(
+    db_session: Session,
+) -> None:
+    import random
+
+    from core.kb_files import IntentData, KnowledgeBaseData
+    from core.knowledge_base import import_knowledge_base
+    from crowd_feedback.gold import BotView, _draw_by_doubt
+
+    arrival = [f"where is my card {i}" for i in range(12)]
+    pin = [f"change my pin {i}" for i in range(6)]
+    kb = KnowledgeBaseData(
+        {
+            "card_arrival": IntentData("card_arrival", answer="Soon.", examples=arrival),
+            "change_pin": IntentData("change_pin", answer="At an ATM.", examples=pin),
+        }
+    )
+    import_knowledge_base(db_session, incoming=kb, source="t")
+
+    def candidates(*names: str) -> list[dict]:
+        return [{"intent": n, "probability": 0.5, "title": n} for n in names]
+
+    doubtful = set(arrival[:3])
+    misplaced = arrival[3]  # the bot cannot place its key at all: likelier a wrong label, never drawn
+
+    def view(text: str) -> BotView | None:
+        if text.startswith("change my pin"):
+            return None  # not one of the model's held-out rows: drawn at random, as before
+        if text == misplaced:
+            return BotView("exchange_rate", "We use the interbank rate.", 0.3, candidates("exchange_rate"))
+        if text in doubtful:
+            return BotView(None, "Did you mean one of these?", 0.2, candidates("change_pin", "card_arrival"))
+        return BotView("card_arrival", "Soon.", 0.99, candidates("card_arrival", "change_pin"))
+
+    assert add_gold_from_knowledge_base(db_session, per_intent=2, policy=POLICY, seed=1, bot_view=view) == 4
+    gold = db_session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
+    drawn = {g.text: g for g in gold}
+    assert misplaced not in drawn
+    for item in gold:
+        if item.gold_label == "card_arrival":  # carries the bot's view of it, as a real item its turn's
+            expected = view(item.text)
+            assert (item.bot_intent, item.bot_answer, item.bot_confidence, item.candidates) == (
+                expected.intent,
+                expected.answer,
+                expected.confidence,
+                expected.candidates,
+            )
+        else:
+            assert item.candidates == [] and item.bot_answer == ""  # computed when shown
+    # Drawn in proportion to doubt: 3 questions at 0.8 against 8 at the floor of 0.02.
+    viewed = [(text, view(text)) for text in arrival if text != misplaced]
+    picks = [text for seed in range(200) for text, _ in _draw_by_doubt(viewed, 2, random.Random(seed))]
+    assert len(picks) == 400 and all(len(set(picks[i : i + 2])) == 2 for i in range(0, 400, 2))
+    share = sum(text in doubtful for text in picks) / len(picks)
+    assert 0.85 < share < 0.99, share
+    assert {text for text in picks} - doubtful  # the sure ones are still drawn, rarely

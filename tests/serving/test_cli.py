@@ -661,6 +661,52 @@ def test_crowd_gold_from_the_knowledge_base(settings: Any, answers_file: Path) -
         assert len(texts) == len(set(texts)) == 48  # never the same question twice
 
 
+def test_crowd_gold_uses_the_production_models_held_out_view(
+    settings: Any, tmp_path: Path, toy_bundles: dict[str, Path]
+) -> None:
+    from bot.engine import AnsweringEngine
+    from core.models import ReviewItem
+    from core.registry import register_model_version
+    from tests.conftest import TOY
+
+    run(settings, "db", "upgrade")
+    examples = tmp_path / "examples.csv"
+    answers = tmp_path / "answers.csv"
+    examples.write_text(
+        "text,label\n" + "".join(f"{t},{label}\n" for label, rows in TOY.items() for t in rows)
+    )
+    answers.write_text("label,answer\n" + "".join(f"{label},About {label}.\n" for label in TOY))
+    assert run(settings, "kb", "import", str(examples), str(answers)).exit_code == 0
+    random_draw = run(settings, "crowd", "gold", "--per-intent", "1")
+    assert "drawn at random: no production model with held-out rows" in random_draw.output
+    engine = AnsweringEngine.load(toy_bundles["v1"], runtime="torch")
+    with Database(settings).session() as session:
+        register_model_version(
+            session,
+            version=engine.version,
+            bundle_path=str(toy_bundles["v1"]),
+            data_hash=engine.knowledge_hash,
+            metrics={},
+            kb_version_id=None,
+        )
+    result = run(settings, "crowd", "gold", "--per-intent", "1", "--seed", "3")
+    assert result.exit_code == 0
+    assert (
+        f"added {len(TOY)} gold items (drawn where the production model, not trained on them" in result.output
+    )
+    with Database(settings).session() as session:
+        gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
+        viewed = [g for g in gold if g.candidates]
+        assert len(gold) == 2 * len(TOY) and len(viewed) == len(TOY)
+        for item in viewed:
+            held = engine.held_out_prediction(item.text)
+            pairs = [(c["intent"], c["probability"]) for c in item.candidates]
+            assert pairs == [(c.intent, round(c.probability, 6)) for c in held.ranking[:5]]
+            assert item.candidates[0]["title"] == held.top_intent.replace("_", " ").capitalize()  # the KB's
+            if held.status == "answered":  # the knowledge base's answer, not the bundle's copy
+                assert item.bot_answer == f"About {held.intent}."
+
+
 def test_crowd_guidelines_print_and_save_from_a_file(settings: Any, tmp_path: Path) -> None:
     from crowd_feedback.guidelines import DEFAULT_GUIDELINES, current_guidelines
 

@@ -324,3 +324,49 @@ def test_a_reviewer_reads_their_own_answers_and_where_they_differ_with_the_note(
     assert "question 0" in older and "question 1" in older and "✓ the same" in older
     assert older.count('<span class="warn">✗ Where is my card?') == 1
     assert "secret check" not in page + older and "exchange_rate" not in page + older  # gold keys stay secret
+
+
+def test_check_questions_from_the_knowledge_base_show_what_a_model_that_never_saw_them_said(
+    make_app: Any,
+) -> None:
+    import re
+
+    from sqlalchemy import select
+
+    from core.models import ReviewItem
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_qualification_items=1, gold_min_answered=50)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)  # the toy model's own training rows: it kept each one's held-out view
+    engine = helploop.models.state.production
+    assert engine.held_out is not None
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/gold").get_data(as_text=True)
+    added = operator.post(
+        "/operator/gold", data={"csrf_token": csrf_token(page), "per_intent": "2"}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert (
+        "Added 8 check questions from the knowledge base (drawn where the model in production, not trained "
+        "on them, was least sure)." in added
+    )
+    with helploop.database.session() as session:
+        gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
+        views = {g.id: (g.text, g.gold_label, g.candidates, g.bot_confidence, g.bot_answer) for g in gold}
+    for text, key, candidates, confidence, answer in views.values():
+        held = engine.held_out_prediction(text)
+        assert candidates == [c.to_dict() for c in held.ranking[:5]] and key in [
+            c["intent"] for c in candidates
+        ]
+        assert confidence == held.confidence < engine.predict(text).confidence
+        expected = held.answer if held.status == "answered" else helploop.settings.clarify_message
+        assert answer == (expected if held.status != "handoff" else helploop.settings.handoff_message)
+    # The practice question shows that view: its suggestions in the held-out order.
+    add_user(app, "nina", "reviewer")
+    nina = app.test_client()
+    login(nina, "nina")
+    item_page = nina.get("/review/next").get_data(as_text=True)
+    item_id = int(re.search(r'action="/review/items/(\d+)"', item_page).group(1))
+    shown = re.findall(r'name="choice" value="([a-z_]+)" data-key="\d" data-intent', item_page)
+    assert shown == [c["intent"] for c in views[item_id][2]][: len(shown)] and shown
