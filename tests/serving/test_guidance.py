@@ -201,7 +201,6 @@ def test_the_admin_api_reads_and_replaces_the_guidelines(make_app: Any) -> None:
 
 
 def test_the_overview_lists_labels_reviewers_mix_up_with_a_link_to_the_note(make_app: Any) -> None:
-    from core.knowledge_base import save_intent
     from core.models import Judgement, ReviewItem
     from tests.serving.test_admin_api import bearer, token_for
 
@@ -233,16 +232,7 @@ def test_the_overview_lists_labels_reviewers_mix_up_with_a_link_to_the_note(make
     assert "<td>new_intent</td><td>exchange_rate</td><td>2</td><td>33%</td>" in page
     assert '<span class="muted">not an intent</span>' in page  # "none fits" has no page to write on
     with helploop.database.session() as session:
-        save_intent(
-            session,
-            name="card_arrival",
-            title="Where is my card?",
-            answer="Soon.",
-            examples=TOY["card_arrival"],
-            reviewer_note="A PIN question is change_pin.",
-            actor="omar",
-            create=False,
-        )
+        note_card_arrival(session, "A PIN question is change_pin.")
     assert '<a href="/operator/knowledge/card_arrival">edit the note</a>' in operator.get(
         "/operator/"
     ).get_data(as_text=True)
@@ -263,7 +253,6 @@ def add_user_row(session: Any, username: str) -> int:
 
 
 def test_a_reviewer_reads_their_own_answers_and_where_they_differ_with_the_note(make_app: Any) -> None:
-    from core.knowledge_base import save_intent
     from core.models import Judgement, ReviewItem
     from crowd_feedback.reviewers import create_user
 
@@ -279,16 +268,7 @@ def test_a_reviewer_reads_their_own_answers_and_where_they_differ_with_the_note(
     with helploop.database.session() as session:
         rita = session.query(User).filter_by(username="rita").one()
         other = create_user(session, username="otto", password="correct horse battery", role="reviewer")
-        save_intent(
-            session,
-            name="card_arrival",
-            title="Where is my card?",
-            answer="Soon.",
-            examples=TOY["card_arrival"],
-            reviewer_note="Late cards only.",
-            actor="omar",
-            create=False,
-        )
+        note_card_arrival(session, "Late cards only.")
         for number in range(52):
             status = "resolved" if number < 3 else "pending"
             item = ReviewItem(
@@ -370,3 +350,21 @@ def test_check_questions_from_the_knowledge_base_show_what_a_model_that_never_sa
     item_id = int(re.search(r'action="/review/items/(\d+)"', item_page).group(1))
     shown = re.findall(r'name="choice" value="([a-z_]+)" data-key="\d" data-intent', item_page)
     assert shown == [c["intent"] for c in views[item_id][2]][: len(shown)] and shown
+
+
+def note_card_arrival(session: Any, note: str) -> None:
+    """The toy knowledge base's card_arrival, as imported, with a reviewer note."""
+    from core.knowledge_base import load_knowledge_base, save_intent
+
+    intent = load_knowledge_base(session).intents["card_arrival"]
+    save_intent(
+        session,
+        name="card_arrival",
+        title=intent.title,
+        answer=intent.answer,
+        examples=intent.examples,
+        follow_ups=intent.follow_ups,
+        reviewer_note=note,
+        actor="omar",
+        create=False,
+    )
