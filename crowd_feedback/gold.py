@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.engine import AnsweringEngine
+from bot.engine import ANSWERED, AnsweringEngine
 from core.knowledge_base import load_knowledge_base
 from core.models import AccountEvent, Judgement, ReviewItem, User, as_utc
 from crowd_feedback.review import (
@@ -105,6 +105,7 @@ class BotView:
     answer: str
     confidence: float
     candidates: list[dict[str, Any]]
+    routed: bool = False  # the bot would not have answered (it asked "did you mean" or handed over)
 
 
 def held_out_views(
@@ -122,6 +123,7 @@ def held_out_views(
             answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
             confidence=prediction.confidence,
             candidates=[c.to_dict() for c in prediction.ranking[:5]],
+            routed=prediction.status != ANSWERED,
         )
 
     return view
@@ -156,12 +158,14 @@ def add_gold_from_knowledge_base(
 ) -> int:
     """``per_intent`` examples of each intent (never one already gold) become gold items, drawn at random.
 
-    With ``bot_view`` (``held_out_views`` of the model in production), they are drawn in proportion to the
-    bot's doubt about them, among those whose key is one of its candidates (a key the model cannot place at
-    all is likelier a wrong label than a hard question), and each item carries that view: its suggestions are
-    then those of a model that never saw the question, not one recalling its own training row, so a check
-    question is as hard as the real items it hides among. An intent with no example seen that way is drawn
-    at random, and its bot view is computed when it is shown."""
+    With ``bot_view`` (``held_out_views`` of the model in production), they are drawn as traffic reaches
+    review: first among the examples the bot, not trained on them, would not have answered (it would have
+    asked "did you mean" or handed over), then in proportion to its doubt (1 − confidence), always among those
+    whose key is one of its candidates (a key the model cannot place at all is likelier a wrong label than a
+    hard question). Each item carries that view: its suggestions are those of a model that never saw the
+    question, not one recalling its own training row, so a check question is as hard as the real items it
+    hides among. An intent with no example seen that way is drawn at random, and its bot view is computed
+    when it is shown."""
     if not 1 <= per_intent <= 50:
         raise GoldError(f"per_intent must be 1 to 50, not {per_intent}")
     kb = load_knowledge_base(session)
@@ -180,11 +184,13 @@ def add_gold_from_knowledge_base(
                 view = bot_view(text)
                 if view is not None and any(c.get("intent") == name for c in view.candidates):
                     viewed.append((text, view))
-        chosen: list[tuple[str, BotView | None]] = (
-            list(_draw_by_doubt(viewed, per_intent, rng))
-            if viewed
-            else [(text, None) for text in rng.sample(fresh, min(per_intent, len(fresh)))]
-        )
+        chosen: list[tuple[str, BotView | None]]
+        if viewed:
+            routed = _draw_by_doubt([(t, v) for t, v in viewed if v.routed], per_intent, rng)
+            rest = [(t, v) for t, v in viewed if not v.routed]
+            chosen = [*routed, *_draw_by_doubt(rest, per_intent - len(routed), rng)]
+        else:
+            chosen = [(text, None) for text in rng.sample(fresh, min(per_intent, len(fresh)))]
         for text, view in chosen:
             item = add_gold_item(session, text=text, label=name, policy=policy)
             if view is not None:

@@ -169,20 +169,27 @@ def test_knowledge_base_gold_is_drawn_by_the_bots_doubt_and_carries_its_held_out
 
     doubtful = set(arrival[:3])
     misplaced = arrival[3]  # the bot cannot place its key at all: likelier a wrong label, never drawn
+    routed = arrival[4]  # the bot would have asked "did you mean": drawn first, as such turns reach review
 
     def view(text: str) -> BotView | None:
         if text.startswith("change my pin"):
             return None  # not one of the model's held-out rows: drawn at random, as before
         if text == misplaced:
             return BotView("exchange_rate", "We use the interbank rate.", 0.3, candidates("exchange_rate"))
+        if text == routed:
+            return BotView(
+                None, "Did you mean one of these?", 0.6, candidates("change_pin", "card_arrival"), routed=True
+            )
         if text in doubtful:
-            return BotView(None, "Did you mean one of these?", 0.2, candidates("change_pin", "card_arrival"))
+            return BotView("change_pin", "At an ATM.", 0.2, candidates("change_pin", "card_arrival"))
         return BotView("card_arrival", "Soon.", 0.99, candidates("card_arrival", "change_pin"))
 
     assert add_gold_from_knowledge_base(db_session, per_intent=2, policy=POLICY, seed=1, bot_view=view) == 4
     gold = db_session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
     drawn = {g.text: g for g in gold}
-    assert misplaced not in drawn
+    arrival_drawn = {g.text for g in gold if g.gold_label == "card_arrival"}
+    # The one it would have asked about first; then one of the rest, by doubt (below); never the misplaced.
+    assert len(arrival_drawn) == 2 and routed in arrival_drawn and misplaced not in drawn
     for item in gold:
         if item.gold_label == "card_arrival":  # carries the bot's view of it, as a real item its turn's
             expected = view(item.text)
@@ -194,8 +201,8 @@ def test_knowledge_base_gold_is_drawn_by_the_bots_doubt_and_carries_its_held_out
             )
         else:
             assert item.candidates == [] and item.bot_answer == ""  # computed when shown
-    # Drawn in proportion to doubt: 3 questions at 0.8 against 8 at the floor of 0.02.
-    viewed = [(text, view(text)) for text in arrival if text != misplaced]
+    # Then in proportion to doubt: 3 questions at 0.8 against 7 at the floor of 0.02.
+    viewed = [(text, view(text)) for text in arrival if text not in (misplaced, routed)]
     picks = [text for seed in range(200) for text, _ in _draw_by_doubt(viewed, 2, random.Random(seed))]
     assert len(picks) == 400 and all(len(set(picks[i : i + 2])) == 2 for i in range(0, 400, 2))
     share = sum(text in doubtful for text in picks) / len(picks)
