@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
 from core.knowledge_base import intent_examples, reviewer_notes
@@ -25,16 +25,20 @@ from crowd_feedback.guidelines import (
 )
 from crowd_feedback.quality import label_mixups
 from crowd_feedback.review import (
+    MAX_BULK_SETTLE,
     NEW_INTENT,
     NOT_A_QUESTION,
+    REASONS,
     ReviewError,
     ReviewPolicy,
     customer_picks,
+    find_items,
     in_practice,
     item_posterior,
     member_questions,
     next_item,
     operator_resolve,
+    operator_resolve_many,
     practice_feedback,
     release_claim,
     reviewer_stats,
@@ -360,25 +364,46 @@ def save_guidelines_page() -> Any:
     return redirect(url_for("review.guidelines"))
 
 
+ITEMS_PAGE = 200
+
+
 @review.get("/items")
 @require_role("operator")
 def items() -> Any:
+    """Review items by status, narrowed by words, routing reason and the bot's intent; any number of them
+    can be ticked and settled with one label."""
     helploop = current_app.extensions["helploop"]
     status = request.args.get("status", "pending")
+    filters = {key: (request.args.get(key) or "").strip() for key in ("q", "reason", "bot_intent")}
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
     with helploop.database.session() as session:
-        rows = session.scalars(
-            select(ReviewItem)
-            .where(ReviewItem.status == status, ReviewItem.is_gold.is_(False))
-            .order_by(ReviewItem.queue_key.desc())
-            .limit(200)
-        ).all()
+        try:
+            rows, total = find_items(
+                session,
+                status=status,
+                text=filters["q"],
+                reason=filters["reason"],
+                bot_intent=filters["bot_intent"],
+                limit=ITEMS_PAGE,
+                offset=(page - 1) * ITEMS_PAGE,
+            )
+        except ReviewError as exc:
+            abort(400, str(exc))
+        counts = dict(
+            session.execute(
+                select(Judgement.item_id, func.count())
+                .where(Judgement.item_id.in_([r.id for r in rows]))
+                .group_by(Judgement.item_id)
+            ).all()
+        )
         view = [
             {
                 "id": r.id,
                 "text": r.text,
                 "reasons": r.reasons,
+                "bot_intent": r.bot_intent,
                 "size": r.cluster_size,
-                "judgements": len(r.judgements),
+                "judgements": counts.get(r.id, 0),
                 "required": r.required_judgements,
                 "label": r.resolved_label,
                 "confidence": r.resolved_confidence,
@@ -390,9 +415,46 @@ def items() -> Any:
         "admin/items.html",
         items=view,
         status=status,
+        total=total,
+        page=page,
+        pages=max((total + ITEMS_PAGE - 1) // ITEMS_PAGE, 1),
+        filters=filters,
+        reasons=REASONS,
+        max_bulk=MAX_BULK_SETTLE,
         intents=sorted(names),
         special=[NEW_INTENT, NOT_A_QUESTION],
     )
+
+
+@review.post("/items/settle")
+@require_role("operator")
+def settle_many() -> Any:
+    """Settle every ticked item with one label, all or none."""
+    helploop = current_app.extensions["helploop"]
+    names, _ = known_intents()
+    label = (request.form.get("label") or "").strip()
+    raw = request.form.getlist("item")
+    back = {key: request.form.get(key, "") for key in ("status", "q", "reason", "bot_intent")}
+    with helploop.database.session() as session:
+        try:
+            if not all(value.isdigit() for value in raw):
+                raise ReviewError("item ids must be numbers")
+            with helploop.write_lock:
+                settled = operator_resolve_many(
+                    session,
+                    item_ids=[int(value) for value in raw],
+                    label=label,
+                    known_intents=names,
+                    operator=session.get(User, current_user.id),
+                    policy=helploop.policy,
+                )
+                session.commit()
+            flash(f"{len(settled)} item{'' if len(settled) == 1 else 's'} settled as {label}.")
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Nothing settled: {exc}")
+    query: dict[str, Any] = {k: v for k, v in back.items() if v}
+    return redirect(url_for("review.items", **query))
 
 
 @review.get("/items/<int:item_id>")

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import String, and_, cast, delete, exists, func, select
 from sqlalchemy.orm import Session, load_only
 
 from core.events import emit
@@ -1120,6 +1120,82 @@ def operator_resolve(
     )
     session.flush()
     return item
+
+
+MAX_BULK_SETTLE = 500
+ITEM_STATUSES = ("pending", "resolved", "escalated")
+
+
+def find_items(
+    session: Session,
+    *,
+    status: str,
+    text: str = "",
+    reason: str = "",
+    bot_intent: str = "",
+    limit: int = 200,
+    offset: int = 0,
+) -> tuple[list[ReviewItem], int]:
+    """Real (non-gold) items in ``status``, most urgent first, narrowed by words in the question, a routing
+    reason and the intent the bot gave: (``limit`` of them from ``offset``, how many match)."""
+    if status not in ITEM_STATUSES:
+        raise ReviewError(f"status must be one of {', '.join(ITEM_STATUSES)}")
+    if reason and reason not in REASONS:
+        raise ReviewError(f"reason must be one of {', '.join(REASONS)}")
+    where = [ReviewItem.status == status, ReviewItem.is_gold.is_(False)]
+    if text.strip():
+        where.append(ReviewItem.text.icontains(" ".join(text.split()), autoescape=True))
+    if reason:
+        # The reasons are a JSON list: its text holds each one quoted, on SQLite and PostgreSQL alike.
+        where.append(cast(ReviewItem.reasons, String).contains(f'"{reason}"'))
+    if bot_intent:
+        where.append(ReviewItem.bot_intent == bot_intent)
+    total = session.scalar(select(func.count()).select_from(ReviewItem).where(*where))
+    rows = session.scalars(
+        select(ReviewItem)
+        .where(*where)
+        .order_by(ReviewItem.queue_key.desc(), ReviewItem.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def operator_resolve_many(
+    session: Session,
+    *,
+    item_ids: Sequence[int],
+    label: str,
+    known_intents: Sequence[str],
+    operator: User,
+    policy: ReviewPolicy,
+    now: datetime | None = None,
+) -> list[ReviewItem]:
+    """Settle several items with one label (spam floods, a run of questions an operator recognises): each as
+    ``operator_resolve`` settles one. All or nothing: the first refusal raises, and the caller rolls back."""
+    ids = list(dict.fromkeys(int(i) for i in item_ids))
+    if not ids:
+        raise ReviewError("tick at least one item")
+    if len(ids) > MAX_BULK_SETTLE:
+        raise ReviewError(f"at most {MAX_BULK_SETTLE} items at once, not {len(ids)}")
+    now = now or utcnow()
+    settled = []
+    for item_id in ids:
+        try:
+            settled.append(
+                operator_resolve(
+                    session,
+                    item_id=item_id,
+                    label=label,
+                    known_intents=known_intents,
+                    operator=operator,
+                    policy=policy,
+                    now=now,
+                )
+            )
+        except ReviewError as exc:
+            raise ReviewError(f"item {item_id}: {exc}") from exc
+    return settled
 
 
 def shadow_agreement(session: Session, *, limit: int = 5000) -> dict[str, Any] | None:

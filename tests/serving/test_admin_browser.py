@@ -151,6 +151,31 @@ def test_an_intent_found_by_search_shows_its_examples_and_the_operators_note(
     assert errors == []
 
 
+def test_operator_ticks_every_item_and_settles_them_in_the_browser(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    base, app = review_server
+    with app.extensions["helploop"].database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    context, page, errors = logged_in_page(browser, base + "/review/items?status=pending", "omar")
+    boxes = page.locator("input[name=item]")
+    assert boxes.count() == 1 and not boxes.first.is_checked()
+    page.check("#tick-all")
+    assert all(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    page.uncheck("#tick-all")
+    assert not boxes.first.is_checked()
+    page.check("#tick-all")
+    page.fill("#bulk-settle input[name=label]", "exchange_rate")
+    with page.expect_navigation():
+        page.click("#bulk-settle button[type=submit]")
+    assert "1 item settled as exchange_rate." in page.content()
+    with app.extensions["helploop"].database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert (item.status, item.resolved_label, item.settled_by) == ("resolved", "exchange_rate", "omar")
+    context.close()
+    assert errors == []
+
+
 def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
     browser: Any, review_server: tuple[str, Any], tmp_path: Any
 ) -> None:
