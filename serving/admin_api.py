@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.events import event_view, recent_events
@@ -18,7 +19,7 @@ from core.knowledge_base import (
     load_knowledge_base,
     restore_kb_version,
 )
-from core.models import Job, OpsEvent
+from core.models import Job, Judgement, OpsEvent, ReviewItem, User
 from core.registry import (
     answer_policy_history,
     current_deployment,
@@ -28,6 +29,7 @@ from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.guidelines import Guidelines, GuidelinesError, current_guidelines, save_guidelines
 from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
+from crowd_feedback.review import ReviewError, find_items, operator_resolve_many
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
@@ -479,6 +481,93 @@ def _event(event: OpsEvent) -> dict[str, Any]:
     for key in ("next_attempt_at", "delivered_at", "created_at"):
         view[key] = view[key].isoformat() if view[key] is not None else None
     return view
+
+
+def _item(item: ReviewItem, judgements: int) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "status": item.status,
+        "text": item.text,  # redacted: what reviewers see
+        "reasons": list(item.reasons or []),
+        "bot_intent": item.bot_intent,
+        "bot_confidence": item.bot_confidence,
+        "asked": item.cluster_size,
+        "judgements": judgements,
+        "required": item.required_judgements,
+        "label": item.resolved_label,
+        "confidence": item.resolved_confidence,
+        "settled_by": item.settled_by,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+    }
+
+
+def _whole(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, str(default))
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise APIError(400, "invalid_value", f"'{name}' must be a whole number from {low} to {high}", name)
+    return int(raw)
+
+
+@admin_api.get("/items")
+def items() -> Response:
+    """Review items as the items page lists them: ``status`` (default pending), ``q`` (words in the
+    question), ``reason``, ``bot_intent``, ``limit`` (1-500, default 100), ``offset``."""
+    limit, offset = _whole("limit", 100, 1, 500), _whole("offset", 0, 0, 10**9)
+    session = db_session()
+    try:
+        rows, total = find_items(
+            session,
+            status=request.args.get("status", "pending"),
+            text=request.args.get("q", ""),
+            reason=request.args.get("reason", ""),
+            bot_intent=request.args.get("bot_intent", ""),
+            limit=limit,
+            offset=offset,
+        )
+    except ReviewError as exc:
+        raise APIError(400, "invalid_value", str(exc)) from None
+    counts = dict(
+        session.execute(
+            select(Judgement.item_id, func.count())
+            .where(Judgement.item_id.in_([r.id for r in rows]))
+            .group_by(Judgement.item_id)
+        ).all()
+    )
+    return jsonify({"total": total, "items": [_item(r, counts.get(r.id, 0)) for r in rows]})
+
+
+@admin_api.post("/items/settle")
+def settle_items() -> Response:
+    """Settle ``items`` (ids) with one ``label`` (an intent the model in production knows, ``new_intent`` or
+    ``not_a_question``), as an operator's label: all or none."""
+    body = request.get_json(silent=True)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("items"), list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in body["items"])
+        or not isinstance(body.get("label"), str)
+    ):
+        raise APIError(400, "invalid_body", 'send a JSON object: {"items": [1, 2], "label": "an_intent"}')
+    engine = state().models.state.production
+    known = [label for label in engine.labels if label != "oos"] if engine is not None else []
+    session = db_session()
+    operator = session.scalar(select(User).where(User.username == g.api_user))
+    assert operator is not None  # the token authenticated as this active operator
+    try:
+        with state().write_lock:
+            settled = operator_resolve_many(
+                session,
+                item_ids=body["items"],
+                label=body["label"].strip(),
+                known_intents=known,
+                operator=operator,
+                policy=state().policy,
+            )
+            session.commit()
+    except ReviewError as exc:
+        session.rollback()
+        raise APIError(400, "settle_refused", f"nothing settled: {exc}", "items") from None
+    return jsonify({"settled": [item.id for item in settled], "label": body["label"].strip()})
 
 
 @admin_api.get("/events")

@@ -565,6 +565,72 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/admin/items": {
+            "get": {
+                "summary": "Admin: review items (newest urgent first), filtered as on the items page",
+                "security": ADMIN,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["pending", "resolved", "escalated"]},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "words in the question",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["clarify", "handoff", "thumbs_down", "disagreement", "audit"],
+                        },
+                    },
+                    {"name": "bot_intent", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "total, and items: id, status, text (redacted), reasons, "
+                        "bot_intent, bot_confidence, asked, judgements, required, label, confidence, "
+                        "settled_by, created_at",
+                        **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 401),
+                },
+            }
+        },
+        "/api/v1/admin/items/settle": {
+            "post": {
+                "summary": "Admin: settle review items with one label, as an operator (all or none)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["items", "label"],
+                            "properties": {
+                                "items": {"type": "array", "items": {"type": "integer"}, "maxItems": 500},
+                                "label": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "settled (ids) and label", **_json({"type": "object"})},
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
         "/api/v1/admin/events": {
             "get": {
                 "summary": "Admin: ops events (deployment changes, finished jobs, suspensions, "

@@ -69,3 +69,60 @@ def test_operators_filter_items_and_settle_the_ticked_ones_all_or_none(make_app:
         == 403
     )
     assert reviewer.get("/review/items").status_code == 403
+
+
+def test_the_admin_api_lists_items_and_settles_them_all_or_none(make_app: Any) -> None:
+    from tests.serving.test_admin_api import bearer, token_for
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    for text in ("zork blorp free money", "zork blorp win a prize", "where is my card please"):
+        turn = client.post("/api/v1/chat", json={"message": text}).get_json()
+        client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
+    assert helploop.router.drain(10)
+    add_user(app, "omar", "operator")
+    headers = bearer(token_for(app, "omar"))
+    assert client.get("/api/v1/admin/items").status_code == 401
+    listing = client.get("/api/v1/admin/items?q=zork&reason=thumbs_down", headers=headers).get_json()
+    assert listing["total"] == 2 and {i["text"] for i in listing["items"]} == {
+        "zork blorp free money",
+        "zork blorp win a prize",
+    }
+    first = listing["items"][0]
+    assert first["status"] == "pending" and "thumbs_down" in first["reasons"] and first["judgements"] == 0
+    assert first["required"] == 3 and first["label"] is None and first["created_at"]
+    paged = client.get("/api/v1/admin/items?q=zork&limit=1&offset=1", headers=headers).get_json()
+    assert paged["total"] == 2 and len(paged["items"]) == 1 and paged["items"][0]["id"] != first["id"]
+    for query, field in (
+        ("status=done", None),
+        ("reason=gold", None),
+        ("limit=0", "limit"),
+        ("offset=x", "offset"),
+    ):
+        bad = client.get(f"/api/v1/admin/items?{query}", headers=headers)
+        assert bad.status_code == 400 and bad.get_json()["error"].get("field") == field
+    ids = [i["id"] for i in listing["items"]]
+    refused = client.post(
+        "/api/v1/admin/items/settle",
+        headers=headers,
+        json={"items": [*ids, 999999], "label": "not_a_question"},
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == {
+        "code": "settle_refused",
+        "message": "nothing settled: item 999999: no such review item",
+        "field": "items",
+    }
+    for body in ({"items": ids}, {"items": [True], "label": "x"}, {"items": "1", "label": "x"}, []):
+        assert client.post("/api/v1/admin/items/settle", headers=headers, json=body).status_code == 400
+    assert client.get("/api/v1/admin/items?status=resolved", headers=headers).get_json()["total"] == 0
+    done = client.post(
+        "/api/v1/admin/items/settle", headers=headers, json={"items": ids, "label": "not_a_question"}
+    )
+    assert done.status_code == 200 and done.get_json() == {"settled": ids, "label": "not_a_question"}
+    resolved = client.get("/api/v1/admin/items?status=resolved", headers=headers).get_json()
+    assert resolved["total"] == 2 and {i["settled_by"] for i in resolved["items"]} == {"omar"}
+    assert {i["label"] for i in resolved["items"]} == {"not_a_question"}
+    spec = client.get("/openapi.json").get_json()["paths"]
+    assert "/api/v1/admin/items" in spec and "/api/v1/admin/items/settle" in spec
