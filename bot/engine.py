@@ -85,6 +85,9 @@ class HeldOutRows:
     probabilities: np.ndarray  # (rows, k) the combiner's probabilities of those labels
     confidence: np.ndarray  # (rows,) calibrated
     margin: np.ndarray  # (rows,)
+    members: list[str]  # member names, in the column order below
+    member_top: np.ndarray  # (rows, members) each member's own best label index
+    member_score: np.ndarray  # (rows, members) and its score
 
     def __post_init__(self) -> None:
         self._index = {" ".join(text.split()): i for i, text in enumerate(self.texts)}
@@ -102,9 +105,13 @@ class HeldOutRows:
             probabilities=self.probabilities.astype(np.float32),
             confidence=self.confidence.astype(np.float32),
             margin=self.margin.astype(np.float32),
+            member_top=self.member_top.astype(np.int32),
+            member_score=self.member_score.astype(np.float32),
         )
         (directory / "held_out.json").write_text(
-            json.dumps({"texts": self.texts, "labels": self.labels}, ensure_ascii=False)
+            json.dumps(
+                {"texts": self.texts, "labels": self.labels, "members": self.members}, ensure_ascii=False
+            )
         )
 
     @classmethod
@@ -120,6 +127,9 @@ class HeldOutRows:
             arrays["probabilities"],
             arrays["confidence"],
             arrays["margin"],
+            list(named.get("members", [])),  # kept since the held-out rows' second version
+            arrays["member_top"] if "member_top" in arrays else np.zeros((len(named["texts"]), 0), np.int32),
+            arrays["member_score"] if "member_score" in arrays else np.zeros((len(named["texts"]), 0)),
         )
 
 
@@ -363,6 +373,8 @@ class AnsweringEngine:
         margin = self._margins(probabilities, confidence)
         k = min(self.config.top_k, len(self.labels))
         best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        member_names = list(held_scores)
+        member_top = np.stack([held_scores[name].argmax(axis=1) for name in member_names], axis=1)
         self.held_out = HeldOutRows(
             held_texts,
             [self.labels[i] for i in held_y],
@@ -370,6 +382,9 @@ class AnsweringEngine:
             np.take_along_axis(probabilities, best, axis=1),
             confidence,
             margin,
+            member_names,
+            member_top,
+            np.stack([held_scores[name].max(axis=1) for name in member_names], axis=1),
         )
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
@@ -532,14 +547,27 @@ class AnsweringEngine:
     def held_out_prediction(self, text: str) -> Prediction | None:
         """What the engine said of ``text`` when it was one of the rows scored by members that had not seen it
         (its calibration rows), decided with today's gate and answers; None when it was not one of those rows
-        (or the bundle predates them). Member scores are not kept for these rows."""
+        (or the bundle predates them). Of the member scores, each member's best intent is kept."""
         rows = self.held_out
         i = rows.row(text) if rows is not None else None
         if rows is None or i is None:
             return None
         probabilities = np.zeros(len(self.labels))
         probabilities[rows.top[i]] = rows.probabilities[i]
-        return self._decide(text, probabilities, float(rows.confidence[i]), float(rows.margin[i]), {}, 0.0)
+        prediction = self._decide(
+            text, probabilities, float(rows.confidence[i]), float(rows.margin[i]), {}, 0.0
+        )
+        # Each member's own best intent (enough for ``members_disagree``, which routes a turn to review).
+        prediction.member_scores = {
+            name: [
+                {
+                    "intent": self.labels[int(rows.member_top[i, j])],
+                    "score": round(float(rows.member_score[i, j]), 6),
+                }
+            ]
+            for j, name in enumerate(rows.members)
+        }
+        return prediction
 
     def use_target_precision(self, target: float | None) -> bool:
         """Answer at another precision without retraining: the gate fitted to ``target`` on the same

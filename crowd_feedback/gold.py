@@ -105,7 +105,9 @@ class BotView:
     answer: str
     confidence: float
     candidates: list[dict[str, Any]]
-    routed: bool = False  # the bot would not have answered (it asked "did you mean" or handed over)
+    # The router would have sent the turn to review: the bot would not have answered (it asked "did you mean"
+    # or handed over), or its members disagree on the intent.
+    routed: bool = False
 
 
 def held_out_views(
@@ -123,7 +125,7 @@ def held_out_views(
             answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
             confidence=prediction.confidence,
             candidates=[c.to_dict() for c in prediction.ranking[:5]],
-            routed=prediction.status != ANSWERED,
+            routed=prediction.status != ANSWERED or prediction.members_disagree,
         )
 
     return view
@@ -159,8 +161,9 @@ def add_gold_from_knowledge_base(
     """``per_intent`` examples of each intent (never one already gold) become gold items, drawn at random.
 
     With ``bot_view`` (``held_out_views`` of the model in production), they are drawn as traffic reaches
-    review: first among the examples the bot, not trained on them, would not have answered (it would have
-    asked "did you mean" or handed over), then in proportion to its doubt (1 − confidence), always among those
+    review: first among the examples the router would have sent there had the bot, not trained on them, seen
+    them as traffic (it would have asked "did you mean" or handed over, or its members disagree), then in
+    proportion to its doubt (1 − confidence), always among those
     whose key is one of its candidates (a key the model cannot place at all is likelier a wrong label than a
     hard question). Each item carries that view: its suggestions are those of a model that never saw the
     question, not one recalling its own training row, so a check question is as hard as the real items it

@@ -258,7 +258,12 @@ def test_held_out_rows_say_what_a_model_that_never_saw_a_question_made_of_it(
     # (the toy intents are easy, so both are near 1: compare the doubt, 1 - confidence).
     assert np.mean([1 - p.confidence for p in held]) > 100 * np.mean([1 - p.confidence for p in seen])
     first = held[0]
-    assert first.text == texts[0] and first.member_scores == {} and first.model_version == engine.version
+    assert first.text == texts[0] and first.model_version == engine.version
+    # Of the members' scores, each member's own best intent: enough to tell whether they disagree.
+    assert set(first.member_scores) == set(engine.members) == set(rows.members)
+    assert all(len(best) == 1 and best[0]["intent"] in engine.labels for best in first.member_scores.values())
+    tops = [first.member_scores[name][0]["intent"] for name in rows.members]
+    assert tops == [engine.labels[j] for j in rows.member_top[0]]
     assert first.confidence == pytest.approx(float(rows.confidence[0]))
     assert [c.intent for c in first.ranking] == [engine.labels[i] for i in rows.top[0]]
     assert first.ranking[0].probability == pytest.approx(float(rows.probabilities[0, 0]))
@@ -274,6 +279,15 @@ def test_held_out_rows_say_what_a_model_that_never_saw_a_question_made_of_it(
     loaded = AnsweringEngine.load(bundle, runtime="torch")
     again = loaded.held_out_prediction(texts[3])
     assert again is not None and again.to_dict() | {"latency_ms": 0} == held[3].to_dict() | {"latency_ms": 0}
+    # A bundle whose held-out rows predate the members' columns still loads, without them.
+    arrays = dict(np.load(bundle / "held_out.npz"))
+    np.savez_compressed(
+        bundle / "held_out.npz", **{k: v for k, v in arrays.items() if not k.startswith("member")}
+    )
+    named = json.loads((bundle / "held_out.json").read_text())
+    (bundle / "held_out.json").write_text(json.dumps({"texts": named["texts"], "labels": named["labels"]}))
+    older = AnsweringEngine.load(bundle, runtime="torch").held_out_prediction(texts[3])
+    assert older is not None and older.member_scores == {} and older.confidence == again.confidence
     (bundle / "held_out.npz").unlink()
     assert AnsweringEngine.load(bundle, runtime="torch").held_out_prediction(texts[3]) is None
     # With a calibration set, the held-out rows are that set's.

@@ -208,3 +208,37 @@ def test_knowledge_base_gold_is_drawn_by_the_bots_doubt_and_carries_its_held_out
     share = sum(text in doubtful for text in picks) / len(picks)
     assert 0.85 < share < 0.99, share
     assert {text for text in picks} - doubtful  # the sure ones are still drawn, rarely
+
+
+def test_a_held_out_view_is_routed_as_the_router_would_route_the_turn() -> None:
+    from types import SimpleNamespace
+
+    from bot.engine import ANSWERED, CLARIFY, Candidate, Prediction
+    from crowd_feedback.gold import held_out_views
+
+    def prediction(status: str, tops: list[str]) -> Prediction:
+        return Prediction(
+            text="q",
+            status=status,
+            intent="card_arrival" if status == ANSWERED else None,
+            answer="Soon." if status == ANSWERED else "",
+            confidence=0.7,
+            margin=0.2,
+            ranking=[Candidate("card_arrival", 0.7, "Card"), Candidate("change_pin", 0.2, "PIN")],
+            member_scores={f"m{i}": [{"intent": t, "score": 1.0}] for i, t in enumerate(tops)},
+            suggestions=[],
+            model_version="v",
+        )
+
+    cases = {
+        "sure": (prediction(ANSWERED, ["card_arrival", "card_arrival"]), False, "Soon."),
+        "disagree": (prediction(ANSWERED, ["card_arrival", "change_pin"]), True, "Soon."),
+        "ask": (prediction(CLARIFY, ["card_arrival", "card_arrival"]), True, "Which one?"),
+    }
+    engine = SimpleNamespace(held_out_prediction=lambda text: cases[text][0] if text in cases else None)
+    view = held_out_views(engine, clarify_message="Which one?", handoff_message="A person.")  # type: ignore[arg-type]
+    for text, (_, routed, answer) in cases.items():
+        seen = view(text)
+        assert seen is not None and (seen.routed, seen.answer, seen.confidence) == (routed, answer, 0.7)
+        assert [c["intent"] for c in seen.candidates] == ["card_arrival", "change_pin"]
+    assert view("not a held-out row") is None
