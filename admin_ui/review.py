@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from admin_ui.setup import require_role
 from core.knowledge_base import intent_examples, reviewer_notes
@@ -35,6 +35,7 @@ from crowd_feedback.review import (
     find_items,
     in_practice,
     item_posterior,
+    judgement_counts,
     member_questions,
     next_item,
     operator_resolve,
@@ -255,13 +256,22 @@ def skip(item_id: int) -> Any:
 HISTORY_PAGE = 50
 
 
+def _page() -> int:
+    """The ``page`` asked for (1 for anything that is not a page number)."""
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def _pages(total: int, size: int) -> int:
+    return max((total + size - 1) // size, 1)
+
+
 @review.get("/history")
 @require_role("reviewer", "operator")
 def history() -> Any:
     """The reviewer's own answers, newest first, with the label each item settled on, and the labels they
     most often give where the crowd settled on another (with that intent's note): how a reviewer learns."""
     helploop = current_app.extensions["helploop"]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = _page()
     with helploop.database.session() as session:
         records, total = answer_record(
             session, reviewer_id=current_user.id, limit=HISTORY_PAGE, offset=(page - 1) * HISTORY_PAGE
@@ -275,7 +285,7 @@ def history() -> Any:
         records=records,
         total=total,
         page=page,
-        pages=max((total + HISTORY_PAGE - 1) // HISTORY_PAGE, 1),
+        pages=_pages(total, HISTORY_PAGE),
         mixups=mixups,
         notes=notes,
         titles=titles,
@@ -375,7 +385,7 @@ def items() -> Any:
     helploop = current_app.extensions["helploop"]
     status = request.args.get("status", "pending")
     filters = {key: (request.args.get(key) or "").strip() for key in ("q", "reason", "bot_intent")}
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = _page()
     with helploop.database.session() as session:
         try:
             rows, total = find_items(
@@ -389,13 +399,7 @@ def items() -> Any:
             )
         except ReviewError as exc:
             abort(400, str(exc))
-        counts = dict(
-            session.execute(
-                select(Judgement.item_id, func.count())
-                .where(Judgement.item_id.in_([r.id for r in rows]))
-                .group_by(Judgement.item_id)
-            ).all()
-        )
+        counts = judgement_counts(session, item_ids=[r.id for r in rows])
         view = [
             {
                 "id": r.id,
@@ -417,7 +421,7 @@ def items() -> Any:
         status=status,
         total=total,
         page=page,
-        pages=max((total + ITEMS_PAGE - 1) // ITEMS_PAGE, 1),
+        pages=_pages(total, ITEMS_PAGE),
         filters=filters,
         reasons=REASONS,
         max_bulk=MAX_BULK_SETTLE,

@@ -1161,6 +1161,18 @@ def find_items(
     return list(rows), int(total or 0)
 
 
+def judgement_counts(session: Session, *, item_ids: Sequence[int]) -> dict[int, int]:
+    """How many judgements each item has (items with none are left out), in one query."""
+    if not item_ids:
+        return {}
+    rows = session.execute(
+        select(Judgement.item_id, func.count())
+        .where(Judgement.item_id.in_(list(item_ids)))
+        .group_by(Judgement.item_id)
+    ).all()
+    return {int(item_id): int(count) for item_id, count in rows}
+
+
 def operator_resolve_many(
     session: Session,
     *,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.events import event_view, recent_events
@@ -19,7 +19,7 @@ from core.knowledge_base import (
     load_knowledge_base,
     restore_kb_version,
 )
-from core.models import Job, Judgement, OpsEvent, ReviewItem, User
+from core.models import Job, OpsEvent, ReviewItem, User
 from core.registry import (
     answer_policy_history,
     current_deployment,
@@ -29,7 +29,7 @@ from core.settings import OPS_EVENT_KINDS
 from crowd_feedback.guidelines import Guidelines, GuidelinesError, current_guidelines, save_guidelines
 from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
-from crowd_feedback.review import ReviewError, find_items, operator_resolve_many
+from crowd_feedback.review import ReviewError, find_items, judgement_counts, operator_resolve_many
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
@@ -526,13 +526,7 @@ def items() -> Response:
         )
     except ReviewError as exc:
         raise APIError(400, "invalid_value", str(exc)) from None
-    counts = dict(
-        session.execute(
-            select(Judgement.item_id, func.count())
-            .where(Judgement.item_id.in_([r.id for r in rows]))
-            .group_by(Judgement.item_id)
-        ).all()
-    )
+    counts = judgement_counts(session, item_ids=[r.id for r in rows])
     return jsonify({"total": total, "items": [_item(r, counts.get(r.id, 0)) for r in rows]})
 
 

@@ -113,3 +113,16 @@ def test_settling_many_items_is_all_or_none(db_session: Session) -> None:
             "omar",
         )
     assert pairs() == 3
+
+
+def test_judgement_counts_in_one_query(db_session: Session) -> None:
+    from crowd_feedback.review import judgement_counts
+    from tests.crowd_feedback.test_review import judge, reviewers
+
+    first = routed(db_session, "one", ["handoff"], top="card_arrival", seed=30)
+    second = routed(db_session, "two", ["handoff"], top="change_pin", seed=31)
+    people = reviewers(db_session, 2)
+    for person in people:
+        judge(db_session, first, person, "card_arrival", POLICY)
+    assert judgement_counts(db_session, item_ids=[first.id, second.id]) == {first.id: 2}
+    assert judgement_counts(db_session, item_ids=[]) == {}

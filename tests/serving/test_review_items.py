@@ -10,14 +10,20 @@ from core.models import ReviewItem
 from tests.serving.test_admin import add_user, csrf_token, login
 
 
-def test_operators_filter_items_and_settle_the_ticked_ones_all_or_none(make_app: Any) -> None:
+def three_items(make_app: Any) -> Any:
+    """An app whose customers gave a thumbs-down to two spam messages and one real question (three items)."""
     app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
-    helploop = app.extensions["helploop"]
     client = app.test_client()
     for text in ("zork blorp free money", "zork blorp win a prize", "where is my card please"):
         turn = client.post("/api/v1/chat", json={"message": text}).get_json()
         client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
-    assert helploop.router.drain(10)
+    assert app.extensions["helploop"].router.drain(10)
+    return app
+
+
+def test_operators_filter_items_and_settle_the_ticked_ones_all_or_none(make_app: Any) -> None:
+    app = three_items(make_app)
+    helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
         ids = {i.text: i.id for i in session.scalars(select(ReviewItem))}
     add_user(app, "omar", "operator")
@@ -74,13 +80,8 @@ def test_operators_filter_items_and_settle_the_ticked_ones_all_or_none(make_app:
 def test_the_admin_api_lists_items_and_settles_them_all_or_none(make_app: Any) -> None:
     from tests.serving.test_admin_api import bearer, token_for
 
-    app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_audit_rate=0.0)
-    helploop = app.extensions["helploop"]
+    app = three_items(make_app)
     client = app.test_client()
-    for text in ("zork blorp free money", "zork blorp win a prize", "where is my card please"):
-        turn = client.post("/api/v1/chat", json={"message": text}).get_json()
-        client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
-    assert helploop.router.drain(10)
     add_user(app, "omar", "operator")
     headers = bearer(token_for(app, "omar"))
     assert client.get("/api/v1/admin/items").status_code == 401
