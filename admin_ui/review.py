@@ -17,6 +17,7 @@ from crowd_feedback.guidelines import (
     Guidelines,
     GuidelinesError,
     current_guidelines,
+    guidelines_diff,
     guidelines_history,
     guidelines_unread,
     guidelines_version,
@@ -336,6 +337,8 @@ def _guidelines_page(
             history=history,
             draft=current.text if draft is None else draft,
             error=error,
+            # For an earlier version: what using it again would change in the guidelines in use.
+            diff=guidelines_diff(current, shown) if shown.version != current.version else [],
         ),
         status,
     )

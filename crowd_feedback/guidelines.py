@@ -89,6 +89,20 @@ def save_guidelines(session: Session, *, text: str, author: str) -> Guidelines |
     return _view(row)
 
 
+def guidelines_diff(before: Guidelines, after: Guidelines) -> list[tuple[str, str]]:
+    """Line by line, what changes from ``before`` to ``after``: ("+" | "-" | " " | "@", line); "@" starts
+    each hunk (three lines of context). Empty when the texts are the same."""
+    import difflib
+
+    lines = difflib.unified_diff(before.text.splitlines(), after.text.splitlines(), lineterm="", n=3)
+    changes: list[tuple[str, str]] = []
+    for line in lines:
+        if line.startswith(("---", "+++")):
+            continue
+        changes.append(("@", line) if line.startswith("@@") else (line[:1] or " ", line[1:]))
+    return changes
+
+
 def mark_guidelines_read(session: Session, *, user_id: int, version: int) -> None:
     user = session.get(User, user_id)
     if user is not None and (user.guidelines_read is None or user.guidelines_read < version):

@@ -67,3 +67,21 @@ def test_a_reviewer_is_asked_to_read_each_new_version_once(db_session: Session) 
     # Reading an older version (an operator's link) never lowers what was read.
     mark_guidelines_read(db_session, user_id=rita.id, version=BUILT_IN)
     assert db_session.get(User, rita.id).guidelines_read == saved.version
+
+
+def test_the_diff_between_two_versions_line_by_line() -> None:
+    from crowd_feedback.guidelines import Guidelines, guidelines_diff
+
+    before = Guidelines(1, "1. Read.\n2. Pick one.\n3. Skip if unsure.", "omar", None)
+    after = Guidelines(
+        2, "1. Read.\n2. Pick the most specific one.\n3. Skip if unsure.\n4. Be kind.", "ola", None
+    )
+    assert guidelines_diff(before, after) == [
+        ("@", "@@ -1,3 +1,4 @@"),
+        (" ", "1. Read."),
+        ("-", "2. Pick one."),
+        ("+", "2. Pick the most specific one."),
+        (" ", "3. Skip if unsure."),
+        ("+", "4. Be kind."),
+    ]
+    assert guidelines_diff(before, before) == []
