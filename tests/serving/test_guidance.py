@@ -35,8 +35,11 @@ def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_custo
     assert "Intent change_pin saved" in saved.get_data(as_text=True)
     again = operator.get("/operator/knowledge/change_pin").get_data(as_text=True)
     assert "A blocked PIN is &lt;b&gt;pin_blocked&lt;/b&gt;.</textarea>" in again
-    assert 'data-intent="change_pin"' in operator.get("/operator/knowledge/?q=forgotten").get_data(
-        as_text=True
+    listing = operator.get("/operator/knowledge/?q=forgotten").get_data(as_text=True)  # notes are searched
+    assert 'data-intent="change_pin"' in listing and listing.count("✎ has a note for reviewers") == 1
+    assert (
+        'title="Only a new PIN or a forgotten one.\nA blocked PIN is &lt;b&gt;pin_blocked&lt;/b&gt;."'
+        in listing
     )
     too_long = operator.post(
         "/operator/knowledge/change_pin",
