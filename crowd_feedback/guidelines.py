@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.events import emit
 from core.models import ReviewGuidelines, User, as_utc
 
 MAX_GUIDELINES_LENGTH = 20_000
@@ -75,18 +76,39 @@ def guidelines_history(session: Session, *, limit: int = 50) -> list[Guidelines]
 
 
 def save_guidelines(session: Session, *, text: str, author: str) -> Guidelines | None:
-    """Store ``text`` as the new version; None (nothing stored) when it is the text in use already."""
+    """Store ``text`` as the new version, and tell the operators (a ``guidelines.changed`` ops event, in the
+    same transaction); None (nothing stored) when it is the text in use already."""
     cleaned = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n")).strip()
     if not cleaned:
         raise GuidelinesError("the guidelines are empty")
     if len(cleaned) > MAX_GUIDELINES_LENGTH:
         raise GuidelinesError(f"the guidelines are {len(cleaned)} characters, limit {MAX_GUIDELINES_LENGTH}")
-    if cleaned == current_guidelines(session).text.strip():
+    before = current_guidelines(session)
+    if cleaned == before.text.strip():
         return None
     row = ReviewGuidelines(text=cleaned, author=author[:80])
     session.add(row)
     session.flush()
-    return _view(row)
+    saved = _view(row)
+    changes = guidelines_diff(before, saved)
+    added = sum(kind == "+" for kind, _ in changes)
+    removed = sum(kind == "-" for kind, _ in changes)
+    emit(
+        session,
+        "guidelines.changed",
+        f"Reviewing guidelines version {saved.version} saved by {saved.author} ({added} line"
+        f"{'' if added == 1 else 's'} added, {removed} removed): each reviewer is asked to read them before "
+        "their next item.",
+        path="/review/guidelines",
+        data={
+            "version": saved.version,
+            "previous": before.version,
+            "author": saved.author,
+            "added": added,
+            "removed": removed,
+        },
+    )
+    return saved
 
 
 def guidelines_diff(before: Guidelines, after: Guidelines) -> list[tuple[str, str]]:

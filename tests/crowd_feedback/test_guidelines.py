@@ -33,6 +33,24 @@ def test_versions_history_and_refusals(db_session: Session) -> None:
     assert save_guidelines(db_session, text="1. Read the question.\n2. Pick one.\n", author="ola") is None
     second = save_guidelines(db_session, text="Only **one** rule.", author="ola")
     assert second is not None and second.version > first.version
+    # Each new version tells the operators (none for the unchanged save above).
+    from core.events import recent_events
+
+    events = recent_events(db_session, kind="guidelines.changed")
+    assert len(events) == 2
+    assert events[0].text == (
+        f"Reviewing guidelines version {second.version} saved by ola (1 line added, 2 removed): "
+        "each reviewer is asked to read them before their next item."
+    )
+    assert events[0].data == {
+        "version": second.version,
+        "previous": first.version,
+        "author": "ola",
+        "added": 1,
+        "removed": 2,
+        "path": "/review/guidelines",
+    }
+    assert events[1].data["previous"] == BUILT_IN
     assert current_guidelines(db_session) == second
     assert [g.version for g in guidelines_history(db_session)] == [second.version, first.version]
     assert [g.version for g in guidelines_history(db_session, limit=1)] == [second.version]
