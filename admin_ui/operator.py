@@ -69,7 +69,7 @@ from crowd_feedback.gold import (
     GoldError,
     add_gold_from_knowledge_base,
     gold_report,
-    held_out_views,
+    production_views,
     retire_gold,
 )
 from crowd_feedback.jobs import export_dir
@@ -1129,14 +1129,11 @@ def gold() -> Any:
 def add_gold() -> Any:
     helploop = current_app.extensions["helploop"]
     per_intent = request.form.get("per_intent", type=int) or 0
-    engine = helploop.models.state.production
     settings = helploop.settings
-    bot_view = (
-        held_out_views(
-            engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
-        )
-        if engine is not None and engine.held_out is not None
-        else None
+    bot_view = production_views(
+        helploop.models.state.production,
+        clarify_message=settings.clarify_message,
+        handoff_message=settings.handoff_message,
     )
     try:
         with helploop.write_lock, helploop.database.session() as session:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from admin_ui.setup import require_role
 from core.knowledge_base import intent_examples, reviewer_notes
 from core.models import Judgement, ReviewItem, User, VerifiedPair
-from crowd_feedback.gold import GoldError, gold_from_item
+from crowd_feedback.gold import GoldError, bot_view_of, gold_from_item
 from crowd_feedback.guidelines import (
     Guidelines,
     GuidelinesError,
@@ -105,12 +105,17 @@ def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
     # Where the model kept what members that had not seen the question made of it, that; else its own view
     # (it was trained on the question, so it is surer than on real traffic).
     prediction = engine.held_out_prediction(view["text"]) or engine.predict(view["text"])
-    view["bot_answer"] = prediction.reply(
-        clarify_message=helploop.settings.clarify_message, handoff_message=helploop.settings.handoff_message
+    shown = bot_view_of(
+        prediction,
+        clarify_message=helploop.settings.clarify_message,
+        handoff_message=helploop.settings.handoff_message,
     )
-    view["bot_confidence"] = prediction.confidence
-    view["bot_intent"] = prediction.intent or prediction.top_intent
-    return [c.to_dict() for c in prediction.ranking[:5]]
+    view["bot_answer"], view["bot_confidence"], view["bot_intent"] = (
+        shown.answer,
+        shown.confidence,
+        shown.intent,
+    )
+    return shown.candidates
 
 
 def _practice_left(user: User, policy: ReviewPolicy) -> dict[str, int] | None:

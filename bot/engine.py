@@ -264,7 +264,9 @@ class AnsweringEngine:
         self._staged_onnx: Path | None = None  # the export fit_on_onnx() fitted on, until save() copies it
         self.version = "unfitted"
         self.bundle_dir: Path | None = None
-        self.held_out: HeldOutRows | None = None
+        # Fitted here, or read from the bundle on first use (serving never needs them: no load-time cost).
+        self._held_out: HeldOutRows | None = None
+        self._held_out_read = True
 
     # ------------------------------------------------------------------------------------- features
 
@@ -375,7 +377,7 @@ class AnsweringEngine:
         best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         member_names = list(held_scores)
         member_top = np.stack([held_scores[name].argmax(axis=1) for name in member_names], axis=1)
-        self.held_out = HeldOutRows(
+        self._held_out = HeldOutRows(
             held_texts,
             [self.labels[i] for i in held_y],
             best,
@@ -543,6 +545,21 @@ class AnsweringEngine:
 
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]
+
+    @property
+    def held_out(self) -> HeldOutRows | None:
+        """The held-out rows: fitted, or read from the bundle the first time they are asked for (None for a
+        bundle built before they were kept). A damaged file is a BundleError."""
+        if not self._held_out_read:
+            self._held_out_read = True
+            assert self.bundle_dir is not None  # set by load(), the only place that defers them
+            try:
+                self._held_out = HeldOutRows.load(self.bundle_dir)
+            except (KeyError, OSError, ValueError, TypeError) as exc:
+                raise BundleError(
+                    f"{self.bundle_dir}: unreadable held-out rows ({type(exc).__name__}: {exc})"
+                ) from None
+        return self._held_out
 
     def held_out_prediction(self, text: str) -> Prediction | None:
         """What the engine said of ``text`` when it was one of the rows scored by members that had not seen it
@@ -751,7 +768,7 @@ class AnsweringEngine:
             engine.gate = Gate.from_config(manifest["gate"])
             engine.built_gate = engine.gate
             engine.gate_options = dict(manifest.get("gate_options", {}))  # older bundles: none
-            engine.held_out = HeldOutRows.load(bundle)
+            engine._held_out_read = False  # read on first use: a serving process never needs them
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None
         onnx_dir = bundle / "onnx"

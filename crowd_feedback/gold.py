@@ -12,6 +12,7 @@ crowd or an operator resolved (``gold_from_item``: operator-verified).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, AnsweringEngine
+from bot.engine import ANSWERED, AnsweringEngine, BundleError, Prediction
 from core.knowledge_base import load_knowledge_base
 from core.models import AccountEvent, Judgement, ReviewItem, User, as_utc
 from crowd_feedback.review import (
@@ -32,6 +33,7 @@ from crowd_feedback.review import (
 )
 
 RETIRED = "retired"
+log = logging.getLogger("helploop.crowd_feedback.gold")
 
 
 class GoldError(ValueError):
@@ -110,6 +112,17 @@ class BotView:
     routed: bool = False
 
 
+def bot_view_of(prediction: Prediction, *, clarify_message: str, handoff_message: str) -> BotView:
+    """A prediction as a review item shows it (as a routed turn logs it): intent, reply, confidence, top 5."""
+    return BotView(
+        intent=prediction.intent or prediction.top_intent,
+        answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
+        confidence=prediction.confidence,
+        candidates=[c.to_dict() for c in prediction.ranking[:5]],
+        routed=prediction.status != ANSWERED or prediction.members_disagree,
+    )
+
+
 def held_out_views(
     engine: AnsweringEngine, *, clarify_message: str, handoff_message: str
 ) -> Callable[[str], BotView | None]:
@@ -120,15 +133,26 @@ def held_out_views(
         prediction = engine.held_out_prediction(text)
         if prediction is None:
             return None
-        return BotView(
-            intent=prediction.intent or prediction.top_intent,
-            answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
-            confidence=prediction.confidence,
-            candidates=[c.to_dict() for c in prediction.ranking[:5]],
-            routed=prediction.status != ANSWERED or prediction.members_disagree,
-        )
+        return bot_view_of(prediction, clarify_message=clarify_message, handoff_message=handoff_message)
 
     return view
+
+
+def production_views(
+    engine: AnsweringEngine | None, *, clarify_message: str, handoff_message: str
+) -> Callable[[str], BotView | None] | None:
+    """``held_out_views`` of the model in production, for ``add_gold_from_knowledge_base``; None when there
+    is no model, or it kept no held-out rows (or they cannot be read: logged), so examples are drawn at
+    random."""
+    if engine is None:
+        return None
+    try:
+        if engine.held_out is None:
+            return None
+    except BundleError as exc:
+        log.warning("drawing check questions at random: %s", exc)
+        return None
+    return held_out_views(engine, clarify_message=clarify_message, handoff_message=handoff_message)
 
 
 MIN_DOUBT = 0.02  # an example the bot is sure of can still be drawn, rarely

@@ -893,7 +893,7 @@ def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     from bot.engine import AnsweringEngine, BundleError
     from core.knowledge_base import read_answer_book
     from core.registry import serving_plan
-    from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base, held_out_views
+    from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base, production_views
     from crowd_feedback.review import ReviewPolicy
 
     settings = _settings(ctx)
@@ -909,12 +909,11 @@ def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
         except BundleError as exc:
             click.echo(f"warning: {exc}; drawing at random", err=True)
         else:
-            if engine.held_out is not None:
-                if book is not None:
-                    engine.update_answers(book.intents)
-                bot_view = held_out_views(
-                    engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
-                )
+            if book is not None:
+                engine.update_answers(book.intents)
+            bot_view = production_views(
+                engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
+            )
     try:
         with database.session() as session:
             added = add_gold_from_knowledge_base(

@@ -288,6 +288,11 @@ def test_held_out_rows_say_what_a_model_that_never_saw_a_question_made_of_it(
     (bundle / "held_out.json").write_text(json.dumps({"texts": named["texts"], "labels": named["labels"]}))
     older = AnsweringEngine.load(bundle, runtime="torch").held_out_prediction(texts[3])
     assert older is not None and older.member_scores == {} and older.confidence == again.confidence
+    # Read on first use, not at load: a damaged file fails then, naming the bundle.
+    (bundle / "held_out.json").write_text("{")
+    damaged = AnsweringEngine.load(bundle, runtime="torch")
+    with pytest.raises(BundleError, match="unreadable held-out rows"):
+        damaged.held_out_prediction(texts[3])
     (bundle / "held_out.npz").unlink()
     assert AnsweringEngine.load(bundle, runtime="torch").held_out_prediction(texts[3]) is None
     # With a calibration set, the held-out rows are that set's.

@@ -242,3 +242,26 @@ def test_a_held_out_view_is_routed_as_the_router_would_route_the_turn() -> None:
         assert seen is not None and (seen.routed, seen.answer, seen.confidence) == (routed, answer, 0.7)
         assert [c["intent"] for c in seen.candidates] == ["card_arrival", "change_pin"]
     assert view("not a held-out row") is None
+
+
+def test_production_views_draw_at_random_without_readable_held_out_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    from bot.engine import BundleError
+    from crowd_feedback.gold import production_views
+
+    lines = {"clarify_message": "Which one?", "handoff_message": "A person."}
+    assert production_views(None, **lines) is None
+    assert production_views(SimpleNamespace(held_out=None), **lines) is None  # type: ignore[arg-type]
+
+    class Damaged:
+        @property
+        def held_out(self) -> None:
+            raise BundleError("/models/v1: unreadable held-out rows (ValueError: bad)")
+
+    with caplog.at_level("WARNING", logger="helploop.crowd_feedback.gold"):
+        assert production_views(Damaged(), **lines) is None  # type: ignore[arg-type]
+    assert "drawing check questions at random: /models/v1: unreadable held-out rows" in caplog.text
+    assert callable(production_views(SimpleNamespace(held_out=object()), **lines))  # type: ignore[arg-type]
