@@ -571,7 +571,5 @@ def events() -> Response:
     kind = request.args.get("kind", "") or None
     if kind is not None and kind not in OPS_EVENT_KINDS:
         raise APIError(400, "invalid_value", f"'kind' must be one of {', '.join(OPS_EVENT_KINDS)}", "kind")
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise APIError(400, "invalid_value", "'limit' must be a whole number from 1 to 500", "limit")
-    return jsonify([_event(e) for e in recent_events(db_session(), kind=kind, limit=int(limit))])
+    limit = _whole("limit", 100, 1, 500)
+    return jsonify([_event(e) for e in recent_events(db_session(), kind=kind, limit=limit)])
