@@ -90,6 +90,11 @@ class HeldOutRows:
     member_score: np.ndarray  # (rows, members) and its score
 
     def __post_init__(self) -> None:
+        # Kept in the types the bundle stores, so rows fresh from a fit and rows read back decide alike.
+        self.top, self.member_top = self.top.astype(np.int32), self.member_top.astype(np.int32)
+        self.probabilities = self.probabilities.astype(np.float32)
+        self.confidence, self.margin = self.confidence.astype(np.float32), self.margin.astype(np.float32)
+        self.member_score = self.member_score.astype(np.float32)
         self._index = {" ".join(text.split()): i for i, text in enumerate(self.texts)}
 
     def __len__(self) -> int:
@@ -101,12 +106,12 @@ class HeldOutRows:
     def save(self, directory: Path) -> None:
         np.savez_compressed(
             directory / "held_out.npz",
-            top=self.top.astype(np.int32),
-            probabilities=self.probabilities.astype(np.float32),
-            confidence=self.confidence.astype(np.float32),
-            margin=self.margin.astype(np.float32),
-            member_top=self.member_top.astype(np.int32),
-            member_score=self.member_score.astype(np.float32),
+            top=self.top,
+            probabilities=self.probabilities,
+            confidence=self.confidence,
+            margin=self.margin,
+            member_top=self.member_top,
+            member_score=self.member_score,
         )
         (directory / "held_out.json").write_text(
             json.dumps(
