@@ -28,12 +28,14 @@ from core.knowledge_base import (
     intent_revision,
     list_kb_versions,
     load_knowledge_base,
+    move_example,
     restore_kb_version,
     save_intent,
     version_changes,
 )
 from core.models import utcnow
 from crowd_feedback.quality import answer_quality
+from training.kb_check import check_current_knowledge_base
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
 
@@ -187,6 +189,86 @@ def remove(name: str) -> Any:
         "still know it until the next retraining is promoted."
     )
     return redirect(url_for("knowledge.index"))
+
+
+CHECK_ROWS = 100  # rows per list on the check page; `helploop kb check --limit 0` lists them all
+CHECK_SECTIONS = frozenset({"conflicts", "issues"})  # where a Move / Remove returns to
+
+
+def examples_chart(
+    per_intent: dict[str, int], few: int, *, width: float = 640.0, height: float = 120.0
+) -> dict[str, Any]:
+    """Examples per intent, fewest first, one bar each; the ones under ``few`` in red, with a line at it."""
+    ranked = sorted(per_intent.items(), key=lambda kv: (kv[1], kv[0]))
+    top = max([count for _, count in ranked] + [few, 1])
+    left, bottom = 40.0, 16.0
+    step = (width - left - 8) / max(len(ranked), 1)
+
+    def y(count: float) -> float:
+        return round(height - bottom - (height - bottom - 6) * count / top, 1)
+
+    bars = [
+        {
+            "x": round(left + i * step, 1),
+            "y": y(count),
+            "w": round(max(step - 1, 1), 1),
+            "h": round(height - bottom - y(count), 1),
+            "name": name,
+            "count": count,
+            "thin": count < few,
+        }
+        for i, (name, count) in enumerate(ranked)
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "few_y": y(few),
+        "ticks": [{"y": y(v), "label": v} for v in sorted({0, few, top})],
+        "base": height - bottom,
+    }
+
+
+@knowledge.get("/check")
+@require_role("operator")
+def check() -> Any:
+    """The knowledge-base check: questions under two intents, intents with few examples, examples the
+    production model (not trained on them) reads as another intent, duplicates, intents it mixes up; each
+    example with Move / Remove."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        report = check_current_knowledge_base(session, engine=helploop.models.state.production)
+    return render_template(
+        "admin/kb_check.html",
+        report=report,
+        rows=CHECK_ROWS,
+        chart=examples_chart(report.per_intent, report.few) if report.per_intent else None,
+    )
+
+
+@knowledge.post("/examples/move")
+@require_role("operator")
+def move() -> Any:
+    """Move one example to another intent (``to_intent`` empty: remove it), as a new version."""
+    helploop = current_app.extensions["helploop"]
+    text = request.form.get("text", "")
+    from_intent = request.form.get("from_intent", "")
+    to_intent = request.form.get("to_intent") or None
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            result = move_example(
+                session, text=text, from_intent=from_intent, to_intent=to_intent, actor=current_user.username
+            )
+    except KnowledgeBaseFormatError as exc:
+        flash(f"Not changed: {exc.message}")
+    else:
+        what = f"moved from {from_intent} to {to_intent}" if to_intent else f"removed from {from_intent}"
+        flash(
+            f"“{text}” {what} (knowledge base version {result.kb_version_id}). It takes effect at the next "
+            "retraining."
+        )
+    section = request.form.get("section")
+    return redirect(url_for("knowledge.check", _anchor=section if section in CHECK_SECTIONS else None))
 
 
 @knowledge.get("/try")

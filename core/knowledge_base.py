@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.events import emit
+from core.kb_checks import question_key
 from core.kb_files import (
     MAX_ANSWER_LENGTH,
     MAX_EXAMPLE_LENGTH,
@@ -320,6 +321,43 @@ def delete_intent(session: Session, *, name: str, actor: str) -> ImportResult:
     return import_knowledge_base(
         session, incoming=kb, source=f"intent {name} deleted by {actor}", replace=True
     )
+
+
+def move_example(
+    session: Session, *, text: str, from_intent: str, to_intent: str | None, actor: str
+) -> ImportResult:
+    """Move one example question to another intent (``to_intent`` None: remove it), as a new knowledge-base
+    version: the fix for a question filed under the wrong intent, or under two. Every spelling of the
+    question in ``from_intent`` goes (case, spacing and closing punctuation aside); refused when it is not
+    there (someone changed the intent since), or when it is the intent's last example."""
+    kb = load_knowledge_base(session)
+    where = f"<intent {from_intent}>"
+    source = kb.intents.get(from_intent)
+    if source is None:
+        raise KnowledgeBaseFormatError(where, None, "from_intent", f"intent {from_intent!r} does not exist")
+    if to_intent is not None and to_intent not in kb.intents:
+        raise KnowledgeBaseFormatError(where, None, "to_intent", f"intent {to_intent!r} does not exist")
+    if to_intent == from_intent:
+        raise KnowledgeBaseFormatError(where, None, "to_intent", "the example is in that intent already")
+    key = question_key(text)
+    moving = [example for example in source.examples if question_key(example) == key]
+    if not moving:
+        raise KnowledgeBaseFormatError(
+            where, None, "examples", f"{text!r} is not an example of {from_intent!r} (any more)"
+        )
+    if len(moving) == len(source.examples):
+        raise KnowledgeBaseFormatError(
+            where, None, "examples", f"{text!r} is the last example of {from_intent!r}: add another first"
+        )
+    source.examples = [example for example in source.examples if question_key(example) != key]
+    if to_intent is not None:
+        target = kb.intents[to_intent]
+        if all(question_key(example) != key for example in target.examples):
+            target.examples.append(moving[0])
+        what = f"example moved from {from_intent} to {to_intent} by {actor}"
+    else:
+        what = f"example removed from {from_intent} by {actor}"
+    return import_knowledge_base(session, incoming=kb, source=what, replace=True)
 
 
 def get_kb_version(session: Session, *, version_id: int) -> KnowledgeBaseVersion:

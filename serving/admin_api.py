@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 from core.events import event_view, recent_events
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
+    ImportResult,
     import_knowledge_base,
     latest_kb_version,
     list_kb_versions,
     load_knowledge_base,
+    move_example,
     restore_kb_version,
 )
 from core.models import Job, OpsEvent, ReviewItem, User
@@ -34,6 +36,7 @@ from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
 from training.jobs import JobError, enqueue, job_view, request_cancel
+from training.kb_check import check_current_knowledge_base
 from training.rollout import (
     RolloutError,
     apply_action,
@@ -154,6 +157,15 @@ def knowledge_versions() -> Response:
     )
 
 
+def _new_version(result: ImportResult) -> dict[str, Any]:
+    return {
+        "version": result.kb_version_id,
+        "data_hash": result.data_hash,
+        "intents": result.intent_count,
+        "examples": result.example_count,
+    }
+
+
 @admin_api.post("/knowledge/versions/<int:version_id>/restore")
 def restore_knowledge_version(version_id: int) -> Response:
     """Make an earlier version current again, as a new version (the undo of a bad push)."""
@@ -166,14 +178,49 @@ def restore_knowledge_version(version_id: int) -> Response:
             session.rollback()
             raise APIError(404, "unknown_version", exc.message, "version_id") from None
         session.commit()
-    return jsonify(
-        {
-            "version": result.kb_version_id,
-            "data_hash": result.data_hash,
-            "intents": result.intent_count,
-            "examples": result.example_count,
-        }
-    )
+    return jsonify(_new_version(result))
+
+
+@admin_api.get("/knowledge/check")
+def knowledge_check() -> Response:
+    """The knowledge-base check (as ``helploop kb check --json``): questions under two intents, intents with
+    few examples, examples the production model reads as another intent, duplicates, confused intents."""
+    report = check_current_knowledge_base(db_session(), engine=state().models.state.production)
+    return jsonify(report.to_dict())
+
+
+@admin_api.post("/knowledge/examples/move")
+def move_knowledge_example() -> Response:
+    """Move one example question to another intent, or remove it (``to`` null), as a new version."""
+    body = request.get_json(silent=True)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("text"), str)
+        or not isinstance(body.get("from"), str)
+        or not isinstance(body.get("to"), str | None)
+    ):
+        raise APIError(
+            400,
+            "invalid_body",
+            'send a JSON object: {"text": "the example", "from": "intent", "to": "intent" or null}',
+        )
+    helploop = state()
+    with helploop.write_lock:
+        session = db_session()
+        try:
+            result = move_example(
+                session,
+                text=body["text"],
+                from_intent=body["from"],
+                to_intent=body["to"],
+                actor=f"{g.api_user} (API)",
+            )
+        except KnowledgeBaseFormatError as exc:
+            session.rollback()
+            where = {"from_intent": "from", "to_intent": "to", "examples": "text"}
+            raise APIError(400, "move_refused", exc.message, where.get(exc.field or "", exc.field)) from None
+        session.commit()
+    return jsonify(_new_version(result))
 
 
 def _job(job: Job) -> dict[str, Any]:

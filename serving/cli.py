@@ -112,6 +112,29 @@ def _require_schema(database: Any) -> None:
         _fail("the database schema is not up to date: run `helploop db upgrade` first")
 
 
+def _production_engine(database: Any, *, fallback: str) -> Any:
+    """The model in production, with the knowledge base's current answers: its members and held-out rows
+    (the encoder loads only if something predicts). None when there is none, or it cannot be read
+    (a warning says so, and what happens instead: ``fallback``)."""
+    from bot.engine import AnsweringEngine, BundleError
+    from core.knowledge_base import read_answer_book
+    from core.registry import serving_plan
+
+    with database.session() as session:
+        plan = serving_plan(session)
+        book = read_answer_book(session)
+    if plan is None or plan["production"] is None:
+        return None
+    try:
+        engine = AnsweringEngine.load(plan["production"][1], runtime="torch")
+    except BundleError as exc:
+        click.echo(f"warning: {exc}; {fallback}", err=True)
+        return None
+    if book is not None:
+        engine.update_answers(book.intents)
+    return engine
+
+
 # ----------------------------------------------------------------------------------------------- kb
 
 
@@ -167,6 +190,146 @@ def kb_export(ctx: click.Context, fmt: str, out: str) -> None:
         _fail("the knowledge base is empty; nothing to export")
     for path in write_knowledge_base(data, fmt, out):
         click.echo(f"wrote {path}")
+
+
+@kb.command("check")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    help="Judge the examples with this model bundle (default: the one in production; none for FILES).",
+)
+@click.option("--no-model", is_flag=True, help="Text checks only.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+@click.option(
+    "--limit", type=click.IntRange(0, 100_000), default=20, show_default=True, help="Rows per list."
+)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), help="Write the report."
+)
+@click.pass_context
+def kb_check(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    model_dir: str | None,
+    no_model: bool,
+    strict: bool,
+    limit: int,
+    json_out: str | None,
+) -> None:
+    """Check the knowledge base (FILES, or the one in the database with the crowd's verified pairs): a
+    question under two intents (error), intents with few examples, examples the model reads as another
+    intent (warnings), a question twice in one intent, intents the model mixes up. Exit 1 on an error
+    (or on a warning with --strict), 0 otherwise."""
+    from bot.engine import AnsweringEngine, BundleError
+    from training.kb_check import check_current_knowledge_base, check_knowledge_base
+
+    engine = None
+    if model_dir and not no_model:
+        try:
+            engine = AnsweringEngine.load(Path(model_dir), runtime="torch")
+        except BundleError as exc:
+            _fail(f"{model_dir}: {exc}")
+    if files:
+        try:
+            kb_data = read_knowledge_base(files)
+        except KnowledgeBaseFormatError as exc:
+            _fail(str(exc))
+        report = check_knowledge_base(kb_data, engine=engine)
+        if engine is None and not no_model:
+            report.model_note = "no model given: --model DIR judges the examples with one"
+    else:
+        database = _database(_settings(ctx))
+        _require_schema(database)
+        if engine is None and not no_model:
+            engine = _production_engine(database, fallback="checking the text only")
+        with database.session() as session:
+            report = check_current_knowledge_base(session, engine=engine)
+        if no_model:
+            report.model_note = "--no-model"
+        if not report.intents:
+            _fail("the knowledge base is empty: import one with `helploop kb import`")
+    if json_out:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if json_out == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(json_out).write_text(text, encoding="utf-8")
+    if json_out != "-":
+        for line in kb_check_lines(report, limit=limit):
+            click.echo(line)
+    if report.errors or (strict and report.warnings):
+        sys.exit(1)
+
+
+def _listed(items: list[Any], limit: int, line: Any) -> list[str]:
+    shown = items if limit == 0 else items[:limit]
+    more = (
+        [f"  … and {len(items) - len(shown)} more (--limit 0 lists all)"] if len(shown) < len(items) else []
+    )
+    return [f"  {line(item)}" for item in shown] + more
+
+
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def kb_check_lines(report: Any, *, limit: int) -> list[str]:
+    """The report as the terminal shows it (``limit`` rows per list, 0: all)."""
+    lines = [f"knowledge base: {_n(report.intents, 'intent')}, {_n(report.examples, 'example')}"]
+    if report.label_issues is not None:
+        lines.append(
+            f"model {report.model_version}: held-out rows for {report.checked_examples} of the examples"
+        )
+    else:
+        lines.append(f"model: not used ({report.model_note})")
+    if report.conflicts:
+        lines.append(f"error: {_n(len(report.conflicts), 'question')} filed under more than one intent")
+        lines += _listed(
+            report.conflicts,
+            limit,
+            lambda c: f"{c.question!r}: " + ", ".join(f"{p.intent} ({p.source})" for p in c.places),
+        )
+    if report.thin:
+        lines.append(f"warning: {_n(len(report.thin), 'intent')} with fewer than {report.few} examples")
+        lines += _listed(report.thin, limit, lambda t: f"{t.intent}: {t.examples}")
+    if report.label_issues:
+        lines.append(
+            f"warning: {_n(len(report.label_issues), 'example')} the model, not trained on them, reads as "
+            "another intent (most lopsided first)"
+        )
+        lines += _listed(
+            report.label_issues,
+            limit,
+            lambda i: (
+                f"{i.given} -> {i.suggested} ({i.suggested_probability:.2f} against "
+                f"{i.given_probability:.2f}; {i.members_agreeing} of {i.members} members): {i.text!r}"
+            ),
+        )
+    if report.duplicates:
+        lines.append(
+            f"note: {_n(len(report.duplicates), 'question')} twice in one intent "
+            "(each spelling is trained on)"
+        )
+        lines += _listed(
+            report.duplicates, limit, lambda d: f"{d.intent}: " + " / ".join(repr(t) for t in d.spellings)
+        )
+    if report.confusions:
+        lines.append(
+            f"note: {_n(len(report.confusions), 'pair')} of intents the model mixes up "
+            "(a reviewer note helps)"
+        )
+        lines += _listed(
+            report.confusions,
+            limit,
+            lambda c: (
+                f"{c.first} <-> {c.second}: {c.first_as_second} of {c.first_examples} read as "
+                f"{c.second}, {c.second_as_first} of {c.second_examples} as {c.first}"
+            ),
+        )
+    lines.append(f"{_n(report.errors, 'error')}, {_n(report.warnings, 'warning')}")
+    return lines
 
 
 @kb.command("versions")
@@ -890,30 +1053,16 @@ def crowd_aggregate(
 def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     """Add check questions with known answers, drawn from the knowledge base's examples (never one that is
     gold already)."""
-    from bot.engine import AnsweringEngine, BundleError
-    from core.knowledge_base import read_answer_book
-    from core.registry import serving_plan
     from crowd_feedback.gold import GoldError, add_gold_from_knowledge_base, production_views
     from crowd_feedback.review import ReviewPolicy
 
     settings = _settings(ctx)
     database = _database(settings)
     _require_schema(database)
-    bot_view = None
-    with database.session() as session:
-        plan = serving_plan(session)
-        book = read_answer_book(session)
-    if plan is not None and plan["production"] is not None:
-        try:  # members and held-out rows only: no encoder is loaded
-            engine = AnsweringEngine.load(plan["production"][1], runtime="torch")
-        except BundleError as exc:
-            click.echo(f"warning: {exc}; drawing at random", err=True)
-        else:
-            if book is not None:
-                engine.update_answers(book.intents)
-            bot_view = production_views(
-                engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
-            )
+    engine = _production_engine(database, fallback="drawing at random")
+    bot_view = production_views(
+        engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
+    )
     try:
         with database.session() as session:
             added = add_gold_from_knowledge_base(

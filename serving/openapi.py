@@ -452,6 +452,48 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/admin/knowledge/check": {
+            "get": {
+                "summary": "Admin: check the knowledge base (as `helploop kb check --json`)",
+                "description": "errors: questions filed under more than one intent (with the crowd's "
+                "verified pairs); warnings: intents with fewer examples than few_examples.below, and "
+                "examples the production model, not trained on them, reads as another intent "
+                "(confident learning on its held-out rows; model.label_issues is null without such a "
+                "model, model.note says why); notes: duplicates within an intent, intents mixed up.",
+                "security": ADMIN,
+                "responses": {
+                    "200": {"description": "The report", **_json({"type": "object"})},
+                    **_error_responses(401, 429),
+                },
+            }
+        },
+        "/api/v1/admin/knowledge/examples/move": {
+            "post": {
+                "summary": "Admin: move one example question to another intent, or remove it (to: null)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["text", "from", "to"],
+                            "properties": {
+                                "text": {"type": "string"},
+                                "from": {"type": "string"},
+                                "to": {"type": "string", "nullable": True},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "The new version: version, data_hash, intents, examples",
+                        **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
         "/api/v1/admin/knowledge/versions/{version_id}/restore": {
             "post": {
                 "summary": "Admin: make an earlier version current again, as a new version",

@@ -71,20 +71,32 @@ def knowledge_from_kb(kb: KnowledgeBaseData) -> dict[str, IntentInfo]:
     }
 
 
+MIN_PAIR_WEIGHT = 0.9  # the posterior a verified pair needs to be trained on
+
+
+def verified_pairs(session: Session, *, min_weight: float = MIN_PAIR_WEIGHT) -> list[tuple[str, str, int]]:
+    """The crowd's verified (text, intent, item id) at or above the posterior threshold, oldest first."""
+    rows = session.execute(
+        select(VerifiedPair.text, VerifiedPair.intent, VerifiedPair.item_id)
+        .where(VerifiedPair.weight >= min_weight)
+        .order_by(VerifiedPair.id)
+    ).all()
+    return [(text, intent, item_id) for text, intent, item_id in rows]
+
+
 def verified_training_pairs(
     session: Session, *, known: set[str], min_weight: float
 ) -> tuple[list[str], list[str]]:
     """Crowd-verified (question, intent) pairs for intents that still exist, above the posterior threshold."""
-    rows = session.execute(
-        select(VerifiedPair.text, VerifiedPair.intent)
-        .where(VerifiedPair.weight >= min_weight)
-        .order_by(VerifiedPair.id)
-    ).all()
-    pairs = [(text, intent) for text, intent in rows if intent in known]
+    pairs = [
+        (text, intent)
+        for text, intent, _ in verified_pairs(session, min_weight=min_weight)
+        if intent in known
+    ]
     return [t for t, _ in pairs], [i for _, i in pairs]
 
 
-def training_snapshot(session: Session, *, min_pair_weight: float = 0.9) -> TrainingSnapshot:
+def training_snapshot(session: Session, *, min_pair_weight: float = MIN_PAIR_WEIGHT) -> TrainingSnapshot:
     kb = load_knowledge_base(session)
     if not kb.intents:
         raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
@@ -228,7 +240,7 @@ def build_model(
     progress: bool = False,
     onnx: bool = False,
     on_progress: ProgressCallback | None = None,
-    min_pair_weight: float = 0.9,
+    min_pair_weight: float = MIN_PAIR_WEIGHT,
 ) -> BuildResult:
     snapshot = training_snapshot(session, min_pair_weight=min_pair_weight)
     engine, bundle, metrics = fit_bundle(
