@@ -23,9 +23,11 @@ from core.kb_files import (
 )
 from core.knowledge_base import (
     delete_intent,
+    flag_again,
     get_kb_version,
     import_knowledge_base,
     intent_revision,
+    keep_example,
     list_kb_versions,
     load_knowledge_base,
     move_example,
@@ -196,7 +198,7 @@ CHECK_SECTIONS = frozenset({"conflicts", "issues"})  # where a Move / Remove ret
 
 
 def examples_chart(
-    per_intent: dict[str, int], few: int, *, width: float = 640.0, height: float = 120.0
+    per_intent: dict[str, int], few: int, *, width: float = 860.0, height: float = 130.0
 ) -> dict[str, Any]:
     """Examples per intent, fewest first, one bar each; the ones under ``few`` in red, with a line at it."""
     ranked = sorted(per_intent.items(), key=lambda kv: (kv[1], kv[0]))
@@ -224,7 +226,7 @@ def examples_chart(
         "height": height,
         "bars": bars,
         "few_y": y(few),
-        "ticks": [{"y": y(v), "label": v} for v in sorted({0, few, top})],
+        "ticks": [{"y": y(v), "label": v} for v in sorted({few, top})],
         "base": height - bottom,
     }
 
@@ -269,6 +271,31 @@ def move() -> Any:
         )
     section = request.form.get("section")
     return redirect(url_for("knowledge.check", _anchor=section if section in CHECK_SECTIONS else None))
+
+
+@knowledge.post("/examples/keep")
+@require_role("operator")
+def keep() -> Any:
+    """Keep a flagged example as it is (the check stops listing it), or flag it again (``undo``)."""
+    helploop = current_app.extensions["helploop"]
+    text = request.form.get("text", "")
+    intent = request.form.get("intent", "")
+    undo = request.form.get("undo") == "1"
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            if undo:
+                flag_again(session, text=text, intent=intent)
+            else:
+                keep_example(session, text=text, intent=intent, actor=current_user.username)
+    except KnowledgeBaseFormatError as exc:
+        flash(f"Not changed: {exc.message}")
+    else:
+        flash(
+            f"“{text}” is flagged again under {intent}."
+            if undo
+            else f"“{text}” kept under {intent}: the check no longer lists it (see Kept as they are)."
+        )
+    return redirect(url_for("knowledge.check", _anchor="kept" if undo else "issues"))
 
 
 @knowledge.get("/try")

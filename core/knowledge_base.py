@@ -27,7 +27,7 @@ from core.kb_files import (
     read_knowledge_base_files,
     validate_complete,
 )
-from core.models import ExampleQuestion, Intent, KnowledgeBaseVersion
+from core.models import ExampleQuestion, Intent, KeptExample, KnowledgeBaseVersion
 
 
 @dataclass
@@ -358,6 +358,46 @@ def move_example(
     else:
         what = f"example removed from {from_intent} by {actor}"
     return import_knowledge_base(session, incoming=kb, source=what, replace=True)
+
+
+def keep_example(session: Session, *, text: str, intent: str, actor: str) -> bool:
+    """An operator's "keep as it is" on a flagged example: the knowledge-base check stops listing it while it
+    stays under ``intent``. Refused when it is not an example of ``intent``; False when it was kept
+    already (nothing changes)."""
+    kb = load_knowledge_base(session)
+    key = question_key(text)
+    where = f"<intent {intent}>"
+    if intent not in kb.intents:
+        raise KnowledgeBaseFormatError(where, None, "intent", f"intent {intent!r} does not exist")
+    if all(question_key(example) != key for example in kb.intents[intent].examples):
+        raise KnowledgeBaseFormatError(where, None, "text", f"{text!r} is not an example of {intent!r}")
+    kept = session.scalars(
+        select(KeptExample).where(KeptExample.question_key == key, KeptExample.intent == intent)
+    ).first()
+    if kept is not None:
+        return False
+    session.add(KeptExample(question_key=key, text=text, intent=intent, kept_by=actor))
+    session.flush()
+    return True
+
+
+def flag_again(session: Session, *, text: str, intent: str) -> bool:
+    """Undo ``keep_example``; False when it was not kept."""
+    kept = session.scalars(
+        select(KeptExample).where(
+            KeptExample.question_key == question_key(text), KeptExample.intent == intent
+        )
+    ).first()
+    if kept is None:
+        return False
+    session.delete(kept)
+    session.flush()
+    return True
+
+
+def kept_examples(session: Session) -> dict[tuple[str, str], KeptExample]:
+    """Every kept example by (question key, intent)."""
+    return {(k.question_key, k.intent): k for k in session.scalars(select(KeptExample))}
 
 
 def get_kb_version(session: Session, *, version_id: int) -> KnowledgeBaseVersion:

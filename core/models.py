@@ -437,3 +437,18 @@ class ReviewGuidelines(Base):
     text: Mapped[str] = mapped_column(Text)
     author: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KeptExample(Base):
+    """An operator's "keep as it is" on an example the knowledge-base check flagged (the model reads it as
+    another intent): it is no longer listed as a warning while it stays under that intent."""
+
+    __tablename__ = "kept_examples"
+    __table_args__ = (UniqueConstraint("question_key", "intent", name="uq_kept_examples_key_intent"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_key: Mapped[str] = mapped_column(String(MAX_TEXT_LENGTH))  # core.kb_checks.question_key
+    text: Mapped[str] = mapped_column(String(MAX_TEXT_LENGTH))
+    intent: Mapped[str] = mapped_column(String(INTENT_NAME_LENGTH))
+    kept_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

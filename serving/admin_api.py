@@ -14,7 +14,9 @@ from core.events import event_view, recent_events
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
     ImportResult,
+    flag_again,
     import_knowledge_base,
+    keep_example,
     latest_kb_version,
     list_kb_versions,
     load_knowledge_base,
@@ -221,6 +223,39 @@ def move_knowledge_example() -> Response:
             raise APIError(400, "move_refused", exc.message, where.get(exc.field or "", exc.field)) from None
         session.commit()
     return jsonify(_new_version(result))
+
+
+@admin_api.post("/knowledge/examples/keep")
+def keep_knowledge_example() -> Response:
+    """Keep a flagged example as it is (``keep`` true, the default: the check stops listing it) or flag it
+    again (false)."""
+    body = request.get_json(silent=True)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("text"), str)
+        or not isinstance(body.get("intent"), str)
+        or not isinstance(body.get("keep", True), bool)
+    ):
+        raise APIError(
+            400,
+            "invalid_body",
+            'send a JSON object: {"text": "the example", "intent": "intent", "keep": true}',
+        )
+    session = db_session()
+    if body.get("keep", True):
+        try:
+            changed = keep_example(
+                session, text=body["text"], intent=body["intent"], actor=f"{g.api_user} (API)"
+            )
+        except KnowledgeBaseFormatError as exc:
+            session.rollback()
+            raise APIError(400, "keep_refused", exc.message, exc.field) from None
+    else:
+        changed = flag_again(session, text=body["text"], intent=body["intent"])
+    session.commit()
+    return jsonify(
+        {"text": body["text"], "intent": body["intent"], "kept": body.get("keep", True), "changed": changed}
+    )
 
 
 def _job(job: Job) -> dict[str, Any]:

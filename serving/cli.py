@@ -307,6 +307,8 @@ def kb_check_lines(report: Any, *, limit: int) -> list[str]:
                 f"{i.given_probability:.2f}; {i.members_agreeing} of {i.members} members): {i.text!r}"
             ),
         )
+    if report.kept:
+        lines.append(f"note: {_n(len(report.kept), 'flagged example')} kept as they are by operators")
     if report.duplicates:
         lines.append(
             f"note: {_n(len(report.duplicates), 'question')} twice in one intent "

@@ -494,6 +494,34 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/admin/knowledge/examples/keep": {
+            "post": {
+                "summary": "Admin: keep a flagged example as it is (the check stops listing it), or flag it "
+                "again (keep: false)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["text", "intent"],
+                            "properties": {
+                                "text": {"type": "string"},
+                                "intent": {"type": "string"},
+                                "keep": {"type": "boolean", "default": True},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "text, intent, kept, changed (false: it was so already)",
+                        **_json({"type": "object"}),
+                    },
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
         "/api/v1/admin/knowledge/versions/{version_id}/restore": {
             "post": {
                 "summary": "Admin: make an earlier version current again, as a new version",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from bot.engine import AnsweringEngine, BundleError
 from bot.label_issues import Confusion, LabelIssue, confused_intents, find_label_issues
 from core.kb_checks import FEW_EXAMPLES, Conflict, Duplicate, ThinIntent, question_key, text_findings
 from core.kb_files import KnowledgeBaseData
-from core.knowledge_base import load_knowledge_base
+from core.knowledge_base import kept_examples, load_knowledge_base
 from training.build import MIN_PAIR_WEIGHT, verified_pairs
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class KbCheck:
     label_issues: list[LabelIssue] | None = None
     confusions: list[Confusion] | None = None
     checked_examples: int = 0  # examples of the current KB the model has a held-out row for
+    # Flagged, but an operator chose to keep them as they are (not counted as warnings).
+    kept: list[LabelIssue] = field(default_factory=list)
     model_note: str = ""
     few: int = FEW_EXAMPLES
 
@@ -69,6 +71,7 @@ class KbCheck:
                 if self.label_issues is None
                 else [issue.to_dict() for issue in self.label_issues],
                 "confusions": None if self.confusions is None else [c.to_dict() for c in self.confusions],
+                "kept": [issue.to_dict() for issue in self.kept],
             },
         }
 
@@ -124,9 +127,15 @@ def check_knowledge_base(
 def check_current_knowledge_base(
     session: Session, *, engine: AnsweringEngine | None, min_pair_weight: float = MIN_PAIR_WEIGHT
 ) -> KbCheck:
-    """The check of the knowledge base in the database, with the verified pairs training would add."""
-    return check_knowledge_base(
+    """The check of the knowledge base in the database, with the verified pairs training would add; the
+    examples operators kept as they are are listed apart (``kept``), not as warnings."""
+    report = check_knowledge_base(
         load_knowledge_base(session),
         pairs=verified_pairs(session, min_weight=min_pair_weight),
         engine=engine,
     )
+    if report.label_issues:
+        kept = kept_examples(session)
+        report.kept = [i for i in report.label_issues if (question_key(i.text), i.given) in kept]
+        report.label_issues = [i for i in report.label_issues if (question_key(i.text), i.given) not in kept]
+    return report

@@ -9,7 +9,10 @@ from sqlalchemy.orm import Session
 from core.kb_checks import question_key, text_findings
 from core.kb_files import IntentData, KnowledgeBaseData, KnowledgeBaseFormatError
 from core.knowledge_base import (
+    flag_again,
     import_knowledge_base,
+    keep_example,
+    kept_examples,
     latest_kb_version,
     load_knowledge_base,
     move_example,
@@ -118,3 +121,19 @@ def test_a_refused_move_names_the_field_and_changes_nothing(
     assert error.value.field == field
     db_session.rollback()
     assert load_knowledge_base(db_session).data_hash() == before
+
+
+def test_keeping_a_flagged_example_and_flagging_it_again(db_session: Session) -> None:
+    seed(db_session)
+    assert keep_example(db_session, text="LOST my card", intent="card_arrival", actor="omar") is True
+    assert keep_example(db_session, text="lost my card.", intent="card_arrival", actor="nina") is False
+    [(key, kept)] = kept_examples(db_session).items()
+    assert key == ("lost my card", "card_arrival") and (kept.text, kept.kept_by) == ("LOST my card", "omar")
+    with pytest.raises(KnowledgeBaseFormatError, match="not an example of 'change_pin'"):
+        keep_example(db_session, text="lost my card", intent="change_pin", actor="omar")
+    with pytest.raises(KnowledgeBaseFormatError, match="does not exist") as error:
+        keep_example(db_session, text="lost my card", intent="ghost", actor="omar")
+    assert error.value.field == "intent"
+    assert flag_again(db_session, text="Lost my card!", intent="card_arrival") is True
+    assert flag_again(db_session, text="Lost my card!", intent="card_arrival") is False
+    assert kept_examples(db_session) == {}

@@ -66,7 +66,9 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
     assert "<strong>1</strong> error</span> · <strong>2</strong> warnings</p>" in page
     assert 'id="examples-chart"' in page and "<title>thin: 1 examples</title>" in page
     assert f'<tr data-conflict="{CONFLICT}">' in page and "Remove from exchange_rate" in page
-    assert f'<tr data-issue="{MISFILED}">' in page and "Move to card_arrival" in page
+    assert (
+        f'<tr data-issue="{MISFILED}">' in page and 'aria-label="Move to card_arrival">Move</button>' in page
+    )
     assert 'data-pair="card_arrival change_pin"' in page and 'href="/operator/knowledge/thin"' in page
     assert "“&lt;b&gt;rate&lt;/b&gt; for yen” / “&lt;b&gt;Rate&lt;/b&gt; for yen!”" in page  # escaped
     assert "<b>rate</b>" not in page
@@ -131,7 +133,11 @@ def test_the_check_and_the_move_through_the_admin_api(checked_app: Any) -> None:
     again = client.get("/api/v1/admin/knowledge/check", headers=headers).get_json()
     assert again["model"]["label_issues"] == [] and again["warnings"] == 1
     spec = client.get("/openapi.json").get_json()
-    assert {"/api/v1/admin/knowledge/check", "/api/v1/admin/knowledge/examples/move"} <= set(spec["paths"])
+    assert {
+        "/api/v1/admin/knowledge/check",
+        "/api/v1/admin/knowledge/examples/move",
+        "/api/v1/admin/knowledge/examples/keep",
+    } <= set(spec["paths"])
 
 
 def test_kb_check_from_the_command_line(settings: Any, tmp_path: Path, misfiled_bundle: Path) -> None:
@@ -177,3 +183,60 @@ def test_kb_check_from_the_command_line(settings: Any, tmp_path: Path, misfiled_
     assert missing.exit_code == 2 and "nope.csv" in missing.output
     bad_model = run(settings, "kb", "check", "--model", str(tmp_path))
     assert bad_model.exit_code == 2 and str(tmp_path) in bad_model.output
+
+
+def test_an_example_kept_as_it_is_is_no_longer_a_warning(checked_app: Any) -> None:
+    client = checked_app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/check").get_data(as_text=True)
+    assert 'aria-label="Keep it under change_pin: it is right there">Keep</button>' in page
+    keep = {"text": MISFILED, "intent": "change_pin"}
+    assert client.post("/operator/knowledge/examples/keep", data=keep).status_code == 400  # no CSRF token
+    kept = client.post("/operator/knowledge/examples/keep", data={**keep, "csrf_token": csrf_token(page)})
+    assert kept.headers["Location"].endswith("/operator/knowledge/check#issues")
+    after = client.get("/operator/knowledge/check").get_data(as_text=True)
+    assert f"“{MISFILED}” kept under change_pin" in after and "<strong>1</strong> warning</p>" in after
+    assert f'<tr data-issue="{MISFILED}">' not in after and f'<tr data-kept="{MISFILED}">' in after
+    wrong = client.post(
+        "/operator/knowledge/examples/keep",
+        data={"text": MISFILED, "intent": "card_arrival", "csrf_token": csrf_token(after)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Not changed: &#39;when will my card arrive in the post&#39; is not an example of" in wrong
+    again = client.post(
+        "/operator/knowledge/examples/keep",
+        data={**keep, "undo": "1", "csrf_token": csrf_token(wrong)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert f"“{MISFILED}” is flagged again under change_pin." in again
+    assert f'<tr data-issue="{MISFILED}">' in again and 'id="kept"' not in again
+
+    add_user(checked_app, "cibot", "operator")
+    headers = bearer(token_for(checked_app, "cibot"))
+    body = {"text": MISFILED.upper() + "?", "intent": "change_pin"}  # another spelling of the same question
+    kept_api = client.post("/api/v1/admin/knowledge/examples/keep", headers=headers, json=body).get_json()
+    assert kept_api == {"text": body["text"], "intent": "change_pin", "kept": True, "changed": True}
+    twice = client.post("/api/v1/admin/knowledge/examples/keep", headers=headers, json=body).get_json()
+    assert twice["changed"] is False
+    report = client.get("/api/v1/admin/knowledge/check", headers=headers).get_json()
+    assert report["model"]["label_issues"] == [] and report["model"]["kept"][0]["text"] == MISFILED
+    refused = client.post(
+        "/api/v1/admin/knowledge/examples/keep",
+        headers=headers,
+        json={"text": "nope", "intent": "change_pin"},
+    )
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "keep_refused"
+    assert (
+        client.post(
+            "/api/v1/admin/knowledge/examples/keep", headers=headers, json={**body, "keep": "no"}
+        ).get_json()["error"]["code"]
+        == "invalid_body"
+    )
+    undone = client.post(
+        "/api/v1/admin/knowledge/examples/keep", headers=headers, json={**body, "keep": False}
+    ).get_json()
+    assert undone["changed"] is True
+    assert (
+        len(client.get("/api/v1/admin/knowledge/check", headers=headers).get_json()["model"]["label_issues"])
+        == 1
+    )
