@@ -15,6 +15,7 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
+from core.kb_checks import text_findings
 from core.kb_files import (
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
@@ -428,6 +429,8 @@ def import_files() -> Any:
                 + ", ".join(names),
                 replace=replace,
             )
+            kb_after = load_knowledge_base(session)
+        conflicts = len(text_findings(kb_after).conflicts)
     except KnowledgeBaseFormatError as exc:
         return _index_page(import_error=f"Nothing was imported. {exc}", status=400)
     flash(
@@ -436,6 +439,12 @@ def import_files() -> Any:
         f"{result.examples_removed} removed; the knowledge base is now {result.intent_count} intents and "
         f"{result.example_count} examples (version {result.kb_version_id}). Answers are live within a few "
         "seconds; retrain for the examples."
+        + (
+            f" {conflicts} question{'s are' if conflicts != 1 else ' is'} filed under more than one intent: "
+            "see Check the knowledge base."
+            if conflicts
+            else ""
+        )
     )
     return redirect(url_for("knowledge.index"))
 

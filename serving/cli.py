@@ -149,7 +149,8 @@ def kb() -> None:
 @click.pass_context
 def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
     """Import FILES, all or nothing: examples CSV + answers CSV, JSON, or Rasa nlu.yml + domain.yml."""
-    from core.knowledge_base import import_knowledge_base
+    from core.kb_checks import text_findings
+    from core.knowledge_base import import_knowledge_base, load_knowledge_base
 
     try:
         incoming = read_knowledge_base(files)
@@ -163,6 +164,7 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
             result = import_knowledge_base(
                 session, incoming=incoming, source="import: " + ", ".join(files), replace=replace
             )
+            conflicts = len(text_findings(load_knowledge_base(session)).conflicts)
     except KnowledgeBaseFormatError as exc:
         _fail(f"{exc} (nothing was imported)")
         return
@@ -172,6 +174,11 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
         f"{result.intent_count} intents / {result.example_count} examples (version {result.kb_version_id}, "
         f"hash {result.data_hash[:12]})"
     )
+    if conflicts:
+        click.echo(
+            f"check: {_n(conflicts, 'question')} filed under more than one intent "
+            "(`helploop kb check` lists them)"
+        )
 
 
 @kb.command("export")

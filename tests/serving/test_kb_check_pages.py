@@ -179,6 +179,15 @@ def test_kb_check_from_the_command_line(settings: Any, tmp_path: Path, misfiled_
     assert run(settings, "kb", "check", "--no-model").exit_code == 0
     strict = run(settings, "kb", "check", "--strict", "--no-model", "--json", "-")
     assert strict.exit_code == 1 and json.loads(strict.output)["model"]["note"] == "--no-model"
+    conflict = toy_knowledge()
+    conflict.intents["change_pin"].examples.append("Close my account")
+    write_knowledge_base(conflict, "json", tmp_path / "conflict.json")
+    imported = run(settings, "kb", "import", str(tmp_path / "conflict.json"))
+    assert imported.exit_code == 0
+    # A merge: the misfiled example comes back under change_pin while the database has it under card_arrival.
+    assert "check: 2 questions filed under more than one intent (`helploop kb check` lists them)" in (
+        imported.output
+    )
     missing = run(settings, "kb", "check", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 2 and "nope.csv" in missing.output
     bad_model = run(settings, "kb", "check", "--model", str(tmp_path))
@@ -240,3 +249,17 @@ def test_an_example_kept_as_it_is_is_no_longer_a_warning(checked_app: Any) -> No
         len(client.get("/api/v1/admin/knowledge/check", headers=headers).get_json()["model"]["label_issues"])
         == 1
     )
+
+
+def test_an_import_says_when_it_files_a_question_under_two_intents(checked_app: Any) -> None:
+    from tests.serving.test_knowledge import _upload
+
+    client = checked_app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/").get_data(as_text=True))
+    first = _upload(client, token, {"more.csv": b"text,label\nnew yen rate,exchange_rate\n"})
+    assert "1 question is filed under more than one intent" in first.get_data(as_text=True)  # CONFLICT
+    page = _upload(client, token, {"more.csv": b"text,label\nClose my account!,change_pin\n"}).get_data(
+        as_text=True
+    )
+    assert "2 questions are filed under more than one intent: see Check the knowledge base." in page
