@@ -15,7 +15,7 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
-from core.kb_checks import text_findings
+from core.kb_checks import question_key, text_findings
 from core.kb_files import (
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
@@ -37,7 +37,10 @@ from core.knowledge_base import (
     version_changes,
 )
 from core.models import utcnow
+from crowd_feedback.gold import production_views
+from crowd_feedback.kb_review import ask_reviewers, asked_about
 from crowd_feedback.quality import answer_quality
+from crowd_feedback.review import ReviewError
 from training.kb_check import check_current_knowledge_base
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
@@ -241,10 +244,13 @@ def check() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         report = check_current_knowledge_base(session, engine=helploop.models.state.production)
+        asked = asked_about(session)
     return render_template(
         "admin/kb_check.html",
         report=report,
         rows=CHECK_ROWS,
+        asked=asked,
+        key=question_key,
         chart=examples_chart(report.per_intent, report.few) if report.per_intent else None,
     )
 
@@ -297,6 +303,47 @@ def keep() -> Any:
             else f"“{text}” kept under {intent}: the check no longer lists it (see Kept as they are)."
         )
     return redirect(url_for("knowledge.check", _anchor="kept" if undo else "issues"))
+
+
+@knowledge.post("/examples/ask")
+@require_role("operator")
+def ask() -> Any:
+    """Ask reviewers which intent flagged examples belong to: one (``text``, ``intent``), or with ``all`` the
+    first ``CHECK_ROWS`` the check lists. Each becomes a review item shown with the production model's
+    held-out view of it, never its knowledge-base label."""
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    views = production_views(
+        helploop.models.state.production,
+        clarify_message=settings.clarify_message,
+        handoff_message=settings.handoff_message,
+    )
+    created = 0
+    try:
+        with helploop.write_lock, helploop.database.session() as session:
+            if request.form.get("all") == "1":
+                report = check_current_knowledge_base(session, engine=helploop.models.state.production)
+                wanted = [(i.text, i.given) for i in (report.label_issues or [])[:CHECK_ROWS]]
+            else:
+                wanted = [(request.form.get("text", ""), request.form.get("intent", ""))]
+            for text, intent in wanted:
+                _, new = ask_reviewers(
+                    session,
+                    text=text,
+                    intent=intent,
+                    view=views(text) if views is not None else None,
+                    policy=helploop.policy,
+                )
+                created += new
+    except ReviewError as exc:
+        flash(f"Not changed: {exc}")
+    else:
+        flash(
+            f"Asked reviewers about {created} example{'' if created == 1 else 's'}"
+            + (f" ({len(wanted) - created} asked already)" if len(wanted) > created else "")
+            + ". Confirmed ones are kept as they are; for the others the reviewers' answer shows here."
+        )
+    return redirect(url_for("knowledge.check", _anchor="issues"))
 
 
 @knowledge.get("/try")

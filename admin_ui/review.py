@@ -516,6 +516,7 @@ def item_detail(item_id: int) -> Any:
             "status": item.status,
             "gold": item.is_gold,
             "gold_label": item.gold_label,
+            "kb_intent": item.kb_intent,
             "text": item.text,
             "reasons": item.reasons or [],
             "size": item.cluster_size,

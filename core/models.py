@@ -309,6 +309,9 @@ class ReviewItem(Base):
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_label: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    # An item asking reviewers about a knowledge-base example the check flagged (reason "kb_check"): the
+    # intent the example is filed under.
+    kb_intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
     required_judgements: Mapped[int] = mapped_column(Integer, default=3)
     resolved_label: Mapped[str | None] = mapped_column(String(300), nullable=True)
     resolved_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -21,6 +21,8 @@ from sqlalchemy import String, and_, cast, delete, exists, func, select
 from sqlalchemy.orm import Session, load_only
 
 from core.events import emit
+from core.kb_files import KnowledgeBaseFormatError
+from core.knowledge_base import keep_example
 from core.models import (
     Claim,
     Judgement,
@@ -40,7 +42,9 @@ from crowd_feedback.reviewers import suspend
 NEW_INTENT = "new_intent"
 NOT_A_QUESTION = "not_a_question"
 SPECIAL_LABELS = (NEW_INTENT, NOT_A_QUESTION)
-REASONS = ("clarify", "handoff", "thumbs_down", "disagreement", "audit")
+# kb_check: a knowledge-base example the check flagged, which an operator asked reviewers about.
+KB_CHECK = "kb_check"
+REASONS = ("clarify", "handoff", "thumbs_down", "disagreement", "audit", KB_CHECK)
 
 
 class ReviewError(ValueError):
@@ -84,7 +88,7 @@ class ReviewPolicy:
         )
 
 
-def _queue_key(uncertainty: float, size: int, created: datetime, policy: ReviewPolicy) -> float:
+def queue_key(uncertainty: float, size: int, created: datetime, policy: ReviewPolicy) -> float:
     # ORDER BY queue_key DESC == ORDER BY uncertainty*size + ageing*(now - created) DESC, for any "now".
     return uncertainty * size - policy.ageing_per_hour * (created.timestamp() / 3600.0)
 
@@ -147,7 +151,7 @@ def route_turn(
         embedding=None if vector is None else vector.tolist(),
         cluster_size=1,
         uncertainty=uncertainty,
-        queue_key=_queue_key(uncertainty, 1, now, policy),
+        queue_key=queue_key(uncertainty, 1, now, policy),
         bot_intent=turn.intent or top_intent,
         bot_answer=turn.answer,
         bot_confidence=turn.confidence,
@@ -277,7 +281,7 @@ def _join(
     item.cluster_size += 1
     item.uncertainty = max(item.uncertainty, uncertainty)
     item.reasons = sorted(set(item.reasons) | set(reasons))
-    item.queue_key = _queue_key(item.uncertainty, item.cluster_size, item.created_at, policy)
+    item.queue_key = queue_key(item.uncertainty, item.cluster_size, item.created_at, policy)
     session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reason))
     session.flush()
 
@@ -664,7 +668,7 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
             new = route_turn(session, turn=turn, reasons=reasons, embedding=None, policy=policy)
             if new is not None:
                 reopened[text] = new
-    item.queue_key = _queue_key(item.uncertainty, max(item.cluster_size, 1), item.created_at, policy)
+    item.queue_key = queue_key(item.uncertainty, max(item.cluster_size, 1), item.created_at, policy)
     session.flush()
     return list(reopened.values())
 
@@ -679,8 +683,16 @@ def _write_verified_pairs(
     policy: ReviewPolicy,
 ) -> int:
     """The members the reviewers rejected leave the item first (``split_off_rejected``); every remaining
-    member turn of the resolved item becomes a (redacted question, intent) training pair."""
+    member turn of the resolved item becomes a (redacted question, intent) training pair. An item about a
+    knowledge-base example (``kb_intent``) that the crowd put where it is filed keeps it there
+    (``keep_example``: the check stops listing it); one put elsewhere writes no pair for it, the check shows
+    the verdict and the operator moves it."""
     split_off_rejected(session, item=item, policy=policy)
+    if item.kb_intent is not None and label == item.kb_intent:
+        try:
+            keep_example(session, text=item.text, intent=label, actor=f"reviewers (item #{item.id})")
+        except KnowledgeBaseFormatError:
+            pass  # moved or removed since it was asked about: nothing to keep
     if label not in known_intents:
         return 0
     texts = session.scalars(

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.events import event_view, recent_events
+from core.kb_checks import question_key
 from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
     ImportResult,
@@ -30,7 +31,9 @@ from core.registry import (
     serving_plan,
 )
 from core.settings import OPS_EVENT_KINDS
+from crowd_feedback.gold import production_views
 from crowd_feedback.guidelines import Guidelines, GuidelinesError, current_guidelines, save_guidelines
+from crowd_feedback.kb_review import ask_reviewers, asked_about
 from crowd_feedback.outcomes import cached_effects, canary_comparison
 from crowd_feedback.quality import overview
 from crowd_feedback.review import ReviewError, find_items, judgement_counts, operator_resolve_many
@@ -187,8 +190,52 @@ def restore_knowledge_version(version_id: int) -> Response:
 def knowledge_check() -> Response:
     """The knowledge-base check (as ``helploop kb check --json``): questions under two intents, intents with
     few examples, examples the production model reads as another intent, duplicates, confused intents."""
-    report = check_current_knowledge_base(db_session(), engine=state().models.state.production)
-    return jsonify(report.to_dict())
+    session = db_session()
+    report = check_current_knowledge_base(session, engine=state().models.state.production)
+    body = report.to_dict()
+    asked = asked_about(session)
+    for issue in body["model"]["label_issues"] or []:
+        a = asked.get((question_key(issue["text"]), issue["given"]))
+        issue["reviewers"] = (
+            None
+            if a is None
+            else {"item_id": a.item_id, "status": a.status, "answers": a.answers, "label": a.label}
+        )
+    return jsonify(body)
+
+
+@admin_api.post("/knowledge/examples/ask")
+def ask_about_knowledge_example() -> tuple[Response, int]:
+    """Ask reviewers which intent an example belongs to (a review item, shown with the production model's
+    held-out view of it); the same example again returns the item already asking."""
+    body = request.get_json(silent=True)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("text"), str)
+        or not isinstance(body.get("intent"), str)
+    ):
+        raise APIError(400, "invalid_body", 'send a JSON object: {"text": "the example", "intent": "intent"}')
+    helploop = state()
+    settings = helploop.settings
+    views = production_views(
+        helploop.models.state.production,
+        clarify_message=settings.clarify_message,
+        handoff_message=settings.handoff_message,
+    )
+    session = db_session()
+    try:
+        item, created = ask_reviewers(
+            session,
+            text=body["text"],
+            intent=body["intent"],
+            view=views(body["text"]) if views is not None else None,
+            policy=helploop.policy,
+        )
+    except ReviewError as exc:
+        session.rollback()
+        raise APIError(400, "ask_refused", str(exc), "text") from None
+    session.commit()
+    return jsonify({"item_id": item.id, "status": item.status, "created": created}), 201 if created else 200
 
 
 @admin_api.post("/knowledge/examples/move")

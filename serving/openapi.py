@@ -494,6 +494,27 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/admin/knowledge/examples/ask": {
+            "post": {
+                "summary": "Admin: ask reviewers which intent a flagged example belongs to (a review item)",
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["text", "intent"],
+                            "properties": {"text": {"type": "string"}, "intent": {"type": "string"}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "201": {"description": "item_id, status, created: true", **_json({"type": "object"})},
+                    "200": {"description": "Asked already: that item", **_json({"type": "object"})},
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
         "/api/v1/admin/knowledge/examples/keep": {
             "post": {
                 "summary": "Admin: keep a flagged example as it is (the check stops listing it), or flag it "
@@ -656,7 +677,14 @@ SPEC: dict[str, Any] = {
                         "in": "query",
                         "schema": {
                             "type": "string",
-                            "enum": ["clarify", "handoff", "thumbs_down", "disagreement", "audit"],
+                            "enum": [
+                                "clarify",
+                                "handoff",
+                                "thumbs_down",
+                                "disagreement",
+                                "audit",
+                                "kb_check",
+                            ],
                         },
                     },
                     {"name": "bot_intent", "in": "query", "schema": {"type": "string"}},

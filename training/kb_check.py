@@ -41,6 +41,7 @@ class KbCheck:
     checked_examples: int = 0  # examples of the current KB the model has a held-out row for
     # Flagged, but an operator chose to keep them as they are (not counted as warnings).
     kept: list[LabelIssue] = field(default_factory=list)
+    kept_by: dict[tuple[str, str], str] = field(default_factory=dict)  # (question key, intent): who kept it
     model_note: str = ""
     few: int = FEW_EXAMPLES
 
@@ -71,7 +72,10 @@ class KbCheck:
                 if self.label_issues is None
                 else [issue.to_dict() for issue in self.label_issues],
                 "confusions": None if self.confusions is None else [c.to_dict() for c in self.confusions],
-                "kept": [issue.to_dict() for issue in self.kept],
+                "kept": [
+                    {**issue.to_dict(), "kept_by": self.kept_by.get((question_key(issue.text), issue.given))}
+                    for issue in self.kept
+                ],
             },
         }
 
@@ -137,5 +141,6 @@ def check_current_knowledge_base(
     if report.label_issues:
         kept = kept_examples(session)
         report.kept = [i for i in report.label_issues if (question_key(i.text), i.given) in kept]
+        report.kept_by = {key: row.kept_by for key, row in kept.items()}
         report.label_issues = [i for i in report.label_issues if (question_key(i.text), i.given) not in kept]
     return report

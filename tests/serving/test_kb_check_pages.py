@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,79 @@ def test_an_import_says_when_it_files_a_question_under_two_intents(checked_app: 
         as_text=True
     )
     assert "2 questions are filed under more than one intent: see Check the knowledge base." in page
+
+
+def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: Any) -> None:
+    from core.models import ReviewItem
+    from crowd_feedback.review import next_item, submit_judgement
+    from crowd_feedback.reviewers import create_user
+
+    client = checked_app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/check").get_data(as_text=True)
+    assert "Ask reviewers about the 1 listed" in page
+    asked = client.post(
+        "/operator/knowledge/examples/ask",
+        data={"text": MISFILED, "intent": "change_pin", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Asked reviewers about 1 example." in asked
+    match = re.search(r'asked reviewers: <a href="/review/items/(\d+)">item \1</a>, 0 of 3 answers', asked)
+    assert match
+    again = client.post(
+        "/operator/knowledge/examples/ask",
+        data={"all": "1", "csrf_token": csrf_token(asked)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Asked reviewers about 0 examples (1 asked already)." in again
+    item_id = int(match.group(1))
+    helploop = checked_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        assert item is not None and item.kb_intent == "change_pin" and item.reasons == ["kb_check"]
+        # Reviewers see what the held-out model read (card_arrival), not the knowledge base's label.
+        assert item.bot_intent == "card_arrival" and item.candidates[0]["intent"] == "card_arrival"
+        known = list(load_knowledge_base(session).intents)
+        for i in range(3):
+            person = create_user(
+                session, username=f"crowd{i}", password="correct horse battery", role="reviewer"
+            )
+            if item.status != "pending":
+                break
+            assert next_item(session, reviewer=person, policy=helploop.policy) is item
+            submit_judgement(
+                session,
+                item_id=item.id,
+                reviewer=person,
+                label="card_arrival",
+                answer_ok=None,
+                known_intents=known,
+                policy=helploop.policy,
+            )
+        assert item.status == "resolved"
+    detail = client.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert 'An example of <a href="/operator/knowledge/change_pin">change_pin</a>' in detail
+    verdict = client.get("/operator/knowledge/check").get_data(as_text=True)
+    assert re.search(r"reviewers:\s*<strong>card_arrival</strong> \(\d+%;", verdict)
+    assert 'aria-label="Move to card_arrival, as reviewers said">Move</button>' in verdict
+
+    add_user(checked_app, "cibot", "operator")
+    headers = bearer(token_for(checked_app, "cibot"))
+    report = client.get("/api/v1/admin/knowledge/check", headers=headers).get_json()
+    reviewers = report["model"]["label_issues"][0]["reviewers"]
+    assert reviewers["item_id"] == item_id and reviewers["status"] == "resolved"
+    assert reviewers["label"] == "card_arrival"
+    same = client.post(
+        "/api/v1/admin/knowledge/examples/ask",
+        headers=headers,
+        json={"text": MISFILED, "intent": "change_pin"},
+    )
+    assert same.status_code == 200 and same.get_json() == {
+        "item_id": item_id,
+        "status": "resolved",
+        "created": False,
+    }
+    refused = client.post(
+        "/api/v1/admin/knowledge/examples/ask", headers=headers, json={"text": "nope", "intent": "change_pin"}
+    )
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "ask_refused"

@@ -1,4 +1,5 @@
-"""kept examples: an operator's "keep as it is" on an example the knowledge-base check flagged
+"""knowledge-base check: an operator's "keep as it is" on an example the check flagged, and the intent a
+flagged example is filed under on the review item that asks reviewers about it
 
 Revision ID: 0021
 Revises: 0020
@@ -27,7 +28,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("question_key", "intent", name="uq_kept_examples_key_intent"),
     )
+    with op.batch_alter_table("review_items") as batch:
+        batch.add_column(sa.Column("kb_intent", sa.String(100), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("review_items") as batch:
+        batch.drop_column("kb_intent")
     op.drop_table("kept_examples")

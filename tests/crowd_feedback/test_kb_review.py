@@ -1,0 +1,128 @@
+"""Asking reviewers about a knowledge-base example the check flagged: a review item shown with the bot's
+held-out view (never its label); the crowd confirming the label keeps the example, another label is shown
+to the operator and writes no training pair."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.kb_files import IntentData, KnowledgeBaseData
+from core.knowledge_base import import_knowledge_base, kept_examples, move_example
+from core.models import ReviewItem, VerifiedPair
+from crowd_feedback.gold import BotView
+from crowd_feedback.kb_review import ask_reviewers, asked_about
+from crowd_feedback.review import KB_CHECK, ReviewError, ReviewPolicy, find_items, next_item, submit_judgement
+from tests.crowd_feedback.test_review import reviewers
+
+POLICY = ReviewPolicy(audit_rate=0.0, gold_rate=0.0, qualification_items=0, model_voter=False)
+INTENTS = ["card_arrival", "change_pin", "lost_card"]
+VIEW = BotView(
+    intent="lost_card",
+    answer="Freeze it in the app.",
+    confidence=0.7,
+    candidates=[
+        {"intent": "lost_card", "probability": 0.7, "title": "Lost card"},
+        {"intent": "card_arrival", "probability": 0.2, "title": "Card arrival"},
+    ],
+)
+
+
+def settle(session: Session, item: ReviewItem, people: list[Any], label: str) -> int:
+    """Reviewers answer ``label`` until the item leaves the queue; how many answered."""
+    answered = 0
+    for person in people:
+        if item.status != "pending":
+            break
+        assert next_item(session, reviewer=person, policy=POLICY) is item
+        submit_judgement(
+            session,
+            item_id=item.id,
+            reviewer=person,
+            label=label,
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=POLICY,
+        )
+        answered += 1
+    return answered
+
+
+def seed(session: Session) -> None:
+    kb = KnowledgeBaseData(
+        {
+            "card_arrival": IntentData(
+                "card_arrival", answer="Soon.", examples=["where is my card", "my card never came"]
+            ),
+            "change_pin": IntentData("change_pin", answer="At any ATM.", examples=["new pin", "pin change"]),
+            "lost_card": IntentData(
+                "lost_card", answer="Freeze it.", examples=["I lost my card", "card gone"]
+            ),
+        }
+    )
+    import_knowledge_base(session, incoming=kb, source="test")
+
+
+def test_asking_makes_one_review_item_with_the_held_out_view_not_the_label(db_session: Session) -> None:
+    seed(db_session)
+    item, created = ask_reviewers(
+        db_session, text="my card never came", intent="card_arrival", view=VIEW, policy=POLICY
+    )
+    assert created and item.reasons == [KB_CHECK] and item.kb_intent == "card_arrival"
+    assert (item.bot_intent, item.bot_confidence, item.required_judgements) == ("lost_card", 0.7, 3)
+    assert [c["intent"] for c in item.candidates] == ["lost_card", "card_arrival"]
+    assert item.uncertainty == pytest.approx(0.3) and not item.is_gold and item.gold_label is None
+    again, created_again = ask_reviewers(
+        db_session, text="My card never came?", intent="card_arrival", view=VIEW, policy=POLICY
+    )
+    assert again is item and not created_again
+    with pytest.raises(ReviewError, match="not an example of 'change_pin'"):
+        ask_reviewers(db_session, text="my card never came", intent="change_pin", view=None, policy=POLICY)
+    bare, _ = ask_reviewers(db_session, text="pin change", intent="change_pin", view=None, policy=POLICY)
+    assert bare.candidates == [] and bare.uncertainty == 1.0
+    found, total = find_items(db_session, status="pending", reason=KB_CHECK)
+    assert total == 2 and [i.id for i in found] == [bare.id, item.id]  # the less sure view first
+    asked = asked_about(db_session)
+    assert asked[("my card never came", "card_arrival")].status == "pending"
+    assert asked[("my card never came", "card_arrival")].answers == 0
+
+
+def test_the_crowd_confirming_the_label_keeps_the_example_and_another_label_writes_no_pair(
+    db_session: Session,
+) -> None:
+    seed(db_session)
+    people = reviewers(db_session, 3)
+    confirmed, _ = ask_reviewers(
+        db_session, text="my card never came", intent="card_arrival", view=VIEW, policy=POLICY
+    )
+    settle(db_session, confirmed, people, "card_arrival")
+    assert confirmed.status == "resolved" and confirmed.resolved_label == "card_arrival"
+    kept = kept_examples(db_session)[("my card never came", "card_arrival")]
+    assert kept.kept_by == f"reviewers (item #{confirmed.id})"
+
+    disputed, _ = ask_reviewers(db_session, text="card gone", intent="lost_card", view=VIEW, policy=POLICY)
+    answered = settle(db_session, disputed, people, "card_arrival")
+    assert disputed.status == "resolved" and disputed.resolved_label == "card_arrival"
+    assert ("card gone", "lost_card") not in kept_examples(db_session)
+    pairs = db_session.scalars(
+        select(VerifiedPair).where(VerifiedPair.item_id.in_([confirmed.id, disputed.id]))
+    )
+    assert list(pairs) == []  # no pair: it would file the question under two intents until someone moves it
+    verdict = asked_about(db_session)[("card gone", "lost_card")]
+    assert (verdict.status, verdict.label, verdict.answers) == ("resolved", "card_arrival", answered)
+    assert verdict.confidence is not None and verdict.confidence >= POLICY.posterior_threshold
+
+
+def test_an_example_moved_before_the_crowd_confirms_it_is_not_kept(db_session: Session) -> None:
+    seed(db_session)
+    people = reviewers(db_session, 3)
+    item, _ = ask_reviewers(db_session, text="card gone", intent="lost_card", view=VIEW, policy=POLICY)
+    move_example(
+        db_session, text="card gone", from_intent="lost_card", to_intent="card_arrival", actor="omar"
+    )
+    settle(db_session, item, people, "lost_card")
+    assert item.status == "resolved" and kept_examples(db_session) == {}
+    assert db_session.get(ReviewItem, item.id) is item
