@@ -323,7 +323,11 @@ def ask() -> Any:
         with helploop.write_lock, helploop.database.session() as session:
             if request.form.get("all") == "1":
                 report = check_current_knowledge_base(session, engine=helploop.models.state.production)
-                wanted = [(i.text, i.given) for i in (report.label_issues or [])[:CHECK_ROWS]]
+                wanted = [
+                    (i.text, i.given)
+                    for i in (report.label_issues or [])[:CHECK_ROWS]
+                    if (question_key(i.text), i.given) not in report.pair_issues
+                ]
             else:
                 wanted = [(request.form.get("text", ""), request.form.get("intent", ""))]
             for text, intent in wanted:

@@ -42,6 +42,8 @@ class KbCheck:
     # Flagged, but an operator chose to keep them as they are (not counted as warnings).
     kept: list[LabelIssue] = field(default_factory=list)
     kept_by: dict[tuple[str, str], str] = field(default_factory=dict)  # (question key, intent): who kept it
+    # Flagged rows that are the crowd's verified pairs, not examples: (question key, intent) -> review item.
+    pair_issues: dict[tuple[str, str], int] = field(default_factory=dict)
     model_note: str = ""
     few: int = FEW_EXAMPLES
 
@@ -70,7 +72,13 @@ class KbCheck:
                 "checked_examples": self.checked_examples,
                 "label_issues": None
                 if self.label_issues is None
-                else [issue.to_dict() for issue in self.label_issues],
+                else [
+                    {
+                        **issue.to_dict(),
+                        "verified_pair_item": self.pair_issues.get((question_key(issue.text), issue.given)),
+                    }
+                    for issue in self.label_issues
+                ],
                 "confusions": None if self.confusions is None else [c.to_dict() for c in self.confusions],
                 "kept": [
                     {**issue.to_dict(), "kept_by": self.kept_by.get((question_key(issue.text), issue.given))}
@@ -113,8 +121,9 @@ def check_knowledge_base(
     if rows is None:
         report.model_note = "the model was built before held-out rows were kept: retrain to check examples"
         return report
-    current = {(question_key(text), name) for name, i in kb.intents.items() for text in i.examples}
-    current |= {(question_key(text), intent) for text, intent, _ in pairs}
+    examples = {(question_key(text), name) for name, i in kb.intents.items() for text in i.examples}
+    pair_items = {(question_key(text), intent): item_id for text, intent, item_id in pairs}
+    current = examples | set(pair_items)
     rows_current = [
         (question_key(t), label) in current for t, label in zip(rows.texts, rows.labels, strict=True)
     ]
@@ -122,6 +131,12 @@ def check_knowledge_base(
     report.label_issues = [
         issue for issue in find_label_issues(rows, engine.labels) if rows_current[issue.row]
     ]
+    # A flagged verified pair is not a knowledge-base example: it is settled on its review item, not here.
+    report.pair_issues = {
+        key: pair_items[key]
+        for key in ((question_key(i.text), i.given) for i in report.label_issues)
+        if key not in examples and key in pair_items
+    }
     report.confusions = [
         c for c in confused_intents(rows, engine.labels) if c.first in kb.intents and c.second in kb.intents
     ]

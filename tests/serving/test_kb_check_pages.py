@@ -340,3 +340,25 @@ def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: 
         "/api/v1/admin/knowledge/examples/ask", headers=headers, json={"text": "nope", "intent": "change_pin"}
     )
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "ask_refused"
+
+
+def test_a_flagged_verified_pair_is_settled_on_its_item_not_moved_here(checked_app: Any) -> None:
+    from core.knowledge_base import move_example
+    from core.models import ReviewItem, VerifiedPair
+
+    with checked_app.extensions["helploop"].database.session() as session:
+        move_example(session, text=MISFILED, from_intent="change_pin", to_intent="card_arrival", actor="t")
+        item = ReviewItem(text=MISFILED, reasons=["clarify"], status="resolved", resolved_label="change_pin")
+        session.add(item)
+        session.flush()
+        session.add(VerifiedPair(item_id=item.id, text=MISFILED, intent="change_pin", weight=0.97))
+        item_id = item.id
+    client = checked_app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/check").get_data(as_text=True)
+    row = page[page.index(f'<tr data-issue="{MISFILED}">') :].split("</tr>")[0]
+    assert (
+        f'a verified pair from\n   <a href="/review/items/{item_id}">item {item_id}</a>, not an example'
+        in row
+    )
+    assert "Move" not in row and "Ask reviewers" not in row

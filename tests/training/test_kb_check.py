@@ -100,3 +100,15 @@ def test_the_database_check_counts_the_verified_pairs_training_adds(
     assert report.errors == 1 and len(report.label_issues or []) == 1
     move_example(db_session, text=MISFILED, from_intent="change_pin", to_intent="card_arrival", actor="omar")
     assert check_current_knowledge_base(db_session, engine=engine).label_issues == []
+    # Reviewers file it back under change_pin: a verified pair, flagged like an example but settled on its
+    # item (the page shows no Move / Keep for it), and a question now under two intents.
+    db_session.add(VerifiedPair(item_id=item.id, text=MISFILED, intent="change_pin", weight=0.97))
+    db_session.flush()
+    again = check_current_knowledge_base(db_session, engine=engine)
+    assert [i.text for i in again.label_issues or []] == [MISFILED]
+    assert again.pair_issues == {(MISFILED, "change_pin"): item.id}
+    assert again.to_dict()["model"]["label_issues"][0]["verified_pair_item"] == item.id
+    assert [(c.question, c.intents) for c in again.conflicts] == [
+        (MISFILED, ["card_arrival", "change_pin"]),
+        ("close my account", ["change_pin", "terminate_account"]),
+    ]
