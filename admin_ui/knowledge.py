@@ -86,6 +86,7 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
             history=history,
             quality=quality,
             import_error=import_error,
+            conflicts=len(text_findings(kb).conflicts),
         ),
         status,
     )

@@ -62,7 +62,12 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
     assert reviewer.get("/operator/knowledge/check").status_code == 403
     client = checked_app.test_client()
     login(client, "omar")
-    assert 'href="/operator/knowledge/check"' in client.get("/operator/knowledge/").get_data(as_text=True)
+    listing = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'href="/operator/knowledge/check"' in listing
+    assert (
+        '<span class="warn" style="font-size:.6em" id="conflict-count">1 question under two intents</span>'
+        in (listing)
+    )
     page = client.get("/operator/knowledge/check").get_data(as_text=True)
     assert "<strong>1</strong> error</span> · <strong>2</strong> warnings</p>" in page
     assert 'id="examples-chart"' in page and "<title>thin: 1 examples</title>" in page
@@ -86,6 +91,7 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
     last = client.get("/operator/knowledge/check").get_data(as_text=True)
     assert "removed from exchange_rate" in last and f'data-conflict="{CONFLICT}"' not in last
     assert "None: no question is filed under two intents." in last
+    assert 'id="conflict-count"' not in client.get("/operator/knowledge/").get_data(as_text=True)
     stale = client.post(
         "/operator/knowledge/examples/move",
         data={**remove, "csrf_token": csrf_token(last)},
