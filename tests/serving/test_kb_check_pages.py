@@ -272,10 +272,39 @@ def test_an_import_says_when_it_files_a_question_under_two_intents(checked_app: 
     assert "2 questions are filed under more than one intent: see Check the knowledge base." in page
 
 
-def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: Any) -> None:
+def crowd_answers(app: Any, item_id: int, label: str) -> None:
+    """Fresh reviewers answer ``label`` on the item until it resolves."""
     from core.models import ReviewItem
     from crowd_feedback.review import next_item, submit_judgement
     from crowd_feedback.reviewers import create_user
+
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        item = session.get(ReviewItem, item_id)
+        assert item is not None
+        known = list(load_knowledge_base(session).intents)
+        for i in range(helploop.policy.max_judgements):
+            if item.status != "pending":
+                break
+            person = create_user(
+                session, username=f"crowd{i}", password="correct horse battery", role="reviewer"
+            )
+            assert next_item(session, reviewer=person, policy=helploop.policy) is item
+            submit_judgement(
+                session,
+                item_id=item.id,
+                reviewer=person,
+                label=label,
+                answer_ok=None,
+                new_intent_text="post delivery of cards" if label == "new_intent" else None,
+                known_intents=known,
+                policy=helploop.policy,
+            )
+        assert item.status == "resolved"
+
+
+def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: Any) -> None:
+    from core.models import ReviewItem
 
     client = checked_app.test_client()
     login(client, "omar")
@@ -302,24 +331,7 @@ def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: 
         assert item is not None and item.kb_intent == "change_pin" and item.reasons == ["kb_check"]
         # Reviewers see what the held-out model read (card_arrival), not the knowledge base's label.
         assert item.bot_intent == "card_arrival" and item.candidates[0]["intent"] == "card_arrival"
-        known = list(load_knowledge_base(session).intents)
-        for i in range(3):
-            person = create_user(
-                session, username=f"crowd{i}", password="correct horse battery", role="reviewer"
-            )
-            if item.status != "pending":
-                break
-            assert next_item(session, reviewer=person, policy=helploop.policy) is item
-            submit_judgement(
-                session,
-                item_id=item.id,
-                reviewer=person,
-                label="card_arrival",
-                answer_ok=None,
-                known_intents=known,
-                policy=helploop.policy,
-            )
-        assert item.status == "resolved"
+    crowd_answers(checked_app, item_id, "card_arrival")
     detail = client.get(f"/review/items/{item_id}").get_data(as_text=True)
     assert 'An example of <a href="/operator/knowledge/change_pin">change_pin</a>' in detail
     verdict = client.get("/operator/knowledge/check").get_data(as_text=True)
@@ -368,3 +380,26 @@ def test_a_flagged_verified_pair_is_settled_on_its_item_not_moved_here(checked_a
         in row
     )
     assert "Move" not in row and "Ask reviewers" not in row
+
+
+@pytest.mark.parametrize(
+    ("label", "verdict"),
+    [("not_a_question", "not a real question"), ("new_intent", "none fits")],
+)
+def test_reviewers_saying_it_is_no_question_or_fits_nothing_offer_remove(
+    checked_app: Any, label: str, verdict: str
+) -> None:
+    client = checked_app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/check").get_data(as_text=True)
+    asked = client.post(
+        "/operator/knowledge/examples/ask",
+        data={"text": MISFILED, "intent": "change_pin", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    item_id = int(re.findall(r'href="/review/items/(\d+)"', asked)[0])
+    crowd_answers(checked_app, item_id, label)
+    after = client.get("/operator/knowledge/check").get_data(as_text=True)
+    row = after[after.index(f'<tr data-issue="{MISFILED}">') :].split("</tr>")[0]
+    assert f"reviewers: <strong>{verdict}</strong>" in row
+    assert 'aria-label="Remove from change_pin, as reviewers said' in row
