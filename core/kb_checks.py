@@ -1,7 +1,7 @@
 """What can be read off a knowledge base's text alone, before any model: the same question filed under two
 intents (training then teaches both labels for it), the same question twice in one intent (it counts double),
-and intents with too few examples to learn or to calibrate on. ``training.kb_check`` adds what the model
-says (likely label errors, intents it mixes up)."""
+intents with too few examples to learn or to calibrate on, and one answer given by several intents.
+``training.kb_check`` adds what the model says (likely label errors, intents it mixes up)."""
 
 from __future__ import annotations
 
@@ -64,11 +64,23 @@ class ThinIntent:
         return {"intent": self.intent, "examples": self.examples}
 
 
+@dataclass(frozen=True)
+class SharedAnswer:
+    """Several intents give the same answer: a copy-paste slip, or intents that could be one."""
+
+    answer: str
+    intents: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"answer": self.answer, "intents": list(self.intents)}
+
+
 @dataclass
 class TextFindings:
     conflicts: list[Conflict]
     duplicates: list[Duplicate]
     thin: list[ThinIntent]
+    shared_answers: list[SharedAnswer]
 
 
 def text_findings(
@@ -103,4 +115,14 @@ def text_findings(
         (ThinIntent(name, len(i.examples)) for name, i in kb.intents.items() if len(i.examples) < few),
         key=lambda t: (t.examples, t.intent),
     )
-    return TextFindings(conflicts, duplicates, thin)
+    answers: dict[str, list[str]] = {}
+    for name in sorted(kb.intents):
+        answer = kb.intents[name].answer
+        if answer.strip():
+            answers.setdefault(" ".join(answer.split()).casefold(), []).append(name)
+    shared = [
+        SharedAnswer(kb.intents[names[0]].answer, tuple(names))
+        for names in answers.values()
+        if len(names) > 1
+    ]
+    return TextFindings(conflicts, duplicates, thin, shared)

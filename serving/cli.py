@@ -324,6 +324,9 @@ def kb_check_lines(report: Any, *, limit: int) -> list[str]:
         lines += _listed(
             report.duplicates, limit, lambda d: f"{d.intent}: " + " / ".join(repr(t) for t in d.spellings)
         )
+    if report.shared_answers:
+        lines.append(f"note: {_n(len(report.shared_answers), 'answer')} given by several intents")
+        lines += _listed(report.shared_answers, limit, lambda a: f"{', '.join(a.intents)}: {a.answer[:80]!r}")
     if report.confusions:
         lines.append(
             f"note: {_n(len(report.confusions), 'pair')} of intents the model mixes up "

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from bot.engine import AnsweringEngine, BundleError
 from bot.label_issues import Confusion, LabelIssue, confused_intents, find_label_issues
-from core.kb_checks import FEW_EXAMPLES, Conflict, Duplicate, ThinIntent, question_key, text_findings
+from core.kb_checks import (
+    FEW_EXAMPLES,
+    Conflict,
+    Duplicate,
+    SharedAnswer,
+    ThinIntent,
+    question_key,
+    text_findings,
+)
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import kept_examples, load_knowledge_base
 from training.build import MIN_PAIR_WEIGHT, verified_pairs
@@ -33,6 +41,7 @@ class KbCheck:
     conflicts: list[Conflict]
     duplicates: list[Duplicate]
     thin: list[ThinIntent]
+    shared_answers: list[SharedAnswer]
     per_intent: dict[str, int]  # examples of each intent
     model_version: str | None = None
     # None: no model view (``model_note`` says why); else the issues among the examples still in the KB.
@@ -64,6 +73,7 @@ class KbCheck:
             "warnings": self.warnings,
             "conflicts": [c.to_dict() for c in self.conflicts],
             "duplicates": [d.to_dict() for d in self.duplicates],
+            "shared_answers": [a.to_dict() for a in self.shared_answers],
             "few_examples": {"below": self.few, "intents": [t.to_dict() for t in self.thin]},
             "examples_per_intent": dict(sorted(self.per_intent.items())),
             "model": {
@@ -105,6 +115,7 @@ def check_knowledge_base(
         conflicts=found.conflicts,
         duplicates=found.duplicates,
         thin=found.thin,
+        shared_answers=found.shared_answers,
         per_intent={name: len(i.examples) for name, i in kb.intents.items()},
         few=few,
     )

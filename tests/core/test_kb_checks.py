@@ -61,7 +61,18 @@ def test_conflicts_duplicates_and_thin_intents() -> None:
     assert [(t.intent, t.examples) for t in found.thin] == [("change_pin", 2)]
     assert [t.intent for t in text_findings(kb, few=6).thin] == ["change_pin", "card_arrival", "lost_card"]
     clean = text_findings(knowledge(a=["x1", "x2", "x3", "x4", "x5"], b=["y1", "y2", "y3", "y4", "y5"]))
-    assert clean.conflicts == clean.duplicates == clean.thin == []
+    assert clean.conflicts == clean.duplicates == clean.thin == clean.shared_answers == []
+
+
+def test_one_answer_given_by_several_intents() -> None:
+    kb = knowledge(a=["x"], b=["y"], c=["z"], oos=["w"], d=["v"])
+    kb.intents["b"].answer = "  about   A. "  # the same text, spaced and cased otherwise
+    kb.intents["c"].answer = "About C."
+    kb.intents["oos"].answer = ""
+    kb.intents["d"].answer = ""  # no answer is not an answer shared
+    [shared] = text_findings(kb).shared_answers
+    assert (shared.answer, shared.intents) == ("About a.", ("a", "b"))
+    assert shared.to_dict() == {"answer": "About a.", "intents": ["a", "b"]}
 
 
 def seed(session: Session) -> None:

@@ -40,7 +40,9 @@ def knowledge_with_a_conflict() -> KnowledgeBaseData:
     kb = toy_knowledge()
     kb.intents["exchange_rate"].examples.append(CONFLICT)
     kb.intents["exchange_rate"].examples += ["<b>rate</b> for yen", "<b>Rate</b> for yen!"]  # a duplicate
-    kb.intents["thin"] = IntentData("thin", answer="Thin.", examples=["only one example"])
+    kb.intents["thin"] = IntentData(
+        "thin", answer="We use the interbank rate.", examples=["only one example"]
+    )
     return kb
 
 
@@ -76,6 +78,7 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
         f'<tr data-issue="{MISFILED}">' in page and 'aria-label="Move to card_arrival">Move</button>' in page
     )
     assert 'data-pair="card_arrival change_pin"' in page and 'href="/operator/knowledge/thin"' in page
+    assert "one answer, several intents (1)" in page  # thin copies exchange_rate's answer
     assert "“&lt;b&gt;rate&lt;/b&gt; for yen” / “&lt;b&gt;Rate&lt;/b&gt; for yen!”" in page  # escaped
     assert "<b>rate</b>" not in page
 
@@ -155,6 +158,9 @@ def test_kb_check_from_the_command_line(settings: Any, tmp_path: Path, misfiled_
     assert "error: 1 question filed under more than one intent" in files.output
     assert f"'{CONFLICT}': exchange_rate (knowledge base), terminate_account (knowledge base)" in files.output
     assert "warning: 1 intent with fewer than 5 examples\n  thin: 1" in files.output
+    assert "note: 1 answer given by several intents\n  exchange_rate, thin: 'We use the interbank rate.'" in (
+        files.output
+    )
     assert "model: not used (no model given: --model DIR judges the examples with one)" in files.output
     judged = run(settings, "kb", "check", str(written), "--model", str(misfiled_bundle))
     assert (
