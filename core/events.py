@@ -18,6 +18,9 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
 * ``gold.contested``: most reviewers answer a check question otherwise than its key (the key may be wrong).
 * ``knowledge.changed``: a new knowledge-base version that changed something (an import, a CI push through
   the admin API, an edit on the Knowledge page, a restore), with what it changed.
+* ``knowledge.disputed``: reviewers filed a question under one intent that the knowledge base has as an
+  example of another (one of them is wrong; training would learn both).
+* ``guidelines.changed``: a new version of the reviewing guidelines.
 * ``test``: sent from the Activity page to check the receiving end.
 """
 

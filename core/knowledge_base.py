@@ -400,6 +400,28 @@ def kept_examples(session: Session) -> dict[tuple[str, str], KeptExample]:
     return {(k.question_key, k.intent): k for k in session.scalars(select(KeptExample))}
 
 
+def filed_elsewhere(session: Session, *, texts: Sequence[str], intent: str) -> list[tuple[str, str]]:
+    """Which of ``texts`` the knowledge base has as an example of an intent other than ``intent``:
+    [(text, that intent)]. Spellings are matched as ``question_key`` does (case, spacing, closing
+    punctuation)."""
+    keys = {question_key(text): text for text in texts}
+    if not keys:
+        return []
+    spellings = {variant for text in texts for variant in (text.lower(), " ".join(text.split()).lower())}
+    spellings |= {key + end for key in keys for end in ("", "?", ".", "!")}
+    rows = session.execute(
+        select(ExampleQuestion.text, Intent.name)
+        .join(Intent, Intent.id == ExampleQuestion.intent_id)
+        .where(func.lower(ExampleQuestion.text).in_(sorted(spellings)), Intent.name != intent)
+        .order_by(Intent.name)
+    ).all()
+    found: dict[tuple[str, str], None] = {}
+    for text, name in rows:
+        if question_key(text) in keys:
+            found[(keys[question_key(text)], name)] = None
+    return list(found)
+
+
 def get_kb_version(session: Session, *, version_id: int) -> KnowledgeBaseVersion:
     version = session.get(KnowledgeBaseVersion, version_id)
     if version is None:

@@ -24,6 +24,7 @@ OPS_EVENT_KINDS = (
     "item.escalated",
     "gold.contested",
     "knowledge.changed",
+    "knowledge.disputed",
     "guidelines.changed",
     "test",
 )

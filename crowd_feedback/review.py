@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, load_only
 
 from core.events import emit
 from core.kb_files import KnowledgeBaseFormatError
-from core.knowledge_base import keep_example
+from core.knowledge_base import filed_elsewhere, keep_example
 from core.models import (
     Claim,
     Judgement,
@@ -703,7 +703,31 @@ def _write_verified_pairs(
     unique = list(dict.fromkeys(redact(t) for t in texts))
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
+    _announce_dispute(session, item=item, label=label, texts=unique)
     return len(unique)
+
+
+def _announce_dispute(session: Session, *, item: ReviewItem, label: str, texts: Sequence[str]) -> None:
+    """The crowd filed a question under ``label`` that the knowledge base has as an example of another
+    intent: one of them is wrong, and training would learn both. Tell the operators (a
+    ``knowledge.disputed`` ops event; the check lists it as an error)."""
+    elsewhere = filed_elsewhere(session, texts=texts, intent=label)
+    if not elsewhere:
+        return
+    text, kb_intent = elsewhere[0]
+    more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
+    emit(
+        session,
+        "knowledge.disputed",
+        f"Reviewers filed “{text[:200]}” under {label} (item {item.id}); the knowledge base has it under "
+        f"{kb_intent}{more}. One of them is wrong: check the knowledge base.",
+        path="/operator/knowledge/check#conflicts",
+        data={
+            "item_id": item.id,
+            "reviewers_intent": label,
+            "questions": [{"text": t, "knowledge_base_intent": i} for t, i in elsewhere[:20]],
+        },
+    )
 
 
 def item_shortlist(candidates: Sequence[dict[str, Any]] | None) -> list[tuple[str, float]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -126,3 +126,49 @@ def test_an_example_moved_before_the_crowd_confirms_it_is_not_kept(db_session: S
     settle(db_session, item, people, "lost_card")
     assert item.status == "resolved" and kept_examples(db_session) == {}
     assert db_session.get(ReviewItem, item.id) is item
+
+
+def test_the_crowd_filing_a_knowledge_base_question_elsewhere_tells_the_operators(
+    db_session: Session,
+) -> None:
+    from core.knowledge_base import filed_elsewhere
+    from core.models import OpsEvent
+    from crowd_feedback.review import route_turn
+    from tests.conftest import add_turn
+
+    seed(db_session)
+    assert filed_elsewhere(db_session, texts=["Card  GONE!", "new pin"], intent="card_arrival") == [
+        ("new pin", "change_pin"),
+        ("Card  GONE!", "lost_card"),
+    ]
+    assert filed_elsewhere(db_session, texts=["card gone"], intent="lost_card") == []
+    assert filed_elsewhere(db_session, texts=["card gone already"], intent="card_arrival") == []
+    people = reviewers(db_session, 3)
+    turn = add_turn(db_session, None, "Card gone?", status="handoff")
+    item = route_turn(db_session, turn=turn, reasons=["handoff"], embedding=None, policy=POLICY)
+    assert item is not None
+    settle(db_session, item, people, "card_arrival")
+    assert item.status == "resolved"
+    [event] = db_session.scalars(select(OpsEvent).where(OpsEvent.kind == "knowledge.disputed")).all()
+    assert event.text == (
+        f"Reviewers filed “Card gone?” under card_arrival (item {item.id}); the knowledge base has it under "
+        "lost_card. One of them is wrong: check the knowledge base."
+    )
+    assert event.data["questions"] == [{"text": "Card gone?", "knowledge_base_intent": "lost_card"}]
+    assert event.data["path"] == "/operator/knowledge/check#conflicts"
+    # The crowd agreeing with the knowledge base is no news.
+    agreeing = route_turn(
+        db_session,
+        turn=add_turn(db_session, None, "new pin", status="handoff"),
+        reasons=["handoff"],
+        embedding=None,
+        policy=POLICY,
+    )
+    assert agreeing is not None
+    settle(db_session, agreeing, people, "change_pin")
+    assert (
+        db_session.scalar(
+            select(func.count()).select_from(OpsEvent).where(OpsEvent.kind == "knowledge.disputed")
+        )
+        == 1
+    )
