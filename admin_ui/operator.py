@@ -107,6 +107,7 @@ from crowd_feedback.suggestions import (
 )
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
+from training.kb_check import check_current_knowledge_base
 from training.rollout import (
     RolloutError,
     apply_action,
@@ -148,6 +149,7 @@ def overview() -> Any:
         figures = overview_figures(session, days=30)
         noted = set(reviewer_notes(session))
         intent_names = set(session.scalars(select(Intent.name)))
+        kb_check = check_current_knowledge_base(session, engine=helploop.models.state.production)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -159,6 +161,7 @@ def overview() -> Any:
     ]
     return render_template(
         "admin/operator.html",
+        kb_check=kb_check,
         bars=bars,
         total=sum(statuses.values()),
         queue=queue,

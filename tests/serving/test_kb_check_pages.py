@@ -64,6 +64,9 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
     assert reviewer.get("/operator/knowledge/check").status_code == 403
     client = checked_app.test_client()
     login(client, "omar")
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert "Knowledge base check: 1 error\n  (questions under two intents), 2 warnings</a>" in overview
+    assert '<span class="warn">fix before retraining</span>' in overview
     listing = client.get("/operator/knowledge/").get_data(as_text=True)
     assert 'href="/operator/knowledge/check"' in listing
     assert (
