@@ -360,16 +360,27 @@ def move_example(
     return import_knowledge_base(session, incoming=kb, source=what, replace=True)
 
 
+def is_example(session: Session, *, text: str, intent: str) -> bool | None:
+    """Whether ``text``, in any spelling (``question_key``), is an example of ``intent``; None when there is
+    no such intent. Reads that intent's examples only."""
+    intent_id = session.scalar(select(Intent.id).where(Intent.name == intent))
+    if intent_id is None:
+        return None
+    key = question_key(text)
+    examples = session.scalars(select(ExampleQuestion.text).where(ExampleQuestion.intent_id == intent_id))
+    return any(question_key(example) == key for example in examples)
+
+
 def keep_example(session: Session, *, text: str, intent: str, actor: str) -> bool:
     """An operator's "keep as it is" on a flagged example: the knowledge-base check stops listing it while it
     stays under ``intent``. Refused when it is not an example of ``intent``; False when it was kept
     already (nothing changes)."""
-    kb = load_knowledge_base(session)
     key = question_key(text)
     where = f"<intent {intent}>"
-    if intent not in kb.intents:
+    found = is_example(session, text=text, intent=intent)
+    if found is None:
         raise KnowledgeBaseFormatError(where, None, "intent", f"intent {intent!r} does not exist")
-    if all(question_key(example) != key for example in kb.intents[intent].examples):
+    if not found:
         raise KnowledgeBaseFormatError(where, None, "text", f"{text!r} is not an example of {intent!r}")
     kept = session.scalars(
         select(KeptExample).where(KeptExample.question_key == key, KeptExample.intent == intent)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kb_checks import question_key
-from core.knowledge_base import load_knowledge_base
+from core.knowledge_base import is_example
 from core.models import Judgement, ReviewItem, utcnow
 from crowd_feedback.gold import BotView
 from crowd_feedback.redaction import redact
@@ -46,9 +46,7 @@ def ask_reviewers(
 ) -> tuple[ReviewItem, bool]:
     """A review item asking which intent ``text`` (an example of ``intent``) belongs to; (item, False) when
     one is already open or settled for it. Refused (ReviewError) when it is not an example of ``intent``."""
-    kb = load_knowledge_base(session)
-    key = question_key(text)
-    if intent not in kb.intents or all(question_key(e) != key for e in kb.intents[intent].examples):
+    if not is_example(session, text=text, intent=intent):
         raise ReviewError(f"{text!r} is not an example of {intent!r} (any more)")
     for item in session.scalars(select(ReviewItem).where(ReviewItem.kb_intent == intent)):
         if question_key(item.text) == question_key(redact(text)):

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KbCheck:
-    intents: int
-    examples: int
     conflicts: list[Conflict]
     duplicates: list[Duplicate]
     thin: list[ThinIntent]
@@ -55,6 +53,14 @@ class KbCheck:
     pair_issues: dict[tuple[str, str], int] = field(default_factory=dict)
     model_note: str = ""
     few: int = FEW_EXAMPLES
+
+    @property
+    def intents(self) -> int:
+        return len(self.per_intent)
+
+    @property
+    def examples(self) -> int:
+        return sum(self.per_intent.values())
 
     @property
     def errors(self) -> int:
@@ -110,8 +116,6 @@ def check_knowledge_base(
     pairs = list(pairs)
     found = text_findings(kb, pairs=pairs, few=few)
     report = KbCheck(
-        intents=len(kb.intents),
-        examples=kb.example_count,
         conflicts=found.conflicts,
         duplicates=found.duplicates,
         thin=found.thin,
