@@ -31,21 +31,30 @@ VIEW = BotView(
 )
 
 
-def settle(session: Session, item: ReviewItem, people: list[Any], label: str) -> int:
+def settle(
+    session: Session,
+    item: ReviewItem,
+    people: list[Any],
+    label: str,
+    *,
+    policy: ReviewPolicy = POLICY,
+    known_intents: list[str] = INTENTS,
+) -> int:
     """Reviewers answer ``label`` until the item leaves the queue; how many answered."""
     answered = 0
     for person in people:
         if item.status != "pending":
             break
-        assert next_item(session, reviewer=person, policy=POLICY) is item
+        assert next_item(session, reviewer=person, policy=policy) is item
         submit_judgement(
             session,
             item_id=item.id,
             reviewer=person,
             label=label,
             answer_ok=None,
-            known_intents=INTENTS,
-            policy=POLICY,
+            new_intent_text="post delivery of cards" if label == "new_intent" else None,
+            known_intents=known_intents,
+            policy=policy,
         )
         answered += 1
     return answered

@@ -284,31 +284,19 @@ def test_an_import_says_when_it_files_a_question_under_two_intents(checked_app: 
 def crowd_answers(app: Any, item_id: int, label: str) -> None:
     """Fresh reviewers answer ``label`` on the item until it resolves."""
     from core.models import ReviewItem
-    from crowd_feedback.review import next_item, submit_judgement
     from crowd_feedback.reviewers import create_user
+    from tests.crowd_feedback.test_kb_review import settle
 
     helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
         item = session.get(ReviewItem, item_id)
         assert item is not None
+        people = [
+            create_user(session, username=f"crowd{i}", password="correct horse battery", role="reviewer")
+            for i in range(helploop.policy.max_judgements)
+        ]
         known = list(load_knowledge_base(session).intents)
-        for i in range(helploop.policy.max_judgements):
-            if item.status != "pending":
-                break
-            person = create_user(
-                session, username=f"crowd{i}", password="correct horse battery", role="reviewer"
-            )
-            assert next_item(session, reviewer=person, policy=helploop.policy) is item
-            submit_judgement(
-                session,
-                item_id=item.id,
-                reviewer=person,
-                label=label,
-                answer_ok=None,
-                new_intent_text="post delivery of cards" if label == "new_intent" else None,
-                known_intents=known,
-                policy=helploop.policy,
-            )
+        settle(session, item, people, label, policy=helploop.policy, known_intents=known)
         assert item.status == "resolved"
 
 
