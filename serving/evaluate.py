@@ -101,6 +101,7 @@ def run_evaluation(
             "seed": seed,
             "runtime": engine.runtime,
             "encoder": str(config.encoder.get("source")),
+            "extra_encoders": [str(e["source"]) for e in config.extra_encoders],
             "train_seconds": train_seconds,
             "model_version": engine.version,
             "combiner_weights": dict(

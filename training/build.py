@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import AnsweringEngine, BundleError, EngineConfig, IntentInfo, ProgressCallback
+from bot.engine import (
+    AnsweringEngine,
+    BundleError,
+    EngineConfig,
+    IntentInfo,
+    ProgressCallback,
+    add_encoder,
+)
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
 from core.models import VerifiedPair
@@ -61,6 +68,8 @@ def engine_config_from_settings(settings: Settings) -> EngineConfig:
         top_k=settings.top_k,
     )
     config.encoder = {**config.encoder, "source": settings.encoder, "max_length": settings.encoder_max_length}
+    for source in settings.extra_encoder_sources:
+        config = add_encoder(config, source, max_length=settings.encoder_max_length)
     return config
 
 
@@ -179,6 +188,7 @@ def _gate_and_save(
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
     metrics["crowd_pairs"] = snapshot.crowd_pairs
+    metrics["encoders"] = [str(e["name"]) for e in engine.config.encoder_configs()]
     metrics["gate"] = gate_report(engine, snapshot, settings)
     engine.save(bundle, metrics=metrics)
     if onnx and "onnx" not in engine.manifest:  # not already exported for fitting

@@ -581,37 +581,50 @@ def fit_engine_with_fine_tuning(
     processes: int = 1,
 ) -> AnsweringEngine:
     """Fine-tune the encoder on most rows, calibrate on held-out rows, refit the members on all rows.
+    With extra encoders (bot.engine.add_encoder) each one is fine-tuned the same way, one after another.
     ``processes`` > 1 trains data-parallel under torchrun."""
     report = on_progress or (lambda _step, _fraction: None)
     train_index, held_index = calibration_split(labels, tuning.calibration_share, tuning.seed)
     train_texts, train_labels = [texts[i] for i in train_index], [labels[i] for i in train_index]
     report("fine-tune", 0.0)
-
-    def loss_seen(fraction: float, loss: float) -> None:
-        report("fine-tune", fraction)
-        if on_loss is not None:
-            on_loss(fraction, loss)
-
-    arguments = (str(config.encoder["source"]), train_texts, train_labels, Path(work_dir) / "encoder", tuning)
-    if processes > 1:
-        encoder_dir = fine_tune_encoder_distributed(*arguments, processes=processes, on_loss=loss_seen)
-    else:
-        encoder_dir = fine_tune_encoder(*arguments, on_loss=loss_seen, progress=progress)
+    encoders = config.encoder_configs()
     members = [dict(m) for m in config.members]
-    head_file = encoder_dir / HEAD_FILE
-    if head_file.is_file():
-        members.append(
-            {
-                "kind": "tuned_head",
-                "name": "tuned_head",
-                "encoder": str(config.encoder["name"]),
-                "weights": str(head_file),
-            }
-        )
+    tuned_encoders: list[dict[str, Any]] = []
+    records: dict[str, dict[str, Any]] = {}
+    for position, encoder in enumerate(encoders):
+        name = str(encoder["name"])
+
+        def loss_seen(fraction: float, loss: float, position: int = position) -> None:
+            # One bar and one loss curve for the run: each encoder has its share of the fine-tuning step.
+            overall = (position + fraction) / len(encoders)
+            report("fine-tune", overall)
+            if on_loss is not None:
+                on_loss(overall, loss)
+
+        out_dir = Path(work_dir) / ("encoder" if position == 0 else f"encoder-{name}")
+        arguments = (str(encoder["source"]), train_texts, train_labels, out_dir, tuning)
+        if processes > 1:
+            encoder_dir = fine_tune_encoder_distributed(*arguments, processes=processes, on_loss=loss_seen)
+        else:
+            encoder_dir = fine_tune_encoder(*arguments, on_loss=loss_seen, progress=progress)
+        tuned_encoders.append({**encoder, "source": str(encoder_dir)})
+        record_file = encoder_dir / "helploop_training.json"
+        records[name] = json.loads(record_file.read_text()) if record_file.is_file() else {}
+        head_file = encoder_dir / HEAD_FILE
+        if head_file.is_file():
+            members.append(
+                {
+                    "kind": "tuned_head",
+                    "name": "tuned_head" if position == 0 else f"tuned_head_{name}",
+                    "encoder": name,
+                    "weights": str(head_file),
+                }
+            )
     tuned = EngineConfig.from_dict(
         {
             **config.__dict__,
-            "encoder": {**config.encoder, "source": str(encoder_dir)},
+            "encoder": tuned_encoders[0],
+            "extra_encoders": tuned_encoders[1:],
             "members": members,
         }
     )
@@ -627,13 +640,14 @@ def fit_engine_with_fine_tuning(
         progress=progress,
         on_progress=on_progress,
     )
-    record_file = encoder_dir / "helploop_training.json"
-    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    record = records[str(encoders[0]["name"])]
     engine.manifest["training"]["fine_tuning"] = {
         **tuning.__dict__,
         "device": device(),
         "encoder_rows": len(train_texts),
         "world_size": record.get("world_size", 1),
         "steps": record.get("steps"),
+        # every encoder's own steps, the engine's own first
+        "encoders": {name: r.get("steps") for name, r in records.items()},
     }
     return engine

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,10 @@ from bot.engine import (
     BundleError,
     EngineConfig,
     IntentInfo,
+    add_encoder,
+    encoder_name,
 )
-from tests.conftest import TOY
+from tests.conftest import TOY, HashingEncoder
 
 
 def toy_rows(extra: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
@@ -311,3 +314,102 @@ def test_the_reply_is_the_answer_or_the_deployments_line(hashing_encoder: Any) -
     assert answered.reply(**lines) == "Which one?"
     answered.status = HANDOFF
     assert answered.reply(**lines) == "A person will help."
+
+
+class NoiseEncoder:
+    """An encoder that knows nothing: a random unit vector per text (the same one each time it is asked)."""
+
+    def __init__(self, name: str, dimension: int = 32) -> None:
+        self.name, self.dimension = name, dimension
+
+    def encode(self, texts: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        seeds = [
+            int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little") for text in texts
+        ]
+        rows = [np.random.default_rng(seed).normal(size=self.dimension) for seed in seeds]
+        matrix = np.array(rows, dtype=np.float32).reshape(len(rows), self.dimension)
+        return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "noise", "name": self.name}
+
+
+def test_add_encoder_gives_the_new_encoder_its_own_members() -> None:
+    base = EngineConfig()
+    config = add_encoder(base, "all-mpnet-base-v2")
+    assert base.extra_encoders == [] and len(base.members) == 3  # the original is left as it was
+    assert config.extra_encoders == [
+        {
+            "type": "sentence-transformers",
+            "name": "all_mpnet_base_v2",
+            "source": "all-mpnet-base-v2",
+            "max_length": 64,
+        }
+    ]
+    assert [e["name"] for e in config.encoder_configs()] == ["minilm", "all_mpnet_base_v2"]
+    added = {m["name"]: m for m in config.members[3:]}
+    assert added == {
+        "logistic_head_all_mpnet_base_v2": {
+            "kind": "logistic_head",
+            "name": "logistic_head_all_mpnet_base_v2",
+            "encoder": "all_mpnet_base_v2",
+            "C": 10.0,
+        },
+        "nearest_neighbour_all_mpnet_base_v2": {
+            "kind": "nearest_neighbour",
+            "name": "nearest_neighbour_all_mpnet_base_v2",
+            "encoder": "all_mpnet_base_v2",
+            "k": 1,
+        },
+    }
+    third = add_encoder(config, "/models/My Encoder.v2/", name="mine", max_length=128)
+    assert third.extra_encoders[-1]["name"] == "mine" and third.extra_encoders[-1]["max_length"] == 128
+    assert len(third.members) == 7
+    assert encoder_name("/models/My Encoder.v2/") == "my_encoder_v2"
+    with pytest.raises(ValueError, match="already has an encoder named 'all_mpnet_base_v2'"):
+        add_encoder(config, "/elsewhere/all-mpnet-base-v2")
+    with pytest.raises(ValueError, match="cannot name an encoder"):
+        encoder_name("///")
+
+
+def test_an_ensemble_across_encoders_learns_which_encoder_to_trust(tmp_path: Path) -> None:
+    """The engine's own encoder knows nothing here and the extra one reads words: the combiner, fitted on
+    held-out rows, leans on the extra encoder's members, and the ensemble answers as that encoder does.
+    (No character n-gram member here: it alone would answer these toy questions.)"""
+    texts, labels = toy_rows()
+    noise, words = NoiseEncoder("minilm"), HashingEncoder(name="words")
+    base = EngineConfig(cv_folds=3, members=[m for m in EngineConfig().members if m.get("encoder")])
+    alone = AnsweringEngine(base, encoders={"minilm": noise}).fit(texts, labels)
+    config = add_encoder(base, "/models/words", name="words")
+    engine = AnsweringEngine(config, encoders={"minilm": noise, "words": words}).fit(texts, labels)
+    assert set(engine.members) == {
+        "logistic_head",
+        "nearest_neighbour",
+        "logistic_head_words",
+        "nearest_neighbour_words",
+    }
+    weights = dict(zip(engine.combiner.members, engine.combiner.weights, strict=True))
+    assert weights["nearest_neighbour_words"] > 2 * weights["nearest_neighbour"]
+    assert weights["logistic_head_words"] > weights["logistic_head"]
+    queries = {"where is my card": "card_arrival", "reset my pin": "change_pin", "euro rate": "exchange_rate"}
+    ensemble_right = [p.top_intent == queries[p.text] for p in engine.predict_batch(list(queries))]
+    assert all(ensemble_right)
+    held_out = engine.manifest["calibration_metrics"]["accuracy"]
+    assert held_out >= 0.7 and alone.manifest["calibration_metrics"]["accuracy"] < 0.4
+    prediction = engine.predict("where is my card")
+    assert "nearest_neighbour_words" in prediction.member_scores
+
+    bundle = engine.save(tmp_path / "bundle")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert list(manifest["encoders"]) == ["minilm", "words"]
+    assert manifest["config"]["extra_encoders"][0]["source"] == "/models/words"  # not a folder: not copied
+    loaded = AnsweringEngine.load(bundle, runtime="torch")
+    loaded.encoders.update({"minilm": noise, "words": words})
+    for a, b in zip(engine.predict_batch(list(queries)), loaded.predict_batch(list(queries)), strict=True):
+        assert (a.status, a.intent) == (b.status, b.intent) and a.confidence == pytest.approx(b.confidence)
+    with pytest.raises(BundleError, match="no ONNX export in .*onnx-words"):
+        (bundle / "onnx").mkdir()
+        (bundle / "onnx" / "model_int8.onnx").write_bytes(b"")
+        AnsweringEngine.load(bundle, runtime="auto")
+    with pytest.raises(KeyError, match="no encoder named 'missing'"):
+        engine._encoder("missing")

