@@ -5,6 +5,8 @@ that bench/accuracy.py saved (bench/results/model, full BANKING77) or fits one o
 
     .venv/bin/python bench/latency.py [--model DIR] [--messages 300]
     .venv/bin/python bench/latency.py --model bench/results/model_all-mpnet-base-v2   # the large encoder
+
+With several encoders (bench/accuracy.py --extra-encoder), "bare encode" is the text through each of them.
 """
 
 from __future__ import annotations
@@ -42,14 +44,16 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def measure(engine: AnsweringEngine, messages: list[str]) -> dict[str, Any]:
-    encoder = engine.main_encoder()
+    encoders = engine.all_encoders()  # "bare encode": the text through every encoder of the ensemble
     for text in messages[:20]:  # warm up both paths
-        encoder.encode([text])
+        for encoder in encoders:
+            encoder.encode([text])
         engine.predict(text)
     encode_times, predict_times = [], []
     for text in messages:  # interleaved, so machine noise hits both alike
         started = time.perf_counter()
-        encoder.encode([text])
+        for encoder in encoders:
+            encoder.encode([text])
         encode_times.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         engine.predict(text)
@@ -83,7 +87,10 @@ def main() -> None:
         engine.export_onnx()
     configure_inference_threads(2)
     manifest = json.loads((args.model / "manifest.json").read_text())
-    source = manifest.get("config", {}).get("encoder", {}).get("source", "?")
+    config = manifest.get("config", {})
+    source = " + ".join(
+        str(e.get("source", "?")) for e in [config.get("encoder", {}), *config.get("extra_encoders", [])]
+    )
     print(f"bundle {args.model} (encoder {source})", flush=True)
     results: dict[str, Any] = {
         "model": str(args.model),

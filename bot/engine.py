@@ -352,6 +352,10 @@ class AnsweringEngine:
         """The engine's own sentence encoder (built on first use)."""
         return self._encoder(self.config.encoder["name"])
 
+    def all_encoders(self) -> list[Encoder]:
+        """Every encoder of the ensemble, the engine's own first (built on first use)."""
+        return [self._encoder(str(e["name"])) for e in self.config.encoder_configs()]
+
     def featurise(self, texts: Sequence[str], *, progress: bool = False) -> FeatureBatch:
         names = sorted({str(m["encoder"]) for m in self.config.members if m.get("encoder")})
         embeddings = {name: self._encoder(name).encode(list(texts), progress=progress) for name in names}

@@ -398,6 +398,7 @@ def test_an_ensemble_across_encoders_learns_which_encoder_to_trust(tmp_path: Pat
     assert held_out >= 0.7 and alone.manifest["calibration_metrics"]["accuracy"] < 0.4
     prediction = engine.predict("where is my card")
     assert "nearest_neighbour_words" in prediction.member_scores
+    assert engine.all_encoders() == [noise, words]
 
     bundle = engine.save(tmp_path / "bundle")
     manifest = json.loads((bundle / "manifest.json").read_text())
