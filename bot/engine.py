@@ -779,6 +779,7 @@ class AnsweringEngine:
                     name=name,
                     max_length=staged.max_length,
                     threads=self.threads,
+                    spinning=staged.spinning,
                 )
                 self.encoders[name] = staged
                 self._staged_onnx[name] = target
@@ -857,7 +858,11 @@ class AnsweringEngine:
                 if not files:
                     raise BundleError(f"{bundle}: runtime 'onnx' asked for, but no ONNX export in {folder}")
                 engine.encoders[name] = OnnxEncoder(
-                    files[0], name=name, max_length=int(encoder.get("max_length", 64)), threads=threads
+                    files[0],
+                    name=name,
+                    max_length=int(encoder.get("max_length", 64)),
+                    threads=threads,
+                    spinning=not engine.config.extra_encoders,
                 )
         return engine
 
@@ -895,7 +900,11 @@ class AnsweringEngine:
                 str(encoder["source"]), folder, quantize=quantize, max_length=max_length
             )
             self.encoders[name] = OnnxEncoder(
-                files[name], name=name, max_length=max_length, threads=self.threads
+                files[name],
+                name=name,
+                max_length=max_length,
+                threads=self.threads,
+                spinning=not self.config.extra_encoders,
             )
             self._staged_onnx[name] = folder
         return files[str(self.config.encoder["name"])]

@@ -53,7 +53,7 @@ def test_onnx_int8_encoder_agrees_with_torch(
     path = small_engine.export_onnx()
     assert path.name == "model_int8.onnx" and path.stat().st_size < 40_000_000
     onnx_engine = AnsweringEngine.load(tmp_path / "bundle", runtime="auto")
-    assert onnx_engine.runtime == "onnx"
+    assert onnx_engine.runtime == "onnx" and onnx_engine.encoders["minilm"].spinning  # one encoder: spin
     texts, labels = small_banking["test"]
     torch_vectors = minilm_encoder.encode(texts[:40])
     onnx_vectors = onnx_engine.encoders["minilm"].encode(texts[:40])

@@ -248,6 +248,8 @@ def test_every_encoder_of_an_ensemble_is_fine_tuned_and_travels_with_the_bundle(
     shutil.rmtree(tmp_path / "work")
     served = AnsweringEngine.load(moved)
     assert all(isinstance(served.encoders[name], OnnxEncoder) for name in ("minilm", "second"))
+    # one encoder's idle ONNX threads must not spin on the cores the next one needs
+    assert not any(served.encoders[name].spinning for name in ("minilm", "second"))
     test_texts, test_labels = small_banking["test"]
     top = [p.top_intent for p in served.predict_batch(test_texts)]
     assert np.mean(np.array(top) == np.array(test_labels)) >= 0.85
