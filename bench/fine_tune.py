@@ -119,6 +119,8 @@ def main() -> None:
             f"ECE {result['ece']:.4f}, fit {seconds:.0f}s on {device()}",
             flush=True,
         )
+        # Written after every seed: a long CPU run that is stopped keeps the seeds it finished.
+        write_results(args, [encoder, *args.extra_encoder], rows, suffix, complete=False)
     mean = float(np.mean([r["accuracy"] for r in rows.values()]))
     if args.extra_encoder:
         names = list(next(iter(rows.values()))["each_encoder_alone"])
@@ -135,17 +137,32 @@ def main() -> None:
         + (f", frozen {frozen_mean:.4f}" if frozen_mean else "")
         + f" (target {target:.3f} for the fine-tuned recipe)"
     )
+    write_results(args, [encoder, *args.extra_encoder], rows, suffix, complete=True, frozen_mean=frozen_mean)
+
+
+def write_results(
+    args: argparse.Namespace,
+    encoders: list[str],
+    rows: dict[int, dict[str, object]],
+    suffix: str,
+    *,
+    complete: bool,
+    frozen_mean: float | None = None,
+) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / (f"fine_tune{suffix}.json" if args.shots else f"fine_tune_full{suffix}.json")).write_text(
+    path = args.out / (f"fine_tune{suffix}.json" if args.shots else f"fine_tune_full{suffix}.json")
+    path.write_text(
         json.dumps(
             {
                 "shots": args.shots,
                 "epochs": args.epochs,
                 "head_epochs": args.head_epochs,
                 "device": device(),
-                "encoders": [encoder, *args.extra_encoder],
+                "encoders": encoders,
+                "seeds_done": sorted(rows),
+                "complete": complete,
                 "per_seed": rows,
-                "mean": mean,
+                "mean": float(np.mean([r["accuracy"] for r in rows.values()])),
                 "frozen_mean": frozen_mean,
             },
             indent=2,
