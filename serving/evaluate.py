@@ -72,6 +72,8 @@ def run_evaluation(
     config.seed = seed
     if target_precision is not None:
         config.target_precision = target_precision
+    # As configured: saving copies an encoder given as a folder into the bundle and points the config there.
+    sources = [str(e.get("source")) for e in config.encoder_configs()]
     with tempfile.TemporaryDirectory(prefix="helploop-eval-") as work:
         engine = AnsweringEngine(config, threads=settings.torch_threads)
         if runtime == "onnx":
@@ -100,8 +102,8 @@ def run_evaluation(
             "shots": shots,
             "seed": seed,
             "runtime": engine.runtime,
-            "encoder": str(config.encoder.get("source")),
-            "extra_encoders": [str(e["source"]) for e in config.extra_encoders],
+            "encoder": sources[0],
+            "extra_encoders": sources[1:],
             "train_seconds": train_seconds,
             "model_version": engine.version,
             "combiner_weights": dict(

