@@ -79,6 +79,10 @@ def main() -> None:
     test_texts, _ = read_labelled_csv(args.data / "test.csv")
     rng = np.random.default_rng(0)
     messages = [test_texts[i] for i in rng.choice(len(test_texts), size=args.messages, replace=False)]
+    default_model = ROOT / "bench" / "results" / "model"
+    if not (args.model / "manifest.json").is_file() and args.model.resolve() != default_model.resolve():
+        # Fitting the default engine into a folder named after another encoder would measure the wrong model.
+        sys.exit(f"error: no bundle at {args.model} (bench/accuracy.py --encoder … writes it)")
     if not (args.model / "manifest.json").is_file():
         print(f"no bundle at {args.model}: fitting one on {args.data}/train.csv", flush=True)
         texts, labels = read_labelled_csv(args.data / "train.csv")
