@@ -96,10 +96,7 @@ def main() -> None:
         )
         seconds = time.perf_counter() - started
         # Each text encoded once per encoder, whichever engine below reads it.
-        engine.encoders = {
-            str(e["name"]): CachingEncoder(engine._encoder(str(e["name"])))
-            for e in engine.config.encoder_configs()
-        }
+        engine.encoders = {each.name: CachingEncoder(each) for each in engine.all_encoders()}
         result = ClassificationEvaluator(*test, latency_samples=0).compute(engine)
         rows[seed] = {
             "accuracy": result["accuracy"],
