@@ -131,7 +131,7 @@ def new() -> Any:
     )
 
 
-@knowledge.get("/<name>")
+@knowledge.get("/intents/<name>")
 @require_role("operator")
 def edit(name: str) -> Any:
     helploop = current_app.extensions["helploop"]
@@ -167,7 +167,7 @@ def create() -> Any:
     return _save(_form_values(), create=True)
 
 
-@knowledge.post("/<name>")
+@knowledge.post("/intents/<name>")
 @require_role("operator")
 def update(name: str) -> Any:
     values = _form_values()
@@ -175,7 +175,7 @@ def update(name: str) -> Any:
     return _save(values, create=False)
 
 
-@knowledge.post("/<name>/delete")
+@knowledge.post("/intents/<name>/delete")
 @require_role("operator")
 def remove(name: str) -> Any:
     helploop = current_app.extensions["helploop"]

@@ -22,7 +22,7 @@ def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_custo
     add_user(app, "rita", "reviewer")
     operator = app.test_client()
     login(operator, "omar")
-    page = operator.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    page = operator.get("/operator/knowledge/intents/change_pin").get_data(as_text=True)
     assert 'name="reviewer_note"' in page
     form = {
         "csrf_token": csrf_token(page),
@@ -31,9 +31,9 @@ def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_custo
         "examples": "\n".join(TOY["change_pin"]),
         "reviewer_note": NOTE,
     }
-    saved = operator.post("/operator/knowledge/change_pin", data=form, follow_redirects=True)
+    saved = operator.post("/operator/knowledge/intents/change_pin", data=form, follow_redirects=True)
     assert "Intent change_pin saved" in saved.get_data(as_text=True)
-    again = operator.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    again = operator.get("/operator/knowledge/intents/change_pin").get_data(as_text=True)
     assert "A blocked PIN is &lt;b&gt;pin_blocked&lt;/b&gt;.</textarea>" in again
     listing = operator.get("/operator/knowledge/?q=forgotten").get_data(as_text=True)  # notes are searched
     assert 'data-intent="change_pin"' in listing and listing.count("✎ has a note for reviewers") == 1
@@ -42,7 +42,7 @@ def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_custo
         in listing
     )
     too_long = operator.post(
-        "/operator/knowledge/change_pin",
+        "/operator/knowledge/intents/change_pin",
         data={**form, "csrf_token": csrf_token(again), "reviewer_note": "n" * 2001},
     )
     assert too_long.status_code == 400
@@ -234,13 +234,13 @@ def test_the_overview_lists_labels_reviewers_mix_up_with_a_link_to_the_note(make
     page = operator.get("/operator/").get_data(as_text=True)
     assert (
         "<tr><td>card_arrival</td><td>change_pin</td><td>2</td><td>33%</td>\n"
-        '  <td><a href="/operator/knowledge/card_arrival">add a note</a></td></tr>'
+        '  <td><a href="/operator/knowledge/intents/card_arrival">add a note</a></td></tr>'
     ) in page
     assert "<td>new_intent</td><td>exchange_rate</td><td>2</td><td>33%</td>" in page
     assert '<span class="muted">not an intent</span>' in page  # "none fits" has no page to write on
     with helploop.database.session() as session:
         note_card_arrival(session, "A PIN question is change_pin.")
-    assert '<a href="/operator/knowledge/card_arrival">edit the note</a>' in operator.get(
+    assert '<a href="/operator/knowledge/intents/card_arrival">edit the note</a>' in operator.get(
         "/operator/"
     ).get_data(as_text=True)
     stats = app.test_client().get("/api/v1/admin/stats", headers=bearer(token_for(app, "omar"))).get_json()

@@ -80,7 +80,7 @@ def test_operators_check_the_knowledge_base_and_move_or_remove_examples(checked_
     assert (
         f'<tr data-issue="{MISFILED}">' in page and 'aria-label="Move to card_arrival">Move</button>' in page
     )
-    assert 'data-pair="card_arrival change_pin"' in page and 'href="/operator/knowledge/thin"' in page
+    assert 'data-pair="card_arrival change_pin"' in page and 'href="/operator/knowledge/intents/thin"' in page
     assert "one answer, several intents (1)" in page  # thin copies exchange_rate's answer
     assert "“&lt;b&gt;rate&lt;/b&gt; for yen” / “&lt;b&gt;Rate&lt;/b&gt; for yen!”" in page  # escaped
     assert "<b>rate</b>" not in page
@@ -330,7 +330,7 @@ def test_operators_ask_reviewers_and_see_their_answer_next_to_move(checked_app: 
         assert item.bot_intent == "card_arrival" and item.candidates[0]["intent"] == "card_arrival"
     crowd_answers(checked_app, item_id, "card_arrival")
     detail = client.get(f"/review/items/{item_id}").get_data(as_text=True)
-    assert 'An example of <a href="/operator/knowledge/change_pin">change_pin</a>' in detail
+    assert 'An example of <a href="/operator/knowledge/intents/change_pin">change_pin</a>' in detail
     verdict = client.get("/operator/knowledge/check").get_data(as_text=True)
     assert re.search(r"reviewers:\s*<strong>card_arrival</strong> \(\d+%;", verdict)
     assert 'aria-label="Move to card_arrival, as reviewers said">Move</button>' in verdict

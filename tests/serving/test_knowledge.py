@@ -56,7 +56,7 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
     assert 'data-intent="change_pin"' in listing and 'data-intent="exchange_rate"' not in listing
     everything = client.get("/operator/knowledge/").get_data(as_text=True)
     assert "&lt;script&gt;alert" in everything and "<script>alert" not in everything
-    page = client.get("/operator/knowledge/change_pin").get_data(as_text=True)
+    page = client.get("/operator/knowledge/intents/change_pin").get_data(as_text=True)
     assert "The model serving now knows this intent" in page
     assert 'href="/operator/knowledge/try?q=' + TOY["change_pin"][0].replace(" ", "+") + '"' in page
     form = {
@@ -65,9 +65,13 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
         "examples": "\n".join(TOY["change_pin"]),
         "follow_ups": ["exchange_rate"],
     }
-    assert client.post("/operator/knowledge/change_pin", data=form).status_code == 400  # no CSRF token
+    assert (
+        client.post("/operator/knowledge/intents/change_pin", data=form).status_code == 400
+    )  # no CSRF token
     saved = client.post(
-        "/operator/knowledge/change_pin", data={**form, "csrf_token": csrf_token(page)}, follow_redirects=True
+        "/operator/knowledge/intents/change_pin",
+        data={**form, "csrf_token": csrf_token(page)},
+        follow_redirects=True,
     ).get_data(as_text=True)
     assert "Intent change_pin saved" in saved and "live within a few seconds" in saved
     helploop.models.refresh()  # what each serving process does every few seconds
@@ -118,21 +122,76 @@ def test_a_bad_intent_form_keeps_what_was_typed_and_create_then_delete(make_app:
     listing = client.get("/operator/knowledge/").get_data(as_text=True)
     assert "no: retrain" in listing and "intent metal_card created by omar" in listing
     refused_delete = client.post(
-        "/operator/knowledge/change_pin/delete",
+        "/operator/knowledge/intents/change_pin/delete",
         data={"csrf_token": token, "confirm": "change_pin"},
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "Not deleted: intent &#39;change_pin&#39; is a follow-up of card_arrival" in refused_delete
     unconfirmed = client.post(
-        "/operator/knowledge/metal_card/delete",
+        "/operator/knowledge/intents/metal_card/delete",
         data={"csrf_token": token, "confirm": "yes"},
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "type the intent&#39;s name (metal_card) to confirm" in unconfirmed
-    client.post("/operator/knowledge/metal_card/delete", data={"csrf_token": token, "confirm": "metal_card"})
+    client.post(
+        "/operator/knowledge/intents/metal_card/delete", data={"csrf_token": token, "confirm": "metal_card"}
+    )
     with app.extensions["helploop"].database.session() as session:
         assert set(load_knowledge_base(session).intents) == set(ANSWERS)
-    assert client.get("/operator/knowledge/metal_card").status_code == 404
+    assert client.get("/operator/knowledge/intents/metal_card").status_code == 404
+
+
+def test_intents_named_like_the_knowledge_pages_open_save_and_delete(make_app: Any) -> None:
+    """Intent names are the operator's own: one called ``check``, ``new``, ``try``, ``export`` or ``import``
+    opens, saves and deletes at its own address, and the pages of those names still answer."""
+    app = make_app(ratelimit_enabled=False)
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/new").get_data(as_text=True))
+    names = ("check", "new", "try", "export", "import", "versions", "examples")
+    for name in names:
+        created = client.post(
+            "/operator/knowledge/",
+            data={
+                "csrf_token": token,
+                "name": name,
+                "title": f"About {name}",
+                "answer": f"The {name} answer.",
+                "examples": f"how do I {name}\n{name} please",
+            },
+            follow_redirects=True,
+        ).get_data(as_text=True)
+        assert f"Intent {name} saved" in created and f"The {name} answer." in created
+        page = client.get(f"/operator/knowledge/intents/{name}").get_data(as_text=True)
+        assert f'value="About {name}"' in page and f"how do I {name}" in page
+        saved = client.post(
+            f"/operator/knowledge/intents/{name}",
+            data={
+                "csrf_token": token,
+                "title": f"About {name}",
+                "answer": f"New {name} answer.",
+                "examples": f"how do I {name}",
+            },
+            follow_redirects=True,
+        ).get_data(as_text=True)
+        assert f"Intent {name} saved" in saved and f"New {name} answer." in saved
+    listing = client.get("/operator/knowledge/").get_data(as_text=True)
+    for name in names:
+        assert f'href="/operator/knowledge/intents/{name}"' in listing
+    assert "Check the knowledge base" in client.get("/operator/knowledge/check").get_data(as_text=True)
+    assert (
+        client.get("/operator/knowledge/export")
+        .headers["Content-Type"]
+        .startswith(("application/zip", "application/json", "text/"))
+    )
+    with app.extensions["helploop"].database.session() as session:
+        intents = load_knowledge_base(session).intents
+    assert {name: intents[name].answer for name in names} == {name: f"New {name} answer." for name in names}
+    client.post("/operator/knowledge/intents/check/delete", data={"csrf_token": token, "confirm": "check"})
+    assert client.get("/operator/knowledge/intents/check").status_code == 404
+    assert client.get("/operator/knowledge/check").status_code == 200
 
 
 def test_two_operators_editing_one_intent_the_second_is_told_to_reload(make_app: Any) -> None:
@@ -143,17 +202,19 @@ def test_two_operators_editing_one_intent_the_second_is_told_to_reload(make_app:
     first, second = app.test_client(), app.test_client()
     login(first, "omar")
     login(second, "olga")
-    pages = [c.get("/operator/knowledge/exchange_rate").get_data(as_text=True) for c in (first, second)]
+    pages = [
+        c.get("/operator/knowledge/intents/exchange_rate").get_data(as_text=True) for c in (first, second)
+    ]
     revisions = [re.search(r'name="revision" value="([0-9a-f]+)"', p).group(1) for p in pages]
     assert revisions[0] == revisions[1]
     form = {"title": "Exchange rates", "examples": "\n".join(TOY["exchange_rate"]), "revision": revisions[0]}
     saved = first.post(
-        "/operator/knowledge/exchange_rate",
+        "/operator/knowledge/intents/exchange_rate",
         data={**form, "answer": "Omar's answer.", "csrf_token": csrf_token(pages[0])},
     )
     assert saved.status_code == 302
     refused = second.post(
-        "/operator/knowledge/exchange_rate",
+        "/operator/knowledge/intents/exchange_rate",
         data={**form, "answer": "Olga's answer.", "csrf_token": csrf_token(pages[1])},
     )
     body = refused.get_data(as_text=True)
@@ -366,7 +427,7 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     expected = production.predict("change pin number")
     assert expected.status == "answered" and expected.intent == "change_pin"
     assert 'data-arm="production" data-status="answered"' in page
-    assert 'href="/operator/knowledge/change_pin">change_pin</a>' in page
+    assert 'href="/operator/knowledge/intents/change_pin">change_pin</a>' in page
     assert f'Confidence <strong class="confidence">{expected.confidence:.3f}</strong>' in page
     assert f"answers from {production.gate.threshold:.3f}" in page
     ranking = re.findall(r'<tr data-intent="([^"]+)"><td>(\d+)</td>', page)
