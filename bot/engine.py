@@ -238,9 +238,16 @@ def add_encoder(
 ) -> EngineConfig:
     """A copy of ``config`` whose ensemble also reads ``source`` (a weight-shipping package or a local
     directory): the encoder, plus a copy of each member that reads the engine's own encoder, named
-    ``<member>_<name>``. The combiner learns how far to trust each on held-out rows, as for any member."""
-    name = name or encoder_name(source)
-    if name in {str(e["name"]) for e in config.encoder_configs()}:
+    ``<member>_<name>``. The combiner learns how far to trust each on held-out rows, as for any member.
+    A name taken from the source that another encoder already has gets a number (two folders both called
+    ``encoder``: ``encoder`` and ``encoder_2``); a ``name`` given that is taken is refused."""
+    taken = {str(e["name"]) for e in config.encoder_configs()}
+    if name is None:
+        base = encoder_name(source)
+        name, number = base, 2
+        while name in taken:
+            name, number = f"{base}_{number}", number + 1
+    elif name in taken:
         raise ValueError(f"the ensemble already has an encoder named {name!r}")
     main = str(config.encoder["name"])
     copies = [

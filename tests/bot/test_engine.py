@@ -366,8 +366,21 @@ def test_add_encoder_gives_the_new_encoder_its_own_members() -> None:
     assert third.extra_encoders[-1]["name"] == "mine" and third.extra_encoders[-1]["max_length"] == 128
     assert len(third.members) == 7
     assert encoder_name("/models/My Encoder.v2/") == "my_encoder_v2"
+    # Another folder of the same name is numbered; a name given that is taken is refused.
+    fourth = add_encoder(third, "/elsewhere/all-mpnet-base-v2")
+    assert fourth.extra_encoders[-1] == {
+        "type": "sentence-transformers",
+        "name": "all_mpnet_base_v2_2",
+        "source": "/elsewhere/all-mpnet-base-v2",
+        "max_length": 64,
+    }
+    assert add_encoder(fourth, "/third/all-mpnet-base-v2").extra_encoders[-1]["name"] == "all_mpnet_base_v2_3"
+    assert {m["name"] for m in fourth.members} - {m["name"] for m in third.members} == {
+        "logistic_head_all_mpnet_base_v2_2",
+        "nearest_neighbour_all_mpnet_base_v2_2",
+    }
     with pytest.raises(ValueError, match="already has an encoder named 'all_mpnet_base_v2'"):
-        add_encoder(config, "/elsewhere/all-mpnet-base-v2")
+        add_encoder(config, "/elsewhere/other", name="all_mpnet_base_v2")
     with pytest.raises(ValueError, match="cannot name an encoder"):
         encoder_name("///")
 
