@@ -520,10 +520,30 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
             click.echo("building the demo model (first run only, a few minutes on 2 CPU cores)...")
             result = build_model(session, settings, progress=True, onnx=True)
             click.echo(f"model {result.version} ready")
+    if mode != "chat":
+        _hint_first_operator(database, port)
     if mode == "chat":
         ctx.invoke(chat)
     elif mode == "serve":
         ctx.invoke(serve, host="127.0.0.1", port=port)
+
+
+def _hint_first_operator(database: Any, port: int) -> None:
+    """The operator pages need an account; until there is one, say how to make it."""
+    from sqlalchemy import func, select
+
+    from core.models import User
+
+    with database.session() as session:
+        operators = session.scalar(
+            select(func.count()).select_from(User).where(User.role == "operator", User.active.is_(True))
+        )
+    if not operators:
+        click.echo(
+            "no operator account yet: create one with "
+            "`.venv/bin/helploop users create --role operator --username NAME` (it asks for a password), "
+            f"then sign in at http://127.0.0.1:{port}/login for the operator and reviewer pages"
+        )
 
 
 # --------------------------------------------------------------------------------------------- jobs

@@ -1024,3 +1024,56 @@ def test_events_list_test_event_and_a_worker_look_delivers_it(settings: Any, tmp
     assert run(settings, "events", "--kind", "job.finished").output.strip() == "no events"
     bad = run(settings, "events", "--kind", "deploy")
     assert bad.exit_code == 2 and "'deploy' is not one of" in bad.output
+
+
+def test_demo_says_how_to_make_the_first_operator_until_there_is_one(
+    settings: Any, toy_bundles: dict[str, Path]
+) -> None:
+    from bot.engine import AnsweringEngine
+    from core.registry import register_model_version
+
+    assert run(settings, "db", "upgrade").exit_code == 0
+    database = Database(settings)
+    manifest = AnsweringEngine.load(toy_bundles["v1"]).manifest
+    with database.session() as session:  # a model is there, so the demo does not build one
+        register_model_version(
+            session,
+            version=manifest["version"],
+            bundle_path=str(toy_bundles["v1"]),
+            data_hash=manifest["data_hash"],
+            metrics={},
+            kb_version_id=None,
+        )
+    database.dispose()
+    first = run(settings, "demo", "--prepare-only", "--port", "8123")
+    assert first.exit_code == 0, first.output
+    assert "imported the demo knowledge base: 77 intents" in first.output
+    assert "helploop users create --role operator --username NAME" in first.output
+    assert "http://127.0.0.1:8123/login" in first.output
+    made = run(
+        settings,
+        "users",
+        "create",
+        "--role",
+        "reviewer",
+        "--username",
+        "rita",
+        "--password-stdin",
+        input="a long enough password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert "users create --role operator" in run(settings, "demo", "--prepare-only").output
+    made = run(
+        settings,
+        "users",
+        "create",
+        "--role",
+        "operator",
+        "--username",
+        "omar",
+        "--password-stdin",
+        input="a long enough password\n",
+    )
+    assert made.exit_code == 0, made.output
+    again = run(settings, "demo", "--prepare-only")
+    assert again.exit_code == 0 and "users create" not in again.output and "imported" not in again.output
