@@ -108,6 +108,7 @@ from crowd_feedback.suggestions import (
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
+from training.model_retention import protected_versions
 from training.rollout import (
     RolloutError,
     apply_action,
@@ -382,9 +383,22 @@ def run_detail(job_id: int) -> Any:
             abort(404)
         view = {**job_view(job), "history": job.history}
         production = helploop.models.state.production
+        version = (view["result"] or {}).get("version")
+        model = (
+            session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
+            if version
+            else None
+        )
+        pruned = (
+            {"at": model.pruned_at, "by": model.pruned_by} if model and model.pruned_at is not None else None
+        )
     gate = view["result"].get("gate") or {}
     return render_template(
-        "admin/run.html", run=view, gate=gate, production=production.version if production else None
+        "admin/run.html",
+        run=view,
+        gate=gate,
+        production=production.version if production else None,
+        pruned=pruned,
     )
 
 
@@ -432,6 +446,11 @@ def deploy_action() -> Any:
 def models() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
+        roles = {
+            version: why
+            for version, why in protected_versions(session, keep=1, keep_rollbacks=1).items()
+            if not why.startswith("among the")
+        }
         rows = [
             {
                 "version": m.version,
@@ -439,6 +458,8 @@ def models() -> Any:
                 "accuracy": (m.metrics or {}).get("accuracy"),
                 "decision": ((m.metrics or {}).get("gate") or {}).get("decision"),
                 "encoders": (m.metrics or {}).get("encoders") or [],
+                "pruned_at": m.pruned_at,
+                "role": roles.get(m.version, ""),
             }
             for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(30))
         ]

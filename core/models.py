@@ -200,6 +200,10 @@ class ModelVersion(Base):
     )
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when `helploop models prune` deleted the bundle: the row stays (turns, runs and the deployment
+    # history name the version), but the version can no longer be deployed.
+    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pruned_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Deployment(Base):

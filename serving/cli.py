@@ -1154,6 +1154,97 @@ def crowd_guidelines(ctx: click.Context, path: str | None, actor: str) -> None:
         click.echo(f"saved as guidelines version {saved.version}")
 
 
+_actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+_reason = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+_override = click.option("--override-reason", help="Deploy even though the promotion gate found it worse.")
+
+
+@main.group()
+def models() -> None:
+    """Built models: list them, delete the bundles nothing needs any more."""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    """Every registered model, newest first: built, gate, what it does now, bundle size (or when pruned)."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from core.models import ModelVersion
+    from training.model_retention import folder_bytes, protected_versions
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        rows = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
+        roles = protected_versions(session, keep=1, keep_rollbacks=2)
+    if not rows:
+        click.echo("no model has been built yet")
+        return
+    for row in rows:
+        gate = ((row.metrics or {}).get("gate") or {}).get("decision") or "-"
+        if row.pruned_at is not None:
+            state = f"pruned {row.pruned_at:%Y-%m-%d %H:%M} by {row.pruned_by}"
+        else:
+            size = folder_bytes(Path(row.bundle_path))
+            state = f"{_size(size)} at {row.bundle_path}" if size else f"bundle missing at {row.bundle_path}"
+        role = roles.get(row.version, "")
+        role = "" if role.startswith("among the") else role
+        click.echo(
+            f"{row.version}  built {row.created_at:%Y-%m-%d %H:%M}  gate {gate:<8} {state}  {role}".rstrip()
+        )
+
+
+@models.command("prune")
+@click.option(
+    "--keep",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Keep the bundles of this many newest models.",
+)
+@click.option(
+    "--keep-rollbacks",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="Keep the last N earlier production models (what a rollback returns to).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@_actor
+@click.pass_context
+def models_prune(ctx: click.Context, keep: int, keep_rollbacks: int, dry_run: bool, actor: str) -> None:
+    """Delete the bundles of old models. Those serving (production, canary, shadow), the ones a rollback can
+    return to, the newest and any outside the model folder are always kept; a pruned version stays listed but
+    can no longer be deployed."""
+    from training.model_retention import prune_models
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    report = prune_models(
+        database, settings, keep=keep, keep_rollbacks=keep_rollbacks, actor=actor, dry_run=dry_run
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for entry in report.pruned:
+        if entry.version in report.failed:
+            click.echo(f"could not delete {entry.path}: {report.failed[entry.version]}", err=True)
+        else:
+            click.echo(f"{verb} {entry.version} ({_size(entry.bytes)}, {entry.path})")
+    for kept in report.kept:
+        click.echo(f"kept {kept.version}: {kept.why}")
+    done = [p for p in report.pruned if p.version not in report.failed]
+    click.echo(f"{verb} {len(done)} bundle(s), {_size(sum(p.bytes for p in done))}")
+    if report.failed:
+        sys.exit(1)
+
+
 @main.group()
 def deploy() -> None:
     """What serves traffic: status, shadow, canary, promote, rollback (every change is recorded)."""
@@ -1231,11 +1322,6 @@ def _print_differences(comparison: Any) -> None:
             f"{d.candidate[1]:<6} {d.difference * 100:+5.1f} points ({low * 100:+.1f} to {high * 100:+.1f})  "
             f"{d.verdict}"
         )
-
-
-_actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
-_reason = click.option("--reason", required=True, help="Why (kept in the audit trail).")
-_override = click.option("--override-reason", help="Deploy even though the promotion gate found it worse.")
 
 
 @deploy.command("shadow")

@@ -256,7 +256,17 @@ def _train(
             session, engine=engine, bundle=bundle, metrics=metrics, kb_version_id=snapshot.kb_version_id
         )
     report(0.99, "registered")
+    pruned: list[str] = []
+    if settings.keep_models > 0:
+        from training.model_retention import prune_models
+
+        try:
+            pruning = prune_models(database, settings, keep=settings.keep_models, actor="training run")
+            pruned = [p.version for p in pruning.pruned]
+        except Exception:  # the model is built and registered: pruning is housekeeping, never the run's fate
+            log.exception("pruning old model bundles after training failed")
     return {
+        "pruned_models": pruned,
         "version": result.version,
         "bundle_path": str(result.bundle_path),
         "metrics": result.metrics,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.calibration import PRECISION_OPTIONS, Gate, precision_key
-from core.models import AnswerPolicy, Deployment
+from core.models import AnswerPolicy, Deployment, ModelVersion
 from core.registry import (
     NotFoundError,
     current_deployment,
@@ -81,10 +81,13 @@ def apply_action(
     elif action == "rollback":
         history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
         now_serving = base["production_version"]
-        previous = next((r.production_version for r in history if r.production_version != now_serving), None)
+        pruned = set(session.scalars(select(ModelVersion.version).where(ModelVersion.pruned_at.is_not(None))))
+        earlier = [r.production_version for r in history if r.production_version != now_serving]
+        previous = next((v for v in earlier if v not in pruned), None)
         if previous is None:
             raise RolloutError(
                 "nothing to roll back to: no earlier production model in the deployment history"
+                + (" whose bundle is still there (pruned)" if earlier else "")
             )
         change = {
             "production_version": previous,

@@ -1151,6 +1151,42 @@ def test_operator_sets_how_sure_the_bot_must_be_without_retraining(make_app: Any
     assert production.gate is built_gate and answered() == built
 
 
+def test_a_pruned_model_is_marked_on_the_models_page_and_its_run_offers_no_rollout(make_app: Any) -> None:
+    from core.models import Job, utcnow
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    helploop = app.extensions["helploop"]
+    operator = app.test_client()
+    login(operator, "omar")
+    with helploop.database.session() as session:
+        older, newest = session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+        job = Job(kind="train", status="succeeded", progress=1.0, created_by="omar")
+        job.result = {"version": older.version}
+        session.add(job)
+        session.flush()
+        job_id, old_version, new_version = job.id, older.version, newest.version
+    before = operator.get(f"/operator/runs/{job_id}").get_data(as_text=True)
+    assert 'id="action-promote"' in before and 'id="pruned"' not in before
+    with helploop.database.session() as session:  # as `helploop models prune` leaves it (files kept here)
+        row = session.scalars(select(ModelVersion).where(ModelVersion.version == old_version)).one()
+        row.pruned_at, row.pruned_by = utcnow(), "omar"
+    page = operator.get("/operator/models").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-version="([^"]+)">(.*?)</tr>', page, flags=re.S))
+    assert "pruned " in rows[old_version] and "bundle deleted" in rows[old_version]
+    assert "serving (newest model, no deployment yet)" in rows[new_version]
+    assert "helploop models prune" in page
+    after = operator.get(f"/operator/runs/{job_id}").get_data(as_text=True)
+    assert 'id="pruned"' in after and "can no longer be deployed" in after and "by omar" in after
+    assert 'id="action-promote"' not in after and 'id="action-shadow"' not in after
+    refused = operator.post(
+        "/operator/deploy",
+        data={"action": "shadow", "version": old_version, "reason": "x", "csrf_token": csrf_token(after)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert f"{old_version} was pruned on" in refused
+
+
 def helploop_db(app: Any) -> Any:
     return app.extensions["helploop"].database
 

@@ -1077,3 +1077,44 @@ def test_demo_says_how_to_make_the_first_operator_until_there_is_one(
     assert made.exit_code == 0, made.output
     again = run(settings, "demo", "--prepare-only")
     assert again.exit_code == 0 and "users create" not in again.output and "imported" not in again.output
+
+
+def test_models_list_and_prune(settings: Any, tmp_path: Path) -> None:
+    from core.registry import register_model_version, set_deployment
+
+    assert run(settings, "db", "upgrade").exit_code == 0
+    assert run(settings, "models", "list").output == "no model has been built yet\n"
+    model_dir = Path(settings.model_dir)
+    database = Database(settings)
+    with database.session() as session:
+        for number in range(1, 5):
+            folder = model_dir / f"m{number}"
+            folder.mkdir(parents=True)
+            (folder / "weights.bin").write_bytes(b"x" * 2_000_000)
+            register_model_version(
+                session,
+                version=f"m{number}",
+                bundle_path=str(folder),
+                data_hash="h" * 64,
+                metrics={"gate": {"decision": "better"}},
+                kb_version_id=None,
+            )
+        set_deployment(session, production_version="m1", actor="omar", reason="first")
+        set_deployment(session, production_version="m2", actor="omar", reason="better")
+    database.dispose()
+    listing = run(settings, "models", "list").output.splitlines()
+    assert [line.split()[0] for line in listing] == ["m4", "m3", "m2", "m1"]
+    assert listing[2].endswith("serving as production") and listing[3].endswith("a rollback can return to it")
+    assert "gate better" in listing[0] and f"2.0 MB at {model_dir / 'm4'}" in listing[0]
+    dry = run(settings, "models", "prune", "--keep", "1", "--dry-run")
+    assert dry.exit_code == 0 and "would delete m3 (2.0 MB" in dry.output
+    assert "would delete 1 bundle(s), 2.0 MB" in dry.output and (model_dir / "m3").is_dir()
+    done = run(settings, "models", "prune", "--keep", "1", "--actor", "omar")
+    assert (
+        done.exit_code == 0 and "deleted m3 (2.0 MB" in done.output and "kept m1: a rollback" in done.output
+    )
+    assert not (model_dir / "m3").exists()
+    assert "pruned " in run(settings, "models", "list").output.splitlines()[1]
+    refused = run(settings, "deploy", "promote", "m3", "--reason", "try")
+    assert refused.exit_code == 2 and "m3 was pruned on" in refused.output and "by omar" in refused.output
+    assert run(settings, "models", "prune", "--keep", "0").exit_code == 2  # at least the newest is kept
