@@ -105,6 +105,73 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"current: {migrate.current_revision(database.engine)}  head: {migrate.head_revision()}")
 
 
+def _pages_bar(label: str) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="page", desc=label, leave=False, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
+
+
+@db.command("backup")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_backup(ctx: click.Context, out: Path) -> None:
+    """Copy the embedded SQLite database to OUT, consistently, while the app keeps running (PostgreSQL:
+    use pg_dump). Back up the model folder too, or rebuild the models after a restore."""
+    from core.backup import BackupError, backup_sqlite
+
+    settings = _settings(ctx)
+    bar, progress = _pages_bar("backup")
+    try:
+        info = backup_sqlite(settings.database_url, out, progress=progress)
+    except BackupError as exc:
+        _fail(str(exc))
+    finally:
+        bar.close()
+    click.echo(
+        f"backed up the database ({info.bytes / 1e6:,.1f} MB, schema revision {info.revision}) to {out}"
+    )
+
+
+@db.command("restore")
+@click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Confirm: the web app and the workers are stopped.")
+@click.pass_context
+def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
+    """Make BACKUP (from `helploop db backup`) the embedded SQLite database, keep a copy of the one it
+    replaces, and migrate it to this version's schema. Stop the web app and the workers first."""
+    from core import migrate
+    from core.backup import BackupError, check_backup, restore_sqlite
+
+    settings = _settings(ctx)
+    try:
+        revision = check_backup(backup)
+        if not yes:
+            _fail(
+                f"{backup} is a good backup (schema revision {revision}). Stop the web app and the workers "
+                "(they hold the database open), then run this again with --yes"
+            )
+        bar, progress = _pages_bar("restore")
+        try:
+            info = restore_sqlite(settings.database_url, backup, progress=progress)
+        finally:
+            bar.close()
+    except BackupError as exc:
+        _fail(str(exc))
+    database = _database(settings)
+    migrate.upgrade(database.engine)
+    now = migrate.current_revision(database.engine)
+    database.dispose()
+    kept = f"; the database it replaced is at {info.previous}" if info.previous else ""
+    click.echo(f"restored {backup} (schema revision {info.revision}, now {now}){kept}")
+
+
 def _require_schema(database: Any) -> None:
     from core import migrate
 
