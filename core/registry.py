@@ -646,8 +646,11 @@ def current_deployment(session: Session) -> Deployment | None:
     return session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(1)).first()
 
 
-def model_by_version(session: Session, *, version: str) -> ModelVersion:
-    row = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
+def model_by_version(session: Session, *, version: str, for_update: bool = False) -> ModelVersion:
+    """``for_update``: lock the row (PostgreSQL) until the transaction ends, so a concurrent prune
+    (training.model_retention) and a deployment of the same version serialise."""
+    query = select(ModelVersion).where(ModelVersion.version == version)
+    row = session.scalars(query.with_for_update() if for_update else query).first()
     if row is None:
         raise NotFoundError(f"model version {version} is not registered")
     return row
@@ -666,7 +669,7 @@ def set_deployment(
     """Record what serves traffic from now on (every web worker follows the newest row). A version whose
     bundle was pruned is refused."""
     for version in filter(None, (production_version, canary_version, shadow_version)):
-        model = model_by_version(session, version=version)
+        model = model_by_version(session, version=version, for_update=True)
         if model.pruned_at is not None:
             raise ValueError(
                 f"model version {version} was pruned on {model.pruned_at:%Y-%m-%d %H:%M} UTC by "

@@ -1239,8 +1239,6 @@ def _size(n: int) -> str:
 @click.pass_context
 def models_list(ctx: click.Context) -> None:
     """Every registered model, newest first: built, gate, what it does now, bundle size (or when pruned)."""
-    from pathlib import Path
-
     from sqlalchemy import select
 
     from core.models import ModelVersion

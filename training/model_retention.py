@@ -116,9 +116,15 @@ def prune_models(
     model_dir = Path(settings.model_dir)
     report = PruneReport(dry_run=dry_run)
     with database.session() as session:
+        # Lock the registry first (PostgreSQL), then read what is deployed: a deployment that names a version
+        # locks its row too (core.registry.set_deployment), so it either commits before this reads the
+        # deployments, and its version is kept, or waits and then finds the version pruned and is refused.
+        models = session.scalars(
+            select(ModelVersion).order_by(ModelVersion.id.desc()).with_for_update()
+        ).all()
         keep_why = protected_versions(session, keep=keep, keep_rollbacks=keep_rollbacks)
         chosen: list[ModelVersion] = []
-        for model in session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())):
+        for model in models:
             path = Path(model.bundle_path)
             if model.version in keep_why:
                 if model.pruned_at is None:

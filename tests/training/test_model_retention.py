@@ -229,3 +229,50 @@ def test_a_training_run_prunes_when_keep_models_is_set(
             "training run"
         )
     database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_deployment_and_a_prune_of_the_same_version_serialise_on_postgresql(
+    postgres_schema_url: str, tmp_path: Path
+) -> None:
+    """A deployment that names a version holds its registry row until it commits: a prune that starts
+    meanwhile waits, then sees the version deployed and keeps it."""
+    import threading
+
+    from core import migrate
+
+    settings = load_settings(
+        {"environment": "testing", "instance_path": str(tmp_path), "database_url": postgres_schema_url},
+        environ={},
+    )
+    database = Database(settings)
+    migrate.upgrade(database.engine)
+    _clear(database)
+    try:
+        model_dir = Path(settings.model_dir)
+        for version in ("p1", "p2", "p3"):
+            register(database, version, bundle(model_dir / version))
+        with database.session() as session:
+            set_deployment(session, production_version="p3", actor="omar", reason="first")
+        deploying = database.sessionmaker()
+        set_deployment(  # p1 as shadow: its row is locked until this commits
+            deploying, production_version="p3", shadow_version="p1", actor="omar", reason="compare"
+        )
+        reports: list[Any] = []
+        pruner = threading.Thread(
+            target=lambda: reports.append(
+                prune_models(database, settings, keep=1, keep_rollbacks=0, actor="x")
+            )
+        )
+        pruner.start()
+        pruner.join(timeout=1.0)
+        assert pruner.is_alive() and not reports  # waiting for the deployment's lock
+        deploying.commit()
+        deploying.close()
+        pruner.join(timeout=30)
+        assert [p.version for p in reports[0].pruned] == ["p2"]
+        assert {k.version: k.why for k in reports[0].kept}["p1"] == "serving as shadow"
+        assert (model_dir / "p1").is_dir() and not (model_dir / "p2").exists()
+    finally:
+        _clear(database)
+        database.dispose()
