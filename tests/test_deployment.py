@@ -72,3 +72,10 @@ def test_image_and_compose_files_are_consistent() -> None:
     assert app["environment"]["HELPLOOP_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert "HELPLOOP_SECRET_KEY" in app["environment"]
     assert {"db", "redis"} <= set(compose["services"])
+    # Every setting the compose file sets is one the app reads (a typo would be silently ignored there).
+    from core.settings import Settings
+
+    fields = {f"HELPLOOP_{name.upper()}" for name in Settings.__dataclass_fields__}
+    entrypoint_only = {"HELPLOOP_DEMO"}  # read by docker/entrypoint.sh
+    assert set(app["environment"]) - entrypoint_only <= fields, set(app["environment"]) - fields
+    assert app["environment"]["HELPLOOP_KEEP_MODELS"] == "${HELPLOOP_KEEP_MODELS:-10}"
