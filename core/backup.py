@@ -115,6 +115,31 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
     return BackupInfo(out, out.stat().st_size, revision)
 
 
+BACKUP_GLOB = "helploop-*.sqlite3"
+
+
+def scheduled_backup(
+    database_url: str,
+    folder: Path,
+    *,
+    keep: int,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> tuple[BackupInfo, list[Path]]:
+    """A backup named by its time (``helploop-20261202T030000Z.sqlite3``) in ``folder``; then the oldest
+    beyond the newest ``keep`` are removed. Returns the backup and the files removed."""
+    if keep < 1:
+        raise BackupError(f"keep must be 1 or more, not {keep}")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    info = backup_sqlite(database_url, folder / f"helploop-{stamp}.sqlite3", progress=progress)
+    backups = sorted(folder.glob(BACKUP_GLOB))  # the stamp sorts by time
+    removed = backups[:-keep]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return info, removed
+
+
 def check_backup(path: Path) -> str:
     """The schema revision of a backup file, after checking that it is one this code can restore."""
     if not path.is_file():

