@@ -21,6 +21,8 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
 * ``knowledge.disputed``: reviewers filed a question under one intent that the knowledge base has as an
   example of another (one of them is wrong; training would learn both).
 * ``guidelines.changed``: a new version of the reviewing guidelines.
+* ``models.pruned``: the bundles of old models were deleted (``helploop models prune`` or after a training
+  run), with which versions and how much space it freed; those versions can no longer be deployed.
 * ``test``: sent from the Activity page to check the receiving end.
 """
 

@@ -26,6 +26,7 @@ OPS_EVENT_KINDS = (
     "knowledge.changed",
     "knowledge.disputed",
     "guidelines.changed",
+    "models.pruned",
     "test",
 )
 

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import Database
+from core.events import emit
 from core.models import Deployment, ModelVersion, utcnow
 from core.registry import current_deployment
 from core.settings import Settings
@@ -140,9 +141,20 @@ def prune_models(
             report.pruned.append(PrunedModel(model.version, str(path), folder_bytes(path)))
         if not dry_run:
             now = utcnow()
-            for model in chosen:
-                if model.pruned_at is None:
-                    model.pruned_at, model.pruned_by = now, actor[:100]
+            fresh = [m for m in chosen if m.pruned_at is None]
+            for model in fresh:
+                model.pruned_at, model.pruned_by = now, actor[:100]
+            if fresh:
+                freed = sum(p.bytes for p in report.pruned)
+                versions = [m.version for m in fresh]
+                emit(
+                    session,
+                    "models.pruned",
+                    f"{actor} pruned {len(versions)} model bundle(s) ({freed / 1e6:,.1f} MB): "
+                    f"{', '.join(versions)}. They can no longer be deployed.",
+                    path="/operator/models",
+                    data={"actor": actor, "versions": versions, "bytes": freed},
+                )
     if dry_run:
         return report
     for entry in report.pruned:  # the rows are committed: no version is deployable without its files

@@ -119,6 +119,13 @@ def test_prune_keeps_what_serves_what_a_rollback_needs_the_newest_and_foreign_bu
         assert current_deployment(session).production_version == "v4"  # nothing changed
     # Pruning again finds nothing more to delete under the same rules.
     assert prune_models(database, settings, keep=2, keep_rollbacks=2, actor="omar").pruned == []
+    with database.session() as session:  # one event, for the run that pruned (not the dry run, not the last)
+        (event,) = session.scalars(select(OpsEvent).where(OpsEvent.kind == "models.pruned")).all()
+        assert event.data["versions"] == ["v6", "v1"] and event.data["bytes"] == 2011
+        assert (
+            event.text.startswith("omar pruned 2 model bundle(s)")
+            and event.data["path"] == "/operator/models"
+        )
 
 
 def test_rollback_skips_a_pruned_production_and_says_when_none_is_left(
