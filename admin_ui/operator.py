@@ -108,7 +108,7 @@ from crowd_feedback.suggestions import (
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
-from training.model_retention import protected_versions
+from training.model_retention import protected_versions, prune_models
 from training.rollout import (
     RolloutError,
     apply_action,
@@ -465,12 +465,20 @@ def models() -> Any:
         ]
         plan = serving_plan(session)
         history = answer_policy_history(session, limit=10)
+    keep = _bounded_int(
+        request.args.get("keep"), default=helploop.settings.keep_models or 5, low=1, high=10_000
+    )
+    preview = prune_models(
+        helploop.database, helploop.settings, keep=keep, keep_rollbacks=2, actor="", dry_run=True
+    )
     production = plan["production"] if plan else None
     options = precision_options(production[1]) if production else []
     in_force = history[0].target_precision if history else None
     return render_template(
         "admin/models.html",
         models=rows,
+        prune=preview,
+        keep=keep,
         production=production[0] if production else None,
         options=options,
         in_force=in_force,
@@ -538,6 +546,36 @@ def set_precision() -> Any:
     except RolloutError as exc:
         flash(f"Refused: {exc}")
     return redirect(url_for("operator.models"))
+
+
+def _bounded_int(raw: str | None, *, default: int, low: int, high: int) -> int:
+    try:
+        value = int(raw) if raw not in (None, "") else default
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
+@operator.post("/models/prune")
+@require_role("operator")
+def start_prune() -> Any:
+    """Delete old model bundles as a job (``training.model_retention``): what serves, the last two a rollback
+    returns to and the ``keep`` newest stay."""
+    helploop = current_app.extensions["helploop"]
+    raw = request.form.get("keep", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        flash("Refused: keep must be a whole number from 1 to 10000 (the newest models whose bundles stay).")
+        return redirect(url_for("operator.models"))
+    with helploop.database.session() as session:
+        job = enqueue(
+            session,
+            kind="prune_models",
+            params={"keep": int(raw), "keep_rollbacks": 2, "actor": current_user.username},
+            created_by=current_user.username,
+        )
+        job_id = job.id
+    flash(f"Pruning queued as job {job_id}: the list below updates once it has run.")
+    return redirect(url_for("operator.models", keep=raw))
 
 
 @operator.post("/reaggregate")

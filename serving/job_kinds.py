@@ -19,6 +19,7 @@ from crowd_feedback.jobs import (
     retention_params,
 )
 from training.jobs import register_handler, register_periodic, register_watch
+from training.model_retention import prune_job
 
 
 def backup_params(settings: Settings) -> dict[str, Any] | None:
@@ -51,6 +52,7 @@ def install() -> None:
     register_handler("export", export_job)
     register_periodic("retention", timedelta(days=1), retention_params)
     register_handler("backup", backup_job)
+    register_handler("prune_models", prune_job)
     register_periodic("backup", timedelta(days=1), backup_params)
     register_watch("canary_guard", canary_guard_watch)
     register_watch("ops_webhook", deliver_watch, every=5.0)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -120,9 +122,8 @@ def prune_models(
         # Lock the registry first (PostgreSQL), then read what is deployed: a deployment that names a version
         # locks its row too (core.registry.set_deployment), so it either commits before this reads the
         # deployments, and its version is kept, or waits and then finds the version pruned and is refused.
-        models = session.scalars(
-            select(ModelVersion).order_by(ModelVersion.id.desc()).with_for_update()
-        ).all()
+        query = select(ModelVersion).order_by(ModelVersion.id.desc())
+        models = session.scalars(query if dry_run else query.with_for_update()).all()
         keep_why = protected_versions(session, keep=keep, keep_rollbacks=keep_rollbacks)
         chosen: list[ModelVersion] = []
         for model in models:
@@ -166,3 +167,23 @@ def prune_models(
             log.warning("could not delete the bundle of %s at %s: %s", entry.version, entry.path, exc)
             report.failed[entry.version] = str(exc)
     return report
+
+
+def prune_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
+) -> dict[str, Any]:
+    """The job an operator starts from the Models page (``prune_models`` with the page's choices)."""
+    report(0.0, "prune")
+    result = prune_models(
+        database,
+        settings,
+        keep=int(params.get("keep", 5)),
+        keep_rollbacks=int(params.get("keep_rollbacks", 2)),
+        actor=str(params.get("actor") or "operator"),
+    )
+    report(0.99, "done")
+    return {
+        "pruned": [p.version for p in result.pruned if p.version not in result.failed],
+        "bytes": result.freed_bytes,
+        "failed": result.failed,
+    }

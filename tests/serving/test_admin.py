@@ -1187,6 +1187,73 @@ def test_a_pruned_model_is_marked_on_the_models_page_and_its_run_offers_no_rollo
     assert f"{old_version} was pruned on" in refused
 
 
+def test_an_operator_prunes_old_bundles_from_the_models_page_as_a_job(make_app: Any) -> None:
+    from pathlib import Path
+
+    from core.models import Job, OpsEvent
+    from core.registry import register_model_version
+    from training.jobs import Worker
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    helploop = app.extensions["helploop"]
+    model_dir = Path(helploop.settings.model_dir)
+    with helploop.database.session() as session:  # three models built into the model folder, newest last
+        for version in ("m1", "m2", "m3"):
+            (model_dir / version).mkdir(parents=True)
+            (model_dir / version / "weights.bin").write_bytes(b"x" * 1_500_000)
+            register_model_version(
+                session,
+                version=version,
+                bundle_path=str(model_dir / version),
+                data_hash="h" * 64,
+                metrics={},
+                kb_version_id=None,
+            )
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/models").get_data(as_text=True)
+    assert "Nothing to prune while keeping the newest 5." in page  # the toy bundles lie outside the folder
+    page = operator.get("/operator/models?keep=1").get_data(as_text=True)
+    preview = page.split('id="prune-preview"')[1].split("</table>")[0]
+    assert re.findall(r"<tr><td>(m\d)</td><td>([0-9.]+) MB</td></tr>", preview) == [
+        ("m2", "1.5"),
+        ("m1", "1.5"),
+    ]
+    assert "Delete 2 bundles (3.0 MB)" in page
+    token = csrf_token(page)
+    assert operator.post("/operator/models/prune", data={"keep": "1"}).status_code == 400  # no CSRF token
+    refused = operator.post(
+        "/operator/models/prune", data={"keep": "none", "csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Refused: keep must be a whole number from 1 to 10000" in refused
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.post("/operator/models/prune", data={"keep": "1"}).status_code in (400, 403)
+    with helploop.database.session() as session:
+        assert session.scalars(select(Job).where(Job.kind == "prune_models")).all() == []
+    queued = operator.post(
+        "/operator/models/prune", data={"keep": "1", "csrf_token": token}, follow_redirects=True
+    )
+    assert "Pruning queued as job" in queued.get_data(as_text=True)
+    with helploop.database.session() as session:
+        job = session.scalars(select(Job).where(Job.kind == "prune_models")).one()
+        assert job.params == {"keep": 1, "keep_rollbacks": 2, "actor": "omar"}
+    assert Worker(helploop.database, helploop.settings).run_once() == job.id
+    with helploop.database.session() as session:
+        done = session.get(Job, job.id)
+        assert done.status == "succeeded", done.error
+        assert done.result == {"pruned": ["m2", "m1"], "bytes": 3_000_000, "failed": {}}
+        event = session.scalars(select(OpsEvent).where(OpsEvent.kind == "models.pruned")).one()
+        assert event.data["actor"] == "omar"
+    assert not (model_dir / "m1").exists() and (model_dir / "m3").is_dir()
+    after = operator.get("/operator/models?keep=1").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-version="([^"]+)">(.*?)</tr>', after, flags=re.S))
+    assert "pruned " in rows["m1"] and "pruned " in rows["m2"] and "serving" in rows["m3"]
+    assert "Nothing to prune while keeping the newest 1." in after
+
+
 def helploop_db(app: Any) -> Any:
     return app.extensions["helploop"].database
 
