@@ -108,7 +108,7 @@ from crowd_feedback.suggestions import (
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
-from training.model_retention import protected_versions, prune_models
+from training.model_retention import ROLLBACKS_KEPT, model_roles, prune_models
 from training.rollout import (
     RolloutError,
     apply_action,
@@ -446,11 +446,7 @@ def deploy_action() -> Any:
 def models() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
-        roles = {
-            version: why
-            for version, why in protected_versions(session, keep=1, keep_rollbacks=1).items()
-            if not why.startswith("among the")
-        }
+        roles = model_roles(session)
         rows = [
             {
                 "version": m.version,
@@ -469,7 +465,7 @@ def models() -> Any:
         request.args.get("keep"), default=helploop.settings.keep_models or 5, low=1, high=10_000
     )
     preview = prune_models(
-        helploop.database, helploop.settings, keep=keep, keep_rollbacks=2, actor="", dry_run=True
+        helploop.database, helploop.settings, keep=keep, keep_rollbacks=ROLLBACKS_KEPT, actor="", dry_run=True
     )
     production = plan["production"] if plan else None
     options = precision_options(production[1]) if production else []
@@ -570,7 +566,7 @@ def start_prune() -> Any:
         job = enqueue(
             session,
             kind="prune_models",
-            params={"keep": int(raw), "keep_rollbacks": 2, "actor": current_user.username},
+            params={"keep": int(raw), "keep_rollbacks": ROLLBACKS_KEPT, "actor": current_user.username},
             created_by=current_user.username,
         )
         job_id = job.id

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from core.migrate import alembic_config
+from core.migrate import known_revisions
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 Progress = Callable[[int, int], None]  # (pages done, pages in all)
@@ -56,11 +55,6 @@ def sqlite_file(database_url: str) -> Path:
     if not url.database or url.database == ":memory:":
         raise BackupError("the database is in memory: there is no file to back up")
     return Path(url.database)
-
-
-def known_revisions() -> set[str]:
-    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return {script.revision for script in scripts.walk_revisions()}
 
 
 def _copy(source: sqlite3.Connection, target_path: Path, progress: Progress | None) -> None:

@@ -48,5 +48,11 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this code has a migration for."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return {script.revision for script in scripts.walk_revisions()}
+
+
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()

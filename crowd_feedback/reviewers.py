@@ -99,6 +99,14 @@ def _release_claims(session: Session, user: User) -> None:
     session.execute(delete(Claim).where(Claim.reviewer_id == user.id))
 
 
+def active_operators(session: Session, *, besides: int | None = None) -> int:
+    """How many operator accounts can log in (``besides``: not counting that user id)."""
+    query = select(func.count()).select_from(User).where(User.role == "operator", User.active.is_(True))
+    if besides is not None:
+        query = query.where(User.id != besides)
+    return int(session.scalar(query) or 0)
+
+
 def set_active(session: Session, *, username: str, active: bool, actor: str, reason: str = "") -> User:
     """Deactivate (cannot log in; open sessions end; claimed items go back to the queue) or reactivate.
     Refused for the last active operator, who would lock everyone out of the operator pages."""
@@ -106,12 +114,7 @@ def set_active(session: Session, *, username: str, active: bool, actor: str, rea
     if user.active == active:
         raise AccountError(f"{username} is already {'active' if active else 'deactivated'}")
     if not active and user.role == "operator":
-        others = session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(User.role == "operator", User.active.is_(True), User.id != user.id)
-        )
-        if not others:
+        if not active_operators(session, besides=user.id):
             raise AccountError(f"{username} is the last active operator; create another operator first")
     user.active = active
     if not active:

@@ -597,14 +597,10 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 
 def _hint_first_operator(database: Any, port: int) -> None:
     """The operator pages need an account; until there is one, say how to make it."""
-    from sqlalchemy import func, select
-
-    from core.models import User
+    from crowd_feedback.reviewers import active_operators
 
     with database.session() as session:
-        operators = session.scalar(
-            select(func.count()).select_from(User).where(User.role == "operator", User.active.is_(True))
-        )
+        operators = active_operators(session)
     if not operators:
         click.echo(
             "no operator account yet: create one with "
@@ -1242,13 +1238,13 @@ def models_list(ctx: click.Context) -> None:
     from sqlalchemy import select
 
     from core.models import ModelVersion
-    from training.model_retention import folder_bytes, protected_versions
+    from training.model_retention import folder_bytes, model_roles
 
     database = _database(_settings(ctx))
     _require_schema(database)
     with database.session() as session:
         rows = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
-        roles = protected_versions(session, keep=1, keep_rollbacks=2)
+        roles = model_roles(session)
     if not rows:
         click.echo("no model has been built yet")
         return
@@ -1260,7 +1256,6 @@ def models_list(ctx: click.Context) -> None:
             size = folder_bytes(Path(row.bundle_path))
             state = f"{_size(size)} at {row.bundle_path}" if size else f"bundle missing at {row.bundle_path}"
         role = roles.get(row.version, "")
-        role = "" if role.startswith("among the") else role
         click.echo(
             f"{row.version}  built {row.created_at:%Y-%m-%d %H:%M}  gate {gate:<8} {state}  {role}".rstrip()
         )
@@ -1304,8 +1299,7 @@ def models_prune(ctx: click.Context, keep: int, keep_rollbacks: int, dry_run: bo
             click.echo(f"{verb} {entry.version} ({_size(entry.bytes)}, {entry.path})")
     for kept in report.kept:
         click.echo(f"kept {kept.version}: {kept.why}")
-    done = [p for p in report.pruned if p.version not in report.failed]
-    click.echo(f"{verb} {len(done)} bundle(s), {_size(sum(p.bytes for p in done))}")
+    click.echo(f"{verb} {len(report.pruned) - len(report.failed)} bundle(s), {_size(report.freed_bytes)}")
     if report.failed:
         sys.exit(1)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,31 +75,42 @@ def _inside(path: Path, folder: Path) -> bool:
     return path.resolve() != folder.resolve()
 
 
-def protected_versions(session: Session, *, keep: int, keep_rollbacks: int) -> dict[str, str]:
-    """Version -> why it is kept."""
-    if keep < 1:
-        raise ValueError(f"keep must be at least 1 (the newest model), not {keep}")
+ROLLBACKS_KEPT = 2  # earlier production models whose bundles always stay: what `rollback` returns to
+
+
+def model_roles(session: Session, *, keep_rollbacks: int = ROLLBACKS_KEPT) -> dict[str, str]:
+    """Version -> what it does now: serving (an arm of the deployment, or before any deployment the newest
+    model), or one of the last ``keep_rollbacks`` earlier productions a rollback returns to."""
     if keep_rollbacks < 0:
         raise ValueError(f"keep_rollbacks must be 0 or more, not {keep_rollbacks}")
-    why: dict[str, str] = {}
-    models = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
     deployment = current_deployment(session)
     if deployment is None:
-        if models:
-            why[models[0].version] = "serving (newest model, no deployment yet)"
-    else:
-        for arm in ("production", "canary", "shadow"):
-            version = getattr(deployment, f"{arm}_version")
-            if version:
-                why.setdefault(version, f"serving as {arm}")
-        history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
-        earlier: list[str] = []
-        for row in history:
-            version = row.production_version
-            if version != deployment.production_version and version not in earlier:
-                earlier.append(version)
-        for version in earlier[:keep_rollbacks]:
-            why.setdefault(version, "a rollback can return to it")
+        newest = session.scalar(select(ModelVersion.version).order_by(ModelVersion.id.desc()).limit(1))
+        return {newest: "serving (newest model, no deployment yet)"} if newest else {}
+    why: dict[str, str] = {}
+    for arm in ("production", "canary", "shadow"):
+        version = getattr(deployment, f"{arm}_version")
+        if version:
+            why.setdefault(version, f"serving as {arm}")
+    earlier: list[str] = []
+    for version in session.scalars(select(Deployment.production_version).order_by(Deployment.id.desc())):
+        if version != deployment.production_version and version not in earlier:
+            earlier.append(version)
+    for version in earlier[:keep_rollbacks]:
+        why.setdefault(version, "a rollback can return to it")
+    return why
+
+
+def protected_versions(
+    session: Session, *, keep: int, keep_rollbacks: int, models: Sequence[ModelVersion] | None = None
+) -> dict[str, str]:
+    """Version -> why its bundle is kept: ``model_roles`` and the ``keep`` newest (``models``: the registry,
+    newest first, when the caller has it already)."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1 (the newest model), not {keep}")
+    why = model_roles(session, keep_rollbacks=keep_rollbacks)
+    if models is None:
+        models = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
     for model in models[:keep]:
         why.setdefault(model.version, f"among the {keep} newest")
     return why
@@ -110,7 +121,7 @@ def prune_models(
     settings: Settings,
     *,
     keep: int = 5,
-    keep_rollbacks: int = 2,
+    keep_rollbacks: int = ROLLBACKS_KEPT,
     actor: str,
     dry_run: bool = False,
 ) -> PruneReport:
@@ -124,7 +135,7 @@ def prune_models(
         # deployments, and its version is kept, or waits and then finds the version pruned and is refused.
         query = select(ModelVersion).order_by(ModelVersion.id.desc())
         models = session.scalars(query if dry_run else query.with_for_update()).all()
-        keep_why = protected_versions(session, keep=keep, keep_rollbacks=keep_rollbacks)
+        keep_why = protected_versions(session, keep=keep, keep_rollbacks=keep_rollbacks, models=models)
         chosen: list[ModelVersion] = []
         for model in models:
             path = Path(model.bundle_path)
@@ -178,7 +189,7 @@ def prune_job(
         database,
         settings,
         keep=int(params.get("keep", 5)),
-        keep_rollbacks=int(params.get("keep_rollbacks", 2)),
+        keep_rollbacks=int(params.get("keep_rollbacks", ROLLBACKS_KEPT)),
         actor=str(params.get("actor") or "operator"),
     )
     report(0.99, "done")
