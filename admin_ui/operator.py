@@ -27,6 +27,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
+from core.backup import stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
 from core.models import (
@@ -62,7 +63,7 @@ from core.registry import (
     shown_suggestions,
     waiting_conversations,
 )
-from core.settings import OPS_EVENT_KINDS
+from core.settings import OPS_EVENT_KINDS, Settings
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.gold import (
@@ -190,6 +191,7 @@ def overview() -> Any:
         noted=noted,
         intent_names=intent_names,
         satisfaction=figures.satisfaction,
+        backups=backup_state(helploop.settings),
     )
 
 
@@ -1044,23 +1046,92 @@ def dismiss_suggestion_page(item_id: int) -> Any:
     return redirect(url_for("operator.suggestions"))
 
 
-BACKGROUND_KINDS = ("export", "reaggregate", "retention")
+BACKUP_STALE_AFTER = timedelta(days=2)  # the schedule backs up daily: two days without one is a fault
+
+
+def age_text(age: timedelta) -> str:
+    if age < timedelta(days=2):
+        return duration_text(age.total_seconds())
+    return f"{age / timedelta(days=1):.1f} days"
+
+
+def backup_state(settings: Settings) -> dict[str, Any]:
+    """What the jobs page says of backups: PostgreSQL (its own tools), no schedule, or the scheduled files
+    with the newest one's age, ``stale`` when the daily schedule has missed a day (or never ran)."""
+    if not settings.is_sqlite:
+        return {"mode": "external"}
+    if not settings.backup_dir:
+        return {"mode": "off"}
+    files = stored_backups(Path(settings.backup_dir))
+    latest = files[0] if files else None
+    age = utcnow() - latest.taken_at if latest else None
+    return {
+        "mode": "scheduled",
+        "dir": settings.backup_dir,
+        "keep": settings.backup_keep,
+        "files": files,
+        "latest": latest,
+        "age": age_text(age) if age is not None else None,
+        "stale": age is None or age > BACKUP_STALE_AFTER,
+    }
 
 
 @operator.get("/exports")
 @require_role("operator")
 def exports() -> Any:
-    """Exports (and the other background jobs: re-aggregation, retention) with their progress."""
+    """Exports, and every background job but training runs (those have the Runs page): re-aggregation,
+    retention, backups, model pruning; with their progress, a cancel button, and the backups on disk."""
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         rows = [
             job_view(j)
-            for j in session.scalars(
-                select(Job).where(Job.kind.in_(BACKGROUND_KINDS)).order_by(Job.id.desc()).limit(30)
-            )
+            for j in session.scalars(select(Job).where(Job.kind != "train").order_by(Job.id.desc()).limit(30))
         ]
     active = any(r["status"] in ("queued", "running") for r in rows)
-    return render_template("admin/exports.html", jobs=rows, active=active, formats=FORMATS)
+    return render_template(
+        "admin/exports.html",
+        jobs=rows,
+        active=active,
+        formats=FORMATS,
+        backups=backup_state(helploop.settings),
+    )
+
+
+@operator.post("/backups")
+@require_role("operator")
+def start_backup() -> Any:
+    """Back up now: the scheduled backup's job (same folder, same rotation), queued for a worker."""
+    helploop = current_app.extensions["helploop"]
+    state = backup_state(helploop.settings)
+    if state["mode"] != "scheduled":
+        reason = (
+            "the database is not the embedded SQLite: back it up with pg_dump"
+            if state["mode"] == "external"
+            else "set HELPLOOP_BACKUP_DIR (a folder for the backups) first, or run `helploop db backup FILE`"
+        )
+        flash(f"Refused: {reason}.")
+        return redirect(url_for("operator.exports"))
+    with helploop.database.session() as session:
+        job_id = enqueue(session, kind="backup", params={}, created_by=current_user.username).id
+    flash(f"Backup job {job_id} queued.")
+    return redirect(url_for("operator.exports"))
+
+
+@operator.post("/jobs/<int:job_id>/cancel")
+@require_role("operator")
+def cancel_job(job_id: int) -> Any:
+    """Cancel a background job (a training run's own page has its button)."""
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.kind == "train":
+                abort(404)
+            request_cancel(session, job_id=job_id)
+        flash(f"Cancel requested for job {job_id}.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("operator.exports"))
 
 
 @operator.post("/exports")

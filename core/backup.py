@@ -110,6 +110,7 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
 
 
 BACKUP_GLOB = "helploop-*.sqlite3"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def scheduled_backup(
@@ -125,13 +126,37 @@ def scheduled_backup(
     if keep < 1:
         raise BackupError(f"keep must be 1 or more, not {keep}")
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime(STAMP_FORMAT)
     info = backup_sqlite(database_url, folder / f"helploop-{stamp}.sqlite3", progress=progress)
     backups = sorted(folder.glob(BACKUP_GLOB))  # the stamp sorts by time
     removed = backups[:-keep]
     for path in removed:
         path.unlink(missing_ok=True)
     return info, removed
+
+
+@dataclass(frozen=True)
+class StoredBackup:
+    path: Path
+    bytes: int
+    taken_at: datetime  # from the file's name (UTC)
+
+
+def stored_backups(folder: Path) -> list[StoredBackup]:
+    """The scheduled backups in ``folder`` (files named as ``scheduled_backup`` names them), newest first;
+    none when the folder does not exist yet."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(BACKUP_GLOB):
+        stamp = path.name.removeprefix("helploop-").removesuffix(".sqlite3")
+        try:
+            taken_at = datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=UTC)
+            size = path.stat().st_size
+        except (ValueError, OSError):  # another file matching the pattern, or removed meanwhile
+            continue
+        found.append(StoredBackup(path, size, taken_at))
+    return sorted(found, key=lambda b: b.taken_at, reverse=True)
 
 
 def check_backup(path: Path) -> str:

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from core.models import Judgement, ModelVersion, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
+from core.models import (
+    Job,
+    Judgement,
+    ModelVersion,
+    ReviewItem,
+    ReviewItemTurn,
+    Turn,
+    User,
+    VerifiedPair,
+    utcnow,
+)
 from crowd_feedback.reviewers import account_events, create_user, suspend
 
 PASSWORD = "correct horse battery staple"
@@ -724,6 +736,94 @@ def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: An
         session.get(Job, 1).result = {**job.result, "file": "../helploop.sqlite3"}
     assert client.get("/operator/exports/1/download").status_code == 404  # a name, never a path
     assert client.get("/operator/exports/99/download").status_code == 404
+
+
+def test_without_a_backup_folder_the_pages_say_so_and_back_up_now_is_refused(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    assert "No scheduled backups of the database" in client.get("/operator/").get_data(as_text=True)
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert "No scheduled backups: set <code>HELPLOOP_BACKUP_DIR</code>" in page and "Back up now" not in page
+    refused = client.post(
+        "/operator/backups", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Refused: set HELPLOOP_BACKUP_DIR (a folder for the backups) first" in refused
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_operator_sees_the_backups_backs_up_now_and_cancels_background_jobs(
+    make_app: Any, tmp_path: Path
+) -> None:
+    from core.backup import scheduled_backup
+    from training.jobs import Worker, enqueue
+
+    folder = tmp_path / "backups"
+    app = make_app(ratelimit_enabled=False, backup_dir=str(folder), backup_keep=3)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert f"Once a day into <code>{folder}</code>, keeping the newest 3." in page
+    assert "No backup in the folder yet" in page and 'id="backup-files"' not in page
+    assert "No backup yet" in client.get("/operator/").get_data(as_text=True)
+    own = {"csrf_token": csrf_token(reviewer.get("/review/").get_data(as_text=True))}
+    assert reviewer.post("/operator/backups", data=own).status_code == 403
+    assert client.post("/operator/backups").status_code == 400  # no CSRF token
+    queued = client.post(
+        "/operator/backups", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Backup job 1 queued." in queued and '<meta http-equiv="refresh"' in queued
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
+    with helploop.database.session() as session:
+        job = session.get(Job, 1)
+        assert (job.kind, job.status, job.created_by) == ("backup", "succeeded", "omar"), job.error
+    (written,) = folder.glob("helploop-*.sqlite3")
+    (folder / "helploop-notes.sqlite3").write_text("not a backup of ours")  # matches the glob, no stamp
+    page = client.get("/operator/exports").get_data(as_text=True)
+    size = f"{written.stat().st_size / 1048576:.1f} MB"
+    assert f"<td><code>{written.name}</code></td>" in page and f"<code>{written.name}</code> · {size}" in page
+    assert "helploop-notes" not in page and 'id="backup-stale"' not in page
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert re.search(r"Newest backup \d+ s ago</a>\s*</p>", overview)
+    # Only a backup from three days ago: the daily schedule has missed a day, and both pages say so.
+    written.unlink()
+    old = scheduled_backup(
+        helploop.settings.database_url, folder, keep=3, now=utcnow() - timedelta(days=3, hours=1)
+    )[0]
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert "The newest backup is more than two days old" in page and old.path.name in page
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert 'Newest backup 3.0 days ago</a> <span class="warn">the daily backup has missed a day' in overview
+    # Background jobs other than training runs can be cancelled here; a training run cannot.
+    with helploop.database.session() as session:
+        export_id = enqueue(
+            session, kind="export", params={"what": "items", "format": "csv"}, created_by="x"
+        ).id
+        train_id = enqueue(session, kind="train", params={}, created_by="x").id
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert f'action="/operator/jobs/{export_id}/cancel"' in page and f"/jobs/{train_id}/" not in page
+    token = {"csrf_token": csrf_token(page)}
+    assert client.post(f"/operator/jobs/{train_id}/cancel", data=token).status_code == 404
+    assert client.post("/operator/jobs/99/cancel", data=token).status_code == 404
+    cancelled = client.post(f"/operator/jobs/{export_id}/cancel", data=token, follow_redirects=True)
+    assert f"Cancel requested for job {export_id}." in cancelled.get_data(as_text=True)
+    again = client.post(f"/operator/jobs/{export_id}/cancel", data=token, follow_redirects=True)
+    assert f"job {export_id} already cancelled" in again.get_data(as_text=True)
+    with helploop.database.session() as session:
+        assert session.get(Job, export_id).status == "cancelled"
+        assert session.get(Job, train_id).status == "queued"
+        session.get(Job, train_id).status = "cancelled"  # out of the worker's way
+        prune_id = enqueue(session, kind="prune_models", params={"keep": 5}, created_by="omar").id
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == prune_id
+    page = client.get("/operator/exports").get_data(as_text=True)
+    assert "0 bundles pruned, 0.0 MB freed" in page  # the toy bundles lie outside the model folder
 
 
 def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
