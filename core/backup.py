@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from core.db import DatabaseInUse, exclusive_use
 from core.migrate import known_revisions
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -185,21 +186,29 @@ def check_backup(path: Path) -> str:
 
 
 def restore_sqlite(database_url: str, backup: Path, *, progress: Progress | None = None) -> RestoreInfo:
-    """Make ``backup`` the database. The web app and workers must be stopped: they hold the old file open."""
+    """Make ``backup`` the database. Refused while the web app, a worker or a command has it open (each holds
+    the in-use lock of ``core.db``): they would go on writing to the replaced file."""
     target = sqlite_file(database_url)
     revision = check_backup(backup)
     if backup.resolve() == target.resolve():
         raise BackupError(f"{backup} is the database itself")
     target.parent.mkdir(parents=True, exist_ok=True)
     previous = None
-    if target.is_file():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        previous = target.with_name(f"{target.name}.before-restore-{stamp}")
-        with closing(sqlite3.connect(target)) as current:  # through SQLite, so its journal is included
-            _copy(current, previous, None)
-    with closing(_read_only(backup)) as source:
-        _copy(source, target.with_name(target.name + ".restoring"), progress)
-    for suffix in ("-wal", "-shm", "-journal"):  # the old file's journals must not replay onto the new one
-        target.with_name(target.name + suffix).unlink(missing_ok=True)
-    os.replace(target.with_name(target.name + ".restoring"), target)
+    try:
+        with exclusive_use(target):
+            if target.is_file():
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+                previous = target.with_name(f"{target.name}.before-restore-{stamp}")
+                with closing(sqlite3.connect(target)) as current:  # through SQLite: its journal included
+                    _copy(current, previous, None)
+            with closing(_read_only(backup)) as source:
+                _copy(source, target.with_name(target.name + ".restoring"), progress)
+            for suffix in ("-wal", "-shm", "-journal"):  # the old file's journals must not replay onto it
+                target.with_name(target.name + suffix).unlink(missing_ok=True)
+            os.replace(target.with_name(target.name + ".restoring"), target)
+    except DatabaseInUse:
+        raise BackupError(
+            f"{target} is open in another process (the web app, a worker or a command): stop them, then "
+            "restore; nothing was changed"
+        ) from None
     return RestoreInfo(revision, previous)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core.settings import Settings
@@ -48,11 +52,80 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(database_url, pool_pre_ping=True)
 
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no in-use lock (restore then relies on its --yes alone)
+    fcntl = None  # type: ignore[assignment]
+
+
+class DatabaseInUse(RuntimeError):
+    pass
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of an embedded SQLite database; None for an in-memory one or another database."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def in_use_lock_path(database_file: Path) -> Path:
+    return database_file.with_name(database_file.name + ".lock")
+
+
+def _lock(database_file: Path, mode: int, *, wait: float) -> int | None:
+    """``flock`` the database's lock file (created once, never deleted: deleting a lock file races), retrying
+    for ``wait`` seconds; returns the descriptor that holds it. The lock goes with the process: one that dies
+    holds nothing."""
+    if fcntl is None:
+        return None
+    database_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(in_use_lock_path(database_file), os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+            return descriptor
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(descriptor)
+                raise DatabaseInUse(f"{database_file} is in use") from None
+            time.sleep(0.1)
+
+
+def _release(descriptor: int | None) -> None:
+    if descriptor is not None:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def exclusive_use(database_file: Path) -> Iterator[None]:
+    """Hold the embedded database alone, or raise ``DatabaseInUse`` at once: every process with a
+    ``Database`` open on the file (the web app, each worker, a CLI command) holds a shared lock on
+    ``<file>.lock``. A restore swaps the file inside this, so never under a running app."""
+    descriptor = _lock(database_file, fcntl.LOCK_EX if fcntl else 0, wait=0.0)
+    try:
+        yield
+    finally:
+        _release(descriptor)
+
+
 class Database:
-    """One engine per process; hands out short-lived sessions (one per request or job)."""
+    """One engine per process; hands out short-lived sessions (one per request or job). On the embedded
+    SQLite it holds a shared lock on ``<file>.lock`` until ``dispose`` (see ``exclusive_use``)."""
+
+    # A process that starts while a restore swaps the file waits this long for it before giving up.
+    WAIT_FOR_RESTORE_SECONDS = 30.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        file = sqlite_path(settings.database_url)
+        in_use = None
+        if file is not None and fcntl is not None:
+            in_use = _lock(file, fcntl.LOCK_SH, wait=self.WAIT_FOR_RESTORE_SECONDS)
+        # Released by dispose, or when the Database is collected (a command that never disposes).
+        self._release_lock = weakref.finalize(self, _release, in_use)
         self.engine = make_engine(settings.database_url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -71,3 +144,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._release_lock()  # once: later calls do nothing

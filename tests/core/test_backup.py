@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from core import migrate
 from core.backup import BackupError, backup_sqlite, check_backup, restore_sqlite, sqlite_file
-from core.db import Database
+from core.db import Database, DatabaseInUse, exclusive_use
 from core.models import Intent
 from core.settings import load_settings
 
@@ -171,3 +171,72 @@ def test_cli_backup_and_restore_migrate_an_older_backup(tmp_path: Path) -> None:
     )
     refused = _run(postgres, "db", "backup", str(tmp_path / "pg.sqlite3"))
     assert refused.exit_code == 2 and "pg_dump --format=custom --file helploop.dump db" in refused.output
+
+
+def test_restore_is_refused_while_another_database_holds_the_file_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = _database(tmp_path)  # as the web app would: open, holding the in-use lock
+    _add_intents(database, "card_arrival")
+    backup_sqlite(database.settings.database_url, tmp_path / "monday.sqlite3")
+    _add_intents(database, "added_after_the_backup")
+    with pytest.raises(BackupError, match="is open in another process .*nothing was changed"):
+        restore_sqlite(database.settings.database_url, tmp_path / "monday.sqlite3")
+    assert not list(tmp_path.glob("*.before-restore-*")) and not list(tmp_path.glob("*.restoring"))
+    with database.session() as session:  # the running app goes on undisturbed
+        assert session.scalar(select(func.count()).select_from(Intent)) == 2
+    database.dispose()
+    restore_sqlite(database.settings.database_url, tmp_path / "monday.sqlite3")
+    assert _intents(tmp_path / "helploop.sqlite3") == ["card_arrival"]
+    # A process starting while a restore holds the file waits for it, then gives up with a clear error.
+    monkeypatch.setattr(Database, "WAIT_FOR_RESTORE_SECONDS", 0.3)
+    with exclusive_use(tmp_path / "helploop.sqlite3"):
+        with pytest.raises(DatabaseInUse, match="helploop.sqlite3 is in use"):
+            Database(database.settings)
+    Database(database.settings).dispose()  # released: opens at once
+
+
+def test_cli_restore_refuses_while_another_process_runs_and_not_after_it_died(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    database = _database(tmp_path)
+    _add_intents(database, "card_arrival")
+    backup_sqlite(database.settings.database_url, tmp_path / "monday.sqlite3")
+    _add_intents(database, "added_after_the_backup")
+    database.dispose()
+    holder = subprocess.Popen(  # a stand-in for the web app: another process with the database open
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from core.db import Database
+                from core.settings import load_settings
+                settings = load_settings({{"environment": "testing", "instance_path": {str(tmp_path)!r},
+                    "database_url": {database.settings.database_url!r}}}, environ={{}})
+                database = Database(settings)
+                print("open", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        refused = _run(database.settings, "db", "restore", str(tmp_path / "monday.sqlite3"), "--yes")
+        assert refused.exit_code == 2 and "is open in another process" in refused.output
+        assert _intents(tmp_path / "helploop.sqlite3") == ["added_after_the_backup", "card_arrival"]
+    finally:
+        holder.kill()
+        holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    done = _run(database.settings, "db", "restore", str(tmp_path / "monday.sqlite3"), "--yes")
+    assert done.exit_code == 0, done.output  # a killed process holds no lock
+    assert _intents(tmp_path / "helploop.sqlite3") == ["card_arrival"]
