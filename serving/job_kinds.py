@@ -19,18 +19,22 @@ from crowd_feedback.jobs import (
     retention_params,
 )
 from training.jobs import register_handler, register_periodic, register_watch
+from training.model_backup import backup_bundles
 from training.model_retention import prune_job
 
 
 def backup_params(settings: Settings) -> dict[str, Any] | None:
     """The daily backup's parameters; None (no schedule) without a backup folder."""
-    return {"dir": settings.backup_dir, "keep": settings.backup_keep} if settings.backup_dir else None
+    if not settings.backup_dir:
+        return None
+    return {"dir": settings.backup_dir, "keep": settings.backup_keep, "models": settings.backup_models}
 
 
 def backup_job(
     database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
 ) -> dict[str, Any]:
-    """Back the SQLite database up into the backup folder, keeping the newest ``keep`` (core.backup)."""
+    """Back the SQLite database up into the backup folder, keeping the newest ``keep`` (core.backup); then,
+    with ``models``, the bundles it serves and rolls back to (training.model_backup)."""
     folder = Path(params.get("dir") or settings.backup_dir)
     if not str(folder) or str(folder) == ".":
         raise ValueError("a backup needs a folder: set HELPLOOP_BACKUP_DIR or pass dir")
@@ -42,8 +46,24 @@ def backup_job(
         keep=keep,
         progress=lambda done, total: report(0.95 * done / max(total, 1), "backup"),
     )
+    result: dict[str, Any] = {
+        "path": str(info.path),
+        "bytes": info.bytes,
+        "revision": info.revision,
+        "removed": len(removed),
+    }
+    if params.get("models", settings.backup_models):
+        report(0.96, "models")
+        copies = backup_bundles(database, folder)
+        result["models"] = {
+            "copied": copies.copied,
+            "present": copies.present,
+            "removed": copies.removed,
+            "missing": copies.missing,
+            "copied_bytes": copies.copied_bytes,
+        }
     report(0.99, "done")
-    return {"path": str(info.path), "bytes": info.bytes, "revision": info.revision, "removed": len(removed)}
+    return result
 
 
 def install() -> None:

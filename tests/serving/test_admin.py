@@ -790,6 +790,9 @@ def test_operator_sees_the_backups_backs_up_now_and_cancels_background_jobs(
     size = f"{written.stat().st_size / 1048576:.1f} MB"
     assert f"<td><code>{written.name}</code></td>" in page and f"<code>{written.name}</code> · {size}" in page
     assert "helploop-notes" not in page and 'id="backup-stale"' not in page
+    # The newest toy model serves (no deployment yet): its bundle was copied beside the backup.
+    assert "models: 1 copied, 0 already there" in page and "returns to, 1 version (" in page
+    assert (folder / "models" / job.result["models"]["copied"][0] / "manifest.json").is_file()
     overview = client.get("/operator/").get_data(as_text=True)
     assert re.search(r"Newest backup \d+ s ago</a>\s*</p>", overview)
     # Only a backup from three days ago: the daily schedule has missed a day, and both pages say so.

@@ -42,7 +42,7 @@ def test_a_worker_backs_up_daily_and_keeps_the_newest(tmp_path: Path) -> None:
         (job,) = schedule_due(session, settings, now=now)
         assert (job.kind, job.params, job.created_by) == (
             "backup",
-            {"dir": str(folder), "keep": 2},
+            {"dir": str(folder), "keep": 2, "models": True},
             "schedule",
         )
         assert schedule_due(session, settings, now=now + timedelta(hours=23)) == []  # once a day
@@ -52,6 +52,13 @@ def test_a_worker_backs_up_daily_and_keeps_the_newest(tmp_path: Path) -> None:
         done = session.get(Job, job.id)
         assert done.status == "succeeded", done.error
         assert done.result["revision"] == migrate.head_revision() and done.result["removed"] == 0
+        assert done.result["models"] == {  # no model yet: nothing to copy beside it
+            "copied": [],
+            "present": [],
+            "removed": [],
+            "missing": {},
+            "copied_bytes": 0,
+        }
     (written,) = folder.glob("helploop-*.sqlite3")
     assert str(written) == done.result["path"] and check_backup(written) == migrate.head_revision()
     # Three more days (after the worker's run, which is stamped with the real time): the two newest stay.
