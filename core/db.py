@@ -16,6 +16,11 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core.settings import Settings
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no in-use lock (restore then relies on its --yes alone)
+    fcntl = None  # type: ignore[assignment]
+
 # Stable constraint names so Alembic migrations read the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,12 +55,6 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     return create_engine(database_url, pool_pre_ping=True)
-
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no in-use lock (restore then relies on its --yes alone)
-    fcntl = None  # type: ignore[assignment]
 
 
 class DatabaseInUse(RuntimeError):

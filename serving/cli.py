@@ -204,11 +204,11 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
     click.echo(f"restored {backup} (schema revision {info.revision}, now {now}){kept}")
     for version, path in bundles.restored:
         click.echo(f"model {version}: bundle copied back from {backup.parent / MODELS_FOLDER} to {path}")
-    for version, path in bundles.missing:
+    for version, path, why in bundles.missing:
         click.echo(
             f"warning: model {version} serves (or a rollback returns to it) but its bundle is not at {path} "
-            f"and {backup.parent / MODELS_FOLDER} has no copy: copy the model folder back, or retrain "
-            "(`helploop train --wait`) and promote",
+            f"({why}): copy it back from the model folder's own backup, or retrain (`helploop train --wait`) "
+            "and promote",
             err=True,
         )
 

@@ -110,7 +110,7 @@ def backup_bundles(database: Database, folder: Path) -> BundleCopies:
 @dataclass
 class BundleRestore:
     restored: list[tuple[str, Path]] = field(default_factory=list)  # (version, where it was copied to)
-    missing: list[tuple[str, Path]] = field(default_factory=list)  # (version, where it should be): no copy
+    missing: list[tuple[str, Path, str]] = field(default_factory=list)  # (version, where it belongs, why)
 
 
 def restore_bundles(database: Database, folder: Path) -> BundleRestore:
@@ -123,12 +123,15 @@ def restore_bundles(database: Database, folder: Path) -> BundleRestore:
     for version, bundle in sorted(wanted.items()):
         if (bundle / "manifest.json").is_file():
             continue
-        if version in copies:
-            shutil.rmtree(bundle, ignore_errors=True)  # an incomplete folder where the bundle belongs
+        if version not in copies:
+            report.missing.append((version, bundle, f"{folder / MODELS_FOLDER} has no copy"))
+        elif bundle.exists():  # something without a manifest: not ours to overwrite
+            report.missing.append(
+                (version, bundle, f"{bundle} exists but is no bundle: move it away and restore again")
+            )
+        else:
             _copy_tree(copies[version], bundle)
             report.restored.append((version, bundle))
-        else:
-            report.missing.append((version, bundle))
     return report
 
 

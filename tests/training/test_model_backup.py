@@ -112,10 +112,17 @@ def test_bundles_are_copied_once_kept_while_a_backup_needs_them_and_copied_back(
     shutil.rmtree(tmp_path / "models")
     restored = restore_bundles(database, folder)
     assert [v for v, _ in restored.restored] == ["v1", "v2", "v4"]
-    assert [v for v, _ in restored.missing] == ["v5"]
+    assert [(v, why) for v, _, why in restored.missing] == [("v5", f"{folder / MODELS_FOLDER} has no copy")]
     assert all(_same(folder / MODELS_FOLDER / v, bundles[v]) for v in ("v1", "v2", "v4"))
     assert not bundles["v3"].exists()  # not needed by the restored database: not copied
     assert restore_bundles(database, folder).restored == []  # all there now
+    # A folder where a bundle belongs that is no bundle is left alone, and said so.
+    shutil.rmtree(bundles["v4"])
+    bundles["v4"].mkdir()
+    (bundles["v4"] / "notes.txt").write_text("the operator's")
+    (refused,) = [m for m in restore_bundles(database, folder).missing if m[0] == "v4"]
+    assert "exists but is no bundle: move it away" in refused[2]
+    assert [p.name for p in bundles["v4"].iterdir()] == ["notes.txt"]
     database.dispose()
 
 
