@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.backup import stored_backups
 from serving.app import limiter, state
 
 health = Blueprint("health", __name__)
@@ -56,6 +58,9 @@ def metrics() -> Response:
             "shadow": serving.shadow.version if serving.shadow else None,
         }
     )
+    if helploop.settings.backup_dir:
+        newest = stored_backups(Path(helploop.settings.backup_dir))
+        helploop.metrics.set_backup(helploop.settings.backup_dir, newest[0].taken_at if newest else None)
     try:
         with helploop.database.session() as session:
             helploop.metrics.set_workload(**_workload(session))

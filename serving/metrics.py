@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -80,6 +82,13 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.backup_newest = Gauge(
+            "helploop_backup_newest_timestamp_seconds",
+            "Time of the newest scheduled database backup in the backup folder, 0 when there is none (only "
+            "with HELPLOOP_BACKUP_DIR; alert when time() minus it exceeds two days)",
+            ["folder"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "helploop_model_info",
             "Model version serving each arm (value 1)",
@@ -107,6 +116,10 @@ class Metrics:
             self.jobs.labels(kind=kind, status=status).set(count)
         for status, count in ops_events.items():
             self.ops_events.labels(status=status).set(count)
+
+    def set_backup(self, folder: str, newest: datetime | None) -> None:
+        self.backup_newest.clear()
+        self.backup_newest.labels(folder=folder).set(newest.timestamp() if newest else 0)
 
     def set_models(self, versions: dict[str, str | None]) -> None:
         self.model_info.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -746,6 +746,9 @@ def test_without_a_backup_folder_the_pages_say_so_and_back_up_now_is_refused(mak
     assert "No scheduled backups of the database" in client.get("/operator/").get_data(as_text=True)
     page = client.get("/operator/exports").get_data(as_text=True)
     assert "No scheduled backups: set <code>HELPLOOP_BACKUP_DIR</code>" in page and "Back up now" not in page
+    assert "helploop_backup_newest_timestamp_seconds{" not in client.get("/metrics").get_data(
+        as_text=True
+    )  # nothing to alert on
     refused = client.post(
         "/operator/backups", data={"csrf_token": csrf_token(page)}, follow_redirects=True
     ).get_data(as_text=True)
@@ -795,6 +798,9 @@ def test_operator_sees_the_backups_backs_up_now_and_cancels_background_jobs(
     assert (folder / "models" / job.result["models"]["copied"][0] / "manifest.json").is_file()
     overview = client.get("/operator/").get_data(as_text=True)
     assert re.search(r"Newest backup \d+ s ago</a>\s*</p>", overview)
+    taken = datetime.strptime(written.name, "helploop-%Y%m%dT%H%M%SZ.sqlite3").replace(tzinfo=UTC)
+    gauge = f'helploop_backup_newest_timestamp_seconds{{folder="{folder}"}} {taken.timestamp():.9e}'
+    assert gauge in client.get("/metrics").get_data(as_text=True)
     # Only a backup from three days ago: the daily schedule has missed a day, and both pages say so.
     written.unlink()
     old = scheduled_backup(
