@@ -68,7 +68,7 @@ def main(ctx: click.Context) -> None:
 
 @main.group()
 def db() -> None:
-    """Database migrations."""
+    """The database: migrations, backup and restore (with the model bundles it serves)."""
 
 
 @db.command("upgrade")
