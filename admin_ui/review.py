@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -52,6 +53,23 @@ from crowd_feedback.workforce import FAST_SECONDS, answer_record
 review = Blueprint(
     "review", __name__, url_prefix="/review", template_folder="templates", static_folder="static"
 )
+
+
+def typical_first() -> Callable[[str, str], tuple[float, int, str]] | None:
+    """The order of an intent's examples on the review pages: those the production model, without having
+    seen them, read surely as that intent first (by tenths of probability, and within a tenth the shortest:
+    one clear line), then examples it never scored (added since it was built), then the ones it reads as
+    another intent (ambiguous or mislabelled: a poor definition to show a reviewer). None without a model:
+    the shortest first."""
+    engine = current_app.extensions["helploop"].models.state.production
+    if engine is None:
+        return None
+
+    def rank(name: str, text: str) -> tuple[float, int, str]:
+        typical = engine.example_typicality(name, text)
+        return (-round(typical, 1) if typical is not None else -0.5, len(text), text)
+
+    return rank
 
 
 def known_intents() -> tuple[list[str], dict[str, str]]:
@@ -153,7 +171,9 @@ def next_page() -> Any:
             candidates = _bot_view(view)  # a check question from the knowledge base: no turn behind it
         suggestions = [c["intent"] for c in candidates if c.get("intent") in titles][:5]
         members = member_questions(session, item=item, limit=helploop.policy.members_shown)
-        examples = intent_examples(session, names=suggestions, per_intent=2, exclude=item.text)
+        examples = intent_examples(
+            session, names=suggestions, per_intent=2, exclude=item.text, rank=typical_first()
+        )
         notes = reviewer_notes(session, names=suggestions)
         practice = _practice_left(user, helploop.policy) if item.is_gold else None
         unread = _unread(session, user)
@@ -187,7 +207,9 @@ def intent_info(item_id: int, name: str) -> Any:
         if item is None or name not in names:
             what = "item" if item is None else "intent"
             return jsonify(error={"code": "not_found", "message": f"no such {what}"}), 404
-        examples = intent_examples(session, names=[name], per_intent=2, exclude=item.text).get(name, [])
+        examples = intent_examples(
+            session, names=[name], per_intent=2, exclude=item.text, rank=typical_first()
+        ).get(name, [])
         note = reviewer_notes(session, names=[name]).get(name, "")
     return jsonify(name=name, title=titles.get(name, name), examples=examples, note=note)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -515,11 +516,18 @@ def version_changes(
 
 
 def intent_examples(
-    session: Session, *, names: Sequence[str], per_intent: int = 2, exclude: str = ""
+    session: Session,
+    *,
+    names: Sequence[str],
+    per_intent: int = 2,
+    exclude: str = "",
+    rank: Callable[[str, str], Any] | None = None,
 ) -> dict[str, list[str]]:
-    """A few example questions of each named intent (the shortest first: they say the most in one line), for
-    reviewers choosing between intents. ``exclude``: a question never shown as an example of anything (the one
-    being reviewed: a gold item is a knowledge-base example, and must not be answered by its own copy)."""
+    """A few example questions of each named intent, for reviewers choosing between intents: those first
+    that ``rank(name, text)`` orders first (the review pages pass the model's view of how typical each is),
+    else the shortest (they say the most in one line). ``exclude``: a question never shown as an example of
+    anything (the one being reviewed: a gold item is a knowledge-base example, and must not be answered by
+    its own copy)."""
     if not names:
         return {}
     skip = " ".join(exclude.split()).casefold()
@@ -532,7 +540,12 @@ def intent_examples(
     for name, text in rows:
         if " ".join(text.split()).casefold() != skip:
             found.setdefault(name, []).append(text)
-    return {name: sorted(texts, key=lambda t: (len(t), t))[:per_intent] for name, texts in found.items()}
+    order = rank or _shortest_first
+    return {name: sorted(texts, key=partial(order, name))[:per_intent] for name, texts in found.items()}
+
+
+def _shortest_first(_name: str, text: str) -> tuple[int, str]:
+    return len(text), text
 
 
 def reviewer_notes(session: Session, *, names: Sequence[str] | None = None) -> dict[str, str]:

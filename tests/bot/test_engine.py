@@ -305,6 +305,22 @@ def test_held_out_rows_say_what_a_model_that_never_saw_a_question_made_of_it(
     assert calibrated.held_out_prediction(texts[0]) is None
 
 
+def test_example_typicality_is_the_out_of_fold_probability_of_its_own_intent(hashing_encoder: Any) -> None:
+    engine = toy_engine(hashing_encoder)
+    texts, labels = toy_rows()
+    rows = engine.held_out
+    assert rows is not None
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        top = engine.labels[int(rows.top[i, 0])]
+        expected = float(rows.probabilities[i, 0]) if top == label else 0.0
+        assert engine.example_typicality(label, text) == pytest.approx(expected)
+        # Read as another intent's example, the same row says 0 unless that intent was its top.
+        other = next(name for name in engine.labels if name != label and name != top)
+        assert engine.example_typicality(other, text) == 0.0
+    assert 0.5 < engine.example_typicality(labels[0], f"  {texts[0]} ") <= 1.0  # spacing does not matter
+    assert engine.example_typicality(labels[0], "an example added after the build") is None
+
+
 def test_the_reply_is_the_answer_or_the_deployments_line(hashing_encoder: Any) -> None:
     engine = toy_engine(hashing_encoder)
     lines = {"clarify_message": "Which one?", "handoff_message": "A person will help."}

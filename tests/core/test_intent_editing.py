@@ -180,6 +180,8 @@ def test_intent_examples_for_reviewers_shortest_first_never_the_question_itself(
     shown = intent_examples(db_session, names=["change_pin", "card_arrival", "nope"], exclude="  PIN? ")
     assert shown == {"change_pin": ["new pin", "change pin"], "card_arrival": ["where is my card"]}
     assert intent_examples(db_session, names=[]) == {}
+    longest = intent_examples(db_session, names=["change_pin"], rank=lambda _name, text: (-len(text), text))
+    assert longest == {"change_pin": ["how can I change my PIN number please", "change pin"]}
 
 
 def test_restoring_a_version_makes_its_content_current_as_a_new_version(db_session: Session) -> None:

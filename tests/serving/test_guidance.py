@@ -77,6 +77,33 @@ def test_an_operators_note_on_an_intent_guides_reviewers_and_never_reaches_custo
         :2
     ]
     assert body["examples"] == expected
+    # Examples are ranked by how surely the model, never having seen them, read them as their intent: a
+    # short one added since it was built (never scored) comes after those it recognised ...
+    from core.knowledge_base import save_intent
+    from core.models import ExampleQuestion, Intent
+
+    with helploop.database.session() as session:
+        intent = session.query(Intent).filter_by(name="change_pin").one()
+        texts = [e.text for e in session.query(ExampleQuestion).filter_by(intent_id=intent.id)]
+        save_intent(
+            session,
+            name="change_pin",
+            title=intent.title,
+            answer=intent.answer,
+            examples=[*texts, "pin?"],
+            reviewer_note=intent.reviewer_note,
+            actor="omar",
+            create=False,
+        )
+    assert reviewer.get(f"/review/items/{gold_id}/intents/change_pin").get_json()["examples"] == expected
+    # ... and one it read as another intent (an ambiguous or mislabelled example) comes last.
+    engine = helploop.models.state.production
+    scored = engine.example_typicality
+    misread = expected[0]
+    engine.example_typicality = lambda name, text: 0.0 if text == misread else scored(name, text)
+    shown = reviewer.get(f"/review/items/{gold_id}/intents/change_pin").get_json()["examples"]
+    assert shown[0] == expected[1] and misread not in shown and "pin?" not in shown  # others recognised
+    del engine.example_typicality
     assert reviewer.get(f"/review/items/{gold_id}/intents/exchange_rate").get_json()["note"] == ""
     missing = reviewer.get(f"/review/items/{gold_id}/intents/no_such_intent")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
