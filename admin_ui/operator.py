@@ -27,7 +27,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
-from core.backup import stored_backups
+from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
 from core.models import (
@@ -1045,9 +1045,6 @@ def dismiss_suggestion_page(item_id: int) -> Any:
     except SuggestionError as exc:
         flash(f"Not changed: {exc}")
     return redirect(url_for("operator.suggestions"))
-
-
-BACKUP_STALE_AFTER = timedelta(days=2)  # the schedule backs up daily: two days without one is a fault
 
 
 def age_text(age: timedelta) -> str:

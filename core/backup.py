@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -111,6 +111,8 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
 
 
 BACKUP_GLOB = "helploop-*.sqlite3"
+# Scheduled backups run daily: the newest one older than this means the schedule missed a day.
+BACKUP_STALE_AFTER = timedelta(days=2)
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 

@@ -494,6 +494,29 @@ def kb_restore(ctx: click.Context, version: int, actor: str) -> None:
     )
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the checks and a summary.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check that this installation can serve, learn and recover: the database and its schema, the model
+    bundles that serve and their encoders, the knowledge base, the workers, backups, disk, rate limits and
+    alerts. Exit status 1 when a check fails (a warning does not fail it)."""
+    from serving.doctor import FAIL, WARN, run_checks, summary
+
+    checks = run_checks(_settings(ctx))
+    totals = summary(checks)
+    if as_json:
+        click.echo(json.dumps({"checks": [c.to_dict() for c in checks], "summary": totals}, indent=2))
+    else:
+        width = max(len(c.name) for c in checks)
+        for check in checks:
+            mark = {"ok": "ok  ", WARN: "WARN", FAIL: "FAIL"}[check.status]
+            click.echo(f"{mark}  {check.name:<{width}}  {check.detail}")
+        click.echo(f"{totals['fail']} failed, {totals['warn']} warning(s), {totals['ok']} ok")
+    if not totals["healthy"]:
+        sys.exit(1)
+
+
 # -------------------------------------------------------------------------------------------- model
 
 

@@ -1,0 +1,257 @@
+"""``helploop doctor``: is this installation able to serve, learn and recover? One line per check.
+
+Each check says ``ok``, ``warn`` (works, but something an operator should know: no backups, no one told of
+failures, a queue no worker takes) or ``fail`` (something that stops the bot from answering or the loop from
+running: the database, the schema, the model bundles and their encoders). The command exits 1 when any check
+fails, so a deployment pipeline can run it after an upgrade or a restore.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from core.backup import BACKUP_STALE_AFTER, stored_backups
+from core.db import Database, sqlite_path
+from core.settings import PLACEHOLDER_SECRET, Settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+QUEUED_TOO_LONG = timedelta(minutes=10)  # a job queued this long: no worker is taking jobs
+LOW_DISK_BYTES = 1 << 30  # below 1 GiB free, the next bundle or backup may not fit
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _database(settings: Settings, database: Database) -> Check:
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the answer is "unreachable"
+        first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        return Check("database", FAIL, f"cannot reach {database.engine.url.render_as_string()}: {first_line}")
+    where = sqlite_path(settings.database_url) or database.engine.url.render_as_string(hide_password=True)
+    return Check("database", OK, f"{database.engine.dialect.name} at {where}")
+
+
+def _schema(database: Database) -> Check:
+    from core import migrate
+
+    current, head = migrate.current_revision(database.engine), migrate.head_revision()
+    if current != head:
+        return Check(
+            "schema",
+            FAIL,
+            f"revision {current or 'none'}, this version needs {head}: run `helploop db upgrade`",
+        )
+    return Check("schema", OK, f"at revision {head}")
+
+
+def _bundle_problem(path: str) -> str | None:
+    """Why the bundle at ``path`` could not serve (None: it can): its files, and each encoder it needs."""
+    from bot.encoders import EncoderUnavailableError, resolve_encoder_path
+    from bot.engine import AnsweringEngine, BundleError
+
+    try:
+        engine = AnsweringEngine.load(path)
+    except BundleError as exc:
+        return str(exc)
+    for encoder in engine.config.encoder_configs():
+        name = str(encoder["name"])
+        if name in engine.encoders:
+            continue  # served from the bundle's own ONNX export
+        source = str(encoder["source"])
+        if (Path(path) / source).is_dir():
+            continue  # a fine-tuned encoder inside the bundle
+        try:
+            resolve_encoder_path(source)
+        except EncoderUnavailableError as exc:
+            return f"encoder {name}: {exc}"
+    return None
+
+
+def _models(database: Database) -> Check:
+    from core.registry import serving_plan
+
+    with database.session() as session:
+        plan = serving_plan(session)
+    if plan is None:
+        return Check(
+            "models", FAIL, "no model is registered: build one (`helploop build` or `helploop train`)"
+        )
+    said, failed = [], []
+    for arm in ("production", "canary", "shadow"):
+        if plan[arm] is None:
+            continue
+        version, path = plan[arm]
+        problem = _bundle_problem(path)
+        if problem:
+            failed.append(f"{arm} {version}: {problem}")
+        else:
+            said.append(f"{arm} {version}")
+    if failed:
+        return Check("models", FAIL, "; ".join(failed))
+    return Check("models", OK, ", ".join(said) + " (bundles and encoders present)")
+
+
+def _knowledge_base(database: Database) -> Check:
+    from core.models import ExampleQuestion, Intent
+
+    with database.session() as session:
+        intents = session.scalar(select(func.count()).select_from(Intent)) or 0
+        examples = session.scalar(select(func.count()).select_from(ExampleQuestion)) or 0
+    if not intents:
+        return Check("knowledge base", FAIL, "empty: import one (`helploop kb import FILE`)")
+    return Check("knowledge base", OK, f"{intents} intents, {examples} example questions")
+
+
+def _workers(settings: Settings, database: Database, now: datetime) -> Check:
+    from core.models import Job, as_utc
+
+    with database.session() as session:
+        queued = session.scalars(select(Job).where(Job.status == "queued")).all()
+        running = session.scalars(select(Job).where(Job.status == "running")).all()
+    waiting = [j for j in queued if now - as_utc(j.created_at) > QUEUED_TOO_LONG]
+    lost = [j for j in running if j.lease_expires_at is not None and as_utc(j.lease_expires_at) < now]
+    notes = []
+    if waiting:
+        where = (
+            "the web process runs one (HELPLOOP_EMBEDDED_WORKER): is the web app running?"
+            if settings.embedded_worker
+            else "start `helploop worker`"
+        )
+        oldest = min(as_utc(j.created_at) for j in waiting)
+        notes.append(
+            f"{len(waiting)} job(s) queued for over {QUEUED_TOO_LONG.seconds // 60} minutes (oldest since "
+            f"{oldest:%Y-%m-%d %H:%M} UTC): no worker is taking jobs; {where}"
+        )
+    if lost:
+        notes.append(
+            f"{len(lost)} running job(s) whose worker stopped heartbeating: retried once a worker runs"
+        )
+    if notes:
+        return Check("workers", WARN, "; ".join(notes))
+    return Check("workers", OK, f"{len(queued)} queued, {len(running)} running")
+
+
+def _backups(settings: Settings, now: datetime) -> Check:
+    if not settings.is_sqlite:
+        return Check("backups", OK, "PostgreSQL: back it up with pg_dump (not checked from here)")
+    if not settings.backup_dir:
+        return Check(
+            "backups",
+            WARN,
+            "no scheduled backups: set HELPLOOP_BACKUP_DIR (or run `helploop db backup FILE`)",
+        )
+    files = stored_backups(Path(settings.backup_dir))
+    if not files:
+        return Check("backups", WARN, f"none in {settings.backup_dir} yet (a worker takes the first one)")
+    age = now - files[0].taken_at
+    detail = f"newest {files[0].path.name}, {age.total_seconds() / 3600:.1f} h old, {len(files)} kept"
+    if age > BACKUP_STALE_AFTER:
+        return Check("backups", WARN, detail + ": the daily backup has missed a day")
+    return Check("backups", OK, detail)
+
+
+def _disk(settings: Settings) -> Check:
+    places = {"models": Path(settings.model_dir)}
+    database_file = sqlite_path(settings.database_url)
+    if database_file is not None:
+        places["database"] = database_file.parent
+    if settings.backup_dir:
+        places["backups"] = Path(settings.backup_dir)
+    low, said = [], []
+    for what, path in places.items():
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # a folder not made yet: the disk it will be on
+        free = shutil.disk_usage(existing).free
+        said.append(f"{what} {free / (1 << 30):.1f} GiB free")
+        if free < LOW_DISK_BYTES:
+            low.append(f"{what} ({path}): {free / (1 << 20):.0f} MiB free")
+    if low:
+        return Check("disk", WARN, "low on space: " + "; ".join(low))
+    return Check("disk", OK, ", ".join(said))
+
+
+def _rate_limits(settings: Settings) -> Check:
+    if not settings.ratelimit_enabled:
+        return Check(
+            "rate limits", WARN, "off (HELPLOOP_RATELIMIT_ENABLED=false): login and chat are unlimited"
+        )
+    url = settings.ratelimit_storage_url
+    if url.startswith("memory://"):
+        return Check(
+            "rate limits", OK, "counted in each process's memory (one process; use Redis for several)"
+        )
+    from limits.storage import storage_from_string
+
+    try:
+        reachable = storage_from_string(url).check()
+    except Exception as exc:  # noqa: BLE001 - a driver error means the same: not reachable
+        return Check("rate limits", FAIL, f"storage {url} unusable: {exc}")
+    if not reachable:
+        return Check("rate limits", FAIL, f"storage {url} does not answer")
+    return Check("rate limits", OK, f"storage {url} answers")
+
+
+def _alerts(settings: Settings) -> Check:
+    if settings.environment == "development" and settings.secret_key == PLACEHOLDER_SECRET:
+        secret = " The secret key is the development placeholder (production refuses it)."
+    else:
+        secret = ""
+    if not settings.ops_webhook_url:
+        return Check(
+            "alerts",
+            WARN,
+            "no ops webhook (HELPLOOP_OPS_WEBHOOK_URL): failed jobs and deployment changes are only on the "
+            "Activity page." + secret,
+        )
+    return Check("alerts", WARN if secret else OK, "ops webhook set." + secret)
+
+
+def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check]:
+    """Every check, in order; after a database that cannot be reached, the checks that need it are skipped
+    (said as failed)."""
+    from core.models import utcnow
+
+    now = now or utcnow()
+    database = Database(settings)
+    try:
+        checks = [_database(settings, database)]
+        needs_database: list[tuple[str, Callable[[], Check]]] = [
+            ("schema", lambda: _schema(database)),
+            ("models", lambda: _models(database)),
+            ("knowledge base", lambda: _knowledge_base(database)),
+            ("workers", lambda: _workers(settings, database, now)),
+        ]
+        reachable = checks[0].status == OK
+        for name, check in needs_database:
+            if not reachable:
+                checks.append(Check(name, FAIL, "not checked: the database cannot be reached"))
+            elif name != "schema" and checks[1].status == FAIL:
+                checks.append(Check(name, FAIL, "not checked: the schema is not this version's"))
+            else:
+                checks.append(check())
+    finally:
+        database.dispose()
+    checks += [_backups(settings, now), _disk(settings), _rate_limits(settings), _alerts(settings)]
+    return checks
+
+
+def summary(checks: list[Check]) -> dict[str, Any]:
+    counts = {status: sum(c.status == status for c in checks) for status in (OK, WARN, FAIL)}
+    return {"healthy": counts[FAIL] == 0, **counts}

@@ -1,0 +1,197 @@
+"""`helploop doctor`: each check says ok, warn or fail for the right reason; a failure fails the command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from core import migrate
+from core.backup import scheduled_backup
+from core.db import Database
+from core.kb_files import IntentData, KnowledgeBaseData
+from core.models import Job, utcnow
+from core.registry import register_model_version, set_deployment
+from core.settings import Settings, load_settings
+from serving import doctor
+from serving.doctor import run_checks
+from tests.conftest import TOY
+
+TOY_KB = KnowledgeBaseData(
+    {
+        name: IntentData(name=name, title=name, answer=f"About {name}.", examples=list(rows))
+        for name, rows in TOY.items()
+    }
+)
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return load_settings(
+        {"environment": "testing", "instance_path": str(tmp_path / "instance"), **overrides}, environ={}
+    )
+
+
+def _by_name(checks: list[Any]) -> dict[str, Any]:
+    return {c.name: c for c in checks}
+
+
+def _migrated(settings: Settings, revision: str = "head") -> Database:
+    database = Database(settings)
+    migrate.upgrade(database.engine, revision)
+    return database
+
+
+def _doctor(settings: Settings, *args: str) -> Any:
+    from serving.cli import main
+
+    return CliRunner().invoke(main, ["doctor", *args], obj={"settings": settings}, catch_exceptions=False)
+
+
+def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    _migrated(settings).dispose()
+    checks = _by_name(run_checks(settings))
+    assert [c.status for c in checks.values()] == [
+        "ok", "ok", "fail", "fail", "ok", "warn", "ok", "ok", "warn"
+    ]  # fmt: skip
+    assert checks["models"].detail.startswith("no model is registered: build one")
+    assert checks["knowledge base"].detail.startswith("empty: import one")
+    assert checks["backups"].detail.startswith("no scheduled backups: set HELPLOOP_BACKUP_DIR")
+    assert checks["alerts"].detail.startswith("no ops webhook")
+    result = _doctor(settings)
+    assert result.exit_code == 1
+    assert "FAIL  models          no model is registered" in result.output
+    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 5 ok"
+    as_json = json.loads(_doctor(settings, "--json").output)
+    assert as_json["summary"] == {"healthy": False, "ok": 5, "warn": 2, "fail": 2}
+    assert [c["name"] for c in as_json["checks"]][:3] == ["database", "schema", "models"]
+
+
+def test_an_old_schema_fails_and_the_checks_that_need_it_are_not_run(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    _migrated(settings, "0021").dispose()
+    checks = _by_name(run_checks(settings))
+    assert checks["schema"].status == "fail"
+    assert checks["schema"].detail == (
+        f"revision 0021, this version needs {migrate.head_revision()}: run `helploop db upgrade`"
+    )
+    assert checks["models"].detail == "not checked: the schema is not this version's"
+    unreachable = _settings(tmp_path, database_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+    checks = _by_name(run_checks(unreachable))
+    assert checks["database"].status == "fail" and "cannot reach" in checks["database"].detail
+    assert "secret" not in checks["database"].detail  # the password is never printed
+    assert checks["workers"].detail == "not checked: the database cannot be reached"
+
+
+def test_a_serving_installation_is_healthy_and_a_missing_bundle_fails_it(
+    tmp_path: Path, toy_bundles: dict[str, Path]
+) -> None:
+    from core.knowledge_base import import_knowledge_base
+
+    folder = tmp_path / "backups"
+    settings = _settings(tmp_path, backup_dir=str(folder), ops_webhook_url="https://ops.example.com/hook")
+    database = _migrated(settings)
+    with database.session() as session:
+        import_knowledge_base(session, incoming=TOY_KB, source="test")
+        for version, path in toy_bundles.items():
+            register_model_version(
+                session,
+                version=version,
+                bundle_path=str(path),
+                data_hash="h" * 64,
+                metrics={},
+                kb_version_id=None,
+            )
+    scheduled_backup(settings.database_url, folder, keep=3)
+    checks = run_checks(settings)
+    assert {c.name: c.status for c in checks if c.status != "ok"} == {}, checks
+    named = _by_name(checks)
+    assert named["models"].detail == "production v2 (bundles and encoders present)"
+    assert named["knowledge base"].detail.startswith(f"{len(TOY)} intents")
+    assert _doctor(settings).exit_code == 0
+
+    with database.session() as session:  # a canary whose bundle is gone
+        register_model_version(
+            session,
+            version="v3",
+            bundle_path=str(tmp_path / "gone"),
+            data_hash="h" * 64,
+            metrics={},
+            kb_version_id=None,
+        )
+        set_deployment(
+            session, production_version="v2", canary_version="v3", canary_share=0.1, actor="t", reason="t"
+        )
+    models = _by_name(run_checks(settings))["models"]
+    assert models.status == "fail"
+    assert models.detail == f"canary v3: {tmp_path / 'gone'} is not a model bundle (no manifest.json)"
+
+    # An encoder that is neither installed nor in the bundle fails the model that needs it.
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_bundles["v1"], broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["config"]["encoder"]["source"] = "no-such-encoder-package"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with database.session() as session:
+        register_model_version(
+            session, version="v4", bundle_path=str(broken), data_hash="h" * 64, metrics={}, kb_version_id=None
+        )
+        set_deployment(session, production_version="v4", actor="t", reason="t")
+    models = _by_name(run_checks(settings))["models"]
+    assert models.status == "fail" and "production v4: encoder minilm: encoder 'no-such-encoder-package'" in (
+        models.detail
+    )
+    database.dispose()
+
+
+def test_workers_backups_disk_and_rate_limits_warn_or_fail_when_they_should(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "backups"
+    settings = _settings(tmp_path, backup_dir=str(folder), embedded_worker=False)
+    database = _migrated(settings)
+    now = utcnow()
+    with database.session() as session:
+        session.add(
+            Job(
+                kind="export",
+                params={},
+                created_by="t",
+                status="queued",
+                created_at=now - timedelta(minutes=11),
+            )
+        )
+        session.add(Job(kind="export", params={}, created_by="t", status="queued", created_at=now))
+        session.add(
+            Job(
+                kind="train",
+                params={},
+                created_by="t",
+                status="running",
+                lease_expires_at=now - timedelta(minutes=1),
+            )
+        )
+    database.dispose()
+    scheduled_backup(settings.database_url, folder, keep=3, now=now - timedelta(days=3))
+    monkeypatch.setattr(doctor, "LOW_DISK_BYTES", 1 << 60)  # every disk is "low"
+    checks = _by_name(run_checks(settings, now=now))
+    workers = checks["workers"]
+    assert workers.status == "warn"
+    assert (
+        "1 job(s) queued for over 10 minutes" in workers.detail
+        and "start `helploop worker`" in workers.detail
+    )
+    assert "1 running job(s) whose worker stopped heartbeating" in workers.detail
+    assert checks["backups"].status == "warn" and checks["backups"].detail.endswith(
+        "72.0 h old, 1 kept: the daily backup has missed a day"
+    )
+    assert checks["disk"].status == "warn" and checks["disk"].detail.startswith("low on space: models (")
+    closed = _settings(tmp_path, ratelimit_storage_url="redis://127.0.0.1:1/0")
+    limits = _by_name(run_checks(closed))["rate limits"]
+    assert limits.status == "fail" and limits.detail.startswith("storage redis://127.0.0.1:1/0")
+    assert _by_name(run_checks(_settings(tmp_path, ratelimit_enabled=False)))["rate limits"].status == "warn"
