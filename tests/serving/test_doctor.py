@@ -46,6 +46,12 @@ def _migrated(settings: Settings, revision: str = "head") -> Database:
     return database
 
 
+def _register(session: Any, version: str, path: str) -> None:
+    register_model_version(
+        session, version=version, bundle_path=path, data_hash="h" * 64, metrics={}, kb_version_id=None
+    )
+
+
 def _doctor(settings: Settings, *args: str) -> Any:
     from serving.cli import main
 
@@ -99,14 +105,7 @@ def test_a_serving_installation_is_healthy_and_a_missing_bundle_fails_it(
     with database.session() as session:
         import_knowledge_base(session, incoming=TOY_KB, source="test")
         for version, path in toy_bundles.items():
-            register_model_version(
-                session,
-                version=version,
-                bundle_path=str(path),
-                data_hash="h" * 64,
-                metrics={},
-                kb_version_id=None,
-            )
+            _register(session, version, str(path))
     scheduled_backup(settings.database_url, folder, keep=3)
     checks = run_checks(settings)
     assert {c.name: c.status for c in checks if c.status != "ok"} == {}, checks
@@ -116,14 +115,7 @@ def test_a_serving_installation_is_healthy_and_a_missing_bundle_fails_it(
     assert _doctor(settings).exit_code == 0
 
     with database.session() as session:  # a canary whose bundle is gone
-        register_model_version(
-            session,
-            version="v3",
-            bundle_path=str(tmp_path / "gone"),
-            data_hash="h" * 64,
-            metrics={},
-            kb_version_id=None,
-        )
+        _register(session, "v3", str(tmp_path / "gone"))
         set_deployment(
             session, production_version="v2", canary_version="v3", canary_share=0.1, actor="t", reason="t"
         )
@@ -138,9 +130,7 @@ def test_a_serving_installation_is_healthy_and_a_missing_bundle_fails_it(
     manifest["config"]["encoder"]["source"] = "no-such-encoder-package"
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with database.session() as session:
-        register_model_version(
-            session, version="v4", bundle_path=str(broken), data_hash="h" * 64, metrics={}, kb_version_id=None
-        )
+        _register(session, "v4", str(broken))
         set_deployment(session, production_version="v4", actor="t", reason="t")
     models = _by_name(run_checks(settings))["models"]
     assert models.status == "fail" and "production v4: encoder minilm: encoder 'no-such-encoder-package'" in (
