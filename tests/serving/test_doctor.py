@@ -185,3 +185,26 @@ def test_workers_backups_disk_and_rate_limits_warn_or_fail_when_they_should(
     limits = _by_name(run_checks(closed))["rate limits"]
     assert limits.status == "fail" and limits.detail.startswith("storage redis://127.0.0.1:1/0")
     assert _by_name(run_checks(_settings(tmp_path, ratelimit_enabled=False)))["rate limits"].status == "warn"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_database_checks_run_and_backups_are_left_to_pg_dump(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
+    checks = _by_name(run_checks(_settings(tmp_path, database_url=postgres_schema_url)))
+    assert checks["database"].status == "ok" and checks["database"].detail.startswith("postgresql at ")
+    assert checks["schema"].detail == f"at revision {migrate.head_revision()}"
+    assert checks["backups"].detail == "PostgreSQL: back it up with pg_dump (not checked from here)"
+    assert checks["workers"].status == "ok"
+
+
+def test_a_redis_rate_limit_storage_that_answers_is_ok(tmp_path: Path) -> None:
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+    settings = _settings(tmp_path, ratelimit_storage_url="redis://127.0.0.1:6379/15")
+    limits = _by_name(run_checks(settings))["rate limits"]
+    assert (limits.status, limits.detail) == ("ok", "storage redis://127.0.0.1:6379/15 answers")
