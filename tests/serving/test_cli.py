@@ -1079,6 +1079,15 @@ def test_demo_says_how_to_make_the_first_operator_until_there_is_one(
     assert again.exit_code == 0 and "users create" not in again.output and "imported" not in again.output
 
 
+def test_prune_keeps_as_many_rollbacks_by_default_as_the_models_page_and_training_do() -> None:
+    # The CLI imports training lazily (start-up time), so its default is a literal: held to the constant.
+    from serving.cli import models_prune
+    from training.model_retention import ROLLBACKS_KEPT
+
+    (option,) = [p for p in models_prune.params if p.name == "keep_rollbacks"]
+    assert option.default == ROLLBACKS_KEPT
+
+
 def test_models_list_and_prune(settings: Any, tmp_path: Path) -> None:
     from core.registry import register_model_version, set_deployment
 
