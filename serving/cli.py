@@ -164,6 +164,8 @@ def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
             click.echo(f"warning: model {version} not copied: {why}", err=True)
         if copies.removed:
             click.echo(f"removed copies no backup there needs: {', '.join(copies.removed)}")
+        for path in copies.unreadable:
+            click.echo(f"warning: could not read {path}: no copy was removed", err=True)
 
 
 @db.command("restore")

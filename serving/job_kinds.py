@@ -61,6 +61,7 @@ def backup_job(
             "removed": copies.removed,
             "missing": copies.missing,
             "copied_bytes": copies.copied_bytes,
+            "unreadable": copies.unreadable,
         }
     report(0.99, "done")
     return result

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from core.backup import read_only
+from core.backup import SQLITE_HEADER, read_only
 from core.db import Database
 from core.models import ModelVersion
 from training.model_retention import folder_bytes, model_roles
@@ -37,6 +37,7 @@ class BundleCopies:
     removed: list[str] = field(default_factory=list)  # copies no backup needs any more
     missing: dict[str, str] = field(default_factory=dict)  # version -> why there was nothing to copy
     copied_bytes: int = 0
+    unreadable: list[str] = field(default_factory=list)  # backups whose needs are unknown: nothing removed
 
 
 def bundle_copies(folder: Path) -> dict[str, Path]:
@@ -58,19 +59,25 @@ def _roles_in(session: Session) -> dict[str, Path]:
     return {version: Path(bundle_path) for version, bundle_path in rows}
 
 
-def needed_by_backups(paths: Iterable[Path]) -> set[str]:
-    """The versions each database backup file would serve or roll back to once restored."""
+def needed_by_backups(paths: Iterable[Path]) -> tuple[set[str], list[Path]]:
+    """The versions the database backup files would serve or roll back to once restored, and the backups
+    that could not be read (files that are not SQLite at all are not backups, and are skipped)."""
     needed: set[str] = set()
+    unreadable: list[Path] = []
     for path in paths:
+        with path.open("rb") as file:
+            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                continue
         engine = create_engine("sqlite://", creator=lambda path=path: read_only(path))
         try:
             with Session(engine) as session:
                 needed |= set(_roles_in(session))
-        except Exception as exc:  # noqa: BLE001 - an unreadable old backup keeps nothing alive
+        except Exception as exc:  # noqa: BLE001 - any failure: this backup's needs are unknown
             log.warning("could not read the models of backup %s: %s", path, exc)
+            unreadable.append(path)
         finally:
             engine.dispose()
-    return needed
+    return needed, unreadable
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -99,11 +106,16 @@ def backup_bundles(database: Database, folder: Path) -> BundleCopies:
             _copy_tree(bundle, folder / MODELS_FOLDER / version)
             report.copied.append(version)
             report.copied_bytes += folder_bytes(folder / MODELS_FOLDER / version)
-    keep = set(wanted) | needed_by_backups(sorted(folder.glob("*.sqlite3")))
+    needed, unreadable = needed_by_backups(sorted(folder.glob("*.sqlite3")))
+    if unreadable:  # what they need is unknown: delete nothing this time
+        report.unreadable = [str(p) for p in unreadable]
+        return report
     for version, copy in sorted(bundle_copies(folder).items()):
-        if version not in keep:
+        if version not in set(wanted) | needed:
             shutil.rmtree(copy)
             report.removed.append(version)
+    for partial in (folder / MODELS_FOLDER).glob("*.partial"):  # left by a copy that was interrupted
+        shutil.rmtree(partial, ignore_errors=True)
     return report
 
 

@@ -58,6 +58,7 @@ def test_a_worker_backs_up_daily_and_keeps_the_newest(tmp_path: Path) -> None:
             "removed": [],
             "missing": {},
             "copied_bytes": 0,
+            "unreadable": [],
         }
     (written,) = folder.glob("helploop-*.sqlite3")
     assert str(written) == done.result["path"] and check_backup(written) == migrate.head_revision()

@@ -93,14 +93,20 @@ def test_bundles_are_copied_once_kept_while_a_backup_needs_them_and_copied_back(
     later = backup_bundles(database, folder)
     assert later.copied == ["v4"] and later.present == ["v1", "v2"] and later.removed == []
     assert sorted(bundle_copies(folder)) == ["v1", "v2", "v3", "v4"]
-    # ... until that backup is rotated away.
+    # ... until that backup is rotated away. While a backup in the folder cannot be read, what it needs is
+    # unknown and nothing is removed; a file that is not SQLite at all is no backup and does not count.
     scheduled_backup(url, folder, keep=2, now=start + timedelta(days=2))
+    (folder / "notes.sqlite3").write_text("not a database")
+    damaged = folder / "damaged.sqlite3"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    held = backup_bundles(database, folder)
+    assert held.removed == [] and held.unreadable == [str(damaged)]
+    damaged.unlink()
+    (folder / MODELS_FOLDER / "v7.partial").mkdir()  # an interrupted copy: neither counted nor kept
+    assert "v7.partial" not in bundle_copies(folder)
     assert backup_bundles(database, folder).removed == ["v3"]
     assert sorted(bundle_copies(folder)) == ["v1", "v2", "v4"]
-
-    # A half-written copy (a crash mid-copy) is neither counted nor used, and is replaced next time.
-    (folder / MODELS_FOLDER / "v9.partial").mkdir()
-    assert "v9.partial" not in bundle_copies(folder)
+    assert not (folder / MODELS_FOLDER / "v7.partial").exists()
 
     # A shadow whose bundle is gone cannot be copied: reported, not fatal.
     _register(database, "v5", on_disk=False)
