@@ -501,8 +501,8 @@ def kb_restore(ctx: click.Context, version: int, actor: str) -> None:
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check that this installation can serve, learn and recover: the database and its schema, the model
-    bundles that serve and their encoders, the knowledge base, the workers, backups, disk, rate limits and
-    alerts. Exit status 1 when a check fails (a warning does not fail it)."""
+    bundles that serve and their encoders, the knowledge base, the workers, the review queue, backups,
+    disk, rate limits and alerts. Exit status 1 when a check fails (a warning does not fail it)."""
     from serving.doctor import FAIL, WARN, run_checks, summary
 
     checks = run_checks(_settings(ctx))

@@ -1,7 +1,7 @@
 """``helploop doctor``: is this installation able to serve, learn and recover? One line per check.
 
 Each check says ``ok``, ``warn`` (works, but something an operator should know: no backups, no one told of
-failures, a queue no worker takes) or ``fail`` (something that stops the bot from answering or the loop from
+failures, a queue no worker or reviewer takes) or ``fail`` (something that stops the bot from answering or the loop from
 running: the database, the schema, the model bundles and their encoders). The command exits 1 when any check
 fails, so a deployment pipeline can run it after an upgrade or a restore.
 """
@@ -24,6 +24,7 @@ from core.settings import PLACEHOLDER_SECRET, Settings
 OK, WARN, FAIL = "ok", "warn", "fail"
 QUEUED_TOO_LONG = timedelta(minutes=10)  # a job queued this long: no worker is taking jobs
 LOW_DISK_BYTES = 1 << 30  # below 1 GiB free, the next bundle or backup may not fit
+REVIEW_BEHIND = timedelta(days=7)  # a pending review item older than this: reviewers are not keeping up
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,48 @@ def _workers(settings: Settings, database: Database, now: datetime) -> Check:
     return Check("workers", OK, f"{len(queued)} queued, {len(running)} running")
 
 
+def _review_queue(settings: Settings, database: Database, now: datetime) -> Check:
+    """The crowd loop: items waiting, escalated to an operator, people to review them, check questions to
+    measure them by."""
+    from core.models import ReviewItem, User, as_utc
+    from crowd_feedback.gold import RETIRED
+
+    with database.session() as session:
+        pending = session.scalars(
+            select(ReviewItem.created_at).where(ReviewItem.is_gold.is_(False), ReviewItem.status == "pending")
+        ).all()
+        escalated = session.scalar(
+            select(func.count())
+            .select_from(ReviewItem)
+            .where(ReviewItem.is_gold.is_(False), ReviewItem.status == "escalated")
+        )
+        gold = session.scalar(
+            select(func.count())
+            .select_from(ReviewItem)
+            .where(ReviewItem.is_gold.is_(True), ReviewItem.status != RETIRED)
+        )
+        reviewers = session.scalar(
+            select(func.count()).select_from(User).where(User.active.is_(True), User.suspended_at.is_(None))
+        )
+    oldest = max((now - as_utc(t) for t in pending), default=None)
+    said = f"{len(pending)} pending"
+    if oldest is not None:
+        said += f" (oldest {oldest.total_seconds() / 86400:.1f} days)"
+    said += f", {escalated} escalated, {gold} check questions, {reviewers} active accounts"
+    notes = []
+    if escalated:
+        notes.append(f"{escalated} item(s) escalated to an operator wait on the Review items page")
+    if pending and not reviewers:
+        notes.append("items wait but no account can review them (`helploop users create --role reviewer`)")
+    if oldest is not None and oldest > REVIEW_BEHIND:
+        notes.append(f"reviewers are behind: an item has waited over {REVIEW_BEHIND.days} days")
+    if settings.gold_rate > 0 and reviewers and not gold:
+        notes.append("no check questions: reviewers' accuracy is not measured (`helploop crowd gold`)")
+    if notes:
+        return Check("review queue", WARN, said + ": " + "; ".join(notes))
+    return Check("review queue", OK, said)
+
+
 def _backups(settings: Settings, now: datetime) -> Check:
     if not settings.is_sqlite:
         return Check("backups", OK, "PostgreSQL: back it up with pg_dump (not checked from here)")
@@ -237,6 +280,7 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
             ("models", lambda: _models(database)),
             ("knowledge base", lambda: _knowledge_base(database)),
             ("workers", lambda: _workers(settings, database, now)),
+            ("review queue", lambda: _review_queue(settings, database, now)),
         ]
         reachable = checks[0].status == OK
         for name, check in needs_database:

@@ -63,18 +63,19 @@ def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Pa
     _migrated(settings).dispose()
     checks = _by_name(run_checks(settings))
     assert [c.status for c in checks.values()] == [
-        "ok", "ok", "fail", "fail", "ok", "warn", "ok", "ok", "warn"
+        "ok", "ok", "fail", "fail", "ok", "ok", "warn", "ok", "ok", "warn"
     ]  # fmt: skip
     assert checks["models"].detail.startswith("no model is registered: build one")
     assert checks["knowledge base"].detail.startswith("empty: import one")
     assert checks["backups"].detail.startswith("no scheduled backups: set HELPLOOP_BACKUP_DIR")
     assert checks["alerts"].detail.startswith("no ops webhook")
+    assert checks["review queue"].detail == "0 pending, 0 escalated, 0 check questions, 0 active accounts"
     result = _doctor(settings)
     assert result.exit_code == 1
     assert "FAIL  models          no model is registered" in result.output
-    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 5 ok"
+    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 6 ok"
     as_json = json.loads(_doctor(settings, "--json").output)
-    assert as_json["summary"] == {"healthy": False, "ok": 5, "warn": 2, "fail": 2}
+    assert as_json["summary"] == {"healthy": False, "ok": 6, "warn": 2, "fail": 2}
     assert [c["name"] for c in as_json["checks"]][:3] == ["database", "schema", "models"]
 
 
@@ -208,3 +209,37 @@ def test_a_redis_rate_limit_storage_that_answers_is_ok(tmp_path: Path) -> None:
     settings = _settings(tmp_path, ratelimit_storage_url="redis://127.0.0.1:6379/15")
     limits = _by_name(run_checks(settings))["rate limits"]
     assert (limits.status, limits.detail) == ("ok", "storage redis://127.0.0.1:6379/15 answers")
+
+
+def test_the_review_queue_warns_when_the_crowd_loop_stalls(tmp_path: Path) -> None:
+    from core.models import ReviewItem
+    from crowd_feedback.review import ReviewPolicy, add_gold_item
+    from crowd_feedback.reviewers import create_user
+
+    settings = _settings(tmp_path)
+    database = _migrated(settings)
+    now = utcnow()
+    with database.session() as session:
+        session.add(ReviewItem(text="where is my card", status="pending", created_at=now - timedelta(days=8)))
+        session.add(ReviewItem(text="lost it", status="escalated", created_at=now - timedelta(days=1)))
+    queue = _by_name(run_checks(settings, now=now))["review queue"]
+    assert queue.status == "warn"
+    assert queue.detail.startswith("1 pending (oldest 8.0 days), 1 escalated, 0 check questions, 0 active")
+    assert "1 item(s) escalated to an operator" in queue.detail
+    assert "no account can review them" in queue.detail and "has waited over 7 days" in queue.detail
+    assert "no check questions" not in queue.detail  # nobody to measure yet
+    with database.session() as session:
+        create_user(session, username="rita", password="correct horse battery staple", role="reviewer")
+    queue = _by_name(run_checks(settings, now=now))["review queue"]
+    assert "no account can review them" not in queue.detail
+    assert "no check questions: reviewers' accuracy is not measured" in queue.detail
+    with database.session() as session:
+        add_gold_item(session, text="where is my card?", label="card_arrival", policy=ReviewPolicy())
+        session.query(ReviewItem).filter_by(status="escalated").update({"status": "resolved"})
+        session.query(ReviewItem).filter_by(status="pending", is_gold=False).update({"created_at": now})
+    queue = _by_name(run_checks(settings, now=now))["review queue"]
+    assert (queue.status, queue.detail) == (
+        "ok",
+        "1 pending (oldest 0.0 days), 0 escalated, 1 check questions, 1 active accounts",
+    )
+    database.dispose()
