@@ -1370,6 +1370,57 @@ def models_prune(ctx: click.Context, keep: int, keep_rollbacks: int, dry_run: bo
         sys.exit(1)
 
 
+@models.command("backup")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def models_backup(ctx: click.Context, folder: Path) -> None:
+    """Copy the bundles of the models that serve and that a rollback returns to into FOLDER/models, once
+    per version (what `db backup` does beside an SQLite backup; with PostgreSQL, run it next to pg_dump)."""
+    from training.model_backup import MODELS_FOLDER, backup_bundles
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        copies = backup_bundles(database, folder)
+    finally:
+        database.dispose()
+    click.echo(
+        f"{MODELS_FOLDER}/ in {folder}: copied {len(copies.copied)} ({_size(copies.copied_bytes)}), "
+        f"{len(copies.present)} there already, {len(copies.removed)} removed"
+    )
+    for version, why in copies.missing.items():
+        click.echo(f"warning: model {version} not copied: {why}", err=True)
+    if copies.missing:
+        sys.exit(1)
+
+
+@models.command("restore")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.pass_context
+def models_restore(ctx: click.Context, folder: Path) -> None:
+    """Copy back from FOLDER/models each bundle the database serves or rolls back to that is missing from
+    its path (after `pg_restore`; `db restore` does it by itself). Exit 1 when one is still missing."""
+    from training.model_backup import restore_bundles
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    try:
+        bundles = restore_bundles(database, folder)
+    finally:
+        database.dispose()
+    for version, path in bundles.restored:
+        click.echo(f"model {version}: bundle copied back to {path}")
+    for version, path, why in bundles.missing:
+        click.echo(f"error: model {version} has no bundle at {path} ({why})", err=True)
+    if not bundles.restored and not bundles.missing:
+        click.echo("every bundle the database needs is in place")
+    if bundles.missing:
+        sys.exit(1)
+
+
 @main.group()
 def deploy() -> None:
     """What serves traffic: status, shadow, canary, promote, rollback (every change is recorded)."""

@@ -1,9 +1,9 @@
 """``helploop doctor``: is this installation able to serve, learn and recover? One line per check.
 
 Each check says ``ok``, ``warn`` (works, but something an operator should know: no backups, no one told of
-failures, a queue no worker or reviewer takes) or ``fail`` (something that stops the bot from answering or the loop from
-running: the database, the schema, the model bundles and their encoders). The command exits 1 when any check
-fails, so a deployment pipeline can run it after an upgrade or a restore.
+failures, a queue no worker or reviewer takes) or ``fail`` (something that stops the bot from answering or
+the loop from running: the database, the schema, the model bundles and their encoders). The command exits 1
+when any check fails, so a deployment pipeline can run it after an upgrade or a restore.
 """
 
 from __future__ import annotations

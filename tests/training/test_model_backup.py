@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import filecmp
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from core import migrate
@@ -178,3 +180,61 @@ def test_cli_backup_copies_the_models_and_restore_brings_them_back(tmp_path: Pat
     assert f"warning: model v1 serves (or a rollback returns to it) but its bundle is not at {bundle}" in (
         warned.output
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        database = _database(tmp_path)
+    else:
+        settings = load_settings(
+            {
+                "environment": "testing",
+                "instance_path": str(tmp_path / "instance"),
+                "database_url": request.getfixturevalue("postgres_schema_url"),
+                "model_dir": str(tmp_path / "models"),
+            },
+            environ={},
+        )
+        database = Database(settings)
+    _clear(database)
+    yield database
+    _clear(database)  # PostgreSQL's schema is shared by the session: leave no committed rows
+    database.dispose()
+
+
+def _clear(database: Database) -> None:
+    from sqlalchemy import delete
+
+    from core.models import Deployment, ModelVersion
+
+    with database.session() as session:
+        session.execute(delete(Deployment))
+        session.execute(delete(ModelVersion))
+
+
+def test_cli_models_backup_and_restore_work_on_any_database(any_database: Database, tmp_path: Path) -> None:
+    from serving.cli import main
+
+    database = any_database
+    bundle = _register(database, "v1")
+    _register(database, "v2")
+    _deploy(database, production_version="v1")
+    _deploy(database, production_version="v2")  # v1: what a rollback returns to
+    runner = CliRunner()
+    folder = tmp_path / "offsite"
+    made = runner.invoke(main, ["models", "backup", str(folder)], obj={"settings": database.settings})
+    assert made.exit_code == 0, made.output
+    assert f"models/ in {folder}: copied 2 (0.0 MB), 0 there already, 0 removed" in made.output
+    shutil.rmtree(tmp_path / "models")
+    back = runner.invoke(main, ["models", "restore", str(folder)], obj={"settings": database.settings})
+    assert back.exit_code == 0, back.output
+    assert f"model v1: bundle copied back to {bundle}" in back.output and _same(
+        bundle, folder / "models" / "v1"
+    )
+    again = runner.invoke(main, ["models", "restore", str(folder)], obj={"settings": database.settings})
+    assert again.exit_code == 0 and "every bundle the database needs is in place" in again.output
+    shutil.rmtree(tmp_path / "models")
+    shutil.rmtree(folder / "models" / "v2")
+    short = runner.invoke(main, ["models", "restore", str(folder)], obj={"settings": database.settings})
+    assert short.exit_code == 1 and "error: model v2 has no bundle at" in short.output
