@@ -192,7 +192,7 @@ def overview() -> Any:
         noted=noted,
         intent_names=intent_names,
         satisfaction=figures.satisfaction,
-        backups=backup_state(helploop.settings),
+        backups=backup_state(helploop.settings, models=False),
     )
 
 
@@ -1053,9 +1053,10 @@ def age_text(age: timedelta) -> str:
     return f"{age / timedelta(days=1):.1f} days"
 
 
-def backup_state(settings: Settings) -> dict[str, Any]:
+def backup_state(settings: Settings, *, models: bool = True) -> dict[str, Any]:
     """What the jobs page says of backups: PostgreSQL (its own tools), no schedule, or the scheduled files
-    with the newest one's age, ``stale`` when the daily schedule has missed a day (or never ran)."""
+    with the newest one's age, ``stale`` when the daily schedule has missed a day (or never ran); with
+    ``models``, the bundle copies beside them (a walk over their files: not for the Overview)."""
     if not settings.is_sqlite:
         return {"mode": "external"}
     if not settings.backup_dir:
@@ -1071,7 +1072,7 @@ def backup_state(settings: Settings) -> dict[str, Any]:
         "latest": latest,
         "age": age_text(age) if age is not None else None,
         "stale": age is None or age > BACKUP_STALE_AFTER,
-        "models": copies_summary(Path(settings.backup_dir)) if settings.backup_models else None,
+        "models": copies_summary(Path(settings.backup_dir)) if models and settings.backup_models else None,
     }
 
 
@@ -1111,6 +1112,12 @@ def start_backup() -> Any:
         flash(f"Refused: {reason}.")
         return redirect(url_for("operator.exports"))
     with helploop.database.session() as session:
+        waiting = session.scalar(
+            select(Job.id).where(Job.kind == "backup", Job.status.in_(("queued", "running"))).limit(1)
+        )
+        if waiting is not None:
+            flash(f"Backup job {waiting} is already queued or running.")
+            return redirect(url_for("operator.exports"))
         job_id = enqueue(session, kind="backup", params={}, created_by=current_user.username).id
     flash(f"Backup job {job_id} queued.")
     return redirect(url_for("operator.exports"))

@@ -783,6 +783,8 @@ def test_operator_sees_the_backups_backs_up_now_and_cancels_background_jobs(
         "/operator/backups", data={"csrf_token": csrf_token(page)}, follow_redirects=True
     ).get_data(as_text=True)
     assert "Backup job 1 queued." in queued and '<meta http-equiv="refresh"' in queued
+    twice = client.post("/operator/backups", data={"csrf_token": csrf_token(page)}, follow_redirects=True)
+    assert "Backup job 1 is already queued or running." in twice.get_data(as_text=True)
     assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
     with helploop.database.session() as session:
         job = session.get(Job, 1)
