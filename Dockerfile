@@ -14,8 +14,13 @@ ENV PYTHONUNBUFFERED=1 \
     HELPLOOP_INSTANCE_PATH=/var/lib/helploop \
     HELPLOOP_ENVIRONMENT=production
 
+# pg_dump / pg_restore for `helploop db backup|restore` and the scheduled backups with PostgreSQL (Debian
+# bookworm's client is 15, the server of compose.yaml; a client must be as new as its server).
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 helploop \
-    && mkdir -p /var/lib/helploop && chown helploop /var/lib/helploop
+    && mkdir -p /var/lib/helploop /var/backups/helploop \
+    && chown helploop /var/lib/helploop /var/backups/helploop
 WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them.

@@ -1054,11 +1054,9 @@ def age_text(age: timedelta) -> str:
 
 
 def backup_state(settings: Settings, *, models: bool = True) -> dict[str, Any]:
-    """What the jobs page says of backups: PostgreSQL (its own tools), no schedule, or the scheduled files
-    with the newest one's age, ``stale`` when the daily schedule has missed a day (or never ran); with
-    ``models``, the bundle copies beside them (a walk over their files: not for the Overview)."""
-    if not settings.is_sqlite:
-        return {"mode": "external"}
+    """What the jobs page says of backups: no schedule, or the scheduled files (SQLite copies or pg_dump
+    archives) with the newest one's age, ``stale`` when the daily schedule has missed a day (or never
+    ran); with ``models``, the bundle copies beside them (a walk over their files: not for the Overview)."""
     if not settings.backup_dir:
         return {"mode": "off"}
     files = stored_backups(Path(settings.backup_dir))
@@ -1104,12 +1102,10 @@ def start_backup() -> Any:
     helploop = current_app.extensions["helploop"]
     state = backup_state(helploop.settings)
     if state["mode"] != "scheduled":
-        reason = (
-            "the database is not the embedded SQLite: back it up with pg_dump"
-            if state["mode"] == "external"
-            else "set HELPLOOP_BACKUP_DIR (a folder for the backups) first, or run `helploop db backup FILE`"
+        flash(
+            "Refused: set HELPLOOP_BACKUP_DIR (a folder for the backups) first, or run "
+            "`helploop db backup FILE`."
         )
-        flash(f"Refused: {reason}.")
         return redirect(url_for("operator.exports"))
     with helploop.database.session() as session:
         waiting = session.scalar(

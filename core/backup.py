@@ -3,14 +3,21 @@
 A backup goes through SQLite's online backup API, so it is consistent while the web app and workers keep
 writing; it is written beside its target and renamed into place only once it is complete and passes
 ``PRAGMA integrity_check``. A restore checks the file first (an SQLite database, intact, with a schema
-revision this code knows), keeps a copy of the database it replaces, then swaps the file in. PostgreSQL has
-its own tools (``pg_dump`` / ``pg_restore``); these functions refuse it with the command to use.
+revision this code knows), keeps a copy of the database it replaces, then swaps the file in.
+
+PostgreSQL is backed up with its own tools: ``pg_dump --format=custom`` (checked with ``pg_restore --list``
+before it is renamed into place) and restored with ``pg_restore --clean --single-transaction``, after a dump
+of the database it replaces. The ``backup_database`` / ``restore_database`` / ``check_backup`` functions
+pick the way by the database URL and the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
@@ -111,6 +118,7 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
 
 
 BACKUP_GLOB = "helploop-*.sqlite3"
+SQLITE_SUFFIX, DUMP_SUFFIX = ".sqlite3", ".dump"  # scheduled backups of SQLite and of PostgreSQL
 # Scheduled backups run daily: the newest one older than this means the schedule missed a day.
 BACKUP_STALE_AFTER = timedelta(days=2)
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -130,11 +138,14 @@ def scheduled_backup(
         raise BackupError(f"keep must be 1 or more, not {keep}")
     folder.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(UTC)).strftime(STAMP_FORMAT)
-    info = backup_sqlite(database_url, folder / f"helploop-{stamp}.sqlite3", progress=progress)
-    backups = sorted(folder.glob(BACKUP_GLOB))  # the stamp sorts by time
-    removed = backups[:-keep]
+    if make_url(database_url).get_backend_name() == "sqlite":
+        info = backup_sqlite(database_url, folder / f"helploop-{stamp}{SQLITE_SUFFIX}", progress=progress)
+    else:
+        info = backup_postgres(database_url, folder / f"helploop-{stamp}{DUMP_SUFFIX}")
+    removed = [b.path for b in stored_backups(folder)[keep:]]  # newest first
     for path in removed:
         path.unlink(missing_ok=True)
+        path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
     return info, removed
 
 
@@ -151,8 +162,10 @@ def stored_backups(folder: Path) -> list[StoredBackup]:
     if not folder.is_dir():
         return []
     found = []
-    for path in folder.glob(BACKUP_GLOB):
-        stamp = path.name.removeprefix("helploop-").removesuffix(".sqlite3")
+    for path in folder.glob("helploop-*"):
+        if path.suffix not in (SQLITE_SUFFIX, DUMP_SUFFIX):
+            continue
+        stamp = path.name.removeprefix("helploop-").removesuffix(path.suffix)
         try:
             taken_at = datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=UTC)
             size = path.stat().st_size
@@ -162,21 +175,12 @@ def stored_backups(folder: Path) -> list[StoredBackup]:
     return sorted(found, key=lambda b: b.taken_at, reverse=True)
 
 
-def check_backup(path: Path) -> str:
-    """The schema revision of a backup file, after checking that it is one this code can restore."""
-    if not path.is_file():
-        raise BackupError(f"{path}: file not found")
+def is_sqlite_file(path: Path) -> bool:
     with path.open("rb") as handle:
-        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise BackupError(f"{path}: not an SQLite database")
-    with closing(read_only(path)) as connection:
-        try:
-            verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise BackupError(f"{path}: unreadable: {exc}") from None
-        if verdict != "ok":
-            raise BackupError(f"{path}: fails SQLite's integrity check: {verdict}")
-        revision = _revision(connection)
+        return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def _known(path: Path, revision: str | None) -> str:
     if revision is None:
         raise BackupError(f"{path}: not a HelpLoop database (no schema revision in it)")
     if revision not in known_revisions():
@@ -185,6 +189,24 @@ def check_backup(path: Path) -> str:
             "restore it with the version that wrote it"
         )
     return revision
+
+
+def check_backup(path: Path) -> str:
+    """The schema revision of a backup file (an SQLite copy or a pg_dump archive), after checking that it is
+    one this code can restore."""
+    if not path.is_file():
+        raise BackupError(f"{path}: file not found")
+    if not is_sqlite_file(path):
+        return check_dump(path)
+    with closing(read_only(path)) as connection:
+        try:
+            verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"{path}: unreadable: {exc}") from None
+        if verdict != "ok":
+            raise BackupError(f"{path}: fails SQLite's integrity check: {verdict}")
+        revision = _revision(connection)
+    return _known(path, revision)
 
 
 def restore_sqlite(database_url: str, backup: Path, *, progress: Progress | None = None) -> RestoreInfo:
@@ -214,3 +236,150 @@ def restore_sqlite(database_url: str, backup: Path, *, progress: Progress | None
             "restore; nothing was changed"
         ) from None
     return RestoreInfo(revision, previous)
+
+
+# ------------------------------------------------------------------------------------------- PostgreSQL
+
+SIDECAR_SUFFIX = ".models.json"  # beside a backup: the model versions it serves (training.model_backup)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(
+            f"{name} is not installed: install PostgreSQL's client tools, the same major version as the "
+            "server or newer (Debian: `apt-get install postgresql-client`)"
+        )
+    return found
+
+
+def _postgres(database_url: str) -> tuple[str, dict[str, str], list[str]]:
+    """libpq's view of a SQLAlchemy URL: a URI without the password (it goes in PGPASSWORD, never on a
+    command line), the environment, and ``--schema`` when the URL pins a search_path (a HelpLoop that
+    lives in one schema of a shared database is dumped and restored alone)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise BackupError(f"the database is {url.get_backend_name()}, not PostgreSQL")
+    environment = dict(os.environ)
+    if url.password:
+        environment["PGPASSWORD"] = str(url.password)
+    options = str(url.query.get("options", ""))
+    schema = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", options)
+    query = {k: v for k, v in url.query.items() if k != "options"}
+    uri = url.set(drivername="postgresql", password=None, query=query).render_as_string(hide_password=False)
+    return uri, environment, ["--schema", schema.group(1)] if schema else []
+
+
+def _run(command: list[str], environment: dict[str, str], what: str) -> str:
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise BackupError(f"{what} failed: {last}")
+    return done.stdout
+
+
+def _live_revision(database_url: str) -> str | None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("select version_num from alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
+def backup_postgres(database_url: str, out: Path) -> BackupInfo:
+    """``pg_dump --format=custom`` into ``out``: written beside it, listed by ``pg_restore`` to check it,
+    then renamed into place; never overwrites a file."""
+    uri, environment, schema = _postgres(database_url)
+    pg_dump, pg_restore = _tool("pg_dump"), _tool("pg_restore")
+    if out.exists():
+        raise BackupError(f"{out} exists: choose another file (a backup never overwrites one)")
+    if not out.parent.is_dir():
+        raise BackupError(f"{out.parent} is not a folder")
+    partial = out.with_name(out.name + ".partial")
+    try:
+        _run(
+            [pg_dump, "--format=custom", "--file", str(partial), *schema, "--dbname", uri],
+            environment,
+            "pg_dump",
+        )
+        _run([pg_restore, "--list", str(partial)], environment, "checking the dump")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return BackupInfo(out, out.stat().st_size, _live_revision(database_url))
+
+
+def check_dump(path: Path) -> str:
+    """The schema revision inside a pg_dump archive (its alembic_version row), after ``pg_restore`` has read
+    the archive's table of contents."""
+    pg_restore = _tool("pg_restore")
+    environment = dict(os.environ)
+    try:
+        _run([pg_restore, "--list", str(path)], environment, "reading the archive")
+    except BackupError:
+        raise BackupError(f"{path}: neither an SQLite database nor a pg_dump archive") from None
+    data = _run(
+        [pg_restore, "--data-only", "--table=alembic_version", "--file=-", str(path)],
+        environment,
+        "reading the schema revision",
+    )
+    rows, copying = [], False
+    for line in data.splitlines():
+        if line.startswith("COPY ") and "alembic_version" in line:
+            copying = True
+        elif copying and line == "\\.":
+            break
+        elif copying and line.strip():
+            rows.append(line.strip())
+    return _known(path, rows[0] if rows else None)
+
+
+def restore_postgres(database_url: str, backup: Path) -> RestoreInfo:
+    """Restore a pg_dump archive in one transaction (all of it or nothing), after dumping the database it
+    replaces beside the archive (``<archive>.before-restore-TIMESTAMP``). The web app and workers must be
+    stopped: PostgreSQL cannot tell this command which sessions are HelpLoop's."""
+    revision = check_dump(backup)
+    uri, environment, schema = _postgres(database_url)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    # Named so that no glob for backups takes it for one (it is the state before, not a scheduled backup).
+    previous = backup_postgres(database_url, backup.with_name(f"{backup.name}.before-restore-{stamp}")).path
+    _run(
+        [
+            _tool("pg_restore"),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            *schema,
+            "--dbname",
+            uri,
+            str(backup),
+        ],
+        environment,
+        "pg_restore",
+    )
+    return RestoreInfo(revision, previous)
+
+
+def backup_database(database_url: str, out: Path, *, progress: Progress | None = None) -> BackupInfo:
+    """The backup of whichever database the URL names: an SQLite copy, or a pg_dump archive."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return backup_sqlite(database_url, out, progress=progress)
+    return backup_postgres(database_url, out)
+
+
+def restore_database(database_url: str, backup: Path, *, progress: Progress | None = None) -> RestoreInfo:
+    """Restore a backup of the same kind as the database: an SQLite copy into SQLite, a pg_dump archive into
+    PostgreSQL (moving between them is an export and an import, not a restore)."""
+    if not backup.is_file():
+        raise BackupError(f"{backup}: file not found")
+    sqlite = make_url(database_url).get_backend_name() == "sqlite"
+    if sqlite != is_sqlite_file(backup):
+        have, need = ("an SQLite copy", "a pg_dump archive") if not sqlite else ("not an SQLite copy", "one")
+        raise BackupError(f"{backup} is {have}, and this database needs {need}")
+    if sqlite:
+        return restore_sqlite(database_url, backup, progress=progress)
+    return restore_postgres(database_url, backup)

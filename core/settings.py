@@ -48,8 +48,8 @@ class Settings:
     # last two a rollback can return to are always kept); 0 keeps every bundle. `helploop models prune`
     # does the same by hand.
     keep_models: int = 0
-    # A folder for a daily backup of the embedded SQLite database (`helploop db backup`, run by a worker);
-    # empty: no scheduled backups. The newest `backup_keep` files stay.
+    # A folder for a daily backup of the database (`helploop db backup`, run by a worker: an SQLite copy, or
+    # with PostgreSQL a pg_dump archive); empty: no scheduled backups. The newest `backup_keep` files stay.
     backup_dir: str = ""
     backup_keep: int = 7
     # With each scheduled backup, copy the bundles of the models that serve and that a rollback returns to
@@ -189,11 +189,6 @@ class Settings:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
         if self.backup_keep < 1:
             raise SettingsError(f"backup_keep must be 1 or more, not {self.backup_keep}")
-        if self.backup_dir and not self.is_sqlite:
-            raise SettingsError(
-                "backup_dir schedules backups of the embedded SQLite database; this one is not SQLite: "
-                "schedule pg_dump instead, and leave backup_dir empty"
-            )
         if self.keep_models < 0:
             raise SettingsError(f"keep_models must be 0 (keep every bundle) or more, not {self.keep_models}")
         sources = [self.encoder, *self.extra_encoder_sources]

@@ -129,14 +129,14 @@ def _pages_bar(label: str) -> Any:
 )
 @click.pass_context
 def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
-    """Copy the embedded SQLite database to OUT, consistently, while the app keeps running (PostgreSQL:
-    use pg_dump), with the model bundles it needs beside it."""
-    from core.backup import BackupError, backup_sqlite
+    """Back the database up to OUT while the app keeps running, with the model bundles it needs beside it:
+    the embedded SQLite consistently copied, or PostgreSQL as a pg_dump archive (name it .dump)."""
+    from core.backup import BackupError, backup_database
 
     settings = _settings(ctx)
     bar, progress = _pages_bar("backup")
     try:
-        info = backup_sqlite(settings.database_url, out, progress=progress)
+        info = backup_database(settings.database_url, out, progress=progress)
     except BackupError as exc:
         _fail(str(exc))
     finally:
@@ -149,7 +149,7 @@ def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
 
         database = _database(settings)
         try:
-            copies = backup_bundles(database, out.parent)
+            copies = backup_bundles(database, out.parent, backup_file=out)
         finally:
             database.dispose()
         folder = out.parent / MODELS_FOLDER
@@ -173,10 +173,11 @@ def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
 @click.option("--yes", is_flag=True, help="Confirm: the web app and the workers are stopped.")
 @click.pass_context
 def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
-    """Make BACKUP (from `helploop db backup`) the embedded SQLite database, keep a copy of the one it
-    replaces, and migrate it to this version's schema. Stop the web app and the workers first."""
+    """Make BACKUP (from `helploop db backup`) the database, keep a copy of the one it replaces, migrate it
+    to this version's schema and copy back the model bundles it needs. Stop the web app and the workers
+    first (SQLite: refused while they run; PostgreSQL: one transaction, but it cannot tell)."""
     from core import migrate
-    from core.backup import BackupError, check_backup, restore_sqlite
+    from core.backup import BackupError, check_backup, restore_database
 
     settings = _settings(ctx)
     try:
@@ -188,7 +189,7 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
             )
         bar, progress = _pages_bar("restore")
         try:
-            info = restore_sqlite(settings.database_url, backup, progress=progress)
+            info = restore_database(settings.database_url, backup, progress=progress)
         finally:
             bar.close()
     except BackupError as exc:

@@ -191,8 +191,6 @@ def _review_queue(settings: Settings, database: Database, now: datetime) -> Chec
 
 
 def _backups(settings: Settings, now: datetime) -> Check:
-    if not settings.is_sqlite:
-        return Check("backups", OK, "PostgreSQL: back it up with pg_dump (not checked from here)")
     if not settings.backup_dir:
         return Check(
             "backups",

@@ -33,8 +33,9 @@ def backup_params(settings: Settings) -> dict[str, Any] | None:
 def backup_job(
     database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
 ) -> dict[str, Any]:
-    """Back the SQLite database up into the backup folder, keeping the newest ``keep`` (core.backup); then,
-    with ``models``, the bundles it serves and rolls back to (training.model_backup)."""
+    """Back the database up into the backup folder (SQLite: a copy; PostgreSQL: a pg_dump archive), keeping
+    the newest ``keep`` (core.backup); then, with ``models``, the bundles it serves and rolls back to
+    (training.model_backup)."""
     folder = Path(params.get("dir") or settings.backup_dir)
     if not str(folder) or str(folder) == ".":
         raise ValueError("a backup needs a folder: set HELPLOOP_BACKUP_DIR or pass dir")
@@ -54,7 +55,7 @@ def backup_job(
     }
     if params.get("models", settings.backup_models):
         report(0.96, "models")
-        copies = backup_bundles(database, folder)
+        copies = backup_bundles(database, folder, backup_file=info.path)
         result["models"] = {
             "copied": copies.copied,
             "present": copies.present,

@@ -11,6 +11,7 @@ or rolls back to whose bundle is missing is copied back to its registered path.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from core.backup import SQLITE_HEADER, read_only
+from core.backup import DUMP_SUFFIX, SIDECAR_SUFFIX, is_sqlite_file, read_only
 from core.db import Database
 from core.models import ModelVersion
 from training.model_retention import folder_bytes, model_roles
@@ -61,13 +62,24 @@ def _roles_in(session: Session) -> dict[str, Path]:
 
 def needed_by_backups(paths: Iterable[Path]) -> tuple[set[str], list[Path]]:
     """The versions the database backup files would serve or roll back to once restored, and the backups
-    that could not be read (files that are not SQLite at all are not backups, and are skipped)."""
+    whose needs could not be read. A backup's sidecar (``<file>.models.json``, written with it) says; an
+    SQLite backup without one is read; a pg_dump archive without one cannot be (unreadable); files that are
+    neither are no backups, and are skipped."""
     needed: set[str] = set()
     unreadable: list[Path] = []
     for path in paths:
-        with path.open("rb") as file:
-            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+        if sidecar.is_file():
+            try:
+                needed |= set(json.loads(sidecar.read_text())["versions"])
                 continue
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                log.warning("unreadable %s: %s", sidecar, exc)
+        if path.suffix == DUMP_SUFFIX:
+            unreadable.append(path)
+            continue
+        if not is_sqlite_file(path):
+            continue
         engine = create_engine("sqlite://", creator=lambda path=path: read_only(path))
         try:
             with Session(engine) as session:
@@ -90,12 +102,17 @@ def _copy_tree(source: Path, target: Path) -> None:
     partial.rename(target)
 
 
-def backup_bundles(database: Database, folder: Path) -> BundleCopies:
+def backup_bundles(database: Database, folder: Path, *, backup_file: Path | None = None) -> BundleCopies:
     """Copy the bundles the live database serves or rolls back to into ``folder/models``; drop the copies
-    that neither it nor any database backup in ``folder`` (each ``*.sqlite3`` file) needs."""
+    that neither it nor any database backup in ``folder`` (``*.sqlite3``, ``*.dump``) needs. With
+    ``backup_file`` (the backup just taken), write its sidecar: the versions it needs, so that a later run
+    need not open it (a pg_dump archive cannot be read without restoring it)."""
     report = BundleCopies()
     with database.session() as session:
         wanted = _roles_in(session)
+    if backup_file is not None:
+        sidecar = backup_file.with_name(backup_file.name + SIDECAR_SUFFIX)
+        sidecar.write_text(json.dumps({"versions": sorted(wanted)}))
     have = bundle_copies(folder)
     for version, bundle in sorted(wanted.items()):
         if version in have:
@@ -106,7 +123,7 @@ def backup_bundles(database: Database, folder: Path) -> BundleCopies:
             _copy_tree(bundle, folder / MODELS_FOLDER / version)
             report.copied.append(version)
             report.copied_bytes += folder_bytes(folder / MODELS_FOLDER / version)
-    needed, unreadable = needed_by_backups(sorted(folder.glob("*.sqlite3")))
+    needed, unreadable = needed_by_backups(sorted([*folder.glob("*.sqlite3"), *folder.glob("*.dump")]))
     if unreadable:  # what they need is unknown: delete nothing this time
         report.unreadable = [str(p) for p in unreadable]
         return report

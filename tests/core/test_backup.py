@@ -92,7 +92,7 @@ def test_backup_refuses_what_it_cannot_copy(tmp_path: Path) -> None:
 def test_check_backup_refuses_files_it_cannot_restore(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a database")
-    with pytest.raises(BackupError, match="notes.txt: not an SQLite database"):
+    with pytest.raises(BackupError, match="notes.txt: neither an SQLite database nor a pg_dump archive"):
         check_backup(text)
     with pytest.raises(BackupError, match="missing.sqlite3: file not found"):
         check_backup(tmp_path / "missing.sqlite3")
@@ -169,8 +169,9 @@ def test_cli_backup_and_restore_migrate_an_older_backup(tmp_path: Path) -> None:
         },
         environ={},
     )
-    refused = _run(postgres, "db", "backup", str(tmp_path / "pg.sqlite3"))
-    assert refused.exit_code == 2 and "pg_dump --format=custom --file helploop.dump db" in refused.output
+    refused = _run(postgres, "db", "backup", str(tmp_path / "pg.dump"))  # PostgreSQL goes to pg_dump ...
+    assert refused.exit_code == 2 and "error: pg_dump failed: " in refused.output  # ... which says why not
+    assert not (tmp_path / "pg.dump").exists() and not (tmp_path / "pg.dump.partial").exists()
 
 
 def test_restore_is_refused_while_another_database_holds_the_file_open(

@@ -773,7 +773,8 @@ def test_operator_sees_the_backups_backs_up_now_and_cancels_background_jobs(
     client = app.test_client()
     login(client, "omar")
     page = client.get("/operator/exports").get_data(as_text=True)
-    assert f"Once a day into <code>{folder}</code>, keeping the newest 3." in page
+    assert f"Once a day into <code>{folder}</code> (an SQLite copy, or with PostgreSQL" in page
+    assert "keeping the newest 3." in page
     assert "No backup in the folder yet" in page and 'id="backup-files"' not in page
     assert "No backup yet" in client.get("/operator/").get_data(as_text=True)
     own = {"csrf_token": csrf_token(reviewer.get("/review/").get_data(as_text=True))}

@@ -26,8 +26,8 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 def test_backup_settings_refuse_what_cannot_work(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="backup_keep must be 1 or more, not 0"):
         _settings(tmp_path, backup_keep=0)
-    with pytest.raises(SettingsError, match="this one is not SQLite: schedule pg_dump instead"):
-        _settings(tmp_path, backup_dir=str(tmp_path / "b"), database_url="postgresql+psycopg://u@h/db")
+    postgres = _settings(tmp_path, backup_dir=str(tmp_path / "b"), database_url="postgresql+psycopg://u@h/db")
+    assert backup_params(postgres) == {"dir": str(tmp_path / "b"), "keep": 7, "models": True}  # pg_dump
     assert backup_params(_settings(tmp_path)) is None  # no folder: no schedule
 
 
