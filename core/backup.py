@@ -30,6 +30,7 @@ from core.db import DatabaseInUse, exclusive_use
 from core.migrate import known_revisions
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+DUMP_HEADER = b"PGDMP"  # pg_dump's custom format
 Progress = Callable[[int, int], None]  # (pages done, pages in all)
 
 
@@ -197,6 +198,9 @@ def check_backup(path: Path) -> str:
     if not path.is_file():
         raise BackupError(f"{path}: file not found")
     if not is_sqlite_file(path):
+        with path.open("rb") as handle:
+            if handle.read(len(DUMP_HEADER)) != DUMP_HEADER:
+                raise BackupError(f"{path}: neither an SQLite database nor a pg_dump archive")
         return check_dump(path)
     with closing(read_only(path)) as connection:
         try:

@@ -170,7 +170,7 @@ def test_cli_backup_and_restore_migrate_an_older_backup(tmp_path: Path) -> None:
         environ={},
     )
     refused = _run(postgres, "db", "backup", str(tmp_path / "pg.dump"))  # PostgreSQL goes to pg_dump ...
-    assert refused.exit_code == 2 and "error: pg_dump failed: " in refused.output  # ... which says why not
+    assert refused.exit_code == 2 and "error: pg_dump " in refused.output  # ... which says why not
     assert not (tmp_path / "pg.dump").exists() and not (tmp_path / "pg.dump.partial").exists()
 
 
