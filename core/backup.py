@@ -14,10 +14,10 @@ pick the way by the database URL and the file.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from core.db import DatabaseInUse, exclusive_use
+from core.db import DatabaseInUse, application_name, exclusive_use, pinned_schema
 from core.migrate import known_revisions
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -267,11 +267,10 @@ def _postgres(database_url: str) -> tuple[str, dict[str, str], list[str]]:
     environment = dict(os.environ)
     if url.password:
         environment["PGPASSWORD"] = str(url.password)
-    options = str(url.query.get("options", ""))
-    schema = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", options)
+    schema = pinned_schema(database_url)
     query = {k: v for k, v in url.query.items() if k != "options"}
     uri = url.set(drivername="postgresql", password=None, query=query).render_as_string(hide_password=False)
-    return uri, environment, ["--schema", schema.group(1)] if schema else []
+    return uri, environment, ["--schema", schema] if schema else []
 
 
 def _run(command: list[str], environment: dict[str, str], what: str) -> str:
@@ -280,6 +279,28 @@ def _run(command: list[str], environment: dict[str, str], what: str) -> str:
         last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise BackupError(f"{what} failed: {last}")
     return done.stdout
+
+
+def helploop_sessions(database_url: str) -> int:
+    """How many sessions of this HelpLoop (tagged by ``core.db.make_engine``) are connected to the database:
+    the web app's, the workers', a command's. This connection is untagged and does not count itself."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text(
+                        "select count(*) from pg_stat_activity "
+                        "where datname = current_database() and application_name = :name"
+                    ),
+                    {"name": application_name(database_url)},
+                ).scalar()
+                or 0
+            )
+    finally:
+        engine.dispose()
 
 
 def _live_revision(database_url: str) -> str | None:
@@ -343,10 +364,20 @@ def check_dump(path: Path) -> str:
 
 def restore_postgres(database_url: str, backup: Path) -> RestoreInfo:
     """Restore a pg_dump archive in one transaction (all of it or nothing), after dumping the database it
-    replaces beside the archive (``<archive>.before-restore-TIMESTAMP``). The web app and workers must be
-    stopped: PostgreSQL cannot tell this command which sessions are HelpLoop's."""
+    replaces beside the archive (``<archive>.before-restore-TIMESTAMP``). Refused while HelpLoop sessions
+    are connected (``helploop_sessions``): the web app and workers must be stopped."""
     revision = check_dump(backup)
     uri, environment, schema = _postgres(database_url)
+    deadline = (
+        time.monotonic() + 3.0
+    )  # a session that just disconnected leaves pg_stat_activity shortly after
+    while (connected := helploop_sessions(database_url)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if connected:
+        raise BackupError(
+            f"{connected} HelpLoop session(s) are connected to the database (the web app, a worker or a "
+            "command): stop them, then restore; nothing was changed"
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     # Named so that no glob for backups takes it for one (it is the state before, not a scheduled backup).
     previous = backup_postgres(database_url, backup.with_name(f"{backup.name}.before-restore-{stamp}")).path

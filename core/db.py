@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import weakref
 from collections.abc import Iterator
@@ -54,7 +55,28 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(database_url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
+    if make_url(database_url).get_backend_name() == "postgresql":
+        # Tagged, so that a restore can see HelpLoop's sessions in pg_stat_activity (core.backup).
+        return create_engine(
+            database_url,
+            pool_pre_ping=True,
+            connect_args={"application_name": application_name(database_url)},
+        )
     return create_engine(database_url, pool_pre_ping=True)
+
+
+def pinned_schema(database_url: str) -> str | None:
+    """The schema a PostgreSQL URL pins with ``options=-csearch_path=NAME`` (a HelpLoop living in one schema
+    of a shared database), else None."""
+    options = str(make_url(database_url).query.get("options", ""))
+    found = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", options)
+    return found.group(1) if found else None
+
+
+def application_name(database_url: str) -> str:
+    """What HelpLoop's PostgreSQL sessions call themselves: ``helploop``, or ``helploop:SCHEMA``."""
+    schema = pinned_schema(database_url)
+    return f"helploop:{schema}" if schema else "helploop"
 
 
 class DatabaseInUse(RuntimeError):

@@ -175,7 +175,7 @@ def db_backup(ctx: click.Context, out: Path, models: bool) -> None:
 def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
     """Make BACKUP (from `helploop db backup`) the database, keep a copy of the one it replaces, migrate it
     to this version's schema and copy back the model bundles it needs. Stop the web app and the workers
-    first (SQLite: refused while they run; PostgreSQL: one transaction, but it cannot tell)."""
+    first: a restore is refused while they are connected."""
     from core import migrate
     from core.backup import BackupError, check_backup, restore_database
 

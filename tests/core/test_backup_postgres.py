@@ -17,6 +17,7 @@ from core.backup import (
     BackupError,
     backup_postgres,
     check_backup,
+    helploop_sessions,
     restore_database,
     restore_postgres,
     scheduled_backup,
@@ -66,6 +67,7 @@ def test_a_pg_dump_round_trip_keeps_what_it_replaced(database: Database, tmp_pat
     assert _intents(database) == ["card_arrival"]
     # What it replaced was dumped first: restoring that brings the later intent back.
     assert restored.previous.name.startswith("monday.dump.before-restore-")
+    database.engine.dispose()
     restore_postgres(url, restored.previous)
     assert _intents(database) == ["added_after_the_backup", "card_arrival"]
     with pytest.raises(BackupError, match="exists: choose another file"):
@@ -122,4 +124,18 @@ def test_cli_backs_up_and_restores_postgresql_with_the_models(database: Database
     assert checked.exit_code == 2 and "is a good backup" in checked.output
     done = runner.invoke(main, ["db", "restore", str(out), "--yes"], obj={"settings": database.settings})
     assert done.exit_code == 0, done.output
+    assert _intents(database) == ["card_arrival"]
+
+
+def test_restore_is_refused_while_helploop_sessions_are_connected(database: Database, tmp_path: Path) -> None:
+    url = database.settings.database_url
+    _add(database, "card_arrival")
+    backup_postgres(url, tmp_path / "monday.dump")
+    _add(database, "later")  # the pool keeps a connection open: as the web app would
+    assert helploop_sessions(url) >= 1
+    with pytest.raises(BackupError, match=r"HelpLoop session\(s\) are connected .*nothing was changed"):
+        restore_postgres(url, tmp_path / "monday.dump")
+    assert not list(tmp_path.glob("*.before-restore-*"))
+    database.engine.dispose()
+    restore_postgres(url, tmp_path / "monday.dump")
     assert _intents(database) == ["card_arrival"]
