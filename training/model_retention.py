@@ -177,6 +177,17 @@ def prune_models(
         except OSError as exc:
             log.warning("could not delete the bundle of %s at %s: %s", entry.version, entry.path, exc)
             report.failed[entry.version] = str(exc)
+    if report.failed:  # the event above counted them freed: say which were not, and that it will retry
+        with database.session() as session:
+            kept = sum(p.bytes for p in report.pruned if p.version in report.failed)
+            emit(
+                session,
+                "models.pruned",
+                f"{len(report.failed)} of those bundle(s) could not be deleted ({kept / 1e6:,.1f} MB still "
+                f"on disk): {', '.join(sorted(report.failed))}. The next prune tries again.",
+                path="/operator/models",
+                data={"actor": actor, "failed": report.failed, "bytes_not_freed": kept},
+            )
     return report
 
 

@@ -167,6 +167,16 @@ def test_a_folder_that_cannot_be_deleted_is_reported_and_tried_again(
     report = prune_models(database, settings, keep=2, keep_rollbacks=2, actor="omar")
     assert set(report.failed) == {"v6"} and "Permission denied" in report.failed["v6"]
     assert report.freed_bytes == 1003 and history["v6"].is_dir() and not history["v1"].exists()
+    with database.session() as session:  # the event that counted v6 as freed is followed by one that says not
+        events = session.scalars(
+            select(OpsEvent).where(OpsEvent.kind == "models.pruned").order_by(OpsEvent.id)
+        ).all()
+        (v6,) = [p for p in report.pruned if p.version == "v6"]
+        assert len(events) == 2 and events[0].data["bytes"] == report.freed_bytes + v6.bytes
+        assert events[1].data["failed"] == report.failed and events[1].data["bytes_not_freed"] == v6.bytes > 0
+        assert events[1].text.startswith(
+            "1 of those bundle(s) could not be deleted (0.0 MB still on disk): v6"
+        )
     with database.session() as session:  # marked all the same: it must not be deployed half-deleted
         with pytest.raises(RolloutError, match="v6 was pruned"):
             apply_action(session, action="canary", version="v6", actor="omar", reason="try")
