@@ -14,6 +14,7 @@ pick the way by the database URL and the file.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -301,6 +302,36 @@ def helploop_sessions(database_url: str) -> int:
             )
     finally:
         engine.dispose()
+
+
+def pg_tools_problem(database_url: str) -> str | None:
+    """Why ``pg_dump`` could not back this PostgreSQL database up (None: it can): a tool missing, or a
+    client older than the server (pg_dump refuses a newer server). A database it cannot reach is left to
+    the caller's own check."""
+    try:
+        pg_dump = _tool("pg_dump")
+        _tool("pg_restore")
+    except BackupError as exc:
+        return str(exc)
+    version = subprocess.run([pg_dump, "--version"], capture_output=True, text=True, check=False).stdout
+    client = re.search(r"(\d+)(?:\.\d+)?", version)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            server = int(connection.execute(text("show server_version_num")).scalar() or 0) // 10000
+    except Exception:  # noqa: BLE001 - unreachable: said by the database check
+        return None
+    finally:
+        engine.dispose()
+    if client is None or int(client.group(1)) < server:
+        have = client.group(1) if client else "unknown"
+        return (
+            f"pg_dump is version {have} and the server {server}: a client must be as new as its server "
+            f"(install postgresql-client-{server})"
+        )
+    return None
 
 
 def _live_revision(database_url: str) -> str | None:

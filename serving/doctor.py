@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from core.backup import BACKUP_STALE_AFTER, stored_backups
+from core.backup import BACKUP_STALE_AFTER, pg_tools_problem, stored_backups
 from core.db import Database, sqlite_path
 from core.settings import PLACEHOLDER_SECRET, Settings
 
@@ -197,6 +197,10 @@ def _backups(settings: Settings, now: datetime) -> Check:
             WARN,
             "no scheduled backups: set HELPLOOP_BACKUP_DIR (or run `helploop db backup FILE`)",
         )
+    if not settings.is_sqlite:
+        problem = pg_tools_problem(settings.database_url)
+        if problem:
+            return Check("backups", FAIL, f"the daily pg_dump cannot run: {problem}")
     files = stored_backups(Path(settings.backup_dir))
     if not files:
         return Check("backups", WARN, f"none in {settings.backup_dir} yet (a worker takes the first one)")

@@ -241,3 +241,35 @@ def test_the_review_queue_warns_when_the_crowd_loop_stalls(tmp_path: Path) -> No
         "1 pending (oldest 0.0 days), 0 escalated, 1 check questions, 1 active accounts",
     )
     database.dispose()
+
+
+@pytest.mark.postgres
+def test_scheduled_postgresql_backups_need_a_pg_dump_as_new_as_the_server(
+    tmp_path: Path, postgres_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as shell
+    import subprocess
+
+    if shell.which("pg_dump") is None:
+        pytest.skip("PostgreSQL's client tools (pg_dump, pg_restore) are not installed")
+    settings = _settings(tmp_path, database_url=postgres_schema_url, backup_dir=str(tmp_path / "b"))
+    backups = _by_name(run_checks(settings))["backups"]
+    assert (backups.status, backups.detail) == (
+        "warn",
+        f"none in {tmp_path / 'b'} yet (a worker takes the first one)",
+    )
+    real_run = subprocess.run
+
+    def old_client(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        if command[-1] == "--version":
+            return subprocess.CompletedProcess(command, 0, stdout="pg_dump (PostgreSQL) 9.6.24\n", stderr="")
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", old_client)
+    backups = _by_name(run_checks(settings))["backups"]
+    assert backups.status == "fail"
+    assert backups.detail.startswith("the daily pg_dump cannot run: pg_dump is version 9 and the server ")
+    real_which = shell.which
+    monkeypatch.setattr(shell, "which", lambda name, *a, **k: None if name == "pg_dump" else real_which(name))
+    backups = _by_name(run_checks(settings))["backups"]
+    assert backups.status == "fail" and "pg_dump is not installed" in backups.detail
