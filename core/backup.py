@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core.db import DatabaseInUse, application_name, exclusive_use, pinned_schema
-from core.migrate import known_revisions
+from core.db import DatabaseInUse, application_name, exclusive_use, pinned_schema, sqlite_path
+from core.migrate import current_revision, known_revisions
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DUMP_HEADER = b"PGDMP"  # pg_dump's custom format
@@ -62,9 +63,10 @@ def sqlite_file(database_url: str) -> Path:
             f"`pg_dump --format=custom --file helploop.dump {name}` and `pg_restore --clean --dbname {name} "
             "helploop.dump`"
         )
-    if not url.database or url.database == ":memory:":
+    path = sqlite_path(database_url)
+    if path is None:
         raise BackupError("the database is in memory: there is no file to back up")
-    return Path(url.database)
+    return path
 
 
 def _copy(source: sqlite3.Connection, target_path: Path, progress: Progress | None) -> None:
@@ -119,8 +121,8 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
     return BackupInfo(out, out.stat().st_size, revision)
 
 
-BACKUP_GLOB = "helploop-*.sqlite3"
 SQLITE_SUFFIX, DUMP_SUFFIX = ".sqlite3", ".dump"  # scheduled backups of SQLite and of PostgreSQL
+SIDECAR_SUFFIX = ".models.json"  # beside a backup: the model versions it serves (training.model_backup)
 # Scheduled backups run daily: the newest one older than this means the schedule missed a day.
 BACKUP_STALE_AFTER = timedelta(days=2)
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -245,8 +247,6 @@ def restore_sqlite(database_url: str, backup: Path, *, progress: Progress | None
 
 # ------------------------------------------------------------------------------------------- PostgreSQL
 
-SIDECAR_SUFFIX = ".models.json"  # beside a backup: the model versions it serves (training.model_backup)
-
 
 def _tool(name: str) -> str:
     found = shutil.which(name)
@@ -285,8 +285,6 @@ def _run(command: list[str], environment: dict[str, str], what: str) -> str:
 def helploop_sessions(database_url: str) -> int:
     """How many sessions of this HelpLoop (tagged by ``core.db.make_engine``) are connected to the database:
     the web app's, the workers', a command's. This connection is untagged and does not count itself."""
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -315,8 +313,6 @@ def pg_tools_problem(database_url: str) -> str | None:
         return str(exc)
     version = subprocess.run([pg_dump, "--version"], capture_output=True, text=True, check=False).stdout
     client = re.search(r"(\d+)(?:\.\d+)?", version)
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -332,17 +328,6 @@ def pg_tools_problem(database_url: str) -> str | None:
             f"(install postgresql-client-{server})"
         )
     return None
-
-
-def _live_revision(database_url: str) -> str | None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text("select version_num from alembic_version")).scalar()
-    finally:
-        engine.dispose()
 
 
 def backup_postgres(database_url: str, out: Path) -> BackupInfo:
@@ -365,7 +350,12 @@ def backup_postgres(database_url: str, out: Path) -> BackupInfo:
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    return BackupInfo(out, out.stat().st_size, _live_revision(database_url))
+    engine = create_engine(database_url)
+    try:
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    return BackupInfo(out, out.stat().st_size, revision)
 
 
 def check_dump(path: Path) -> str:

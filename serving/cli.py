@@ -181,11 +181,10 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
 
     settings = _settings(ctx)
     try:
-        revision = check_backup(backup)
-        if not yes:
+        if not yes:  # only the check (with --yes, the restore makes the same one)
             _fail(
-                f"{backup} is a good backup (schema revision {revision}). Stop the web app and the workers "
-                "(they hold the database open), then run this again with --yes"
+                f"{backup} is a good backup (schema revision {check_backup(backup)}). Stop the web app and "
+                "the workers (they hold the database open), then run this again with --yes"
             )
         bar, progress = _pages_bar("restore")
         try:
