@@ -59,6 +59,7 @@ from core.registry import (
     get_conversation,
     handoff_open,
     messages_after,
+    model_by_version,
     serving_plan,
     shown_suggestions,
     waiting_conversations,
@@ -387,11 +388,10 @@ def run_detail(job_id: int) -> Any:
         view = {**job_view(job), "history": job.history}
         production = helploop.models.state.production
         version = (view["result"] or {}).get("version")
-        model = (
-            session.scalars(select(ModelVersion).where(ModelVersion.version == version)).first()
-            if version
-            else None
-        )
+        try:
+            model = model_by_version(session, version=version) if version else None
+        except NotFoundError:
+            model = None
         pruned = (
             {"at": model.pruned_at, "by": model.pruned_by} if model and model.pruned_at is not None else None
         )
