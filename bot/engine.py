@@ -42,6 +42,9 @@ OUT_OF_SCOPE = "oos"
 BUNDLE_FORMAT = 1
 ANSWERED, CLARIFY, HANDOFF = "answered", "clarify", "handoff"
 MAX_CLARIFY_CHOICES = 3
+# Self-training is dropped when it raises the held-out rows' mean log loss by more than this (nats): a margin,
+# because on an easy held-out set both losses are near zero and differ by the optimiser's noise alone.
+SELF_TRAINING_TOLERANCE = 0.01
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -209,6 +212,10 @@ class EngineConfig:
     # More sentence encoders, each shaped like ``encoder`` and read by its own members: the ensemble then
     # spans several transformer models (add_encoder() adds one with its members). Empty: one encoder.
     extra_encoders: list[dict[str, Any]] = field(default_factory=list)
+    # Self-training on unlabelled traffic (``fit(traffic_texts=...)``): a traffic question the ensemble,
+    # fitted without it, gives at least this probability becomes one more training-only example of that
+    # intent (never a calibration row). None: traffic is ignored.
+    self_training_threshold: float | None = 0.8
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -278,12 +285,27 @@ def _copy_folder(source: Path, target: Path) -> bool:
     return True
 
 
-def training_data_hash(texts: Sequence[str], labels: Sequence[str], knowledge: dict[str, IntentInfo]) -> str:
+def training_data_hash(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    knowledge: dict[str, IntentInfo],
+    traffic: Sequence[str] = (),
+) -> str:
+    """The content hash of what a model learnt from: labelled rows, knowledge and (when it self-trained)
+    the unlabelled traffic questions. Without traffic, the hash of earlier versions."""
     digest = hashlib.sha256()
     for text, label in sorted(zip(texts, labels, strict=True)):
         digest.update(f"{label}\t{text}\n".encode())
     digest.update(json.dumps({k: asdict(v) for k, v in sorted(knowledge.items())}, sort_keys=True).encode())
+    for text in sorted(traffic):
+        digest.update(f"\x00traffic\t{text}\n".encode())
     return digest.hexdigest()
+
+
+def _held_log_loss(members: list[str], scores: dict[str, np.ndarray], y: np.ndarray) -> float:
+    """Mean log loss on held-out rows of a combiner fitted on them (how self-training is judged)."""
+    probabilities = LogLinearCombiner(members).fit(scores, y).predict_proba(scores)
+    return round(float(-np.log(np.maximum(probabilities[np.arange(len(y)), y], 1e-12)).mean()), 6)
 
 
 def _library_versions() -> dict[str, str]:
@@ -383,17 +405,25 @@ class AnsweringEngine:
         calibration_labels: Sequence[str] | None = None,
         refit_texts: Sequence[str] | None = None,
         refit_labels: Sequence[str] | None = None,
+        traffic_texts: Sequence[str] | None = None,
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> AnsweringEngine:
         """``refit_texts``/``refit_labels``: with a calibration set, refit the members on these rows (e.g. all
-        rows, calibration ones included) after the combiner and the gate were fitted on held-out scores."""
+        rows, calibration ones included) after the combiner and the gate were fitted on held-out scores.
+
+        ``traffic_texts``: unlabelled questions (e.g. the turn log), for self-training; needs a calibration
+        set. The members and the combiner are fitted first without them; each traffic question they give at
+        least ``config.self_training_threshold`` becomes a training-only example of its top intent (like the
+        title examples: in every fit, never a calibration row); then the members, and the combiner on the
+        same calibration rows, are fitted again with them."""
         if len(texts) != len(labels):
             raise ValueError("texts and labels differ in length")
         if len(set(labels)) < 2:
             raise ValueError("need at least two intents to train")
         started = time.perf_counter()
         report = on_progress or (lambda _step, _fraction: None)
+        self_training: dict[str, Any] | None = None
         self.labels = sorted(set(labels))
         index = {label: i for i, label in enumerate(self.labels)}
         y = np.array([index[label] for label in labels], dtype=np.int64)
@@ -427,6 +457,39 @@ class AnsweringEngine:
             held_features = self.featurise(calibration_texts, progress=progress)
             held_scores = self.member_scores(held_features)
             held_y = np.array([index[label] for label in calibration_labels], dtype=np.int64)
+            if traffic_texts and self.config.self_training_threshold is not None:
+                report("self-training", 0.0)
+                labelled = {*texts, *calibration_texts, *(refit_texts or [])}
+                pseudo, pseudo_y, self_training = self._pseudo_labels(
+                    [t for t in dict.fromkeys(traffic_texts) if t not in labelled],
+                    held_scores,
+                    held_y,
+                    progress,
+                )
+                plain_members = self.members
+                self._fit_members(
+                    features.concat(extra.concat(pseudo)),
+                    np.concatenate([y, extra_y, pseudo_y]),
+                    progress=progress,
+                )
+                tuned_scores = self.member_scores(held_features)
+                # Kept unless the labelled held-out rows are predicted worse with them (log loss, each
+                # combiner fitted on those rows, by more than SELF_TRAINING_TOLERANCE): on a small
+                # knowledge base it can cost more than it gains.
+                before, after = (
+                    _held_log_loss(list(self.members), scores, held_y)
+                    for scores in (held_scores, tuned_scores)
+                )
+                kept = after <= before + SELF_TRAINING_TOLERANCE
+                self_training.update(
+                    held_out_log_loss_without=before, held_out_log_loss_with=after, kept=kept
+                )
+                if kept:
+                    extra, extra_y = extra.concat(pseudo), np.concatenate([extra_y, pseudo_y])
+                    held_scores = tuned_scores
+                else:
+                    self.members = plain_members
+                report("self-training", 1.0)
             held_texts = list(calibration_texts)
             calibration_source = "validation set"
             if refit_texts is not None and refit_labels is not None:
@@ -439,6 +502,8 @@ class AnsweringEngine:
                     refit_features.concat(extra), np.concatenate([refit_y, extra_y]), progress=progress
                 )
         else:
+            if traffic_texts:
+                raise ValueError("self-training on traffic needs a calibration set (calibration_texts)")
             held_scores, held_y = self._out_of_fold_scores(
                 features, y, extra, extra_y, progress=progress, report=report
             )
@@ -487,7 +552,9 @@ class AnsweringEngine:
         self.gate = Gate.from_config(self.gate_options[precision_key(self.config.target_precision)])
         self.built_gate = self.gate
         seconds = time.perf_counter() - started
-        self.knowledge_hash = training_data_hash(texts, labels, self.knowledge)
+        self.knowledge_hash = training_data_hash(
+            texts, labels, self.knowledge, traffic=list(traffic_texts or []) if self_training else ()
+        )
         created = datetime.now(UTC)
         self.version = f"{created:%Y%m%d-%H%M%S}-{self.knowledge_hash[:8]}"
         self.manifest = {
@@ -503,6 +570,7 @@ class AnsweringEngine:
                 "calibration_source": calibration_source,
                 "calibration_rows": int(held_y.shape[0]),
                 "held_out_rows": len(held_texts),
+                **({"self_training": self_training} if self_training is not None else {}),
             },
             "calibration_metrics": {
                 "accuracy": float(correct.mean()),
@@ -515,6 +583,31 @@ class AnsweringEngine:
         }
         report("done", 1.0)
         return self
+
+    def _pseudo_labels(
+        self, traffic: list[str], held_scores: dict[str, np.ndarray], held_y: np.ndarray, progress: bool
+    ) -> tuple[FeatureBatch, np.ndarray, dict[str, Any]]:
+        """The traffic questions the members fitted so far (with a combiner fitted on the calibration rows)
+        give at least the threshold, labelled with their top intent; out-of-scope ones are left out."""
+        threshold = float(self.config.self_training_threshold or 0.0)
+        features = self.featurise(traffic, progress=progress)
+        probabilities = (
+            LogLinearCombiner(list(self.members))
+            .fit(held_scores, held_y)
+            .predict_proba(self.member_scores(features))
+        )
+        top = probabilities.argmax(axis=1)
+        keep = probabilities.max(axis=1) >= threshold
+        if OUT_OF_SCOPE in self.labels:
+            keep &= top != self.labels.index(OUT_OF_SCOPE)
+        rows = np.flatnonzero(keep)
+        summary = {
+            "threshold": threshold,
+            "traffic_rows": len(traffic),
+            "pseudo_labelled": int(rows.size),
+            "intents": int(np.unique(top[rows]).size),
+        }
+        return features.subset(rows), top[rows].astype(np.int64), summary
 
     def _fit_members(self, features: FeatureBatch, y: np.ndarray, *, progress: bool) -> None:
         self.members = {}

@@ -63,6 +63,15 @@ class Settings:
     # Costs each encoder's time on every message; figures in the README.
     extra_encoders: str = ""
     torch_threads: int = 2
+    # Self-training: each training run also reads up to self_training_questions distinct unlabelled
+    # questions of the turn log (redacted; not thumbs-down turns, not those in review items) and trains the
+    # members on those the new model gives at least self_training_threshold, labelled with its answer. The
+    # combiner and the gate are still fitted on held-out labelled rows only. Below self_training_min_questions
+    # questions, runs train as without it. Figures in the README.
+    self_training: bool = True
+    self_training_threshold: float = 0.8
+    self_training_questions: int = 20_000
+    self_training_min_questions: int = 200
     # Fine-tuning runs data-parallel over this many processes (one per GPU, or CPU processes over gloo)
     # through torchrun; 1 trains in the worker's own process.
     training_processes: int = 1
@@ -187,6 +196,14 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+        if not 0.5 <= self.self_training_threshold < 1.0:
+            raise SettingsError(
+                f"self_training_threshold must be in [0.5, 1), not {self.self_training_threshold}"
+            )
+        if self.self_training_questions < 0 or self.self_training_min_questions < 1:
+            raise SettingsError(
+                "self_training_questions must be 0 or more and self_training_min_questions 1 or more"
+            )
         if self.backup_keep < 1:
             raise SettingsError(f"backup_keep must be 1 or more, not {self.backup_keep}")
         if self.keep_models < 0:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
-from crowd_feedback.redaction import redact
+from core.redaction import redact
 from crowd_feedback.review import customer_picks
 
 FORMATS: dict[str, tuple[str, ...]] = {

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from core.kb_checks import question_key
 from core.knowledge_base import is_example
 from core.models import Judgement, ReviewItem, utcnow
+from core.redaction import redact
 from crowd_feedback.gold import BotView
-from crowd_feedback.redaction import redact
 from crowd_feedback.review import KB_CHECK, ReviewError, ReviewPolicy, queue_key
 
 # The queue's uncertainty of an item about a flagged example. The bot's confidence says nothing here: it is

@@ -17,8 +17,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Conversation, ConversationMessage, ReviewItem, ReviewItemTurn, Turn, utcnow
+from core.redaction import redact
 from core.registry import get_conversation
-from crowd_feedback.redaction import redact
 
 log = logging.getLogger(__name__)
 

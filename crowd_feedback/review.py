@@ -34,9 +34,9 @@ from core.models import (
     as_utc,
     utcnow,
 )
+from core.redaction import redact
 from core.registry import shown_suggestions
 from core.settings import Settings
-from crowd_feedback.redaction import redact
 from crowd_feedback.reviewers import suspend
 
 NEW_INTENT = "new_intent"

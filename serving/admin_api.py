@@ -324,6 +324,10 @@ def train() -> tuple[Response, int]:
     params: dict[str, Any] = {"onnx": True}
     if fine_tune:
         params["fine_tune"] = {}
+    if "self_training" in body:
+        if not isinstance(body["self_training"], bool):
+            raise APIError(400, "invalid_type", "'self_training' must be true or false", "self_training")
+        params["self_training"] = body["self_training"]
     session = db_session()
     job = enqueue(session, kind="train", params=params, created_by=g.api_user)
     session.commit()

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
+from core.redaction import redact
 from core.registry import (
     LOW_RATING,
     RATING_COMMENT_LIMIT,
@@ -36,7 +37,6 @@ from core.registry import (
     request_handoff,
     shown_suggestions,
 )
-from crowd_feedback.redaction import redact
 from crowd_feedback.review import review_reasons
 from crowd_feedback.reviewers import operators_online
 from serving.app import db_session, limiter, state

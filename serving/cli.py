@@ -701,6 +701,11 @@ def _hint_first_operator(database: Any, port: int) -> None:
 @click.option(
     "--max-steps", default=-1, show_default=True, type=int, help="Cap on contrastive steps (-1: none)."
 )
+@click.option(
+    "--self-training/--no-self-training",
+    default=None,
+    help="Self-train the members on the turn log's questions (default: HELPLOOP_SELF_TRAINING).",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -710,6 +715,7 @@ def train(
     epochs: float | None,
     head_epochs: float | None,
     max_steps: int,
+    self_training: bool | None,
 ) -> None:
     """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
     from training.jobs import enqueue
@@ -719,6 +725,8 @@ def train(
     _require_schema(database)
     with database.session() as session:
         params: dict[str, Any] = {"onnx": onnx}
+        if self_training is not None:
+            params["self_training"] = self_training
         if fine_tune:
             recipe: dict[str, Any] = {"max_steps": max_steps}
             if epochs is not None:
@@ -1841,7 +1849,7 @@ def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None
 @main.command()
 def redact() -> None:
     """Read text on stdin, write it with personal data replaced by placeholders to stdout."""
-    from crowd_feedback.redaction import redact as redact_text
+    from core.redaction import redact as redact_text
 
     for line in sys.stdin:
         sys.stdout.write(redact_text(line))

@@ -7,8 +7,8 @@ database sessions: take a snapshot of the training data, fit and save the bundle
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ from bot.engine import (
     ProgressCallback,
     add_encoder,
 )
+from core.kb_checks import question_key
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
-from core.models import VerifiedPair
+from core.models import ReviewItemTurn, Turn, VerifiedPair
+from core.redaction import redact
 from core.registry import (
     current_deployment,
     latest_model_version,
@@ -35,6 +37,11 @@ from core.registry import (
 )
 from core.settings import Settings
 from training.gate import compare, split_for_evaluation
+
+# With self-training, a frozen-encoder fit calibrates on this share of each intent's rows (as fine-tuning).
+CALIBRATION_SHARE = 0.15
+# Turns read to find `limit` distinct unlabelled questions (repeats, reviewed and known ones are skipped).
+TRAFFIC_SCAN_FACTOR = 5
 
 
 class EmptyKnowledgeBaseError(RuntimeError):
@@ -58,6 +65,8 @@ class TrainingSnapshot:
     evaluation_texts: list[str]
     evaluation_labels: list[str]
     production_bundle: str | None
+    # Unlabelled questions from the turn log the members self-train on (traffic_questions); empty: none.
+    traffic_texts: list[str] = field(default_factory=list)
 
 
 def engine_config_from_settings(settings: Settings) -> EngineConfig:
@@ -68,6 +77,7 @@ def engine_config_from_settings(settings: Settings) -> EngineConfig:
         top_k=settings.top_k,
     )
     config.encoder = {**config.encoder, "source": settings.encoder, "max_length": settings.encoder_max_length}
+    config.self_training_threshold = settings.self_training_threshold
     for source in settings.extra_encoder_sources:
         config = add_encoder(config, source, max_length=settings.encoder_max_length)
     return config
@@ -105,7 +115,36 @@ def verified_training_pairs(
     return [t for t, _ in pairs], [i for _, i in pairs]
 
 
-def training_snapshot(session: Session, *, min_pair_weight: float = MIN_PAIR_WEIGHT) -> TrainingSnapshot:
+def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -> list[str]:
+    """Unlabelled questions for self-training: the newest ``limit`` distinct questions of the turn log,
+    redacted, leaving out turns the customer marked unhelpful, turns in review items (the crowd labels
+    those) and questions already in ``exclude`` (the training and evaluation rows: an evaluation question
+    must never be trained on), case, spacing and closing punctuation aside."""
+    if limit <= 0:
+        return []
+    seen = {question_key(text) for text in exclude}
+    reviewed = select(ReviewItemTurn.turn_id)
+    rows = session.scalars(
+        select(Turn.user_text)
+        .where(Turn.helpful.is_not(False), Turn.id.not_in(reviewed))
+        .order_by(Turn.id.desc())
+        .limit(limit * TRAFFIC_SCAN_FACTOR)
+    )
+    questions: list[str] = []
+    for text in rows:
+        redacted = redact(text).strip()
+        key = question_key(redacted)
+        if key and key not in seen:
+            seen.add(key)
+            questions.append(redacted)
+            if len(questions) == limit:
+                break
+    return questions
+
+
+def training_snapshot(
+    session: Session, *, min_pair_weight: float = MIN_PAIR_WEIGHT, traffic_limit: int = 0
+) -> TrainingSnapshot:
     kb = load_knowledge_base(session)
     if not kb.intents:
         raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
@@ -127,15 +166,17 @@ def training_snapshot(session: Session, *, min_pair_weight: float = MIN_PAIR_WEI
     kb_version = latest_kb_version(session)
     plan = serving_plan(session)
     production = plan["production"][1] if plan and plan["production"] else None
+    evaluation_texts = [all_texts[i] for i in evaluation_index]
     return TrainingSnapshot(
         texts,
         labels,
         knowledge_from_kb(kb),
         kb_version.id if kb_version else None,
         added,
-        [all_texts[i] for i in evaluation_index],
+        evaluation_texts,
         [all_labels[i] for i in evaluation_index],
         production,
+        traffic_questions(session, exclude=[*all_texts, *texts], limit=traffic_limit),
     )
 
 
@@ -149,7 +190,11 @@ def fit_bundle(
     fine_tune: dict[str, Any] | None = None,
     on_loss: Callable[[float, float], None] | None = None,
 ) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
-    """Fit (optionally fine-tuning the encoder first: ``fine_tune`` holds its settings), gate, save."""
+    """Fit (optionally fine-tuning the encoder first: ``fine_tune`` holds its settings), gate, save. With
+    enough traffic questions in the snapshot (settings.self_training) the members self-train on them, and a
+    frozen-encoder fit calibrates on a held-out share of the rows instead of out of fold (what self-training
+    needs: rows no pseudo-label came from)."""
+    traffic = self_training_traffic(snapshot, settings)
     if fine_tune is not None:
         from training.finetune import FineTuneConfig, fit_engine_with_fine_tuning
 
@@ -166,20 +211,53 @@ def fit_bundle(
             on_loss=on_loss,
             progress=progress,
             processes=settings.training_processes,
+            traffic_texts=traffic,
         )
         return _gate_and_save(engine, snapshot, settings, onnx=onnx)
     engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
     with tempfile.TemporaryDirectory(prefix="helploop-onnx-") as staging:
         if onnx and settings.onnx_quantize:
             engine.fit_on_onnx(staging, quantize=True)  # fit on what the bundle will serve
-        engine.fit(
-            snapshot.texts,
-            snapshot.labels,
-            knowledge=snapshot.knowledge,
-            progress=progress,
-            on_progress=on_progress,
-        )
+        split = None
+        if traffic:
+            from training.finetune import calibration_split
+
+            split = calibration_split(snapshot.labels, CALIBRATION_SHARE, settings.random_seed)
+        if split is None:
+            engine.fit(
+                snapshot.texts,
+                snapshot.labels,
+                knowledge=snapshot.knowledge,
+                progress=progress,
+                on_progress=on_progress,
+            )
+        else:
+            train, held = split
+            engine.fit(
+                [snapshot.texts[i] for i in train],
+                [snapshot.labels[i] for i in train],
+                knowledge=snapshot.knowledge,
+                calibration_texts=[snapshot.texts[i] for i in held],
+                calibration_labels=[snapshot.labels[i] for i in held],
+                refit_texts=snapshot.texts,
+                refit_labels=snapshot.labels,
+                traffic_texts=traffic,
+                progress=progress,
+                on_progress=on_progress,
+            )
         return _gate_and_save(engine, snapshot, settings, onnx=onnx)
+
+
+def traffic_limit(settings: Settings) -> int:
+    """How many traffic questions a snapshot reads: none when self-training is off."""
+    return settings.self_training_questions if settings.self_training else 0
+
+
+def self_training_traffic(snapshot: TrainingSnapshot, settings: Settings) -> list[str] | None:
+    """The snapshot's traffic questions when self-training applies (on, and at least the minimum)."""
+    if not settings.self_training or len(snapshot.traffic_texts) < settings.self_training_min_questions:
+        return None
+    return snapshot.traffic_texts
 
 
 def _gate_and_save(
@@ -252,7 +330,9 @@ def build_model(
     on_progress: ProgressCallback | None = None,
     min_pair_weight: float = MIN_PAIR_WEIGHT,
 ) -> BuildResult:
-    snapshot = training_snapshot(session, min_pair_weight=min_pair_weight)
+    snapshot = training_snapshot(
+        session, min_pair_weight=min_pair_weight, traffic_limit=traffic_limit(settings)
+    )
     engine, bundle, metrics = fit_bundle(
         snapshot, settings, progress=progress, onnx=onnx, on_progress=on_progress
     )

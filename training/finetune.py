@@ -579,10 +579,12 @@ def fit_engine_with_fine_tuning(
     on_loss: LossCallback | None = None,
     progress: bool = True,
     processes: int = 1,
+    traffic_texts: Sequence[str] | None = None,
 ) -> AnsweringEngine:
     """Fine-tune the encoder on most rows, calibrate on held-out rows, refit the members on all rows.
     With extra encoders (bot.engine.add_encoder) each one is fine-tuned the same way, one after another.
-    ``processes`` > 1 trains data-parallel under torchrun."""
+    ``processes`` > 1 trains data-parallel under torchrun. ``traffic_texts``: unlabelled questions the
+    members self-train on (AnsweringEngine.fit); the encoder is fine-tuned on the labelled rows only."""
     report = on_progress or (lambda _step, _fraction: None)
     train_index, held_index = calibration_split(labels, tuning.calibration_share, tuning.seed)
     train_texts, train_labels = [texts[i] for i in train_index], [labels[i] for i in train_index]
@@ -637,6 +639,7 @@ def fit_engine_with_fine_tuning(
         calibration_labels=[labels[i] for i in held_index],
         refit_texts=list(texts),
         refit_labels=list(labels),
+        traffic_texts=traffic_texts,
         progress=progress,
         on_progress=on_progress,
     )

@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -213,11 +214,12 @@ def _train(
 ) -> dict[str, Any]:
     """Fit the engine on the knowledge base plus verified crowd pairs; register the new model. Database
     sessions stay short: snapshot, then minutes of fitting without one, then register."""
-    from training.build import fit_bundle, register_bundle, training_snapshot
+    from training.build import fit_bundle, register_bundle, traffic_limit, training_snapshot
 
     spans = {
         "encode": (0.0, 0.3),
         "out-of-fold": (0.3, 0.8),
+        "self-training": (0.3, 0.8),
         "refit": (0.8, 0.92),
         "calibrate": (0.92, 0.97),
         "done": (0.97, 0.98),
@@ -228,7 +230,8 @@ def _train(
         spans = {
             "fine-tune": (0.02, 0.7),
             "encode": (0.7, 0.8),
-            "calibrate": (0.8, 0.95),
+            "self-training": (0.8, 0.9),
+            "calibrate": (0.9, 0.95),
             "done": (0.95, 0.98),
         }
 
@@ -240,9 +243,11 @@ def _train(
         low, high = spans.get("fine-tune", (0.0, 1.0))
         report(low + (high - low) * fraction, "fine-tune", loss=loss)
 
+    if params.get("self_training") is not None:  # this run's choice over the setting
+        settings = replace(settings, self_training=bool(params["self_training"]))
     report(0.0, "snapshot")
     with database.session() as session:
-        snapshot = training_snapshot(session)
+        snapshot = training_snapshot(session, traffic_limit=traffic_limit(settings))
     engine, bundle, metrics = fit_bundle(
         snapshot,
         settings,
@@ -273,6 +278,8 @@ def _train(
         "training_rows": len(snapshot.texts),
         "crowd_pairs": snapshot.crowd_pairs,
         "evaluation_rows": len(snapshot.evaluation_texts),
+        "traffic_questions": len(snapshot.traffic_texts),
+        "self_training": engine.manifest["training"].get("self_training"),
         "gate": result.metrics.get("gate"),
     }
 

@@ -60,6 +60,12 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
         load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "-1"})
     assert load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "10"}).keep_models == 10
     assert load_settings({}, environ={}).keep_models == 0
+    with pytest.raises(SettingsError, match=r"self_training_threshold must be in \[0.5, 1\), not 1.0"):
+        load_settings({}, environ={"HELPLOOP_SELF_TRAINING_THRESHOLD": "1.0"})
+    with pytest.raises(SettingsError, match="self_training_min_questions 1 or more"):
+        load_settings({}, environ={"HELPLOOP_SELF_TRAINING_MIN_QUESTIONS": "0"})
+    off = load_settings({}, environ={"HELPLOOP_SELF_TRAINING": "false"})
+    assert off.self_training is False and load_settings({}, environ={}).self_training is True
 
 
 def test_extra_encoders_are_a_list_without_repeats() -> None:

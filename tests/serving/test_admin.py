@@ -348,6 +348,7 @@ def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: An
     login(client, "omar")
     page = client.get("/operator/runs").get_data(as_text=True)
     assert 'name="head_epochs"' in page
+    assert 'name="self_training" value="1" checked' in page  # HELPLOOP_SELF_TRAINING is on by default
     token = csrf_token(page)
     refused = client.post(
         "/operator/runs", data={"csrf_token": token, "fine_tune": "1", "head_epochs": "lots"}
@@ -359,6 +360,12 @@ def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: An
     with app.extensions["helploop"].database.session() as session:
         jobs = session.scalars(select(Job).order_by(Job.id)).all()
         assert [job.params["fine_tune"] for job in jobs] == [{}, {"head_epochs": 2.5}]
+    # The self-training box: ticked, unticked (the form says it was shown), or not on the form at all.
+    for data in ({"self_training_shown": "1", "self_training": "1"}, {"self_training_shown": "1"}, {}):
+        client.post("/operator/runs", data={"csrf_token": token, **data})
+    with app.extensions["helploop"].database.session() as session:
+        jobs = session.scalars(select(Job).order_by(Job.id)).all()[2:]
+        assert [job.params.get("self_training") for job in jobs] == [True, False, None]
 
 
 def test_operator_manages_accounts_from_the_accounts_page(make_app: Any) -> None:
@@ -1688,3 +1695,42 @@ def test_a_resolved_item_becomes_a_check_question_from_its_page(make_app: Any) -
     assert "Not changed: the same question is check question" in again
     gold = operator.get("/operator/gold").get_data(as_text=True)
     assert "<strong>1</strong> active" in gold and "qwxz vbnm" in gold
+
+
+def test_the_run_page_says_what_self_training_added_or_left_out(make_app: Any) -> None:
+    from core.models import Job
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    helploop = app.extensions["helploop"]
+    operator = app.test_client()
+    login(operator, "omar")
+    summary = {"threshold": 0.8, "traffic_rows": 900, "pseudo_labelled": 640, "intents": 4}
+    results = [
+        {"self_training": {**summary, "kept": True}},
+        {
+            "self_training": {
+                **summary,
+                "kept": False,
+                "held_out_log_loss_without": 0.31,
+                "held_out_log_loss_with": 0.4,
+            }
+        },
+        {"self_training": None, "traffic_questions": 12},
+    ]
+    with helploop.database.session() as session:
+        version = session.scalars(select(ModelVersion.version)).first()
+        jobs = [Job(kind="train", status="succeeded", progress=1.0, created_by="omar") for _ in results]
+        for job, result in zip(jobs, results, strict=True):
+            job.result = {"version": version, "training_rows": 20, "crowd_pairs": 0, **result}
+        session.add_all(jobs)
+        session.flush()
+        ids = [job.id for job in jobs]
+    pages = [operator.get(f"/operator/runs/{i}").get_data(as_text=True) for i in ids]
+    lines = [re.search(r'<p[^>]*id="self-training">(.*?)</p>', page, flags=re.S) for page in pages]
+    assert all(lines)
+    kept, dropped, none = (m.group(1) for m in lines if m)
+    assert "of 900 questions from the turn log, 640" in kept and "at least 80" in kept
+    assert "were added as training-only examples" in kept
+    assert "<strong>left out</strong>" in dropped and "log loss 0.4000 against 0.3100" in dropped
+    assert "No self-training: 12 questions" in none

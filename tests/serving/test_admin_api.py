@@ -186,6 +186,12 @@ def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles:
         assert session.get(Job, job["id"]).params == {"onnx": True, "fine_tune": {}}
     assert client.get(queued.headers["Location"], headers=auth).get_json()["status"] == "queued"
     assert client.post("/api/v1/admin/train", json={"fine_tune": "yes"}, headers=auth).status_code == 400
+    bad = client.post("/api/v1/admin/train", json={"self_training": "no"}, headers=auth)
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "self_training"
+    plain = client.post("/api/v1/admin/train", json={"self_training": False}, headers=auth).get_json()
+    with helploop.database.session() as session:
+        assert session.get(Job, plain["id"]).params == {"onnx": True, "self_training": False}
+    client.post(f"/api/v1/admin/jobs/{plain['id']}/cancel", headers=auth)
     cancelled = client.post(f"/api/v1/admin/jobs/{job['id']}/cancel", headers=auth).get_json()
     assert cancelled["status"] == "cancelled"
     assert client.get("/api/v1/admin/jobs/999", headers=auth).status_code == 404

@@ -789,6 +789,46 @@ def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_fi
     assert cancelled.exit_code == 0 and "(cancelled)" in cancelled.output
 
 
+def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, answers_file: Path) -> None:
+    import json
+    from dataclasses import replace
+
+    from core.models import Job
+    from tests.conftest import add_turn, read_rows
+
+    settings = replace(settings, self_training_min_questions=50)
+    run(settings, "db", "upgrade")
+    run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
+    traffic, _ = read_rows(SMALL / "test.csv")  # questions customers asked, without their labels
+    with Database(settings).session() as session:
+        for i, text in enumerate(traffic):
+            add_turn(session, f"c{i % 7}", text)
+    assert run(settings, "train", "--wait", "--no-onnx").exit_code == 0
+    assert run(settings, "train", "--wait", "--no-onnx", "--no-self-training").exit_code == 0
+    with Database(settings).session() as session:
+        tuned, plain = session.get(Job, 1), session.get(Job, 2)
+        assert tuned is not None and plain is not None
+        assert "self_training" not in tuned.params and plain.params["self_training"] is False
+        assert tuned.result["traffic_questions"] == len(set(traffic))
+        summary = tuned.result["self_training"]
+        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.8
+        assert 0 < summary["pseudo_labelled"] <= len(set(traffic)) and isinstance(summary["kept"], bool)
+        assert plain.result["traffic_questions"] == 0 and plain.result["self_training"] is None
+        manifests = [
+            json.loads((Path(job.result["bundle_path"]) / "manifest.json").read_text())
+            for job in (tuned, plain)
+        ]
+    # Self-training calibrates on held-out labelled rows; without it, out of fold on all of them.
+    assert [m["training"]["calibration_source"] for m in manifests] == ["validation set", "out-of-fold"]
+    assert manifests[0]["data_hash"] != manifests[1]["data_hash"]
+    few = replace(settings, self_training_min_questions=len(traffic) + 1)  # too little traffic: as without
+    assert run(few, "train", "--wait", "--no-onnx").exit_code == 0
+    with Database(settings).session() as session:
+        third = session.get(Job, 3)
+        assert third is not None and third.result["self_training"] is None
+        assert third.result["traffic_questions"] == len(set(traffic))
+
+
 def test_crowd_reaggregate_wait(settings: Any, answers_file: Path) -> None:
     run(settings, "db", "upgrade")
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))

@@ -1,6 +1,6 @@
 import pytest
 
-from crowd_feedback.redaction import iban_valid, luhn_valid, redact
+from core.redaction import iban_valid, luhn_valid, redact
 
 
 @pytest.mark.parametrize(
