@@ -215,7 +215,7 @@ class EngineConfig:
     # Self-training on unlabelled traffic (``fit(traffic_texts=...)``): a traffic question the ensemble,
     # fitted without it, gives at least this probability becomes one more training-only example of that
     # intent (never a calibration row). None: traffic is ignored.
-    self_training_threshold: float | None = 0.8
+    self_training_threshold: float | None = 0.7
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:

@@ -811,7 +811,7 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
         assert "self_training" not in tuned.params and plain.params["self_training"] is False
         assert tuned.result["traffic_questions"] == len(set(traffic))
         summary = tuned.result["self_training"]
-        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.8
+        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.7
         assert 0 < summary["pseudo_labelled"] <= len(set(traffic)) and isinstance(summary["kept"], bool)
         assert plain.result["traffic_questions"] == 0 and plain.result["self_training"] is None
         manifests = [
