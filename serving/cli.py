@@ -541,7 +541,7 @@ def build(ctx: click.Context, onnx: bool) -> None:
     metrics = result.metrics
     click.echo(
         f"model {result.version} saved to {result.bundle_path}\n"
-        f"out-of-fold accuracy {metrics['accuracy']:.4f}, ECE {metrics['ece']:.4f}"
+        f"held-out accuracy {metrics['accuracy']:.4f}, ECE {metrics['ece']:.4f}"
     )
 
 
@@ -783,9 +783,16 @@ def _follow(database: Any, job_id: int) -> str:
     elif status == "succeeded" and result:
         click.echo(
             f"run {job_id} succeeded: model {result['version']} "
-            f"(out-of-fold accuracy {result['metrics']['accuracy']:.4f}, "
+            f"(held-out accuracy {result['metrics']['accuracy']:.4f}, "
             f"{result.get('crowd_pairs', 0)} crowd pairs)"
         )
+        st = result.get("self_training")
+        if st:
+            verdict = "added" if st["kept"] else "left out (the held-out rows fared worse)"
+            click.echo(
+                f"self-training: {st['pseudo_labelled']} of {st['traffic_rows']} log questions "
+                f"at or above {st['threshold']:g}, {verdict}"
+            )
     else:
         click.echo(f"run {job_id} {status}" + (f": {error.splitlines()[0]}" if error else ""), err=True)
     return status

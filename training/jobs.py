@@ -279,7 +279,7 @@ def _train(
         "crowd_pairs": snapshot.crowd_pairs,
         "evaluation_rows": len(snapshot.evaluation_texts),
         "traffic_questions": len(snapshot.traffic_texts),
-        "self_training": engine.manifest["training"].get("self_training"),
+        "self_training": engine.manifest.get("training", {}).get("self_training"),
         "gate": result.metrics.get("gate"),
     }
 

@@ -111,7 +111,7 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
     result = run(settings, "build", "--no-onnx")
     assert result.exit_code == 0, result.output
-    assert "out-of-fold accuracy" in result.output
+    assert "held-out accuracy" in result.output
     result = run(settings, "predict", "I lost my card, someone stole it")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -803,7 +803,11 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
     with Database(settings).session() as session:
         for i, text in enumerate(traffic):
             add_turn(session, f"c{i % 7}", text)
-    assert run(settings, "train", "--wait", "--no-onnx").exit_code == 0
+    tuned_run = run(settings, "train", "--wait", "--no-onnx")
+    assert (
+        tuned_run.exit_code == 0
+        and f"of {len(set(traffic))} log questions at or above 0.7" in tuned_run.output
+    )
     assert run(settings, "train", "--wait", "--no-onnx", "--no-self-training").exit_code == 0
     with Database(settings).session() as session:
         tuned, plain = session.get(Job, 1), session.get(Job, 2)
