@@ -166,14 +166,13 @@ def training_snapshot(
     kb_version = latest_kb_version(session)
     plan = serving_plan(session)
     production = plan["production"][1] if plan and plan["production"] else None
-    evaluation_texts = [all_texts[i] for i in evaluation_index]
     return TrainingSnapshot(
         texts,
         labels,
         knowledge_from_kb(kb),
         kb_version.id if kb_version else None,
         added,
-        evaluation_texts,
+        [all_texts[i] for i in evaluation_index],
         [all_labels[i] for i in evaluation_index],
         production,
         traffic_questions(session, exclude=[*all_texts, *texts], limit=traffic_limit),
