@@ -558,11 +558,22 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/admin/train": {
             "post": {
-                "summary": "Admin: queue a retraining (fine-tuning the encoder with fine_tune: true)",
+                "summary": (
+                    "Admin: queue a retraining (fine-tuning the encoder with fine_tune: true; self_training "
+                    "true/false overrides HELPLOOP_SELF_TRAINING for this run)"
+                ),
                 "security": ADMIN,
                 "requestBody": {
                     "required": False,
-                    **_json({"type": "object", "properties": {"fine_tune": {"type": "boolean"}}}),
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "fine_tune": {"type": "boolean"},
+                                "self_training": {"type": "boolean"},
+                            },
+                        }
+                    ),
                 },
                 "responses": {
                     "202": {"description": "Queued; follow it at the Location header", **_json(JOB)},

@@ -192,6 +192,9 @@ def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles:
     with helploop.database.session() as session:
         assert session.get(Job, plain["id"]).params == {"onnx": True, "self_training": False}
     client.post(f"/api/v1/admin/jobs/{plain['id']}/cancel", headers=auth)
+    described = client.get("/openapi.json").get_json()["paths"]["/api/v1/admin/train"]["post"]
+    body_schema = described["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["properties"]["self_training"] == {"type": "boolean"}
     cancelled = client.post(f"/api/v1/admin/jobs/{job['id']}/cancel", headers=auth).get_json()
     assert cancelled["status"] == "cancelled"
     assert client.get("/api/v1/admin/jobs/999", headers=auth).status_code == 404
