@@ -302,9 +302,9 @@ def training_data_hash(
     return digest.hexdigest()
 
 
-def _held_log_loss(members: list[str], scores: dict[str, np.ndarray], y: np.ndarray) -> float:
+def _held_log_loss(combiner: LogLinearCombiner, scores: dict[str, np.ndarray], y: np.ndarray) -> float:
     """Mean log loss on held-out rows of a combiner fitted on them (how self-training is judged)."""
-    probabilities = LogLinearCombiner(members).fit(scores, y).predict_proba(scores)
+    probabilities = combiner.predict_proba(scores)
     return round(float(-np.log(np.maximum(probabilities[np.arange(len(y)), y], 1e-12)).mean()), 6)
 
 
@@ -460,11 +460,9 @@ class AnsweringEngine:
             if traffic_texts and self.config.self_training_threshold is not None:
                 report("self-training", 0.0)
                 labelled = {*texts, *calibration_texts, *(refit_texts or [])}
+                plain_combiner = LogLinearCombiner(list(self.members)).fit(held_scores, held_y)
                 pseudo, pseudo_y, self_training = self._pseudo_labels(
-                    [t for t in dict.fromkeys(traffic_texts) if t not in labelled],
-                    held_scores,
-                    held_y,
-                    progress,
+                    [t for t in dict.fromkeys(traffic_texts) if t not in labelled], plain_combiner, progress
                 )
                 plain_members = self.members
                 self._fit_members(
@@ -476,10 +474,9 @@ class AnsweringEngine:
                 # Kept unless the labelled held-out rows are predicted worse with them (log loss, each
                 # combiner fitted on those rows, by more than SELF_TRAINING_TOLERANCE): on a small
                 # knowledge base it can cost more than it gains.
-                before, after = (
-                    _held_log_loss(list(self.members), scores, held_y)
-                    for scores in (held_scores, tuned_scores)
-                )
+                before = _held_log_loss(plain_combiner, held_scores, held_y)
+                tuned_combiner = LogLinearCombiner(list(self.members)).fit(tuned_scores, held_y)
+                after = _held_log_loss(tuned_combiner, tuned_scores, held_y)
                 kept = after <= before + SELF_TRAINING_TOLERANCE
                 self_training.update(
                     held_out_log_loss_without=before, held_out_log_loss_with=after, kept=kept
@@ -585,17 +582,13 @@ class AnsweringEngine:
         return self
 
     def _pseudo_labels(
-        self, traffic: list[str], held_scores: dict[str, np.ndarray], held_y: np.ndarray, progress: bool
+        self, traffic: list[str], combiner: LogLinearCombiner, progress: bool
     ) -> tuple[FeatureBatch, np.ndarray, dict[str, Any]]:
-        """The traffic questions the members fitted so far (with a combiner fitted on the calibration rows)
-        give at least the threshold, labelled with their top intent; out-of-scope ones are left out."""
+        """The traffic questions the members fitted so far (with ``combiner``, fitted on the calibration
+        rows) give at least the threshold, labelled with their top intent; out-of-scope ones are left out."""
         threshold = float(self.config.self_training_threshold or 0.0)
         features = self.featurise(traffic, progress=progress)
-        probabilities = (
-            LogLinearCombiner(list(self.members))
-            .fit(held_scores, held_y)
-            .predict_proba(self.member_scores(features))
-        )
+        probabilities = combiner.predict_proba(self.member_scores(features))
         top = probabilities.argmax(axis=1)
         keep = probabilities.max(axis=1) >= threshold
         if OUT_OF_SCOPE in self.labels:
