@@ -262,16 +262,21 @@ def _train(
         )
     report(0.99, "registered")
     pruned: list[str] = []
+    prune_failed: dict[str, str] = {}
     if settings.keep_models > 0:
         from training.model_retention import prune_models
 
         try:
             pruning = prune_models(database, settings, keep=settings.keep_models, actor="training run")
-            pruned = [p.version for p in pruning.pruned]
+            # A bundle whose folder could not be deleted is not pruned: it is named apart, and the next
+            # prune tries it again.
+            pruned = [p.version for p in pruning.pruned if p.version not in pruning.failed]
+            prune_failed = dict(pruning.failed)
         except Exception:  # the model is built and registered: pruning is housekeeping, never the run's fate
             log.exception("pruning old model bundles after training failed")
     return {
         "pruned_models": pruned,
+        "prune_failed": prune_failed,
         "version": result.version,
         "bundle_path": str(result.bundle_path),
         "metrics": result.metrics,

@@ -206,11 +206,13 @@ def test_before_any_deployment_the_newest_model_serves_and_is_kept(
     assert (model_dir / "a3").is_dir() and not (model_dir / "a1").exists()
 
 
+@pytest.mark.parametrize("stuck", [False, True], ids=["deleted", "folder-stuck"])
 def test_a_training_run_prunes_when_keep_models_is_set(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, stuck: bool
 ) -> None:
-    """``HELPLOOP_KEEP_MODELS``: after registering its model, the run deletes the bundles beyond it. (SQLite
-    only: it commits a knowledge base, which the PostgreSQL schema shared by the session must not keep.)"""
+    """``HELPLOOP_KEEP_MODELS``: after registering its model, the run deletes the bundles beyond it; one whose
+    folder cannot be deleted is reported apart, not as pruned. (SQLite only: it commits a knowledge base,
+    which the PostgreSQL schema shared by the session must not keep.)"""
     from core import migrate
     from core.kb_files import IntentData, KnowledgeBaseData
     from core.knowledge_base import import_knowledge_base
@@ -236,11 +238,27 @@ def test_a_training_run_prunes_when_keep_models_is_set(
         return engine, folder, {"gate": {"decision": "no_baseline"}}
 
     monkeypatch.setattr(build, "fit_bundle", fake_fit)
+    if stuck:
+        real = shutil.rmtree
+
+        def stubborn(path: str, *args: Any, **kwargs: Any) -> None:
+            if Path(path).name == "t2":
+                raise PermissionError(13, "Permission denied", path)
+            real(path, *args, **kwargs)
+
+        monkeypatch.setattr(model_retention.shutil, "rmtree", stubborn)
     results = [jobs._train(database, settings, {}, lambda *a, **k: None) for _ in range(3)]
     # t1 serves (pinned as production when t2 is registered), t3 is the newest: t2 goes.
-    assert [r["pruned_models"] for r in results] == [[], [], ["t2"]]
     model_dir = Path(settings.model_dir)
-    assert (model_dir / "t1").is_dir() and not (model_dir / "t2").exists() and (model_dir / "t3").is_dir()
+    if stuck:
+        assert [r["pruned_models"] for r in results] == [[], [], []]
+        assert [sorted(r["prune_failed"]) for r in results] == [[], [], ["t2"]]
+        assert "Permission denied" in results[2]["prune_failed"]["t2"] and (model_dir / "t2").is_dir()
+    else:
+        assert [r["pruned_models"] for r in results] == [[], [], ["t2"]]
+        assert [r["prune_failed"] for r in results] == [{}, {}, {}]
+        assert not (model_dir / "t2").exists()
+    assert (model_dir / "t1").is_dir() and (model_dir / "t3").is_dir()
     with database.session() as session:
         assert session.scalars(select(ModelVersion).where(ModelVersion.version == "t2")).one().pruned_by == (
             "training run"
