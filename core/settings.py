@@ -69,7 +69,7 @@ class Settings:
     # combiner and the gate are still fitted on held-out labelled rows only. Below self_training_min_questions
     # questions, runs train as without it. Figures in the README.
     self_training: bool = True
-    self_training_threshold: float = 0.7
+    self_training_threshold: float = 0.9  # bot.engine.EngineConfig explains the choice
     self_training_questions: int = 20_000
     self_training_min_questions: int = 200
     # Fine-tuning runs data-parallel over this many processes (one per GPU, or CPU processes over gloo)

@@ -806,7 +806,7 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
     tuned_run = run(settings, "train", "--wait", "--no-onnx")
     assert (
         tuned_run.exit_code == 0
-        and f"of {len(set(traffic))} log questions at or above 0.7" in tuned_run.output
+        and f"of {len(set(traffic))} log questions at or above 0.9" in tuned_run.output
     )
     assert run(settings, "train", "--wait", "--no-onnx", "--no-self-training").exit_code == 0
     with Database(settings).session() as session:
@@ -815,7 +815,7 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
         assert "self_training" not in tuned.params and plain.params["self_training"] is False
         assert tuned.result["traffic_questions"] == len(set(traffic))
         summary = tuned.result["self_training"]
-        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.7
+        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.9
         assert 0 < summary["pseudo_labelled"] <= len(set(traffic)) and isinstance(summary["kept"], bool)
         assert plain.result["traffic_questions"] == 0 and plain.result["self_training"] is None
         manifests = [
