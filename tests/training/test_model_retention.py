@@ -152,18 +152,24 @@ def test_rollback_skips_a_pruned_production_and_says_when_none_is_left(
         assert row.production_version == "v4"
 
 
+def refuse_to_delete(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Pruning's rmtree fails with "Permission denied" on folders called ``name`` (and deletes the rest)."""
+    real = shutil.rmtree
+
+    def stubborn(path: str, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", path)
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(model_retention.shutil, "rmtree", stubborn)
+
+
 def test_a_folder_that_cannot_be_deleted_is_reported_and_tried_again(
     database: Database, history: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = database.settings
     real = shutil.rmtree
-
-    def stubborn(path: str, *args: Any, **kwargs: Any) -> None:
-        if Path(path).name == "v6":
-            raise PermissionError(13, "Permission denied", path)
-        real(path, *args, **kwargs)
-
-    monkeypatch.setattr(model_retention.shutil, "rmtree", stubborn)
+    refuse_to_delete(monkeypatch, "v6")
     report = prune_models(database, settings, keep=2, keep_rollbacks=2, actor="omar")
     assert set(report.failed) == {"v6"} and "Permission denied" in report.failed["v6"]
     assert report.freed_bytes == 1003 and history["v6"].is_dir() and not history["v1"].exists()
@@ -239,14 +245,7 @@ def test_a_training_run_prunes_when_keep_models_is_set(
 
     monkeypatch.setattr(build, "fit_bundle", fake_fit)
     if stuck:
-        real = shutil.rmtree
-
-        def stubborn(path: str, *args: Any, **kwargs: Any) -> None:
-            if Path(path).name == "t2":
-                raise PermissionError(13, "Permission denied", path)
-            real(path, *args, **kwargs)
-
-        monkeypatch.setattr(model_retention.shutil, "rmtree", stubborn)
+        refuse_to_delete(monkeypatch, "t2")
     results = [jobs._train(database, settings, {}, lambda *a, **k: None) for _ in range(3)]
     # t1 serves (pinned as production when t2 is registered), t3 is the newest: t2 goes.
     model_dir = Path(settings.model_dir)
