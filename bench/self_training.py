@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -77,6 +78,7 @@ def run_seed(
     traffic = [t for t, label in zip(*pool, strict=True) if (t, label) not in labelled]
     kept, held = calibration_split(labels, 0.15, seed)
     source = encoder
+    work = Path(tempfile.mkdtemp(prefix="helploop-st-"))  # the tuned encoder, removed after this seed
     if fine_tune:  # as fit_engine_with_fine_tuning: the encoder learns from the rows outside the split
         tuning = FineTuneConfig(seed=seed)
         source = str(
@@ -84,7 +86,7 @@ def run_seed(
                 encoder,
                 [texts[i] for i in kept],
                 [labels[i] for i in kept],
-                Path(tempfile.mkdtemp(prefix="helploop-st-")),
+                work,
                 tuning,
                 progress=False,
             )
@@ -137,6 +139,7 @@ def run_seed(
             f"members {members_ms:.2f} ms, {row[variant]['members_mb']:.1f} MB",
             flush=True,
         )
+    shutil.rmtree(work, ignore_errors=True)
     return row, None if fine_tune else encoders
 
 
@@ -145,7 +148,10 @@ def validation_split(
 ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
     """(pool, evaluation): VALIDATION_ROWS rows of train held out, drawn per seed."""
     order = np.random.default_rng(100 + seed).permutation(len(train[0]))
-    pick = lambda rows: ([train[0][i] for i in rows], [train[1][i] for i in rows])  # noqa: E731
+
+    def pick(rows: np.ndarray) -> tuple[list[str], list[str]]:
+        return [train[0][i] for i in rows], [train[1][i] for i in rows]
+
     return pick(order[VALIDATION_ROWS:]), pick(order[:VALIDATION_ROWS])
 
 
