@@ -217,7 +217,7 @@ class EngineConfig:
     # intent (never a calibration row). None: traffic is ignored. 0.9 on the validation split of BANKING77
     # train (10-shot, MiniLM, 3,000 held-out rows, seeds 0-2, frozen and fine-tuned): about the accuracy of
     # 0.7 (+0.63 against +0.68 points over no traffic) without its loss of coverage at 99 % precision
-    # (-0.05 against -5.6 points); see the README.
+    # (-0.06 against -5.6 points); see the README.
     self_training_threshold: float | None = 0.9
 
     @classmethod
