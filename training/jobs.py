@@ -268,9 +268,8 @@ def _train(
 
         try:
             pruning = prune_models(database, settings, keep=settings.keep_models, actor="training run")
-            # A bundle whose folder could not be deleted is not pruned: it is named apart, and the next
-            # prune tries it again.
-            pruned = [p.version for p in pruning.pruned if p.version not in pruning.failed]
+            # A bundle whose folder could not be deleted is named apart; the next prune tries it again.
+            pruned = pruning.deleted_versions
             prune_failed = dict(pruning.failed)
         except Exception:  # the model is built and registered: pruning is housekeeping, never the run's fate
             log.exception("pruning old model bundles after training failed")

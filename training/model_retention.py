@@ -57,6 +57,11 @@ class PruneReport:
     dry_run: bool = False
 
     @property
+    def deleted_versions(self) -> list[str]:
+        """The versions whose bundle folder is gone (``pruned`` less those whose deletion failed)."""
+        return [p.version for p in self.pruned if p.version not in self.failed]
+
+    @property
     def freed_bytes(self) -> int:
         return sum(p.bytes for p in self.pruned if p.version not in self.failed)
 
@@ -205,7 +210,7 @@ def prune_job(
     )
     report(0.99, "done")
     return {
-        "pruned": [p.version for p in result.pruned if p.version not in result.failed],
+        "pruned": result.deleted_versions,
         "bytes": result.freed_bytes,
         "failed": result.failed,
     }
