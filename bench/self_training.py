@@ -78,8 +78,9 @@ def run_seed(
     traffic = [t for t, label in zip(*pool, strict=True) if (t, label) not in labelled]
     kept, held = calibration_split(labels, 0.15, seed)
     source = encoder
-    work = Path(tempfile.mkdtemp(prefix="helploop-st-"))  # the tuned encoder, removed after this seed
+    work = None
     if fine_tune:  # as fit_engine_with_fine_tuning: the encoder learns from the rows outside the split
+        work = Path(tempfile.mkdtemp(prefix="helploop-st-"))  # the tuned encoder, removed after this seed
         tuning = FineTuneConfig(seed=seed)
         source = str(
             fine_tune_encoder(
@@ -139,7 +140,8 @@ def run_seed(
             f"members {members_ms:.2f} ms, {row[variant]['members_mb']:.1f} MB",
             flush=True,
         )
-    shutil.rmtree(work, ignore_errors=True)
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
     return row, None if fine_tune else encoders
 
 
