@@ -9,7 +9,8 @@ other 15 %, refit the members on all, score on the test split. CPU here; uses CU
     .venv/bin/python bench/fine_tune.py --traffic   # + self-training on the other train rows, unlabelled
 
 --traffic: the training split's rows outside the shots, without their labels, are the bot's traffic
-(AnsweringEngine.fit(traffic_texts=...), as a training run reads the turn log); written to *_traffic.json.
+(AnsweringEngine.fit(traffic_texts=...), as a training run reads the turn log); written to *_traffic_T.json,
+T the self-training threshold (--threshold, default the engine's).
 
 Writes bench/results/fine_tune.json (few-shot) or fine_tune_full.json (--shots 0); with --encoder NAME,
 fine_tune_NAME.json, compared with accuracy_NAME.json. With --extra-encoder (an ensemble across encoders,
@@ -85,8 +86,9 @@ def main() -> None:
     if args.extra_encoder:
         suffix = "_" + "+".join(Path(e).name for e in [args.encoder or DEFAULT_ENCODER, *args.extra_encoder])
     accuracy_json = args.out / f"accuracy{suffix}.json"
+    threshold = args.threshold if args.threshold is not None else EngineConfig().self_training_threshold
     if args.traffic:
-        suffix += "_traffic"
+        suffix += f"_traffic_{threshold:g}"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
         if args.shots:
@@ -100,8 +102,7 @@ def main() -> None:
         few = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
         started = time.perf_counter()
         config = EngineConfig(seed=seed, encoder={**EngineConfig().encoder, "source": encoder})
-        if args.threshold is not None:
-            config.self_training_threshold = args.threshold
+        config.self_training_threshold = threshold
         traffic = None
         if args.traffic:
             shot_rows = set(zip(*few, strict=True))
@@ -109,11 +110,14 @@ def main() -> None:
         for extra in args.extra_encoder:
             config = add_encoder(config, extra)
         tuning = FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed)
+        # The tuned encoders (about 90 MB for MiniLM, 440 MB for mpnet each) are read from here until the
+        # seed is scored, then removed.
+        scratch = tempfile.TemporaryDirectory(prefix="helploop-ft-")
         engine = fit_engine_with_fine_tuning(
             *few,
             config=config,
             tuning=tuning,
-            work_dir=tempfile.mkdtemp(prefix="helploop-ft-"),
+            work_dir=scratch.name,
             progress=False,
             traffic_texts=traffic,
         )
@@ -143,6 +147,7 @@ def main() -> None:
         )
         # Written after every seed: a long CPU run that is stopped keeps the seeds it finished.
         write_results(args, [encoder, *args.extra_encoder], rows, suffix, complete=False)
+        scratch.cleanup()
     mean = float(np.mean([r["accuracy"] for r in rows.values()]))
     if args.extra_encoder:
         names = list(next(iter(rows.values()))["each_encoder_alone"])

@@ -10,8 +10,13 @@ labels into training pairs; the model is retrained and scored on the test split.
 which of a cluster's other member questions ask the same as the shown one (right as often as their labels
 are; spammers toss a coin); a member the ticks do not keep gets no pair, as in the product
 (``crowd_feedback.review.member_kept``; ``--no-member-check`` copies the label to every member).
-``--first-judgements 3 --no-model-voter --no-member-check`` reproduces the first version of this benchmark
-(three judgements up front, people only).
+``--first-judgements 3 --no-model-voter --no-member-check --no-self-training`` reproduces the first version
+of this benchmark (three judgements up front, people only).
+
+Every retrain also self-trains, as a training run does by default (HELPLOOP_SELF_TRAINING): the messages
+streamed so far that no review item holds are the unlabelled turn log (from 200 of them on), and the engine
+calibrates on a 15 % held-out share of its rows (training.build's recipe). ``--no-self-training``: out-of-fold
+calibration and no log, as before self-training existed (written to loop_sim[_validation]_no_self_training.*).
 
 Arms, same budget, same reviewers, same traffic:
   helploop  — the product's router: uncertain, ambiguous and disagreeing turns (and a 2 % audit sample of
@@ -54,6 +59,8 @@ from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 from crowd_feedback.aggregation import Answer, Shortlists, get_strategy  # noqa: E402
 from crowd_feedback.review import member_kept  # noqa: E402
+from training.build import CALIBRATION_SHARE  # noqa: E402
+from training.finetune import calibration_split  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 JUDGEMENTS_PER_ITEM = 3
@@ -63,6 +70,7 @@ AUDIT_RATE = 0.02  # the product's default share of confident answers sent to re
 MIN_POSTERIOR = 0.9
 SHORTLIST = 5  # candidates a review item keeps (the product stores the bot's top 5)
 MEMBERS_SHOWN = 8  # the product's default: other member questions a reviewer confirms
+SELF_TRAINING_MIN_QUESTIONS = 200  # the product's default (HELPLOOP_SELF_TRAINING_MIN_QUESTIONS)
 
 
 class Crowd:
@@ -104,9 +112,28 @@ class Crowd:
         return same if right else not same
 
 
-def fit(encoder: CachingEncoder, texts: list[str], labels: list[str], seed: int) -> AnsweringEngine:
+def fit(
+    encoder: CachingEncoder,
+    texts: list[str],
+    labels: list[str],
+    seed: int,
+    traffic: list[str] | None = None,
+) -> AnsweringEngine:
+    """A training run's fit: out of fold without a log; with one (``traffic``, from
+    SELF_TRAINING_MIN_QUESTIONS on), calibrated on a held-out share and self-trained on it."""
     engine = AnsweringEngine(EngineConfig(cv_folds=3, seed=seed), encoders={"minilm": encoder})
-    return engine.fit(texts, labels)
+    if not traffic or len(traffic) < SELF_TRAINING_MIN_QUESTIONS:
+        return engine.fit(texts, labels)
+    train, held = calibration_split(labels, CALIBRATION_SHARE, seed)
+    return engine.fit(
+        [texts[i] for i in train],
+        [labels[i] for i in train],
+        calibration_texts=[texts[i] for i in held],
+        calibration_labels=[labels[i] for i in held],
+        refit_texts=texts,
+        refit_labels=labels,
+        traffic_texts=traffic,
+    )
 
 
 def accuracy(engine: AnsweringEngine, test: tuple[list[str], list[str]]) -> float:
@@ -247,7 +274,14 @@ def run_arm(
                     pair_texts.append(traffic[m][0])
                     pair_labels.append(item_labels[item])
                     pair_truth.append(traffic[m][1])
-        engine = fit(encoder, kb_texts + pair_texts, kb_labels + pair_labels, args.seed)
+        # The turn log so far, less what review items hold (the crowd labels those), as a training run
+        # reads it.
+        log = (
+            [t for t, _ in traffic[: round_number * args.traffic] if t not in reviewed]
+            if args.self_training
+            else None
+        )
+        engine = fit(encoder, kb_texts + pair_texts, kb_labels + pair_labels, args.seed, log)
         correct_pairs = sum(a == b for a, b in zip(pair_labels, pair_truth, strict=True))
         point = {
             "round": round_number,
@@ -363,6 +397,12 @@ def main() -> None:
         help="copy an item's label to every member question (before reviewers confirmed members)",
     )
     parser.add_argument(
+        "--no-self-training",
+        dest="self_training",
+        action="store_false",
+        help="retrain without the unlabelled log (the product self-trains on it by default)",
+    )
+    parser.add_argument(
         "--validate",
         action="store_true",
         help="score on the training rows the run never streams, not on the test split (for design choices)",
@@ -414,7 +454,9 @@ def main() -> None:
         seed_list = ", ".join(map(str, seeds))
         print(f"{name}: {listed} (seeds {seed_list}), mean {mean:.2f} (target <= {target}): {verdict}")
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "loop_sim_validation" if args.validate else "loop_sim"
+    name = ("loop_sim_validation" if args.validate else "loop_sim") + (
+        "" if args.self_training else "_no_self_training"
+    )
     recorded = {k: str(v) for k, v in vars(args).items() if k != "seeds"}
     (args.out / f"{name}.json").write_text(
         json.dumps(

@@ -67,3 +67,27 @@ def test_simulated_member_ticks_follow_reviewer_accuracy(loop_sim):
     ticks = [crowd.same_question(spammer, True) for _ in range(2000)]
     assert np.mean(ticks) == pytest.approx(0.5, abs=0.04)  # a spammer's tick is a coin toss
     assert crowd.same_question("oracle0", False) is False  # not in the crowd: the oracle is always right
+
+
+def test_retrains_self_train_on_the_log_from_the_products_minimum(loop_sim, hashing_encoder) -> None:
+    """As a training run: below 200 log questions an out-of-fold fit that ignores them; from 200 on a fit
+    calibrated on a held-out share that self-trains on the log."""
+    from tests.conftest import TOY
+
+    texts = [t for rows in TOY.values() for t in rows]
+    labels = [label for label, rows in TOY.items() for _ in rows]
+    log = [f"{texts[i % len(texts)]} please {i}" for i in range(loop_sim.SELF_TRAINING_MIN_QUESTIONS)]
+    short = loop_sim.fit(hashing_encoder, texts, labels, 0, log[:-1])
+    assert short.manifest["training"]["calibration_source"] == "out-of-fold"
+    assert "self_training" not in short.manifest["training"]
+    tuned = loop_sim.fit(hashing_encoder, texts, labels, 0, log)
+    assert tuned.manifest["training"]["calibration_source"] == "validation set"
+    summary = tuned.manifest["training"]["self_training"]
+    assert summary["traffic_rows"] == len(log) and summary["threshold"] == 0.9
+    training = tuned.manifest["training"]
+    assert training["rows"] + training["calibration_rows"] == len(texts)  # 15 % held out (one per intent)
+    assert training["calibration_rows"] == len(TOY)
+    assert (
+        loop_sim.fit(hashing_encoder, texts, labels, 0, None).manifest["data_hash"]
+        == short.manifest["data_hash"]
+    )
