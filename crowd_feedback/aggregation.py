@@ -210,6 +210,33 @@ def _clamp(posterior: np.ndarray, gold: dict[int, int]) -> np.ndarray:
     return posterior
 
 
+def _people_then_shortlists(
+    data: EncodedAnswers,
+    people: np.ndarray,
+    worker_accuracy: dict[str, float],
+    iterations: int,
+    gold: dict[int, int],
+    shortlists: Shortlists | None,
+    details: dict[str, Any] | None = None,
+) -> AggregationResult:
+    """The Dawid–Skene family's result: the people's posterior, then the shortlists (``with_shortlists``),
+    with gold items clamped again."""
+    posterior, shortlist_details = with_shortlists(data, people, shortlists)
+    return AggregationResult(
+        data.items,
+        data.classes,
+        _clamp(posterior, gold),
+        worker_accuracy,
+        iterations,
+        (details or {}) | shortlist_details,
+    )
+
+
+def _diagonal_accuracy(data: EncodedAnswers, confusion: np.ndarray) -> dict[str, float]:
+    """Each reviewer's mean chance of giving the true label (the confusion matrix's diagonal)."""
+    return {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
+
+
 def _confusion_counts(data: EncodedAnswers, posterior: np.ndarray) -> np.ndarray:
     _, n_workers, n_classes = data.shape
     cell = data.worker * n_classes + data.label  # (worker, observed label) as one index
@@ -388,18 +415,17 @@ class DawidSkene(AggregationStrategy):
         shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
+        gold_index = self._gold_index(data, gold)
         posterior, confusion, _, iterations = run_em(
             data,
             prior_strength=None,
             smoothing=self.smoothing,
-            gold=self._gold_index(data, gold),
+            gold=gold_index,
             max_iterations=self.max_iterations,
             item_log_prior=model_log_likelihood(data, model_votes),
         )
-        accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
-        posterior, details = with_shortlists(data, posterior, shortlists)
-        posterior = _clamp(posterior, self._gold_index(data, gold))
-        return AggregationResult(data.items, data.classes, posterior, accuracy, iterations, details)
+        accuracy = _diagonal_accuracy(data, confusion)
+        return _people_then_shortlists(data, posterior, accuracy, iterations, gold_index, shortlists)
 
 
 class OneCoinDawidSkene(AggregationStrategy):
@@ -452,9 +478,7 @@ class OneCoinDawidSkene(AggregationStrategy):
                 break
             previous = log_likelihood
         worker_accuracy = {w: float(accuracy[i]) for i, w in enumerate(data.workers)}
-        posterior, details = with_shortlists(data, posterior, shortlists)
-        posterior = _clamp(posterior, gold_index)
-        return AggregationResult(data.items, data.classes, posterior, worker_accuracy, iterations, details)
+        return _people_then_shortlists(data, posterior, worker_accuracy, iterations, gold_index, shortlists)
 
 
 class HierarchicalDawidSkene(AggregationStrategy):
@@ -488,6 +512,7 @@ class HierarchicalDawidSkene(AggregationStrategy):
         shortlists: Shortlists | None = None,
     ) -> AggregationResult:
         data = EncodedAnswers(answers, classes)
+        gold_index = self._gold_index(data, gold)
         scores: dict[float, float] = {}
         strength = self.prior_strength
         if strength is None:
@@ -495,20 +520,18 @@ class HierarchicalDawidSkene(AggregationStrategy):
         posterior, confusion, _, iterations = run_em(
             data,
             prior_strength=strength,
-            gold=self._gold_index(data, gold),
+            gold=gold_index,
             max_iterations=self.max_iterations,
             item_log_prior=model_log_likelihood(data, model_votes),
         )
-        accuracy = {w: float(np.mean(np.diag(confusion[i]))) for i, w in enumerate(data.workers)}
-        posterior, details = with_shortlists(data, posterior, shortlists)
-        posterior = _clamp(posterior, self._gold_index(data, gold))
-        return AggregationResult(
-            data.items,
-            data.classes,
+        return _people_then_shortlists(
+            data,
             posterior,
-            accuracy,
+            _diagonal_accuracy(data, confusion),
             iterations,
-            {"prior_strength": strength, "held_out_log_likelihood": scores} | details,
+            gold_index,
+            shortlists,
+            {"prior_strength": strength, "held_out_log_likelihood": scores},
         )
 
 
