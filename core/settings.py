@@ -7,6 +7,7 @@ stops the process with a message that names the offending source and key.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -101,6 +102,11 @@ class Settings:
     # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
+    # A typed request for a person ("can I talk to a human?", bot.handoff) is answered as the "Talk to a
+    # person" button is: handoff_requested_message (or the offline one), and no review item. The pattern adds
+    # a deployment's own phrasing (a Python regular expression, searched case-insensitively).
+    handoff_requests: bool = True
+    handoff_request_pattern: str = ""
     clarify_message: str = "Did you mean one of these?"
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
@@ -208,6 +214,13 @@ class Settings:
             raise SettingsError(f"backup_keep must be 1 or more, not {self.backup_keep}")
         if self.keep_models < 0:
             raise SettingsError(f"keep_models must be 0 (keep every bundle) or more, not {self.keep_models}")
+        try:
+            re.compile(self.handoff_request_pattern)
+        except re.error as exc:
+            raise SettingsError(
+                f"handoff_request_pattern is not a valid regular expression ({exc}): "
+                f"{self.handoff_request_pattern!r}"
+            ) from None
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")
@@ -222,6 +235,12 @@ class Settings:
     def extra_encoder_sources(self) -> tuple[str, ...]:
         """The extra encoders of the ensemble, in the order given."""
         return tuple(e.strip() for e in self.extra_encoders.split(",") if e.strip())
+
+    @property
+    def handoff_request_regex(self) -> re.Pattern[str] | None:
+        """The deployment's own pattern for a typed request for a person (None when not set)."""
+        pattern = self.handoff_request_pattern.strip()
+        return re.compile(pattern, re.IGNORECASE) if pattern else None
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.handoff import asks_for_person
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -151,7 +153,21 @@ def answer_message(
     else:
         prediction = engine.predict(message)
     latency_ms = (time.perf_counter() - started) * 1000
-    text = reply_text(prediction)
+    settings = helploop.settings
+    # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
+    # entry, and nothing for reviewers to label. The model's candidates are still logged.
+    requested = (
+        arm != SUGGESTION_ARM
+        and settings.handoff_requests
+        and asks_for_person(message, settings.handoff_request_regex)
+    )
+    if requested:
+        prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
+        online = operators_online(session, within_seconds=settings.presence_seconds) > 0
+        session.commit()  # end the read transaction before the write below
+        text = settings.handoff_requested_message if online else settings.handoff_offline_message
+    else:
+        text = reply_text(prediction)
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
@@ -166,6 +182,8 @@ def answer_message(
             if arm == SUGGESTION_ARM
             else None
         )
+        if requested:
+            request_handoff(session, conversation_id=conversation.id)
         turn = log_turn(
             session,
             conversation_id=conversation.id,
@@ -186,10 +204,11 @@ def answer_message(
     if choice is not None:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if news:
-        helploop.notifier.notify(session_id=conversation.id, reason="bot", message=redact(message))
+        reason = "asked" if requested else "bot"
+        helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM:
         helploop.shadow.submit(serving.shadow, turn.id, message)
-    if arm != SUGGESTION_ARM:
+    if arm != SUGGESTION_ARM and not requested:
         reasons = review_reasons(
             status=prediction.status,
             members_disagree=prediction.members_disagree,

@@ -355,6 +355,53 @@ def log_card_turns(database: Any, rows: list[tuple[str, str]]) -> list[int]:
     return ids
 
 
+def test_a_typed_request_for_a_person_is_the_button_not_a_guess(make_app: Any) -> None:
+    """ "Can I talk to a human?" gets the reply of the "Talk to a person" button (offline here: no operator
+    has a page open), opens the handoff inbox entry, logs the model's candidates, and is no review item; a
+    deployment adds its own phrasing."""
+    from core.models import Conversation, ReviewItemTurn
+
+    app = make_app(ratelimit_enabled=False, handoff_request_pattern=r"\bmit einem menschen\b")
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    first = chat(client, "when will my card arrive").get_json()
+    asked = chat(client, "can I talk to a real person please?", session_id=first["session_id"]).get_json()
+    assert asked["status"] == "handoff" and asked["intent"] is None and asked["suggestions"] == []
+    assert asked["answer"] == helploop.settings.handoff_offline_message
+    german = chat(client, "Ich will mit einem Menschen sprechen").get_json()
+    assert german["status"] == "handoff"
+    assert german["answer"] == helploop.settings.handoff_offline_message
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        logged = {t.id: t for t in session.scalars(select(Turn))}
+        assert logged[asked["turn_id"]].status == "handoff" and logged[asked["turn_id"]].candidates
+        assert logged[asked["turn_id"]].answer == helploop.settings.handoff_offline_message
+        for reply in (asked, german):
+            assert session.get(Conversation, reply["session_id"]).handoff_requested_at is not None
+        routed = set(session.scalars(select(ReviewItemTurn.turn_id)))
+        assert asked["turn_id"] not in routed and german["turn_id"] not in routed
+    assert client.get(f"/api/v1/sessions/{first['session_id']}").get_json()["handoff_requested"] is True
+    # A question about paying a person is still a question.
+    assert chat(client, "I want to transfer money to another person").get_json()["answer"] not in {
+        helploop.settings.handoff_offline_message,
+        helploop.settings.handoff_requested_message,
+    }
+
+
+def test_a_typed_request_for_a_person_can_be_left_to_the_model(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, handoff_requests=False)
+    settings = app.extensions["helploop"].settings
+    plain = chat(app.test_client(), "can I talk to a real person please?").get_json()
+    assert plain["answer"] not in {settings.handoff_offline_message, settings.handoff_requested_message}
+
+
+def test_a_handoff_request_pattern_that_is_no_regular_expression_is_refused() -> None:
+    from core.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="handoff_request_pattern is not a valid regular expression"):
+        load_settings(overrides={"handoff_request_pattern": "(unclosed", "environment": "testing"})
+
+
 def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) -> None:
     """Confident look-alikes are a bonus: with the queue half full they are skipped (and counted); turns
     with a reason for review always get their place."""

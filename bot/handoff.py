@@ -1,0 +1,54 @@
+"""Does the customer ask for a person? ("can I talk to a human", "agent please", "connect me to support".)
+
+A customer who types that wants what the widget's "Talk to a person" button does, not "I'm not sure I
+understood", and the message is not a question the knowledge base answers, so it is no review item either.
+The rule is deliberately narrow: a verb of reaching someone followed closely by who ("speak to an advisor",
+"contact customer service"), or a message that is only who ("human", "a real person please"). Questions
+about paying or sending money to a person ("transfer money to another person", "someone else used my card")
+do not match; `tests/bot/test_handoff.py` lists both kinds, and not one BANKING77 training question matches.
+Deployments in other languages add their own phrasing with one more pattern
+(``HELPLOOP_HANDOFF_REQUEST_PATTERN``)."""
+
+from __future__ import annotations
+
+import re
+
+WHO = (
+    r"(?:(?:a|an|the|your|some|one of your)\s+)?(?:real\s+|live\s+|actual\s+|human\s+)?"
+    r"(?:human(?:\s+being)?|person|people|agent|representative|rep|operator|someone|somebody|staff"
+    r"(?:\s+member)?|employee|advis[eo]r|consultant|manager|supervisor|team|"
+    r"customer\s+(?:service|support|care)(?:\s+(?:agent|team|representative|rep))?|support(?:\s+team)?)"
+)
+# "talk to", "speak with", "chat with", "get me", "transfer me to", "put me through to", "contact", "reach".
+REACH = (
+    r"(?:talk|speak|chat)(?:ing)?\s+(?:to|with)|(?:connect|transfer|put|pass|hand)\s+me\s+(?:through\s+)?"
+    r"(?:to|with)|get\s+me|contact|reach|call"
+)
+REQUEST = re.compile(rf"\b(?:{REACH})\s+{WHO}\b", re.IGNORECASE)
+# The whole message is who is wanted, with politeness around it: "human", "agent please", "a real person!".
+ONLY_WHO = re.compile(
+    rf"^\s*(?:i\s+(?:want|need|would\s+like)\s+)?{WHO}(?:\s+(?:please|pls|now|asap))?\s*[.!?]*\s*$",
+    re.IGNORECASE,
+)
+# Words that make it about money or someone else's card, or a question about whether one must reach the
+# team ("do I have to talk to someone to close my account?": the knowledge base answers that).
+NOT_A_REQUEST = re.compile(
+    r"\b(?:send|sent|transfer(?!\s+me\b)|pay|paid|owe|refund|charged|top\s*up|account\s+of|card\s+of|someone\s+else)\b"
+    r"|\b(?:(?:do|does|will|would)\s+(?:i|we|you)\s+(?:need|have)\s+to|should\s+i|must\s+i|have\s+to|"
+    r"necessary\s+to|required\s+to)\s+(?:\w+\s+)?(?:talk|speak|chat|contact|call|reach)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_person(text: str, extra: re.Pattern[str] | None = None) -> bool:
+    """Whether ``text`` asks to be put through to a person (``extra``: a deployment's own pattern, searched
+    as it is)."""
+    if extra is not None and extra.search(text):
+        return True
+    if ONLY_WHO.match(text):
+        return True
+    match = REQUEST.search(text)
+    if match is None:
+        return False
+    # "call someone" or "contact the person I sent money to" are about a payment; look at the words around.
+    return NOT_A_REQUEST.search(text) is None
