@@ -27,6 +27,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
+from bot.engine import SMALL_TALK
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
@@ -158,16 +159,18 @@ def overview() -> Any:
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
     serving = helploop.models.state
-    total = sum(statuses.values()) or 1
+    # Shares of the questions: small talk ("hi", "thanks") is counted beside them, not in them.
+    questions = sum(statuses.get(name, 0) for name in ("answered", "clarify", "handoff"))
     bars = [
-        (name, statuses.get(name, 0), statuses.get(name, 0) / total)
+        (name, statuses.get(name, 0), statuses.get(name, 0) / max(questions, 1))
         for name in ("answered", "clarify", "handoff")
     ]
     return render_template(
         "admin/operator.html",
         kb_check=kb_check,
         bars=bars,
-        total=sum(statuses.values()),
+        total=questions,
+        small_talk=statuses.get(SMALL_TALK, 0),
         queue=queue,
         workforce=figures.workforce,
         reviewer_chart=reviewer_chart(figures.workforce.people),

@@ -41,6 +41,7 @@ from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, build_member
 OUT_OF_SCOPE = "oos"
 BUNDLE_FORMAT = 1
 ANSWERED, CLARIFY, HANDOFF = "answered", "clarify", "handoff"
+SMALL_TALK = "small_talk"  # "hi", "thanks", "bye" (bot.small_talk): answered by the deployment's reply
 MAX_CLARIFY_CHOICES = 3
 # Self-training is dropped when it raises the held-out rows' mean log loss by more than this (nats): a margin,
 # because on an easy held-out set both losses are near zero and differ by the optimiser's noise alone.
@@ -163,7 +164,7 @@ class Prediction:
 
     def reply(self, *, clarify_message: str, handoff_message: str) -> str:
         """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line."""
-        if self.status == ANSWERED:
+        if self.status in (ANSWERED, SMALL_TALK):
             return self.answer
         return clarify_message if self.status == CLARIFY else handoff_message
 

@@ -35,7 +35,7 @@ class ContactError(ValueError):
     """What the customer left is neither an e-mail address nor a phone number."""
 
 
-TURN_STATUSES = ("answered", "clarify", "handoff")
+TURN_STATUSES = ("answered", "clarify", "handoff", "small_talk")  # small_talk: bot.small_talk
 
 
 def register_model_version(

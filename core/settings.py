@@ -107,6 +107,22 @@ class Settings:
     # a deployment's own phrasing (a Python regular expression, searched case-insensitively).
     handoff_requests: bool = True
     handoff_request_pattern: str = ""
+    # Small talk (bot.small_talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?") gets
+    # these replies instead of a guess at an intent; such turns are logged but are no questions (left out of
+    # the answer rates, review and self-training). Off: the model reads them like any message.
+    small_talk: bool = True
+    small_talk_greeting: str = "Hello! What can I help you with?"
+    small_talk_thanks: str = "You're welcome! Is there anything else I can help with?"
+    small_talk_goodbye: str = "All right. If anything else comes up, just ask here. Goodbye!"
+    small_talk_acknowledgement: str = "Is there anything else I can help with?"
+    small_talk_about_bot: str = (
+        "I'm a virtual assistant: I answer from this site's help articles. If you'd rather talk to a person, "
+        "just say so."
+    )
+    small_talk_help: str = (
+        "Ask me a question in your own words and I'll answer from our help articles. If I'm not sure, I'll "
+        "suggest what you may mean or pass you to a person on our team."
+    )
     clarify_message: str = "Did you mean one of these?"
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
@@ -241,6 +257,10 @@ class Settings:
         """The deployment's own pattern for a typed request for a person (None when not set)."""
         pattern = self.handoff_request_pattern.strip()
         return re.compile(pattern, re.IGNORECASE) if pattern else None
+
+    def small_talk_reply(self, kind: str) -> str:
+        """The reply to a kind of small talk (bot.small_talk): the setting ``small_talk_<kind>``."""
+        return str(getattr(self, f"small_talk_{kind}"))
 
     @property
     def is_sqlite(self) -> bool:

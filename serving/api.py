@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import asks_for_person
+from bot.small_talk import small_talk_kind, small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -146,21 +147,24 @@ def answer_message(
         session.commit()  # end the read transaction: the model runs outside any database transaction
     conversation_id = session_id or new_uuid()
     engine, arm = serving.engine_for(conversation_id)
+    settings = helploop.settings
     started = time.perf_counter()
     prediction = chosen_intent(engine, message)
+    # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
+    # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
+    # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
+    requested = chit_chat = False
     if prediction is not None:
         arm = SUGGESTION_ARM
     else:
-        prediction = engine.predict(message)
+        requested = settings.handoff_requests and asks_for_person(message, settings.handoff_request_regex)
+        kind = small_talk_kind(message) if settings.small_talk and not requested else None
+        chit_chat = kind is not None
+        if kind is not None:
+            prediction = small_talk_prediction(message, settings.small_talk_reply(kind), engine.version)
+        else:
+            prediction = engine.predict(message)
     latency_ms = (time.perf_counter() - started) * 1000
-    settings = helploop.settings
-    # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
-    # entry, and nothing for reviewers to label. The model's candidates are still logged.
-    requested = (
-        arm != SUGGESTION_ARM
-        and settings.handoff_requests
-        and asks_for_person(message, settings.handoff_request_regex)
-    )
     if requested:
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
         online = operators_online(session, within_seconds=settings.presence_seconds) > 0
@@ -206,9 +210,9 @@ def answer_message(
     if news:
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
-    if serving.shadow is not None and arm != SUGGESTION_ARM:
+    if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
         helploop.shadow.submit(serving.shadow, turn.id, message)
-    if arm != SUGGESTION_ARM and not requested:
+    if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,
             members_disagree=prediction.members_disagree,

@@ -238,7 +238,9 @@ SPEC: dict[str, Any] = {
                                     },
                                     "status": {
                                         "type": "string",
-                                        "enum": ["answered", "clarify", "handoff", "agent"],
+                                        "enum": ["answered", "clarify", "handoff", "small_talk", "agent"],
+                                        "description": "small_talk: a greeting, thanks or goodbye, "
+                                        "answered with the deployment's reply (no intent)",
                                     },
                                     "answer": {"type": "string", "description": "Markdown"},
                                     "intent": {"type": "string", "nullable": True},

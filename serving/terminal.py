@@ -6,6 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.engine import CLARIFY, HANDOFF, AnsweringEngine, Prediction
+from bot.small_talk import small_talk_kind, small_talk_prediction
 from core.settings import Settings
 
 
@@ -53,7 +54,11 @@ def run_terminal_chat(
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
-        prediction = engine.predict(text)
+        kind = small_talk_kind(text) if settings.small_talk else None
+        if kind is not None:
+            prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
+        else:
+            prediction = engine.predict(text)
         pending = prediction if prediction.status == CLARIFY else None
         stdout.write(render(prediction) + "\n")
         if database is not None:

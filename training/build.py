@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import (
+    SMALL_TALK,
     AnsweringEngine,
     BundleError,
     EngineConfig,
@@ -118,15 +119,15 @@ def verified_training_pairs(
 def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -> list[str]:
     """Unlabelled questions for self-training: the newest ``limit`` distinct questions of the turn log,
     redacted, leaving out turns the customer marked unhelpful, turns in review items (the crowd labels
-    those) and questions already in ``exclude`` (the training and evaluation rows: an evaluation question
-    must never be trained on), case, spacing and closing punctuation aside."""
+    those), small talk ("hi", "thanks") and questions already in ``exclude`` (the training and evaluation
+    rows: an evaluation question must never be trained on), case, spacing and closing punctuation aside."""
     if limit <= 0:
         return []
     seen = {question_key(text) for text in exclude}
     reviewed = select(ReviewItemTurn.turn_id)
     rows = session.scalars(
         select(Turn.user_text)
-        .where(Turn.helpful.is_not(False), Turn.id.not_in(reviewed))
+        .where(Turn.helpful.is_not(False), Turn.id.not_in(reviewed), Turn.status != SMALL_TALK)
         .order_by(Turn.id.desc())
         .limit(limit * TRAFFIC_SCAN_FACTOR)
     )

@@ -928,7 +928,7 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     add_user(app, "omar", "operator")
     login(client, "omar")
     page = client.get("/operator/").get_data(as_text=True)
-    assert re.search(r"Turns \(2\)", page)
+    assert re.search(r"Questions \(2\)", page)
     choices = page[
         page.index('id="clarify-choices"') : page.index("</p>", page.index('id="clarify-choices"'))
     ]

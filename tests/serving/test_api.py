@@ -356,9 +356,9 @@ def log_card_turns(database: Any, rows: list[tuple[str, str]]) -> list[int]:
 
 
 def test_a_typed_request_for_a_person_is_the_button_not_a_guess(make_app: Any) -> None:
-    """ "Can I talk to a human?" gets the reply of the "Talk to a person" button (offline here: no operator
-    has a page open), opens the handoff inbox entry, logs the model's candidates, and is no review item; a
-    deployment adds its own phrasing."""
+    """A typed "can I talk to a human?" gets the reply of the "Talk to a person" button (offline here: no
+    operator has a page open), opens the handoff inbox entry, logs the model's candidates, and is no review
+    item; a deployment adds its own phrasing."""
     from core.models import Conversation, ReviewItemTurn
 
     app = make_app(ratelimit_enabled=False, handoff_request_pattern=r"\bmit einem menschen\b")
@@ -400,6 +400,50 @@ def test_a_handoff_request_pattern_that_is_no_regular_expression_is_refused() ->
 
     with pytest.raises(SettingsError, match="handoff_request_pattern is not a valid regular expression"):
         load_settings(overrides={"handoff_request_pattern": "(unclosed", "environment": "testing"})
+
+
+def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
+    """A greeting gets its reply (the model is not asked), is logged as small talk, never routed to review,
+    and left out of the overview's shares; "hi, when will my card arrive" is a question, answered as one."""
+    from core.models import ReviewItemTurn
+    from tests.serving.test_admin import add_user, login
+
+    app = make_app(ratelimit_enabled=False, small_talk_thanks="Gern geschehen!")
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    hello = chat(client, "Hi there!").get_json()
+    assert hello["status"] == "small_talk" and hello["intent"] is None and hello["suggestions"] == []
+    assert hello["answer"] == helploop.settings.small_talk_greeting
+    question = chat(client, "hi, when will my card arrive", session_id=hello["session_id"]).get_json()
+    assert question["status"] == "answered" and question["intent"] == "card_arrival"
+    thanks = chat(client, "thanks!", session_id=hello["session_id"]).get_json()
+    assert thanks["status"] == "small_talk" and thanks["answer"] == "Gern geschehen!"
+    assert chat(client, "ok thanks bye", session_id=hello["session_id"]).get_json()["answer"] == (
+        helploop.settings.small_talk_goodbye
+    )
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        logged = {t.id: t for t in session.scalars(select(Turn))}
+        assert logged[hello["turn_id"]].status == "small_talk" and logged[hello["turn_id"]].candidates == []
+        assert set(session.scalars(select(ReviewItemTurn.turn_id))) <= {question["turn_id"]}
+    transcript = client.get(f"/api/v1/sessions/{hello['session_id']}").get_json()
+    assert [t["status"] for t in transcript["turns"]] == [
+        "small_talk",
+        "answered",
+        "small_talk",
+        "small_talk",
+    ]
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    assert "Questions (1)" in page and "and 3 small-talk messages" in page
+    assert "1 (100.0%)" in page  # the one question, answered
+
+
+def test_small_talk_can_be_left_to_the_model(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, small_talk=False)
+    body = chat(app.test_client(), "Hi there!").get_json()
+    assert body["status"] in {"answered", "clarify", "handoff"}
 
 
 def test_router_skips_look_alikes_while_busy_but_never_routed_turns(app: Any) -> None:

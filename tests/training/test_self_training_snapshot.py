@@ -32,10 +32,12 @@ def test_traffic_is_the_newest_distinct_unjudged_questions_redacted(db_session: 
     db_session.add(ReviewItemTurn(item_id=item.id, turn_id=reviewed.id, reason="clarify"))
     add_turn(db_session, "c3", "write to me at jo@example.com about the courier")
     add_turn(db_session, "c3", "  ")
+    add_turn(db_session, "c3", "thanks a lot", status="small_talk")  # not a question
     db_session.flush()
 
     questions = traffic_questions(db_session, exclude=[t for rows in TOY.values() for t in rows], limit=10)
-    # newest first; e-mail redacted; the repeat, the example, the thumbs-down and the reviewed one left out
+    # newest first; e-mail redacted; the repeat, the example, the thumbs-down, the reviewed one and the small
+    # talk left out
     assert questions == ["write to me at [EMAIL] about the courier", "My courier never came?"]
     assert traffic_questions(db_session, exclude=[], limit=1) == ["write to me at [EMAIL] about the courier"]
     assert traffic_questions(db_session, exclude=[], limit=0) == []

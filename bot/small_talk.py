@@ -1,0 +1,116 @@
+"""Small talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?".
+
+The most common first and last messages of a chat are not questions. Sent to the intent model they are
+guesses at best ("bye" read as closing the account) and hand-offs at worst ("hi": "I'm not sure I understood,
+I'm passing you to a person"). A message is small talk only when *every* part of it is (split at punctuation):
+"hi, my card has not arrived" is a question and goes to the model whole. The kinds and their order (the
+reply of the last one that counts most: "thanks, bye" is a goodbye) are below; the replies are the
+deployment's settings. Not one BANKING77 training question is small talk (``tests/bot/test_small_talk.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.engine import SMALL_TALK, Prediction
+
+GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP = (
+    "greeting",
+    "thanks",
+    "goodbye",
+    "acknowledgement",
+    "about_bot",
+    "help",
+)
+# When a message holds several kinds, the reply answers the one that ends the exchange most.
+PRIORITY = (GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
+
+_WHO = r"(?:\s+(?:there|team|all|everyone|folks|guys|friend|bot|helploop))?"
+PATTERNS: dict[str, re.Pattern[str]] = {
+    kind: re.compile(rf"^(?:{body})$", re.IGNORECASE)
+    for kind, body in {
+        GREETING: (
+            rf"(?:hi+|hello+|hey+|hiya|howdy|hallo|yo|greetings|good\s+(?:morning|afternoon|evening|day)){_WHO}"
+            r"|how\s+are\s+you(?:\s+doing)?(?:\s+today)?|how'?s\s+it\s+going"
+        ),
+        THANKS: (
+            r"(?:many\s+)?(?:thanks|thank\s+you|thx|ty|cheers|ta)(?:\s+(?:so|very)\s+much|\s+a\s+lot|\s+a\s+bunch"
+            r"|\s+again|\s+for\s+(?:the|your)\s+help|\s+for\s+helping(?:\s+me)?)?"
+            r"|(?:that|this|it)\s+(?:helped|helps|was\s+helpful|is\s+helpful|was\s+great|is\s+great|worked)"
+            r"|(?:very\s+)?helpful|much\s+appreciated|appreciate\s+it"
+        ),
+        GOODBYE: (
+            r"(?:good\s*)?bye(?:\s*bye)?(?:\s+for\s+now)?|see\s+(?:you|ya)(?:\s+later)?|cya|later"
+            r"|that'?s\s+all(?:\s+for\s+now)?|that\s+is\s+all|nothing\s+else|no\s+thanks|no\s+thank\s+you"
+            r"|i'?m\s+done|all\s+good|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening)|no|nope|nah"
+        ),
+        ACKNOWLEDGEMENT: (
+            r"ok(?:ay)?|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood|sure|fine"
+            r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely"
+        ),
+        ABOUT_BOT: (
+            r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
+            r"(?:bot|robot|human|person|ai|machine|computer|chatbot|real)"
+            r"|(?:is\s+this|is\s+that)\s+(?:a\s+)?(?:bot|robot|human|real\s+person|chatbot|automated)"
+            r"|who\s+are\s+you|what\s+are\s+you"
+        ),
+        HELP: (
+            r"help|help\s+me|what\s+can\s+you\s+do|what\s+can\s+(?:i|you)\s+ask(?:\s+you)?|how\s+can\s+you\s+help"
+            r"(?:\s+me)?|what\s+do\s+you\s+know|what\s+can\s+you\s+help\s+(?:me\s+)?with|menu|options|start"
+        ),
+    }.items()
+}
+_PARTS = re.compile(r"[,.!?;:\n]+|\s+-\s+")
+_EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
+
+
+def small_talk_kind(text: str) -> str | None:
+    """The kind of small talk ``text`` is, or None when any part of it is something else (a question).
+    Parts are split at punctuation, then each is read as a run of small-talk phrases ("ok thanks bye")."""
+    kinds: list[str] = []
+    for part in _PARTS.split(text):
+        words = _EMOJI_AND_SYMBOLS.sub(" ", part).split()
+        if not words:
+            continue
+        run = _phrases(words)
+        if run is None:
+            return None
+        kinds += run
+    if not kinds:
+        # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
+        return ACKNOWLEDGEMENT if any(ord(c) > 0x2000 and not c.isspace() for c in text) else None
+    return min(kinds, key=PRIORITY.index)
+
+
+def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
+    """Cover ``words`` with small-talk phrases, fewest first (dynamic programming); None when they cannot
+    be (a word that is in no phrase: a question)."""
+    if len(words) > 4 * longest:
+        return None
+    best: list[list[str] | None] = [[]] + [None] * len(words)
+    for end in range(1, len(words) + 1):
+        for start in range(max(0, end - longest), end):
+            before = best[start]
+            if before is None:
+                continue
+            phrase = " ".join(words[start:end])
+            kind = next((k for k, pattern in PATTERNS.items() if pattern.match(phrase)), None)
+            if kind is not None and (best[end] is None or len(before) + 1 < len(best[end] or [])):
+                best[end] = [*before, kind]
+    return best[-1]
+
+
+def small_talk_prediction(text: str, reply: str, model_version: str) -> Prediction:
+    """The turn of a small-talk message: the reply, no intent and no candidates (the model is not asked)."""
+    return Prediction(
+        text=text,
+        status=SMALL_TALK,
+        intent=None,
+        answer=reply,
+        confidence=1.0,
+        margin=1.0,
+        ranking=[],
+        member_scores={},
+        suggestions=[],
+        model_version=model_version,
+    )

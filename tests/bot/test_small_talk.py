@@ -1,0 +1,77 @@
+"""bot.small_talk: "hi", "thanks", "bye" are not questions; a question that starts with one still is."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bot.engine import SMALL_TALK
+from bot.small_talk import small_talk_kind, small_talk_prediction
+
+KINDS = [
+    ("hi", "greeting"),
+    ("Hello there!", "greeting"),
+    ("hey :)", "greeting"),
+    ("Good morning", "greeting"),
+    ("hi, how are you?", "greeting"),
+    ("thanks", "thanks"),
+    ("Thank you so much 🙏", "thanks"),
+    ("thanks, that helped", "thanks"),
+    ("bye", "goodbye"),
+    ("ok thanks bye", "goodbye"),  # the kind that ends the exchange answers
+    ("no", "goodbye"),
+    ("that's all, thanks", "goodbye"),
+    ("ok", "acknowledgement"),
+    ("great!", "acknowledgement"),
+    ("👍", "acknowledgement"),
+    ("are you a bot?", "about_bot"),
+    ("is this a real person?", "about_bot"),
+    ("what can you do?", "help"),
+    ("help", "help"),
+]
+QUESTIONS = [
+    "hi, my card hasn't arrived",
+    "thanks but my card still hasn't arrived",
+    "great, how do I order a new card?",
+    "ok so how do I top up",
+    "no money arrived in my account",
+    "yes I want to cancel my transfer",
+    "help me close my account",
+    "is my card good for use abroad",
+    "bye bye card? how do I cancel it",
+    "...",
+    "?",
+    "",
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), KINDS)
+def test_small_talk_kinds(text: str, kind: str) -> None:
+    assert small_talk_kind(text) == kind
+
+
+@pytest.mark.parametrize("text", QUESTIONS)
+def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
+    assert small_talk_kind(text) is None
+
+
+def test_the_turn_of_small_talk_is_the_reply_without_candidates() -> None:
+    prediction = small_talk_prediction("hi", "Hello! What can I help you with?", "v1")
+    assert prediction.status == SMALL_TALK and prediction.intent is None and prediction.ranking == []
+    assert (
+        prediction.reply(clarify_message="?", handoff_message="person") == "Hello! What can I help you with?"
+    )
+    assert not prediction.members_disagree
+
+
+def test_no_banking77_question_is_small_talk() -> None:
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "banking77"
+    if not (data / "train.csv").is_file():
+        pytest.skip(f"BANKING77 is not at {data}")
+    for split in ("train.csv", "test.csv"):
+        with (data / split).open(newline="") as handle:
+            texts = [row["text"] for row in csv.DictReader(handle)]
+        assert len(texts) > 3_000
+        assert [t for t in texts if small_talk_kind(t)] == []
