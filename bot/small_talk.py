@@ -61,6 +61,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     }.items()
 }
 _PARTS = re.compile(r"[,.!?;:\n]+|\s+-\s+")
+_PART_SPANS = re.compile(r"[^,.!?;:\n]+")
 _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
 
 
@@ -80,6 +81,26 @@ def small_talk_kind(text: str) -> str | None:
         # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
         return ACKNOWLEDGEMENT if any(ord(c) > 0x2000 and not c.isspace() for c in text) else None
     return min(kinds, key=PRIORITY.index)
+
+
+def without_small_talk(text: str) -> str:
+    """``text`` without the small talk around the question ("Hi! My card hasn't arrived. Thanks!" -> "My
+    card hasn't arrived."), for the model to read: a greeting or a thanks is no evidence of any intent. Only
+    whole parts at either end go (split at punctuation); the text is returned as it is when nothing would
+    be left or nothing is small talk."""
+    spans = [m.span() for m in _PART_SPANS.finditer(text)]
+    keep = [i for i, (a, b) in enumerate(spans) if not _is_small_talk_part(text[a:b])]
+    if not keep or len(keep) == len(spans):
+        return text
+    start, end = spans[keep[0]][0], spans[keep[-1]][1]
+    while end < len(text) and text[end] in ".?!":  # the question's own closing punctuation stays
+        end += 1
+    return text[start:end].strip()
+
+
+def _is_small_talk_part(part: str) -> bool:
+    words = _EMOJI_AND_SYMBOLS.sub(" ", part).split()
+    return not words or _phrases(words) is not None
 
 
 def _phrases(words: list[str], longest: int = 7) -> list[str] | None:

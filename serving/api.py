@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import asks_for_person
-from bot.small_talk import small_talk_kind, small_talk_prediction
+from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -153,6 +153,8 @@ def answer_message(
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
+    # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone.
+    question = without_small_talk(message) if settings.small_talk else message
     requested = chit_chat = False
     if prediction is not None:
         arm = SUGGESTION_ARM
@@ -163,7 +165,7 @@ def answer_message(
         if kind is not None:
             prediction = small_talk_prediction(message, settings.small_talk_reply(kind), engine.version)
         else:
-            prediction = engine.predict(message)
+            prediction = engine.predict(question)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
@@ -211,7 +213,7 @@ def answer_message(
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
-        helploop.shadow.submit(serving.shadow, turn.id, message)
+        helploop.shadow.submit(serving.shadow, turn.id, question)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,

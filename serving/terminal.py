@@ -6,7 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.engine import CLARIFY, HANDOFF, AnsweringEngine, Prediction
-from bot.small_talk import small_talk_kind, small_talk_prediction
+from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
 from core.settings import Settings
 
 
@@ -58,7 +58,7 @@ def run_terminal_chat(
         if kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
-            prediction = engine.predict(text)
+            prediction = engine.predict(without_small_talk(text) if settings.small_talk else text)
         pending = prediction if prediction.status == CLARIFY else None
         stdout.write(render(prediction) + "\n")
         if database is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine import SMALL_TALK
-from bot.small_talk import small_talk_kind, small_talk_prediction
+from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
 
 KINDS = [
     ("hi", "greeting"),
@@ -55,6 +55,24 @@ def test_small_talk_kinds(text: str, kind: str) -> None:
 @pytest.mark.parametrize("text", QUESTIONS)
 def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
     assert small_talk_kind(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("Hi! My card hasn't arrived. Thanks!", "My card hasn't arrived."),
+        ("hi, when will my card arrive?", "when will my card arrive?"),
+        ("Hello there, I lost my card, thanks", "I lost my card"),
+        ("Good morning! Can I change my PIN? Thank you so much 🙏", "Can I change my PIN?"),
+        ("Oh no!  I lost my card!  Help!", "Oh no!  I lost my card!"),
+        ("my card is lost", "my card is lost"),  # nothing around it
+        ("hi i lost my card", "hi i lost my card"),  # only whole parts go
+        ("thanks", "thanks"),  # nothing would be left: small talk, answered as such
+        ("Where is my card, please?", "Where is my card, please?"),
+    ],
+)
+def test_the_model_reads_the_question_without_the_small_talk_around_it(text: str, question: str) -> None:
+    assert without_small_talk(text) == question
 
 
 def test_the_turn_of_small_talk_is_the_reply_without_candidates() -> None:

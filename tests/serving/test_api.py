@@ -404,7 +404,8 @@ def test_a_handoff_request_pattern_that_is_no_regular_expression_is_refused() ->
 
 def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
     """A greeting gets its reply (the model is not asked), is logged as small talk, never routed to review,
-    and left out of the overview's shares; "hi, when will my card arrive" is a question, answered as one."""
+    and left out of the overview's shares; "Hi! When will my card arrive? Thanks" is a question, answered as
+    one (the model reads it without the greeting and the thanks; the log keeps it as typed)."""
     from core.models import ReviewItemTurn
     from tests.serving.test_admin import add_user, login
 
@@ -414,7 +415,7 @@ def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
     hello = chat(client, "Hi there!").get_json()
     assert hello["status"] == "small_talk" and hello["intent"] is None and hello["suggestions"] == []
     assert hello["answer"] == helploop.settings.small_talk_greeting
-    question = chat(client, "hi, when will my card arrive", session_id=hello["session_id"]).get_json()
+    question = chat(client, "Hi! When will my card arrive? Thanks", session_id=hello["session_id"]).get_json()
     assert question["status"] == "answered" and question["intent"] == "card_arrival"
     thanks = chat(client, "thanks!", session_id=hello["session_id"]).get_json()
     assert thanks["status"] == "small_talk" and thanks["answer"] == "Gern geschehen!"
@@ -425,6 +426,7 @@ def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
     with helploop.database.session() as session:
         logged = {t.id: t for t in session.scalars(select(Turn))}
         assert logged[hello["turn_id"]].status == "small_talk" and logged[hello["turn_id"]].candidates == []
+        assert logged[question["turn_id"]].user_text == "Hi! When will my card arrive? Thanks"  # as typed
         assert set(session.scalars(select(ReviewItemTurn.turn_id))) <= {question["turn_id"]}
     transcript = client.get(f"/api/v1/sessions/{hello['session_id']}").get_json()
     assert [t["status"] for t in transcript["turns"]] == [
