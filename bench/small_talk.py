@@ -1,0 +1,100 @@
+"""Small talk around a question: what a greeting and a thanks cost the model, and what leaving them out wins.
+
+The engine is fitted on the BANKING77 training split (frozen default encoder, as `helploop build`) and reads
+every test question four ways: as written, "Hi, " before it, "Hello! " before and " Thanks!" after it, and
+"hi " before it without punctuation; each as typed and through bot.small_talk.without_small_talk (what the
+web app and the terminal chat pass to the model). Per variant: top-1 accuracy, the share answered (not
+"did you mean", not handed off) and the precision of those answers. Also counts the test questions that are
+small talk as a whole (must be none) and those the stripping changes.
+
+    .venv/bin/python bench/small_talk.py [--data DIR] [--out DIR]
+
+Writes bench/results/small_talk.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.engine import ANSWERED, AnsweringEngine, EngineConfig  # noqa: E402
+from bot.small_talk import small_talk_kind, without_small_talk  # noqa: E402
+from core.kb_files import read_labelled_csv  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
+VARIANTS: dict[str, Callable[[str], str]] = {
+    "as written": lambda t: t,
+    "Hi, ...": lambda t: f"Hi, {t}",
+    "Hello! ... Thanks!": lambda t: f"Hello! {t} Thanks!",
+    "hi ... (no comma)": lambda t: f"hi {t}",
+}
+
+
+def scores(engine: AnsweringEngine, texts: list[str], labels: list[str]) -> dict[str, float]:
+    predictions = engine.predict_batch(texts)
+    answered = [
+        (p.intent, label) for p, label in zip(predictions, labels, strict=True) if p.status == ANSWERED
+    ]
+    return {
+        "accuracy": float(np.mean([p.top_intent == y for p, y in zip(predictions, labels, strict=True)])),
+        "answered": len(answered) / len(texts),
+        "answered_precision": float(np.mean([a == b for a, b in answered])) if answered else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    train = read_labelled_csv(args.data / "train.csv")
+    texts, labels = read_labelled_csv(args.data / "test.csv")
+    encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
+    started = time.perf_counter()
+    engine = AnsweringEngine(EngineConfig(), encoders={"minilm": encoder}).fit(*train, progress=True)
+    print(f"fitted on {len(train[0])} training questions in {time.perf_counter() - started:.0f}s", flush=True)
+    results: dict[str, Any] = {
+        "test_questions": len(texts),
+        "small_talk_as_a_whole": sum(small_talk_kind(t) is not None for t in texts),
+        "changed_by_stripping": sum(without_small_talk(t) != t for t in texts),
+        "variants": {},
+    }
+    print(f"\n{'variant':<22}{'model reads':<14}{'accuracy':>10}{'answered':>10}{'precision':>11}")
+    for name, wrap in VARIANTS.items():
+        wrapped = [wrap(t) for t in texts]
+        row = {}
+        for reads, inputs in (("as typed", wrapped), ("stripped", [without_small_talk(t) for t in wrapped])):
+            row[reads] = figures = scores(engine, inputs, labels)
+            print(
+                f"{name:<22}{reads:<14}{figures['accuracy']:>10.4f}{figures['answered']:>10.4f}"
+                f"{figures['answered_precision']:>11.4f}",
+                flush=True,
+            )
+        results["variants"][name] = row
+    print(
+        f"\ntest questions that are small talk as a whole: {results['small_talk_as_a_whole']} (must be 0); "
+        f"changed by stripping: {results['changed_by_stripping']}"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "small_talk.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out / 'small_talk.json'}")
+
+
+if __name__ == "__main__":
+    main()
