@@ -42,6 +42,7 @@ from training.finetune import (  # noqa: E402
     FineTuneConfig,
     calibration_split,
     device,
+    fit_calibrated_on_held_out,
     fit_engine_with_fine_tuning,
 )
 
@@ -207,7 +208,7 @@ def single_encoder_engines(
 ) -> dict[str, AnsweringEngine]:
     """Per encoder of a fitted ensemble: an engine with that encoder's members (and the members that read
     no encoder) over the same fine-tuned encoders, fitted and calibrated on the same rows."""
-    train_index, held_index = calibration_split(labels, tuning.calibration_share, tuning.seed)
+    split = calibration_split(labels, tuning.calibration_share, tuning.seed)
     engines = {}
     for encoder in engine.config.encoder_configs():
         name = str(encoder["name"])
@@ -219,13 +220,11 @@ def single_encoder_engines(
                 "members": [m for m in engine.config.members if m.get("encoder") in (None, name)],
             }
         )
-        engines[name] = AnsweringEngine(config, encoders={name: engine.encoders[name]}).fit(
-            [texts[i] for i in train_index],
-            [labels[i] for i in train_index],
-            calibration_texts=[texts[i] for i in held_index],
-            calibration_labels=[labels[i] for i in held_index],
-            refit_texts=texts,
-            refit_labels=labels,
+        engines[name] = fit_calibrated_on_held_out(
+            AnsweringEngine(config, encoders={name: engine.encoders[name]}),
+            texts,
+            labels,
+            split,
             traffic_texts=traffic,
         )
     return engines

@@ -60,7 +60,7 @@ from core.kb_files import read_labelled_csv  # noqa: E402
 from crowd_feedback.aggregation import Answer, Shortlists, get_strategy  # noqa: E402
 from crowd_feedback.review import member_kept  # noqa: E402
 from training.build import CALIBRATION_SHARE  # noqa: E402
-from training.finetune import calibration_split  # noqa: E402
+from training.finetune import calibration_split, fit_calibrated_on_held_out  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 JUDGEMENTS_PER_ITEM = 3
@@ -124,16 +124,8 @@ def fit(
     engine = AnsweringEngine(EngineConfig(cv_folds=3, seed=seed), encoders={"minilm": encoder})
     if not traffic or len(traffic) < SELF_TRAINING_MIN_QUESTIONS:
         return engine.fit(texts, labels)
-    train, held = calibration_split(labels, CALIBRATION_SHARE, seed)
-    return engine.fit(
-        [texts[i] for i in train],
-        [labels[i] for i in train],
-        calibration_texts=[texts[i] for i in held],
-        calibration_labels=[labels[i] for i in held],
-        refit_texts=texts,
-        refit_labels=labels,
-        traffic_texts=traffic,
-    )
+    split = calibration_split(labels, CALIBRATION_SHARE, seed)
+    return fit_calibrated_on_held_out(engine, texts, labels, split, traffic_texts=traffic)
 
 
 def accuracy(engine: AnsweringEngine, test: tuple[list[str], list[str]]) -> float:

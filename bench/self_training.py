@@ -46,7 +46,12 @@ from bot.encoders import DEFAULT_ENCODER, CachingEncoder  # noqa: E402
 from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from training.finetune import FineTuneConfig, calibration_split, fine_tune_encoder  # noqa: E402
+from training.finetune import (  # noqa: E402
+    FineTuneConfig,
+    calibration_split,
+    fine_tune_encoder,
+    fit_calibrated_on_held_out,
+)
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 LATENCY_MESSAGES = 200
@@ -109,13 +114,11 @@ def run_seed(
         if variant == "out_of_fold":
             engine.fit(texts, labels)
         else:
-            engine.fit(
-                [texts[i] for i in kept],
-                [labels[i] for i in kept],
-                calibration_texts=[texts[i] for i in held],
-                calibration_labels=[labels[i] for i in held],
-                refit_texts=texts,
-                refit_labels=labels,
+            fit_calibrated_on_held_out(
+                engine,
+                texts,
+                labels,
+                (kept, held),
                 traffic_texts=traffic if threshold is not None else None,
             )
         seconds = time.perf_counter() - started

@@ -218,30 +218,24 @@ def fit_bundle(
     with tempfile.TemporaryDirectory(prefix="helploop-onnx-") as staging:
         if onnx and settings.onnx_quantize:
             engine.fit_on_onnx(staging, quantize=True)  # fit on what the bundle will serve
-        split = None
         if traffic:
-            from training.finetune import calibration_split
+            from training.finetune import calibration_split, fit_calibrated_on_held_out
 
-            split = calibration_split(snapshot.labels, CALIBRATION_SHARE, settings.random_seed)
-        if split is None:
-            engine.fit(
+            fit_calibrated_on_held_out(
+                engine,
                 snapshot.texts,
                 snapshot.labels,
+                calibration_split(snapshot.labels, CALIBRATION_SHARE, settings.random_seed),
                 knowledge=snapshot.knowledge,
+                traffic_texts=traffic,
                 progress=progress,
                 on_progress=on_progress,
             )
         else:
-            train, held = split
             engine.fit(
-                [snapshot.texts[i] for i in train],
-                [snapshot.labels[i] for i in train],
+                snapshot.texts,
+                snapshot.labels,
                 knowledge=snapshot.knowledge,
-                calibration_texts=[snapshot.texts[i] for i in held],
-                calibration_labels=[snapshot.labels[i] for i in held],
-                refit_texts=snapshot.texts,
-                refit_labels=snapshot.labels,
-                traffic_texts=traffic,
                 progress=progress,
                 on_progress=on_progress,
             )

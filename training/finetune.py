@@ -566,6 +566,28 @@ def calibration_split(labels: Sequence[str], share: float, seed: int) -> tuple[l
     return sorted(train), sorted(held)
 
 
+def fit_calibrated_on_held_out(
+    engine: AnsweringEngine,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    split: tuple[list[int], list[int]],
+    **fit_options: Any,
+) -> AnsweringEngine:
+    """Fit on the split's training rows, fit the combiner and the gate on its held-out rows, then refit the
+    members on every row (``calibration_split``; what fine-tuning and self-training need: labelled rows that
+    nothing was fitted on). ``fit_options``: the rest of AnsweringEngine.fit's (knowledge, traffic, ...)."""
+    train, held = split
+    return engine.fit(
+        [texts[i] for i in train],
+        [labels[i] for i in train],
+        calibration_texts=[texts[i] for i in held],
+        calibration_labels=[labels[i] for i in held],
+        refit_texts=list(texts),
+        refit_labels=list(labels),
+        **fit_options,
+    )
+
+
 def fit_engine_with_fine_tuning(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -630,15 +652,12 @@ def fit_engine_with_fine_tuning(
             "members": members,
         }
     )
-    engine = AnsweringEngine(tuned, threads=threads)
-    engine.fit(
-        train_texts,
-        train_labels,
+    engine = fit_calibrated_on_held_out(
+        AnsweringEngine(tuned, threads=threads),
+        texts,
+        labels,
+        (train_index, held_index),
         knowledge=knowledge,
-        calibration_texts=[texts[i] for i in held_index],
-        calibration_labels=[labels[i] for i in held_index],
-        refit_texts=list(texts),
-        refit_labels=list(labels),
         traffic_texts=traffic_texts,
         progress=progress,
         on_progress=on_progress,
