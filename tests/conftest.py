@@ -19,6 +19,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def banking77_questions(full: bool) -> list[str]:
+    """BANKING77 questions: the committed small fixture (12 intents), or with ``full`` both splits of the
+    shared set (``HELPLOOP_BANKING77_DIR``, default ../shared/data/banking77), skipping when it is absent."""
+    import csv
+    import os
+
+    folder = FIXTURES / "banking77_small"
+    if full:
+        folder = Path(
+            os.environ.get(
+                "HELPLOOP_BANKING77_DIR",
+                Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77",
+            )
+        )
+        if not (folder / "train.csv").is_file():
+            pytest.skip(f"the BANKING77 set is not at {folder} (set HELPLOOP_BANKING77_DIR)")
+    texts: list[str] = []
+    for split in ("train.csv", "test.csv"):
+        with (folder / split).open(newline="") as handle:
+            texts += [row["text"] for row in csv.DictReader(handle)]
+    return texts
+
+
 # Four small intents for fast engine and serving tests (the hashing encoder separates them by words).
 TOY = {
     "card_arrival": [

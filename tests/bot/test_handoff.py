@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import re
-from pathlib import Path
 
 import pytest
 
 from bot.handoff import asks_for_person
+from tests.conftest import banking77_questions
 
 REQUESTS = [
     "I want to speak to a human",
@@ -60,13 +59,10 @@ def test_a_deployments_own_pattern_adds_its_language() -> None:
     assert asks_for_person("human", german)  # English still works
 
 
-def test_no_banking77_question_reads_as_a_request() -> None:
-    """77 intents of real banking questions, several of them about people (payees, other cardholders): the
-    rule must not take a single one from the bot."""
-    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "banking77"
-    if not (data / "train.csv").is_file():
-        pytest.skip(f"BANKING77 is not at {data}")
-    with (data / "train.csv").open(newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)]
-    assert len(texts) > 10_000
+@pytest.mark.parametrize("full", [False, True], ids=["fixture", "full BANKING77"])
+def test_no_banking77_question_is_caught(full: bool) -> None:
+    """Real banking questions, several about people (payees, other cardholders) or opening with a greeting:
+    the rule must not take a single one from the model."""
+    texts = banking77_questions(full)
+    assert len(texts) > (13_000 if full else 250)
     assert [t for t in texts if asks_for_person(t)] == []

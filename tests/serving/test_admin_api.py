@@ -346,7 +346,9 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
     for message in ("where is my card", "change pin number", "qwxz vbnm"):
         client.post("/api/v1/chat", json={"message": message})
     with app.extensions["helploop"].database.session() as session:
-        session_id = client.post("/api/v1/chat", json={"message": "hello"}).get_json()["session_id"]
+        session_id = client.post("/api/v1/chat", json={"message": "hello, a question"}).get_json()[
+            "session_id"
+        ]
         request_handoff(session, conversation_id=session_id)
         agent_reply(session, conversation_id=session_id, agent="omar", text="Hi")
         rate_chat(session, conversation_id=session_id, rating=5)
