@@ -5,7 +5,8 @@ understood", and the message is not a question the knowledge base answers, so it
 The rule is deliberately narrow: a verb of reaching someone followed closely by who ("speak to an advisor",
 "contact customer service"), or a message that is only who ("human", "a real person please"). Questions
 about paying or sending money to a person ("transfer money to another person", "someone else used my card")
-do not match; `tests/bot/test_handoff.py` lists both kinds, and not one BANKING77 training question matches.
+do not match; `tests/bot/test_handoff.py` lists both kinds, and not one BANKING77 question (train or test)
+matches.
 Deployments in other languages add their own phrasing with one more pattern
 (``HELPLOOP_HANDOFF_REQUEST_PATTERN``)."""
 

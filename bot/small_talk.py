@@ -3,9 +3,10 @@
 The most common first and last messages of a chat are not questions. Sent to the intent model they are
 guesses at best ("bye" read as closing the account) and hand-offs at worst ("hi": "I'm not sure I understood,
 I'm passing you to a person"). A message is small talk only when *every* part of it is (split at punctuation):
-"hi, my card has not arrived" is a question and goes to the model whole. The kinds and their order (the
-reply of the last one that counts most: "thanks, bye" is a goodbye) are below; the replies are the
-deployment's settings. Not one BANKING77 training question is small talk (``tests/bot/test_small_talk.py``).
+"hi, my card has not arrived" is a question, and the model reads it without the greeting
+(``without_small_talk``). The kinds and their order (a message of several kinds gets the reply of the one
+that ends the exchange most: "thanks, bye" is a goodbye) are below; the replies are the deployment's
+settings. Not one BANKING77 question, train or test, is small talk (``tests/bot/test_small_talk.py``).
 """
 
 from __future__ import annotations
