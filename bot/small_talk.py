@@ -6,12 +6,13 @@ I'm passing you to a person"). A message is small talk only when *every* part of
 "hi, my card has not arrived" is a question, and the model reads it without the greeting
 (``without_small_talk``). The kinds and their order (a message of several kinds gets the reply of the one
 that ends the exchange most: "thanks, bye" is a goodbye) are below; the replies are the deployment's
-settings. Not one BANKING77 question, train or test, is small talk (``tests/bot/test_small_talk.py``).
+settings. Not one BANKING77 question, train or test, is small talk (``tests/bot/test_message_rules.py``).
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from bot.engine import SMALL_TALK, Prediction
 
@@ -61,52 +62,52 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         ),
     }.items()
 }
-_PARTS = re.compile(r"[,.!?;:\n]+|\s+-\s+")
-_PART_SPANS = re.compile(r"[^,.!?;:\n]+")
+_PART_SPANS = re.compile(r"[^,.!?;:\n]+")  # the parts of a message: the runs between punctuation
 _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
 
 
-def small_talk_kind(text: str) -> str | None:
-    """The kind of small talk ``text`` is, or None when any part of it is something else (a question).
-    Parts are split at punctuation, then each is read as a run of small-talk phrases ("ok thanks bye")."""
-    kinds: list[str] = []
-    for part in _PARTS.split(text):
-        words = _EMOJI_AND_SYMBOLS.sub(" ", part).split()
-        if not words:
-            continue
-        run = _phrases(words)
-        if run is None:
-            return None
-        kinds += run
-    if not kinds:
-        # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
-        return ACKNOWLEDGEMENT if any(ord(c) > 0x2000 and not c.isspace() for c in text) else None
-    return min(kinds, key=PRIORITY.index)
+class SmallTalk(NamedTuple):
+    kind: str | None  # the message's kind of small talk; None: it holds a question
+    question: str  # what the model reads: the message without the small talk around the question
 
 
-def without_small_talk(text: str) -> str:
-    """``text`` without the small talk around the question ("Hi! My card hasn't arrived. Thanks!" -> "My
-    card hasn't arrived."), for the model to read: a greeting or a thanks is no evidence of any intent. Only
-    whole parts at either end go (split at punctuation); the text is returned as it is when nothing would
-    be left or nothing is small talk."""
+def read_small_talk(text: str) -> SmallTalk:
+    """One pass over ``text``'s parts (split at punctuation, each read as a run of small-talk phrases: "ok
+    thanks bye"). All small talk: its kind (the one of PRIORITY that comes first). Otherwise the question,
+    without the whole parts of small talk at either end ("Hi! My card hasn't arrived. Thanks!" -> "My card
+    hasn't arrived."): a greeting or a thanks is no evidence of any intent."""
     spans = [m.span() for m in _PART_SPANS.finditer(text)]
-    keep = [i for i, (a, b) in enumerate(spans) if not _is_small_talk_part(text[a:b])]
-    if not keep or len(keep) == len(spans):
-        return text
+    runs = [_phrases(_EMOJI_AND_SYMBOLS.sub(" ", text[a:b]).split()) for a, b in spans]
+    keep = [i for i, run in enumerate(runs) if run is None]
+    if not keep:
+        kinds = [kind for run in runs if run for kind in run]
+        if kinds:
+            return SmallTalk(min(kinds, key=PRIORITY.index), text)
+        # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
+        nod = any(ord(c) > 0x2000 and not c.isspace() for c in text)
+        return SmallTalk(ACKNOWLEDGEMENT if nod else None, text)
+    if len(keep) == len(spans):
+        return SmallTalk(None, text)
     start, end = spans[keep[0]][0], spans[keep[-1]][1]
     while end < len(text) and text[end] in ".?!":  # the question's own closing punctuation stays
         end += 1
-    return text[start:end].strip()
+    return SmallTalk(None, text[start:end].strip())
 
 
-def _is_small_talk_part(part: str) -> bool:
-    words = _EMOJI_AND_SYMBOLS.sub(" ", part).split()
-    return not words or _phrases(words) is not None
+def small_talk_kind(text: str) -> str | None:
+    """The kind of small talk ``text`` is, or None when any part of it is something else (a question)."""
+    return read_small_talk(text).kind
+
+
+def without_small_talk(text: str) -> str:
+    """``text`` without the small talk around the question, for the model to read (``read_small_talk``);
+    as it is when nothing would be left or nothing is small talk."""
+    return read_small_talk(text).question
 
 
 def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
     """Cover ``words`` with small-talk phrases, fewest first (dynamic programming); None when they cannot
-    be (a word that is in no phrase: a question)."""
+    be (a word that is in no phrase: a question). No words: an empty run."""
     if len(words) > 4 * longest:
         return None
     best: list[list[str] | None] = [[]] + [None] * len(words)

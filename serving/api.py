@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import asks_for_person
-from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
+from bot.small_talk import SmallTalk, read_small_talk, small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -154,18 +154,18 @@ def answer_message(
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
     # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone.
-    question = without_small_talk(message) if settings.small_talk else message
+    talk = read_small_talk(message) if settings.small_talk else SmallTalk(None, message)
     requested = chit_chat = False
     if prediction is not None:
         arm = SUGGESTION_ARM
     else:
         requested = settings.handoff_requests and asks_for_person(message, settings.handoff_request_regex)
-        kind = small_talk_kind(message) if settings.small_talk and not requested else None
+        kind = None if requested else talk.kind
         chit_chat = kind is not None
         if kind is not None:
             prediction = small_talk_prediction(message, settings.small_talk_reply(kind), engine.version)
         else:
-            prediction = engine.predict(question)
+            prediction = engine.predict(talk.question)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
@@ -213,7 +213,7 @@ def answer_message(
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
-        helploop.shadow.submit(serving.shadow, turn.id, question)
+        helploop.shadow.submit(serving.shadow, turn.id, talk.question)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,

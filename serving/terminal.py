@@ -6,7 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.engine import CLARIFY, HANDOFF, AnsweringEngine, Prediction
-from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
+from bot.small_talk import SmallTalk, read_small_talk, small_talk_prediction
 from core.settings import Settings
 
 
@@ -54,11 +54,11 @@ def run_terminal_chat(
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
-        kind = small_talk_kind(text) if settings.small_talk else None
-        if kind is not None:
-            prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
+        talk = read_small_talk(text) if settings.small_talk else SmallTalk(None, text)
+        if talk.kind is not None:
+            prediction = small_talk_prediction(text, settings.small_talk_reply(talk.kind), engine.version)
         else:
-            prediction = engine.predict(without_small_talk(text) if settings.small_talk else text)
+            prediction = engine.predict(talk.question)
         pending = prediction if prediction.status == CLARIFY else None
         stdout.write(render(prediction) + "\n")
         if database is not None:
