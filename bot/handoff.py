@@ -6,7 +6,7 @@ The rule is deliberately narrow: a verb of reaching someone followed closely by 
 "contact customer service"), or a message that is only who ("human", "a real person please"). Questions
 about paying or sending money to a person ("transfer money to another person", "someone else used my card")
 do not match; `tests/bot/test_handoff.py` lists both kinds, and not one BANKING77 question (train or test)
-matches.
+matches (`tests/bot/test_message_rules.py`).
 Deployments in other languages add their own phrasing with one more pattern
 (``HELPLOOP_HANDOFF_REQUEST_PATTERN``)."""
 

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from bot.handoff import asks_for_person
-from tests.conftest import banking77_questions
 
 REQUESTS = [
     "I want to speak to a human",
@@ -57,12 +56,3 @@ def test_a_deployments_own_pattern_adds_its_language() -> None:
     assert not asks_for_person("Ich möchte mit einem Menschen sprechen")
     assert asks_for_person("Ich möchte mit einem Menschen sprechen", german)
     assert asks_for_person("human", german)  # English still works
-
-
-@pytest.mark.parametrize("full", [False, True], ids=["fixture", "full BANKING77"])
-def test_no_banking77_question_is_caught(full: bool) -> None:
-    """Real banking questions, several about people (payees, other cardholders) or opening with a greeting:
-    the rule must not take a single one from the model."""
-    texts = banking77_questions(full)
-    assert len(texts) > (13_000 if full else 250)
-    assert [t for t in texts if asks_for_person(t)] == []

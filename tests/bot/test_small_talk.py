@@ -6,7 +6,6 @@ import pytest
 
 from bot.engine import SMALL_TALK
 from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
-from tests.conftest import banking77_questions
 
 KINDS = [
     ("hi", "greeting"),
@@ -80,12 +79,3 @@ def test_the_turn_of_small_talk_is_the_reply_without_candidates() -> None:
         prediction.reply(clarify_message="?", handoff_message="person") == "Hello! What can I help you with?"
     )
     assert not prediction.members_disagree
-
-
-@pytest.mark.parametrize("full", [False, True], ids=["fixture", "full BANKING77"])
-def test_no_banking77_question_is_caught(full: bool) -> None:
-    """Real banking questions, several about people (payees, other cardholders) or opening with a greeting:
-    the rule must not take a single one from the model."""
-    texts = banking77_questions(full)
-    assert len(texts) > (13_000 if full else 250)
-    assert [t for t in texts if small_talk_kind(t)] == []
