@@ -15,6 +15,7 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
+from bot.message_rules import read_message
 from core.kb_checks import question_key, text_findings
 from core.kb_files import (
     OUT_OF_SCOPE,
@@ -356,6 +357,8 @@ def ask() -> Any:
 def try_bot() -> Any:
     """Ask the bot something and see why it answers as it does, on every loaded arm (production, canary,
     shadow): status, answer, confidence against the gate, the ranking and each member's own top intents.
+    The message is read as the chat reads it: small talk and requests for a person get the chat's reply (the
+    models' reading is still shown), and greetings around a question are left out of what the models read.
     Nothing is logged: this is the operator's test bench, not traffic."""
     helploop = current_app.extensions["helploop"]
     message = (request.args.get("q") or "").strip()
@@ -365,7 +368,15 @@ def try_bot() -> Any:
     if len(message) > limit:
         error, message = f"The message is {len(message)} characters; the chat accepts at most {limit}.", ""
     state = helploop.models.state
-    if message:
+    settings = helploop.settings
+    reading = read_message(message, **settings.message_rules) if message else None
+    rule = None  # what the chat answers instead of the model, when a rule reads the message first
+    if reading is not None and reading.asks_for_person:
+        rule = {"kind": "a request for a person", "reply": settings.handoff_requested_message}
+    elif reading is not None and reading.small_talk is not None:
+        reply = settings.small_talk_reply(reading.small_talk)
+        rule = {"kind": f"small talk ({reading.small_talk.replace('_', ' ')})", "reply": reply}
+    if reading is not None:
         for arm, engine in (
             ("production", state.production),
             ("canary", state.canary),
@@ -373,7 +384,7 @@ def try_bot() -> Any:
         ):
             if engine is None:
                 continue
-            prediction = engine.predict(message)
+            prediction = engine.predict(reading.question)
             arms.append(
                 {
                     "arm": arm,
@@ -386,7 +397,13 @@ def try_bot() -> Any:
     status = 400 if error else 200
     return (
         render_template(
-            "admin/try.html", message=message, arms=arms, error=error, loaded=state.production is not None
+            "admin/try.html",
+            message=message,
+            question=reading.question if reading is not None else "",
+            rule=rule,
+            arms=arms,
+            error=error,
+            loaded=state.production is not None,
         ),
         status,
     )

@@ -27,7 +27,8 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin_ui.setup import require_role
-from bot.engine import SMALL_TALK
+from bot.engine import HANDOFF, SMALL_TALK
+from bot.handoff import ASKED_FOR_PERSON
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
@@ -159,7 +160,8 @@ def overview() -> Any:
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
     serving = helploop.models.state
-    # Shares of the questions: small talk ("hi", "thanks") is counted beside them, not in them.
+    # Shares of the questions: small talk ("hi", "thanks") and typed requests for a person are counted beside
+    # them, not in them.
     questions = sum(statuses.get(name, 0) for name in ("answered", "clarify", "handoff"))
     bars = [
         (name, statuses.get(name, 0), statuses.get(name, 0) / max(questions, 1))
@@ -171,6 +173,7 @@ def overview() -> Any:
         bars=bars,
         total=questions,
         small_talk=statuses.get(SMALL_TALK, 0),
+        asked_for_person=statuses.get(ASKED_FOR_PERSON, 0),
         queue=queue,
         workforce=figures.workforce,
         reviewer_chart=reviewer_chart(figures.workforce.people),
@@ -838,7 +841,7 @@ def conversation_detail(conversation_id: str) -> Any:
             "created_at": conversation.created_at,
             "handoff_requested_at": conversation.handoff_requested_at,
             "handed_off": conversation.handoff_requested_at is not None
-            or any(t["status"] == "handoff" for t in turns),
+            or any(t["status"] == HANDOFF for t in turns),
             "closed_at": conversation.handoff_closed_at,
             "closed_by": conversation.handoff_closed_by,
             "note": conversation.handoff_note,

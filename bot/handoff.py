@@ -14,6 +14,19 @@ from __future__ import annotations
 
 import re
 
+from bot.engine import HANDOFF
+
+# The turn log's status for such a message: the customer's reply is a handoff like any other (the widget
+# and the API say "handoff"), but the bot did not give up on a question, so the answer rates, the
+# conversation list's "bot ×N" and the canary's outcomes leave it out.
+ASKED_FOR_PERSON = "asked_for_person"
+
+
+def reply_status(logged: str) -> str:
+    """The status the customer's side sees for a logged turn's status."""
+    return HANDOFF if logged == ASKED_FOR_PERSON else logged
+
+
 WHO = (
     r"(?:(?:a|an|the|your|some|one of your)\s+)?(?:real\s+|live\s+|actual\s+|human\s+)?"
     r"(?:human(?:\s+being)?|person|people|agent|representative|rep|operator|someone|somebody|staff"

@@ -158,7 +158,7 @@ class Turn(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     user_text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20))  # answered | clarify | handoff | small_talk
+    status: Mapped[str] = mapped_column(String(20))  # core.registry.TURN_STATUSES
     intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
     answer: Mapped[str] = mapped_column(Text, default="")
     confidence: Mapped[float] = mapped_column(Float)

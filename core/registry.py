@@ -35,7 +35,8 @@ class ContactError(ValueError):
     """What the customer left is neither an e-mail address nor a phone number."""
 
 
-TURN_STATUSES = ("answered", "clarify", "handoff", "small_talk")  # small_talk: bot.small_talk
+# small_talk: bot.small_talk; asked_for_person: the customer typed a request for a person (bot.handoff)
+TURN_STATUSES = ("answered", "clarify", "handoff", "small_talk", "asked_for_person")
 
 
 def register_model_version(

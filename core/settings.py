@@ -258,6 +258,15 @@ class Settings:
         pattern = self.handoff_request_pattern.strip()
         return re.compile(pattern, re.IGNORECASE) if pattern else None
 
+    @property
+    def message_rules(self) -> dict[str, Any]:
+        """The rules read before the model, as ``bot.message_rules.read_message`` takes them."""
+        return {
+            "small_talk": self.small_talk,
+            "handoff_requests": self.handoff_requests,
+            "handoff_pattern": self.handoff_request_regex,
+        }
+
     def small_talk_reply(self, kind: str) -> str:
         """The reply to a kind of small talk (bot.small_talk): the setting ``small_talk_<kind>``."""
         return str(getattr(self, f"small_talk_{kind}"))

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
-from bot.handoff import asks_for_person
-from bot.small_talk import SmallTalk, read_small_talk, small_talk_prediction
+from bot.handoff import ASKED_FOR_PERSON, reply_status
+from bot.message_rules import read_message
+from bot.small_talk import small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -154,18 +155,17 @@ def answer_message(
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
     # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone.
-    talk = read_small_talk(message) if settings.small_talk else SmallTalk(None, message)
+    reading = read_message(message, **settings.message_rules)
     requested = chit_chat = False
     if prediction is not None:
         arm = SUGGESTION_ARM
     else:
-        requested = settings.handoff_requests and asks_for_person(message, settings.handoff_request_regex)
-        kind = None if requested else talk.kind
-        chit_chat = kind is not None
-        if kind is not None:
-            prediction = small_talk_prediction(message, settings.small_talk_reply(kind), engine.version)
+        requested, chit_chat = reading.asks_for_person, reading.small_talk is not None
+        if reading.small_talk is not None:
+            reply = settings.small_talk_reply(reading.small_talk)
+            prediction = small_talk_prediction(message, reply, engine.version)
         else:
-            prediction = engine.predict(talk.question)
+            prediction = engine.predict(reading.question)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
@@ -190,11 +190,12 @@ def answer_message(
         )
         if requested:
             request_handoff(session, conversation_id=conversation.id)
+        logged_status = ASKED_FOR_PERSON if requested else prediction.status
         turn = log_turn(
             session,
             conversation_id=conversation.id,
             user_text=message,
-            status=prediction.status,
+            status=logged_status,
             intent=prediction.intent,
             answer=text,
             confidence=min(max(prediction.confidence, 0.0), 1.0),
@@ -206,14 +207,14 @@ def answer_message(
             suggested=[c.intent for c in prediction.suggestions],
         )
         session.commit()
-    helploop.metrics.turns.labels(status=prediction.status, arm=arm).inc()
+    helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
     if choice is not None:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if news:
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
-        helploop.shadow.submit(serving.shadow, turn.id, talk.question)
+        helploop.shadow.submit(serving.shadow, turn.id, reading.question)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,
@@ -350,7 +351,7 @@ def transcript(session_id: str) -> Response:
                 "turn_id": turn.id,
                 "created_at": turn.created_at.isoformat(),
                 "message": turn.user_text,
-                "status": turn.status,
+                "status": reply_status(turn.status),  # as the chat's reply said it
                 "answer": turn.answer,
                 "intent": turn.intent,
                 "suggestions": suggestions,

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, TextIO
 
 from bot.engine import CLARIFY, HANDOFF, AnsweringEngine, Prediction
-from bot.small_talk import SmallTalk, read_small_talk, small_talk_prediction
+from bot.handoff import ASKED_FOR_PERSON
+from bot.message_rules import read_message
+from bot.small_talk import small_talk_prediction
 from core.settings import Settings
 
+# A typed request for a person: the web chat hands the conversation to the team; here nobody can take over.
+NOBODY_HERE = (
+    "[asked for a person: the web chat would hand this conversation to your team; the terminal cannot]"
+)
 
-def render(prediction: Prediction) -> str:
+
+def render(prediction: Prediction, settings: Settings) -> str:
     if prediction.status == CLARIFY:
         choices = "\n".join(f"  {i}. {c.title}" for i, c in enumerate(prediction.suggestions, start=1))
         return f"Did you mean:\n{choices}\n(type a number to choose)"
     if prediction.status == HANDOFF:
-        return "I'm not sure I understood. I'll pass you to a person on our team."
+        return settings.handoff_message
     text = prediction.answer or f"[{prediction.intent}]"
     if prediction.suggestions:
         text += "\nRelated: " + "; ".join(c.title for c in prediction.suggestions)
@@ -54,13 +62,18 @@ def run_terminal_chat(
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
-        talk = read_small_talk(text) if settings.small_talk else SmallTalk(None, text)
-        if talk.kind is not None:
-            prediction = small_talk_prediction(text, settings.small_talk_reply(talk.kind), engine.version)
+        reading = read_message(text, **settings.message_rules)
+        if reading.small_talk is not None:
+            reply = settings.small_talk_reply(reading.small_talk)
+            prediction = small_talk_prediction(text, reply, engine.version)
         else:
-            prediction = engine.predict(talk.question)
-        pending = prediction if prediction.status == CLARIFY else None
-        stdout.write(render(prediction) + "\n")
+            prediction = engine.predict(reading.question)
+        status = prediction.status
+        if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
+            prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
+            status = ASKED_FOR_PERSON
+        pending = prediction if status == CLARIFY else None
+        stdout.write((NOBODY_HERE if reading.asks_for_person else render(prediction, settings)) + "\n")
         if database is not None:
             with database.session() as session:
                 conversation = get_or_create_conversation(
@@ -71,7 +84,7 @@ def run_terminal_chat(
                     session,
                     conversation_id=conversation.id,
                     user_text=text,
-                    status=prediction.status,
+                    status=status,
                     intent=prediction.intent,
                     answer=prediction.answer,
                     confidence=min(max(prediction.confidence, 0.0), 1.0),

@@ -1,12 +1,15 @@
-"""The rules read before the model (bot.handoff, bot.small_talk) against real banking questions."""
+"""The rules read before the model (bot.handoff, bot.small_talk, bot.message_rules): real banking questions
+pass through to the model, and the rules apply in one order."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
 
 from bot.handoff import asks_for_person
+from bot.message_rules import MessageReading, read_message
 from bot.small_talk import small_talk_kind
 from tests.conftest import banking77_questions
 
@@ -19,3 +22,22 @@ def test_no_banking77_question_is_caught(rule: Callable[[str], object], full: bo
     texts = banking77_questions(full)
     assert len(texts) > (13_000 if full else 250)
     assert [t for t in texts if rule(t)] == []
+
+
+def test_read_message_applies_the_request_rule_then_small_talk() -> None:
+    """The order the chat, the terminal and the Try page share: a request for a person first (even wrapped in
+    small talk), then small talk, and what is left is the question the model reads."""
+    wrapped = read_message("Hi! Can I talk to a human? Thanks")
+    assert wrapped == MessageReading("Can I talk to a human?", asks_for_person=True)
+    assert not wrapped.for_the_model
+    assert read_message("thanks, bye") == MessageReading("thanks, bye", small_talk="goodbye")
+    question = read_message("Hello! My card hasn't arrived. Thanks!")
+    assert question == MessageReading("My card hasn't arrived.") and question.for_the_model
+    # Each rule can be turned off, and a deployment adds its own phrasing of a request.
+    assert read_message("agent please", handoff_requests=False) == MessageReading("agent please")
+    assert read_message("Hi! My card hasn't arrived.", small_talk=False) == MessageReading(
+        "Hi! My card hasn't arrived."
+    )
+    german = re.compile(r"\bmit einem menschen\b", re.IGNORECASE)
+    assert read_message("Ich will mit einem Menschen sprechen", handoff_pattern=german).asks_for_person
+    assert not read_message("Ich will mit einem Menschen sprechen").asks_for_person

@@ -358,8 +358,10 @@ def log_card_turns(database: Any, rows: list[tuple[str, str]]) -> list[int]:
 def test_a_typed_request_for_a_person_is_the_button_not_a_guess(make_app: Any) -> None:
     """A typed "can I talk to a human?" gets the reply of the "Talk to a person" button (offline here: no
     operator has a page open), opens the handoff inbox entry, logs the model's candidates, and is no review
-    item; a deployment adds its own phrasing."""
+    item; a deployment adds its own phrasing. The log says the customer asked (not that the bot gave up): the
+    conversation list shows "asked" without "bot ×1", and the overview counts it beside the questions."""
     from core.models import Conversation, ReviewItemTurn
+    from tests.serving.test_admin import add_user, login
 
     app = make_app(ratelimit_enabled=False, handoff_request_pattern=r"\bmit einem menschen\b")
     client = app.test_client()
@@ -374,13 +376,24 @@ def test_a_typed_request_for_a_person_is_the_button_not_a_guess(make_app: Any) -
     assert helploop.router.drain(10)
     with helploop.database.session() as session:
         logged = {t.id: t for t in session.scalars(select(Turn))}
-        assert logged[asked["turn_id"]].status == "handoff" and logged[asked["turn_id"]].candidates
+        assert logged[asked["turn_id"]].status == "asked_for_person" and logged[asked["turn_id"]].candidates
         assert logged[asked["turn_id"]].answer == helploop.settings.handoff_offline_message
         for reply in (asked, german):
             assert session.get(Conversation, reply["session_id"]).handoff_requested_at is not None
         routed = set(session.scalars(select(ReviewItemTurn.turn_id)))
         assert asked["turn_id"] not in routed and german["turn_id"] not in routed
-    assert client.get(f"/api/v1/sessions/{first['session_id']}").get_json()["handoff_requested"] is True
+    history = client.get(f"/api/v1/sessions/{first['session_id']}").get_json()
+    assert history["handoff_requested"] is True
+    assert [t["status"] for t in history["turns"]] == ["answered", "handoff"]  # as the chat replied
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    listing = client.get("/operator/conversations").get_data(as_text=True)
+    row = listing[listing.index(first["session_id"]) :].split("</tr>")[0]
+    assert "asked" in row and "bot ×" not in row
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert "Questions (1)" in overview and "and 2 messages asking for a person" in overview
+    transcript = client.get(f"/operator/conversations/{first['session_id']}").get_data(as_text=True)
+    assert "(asked for a person, confidence" in transcript
     # A question about paying a person is still a question.
     assert chat(client, "I want to transfer money to another person").get_json()["answer"] not in {
         helploop.settings.handoff_offline_message,

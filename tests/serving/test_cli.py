@@ -166,13 +166,24 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
     out = io.StringIO()
     database = Database(settings)
     run_terminal_chat(
-        engine, database=database, settings=settings, stdin=io.StringIO("hi\ncard\n2\n\n"), stdout=out
+        engine,
+        database=database,
+        settings=settings,
+        stdin=io.StringIO("hi\ncard\n2\ncan I talk to a human?\n\n"),
+        stdout=out,
     )
     assert f"> {settings.small_talk_greeting}\n> Did you mean:" in out.getvalue()  # "hi": not the model's
     assert "Did you mean:\n  1. Where is my card?\n  2. Change my PIN" in out.getvalue()
     assert "At an ATM." in out.getvalue()
+    assert "> [asked for a person: the web chat would hand this conversation to your team" in out.getvalue()
     with database.session() as session:
-        hello, turn = session.scalars(select(Turn).order_by(Turn.id)).all()
+        hello, turn, asked = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert (asked.status, asked.intent, asked.suggested, asked.candidates[0]["intent"]) == (
+            "asked_for_person",
+            None,
+            [],
+            "card_arrival",  # the model's reading is logged
+        )
         assert (hello.status, hello.answer, hello.intent) == (
             "small_talk",
             settings.small_talk_greeting,

@@ -8,6 +8,8 @@ import re
 import zipfile
 from typing import Any
 
+from markupsafe import escape
+
 from core.kb_files import IntentData, KnowledgeBaseData
 from core.knowledge_base import import_knowledge_base, load_knowledge_base
 from tests.conftest import TOY
@@ -432,7 +434,23 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     assert f"answers from {production.gate.threshold:.3f}" in page
     ranking = re.findall(r'<tr data-intent="([^"]+)"><td>(\d+)</td>', page)
     assert [intent for intent, _ in ranking] == [c.intent for c in expected.ranking]
-    assert 'data-arm="canary"' not in page
+    assert 'data-arm="canary"' not in page and 'id="try-rule"' not in page and 'id="try-question"' not in page
+    # Read as the chat reads it: small talk and a request for a person get the chat's reply (the models'
+    # reading still shown); greetings around a question are left out of what the models read.
+    hello = client.get("/operator/knowledge/try?q=hi+there").get_data(as_text=True)
+    assert "as <strong>small talk (greeting)</strong>, without the model" in hello
+    assert escape(helploop.settings.small_talk_greeting) in hello and 'data-arm="production"' in hello
+    human = client.get("/operator/knowledge/try?q=can+I+talk+to+a+human").get_data(as_text=True)
+    assert "as <strong>a request for a person</strong>" in human
+    assert escape(helploop.settings.handoff_requested_message) in human
+    wrapped = client.get("/operator/knowledge/try?q=Hi!+change+pin+number.+Thanks").get_data(as_text=True)
+    assert (
+        "The models read <strong>“change pin number.”</strong>" in wrapped and 'id="try-rule"' not in wrapped
+    )
+    assert (
+        f'Confidence <strong class="confidence">{production.predict("change pin number.").confidence:.3f}'
+        in (wrapped)
+    )
     # A canary and a shadow are tried too, each with its own model.
     versions = sorted({AnsweringEngine.load(p).version for p in toy_bundles.values()} - {production.version})
     with helploop.database.session() as session:

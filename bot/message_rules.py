@@ -1,0 +1,41 @@
+"""What the chat does with a message before the model reads it: a typed request for a person
+(``bot.handoff``), then small talk (``bot.small_talk``); what is left is the question the model reads.
+
+One function, so that the web chat, the terminal chat and the operators' *Try* page read a message the same
+way. The settings come in as arguments: ``bot`` knows no settings module."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.handoff import asks_for_person
+from bot.small_talk import read_small_talk
+
+
+@dataclass(frozen=True)
+class MessageReading:
+    question: str  # what the model reads: the message without greetings or thanks around the question
+    asks_for_person: bool = False  # "can I talk to a human?": the handoff button, typed
+    small_talk: str | None = None  # the kind, when the whole message is small talk ("hi", "thanks")
+
+    @property
+    def for_the_model(self) -> bool:
+        """Whether the reply is the model's (no rule answered the message)."""
+        return not self.asks_for_person and self.small_talk is None
+
+
+def read_message(
+    text: str,
+    *,
+    small_talk: bool = True,
+    handoff_requests: bool = True,
+    handoff_pattern: re.Pattern[str] | None = None,
+) -> MessageReading:
+    """How the chat reads ``text``; ``small_talk`` / ``handoff_requests`` False turn a rule off (the message
+    then goes to the model as typed), ``handoff_pattern`` adds a deployment's own phrasing of a request."""
+    talk = read_small_talk(text) if small_talk else None
+    question = talk.question if talk is not None else text
+    if handoff_requests and asks_for_person(text, handoff_pattern):
+        return MessageReading(question, asks_for_person=True)
+    return MessageReading(question, small_talk=talk.kind if talk is not None else None)
