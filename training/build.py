@@ -24,12 +24,15 @@ from bot.engine import (
     ProgressCallback,
     add_encoder,
 )
+from bot.handoff import ASKED_FOR_PERSON
+from bot.small_talk import without_small_talk
 from core.kb_checks import question_key
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
 from core.models import ReviewItemTurn, Turn, VerifiedPair
 from core.redaction import redact
 from core.registry import (
+    SUGGESTION_ARM,
     current_deployment,
     latest_model_version,
     register_model_version,
@@ -118,22 +121,29 @@ def verified_training_pairs(
 
 def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -> list[str]:
     """Unlabelled questions for self-training: the newest ``limit`` distinct questions of the turn log,
-    redacted, leaving out turns the customer marked unhelpful, turns in review items (the crowd labels
-    those), small talk ("hi", "thanks") and questions already in ``exclude`` (the training and evaluation
-    rows: an evaluation question must never be trained on), case, spacing and closing punctuation aside."""
+    redacted and read as the chat's model read them (without a greeting or thanks around them), leaving out
+    turns the customer marked unhelpful, turns in review items (the crowd labels those), small talk ("hi",
+    "thanks"), typed requests for a person, clicked chips ("/card_arrival": no question) and questions
+    already in ``exclude`` (the training and evaluation rows: an evaluation question must never be trained
+    on), case, spacing and closing punctuation aside."""
     if limit <= 0:
         return []
     seen = {question_key(text) for text in exclude}
     reviewed = select(ReviewItemTurn.turn_id)
     rows = session.scalars(
         select(Turn.user_text)
-        .where(Turn.helpful.is_not(False), Turn.id.not_in(reviewed), Turn.status != SMALL_TALK)
+        .where(
+            Turn.helpful.is_not(False),
+            Turn.id.not_in(reviewed),
+            Turn.status.not_in((SMALL_TALK, ASKED_FOR_PERSON)),
+            Turn.served_by != SUGGESTION_ARM,
+        )
         .order_by(Turn.id.desc())
         .limit(limit * TRAFFIC_SCAN_FACTOR)
     )
     questions: list[str] = []
     for text in rows:
-        redacted = redact(text).strip()
+        redacted = without_small_talk(redact(text)).strip()
         key = question_key(redacted)
         if key and key not in seen:
             seen.add(key)

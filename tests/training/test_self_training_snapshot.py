@@ -33,13 +33,20 @@ def test_traffic_is_the_newest_distinct_unjudged_questions_redacted(db_session: 
     add_turn(db_session, "c3", "write to me at jo@example.com about the courier")
     add_turn(db_session, "c3", "  ")
     add_turn(db_session, "c3", "thanks a lot", status="small_talk")  # not a question
+    add_turn(db_session, "c3", "can I talk to a human", status="asked_for_person")  # nor is this
+    add_turn(db_session, "c3", "/card_arrival").served_by = "suggestion"  # a clicked chip
+    add_turn(db_session, "c4", "Hi! Is my courier lost? Thanks")  # read as the chat's model read it
     db_session.flush()
 
     questions = traffic_questions(db_session, exclude=[t for rows in TOY.values() for t in rows], limit=10)
-    # newest first; e-mail redacted; the repeat, the example, the thumbs-down, the reviewed one and the small
-    # talk left out
-    assert questions == ["write to me at [EMAIL] about the courier", "My courier never came?"]
-    assert traffic_questions(db_session, exclude=[], limit=1) == ["write to me at [EMAIL] about the courier"]
+    # newest first; e-mail redacted; greeting and thanks left out; the repeat, the example, the thumbs-down,
+    # the reviewed one, the small talk, the request for a person and the chip left out
+    assert questions == [
+        "Is my courier lost?",
+        "write to me at [EMAIL] about the courier",
+        "My courier never came?",
+    ]
+    assert traffic_questions(db_session, exclude=[], limit=1) == ["Is my courier lost?"]
     assert traffic_questions(db_session, exclude=[], limit=0) == []
 
     snapshot = training_snapshot(db_session, traffic_limit=10)
