@@ -16,6 +16,7 @@ from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
 from bot.message_rules import read_message
+from bot.small_talk import NOT_HELPFUL
 from core.kb_checks import question_key, text_findings
 from core.kb_files import (
     OUT_OF_SCOPE,
@@ -373,6 +374,9 @@ def try_bot() -> Any:
     rule = None  # what the chat answers instead of the model, when a rule reads the message first
     if reading is not None and reading.asks_for_person:
         rule = {"kind": "a request for a person", "reply": settings.handoff_requested_message}
+    elif reading is not None and reading.small_talk == NOT_HELPFUL:
+        kind = "a complaint about the previous answer (rated unhelpful, the next-ranked intents offered)"
+        rule = {"kind": kind, "reply": settings.small_talk_reply(NOT_HELPFUL)}
     elif reading is not None and reading.small_talk is not None:
         reply = settings.small_talk_reply(reading.small_talk)
         rule = {"kind": f"small talk ({reading.small_talk.replace('_', ' ')})", "reply": reply}

@@ -1,4 +1,4 @@
-"""Small talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?".
+"""Small talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?", "that's wrong".
 
 The most common first and last messages of a chat are not questions. Sent to the intent model they are
 guesses at best ("bye" read as closing the account) and hand-offs at worst ("hi": "I'm not sure I understood,
@@ -16,16 +16,20 @@ from typing import NamedTuple
 
 from bot.engine import SMALL_TALK, Prediction
 
-GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP = (
+GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL = (
     "greeting",
     "thanks",
     "goodbye",
     "acknowledgement",
     "about_bot",
     "help",
+    "not_helpful",  # "that's wrong", "not what I asked": the customer's thumbs-down, typed
 )
-# When a message holds several kinds, the reply answers the one that ends the exchange most.
-PRIORITY = (GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
+# When a message holds several kinds, the reply answers the one that ends the exchange most; a complaint
+# about the last answer comes first ("no, that's wrong" is no goodbye).
+PRIORITY = (NOT_HELPFUL, GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
+_IT = r"(?:that'?s|that\s+is|that\s+was|this\s+is|this\s+was|it'?s|it\s+is|it\s+was)"
+_DID_NOT = r"(?:didn'?t|did\s+not|doesn'?t|does\s+not|don'?t|do\s+not)"
 
 _WHO = r"(?:\s+(?:there|team|all|everyone|folks|guys|friend|bot|helploop))?"
 PATTERNS: dict[str, re.Pattern[str]] = {
@@ -34,6 +38,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         GREETING: (
             rf"(?:hi+|hello+|hey+|hiya|howdy|hallo|yo|greetings|good\s+(?:morning|afternoon|evening|day)){_WHO}"
             r"|how\s+are\s+you(?:\s+doing)?(?:\s+today)?|how'?s\s+it\s+going"
+            r"|are\s+you\s+(?:still\s+)?there|(?:is\s+)?any(?:one|body)\s+(?:there|here|around)"
         ),
         THANKS: (
             r"(?:many\s+)?(?:thanks|thank\s+you|thx|ty|cheers|ta)(?:\s+(?:so|very)\s+much|\s+a\s+lot|\s+a\s+bunch"
@@ -48,7 +53,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         ),
         ACKNOWLEDGEMENT: (
             r"ok(?:ay)?|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood|sure|fine"
-            r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely"
+            r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
         ),
         ABOUT_BOT: (
             r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
@@ -59,6 +64,18 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         HELP: (
             r"help|help\s+me|what\s+can\s+you\s+do|what\s+can\s+(?:i|you)\s+ask(?:\s+you)?|how\s+can\s+you\s+help"
             r"(?:\s+me)?|what\s+do\s+you\s+know|what\s+can\s+you\s+help\s+(?:me\s+)?with|menu|options|start"
+            r"|i\s+(?:have|got|'ve\s+got)\s+a\s+(?:quick\s+)?(?:question|problem|query|issue)|quick\s+question"
+            r"|i\s+need\s+(?:some\s+)?help|can\s+you\s+help(?:\s+me)?|can\s+i\s+ask\s+(?:you\s+)?(?:a\s+question|something)"
+        ),
+        NOT_HELPFUL: (
+            rf"(?:{_IT}\s+)?(?:wrong|incorrect|not\s+(?:right|correct|it|helpful|my\s+question)|useless|unhelpful"
+            r"|no\s+help|the\s+wrong\s+answer|not\s+(?:what|the\s+answer)\s+i\s+(?:asked(?:\s+for)?|meant|wanted"
+            r"|was\s+looking\s+for|need(?:ed)?))"
+            r"|(?:wrong|bad)\s+answer|not\s+very\s+helpful"
+            rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help|answer\s+(?:my|the)\s+question|make\s+sense)"
+            r"|that\s+(?:didn'?t|did\s+not)\s+work"
+            rf"|you\s+{_DID_NOT}\s+(?:help|answer\s+my\s+question|understand(?:\s+me)?|get\s+it)"
+            r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)|stupid\s+bot"
         ),
     }.items()
 }

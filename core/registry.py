@@ -268,6 +268,17 @@ def record_feedback(session: Session, *, turn_id: int, helpful: bool, comment: s
     return turn
 
 
+def last_answer_to_rate(session: Session, *, conversation_id: str) -> Turn | None:
+    """The conversation's latest turn when it is an answer the customer has not rated yet: what a typed
+    "that's wrong" is about (None after small talk, a "did you mean" or a handoff, or once rated)."""
+    latest = session.scalars(
+        select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.id.desc()).limit(1)
+    ).first()
+    if latest is None or latest.status != "answered" or latest.helpful is not None:
+        return None
+    return latest
+
+
 def get_conversation(session: Session, *, conversation_id: str) -> Conversation:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:

@@ -123,6 +123,12 @@ class Settings:
         "Ask me a question in your own words and I'll answer from our help articles. If I'm not sure, I'll "
         "suggest what you may mean or pass you to a person on our team."
     )
+    # A typed complaint about the last answer ("that's wrong", "not what I asked"): the answer is rated
+    # unhelpful (a review item, as the thumbs-down button makes) and the intents the model ranked next are
+    # offered after clarify_message.
+    small_talk_not_helpful: str = (
+        "Sorry, that was not the right answer. Try asking another way, or ask for a person."
+    )
     clarify_message: str = "Did you mean one of these?"
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."

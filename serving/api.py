@@ -12,10 +12,10 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, HANDOFF, MAX_CLARIFY_CHOICES, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import read_message
-from bot.small_talk import small_talk_prediction
+from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -31,6 +31,7 @@ from core.registry import (
     get_conversation,
     get_or_create_conversation,
     handoff_open,
+    last_answer_to_rate,
     last_live_senders,
     leave_contact,
     log_turn,
@@ -130,9 +131,10 @@ def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
 
 def answer_message(
     message: str, session_id: str | None, *, channel: str, create_unknown_session: bool = False
-) -> tuple[Prediction, int, str, str]:
+) -> tuple[Prediction, int, str, str, int | None]:
     """Predict, log the turn (committed before the caller responds), return (prediction, turn id, session id,
-    text to show). Shared by the JSON API and the Rasa channel."""
+    text to show, the turn a typed "that's wrong" rated unhelpful or None). Shared by the JSON API and the
+    Rasa channel."""
     helploop = state()
     serving = helploop.models.state
     if serving.production is None:
@@ -154,16 +156,30 @@ def answer_message(
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
-    # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone.
+    # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone. "That's wrong"
+    # right after an answer is the thumbs-down typed: the answer is rated unhelpful (a review item) and the
+    # intents the model ranked next for it are offered.
     reading = read_message(message, **settings.message_rules)
     requested = chit_chat = False
+    complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
     if prediction is not None:
         arm = SUGGESTION_ARM
     else:
-        requested, chit_chat = reading.asks_for_person, reading.small_talk is not None
-        if reading.small_talk is not None:
-            reply = settings.small_talk_reply(reading.small_talk)
+        requested, kind = reading.asks_for_person, reading.small_talk
+        alternatives: list[Candidate] = []
+        if kind == NOT_HELPFUL:
+            last = last_answer_to_rate(session, conversation_id=session_id) if session_id else None
+            if last is not None:
+                complained, alternatives = last.id, other_choices(last, engine)
+            session.commit()
+            kind = kind if complained is not None else HELP  # no answer to be wrong: say how to ask
+        chit_chat = kind is not None
+        if kind is not None:
+            reply = settings.small_talk_reply(kind)
+            if alternatives:  # "... ask for a person. Did you mean one of these?" and the chips
+                reply = f"{reply} {settings.clarify_message}"
             prediction = small_talk_prediction(message, reply, engine.version)
+            prediction = dataclasses.replace(prediction, suggestions=alternatives)
         else:
             prediction = engine.predict(reading.question)
     latency_ms = (time.perf_counter() - started) * 1000
@@ -190,6 +206,8 @@ def answer_message(
         )
         if requested:
             request_handoff(session, conversation_id=conversation.id)
+        if complained is not None:  # the thumbs-down, typed: the same mark and the same review item
+            record_feedback(session, turn_id=complained, helpful=False, comment=message)
         logged_status = ASKED_FOR_PERSON if requested else prediction.status
         turn = log_turn(
             session,
@@ -210,6 +228,8 @@ def answer_message(
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
     if choice is not None:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
+    if complained is not None:
+        route_thumbs_down(complained)
     if news:
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
@@ -223,7 +243,7 @@ def answer_message(
             policy=helploop.policy,
         )
         helploop.router.submit(turn.id, reasons, prediction.embedding)
-    return prediction, turn.id, conversation.id, text
+    return prediction, turn.id, conversation.id, text, complained
 
 
 def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | None:
@@ -285,11 +305,12 @@ def chat() -> Response:
                 "model_version": None,
             }
         )
-    prediction, turn_id, session_id, text = answer_message(message, session_id, channel="widget")
+    prediction, turn_id, session_id, text, rated = answer_message(message, session_id, channel="widget")
     return jsonify(
         {
             "session_id": session_id,
             "turn_id": turn_id,
+            "rated_turn_id": rated,  # "that's wrong": the answer now rated unhelpful (its thumbs-down shown)
             "status": prediction.status,
             "answer": text,
             "intent": prediction.intent,
@@ -317,13 +338,28 @@ def feedback() -> Response:
     except NotFoundError as exc:
         raise APIError(404, "unknown_turn", str(exc), "turn_id") from None
     session.commit()
-    helploop = state()
-    helploop.metrics.feedback.labels(helpful=str(helpful).lower()).inc()
-    production = helploop.models.state.production
-    if not helpful and production is not None:
-        encoder = production.main_encoder()
-        helploop.router.submit(turn.id, ["thumbs_down"], lambda text: encoder.encode([text])[0])
+    if helpful:
+        state().metrics.feedback.labels(helpful="true").inc()
+    else:
+        route_thumbs_down(turn.id)
     return jsonify({"turn_id": turn.id, "helpful": turn.helpful})
+
+
+def route_thumbs_down(turn_id: int) -> None:
+    """A thumbs-down (clicked, or typed: "that's wrong") is counted and makes the turn a review item."""
+    helploop = state()
+    helploop.metrics.feedback.labels(helpful="false").inc()
+    production = helploop.models.state.production
+    if production is not None:
+        encoder = production.main_encoder()
+        helploop.router.submit(turn_id, ["thumbs_down"], lambda text: encoder.encode([text])[0])
+
+
+def other_choices(turn: Turn, engine: AnsweringEngine) -> list[Candidate]:
+    """After "that's wrong": the intents the model ranked next for that question (chips to pick from)."""
+    names = [c.get("intent") for c in turn.candidates or []]
+    others = [n for n in names if n and n != turn.intent and n in engine.knowledge]
+    return [Candidate(n, 0.0, engine.knowledge[n].title) for n in others[:MAX_CLARIFY_CHOICES]]
 
 
 @api.get("/sessions/<session_id>")

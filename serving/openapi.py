@@ -232,6 +232,12 @@ SPEC: dict[str, Any] = {
                                 "properties": {
                                     "session_id": {"type": "string"},
                                     "turn_id": {"type": "integer", "nullable": True},
+                                    "rated_turn_id": {
+                                        "type": "integer",
+                                        "nullable": True,
+                                        "description": 'a typed complaint ("that\'s wrong") rated this '
+                                        "earlier answer unhelpful, as the thumbs-down does",
+                                    },
                                     "message_id": {
                                         "type": "integer",
                                         "description": "status 'agent' only: the live-chat message",

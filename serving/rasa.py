@@ -31,7 +31,7 @@ def rest_webhook() -> Response:
         sender_id = sender
     if to_live_chat(message, sender_id) is not None:
         return jsonify([])  # a person chats with this user now: the message is theirs, the bot stays quiet
-    prediction, _turn, _session, text = answer_message(
+    prediction, _turn, _session, text, _rated = answer_message(
         message, sender_id, channel="rasa", create_unknown_session=True
     )
     reply: dict[str, object] = {"recipient_id": sender, "text": text}

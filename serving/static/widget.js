@@ -148,7 +148,8 @@
       wrap.appendChild(chips);
     }
     if (reply.turn_id && reply.status === "answered") {
-      var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": TEXTS.was_helpful });
+      var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": TEXTS.was_helpful,
+                             "data-turn-id": String(reply.turn_id) });
       [["up", true, TEXTS.helpful], ["down", false, TEXTS.not_helpful]].forEach(function (spec) {
         var button = el("button", { type: "button", "class": "hl-thumb hl-thumb-" + spec[0],
                                     "aria-label": spec[2], "aria-pressed": "false", title: spec[2] });
@@ -327,6 +328,12 @@
         return;
       }
       setAgent(false);
+      if (reply.rated_turn_id) {  // "that's wrong": the answer it was about now shows its thumbs-down
+        var rated = log.querySelector('.hl-rate[data-turn-id="' + reply.rated_turn_id + '"]');
+        Array.prototype.forEach.call(rated ? rated.querySelectorAll("button") : [], function (b) {
+          b.setAttribute("aria-pressed", b.classList.contains("hl-thumb-down") ? "true" : "false");
+        });
+      }
       addBot(reply);
       if (reply.status === "handoff") { askContact(); startPolling(); }
     }).catch(function (error) {

@@ -28,6 +28,7 @@ def test_chat_answers_and_logs_the_turn_before_replying(client: Any, app: Any) -
     assert set(body) == {
         "session_id",
         "turn_id",
+        "rated_turn_id",
         "status",
         "answer",
         "intent",
@@ -35,7 +36,7 @@ def test_chat_answers_and_logs_the_turn_before_replying(client: Any, app: Any) -
         "suggestions",
         "model_version",
     }
-    assert body["status"] == "answered" and body["intent"] == "card_arrival"
+    assert body["status"] == "answered" and body["intent"] == "card_arrival" and body["rated_turn_id"] is None
     assert body["answer"] == "Cards arrive in **5–7 working days**."
     assert body["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]
     logged = turns(app)
@@ -453,6 +454,43 @@ def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
     page = client.get("/operator/").get_data(as_text=True)
     assert "Questions (1)" in page and "and 3 small-talk messages" in page
     assert "1 (100.0%)" in page  # the one question, answered
+
+
+def test_that_is_wrong_after_an_answer_is_a_typed_thumbs_down(make_app: Any) -> None:
+    """ "That's wrong" right after an answer rates it unhelpful (with the words as the comment), makes it a
+    review item as the thumbs-down button does, and offers the intents the model ranked next; with no answer
+    before it, it gets the help reply and rates nothing."""
+    from core.models import ReviewItemTurn
+
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    settings = helploop.settings
+    answered = chat(client, "when will my card arrive").get_json()
+    assert answered["status"] == "answered" and answered["intent"] == "card_arrival"
+    wrong = chat(client, "No, that's not what I asked", session_id=answered["session_id"]).get_json()
+    assert wrong["status"] == "small_talk" and wrong["rated_turn_id"] == answered["turn_id"]
+    assert wrong["answer"] == f"{settings.small_talk_not_helpful} {settings.clarify_message}"
+    offered = [s["intent"] for s in wrong["suggestions"]]
+    with helploop.database.session() as session:
+        first = session.get(Turn, answered["turn_id"])
+        ranked = [c["intent"] for c in first.candidates]
+        assert offered == [i for i in ranked if i != "card_arrival"][:3] and len(offered) == 3
+        assert (first.helpful, first.feedback_comment) == (False, "No, that's not what I asked")
+        assert session.get(Turn, wrong["turn_id"]).suggested == offered
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        reasons = {t: r for t, r in session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason))}
+    assert "thumbs_down" in reasons[answered["turn_id"]] and wrong["turn_id"] not in reasons
+    assert 'helploop_feedback_total{helpful="false"} 1.0' in client.get("/metrics").get_data(as_text=True)
+    # Twice in a row, or before any answer: nothing (more) to rate, the help reply.
+    again = chat(client, "wrong answer", session_id=answered["session_id"]).get_json()
+    assert again["answer"] == settings.small_talk_help and again["suggestions"] == []
+    assert again["rated_turn_id"] is None and answered.get("rated_turn_id") is None
+    alone = chat(client, "that didn't help").get_json()
+    assert alone["answer"] == settings.small_talk_help
+    history = client.get(f"/api/v1/sessions/{answered['session_id']}").get_json()["turns"]
+    assert history[0]["helpful"] is False and [s["intent"] for s in history[1]["suggestions"]] == offered
 
 
 def test_small_talk_can_be_left_to_the_model(make_app: Any) -> None:

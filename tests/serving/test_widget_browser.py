@@ -111,6 +111,26 @@ def test_thumbs_down_is_stored(page: Any, live_server: tuple[str, Any]) -> None:
         assert turn.helpful is False
 
 
+def test_typing_that_is_wrong_shows_the_thumbs_down_and_offers_the_next_intents(
+    page: Any, live_server: tuple[str, Any]
+) -> None:
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    assert page.locator(".hl-thumb-down[aria-pressed=true]").count() == 0
+    send(page, "that's wrong")
+    bot_messages(page).nth(1).wait_for()
+    page.locator(".hl-thumb-down[aria-pressed=true]").wait_for()  # on the first answer, without a click
+    assert page.locator(".hl-thumb-up[aria-pressed=true]").count() == 0
+    chips = bot_messages(page).nth(1).locator(".hl-chip")
+    assert chips.count() == 3
+    app = live_server[1]
+    with app.extensions["helploop"].database.session() as session:
+        first = session.scalars(select(Turn).order_by(Turn.id)).first()
+        assert first is not None and first.helpful is False
+    chips.first.click()  # a pick is answered at once, as any chip
+    bot_messages(page).nth(2).wait_for()
+
+
 def test_reload_resumes_the_conversation(page: Any) -> None:
     send(page, "when will my card arrive")
     bot_messages(page).first.wait_for()
