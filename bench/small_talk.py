@@ -7,6 +7,10 @@ web app and the terminal chat pass to the model). Per variant: top-1 accuracy, t
 "did you mean", not handed off) and the precision of those answers. Also counts the test questions that are
 small talk as a whole (must be none) and those the stripping changes.
 
+"That's wrong" after a wrong answer: of the test questions answered with the wrong intent, the share whose
+right intent is among the three chips the reply offers (the intents the model ranked next, as the web app
+offers them), and at which place.
+
     .venv/bin/python bench/small_talk.py [--data DIR] [--out DIR]
 
 Writes bench/results/small_talk.json.
@@ -56,6 +60,26 @@ def scores(engine: AnsweringEngine, texts: list[str], labels: list[str]) -> dict
     }
 
 
+def after_a_wrong_answer(engine: AnsweringEngine, texts: list[str], labels: list[str]) -> dict[str, Any]:
+    """Answered with the wrong intent, then "that's wrong": is the right intent among the chips offered?"""
+    wrong = [
+        (p, y)
+        for p, y in zip(engine.predict_batch(texts), labels, strict=True)
+        if p.status == ANSWERED and p.intent != y
+    ]
+    places = [0, 0, 0]
+    for prediction, label in wrong:
+        offered = [c.intent for c in prediction.ranking if c.intent != prediction.intent][:3]
+        if label in offered:
+            places[offered.index(label)] += 1
+    return {
+        "wrong_answers": len(wrong),
+        "wrong_answers_share": len(wrong) / len(texts),
+        "right_intent_offered": sum(places) / len(wrong) if wrong else float("nan"),
+        "offered_at_place": places,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,6 +114,13 @@ def main() -> None:
     print(
         f"\ntest questions that are small talk as a whole: {results['small_talk_as_a_whole']} (must be 0); "
         f"changed by stripping: {results['changed_by_stripping']}"
+    )
+    results["that_is_wrong"] = complaint = after_a_wrong_answer(engine, texts, labels)
+    print(
+        f"answered with the wrong intent: {complaint['wrong_answers']} "
+        f'({complaint["wrong_answers_share"]:.2%} of the test questions); after "that\'s wrong" the right '
+        f"intent is among the 3 chips offered for {complaint['right_intent_offered']:.2%} of them "
+        f"(1st / 2nd / 3rd chip: {' / '.join(map(str, complaint['offered_at_place']))})"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "small_talk.json").write_text(json.dumps(results, indent=2))
