@@ -6,10 +6,10 @@ import dataclasses
 import sys
 from typing import Any, TextIO
 
-from bot.engine import CLARIFY, HANDOFF, AnsweringEngine, Prediction
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, MAX_CLARIFY_CHOICES, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON
 from bot.message_rules import read_message
-from bot.small_talk import small_talk_prediction
+from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
 # A typed request for a person: the web chat hands the conversation to the team; here nobody can take over.
@@ -18,10 +18,14 @@ NOBODY_HERE = (
 )
 
 
+def numbered(choices: list[Candidate]) -> str:
+    lines = "\n".join(f"  {i}. {c.title}" for i, c in enumerate(choices, start=1))
+    return f"{lines}\n(type a number to choose)"
+
+
 def render(prediction: Prediction, settings: Settings) -> str:
     if prediction.status == CLARIFY:
-        choices = "\n".join(f"  {i}. {c.title}" for i, c in enumerate(prediction.suggestions, start=1))
-        return f"Did you mean:\n{choices}\n(type a number to choose)"
+        return f"Did you mean:\n{numbered(prediction.suggestions)}"
     if prediction.status == HANDOFF:
         return settings.handoff_message
     text = prediction.answer or f"[{prediction.intent}]"
@@ -38,7 +42,7 @@ def run_terminal_chat(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> None:
-    from core.registry import get_or_create_conversation, log_turn, record_choice
+    from core.registry import get_or_create_conversation, log_turn, record_choice, record_feedback
 
     # Looked up per call, not bound at import: whoever swaps sys.stdin/stdout (a test runner) is followed.
     stdin = stdin or sys.stdin
@@ -46,6 +50,7 @@ def run_terminal_chat(
 
     conversation_id: str | None = None
     pending: Prediction | None = None
+    answered: tuple[Prediction, int | None] | None = None  # the last reply, when an answer: (it, its turn id)
     stdout.write(f"HelpLoop ({engine.version}, {engine.runtime}). Ask a question; an empty line quits.\n")
     while True:
         stdout.write("> ")
@@ -57,30 +62,49 @@ def run_terminal_chat(
         if pending is not None and text.isdigit() and 1 <= int(text) <= len(pending.suggestions):
             chosen = pending.suggestions[int(text) - 1].intent
             stdout.write(engine.knowledge[chosen].answer + "\n")
-            pending = None
+            pending = answered = None
             if database is not None and conversation_id is not None:
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
         reading = read_message(text, **settings.message_rules)
-        if reading.small_talk is not None:
-            reply = settings.small_talk_reply(reading.small_talk)
-            prediction = small_talk_prediction(text, reply, engine.version)
+        kind, complaint = reading.small_talk, None
+        if kind == NOT_HELPFUL:  # "that's wrong", as in the web chat: about the last answer, or none
+            complaint, kind = (answered, kind) if answered is not None else (None, HELP)
+        if kind is not None:
+            prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
             prediction = engine.predict(reading.question)
         status = prediction.status
         if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
             status = ASKED_FOR_PERSON
-        pending = prediction if status == CLARIFY else None
-        stdout.write((NOBODY_HERE if reading.asks_for_person else render(prediction, settings)) + "\n")
+        if complaint is not None:  # the intents ranked next for the question it was about, to pick from
+            wrong = complaint[0]
+            others = [c for c in wrong.ranking if c.intent != wrong.intent][:MAX_CLARIFY_CHOICES]
+            if others:
+                reply = f"{prediction.answer} {settings.clarify_message}"
+                prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)
+        pending = (
+            prediction if status == CLARIFY or (complaint is not None and prediction.suggestions) else None
+        )
+        if reading.asks_for_person:
+            shown = NOBODY_HERE
+        elif complaint is not None and prediction.suggestions:
+            shown = f"{prediction.answer}\n{numbered(prediction.suggestions)}"
+        else:
+            shown = render(prediction, settings)
+        stdout.write(shown + "\n")
+        turn_id = None
         if database is not None:
             with database.session() as session:
                 conversation = get_or_create_conversation(
                     session, conversation_id=conversation_id, channel="terminal"
                 )
                 conversation_id = conversation.id
-                log_turn(
+                if complaint is not None and complaint[1] is not None:
+                    record_feedback(session, turn_id=complaint[1], helpful=False, comment=text)
+                turn = log_turn(
                     session,
                     conversation_id=conversation.id,
                     user_text=text,
@@ -94,3 +118,5 @@ def run_terminal_chat(
                     latency_ms=prediction.latency_ms,
                     suggested=[c.intent for c in prediction.suggestions],
                 )
+                turn_id = turn.id
+        answered = (prediction, turn_id) if status == ANSWERED else None

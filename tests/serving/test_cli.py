@@ -196,6 +196,54 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
         )
 
 
+def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -> None:
+    """After an answer, "that's wrong" rates it unhelpful and offers the intents ranked next, by number; after
+    a pick (no answer of the model's to be wrong) it gets the help reply."""
+    import dataclasses
+    import io
+    from types import SimpleNamespace
+
+    from bot.engine import IntentInfo
+    from serving.terminal import run_terminal_chat
+
+    run(settings, "db", "upgrade")
+    ranked = clarify_prediction(
+        "where is my card",
+        [("card_arrival", "Where is my card?"), ("change_pin", "Change my PIN"), ("top_up", "Top up")],
+    )
+    answer = dataclasses.replace(
+        ranked, status="answered", intent="card_arrival", answer="Soon.", suggestions=[]
+    )
+    engine = SimpleNamespace(
+        version="stub",
+        runtime="torch",
+        predict=lambda text: answer,
+        knowledge={
+            "card_arrival": IntentInfo(answer="Soon."),
+            "change_pin": IntentInfo(answer="At an ATM."),
+            "top_up": IntentInfo(answer="In the app."),
+        },
+    )
+    out = io.StringIO()
+    database = Database(settings)
+    typed = "where is my card\nthat's wrong\n1\nno, that's not it\n\n"
+    run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
+    expected = (
+        f"> Soon.\n> {settings.small_talk_not_helpful} {settings.clarify_message}\n"
+        "  1. Change my PIN\n  2. Top up\n(type a number to choose)\n"
+        f"> At an ATM.\n> {settings.small_talk_help}\n"
+    )
+    assert expected in out.getvalue()
+    with database.session() as session:
+        first, wrong, again = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert (first.helpful, first.feedback_comment) == (False, "that's wrong")
+        assert (wrong.status, wrong.suggested, again.helpful) == (
+            "small_talk",
+            ["change_pin", "top_up"],
+            None,
+        )
+
+
 def test_build_with_onnx_fits_on_the_int8_encoder_it_serves(
     settings: Any, answers_file: Path, tmp_path: Path
 ) -> None:
