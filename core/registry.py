@@ -279,6 +279,27 @@ def last_answer_to_rate(session: Session, *, conversation_id: str) -> Turn | Non
     return latest
 
 
+def question_behind(session: Session, *, turn_id: int) -> int | None:
+    """The turn whose question a thumbs-down on ``turn_id`` is about, for review: the turn itself when the
+    model read it; for a clicked "did you mean" chip, the question that offered it (the chip's own text is
+    "/intent"); None for a follow-up chip (the customer asked nothing the model read: the thumbs-down still
+    counts against that intent's answer)."""
+    turn = session.get(Turn, turn_id)
+    if turn is None:
+        return None
+    if turn.served_by != SUGGESTION_ARM:
+        return turn.id
+    before = session.scalars(
+        select(Turn)
+        .where(Turn.conversation_id == turn.conversation_id, Turn.id < turn.id)
+        .order_by(Turn.id.desc())
+        .limit(1)
+    ).first()
+    if before is not None and before.status == "clarify" and before.chosen_intent == turn.intent:
+        return before.id
+    return None
+
+
 def get_conversation(session: Session, *, conversation_id: str) -> Conversation:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:

@@ -36,6 +36,7 @@ from core.registry import (
     leave_contact,
     log_turn,
     messages_after,
+    question_behind,
     rate_chat,
     record_choice,
     record_feedback,
@@ -346,13 +347,17 @@ def feedback() -> Response:
 
 
 def route_thumbs_down(turn_id: int) -> None:
-    """A thumbs-down (clicked, or typed: "that's wrong") is counted and makes the turn a review item."""
+    """A thumbs-down (clicked, or typed: "that's wrong") is counted and puts the question it is about into
+    review (``question_behind``: for a clicked "did you mean" chip, the question that offered it)."""
     helploop = state()
     helploop.metrics.feedback.labels(helpful="false").inc()
+    session = db_session()
+    question = question_behind(session, turn_id=turn_id)
+    session.commit()
     production = helploop.models.state.production
-    if production is not None:
+    if production is not None and question is not None:
         encoder = production.main_encoder()
-        helploop.router.submit(turn_id, ["thumbs_down"], lambda text: encoder.encode([text])[0])
+        helploop.router.submit(question, ["thumbs_down"], lambda text: encoder.encode([text])[0])
 
 
 def other_choices(turn: Turn, engine: AnsweringEngine) -> list[Candidate]:

@@ -15,6 +15,7 @@ from core.registry import (
     daily_traffic,
     get_or_create_conversation,
     log_turn,
+    question_behind,
     record_choice,
     shown_suggestions,
 )
@@ -71,6 +72,22 @@ def test_a_click_answers_the_clarify_turn_just_before_it(db_session: Session) ->
     assert record_choice(db_session, conversation_id=conversation_id, intent="card_arrival") is None
     db_session.expire_all()
     assert asked.chosen_intent == "change_pin"
+
+
+def test_a_thumbs_down_on_a_clicked_choice_is_about_the_question_that_offered_it(db_session: Session) -> None:
+    asked = turn(db_session, None, status="clarify", suggested=SHOWN[:2])
+    cid = asked.conversation_id
+    record_choice(db_session, conversation_id=cid, intent="change_pin", now=NOW)
+    clicked = turn(db_session, cid, status="answered", served_by=SUGGESTION_ARM, intent="change_pin")
+    assert question_behind(db_session, turn_id=clicked.id) == asked.id
+    assert question_behind(db_session, turn_id=asked.id) == asked.id  # a question the model read: itself
+    # a follow-up chip of an answer, or a second chip after the first: no question behind it
+    answered = turn(db_session, None, status="answered", suggested=["change_pin"], intent="card_arrival")
+    follow = turn(db_session, answered.conversation_id, status="answered", served_by=SUGGESTION_ARM)
+    second = turn(db_session, cid, status="answered", served_by=SUGGESTION_ARM, intent="card_arrival")
+    assert question_behind(db_session, turn_id=follow.id) is None
+    assert question_behind(db_session, turn_id=second.id) is None
+    assert question_behind(db_session, turn_id=10**9) is None
 
 
 def test_clicks_that_answer_no_question_record_nothing(db_session: Session) -> None:

@@ -61,6 +61,37 @@ def test_uncertain_message_is_handed_off_and_suggestion_payload_answers(client: 
     assert chosen["answer"] == "We use the interbank rate." and chosen["confidence"] == 1.0
 
 
+def test_a_thumbs_down_on_a_clicked_choice_reviews_the_question_that_offered_it(make_app: Any) -> None:
+    """A clicked "did you mean" chip is answered as "/intent": its thumbs-down puts the customer's question
+    into review, never "/change_pin"; a follow-up chip's thumbs-down is stored (it counts against that
+    intent's answer) but is no question for reviewers."""
+    from core.models import ReviewItem, ReviewItemTurn
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    asked = chat(client, "card pin").get_json()
+    assert asked["status"] == "clarify" and "change_pin" in [s["intent"] for s in asked["suggestions"]]
+    picked = chat(client, "/change_pin", session_id=asked["session_id"]).get_json()
+    answered = chat(client, "when will my card arrive").get_json()
+    assert [s["intent"] for s in answered["suggestions"]] == ["change_pin"]
+    follow_up = chat(client, "/change_pin", session_id=answered["session_id"]).get_json()
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        before = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason)).all())
+    assert asked["turn_id"] in before and answered["turn_id"] not in before  # "did you mean": in review
+    for reply in (picked, follow_up):
+        feedback = client.post("/api/v1/feedback", json={"turn_id": reply["turn_id"], "helpful": False})
+        assert feedback.status_code == 200
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        after = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason)).all())
+        texts = set(session.scalars(select(ReviewItem.text)))
+        assert session.get(Turn, follow_up["turn_id"]).helpful is False
+    assert "thumbs_down" in after[asked["turn_id"]] and set(after) == set(before)
+    assert not any(t.startswith("/") for t in texts) and "card pin" in texts
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code", "field"),
     [
