@@ -36,6 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, AnsweringEngine, EngineConfig  # noqa: E402
+from bot.message_rules import choices_after_wrong  # noqa: E402
 from bot.small_talk import small_talk_kind, without_small_talk  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 
@@ -69,7 +70,7 @@ def after_a_wrong_answer(engine: AnsweringEngine, texts: list[str], labels: list
     ]
     places = [0, 0, 0]
     for prediction, label in wrong:
-        offered = [c.intent for c in prediction.ranking if c.intent != prediction.intent][:3]
+        offered = choices_after_wrong([c.intent for c in prediction.ranking], prediction.intent)
         if label in offered:
             places[offered.index(label)] += 1
     return {

@@ -7,8 +7,10 @@ way. The settings come in as arguments: ``bot`` knows no settings module."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.engine import MAX_CLARIFY_CHOICES
 from bot.handoff import asks_for_person
 from bot.small_talk import read_small_talk
 
@@ -39,3 +41,9 @@ def read_message(
     if handoff_requests and asks_for_person(text, handoff_pattern):
         return MessageReading(question, asks_for_person=True)
     return MessageReading(question, small_talk=talk.kind if talk is not None else None)
+
+
+def choices_after_wrong(ranked: Sequence[str], wrong: str | None) -> list[str]:
+    """After "that's wrong": the intents the model ranked next for that question (the wrong answer left out),
+    best first, as many as a "did you mean" offers."""
+    return [name for name in ranked if name != wrong][:MAX_CLARIFY_CHOICES]

@@ -12,9 +12,9 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, HANDOFF, MAX_CLARIFY_CHOICES, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON, reply_status
-from bot.message_rules import read_message
+from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
@@ -362,9 +362,8 @@ def route_thumbs_down(turn_id: int) -> None:
 
 def other_choices(turn: Turn, engine: AnsweringEngine) -> list[Candidate]:
     """After "that's wrong": the intents the model ranked next for that question (chips to pick from)."""
-    names = [c.get("intent") for c in turn.candidates or []]
-    others = [n for n in names if n and n != turn.intent and n in engine.knowledge]
-    return [Candidate(n, 0.0, engine.knowledge[n].title) for n in others[:MAX_CLARIFY_CHOICES]]
+    names = [str(c.get("intent")) for c in turn.candidates or [] if c.get("intent") in engine.knowledge]
+    return [Candidate(n, 0.0, engine.knowledge[n].title) for n in choices_after_wrong(names, turn.intent)]
 
 
 @api.get("/sessions/<session_id>")

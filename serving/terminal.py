@@ -6,9 +6,9 @@ import dataclasses
 import sys
 from typing import Any, TextIO
 
-from bot.engine import ANSWERED, CLARIFY, HANDOFF, MAX_CLARIFY_CHOICES, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON
-from bot.message_rules import read_message
+from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
@@ -81,7 +81,8 @@ def run_terminal_chat(
             status = ASKED_FOR_PERSON
         if complaint is not None:  # the intents ranked next for the question it was about, to pick from
             wrong = complaint[0]
-            others = [c for c in wrong.ranking if c.intent != wrong.intent][:MAX_CLARIFY_CHOICES]
+            names = choices_after_wrong([c.intent for c in wrong.ranking], wrong.intent)
+            others = [c for c in wrong.ranking if c.intent in names]
             if others:
                 reply = f"{prediction.answer} {settings.clarify_message}"
                 prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)

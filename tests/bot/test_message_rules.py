@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.handoff import asks_for_person
-from bot.message_rules import MessageReading, read_message
+from bot.message_rules import MessageReading, choices_after_wrong, read_message
 from bot.small_talk import small_talk_kind
 from tests.conftest import banking77_questions
 
@@ -41,3 +41,10 @@ def test_read_message_applies_the_request_rule_then_small_talk() -> None:
     german = re.compile(r"\bmit einem menschen\b", re.IGNORECASE)
     assert read_message("Ich will mit einem Menschen sprechen", handoff_pattern=german).asks_for_person
     assert not read_message("Ich will mit einem Menschen sprechen").asks_for_person
+
+
+def test_the_choices_after_that_is_wrong_are_the_next_ranked_intents() -> None:
+    ranked = ["card_arrival", "change_pin", "top_up", "exchange_rate", "lost_card"]
+    assert choices_after_wrong(ranked, "card_arrival") == ["change_pin", "top_up", "exchange_rate"]
+    assert choices_after_wrong(ranked, "top_up") == ["card_arrival", "change_pin", "exchange_rate"]
+    assert choices_after_wrong(["card_arrival"], "card_arrival") == []  # a clicked chip: nothing ranked next
