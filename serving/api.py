@@ -532,13 +532,14 @@ def rating(session_id: str) -> Response:
 
 
 def _notify(session: Session, conversation_id: str, reason: str) -> None:
-    """Queue the handoff webhook with the conversation's last message, redacted."""
+    """Queue the handoff webhook with the conversation's last typed message, redacted (a clicked chip's
+    turn reads "/intent": the question before it says more)."""
     notifier = state().notifier
     if not notifier.enabled:
         return
     last = session.scalar(
         select(Turn.user_text)
-        .where(Turn.conversation_id == conversation_id)
+        .where(Turn.conversation_id == conversation_id, Turn.served_by != SUGGESTION_ARM)
         .order_by(Turn.id.desc())
         .limit(1)
     )

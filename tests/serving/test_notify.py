@@ -101,6 +101,7 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
     client.post(f"/api/v1/sessions/{first['session_id']}/contact", json={"contact": "jo@example.com"})
     with helploop.database.session() as session:  # a conversation the bot answered, then the customer asks
         calm = {"session_id": add_turn(session, None, "where is my card").conversation_id}
+        add_turn(session, calm["session_id"], "/card_arrival").served_by = "suggestion"  # a clicked chip
     client.post(f"/api/v1/sessions/{calm['session_id']}/handoff")
     assert helploop.notifier.drain(10)
     reasons = [(r["body"]["reason"], r["body"]["session_id"]) for r in Receiver.received]
@@ -109,6 +110,9 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
         ("contact", first["session_id"]),
         ("asked", calm["session_id"]),
     ]
+    assert (
+        Receiver.received[2]["body"]["message"] == "where is my card"
+    )  # typed, not the chip's "/card_arrival"
     bodies = json.dumps([r["body"] for r in Receiver.received])
     assert "jo@example.com" not in bodies and "[EMAIL]" in bodies  # only redacted text leaves
     assert (
