@@ -647,11 +647,14 @@ def conversation_summaries(
     rows = session.execute(
         query.order_by(Conversation.last_activity_at.desc(), Conversation.id).limit(limit).offset(offset)
     ).all()
-    last_texts = dict(
-        session.execute(
-            select(Turn.id, Turn.user_text).where(Turn.id.in_([row.last_turn for row in rows]))
-        ).all()
-    )
+    last_texts = {  # a clicked chip reads "clicked <intent>", not the "/intent" it sent
+        turn_id: f"clicked {intent}" if served_by == SUGGESTION_ARM and intent else text
+        for turn_id, text, served_by, intent in session.execute(
+            select(Turn.id, Turn.user_text, Turn.served_by, Turn.intent).where(
+                Turn.id.in_([row.last_turn for row in rows])
+            )
+        )
+    }
     last_sender = last_live_senders(session, [row.Conversation.id for row in rows])
     summaries = [
         ConversationSummary(
