@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot.engine import MAX_CLARIFY_CHOICES
 from bot.handoff import asks_for_person
-from bot.small_talk import read_small_talk
+from bot.small_talk import NOT_HELPFUL, read_small_talk
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class MessageReading:
     question: str  # what the model reads: the message without greetings or thanks around the question
     asks_for_person: bool = False  # "can I talk to a human?": the handoff button, typed
     small_talk: str | None = None  # the kind, when the whole message is small talk ("hi", "thanks")
+    # "That's wrong", alone or around a new question ("No, that's not what I asked. Where is my card?"): the
+    # customer says the last answer was wrong.
+    complaint: bool = False
 
     @property
     def for_the_model(self) -> bool:
@@ -40,7 +43,10 @@ def read_message(
     question = talk.question if talk is not None else text
     if handoff_requests and asks_for_person(text, handoff_pattern):
         return MessageReading(question, asks_for_person=True)
-    return MessageReading(question, small_talk=talk.kind if talk is not None else None)
+    if talk is None:
+        return MessageReading(question)
+    complaint = talk.kind == NOT_HELPFUL or NOT_HELPFUL in talk.left_out
+    return MessageReading(question, small_talk=talk.kind, complaint=complaint)
 
 
 def choices_after_wrong(ranked: Sequence[str], wrong: str | None) -> list[str]:

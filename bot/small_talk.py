@@ -86,6 +86,7 @@ _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
 class SmallTalk(NamedTuple):
     kind: str | None  # the message's kind of small talk; None: it holds a question
     question: str  # what the model reads: the message without the small talk around the question
+    left_out: tuple[str, ...] = ()  # around a question: the kinds of the small talk left out
 
 
 def read_small_talk(text: str) -> SmallTalk:
@@ -108,7 +109,8 @@ def read_small_talk(text: str) -> SmallTalk:
     start, end = spans[keep[0]][0], spans[keep[-1]][1]
     while end < len(text) and text[end] in ".?!":  # the question's own closing punctuation stays
         end += 1
-    return SmallTalk(None, text[start:end].strip())
+    around = [*runs[: keep[0]], *runs[keep[-1] + 1 :]]
+    return SmallTalk(None, text[start:end].strip(), tuple(kind for run in around if run for kind in run))
 
 
 def small_talk_kind(text: str) -> str | None:

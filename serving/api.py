@@ -159,7 +159,7 @@ def answer_message(
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
     # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone. "That's wrong"
     # right after an answer is the thumbs-down typed: the answer is rated unhelpful (a review item) and the
-    # intents the model ranked next for it are offered.
+    # intents the model ranked next for it are offered; around a new question, that question is answered.
     reading = read_message(message, **settings.message_rules)
     requested = chit_chat = False
     complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
@@ -168,12 +168,13 @@ def answer_message(
     else:
         requested, kind = reading.asks_for_person, reading.small_talk
         alternatives: list[Candidate] = []
-        if kind == NOT_HELPFUL:
+        if reading.complaint:  # alone, or around a new question ("No, not what I asked. Where is my card?")
             last = last_answer_to_rate(session, conversation_id=session_id) if session_id else None
             if last is not None:
                 complained, alternatives = last.id, other_choices(last, engine)
             session.commit()
-            kind = kind if complained is not None else HELP  # no answer to be wrong: say how to ask
+        if kind == NOT_HELPFUL and complained is None:
+            kind = HELP  # no answer to be wrong: say how to ask
         chit_chat = kind is not None
         if kind is not None:
             reply = settings.small_talk_reply(kind)

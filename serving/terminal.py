@@ -68,9 +68,10 @@ def run_terminal_chat(
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
         reading = read_message(text, **settings.message_rules)
-        kind, complaint = reading.small_talk, None
-        if kind == NOT_HELPFUL:  # "that's wrong", as in the web chat: about the last answer, or none
-            complaint, kind = (answered, kind) if answered is not None else (None, HELP)
+        kind = reading.small_talk
+        complaint = answered if reading.complaint else None  # "that's wrong", as in the web chat
+        if kind == NOT_HELPFUL and complaint is None:
+            kind = HELP  # no answer to be wrong: say how to ask
         if kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
@@ -79,19 +80,18 @@ def run_terminal_chat(
         if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
             status = ASKED_FOR_PERSON
-        if complaint is not None:  # the intents ranked next for the question it was about, to pick from
+        if complaint is not None and kind == NOT_HELPFUL:  # the intents ranked next, to pick from
             wrong = complaint[0]
             names = choices_after_wrong([c.intent for c in wrong.ranking], wrong.intent)
             others = [c for c in wrong.ranking if c.intent in names]
             if others:
                 reply = f"{prediction.answer} {settings.clarify_message}"
                 prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)
-        pending = (
-            prediction if status == CLARIFY or (complaint is not None and prediction.suggestions) else None
-        )
+        offering = kind == NOT_HELPFUL and bool(prediction.suggestions)  # choices after "that's wrong"
+        pending = prediction if status == CLARIFY or offering else None
         if reading.asks_for_person:
             shown = NOBODY_HERE
-        elif complaint is not None and prediction.suggestions:
+        elif offering:
             shown = f"{prediction.answer}\n{numbered(prediction.suggestions)}"
         else:
             shown = render(prediction, settings)

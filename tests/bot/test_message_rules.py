@@ -33,6 +33,13 @@ def test_read_message_applies_the_request_rule_then_small_talk() -> None:
     assert read_message("thanks, bye") == MessageReading("thanks, bye", small_talk="goodbye")
     question = read_message("Hello! My card hasn't arrived. Thanks!")
     assert question == MessageReading("My card hasn't arrived.") and question.for_the_model
+    # "That's wrong", alone or around a new question, says the last answer was wrong.
+    assert read_message("that's wrong") == MessageReading(
+        "that's wrong", small_talk="not_helpful", complaint=True
+    )
+    meant = read_message("No, that's not what I asked. Where is my card?")
+    assert meant == MessageReading("Where is my card?", complaint=True) and meant.for_the_model
+    assert not read_message("the exchange rate was wrong").complaint
     # Each rule can be turned off, and a deployment adds its own phrasing of a request.
     assert read_message("agent please", handoff_requests=False) == MessageReading("agent please")
     assert read_message("Hi! My card hasn't arrived.", small_talk=False) == MessageReading(

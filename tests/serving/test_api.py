@@ -522,6 +522,21 @@ def test_that_is_wrong_after_an_answer_is_a_typed_thumbs_down(make_app: Any) -> 
     assert alone["answer"] == settings.small_talk_help
     history = client.get(f"/api/v1/sessions/{answered['session_id']}").get_json()["turns"]
     assert history[0]["helpful"] is False and [s["intent"] for s in history[1]["suggestions"]] == offered
+    # Around a new question: the last answer is rated unhelpful, and the new question is answered.
+    pin = chat(client, "change pin number").get_json()
+    assert pin["intent"] == "change_pin"
+    meant = chat(
+        client, "No, that's not what I asked. When will my card arrive?", session_id=pin["session_id"]
+    )
+    reply = meant.get_json()
+    assert (reply["status"], reply["intent"], reply["rated_turn_id"]) == (
+        "answered",
+        "card_arrival",
+        pin["turn_id"],
+    )
+    with helploop.database.session() as session:
+        assert session.get(Turn, pin["turn_id"]).helpful is False
+        assert session.get(Turn, reply["turn_id"]).helpful is None
 
 
 def test_small_talk_can_be_left_to_the_model(make_app: Any) -> None:

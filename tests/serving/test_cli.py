@@ -226,16 +226,18 @@ def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -
     )
     out = io.StringIO()
     database = Database(settings)
-    typed = "where is my card\nthat's wrong\n1\nno, that's not it\n\n"
+    typed = "where is my card\nthat's wrong\n1\nno, that's not it\nwhere is my card\nWrong. Where is it?\n\n"
     run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
     expected = (
         f"> Soon.\n> {settings.small_talk_not_helpful} {settings.clarify_message}\n"
         "  1. Change my PIN\n  2. Top up\n(type a number to choose)\n"
-        f"> At an ATM.\n> {settings.small_talk_help}\n"
+        f"> At an ATM.\n> {settings.small_talk_help}\n> Soon.\n> Soon.\n"
     )
     assert expected in out.getvalue()
     with database.session() as session:
-        first, wrong, again = session.scalars(select(Turn).order_by(Turn.id)).all()
+        first, wrong, again, asked, meant = session.scalars(select(Turn).order_by(Turn.id)).all()
+        # around a new question: the answer before it is rated unhelpful, and the question answered
+        assert (asked.helpful, meant.status, meant.helpful) == (False, "answered", None)
         assert (first.helpful, first.feedback_comment) == (False, "that's wrong")
         assert (wrong.status, wrong.suggested, again.helpful) == (
             "small_talk",
