@@ -126,6 +126,8 @@ def log_turn(
 # A clicked chip is logged as a turn of its own, answered by this arm (no prediction: the customer named the
 # intent). It is not a question the bot answered, so the overview and the trend leave it out of the shares.
 SUGGESTION_ARM = "suggestion"
+# What a clicked chip sends: "/<intent>" (the Rasa button convention). No question: never a training text.
+CHIP_PAYLOAD = re.compile(r"^/([A-Za-z0-9][^\s/\\,|]{0,99})$")
 LEGACY_SHOWN = 3  # the most "did you mean" chips a clarify reply had before the shown ones were logged
 
 

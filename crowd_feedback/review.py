@@ -35,7 +35,7 @@ from core.models import (
     utcnow,
 )
 from core.redaction import redact
-from core.registry import shown_suggestions
+from core.registry import CHIP_PAYLOAD, shown_suggestions
 from core.settings import Settings
 from crowd_feedback.reviewers import suspend
 
@@ -700,7 +700,8 @@ def _write_verified_pairs(
         .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
         .where(ReviewItemTurn.item_id == item.id)
     ).all()
-    unique = list(dict.fromkeys(redact(t) for t in texts))
+    # A clicked chip's "/intent" is no question (items routed before chips' thumbs-down went to the question).
+    unique = [t for t in dict.fromkeys(redact(t) for t in texts) if not CHIP_PAYLOAD.match(t)]
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
     _announce_dispute(session, item=item, label=label, texts=unique)

@@ -19,6 +19,7 @@ from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
+    CHIP_PAYLOAD,
     LOW_RATING,
     RATING_COMMENT_LIMIT,
     SUGGESTION_ARM,
@@ -50,8 +51,6 @@ from serving.errors import APIError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-# A suggestion chip sends "/<intent>" (the Rasa button convention): answer that intent directly.
-INTENT_PAYLOAD = re.compile(r"^/([A-Za-z0-9][^\s/\\,|]{0,99})$")
 
 
 def _chat_limit() -> str:
@@ -109,7 +108,7 @@ def reply_text(prediction: Prediction) -> str:
 
 def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
     """A clicked suggestion: answer the named intent without guessing."""
-    match = INTENT_PAYLOAD.match(message)
+    match = CHIP_PAYLOAD.match(message)  # a clicked chip: answer that intent directly
     if not match or match.group(1) not in engine.knowledge:
         return None
     intent = match.group(1)

@@ -32,6 +32,7 @@ from core.knowledge_base import latest_kb_version, load_knowledge_base
 from core.models import ReviewItemTurn, Turn, VerifiedPair
 from core.redaction import redact
 from core.registry import (
+    CHIP_PAYLOAD,
     SUGGESTION_ARM,
     current_deployment,
     latest_model_version,
@@ -98,13 +99,15 @@ MIN_PAIR_WEIGHT = 0.9  # the posterior a verified pair needs to be trained on
 
 
 def verified_pairs(session: Session, *, min_weight: float = MIN_PAIR_WEIGHT) -> list[tuple[str, str, int]]:
-    """The crowd's verified (text, intent, item id) at or above the posterior threshold, oldest first."""
+    """The crowd's verified (text, intent, item id) at or above the posterior threshold, oldest first. A
+    clicked chip's "/intent" is no question: such pairs (written before a thumbs-down on a chip reviewed the
+    question that offered it) are left out."""
     rows = session.execute(
         select(VerifiedPair.text, VerifiedPair.intent, VerifiedPair.item_id)
         .where(VerifiedPair.weight >= min_weight)
         .order_by(VerifiedPair.id)
     ).all()
-    return [(text, intent, item_id) for text, intent, item_id in rows]
+    return [(text, intent, item_id) for text, intent, item_id in rows if not CHIP_PAYLOAD.match(text)]
 
 
 def verified_training_pairs(

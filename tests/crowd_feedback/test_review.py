@@ -267,6 +267,32 @@ def test_three_judgements_resolve_into_a_verified_pair(db_session: Session) -> N
     assert next_item(db_session, reviewer=people[2], policy=POLICY) is None
 
 
+def test_a_chip_payload_member_becomes_no_verified_pair(db_session: Session) -> None:
+    """An item that holds a clicked chip's "/card_arrival" as a member (routed before a chip's thumbs-down
+    went to the question behind it) resolves into pairs of its real questions only."""
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "my card hasn't arrived"),
+        reasons=["handoff"],
+        embedding=vector(21),
+        policy=POLICY,
+    )
+    joined = route_turn(
+        db_session,
+        turn=make_turn(db_session, "/card_arrival"),
+        reasons=["thumbs_down"],
+        embedding=vector(21),
+        policy=POLICY,
+    )
+    assert joined is item
+    for reviewer in reviewers(db_session, 2):
+        judge(db_session, item, reviewer, "card_arrival", POLICY)
+    db_session.refresh(item)
+    assert item.status == "resolved"
+    pairs = db_session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == item.id)).all()
+    assert pairs == ["my card hasn't arrived"]
+
+
 def test_member_kept_rule() -> None:
     assert member_kept([]) is True  # nobody was shown it: it keeps the label, as before checks existed
     assert member_kept([True]) is True

@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session
 
 from core.kb_files import IntentData, KnowledgeBaseData
 from core.knowledge_base import import_knowledge_base
-from core.models import ReviewItem, ReviewItemTurn
+from core.models import ReviewItem, ReviewItemTurn, VerifiedPair
 from tests.conftest import TOY, add_turn
-from training.build import traffic_questions, training_snapshot
+from training.build import traffic_questions, training_snapshot, verified_pairs
 
 
 def toy_knowledge() -> KnowledgeBaseData:
@@ -67,3 +67,22 @@ def test_an_evaluation_question_asked_as_traffic_is_never_trained_on(db_session:
     add_turn(db_session, "c1", "something else entirely")
     db_session.flush()
     assert training_snapshot(db_session, traffic_limit=10).traffic_texts == ["something else entirely"]
+
+
+def test_a_chip_payload_is_never_a_training_question(db_session: Session) -> None:
+    """Items routed before a thumbs-down on a clicked chip went to the question behind it may hold "/intent"
+    as a member: it is written as no verified pair, and a pair written earlier is not trained on."""
+    import_knowledge_base(db_session, incoming=toy_knowledge(), source="test")
+    item = ReviewItem(text="/change_pin", reasons=["thumbs_down"])
+    db_session.add(item)
+    db_session.flush()
+    db_session.add_all(
+        [
+            VerifiedPair(item_id=item.id, text="/change_pin", intent="change_pin", weight=0.99),
+            VerifiedPair(item_id=item.id, text="my pin is locked", intent="change_pin", weight=0.99),
+        ]
+    )
+    db_session.flush()
+    assert [t for t, _, _ in verified_pairs(db_session)] == ["my pin is locked"]
+    snapshot = training_snapshot(db_session)
+    assert "/change_pin" not in snapshot.texts and "my pin is locked" in snapshot.texts
