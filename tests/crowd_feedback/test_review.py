@@ -270,21 +270,13 @@ def test_three_judgements_resolve_into_a_verified_pair(db_session: Session) -> N
 def test_a_chip_payload_member_becomes_no_verified_pair(db_session: Session) -> None:
     """An item that holds a clicked chip's "/card_arrival" as a member (routed before a chip's thumbs-down
     went to the question behind it) resolves into pairs of its real questions only."""
-    item = route_turn(
-        db_session,
-        turn=make_turn(db_session, "my card hasn't arrived"),
-        reasons=["handoff"],
-        embedding=vector(21),
-        policy=POLICY,
+    item, joined = (
+        route_turn(
+            db_session, turn=make_turn(db_session, text), reasons=[why], embedding=vector(21), policy=POLICY
+        )
+        for text, why in (("my card hasn't arrived", "handoff"), ("/card_arrival", "thumbs_down"))
     )
-    joined = route_turn(
-        db_session,
-        turn=make_turn(db_session, "/card_arrival"),
-        reasons=["thumbs_down"],
-        embedding=vector(21),
-        policy=POLICY,
-    )
-    assert joined is item
+    assert item is not None and joined is item
     for reviewer in reviewers(db_session, 2):
         judge(db_session, item, reviewer, "card_arrival", POLICY)
     db_session.refresh(item)
