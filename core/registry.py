@@ -153,6 +153,14 @@ class Choice:
     shown: int  # how many chips there were
 
 
+def latest_turn(session: Session, *, conversation_id: str, before_id: int | None = None) -> Turn | None:
+    """The conversation's newest turn (``before_id``: the newest before that turn)."""
+    query = select(Turn).where(Turn.conversation_id == conversation_id)
+    if before_id is not None:
+        query = query.where(Turn.id < before_id)
+    return session.scalars(query.order_by(Turn.id.desc()).limit(1)).first()
+
+
 def record_choice(
     session: Session, *, conversation_id: str, intent: str, now: datetime | None = None
 ) -> Choice | None:
@@ -160,9 +168,7 @@ def record_choice(
     showed that intent, remember the choice on that turn (the customer's own answer to the bot's question, for
     review and the overview). Follow-up chips of an answered turn, a second click, or an intent that was not
     offered record nothing. Call it before the chip's own turn is logged."""
-    latest = session.scalars(
-        select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.id.desc()).limit(1)
-    ).first()
+    latest = latest_turn(session, conversation_id=conversation_id)
     if latest is None or latest.status != "clarify" or latest.chosen_intent is not None:
         return None
     shown = shown_suggestions(latest)
@@ -273,9 +279,7 @@ def record_feedback(session: Session, *, turn_id: int, helpful: bool, comment: s
 def last_answer_to_rate(session: Session, *, conversation_id: str) -> Turn | None:
     """The conversation's latest turn when it is an answer the customer has not rated yet: what a typed
     "that's wrong" is about (None after small talk, a "did you mean" or a handoff, or once rated)."""
-    latest = session.scalars(
-        select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.id.desc()).limit(1)
-    ).first()
+    latest = latest_turn(session, conversation_id=conversation_id)
     if latest is None or latest.status != "answered" or latest.helpful is not None:
         return None
     return latest
@@ -291,12 +295,7 @@ def question_behind(session: Session, *, turn_id: int) -> int | None:
         return None
     if turn.served_by != SUGGESTION_ARM:
         return turn.id
-    before = session.scalars(
-        select(Turn)
-        .where(Turn.conversation_id == turn.conversation_id, Turn.id < turn.id)
-        .order_by(Turn.id.desc())
-        .limit(1)
-    ).first()
+    before = latest_turn(session, conversation_id=turn.conversation_id, before_id=turn.id)
     if before is not None and before.status == "clarify" and before.chosen_intent == turn.intent:
         return before.id
     return None
