@@ -831,7 +831,8 @@ def conversation_detail(conversation_id: str) -> Any:
                 "redacted_at": t.redacted_at,
                 "review": in_review.get(t.id, []),
                 "shown": shown_suggestions(t),  # the chips the reply offered
-                "chosen": t.chosen_intent,  # the "did you mean" choice the customer clicked
+                "chosen": t.chosen_intent,  # the choice the customer clicked ("did you mean", "that's wrong")
+                "instead_of": t.rated_turn_id,  # "that's wrong": the chips are choices instead of that answer
             }
             for t in conversation.turns
         ]

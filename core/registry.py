@@ -96,7 +96,10 @@ def log_turn(
     served_by: str = "production",
     shadow_prediction: dict[str, Any] | None = None,
     suggested: list[str] | None = None,
+    rated_turn_id: int | None = None,
 ) -> Turn:
+    """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
+    rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -115,6 +118,7 @@ def log_turn(
         served_by=served_by,
         shadow_prediction=shadow_prediction,
         suggested=suggested,
+        rated_turn_id=rated_turn_id,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff
@@ -147,10 +151,16 @@ def _shown(suggested: list[str] | None, status: str, candidates: list[dict[str, 
 
 @dataclass(frozen=True)
 class Choice:
-    turn: Turn  # the clarify turn the customer answered
+    turn: Turn  # the turn whose chips the customer answered: a "did you mean" or a typed "that's wrong"
     intent: str
     rank: int  # 1: the first chip shown
     shown: int  # how many chips there were
+
+    @property
+    def after_complaint(self) -> bool:
+        """The choice answers "that's wrong" (the intents ranked next for the rated answer's question), not
+        the bot's own "did you mean"."""
+        return self.turn.rated_turn_id is not None
 
 
 def latest_turn(session: Session, *, conversation_id: str, before_id: int | None = None) -> Turn | None:
@@ -164,12 +174,15 @@ def latest_turn(session: Session, *, conversation_id: str, before_id: int | None
 def record_choice(
     session: Session, *, conversation_id: str, intent: str, now: datetime | None = None
 ) -> Choice | None:
-    """A customer clicked the chip of ``intent``: when the conversation's latest turn asked "did you mean" and
-    showed that intent, remember the choice on that turn (the customer's own answer to the bot's question, for
-    review and the overview). Follow-up chips of an answered turn, a second click, or an intent that was not
-    offered record nothing. Call it before the chip's own turn is logged."""
+    """A customer clicked the chip of ``intent``: when the conversation's latest turn asked "did you mean", or
+    answered a typed "that's wrong" with the intents ranked next, and showed that intent, remember the choice
+    on that turn (the customer's own answer to the question, for review and the overview). Follow-up chips of
+    an answered turn, a second click, or an intent that was not offered record nothing. Call it before the
+    chip's own turn is logged."""
     latest = latest_turn(session, conversation_id=conversation_id)
-    if latest is None or latest.status != "clarify" or latest.chosen_intent is not None:
+    if latest is None or latest.chosen_intent is not None:
+        return None
+    if latest.status != "clarify" and latest.rated_turn_id is None:
         return None
     shown = shown_suggestions(latest)
     if intent not in shown:
@@ -289,16 +302,19 @@ def question_behind(session: Session, *, turn_id: int) -> int | None:
     """The turn whose question a thumbs-down on ``turn_id`` is about, for review: the turn itself when the
     model read it; for a clicked "did you mean" chip, the question that offered it (the chip's own text is
     "/intent"); None for a follow-up chip (the customer asked nothing the model read: the thumbs-down still
-    counts against that intent's answer)."""
+    counts against that intent's answer). A chip picked after a typed "that's wrong" is about the question of
+    the answer that was rated."""
     turn = session.get(Turn, turn_id)
     if turn is None:
         return None
     if turn.served_by != SUGGESTION_ARM:
         return turn.id
     before = latest_turn(session, conversation_id=turn.conversation_id, before_id=turn.id)
-    if before is not None and before.status == "clarify" and before.chosen_intent == turn.intent:
-        return before.id
-    return None
+    if before is None or before.chosen_intent != turn.intent:
+        return None
+    if before.rated_turn_id is not None:
+        return before.rated_turn_id
+    return before.id if before.status == "clarify" else None
 
 
 def get_conversation(session: Session, *, conversation_id: str) -> Conversation:

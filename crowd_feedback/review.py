@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, and_, cast, delete, exists, func, select
+from sqlalchemy import String, and_, cast, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, load_only
 
 from core.events import emit
@@ -799,24 +799,42 @@ PICK_BATCH = 500  # item ids per query (SQLite allows a limited number of bound 
 
 @dataclass(frozen=True)
 class CustomerPick:
-    """What the customers of an item's questions answered to "did you mean": the choice most of them clicked
-    (ties: the earliest), among the chips their turn showed."""
+    """What the customers of an item's questions answered to "did you mean", or to their own "that's wrong"
+    (the intents ranked next were offered): the choice most of them clicked (ties: the earliest), among the
+    chips shown."""
 
     intent: str
     shown: tuple[str, ...]
     customers: int  # member turns that clicked a choice
+    after_complaint: bool = False  # ``shown`` were offered after "that's wrong" (the first clicker's case)
+
+
+def _picked_for(member: Any) -> Any:
+    """Join condition: the turn that holds a customer's choice about the member turn ``member`` (a column):
+    the member itself ("did you mean"), or the typed "that's wrong" that rated it and offered choices."""
+    return or_(Turn.id == member, Turn.rated_turn_id == member)
 
 
 def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, CustomerPick]:
-    """Per item, the customers' choice after the bot asked "did you mean" (``core.registry.record_choice``);
-    items whose customers clicked nothing are absent."""
+    """Per item, the customers' choice after the bot asked "did you mean", or after they said "that's wrong"
+    to its answer and were offered the intents ranked next (``core.registry.record_choice``); items whose
+    customers clicked nothing are absent."""
     ids = list(item_ids)
     chosen: dict[int, list[Turn]] = {}
     for start in range(0, len(ids), PICK_BATCH):  # bulk re-aggregation asks for every judged item
         rows = session.execute(
             select(ReviewItemTurn.item_id, Turn)
-            .join(Turn, Turn.id == ReviewItemTurn.turn_id)
-            .options(load_only(Turn.id, Turn.status, Turn.suggested, Turn.candidates, Turn.chosen_intent))
+            .join(Turn, _picked_for(ReviewItemTurn.turn_id))
+            .options(
+                load_only(
+                    Turn.id,
+                    Turn.status,
+                    Turn.suggested,
+                    Turn.candidates,
+                    Turn.chosen_intent,
+                    Turn.rated_turn_id,
+                )
+            )
             .where(
                 ReviewItemTurn.item_id.in_(ids[start : start + PICK_BATCH]), Turn.chosen_intent.is_not(None)
             )
@@ -831,7 +849,12 @@ def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, Cu
             counts[str(turn.chosen_intent)] = counts.get(str(turn.chosen_intent), 0) + 1
         intent = max(counts, key=lambda name: counts[name])  # first maximum: the earliest of a tie
         first = next(t for t in turns if t.chosen_intent == intent)
-        picks[item_id] = CustomerPick(intent, tuple(shown_suggestions(first)), len(turns))
+        picks[item_id] = CustomerPick(
+            intent,
+            tuple(shown_suggestions(first)),
+            len(turns),
+            after_complaint=first.rated_turn_id is not None,
+        )
     return picks
 
 
@@ -873,7 +896,7 @@ def pick_trust(session: Session, *, limit: int = 500) -> PickTrust:
             _settled_by_people(),
             exists().where(
                 ReviewItemTurn.item_id == ReviewItem.id,
-                Turn.id == ReviewItemTurn.turn_id,
+                _picked_for(ReviewItemTurn.turn_id),
                 Turn.chosen_intent.is_not(None),
             ),
         )

@@ -224,10 +224,13 @@ def answer_message(
             latency_ms=latency_ms,
             served_by=arm,
             suggested=[c.intent for c in prediction.suggestions],
+            rated_turn_id=complained
+            if chit_chat
+            else None,  # "that's wrong" alone: its chips answer that turn
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
-    if choice is not None:
+    if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if complained is not None:
         route_thumbs_down(complained)

@@ -118,6 +118,8 @@ def run_terminal_chat(
                     model_version=prediction.model_version,
                     latency_ms=prediction.latency_ms,
                     suggested=[c.intent for c in prediction.suggestions],
+                    # the choices answer the rated answer's question (a number picked next counts in review)
+                    rated_turn_id=complaint[1] if offering and complaint is not None else None,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

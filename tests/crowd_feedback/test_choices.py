@@ -3,6 +3,8 @@ as far as picks agreed with what people settled, never shown to reviewers, and o
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -82,6 +84,76 @@ def test_the_customers_choice_is_the_one_most_of_them_clicked(db_session: Sessio
     db_session.flush()
     picks = customer_picks(db_session, item_ids=[item.id, lonely.id])  # type: ignore[union-attr]
     assert picks == {item.id: CustomerPick("change_pin", tuple(SHOWN[:2]), 3)}
+
+
+def answered_then_wrong(session: Session, text: str, *, picked: str | None, shown: list[str] = SHOWN) -> Turn:
+    """An answered turn, then the customer's "that's wrong" that offered ``shown`` (the intents ranked next)
+    and, with ``picked``, the chip they clicked. Returns the answered turn (the one review holds)."""
+    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    common: dict[str, Any] = {
+        "conversation_id": conversation.id,
+        "member_scores": {},
+        "model_version": "v1",
+        "latency_ms": 1.0,
+    }
+    answered = log_turn(
+        session,
+        user_text=text,
+        status="answered",
+        intent="top_up",
+        answer="Top up with a card.",
+        confidence=0.9,
+        candidates=[{"intent": name, "probability": 0.1} for name in ["top_up", *shown]],
+        suggested=["top_up_limits"],  # its own follow-ups: never a choice about the question
+        **common,
+    )
+    assert record_choice(session, conversation_id=conversation.id, intent="top_up_limits") is None
+    log_turn(
+        session,
+        user_text="that's wrong",
+        status="small_talk",
+        intent=None,
+        answer="Sorry. Did you mean one of these?",
+        confidence=0.0,
+        candidates=[],
+        suggested=shown,
+        rated_turn_id=answered.id,
+        **common,
+    )
+    assert record_choice(session, conversation_id=conversation.id, intent="not_offered") is None
+    if picked is not None:
+        choice = record_choice(session, conversation_id=conversation.id, intent=picked)
+        assert choice is not None and choice.after_complaint and choice.rank == shown.index(picked) + 1
+        assert record_choice(session, conversation_id=conversation.id, intent=picked) is None  # once
+    return answered
+
+
+def test_the_choice_after_that_is_wrong_is_the_customers_pick_for_the_rated_question(
+    db_session: Session,
+) -> None:
+    """The chip clicked after "that's wrong" counts for the item of the answer it rated, as a "did you mean"
+    pick does for its own turn; together with clarify picks it is one customer voice per member turn."""
+    rated = answered_then_wrong(db_session, "top up failed?", picked="card_arrival")
+    item = route_turn(db_session, turn=rated, reasons=["thumbs_down"], embedding=vector(90), policy=POLICY)
+    assert item is not None
+    clarified = clarify_turn(db_session, "top up failed??", picked="card_arrival")
+    db_session.add(ReviewItemTurn(item_id=item.id, turn_id=clarified.id, reason="clarify"))
+    unpicked = answered_then_wrong(db_session, "my top up", picked=None)
+    lonely = route_turn(
+        db_session, turn=unpicked, reasons=["thumbs_down"], embedding=vector(91), policy=POLICY
+    )
+    assert lonely is not None
+    db_session.flush()
+    picks = customer_picks(db_session, item_ids=[item.id, lonely.id])
+    assert picks == {item.id: CustomerPick("card_arrival", tuple(SHOWN), 2, after_complaint=True)}
+    # People settle the item on the customers' choice: the complaint's pick is checked like any pick.
+    people = reviewers(db_session, 2)
+    item.status, item.resolved_label, item.resolved_confidence = "resolved", "card_arrival", 0.95
+    for reviewer in people:
+        db_session.add(Judgement(item_id=item.id, reviewer_id=reviewer.id, label="card_arrival"))
+    db_session.flush()
+    trust = pick_trust(db_session)
+    assert (trust.checked, trust.agreed) == (1, 1) and trust.chance == pytest.approx(1 / 3)
 
 
 def test_picks_are_read_in_batches(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -539,6 +539,63 @@ def test_that_is_wrong_after_an_answer_is_a_typed_thumbs_down(make_app: Any) -> 
         assert session.get(Turn, reply["turn_id"]).helpful is None
 
 
+def test_the_choice_clicked_after_that_is_wrong_is_the_customers_answer_for_review(make_app: Any) -> None:
+    """After "that's wrong", the chip the customer clicks is recorded on the complaint's turn, which points at
+    the answer it rated: review reads it as the customer's pick for that question's item (as a "did you mean"
+    pick), and a thumbs-down on the chip's answer is about that same question. Not a "did you mean" choice in
+    the metrics."""
+    from core.models import ReviewItemTurn
+    from crowd_feedback.review import customer_picks
+    from tests.serving.test_admin import add_user, login
+
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    answered = chat(client, "when will my card arrive").get_json()
+    session_id = answered["session_id"]
+    wrong = chat(client, "that's wrong", session_id=session_id).get_json()
+    offered = [s["intent"] for s in wrong["suggestions"]]
+    picked = offered[1]
+    clicked = chat(client, f"/{picked}", session_id=session_id).get_json()
+    assert (clicked["status"], clicked["intent"]) == ("answered", picked)
+    with helploop.database.session() as session:
+        complaint = session.get(Turn, wrong["turn_id"])
+        assert (complaint.rated_turn_id, complaint.chosen_intent) == (answered["turn_id"], picked)
+        assert session.get(Turn, answered["turn_id"]).chosen_intent is None
+    assert "helploop_clarify_choices_total{" not in client.get("/metrics").get_data(as_text=True)
+    # Thumbs-down on the picked answer: about the first question (the same item), not "/intent".
+    down = client.post("/api/v1/feedback", json={"turn_id": clicked["turn_id"], "helpful": False})
+    assert down.status_code == 200
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        members = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.item_id)).all())
+        assert set(members) == {answered["turn_id"]}
+        item_id = members[answered["turn_id"]]
+        pick = customer_picks(session, item_ids=[item_id])[item_id]
+    assert (pick.intent, list(pick.shown), pick.customers, pick.after_complaint) == (picked, offered, 1, True)
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    item_page = client.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert (
+        f"Told the bot its answer was wrong and offered {', '.join(offered)}, the customer clicked"
+        in item_page
+    )
+    transcript = client.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
+    choices = " · ".join(f"<strong>{n}</strong> (clicked)" if n == picked else n for n in offered)
+    assert f'<th>instead</th><td class="shown-choices">{choices}</td>' in transcript
+    # A second click, or a chip of the answer's follow-ups, is no further choice.
+    again = chat(client, f"/{offered[0]}", session_id=session_id).get_json()
+    with helploop.database.session() as session:
+        assert session.get(Turn, wrong["turn_id"]).chosen_intent == picked
+        assert session.get(Turn, again["turn_id"]).rated_turn_id is None
+    # Around a new question, the reply answers that question: no choices about the rated answer.
+    pin = chat(client, "change pin number").get_json()
+    reply = chat(client, "Wrong. When will my card arrive?", session_id=pin["session_id"]).get_json()
+    assert reply["rated_turn_id"] == pin["turn_id"]
+    with helploop.database.session() as session:
+        assert session.get(Turn, reply["turn_id"]).rated_turn_id is None
+
+
 def test_small_talk_can_be_left_to_the_model(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False, small_talk=False)
     body = chat(app.test_client(), "Hi there!").get_json()

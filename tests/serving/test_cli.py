@@ -244,6 +244,9 @@ def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -
             ["change_pin", "top_up"],
             None,
         )
+        # the number picked is the customer's choice for the rated answer's question, as on the web
+        assert (wrong.rated_turn_id, wrong.chosen_intent) == (first.id, "change_pin")
+        assert meant.rated_turn_id is None
 
 
 def test_build_with_onnx_fits_on_the_int8_encoder_it_serves(
