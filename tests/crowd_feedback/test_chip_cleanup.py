@@ -1,0 +1,86 @@
+"""Migration 0024 (SQLite and PostgreSQL): clicked chips that an earlier release put into review leave the
+pending items nobody has judged; what people judged or settled, and gold items, stay as they were."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import migrate
+from core.db import make_engine
+from core.models import Claim, Judgement, ReviewItem, ReviewItemTurn, utcnow
+from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn
+from crowd_feedback.reviewers import create_user
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'chips.sqlite3'}"
+    return str(request.getfixturevalue("empty_postgres_url"))
+
+
+def test_migration_0024_takes_clicked_chips_out_of_pending_review(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0023")
+    with Session(engine) as session:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+
+        def turn(text: str, *, chip: bool) -> int:
+            return log_turn(
+                session,
+                conversation_id=conversation.id,
+                user_text=text,
+                status="answered",
+                intent="change_pin",
+                answer="At an ATM.",
+                confidence=1.0 if chip else 0.8,
+                candidates=[],
+                member_scores={},
+                model_version="v1",
+                latency_ms=1.0,
+                served_by=SUGGESTION_ARM if chip else "production",
+            ).id
+
+        ann = create_user(session, username="ann", password="correct horse battery", role="reviewer")
+        items: dict[str, int] = {}
+        for name, status, members, gold in [
+            ("chip alone", "pending", [True], False),
+            ("chip and question", "pending", [True, False], False),
+            ("judged chip", "pending", [True], False),
+            ("settled chip", "resolved", [True], False),
+            ("question", "pending", [False], False),
+            ("gold", "pending", [], True),
+        ]:
+            item = ReviewItem(text=name, status=status, cluster_size=max(len(members), 1), is_gold=gold)
+            session.add(item)
+            session.flush()
+            items[name] = item.id
+            for i, chip in enumerate(members):
+                text = "/change_pin" if chip else f"how do I change my pin {i}"
+                session.add(
+                    ReviewItemTurn(item_id=item.id, turn_id=turn(text, chip=chip), reason="thumbs_down")
+                )
+        session.add(Judgement(item_id=items["judged chip"], reviewer_id=ann.id, label="change_pin"))
+        session.add(
+            Claim(item_id=items["chip alone"], reviewer_id=ann.id, expires_at=utcnow() + timedelta(minutes=9))
+        )
+        session.commit()
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        left = {item.text: item for item in session.scalars(select(ReviewItem))}
+        assert set(left) == set(items) - {"chip alone"}
+        assert session.scalars(select(Claim)).all() == []
+        sizes = {name: (item.cluster_size, len(item.turns)) for name, item in left.items()}
+        assert sizes == {
+            "chip and question": (1, 1),
+            "judged chip": (1, 1),
+            "settled chip": (1, 1),
+            "question": (1, 1),
+            "gold": (1, 0),
+        }
+    engine.dispose()
