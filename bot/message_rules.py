@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot.engine import MAX_CLARIFY_CHOICES
 from bot.handoff import asks_for_person
-from bot.small_talk import NOT_HELPFUL, read_small_talk
+from bot.small_talk import HELP, NOT_HELPFUL, read_small_talk
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,13 @@ class MessageReading:
     # "That's wrong", alone or around a new question ("No, that's not what I asked. Where is my card?"): the
     # customer says the last answer was wrong.
     complaint: bool = False
+
+    def small_talk_reply(self, *, answer_to_rate: bool) -> str | None:
+        """The kind of small-talk reply: "that's wrong" with no answer before it to be wrong (none yet, or
+        already rated) gets the help reply, which says how to ask."""
+        if self.small_talk == NOT_HELPFUL and not answer_to_rate:
+            return HELP
+        return self.small_talk
 
     @property
     def for_the_model(self) -> bool:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import choices_after_wrong, read_message
-from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
+from bot.small_talk import small_talk_prediction
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -165,15 +165,14 @@ def answer_message(
     if prediction is not None:
         arm = SUGGESTION_ARM
     else:
-        requested, kind = reading.asks_for_person, reading.small_talk
+        requested = reading.asks_for_person
         alternatives: list[Candidate] = []
         if reading.complaint:  # alone, or around a new question ("No, not what I asked. Where is my card?")
             last = last_answer_to_rate(session, conversation_id=session_id) if session_id else None
             if last is not None:
                 complained, alternatives = last.id, other_choices(last, engine)
             session.commit()
-        if kind == NOT_HELPFUL and complained is None:
-            kind = HELP  # no answer to be wrong: say how to ask
+        kind = reading.small_talk_reply(answer_to_rate=complained is not None)
         chit_chat = kind is not None
         if kind is not None:
             reply = settings.small_talk_reply(kind)

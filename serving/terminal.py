@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.handoff import ASKED_FOR_PERSON
 from bot.message_rules import choices_after_wrong, read_message
-from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
+from bot.small_talk import NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
 # A typed request for a person: the web chat hands the conversation to the team; here nobody can take over.
@@ -68,10 +68,8 @@ def run_terminal_chat(
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
         reading = read_message(text, **settings.message_rules)
-        kind = reading.small_talk
         complaint = answered if reading.complaint else None  # "that's wrong", as in the web chat
-        if kind == NOT_HELPFUL and complaint is None:
-            kind = HELP  # no answer to be wrong: say how to ask
+        kind = reading.small_talk_reply(answer_to_rate=complaint is not None)
         if kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:

@@ -55,3 +55,12 @@ def test_the_choices_after_that_is_wrong_are_the_next_ranked_intents() -> None:
     assert choices_after_wrong(ranked, "card_arrival") == ["change_pin", "top_up", "exchange_rate"]
     assert choices_after_wrong(ranked, "top_up") == ["card_arrival", "change_pin", "exchange_rate"]
     assert choices_after_wrong(["card_arrival"], "card_arrival") == []  # a clicked chip: nothing ranked next
+
+
+def test_that_is_wrong_with_nothing_to_rate_gets_the_help_reply() -> None:
+    wrong = read_message("that's wrong")
+    assert wrong.small_talk_reply(answer_to_rate=True) == "not_helpful"
+    assert wrong.small_talk_reply(answer_to_rate=False) == "help"
+    thanks = read_message("thanks!")
+    assert thanks.small_talk_reply(answer_to_rate=False) == thanks.small_talk == "thanks"
+    assert read_message("where is my card").small_talk_reply(answer_to_rate=True) is None
