@@ -192,6 +192,7 @@ def overview() -> Any:
         quality=figures.quality,
         audit_rate=helploop.policy.audit_rate,
         choices=figures.choices,
+        complaints=figures.complaints,
         choice_sets=figures.choice_sets,
         choices_scanned=figures.choices_scanned,
         pick_trust=figures.pick_trust,

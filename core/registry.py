@@ -207,18 +207,26 @@ class ClarifyChoices:
 
 
 def clarify_choices(session: Session, *, since: datetime) -> ClarifyChoices:
+    return _choices(session, since, Turn.status == "clarify", Turn.served_by != SUGGESTION_ARM)
+
+
+def complaint_choices(session: Session, *, since: datetime) -> ClarifyChoices:
+    """The same for the choices offered after a typed "that's wrong" (the intents ranked next for the answer
+    it rated): how often what the customer meant was among them, as far as they clicked."""
+    return _choices(session, since, Turn.rated_turn_id.is_not(None))
+
+
+def _choices(session: Session, since: datetime, *asked_where: Any) -> ClarifyChoices:
     asked = session.scalar(
-        select(func.count())
-        .select_from(Turn)
-        .where(Turn.status == "clarify", Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
+        select(func.count()).select_from(Turn).where(*asked_where, Turn.created_at >= since)
     )
     by_rank: dict[int, int] = {}
-    for suggested, candidates, chosen in session.execute(
-        select(Turn.suggested, Turn.candidates, Turn.chosen_intent).where(
-            Turn.status == "clarify", Turn.created_at >= since, Turn.chosen_intent.is_not(None)
+    for suggested, status, candidates, chosen in session.execute(
+        select(Turn.suggested, Turn.status, Turn.candidates, Turn.chosen_intent).where(
+            *asked_where, Turn.created_at >= since, Turn.chosen_intent.is_not(None)
         )
     ):
-        shown = _shown(suggested, "clarify", candidates)
+        shown = _shown(suggested, status, candidates)
         rank = shown.index(chosen) + 1 if chosen in shown else 0
         by_rank[rank] = by_rank.get(rank, 0) + 1
     return ClarifyChoices(asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank)

@@ -29,6 +29,7 @@ from core.registry import (
     Satisfaction,
     choice_sets,
     clarify_choices,
+    complaint_choices,
     daily_traffic,
     satisfaction,
 )
@@ -235,6 +236,7 @@ class Overview:
     traffic: list[DayTraffic]
     quality: QualityReport
     choices: ClarifyChoices
+    complaints: ClarifyChoices  # the choices offered after "that's wrong"
     choice_sets: list[ChoiceSet]
     choices_scanned: int
     pick_trust: PickTrust
@@ -252,6 +254,7 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         traffic=traffic,
         quality=answer_quality(session, since=since),
         choices=clarify_choices(session, since=since),
+        complaints=complaint_choices(session, since=since),
         choice_sets=sets,
         choices_scanned=scanned,
         pick_trust=pick_trust(session),

@@ -555,6 +555,11 @@ def stats() -> Response:
                 ],
                 "sets_scanned": figures.choices_scanned,
             },
+            "that_is_wrong": {  # the intents ranked next, offered after a typed "that's wrong"
+                "offered": figures.complaints.asked,
+                "picked": figures.complaints.picked,
+                "by_rank": {str(rank): count for rank, count in sorted(figures.complaints.by_rank.items())},
+            },
             "satisfaction": {
                 "ratings": rated.ratings,
                 "csat": rated.csat,

@@ -666,9 +666,10 @@ SPEC: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": {
-                        "description": "traffic, did_you_mean, satisfaction, answer_quality, review (the "
-                        "reviewers' work: hours, time per resolved item, per reviewer, and the label "
-                        "pairs they mix up)",
+                        "description": "traffic, did_you_mean, that_is_wrong (the choices offered after a "
+                        'typed "that\'s wrong" and the ones clicked), satisfaction, answer_quality, '
+                        "review (the reviewers' work: hours, time per resolved item, per reviewer, and the "
+                        "label pairs they mix up)",
                         **_json({"type": "object"}),
                     },
                     **_error_responses(400, 401),

@@ -3,13 +3,21 @@ as far as picks agreed with what people settled, never shown to reviewers, and o
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
-from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
-from core.registry import get_or_create_conversation, log_turn, record_choice
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, utcnow
+from core.registry import (
+    ClarifyChoices,
+    clarify_choices,
+    complaint_choices,
+    get_or_create_conversation,
+    log_turn,
+    record_choice,
+)
 from crowd_feedback.review import (
     CUSTOMERS,
     PICK_TRUST_EARNED_AFTER,
@@ -146,6 +154,10 @@ def test_the_choice_after_that_is_wrong_is_the_customers_pick_for_the_rated_ques
     db_session.flush()
     picks = customer_picks(db_session, item_ids=[item.id, lonely.id])
     assert picks == {item.id: CustomerPick("card_arrival", tuple(SHOWN), 2, after_complaint=True)}
+    # The overview counts them apart: offered twice after "that's wrong", the second choice clicked once.
+    since = utcnow() - timedelta(days=1)
+    assert complaint_choices(db_session, since=since) == ClarifyChoices(asked=2, picked=1, by_rank={2: 1})
+    assert clarify_choices(db_session, since=since) == ClarifyChoices(asked=1, picked=1, by_rank={2: 1})
     # People settle the item on the customers' choice: the complaint's pick is checked like any pick.
     people = reviewers(db_session, 2)
     item.status, item.resolved_label, item.resolved_confidence = "resolved", "card_arrival", 0.95

@@ -583,6 +583,13 @@ def test_the_choice_clicked_after_that_is_wrong_is_the_customers_answer_for_revi
     transcript = client.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
     choices = " · ".join(f"<strong>{n}</strong> (clicked)" if n == picked else n for n in offered)
     assert f'<th>instead</th><td class="shown-choices">{choices}</td>' in transcript
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert re.search(
+        r"offered the intents ranked next 1 time;\s+they clicked one after <strong>1</strong> \(100.0%\):"
+        r"\s+choice 2: 1\.",
+        overview,
+    )
+    assert 'The bot has not asked "did you mean" yet.' in overview  # not counted as "did you mean"
     # A second click, or a chip of the answer's follow-ups, is no further choice.
     again = chat(client, f"/{offered[0]}", session_id=session_id).get_json()
     with helploop.database.session() as session:
