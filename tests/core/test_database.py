@@ -56,13 +56,6 @@ TABLES = {
 }
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    return str(request.getfixturevalue("empty_postgres_url"))
-
-
 def test_migrations_upgrade_and_downgrade(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
     assert migrate.current_revision(engine) is None

@@ -4,9 +4,7 @@ pending items nobody has judged; what people judged or settled, and gold items, 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,15 +15,8 @@ from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn
 from crowd_feedback.reviewers import create_user
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'chips.sqlite3'}"
-    return str(request.getfixturevalue("empty_postgres_url"))
-
-
-def test_migration_0024_takes_clicked_chips_out_of_pending_review(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0023")
     with Session(engine) as session:
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")

@@ -163,27 +163,11 @@ def test_the_worker_schedules_retention_daily_only_when_a_period_is_set(
 
 def test_erasing_a_conversation_with_a_choice_after_that_is_wrong(db_session: Session) -> None:
     """A "that's wrong" turn points at the answer it rated (turns.rated_turn_id): both go in one erasure."""
-    from core.registry import log_turn, record_choice
+    from tests.crowd_feedback.test_choices import answered_then_wrong
 
-    rated = say(db_session, "complained", "where is my card", days_ago=1)
-    log_turn(
-        db_session,
-        conversation_id="complained",
-        user_text="that's wrong",
-        status="small_talk",
-        intent=None,
-        answer="Sorry.",
-        confidence=0.0,
-        candidates=[],
-        member_scores={},
-        model_version="v1",
-        latency_ms=1.0,
-        suggested=["change_pin"],
-        rated_turn_id=rated.id,
-    )
-    assert record_choice(db_session, conversation_id="complained", intent="change_pin") is not None
+    rated = answered_then_wrong(db_session, "where is my card", picked="card_arrival")
     db_session.commit()
-    assert erase_conversation(db_session, conversation_id="complained", actor="omar") == {
+    assert erase_conversation(db_session, conversation_id=rated.conversation_id, actor="omar") == {
         "turns": 2,
         "review_items": 0,
     }
