@@ -193,6 +193,7 @@ def overview() -> Any:
         audit_rate=helploop.policy.audit_rate,
         choices=figures.choices,
         complaints=figures.complaints,
+        corrections=figures.corrections,
         choice_sets=figures.choice_sets,
         choices_scanned=figures.choices_scanned,
         pick_trust=figures.pick_trust,

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.events import emit
 from core.kb_files import OUT_OF_SCOPE
@@ -214,6 +214,31 @@ def complaint_choices(session: Session, *, since: datetime) -> ClarifyChoices:
     """The same for the choices offered after a typed "that's wrong" (the intents ranked next for the answer
     it rated): how often what the customer meant was among them, as far as they clicked."""
     return _choices(session, since, Turn.rated_turn_id.is_not(None))
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Answers customers called wrong, and what they picked instead from the intents ranked next."""
+
+    answered: str  # the intent the bot answered with
+    picked: str  # the choice the customer clicked after "that's wrong"
+    times: int
+
+
+def corrections(session: Session, *, since: datetime, limit: int = 10) -> list[Correction]:
+    """The most frequent (answered, picked instead) pairs since ``since``: which answer customers take for
+    which other intent (the first place to look for examples filed under the wrong intent)."""
+    rated = aliased(Turn)
+    times = func.count().label("times")
+    rows = session.execute(
+        select(rated.intent, Turn.chosen_intent, times)
+        .join(rated, rated.id == Turn.rated_turn_id)
+        .where(Turn.chosen_intent.is_not(None), Turn.created_at >= since, rated.intent.is_not(None))
+        .group_by(rated.intent, Turn.chosen_intent)
+        .order_by(times.desc(), rated.intent, Turn.chosen_intent)
+        .limit(limit)
+    ).all()
+    return [Correction(str(answered), str(picked), int(n)) for answered, picked, n in rows]
 
 
 def _choices(session: Session, since: datetime, *asked_where: Any) -> ClarifyChoices:

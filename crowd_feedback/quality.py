@@ -25,11 +25,13 @@ from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
 from core.registry import (
     ChoiceSet,
     ClarifyChoices,
+    Correction,
     DayTraffic,
     Satisfaction,
     choice_sets,
     clarify_choices,
     complaint_choices,
+    corrections,
     daily_traffic,
     satisfaction,
 )
@@ -237,6 +239,7 @@ class Overview:
     quality: QualityReport
     choices: ClarifyChoices
     complaints: ClarifyChoices  # the choices offered after "that's wrong"
+    corrections: list[Correction]  # what customers picked instead of which answer
     choice_sets: list[ChoiceSet]
     choices_scanned: int
     pick_trust: PickTrust
@@ -255,6 +258,7 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         quality=answer_quality(session, since=since),
         choices=clarify_choices(session, since=since),
         complaints=complaint_choices(session, since=since),
+        corrections=corrections(session, since=since),
         choice_sets=sets,
         choices_scanned=scanned,
         pick_trust=pick_trust(session),

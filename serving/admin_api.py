@@ -559,6 +559,10 @@ def stats() -> Response:
                 "offered": figures.complaints.asked,
                 "picked": figures.complaints.picked,
                 "by_rank": {str(rank): count for rank, count in sorted(figures.complaints.by_rank.items())},
+                "corrections": [
+                    {"answered": c.answered, "picked": c.picked, "times": c.times}
+                    for c in figures.corrections
+                ],
             },
             "satisfaction": {
                 "ratings": rated.ratings,

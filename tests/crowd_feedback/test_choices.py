@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, utcnow
 from core.registry import (
     ClarifyChoices,
+    Correction,
     clarify_choices,
     complaint_choices,
+    corrections,
     get_or_create_conversation,
     log_turn,
     record_choice,
@@ -158,6 +160,7 @@ def test_the_choice_after_that_is_wrong_is_the_customers_pick_for_the_rated_ques
     since = utcnow() - timedelta(days=1)
     assert complaint_choices(db_session, since=since) == ClarifyChoices(asked=2, picked=1, by_rank={2: 1})
     assert clarify_choices(db_session, since=since) == ClarifyChoices(asked=1, picked=1, by_rank={2: 1})
+    assert corrections(db_session, since=since) == [Correction("top_up", "card_arrival", 1)]
     # People settle the item on the customers' choice: the complaint's pick is checked like any pick.
     people = reviewers(db_session, 2)
     item.status, item.resolved_label, item.resolved_confidence = "resolved", "card_arrival", 0.95

@@ -590,6 +590,10 @@ def test_the_choice_clicked_after_that_is_wrong_is_the_customers_answer_for_revi
         overview,
     )
     assert 'The bot has not asked "did you mean" yet.' in overview  # not counted as "did you mean"
+    table = overview[
+        overview.index('id="corrections"') : overview.index("</table>", overview.index('id="corrections"'))
+    ]
+    assert re.search(rf">card_arrival</a></td><td><a [^>]*>{picked}</a></td><td>1</td>", table)
     # A second click, or a chip of the answer's follow-ups, is no further choice.
     again = chat(client, f"/{offered[0]}", session_id=session_id).get_json()
     with helploop.database.session() as session:
