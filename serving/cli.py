@@ -699,6 +699,12 @@ def _hint_first_operator(database: Any, port: int) -> None:
     help="Classification-head epochs (default: the recipe's; 0 skips the stage).",
 )
 @click.option(
+    "--interpolation",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="WiSE-FT: share of the tuned weights mixed with the pretrained ones (default: the recipe's, 1).",
+)
+@click.option(
     "--max-steps", default=-1, show_default=True, type=int, help="Cap on contrastive steps (-1: none)."
 )
 @click.option(
@@ -714,6 +720,7 @@ def train(
     fine_tune: bool,
     epochs: float | None,
     head_epochs: float | None,
+    interpolation: float | None,
     max_steps: int,
     self_training: bool | None,
 ) -> None:
@@ -733,9 +740,11 @@ def train(
                 recipe["epochs"] = epochs
             if head_epochs is not None:
                 recipe["head_epochs"] = head_epochs
+            if interpolation is not None:
+                recipe["interpolation"] = interpolation
             params["fine_tune"] = recipe
-        elif epochs is not None or head_epochs is not None:
-            raise click.UsageError("--epochs and --head-epochs need --fine-tune")
+        elif epochs is not None or head_epochs is not None or interpolation is not None:
+            raise click.UsageError("--epochs, --head-epochs and --interpolation need --fine-tune")
         job = enqueue(session, kind="train", params=params, created_by=os.environ.get("USER", "cli"))
         job_id = job.id
     click.echo(f"queued training run {job_id}")

@@ -918,16 +918,29 @@ def test_train_with_fine_tuning_records_the_loss_curve(settings: Any, answers_fi
 
     run(settings, "db", "upgrade")
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
-    refused = run(settings, "train", "--head-epochs", "1")
-    assert refused.exit_code == 2 and "need --fine-tune" in refused.output
+    for option, value in (("--head-epochs", "1"), ("--interpolation", "0.5")):
+        refused = run(settings, "train", option, value)
+        assert refused.exit_code == 2 and "need --fine-tune" in refused.output
+    out_of_range = run(settings, "train", "--fine-tune", "--interpolation", "1.5")
+    assert out_of_range.exit_code == 2 and "--interpolation" in out_of_range.output
     result = run(
-        settings, "train", "--wait", "--no-onnx", "--fine-tune", "--max-steps", "2", "--head-epochs", "0.25"
+        settings,
+        "train",
+        "--wait",
+        "--no-onnx",
+        "--fine-tune",
+        "--max-steps",
+        "2",
+        "--head-epochs",
+        "0.25",
+        "--interpolation",
+        "0.65",
     )
     assert result.exit_code == 0, result.output
     with Database(settings).session() as session:
         job = session.get(Job, 1)
         assert job.status == "succeeded", job.error
-        assert job.params["fine_tune"] == {"max_steps": 2, "head_epochs": 0.25}
+        assert job.params["fine_tune"] == {"max_steps": 2, "head_epochs": 0.25, "interpolation": 0.65}
         assert len(job.history) >= 1 and all("loss" in point for point in job.history)
     bundle = Path(job.result["bundle_path"])
     assert (bundle / "encoders" / "minilm").is_dir()
