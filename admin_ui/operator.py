@@ -197,6 +197,7 @@ def overview() -> Any:
         choice_sets=figures.choice_sets,
         choices_scanned=figures.choices_scanned,
         pick_trust=figures.pick_trust,
+        complaint_pick_trust=figures.complaint_pick_trust,
         mixups=figures.mixups,
         noted=noted,
         intent_names=intent_names,

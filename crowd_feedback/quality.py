@@ -242,7 +242,8 @@ class Overview:
     corrections: list[Correction]  # what customers picked instead of which answer
     choice_sets: list[ChoiceSet]
     choices_scanned: int
-    pick_trust: PickTrust
+    pick_trust: PickTrust  # of the picks after "did you mean"
+    complaint_pick_trust: PickTrust  # of the picks after "that's wrong" (measured apart)
     satisfaction: Satisfaction
     workforce: Workforce
     mixups: list[LabelMixup]
@@ -262,6 +263,7 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         choice_sets=sets,
         choices_scanned=scanned,
         pick_trust=pick_trust(session),
+        complaint_pick_trust=pick_trust(session, after_complaint=True),
         satisfaction=satisfaction(session, since=since),
         workforce=workforce(session, since=since),
         mixups=label_mixups(session, since=since),

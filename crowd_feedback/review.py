@@ -792,6 +792,7 @@ def shortlist_trust(session: Session, *, known_intents: Sequence[str], limit: in
 # ---------------------------------------------------------------------------- the customers' own choices
 
 CUSTOMERS = "~customers"  # their voter's name in bulk aggregation (no account can be called this)
+CUSTOMERS_AFTER_COMPLAINT = "~customers-wrong"  # the picks after "that's wrong": a voter of their own
 PICK_TRUST_EARNED_AFTER = 20  # checked picks after which a pick counts half
 MAX_PICK_LIFT = 0.98
 PICK_BATCH = 500  # item ids per query (SQLite allows a limited number of bound parameters)
@@ -809,22 +810,30 @@ class CustomerPick:
     after_complaint: bool = False  # ``shown`` were offered after "that's wrong" (the first clicker's case)
 
 
-def _picked_for(member: Any) -> Any:
+def _picked_for(member: Any, after_complaint: bool | None = None) -> Any:
     """Join condition: the turn that holds a customer's choice about the member turn ``member`` (a column):
-    the member itself ("did you mean"), or the typed "that's wrong" that rated it and offered choices."""
-    return or_(Turn.id == member, Turn.rated_turn_id == member)
+    the member itself ("did you mean"), or the typed "that's wrong" that rated it and offered choices;
+    ``after_complaint`` True or False: only the one kind."""
+    if after_complaint is None:
+        return or_(Turn.id == member, Turn.rated_turn_id == member)
+    if after_complaint:
+        return Turn.rated_turn_id == member
+    return and_(Turn.id == member, Turn.rated_turn_id.is_(None))
 
 
-def customer_picks(session: Session, *, item_ids: Sequence[int]) -> dict[int, CustomerPick]:
+def customer_picks(
+    session: Session, *, item_ids: Sequence[int], after_complaint: bool | None = None
+) -> dict[int, CustomerPick]:
     """Per item, the customers' choice after the bot asked "did you mean", or after they said "that's wrong"
     to its answer and were offered the intents ranked next (``core.registry.record_choice``); items whose
-    customers clicked nothing are absent."""
+    customers clicked nothing are absent. ``after_complaint`` True or False: the picks of that kind only
+    (the two kinds earn their trust apart, ``pick_trust``)."""
     ids = list(item_ids)
     chosen: dict[int, list[Turn]] = {}
     for start in range(0, len(ids), PICK_BATCH):  # bulk re-aggregation asks for every judged item
         rows = session.execute(
             select(ReviewItemTurn.item_id, Turn)
-            .join(Turn, _picked_for(ReviewItemTurn.turn_id))
+            .join(Turn, _picked_for(ReviewItemTurn.turn_id, after_complaint))
             .options(
                 load_only(
                     Turn.id,
@@ -887,23 +896,28 @@ class PickTrust:
         return self.checked / (self.checked + PICK_TRUST_EARNED_AFTER)
 
 
-def pick_trust(session: Session, *, limit: int = 500) -> PickTrust:
-    """Measured on the latest ``limit`` items people settled that had a customer's choice. Only people's
-    decisions count, so that picks cannot earn trust from resolutions they tipped themselves."""
+def pick_trust(session: Session, *, after_complaint: bool = False, limit: int = 500) -> PickTrust:
+    """Measured on the latest ``limit`` items people settled that had a customer's choice of the kind asked
+    for: after "did you mean" (default), or after "that's wrong" (``after_complaint``). The kinds are measured
+    apart: a customer who has just called the answer wrong chooses among other intents than one the bot asked,
+    and a kind earns its trust only from its own record. Only people's decisions count, so that picks cannot
+    earn trust from resolutions they tipped themselves."""
     rows = session.execute(
         select(ReviewItem.id, ReviewItem.resolved_label)
         .where(
             _settled_by_people(),
             exists().where(
                 ReviewItemTurn.item_id == ReviewItem.id,
-                _picked_for(ReviewItemTurn.turn_id),
+                _picked_for(ReviewItemTurn.turn_id, after_complaint),
                 Turn.chosen_intent.is_not(None),
             ),
         )
         .order_by(ReviewItem.id.desc())
         .limit(limit)
     ).all()
-    picks = customer_picks(session, item_ids=[item_id for item_id, _ in rows])
+    picks = customer_picks(
+        session, item_ids=[item_id for item_id, _ in rows], after_complaint=after_complaint
+    )
     checked = agreed = 0
     chance = 0.0
     for item_id, label in rows:
@@ -940,8 +954,9 @@ def item_posterior(
     shortlist for the item is its prior, raised to the trust the shortlist earned on resolved items
     (``shortlist_trust``). It weighs between the labels people chose and never brings one of its own (a label
     nobody chose is held at the shortlist's floor), and it never counts on gold items (whose purpose is to
-    measure the people). The customers' own choice after "did you mean" (``customer_picks``) counts the same
-    way, as far as the picks earned trust on items people settled (``pick_trust``); reviewers never see it."""
+    measure the people). The customers' own choice after "did you mean" (``customer_picks``), and after
+    "that's wrong", count the same way, each kind as far as its picks earned trust on items people settled
+    (``pick_trust``); reviewers never see them."""
     from crowd_feedback.aggregation import shortlist_distribution, tempered
 
     labels = list(known_intents) + list(SPECIAL_LABELS)
@@ -964,11 +979,12 @@ def item_posterior(
         log_q = shortlist_distribution(shortlist, index, chosen=[label for label, _ in rows])
         trust = shortlist_trust(session, known_intents=known_intents)
         log_post += tempered(log_q[None, :], trust)[0]
-    pick = customer_picks(session, item_ids=[item.id]).get(item.id) if rows and not item.is_gold else None
-    if pick is not None:
-        measured = pick_trust(session)
-        if measured.lift:
-            log_post += measured.weight * pick_log_likelihood(pick, labels, measured.lift)
+    for after_complaint in (False, True) if rows and not item.is_gold else ():
+        pick = customer_picks(session, item_ids=[item.id], after_complaint=after_complaint).get(item.id)
+        if pick is not None:
+            measured = pick_trust(session, after_complaint=after_complaint)
+            if measured.lift:
+                log_post += measured.weight * pick_log_likelihood(pick, labels, measured.lift)
     posterior = np.exp(log_post - log_post.max())
     posterior /= posterior.sum()
     return {label: float(posterior[i]) for i, label in enumerate(labels)}
@@ -1088,17 +1104,19 @@ def reaggregate(
 ) -> dict[str, int]:
     """Recompute every judged item's label with a named strategy over all judgements at once (reviewer
     quality estimated jointly), then bring resolutions and verified pairs in line. The customers' choices
-    after "did you mean" join as one more voter (``CUSTOMERS``), whose reliability EM measures like a
-    reviewer's. Idempotent."""
+    after "did you mean" join as one more voter (``CUSTOMERS``), and those after "that's wrong" as another
+    (``CUSTOMERS_AFTER_COMPLAINT``), whose reliability EM measures like a reviewer's. Idempotent."""
     from crowd_feedback.aggregation import Shortlists, get_strategy, with_model_votes
 
     answers = judgement_answers(session)
     if not answers:
         return {"items": 0, "changed": 0, "resolved": 0, "pairs": 0}
-    picks = customer_picks(session, item_ids=sorted({int(a.item) for a in answers}))
-    answers = with_model_votes(
-        answers, {str(item_id): pick.intent for item_id, pick in picks.items()}, worker=CUSTOMERS
-    )
+    judged_ids = sorted({int(a.item) for a in answers})
+    for after_complaint, voter in ((False, CUSTOMERS), (True, CUSTOMERS_AFTER_COMPLAINT)):
+        picks = customer_picks(session, item_ids=judged_ids, after_complaint=after_complaint)
+        answers = with_model_votes(
+            answers, {str(item_id): pick.intent for item_id, pick in picks.items()}, worker=voter
+        )
     shortlists: Shortlists | None = None
     if policy.model_voter:  # the bot's shortlist as each item's prior; EM fits how far to trust it
         judged = {a.item for a in answers}

@@ -559,6 +559,10 @@ def stats() -> Response:
                 "offered": figures.complaints.asked,
                 "picked": figures.complaints.picked,
                 "by_rank": {str(rank): count for rank, count in sorted(figures.complaints.by_rank.items())},
+                "pick_checked": figures.complaint_pick_trust.checked,
+                "pick_accuracy": figures.complaint_pick_trust.accuracy,
+                "pick_lift": figures.complaint_pick_trust.lift,
+                "pick_weight": figures.complaint_pick_trust.weight,
                 "corrections": [
                     {"answered": c.answered, "picked": c.picked, "times": c.times}
                     for c in figures.corrections

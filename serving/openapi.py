@@ -667,7 +667,8 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "traffic, did_you_mean, that_is_wrong (the choices offered after a "
-                        'typed "that\'s wrong" and the ones clicked), satisfaction, answer_quality, '
+                        'typed "that\'s wrong", the ones clicked and how far those clicks are trusted in '
+                        "review), satisfaction, answer_quality, "
                         "review (the reviewers' work: hours, time per resolved item, per reviewer, and the "
                         "label pairs they mix up)",
                         **_json({"type": "object"}),

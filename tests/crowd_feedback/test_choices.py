@@ -22,6 +22,7 @@ from core.registry import (
 )
 from crowd_feedback.review import (
     CUSTOMERS,
+    CUSTOMERS_AFTER_COMPLAINT,
     PICK_TRUST_EARNED_AFTER,
     CustomerPick,
     PickTrust,
@@ -167,8 +168,116 @@ def test_the_choice_after_that_is_wrong_is_the_customers_pick_for_the_rated_ques
     for reviewer in people:
         db_session.add(Judgement(item_id=item.id, reviewer_id=reviewer.id, label="card_arrival"))
     db_session.flush()
-    trust = pick_trust(db_session)
-    assert (trust.checked, trust.agreed) == (1, 1) and trust.chance == pytest.approx(1 / 3)
+    # Each kind is checked apart: the item holds one pick of each.
+    for after_complaint in (False, True):
+        trust = pick_trust(db_session, after_complaint=after_complaint)
+        assert (trust.checked, trust.agreed) == (1, 1) and trust.chance == pytest.approx(1 / 3)
+    assert customer_picks(db_session, item_ids=[item.id], after_complaint=True) == {
+        item.id: CustomerPick("card_arrival", tuple(SHOWN), 1, after_complaint=True)
+    }
+    assert customer_picks(db_session, item_ids=[item.id], after_complaint=False) == {
+        item.id: CustomerPick("card_arrival", tuple(SHOWN), 1)
+    }
+
+
+def complaint_history(session: Session, people: list[Any], *, right: int, wrong: int) -> None:
+    """Past items people settled (two judgements on ``card_arrival``) whose customer said "that's wrong" to
+    the answer and then clicked the label (``right``) or another choice (``wrong``)."""
+    for i in range(right + wrong):
+        rated = answered_then_wrong(
+            session, f"past wrong {i}", picked="card_arrival" if i < right else "change_pin"
+        )
+        past = ReviewItem(
+            text=f"past wrong {i}", status="resolved", resolved_label="card_arrival", resolved_confidence=0.95
+        )
+        session.add(past)
+        session.flush()
+        session.add(ReviewItemTurn(item_id=past.id, turn_id=rated.id, reason="thumbs_down"))
+        for reviewer in people:
+            session.add(Judgement(item_id=past.id, reviewer_id=reviewer.id, label="card_arrival"))
+    session.flush()
+
+
+@pytest.mark.parametrize("earned_by", ["did_you_mean", "after_complaint"])
+def test_each_kind_of_pick_earns_its_own_trust(db_session: Session, earned_by: str) -> None:
+    """Picks after "did you mean" that earned trust do not lend it to picks after "that's wrong", nor the
+    other way round: two split reviewers are settled only by a pick of the kind with the record."""
+    people = reviewers(db_session, 2)
+    if earned_by == "did_you_mean":
+        settled_history(db_session, people, right=171, wrong=9, lone=0)
+    else:
+        complaint_history(db_session, people, right=171, wrong=9)
+    clarify_trust = pick_trust(db_session)
+    complaint_trust = pick_trust(db_session, after_complaint=True)
+    earned, unearned = (
+        (clarify_trust, complaint_trust) if earned_by == "did_you_mean" else (complaint_trust, clarify_trust)
+    )
+    assert (earned.checked, earned.agreed) == (180, 171) and earned.lift == pytest.approx(
+        (171 - 60) / (180 - 60)
+    )
+    assert unearned.checked == 0 and unearned.weight == 0.0
+    items = {}
+    for kind in ("did_you_mean", "after_complaint"):
+        if kind == "did_you_mean":
+            turn = clarify_turn(db_session, "split clarify", picked="change_pin")
+        else:
+            turn = answered_then_wrong(db_session, "split wrong", picked="change_pin")
+        item = route_turn(
+            db_session, turn=turn, reasons=["clarify"], embedding=vector(len(items) + 45), policy=POLICY
+        )
+        assert item is not None
+        for reviewer, label in zip(people, ["change_pin", "card_arrival"], strict=True):
+            judge(db_session, item, reviewer, label, POLICY)
+        db_session.refresh(item)
+        items[kind] = item
+    other = "after_complaint" if earned_by == "did_you_mean" else "did_you_mean"
+    settled, split = items[earned_by], items[other]
+    assert settled.status == "resolved" and settled.resolved_label == "change_pin"
+    assert split.status == "pending" and split.required_judgements == 3
+    posterior = item_posterior(db_session, item=split, known_intents=INTENTS, policy=POLICY)
+    assert posterior["change_pin"] == pytest.approx(posterior["card_arrival"])
+
+
+def test_bulk_reaggregation_hears_the_two_kinds_of_pick_as_two_voters(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EM measures the picks after "that's wrong" as a worker of their own, not mixed with "did you mean"."""
+    import crowd_feedback.aggregation as aggregation
+
+    people = reviewers(db_session, 2)
+    clarified = clarify_turn(db_session, "bulk clarify", picked="change_pin")
+    rated = answered_then_wrong(db_session, "bulk wrong", picked="exchange_rate")
+    items = []
+    for i, turn in enumerate((clarified, rated)):
+        item = route_turn(
+            db_session, turn=turn, reasons=["clarify"], embedding=vector(700 + i), policy=POLICY
+        )
+        assert item is not None
+        for reviewer in people:
+            db_session.add(Judgement(item_id=item.id, reviewer_id=reviewer.id, label="card_arrival"))
+        items.append(str(item.id))
+    db_session.flush()
+    heard: list[Any] = []
+    real = aggregation.get_strategy
+
+    def spy(name: str, **options: Any) -> Any:
+        strategy = real(name, **options)
+        aggregate = strategy.aggregate
+
+        def listening(answers: Any, **kwargs: Any) -> Any:
+            heard.extend(answers)
+            return aggregate(answers, **kwargs)
+
+        strategy.aggregate = listening  # type: ignore[method-assign]
+        return strategy
+
+    monkeypatch.setattr(aggregation, "get_strategy", spy)
+    reaggregate(db_session, method="one_coin", known_intents=INTENTS, policy=POLICY)
+    voters = {(a.item, a.worker, a.label) for a in heard if a.worker.startswith("~")}
+    assert voters == {
+        (items[0], CUSTOMERS, "change_pin"),
+        (items[1], CUSTOMERS_AFTER_COMPLAINT, "exchange_rate"),
+    }
 
 
 def test_picks_are_read_in_batches(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -955,6 +955,22 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     page = client.get("/operator/").get_data(as_text=True)
     assert 'id="pick-accuracy">80.0%</strong>; random clicks would have been right 33.3%' in page
     assert "chance-corrected accuracy 0.70, weight 0.20" in page  # (4 - 5/3) / (5 - 5/3); 5 / (5 + 20)
+    assert "complaint-pick-trust" not in page  # no pick after "that's wrong" checked yet
+    # picks after "that's wrong" are checked apart, with a record of their own
+    from tests.crowd_feedback.test_choices import complaint_history
+
+    with helploop.database.session() as session:
+        complaint_history(session, checkers, right=3, wrong=1)
+        session.commit()
+    page = client.get("/operator/").get_data(as_text=True)
+    assert 'id="pick-accuracy">80.0%</strong>' in page  # the "did you mean" record as it was
+    complaint = page[
+        page.index('id="complaint-pick-trust"') : page.index("</span>", page.index("complaint-pick"))
+    ]
+    assert (
+        "label 3 times out of 4" in complaint and "<strong>75.0%</strong>; random clicks 33.3%" in complaint
+    )
+    assert "chance-corrected accuracy 0.62, weight 0.17" in complaint  # (3 - 4/3) / (4 - 4/3); 4 / (4 + 20)
     # the transcript shows what the bot offered and what the customer clicked
     transcript_page = client.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
     offered = (

@@ -405,6 +405,15 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
     assert body["satisfaction"]["ratings"] == 1 and body["satisfaction"]["csat"] == 1.0
     assert body["satisfaction"]["people"] == [{"agent": "omar", "ratings": 1, "csat": 1.0, "mean": 5.0}]
     assert body["did_you_mean"]["asked"] == today["clarify"] and body["did_you_mean"]["pick_checked"] == 0
-    assert body["that_is_wrong"] == {"offered": 0, "picked": 0, "by_rank": {}, "corrections": []}
+    assert body["that_is_wrong"] == {
+        "offered": 0,
+        "picked": 0,
+        "by_rank": {},
+        "pick_checked": 0,
+        "pick_accuracy": None,
+        "pick_lift": None,
+        "pick_weight": 0.0,
+        "corrections": [],
+    }
     assert body["answer_quality"] == {"audited": 0, "precision": None, "interval": None, "audits_pending": 0}
     assert "/api/v1/admin/stats" in client.get("/openapi.json").get_json()["paths"]
