@@ -1023,6 +1023,7 @@ def test_operator_reads_one_item_with_its_judgements_and_posterior_and_settles_i
                 )
             )
         item.status, item.resolved_label, item.resolved_confidence = "escalated", "change_pin", 0.4
+        item.bot_answer = "Cards arrive in **5–7 days**.\n\n<script>alert(1)</script>"
     reviewer = app.test_client()
     login(reviewer, "ann")
     assert reviewer.get(f"/review/items/{item_id}").status_code == 403
@@ -1038,6 +1039,10 @@ def test_operator_reads_one_item_with_its_judgements_and_posterior_and_settles_i
     ]
     assert "change_pin" in posterior and "exchange_rate" in posterior and "new_intent" in posterior
     assert "Leading: <strong>change_pin</strong>" in page
+    # the answer as the customer saw it: markdown rendered, anything else escaped
+    answer = page[page.index('id="bot-answer"') : page.index("</blockquote>", page.index('id="bot-answer"'))]
+    assert "Cards arrive in <strong>5–7 days</strong>." in answer and "**" not in answer
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in answer and "<script>" not in answer
     settled = client.post(
         f"/review/items/{item_id}/settle",
         data={"csrf_token": csrf_token(page), "label": "exchange_rate", "back": "item"},
@@ -1755,3 +1760,21 @@ def test_the_run_page_says_what_self_training_added_or_left_out(make_app: Any) -
     assert "were added as training-only examples" in kept
     assert "<strong>left out</strong>" in dropped and "log loss 0.4000 against 0.3100" in dropped
     assert "No self-training: 12 questions" in none
+
+
+def test_a_reviewer_reads_the_bots_answer_as_the_customer_saw_it(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    client = app.test_client()
+    client.post("/api/v1/chat", json={"message": "zap the frobnicator"})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item = session.scalars(select(ReviewItem)).one()
+        item.bot_answer = "Open **Cards** and tap [Track](https://example.com/track).\n<b>bold?</b>"
+    add_user(app, "ann", "reviewer")
+    login(client, "ann")
+    page = client.get("/review/next", follow_redirects=True).get_data(as_text=True)
+    answer = page[page.index('id="bot-answer"') : page.index("</blockquote>", page.index('id="bot-answer"'))]
+    assert "Open <strong>Cards</strong> and tap" in answer
+    assert '<a href="https://example.com/track">Track</a>' in answer
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in answer and "<b>" not in answer
