@@ -1778,3 +1778,30 @@ def test_a_reviewer_reads_the_bots_answer_as_the_customer_saw_it(make_app: Any) 
     assert "Open <strong>Cards</strong> and tap" in answer
     assert '<a href="https://example.com/track">Track</a>' in answer
     assert "&lt;b&gt;bold?&lt;/b&gt;" in answer and "<b>" not in answer
+
+
+def test_a_transcript_shows_the_bots_answers_as_the_customer_saw_them(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    chat = app.test_client()
+    sure = chat.post("/api/v1/chat", json={"message": "where is my card"}).get_json()
+    assert sure["status"] == "answered"
+    assert chat.post("/api/v1/chat", json={"message": "that's wrong", "session_id": sure["session_id"]})
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        first = session.scalars(
+            select(Turn).where(Turn.conversation_id == sure["session_id"]).order_by(Turn.id)
+        ).first()
+        assert first is not None
+        first.answer = (
+            "Track it in **Cards**:\n\n- open the app\n- tap *Track*\n\n<img src=x onerror=alert(1)>"
+        )
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{sure['session_id']}").get_data(as_text=True)
+    answer = page[page.index('class="bot-answer"') : page.index("</div>", page.index('class="bot-answer"'))]
+    assert "Track it in <strong>Cards</strong>:" in answer and "<li>tap <em>Track</em></li>" in answer
+    assert "&lt;img src=x onerror=alert(1)&gt;" in answer and "<img" not in answer
+    # the "that's wrong" turn ranked nothing: no empty "top candidates" row
+    assert page.count("<th>top candidates</th>") == 1

@@ -432,6 +432,8 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     assert 'href="/operator/knowledge/intents/change_pin">change_pin</a>' in page
     assert f'Confidence <strong class="confidence">{expected.confidence:.3f}</strong>' in page
     assert f"answers from {production.gate.threshold:.3f}" in page
+    assert "*PIN services*" in expected.answer  # the answer as written, in markdown ...
+    assert "<li>choose <em>PIN services</em></li>" in page  # ... shown as the widget shows it
     ranking = re.findall(r'<tr data-intent="([^"]+)"><td>(\d+)</td>', page)
     assert [intent for intent, _ in ranking] == [c.intent for c in expected.ranking]
     assert 'data-arm="canary"' not in page and 'id="try-rule"' not in page and 'id="try-question"' not in page
