@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -94,6 +95,8 @@ class ExampleQuestion(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    # The operator's list pages newest activity first: one index walk, whatever the number of conversations.
+    __table_args__ = (Index("ix_conversations_last_activity", "last_activity_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_uuid)
     channel: Mapped[str] = mapped_column(String(40), default="widget")
@@ -150,6 +153,14 @@ class Turn(Base):
     __table_args__ = (
         Index("ix_turns_status_created", "status", "created_at"),
         Index("ix_turns_arm_created", "served_by", "created_at"),
+        # The typed "that's wrong" turns by time (a few in a hundred): the overview's choices and corrections
+        # read a month of them without walking the month's every turn.
+        Index(
+            "ix_turns_complaints_created",
+            "created_at",
+            sqlite_where=text("rated_turn_id IS NOT NULL"),
+            postgresql_where=text("rated_turn_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -338,6 +349,9 @@ class ReviewItem(Base):
 
 class ReviewItemTurn(Base):
     __tablename__ = "review_item_turns"
+    # From a turn to its review items (the key leads with the item): audited precision, a transcript's review
+    # links, the customers' picks and erasure all join this way.
+    __table_args__ = (Index("ix_review_item_turns_turn_id", "turn_id"),)
 
     item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), primary_key=True)
     turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.events import emit
@@ -233,7 +233,12 @@ def corrections(session: Session, *, since: datetime, limit: int = 10) -> list[C
     rows = session.execute(
         select(rated.intent, Turn.chosen_intent, times)
         .join(rated, rated.id == Turn.rated_turn_id)
-        .where(Turn.chosen_intent.is_not(None), Turn.created_at >= since, rated.intent.is_not(None))
+        .where(
+            Turn.rated_turn_id.is_not(None),  # (the partial index of complaints by time)
+            Turn.chosen_intent.is_not(None),
+            Turn.created_at >= since,
+            rated.intent.is_not(None),
+        )
         .group_by(rated.intent, Turn.chosen_intent)
         .order_by(times.desc(), rated.intent, Turn.chosen_intent)
         .limit(limit)
@@ -661,28 +666,21 @@ def conversation_summaries(
     """Conversations newest activity first, with their counts and last message, and how many match in all.
     ``waiting_only``: handed to a person (asked for, or the bot handed off) and not yet marked handled.
     ``max_rating``: only live chats the customer rated at most this (the unhappy ones, to follow up).
-    ``search``: a case-insensitive substring of any of the user's messages (originals: operators only)."""
-    per = (
-        select(
-            Turn.conversation_id.label("cid"),
-            func.count().label("turns"),
-            func.sum(case((Turn.status == "handoff", 1), else_=0)).label("handoff_turns"),
-            func.sum(case((Turn.helpful.is_(False), 1), else_=0)).label("unhelpful"),
-            func.max(Turn.id).label("last_turn"),
-        )
-        .group_by(Turn.conversation_id)
-        .subquery()
-    )
-    query = select(Conversation, per).join(per, per.c.cid == Conversation.id)
+    ``search``: a case-insensitive substring of any of the user's messages (originals: operators only).
+    The page is chosen on the conversations table alone (its activity index; the bot's handoffs from the
+    turns' status index), and only its own conversations' turns are counted: the cost follows the page, not
+    the length of the turn log."""
+    conditions: list[Any] = []
     if waiting_only:
-        query = query.where(
-            and_(
-                or_(Conversation.handoff_requested_at.is_not(None), per.c.handoff_turns > 0),
-                Conversation.handoff_closed_at.is_(None),
-            )
-        )
+        conditions += [
+            Conversation.handoff_closed_at.is_(None),
+            or_(
+                Conversation.handoff_requested_at.is_not(None),
+                Conversation.id.in_(select(Turn.conversation_id).where(Turn.status == "handoff")),
+            ),
+        ]
     if max_rating is not None:
-        query = query.where(Conversation.rating <= max_rating)
+        conditions.append(Conversation.rating <= max_rating)
     if search.strip():
         needle = search.strip().lower()
         matching = select(Turn.conversation_id).where(
@@ -692,38 +690,57 @@ def conversation_summaries(
             ConversationMessage.sender == "customer",
             func.lower(ConversationMessage.text).contains(needle, autoescape=True),
         )
-        query = query.where(or_(Conversation.id.in_(matching), Conversation.id.in_(live)))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(
-        query.order_by(Conversation.last_activity_at.desc(), Conversation.id).limit(limit).offset(offset)
+        conditions.append(or_(Conversation.id.in_(matching), Conversation.id.in_(live)))
+    total = session.scalar(select(func.count()).select_from(Conversation).where(*conditions)) or 0
+    page = session.scalars(
+        select(Conversation)
+        .where(*conditions)
+        .order_by(Conversation.last_activity_at.desc(), Conversation.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
+    counts = {
+        row.cid: row
+        for row in session.execute(
+            select(
+                Turn.conversation_id.label("cid"),
+                func.count().label("turns"),
+                func.sum(case((Turn.status == "handoff", 1), else_=0)).label("handoff_turns"),
+                func.sum(case((Turn.helpful.is_(False), 1), else_=0)).label("unhelpful"),
+                func.max(Turn.id).label("last_turn"),
+            )
+            .where(Turn.conversation_id.in_([conversation.id for conversation in page]))
+            .group_by(Turn.conversation_id)
+        )
+    }
+    rows = [(conversation, counts.get(conversation.id)) for conversation in page]
     last_texts = {  # a clicked chip reads "clicked <intent>", not the "/intent" it sent
         turn_id: f"clicked {intent}" if served_by == SUGGESTION_ARM and intent else text
         for turn_id, text, served_by, intent in session.execute(
             select(Turn.id, Turn.user_text, Turn.served_by, Turn.intent).where(
-                Turn.id.in_([row.last_turn for row in rows])
+                Turn.id.in_([count.last_turn for _, count in rows if count is not None])
             )
         )
     }
-    last_sender = last_live_senders(session, [row.Conversation.id for row in rows])
+    last_sender = last_live_senders(session, [conversation.id for conversation in page])
     summaries = [
         ConversationSummary(
-            id=row.Conversation.id,
-            channel=row.Conversation.channel,
-            created_at=row.Conversation.created_at,
-            last_activity_at=row.Conversation.last_activity_at,
-            turns=int(row.turns),
-            handoff_turns=int(row.handoff_turns or 0),
-            unhelpful=int(row.unhelpful or 0),
-            handoff_requested=row.Conversation.handoff_requested_at is not None,
-            closed_by=row.Conversation.handoff_closed_by if row.Conversation.handoff_closed_at else None,
-            last_message=last_texts.get(row.last_turn, ""),
-            contact=row.Conversation.contact,
-            agent=row.Conversation.agent if agent_active(row.Conversation) else None,
-            customer_wrote_last=last_sender.get(row.Conversation.id) == "customer",
-            rating=row.Conversation.rating,
+            id=conversation.id,
+            channel=conversation.channel,
+            created_at=conversation.created_at,
+            last_activity_at=conversation.last_activity_at,
+            turns=int(count.turns) if count is not None else 0,
+            handoff_turns=int(count.handoff_turns or 0) if count is not None else 0,
+            unhelpful=int(count.unhelpful or 0) if count is not None else 0,
+            handoff_requested=conversation.handoff_requested_at is not None,
+            closed_by=conversation.handoff_closed_by if conversation.handoff_closed_at else None,
+            last_message=last_texts.get(count.last_turn, "") if count is not None else "",
+            contact=conversation.contact,
+            agent=conversation.agent if agent_active(conversation) else None,
+            customer_wrote_last=last_sender.get(conversation.id) == "customer",
+            rating=conversation.rating,
         )
-        for row in rows
+        for conversation, count in rows
     ]
     return summaries, int(total)
 
