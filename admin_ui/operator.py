@@ -123,6 +123,7 @@ from training.rollout import (
 )
 
 operator = Blueprint("operator", __name__, url_prefix="/operator", template_folder="templates")
+ALPHA_ITEMS = 20_000  # the overview's agreement: the newest judged items' judgements (a bounded read)
 
 
 @operator.get("/")
@@ -148,7 +149,7 @@ def overview() -> Any:
             {"text": p.text, "intent": p.intent, "weight": p.weight}
             for p in session.scalars(select(VerifiedPair).order_by(VerifiedPair.id.desc()).limit(100))
         ]
-        answers = judgement_answers(session)
+        answers = judgement_answers(session, latest=ALPHA_ITEMS)
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
         _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
@@ -184,6 +185,7 @@ def overview() -> Any:
         canary=serving.canary.version if serving.canary else None,
         shadow=serving.shadow.version if serving.shadow else None,
         alpha=alpha,
+        alpha_items=ALPHA_ITEMS if len({a.item for a in answers}) >= ALPHA_ITEMS else None,
         alpha_recent=alpha_recent,
         pairs_alpha=pairs_alpha,
         waiting=waiting,

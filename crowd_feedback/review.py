@@ -1079,8 +1079,11 @@ def reviewer_stats(session: Session, *, reviewer: User) -> dict[str, Any]:
     }
 
 
-def judgement_answers(session: Session, *, since: datetime | None = None) -> list[Any]:
-    """All judgements on real (non-gold) items as aggregation answers (item id, reviewer, label)."""
+def judgement_answers(
+    session: Session, *, since: datetime | None = None, latest: int | None = None
+) -> list[Any]:
+    """All judgements on real (non-gold) items as aggregation answers (item id, reviewer, label);
+    ``latest``: only the newest that many judged items' judgements (a bounded read for a page)."""
     from crowd_feedback.aggregation import Answer
 
     query = (
@@ -1091,6 +1094,16 @@ def judgement_answers(session: Session, *, since: datetime | None = None) -> lis
     )
     if since is not None:
         query = query.where(Judgement.created_at >= since)
+    if latest is not None:  # whole items, so that no item keeps only some of its judgements
+        newest = (
+            select(Judgement.item_id)
+            .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+            .where(ReviewItem.is_gold.is_(False))
+            .group_by(Judgement.item_id)
+            .order_by(Judgement.item_id.desc())
+            .limit(latest)
+        )
+        query = query.where(Judgement.item_id.in_(newest))
     return [Answer(str(item), reviewer, label) for item, reviewer, label in session.execute(query)]
 
 

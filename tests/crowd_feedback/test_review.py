@@ -23,6 +23,7 @@ from crowd_feedback.review import (
     add_gold_item,
     attach_similar_turn,
     in_practice,
+    judgement_answers,
     member_kept,
     member_questions,
     next_item,
@@ -873,3 +874,25 @@ def test_bulk_reaggregation_takes_the_bots_shortlist_as_the_prior(db_session: Se
     for item, truth in items:
         db_session.refresh(item)
         assert item.status == "resolved" and item.resolved_label == truth
+
+
+def test_the_newest_judged_items_give_a_bounded_read_of_the_judgements(db_session: Session) -> None:
+    people = reviewers(db_session, 2)
+    items = []
+    for i in range(4):
+        item = ReviewItem(
+            text=f"q{i}", status="resolved", resolved_label="change_pin", resolved_confidence=0.95
+        )
+        db_session.add(item)
+        items.append(item)
+    gold = ReviewItem(text="gold", status="pending", is_gold=True, gold_label="change_pin")
+    db_session.add(gold)
+    db_session.flush()
+    for item in [*items[:3], gold]:  # the fourth item has no judgement: it is not a judged item
+        for person in people:
+            db_session.add(Judgement(item_id=item.id, reviewer_id=person.id, label="change_pin"))
+    db_session.flush()
+    everything = judgement_answers(db_session)
+    assert {a.item for a in everything} == {str(item.id) for item in items[:3]}  # gold items never count
+    newest = judgement_answers(db_session, latest=2)
+    assert len(newest) == 4 and {a.item for a in newest} == {str(items[1].id), str(items[2].id)}

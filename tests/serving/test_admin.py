@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from core.models import (
@@ -1805,3 +1806,41 @@ def test_a_transcript_shows_the_bots_answers_as_the_customer_saw_them(make_app: 
     assert "&lt;img src=x onerror=alert(1)&gt;" in answer and "<img" not in answer
     # the "that's wrong" turn ranked nothing: no empty "top candidates" row
     assert page.count("<th>top candidates</th>") == 1
+
+
+def test_the_overview_measures_agreement_on_the_newest_judged_items(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import admin_ui.operator as operator_page
+    from crowd_feedback.agreement import krippendorff_alpha
+    from crowd_feedback.review import judgement_answers
+
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    for name in ("ann", "bob"):
+        add_user(app, name, "reviewer")
+    add_user(app, "omar", "operator")
+    with helploop.database.session() as session:
+        ids = {u.username: u.id for u in session.scalars(select(User))}
+        labels = [
+            ("change_pin", "change_pin"),
+            ("card_arrival", "exchange_rate"),
+            ("card_arrival", "card_arrival"),
+        ]
+        for i, (first, second) in enumerate(labels):
+            item = ReviewItem(text=f"agree {i}", status="pending")
+            session.add(item)
+            session.flush()
+            session.add(Judgement(item_id=item.id, reviewer_id=ids["ann"], label=first))
+            session.add(Judgement(item_id=item.id, reviewer_id=ids["bob"], label=second))
+        session.commit()
+        everything = krippendorff_alpha(judgement_answers(session))
+        newest = krippendorff_alpha(judgement_answers(session, latest=2))
+    assert everything == everything and newest == newest and f"{everything:.3f}" != f"{newest:.3f}"
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    assert f'over all judgements: <strong id="alpha">{everything:.3f}</strong>' in page
+    monkeypatch.setattr(operator_page, "ALPHA_ITEMS", 2)
+    page = client.get("/operator/").get_data(as_text=True)
+    assert f'the newest 2 judged items: <strong id="alpha">{newest:.3f}</strong>' in page
