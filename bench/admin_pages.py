@@ -199,6 +199,9 @@ def _review_items(
                     "bot_answer": "An answer with **markdown**.",
                     "bot_confidence": 0.5,
                     "candidates": candidates,
+                    # a vector as routing stores one (MiniLM's 384 dimensions): pending items without one
+                    # would be embedded by the chat's router first, which a live installation never has to do
+                    "embedding": _unit_vector(rng),
                     "is_gold": False,
                     "required_judgements": 3,
                     "resolved_label": label if resolved else None,
@@ -225,6 +228,12 @@ def _review_items(
             for start in range(0, len(values), BATCH):
                 session.execute(insert(table), values[start : start + BATCH])
         session.commit()
+
+
+def _unit_vector(rng: random.Random, dimensions: int = 384) -> list[float]:
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = sum(v * v for v in values) ** 0.5
+    return [round(v / norm, 4) for v in values]
 
 
 def login(client: Any, username: str) -> None:

@@ -5,7 +5,12 @@ Same run, same messages: (1) bare encode() in-process, the floor; (2) sequential
 Uses the BANKING77 bundle saved by bench/accuracy.py (bench/results/model); the embedded default database
 (SQLite) unless --database-url is given. Rate limiting is switched off for the run (it would answer 429).
 
+With --busy-month the database first gets bench/admin_pages.py's synthetic month (200,000 turns, 5,000 review
+items, the demo knowledge base): the same measures on a long log, with pending items for routing to cluster
+against (then pass the demo's bundle as --model: its intents are the knowledge base's).
+
     .venv/bin/python bench/http_latency.py [--model DIR] [--requests 400] [--clients 8] [--database-url URL]
+                                           [--busy-month]
 """
 
 from __future__ import annotations
@@ -73,6 +78,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--busy-month",
+        action="store_true",
+        help="first fill the database with bench/admin_pages.py's month (200,000 turns, 5,000 review items): "
+        "does a long log move chat latency? (writes http_latency_busy_month.json)",
+    )
     args = parser.parse_args()
     if not (args.model / "manifest.json").is_file():
         sys.exit(f"error: no bundle at {args.model}; run bench/accuracy.py first (it saves one)")
@@ -97,6 +108,10 @@ def main() -> None:
     manifest = json.loads((args.model / "manifest.json").read_text())
     settings = load_settings(environ=env)
     database = Database(settings)
+    if args.busy_month:
+        from bench.admin_pages import fill
+
+        fill(database, turns=200_000, items=5_000, seed=0)
     with database.session() as session:
         register_model_version(
             session,
@@ -107,6 +122,8 @@ def main() -> None:
             kb_version_id=None,
         )
         set_deployment(session, production_version=manifest["version"], actor="bench", reason="http latency")
+    with database.session() as session:
+        before = int(session.scalar(select(func.count()).select_from(Turn)) or 0)
 
     port = free_port()
     env["HELPLOOP_BIND"] = f"127.0.0.1:{port}"
@@ -213,9 +230,10 @@ def main() -> None:
         server.wait(30)
 
     with database.session() as session:
-        logged = int(session.scalar(select(func.count()).select_from(Turn)) or 0)
+        logged = int(session.scalar(select(func.count()).select_from(Turn)) or 0) - before
     database.dispose()
     expected = 30 + args.requests + results["concurrent"]["requests"]
+    results["turns_before"] = before
     results["turns_logged"] = logged
     results["turns_expected"] = expected
     results["targets"] = TARGETS
@@ -252,8 +270,9 @@ def main() -> None:
     for name, value, target in rows:
         print(f"{name:<40}{value:>18}  {target}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "http_latency.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out / 'http_latency.json'}")
+    name = "http_latency_busy_month.json" if args.busy_month else "http_latency.json"
+    (args.out / name).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out / name}")
 
 
 if __name__ == "__main__":
