@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import String, and_, cast, delete, exists, func, or_, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session, defer, load_only
 
 from core.events import emit
 from core.kb_files import KnowledgeBaseFormatError
@@ -1244,6 +1244,7 @@ def find_items(
     total = session.scalar(select(func.count()).select_from(ReviewItem).where(*where))
     rows = session.scalars(
         select(ReviewItem)
+        .options(defer(ReviewItem.embedding))  # a list has no use for the vectors (768 floats each, mpnet)
         .where(*where)
         .order_by(ReviewItem.queue_key.desc(), ReviewItem.id)
         .limit(limit)
