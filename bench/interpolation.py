@@ -108,8 +108,7 @@ def main() -> None:
                 }
                 print(f"seed {seed} {variant:<30} " + summary(rows[seed][variant]), flush=True)
         shutil.rmtree(work, ignore_errors=True)
-        write(args, rows)
-    means = write(args, rows)
+        means = write(args, rows)  # after every seed: a stopped run keeps the seeds it finished
     for variant, figures in means.items():
         print(f"mean {variant:<30} " + summary(figures))
 

@@ -508,6 +508,21 @@ def set_precision() -> Response:
 STATS_DAYS = range(1, 91)
 
 
+def _by_rank(choices: Any) -> dict[str, int]:
+    """Clicks per position of the choice clicked (1: the first shown; 0: a choice no longer shown)."""
+    return {str(rank): count for rank, count in sorted(choices.by_rank.items())}
+
+
+def _pick_trust(trust: Any) -> dict[str, Any]:
+    """How far one kind of customer pick is trusted in review (``crowd_feedback.review.PickTrust``)."""
+    return {
+        "pick_checked": trust.checked,
+        "pick_accuracy": trust.accuracy,
+        "pick_lift": trust.lift,
+        "pick_weight": trust.weight,
+    }
+
+
 @admin_api.get("/stats")
 def stats() -> Response:
     """What the overview shows, as data for a dashboard or a report: the last ``days`` days (1-90, default 30)
@@ -544,11 +559,8 @@ def stats() -> Response:
             "did_you_mean": {
                 "asked": choices.asked,
                 "picked": choices.picked,
-                "by_rank": {str(rank): count for rank, count in sorted(choices.by_rank.items())},
-                "pick_checked": trust.checked,
-                "pick_accuracy": trust.accuracy,
-                "pick_lift": trust.lift,
-                "pick_weight": trust.weight,
+                "by_rank": _by_rank(choices),
+                **_pick_trust(trust),
                 "sets": [
                     {"choices": list(c.shown), "asked": c.asked, "picks": c.picks, "unpicked": c.unpicked}
                     for c in figures.choice_sets
@@ -558,11 +570,8 @@ def stats() -> Response:
             "that_is_wrong": {  # the intents ranked next, offered after a typed "that's wrong"
                 "offered": figures.complaints.asked,
                 "picked": figures.complaints.picked,
-                "by_rank": {str(rank): count for rank, count in sorted(figures.complaints.by_rank.items())},
-                "pick_checked": figures.complaint_pick_trust.checked,
-                "pick_accuracy": figures.complaint_pick_trust.accuracy,
-                "pick_lift": figures.complaint_pick_trust.lift,
-                "pick_weight": figures.complaint_pick_trust.weight,
+                "by_rank": _by_rank(figures.complaints),
+                **_pick_trust(figures.complaint_pick_trust),
                 "corrections": [
                     {"answered": c.answered, "picked": c.picked, "times": c.times}
                     for c in figures.corrections
