@@ -18,6 +18,24 @@ from core.redaction import iban_valid, luhn_valid, redact
         ("or 555-123-4567", "or [PHONE]"),
         ("ssn 123-45-6789", "ssn [SSN]"),
         ("a@b.io and +1 415 555 0100", "[EMAIL] and [PHONE]"),
+        ("login from 192.168.1.20 failed", "login from [IP_ADDRESS] failed"),
+        ("my ip is 2001:db8::8a2e:370:7334.", "my ip is [IP_ADDRESS]."),
+        ("My name is John Smith, card lost", "My name is [NAME], card lost"),
+        ("hi my name is john and my card broke", "hi my name is [NAME] and my card broke"),
+        ("My name's Anna-Lena O’Brien.", "My name's [NAME]."),
+        ("Name: Zoë Müller", "Name: [NAME]"),
+        ("call me Dave", "call me [NAME]"),
+        ("born on 03/04/1985, what now", "born on [DATE_OF_BIRTH], what now"),
+        ("DOB: 12 March 1990", "DOB: [DATE_OF_BIRTH]"),
+        ("my date of birth is March 12th, 1990", "my date of birth is [DATE_OF_BIRTH]"),
+        ("passport number X1234567 expired", "passport number [ID_NUMBER] expired"),
+        ("driving licence: MORGA753116SM9IJ", "driving licence: [ID_NUMBER]"),
+        ("NI number AB 12 34 56 C", "NI number [ID_NUMBER]"),
+        ("my NINO is AB123456C", "my NINO is [ID_NUMBER]"),
+        ("I live at 221B Baker Street, London NW1 6XE", "I live at [ADDRESS], London [POSTCODE]"),
+        ("send it to 10 Downing St. please", "send it to [ADDRESS] please"),
+        ("zip code 94103-1234 is mine", "zip code [POSTCODE] is mine"),
+        ("postal code: K1A 0B1", "postal code: [POSTCODE]"),
     ],
 )
 def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: str) -> None:
@@ -39,6 +57,21 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
         "tracking number 940010000000000000",
         "version 1.2.3 of the app",
         "the 3 cards cost 15 each",
+        "my name is wrong on the card",
+        "my name is spelled differently on my account",
+        "My name is not showing in the app",
+        "call me back please",
+        "call me tomorrow at 10",
+        "I was born in 1990 and need a junior account",
+        "the payment on 03/04/2025 failed",
+        "version 10.0.0.1 of the app crashes",
+        "meet at 12:30:45 sharp",
+        "I have 2 Visa Cards and 1 Mastercard",
+        "my 4 Direct Debits failed",
+        "passport verification failed twice",
+        "the license is expired",
+        "I need ATM PIN help",
+        "I tried 3 times at 9am",
     ],
 )
 def test_look_alikes_stay(text: str) -> None:
@@ -49,3 +82,10 @@ def test_checksums() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
     assert not iban_valid("XX00")
+
+
+def test_redaction_is_stable_on_its_own_output() -> None:
+    text = "My name is John Smith, born 03/04/1985, from 10.0.0.7, 221B Baker Street, SW1A 1AA"
+    once = redact(text)
+    assert once == "My name is [NAME], born [DATE_OF_BIRTH], from [IP_ADDRESS], [ADDRESS], [POSTCODE]"
+    assert redact(once) == once
