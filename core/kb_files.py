@@ -1,4 +1,5 @@
-"""Knowledge-base files: CSV (examples + answers), JSON, and Rasa ``nlu.yml`` + ``domain.yml``.
+"""Knowledge-base files: CSV (examples + answers), JSON, Rasa ``nlu.yml`` + ``domain.yml``, and the exports of
+Azure AI Language question answering / QnA Maker (TSV or JSON, also zipped as Language Studio downloads them).
 
 Readers never touch the database. They return a :class:`KnowledgeBaseData` or raise
 :class:`KnowledgeBaseFormatError` naming the file, the line and the field, so an import can refuse a bad
@@ -13,6 +14,9 @@ import io
 import json
 import os
 import re
+import unicodedata
+import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,10 @@ MAX_ANSWER_LENGTH = 10_000
 # A note for reviewers: when this intent is the right label and when it is not (shown in review, never to
 # customers).
 MAX_NOTE_LENGTH = 2000
+MAX_TITLE_LENGTH = 200
+# A zipped upload (Language Studio's export): at most this many files and bytes once unpacked.
+MAX_ZIP_MEMBERS = 100
+MAX_ZIP_BYTES = 50 * 1024 * 1024
 RASA_VERSION = "3.1"
 # Rasa entity annotations: [text](entity), [text]{"entity": ...}
 _RASA_ENTITY = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
@@ -144,6 +152,21 @@ def check_note(file: str, line: int | None, fieldname: str, value: Any) -> str:
     return note
 
 
+def check_title(file: str, line: int | None, fieldname: str, value: Any) -> str:
+    """An intent's title (what customers see in "did you mean"): one line of at most MAX_TITLE_LENGTH
+    characters; empty is allowed (the name, humanised, stands in)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float):
+        raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    title = " ".join(str(value).split())
+    if len(title) > MAX_TITLE_LENGTH:
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"is {len(title)} characters, limit {MAX_TITLE_LENGTH}"
+        )
+    return title
+
+
 def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
     if not isinstance(value, str):
         raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
@@ -224,7 +247,7 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                 _set_answer(kb, label, answer, origin)
                 entry = kb.intent(label, origin)
                 if "title" in index and row[index["title"]].strip():
-                    entry.title = row[index["title"]].strip()
+                    entry.title = check_title(file, line, "title", row[index["title"]])
                 if "follow_ups" in index and row[index["follow_ups"]].strip():
                     entry.follow_ups = [
                         _check_name(file, line, "follow_ups", part)
@@ -304,7 +327,8 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
             )
             _set_answer(kb, name, answer, Origin(file, _line(node)))
         if "title" in entry:
-            intent.title = str(_scalar(file, entry["title"], f"{where}.title") or "").strip()
+            node = entry["title"]
+            intent.title = check_title(file, _line(node), f"{where}.title", _scalar(file, node, "title"))
         for position, node in enumerate(_sequence(file, entry.get("examples", _EMPTY_SEQ), "examples")):
             text = _check_text(
                 file,
@@ -327,6 +351,7 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
+_READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml"}
 
 
 def _read_rasa_nlu(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:
@@ -395,7 +420,12 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
             metadata = _mapping(file, first["metadata"], f"{key}.metadata")
             title_node = metadata.get("helploop_title")
             if title_node is not None:
-                kb.intent(name, origin).title = str(_scalar(file, title_node, "helploop_title")).strip()
+                kb.intent(name, origin).title = check_title(
+                    file,
+                    _line(title_node),
+                    f"{key}.metadata.helploop_title",
+                    _scalar(file, title_node, "title"),
+                )
             note_node = metadata.get("helploop_reviewer_note")
             if note_node is not None:
                 kb.intent(name, origin).reviewer_note = check_note(
@@ -404,6 +434,246 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
                     f"{key}.metadata.helploop_reviewer_note",
                     _scalar(file, note_node, "helploop_reviewer_note"),
                 )
+
+
+# ------------------------------------------------------------ Azure question answering / QnA Maker
+# One question-and-answer pair (QnA) becomes one intent: its questions are the examples, its answer the
+# answer, its follow-up prompts the follow-ups. Azure has no intent names, so the name comes from the first
+# question ("How do I reset my PIN?" -> how_do_i_reset_my_pin), with the QnA id added when two QnAs would
+# share one; the title is the text a follow-up prompt shows for the QnA, or else its first question. Metadata,
+# sources and active-learning suggestions have no HelpLoop counterpart and are left out.
+
+_AZURE_LISTS = ("qnalist", "qnadocuments", "qnas")
+
+
+@dataclass
+class _Qna:
+    key: str
+    origin: Origin
+    answer: str = ""
+    answer_origin: Origin | None = None
+    questions: list[str] = field(default_factory=list)
+    prompts: list[tuple[int, str, str, Origin]] = field(default_factory=list)  # order, target, text
+
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    name = ""
+    for word in re.findall(r"[a-z0-9]+", ascii_text):
+        if name and len(name) + len(word) + 1 > 60:
+            break
+        name = f"{name}_{word}" if name else word[:60]
+    return name or "qna"
+
+
+def _short_title(text: str) -> str:
+    if len(text) <= MAX_TITLE_LENGTH:
+        return text
+    return text[: MAX_TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _azure_prompts(file: str, line: int, fieldname: str, prompts: Any) -> list[tuple[int, str, str, Origin]]:
+    if prompts in (None, ""):
+        return []
+    if not isinstance(prompts, list):
+        raise KnowledgeBaseFormatError(file, line, fieldname, "must be a list of prompts")
+    result = []
+    for position, prompt in enumerate(prompts):
+        where = f"{fieldname}[{position}]"
+        if not isinstance(prompt, dict):
+            raise KnowledgeBaseFormatError(file, line, where, "must be an object")
+        lowered = {str(k).lower(): v for k, v in prompt.items()}
+        target = lowered.get("qnaid")
+        if target in (None, "", 0) and lowered.get("qna"):
+            raise KnowledgeBaseFormatError(
+                file, line, where, "a follow-up written inline ('qna') is not supported: export the project"
+            )
+        if target in (None, ""):
+            raise KnowledgeBaseFormatError(file, line, f"{where}.qnaId", "is missing")
+        order = lowered.get("displayorder", position)
+        text = str(lowered.get("displaytext") or "").strip()
+        result.append(
+            (
+                int(order) if str(order).lstrip("-").isdigit() else position,
+                str(target),
+                text,
+                Origin(file, line),
+            )
+        )
+    return result
+
+
+def _add_qnas(file: str, qnas: dict[str, _Qna], kb: KnowledgeBaseData) -> None:
+    """The QnAs of one file as intents (all checked before any is added)."""
+    base = {
+        key: _slug(qna.questions[0]) if qna.questions else f"qna_{_slug(key)}" for key, qna in qnas.items()
+    }
+    counts = Counter(base.values())
+    names = {
+        key: f"{slug}_{_slug(key)}" if counts[slug] > 1 or slug in kb.intents else slug
+        for key, slug in base.items()
+    }
+    titles: dict[str, str] = {}
+    for qna in qnas.values():
+        for _, target, text, origin in sorted(qna.prompts, key=lambda p: p[0]):
+            if target not in qnas:
+                raise KnowledgeBaseFormatError(
+                    origin.file,
+                    origin.line,
+                    "prompts",
+                    f"a follow-up prompt points to QnA {target!r}, which is not in the file",
+                )
+            if text:
+                titles.setdefault(target, check_title(origin.file, origin.line, "prompts.displayText", text))
+    for key, qna in qnas.items():
+        name = _check_name(file, qna.origin.line, "id", names[key])
+        if not qna.questions:
+            raise KnowledgeBaseFormatError(file, qna.origin.line, "questions", f"QnA {key!r} has no question")
+        intent = kb.intent(name, qna.origin)
+        for question in qna.questions:
+            _add_example(kb, name, question, qna.origin)
+        _set_answer(kb, name, qna.answer, qna.answer_origin or qna.origin)
+        intent.title = titles.get(key) or _short_title(qna.questions[0])
+        follow_ups = [names[target] for _, target, _, _ in sorted(qna.prompts, key=lambda p: p[0])]
+        intent.follow_ups = [f for f in dict.fromkeys(follow_ups) if f != name]
+
+
+def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
+    """A QnA Maker / Language Studio TSV export: one row per question; the rows of one QnA share its QnaId
+    (or, in the older two-column files without one, its answer)."""
+    file = str(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise KnowledgeBaseFormatError(file, 1, None, "file is empty") from None
+    except csv.Error as exc:
+        raise KnowledgeBaseFormatError(file, 1, None, f"not valid TSV: {exc}") from None
+    columns = [c.strip().lower() for c in header]
+    if "question" not in columns or "answer" not in columns:
+        raise KnowledgeBaseFormatError(
+            file,
+            1,
+            None,
+            f"header {header!r} has no Question and Answer columns (a QnA Maker / question "
+            "answering TSV export)",
+        )
+    index = {name: columns.index(name) for name in columns}
+    qnas: dict[str, _Qna] = {}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            row = row + [""] * (len(columns) - len(row))
+            origin = Origin(file, line)
+            # TSV cannot hold a line break: the exports write one as the two characters \n.
+            answer = _check_text(
+                file, line, "Answer", row[index["answer"]].replace("\\n", "\n"), limit=MAX_ANSWER_LENGTH
+            )
+            key = row[index["qnaid"]].strip() if "qnaid" in index else ""
+            key = key or f"answer:{answer}"
+            qna = qnas.setdefault(key, _Qna(key=key, origin=origin))
+            if qna.answer and qna.answer != answer:
+                raise KnowledgeBaseFormatError(
+                    file, line, "Answer", f"QnA {key} has a different answer on line {qna.origin.line}"
+                )
+            qna.answer, qna.answer_origin = answer, qna.answer_origin or origin
+            question = _check_text(file, line, "examples", row[index["question"]], limit=MAX_EXAMPLE_LENGTH)
+            if question not in qna.questions:
+                qna.questions.append(question)
+            raw_prompts = row[index["prompts"]].strip() if "prompts" in index else ""
+            if raw_prompts and not qna.prompts:
+                try:
+                    parsed = json.loads(raw_prompts)
+                except json.JSONDecodeError as exc:
+                    raise KnowledgeBaseFormatError(
+                        file, line, "Prompts", f"not valid JSON: {exc.msg}"
+                    ) from None
+                qna.prompts = _azure_prompts(file, line, "Prompts", parsed)
+    except csv.Error as exc:
+        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid TSV: {exc}") from None
+    _add_qnas(file, qnas, kb)
+
+
+def _azure_list(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
+    lowered = {k.lower(): v for k, v in top.items()}
+    for key in _AZURE_LISTS:
+        if key in lowered:
+            return lowered[key]
+    if "assets" in lowered:
+        return _azure_list(_mapping(file, lowered["assets"], "assets"), file)
+    return None
+
+
+def _read_azure_json(path: Path, qna_list: yaml.Node, kb: KnowledgeBaseData) -> None:
+    """QnA Maker's downloaded knowledge base (``qnaList`` / ``qnaDocuments``) or a question answering project
+    export (``assets.qnas``); keys in any case."""
+    file = str(path)
+    qnas: dict[str, _Qna] = {}
+    for position, item in enumerate(_sequence(file, qna_list, "qnas")):
+        where = f"qnas[{position}]"
+        entry = {k.lower(): v for k, v in _mapping(file, item, where).items()}
+        origin = Origin(file, _line(item))
+        key = str(_scalar(file, entry["id"], f"{where}.id")) if "id" in entry else str(position + 1)
+        if key in qnas:
+            raise KnowledgeBaseFormatError(file, _line(item), f"{where}.id", f"QnA id {key} appears twice")
+        if "answer" not in entry:
+            raise KnowledgeBaseFormatError(file, _line(item), f"{where}.answer", "is missing")
+        node = entry["answer"]
+        answer = _check_text(
+            file, _line(node), f"{where}.answer", _scalar(file, node, "answer"), limit=MAX_ANSWER_LENGTH
+        )
+        qna = _Qna(key=key, origin=origin, answer=answer, answer_origin=Origin(file, _line(node)))
+        for number, question in enumerate(_sequence(file, entry.get("questions", _EMPTY_SEQ), "questions")):
+            text = _check_text(
+                file,
+                _line(question),
+                f"{where}.questions[{number}]",
+                _scalar(file, question, "questions"),
+                limit=MAX_EXAMPLE_LENGTH,
+            )
+            if text not in qna.questions:
+                qna.questions.append(text)
+        dialog = entry.get("dialog") or entry.get("context")
+        if dialog is not None:
+            prompts = {k.lower(): v for k, v in _mapping(file, dialog, f"{where}.dialog").items()}.get(
+                "prompts"
+            )
+            if prompts is not None:
+                value = yaml.safe_load(yaml.serialize(prompts))
+                qna.prompts = _azure_prompts(file, _line(prompts), f"{where}.dialog.prompts", value)
+        qnas[key] = qna
+    _add_qnas(file, qnas, kb)
+
+
+def _unzip(name: str, content: bytes) -> list[tuple[str, bytes]]:
+    """The knowledge-base files inside a zip (Language Studio's export), each named ``zip/member``."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+    except zipfile.BadZipFile:
+        raise KnowledgeBaseFormatError(name, None, None, "not a valid zip file") from None
+    with archive:
+        members = [
+            m
+            for m in archive.infolist()
+            if not m.is_dir()
+            and Path(m.filename).suffix.lower() in _READABLE
+            and "__MACOSX" not in m.filename
+        ]
+        if not members:
+            raise KnowledgeBaseFormatError(
+                name, None, None, "the zip holds no .tsv, .csv, .json or .yml file"
+            )
+        if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise KnowledgeBaseFormatError(
+                name,
+                None,
+                None,
+                f"the zip holds more than {MAX_ZIP_MEMBERS} files or "
+                f"{MAX_ZIP_BYTES // (1024 * 1024)} MB: unpack it and import the files",
+            )
+        return [(f"{name}/{m.filename}", archive.read(m)) for m in sorted(members, key=lambda m: m.filename)]
 
 
 def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
@@ -425,7 +695,10 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
     kb = KnowledgeBaseData()
     if not files:
         raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
+    unpacked: list[tuple[str, bytes]] = []
     for name, content in files:
+        unpacked += _unzip(name, content) if Path(name).suffix.lower() == ".zip" else [(name, content)]
+    for name, content in unpacked:
         path = Path(name)
         file = str(path)
         try:
@@ -435,10 +708,15 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
         suffix = path.suffix.lower()
         if suffix == ".csv":
             _read_csv(path, text, kb)
+        elif suffix == ".tsv":
+            _read_azure_tsv(path, text, kb)
         elif suffix in {".json", ".yml", ".yaml"}:
             root = _compose(path, text, is_json=suffix == ".json")
             top = _mapping(file, root, None)
-            if "nlu" in top:
+            azure = _azure_list(top, file)
+            if azure is not None:
+                _read_azure_json(path, azure, kb)
+            elif "nlu" in top:
                 _read_rasa_nlu(path, top, kb)
             elif "responses" in top:
                 _read_rasa_domain(path, top, kb)
@@ -455,12 +733,15 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
                     file,
                     1,
                     None,
-                    "expected a HelpLoop knowledge base ('intents'), Rasa NLU ('nlu') "
-                    "or a Rasa domain ('responses')",
+                    "expected a HelpLoop knowledge base ('intents'), Rasa NLU ('nlu'), a Rasa domain "
+                    "('responses') or an Azure question answering export ('qnaList', 'assets')",
                 )
         else:
             raise KnowledgeBaseFormatError(
-                file, None, None, f"unknown file type {suffix or '(none)'}: use .csv, .json, .yml or .yaml"
+                file,
+                None,
+                None,
+                f"unknown file type {suffix or '(none)'}: use .csv, .json, .yml, .yaml, .tsv or .zip",
             )
     return kb
 

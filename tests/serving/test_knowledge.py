@@ -475,3 +475,24 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     assert too_long.status_code == 400 and "at most 50" in too_long.get_data(as_text=True)
     with helploop.database.session() as session:
         assert session.scalar(select(func.count()).select_from(Turn)) == 0
+
+
+def test_operators_import_a_zipped_azure_question_answering_export(make_app: Any) -> None:
+    from tests.core.test_kb_azure import MULTI_TURN_TSV
+
+    app = make_app(ratelimit_enabled=False)
+    database = app.extensions["helploop"].database
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'accept=".csv,.json,.yml,.yaml,.tsv,.zip"' in page
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("bank/Editorial.tsv", MULTI_TURN_TSV)
+    page = _upload(client, csrf_token(page), {"bank.zip": buffer.getvalue()})
+    assert page.status_code == 200 and "3 intents created" in page.get_data(as_text=True)
+    with database.session() as session:
+        kb = load_knowledge_base(session)
+    assert kb.intents["my_card_has_a_problem"].follow_ups == ["where_is_my_new_card", "i_lost_my_card"]
+    assert kb.intents["where_is_my_new_card"].title == "Card not arrived"
