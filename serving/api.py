@@ -84,6 +84,16 @@ def text_field(body: dict[str, Any], name: str, *, limit: int, required: bool = 
     return value
 
 
+def external_session_id(sender: str, channel: str) -> str:
+    """The conversation of a user another system named (Rasa's ``sender``, Azure's ``userId``): the name
+    itself when it is a valid session id, else ``channel-`` and its letters, digits, '-' and '_'
+    (at least 8)."""
+    if SESSION_ID.match(sender):
+        return sender
+    cleaned = f"{channel}-" + "".join(ch for ch in sender if ch.isascii() and (ch.isalnum() or ch in "-_"))
+    return cleaned[:64].ljust(8, "0")
+
+
 def session_field(body: dict[str, Any]) -> str | None:
     value = body.get("session_id")
     if value is None:

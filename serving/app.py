@@ -67,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from bot.runtime import configure_inference_threads
     from serving.admin_api import BODY_ENDPOINTS, admin_api
     from serving.api import api
+    from serving.azure_qa import azure_qa
     from serving.errors import register_error_handlers
     from serving.health import health
     from serving.job_kinds import install as install_job_kinds
@@ -143,7 +144,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(_close_session)
     register_error_handlers(app)
     limiter.limit(settings.chat_rate_limit)(admin_api)
-    for blueprint in (api, admin_api, rasa, health, docs, widget):
+    for blueprint in (api, admin_api, rasa, azure_qa, health, docs, widget):
         app.register_blueprint(blueprint)
     from admin_ui import init_admin
     from admin_ui.auth import auth
@@ -151,7 +152,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.limit(settings.login_rate_limit, methods=["POST"])(auth)
     init_admin(
         app,
-        exempt_from_csrf=[api, admin_api, rasa],  # JSON APIs without cookies: nothing to forge
+        exempt_from_csrf=[api, admin_api, rasa, azure_qa],  # JSON APIs without cookies: nothing to forge
         lifetime_minutes=settings.session_lifetime_minutes,
         production=settings.environment == "production",
         upload_bytes=settings.max_upload_bytes,

@@ -894,6 +894,47 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/language/:query-knowledgebases": {
+            "post": {
+                "summary": "Azure AI Language question answering's runtime shape; logged as turns",
+                "parameters": [
+                    {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for name in ("projectName", "deploymentName", "api-version")
+                ],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "question": {"type": "string"},
+                                "qnaId": {
+                                    "type": "integer",
+                                    "description": "a follow-up prompt the user clicked",
+                                },
+                                "top": {"type": "integer", "minimum": 1, "maximum": 50, "default": 1},
+                                "confidenceScoreThreshold": {"type": "number", "minimum": 0, "maximum": 1},
+                                "userId": {"type": "string", "description": "the conversation"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "Answers: the intent's answer (id derived from its name, prompts for "
+                        'its follow-ups), the "did you mean" choices, or id -1 '
+                        "(no match: the hand-over message)",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {"answers": {"type": "array", "items": {"type": "object"}}},
+                            }
+                        ),
+                    },
+                    **_error_responses(400, 404, 415, 429, 503),
+                },
+            }
+        },
         "/healthz": {"get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from serving.api import answer_message, json_body, text_field, to_live_chat
+from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
 from serving.app import limiter, state
 from serving.errors import APIError
 
@@ -23,12 +23,7 @@ def rest_webhook() -> Response:
     sender = text_field(body, "sender", limit=64)
     message = text_field(body, "message", limit=state().settings.max_message_length)
     assert sender is not None and message is not None
-    if not all(ch.isalnum() or ch in "-_" for ch in sender) or len(sender) < 8:
-        # Rasa senders are free-form; ours become session ids, so keep them to a safe alphabet.
-        sender_id = "rasa-" + "".join(ch for ch in sender if ch.isalnum() or ch in "-_")[:50]
-        sender_id = sender_id if len(sender_id) >= 8 else sender_id.ljust(8, "0")
-    else:
-        sender_id = sender
+    sender_id = external_session_id(sender, "rasa")  # Rasa senders are free-form; ours are session ids
     if to_live_chat(message, sender_id) is not None:
         return jsonify([])  # a person chats with this user now: the message is theirs, the bot stays quiet
     prediction, _turn, _session, text, _rated = answer_message(

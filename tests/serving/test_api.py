@@ -222,6 +222,63 @@ def test_rasa_rest_webhook_and_parse(client: Any, app: Any) -> None:
     assert client.post("/model/parse", json={}).get_json()["error"]["field"] == "text"
 
 
+AZURE = "/language/:query-knowledgebases?projectName=bank&deploymentName=production&api-version=2021-10-01"
+
+
+def test_azure_question_answering_runtime_answers_follows_prompts_and_hands_over(
+    client: Any, app: Any
+) -> None:
+    """An Azure question answering client pointed at HelpLoop: the answer with its prompts, a clicked
+    prompt by qnaId, "did you mean" as several answers, a hand-over as Azure's no-match, errors as JSON."""
+    from serving.azure_qa import NO_ANSWER_ID, qna_id
+    from tests.serving.conftest import ANSWERS
+
+    headers = {"Ocp-Apim-Subscription-Key": "ignored"}
+    body = {"question": "when will my card arrive", "userId": "user-42", "top": 3}
+    response = client.post(AZURE, json=body, headers=headers)
+    assert response.status_code == 200
+    answers = response.get_json()["answers"]
+    first = answers[0]
+    assert first["id"] == qna_id("card_arrival") and first["answer"] == ANSWERS["card_arrival"].answer
+    assert first["questions"] == ["Where is my card?"] and first["metadata"] == {"intent": "card_arrival"}
+    assert first["dialog"]["prompts"] == [
+        {"displayOrder": 0, "qnaId": qna_id("change_pin"), "displayText": "Change my PIN"}
+    ]
+    assert 0.5 < first["confidenceScore"] <= 1.0 and 1 <= len(answers) <= 3
+    assert [a["confidenceScore"] for a in answers] == sorted(
+        (a["confidenceScore"] for a in answers), reverse=True
+    )
+    # The user clicks the prompt: Azure clients send its qnaId; the answer comes without guessing.
+    clicked = client.post(AZURE, json={"qnaId": qna_id("change_pin"), "userId": "user-42"}).get_json()
+    assert [(a["id"], a["confidenceScore"]) for a in clicked["answers"]] == [(qna_id("change_pin"), 1.0)]
+    assert clicked["answers"][0]["answer"] == ANSWERS["change_pin"].answer
+    logged = turns(app)
+    assert [t.user_text for t in logged] == ["when will my card arrive", "/change_pin"]
+    assert logged[0].conversation_id == logged[1].conversation_id == "azure-user-42"
+    # Unsure: the "did you mean" choices, each as an answer.
+    unsure = client.post(AZURE, json={"question": "card pin"}).get_json()["answers"]
+    assert len(unsure) >= 2 and qna_id("change_pin") in [a["id"] for a in unsure]
+    # Asking for a person: Azure's no-match result, carrying HelpLoop's hand-over message.
+    person = client.post(AZURE, json={"question": "can I talk to a human"}).get_json()["answers"]
+    handoff = app.extensions["helploop"].settings.handoff_offline_message
+    assert [(a["id"], a["confidenceScore"], a["answer"]) for a in person] == [(NO_ANSWER_ID, 0.0, handoff)]
+    # A threshold nothing reaches gives the no-match result too.
+    strict = client.post(AZURE, json={"question": "card pin", "confidenceScoreThreshold": 1.0}).get_json()
+    assert [a["id"] for a in strict["answers"]] == [NO_ANSWER_ID]
+    for bad, field in (
+        ({"question": ""}, "question"),
+        ({}, "question"),
+        ({"question": "hi", "top": 0}, "top"),
+        ({"question": "hi", "top": "3"}, "top"),
+        ({"question": "hi", "confidenceScoreThreshold": 2}, "confidenceScoreThreshold"),
+    ):
+        error = client.post(AZURE, json=bad)
+        assert error.status_code == 400 and error.get_json()["error"]["field"] == field
+    unknown = client.post(AZURE, json={"qnaId": 12345})
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "unknown_qna"
+    assert len(turns(app)) == 5  # four questions and the click; refused requests log nothing
+
+
 def test_health_readiness_and_metrics(make_app: Any) -> None:
     cold = make_app(register=False, load=False).test_client()
     assert cold.get("/healthz").status_code == 200
@@ -255,7 +312,7 @@ def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, clien
     assert spec["openapi"].startswith("3.")
     documented = set(spec["paths"])
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(("/api/", "/webhooks/", "/model/")):
+        if rule.rule.startswith(("/api/", "/webhooks/", "/model/", "/language/")):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <int:job_id> -> {job_id}
             assert path in documented, f"{rule.rule} missing from /openapi.json"
             for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -1,0 +1,138 @@
+"""An endpoint shaped like Azure AI Language question answering's runtime, so a bot built on it (the Azure
+SDKs, Bot Framework's question answering dialog) can point at HelpLoop by changing its endpoint.
+
+``POST /language/:query-knowledgebases`` takes ``question`` (or ``qnaId``: a follow-up prompt the user
+clicked), ``top``, ``confidenceScoreThreshold`` and ``userId`` (the conversation) and returns ``answers``: the
+intent's answer with its calibrated confidence as ``confidenceScore``, the title as the QnA's question, and
+its follow-ups as ``dialog.prompts``. Each intent's ``id`` is a stable number derived from its name (the
+same in every model version), which is what a later ``qnaId`` or ``context.previousQnaId`` carries.
+
+HelpLoop's own judgement stays in force: when it is unsure it returns its "did you mean" choices as several
+answers (the Azure clients show them as a "did you mean" card), and when it would hand over it returns the
+no-answer result Azure returns (``id`` -1, score 0) with the hand-over message. Every question is a logged
+turn (channel ``azure``) and is reviewed like any other. The subscription key header Azure clients send is
+not checked: like the chat API and the widget, this endpoint is public and rate-limited.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from bot.engine import ANSWERED, CLARIFY, SMALL_TALK, AnsweringEngine, Candidate, Prediction
+from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
+from serving.app import limiter, state
+from serving.errors import APIError
+
+azure_qa = Blueprint("azure_qa", __name__)
+NO_ANSWER_ID = -1  # Azure's id for "no good match" (its default answer)
+MAX_TOP = 50
+
+
+def qna_id(intent: str) -> int:
+    """The intent's QnA id: a positive 31-bit number derived from its name, stable across versions."""
+    return zlib.crc32(intent.encode("utf-8")) & 0x7FFFFFFF or 1
+
+
+def _limit() -> str:
+    return state().settings.chat_rate_limit
+
+
+def _integer(body: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise APIError(400, "invalid_value", f"'{name}' must be a whole number from {low} to {high}", name)
+    return value
+
+
+def _threshold(body: dict[str, Any]) -> float:
+    value = body.get("confidenceScoreThreshold", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise APIError(
+            400,
+            "invalid_value",
+            "'confidenceScoreThreshold' must be a number from 0 to 1",
+            "confidenceScoreThreshold",
+        )
+    return float(value)
+
+
+def _answer(engine: AnsweringEngine, intent: str, score: float) -> dict[str, Any]:
+    info = engine.knowledge[intent]
+    follow_ups = [f for f in info.follow_ups if f in engine.knowledge]
+    return {
+        "questions": [info.title or intent],
+        "answer": info.answer,
+        "confidenceScore": round(min(max(score, 0.0), 1.0), 4),
+        "id": qna_id(intent),
+        "source": "HelpLoop",
+        "metadata": {"intent": intent},
+        "dialog": {
+            "isContextOnly": False,
+            "prompts": [
+                {"displayOrder": order, "qnaId": qna_id(f), "displayText": engine.knowledge[f].title or f}
+                for order, f in enumerate(follow_ups)
+            ],
+        },
+    }
+
+
+def _no_answer(text: str, score: float = 0.0) -> dict[str, Any]:
+    return {
+        "questions": [],
+        "answer": text,
+        "confidenceScore": score,
+        "id": NO_ANSWER_ID,
+        "source": "HelpLoop",
+        "metadata": {},
+        "dialog": {"isContextOnly": False, "prompts": []},
+    }
+
+
+def _answers(engine: AnsweringEngine, prediction: Prediction, text: str, top: int) -> list[dict[str, Any]]:
+    known = [c for c in prediction.ranking if c.intent in engine.knowledge]
+    if prediction.status == ANSWERED and prediction.intent in engine.knowledge:
+        first = _answer(engine, str(prediction.intent), prediction.confidence)
+        rest = [_answer(engine, c.intent, c.probability) for c in known if c.intent != prediction.intent]
+        return [first, *rest][:top]
+    if prediction.status == CLARIFY and prediction.suggestions:
+        probability = {c.intent: c.probability for c in known}
+        choices: list[Candidate] = [c for c in prediction.suggestions if c.intent in engine.knowledge]
+        return [_answer(engine, c.intent, probability.get(c.intent, 0.0)) for c in choices]
+    if prediction.status == SMALL_TALK:
+        return [_no_answer(text, 1.0)]
+    return [_no_answer(text)]  # hand over (or nothing to offer): Azure's "no good match"
+
+
+@azure_qa.post("/language/:query-knowledgebases")
+@limiter.limit(_limit)
+def query_knowledgebases() -> Response:
+    body = json_body()
+    settings = state().settings
+    top = _integer(body, "top", 1, low=1, high=MAX_TOP)
+    threshold = _threshold(body)
+    user = text_field(body, "userId", limit=64, required=False)
+    session_id = external_session_id(user, "azure") if user else None
+    serving = state().models.state
+    if serving.production is None:
+        raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
+    if body.get("qnaId") not in (None, ""):
+        wanted = _integer(body, "qnaId", 0, low=1, high=0x7FFFFFFF)
+        intent = next((i for i in serving.production.knowledge if qna_id(i) == wanted), None)
+        if intent is None:
+            raise APIError(404, "unknown_qna", f"no intent has QnA id {wanted}", "qnaId")
+        message = f"/{intent}"  # as a clicked follow-up chip: that intent's answer, without guessing
+    else:
+        question = text_field(body, "question", limit=settings.max_message_length)
+        assert question is not None
+        message = question
+    if to_live_chat(message, session_id) is not None:
+        return jsonify({"answers": []})  # a person chats with this user now: the bot stays quiet
+    prediction, _turn, session, text, _rated = answer_message(
+        message, session_id, channel="azure", create_unknown_session=True
+    )
+    engine, _arm = state().models.state.engine_for(session)
+    answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
+    return jsonify({"answers": answers or [_no_answer(settings.handoff_message)]})
