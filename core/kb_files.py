@@ -701,6 +701,13 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
     for name, content in unpacked:
         path = Path(name)
         file = str(path)
+        if path.suffix.lower() in {".xlsx", ".xls"}:
+            raise KnowledgeBaseFormatError(
+                file,
+                None,
+                None,
+                "Excel files are not read: export the project as TSV instead (or save as CSV)",
+            )
         try:
             text = content.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -736,6 +743,13 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
                     "expected a HelpLoop knowledge base ('intents'), Rasa NLU ('nlu'), a Rasa domain "
                     "('responses') or an Azure question answering export ('qnaList', 'assets')",
                 )
+        elif suffix in {".xlsx", ".xls"}:
+            raise KnowledgeBaseFormatError(
+                file,
+                None,
+                None,
+                "Excel files are not read: export the project as TSV instead (or save as CSV)",
+            )
         else:
             raise KnowledgeBaseFormatError(
                 file,

@@ -136,6 +136,8 @@ def test_a_zipped_export_is_read_as_its_files() -> None:
     assert kb.intents["i_lost_my_card"].origin.file == "bank.zip/bank/Editorial.tsv"
     with pytest.raises(KnowledgeBaseFormatError, match="not a valid zip"):
         read_knowledge_base_files([("bank.zip", b"PK nonsense")])
+    with pytest.raises(KnowledgeBaseFormatError, match="export the project as TSV"):
+        read_knowledge_base_files([("bank.xlsx", b"PK\x03\x04\xff\xfe binary")])
 
 
 def test_two_qnas_with_the_same_first_question_get_their_ids(tmp_path: Path) -> None:
