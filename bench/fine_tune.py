@@ -83,6 +83,12 @@ def main() -> None:
         default=FineTuneConfig().interpolation,
         help="WiSE-FT share of the tuned weights (default: the recipe's)",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=FineTuneConfig().batch_size,
+        help="contrastive batch size (default: the recipe's)",
+    )
     args = parser.parse_args()
     if args.traffic and not args.shots:
         parser.error("--traffic needs --shots N: with the full training set no row is left as traffic")
@@ -99,6 +105,8 @@ def main() -> None:
         suffix += f"_traffic_{threshold:g}"
     if args.interpolation != FineTuneConfig().interpolation:
         suffix += f"_interpolation_{args.interpolation:g}"
+    if args.batch_size != FineTuneConfig().batch_size:
+        suffix += f"_batch_{args.batch_size}"
     if accuracy_json.is_file():
         reference = json.loads(accuracy_json.read_text())
         if args.shots:
@@ -120,7 +128,11 @@ def main() -> None:
         for extra in args.extra_encoder:
             config = add_encoder(config, extra)
         tuning = FineTuneConfig(
-            epochs=args.epochs, head_epochs=args.head_epochs, seed=seed, interpolation=args.interpolation
+            epochs=args.epochs,
+            head_epochs=args.head_epochs,
+            seed=seed,
+            interpolation=args.interpolation,
+            batch_size=args.batch_size,
         )
         # The tuned encoders (about 90 MB for MiniLM, 440 MB for mpnet each) are read from here until the
         # seed is scored, then removed.
@@ -197,6 +209,7 @@ def write_results(
                 "epochs": args.epochs,
                 "head_epochs": args.head_epochs,
                 "interpolation": args.interpolation,
+                "batch_size": args.batch_size,
                 "device": device(),
                 "encoders": encoders,
                 "seeds_done": sorted(rows),
