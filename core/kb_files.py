@@ -206,15 +206,20 @@ def _set_answer(kb: KnowledgeBaseData, intent: str, answer: str, origin: Origin)
 # ---------------------------------------------------------------------------------------------- CSV
 
 
-def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
-    file = str(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _header(reader: Any, file: str, kind: str) -> list[str]:
+    """The first row of a CSV or TSV file, or an error naming the file (empty, or not ``kind`` at all)."""
     try:
-        header = next(reader)
+        return list(next(reader))
     except StopIteration:
         raise KnowledgeBaseFormatError(file, 1, None, "file is empty") from None
     except csv.Error as exc:
-        raise KnowledgeBaseFormatError(file, 1, None, f"not valid CSV: {exc}") from None
+        raise KnowledgeBaseFormatError(file, 1, None, f"not valid {kind}: {exc}") from None
+
+
+def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
+    file = str(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = _header(reader, file, "CSV")
     columns = [c.strip().lower() for c in header]
     if "text" in columns and "label" in columns:
         kind = "examples"
@@ -543,12 +548,7 @@ def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
     (or, in the older two-column files without one, its answer)."""
     file = str(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise KnowledgeBaseFormatError(file, 1, None, "file is empty") from None
-    except csv.Error as exc:
-        raise KnowledgeBaseFormatError(file, 1, None, f"not valid TSV: {exc}") from None
+    header = _header(reader, file, "TSV")
     columns = [c.strip().lower() for c in header]
     if "question" not in columns or "answer" not in columns:
         raise KnowledgeBaseFormatError(

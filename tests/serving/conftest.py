@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -27,6 +28,22 @@ ANSWERS = {
         answer="<script>alert('x')</script> Go to **Profile → Close account**.", title="Close my account"
     ),
 }
+
+
+@contextlib.contextmanager
+def live(app: Any) -> Iterator[str]:
+    """``app`` on a real HTTP server on a free port (for clients that need a socket: browsers, SDKs); yields
+    its base URL and stops it afterwards."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
 
 
 def build_toy_bundle(directory: Path, *, extra: dict[str, list[str]] | None = None) -> AnsweringEngine:

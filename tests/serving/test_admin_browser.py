@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from core.knowledge_base import import_knowledge_base
 from core.models import Conversation, Judgement, ReviewItem
 from crowd_feedback.reviewers import create_user
 from tests.conftest import TOY
+from tests.serving.conftest import live
 
 PASSWORD = "correct horse battery staple"
 
@@ -36,8 +36,6 @@ def logged_in_page(
 
 @pytest.fixture
 def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
-    from werkzeug.serving import make_server
-
     app = make_app(ratelimit_enabled=False, gold_rate=0.0)
     helploop = app.extensions["helploop"]
     with helploop.database.session() as session:
@@ -50,12 +48,8 @@ def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
         assert helploop.router.drain(10)
     with helploop.database.session() as session:
         assert session.scalars(select(ReviewItem)).one().cluster_size == 2  # one item, two questions
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    thread.join(5)
+    with live(app) as base:
+        yield base, app
 
 
 def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: tuple[str, Any]) -> None:

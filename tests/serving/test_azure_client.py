@@ -3,26 +3,19 @@ endpoint on a live server: what a bot built on Azure sees after changing its end
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.serving.conftest import ANSWERS
+from tests.serving.conftest import ANSWERS, live
 
 
 @pytest.fixture
 def server(make_app: Any) -> Iterator[tuple[str, Any]]:
-    from werkzeug.serving import make_server
-
     app = make_app(ratelimit_enabled=False)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    thread.join(5)
+    with live(app) as base:
+        yield base, app
 
 
 def test_the_azure_sdk_gets_answers_prompts_and_follow_ups(server: tuple[str, Any]) -> None:

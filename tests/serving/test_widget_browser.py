@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from bot.engine import AnsweringEngine
 from core.models import Conversation, Turn
-from tests.serving.conftest import hashing_loader
+from tests.serving.conftest import hashing_loader, live
 
 AMBIGUOUS = "card pin"
 
@@ -29,15 +28,9 @@ def clarifying_loader(path: str) -> AnsweringEngine:
 
 @pytest.fixture
 def live_server(make_app: Any) -> Iterator[tuple[str, Any]]:
-    from werkzeug.serving import make_server
-
     app = make_app(model_loader=clarifying_loader, ratelimit_enabled=False)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    thread.join(5)
+    with live(app) as base:
+        yield base, app
 
 
 @pytest.fixture
