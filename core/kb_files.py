@@ -510,12 +510,16 @@ def _azure_prompts(file: str, line: int, fieldname: str, prompts: Any) -> list[t
 
 def _add_qnas(file: str, qnas: dict[str, _Qna], kb: KnowledgeBaseData) -> None:
     """The QnAs of one file as intents (all checked before any is added)."""
-    base = {
-        key: _slug(qna.questions[0]) if qna.questions else f"qna_{_slug(key)}" for key, qna in qnas.items()
-    }
+
+    def short(key: str) -> str:  # a QnA id as a name suffix: itself when short, else a digest of it
+        return (
+            key if re.fullmatch(r"[A-Za-z0-9]{1,12}", key) else hashlib.sha256(key.encode()).hexdigest()[:8]
+        )
+
+    base = {key: _slug(qna.questions[0]) if qna.questions else "qna" for key, qna in qnas.items()}
     counts = Counter(base.values())
     names = {
-        key: f"{slug}_{_slug(key)}" if counts[slug] > 1 or slug in kb.intents else slug
+        key: f"{slug}_{short(key)}" if counts[slug] > 1 or slug in kb.intents else slug
         for key, slug in base.items()
     }
     titles: dict[str, str] = {}

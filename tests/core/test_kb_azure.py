@@ -147,6 +147,13 @@ def test_two_qnas_with_the_same_first_question_get_their_ids(tmp_path: Path) -> 
     )
     kb = read_knowledge_base([write(tmp_path / "kb.tsv", text)])
     assert sorted(kb.intents) == ["opening_hours_11", "opening_hours_12"]
+    # Without ids (grouped by answer) the suffix is a short digest, and the name stays within the limit.
+    long_question = "what are the opening hours of the branch on the high street near the station please"
+    text = f"Question\tAnswer\n{long_question}\tNine to five.\n{long_question}\tTen to four.\n"
+    kb = read_knowledge_base([write(tmp_path / "old.tsv", text)])
+    names = sorted(kb.intents)
+    assert len(names) == 2 and all(n.startswith("what_are_the_opening_hours") and len(n) <= 70 for n in names)
+    assert [kb.intents[n].examples for n in names] == [[long_question], [long_question]]
 
 
 @pytest.mark.parametrize(
