@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from bot.engine import ANSWERED, CLARIFY, SMALL_TALK, AnsweringEngine, Candidate, Prediction
+from core.models import new_uuid
 from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
 from serving.app import limiter, state
 from serving.errors import APIError
@@ -114,13 +115,16 @@ def query_knowledgebases() -> Response:
     top = _integer(body, "top", 1, low=1, high=MAX_TOP)
     threshold = _threshold(body)
     user = text_field(body, "userId", limit=64, required=False)
-    session_id = external_session_id(user, "azure") if user else None
+    # Named before answering, so that the QnA ids are looked up in the model this conversation is served by
+    # (production or a canary, by a stable hash of it).
+    session_id = external_session_id(user, "azure") if user else new_uuid()
     serving = state().models.state
     if serving.production is None:
         raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
+    engine, _arm = serving.engine_for(session_id)
     if body.get("qnaId") not in (None, ""):
         wanted = _integer(body, "qnaId", 0, low=1, high=0x7FFFFFFF)
-        intent = next((i for i in serving.production.knowledge if qna_id(i) == wanted), None)
+        intent = next((i for i in engine.knowledge if qna_id(i) == wanted), None)
         if intent is None:
             raise APIError(404, "unknown_qna", f"no intent has QnA id {wanted}", "qnaId")
         message = f"/{intent}"  # as a clicked follow-up chip: that intent's answer, without guessing
@@ -130,9 +134,8 @@ def query_knowledgebases() -> Response:
         message = question
     if to_live_chat(message, session_id) is not None:
         return jsonify({"answers": []})  # a person chats with this user now: the bot stays quiet
-    prediction, _turn, session, text, _rated = answer_message(
+    prediction, _turn, _session, text, _rated = answer_message(
         message, session_id, channel="azure", create_unknown_session=True
     )
-    engine, _arm = state().models.state.engine_for(session)
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
     return jsonify({"answers": answers or [_no_answer(settings.handoff_message)]})
