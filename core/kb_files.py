@@ -293,6 +293,19 @@ def _sequence(file: str, node: yaml.Node, fieldname: str) -> list[yaml.Node]:
     return list(node.value)
 
 
+def _texts(file: str, node: yaml.Node, where: str, key: str) -> list[tuple[str, int]]:
+    """The questions of a list field (``where``.``key``), each checked as an example and with its line."""
+    return [
+        (
+            _check_text(
+                file, _line(n), f"{where}.{key}[{i}]", _scalar(file, n, key), limit=MAX_EXAMPLE_LENGTH
+            ),
+            _line(n),
+        )
+        for i, n in enumerate(_sequence(file, node, key))
+    ]
+
+
 def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
     file = str(path)
     if is_json:
@@ -334,15 +347,8 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
         if "title" in entry:
             node = entry["title"]
             intent.title = check_title(file, _line(node), f"{where}.title", _scalar(file, node, "title"))
-        for position, node in enumerate(_sequence(file, entry.get("examples", _EMPTY_SEQ), "examples")):
-            text = _check_text(
-                file,
-                _line(node),
-                f"{where}.examples[{position}]",
-                _scalar(file, node, "examples"),
-                limit=MAX_EXAMPLE_LENGTH,
-            )
-            _add_example(kb, name, text, Origin(file, _line(node)))
+        for text, line in _texts(file, entry.get("examples", _EMPTY_SEQ), where, "examples"):
+            _add_example(kb, name, text, Origin(file, line))
         if "follow_ups" in entry:
             intent.follow_ups = [
                 _check_name(file, _line(n), f"{where}.follow_ups", _scalar(file, n, "follow_ups"))
@@ -629,14 +635,7 @@ def _read_azure_json(path: Path, qna_list: yaml.Node, kb: KnowledgeBaseData) -> 
             file, _line(node), f"{where}.answer", _scalar(file, node, "answer"), limit=MAX_ANSWER_LENGTH
         )
         qna = _Qna(key=key, origin=origin, answer=answer, answer_origin=Origin(file, _line(node)))
-        for number, question in enumerate(_sequence(file, entry.get("questions", _EMPTY_SEQ), "questions")):
-            text = _check_text(
-                file,
-                _line(question),
-                f"{where}.questions[{number}]",
-                _scalar(file, question, "questions"),
-                limit=MAX_EXAMPLE_LENGTH,
-            )
+        for text, _ in _texts(file, entry.get("questions", _EMPTY_SEQ), where, "questions"):
             if text not in qna.questions:
                 qna.questions.append(text)
         dialog = entry.get("dialog") or entry.get("context")

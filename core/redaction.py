@@ -164,11 +164,8 @@ def _name_end(text: str, start: int, *, capitalised: bool) -> int:
 def find_personal_data(text: str) -> list[Redaction]:
     found: list[Redaction] = []
 
-    def free(start: int, end: int) -> bool:
-        return all(end <= r.start or start >= r.end for r in found)
-
-    def add(kind: str, start: int, end: int) -> None:
-        if end > start and free(start, end):
+    def add(kind: str, start: int, end: int) -> None:  # the first finding wins where two overlap
+        if end > start and all(end <= r.start or start >= r.end for r in found):
             found.append(Redaction(kind, start, end))
 
     for match in IBAN.finditer(text):
@@ -177,18 +174,16 @@ def find_personal_data(text: str) -> list[Redaction]:
         for count in range(len(tokens), 0, -1):
             candidate = " ".join(tokens[:count])
             if iban_valid(candidate):
-                found.append(Redaction("IBAN", match.start(), match.start() + len(candidate)))
+                add("IBAN", match.start(), match.start() + len(candidate))
                 break
     for match in EMAIL.finditer(text):
-        if free(match.start(), match.end()):
-            found.append(Redaction("EMAIL", match.start(), match.end()))
+        add("EMAIL", match.start(), match.end())
     for match in CARD.finditer(text):
         digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits) and free(match.start(), match.end()):
-            found.append(Redaction("CARD_NUMBER", match.start(), match.end()))
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            add("CARD_NUMBER", match.start(), match.end())
     for match in SSN.finditer(text):
-        if free(match.start(), match.end()):
-            found.append(Redaction("SSN", match.start(), match.end()))
+        add("SSN", match.start(), match.end())
     for match in NINO.finditer(text):
         add("ID_NUMBER", match.start(), match.end())
     for match in NAMED_ID.finditer(text):
@@ -211,8 +206,8 @@ def find_personal_data(text: str) -> list[Redaction]:
     for match in PHONE.finditer(text):
         candidate = match.group().rstrip(" .-(")
         end = match.start() + len(candidate)
-        if _phone_ok(text, match.start(), candidate) and free(match.start(), end):
-            found.append(Redaction("PHONE", match.start(), end))
+        if _phone_ok(text, match.start(), candidate):
+            add("PHONE", match.start(), end)
     return sorted(found, key=lambda r: r.start)
 
 
