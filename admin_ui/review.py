@@ -47,6 +47,7 @@ from crowd_feedback.review import (
     reviewer_stats,
     reviewer_weight,
     submit_judgement,
+    waiting_for,
 )
 from crowd_feedback.workforce import FAST_SECONDS, answer_record
 
@@ -92,8 +93,10 @@ def home() -> Any:
         suspended_reason = user.suspended_reason
         practice = _practice_left(user, helploop.policy)
         unread = _unread(session, user)
+        waiting = waiting_for(session, reviewer=user)
     return render_template(
         "admin/review_home.html",
+        waiting=waiting,
         stats=stats,
         suspended_reason=suspended_reason,
         practice=practice,

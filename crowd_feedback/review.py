@@ -308,6 +308,36 @@ def _judged_by(reviewer_id: int) -> Any:
     return exists().where(and_(Judgement.item_id == ReviewItem.id, Judgement.reviewer_id == reviewer_id))
 
 
+def _open_to(reviewer_id: int, now: datetime) -> tuple[Any, ...]:
+    """Conditions on ReviewItem: a pending real question this reviewer has not judged that still needs
+    judgements beyond those given and those claimed now."""
+    live_claims = (
+        select(func.count())
+        .select_from(Claim)
+        .where(Claim.item_id == ReviewItem.id, Claim.expires_at > now)
+        .scalar_subquery()
+    )
+    judgement_count = (
+        select(func.count())
+        .select_from(Judgement)
+        .where(Judgement.item_id == ReviewItem.id)
+        .scalar_subquery()
+    )
+    return (
+        ReviewItem.status == "pending",
+        ReviewItem.is_gold.is_(False),
+        ~_judged_by(reviewer_id),
+        judgement_count + live_claims < ReviewItem.required_judgements,
+    )
+
+
+def waiting_for(session: Session, *, reviewer: User, now: datetime | None = None) -> int:
+    """How many questions "next item" could give this reviewer now (check questions aside)."""
+    now = now or utcnow()
+    count = select(func.count()).select_from(ReviewItem).where(*_open_to(reviewer.id, now))
+    return int(session.scalar(count) or 0)
+
+
 def next_item(
     session: Session,
     *,
@@ -345,24 +375,7 @@ def next_item(
         )
         if gold:
             return _claim(session, gold[0], reviewer, now, policy)
-    live_claims = (
-        select(func.count())
-        .select_from(Claim)
-        .where(Claim.item_id == ReviewItem.id, Claim.expires_at > now)
-        .scalar_subquery()
-    )
-    judgement_count = (
-        select(func.count())
-        .select_from(Judgement)
-        .where(Judgement.item_id == ReviewItem.id)
-        .scalar_subquery()
-    )
-    eligible = select(ReviewItem).where(
-        ReviewItem.status == "pending",
-        ReviewItem.is_gold.is_(False),
-        ~_judged_by(reviewer.id),
-        judgement_count + live_claims < ReviewItem.required_judgements,
-    )
+    eligible = select(ReviewItem).where(*_open_to(reviewer.id, now))
     tried: set[int] = set()
     for _attempt in range(50):
         # One row at a time: a locked row is skipped (another reviewer is claiming it right now).

@@ -2,9 +2,10 @@
 SDKs, Bot Framework's question answering dialog) can point at HelpLoop by changing its endpoint.
 
 ``POST /language/:query-knowledgebases`` takes ``question`` (or ``qnaId``: a follow-up prompt the user
-clicked), ``top``, ``confidenceScoreThreshold`` and ``userId`` (the conversation) and returns ``answers``: the
-intent's answer with its calibrated confidence as ``confidenceScore``, the title as the QnA's question, and
-its follow-ups as ``dialog.prompts``. Each intent's ``id`` is a stable number derived from its name (the
+clicked; or ``context.previousQnaId`` with a question that is one of that QnA's prompts, typed), ``top``,
+``confidenceScoreThreshold`` and ``userId`` (the conversation) and returns ``answers``: the intent's answer
+with its calibrated confidence as ``confidenceScore``, the title as the QnA's question, and its follow-ups as
+``dialog.prompts``. Each intent's ``id`` is a stable number derived from its name (the
 same in every model version), which is what a later ``qnaId`` or ``context.previousQnaId`` carries.
 
 HelpLoop's own judgement stays in force: when it is unsure it returns its "did you mean" choices as several
@@ -41,10 +42,13 @@ def _limit() -> str:
     return state().settings.chat_rate_limit
 
 
-def _integer(body: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:
+def _integer(
+    body: dict[str, Any], name: str, default: int, *, low: int, high: int, field: str | None = None
+) -> int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise APIError(400, "invalid_value", f"'{name}' must be a whole number from {low} to {high}", name)
+        field = field or name
+        raise APIError(400, "invalid_value", f"'{field}' must be a whole number from {low} to {high}", field)
     return value
 
 
@@ -58,6 +62,38 @@ def _threshold(body: dict[str, Any]) -> float:
             "confidenceScoreThreshold",
         )
     return float(value)
+
+
+def _prompt_typed(engine: AnsweringEngine, body: dict[str, Any], question: str) -> str | None:
+    """The follow-up whose prompt the user typed (or a client sent as the question) after the QnA in
+    ``context.previousQnaId``, as Azure's multi-turn answers it; None when there is no such context or the
+    question is not one of its prompts (then it is answered as any question)."""
+    context = body.get("context")
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        raise APIError(400, "invalid_value", "'context' must be an object", "context")
+    if context.get("previousQnaId") in (None, ""):
+        return None
+    previous_id = _integer(
+        context, "previousQnaId", 0, low=-1, high=0x7FFFFFFF, field="context.previousQnaId"
+    )
+    previous = next((i for i in engine.knowledge if qna_id(i) == previous_id), None)
+    if previous is None:
+        return None
+    wanted = _prompt_key(question)
+    return next(
+        (
+            f
+            for f in engine.knowledge[previous].follow_ups
+            if f in engine.knowledge and _prompt_key(engine.knowledge[f].title or f) == wanted
+        ),
+        None,
+    )
+
+
+def _prompt_key(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(" ?!.")
 
 
 def _answer(engine: AnsweringEngine, intent: str, score: float) -> dict[str, Any]:
@@ -131,7 +167,8 @@ def query_knowledgebases() -> Response:
     else:
         question = text_field(body, "question", limit=settings.max_message_length)
         assert question is not None
-        message = question
+        follow_up = _prompt_typed(engine, body, question)
+        message = f"/{follow_up}" if follow_up else question
     if to_live_chat(message, session_id) is not None:
         return jsonify({"answers": []})  # a person chats with this user now: the bot stays quiet
     prediction, _turn, _session, text, _rated = answer_message(

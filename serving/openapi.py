@@ -915,6 +915,15 @@ SPEC: dict[str, Any] = {
                                 "top": {"type": "integer", "minimum": 1, "maximum": 50, "default": 1},
                                 "confidenceScoreThreshold": {"type": "number", "minimum": 0, "maximum": 1},
                                 "userId": {"type": "string", "description": "the conversation"},
+                                "context": {
+                                    "type": "object",
+                                    "description": "previousQnaId: a question that is one of that QnA's "
+                                    "prompts is answered with the prompt's QnA",
+                                    "properties": {
+                                        "previousQnaId": {"type": "integer"},
+                                        "previousUserQuery": {"type": "string"},
+                                    },
+                                },
                             },
                         }
                     ),

@@ -33,3 +33,10 @@ def widget_css() -> Response:
     response = send_from_directory(STATIC, "widget.css", mimetype="text/css", max_age=300)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+@widget.get("/favicon.svg")
+@widget.get("/favicon.ico")  # what browsers ask for on a page without a <link rel="icon">
+@limiter.exempt
+def favicon() -> Response:
+    return send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml", max_age=86400)

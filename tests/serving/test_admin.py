@@ -132,6 +132,7 @@ def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     for number, name in enumerate(("ann", "bob", "cat"), start=1):
         client = app.test_client()
         login(client, name)
+        assert "<strong>1</strong> question waiting for you" in client.get("/review/").get_data(as_text=True)
         page = client.get("/review/next").get_data(as_text=True)
         if "There is nothing for you to review" in page:
             break
@@ -146,6 +147,8 @@ def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
             },
         )
         assert response.status_code == 302
+        # Judged: nothing left for this reviewer (the others still see it until it resolves).
+        assert "No question is waiting for you" in client.get("/review/").get_data(as_text=True)
         with helploop.database.session() as session:
             if session.get(ReviewItem, item_id).status == "resolved":
                 resolved_after = number

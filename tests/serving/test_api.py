@@ -255,6 +255,16 @@ def test_azure_question_answering_runtime_answers_follows_prompts_and_hands_over
     logged = turns(app)
     assert [t.user_text for t in logged] == ["when will my card arrive", "/change_pin"]
     assert logged[0].conversation_id == logged[1].conversation_id == "azure-user-42"
+    # A prompt typed (or sent as text) after the QnA that offered it, as Azure's multi-turn context: the
+    # follow-up itself. Without the context, or after a QnA that does not offer it, it is any question.
+    context = {"previousQnaId": qna_id("card_arrival"), "previousUserQuery": "when will my card arrive"}
+    typed = {"question": " change my pin? ", "context": context, "userId": "user-42"}
+    followed = client.post(AZURE, json=typed).get_json()["answers"]
+    assert [(a["id"], a["confidenceScore"]) for a in followed] == [(qna_id("change_pin"), 1.0)]
+    assert turns(app)[-1].user_text == "/change_pin"
+    elsewhere = {**typed, "context": {"previousQnaId": qna_id("change_pin")}}
+    client.post(AZURE, json=elsewhere)
+    assert turns(app)[-1].user_text == " change my pin? ".strip()
     # Unsure: the "did you mean" choices, each as an answer.
     unsure = client.post(AZURE, json={"question": "card pin"}).get_json()["answers"]
     assert len(unsure) >= 2 and qna_id("change_pin") in [a["id"] for a in unsure]
@@ -271,12 +281,16 @@ def test_azure_question_answering_runtime_answers_follows_prompts_and_hands_over
         ({"question": "hi", "top": 0}, "top"),
         ({"question": "hi", "top": "3"}, "top"),
         ({"question": "hi", "confidenceScoreThreshold": 2}, "confidenceScoreThreshold"),
+        ({"question": "hi", "context": "card_arrival"}, "context"),
+        ({"question": "hi", "context": {"previousQnaId": "7"}}, "context.previousQnaId"),
     ):
         error = client.post(AZURE, json=bad)
         assert error.status_code == 400 and error.get_json()["error"]["field"] == field
     unknown = client.post(AZURE, json={"qnaId": 12345})
     assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "unknown_qna"
-    assert len(turns(app)) == 5  # four questions and the click; refused requests log nothing
+    assert (
+        len(turns(app)) == 7
+    )  # five questions, the click and the typed prompt; refused requests log nothing
 
 
 def test_health_readiness_and_metrics(make_app: Any) -> None:
@@ -331,6 +345,13 @@ def test_demo_page_and_widget_assets(client: Any) -> None:
         assert "renderMarkdown" in script.get_data(as_text=True)
     with client.get("/widget.css") as style:
         assert style.mimetype == "text/css"
+    # The site's icon, linked from every page (so browsers do not log a 404 for /favicon.ico).
+    linked = re.search(r'<link rel="icon" href="([^"]+)"', page)
+    assert linked is not None
+    for path in {linked.group(1), "/favicon.svg", "/favicon.ico"}:
+        with client.get(path) as icon:
+            assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+            assert icon.get_data(as_text=True).startswith("<svg")
 
 
 def test_cors_allows_configured_origins(make_app: Any) -> None:
