@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from core.db import unstorable_text
+
 OUT_OF_SCOPE = "oos"
 INTENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][^\s/\\,|]{0,99}$")
 MAX_EXAMPLE_LENGTH = 1000
@@ -123,9 +125,24 @@ class KnowledgeBaseData:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+# Control characters a knowledge base has no use for (tab, line feed and carriage return are whitespace).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _refuse_unreadable(file: str, line: int | None, fieldname: str, value: str) -> None:
+    """A text no database can store (NUL, a lone surrogate) or holding an invisible control character."""
+    problem = unstorable_text(value)
+    control = _CONTROL.search(value)
+    if problem is None and control is not None:
+        problem = f"contains a control character (U+{ord(control.group()):04X})"
+    if problem is not None:
+        raise KnowledgeBaseFormatError(file, line, fieldname, problem)
+
+
 def _check_name(file: str, line: int | None, fieldname: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise KnowledgeBaseFormatError(file, line, fieldname, "intent name is missing")
+    _refuse_unreadable(file, line, fieldname, value)
     name = value.strip()
     if not INTENT_NAME_PATTERN.match(name):
         raise KnowledgeBaseFormatError(
@@ -144,6 +161,7 @@ def check_note(file: str, line: int | None, fieldname: str, value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    _refuse_unreadable(file, line, fieldname, value)
     note = value.strip().replace("\r\n", "\n")
     if len(note) > MAX_NOTE_LENGTH:
         raise KnowledgeBaseFormatError(
@@ -159,6 +177,7 @@ def check_title(file: str, line: int | None, fieldname: str, value: Any) -> str:
         return ""
     if not isinstance(value, str | int | float):
         raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    _refuse_unreadable(file, line, fieldname, str(value))
     title = " ".join(str(value).split())
     if len(title) > MAX_TITLE_LENGTH:
         raise KnowledgeBaseFormatError(
@@ -170,6 +189,7 @@ def check_title(file: str, line: int | None, fieldname: str, value: Any) -> str:
 def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
     if not isinstance(value, str):
         raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
+    _refuse_unreadable(file, line, fieldname, value)
     text = " ".join(value.split()) if fieldname in {"text", "examples"} else value.strip()
     if not text:
         raise KnowledgeBaseFormatError(file, line, fieldname, "is empty")

@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from serving.admin_api import BODY_ENDPOINTS, admin_api
     from serving.api import api
     from serving.azure_qa import azure_qa
-    from serving.errors import register_error_handlers
+    from serving.errors import refuse_unstorable_text, register_error_handlers
     from serving.health import health
     from serving.job_kinds import install as install_job_kinds
     from serving.openapi import docs
@@ -158,6 +158,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upload_bytes=settings.max_upload_bytes,
         upload_endpoints=BODY_ENDPOINTS,
     )
+    # After the admin's hooks: an upload endpoint's larger body limit is set before this reads the body.
+    app.before_request(refuse_unstorable_text)
     if settings.load_models_on_start:
         models.start()
         if settings.embedded_worker:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from core.db import unstorable_text
 
 API_PREFIXES = ("/api/", "/webhooks/", "/model/")
 
@@ -39,6 +41,51 @@ _HTTP_CODES = {
 
 def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
+
+
+def _first_unstorable(value: Any, where: str) -> tuple[str, str] | None:
+    """(field path, problem) of the first text in a parsed JSON value that no database can store."""
+    if isinstance(value, str):
+        problem = unstorable_text(value)
+        return (where, problem) if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            found = _first_unstorable(key, path) or _first_unstorable(item, path)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_unstorable(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def refuse_unstorable_text() -> None:
+    """Before any view: a JSON body or form field holding text the database cannot store (a NUL character,
+    a lone surrogate) is refused as a 400 naming the field, instead of failing at the write as a 500."""
+    found: tuple[str, str] | None = None
+    if request.is_json:
+        body = request.get_json(silent=True)
+        found = _first_unstorable(body, "") if body is not None else None
+    elif request.method in {"POST", "PUT", "PATCH"} and request.form:
+        found = next(
+            (
+                (name, problem)
+                for name, values in request.form.lists()
+                for value in values
+                if (problem := unstorable_text(name) or unstorable_text(value))
+            ),
+            None,
+        )
+    if found is None:
+        return
+    field, problem = found
+    message = f"'{field}' {problem}"
+    if is_api_request() or request.is_json:
+        raise APIError(400, "invalid_text", message, field)
+    abort(400, description=message)
 
 
 def register_error_handlers(app: Flask) -> None:

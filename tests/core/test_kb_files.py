@@ -125,6 +125,19 @@ def test_json_knowledge_base(tmp_path: Path) -> None:
             "not valid YAML",
         ),
         ("kb.txt", "whatever", None, None, "unknown file type"),
+        # Text no database stores (PostgreSQL refuses NUL; a lone surrogate is not UTF-8) or that hides a
+        # control character: refused at read time, naming the field.
+        ("a.csv", "label,answer\na,One\x00two\n", 2, "answer", "NUL character (U+0000)"),
+        ("e.csv", "text,label\nring\x07 me,a\n", 2, "text", "control character (U+0007)"),
+        (
+            "k.json",
+            '{"intents": [{"name": "a", "answer": "x\\ud800"}]}',
+            1,
+            "intents[0].answer",
+            "lone surrogate",
+        ),
+        ("k.json", '{"intents": [{"name": "a\\u0000b"}]}', 1, "intents[0].name", "NUL character"),
+        ("k.json", '{"intents": [{"name": "a", "title": "T\\u001b"}]}', 1, "intents[0].title", "U+001B"),
     ],
 )
 def test_bad_files_name_file_line_and_field(

@@ -129,6 +129,21 @@ def test_non_json_bad_json_and_oversized_bodies(client: Any, app: Any) -> None:
     response = client.get("/api/v1/chat")
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
     assert client.get("/api/v1/nothing").get_json()["error"]["code"] == "not_found"
+    # Text no database can store (PostgreSQL refuses NUL; a lone surrogate is not UTF-8): a 400 naming
+    # the field, before anything is written (it used to be a 500 at the write).
+    for raw, problem in (('"hi\\u0000there"', "NUL character"), ('"card \\ud800"', "lone surrogate")):
+        response = client.post(
+            "/api/v1/chat", data='{"message": ' + raw + "}", content_type="application/json"
+        )
+        error = response.get_json()["error"]
+        assert response.status_code == 400 and (error["code"], error["field"]) == ("invalid_text", "message")
+        assert problem in error["message"]
+    nested = client.post(
+        "/language/:query-knowledgebases",
+        data='{"question": "hi", "context": {"previousUserQuery": "x\\u0000"}}',
+        content_type="application/json",
+    )
+    assert nested.status_code == 400 and nested.get_json()["error"]["field"] == "context.previousUserQuery"
     assert turns(app) == []
 
 

@@ -70,6 +70,16 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
     assert (
         client.post("/operator/knowledge/intents/change_pin", data=form).status_code == 400
     )  # no CSRF token
+    # A NUL character (PostgreSQL cannot store it) in any form field: refused naming the field, not saved.
+    refused = client.post(
+        "/operator/knowledge/intents/change_pin",
+        data={**form, "answer": "Use the app\x00", "csrf_token": csrf_token(page)},
+    )
+    assert refused.status_code == 400 and "answer&#39; contains a NUL character" in refused.get_data(
+        as_text=True
+    )
+    unchanged = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
+    assert unchanged["answer"].startswith("Change it at any ATM.")
     saved = client.post(
         "/operator/knowledge/intents/change_pin",
         data={**form, "csrf_token": csrf_token(page)},
