@@ -62,23 +62,25 @@ def _first_unstorable(value: Any, where: str) -> tuple[str, str] | None:
     return None
 
 
+def _first_in_fields(fields: Any) -> tuple[str, str] | None:
+    """(name, problem) of the first query or form field (name or value) no database can store."""
+    for name, values in fields.lists():
+        for value in values:
+            problem = unstorable_text(name) or unstorable_text(value)
+            if problem:
+                return name, problem
+    return None
+
+
 def refuse_unstorable_text() -> None:
-    """Before any view: a JSON body or form field holding text the database cannot store (a NUL character,
+    """Before any view: a query, JSON body or form field holding text the database cannot store (a NUL character,
     a lone surrogate) is refused as a 400 naming the field, instead of failing at the write as a 500."""
-    found: tuple[str, str] | None = None
-    if request.is_json:
+    found = _first_in_fields(request.args)  # a search box's text reaches SQL too
+    if found is None and request.is_json:
         body = request.get_json(silent=True)
         found = _first_unstorable(body, "") if body is not None else None
-    elif request.method in {"POST", "PUT", "PATCH"} and request.form:
-        found = next(
-            (
-                (name, problem)
-                for name, values in request.form.lists()
-                for value in values
-                if (problem := unstorable_text(name) or unstorable_text(value))
-            ),
-            None,
-        )
+    elif found is None and request.method in {"POST", "PUT", "PATCH"}:
+        found = _first_in_fields(request.form)
     if found is None:
         return
     field, problem = found

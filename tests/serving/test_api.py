@@ -144,6 +144,8 @@ def test_non_json_bad_json_and_oversized_bodies(client: Any, app: Any) -> None:
         content_type="application/json",
     )
     assert nested.status_code == 400 and nested.get_json()["error"]["field"] == "context.previousUserQuery"
+    query = client.get("/api/v1/sessions/0123456789abcdef?q=%00")
+    assert query.status_code == 400 and query.get_json()["error"]["field"] == "q"
     assert turns(app) == []
 
 

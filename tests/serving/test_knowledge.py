@@ -78,6 +78,7 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
     assert refused.status_code == 400 and "answer&#39; contains a NUL character" in refused.get_data(
         as_text=True
     )
+    assert client.get("/operator/conversations?view=all&q=card%00").status_code == 400  # search text too
     unchanged = client.post("/api/v1/chat", json={"message": "change pin number"}).get_json()
     assert unchanged["answer"].startswith("Change it at any ATM.")
     saved = client.post(
