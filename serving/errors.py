@@ -73,8 +73,8 @@ def _first_in_fields(fields: Any) -> tuple[str, str] | None:
 
 
 def refuse_unstorable_text() -> None:
-    """Before any view: a query, JSON body or form field holding text the database cannot store (a NUL character,
-    a lone surrogate) is refused as a 400 naming the field, instead of failing at the write as a 500."""
+    """Before any view: a query, JSON body or form field holding text the database cannot store (a NUL
+    character, a lone surrogate) is refused as a 400 naming the field, not failed at the write as a 500."""
     found = _first_in_fields(request.args)  # a search box's text reaches SQL too
     if found is None and request.is_json:
         body = request.get_json(silent=True)
