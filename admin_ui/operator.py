@@ -157,6 +157,11 @@ def overview() -> Any:
         noted = set(reviewer_notes(session))
         intent_names = set(session.scalars(select(Intent.name)))
         kb_check = check_current_knowledge_base(session, engine=helploop.models.state.production)
+        check_questions = session.scalar(
+            select(func.count())
+            .select_from(ReviewItem)
+            .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending")
+        )
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -171,6 +176,7 @@ def overview() -> Any:
     return render_template(
         "admin/operator.html",
         kb_check=kb_check,
+        check_questions=check_questions,
         bars=bars,
         total=questions,
         small_talk=statuses.get(SMALL_TALK, 0),

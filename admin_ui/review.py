@@ -42,6 +42,7 @@ from crowd_feedback.review import (
     next_item,
     operator_resolve,
     operator_resolve_many,
+    practice_available,
     practice_feedback,
     release_claim,
     reviewer_stats,
@@ -91,7 +92,7 @@ def home() -> Any:
         user = session.get(User, current_user.id)
         stats = reviewer_stats(session, reviewer=user)
         suspended_reason = user.suspended_reason
-        practice = _practice_left(user, helploop.policy)
+        practice = _practice_left(session, user, helploop.policy)
         unread = _unread(session, user)
         waiting = waiting_for(session, reviewer=user)
     return render_template(
@@ -139,10 +140,16 @@ def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
     return shown.candidates
 
 
-def _practice_left(user: User, policy: ReviewPolicy) -> dict[str, int] | None:
+def _practice_left(session: Any, user: User, policy: ReviewPolicy) -> dict[str, int] | None:
+    """Practice done and its length, counting only the check questions there are to practise on: with
+    none (a new installation) a reviewer starts on real questions and is told nothing about practice."""
     if not in_practice(user, policy):
         return None
-    return {"done": user.gold_answered, "of": policy.qualification_items}
+    done = user.gold_answered
+    available = practice_available(session, reviewer=user)
+    if available == 0:
+        return None
+    return {"done": done, "of": done + min(policy.qualification_items - done, available)}
 
 
 @review.get("/next")
@@ -178,7 +185,7 @@ def next_page() -> Any:
             session, names=suggestions, per_intent=2, exclude=item.text, rank=typical_first()
         )
         notes = reviewer_notes(session, names=suggestions)
-        practice = _practice_left(user, helploop.policy) if item.is_gold else None
+        practice = _practice_left(session, user, helploop.policy) if item.is_gold else None
         unread = _unread(session, user)
     others = [n for n in sorted(names) if n not in suggestions]
     return render_template(

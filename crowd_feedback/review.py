@@ -338,6 +338,16 @@ def waiting_for(session: Session, *, reviewer: User, now: datetime | None = None
     return int(session.scalar(count) or 0)
 
 
+def practice_available(session: Session, *, reviewer: User) -> int:
+    """How many check questions (gold) this reviewer has not answered yet: what their practice can draw on."""
+    count = (
+        select(func.count())
+        .select_from(ReviewItem)
+        .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending", ~_judged_by(reviewer.id))
+    )
+    return int(session.scalar(count) or 0)
+
+
 def next_item(
     session: Session,
     *,

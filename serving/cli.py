@@ -636,8 +636,11 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 @click.pass_context
 def demo(ctx: click.Context, mode: str, port: int) -> None:
     """Prepare the demo (migrate, import the bundled BANKING77 knowledge base, build) and serve it."""
+    from sqlalchemy import exists, select
+
     from core import migrate
     from core.knowledge_base import count_intents, import_knowledge_base
+    from core.models import ReviewItem
     from core.registry import latest_model_version
     from training.build import build_model
 
@@ -654,6 +657,10 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
             click.echo("building the demo model (first run only, a few minutes on 2 CPU cores)...")
             result = build_model(session, settings, progress=True, onnx=True)
             click.echo(f"model {result.version} ready")
+    with database.session() as session:
+        has_gold = session.scalar(select(exists().where(ReviewItem.is_gold.is_(True))))
+    if not has_gold:  # first run: check questions, so reviewers practise and their accuracy is measured
+        ctx.invoke(crowd_gold, per_intent=2, seed=0)
     if mode != "chat":
         _hint_first_operator(database, port)
     if mode == "chat":

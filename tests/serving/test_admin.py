@@ -1615,12 +1615,18 @@ def test_a_new_reviewer_sees_practice_questions_and_the_expected_answers(make_ap
 
     app = make_app(ratelimit_enabled=False, gold_rate=0.0, review_qualification_items=2, gold_min_answered=2)
     helploop = app.extensions["helploop"]
+    add_user(app, "nina", "reviewer")
+    add_user(app, "omar", "operator")
+    nina, omar = app.test_client(), app.test_client()
+    login(nina, "nina")
+    login(omar, "omar")
+    # No check questions yet: no practice is promised, and the overview says what is missing.
+    assert 'id="practice"' not in nina.get("/review/").get_data(as_text=True)
+    assert 'id="no-check-questions"' in omar.get("/operator/").get_data(as_text=True)
     with helploop.database.session() as session:
         for text in ("my card still has not arrived", "when will my card come"):
             add_gold_item(session, text=text, label="card_arrival", policy=helploop.policy)
-    add_user(app, "nina", "reviewer")
-    nina = app.test_client()
-    login(nina, "nina")
+    assert 'id="no-check-questions"' not in omar.get("/operator/").get_data(as_text=True)
     home = nina.get("/review/").get_data(as_text=True)
     assert 'id="practice"' in home and "0 of 2 done" in home
     page = nina.get("/review/next").get_data(as_text=True)

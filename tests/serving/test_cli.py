@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.engine import AnsweringEngine
 from core.db import Database
-from core.models import Intent, Turn
+from core.models import Intent, ReviewItem, Turn
 from serving.cli import main
 from tests.conftest import FIXTURES, clarify_prediction
 
@@ -1204,6 +1204,13 @@ def test_demo_says_how_to_make_the_first_operator_until_there_is_one(
     assert made.exit_code == 0, made.output
     again = run(settings, "demo", "--prepare-only")
     assert again.exit_code == 0 and "users create" not in again.output and "imported" not in again.output
+    # The first run added check questions (2 per intent), so reviewers practise; later runs add none.
+    assert "added 154 gold items" in first.output and "gold items" not in again.output
+    database = Database(settings)
+    with database.session() as session:
+        gold = session.scalars(select(ReviewItem).where(ReviewItem.is_gold.is_(True))).all()
+        assert len(gold) == 154 and len({g.gold_label for g in gold}) == 77
+    database.dispose()
 
 
 def test_prune_keeps_as_many_rollbacks_by_default_as_the_models_page_and_training_do() -> None:
