@@ -420,9 +420,75 @@ def run_detail(job_id: int) -> Any:
         "admin/run.html",
         run=view,
         gate=gate,
+        charts=gate_charts(gate),
         production=production.version if production else None,
         pruned=pruned,
     )
+
+
+GATE_PLOT = {"left": 44.0, "top": 28.0, "size": 220.0}  # the run page's two square plots, in SVG units
+GATE_COLOURS = {"candidate": "#0b57d0", "production": "#d93025"}
+
+
+def gate_charts(gate: dict[str, Any]) -> dict[str, Any] | None:
+    """Geometry of the run page's risk-coverage curves and reliability diagram, candidate beside production.
+    The precision axis starts at the lowest precision drawn, rounded down to a tenth (at most 0.9), so two
+    curves near the top are not squeezed into a sliver; reliability circles grow with the rows in their bin
+    and stay inside the plot."""
+    models: dict[str, dict[str, Any]] = {
+        name: gate[name]
+        for name in GATE_COLOURS
+        if isinstance(gate.get(name), dict) and gate[name].get("curves")
+    }
+    if not models:
+        return None
+    left, top, size = GATE_PLOT["left"], GATE_PLOT["top"], GATE_PLOT["size"]
+    precisions = [float(p) for m in models.values() for _, p in m["curves"].get("risk_coverage", [])]
+    low = min(0.9, math.floor(min(precisions, default=0.5) * 10) / 10)
+
+    def x_of(value: float) -> float:
+        return left + min(max(value, 0.0), 1.0) * size
+
+    def y_of(value: float, floor: float = 0.0) -> float:
+        share = (min(max(value, floor), 1.0) - floor) / (1.0 - floor)
+        return top + size - share * size
+
+    curves, circles = [], []
+    largest = max(
+        (b["count"] for m in models.values() for b in m["curves"].get("reliability", [])), default=1
+    )
+    for name, model in models.items():
+        colour = GATE_COLOURS[name]
+        points = " ".join(
+            f"{x_of(float(c)):.1f},{y_of(float(p), low):.1f}"
+            for c, p in model["curves"].get("risk_coverage", [])
+        )
+        curves.append({"name": name, "colour": colour, "points": points})
+        for b in model["curves"].get("reliability", []):
+            radius = 2.0 + 8.0 * (b["count"] / max(largest, 1)) ** 0.5
+            circles.append(
+                {
+                    "name": name,
+                    "colour": colour,
+                    "x": min(max(x_of(b["confidence"]), left + radius), left + size - radius),
+                    "y": min(max(y_of(b["accuracy"]), top + radius), top + size - radius),
+                    "r": radius,
+                    "count": b["count"],
+                    "confidence": b["confidence"],
+                    "accuracy": b["accuracy"],
+                }
+            )
+    return {
+        **GATE_PLOT,
+        "right": left + size,
+        "bottom": top + size,
+        "curves": curves,
+        "circles": circles,
+        "legend": [{"name": n, "colour": GATE_COLOURS[n]} for n in models],
+        "x_ticks": [{"x": x_of(v), "text": f"{v:g}"} for v in (0.0, 0.5, 1.0)],
+        "precision_ticks": [{"y": y_of(v, low), "text": f"{v:.2f}"} for v in (low, (low + 1.0) / 2, 1.0)],
+        "accuracy_ticks": [{"y": y_of(v), "text": f"{v:g}"} for v in (0.0, 0.5, 1.0)],
+    }
 
 
 @operator.post("/runs/<int:job_id>/cancel")

@@ -233,6 +233,7 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
         version = job.result["version"]
     run_page = client.get("/operator/runs/1").get_data(as_text=True)
     assert "Promotion gate: no baseline" in run_page and version in run_page and "<svg" in run_page
+    assert 'id="risk-coverage"' in run_page and 'id="reliability"' in run_page and "<circle" in run_page
     token = csrf_token(run_page)
     for action, extra in (("shadow", {}), ("canary", {"share": "0.5"}), ("promote", {})):
         response = client.post(
@@ -1853,3 +1854,30 @@ def test_the_overview_measures_agreement_on_the_newest_judged_items(
     monkeypatch.setattr(operator_page, "ALPHA_ITEMS", 2)
     page = client.get("/operator/").get_data(as_text=True)
     assert f'the newest 2 judged items: <strong id="alpha">{newest:.3f}</strong>' in page
+
+
+def test_the_gate_charts_zoom_on_the_precisions_drawn_and_keep_circles_inside_the_plot() -> None:
+    from admin_ui.operator import gate_charts
+
+    assert gate_charts({}) is None
+    reliability = [
+        {"confidence": 0.99, "accuracy": 1.0, "count": 900},  # a big bin in the top right corner
+        {"confidence": 0.05, "accuracy": 0.0, "count": 4},
+    ]
+    gate = {
+        "candidate": {"curves": {"risk_coverage": [[0.5, 1.0], [1.0, 0.93]], "reliability": reliability}},
+        "production": {"curves": {"risk_coverage": [[1.0, 0.91]], "reliability": []}},
+    }
+    charts = gate_charts(gate)
+    assert charts is not None
+    left, top, right, bottom = charts["left"], charts["top"], charts["right"], charts["bottom"]
+    # The precision axis starts at 0.9 (the lowest precision drawn, rounded down), not at 0.5.
+    assert [t["text"] for t in charts["precision_ticks"]] == ["0.90", "0.95", "1.00"]
+    candidate = charts["curves"][0]["points"].split()
+    assert candidate[-1] == f"{right:.1f},{bottom - 0.3 * charts['size']:.1f}"  # coverage 1, precision 0.93
+    big, small = charts["circles"]
+    assert big["r"] == 10.0 and 2.0 < small["r"] < 3.0
+    for circle in charts["circles"]:
+        assert left + circle["r"] <= circle["x"] <= right - circle["r"]
+        assert top + circle["r"] <= circle["y"] <= bottom - circle["r"]
+    assert [entry["name"] for entry in charts["legend"]] == ["candidate", "production"]
