@@ -253,7 +253,7 @@ def submit(item_id: int) -> Any:
                     policy=helploop.policy,
                     active_seconds=_seconds(request.form.get("active_seconds")),
                 )
-                feedback = practice_feedback(user, item, choice, helploop.policy)
+                feedback = practice_feedback(session, user, item, choice, helploop.policy)
                 session.commit()
         except ReviewError as exc:
             session.rollback()

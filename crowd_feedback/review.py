@@ -493,15 +493,18 @@ class PracticeFeedback:
 
 
 def practice_feedback(
-    reviewer: User, item: ReviewItem, label: str, policy: ReviewPolicy
+    session: Session, reviewer: User, item: ReviewItem, label: str, policy: ReviewPolicy
 ) -> PracticeFeedback | None:
     """Call after ``submit_judgement``: the feedback when that answer was a practice question, else None
-    (gold items outside the practice never reveal themselves)."""
+    (gold items outside the practice never reveal themselves). The practice is as long as
+    ``qualification_items``, or shorter when fewer check questions are there to practise on."""
     if not item.is_gold or item.gold_label is None or reviewer.role != "reviewer":
         return None
-    if not 0 < reviewer.gold_answered <= policy.qualification_items:
+    done = reviewer.gold_answered
+    if not 0 < done <= policy.qualification_items:
         return None
-    return PracticeFeedback(reviewer.gold_answered, policy.qualification_items, label, item.gold_label)
+    left = min(policy.qualification_items - done, practice_available(session, reviewer=reviewer))
+    return PracticeFeedback(done, done + left, label, item.gold_label)
 
 
 def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:

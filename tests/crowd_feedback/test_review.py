@@ -27,6 +27,7 @@ from crowd_feedback.review import (
     member_kept,
     member_questions,
     next_item,
+    practice_available,
     practice_feedback,
     release_claim,
     review_reasons,
@@ -595,7 +596,7 @@ def test_a_new_reviewer_practises_on_gold_with_feedback_then_reviews(db_session:
             known_intents=INTENTS,
             policy=policy,
         )
-        feedback.append(practice_feedback(new, judged, answer, policy))
+        feedback.append(practice_feedback(db_session, new, judged, answer, policy))
     assert [(f.number, f.of, f.chosen, f.expected, f.right) for f in feedback] == [
         (1, 3, "card_arrival", "card_arrival", True),
         (2, 3, "change_pin", "card_arrival", False),
@@ -617,7 +618,7 @@ def test_a_new_reviewer_practises_on_gold_with_feedback_then_reviews(db_session:
         known_intents=INTENTS,
         policy=mixing,
     )
-    assert new.gold_answered == 4 and practice_feedback(new, judged, "change_pin", mixing) is None
+    assert new.gold_answered == 4 and practice_feedback(db_session, new, judged, "change_pin", mixing) is None
     # An operator reviewing skips the practice.
     boss = create_user(db_session, username="boss", password="correct horse battery", role="operator")
     assert not in_practice(boss, policy) and next_item(db_session, reviewer=boss, policy=policy) is real
@@ -627,6 +628,32 @@ def test_a_new_reviewer_practises_on_gold_with_feedback_then_reviews(db_session:
         gold.status = "resolved"
     db_session.flush()
     assert in_practice(late, policy) and next_item(db_session, reviewer=late, policy=policy) is real
+
+
+def test_the_practice_is_as_long_as_the_check_questions_there_are(db_session: Session) -> None:
+    """Two check questions and a practice of three: the reviewer is told "1 of 2", "2 of 2", not "of 3"."""
+    policy = ReviewPolicy(gold_rate=0.0, qualification_items=3, gold_min_answered=3, gold_min_accuracy=0.6)
+    for i in range(2):
+        add_gold_item(db_session, text=f"my card is late {i}", label="card_arrival", policy=policy)
+    (new,) = reviewers(db_session, 1)
+    assert practice_available(db_session, reviewer=new) == 2
+    told = []
+    for _ in range(2):
+        item = next_item(db_session, reviewer=new, policy=policy, rng=random.Random(0))
+        assert item is not None and item.is_gold
+        judged = submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=new,
+            label="card_arrival",
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=policy,
+        )
+        feedback = practice_feedback(db_session, new, judged, "card_arrival", policy)
+        assert feedback is not None
+        told.append((feedback.number, feedback.of))
+    assert told == [(1, 2), (2, 2)] and practice_available(db_session, reviewer=new) == 0
 
 
 def test_failing_the_practice_suspends_before_any_real_item(db_session: Session) -> None:
