@@ -333,12 +333,18 @@ def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
             json.loads(text)
         except json.JSONDecodeError as exc:
             raise KnowledgeBaseFormatError(file, exc.lineno, None, f"not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise KnowledgeBaseFormatError(
+                file, None, None, "nested too deeply to be a knowledge base"
+            ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise KnowledgeBaseFormatError(file, line, None, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise KnowledgeBaseFormatError(file, None, None, "nested too deeply to be a knowledge base") from None
     if node is None:
         raise KnowledgeBaseFormatError(file, 1, None, "file is empty")
     return node

@@ -43,22 +43,22 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
-def _first_unstorable(value: Any, where: str) -> tuple[str, str] | None:
-    """(field path, problem) of the first text in a parsed JSON value that no database can store."""
-    if isinstance(value, str):
-        problem = unstorable_text(value)
-        return (where, problem) if problem else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
-            found = _first_unstorable(key, path) or _first_unstorable(item, path)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _first_unstorable(item, f"{where}[{index}]")
-            if found:
-                return found
+def _first_unstorable(value: Any) -> tuple[str, str] | None:
+    """(field path, problem) of the first text in a parsed JSON value that no database can store. Walks
+    with its own stack: a body nested as deeply as the parser allows must not exhaust Python's."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, str):
+            problem = unstorable_text(current)
+            if problem:
+                return where, problem
+        elif isinstance(current, dict):
+            for key, item in reversed(list(current.items())):
+                path = f"{where}.{key}" if where else str(key)
+                stack += [(item, path), (key, path)]
+        elif isinstance(current, list):
+            stack += [(item, f"{where}[{index}]") for index, item in reversed(list(enumerate(current)))]
     return None
 
 
@@ -77,8 +77,11 @@ def refuse_unstorable_text() -> None:
     character, a lone surrogate) is refused as a 400 naming the field, not failed at the write as a 500."""
     found = _first_in_fields(request.args)  # a search box's text reaches SQL too
     if found is None and request.is_json:
-        body = request.get_json(silent=True)
-        found = _first_unstorable(body, "") if body is not None else None
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # the parser's own limit: not a server error
+            raise APIError(400, "invalid_json", "the JSON body is nested too deeply") from None
+        found = _first_unstorable(body) if body is not None else None
     elif found is None and request.method in {"POST", "PUT", "PATCH"}:
         found = _first_in_fields(request.form)
     if found is None:

@@ -138,6 +138,9 @@ def test_json_knowledge_base(tmp_path: Path) -> None:
         ),
         ("k.json", '{"intents": [{"name": "a\\u0000b"}]}', 1, "intents[0].name", "NUL character"),
         ("k.json", '{"intents": [{"name": "a", "title": "T\\u001b"}]}', 1, "intents[0].title", "U+001B"),
+        # Nested past the parsers' recursion limit: a format error, not a crash.
+        ("k.json", '{"intents": ' + "[" * 5000 + "]" * 5000 + "}", None, None, "nested too deeply"),
+        ("nlu.yml", "nlu: " + "[" * 5000 + "]" * 5000, None, None, "nested too deeply"),
     ],
 )
 def test_bad_files_name_file_line_and_field(

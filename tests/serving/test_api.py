@@ -144,6 +144,14 @@ def test_non_json_bad_json_and_oversized_bodies(client: Any, app: Any) -> None:
         content_type="application/json",
     )
     assert nested.status_code == 400 and nested.get_json()["error"]["field"] == "context.previousUserQuery"
+    deep = client.post("/api/v1/chat", data="[" * 20_000 + "]" * 20_000, content_type="application/json")
+    assert deep.status_code == 400 and deep.get_json()["error"]["code"] == "invalid_json"  # was a 500
+    nested = client.post(
+        "/api/v1/chat",
+        data='{"message": "hi", "extra": ' + "[" * 900 + '"\\u0000"' + "]" * 900 + "}",
+        content_type="application/json",
+    )
+    assert nested.status_code == 400 and nested.get_json()["error"]["field"].startswith("extra[0][0]")
     query = client.get("/api/v1/sessions/0123456789abcdef?q=%00")
     assert query.status_code == 400 and query.get_json()["error"]["field"] == "q"
     assert turns(app) == []
