@@ -5,8 +5,8 @@ SDKs, Bot Framework's question answering dialog) can point at HelpLoop by changi
 clicked; or ``context.previousQnaId`` with a question that is one of that QnA's prompts, typed), ``top``,
 ``confidenceScoreThreshold`` and ``userId`` (the conversation) and returns ``answers``: the intent's answer
 with its calibrated confidence as ``confidenceScore``, the title as the QnA's question, and its follow-ups as
-``dialog.prompts``. Each intent's ``id`` is a stable number derived from its name (the
-same in every model version), which is what a later ``qnaId`` or ``context.previousQnaId`` carries.
+``dialog.prompts``. Each intent's ``id`` is a stable number derived from its name (the same in every model
+version), which is what a later ``qnaId`` or ``context.previousQnaId`` carries.
 
 HelpLoop's own judgement stays in force: when it is unsure it returns its "did you mean" choices as several
 answers (the Azure clients show them as a "did you mean" card), and when it would hand over it returns the
