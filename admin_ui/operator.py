@@ -87,6 +87,7 @@ from crowd_feedback.review import (
     judgement_answers,
     operator_resolve,
     shadow_agreement,
+    weekly_agreement,
 )
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
@@ -151,6 +152,7 @@ def overview() -> Any:
         ]
         answers = judgement_answers(session, latest=ALPHA_ITEMS)
         recent = judgement_answers(session, since=utcnow() - timedelta(days=7))
+        batches = weekly_agreement(session)
         _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
         figures = overview_figures(session, days=30)
@@ -194,6 +196,7 @@ def overview() -> Any:
         alpha_items=ALPHA_ITEMS if len({a.item for a in answers}) >= ALPHA_ITEMS else None,
         alpha_recent=alpha_recent,
         pairs_alpha=pairs_alpha,
+        batches=batches,
         waiting=waiting,
         suggestions=suggestions,
         trend=trend_chart(figures.traffic),

@@ -1133,6 +1133,55 @@ def judgement_answers(
     return [Answer(str(item), reviewer, label) for item, reviewer, label in session.execute(query)]
 
 
+@dataclass(frozen=True)
+class BatchAgreement:
+    """Agreement within one batch: the real items that came in during one UTC week (Monday first)."""
+
+    week: datetime
+    items: int  # items of the batch with two or more judgements (the ones alpha reads)
+    judgements: int
+    alpha: float | None  # None when undefined (fewer than two pairable judgements, or one label only)
+
+
+def weekly_agreement(
+    session: Session, *, weeks: int = 8, now: datetime | None = None
+) -> list[BatchAgreement]:
+    """Krippendorff's alpha per batch of review items, a batch being the items routed in one UTC week, for
+    the last ``weeks`` weeks (newest first; weeks without judgements left out): does a week's traffic, or the
+    reviewers on it, agree less than the others?"""
+    from crowd_feedback.aggregation import Answer
+    from crowd_feedback.agreement import krippendorff_alpha
+
+    now = now or utcnow()
+    this_week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = this_week - timedelta(weeks=weeks - 1)
+    rows = session.execute(
+        select(Judgement.item_id, User.username, Judgement.label, ReviewItem.created_at)
+        .join(User, User.id == Judgement.reviewer_id)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(ReviewItem.is_gold.is_(False), ReviewItem.created_at >= start)
+    ).all()
+    by_week: dict[datetime, list[Any]] = {}
+    for item, reviewer, label, created in rows:
+        week = (created - timedelta(days=created.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        by_week.setdefault(week, []).append(Answer(str(item), reviewer, label))
+    batches = []
+    for week, answers in sorted(by_week.items(), reverse=True):
+        per_item = Counter(a.item for a in answers)
+        alpha = krippendorff_alpha(answers)
+        batches.append(
+            BatchAgreement(
+                week=week,
+                items=sum(1 for n in per_item.values() if n >= 2),
+                judgements=len(answers),
+                alpha=None if math.isnan(alpha) else alpha,
+            )
+        )
+    return batches
+
+
 def reaggregate(
     session: Session,
     *,

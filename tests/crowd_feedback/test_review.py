@@ -37,6 +37,7 @@ from crowd_feedback.review import (
     similar_pending_item,
     submit_judgement,
     unvectored_items,
+    weekly_agreement,
 )
 from crowd_feedback.reviewers import AccountError, authenticate, create_user
 
@@ -689,6 +690,47 @@ def test_failing_the_practice_suspends_before_any_real_item(db_session: Session)
         )
         == 0
     )
+
+
+def test_agreement_per_batch_is_alpha_per_week_of_routed_items(db_session: Session) -> None:
+    """A batch is the items routed in one UTC week: last week's reviewers agreed on everything (alpha 1),
+    this week's disagree on one item of two; an item older than the window and a check question stay out."""
+    policy = ReviewPolicy(gold_rate=0.0)
+    people = reviewers(db_session, 3)
+    now = utcnow()
+    monday = (now - timedelta(days=now.weekday())).replace(hour=12, minute=0, second=0, microsecond=0)
+    plan = [
+        (monday - timedelta(days=7), ["card_arrival"] * 3),
+        (monday - timedelta(days=6), ["change_pin"] * 3),
+        (monday, ["card_arrival", "card_arrival", "change_pin"]),
+        (monday, ["exchange_rate"] * 3),
+        (monday - timedelta(weeks=9), ["card_arrival", "change_pin", "exchange_rate"]),  # outside the window
+    ]
+    for number, (created, labels) in enumerate(plan):
+        item = route_turn(
+            db_session,
+            turn=make_turn(db_session, f"batch question {number}"),
+            reasons=["handoff"],
+            embedding=vector(200 + number),
+            policy=policy,
+        )
+        item.created_at = created
+        for person, label in zip(people, labels, strict=True):
+            db_session.add(Judgement(item_id=item.id, reviewer_id=person.id, label=label))
+    gold = add_gold_item(db_session, text="my card is late", label="card_arrival", policy=policy)
+    db_session.add(Judgement(item_id=gold.id, reviewer_id=people[0].id, label="change_pin"))
+    db_session.flush()
+    batches = weekly_agreement(db_session, weeks=8, now=now)
+    assert [(b.week.date(), b.items, b.judgements) for b in batches] == [
+        (monday.date(), 2, 6),
+        ((monday - timedelta(days=7)).date(), 2, 6),
+    ]
+    this_week, last_week = batches
+    assert last_week.alpha == 1.0
+    # By hand, from the coincidence matrix (each ordered pair of an item's judgements weighs 1 / (3 - 1)):
+    # o(A,A) = 1, o(A,B) = o(B,A) = 1, o(E,E) = 3; n = 6, n_A = 2, n_B = 1, n_E = 3;
+    # alpha = 1 - (n - 1) * disagreeing / (n^2 - sum n_c^2) = 1 - 5 * 2 / (36 - 14) = 1 - 10 / 22.
+    assert this_week.alpha == pytest.approx(1 - 10 / 22)
 
 
 def test_accounts(db_session: Session) -> None:

@@ -164,6 +164,9 @@ def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     login(operator, "omar")
     overview = operator.get("/operator/").get_data(as_text=True)
     assert "plonk my foreign money conversion" in overview and "exchange_rate" in overview
+    # This week's batch: one item judged alike by everyone who answered it.
+    batch = overview[overview.index('id="batch-alpha"') :].split("</table>")[0]
+    assert "<td>1</td>" in batch and "<td>1.000</td>" in batch
 
 
 def test_reviewers_untick_member_questions_that_ask_something_else(make_app: Any) -> None:
