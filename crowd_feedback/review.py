@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -1152,7 +1152,7 @@ def weekly_agreement(
     from crowd_feedback.aggregation import Answer
     from crowd_feedback.agreement import krippendorff_alpha
 
-    now = now or utcnow()
+    now = as_utc(now or utcnow()).astimezone(UTC)
     this_week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     start = this_week - timedelta(weeks=weeks - 1)
     rows = session.execute(
@@ -1162,7 +1162,8 @@ def weekly_agreement(
         .where(ReviewItem.is_gold.is_(False), ReviewItem.created_at >= start)
     ).all()
     by_week: dict[datetime, list[Any]] = {}
-    for item, reviewer, label, created in rows:
+    for item, reviewer, label, stored in rows:
+        created = as_utc(stored).astimezone(UTC)  # weeks in UTC, whatever the connection's time zone
         week = (created - timedelta(days=created.weekday())).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
