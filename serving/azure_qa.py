@@ -23,6 +23,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from bot.engine import ANSWERED, CLARIFY, SMALL_TALK, AnsweringEngine, Candidate, Prediction
+from core.kb_checks import question_key
 from core.models import new_uuid
 from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
 from serving.app import limiter, state
@@ -81,19 +82,15 @@ def _prompt_typed(engine: AnsweringEngine, body: dict[str, Any], question: str) 
     previous = next((i for i in engine.knowledge if qna_id(i) == previous_id), None)
     if previous is None:
         return None
-    wanted = _prompt_key(question)
+    wanted = question_key(question)
     return next(
         (
             f
             for f in engine.knowledge[previous].follow_ups
-            if f in engine.knowledge and _prompt_key(engine.knowledge[f].title or f) == wanted
+            if f in engine.knowledge and question_key(engine.knowledge[f].title or f) == wanted
         ),
         None,
     )
-
-
-def _prompt_key(text: str) -> str:
-    return " ".join(text.casefold().split()).rstrip(" ?!.")
 
 
 def _answer(engine: AnsweringEngine, intent: str, score: float) -> dict[str, Any]:
