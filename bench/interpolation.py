@@ -28,14 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from self_training import DEFAULT_DATA, validation_split  # noqa: E402
+from self_training import (  # noqa: E402
+    DEFAULT_DATA,
+    figures_line,
+    seed_means,
+    validation_figures,
+    validation_split,
+)
 
 from bot.encoders import DEFAULT_ENCODER, resolve_encoder_path  # noqa: E402
 from bot.engine import AnsweringEngine, EngineConfig, add_encoder  # noqa: E402
@@ -101,31 +105,16 @@ def main() -> None:
                 engine = fit_calibrated_on_held_out(AnsweringEngine(config), *few, split, progress=False)
                 result = ClassificationEvaluator(*evaluation, latency_samples=0).compute(engine)
                 variant = f"{name}_plus_frozen" if frozen else name
-                rows[seed][variant] = {
-                    "accuracy": result["accuracy"],
-                    "ece": result["ece"],
-                    "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
-                }
-                print(f"seed {seed} {variant:<30} " + summary(rows[seed][variant]), flush=True)
+                rows[seed][variant] = validation_figures(result)
+                print(f"seed {seed} {variant:<30} " + figures_line(rows[seed][variant]), flush=True)
         shutil.rmtree(work, ignore_errors=True)
         means = write(args, rows)  # after every seed: a stopped run keeps the seeds it finished
     for variant, figures in means.items():
-        print(f"mean {variant:<30} " + summary(figures))
-
-
-def summary(figures: dict[str, float]) -> str:
-    return (
-        f"accuracy {figures['accuracy']:.4f}  ECE {figures['ece']:.4f}  "
-        f"coverage@0.99 {figures['coverage_at_0.99']:.4f}"
-    )
+        print(f"mean {variant:<30} " + figures_line(figures))
 
 
 def write(args: argparse.Namespace, rows: dict[int, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    variants = list(next(iter(rows.values())))
-    means = {
-        v: {k: float(np.mean([rows[s][v][k] for s in rows])) for k in rows[next(iter(rows))][v]}
-        for v in variants
-    }
+    means = seed_means(rows)
     suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"interpolation_validate{suffix}.json").write_text(

@@ -25,14 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from self_training import DEFAULT_DATA, validation_split  # noqa: E402
+from self_training import (  # noqa: E402
+    DEFAULT_DATA,
+    figures_line,
+    seed_means,
+    validation_figures,
+    validation_split,
+)
 
 from bot.encoders import DEFAULT_ENCODER, resolve_encoder_path  # noqa: E402
 from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
@@ -118,31 +122,18 @@ def main() -> None:
             )
             engine = fit_calibrated_on_held_out(AnsweringEngine(config), *few, split, progress=False)
             result = ClassificationEvaluator(*evaluation, latency_samples=0).compute(engine)
-            rows[seed][name] = {
-                "accuracy": result["accuracy"],
-                "ece": result["ece"],
-                "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
-                "fit_seconds": time.perf_counter() - started,
-            }
+            rows[seed][name] = {**validation_figures(result), "fit_seconds": time.perf_counter() - started}
             shutil.rmtree(work, ignore_errors=True)
-            print(f"seed {seed} {name:<8} " + summary(rows[seed][name]), flush=True)
+            print(f"seed {seed} {name:<8} " + figures_line(rows[seed][name]), flush=True)
         means = write(args, tag, changes, rows)
     for name, figures in means.items():
-        print(f"mean {name:<8} " + summary(figures))
-
-
-def summary(figures: dict[str, float]) -> str:
-    return (
-        f"accuracy {figures['accuracy']:.4f}  ECE {figures['ece']:.4f}  "
-        f"coverage@0.99 {figures['coverage_at_0.99']:.4f}"
-    )
+        print(f"mean {name:<8} " + figures_line(figures))
 
 
 def write(
     args: argparse.Namespace, tag: str, changes: dict[str, Any], rows: dict[int, dict[str, dict[str, float]]]
 ) -> dict[str, dict[str, float]]:
-    first = next(iter(rows.values()))
-    means = {v: {k: float(np.mean([rows[s][v][k] for s in rows])) for k in first[v]} for v in first}
+    means = seed_means(rows)
     suffix = "" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"recipe_validate_{tag}{suffix}.json").write_text(

@@ -148,6 +148,29 @@ def run_seed(
     return row, None if fine_tune else encoders
 
 
+def validation_figures(result: dict[str, Any]) -> dict[str, float]:
+    """What the validation benches (interpolation, recipe_validate) report of a ClassificationEvaluator
+    result."""
+    return {
+        "accuracy": result["accuracy"],
+        "ece": result["ece"],
+        "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
+    }
+
+
+def figures_line(figures: dict[str, float]) -> str:
+    return (
+        f"accuracy {figures['accuracy']:.4f}  ECE {figures['ece']:.4f}  "
+        f"coverage@0.99 {figures['coverage_at_0.99']:.4f}"
+    )
+
+
+def seed_means(rows: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per variant, the mean over seeds of each figure (rows: seed -> variant -> figures)."""
+    first = next(iter(rows.values()))
+    return {v: {k: float(np.mean([rows[s][v][k] for s in rows])) for k in first[v]} for v in first}
+
+
 def validation_split(
     train: tuple[list[str], list[str]], seed: int
 ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
