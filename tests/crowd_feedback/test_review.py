@@ -106,6 +106,21 @@ def judge(
     )
 
 
+def answer_practice(session: Session, reviewer: Any, label: str, policy: ReviewPolicy) -> ReviewItem:
+    """Take the next item, which must be a check question (practice), and answer it with ``label``."""
+    item = next_item(session, reviewer=reviewer, policy=policy, rng=random.Random(0))
+    assert item is not None and item.is_gold
+    return submit_judgement(
+        session,
+        item_id=item.id,
+        reviewer=reviewer,
+        label=label,
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=policy,
+    )
+
+
 def test_reasons() -> None:
     assert review_reasons(status="handoff", members_disagree=False, audit_draw=0.5, policy=POLICY) == [
         "handoff"
@@ -586,17 +601,7 @@ def test_a_new_reviewer_practises_on_gold_with_feedback_then_reviews(db_session:
     feedback = []
     for answer in ["card_arrival", "change_pin", "card_arrival"]:
         assert in_practice(new, policy)
-        item = next_item(db_session, reviewer=new, policy=policy, rng=random.Random(0))
-        assert item is not None and item.is_gold
-        judged = submit_judgement(
-            db_session,
-            item_id=item.id,
-            reviewer=new,
-            label=answer,
-            answer_ok=None,
-            known_intents=INTENTS,
-            policy=policy,
-        )
+        judged = answer_practice(db_session, new, answer, policy)
         feedback.append(practice_feedback(db_session, new, judged, answer, policy))
     assert [(f.number, f.of, f.chosen, f.expected, f.right) for f in feedback] == [
         (1, 3, "card_arrival", "card_arrival", True),
@@ -640,17 +645,7 @@ def test_the_practice_is_as_long_as_the_check_questions_there_are(db_session: Se
     assert practice_available(db_session, reviewer=new) == 2
     told = []
     for _ in range(2):
-        item = next_item(db_session, reviewer=new, policy=policy, rng=random.Random(0))
-        assert item is not None and item.is_gold
-        judged = submit_judgement(
-            db_session,
-            item_id=item.id,
-            reviewer=new,
-            label="card_arrival",
-            answer_ok=None,
-            known_intents=INTENTS,
-            policy=policy,
-        )
+        judged = answer_practice(db_session, new, "card_arrival", policy)
         feedback = practice_feedback(db_session, new, judged, "card_arrival", policy)
         assert feedback is not None
         told.append((feedback.number, feedback.of))
@@ -670,17 +665,7 @@ def test_failing_the_practice_suspends_before_any_real_item(db_session: Session)
         add_gold_item(db_session, text=f"my card is late {i}", label="card_arrival", policy=policy)
     (careless,) = reviewers(db_session, 1)
     for _ in range(3):
-        item = next_item(db_session, reviewer=careless, policy=policy)
-        assert item is not None and item.is_gold
-        submit_judgement(
-            db_session,
-            item_id=item.id,
-            reviewer=careless,
-            label="exchange_rate",
-            answer_ok=None,
-            known_intents=INTENTS,
-            policy=policy,
-        )
+        answer_practice(db_session, careless, "exchange_rate", policy)
     assert careless.suspended_at is not None and careless.suspended_reason == "accuracy on gold 0/3 below 60%"
     with pytest.raises(ReviewError, match="suspended"):
         next_item(db_session, reviewer=careless, policy=policy)
