@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from self_training import (  # noqa: E402
-    DEFAULT_DATA,
     figures_line,
     seed_means,
+    seeded_arguments,
     validation_figures,
     validation_split,
 )
@@ -55,15 +55,8 @@ from training.finetune import (  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seeded_arguments(__doc__)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.65])
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     args = parser.parse_args()
     from sentence_transformers import SentenceTransformer
 

@@ -148,6 +148,19 @@ def run_seed(
     return row, None if fine_tune else encoders
 
 
+def seeded_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The arguments every few-shot bench on BANKING77 takes: --data, --out, --shots, --seeds, --encoder."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--shots", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    return parser
+
+
 def validation_figures(result: dict[str, Any]) -> dict[str, float]:
     """What the validation benches (interpolation, recipe_validate) report of a ClassificationEvaluator
     result."""
@@ -184,14 +197,7 @@ def validation_split(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    parser = seeded_arguments(__doc__)
     parser.add_argument(
         "--thresholds", type=float, nargs="+", default=[EngineConfig().self_training_threshold]
     )
