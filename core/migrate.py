@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+
+from core.redaction import redact
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -56,3 +59,31 @@ def known_revisions() -> set[str]:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+REDACTED_TABLES = ("review_items", "verified_pairs")
+
+
+def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
+    """Redact the stored review texts again with the rules of this release: review items' texts (what
+    reviewers see) and verified pairs' texts (what training reads) were redacted when stored, by the rules of
+    their day. A redacted text redacted again changes only where the newer rules find more; placeholders stay,
+    so a migration that calls this can run on any database and changes nothing twice. Returns the rows
+    changed."""
+    changed = 0
+    for name in REDACTED_TABLES:
+        table = sa.table(name, sa.column("id", sa.Integer), sa.column("text", sa.Text))
+        last = 0
+        while True:
+            rows = connection.execute(
+                sa.select(table.c.id, table.c.text).where(table.c.id > last).order_by(table.c.id).limit(batch)
+            ).all()
+            if not rows:
+                break
+            for row_id, text in rows:
+                redacted = redact(text or "")
+                if redacted != (text or ""):
+                    connection.execute(sa.update(table).where(table.c.id == row_id).values(text=redacted))
+                    changed += 1
+            last = rows[-1][0]
+    return changed

@@ -2,12 +2,15 @@
 
 Replaced by typed placeholders: e-mail addresses, payment card numbers (Luhn-checked), IBANs (mod-97
 checked), US social security numbers, phone numbers, IP addresses (v4 and v6, checked by ``ipaddress``),
-UK National Insurance numbers, a name the customer gives ("my name is ..."), a date of birth ("born on ...",
+UK National Insurance numbers, a name the customer gives ("my name is ...", "Hi, I'm Sarah", "Thanks, John",
+"Mr Smith", "my husband Tom", "the name on my card is ..."), a date of birth ("born on ...",
 "DOB ..."), an ID number named as one ("passport number ...", "driving licence ..."), UK postcodes, a postcode
 or ZIP code named as one, and street addresses ("221B Baker Street"). Look-alikes stay: order and reference
 numbers, amounts, dates and times that nobody called a birth date, version numbers, card numbers that fail the
-Luhn check, IBANs that fail the checksum, and "my name is" followed by something that is not a name ("my name
-is wrong on the card"). The original text is kept only in the turn log, visible to operators.
+Luhn check, IBANs that fail the checksum, "my name is" followed by something that is not a name ("my name
+is wrong on the card"), capitalised words after "I am" or a sign-off that are not names ("I am Unable",
+"Thanks Again"), and capitals in a message typed in Title Case. The original text is kept only in the turn
+log, visible to operators.
 """
 
 from __future__ import annotations
@@ -62,6 +65,37 @@ NAME_INTRO = re.compile(
     r"|call me))\s+",
     re.IGNORECASE,
 )  # group 1: an intro after which only a capitalised word is taken as a name ("call me back" stays)
+# A name slot: as after "my name is", a lower-case name counts ("the name on my card is jane doe").
+NAME_SLOT = re.compile(
+    r"\b(?:(?:the )?name on (?:the|my|our) (?:card|account)(?: is| says| reads|:)"
+    r"|(?:account|card) ?holder(?:'s)? name(?: is|:))\s+",
+    re.IGNORECASE,
+)
+# After these only a capitalised word is a name, and only in a message whose capitals mean something.
+NAME_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?[ ]+")  # "Mr Smith": case-sensitive
+NAME_RELATION = re.compile(
+    r"\bmy (?:husband|wife|partner|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|colleague"
+    r"|boss|child|kid|boyfriend|girlfriend|fianc[eé]e?|grandson|granddaughter|grandmother|grandfather|grandma"
+    r"|grandpa|aunt|uncle|niece|nephew|cousin|flatmate|roommate|landlord|landlady|tenant|carer),?[ ]+",
+    re.IGNORECASE,
+)
+NAME_HOLDER = re.compile(
+    r"\b(?:in the name of|under the name(?: of)?|(?:account|card) ?holder(?: is)?)[ ]+", re.IGNORECASE
+)
+GREETING = (
+    r"(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|dear [A-Za-z]+)(?: there| all| team| everyone)?"
+)
+# "Hi, I'm Sarah": "I am" and "this is" give a name after a greeting, or at the start of the message when the
+# name ends it or a clause ("I'm Tom, ...", "This is Ana here").
+SELF_INTRO = re.compile(rf"^\W*(?:({GREETING})\W+)?(?:this is|i am|i'm|i’m)[ ]+", re.IGNORECASE)
+AFTER_SELF_NAME = re.compile(r"\s*(?:$|[,.!;:\n]|(?:here|speaking|from)\b)", re.IGNORECASE)
+DEAR = re.compile(r"^\W*dear[ ]+", re.IGNORECASE)
+SIGN_OFF = re.compile(
+    r"(?:^|\W)(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?|thx"
+    r"|kind regards|best regards|warm regards|regards|best wishes|best|cheers|sincerely"
+    r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?(?=(?-i:[A-Z]))",
+    re.IGNORECASE,
+)
 NAME_TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’-]*")
 # Words that follow "my name is" when what comes next is not a name ("my name is wrong on my card").
 NOT_NAMES = frozenset(
@@ -72,8 +106,26 @@ NOT_NAMES = frozenset(
     spelled spelt still such that the their then there these this those through to too under until up
     very was wrong were what when where which while who why will with written yet you your later
     anytime anything asap please sir madam mr mrs ms miss dr today tomorrow tonight soon morning
-    afternoon evening monday tuesday wednesday thursday friday saturday sunday""".split()
+    afternoon evening monday tuesday wednesday thursday friday saturday sunday
+    apple google visa mastercard amex paypal old mine fine incomplete outdated""".split()
 )
+# Words that follow a greeting, a sign-off or "I am" and are not a name ("I am Unable to log in", "Thanks
+# Again", "Dear Support Team", "I'm British"): checked where only a capital marks a name.
+NOT_NAMES_CAPITALISED = NOT_NAMES | frozenset(
+    """able unable new sure happy unhappy sorry afraid abroad overseas currently already really also much
+    lot guys mate pal buddy folks heaps loads all everyone everybody team support customer customers
+    service services staff helpdesk bank banking sirs advance urgent hello hi hey thanks thank cheers
+    regards best kind warm british english scottish welsh irish american canadian australian german
+    french spanish italian dutch polish indian chinese japanese european african asian mexican brazilian
+    portuguese romanian russian ukrainian turkish swiss swedish norwegian danish finnish greek pakistani
+    nigerian filipino locked blocked charged confused worried frustrated annoyed disappointed concerned
+    interested stuck surprised shocked tired scared pleased satisfied dissatisfied married retired
+    employed unemployed based located registered verified approved declined rejected finally actually
+    only literally totally completely absolutely extremely unlikely""".split()
+)
+# Endings of longer words that read as a verb or an adjective after "I am" ("I am Trying", "I'm Nervous"):
+# checked only there, since surnames end so too ("Mr Manning").
+NOT_NAME_ENDINGS = ("ing", "ous", "ful", "ive", "able", "ible")
 DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}$")
 REFERENCE_WORDS = re.compile(
     r"(order|invoice|ref(erence)?|tracking|ticket|case|transaction|account no|booking|#)\W{0,3}$",
@@ -145,9 +197,11 @@ def _ip_ok(text: str, start: int, candidate: str) -> bool:
     return True
 
 
-def _name_end(text: str, start: int, *, capitalised: bool) -> int:
+def _name_end(text: str, start: int, *, capitalised: bool, strict: bool = False) -> int:
     """End of the name that starts at ``start``: up to three words one space apart, none of them a NOT_NAMES
-    word (each capitalised when ``capitalised``); ``start`` itself when the first word is not a name."""
+    word (each capitalised when ``capitalised``, and not an acronym); ``strict`` also turns away words that
+    follow a greeting or "I am" without being a name ("Unable", "British", "Trying"). ``start`` itself when
+    the first word is not a name."""
     end = start
     for count in range(3):
         if count and text[end : end + 1] != " ":
@@ -155,10 +209,64 @@ def _name_end(text: str, start: int, *, capitalised: bool) -> int:
         match = NAME_TOKEN.match(text, end + (1 if count else 0))
         if match is None or match.group().lower().strip("'’-") in NOT_NAMES:
             break
-        if capitalised and not match.group()[0].isupper():
+        if capitalised and not _capitalised_name(match.group(), strict=strict):
             break
         end = match.end()
+        if match.group().endswith(("'s", "’s")):  # "Mr Smith's card": the name, not its 's
+            return end - 2
     return end
+
+
+def _capitalised_name(word: str, *, strict: bool) -> bool:
+    bare = word.strip("'’-")
+    lower = bare.lower()
+    if not bare[:1].isupper() or (len(bare) > 1 and bare.isupper()):  # URGENT, ATM, UK: not names
+        return False
+    return not strict or (
+        lower not in NOT_NAMES_CAPITALISED and not (len(lower) > 5 and lower.endswith(NOT_NAME_ENDINGS))
+    )
+
+
+SENTENCE_WORD = re.compile(r"(^|[.!?\n]\s*)?([A-Za-z][A-Za-z'’-]*)")
+
+
+def capitals_mark_names(text: str) -> bool:
+    """Whether a capital letter says anything in this message: not in Title Case or SHOUTING, where nearly
+    every word inside a sentence is capitalised and a capitalised word is no sign of a name."""
+    inside = [
+        m.group(2)
+        for m in SENTENCE_WORD.finditer(text)
+        if m.group(1) is None and m.group(2) not in ("I", "I'm", "I’m")
+    ]
+    capitalised = sum(1 for word in inside if word[0].isupper())
+    return not (len(inside) >= 6 and capitalised >= 0.6 * len(inside))
+
+
+def _names(text: str) -> list[tuple[int, int]]:
+    """Spans of the names a message gives: introduced ("my name is", "call me"), in a name slot ("the name on
+    my card is"), and, where capitals mark names, after a title ("Mr"), a relation ("my husband John"), "in
+    the name of", a greeting's "I am" or "this is", "Dear", and in a closing sign-off ("Thanks, John")."""
+    spans = [
+        (match.end(), _name_end(text, match.end(), capitalised=match.group(1) is not None))
+        for match in NAME_INTRO.finditer(text)
+    ]
+    spans += [(m.end(), _name_end(text, m.end(), capitalised=False)) for m in NAME_SLOT.finditer(text)]
+    if not capitals_mark_names(text):
+        return spans
+    for pattern in (NAME_TITLE, NAME_RELATION, NAME_HOLDER):
+        spans += [(m.end(), _name_end(text, m.end(), capitalised=True)) for m in pattern.finditer(text)]
+    for match in DEAR.finditer(text):
+        spans.append((match.end(), _name_end(text, match.end(), capitalised=True, strict=True)))
+    intro = SELF_INTRO.match(text)
+    if intro:
+        end = _name_end(text, intro.end(), capitalised=True, strict=True)
+        if intro.group(1) or AFTER_SELF_NAME.match(text, end):
+            spans.append((intro.end(), end))
+    for match in SIGN_OFF.finditer(text):
+        end = _name_end(text, match.end(), capitalised=True, strict=True)
+        if not text[end:].strip(" \t\n.!,:;)(-"):  # the name closes the message
+            spans.append((match.end(), end))
+    return spans
 
 
 def find_personal_data(text: str) -> list[Redaction]:
@@ -201,8 +309,8 @@ def find_personal_data(text: str) -> list[Redaction]:
         add("POSTCODE", match.start(1), match.end(1))
     for match in UK_POSTCODE.finditer(text):
         add("POSTCODE", match.start(), match.end())
-    for match in NAME_INTRO.finditer(text):
-        add("NAME", match.end(), _name_end(text, match.end(), capitalised=match.group(1) is not None))
+    for start, end in _names(text):
+        add("NAME", start, end)
     for match in PHONE.finditer(text):
         candidate = match.group().rstrip(" .-(")
         end = match.start() + len(candidate)

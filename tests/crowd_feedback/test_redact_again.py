@@ -33,3 +33,24 @@ def test_migration_0026_redacts_stored_review_texts_again(empty_database_url: st
     with Session(engine) as session:
         assert session.scalars(select(VerifiedPair.text)).all() == [NEW]
     engine.dispose()
+
+
+def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_database_url: str) -> None:
+    """Texts stored at 0026 kept a name given in a greeting or a sign-off; 0027 takes it out."""
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0026")
+    stored = "Hi, I'm Sarah, my card [CARD_NUMBER] is blocked. Thanks, Sarah Jones"
+    with Session(engine) as session:
+        item = ReviewItem(text=stored, status="resolved", cluster_size=1)
+        session.add(item)
+        session.flush()
+        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_blocked", weight=0.9))
+        session.commit()
+    migrate.upgrade(engine)
+    expected = "Hi, I'm [NAME], my card [CARD_NUMBER] is blocked. Thanks, [NAME]"
+    with Session(engine) as session:
+        assert session.scalars(select(ReviewItem.text)).all() == [expected]
+        assert session.scalars(select(VerifiedPair.text)).all() == [expected]
+    with engine.begin() as connection:
+        assert migrate.redact_stored_texts(connection) == 0  # nothing changes twice
+    engine.dispose()

@@ -11,38 +11,18 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
-from core.redaction import redact
+from core.migrate import redact_stored_texts
 
 revision = "0026"
 down_revision = "0025"
 branch_labels = None
 depends_on = None
 
-BATCH = 1000
-TABLES = (
-    sa.table("review_items", sa.column("id", sa.Integer), sa.column("text", sa.Text)),
-    sa.table("verified_pairs", sa.column("id", sa.Integer), sa.column("text", sa.Text)),
-)
-
 
 def upgrade() -> None:
-    connection = op.get_bind()
-    for table in TABLES:
-        last = 0
-        while True:
-            rows = connection.execute(
-                sa.select(table.c.id, table.c.text).where(table.c.id > last).order_by(table.c.id).limit(BATCH)
-            ).all()
-            if not rows:
-                break
-            for row_id, text in rows:
-                redacted = redact(text or "")
-                if redacted != (text or ""):
-                    connection.execute(sa.update(table).where(table.c.id == row_id).values(text=redacted))
-            last = rows[-1][0]
+    redact_stored_texts(op.get_bind())
 
 
 def downgrade() -> None:
