@@ -217,12 +217,19 @@ def overview() -> Any:
     )
 
 
+RATE_SCALES = (0.05, 0.1, 0.2, 0.5, 1.0)  # tops of the thumbs-down line's scale
+
+
 def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float = 120.0) -> dict[str, Any]:
     """Geometry of the overview's 30-day chart: per day, a bar split by status share (answered at the bottom,
     then clarify turns the customer resolved by picking a choice, other clarify turns, handoffs), the
-    thumbs-down rate as a line, and a marker where a model was promoted."""
+    thumbs-down rate as a line on its own scale (0 to the smallest of 5, 10, 20, 50 and 100 % that holds the
+    highest day: a rate of a few per cent would lie flat along the bottom of a 0-100 % axis), and a marker
+    where a model was promoted."""
     step = width / max(len(days), 1)
     bars, line, markers = [], [], []
+    rates = [d.unhelpful / d.turns for d in days if d.turns]
+    rate_top = next(top for top in RATE_SCALES if max(rates, default=0.0) <= top)
     for i, day in enumerate(days):
         x = i * step
         if day.turns:
@@ -238,7 +245,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
                 y -= h
                 bars.append({"x": x + 1, "y": y, "w": step - 2, "h": h, "fill": colour})
             rate = day.unhelpful / day.turns
-            line.append(f"{x + step / 2:.1f},{height - rate * height:.1f}")
+            line.append(f"{x + step / 2:.1f},{height - rate / rate_top * height:.1f}")
         for version in day.promoted:
             markers.append({"x": x + 1, "version": version, "day": day.day.isoformat()})
     labelled = [
@@ -257,6 +264,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         "line": " ".join(line),
         "markers": markers,
         "labels": labelled,
+        "rate_top": rate_top,
         "width": width,
         "height": height,
         "answered_last_7": answered if latest else None,

@@ -872,6 +872,27 @@ def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
     assert trend.count('fill="#1e8e3e"') == 1  # today's answered share
     assert re.search(r"4 turns, 3 answered, \d clarify \(0 picked\), \d handoff, 1 thumbs down", trend)
     assert 'id="answered-7">75.0%' in page and "<polyline" in trend
+    # One thumbs-down in four turns: 25 %, drawn halfway up a 0-50 % scale.
+    assert 'id="thumbs-down-top">50 %' in page and re.search(r'points="[\d.]+,60\.0"', trend)
+
+
+def test_the_thumbs_down_line_has_a_scale_that_shows_a_few_per_cent() -> None:
+    from datetime import date, timedelta
+
+    from admin_ui.operator import trend_chart
+    from core.registry import DayTraffic
+
+    start = date(2026, 11, 1)
+    days = [
+        DayTraffic(start + timedelta(days=i), answered=90, clarify=5, handoff=5, unhelpful=i % 3)
+        for i in range(3)
+    ]
+    days.append(DayTraffic(start + timedelta(days=3)))  # a day without traffic: no point
+    chart = trend_chart(days, width=400, height=100)
+    assert chart["rate_top"] == 0.05  # the worst day is 2 %: the scale tops at 5 %, not 100 %
+    assert chart["line"] == "50.0,100.0 150.0,80.0 250.0,60.0"
+    busy = trend_chart([DayTraffic(start, answered=10, unhelpful=7)], width=100, height=100)
+    assert busy["rate_top"] == 1.0 and busy["line"] == "50.0,30.0"
 
 
 def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators_only(make_app: Any) -> None:
