@@ -1134,21 +1134,54 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     rows: list[tuple[str, ...]] = []
     with file.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        header = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            _fail(
-                f"{path}:1: header must have the columns {', '.join(columns)} (missing: {', '.join(missing)})"
-            )
-        for row in reader:
-            values = tuple((row.get(c) or "").strip() for c in columns)
-            for column, value in zip(columns, values, strict=True):
-                if not value:
-                    _fail(f"{path}:{reader.line_num}: field '{column}' is empty")
-            rows.append(values)
+        try:
+            header = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in columns if c not in header]
+            if missing:
+                _fail(
+                    f"{path}:1: header must have the columns {', '.join(columns)} "
+                    f"(missing: {', '.join(missing)})"
+                )
+            for row in reader:
+                values = tuple((row.get(c) or "").strip() for c in columns)
+                for column, value in zip(columns, values, strict=True):
+                    if not value:
+                        _fail(f"{path}:{reader.line_num}: field '{column}' is empty")
+                rows.append(values)
+        except UnicodeDecodeError:
+            _fail(_not_utf8(path))
+        except csv.Error as exc:
+            _fail(f"{path}:{reader.line_num}: not a CSV row ({exc})")
     if not rows:
         _fail(f"{path}: no rows")
     return rows
+
+
+def _not_utf8(path: str) -> str:
+    """Where a file stops being UTF-8: its line and the byte (the CSV reader decodes ahead, so its own line
+    count would point past it)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data[:start].count(b"\n") + 1
+        return f"{path}:{line}: not UTF-8 text (byte 0x{data[start]:02x}: {exc.reason})"
+    return f"{path}: not UTF-8 text"
+
+
+def _crowd_csv_header(path: str) -> list[str]:
+    import csv
+
+    if not Path(path).is_file():
+        _fail(f"{path}: file not found")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        try:
+            return [c.strip() for c in next(csv.reader(handle), [])]
+        except UnicodeDecodeError:
+            _fail(_not_utf8(path))
+        except csv.Error as exc:
+            _fail(f"{path}:1: not a CSV row ({exc})")
 
 
 @crowd.command("aggregate")
@@ -1193,12 +1226,17 @@ def crowd_aggregate(
 
     from crowd_feedback.aggregation import answers_from_rows, get_strategy, with_model_votes
 
+    # Every input is read and checked before anything is fitted or written.
     rows = _read_crowd_csv(answers_file, ("item", "worker", "label"))
     answers = answers_from_rows((row[0], row[1], row[2]) for row in rows)
+    truth: dict[str, str] = {}
+    if truth_file:
+        truth = {row[0]: row[1] for row in _read_crowd_csv(truth_file, ("item", "label"))}
+        if not {a.item for a in answers} & set(truth):
+            _fail(f"{truth_file}: no item in common with {answers_file}")
     confident: dict[str, tuple[str, float]] | None = None
     if model_votes_file:
-        with open(model_votes_file, encoding="utf-8-sig", newline="") as handle:
-            header = [c.strip() for c in next(csv.reader(handle), [])]
+        header = _crowd_csv_header(model_votes_file)
         if "confidence" in header:
             confident = {}
             rows = _read_crowd_csv(model_votes_file, ("item", "label", "confidence"))
@@ -1220,21 +1258,21 @@ def crowd_aggregate(
     result = get_strategy(method).aggregate(answers, model_votes=confident)
     seconds = clock.perf_counter() - started
     labels, confidences = result.labels(), result.confidences()
-    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(out_file, "w", newline="", encoding="utf-8") as handle:
+    target = Path(out_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")  # the file appears whole or not at all
+    with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["item", "label", "confidence"])
         for item in result.items:
             writer.writerow([item, labels[item], f"{confidences[item]:.6f}"])
+    partial.replace(target)
     click.echo(
         f"{method}: {len(result.items)} items, {len(answers)} answers, "
         f"{len(result.worker_accuracy)} workers in {seconds:.2f}s; wrote {out_file}"
     )
-    if truth_file:
-        truth: dict[str, str] = {row[0]: row[1] for row in _read_crowd_csv(truth_file, ("item", "label"))}
+    if truth:
         known = [item for item in truth if item in labels]
-        if not known:
-            _fail(f"{truth_file}: no item in common with {answers_file}")
         accuracy = sum(labels[item] == truth[item] for item in known) / len(known)
         click.echo(f"accuracy on {len(known)} items with truth: {accuracy:.4f}")
 

@@ -512,6 +512,23 @@ def test_crowd_aggregate_bad_file(settings: Any, tmp_path: Path) -> None:
     wrong.write_text("task,annotator,answer\n1,2,3\n")
     result = run(settings, "crowd", "aggregate", "--answers", str(wrong), "--out", str(tmp_path / "o.csv"))
     assert result.exit_code == 2 and "missing: item, worker, label" in result.output
+    out = tmp_path / "labels.csv"
+    # A file saved in Latin-1 deep down: the line of the first byte that is not UTF-8, not a traceback.
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"item,worker,label\n" + b"q1,w1,a\n" * 3000 + "q2,w2,caf\u00e9\n".encode("latin-1"))
+    result = run(settings, "crowd", "aggregate", "--answers", str(latin), "--out", str(out))
+    assert result.exit_code == 2 and f"{latin}:3002: not UTF-8 text (byte 0xe9" in result.output
+    good = tmp_path / "good.csv"
+    good.write_text("item,worker,label\nq1,w1,a\nq1,w2,a\n")
+    args = ["crowd", "aggregate", "--answers", str(good), "--out", str(out)]
+    result = run(settings, *args, "--model-votes", str(tmp_path / "missing.csv"))
+    assert result.exit_code == 2 and "missing.csv: file not found" in result.output
+    # Every input is checked before anything is written: a bad truth file leaves no output behind.
+    truth = tmp_path / "truth.csv"
+    truth.write_text("item,label\nq1,\n")
+    result = run(settings, *args, "--truth", str(truth))
+    assert result.exit_code == 2 and f"{truth}:2: field 'label' is empty" in result.output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_redact_reads_stdin(settings: Any) -> None:
