@@ -737,10 +737,7 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
                 None,
                 "Excel files are not read: export the project as TSV instead (or save as CSV)",
             )
-        try:
-            text = content.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise KnowledgeBaseFormatError(file, None, None, f"not UTF-8 text: {exc.reason}") from None
+        text = utf8_text(file, content)
         suffix = path.suffix.lower()
         if suffix == ".csv":
             _read_csv(path, text, kb)
@@ -913,6 +910,19 @@ def knowledge_base_archive(kb: KnowledgeBaseData, fmt: str) -> tuple[str, bytes]
         return f"knowledge_base_{fmt}.zip", buffer.getvalue()
 
 
+def utf8_text(file: str, content: bytes) -> str:
+    """The file's text; a KnowledgeBaseFormatError naming the line and the byte where it stops being UTF-8
+    (a file saved as Latin-1 or Windows-1252 by a spreadsheet, say)."""
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if content.startswith(b"\xef\xbb\xbf") else 0)
+        line = content[:start].count(b"\n") + 1
+        raise KnowledgeBaseFormatError(
+            file, line, None, f"not UTF-8 text (byte 0x{content[start]:02x}: {exc.reason})"
+        ) from None
+
+
 def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
     """Read a ``text,label`` CSV (evaluation data), with the same checks as an import."""
     kb_rows: list[tuple[str, str]] = []
@@ -920,7 +930,7 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
     p = Path(path)
     if not p.is_file():
         raise KnowledgeBaseFormatError(file, None, None, "file not found")
-    with p.open(encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(utf8_text(file, p.read_bytes()), newline="") as handle:
         reader = csv.DictReader(handle)
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "text" not in fields or "label" not in fields:

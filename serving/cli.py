@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from core.kb_files import (
     KnowledgeBaseFormatError,
     read_knowledge_base,
     read_labelled_csv,
+    utf8_text,
     write_knowledge_base,
 )
 from core.settings import OPS_EVENT_KINDS, Settings, SettingsError, load_settings
@@ -1132,7 +1134,7 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     if not file.is_file():
         _fail(f"{path}: file not found")
     rows: list[tuple[str, ...]] = []
-    with file.open(encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(_utf8_file(path), newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             header = [c.strip() for c in reader.fieldnames or []]
@@ -1148,8 +1150,6 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
                     if not value:
                         _fail(f"{path}:{reader.line_num}: field '{column}' is empty")
                 rows.append(values)
-        except UnicodeDecodeError:
-            _fail(_not_utf8(path))
         except csv.Error as exc:
             _fail(f"{path}:{reader.line_num}: not a CSV row ({exc})")
     if not rows:
@@ -1157,17 +1157,11 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
     return rows
 
 
-def _not_utf8(path: str) -> str:
-    """Where a file stops being UTF-8: its line and the byte (the CSV reader decodes ahead, so its own line
-    count would point past it)."""
-    data = Path(path).read_bytes()
+def _utf8_file(path: str) -> str:
     try:
-        data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-        line = data[:start].count(b"\n") + 1
-        return f"{path}:{line}: not UTF-8 text (byte 0x{data[start]:02x}: {exc.reason})"
-    return f"{path}: not UTF-8 text"
+        return utf8_text(path, Path(path).read_bytes())
+    except KnowledgeBaseFormatError as exc:
+        _fail(str(exc))
 
 
 def _crowd_csv_header(path: str) -> list[str]:
@@ -1175,11 +1169,9 @@ def _crowd_csv_header(path: str) -> list[str]:
 
     if not Path(path).is_file():
         _fail(f"{path}: file not found")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(_utf8_file(path), newline="") as handle:
         try:
             return [c.strip() for c in next(csv.reader(handle), [])]
-        except UnicodeDecodeError:
-            _fail(_not_utf8(path))
         except csv.Error as exc:
             _fail(f"{path}:1: not a CSV row ({exc})")
 
@@ -1338,10 +1330,7 @@ def crowd_guidelines(ctx: click.Context, path: str | None, actor: str) -> None:
     file = Path(path)
     if not file.is_file():
         _fail(f"{path}: file not found")
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        _fail(f"{path}: not UTF-8 text: {exc.reason}")
+    text = _utf8_file(path)
     try:
         with database.session() as session:
             saved = save_guidelines(session, text=text, author=actor)

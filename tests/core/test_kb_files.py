@@ -210,7 +210,8 @@ def test_archives_read_back_from_memory(csv_pair: list[Path], fmt: str) -> None:
 def test_uploaded_bytes_that_are_not_utf8_are_refused_by_name() -> None:
     with pytest.raises(KnowledgeBaseFormatError) as caught:
         read_knowledge_base_files([("answers.csv", "label,answer\nx,caf\u00e9\n".encode("latin-1"))])
-    assert caught.value.file == "answers.csv" and "not UTF-8" in caught.value.message
+    assert caught.value.file == "answers.csv" and caught.value.line == 2
+    assert caught.value.message == "not UTF-8 text (byte 0xe9: invalid continuation byte)"
     with pytest.raises(KnowledgeBaseFormatError, match="no files given"):
         read_knowledge_base_files([])
 

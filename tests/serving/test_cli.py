@@ -436,6 +436,12 @@ def test_eval_bad_csv_is_reported(settings: Any, tmp_path: Path) -> None:
     bad.write_text("sentence,intent\nhi,greet\n")
     result = run(settings, "eval", "--train", str(bad), "--test", str(SMALL / "test.csv"))
     assert result.exit_code == 2 and f"{bad}:1" in result.output and "'text' and 'label'" in result.output
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(
+        "text,label\nwhere is my card,card_arrival\nmy caf\u00e9 bill,card_payment\n".encode("latin-1")
+    )
+    result = run(settings, "eval", "--train", str(latin), "--test", str(SMALL / "test.csv"))
+    assert result.exit_code == 2 and f"{latin}:3: not UTF-8 text (byte 0xe9" in result.output
 
 
 def test_crowd_aggregate_writes_labels_and_reports_accuracy(settings: Any, tmp_path: Path) -> None:
@@ -846,7 +852,8 @@ def test_crowd_guidelines_print_and_save_from_a_file(settings: Any, tmp_path: Pa
     assert refused.exit_code != 0 and f"{empty}: the guidelines are empty" in refused.output
     binary = tmp_path / "latin1.md"
     binary.write_bytes("caf\xe9".encode("latin-1"))
-    assert f"{binary}: not UTF-8 text" in run(settings, "crowd", "guidelines", "--file", str(binary)).output
+    refused = run(settings, "crowd", "guidelines", "--file", str(binary))
+    assert refused.exit_code == 2 and f"{binary}:1: not UTF-8 text (byte 0xe9" in refused.output
     missing = run(settings, "crowd", "guidelines", "--file", str(tmp_path / "nope.md"))
     assert missing.exit_code != 0 and "nope.md: file not found" in missing.output
     with Database(settings).session() as session:
