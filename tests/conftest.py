@@ -128,6 +128,26 @@ def postgres_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
+SHARED_TABLES = ("conversations", "turns", "review_items", "judgements", "claims", "verified_pairs")
+
+
+@pytest.fixture(autouse=True)
+def _leaves_the_shared_schema_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that writes to the session's PostgreSQL schema itself (threads need real commits) must take
+    its rows away again: the schema is shared, and a later test counting conversations or items would
+    count them too (the inbox test did, depending on the order the tests ran in)."""
+    yield
+    if "postgres_schema_url" not in request.fixturenames or "db_session" in request.fixturenames:
+        return
+    url = request.getfixturevalue("postgres_schema_url")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        left = {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in SHARED_TABLES}
+    engine.dispose()
+    left = {table: rows for table, rows in left.items() if rows}
+    assert not left, f"{request.node.nodeid} left rows in the shared PostgreSQL schema: {left}"
+
+
 @pytest.fixture
 def empty_postgres_url() -> Iterator[str]:
     """An empty schema (no migrations) for migration tests."""

@@ -276,7 +276,7 @@ def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -
     from sqlalchemy import func, select
 
     from core.db import make_engine
-    from core.models import ModelVersion, OpsEvent, Turn
+    from core.models import Conversation, ModelVersion, OpsEvent, Turn
     from crowd_feedback.outcomes import GUARD_ACTOR, canary_guard
 
     engine = make_engine(postgres_schema_url)
@@ -305,6 +305,7 @@ def test_workers_looking_at_once_end_the_canary_once(postgres_schema_url: str) -
         session.execute(Deployment.__table__.delete())
         session.execute(OpsEvent.__table__.delete())
         session.execute(Turn.__table__.delete())
+        session.execute(Conversation.__table__.delete())
         session.execute(ModelVersion.__table__.delete().where(ModelVersion.version.in_(["GA", "GB"])))
         session.commit()
     engine.dispose()

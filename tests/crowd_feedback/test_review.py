@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.events import recent_events
-from core.models import Claim, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
+from core.models import Claim, Conversation, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
 from core.registry import get_or_create_conversation, log_turn
 from crowd_feedback.review import (
     NEW_INTENT,
@@ -789,6 +789,7 @@ def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> Non
         session.execute(Judgement.__table__.delete())
         session.execute(ReviewItem.__table__.delete())
         session.execute(Turn.__table__.delete())
+        session.execute(Conversation.__table__.delete())
         session.execute(User.__table__.delete().where(User.username.like("conc%")))
         session.commit()
     assert all(n <= 3 for n in counts.values()), counts
