@@ -89,7 +89,7 @@ def init_admin(
 ) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
-    from admin_ui.markdown import render_markdown
+    from admin_ui.markdown import has_placeholder, render_markdown, render_redacted
     from admin_ui.operator import operator
     from admin_ui.review import review
 
@@ -102,6 +102,8 @@ def init_admin(
         WTF_CSRF_TIME_LIMIT=lifetime_minutes * 60,
     )
     app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(render_redacted, "redacted")
+    app.add_template_test(has_placeholder, "redacted")
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"

@@ -133,6 +133,23 @@ REFERENCE_WORDS = re.compile(
 )
 
 
+# What each placeholder stands for (reviewers see these where personal data was).
+PLACEHOLDERS = {
+    "EMAIL": "an e-mail address",
+    "PHONE": "a phone number",
+    "CARD_NUMBER": "a payment card number",
+    "IBAN": "a bank account number (IBAN)",
+    "SSN": "a social security number",
+    "ID_NUMBER": "an ID number",
+    "IP_ADDRESS": "an IP address",
+    "NAME": "a person's name",
+    "DATE_OF_BIRTH": "a date of birth",
+    "POSTCODE": "a postcode",
+    "ADDRESS": "a street address",
+}
+PLACEHOLDER = re.compile(r"\[(" + "|".join(PLACEHOLDERS) + r")\]")
+
+
 @dataclass(frozen=True)
 class Redaction:
     kind: str

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from core.redaction import iban_valid, luhn_valid, redact
+from core.redaction import PLACEHOLDER, iban_valid, luhn_valid, redact
 from tests.conftest import banking77_questions
 
 
@@ -55,6 +57,8 @@ from tests.conftest import banking77_questions
 )
 def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: str) -> None:
     assert redact(text) == expected
+    # Every placeholder is one the review pages know how to mark (and say what it stands for).
+    assert all(PLACEHOLDER.fullmatch(p) for p in re.findall(r"\[[A-Z_]+\]", expected))
 
 
 @pytest.mark.parametrize(

@@ -91,11 +91,30 @@ def test_security_headers_and_escaping(make_app: Any) -> None:
     response = client.get("/login")
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-    client.post("/api/v1/chat", json={"message": "<script>alert(1)</script> zzz qqq"})
+    client.post("/api/v1/chat", json={"message": "<script>alert(1)</script> zzz qqq, mail jo@example.com"})
     app.extensions["helploop"].router.drain(10)
     login(client, "rita")
     page = client.get("/review/next").get_data(as_text=True)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    # The placeholder is marked as redaction (what it stands for on hover), and the page says what it is.
+    question = page[page.index('id="question"') : page.index("</blockquote>", page.index('id="question"'))]
+    assert question.endswith(
+        'zzz qqq, mail <span class="pii" title="an e-mail address, removed before review">[EMAIL]</span>'
+    )
+    assert 'id="redaction-note"' in page and "jo@example.com" not in page
+
+
+def test_only_placeholders_are_marked_in_redacted_text() -> None:
+    from admin_ui.markdown import has_placeholder, render_redacted
+
+    shown = render_redacted("Hi, I'm [NAME] <b>[EMAIL]</b> [NOT_A_KIND] [name]")
+    assert str(shown) == (
+        'Hi, I&#39;m <span class="pii" title="a person&#39;s name, removed before review">[NAME]</span> '
+        '&lt;b&gt;<span class="pii" title="an e-mail address, removed before review">[EMAIL]</span>'
+        "&lt;/b&gt; "
+        "[NOT_A_KIND] [name]"
+    )
+    assert has_placeholder("call [PHONE]") and not has_placeholder("order [12345]")
 
 
 def test_login_is_rate_limited(make_app: Any) -> None:
