@@ -932,15 +932,22 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
         raise KnowledgeBaseFormatError(file, None, None, "file not found")
     with io.StringIO(utf8_text(file, p.read_bytes()), newline="") as handle:
         reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        if "text" not in fields or "label" not in fields:
-            raise KnowledgeBaseFormatError(file, 1, None, "header must contain 'text' and 'label'")
-        reader.fieldnames = fields
-        for row in reader:
-            line = reader.line_num
-            text = _check_text(file, line, "text", row.get("text") or "", limit=MAX_EXAMPLE_LENGTH)
-            label = _check_name(file, line, "label", row.get("label") or "")
-            kb_rows.append((text, label))
+        try:
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "text" not in fields or "label" not in fields:
+                raise KnowledgeBaseFormatError(file, 1, None, "header must contain 'text' and 'label'")
+            reader.fieldnames = fields
+            for row in reader:
+                line = reader.line_num
+                text = _check_text(file, line, "text", row.get("text") or "", limit=MAX_EXAMPLE_LENGTH)
+                label = _check_name(file, line, "label", row.get("label") or "")
+                kb_rows.append((text, label))
+        except (
+            csv.Error
+        ) as exc:  # a field past the csv module's limit (128 KiB): the underlying reader's line
+            raise KnowledgeBaseFormatError(
+                file, max(reader.reader.line_num, 1), None, f"not valid CSV: {exc}"
+            ) from None
     if not kb_rows:
         raise KnowledgeBaseFormatError(file, None, None, "has no rows")
     return [t for t, _ in kb_rows], [label for _, label in kb_rows]

@@ -1151,7 +1151,7 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
                         _fail(f"{path}:{reader.line_num}: field '{column}' is empty")
                 rows.append(values)
         except csv.Error as exc:
-            _fail(f"{path}:{reader.line_num}: not a CSV row ({exc})")
+            _fail(f"{path}:{reader.reader.line_num}: not a CSV row ({exc})")  # DictReader's lags a row
     if not rows:
         _fail(f"{path}: no rows")
     return rows

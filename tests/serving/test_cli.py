@@ -442,6 +442,12 @@ def test_eval_bad_csv_is_reported(settings: Any, tmp_path: Path) -> None:
     )
     result = run(settings, "eval", "--train", str(latin), "--test", str(SMALL / "test.csv"))
     assert result.exit_code == 2 and f"{latin}:3: not UTF-8 text (byte 0xe9" in result.output
+    huge = tmp_path / "huge.csv"
+    huge.write_text("text,label\nwhere is my card,card_arrival\n" + "a" * 200_000 + ",card_arrival\n")
+    result = run(settings, "eval", "--train", str(huge), "--test", str(SMALL / "test.csv"))
+    assert (
+        result.exit_code == 2 and f"{huge}:3: not valid CSV: field larger than field limit" in result.output
+    )
 
 
 def test_crowd_aggregate_writes_labels_and_reports_accuracy(settings: Any, tmp_path: Path) -> None:
