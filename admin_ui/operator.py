@@ -111,6 +111,7 @@ from crowd_feedback.suggestions import (
     open_suggestion,
 )
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
+from training.build import EmptyKnowledgeBaseError, require_knowledge_base
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
 from training.model_backup import copies_summary
@@ -387,6 +388,11 @@ def effects_chart(effects: list[Comparison], *, width: float = 600.0, row: float
 def start_run() -> Any:
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
+        try:
+            require_knowledge_base(session)
+        except EmptyKnowledgeBaseError:
+            flash("Refused: the knowledge base is empty: import one on Knowledge first.")
+            return redirect(url_for("operator.runs"))
         params: dict[str, Any] = {"onnx": True}
         if request.form.get("self_training_shown"):  # the box was on the form: unticked means off
             params["self_training"] = bool(request.form.get("self_training"))

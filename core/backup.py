@@ -117,7 +117,10 @@ def backup_sqlite(database_url: str, out: Path, *, progress: Progress | None = N
     # shared-memory file is missing, and the newest commits may still be in the WAL.
     with closing(sqlite3.connect(source_path)) as source:
         revision = _revision(source)
-        _copy(source, out, progress)
+        try:
+            _copy(source, out, progress)
+        except (OSError, sqlite3.OperationalError) as exc:  # a folder it may not write to, a full disk
+            raise BackupError(f"{out}: cannot write the backup there ({exc})") from None
     return BackupInfo(out, out.stat().st_size, revision)
 
 

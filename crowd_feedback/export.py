@@ -214,11 +214,14 @@ def write_export(
     """Write export ``what`` as ``fmt`` to ``out`` (replaced only once complete): rows, bytes, sha256."""
     check_request(what, fmt)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     total = count_rows(session, what)
     rows = {"items": _items, "pairs": _pairs, "answers": _answers}[what](session, batch_size)
     columns = {"items": ITEM_COLUMNS, "pairs": PAIR_COLUMNS, "answers": ANSWER_COLUMNS}[what]
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     written = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.db import unstorable_text
 from core.events import emit
 from core.models import ReviewGuidelines, User, as_utc
 
@@ -83,6 +84,9 @@ def save_guidelines(session: Session, *, text: str, author: str) -> Guidelines |
         raise GuidelinesError("the guidelines are empty")
     if len(cleaned) > MAX_GUIDELINES_LENGTH:
         raise GuidelinesError(f"the guidelines are {len(cleaned)} characters, limit {MAX_GUIDELINES_LENGTH}")
+    for number, line in enumerate(cleaned.split("\n"), start=1):
+        if why := unstorable_text(line):
+            raise GuidelinesError(f"line {number} {why}")
     before = current_guidelines(session)
     if cleaned == before.text.strip():
         return None

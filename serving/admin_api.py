@@ -40,6 +40,7 @@ from crowd_feedback.review import ReviewError, find_items, judgement_counts, ope
 from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
+from training.build import EmptyKnowledgeBaseError, require_knowledge_base
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
 from training.rollout import (
@@ -329,6 +330,10 @@ def train() -> tuple[Response, int]:
             raise APIError(400, "invalid_type", "'self_training' must be true or false", "self_training")
         params["self_training"] = body["self_training"]
     session = db_session()
+    try:
+        require_knowledge_base(session)
+    except EmptyKnowledgeBaseError as exc:
+        raise APIError(409, "empty_knowledge_base", str(exc)) from None
     job = enqueue(session, kind="train", params=params, created_by=g.api_user)
     session.commit()
     response = jsonify(_job(job))

@@ -735,12 +735,17 @@ def train(
     self_training: bool | None,
 ) -> None:
     """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
+    from training.build import EmptyKnowledgeBaseError, require_knowledge_base
     from training.jobs import enqueue
 
     settings = _settings(ctx)
     database = _database(settings)
     _require_schema(database)
     with database.session() as session:
+        try:
+            require_knowledge_base(session)
+        except EmptyKnowledgeBaseError as exc:
+            _fail(str(exc))
         params: dict[str, Any] = {"onnx": onnx}
         if self_training is not None:
             params["self_training"] = self_training

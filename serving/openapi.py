@@ -585,7 +585,7 @@ SPEC: dict[str, Any] = {
                 },
                 "responses": {
                     "202": {"description": "Queued; follow it at the Location header", **_json(JOB)},
-                    **_error_responses(400, 401, 429),
+                    **_error_responses(400, 401, 409, 429),
                 },
             }
         },

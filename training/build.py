@@ -29,7 +29,7 @@ from bot.small_talk import without_small_talk
 from core.kb_checks import question_key
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
-from core.models import ReviewItemTurn, Turn, VerifiedPair
+from core.models import Intent, ReviewItemTurn, Turn, VerifiedPair
 from core.redaction import redact
 from core.registry import (
     CHIP_PAYLOAD,
@@ -156,12 +156,21 @@ def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -
     return questions
 
 
+EMPTY_KNOWLEDGE_BASE = "the knowledge base is empty: import one with `helploop kb import`"
+
+
+def require_knowledge_base(session: Session) -> None:
+    """Refuse a training run before it is queued when there is nothing to train on (it would only fail)."""
+    if session.scalar(select(Intent.id).limit(1)) is None:
+        raise EmptyKnowledgeBaseError(EMPTY_KNOWLEDGE_BASE)
+
+
 def training_snapshot(
     session: Session, *, min_pair_weight: float = MIN_PAIR_WEIGHT, traffic_limit: int = 0
 ) -> TrainingSnapshot:
     kb = load_knowledge_base(session)
     if not kb.intents:
-        raise EmptyKnowledgeBaseError("the knowledge base is empty: import one with `helploop kb import`")
+        raise EmptyKnowledgeBaseError(EMPTY_KNOWLEDGE_BASE)
     all_texts, all_labels = kb.training_pairs()
     train_index, evaluation_index = split_for_evaluation(all_texts, all_labels)
     texts = [all_texts[i] for i in train_index]

@@ -86,6 +86,11 @@ def test_backup_refuses_what_it_cannot_copy(tmp_path: Path) -> None:
     database = _database(tmp_path)
     with pytest.raises(BackupError, match="is not a folder"):
         backup_sqlite(database.settings.database_url, tmp_path / "no" / "such" / "out.sqlite3")
+    # A folder nothing can be written to (as root too): an error naming the file, not a traceback.
+    unwritable = Path("/proc/helploop-backup.sqlite3")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(BackupError, match=f"{unwritable}: cannot write the backup there"):
+            backup_sqlite(database.settings.database_url, unwritable)
     database.dispose()
 
 

@@ -153,6 +153,10 @@ def test_a_failed_export_leaves_no_file_and_bad_requests_are_refused(
         check_request("users", "csv")
     with pytest.raises(ExportError, match="answers exports as csv, not 'jsonl'"):
         write_export(db_session, what="answers", fmt="jsonl", out=tmp_path / "x")
+    blocker = tmp_path / "a-file"  # a folder that cannot be made: a file has its name
+    blocker.write_text("")
+    with pytest.raises(ExportError, match=f"{blocker / 'out' / 'x.csv'}: cannot write there"):
+        write_export(db_session, what="items", fmt="csv", out=blocker / "out" / "x.csv")
     assert NEW_INTENT  # the special labels export as they are stored
 
 

@@ -64,6 +64,8 @@ def test_versions_history_and_refusals(db_session: Session) -> None:
         save_guidelines(db_session, text=" \n \n", author="omar")
     with pytest.raises(GuidelinesError, match=f"{MAX_GUIDELINES_LENGTH + 1} characters, limit"):
         save_guidelines(db_session, text="x" * (MAX_GUIDELINES_LENGTH + 1), author="omar")
+    with pytest.raises(GuidelinesError, match=r"line 2 contains a NUL character \(U\+0000\)"):
+        save_guidelines(db_session, text="# Rules\nnever\x00 guess", author="omar")  # PostgreSQL refuses NUL
     with pytest.raises(GuidelinesError, match="version 999999 does not exist"):
         guidelines_version(db_session, version=999_999)
     assert current_guidelines(db_session) == third

@@ -366,7 +366,9 @@ def test_operator_settles_an_escalated_item_and_sees_shadow_agreement(
     assert versions[1] in runs and "100.0%" in runs
 
 
-def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: Any) -> None:
+def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(
+    make_app: Any, small_banking: Any
+) -> None:
     from core.models import Job
 
     app = make_app(ratelimit_enabled=False)
@@ -377,6 +379,12 @@ def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(make_app: An
     assert 'name="head_epochs"' in page
     assert 'name="self_training" value="1" checked' in page  # HELPLOOP_SELF_TRAINING is on by default
     token = csrf_token(page)
+    # Nothing to train on yet: refused before a run is queued (it could only fail).
+    empty = client.post("/operator/runs", data={"csrf_token": token}, follow_redirects=True)
+    assert "Refused: the knowledge base is empty" in empty.get_data(as_text=True)
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Job)).all() == []
+    import_small_banking(app, small_banking)
     refused = client.post(
         "/operator/runs", data={"csrf_token": token, "fine_tune": "1", "head_epochs": "lots"}
     )

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from core.models import AccountEvent, ApiToken, Deployment, Job, KnowledgeBaseVersion, ModelVersion
 from crowd_feedback.reviewers import create_api_token, revoke_api_token, set_active
-from tests.serving.test_admin import add_user
+from tests.serving.test_admin import add_user, import_small_banking
 
 KB = {
     "intents": [
@@ -170,7 +170,9 @@ def test_knowledge_base_through_the_api_is_validated_whole(make_app: Any) -> Non
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "unknown_version"
 
 
-def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles: Any) -> None:
+def test_retraining_jobs_and_rollout_through_the_api(
+    make_app: Any, toy_bundles: Any, small_banking: Any
+) -> None:
     from bot.engine import AnsweringEngine
 
     app = make_app(ratelimit_enabled=False)
@@ -178,6 +180,12 @@ def test_retraining_jobs_and_rollout_through_the_api(make_app: Any, toy_bundles:
     add_user(app, "omar", "operator")
     client = app.test_client()
     auth = bearer(token_for(app, "omar"))
+    empty = client.post("/api/v1/admin/train", json={}, headers=auth)
+    assert empty.status_code == 409 and empty.get_json()["error"] == {
+        "code": "empty_knowledge_base",
+        "message": "the knowledge base is empty: import one with `helploop kb import`",
+    }
+    import_small_banking(app, small_banking)
     queued = client.post("/api/v1/admin/train", json={"fine_tune": True}, headers=auth)
     job = queued.get_json()
     assert queued.status_code == 202 and job["status"] == "queued" and job["created_by"] == "omar"

@@ -870,6 +870,8 @@ def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_fi
     from core.models import Job, ModelVersion
 
     run(settings, "db", "upgrade")
+    empty = run(settings, "train")
+    assert empty.exit_code == 2 and "the knowledge base is empty: import one" in empty.output
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
     result = run(settings, "train", "--wait", "--no-onnx")
     assert result.exit_code == 0, result.output
