@@ -91,7 +91,8 @@ SELF_INTRO = re.compile(rf"^\W*(?:({GREETING})\W+)?(?:this is|i am|i'm|i’m)[ ]
 AFTER_SELF_NAME = re.compile(r"\s*(?:$|[,.!;:\n]|(?:here|speaking|from)\b)", re.IGNORECASE)
 DEAR = re.compile(r"^\W*dear[ ]+", re.IGNORECASE)
 SIGN_OFF = re.compile(
-    r"(?:^|\W)(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?|thx"
+    r"(?:^|\W)(?:(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?)"
+    r"(?: for (?:your|the|all the|all your) help)?|thx"
     r"|kind regards|best regards|warm regards|regards|best wishes|best|cheers|sincerely"
     r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?(?=(?-i:[A-Z]))",
     re.IGNORECASE,
@@ -121,11 +122,12 @@ NOT_NAMES_CAPITALISED = NOT_NAMES | frozenset(
     nigerian filipino locked blocked charged confused worried frustrated annoyed disappointed concerned
     interested stuck surprised shocked tired scared pleased satisfied dissatisfied married retired
     employed unemployed based located registered verified approved declined rejected finally actually
-    only literally totally completely absolutely extremely unlikely""".split()
+    only literally totally completely absolutely extremely unlikely crazy absurd insane awful stupid
+    silly great good bad nice amazing strange weird odd important serious fraud scam theft""".split()
 )
-# Endings of longer words that read as a verb or an adjective after "I am" ("I am Trying", "I'm Nervous"):
-# checked only there, since surnames end so too ("Mr Manning").
-NOT_NAME_ENDINGS = ("ing", "ous", "ful", "ive", "able", "ible")
+# Endings of longer words that read as a verb, an adjective or a nationality after "I am" ("I am Trying",
+# "I'm Nervous", "I'm Vietnamese"): checked only there, since surnames end so too ("Mr Manning").
+NOT_NAME_ENDINGS = ("ing", "ous", "ful", "ive", "able", "ible", "ese", "ish")
 DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}$")
 REFERENCE_WORDS = re.compile(
     r"(order|invoice|ref(erence)?|tracking|ticket|case|transaction|account no|booking|#)\W{0,3}$",

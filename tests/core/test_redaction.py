@@ -53,6 +53,8 @@ from tests.conftest import banking77_questions
         ("the account is in the name of John Smith", "the account is in the name of [NAME]"),
         ("the name on my card is jane doe", "the name on my card is [NAME]"),
         ("cardholder name: Jane Doe", "cardholder name: [NAME]"),
+        ("Thank you so much for all the help, Priya Patel!", "Thank you so much for all the help, [NAME]!"),
+        ("Hi, I'm Julian", "Hi, I'm [NAME]"),
     ],
 )
 def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: str) -> None:
@@ -109,6 +111,8 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
         "I Am Trying To Top Up My Card Thanks John",
         "Hi I'm new here",
         "I'm in London",
+        "Hi, I am Vietnamese",
+        "This is Absurd.",
     ],
 )
 def test_look_alikes_stay(text: str) -> None:
