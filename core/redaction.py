@@ -1,16 +1,16 @@
 """Redact personal data before reviewers see a message.
 
-Replaced by typed placeholders: e-mail addresses, payment card numbers (Luhn-checked), IBANs (mod-97
-checked), US social security numbers, phone numbers, IP addresses (v4 and v6, checked by ``ipaddress``),
-UK National Insurance numbers, a name the customer gives ("my name is ...", "Hi, I'm Sarah", "Thanks, John",
-"Mr Smith", "my husband Tom", "the name on my card is ..."), a date of birth ("born on ...",
+Replaced by typed placeholders: e-mail addresses, payment card numbers (Luhn-checked), IBANs (mod-97 and
+length checked), US social security numbers, phone numbers, IP addresses (v4 and v6, checked by
+``ipaddress``), UK National Insurance numbers, a name the customer gives ("my name is ...", "Hi, I'm Sarah",
+"Thanks, John", "Mr Smith", "my husband Tom", "the name on my card is ..."), a date of birth ("born on ...",
 "DOB ..."), an ID number named as one ("passport number ...", "driving licence ..."), UK postcodes, a postcode
 or ZIP code named as one, and street addresses ("221B Baker Street"). Look-alikes stay: order and reference
 numbers, amounts, dates and times that nobody called a birth date, version numbers, card numbers that fail the
-Luhn check, IBANs that fail the checksum, "my name is" followed by something that is not a name ("my name
-is wrong on the card"), capitalised words after "I am" or a sign-off that are not names ("I am Unable",
-"Thanks Again"), and capitals in a message typed in Title Case. The original text is kept only in the turn
-log, visible to operators.
+Luhn check, IBANs that fail the checksum, "my name is" followed by something that is not a name ("my name is
+wrong on the card"), capitalised words after "I am" or a sign-off that are not names ("I am Unable", "Thanks
+Again"), and capitals in a message typed in Title Case. The original text is kept only in the turn log,
+visible to operators.
 """
 
 from __future__ import annotations
@@ -171,9 +171,25 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+# IBAN lengths by country (the SWIFT IBAN registry): a checksum passes by chance once in 97 tries, so "GB82 …
+# 32 to GB33" must not pass as a longer IBAN. Countries not listed: any length from 15 to 34.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
 def iban_valid(candidate: str) -> bool:
     compact = candidate.replace(" ", "").upper()
     if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    if len(compact) != IBAN_LENGTHS.get(compact[:2], len(compact)):
         return False
     rearranged = compact[4:] + compact[:4]
     numeric = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -241,6 +257,8 @@ def _capitalised_name(word: str, *, strict: bool) -> bool:
     lower = bare.lower()
     if not bare[:1].isupper() or (len(bare) > 1 and bare.isupper()):  # URGENT, ATM, UK: not names
         return False
+    if bare in ("I", "I'm", "I’m"):  # "Mr John I am ...": the name ends before "I"
+        return False
     return not strict or (
         lower not in NOT_NAMES_CAPITALISED and not (len(lower) > 5 and lower.endswith(NOT_NAME_ENDINGS))
     )
@@ -250,12 +268,14 @@ SENTENCE_WORD = re.compile(r"(^|[.!?\n]\s*)?([A-Za-z][A-Za-z'’-]*)")
 
 
 def capitals_mark_names(text: str) -> bool:
-    """Whether a capital letter says anything in this message: not in Title Case or SHOUTING, where nearly
-    every word inside a sentence is capitalised and a capitalised word is no sign of a name."""
+    """Whether a capital letter says anything in this message: not in Title Case, where nearly every word
+    inside a sentence is capitalised and a capitalised word is no sign of a name. Words in capitals
+    throughout (ATM, PIN, an IBAN's letters, SHOUTING) do not count either way: they are never taken as
+    names."""
     inside = [
         m.group(2)
         for m in SENTENCE_WORD.finditer(text)
-        if m.group(1) is None and m.group(2) not in ("I", "I'm", "I’m")
+        if m.group(1) is None and m.group(2) not in ("I", "I'm", "I’m") and not m.group(2).isupper()
     ]
     capitalised = sum(1 for word in inside if word[0].isupper())
     return not (len(inside) >= 6 and capitalised >= 0.6 * len(inside))
@@ -295,13 +315,17 @@ def find_personal_data(text: str) -> list[Redaction]:
         if end > start and all(end <= r.start or start >= r.end for r in found):
             found.append(Redaction(kind, start, end))
 
-    for match in IBAN.finditer(text):
-        # The pattern may run into following words ("... 7654 32 today"): try the longest valid prefix.
+    position = 0
+    while match := IBAN.search(text, position):
+        # The pattern may run into following words ("... 7654 32 today", "... 32 to GB33 ..."): take the
+        # longest valid prefix, and look for the next IBAN right after it (the rest may hold one).
+        position = match.end()
         tokens = match.group().split(" ")
         for count in range(len(tokens), 0, -1):
             candidate = " ".join(tokens[:count])
             if iban_valid(candidate):
                 add("IBAN", match.start(), match.start() + len(candidate))
+                position = match.start() + len(candidate)
                 break
     for match in EMAIL.finditer(text):
         add("EMAIL", match.start(), match.end())

@@ -15,6 +15,12 @@ from tests.conftest import banking77_questions
         ("card 4111111111111111 blocked", "card [CARD_NUMBER] blocked"),
         ("send it to GB82 WEST 1234 5698 7654 32 today", "send it to [IBAN] today"),
         ("IBAN DE89370400440532013000", "IBAN [IBAN]"),
+        # "GB82 … 32 to GB33" passes the checksum by chance (1 in 97), but no British IBAN has 28 characters:
+        # the second IBAN is found whole after the first.
+        (
+            "move it from GB82 WEST 1234 5698 7654 32 to GB33 BUKB 2020 1555 5555 55 please",
+            "move it from [IBAN] to [IBAN] please",
+        ),
         ("call me on +44 20 7946 0958", "call me on [PHONE]"),
         ("my number is 07700 900123", "my number is [PHONE]"),
         ("reach me at (555) 123-4567 after 5", "reach me at [PHONE] after 5"),
@@ -55,6 +61,11 @@ from tests.conftest import banking77_questions
         ("cardholder name: Jane Doe", "cardholder name: [NAME]"),
         ("Thank you so much for all the help, Priya Patel!", "Thank you so much for all the help, [NAME]!"),
         ("Hi, I'm Julian", "Hi, I'm [NAME]"),
+        ("ask Mr Jones I am sure he knows", "ask Mr [NAME] I am sure he knows"),
+        (
+            "my PIN at the ATM in the UK is blocked, thanks, Tom",
+            "my PIN at the ATM in the UK is blocked, thanks, [NAME]",
+        ),
     ],
 )
 def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: str) -> None:
@@ -122,6 +133,7 @@ def test_look_alikes_stay(text: str) -> None:
 def test_checksums() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
+    assert not iban_valid("GB82 WEST 1234 5698 7654 32 to GB33")  # checksum right, length wrong for GB
     assert not iban_valid("XX00")
 
 
