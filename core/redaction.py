@@ -5,12 +5,13 @@ length checked), US social security numbers, phone numbers, IP addresses (v4 and
 ``ipaddress``), UK National Insurance numbers, a name the customer gives ("my name is ...", "Hi, I'm Sarah",
 "Thanks, John", "Mr Smith", "my husband Tom", "the name on my card is ..."), a date of birth ("born on ...",
 "DOB ..."), an ID number named as one ("passport number ...", "driving licence ..."), UK postcodes, a postcode
-or ZIP code named as one, and street addresses ("221B Baker Street"). Look-alikes stay: order and reference
-numbers, amounts, dates and times that nobody called a birth date, version numbers, card numbers that fail the
-Luhn check, IBANs that fail the checksum, "my name is" followed by something that is not a name ("my name is
-wrong on the card"), capitalised words after "I am" or a sign-off that are not names ("I am Unable", "Thanks
-Again"), and capitals in a message typed in Title Case. The original text is kept only in the turn log,
-visible to operators.
+or ZIP code named as one, street addresses ("221B Baker Street"), bank details named as such ("account number
+...", "sort code ..."), and secrets ("my pin is 1234", "cvv 123", "password: ..."). Look-alikes stay: order
+and reference numbers, amounts, dates and times that nobody called a birth date, version numbers, card numbers
+that fail the Luhn check, IBANs that fail the checksum, "my name is" followed by something that is not a name
+("my name is wrong on the card"), capitalised words after "I am" or a sign-off that are not names ("I am
+Unable", "Thanks Again"), and capitals in a message typed in Title Case. The original text is kept only in the
+turn log, visible to operators.
 """
 
 from __future__ import annotations
@@ -52,6 +53,38 @@ BIRTH_DATE = re.compile(
     r"\b(?:born(?: on| in)?|date of birth|birth ?date|birthday|d\.?o\.?b\.?)"
     rf"(?:\s*(?:is|was|:|-))?\s*({_DATE})(?![\w])",
     re.IGNORECASE,
+)
+# Bank details named as such: an account number ("account number 12345678"), a sort code, routing (ABA) or
+# BSB number ("sort code 12-34-56").
+ACCOUNT_NUMBER = re.compile(
+    r"\b(?:account|acct|a/c)(?: (?:number|no\.?|num|#))?\s*(?:is|:|-|=)?\s*(\d(?:[ -]?\d){5,16})(?![\w-])",
+    re.IGNORECASE,
+)
+BANK_CODE = re.compile(
+    r"\b(?:sort ?code|routing(?: (?:number|no\.?))?|aba(?: (?:number|no\.?))?|bsb)\s*(?:is|:|-|=)?\s*"
+    r"(\d(?:[ -]?\d){5,8})(?![\w-])",
+    re.IGNORECASE,
+)
+# Secrets: a PIN, card security code or one-time code named as one, with its digits ("my pin is 1234",
+# "cvv 123"); a password or username given as one ("password: Summer2024!", "my username is jdoe84").
+NAMED_CODE = re.compile(
+    r"\b(?:pin(?: ?(?:code|number|no\.?))?|cvv2?|cvc2?|csc|security code|passcode|one[- ]time (?:pass)?code"
+    r"|otp|verification code|auth(?:entication)? code|2fa code|sms code)\s*(?:is|was|:|=|-)?\s*"
+    r"(\d{3,8})(?![\w-])",
+    re.IGNORECASE,
+)
+NAMED_SECRET = re.compile(
+    r"\b(?:(password|passwd|pwd|passphrase|pass phrase)|(user ?name|user id|login(?: name| id)?))"
+    r"\s*(?:(?:is|was)\s+|[:=]\s*)(\S{2,64})",
+    re.IGNORECASE,
+)
+# Words after "my password is" that say something about it rather than give it ("my password is not working").
+NOT_SECRETS = frozenset(
+    """wrong not incorrect invalid expired locked blocked changed reset forgotten lost stolen compromised too
+    very the a an my same different correct right fine ok okay working weak strong long short new old being
+    still no now there that this required needed missing saved stored hacked leaked known simple easy hard
+    secure safe case accepted rejected asked shown empty blank always never also just only definitely
+    wrong. right. correct. in on at for of from with by and or but since case-sensitive""".split()
 )
 NAMED_ID = re.compile(
     r"\b(?:passport|driv(?:ing|er'?s?) licen[cs]e|licen[cs]e|national id(?:entity)?|id card|identity card"
@@ -148,6 +181,10 @@ PLACEHOLDERS = {
     "DATE_OF_BIRTH": "a date of birth",
     "POSTCODE": "a postcode",
     "ADDRESS": "a street address",
+    "ACCOUNT_NUMBER": "a bank account number",
+    "BANK_CODE": "a bank sort code or routing number",
+    "SECRET": "a password, PIN or security code",
+    "USERNAME": "a username",
 }
 PLACEHOLDER = re.compile(r"\[(" + "|".join(PLACEHOLDERS) + r")\]")
 
@@ -333,6 +370,17 @@ def find_personal_data(text: str) -> list[Redaction]:
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             add("CARD_NUMBER", match.start(), match.end())
+    for match in ACCOUNT_NUMBER.finditer(text):
+        add("ACCOUNT_NUMBER", match.start(1), match.end(1))
+    for match in BANK_CODE.finditer(text):
+        if len(re.sub(r"\D", "", match.group(1))) in (6, 9):  # a sort code or BSB; a routing number
+            add("BANK_CODE", match.start(1), match.end(1))
+    for match in NAMED_CODE.finditer(text):
+        add("SECRET", match.start(1), match.end(1))
+    for match in NAMED_SECRET.finditer(text):
+        value = match.group(3).rstrip(".,!?;:)\"'")
+        if value and value.lower() not in NOT_SECRETS and not PLACEHOLDER.fullmatch(value):
+            add("SECRET" if match.group(1) else "USERNAME", match.start(3), match.start(3) + len(value))
     for match in SSN.finditer(text):
         add("SSN", match.start(), match.end())
     for match in NINO.finditer(text):

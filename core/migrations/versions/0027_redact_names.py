@@ -1,6 +1,8 @@
 """Stored review texts redacted again for the names customers give without "my name is": after a greeting's
 "I am" or "this is" ("Hi, I'm Sarah"), "Dear", a title ("Mr Smith"), a relation ("my husband Tom"), "in the
-name of", a name slot ("the name on my card is ..."), and in a closing sign-off ("Thanks, John"). As in 0026:
+name of", a name slot ("the name on my card is ..."), and in a closing sign-off ("Thanks, John"); for bank
+details named as such (account numbers, sort codes, routing numbers) and secrets (a PIN, a card security code,
+a one-time code, a password, a username); and for a second IBAN right after a first. As in 0026:
 placeholders already there stay, and nothing changes twice.
 
 Revision ID: 0027
