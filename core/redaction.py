@@ -412,9 +412,25 @@ def find_personal_data(text: str) -> list[Redaction]:
 
 def redact(text: str) -> str:
     """Replace personal data with placeholders such as ``[EMAIL]`` and ``[CARD_NUMBER]``."""
+    return _replace(text, find_personal_data(text))
+
+
+# Never stored, not even in the turn log operators read: PCI DSS forbids keeping a card's security code or
+# PIN after the fact and wants card numbers unreadable where stored; a password or one-time code is no
+# operator's business either.
+NEVER_STORED = frozenset({"CARD_NUMBER", "SECRET"})
+
+
+def scrub_secrets(text: str) -> str:
+    """The text as it may be stored: card numbers and secrets (PINs, security and one-time codes, passwords)
+    replaced, everything else as typed (operators see the rest in the turn log)."""
+    return _replace(text, [r for r in find_personal_data(text) if r.kind in NEVER_STORED])
+
+
+def _replace(text: str, found: list[Redaction]) -> str:
     pieces: list[str] = []
     cursor = 0
-    for item in find_personal_data(text):
+    for item in found:
         pieces.append(text[cursor : item.start])
         pieces.append(f"[{item.kind}]")
         cursor = item.end

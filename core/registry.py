@@ -21,6 +21,7 @@ from core.models import (
     Turn,
     utcnow,
 )
+from core.redaction import scrub_secrets
 
 
 class NotFoundError(LookupError):
@@ -106,7 +107,7 @@ def log_turn(
         raise ValueError(f"confidence must be in [0, 1], not {confidence}")
     turn = Turn(
         conversation_id=conversation_id,
-        user_text=user_text,
+        user_text=scrub_secrets(user_text),
         status=status,
         intent=intent,
         answer=answer,
@@ -321,7 +322,7 @@ def record_feedback(session: Session, *, turn_id: int, helpful: bool, comment: s
     if turn is None:
         raise NotFoundError(f"turn {turn_id} does not exist")
     turn.helpful = helpful
-    turn.feedback_comment = comment
+    turn.feedback_comment = scrub_secrets(comment) if comment else comment
     turn.feedback_at = utcnow()
     session.flush()
     return turn
@@ -436,7 +437,7 @@ def _message_text(text: str) -> str:
         raise MessageError("the message is empty")
     if len(text) > MESSAGE_LIMIT:
         raise MessageError(f"the message is {len(text)} characters; the limit is {MESSAGE_LIMIT}")
-    return text
+    return scrub_secrets(text)
 
 
 def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str) -> ConversationMessage:
@@ -524,7 +525,7 @@ def rate_chat(
     agent = last_agent(session, conversation_id=conversation_id)
     if agent is None:
         raise NothingToRate("nothing to rate: nobody from the team has chatted in this conversation")
-    conversation.rating, conversation.rating_comment = rating, comment
+    conversation.rating, conversation.rating_comment = rating, scrub_secrets(comment) if comment else comment
     conversation.rated_at, conversation.rated_agent = now or utcnow(), agent
     session.flush()
     return conversation

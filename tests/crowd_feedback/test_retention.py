@@ -87,6 +87,11 @@ def test_live_chat_messages_are_redacted_after_the_period_and_erased_with_the_co
     for message in old:
         message.created_at = NOW - timedelta(days=40)
     recent = customer_message(db_session, conversation_id="chat", text="new@example.com now")
+    # A secret is not kept even in the live chat the operator reads (the rest is, until the period ends).
+    secret = customer_message(
+        db_session, conversation_id="chat", text="my pin is 4321 and card 4111111111111111"
+    )
+    assert secret.text == "my pin is [SECRET] and card [CARD_NUMBER]"
     db_session.commit()
     summary = redact_old_turns(db_session, before=NOW - timedelta(days=30), batch_size=1)
     assert summary["live_chat_messages"] == 2

@@ -438,6 +438,25 @@ def test_uncertain_and_thumbs_down_turns_become_review_items(client: Any, app: A
         assert all(item.embedding for item in items)
 
 
+def test_card_numbers_and_secrets_are_never_stored_even_in_the_turn_log(client: Any, app: Any) -> None:
+    """PCI DSS: no card security code or PIN kept, card numbers unreadable where stored; a password is no
+    operator's business. The rest stays as typed for operators (the e-mail here), redacted for reviewers."""
+    said = "card 4111 1111 1111 1111 declined, pin 1234, cvv 123, password: hunter2, mail jo@example.com"
+    body = chat(client, said).get_json()
+    client.post(
+        "/api/v1/feedback", json={"turn_id": body["turn_id"], "helpful": False, "comment": "pin 9876"}
+    )
+    with app.extensions["helploop"].database.session() as session:
+        turn = session.get(Turn, body["turn_id"])
+        assert turn.user_text == (
+            "card [CARD_NUMBER] declined, pin [SECRET], cvv [SECRET], password: [SECRET], mail jo@example.com"
+        )
+        assert turn.feedback_comment == "pin [SECRET]"
+        assert (
+            session.scalar(select(func.count()).select_from(Turn).where(Turn.user_text.contains("4111"))) == 0
+        )
+
+
 def test_confident_turns_join_a_similar_pending_item_and_never_open_one(make_app: Any) -> None:
     from core.models import ReviewItem, ReviewItemTurn
 
