@@ -180,3 +180,14 @@ def test_real_banking_questions_keep_their_words(full: bool) -> None:
         return
     assert len(texts) == 13_083
     assert [t[:40] for t in changed] == ["Hi, I'm buying my son [NAME] a starter h"]
+
+
+def test_what_is_never_stored_is_scrubbed_and_the_rest_kept() -> None:
+    from core.redaction import scrub_secrets
+
+    assert scrub_secrets("my password is sunshine, call me on 07700 900123") == (
+        "my password is [SECRET], call me on 07700 900123"  # no digit in the secret: still found
+    )
+    assert scrub_secrets("card 5500-0000-0000-0004, pin: 0042") == "card [CARD_NUMBER], pin: [SECRET]"
+    plain = "Hi, I'm Sarah, where is my card?"
+    assert scrub_secrets(plain) is plain  # no digit, no password word: returned as it came
