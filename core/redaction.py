@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
@@ -352,8 +353,14 @@ def find_personal_data(text: str) -> list[Redaction]:
         if end > start and all(end <= r.start or start >= r.end for r in found):
             found.append(Redaction(kind, start, end))
 
+    # Most messages hold no digit, and then nothing that needs one can be there: those patterns are skipped.
+    numbered = any(ch.isdigit() for ch in text)
+
+    def with_digits(pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
+        return pattern.finditer(text) if numbered else iter(())
+
     position = 0
-    while match := IBAN.search(text, position):
+    while numbered and (match := IBAN.search(text, position)):
         # The pattern may run into following words ("... 7654 32 today", "... 32 to GB33 ..."): take the
         # longest valid prefix, and look for the next IBAN right after it (the rest may hold one).
         position = match.end()
@@ -366,43 +373,43 @@ def find_personal_data(text: str) -> list[Redaction]:
                 break
     for match in EMAIL.finditer(text):
         add("EMAIL", match.start(), match.end())
-    for match in CARD.finditer(text):
+    for match in with_digits(CARD):
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             add("CARD_NUMBER", match.start(), match.end())
-    for match in ACCOUNT_NUMBER.finditer(text):
+    for match in with_digits(ACCOUNT_NUMBER):
         add("ACCOUNT_NUMBER", match.start(1), match.end(1))
-    for match in BANK_CODE.finditer(text):
+    for match in with_digits(BANK_CODE):
         if len(re.sub(r"\D", "", match.group(1))) in (6, 9):  # a sort code or BSB; a routing number
             add("BANK_CODE", match.start(1), match.end(1))
-    for match in NAMED_CODE.finditer(text):
+    for match in with_digits(NAMED_CODE):
         add("SECRET", match.start(1), match.end(1))
     for match in NAMED_SECRET.finditer(text):
         value = match.group(3).rstrip(".,!?;:)\"'")
         if value and value.lower() not in NOT_SECRETS and not PLACEHOLDER.fullmatch(value):
             add("SECRET" if match.group(1) else "USERNAME", match.start(3), match.start(3) + len(value))
-    for match in SSN.finditer(text):
+    for match in with_digits(SSN):
         add("SSN", match.start(), match.end())
-    for match in NINO.finditer(text):
+    for match in with_digits(NINO):
         add("ID_NUMBER", match.start(), match.end())
-    for match in NAMED_ID.finditer(text):
+    for match in with_digits(NAMED_ID):
         if re.search(r"\d", match.group(1)):
             add("ID_NUMBER", match.start(1), match.end(1))
-    for match in BIRTH_DATE.finditer(text):
+    for match in with_digits(BIRTH_DATE):
         add("DATE_OF_BIRTH", match.start(1), match.end(1))
-    for pattern in (IPV4, IPV6):
-        for match in pattern.finditer(text):
+    for pattern in (IPV4, IPV6):  # an IPv6 address may be all letters ("dead:beef::cafe")
+        for match in pattern.finditer(text) if pattern is IPV6 else with_digits(pattern):
             if _ip_ok(text, match.start(), match.group()):
                 add("IP_ADDRESS", match.start(), match.end())
-    for match in STREET.finditer(text):
+    for match in with_digits(STREET):
         add("ADDRESS", match.start(), match.end())
-    for match in NAMED_POSTCODE.finditer(text):
+    for match in with_digits(NAMED_POSTCODE):
         add("POSTCODE", match.start(1), match.end(1))
-    for match in UK_POSTCODE.finditer(text):
+    for match in with_digits(UK_POSTCODE):
         add("POSTCODE", match.start(), match.end())
     for start, end in _names(text):
         add("NAME", start, end)
-    for match in PHONE.finditer(text):
+    for match in with_digits(PHONE):
         candidate = match.group().rstrip(" .-(")
         end = match.start() + len(candidate)
         if _phone_ok(text, match.start(), candidate):
