@@ -1132,7 +1132,10 @@ def crowd() -> None:
     """Crowd labels: truth inference."""
 
 
-def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+def _read_crowd_csv(
+    path: str, columns: tuple[str, ...], *, optional: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """The rows' values of ``columns``, then of those ``optional`` columns the header has (read once)."""
     import csv
 
     file = Path(path)
@@ -1144,6 +1147,7 @@ def _read_crowd_csv(path: str, columns: tuple[str, ...]) -> list[tuple[str, ...]
         try:
             header = [c.strip() for c in reader.fieldnames or []]
             missing = [c for c in columns if c not in header]
+            columns += tuple(c for c in optional if c in header)
             if missing:
                 _fail(
                     f"{path}:1: header must have the columns {', '.join(columns)} "
@@ -1167,18 +1171,6 @@ def _utf8_file(path: str) -> str:
         return utf8_text(path, Path(path).read_bytes())
     except KnowledgeBaseFormatError as exc:
         _fail(str(exc))
-
-
-def _crowd_csv_header(path: str) -> list[str]:
-    import csv
-
-    if not Path(path).is_file():
-        _fail(f"{path}: file not found")
-    with io.StringIO(_utf8_file(path), newline="") as handle:
-        try:
-            return [c.strip() for c in next(csv.reader(handle), [])]
-        except csv.Error as exc:
-            _fail(f"{path}:1: not a CSV row ({exc})")
 
 
 @crowd.command("aggregate")
@@ -1233,10 +1225,9 @@ def crowd_aggregate(
             _fail(f"{truth_file}: no item in common with {answers_file}")
     confident: dict[str, tuple[str, float]] | None = None
     if model_votes_file:
-        header = _crowd_csv_header(model_votes_file)
-        if "confidence" in header:
+        rows = _read_crowd_csv(model_votes_file, ("item", "label"), optional=("confidence",))
+        if len(rows[0]) == 3:  # the file has a confidence column
             confident = {}
-            rows = _read_crowd_csv(model_votes_file, ("item", "label", "confidence"))
             for line, (item, label, text) in enumerate(rows, start=2):
                 try:
                     confidence = float(text)
@@ -1246,7 +1237,7 @@ def crowd_aggregate(
                     _fail(f"{model_votes_file}:{line}: field 'confidence' must be a number from 0 to 1")
                 confident[item] = (label, confidence)
         else:
-            votes = {row[0]: row[1] for row in _read_crowd_csv(model_votes_file, ("item", "label"))}
+            votes = {row[0]: row[1] for row in rows}
             try:
                 answers = with_model_votes(answers, votes)
             except ValueError as exc:
