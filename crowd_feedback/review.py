@@ -1152,9 +1152,11 @@ def weekly_agreement(
     from crowd_feedback.aggregation import Answer
     from crowd_feedback.agreement import krippendorff_alpha
 
-    now = as_utc(now or utcnow()).astimezone(UTC)
-    this_week = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = this_week - timedelta(weeks=weeks - 1)
+    def week_of(moment: datetime) -> datetime:  # Monday 00:00 UTC, whatever the connection's time zone
+        moment = as_utc(moment).astimezone(UTC)
+        return (moment - timedelta(days=moment.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    start = week_of(now or utcnow()) - timedelta(weeks=weeks - 1)
     rows = session.execute(
         select(Judgement.item_id, User.username, Judgement.label, ReviewItem.created_at)
         .join(User, User.id == Judgement.reviewer_id)
@@ -1162,12 +1164,8 @@ def weekly_agreement(
         .where(ReviewItem.is_gold.is_(False), ReviewItem.created_at >= start)
     ).all()
     by_week: dict[datetime, list[Any]] = {}
-    for item, reviewer, label, stored in rows:
-        created = as_utc(stored).astimezone(UTC)  # weeks in UTC, whatever the connection's time zone
-        week = (created - timedelta(days=created.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        by_week.setdefault(week, []).append(Answer(str(item), reviewer, label))
+    for item, reviewer, label, created in rows:
+        by_week.setdefault(week_of(created), []).append(Answer(str(item), reviewer, label))
     batches = []
     for week, answers in sorted(by_week.items(), reverse=True):
         per_item = Counter(a.item for a in answers)
