@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from self_training import seeded_arguments  # noqa: E402  (bench/ is the script's folder)
+
 from bot.encoders import DEFAULT_ENCODER, CachingEncoder  # noqa: E402
 from bot.engine import AnsweringEngine, EngineConfig, add_encoder  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
@@ -47,22 +49,11 @@ from training.finetune import (  # noqa: E402
     fit_engine_with_fine_tuning,
 )
 
-DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seeded_arguments(__doc__)  # --data, --out, --shots, --seeds, --encoder (the engine's by default)
     parser.add_argument("--epochs", type=float, default=6.0)
     parser.add_argument("--head-epochs", type=float, default=0.0, help="classification stage (0: off)")
-    parser.add_argument(
-        "--encoder", default=None, help="encoder package or directory (default: the engine's own)"
-    )
     parser.add_argument(
         "--extra-encoder",
         action="append",
