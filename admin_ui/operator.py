@@ -228,7 +228,9 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
     highest day: a rate of a few per cent would lie flat along the bottom of a 0-100 % axis), and a marker
     where a model was promoted."""
     step = width / max(len(days), 1)
-    bars, line, markers = [], [], []
+    bars: list[dict[str, Any]] = []
+    line: list[tuple[float, float]] = []
+    markers: list[dict[str, Any]] = []
     rates = [d.unhelpful / d.turns for d in days if d.turns]
     rate_top = next(top for top in RATE_SCALES if max(rates, default=0.0) <= top)
     for i, day in enumerate(days):
@@ -246,7 +248,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
                 y -= h
                 bars.append({"x": x + 1, "y": y, "w": step - 2, "h": h, "fill": colour})
             rate = day.unhelpful / day.turns
-            line.append(f"{x + step / 2:.1f},{height - rate / rate_top * height:.1f}")
+            line.append((x + step / 2, height - rate / rate_top * height))
         for version in day.promoted:
             markers.append({"x": x + 1, "version": version, "day": day.day.isoformat()})
     labelled = [
@@ -262,7 +264,8 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
         "days": days,
         "step": step,
         "bars": bars,
-        "line": " ".join(line),
+        "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in line),
+        "points": line,
         "markers": markers,
         "labels": labelled,
         "rate_top": rate_top,

@@ -326,6 +326,9 @@ def _texts(file: str, node: yaml.Node, where: str, key: str) -> list[tuple[str, 
     ]
 
 
+TOO_DEEP = "nested too deeply to be a knowledge base"  # past the JSON or YAML parser's recursion
+
+
 def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
     file = str(path)
     if is_json:
@@ -334,9 +337,7 @@ def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
         except json.JSONDecodeError as exc:
             raise KnowledgeBaseFormatError(file, exc.lineno, None, f"not valid JSON: {exc.msg}") from None
         except RecursionError:
-            raise KnowledgeBaseFormatError(
-                file, None, None, "nested too deeply to be a knowledge base"
-            ) from None
+            raise KnowledgeBaseFormatError(file, None, None, TOO_DEEP) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -344,7 +345,7 @@ def _compose(path: Path, text: str, *, is_json: bool) -> yaml.Node:
         line = mark.line + 1 if mark is not None else None
         raise KnowledgeBaseFormatError(file, line, None, f"not valid YAML: {exc}") from None
     except RecursionError:
-        raise KnowledgeBaseFormatError(file, None, None, "nested too deeply to be a knowledge base") from None
+        raise KnowledgeBaseFormatError(file, None, None, TOO_DEEP) from None
     if node is None:
         raise KnowledgeBaseFormatError(file, 1, None, "file is empty")
     return node
@@ -942,10 +943,8 @@ def read_labelled_csv(path: str | Path) -> tuple[list[str], list[str]]:
                 text = _check_text(file, line, "text", row.get("text") or "", limit=MAX_EXAMPLE_LENGTH)
                 label = _check_name(file, line, "label", row.get("label") or "")
                 kb_rows.append((text, label))
-        except (
-            csv.Error
-        ) as exc:  # a field past the csv module's limit (128 KiB): the underlying reader's line
-            raise KnowledgeBaseFormatError(
+        except csv.Error as exc:  # a field past the csv module's limit (128 KiB)
+            raise KnowledgeBaseFormatError(  # the underlying reader's line: DictReader's lags a row
                 file, max(reader.reader.line_num, 1), None, f"not valid CSV: {exc}"
             ) from None
     if not kb_rows:
