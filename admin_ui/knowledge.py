@@ -22,6 +22,7 @@ from core.kb_files import (
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
     knowledge_base_archive,
+    metadata_text,
     read_knowledge_base_files,
 )
 from core.knowledge_base import (
@@ -76,6 +77,7 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
         or needle in intent.title.casefold()
         or needle in intent.answer.casefold()
         or needle in intent.reviewer_note.casefold()
+        or needle in metadata_text(intent.metadata)
         or any(needle in e.casefold() for e in intent.examples)
     ]
     return (
@@ -103,6 +105,7 @@ def _form_values() -> dict[str, Any]:
         "examples": [line for line in form.get("examples", "").splitlines() if line.strip()],
         "follow_ups": form.getlist("follow_ups"),
         "reviewer_note": form.get("reviewer_note", ""),
+        "metadata": form.get("metadata"),  # None (a form without the field) keeps the intent's metadata
         "revision": form.get("revision") or None,
     }
 
@@ -128,7 +131,15 @@ def _editor(values: dict[str, Any], *, create: bool, error: str | None = None, s
 @require_role("operator")
 def new() -> Any:
     return _editor(
-        {"name": "", "title": "", "answer": "", "examples": [], "follow_ups": [], "reviewer_note": ""},
+        {
+            "name": "",
+            "title": "",
+            "answer": "",
+            "examples": [],
+            "follow_ups": [],
+            "reviewer_note": "",
+            "metadata": "",
+        },
         create=True,
     )
 
@@ -141,7 +152,12 @@ def edit(name: str) -> Any:
         intent = load_knowledge_base(session).intents.get(name)
     if intent is None:
         abort(404)
-    return _editor({**intent.to_dict(), "revision": intent_revision(intent)}, create=False)
+    values = {
+        **intent.to_dict(),
+        "metadata": "\n".join(f"{key}: {value}" for key, value in intent.metadata.items()),
+        "revision": intent_revision(intent),
+    }
+    return _editor(values, create=False)
 
 
 def _save(values: dict[str, Any], *, create: bool) -> Any:

@@ -9,6 +9,7 @@ from bot.engine import (
     Candidate,
     EngineConfig,
     IntentInfo,
+    MetadataFilter,
     Prediction,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "Candidate",
     "EngineConfig",
     "IntentInfo",
+    "MetadataFilter",
     "Prediction",
 ]

@@ -17,7 +17,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +64,37 @@ class IntentInfo:
     answer: str = ""
     title: str = ""
     follow_ups: list[str] = field(default_factory=list)
+    # Key-value pairs a query can filter on (``MetadataFilter``), lower case as the knowledge base keeps them.
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _metadata_word(value: object) -> str:
+    return " ".join(str(value).split()).lower()
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    """Answer only from intents whose metadata matches: every pair (Azure's ``AND``) or, with ``any_of``, at
+    least one (``OR``); keys and values compare without regard to case. The out-of-scope intent always stays
+    a candidate, and the probabilities of the intents left out are not handed to the others: a question
+    about something else is still handed over or clarified instead of being forced onto a matching intent."""
+
+    pairs: tuple[tuple[str, str], ...]
+    any_of: bool = False
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[object, object]], *, any_of: bool = False) -> MetadataFilter:
+        return cls(tuple(sorted({(_metadata_word(k), _metadata_word(v)) for k, v in pairs})), any_of)
+
+    def matches(self, metadata: Mapping[str, str]) -> bool:
+        hits = [metadata.get(key) == value for key, value in self.pairs]
+        return any(hits) if self.any_of else all(hits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metadata": [{"key": key, "value": value} for key, value in self.pairs],
+            "logical_operation": "OR" if self.any_of else "AND",
+        }
 
 
 @dataclass
@@ -160,7 +191,8 @@ class Prediction:
 
     @property
     def top_intent(self) -> str:
-        return self.ranking[0].intent
+        # No candidate at all: a metadata filter that no intent matches.
+        return self.ranking[0].intent if self.ranking else OUT_OF_SCOPE
 
     def reply(self, *, clarify_message: str, handoff_message: str) -> str:
         """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line."""
@@ -300,7 +332,10 @@ def training_data_hash(
     digest = hashlib.sha256()
     for text, label in sorted(zip(texts, labels, strict=True)):
         digest.update(f"{label}\t{text}\n".encode())
-    digest.update(json.dumps({k: asdict(v) for k, v in sorted(knowledge.items())}, sort_keys=True).encode())
+    # Metadata is left out: like an answer edited later, it changes without retraining (and earlier versions'
+    # hashes stay what they were).
+    content = {k: {f: x for f, x in asdict(v).items() if f != "metadata"} for k, v in knowledge.items()}
+    digest.update(json.dumps(dict(sorted(content.items())), sort_keys=True).encode())
     for text in sorted(traffic):
         digest.update(f"\x00traffic\t{text}\n".encode())
     return digest.hexdigest()
@@ -690,12 +725,31 @@ class AnsweringEngine:
             raise RuntimeError("engine is not fitted")
         return self._score(self.featurise(texts))
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+    def allowed(self, only: MetadataFilter | None) -> np.ndarray | None:
+        """Which of ``self.labels`` a query filtered by ``only`` may be answered with (None: all)."""
+        if only is None or not only.pairs:
+            return None
+        return np.array(
+            [
+                label == OUT_OF_SCOPE or only.matches(self.knowledge.get(label, IntentInfo()).metadata)
+                for label in self.labels
+            ],
+            dtype=bool,
+        )
+
+    def predict_batch(self, texts: Sequence[str], *, only: MetadataFilter | None = None) -> list[Prediction]:
+        """Predict each text; ``only`` restricts the answer to the intents whose metadata match it."""
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
         features = self.featurise(texts)
         probabilities, confidence, member_scores = self._score(features)
+        allowed = self.allowed(only)
+        if allowed is not None:
+            # Not renormalised: the share of the intents left out stays "not here", so the confidence (and
+            # the gate) see how sure the model is of a matching intent among all it knows.
+            probabilities = probabilities * allowed
+            confidence = self.calibrator(probabilities.max(axis=1))
         embedding = features.embeddings.get(self.config.encoder["name"])
         margins = self._margins(probabilities, confidence)
         elapsed = (time.perf_counter() - started) * 1000 / max(len(texts), 1)
@@ -707,6 +761,7 @@ class AnsweringEngine:
                 float(margins[i]),
                 {name: scores[i] for name, scores in member_scores.items()},
                 elapsed,
+                allowed,
             )
             for i, text in enumerate(texts)
         ]
@@ -715,8 +770,8 @@ class AnsweringEngine:
                 prediction.embedding = embedding[i]
         return predictions
 
-    def predict(self, text: str) -> Prediction:
-        return self.predict_batch([text])[0]
+    def predict(self, text: str, *, only: MetadataFilter | None = None) -> Prediction:
+        return self.predict_batch([text], only=only)[0]
 
     @property
     def held_out(self) -> HeldOutRows | None:
@@ -784,10 +839,15 @@ class AnsweringEngine:
         self.gate = Gate.from_config(option)  # one assignment: requests see the old or the new gate whole
         return True
 
-    def update_answers(self, book: Mapping[str, tuple[str, str, Sequence[str]]]) -> int:
-        """Take newer titles, answers and follow-ups {intent: (title, answer, follow_ups)} for the intents
-        this model knows (what the bot says is content: it changes without retraining). Each entry is replaced
-        whole, so a concurrent ``predict`` sees the old or the new one. Returns how many changed."""
+    def update_answers(
+        self,
+        book: Mapping[str, tuple[str, str, Sequence[str]]],
+        metadata: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> int:
+        """Take newer titles, answers and follow-ups {intent: (title, answer, follow_ups)}, and with
+        ``metadata`` {intent: {key: value}} (intents left out have none), for the intents this model knows
+        (what the bot says is content: it changes without retraining). Each entry is replaced whole, so a
+        concurrent ``predict`` sees the old or the new one. Returns how many changed."""
         changed = 0
         for label, (title, answer, follow_ups) in book.items():
             if label not in self.knowledge:
@@ -796,6 +856,11 @@ class AnsweringEngine:
                 answer=answer,
                 title=title or humanise(label),
                 follow_ups=[f for f in follow_ups if f in self.knowledge and f != label],
+                metadata=(
+                    dict((metadata or {}).get(label, {}))
+                    if metadata is not None
+                    else self.knowledge[label].metadata
+                ),
             )
             if info != self.knowledge[label]:
                 self.knowledge[label] = info
@@ -816,20 +881,23 @@ class AnsweringEngine:
         margin: float,
         member_scores: dict[str, np.ndarray],
         latency_ms: float,
+        allowed: np.ndarray | None = None,
     ) -> Prediction:
         k = min(self.config.top_k, len(self.labels))
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        ranking = [self._candidate(int(i), probabilities[i]) for i in order]
+        order = np.argsort(-probabilities, kind="stable")
+        if allowed is not None:
+            order = order[allowed[order]]  # a metadata filter: only the intents it lets through
+        ranking = [self._candidate(int(i), probabilities[i]) for i in order[:k]]
         members_out = {}
         for name, scores in member_scores.items():
             best = np.argsort(-scores, kind="stable")[:k]
             members_out[name] = [
                 {"intent": self.labels[int(i)], "score": round(float(scores[i]), 6)} for i in best
             ]
-        top = ranking[0]
         gate = self.gate  # one read: an operator may swap the gate while this runs
         status, intent, answer = HANDOFF, None, ""
         suggestions: list[Candidate] = []
+        top = ranking[0] if ranking else Candidate(OUT_OF_SCOPE, 0.0, "")  # nothing the filter lets through
         if top.intent != OUT_OF_SCOPE and confidence >= gate.threshold and margin >= gate.margin:
             status, intent = ANSWERED, top.intent
             info = self.knowledge.get(top.intent, IntentInfo())

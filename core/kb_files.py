@@ -34,6 +34,13 @@ MAX_ANSWER_LENGTH = 10_000
 # customers).
 MAX_NOTE_LENGTH = 2000
 MAX_TITLE_LENGTH = 200
+# Metadata: key-value pairs per intent (Azure question answering's metadata), which a query can filter on
+# ("product: savings" answers only from that product's intents). Keys and values are kept lower case, as
+# Azure keeps them, so a filter matches whatever case it is written in.
+MAX_METADATA_PAIRS = 20
+MAX_METADATA_KEY = 100
+MAX_METADATA_VALUE = 500
+_METADATA_KEY = re.compile(r"^[^\s:|]+$")
 # A zipped upload (Language Studio's export): at most this many files and bytes once unpacked.
 MAX_ZIP_MEMBERS = 100
 MAX_ZIP_BYTES = 50 * 1024 * 1024
@@ -69,6 +76,7 @@ class IntentData:
     examples: list[str] = field(default_factory=list)
     follow_ups: list[str] = field(default_factory=list)
     reviewer_note: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
     origin: Origin | None = None
     answer_origin: Origin | None = None
 
@@ -83,6 +91,8 @@ class IntentData:
         if self.reviewer_note:
             # Only when set: a knowledge base without notes keeps the hash it had before notes existed.
             data["reviewer_note"] = self.reviewer_note
+        if self.metadata:  # likewise
+            data["metadata"] = dict(sorted(self.metadata.items()))
         return data
 
 
@@ -186,6 +196,74 @@ def check_title(file: str, line: int | None, fieldname: str, value: Any) -> str:
     return title
 
 
+def check_metadata(file: str, line: int | None, fieldname: str, value: Any) -> dict[str, str]:
+    """An intent's metadata: an object of key -> value (or QnA Maker's list of ``{"name", "value"}``), or
+    the text form ``key:value|key:value``. Keys have no spaces, ':' or '|'; both are lower-cased."""
+    if value in (None, ""):
+        return {}
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, str):
+        pairs = []
+        for part in value.split("|"):
+            if not part.strip():
+                continue
+            if ":" not in part:
+                raise KnowledgeBaseFormatError(
+                    file, line, fieldname, f"{part.strip()!r} is not 'key:value' (pairs are separated by '|')"
+                )
+            key, _, text = part.partition(":")
+            pairs.append((key, text))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list):
+        pairs = []
+        for entry in value:
+            lowered = {str(k).lower(): v for k, v in entry.items()} if isinstance(entry, dict) else {}
+            name = lowered.get("name", lowered.get("key"))
+            if name is None or "value" not in lowered:
+                raise KnowledgeBaseFormatError(
+                    file, line, fieldname, "each entry of a metadata list must have a name and a value"
+                )
+            pairs.append((name, lowered["value"]))
+    else:
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"must be an object of key: value, not {type(value).__name__}"
+        )
+    metadata: dict[str, str] = {}
+    for raw_key, raw_value in pairs:
+        if not isinstance(raw_key, str | int | float) or not isinstance(raw_value, str | int | float | bool):
+            raise KnowledgeBaseFormatError(file, line, fieldname, "keys and values must be text")
+        key, text = str(raw_key).strip().lower(), " ".join(str(raw_value).split()).lower()
+        _refuse_unreadable(file, line, fieldname, key + text)
+        if not key or not _METADATA_KEY.match(key) or len(key) > MAX_METADATA_KEY:
+            raise KnowledgeBaseFormatError(
+                file,
+                line,
+                fieldname,
+                f"key {key!r} must be 1-{MAX_METADATA_KEY} characters without spaces, ':' or '|'",
+            )
+        if not text or "|" in text or len(text) > MAX_METADATA_VALUE:
+            raise KnowledgeBaseFormatError(
+                file,
+                line,
+                fieldname,
+                f"the value of {key!r} must be 1-{MAX_METADATA_VALUE} characters without '|'",
+            )
+        if key in metadata and metadata[key] != text:
+            raise KnowledgeBaseFormatError(file, line, fieldname, f"key {key!r} appears twice")
+        metadata[key] = text
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"has {len(metadata)} keys, limit {MAX_METADATA_PAIRS}"
+        )
+    return dict(sorted(metadata.items()))
+
+
+def metadata_text(metadata: dict[str, str]) -> str:
+    """The text form ``key:value|key:value`` (CSV and TSV columns, the edit form's field)."""
+    return "|".join(f"{key}:{value}" for key, value in sorted(metadata.items()))
+
+
 def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
     if not isinstance(value, str):
         raise KnowledgeBaseFormatError(file, line, fieldname, f"must be text, not {type(value).__name__}")
@@ -281,6 +359,8 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                     ]
                 if "reviewer_note" in index and row[index["reviewer_note"]].strip():
                     entry.reviewer_note = check_note(file, line, "reviewer_note", row[index["reviewer_note"]])
+                if "metadata" in index and row[index["metadata"]].strip():
+                    entry.metadata = check_metadata(file, line, "metadata", row[index["metadata"]])
     except csv.Error as exc:
         raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid CSV: {exc}") from None
 
@@ -386,6 +466,11 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
             intent.reviewer_note = check_note(
                 file, _line(node), f"{where}.reviewer_note", _scalar(file, node, f"{where}.reviewer_note")
             )
+        if "metadata" in entry:
+            node = entry["metadata"]
+            intent.metadata = check_metadata(
+                file, _line(node), f"{where}.metadata", yaml.safe_load(yaml.serialize(node))
+            )
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
@@ -464,6 +549,14 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
                     f"{key}.metadata.helploop_title",
                     _scalar(file, title_node, "title"),
                 )
+            tags_node = metadata.get("helploop_metadata")
+            if tags_node is not None:
+                kb.intent(name, origin).metadata = check_metadata(
+                    file,
+                    _line(tags_node),
+                    f"{key}.metadata.helploop_metadata",
+                    yaml.safe_load(yaml.serialize(tags_node)),
+                )
             note_node = metadata.get("helploop_reviewer_note")
             if note_node is not None:
                 kb.intent(name, origin).reviewer_note = check_note(
@@ -478,8 +571,9 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
 # One question-and-answer pair (QnA) becomes one intent: its questions are the examples, its answer the
 # answer, its follow-up prompts the follow-ups. Azure has no intent names, so the name comes from the first
 # question ("How do I reset my PIN?" -> how_do_i_reset_my_pin), with the QnA id added when two QnAs would
-# share one; the title is the text a follow-up prompt shows for the QnA, or else its first question. Metadata,
-# sources and active-learning suggestions have no HelpLoop counterpart and are left out.
+# share one; the title is the text a follow-up prompt shows for the QnA, or else its first question. Its
+# metadata becomes the intent's metadata (queries filter on it). Sources and active-learning suggestions have
+# no HelpLoop counterpart and are left out.
 
 _AZURE_LISTS = ("qnalist", "qnadocuments", "qnas")
 
@@ -492,6 +586,7 @@ class _Qna:
     answer_origin: Origin | None = None
     questions: list[str] = field(default_factory=list)
     prompts: list[tuple[int, str, str, Origin]] = field(default_factory=list)  # order, target, text
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def _slug(text: str) -> str:
@@ -578,6 +673,7 @@ def _add_qnas(file: str, qnas: dict[str, _Qna], kb: KnowledgeBaseData) -> None:
         intent.title = titles.get(key) or _short_title(qna.questions[0])
         follow_ups = [names[target] for _, target, _, _ in sorted(qna.prompts, key=lambda p: p[0])]
         intent.follow_ups = [f for f in dict.fromkeys(follow_ups) if f != name]
+        intent.metadata = dict(qna.metadata)
 
 
 def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
@@ -628,6 +724,14 @@ def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                         file, line, "Prompts", f"not valid JSON: {exc.msg}"
                     ) from None
                 qna.prompts = _azure_prompts(file, line, "Prompts", parsed)
+            raw_metadata = row[index["metadata"]].strip() if "metadata" in index else ""
+            if raw_metadata:
+                metadata = check_metadata(file, line, "Metadata", raw_metadata)
+                if qna.metadata and qna.metadata != metadata:
+                    raise KnowledgeBaseFormatError(
+                        file, line, "Metadata", f"QnA {key} has other metadata on line {qna.origin.line}"
+                    )
+                qna.metadata = metadata
     except csv.Error as exc:
         raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid TSV: {exc}") from None
     _add_qnas(file, qnas, kb)
@@ -673,6 +777,11 @@ def _read_azure_json(path: Path, qna_list: yaml.Node, kb: KnowledgeBaseData) -> 
             if prompts is not None:
                 value = yaml.safe_load(yaml.serialize(prompts))
                 qna.prompts = _azure_prompts(file, _line(prompts), f"{where}.dialog.prompts", value)
+        if "metadata" in entry:
+            node = entry["metadata"]
+            qna.metadata = check_metadata(
+                file, _line(node), f"{where}.metadata", yaml.safe_load(yaml.serialize(node))
+            )
         qnas[key] = qna
     _add_qnas(file, qnas, kb)
 
@@ -847,7 +956,7 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
                 writer.writerows([text, intent.name] for text in intent.examples)
         with answers_path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["label", "answer", "title", "follow_ups", "reviewer_note"])
+            writer.writerow(["label", "answer", "title", "follow_ups", "reviewer_note", "metadata"])
             for intent in intents:
                 if intent.answer:
                     writer.writerow(
@@ -857,6 +966,7 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
                             intent.title,
                             "|".join(intent.follow_ups),
                             intent.reviewer_note,
+                            metadata_text(intent.metadata),
                         ]
                     )
         return [examples_path, answers_path]
@@ -872,8 +982,12 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
             if not intent.answer:
                 continue
             response: dict[str, Any] = {"text": intent.answer}
-            # Rasa keeps response metadata as-is: the title and the reviewer note survive a round trip.
-            metadata = {"helploop_title": intent.title, "helploop_reviewer_note": intent.reviewer_note}
+            # Rasa keeps response metadata as-is: the title, reviewer note and metadata survive a round trip.
+            metadata: dict[str, Any] = {
+                "helploop_title": intent.title,
+                "helploop_reviewer_note": intent.reviewer_note,
+                "helploop_metadata": dict(intent.metadata),
+            }
             if any(metadata.values()):
                 response["metadata"] = {key: value for key, value in metadata.items() if value}
             if intent.follow_ups:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,7 @@ from core.kb_files import (
     KnowledgeBaseFormatError,
     Origin,
     check_intent_name,
+    check_metadata,
     check_note,
     check_text,
     read_knowledge_base_files,
@@ -54,6 +55,7 @@ def load_knowledge_base(session: Session) -> KnowledgeBaseData:
             examples=[e.text for e in row.examples],
             follow_ups=list(row.follow_ups or []),
             reviewer_note=row.reviewer_note or "",
+            metadata=dict(row.metadata_ or {}),
             origin=Origin("<database>", None),
         )
     return kb
@@ -69,6 +71,7 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
                 examples=list(i.examples),
                 follow_ups=list(i.follow_ups),
                 reviewer_note=i.reviewer_note,
+                metadata=dict(i.metadata),
                 origin=i.origin,
             )
             for name, i in existing.intents.items()
@@ -88,6 +91,8 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
             target.follow_ups = list(new.follow_ups)
         if new.reviewer_note:
             target.reviewer_note = new.reviewer_note
+        if new.metadata:
+            target.metadata = dict(new.metadata)
         for text in new.examples:
             if text not in target.examples:
                 target.examples.append(text)
@@ -119,17 +124,20 @@ def import_knowledge_base(
                 answer=data.answer,
                 follow_ups=list(data.follow_ups),
                 reviewer_note=data.reviewer_note,
+                metadata_=dict(data.metadata),
             )
             session.add(row)
             created += 1
-        elif (row.title, row.answer, list(row.follow_ups or []), row.reviewer_note or "") != (
-            data.title,
-            data.answer,
-            data.follow_ups,
-            data.reviewer_note,
-        ):
+        elif (
+            row.title,
+            row.answer,
+            list(row.follow_ups or []),
+            row.reviewer_note or "",
+            dict(row.metadata_ or {}),
+        ) != (data.title, data.answer, data.follow_ups, data.reviewer_note, data.metadata):
             row.title, row.answer, row.follow_ups = data.title, data.answer, list(data.follow_ups)
             row.reviewer_note = data.reviewer_note
+            row.metadata_ = dict(data.metadata)
             updated += 1
         wanted = list(dict.fromkeys(data.examples))
         have = {e.text: e for e in row.examples}
@@ -154,7 +162,7 @@ def import_knowledge_base(
     changes = [
         f"{_count(created, 'intent')} added" if created else "",
         f"{_count(deleted, 'intent')} removed" if deleted else "",
-        f"{_count(updated, 'intent')} with a new title, answer, follow-ups or reviewer note"
+        f"{_count(updated, 'intent')} with a new title, answer, follow-ups, reviewer note or metadata"
         if updated
         else "",
         f"{_count(added, 'example')} added" if added else "",
@@ -216,6 +224,7 @@ class AnswerBook:
 
     kb_version_id: int | None
     intents: dict[str, tuple[str, str, tuple[str, ...]]]
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # intents that have any
 
 
 def read_answer_book(session: Session, *, known_version: int | None = None) -> AnswerBook | None:
@@ -224,13 +233,16 @@ def read_answer_book(session: Session, *, known_version: int | None = None) -> A
     version = session.scalar(select(func.max(KnowledgeBaseVersion.id)))
     if version is not None and version == known_version:
         return None
-    rows = session.execute(select(Intent.name, Intent.title, Intent.answer, Intent.follow_ups)).all()
+    rows = session.execute(
+        select(Intent.name, Intent.title, Intent.answer, Intent.follow_ups, Intent.metadata_)
+    ).all()
     return AnswerBook(
         version,
         {
             name: (title or "", answer or "", tuple(follow_ups or ()))
-            for name, title, answer, follow_ups in rows
+            for name, title, answer, follow_ups, _ in rows
         },
+        {name: dict(metadata) for name, _, _, _, metadata in rows if metadata},
     )
 
 
@@ -250,6 +262,7 @@ def save_intent(
     examples: Sequence[str],
     follow_ups: Sequence[str] = (),
     reviewer_note: str = "",
+    metadata: str | dict[str, str] | None = None,
     actor: str,
     create: bool,
     revision: str | None = None,
@@ -257,7 +270,8 @@ def save_intent(
     """Create (``create``) or replace one intent and record a new knowledge-base version. Every field is
     checked as an import checks it; raises KnowledgeBaseFormatError (nothing written) naming the field.
     ``revision`` (an edit): the ``intent_revision`` the editor started from; refused if the intent changed
-    since."""
+    since. ``metadata`` None keeps the intent's metadata; as text, ``key:value|key:value`` or a pair a
+    line."""
     where = f"<intent {name}>"
     name = check_intent_name(where, None, "name", name)
     kb = load_knowledge_base(session)
@@ -295,6 +309,16 @@ def save_intent(
         examples=list(dict.fromkeys(cleaned)),
         follow_ups=list(dict.fromkeys(follow)),
         reviewer_note=check_note(where, None, "reviewer_note", reviewer_note),
+        metadata=(
+            (kb.intents[name].metadata if name in kb.intents else {})
+            if metadata is None
+            else check_metadata(
+                where,
+                None,
+                "metadata",
+                "|".join(metadata.splitlines()) if isinstance(metadata, str) else metadata,
+            )
+        ),
         origin=Origin(where, None),
     )
     verb = "created" if create else "edited"
@@ -487,7 +511,7 @@ def compare_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> l
         change = "added" if a is None else "removed" if b is None else "changed"
         fields = [
             f
-            for f in ("title", "answer", "follow_ups", "reviewer_note")
+            for f in ("title", "answer", "follow_ups", "reviewer_note", "metadata")
             if a and b and a.get(f, "") != b.get(f, "")  # a snapshot leaves out an empty reviewer note
         ]
         if change != "changed" or fields or added or removed:

@@ -71,6 +71,10 @@ class Intent(Base):
     follow_ups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # For reviewers only: when this intent is the right label and when it is not.
     reviewer_note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Key-value pairs a query can filter on ("product: savings"); a declarative class has ``metadata``.
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default=text("'{}'")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

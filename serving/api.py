@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import small_talk_prediction
@@ -105,6 +105,40 @@ def session_field(body: dict[str, Any]) -> str | None:
     return value
 
 
+MAX_FILTER_PAIRS = 20
+MAX_FILTER_TEXT = 500
+
+
+def metadata_filter(
+    pairs: list[tuple[Any, Any]], field: str, *, any_of: bool = False
+) -> MetadataFilter | None:
+    """Key-value pairs a request restricts its answer by, checked (text, at most MAX_FILTER_PAIRS); None for
+    none."""
+    if len(pairs) > MAX_FILTER_PAIRS:
+        raise APIError(400, "invalid_value", f"'{field}' has more than {MAX_FILTER_PAIRS} pairs", field)
+    for key, value in pairs:
+        for part in (key, value):
+            if not isinstance(part, str) or not part.strip() or len(part) > MAX_FILTER_TEXT:
+                raise APIError(
+                    400,
+                    "invalid_value",
+                    f"'{field}' keys and values must be non-empty strings of at most {MAX_FILTER_TEXT} "
+                    "characters",
+                    field,
+                )
+    return MetadataFilter.of(pairs, any_of=any_of) if pairs else None
+
+
+def chat_metadata_field(body: dict[str, Any]) -> MetadataFilter | None:
+    """The chat API's ``metadata``: ``{"key": "value", ...}``; only intents with every pair answer."""
+    value = body.get("metadata")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise APIError(400, "invalid_type", "'metadata' must be an object of key: value", "metadata")
+    return metadata_filter(list(value.items()), "metadata")
+
+
 def suggestion_payload(candidates: list[Candidate]) -> list[dict[str, str]]:
     return [{"intent": c.intent, "title": c.title} for c in candidates]
 
@@ -140,11 +174,17 @@ def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
 
 
 def answer_message(
-    message: str, session_id: str | None, *, channel: str, create_unknown_session: bool = False
+    message: str,
+    session_id: str | None,
+    *,
+    channel: str,
+    create_unknown_session: bool = False,
+    only: MetadataFilter | None = None,
 ) -> tuple[Prediction, int, str, str, int | None]:
     """Predict, log the turn (committed before the caller responds), return (prediction, turn id, session id,
     text to show, the turn a typed "that's wrong" rated unhelpful or None). Shared by the JSON API and the
-    Rasa channel."""
+    Rasa channel. ``only``: answer from the intents whose metadata match it (the widget's page, Azure's
+    ``filters``)."""
     helploop = state()
     serving = helploop.models.state
     if serving.production is None:
@@ -191,7 +231,7 @@ def answer_message(
             prediction = small_talk_prediction(message, reply, engine.version)
             prediction = dataclasses.replace(prediction, suggestions=alternatives)
         else:
-            prediction = engine.predict(reading.question)
+            prediction = engine.predict(reading.question, only=only)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
@@ -247,7 +287,7 @@ def answer_message(
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
-        helploop.shadow.submit(serving.shadow, turn.id, reading.question)
+        helploop.shadow.submit(serving.shadow, turn.id, reading.question, only)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,
@@ -303,6 +343,7 @@ def chat() -> Response:
     message = text_field(body, "message", limit=settings.max_message_length)
     assert message is not None
     session_id = session_field(body)
+    only = chat_metadata_field(body)
     live = to_live_chat(message, session_id)
     if live is not None:
         return jsonify(
@@ -318,7 +359,9 @@ def chat() -> Response:
                 "model_version": None,
             }
         )
-    prediction, turn_id, session_id, text, rated = answer_message(message, session_id, channel="widget")
+    prediction, turn_id, session_id, text, rated = answer_message(
+        message, session_id, channel="widget", only=only
+    )
     return jsonify(
         {
             "session_id": session_id,

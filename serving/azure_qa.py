@@ -22,10 +22,25 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from bot.engine import ANSWERED, CLARIFY, SMALL_TALK, AnsweringEngine, Candidate, Prediction
+from bot.engine import (
+    ANSWERED,
+    CLARIFY,
+    SMALL_TALK,
+    AnsweringEngine,
+    Candidate,
+    MetadataFilter,
+    Prediction,
+)
 from core.kb_checks import question_key
 from core.models import new_uuid
-from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
+from serving.api import (
+    answer_message,
+    external_session_id,
+    json_body,
+    metadata_filter,
+    text_field,
+    to_live_chat,
+)
 from serving.app import limiter, state
 from serving.errors import APIError
 
@@ -93,6 +108,41 @@ def _prompt_typed(engine: AnsweringEngine, body: dict[str, Any], question: str) 
     )
 
 
+def _filters(body: dict[str, Any]) -> MetadataFilter | None:
+    """``filters.metadataFilter``: ``metadata`` ``[{"key", "value"}]`` joined by ``logicalOperation``
+    (``AND``, the default here, or ``OR``). ``sourceFilter`` is accepted and not applied: an imported QnA
+    keeps no source."""
+    filters = body.get("filters")
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        raise APIError(400, "invalid_value", "'filters' must be an object", "filters")
+    metadata_part = filters.get("metadataFilter")
+    if metadata_part is None:
+        return None
+    field = "filters.metadataFilter"
+    if not isinstance(metadata_part, dict):
+        raise APIError(400, "invalid_value", f"'{field}' must be an object", field)
+    operation = metadata_part.get("logicalOperation") or "AND"
+    if not isinstance(operation, str) or operation.upper() not in {"AND", "OR"}:
+        raise APIError(
+            400, "invalid_value", f"'{field}.logicalOperation' must be AND or OR", f"{field}.logicalOperation"
+        )
+    records = metadata_part.get("metadata") or []
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and "key" in r and "value" in r for r in records
+    ):
+        raise APIError(
+            400,
+            "invalid_value",
+            f'\'{field}.metadata\' must be a list of {{"key", "value"}} objects',
+            f"{field}.metadata",
+        )
+    return metadata_filter(
+        [(r["key"], r["value"]) for r in records], f"{field}.metadata", any_of=operation.upper() == "OR"
+    )
+
+
 def _answer(engine: AnsweringEngine, intent: str, score: float) -> dict[str, Any]:
     info = engine.knowledge[intent]
     follow_ups = [f for f in info.follow_ups if f in engine.knowledge]
@@ -102,7 +152,7 @@ def _answer(engine: AnsweringEngine, intent: str, score: float) -> dict[str, Any
         "confidenceScore": round(min(max(score, 0.0), 1.0), 4),
         "id": qna_id(intent),
         "source": "HelpLoop",
-        "metadata": {"intent": intent},
+        "metadata": {**info.metadata, "intent": intent},
         "dialog": {
             "isContextOnly": False,
             "prompts": [
@@ -147,6 +197,7 @@ def query_knowledgebases() -> Response:
     settings = state().settings
     top = _integer(body, "top", 1, low=1, high=MAX_TOP)
     threshold = _threshold(body)
+    only = _filters(body)
     user = text_field(body, "userId", limit=64, required=False)
     # Named before answering, so that the QnA ids are looked up in the model this conversation is served by
     # (production or a canary, by a stable hash of it).
@@ -169,7 +220,7 @@ def query_knowledgebases() -> Response:
     if to_live_chat(message, session_id) is not None:
         return jsonify({"answers": []})  # a person chats with this user now: the bot stays quiet
     prediction, _turn, _session, text, _rated = answer_message(
-        message, session_id, channel="azure", create_unknown_session=True
+        message, session_id, channel="azure", create_unknown_session=True, only=only
     )
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
     return jsonify({"answers": answers or [_no_answer(settings.handoff_message)]})

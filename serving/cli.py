@@ -243,7 +243,7 @@ def _production_engine(database: Any, *, fallback: str) -> Any:
         click.echo(f"warning: {exc}; {fallback}", err=True)
         return None
     if book is not None:
-        engine.update_answers(book.intents)
+        engine.update_answers(book.intents, book.metadata)
     return engine
 
 
@@ -574,7 +574,7 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
     except BundleError as exc:
         _fail(str(exc))
     if model is None and book is not None:
-        engine.update_answers(book.intents)
+        engine.update_answers(book.intents, book.metadata)
     return engine
 
 

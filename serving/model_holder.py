@@ -88,7 +88,7 @@ class ModelHolder:
         try:
             engine = self._load(path)
             if self._answers is not None:
-                engine.update_answers(self._answers.intents)
+                engine.update_answers(self._answers.intents, self._answers.metadata)
             engine.predict("warm up")  # load the encoder now, not on a user's request
         except Exception as exc:  # noqa: BLE001 - any broken bundle is refused the same way
             self._failed[version] = time.time()
@@ -112,7 +112,7 @@ class ModelHolder:
         self._answers = book
         current = self._state
         for engine in {id(e): e for e in (current.production, current.canary, current.shadow) if e}.values():
-            changed = engine.update_answers(book.intents)
+            changed = engine.update_answers(book.intents, book.metadata)
             if changed:
                 log.info(
                     "model %s: %d answers updated from knowledge base version %s",

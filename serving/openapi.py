@@ -219,6 +219,13 @@ SPEC: dict[str, Any] = {
                             "properties": {
                                 "message": {"type": "string", "maxLength": 1000},
                                 "session_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+                                "metadata": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                    "maxProperties": 20,
+                                    "description": "answer only from intents with every key: value "
+                                    '(case-insensitive), e.g. {"product": "savings"}',
+                                },
                             },
                         }
                     ),
@@ -922,6 +929,31 @@ SPEC: dict[str, Any] = {
                                     "properties": {
                                         "previousQnaId": {"type": "integer"},
                                         "previousUserQuery": {"type": "string"},
+                                    },
+                                },
+                                "filters": {
+                                    "type": "object",
+                                    "description": "metadataFilter: answer only from intents whose metadata "
+                                    "match its pairs (logicalOperation AND, the default, or OR); "
+                                    "sourceFilter is accepted and not applied",
+                                    "properties": {
+                                        "metadataFilter": {
+                                            "type": "object",
+                                            "properties": {
+                                                "metadata": {
+                                                    "type": "array",
+                                                    "items": {
+                                                        "type": "object",
+                                                        "properties": {
+                                                            "key": {"type": "string"},
+                                                            "value": {"type": "string"},
+                                                        },
+                                                    },
+                                                },
+                                                "logicalOperation": {"type": "string", "enum": ["AND", "OR"]},
+                                            },
+                                        },
+                                        "sourceFilter": {"type": "array", "items": {"type": "string"}},
                                     },
                                 },
                             },

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.engine import AnsweringEngine
+from bot.engine import AnsweringEngine, MetadataFilter
 from core.db import Database
 from core.models import Turn
 from serving.background import BackgroundQueue
@@ -24,12 +24,15 @@ class ShadowScorer:
     def scored(self) -> int:
         return self._work.done
 
-    def submit(self, engine: AnsweringEngine, turn_id: int, message: str) -> None:
-        self._work.put((engine, turn_id, message))
+    def submit(
+        self, engine: AnsweringEngine, turn_id: int, message: str, only: MetadataFilter | None = None
+    ) -> None:
+        """Score ``message`` as production did: under the same metadata filter ``only``."""
+        self._work.put((engine, turn_id, message, only))
 
-    def _score(self, item: tuple[AnsweringEngine, int, str]) -> None:
-        engine, turn_id, message = item
-        prediction = engine.predict(message)
+    def _score(self, item: tuple[AnsweringEngine, int, str, MetadataFilter | None]) -> None:
+        engine, turn_id, message, only = item
+        prediction = engine.predict(message, only=only)
         summary: dict[str, Any] = {
             "model_version": prediction.model_version,
             "status": prediction.status,

@@ -90,7 +90,9 @@ def engine_config_from_settings(settings: Settings) -> EngineConfig:
 
 def knowledge_from_kb(kb: KnowledgeBaseData) -> dict[str, IntentInfo]:
     return {
-        name: IntentInfo(answer=i.answer, title=i.title, follow_ups=list(i.follow_ups))
+        name: IntentInfo(
+            answer=i.answer, title=i.title, follow_ups=list(i.follow_ups), metadata=dict(i.metadata)
+        )
         for name, i in kb.intents.items()
     }
 

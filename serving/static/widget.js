@@ -4,7 +4,9 @@
  * Markdown is rendered from escaped text with a small whitelist (bold, italics, code, links, lists).
  * Every text of the widget can be replaced on the tag, for another wording or language: data-helploop-KEY,
  * KEY from TEXTS below with "_" written "-" (data-helploop-greeting="Hallo! Wie kann ich helfen?",
- * data-helploop-send="Senden"), and data-helploop-lang="de" for screen readers. */
+ * data-helploop-send="Senden"), and data-helploop-lang="de" for screen readers.
+ * data-helploop-metadata="product:savings|region:uk" answers only from the intents with that metadata
+ * (every pair), e.g. one product's questions on that product's page. */
 (function () {
   "use strict";
   var script = document.currentScript || document.querySelector("script[data-helploop-url]");
@@ -46,6 +48,17 @@
     var value = script && script.getAttribute("data-helploop-" + key.replace(/_/g, "-"));
     if (value) { TEXTS[key] = value; }
   });
+  var metadata = null;
+  var metadataAttribute = script && script.getAttribute("data-helploop-metadata");
+  if (metadataAttribute) {
+    metadataAttribute.split("|").forEach(function (pair) {
+      var at = pair.indexOf(":");
+      if (at > 0) {
+        metadata = metadata || {};
+        metadata[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+      }
+    });
+  }
   var title = TEXTS.title;
   var lang = script && script.getAttribute("data-helploop-lang");
   var storageKey = "helploop:" + base + ":session";
@@ -318,6 +331,7 @@
     scrollDown();
     var payload = { message: message };
     if (sessionId) { payload.session_id = sessionId; }
+    if (metadata) { payload.metadata = metadata; }
     request("POST", "/api/v1/chat", payload).then(function (reply) {
       remember(reply.session_id);
       typing.remove();

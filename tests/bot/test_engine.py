@@ -15,6 +15,7 @@ from bot.engine import (
     BundleError,
     EngineConfig,
     IntentInfo,
+    MetadataFilter,
     add_encoder,
     encoder_name,
 )
@@ -443,3 +444,62 @@ def test_an_ensemble_across_encoders_learns_which_encoder_to_trust(tmp_path: Pat
         AnsweringEngine.load(bundle, runtime="auto")
     with pytest.raises(KeyError, match="no encoder named 'missing'"):
         engine._encoder("missing")
+
+
+def test_a_metadata_filter_answers_only_from_matching_intents(hashing_encoder: Any, tmp_path: Path) -> None:
+    """Azure's metadata filter: "product: fx" on a page about currency answers from fx intents only, and a
+    card question asked there is not forced onto one of them (the other intents' share is not handed over)."""
+    texts, labels = toy_rows()
+    products = {
+        "card_arrival": "cards",
+        "change_pin": "cards",
+        "exchange_rate": "fx",
+        "terminate_account": "acc",
+    }
+    knowledge = {
+        name: IntentInfo(answer=f"About {name}.", metadata={"product": p}) for name, p in products.items()
+    }
+    engine = AnsweringEngine(EngineConfig(cv_folds=3), encoders={"minilm": hashing_encoder})
+    engine.fit(texts, labels, knowledge=knowledge)
+    bare = {name: IntentInfo(answer=info.answer) for name, info in knowledge.items()}
+    plain = AnsweringEngine(EngineConfig(cv_folds=3), encoders={"minilm": hashing_encoder})
+    plain.fit(texts, labels, knowledge=bare)
+    # Metadata is content, not training data: it leaves the model's identity alone.
+    assert engine.manifest["data_hash"] == plain.manifest["data_hash"]
+    question = "when will my card arrive"
+    unfiltered = engine.predict(question)
+    assert (unfiltered.status, unfiltered.intent) == (ANSWERED, "card_arrival")
+    cards = engine.predict(question, only=MetadataFilter.of([("Product", " CARDS ")]))  # any case and spacing
+    assert (cards.status, cards.intent) == (ANSWERED, "card_arrival")
+    assert cards.confidence == pytest.approx(unfiltered.confidence)
+    assert {c.intent for c in cards.ranking} == {"card_arrival", "change_pin"}
+    fx = engine.predict(question, only=MetadataFilter.of([("product", "fx")]))
+    assert fx.status == HANDOFF and fx.intent is None
+    assert [c.intent for c in fx.ranking] == ["exchange_rate"]
+    assert fx.confidence < engine.gate.threshold
+    assert fx.ranking[0].probability == pytest.approx(
+        next(c.probability for c in unfiltered.ranking if c.intent == "exchange_rate")
+    )
+    either = MetadataFilter.of([("product", "fx"), ("product", "cards")], any_of=True)
+    assert engine.predict(question, only=either).intent == "card_arrival"
+    both = MetadataFilter.of([("product", "fx"), ("product", "cards")])  # AND: no intent has both
+    nothing = engine.predict(question, only=both)
+    assert (nothing.status, nothing.ranking, nothing.top_intent) == (HANDOFF, [], "oos")
+    assert (
+        engine.predict(question, only=MetadataFilter.of([])).intent == "card_arrival"
+    )  # no pairs: no filter
+    # Metadata edited in the knowledge base reaches the served model without retraining; a book without
+    # metadata leaves it as it is.
+    book = {name: (name, f"About {name}.", ()) for name in products}
+    assert engine.update_answers(
+        book, {"exchange_rate": {"product": "fx"}, "card_arrival": {"product": "fx"}}
+    )
+    moved = engine.predict(question, only=MetadataFilter.of([("product", "fx")]))
+    assert (moved.status, moved.intent) == (ANSWERED, "card_arrival")
+    assert engine.knowledge["change_pin"].metadata == {}
+    engine.update_answers(book)
+    assert engine.knowledge["card_arrival"].metadata == {"product": "fx"}
+    loaded = AnsweringEngine.load(engine.save(tmp_path / "bundle"), runtime="torch")
+    loaded.encoders["minilm"] = hashing_encoder
+    assert loaded.knowledge == engine.knowledge
+    assert loaded.predict(question, only=MetadataFilter.of([("product", "fx")])).intent == "card_arrival"

@@ -271,7 +271,7 @@ def test_a_reviewer_note_is_saved_versioned_kept_by_merges_and_read_for_reviewer
     _, _, changes = version_changes(db_session, version_id=result.kb_version_id)
     assert [(c.name, c.change, c.fields) for c in changes] == [("card_arrival", "changed", ["reviewer_note"])]
     [event] = recent_events(db_session, kind="knowledge.changed", limit=1)
-    assert "1 intent with a new title, answer, follow-ups or reviewer note" in event.text
+    assert "1 intent with a new title, answer, follow-ups, reviewer note or metadata" in event.text
     # Importing the intent again without a note (a merge) keeps it; the answer book never carries it.
     incoming = KnowledgeBaseData({"card_arrival": IntentData("card_arrival", examples=["my card is late"])})
     import_knowledge_base(db_session, incoming=incoming, source="test merge")

@@ -60,3 +60,31 @@ def test_the_azure_sdk_gets_answers_prompts_and_follow_ups(server: tuple[str, An
             "can I talk to a human",
         ]
         assert {t.conversation_id for t in logged[:3]} == {"az-user-1"}
+
+
+def test_the_azure_sdks_metadata_filter_is_applied(make_app: Any) -> None:
+    from azure.ai.language.questionanswering import QuestionAnsweringClient
+    from azure.ai.language.questionanswering.models import MetadataFilter, QueryFilters
+    from azure.core.credentials import AzureKeyCredential
+
+    from serving.azure_qa import NO_ANSWER_ID, qna_id
+    from tests.serving.test_metadata import CARD_QUESTION, tag_intents
+
+    app = make_app(ratelimit_enabled=False)
+    tag_intents(app)
+    with live(app) as base:
+        client = QuestionAnsweringClient(base, AzureKeyCredential("not-checked"))
+        project = {"project_name": "bank", "deployment_name": "production"}
+
+        def ask(*pairs: tuple[str, str], operation: str | None = None) -> Any:
+            filters = QueryFilters(
+                metadata_filter=MetadataFilter(metadata=list(pairs), logical_operation=operation)
+            )
+            return client.get_answers(question=CARD_QUESTION, filters=filters, **project).answers
+
+        cards = ask(("product", "cards"))
+        assert cards[0].qna_id == qna_id("card_arrival") and cards[0].metadata["product"] == "cards"
+        assert [a.qna_id for a in ask(("product", "fx"))] == [NO_ANSWER_ID]
+        assert ask(("product", "fx"), ("product", "cards"), operation="OR")[0].qna_id == qna_id(
+            "card_arrival"
+        )

@@ -211,6 +211,35 @@ def test_every_widget_text_can_be_replaced_on_the_tag(browser: Any, live_server:
     assert errors == []
 
 
+def test_the_tags_metadata_goes_with_every_question(browser: Any, make_app: Any) -> None:
+    """data-helploop-metadata="product:fx" on a currency page: a card question asked there is not answered
+    from the card intents (handed over instead); the same widget without it answers it."""
+    from tests.serving.test_metadata import CARD_QUESTION, tag_intents
+
+    app = make_app(ratelimit_enabled=False)
+    tag_intents(app)
+    with live(app) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/healthz")
+        for metadata, status in (("product:fx | channel:web", "handoff"), ("", "answered")):
+            attribute = f' data-helploop-metadata="{metadata}"' if metadata else ""
+            page.evaluate("window.localStorage.clear()")  # a new conversation each time
+            page.set_content(
+                f'<html><body><script src="{base}/widget.js" data-helploop-url="{base}"{attribute}>'
+                "</script></body></html>"
+            )
+            send(page, CARD_QUESTION)
+            bot_messages(page).first.wait_for()
+            assert bot_messages(page).first.get_attribute("data-status") == status
+        context.close()
+        assert errors == []
+    with app.extensions["helploop"].database.session() as session:
+        assert [t.intent for t in session.scalars(select(Turn).order_by(Turn.id))] == [None, "card_arrival"]
+
+
 def test_the_default_greeting_is_neutral_and_the_demo_sets_its_own(page: Any) -> None:
     page.click(".hl-launcher")
     greeting = page.locator(".hl-bot[data-status=greeting]").inner_text()
