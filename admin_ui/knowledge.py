@@ -168,7 +168,7 @@ def _save(values: dict[str, Any], *, create: bool) -> Any:
     except KnowledgeBaseFormatError as exc:
         return _editor(values, create=create, error=f"{exc.field}: {exc.message}", status=400)
     live = (
-        "The title, answer and follow-ups are live within a few seconds"
+        "The title, answer, follow-ups and metadata are live within a few seconds"
         if values["name"] in _served_intents()
         else "Retrain to make the bot answer it"
     )

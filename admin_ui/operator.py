@@ -930,6 +930,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "shown": shown_suggestions(t),  # the chips the reply offered
                 "chosen": t.chosen_intent,  # the choice the customer clicked ("did you mean", "that's wrong")
                 "instead_of": t.rated_turn_id,  # "that's wrong": the chips are choices instead of that answer
+                "metadata_filter": t.metadata_filter,  # the page's metadata: the candidates were its intents
             }
             for t in conversation.turns
         ]

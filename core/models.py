@@ -198,6 +198,9 @@ class Turn(Base):
     rated_turn_id: Mapped[int | None] = mapped_column(
         ForeignKey("turns.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # The metadata filter the question came with (``bot.engine.MetadataFilter.to_dict``: the widget's page,
+    # Azure's ``filters``); None without one.
+    metadata_filter: Mapped[dict[str, Any] | None] = mapped_column(NullableJSONType, nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

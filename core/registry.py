@@ -98,9 +98,12 @@ def log_turn(
     shadow_prediction: dict[str, Any] | None = None,
     suggested: list[str] | None = None,
     rated_turn_id: int | None = None,
+    metadata_filter: dict[str, Any] | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
-    rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question)."""
+    rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
+    ``metadata_filter``: the filter the question was answered under (its candidates are the intents it let
+    through)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -120,6 +123,7 @@ def log_turn(
         shadow_prediction=shadow_prediction,
         suggested=suggested,
         rated_turn_id=rated_turn_id,
+        metadata_filter=metadata_filter,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

@@ -276,6 +276,7 @@ def answer_message(
             rated_turn_id=complained
             if chit_chat
             else None,  # "that's wrong" alone: its chips answer that turn
+            metadata_filter=only.to_dict() if only is not None and arm != SUGGESTION_ARM else None,
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()

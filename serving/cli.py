@@ -584,14 +584,30 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
     "--model", type=click.Path(file_okay=False), help="Bundle directory (default: newest registered)."
 )
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True)
+@click.option(
+    "--metadata",
+    "pairs",
+    multiple=True,
+    metavar="KEY:VALUE",
+    help="Answer only from intents with this metadata (repeat for several: all must match).",
+)
 @click.pass_context
-def predict(ctx: click.Context, text: str, model: str | None, runtime: str) -> None:
+def predict(ctx: click.Context, text: str, model: str | None, runtime: str, pairs: tuple[str, ...]) -> None:
     """Answer TEXT and print the full result as JSON."""
+    from bot.engine import MetadataFilter
+
     settings = _settings(ctx)
     if not text.strip() or len(text) > settings.max_message_length:
         _fail(f"text must be 1 to {settings.max_message_length} characters")
+    split = [pair.partition(":") for pair in pairs]
+    bad = [
+        pair for pair, (key, colon, value) in zip(pairs, split, strict=True) if not (key and colon and value)
+    ]
+    if bad:
+        _fail(f"--metadata {bad[0]!r}: write it as KEY:VALUE")
+    only = MetadataFilter.of([(key, value) for key, _, value in split]) if split else None
     engine = _load_engine(ctx, model, runtime)
-    click.echo(json.dumps(engine.predict(text).to_dict(), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(engine.predict(text, only=only).to_dict(), indent=2, ensure_ascii=False))
 
 
 @main.command()

@@ -128,6 +128,12 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
         assert turns[0].conversation_id == turns[1].conversation_id
         assert turns[0].candidates[0]["intent"] == "terminate_account" and turns[0].latency_ms > 0
     assert run(settings, "predict", "").exit_code == 2
+    # Under a metadata filter no intent matches (none has metadata yet): no candidates, handed over.
+    filtered = run(settings, "predict", "I lost my card, someone stole it", "--metadata", "product:cards")
+    assert filtered.exit_code == 0, filtered.output
+    assert json.loads(filtered.stdout)["ranking"] == [] and json.loads(filtered.stdout)["status"] == "handoff"
+    bad = run(settings, "predict", "I lost my card", "--metadata", "product")
+    assert bad.exit_code == 2 and "--metadata 'product': write it as KEY:VALUE" in bad.output
     # An answer edited after the build is what the terminal says too (as the web app serves it).
     from core.knowledge_base import load_knowledge_base, save_intent
 

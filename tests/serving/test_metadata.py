@@ -75,7 +75,7 @@ def test_operators_tag_intents_and_see_the_tags(make_app: Any) -> None:
 
 def test_the_chat_api_answers_only_from_intents_with_the_pages_metadata(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False)
-    tag_intents(app)
+    operator = tag_intents(app)
     client = app.test_client()
 
     def chat(**body: Any) -> Any:
@@ -93,6 +93,16 @@ def test_the_chat_api_answers_only_from_intents_with_the_pages_metadata(make_app
     assert [t.intent for t in logged] == ["card_arrival", "card_arrival", None, None]
     assert [c["intent"] for c in logged[2].candidates] == ["exchange_rate"]  # what the filter let through
     assert logged[3].candidates == []
+    # The turn keeps the filter it was answered under; the operator's transcript says why so few candidates.
+    assert logged[0].metadata_filter is None
+    assert logged[2].metadata_filter == {
+        "metadata": [{"key": "product", "value": "fx"}],
+        "logical_operation": "AND",
+    }
+    assert [p["key"] for p in logged[1].metadata_filter["metadata"]] == ["channel", "product"]
+    transcript = operator.get(f"/operator/conversations/{logged[3].conversation_id}").get_data(as_text=True)
+    assert '<span class="tag">product: loans</span>' in transcript
+    assert "(only intents with these could answer: none has them)" in transcript
     for bad, code in (
         (["product", "fx"], "invalid_type"),
         ({"product": ""}, "invalid_value"),
