@@ -186,6 +186,10 @@ class Prediction:
     suggestions: list[Candidate]
     model_version: str
     latency_ms: float = 0.0
+    # Under a metadata filter: the model's own top candidates among all intents (``ranking`` holds only those
+    # the filter let through). What reviewers are offered first and truth inference weighs, since the right
+    # label may be an intent the page left out. Empty without a filter.
+    unfiltered: list[Candidate] = field(default_factory=list)
     # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -219,6 +223,7 @@ class Prediction:
             "suggestions": [{"intent": c.intent, "title": c.title} for c in self.suggestions],
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 3),
+            **({"unfiltered": [c.to_dict() for c in self.unfiltered]} if self.unfiltered else {}),
         }
 
 
@@ -745,6 +750,7 @@ class AnsweringEngine:
         features = self.featurise(texts)
         probabilities, confidence, member_scores = self._score(features)
         allowed = self.allowed(only)
+        everything = probabilities
         if allowed is not None:
             # Not renormalised: the share of the intents left out stays "not here", so the confidence (and
             # the gate) see how sure the model is of a matching intent among all it knows.
@@ -768,6 +774,11 @@ class AnsweringEngine:
         if embedding is not None:
             for i, prediction in enumerate(predictions):
                 prediction.embedding = embedding[i]
+        if allowed is not None:
+            k = min(self.config.top_k, len(self.labels))
+            for i, prediction in enumerate(predictions):
+                order = np.argsort(-everything[i], kind="stable")[:k]
+                prediction.unfiltered = [self._candidate(int(j), everything[i, j]) for j in order]
         return predictions
 
     def predict(self, text: str, *, only: MetadataFilter | None = None) -> Prediction:

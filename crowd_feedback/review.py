@@ -106,6 +106,15 @@ def review_reasons(
     return reasons
 
 
+def model_candidates(turn: Turn) -> list[dict[str, Any]]:
+    """The model's own top candidates for a turn's question. Under a metadata filter the logged candidates are
+    the intents the page let through, and the right label may be one it left out: the model's candidates
+    among all intents, kept with the filter, are what reviewers are offered first and what truth inference
+    weighs."""
+    unfiltered = (turn.metadata_filter or {}).get("candidates")
+    return list(unfiltered) if unfiltered else list(turn.candidates or [])
+
+
 def route_turn(
     session: Session,
     *,
@@ -143,7 +152,8 @@ def route_turn(
     if best is not None:
         _join(session, best, turn, reasons=reasons, reason=reasons[0], uncertainty=uncertainty, policy=policy)
         return best
-    top_intent = turn.candidates[0]["intent"] if turn.candidates else None
+    candidates = model_candidates(turn)
+    top_intent = candidates[0]["intent"] if candidates else None
     item = ReviewItem(
         status="pending",
         reasons=list(reasons),
@@ -155,7 +165,7 @@ def route_turn(
         bot_intent=turn.intent or top_intent,
         bot_answer=turn.answer,
         bot_confidence=turn.confidence,
-        candidates=list(turn.candidates[:5]),
+        candidates=candidates[:5],
         required_judgements=policy.judgements,
         created_at=now,
     )
@@ -208,8 +218,7 @@ def similar_pending_item(
         .where(
             ReviewItem.status == "pending",
             ReviewItem.is_gold.is_(False),
-            ReviewItem.bot_intent
-            == (turn.intent or (turn.candidates[0]["intent"] if turn.candidates else None)),
+            ReviewItem.bot_intent == (turn.intent or next(iter(model_candidates(turn)), {}).get("intent")),
         )
         .order_by(ReviewItem.id.desc())
         .limit(200)

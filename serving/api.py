@@ -276,7 +276,11 @@ def answer_message(
             rated_turn_id=complained
             if chit_chat
             else None,  # "that's wrong" alone: its chips answer that turn
-            metadata_filter=only.to_dict() if only is not None and arm != SUGGESTION_ARM else None,
+            metadata_filter=(
+                only.to_dict() | {"candidates": [c.to_dict() for c in prediction.unfiltered]}
+                if only is not None and arm != SUGGESTION_ARM
+                else None
+            ),
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()

@@ -57,6 +57,12 @@ KNOWLEDGE = {
                         "maxLength": 2000,
                         "description": "shown to reviewers under the intent's examples, never to customers",
                     },
+                    "metadata": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "maxProperties": 20,
+                        "description": "key: value pairs (kept lower case) a query can filter on",
+                    },
                 },
             },
         },

@@ -57,7 +57,7 @@
         if (!info || shown !== info.name) { return; }
         var title = document.createElement("div");
         title.className = "preview-title";
-        title.textContent = info.title + (info.examples.length ? " — e.g. " + info.examples.map(function (e) { return "\u201c" + e + "\u201d"; }).join(" · ") : "");
+        title.textContent = info.title + (info.tags ? " [" + info.tags + "]" : "") + (info.examples.length ? " — e.g. " + info.examples.map(function (e) { return "\u201c" + e + "\u201d"; }).join(" · ") : "");
         preview.appendChild(title);
         if (info.note) {
           var note = document.createElement("div");

@@ -476,6 +476,8 @@ def test_a_metadata_filter_answers_only_from_matching_intents(hashing_encoder: A
     fx = engine.predict(question, only=MetadataFilter.of([("product", "fx")]))
     assert fx.status == HANDOFF and fx.intent is None
     assert [c.intent for c in fx.ranking] == ["exchange_rate"]
+    assert fx.unfiltered == unfiltered.ranking and cards.unfiltered == unfiltered.ranking  # for reviewers
+    assert unfiltered.unfiltered == [] and "unfiltered" not in unfiltered.to_dict()
     assert fx.confidence < engine.gate.threshold
     assert fx.ranking[0].probability == pytest.approx(
         next(c.probability for c in unfiltered.ranking if c.intent == "exchange_rate")

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from core import migrate
 from core.db import make_engine
 from core.models import Claim, Judgement, ReviewItem, ReviewItemTurn, utcnow
-from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn
+from core.registry import SUGGESTION_ARM, get_or_create_conversation
 from crowd_feedback.reviewers import create_user
 
 
@@ -22,20 +23,24 @@ def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
 
         def turn(text: str, *, chip: bool) -> int:
-            return log_turn(
-                session,
-                conversation_id=conversation.id,
-                user_text=text,
-                status="answered",
-                intent="change_pin",
-                answer="At an ATM.",
-                confidence=1.0 if chip else 0.8,
-                candidates=[],
-                member_scores={},
-                model_version="v1",
-                latency_ms=1.0,
-                served_by=SUGGESTION_ARM if chip else "production",
-            ).id
+            # Plain SQL with the columns of revision 0023: the model (log_turn) writes columns added later.
+            return int(
+                session.execute(
+                    sql(
+                        "INSERT INTO turns (conversation_id, created_at, user_text, status, intent, answer, "
+                        "confidence, candidates, member_scores, model_version, latency_ms, served_by) VALUES "
+                        "(:conversation, :now, :text, 'answered', 'change_pin', 'At an ATM.', :confidence, "
+                        "'[]', '{}', 'v1', 1.0, :arm) RETURNING id"
+                    ),
+                    {
+                        "conversation": conversation.id,
+                        "now": utcnow(),
+                        "text": text,
+                        "confidence": 1.0 if chip else 0.8,
+                        "arm": SUGGESTION_ARM if chip else "production",
+                    },
+                ).scalar_one()
+            )
 
         ann = create_user(session, username="ann", password="correct horse battery", role="reviewer")
         items: dict[str, int] = {}

@@ -95,10 +95,12 @@ def test_the_chat_api_answers_only_from_intents_with_the_pages_metadata(make_app
     assert logged[3].candidates == []
     # The turn keeps the filter it was answered under; the operator's transcript says why so few candidates.
     assert logged[0].metadata_filter is None
-    assert logged[2].metadata_filter == {
+    kept = logged[2].metadata_filter
+    assert {k: kept[k] for k in ("metadata", "logical_operation")} == {
         "metadata": [{"key": "product", "value": "fx"}],
         "logical_operation": "AND",
     }
+    assert kept["candidates"][0]["intent"] == "card_arrival"  # the model's own belief, among all intents
     assert [p["key"] for p in logged[1].metadata_filter["metadata"]] == ["channel", "product"]
     transcript = operator.get(f"/operator/conversations/{logged[3].conversation_id}").get_data(as_text=True)
     assert '<span class="tag">product: loans</span>' in transcript
@@ -156,3 +158,26 @@ def test_the_azure_endpoint_applies_the_metadata_filter(make_app: Any) -> None:
     ):
         refused = client.post(AZURE, json={"question": CARD_QUESTION, **bad})
         assert refused.status_code == 400 and refused.get_json()["error"]["field"] == field
+
+
+def test_reviewers_see_each_intents_metadata_beside_it(make_app: Any) -> None:
+    """In a knowledge base of several products, look-alike intents differ by their metadata: the review page
+    shows it beside each suggestion (and in the search list) and in a searched intent's preview."""
+    app = make_app(ratelimit_enabled=False)
+    tag_intents(app)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    client.post("/api/v1/chat", json={"message": CARD_QUESTION, "metadata": {"product": "fx"}})  # handed over
+    assert app.extensions["helploop"].router.drain(10)
+    login(client, "rita")
+    page = client.get("/review/next").get_data(as_text=True)
+    assert 'id="question"' in page
+    # The model's own candidates come first, not only the one intent the currency page let through.
+    first = page.index('data-key="1"')
+    assert 'value="card_arrival" data-key="1"' in page[first - 40 : first + 20]
+    assert '(card_arrival)</span> <span class="tag">channel: web · product: cards</span>' in page
+    assert '(terminate_account)</span> <span class="tag">channel: web · product: acc</span>' in page
+    item_id = re.search(r'name="active_seconds" id="active-seconds" value="" data-item="(\d+)"', page)
+    assert item_id
+    preview = client.get(f"/review/items/{item_id.group(1)}/intents/change_pin").get_json()
+    assert preview["tags"] == "channel: web · product: cards"
