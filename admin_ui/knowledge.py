@@ -15,12 +15,14 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
+from bot.engine import MetadataFilter
 from bot.message_rules import read_message
 from bot.small_talk import NOT_HELPFUL
 from core.kb_checks import question_key, text_findings
 from core.kb_files import (
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
+    check_metadata,
     knowledge_base_archive,
     metadata_text,
     read_knowledge_base_files,
@@ -379,11 +381,20 @@ def try_bot() -> Any:
     Nothing is logged: this is the operator's test bench, not traffic."""
     helploop = current_app.extensions["helploop"]
     message = (request.args.get("q") or "").strip()
+    page_metadata = (request.args.get("metadata") or "").strip()
     limit = helploop.settings.max_message_length
     error = None
     arms: list[dict[str, Any]] = []
     if len(message) > limit:
         error, message = f"The message is {len(message)} characters; the chat accepts at most {limit}.", ""
+    only = None
+    if page_metadata:  # as a page with data-helploop-metadata asks: only intents with every pair
+        try:
+            pairs = check_metadata("metadata", None, "metadata", page_metadata)
+        except KnowledgeBaseFormatError as exc:
+            error, message = f"Metadata: {exc.message}", ""
+        else:
+            only = MetadataFilter.of(pairs.items())
     state = helploop.models.state
     settings = helploop.settings
     reading = read_message(message, **settings.message_rules) if message else None
@@ -404,7 +415,7 @@ def try_bot() -> Any:
         ):
             if engine is None:
                 continue
-            prediction = engine.predict(reading.question)
+            prediction = engine.predict(reading.question, only=only)
             arms.append(
                 {
                     "arm": arm,
@@ -419,6 +430,7 @@ def try_bot() -> Any:
         render_template(
             "admin/try.html",
             message=message,
+            page_metadata=page_metadata,
             question=reading.question if reading is not None else "",
             rule=rule,
             arms=arms,

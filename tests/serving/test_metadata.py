@@ -181,3 +181,27 @@ def test_reviewers_see_each_intents_metadata_beside_it(make_app: Any) -> None:
     assert item_id
     preview = client.get(f"/review/items/{item_id.group(1)}/intents/change_pin").get_json()
     assert preview["tags"] == "channel: web · product: cards"
+
+
+def test_operators_try_the_bot_as_a_page_with_metadata_asks(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    client = tag_intents(app)
+    page = client.get("/operator/knowledge/try", query_string={"q": CARD_QUESTION, "metadata": "product:fx"})
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-arm="production" data-status="handoff"' in body
+    assert re.findall(r'<tr data-intent="([^"]+)">', body) == ["exchange_rate"]
+    assert "Only the intents with the page's metadata (product:fx) could answer." in body
+    assert "Among all intents the model ranks\n  card_arrival" in body
+    nowhere = client.get(
+        "/operator/knowledge/try", query_string={"q": CARD_QUESTION, "metadata": "product:loans"}
+    )
+    assert "no intent has the page's metadata" in nowhere.get_data(as_text=True)
+    cards = client.get(
+        "/operator/knowledge/try", query_string={"q": CARD_QUESTION, "metadata": "Product: Cards"}
+    )
+    assert 'data-status="answered"' in cards.get_data(as_text=True)
+    bad = client.get("/operator/knowledge/try", query_string={"q": CARD_QUESTION, "metadata": "product"})
+    assert (
+        bad.status_code == 400
+        and "Metadata: &#39;product&#39; is not &#39;key:value&#39;" in bad.get_data(as_text=True)
+    )
