@@ -372,10 +372,15 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+def _plain(node: yaml.Node) -> Any:
+    """A node as plain Python values (a mapping or list as dict and list)."""
+    return yaml.safe_load(yaml.serialize(node))
+
+
 def _scalar(file: str, node: yaml.Node, fieldname: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise KnowledgeBaseFormatError(file, _line(node), fieldname, "must be a single value")
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    return _plain(node) if node.tag != "tag:yaml.org,2002:str" else node.value
 
 
 def _mapping(file: str, node: yaml.Node, fieldname: str | None) -> dict[str, yaml.Node]:
@@ -468,9 +473,7 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
             )
         if "metadata" in entry:
             node = entry["metadata"]
-            intent.metadata = check_metadata(
-                file, _line(node), f"{where}.metadata", yaml.safe_load(yaml.serialize(node))
-            )
+            intent.metadata = check_metadata(file, _line(node), f"{where}.metadata", _plain(node))
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
@@ -555,7 +558,7 @@ def _read_rasa_domain(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseDa
                     file,
                     _line(tags_node),
                     f"{key}.metadata.helploop_metadata",
-                    yaml.safe_load(yaml.serialize(tags_node)),
+                    _plain(tags_node),
                 )
             note_node = metadata.get("helploop_reviewer_note")
             if note_node is not None:
@@ -775,13 +778,11 @@ def _read_azure_json(path: Path, qna_list: yaml.Node, kb: KnowledgeBaseData) -> 
                 "prompts"
             )
             if prompts is not None:
-                value = yaml.safe_load(yaml.serialize(prompts))
+                value = _plain(prompts)
                 qna.prompts = _azure_prompts(file, _line(prompts), f"{where}.dialog.prompts", value)
         if "metadata" in entry:
             node = entry["metadata"]
-            qna.metadata = check_metadata(
-                file, _line(node), f"{where}.metadata", yaml.safe_load(yaml.serialize(node))
-            )
+            qna.metadata = check_metadata(file, _line(node), f"{where}.metadata", _plain(node))
         qnas[key] = qna
     _add_qnas(file, qnas, kb)
 
