@@ -44,7 +44,7 @@ from core.knowledge_base import (
 from core.models import utcnow
 from crowd_feedback.gold import production_views
 from crowd_feedback.kb_review import ask_reviewers, asked_about
-from crowd_feedback.quality import answer_quality
+from crowd_feedback.quality import answer_quality, kept_out_answers
 from crowd_feedback.review import ReviewError
 from training.kb_check import check_current_knowledge_base
 
@@ -69,7 +69,9 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
         kb = load_knowledge_base(session)
         versions = list_kb_versions(session, limit=10)
         history = [(v.id, v.created_at, v.source, v.intent_count, v.example_count) for v in versions]
-        quality = answer_quality(session, since=utcnow() - timedelta(days=30)).intents
+        since = utcnow() - timedelta(days=30)
+        quality = answer_quality(session, since=since).intents
+        kept_out = kept_out_answers(session, since=since)
     needle = search.casefold()
     rows = [
         intent
@@ -91,6 +93,7 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
             served=_served_intents(),
             history=history,
             quality=quality,
+            kept_out=kept_out,
             import_error=import_error,
             conflicts=len(text_findings(kb).conflicts),
         ),

@@ -190,6 +190,9 @@ class Prediction:
     # the filter let through). What reviewers are offered first and truth inference weighs, since the right
     # label may be an intent the page left out. Empty without a filter.
     unfiltered: list[Candidate] = field(default_factory=list)
+    # Under a metadata filter: the intent the model would have answered with had there been none, when that
+    # is not the answer given (a question the page's metadata kept from its answer); else None.
+    kept_from: str | None = None
     # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -224,6 +227,7 @@ class Prediction:
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 3),
             **({"unfiltered": [c.to_dict() for c in self.unfiltered]} if self.unfiltered else {}),
+            **({"kept_from": self.kept_from} if self.kept_from else {}),
         }
 
 
@@ -750,7 +754,7 @@ class AnsweringEngine:
         features = self.featurise(texts)
         probabilities, confidence, member_scores = self._score(features)
         allowed = self.allowed(only)
-        everything = probabilities
+        everything, everything_confidence = probabilities, confidence
         if allowed is not None:
             # Not renormalised: the share of the intents left out stays "not here", so the confidence (and
             # the gate) see how sure the model is of a matching intent among all it knows.
@@ -775,10 +779,19 @@ class AnsweringEngine:
             for i, prediction in enumerate(predictions):
                 prediction.embedding = embedding[i]
         if allowed is not None:
-            k = min(self.config.top_k, len(self.labels))
+            everything_margins = self._margins(everything, everything_confidence)
             for i, prediction in enumerate(predictions):
-                order = np.argsort(-everything[i], kind="stable")[:k]
-                prediction.unfiltered = [self._candidate(int(j), everything[i, j]) for j in order]
+                without = self._decide(
+                    texts[i],
+                    everything[i],
+                    float(everything_confidence[i]),
+                    float(everything_margins[i]),
+                    {},
+                    0,
+                )
+                prediction.unfiltered = without.ranking
+                if without.status == ANSWERED and without.intent != prediction.intent:
+                    prediction.kept_from = without.intent
         return predictions
 
     def predict(self, text: str, *, only: MetadataFilter | None = None) -> Prediction:

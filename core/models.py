@@ -201,6 +201,9 @@ class Turn(Base):
     # The metadata filter the question came with (``bot.engine.MetadataFilter.to_dict``: the widget's page,
     # Azure's ``filters``); None without one.
     metadata_filter: Mapped[dict[str, Any] | None] = mapped_column(NullableJSONType, nullable=True)
+    # Under that filter: the intent the bot would have answered with had there been none, when the filter kept
+    # the question from it (a page whose metadata leaves out the answer its visitors ask for).
+    kept_from: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True, index=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

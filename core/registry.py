@@ -99,11 +99,13 @@ def log_turn(
     suggested: list[str] | None = None,
     rated_turn_id: int | None = None,
     metadata_filter: dict[str, Any] | None = None,
+    kept_from: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
     ``metadata_filter``: the filter the question was answered under (its candidates are the intents it let
-    through)."""
+    through); ``kept_from``: the intent the bot would have answered with without it, when it kept the question
+    from that answer."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -124,6 +126,7 @@ def log_turn(
         suggested=suggested,
         rated_turn_id=rated_turn_id,
         metadata_filter=metadata_filter,
+        kept_from=kept_from,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

@@ -7,6 +7,8 @@
 - **Per intent**: how often it was answered, the thumbs-down rate of its rated answers, its audited
   precision, and what reviewers said of the answer text itself ("was the bot's answer acceptable?"), so an
   operator can tell a wrong classification from a poor answer.
+- **Answers kept out by a page's metadata**: questions the bot would have answered, asked on a page whose
+  metadata filter left that answer out (a tag missing from the intent, or a page that asks for too little).
 - **Labels reviewers mix up**: on questions whose label is settled (a resolved item, or a check question's
   key), which other label reviewers gave, and how often: where a note on the intent, or a line in the
   guidelines, would save the crowd's time.
@@ -169,6 +171,41 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
         audits_pending=pending,
         intents=intents,
     )
+
+
+@dataclass(frozen=True)
+class KeptOut:
+    """Questions the bot would have answered as ``intent`` had their page's metadata not left it out."""
+
+    intent: str
+    count: int
+    pages: list[tuple[str, int]]  # the filters that kept it out ("product: fx"), most frequent first
+
+
+def kept_out_answers(session: Session, *, since: datetime | None = None, limit: int = 10) -> list[KeptOut]:
+    """The intents most often kept from their question by a metadata filter, most frequent first, each with
+    the filters that did it (read only for those turns)."""
+    recent = [Turn.created_at >= since] if since is not None else []
+    counted = session.execute(
+        select(Turn.kept_from, func.count())
+        .where(Turn.kept_from.is_not(None), *recent)
+        .group_by(Turn.kept_from)
+        .order_by(func.count().desc(), Turn.kept_from)
+        .limit(limit)
+    ).all()
+    result = []
+    for intent, count in counted:
+        pages: dict[str, int] = {}
+        for (metadata_filter,) in session.execute(
+            select(Turn.metadata_filter).where(Turn.kept_from == intent, *recent)
+        ):
+            pairs = (metadata_filter or {}).get("metadata", [])
+            joiner = " or " if (metadata_filter or {}).get("logical_operation") == "OR" else " and "
+            page = joiner.join(f"{p['key']}: {p['value']}" for p in pairs) or "(none)"
+            pages[page] = pages.get(page, 0) + 1
+        ranked = sorted(pages.items(), key=lambda kv: (-kv[1], kv[0]))
+        result.append(KeptOut(str(intent), int(count), ranked))
+    return result
 
 
 @dataclass(frozen=True)

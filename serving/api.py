@@ -281,6 +281,7 @@ def answer_message(
                 if only is not None and arm != SUGGESTION_ARM
                 else None
             ),
+            kept_from=prediction.kept_from if arm != SUGGESTION_ARM else None,
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()

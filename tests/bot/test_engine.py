@@ -478,6 +478,8 @@ def test_a_metadata_filter_answers_only_from_matching_intents(hashing_encoder: A
     assert [c.intent for c in fx.ranking] == ["exchange_rate"]
     assert fx.unfiltered == unfiltered.ranking and cards.unfiltered == unfiltered.ranking  # for reviewers
     assert unfiltered.unfiltered == [] and "unfiltered" not in unfiltered.to_dict()
+    assert (fx.kept_from, cards.kept_from, unfiltered.kept_from) == ("card_arrival", None, None)
+    assert fx.to_dict()["kept_from"] == "card_arrival"
     assert fx.confidence < engine.gate.threshold
     assert fx.ranking[0].probability == pytest.approx(
         next(c.probability for c in unfiltered.ranking if c.intent == "exchange_rate")

@@ -156,3 +156,44 @@ def test_labels_reviewers_mix_up_on_settled_questions(db_session: Session) -> No
     db_session.flush()
     assert label_mixups(db_session, since=now - timedelta(days=1)) == recent
     assert label_mixups(db_session, since=now + timedelta(seconds=1)) == []
+
+
+def test_answers_kept_out_by_a_pages_metadata_are_counted_with_their_pages(db_session: Session) -> None:
+    from crowd_feedback.quality import kept_out_answers
+
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+
+    def asked(page: list[tuple[str, str]], kept_from: str | None, *, days_ago: int = 0) -> None:
+        turn = log_turn(
+            db_session,
+            conversation_id=conversation.id,
+            user_text="where is my card",
+            status="handoff" if kept_from else "answered",
+            intent=None if kept_from else "card_arrival",
+            answer="",
+            confidence=0.0,
+            candidates=[],
+            member_scores={},
+            model_version="v1",
+            latency_ms=1.0,
+            metadata_filter={
+                "metadata": [{"key": k, "value": v} for k, v in page],
+                "logical_operation": "AND",
+            },
+            kept_from=kept_from,
+        )
+        turn.created_at = utcnow() - timedelta(days=days_ago)
+
+    for _ in range(3):
+        asked([("product", "fx")], "card_arrival")
+    asked([("product", "loans"), ("region", "uk")], "card_arrival")
+    asked([("product", "fx")], "change_pin")
+    asked([("product", "fx")], "change_pin", days_ago=40)  # before the window
+    asked([("product", "cards")], None)  # answered as asked: nothing kept out
+    db_session.flush()
+    kept = kept_out_answers(db_session, since=utcnow() - timedelta(days=30))
+    assert [(k.intent, k.count, k.pages) for k in kept] == [
+        ("card_arrival", 4, [("product: fx", 3), ("product: loans and region: uk", 1)]),
+        ("change_pin", 1, [("product: fx", 1)]),
+    ]
+    assert [k.count for k in kept_out_answers(db_session)] == [4, 2]

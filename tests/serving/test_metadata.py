@@ -105,6 +105,12 @@ def test_the_chat_api_answers_only_from_intents_with_the_pages_metadata(make_app
     transcript = operator.get(f"/operator/conversations/{logged[3].conversation_id}").get_data(as_text=True)
     assert '<span class="tag">product: loans</span>' in transcript
     assert "(only intents with these could answer: none has them)" in transcript
+    # Answers the page's metadata kept out: what the bot would have answered, and on which pages.
+    assert [t.kept_from for t in logged] == [None, None, "card_arrival", "card_arrival"]
+    knowledge = operator.get("/operator/knowledge/").get_data(as_text=True)
+    kept = knowledge[knowledge.index('id="kept-out"') : knowledge.index('id="files"')]
+    assert '<tr data-intent="card_arrival">' in kept and "<td>2</td>" in kept
+    assert '<span class="tag">product: fx</span> ×1 · <span class="tag">product: loans</span> ×1' in kept
     for bad, code in (
         (["product", "fx"], "invalid_type"),
         ({"product": ""}, "invalid_value"),
