@@ -190,6 +190,7 @@ class Prediction:
     # the filter let through). What reviewers are offered first and truth inference weighs, since the right
     # label may be an intent the page left out. Empty without a filter.
     unfiltered: list[Candidate] = field(default_factory=list)
+    unfiltered_confidence: float | None = None  # and how sure it is of the first of them
     # Under a metadata filter: the intent the model would have answered with had there been none, when that
     # is not the answer given (a question the page's metadata kept from its answer); else None.
     kept_from: str | None = None
@@ -790,6 +791,7 @@ class AnsweringEngine:
                     0,
                 )
                 prediction.unfiltered = without.ranking
+                prediction.unfiltered_confidence = without.confidence
                 if without.status == ANSWERED and without.intent != prediction.intent:
                     prediction.kept_from = without.intent
         return predictions

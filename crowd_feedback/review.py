@@ -115,6 +115,14 @@ def model_candidates(turn: Turn) -> list[dict[str, Any]]:
     return list(unfiltered) if unfiltered else list(turn.candidates or [])
 
 
+def model_confidence(turn: Turn) -> float:
+    """How sure the model is of a turn's question: under a metadata filter, of its own best intent among all
+    (kept with the filter), not of the answer the page allowed. A question it was sure of, asked where its
+    answer was filtered out, is no urgent review."""
+    unfiltered = (turn.metadata_filter or {}).get("confidence")
+    return float(unfiltered if unfiltered is not None else turn.confidence)
+
+
 def route_turn(
     session: Session,
     *,
@@ -145,7 +153,7 @@ def route_turn(
             session.flush()
         return existing
     vector = None if embedding is None else np.asarray(embedding, dtype=np.float32)
-    uncertainty = 1.0 - float(turn.confidence)
+    uncertainty = 1.0 - model_confidence(turn)
     if "audit" in reasons:
         uncertainty = max(uncertainty, 0.05)  # audits are unbiased samples, still worth doing
     best = similar_pending_item(session, turn, vector, policy)
@@ -200,7 +208,7 @@ def attach_similar_turn(
     vector = np.asarray(embedding, dtype=np.float32)
     best = similar_pending_item(session, turn, vector, policy)
     if best is not None:
-        uncertainty = 1.0 - float(turn.confidence)
+        uncertainty = 1.0 - model_confidence(turn)
         _join(session, best, turn, reasons=[], reason=SIMILAR, uncertainty=uncertainty, policy=policy)
     return best
 
@@ -696,7 +704,7 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
                 turn,
                 reasons=reasons,
                 reason=reasons[0],
-                uncertainty=1.0 - float(turn.confidence),
+                uncertainty=1.0 - model_confidence(turn),
                 policy=policy,
             )
         else:

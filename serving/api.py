@@ -277,7 +277,11 @@ def answer_message(
             if chit_chat
             else None,  # "that's wrong" alone: its chips answer that turn
             metadata_filter=(
-                only.to_dict() | {"candidates": [c.to_dict() for c in prediction.unfiltered]}
+                only.to_dict()
+                | {
+                    "candidates": [c.to_dict() for c in prediction.unfiltered],
+                    "confidence": prediction.unfiltered_confidence,
+                }
                 if only is not None and arm != SUGGESTION_ARM
                 else None
             ),

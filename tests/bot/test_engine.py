@@ -479,6 +479,10 @@ def test_a_metadata_filter_answers_only_from_matching_intents(hashing_encoder: A
     assert fx.unfiltered == unfiltered.ranking and cards.unfiltered == unfiltered.ranking  # for reviewers
     assert unfiltered.unfiltered == [] and "unfiltered" not in unfiltered.to_dict()
     assert (fx.kept_from, cards.kept_from, unfiltered.kept_from) == ("card_arrival", None, None)
+    assert (
+        fx.unfiltered_confidence == pytest.approx(unfiltered.confidence)
+        and unfiltered.unfiltered_confidence is None
+    )
     assert fx.to_dict()["kept_from"] == "card_arrival"
     assert fx.confidence < engine.gate.threshold
     assert fx.ranking[0].probability == pytest.approx(

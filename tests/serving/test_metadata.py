@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from core.models import Turn
+from core.models import ReviewItem, Turn
 from tests.conftest import TOY
 from tests.serving.conftest import ANSWERS
 from tests.serving.test_admin import add_user, csrf_token, login
@@ -187,6 +188,12 @@ def test_reviewers_see_each_intents_metadata_beside_it(make_app: Any) -> None:
     assert item_id
     preview = client.get(f"/review/items/{item_id.group(1)}/intents/change_pin").get_json()
     assert preview["tags"] == "channel: web · product: cards"
+    # Its priority is how unsure the model was of the question, not of the answer the page allowed (~0 %).
+    with app.extensions["helploop"].database.session() as session:
+        turn = session.scalars(select(Turn)).one()
+        item = session.get(ReviewItem, int(item_id.group(1)))
+        assert turn.confidence < 0.1 and turn.metadata_filter["confidence"] > 0.5
+        assert item.uncertainty == pytest.approx(1.0 - turn.metadata_filter["confidence"])
 
 
 def test_operators_try_the_bot_as_a_page_with_metadata_asks(make_app: Any) -> None:
