@@ -284,6 +284,7 @@ class Overview:
     satisfaction: Satisfaction
     workforce: Workforce
     mixups: list[LabelMixup]
+    kept_out: list[KeptOut]  # answers a page's metadata kept from questions the bot would have answered
 
 
 def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
@@ -304,4 +305,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         satisfaction=satisfaction(session, since=since),
         workforce=workforce(session, since=since),
         mixups=label_mixups(session, since=since),
+        kept_out=kept_out_answers(session, since=since),
     )

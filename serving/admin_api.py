@@ -632,6 +632,10 @@ def stats() -> Response:
                     for m in figures.mixups
                 ],
             },
+            "kept_out": [  # questions the bot would have answered, asked where a page's metadata left it out
+                {"intent": k.intent, "questions": k.count, "pages": [[page, n] for page, n in k.pages]}
+                for k in figures.kept_out
+            ],
         }
     )
 

@@ -683,7 +683,8 @@ SPEC: dict[str, Any] = {
                         'typed "that\'s wrong", the ones clicked and how far those clicks are trusted in '
                         "review), satisfaction, answer_quality, "
                         "review (the reviewers' work: hours, time per resolved item, per reviewer, and the "
-                        "label pairs they mix up)",
+                        "label pairs they mix up), kept_out (the answers pages' metadata kept from questions "
+                        "the bot would have answered, with the pages)",
                         **_json({"type": "object"}),
                     },
                     **_error_responses(400, 401),

@@ -112,6 +112,12 @@ def test_the_chat_api_answers_only_from_intents_with_the_pages_metadata(make_app
     kept = knowledge[knowledge.index('id="kept-out"') : knowledge.index('id="files"')]
     assert '<tr data-intent="card_arrival">' in kept and "<td>2</td>" in kept
     assert '<span class="tag">product: fx</span> ×1 · <span class="tag">product: loans</span> ×1' in kept
+    from tests.serving.test_admin_api import bearer, token_for
+
+    stats = client.get("/api/v1/admin/stats", headers=bearer(token_for(app, "omar"))).get_json()
+    assert stats["kept_out"] == [
+        {"intent": "card_arrival", "questions": 2, "pages": [["product: fx", 1], ["product: loans", 1]]}
+    ]
     for bad, code in (
         (["product", "fx"], "invalid_type"),
         ({"product": ""}, "invalid_value"),
