@@ -182,9 +182,12 @@ class KeptOut:
     pages: list[tuple[str, int]]  # the filters that kept it out ("product: fx"), most frequent first
 
 
+KEPT_OUT_PAGES_READ = 500  # the newest turns of an intent whose filters are read for the page breakdown
+
+
 def kept_out_answers(session: Session, *, since: datetime | None = None, limit: int = 10) -> list[KeptOut]:
-    """The intents most often kept from their question by a metadata filter, most frequent first, each with
-    the filters that did it (read only for those turns)."""
+    """The intents most often kept from their question by a metadata filter, most frequent first (counted
+    exactly), each with the filters that did it (read from its newest KEPT_OUT_PAGES_READ such turns)."""
     recent = [Turn.created_at >= since] if since is not None else []
     counted = session.execute(
         select(Turn.kept_from, func.count())
@@ -197,7 +200,10 @@ def kept_out_answers(session: Session, *, since: datetime | None = None, limit: 
     for intent, count in counted:
         pages: dict[str, int] = {}
         for (metadata_filter,) in session.execute(
-            select(Turn.metadata_filter).where(Turn.kept_from == intent, *recent)
+            select(Turn.metadata_filter)
+            .where(Turn.kept_from == intent, *recent)
+            .order_by(Turn.id.desc())
+            .limit(KEPT_OUT_PAGES_READ)
         ):
             pairs = (metadata_filter or {}).get("metadata", [])
             joiner = " or " if (metadata_filter or {}).get("logical_operation") == "OR" else " and "

@@ -158,7 +158,9 @@ def test_labels_reviewers_mix_up_on_settled_questions(db_session: Session) -> No
     assert label_mixups(db_session, since=now + timedelta(seconds=1)) == []
 
 
-def test_answers_kept_out_by_a_pages_metadata_are_counted_with_their_pages(db_session: Session) -> None:
+def test_answers_kept_out_by_a_pages_metadata_are_counted_with_their_pages(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crowd_feedback.quality import kept_out_answers
 
     conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
@@ -197,3 +199,7 @@ def test_answers_kept_out_by_a_pages_metadata_are_counted_with_their_pages(db_se
         ("change_pin", 1, [("product: fx", 1)]),
     ]
     assert [k.count for k in kept_out_answers(db_session)] == [4, 2]
+    # The pages come from an intent's newest turns only (the count stays exact).
+    monkeypatch.setattr("crowd_feedback.quality.KEPT_OUT_PAGES_READ", 2)
+    newest = kept_out_answers(db_session, since=utcnow() - timedelta(days=30))[0]
+    assert (newest.count, newest.pages) == (4, [("product: fx", 1), ("product: loans and region: uk", 1)])
