@@ -37,6 +37,8 @@ SUGGESTION = {"type": "object", "properties": {"intent": {"type": "string"}, "ti
 
 ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+# An intent's metadata, and a query's: at most 20 key: value pairs (core.kb_files.MAX_METADATA_PAIRS).
+METADATA = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 20}
 KNOWLEDGE = {
     "type": "object",
     "required": ["intents"],
@@ -58,9 +60,7 @@ KNOWLEDGE = {
                         "description": "shown to reviewers under the intent's examples, never to customers",
                     },
                     "metadata": {
-                        "type": "object",
-                        "additionalProperties": {"type": "string"},
-                        "maxProperties": 20,
+                        **METADATA,
                         "description": "key: value pairs (kept lower case) a query can filter on",
                     },
                 },
@@ -226,9 +226,7 @@ SPEC: dict[str, Any] = {
                                 "message": {"type": "string", "maxLength": 1000},
                                 "session_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
                                 "metadata": {
-                                    "type": "object",
-                                    "additionalProperties": {"type": "string"},
-                                    "maxProperties": 20,
+                                    **METADATA,
                                     "description": "answer only from intents with every key: value "
                                     '(case-insensitive), e.g. {"product": "savings"}',
                                 },
