@@ -159,7 +159,7 @@ def edit(name: str) -> Any:
         abort(404)
     values = {
         **intent.to_dict(),
-        "metadata": "\n".join(f"{key}: {value}" for key, value in intent.metadata.items()),
+        "metadata": metadata_text(intent.metadata, between="\n", colon=": "),
         "revision": intent_revision(intent),
     }
     return _editor(values, create=False)

@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin_ui.setup import require_role
+from core.kb_files import metadata_text
 from core.knowledge_base import intent_examples, reviewer_notes
 from core.models import Judgement, ReviewItem, User, VerifiedPair
 from crowd_feedback.gold import GoldError, bot_view_of, gold_from_item
@@ -91,7 +92,7 @@ def intent_tags() -> dict[str, str]:
     if engine is None:
         return {}
     return {
-        name: " · ".join(f"{key}: {value}" for key, value in sorted(info.metadata.items()))
+        name: metadata_text(info.metadata, between=" · ", colon=": ")
         for name, info in engine.knowledge.items()
         if info.metadata
     }

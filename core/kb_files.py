@@ -259,9 +259,10 @@ def check_metadata(file: str, line: int | None, fieldname: str, value: Any) -> d
     return dict(sorted(metadata.items()))
 
 
-def metadata_text(metadata: dict[str, str]) -> str:
-    """The text form ``key:value|key:value`` (CSV and TSV columns, the edit form's field)."""
-    return "|".join(f"{key}:{value}" for key, value in sorted(metadata.items()))
+def metadata_text(metadata: dict[str, str], *, between: str = "|", colon: str = ":") -> str:
+    """The text form ``key:value|key:value`` (CSV columns, the knowledge list's search); ``between`` and
+    ``colon`` give the other forms people read (the edit form's ``key: value`` a line, review's tags)."""
+    return between.join(f"{key}{colon}{value}" for key, value in sorted(metadata.items()))
 
 
 def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limit: int) -> str:
