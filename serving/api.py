@@ -285,7 +285,7 @@ def answer_message(
                 if only is not None and arm != SUGGESTION_ARM
                 else None
             ),
-            kept_from=prediction.kept_from if arm != SUGGESTION_ARM else None,
+            kept_from=prediction.kept_from,  # None on a clicked chip: the model was not asked
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
