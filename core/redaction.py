@@ -22,10 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
-CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+DIGIT_RUN = re.compile(r"(?<![\w-])\d+(?:[ -]\d+)*(?![\w-])")  # digit groups joined by spaces or hyphens
+# How card numbers are printed and typed (16 digits: 4-4-4-4; American Express 15: 4-6-5; Diners 14: 4-6-4;
+# 19: 4-4-4-4-3; old 13-digit Visa: 4-4-5 or 4-4-4-1). A card among other digits ("order 12 4111 1111 1111
+# 1111") is looked for in these shapes only.
+CARD_SHAPES = frozenset({(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 5), (4, 4, 4, 1)})
 IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
 SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
-PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d ().-]{6,}\d(?![\w])")
+PHONE = re.compile(r"(?<![\w+/])(?:\+|00)?\(?\d[\d ().-]{6,}\d(?![\w])")
 IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 VERSION_WORDS = re.compile(r"(version|ver\.?|v|release|build|firmware|app)\W{0,3}$", re.IGNORECASE)
@@ -40,7 +44,7 @@ NAMED_POSTCODE = re.compile(
     re.IGNORECASE,
 )
 STREET = re.compile(
-    r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){1,3}"
+    r"(?<![\w/.-])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){1,3}"  # not a date's or code's last digits
     r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close"
     r"|Crescent|Square|Sq|Parkway|Pkwy|Highway|Hwy|Gardens|Grove|Row|Mews|Strasse|Straße)\b\.?"
 )
@@ -197,6 +201,29 @@ class Redaction:
     end: int
 
 
+def _card_numbers(run: re.Match[str]) -> Iterator[tuple[int, int]]:
+    """The card numbers in a run of digit groups: the whole run when it is one (13 to 19 digits, Luhn), else
+    each stretch of whole groups, longest first, that is typed as a card is (one group of 13 to 19 digits or
+    a shape of ``CARD_SHAPES``) and passes Luhn. So digits before or after a card (an amount, an order or
+    phone number) do not hide it."""
+    digits = re.sub(r"\D", "", run.group())
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        yield run.start(), run.end()
+        return
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", run.group())]
+    first = 0
+    while first < len(groups):
+        for last in range(len(groups) - 1, first - 1, -1):
+            sizes = tuple(end - start for start, end in groups[first : last + 1])
+            card_like = sizes in CARD_SHAPES or (len(sizes) == 1 and 13 <= sizes[0] <= 19)
+            span = run.group()[groups[first][0] : groups[last][1]]
+            if card_like and luhn_valid(re.sub(r"\D", "", span)):
+                yield run.start() + groups[first][0], run.start() + groups[last][1]
+                first = last
+                break
+        first += 1
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for position, char in enumerate(reversed(digits)):
@@ -319,16 +346,21 @@ def capitals_mark_names(text: str) -> bool:
     return not (len(inside) >= 6 and capitalised >= 0.6 * len(inside))
 
 
-def _names(text: str) -> list[tuple[int, int]]:
+def _names(text: str, found: list[Redaction]) -> list[tuple[int, int]]:
     """Spans of the names a message gives: introduced ("my name is", "call me"), in a name slot ("the name on
     my card is"), and, where capitals mark names, after a title ("Mr"), a relation ("my husband John"), "in
-    the name of", a greeting's "I am" or "this is", "Dear", and in a closing sign-off ("Thanks, John")."""
+    the name of", a greeting's "I am" or "this is", "Dear", and in a closing sign-off ("Thanks, John").
+    Whether capitals mark names is judged on the text as redacted so far (an address's capitals do not count),
+    so that redacting a redacted text finds nothing more."""
     spans = [
         (match.end(), _name_end(text, match.end(), capitalised=match.group(1) is not None))
         for match in NAME_INTRO.finditer(text)
     ]
     spans += [(m.end(), _name_end(text, m.end(), capitalised=False)) for m in NAME_SLOT.finditer(text)]
-    if not capitals_mark_names(text):
+    spans = [(start, end) for start, end in spans if all(end <= r.start or start >= r.end for r in found)]
+    redacted = [*found, *(Redaction("NAME", start, end) for start, end in spans if end > start)]
+    # Names redacted take their capitals away too: judge again on the text without them.
+    if not capitals_mark_names(_replace(text, sorted(redacted, key=lambda r: r.start))):
         return spans
     for pattern in (NAME_TITLE, NAME_RELATION, NAME_HOLDER):
         spans += [(m.end(), _name_end(text, m.end(), capitalised=True)) for m in pattern.finditer(text)]
@@ -373,10 +405,9 @@ def find_personal_data(text: str) -> list[Redaction]:
                 break
     for match in EMAIL.finditer(text):
         add("EMAIL", match.start(), match.end())
-    for match in with_digits(CARD):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            add("CARD_NUMBER", match.start(), match.end())
+    for match in with_digits(DIGIT_RUN):
+        for start, end in _card_numbers(match):
+            add("CARD_NUMBER", start, end)
     for match in with_digits(ACCOUNT_NUMBER):
         add("ACCOUNT_NUMBER", match.start(1), match.end(1))
     for match in with_digits(BANK_CODE):
@@ -407,13 +438,21 @@ def find_personal_data(text: str) -> list[Redaction]:
         add("POSTCODE", match.start(1), match.end(1))
     for match in with_digits(UK_POSTCODE):
         add("POSTCODE", match.start(), match.end())
-    for start, end in _names(text):
+    for start, end in _names(text, found):
         add("NAME", start, end)
-    for match in with_digits(PHONE):
+    position = 0
+    while numbered and (match := PHONE.search(text, position)):
         candidate = match.group().rstrip(" .-(")
-        end = match.start() + len(candidate)
-        if _phone_ok(text, match.start(), candidate):
-            add("PHONE", match.start(), end)
+        start, end = match.start(), match.start() + len(candidate)
+        position = match.end()
+        taken = [r for r in found if r.start < end and start < r.end]
+        if taken:  # "pin 1111 4111 12345678": the run holds a finding; read what is before and after it
+            before = text[start : min(r.start for r in taken)].rstrip(" .-(")
+            if before and _phone_ok(text, start, before):
+                add("PHONE", start, start + len(before))
+            position = max(r.end for r in taken)
+        elif _phone_ok(text, start, candidate):
+            add("PHONE", start, end)
     return sorted(found, key=lambda r: r.start)
 
 

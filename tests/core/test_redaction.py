@@ -13,6 +13,12 @@ from tests.conftest import banking77_questions
         ("my card 4111 1111 1111 1111 was charged", "my card [CARD_NUMBER] was charged"),
         ("card number 5500-0000-0000-0004", "card number [CARD_NUMBER]"),
         ("card 4111111111111111 blocked", "card [CARD_NUMBER] blocked"),
+        # Digits typed next to a card number do not hide it (an amount, a count, a second card).
+        ("order 12 4111 1111 1111 1111 please", "order 12 [CARD_NUMBER] please"),
+        ("refund of 25 00 4111 1111 1111 1111", "refund of 25 00 [CARD_NUMBER]"),
+        ("my card 4111111111111111 5 times", "my card [CARD_NUMBER] 5 times"),
+        ("amex 12 3782 822463 10005 ok", "amex 12 [CARD_NUMBER] ok"),
+        ("4111 1111 1111 1111 5500-0000-0000-0004", "[CARD_NUMBER] [CARD_NUMBER]"),
         ("send it to GB82 WEST 1234 5698 7654 32 today", "send it to [IBAN] today"),
         ("IBAN DE89370400440532013000", "IBAN [IBAN]"),
         # "GB82 … 32 to GB33" passes the checksum by chance (1 in 97), but no British IBAN has 28 characters:
@@ -97,6 +103,8 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
         "transfer of 10.000,00 EUR on 28/11/2026 at 12:30",
         "card ending 1234",
         "4111 1111 1111 1112 is not a valid card",
+        "order 12 4111 1111 1111 1112 please",  # the same among other digits
+        "tracking 1234 5678 9012 3456 7890 1234",  # groups of four, no stretch of them passes Luhn
         "GB82 WEST 1234 5698 7654 33 has a bad checksum",
         "tracking number 940010000000000000",
         "version 1.2.3 of the app",
@@ -189,5 +197,45 @@ def test_what_is_never_stored_is_scrubbed_and_the_rest_kept() -> None:
         "my password is [SECRET], call me on 07700 900123"  # no digit in the secret: still found
     )
     assert scrub_secrets("card 5500-0000-0000-0004, pin: 0042") == "card [CARD_NUMBER], pin: [SECRET]"
+    # PCI DSS: a card typed after an amount is not stored either.
+    assert scrub_secrets("paid 25 00 4111 1111 1111 1111 twice") == "paid 25 00 [CARD_NUMBER] twice"
     plain = "Hi, I'm Sarah, where is my card?"
     assert scrub_secrets(plain) is plain  # no digit, no password word: returned as it came
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A run of digits that holds a secret: what follows it is read on its own (before: left as typed).
+        ("pin 1111 4111 12345678", "pin [SECRET] [PHONE]"),
+        # A phone number that runs into an address's house number.
+        ("5698 07700 7654 07700 Brown Street", "[PHONE] [ADDRESS]"),
+        # The address's capitals do not make the message Title Case (before: "Mr Anna" was kept).
+        (
+            "on Kind code regards 10 Anna Anna Street Mr Anna is",
+            "on Kind code regards [ADDRESS] Mr [NAME] is",
+        ),
+        # A date's last digits are no house number.
+        ("born on 01/02/1990 Downing Street", "born on [DATE_OF_BIRTH] Downing Street"),
+    ],
+)
+def test_redacting_finds_what_a_second_pass_would(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+def test_redaction_is_idempotent_on_word_soup() -> None:
+    """Redacting a redacted text changes nothing: whatever a second pass finds, the first missed. Word soup
+    of the pieces people type (names, numbers, codes, addresses, sign-offs) puts them next to each other."""
+    import random
+
+    pieces = (
+        "my name is John Smith call me on 07700 900123 email jane@x.com card 4111 1111 1111 1111 thanks Mr"
+        " Brown Dear Anna regards Kind I'm this is from here speaking sort code 12-34-56 account 12345678"
+        " pin 1234 born 01/02/1990 at 10 Downing Street SW1A 2AA GB82 WEST 1234 5698 7654 32 Thanks, Best"
+    ).split()
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(pieces) for _ in range(rng.randint(3, 14))) for _ in range(4000)]
+    changed = [text for text in texts if redact(redact(text)) != redact(text)]
+    assert sum("[" in redact(text) for text in texts) > 1000  # a third of the soup holds personal data
+    assert changed == []
