@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from core.redaction import redact
+from core.redaction import redact, scrub_secrets
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -62,6 +63,35 @@ def is_up_to_date(engine: Engine) -> bool:
 
 
 REDACTED_TABLES = ("review_items", "verified_pairs")
+# Where the turn log and the live chat keep what customers typed, as it may be stored (scrub_secrets).
+SCRUBBED_COLUMNS = (
+    ("turns", "user_text"),
+    ("turns", "feedback_comment"),
+    ("conversations", "rating_comment"),
+    ("conversation_messages", "text"),
+)
+
+
+def _rewrite_texts(
+    connection: Connection, table_name: str, column: str, rewrite: Callable[[str], str], *, batch: int
+) -> int:
+    """Apply ``rewrite`` to one text column, a batch of rows at a time in key order; write the rows it
+    changes. Returns how many it changed."""
+    table = sa.table(table_name, sa.column("id"), sa.column(column, sa.Text))
+    changed = 0
+    last = None
+    while True:
+        query = sa.select(table.c.id, table.c[column]).order_by(table.c.id).limit(batch)
+        if last is not None:
+            query = query.where(table.c.id > last)
+        rows = connection.execute(query).all()
+        if not rows:
+            return changed
+        for row_id, text in rows:
+            if text and (new := rewrite(text)) != text:
+                connection.execute(sa.update(table).where(table.c.id == row_id).values({column: new}))
+                changed += 1
+        last = rows[-1][0]
 
 
 def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
@@ -70,20 +100,15 @@ def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
     their day. A redacted text redacted again changes only where the newer rules find more; placeholders stay,
     so a migration that calls this can run on any database and changes nothing twice. Returns the rows
     changed."""
-    changed = 0
-    for name in REDACTED_TABLES:
-        table = sa.table(name, sa.column("id", sa.Integer), sa.column("text", sa.Text))
-        last = 0
-        while True:
-            rows = connection.execute(
-                sa.select(table.c.id, table.c.text).where(table.c.id > last).order_by(table.c.id).limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row_id, text in rows:
-                redacted = redact(text or "")
-                if redacted != (text or ""):
-                    connection.execute(sa.update(table).where(table.c.id == row_id).values(text=redacted))
-                    changed += 1
-            last = rows[-1][0]
-    return changed
+    return sum(_rewrite_texts(connection, name, "text", redact, batch=batch) for name in REDACTED_TABLES)
+
+
+def scrub_stored_secrets(connection: Connection, *, batch: int = 1000) -> int:
+    """Scrub the turn log, feedback and rating comments and live-chat messages again with this release's
+    rules for what is never stored (card numbers, secrets): text stored under older rules may hold what they
+    missed. Like ``redact_stored_texts``: placeholders stay, nothing changes twice. Returns the rows
+    changed."""
+    return sum(
+        _rewrite_texts(connection, name, column, scrub_secrets, batch=batch)
+        for name, column in SCRUBBED_COLUMNS
+    )

@@ -54,3 +54,51 @@ def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_databas
     with engine.begin() as connection:
         assert migrate.redact_stored_texts(connection) == 0  # nothing changes twice
     engine.dispose()
+
+
+def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_url: str) -> None:
+    """Older rules let a card number typed after other digits into the turn log, comments, live chat and
+    review; 0030 takes it out everywhere (at 0029 the models' columns are the schema's: no change since)."""
+    from core.models import Conversation, ConversationMessage, Turn
+    from core.registry import get_or_create_conversation, log_turn
+
+    typed = "order 12 4111 1111 1111 1111 never came"
+    scrubbed = "order 12 [CARD_NUMBER] never came"
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0029")
+    with Session(engine) as session:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        turn = log_turn(
+            session, conversation_id=conversation.id, user_text="where is my card", status="answered",
+            intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
+            model_version="v1", latency_ms=1.0,
+        )  # fmt: skip
+        other = log_turn(  # scrubbed as it was logged: its placeholder stays
+            session, conversation_id=conversation.id, user_text="card 4111 1111 1111 1111 lost",
+            status="handoff", intent=None, answer="", confidence=0.2, candidates=[], member_scores={},
+            model_version="v1", latency_ms=1.0,
+        )  # fmt: skip
+        # What the older rules stored (they found this one card and missed the other).
+        turn.user_text, turn.feedback_comment = typed, f"still nothing, {typed}"
+        conversation.rating_comment = typed
+        session.add(ConversationMessage(conversation_id=conversation.id, sender="customer", text=typed))
+        item = ReviewItem(text=typed, status="resolved", cluster_size=1)
+        session.add(item)
+        session.flush()
+        session.add(VerifiedPair(item_id=item.id, text=typed, intent="card_arrival", weight=0.9))
+        session.commit()
+        turn_id, other_id, conversation_id = turn.id, other.id, conversation.id
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        turn = session.get(Turn, turn_id)
+        assert turn is not None
+        assert (turn.user_text, turn.feedback_comment) == (scrubbed, f"still nothing, {scrubbed}")
+        assert session.get(Turn, other_id).user_text == "card [CARD_NUMBER] lost"  # type: ignore[union-attr]
+        assert session.get(Conversation, conversation_id).rating_comment == scrubbed  # type: ignore[union-attr]
+        assert session.scalars(select(ConversationMessage.text)).all() == [scrubbed]
+        assert session.scalars(select(ReviewItem.text)).all() == [scrubbed]
+        assert session.scalars(select(VerifiedPair.text)).all() == [scrubbed]
+    with engine.begin() as connection:  # nothing changes twice
+        assert migrate.scrub_stored_secrets(connection) == 0
+        assert migrate.redact_stored_texts(connection) == 0
+    engine.dispose()
