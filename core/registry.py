@@ -22,6 +22,7 @@ from core.models import (
     utcnow,
 )
 from core.redaction import scrub_secrets
+from core.turn_search import user_text_matches
 
 
 class NotFoundError(LookupError):
@@ -691,9 +692,7 @@ def conversation_summaries(
         conditions.append(Conversation.rating <= max_rating)
     if search.strip():
         needle = search.strip().lower()
-        matching = select(Turn.conversation_id).where(
-            func.lower(Turn.user_text).contains(needle, autoescape=True)
-        )
+        matching = select(Turn.conversation_id).where(user_text_matches(session, search))
         live = select(ConversationMessage.conversation_id).where(
             ConversationMessage.sender == "customer",
             func.lower(ConversationMessage.text).contains(needle, autoescape=True),

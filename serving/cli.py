@@ -107,6 +107,24 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"current: {migrate.current_revision(database.engine)}  head: {migrate.head_revision()}")
 
 
+@db.command("search-index")
+@click.pass_context
+def db_search_index(ctx: click.Context) -> None:
+    """Build the conversation search's index again (SQLite FTS5 trigrams; PostgreSQL pg_trgm): for one that
+    `helploop doctor` calls stale, or where the first build could not make one."""
+    from core.turn_search import rebuild_index
+
+    database = _database(_settings(ctx))
+    with database.engine.begin() as connection:
+        built = rebuild_index(connection)
+    if not built:
+        raise click.ClickException(
+            "no index could be built here (SQLite without FTS5 trigrams, or PostgreSQL without the right to "
+            "create pg_trgm); searches read every turn"
+        )
+    click.echo(f"search index built ({database.engine.dialect.name})")
+
+
 def _pages_bar(label: str) -> Any:
     from tqdm import tqdm
 

@@ -58,6 +58,19 @@ def _schema(database: Database) -> Check:
             FAIL,
             f"revision {current or 'none'}, this version needs {head}: run `helploop db upgrade`",
         )
+    from core.turn_search import index_state
+
+    with database.engine.connect() as connection:
+        search = index_state(connection)
+    if search == "stale":
+        return Check(
+            "schema",
+            WARN,
+            f"at revision {head}; the conversation search index misses its triggers (new turns are not "
+            "found): run `helploop db search-index`",
+        )
+    if search == "missing":
+        return Check("schema", OK, f"at revision {head} (no search index: a search reads every turn)")
     return Check("schema", OK, f"at revision {head}")
 
 

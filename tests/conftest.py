@@ -100,6 +100,10 @@ def _postgres_reason() -> str | None:
         engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
         with engine.connect() as connection:
             connection.execute(text("select 1"))
+        with engine.begin() as connection:
+            # As an installation has it: pg_trgm (the conversation search's index, migration 0031) in the
+            # public schema. Left to the first migration, it would land in a test's own schema and go with it.
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure means "not available"
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}: {str(exc).splitlines()[0]}"

@@ -7,6 +7,7 @@ from sqlalchemy import Connection, engine_from_config, pool
 
 import core.models  # noqa: F401  (registers the tables on Base.metadata)
 from core.db import Base
+from core.turn_search import not_search_index
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,6 +19,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_name=not_search_index,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -41,6 +43,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=not_search_index,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,126 @@
+"""An index of what customers typed, for the operators' conversation search ("card", "refund", an order
+number). Without it a search reads every turn's text: fine for a demo, seconds for a log of millions.
+
+- SQLite (the embedded default): an FTS5 table with the trigram tokenizer over ``turns.user_text`` (external
+  content: the text is not stored twice), kept in step by triggers. Trigrams find any substring of three
+  characters or more, case-insensitively (Unicode too, where ``lower()`` folds ASCII only).
+- PostgreSQL: a trigram GIN index (``pg_trgm``) on ``lower(user_text)``, which the planner uses for the same
+  ``LIKE '%…%'`` the search has always run. Where the extension may not be created (no privilege), there is no
+  index and the search reads the table, as before.
+
+A needle shorter than three characters, or a database without the index, falls back to the plain scan, so
+the results never depend on the index: only the time does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Integer, column, func, text
+from sqlalchemy.orm import Session
+
+from core.models import Turn
+
+FTS_TABLE = "turns_text"
+TRIGGERS = ("turns_text_insert", "turns_text_delete", "turns_text_update")
+PG_INDEX = "ix_turns_user_text_trigram"
+MIN_NEEDLE = 3  # a trigram index answers needles of three characters or more
+
+_SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(user_text, content='turns', content_rowid='id', "
+    "tokenize='trigram')",
+    f"CREATE TRIGGER turns_text_insert AFTER INSERT ON turns BEGIN "
+    f"INSERT INTO {FTS_TABLE}(rowid, user_text) VALUES (new.id, new.user_text); END",
+    f"CREATE TRIGGER turns_text_delete AFTER DELETE ON turns BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, user_text) VALUES ('delete', old.id, old.user_text); END",
+    f"CREATE TRIGGER turns_text_update AFTER UPDATE OF user_text ON turns BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, user_text) VALUES ('delete', old.id, old.user_text); "
+    f"INSERT INTO {FTS_TABLE}(rowid, user_text) VALUES (new.id, new.user_text); END",
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')",  # the turns logged before
+)
+
+
+def create_index(connection: Connection) -> bool:
+    """Create the index (and fill it from the turns already logged). Returns whether there is one: False where
+    this SQLite lacks FTS5's trigram tokenizer (before 3.34) or PostgreSQL may not create ``pg_trgm``."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        options = {row[0] for row in connection.execute(text("PRAGMA compile_options"))}
+        release = connection.execute(text("SELECT sqlite_version()")).scalar_one()
+        version = tuple(int(part) for part in release.split("."))
+        if "ENABLE_FTS5" not in options or version < (3, 34):
+            return False
+        for statement in _SQLITE_CREATE:
+            connection.execute(text(statement))
+        return True
+    if dialect == "postgresql":
+        try:
+            with connection.begin_nested():  # a refused CREATE EXTENSION must not abort the migration
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        except Exception:  # noqa: BLE001 - no privilege: the search scans, as before
+            return False
+        # The operator class lives in the extension's schema, which need not be on this search_path.
+        schema = connection.execute(
+            text("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'")
+        ).scalar_one()
+        operators = f"{schema}.gin_trgm_ops"
+        connection.execute(
+            text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON turns USING gin (lower(user_text) {operators})")
+        )
+        return True
+    return False
+
+
+def drop_index(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        for trigger in TRIGGERS:
+            connection.execute(text(f"DROP TRIGGER IF EXISTS {trigger}"))
+        connection.execute(text(f"DROP TABLE IF EXISTS {FTS_TABLE}"))
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text(f"DROP INDEX IF EXISTS {PG_INDEX}"))
+
+
+def rebuild_index(connection: Connection) -> bool:
+    """Drop and create the index again (``helploop db search-index``): for a stale one, or after moving
+    the database to a SQLite or a PostgreSQL role that can build one."""
+    drop_index(connection)
+    return create_index(connection)
+
+
+def index_state(connection: Connection) -> str:
+    """ "ok", "missing" (no index: searches scan) or "stale" (SQLite's table without all its triggers: a
+    migration that rebuilt the turns table dropped them, and new turns would not be found)."""
+    if connection.dialect.name == "sqlite":
+        names = set(
+            connection.execute(
+                text("SELECT name FROM sqlite_master WHERE name = :table OR type = 'trigger'"),
+                {"table": FTS_TABLE},
+            ).scalars()
+        )
+        if FTS_TABLE not in names:
+            return "missing"
+        return "ok" if set(TRIGGERS) <= names else "stale"
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(text("SELECT to_regclass(:name)"), {"name": PG_INDEX}).scalar()
+        return "ok" if found is not None else "missing"
+    return "missing"
+
+
+def user_text_matches(session: Session, needle: str) -> Any:
+    """A condition on ``Turn``: its text holds ``needle`` (case-insensitive substring). Through the SQLite
+    index where there is one and the needle is long enough; otherwise the ``LIKE`` the planner may answer from
+    PostgreSQL's trigram index, or by reading the table."""
+    needle = needle.strip()
+    if session.get_bind().dialect.name == "sqlite" and len(needle) >= MIN_NEEDLE:
+        if index_state(session.connection()) == "ok":
+            phrase = '"' + needle.replace('"', '""') + '"'  # one phrase: quotes and operators taken literally
+            rows = text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase")
+            return Turn.id.in_(rows.bindparams(phrase=phrase).columns(column("rowid", Integer)))
+    return func.lower(Turn.user_text).contains(needle.lower(), autoescape=True)
+
+
+def not_search_index(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's ``include_name``: the search index is built by its migration, not from ``core.models``
+    (FTS5's virtual table and its shadow tables, PostgreSQL's expression index), so autogenerate leaves it
+    alone."""
+    return not (name or "").startswith((FTS_TABLE, PG_INDEX))

@@ -1,0 +1,119 @@
+"""The conversation search's index (migration 0031), on SQLite (FTS5 trigrams kept by triggers) and on
+PostgreSQL (a pg_trgm GIN index): it finds what the scan finds, for turns logged before the migration and
+after, follows edits and deletions, and the planner uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
+
+from core import migrate
+from core.db import make_engine
+from core.models import Turn
+from core.registry import conversation_summaries, get_or_create_conversation, log_turn
+from core.turn_search import index_state, rebuild_index, user_text_matches
+
+BEFORE = ["my card never arrived", "Refund for order #A-100% please", "Où est ma CARTE ?"]
+AFTER = ["the CARD was declined abroad", 'he said "cancel" twice', "hi"]
+
+
+def _log(session: Session, texts: list[str]) -> list[str]:
+    conversations = []
+    for typed in texts:
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        log_turn(
+            session, conversation_id=conversation.id, user_text=typed, status="answered", intent="x",
+            answer="", confidence=0.9, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
+        )  # fmt: skip
+        conversations.append(conversation.id)
+    session.commit()
+    return conversations
+
+
+def _found(session: Session, needle: str) -> list[str]:
+    condition = user_text_matches(session, needle)
+    return sorted(session.scalars(select(Turn.user_text).where(condition)))
+
+
+def _scanned(session: Session, needle: str) -> list[str]:
+    return sorted(t for t in session.scalars(select(Turn.user_text)) if needle.lower() in t.lower())
+
+
+def test_the_index_finds_what_a_scan_finds_before_and_after_the_migration(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0030")
+    with Session(engine) as session:  # at 0030 the models' columns are the schema's
+        before = _log(session, BEFORE)
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        assert index_state(connection) == "ok"
+    with Session(engine) as session:
+        after = _log(session, AFTER)
+        for needle in ("card", "CARD ", "order #a-100%", '"cancel"', "carte", "ma carte", "hi", "zzz"):
+            assert _found(session, needle) == _scanned(session, needle), needle
+        assert _found(session, "card") == sorted([BEFORE[0], AFTER[0]])  # both sides of the migration
+        summaries, total = conversation_summaries(session, search="card")
+        assert total == 2 and {s.id for s in summaries} == {before[0], after[0]}
+        # An edited text (the retention job, a scrub) and a deleted turn are followed.
+        session.execute(update(Turn).where(Turn.conversation_id == before[0]).values(user_text="[REMOVED]"))
+        session.execute(delete(Turn).where(Turn.conversation_id == after[0]))
+        session.commit()
+        assert _found(session, "card") == []
+        assert _found(session, "removed") == ["[REMOVED]"]
+    migrate.downgrade(engine, "0030")
+    with engine.connect() as connection:
+        assert index_state(connection) == "missing"
+    with Session(engine) as session:
+        assert _found(session, "carte") == [BEFORE[2]]  # without the index: the scan, same results
+    engine.dispose()
+
+
+def test_the_search_is_answered_from_the_index(db_session: Session) -> None:
+    _log(db_session, BEFORE + AFTER)
+    query = select(Turn.id).where(user_text_matches(db_session, "card"))
+    sql = str(query.compile(db_session.get_bind(), compile_kwargs={"literal_binds": True}))
+    if db_session.get_bind().dialect.name == "sqlite":
+        plan = " ".join(str(row[-1]) for row in db_session.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        assert "SCAN turns_text VIRTUAL TABLE INDEX" in plan, plan
+        assert "SEARCH turns USING INTEGER PRIMARY KEY" in plan, plan  # the turns by id, never scanned
+    else:
+        db_session.execute(text("SET LOCAL enable_seqscan = off"))  # six rows: a scan would be cheaper
+        plan = " ".join(row[0] for row in db_session.execute(text("EXPLAIN " + sql)))
+        assert "ix_turns_user_text_trigram" in plan, plan
+    assert len(db_session.scalars(query).all()) == 2
+
+
+def test_a_stale_index_is_reported_and_rebuilt(tmp_path: Any) -> None:
+    """A later migration that rebuilds the turns table on SQLite (batch mode) drops its triggers: doctor says
+    so, and `helploop db search-index` builds it again with every turn in it."""
+    from click.testing import CliRunner
+
+    from serving.cli import main
+    from serving.doctor import run_checks
+    from tests.serving.test_doctor import _settings
+
+    settings = _settings(tmp_path)
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER turns_text_insert"))
+    in_index = text("SELECT count(*) FROM turns_text WHERE turns_text MATCH '\"card\"'")
+    with Session(engine) as session:
+        _log(session, ["my card never arrived"])
+        assert session.execute(in_index).scalar_one() == 0  # the trigger is gone: not in the index
+        with engine.connect() as connection:
+            assert index_state(connection) == "stale"
+        assert _found(session, "card") == ["my card never arrived"]  # a stale index is not used: the scan
+    schema = next(c for c in run_checks(settings) if c.name == "schema")
+    assert (schema.status, "run `helploop db search-index`" in schema.detail) == ("warn", True)
+    result = CliRunner().invoke(main, ["db", "search-index"], obj={"settings": settings})
+    assert result.exit_code == 0, result.output
+    assert "search index built (sqlite)" in result.output
+    with engine.begin() as connection:
+        assert connection.execute(in_index).scalar_one() == 1
+        assert index_state(connection) == "ok"
+        assert rebuild_index(connection) is True
+    assert next(c for c in run_checks(settings) if c.name == "schema").status == "ok"
+    engine.dispose()
