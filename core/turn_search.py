@@ -87,6 +87,15 @@ def rebuild_index(connection: Connection) -> bool:
     return create_index(connection)
 
 
+def compact_index(connection: Connection) -> None:
+    """Merge SQLite's index into one segment, which drops what edits and deletions left behind: FTS5 marks an
+    old text's entries deleted and keeps them until a merge. The retention job calls this after redacting old
+    turns in place, so the originals' trigrams leave the index too. (On PostgreSQL, VACUUM does the same for
+    the GIN index and the table alike.)"""
+    if connection.dialect.name == "sqlite" and index_state(connection) != "missing":
+        connection.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')"))
+
+
 def index_state(connection: Connection) -> str:
     """ "ok", "missing" (no index: searches scan) or "stale" (SQLite's table without all its triggers: a
     migration that rebuilt the turns table dropped them, and new turns would not be found)."""

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.models import Conversation, ConversationMessage, ReviewItem, ReviewItemTurn, Turn, utcnow
 from core.redaction import redact
 from core.registry import get_conversation
+from core.turn_search import compact_index
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ def redact_old_turns(
         if redacted != conversation.rating_comment:
             conversation.rating_comment, comments = redacted, comments + 1
     session.commit()
+    if done:
+        compact_index(session.connection())  # the originals' trigrams leave the search index too
+        session.commit()
     return {
         "before": before.isoformat(),
         "turns": done,
