@@ -1066,6 +1066,7 @@ def erase_conversation_page(conversation_id: str) -> Any:
             erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
     except NotFoundError:
         abort(404)
+    helploop.database.checkpoint()  # no older copy of the erased pages left in the write-ahead log
     flash(
         f"Conversation erased: {erased['turns']} turns and {erased['review_items']} pending review items"
         " deleted."

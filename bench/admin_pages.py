@@ -312,7 +312,7 @@ def main() -> None:
         (operator, "/operator/conversations"),
         (operator, "/operator/conversations?view=all"),
         (operator, "/operator/conversations?view=all&q=card"),
-        (operator, "/operator/conversations?view=all&q=disposable"),  # a rarer word: the index's case
+        (operator, "/operator/conversations?view=all&q=refund"),  # a rarer word (139 turns): the index's case
         (operator, f"/operator/conversations/{conversation}"),
         (operator, "/operator/knowledge/"),
         (operator, "/review/items"),

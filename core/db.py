@@ -48,7 +48,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+def configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
@@ -56,7 +56,21 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     # threads and a job worker share the embedded database).
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # What is deleted or overwritten (an erased conversation, a turn redacted after the retention period) is
+    # zeroed in the file, not left readable in free space until SQLite reuses the page.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def checkpoint(engine: Engine) -> bool:
+    """Move SQLite's write-ahead log into the database file and empty it (best effort: a long reader can hold
+    it back; returns whether it completed). After an erasure, the log's older frames would otherwise keep
+    the erased rows' pages until they are reused. PostgreSQL: nothing to do here (VACUUM's work)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 def make_engine(database_url: str) -> Engine:
@@ -65,7 +79,7 @@ def make_engine(database_url: str) -> Engine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine, "connect", configure_sqlite_connection)
         return engine
     if make_url(database_url).get_backend_name() == "postgresql":
         # Tagged, so that a restore can see HelpLoop's sessions in pg_stat_activity (core.backup).
@@ -174,6 +188,9 @@ class Database:
             raise
         finally:
             session.close()
+
+    def checkpoint(self) -> bool:
+        return checkpoint(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -104,7 +104,9 @@ def redact_old_turns(
 def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:
     """A customer's request to be forgotten: delete the conversation and its turns, and the pending review
     items that had no other member (nobody needs to label a question that is no longer asked). Resolved items
-    and their training pairs stay: they hold only redacted text. Returns what was deleted."""
+    and their training pairs stay: they hold only redacted text. Returns what was deleted. On SQLite the
+    rows are zeroed in the file (``secure_delete``), and the caller then empties the write-ahead log
+    (``Database.checkpoint``) so no older copy of the pages stays behind."""
     get_conversation(session, conversation_id=conversation_id)  # NotFoundError for an unknown id
     turn_ids = select(Turn.id).where(Turn.conversation_id == conversation_id)
     touched = set(
@@ -127,6 +129,7 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
     item_ids = list(session.scalars(doomed).all())
     session.execute(delete(ReviewItem).where(ReviewItem.id.in_(item_ids)))
     items = len(item_ids)
+    compact_index(session.connection())  # the search index keeps deleted texts' entries until a merge
     session.expire_all()
     log.info(
         "conversation %s erased by %s: %d turns, %d pending review items",

@@ -1925,6 +1925,8 @@ def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None
     click.echo(
         f"erased session {session_id}: {erased['turns']} turns, {erased['review_items']} pending review items"
     )
+    if not database.checkpoint():
+        click.echo("the write-ahead log is in use by another process: it is emptied at its next checkpoint")
 
 
 @main.command()

@@ -187,3 +187,61 @@ def test_erasing_a_conversation_with_a_choice_after_that_is_wrong(db_session: Se
     }
     db_session.commit()
     assert db_session.scalar(select(func.count()).where(Turn.id == rated.id)) == 0
+
+
+def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any) -> None:
+    """Deleting rows is not enough on SQLite: free pages, the write-ahead log's older frames and the search
+    index's deleted entries would keep the text. After an erasure (zeroed by secure_delete, the index merged,
+    the log checkpointed and emptied) the customer's words are in no byte of the database's files."""
+    from core.db import checkpoint, make_engine
+    from core.migrate import upgrade
+    from core.registry import get_or_create_conversation
+
+    path = tmp_path / "helploop.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    marker = "zanzibar-quokka-7781"
+
+    def on_disk() -> bool:
+        files = [path, path.with_name(path.name + "-wal")]
+        return any(marker.encode() in f.read_bytes() for f in files if f.exists())
+
+    with Session(engine) as session:
+        for name in ("erase-me", "keep-me"):
+            get_or_create_conversation(session, conversation_id=name, channel="widget")
+            for i in range(30):  # enough rows for the index to hold several segments
+                say(session, name, f"message {i} from {name}", days_ago=1)
+        say(session, "erase-me", f"my code word is {marker}, card never came", days_ago=1)
+        request_handoff(session, conversation_id="erase-me")
+        agent_reply(session, conversation_id="erase-me", agent="omar", text="Hello, how can I help?")
+        customer_message(session, conversation_id="erase-me", text=f"again: {marker}")
+        session.commit()
+    assert checkpoint(engine) and on_disk()  # the check can see it: it is there before
+    with Session(engine) as session:
+        erase_conversation(session, conversation_id="erase-me", actor="omar")
+        session.commit()
+    assert checkpoint(engine)
+    assert not on_disk()
+    with engine.connect() as connection:
+        # The index is merged into one segment: FTS5 drops the deleted entries only then. (Its trigrams are
+        # not the text as one string, so the byte check above cannot see them.)
+        assert (
+            connection.exec_driver_sql("SELECT count(DISTINCT segid) FROM turns_text_idx").scalar_one() == 1
+        )
+    with Session(engine) as session:  # the rest is intact and still found
+        found = select(Turn.conversation_id).where(user_text_matches(session, "from keep-me"))
+        assert set(session.scalars(found)) == {"keep-me"}
+    engine.dispose()
+
+
+def test_every_sqlite_connection_zeroes_what_it_deletes() -> None:
+    """Set on each connection, not left to the build's default (Debian's SQLite has it on, others not)."""
+    import sqlite3
+
+    from core.db import configure_sqlite_connection
+
+    connection = sqlite3.connect(":memory:")
+    connection.execute("PRAGMA secure_delete=OFF")
+    configure_sqlite_connection(connection, None)
+    assert connection.execute("PRAGMA secure_delete").fetchone() == (1,)
+    connection.close()
