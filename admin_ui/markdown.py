@@ -1,11 +1,13 @@
-"""Markdown for the admin pages (the reviewing guidelines, the bot's answers as customers see them), and
-customers' redacted questions with their placeholders marked.
+"""Markdown for the admin pages (the reviewing guidelines, the bot's answers as customers see them),
+customers' redacted questions with their placeholders marked, and search hits with their words marked.
 
 CommonMark with raw HTML turned off: every ``<`` the author wrote is escaped, and markdown-it refuses
 ``javascript:``, ``vbscript:``, ``file:`` and ``data:`` link targets, so the output is safe to insert.
 """
 
 from __future__ import annotations
+
+import re
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
@@ -32,6 +34,32 @@ def render_redacted(text: str | None) -> Markup:
             ),
             escaped,
         )
+    )
+
+
+def render_match(text: str | None, search: str, width: int = 90) -> Markup:
+    """A search hit in a list: the stretch of ``text`` around the first place it holds ``search`` (case
+    ignored), at most about ``width`` characters, with the words marked. Escaped; ``<mark>`` is the only
+    markup."""
+    text, needle = text or "", search.strip()
+    hit = re.search(re.escape(needle), text, re.IGNORECASE) if needle else None
+    if hit is None:
+        return Markup(escape(text if len(text) <= width else text[: width - 1] + "…"))  # noqa: S704
+    room = max(width - len(hit.group()), 0)
+    start = max(0, min(hit.start() - room // 3, len(text) - width))
+    end = min(len(text), start + max(width, len(hit.group())))
+    # Cut between words where one is near: "…on my payment", not "…xtra on my payment".
+    if start > 0 and 0 <= (space := text.find(" ", start, hit.start())) - start <= 15:
+        start = space + 1
+    if end < len(text) and 0 <= end - (space := text.rfind(" ", hit.end(), end)) <= 15:
+        end = space
+    before, after = text[start : hit.start()], text[hit.end() : end]
+    return Markup(  # noqa: S704 (every piece of the text is escaped)
+        ("…" if start > 0 else "")
+        + str(escape(before))
+        + f"<mark>{escape(hit.group())}</mark>"
+        + str(escape(after))
+        + ("…" if end < len(text) else "")
     )
 
 

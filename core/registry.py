@@ -613,6 +613,8 @@ class ConversationSummary:
     agent: str | None = None  # the operator chatting with the customer now
     customer_wrote_last: bool = False  # the live chat's last message is the customer's (an answer is due)
     rating: int | None = None  # the customer's rating of the live chat (1-5)
+    match: str | None = None  # on a search: the newest of the customer's messages that holds the words
+    match_turn: int | None = None  # its turn (None for a live-chat message)
 
     @property
     def waiting(self) -> bool:
@@ -730,6 +732,7 @@ def conversation_summaries(
         )
     }
     last_sender = last_live_senders(session, [conversation.id for conversation in page])
+    matches = _search_matches(session, [c.id for c in page], search) if search.strip() else {}
     summaries = [
         ConversationSummary(
             id=conversation.id,
@@ -746,10 +749,36 @@ def conversation_summaries(
             agent=conversation.agent if agent_active(conversation) else None,
             customer_wrote_last=last_sender.get(conversation.id) == "customer",
             rating=conversation.rating,
+            match=matches.get(conversation.id, (None, None))[0],
+            match_turn=matches.get(conversation.id, (None, None))[1],
         )
         for conversation, count in rows
     ]
     return summaries, int(total)
+
+
+def _search_matches(
+    session: Session, conversation_ids: list[str], search: str
+) -> dict[str, tuple[str, int | None]]:
+    """For a page of search results, each conversation's newest customer message that holds the words (a
+    turn, else a live-chat message) and its turn id: what the list shows instead of the last message. Only
+    the page's own messages are read."""
+    words = re.compile(re.escape(search.strip()), re.IGNORECASE)
+    found: dict[str, tuple[str, int | None]] = {}
+    turns = select(Turn.conversation_id, Turn.id, Turn.user_text).where(
+        Turn.conversation_id.in_(conversation_ids), Turn.served_by != SUGGESTION_ARM
+    )
+    for conversation_id, turn_id, typed in session.execute(turns.order_by(Turn.id.desc())):
+        if conversation_id not in found and words.search(typed):
+            found[conversation_id] = (typed, turn_id)
+    live = select(ConversationMessage.conversation_id, ConversationMessage.text).where(
+        ConversationMessage.conversation_id.in_([c for c in conversation_ids if c not in found]),
+        ConversationMessage.sender == "customer",
+    )
+    for conversation_id, typed in session.execute(live.order_by(ConversationMessage.id.desc())):
+        if conversation_id not in found and words.search(typed):
+            found[conversation_id] = (typed, None)
+    return found
 
 
 def current_deployment(session: Session) -> Deployment | None:

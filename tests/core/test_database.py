@@ -310,7 +310,9 @@ def test_conversation_inbox_waits_for_a_person_until_handled(db_session: Session
         and len(waiting_conversations(db_session, limit=1)[0]) == 1
     )
     # Search is a case-insensitive substring of the originals; % and _ are literal characters.
-    assert [c.id for c in conversation_summaries(db_session, search="ATM")[0]] == [unsure]
+    (found,) = conversation_summaries(db_session, search="ATM")[0]
+    assert found.id == unsure and found.match is not None and "atm" in found.match.lower()
+    assert found.match_turn is not None  # a turn: the list links to it in the transcript
     assert [c.id for c in conversation_summaries(db_session, search="100%_SURE")[0]] == [unsure]
     assert conversation_summaries(db_session, search="card%stuck")[1] == 0  # not a LIKE wildcard
     page, total = conversation_summaries(db_session, limit=2, offset=2)
@@ -364,7 +366,9 @@ def test_live_chat_takes_over_until_the_handoff_is_handled(db_session: Session) 
     (waiting,) = waiting_conversations(db_session)[0]
     assert (waiting.id, waiting.customer_wrote_last) == (asked, True)
     # The inbox search covers what the customer wrote to the person too.
-    assert [c.id for c in conversation_summaries(db_session, search="order 123")[0]] == [asked]
+    (found,) = conversation_summaries(db_session, search="order 123")[0]
+    assert found.id == asked
+    assert (found.match, found.match_turn) == ("Thanks! Order 123-456", None)  # the live-chat message
     second = agent_reply(db_session, conversation_id=asked, agent="ana", text="Ana here, refunded.")
     assert conversation.agent == "ana"  # whoever wrote last is chatting
     assert not conversation_summaries(db_session, waiting_only=True)[0][0].customer_wrote_last

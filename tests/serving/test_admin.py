@@ -117,6 +117,25 @@ def test_only_placeholders_are_marked_in_redacted_text() -> None:
     assert has_placeholder("call [PHONE]") and not has_placeholder("order [12345]")
 
 
+def test_a_search_hit_is_shown_around_its_words_escaped_and_marked() -> None:
+    from admin_ui.markdown import render_match
+
+    assert str(render_match("mail me at <b>JO@Example.com</b>", "example.COM")) == (
+        "mail me at &lt;b&gt;JO@<mark>Example.com</mark>&lt;/b&gt;"  # case kept as typed
+    )
+    long = "a" * 100 + " refund please " + "b" * 100
+    shown = str(render_match(long, "refund", width=40))
+    assert shown.startswith("…") and shown.endswith("…") and "<mark>refund</mark>" in shown
+    assert len(shown.replace("<mark>", "").replace("</mark>", "")) <= 42  # 40 characters and two ellipses
+    words = "I paid extra on my payment last Saturday, maybe the rate was wrong? I'd like a refund now"
+    assert str(render_match(words, "refund", width=40)) == (
+        "…rate was wrong? I&#39;d like a <mark>refund</mark> now"  # cut between words, not in one
+    )
+    assert str(render_match("x" * 100, "nowhere", width=10)) == "x" * 9 + "…"  # no hit: the start
+    assert str(render_match("<i>", "")) == "&lt;i&gt;"
+    assert str(render_match("50% off", "%")) == "50<mark>%</mark> off"  # taken literally, not a pattern
+
+
 def test_login_is_rate_limited(make_app: Any) -> None:
     app = make_app(login_rate_limit="3/minute")
     client = app.test_client()
@@ -528,6 +547,14 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
     assert (unsure["session_id"] in inbox) == (unsure["status"] == "handoff")
     everything = operator.get("/operator/conversations?view=all&q=EXAMPLE.COM").get_data(as_text=True)
     assert unsure["session_id"] in everything and sure["session_id"] not in everything
+    # The list shows the message that matched, its words marked, linked to its turn in the transcript.
+    with helploop.database.session() as session:
+        hit = session.scalars(select(Turn.id).where(Turn.conversation_id == unsure["session_id"])).one()
+    assert "<th>message with “EXAMPLE.COM”</th>" in everything
+    assert (
+        f'href="/operator/conversations/{unsure["session_id"]}#turn-{hit}" class="hit">'
+        "plonk &lt;b&gt;zz&lt;/b&gt; mail me at jo@<mark>example.com</mark></a>"
+    ) in everything
     assert operator.get("/operator/conversations?view=nope").status_code == 400
     assert operator.get("/operator/conversations/no-such-session").status_code == 404
 
