@@ -63,5 +63,16 @@ def render_match(text: str | None, search: str, width: int = 90) -> Markup:
     )
 
 
+def render_marked(text: str | None, search: str = "") -> Markup:
+    """The whole text, escaped, with every place it holds ``search`` (case ignored) marked."""
+    text, needle = text or "", search.strip()
+    if not needle:
+        return Markup(escape(text))  # noqa: S704
+    pieces = re.split(f"({re.escape(needle)})", text, flags=re.IGNORECASE)
+    return Markup(  # noqa: S704 (every piece of the text is escaped)
+        "".join(f"<mark>{escape(p)}</mark>" if i % 2 else str(escape(p)) for i, p in enumerate(pieces))
+    )
+
+
 def has_placeholder(text: str | None) -> bool:
     return bool(PLACEHOLDER.search(text or ""))

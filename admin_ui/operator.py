@@ -960,6 +960,7 @@ def conversation_detail(conversation_id: str) -> Any:
         messages=messages,
         message_limit=MESSAGE_LIMIT,
         canned=canned,
+        search=request.args.get("q", "")[:200],  # from a search's results: its words are marked
     )
 
 

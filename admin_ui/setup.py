@@ -89,7 +89,13 @@ def init_admin(
 ) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
-    from admin_ui.markdown import has_placeholder, render_markdown, render_match, render_redacted
+    from admin_ui.markdown import (
+        has_placeholder,
+        render_markdown,
+        render_marked,
+        render_match,
+        render_redacted,
+    )
     from admin_ui.operator import operator
     from admin_ui.review import review
 
@@ -104,6 +110,7 @@ def init_admin(
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(render_redacted, "redacted")
     app.add_template_filter(render_match, "search_hit")
+    app.add_template_filter(render_marked, "marked")
     app.add_template_test(has_placeholder, "redacted")
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

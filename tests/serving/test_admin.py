@@ -552,9 +552,13 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
         hit = session.scalars(select(Turn.id).where(Turn.conversation_id == unsure["session_id"])).one()
     assert "<th>message with “EXAMPLE.COM”</th>" in everything
     assert (
-        f'href="/operator/conversations/{unsure["session_id"]}#turn-{hit}" class="hit">'
+        f'href="/operator/conversations/{unsure["session_id"]}?q=EXAMPLE.COM#turn-{hit}" class="hit">'
         "plonk &lt;b&gt;zz&lt;/b&gt; mail me at jo@<mark>example.com</mark></a>"
     ) in everything
+    found = operator.get(f"/operator/conversations/{unsure['session_id']}?q=EXAMPLE.COM").get_data(
+        as_text=True
+    )
+    assert "mail me at jo@<mark>example.com</mark>" in found  # and the transcript marks the words too
     assert operator.get("/operator/conversations?view=nope").status_code == 400
     assert operator.get("/operator/conversations/no-such-session").status_code == 404
 
