@@ -293,28 +293,37 @@ def reviewer_chart(
         clipped = min(max(seconds, SPEED_RANGE[0]), SPEED_RANGE[1])
         return left + (math.log10(clipped) - low) / (high - low) * (width - left - right)
 
+    shown = [
+        (p, p.median_seconds, p.agreement)
+        for p in people
+        if p.median_seconds is not None and p.agreement is not None
+    ]
+    # Agreement up from a floor under the lowest reviewer (in tens, at most 80 %): a crowd that agrees 83-88 %
+    # spreads over the chart instead of sitting in one blob near the top of a 0-100 % scale.
+    lowest = min((agreement for _, _, agreement in shown), default=0.0)
+    floor = min(0.8, max(0.0, math.floor((lowest - 0.02) * 10) / 10))
+
     def y_of(share: float) -> float:
-        return pad + (1.0 - share) * (height - 2 * pad)
+        return pad + (1.0 - (share - floor) / (1.0 - floor)) * (height - 2 * pad)
 
     most = max((p.judgements for p in people), default=1) or 1
     dots = [
         {
-            "x": x_of(p.median_seconds),
-            "y": y_of(p.agreement),
+            "x": x_of(seconds),
+            "y": y_of(agreement),
             "r": 3.0 + 6.0 * math.sqrt(p.judgements / most),
             "fill": "#d93025" if p.fast or p.status != "active" else "#1a73e8",
-            "title": f"{p.username}: median {p.median_seconds:.1f} s, agreement {p.agreement:.0%}, "
+            "title": f"{p.username}: median {seconds:.1f} s, agreement {agreement:.0%}, "
             f"{p.judgements} judgements",
         }
-        for p in people
-        if p.median_seconds is not None and p.agreement is not None
+        for p, seconds, agreement in shown
     ]
     return {
         "width": width,
         "height": height,
         "dots": dots,
         "x_ticks": [{"x": x_of(t), "text": f"{t} s" if t < 60 else f"{t // 60} min"} for t in SPEED_TICKS],
-        "y_ticks": [{"y": y_of(v), "text": f"{v:.0%}"} for v in (0.0, 0.5, 1.0)],
+        "y_ticks": [{"y": y_of(v), "text": f"{v:.0%}"} for v in (floor, (floor + 1.0) / 2, 1.0)],
         "fast_x": x_of(FAST_SECONDS),
         "left": left,
     }

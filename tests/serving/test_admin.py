@@ -136,6 +136,30 @@ def test_a_search_hit_is_shown_around_its_words_escaped_and_marked() -> None:
     assert str(render_match("50% off", "%")) == "50<mark>%</mark> off"  # taken literally, not a pattern
 
 
+def test_the_reviewer_chart_starts_its_scale_under_the_lowest_reviewer() -> None:
+    """A crowd that agrees 83-88 % with the final labels spreads over the chart (80-100 %) instead of sitting
+    in one blob at the top of 0-100 %; one reviewer far below brings the scale down with them."""
+    from admin_ui.operator import reviewer_chart
+    from crowd_feedback.workforce import ReviewerPerformance
+
+    def person(name: str, agreed: int, seconds: float = 22.0) -> ReviewerPerformance:
+        return ReviewerPerformance(
+            username=name, role="reviewer", status="active", suspended_reason=None, judgements=100,
+            resolved=100, agreed=agreed, gold_answered=0, gold_correct=0, timed=100, work_seconds=2200.0,
+            median_seconds=seconds, last_judged_at=None,
+        )  # fmt: skip
+
+    chart = reviewer_chart([person("a", 83), person("b", 88)], height=180.0)
+    assert [t["text"] for t in chart["y_ticks"]] == ["80%", "90%", "100%"]
+    top, bottom = chart["y_ticks"][2]["y"], chart["y_ticks"][0]["y"]
+    spread = chart["dots"][0]["y"] - chart["dots"][1]["y"]
+    assert spread / (bottom - top) == pytest.approx(0.25)  # 5 points of a 20-point scale (on 0-100 %: 5 %)
+    low = reviewer_chart([person("a", 83), person("c", 35, seconds=2.0)])
+    assert [t["text"] for t in low["y_ticks"]] == ["30%", "65%", "100%"]
+    assert reviewer_chart([person("d", 100)])["y_ticks"][0]["text"] == "80%"  # never closer than 80-100 %
+    assert reviewer_chart([])["dots"] == []
+
+
 def test_login_is_rate_limited(make_app: Any) -> None:
     app = make_app(login_rate_limit="3/minute")
     client = app.test_client()
