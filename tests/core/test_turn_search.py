@@ -85,7 +85,7 @@ def test_the_search_is_answered_from_the_index(db_session: Session) -> None:
     assert len(db_session.scalars(query).all()) == 2
 
 
-def test_a_stale_index_is_reported_and_rebuilt(tmp_path: Any) -> None:
+def test_a_stale_index_is_reported_and_rebuilt(tmp_path: Any, monkeypatch: Any) -> None:
     """A later migration that rebuilds the turns table on SQLite (batch mode) drops its triggers: doctor says
     so, and `helploop db search-index` builds it again with every turn in it."""
     from click.testing import CliRunner
@@ -116,4 +116,8 @@ def test_a_stale_index_is_reported_and_rebuilt(tmp_path: Any) -> None:
         assert index_state(connection) == "ok"
         assert rebuild_index(connection) is True
     assert next(c for c in run_checks(settings) if c.name == "schema").status == "ok"
+    # Where no index can be built (an SQLite without FTS5 trigrams; no right to create pg_trgm): said, exit 1.
+    monkeypatch.setattr("core.turn_search.create_index", lambda connection: False)
+    refused = CliRunner().invoke(main, ["db", "search-index"], obj={"settings": settings})
+    assert refused.exit_code == 1 and "no index could be built here" in refused.output
     engine.dispose()
