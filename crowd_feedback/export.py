@@ -6,9 +6,13 @@
 - ``pairs``: the verified training pairs (question, intent, weight, item).
 - ``answers``: ``item,worker,label`` rows, the format ``helploop crowd aggregate`` and the crowd sets read, so
   the judgements can be re-aggregated offline with any method.
+- ``turns``: the turn log for analysis elsewhere (a notebook, a BI tool): each turn's question, the bot's
+  status, intent, confidence and top candidates, model version and arm, latency, the customer's thumbs and
+  "did you mean" pick, the page's metadata; JSON Lines adds every candidate and each member's scores.
 
-Only redacted text leaves: review items and pairs hold redacted text, and member questions are redacted from
-the turn log on the way out. Free-text CSV cells that a spreadsheet would run as a formula (starting with
+Only redacted text leaves: review items and pairs hold redacted text, and member questions and the turn log's
+questions are redacted on the way out (the turn log keeps originals for operators; an export is a file that
+travels). Free-text CSV cells that a spreadsheet would run as a formula (starting with
 ``=``, ``+``, ``-``, ``@``, tab or carriage return) get a leading apostrophe. The file is written beside its
 final name and renamed when complete, so a reader never sees half an export.
 """
@@ -35,6 +39,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "items": ("csv", "jsonl"),
     "pairs": ("csv", "jsonl"),
     "answers": ("csv",),
+    "turns": ("csv", "jsonl"),
 }
 ITEM_COLUMNS = (
     "item",
@@ -55,6 +60,23 @@ ITEM_COLUMNS = (
 )
 PAIR_COLUMNS = ("text", "intent", "weight", "item", "created_at")
 ANSWER_COLUMNS = ("item", "worker", "label")
+TURN_COLUMNS = (
+    "turn",
+    "conversation",
+    "created_at",
+    "text",
+    "status",
+    "intent",
+    "confidence",
+    "candidates",
+    "model_version",
+    "served_by",
+    "latency_ms",
+    "helpful",
+    "chosen_intent",
+    "metadata",
+    "kept_from",
+)
 FREE_TEXT = {"text", "answers"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -177,7 +199,55 @@ def _answers(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
         last = rows[-1][0]
 
 
+def _metadata_text(metadata_filter: dict[str, Any] | None) -> str | None:
+    """A turn's page metadata as CSV shows it: ``product:cards|region:uk`` (every pair asked for), or pairs
+    joined by `` OR `` when any one would do."""
+    if not metadata_filter:
+        return None
+    pairs = [f"{p['key']}:{p['value']}" for p in metadata_filter.get("metadata", [])]
+    return (" OR " if metadata_filter.get("logical_operation") == "OR" else "|").join(pairs)
+
+
+TURN_FIELDS = (
+    Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
+    Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
+    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from,
+)  # fmt: skip
+
+
+def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:  # columns, not ORM objects: a log of millions is read a batch at a time, not kept
+        batch = session.execute(
+            select(*TURN_FIELDS).where(Turn.id > last).order_by(Turn.id).limit(batch_size)
+        ).all()
+        if not batch:
+            return
+        for row in batch:
+            yield {
+                "turn": row.id,
+                "conversation": row.conversation_id,
+                "created_at": _iso(row.created_at),
+                "text": redact(row.user_text),
+                "status": row.status,
+                "intent": row.intent,
+                "confidence": row.confidence,
+                "candidates": list(row.candidates or []),
+                "member_scores": dict(row.member_scores or {}),
+                "model_version": row.model_version,
+                "served_by": row.served_by,
+                "latency_ms": row.latency_ms,
+                "helpful": row.helpful,
+                "chosen_intent": row.chosen_intent,
+                "metadata_filter": row.metadata_filter,
+                "kept_from": row.kept_from,
+            }
+        last = batch[-1].id
+
+
 def count_rows(session: Session, what: str) -> int:
+    if what == "turns":
+        return int(session.scalar(select(func.count()).select_from(Turn)) or 0)
     if what == "items":
         query = select(func.count()).select_from(ReviewItem).where(ReviewItem.is_gold.is_(False))
     elif what == "pairs":
@@ -199,6 +269,11 @@ def _csv_row(what: str, row: dict[str, Any]) -> dict[str, Any]:
         flat["judgements"] = len(row["judgements"])
         flat["answers"] = ";".join(f"{j['reviewer']}={j['label']}" for j in row["judgements"])
         return {c: _cell(c, flat.get(c)) for c in ITEM_COLUMNS}
+    if what == "turns":
+        flat = {c: row.get(c) for c in TURN_COLUMNS}
+        flat["candidates"] = ";".join(f"{c['intent']}:{c['probability']:.3f}" for c in row["candidates"][:3])
+        flat["metadata"] = _metadata_text(row["metadata_filter"])
+        return {c: _cell(c, flat[c]) for c in TURN_COLUMNS}
     return {c: _cell(c, v) for c, v in row.items()}
 
 
@@ -220,8 +295,13 @@ def write_export(
     except OSError as exc:
         raise ExportError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     total = count_rows(session, what)
-    rows = {"items": _items, "pairs": _pairs, "answers": _answers}[what](session, batch_size)
-    columns = {"items": ITEM_COLUMNS, "pairs": PAIR_COLUMNS, "answers": ANSWER_COLUMNS}[what]
+    rows = {"items": _items, "pairs": _pairs, "answers": _answers, "turns": _turns}[what](session, batch_size)
+    columns = {
+        "items": ITEM_COLUMNS,
+        "pairs": PAIR_COLUMNS,
+        "answers": ANSWER_COLUMNS,
+        "turns": TURN_COLUMNS,
+    }[what]
     written = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:

@@ -1749,12 +1749,13 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
 
 
 @crowd.command("export")
-@click.argument("what", type=click.Choice(["items", "pairs", "answers"]))
+@click.argument("what", type=click.Choice(["items", "pairs", "answers", "turns"]))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "jsonl"]))
 @click.pass_context
 def crowd_export(ctx: click.Context, what: str, out: str, fmt: str) -> None:
-    """Export review items (with judgements), verified pairs, or item,worker,label answers (redacted text)."""
+    """Export review items (with judgements), verified pairs, item,worker,label answers, or the turn log
+    (redacted text)."""
     from tqdm import tqdm
 
     from crowd_feedback.export import ExportError, count_rows, write_export

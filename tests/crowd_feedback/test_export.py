@@ -110,6 +110,58 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
     assert [r["customer_pick"] for r in table] == ["", "change_pin", ""]
 
 
+def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
+    db_session: Session, tmp_path: Path
+) -> None:
+    from core.registry import get_or_create_conversation, log_turn
+
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+    sure = log_turn(
+        db_session, conversation_id=conversation.id, user_text="my card, mail jo@example.com",
+        status="answered", intent="card_arrival", answer="Soon.", confidence=0.91,
+        candidates=[
+            {"intent": "card_arrival", "probability": 0.91}, {"intent": "card_linking", "probability": 0.05},
+            {"intent": "change_pin", "probability": 0.02}, {"intent": "exchange_rate", "probability": 0.01},
+        ],
+        member_scores={"minilm": [{"intent": "card_arrival", "score": 0.8}]}, model_version="v7",
+        latency_ms=12.5, metadata_filter={"metadata": [{"key": "product", "value": "cards"},
+        {"key": "region", "value": "uk"}], "logical_operation": "OR"}, kept_from=None,
+    )  # fmt: skip
+    sure.helpful = False
+    unsure = make_turn(db_session, "=HYPERLINK(1)", status="clarify", confidence=0.4)
+    unsure.chosen_intent = "card_arrival"
+    db_session.flush()
+    write_export(db_session, what="turns", fmt="jsonl", out=tmp_path / "turns.jsonl", batch_size=1)
+    rows = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+    assert [r["turn"] for r in rows] == [sure.id, unsure.id]
+    assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
+    assert (rows[0]["status"], rows[0]["intent"], rows[0]["model_version"]) == (
+        "answered",
+        "card_arrival",
+        "v7",
+    )
+    assert len(rows[0]["candidates"]) == 4 and rows[0]["member_scores"]["minilm"][0]["score"] == 0.8
+    assert rows[0]["helpful"] is False and rows[0]["metadata_filter"]["logical_operation"] == "OR"
+    assert (rows[1]["status"], rows[1]["chosen_intent"], rows[1]["helpful"]) == (
+        "clarify",
+        "card_arrival",
+        None,
+    )
+
+    write_export(db_session, what="turns", fmt="csv", out=tmp_path / "turns.csv")
+    with (tmp_path / "turns.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert table[0]["candidates"] == "card_arrival:0.910;card_linking:0.050;change_pin:0.020"  # the top three
+    assert table[0]["metadata"] == "product:cards OR region:uk" and table[1]["metadata"] == ""
+    assert (table[0]["latency_ms"], table[0]["helpful"], table[0]["conversation"]) == (
+        "12.5",
+        "False",
+        conversation.id,
+    )
+    assert table[1]["text"] == "'=HYPERLINK(1)"  # a spreadsheet must not run it
+    assert "jo@example.com" not in (tmp_path / "turns.csv").read_text()
+
+
 def test_answers_export_round_trips_through_truth_inference_and_pairs_list_the_verified_pairs(
     db_session: Session, tmp_path: Path
 ) -> None:
