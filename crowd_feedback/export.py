@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair, as_utc
 from core.redaction import redact
 from crowd_feedback.review import customer_picks
 
@@ -99,7 +99,8 @@ def _cell(column: str, value: Any) -> Any:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 in UTC with its offset, on SQLite (which hands back naive UTC) as on PostgreSQL."""
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:

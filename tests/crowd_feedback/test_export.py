@@ -134,6 +134,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     write_export(db_session, what="turns", fmt="jsonl", out=tmp_path / "turns.jsonl", batch_size=1)
     rows = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
     assert [r["turn"] for r in rows] == [sure.id, unsure.id]
+    assert rows[0]["created_at"].endswith("+00:00")  # UTC, said so (SQLite hands back naive times)
     assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
     assert (rows[0]["status"], rows[0]["intent"], rows[0]["model_version"]) == (
         "answered",
