@@ -97,8 +97,8 @@ def compact_index(connection: Connection) -> None:
 
 
 def index_state(connection: Connection) -> str:
-    """ "ok", "missing" (no index: searches scan) or "stale" (SQLite's table without all its triggers: a
-    migration that rebuilt the turns table dropped them, and new turns would not be found)."""
+    """The index's state: "ok"; "missing" (no index: searches scan); or "stale" (SQLite's table without all
+    its triggers: a migration that rebuilt the turns table dropped them, and new turns would not be found)."""
     if connection.dialect.name == "sqlite":
         names = set(
             connection.execute(
