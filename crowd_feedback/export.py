@@ -103,17 +103,19 @@ def _iso(value: Any) -> str | None:
     return as_utc(value).isoformat() if value is not None else None
 
 
-def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+def _batches(session: Session, query: Any, key: Any, batch_size: int) -> Iterator[list[Any]]:
+    """The rows of ``query`` (whose first column is ``key``) in key order, ``batch_size`` at a time: each
+    batch starts after the last key of the one before, so a table of millions is never read at once."""
     last = 0
-    while True:
-        batch = session.scalars(
-            select(ReviewItem)
-            .where(ReviewItem.is_gold.is_(False), ReviewItem.id > last)
-            .order_by(ReviewItem.id)
-            .limit(batch_size)
-        ).all()
-        if not batch:
-            return
+    while batch := list(session.execute(query.where(key > last).order_by(key).limit(batch_size)).all()):
+        yield batch
+        last = batch[-1][0]
+
+
+def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
+    query = select(ReviewItem.id, ReviewItem).where(ReviewItem.is_gold.is_(False))
+    for rows in _batches(session, query, ReviewItem.id, batch_size):
+        batch = [item for _, item in rows]
         ids = [item.id for item in batch]
         judgements: dict[int, list[dict[str, Any]]] = {}
         for judgement, username in session.execute(
@@ -160,18 +162,12 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "questions": list(dict.fromkeys(questions.get(item.id, []))),
                 "judgements": judgements.get(item.id, []),
             }
-        last = ids[-1]
 
 
 def _pairs(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:
-        batch = session.scalars(
-            select(VerifiedPair).where(VerifiedPair.id > last).order_by(VerifiedPair.id).limit(batch_size)
-        ).all()
-        if not batch:
-            return
-        for pair in batch:
+    query = select(VerifiedPair.id, VerifiedPair)
+    for rows in _batches(session, query, VerifiedPair.id, batch_size):
+        for _, pair in rows:
             yield {
                 "text": pair.text,
                 "intent": pair.intent,
@@ -179,25 +175,18 @@ def _pairs(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "item": pair.item_id,
                 "created_at": _iso(pair.created_at),
             }
-        last = batch[-1].id
 
 
 def _answers(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:
-        rows = session.execute(
-            select(Judgement.id, Judgement.item_id, User.username, Judgement.label)
-            .join(User, User.id == Judgement.reviewer_id)
-            .join(ReviewItem, ReviewItem.id == Judgement.item_id)
-            .where(ReviewItem.is_gold.is_(False), Judgement.id > last)
-            .order_by(Judgement.id)
-            .limit(batch_size)
-        ).all()
-        if not rows:
-            return
+    query = (
+        select(Judgement.id, Judgement.item_id, User.username, Judgement.label)
+        .join(User, User.id == Judgement.reviewer_id)
+        .join(ReviewItem, ReviewItem.id == Judgement.item_id)
+        .where(ReviewItem.is_gold.is_(False))
+    )
+    for rows in _batches(session, query, Judgement.id, batch_size):
         for _, item_id, username, label in rows:
             yield {"item": item_id, "worker": username, "label": label}
-        last = rows[-1][0]
 
 
 def _metadata_text(metadata_filter: dict[str, Any] | None) -> str | None:
@@ -217,14 +206,9 @@ TURN_FIELDS = (
 
 
 def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:  # columns, not ORM objects: a log of millions is read a batch at a time, not kept
-        batch = session.execute(
-            select(*TURN_FIELDS).where(Turn.id > last).order_by(Turn.id).limit(batch_size)
-        ).all()
-        if not batch:
-            return
-        for row in batch:
+    # Columns, not ORM objects: a log of millions is read a batch at a time, not kept in the session.
+    for rows in _batches(session, select(*TURN_FIELDS), Turn.id, batch_size):
+        for row in rows:
             yield {
                 "turn": row.id,
                 "conversation": row.conversation_id,
@@ -243,7 +227,6 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "metadata_filter": row.metadata_filter,
                 "kept_from": row.kept_from,
             }
-        last = batch[-1].id
 
 
 def count_rows(session: Session, what: str) -> int:
