@@ -1,4 +1,4 @@
-"""Exports of what the crowd produced, for data people and other tools.
+"""Exports of what the crowd produced, and of the turn log, for data people and other tools.
 
 - ``items``: every review item (gold check questions excepted) with its status, label, posterior, reasons, the
   member questions and each judgement (reviewer, label, proposal, answer rating, seconds taken); CSV flattens
