@@ -9,11 +9,14 @@ removed since drops out of the list at once, one added since waits for the next 
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from bot.engine import AnsweringEngine, BundleError
@@ -29,6 +32,7 @@ from core.kb_checks import (
 )
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import kept_examples, load_knowledge_base
+from core.models import ExampleQuestion, Intent, KeptExample, KnowledgeBaseVersion, VerifiedPair
 from training.build import MIN_PAIR_WEIGHT, verified_pairs
 
 log = logging.getLogger(__name__)
@@ -162,7 +166,19 @@ def check_current_knowledge_base(
     session: Session, *, engine: AnsweringEngine | None, min_pair_weight: float = MIN_PAIR_WEIGHT
 ) -> KbCheck:
     """The check of the knowledge base in the database, with the verified pairs training would add; the
-    examples operators kept as they are are listed apart (``kept``), not as warnings."""
+    examples operators kept as they are are listed apart (``kept``), not as warnings.
+
+    The overview and the Knowledge page read it on every load, and it reads every example (a second or so
+    for ten thousand): the last report is kept per database and given again while nothing it depends on has
+    changed (``_inputs``: the knowledge-base version and its rows, the verified pairs, the kept examples, the
+    model)."""
+    bind = session.get_bind()
+    database = str((bind.engine if isinstance(bind, Connection) else bind).url)
+    inputs = _inputs(session, engine, min_pair_weight)
+    with _LAST_LOCK:
+        last = _LAST.get(database)
+    if last is not None and last[0] == inputs:
+        return copy.deepcopy(last[1])
     report = check_knowledge_base(
         load_knowledge_base(session),
         pairs=verified_pairs(session, min_weight=min_pair_weight),
@@ -173,4 +189,33 @@ def check_current_knowledge_base(
         report.kept = [i for i in report.label_issues if (question_key(i.text), i.given) in kept]
         report.kept_by = {key: row.kept_by for key, row in kept.items()}
         report.label_issues = [i for i in report.label_issues if (question_key(i.text), i.given) not in kept]
+    with _LAST_LOCK:
+        _LAST[database] = (inputs, copy.deepcopy(report))
     return report
+
+
+_LAST: dict[str, tuple[tuple[Any, ...], KbCheck]] = {}  # per database: (its inputs, the report)
+_LAST_LOCK = threading.Lock()
+
+
+def _inputs(session: Session, engine: AnsweringEngine | None, min_pair_weight: float) -> tuple[Any, ...]:
+    """What the check reads, summed up cheaply: every change to the knowledge base records a new version (its
+    content hash; the rows' counts or ids change too); verified pairs and kept examples are added and deleted,
+    not edited; the model is the engine object itself (a swap replaces it)."""
+    counted = [
+        session.execute(select(func.count(), func.max(column))).one()
+        for column in (KnowledgeBaseVersion.id, Intent.id, ExampleQuestion.id, KeptExample.id)
+    ]
+    pairs = session.execute(
+        select(func.count(), func.max(VerifiedPair.id), func.sum(VerifiedPair.weight))
+    ).one()
+    content = session.scalar(
+        select(KnowledgeBaseVersion.data_hash).order_by(KnowledgeBaseVersion.id.desc()).limit(1)
+    )
+    return (
+        content,
+        *(tuple(row) for row in counted),
+        tuple(pairs),
+        min_pair_weight,
+        None if engine is None else (engine.version, id(engine)),
+    )

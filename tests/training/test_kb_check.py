@@ -112,3 +112,46 @@ def test_the_database_check_counts_the_verified_pairs_training_adds(
         (MISFILED, ["card_arrival", "change_pin"]),
         ("close my account", ["change_pin", "terminate_account"]),
     ]
+
+
+def test_the_database_check_is_kept_while_nothing_it_reads_changes(
+    db_session: Session, misfiled_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overview and the Knowledge page read the check on every load: it is computed again only when the
+    knowledge base, the verified pairs, the kept examples or the model change."""
+    from core.knowledge_base import keep_example
+    from training import kb_check
+
+    runs: list[int] = []
+    real = kb_check.check_knowledge_base
+
+    def counted(*args: object, **kwargs: object) -> kb_check.KbCheck:
+        runs.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kb_check, "check_knowledge_base", counted)
+    import_knowledge_base(db_session, incoming=toy_knowledge(), source="test")
+    engine = AnsweringEngine.load(misfiled_bundle, runtime="torch")
+    first = check_current_knowledge_base(db_session, engine=engine)
+    assert [i.text for i in first.label_issues or []] == [MISFILED] and len(runs) == 1
+    first.label_issues = []  # what a caller does to its copy does not reach the next one
+    again = check_current_knowledge_base(db_session, engine=engine)
+    assert [i.text for i in again.label_issues or []] == [MISFILED] and len(runs) == 1  # kept
+    keep_example(db_session, text=MISFILED, intent="change_pin", actor="omar")
+    kept = check_current_knowledge_base(db_session, engine=engine)
+    assert kept.label_issues == [] and [i.text for i in kept.kept] == [MISFILED] and len(runs) == 2
+    item = ReviewItem(text="close my account", reasons=["clarify"], status="resolved")
+    db_session.add(item)
+    db_session.flush()
+    db_session.add(VerifiedPair(item_id=item.id, text="Close my account", intent="change_pin", weight=0.95))
+    db_session.flush()
+    assert check_current_knowledge_base(db_session, engine=engine).errors == 1 and len(runs) == 3
+    move_example(db_session, text=MISFILED, from_intent="change_pin", to_intent="card_arrival", actor="omar")
+    check_current_knowledge_base(db_session, engine=engine)
+    assert len(runs) == 4
+    other = AnsweringEngine.load(misfiled_bundle, runtime="torch")  # a model swap, even to the same version
+    check_current_knowledge_base(db_session, engine=other)
+    check_current_knowledge_base(db_session, engine=None)
+    assert len(runs) == 6
+    check_current_knowledge_base(db_session, engine=None)
+    assert len(runs) == 6
