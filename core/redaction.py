@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 DIGIT_RUN = re.compile(r"(?<![\w-])\d+(?:[ -]\d+)*(?![\w-])")  # digit groups joined by spaces or hyphens
@@ -125,14 +126,22 @@ GREETING = (
 )
 # "Hi, I'm Sarah": "I am" and "this is" give a name after a greeting, or at the start of the message when the
 # name ends it or a clause ("I'm Tom, ...", "This is Ana here").
-SELF_INTRO = re.compile(rf"^\W*(?:({GREETING})\W+)?(?:this is|i am|i'm|i’m)[ ]+", re.IGNORECASE)
+SELF_INTRO = re.compile(rf"^\W*(?:({GREETING})\W+)?(?:this is|i am|i'm|i’m|im)[ ]+", re.IGNORECASE)
 AFTER_SELF_NAME = re.compile(r"\s*(?:$|[,.!;:\n]|(?:here|speaking|from)\b)", re.IGNORECASE)
 DEAR = re.compile(r"^\W*dear[ ]+", re.IGNORECASE)
+# Where capitals say nothing (a message in lower case), a word there is a name only if it is a common first
+# name that is no everyday word (core/data/first_names.txt says where the list comes from).
+FIRST_NAMES = frozenset(
+    line.strip()
+    for line in (Path(__file__).parent / "data" / "first_names.txt").read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.startswith("#")
+)
 SIGN_OFF = re.compile(
     r"(?:^|\W)(?:(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?)"
     r"(?: for (?:your|the|all the|all your) help)?|thx"
     r"|kind regards|best regards|warm regards|regards|best wishes|best|cheers|sincerely"
-    r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?(?=(?-i:[A-Z]))",
+    r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?"
+    rf"(?=(?-i:[A-Z]|(?:{'|'.join(sorted(FIRST_NAMES))})\b))",  # a capital, or a first name in lower case
     re.IGNORECASE,
 )
 NAME_TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’-]*")
@@ -311,6 +320,8 @@ def _name_end(text: str, start: int, *, capitalised: bool, strict: bool = False)
             break
         if capitalised and not _capitalised_name(match.group(), strict=strict):
             break
+        if capitalised and count and match.group().islower():
+            break  # a lower-case first name stands alone: "Mr Kind jane@…" does not take "jane" on
         end = match.end()
         if match.group().endswith(("'s", "’s")):  # "Mr Smith's card": the name, not its 's
             return end - 2
@@ -320,6 +331,8 @@ def _name_end(text: str, start: int, *, capitalised: bool, strict: bool = False)
 def _capitalised_name(word: str, *, strict: bool) -> bool:
     bare = word.strip("'’-")
     lower = bare.lower()
+    if bare.islower():  # "hi i'm sarah", "thanks tom": in lower case only a known first name counts
+        return lower in FIRST_NAMES
     if not bare[:1].isupper() or (len(bare) > 1 and bare.isupper()):  # URGENT, ATM, UK: not names
         return False
     if bare in ("I", "I'm", "I’m"):  # "Mr John I am ...": the name ends before "I"

@@ -55,6 +55,13 @@ from tests.conftest import banking77_questions
         ("Hi, I'm Sarah and my card has not arrived", "Hi, I'm [NAME] and my card has not arrived"),
         ("Hello there, this is Ana here", "Hello there, this is [NAME] here"),
         ("I'm Tom, my card broke", "I'm [NAME], my card broke"),
+        # In lower case, where capitals say nothing, a common first name that is no everyday word.
+        ("hi i'm sarah, my card is lost", "hi i'm [NAME], my card is lost"),
+        ("hi im sarah", "hi im [NAME]"),
+        ("this is tom from london", "this is [NAME] from london"),
+        ("my husband tom lost his card", "my husband [NAME] lost his card"),
+        ("dear john, where is my card", "dear [NAME], where is my card"),
+        ("where is my card? thanks sarah", "where is my card? thanks [NAME]"),
         ("Hi, I'm Ahmed from Leeds", "Hi, I'm [NAME] from Leeds"),
         ("Dear Anna, where is my card?", "Dear [NAME], where is my card?"),
         ("where is my card? thanks, Priya Patel.", "where is my card? thanks, [NAME]."),
@@ -136,6 +143,12 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
         "Thanks in advance!",
         "thank you Visa",
         "Dear Support Team, my card is blocked",
+        "hi i'm confused about my card",  # lower case: only a first name on the list is a name
+        "i'm frank with you",  # a first name that is an everyday word
+        "thanks, mark my words",
+        "my bill is wrong, thanks",
+        "this is max withdrawal?",
+        "hi im locked out",
         "the card is in the name of my husband",
         "my son's card was declined",
         "what's the best rate for GBP to EUR",
