@@ -102,3 +102,21 @@ def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_u
         assert migrate.scrub_stored_secrets(connection) == 0
         assert migrate.redact_stored_texts(connection) == 0
     engine.dispose()
+
+
+def test_migration_0032_redacts_first_names_given_in_lower_case(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0031")
+    stored = "hi im sarah, my card [CARD_NUMBER] never came. thanks tom"  # as 0031's rules left it
+    with Session(engine) as session:  # at 0031 the models' columns are the schema's
+        item = ReviewItem(text=stored, status="resolved", cluster_size=1)
+        session.add(item)
+        session.flush()
+        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_arrival", weight=0.9))
+        session.commit()
+    migrate.upgrade(engine)
+    expected = "hi im [NAME], my card [CARD_NUMBER] never came. thanks [NAME]"
+    with Session(engine) as session:
+        assert session.scalars(select(ReviewItem.text)).all() == [expected]
+        assert session.scalars(select(VerifiedPair.text)).all() == [expected]
+    engine.dispose()
