@@ -35,25 +35,35 @@ def test_migration_0026_redacts_stored_review_texts_again(empty_database_url: st
     engine.dispose()
 
 
-def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_database_url: str) -> None:
-    """Texts stored at 0026 kept a name given in a greeting or a sign-off; 0027 takes it out."""
-    engine = make_engine(empty_database_url)
-    migrate.upgrade(engine, "0026")
-    stored = "Hi, I'm Sarah, my card [CARD_NUMBER] is blocked. Thanks, Sarah Jones"
+def stored_then_upgraded(database_url: str, revision: str, stored: str) -> tuple[list[str], list[str]]:
+    """A resolved item and its verified pair holding ``stored`` (as the rules of ``revision`` left it), then
+    every later migration: the item's and the pair's texts, after a check that a second pass changes
+    nothing. (At these revisions the models' columns of both tables are the schema's.)"""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, revision)
     with Session(engine) as session:
         item = ReviewItem(text=stored, status="resolved", cluster_size=1)
         session.add(item)
         session.flush()
-        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_blocked", weight=0.9))
+        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_arrival", weight=0.9))
         session.commit()
     migrate.upgrade(engine)
-    expected = "Hi, I'm [NAME], my card [CARD_NUMBER] is blocked. Thanks, [NAME]"
     with Session(engine) as session:
-        assert session.scalars(select(ReviewItem.text)).all() == [expected]
-        assert session.scalars(select(VerifiedPair.text)).all() == [expected]
+        texts = (
+            list(session.scalars(select(ReviewItem.text))),
+            list(session.scalars(select(VerifiedPair.text))),
+        )
     with engine.begin() as connection:
         assert migrate.redact_stored_texts(connection) == 0  # nothing changes twice
     engine.dispose()
+    return texts
+
+
+def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_database_url: str) -> None:
+    """Texts stored at 0026 kept a name given in a greeting or a sign-off; 0027 takes it out."""
+    stored = "Hi, I'm Sarah, my card [CARD_NUMBER] is blocked. Thanks, Sarah Jones"
+    expected = "Hi, I'm [NAME], my card [CARD_NUMBER] is blocked. Thanks, [NAME]"
+    assert stored_then_upgraded(empty_database_url, "0026", stored) == ([expected], [expected])
 
 
 def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_url: str) -> None:
@@ -105,18 +115,6 @@ def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_u
 
 
 def test_migration_0032_redacts_first_names_given_in_lower_case(empty_database_url: str) -> None:
-    engine = make_engine(empty_database_url)
-    migrate.upgrade(engine, "0031")
     stored = "hi im sarah, my card [CARD_NUMBER] never came. thanks tom"  # as 0031's rules left it
-    with Session(engine) as session:  # at 0031 the models' columns are the schema's
-        item = ReviewItem(text=stored, status="resolved", cluster_size=1)
-        session.add(item)
-        session.flush()
-        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_arrival", weight=0.9))
-        session.commit()
-    migrate.upgrade(engine)
     expected = "hi im [NAME], my card [CARD_NUMBER] never came. thanks [NAME]"
-    with Session(engine) as session:
-        assert session.scalars(select(ReviewItem.text)).all() == [expected]
-        assert session.scalars(select(VerifiedPair.text)).all() == [expected]
-    engine.dispose()
+    assert stored_then_upgraded(empty_database_url, "0031", stored) == ([expected], [expected])
