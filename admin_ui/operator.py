@@ -1076,10 +1076,17 @@ def erase_conversation_page(conversation_id: str) -> Any:
             erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
     except NotFoundError:
         abort(404)
-    helploop.database.checkpoint()  # no older copy of the erased pages left in the write-ahead log
+    # No older copy of the erased pages left in the write-ahead log (best effort: a long reader holds it).
+    emptied = helploop.database.checkpoint()
     flash(
         f"Conversation erased: {erased['turns']} turns and {erased['review_items']} pending review items"
         " deleted."
+        + (
+            ""
+            if emptied
+            else " The database's write-ahead log is in use and still holds older copies of its pages until"
+            " its next checkpoint."
+        )
     )
     return redirect(url_for("operator.conversations"))
 

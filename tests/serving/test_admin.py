@@ -642,10 +642,20 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
     done = operator.post(
         url + "/erase", data={"confirm": "erase", "csrf_token": csrf_token(page)}, follow_redirects=True
     ).get_data(as_text=True)
-    assert "Conversation erased: 1 turns" in done
+    assert "Conversation erased: 1 turns" in done and "write-ahead log is in use" not in done
     assert operator.get(url).status_code == 404
     with app.extensions["helploop"].database.session() as session:
         assert session.scalars(select(Turn)).all() == []
+    # Where a long reader holds the write-ahead log, the page says the erased pages' older copies stay there.
+    other = app.test_client().post("/api/v1/chat", json={"message": "forget me too"}).get_json()
+    database = app.extensions["helploop"].database
+    database.checkpoint = lambda: False  # type: ignore[method-assign]
+    said = operator.post(
+        f"/operator/conversations/{other['session_id']}/erase",
+        data={"confirm": "erase", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Conversation erased: 1 turns" in said and "write-ahead log is in use" in said
 
 
 def test_a_question_no_intent_answers_becomes_a_new_intent_the_bot_learns(
