@@ -137,11 +137,10 @@ FIRST_NAMES = frozenset(
     if line.strip() and not line.startswith("#")
 )
 SIGN_OFF = re.compile(
-    r"(?:^|\W)(?:(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?)"
+    r"(?:^|(?<=\W))(?:(?:many thanks|thanks(?: again| a lot| so much)?|thank you(?: very much| so much)?)"
     r"(?: for (?:your|the|all the|all your) help)?|thx"
     r"|kind regards|best regards|warm regards|regards|best wishes|best|cheers|sincerely"
-    r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?"
-    rf"(?=(?-i:[A-Z]|(?:{'|'.join(sorted(FIRST_NAMES))})\b))",  # a capital, or a first name in lower case
+    r"|yours(?: truly| sincerely| faithfully)?)[ \t]*[,.!:-]*\s*(?:-\s*)?(?=[A-Za-z])",
     re.IGNORECASE,
 )
 NAME_TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’-]*")
