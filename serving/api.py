@@ -16,6 +16,7 @@ from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFi
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import small_talk_prediction
+from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid
 from core.redaction import redact
 from core.registry import (
@@ -105,8 +106,9 @@ def session_field(body: dict[str, Any]) -> str | None:
     return value
 
 
-MAX_FILTER_PAIRS = 20
-MAX_FILTER_TEXT = 500
+# A filter can ask for no more than an intent can carry (core.kb_files' limits on intent metadata).
+MAX_FILTER_PAIRS = MAX_METADATA_PAIRS
+MAX_FILTER_TEXT = MAX_METADATA_VALUE
 
 
 def metadata_filter(
