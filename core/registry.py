@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, aliased
 
 from core.events import emit
@@ -150,12 +150,19 @@ def shown_suggestions(turn: Turn) -> list[str]:
     return _shown(turn.suggested, turn.status, turn.candidates)
 
 
-def _shown(suggested: list[str] | None, status: str, candidates: list[dict[str, Any]]) -> list[str]:
+def _shown(suggested: list[str] | None, status: str, candidates: list[dict[str, Any]] | None) -> list[str]:
     if suggested is not None:
         return list(suggested)
     if status != "clarify":
         return []
-    return [c["intent"] for c in candidates if c.get("intent") != OUT_OF_SCOPE][:LEGACY_SHOWN]
+    return [c["intent"] for c in candidates or [] if c.get("intent") != OUT_OF_SCOPE][:LEGACY_SHOWN]
+
+
+def _legacy_candidates() -> Any:
+    """``Turn.candidates`` where ``_shown`` needs it (a turn logged before the chips were stored), NULL
+    elsewhere: a report over thousands of turns then does not read and decode every turn's ranking (half
+    the time of the overview's "did you mean" figures on a busy month)."""
+    return type_coerce(case((Turn.suggested.is_(None), Turn.candidates)), Turn.candidates.type)
 
 
 @dataclass(frozen=True)
@@ -261,7 +268,7 @@ def _choices(session: Session, since: datetime, *asked_where: Any) -> ClarifyCho
     )
     by_rank: dict[int, int] = {}
     for suggested, status, candidates, chosen in session.execute(
-        select(Turn.suggested, Turn.status, Turn.candidates, Turn.chosen_intent).where(
+        select(Turn.suggested, Turn.status, _legacy_candidates(), Turn.chosen_intent).where(
             *asked_where, Turn.created_at >= since, Turn.chosen_intent.is_not(None)
         )
     ):
@@ -291,7 +298,7 @@ def choice_sets(
     since ``since``, and how many turns were read: which intents customers' questions fall between, and which
     one they mean (a set where one choice wins is a hint to give that intent more examples)."""
     rows = session.execute(
-        select(Turn.suggested, Turn.candidates, Turn.chosen_intent, Turn.status)
+        select(Turn.suggested, _legacy_candidates(), Turn.chosen_intent, Turn.status)
         .where(Turn.status == "clarify", Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
         .order_by(Turn.id.desc())
         .limit(scan)

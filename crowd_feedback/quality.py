@@ -115,12 +115,17 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
         quality = row(intent)
         quality.answered, quality.rated, quality.unhelpful = int(count), int(rated or 0), int(unhelpful or 0)
 
+    audit = ReviewItemTurn.reason.like("%audit%")
     audits = session.execute(
         select(Turn.intent, ReviewItem.status, ReviewItem.resolved_label)
         .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
         .join(ReviewItem, ReviewItem.id == ReviewItemTurn.item_id)
         .where(
-            ReviewItemTurn.reason.like("%audit%"),
+            audit,
+            # The same condition again, as a list of turn ids: without it SQLite's planner walked every
+            # answered turn of the period and looked each up among the items' members (270 ms on a busy
+            # month); with it, only the few audited turns are (about 40 ms).
+            Turn.id.in_(select(ReviewItemTurn.turn_id).where(audit)),
             Turn.status == "answered",
             Turn.intent.is_not(None),
             ReviewItem.is_gold.is_(False),
