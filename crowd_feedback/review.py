@@ -877,11 +877,14 @@ def customer_picks(
     # ``rated_turn_id IS NULL`` in the join, SQLite's planner read the turns through that column's index
     # (every turn that rated nothing, the whole log) for a batch of items, 2 s on 600,000 turns, instead of
     # looking each member up by its key (1 ms).
-    join = Turn.id == ReviewItemTurn.turn_id if after_complaint is False else None
+    if after_complaint is False:
+        condition = Turn.id == ReviewItemTurn.turn_id
+    else:
+        condition = _picked_for(ReviewItemTurn.turn_id, after_complaint)
     for start in range(0, len(ids), PICK_BATCH):  # bulk re-aggregation asks for every judged item
         rows = session.execute(
             select(ReviewItemTurn.item_id, Turn)
-            .join(Turn, _picked_for(ReviewItemTurn.turn_id, after_complaint) if join is None else join)
+            .join(Turn, condition)
             .options(
                 load_only(
                     Turn.id,
