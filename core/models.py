@@ -155,7 +155,18 @@ class Turn(Base):
 
     __tablename__ = "turns"
     __table_args__ = (
-        Index("ix_turns_status_created", "status", "created_at"),
+        # Leads with status and time (a status's turns of a period); the other columns are those the month's
+        # figures and the handoff inbox read (migration 0033), so those come from the index alone.
+        Index(
+            "ix_turns_status_created",
+            "status",
+            "created_at",
+            "served_by",
+            "intent",
+            "helpful",
+            "chosen_intent",
+            "conversation_id",
+        ),
         Index("ix_turns_arm_created", "served_by", "created_at"),
         # The typed "that's wrong" turns by time (a few in a hundred): the overview's choices and corrections
         # read a month of them without walking the month's every turn.

@@ -973,7 +973,13 @@ def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = No
             func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
             func.sum(case((Turn.chosen_intent.is_not(None), 1), else_=0)),
         )
-        .where(Turn.created_at >= since, Turn.served_by != SUGGESTION_ARM)
+        .where(
+            # The statuses drawn, named: the figures' index then reads each one's period alone (without
+            # them, every turn ever logged).
+            Turn.status.in_(("answered", "clarify", "handoff")),
+            Turn.created_at >= since,
+            Turn.served_by != SUGGESTION_ARM,
+        )
         .group_by(bucket, Turn.status)
     ).all()
     out = {first + timedelta(days=i): DayTraffic(first + timedelta(days=i)) for i in range(days)}

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, utcnow
@@ -36,6 +36,7 @@ from crowd_feedback.review import (
     route_turn,
 )
 from tests.crowd_feedback.test_review import INTENTS, judge, reviewers, vector
+from tests.query_plans import plans, sqlite_only
 
 SHOWN = ["change_pin", "card_arrival", "exchange_rate"]
 POLICY = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=False)  # the customers alone, no shortlist
@@ -205,27 +206,15 @@ def test_picks_for_a_batch_of_items_look_members_up_by_key_on_sqlite(db_session:
     """SQLite's planner read every turn that rated nothing (the whole log, through the rated_turn_id index)
     when "rated_turn_id IS NULL" was part of the join: 2 s for a batch on 600,000 turns. The plan of each
     query customer_picks runs must find the turns by their key or through the rated answer's index."""
-    if db_session.get_bind().dialect.name != "sqlite":
-        pytest.skip("a plan of SQLite's query planner (PostgreSQL plans with its statistics)")
-    statements: list[tuple[str, Any]] = []
+    sqlite_only(db_session)
 
-    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "review_item_turns" in statement and "chosen_intent IS NOT NULL" in statement:
-            statements.append((statement, parameters))
-
-    engine = db_session.get_bind().engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    def batches(session: Session) -> None:
         for after_complaint in (False, True, None):
-            customer_picks(db_session, item_ids=list(range(1, 501)), after_complaint=after_complaint)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    assert len(statements) == 3
-    for statement, parameters in statements:
-        plan = " | ".join(
-            row[-1]
-            for row in db_session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-        )
+            customer_picks(session, item_ids=list(range(1, 501)), after_complaint=after_complaint)
+
+    found = plans(db_session, batches, containing="chosen_intent IS NOT NULL ORDER BY turns.id")
+    assert len(found) == 3
+    for plan in found:
         assert "SEARCH review_item_turns" in plan.split(" | ")[0], plan  # the members first
         assert "SCAN turns" not in plan and "(rated_turn_id=?)" not in plan.split(" | ")[0], plan
 

@@ -1,0 +1,42 @@
+"""The month's figures and the handoff inbox read the turns' figures index alone on SQLite (migration 0033):
+the overview's, the Knowledge page's and the inbox's counts must not read every turn's row, nor walk the
+turns of other periods."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from core.models import utcnow
+from core.registry import clarify_choices, daily_traffic, waiting_conversations
+from crowd_feedback.quality import answer_quality
+from tests.core.test_choices import turn
+from tests.query_plans import plans, sqlite_only
+
+
+def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Session) -> None:
+    sqlite_only(db_session)
+    now = utcnow()
+    for status, intent in (("answered", "card_arrival"), ("clarify", None), ("handoff", None)):
+        turn(db_session, None, status=status, intent=intent, created_at=now - timedelta(days=1))
+    db_session.flush()
+    since = now - timedelta(days=30)
+    covering = "USING COVERING INDEX ix_turns_status_created (status=? AND created_at>?)"
+
+    chart = plans(db_session, lambda s: daily_traffic(s, days=30, now=now), containing="GROUP BY")
+    assert len(chart) == 1 and covering in chart[0], chart  # each status's period, not the whole log
+    per_intent = plans(
+        db_session, lambda s: answer_quality(s, since=since), containing="GROUP BY turns.intent"
+    )
+    assert len(per_intent) == 1 and covering in per_intent[0], per_intent
+    asked = plans(db_session, lambda s: clarify_choices(s, since=since), containing="count(*)")
+    assert len(asked) == 1 and covering in asked[0], asked
+    inbox = plans(db_session, lambda s: waiting_conversations(s), containing="count(*)")
+    assert len(inbox) == 1 and "COVERING INDEX ix_turns_status_created (status=?)" in inbox[0], inbox
+    # And the figures are still right.
+    days = daily_traffic(db_session, days=30, now=now)
+    assert sum(d.answered for d in days) == 1 and sum(d.clarify for d in days) == 1
+    assert sum(d.handoff for d in days) == 1
+    assert answer_quality(db_session, since=since).intents["card_arrival"].answered == 1
+    assert waiting_conversations(db_session)[1] == 1  # the handed-off conversation
