@@ -3,7 +3,8 @@ helpful, chosen_intent and conversation_id. The overview's and the Knowledge pag
 intent with thumbs, the 30-day chart, the "did you mean" counts) and the handoff inbox's conversations are
 then answered from the index alone, without reading each turn's row (on a busy month on SQLite: answered per
 intent 335 -> 104 ms, the chart 354 -> 187 ms, the inbox's waiting conversations 114 -> 55 ms). Still one
-index, about twice as large (8 -> 17 MB for 200,000 turns); logging a turn took no measurably longer.
+index, about twice as large (8 -> 17 MB for 200,000 turns); logging a turn took no measurably longer. The
+build holds new turns back while it runs: 1.4 s for 600,000 turns on SQLite, 0.5 s for 200,000 on PostgreSQL.
 
 Revision ID: 0033
 Revises: 0032
