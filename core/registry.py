@@ -954,6 +954,9 @@ class DayTraffic:
         return (self.answered + self.picked) / self.turns if self.turns else 0.0
 
 
+DRAWN_STATUSES = ("answered", "clarify", "handoff")  # the 30-day chart's segments
+
+
 def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = None) -> list[DayTraffic]:
     """Turns per UTC day by status, thumbs-down, "did you mean" choices and promotions, for the last ``days``
     days (oldest first, every day present): is the bot answering more of its traffic as it learns from it? One
@@ -976,7 +979,7 @@ def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = No
         .where(
             # The statuses drawn, named: the figures' index then reads each one's period alone (without
             # them, every turn ever logged).
-            Turn.status.in_(("answered", "clarify", "handoff")),
+            Turn.status.in_(DRAWN_STATUSES),
             Turn.created_at >= since,
             Turn.served_by != SUGGESTION_ARM,
         )
@@ -985,7 +988,7 @@ def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = No
     out = {first + timedelta(days=i): DayTraffic(first + timedelta(days=i)) for i in range(days)}
     for day_value, status, count, unhelpful, picked in rows:
         day = day_value if isinstance(day_value, date) else date.fromisoformat(str(day_value)[:10])
-        if day not in out or status not in ("answered", "clarify", "handoff"):
+        if day not in out:
             continue
         setattr(out[day], status, getattr(out[day], status) + int(count))
         out[day].unhelpful += int(unhelpful or 0)

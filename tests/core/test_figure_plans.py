@@ -18,7 +18,8 @@ from tests.query_plans import plans, sqlite_only
 def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Session) -> None:
     sqlite_only(db_session)
     now = utcnow()
-    for status, intent in (("answered", "card_arrival"), ("clarify", None), ("handoff", None)):
+    drawn_and_not = (("answered", "card_arrival"), ("clarify", None), ("handoff", None), ("small_talk", None))
+    for status, intent in drawn_and_not:
         turn(db_session, None, status=status, intent=intent, created_at=now - timedelta(days=1))
     db_session.flush()
     since = now - timedelta(days=30)
@@ -37,6 +38,6 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     # And the figures are still right.
     days = daily_traffic(db_session, days=30, now=now)
     assert sum(d.answered for d in days) == 1 and sum(d.clarify for d in days) == 1
-    assert sum(d.handoff for d in days) == 1
+    assert sum(d.handoff for d in days) == 1 and sum(d.turns for d in days) == 3  # no small talk
     assert answer_quality(db_session, since=since).intents["card_arrival"].answered == 1
     assert waiting_conversations(db_session)[1] == 1  # the handed-off conversation
