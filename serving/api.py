@@ -106,25 +106,20 @@ def session_field(body: dict[str, Any]) -> str | None:
     return value
 
 
-# A filter can ask for no more than an intent can carry (core.kb_files' limits on intent metadata).
-MAX_FILTER_PAIRS = MAX_METADATA_PAIRS
-MAX_FILTER_TEXT = MAX_METADATA_VALUE
-
-
 def metadata_filter(
     pairs: list[tuple[Any, Any]], field: str, *, any_of: bool = False
 ) -> MetadataFilter | None:
-    """Key-value pairs a request restricts its answer by, checked (text, at most MAX_FILTER_PAIRS); None for
-    none."""
-    if len(pairs) > MAX_FILTER_PAIRS:
-        raise APIError(400, "invalid_value", f"'{field}' has more than {MAX_FILTER_PAIRS} pairs", field)
+    """Key-value pairs a request restricts its answer by, checked against what an intent can carry
+    (core.kb_files' limits on intent metadata); None for none."""
+    if len(pairs) > MAX_METADATA_PAIRS:
+        raise APIError(400, "invalid_value", f"'{field}' has more than {MAX_METADATA_PAIRS} pairs", field)
     for key, value in pairs:
         for part in (key, value):
-            if not isinstance(part, str) or not part.strip() or len(part) > MAX_FILTER_TEXT:
+            if not isinstance(part, str) or not part.strip() or len(part) > MAX_METADATA_VALUE:
                 raise APIError(
                     400,
                     "invalid_value",
-                    f"'{field}' keys and values must be non-empty strings of at most {MAX_FILTER_TEXT} "
+                    f"'{field}' keys and values must be non-empty strings of at most {MAX_METADATA_VALUE} "
                     "characters",
                     field,
                 )
