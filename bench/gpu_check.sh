@@ -36,4 +36,5 @@ fi
 start=$(date +%s)
 "$PYTHON" bench/fine_tune.py --shots 0 --seeds 0 --epochs 1 "${common[@]}" 2>&1 | tee "$OUT/full.log"
 echo "full set, fine-tune + evaluation: $(( $(date +%s) - start )) s wall" | tee -a "$OUT/full.log"
+[ "${GPU_CHECK_FULL_ONLY:-0}" = 1 ] && exit 0  # the timed full set alone (a re-measure on little device time)
 "$PYTHON" bench/fine_tune.py --shots 10 --seeds 0 1 2 --epochs 6 "${common[@]}" 2>&1 | tee "$OUT/shots.log"

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from core.db import unstorable_text
+from core.text import unstorable_text
 
 OUT_OF_SCOPE = "oos"
 INTENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][^\s/\\,|]{0,99}$")

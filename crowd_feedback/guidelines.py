@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import unstorable_text
 from core.events import emit
 from core.models import ReviewGuidelines, User, as_utc
+from core.text import unstorable_text
 
 MAX_GUIDELINES_LENGTH = 20_000
 BUILT_IN = 0  # the version number of the text below, in use until an operator saves one

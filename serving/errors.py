@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from core.db import unstorable_text
+from core.text import unstorable_text
 
 API_PREFIXES = ("/api/", "/webhooks/", "/model/")
 

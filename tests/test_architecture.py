@@ -1,6 +1,9 @@
 """Imports run one way: serving/admin_ui -> crowd_feedback/training -> bot, core. bot and core are pure."""
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,33 @@ def test_imports_run_downwards(package: str) -> None:
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
         banned = imported & FORBIDDEN_THIRD_PARTY.get(package, set())
         assert not banned, f"{path.relative_to(ROOT)} imports {sorted(banned)}"
+
+
+def test_the_fine_tuning_benches_need_no_database_or_web_stack() -> None:
+    """bench/fine_tune.py and bench/recipe_validate.py run on a bare GPU machine whose image has PyTorch and
+    transformers but no SQLAlchemy or Flask (bench/gpu_check.sh): the engine, the KB file readers and the
+    fine-tuning import neither."""
+    probe = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        BLOCKED = {"sqlalchemy", "alembic", "psycopg", "flask", "werkzeug", "redis", "pydantic"}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        sys.path[:0] = [".", "bench"]
+        import bot.engine, core.kb_files, training.finetune  # noqa: E401
+        import fine_tune, recipe_validate  # noqa: E401
+        print("imported", sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "imported []"
