@@ -3,7 +3,9 @@
 Per seed, as ``bench/interpolation.py``: 3,000 rows of BANKING77 train are held out as the evaluation set
 and N shots per intent are drawn from the rest (never the test split). The encoder is fine-tuned on the
 shots outside the calibration split, the engine is calibrated on the held-out 15 % and refitted on all
-shots (as a fine-tuning run does), once with the recipe as it is and once with the ``--set`` changes.
+shots (as a fine-tuning run does: ``training.finetune.fit_engine_with_fine_tuning``, so ``head_epochs``
+adds the tuned classification head as a member), once with the recipe as it is and once with the ``--set``
+changes. ``--shots 1000`` (more than any intent has) tries a change on the whole rest of train.
 
     .venv/bin/python bench/recipe_validate.py --set batch_size=64 [--seeds 0 1 2] [--encoder NAME]
     .venv/bin/python bench/recipe_validate.py --set batch_size=64 --skip-baseline   # the changed row only
@@ -38,16 +40,11 @@ from self_training import (  # noqa: E402
     validation_split,
 )
 
-from bot.encoders import DEFAULT_ENCODER, resolve_encoder_path  # noqa: E402
-from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
+from bot.encoders import DEFAULT_ENCODER  # noqa: E402
+from bot.engine import EngineConfig  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from training.finetune import (  # noqa: E402
-    FineTuneConfig,
-    calibration_split,
-    fine_tune_encoder,
-    fit_calibrated_on_held_out,
-)
+from training.finetune import FineTuneConfig, fit_engine_with_fine_tuning  # noqa: E402
 
 
 def parse_changes(pairs: list[str]) -> dict[str, Any]:
@@ -90,7 +87,6 @@ def main() -> None:
     tag = "_".join(f"{k}_{v}" for k, v in changes.items())
     variants = {"changed": changes} if args.skip_baseline else {"recipe": {}, "changed": changes}
     train = read_labelled_csv(args.data / "train.csv")
-    source = str(resolve_encoder_path(args.encoder))
     rows: dict[int, dict[str, dict[str, float]]] = {}
     for seed in args.seeds:
         pool, evaluation = validation_split(train, seed)
@@ -99,21 +95,13 @@ def main() -> None:
         rows[seed] = {}
         for name, change in variants.items():
             tuning = FineTuneConfig(seed=seed, **change)
-            split = calibration_split(few[1], tuning.calibration_share, seed)
             work = Path(tempfile.mkdtemp(prefix="helploop-recipe-"))
             started = time.perf_counter()
-            tuned = fine_tune_encoder(
-                source,
-                [few[0][i] for i in split[0]],
-                [few[1][i] for i in split[0]],
-                work / "tuned",
-                tuning,
-                progress=False,
+            # As a training run fits: the encoder (and the classification head, with head_epochs) tuned on
+            # the shots outside the calibration split, the engine calibrated on that split, refitted on all.
+            engine = fit_engine_with_fine_tuning(
+                *few, config=base, tuning=tuning, work_dir=work, progress=False
             )
-            config = EngineConfig.from_dict(
-                {**base.__dict__, "encoder": {**base.encoder, "source": str(tuned)}}
-            )
-            engine = fit_calibrated_on_held_out(AnsweringEngine(config), *few, split, progress=False)
             result = ClassificationEvaluator(*evaluation, latency_samples=0).compute(engine)
             rows[seed][name] = {**validation_figures(result), "fit_seconds": time.perf_counter() - started}
             shutil.rmtree(work, ignore_errors=True)
