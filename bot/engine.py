@@ -439,6 +439,19 @@ class AnsweringEngine:
         embeddings = {name: self._encoder(name).encode(list(texts), progress=progress) for name in names}
         return FeatureBatch(texts=list(texts), embeddings=embeddings)
 
+    def _featurise_reusing(
+        self, texts: Sequence[str], known: FeatureBatch, *, progress: bool = False
+    ) -> FeatureBatch:
+        """``texts``' features, encoding only the texts ``known`` lacks: a refit on every row re-reads the
+        rows just encoded for the first fit (on CPU, encoding is most of a fit's time)."""
+        row = {text: i for i, text in enumerate(known.texts)}
+        missing = [text for text in dict.fromkeys(texts) if text not in row]
+        pool = known
+        if missing:
+            pool = known.concat(self.featurise(missing, progress=progress))
+            row.update({text: len(known) + i for i, text in enumerate(missing)})
+        return pool.subset(np.array([row[text] for text in texts], dtype=np.int64))
+
     def member_scores(self, features: FeatureBatch) -> dict[str, np.ndarray]:
         return {name: member.scores(features) for name, member in self.members.items()}
 
@@ -543,7 +556,9 @@ class AnsweringEngine:
                 if unknown_refit:
                     raise ValueError(f"refit labels not in training data: {unknown_refit[:5]}")
                 refit_y = np.array([index[label] for label in refit_labels], dtype=np.int64)
-                refit_features = self.featurise(refit_texts, progress=progress)
+                refit_features = self._featurise_reusing(
+                    refit_texts, features.concat(held_features), progress=progress
+                )
                 self._fit_members(
                     refit_features.concat(extra), np.concatenate([refit_y, extra_y]), progress=progress
                 )

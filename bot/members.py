@@ -259,7 +259,8 @@ class CharNgramMember(Member):
             ),
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(features.texts),
         ]
-        model = LinearSVC(C=self.params["C"]).fit(self._transform(features.texts), labels)
+        # liblinear visits the rows in a random order: seeded, so the same rows give the same model.
+        model = LinearSVC(C=self.params["C"], random_state=0).fit(self._transform(features.texts), labels)
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # binary problem: sklearn keeps one row for the positive class
             coef, intercept = np.vstack([-coef, coef]), np.array([-intercept[0], intercept[0]])

@@ -114,6 +114,43 @@ def test_validation_set_is_used_for_calibration(hashing_encoder: Any) -> None:
         engine.fit(texts, labels, calibration_texts=["x"], calibration_labels=["unknown"])
 
 
+class CountingEncoder(HashingEncoder):
+    """Counts every text it is asked to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        self.seen.extend(texts)
+        return super().encode(texts, batch_size=batch_size, progress=progress)
+
+
+def test_the_refit_encodes_only_rows_the_first_fit_did_not() -> None:
+    """Refitting on every row reuses the embeddings of the training and calibration rows: each text is
+    encoded once (on CPU, encoding is most of a fit), and the refitted members are those a fresh encoding
+    gives."""
+    texts, labels = toy_rows()
+    new_texts = ["my card never came in the post", "how do I reset my pin"]
+    new_labels = ["card_arrival", "change_pin"]
+    fit_rows = {
+        "calibration_texts": texts[1::2],
+        "calibration_labels": labels[1::2],
+        "refit_texts": texts + new_texts,
+        "refit_labels": labels + new_labels,
+    }
+    counting = CountingEncoder()
+    engine = AnsweringEngine(EngineConfig(title_examples=False), encoders={"minilm": counting})
+    engine.fit(texts[::2], labels[::2], **fit_rows)
+    assert sorted(counting.seen) == sorted(texts + new_texts)
+
+    fresh = AnsweringEngine(EngineConfig(title_examples=False), encoders={"minilm": HashingEncoder()})
+    fresh.fit(texts[::2], labels[::2], **fit_rows)
+    features = fresh.featurise(texts + new_texts)
+    for name, member in fresh.members.items():
+        np.testing.assert_allclose(engine.members[name].scores(features), member.scores(features))
+
+
 def test_bundle_round_trip_rebuilds_the_same_engine(hashing_encoder: Any, tmp_path: Path) -> None:
     engine = toy_engine(hashing_encoder)
     bundle = engine.save(tmp_path / "bundle", metrics={"accuracy": 1.0})
