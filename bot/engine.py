@@ -531,6 +531,7 @@ class AnsweringEngine:
                     features.concat(extra.concat(pseudo)),
                     np.concatenate([y, extra_y, pseudo_y]),
                     progress=progress,
+                    previous=plain_members,
                 )
                 tuned_scores = self.member_scores(held_features)
                 # Kept unless the labelled held-out rows are predicted worse with them (log loss, each
@@ -555,23 +556,29 @@ class AnsweringEngine:
                 unknown_refit = sorted(set(refit_labels) - set(self.labels))
                 if unknown_refit:
                     raise ValueError(f"refit labels not in training data: {unknown_refit[:5]}")
+                report("refit", 0.0)
                 refit_y = np.array([index[label] for label in refit_labels], dtype=np.int64)
                 refit_features = self._featurise_reusing(
                     refit_texts, features.concat(held_features), progress=progress
                 )
                 self._fit_members(
-                    refit_features.concat(extra), np.concatenate([refit_y, extra_y]), progress=progress
+                    refit_features.concat(extra),
+                    np.concatenate([refit_y, extra_y]),
+                    progress=progress,
+                    previous=self.members,
                 )
         else:
             if traffic_texts:
                 raise ValueError("self-training on traffic needs a calibration set (calibration_texts)")
-            held_scores, held_y = self._out_of_fold_scores(
+            held_scores, held_y, last_fold = self._out_of_fold_scores(
                 features, y, extra, extra_y, progress=progress, report=report
             )
             held_texts = list(texts)
             calibration_source = "out-of-fold"
             report("refit", 0.0)
-            self._fit_members(features.concat(extra), np.concatenate([y, extra_y]), progress=progress)
+            self._fit_members(
+                features.concat(extra), np.concatenate([y, extra_y]), progress=progress, previous=last_fold
+            )
         report("calibrate", 0.0)
         self.combiner = LogLinearCombiner(list(self.members)).fit(held_scores, held_y)
         probabilities = self.combiner.predict_proba(held_scores)
@@ -666,7 +673,17 @@ class AnsweringEngine:
         }
         return features.subset(rows), top[rows].astype(np.int64), summary
 
-    def _fit_members(self, features: FeatureBatch, y: np.ndarray, *, progress: bool) -> None:
+    def _fit_members(
+        self,
+        features: FeatureBatch,
+        y: np.ndarray,
+        *,
+        progress: bool,
+        previous: dict[str, Member] | None = None,
+    ) -> None:
+        """``previous``: these members fitted on most of the same rows, for the solvers that can start from
+        them (Member.warm_start); never on rows out of fold, whose scores must not remember held-out rows."""
+        previous = previous or {}
         self.members = {}
         configs = self.config.members
         iterator: Any = configs
@@ -677,6 +694,8 @@ class AnsweringEngine:
         for member_config in iterator:
             member = build_member(member_config)
             member.class_names = self.labels
+            if member.name in previous:
+                member.warm_start(previous[member.name])
             member.fit(features, y, len(self.labels))
             self.members[member.name] = member
 
@@ -689,7 +708,9 @@ class AnsweringEngine:
         *,
         progress: bool,
         report: ProgressCallback,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Member]]:
+        """Each row scored by members fitted without its fold; also the last fold's members (each fold's
+        fitted cold: a start from another fold's model would carry its held-out rows into these scores)."""
         from sklearn.model_selection import KFold, StratifiedKFold
 
         pretrained = [m["kind"] for m in self.config.members if Member.registry[m["kind"]].pretrained]
@@ -715,6 +736,7 @@ class AnsweringEngine:
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, total=len(splits), desc="out-of-fold", unit="fold")
+        fold_members: dict[str, Member] = {}
         for fold, (train_index, held_index) in iterator:
             report("out-of-fold", fold / len(splits))
             train_features = features.subset(train_index).concat(extra)
@@ -725,7 +747,8 @@ class AnsweringEngine:
                 member.class_names = self.labels
                 member.fit(train_features, train_y, len(self.labels))
                 scores[member.name][held_index] = member.scores(held_features)
-        return scores, y
+                fold_members[member.name] = member
+        return scores, y, fold_members
 
     # -------------------------------------------------------------------------------------- predict
 

@@ -230,7 +230,8 @@ def _train(
         spans = {
             "fine-tune": (0.02, 0.7),
             "encode": (0.7, 0.8),
-            "self-training": (0.8, 0.9),
+            "self-training": (0.8, 0.86),
+            "refit": (0.86, 0.9),
             "calibrate": (0.9, 0.95),
             "done": (0.95, 0.98),
         }

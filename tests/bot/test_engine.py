@@ -151,6 +151,52 @@ def test_the_refit_encodes_only_rows_the_first_fit_did_not() -> None:
         np.testing.assert_allclose(engine.members[name].scores(features), member.scores(features))
 
 
+def test_only_the_refit_on_every_row_starts_from_an_earlier_fit(
+    hashing_encoder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refit on every row starts from the members fitted on most of them; a fold scored out of fold
+    always starts cold (a start from another fold's model would carry that fold's held-out rows)."""
+    from bot.members import LogisticHeadMember
+
+    starts: list[tuple[LogisticHeadMember, Any]] = []
+    original = LogisticHeadMember.warm_start
+
+    def recording(self: LogisticHeadMember, previous: Any) -> None:
+        starts.append((self, previous))
+        original(self, previous)
+
+    monkeypatch.setattr(LogisticHeadMember, "warm_start", recording)
+    texts, labels = toy_rows()
+    engine = AnsweringEngine(EngineConfig(cv_folds=3), encoders={"minilm": hashing_encoder})
+    engine.fit(texts, labels)  # out of fold: 3 folds cold, then the refit
+    assert len(starts) == 1
+    refitted, start = starts[0]
+    assert refitted is engine.members["logistic_head"] and start is not refitted
+    assert isinstance(start, LogisticHeadMember) and start.model is not None
+
+    starts.clear()
+    held = AnsweringEngine(EngineConfig(), encoders={"minilm": hashing_encoder})
+    first_fit: dict[str, Any] = {}
+    fit_members = held._fit_members
+
+    def remember(*args: Any, **kwargs: Any) -> None:
+        fit_members(*args, **kwargs)
+        first_fit.setdefault("members", dict(held.members))
+
+    monkeypatch.setattr(held, "_fit_members", remember)
+    held.fit(
+        texts[::2],
+        labels[::2],
+        calibration_texts=texts[1::2],
+        calibration_labels=labels[1::2],
+        refit_texts=texts,
+        refit_labels=labels,
+    )
+    assert [(a, b) for a, b in starts] == [
+        (held.members["logistic_head"], first_fit["members"]["logistic_head"])
+    ]
+
+
 def test_bundle_round_trip_rebuilds_the_same_engine(hashing_encoder: Any, tmp_path: Path) -> None:
     engine = toy_engine(hashing_encoder)
     bundle = engine.save(tmp_path / "bundle", metrics={"accuracy": 1.0})

@@ -51,6 +51,36 @@ def test_logistic_head_scores_match_sklearn_predict_proba(classes: int) -> None:
     assert np.all(scores[:, classes] == UNSEEN_SCORE)
 
 
+def test_logistic_head_refit_from_a_warm_start_reaches_the_same_model_in_fewer_iterations() -> None:
+    """The engine refits on every row starting from the fit on most of them: fewer L-BFGS iterations, the
+    same optimum; a start over other intents is ignored, and nothing of the start stays in the member."""
+    every, labels = clusters(seed=3, per_class=120, classes=12, dim=48, noise=0.9)
+    most = np.flatnonzero(np.arange(len(labels)) % 7 != 0)
+    first = LogisticHeadMember(C=10.0)
+    first.fit(every.subset(most), labels[most], 12)
+    cold, warm = LogisticHeadMember(C=10.0), LogisticHeadMember(C=10.0)
+    cold.fit(every, labels, 12)
+    warm.warm_start(first)
+    warm.fit(every, labels, 12)
+    assert warm.model.n_iter_[0] < 0.8 * cold.model.n_iter_[0]
+    np.testing.assert_allclose(np.exp(warm.scores(every)), np.exp(cold.scores(every)), atol=0.03)
+    assert (warm.scores(every).argmax(1) == cold.scores(every).argmax(1)).mean() >= 0.99
+    assert warm.model.get_params()["warm_start"] is False and warm._start is None
+
+    fewer = np.flatnonzero(labels < 11)  # the start knows 11 intents, the refit 12: a cold start
+    other = LogisticHeadMember(C=10.0)
+    other.fit(every.subset(fewer), labels[fewer], 12)
+    mismatched = LogisticHeadMember(C=10.0)
+    mismatched.warm_start(other)
+    mismatched.fit(every, labels, 12)
+    assert mismatched.model.n_iter_[0] == cold.model.n_iter_[0]
+    np.testing.assert_allclose(mismatched.scores(every), cold.scores(every))
+
+    stranger = LogisticHeadMember(C=1.0)  # another C: another objective, so no start from it
+    stranger.warm_start(first)
+    assert stranger._start is None
+
+
 def test_nearest_neighbour_returns_best_cosine_per_intent() -> None:
     examples = np.eye(3, dtype=np.float32)[[0, 0, 1, 2]]
     examples[1] = np.array([0.6, 0.8, 0.0])
