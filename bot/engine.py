@@ -570,15 +570,15 @@ class AnsweringEngine:
         else:
             if traffic_texts:
                 raise ValueError("self-training on traffic needs a calibration set (calibration_texts)")
-            held_scores, held_y, last_fold = self._out_of_fold_scores(
+            held_scores, held_y = self._out_of_fold_scores(
                 features, y, extra, extra_y, progress=progress, report=report
             )
             held_texts = list(texts)
             calibration_source = "out-of-fold"
             report("refit", 0.0)
-            self._fit_members(
-                features.concat(extra), np.concatenate([y, extra_y]), progress=progress, previous=last_fold
-            )
+            # A cold refit: a start from a fold's model would save one fit in six and move every figure
+            # measured on this path (bench/accuracy.py and the benches built on it) by a few questions.
+            self._fit_members(features.concat(extra), np.concatenate([y, extra_y]), progress=progress)
         report("calibrate", 0.0)
         self.combiner = LogLinearCombiner(list(self.members)).fit(held_scores, held_y)
         probabilities = self.combiner.predict_proba(held_scores)
@@ -682,7 +682,7 @@ class AnsweringEngine:
         previous: dict[str, Member] | None = None,
     ) -> None:
         """``previous``: these members fitted on most of the same rows, for the solvers that can start from
-        them (Member.warm_start); never on rows out of fold, whose scores must not remember held-out rows."""
+        them (Member.warm_start): the refits of a fit with a calibration set (fine-tuning, self-training)."""
         previous = previous or {}
         self.members = {}
         configs = self.config.members
@@ -708,9 +708,9 @@ class AnsweringEngine:
         *,
         progress: bool,
         report: ProgressCallback,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Member]]:
-        """Each row scored by members fitted without its fold; also the last fold's members (each fold's
-        fitted cold: a start from another fold's model would carry its held-out rows into these scores)."""
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Each row scored by members fitted without its fold, each fitted cold (a start from another fold's
+        model would carry that fold's held-out rows into these scores)."""
         from sklearn.model_selection import KFold, StratifiedKFold
 
         pretrained = [m["kind"] for m in self.config.members if Member.registry[m["kind"]].pretrained]
@@ -736,7 +736,6 @@ class AnsweringEngine:
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, total=len(splits), desc="out-of-fold", unit="fold")
-        fold_members: dict[str, Member] = {}
         for fold, (train_index, held_index) in iterator:
             report("out-of-fold", fold / len(splits))
             train_features = features.subset(train_index).concat(extra)
@@ -747,8 +746,7 @@ class AnsweringEngine:
                 member.class_names = self.labels
                 member.fit(train_features, train_y, len(self.labels))
                 scores[member.name][held_index] = member.scores(held_features)
-                fold_members[member.name] = member
-        return scores, y, fold_members
+        return scores, y
 
     # -------------------------------------------------------------------------------------- predict
 
