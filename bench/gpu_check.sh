@@ -7,8 +7,11 @@
 # <= 60 s with evaluation); then 10-shot seeds 0-2 with the default recipe. Results land in $OUT
 # (fine_tune_full_helploop-minilm-fp32.json, fine_tune_helploop-minilm-fp32.json, the logs, the GPU's name).
 # GPU_CHECK_QUICK=1 runs a tiny version (also on CPU, with PYTHON=.venv/bin/python) to check the wiring
-# before spending device time; GPU_CHECK_FULL_ONLY=1 stops after the timed full set. Session 31 on an H200:
-# 138 s for both parts, 460 s in all with bench/recipe_validate.py runs after them (README, "On a GPU").
+# before spending device time; GPU_CHECK_FULL_ONLY=1 stops after the timed full set; GPU_CHECK_PROFILE=1
+# runs the full set under cProfile first (full.prof, profile.txt); GPU_CHECK_TRAINER=1 runs only
+# bench/trainer_profile.py (TRAINER_ARGS: its options). Session 31 on an H200: 138 s for both parts, 460 s in
+# all with bench/recipe_validate.py runs after them; session 32: profile + timed full set 194 s, trainer
+# profile 116 s, each with the install (README, "On a GPU").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -1,7 +1,8 @@
 """Fine-tuning the transformer members, through the libraries' own trainers.
 
 Recipe (one run), two stages on the same encoder:
-  1. model: the configured encoder (package or directory); CUDA with mixed precision when present, else CPU;
+  1. model: the configured encoder (package or directory); CUDA with mixed precision when present (attention
+     on any kernel but cuDNN's: ``attention_kernels``), else CPU;
   2. contrastive stage (sentence-transformers' ``SentenceTransformerTrainer``): pairs of questions of the same
      intent (anchor, positive), optionally with one hard negative mined from the most similar questions of
      other (confusable) intents, no duplicate texts within a batch; every other pair in the batch is a
