@@ -44,9 +44,9 @@ def test_imports_run_downwards(package: str) -> None:
 
 
 def test_the_fine_tuning_benches_need_no_database_or_web_stack() -> None:
-    """bench/fine_tune.py and bench/recipe_validate.py run on a bare GPU machine whose image has PyTorch and
-    transformers but no SQLAlchemy or Flask (bench/gpu_check.sh): the engine, the KB file readers and the
-    fine-tuning import neither."""
+    """bench/fine_tune.py, bench/recipe_validate.py and bench/trainer_profile.py run on a bare GPU machine
+    whose image has PyTorch and transformers but no SQLAlchemy or Flask (bench/gpu_check.sh): the engine, the
+    KB file readers and the fine-tuning import neither."""
     probe = textwrap.dedent(
         """
         import importlib.abc, sys
@@ -62,7 +62,7 @@ def test_the_fine_tuning_benches_need_no_database_or_web_stack() -> None:
         sys.meta_path.insert(0, Block())
         sys.path[:0] = [".", "bench"]
         import bot.engine, core.kb_files, training.finetune  # noqa: E401
-        import fine_tune, recipe_validate  # noqa: E401
+        import fine_tune, recipe_validate, trainer_profile  # noqa: E401
         print("imported", sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED))
         """
     )
