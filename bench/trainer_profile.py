@@ -111,7 +111,16 @@ def main() -> None:
                 device_key = "self_device_time_total"
                 if cuda:
                     self.tables["device"] = averages.table(sort_by=device_key, row_limit=25)
-                    busy = sum(getattr(e, device_key, 0.0) for e in averages) / 1e6
+                    # Kernels only: an op's row repeats the time of the kernels it launched.
+                    busy = (
+                        sum(
+                            getattr(e, device_key, 0.0)
+                            for e in averages
+                            if e.device_type != torch.autograd.DeviceType.CPU
+                            and not getattr(e, "is_user_annotation", False)
+                        )
+                        / 1e6
+                    )
                     self.tables["busy"] = f"device busy {busy:.3f} s of {self.wall:.3f} s wall"
                 self.profiler = None
 
