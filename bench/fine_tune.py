@@ -47,6 +47,7 @@ from training.finetune import (  # noqa: E402
     device,
     fit_calibrated_on_held_out,
     fit_engine_with_fine_tuning,
+    preload_trainer,
 )
 
 
@@ -106,6 +107,10 @@ def main() -> None:
         else:
             frozen = {seed: reference["full"]["engine"]["accuracy"] for seed in args.seeds}
     encoder = args.encoder or EngineConfig().encoder["source"]
+    # Timed apart, as a running worker has paid them (helploop worker loads the trainer when it starts):
+    # before, seed 0's fit included them and the other seeds' did not.
+    imports_s = round(preload_trainer(), 2)
+    print(f"trainer imports {imports_s:.1f} s on {device()} (not in any fit time below)", flush=True)
     rows = {}
     for seed in args.seeds:
         few = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
@@ -147,12 +152,15 @@ def main() -> None:
         seconds = time.perf_counter() - started
         # Each text encoded once per encoder, whichever engine below reads it.
         engine.encoders = {each.name: CachingEncoder(each) for each in engine.all_encoders()}
+        evaluation_started = time.perf_counter()
         result = ClassificationEvaluator(*test, latency_samples=0).compute(engine)
+        evaluate_seconds = time.perf_counter() - evaluation_started
         rows[seed] = {
             "accuracy": result["accuracy"],
             "ece": result["ece"],
             "coverage_at_0.99": result["coverage_at_precision"]["0.99"],
             "fit_seconds": seconds,
+            "evaluate_seconds": round(evaluate_seconds, 2),
             "stage_began_s": stages,
         }
         if args.traffic:
@@ -166,11 +174,12 @@ def main() -> None:
         print(
             f"seed {seed}: fine-tuned {result['accuracy']:.4f} "
             f"(frozen {frozen.get(seed, float('nan')):.4f}), "
-            f"ECE {result['ece']:.4f}, fit {seconds:.0f}s on {device()} (steps began at {stages} s)",
+            f"ECE {result['ece']:.4f}, fit {seconds:.0f}s + evaluation {evaluate_seconds:.0f}s on {device()} "
+            f"(steps began at {stages} s)",
             flush=True,
         )
         # Written after every seed: a long CPU run that is stopped keeps the seeds it finished.
-        write_results(args, [encoder, *args.extra_encoder], rows, suffix, complete=False)
+        write_results(args, [encoder, *args.extra_encoder], rows, suffix, imports_s, complete=False)
         scratch.cleanup()
     mean = float(np.mean([r["accuracy"] for r in rows.values()]))
     if args.extra_encoder:
@@ -188,7 +197,9 @@ def main() -> None:
         + (f", frozen {frozen_mean:.4f}" if frozen_mean else "")
         + f" (target {target:.3f} for the fine-tuned recipe)"
     )
-    write_results(args, [encoder, *args.extra_encoder], rows, suffix, complete=True, frozen_mean=frozen_mean)
+    write_results(
+        args, [encoder, *args.extra_encoder], rows, suffix, imports_s, complete=True, frozen_mean=frozen_mean
+    )
 
 
 def write_results(
@@ -196,6 +207,7 @@ def write_results(
     encoders: list[str],
     rows: dict[int, dict[str, object]],
     suffix: str,
+    imports_s: float,
     *,
     complete: bool,
     frozen_mean: float | None = None,
@@ -211,6 +223,7 @@ def write_results(
                 "interpolation": args.interpolation,
                 "batch_size": args.batch_size,
                 "device": device(),
+                "imports_s": imports_s,
                 "encoders": encoders,
                 "seeds_done": sorted(rows),
                 "complete": complete,

@@ -36,7 +36,7 @@ from bot.calibration import (
     precision_key,
 )
 from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder
-from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, build_member
+from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
 
 OUT_OF_SCOPE = "oos"
 BUNDLE_FORMAT = 1
@@ -683,21 +683,9 @@ class AnsweringEngine:
     ) -> None:
         """``previous``: these members fitted on most of the same rows, for the solvers that can start from
         them (Member.warm_start): the refits of a fit with a calibration set (fine-tuning, self-training)."""
-        previous = previous or {}
-        self.members = {}
-        configs = self.config.members
-        iterator: Any = configs
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(configs, desc="fit members", unit="member")
-        for member_config in iterator:
-            member = build_member(member_config)
-            member.class_names = self.labels
-            if member.name in previous:
-                member.warm_start(previous[member.name])
-            member.fit(features, y, len(self.labels))
-            self.members[member.name] = member
+        self.members = fit_members(
+            self.config.members, self.labels, features, y, previous=previous or {}, progress=progress
+        )
 
     def _out_of_fold_scores(
         self,
@@ -741,11 +729,9 @@ class AnsweringEngine:
             train_features = features.subset(train_index).concat(extra)
             train_y = np.concatenate([y[train_index], extra_y])
             held_features = features.subset(held_index)
-            for member_config in self.config.members:
-                member = build_member(member_config)
-                member.class_names = self.labels
-                member.fit(train_features, train_y, len(self.labels))
-                scores[member.name][held_index] = member.scores(held_features)
+            fold_members = fit_members(self.config.members, self.labels, train_features, train_y)
+            for name, member in fold_members.items():
+                scores[name][held_index] = member.scores(held_features)
         return scores, y
 
     # -------------------------------------------------------------------------------------- predict

@@ -1,7 +1,11 @@
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from bot.members import (
     UNSEEN_SCORE,
@@ -11,6 +15,7 @@ from bot.members import (
     Member,
     NearestNeighbourMember,
     build_member,
+    fit_members,
 )
 
 
@@ -79,6 +84,89 @@ def test_logistic_head_refit_from_a_warm_start_reaches_the_same_model_in_fewer_i
     stranger = LogisticHeadMember(C=1.0)  # another C: another objective, so no start from it
     stranger.warm_start(first)
     assert stranger._start is None
+
+
+class _ProbeMember(Member):
+    """Records, at fit, which thread fitted it and how many threads BLAS had (tests of fit_members)."""
+
+    kind = "_probe"
+    seen: ClassVar[list[tuple[str, int]]] = []
+
+    def fit(self, features: FeatureBatch, labels: np.ndarray, n_classes: int) -> None:
+        from threadpoolctl import threadpool_info
+
+        if self.params.get("fail"):
+            raise ValueError("probe told to fail")
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        _ProbeMember.seen.append((threading.current_thread().name, max(blas)))
+        self.n_classes = n_classes
+
+    def scores(self, features: FeatureBatch) -> np.ndarray:
+        return np.zeros((len(features), self.n_classes))
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        return None
+
+
+Member.registry.pop("_probe")  # registered only while a test uses it
+
+
+@pytest.fixture
+def probe() -> Iterator[type[_ProbeMember]]:
+    _ProbeMember.seen = []
+    Member.registry["_probe"] = _ProbeMember
+    yield _ProbeMember
+    Member.registry.pop("_probe")
+
+
+def test_fit_members_on_threads_fits_each_member_as_it_would_be_fitted_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    train, labels = clusters(seed=5, per_class=40, classes=6, dim=24, noise=0.8)
+    train.texts = [f"question {i % 9} about topic {label}" for i, label in enumerate(labels)]
+    configs = [
+        {"kind": "logistic_head", "name": "head", "C": 10.0},
+        {"kind": "nearest_neighbour", "name": "neighbour", "k": 1},
+        {"kind": "char_ngram", "name": "ngrams", "C": 0.5},
+    ]
+    names = [f"intent_{i}" for i in range(6)]
+    fitted = fit_members(configs, names, train, labels)
+    assert list(fitted) == ["head", "neighbour", "ngrams"]
+    for config in configs:
+        alone = build_member(config)
+        alone.fit(train, labels, 6)
+        member = fitted[config["name"]]
+        assert member.class_names == names
+        np.testing.assert_allclose(member.scores(train), alone.scores(train), atol=1e-6)
+
+
+def test_fit_members_gives_blas_one_thread_per_member_and_passes_a_failure_on(
+    monkeypatch: pytest.MonkeyPatch, probe: type[_ProbeMember]
+) -> None:
+    """On threads each member's BLAS runs on one thread: OpenBLAS's threads for every member at once
+    oversubscribe the cores (the logistic head on full BANKING77, 2 cores: 1.6 s alone on one thread, 4.1 s on
+    two). Alone (one core), nothing is limited."""
+    train, labels = clusters(seed=1)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with threadpool_limits(limits=3, user_api="blas"):  # what BLAS would use, here, without the limit
+        configs = [{"kind": "_probe", "name": f"p{i}"} for i in range(3)]
+        fit_members(configs, ["a", "b", "c", "d"], train, labels)
+        assert len(probe.seen) == 3
+        assert all(thread.startswith("fit-member") and blas == 1 for thread, blas in probe.seen)
+
+        probe.seen.clear()
+        monkeypatch.setattr("os.cpu_count", lambda: 1)
+        fit_members([{"kind": "_probe", "name": "p"}], ["a", "b", "c", "d"], train, labels)
+        assert probe.seen == [(threading.current_thread().name, 3)]
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    configs = [{"kind": "_probe", "name": "ok"}, {"kind": "_probe", "name": "bad", "fail": True}]
+    with pytest.raises(ValueError, match="probe told to fail"):
+        fit_members(configs, ["a", "b", "c", "d"], train, labels)
 
 
 def test_nearest_neighbour_returns_best_cosine_per_intent() -> None:

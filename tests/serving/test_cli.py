@@ -1299,3 +1299,45 @@ def test_models_list_and_prune(settings: Any, tmp_path: Path) -> None:
     refused = run(settings, "deploy", "promote", "m3", "--reason", "try")
     assert refused.exit_code == 2 and "m3 was pruned on" in refused.output and "by omar" in refused.output
     assert run(settings, "models", "prune", "--keep", "0").exit_code == 2  # at least the newest is kept
+
+
+@pytest.mark.parametrize("loads", [True, False])
+def test_a_long_running_worker_loads_the_trainer_before_its_first_job(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, loads: bool
+) -> None:
+    """`helploop worker` pays the trainer's imports when it starts, not in its first fine-tuning run; one
+    without the training extras says so and runs the other jobs all the same. (`--once` skips the load.)"""
+    from core import migrate
+    from training.jobs import Worker
+
+    class Stop(Exception):
+        pass
+
+    calls: list[str] = []
+
+    def preload() -> float:
+        calls.append("preload")
+        if not loads:
+            raise RuntimeError(
+                "fine-tuning needs datasets: `.venv/bin/python -m pip install -r requirements.txt`"
+            )
+        return 2.5
+
+    def run_once(self: Worker) -> int | None:
+        calls.append("job")
+        raise Stop
+
+    migrate.upgrade(Database(settings).engine)
+    monkeypatch.setattr("training.finetune.preload_trainer", preload)
+    monkeypatch.setattr(Worker, "start_watcher", lambda self: None)
+    monkeypatch.setattr(Worker, "run_once", run_once)
+    result = CliRunner().invoke(main, ["worker"], obj={"settings": settings})
+    assert isinstance(result.exception, Stop) and calls == ["preload", "job"]
+    if loads:
+        assert "trainer loaded in 2.5 s" in result.output
+    else:
+        assert "trainer not loaded: fine-tuning needs datasets" in result.output
+
+    calls.clear()
+    monkeypatch.setattr(Worker, "run_once", lambda self: None)
+    assert run(settings, "worker", "--once").exit_code == 0 and calls == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -355,3 +356,20 @@ def test_a_knowledge_base_too_small_to_pair_is_a_clear_error(tmp_path: Path) -> 
             FineTuneConfig(max_steps=2),
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_preload_trainer_imports_the_training_stack_and_times_it() -> None:
+    from training.finetune import preload_trainer
+
+    seconds = preload_trainer()
+    assert 0.0 <= seconds < 120.0
+    for module in ("datasets", "sentence_transformers", "transformers.trainer", "torch"):
+        assert module in sys.modules
+
+
+def test_preload_trainer_names_a_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.finetune import preload_trainer
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
+    with pytest.raises(RuntimeError, match="fine-tuning needs datasets"):
+        preload_trainer()
