@@ -11,7 +11,8 @@
 # runs the full set under cProfile first (full.prof, profile.txt); GPU_CHECK_TRAINER=1 runs only
 # bench/trainer_profile.py (TRAINER_ARGS: its options). Session 31 on an H200: 138 s for both parts, 460 s in
 # all with bench/recipe_validate.py runs after them; session 32: profile + timed full set 194 s, trainer
-# profile 116 s, each with the install (README, "On a GPU").
+# profile 116 s, each with the install; session 33: the timed full set twice, 110 s in all (README, "On a
+# GPU").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
