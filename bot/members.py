@@ -119,10 +119,15 @@ def fit_members(
     progress: bool = False,
 ) -> dict[str, Member]:
     """Build and fit one member per config, each on its own thread: the members are independent, and their
-    solvers (BLAS, liblinear, the loss of sklearn's L-BFGS) release the GIL, so on a machine with cores to
-    spare the fit takes about as long as the slowest member instead of the sum (full BANKING77 on 16 cores:
-    logistic head about 6.6 s, character n-grams about 5 s). Each fit is the one a sequential loop would
-    make: same configs, same rows, no shared state. ``previous``: members to warm-start from, by name."""
+    solvers (BLAS, liblinear, the loss of sklearn's L-BFGS) release the GIL, so the fit takes about as long
+    as the slowest member instead of the sum. Each fit is the one a sequential loop would make: same
+    configs, same rows, no shared state. ``previous``: members to warm-start from, by name.
+
+    Each member's BLAS runs on one thread: OpenBLAS's threads for every member at once oversubscribe the
+    cores, and the products here are small (full BANKING77 on 2 cores: the logistic head alone 1.6 s on one
+    BLAS thread, 4.1 s on two; the members of a calibrated fit 7.5-9.0 s one after the other, 4.4-5.0 s on
+    threads; on the H200 machine's 16 cores the first fit's step 15 s -> 5 s). The limit is process-wide
+    while it lasts (threadpoolctl): other threads' BLAS calls, e.g. serving's, run on one thread meanwhile."""
     members = [build_member(config) for config in configs]
     for member in members:
         member.class_names = class_names

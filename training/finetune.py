@@ -104,9 +104,10 @@ def device() -> str:
 
 def preload_trainer() -> float:
     """Import the training stack (torch, datasets, sentence-transformers' and Hugging Face's trainers) and
-    return the seconds it took. A fine-tuning run pays these imports once per process: 13-15 s on the H200
-    machine (torch.distributed, sympy, peft come with them), 5 s on a 2-core CPU machine. ``helploop worker``
-    pays them when it starts rather than in its first run, and the benches time them apart from the fit."""
+    return the seconds it took. A fine-tuning run pays these imports once per process: 8.5-15 s on the
+    H200 machines (torch.distributed, sympy, peft come with them), 5 s on a 2-core CPU machine.
+    ``helploop worker`` pays them when it starts rather than in its first run, and the benches time them
+    apart from the fit."""
     started = time.perf_counter()
     try:
         import datasets  # noqa: F401

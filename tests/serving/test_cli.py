@@ -1329,10 +1329,10 @@ def test_a_long_running_worker_loads_the_trainer_before_its_first_job(
 
     migrate.upgrade(Database(settings).engine)
     monkeypatch.setattr("training.finetune.preload_trainer", preload)
-    monkeypatch.setattr(Worker, "start_watcher", lambda self: None)
+    monkeypatch.setattr(Worker, "start_watcher", lambda self: calls.append("watcher"))
     monkeypatch.setattr(Worker, "run_once", run_once)
     result = CliRunner().invoke(main, ["worker"], obj={"settings": settings})
-    assert isinstance(result.exception, Stop) and calls == ["preload", "job"]
+    assert isinstance(result.exception, Stop) and calls == ["preload", "watcher", "job"]
     if loads:
         assert "trainer loaded in 2.5 s" in result.output
     else:
