@@ -89,6 +89,12 @@ class FineTuneConfig:
     head_batch_size: int = 16
     label_smoothing: float = 0.1
     max_length: int = 64
+    # Mixed precision (bf16 autocast) on a CPU with bf16 instructions (avx512_bf16 or AMX; fp32 elsewhere).
+    # Under CUDA the trainers always use bf16 (fp16 where the GPU lacks it). BANKING77 10-shot, MiniLM, 3,000
+    # validation rows of train, seeds 0-2, 2 cores with avx512_bf16: 87.27 / 84.60 / 85.90 % against
+    # 87.30 / 84.67 / 85.90 % in fp32 (mean -0.04 points), coverage at 99 % precision 51.5 % either way, the
+    # fit 131-145 s against 198-230 s (bench/results/recipe_validate_cpu_bf16_True.json).
+    cpu_bf16: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FineTuneConfig:
@@ -121,6 +127,31 @@ def preload_trainer() -> float:
             f"fine-tuning needs {exc.name}: `.venv/bin/python -m pip install -r requirements.txt`"
         ) from None
     return time.perf_counter() - started
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX tiles); without them torch emulates it
+    and bf16 runs slower than fp32."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def mixed_precision(cuda: bool, config: FineTuneConfig) -> dict[str, Any]:
+    """The trainers' precision arguments: bf16 (fp16 without it) under CUDA; on the CPU, bf16 where the
+    recipe asks for it and the CPU has it (``use_cpu`` with it: the trainer refuses bf16 without a GPU
+    otherwise), fp32 elsewhere. Processes under torchrun on the CPU (gloo) stay in fp32: there, with
+    ``use_cpu``, the classification stage ran 0 steps in the two-process test (not root-caused)."""
+    import torch
+
+    if cuda:
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if config.cpu_bf16 and not distributed and cpu_has_bf16():
+        return {"bf16": True, "fp16": False, "use_cpu": True}
+    return {"bf16": False, "fp16": False}
 
 
 @contextlib.contextmanager
@@ -162,7 +193,6 @@ def fine_tune_encoder(
         raise RuntimeError(
             "fine-tuning needs `datasets`: `.venv/bin/python -m pip install -r requirements.txt`"
         ) from None
-    import torch
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
         BatchAllTripletLoss,
@@ -222,8 +252,7 @@ def fine_tune_encoder(
         "per_device_train_batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "warmup_steps": config.warmup_ratio,  # a float below 1 is a share of the steps (transformers v5)
-        "fp16": cuda and not torch.cuda.is_bf16_supported(),
-        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        **mixed_precision(cuda, config),
         "batch_sampler": sampler,
         "seed": config.seed,
         "save_strategy": "no",
@@ -588,8 +617,7 @@ def train_classification_head(
         learning_rate=config.head_learning_rate,
         warmup_steps=config.warmup_ratio,
         weight_decay=0.01,
-        fp16=cuda and not torch.cuda.is_bf16_supported(),
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        **mixed_precision(cuda, config),
         seed=config.seed,
         save_strategy="no",
         logging_steps=5,

@@ -265,6 +265,50 @@ def test_mixed_precision_training_leaves_cudnn_attention_out_and_restores_the_se
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
+def test_mixed_precision_bf16_on_cuda_and_on_a_cpu_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from training import finetune
+    from training.finetune import FineTuneConfig, mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert mixed_precision(True, FineTuneConfig(cpu_bf16=False)) == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert mixed_precision(True, FineTuneConfig()) == {"bf16": False, "fp16": True}
+
+    monkeypatch.setattr(finetune, "cpu_has_bf16", lambda: True)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    # the trainer refuses bf16 without a GPU unless told to stay on the CPU
+    on_cpu = {"bf16": True, "fp16": False, "use_cpu": True}
+    assert mixed_precision(False, FineTuneConfig(cpu_bf16=True)) == on_cpu
+    assert mixed_precision(False, FineTuneConfig(cpu_bf16=False)) == {"bf16": False, "fp16": False}
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun process on the CPU (gloo): fp32
+    assert mixed_precision(False, FineTuneConfig(cpu_bf16=True)) == {"bf16": False, "fp16": False}
+    assert mixed_precision(True, FineTuneConfig()) == {"bf16": False, "fp16": True}  # CUDA as ever
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(finetune, "cpu_has_bf16", lambda: False)  # emulated bf16 is slower than fp32
+    assert mixed_precision(False, FineTuneConfig(cpu_bf16=True)) == {"bf16": False, "fp16": False}
+
+
+def test_cpu_has_bf16_reads_the_cpu_and_says_no_when_torch_cannot_tell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from training.finetune import cpu_has_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_bf16()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not cpu_has_bf16()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert cpu_has_bf16()
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not cpu_has_bf16()
+
+
 def test_contrastive_pairs_draw_fresh_positives_each_round() -> None:
     from training.finetune import contrastive_pairs
 
