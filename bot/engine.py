@@ -684,7 +684,7 @@ class AnsweringEngine:
         """``previous``: these members fitted on most of the same rows, for the solvers that can start from
         them (Member.warm_start): the refits of a fit with a calibration set (fine-tuning, self-training)."""
         self.members = fit_members(
-            self.config.members, self.labels, features, y, previous=previous or {}, progress=progress
+            self.config.members, self.labels, features, y, previous=previous, progress=progress
         )
 
     def _out_of_fold_scores(

@@ -138,6 +138,11 @@ def cpu_has_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
+def _torchrun_process() -> bool:
+    """One of several processes started by torchrun (data-parallel training)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def mixed_precision(cuda: bool, config: FineTuneConfig) -> dict[str, Any]:
     """The trainers' precision arguments: bf16 (fp16 without it) under CUDA; on the CPU, bf16 where the
     recipe asks for it and the CPU has it (``use_cpu`` with it: the trainer refuses bf16 without a GPU
@@ -148,8 +153,7 @@ def mixed_precision(cuda: bool, config: FineTuneConfig) -> dict[str, Any]:
     if cuda:
         bf16 = torch.cuda.is_bf16_supported()
         return {"bf16": bf16, "fp16": not bf16}
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if config.cpu_bf16 and not distributed and cpu_has_bf16():
+    if config.cpu_bf16 and not _torchrun_process() and cpu_has_bf16():
         return {"bf16": True, "fp16": False, "use_cpu": True}
     return {"bf16": False, "fp16": False}
 
@@ -261,7 +265,7 @@ def fine_tune_encoder(
         "disable_tqdm": not progress,
         "dataloader_drop_last": False,
         # Under torchrun on CPU the processes talk over gloo (NCCL needs GPUs).
-        "ddp_backend": "gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        "ddp_backend": "gloo" if not cuda and _torchrun_process() else None,
     }
     args = SentenceTransformerTrainingArguments(**{**options, **(trainer_options or {})})
 
@@ -623,7 +627,7 @@ def train_classification_head(
         logging_steps=5,
         report_to="none",
         disable_tqdm=not progress,
-        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_backend="gloo" if not cuda and _torchrun_process() else None,
     )
     network = EncoderWithHead()
     trainer = Trainer(
