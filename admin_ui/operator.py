@@ -67,6 +67,7 @@ from core.registry import (
     waiting_conversations,
 )
 from core.settings import OPS_EVENT_KINDS, Settings
+from core.turn_search import compacts
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.gold import (
@@ -1071,9 +1072,19 @@ def erase_conversation_page(conversation_id: str) -> Any:
     if request.form.get("confirm", "").strip().lower() != "erase":
         flash('Refused: type "erase" to confirm.')
         return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
+    compact_job: int | None = None
     try:
         with helploop.database.session() as session:
-            erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
+            erased = erase_conversation(
+                session, conversation_id=conversation_id, actor=current_user.username, compact=False
+            )
+            if compacts(session.connection()):  # the index merge is a job: it rewrites the whole index
+                compact_job = enqueue(
+                    session,
+                    kind="search_compact",
+                    params={"conversation": conversation_id},
+                    created_by=current_user.username,
+                ).id
     except NotFoundError:
         abort(404)
     # No older copy of the erased pages left in the write-ahead log (best effort: a long reader holds it).
@@ -1081,6 +1092,11 @@ def erase_conversation_page(conversation_id: str) -> Any:
     flash(
         f"Conversation erased: {erased['turns']} turns and {erased['review_items']} pending review items"
         " deleted."
+        + (
+            ""
+            if compact_job is None
+            else f" Job {compact_job} merges the search index, which keeps deleted texts' entries until then."
+        )
         + (
             ""
             if emptied

@@ -92,8 +92,13 @@ def compact_index(connection: Connection) -> None:
     old text's entries deleted and keeps them until a merge. The retention job calls this after redacting old
     turns in place, so the originals' trigrams leave the index too. (On PostgreSQL, VACUUM does the same for
     the GIN index and the table alike.)"""
-    if connection.dialect.name == "sqlite" and index_state(connection) != "missing":
+    if compacts(connection):
         connection.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')"))
+
+
+def compacts(connection: Connection) -> bool:
+    """Whether ``compact_index`` has work here: SQLite with the index (PostgreSQL's VACUUM does it there)."""
+    return connection.dialect.name == "sqlite" and index_state(connection) != "missing"
 
 
 def index_state(connection: Connection) -> str:

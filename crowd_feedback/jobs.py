@@ -14,6 +14,7 @@ from core.db import Database
 from core.knowledge_base import load_knowledge_base
 from core.models import utcnow
 from core.settings import Settings
+from core.turn_search import compact_index
 from crowd_feedback.aggregation import DEFAULT_STRATEGY
 from crowd_feedback.export import check_request, write_export
 from crowd_feedback.outcomes import canary_guard
@@ -63,6 +64,21 @@ def retention_job(
         summary = redact_old_turns(session, before=utcnow() - timedelta(days=days), report=report)
     report(0.99, "done")
     return {"days": days, **summary}
+
+
+def compact_search_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[[float, str], None]
+) -> dict[str, Any]:
+    """After an erasure in the web app: merge SQLite's search index, so the erased texts' trigrams leave it
+    (``core.turn_search.compact_index``), then empty the write-ahead log of the pages it rewrote."""
+    report(0.0, "merging the search index")
+    with database.session() as session:
+        compact_index(session.connection())
+        session.commit()
+    report(0.9, "checkpoint")
+    emptied = database.checkpoint()
+    report(0.99, "done")
+    return {"conversation": str(params.get("conversation", "")), "checkpointed": emptied}
 
 
 EXPORT_KEEP = timedelta(days=7)  # export files older than this are removed when the next export runs

@@ -101,12 +101,18 @@ def redact_old_turns(
     }
 
 
-def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:
+def erase_conversation(
+    session: Session, *, conversation_id: str, actor: str, compact: bool = True
+) -> dict[str, int]:
     """A customer's request to be forgotten: delete the conversation and its turns, and the pending review
     items that had no other member (nobody needs to label a question that is no longer asked). Resolved items
     and their training pairs stay: they hold only redacted text. Returns what was deleted. On SQLite the
     rows are zeroed in the file (``secure_delete``), and the caller then empties the write-ahead log
-    (``Database.checkpoint``) so no older copy of the pages stays behind."""
+    (``Database.checkpoint``) so no older copy of the pages stays behind.
+
+    ``compact`` also merges SQLite's search index, which keeps a deleted text's entries until a merge. The
+    merge rewrites the whole index (about a second per 300,000 turns) and holds the write lock meanwhile, so
+    the web app passes False and leaves it to a ``search_compact`` job (``compact_search_job``)."""
     get_conversation(session, conversation_id=conversation_id)  # NotFoundError for an unknown id
     turn_ids = select(Turn.id).where(Turn.conversation_id == conversation_id)
     touched = set(
@@ -129,7 +135,8 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
     item_ids = list(session.scalars(doomed).all())
     session.execute(delete(ReviewItem).where(ReviewItem.id.in_(item_ids)))
     items = len(item_ids)
-    compact_index(session.connection())  # the search index keeps deleted texts' entries until a merge
+    if compact:
+        compact_index(session.connection())  # the search index keeps deleted texts' entries until a merge
     session.expire_all()
     log.info(
         "conversation %s erased by %s: %d turns, %d pending review items",

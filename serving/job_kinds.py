@@ -13,6 +13,7 @@ from core.events import deliver_watch, purge_old
 from core.settings import Settings
 from crowd_feedback.jobs import (
     canary_guard_watch,
+    compact_search_job,
     export_job,
     reaggregate_job,
     retention_job,
@@ -72,6 +73,7 @@ def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
     register_handler("export", export_job)
+    register_handler("search_compact", compact_search_job)
     register_periodic("retention", timedelta(days=1), retention_params)
     register_handler("backup", backup_job)
     register_handler("prune_models", prune_job)

@@ -189,13 +189,23 @@ def test_erasing_a_conversation_with_a_choice_after_that_is_wrong(db_session: Se
     assert db_session.scalar(select(func.count()).where(Turn.id == rated.id)) == 0
 
 
-def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any) -> None:
+def index_segments(engine: Any) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql("SELECT count(DISTINCT segid) FROM turns_text_idx").scalar_one()
+        )
+
+
+@pytest.mark.parametrize("merge", ["inline", "job"])
+def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any, merge: str) -> None:
     """Deleting rows is not enough on SQLite: free pages, the write-ahead log's older frames and the search
     index's deleted entries would keep the text. After an erasure (zeroed by secure_delete, the index merged,
-    the log checkpointed and emptied) the customer's words are in no byte of the database's files."""
-    from core.db import checkpoint, make_engine
+    the log checkpointed and emptied) the customer's words are in no byte of the database's files. The CLI
+    merges the index in the erasure ("inline"); the web app leaves it to a ``search_compact`` job ("job")."""
+    from core.db import Database, checkpoint, make_engine
     from core.migrate import upgrade
     from core.registry import get_or_create_conversation
+    from crowd_feedback.jobs import compact_search_job
 
     path = tmp_path / "helploop.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
@@ -209,7 +219,7 @@ def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any
     with Session(engine) as session:
         for name in ("erase-me", "keep-me"):
             get_or_create_conversation(session, conversation_id=name, channel="widget")
-            for i in range(30):  # enough rows for the index to hold several segments
+            for i in range(30):  # other rows, so the merge has more than the erased ones to keep
                 say(session, name, f"message {i} from {name}", days_ago=1)
         say(session, "erase-me", f"my code word is {marker}, card never came", days_ago=1)
         request_handoff(session, conversation_id="erase-me")
@@ -218,16 +228,23 @@ def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any
         session.commit()
     assert checkpoint(engine) and on_disk()  # the check can see it: it is there before
     with Session(engine) as session:
-        erase_conversation(session, conversation_id="erase-me", actor="omar")
+        erase_conversation(session, conversation_id="erase-me", actor="omar", compact=merge == "inline")
         session.commit()
+    if merge == "job":
+        assert index_segments(engine) > 1  # the deletions' own segment, until the job merges them all
+        database = Database(Settings(database_url=f"sqlite:///{path}", environment="testing"))
+        steps: list[str] = []
+        result = compact_search_job(
+            database, database.settings, {"conversation": "erase-me"}, lambda _, s: steps.append(s)
+        )
+        database.dispose()
+        assert result == {"conversation": "erase-me", "checkpointed": True}
+        assert steps == ["merging the search index", "checkpoint", "done"]
     assert checkpoint(engine)
     assert not on_disk()
-    with engine.connect() as connection:
-        # The index is merged into one segment: FTS5 drops the deleted entries only then. (Its trigrams are
-        # not the text as one string, so the byte check above cannot see them.)
-        assert (
-            connection.exec_driver_sql("SELECT count(DISTINCT segid) FROM turns_text_idx").scalar_one() == 1
-        )
+    # The index is merged into one segment: FTS5 drops the deleted entries only then. (Its trigrams are not
+    # the text as one string, so the byte check above cannot see them.)
+    assert index_segments(engine) == 1
     with Session(engine) as session:  # the rest is intact and still found
         found = select(Turn.conversation_id).where(user_text_matches(session, "from keep-me"))
         assert set(session.scalars(found)) == {"keep-me"}

@@ -623,6 +623,8 @@ def test_operator_reads_the_turn_log_and_works_the_handoff_inbox(make_app: Any) 
 
 
 def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -> None:
+    from training.jobs import Worker
+
     app = make_app(ratelimit_enabled=False)
     add_user(app, "omar", "operator")
     chat = app.test_client().post("/api/v1/chat", json={"message": "forget me: jo@example.com"}).get_json()
@@ -644,8 +646,26 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
     ).get_data(as_text=True)
     assert "Conversation erased: 1 turns" in done and "write-ahead log is in use" not in done
     assert operator.get(url).status_code == 404
-    with app.extensions["helploop"].database.session() as session:
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
         assert session.scalars(select(Turn)).all() == []
+        # The search index's merge rewrites the whole index: a job, not part of the request.
+        job = session.scalars(select(Job).where(Job.kind == "search_compact")).one()
+        assert (job.status, job.params, job.created_by) == (
+            "queued",
+            {"conversation": chat["session_id"]},
+            "omar",
+        )
+        job_id = job.id
+        segments = "SELECT count(DISTINCT segid) FROM turns_text_idx"
+        assert session.connection().exec_driver_sql(segments).scalar_one() > 1  # deletions kept apart
+    assert f"Job {job_id} merges the search index" in done
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == job_id
+    with helploop.database.session() as session:
+        finished = session.get(Job, job_id)
+        assert finished is not None and finished.status == "succeeded"
+        assert finished.result == {"conversation": chat["session_id"], "checkpointed": True}
+        assert session.connection().exec_driver_sql(segments).scalar_one() <= 1  # merged
     # Where a long reader holds the write-ahead log, the page says the erased pages' older copies stay there.
     other = app.test_client().post("/api/v1/chat", json={"message": "forget me too"}).get_json()
     database = app.extensions["helploop"].database
