@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,6 +111,33 @@ def build_member(config: dict[str, Any]) -> Member:
     return Member.registry[kind](**params)
 
 
+_blas_lock = threading.Lock()
+_blas_holders = 0  # fits in this process inside one_blas_thread now
+_blas_limiter: Any = None  # threadpoolctl's limiter while any fit is inside; it restores the original
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread while any caller is inside, restored when the last one leaves. Two fits at
+    once (say the embedded worker's and a bench's) share one limit: each holding its own would restore in the
+    wrong order and either lift the limit under the other or leave BLAS at one thread for good."""
+    global _blas_holders, _blas_limiter
+    from threadpoolctl import threadpool_limits
+
+    with _blas_lock:
+        if _blas_holders == 0:
+            _blas_limiter = threadpool_limits(limits=1, user_api="blas")
+        _blas_holders += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_holders -= 1
+            if _blas_holders == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
 def fit_members(
     configs: Sequence[dict[str, Any]],
     class_names: list[str],
@@ -127,7 +156,8 @@ def fit_members(
     cores, and the products here are small (full BANKING77 on 2 cores: the logistic head alone 1.6 s on one
     BLAS thread, 4.1 s on two; the members of a calibrated fit 7.5-9.0 s one after the other, 4.4-5.0 s on
     threads; on the H200 machine's 16 cores the first fit's step 15 s -> 5 s). The limit is process-wide
-    while it lasts (threadpoolctl): other threads' BLAS calls, e.g. serving's, run on one thread meanwhile."""
+    while it lasts (threadpoolctl; ``one_blas_thread``): other threads' BLAS calls, e.g. serving's, run on one
+    thread meanwhile."""
     members = [build_member(config) for config in configs]
     for member in members:
         member.class_names = class_names
@@ -144,8 +174,6 @@ def fit_members(
         if bar is not None:
             bar.update(1)
 
-    from threadpoolctl import threadpool_limits
-
     workers = min(len(members), os.cpu_count() or 1)
     try:
         if workers <= 1:
@@ -153,7 +181,7 @@ def fit_members(
                 fit(member)
         else:
             with (
-                threadpool_limits(limits=1, user_api="blas"),
+                one_blas_thread(),
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fit-member") as pool,
             ):
                 for future in [pool.submit(fit, member) for member in members]:

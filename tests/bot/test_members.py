@@ -169,6 +169,31 @@ def test_fit_members_gives_blas_one_thread_per_member_and_passes_a_failure_on(
         fit_members(configs, ["a", "b", "c", "d"], train, labels)
 
 
+def test_overlapping_fits_share_one_blas_limit_and_the_last_one_out_restores_it() -> None:
+    """Two fits at once in one process (threads), leaving in the order they came: the first to leave must
+    not lift the limit under the second, and the second must not leave BLAS at one thread for good (each
+    holding its own threadpoolctl limit did both)."""
+    from threadpoolctl import threadpool_info
+
+    from bot.members import one_blas_thread
+
+    def blas_threads() -> int:
+        return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+    with threadpool_limits(limits=3, user_api="blas"):
+        first, second = one_blas_thread(), one_blas_thread()
+        first.__enter__()
+        assert blas_threads() == 1
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert blas_threads() == 1  # the second fit is still inside
+        second.__exit__(None, None, None)
+        assert blas_threads() == 3
+        with pytest.raises(RuntimeError, match="inside"), one_blas_thread():
+            raise RuntimeError("a fit failed inside")
+        assert blas_threads() == 3
+
+
 def test_nearest_neighbour_returns_best_cosine_per_intent() -> None:
     examples = np.eye(3, dtype=np.float32)[[0, 0, 1, 2]]
     examples[1] = np.array([0.6, 0.8, 0.0])
