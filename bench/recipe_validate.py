@@ -84,7 +84,7 @@ def main() -> None:
         changes = parse_changes(args.changes)
     except ValueError as exc:
         parser.error(str(exc))
-    tag = "_".join(f"{k}_{v}" for k, v in changes.items())
+    tag = "_".join(f"{k}_{v}" for k, v in changes.items()).replace(",", "+")  # no commas in file names
     variants = {"changed": changes} if args.skip_baseline else {"recipe": {}, "changed": changes}
     train = read_labelled_csv(args.data / "train.csv")
     rows: dict[int, dict[str, dict[str, float]]] = {}
