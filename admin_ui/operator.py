@@ -1064,6 +1064,26 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
 
 
+def queue_search_compaction(session: Any, conversation_id: str) -> int:
+    """The ``search_compact`` job that merges the index after this erasure: one still queued takes this
+    conversation too (one merge serves any number of erasures), else a new one. On SQLite, where the job
+    has work, the erasure holds the write lock until it commits, so no worker can claim the queued job in
+    between and merge before these deletions."""
+    queued = session.scalars(
+        select(Job).where(Job.kind == "search_compact", Job.status == "queued").order_by(Job.id).limit(1)
+    ).first()
+    if queued is None:
+        params = {"conversations": [conversation_id]}
+        return int(
+            enqueue(session, kind="search_compact", params=params, created_by=current_user.username).id
+        )
+    queued.params = {
+        **queued.params,
+        "conversations": [*queued.params.get("conversations", []), conversation_id],
+    }
+    return int(queued.id)
+
+
 @operator.post("/conversations/<conversation_id>/erase")
 @require_role("operator")
 def erase_conversation_page(conversation_id: str) -> Any:
@@ -1079,12 +1099,7 @@ def erase_conversation_page(conversation_id: str) -> Any:
                 session, conversation_id=conversation_id, actor=current_user.username, compact=False
             )
             if compacts(session.connection()):  # the index merge is a job: it rewrites the whole index
-                compact_job = enqueue(
-                    session,
-                    kind="search_compact",
-                    params={"conversation": conversation_id},
-                    created_by=current_user.username,
-                ).id
+                compact_job = queue_search_compaction(session, conversation_id)
     except NotFoundError:
         abort(404)
     # No older copy of the erased pages left in the write-ahead log (best effort: a long reader holds it).

@@ -69,7 +69,8 @@ def retention_job(
 def compact_search_job(
     database: Database, settings: Settings, params: dict[str, Any], report: Callable[[float, str], None]
 ) -> dict[str, Any]:
-    """After an erasure in the web app: merge SQLite's search index, so the erased texts' trigrams leave it
+    """After erasures in the web app (``params["conversations"]``, one job for all that came while it was
+    queued): merge SQLite's search index, so the erased texts' trigrams leave it
     (``core.turn_search.compact_index``), then empty the write-ahead log of the pages it rewrote."""
     report(0.0, "merging the search index")
     with database.session() as session:
@@ -78,7 +79,7 @@ def compact_search_job(
     report(0.9, "checkpoint")
     emptied = database.checkpoint()
     report(0.99, "done")
-    return {"conversation": str(params.get("conversation", "")), "checkpointed": emptied}
+    return {"conversations": list(params.get("conversations", [])), "checkpointed": emptied}
 
 
 EXPORT_KEEP = timedelta(days=7)  # export files older than this are removed when the next export runs

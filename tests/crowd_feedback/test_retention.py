@@ -235,10 +235,10 @@ def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any
         database = Database(Settings(database_url=f"sqlite:///{path}", environment="testing"))
         steps: list[str] = []
         result = compact_search_job(
-            database, database.settings, {"conversation": "erase-me"}, lambda _, s: steps.append(s)
+            database, database.settings, {"conversations": ["erase-me"]}, lambda _, s: steps.append(s)
         )
         database.dispose()
-        assert result == {"conversation": "erase-me", "checkpointed": True}
+        assert result == {"conversations": ["erase-me"], "checkpointed": True}
         assert steps == ["merging the search index", "checkpoint", "done"]
     assert checkpoint(engine)
     assert not on_disk()

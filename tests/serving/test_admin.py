@@ -653,7 +653,7 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
         job = session.scalars(select(Job).where(Job.kind == "search_compact")).one()
         assert (job.status, job.params, job.created_by) == (
             "queued",
-            {"conversation": chat["session_id"]},
+            {"conversations": [chat["session_id"]]},
             "omar",
         )
         job_id = job.id
@@ -664,7 +664,7 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
     with helploop.database.session() as session:
         finished = session.get(Job, job_id)
         assert finished is not None and finished.status == "succeeded"
-        assert finished.result == {"conversation": chat["session_id"], "checkpointed": True}
+        assert finished.result == {"conversations": [chat["session_id"]], "checkpointed": True}
         assert session.connection().exec_driver_sql(segments).scalar_one() <= 1  # merged
     # Where a long reader holds the write-ahead log, the page says the erased pages' older copies stay there.
     other = app.test_client().post("/api/v1/chat", json={"message": "forget me too"}).get_json()
@@ -676,6 +676,20 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "Conversation erased: 1 turns" in said and "write-ahead log is in use" in said
+    # Erasures while a merge is still queued join it: one merge serves them all.
+    third = app.test_client().post("/api/v1/chat", json={"message": "and me"}).get_json()
+    joined = operator.post(
+        f"/operator/conversations/{third['session_id']}/erase",
+        data={"confirm": "erase", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    with helploop.database.session() as session:
+        queued = session.scalars(
+            select(Job).where(Job.kind == "search_compact", Job.status == "queued")
+        ).one()
+        assert queued.id != job_id
+        assert queued.params == {"conversations": [other["session_id"], third["session_id"]]}
+    assert f"Job {queued.id} merges the search index" in said and f"Job {queued.id} merges" in joined
 
 
 def test_a_question_no_intent_answers_becomes_a_new_intent_the_bot_learns(
