@@ -25,6 +25,7 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
@@ -1064,7 +1065,7 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
 
 
-def queue_search_compaction(session: Any, conversation_id: str) -> int:
+def queue_search_compaction(session: Session, conversation_id: str) -> int:
     """The ``search_compact`` job that merges the index after this erasure: one still queued takes this
     conversation too (one merge serves any number of erasures), else a new one. On SQLite, where the job
     has work, the erasure holds the write lock until it commits, so no worker can claim the queued job in
