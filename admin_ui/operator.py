@@ -1096,9 +1096,7 @@ def erase_conversation_page(conversation_id: str) -> Any:
     compact_job: int | None = None
     try:
         with helploop.database.session() as session:
-            erased = erase_conversation(
-                session, conversation_id=conversation_id, actor=current_user.username, compact=False
-            )
+            erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
             if compacts(session.connection()):  # the index merge is a job: it rewrites the whole index
                 compact_job = queue_search_compaction(session, conversation_id)
     except NotFoundError:

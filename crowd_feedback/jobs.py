@@ -74,8 +74,7 @@ def compact_search_job(
     (``core.turn_search.compact_index``), then empty the write-ahead log of the pages it rewrote."""
     report(0.0, "merging the search index")
     with database.session() as session:
-        compact_index(session.connection())
-        session.commit()
+        compact_index(session, progress=lambda share: report(0.9 * share, "merging the search index"))
     report(0.9, "checkpoint")
     emptied = database.checkpoint()
     report(0.99, "done")

@@ -54,7 +54,7 @@ def redact_old_turns(
         session.commit()
         done += len(turns)
         if report is not None:
-            report(min(done / max(total, 1), 0.99), f"{done}/{total} turns redacted")
+            report(0.9 * done / max(total, 1), f"{done}/{total} turns redacted")
     live = (
         ConversationMessage.created_at < before,  # both sides: a reply may quote the customer's details
         ConversationMessage.redacted_at.is_(None),
@@ -88,9 +88,11 @@ def redact_old_turns(
         if redacted != conversation.rating_comment:
             conversation.rating_comment, comments = redacted, comments + 1
     session.commit()
-    if done:
-        compact_index(session.connection())  # the originals' trigrams leave the search index too
-        session.commit()
+    if done:  # the originals' trigrams leave the search index too
+        compact_index(
+            session,
+            progress=None if report is None else lambda share: report(0.99, "merging the search index"),
+        )
     return {
         "before": before.isoformat(),
         "turns": done,
@@ -101,18 +103,15 @@ def redact_old_turns(
     }
 
 
-def erase_conversation(
-    session: Session, *, conversation_id: str, actor: str, compact: bool = True
-) -> dict[str, int]:
+def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:
     """A customer's request to be forgotten: delete the conversation and its turns, and the pending review
     items that had no other member (nobody needs to label a question that is no longer asked). Resolved items
     and their training pairs stay: they hold only redacted text. Returns what was deleted. On SQLite the
     rows are zeroed in the file (``secure_delete``), and the caller then empties the write-ahead log
-    (``Database.checkpoint``) so no older copy of the pages stays behind.
-
-    ``compact`` also merges SQLite's search index, which keeps a deleted text's entries until a merge. The
-    merge rewrites the whole index (about a second per 300,000 turns) and holds the write lock meanwhile, so
-    the web app passes False and leaves it to a ``search_compact`` job (``compact_search_job``)."""
+    (``Database.checkpoint``) so no older copy of the pages stays behind. SQLite's search index keeps a
+    deleted text's entries until it is merged: the caller merges it once this is committed
+    (``core.turn_search.compact_index``: the CLI before it returns, the web app in a ``search_compact``
+    job)."""
     get_conversation(session, conversation_id=conversation_id)  # NotFoundError for an unknown id
     turn_ids = select(Turn.id).where(Turn.conversation_id == conversation_id)
     touched = set(
@@ -135,8 +134,6 @@ def erase_conversation(
     item_ids = list(session.scalars(doomed).all())
     session.execute(delete(ReviewItem).where(ReviewItem.id.in_(item_ids)))
     items = len(item_ids)
-    if compact:
-        compact_index(session.connection())  # the search index keeps deleted texts' entries until a merge
     session.expire_all()
     log.info(
         "conversation %s erased by %s: %d turns, %d pending review items",

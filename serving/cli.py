@@ -1922,6 +1922,7 @@ def conversations_redact_old(ctx: click.Context, days: int | None, wait: bool) -
 def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None:
     """Delete a customer's conversation and its turns (and review items only it fed), on request."""
     from core.registry import NotFoundError
+    from core.turn_search import compact_index
     from crowd_feedback.retention import erase_conversation
 
     database = _database(_settings(ctx))
@@ -1929,6 +1930,8 @@ def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None
     try:
         with database.session() as session:
             erased = erase_conversation(session, conversation_id=session_id, actor=actor)
+            session.commit()
+            compact_index(session)  # the erased texts' entries leave the search index (in steps)
     except NotFoundError as exc:
         _fail(str(exc))
     click.echo(
