@@ -74,11 +74,11 @@ def compact_search_job(
     (``core.turn_search.compact_index``), then empty the write-ahead log of the pages it rewrote."""
     report(0.0, "merging the search index")
     with database.session() as session:
-        compact_index(session, progress=lambda share: report(0.9 * share, "merging the search index"))
+        steps = compact_index(session, progress=lambda share: report(0.9 * share, "merging the search index"))
     report(0.9, "checkpoint")
     emptied = database.checkpoint()
     report(0.99, "done")
-    return {"conversations": list(params.get("conversations", [])), "checkpointed": emptied}
+    return {"conversations": list(params.get("conversations", [])), "steps": steps, "checkpointed": emptied}
 
 
 EXPORT_KEEP = timedelta(days=7)  # export files older than this are removed when the next export runs

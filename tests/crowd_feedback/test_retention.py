@@ -242,9 +242,10 @@ def test_an_erased_conversation_leaves_no_copy_in_the_sqlite_files(tmp_path: Any
             database, database.settings, {"conversations": ["erase-me"]}, lambda _, s: steps.append(s)
         )
         database.dispose()
-        assert result == {"conversations": ["erase-me"], "checkpointed": True}
+        assert result["conversations"] == ["erase-me"] and result["checkpointed"] is True
+        assert result["steps"] >= 1
         assert steps[-2:] == ["checkpoint", "done"]
-        assert len(steps) >= 4 and set(steps[:-2]) == {"merging the search index"}  # a start, then a step
+        assert steps[:-2] == ["merging the search index"] * (1 + result["steps"])  # a start, then each step
     assert checkpoint(engine)
     assert not on_disk()
     # The index is merged into one segment: FTS5 drops the deleted entries only then. (Its trigrams are not

@@ -664,8 +664,11 @@ def test_operator_erases_a_conversation_only_after_typing_erase(make_app: Any) -
     with helploop.database.session() as session:
         finished = session.get(Job, job_id)
         assert finished is not None and finished.status == "succeeded"
-        assert finished.result == {"conversations": [chat["session_id"]], "checkpointed": True}
+        assert finished.result["conversations"] == [chat["session_id"]] and finished.result["steps"] >= 1
+        assert finished.result["checkpointed"] is True
         assert session.connection().exec_driver_sql(segments).scalar_one() <= 1  # merged
+    jobs = operator.get("/operator/exports").get_data(as_text=True)
+    assert f"search index merged after 1 erasure ({finished.result['steps']} steps)" in jobs
     # Where a long reader holds the write-ahead log, the page says the erased pages' older copies stay there.
     other = app.test_client().post("/api/v1/chat", json={"message": "forget me too"}).get_json()
     database = app.extensions["helploop"].database
