@@ -89,10 +89,12 @@ def redact_old_turns(
             conversation.rating_comment, comments = redacted, comments + 1
     session.commit()
     if done:  # the originals' trigrams leave the search index too
-        compact_index(
-            session,
-            progress=None if report is None else lambda share: report(0.99, "merging the search index"),
-        )
+
+        def merged(share: float) -> None:
+            if report is not None:
+                report(0.9 + 0.09 * share, "merging the search index")
+
+        compact_index(session, progress=merged)
     return {
         "before": before.isoformat(),
         "turns": done,
