@@ -1065,7 +1065,7 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
 
 
-def queue_search_compaction(session: Session, conversation_id: str) -> int:
+def queue_search_compaction(session: Session, conversation_id: str, *, actor: str) -> int:
     """The ``search_compact`` job that merges the index after this erasure: one still queued takes this
     conversation too (one merge serves any number of erasures), else a new one. On SQLite, where the job
     has work, the erasure holds the write lock until it commits, so no worker can claim the queued job in
@@ -1075,9 +1075,7 @@ def queue_search_compaction(session: Session, conversation_id: str) -> int:
     ).first()
     if queued is None:
         params = {"conversations": [conversation_id]}
-        return int(
-            enqueue(session, kind="search_compact", params=params, created_by=current_user.username).id
-        )
+        return int(enqueue(session, kind="search_compact", params=params, created_by=actor).id)
     queued.params = {
         **queued.params,
         "conversations": [*queued.params.get("conversations", []), conversation_id],
@@ -1098,7 +1096,7 @@ def erase_conversation_page(conversation_id: str) -> Any:
         with helploop.database.session() as session:
             erased = erase_conversation(session, conversation_id=conversation_id, actor=current_user.username)
             if compacts(session.connection()):  # the index merge is a job: it rewrites the whole index
-                compact_job = queue_search_compaction(session, conversation_id)
+                compact_job = queue_search_compaction(session, conversation_id, actor=current_user.username)
     except NotFoundError:
         abort(404)
     # No older copy of the erased pages left in the write-ahead log (best effort: a long reader holds it).
