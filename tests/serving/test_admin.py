@@ -72,6 +72,32 @@ def test_login_roles_and_logout(make_app: Any) -> None:
     assert operator.get("/operator/").status_code == 200
 
 
+def test_the_navigation_marks_the_section_of_the_page(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    add_user(app, "omar", "operator")
+
+    def current(client: Any, path: str) -> list[str]:
+        page = client.get(path).get_data(as_text=True)
+        nav = page[page.index('<nav aria-label="Sections">') : page.index("</nav>")]
+        return re.findall(r'aria-current="page">([^<]+)<', nav)
+
+    operator = app.test_client()
+    login(operator, "omar")
+    assert current(operator, "/operator/") == ["Operator"]
+    assert current(operator, "/operator/runs") == ["Runs"]
+    assert current(operator, "/operator/knowledge/") == ["Knowledge"]
+    assert current(operator, "/operator/knowledge/try") == ["Try"]  # not Knowledge, whose address it extends
+    assert current(operator, "/operator/knowledge/check") == ["Knowledge"]
+    assert current(operator, "/operator/exports") == ["Jobs &amp; backups"]
+    assert current(operator, "/review/guidelines") == ["Guidelines"]
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    page = reviewer.get("/review/").get_data(as_text=True)
+    assert "/operator/runs" not in page  # a reviewer's navigation has no operator sections
+    assert current(reviewer, "/review/") == ["Review"]
+
+
 def test_forms_without_csrf_token_are_refused(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False)
     add_user(app, "rita", "reviewer")
