@@ -123,6 +123,7 @@ from training.rollout import (
     apply_action,
     describe,
     precision_options,
+    rollback_target,
     set_answer_precision,
 )
 
@@ -353,6 +354,7 @@ def runs() -> Any:
             describe(d) + f" · {d.created_at:%Y-%m-%d %H:%M}"
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
         ]
+        rollback_to, no_rollback = rollback_target(session, row.production_version if row else None)
     active = any(r["status"] in ("queued", "running") for r in rows)
     return render_template(
         "admin/runs.html",
@@ -367,6 +369,8 @@ def runs() -> Any:
         guard_min=helploop.settings.canary_guard_min_questions,
         self_training=helploop.settings.self_training,
         shadow_serving=shadow_version,
+        rollback_to=rollback_to,
+        no_rollback=no_rollback,
     )
 
 

@@ -44,6 +44,20 @@ def gate_decision(session: Session, version: str) -> dict[str, Any]:
     return (model_by_version(session, version=version).metrics or {}).get("gate") or {}
 
 
+def rollback_target(session: Session, now_serving: str | None) -> tuple[str | None, str]:
+    """The model a rollback would serve (the newest earlier production model whose bundle is still there),
+    or None and why there is none."""
+    history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
+    pruned = set(session.scalars(select(ModelVersion.version).where(ModelVersion.pruned_at.is_not(None))))
+    earlier = [r.production_version for r in history if r.production_version != now_serving]
+    previous = next((v for v in earlier if v not in pruned), None)
+    if previous is not None:
+        return previous, ""
+    return None, "nothing to roll back to: no earlier production model in the deployment history" + (
+        " whose bundle is still there (pruned)" if earlier else ""
+    )
+
+
 def apply_action(
     session: Session,
     *,
@@ -79,16 +93,9 @@ def apply_action(
         if arm == "canary":
             change["canary_share"] = 0.0
     elif action == "rollback":
-        history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
-        now_serving = base["production_version"]
-        pruned = set(session.scalars(select(ModelVersion.version).where(ModelVersion.pruned_at.is_not(None))))
-        earlier = [r.production_version for r in history if r.production_version != now_serving]
-        previous = next((v for v in earlier if v not in pruned), None)
+        previous, why_not = rollback_target(session, base["production_version"])
         if previous is None:
-            raise RolloutError(
-                "nothing to roll back to: no earlier production model in the deployment history"
-                + (" whose bundle is still there (pruned)" if earlier else "")
-            )
+            raise RolloutError(why_not)
         change = {
             "production_version": previous,
             "canary_version": None,

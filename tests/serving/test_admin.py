@@ -348,6 +348,8 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
         follow_redirects=True,
     )
     assert "Refused: nothing to roll back to" in response.get_data(as_text=True)
+    runs_page = client.get("/operator/runs").get_data(as_text=True)  # says so before anyone clicks
+    assert "Roll back: nothing to roll back to" in runs_page and 'value="rollback"' not in runs_page
     with helploop.database.session() as session:
         reasons = [d.reason for d in session.scalars(select(Deployment).order_by(Deployment.id))]
         assert reasons == ["ui shadow", "ui canary", "ui promote"]

@@ -154,3 +154,29 @@ def test_background_thread_picks_up_a_rollback(make_app: Any, toy_bundles: dict[
     while serving_version(app) != v["v2"] and time.time() < deadline:
         time.sleep(0.05)
     assert serving_version(app) == v["v2"]
+
+
+def test_the_runs_page_names_the_model_a_rollback_returns_to(
+    make_app: Any, toy_bundles: dict[str, Path]
+) -> None:
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    app = make_app(ratelimit_enabled=False)
+    v = versions(toy_bundles)
+    deploy(app, production_version=v["v1"])
+    deploy(app, production_version=v["v2"], shadow_version=v["v1"])
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/runs").get_data(as_text=True)
+    assert f"Roll back to <code>{v['v1']}</code>" in page
+    response = client.post(
+        "/operator/deploy",
+        data={"csrf_token": csrf_token(page), "action": "rollback", "reason": "complaints"},
+        follow_redirects=True,
+    )
+    assert f"Done: production {v['v1']} (by omar: complaints)" in response.get_data(as_text=True)
+    app.extensions["helploop"].models.refresh()
+    assert serving_version(app) == v["v1"]
+    # back on v1, the earlier production model is v2: the page now offers that
+    assert f"Roll back to <code>{v['v2']}</code>" in client.get("/operator/runs").get_data(as_text=True)

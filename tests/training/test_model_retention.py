@@ -18,7 +18,7 @@ from core.registry import current_deployment, register_model_version, set_deploy
 from core.settings import Settings, load_settings
 from training import model_retention
 from training.model_retention import protected_versions, prune_models
-from training.rollout import RolloutError, apply_action
+from training.rollout import RolloutError, apply_action, rollback_target
 
 VERSIONS = [f"v{i}" for i in range(1, 9)]
 
@@ -144,10 +144,13 @@ def test_rollback_skips_a_pruned_production_and_says_when_none_is_left(
             session.scalars(select(ModelVersion).where(ModelVersion.version == "v2")).one().pruned_at
         )
     with database.session() as session:
+        target, why_not = rollback_target(session, current_deployment(session).production_version)
+        assert target is None and "still there (pruned)" in why_not
         with pytest.raises(RolloutError, match="no earlier production model .* still there"):
             apply_action(session, action="rollback", actor="omar", reason="bad model")
         apply_action(session, action="promote", version="v5", actor="omar", reason="canary went well")
     with database.session() as session:  # v4 was production before v5 and is not pruned: back to it
+        assert rollback_target(session, "v5") == ("v4", "")  # what the runs page offers
         row = apply_action(session, action="rollback", actor="omar", reason="bad model")
         assert row.production_version == "v4"
 
