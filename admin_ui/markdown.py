@@ -21,6 +21,12 @@ def render_markdown(text: str | None) -> Markup:
     return Markup(_RENDERER.render(text or ""))  # noqa: S704 (markdown-it escapes the source: html is off)
 
 
+def render_breakable(name: str | None) -> Markup:
+    """An identifier (an intent's name: ``wrong_exchange_rate_for_cash_withdrawal``), escaped, that may wrap
+    after its underscores: a table column of long names stays narrow enough for the page."""
+    return Markup(str(escape(name or "")).replace("_", "_<wbr>"))  # noqa: S704 (escaped first)
+
+
 def render_redacted(text: str | None) -> Markup:
     """A redacted question, escaped, with each placeholder (``[NAME]``, ``[EMAIL]`` …) marked as what it is:
     a grey label saying what was taken out, so a reviewer reads "[NAME]" as redaction and not as the

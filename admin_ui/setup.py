@@ -91,6 +91,7 @@ def init_admin(
     from admin_ui.knowledge import knowledge
     from admin_ui.markdown import (
         has_placeholder,
+        render_breakable,
         render_markdown,
         render_marked,
         render_match,
@@ -109,6 +110,7 @@ def init_admin(
     )
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(render_redacted, "redacted")
+    app.add_template_filter(render_breakable, "breakable")
     app.add_template_filter(render_match, "search_hit")
     app.add_template_filter(render_marked, "marked")
     app.add_template_test(has_placeholder, "redacted")

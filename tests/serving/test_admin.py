@@ -130,6 +130,14 @@ def test_security_headers_and_escaping(make_app: Any) -> None:
     assert 'id="redaction-note"' in page and "jo@example.com" not in page
 
 
+def test_long_intent_names_may_wrap_after_underscores_and_stay_escaped() -> None:
+    from admin_ui.markdown import render_breakable
+
+    assert str(render_breakable("wrong_exchange_rate")) == "wrong_<wbr>exchange_<wbr>rate"
+    assert str(render_breakable("<b>x_y</b>")) == "&lt;b&gt;x_<wbr>y&lt;/b&gt;"
+    assert str(render_breakable(None)) == ""
+
+
 def test_only_placeholders_are_marked_in_redacted_text() -> None:
     from admin_ui.markdown import has_placeholder, render_redacted
 
