@@ -359,6 +359,7 @@ def runs() -> Any:
     return render_template(
         "admin/runs.html",
         runs=rows,
+        duration=duration_text,
         history=history,
         active=active,
         agreement=agreement,
@@ -454,6 +455,7 @@ def run_detail(job_id: int) -> Any:
     return render_template(
         "admin/run.html",
         run=view,
+        duration=duration_text,
         gate=gate,
         charts=gate_charts(gate),
         production=production.version if production else None,

@@ -310,7 +310,8 @@ def _job(job: Job) -> dict[str, Any]:
     """The job pages' view of a job, as JSON: an ISO timestamp, the ETA named with its unit."""
     view = job_view(job)
     view["eta_seconds"] = view.pop("eta")
-    view["created_at"] = job.created_at.isoformat() if job.created_at else None
+    for key in ("created_at", "started_at", "finished_at"):
+        view[key] = view[key].isoformat() if view[key] else None
     return view
 
 

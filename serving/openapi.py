@@ -107,6 +107,15 @@ JOB = {
         "eta_seconds": {"type": "number", "nullable": True},
         "error": {"type": "string", "nullable": True},
         "result": {"type": "object"},
+        "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time", "nullable": True},
+        "started_at": {"type": "string", "format": "date-time", "nullable": True},
+        "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+        "seconds": {
+            "type": "number",
+            "nullable": True,
+            "description": "wall time of the last attempt (so far, while it runs)",
+        },
     },
 }
 OUTCOMES = {

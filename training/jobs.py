@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.events import emit
-from core.models import Job, utcnow
+from core.models import Job, as_utc, utcnow
 from core.settings import Settings
 
 log = logging.getLogger("helploop.training.jobs")
@@ -55,6 +55,14 @@ def job_view(job: Job) -> dict[str, Any]:
         "result": job.result or {},
         "created_by": job.created_by,
         "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        # wall time of the last attempt: from its start to the end, or to now while it runs
+        "seconds": (
+            (as_utc(job.finished_at or utcnow()) - as_utc(job.started_at)).total_seconds()
+            if job.started_at
+            else None
+        ),
     }
 
 

@@ -324,7 +324,10 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
     page = client.get("/operator/runs").get_data(as_text=True)
     started = client.post("/operator/runs", data={"csrf_token": csrf_token(page)})
     assert started.status_code == 302 and started.headers["Location"].endswith("/operator/runs/1")
-    assert "queued" in client.get("/operator/runs/1").get_data(as_text=True)
+    queued_page = client.get("/operator/runs/1").get_data(as_text=True)
+    assert (
+        "queued" in queued_page and "Started by omar, queued " in queued_page and " ran " not in queued_page
+    )
     assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
     with helploop.database.session() as session:
         job = session.get(Job, 1)
@@ -332,6 +335,13 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
         version = job.result["version"]
     run_page = client.get("/operator/runs/1").get_data(as_text=True)
     assert "Promotion gate: no baseline" in run_page and version in run_page and "<svg" in run_page
+    listing = client.get("/operator/runs").get_data(as_text=True)
+    assert re.search(r"<td>no baseline</td><td>omar</td>\s*<td>[\d.]+ (s|min)</td>", listing)
+    facts = re.search(r'<p class="muted" id="run-facts">(.*?)</p>', run_page, re.S)
+    assert facts and re.search(
+        r"Started by omar, queued \S+ \S+ UTC · ran [\d.]+ (s|min) ·\s+frozen encoder$",
+        facts.group(1).strip(),
+    )
     assert 'id="risk-coverage"' in run_page and 'id="reliability"' in run_page and "<circle" in run_page
     token = csrf_token(run_page)
     for action, extra in (("shadow", {}), ("canary", {"share": "0.5"}), ("promote", {})):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -189,6 +190,7 @@ def test_retraining_jobs_and_rollout_through_the_api(
     queued = client.post("/api/v1/admin/train", json={"fine_tune": True}, headers=auth)
     job = queued.get_json()
     assert queued.status_code == 202 and job["status"] == "queued" and job["created_by"] == "omar"
+    assert job["started_at"] is None and job["finished_at"] is None and job["seconds"] is None
     assert queued.headers["Location"] == f"/api/v1/admin/jobs/{job['id']}"
     with helploop.database.session() as session:
         assert session.get(Job, job["id"]).params == {"onnx": True, "fine_tune": {}}
@@ -204,7 +206,8 @@ def test_retraining_jobs_and_rollout_through_the_api(
     body_schema = described["requestBody"]["content"]["application/json"]["schema"]
     assert body_schema["properties"]["self_training"] == {"type": "boolean"}
     cancelled = client.post(f"/api/v1/admin/jobs/{job['id']}/cancel", headers=auth).get_json()
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None
+    assert datetime.fromisoformat(cancelled["finished_at"]) >= datetime.fromisoformat(cancelled["created_at"])
     assert client.get("/api/v1/admin/jobs/999", headers=auth).status_code == 404
 
     production = helploop.models.state.production.version
