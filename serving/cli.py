@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import os
@@ -1007,7 +1008,15 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
 
 
 def _cli_actor() -> str:
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+    """Who ran the command, for the audit trail: $USER, else the account's name (containers, cron and
+    ``docker compose exec`` often set no $USER)."""
+    name = os.environ.get("USER")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):  # no name in the environment and none in the password database
+            name = "unknown"
+    return f"cli:{name}"
 
 
 @users.command("list")

@@ -597,6 +597,35 @@ def test_users_create(settings: Any) -> None:
     assert short.exit_code == 2 and "at least 10" in short.output
 
 
+def test_the_cli_names_its_user_in_the_audit_trail_without_a_user_variable(
+    settings: Any, monkeypatch: Any
+) -> None:
+    import getpass
+    import pwd
+
+    from crowd_feedback.reviewers import account_events
+
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):  # as in a container or under cron
+        monkeypatch.delenv(name, raising=False)
+    run(settings, "db", "upgrade")
+    made = run(
+        settings,
+        "users",
+        "create",
+        "--username",
+        "first_op",
+        "--role",
+        "operator",
+        "--password-stdin",
+        input="a very long password\n",
+    )
+    assert made.exit_code == 0, made.output
+    account = pwd.getpwuid(os.getuid()).pw_name
+    assert getpass.getuser() == account
+    with Database(settings).session() as session:
+        assert [e.actor for e, _ in account_events(session)] == [f"cli:{account}"]
+
+
 def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeypatch: Any) -> None:
     from core.models import User
     from crowd_feedback.reviewers import account_events, authenticate, create_user, suspend
