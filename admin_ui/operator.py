@@ -1249,6 +1249,7 @@ def exports() -> Any:
     return render_template(
         "admin/exports.html",
         jobs=rows,
+        duration=duration_text,
         active=active,
         formats=FORMATS,
         backups=backup_state(helploop.settings),

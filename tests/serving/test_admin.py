@@ -909,6 +909,7 @@ def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: An
         follow_redirects=True,
     ).get_data(as_text=True)
     assert "Export job 1 queued (items, jsonl)." in queued and '<meta http-equiv="refresh"' in queued
+    assert '<td class="time"></td>' in queued  # not started yet: no time to show
     assert client.get("/operator/exports/1/download").status_code == 404  # not done yet
     assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
     with helploop.database.session() as session:
@@ -916,6 +917,7 @@ def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: An
         assert job.status == "succeeded" and job.result["rows"] == 1, job.error
     page = client.get("/operator/exports").get_data(as_text=True)
     assert "download" in page and "1 rows" in page and '<meta http-equiv="refresh"' not in page
+    assert re.search(r'<td class="time">[\d.]+ (s|min)</td>', page)  # how long the export took
     download = client.get("/operator/exports/1/download")
     assert download.status_code == 200 and download.mimetype == "application/x-ndjson"
     assert "attachment" in download.headers["Content-Disposition"]
