@@ -166,9 +166,12 @@ def main() -> None:
         if args.traffic:
             rows[seed]["self_training"] = engine.manifest["training"]["self_training"]
         if args.extra_encoder:
+            # keyed by the encoders as given on the command line (the engine's slot names call the first
+            # encoder "minilm" whatever it is); single_encoder_engines keeps the engine's encoder order
+            singles = single_encoder_engines(engine, *few, tuning, traffic)
             rows[seed]["each_encoder_alone"] = alone = {
-                name: ClassificationEvaluator(*test, latency_samples=0).compute(sub)["accuracy"]
-                for name, sub in single_encoder_engines(engine, *few, tuning, traffic).items()
+                given: ClassificationEvaluator(*test, latency_samples=0).compute(sub)["accuracy"]
+                for given, sub in zip([encoder, *args.extra_encoder], singles.values(), strict=True)
             }
             print(f"seed {seed}: each encoder alone: {alone}", flush=True)
         print(
