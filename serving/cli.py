@@ -113,11 +113,10 @@ def db_current(ctx: click.Context) -> None:
 def db_search_index(ctx: click.Context) -> None:
     """Build the conversation search's index again (SQLite FTS5 trigrams; PostgreSQL pg_trgm): for one that
     `helploop doctor` calls stale, or where the first build could not make one."""
-    from core.turn_search import rebuild_index
+    from core.turn_search import rebuild_index_online
 
     database = _database(_settings(ctx))
-    with database.engine.begin() as connection:
-        built = rebuild_index(connection)
+    built = rebuild_index_online(database.engine)  # PostgreSQL: built beside the old one, turns still logged
     if not built:
         raise click.ClickException(
             "no index could be built here (SQLite without FTS5 trigrams, or PostgreSQL without the right to "

@@ -4,8 +4,11 @@ after, follows edits and deletions, and the planner uses it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
@@ -13,7 +16,7 @@ from core import migrate
 from core.db import make_engine
 from core.models import Turn
 from core.registry import conversation_summaries, get_or_create_conversation, log_turn
-from core.turn_search import index_state, rebuild_index, user_text_matches
+from core.turn_search import PG_INDEX, index_state, rebuild_index, rebuild_index_online, user_text_matches
 
 BEFORE = ["my card never arrived", "Refund for order #A-100% please", "Où est ma CARTE ?"]
 AFTER = ["the CARD was declined abroad", 'he said "cancel" twice', "hi"]
@@ -121,3 +124,72 @@ def test_a_stale_index_is_reported_and_rebuilt(tmp_path: Any, monkeypatch: Any) 
     refused = CliRunner().invoke(main, ["db", "search-index"], obj={"settings": settings})
     assert refused.exit_code == 1 and "no index could be built here" in refused.output
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_rebuilds_the_index_beside_the_old_one_without_holding_chat_writes_back(
+    empty_postgres_url: str,
+) -> None:
+    """`helploop db search-index` on a live PostgreSQL: the new index is built CONCURRENTLY, so a chat turn
+    logged while the build waits is not held back (a plain CREATE INDEX would queue it behind its lock), an
+    invalid leftover of a failed build is reported stale and replaced, and searches use the new index."""
+    engine = make_engine(empty_postgres_url + "%20-clock_timeout%3D30000")  # a hung build fails the test
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        _log(session, BEFORE)
+    with engine.begin() as connection:  # what a build that failed half way leaves: an invalid index
+        connection.execute(
+            text(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{PG_INDEX}'::regclass")
+        )
+        assert index_state(connection) == "stale"
+    # A customer's turn being logged (its transaction still open) when the operator starts the rebuild.
+    writer = Session(engine)
+    _log_uncommitted(writer, "card lost while the index builds")
+    built: list[bool] = []
+    thread = threading.Thread(target=lambda: built.append(rebuild_index_online(engine)), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)  # the build is now waiting for the open transaction above
+        assert thread.is_alive()
+        with Session(engine) as other:  # another chat turn meanwhile: not queued behind the build
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            _log(other, ["my CARD again, during the build"])
+    finally:
+        writer.commit()  # the first turn is logged; the build goes on
+        writer.close()
+    thread.join(timeout=60)
+    assert built == [True]
+    with engine.connect() as connection:
+        assert index_state(connection) == "ok"
+        names = (
+            connection.execute(
+                text(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND tablename = 'turns' AND indexname LIKE 'ix_turns_user%'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert names == [PG_INDEX]  # the new one took the old one's name; no leftover beside it
+    with Session(engine) as session:
+        assert _found(session, "card") == sorted(
+            [BEFORE[0], "card lost while the index builds", "my CARD again, during the build"]
+        )
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        sql = str(
+            select(Turn.id)
+            .where(user_text_matches(session, "card"))
+            .compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        )
+        assert PG_INDEX in " ".join(row[0] for row in session.execute(text("EXPLAIN " + sql)))
+    engine.dispose()
+
+
+def _log_uncommitted(session: Session, typed: str) -> None:
+    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    log_turn(
+        session, conversation_id=conversation.id, user_text=typed, status="answered", intent="x",
+        answer="", confidence=0.9, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
+    )  # fmt: skip
+    session.flush()  # the row is written and its lock held; the transaction stays open
