@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from bot.engine import AnsweringEngine
 from core.db import Database
 from core.models import Intent, ReviewItem, Turn
-from serving.cli import main
+from serving.cli import _cli_actor, main
 from tests.conftest import FIXTURES, clarify_prediction
 
 SMALL = FIXTURES / "banking77_small"
@@ -1211,9 +1211,7 @@ def test_events_list_test_event_and_a_worker_look_delivers_it(settings: Any, tmp
     listed = run(settings, "events").output
     assert "test               pending   (1 attempts: URLError:" in listed
     assert listed.rstrip().endswith(
-        "Test message from HelpLoop, sent by cli:"
-        + os.environ.get("USER", "unknown")
-        + " from the command line."
+        f"Test message from HelpLoop, sent by {_cli_actor()} from the command line."
     )
     assert run(settings, "events", "--kind", "job.finished").output.strip() == "no events"
     bad = run(settings, "events", "--kind", "deploy")
