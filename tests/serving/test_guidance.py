@@ -124,11 +124,13 @@ def test_operators_edit_the_guidelines_and_each_reviewer_is_told_to_read_new_ver
     login(reviewer, "rita")
     home = reviewer.get("/review/").get_data(as_text=True)
     assert 'id="guidelines-notice"' in home and "read the reviewing guidelines</a> before you start" in home
+    assert "say how." not in home  # the notice asks once; the page does not ask again
     built_in = reviewer.get("/review/guidelines").get_data(as_text=True)
     assert "The guidelines that come with HelpLoop" in built_in
     assert "<strong>Answer the question the customer asked</strong>" in built_in  # Markdown, rendered
     assert 'id="edit-guidelines"' not in built_in  # reviewers read, operators write
-    assert 'id="guidelines-notice"' not in reviewer.get("/review/").get_data(as_text=True)
+    read_home = reviewer.get("/review/").get_data(as_text=True)
+    assert 'id="guidelines-notice"' not in read_home and "guidelines</a> say how." in read_home
 
     operator = app.test_client()
     login(operator, "omar")
