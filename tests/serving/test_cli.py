@@ -557,31 +557,18 @@ def test_redact_reads_stdin(settings: Any) -> None:
     assert result.stdout == "Email [EMAIL], order 123456789\ncard [CARD_NUMBER]\n"
 
 
+def create_first_operator(settings: Any) -> Any:
+    return run(
+        settings, "users", "create", "--username", "first_op", "--role", "operator", "--password-stdin",
+        input="a very long password\n",
+    )  # fmt: skip
+
+
 def test_users_create(settings: Any) -> None:
     run(settings, "db", "upgrade")
-    result = run(
-        settings,
-        "users",
-        "create",
-        "--username",
-        "first_op",
-        "--role",
-        "operator",
-        "--password-stdin",
-        input="a very long password\n",
-    )
+    result = create_first_operator(settings)
     assert result.exit_code == 0 and "created operator first_op" in result.output
-    again = run(
-        settings,
-        "users",
-        "create",
-        "--username",
-        "first_op",
-        "--role",
-        "operator",
-        "--password-stdin",
-        input="a very long password\n",
-    )
+    again = create_first_operator(settings)
     assert again.exit_code == 2 and "already exists" in again.output
     short = run(
         settings,
@@ -608,17 +595,7 @@ def test_the_cli_names_its_user_in_the_audit_trail_without_a_user_variable(
     for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):  # as in a container or under cron
         monkeypatch.delenv(name, raising=False)
     run(settings, "db", "upgrade")
-    made = run(
-        settings,
-        "users",
-        "create",
-        "--username",
-        "first_op",
-        "--role",
-        "operator",
-        "--password-stdin",
-        input="a very long password\n",
-    )
+    made = create_first_operator(settings)
     assert made.exit_code == 0, made.output
     account = pwd.getpwuid(os.getuid()).pw_name
     assert getpass.getuser() == account
