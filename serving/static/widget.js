@@ -252,16 +252,25 @@
     box.appendChild(el("label", { "for": "hl-contact-input" },
                        TEXTS.contact_prompt));
     var row = el("div", { "class": "hl-contact-row" });
-    var field = el("input", { id: "hl-contact-input", type: "text", name: "contact", maxlength: "200",
-                              autocomplete: "email", "class": "hl-input", placeholder: TEXTS.contact_placeholder });
+    var field = el("input", { id: "hl-contact-input", type: "text", name: "contact", maxlength: "200", required: "",
+                              autocomplete: "email", "class": "hl-input", placeholder: TEXTS.contact_placeholder,
+                              "aria-describedby": "hl-contact-error" });
     row.appendChild(field);
     row.appendChild(el("button", { type: "submit", "class": "hl-send" }, TEXTS.send));
     box.appendChild(row);
+    // What was wrong with the last try, under the field: replaced by the next try, not piled up in the log.
+    var problem = el("p", { id: "hl-contact-error", "class": "hl-contact-error", role: "alert", hidden: "" });
+    box.appendChild(problem);
     box.addEventListener("submit", function (event) {
       event.preventDefault();
       request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/contact", { contact: field.value })
         .then(function (data) { box.remove(); addNotice(data.message); startPolling(); })
-        .catch(function (error) { addNotice(error.message); field.focus(); });
+        .catch(function (error) {
+          problem.textContent = error.message;
+          problem.hidden = false;
+          field.setAttribute("aria-invalid", "true");
+          field.focus();
+        });
     });
     log.appendChild(box);
     scrollDown();

@@ -163,9 +163,16 @@ def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: t
         ".hl-notice", has_text="Nobody from our team is online right now"
     ).wait_for()  # none logged in
     # Then the widget asks how a person can reach the customer; a bad value is explained, a good one stored.
-    page.fill("#hl-contact-input", "not a contact")
-    page.keyboard.press("Enter")
-    page.locator(".hl-notice", has_text="e-mail address or a phone number").wait_for()
+    page.click(".hl-contact .hl-send")  # empty: the browser asks for it, nothing is sent
+    assert page.locator("#hl-contact-input").evaluate("f => f.validity.valueMissing")
+    assert page.locator("#hl-contact-error").is_hidden()
+    for attempt in ("not a contact", "still not one"):  # explained under the field, once, not piled up
+        page.fill("#hl-contact-input", attempt)
+        page.keyboard.press("Enter")
+        page.locator("#hl-contact-error", has_text="e-mail address or a phone number").wait_for()
+    assert page.locator("#hl-contact-error").count() == 1
+    assert page.locator(".hl-notice", has_text="e-mail address or a phone number").count() == 0
+    assert page.locator("#hl-contact-input").get_attribute("aria-invalid") == "true"
     page.fill("#hl-contact-input", "jo@example.com")
     page.keyboard.press("Enter")
     page.locator(".hl-notice", has_text="Thanks, a person from our team will get back to you").wait_for()
