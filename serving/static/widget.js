@@ -31,6 +31,9 @@
     typing: "The assistant is typing",
     too_fast: "You're sending messages quickly — please wait a moment.",
     failed: "Sorry, something went wrong:",
+    offline: "We can't be reached right now: check your connection and try again.",
+    unavailable: "The assistant is unavailable for a moment: please try again.",
+    kept: "Your message is still in the box to send again.",
     feedback_thanks: "Thanks — we'll use this to improve. You can also talk to a person.",
     feedback_failed: "Could not save feedback:",
     taken_over: "A person from our team will take over this conversation.",
@@ -321,7 +324,16 @@
           throw error;
         }
         return data;
+      }, function () {  // not our JSON: a proxy's error page while the app restarts, say
+        var error = new Error(TEXTS.unavailable);
+        error.status = response.status;
+        error.retry = true;
+        throw error;
       });
+    }, function () {  // no answer at all: the network, or the server is down
+      var error = new Error(TEXTS.offline);
+      error.retry = true;
+      throw error;
     });
   }
 
@@ -365,7 +377,12 @@
         sessionId = null;
         try { window.localStorage.removeItem(storageKey); } catch (e) { /* ignore */ }
       }
-      addNotice(error.status === 429 ? TEXTS.too_fast : TEXTS.failed + " " + error.message);
+      if (error.retry || error.status >= 500) {  // not sent: the customer can send it again as typed
+        if (!input.value) { input.value = message; }
+        addNotice((error.retry ? error.message : TEXTS.unavailable) + " " + TEXTS.kept);
+      } else {
+        addNotice(error.status === 429 ? TEXTS.too_fast : TEXTS.failed + " " + error.message);
+      }
     }).then(function () {
       busy = false;
       send.disabled = false;

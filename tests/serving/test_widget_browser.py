@@ -68,6 +68,33 @@ def test_send_a_message_and_see_the_answer(page: Any) -> None:
     assert page.locator(".hl-panel").is_hidden()
 
 
+def test_a_message_that_could_not_be_sent_stays_in_the_box_with_a_plain_explanation(page: Any) -> None:
+    """No network (or the server down), then a proxy's HTML error page: the customer reads what happened in
+    plain words (not "Failed to fetch" or a JSON parse error) and the message waits in the box; sent again
+    once the server answers, it is answered."""
+    page.route("**/api/v1/chat", lambda route: route.abort())
+    send(page, "when will my card arrive")
+    notice = page.locator(".hl-notice", has_text="We can't be reached right now")
+    notice.wait_for()
+    assert "still in the box" in notice.inner_text()
+    assert page.locator(".hl-form .hl-input").input_value() == "when will my card arrive"
+    page.unroute("**/api/v1/chat")
+    page.route(
+        "**/api/v1/chat",
+        lambda route: route.fulfill(status=502, body="<html>Bad gateway</html>", content_type="text/html"),
+    )
+    page.fill(".hl-form .hl-input", "")
+    send(page, "and my pin?")
+    page.locator(".hl-notice", has_text="The assistant is unavailable for a moment").wait_for()
+    assert page.locator(".hl-form .hl-input").input_value() == "and my pin?"
+    assert "Failed to fetch" not in page.locator(".hl-log").inner_text()
+    page.unroute("**/api/v1/chat")
+    page.fill(".hl-form .hl-input", "when will my card arrive")
+    page.keyboard.press("Enter")
+    bot_messages(page).first.wait_for()
+    assert "5–7 working days" in bot_messages(page).first.inner_text()
+
+
 def test_clarify_shows_chips_and_clicking_one_answers(page: Any, live_server: tuple[str, Any]) -> None:
     send(page, AMBIGUOUS)
     bot_messages(page).first.wait_for()
