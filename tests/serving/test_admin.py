@@ -1887,7 +1887,7 @@ def test_the_gold_page_flags_a_contested_key_and_retires_it(make_app: Any) -> No
     row = table[
         table.index(f'data-gold="{key_id}"') : table.index("</tr>", table.index(f'data-gold="{key_id}"'))
     ]
-    assert "0%" in row and "change_pin (5)" in row
+    assert "0%" in row and "change_<wbr>pin (5)" in row
     retired = operator.post(
         f"/operator/gold/{key_id}/retire", data={"csrf_token": csrf_token(page)}, follow_redirects=True
     ).get_data(as_text=True)
