@@ -92,6 +92,9 @@ def test_an_edited_answer_is_live_without_retraining(make_app: Any, toy_bundles:
     assert after["model_version"] == version  # the same model, not retrained
     assert after["answer"] == "Use the app: **Card → PIN**."
     assert [s["intent"] for s in after["suggestions"]] == ["exchange_rate"]
+    row = client.get("/operator/knowledge/").get_data(as_text=True).split('data-intent="change_pin"')[1]
+    assert "change_<wbr>pin</a>" in row  # a long name wraps after its underscores, not inside a word
+    assert '<td style="min-width:12em">Use the app: Card → PIN.</td>' in row  # the answer read as text
     clicked = client.post("/api/v1/chat", json={"message": "/change_pin"}).get_json()
     assert clicked["answer"] == "Use the app: **Card → PIN**."
     # A model loaded later (here: another version promoted) answers with the edited text from the start.
