@@ -191,7 +191,6 @@ def overview() -> Any:
         workforce=figures.workforce,
         reviewer_chart=reviewer_chart(figures.workforce.people),
         fast_seconds=FAST_SECONDS,
-        duration=duration_text,
         pairs=pairs,
         production=serving.production.version if serving.production else None,
         canary=serving.canary.version if serving.canary else None,
@@ -359,7 +358,6 @@ def runs() -> Any:
     return render_template(
         "admin/runs.html",
         runs=rows,
-        duration=duration_text,
         history=history,
         active=active,
         agreement=agreement,
@@ -455,7 +453,6 @@ def run_detail(job_id: int) -> Any:
     return render_template(
         "admin/run.html",
         run=view,
-        duration=duration_text,
         gate=gate,
         charts=gate_charts(gate),
         production=production.version if production else None,
@@ -1249,7 +1246,6 @@ def exports() -> Any:
     return render_template(
         "admin/exports.html",
         jobs=rows,
-        duration=duration_text,
         active=active,
         formats=FORMATS,
         backups=backup_state(helploop.settings),

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from core.models import User
 from crowd_feedback.reviewers import mark_seen, seen_lately, session_token
+from crowd_feedback.workforce import duration_text
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -111,6 +112,7 @@ def init_admin(
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(render_redacted, "redacted")
     app.add_template_filter(render_breakable, "breakable")
+    app.add_template_global(duration_text, "duration")  # "42 s", "12.5 min": any page's times
     app.add_template_filter(render_match, "search_hit")
     app.add_template_filter(render_marked, "marked")
     app.add_template_test(has_placeholder, "redacted")
