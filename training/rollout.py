@@ -47,9 +47,9 @@ def gate_decision(session: Session, version: str) -> dict[str, Any]:
 def rollback_target(session: Session, now_serving: str | None) -> tuple[str | None, str]:
     """The model a rollback would serve (the newest earlier production model whose bundle is still there),
     or None and why there is none."""
-    history = session.scalars(select(Deployment).order_by(Deployment.id.desc())).all()
+    history = session.scalars(select(Deployment.production_version).order_by(Deployment.id.desc()))
     pruned = set(session.scalars(select(ModelVersion.version).where(ModelVersion.pruned_at.is_not(None))))
-    earlier = [r.production_version for r in history if r.production_version != now_serving]
+    earlier = [version for version in history if version != now_serving]
     previous = next((v for v in earlier if v not in pruned), None)
     if previous is not None:
         return previous, ""
