@@ -170,6 +170,28 @@ def test_operator_ticks_every_item_and_settles_them_in_the_browser(
     assert errors == []
 
 
+def test_operator_pages_fit_a_phone_and_wide_tables_scroll_inside_their_card(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    """An operator on call opens the console on a phone: the page never scrolls sideways (the header and
+    buttons stay on screen); a table wider than the screen scrolls inside its card instead."""
+    base, app = review_server
+    with app.extensions["helploop"].database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    context, page, errors = logged_in_page(
+        browser, base + "/review/items?status=pending", "omar", viewport={"width": 390, "height": 800}
+    )
+    for path in ("/review/items?status=pending", "/operator/", "/operator/runs", "/operator/accounts"):
+        page.goto(base + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    page.goto(base + "/review/items?status=pending")
+    card = page.locator(".card", has=page.locator("table")).first
+    widths = card.evaluate("c => [c.scrollWidth, c.clientWidth, c.querySelector('table').scrollWidth]")
+    assert widths[0] > widths[1] and widths[2] > widths[1]  # the table is wider than its card, and scrolls
+    context.close()
+    assert errors == []
+
+
 def test_operator_adds_a_reviewer_and_closes_a_handoff_in_the_browser(
     browser: Any, review_server: tuple[str, Any], tmp_path: Any
 ) -> None:
