@@ -113,7 +113,7 @@ from crowd_feedback.suggestions import (
     open_suggestion,
 )
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
-from training.build import EmptyKnowledgeBaseError, require_knowledge_base
+from training.build import EmptyKnowledgeBaseError, changes_since_production, require_knowledge_base
 from training.jobs import JobError, enqueue, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
 from training.model_backup import copies_summary
@@ -340,6 +340,7 @@ def runs() -> Any:
             {
                 **job_view(j),
                 "version": (j.result or {}).get("version"),
+                "same_as": (j.result or {}).get("same_as"),
                 "decision": ((j.result or {}).get("gate") or {}).get("decision"),
             }
             for j in session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc()).limit(30))
@@ -354,6 +355,7 @@ def runs() -> Any:
             for d in session.scalars(select(Deployment).order_by(Deployment.id.desc()).limit(10))
         ]
         rollback_to, no_rollback = rollback_target(session, row.production_version if row else None)
+        changes = changes_since_production(session)
     active = any(r["status"] in ("queued", "running") for r in rows)
     return render_template(
         "admin/runs.html",
@@ -370,6 +372,7 @@ def runs() -> Any:
         shadow_serving=shadow_version,
         rollback_to=rollback_to,
         no_rollback=no_rollback,
+        changes=changes,
     )
 
 
@@ -429,6 +432,28 @@ def start_run() -> Any:
         job_id = job.id
     flash(f"Training run {job_id} queued.")
     return redirect(url_for("operator.run_detail", job_id=job_id))
+
+
+@operator.post("/runs/<int:job_id>/again")
+@require_role("operator")
+def run_again(job_id: int) -> Any:
+    """Retrain anyway: the run's settings again, fitted even though nothing is new (a run that found a
+    model with the same inputs offers this, e.g. after upgrading HelpLoop's own code)."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.kind != "train":
+            abort(404)
+        try:
+            require_knowledge_base(session)
+        except EmptyKnowledgeBaseError:
+            flash("Refused: the knowledge base is empty: import one on Knowledge first.")
+            return redirect(url_for("operator.run_detail", job_id=job_id))
+        params = {**(job.params or {}), "force": True}
+        again = enqueue(session, kind="train", params=params, created_by=current_user.username)
+        again_id = again.id
+    flash(f"Training run {again_id} queued: it fits even though nothing is new.")
+    return redirect(url_for("operator.run_detail", job_id=again_id))
 
 
 @operator.get("/runs/<int:job_id>")

@@ -357,7 +357,7 @@ def _held_log_loss(combiner: LogLinearCombiner, scores: dict[str, np.ndarray], y
     return round(float(-np.log(np.maximum(probabilities[np.arange(len(y)), y], 1e-12)).mean()), 6)
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
@@ -1028,7 +1028,7 @@ class AnsweringEngine:
                 "calibrator": self.calibrator.get_config(),
                 "gate": self.built_gate.get_config(),
                 "gate_options": self.gate_options,
-                "libraries": _library_versions(),
+                "libraries": library_versions(),
             }
         )
         if metrics is not None:

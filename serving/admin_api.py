@@ -330,6 +330,11 @@ def train() -> tuple[Response, int]:
         if not isinstance(body["self_training"], bool):
             raise APIError(400, "invalid_type", "'self_training' must be true or false", "self_training")
         params["self_training"] = body["self_training"]
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise APIError(400, "invalid_type", "'force' must be true or false", "force")
+    if force:
+        params["force"] = True
     session = db_session()
     try:
         require_knowledge_base(session)

@@ -756,6 +756,11 @@ def _hint_first_operator(database: Any, port: int) -> None:
     default=None,
     help="Self-train the members on the turn log's questions (default: HELPLOOP_SELF_TRAINING).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Fit even when a registered model was fitted from exactly the same data and settings.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -767,8 +772,11 @@ def train(
     interpolation: float | None,
     max_steps: int,
     self_training: bool | None,
+    force: bool,
 ) -> None:
-    """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id."""
+    """Queue a retraining run (knowledge base + crowd-verified pairs) and print its job id. A run with
+    nothing new to learn (a registered model was fitted from the same data and settings) builds no model
+    unless --force is given."""
     from training.build import EmptyKnowledgeBaseError, require_knowledge_base
     from training.jobs import enqueue
 
@@ -783,6 +791,8 @@ def train(
         params: dict[str, Any] = {"onnx": onnx}
         if self_training is not None:
             params["self_training"] = self_training
+        if force:
+            params["force"] = True
         if fine_tune:
             recipe: dict[str, Any] = {"max_steps": max_steps}
             if epochs is not None:
@@ -836,7 +846,13 @@ def _follow(database: Any, job_id: int) -> str:
             clock.sleep(0.5)
     finally:
         bar.close()
-    if status == "succeeded" and result and "version" not in result:
+    if status == "succeeded" and result and result.get("unchanged"):
+        role = f" ({result['same_as_role']})" if result.get("same_as_role") else ""
+        click.echo(
+            f"run {job_id}: nothing new to learn since model {result['same_as']}{role}: the same knowledge "
+            "base, verified pairs, log questions and settings; no model built (--force fits anyway)"
+        )
+    elif status == "succeeded" and result and "version" not in result:
         click.echo(f"job {job_id} succeeded: " + ", ".join(f"{k} {v}" for k, v in result.items()))
     elif status == "succeeded" and result:
         click.echo(

@@ -588,7 +588,10 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": (
                     "Admin: queue a retraining (fine-tuning the encoder with fine_tune: true; self_training "
-                    "true/false overrides HELPLOOP_SELF_TRAINING for this run)"
+                    "true/false overrides HELPLOOP_SELF_TRAINING for this run). A run with nothing new "
+                    "to learn (a registered model was fitted from the same data and settings) builds no "
+                    "model: its result says unchanged and names that model (same_as); force: true fits "
+                    "anyway"
                 ),
                 "security": ADMIN,
                 "requestBody": {
@@ -599,6 +602,7 @@ SPEC: dict[str, Any] = {
                             "properties": {
                                 "fine_tune": {"type": "boolean"},
                                 "self_training": {"type": "boolean"},
+                                "force": {"type": "boolean"},
                             },
                         }
                     ),

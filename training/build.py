@@ -6,16 +6,20 @@ database sessions: take a snapshot of the training data, fit and save the bundle
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.engine import (
+    BUNDLE_FORMAT,
     SMALL_TALK,
     AnsweringEngine,
     BundleError,
@@ -23,13 +27,23 @@ from bot.engine import (
     IntentInfo,
     ProgressCallback,
     add_encoder,
+    library_versions,
+    training_data_hash,
 )
 from bot.handoff import ASKED_FOR_PERSON
 from bot.small_talk import without_small_talk
 from core.kb_checks import question_key
 from core.kb_files import KnowledgeBaseData
 from core.knowledge_base import latest_kb_version, load_knowledge_base
-from core.models import Intent, ReviewItemTurn, Turn, VerifiedPair
+from core.models import (
+    Intent,
+    KnowledgeBaseVersion,
+    ModelVersion,
+    ReviewItemTurn,
+    Turn,
+    VerifiedPair,
+    as_utc,
+)
 from core.redaction import redact
 from core.registry import (
     CHIP_PAYLOAD,
@@ -204,6 +218,106 @@ def training_snapshot(
     )
 
 
+def inputs_hash(
+    snapshot: TrainingSnapshot,
+    settings: Settings,
+    *,
+    fine_tune: dict[str, Any] | None = None,
+    onnx: bool = False,
+) -> str:
+    """The content hash of everything a run's model would be fitted from: the labelled rows (knowledge base
+    and verified pairs), the knowledge (answers, titles, follow-ups), the log questions it would self-train
+    on, the engine's settings, the fine-tuning recipe with its defaults filled in, the ONNX export, and the
+    versions of the bundle format and the libraries. Two runs with the same hash fit the same model (up to
+    floating point), so a run whose hash a registered model already has need not fit it again."""
+    from training.finetune import FineTuneConfig
+
+    traffic = self_training_traffic(snapshot, settings) or ()
+    recipe = {
+        "data": training_data_hash(snapshot.texts, snapshot.labels, snapshot.knowledge, traffic),
+        "engine": asdict(engine_config_from_settings(settings)),
+        "fine_tune": asdict(FineTuneConfig.from_dict(fine_tune)) if fine_tune is not None else None,
+        "onnx": (settings.onnx_quantize if onnx else None),
+        "bundle_format": BUNDLE_FORMAT,
+        "libraries": library_versions(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+MODELS_SEARCHED_FOR_SAME_INPUTS = 50  # the newest registered models a run compares its inputs with
+
+
+def model_with_same_inputs(session: Session, digest: str) -> ModelVersion | None:
+    """The newest registered model (bundle still on disk) fitted from exactly these inputs, if any."""
+    rows = session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.pruned_at.is_(None))
+        .order_by(ModelVersion.id.desc())
+        .limit(MODELS_SEARCHED_FOR_SAME_INPUTS)
+    )
+    return next((m for m in rows if (m.metrics or {}).get("inputs_hash") == digest), None)
+
+
+def serving_role(session: Session, version: str) -> str | None:
+    """What ``version`` does now: "production", "canary" or "shadow"; None when it serves nothing."""
+    plan = serving_plan(session) or {}
+    for role in ("production", "canary", "shadow"):
+        if plan.get(role) and plan[role][0] == version:
+            return role
+    return None
+
+
+LOG_COUNT_CAP = 10_000  # "new questions in the log" counts at most this many (it reads the newest rows only)
+
+
+@dataclass
+class ChangesSince:
+    """What a retrain would learn that the production model did not see (the Runs page, before Retrain)."""
+
+    version: str
+    trained_at: datetime
+    verified_pairs: int  # verified at or above the training threshold since then
+    kb_version_then: int | None
+    kb_version_now: int | None
+    kb_changed: bool  # the knowledge base's content differs (a re-import of the same content is no change)
+    examples_then: int | None
+    examples_now: int | None
+    log_questions: int  # customer turns logged since, capped at LOG_COUNT_CAP
+    log_capped: bool
+
+
+def changes_since_production(session: Session) -> ChangesSince | None:
+    """New verified pairs, knowledge-base edits and logged questions since the production model was built."""
+    plan = serving_plan(session)
+    if not plan or not plan["production"]:
+        return None
+    model = session.scalars(select(ModelVersion).where(ModelVersion.version == plan["production"][0])).first()
+    if model is None:
+        return None
+    since = as_utc(model.created_at)
+    pairs = session.scalar(
+        select(func.count())
+        .select_from(VerifiedPair)
+        .where(VerifiedPair.created_at > since, VerifiedPair.weight >= MIN_PAIR_WEIGHT)
+    )
+    then = session.get(KnowledgeBaseVersion, model.kb_version_id) if model.kb_version_id else None
+    now = latest_kb_version(session)
+    newest = select(Turn.created_at).order_by(Turn.id.desc()).limit(LOG_COUNT_CAP + 1).subquery()
+    logged = session.scalar(select(func.count()).select_from(newest).where(newest.c.created_at > since)) or 0
+    return ChangesSince(
+        version=model.version,
+        trained_at=since,
+        verified_pairs=int(pairs or 0),
+        kb_version_then=then.id if then else model.kb_version_id,
+        kb_version_now=now.id if now else None,
+        kb_changed=(then.data_hash if then else None) != (now.data_hash if now else None),
+        examples_then=then.example_count if then else None,
+        examples_now=now.example_count if now else None,
+        log_questions=min(int(logged), LOG_COUNT_CAP),
+        log_capped=int(logged) > LOG_COUNT_CAP,
+    )
+
+
 def fit_bundle(
     snapshot: TrainingSnapshot,
     settings: Settings,
@@ -213,6 +327,7 @@ def fit_bundle(
     on_progress: ProgressCallback | None = None,
     fine_tune: dict[str, Any] | None = None,
     on_loss: Callable[[float, float], None] | None = None,
+    inputs: str | None = None,
 ) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
     """Fit (optionally fine-tuning the encoder first: ``fine_tune`` holds its settings), gate, save. With
     enough traffic questions in the snapshot (settings.self_training) the members self-train on them, and a
@@ -237,7 +352,7 @@ def fit_bundle(
             processes=settings.training_processes,
             traffic_texts=traffic,
         )
-        return _gate_and_save(engine, snapshot, settings, onnx=onnx)
+        return _gate_and_save(engine, snapshot, settings, onnx=onnx, inputs=inputs)
     engine = AnsweringEngine(engine_config_from_settings(settings), threads=settings.torch_threads)
     with tempfile.TemporaryDirectory(prefix="helploop-onnx-") as staging:
         if onnx and settings.onnx_quantize:
@@ -263,7 +378,7 @@ def fit_bundle(
                 progress=progress,
                 on_progress=on_progress,
             )
-        return _gate_and_save(engine, snapshot, settings, onnx=onnx)
+        return _gate_and_save(engine, snapshot, settings, onnx=onnx, inputs=inputs)
 
 
 def traffic_limit(settings: Settings) -> int:
@@ -279,10 +394,17 @@ def self_training_traffic(snapshot: TrainingSnapshot, settings: Settings) -> lis
 
 
 def _gate_and_save(
-    engine: AnsweringEngine, snapshot: TrainingSnapshot, settings: Settings, *, onnx: bool
+    engine: AnsweringEngine,
+    snapshot: TrainingSnapshot,
+    settings: Settings,
+    *,
+    onnx: bool,
+    inputs: str | None = None,
 ) -> tuple[AnsweringEngine, Path, dict[str, Any]]:
     bundle = Path(settings.model_dir) / engine.version
     metrics = dict(engine.manifest["calibration_metrics"])
+    if inputs is not None:
+        metrics["inputs_hash"] = inputs
     metrics["crowd_pairs"] = snapshot.crowd_pairs
     metrics["encoders"] = [str(e["name"]) for e in engine.config.encoder_configs()]
     metrics["gate"] = gate_report(engine, snapshot, settings)
@@ -352,7 +474,12 @@ def build_model(
         session, min_pair_weight=min_pair_weight, traffic_limit=traffic_limit(settings)
     )
     engine, bundle, metrics = fit_bundle(
-        snapshot, settings, progress=progress, onnx=onnx, on_progress=on_progress
+        snapshot,
+        settings,
+        progress=progress,
+        onnx=onnx,
+        on_progress=on_progress,
+        inputs=inputs_hash(snapshot, settings, onnx=onnx),
     )
     return register_bundle(
         session, engine=engine, bundle=bundle, metrics=metrics, kb_version_id=snapshot.kb_version_id

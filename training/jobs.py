@@ -182,7 +182,9 @@ def announce_finish(session: Session, job: Job) -> None:
     gate = result.get("gate") or {}
     if job.kind == "train":
         text = f"Training run {job.id} {job.status}"
-        if job.status == "succeeded":
+        if job.status == "succeeded" and result.get("unchanged"):
+            text += f": nothing new since model {result.get('same_as')}, no model built"
+        elif job.status == "succeeded":
             text += f": model {result.get('version')}"
             if gate.get("decision"):
                 text += f", gate: {str(gate['decision']).replace('_', ' ')}"
@@ -206,6 +208,7 @@ def announce_finish(session: Session, job: Job) -> None:
             "created_by": job.created_by,
             "error": first_line or None,
             "version": result.get("version"),
+            "unchanged_from": result.get("same_as"),
             "gate_decision": gate.get("decision"),
         },
     )
@@ -222,7 +225,15 @@ def _train(
 ) -> dict[str, Any]:
     """Fit the engine on the knowledge base plus verified crowd pairs; register the new model. Database
     sessions stay short: snapshot, then minutes of fitting without one, then register."""
-    from training.build import fit_bundle, register_bundle, traffic_limit, training_snapshot
+    from training.build import (
+        fit_bundle,
+        inputs_hash,
+        model_with_same_inputs,
+        register_bundle,
+        serving_role,
+        traffic_limit,
+        training_snapshot,
+    )
 
     spans = {
         "encode": (0.0, 0.3),
@@ -255,15 +266,33 @@ def _train(
     if params.get("self_training") is not None:  # this run's choice over the setting
         settings = replace(settings, self_training=bool(params["self_training"]))
     report(0.0, "snapshot")
+    onnx = bool(params.get("onnx", True))
     with database.session() as session:
         snapshot = training_snapshot(session, traffic_limit=traffic_limit(settings))
+        inputs = inputs_hash(snapshot, settings, fine_tune=fine_tune, onnx=onnx)
+        same = None if params.get("force") else model_with_same_inputs(session, inputs)
+        if same is not None:
+            # Nothing new to learn: fitting would rebuild that model (minutes, or much more with
+            # fine-tuning) and add a duplicate candidate to roll out. "Retrain anyway" sets force.
+            report(1.0, "unchanged")
+            return {
+                "unchanged": True,
+                "same_as": same.version,
+                "same_as_role": serving_role(session, same.version),
+                "inputs_hash": inputs,
+                "training_rows": len(snapshot.texts),
+                "crowd_pairs": snapshot.crowd_pairs,
+                "evaluation_rows": len(snapshot.evaluation_texts),
+                "traffic_questions": len(snapshot.traffic_texts),
+            }
     engine, bundle, metrics = fit_bundle(
         snapshot,
         settings,
-        onnx=bool(params.get("onnx", True)),
+        onnx=onnx,
         on_progress=on_progress,
         fine_tune=fine_tune,
         on_loss=on_loss,
+        inputs=inputs,
     )
     with database.session() as session:
         result = register_bundle(

@@ -284,6 +284,7 @@ def test_finished_jobs_are_announced_but_not_a_scheduled_success(db_session: Ses
     run("retention", "schedule", "succeeded", result={"turns": 3})
     run("retention", "schedule", "failed", error="OperationalError: disk I/O error")
     run("export", "olga", "cancelled", error="cancelled by an operator")
+    run("train", "olga", "succeeded", result={"unchanged": True, "same_as": "V7"})
     texts = [e.text for e in reversed(recent_events(db_session, kind="job.finished"))]
     ids = [j.id for j in db_session.scalars(select(Job).order_by(Job.id))]
     assert texts == [
@@ -292,7 +293,9 @@ def test_finished_jobs_are_announced_but_not_a_scheduled_success(db_session: Ses
         f"Training run {ids[1]} failed: ValueError: no intents (started by omar).",
         f"Job {ids[3]} (retention) failed: OperationalError: disk I/O error (started by schedule).",
         f"Job {ids[4]} (export) cancelled (started by olga).",
+        f"Training run {ids[5]} succeeded: nothing new since model V7, no model built (started by olga).",
     ]
+    assert recent_events(db_session, kind="job.finished")[0].data["unchanged_from"] == "V7"
     first = recent_events(db_session, kind="job.finished")[-1]
     assert first.data == {
         "job_id": ids[0],
@@ -301,6 +304,7 @@ def test_finished_jobs_are_announced_but_not_a_scheduled_success(db_session: Ses
         "created_by": "omar",
         "error": None,
         "version": "V7",
+        "unchanged_from": None,
         "gate_decision": "better",
         "path": f"/operator/runs/{ids[0]}",
     }

@@ -374,6 +374,88 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
         assert all(d.actor == "omar" for d in session.scalars(select(Deployment)))
 
 
+def test_a_run_with_nothing_new_builds_no_model_until_the_operator_retrains_anyway(
+    make_app: Any, small_banking: Any
+) -> None:
+    """Retrain twice with nothing new in between: the second run ends at once naming the model that has the
+    same inputs; "Retrain anyway" fits; a new verified pair makes the next run fit again."""
+    from bot.engine import AnsweringEngine
+    from core.kb_files import KnowledgeBaseData, Origin
+    from core.knowledge_base import import_knowledge_base
+    from training.gate import in_evaluation_set
+    from training.jobs import Worker
+
+    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
+    helploop = app.extensions["helploop"]
+    import_small_banking(app, small_banking)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    worker = Worker(helploop.database, helploop.settings, worker_id="test")
+
+    def start() -> dict[str, Any]:
+        token = csrf_token(client.get("/operator/runs").get_data(as_text=True))
+        assert client.post("/operator/runs", data={"csrf_token": token}).status_code == 302
+        job_id = worker.run_once()
+        with helploop.database.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None and job.status == "succeeded", job.error if job else None
+            return {"id": job.id, **job.result}
+
+    first = start()
+    assert "version" in first and not first.get("unchanged")
+    helploop.models.refresh()
+    assert client.post("/api/v1/chat", json={"message": "I want to close my account"}).status_code == 200
+    changes = re.search(
+        r'<p id="changes-since">(.*?)</p>', client.get("/operator/runs").get_data(as_text=True), re.S
+    )
+    said = " ".join(re.sub(r"<[^>]+>", "", changes.group(1) if changes else "").split())
+    assert said.split(" UTC): ")[1] == (
+        "0 verified pairs · knowledge base unchanged · 1 question logged: nothing labelled is new "
+        "(self-training may still learn from the log)."
+    )
+    second = start()
+    assert second["unchanged"] is True and "version" not in second
+    assert second["same_as"] == first["version"] and second["same_as_role"] == "production"
+    assert second["inputs_hash"] == first["metrics"]["inputs_hash"]
+    page = client.get(f"/operator/runs/{second['id']}").get_data(as_text=True)
+    assert "Nothing new to learn:" in page and f"<code>{first['version']}</code> (production)" in page
+    assert "Promotion gate" not in page and "Roll out" not in page
+    listing = client.get("/operator/runs").get_data(as_text=True)
+    assert f'<span class="muted">none: same as</span> {first["version"]}' in listing
+    with helploop.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1  # nothing registered
+
+    response = client.post(f"/operator/runs/{second['id']}/again", data={})  # no CSRF token: refused
+    assert response.status_code == 400
+    response = client.post(f"/operator/runs/{second['id']}/again", data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302
+    third_id = worker.run_once()
+    with helploop.database.session() as session:
+        third = session.get(Job, third_id)
+        assert third is not None and third.params["force"] is True and third.created_by == "omar"
+        assert third.status == "succeeded" and third.result["version"] != first["version"]
+        assert third.result["metrics"]["inputs_hash"] == first["metrics"]["inputs_hash"]
+    label = small_banking["train"][1][0]
+    text = next(
+        f"my question number {n}"
+        for n in range(100)
+        if not in_evaluation_set(label, f"my question number {n}")
+    )
+    kb = KnowledgeBaseData()
+    kb.intent(label, Origin("test", None)).examples.append(text)
+    with helploop.database.session() as session:
+        import_knowledge_base(session, incoming=kb, source="test")  # merged: one example more
+    runs_page = client.get("/operator/runs").get_data(as_text=True)
+    examples = first["training_rows"] + first["evaluation_rows"]
+    assert (
+        f"{examples + 1} examples against {examples})" in runs_page and "knowledge base edited" in runs_page
+    )
+    fourth = start()
+    assert "version" in fourth and fourth["training_rows"] == first["training_rows"] + 1
+    assert fourth["metrics"]["inputs_hash"] != first["metrics"]["inputs_hash"]
+
+
 def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> None:
     from core.models import Job
 

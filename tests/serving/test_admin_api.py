@@ -202,9 +202,19 @@ def test_retraining_jobs_and_rollout_through_the_api(
     with helploop.database.session() as session:
         assert session.get(Job, plain["id"]).params == {"onnx": True, "self_training": False}
     client.post(f"/api/v1/admin/jobs/{plain['id']}/cancel", headers=auth)
+    bad = client.post("/api/v1/admin/train", json={"force": 1}, headers=auth)
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "force"
+    forced = client.post("/api/v1/admin/train", json={"force": True}, headers=auth).get_json()
+    with helploop.database.session() as session:
+        assert session.get(Job, forced["id"]).params == {"onnx": True, "force": True}
+    client.post(f"/api/v1/admin/jobs/{forced['id']}/cancel", headers=auth)
     described = client.get("/openapi.json").get_json()["paths"]["/api/v1/admin/train"]["post"]
     body_schema = described["requestBody"]["content"]["application/json"]["schema"]
-    assert body_schema["properties"]["self_training"] == {"type": "boolean"}
+    assert (
+        body_schema["properties"]["self_training"]
+        == body_schema["properties"]["force"]
+        == {"type": "boolean"}
+    )
     cancelled = client.post(f"/api/v1/admin/jobs/{job['id']}/cancel", headers=auth).get_json()
     assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None
     assert datetime.fromisoformat(cancelled["finished_at"]) >= datetime.fromisoformat(cancelled["created_at"])

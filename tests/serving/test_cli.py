@@ -940,11 +940,20 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
     assert [m["training"]["calibration_source"] for m in manifests] == ["validation set", "out-of-fold"]
     assert manifests[0]["data_hash"] != manifests[1]["data_hash"]
     few = replace(settings, self_training_min_questions=len(traffic) + 1)  # too little traffic: as without
-    assert run(few, "train", "--wait", "--no-onnx").exit_code == 0
+    result = run(few, "train", "--wait", "--no-onnx")
+    assert result.exit_code == 0
+    # ... so exactly the run without it: nothing new to learn, no model built (--force fits anyway)
+    assert f"nothing new to learn since model {plain.result['version']}" in result.stdout
+    result = run(few, "train", "--wait", "--no-onnx", "--force")
+    assert result.exit_code == 0 and "succeeded: model" in result.stdout
     with Database(settings).session() as session:
-        third = session.get(Job, 3)
-        assert third is not None and third.result["self_training"] is None
-        assert third.result["traffic_questions"] == len(set(traffic))
+        third, fourth = session.get(Job, 3), session.get(Job, 4)
+        assert third is not None and fourth is not None
+        assert third.result["unchanged"] is True and third.result["same_as"] == plain.result["version"]
+        assert third.result["traffic_questions"] == len(set(traffic)) and "version" not in third.result
+        assert fourth.params["force"] is True and fourth.result["self_training"] is None
+        assert fourth.result["traffic_questions"] == len(set(traffic))
+        assert fourth.result["metrics"]["inputs_hash"] == third.result["inputs_hash"]
 
 
 def test_crowd_reaggregate_wait(settings: Any, answers_file: Path) -> None:

@@ -3,6 +3,9 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -86,3 +89,78 @@ def test_a_chip_payload_is_never_a_training_question(db_session: Session) -> Non
     assert [t for t, _, _ in verified_pairs(db_session)] == ["my pin is locked"]
     snapshot = training_snapshot(db_session)
     assert "/change_pin" not in snapshot.texts and "my pin is locked" in snapshot.texts
+
+
+def test_what_is_new_since_production_and_which_model_has_the_same_inputs(
+    db_session: Session, settings: Any
+) -> None:
+    """The Runs page's "new since production" line, and the hash a run compares with the registered models
+    (training.build.changes_since_production, inputs_hash, model_with_same_inputs)."""
+    from datetime import timedelta
+
+    from core.models import ModelVersion, utcnow
+    from core.registry import register_model_version
+    from training.build import changes_since_production, inputs_hash, model_with_same_inputs
+
+    assert changes_since_production(db_session) is None  # no model yet
+    import_knowledge_base(db_session, incoming=toy_knowledge(), source="test")
+    snapshot = training_snapshot(db_session)
+    digest = inputs_hash(snapshot, settings)
+    assert digest == inputs_hash(training_snapshot(db_session), settings)  # reproducible
+    assert inputs_hash(snapshot, settings, fine_tune={}) == inputs_hash(
+        snapshot,
+        settings,
+        fine_tune={"epochs": 6.0},  # the recipe's defaults filled in
+    )
+    others = {
+        inputs_hash(snapshot, settings, fine_tune={}),
+        inputs_hash(snapshot, settings, fine_tune={"epochs": 2.0}),
+        inputs_hash(snapshot, settings, onnx=True),
+        inputs_hash(snapshot, replace(settings, random_seed=settings.random_seed + 1)),
+    }
+    assert len(others) == 4 and digest not in others
+    kb_version = snapshot.kb_version_id
+    trained = utcnow() - timedelta(hours=1)
+    model = register_model_version(
+        db_session,
+        version="V1",
+        bundle_path="/nowhere",
+        data_hash="d",
+        metrics={"inputs_hash": digest},
+        kb_version_id=kb_version,
+    )
+    model.created_at = trained
+    db_session.flush()
+    assert model_with_same_inputs(db_session, digest) is model
+    assert model_with_same_inputs(db_session, "another") is None
+
+    add_turn(db_session, "c1", "before the model", created_at=trained - timedelta(minutes=5))
+    for n in range(3):
+        add_turn(db_session, "c1", f"after the model {n}")
+    item = ReviewItem(text="q", reasons=["clarify"])
+    db_session.add(item)
+    db_session.flush()
+    db_session.add_all(
+        [
+            VerifiedPair(item_id=item.id, text="sure", intent="card_arrival", weight=1.0),
+            VerifiedPair(item_id=item.id, text="unsure", intent="card_arrival", weight=0.5),  # not trained
+        ]
+    )
+    import_knowledge_base(db_session, incoming=toy_knowledge(), source="same again")  # no change
+    db_session.flush()
+    changes = changes_since_production(db_session)
+    assert changes is not None and changes.version == "V1" and changes.trained_at == trained
+    assert (changes.verified_pairs, changes.log_questions, changes.log_capped) == (1, 3, False)
+    assert changes.kb_changed is False and changes.kb_version_then == kb_version
+    edited = toy_knowledge()
+    first = next(iter(edited.intents.values()))
+    first.examples.append("one example more")
+    import_knowledge_base(db_session, incoming=edited, source="edited")
+    changes = changes_since_production(db_session)
+    assert changes is not None and changes.kb_changed is True and changes.kb_version_now != kb_version
+    assert changes.examples_now == (changes.examples_then or 0) + 1
+
+    model.pruned_at = utcnow()  # its bundle is gone: a run cannot point at it
+    db_session.flush()
+    assert model_with_same_inputs(db_session, digest) is None
+    assert db_session.get(ModelVersion, model.id) is model
