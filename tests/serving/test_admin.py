@@ -91,6 +91,7 @@ def test_the_navigation_marks_the_section_of_the_page(make_app: Any) -> None:
     assert current(operator, "/operator/knowledge/check") == ["Knowledge"]
     assert current(operator, "/operator/exports") == ["Jobs &amp; backups"]
     assert current(operator, "/review/guidelines") == ["Guidelines"]
+    assert current(operator, "/review/items") == ["Operator"]  # under /review/, but an operator's page
     reviewer = app.test_client()
     login(reviewer, "rita")
     page = reviewer.get("/review/").get_data(as_text=True)
