@@ -405,6 +405,9 @@ def test_a_run_with_nothing_new_builds_no_model_until_the_operator_retrains_anyw
 
     first = start()
     assert "version" in first and not first.get("unchanged")
+    assert '0 questions logged<span class="muted">: nothing labelled is new</span>.' in client.get(
+        "/operator/runs"
+    ).get_data(as_text=True)
     helploop.models.refresh()
     assert client.post("/api/v1/chat", json={"message": "I want to close my account"}).status_code == 200
     changes = re.search(
