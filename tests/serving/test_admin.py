@@ -309,19 +309,27 @@ def import_small_banking(app: Any, small_banking: Any) -> None:
         import_knowledge_base(session, incoming=kb, source="test")
 
 
-def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
-    """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
-    gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
+def training_app(make_app: Any, small_banking: Any) -> tuple[Any, Any]:
+    """An app with no model yet that loads real bundles, the small BANKING77 knowledge base, and operator
+    omar signed in: (app, omar's client)."""
     from bot.engine import AnsweringEngine
-    from core.models import Deployment, Job
-    from training.jobs import Worker
 
     app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
-    helploop = app.extensions["helploop"]
     import_small_banking(app, small_banking)
     add_user(app, "omar", "operator")
     client = app.test_client()
     login(client, "omar")
+    return app, client
+
+
+def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any, small_banking: Any) -> None:
+    """Start a retrain from the operator pages -> the worker runs it with progress -> the run page shows the
+    gate's report -> shadow, canary, promote -> the chat serves it -> rollback refused with nothing before."""
+    from core.models import Deployment, Job
+    from training.jobs import Worker
+
+    app, client = training_app(make_app, small_banking)
+    helploop = app.extensions["helploop"]
     page = client.get("/operator/runs").get_data(as_text=True)
     started = client.post("/operator/runs", data={"csrf_token": csrf_token(page)})
     assert started.status_code == 302 and started.headers["Location"].endswith("/operator/runs/1")
@@ -380,18 +388,13 @@ def test_a_run_with_nothing_new_builds_no_model_until_the_operator_retrains_anyw
 ) -> None:
     """Retrain twice with nothing new in between: the second run ends at once naming the model that has the
     same inputs; "Retrain anyway" fits; a new verified pair makes the next run fit again."""
-    from bot.engine import AnsweringEngine
     from core.kb_files import KnowledgeBaseData, Origin
     from core.knowledge_base import import_knowledge_base
     from training.gate import in_evaluation_set
     from training.jobs import Worker
 
-    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
+    app, client = training_app(make_app, small_banking)
     helploop = app.extensions["helploop"]
-    import_small_banking(app, small_banking)
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
     worker = Worker(helploop.database, helploop.settings, worker_id="test")
 
     def start() -> dict[str, Any]:
