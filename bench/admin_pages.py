@@ -13,7 +13,8 @@ more are reported.
 ``--without-scale-indexes`` drops the two indexes migration 0025 added (review_item_turns.turn_id,
 conversations.last_activity_at) to show what they are for; expect the overview to take minutes then.
 
-Printed: a table of page, median and fastest milliseconds, and response size; JSON in
+Printed: a table of page, median and fastest milliseconds of the repeats, the first (cold) request's, and
+response size; JSON in
 bench/results/admin_pages[_without_scale_indexes].json.
 
     .venv/bin/python bench/admin_pages.py [--turns 200000] [--items 5000] [--repeat 3] [--database-url URL]
@@ -49,9 +50,11 @@ from core.kb_files import read_knowledge_base  # noqa: E402
 from core.knowledge_base import import_knowledge_base  # noqa: E402
 from core.models import (  # noqa: E402
     Conversation,
+    Deployment,
     ExampleQuestion,
     Intent,
     Judgement,
+    ModelVersion,
     ReviewItem,
     ReviewItemTurn,
     Turn,
@@ -64,6 +67,49 @@ PASSWORD = "bench password 123"
 REVIEWERS = 10
 BATCH = 5000
 TARGETS_MS = {"/operator/": 3000.0, "/operator/conversations": 1000.0, "/review/next": 200.0}
+
+
+# The deployment history the Runs page compares: BEFORE served until a promotion PROMOTED_DAYS ago, AFTER
+# since then, and a canary of AFTER's successor on CANARY_SHARE of the sessions for the last CANARY_DAYS days.
+BEFORE, AFTER, CANARY = "bench-1", "bench-2", "bench-3"
+PROMOTED_DAYS, CANARY_DAYS, CANARY_SHARE = 12, 3, 0.1
+
+
+def serving_model(conversation_id: str, started: datetime, now: datetime) -> str:
+    if started >= now - timedelta(days=CANARY_DAYS) and int(conversation_id[-2:]) < CANARY_SHARE * 100:
+        return CANARY
+    return AFTER if started >= now - timedelta(days=PROMOTED_DAYS) else BEFORE
+
+
+def _deployments(database: Database, now: datetime) -> None:
+    """The three models' registry rows and the deployment rows that put them where serving_model says."""
+    with database.session() as session:
+        for version, days in ((BEFORE, 40), (AFTER, PROMOTED_DAYS + 1), (CANARY, CANARY_DAYS + 1)):
+            session.add(
+                ModelVersion(
+                    version=version,
+                    bundle_path=f"/nowhere/{version}",
+                    data_hash=version,
+                    metrics={"accuracy": 0.9},
+                    created_at=now - timedelta(days=days),
+                )
+            )
+        for production, canary, days in (
+            (BEFORE, None, 40),
+            (AFTER, None, PROMOTED_DAYS),
+            (AFTER, CANARY, CANARY_DAYS),
+        ):
+            session.add(
+                Deployment(
+                    production_version=production,
+                    canary_version=canary,
+                    canary_share=CANARY_SHARE if canary else 0.0,
+                    actor="omar",
+                    reason="bench",
+                    created_at=now - timedelta(days=days),
+                )
+            )
+        session.commit()
 
 
 def fill(database: Database, *, turns: int, items: int, seed: int) -> dict[str, Any]:
@@ -116,9 +162,9 @@ def fill(database: Database, *, turns: int, items: int, seed: int) -> dict[str, 
                     for name, p in zip(top, (0.8, 0.1, 0.05), strict=True)
                 ],
                 "member_scores": {"logistic_head": [{"intent": name, "score": 0.5} for name in top]},
-                "model_version": "bench",
+                "model_version": serving_model(cid, start, now),
                 "latency_ms": 5.0,
-                "served_by": "production",
+                "served_by": "canary" if serving_model(cid, start, now) == CANARY else "production",
                 "helpful": None,
                 "suggested": top[1:],
                 "chosen_intent": None,
@@ -153,6 +199,7 @@ def fill(database: Database, *, turns: int, items: int, seed: int) -> dict[str, 
     _flush(database, conversations, rows)
     bar.close()
     _review_items(database, items=items, reviewer_ids=reviewer_ids, rng=rng, turns=next_id, now=now)
+    _deployments(database, now)
     return {"intents": len(intents), "turns": next_id}
 
 
@@ -247,7 +294,11 @@ def login(client: Any, username: str) -> None:
 
 
 def time_page(client: Any, path: str, repeat: int) -> dict[str, Any]:
-    first = client.get(path)
+    start = time.perf_counter()
+    first = client.get(
+        path
+    )  # cold: templates compiled, the Runs page's minute-long cache of promotion effects
+    first_ms = (time.perf_counter() - start) * 1000
     if first.status_code != 200:
         raise SystemExit(f"{path}: HTTP {first.status_code}")
     seconds = []
@@ -259,6 +310,7 @@ def time_page(client: Any, path: str, repeat: int) -> dict[str, Any]:
     return {
         "median_ms": statistics.median(seconds) * 1000,
         "fastest_ms": min(seconds) * 1000,
+        "first_ms": first_ms,
         "kib": len(first.get_data()) / 1024,
     }
 
@@ -317,6 +369,8 @@ def main() -> None:
         (operator, "/operator/conversations?view=all&q=refund"),  # a rarer word (139 turns): the index's case
         (operator, f"/operator/conversations/{conversation}"),
         (operator, "/operator/knowledge/"),
+        (operator, "/operator/runs"),  # canary against production, the promotion's before and after
+        (operator, "/operator/models"),
         (operator, "/review/items"),
         (operator, f"/review/items/{item}"),
         (reviewer, "/review/"),
@@ -325,13 +379,14 @@ def main() -> None:
     if args.without_scale_indexes:
         pages = pages[:3]
     results: dict[str, Any] = {}
-    print(f"\n{'page':58s} {'median ms':>10s} {'fastest ms':>11s} {'KiB':>6s}")
+    print(f"\n{'page':58s} {'median ms':>10s} {'fastest ms':>11s} {'first ms':>9s} {'KiB':>6s}")
     for client, path in tqdm(pages, desc="pages", unit="page", leave=False):
         figures = time_page(client, path, args.repeat)
         key = path.replace(conversation, "<id>").replace(f"/review/items/{item}", "/review/items/<id>")
         results[key] = figures
         tqdm.write(
-            f"{key:58s} {figures['median_ms']:10.0f} {figures['fastest_ms']:11.0f} {figures['kib']:6.0f}"
+            f"{key:58s} {figures['median_ms']:10.0f} {figures['fastest_ms']:11.0f} "
+            f"{figures['first_ms']:9.0f} {figures['kib']:6.0f}"
         )
     app.extensions["helploop"].models.stop()
     app.extensions["helploop"].database.dispose()

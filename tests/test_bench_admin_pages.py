@@ -29,6 +29,7 @@ def test_the_synthetic_month_has_the_stated_shape_and_the_overview_reads_it(
     from core.db import Database
     from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
     from core.settings import load_settings
+    from crowd_feedback.outcomes import canary_comparison, promotion_effects
     from crowd_feedback.quality import overview
 
     settings = load_settings({"database_url": f"sqlite:///{tmp_path / 'b.sqlite3'}"}, environ={})
@@ -65,6 +66,15 @@ def test_the_synthetic_month_has_the_stated_shape_and_the_overview_reads_it(
             sum(label == intent for label, intent in settled) / len(settled)
         )
         assert figures.complaints.asked == complaints
+        # the deployment history the Runs page reads: a canary on a tenth of the last days' sessions, and a
+        # promotion with a week of production's turns on either side
+        canary = canary_comparison(session)
+        assert canary is not None and canary.candidate.version == bench.CANARY
+        assert 0 < canary.candidate.questions < canary.baseline.questions
+        assert canary.baseline.version == bench.AFTER
+        effects = promotion_effects(session, days=7)
+        assert [(e.baseline.version, e.candidate.version) for e in effects] == [(bench.BEFORE, bench.AFTER)]
+        assert effects[0].baseline.questions > 100 and effects[0].candidate.questions > 100
 
 
 def test_the_months_conversations_do_not_collide_across_batches(bench: Any, tmp_path: Path) -> None:
