@@ -373,6 +373,7 @@ def runs() -> Any:
         rollback_to=rollback_to,
         no_rollback=no_rollback,
         changes=changes,
+        train_every_hours=helploop.settings.train_every_hours,
     )
 
 

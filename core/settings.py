@@ -49,6 +49,11 @@ class Settings:
     # last two a rollback can return to are always kept); 0 keeps every bundle. `helploop models prune`
     # does the same by hand.
     keep_models: int = 0
+    # Retrain on a schedule: every this many hours a worker queues a training run (as Retrain now: frozen
+    # encoder, self-training as set) unless a run was queued within that time; a run with nothing new to learn
+    # ends at once without building a model. 0: only when someone asks. A new model never serves by itself:
+    # shadow, canary and promotion stay the operators' (the finished run is announced to them).
+    train_every_hours: float = 0.0
     # A folder for a daily backup of the database (`helploop db backup`, run by a worker: an SQLite copy, or
     # with PostgreSQL a pg_dump archive); empty: no scheduled backups. The newest `backup_keep` files stay.
     backup_dir: str = ""
@@ -231,6 +236,10 @@ class Settings:
         if self.self_training_questions < 0 or self.self_training_min_questions < 1:
             raise SettingsError(
                 "self_training_questions must be 0 or more and self_training_min_questions 1 or more"
+            )
+        if self.train_every_hours != 0 and not 1 <= self.train_every_hours <= 24 * 31:
+            raise SettingsError(
+                f"train_every_hours must be 0 (no schedule) or 1 to {24 * 31}, not {self.train_every_hours}"
             )
         if self.backup_keep < 1:
             raise SettingsError(f"backup_keep must be 1 or more, not {self.backup_keep}")

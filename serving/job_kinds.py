@@ -69,6 +69,15 @@ def backup_job(
     return result
 
 
+def train_params(settings: Settings) -> dict[str, Any] | None:
+    """A scheduled training run's parameters (as Retrain now); None without a schedule."""
+    return {"onnx": True} if settings.train_every_hours > 0 else None
+
+
+def train_period(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.train_every_hours)
+
+
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
@@ -78,6 +87,7 @@ def install() -> None:
     register_handler("backup", backup_job)
     register_handler("prune_models", prune_job)
     register_periodic("backup", timedelta(days=1), backup_params)
+    register_periodic("train", train_period, train_params)
     register_watch("canary_guard", canary_guard_watch)
     register_watch("ops_webhook", deliver_watch, every=5.0)
     register_watch("ops_events_purge", purge_old, every=3600.0)

@@ -173,12 +173,14 @@ def finish(
 
 def announce_finish(session: Session, job: Job) -> None:
     """The ``job.finished`` ops event: every training run and every operator's job; a scheduled job only
-    when it did not succeed (a daily success is not news)."""
+    when it did not succeed (a daily success is not news), or when it is a training run that built a model (a
+    candidate waits for the operators)."""
+    result = job.result or {}
     if job.status == "succeeded" and job.created_by == "schedule":
-        return
+        if not (job.kind == "train" and result.get("version")):
+            return
     error = (job.error or "").strip() if job.status == "failed" else ""
     first_line = error.splitlines()[0][:300] if error else ""
-    result = job.result or {}
     gate = result.get("gate") or {}
     if job.kind == "train":
         text = f"Training run {job.id} {job.status}"
@@ -334,14 +336,13 @@ def register_handler(kind: str, handler: Handler) -> None:
     HANDLERS[kind] = handler
 
 
-# kind -> (how often, params from the settings or None when the schedule is off)
-PERIODIC: dict[str, tuple[timedelta, Callable[[Settings], dict[str, Any] | None]]] = {}
+# kind -> (how often, fixed or from the settings; params from the settings or None when the schedule is off)
+Period = timedelta | Callable[[Settings], timedelta]
+PERIODIC: dict[str, tuple[Period, Callable[[Settings], dict[str, Any] | None]]] = {}
 SCHEDULE_CHECK_SECONDS = 60.0
 
 
-def register_periodic(
-    kind: str, every: timedelta, params: Callable[[Settings], dict[str, Any] | None]
-) -> None:
+def register_periodic(kind: str, every: Period, params: Callable[[Settings], dict[str, Any] | None]) -> None:
     """Run a job kind on a schedule: a worker (checking once a minute) enqueues it when no job of that kind
     was created within ``every``, whatever became of it, so restarts and failed runs never pile up copies. Two
     workers checking in the same instant may both enqueue one: scheduled kinds must be idempotent."""
@@ -390,7 +391,10 @@ def schedule_due(session: Session, settings: Settings, *, now: datetime | None =
         params = make_params(settings)
         if params is None or kind not in HANDLERS:
             continue
-        recent = session.scalar(select(Job.id).where(Job.kind == kind, Job.created_at > now - every).limit(1))
+        period = every(settings) if callable(every) else every
+        recent = session.scalar(
+            select(Job.id).where(Job.kind == kind, Job.created_at > now - period).limit(1)
+        )
         if recent is None:
             job = enqueue(session, kind=kind, params=params, created_by="schedule")
             job.created_at = now

@@ -309,12 +309,14 @@ def import_small_banking(app: Any, small_banking: Any) -> None:
         import_knowledge_base(session, incoming=kb, source="test")
 
 
-def training_app(make_app: Any, small_banking: Any) -> tuple[Any, Any]:
+def training_app(make_app: Any, small_banking: Any, **settings: Any) -> tuple[Any, Any]:
     """An app with no model yet that loads real bundles, the small BANKING77 knowledge base, and operator
     omar signed in: (app, omar's client)."""
     from bot.engine import AnsweringEngine
 
-    app = make_app(register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load)
+    app = make_app(
+        register=False, load=False, ratelimit_enabled=False, model_loader=AnsweringEngine.load, **settings
+    )
     import_small_banking(app, small_banking)
     add_user(app, "omar", "operator")
     client = app.test_client()
@@ -461,6 +463,56 @@ def test_a_run_with_nothing_new_builds_no_model_until_the_operator_retrains_anyw
     fourth = start()
     assert "version" in fourth and fourth["training_rows"] == first["training_rows"] + 1
     assert fourth["metrics"]["inputs_hash"] != first["metrics"]["inputs_hash"]
+
+
+def test_a_worker_retrains_on_schedule_and_announces_only_a_new_model(
+    make_app: Any, small_banking: Any
+) -> None:
+    """HELPLOOP_TRAIN_EVERY_HOURS: a worker queues a run when none was queued within the period; the first
+    builds a model (announced: a candidate waits), the next a day later has nothing new (not announced)."""
+    from core.events import recent_events
+    from training.jobs import Worker, schedule_due
+
+    app, client = training_app(make_app, small_banking, train_every_hours=24)
+    helploop = app.extensions["helploop"]
+    worker = Worker(helploop.database, helploop.settings, worker_id="test")
+    now = utcnow()
+    with helploop.database.session() as session:
+        (job,) = [j for j in schedule_due(session, helploop.settings, now=now) if j.kind == "train"]
+        assert (job.params, job.created_by) == ({"onnx": True}, "schedule")
+    assert worker.run_once() == job.id
+    with helploop.database.session() as session:
+        first = session.get(Job, job.id)
+        assert first is not None and first.status == "succeeded" and first.result["version"]
+        assert not [j for j in schedule_due(session, helploop.settings, now=now + timedelta(hours=23))]
+        (later,) = [
+            j
+            for j in schedule_due(session, helploop.settings, now=now + timedelta(hours=25))
+            if j.kind == "train"
+        ]
+    assert worker.run_once() == later.id
+    with helploop.database.session() as session:
+        assert session.get(Job, later.id).result["same_as"] == first.result["version"]
+        announced = [e.text for e in recent_events(session, kind="job.finished")]
+    assert announced == [
+        f"Training run {job.id} succeeded: model {first.result['version']}, gate: no baseline "
+        "(started by schedule)."
+    ]
+    page = client.get("/operator/runs").get_data(as_text=True)
+    assert "Retrains by itself every 24.0 h after the last run" in page
+
+
+def test_training_runs_are_scheduled_only_when_asked(
+    make_app: Any, small_banking: Any, tmp_path: Path
+) -> None:
+    from core.settings import SettingsError, load_settings
+    from serving.job_kinds import train_params
+
+    app, client = training_app(make_app, small_banking)
+    assert train_params(app.extensions["helploop"].settings) is None  # the default: no schedule
+    assert "Retrains only when asked" in client.get("/operator/runs").get_data(as_text=True)
+    with pytest.raises(SettingsError, match="train_every_hours must be 0 \\(no schedule\\) or 1 to 744"):
+        load_settings({"instance_path": str(tmp_path), "train_every_hours": 0.5}, environ={})
 
 
 def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> None:
