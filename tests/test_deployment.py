@@ -79,6 +79,7 @@ def test_image_and_compose_files_are_consistent() -> None:
     entrypoint_only = {"HELPLOOP_DEMO"}  # read by docker/entrypoint.sh
     assert set(app["environment"]) - entrypoint_only <= fields, set(app["environment"]) - fields
     assert app["environment"]["HELPLOOP_KEEP_MODELS"] == "${HELPLOOP_KEEP_MODELS:-10}"
+    assert app["environment"]["HELPLOOP_TRAIN_EVERY_HOURS"] == "${HELPLOOP_TRAIN_EVERY_HOURS:-24}"
     # Daily pg_dump backups on their own volume, in a folder the image makes for its user, with the tools.
     backups = app["environment"]["HELPLOOP_BACKUP_DIR"]
     assert f"backups:{backups}" in app["volumes"] and "backups" in compose["volumes"]
