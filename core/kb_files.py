@@ -315,21 +315,32 @@ def _header(reader: Any, file: str, kind: str) -> list[str]:
         raise KnowledgeBaseFormatError(file, 1, None, f"not valid {kind}: {exc}") from None
 
 
+# Other names a spreadsheet's header may give the columns (Rasa and most NLU tools say "intent").
+CSV_COLUMN_ALIASES = {"intent": "label", "example": "text", "utterance": "text"}
+
+
 def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
     file = str(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = _header(reader, file, "CSV")
     columns = [c.strip().lower() for c in header]
-    if "text" in columns and "label" in columns:
-        kind = "examples"
-    elif "label" in columns and "answer" in columns:
-        kind = "answers"
+    columns = [
+        CSV_COLUMN_ALIASES.get(c, c) if CSV_COLUMN_ALIASES.get(c, c) not in columns else c for c in columns
+    ]
+    if "label" in columns and "question" in columns and "text" not in columns:
+        columns[columns.index("question")] = "text"  # question,intent: examples
+    if "label" in columns and ("text" in columns or "answer" in columns):
+        pass  # examples, answers, or both on the same rows (text,label,answer: the answer on any of them)
+    elif "question" in columns and "answer" in columns:  # an FAQ sheet: no intent names at all
+        _read_qna_rows(file, reader, header, kb, kind="CSV")
+        return
     else:
         raise KnowledgeBaseFormatError(
             file,
             1,
             None,
-            f"header {header!r} is neither 'text,label' (examples) nor 'label,answer' (answers)",
+            f"header {header!r} is neither 'text,label' (examples), 'label,answer' (answers) nor "
+            "'question,answer' (an FAQ: each answer an intent); 'intent' may stand for 'label'",
         )
     index = {name: columns.index(name) for name in columns}
     try:
@@ -343,10 +354,13 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                 )
             origin = Origin(file, line)
             label = _check_name(file, line, "label", row[index["label"]])
-            if kind == "examples":
+            both = "text" in index and "answer" in index  # either cell may be empty, not both
+            if both and not row[index["text"]].strip() and not row[index["answer"]].strip():
+                raise KnowledgeBaseFormatError(file, line, "text", "needs a text or an answer")
+            if "text" in index and (row[index["text"]].strip() or not both):
                 text_value = _check_text(file, line, "text", row[index["text"]], limit=MAX_EXAMPLE_LENGTH)
                 _add_example(kb, label, text_value, origin)
-            else:
+            if "answer" in index and (row[index["answer"]].strip() or not both):
                 answer = _check_text(file, line, "answer", row[index["answer"]], limit=MAX_ANSWER_LENGTH)
                 _set_answer(kb, label, answer, origin)
                 entry = kb.intent(label, origin)
@@ -683,9 +697,13 @@ def _add_qnas(file: str, qnas: dict[str, _Qna], kb: KnowledgeBaseData) -> None:
 def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
     """A QnA Maker / Language Studio TSV export: one row per question; the rows of one QnA share its QnaId
     (or, in the older two-column files without one, its answer)."""
-    file = str(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
-    header = _header(reader, file, "TSV")
+    _read_qna_rows(str(path), reader, _header(reader, str(path), "TSV"), kb, kind="TSV")
+
+
+def _read_qna_rows(file: str, reader: Any, header: list[str], kb: KnowledgeBaseData, *, kind: str) -> None:
+    """Question-and-answer rows (a QnA Maker TSV export, or an FAQ spreadsheet saved as CSV): each answer (or
+    each QnaId) becomes an intent, its rows' questions the examples."""
     columns = [c.strip().lower() for c in header]
     if "question" not in columns or "answer" not in columns:
         raise KnowledgeBaseFormatError(
@@ -704,10 +722,10 @@ def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                 continue
             row = row + [""] * (len(columns) - len(row))
             origin = Origin(file, line)
-            # TSV cannot hold a line break: the exports write one as the two characters \n.
-            answer = _check_text(
-                file, line, "Answer", row[index["answer"]].replace("\\n", "\n"), limit=MAX_ANSWER_LENGTH
-            )
+            raw_answer = row[index["answer"]]
+            if kind == "TSV":  # TSV cannot hold a line break: the exports write one as the two characters \n
+                raw_answer = raw_answer.replace("\\n", "\n")
+            answer = _check_text(file, line, "Answer", raw_answer, limit=MAX_ANSWER_LENGTH)
             key = row[index["qnaid"]].strip() if "qnaid" in index else ""
             key = key or f"answer:{answer}"
             qna = qnas.setdefault(key, _Qna(key=key, origin=origin))
@@ -737,7 +755,7 @@ def _read_azure_tsv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                     )
                 qna.metadata = metadata
     except csv.Error as exc:
-        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid TSV: {exc}") from None
+        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid {kind}: {exc}") from None
     _add_qnas(file, qnas, kb)
 
 

@@ -96,7 +96,7 @@ def test_json_knowledge_base(tmp_path: Path) -> None:
         ("e.csv", "text,label\nok,a\n,a\n", 3, "text", "is empty"),
         ("e.csv", "text,label\nok,a\nfine,has space\n", 3, "label", "no spaces"),
         ("e.csv", "text,label\nok,a\nx,a,extra\n", 3, None, "has 3 columns"),
-        ("e.csv", "question,intent\nok,a\n", 1, None, "neither 'text,label'"),
+        ("e.csv", "sentence,category\nok,a\n", 1, None, "neither 'text,label'"),
         ("e.csv", "", 1, None, "file is empty"),
         ("e.csv", "text,label\n" + "x" * 1001 + ",a\n", 2, "text", "limit 1000"),
         ("a.csv", "label,answer\na,\n", 2, "answer", "is empty"),
@@ -278,3 +278,54 @@ def test_a_too_long_reviewer_note_is_refused_by_file_line_and_field(tmp_path: Pa
         read_knowledge_base([kb_json])
     assert caught.value.field == "intents[0].reviewer_note" and caught.value.line == 9
     assert caught.value.message == "must be a single value"
+
+
+def test_spreadsheet_headers_as_people_write_them(tmp_path: Path) -> None:
+    """An FAQ sheet (question,answer: each answer an intent named after its first question), 'intent' for
+    'label', and examples with their intent's answer on the same rows."""
+    faq = write(
+        tmp_path / "faq.csv",
+        'Question,Answer\nWhere is my card?,"It ships in 5 days.\nTrack it in the app."\n'
+        'My card has not come,"It ships in 5 days.\nTrack it in the app."\n'
+        "How do I close my account?,Settings \\n Close account.\n",
+    )
+    kb = read_knowledge_base([faq])
+    assert {name: (i.examples, i.answer, i.title) for name, i in kb.intents.items()} == {
+        "where_is_my_card": (
+            ["Where is my card?", "My card has not come"],
+            "It ships in 5 days.\nTrack it in the app.",  # a line break in a quoted CSV cell is one
+            "Where is my card?",
+        ),
+        "how_do_i_close_my_account": (
+            ["How do I close my account?"],
+            "Settings \\n Close account.",  # in CSV these two characters are text (TSV exports mean a break)
+            "How do I close my account?",
+        ),
+    }
+    validate_complete(kb)
+
+    kb = read_knowledge_base(
+        [
+            write(tmp_path / "e.csv", "Question,Intent\nhi there,greet\n"),
+            write(tmp_path / "a.csv", "intent,answer\ngreet,Hello!\n"),
+        ]
+    )
+    assert (kb.intents["greet"].examples, kb.intents["greet"].answer) == (["hi there"], "Hello!")
+
+    both = write(tmp_path / "b.csv", "text,label,answer\nhi,greet,Hello!\nhey,greet,\n,bye,Goodbye.\n")
+    kb = read_knowledge_base([both])
+    assert (kb.intents["greet"].examples, kb.intents["greet"].answer) == (["hi", "hey"], "Hello!")
+    assert (kb.intents["bye"].examples, kb.intents["bye"].answer) == ([], "Goodbye.")
+    for content, line, field, message in (
+        (
+            "text,label,answer\nhi,greet,Hello!\nhey,greet,Hi!\n",
+            3,
+            "answer",
+            "already has a different answer",
+        ),
+        ("text,label,answer\nhi,greet,Hello!\n,greet,\n", 3, "text", "needs a text or an answer"),
+        ("utterance,category\nhi,greet\n", 1, None, "'question,answer' (an FAQ: each answer an intent)"),
+    ):
+        with pytest.raises(KnowledgeBaseFormatError) as caught:
+            read_knowledge_base([write(tmp_path / "bad.csv", content)])
+        assert (caught.value.line, caught.value.field) == (line, field) and message in caught.value.message
