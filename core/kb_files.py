@@ -320,9 +320,13 @@ CSV_COLUMN_ALIASES = {"intent": "label", "example": "text", "utterance": "text"}
 
 
 def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
-    file = str(path)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = _header(reader, file, "CSV")
+    _read_table(str(path), reader, _header(reader, str(path), "CSV"), kb, kind="CSV")
+
+
+def _read_table(file: str, reader: Any, header: list[str], kb: KnowledgeBaseData, *, kind: str) -> None:
+    """The rows after ``header`` (``reader``: an iterator of string lists with the current row's number in
+    ``line_num``, as csv.reader has): examples, answers, both, or question-and-answer rows."""
     columns = [c.strip().lower() for c in header]
     columns = [
         CSV_COLUMN_ALIASES.get(c, c) if CSV_COLUMN_ALIASES.get(c, c) not in columns else c for c in columns
@@ -332,7 +336,7 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
     if "label" in columns and ("text" in columns or "answer" in columns):
         pass  # examples, answers, or both on the same rows (text,label,answer: the answer on any of them)
     elif "question" in columns and "answer" in columns:  # an FAQ sheet: no intent names at all
-        _read_qna_rows(file, reader, header, kb, kind="CSV")
+        _read_qna_rows(file, reader, header, kb, kind=kind)
         return
     else:
         raise KnowledgeBaseFormatError(
@@ -377,7 +381,78 @@ def _read_csv(path: Path, text: str, kb: KnowledgeBaseData) -> None:
                 if "metadata" in index and row[index["metadata"]].strip():
                     entry.metadata = check_metadata(file, line, "metadata", row[index["metadata"]])
     except csv.Error as exc:
-        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid CSV: {exc}") from None
+        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid {kind}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------- Excel
+
+MAX_SHEET_ROWS = 200_000  # rows read from one worksheet (a compressed workbook can unpack to far more)
+
+
+class _SheetRows:
+    """A worksheet's rows as strings, numbered as the sheet numbers them (``line_num``, as csv.reader's), each
+    as wide as the header: cells past it must be empty."""
+
+    def __init__(self, file: str, sheet: Any) -> None:
+        self.file = file
+        self.line_num = 0
+        self.width: int | None = None
+        self._rows = iter(sheet.iter_rows(values_only=True))
+
+    def __iter__(self) -> _SheetRows:
+        return self
+
+    def __next__(self) -> list[str]:
+        values = [_cell_text(v) for v in next(self._rows)]
+        self.line_num += 1
+        if self.line_num > MAX_SHEET_ROWS:
+            raise KnowledgeBaseFormatError(self.file, self.line_num, None, f"more than {MAX_SHEET_ROWS} rows")
+        if self.width is None:  # the header: its trailing empty cells are no columns
+            while values and not values[-1].strip():
+                values.pop()
+            self.width = len(values)
+            return values
+        if any(v.strip() for v in values[self.width :]):
+            raise KnowledgeBaseFormatError(
+                self.file, self.line_num, None, "has values beyond the header's columns"
+            )
+        return (values + [""] * self.width)[: self.width]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 12 typed in a cell, not "12.0"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def _read_xlsx(path: Path, content: bytes, kb: KnowledgeBaseData) -> None:
+    """Every worksheet that has rows, read as a CSV file with the same header would be (a workbook may hold
+    examples on one sheet and answers on another); errors name the sheet: ``faq.xlsx[Answers]:12``."""
+    import openpyxl
+
+    file = str(path)
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zip, XML and its own errors for a file that is no workbook
+        raise KnowledgeBaseFormatError(file, None, None, f"not a readable Excel workbook ({exc})") from None
+    try:
+        read = 0
+        for sheet in book.worksheets:
+            name = f"{file}[{sheet.title}]"
+            reader = _SheetRows(name, sheet)
+            header = next(reader, None)
+            if not header:
+                continue  # an empty sheet
+            _read_table(name, reader, header, kb, kind="Excel sheet")
+            read += 1
+    finally:
+        book.close()
+    if not read:
+        raise KnowledgeBaseFormatError(file, None, None, "the workbook's sheets are all empty")
 
 
 # ------------------------------------------------------------------------------- JSON / YAML nodes
@@ -860,12 +935,15 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
     for name, content in unpacked:
         path = Path(name)
         file = str(path)
-        if path.suffix.lower() in {".xlsx", ".xls"}:
+        if path.suffix.lower() == ".xlsx":
+            _read_xlsx(path, content, kb)
+            continue
+        if path.suffix.lower() == ".xls":
             raise KnowledgeBaseFormatError(
                 file,
                 None,
                 None,
-                "Excel files are not read: export the project as TSV instead (or save as CSV)",
+                "Excel 97-2003 files (.xls) are not read: save the workbook as .xlsx (or CSV)",
             )
         text = utf8_text(file, content)
         suffix = path.suffix.lower()

@@ -278,8 +278,9 @@ def kb() -> None:
 @click.option("--replace", is_flag=True, help="Replace the whole knowledge base instead of merging.")
 @click.pass_context
 def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
-    """Import FILES, all or nothing: examples CSV + answers CSV, JSON, Rasa nlu.yml + domain.yml, or an Azure
-    question answering / QnA Maker export (.tsv, .json, or the .zip Language Studio downloads)."""
+    """Import FILES, all or nothing: examples CSV + answers CSV, an FAQ sheet (question,answer) as CSV or
+    .xlsx, JSON, Rasa nlu.yml + domain.yml, or an Azure question answering / QnA Maker export (.tsv, .json,
+    or the .zip Language Studio downloads)."""
     from core.kb_checks import text_findings
     from core.knowledge_base import import_knowledge_base, load_knowledge_base
 

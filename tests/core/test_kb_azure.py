@@ -136,8 +136,10 @@ def test_a_zipped_export_is_read_as_its_files() -> None:
     assert kb.intents["i_lost_my_card"].origin.file == "bank.zip/bank/Editorial.tsv"
     with pytest.raises(KnowledgeBaseFormatError, match="not a valid zip"):
         read_knowledge_base_files([("bank.zip", b"PK nonsense")])
-    with pytest.raises(KnowledgeBaseFormatError, match="export the project as TSV"):
+    with pytest.raises(KnowledgeBaseFormatError, match="bank.xlsx: not a readable Excel workbook"):
         read_knowledge_base_files([("bank.xlsx", b"PK\x03\x04\xff\xfe binary")])
+    with pytest.raises(KnowledgeBaseFormatError, match="save the workbook as .xlsx"):
+        read_knowledge_base_files([("bank.xls", b"\xd0\xcf\x11\xe0 old binary")])
 
 
 def test_two_qnas_with_the_same_first_question_get_their_ids(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -329,3 +331,54 @@ def test_spreadsheet_headers_as_people_write_them(tmp_path: Path) -> None:
         with pytest.raises(KnowledgeBaseFormatError) as caught:
             read_knowledge_base([write(tmp_path / "bad.csv", content)])
         assert (caught.value.line, caught.value.field) == (line, field) and message in caught.value.message
+
+
+def workbook(sheets: dict[str, list[list[Any]]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def test_excel_workbooks_read_each_sheet_as_a_csv_file_with_that_header() -> None:
+    content = workbook(
+        {
+            "FAQ": [["Question", "Answer"], ["Where is my card?", "It ships in 5 days."], [None, None]],
+            "Examples": [["text", "intent", None], ["card still not here", "where_is_my_card", None]],
+            "Answers": [["intent", "answer", "title"], ["refund", "Refunds take 3 days.", "Refunds"]],
+            "Empty": [],
+            "Refund examples": [["text", "intent"], ["money back please", "refund"], [12, "refund"]],
+        }
+    )
+    kb = read_knowledge_base_files([("help.xlsx", content)])
+    assert {n: (i.examples, i.answer, i.title) for n, i in kb.intents.items()} == {
+        "where_is_my_card": (
+            ["Where is my card?", "card still not here"],
+            "It ships in 5 days.",
+            "Where is my card?",
+        ),
+        "refund": (["money back please", "12"], "Refunds take 3 days.", "Refunds"),  # 12, not 12.0
+    }
+    assert kb.intents["refund"].origin is not None
+    validate_complete(kb)
+
+    for sheets, where, message in (
+        ({"Answers": [["intent", "answer"], ["refund", None]]}, "help.xlsx[Answers]:2", "answer"),
+        (
+            {"S": [["text", "intent"], ["hi", "greet", "stray"]]},
+            "help.xlsx[S]:2",
+            "beyond the header's columns",
+        ),
+        ({"S": [["what", "ever"], ["hi", "greet"]]}, "help.xlsx[S]:1", "neither 'text,label'"),
+        ({"Empty": []}, "help.xlsx", "the workbook's sheets are all empty"),
+    ):
+        with pytest.raises(KnowledgeBaseFormatError) as caught:
+            read_knowledge_base_files([("help.xlsx", workbook(sheets))])
+        assert str(caught.value).startswith(where) and message in str(caught.value), str(caught.value)

@@ -510,3 +510,29 @@ def test_operators_import_a_zipped_azure_question_answering_export(make_app: Any
         kb = load_knowledge_base(session)
     assert kb.intents["my_card_has_a_problem"].follow_ups == ["where_is_my_new_card", "i_lost_my_card"]
     assert kb.intents["where_is_my_new_card"].title == "Card not arrived"
+
+
+def test_an_faq_workbook_uploads_as_intents(make_app: Any) -> None:
+    from openpyxl import Workbook
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/").get_data(as_text=True))
+    book = Workbook()
+    sheet = book.active
+    for row in (
+        ["Question", "Answer"],
+        ["Where is my card?", "5-7 working days."],
+        ["How do I change my PIN?", "At any ATM."],
+    ):
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    page = _upload(client, token, {"faq.xlsx": buffer.getvalue()}).get_data(as_text=True)
+    assert "2 intents created" in page and "2 examples added" in page
+    with app.extensions["helploop"].database.session() as session:
+        kb = load_knowledge_base(session)
+    assert kb.intents["where_is_my_card"].answer == "5-7 working days."
+    assert kb.intents["how_do_i_change_my_pin"].examples == ["How do I change my PIN?"]
