@@ -500,7 +500,7 @@ def test_operators_import_a_zipped_azure_question_answering_export(make_app: Any
     client = app.test_client()
     login(client, "omar")
     page = client.get("/operator/knowledge/").get_data(as_text=True)
-    assert 'accept=".csv,.json,.yml,.yaml,.tsv,.zip"' in page
+    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip"' in page
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("bank/Editorial.tsv", MULTI_TURN_TSV)
