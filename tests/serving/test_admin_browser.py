@@ -64,6 +64,7 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     page.keyboard.press("Enter")
     page.locator("#question").wait_for()
     assert page.locator("#question").inner_text() == "zork blorp how much is the pound"
+    assert page.locator(".keys").is_visible()  # a keyboard's shortcuts (a phone shows none)
     member = page.locator("#members input[name=same]")
     assert member.get_attribute("value") == "zork blorp how much is the pound today" and member.is_checked()
     member.uncheck()  # "asks something else"
@@ -99,6 +100,36 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
         assert judgement.seconds == float(active) and judgement.seconds >= 1.0
     page.goto(base + "/operator/")
     assert "Forbidden" in page.content()
+    context.close()
+    assert errors == []
+
+
+def test_a_reviewer_on_a_phone_answers_by_tapping(browser: Any, review_server: tuple[str, Any]) -> None:
+    """On a touch screen the keyboard shortcuts are not shown and the boxes are finger-sized; tapping the
+    choices and Submit stores the judgement."""
+    base, app = review_server
+    context, page, errors = logged_in_page(
+        browser,
+        base + "/review/next",
+        "rita",
+        viewport={"width": 390, "height": 800},
+        is_mobile=True,
+        has_touch=True,
+    )
+    page.locator("#question").wait_for()
+    assert not page.locator(".keys").is_visible()
+    assert not page.locator("label > kbd").first.is_visible()
+    box = page.locator("input[name=choice]").first.bounding_box()
+    assert box is not None and box["width"] >= 20 and box["height"] >= 20
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.locator("label", has=page.locator("input[name=choice]")).first.tap()
+    page.locator("label", has=page.locator("input[name=answer_ok][value=yes]")).tap()
+    with page.expect_navigation():
+        page.locator("input[type=submit][value^=Submit]").tap()
+    assert "Saved" in page.content()
+    with app.extensions["helploop"].database.session() as session:
+        judgement = session.scalars(select(Judgement)).one()
+        assert judgement.answer_ok is True and judgement.label
     context.close()
     assert errors == []
 
