@@ -54,6 +54,10 @@ class Settings:
     # ends at once without building a model. 0: only when someone asks. A new model never serves by itself:
     # shadow, canary and promotion stay the operators' (the finished run is announced to them).
     train_every_hours: float = 0.0
+    # With the schedule: put a scheduled run's new model in shadow (scored on live traffic, never shown) when
+    # nothing else is in shadow or canary and the gate did not find it worse, so the agreement with production
+    # is there when an operator looks. Canary and promotion stay the operators'.
+    train_auto_shadow: bool = False
     # A folder for a daily backup of the database (`helploop db backup`, run by a worker: an SQLite copy, or
     # with PostgreSQL a pg_dump archive); empty: no scheduled backups. The newest `backup_keep` files stay.
     backup_dir: str = ""

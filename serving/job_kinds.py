@@ -70,8 +70,11 @@ def backup_job(
 
 
 def train_params(settings: Settings) -> dict[str, Any] | None:
-    """A scheduled training run's parameters (as Retrain now); None without a schedule."""
-    return {"onnx": True} if settings.train_every_hours > 0 else None
+    """A scheduled training run's parameters (as Retrain now; a new model put in shadow with
+    HELPLOOP_TRAIN_AUTO_SHADOW); None without a schedule."""
+    if settings.train_every_hours <= 0:
+        return None
+    return {"onnx": True, **({"auto_shadow": True} if settings.train_auto_shadow else {})}
 
 
 def train_period(settings: Settings) -> timedelta:

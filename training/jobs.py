@@ -193,6 +193,8 @@ def announce_finish(session: Session, job: Job) -> None:
                 difference = (gate.get("difference") or {}).get("accuracy")
                 if isinstance(difference, int | float):
                     text += f" ({difference * 100:+.1f} points against production)"
+            if (result.get("auto_shadow") or {}).get("shadowed"):
+                text += ", put in shadow"
         path = f"/operator/runs/{job.id}"
     else:
         text, path = f"Job {job.id} ({job.kind}) {job.status}", "/operator/exports"
@@ -301,6 +303,7 @@ def _train(
             session, engine=engine, bundle=bundle, metrics=metrics, kb_version_id=snapshot.kb_version_id
         )
     report(0.99, "registered")
+    shadow = _auto_shadow(database, result.version) if params.get("auto_shadow") else None
     pruned: list[str] = []
     prune_failed: dict[str, str] = {}
     if settings.keep_models > 0:
@@ -325,7 +328,39 @@ def _train(
         "traffic_questions": len(snapshot.traffic_texts),
         "self_training": engine.manifest.get("training", {}).get("self_training"),
         "gate": result.metrics.get("gate"),
+        **({"auto_shadow": shadow} if shadow is not None else {}),
     }
+
+
+def _auto_shadow(database: Database, version: str) -> dict[str, Any]:
+    """Put a scheduled run's new model in shadow, unless an operator's shadow or canary is running (never
+    replaced) or the gate found the model worse. Audited like any rollout action, by "schedule"."""
+    from core.registry import current_deployment
+    from training.build import serving_role
+    from training.rollout import RolloutError, apply_action, gate_decision
+
+    with database.session() as session:
+        if serving_role(session, version) == "production":
+            return {"shadowed": False, "why": "it is the production model (the first one built)"}
+        current = current_deployment(session)
+        busy = current and (current.shadow_version or current.canary_version)
+        if busy:
+            arm = "shadow" if current and current.shadow_version else "canary"
+            return {"shadowed": False, "why": f"{busy} is in {arm}"}
+        decision = str(gate_decision(session, version).get("decision") or "")
+        if decision == "worse":
+            return {"shadowed": False, "why": "the gate found it worse than production"}
+        try:
+            apply_action(
+                session,
+                action="shadow",
+                version=version,
+                actor="schedule",
+                reason=f"scheduled retrain: new model put in shadow (gate: {decision.replace('_', ' ')})",
+            )
+        except RolloutError as exc:
+            return {"shadowed": False, "why": str(exc)}
+    return {"shadowed": True, "why": ""}
 
 
 HANDLERS: dict[str, Handler] = {"train": _train}

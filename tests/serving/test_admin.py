@@ -502,6 +502,70 @@ def test_a_worker_retrains_on_schedule_and_announces_only_a_new_model(
     assert "Retrains by itself every 24.0 h after the last run" in page
 
 
+def test_a_scheduled_model_goes_to_shadow_when_asked_and_nothing_else_is_there(
+    make_app: Any, small_banking: Any
+) -> None:
+    """HELPLOOP_TRAIN_AUTO_SHADOW: the first model serves (nothing to shadow); the next, after an edit, is put
+    in shadow by "schedule" (audited, announced); a third never replaces that shadow."""
+    from core.events import recent_events
+    from core.kb_files import KnowledgeBaseData, Origin
+    from core.knowledge_base import import_knowledge_base
+    from core.models import Deployment
+    from training.gate import in_evaluation_set
+    from training.jobs import Worker, schedule_due
+
+    app, client = training_app(make_app, small_banking, train_every_hours=24, train_auto_shadow=True)
+    helploop = app.extensions["helploop"]
+    worker = Worker(helploop.database, helploop.settings, worker_id="test")
+    label = small_banking["train"][1][0]
+    texts = (
+        f"my question number {n}"
+        for n in range(1000)
+        if not in_evaluation_set(label, f"my question number {n}")
+    )
+
+    def scheduled_run(hours: int) -> dict[str, Any]:
+        kb = KnowledgeBaseData()
+        kb.intent(label, Origin("test", None)).examples.append(next(texts))  # something new each day
+        with helploop.database.session() as session:
+            import_knowledge_base(session, incoming=kb, source="test")
+            (job,) = [
+                j for j in schedule_due(session, helploop.settings, now=utcnow() + timedelta(hours=hours))
+            ]
+            assert job.params == {"onnx": True, "auto_shadow": True}
+        job_id = worker.run_once()
+        with helploop.database.session() as session:
+            done = session.get(Job, job_id)
+            assert done is not None and done.status == "succeeded", done.error if done else None
+            return {"id": job_id, **done.result}
+
+    first = scheduled_run(0)
+    assert first["auto_shadow"] == {
+        "shadowed": False,
+        "why": "it is the production model (the first one built)",
+    }
+    second = scheduled_run(25)
+    assert second["auto_shadow"] == {"shadowed": True, "why": ""}
+    with helploop.database.session() as session:
+        row = session.scalars(select(Deployment).order_by(Deployment.id.desc())).first()
+        assert row is not None and (row.production_version, row.shadow_version) == (
+            first["version"],
+            second["version"],
+        )
+        assert row.actor == "schedule" and row.reason.startswith("scheduled retrain: new model put in shadow")
+        announced = [e.text for e in recent_events(session, kind="job.finished")]
+    assert announced[0].startswith(
+        f"Training run {second['id']} succeeded: model {second['version']}, gate: "
+    )
+    assert announced[0].endswith(", put in shadow (started by schedule).")
+    page = client.get(f"/operator/runs/{second['id']}").get_data(as_text=True)
+    assert "The schedule put this model in <strong>shadow</strong>" in page
+    third = scheduled_run(50)
+    assert third["auto_shadow"] == {"shadowed": False, "why": f"{second['version']} is in shadow"}
+    page = client.get(f"/operator/runs/{third['id']}").get_data(as_text=True)
+    assert f"Not put in shadow by the schedule: {second['version']} is in shadow." in page
+
+
 def test_training_runs_are_scheduled_only_when_asked(
     make_app: Any, small_banking: Any, tmp_path: Path
 ) -> None:
