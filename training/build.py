@@ -291,7 +291,13 @@ def changes_since_production(session: Session) -> ChangesSince | None:
     plan = serving_plan(session)
     if not plan or not plan["production"]:
         return None
-    model = session.scalars(select(ModelVersion).where(ModelVersion.version == plan["production"][0])).first()
+    # Columns, not rows: a model's metrics and a knowledge-base version's snapshot are large, and the Runs
+    # page (which asks this) refreshes every few seconds while a run trains.
+    model = session.execute(
+        select(ModelVersion.version, ModelVersion.created_at, ModelVersion.kb_version_id).where(
+            ModelVersion.version == plan["production"][0]
+        )
+    ).first()
     if model is None:
         return None
     since = as_utc(model.created_at)
@@ -300,8 +306,13 @@ def changes_since_production(session: Session) -> ChangesSince | None:
         .select_from(VerifiedPair)
         .where(VerifiedPair.created_at > since, VerifiedPair.weight >= MIN_PAIR_WEIGHT)
     )
-    then = session.get(KnowledgeBaseVersion, model.kb_version_id) if model.kb_version_id else None
-    now = latest_kb_version(session)
+    kb_columns = (KnowledgeBaseVersion.id, KnowledgeBaseVersion.data_hash, KnowledgeBaseVersion.example_count)
+    then = (
+        session.execute(select(*kb_columns).where(KnowledgeBaseVersion.id == model.kb_version_id)).first()
+        if model.kb_version_id
+        else None
+    )
+    now = session.execute(select(*kb_columns).order_by(KnowledgeBaseVersion.id.desc()).limit(1)).first()
     newest = select(Turn.created_at).order_by(Turn.id.desc()).limit(LOG_COUNT_CAP + 1).subquery()
     logged = session.scalar(select(func.count()).select_from(newest).where(newest.c.created_at > since)) or 0
     return ChangesSince(
