@@ -222,6 +222,29 @@ def resolve_encoder_path(source: str) -> Path:
     return Path(str(get_path()))
 
 
+def encoder_fingerprint(source: str) -> dict[str, Any]:
+    """What identifies an encoder's weights without reading them: a local folder's files (names, sizes and
+    modification times), a weight package's version, or a split package's pinned digests. A model fitted with
+    another fingerprint was fitted with other weights (training.build.inputs_hash)."""
+    import importlib.metadata as md
+
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return {
+            "folder": sorted(
+                (str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+                for f in folder.rglob("*")
+                if f.is_file()
+            )
+        }
+    if source in SPLIT_PACKAGES:
+        return {"split_package": SPLIT_PACKAGES[source].sha256}
+    try:
+        return {"package": md.version(source)}
+    except md.PackageNotFoundError:
+        return {"missing": source}  # the run fails on loading it anyway
+
+
 def _offline() -> None:
     # Weights come from disk only; never let a library reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.encoders import encoder_fingerprint
 from bot.engine import (
     BUNDLE_FORMAT,
     SMALL_TALK,
@@ -227,15 +228,19 @@ def inputs_hash(
 ) -> str:
     """The content hash of everything a run's model would be fitted from: the labelled rows (knowledge base
     and verified pairs), the knowledge (answers, titles, follow-ups), the log questions it would self-train
-    on, the engine's settings, the fine-tuning recipe with its defaults filled in, the ONNX export, and the
-    versions of the bundle format and the libraries. Two runs with the same hash fit the same model (up to
-    floating point), so a run whose hash a registered model already has need not fit it again."""
+    on, the engine's settings, the fine-tuning recipe with its defaults filled in, the ONNX export, the
+    versions of the bundle format and the libraries, and the encoders' weights as
+    ``bot.encoders.encoder_fingerprint`` tells them (a package's version, a local folder's files). Two runs
+    with the same hash fit the same model (up to floating point), so a run whose hash a registered model
+    already has need not fit it again."""
     from training.finetune import FineTuneConfig
 
     traffic = self_training_traffic(snapshot, settings) or ()
+    config = engine_config_from_settings(settings)
     recipe = {
         "data": training_data_hash(snapshot.texts, snapshot.labels, snapshot.knowledge, traffic),
-        "engine": asdict(engine_config_from_settings(settings)),
+        "engine": asdict(config),
+        "weights": [encoder_fingerprint(str(e.get("source", ""))) for e in config.encoder_configs()],
         "fine_tune": asdict(FineTuneConfig.from_dict(fine_tune)) if fine_tune is not None else None,
         "onnx": (settings.onnx_quantize if onnx else None),
         "bundle_format": BUNDLE_FORMAT,

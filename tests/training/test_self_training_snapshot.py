@@ -3,7 +3,9 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -119,6 +121,16 @@ def test_what_is_new_since_production_and_which_model_has_the_same_inputs(
         inputs_hash(snapshot, replace(settings, random_seed=settings.random_seed + 1)),
     }
     assert len(others) == 4 and digest not in others
+    # The encoder's weights: a local folder's files (a retrained encoder copied over the same path changes
+    # the hash), not only its name.
+    folder = Path(settings.instance_path) / "my-encoder"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+    local = replace(settings, encoder=str(folder))
+    before = inputs_hash(snapshot, local)
+    assert before == inputs_hash(snapshot, local) and before not in others | {digest}
+    os.utime(folder / "model.safetensors", ns=(1, 1))  # the same bytes, written again at another time
+    assert inputs_hash(snapshot, local) != before
     kb_version = snapshot.kb_version_id
     trained = utcnow() - timedelta(hours=1)
     model = register_model_version(
