@@ -1022,6 +1022,10 @@ SPEC: dict[str, Any] = {
                             "code": {"type": "string"},
                             "message": {"type": "string"},
                             "field": {"type": "string"},
+                            "retry_after": {
+                                "type": "integer",
+                                "description": "503 only: seconds to wait before asking again",
+                            },
                         },
                     }
                 },

@@ -321,6 +321,8 @@
           var error = new Error((data && data.error && data.error.message) || "request failed");
           error.status = response.status;
           error.code = data && data.error && data.error.code;
+          error.retryAfter = (data && data.error && data.error.retry_after) ||
+            parseInt(response.headers.get("Retry-After") || "", 10);
           throw error;
         }
         return data;
@@ -343,6 +345,7 @@
   }
 
   var busy = false;
+  var LOADING_RETRIES = 6;
   function sendMessage(message, shown) {
     if (busy || !message.trim()) { return; }
     busy = true;
@@ -353,7 +356,17 @@
     var payload = { message: message };
     if (sessionId) { payload.session_id = sessionId; }
     if (metadata) { payload.metadata = metadata; }
-    request("POST", "/api/v1/chat", payload).then(function (reply) {
+    // The model still loading (the app just started): ask again by itself, the typing dots showing, for
+    // about half a minute before saying it could not be sent.
+    function post(attempt) {
+      return request("POST", "/api/v1/chat", payload).catch(function (error) {
+        if (error.code !== "model_unavailable" || attempt >= LOADING_RETRIES) { throw error; }
+        var seconds = Math.min(Math.max(error.retryAfter || 3, 1), 10);
+        return new Promise(function (resolve) { window.setTimeout(resolve, seconds * 1000); })
+          .then(function () { return post(attempt + 1); });
+      });
+    }
+    post(0).then(function (reply) {
       remember(reply.session_id);
       typing.remove();
       if (reply.status === "agent") {  // a person is chatting: the message is theirs, the bot stays quiet

@@ -323,9 +323,10 @@ def test_health_readiness_and_metrics(make_app: Any) -> None:
     assert cold.get("/healthz").status_code == 200
     ready = cold.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["checks"]["model"] == "not loaded"
-    assert (
-        cold.post("/api/v1/chat", json={"message": "hi"}).get_json()["error"]["code"] == "model_unavailable"
-    )
+    loading = cold.post("/api/v1/chat", json={"message": "hi"})
+    assert loading.status_code == 503 and loading.get_json()["error"]["code"] == "model_unavailable"
+    assert loading.get_json()["error"]["retry_after"] == 5  # when to ask again (the widget does, by itself)
+    assert int(loading.headers["Retry-After"]) >= 5  # the rate limiter's window end, when that is later
 
     client = make_app().test_client()
     assert client.get("/readyz").status_code == 200

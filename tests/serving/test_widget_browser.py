@@ -95,6 +95,32 @@ def test_a_message_that_could_not_be_sent_stays_in_the_box_with_a_plain_explanat
     assert "5–7 working days" in bot_messages(page).first.inner_text()
 
 
+def test_a_message_sent_while_the_model_loads_is_answered_without_sending_it_again(page: Any) -> None:
+    """The app just started (503 model_unavailable, Retry-After): the widget asks again by itself, the typing
+    dots showing, and the answer comes with no notice and nothing for the customer to do."""
+    calls: list[int] = []
+
+    def loading_then_ready(route: Any) -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "60"},  # the rate limiter's window: the body's figure counts
+                content_type="application/json",
+                body='{"error": {"code": "model_unavailable", "message": "loading", "retry_after": 1}}',
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/chat", loading_then_ready)
+    send(page, "when will my card arrive")
+    page.locator(".hl-typing").wait_for()
+    bot_messages(page).first.wait_for(timeout=15000)
+    assert "5–7 working days" in bot_messages(page).first.inner_text()
+    assert len(calls) == 3 and page.locator(".hl-notice").count() == 0
+    assert page.locator(".hl-user").count() == 1  # sent once, as the customer typed it
+
+
 def test_clarify_shows_chips_and_clicking_one_answers(page: Any, live_server: tuple[str, Any]) -> None:
     send(page, AMBIGUOUS)
     bot_messages(page).first.wait_for()
