@@ -24,13 +24,14 @@ class APIError(Exception):
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field:
             body["field"] = self.field
-        if self.status == 503:  # e.g. the model still loading after a start: when to ask again
-            body["retry_after"] = RETRY_AFTER_SECONDS
+        if self.status != 503:
+            return jsonify({"error": body}), self.status
+        # E.g. the model still loading after a start: when to ask again. The rate limiter raises the header
+        # to the end of its window (it sends Retry-After on every response): the body's figure is this
+        # error's own.
+        body["retry_after"] = RETRY_AFTER_SECONDS
         response = jsonify({"error": body})
-        if self.status == 503:
-            # The rate limiter's headers raise this to the end of its window (it sends Retry-After on every
-            # response): the body's retry_after is this error's own.
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response, self.status
 
 
