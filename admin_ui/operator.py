@@ -168,6 +168,7 @@ def overview() -> Any:
             .select_from(ReviewItem)
             .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending")
         )
+        changes = changes_since_production(session)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
@@ -195,6 +196,7 @@ def overview() -> Any:
         production=serving.production.version if serving.production else None,
         canary=serving.canary.version if serving.canary else None,
         shadow=serving.shadow.version if serving.shadow else None,
+        changes=changes,
         alpha=alpha,
         alpha_items=ALPHA_ITEMS if len({a.item for a in answers}) >= ALPHA_ITEMS else None,
         alpha_recent=alpha_recent,

@@ -2287,3 +2287,31 @@ def test_the_gate_charts_zoom_on_the_precisions_drawn_and_keep_circles_inside_th
         assert left + circle["r"] <= circle["x"] <= right - circle["r"]
         assert top + circle["r"] <= circle["y"] <= bottom - circle["r"]
     assert [entry["name"] for entry in charts["legend"]] == ["candidate", "production"]
+
+
+def test_the_overview_says_whether_a_retrain_would_learn_something(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/").get_data(as_text=True)
+    assert re.search(
+        r'<p id="retrain-hint"><span class="muted">Nothing labelled is new since it was trained', page
+    )
+    with app.extensions["helploop"].database.session() as session:
+        item = ReviewItem(text="q", reasons=["clarify"])
+        session.add(item)
+        session.flush()
+        session.add_all(
+            [
+                VerifiedPair(item_id=item.id, text="where is my card", intent="card_arrival", weight=1.0),
+                VerifiedPair(
+                    item_id=item.id, text="unsure", intent="card_arrival", weight=0.5
+                ),  # not trained on
+            ]
+        )
+    page = client.get("/operator/").get_data(as_text=True)
+    assert (
+        '<p id="retrain-hint"><a href="/operator/runs">New since it was trained: 1 verified pair: '
+        "a retrain would learn them</a></p>"
+    ) in page
