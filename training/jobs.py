@@ -335,18 +335,16 @@ def _train(
 def _auto_shadow(database: Database, version: str) -> dict[str, Any]:
     """Put a scheduled run's new model in shadow, unless an operator's shadow or canary is running (never
     replaced) or the gate found the model worse. Audited like any rollout action, by "schedule"."""
-    from core.registry import current_deployment
-    from training.build import serving_role
+    from core.registry import serving_plan
     from training.rollout import RolloutError, apply_action, gate_decision
 
     with database.session() as session:
-        if serving_role(session, version) == "production":
+        plan = serving_plan(session) or {}  # one read: what serves, and in which arm
+        if (plan.get("production") or (None,))[0] == version:
             return {"shadowed": False, "why": "it is the production model (the first one built)"}
-        current = current_deployment(session)
-        busy = current and (current.shadow_version or current.canary_version)
-        if busy:
-            arm = "shadow" if current and current.shadow_version else "canary"
-            return {"shadowed": False, "why": f"{busy} is in {arm}"}
+        for arm in ("shadow", "canary"):
+            if plan.get(arm):
+                return {"shadowed": False, "why": f"{plan[arm][0]} is in {arm}"}
         decision = str(gate_decision(session, version).get("decision") or "")
         if decision == "worse":
             return {"shadowed": False, "why": "the gate found it worse than production"}
