@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from core.db import Database
@@ -377,8 +377,8 @@ SCHEDULE_CHECK_SECONDS = 60.0
 
 def register_periodic(kind: str, every: Period, params: Callable[[Settings], dict[str, Any] | None]) -> None:
     """Run a job kind on a schedule: a worker (checking once a minute) enqueues it when no job of that kind
-    was created within ``every``, whatever became of it, so restarts and failed runs never pile up copies. Two
-    workers checking in the same instant may both enqueue one: scheduled kinds must be idempotent."""
+    was created within ``every``, whatever became of it, so restarts and failed runs never pile up copies.
+    Workers checking in the same instant take turns (``schedule_due``), so one of them enqueues it."""
     PERIODIC[kind] = (every, params)
 
 
@@ -417,9 +417,13 @@ def run_watches(database: Database, settings: Settings, *, only: Iterable[str] |
     return done
 
 
-def schedule_due(session: Session, settings: Settings, *, now: datetime | None = None) -> list[Job]:
-    now = now or utcnow()
-    queued = []
+# pg_advisory_xact_lock's key for the schedule check (any fixed 64-bit number; "HelpLoop" in ASCII).
+SCHEDULE_LOCK_KEY = 0x48656C704C6F6F70
+
+
+def _due(session: Session, settings: Settings, now: datetime) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, params) of each scheduled kind whose period has passed since its last job."""
+    due = []
     for kind, (every, make_params) in sorted(PERIODIC.items()):
         params = make_params(settings)
         if params is None or kind not in HANDLERS:
@@ -429,9 +433,39 @@ def schedule_due(session: Session, settings: Settings, *, now: datetime | None =
             select(Job.id).where(Job.kind == kind, Job.created_at > now - period).limit(1)
         )
         if recent is None:
-            job = enqueue(session, kind=kind, params=params, created_by="schedule")
-            job.created_at = now
-            queued.append(job)
+            due.append((kind, params))
+    return due
+
+
+def anything_due(session: Session, settings: Settings, *, now: datetime | None = None) -> bool:
+    """The watcher's look once a minute, without a lock: ``schedule_due`` (which locks) only when it is
+    true."""
+    return bool(_due(session, settings, now or utcnow()))
+
+
+def _take_schedule_lock(session: Session) -> None:
+    """Hold the schedule check's lock to the end of the transaction, so that two workers checking at once
+    take turns and the second sees the first one's job instead of enqueueing its own. PostgreSQL: a
+    transaction-level advisory lock. SQLite: the database's write lock, taken by a write that changes
+    nothing (it must be the transaction's first statement: a write after a read of an older snapshot is
+    refused, not queued)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE jobs SET id = id WHERE 1 = 0"))
+
+
+def schedule_due(session: Session, settings: Settings, *, now: datetime | None = None) -> list[Job]:
+    """Enqueue each scheduled kind that is due; under the schedule lock (``_take_schedule_lock``), so call
+    it at the start of a transaction and commit soon after."""
+    _take_schedule_lock(session)
+    now = now or utcnow()
+    queued = []
+    for kind, params in _due(session, settings, now):
+        job = enqueue(session, kind=kind, params=params, created_by="schedule")
+        job.created_at = now
+        queued.append(job)
     session.flush()
     return queued
 
@@ -552,9 +586,16 @@ class Worker:
         if PERIODIC and now - self._last_look.get("", -math.inf) >= SCHEDULE_CHECK_SECONDS:
             self._last_look[""] = now
             with self.database.session() as session:
-                for job in schedule_due(session, self.settings):
-                    log.info("scheduled %s job %s", job.kind, job.id)
-                    done.append(f"scheduled {job.kind} job {job.id}")
+                something_due = anything_due(session, self.settings)
+            if (
+                something_due
+            ):  # the lock only when something is due (about once a day), in a transaction of its own
+                with self.database.session() as session:
+                    queued = schedule_due(session, self.settings)
+                    scheduled = [(job.kind, job.id) for job in queued]
+                for kind, job_id in scheduled:
+                    log.info("scheduled %s job %s", kind, job_id)
+                    done.append(f"scheduled {kind} job {job_id}")
         due = [
             name
             for name in WATCHES

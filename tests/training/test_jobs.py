@@ -277,3 +277,51 @@ def test_the_canary_guard_is_a_registered_watch() -> None:
     job_kinds.install()
     assert "canary_guard" in jobs.WATCHES and jobs.WATCH_EVERY["canary_guard"] == 60.0
     assert jobs.WATCH_EVERY["ops_webhook"] == 5.0 and jobs.WATCH_EVERY["ops_events_purge"] == 3600.0
+
+
+def test_two_workers_checking_the_schedule_at_once_enqueue_one_job(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both look before either writes (a barrier inside enqueue, given up after a second): without the
+    schedule lock, PostgreSQL queues two copies and SQLite refuses the second writer's stale snapshot."""
+    monkeypatch.setattr(jobs, "PERIODIC", {"tick": (timedelta(hours=1), lambda _settings: {"n": 1})})
+    monkeypatch.setitem(jobs.HANDLERS, "tick", lambda *_args: {})
+    barrier = threading.Barrier(2, timeout=1.0)
+    real_enqueue = jobs.enqueue
+
+    def enqueue_after_both_looked(session: Any, **kwargs: Any) -> Job:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other worker is waiting for the lock: go on alone
+        return real_enqueue(session, **kwargs)
+
+    monkeypatch.setattr(jobs, "enqueue", enqueue_after_both_looked)
+    errors: list[BaseException] = []
+    queued: list[int] = []
+
+    def check() -> None:
+        try:
+            with database.session() as session:
+                queued.extend(job.id for job in jobs.schedule_due(session, database.settings))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == [] and len(queued) == 1
+    with database.session() as session:
+        assert session.scalars(select(Job.params).where(Job.kind == "tick")).all() == [{"n": 1}]
+    # The watcher looks without the lock, and locks only when something is due.
+    monkeypatch.setattr(jobs, "WATCHES", {})
+    worker = Worker(database, database.settings)
+    assert worker.look_around(now=1000.0) == []  # the job above is not an hour old
+    with database.session() as session:
+        session.execute(delete(Job).where(Job.kind == "tick"))
+    (message,) = worker.look_around(now=1000.0 + jobs.SCHEDULE_CHECK_SECONDS)
+    with database.session() as session:
+        (job_id,) = session.scalars(select(Job.id).where(Job.kind == "tick")).all()
+    assert message == f"scheduled tick job {job_id}"
