@@ -499,7 +499,7 @@ def kb_versions(ctx: click.Context, limit: int) -> None:
 
 @kb.command("restore")
 @click.argument("version", type=int)
-@click.option("--actor", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option("--actor", default=lambda: _cli_actor(), show_default="cli:$USER")
 @click.pass_context
 def kb_restore(ctx: click.Context, version: int, actor: str) -> None:
     """Make knowledge-base VERSION current again (as a new version; nothing in between is lost)."""
@@ -805,7 +805,7 @@ def train(
             params["fine_tune"] = recipe
         elif epochs is not None or head_epochs is not None or interpolation is not None:
             raise click.UsageError("--epochs, --head-epochs and --interpolation need --fine-tune")
-        job = enqueue(session, kind="train", params=params, created_by=os.environ.get("USER", "cli"))
+        job = enqueue(session, kind="train", params=params, created_by=_cli_actor())
         job_id = job.id
     click.echo(f"queued training run {job_id}")
     if not wait:
@@ -1375,7 +1375,7 @@ def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     default=None,
     help="Markdown file to save as the new version (default: print the guidelines in use)",
 )
-@click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+@click.option("--actor", default=lambda: _cli_actor(), show_default="cli:$USER")
 @click.pass_context
 def crowd_guidelines(ctx: click.Context, path: str | None, actor: str) -> None:
     """Print the reviewing guidelines in use, or save a Markdown file as their new version (reviewers are
@@ -1405,7 +1405,7 @@ def crowd_guidelines(ctx: click.Context, path: str | None, actor: str) -> None:
         click.echo(f"saved as guidelines version {saved.version}")
 
 
-_actor = click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+_actor = click.option("--actor", default=lambda: _cli_actor(), show_default="cli:$USER")
 _reason = click.option("--reason", required=True, help="Why (kept in the audit trail).")
 _override = click.option("--override-reason", help="Deploy even though the promotion gate found it worse.")
 
@@ -1768,9 +1768,7 @@ def crowd_reaggregate(ctx: click.Context, method: str, wait: bool) -> None:
     database = _database(settings)
     _require_schema(database)
     with database.session() as session:
-        job_id = enqueue(
-            session, kind="reaggregate", params={"method": method}, created_by=os.environ.get("USER", "cli")
-        ).id
+        job_id = enqueue(session, kind="reaggregate", params={"method": method}, created_by=_cli_actor()).id
     click.echo(f"queued re-aggregation job {job_id}")
     if wait:
         worker = _job_worker(database, settings, poll_seconds=0.5)
@@ -1928,9 +1926,7 @@ def conversations_redact_old(ctx: click.Context, days: int | None, wait: bool) -
     _require_schema(database)
     worker = _job_worker(database, settings, poll_seconds=0.5)  # registers the job kinds
     with database.session() as session:
-        job_id = enqueue(
-            session, kind="retention", params={"days": days}, created_by=os.environ.get("USER", "cli")
-        ).id
+        job_id = enqueue(session, kind="retention", params={"days": days}, created_by=_cli_actor()).id
     click.echo(f"queued retention job {job_id}: originals older than {days} days")
     if wait:
         worker.start()
@@ -1942,7 +1938,7 @@ def conversations_redact_old(ctx: click.Context, days: int | None, wait: bool) -
 
 @conversations.command("erase")
 @click.argument("session_id")
-@click.option("--actor", default=lambda: os.environ.get("USER", "operator"), show_default="$USER")
+@click.option("--actor", default=lambda: _cli_actor(), show_default="cli:$USER")
 @click.pass_context
 def conversations_erase(ctx: click.Context, session_id: str, actor: str) -> None:
     """Delete a customer's conversation and its turns (and review items only it fed), on request."""

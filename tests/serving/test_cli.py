@@ -655,10 +655,11 @@ def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeyp
 
 
 def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
-    settings: Any, answers_file: Path
+    settings: Any, answers_file: Path, monkeypatch: Any
 ) -> None:
     from core.models import Deployment, ReviewItem, VerifiedPair
 
+    monkeypatch.setenv("USER", "ops_lead")
     run(settings, "db", "upgrade")
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
     assert run(settings, "deploy", "status").output.startswith("no deployment recorded")
@@ -742,7 +743,8 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
             "hotfix [gate override: known issue]",
             "back",
         ]
-        assert all(h.actor for h in history)
+        # as the users commands and the web pages sign: the CLI and who ran it
+        assert [h.actor for h in history] == ["system"] + ["cli:ops_lead"] * 7
     status = run(settings, "deploy", "status").output
     assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
     # Ending a canary or a shadow leaves production alone; with none serving, it is refused.
@@ -878,9 +880,12 @@ def test_crowd_guidelines_print_and_save_from_a_file(settings: Any, tmp_path: Pa
         assert current_guidelines(session).text == "# Our rules\n\n1. **Never guess.**"  # nothing lost
 
 
-def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_file: Path) -> None:
+def test_train_wait_runs_the_job_and_registers_a_model(
+    settings: Any, answers_file: Path, monkeypatch: Any
+) -> None:
     from core.models import Job, ModelVersion
 
+    monkeypatch.setenv("USER", "ops_lead")
     run(settings, "db", "upgrade")
     empty = run(settings, "train")
     assert empty.exit_code == 2 and "the knowledge base is empty: import one" in empty.output
@@ -890,7 +895,7 @@ def test_train_wait_runs_the_job_and_registers_a_model(settings: Any, answers_fi
     assert "queued training run 1" in result.stdout and "run 1 succeeded: model" in result.stdout
     with Database(settings).session() as session:
         job = session.get(Job, 1)
-        assert job.status == "succeeded" and job.progress == 1.0
+        assert job.status == "succeeded" and job.progress == 1.0 and job.created_by == "cli:ops_lead"
         assert job.result["training_rows"] + job.result["evaluation_rows"] == 180
         assert job.result["gate"]["decision"] == "no_baseline"  # nothing in production yet
         assert session.scalars(select(ModelVersion)).one().version == job.result["version"]
