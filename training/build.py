@@ -6,6 +6,7 @@ database sessions: take a snapshot of the training data, fit and save the bundle
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -230,7 +231,8 @@ def inputs_hash(
     and verified pairs), the knowledge (answers, titles, follow-ups), the log questions it would self-train
     on, the engine's settings, the fine-tuning recipe with its defaults filled in, the ONNX export, the
     versions of the bundle format and the libraries, and the encoders' weights as
-    ``bot.encoders.encoder_fingerprint`` tells them (a package's version, a local folder's files). Two runs
+    ``bot.encoders.encoder_fingerprint`` tells them (a package's version, a local folder's files), and the
+    fitting code itself (``code_fingerprint``). Two runs
     with the same hash fit the same model (up to floating point), so a run whose hash a registered model
     already has need not fit it again."""
     from training.finetune import FineTuneConfig
@@ -245,8 +247,30 @@ def inputs_hash(
         "onnx": (settings.onnx_quantize if onnx else None),
         "bundle_format": BUNDLE_FORMAT,
         "libraries": library_versions(),
+        "code": code_fingerprint(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_digest(folders: Iterable[Path]) -> str:
+    """sha256 over the Python files under ``folders`` (names and contents, in a fixed order)."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{folder.name}/{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The fitting code's own part of ``inputs_hash``: the source of the engine (bot/) and of the trainer
+    (training/), read once per process. An upgraded HelpLoop (a changed recipe, a fixed member) retrains
+    the same data instead of calling it unchanged."""
+    import bot
+
+    return source_digest([Path(bot.__file__).parent, Path(__file__).parent])
 
 
 MODELS_SEARCHED_FOR_SAME_INPUTS = 50  # the newest registered models a run compares its inputs with

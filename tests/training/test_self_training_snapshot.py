@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -121,6 +122,20 @@ def test_what_is_new_since_production_and_which_model_has_the_same_inputs(
         inputs_hash(snapshot, replace(settings, random_seed=settings.random_seed + 1)),
     }
     assert len(others) == 4 and digest not in others
+    # The fitting code: an upgrade that changes the engine or the trainer is not "nothing new".
+    from training import build
+
+    code = Path(settings.instance_path) / "code"
+    (code / "bot").mkdir(parents=True)
+    (code / "bot" / "engine.py").write_text("RECIPE = 1\n")
+    first = build.source_digest([code / "bot"])
+    assert build.source_digest([code / "bot"]) == first
+    (code / "bot" / "engine.py").write_text("RECIPE = 2\n")
+    assert build.source_digest([code / "bot"]) != first
+    assert len(build.code_fingerprint()) == 64
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "code_fingerprint", lambda: "an upgraded HelpLoop")
+        assert inputs_hash(snapshot, settings) not in others | {digest}
     # The encoder's weights: a local folder's files (a retrained encoder copied over the same path changes
     # the hash), not only its name.
     folder = Path(settings.instance_path) / "my-encoder"
