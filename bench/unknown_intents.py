@@ -13,7 +13,8 @@ tune there, never on test.
 Printed per seed at the default target precision, and as means for each target precision an operator may
 choose without retraining (the gates a model is built with): for known intents, the share answered, the
 answers' precision, the share asked "did you mean" (and how often the right intent was a choice) and the
-share handed over; for unknown intents, the share answered (wrong by definition), asked and handed over.
+share handed over; for unknown intents, the share answered (wrong by definition), asked and handed over;
+for both, the share answered that goes to review anyway because the members disagree on the top intent.
 JSON in
 bench/results/unknown_intents[_SHOTS-shot][_validation].json.
 
@@ -82,6 +83,9 @@ def score(predictions: list[Prediction], truths: list[str], unknown: set[str]) -
             "answered": len(answered) / n,
             "clarify": len(clarified) / n,
             "handoff": sum(p.status == HANDOFF for p, _ in pairs) / n,
+            # answered, and a review item all the same: the members disagree on the top intent (a routing
+            # reason, crowd_feedback.review)
+            "answered_members_disagree": sum(p.members_disagree for p, _ in answered) / n,
         }
         if group == "known":  # NaN when none was answered (or asked): no precision to speak of
             figures[group]["precision"] = (
@@ -123,16 +127,17 @@ def run_seed(
 
 def table(runs: dict[str, dict[str, Any]]) -> str:
     head = (
-        f"{'row':<14}{'known: answered':>16}{'precision':>11}{'did you mean':>14}{'right offered':>15}"
-        f"{'handoff':>9}{'unknown: answered':>19}{'did you mean':>14}{'handoff':>9}"
+        f"{'row':<14}{'known: answered':>16}{'(reviewed)':>11}{'precision':>11}{'did you mean':>14}"
+        f"{'right offered':>15}{'handoff':>9}{'unknown: answered':>19}{'(reviewed)':>11}{'did you mean':>14}"
+        f"{'handoff':>9}"
     )
     lines = [head]
     for row, r in runs.items():
         k, u = r["known"], r["unknown"]
         lines.append(
-            f"{row:<14}{k['answered']:>16.4f}{k['precision']:>11.4f}{k['clarify']:>14.4f}"
-            f"{k['right_choice_offered']:>15.4f}{k['handoff']:>9.4f}{u['answered']:>19.4f}{u['clarify']:>14.4f}"
-            f"{u['handoff']:>9.4f}"
+            f"{row:<14}{k['answered']:>16.4f}{k['answered_members_disagree']:>11.4f}{k['precision']:>11.4f}"
+            f"{k['clarify']:>14.4f}{k['right_choice_offered']:>15.4f}{k['handoff']:>9.4f}{u['answered']:>19.4f}"
+            f"{u['answered_members_disagree']:>11.4f}{u['clarify']:>14.4f}{u['handoff']:>9.4f}"
         )
     return "\n".join(lines)
 

@@ -37,7 +37,10 @@ def test_a_share_of_the_intents_is_left_out_the_same_way_for_a_seed(bench: Any) 
             bench.unknown_intents(labels, share, 0)
 
 
-def prediction(status: str, intent: str | None, choices: tuple[str, ...] = ()) -> Prediction:
+def prediction(
+    status: str, intent: str | None, choices: tuple[str, ...] = (), disagree: bool = False
+) -> Prediction:
+    tops = ["a", "b"] if disagree else ["a", "a"]
     return Prediction(
         text="q",
         status=status,
@@ -46,7 +49,7 @@ def prediction(status: str, intent: str | None, choices: tuple[str, ...] = ()) -
         confidence=0.5,
         margin=0.1,
         ranking=[],
-        member_scores={},
+        member_scores={f"m{i}": [{"intent": top, "score": 0.5}] for i, top in enumerate(tops)},
         suggestions=[Candidate(c, 0.3, c) for c in choices],
         model_version="v",
     )
@@ -55,7 +58,7 @@ def prediction(status: str, intent: str | None, choices: tuple[str, ...] = ()) -
 def test_statuses_are_counted_apart_for_known_and_unknown_intents(bench: Any) -> None:
     predictions = [
         prediction(ANSWERED, "a"),  # known, right
-        prediction(ANSWERED, "b"),  # known, wrong
+        prediction(ANSWERED, "b", disagree=True),  # known, wrong: the members disagree
         prediction(CLARIFY, None, ("a", "b")),  # known, the right intent offered
         prediction(HANDOFF, None),  # known
         prediction(ANSWERED, "a"),  # unknown: wrong by definition
@@ -68,10 +71,17 @@ def test_statuses_are_counted_apart_for_known_and_unknown_intents(bench: Any) ->
         "answered": 0.5,
         "clarify": 0.25,
         "handoff": 0.25,
+        "answered_members_disagree": 0.25,
         "precision": 0.5,
         "right_choice_offered": 1.0,
     }
-    assert figures["unknown"] == {"questions": 2, "answered": 0.5, "clarify": 0.5, "handoff": 0.0}
+    assert figures["unknown"] == {
+        "questions": 2,
+        "answered": 0.5,
+        "clarify": 0.5,
+        "handoff": 0.0,
+        "answered_members_disagree": 0.0,
+    }
     # A model that answers nothing has no precision (not 0): the mean over seeds leaves it out.
     silent = bench.score([prediction(HANDOFF, None)] * 2, ["a", "z"], {"z"})
     assert math.isnan(silent["known"]["precision"]) and silent["known"]["handoff"] == 1.0
