@@ -4,7 +4,9 @@ session with migrations applied once and a rolled-back transaction per test; mod
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -379,3 +381,16 @@ def at_once(engine: Any, workers: int, action: Any) -> None:
         thread.start()
     for thread in threads:
         thread.join(30)
+
+
+def load_bench(script: str, name: str | None = None) -> Any:
+    """A script of bench/ as a module, for testing its parts (the benches are scripts, not a package; they
+    import their siblings, so bench/ goes on the path first)."""
+    folder = Path(__file__).resolve().parent.parent / "bench"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name or Path(script).stem, folder / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,23 +3,18 @@ docstring states, and the product's own figures read them (a small SQLite databa
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("admin_pages", ROOT / "bench" / "admin_pages.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("admin_pages.py")
 
 
 def test_the_synthetic_month_has_the_stated_shape_and_the_overview_reads_it(

@@ -4,7 +4,6 @@ guard (``crowd_feedback.outcomes.guard_findings``)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,16 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("canary_guard", ROOT / "bench" / "canary_guard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("canary_guard.py")
 
 
 def test_a_simulated_arm_serves_as_specified(bench: Any) -> None:

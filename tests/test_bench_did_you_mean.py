@@ -4,26 +4,19 @@ through the product's review code to the end (a small synthetic set, no encoder)
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import clarify_prediction
+from tests.conftest import clarify_prediction, load_bench
 
-ROOT = Path(__file__).resolve().parent.parent
 LABELS = [f"intent_{i}" for i in range(12)]
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("did_you_mean", ROOT / "bench" / "did_you_mean.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("did_you_mean.py")
 
 
 def options(**overrides: float) -> argparse.Namespace:

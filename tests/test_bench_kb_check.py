@@ -3,22 +3,16 @@ is what it says, the check finds it, and the figures it reports add up."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("kb_check_bench", ROOT / "bench" / "kb_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("kb_check.py", "kb_check_bench")
 
 
 def test_confusable_noise_is_found_and_the_figures_add_up(

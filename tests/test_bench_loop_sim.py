@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
-def loop_sim():
-    spec = importlib.util.spec_from_file_location("loop_sim", ROOT / "bench" / "loop_sim.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def loop_sim() -> Any:
+    return load_bench("loop_sim.py")
 
 
 def curve(*points: tuple[int, float]) -> list[dict]:

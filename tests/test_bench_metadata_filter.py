@@ -3,25 +3,18 @@ names, one filtered batch per page in the texts' order, and the rejected renorma
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.engine import ANSWERED, AnsweringEngine, EngineConfig, IntentInfo, MetadataFilter
 from tests.bot.test_engine import toy_rows
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("metadata_filter", ROOT / "bench" / "metadata_filter.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("metadata_filter.py")
 
 
 def test_banking77_intents_get_areas_by_their_names(bench: Any) -> None:

@@ -3,26 +3,16 @@ refuses what the recipe has no field for."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    sys.path.insert(0, str(ROOT / "bench"))  # it imports bench/self_training.py as a sibling
-    spec = importlib.util.spec_from_file_location(
-        "recipe_validate_bench", ROOT / "bench" / "recipe_validate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("recipe_validate.py", "recipe_validate_bench")
 
 
 def test_changes_take_the_fields_types(bench: Any) -> None:

@@ -4,26 +4,19 @@ left out, how the statuses are counted, and one seed end to end."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, Candidate, Prediction
 from tests.bot.test_engine import toy_rows
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("unknown_intents", ROOT / "bench" / "unknown_intents.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("unknown_intents.py")
 
 
 def test_a_share_of_the_intents_is_left_out_the_same_way_for_a_seed(bench: Any) -> None:
