@@ -205,7 +205,8 @@ def test_operator_pages_fit_a_phone_and_wide_tables_scroll_inside_their_card(
     browser: Any, review_server: tuple[str, Any]
 ) -> None:
     """An operator on call opens the console on a phone: the page never scrolls sideways (the header and
-    buttons stay on screen); a table wider than the screen scrolls inside its card instead."""
+    buttons stay on screen); a table wider than the screen scrolls inside its card instead. On a laptop the
+    header is one line."""
     base, app = review_server
     with app.extensions["helploop"].database.session() as session:
         create_user(session, username="omar", password=PASSWORD, role="operator")
@@ -219,6 +220,13 @@ def test_operator_pages_fit_a_phone_and_wide_tables_scroll_inside_their_card(
     card = page.locator(".card", has=page.locator("table")).first
     widths = card.evaluate("c => [c.scrollWidth, c.clientWidth, c.querySelector('table').scrollWidth]")
     assert widths[0] > widths[1] and widths[2] > widths[1]  # the table is wider than its card, and scrolls
+    # On a laptop (1280 px) the operator's bar is one line: every section link, the name and Log out.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    tops = page.evaluate(
+        "() => [...document.querySelectorAll('header nav a, header .who button')]"
+        ".map(e => Math.round(e.getBoundingClientRect().top))"
+    )
+    assert len(tops) == 14 and max(tops) - min(tops) <= 4, tops
     context.close()
     assert errors == []
 
