@@ -441,7 +441,7 @@ def start_run() -> Any:
 @require_role("operator")
 def run_again(job_id: int) -> Any:
     """Retrain anyway: the run's settings again, fitted even though nothing is new (a run that found a
-    model with the same inputs offers this, e.g. after upgrading HelpLoop's own code)."""
+    model with the same inputs offers this: the same inputs fitted again)."""
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         job = session.get(Job, job_id)
