@@ -587,9 +587,8 @@ class Worker:
             self._last_look[""] = now
             with self.database.session() as session:
                 something_due = anything_due(session, self.settings)
-            if (
-                something_due
-            ):  # the lock only when something is due (about once a day), in a transaction of its own
+            # The lock only when something is due (about once a day), in a transaction of its own.
+            if something_due:
                 with self.database.session() as session:
                     queued = schedule_due(session, self.settings)
                     scheduled = [(job.kind, job.id) for job in queued]
