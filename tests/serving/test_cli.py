@@ -743,7 +743,7 @@ def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(
             "hotfix [gate override: known issue]",
             "back",
         ]
-        # as the users commands and the web pages sign: the CLI and who ran it
+        # signed as the users commands sign: "cli:" and who ran it
         assert [h.actor for h in history] == ["system"] + ["cli:ops_lead"] * 7
     status = run(settings, "deploy", "status").output
     assert status.splitlines()[0].startswith(f"production {v1}") and "earlier" in status
