@@ -16,10 +16,10 @@ answers' precision, the share asked "did you mean" (and how often the right inte
 share handed over; for unknown intents, the share answered (wrong by definition), asked and handed over;
 for both, the share answered that goes to review anyway because the members disagree on the top intent.
 JSON in
-bench/results/unknown_intents[_SHOTS-shot][_validation].json.
+bench/results/unknown_intents[_SHOTS-shot][_validation][_ENCODER].json.
 
     .venv/bin/python bench/unknown_intents.py [--seeds 0 1 2] [--shots 0] [--unknown-share 0.25]
-                                              [--validation] [--data DIR]
+                                              [--validation] [--data DIR] [--encoder NAME]
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import validation_split  # noqa: E402
+from self_training import seeded_arguments, validation_split  # noqa: E402
 
-from bench.loop_sim import DEFAULT_DATA  # noqa: E402
-from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
@@ -154,13 +153,8 @@ def mean(runs: dict[int, dict[str, Any]], target: str) -> dict[str, dict[str, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--shots", type=int, default=0, help="examples per known intent (0: all)")
+    parser = seeded_arguments(__doc__)  # --data, --out, --shots, --seeds, --encoder
+    parser.set_defaults(shots=0)  # examples per known intent; 0: all of them
     parser.add_argument("--unknown-share", type=float, default=0.25)
     parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
     args = parser.parse_args()
@@ -168,7 +162,7 @@ def main() -> None:
         parser.error("--shots takes 0 (all) or 2 and more")
     train = read_labelled_csv(args.data / "train.csv")
     test = read_labelled_csv(args.data / "test.csv")
-    encoder = CachingEncoder(SentenceTransformerEncoder(threads=2))
+    encoder = CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))
     runs: dict[Any, dict[str, Any]] = {}
     for seed in args.seeds:
         runs[seed] = run_seed(seed, encoder, train, test, args)
@@ -186,6 +180,7 @@ def main() -> None:
         "unknown_intents"
         + (f"_{args.shots}-shot" if args.shots else "")
         + ("_validation" if args.validation else "")
+        + ("" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name)
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(
@@ -196,6 +191,7 @@ def main() -> None:
                     "scored_on": "3,000 rows held out of train"
                     if args.validation
                     else "BANKING77 test split",
+                    "encoder": args.encoder,
                     "unknown_share": args.unknown_share,
                     "shots": args.shots or "all",
                     "default_target_precision": EngineConfig().target_precision,
