@@ -147,9 +147,15 @@ def mean(runs: dict[int, dict[str, Any]], target: str) -> dict[str, dict[str, fl
     # A seed whose model answers nothing at that precision (it cannot reach it) has no precision: the mean
     # is over the others; its shares (all handed over) count as they are.
     return {
-        group: {key: float(np.nanmean([r[group][key] for r in rows])) for key in rows[0][group]}
+        group: {key: nan_mean([r[group][key] for r in rows]) for key in rows[0][group]}
         for group in ("known", "unknown")
     }
+
+
+def nan_mean(values: list[float]) -> float:
+    """The mean of the values that are not NaN; NaN when none is (no warning)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
 
 
 def main() -> None:

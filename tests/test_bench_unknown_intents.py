@@ -84,6 +84,7 @@ def test_statuses_are_counted_apart_for_known_and_unknown_intents(bench: Any) ->
     }
     mean = bench.mean(runs, "0.99")
     assert mean["known"]["precision"] == 0.5 and mean["known"]["handoff"] == 0.625
+    assert math.isnan(bench.mean({1: runs[1]}, "0.99")["known"]["precision"])  # no seed answered
     assert bench.without_nan({"x": [math.nan, 1.0]}) == {"x": [None, 1.0]}
 
 
