@@ -183,27 +183,27 @@ def announce_finish(session: Session, job: Job) -> None:
     first_line = error.splitlines()[0][:300] if error else ""
     gate = result.get("gate") or {}
     if job.kind == "train":
-        text = f"Training run {job.id} {job.status}"
+        message = f"Training run {job.id} {job.status}"
         if job.status == "succeeded" and result.get("unchanged"):
-            text += f": nothing new since model {result.get('same_as')}, no model built"
+            message += f": nothing new since model {result.get('same_as')}, no model built"
         elif job.status == "succeeded":
-            text += f": model {result.get('version')}"
+            message += f": model {result.get('version')}"
             if gate.get("decision"):
-                text += f", gate: {str(gate['decision']).replace('_', ' ')}"
+                message += f", gate: {str(gate['decision']).replace('_', ' ')}"
                 difference = (gate.get("difference") or {}).get("accuracy")
                 if isinstance(difference, int | float):
-                    text += f" ({difference * 100:+.1f} points against production)"
+                    message += f" ({difference * 100:+.1f} points against production)"
             if (result.get("auto_shadow") or {}).get("shadowed"):
-                text += ", put in shadow"
+                message += ", put in shadow"
         path = f"/operator/runs/{job.id}"
     else:
-        text, path = f"Job {job.id} ({job.kind}) {job.status}", "/operator/exports"
+        message, path = f"Job {job.id} ({job.kind}) {job.status}", "/operator/exports"
     if first_line:
-        text += f": {first_line}"
+        message += f": {first_line}"
     emit(
         session,
         "job.finished",
-        text + f" (started by {job.created_by}).",
+        message + f" (started by {job.created_by}).",
         path=path,
         data={
             "job_id": job.id,
