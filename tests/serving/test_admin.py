@@ -45,6 +45,15 @@ def login(client: Any, username: str) -> Any:
     )
 
 
+def signed_in_operator(make_app: Any) -> tuple[Any, Any]:
+    """An app (no rate limits) with operator omar, and a client signed in as omar."""
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    return app, client
+
+
 def test_login_roles_and_logout(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False)
     add_user(app, "rita", "reviewer")
@@ -582,10 +591,7 @@ def test_training_runs_are_scheduled_only_when_asked(
 def test_operator_sees_agreement_and_queues_a_reaggregation(make_app: Any) -> None:
     from core.models import Job
 
-    app = make_app(ratelimit_enabled=False)
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
+    app, client = signed_in_operator(make_app)
     page = client.get("/operator/").get_data(as_text=True)
     assert "Krippendorff" in page
     response = client.post(
@@ -665,10 +671,7 @@ def test_operator_chooses_the_fine_tuning_recipe_from_the_runs_page(
 ) -> None:
     from core.models import Job
 
-    app = make_app(ratelimit_enabled=False)
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
+    app, client = signed_in_operator(make_app)
     page = client.get("/operator/runs").get_data(as_text=True)
     assert 'name="head_epochs"' in page
     assert 'name="self_training" value="1" checked' in page  # HELPLOOP_SELF_TRAINING is on by default
@@ -1136,10 +1139,7 @@ def test_operator_exports_the_crowds_work_as_a_job_and_downloads_it(make_app: An
 
 
 def test_without_a_backup_folder_the_pages_say_so_and_back_up_now_is_refused(make_app: Any) -> None:
-    app = make_app(ratelimit_enabled=False)
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
+    app, client = signed_in_operator(make_app)
     assert "No scheduled backups of the database" in client.get("/operator/").get_data(as_text=True)
     page = client.get("/operator/exports").get_data(as_text=True)
     assert "No scheduled backups: set <code>HELPLOOP_BACKUP_DIR</code>" in page and "Back up now" not in page
@@ -2290,10 +2290,7 @@ def test_the_gate_charts_zoom_on_the_precisions_drawn_and_keep_circles_inside_th
 
 
 def test_the_overview_says_whether_a_retrain_would_learn_something(make_app: Any) -> None:
-    app = make_app(ratelimit_enabled=False)
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
+    app, client = signed_in_operator(make_app)
     page = client.get("/operator/").get_data(as_text=True)
     assert re.search(
         r'<p id="retrain-hint"><span class="muted">Nothing labelled is new since it was trained', page
