@@ -760,7 +760,7 @@ def _hint_first_operator(database: Any, port: int) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Fit even when a registered model was fitted from exactly the same data and settings.",
+    help="Fit even when a registered model was fitted from exactly the same data, settings and code.",
 )
 @click.pass_context
 def train(
@@ -851,7 +851,8 @@ def _follow(database: Any, job_id: int) -> str:
         role = f" ({result['same_as_role']})" if result.get("same_as_role") else ""
         click.echo(
             f"run {job_id}: nothing new to learn since model {result['same_as']}{role}: the same knowledge "
-            "base, verified pairs, log questions and settings; no model built (--force fits anyway)"
+            "base, verified pairs, log questions, settings and HelpLoop code; no model built "
+            "(--force fits anyway)"
         )
     elif status == "succeeded" and result and "version" not in result:
         click.echo(f"job {job_id} succeeded: " + ", ".join(f"{k} {v}" for k, v in result.items()))
