@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -27,15 +28,47 @@ def alembic_config(database_url: str, connection: Connection | None = None) -> C
     return config
 
 
+class MigrationError(RuntimeError):
+    """A migration left the database inconsistent (rows that refer to rows that are not there)."""
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection to migrate on, in a transaction. On SQLite, with foreign keys not enforced while it runs
+    (Alembic's advice for batch migrations): a batch migration copies a table and drops the old one, and with
+    them enforced, that drop deletes every row that refers to the table (ON DELETE CASCADE): upgrading to
+    0023 emptied review_item_turns that way. They are checked once the migrations ran, and enforced again."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: first
+            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        tables = sorted({str(row[0]) for row in broken})
+                        raise MigrationError(
+                            f"the migration left {len(broken)} rows referring to missing rows in "
+                            f"{', '.join(tables)}"
+                        )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         command.upgrade(
             alembic_config(engine.url.render_as_string(hide_password=False), connection), revision
         )
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         command.downgrade(
             alembic_config(engine.url.render_as_string(hide_password=False), connection), revision
         )

@@ -71,6 +71,92 @@ def test_migrations_upgrade_and_downgrade(empty_database_url: str) -> None:
     engine.dispose()
 
 
+def test_migrations_that_copy_a_table_keep_the_rows_that_refer_to_it(empty_database_url: str) -> None:
+    """On SQLite a batch migration copies a table and drops the old one; with foreign keys enforced, that drop
+    deleted every row referring to it (ON DELETE CASCADE): upgrading through 0023 (turns copied) emptied
+    review_item_turns, and undoing 0034, 0021 or 0010 (review_items copied) deleted every judgement and
+    verified pair. ``core.migrate`` now runs migrations with foreign keys off and checks them after."""
+    from core.models import Judgement, ReviewItemTurn, User, VerifiedPair
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0022")
+    with engine.begin() as connection:  # the schema of 0022, not the models'
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        connection.execute(
+            text_sql(
+                "INSERT INTO conversations (id, channel, created_at, last_activity_at)"
+                " VALUES ('c', 'widget', :at, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text_sql(
+                "INSERT INTO turns (conversation_id, created_at, user_text, status, answer, confidence,"
+                " candidates, member_scores, model_version, latency_ms, served_by) VALUES ('c', :at,"
+                " 'where is my card', 'handoff', '', 0.2, '[]', '{}', 'v1', 1.0, 'production')"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text_sql(
+                "INSERT INTO review_items (status, reasons, text, cluster_size, uncertainty, queue_key,"
+                " bot_answer, bot_confidence, candidates, is_gold, required_judgements, created_at)"
+                " VALUES ('resolved', '[]', 'where is my card', 1, 0.8, 0.0, '', 0.2, '[]', :gold, 3, :at)"
+            ),
+            {"gold": False, "at": at},
+        )
+        connection.execute(
+            text_sql(
+                "INSERT INTO review_item_turns (item_id, turn_id, reason) SELECT review_items.id, turns.id, "
+                "'handoff' FROM review_items, turns"
+            )
+        )
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert len(session.scalars(select(ReviewItemTurn)).all()) == 1
+        user = User(username="rita", password_hash="x", role="reviewer")
+        session.add(user)
+        session.flush()
+        session.add(Judgement(item_id=item.id, reviewer_id=user.id, label="card_arrival"))
+        session.add(VerifiedPair(item_id=item.id, text=item.text, intent="card_arrival", weight=0.9))
+        session.commit()
+
+    def counts() -> tuple[int, ...]:
+        with engine.connect() as connection:
+            return tuple(
+                connection.execute(text_sql(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("review_items", "review_item_turns", "judgements", "verified_pairs")
+            )
+
+    assert counts() == (1, 1, 1, 1)
+    for revision in ("0033", "0020", "0009"):
+        migrate.downgrade(engine, revision)
+        assert counts() == (1, 1, 1, 1), revision
+    migrate.upgrade(engine)
+    assert counts() == (1, 1, 1, 1)
+    if engine.dialect.name == "sqlite":  # enforced again once the migrations ran
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    engine.dispose()
+
+
+def test_a_migration_that_leaves_dangling_references_is_an_error(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'dangling.sqlite3'}")
+    migrate.upgrade(engine, "0033")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.exec_driver_sql(
+            "INSERT INTO verified_pairs (item_id, text, intent, weight, created_at) "
+            "VALUES (99, 'x', 'card_arrival', 0.9, '2026-01-01')"
+        )
+        connection.commit()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    with pytest.raises(migrate.MigrationError, match="1 rows referring to missing rows in verified_pairs"):
+        migrate.upgrade(engine)
+    engine.dispose()
+
+
 def test_migrations_build_exactly_the_models(empty_database_url: str) -> None:
     """Alembic's autogenerate finds nothing to add, drop or alter after the migrations: no column, index,
     type or nullability of core.models is missing from them (or only in them)."""
