@@ -130,6 +130,34 @@ def _unread(session: Any, user: User) -> dict[str, Any] | None:
     return {"changed": user.guidelines_read is not None, "at": guidelines.created_at}
 
 
+def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) -> list[dict[str, str]]:
+    """An item's earlier turns as the review pages show them: the customer's words (redacted) and, in words,
+    what the bot did with them."""
+
+    def title(intent: str | None) -> str:
+        return titles.get(intent or "", intent or "an intent")
+
+    lines = []
+    for turn in context or []:
+        status = turn.get("status")
+        if status == "answered":
+            bot = f"answered “{title(turn.get('intent'))}”"
+            if turn.get("helpful") is False:
+                bot += "; the customer marked it unhelpful"
+        elif status == "clarify":
+            bot = "asked “did you mean…”"
+            if turn.get("chosen_intent"):
+                bot += f"; the customer picked “{title(turn['chosen_intent'])}”"
+        elif status == "handoff":
+            bot = "handed over to a person"
+        elif status == "asked_for_person":
+            bot = "passed it to a person (the customer asked for one)"
+        else:
+            bot = "small talk"
+        lines.append({"text": str(turn.get("text", "")), "bot": bot})
+    return lines
+
+
 def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
     """What the production model makes of a check question that has no turn behind it (one from the
     knowledge base), filled into ``view`` as a real item's logged answer would be: without it, the missing
@@ -189,6 +217,7 @@ def next_page() -> Any:
             "bot_confidence": item.bot_confidence,
             "bot_intent": item.bot_intent,
             "is_gold": item.is_gold,  # never shown: gold items look like any other (but in practice)
+            "context": context_lines(item.context, titles),
         }
         candidates = list(item.candidates or [])
         if item.is_gold and not candidates:
@@ -583,6 +612,7 @@ def item_detail(item_id: int) -> Any:
             "resolved_at": item.resolved_at,
             "settled_by": item.settled_by,
             "created_at": item.created_at,
+            "context": context_lines(item.context, titles),
         }
         pairs = [
             (p.text, p.intent, p.weight)

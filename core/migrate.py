@@ -12,6 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql
 
 from core.redaction import redact, scrub_secrets
 
@@ -133,7 +134,37 @@ def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
     their day. A redacted text redacted again changes only where the newer rules find more; placeholders stay,
     so a migration that calls this can run on any database and changes nothing twice. Returns the rows
     changed."""
-    return sum(_rewrite_texts(connection, name, "text", redact, batch=batch) for name in REDACTED_TABLES)
+    changed = sum(_rewrite_texts(connection, name, "text", redact, batch=batch) for name in REDACTED_TABLES)
+    # The turns before an item's question (0034 on): a migration of an older revision finds no such column.
+    if "context" in {c["name"] for c in sa.inspect(connection).get_columns("review_items")}:
+        changed += _rewrite_contexts(connection, batch=batch)
+    return changed
+
+
+def _rewrite_contexts(connection: Connection, *, batch: int) -> int:
+    """``redact`` over the texts of review_items.context (a list of turns, each with a "text")."""
+    kind = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+    table = sa.table("review_items", sa.column("id"), sa.column("context", kind))
+    changed = 0
+    last = None
+    while True:
+        query = (
+            sa.select(table.c.id, table.c.context)
+            .where(table.c.context.is_not(None))
+            .order_by(table.c.id)
+            .limit(batch)
+        )
+        if last is not None:
+            query = query.where(table.c.id > last)
+        rows = connection.execute(query).all()
+        if not rows:
+            return changed
+        for row_id, context in rows:
+            new = [{**turn, "text": redact(turn.get("text") or "")} for turn in context or []]
+            if new != context:
+                connection.execute(sa.update(table).where(table.c.id == row_id).values(context=new))
+                changed += 1
+        last = rows[-1][0]
 
 
 def scrub_stored_secrets(connection: Connection, *, batch: int = 1000) -> int:

@@ -349,6 +349,10 @@ class ReviewItem(Base):
     bot_answer: Mapped[str] = mapped_column(Text, default="")
     bot_confidence: Mapped[float] = mapped_column(Float, default=0.0)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # The turns of the question's conversation just before it, as reviewers see them (redacted when the item
+    # was made): [{"text", "status", "intent", "chosen_intent", "helpful"}, ...] oldest first. None: nothing
+    # before it (or an item with no turn behind it, such as a check question from the knowledge base).
+    context: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJSONType, nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_label: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
     # An item asking reviewers about a knowledge-base example the check flagged (reason "kb_check"): the

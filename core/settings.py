@@ -162,6 +162,10 @@ class Settings:
     review_model_voter: bool = True
     # Other member questions of a cluster shown to reviewers to confirm ("asks the same"); 0: none.
     review_members_shown: int = 8
+    # Earlier turns of the conversation shown to reviewers above its question (up to this many, asked within
+    # review_context_minutes before it), redacted; 0: none.
+    review_context_turns: int = 3
+    review_context_minutes: float = 60.0
     gold_rate: float = 0.1
     # A new reviewer's first answers are practice: gold items with the expected answer shown after each (0:
     # none); failing them (gold_min_accuracy after gold_min_answered) suspends before any real item.
@@ -233,6 +237,12 @@ class Settings:
             )
         if not 0 <= self.review_members_shown <= 50:
             raise SettingsError(f"review_members_shown must be 0 to 50, not {self.review_members_shown}")
+        if not 0 <= self.review_context_turns <= 10:
+            raise SettingsError(f"review_context_turns must be 0 to 10, not {self.review_context_turns}")
+        if self.review_context_minutes <= 0:
+            raise SettingsError(
+                f"review_context_minutes must be more than 0, not {self.review_context_minutes}"
+            )
         if not 0.5 <= self.self_training_threshold < 1.0:
             raise SettingsError(
                 f"self_training_threshold must be in [0.5, 1), not {self.self_training_threshold}"

@@ -160,6 +160,8 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "created_at": _iso(item.created_at),
                 "resolved_at": _iso(item.resolved_at),
                 "questions": list(dict.fromkeys(questions.get(item.id, []))),
+                # the turns before the shown question, as reviewers saw them (JSON Lines only)
+                "context": [dict(turn) for turn in item.context or []],
                 "judgements": judgements.get(item.id, []),
             }
 

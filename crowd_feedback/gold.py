@@ -255,6 +255,7 @@ def gold_from_item(session: Session, *, item_id: int, policy: ReviewPolicy) -> R
     # What the bot made of it, as reviewers saw it: a check question must look like any other item.
     gold.bot_intent, gold.bot_answer = item.bot_intent, item.bot_answer
     gold.bot_confidence, gold.candidates = item.bot_confidence, list(item.candidates or [])
+    gold.context = [dict(turn) for turn in item.context] if item.context else None
     session.flush()
     return gold
 

@@ -65,6 +65,10 @@ class ReviewPolicy:
     gold_min_accuracy: float = 0.6
     model_voter: bool = True
     members_shown: int = 8
+    # Earlier turns of a question's conversation stored with its item (redacted) for reviewers: at most this
+    # many, asked within context_window before it.
+    context_turns: int = 3
+    context_window: timedelta = timedelta(minutes=60)
     # A new reviewer's first answers are practice: gold items, with the expected answer shown after each
     # (0: none). With gold_min_answered no larger, failing the practice suspends before any real item.
     qualification_items: int = 5
@@ -84,6 +88,8 @@ class ReviewPolicy:
             gold_min_accuracy=settings.gold_min_accuracy,
             model_voter=settings.review_model_voter,
             members_shown=settings.review_members_shown,
+            context_turns=settings.review_context_turns,
+            context_window=timedelta(minutes=settings.review_context_minutes),
             qualification_items=settings.review_qualification_items,
         )
 
@@ -174,6 +180,7 @@ def route_turn(
         bot_answer=turn.answer,
         bot_confidence=turn.confidence,
         candidates=candidates[:5],
+        context=conversation_context(session, turn=turn, policy=policy),
         required_judgements=policy.judgements,
         created_at=now,
     )
@@ -182,6 +189,39 @@ def route_turn(
     session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reasons[0]))
     session.flush()
     return item
+
+
+def conversation_context(
+    session: Session, *, turn: Turn, policy: ReviewPolicy
+) -> list[dict[str, Any]] | None:
+    """The turns of ``turn``'s conversation just before it, as its review item keeps them for reviewers: at
+    most ``policy.context_turns``, asked within ``policy.context_window`` before it, oldest first, each the
+    customer's words redacted with what the bot did (status, intent, the "did you mean" choice the customer
+    picked, their thumbs). None when there are none (a first question, or context_turns 0)."""
+    if policy.context_turns <= 0:
+        return None
+    asked = as_utc(turn.created_at or utcnow())
+    rows = session.execute(
+        select(Turn.user_text, Turn.status, Turn.intent, Turn.chosen_intent, Turn.helpful)
+        .where(
+            Turn.conversation_id == turn.conversation_id,
+            Turn.id < turn.id,
+            Turn.created_at >= asked - policy.context_window,
+        )
+        .order_by(Turn.id.desc())
+        .limit(policy.context_turns)
+    ).all()
+    context = [
+        {
+            "text": redact(text),
+            "status": status,
+            "intent": intent,
+            "chosen_intent": chosen_intent,
+            "helpful": helpful,
+        }
+        for text, status, intent, chosen_intent, helpful in reversed(rows)
+    ]
+    return context or None
 
 
 SIMILAR = "similar"  # the reason of a member that joined only because it resembles the item's question

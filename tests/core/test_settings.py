@@ -56,6 +56,10 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
     with pytest.raises(SettingsError, match="review_members_shown must be 0 to 50"):
         load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "-1"})
     assert load_settings({}, environ={"HELPLOOP_REVIEW_MEMBERS_SHOWN": "0"}).review_members_shown == 0
+    with pytest.raises(SettingsError, match="review_context_turns must be 0 to 10, not 11"):
+        load_settings({}, environ={"HELPLOOP_REVIEW_CONTEXT_TURNS": "11"})
+    with pytest.raises(SettingsError, match="review_context_minutes must be more than 0"):
+        load_settings({}, environ={"HELPLOOP_REVIEW_CONTEXT_MINUTES": "0"})
     with pytest.raises(SettingsError, match="keep_models must be 0 .keep every bundle. or more, not -1"):
         load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "-1"})
     assert load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "10"}).keep_models == 10

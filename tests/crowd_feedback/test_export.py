@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Turn
+from core.models import ReviewItem, Turn
 from crowd_feedback.aggregation import answers_from_rows, get_strategy
 from crowd_feedback.export import ExportError, check_request, write_export
 from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, route_turn
@@ -73,6 +73,8 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
     first, second, pending = crowd(db_session)
     asked = db_session.scalars(select(Turn).where(Turn.user_text == "new pin please")).one()
     asked.chosen_intent = "change_pin"  # the customer clicked it after "did you mean"
+    earlier = [{"text": "hi, [NAME] here", "status": "small_talk", "intent": None}]
+    db_session.get(ReviewItem, pending).context = earlier
     db_session.flush()
     progress: list[float] = []
     summary = write_export(
@@ -98,6 +100,7 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
     assert len(times) == 5 and all(0.0 <= t < 60.0 for t in times)  # taken and answered within the test
     assert by_id[pending]["status"] == "pending" and by_id[pending]["label"] is None
     assert by_id[second]["customer_pick"] == "change_pin" and by_id[first]["customer_pick"] is None
+    assert by_id[pending]["context"] == earlier and by_id[first]["context"] == []
     assert "jo@example.com" not in (tmp_path / "items.jsonl").read_text()
 
     write_export(db_session, what="items", fmt="csv", out=tmp_path / "items.csv")

@@ -100,8 +100,11 @@ def test_gold_from_a_resolved_item_and_from_the_knowledge_base(db_session: Sessi
     with pytest.raises(GoldError, match="not resolved"):
         gold_from_item(db_session, item_id=item.id, policy=POLICY)
     item.status, item.resolved_label = "resolved", "change_pin"
+    item.context = [{"text": "hi, I'm [NAME]", "status": "small_talk", "intent": None}]
     db_session.flush()
     gold = gold_from_item(db_session, item_id=item.id, policy=POLICY)
+    # The turns before the question come along: a check question must look like any other item.
+    assert gold.context == item.context and gold.context is not item.context
     assert (gold.is_gold, gold.gold_label, gold.text, gold.status) == (
         True,
         "change_pin",

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core import migrate
 from core.db import make_engine
 from core.models import ReviewItem, VerifiedPair
+from tests.conftest import insert_review_item
 
 OLD = "my name is Anna Berg, born 03/04/1985, call [PHONE]"  # as the older rules stored it
 NEW = "my name is [NAME], born [DATE_OF_BIRTH], call [PHONE]"
@@ -18,11 +19,9 @@ def test_migration_0026_redacts_stored_review_texts_again(empty_database_url: st
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0025")
     with Session(engine) as session:
-        item = ReviewItem(text=OLD, status="resolved", cluster_size=1)
-        plain = ReviewItem(text="where is my card", status="pending", cluster_size=1)
-        session.add_all([item, plain])
-        session.flush()
-        session.add(VerifiedPair(item_id=item.id, text=OLD, intent="card_arrival", weight=0.95))
+        item_id = insert_review_item(session, text=OLD, status="resolved", cluster_size=1)
+        insert_review_item(session, text="where is my card", status="pending", cluster_size=1)
+        session.add(VerifiedPair(item_id=item_id, text=OLD, intent="card_arrival", weight=0.95))
         session.commit()
     migrate.upgrade(engine)
     with Session(engine) as session:
@@ -38,14 +37,13 @@ def test_migration_0026_redacts_stored_review_texts_again(empty_database_url: st
 def stored_then_upgraded(database_url: str, revision: str, stored: str) -> tuple[list[str], list[str]]:
     """A resolved item and its verified pair holding ``stored`` (as the rules of ``revision`` left it), then
     every later migration: the item's and the pair's texts, after a check that a second pass changes
-    nothing. (At these revisions the models' columns of both tables are the schema's.)"""
+    nothing. (The verified pairs' columns are the schema's at these revisions; the item is written with
+    the columns it had.)"""
     engine = make_engine(database_url)
     migrate.upgrade(engine, revision)
     with Session(engine) as session:
-        item = ReviewItem(text=stored, status="resolved", cluster_size=1)
-        session.add(item)
-        session.flush()
-        session.add(VerifiedPair(item_id=item.id, text=stored, intent="card_arrival", weight=0.9))
+        item_id = insert_review_item(session, text=stored, status="resolved", cluster_size=1)
+        session.add(VerifiedPair(item_id=item_id, text=stored, intent="card_arrival", weight=0.9))
         session.commit()
     migrate.upgrade(engine)
     with Session(engine) as session:
@@ -92,10 +90,8 @@ def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_u
         turn.user_text, turn.feedback_comment = typed, f"still nothing, {typed}"
         conversation.rating_comment = typed
         session.add(ConversationMessage(conversation_id=conversation.id, sender="customer", text=typed))
-        item = ReviewItem(text=typed, status="resolved", cluster_size=1)
-        session.add(item)
-        session.flush()
-        session.add(VerifiedPair(item_id=item.id, text=typed, intent="card_arrival", weight=0.9))
+        item_id = insert_review_item(session, text=typed, status="resolved", cluster_size=1)
+        session.add(VerifiedPair(item_id=item_id, text=typed, intent="card_arrival", weight=0.9))
         session.commit()
         turn_id, other_id, conversation_id = turn.id, other.id, conversation.id
     migrate.upgrade(engine)
@@ -118,3 +114,32 @@ def test_migration_0032_redacts_first_names_given_in_lower_case(empty_database_u
     stored = "hi im sarah, my card [CARD_NUMBER] never came. thanks tom"  # as 0031's rules left it
     expected = "hi im [NAME], my card [CARD_NUMBER] never came. thanks [NAME]"
     assert stored_then_upgraded(empty_database_url, "0031", stored) == ([expected], [expected])
+
+
+def test_a_later_redaction_pass_covers_the_turns_kept_before_a_question(empty_database_url: str) -> None:
+    """The next migration with newer rules (it calls redact_stored_texts) redacts review_items.context too:
+    reviewers see those texts beside the question."""
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        context = [
+            {
+                "text": "my name is Anna Berg",
+                "status": "small_talk",
+                "intent": None,
+            },  # as older rules left it
+            {"text": "where is my card", "status": "answered", "intent": "card_arrival"},
+        ]
+        session.add(ReviewItem(text="and now?", status="pending", cluster_size=1, context=context))
+        session.add(ReviewItem(text="plain", status="pending", cluster_size=1))
+        session.commit()
+    with engine.begin() as connection:
+        assert migrate.redact_stored_texts(connection) == 1
+        assert migrate.redact_stored_texts(connection) == 0  # nothing changes twice
+    with Session(engine) as session:
+        item = session.scalars(select(ReviewItem).where(ReviewItem.text == "and now?")).one()
+        assert item.context == [
+            {"text": "my name is [NAME]", "status": "small_talk", "intent": None},
+            {"text": "where is my card", "status": "answered", "intent": "card_arrival"},
+        ]
+    engine.dispose()

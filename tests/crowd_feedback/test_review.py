@@ -168,6 +168,97 @@ def test_similar_questions_cluster_into_one_item_with_redacted_text(db_session: 
     )
 
 
+def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Session) -> None:
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+
+    def say(text: str, status: str, intent: str | None = None, conversation_id: str | None = None) -> Turn:
+        return log_turn(
+            db_session,
+            conversation_id=conversation_id or conversation.id,
+            user_text=text,
+            status=status,
+            intent=intent,
+            answer="",
+            confidence=0.9,
+            candidates=[{"intent": intent or "card_arrival", "probability": 0.9, "title": "t"}],
+            member_scores={},
+            model_version="v1",
+            latency_ms=1.0,
+        )
+
+    stale = say("hello from yesterday", "small_talk")
+    stale.created_at = utcnow() - timedelta(hours=2)  # outside the window
+    ordered = say("I ordered a new card, mail me at jo@example.com", "answered", "card_arrival")
+    ordered.helpful = False
+    say("somebody else's question", "handoff", conversation_id=make_turn(db_session, "x").conversation_id)
+    asked = say("which one?", "clarify")
+    asked.chosen_intent = "change_pin"
+    question = say("and how long will that take?", "handoff")
+    say("a later question", "handoff")  # after the question: not context
+    db_session.flush()
+    policy = dataclasses.replace(POLICY, context_turns=5)
+    item = route_turn(db_session, turn=question, reasons=["handoff"], embedding=vector(40), policy=policy)
+    assert item is not None and item.context == [
+        {
+            "text": "I ordered a new card, mail me at [EMAIL]",
+            "status": "answered",
+            "intent": "card_arrival",
+            "chosen_intent": None,
+            "helpful": False,
+        },
+        {
+            "text": "which one?",
+            "status": "clarify",
+            "intent": None,
+            "chosen_intent": "change_pin",
+            "helpful": None,
+        },
+    ]
+    # At most context_turns of them, the nearest kept; 0 keeps none; a first question has none.
+    fewer = dataclasses.replace(POLICY, context_turns=1)
+    one = route_turn(
+        db_session,
+        turn=say("another one", "handoff"),
+        reasons=["handoff"],
+        embedding=vector(41),
+        policy=fewer,
+    )
+    assert one is not None and [turn["text"] for turn in one.context] == ["a later question"]
+    off = dataclasses.replace(POLICY, context_turns=0)
+    none = route_turn(
+        db_session, turn=say("more", "handoff"), reasons=["handoff"], embedding=vector(42), policy=off
+    )
+    assert none is not None and none.context is None
+    first = route_turn(
+        db_session,
+        turn=make_turn(db_session, "first words"),
+        reasons=["handoff"],
+        embedding=vector(43),
+        policy=policy,
+    )
+    assert first is not None and first.context is None
+    # A member joining an item does not change the context reviewers are shown (that of the shown question).
+    joined = route_turn(
+        db_session,
+        turn=make_turn(db_session, "and how long?"),
+        reasons=["handoff"],
+        embedding=vector(40),
+        policy=policy,
+    )
+    assert joined is item and len(item.context) == 2
+
+
+def test_the_policy_reads_how_much_of_the_conversation_reviewers_see_from_settings() -> None:
+    from core.settings import load_settings
+
+    assert (POLICY.context_turns, POLICY.context_window) == (3, timedelta(minutes=60))
+    shown = load_settings(
+        {}, environ={"HELPLOOP_REVIEW_CONTEXT_TURNS": "0", "HELPLOOP_REVIEW_CONTEXT_MINUTES": "15"}
+    )
+    policy = ReviewPolicy.from_settings(shown)
+    assert (policy.context_turns, policy.context_window) == (0, timedelta(minutes=15))
+
+
 def test_members_must_be_close_to_the_question_reviewers_see(db_session: Session) -> None:
     """The item keeps the vector of its shown (first) question: a chain of questions, each close to the
     previous ones but drifting away from the shown one, does not creep into the item."""

@@ -140,6 +140,38 @@ def test_security_headers_and_escaping(make_app: Any) -> None:
     assert 'id="redaction-note"' in page and "jo@example.com" not in page
 
 
+def test_reviewers_and_operators_see_what_the_customer_said_before_the_question(make_app: Any) -> None:
+    from tests.conftest import TOY
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
+    add_user(app, "rita", "reviewer")
+    add_user(app, "omar", "operator")
+    customer = app.test_client()
+    first = customer.post("/api/v1/chat", json={"message": TOY["card_arrival"][0] + ", jo@example.com"})
+    assert first.get_json()["status"] == "answered"
+    session_id = first.get_json()["session_id"]
+    customer.post("/api/v1/chat", json={"message": "<b>zzz</b> qqq and then?", "session_id": session_id})
+    app.extensions["helploop"].router.drain(10)
+    with app.extensions["helploop"].database.session() as session:
+        item = session.scalars(select(ReviewItem).where(ReviewItem.text.like("%zzz%"))).one()
+        item_id = item.id
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    page = reviewer.get("/review/next").get_data(as_text=True)
+    assert f'data-item="{item_id}"' in page
+    context = page[page.index('id="context"') : page.index("</details>", page.index('id="context"'))]
+    assert "Earlier in this conversation" in context and "jo@example.com" not in page
+    assert context.count('class="context-turn"') == 1
+    assert TOY["card_arrival"][0] in context and "[EMAIL]</span>" in context
+    assert "→ the bot answered “Where is my card?”" in context
+    assert page.index('id="context"') < page.index('id="question"')
+    assert 'id="redaction-note"' in page  # the placeholder is in the context only
+    operator = app.test_client()
+    login(operator, "omar")
+    detail = operator.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert 'id="context"' in detail and "→ the bot answered “Where is my card?”" in detail
+
+
 def test_long_intent_names_may_wrap_after_underscores_and_stay_escaped() -> None:
     from admin_ui.markdown import render_breakable
 
