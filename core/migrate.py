@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -38,14 +39,23 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
     """A connection to migrate on, in a transaction. On SQLite, with foreign keys not enforced while it runs
     (Alembic's advice for batch migrations): a batch migration copies a table and drops the old one, and with
     them enforced, that drop deletes every row that refers to the table (ON DELETE CASCADE): upgrading to
-    0023 emptied review_item_turns that way. They are checked once the migrations ran, and enforced again."""
+    0023 emptied review_item_turns that way. They are checked once the migrations ran (a violation undoes
+    them all: schema changes included, see below), and enforced again."""
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
+        driver: Any = connection.connection.dbapi_connection
+        managed = getattr(driver, "isolation_level", None)
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: first
             connection.commit()
+            # Python's sqlite3 opens a transaction before INSERT/UPDATE/DELETE only, so each CREATE, ALTER and
+            # DROP was committed as it ran: a migration that failed half-way left half its schema behind.
+            # Here the transaction is opened by hand and holds the DDL too: all of it commits, or none.
+            driver.isolation_level = None
         try:
             with connection.begin():
+                if sqlite:
+                    connection.exec_driver_sql("BEGIN")
                 yield connection
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
@@ -57,6 +67,7 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
                         )
         finally:
             if sqlite:
+                driver.isolation_level = managed
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
 

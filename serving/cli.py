@@ -82,7 +82,10 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     from core import migrate
 
     database = _database(_settings(ctx))
-    migrate.upgrade(database.engine, revision)
+    try:
+        migrate.upgrade(database.engine, revision)
+    except migrate.MigrationError as exc:
+        _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
     click.echo(f"database at revision {migrate.current_revision(database.engine)}")
 
 
@@ -94,7 +97,10 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
     from core import migrate
 
     database = _database(_settings(ctx))
-    migrate.downgrade(database.engine, revision)
+    try:
+        migrate.downgrade(database.engine, revision)
+    except migrate.MigrationError as exc:
+        _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
     click.echo(f"database at revision {migrate.current_revision(database.engine)}")
 
 

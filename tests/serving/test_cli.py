@@ -44,6 +44,30 @@ def test_kb_import_requires_migrated_database(settings: Any, answers_file: Path)
     assert "helploop db upgrade" in result.output
 
 
+def test_db_upgrade_refuses_a_migration_that_leaves_dangling_references(settings: Any) -> None:
+    from core import migrate
+    from core.db import make_engine
+
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: PostgreSQL enforces its foreign keys while migrating")
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine, "0033")
+    with engine.connect() as connection:  # a verified pair whose item is gone
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.exec_driver_sql(
+            "INSERT INTO verified_pairs (item_id, text, intent, weight, created_at) "
+            "VALUES (99, 'x', 'card_arrival', 0.9, '2026-01-01')"
+        )
+        connection.commit()
+    engine.dispose()
+    result = run(settings, "db", "upgrade")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "error: the migration left 1 rows referring to missing rows in verified_pairs; "
+        "the database stays at revision 0033"
+    )
+
+
 def test_import_export_round_trip_in_every_format(settings: Any, answers_file: Path, tmp_path: Path) -> None:
     assert run(settings, "db", "upgrade").exit_code == 0
     result = run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))
