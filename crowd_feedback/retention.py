@@ -108,7 +108,8 @@ def redact_old_turns(
 def erase_conversation(session: Session, *, conversation_id: str, actor: str) -> dict[str, int]:
     """A customer's request to be forgotten: delete the conversation and its turns, and the pending review
     items that had no other member (nobody needs to label a question that is no longer asked). Resolved items
-    and their training pairs stay: they hold only redacted text. Returns what was deleted. On SQLite the
+    and their training pairs stay: they hold only redacted text (the earlier turns kept for reviewers with the
+    items that had a turn of it, review_items.context, are cleared). Returns what was deleted. On SQLite the
     rows are zeroed in the file (``secure_delete``), and the caller then empties the write-ahead log
     (``Database.checkpoint``) so no older copy of the pages stays behind. SQLite's search index keeps a
     deleted text's entries until it is merged: the caller merges it once this is committed
@@ -118,6 +119,12 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
     turn_ids = select(Turn.id).where(Turn.conversation_id == conversation_id)
     touched = set(
         session.scalars(select(ReviewItemTurn.item_id).where(ReviewItemTurn.turn_id.in_(turn_ids))).all()
+    )
+    # The earlier turns kept with those items for reviewers: this customer's words, whatever becomes of them.
+    session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id.in_(touched), ReviewItem.context.is_not(None))
+        .values(context=None)
     )
     session.execute(delete(ReviewItemTurn).where(ReviewItemTurn.turn_id.in_(turn_ids)))
     turns = session.scalar(

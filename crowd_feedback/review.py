@@ -207,6 +207,7 @@ def conversation_context(
             Turn.conversation_id == turn.conversation_id,
             Turn.id < turn.id,
             Turn.created_at >= asked - policy.context_window,
+            Turn.created_at <= asked,
         )
         .order_by(Turn.id.desc())
         .limit(policy.context_turns)

@@ -141,6 +141,15 @@ def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Sess
     settled.status, settled.resolved_label = "resolved", "exchange_rate"
     db_session.add(VerifiedPair(item_id=settled.id, text=settled.text, intent="exchange_rate", weight=0.95))
     ids = (alone.id, shared.id, settled.id)
+    assert shared.context == [
+        {
+            "text": "my card [CARD_NUMBER] is lost",
+            "status": "handoff",
+            "intent": None,
+            "chosen_intent": None,
+            "helpful": None,
+        }
+    ]
     db_session.commit()
 
     erased = erase_conversation(db_session, conversation_id="forget-me", actor="omar")
@@ -154,6 +163,7 @@ def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Sess
     assert db_session.get(ReviewItem, ids[0]) is None  # fed only by this conversation, still pending
     assert db_session.get(ReviewItem, ids[1]).status == "pending"  # someone else asks it too
     assert [t.turn_id for t in db_session.get(ReviewItem, ids[1]).turns] == [other.id]
+    assert db_session.get(ReviewItem, ids[1]).context is None  # the erased customer's earlier words
     assert db_session.get(ReviewItem, ids[2]).status == "resolved"  # settled: redacted text, kept
     assert db_session.scalars(select(VerifiedPair)).one().intent == "exchange_rate"
     with pytest.raises(NotFoundError):
