@@ -117,26 +117,42 @@ SCRUBBED_COLUMNS = (
 )
 
 
-def _rewrite_texts(
-    connection: Connection, table_name: str, column: str, rewrite: Callable[[str], str], *, batch: int
+def _rewrite_column(
+    connection: Connection,
+    table_name: str,
+    column: str,
+    kind: Any,
+    rewrite: Callable[[Any], Any],
+    *,
+    batch: int,
 ) -> int:
-    """Apply ``rewrite`` to one text column, a batch of rows at a time in key order; write the rows it
-    changes. Returns how many it changed."""
-    table = sa.table(table_name, sa.column("id"), sa.column(column, sa.Text))
+    """Apply ``rewrite`` to one column's non-null values, a batch of rows at a time in key order; write the
+    rows it changes. Returns how many it changed."""
+    table = sa.table(table_name, sa.column("id"), sa.column(column, kind))
     changed = 0
     last = None
     while True:
-        query = sa.select(table.c.id, table.c[column]).order_by(table.c.id).limit(batch)
+        query = sa.select(table.c.id, table.c[column]).where(table.c[column].is_not(None))
+        query = query.order_by(table.c.id).limit(batch)
         if last is not None:
             query = query.where(table.c.id > last)
         rows = connection.execute(query).all()
         if not rows:
             return changed
-        for row_id, text in rows:
-            if text and (new := rewrite(text)) != text:
+        for row_id, value in rows:
+            if (new := rewrite(value)) != value:
                 connection.execute(sa.update(table).where(table.c.id == row_id).values({column: new}))
                 changed += 1
         last = rows[-1][0]
+
+
+def _rewrite_texts(
+    connection: Connection, table_name: str, column: str, rewrite: Callable[[str], str], *, batch: int
+) -> int:
+    """Apply ``rewrite`` to one text column (empty texts left alone)."""
+    return _rewrite_column(
+        connection, table_name, column, sa.Text, lambda text: rewrite(text) if text else text, batch=batch
+    )
 
 
 def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
@@ -155,27 +171,11 @@ def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
 def _rewrite_contexts(connection: Connection, *, batch: int) -> int:
     """``redact`` over the texts of review_items.context (a list of turns, each with a "text")."""
     kind = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
-    table = sa.table("review_items", sa.column("id"), sa.column("context", kind))
-    changed = 0
-    last = None
-    while True:
-        query = (
-            sa.select(table.c.id, table.c.context)
-            .where(table.c.context.is_not(None))
-            .order_by(table.c.id)
-            .limit(batch)
-        )
-        if last is not None:
-            query = query.where(table.c.id > last)
-        rows = connection.execute(query).all()
-        if not rows:
-            return changed
-        for row_id, context in rows:
-            new = [{**turn, "text": redact(turn.get("text") or "")} for turn in context or []]
-            if new != context:
-                connection.execute(sa.update(table).where(table.c.id == row_id).values(context=new))
-                changed += 1
-        last = rows[-1][0]
+
+    def rewrite(context: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**turn, "text": redact(turn.get("text") or "")} for turn in context]
+
+    return _rewrite_column(connection, "review_items", "context", kind, rewrite, batch=batch)
 
 
 def scrub_stored_secrets(connection: Connection, *, batch: int = 1000) -> int:
