@@ -69,6 +69,17 @@ def main(ctx: click.Context) -> None:
 # ----------------------------------------------------------------------------------------------- db
 
 
+def _migrate(database: Any, revision: str = "head", *, down: bool = False) -> None:
+    """Migrate to ``revision``; a run the migrations refuse (core.migrate.MigrationError: it is undone) ends
+    the command with one line instead of a traceback."""
+    from core import migrate
+
+    try:
+        (migrate.downgrade if down else migrate.upgrade)(database.engine, revision)
+    except migrate.MigrationError as exc:
+        _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
+
+
 @main.group()
 def db() -> None:
     """The database: migrations, backup and restore (with the model bundles it serves)."""
@@ -82,10 +93,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     from core import migrate
 
     database = _database(_settings(ctx))
-    try:
-        migrate.upgrade(database.engine, revision)
-    except migrate.MigrationError as exc:
-        _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
+    _migrate(database, revision)
     click.echo(f"database at revision {migrate.current_revision(database.engine)}")
 
 
@@ -97,10 +105,7 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
     from core import migrate
 
     database = _database(_settings(ctx))
-    try:
-        migrate.downgrade(database.engine, revision)
-    except migrate.MigrationError as exc:
-        _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
+    _migrate(database, revision, down=True)
     click.echo(f"database at revision {migrate.current_revision(database.engine)}")
 
 
@@ -223,7 +228,7 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
 
     database = _database(settings)
     try:
-        migrate.upgrade(database.engine)
+        _migrate(database)
         now = migrate.current_revision(database.engine)
         bundles = restore_bundles(database, backup.parent)
     finally:
@@ -681,7 +686,6 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
     """Prepare the demo (migrate, import the bundled BANKING77 knowledge base, build) and serve it."""
     from sqlalchemy import exists, select
 
-    from core import migrate
     from core.knowledge_base import count_intents, import_knowledge_base
     from core.models import ReviewItem
     from core.registry import latest_model_version
@@ -689,7 +693,7 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 
     settings = _settings(ctx)
     database = _database(settings)
-    migrate.upgrade(database.engine)
+    _migrate(database)
     with database.session() as session:
         if count_intents(session) == 0:
             incoming = read_knowledge_base([DEMO_DATA / "examples.csv", DEMO_DATA / "answers.csv"])
