@@ -131,8 +131,8 @@ def _unread(session: Any, user: User) -> dict[str, Any] | None:
 
 
 def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) -> list[dict[str, str]]:
-    """An item's earlier turns as the review pages show them: the customer's words (redacted) and, in words,
-    what the bot did with them."""
+    """An item's earlier turns as the review pages show them: the customer's words (redacted), or the title of
+    the chip they clicked, and, in words, what the bot did with them."""
 
     def title(intent: str | None) -> str:
         return titles.get(intent or "", intent or "an intent")
@@ -140,21 +140,20 @@ def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) 
     lines = []
     for turn in context or []:
         status = turn.get("status")
+        clicked = title(turn.get("intent")) if turn.get("clicked") else ""
         if status == "answered":
-            bot = f"answered “{title(turn.get('intent'))}”"
+            bot = "answered it" if clicked else f"answered “{title(turn.get('intent'))}”"
             if turn.get("helpful") is False:
                 bot += "; the customer marked it unhelpful"
         elif status == "clarify":
-            bot = "asked “did you mean…”"
-            if turn.get("chosen_intent"):
-                bot += f"; the customer picked “{title(turn['chosen_intent'])}”"
+            bot = "asked “did you mean…”"  # the customer's pick, if any, is the click that follows
         elif status == "handoff":
             bot = "handed over to a person"
         elif status == "asked_for_person":
             bot = "passed it to a person (the customer asked for one)"
         else:
             bot = "small talk"
-        lines.append({"text": str(turn.get("text", "")), "bot": bot})
+        lines.append({"text": str(turn.get("text", "")), "clicked": clicked, "bot": bot})
     return lines
 
 

@@ -35,7 +35,7 @@ from core.models import (
     utcnow,
 )
 from core.redaction import redact
-from core.registry import CHIP_PAYLOAD, shown_suggestions
+from core.registry import CHIP_PAYLOAD, SUGGESTION_ARM, shown_suggestions
 from core.settings import Settings
 from crowd_feedback.reviewers import suspend
 
@@ -197,12 +197,13 @@ def conversation_context(
     """The turns of ``turn``'s conversation just before it, as its review item keeps them for reviewers: at
     most ``policy.context_turns``, asked within ``policy.context_window`` before it, oldest first, each the
     customer's words redacted with what the bot did (status, intent, the "did you mean" choice the customer
-    picked, their thumbs). None when there are none (a first question, or context_turns 0)."""
+    picked, their thumbs); ``clicked``: the turn is a chip the customer clicked (its text the "/intent" it
+    sent). None when there are none (a first question, or context_turns 0)."""
     if policy.context_turns <= 0:
         return None
     asked = as_utc(turn.created_at or utcnow())
     rows = session.execute(
-        select(Turn.user_text, Turn.status, Turn.intent, Turn.chosen_intent, Turn.helpful)
+        select(Turn.user_text, Turn.status, Turn.intent, Turn.chosen_intent, Turn.helpful, Turn.served_by)
         .where(
             Turn.conversation_id == turn.conversation_id,
             Turn.id < turn.id,
@@ -219,8 +220,9 @@ def conversation_context(
             "intent": intent,
             "chosen_intent": chosen_intent,
             "helpful": helpful,
+            "clicked": served_by == SUGGESTION_ARM,
         }
-        for text, status, intent, chosen_intent, helpful in reversed(rows)
+        for text, status, intent, chosen_intent, helpful, served_by in reversed(rows)
     ]
     return context or None
 

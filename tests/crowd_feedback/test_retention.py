@@ -148,6 +148,7 @@ def test_erasing_a_conversation_keeps_what_is_shared_or_settled(db_session: Sess
             "intent": None,
             "chosen_intent": None,
             "helpful": None,
+            "clicked": False,
         }
     ]
     db_session.commit()

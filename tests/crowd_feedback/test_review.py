@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.events import recent_events
 from core.models import Claim, Conversation, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
-from core.registry import get_or_create_conversation, log_turn
+from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn
 from crowd_feedback.review import (
     NEW_INTENT,
     ReviewError,
@@ -171,7 +171,13 @@ def test_similar_questions_cluster_into_one_item_with_redacted_text(db_session: 
 def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Session) -> None:
     conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
 
-    def say(text: str, status: str, intent: str | None = None, conversation_id: str | None = None) -> Turn:
+    def say(
+        text: str,
+        status: str,
+        intent: str | None = None,
+        conversation_id: str | None = None,
+        served_by: str = "production",
+    ) -> Turn:
         return log_turn(
             db_session,
             conversation_id=conversation_id or conversation.id,
@@ -184,6 +190,7 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
             member_scores={},
             model_version="v1",
             latency_ms=1.0,
+            served_by=served_by,
         )
 
     stale = say("hello from yesterday", "small_talk")
@@ -193,6 +200,7 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
     say("somebody else's question", "handoff", conversation_id=make_turn(db_session, "x").conversation_id)
     asked = say("which one?", "clarify")
     asked.chosen_intent = "change_pin"
+    say("/change_pin", "answered", "change_pin", served_by=SUGGESTION_ARM)  # the chip it clicked
     question = say("and how long will that take?", "handoff")
     say("a later question", "handoff")  # after the question: not context
     db_session.flush()
@@ -205,6 +213,7 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
             "intent": "card_arrival",
             "chosen_intent": None,
             "helpful": False,
+            "clicked": False,
         },
         {
             "text": "which one?",
@@ -212,6 +221,15 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
             "intent": None,
             "chosen_intent": "change_pin",
             "helpful": None,
+            "clicked": False,
+        },
+        {
+            "text": "/change_pin",
+            "status": "answered",
+            "intent": "change_pin",
+            "chosen_intent": None,
+            "helpful": None,
+            "clicked": True,
         },
     ]
     # At most context_turns of them, the nearest kept; 0 keeps none; a first question has none.
@@ -245,7 +263,7 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
         embedding=vector(40),
         policy=policy,
     )
-    assert joined is item and len(item.context) == 2
+    assert joined is item and len(item.context) == 3
 
 
 def test_the_policy_reads_how_much_of_the_conversation_reviewers_see_from_settings() -> None:

@@ -150,6 +150,7 @@ def test_reviewers_and_operators_see_what_the_customer_said_before_the_question(
     first = customer.post("/api/v1/chat", json={"message": TOY["card_arrival"][0] + ", jo@example.com"})
     assert first.get_json()["status"] == "answered"
     session_id = first.get_json()["session_id"]
+    customer.post("/api/v1/chat", json={"message": "/change_pin", "session_id": session_id})  # a chip
     customer.post("/api/v1/chat", json={"message": "<b>zzz</b> qqq and then?", "session_id": session_id})
     app.extensions["helploop"].router.drain(10)
     with app.extensions["helploop"].database.session() as session:
@@ -161,15 +162,42 @@ def test_reviewers_and_operators_see_what_the_customer_said_before_the_question(
     assert f'data-item="{item_id}"' in page
     context = page[page.index('id="context"') : page.index("</details>", page.index('id="context"'))]
     assert "Earlier in this conversation" in context and "jo@example.com" not in page
-    assert context.count('class="context-turn"') == 1
+    assert context.count('class="context-turn"') == 2
     assert TOY["card_arrival"][0] in context and "[EMAIL]</span>" in context
     assert "→ the bot answered “Where is my card?”" in context
+    assert 'Customer clicked</span> “Change my PIN”' in context and "→ the bot answered it" in context
+    assert "/change_pin" not in context
     assert page.index('id="context"') < page.index('id="question"')
     assert 'id="redaction-note"' in page  # the placeholder is in the context only
     operator = app.test_client()
     login(operator, "omar")
     detail = operator.get(f"/review/items/{item_id}").get_data(as_text=True)
     assert 'id="context"' in detail and "→ the bot answered “Where is my card?”" in detail
+
+
+def test_the_earlier_turns_say_in_words_what_the_bot_did() -> None:
+    from admin_ui.review import context_lines
+
+    titles = {"card_arrival": "Where is my card?", "change_pin": "Change my PIN"}
+    context = [
+        {"text": "my card, [NAME] here", "status": "answered", "intent": "card_arrival", "helpful": False},
+        {"text": "which?", "status": "clarify", "intent": None, "chosen_intent": "change_pin"},
+        {"text": "/change_pin", "status": "answered", "intent": "change_pin", "clicked": True},
+        {"text": "hi", "status": "small_talk", "intent": None},
+        {"text": "a person please", "status": "asked_for_person", "intent": None},
+        {"text": "zzz", "status": "handoff", "intent": None},
+        {"text": "old", "status": "answered", "intent": "renamed_since"},
+    ]
+    assert [(line["text"], line["clicked"], line["bot"]) for line in context_lines(context, titles)] == [
+        ("my card, [NAME] here", "", "answered “Where is my card?”; the customer marked it unhelpful"),
+        ("which?", "", "asked “did you mean…”"),
+        ("/change_pin", "Change my PIN", "answered it"),
+        ("hi", "", "small talk"),
+        ("a person please", "", "passed it to a person (the customer asked for one)"),
+        ("zzz", "", "handed over to a person"),
+        ("old", "", "answered “renamed_since”"),  # an intent gone from the knowledge base: its name
+    ]
+    assert context_lines(None, titles) == []
 
 
 def test_long_intent_names_may_wrap_after_underscores_and_stay_escaped() -> None:
