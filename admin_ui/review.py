@@ -40,6 +40,7 @@ from crowd_feedback.review import (
     item_posterior,
     judgement_counts,
     member_questions,
+    needs_conversation,
     next_item,
     operator_resolve,
     operator_resolve_many,
@@ -286,6 +287,8 @@ def submit(item_id: int) -> Any:
     # Member questions shown with a ticked "asks the same" box; an unticked one is not sent by the browser.
     kept = set(request.form.getlist("same"))
     member_checks = {text: text in kept for text in request.form.getlist("member")}
+    # Shown only with earlier turns; an unticked box is not sent, hence the marker that it was shown.
+    needs_context = "needs_context" in request.form if request.form.get("context_shown") else None
     with helploop.database.session() as session:
         user = session.get(User, current_user.id)
         try:
@@ -301,6 +304,7 @@ def submit(item_id: int) -> Any:
                     known_intents=names,
                     policy=helploop.policy,
                     active_seconds=_seconds(request.form.get("active_seconds")),
+                    needs_context=needs_context,
                 )
                 feedback = practice_feedback(session, user, item, choice, helploop.policy)
                 session.commit()
@@ -581,6 +585,7 @@ def item_detail(item_id: int) -> Any:
                     "answer_ok": judgement.answer_ok,
                     "at": judgement.created_at,
                     "seconds": judgement.seconds,
+                    "needs_context": judgement.needs_context,
                 }
             )
             for text, same in (judgement.member_checks or {}).items():
@@ -612,6 +617,7 @@ def item_detail(item_id: int) -> Any:
             "settled_by": item.settled_by,
             "created_at": item.created_at,
             "context": context_lines(item.context, titles),
+            "needs_conversation": needs_conversation(session, item=item),
         }
         pairs = [
             (p.text, p.intent, p.weight)

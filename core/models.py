@@ -396,6 +396,10 @@ class Judgement(Base):
     answer_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # The item's other member questions this reviewer was shown: {redacted text: "asks the same" (bool)}.
     member_checks: Mapped[dict[str, bool] | None] = mapped_column(JSONType, nullable=True)
+    # Shown the turns before the question (review_items.context): whether the question is clear only with
+    # them (then most such answers keep the item from making training pairs: the bot reads messages alone).
+    # None: there were none to show, or the judgement is older than migration 0035.
+    needs_context: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # From taking the item (the claim) to answering it; None for judgements recorded before migration 0017.
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

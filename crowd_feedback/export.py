@@ -131,6 +131,7 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                     "new_intent_text": judgement.new_intent_text,
                     "answer_ok": judgement.answer_ok,
                     "seconds": judgement.seconds,
+                    "needs_context": judgement.needs_context,
                     "at": _iso(judgement.created_at),
                 }
             )

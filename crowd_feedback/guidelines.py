@@ -23,7 +23,7 @@ DEFAULT_GUIDELINES = """\
 1. **Answer the question the customer asked**, not the one the bot answered. If the bot was wrong, pick the
    right intent and mark its answer as not acceptable. Where *Earlier in this conversation* is shown, read the
    question in its light: "and how long does that take?" after "I ordered a new card" asks when the card
-   arrives.
+   arrives. If it is clear only with them, also tick *Clear only with the earlier turns* (**C**).
 2. Pick the **most specific** intent: "my card payment was declined" is *declined card payment*, not *card not
    working*. Some intents carry a note from the operators under their examples: it says when they apply.
 3. If two intents both fit, pick the one whose answer would help the customer most.

@@ -603,9 +603,11 @@ def submit_judgement(
     policy: ReviewPolicy,
     now: datetime | None = None,
     active_seconds: float | None = None,
+    needs_context: bool | None = None,
 ) -> ReviewItem:
     """Record one reviewer's judgement on an item they hold a claim on, then resolve the item if it can be.
-    Its time is the claim's age, or the page's active time when smaller (``held_for``).
+    Its time is the claim's age, or the page's active time when smaller (``held_for``). ``needs_context``:
+    shown the turns before the question, whether it is clear only with them (``needs_conversation``).
 
     ``member_checks``: for the other member questions the reviewer was shown (``member_questions``), whether
     each asks the same as the shown question; a member most of its checkers rejected leaves the item when it
@@ -649,6 +651,7 @@ def submit_judgement(
             if member_checks
             else None,
             seconds=held_for(claim, now, active_seconds),
+            needs_context=needs_context if item.context else None,
             created_at=now,
         )
     )
@@ -759,6 +762,25 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
     return list(reopened.values())
 
 
+def needs_conversation(session: Session, *, item: ReviewItem) -> bool:
+    """Whether most of the item's reviewers (suspended ones aside) who were shown the turns before its
+    question found it clear only with them. Such a question becomes no training pair: the bot reads each
+    message alone, and "and how long does that take?" filed under whatever came before would teach it a
+    guess."""
+    if not item.context:
+        return False
+    votes = session.scalars(
+        select(Judgement.needs_context)
+        .join(User, User.id == Judgement.reviewer_id)
+        .where(
+            Judgement.item_id == item.id,
+            Judgement.needs_context.is_not(None),
+            User.suspended_at.is_(None),
+        )
+    ).all()
+    return sum(1 for vote in votes if vote) * 2 > len(votes)
+
+
 def _write_verified_pairs(
     session: Session,
     *,
@@ -769,7 +791,8 @@ def _write_verified_pairs(
     policy: ReviewPolicy,
 ) -> int:
     """The members the reviewers rejected leave the item first (``split_off_rejected``); every remaining
-    member turn of the resolved item becomes a (redacted question, intent) training pair. An item about a
+    member turn of the resolved item becomes a (redacted question, intent) training pair, unless the question
+    is clear only with the turns before it (``needs_conversation``). An item about a
     knowledge-base example (``kb_intent``) that the crowd put where it is filed keeps it there
     (``keep_example``: the check stops listing it); one put elsewhere writes no pair for it, the check shows
     the verdict and the operator moves it."""
@@ -779,7 +802,7 @@ def _write_verified_pairs(
             keep_example(session, text=item.text, intent=label, actor=f"reviewers (item #{item.id})")
         except KnowledgeBaseFormatError:
             pass  # moved or removed since it was asked about: nothing to keep
-    if label not in known_intents:
+    if label not in known_intents or needs_conversation(session, item=item):
         return 0
     texts = session.scalars(
         select(Turn.user_text)

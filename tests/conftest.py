@@ -255,14 +255,12 @@ def minilm_encoder() -> Any:
     return encoder
 
 
-def insert_review_item(session: Session, **values: Any) -> int:
-    """A review item written at an older schema revision (migration tests): only the given columns and those
-    with a default, never one a later migration added (the ORM would name every mapped column). Its id."""
+def insert_row(session: Session, model: Any, **values: Any) -> int:
+    """A row written at an older schema revision (migration tests): only the given columns and those with a
+    default, never one a later migration added (the ORM would name every mapped column). Its id."""
     from sqlalchemy import insert
 
-    from core.models import ReviewItem
-
-    return int(session.execute(insert(ReviewItem).values(**values).returning(ReviewItem.id)).scalar_one())
+    return int(session.execute(insert(model).values(**values).returning(model.id)).scalar_one())
 
 
 def read_rows(path: Path) -> tuple[list[str], list[str]]:

@@ -1,4 +1,5 @@
-/* Keyboard shortcuts for the review form: digits pick, / searches, Y/N rate the bot, Enter submits, S skips. */
+/* Keyboard shortcuts for the review form: digits pick, / searches, Y/N rate the bot, C ticks "clear only with the
+   earlier turns", Enter submits, S skips. */
 (function () {
   "use strict";
   var form = document.getElementById("judgement");
@@ -28,6 +29,9 @@
     } else if (key === "y" || key === "n") {
       var answer = form.querySelector('input[name=answer_ok][data-answer="' + key + '"]');
       if (answer) { answer.checked = true; }
+    } else if (key === "c") {
+      var needsContext = document.getElementById("needs-context");
+      if (needsContext) { needsContext.checked = !needsContext.checked; }
     } else if (key === "s") {
       document.getElementById("skip").submit();
     } else if (event.key === "Enter") {

@@ -14,7 +14,7 @@ from core.db import make_engine
 from core.models import Claim, Judgement, ReviewItem, ReviewItemTurn, utcnow
 from core.registry import SUGGESTION_ARM, get_or_create_conversation
 from crowd_feedback.reviewers import create_user
-from tests.conftest import insert_review_item
+from tests.conftest import insert_row
 
 
 def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database_url: str) -> None:
@@ -53,15 +53,15 @@ def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database
             ("question", "pending", [False], False),
             ("gold", "pending", [], True),
         ]:
-            items[name] = insert_review_item(
-                session, text=name, status=status, cluster_size=max(len(members), 1), is_gold=gold
+            items[name] = insert_row(
+                session, ReviewItem, text=name, status=status, cluster_size=max(len(members), 1), is_gold=gold
             )
             for i, chip in enumerate(members):
                 text = "/change_pin" if chip else f"how do I change my pin {i}"
                 session.add(
                     ReviewItemTurn(item_id=items[name], turn_id=turn(text, chip=chip), reason="thumbs_down")
                 )
-        session.add(Judgement(item_id=items["judged chip"], reviewer_id=ann.id, label="change_pin"))
+        insert_row(session, Judgement, item_id=items["judged chip"], reviewer_id=ann.id, label="change_pin")
         session.add(
             Claim(item_id=items["chip alone"], reviewer_id=ann.id, expires_at=utcnow() + timedelta(minutes=9))
         )

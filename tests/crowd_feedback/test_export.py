@@ -96,6 +96,7 @@ def test_items_export_as_json_lines_and_csv_with_judgements_and_redacted_questio
         ("rev0", "change_pin"),
         ("rev1", "change_pin"),
     ]
+    assert all(j["needs_context"] is None for r in rows for j in r["judgements"])  # no earlier turns shown
     times = [j["seconds"] for r in rows for j in r["judgements"]]
     assert len(times) == 5 and all(0.0 <= t < 60.0 for t in times)  # taken and answered within the test
     assert by_id[pending]["status"] == "pending" and by_id[pending]["label"] is None

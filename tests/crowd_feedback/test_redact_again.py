@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from core import migrate
 from core.db import make_engine
 from core.models import ReviewItem, VerifiedPair
-from tests.conftest import insert_review_item
+from tests.conftest import insert_row
 
 OLD = "my name is Anna Berg, born 03/04/1985, call [PHONE]"  # as the older rules stored it
 NEW = "my name is [NAME], born [DATE_OF_BIRTH], call [PHONE]"
@@ -19,8 +19,8 @@ def test_migration_0026_redacts_stored_review_texts_again(empty_database_url: st
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0025")
     with Session(engine) as session:
-        item_id = insert_review_item(session, text=OLD, status="resolved", cluster_size=1)
-        insert_review_item(session, text="where is my card", status="pending", cluster_size=1)
+        item_id = insert_row(session, ReviewItem, text=OLD, status="resolved", cluster_size=1)
+        insert_row(session, ReviewItem, text="where is my card", status="pending", cluster_size=1)
         session.add(VerifiedPair(item_id=item_id, text=OLD, intent="card_arrival", weight=0.95))
         session.commit()
     migrate.upgrade(engine)
@@ -42,7 +42,7 @@ def stored_then_upgraded(database_url: str, revision: str, stored: str) -> tuple
     engine = make_engine(database_url)
     migrate.upgrade(engine, revision)
     with Session(engine) as session:
-        item_id = insert_review_item(session, text=stored, status="resolved", cluster_size=1)
+        item_id = insert_row(session, ReviewItem, text=stored, status="resolved", cluster_size=1)
         session.add(VerifiedPair(item_id=item_id, text=stored, intent="card_arrival", weight=0.9))
         session.commit()
     migrate.upgrade(engine)
@@ -90,7 +90,7 @@ def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_u
         turn.user_text, turn.feedback_comment = typed, f"still nothing, {typed}"
         conversation.rating_comment = typed
         session.add(ConversationMessage(conversation_id=conversation.id, sender="customer", text=typed))
-        item_id = insert_review_item(session, text=typed, status="resolved", cluster_size=1)
+        item_id = insert_row(session, ReviewItem, text=typed, status="resolved", cluster_size=1)
         session.add(VerifiedPair(item_id=item_id, text=typed, intent="card_arrival", weight=0.9))
         session.commit()
         turn_id, other_id, conversation_id = turn.id, other.id, conversation.id

@@ -26,6 +26,7 @@ from crowd_feedback.review import (
     judgement_answers,
     member_kept,
     member_questions,
+    needs_conversation,
     next_item,
     practice_available,
     practice_feedback,
@@ -39,7 +40,7 @@ from crowd_feedback.review import (
     unvectored_items,
     weekly_agreement,
 )
-from crowd_feedback.reviewers import AccountError, authenticate, create_user
+from crowd_feedback.reviewers import AccountError, authenticate, create_user, suspend
 
 INTENTS = ["card_arrival", "change_pin", "exchange_rate"]
 POLICY = ReviewPolicy(gold_rate=0.0)
@@ -52,11 +53,15 @@ def make_turn(
     status: str = "handoff",
     confidence: float = 0.3,
     top: str = "card_arrival",
+    conversation_id: str | None = None,
+    served_by: str = "production",
 ) -> Turn:
-    conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+    """A turn of a new conversation, or of ``conversation_id``'s."""
+    if conversation_id is None:
+        conversation_id = get_or_create_conversation(session, conversation_id=None, channel="widget").id
     return log_turn(
         session,
-        conversation_id=conversation.id,
+        conversation_id=conversation_id,
         user_text=text,
         status=status,
         intent=top if status == "answered" else None,
@@ -66,6 +71,7 @@ def make_turn(
         member_scores={},
         model_version="v1",
         latency_ms=1.0,
+        served_by=served_by,
     )
 
 
@@ -174,22 +180,16 @@ def test_an_item_keeps_the_turns_before_its_question_redacted(db_session: Sessio
     def say(
         text: str,
         status: str,
-        intent: str | None = None,
+        intent: str = "card_arrival",
         conversation_id: str | None = None,
         served_by: str = "production",
     ) -> Turn:
-        return log_turn(
+        return make_turn(
             db_session,
-            conversation_id=conversation_id or conversation.id,
-            user_text=text,
+            text,
             status=status,
-            intent=intent,
-            answer="",
-            confidence=0.9,
-            candidates=[{"intent": intent or "card_arrival", "probability": 0.9, "title": "t"}],
-            member_scores={},
-            model_version="v1",
-            latency_ms=1.0,
+            top=intent,
+            conversation_id=conversation_id or conversation.id,
             served_by=served_by,
         )
 
@@ -392,6 +392,61 @@ def test_three_judgements_resolve_into_a_verified_pair(db_session: Session) -> N
     pairs = db_session.scalars(select(VerifiedPair)).all()
     assert [(p.text, p.intent) for p in pairs] == [("my card hasn't arrived, call [PHONE]", "card_arrival")]
     assert next_item(db_session, reviewer=people[2], policy=POLICY) is None
+
+
+def test_a_question_clear_only_with_the_turns_before_it_makes_no_training_pair(db_session: Session) -> None:
+    def follow_up(text: str, seed: int) -> ReviewItem:
+        earlier = make_turn(db_session, "I ordered a new card", status="answered", confidence=0.95)
+        question = make_turn(db_session, text, conversation_id=earlier.conversation_id)
+        item = route_turn(
+            db_session, turn=question, reasons=["handoff"], embedding=vector(seed), policy=POLICY
+        )
+        assert item is not None and item.context is not None
+        return item
+
+    def answer(item: ReviewItem, reviewer: Any, needs_context: bool | None) -> None:
+        assert next_item(db_session, reviewer=reviewer, policy=POLICY) is item
+        submit_judgement(
+            db_session,
+            item_id=item.id,
+            reviewer=reviewer,
+            label="card_arrival",
+            answer_ok=None,
+            known_intents=INTENTS,
+            policy=POLICY,
+            needs_context=needs_context,
+        )
+
+    people = reviewers(db_session, 2)
+    vague = follow_up("and how long does that take?", 60)
+    for reviewer in people:
+        answer(vague, reviewer, True)
+    assert vague.status == "resolved" and vague.resolved_label == "card_arrival"  # the label still counts
+    assert needs_conversation(db_session, item=vague)
+    assert db_session.scalars(select(VerifiedPair).where(VerifiedPair.item_id == vague.id)).all() == []
+    # One reviewer of two is no majority: the pair is written.
+    split = follow_up("so where is the card now", 61)
+    answer(split, people[0], True)
+    answer(split, people[1], False)
+    assert split.status == "resolved" and not needs_conversation(db_session, item=split)
+    pairs = db_session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == split.id)).all()
+    assert pairs == ["so where is the card now"]
+    # Without earlier turns there was nothing to tick: stored as None.
+    plain = route_turn(
+        db_session,
+        turn=make_turn(db_session, "pin?"),
+        reasons=["handoff"],
+        embedding=vector(62),
+        policy=POLICY,
+    )
+    assert plain is not None
+    answer(plain, people[0], True)
+    assert db_session.scalars(select(Judgement.needs_context).where(Judgement.item_id == plain.id)).all() == [
+        None
+    ]
+    # A suspended reviewer's answer does not count: left with the one who ticked it, the split item needs it.
+    suspend(db_session, user=people[1], reason="test")
+    assert needs_conversation(db_session, item=split)
 
 
 def test_a_chip_payload_member_becomes_no_verified_pair(db_session: Session) -> None:

@@ -138,6 +138,9 @@ def test_security_headers_and_escaping(make_app: Any) -> None:
         'zzz qqq, mail <span class="pii" title="an e-mail address, removed before review">[EMAIL]</span>'
     )
     assert 'id="redaction-note"' in page and "jo@example.com" not in page
+    assert (
+        'id="context"' not in page and 'name="needs_context"' not in page
+    )  # a first question: nothing before it
 
 
 def test_reviewers_and_operators_see_what_the_customer_said_before_the_question(make_app: Any) -> None:
@@ -165,14 +168,29 @@ def test_reviewers_and_operators_see_what_the_customer_said_before_the_question(
     assert context.count('class="context-turn"') == 2
     assert TOY["card_arrival"][0] in context and "[EMAIL]</span>" in context
     assert "→ the bot answered “Where is my card?”" in context
-    assert 'Customer clicked</span> “Change my PIN”' in context and "→ the bot answered it" in context
+    assert "Customer clicked</span> “Change my PIN”" in context and "→ the bot answered it" in context
     assert "/change_pin" not in context
     assert page.index('id="context"') < page.index('id="question"')
     assert 'id="redaction-note"' in page  # the placeholder is in the context only
+    # With earlier turns shown, the reviewer can say the question is clear only with them (C).
+    assert 'name="needs_context"' in page and "<kbd>C</kbd> needs the earlier turns" in page
+    reviewer.post(
+        f"/review/items/{item_id}",
+        data={
+            "choice": "card_arrival",
+            "context_shown": "1",
+            "needs_context": "yes",
+            "csrf_token": csrf_token(page),
+        },
+    )
+    with app.extensions["helploop"].database.session() as session:
+        (judgement,) = session.scalars(select(Judgement).where(Judgement.item_id == item_id)).all()
+        assert judgement.needs_context is True
     operator = app.test_client()
     login(operator, "omar")
     detail = operator.get(f"/review/items/{item_id}").get_data(as_text=True)
     assert 'id="context"' in detail and "→ the bot answered “Where is my card?”" in detail
+    assert 'card_arrival <span class="muted">(clear only with the earlier turns)</span>' in detail
 
 
 def test_the_earlier_turns_say_in_words_what_the_bot_did() -> None:

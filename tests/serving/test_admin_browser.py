@@ -41,8 +41,13 @@ def review_server(make_app: Any) -> Iterator[tuple[str, Any]]:
     with helploop.database.session() as session:
         create_user(session, username="rita", password=PASSWORD, role="reviewer")
     client = app.test_client()
-    for message in ("zork blorp how much is the pound", "zork blorp how much is the pound today"):
-        turn = client.post("/api/v1/chat", json={"message": message}).get_json()
+    # The first question comes after another in its conversation (the review page shows that one above it).
+    session_id = client.post("/api/v1/chat", json={"message": "hello there"}).get_json()["session_id"]
+    for message, session in (
+        ("zork blorp how much is the pound", session_id),
+        ("zork blorp how much is the pound today", None),
+    ):
+        turn = client.post("/api/v1/chat", json={"message": message, "session_id": session}).get_json()
         # whatever the toy model thought of it, the user's thumbs-down routes the turn to review
         client.post("/api/v1/feedback", json={"turn_id": turn["turn_id"], "helpful": False})
         assert helploop.router.drain(10)
@@ -73,13 +78,19 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     page.keyboard.type("exchange_rate")
     page.keyboard.press("Escape")
     page.keyboard.press("n")
+    page.keyboard.press("c")  # clear only with the earlier turns
     state = page.evaluate("""() => ({active: document.activeElement.tagName + '#' + document.activeElement.id,
         choice: (document.querySelector('input[name=choice]:checked') || {}).value,
         answer: (document.querySelector('input[name=answer_ok]:checked') || {}).value,
+        context: document.getElementById('needs-context').checked,
         search: document.getElementById('search').value})""")
     assert (
-        state["choice"] == "__search__" and state["search"] == "exchange_rate" and state["answer"] == "no"
+        state["choice"] == "__search__"
+        and state["search"] == "exchange_rate"
+        and state["answer"] == "no"
+        and state["context"] is True
     ), state
+    assert "hello there" in page.locator("#context").inner_text()
     # The page counts the time it is visible and in use (kept across a reload of the item); hidden, it stops.
     page.wait_for_function("() => parseFloat(document.getElementById('active-seconds').value) >= 1")
     page.evaluate("() => Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'})")
@@ -95,6 +106,7 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
     with app.extensions["helploop"].database.session() as session:
         judgement = session.scalars(select(Judgement)).one()
         assert judgement.label == "exchange_rate" and judgement.answer_ok is False
+        assert judgement.needs_context is True
         assert judgement.member_checks == {"zork blorp how much is the pound today": False}
         # The page's active time, not the claim's age (3.7 s more: the page was hidden meanwhile).
         assert judgement.seconds == float(active) and judgement.seconds >= 1.0
