@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,13 +35,20 @@ class MigrationError(RuntimeError):
     """A migration left the database inconsistent (rows that refer to rows that are not there)."""
 
 
+def _dangling(connection: Connection) -> Counter[tuple[str, str]]:
+    """SQLite's rows that refer to a missing row, counted per (table, the table it refers to)."""
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    return Counter((str(row[0]), str(row[2])) for row in rows)
+
+
 @contextmanager
-def _migrating(engine: Engine) -> Iterator[Connection]:
+def _migrating(engine: Engine, *, pending: bool) -> Iterator[Connection]:
     """A connection to migrate on, in a transaction. On SQLite, with foreign keys not enforced while it runs
     (Alembic's advice for batch migrations): a batch migration copies a table and drops the old one, and with
     them enforced, that drop deletes every row that refers to the table (ON DELETE CASCADE): upgrading to
-    0023 emptied review_item_turns that way. They are checked once the migrations ran (a violation undoes
-    them all: schema changes included, see below), and enforced again."""
+    0023 emptied review_item_turns that way. When migrations are ``pending``, the references are checked
+    before and after: a run that leaves more rows pointing nowhere than there were is undone (schema changes
+    included, see below). Enforced again after."""
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         driver: Any = connection.connection.dbapi_connection
@@ -52,18 +60,19 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
             # DROP was committed as it ran: a migration that failed half-way left half its schema behind.
             # Here the transaction is opened by hand and holds the DDL too: all of it commits, or none.
             driver.isolation_level = None
+        check = sqlite and pending
         try:
             with connection.begin():
                 if sqlite:
                     connection.exec_driver_sql("BEGIN")
+                before = _dangling(connection) if check else Counter()
                 yield connection
-                if sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
-                    if broken:
-                        tables = sorted({str(row[0]) for row in broken})
+                if check:
+                    grown = _dangling(connection) - before
+                    if grown:
                         raise MigrationError(
-                            f"the migration left {len(broken)} rows referring to missing rows in "
-                            f"{', '.join(tables)}"
+                            f"the migration left {sum(grown.values())} rows referring to missing rows in "
+                            f"{', '.join(sorted({table for table, _ in grown}))}"
                         )
         finally:
             if sqlite:
@@ -73,14 +82,15 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _migrating(engine) as connection:
+    target = head_revision() if revision == "head" else revision
+    with _migrating(engine, pending=current_revision(engine) != target) as connection:
         command.upgrade(
             alembic_config(engine.url.render_as_string(hide_password=False), connection), revision
         )
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _migrating(engine) as connection:
+    with _migrating(engine, pending=True) as connection:
         command.downgrade(
             alembic_config(engine.url.render_as_string(hide_password=False), connection), revision
         )

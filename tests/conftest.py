@@ -255,6 +255,26 @@ def minilm_encoder() -> Any:
     return encoder
 
 
+DANGLING_PAIR = (
+    "INSERT INTO verified_pairs (item_id, text, intent, weight, created_at) "
+    "VALUES (99, 'x', 'card_arrival', 0.9, '2026-01-01')"
+)
+
+
+def leaving_a_dangling_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every upgrade from now on runs the real migrations and then writes a verified pair whose item does not
+    exist, on the migration's connection: a migration that breaks a reference."""
+    from core import migrate
+
+    real = migrate.command.upgrade
+
+    def upgrade(config: Any, revision: str) -> None:
+        real(config, revision)
+        config.attributes["connection"].exec_driver_sql(DANGLING_PAIR)
+
+    monkeypatch.setattr(migrate.command, "upgrade", upgrade)
+
+
 def insert_row(session: Session, model: Any, **values: Any) -> int:
     """A row written at an older schema revision (migration tests): only the given columns and those with a
     default, never one a later migration added (the ORM would name every mapped column). Its id."""

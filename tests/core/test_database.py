@@ -42,7 +42,7 @@ from core.registry import (
     waiting_conversations,
 )
 from core.registry import customer_message as customer_writes
-from tests.conftest import add_turn
+from tests.conftest import DANGLING_PAIR, add_turn, leaving_a_dangling_row
 
 TABLES = {
     "intents",
@@ -141,24 +141,30 @@ def test_migrations_that_copy_a_table_keep_the_rows_that_refer_to_it(empty_datab
     engine.dispose()
 
 
-def test_a_migration_that_leaves_dangling_references_is_an_error(tmp_path: Path) -> None:
-    """On SQLite, where foreign keys are off while migrating: a migration that leaves a row pointing nowhere
-    fails as a whole."""
+def test_a_migration_that_leaves_dangling_references_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite, where foreign keys are off while migrating: a run that leaves a row pointing nowhere fails
+    as a whole. A row that pointed nowhere before (foreign keys off at some time) does not stop an upgrade."""
     engine = make_engine(f"sqlite:///{tmp_path / 'dangling.sqlite3'}")
-    migrate.upgrade(engine, "0033")
+    migrate.upgrade(engine, "0032")
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        connection.exec_driver_sql(
-            "INSERT INTO verified_pairs (item_id, text, intent, weight, created_at) "
-            "VALUES (99, 'x', 'card_arrival', 0.9, '2026-01-01')"
-        )
+        connection.exec_driver_sql(DANGLING_PAIR)  # there before
         connection.commit()
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-    with pytest.raises(migrate.MigrationError, match="1 rows referring to missing rows in verified_pairs"):
+    migrate.upgrade(engine, "0033")
+    assert migrate.current_revision(engine) == "0033"
+    leaving_a_dangling_row(monkeypatch)
+    with pytest.raises(
+        migrate.MigrationError, match="left 1 rows referring to missing rows in verified_pairs"
+    ):
         migrate.upgrade(engine)
     # All of it is undone, the schema changes too (SQLite's driver committed each ALTER as it ran before).
     assert migrate.current_revision(engine) == "0033"
     assert "context" not in {column["name"] for column in inspect(engine).get_columns("review_items")}
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM verified_pairs").scalar_one() == 1
     engine.dispose()
 
 

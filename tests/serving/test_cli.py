@@ -44,22 +44,19 @@ def test_kb_import_requires_migrated_database(settings: Any, answers_file: Path)
     assert "helploop db upgrade" in result.output
 
 
-def test_db_upgrade_refuses_a_migration_that_leaves_dangling_references(settings: Any) -> None:
+def test_db_upgrade_refuses_a_migration_that_leaves_dangling_references(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from core import migrate
     from core.db import make_engine
+    from tests.conftest import leaving_a_dangling_row
 
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite only: PostgreSQL enforces its foreign keys while migrating")
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine, "0033")
-    with engine.connect() as connection:  # a verified pair whose item is gone
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        connection.exec_driver_sql(
-            "INSERT INTO verified_pairs (item_id, text, intent, weight, created_at) "
-            "VALUES (99, 'x', 'card_arrival', 0.9, '2026-01-01')"
-        )
-        connection.commit()
     engine.dispose()
+    leaving_a_dangling_row(monkeypatch)
     result = run(settings, "db", "upgrade")
     assert result.exit_code == 1
     assert result.output.strip() == (
