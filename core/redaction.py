@@ -127,6 +127,9 @@ GREETING = (
 # "Hi, I'm Sarah": "I am" and "this is" give a name after a greeting, or at the start of the message when the
 # name ends it or a clause ("I'm Tom, ...", "This is Ana here").
 SELF_INTRO = re.compile(rf"^\W*(?:({GREETING})\W+)?(?:this is|i am|i'm|i’m|im)[ ]+", re.IGNORECASE)
+# The same after a clause, where the name ends the message or a clause: "my card has not come, I am Sarah
+# Jones", "Still waiting. This is Tom here."
+CLAUSE_SELF_INTRO = re.compile(r"[,.;!?][ \t]+(?:this is|i am|i'm|i’m|im)[ ]+", re.IGNORECASE)
 AFTER_SELF_NAME = re.compile(r"\s*(?:$|[,.!;:\n]|(?:here|speaking|from)\b)", re.IGNORECASE)
 DEAR = re.compile(r"^\W*dear[ ]+", re.IGNORECASE)
 # Where capitals say nothing (a message in lower case), a word there is a name only if it is a common first
@@ -169,7 +172,9 @@ NOT_NAMES_CAPITALISED = NOT_NAMES | frozenset(
     interested stuck surprised shocked tired scared pleased satisfied dissatisfied married retired
     employed unemployed based located registered verified approved declined rejected finally actually
     only literally totally completely absolutely extremely unlikely crazy absurd insane awful stupid
-    silly great good bad nice amazing strange weird odd important serious fraud scam theft""".split()
+    silly great good bad nice amazing strange weird odd important serious fraud scam theft ok okay lost late
+    early ready gutted livid broke desperate upset angry furious sick ill busy free home away online offline
+    disabled""".split()
 )
 # Endings of longer words that read as a verb, an adjective or a nationality after "I am" ("I am Trying",
 # "I'm Nervous", "I'm Vietnamese"): checked only there, since surnames end so too ("Mr Manning").
@@ -383,6 +388,10 @@ def _names(text: str, found: list[Redaction]) -> list[tuple[int, int]]:
         end = _name_end(text, intro.end(), capitalised=True, strict=True)
         if intro.group(1) or AFTER_SELF_NAME.match(text, end):
             spans.append((intro.end(), end))
+    for match in CLAUSE_SELF_INTRO.finditer(text):
+        end = _name_end(text, match.end(), capitalised=True, strict=True)
+        if end > match.end() and AFTER_SELF_NAME.match(text, end):
+            spans.append((match.end(), end))
     for match in SIGN_OFF.finditer(text):
         end = _name_end(text, match.end(), capitalised=True, strict=True)
         if not text[end:].strip(" \t\n.!,:;)(-"):  # the name closes the message

@@ -116,6 +116,12 @@ def test_migration_0032_redacts_first_names_given_in_lower_case(empty_database_u
     assert stored_then_upgraded(empty_database_url, "0031", stored) == ([expected], [expected])
 
 
+def test_migration_0036_redacts_names_given_after_a_clause(empty_database_url: str) -> None:
+    stored = "my card [CARD_NUMBER] never came, I am Sarah Jones"  # as 0035's rules left it
+    expected = "my card [CARD_NUMBER] never came, I am [NAME]"
+    assert stored_then_upgraded(empty_database_url, "0035", stored) == ([expected], [expected])
+
+
 def test_a_later_redaction_pass_covers_the_turns_kept_before_a_question(empty_database_url: str) -> None:
     """The next migration with newer rules (it calls redact_stored_texts) redacts review_items.context too:
     reviewers see those texts beside the question."""
