@@ -34,6 +34,7 @@ from crowd_feedback.review import (
     REASONS,
     ReviewError,
     ReviewPolicy,
+    changeable_judgement,
     customer_picks,
     find_items,
     in_practice,
@@ -51,6 +52,7 @@ from crowd_feedback.review import (
     reviewer_weight,
     submit_judgement,
     waiting_for,
+    withdraw_judgement,
 )
 from crowd_feedback.workforce import FAST_SECONDS, answer_record
 
@@ -206,8 +208,9 @@ def next_page() -> Any:
         except ReviewError as exc:
             flash(str(exc))
             return redirect(url_for("review.home"))
+        last = last_answer(session, user, titles)
         if item is None:
-            return render_template("admin/review_empty.html")
+            return render_template("admin/review_empty.html", last=last)
         view = {
             "id": item.id,
             "text": item.text,
@@ -245,6 +248,7 @@ def next_page() -> Any:
         not_a_question=NOT_A_QUESTION,
         practice=practice,
         unread=unread,
+        last=last,
     )
 
 
@@ -330,6 +334,40 @@ def _seconds(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+@review.post("/items/<int:item_id>/change")
+@require_role("reviewer", "operator")
+def change(item_id: int) -> Any:
+    """Take back the reviewer's last answer and show its question again (``withdraw_judgement``)."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        user = session.get(User, current_user.id)
+        try:
+            with helploop.write_lock:
+                withdraw_judgement(session, item_id=item_id, reviewer=user, policy=helploop.policy)
+                session.commit()
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Not changed: {exc}.")
+            return redirect(url_for("review.next_page"))
+    flash("Your answer was taken back: answer this question again.")
+    return redirect(url_for("review.next_page"))
+
+
+def last_answer(session: Any, user: User, titles: dict[str, str]) -> dict[str, Any] | None:
+    """The reviewer's last answer as the review pages offer to change it, or None when it cannot be."""
+    helploop = current_app.extensions["helploop"]
+    judgement = changeable_judgement(session, reviewer=user, policy=helploop.policy)
+    if judgement is None:
+        return None
+    if judgement.label == NEW_INTENT:
+        label = "none fits" + (f" (“{judgement.new_intent_text}”)" if judgement.new_intent_text else "")
+    elif judgement.label == NOT_A_QUESTION:
+        label = "not a real question"
+    else:
+        label = titles.get(judgement.label, judgement.label)
+    return {"item_id": judgement.item_id, "text": judgement.item.text, "label": label}
 
 
 @review.post("/items/<int:item_id>/skip")

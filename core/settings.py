@@ -166,6 +166,8 @@ class Settings:
     # review_context_minutes before it), redacted; 0: none.
     review_context_turns: int = 3
     review_context_minutes: float = 60.0
+    # How long a reviewer may take back their last answer while its item still waits for judgements; 0: never.
+    review_change_minutes: float = 10.0
     gold_rate: float = 0.1
     # A new reviewer's first answers are practice: gold items with the expected answer shown after each (0:
     # none); failing them (gold_min_accuracy after gold_min_answered) suspends before any real item.
@@ -243,6 +245,8 @@ class Settings:
             raise SettingsError(
                 f"review_context_minutes must be more than 0, not {self.review_context_minutes}"
             )
+        if not 0 <= self.review_change_minutes <= 1440:
+            raise SettingsError(f"review_change_minutes must be 0 to 1440, not {self.review_change_minutes}")
         if not 0.5 <= self.self_training_threshold < 1.0:
             raise SettingsError(
                 f"self_training_threshold must be in [0.5, 1), not {self.self_training_threshold}"

@@ -69,6 +69,9 @@ class ReviewPolicy:
     # many, asked within context_window before it.
     context_turns: int = 3
     context_window: timedelta = timedelta(minutes=60)
+    # How long a reviewer may take back their last answer (a key pressed by mistake) while its item waits for
+    # more judgements; zero: never.
+    change_window: timedelta = timedelta(minutes=10)
     # A new reviewer's first answers are practice: gold items, with the expected answer shown after each
     # (0: none). With gold_min_answered no larger, failing the practice suspends before any real item.
     qualification_items: int = 5
@@ -90,6 +93,7 @@ class ReviewPolicy:
             members_shown=settings.review_members_shown,
             context_turns=settings.review_context_turns,
             context_window=timedelta(minutes=settings.review_context_minutes),
+            change_window=timedelta(minutes=settings.review_change_minutes),
             qualification_items=settings.review_qualification_items,
         )
 
@@ -565,6 +569,83 @@ def practice_feedback(
         return None
     left = min(policy.qualification_items - done, practice_available(session, reviewer=reviewer))
     return PracticeFeedback(done, done + left, label, item.gold_label)
+
+
+def _was_practice(reviewer: User, item: ReviewItem, policy: ReviewPolicy) -> bool:
+    """Whether the reviewer's newest gold answer, ``item``'s, was practice (its expected answer shown)."""
+    return (
+        item.is_gold
+        and reviewer.role == "reviewer"
+        and 0 < reviewer.gold_answered <= policy.qualification_items
+    )
+
+
+def _why_unchangeable(
+    session: Session, judgement: Judgement | None, reviewer: User, policy: ReviewPolicy, now: datetime
+) -> str | None:
+    """Why the reviewer's newest ``judgement`` cannot be taken back (None: it can)."""
+    if judgement is None:
+        return "you have no answer to change"
+    if policy.change_window <= timedelta(0):
+        return "answers cannot be changed here"
+    if as_utc(judgement.created_at) < now - policy.change_window:
+        minutes = policy.change_window.total_seconds() / 60
+        return f"an answer can be changed for {minutes:g} minutes after it is given"
+    item = session.get(ReviewItem, judgement.item_id)
+    if item is None or item.status != "pending":
+        return "its question is settled already: your answer counted"
+    if _was_practice(reviewer, item, policy):
+        return "a practice answer stays as given (the expected answer was shown)"
+    return None
+
+
+def changeable_judgement(
+    session: Session, *, reviewer: User, policy: ReviewPolicy, now: datetime | None = None
+) -> Judgement | None:
+    """The reviewer's last answer when they may still take it back (``withdraw_judgement``), else None."""
+    newest = session.scalars(
+        select(Judgement).where(Judgement.reviewer_id == reviewer.id).order_by(Judgement.id.desc()).limit(1)
+    ).first()
+    return newest if _why_unchangeable(session, newest, reviewer, policy, now or utcnow()) is None else None
+
+
+def withdraw_judgement(
+    session: Session, *, item_id: int, reviewer: User, policy: ReviewPolicy, now: datetime | None = None
+) -> ReviewItem:
+    """Take back the reviewer's last answer, ``item_id``'s, and hand them that item again to answer anew: for
+    a key pressed by mistake. Only the newest answer, within ``policy.change_window``, while the item still
+    waits for judgements (an answer that settled it has made its label and pairs), never a practice answer
+    (its expected answer was shown). A check question's answer is taken back from the reviewer's gold
+    record too: hidden checks allow it like any other item, so the choice reveals nothing. The item the
+    reviewer was shown next goes back to the queue. An extra judgement the answer's disagreement asked for
+    stays asked."""
+    now = now or utcnow()
+    if reviewer.suspended_at is not None or not reviewer.active:
+        raise ReviewError("this reviewer is suspended")
+    newest = session.scalars(
+        select(Judgement).where(Judgement.reviewer_id == reviewer.id).order_by(Judgement.id.desc()).limit(1)
+    ).first()
+    if newest is None or newest.item_id != item_id:
+        mine = session.scalar(
+            select(func.count())
+            .select_from(Judgement)
+            .where(Judgement.item_id == item_id, Judgement.reviewer_id == reviewer.id)
+        )
+        raise ReviewError(
+            "only your last answer can be changed" if mine else "you have not answered this item"
+        )
+    why = _why_unchangeable(session, newest, reviewer, policy, now)
+    if why is not None:
+        raise ReviewError(why)
+    item = session.get(ReviewItem, item_id)
+    assert newest is not None and item is not None  # _why_unchangeable checked both
+    if item.is_gold:
+        reviewer.gold_answered -= 1
+        reviewer.gold_correct -= int(newest.label == item.gold_label)
+    session.delete(newest)
+    session.execute(delete(Claim).where(Claim.reviewer_id == reviewer.id))
+    session.flush()
+    return _claim(session, item, reviewer, now, policy)
 
 
 def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:

@@ -1,12 +1,20 @@
 /* Keyboard shortcuts for the review form: digits pick, / searches, Y/N rate the bot, C ticks "clear only with the
-   earlier turns", Enter submits, S skips. */
+   earlier turns", Enter submits, S skips, U takes the last answer back. */
 (function () {
   "use strict";
+  function typing(target) { return target && (target.tagName === "INPUT" && target.type === "text" || target.tagName === "TEXTAREA" || target.getAttribute("list")); }
+  /* U: take the last answer back (on the next item's page, and on the page that says the queue is empty). */
+  var change = document.getElementById("change-last");
+  if (change) {
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) { return; }
+      if (event.key.toLowerCase() === "u") { event.preventDefault(); change.submit(); }
+    });
+  }
   var form = document.getElementById("judgement");
   if (!form) { return; }
   var search = document.getElementById("search");
   var newIntent = document.getElementById("new-intent");
-  function typing(target) { return target && (target.tagName === "INPUT" && target.type === "text" || target.tagName === "TEXTAREA" || target.getAttribute("list")); }
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (typing(event.target)) {
@@ -34,6 +42,7 @@
       if (needsContext) { needsContext.checked = !needsContext.checked; }
     } else if (key === "s") {
       document.getElementById("skip").submit();
+
     } else if (event.key === "Enter") {
       event.preventDefault();
       if (form.reportValidity()) { tick(); form.submit(); }

@@ -60,6 +60,9 @@ def test_bad_target_precision_and_environment_fail_fast() -> None:
         load_settings({}, environ={"HELPLOOP_REVIEW_CONTEXT_TURNS": "11"})
     with pytest.raises(SettingsError, match="review_context_minutes must be more than 0"):
         load_settings({}, environ={"HELPLOOP_REVIEW_CONTEXT_MINUTES": "0"})
+    with pytest.raises(SettingsError, match="review_change_minutes must be 0 to 1440, not -1"):
+        load_settings({}, environ={"HELPLOOP_REVIEW_CHANGE_MINUTES": "-1"})
+    assert load_settings({}, environ={}).review_change_minutes == 10.0
     with pytest.raises(SettingsError, match="keep_models must be 0 .keep every bundle. or more, not -1"):
         load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "-1"})
     assert load_settings({}, environ={"HELPLOOP_KEEP_MODELS": "10"}).keep_models == 10

@@ -22,6 +22,7 @@ from crowd_feedback.review import (
     ReviewPolicy,
     add_gold_item,
     attach_similar_turn,
+    changeable_judgement,
     in_practice,
     judgement_answers,
     member_kept,
@@ -39,6 +40,7 @@ from crowd_feedback.review import (
     submit_judgement,
     unvectored_items,
     weekly_agreement,
+    withdraw_judgement,
 )
 from crowd_feedback.reviewers import AccountError, authenticate, create_user, suspend
 
@@ -275,6 +277,9 @@ def test_the_policy_reads_how_much_of_the_conversation_reviewers_see_from_settin
     )
     policy = ReviewPolicy.from_settings(shown)
     assert (policy.context_turns, policy.context_window) == (0, timedelta(minutes=15))
+    assert POLICY.change_window == timedelta(minutes=10)
+    never = load_settings({}, environ={"HELPLOOP_REVIEW_CHANGE_MINUTES": "0"})
+    assert ReviewPolicy.from_settings(never).change_window == timedelta(0)
 
 
 def test_members_must_be_close_to_the_question_reviewers_see(db_session: Session) -> None:
@@ -709,6 +714,133 @@ def test_abandoned_claims_expire(db_session: Session) -> None:
     assert next_item(db_session, reviewer=second, policy=policy, now=now) is None  # the one slot is leased
     later = now + policy.lease + timedelta(seconds=1)
     assert next_item(db_session, reviewer=second, policy=policy, now=later).id == item.id
+
+
+def held_and_done(session: Session, item: ReviewItem) -> tuple[int, int]:
+    """Live claims and judgements on ``item``."""
+    claims = session.scalar(select(func.count()).select_from(Claim).where(Claim.item_id == item.id))
+    done = session.scalar(select(func.count()).select_from(Judgement).where(Judgement.item_id == item.id))
+    return claims or 0, done or 0
+
+
+def test_a_reviewer_takes_back_their_last_answer_and_answers_it_again(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3)
+    first, second = (
+        route_turn(
+            db_session,
+            turn=make_turn(db_session, text),
+            reasons=["handoff"],
+            embedding=vector(seed),
+            policy=policy,
+        )
+        for text, seed in (("where is it", 51), ("new pin please", 52))
+    )
+    first.queue_key, second.queue_key = 2.0, 1.0
+    rita, sam = reviewers(db_session, 2)
+    assert changeable_judgement(db_session, reviewer=rita, policy=policy) is None
+    judge(db_session, first, rita, "change_pin", policy)
+    assert next_item(db_session, reviewer=rita, policy=policy) is second  # shown next, claimed
+    last = changeable_judgement(db_session, reviewer=rita, policy=policy)
+    assert last is not None and (last.item_id, last.label) == (first.id, "change_pin")
+    with pytest.raises(ReviewError, match="you have not answered this item"):
+        withdraw_judgement(db_session, item_id=second.id, reviewer=rita, policy=policy)
+    with pytest.raises(ReviewError, match="you have not answered this item"):
+        withdraw_judgement(db_session, item_id=first.id, reviewer=sam, policy=policy)
+
+    assert withdraw_judgement(db_session, item_id=first.id, reviewer=rita, policy=policy) is first
+    # The answer is gone, the item is Rita's to answer again, and the one she was shown next is free again.
+    assert held_and_done(db_session, first) == (1, 0)
+    assert held_and_done(db_session, second) == (0, 0)
+    assert changeable_judgement(db_session, reviewer=rita, policy=policy) is None
+    assert next_item(db_session, reviewer=rita, policy=policy) is first
+    submit_judgement(
+        db_session,
+        item_id=first.id,
+        reviewer=rita,
+        label="card_arrival",
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=policy,
+    )
+    labels = db_session.scalars(select(Judgement.label).where(Judgement.reviewer_id == rita.id)).all()
+    assert labels == ["card_arrival"]
+
+    # Only the newest answer, and only for a while.
+    judge(db_session, second, rita, "exchange_rate", policy)
+    with pytest.raises(ReviewError, match="only your last answer can be changed"):
+        withdraw_judgement(db_session, item_id=first.id, reviewer=rita, policy=policy)
+    later = utcnow() + policy.change_window + timedelta(seconds=1)
+    assert changeable_judgement(db_session, reviewer=rita, policy=policy, now=later) is None
+    with pytest.raises(ReviewError, match="can be changed for 10 minutes after it is given"):
+        withdraw_judgement(db_session, item_id=second.id, reviewer=rita, policy=policy, now=later)
+    never = ReviewPolicy(gold_rate=0.0, change_window=timedelta(0))
+    with pytest.raises(ReviewError, match="cannot be changed here"):
+        withdraw_judgement(db_session, item_id=second.id, reviewer=rita, policy=never)
+    suspend(db_session, user=rita, reason="test")
+    with pytest.raises(ReviewError, match="suspended"):
+        withdraw_judgement(db_session, item_id=second.id, reviewer=rita, policy=policy)
+    assert held_and_done(db_session, second) == (0, 1)
+
+
+def test_an_answer_that_settled_its_question_stays(db_session: Session) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3)
+    item = route_turn(
+        db_session, turn=make_turn(db_session, "q"), reasons=["handoff"], embedding=vector(53), policy=policy
+    )
+    people = reviewers(db_session, 3)
+    for reviewer in people:
+        judge(db_session, item, reviewer, "card_arrival", policy)
+        db_session.refresh(item)
+        if item.status == "resolved":
+            break
+    assert item.status == "resolved"
+    assert changeable_judgement(db_session, reviewer=reviewer, policy=policy) is None
+    with pytest.raises(ReviewError, match="its question is settled already: your answer counted"):
+        withdraw_judgement(db_session, item_id=item.id, reviewer=reviewer, policy=policy)
+    pairs = db_session.scalars(select(VerifiedPair.intent)).all()
+    assert pairs == ["card_arrival"]
+
+
+def test_a_practice_answer_stays_and_a_hidden_check_answer_leaves_the_gold_record(
+    db_session: Session,
+) -> None:
+    """A practice answer was followed by its expected answer: it stays. A hidden check question allows a
+    change like any other item (refusing would reveal it), and its answer leaves the gold counts."""
+    policy = ReviewPolicy(gold_rate=1.0, qualification_items=1, gold_min_answered=10)
+    for i in range(3):
+        add_gold_item(db_session, text=f"where is my card {i}", label="card_arrival", policy=policy)
+    (rita,) = reviewers(db_session, 1)
+    practice = answer_practice(db_session, rita, "exchange_rate", policy)
+    assert changeable_judgement(db_session, reviewer=rita, policy=policy) is None
+    with pytest.raises(ReviewError, match="a practice answer stays as given"):
+        withdraw_judgement(db_session, item_id=practice.id, reviewer=rita, policy=policy)
+    assert not in_practice(rita, policy)
+    check = next_item(db_session, reviewer=rita, policy=policy, rng=random.Random(0))
+    assert check is not None and check.is_gold and check is not practice
+    submit_judgement(
+        db_session,
+        item_id=check.id,
+        reviewer=rita,
+        label="change_pin",
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=policy,
+    )
+    assert (rita.gold_answered, rita.gold_correct) == (2, 0)
+    assert changeable_judgement(db_session, reviewer=rita, policy=policy) is not None
+    withdraw_judgement(db_session, item_id=check.id, reviewer=rita, policy=policy)
+    assert (rita.gold_answered, rita.gold_correct) == (1, 0)
+    assert next_item(db_session, reviewer=rita, policy=policy) is check
+    submit_judgement(
+        db_session,
+        item_id=check.id,
+        reviewer=rita,
+        label="card_arrival",
+        answer_ok=None,
+        known_intents=INTENTS,
+        policy=policy,
+    )
+    assert (rita.gold_answered, rita.gold_correct) == (2, 1)
 
 
 def test_gold_accuracy_suspends_a_bad_reviewer(db_session: Session) -> None:

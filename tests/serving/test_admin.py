@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import (
+    Claim,
     Job,
     Judgement,
     ModelVersion,
@@ -381,6 +382,56 @@ def test_reviewers_untick_member_questions_that_ask_something_else(make_app: Any
         assert checks == [{member: False}, {member: False}]
         pairs = session.scalars(select(VerifiedPair.text)).all()
         assert pairs == ["plonk my foreign money conversion"]
+
+
+def test_a_reviewer_changes_their_last_answer_from_the_next_page(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    chat = app.test_client()
+    for message in ("plonk my foreign money conversion", "zzqx frobnicate the wibble"):
+        assert chat.post("/api/v1/chat", json={"message": message}).get_json()["status"] != "answered"
+    assert helploop.router.drain(10)
+    add_user(app, "ann", "reviewer")
+    client = app.test_client()
+    login(client, "ann")
+    page = client.get("/review/next").get_data(as_text=True)
+    assert 'id="change-last"' not in page and "change your last answer" not in page
+    with helploop.database.session() as session:
+        shown = session.scalars(
+            select(ReviewItem).order_by(ReviewItem.queue_key.desc(), ReviewItem.id)
+        ).first()
+        first_id, first_text = shown.id, shown.text
+    assert first_text in page
+    form = {"csrf_token": csrf_token(page), "choice": "__search__", "search": "exchange_rate"}
+    assert client.post(f"/review/items/{first_id}", data=form).status_code == 302
+    page = client.get("/review/next").get_data(as_text=True)
+    other_id = int(re.search(r'action="/review/items/(\d+)" id="judgement"', page).group(1))
+    assert other_id != first_id
+    banner = page[page.index('id="change-last"') :].split("</form>")[0]
+    assert f'action="/review/items/{first_id}/change"' in page and first_text in banner
+    assert "exchange_rate" in banner or "Exchange" in banner
+    assert "<kbd>U</kbd> change your last answer" in page
+    assert client.post(f"/review/items/{first_id}/change").status_code == 400  # no CSRF token
+    refused = client.post(
+        f"/review/items/{other_id}/change", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Not changed: you have not answered this item." in refused
+    again = client.post(
+        f"/review/items/{first_id}/change", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Your answer was taken back: answer this question again." in again
+    assert f'action="/review/items/{first_id}" id="judgement"' in again and 'id="change-last"' not in again
+    form = {"csrf_token": csrf_token(again), "choice": "__search__", "search": "change_pin"}
+    assert client.post(f"/review/items/{first_id}", data=form).status_code == 302
+    with helploop.database.session() as session:
+        answers = session.execute(select(Judgement.item_id, Judgement.label)).all()
+        assert answers == [(first_id, "change_pin")]
+        # The item shown between the answers went back to the queue, and is Ann's again on her next page.
+        claims = session.scalars(select(Claim.item_id)).all()
+    assert claims == []
+    assert f'action="/review/items/{other_id}" id="judgement"' in client.get("/review/next").get_data(
+        as_text=True
+    )
 
 
 def import_small_banking(app: Any, small_banking: Any) -> None:

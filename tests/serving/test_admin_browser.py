@@ -110,6 +110,24 @@ def test_reviewer_labels_an_item_with_the_keyboard(browser: Any, review_server: 
         assert judgement.member_checks == {"zork blorp how much is the pound today": False}
         # The page's active time, not the claim's age (3.7 s more: the page was hidden meanwhile).
         assert judgement.seconds == float(active) and judgement.seconds >= 1.0
+    # A key pressed by mistake: U on the next page (here the queue's empty page) takes the answer back.
+    banner = page.locator("#change-last").inner_text()
+    assert banner.startswith("Your last answer: Exchange rates for “zork blorp how much is the pound”."), (
+        banner
+    )
+    page.locator("body").click(position={"x": 5, "y": 300})
+    with page.expect_navigation():
+        page.keyboard.press("u")
+    assert "Your answer was taken back" in page.content()
+    assert page.locator("#question").inner_text() == "zork blorp how much is the pound"
+    second = page.evaluate("() => document.querySelector('input[name=choice][data-key=\"2\"]').value")
+    assert second not in {"exchange_rate", "__search__"}
+    page.locator("body").click(position={"x": 5, "y": 200})
+    page.keyboard.press("2")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Judgement.label)).all() == [second]
     page.goto(base + "/operator/")
     assert "Forbidden" in page.content()
     context.close()
