@@ -634,10 +634,10 @@ def withdraw_judgement(
         raise ReviewError(
             "only your last answer can be changed" if mine else "you have not answered this item"
         )
+    item = locked_item(session, item_id)
     why = _why_unchangeable(session, newest, reviewer, policy, now)
     if why is not None:
         raise ReviewError(why)
-    item = session.get(ReviewItem, item_id)
     assert newest is not None and item is not None  # _why_unchangeable checked both
     if item.is_gold:
         reviewer.gold_answered -= 1
@@ -671,6 +671,15 @@ def reviewer_weight(reviewer: User, policy: ReviewPolicy) -> float:
     return (reviewer.gold_correct + 4.0) / (reviewer.gold_answered + 5.0)
 
 
+def locked_item(session: Session, item_id: int) -> ReviewItem | None:
+    """The review item, read afresh and (PostgreSQL) locked until the transaction ends; SQLite serialises
+    writers anyway. Whatever records or settles an item's outcome takes it this way first: two reviewers
+    answering at once would otherwise each count the other's judgement out, both resolve the item and both
+    write its training pairs (so would a reviewer and an operator settling it, or the bulk re-aggregation)."""
+    query = select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
 def submit_judgement(
     session: Session,
     *,
@@ -700,6 +709,9 @@ def submit_judgement(
         raise ReviewError(f"unknown intent {label!r}")
     if label == NEW_INTENT and not (new_intent_text or "").strip():
         raise ReviewError("describe the new intent")
+    item = locked_item(session, item_id)
+    if item is None or item.status != "pending":
+        raise ReviewError("this item is no longer open")
     claim = session.scalars(
         select(Claim).where(
             Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
@@ -707,9 +719,6 @@ def submit_judgement(
     ).first()
     if claim is None:
         raise ReviewError("no active claim on this item (it may have expired): take the next item again")
-    item = session.get(ReviewItem, item_id)
-    if item is None or item.status != "pending":
-        raise ReviewError("this item is no longer open")
     already = session.scalar(
         select(func.count())
         .select_from(Judgement)
@@ -1414,6 +1423,10 @@ def reaggregate(
         if item.status == "resolved" and item.resolved_label == label:
             item.resolved_confidence = confidence
             continue
+        # Read again under the lock: a reviewer's answer or an operator may have settled it meanwhile.
+        item = locked_item(session, item.id)
+        if item is None or item.status == "escalated" or item.settled_by is not None:
+            continue
         changed += int(item.status == "resolved")
         item.status, item.resolved_label, item.resolved_confidence = "resolved", label, confidence
         item.resolved_at = item.resolved_at or utcnow()
@@ -1447,7 +1460,7 @@ def operator_resolve(
         raise ReviewError("only operators can settle items")
     if label not in known_intents and label not in SPECIAL_LABELS:
         raise ReviewError(f"unknown intent {label!r}")
-    item = session.get(ReviewItem, item_id)
+    item = locked_item(session, item_id)
     if item is None or item.is_gold:
         raise ReviewError("no such review item")
     now = now or utcnow()

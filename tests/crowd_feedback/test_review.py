@@ -1093,6 +1093,91 @@ def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> Non
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_two_answers_at_once_resolve_an_item_once(postgres_schema_url: str, monkeypatch: Any) -> None:
+    """Two web processes take an item's last two answers at the same moment on PostgreSQL. Each would count
+    the other's answer out, both would resolve the item and both would write its training pair; the item's
+    row lock makes the second wait, then find the item settled (as if it had come a moment later)."""
+    from core.db import make_engine
+    from crowd_feedback import review
+
+    engine = make_engine(postgres_schema_url)
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, posterior_threshold=0.6, model_voter=False)
+
+    def clean(session: Session) -> None:  # the schema is shared by the session's PostgreSQL tests
+        for table in (VerifiedPair, Claim, Judgement, ReviewItem, Turn, Conversation):
+            session.execute(table.__table__.delete())
+        session.execute(User.__table__.delete().where(User.username.like("race%")))
+        session.commit()
+
+    with Session(engine) as session:
+        clean(session)
+        item = route_turn(
+            session,
+            turn=make_turn(session, "where is it"),
+            reasons=["handoff"],
+            embedding=vector(9),
+            policy=policy,
+        )
+        people = [
+            create_user(session, username=f"race{i}", password="correct horse battery", role="reviewer")
+            for i in range(3)
+        ]
+        judge(session, item, people[0], "card_arrival", policy)
+        for reviewer in people[1:]:
+            assert next_item(session, reviewer=reviewer, policy=policy) is item
+        session.commit()
+        item_id, racers = item.id, [p.id for p in people[1:]]
+    # Both answers are in their transactions before either resolves (unless the second waits for the first).
+    barrier = threading.Barrier(2)
+    held_for = review.held_for
+
+    def at_once(*args: Any, **kwargs: Any) -> float | None:
+        try:
+            barrier.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return held_for(*args, **kwargs)
+
+    monkeypatch.setattr(review, "held_for", at_once)
+    outcomes: list[str] = []
+
+    def answer(user_id: int) -> None:
+        with Session(engine) as session:
+            try:
+                submit_judgement(
+                    session,
+                    item_id=item_id,
+                    reviewer=session.get(User, user_id),
+                    label="card_arrival",
+                    answer_ok=None,
+                    known_intents=INTENTS,
+                    policy=policy,
+                )
+                session.commit()
+                outcomes.append("saved")
+            except ReviewError as exc:
+                session.rollback()
+                outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=answer, args=(user_id,)) for user_id in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    with Session(engine) as session:
+        pairs = session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == item_id)).all()
+        judged = session.scalar(
+            select(func.count()).select_from(Judgement).where(Judgement.item_id == item_id)
+        )
+        status = session.get(ReviewItem, item_id).status
+        clean(session)
+    engine.dispose()
+    assert status == "resolved"
+    assert sorted(outcomes) == ["saved", "this item is no longer open"], outcomes
+    assert pairs == ["where is it"] and judged == 2
+
+
 def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_session: Session) -> None:
     from crowd_feedback.review import reaggregate
 
