@@ -168,8 +168,11 @@ def route_turn(
         uncertainty = max(uncertainty, 0.05)  # audits are unbiased samples, still worth doing
     best = similar_pending_item(session, turn, vector, policy)
     if best is not None:
-        _join(session, best, turn, reasons=reasons, reason=reasons[0], uncertainty=uncertainty, policy=policy)
-        return best
+        joined = _join(
+            session, best, turn, reasons=reasons, reason=reasons[0], uncertainty=uncertainty, policy=policy
+        )
+        if joined is not None:
+            return joined
     candidates = model_candidates(turn)
     top_intent = candidates[0]["intent"] if candidates else None
     item = ReviewItem(
@@ -254,10 +257,10 @@ def attach_similar_turn(
         return None
     vector = np.asarray(embedding, dtype=np.float32)
     best = similar_pending_item(session, turn, vector, policy)
-    if best is not None:
-        uncertainty = 1.0 - model_confidence(turn)
-        _join(session, best, turn, reasons=[], reason=SIMILAR, uncertainty=uncertainty, policy=policy)
-    return best
+    if best is None:
+        return None
+    uncertainty = 1.0 - model_confidence(turn)
+    return _join(session, best, turn, reasons=[], reason=SIMILAR, uncertainty=uncertainty, policy=policy)
 
 
 def similar_pending_item(
@@ -341,13 +344,22 @@ def _join(
     reason: str,
     uncertainty: float,
     policy: ReviewPolicy,
-) -> None:
+) -> ReviewItem | None:
+    """Add ``turn`` to ``item`` as a member; None when the item was settled since it was found (then it
+    takes no more members). Its row is locked first (``locked_item``): routers of two web processes joining
+    one item at once would otherwise count one member, and a member joining while an answer resolves the
+    item would miss its training pair."""
+    locked = locked_item(session, item.id)
+    if locked is None or locked.status != "pending":
+        return None
+    item = locked
     item.cluster_size += 1
     item.uncertainty = max(item.uncertainty, uncertainty)
     item.reasons = sorted(set(item.reasons) | set(reasons))
     item.queue_key = queue_key(item.uncertainty, item.cluster_size, item.created_at, policy)
     session.add(ReviewItemTurn(item_id=item.id, turn_id=turn.id, reason=reason))
     session.flush()
+    return item
 
 
 def add_gold_item(session: Session, *, text: str, label: str, policy: ReviewPolicy) -> ReviewItem:

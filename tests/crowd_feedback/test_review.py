@@ -14,7 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.events import recent_events
-from core.models import Claim, Conversation, Judgement, ReviewItem, Turn, User, VerifiedPair, utcnow
+from core.models import (
+    Claim,
+    Conversation,
+    Judgement,
+    ReviewItem,
+    ReviewItemTurn,
+    Turn,
+    User,
+    VerifiedPair,
+    utcnow,
+)
 from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn
 from crowd_feedback.review import (
     NEW_INTENT,
@@ -1176,6 +1186,104 @@ def test_two_answers_at_once_resolve_an_item_once(postgres_schema_url: str, monk
     assert status == "resolved"
     assert sorted(outcomes) == ["saved", "this item is no longer open"], outcomes
     assert pairs == ["where is it"] and judged == 2
+
+
+@pytest.mark.postgres
+def test_two_routers_joining_one_item_at_once_count_both(postgres_schema_url: str, monkeypatch: Any) -> None:
+    """The routers of two web processes put look-alike questions into one item at the same moment: both are
+    counted (the item's row is locked before its cluster size is read and written)."""
+    from core.db import make_engine
+    from crowd_feedback import review
+
+    engine = make_engine(postgres_schema_url)
+
+    def clean(session: Session) -> None:  # the schema is shared by the session's PostgreSQL tests
+        for table in (ReviewItem, Turn, Conversation):
+            session.execute(table.__table__.delete())
+        session.commit()
+
+    base = vector(11)
+    with Session(engine) as session:
+        clean(session)
+        item = route_turn(
+            session,
+            turn=make_turn(session, "where is it"),
+            reasons=["handoff"],
+            embedding=base,
+            policy=POLICY,
+        )
+        turns = [make_turn(session, f"where is it {i}").id for i in range(2)]
+        session.commit()
+        item_id = item.id
+    barrier = threading.Barrier(2)
+    find = review.similar_pending_item
+
+    def found_at_once(*args: Any, **kwargs: Any) -> ReviewItem | None:
+        best = find(*args, **kwargs)  # both have read the item (cluster size 1) before either joins it
+        try:
+            barrier.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return best
+
+    monkeypatch.setattr(review, "similar_pending_item", found_at_once)
+    joined: list[int | None] = []
+
+    def route(turn_id: int) -> None:
+        with Session(engine) as session:
+            routed = route_turn(
+                session,
+                turn=session.get(Turn, turn_id),
+                reasons=["handoff"],
+                embedding=base + 0.01,
+                policy=POLICY,
+            )
+            session.commit()
+            joined.append(routed.id if routed else None)
+
+    threads = [threading.Thread(target=route, args=(turn_id,)) for turn_id in turns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    with Session(engine) as session:
+        size = session.get(ReviewItem, item_id).cluster_size
+        members = session.scalar(
+            select(func.count()).select_from(ReviewItemTurn).where(ReviewItemTurn.item_id == item_id)
+        )
+        clean(session)
+    engine.dispose()
+    assert joined == [item_id, item_id]
+    assert (size, members) == (3, 3)
+
+
+def test_a_question_never_joins_an_item_settled_since_it_was_found(
+    db_session: Session, monkeypatch: Any
+) -> None:
+    from crowd_feedback import review
+
+    base = vector(12)
+    item = route_turn(
+        db_session,
+        turn=make_turn(db_session, "where is it"),
+        reasons=["handoff"],
+        embedding=base,
+        policy=POLICY,
+    )
+    monkeypatch.setattr(review, "similar_pending_item", lambda *args: item)  # found while it was pending
+    item.status = "resolved"
+    db_session.flush()
+    routed = route_turn(
+        db_session,
+        turn=make_turn(db_session, "where is it now"),
+        reasons=["handoff"],
+        embedding=base,
+        policy=POLICY,
+    )
+    assert routed is not None and routed is not item and routed.status == "pending"
+    quiet = make_turn(db_session, "where is it, really", status="answered", confidence=0.99)
+    assert attach_similar_turn(db_session, turn=quiet, embedding=base, policy=POLICY) is None
+    assert item.cluster_size == 1
 
 
 def test_bulk_reaggregation_resolves_confident_items_and_is_idempotent(db_session: Session) -> None:
