@@ -39,6 +39,8 @@ DEFAULT_GUIDELINES = """\
 9. Your first few items are practice questions: after each you see the expected answer. Real questions follow
    once you are done, if most of your answers matched.
 10. Unsure? Skip (the **S** key). A skipped item goes back to the queue for someone else.
+11. Pressed a wrong key? The next page shows your last answer: *Change it* (the **U** key) shows that
+   question again, for a few minutes and while it still waits for other reviewers.
 """
 
 
