@@ -112,6 +112,7 @@ def home() -> Any:
         practice = _practice_left(session, user, helploop.policy)
         unread = _unread(session, user)
         waiting = waiting_for(session, reviewer=user)
+        last = last_answer(session, user, known_intents()[1])
     return render_template(
         "admin/review_home.html",
         waiting=waiting,
@@ -119,6 +120,7 @@ def home() -> Any:
         suspended_reason=suspended_reason,
         practice=practice,
         unread=unread,
+        last=last,
     )
 
 
@@ -409,6 +411,7 @@ def history() -> Any:
         notes = reviewer_notes(session, names=[m.settled for m in mixups])
         stats = reviewer_stats(session, reviewer=session.get(User, current_user.id))
     _, titles = known_intents()
+    # No "change your last answer" here: beside a list that never shows check questions, it would show one.
     return render_template(
         "admin/review_history.html",
         records=records,

@@ -411,6 +411,9 @@ def test_a_reviewer_changes_their_last_answer_from_the_next_page(make_app: Any) 
     assert f'action="/review/items/{first_id}/change"' in page and first_text in banner
     assert "exchange_rate" in banner or "Exchange" in banner
     assert "<kbd>U</kbd> change your last answer" in page
+    assert f'action="/review/items/{first_id}/change"' in client.get("/review/").get_data(as_text=True)
+    # Not on the list of one's answers: that list never shows check questions, and the offer would.
+    assert 'id="change-last"' not in client.get("/review/history").get_data(as_text=True)
     assert client.post(f"/review/items/{first_id}/change").status_code == 400  # no CSRF token
     refused = client.post(
         f"/review/items/{other_id}/change", data={"csrf_token": csrf_token(page)}, follow_redirects=True
