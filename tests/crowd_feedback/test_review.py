@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -762,16 +763,7 @@ def test_a_reviewer_takes_back_their_last_answer_and_answers_it_again(db_session
     assert held_and_done(db_session, first) == (1, 0)
     assert held_and_done(db_session, second) == (0, 0)
     assert changeable_judgement(db_session, reviewer=rita, policy=policy) is None
-    assert next_item(db_session, reviewer=rita, policy=policy) is first
-    submit_judgement(
-        db_session,
-        item_id=first.id,
-        reviewer=rita,
-        label="card_arrival",
-        answer_ok=None,
-        known_intents=INTENTS,
-        policy=policy,
-    )
+    judge(db_session, first, rita, "card_arrival", policy)  # handed the same item again
     labels = db_session.scalars(select(Judgement.label).where(Judgement.reviewer_id == rita.id)).all()
     assert labels == ["card_arrival"]
 
@@ -827,29 +819,12 @@ def test_a_practice_answer_stays_and_a_hidden_check_answer_leaves_the_gold_recor
     assert not in_practice(rita, policy)
     check = next_item(db_session, reviewer=rita, policy=policy, rng=random.Random(0))
     assert check is not None and check.is_gold and check is not practice
-    submit_judgement(
-        db_session,
-        item_id=check.id,
-        reviewer=rita,
-        label="change_pin",
-        answer_ok=None,
-        known_intents=INTENTS,
-        policy=policy,
-    )
+    judge(db_session, check, rita, "change_pin", policy)
     assert (rita.gold_answered, rita.gold_correct) == (2, 0)
     assert changeable_judgement(db_session, reviewer=rita, policy=policy) is not None
     withdraw_judgement(db_session, item_id=check.id, reviewer=rita, policy=policy)
     assert (rita.gold_answered, rita.gold_correct) == (1, 0)
-    assert next_item(db_session, reviewer=rita, policy=policy) is check
-    submit_judgement(
-        db_session,
-        item_id=check.id,
-        reviewer=rita,
-        label="card_arrival",
-        answer_ok=None,
-        known_intents=INTENTS,
-        policy=policy,
-    )
+    judge(db_session, check, rita, "card_arrival", policy)  # handed the same check question again
     assert (rita.gold_answered, rita.gold_correct) == (2, 1)
 
 
@@ -1037,6 +1012,42 @@ def test_accounts(db_session: Session) -> None:
         create_user(db_session, username="x_man", password="a long enough secret", role="admin")
 
 
+def run_at_once(target: Any, arguments: Sequence[Any]) -> None:
+    """``target(argument)`` for each argument, each in its own thread, all started together; waits."""
+    threads = [threading.Thread(target=target, args=(argument,)) for argument in arguments]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+
+def meet_after(monkeypatch: Any, module: Any, name: str, parties: int = 2) -> None:
+    """Patch ``module.name`` so that each call, once it has returned, waits until ``parties`` calls have (at
+    most 3 s): the threads making them are all past that point before any goes on, unless one of them is
+    held up before it (a lock), which is what the tests below look for."""
+    barrier = threading.Barrier(parties)
+    original = getattr(module, name)
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            barrier.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return result
+
+    monkeypatch.setattr(module, name, patched)
+
+
+def clean_shared_schema(session: Session, *tables: Any, usernames_like: str | None = None) -> None:
+    """The PostgreSQL schema is shared by the session's PostgreSQL tests: leave no committed rows behind."""
+    for table in tables:
+        session.execute(table.__table__.delete())
+    if usernames_like is not None:
+        session.execute(User.__table__.delete().where(User.username.like(usernames_like)))
+    session.commit()
+
+
 @pytest.mark.postgres
 def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> None:
     """Twelve reviewers ask for work at once on PostgreSQL: each item gets at most its 3 claims."""
@@ -1079,11 +1090,7 @@ def test_concurrent_reviewers_never_over_assign(postgres_schema_url: str) -> Non
             with lock:
                 claimed.append(item.id if item else None)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_at_once(worker, ids)
     with Session(engine) as session:
         counts = dict(
             session.execute(
@@ -1114,14 +1121,9 @@ def test_two_answers_at_once_resolve_an_item_once(postgres_schema_url: str, monk
     engine = make_engine(postgres_schema_url)
     policy = ReviewPolicy(gold_rate=0.0, judgements=3, posterior_threshold=0.6, model_voter=False)
 
-    def clean(session: Session) -> None:  # the schema is shared by the session's PostgreSQL tests
-        for table in (VerifiedPair, Claim, Judgement, ReviewItem, Turn, Conversation):
-            session.execute(table.__table__.delete())
-        session.execute(User.__table__.delete().where(User.username.like("race%")))
-        session.commit()
-
+    tables = (VerifiedPair, Claim, Judgement, ReviewItem, Turn, Conversation)
     with Session(engine) as session:
-        clean(session)
+        clean_shared_schema(session, *tables, usernames_like="race%")
         item = route_turn(
             session,
             turn=make_turn(session, "where is it"),
@@ -1139,17 +1141,7 @@ def test_two_answers_at_once_resolve_an_item_once(postgres_schema_url: str, monk
         session.commit()
         item_id, racers = item.id, [p.id for p in people[1:]]
     # Both answers are in their transactions before either resolves (unless the second waits for the first).
-    barrier = threading.Barrier(2)
-    held_for = review.held_for
-
-    def at_once(*args: Any, **kwargs: Any) -> float | None:
-        try:
-            barrier.wait(timeout=3)
-        except threading.BrokenBarrierError:
-            pass
-        return held_for(*args, **kwargs)
-
-    monkeypatch.setattr(review, "held_for", at_once)
+    meet_after(monkeypatch, review, "held_for")
     outcomes: list[str] = []
 
     def answer(user_id: int) -> None:
@@ -1170,18 +1162,14 @@ def test_two_answers_at_once_resolve_an_item_once(postgres_schema_url: str, monk
                 session.rollback()
                 outcomes.append(str(exc))
 
-    threads = [threading.Thread(target=answer, args=(user_id,)) for user_id in racers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_at_once(answer, racers)
     with Session(engine) as session:
         pairs = session.scalars(select(VerifiedPair.text).where(VerifiedPair.item_id == item_id)).all()
         judged = session.scalar(
             select(func.count()).select_from(Judgement).where(Judgement.item_id == item_id)
         )
         status = session.get(ReviewItem, item_id).status
-        clean(session)
+        clean_shared_schema(session, *tables, usernames_like="race%")
     engine.dispose()
     assert status == "resolved"
     assert sorted(outcomes) == ["saved", "this item is no longer open"], outcomes
@@ -1197,14 +1185,9 @@ def test_two_routers_joining_one_item_at_once_count_both(postgres_schema_url: st
 
     engine = make_engine(postgres_schema_url)
 
-    def clean(session: Session) -> None:  # the schema is shared by the session's PostgreSQL tests
-        for table in (ReviewItem, Turn, Conversation):
-            session.execute(table.__table__.delete())
-        session.commit()
-
     base = vector(11)
     with Session(engine) as session:
-        clean(session)
+        clean_shared_schema(session, ReviewItem, Turn, Conversation)
         item = route_turn(
             session,
             turn=make_turn(session, "where is it"),
@@ -1215,18 +1198,8 @@ def test_two_routers_joining_one_item_at_once_count_both(postgres_schema_url: st
         turns = [make_turn(session, f"where is it {i}").id for i in range(2)]
         session.commit()
         item_id = item.id
-    barrier = threading.Barrier(2)
-    find = review.similar_pending_item
-
-    def found_at_once(*args: Any, **kwargs: Any) -> ReviewItem | None:
-        best = find(*args, **kwargs)  # both have read the item (cluster size 1) before either joins it
-        try:
-            barrier.wait(timeout=3)
-        except threading.BrokenBarrierError:
-            pass
-        return best
-
-    monkeypatch.setattr(review, "similar_pending_item", found_at_once)
+    # Both have read the item (cluster size 1) before either joins it.
+    meet_after(monkeypatch, review, "similar_pending_item")
     joined: list[int | None] = []
 
     def route(turn_id: int) -> None:
@@ -1241,17 +1214,13 @@ def test_two_routers_joining_one_item_at_once_count_both(postgres_schema_url: st
             session.commit()
             joined.append(routed.id if routed else None)
 
-    threads = [threading.Thread(target=route, args=(turn_id,)) for turn_id in turns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_at_once(route, turns)
     with Session(engine) as session:
         size = session.get(ReviewItem, item_id).cluster_size
         members = session.scalar(
             select(func.count()).select_from(ReviewItemTurn).where(ReviewItemTurn.item_id == item_id)
         )
-        clean(session)
+        clean_shared_schema(session, ReviewItem, Turn, Conversation)
     engine.dispose()
     assert joined == [item_id, item_id]
     assert (size, members) == (3, 3)
