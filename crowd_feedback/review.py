@@ -611,13 +611,17 @@ def _why_unchangeable(
     return None
 
 
+def _newest_judgement(session: Session, reviewer: User) -> Judgement | None:
+    return session.scalars(
+        select(Judgement).where(Judgement.reviewer_id == reviewer.id).order_by(Judgement.id.desc()).limit(1)
+    ).first()
+
+
 def changeable_judgement(
     session: Session, *, reviewer: User, policy: ReviewPolicy, now: datetime | None = None
 ) -> Judgement | None:
     """The reviewer's last answer when they may still take it back (``withdraw_judgement``), else None."""
-    newest = session.scalars(
-        select(Judgement).where(Judgement.reviewer_id == reviewer.id).order_by(Judgement.id.desc()).limit(1)
-    ).first()
+    newest = _newest_judgement(session, reviewer)
     return newest if _why_unchangeable(session, newest, reviewer, policy, now or utcnow()) is None else None
 
 
@@ -634,9 +638,7 @@ def withdraw_judgement(
     now = now or utcnow()
     if reviewer.suspended_at is not None or not reviewer.active:
         raise ReviewError("this reviewer is suspended")
-    newest = session.scalars(
-        select(Judgement).where(Judgement.reviewer_id == reviewer.id).order_by(Judgement.id.desc()).limit(1)
-    ).first()
+    newest = _newest_judgement(session, reviewer)
     if newest is None or newest.item_id != item_id:
         mine = session.scalar(
             select(func.count())

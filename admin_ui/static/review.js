@@ -42,7 +42,6 @@
       if (needsContext) { needsContext.checked = !needsContext.checked; }
     } else if (key === "s") {
       document.getElementById("skip").submit();
-
     } else if (event.key === "Enter") {
       event.preventDefault();
       if (form.reportValidity()) { tick(); form.submit(); }
