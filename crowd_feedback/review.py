@@ -604,6 +604,8 @@ def _why_unchangeable(
         minutes = policy.change_window.total_seconds() / 60
         return f"an answer can be changed for {minutes:g} minutes after it is given"
     item = session.get(ReviewItem, judgement.item_id)
+    if item is not None and item.status == "escalated":
+        return "its question went to an operator: your answer counted"
     if item is None or item.status != "pending":
         return "its question is settled already: your answer counted"
     if _was_practice(reviewer, item, policy):

@@ -653,6 +653,8 @@ def test_disagreement_asks_for_more_then_escalates(db_session: Session) -> None:
     )
     db_session.refresh(item)
     assert item.status == "escalated"
+    with pytest.raises(ReviewError, match="its question went to an operator: your answer counted"):
+        withdraw_judgement(db_session, item_id=item.id, reviewer=people[3], policy=policy)
     # The operators hear about it (the ops webhook): the item, why, and the redacted question.
     [event] = recent_events(db_session, kind="item.escalated")
     assert event.text.startswith(
