@@ -81,6 +81,18 @@ def customer_turn(session: Session, text: str) -> Turn:
     )
 
 
+def route_question(session: Session, number: int, *, again: bool = False) -> None:
+    """Question ``number`` asked by a customer and handed off, routed to review (asked ``again``: the same
+    vector, so it joins that question's item while it is pending)."""
+    route_turn(
+        session,
+        turn=customer_turn(session, f"question {number}" + (" again" if again else "")),
+        reasons=["handoff"],
+        embedding=question_vector(number),
+        policy=POLICY,
+    )
+
+
 class Tally:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -134,13 +146,7 @@ def router(engine: Any, questions: list[int], tally: Tally) -> None:
     for number in questions:
         with Session(engine) as session:
             try:
-                route_turn(
-                    session,
-                    turn=customer_turn(session, f"question {number} again"),
-                    reasons=["handoff"],
-                    embedding=question_vector(number),
-                    policy=POLICY,
-                )
+                route_question(session, number, again=True)
                 session.commit()
                 tally.add("routed")
             except Exception as exc:
@@ -191,13 +197,7 @@ def run(
         migrate.upgrade(engine)
         with Session(engine) as session:
             for number in range(items):
-                route_turn(
-                    session,
-                    turn=customer_turn(session, f"question {number}"),
-                    reasons=["handoff"],
-                    embedding=question_vector(number),
-                    policy=POLICY,
-                )
+                route_question(session, number)
             people = [
                 create_user(session, username=f"bench{i}", password="correct horse battery", role="reviewer")
                 for i in range(reviewers)
