@@ -174,7 +174,7 @@ NOT_NAMES_CAPITALISED = NOT_NAMES | frozenset(
     only literally totally completely absolutely extremely unlikely crazy absurd insane awful stupid
     silly great good bad nice amazing strange weird odd important serious fraud scam theft ok okay lost late
     early ready gutted livid broke desperate upset angry furious sick ill busy free home away online offline
-    disabled""".split()
+    disabled owed premium standard metal plus user member client owner student business personal""".split()
 )
 # Endings of longer words that read as a verb, an adjective or a nationality after "I am" ("I am Trying",
 # "I'm Nervous", "I'm Vietnamese"): checked only there, since surnames end so too ("Mr Manning").
@@ -349,6 +349,16 @@ def _capitalised_name(word: str, *, strict: bool) -> bool:
 SENTENCE_WORD = re.compile(r"(^|[.!?\n]\s*)?([A-Za-z][A-Za-z'’-]*)")
 
 
+def _plainly_a_name(words: str) -> bool:
+    """Words after "I am" that are a name wherever the sentence goes on ("I am John and my card is lost", "I'm
+    Ahmed Khan and ..."): a listed first name, or two or three capitalised words (each already past the
+    strict not-a-name checks). A single other word needs the end of a clause after it ("I'm Tom, ...")."""
+    parts = words.split()
+    if len(parts) >= 2:
+        return all(part[:1].isupper() for part in parts)
+    return len(parts) == 1 and parts[0].lower() in FIRST_NAMES
+
+
 def capitals_mark_names(text: str) -> bool:
     """Whether a capital letter says anything in this message: not in Title Case, where nearly every word
     inside a sentence is capitalised and a capitalised word is no sign of a name. Words in capitals
@@ -386,11 +396,13 @@ def _names(text: str, found: list[Redaction]) -> list[tuple[int, int]]:
     intro = SELF_INTRO.match(text)
     if intro:
         end = _name_end(text, intro.end(), capitalised=True, strict=True)
-        if intro.group(1) or AFTER_SELF_NAME.match(text, end):
+        if intro.group(1) or AFTER_SELF_NAME.match(text, end) or _plainly_a_name(text[intro.end() : end]):
             spans.append((intro.end(), end))
     for match in CLAUSE_SELF_INTRO.finditer(text):
         end = _name_end(text, match.end(), capitalised=True, strict=True)
-        if end > match.end() and AFTER_SELF_NAME.match(text, end):
+        if end > match.end() and (
+            AFTER_SELF_NAME.match(text, end) or _plainly_a_name(text[match.end() : end])
+        ):
             spans.append((match.end(), end))
     for match in SIGN_OFF.finditer(text):
         end = _name_end(text, match.end(), capitalised=True, strict=True)

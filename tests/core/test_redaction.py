@@ -59,6 +59,14 @@ from tests.conftest import banking77_questions
         ("I ordered a new card last week, I am Sarah Jones", "I ordered a new card last week, I am [NAME]"),
         ("Still waiting. This is Tom here.", "Still waiting. This is [NAME] here."),
         ("my card is lost, i am sarah", "my card is lost, i am [NAME]"),
+        # Where the sentence goes on: a listed first name, or a first name and a surname.
+        ("I am John and my card is lost", "I am [NAME] and my card is lost"),
+        ("i am john and my card is lost", "i am [NAME] and my card is lost"),
+        ("I am Ahmed Khan and I need help", "I am [NAME] and I need help"),
+        (
+            "my card is lost, I'm Sarah and I need a new one",
+            "my card is lost, I'm [NAME] and I need a new one",
+        ),
         # In lower case, where capitals say nothing, a common first name that is no everyday word.
         ("hi i'm sarah, my card is lost", "hi i'm [NAME], my card is lost"),
         ("hi im sarah", "hi im [NAME]"),
@@ -179,6 +187,12 @@ def test_personal_data_is_replaced_by_typed_placeholders(text: str, expected: st
         "I have 2 accounts and 3 cards",
         "the code 123456 expired",
         "This is Absurd.",
+        "I am Owed Money",
+        "I am Premium User and want a refund",
+        "I am Still Waiting for my card",
+        "I am Unsure Why this happened",
+        "I am New Here and need help",
+        "I am Frank and honest",  # a first name that is an everyday word, not on the list
     ],
 )
 def test_look_alikes_stay(text: str) -> None:

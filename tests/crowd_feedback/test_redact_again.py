@@ -122,6 +122,12 @@ def test_migration_0036_redacts_names_given_after_a_clause(empty_database_url: s
     assert stored_then_upgraded(empty_database_url, "0035", stored) == ([expected], [expected])
 
 
+def test_migration_0037_redacts_names_where_the_sentence_goes_on(empty_database_url: str) -> None:
+    stored = "I am John and my card [CARD_NUMBER] never came"  # as 0036's rules left it
+    expected = "I am [NAME] and my card [CARD_NUMBER] never came"
+    assert stored_then_upgraded(empty_database_url, "0036", stored) == ([expected], [expected])
+
+
 def test_a_later_redaction_pass_covers_the_turns_kept_before_a_question(empty_database_url: str) -> None:
     """The next migration with newer rules (it calls redact_stored_texts) redacts review_items.context too:
     reviewers see those texts beside the question."""
