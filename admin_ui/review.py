@@ -47,7 +47,9 @@ from crowd_feedback.review import (
     operator_resolve_many,
     practice_available,
     practice_feedback,
+    redact_reported_item,
     release_claim,
+    report_personal_data,
     reviewer_stats,
     reviewer_weight,
     submit_judgement,
@@ -372,6 +374,52 @@ def last_answer(session: Any, user: User, titles: dict[str, str]) -> dict[str, A
     return {"item_id": judgement.item_id, "text": judgement.item.text, "label": label}
 
 
+@review.post("/items/<int:item_id>/privacy")
+@require_role("reviewer", "operator")
+def report_privacy(item_id: int) -> Any:
+    """The reviewer sees personal data that redaction missed: the item goes to an operator."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        try:
+            with helploop.write_lock:
+                report_personal_data(session, item_id=item_id, reviewer=session.get(User, current_user.id))
+                session.commit()
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Not reported: {exc}.")
+            return redirect(url_for("review.next_page"))
+    flash(
+        "Thank you: an operator will take the personal data out before anyone sees it again. "
+        "Here is the next one."
+    )
+    return redirect(url_for("review.next_page"))
+
+
+@review.post("/items/<int:item_id>/redact")
+@require_role("operator")
+def redact_by_hand(item_id: int) -> Any:
+    """An operator's hand redaction of an item's question and earlier turns; it goes back to the queue."""
+    helploop = current_app.extensions["helploop"]
+    context = request.form.getlist("context_text") if request.form.get("context_shown") else None
+    with helploop.database.session() as session:
+        try:
+            with helploop.write_lock:
+                redact_reported_item(
+                    session,
+                    item_id=item_id,
+                    text=request.form.get("text") or "",
+                    context_texts=context,
+                    operator=session.get(User, current_user.id),
+                )
+                session.commit()
+        except ReviewError as exc:
+            session.rollback()
+            flash(f"Not saved: {exc}.")
+            return redirect(url_for("review.item_detail", item_id=item_id))
+    flash(f"Item {item_id} redacted: reviewers see it so from now on.")
+    return redirect(url_for("review.item_detail", item_id=item_id))
+
+
 @review.post("/items/<int:item_id>/skip")
 @require_role("reviewer", "operator")
 def skip(item_id: int) -> Any:
@@ -658,7 +706,10 @@ def item_detail(item_id: int) -> Any:
             "settled_by": item.settled_by,
             "created_at": item.created_at,
             "context": context_lines(item.context, titles),
+            "context_texts": [turn.get("text", "") for turn in item.context or []],
             "needs_conversation": needs_conversation(session, item=item),
+            "privacy_reported_at": item.privacy_reported_at,
+            "privacy_reported_by": item.privacy_reported_by,
         }
         pairs = [
             (p.text, p.intent, p.weight)

@@ -15,6 +15,8 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
   cancelled; a scheduled job (the daily retention) only when it did not succeed.
 * ``reviewer.suspended``: the gold check suspended a reviewer.
 * ``item.escalated``: a review item stayed unresolved after the most judgements and waits for an operator.
+* ``item.personal_data``: a reviewer reported personal data that redaction missed in a review item; it is
+  out of the queue until an operator redacts it by hand.
 * ``gold.contested``: most reviewers answer a check question otherwise than its key (the key may be wrong).
 * ``knowledge.changed``: a new knowledge-base version that changed something (an import, a CI push through
   the admin API, an edit on the Knowledge page, a restore), with what it changed.

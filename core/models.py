@@ -366,6 +366,23 @@ class ReviewItem(Base):
     # suggestion): re-aggregation leaves such items alone.
     settled_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # A reviewer found personal data that redaction missed in what the item shows (the question or the turns
+    # before it): the item is out of the queue until an operator redacts it by hand (migration 0038).
+    privacy_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    privacy_reported_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # The question as the automatic rules redacted it, before an operator redacted it by hand: the member turn
+    # behind it reads so, and stands for ``text`` wherever member questions are shown or trained on.
+    hand_redacted_from: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    def shown_text(self, redacted: str) -> str:
+        """A member turn's redacted text as reviewers see it and pairs carry it (the hand-redacted question
+        for the turn behind it)."""
+        return (
+            self.text
+            if self.hand_redacted_from is not None and redacted == self.hand_redacted_from
+            else redacted
+        )
+
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     turns: Mapped[list[ReviewItemTurn]] = relationship(cascade="all, delete-orphan")

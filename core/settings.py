@@ -23,6 +23,7 @@ OPS_EVENT_KINDS = (
     "job.finished",
     "reviewer.suspended",
     "item.escalated",
+    "item.personal_data",
     "gold.contested",
     "knowledge.changed",
     "knowledge.disputed",

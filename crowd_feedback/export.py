@@ -136,13 +136,14 @@ def _items(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 }
             )
         questions: dict[int, list[str]] = {}
+        by_id = {item.id: item for item in batch}
         for item_id, text in session.execute(
             select(ReviewItemTurn.item_id, Turn.user_text)
             .join(Turn, Turn.id == ReviewItemTurn.turn_id)
             .where(ReviewItemTurn.item_id.in_(ids))
             .order_by(Turn.id)
         ):
-            questions.setdefault(item_id, []).append(redact(text))
+            questions.setdefault(item_id, []).append(by_id[item_id].shown_text(redact(text)))
         picks = customer_picks(session, item_ids=ids)
         for item in batch:
             yield {

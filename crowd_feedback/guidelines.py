@@ -33,7 +33,8 @@ DEFAULT_GUIDELINES = """\
    them. Untick any that asks something different (e.g. "card declined" next to "card not arrived"); they
    then get no label from this item.
 6. Greetings, spam, abuse and gibberish are *Not a real question*.
-7. Placeholders like `[EMAIL]` or `[CARD_NUMBER]` replace personal data; they are normal.
+7. Placeholders like `[EMAIL]` or `[CARD_NUMBER]` replace personal data; they are normal. Personal data
+   still in view (a name, an address)? Press **P**: an operator takes it out before anyone sees it again.
 8. Some items are check questions with a known answer; they keep the crowd's labels trustworthy.
    Reviewers whose accuracy on them stays low are paused.
 9. Your first few items are practice questions: after each you see the expected answer. Real questions follow

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, and_, cast, delete, exists, func, or_, select
+from sqlalchemy import String, and_, cast, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from core.events import emit
@@ -320,7 +320,9 @@ def unvectored_items(session: Session, *, limit: int = 50) -> list[tuple[ReviewI
         .where(ReviewItemTurn.item_id.in_(ids))
         .order_by(Turn.id)
     ):
-        if item_id not in shown or (redact(text) == items[item_id].text != redact(shown[item_id])):
+        if item_id not in shown or (
+            items[item_id].shown_text(redact(text)) == items[item_id].text != redact(shown[item_id])
+        ):
             shown[item_id] = text
     return [(items[i], shown[i]) for i in ids if i in shown]
 
@@ -402,6 +404,7 @@ def _open_to(reviewer_id: int, now: datetime) -> tuple[Any, ...]:
     return (
         ReviewItem.status == "pending",
         ReviewItem.is_gold.is_(False),
+        ReviewItem.privacy_reported_at.is_(None),
         ~_judged_by(reviewer_id),
         judgement_count + live_claims < ReviewItem.required_judgements,
     )
@@ -446,7 +449,7 @@ def next_item(
     ).first()
     if existing is not None:
         item = session.get(ReviewItem, existing.item_id)
-        if item is not None and item.status == "pending":
+        if item is not None and item.status == "pending" and item.privacy_reported_at is None:
             return item  # finish what you started (a reload does not skip an item)
     session.execute(delete(Claim).where(Claim.expires_at <= now))
     dialect = session.get_bind().dialect.name
@@ -454,7 +457,12 @@ def next_item(
         gold = _lock(
             session,
             select(ReviewItem)
-            .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending", ~_judged_by(reviewer.id))
+            .where(
+                ReviewItem.is_gold.is_(True),
+                ReviewItem.status == "pending",
+                ReviewItem.privacy_reported_at.is_(None),
+                ~_judged_by(reviewer.id),
+            )
             .order_by(func.random())
             .limit(1),
             dialect,
@@ -664,6 +672,82 @@ def withdraw_judgement(
     return _claim(session, item, reviewer, now, policy)
 
 
+def report_personal_data(
+    session: Session, *, item_id: int, reviewer: User, now: datetime | None = None
+) -> ReviewItem:
+    """A reviewer found personal data that redaction missed in the item they are shown (its question or the
+    turns before it): the item leaves the queue, for every reviewer, until an operator redacts it by hand
+    (``redact_reported_item``); the reviewer's claim ends and the operators hear of it (an ops event)."""
+    now = now or utcnow()
+    claim = session.scalars(
+        select(Claim).where(
+            Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
+        )
+    ).first()
+    if claim is None:
+        raise ReviewError("no active claim on this item (it may have expired): take the next item again")
+    item = locked_item(session, item_id)
+    if item is None or item.status != "pending":
+        raise ReviewError("this item is no longer open")
+    session.delete(claim)
+    if item.privacy_reported_at is None:
+        item.privacy_reported_at, item.privacy_reported_by = now, reviewer.username[:80]
+        session.flush()
+        emit(
+            session,
+            "item.personal_data",
+            f"Review item {item.id} shows personal data that redaction missed (reported by reviewer "
+            f"{reviewer.username}); it is out of the review queue until an operator redacts it.",
+            path=f"/review/items/{item.id}",
+            data={"item_id": item.id, "reviewer": reviewer.username},
+        )
+    session.flush()
+    return item
+
+
+def redact_reported_item(
+    session: Session,
+    *,
+    item_id: int,
+    text: str,
+    context_texts: Sequence[str] | None,
+    operator: User,
+    now: datetime | None = None,
+) -> ReviewItem:
+    """An operator's hand redaction of what an item shows: its question (``text``) and the texts of the turns
+    before it (``context_texts``, one per turn, in order; None: leave them). The automatic rules run over the
+    result as well. Training pairs that carried the question's old text take the new one. The item goes back
+    to the queue."""
+    if operator.role != "operator":
+        raise ReviewError("only operators can redact items")
+    item = locked_item(session, item_id)
+    if item is None:
+        raise ReviewError("no such review item")
+    text = redact(text.strip())
+    if not text:
+        raise ReviewError("the question cannot be empty")
+    if len(text) > 2000:
+        raise ReviewError(f"the question is {len(text)} characters; the limit is 2000")
+    if context_texts is not None:
+        turns = list(item.context or [])
+        if len(context_texts) != len(turns):
+            raise ReviewError(f"{len(turns)} earlier turn(s) to redact, not {len(context_texts)}")
+        item.context = [
+            turn | {"text": redact(new.strip())} for turn, new in zip(turns, context_texts, strict=True)
+        ]
+    session.execute(
+        update(VerifiedPair)
+        .where(VerifiedPair.item_id == item.id, VerifiedPair.text == item.text)
+        .values(text=text)
+    )
+    if item.hand_redacted_from is None:
+        item.hand_redacted_from = item.text
+    item.text = text
+    item.privacy_reported_at = item.privacy_reported_by = None
+    session.flush()
+    return item
+
+
 def release_claim(session: Session, *, item_id: int, reviewer: User) -> None:
     """Skip: give the item back to the queue."""
     session.execute(delete(Claim).where(Claim.item_id == item_id, Claim.reviewer_id == reviewer.id))
@@ -795,7 +879,7 @@ def member_questions(session: Session, *, item: ReviewItem, limit: int | None) -
         .where(ReviewItemTurn.item_id == item.id)
         .order_by(Turn.id)
     ).all()
-    others = [text for text in dict.fromkeys(redact(t) for t in texts) if text != item.text]
+    others = [text for text in dict.fromkeys(item.shown_text(redact(t)) for t in texts) if text != item.text]
     return others if limit is None else others[:limit]
 
 
@@ -840,7 +924,7 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
     ).all()
     reopened: dict[str, ReviewItem] = {}
     for link, turn in links:
-        text = redact(turn.user_text)
+        text = item.shown_text(redact(turn.user_text))
         if text not in rejected or text == item.text:
             continue
         session.delete(link)
@@ -916,7 +1000,9 @@ def _write_verified_pairs(
         .where(ReviewItemTurn.item_id == item.id)
     ).all()
     # A clicked chip's "/intent" is no question (items routed before chips' thumbs-down went to the question).
-    unique = [t for t in dict.fromkeys(redact(t) for t in texts) if not CHIP_PAYLOAD.match(t)]
+    unique = [
+        t for t in dict.fromkeys(item.shown_text(redact(t)) for t in texts) if not CHIP_PAYLOAD.match(t)
+    ]
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
     _announce_dispute(session, item=item, label=label, texts=unique)

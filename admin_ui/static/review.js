@@ -1,5 +1,5 @@
 /* Keyboard shortcuts for the review form: digits pick, / searches, Y/N rate the bot, C ticks "clear only with the
-   earlier turns", Enter submits, S skips, U takes the last answer back. */
+   earlier turns", Enter submits, S skips, P reports personal data, U takes the last answer back. */
 (function () {
   "use strict";
   function typing(target) { return target && (target.tagName === "INPUT" && target.type === "text" || target.tagName === "TEXTAREA" || target.getAttribute("list")); }
@@ -42,6 +42,10 @@
       if (needsContext) { needsContext.checked = !needsContext.checked; }
     } else if (key === "s") {
       document.getElementById("skip").submit();
+    } else if (key === "p") {
+      if (window.confirm("Send this question to an operator to take out personal data?")) {
+        document.getElementById("privacy").submit();
+      }
     } else if (event.key === "Enter") {
       event.preventDefault();
       if (form.reportValidity()) { tick(); form.submit(); }

@@ -42,7 +42,9 @@ from crowd_feedback.review import (
     next_item,
     practice_available,
     practice_feedback,
+    redact_reported_item,
     release_claim,
+    report_personal_data,
     review_reasons,
     reviewer_stats,
     route_turn,
@@ -94,9 +96,9 @@ def vector(seed: int, base: np.ndarray | None = None, noise: float = 0.0) -> np.
     return v / np.linalg.norm(v)
 
 
-def reviewers(session: Session, n: int) -> list[Any]:
+def reviewers(session: Session, n: int, prefix: str = "rev") -> list[Any]:
     return [
-        create_user(session, username=f"rev{i}", password="correct horse battery", role="reviewer")
+        create_user(session, username=f"{prefix}{i}", password="correct horse battery", role="reviewer")
         for i in range(n)
     ]
 
@@ -828,6 +830,64 @@ def test_a_practice_answer_stays_and_a_hidden_check_answer_leaves_the_gold_recor
     assert (rita.gold_answered, rita.gold_correct) == (1, 0)
     judge(db_session, check, rita, "card_arrival", policy)  # handed the same check question again
     assert (rita.gold_answered, rita.gold_correct) == (2, 1)
+
+
+def test_personal_data_a_reviewer_reports_keeps_the_item_from_everyone_until_an_operator_redacts_it(
+    db_session: Session,
+) -> None:
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3)
+    earlier = make_turn(db_session, "this is Grace again", status="answered", confidence=0.99)
+    turn = make_turn(db_session, "I am Grace and my card is lost", conversation_id=earlier.conversation_id)
+    item = route_turn(db_session, turn=turn, reasons=["handoff"], embedding=vector(60), policy=policy)
+    assert (
+        item.text == "I am Grace and my card is lost"
+    )  # a single word that could be a word: kept by the rules
+    assert [c["text"] for c in item.context] == ["this is Grace again"]
+    db_session.add(VerifiedPair(item_id=item.id, text=item.text, intent="card_arrival", weight=1.0))
+    rita, sam = reviewers(db_session, 2)
+    operator = create_user(db_session, username="omar", password="correct horse battery", role="operator")
+    with pytest.raises(ReviewError, match="no active claim"):
+        report_personal_data(db_session, item_id=item.id, reviewer=rita)
+    assert next_item(db_session, reviewer=rita, policy=policy) is item
+    report_personal_data(db_session, item_id=item.id, reviewer=rita)
+    assert item.privacy_reported_by == "rev0" and item.privacy_reported_at is not None
+    [event] = recent_events(db_session, kind="item.personal_data")
+    assert event.data["item_id"] == item.id and event.data["path"] == f"/review/items/{item.id}"
+    # Out of the queue for everyone, the reviewer who reported it included (her claim ended).
+    assert next_item(db_session, reviewer=rita, policy=policy) is None
+    assert next_item(db_session, reviewer=sam, policy=policy) is None
+
+    with pytest.raises(ReviewError, match="only operators"):
+        redact_reported_item(db_session, item_id=item.id, text="x", context_texts=None, operator=sam)
+    with pytest.raises(ReviewError, match="the question cannot be empty"):
+        redact_reported_item(db_session, item_id=item.id, text="  ", context_texts=None, operator=operator)
+    with pytest.raises(ReviewError, match="1 earlier turn.s. to redact, not 2"):
+        redact_reported_item(
+            db_session, item_id=item.id, text="x", context_texts=["a", "b"], operator=operator
+        )
+    redact_reported_item(
+        db_session,
+        item_id=item.id,
+        text="I am [NAME] and my card is lost, call 07700 900123",  # the rules run over it too
+        context_texts=["this is [NAME] again"],
+        operator=operator,
+    )
+    assert item.text == "I am [NAME] and my card is lost, call [PHONE]"
+    assert item.context[0]["text"] == "this is [NAME] again" and item.context[0]["status"] == "answered"
+    assert item.privacy_reported_at is None and item.privacy_reported_by is None
+    assert db_session.scalars(select(VerifiedPair.text)).all() == [item.text]
+    assert next_item(db_session, reviewer=sam, policy=policy) is item  # back in the queue
+    # The turn behind the question reads as the hand-redacted text: not under "Also asked", and its training
+    # pair carries the hand-redacted text when the item resolves.
+    assert item.hand_redacted_from == "I am Grace and my card is lost"
+    assert member_questions(db_session, item=item, limit=None) == []
+    db_session.execute(VerifiedPair.__table__.delete())
+    for reviewer in (sam, *reviewers(db_session, 2, prefix="late")):
+        judge(db_session, item, reviewer, "card_arrival", policy)
+        if item.status == "resolved":
+            break
+    assert item.status == "resolved"
+    assert db_session.scalars(select(VerifiedPair.text)).all() == [item.text]
 
 
 def test_gold_accuracy_suspends_a_bad_reviewer(db_session: Session) -> None:

@@ -437,6 +437,52 @@ def test_a_reviewer_changes_their_last_answer_from_the_next_page(make_app: Any) 
     )
 
 
+def test_a_reviewer_reports_personal_data_and_an_operator_redacts_it(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, gold_rate=0.0)
+    helploop = app.extensions["helploop"]
+    message = "I am Grace and plonk my foreign money conversion"
+    assert (
+        app.test_client().post("/api/v1/chat", json={"message": message}).get_json()["status"] != "answered"
+    )
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        item_id = session.scalars(select(ReviewItem.id)).one()
+    add_user(app, "ann", "reviewer")
+    add_user(app, "bob", "reviewer")
+    add_user(app, "omar", "operator")
+    ann = app.test_client()
+    login(ann, "ann")
+    page = ann.get("/review/next").get_data(as_text=True)
+    assert message in page and 'id="privacy"' in page and "<kbd>P</kbd> personal data shown" in page
+    assert ann.post(f"/review/items/{item_id}/privacy").status_code == 400  # no CSRF token
+    after = ann.post(
+        f"/review/items/{item_id}/privacy", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Thank you: an operator will take the personal data out" in after and 'id="empty"' in after
+    bob = app.test_client()
+    login(bob, "bob")
+    assert 'id="empty"' in bob.get("/review/next").get_data(as_text=True)  # nobody else is shown it
+    assert bob.post(f"/review/items/{item_id}/redact", data={"text": "x"}).status_code in (400, 403)
+    omar = app.test_client()
+    login(omar, "omar")
+    detail = omar.get(f"/review/items/{item_id}").get_data(as_text=True)
+    assert (
+        'id="privacy-report"' in detail
+        and "reviewer ann" in detail
+        and '<details id="redact" open>' in detail
+    )
+    saved = omar.post(
+        f"/review/items/{item_id}/redact",
+        data={"csrf_token": csrf_token(detail), "text": "I am [NAME] and plonk my foreign money conversion"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert f"Item {item_id} redacted" in saved and 'id="privacy-report"' not in saved
+    page = bob.get("/review/next").get_data(as_text=True)
+    assert (
+        "I am " in page and "Grace" not in page and f'action="/review/items/{item_id}" id="judgement"' in page
+    )
+
+
 def import_small_banking(app: Any, small_banking: Any) -> None:
     from core.kb_files import KnowledgeBaseData, Origin
     from core.knowledge_base import import_knowledge_base
