@@ -168,6 +168,11 @@ def overview() -> Any:
             .select_from(ReviewItem)
             .where(ReviewItem.is_gold.is_(True), ReviewItem.status == "pending")
         )
+        privacy_reports = session.scalar(
+            select(func.count())
+            .select_from(ReviewItem)
+            .where(ReviewItem.status == "pending", ReviewItem.privacy_reported_at.is_not(None))
+        )
         changes = changes_since_production(session)
     alpha = krippendorff_alpha(answers) if answers else None
     alpha_recent = krippendorff_alpha(recent) if recent else None
@@ -184,6 +189,7 @@ def overview() -> Any:
         "admin/operator.html",
         kb_check=kb_check,
         check_questions=check_questions,
+        privacy_reports=privacy_reports,
         bars=bars,
         total=questions,
         small_talk=statuses.get(SMALL_TALK, 0),

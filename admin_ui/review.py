@@ -566,7 +566,9 @@ def items() -> Any:
     can be ticked and settled with one label."""
     helploop = current_app.extensions["helploop"]
     status = request.args.get("status", "pending")
-    filters = {key: (request.args.get(key) or "").strip() for key in ("q", "reason", "bot_intent")}
+    filters = {
+        key: (request.args.get(key) or "").strip() for key in ("q", "reason", "bot_intent", "reported")
+    }
     page = _page()
     with helploop.database.session() as session:
         try:
@@ -576,6 +578,7 @@ def items() -> Any:
                 text=filters["q"],
                 reason=filters["reason"],
                 bot_intent=filters["bot_intent"],
+                reported=filters["reported"] == "1",
                 limit=ITEMS_PAGE,
                 offset=(page - 1) * ITEMS_PAGE,
             )

@@ -1587,11 +1587,13 @@ def find_items(
     text: str = "",
     reason: str = "",
     bot_intent: str = "",
+    reported: bool = False,
     limit: int = 200,
     offset: int = 0,
 ) -> tuple[list[ReviewItem], int]:
     """Real (non-gold) items in ``status``, most urgent first, narrowed by words in the question, a routing
-    reason and the intent the bot gave: (``limit`` of them from ``offset``, how many match)."""
+    reason, the intent the bot gave and (``reported``) a reviewer's report of personal data waiting for an
+    operator: (``limit`` of them from ``offset``, how many match)."""
     if status not in ITEM_STATUSES:
         raise ReviewError(f"status must be one of {', '.join(ITEM_STATUSES)}")
     if reason and reason not in REASONS:
@@ -1604,6 +1606,8 @@ def find_items(
         where.append(cast(ReviewItem.reasons, String).contains(f'"{reason}"'))
     if bot_intent:
         where.append(ReviewItem.bot_intent == bot_intent)
+    if reported:
+        where.append(ReviewItem.privacy_reported_at.is_not(None))
     total = session.scalar(select(func.count()).select_from(ReviewItem).where(*where))
     rows = session.scalars(
         select(ReviewItem)

@@ -465,6 +465,10 @@ def test_a_reviewer_reports_personal_data_and_an_operator_redacts_it(make_app: A
     assert bob.post(f"/review/items/{item_id}/redact", data={"text": "x"}).status_code in (400, 403)
     omar = app.test_client()
     login(omar, "omar")
+    overview = omar.get("/operator/").get_data(as_text=True)
+    assert 'id="privacy-count"' in overview and "1 review item\n  with personal data" in overview
+    listed = omar.get("/review/items?status=pending&reported=1").get_data(as_text=True)
+    assert f'href="/review/items/{item_id}"' in listed
     detail = omar.get(f"/review/items/{item_id}").get_data(as_text=True)
     assert (
         'id="privacy-report"' in detail
@@ -477,6 +481,9 @@ def test_a_reviewer_reports_personal_data_and_an_operator_redacts_it(make_app: A
         follow_redirects=True,
     ).get_data(as_text=True)
     assert f"Item {item_id} redacted" in saved and 'id="privacy-report"' not in saved
+    assert 'id="privacy-count"' not in omar.get("/operator/").get_data(as_text=True)
+    listed = omar.get("/review/items?status=pending&reported=1").get_data(as_text=True)
+    assert f'href="/review/items/{item_id}"' not in listed
     page = bob.get("/review/next").get_data(as_text=True)
     assert (
         "I am " in page and "Grace" not in page and f'action="/review/items/{item_id}" id="judgement"' in page
