@@ -712,7 +712,6 @@ def redact_reported_item(
     text: str,
     context_texts: Sequence[str] | None,
     operator: User,
-    now: datetime | None = None,
 ) -> ReviewItem:
     """An operator's hand redaction of what an item shows: its question (``text``) and the texts of the turns
     before it (``context_texts``, one per turn, in order; None: leave them). The automatic rules run over the
