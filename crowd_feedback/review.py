@@ -679,16 +679,7 @@ def report_personal_data(
     turns before it): the item leaves the queue, for every reviewer, until an operator redacts it by hand
     (``redact_reported_item``); the reviewer's claim ends and the operators hear of it (an ops event)."""
     now = now or utcnow()
-    claim = session.scalars(
-        select(Claim).where(
-            Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
-        )
-    ).first()
-    if claim is None:
-        raise ReviewError("no active claim on this item (it may have expired): take the next item again")
-    item = locked_item(session, item_id)
-    if item is None or item.status != "pending":
-        raise ReviewError("this item is no longer open")
+    item, claim = _held_open_item(session, item_id, reviewer, now)
     session.delete(claim)
     if item.privacy_reported_at is None:
         item.privacy_reported_at, item.privacy_reported_by = now, reviewer.username[:80]
@@ -779,6 +770,23 @@ def locked_item(session: Session, item_id: int) -> ReviewItem | None:
     return session.scalars(query.execution_options(populate_existing=True)).first()
 
 
+def _held_open_item(
+    session: Session, item_id: int, reviewer: User, now: datetime
+) -> tuple[ReviewItem, Claim]:
+    """The pending item (locked, ``locked_item``) and the reviewer's live claim on it, or a ReviewError."""
+    item = locked_item(session, item_id)
+    if item is None or item.status != "pending":
+        raise ReviewError("this item is no longer open")
+    claim = session.scalars(
+        select(Claim).where(
+            Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
+        )
+    ).first()
+    if claim is None:
+        raise ReviewError("no active claim on this item (it may have expired): take the next item again")
+    return item, claim
+
+
 def submit_judgement(
     session: Session,
     *,
@@ -808,16 +816,7 @@ def submit_judgement(
         raise ReviewError(f"unknown intent {label!r}")
     if label == NEW_INTENT and not (new_intent_text or "").strip():
         raise ReviewError("describe the new intent")
-    item = locked_item(session, item_id)
-    if item is None or item.status != "pending":
-        raise ReviewError("this item is no longer open")
-    claim = session.scalars(
-        select(Claim).where(
-            Claim.item_id == item_id, Claim.reviewer_id == reviewer.id, Claim.expires_at > now
-        )
-    ).first()
-    if claim is None:
-        raise ReviewError("no active claim on this item (it may have expired): take the next item again")
+    item, claim = _held_open_item(session, item_id, reviewer, now)
     already = session.scalar(
         select(func.count())
         .select_from(Judgement)
