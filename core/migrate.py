@@ -174,9 +174,14 @@ def redact_stored_texts(connection: Connection, *, batch: int = 1000) -> int:
     so a migration that calls this can run on any database and changes nothing twice. Returns the rows
     changed."""
     changed = sum(_rewrite_texts(connection, name, "text", redact, batch=batch) for name in REDACTED_TABLES)
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("review_items")}
     # The turns before an item's question (0034 on): a migration of an older revision finds no such column.
-    if "context" in {c["name"] for c in sa.inspect(connection).get_columns("review_items")}:
+    if "context" in columns:
         changed += _rewrite_contexts(connection, batch=batch)
+    # The automatic redaction a hand redaction replaced (0038 on) is what the question's turn reads as under
+    # the rules: it follows them, or that turn would no longer be known for the question.
+    if "hand_redacted_from" in columns:
+        changed += _rewrite_texts(connection, "review_items", "hand_redacted_from", redact, batch=batch)
     return changed
 
 

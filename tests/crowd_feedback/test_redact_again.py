@@ -128,6 +128,38 @@ def test_migration_0037_redacts_names_where_the_sentence_goes_on(empty_database_
     assert stored_then_upgraded(empty_database_url, "0036", stored) == ([expected], [expected])
 
 
+def test_a_later_redaction_pass_keeps_a_hand_redacted_question_known_for_its_turn(
+    empty_database_url: str,
+) -> None:
+    """An operator redacted a question by hand; newer rules then redact its turn more than the older rules
+    did. The recorded automatic redaction follows, so the turn still reads as the hand-redacted question (not
+    as a member question of its own under "Also asked")."""
+    from core.redaction import redact
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine)
+    older = "my name is Anna Berg and I am Grace"  # as older rules left it (no "my name is" rule, say)
+    assert redact(older) == "my name is [NAME] and I am Grace"
+    with Session(engine) as session:
+        session.add(
+            ReviewItem(
+                text="my name is [NAME] and I am [NAME]",
+                status="pending",
+                cluster_size=1,
+                hand_redacted_from=older,
+            )
+        )
+        session.commit()
+    with engine.begin() as connection:
+        assert migrate.redact_stored_texts(connection) == 1
+        assert migrate.redact_stored_texts(connection) == 0  # nothing changes twice
+    with Session(engine) as session:
+        item = session.scalars(select(ReviewItem)).one()
+        assert item.hand_redacted_from == "my name is [NAME] and I am Grace"
+        assert item.shown_text(redact("my name is Anna Berg and I am Grace")) == item.text
+    engine.dispose()
+
+
 def test_a_later_redaction_pass_covers_the_turns_kept_before_a_question(empty_database_url: str) -> None:
     """The next migration with newer rules (it calls redact_stored_texts) redacts review_items.context too:
     reviewers see those texts beside the question."""
