@@ -683,7 +683,6 @@ def report_personal_data(
     session.delete(claim)
     if item.privacy_reported_at is None:
         item.privacy_reported_at, item.privacy_reported_by = now, reviewer.username[:80]
-        session.flush()
         emit(
             session,
             "item.personal_data",
