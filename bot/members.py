@@ -6,6 +6,7 @@ transformer member added later only needs its own encoder name and a ``scores`` 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -57,6 +58,11 @@ class Member(ABC):
     kind: ClassVar[str]
     registry: ClassVar[dict[str, type[Member]]] = {}
     pretrained: ClassVar[bool] = False
+    # The modules ``fit`` imports (lazily: serving never loads what it does not fit). ``fit_members`` imports
+    # them on its own thread before the members' threads start: two threads importing sklearn for the first
+    # time at once can meet its modules half-initialised ("cannot import name 'BaseLibSVM' from partially
+    # initialized module 'sklearn.svm._base'"), which failed a fresh process's first fit now and then.
+    modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         self.name = name or self.kind
@@ -159,6 +165,8 @@ def fit_members(
     while it lasts (threadpoolctl; ``one_blas_thread``): other threads' BLAS calls, e.g. serving's, run on one
     thread meanwhile."""
     members = [build_member(config) for config in configs]
+    for module in dict.fromkeys(name for member in members for name in member.modules):
+        importlib.import_module(module)
     for member in members:
         member.class_names = class_names
         if previous and member.name in previous:
@@ -203,6 +211,7 @@ class LogisticHeadMember(Member):
     """Multinomial logistic regression on frozen sentence embeddings."""
 
     kind = "logistic_head"
+    modules = ("sklearn.linear_model",)
 
     def __init__(
         self, name: str | None = None, *, encoder: str = "minilm", C: float = 10.0, max_iter: int = 3000
@@ -306,6 +315,7 @@ class CharNgramMember(Member):
     the combiner learns their scale."""
 
     kind = "char_ngram"
+    modules = ("scipy.sparse", "sklearn.feature_extraction.text", "sklearn.svm")
 
     def __init__(
         self, name: str | None = None, *, C: float = 0.5, char_range: tuple[int, int] | list[int] = (2, 5)
@@ -404,6 +414,7 @@ class TunedHeadMember(Member):
     live in the bundle; ``fit`` trains nothing. Intents the head never saw score ``UNSEEN_SCORE``."""
 
     kind = "tuned_head"
+    modules = ("scipy.special",)
     pretrained = True
 
     def __init__(self, name: str | None = None, *, encoder: str = "minilm", weights: str = "") -> None:

@@ -288,3 +288,51 @@ def test_tuned_head_refuses_to_fit_without_weights_or_class_names(tmp_path: Path
     weights = write_head(tmp_path / "h.npz", ["a", "b"], np.eye(2, 16), np.zeros(2))
     with pytest.raises(ValueError, match="class names"):
         build_member({"kind": "tuned_head", "weights": weights}).fit(features, labels, n_classes=2)
+
+
+FRESH_FIT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import bot.members as members
+
+seen = []
+
+
+class Recording(ThreadPoolExecutor):
+    def submit(self, fn, /, *args, **kwargs):
+        seen.append({m for m in ("sklearn.linear_model", "sklearn.svm", "sklearn.feature_extraction.text")
+                     if m in sys.modules})
+        return super().submit(fn, *args, **kwargs)
+
+
+members.ThreadPoolExecutor = Recording
+members.os.cpu_count = lambda: 2
+assert "sklearn.svm" not in sys.modules  # a fresh process: nothing of sklearn's imported yet
+rng = np.random.default_rng(0)
+vectors = rng.normal(size=(24, 8)).astype(np.float32)
+texts = [f"text {i} word{i % 3}" for i in range(24)]
+features = members.FeatureBatch(texts=texts, embeddings={"minilm": vectors})
+fitted = members.fit_members(members.DEFAULT_MEMBERS, ["a", "b", "c"], features, np.arange(24) % 3)
+assert sorted(fitted) == ["char_ngram", "logistic_head", "nearest_neighbour"]
+print(len(seen), all(len(s) == 3 for s in seen))
+"""
+
+
+def test_the_members_libraries_are_imported_before_their_threads_start(tmp_path: Path) -> None:
+    """Two threads importing sklearn for the first time at once can meet a module half-initialised (an
+    ImportError that failed a fresh process's first fit now and then): a fresh interpreter's first
+    ``fit_members`` has every module the members import loaded before it starts a thread."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "fresh_fit.py"
+    script.write_text(FRESH_FIT)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "True"]
