@@ -979,6 +979,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "chosen": t.chosen_intent,  # the choice the customer clicked ("did you mean", "that's wrong")
                 "instead_of": t.rated_turn_id,  # "that's wrong": the chips are choices instead of that answer
                 "metadata_filter": t.metadata_filter,  # the page's metadata: the candidates were its intents
+                "context": t.context_text,  # a follow-up: the earlier question it was read with
             }
             for t in conversation.turns
         ]

@@ -17,7 +17,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -769,14 +769,70 @@ class AnsweringEngine:
             dtype=bool,
         )
 
-    def predict_batch(self, texts: Sequence[str], *, only: MetadataFilter | None = None) -> list[Prediction]:
-        """Predict each text; ``only`` restricts the answer to the intents whose metadata match it."""
+    def predict_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        only: MetadataFilter | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Prediction]:
+        """Predict each text; ``only`` restricts the answer to the intents whose metadata match it;
+        ``exclude`` leaves intents out of the answer the same way (not renormalised either): a follow-up
+        read with the question before it must not be that question's answer again (``bot.follow_up``)."""
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
-        features = self.featurise(texts)
+        return self._predict(self.featurise(texts), started, only=only, exclude=exclude)
+
+    def predict_follow_up(
+        self,
+        text: str,
+        earlier: str,
+        *,
+        weight: float,
+        only: MetadataFilter | None = None,
+        exclude: Collection[str] = (),
+    ) -> tuple[Prediction, Prediction]:
+        """``text`` read alone, and read after ``earlier`` (the question before it in the conversation), from
+        one encoder pass over both. In context each sentence embedding is ``weight`` × the message's plus
+        (1 − ``weight``) × the earlier question's, rescaled to their mean length (a short follow-up is not
+        swamped by a long question, as it is when the two are read as one text); members that read words
+        read the two texts joined. ``exclude`` applies to the reading in context only."""
+        started = time.perf_counter()
+        if self.combiner is None:
+            raise RuntimeError("engine is not fitted")
+        both = self.featurise([text, earlier])
+        mixed: dict[str, np.ndarray] = {}
+        for name, matrix in both.embeddings.items():
+            vector = weight * matrix[0] + (1.0 - weight) * matrix[1]
+            length = float(np.linalg.norm(vector))
+            scale = float(np.linalg.norm(matrix, axis=1).mean()) / length if length > 0 else 1.0
+            mixed[name] = (vector * scale).astype(matrix.dtype)[None, :]
+        joined = f"{earlier.strip()} {text.strip()}"
+        alone = self._predict(both.subset(np.array([0])), started, only=only)[0]
+        in_context = self._predict(
+            FeatureBatch(texts=[joined], embeddings=mixed), started, only=only, exclude=exclude
+        )[0]
+        return alone, replace(in_context, text=text)
+
+    def _predict(
+        self,
+        features: FeatureBatch,
+        started: float,
+        *,
+        only: MetadataFilter | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Prediction]:
+        texts = features.texts
         probabilities, confidence, member_scores = self._score(features)
-        allowed = self.allowed(only)
+        filtered = self.allowed(only)
+        allowed = filtered
+        if exclude:
+            kept = ~np.isin(np.array(self.labels, dtype=object), list(exclude))
+            allowed = kept if filtered is None else filtered & kept
+            if filtered is not None:  # the view without the page's metadata leaves them out too
+                probabilities = probabilities * kept
+                confidence = self.calibrator(probabilities.max(axis=1))
         everything, everything_confidence = probabilities, confidence
         if allowed is not None:
             # Not renormalised: the share of the intents left out stays "not here", so the confidence (and
@@ -801,7 +857,7 @@ class AnsweringEngine:
         if embedding is not None:
             for i, prediction in enumerate(predictions):
                 prediction.embedding = embedding[i]
-        if allowed is not None:
+        if filtered is not None:  # what the model would have said without the page's metadata
             everything_margins = self._margins(everything, everything_confidence)
             for i, prediction in enumerate(predictions):
                 without = self._decide(
@@ -818,8 +874,10 @@ class AnsweringEngine:
                     prediction.kept_from = without.intent
         return predictions
 
-    def predict(self, text: str, *, only: MetadataFilter | None = None) -> Prediction:
-        return self.predict_batch([text], only=only)[0]
+    def predict(
+        self, text: str, *, only: MetadataFilter | None = None, exclude: Collection[str] = ()
+    ) -> Prediction:
+        return self.predict_batch([text], only=only, exclude=exclude)[0]
 
     @property
     def held_out(self) -> HeldOutRows | None:

@@ -126,6 +126,7 @@ SCRUBBED_COLUMNS = (
     ("turns", "feedback_comment"),
     ("conversations", "rating_comment"),
     ("conversation_messages", "text"),
+    ("turns", "context_text"),  # migration 0039 on
 )
 
 
@@ -200,7 +201,10 @@ def scrub_stored_secrets(connection: Connection, *, batch: int = 1000) -> int:
     rules for what is never stored (card numbers, secrets): text stored under older rules may hold what they
     missed. Like ``redact_stored_texts``: placeholders stay, nothing changes twice. Returns the rows
     changed."""
-    return sum(
+    inspector = sa.inspect(connection)
+    present = {name: {c["name"] for c in inspector.get_columns(name)} for name, _ in SCRUBBED_COLUMNS}
+    return sum(  # a migration of an older revision finds the newer columns missing
         _rewrite_texts(connection, name, column, scrub_secrets, batch=batch)
         for name, column in SCRUBBED_COLUMNS
+        if column in present[name]
     )

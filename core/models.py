@@ -215,6 +215,9 @@ class Turn(Base):
     # Under that filter: the intent the bot would have answered with had there been none, when the filter kept
     # the question from it (a page whose metadata leaves out the answer its visitors ask for).
     kept_from: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True, index=True)
+    # A follow-up ("is there a charge for that?") the model read after the question before it: that earlier
+    # text, as read (``bot.follow_up``; migration 0039). None: the message was read alone.
+    context_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -101,12 +101,13 @@ def log_turn(
     rated_turn_id: int | None = None,
     metadata_filter: dict[str, Any] | None = None,
     kept_from: str | None = None,
+    context_text: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
     ``metadata_filter``: the filter the question was answered under (its candidates are the intents it let
     through); ``kept_from``: the intent the bot would have answered with without it, when it kept the question
-    from that answer."""
+    from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -128,6 +129,7 @@ def log_turn(
         rated_turn_id=rated_turn_id,
         metadata_filter=metadata_filter,
         kept_from=kept_from,
+        context_text=scrub_secrets(context_text) if context_text else None,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff
@@ -350,6 +352,48 @@ def last_answer_to_rate(session: Session, *, conversation_id: str) -> Turn | Non
     if latest is None or latest.status != "answered" or latest.helpful is not None:
         return None
     return latest
+
+
+EARLIER_TURNS_READ = 6  # how far back a follow-up's earlier question is looked for
+
+
+@dataclass(frozen=True)
+class EarlierQuestion:
+    """The question before a new message (``earlier_question``): as typed, the earlier text it was itself read
+    with (a follow-up's), and the intent its answer gave (None: a "did you mean" or a handoff)."""
+
+    user_text: str
+    context_text: str | None
+    intent: str | None
+
+
+def earlier_question(session: Session, *, conversation_id: str, since: datetime) -> EarlierQuestion | None:
+    """The conversation's latest question the model read, asked at ``since`` or later, for reading a follow-up
+    with it; small talk ("thanks") and typed requests for a person in between are passed over. After a
+    clicked "did you mean" chip it is the question that offered the chip (or, after "that's wrong", the
+    question of the answer rated), answered with the chip's intent; a follow-up chip (the customer asked
+    nothing) ends the search."""
+    turns = session.scalars(
+        select(Turn)
+        .where(Turn.conversation_id == conversation_id, Turn.created_at >= since)
+        .order_by(Turn.id.desc())
+        .limit(EARLIER_TURNS_READ)
+    ).all()
+    for i, turn in enumerate(turns):
+        if turn.served_by == SUGGESTION_ARM:
+            offered = turns[i + 1] if i + 1 < len(turns) else None
+            if offered is None or offered.chosen_intent != turn.intent:
+                return None
+            question = session.get(Turn, offered.rated_turn_id) if offered.rated_turn_id else offered
+            if question is None or question.served_by == SUGGESTION_ARM:
+                return None
+            return EarlierQuestion(question.user_text, question.context_text, turn.intent)
+        if turn.status in ("small_talk", "asked_for_person"):
+            continue
+        return EarlierQuestion(
+            turn.user_text, turn.context_text, turn.intent if turn.status == "answered" else None
+        )
+    return None
 
 
 def question_behind(session: Session, *, turn_id: int) -> int | None:

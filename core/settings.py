@@ -140,6 +140,10 @@ class Settings:
         "Sorry, that was not the right answer. Try asking another way, or ask for a person."
     )
     clarify_message: str = "Did you mean one of these?"
+    # A short message that refers back ("is there a charge for that?") is also read after the question before
+    # it in the conversation, asked within follow_up_minutes (bot.follow_up); off: every message alone.
+    follow_ups: bool = True
+    follow_up_minutes: float = 30.0
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
     # When no operator has had a page open for presence_seconds: nobody can join the chat now.
@@ -245,6 +249,10 @@ class Settings:
         if self.review_context_minutes <= 0:
             raise SettingsError(
                 f"review_context_minutes must be more than 0, not {self.review_context_minutes}"
+            )
+        if not 0 < self.follow_up_minutes <= 1440:
+            raise SettingsError(
+                f"follow_up_minutes must be more than 0 and at most 1440, not {self.follow_up_minutes}"
             )
         if not 0 <= self.review_change_minutes <= 1440:
             raise SettingsError(f"review_change_minutes must be 0 to 1440, not {self.review_change_minutes}")

@@ -76,8 +76,9 @@ TURN_COLUMNS = (
     "chosen_intent",
     "metadata",
     "kept_from",
+    "context",
 )
-FREE_TEXT = {"text", "answers"}
+FREE_TEXT = {"text", "answers", "context"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -205,7 +206,7 @@ def _metadata_text(metadata_filter: dict[str, Any] | None) -> str | None:
 TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
-    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from,
+    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text,
 )  # fmt: skip
 
 
@@ -230,6 +231,8 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "chosen_intent": row.chosen_intent,
                 "metadata_filter": row.metadata_filter,
                 "kept_from": row.kept_from,
+                # a follow-up: the earlier question it was read with (bot.follow_up), redacted
+                "context": redact(row.context_text) if row.context_text else None,
             }
 
 

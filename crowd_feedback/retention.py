@@ -50,6 +50,8 @@ def redact_old_turns(
             turn.user_text = redacted
             if turn.feedback_comment:
                 turn.feedback_comment = redact(turn.feedback_comment)
+            if turn.context_text:  # the earlier question a follow-up was read with
+                turn.context_text = redact(turn.context_text)
             turn.redacted_at = now
         session.commit()
         done += len(turns)

@@ -951,9 +951,9 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
 
 def needs_conversation(session: Session, *, item: ReviewItem) -> bool:
     """Whether most of the item's reviewers (suspended ones aside) who were shown the turns before its
-    question found it clear only with them. Such a question becomes no training pair: the bot reads each
-    message alone, and "and how long does that take?" filed under whatever came before would teach it a
-    guess."""
+    question found it clear only with them. Such a question becomes no training pair when the bot read it
+    alone: "and how long does that take?" filed under whatever came before would teach it a guess (one it
+    read with the question before it is trained as read)."""
     if not item.context:
         return False
     votes = session.scalars(
@@ -979,8 +979,9 @@ def _write_verified_pairs(
 ) -> int:
     """The members the reviewers rejected leave the item first (``split_off_rejected``); every remaining
     member turn of the resolved item becomes a (redacted question, intent) training pair, unless the question
-    is clear only with the turns before it (``needs_conversation``). An item about a
-    knowledge-base example (``kb_intent``) that the crowd put where it is filed keeps it there
+    is clear only with the turns before it (``needs_conversation``); a follow-up the bot read with the
+    question before it (``Turn.context_text``) becomes one as it was read, that question first. An item
+    about a knowledge-base example (``kb_intent``) that the crowd put where it is filed keeps it there
     (``keep_example``: the check stops listing it); one put elsewhere writes no pair for it, the check shows
     the verdict and the operator moves it."""
     split_off_rejected(session, item=item, policy=policy)
@@ -989,17 +990,25 @@ def _write_verified_pairs(
             keep_example(session, text=item.text, intent=label, actor=f"reviewers (item #{item.id})")
         except KnowledgeBaseFormatError:
             pass  # moved or removed since it was asked about: nothing to keep
-    if label not in known_intents or needs_conversation(session, item=item):
+    if label not in known_intents:
         return 0
-    texts = session.scalars(
-        select(Turn.user_text)
+    alone_unclear = needs_conversation(session, item=item)
+    rows = session.execute(
+        select(Turn.user_text, Turn.context_text)
         .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
         .where(ReviewItemTurn.item_id == item.id)
     ).all()
-    # A clicked chip's "/intent" is no question (items routed before chips' thumbs-down went to the question).
-    unique = [
-        t for t in dict.fromkeys(item.shown_text(redact(t)) for t in texts) if not CHIP_PAYLOAD.match(t)
-    ]
+    texts: list[str] = []
+    for user_text, context_text in rows:
+        question = item.shown_text(redact(user_text))
+        # A clicked chip's "/intent" is no question (items routed before chips' thumbs-down went there).
+        if CHIP_PAYLOAD.match(question):
+            continue
+        if context_text:  # a follow-up the bot read with the question before it: trained as it was read
+            texts.append(f"{redact(context_text)} {question}")
+        elif not alone_unclear:
+            texts.append(question)
+    unique = list(dict.fromkeys(texts))
     for text in unique:
         session.add(VerifiedPair(item_id=item.id, text=text, intent=label, weight=weight))
     _announce_dispute(session, item=item, label=label, texts=unique)

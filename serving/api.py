@@ -6,6 +6,7 @@ import dataclasses
 import random
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -13,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction
+from bot.follow_up import Earlier, in_context, read_follow_up
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
-from core.models import Conversation, ConversationMessage, Turn, new_uuid
+from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
 from core.redaction import redact
 from core.registry import (
     CHIP_PAYLOAD,
@@ -25,11 +27,13 @@ from core.registry import (
     RATING_COMMENT_LIMIT,
     SUGGESTION_ARM,
     ContactError,
+    EarlierQuestion,
     NotFoundError,
     NothingToRate,
     RatingError,
     agent_active,
     customer_message,
+    earlier_question,
     get_conversation,
     get_or_create_conversation,
     handoff_open,
@@ -45,6 +49,7 @@ from core.registry import (
     request_handoff,
     shown_suggestions,
 )
+from core.settings import Settings
 from crowd_feedback.review import review_reasons
 from crowd_feedback.reviewers import operators_online
 from serving.app import db_session, limiter, state
@@ -187,17 +192,24 @@ def answer_message(
     if serving.production is None:
         raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
     session = db_session()
-    if session_id is not None and not create_unknown_session:
-        try:
-            get_conversation(session, conversation_id=session_id)
-        except NotFoundError:
-            raise APIError(
-                404, "unknown_session", f"session {session_id} does not exist", "session_id"
-            ) from None
+    settings = helploop.settings
+    earlier: Earlier | None = None
+    if session_id is not None:
+        if not create_unknown_session:
+            try:
+                get_conversation(session, conversation_id=session_id)
+            except NotFoundError:
+                raise APIError(
+                    404, "unknown_session", f"session {session_id} does not exist", "session_id"
+                ) from None
+        if settings.follow_ups:  # the question before, for a follow-up ("is there a charge for that?")
+            since = utcnow() - timedelta(minutes=settings.follow_up_minutes)
+            earlier = earlier_reading(
+                earlier_question(session, conversation_id=session_id, since=since), settings
+            )
         session.commit()  # end the read transaction: the model runs outside any database transaction
     conversation_id = session_id or new_uuid()
     engine, arm = serving.engine_for(conversation_id)
-    settings = helploop.settings
     started = time.perf_counter()
     prediction = chosen_intent(engine, message)
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
@@ -208,6 +220,7 @@ def answer_message(
     # intents the model ranked next for it are offered; around a new question, that question is answered.
     reading = read_message(message, **settings.message_rules)
     requested = chit_chat = False
+    context: str | None = None  # the earlier question a follow-up was read with
     complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
     if prediction is not None:
         arm = SUGGESTION_ARM
@@ -228,9 +241,11 @@ def answer_message(
             prediction = small_talk_prediction(message, reply, engine.version)
             prediction = dataclasses.replace(prediction, suggestions=alternatives)
         else:
-            prediction = engine.predict(reading.question, only=only)
+            followed = read_follow_up(engine, reading.question, earlier=earlier, only=only)
+            prediction, context = followed.prediction, followed.context
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
+        context = None  # no question for the bot, whatever it refers to
         prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
         online = operators_online(session, within_seconds=settings.presence_seconds) > 0
         session.commit()  # end the read transaction before the write below
@@ -283,9 +298,12 @@ def answer_message(
                 else None
             ),
             kept_from=prediction.kept_from,  # None on a clicked chip: the model was not asked
+            context_text=context,
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
+    if context is not None:
+        helploop.metrics.follow_ups.labels(status=logged_status).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if complained is not None:
@@ -294,7 +312,7 @@ def answer_message(
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
-        helploop.shadow.submit(serving.shadow, turn.id, reading.question, only)
+        helploop.shadow.submit(serving.shadow, turn.id, reading.question, only, earlier=earlier)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
             status=prediction.status,
@@ -302,8 +320,21 @@ def answer_message(
             audit_draw=random.random(),
             policy=helploop.policy,
         )
-        helploop.router.submit(turn.id, reasons, prediction.embedding)
+        # A follow-up read with the question before it joins no look-alike (its words alone say little):
+        # it is reviewed with the earlier turns on its own item.
+        helploop.router.submit(turn.id, reasons, prediction.embedding if context is None else None)
     return prediction, turn.id, conversation.id, text, complained
+
+
+def earlier_reading(question: EarlierQuestion | None, settings: Settings) -> Earlier | None:
+    """The question before, as the model read it: without the small talk around it, after the earlier text it
+    was itself read with (a follow-up's)."""
+    if question is None:
+        return None
+    text = read_message(question.user_text, **settings.message_rules).question
+    if question.context_text:
+        text = in_context(question.context_text, text)
+    return Earlier(text, question.intent)
 
 
 def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | None:

@@ -43,6 +43,12 @@ class Metrics:
             ["rank"],
             registry=self.registry,
         )
+        self.follow_ups = Counter(
+            "helploop_follow_ups_total",
+            "Messages answered from the reading with the question before them (bot.follow_up), by status",
+            ["status"],
+            registry=self.registry,
+        )
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )

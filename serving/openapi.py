@@ -224,7 +224,9 @@ SPEC: dict[str, Any] = {
                 "'/<intent>' (a clicked suggestion) answers that intent directly. While a person from the "
                 "team chats with the user (after a handoff), the message goes to them instead: status "
                 "'agent', no turn, an empty answer; their replies arrive through "
-                "/api/v1/sessions/{session_id}/messages.",
+                "/api/v1/sessions/{session_id}/messages. A short message that refers back ('is there a "
+                "charge for that?') is also read after the session's previous question (asked within "
+                "HELPLOOP_FOLLOW_UP_MINUTES), and answered from that reading when it is the surer one.",
                 "requestBody": {
                     "required": True,
                     **_json(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.engine import AnsweringEngine, MetadataFilter
+from bot.follow_up import Earlier, read_follow_up
 from core.db import Database
 from core.models import Turn
 from serving.background import BackgroundQueue
@@ -25,20 +26,29 @@ class ShadowScorer:
         return self._work.done
 
     def submit(
-        self, engine: AnsweringEngine, turn_id: int, message: str, only: MetadataFilter | None = None
+        self,
+        engine: AnsweringEngine,
+        turn_id: int,
+        message: str,
+        only: MetadataFilter | None = None,
+        *,
+        earlier: Earlier | None = None,
     ) -> None:
-        """Score ``message`` as production did: under the same metadata filter ``only``."""
-        self._work.put((engine, turn_id, message, only))
+        """Score ``message`` as production did: under the same metadata filter ``only``, and a follow-up with
+        the same question before it (``earlier``: the conversation production answered in)."""
+        self._work.put((engine, turn_id, message, only, earlier))
 
-    def _score(self, item: tuple[AnsweringEngine, int, str, MetadataFilter | None]) -> None:
-        engine, turn_id, message, only = item
-        prediction = engine.predict(message, only=only)
+    def _score(self, item: tuple[AnsweringEngine, int, str, MetadataFilter | None, Earlier | None]) -> None:
+        engine, turn_id, message, only, earlier = item
+        reading = read_follow_up(engine, message, earlier=earlier, only=only)
+        prediction = reading.prediction
         summary: dict[str, Any] = {
             "model_version": prediction.model_version,
             "status": prediction.status,
             "intent": prediction.intent,
             "top_intent": prediction.top_intent,
             "confidence": prediction.confidence,
+            "read_with_earlier": reading.context is not None,
         }
         with self.database.session() as session:
             turn = session.get(Turn, turn_id)

@@ -7,6 +7,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.follow_up import Earlier, read_follow_up
 from bot.handoff import ASKED_FOR_PERSON
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import NOT_HELPFUL, small_talk_prediction
@@ -51,6 +52,7 @@ def run_terminal_chat(
     conversation_id: str | None = None
     pending: Prediction | None = None
     answered: tuple[Prediction, int | None] | None = None  # the last reply, when an answer: (it, its turn id)
+    earlier: Earlier | None = None  # the last question the model read, for a follow-up (bot.follow_up)
     stdout.write(f"HelpLoop ({engine.version}, {engine.runtime}). Ask a question; an empty line quits.\n")
     while True:
         stdout.write("> ")
@@ -62,6 +64,8 @@ def run_terminal_chat(
         if pending is not None and text.isdigit() and 1 <= int(text) <= len(pending.suggestions):
             chosen = pending.suggestions[int(text) - 1].intent
             stdout.write(engine.knowledge[chosen].answer + "\n")
+            if earlier is not None:  # the question that offered the choice, answered with it
+                earlier = Earlier(earlier.text, chosen)
             pending = answered = None
             if database is not None and conversation_id is not None:
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
@@ -70,10 +74,17 @@ def run_terminal_chat(
         reading = read_message(text, **settings.message_rules)
         complaint = answered if reading.complaint else None  # "that's wrong", as in the web chat
         kind = reading.small_talk_reply(answer_to_rate=complaint is not None)
+        context = None  # the earlier question a follow-up was read with
         if kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
-            prediction = engine.predict(reading.question)
+            followed = read_follow_up(
+                engine, reading.question, earlier=earlier if settings.follow_ups else None
+            )
+            prediction, context = followed.prediction, followed.context
+            if not reading.asks_for_person:
+                intent = prediction.intent if prediction.status == ANSWERED else None
+                earlier = Earlier(followed.read_text, intent)
         status = prediction.status
         if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
@@ -118,6 +129,7 @@ def run_terminal_chat(
                     suggested=[c.intent for c in prediction.suggestions],
                     # the choices answer the rated answer's question (a number picked next counts in review)
                     rated_turn_id=complaint[1] if offering and complaint is not None else None,
+                    context_text=context,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

@@ -236,6 +236,42 @@ class HashingEncoder:
         return {"type": "hashing", "name": self.name}
 
 
+# The toy intents plus two that a bare "how long does that take?" falls between.
+TIMING = {
+    "card_delivery_estimate": [
+        "how long does card delivery take",
+        "how long until my card is delivered",
+        "card delivery time",
+        "how many days for a new card",
+        "when does a new card usually come",
+        "card shipping time",
+    ],
+    "transfer_timing": [
+        "how long does a transfer take",
+        "transfer time",
+        "how many days for a bank transfer",
+        "when does a transfer usually arrive",
+        "how long until my transfer arrives",
+        "transfer speed",
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def timing_engine() -> Any:
+    """The toy engine (hashing encoder) with two more intents that a bare "how long does that take?" falls
+    between: the follow-up tests' model."""
+    from bot.engine import AnsweringEngine, EngineConfig, IntentInfo
+
+    data = {**TOY, **TIMING}
+    texts = [t for rows in data.values() for t in rows]
+    labels = [label for label, rows in data.items() for _ in rows]
+    engine = AnsweringEngine(
+        EngineConfig(cv_folds=3, target_precision=0.9), encoders={"minilm": HashingEncoder()}
+    )
+    return engine.fit(texts, labels, knowledge={n: IntentInfo(answer=f"About {n}.") for n in data})
+
+
 @pytest.fixture
 def hashing_encoder() -> HashingEncoder:
     return HashingEncoder()

@@ -144,9 +144,10 @@ def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -
     """Unlabelled questions for self-training: the newest ``limit`` distinct questions of the turn log,
     redacted and read as the chat's model read them (without a greeting or thanks around them), leaving out
     turns the customer marked unhelpful, turns in review items (the crowd labels those), small talk ("hi",
-    "thanks"), typed requests for a person, clicked chips ("/card_arrival": no question) and questions
-    already in ``exclude`` (the training and evaluation rows: an evaluation question must never be trained
-    on), case, spacing and closing punctuation aside."""
+    "thanks"), typed requests for a person, clicked chips ("/card_arrival": no question), follow-ups read
+    with the question before them ("is there a charge for that?" says little alone) and questions already
+    in ``exclude`` (the training and evaluation rows: an evaluation question must never be trained on),
+    case, spacing and closing punctuation aside."""
     if limit <= 0:
         return []
     seen = {question_key(text) for text in exclude}
@@ -158,6 +159,7 @@ def traffic_questions(session: Session, *, exclude: Iterable[str], limit: int) -
             Turn.id.not_in(reviewed),
             Turn.status.not_in((SMALL_TALK, ASKED_FOR_PERSON)),
             Turn.served_by != SUGGESTION_ARM,
+            Turn.context_text.is_(None),
         )
         .order_by(Turn.id.desc())
         .limit(limit * TRAFFIC_SCAN_FACTOR)

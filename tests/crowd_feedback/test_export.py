@@ -130,6 +130,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         member_scores={"minilm": [{"intent": "card_arrival", "score": 0.8}]}, model_version="v7",
         latency_ms=12.5, metadata_filter={"metadata": [{"key": "product", "value": "cards"},
         {"key": "region", "value": "uk"}], "logical_operation": "OR"}, kept_from=None,
+        context_text="I wrote to jo@example.com",  # a follow-up, read after the question before it
     )  # fmt: skip
     sure.helpful = False
     unsure = make_turn(db_session, "=HYPERLINK(1)", status="clarify", confidence=0.4)
@@ -147,6 +148,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     )
     assert len(rows[0]["candidates"]) == 4 and rows[0]["member_scores"]["minilm"][0]["score"] == 0.8
     assert rows[0]["helpful"] is False and rows[0]["metadata_filter"]["logical_operation"] == "OR"
+    assert (rows[0]["context"], rows[1]["context"]) == ("I wrote to [EMAIL]", None)
     assert (rows[1]["status"], rows[1]["chosen_intent"], rows[1]["helpful"]) == (
         "clarify",
         "card_arrival",
@@ -158,6 +160,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         table = list(csv.DictReader(handle))
     assert table[0]["candidates"] == "card_arrival:0.910;card_linking:0.050;change_pin:0.020"  # the top three
     assert table[0]["metadata"] == "product:cards OR region:uk" and table[1]["metadata"] == ""
+    assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["latency_ms"], table[0]["helpful"], table[0]["conversation"]) == (
         "12.5",
         "False",

@@ -66,9 +66,10 @@ def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_databas
 
 def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_url: str) -> None:
     """Older rules let a card number typed after other digits into the turn log, comments, live chat and
-    review; 0030 takes it out everywhere (at 0029 the models' columns are the schema's: no change since)."""
+    review; 0030 takes it out everywhere (turns written with the columns of 0029 only)."""
     from core.models import Conversation, ConversationMessage, Turn
-    from core.registry import get_or_create_conversation, log_turn
+    from core.redaction import scrub_secrets
+    from core.registry import get_or_create_conversation
 
     typed = "order 12 4111 1111 1111 1111 never came"
     scrubbed = "order 12 [CARD_NUMBER] never came"
@@ -76,24 +77,23 @@ def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_u
     migrate.upgrade(engine, "0029")
     with Session(engine) as session:
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
-        turn = log_turn(
-            session, conversation_id=conversation.id, user_text="where is my card", status="answered",
-            intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
-            model_version="v1", latency_ms=1.0,
-        )  # fmt: skip
-        other = log_turn(  # scrubbed as it was logged: its placeholder stays
-            session, conversation_id=conversation.id, user_text="card 4111 1111 1111 1111 lost",
-            status="handoff", intent=None, answer="", confidence=0.2, candidates=[], member_scores={},
-            model_version="v1", latency_ms=1.0,
-        )  # fmt: skip
         # What the older rules stored (they found this one card and missed the other).
-        turn.user_text, turn.feedback_comment = typed, f"still nothing, {typed}"
+        turn_id = insert_row(
+            session, Turn, conversation_id=conversation.id, user_text=typed, status="answered",
+            intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
+            model_version="v1", latency_ms=1.0, feedback_comment=f"still nothing, {typed}",
+        )  # fmt: skip
+        other_id = insert_row(  # scrubbed as it was logged: its placeholder stays
+            session, Turn, conversation_id=conversation.id,
+            user_text=scrub_secrets("card 4111 1111 1111 1111 lost"), status="handoff", intent=None,
+            answer="", confidence=0.2, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
+        )  # fmt: skip
         conversation.rating_comment = typed
         session.add(ConversationMessage(conversation_id=conversation.id, sender="customer", text=typed))
         item_id = insert_row(session, ReviewItem, text=typed, status="resolved", cluster_size=1)
         session.add(VerifiedPair(item_id=item_id, text=typed, intent="card_arrival", weight=0.9))
         session.commit()
-        turn_id, other_id, conversation_id = turn.id, other.id, conversation.id
+        conversation_id = conversation.id
     migrate.upgrade(engine)
     with Session(engine) as session:
         turn = session.get(Turn, turn_id)

@@ -187,7 +187,7 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
     engine = SimpleNamespace(
         version="stub",
         runtime="torch",
-        predict=lambda text: clarify,
+        predict=lambda text, **_: clarify,
         knowledge={"card_arrival": IntentInfo(answer="Soon."), "change_pin": IntentInfo(answer="At an ATM.")},
     )
     out = io.StringIO()
@@ -244,7 +244,8 @@ def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -
     engine = SimpleNamespace(
         version="stub",
         runtime="torch",
-        predict=lambda text: answer,
+        predict=lambda text, **_: answer,
+        predict_follow_up=lambda text, earlier, **_: (answer, answer),  # "Where is it?" refers back
         knowledge={
             "card_arrival": IntentInfo(answer="Soon."),
             "change_pin": IntentInfo(answer="At an ATM."),
