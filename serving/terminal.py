@@ -82,7 +82,9 @@ def run_terminal_chat(
                 engine, reading.question, earlier=earlier if settings.follow_ups else None
             )
             prediction, context = followed.prediction, followed.context
-            if not reading.asks_for_person:
+            if reading.asks_for_person:
+                context = None  # no question for the bot, whatever it refers to
+            else:
                 intent = prediction.intent if prediction.status == ANSWERED else None
                 earlier = Earlier(followed.read_text, intent)
         status = prediction.status

@@ -40,24 +40,29 @@ def timing_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_timing_bundle(tmp_path_factory.mktemp("timing") / "bundle")
 
 
+def register(app: Any, bundle: Path) -> str:
+    """Register ``bundle`` as a model of ``app``; its version."""
+    from core.registry import register_model_version
+
+    manifest = AnsweringEngine.load(bundle).manifest
+    with app.extensions["helploop"].database.session() as session:
+        register_model_version(
+            session,
+            version=manifest["version"],
+            bundle_path=str(bundle),
+            data_hash=manifest["data_hash"],
+            metrics={},
+            kb_version_id=None,
+        )
+    return str(manifest["version"])
+
+
 @pytest.fixture
 def follow_app(make_app: Any, timing_bundle: Path) -> Any:
     def factory(**overrides: Any) -> Any:
-        from core.registry import register_model_version
-
         app = make_app(register=False, load=False, ratelimit_enabled=False, **overrides)
-        helploop = app.extensions["helploop"]
-        manifest = AnsweringEngine.load(timing_bundle).manifest
-        with helploop.database.session() as session:
-            register_model_version(
-                session,
-                version=manifest["version"],
-                bundle_path=str(timing_bundle),
-                data_hash=manifest["data_hash"],
-                metrics={},
-                kb_version_id=None,
-            )
-        assert helploop.models.refresh()
+        register(app, timing_bundle)
+        assert app.extensions["helploop"].models.refresh()
         return app
 
     return factory
@@ -190,23 +195,13 @@ def test_the_shadow_reads_a_follow_up_after_the_same_question(
 ) -> None:
     """Production (the toy model, registered by make_app) answered the first question; the shadow reads the
     follow-up after it, as it would have served it."""
-    from core.registry import register_model_version
     from tests.serving.test_rollout import deploy
 
     app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
     helploop = app.extensions["helploop"]
-    manifest = AnsweringEngine.load(timing_bundle).manifest
-    with helploop.database.session() as session:
-        register_model_version(
-            session,
-            version=manifest["version"],
-            bundle_path=str(timing_bundle),
-            data_hash=manifest["data_hash"],
-            metrics={},
-            kb_version_id=None,
-        )
+    shadow = register(app, timing_bundle)
     production = AnsweringEngine.load(toy_bundles["v1"]).version
-    deploy(app, production_version=production, shadow_version=manifest["version"])
+    deploy(app, production_version=production, shadow_version=shadow)
     helploop.models.refresh()
     client = app.test_client()
     first = chat(client, "where is my card")
@@ -218,3 +213,25 @@ def test_the_shadow_reads_a_follow_up_after_the_same_question(
         alone = session.get(Turn, first["turn_id"]).shadow_prediction
     assert shadowed["read_with_earlier"] is True and shadowed["intent"] == "card_delivery_estimate"
     assert alone["read_with_earlier"] is False and alone["intent"] == "card_arrival"
+
+
+def test_the_azure_endpoint_reads_a_users_follow_up_after_their_last_question(follow_app: Any) -> None:
+    from serving.azure_qa import qna_id
+    from tests.serving.test_api import AZURE
+
+    app = follow_app(review_audit_rate=0.0)
+    client = app.test_client()
+    first = client.post(AZURE, json={"question": "where is my card", "userId": "user-7"}).get_json()
+    assert first["answers"][0]["id"] == qna_id("card_arrival")
+    follow = client.post(AZURE, json={"question": FOLLOW_UP, "userId": "user-7"}).get_json()
+    assert follow["answers"][0]["id"] == qna_id("card_delivery_estimate")
+    assert turns(app)[-1].context_text == "where is my card"
+    # without a userId every request is a conversation of its own
+    alone = client.post(AZURE, json={"question": FOLLOW_UP}).get_json()
+    # alone, a "did you mean" (Azure's several answers): card delivery or transfer times
+    assert [a["id"] for a in alone["answers"]] == [
+        qna_id("card_delivery_estimate"),
+        qna_id("transfer_timing"),
+    ]
+    assert follow["answers"][0]["confidenceScore"] > alone["answers"][0]["confidenceScore"]
+    assert turns(app)[-1].context_text is None
