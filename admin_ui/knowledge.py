@@ -15,7 +15,8 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from admin_ui.setup import require_role
-from bot.engine import MetadataFilter
+from bot.engine import ANSWERED, MetadataFilter
+from bot.follow_up import Earlier, read_follow_up, refers_back
 from bot.message_rules import read_message
 from bot.small_talk import NOT_HELPFUL
 from core.kb_checks import question_key, text_findings
@@ -380,16 +381,20 @@ def try_bot() -> Any:
     """Ask the bot something and see why it answers as it does, on every loaded arm (production, canary,
     shadow): status, answer, confidence against the gate, the ranking and each member's own top intents.
     The message is read as the chat reads it: small talk and requests for a person get the chat's reply (the
-    models' reading is still shown), and greetings around a question are left out of what the models read.
+    models' reading is still shown), greetings around a question are left out of what the models read, and
+    with a question before it (``after``) a follow-up is read as the chat reads one (``bot.follow_up``).
     Nothing is logged: this is the operator's test bench, not traffic."""
     helploop = current_app.extensions["helploop"]
     message = (request.args.get("q") or "").strip()
+    before = (request.args.get("after") or "").strip()  # the question before, for a follow-up
     page_metadata = (request.args.get("metadata") or "").strip()
     limit = helploop.settings.max_message_length
     error = None
     arms: list[dict[str, Any]] = []
     if len(message) > limit:
         error, message = f"The message is {len(message)} characters; the chat accepts at most {limit}.", ""
+    if len(before) > limit:
+        error, message = f"The question before is {len(before)} characters; at most {limit}.", ""
     only = None
     if page_metadata:  # as a page with data-helploop-metadata asks: only intents with every pair
         try:
@@ -418,12 +423,19 @@ def try_bot() -> Any:
         ):
             if engine is None:
                 continue
-            prediction = engine.predict(reading.question, only=only)
+            earlier = None
+            if before and settings.follow_ups:  # as the chat reads a follow-up after that question
+                asked = read_message(before, **settings.message_rules).question
+                first = engine.predict(asked, only=only)
+                earlier = Earlier(asked, first.intent if first.status == ANSWERED else None)
+            followed = read_follow_up(engine, reading.question, earlier=earlier, only=only)
             arms.append(
                 {
                     "arm": arm,
                     "share": state.canary_share if arm == "canary" else None,
-                    "prediction": prediction,
+                    "prediction": followed.prediction,
+                    "context": followed.context,
+                    "earlier_intent": earlier.intent if earlier is not None else None,
                     "threshold": float(engine.gate.threshold),
                     "margin": float(engine.gate.margin),
                 }
@@ -433,6 +445,9 @@ def try_bot() -> Any:
         render_template(
             "admin/try.html",
             message=message,
+            before=before,
+            follow_ups=settings.follow_ups,
+            refers_back=reading is not None and refers_back(reading.question),
             page_metadata=page_metadata,
             question=reading.question if reading is not None else "",
             rule=rule,

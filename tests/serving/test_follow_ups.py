@@ -8,6 +8,7 @@ import io
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select, update
@@ -235,3 +236,37 @@ def test_the_azure_endpoint_reads_a_users_follow_up_after_their_last_question(fo
     ]
     assert follow["answers"][0]["confidenceScore"] > alone["answers"][0]["confidenceScore"]
     assert turns(app)[-1].context_text is None
+
+
+def test_operators_try_a_follow_up_after_a_question(follow_app: Any) -> None:
+    app = follow_app()
+    client = app.test_client()
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+
+    def tried(**query: str) -> str:
+        response = client.get("/operator/knowledge/try?" + urlencode(query))
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    page = tried(q=FOLLOW_UP, after="Hi! where is my card")
+    assert 'id="read-with-production"' in page
+    assert "read together with “where is my card”, its answer (card_arrival) left out" in page
+    assert 'data-arm="production" data-status="answered"' in page and ">card_delivery_estimate</a>" in page
+    alone = tried(q=FOLLOW_UP)
+    assert "read-with" not in alone and 'data-status="answered"' not in alone
+    standing = tried(q="how do i change my pin", after="where is my card")
+    assert "the message does not refer back to anything" in standing
+    after_rate = tried(q=FOLLOW_UP, after="what exchange rate do you use")
+    assert "the reading with the question before was no surer" in after_rate
+    assert turns(app) == []  # nothing is logged
+
+
+def test_trying_a_follow_up_says_when_follow_ups_are_off(follow_app: Any) -> None:
+    app = follow_app(follow_ups=False)
+    client = app.test_client()
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    query = urlencode({"q": FOLLOW_UP, "after": "where is my card"})
+    page = client.get(f"/operator/knowledge/try?{query}").get_data(as_text=True)
+    assert "follow-ups are off" in page and "read-with" not in page
