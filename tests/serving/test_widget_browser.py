@@ -306,3 +306,36 @@ def test_the_default_greeting_is_neutral_and_the_demo_sets_its_own(page: Any) ->
     assert greeting == "Hi! Ask me anything about your account, cards or payments."  # the demo page's own
     script = page.evaluate("fetch('/widget.js').then(r => r.text())")
     assert 'greeting: "Hi! How can I help you today?"' in script and "cards or payments" not in script
+
+
+def test_a_follow_up_typed_in_the_widget_is_answered_with_the_question_before(
+    browser: Any, make_app: Any, tmp_path: Any
+) -> None:
+    """The widget sends its session with each message: "how long does that take?" after "where is my card" is
+    about card delivery (read alone, "did you mean" card delivery or transfer times)."""
+    from tests.serving.test_follow_ups import FOLLOW_UP, build_timing_bundle, register
+
+    app = make_app(register=False, load=False, ratelimit_enabled=False, review_audit_rate=0.0)
+    register(app, build_timing_bundle(tmp_path / "timing"))
+    assert app.extensions["helploop"].models.refresh()
+    with live(app) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/")
+        send(page, FOLLOW_UP)  # first: nothing to read it with
+        bot_messages(page).first.wait_for()
+        assert bot_messages(page).first.get_attribute("data-status") == "clarify"
+        send(page, "where is my card")
+        bot_messages(page).nth(1).wait_for()
+        send(page, FOLLOW_UP)
+        bot_messages(page).nth(2).wait_for()
+        follow = bot_messages(page).nth(2)
+        assert follow.get_attribute("data-status") == "answered"
+        assert "About card_delivery_estimate." in follow.inner_text()
+        context.close()
+        assert errors == []
+    with app.extensions["helploop"].database.session() as session:
+        logged = [(t.intent, t.context_text) for t in session.scalars(select(Turn).order_by(Turn.id))]
+    assert logged == [(None, None), ("card_arrival", None), ("card_delivery_estimate", "where is my card")]
