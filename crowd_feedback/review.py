@@ -299,13 +299,22 @@ def unvectored_items(session: Session, *, limit: int = 50) -> list[tuple[ReviewI
     turn whose redacted text the reviewers see; else its earliest), oldest first: items re-opened for a
     member the reviewers split off (``split_off_rejected``, which runs where no encoder is at hand), or
     routed while no model was serving. Until they get a vector, look-alikes cannot join them; the router
-    embeds these texts and stores the vectors (``set_item_vectors``)."""
+    embeds these texts and stores the vectors (``set_item_vectors``). An item about a follow-up the bot read
+    with the question before it (``Turn.context_text``) never gets one: its words alone ("how long does that
+    take?") would draw in every look-alike, whatever each was asked after."""
+    read_in_context = (
+        select(ReviewItemTurn.item_id)
+        .join(Turn, Turn.id == ReviewItemTurn.turn_id)
+        .where(ReviewItemTurn.item_id == ReviewItem.id, Turn.context_text.is_not(None))
+        .exists()
+    )
     ids = session.scalars(
         select(ReviewItem.id)
         .where(
             ReviewItem.status == "pending",
             ReviewItem.is_gold.is_(False),
             ReviewItem.embedding.is_(None),  # SQL NULL (migration 0006 turned older JSON nulls into it)
+            ~read_in_context,
         )
         .order_by(ReviewItem.id)
         .limit(limit)

@@ -161,6 +161,30 @@ def test_a_follow_up_is_reviewed_on_its_own_item_and_trained_as_it_was_read(foll
         assert FOLLOW_UP not in traffic_questions(session, exclude=[], limit=100)
 
 
+def test_no_look_alike_joins_a_follow_ups_item_later(follow_app: Any) -> None:
+    """The follow-up's item first, then the same words alone elsewhere: the item gets no vector from its
+    question's words (the router gives vectors to items without one), so nothing joins it."""
+    from core.models import ReviewItem, ReviewItemTurn
+
+    app = follow_app(review_audit_rate=1.0)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    first = chat(client, "where is my card")
+    chat(client, FOLLOW_UP, first["session_id"])
+    assert helploop.router.drain(10)
+    for _ in range(2):  # twice: the first gives vectors to items that lack one, the second joins look-alikes
+        chat(client, FOLLOW_UP)
+        assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        logged = list(session.scalars(select(Turn).order_by(Turn.id)))
+        links = {link.turn_id: link.item_id for link in session.scalars(select(ReviewItemTurn))}
+        follow_item = session.get(ReviewItem, links[logged[1].id])
+        assert logged[1].context_text == "where is my card"
+        assert follow_item is not None and follow_item.embedding is None
+        assert [t for t, i in links.items() if i == follow_item.id] == [logged[1].id]
+        assert links[logged[2].id] == links[logged[3].id] != follow_item.id  # the two alone: one item
+
+
 def test_the_terminal_chat_reads_follow_ups_too(timing_bundle: Path, settings: Any) -> None:
     from serving.terminal import run_terminal_chat
 
