@@ -47,6 +47,7 @@ from crowd_feedback.review import (
     operator_resolve_many,
     practice_available,
     practice_feedback,
+    read_after,
     redact_reported_item,
     release_claim,
     report_personal_data,
@@ -711,6 +712,7 @@ def item_detail(item_id: int) -> Any:
             "context": context_lines(item.context, titles),
             "context_texts": [turn.get("text", "") for turn in item.context or []],
             "needs_conversation": needs_conversation(session, item=item),
+            "read_after": read_after(session, item=item),
             "privacy_reported_at": item.privacy_reported_at,
             "privacy_reported_by": item.privacy_reported_by,
         }

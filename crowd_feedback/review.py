@@ -958,6 +958,19 @@ def split_off_rejected(session: Session, *, item: ReviewItem, policy: ReviewPoli
     return list(reopened.values())
 
 
+def read_after(session: Session, *, item: ReviewItem) -> str | None:
+    """The earlier question, redacted, that the bot read a member of ``item`` with (a follow-up,
+    ``bot.follow_up``; the first such member's), or None when the bot read every member alone."""
+    context = session.scalars(
+        select(Turn.context_text)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .where(ReviewItemTurn.item_id == item.id, Turn.context_text.is_not(None))
+        .order_by(Turn.id)
+        .limit(1)
+    ).first()
+    return redact(context) if context else None
+
+
 def needs_conversation(session: Session, *, item: ReviewItem) -> bool:
     """Whether most of the item's reviewers (suspended ones aside) who were shown the turns before its
     question found it clear only with them. Such a question becomes no training pair when the bot read it

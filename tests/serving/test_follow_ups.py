@@ -128,7 +128,7 @@ def test_a_follow_up_is_reviewed_on_its_own_item_and_trained_as_it_was_read(foll
     """Audited (every answer, here): the follow-up opens its own item (its words alone would join any "how
     long does that take?"); resolved, its training pair is the question as the model read it. Self-training
     leaves it out."""
-    from core.models import ReviewItemTurn, VerifiedPair
+    from core.models import ReviewItemTurn, User, VerifiedPair
     from crowd_feedback.review import operator_resolve
     from training.build import traffic_questions
 
@@ -146,7 +146,16 @@ def test_a_follow_up_is_reviewed_on_its_own_item_and_trained_as_it_was_read(foll
         assert logged[2].context_text == "where is my card"
         assert len({links[t.id] for t in logged}) == 3  # nothing joined the other "how long does that take?"
         item = links[logged[2].id]
-        operator = create_user(session, username="omar", password=PASSWORD, role="operator")
+        alone_item = links[logged[0].id]
+        operator_id = create_user(session, username="omar", password=PASSWORD, role="operator").id
+        session.commit()
+    login(client, "omar")  # the operator's item page says how the bot read it
+    page = client.get(f"/review/items/{item}").get_data(as_text=True)
+    assert 'id="read-after"' in page and "together with the question before it, “where is my card”" in page
+    assert 'id="read-after"' not in client.get(f"/review/items/{alone_item}").get_data(as_text=True)
+    with helploop.database.session() as session:
+        operator = session.get(User, operator_id)
+        assert operator is not None
         operator_resolve(
             session,
             item_id=item,
