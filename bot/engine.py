@@ -369,6 +369,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def in_context(earlier: str, text: str) -> str:
+    """A follow-up and the question before it as one text: what the members that read words read, what the
+    turn log keeps and what a reviewed follow-up is trained on (``bot.follow_up``)."""
+    return f"{earlier.strip()} {text.strip()}"
+
+
 class AnsweringEngine:
     """Fit on (text, intent) pairs, answer one message with calibrated confidence and a status."""
 
@@ -808,12 +814,14 @@ class AnsweringEngine:
             length = float(np.linalg.norm(vector))
             scale = float(np.linalg.norm(matrix, axis=1).mean()) / length if length > 0 else 1.0
             mixed[name] = (vector * scale).astype(matrix.dtype)[None, :]
-        joined = f"{earlier.strip()} {text.strip()}"
         alone = self._predict(both.subset(np.array([0])), started, only=only)[0]
-        in_context = self._predict(
-            FeatureBatch(texts=[joined], embeddings=mixed), started, only=only, exclude=exclude
+        read = self._predict(
+            FeatureBatch(texts=[in_context(earlier, text)], embeddings=mixed),
+            started,
+            only=only,
+            exclude=exclude,
         )[0]
-        return alone, replace(in_context, text=text)
+        return alone, replace(read, text=text)
 
     def _predict(
         self,

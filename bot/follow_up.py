@@ -23,7 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.engine import MetadataFilter, Prediction
+from bot.engine import MetadataFilter, Prediction, in_context
 
 # Words that point back to something said before, or openings that continue it. "one" as in "the new one";
 # "then" as in "then what?".
@@ -80,10 +80,6 @@ class FollowUpReading:
 def refers_back(text: str) -> bool:
     """Whether ``text`` may be a follow-up: short, with a word that points back."""
     return len(text.split()) <= MAX_FOLLOW_UP_WORDS and REFERS_BACK.search(text) is not None
-
-
-def in_context(earlier: str, text: str) -> str:
-    return f"{earlier.strip()} {text.strip()}"
 
 
 def trimmed_context(text: str) -> str:

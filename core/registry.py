@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, or_, select, type_coerce, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, load_only
 
 from core.events import emit
 from core.kb_files import OUT_OF_SCOPE
@@ -355,6 +355,15 @@ def last_answer_to_rate(session: Session, *, conversation_id: str) -> Turn | Non
 
 
 EARLIER_TURNS_READ = 6  # how far back a follow-up's earlier question is looked for
+EARLIER_COLUMNS = (
+    Turn.user_text,
+    Turn.context_text,
+    Turn.intent,
+    Turn.status,
+    Turn.served_by,
+    Turn.chosen_intent,
+    Turn.rated_turn_id,
+)
 
 
 @dataclass(frozen=True)
@@ -375,6 +384,7 @@ def earlier_question(session: Session, *, conversation_id: str, since: datetime)
     nothing) ends the search."""
     turns = session.scalars(
         select(Turn)
+        .options(load_only(*EARLIER_COLUMNS))  # not the candidates and scores of every turn
         .where(Turn.conversation_id == conversation_id, Turn.created_at >= since)
         .order_by(Turn.id.desc())
         .limit(EARLIER_TURNS_READ)

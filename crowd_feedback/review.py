@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import String, and_, cast, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
+from bot.engine import in_context
 from core.events import emit
 from core.kb_files import KnowledgeBaseFormatError
 from core.knowledge_base import filed_elsewhere, keep_example
@@ -1027,7 +1028,7 @@ def _write_verified_pairs(
         if CHIP_PAYLOAD.match(question):
             continue
         if context_text:  # a follow-up the bot read with the question before it: trained as it was read
-            texts.append(f"{redact(context_text)} {question}")
+            texts.append(in_context(redact(context_text), question))
         elif not alone_unclear:
             texts.append(question)
     unique = list(dict.fromkeys(texts))

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction
-from bot.follow_up import Earlier, in_context, read_follow_up
+from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction, in_context
+from bot.follow_up import Earlier, read_follow_up, refers_back
 from bot.handoff import ASKED_FOR_PERSON, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import small_talk_prediction
@@ -193,6 +193,7 @@ def answer_message(
         raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
     session = db_session()
     settings = helploop.settings
+    reading = read_message(message, **settings.message_rules)
     earlier: Earlier | None = None
     if session_id is not None:
         if not create_unknown_session:
@@ -202,7 +203,8 @@ def answer_message(
                 raise APIError(
                     404, "unknown_session", f"session {session_id} does not exist", "session_id"
                 ) from None
-        if settings.follow_ups:  # the question before, for a follow-up ("is there a charge for that?")
+        if settings.follow_ups and refers_back(reading.question):
+            # the question before, for a follow-up ("is there a charge for that?"); only then looked up
             since = utcnow() - timedelta(minutes=settings.follow_up_minutes)
             earlier = earlier_reading(
                 earlier_question(session, conversation_id=session_id, since=since), settings
@@ -218,7 +220,6 @@ def answer_message(
     # Around a question ("Hi! Where is my card? Thanks"), the model reads the question alone. "That's wrong"
     # right after an answer is the thumbs-down typed: the answer is rated unhelpful (a review item) and the
     # intents the model ranked next for it are offered; around a new question, that question is answered.
-    reading = read_message(message, **settings.message_rules)
     requested = chit_chat = False
     context: str | None = None  # the earlier question a follow-up was read with
     complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
