@@ -31,6 +31,7 @@ from crowd_feedback.review import (
     add_gold_item,
     is_contested,
 )
+from crowd_feedback.reviewers import count_gold
 
 RETIRED = "retired"
 log = logging.getLogger("helploop.crowd_feedback.gold")
@@ -281,9 +282,7 @@ def retire_gold(session: Session, *, item_id: int) -> int:
         )
         if reset is not None and as_utc(judgement.created_at) <= as_utc(reset):
             continue  # counted before the reinstatement, which started the record again
-        reviewer.gold_answered = max(0, reviewer.gold_answered - 1)
-        if judgement.label == item.gold_label:
-            reviewer.gold_correct = max(0, reviewer.gold_correct - 1)
+        count_gold(session, reviewer=reviewer, answered=-1, correct=-int(judgement.label == item.gold_label))
         changed += 1
     session.flush()
     return changed

@@ -38,7 +38,7 @@ from core.models import (
 from core.redaction import redact
 from core.registry import CHIP_PAYLOAD, SUGGESTION_ARM, shown_suggestions
 from core.settings import Settings
-from crowd_feedback.reviewers import suspend
+from crowd_feedback.reviewers import count_gold, suspend
 
 NEW_INTENT = "new_intent"
 NOT_A_QUESTION = "not_a_question"
@@ -674,8 +674,7 @@ def withdraw_judgement(
         raise ReviewError(why)
     assert newest is not None and item is not None  # _why_unchangeable checked both
     if item.is_gold:
-        reviewer.gold_answered -= 1
-        reviewer.gold_correct -= int(newest.label == item.gold_label)
+        count_gold(session, reviewer=reviewer, answered=-1, correct=-int(newest.label == item.gold_label))
     session.delete(newest)
     session.execute(delete(Claim).where(Claim.reviewer_id == reviewer.id))
     session.flush()
@@ -855,8 +854,7 @@ def submit_judgement(
     session.delete(claim)
     session.flush()
     if item.is_gold:
-        reviewer.gold_answered += 1
-        reviewer.gold_correct += int(label == item.gold_label)
+        count_gold(session, reviewer=reviewer, answered=1, correct=int(label == item.gold_label))
         _announce_if_contested(session, item, label)
         if (
             reviewer.gold_answered >= policy.gold_min_answered

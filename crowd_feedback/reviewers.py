@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -140,6 +140,27 @@ def suspend(session: Session, *, user: User, reason: str, now: datetime | None =
         path="/operator/accounts",
         data={"reviewer": user.username, "reason": reason},
     )
+
+
+def count_gold(session: Session, *, reviewer: User, answered: int, correct: int) -> None:
+    """Add to (or, negative, take from) a reviewer's gold record in one UPDATE that reads the stored counts,
+    not the ones this session loaded: an operator retiring a check question while the reviewer answers
+    another must not overwrite one change with the other. Never below zero. ``reviewer`` is refreshed."""
+    if not answered and not correct:
+        return
+
+    def moved(column: Any, by: int) -> Any:
+        return case((column + by < 0, 0), else_=column + by)
+
+    session.execute(
+        update(User)
+        .where(User.id == reviewer.id)
+        .values(
+            gold_answered=moved(User.gold_answered, answered), gold_correct=moved(User.gold_correct, correct)
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(reviewer, ["gold_answered", "gold_correct"])
 
 
 def reinstate(session: Session, *, username: str, actor: str, reason: str) -> User:

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.events import recent_events
-from core.models import AccountEvent, Judgement, ReviewItem, utcnow
+from core.models import AccountEvent, Claim, Judgement, ReviewItem, User, utcnow
 from crowd_feedback.gold import (
     GoldError,
     add_gold_from_knowledge_base,
@@ -18,9 +19,16 @@ from crowd_feedback.gold import (
     gold_report,
     retire_gold,
 )
-from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, next_item
-from crowd_feedback.reviewers import create_user, reinstate
-from tests.crowd_feedback.test_review import judge, make_turn, route_turn, vector
+from crowd_feedback.review import NEW_INTENT, ReviewPolicy, add_gold_item, next_item, submit_judgement
+from crowd_feedback.reviewers import count_gold, create_user, reinstate
+from tests.crowd_feedback.test_review import (
+    INTENTS,
+    clean_shared_schema,
+    judge,
+    make_turn,
+    route_turn,
+    vector,
+)
 
 POLICY = ReviewPolicy(gold_rate=1.0, qualification_items=0, gold_min_answered=100)
 
@@ -268,3 +276,47 @@ def test_production_views_draw_at_random_without_readable_held_out_rows(
         assert production_views(Damaged(), **lines) is None  # type: ignore[arg-type]
     assert "drawing check questions at random: /models/v1: unreadable held-out rows" in caplog.text
     assert callable(production_views(SimpleNamespace(held_out=object()), **lines))  # type: ignore[arg-type]
+
+
+def test_retiring_a_key_while_its_reviewer_answers_another_loses_neither_change(db_engine: Engine) -> None:
+    """An operator retires a check question the reviewer answered; meanwhile the reviewer's request, which
+    loaded their account before, records their answer to another check question. Each change must be added
+    to the stored record, not written over it from the account as the request loaded it."""
+    with Session(db_engine) as session:
+        clean_shared_schema(session, Judgement, Claim, ReviewItem, AccountEvent, usernames_like="stale%")
+        old_key = add_gold_item(session, text="I want to change my PIN", label="change_pin", policy=POLICY)
+        reviewer = create_user(session, username="stale0", password="correct horse battery", role="reviewer")
+        judge(session, old_key, reviewer, "change_pin", POLICY)
+        add_gold_item(session, text="Where is my card?", label="card_arrival", policy=POLICY)
+        session.commit()
+        reviewer_id, old_key_id = reviewer.id, old_key.id
+    try:
+        with Session(db_engine, expire_on_commit=False) as request:
+            shown = request.get(User, reviewer_id)
+            assert shown is not None and (shown.gold_answered, shown.gold_correct) == (1, 1)
+            claimed = next_item(request, reviewer=shown, policy=POLICY)
+            assert claimed is not None and claimed.id != old_key_id
+            request.commit()
+            with Session(db_engine) as operator:
+                assert retire_gold(operator, item_id=old_key_id) == 1
+                operator.commit()
+            submit_judgement(
+                request,
+                item_id=claimed.id,
+                reviewer=shown,
+                label="card_arrival",
+                answer_ok=None,
+                known_intents=INTENTS,
+                policy=POLICY,
+            )
+            request.commit()
+            assert (shown.gold_answered, shown.gold_correct) == (1, 1)
+        with Session(db_engine) as session:
+            stored = session.get(User, reviewer_id)
+            assert stored is not None and (stored.gold_answered, stored.gold_correct) == (1, 1)
+            # Taking an answer back goes through the same update and never below zero.
+            count_gold(session, reviewer=stored, answered=-3, correct=-1)
+            assert (stored.gold_answered, stored.gold_correct) == (0, 0)
+    finally:
+        with Session(db_engine) as session:
+            clean_shared_schema(session, Judgement, Claim, ReviewItem, AccountEvent, usernames_like="stale%")
