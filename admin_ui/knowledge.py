@@ -438,6 +438,7 @@ def try_bot() -> Any:
                     "earlier_intent": earlier.intent if earlier is not None else None,
                     "threshold": float(engine.gate.threshold),
                     "margin": float(engine.gate.margin),
+                    "floor": engine.familiarity_floor,
                 }
             )
     status = 400 if error else 200

@@ -87,6 +87,9 @@ class Settings:
     # through torchrun; 1 trains in the worker's own process.
     training_processes: int = 1
     target_precision: float = 0.95
+    # Off-topic questions: models built from here on hand over a message less similar to the knowledge base
+    # than this share of its held-out known questions (bot.engine.EngineConfig.familiarity_quantile); 0: off.
+    familiarity_quantile: float = 0.0025
     top_k: int = 5
     max_message_length: int = 1000
     cv_folds: int = 5
@@ -256,6 +259,8 @@ class Settings:
             )
         if not 0 <= self.review_change_minutes <= 1440:
             raise SettingsError(f"review_change_minutes must be 0 to 1440, not {self.review_change_minutes}")
+        if not 0 <= self.familiarity_quantile <= 0.1:
+            raise SettingsError(f"familiarity_quantile must be 0 to 0.1, not {self.familiarity_quantile}")
         if not 0.5 <= self.self_training_threshold < 1.0:
             raise SettingsError(
                 f"self_training_threshold must be in [0.5, 1), not {self.self_training_threshold}"

@@ -99,6 +99,7 @@ def engine_config_from_settings(settings: Settings) -> EngineConfig:
     )
     config.encoder = {**config.encoder, "source": settings.encoder, "max_length": settings.encoder_max_length}
     config.self_training_threshold = settings.self_training_threshold
+    config.familiarity_quantile = settings.familiarity_quantile
     for source in settings.extra_encoder_sources:
         config = add_encoder(config, source, max_length=settings.encoder_max_length)
     return config

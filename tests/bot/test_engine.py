@@ -100,6 +100,18 @@ def test_out_of_scope_rows_are_learned_and_handed_off(hashing_encoder: Any) -> N
     assert prediction.status == HANDOFF and prediction.intent is None
 
 
+def test_no_familiarity_floor_when_asked_for_none_or_without_a_nearest_neighbour_member(
+    hashing_encoder: Any,
+) -> None:
+    assert toy_engine(hashing_encoder).familiarity_floor is not None
+    assert toy_engine(hashing_encoder, familiarity_quantile=0.0).familiarity_floor is None
+    heads_only = [m for m in EngineConfig().members if m["kind"] != "nearest_neighbour"]
+    engine = toy_engine(hashing_encoder, members=heads_only)
+    assert engine.familiarity_floor is None
+    prediction = engine.predict("tell me a joke")
+    assert prediction.familiarity is None and not prediction.unfamiliar
+
+
 def test_validation_set_is_used_for_calibration(hashing_encoder: Any) -> None:
     texts, labels = toy_rows()
     engine = AnsweringEngine(EngineConfig(), encoders={"minilm": hashing_encoder})

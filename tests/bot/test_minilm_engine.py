@@ -1,11 +1,13 @@
 """The default engine with the real MiniLM encoder on the committed 12-intent BANKING77 subset."""
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from bot.engine import ANSWERED, AnsweringEngine
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine
 from bot.evaluation import ClassificationEvaluator
 
 
@@ -62,3 +64,54 @@ def test_onnx_int8_encoder_agrees_with_torch(
     torch_top = [p.ranking[0].intent for p in small_engine.predict_batch(texts)]
     onnx_top = [p.ranking[0].intent for p in onnx_engine.predict_batch(texts)]
     assert np.mean(np.array(torch_top) == np.array(onnx_top)) >= 0.95
+
+
+OFF_TOPIC = [
+    "will it rain tomorrow",
+    "what time is it in tokyo",
+    "how many calories in an apple",
+    "what's the weather in paris",
+    "is the museum open on sundays",
+    "what are the symptoms of flu",
+]
+
+
+def test_off_topic_questions_are_handed_over_not_answered_or_offered_choices(
+    small_engine: Any, small_banking: dict[str, Any]
+) -> None:
+    """A message less similar to every knowledge-base example than nearly all held-out known questions are
+    to theirs (the familiarity floor) is off the knowledge base's topic: handed over, with no "did you mean"
+    choices that cannot fit. Without the floor the same model answers or offers choices for each of these."""
+    floor = small_engine.familiarity_floor
+    texts, _labels = small_banking["train"]
+    held = np.array([small_engine.held_out_prediction(text).familiarity for text in texts])
+    assert floor == pytest.approx(float(np.quantile(held, 0.0025)))
+    assert 0.3 < floor < 0.6
+    test = small_engine.predict_batch(small_banking["test"][0])
+    assert not any(p.unfamiliar for p in test)  # the known questions of the test split all pass it
+    assert min(p.familiarity for p in test) >= floor
+    off = small_engine.predict_batch(OFF_TOPIC)
+    assert [(p.status, p.unfamiliar, p.suggestions) for p in off] == [(HANDOFF, True, [])] * len(OFF_TOPIC)
+    assert all(p.familiarity < floor for p in off)
+    assert off[0].to_dict()["unfamiliar"] is True and off[0].to_dict()["familiarity"] < floor
+    small_engine.familiarity_floor = None
+    try:
+        without = small_engine.predict_batch(OFF_TOPIC)
+    finally:
+        small_engine.familiarity_floor = floor
+    assert {p.status for p in without} == {ANSWERED, CLARIFY}
+    assert not any(p.unfamiliar for p in without) and "unfamiliar" not in without[0].to_dict()
+
+
+def test_the_familiarity_floor_travels_with_the_bundle(small_engine: Any, tmp_path: Path) -> None:
+    small_engine.save(tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["familiarity_floor"] == small_engine.familiarity_floor
+    loaded = AnsweringEngine.load(tmp_path / "bundle", runtime="torch")
+    assert loaded.familiarity_floor == small_engine.familiarity_floor
+    assert loaded.predict(OFF_TOPIC[0]).unfamiliar
+    # A bundle built before the floor existed answers as it did.
+    del manifest["familiarity_floor"]
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    older = AnsweringEngine.load(tmp_path / "bundle", runtime="torch")
+    assert older.familiarity_floor is None and not older.predict(OFF_TOPIC[0]).unfamiliar

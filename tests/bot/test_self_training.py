@@ -19,9 +19,10 @@ def split_fit(
     *,
     threshold: float | None = 0.8,
     name: str = "minilm",
+    familiarity_quantile: float = EngineConfig.familiarity_quantile,
 ) -> AnsweringEngine:
     train, held = calibration_split(labels, 0.15, 0)
-    config = EngineConfig(self_training_threshold=threshold)
+    config = EngineConfig(self_training_threshold=threshold, familiarity_quantile=familiarity_quantile)
     return AnsweringEngine(config, encoders={name: encoder}).fit(
         [texts[i] for i in train],
         [labels[i] for i in train],
@@ -121,3 +122,16 @@ def test_out_of_scope_is_never_a_pseudo_label(hashing_encoder: Any) -> None:
     # Threshold 0: every traffic question passes it; only the out-of-scope ones are left out.
     engine = split_fit(hashing_encoder, texts, labels, traffic, threshold=0.0)
     assert engine.manifest["training"]["self_training"]["pseudo_labelled"] == 1
+
+
+def test_an_off_topic_log_question_is_never_a_pseudo_label(hashing_encoder: Any) -> None:
+    """However sure the model is of it, a log question less familiar than the held-out rows (no word of any
+    example here) teaches nothing: it is off the knowledge base's topic."""
+    texts, labels = toy_rows()
+    traffic = ["xylophone aardvark telescope", "where is my card please"]
+    engine = split_fit(hashing_encoder, texts, labels, traffic, threshold=0.0)
+    summary = engine.manifest["training"]["self_training"]
+    assert (summary["pseudo_labelled"], summary["unfamiliar_left_out"]) == (1, 1)
+    without = split_fit(hashing_encoder, texts, labels, traffic, threshold=0.0, familiarity_quantile=0.0)
+    summary = without.manifest["training"]["self_training"]
+    assert (summary["pseudo_labelled"], summary["unfamiliar_left_out"]) == (2, 0)

@@ -451,6 +451,17 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     ranking = re.findall(r'<tr data-intent="([^"]+)"><td>(\d+)</td>', page)
     assert [intent for intent, _ in ranking] == [c.intent for c in expected.ranking]
     assert 'data-arm="canary"' not in page and 'id="try-rule"' not in page and 'id="try-question"' not in page
+    floor = production.familiarity_floor
+    assert expected.familiarity is not None and floor is not None and expected.familiarity >= floor
+    assert (
+        f"is {expected.familiarity:.3f} similar to the nearest example (at or above the model's floor, "
+        f"{floor:.3f})" in page
+    )
+    off = production.predict("xylophone aardvark telescope")  # no word of any example (toy encoder)
+    assert off.unfamiliar and off.status == "handoff" and off.familiarity == 0.0
+    off_page = client.get("/operator/knowledge/try?q=xylophone+aardvark+telescope").get_data(as_text=True)
+    assert "<strong>Off the knowledge base's topic:</strong> handed over" in off_page
+    assert f"(below the model's floor, {floor:.3f})" in off_page
     # Read as the chat reads it: small talk and a request for a person get the chat's reply (the models'
     # reading still shown); greetings around a question are left out of what the models read.
     hello = client.get("/operator/knowledge/try?q=hi+there").get_data(as_text=True)

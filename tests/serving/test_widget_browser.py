@@ -48,8 +48,8 @@ def page(browser: Any, live_server: tuple[str, Any]) -> Iterator[Any]:
 def send(page: Any, text: str) -> None:
     if page.locator(".hl-panel").is_hidden():
         page.click(".hl-launcher")
-    page.fill(".hl-input", text)
-    page.keyboard.press("Enter")
+    page.fill(".hl-form .hl-input", text)  # the chat's own field, not a handoff's contact field
+    page.press(".hl-form .hl-input", "Enter")
 
 
 def bot_messages(page: Any) -> Any:

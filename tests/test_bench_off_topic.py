@@ -1,0 +1,62 @@
+"""The off-topic benchmark: its message sets are well formed, and it scores the engine with and without the
+familiarity floor (the hashing toy engine, no encoder)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.engine import EngineConfig
+from tests.conftest import TOY, HashingEncoder, load_bench
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    return load_bench("off_topic.py")
+
+
+def test_the_committed_sets_are_apart_and_name_no_banking_subject(bench: Any) -> None:
+    sets = bench.read_messages(bench.MESSAGES)
+    assert {name: len(texts) for name, texts in sets.items()} == {"chosen": 40, "holdout": 20}
+    assert not set(sets["chosen"]) & set(sets["holdout"])
+    banking = ("card", "account", "transfer", "top up", "top-up", "pin", "payment", "bank", "money", "refund")
+    for texts in sets.values():
+        assert not [t for t in texts if any(word in t.lower().split() for word in banking)]
+
+
+def test_a_bad_row_names_the_file_and_line(bench: Any, tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("text,set\ntell me a joke,chosen\nplay music,later\n")
+    with pytest.raises(SystemExit, match=r"m\.csv:3: needs a text and a set"):
+        bench.read_messages(path)
+
+
+def test_each_floor_is_read_from_the_same_fit_and_scored(bench: Any, monkeypatch: Any) -> None:
+    texts = [t for rows in TOY.values() for t in rows]
+    labels = [label for label, rows in TOY.items() for _ in rows]
+    messages = {"chosen": ["xylophone aardvark telescope"], "holdout": ["marmot violin zebra"]}
+    # Known questions the model has not seen as typed (the split the bench reads): each example, longer.
+    known = ([t + " please tell me" for t in texts], labels)
+    args = argparse.Namespace(validation=False, shots=0, quantiles=[0.9])
+    monkeypatch.setattr(bench, "EngineConfig", lambda seed: EngineConfig(seed=seed, cv_folds=3))
+    run = bench.run_seed(0, HashingEncoder(), (texts, labels), known, messages, args)
+    floors = run["by_floor"]
+    assert list(floors) == [bench.WITHOUT, "0.0025", "0.9"]
+    assert floors[bench.WITHOUT]["floor"] is None and floors["0.9"]["floor"] > floors["0.0025"]["floor"]
+    # No word of either message is in the knowledge base: handed over with the default floor.
+    assert (
+        floors["0.0025"]["chosen"]
+        == floors["0.0025"]["holdout"]
+        == {"answered": 0, "clarify": 0, "handoff": 1}
+    )
+    # Without a floor every known question is answered, and with the default floor too; a floor at the
+    # held-out rows' 90th percentile withholds most answers, each counted (all of them were right).
+    assert floors["0.0025"]["known"] == floors[bench.WITHOUT]["known"]
+    assert floors[bench.WITHOUT]["known"]["answered"] == 1.0
+    high = floors["0.9"]["known"]
+    assert high["answers_withheld"] == high["unfamiliar"] == high["of_them_right"] > len(texts) / 2
+    assert high["answered"] * len(texts) + high["answers_withheld"] == len(texts)
+    assert "| 0.9 | 25.00 % | 100.00 % | 18.0 (18.0) |" in bench.table({0: run})
