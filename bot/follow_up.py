@@ -97,13 +97,17 @@ def read_follow_up(
     weight: float = FOLLOW_UP_WEIGHT,
 ) -> FollowUpReading:
     """The reply to ``text``: read alone, and when it refers back also with ``earlier`` (the earlier answer's
-    intent left out); the more confident reading wins. The prediction keeps ``text`` as its text either
+    intent left out); the more confident reading wins, unless only one of them is familiar enough to the
+    knowledge base to be answered at all (``Prediction.unfamiliar``: a short "how much is it?" alone is
+    like no example, read after its question it is). The prediction keeps ``text`` as its text either
     way."""
     if earlier is None or not earlier.text.strip() or not refers_back(text):
         return FollowUpReading(engine.predict(text, only=only))
     context = trimmed_context(earlier.text)
     exclude = (earlier.intent,) if earlier.intent else ()
     alone, read = engine.predict_follow_up(text, context, weight=weight, only=only, exclude=exclude)
+    if alone.unfamiliar != read.unfamiliar:
+        return FollowUpReading(read, context) if alone.unfamiliar else FollowUpReading(alone)
     if read.confidence <= alone.confidence:
         return FollowUpReading(alone)
     return FollowUpReading(read, context)

@@ -84,10 +84,13 @@ def prediction(text: str, confidence: float, intent: str = "card_arrival") -> Pr
 
 
 class Scripted:
-    """A predictor with fixed confidences for the reading alone and in context; records its calls."""
+    """A predictor with fixed confidences for the reading alone and in context (and which of them is below
+    the familiarity floor); records its calls."""
 
-    def __init__(self, alone: float, in_context: float) -> None:
-        self.alone, self.in_context = alone, in_context
+    def __init__(
+        self, alone: float, in_context: float, unfamiliar: tuple[bool, bool] = (False, False)
+    ) -> None:
+        self.alone, self.in_context, self.unfamiliar = alone, in_context, unfamiliar
         self.calls: list[tuple[Any, ...]] = []
 
     def predict(
@@ -106,9 +109,10 @@ class Scripted:
         exclude: Collection[str] = (),
     ) -> tuple[Prediction, Prediction]:
         self.calls.append(("follow_up", text, earlier, weight, only, tuple(exclude)))
-        return prediction(text, self.alone, "alone_intent"), prediction(
-            text, self.in_context, "context_intent"
-        )
+        alone = prediction(text, self.alone, "alone_intent")
+        read = prediction(text, self.in_context, "context_intent")
+        alone.unfamiliar, read.unfamiliar = self.unfamiliar
+        return alone, read
 
 
 def test_the_more_confident_reading_wins_and_the_earlier_answer_is_left_out() -> None:
@@ -138,6 +142,20 @@ def test_the_more_confident_reading_wins_and_the_earlier_answer_is_left_out() ->
         kept = read_follow_up(Scripted(alone, 0.95), "is there a charge for that?", earlier=Earlier("x", "y"))
         assert kept.context is None and kept.prediction.intent == "alone_intent"
         assert kept.read_text == "is there a charge for that?"
+
+
+def test_a_reading_too_unfamiliar_to_answer_loses_to_one_that_is_not() -> None:
+    """Below the familiarity floor a reading is handed over whatever its confidence: a short "is it free?"
+    alone is like no example; read after its question it is, and that reading is the reply."""
+    earlier = Earlier("Can I top up by card?", "top_up")
+    rescued = read_follow_up(Scripted(0.97, 0.5, (True, False)), "is it free?", earlier=earlier)
+    assert rescued.context == "Can I top up by card?" and rescued.prediction.intent is None  # "did you mean"
+    kept = read_follow_up(Scripted(0.5, 0.97, (False, True)), "is it free?", earlier=earlier)
+    assert kept.context is None and kept.prediction.text == "is it free?"
+    # Both below it (or both above): the more confident reading, as ever.
+    both = read_follow_up(Scripted(0.5, 0.97, (True, True)), "is it free?", earlier=earlier)
+    assert both.context == "Can I top up by card?"
+    assert read_follow_up(Scripted(0.97, 0.5, (True, True)), "is it free?", earlier=earlier).context is None
 
 
 def test_an_unanswered_earlier_question_leaves_nothing_out() -> None:
