@@ -64,7 +64,8 @@ def require_role(*roles: str) -> Any:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
-                return redirect(url_for("auth.login", next=request.path))
+                # The whole address, query included: a link to a search or a Try question survives login.
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if current_user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)

@@ -80,6 +80,29 @@ def test_login_roles_and_logout(make_app: Any) -> None:
     operator = app.test_client()
     login(operator, "omar")
     assert operator.get("/operator/").status_code == 200
+    # A link followed before logging in comes back whole after it, query and all; never off the site.
+    later = app.test_client()
+    sent = later.get("/operator/knowledge/try?q=what%27s+the+weather")
+    assert sent.headers["Location"] == "/login?next=/operator/knowledge/try?q%3Dwhat%2527s%2Bthe%2Bweather"
+    back = later.post(
+        sent.headers["Location"],
+        data={
+            "username": "omar",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(later.get(sent.headers["Location"]).get_data(as_text=True)),
+        },
+    )
+    assert back.headers["Location"] == "/operator/knowledge/try?q=what%27s+the+weather"
+    assert "what&#39;s the weather" in later.get(back.headers["Location"]).get_data(as_text=True)
+    stranger = app.test_client().get("/review/items")
+    assert stranger.headers["Location"] == "/login?next=/review/items"  # no stray "?"
+    offsite = app.test_client()
+    token = csrf_token(offsite.get("/login").get_data(as_text=True))
+    away = offsite.post(
+        "/login?next=//evil.example/x",
+        data={"username": "omar", "password": PASSWORD, "csrf_token": token},
+    )
+    assert away.headers["Location"] == "/operator/"
 
 
 def test_the_navigation_marks_the_section_of_the_page(make_app: Any) -> None:
