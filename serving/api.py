@@ -305,6 +305,8 @@ def answer_message(
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
     if context is not None:
         helploop.metrics.follow_ups.labels(status=logged_status).inc()
+    if prediction.unfamiliar and not requested:
+        helploop.metrics.off_topic.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if complained is not None:

@@ -49,6 +49,13 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.off_topic = Counter(
+            "helploop_off_topic_total",
+            "Messages handed over as off the knowledge base's topic (below the model's familiarity floor), "
+            "by arm",
+            ["arm"],
+            registry=self.registry,
+        )
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )

@@ -347,6 +347,21 @@ def test_health_readiness_and_metrics(make_app: Any) -> None:
     assert "helploop_suggestions_open 0.0" in metrics and "helploop_jobs" in metrics
 
 
+def test_off_topic_messages_are_handed_over_and_counted(make_app: Any) -> None:
+    """A message like no example (no word of the toy knowledge base) is handed over, not answered or offered
+    choices, and counted; a request for a person and a known question are not."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    engine = app.extensions["helploop"].models.state.production
+    assert engine.familiarity_floor is not None and engine.predict("xylophone aardvark telescope").unfamiliar
+    off = chat(client, "xylophone aardvark telescope").get_json()
+    assert off["status"] == "handoff" and off["suggestions"] == [] and off["intent"] is None
+    chat(client, "can I talk to a human")
+    chat(client, "where is my card")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_off_topic_total{arm="production"} 1.0' in metrics
+
+
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
