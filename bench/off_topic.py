@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import seeded_arguments, validation_split  # noqa: E402
+from self_training import result_path, seeded_arguments, validation_split  # noqa: E402
 
-from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
@@ -193,14 +193,7 @@ def main() -> None:
     scored_on = "3,000 rows held out of train" if args.validation else "BANKING77 test split"
     print(f"\nmeans over seeds {args.seeds}; known questions: {scored_on}; off-topic messages: counts")
     print(table(runs))
-    name = (
-        "off_topic"
-        + (f"_{args.shots}-shot" if args.shots else "")
-        + ("_validation" if args.validation else "")
-        + ("" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name)
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(
+    result_path(args, "off_topic").write_text(
         json.dumps(
             {
                 "known_questions": scored_on,

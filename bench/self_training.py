@@ -161,6 +161,19 @@ def seeded_arguments(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def result_path(args: argparse.Namespace, stem: str) -> Path:
+    """Where a seeded bench writes its JSON: ``stem[_N-shot][_validation][_ENCODER].json`` under --out
+    (``shots`` 0 is all rows; ``validation`` when the bench has that option), the folder made."""
+    name = (
+        stem
+        + (f"_{args.shots}-shot" if args.shots else "")
+        + ("_validation" if getattr(args, "validation", False) else "")
+        + ("" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name)
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args.out / f"{name}.json"
+
+
 def validation_figures(result: dict[str, Any]) -> dict[str, float]:
     """What the validation benches (interpolation, recipe_validate) report of a ClassificationEvaluator
     result."""

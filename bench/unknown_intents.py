@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import seeded_arguments, validation_split  # noqa: E402
+from self_training import result_path, seeded_arguments, validation_split  # noqa: E402
 
-from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
+from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
@@ -182,14 +182,7 @@ def main() -> None:
     print(table({f"seed {seed}": r["by_target_precision"][default] for seed, r in runs.items()}))
     print("\nmeans over the seeds, per target precision (HELPLOOP_TARGET_PRECISION, or the Models page):")
     print(table({f"target {target}": figures for target, figures in summary.items()}))
-    name = (
-        "unknown_intents"
-        + (f"_{args.shots}-shot" if args.shots else "")
-        + ("_validation" if args.validation else "")
-        + ("" if args.encoder == DEFAULT_ENCODER else "_" + Path(args.encoder).name)
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(
+    result_path(args, "unknown_intents").write_text(
         json.dumps(
             without_nan(
                 {

