@@ -980,6 +980,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "instead_of": t.rated_turn_id,  # "that's wrong": the chips are choices instead of that answer
                 "metadata_filter": t.metadata_filter,  # the page's metadata: the candidates were its intents
                 "context": t.context_text,  # a follow-up: the earlier question it was read with
+                "off_topic": t.off_topic,  # handed over as off the knowledge base's topic
             }
             for t in conversation.turns
         ]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -218,6 +219,10 @@ class Turn(Base):
     # A follow-up ("is there a charge for that?") the model read after the question before it: that earlier
     # text, as read (``bot.follow_up``; migration 0039). None: the message was read alone.
     context_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Handed over as off the knowledge base's topic: less familiar than the model's floor ("what's the
+    # weather in Paris?" to a bank; ``Prediction.unfamiliar``; migration 0040).
+    # No Python-side default: a row written at an older revision (migration tests) must not name it.
+    off_topic: Mapped[bool] = mapped_column(Boolean, server_default=false())
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -102,12 +102,14 @@ def log_turn(
     metadata_filter: dict[str, Any] | None = None,
     kept_from: str | None = None,
     context_text: str | None = None,
+    off_topic: bool = False,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
     ``metadata_filter``: the filter the question was answered under (its candidates are the intents it let
     through); ``kept_from``: the intent the bot would have answered with without it, when it kept the question
-    from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``)."""
+    from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``);
+    ``off_topic``: handed over as off the knowledge base's topic (``Prediction.unfamiliar``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -130,6 +132,7 @@ def log_turn(
         metadata_filter=metadata_filter,
         kept_from=kept_from,
         context_text=scrub_secrets(context_text) if context_text else None,
+        off_topic=off_topic,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

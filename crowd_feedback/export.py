@@ -77,6 +77,7 @@ TURN_COLUMNS = (
     "metadata",
     "kept_from",
     "context",
+    "off_topic",
 )
 FREE_TEXT = {"text", "answers", "context"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -206,7 +207,7 @@ def _metadata_text(metadata_filter: dict[str, Any] | None) -> str | None:
 TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
-    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text,
+    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic,
 )  # fmt: skip
 
 
@@ -233,6 +234,7 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "kept_from": row.kept_from,
                 # a follow-up: the earlier question it was read with (bot.follow_up), redacted
                 "context": redact(row.context_text) if row.context_text else None,
+                "off_topic": bool(row.off_topic),  # handed over below the model's familiarity floor
             }
 
 

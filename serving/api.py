@@ -253,6 +253,7 @@ def answer_message(
         text = settings.handoff_requested_message if online else settings.handoff_offline_message
     else:
         text = reply_text(prediction)
+    off_topic = prediction.unfamiliar and not requested  # handed over below the model's familiarity floor
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
@@ -300,12 +301,13 @@ def answer_message(
             ),
             kept_from=prediction.kept_from,  # None on a clicked chip: the model was not asked
             context_text=context,
+            off_topic=off_topic,
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
     if context is not None:
         helploop.metrics.follow_ups.labels(status=logged_status).inc()
-    if prediction.unfamiliar and not requested:
+    if off_topic:
         helploop.metrics.off_topic.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()

@@ -132,6 +132,7 @@ def run_terminal_chat(
                     # the choices answer the rated answer's question (a number picked next counts in review)
                     rated_turn_id=complaint[1] if offering and complaint is not None else None,
                     context_text=context,
+                    off_topic=prediction.unfamiliar and not reading.asks_for_person,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

@@ -196,3 +196,29 @@ def _log_uncommitted(session: Session, typed: str) -> None:
         answer="", confidence=0.9, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
     )  # fmt: skip
     session.flush()  # the row is written and its lock held; the transaction stays open
+
+
+def test_turns_logged_before_off_topic_existed_are_not_off_topic_and_the_index_still_follows(
+    empty_database_url: str,
+) -> None:
+    """Migration 0040 adds ``turns.off_topic`` (false for the turns already logged) with a plain ADD COLUMN:
+    a batch migration copied SQLite's table, and the triggers that keep the search index went with it."""
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine, "0039")
+    with Session(engine) as session:
+        _log(session, BEFORE)
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        assert [t.off_topic for t in session.scalars(select(Turn).order_by(Turn.id))] == [False] * len(BEFORE)
+        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        log_turn(
+            session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
+            intent=None, answer="", confidence=0.3, candidates=[], member_scores={}, model_version="v2",
+            latency_ms=1.0, off_topic=True,
+        )  # fmt: skip
+        session.commit()
+        assert index_state(session.connection()) == "ok"
+        assert _found(session, "WEATHER") == _scanned(session, "weather") == ["the weather in paris"]
+        assert _found(session, "card") == _scanned(session, "card")
+        assert session.scalars(select(Turn.off_topic).where(Turn.model_version == "v2")).all() == [True]
+    engine.dispose()

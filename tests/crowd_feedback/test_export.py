@@ -132,13 +132,20 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         {"key": "region", "value": "uk"}], "logical_operation": "OR"}, kept_from=None,
         context_text="I wrote to jo@example.com",  # a follow-up, read after the question before it
     )  # fmt: skip
+    off = log_turn(
+        db_session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
+        intent=None, answer="", confidence=0.3, candidates=[], member_scores={}, model_version="v7",
+        latency_ms=9.0, off_topic=True,  # handed over as off the knowledge base's topic
+    )  # fmt: skip
     sure.helpful = False
     unsure = make_turn(db_session, "=HYPERLINK(1)", status="clarify", confidence=0.4)
     unsure.chosen_intent = "card_arrival"
     db_session.flush()
     write_export(db_session, what="turns", fmt="jsonl", out=tmp_path / "turns.jsonl", batch_size=1)
     rows = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
-    assert [r["turn"] for r in rows] == [sure.id, unsure.id]
+    assert [r["turn"] for r in rows] == [sure.id, off.id, unsure.id]
+    assert [r["off_topic"] for r in rows] == [False, True, False]
+    rows = [rows[0], rows[2]]
     assert rows[0]["created_at"].endswith("+00:00")  # UTC, said so (SQLite hands back naive times)
     assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
     assert (rows[0]["status"], rows[0]["intent"], rows[0]["model_version"]) == (
@@ -160,6 +167,8 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         table = list(csv.DictReader(handle))
     assert table[0]["candidates"] == "card_arrival:0.910;card_linking:0.050;change_pin:0.020"  # the top three
     assert table[0]["metadata"] == "product:cards OR region:uk" and table[1]["metadata"] == ""
+    assert [row["off_topic"] for row in table] == ["False", "True", "False"]
+    table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["latency_ms"], table[0]["helpful"], table[0]["conversation"]) == (
         "12.5",

@@ -360,6 +360,20 @@ def test_off_topic_messages_are_handed_over_and_counted(make_app: Any) -> None:
     chat(client, "where is my card")
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'helploop_off_topic_total{arm="production"} 1.0' in metrics
+    logged = turns(app)
+    assert [(t.status, t.off_topic) for t in logged] == [
+        ("handoff", True),
+        ("asked_for_person", False),
+        ("answered", False),
+    ]
+    # The operator reading the conversation sees why the bot handed it over.
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{off['session_id']}").get_data(as_text=True)
+    assert page.count('class="off-topic"') == 1
 
 
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
