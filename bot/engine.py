@@ -630,7 +630,7 @@ class AnsweringEngine:
             np.stack([held_scores[name].max(axis=1) for name in member_names], axis=1),
         )
         self._held_out_read = True  # these rows, not an earlier bundle's
-        self.familiarity_floor = self._familiarity_floor()
+        self.familiarity_floor = self._quantile_floor(self.held_out_familiarity())
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
         # retraining needed): the same rows, the same rule, each fitted once.
@@ -822,14 +822,13 @@ class AnsweringEngine:
         not seen it: what the floor is a quantile of. None without held-out rows or a nearest-neighbour
         member."""
         rows = self.held_out
-        nearest = self._nearest_members()
-        if rows is None or not nearest:
-            return None
-        columns = [j for j, name in enumerate(rows.members) if name in nearest]
-        return rows.member_score[:, columns].mean(axis=1) if columns else None
+        columns = self._nearest_columns(rows) if rows is not None else []
+        return rows.member_score[:, columns].mean(axis=1) if rows is not None and columns else None
 
-    def _familiarity_floor(self) -> float | None:
-        return self._quantile_floor(self.held_out_familiarity())
+    def _nearest_columns(self, rows: HeldOutRows) -> list[int]:
+        """The held-out rows' columns (``member_score``) of the nearest-neighbour members."""
+        nearest = set(self._nearest_members())
+        return [j for j, name in enumerate(rows.members) if name in nearest]
 
     def _quantile_floor(self, familiar: np.ndarray | None) -> float | None:
         quantile = self.config.familiarity_quantile
@@ -990,7 +989,7 @@ class AnsweringEngine:
             return None
         probabilities = np.zeros(len(self.labels))
         probabilities[rows.top[i]] = rows.probabilities[i]
-        nearest = [j for j, name in enumerate(rows.members) if name in self._nearest_members()]
+        nearest = self._nearest_columns(rows)
         prediction = self._decide(  # familiarity: as held_out_familiarity() reads it
             text,
             probabilities,
