@@ -338,11 +338,7 @@ def ask() -> Any:
     held-out view of it, never its knowledge-base label."""
     helploop = current_app.extensions["helploop"]
     settings = helploop.settings
-    views = production_views(
-        helploop.models.state.production,
-        clarify_message=settings.clarify_message,
-        handoff_message=settings.handoff_message,
-    )
+    views = production_views(helploop.models.state.production, **settings.replies)
     created = 0
     try:
         with helploop.write_lock, helploop.database.session() as session:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
-from bot.handoff import ASKED_FOR_PERSON
+from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
@@ -178,8 +178,8 @@ def overview() -> Any:
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
     serving = helploop.models.state
-    # Shares of the questions: small talk ("hi", "thanks") and typed requests for a person are counted beside
-    # them, not in them.
+    # Shares of the questions: small talk ("hi", "thanks"), typed requests for a person and messages declined
+    # as off topic are counted beside them, not in them.
     questions = sum(statuses.get(name, 0) for name in ("answered", "clarify", "handoff"))
     bars = [
         (name, statuses.get(name, 0), statuses.get(name, 0) / max(questions, 1))
@@ -194,6 +194,7 @@ def overview() -> Any:
         total=questions,
         small_talk=statuses.get(SMALL_TALK, 0),
         asked_for_person=statuses.get(ASKED_FOR_PERSON, 0),
+        off_topic=statuses.get(OFF_TOPIC, 0),
         queue=queue,
         workforce=figures.workforce,
         reviewer_chart=reviewer_chart(figures.workforce.people),
@@ -1455,11 +1456,7 @@ def add_gold() -> Any:
     helploop = current_app.extensions["helploop"]
     per_intent = request.form.get("per_intent", type=int) or 0
     settings = helploop.settings
-    bot_view = production_views(
-        helploop.models.state.production,
-        clarify_message=settings.clarify_message,
-        handoff_message=settings.handoff_message,
-    )
+    bot_view = production_views(helploop.models.state.production, **settings.replies)
     try:
         with helploop.write_lock, helploop.database.session() as session:
             added = add_gold_from_knowledge_base(

@@ -157,6 +157,8 @@ def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) 
             bot = "asked “did you mean…”"  # the customer's pick, if any, is the click that follows
         elif status == "handoff":
             bot = "handed over to a person"
+        elif status == "off_topic":
+            bot = "said it can only help with this site's topics (off topic)"
         elif status == "asked_for_person":
             bot = "passed it to a person (the customer asked for one)"
         else:
@@ -176,11 +178,7 @@ def _bot_view(view: dict[str, Any]) -> list[dict[str, Any]]:
     # Where the model kept what members that had not seen the question made of it, that; else its own view
     # (it was trained on the question, so it is surer than on real traffic).
     prediction = engine.held_out_prediction(view["text"]) or engine.predict(view["text"])
-    shown = bot_view_of(
-        prediction,
-        clarify_message=helploop.settings.clarify_message,
-        handoff_message=helploop.settings.handoff_message,
-    )
+    shown = bot_view_of(prediction, **helploop.settings.replies)
     view["bot_answer"], view["bot_confidence"], view["bot_intent"] = (
         shown.answer,
         shown.confidence,

@@ -206,11 +206,21 @@ class Prediction:
         # No candidate at all: a metadata filter that no intent matches.
         return self.ranking[0].intent if self.ranking else OUT_OF_SCOPE
 
-    def reply(self, *, clarify_message: str, handoff_message: str) -> str:
-        """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line."""
+    def reply(self, *, clarify_message: str, handoff_message: str, off_topic_message: str = "") -> str:
+        """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line; a
+        message off the knowledge base's topic (``unfamiliar``) gets ``off_topic_message`` where one is given
+        (what the bot can help with), since nobody is asked to take it over."""
         if self.status in (ANSWERED, SMALL_TALK):
             return self.answer
-        return clarify_message if self.status == CLARIFY else handoff_message
+        if self.status == CLARIFY:
+            return clarify_message
+        return off_topic_message if self.off_topic and off_topic_message else handoff_message
+
+    @property
+    def off_topic(self) -> bool:
+        """Handed over only because the message is off the knowledge base's topic (below the familiarity
+        floor): the bot declines it rather than passing it to a person."""
+        return self.status == HANDOFF and self.unfamiliar
 
     @property
     def members_disagree(self) -> bool:

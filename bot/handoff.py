@@ -14,12 +14,24 @@ from __future__ import annotations
 
 import re
 
-from bot.engine import HANDOFF
+from bot.engine import HANDOFF, Prediction
 
 # The turn log's status for such a message: the customer's reply is a handoff like any other (the widget
 # and the API say "handoff"), but the bot did not give up on a question, so the answer rates, the
 # conversation list's "bot ×N" and the canary's outcomes leave it out.
 ASKED_FOR_PERSON = "asked_for_person"
+# The turn log's (and the API's) status for a message off the knowledge base's topic
+# (``Prediction.off_topic``: "what's the weather in Paris?"). The engine would not answer it, but nobody is
+# asked to take it over either: the bot declines it with the deployment's off-topic line, the conversation
+# does not join the handoff inbox and the widget asks for no contact. The customer can still ask for a person.
+OFF_TOPIC = "off_topic"
+
+
+def logged_status(prediction: Prediction, *, asked_for_person: bool = False) -> str:
+    """The turn log's status for a reply: the engine's, or one of the two above."""
+    if asked_for_person:
+        return ASKED_FOR_PERSON
+    return OFF_TOPIC if prediction.off_topic else prediction.status
 
 
 def reply_status(logged: str) -> str:

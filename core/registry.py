@@ -37,8 +37,9 @@ class ContactError(ValueError):
     """What the customer left is neither an e-mail address nor a phone number."""
 
 
-# small_talk: bot.small_talk; asked_for_person: the customer typed a request for a person (bot.handoff)
-TURN_STATUSES = ("answered", "clarify", "handoff", "small_talk", "asked_for_person")
+# small_talk: bot.small_talk; asked_for_person: the customer typed a request for a person; off_topic: declined
+# as off the knowledge base's topic, passed to nobody (both bot.handoff)
+TURN_STATUSES = ("answered", "clarify", "handoff", "small_talk", "asked_for_person", "off_topic")
 
 
 def register_model_version(
@@ -109,7 +110,8 @@ def log_turn(
     ``metadata_filter``: the filter the question was answered under (its candidates are the intents it let
     through); ``kept_from``: the intent the bot would have answered with without it, when it kept the question
     from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``);
-    ``off_topic``: handed over as off the knowledge base's topic (``Prediction.unfamiliar``)."""
+    ``off_topic``: below the model's familiarity floor (``Prediction.unfamiliar``; the status says what was
+    done: "off_topic" since the bot declines such messages, "handoff" in turns logged before)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:

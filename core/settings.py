@@ -115,6 +115,13 @@ class Settings:
     # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
+    # A message off the knowledge base's topic (below the model's familiarity floor: "what's the weather in
+    # Paris?") is declined with this line instead: nobody on the team is asked to take it over, and the
+    # customer can still ask for a person.
+    off_topic_message: str = (
+        "Sorry, I can only help with questions about our products and services. Could you ask it another "
+        "way? If you'd like to talk to a person, just say so."
+    )
     # A typed request for a person ("can I talk to a human?", bot.handoff) is answered as the "Talk to a
     # person" button is: handoff_requested_message (or the offline one), and no review item. The pattern adds
     # a deployment's own phrasing (a Python regular expression, searched case-insensitively).
@@ -312,6 +319,15 @@ class Settings:
             "small_talk": self.small_talk,
             "handoff_requests": self.handoff_requests,
             "handoff_pattern": self.handoff_request_regex,
+        }
+
+    @property
+    def replies(self) -> dict[str, str]:
+        """The lines shown instead of an answer, as ``bot.engine.Prediction.reply`` takes them."""
+        return {
+            "clarify_message": self.clarify_message,
+            "handoff_message": self.handoff_message,
+            "off_topic_message": self.off_topic_message,
         }
 
     def small_talk_reply(self, kind: str) -> str:

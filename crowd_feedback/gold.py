@@ -113,20 +113,19 @@ class BotView:
     routed: bool = False
 
 
-def bot_view_of(prediction: Prediction, *, clarify_message: str, handoff_message: str) -> BotView:
-    """A prediction as a review item shows it (as a routed turn logs it): intent, reply, confidence, top 5."""
+def bot_view_of(prediction: Prediction, **replies: str) -> BotView:
+    """A prediction as a review item shows it (as a routed turn logs it): intent, reply, confidence, top 5.
+    ``replies``: the lines shown instead of an answer (``Prediction.reply``'s, as ``Settings.replies``)."""
     return BotView(
         intent=prediction.intent or prediction.top_intent,
-        answer=prediction.reply(clarify_message=clarify_message, handoff_message=handoff_message),
+        answer=prediction.reply(**replies),
         confidence=prediction.confidence,
         candidates=[c.to_dict() for c in prediction.ranking[:5]],
         routed=prediction.status != ANSWERED or prediction.members_disagree,
     )
 
 
-def held_out_views(
-    engine: AnsweringEngine, *, clarify_message: str, handoff_message: str
-) -> Callable[[str], BotView | None]:
+def held_out_views(engine: AnsweringEngine, **replies: str) -> Callable[[str], BotView | None]:
     """The bot's view of knowledge-base examples the model was calibrated on, each from members that had
     not seen it (``AnsweringEngine.held_out_prediction``); None for an example it has no such row of."""
 
@@ -134,13 +133,13 @@ def held_out_views(
         prediction = engine.held_out_prediction(text)
         if prediction is None:
             return None
-        return bot_view_of(prediction, clarify_message=clarify_message, handoff_message=handoff_message)
+        return bot_view_of(prediction, **replies)
 
     return view
 
 
 def production_views(
-    engine: AnsweringEngine | None, *, clarify_message: str, handoff_message: str
+    engine: AnsweringEngine | None, **replies: str
 ) -> Callable[[str], BotView | None] | None:
     """``held_out_views`` of the model in production, for ``add_gold_from_knowledge_base``; None when there
     is no model, or it kept no held-out rows (or they cannot be read: logged), so examples are drawn at
@@ -153,7 +152,7 @@ def production_views(
     except BundleError as exc:
         log.warning("drawing check questions at random: %s", exc)
         return None
-    return held_out_views(engine, clarify_message=clarify_message, handoff_message=handoff_message)
+    return held_out_views(engine, **replies)
 
 
 MIN_DOUBT = 0.02  # an example the bot is sure of can still be drawn, rarely

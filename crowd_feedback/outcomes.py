@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from bot.handoff import OFF_TOPIC
 from core.models import Deployment, ReviewItem, ReviewItemTurn, Turn, as_utc, utcnow
 from core.registry import current_deployment, set_deployment
 from crowd_feedback.quality import wilson_interval
@@ -243,6 +244,8 @@ def outcomes(
         .where(*where)
         .group_by(Turn.status)
     ):
+        if status == OFF_TOPIC:
+            status = "handoff"  # not answered: a model that declines more as off topic must not look better
         if status not in counts:
             continue
         counts[status] += int(count)

@@ -218,11 +218,7 @@ def ask_about_knowledge_example() -> tuple[Response, int]:
         raise APIError(400, "invalid_body", 'send a JSON object: {"text": "the example", "intent": "intent"}')
     helploop = state()
     settings = helploop.settings
-    views = production_views(
-        helploop.models.state.production,
-        clarify_message=settings.clarify_message,
-        handoff_message=settings.handoff_message,
-    )
+    views = production_views(helploop.models.state.production, **settings.replies)
     session = db_session()
     try:
         item, created = ask_reviewers(

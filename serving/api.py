@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction, in_context
 from bot.follow_up import Earlier, read_follow_up, refers_back
-from bot.handoff import ASKED_FOR_PERSON, reply_status
+from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, logged_status, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
@@ -147,9 +147,7 @@ def suggestion_payload(candidates: list[Candidate]) -> list[dict[str, str]]:
 
 def reply_text(prediction: Prediction) -> str:
     settings = state().settings
-    return prediction.reply(
-        clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
-    )
+    return prediction.reply(**settings.replies)
 
 
 def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
@@ -247,20 +245,23 @@ def answer_message(
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         context = None  # no question for the bot, whatever it refers to
-        prediction = dataclasses.replace(prediction, status=HANDOFF, intent=None, answer="", suggestions=[])
+        prediction = dataclasses.replace(
+            prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False
+        )
         online = operators_online(session, within_seconds=settings.presence_seconds) > 0
         session.commit()  # end the read transaction before the write below
         text = settings.handoff_requested_message if online else settings.handoff_offline_message
     else:
         text = reply_text(prediction)
-    off_topic = prediction.unfamiliar and not requested  # handed over below the model's familiarity floor
+    # Off the knowledge base's topic (below the model's familiarity floor): declined, passed to nobody.
+    logged = logged_status(prediction, asked_for_person=requested)
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
         conversation = get_or_create_conversation(session, conversation_id=conversation_id, channel=channel)
         news = (  # only looked up when someone is to be told: nothing added to a default chat turn
             helploop.notifier.enabled
-            and prediction.status == HANDOFF
+            and logged in (HANDOFF, ASKED_FOR_PERSON)
             and not handoff_open(session, conversation_id=conversation.id)
         )
         choice = (
@@ -272,12 +273,11 @@ def answer_message(
             request_handoff(session, conversation_id=conversation.id)
         if complained is not None:  # the thumbs-down, typed: the same mark and the same review item
             record_feedback(session, turn_id=complained, helpful=False, comment=message)
-        logged_status = ASKED_FOR_PERSON if requested else prediction.status
         turn = log_turn(
             session,
             conversation_id=conversation.id,
             user_text=message,
-            status=logged_status,
+            status=logged,
             intent=prediction.intent,
             answer=text,
             confidence=min(max(prediction.confidence, 0.0), 1.0),
@@ -301,13 +301,13 @@ def answer_message(
             ),
             kept_from=prediction.kept_from,  # None on a clicked chip: the model was not asked
             context_text=context,
-            off_topic=off_topic,
+            off_topic=logged == OFF_TOPIC,
         )
         session.commit()
-    helploop.metrics.turns.labels(status=logged_status, arm=arm).inc()
+    helploop.metrics.turns.labels(status=logged, arm=arm).inc()
     if context is not None:
-        helploop.metrics.follow_ups.labels(status=logged_status).inc()
-    if off_topic:
+        helploop.metrics.follow_ups.labels(status=logged).inc()
+    if logged == OFF_TOPIC:
         helploop.metrics.off_topic.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
@@ -410,7 +410,7 @@ def chat() -> Response:
             "session_id": session_id,
             "turn_id": turn_id,
             "rated_turn_id": rated,  # "that's wrong": the answer now rated unhelpful (its thumbs-down shown)
-            "status": prediction.status,
+            "status": logged_status(prediction),  # "off_topic": declined, passed to nobody (bot.handoff)
             "answer": text,
             "intent": prediction.intent,
             "confidence": round(prediction.confidence, 4),

@@ -223,4 +223,6 @@ def query_knowledgebases() -> Response:
         message, session_id, channel="azure", create_unknown_session=True, only=only
     )
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
-    return jsonify({"answers": answers or [_no_answer(settings.handoff_message)]})
+    # No answer: the default answer is the handoff line, or the off-topic one for a message off the topic
+    fallback = text if prediction.off_topic else settings.handoff_message
+    return jsonify({"answers": answers or [_no_answer(fallback)]})

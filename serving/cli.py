@@ -1357,9 +1357,7 @@ def crowd_gold(ctx: click.Context, per_intent: int, seed: int) -> None:
     database = _database(settings)
     _require_schema(database)
     engine = _production_engine(database, fallback="drawing at random")
-    bot_view = production_views(
-        engine, clarify_message=settings.clarify_message, handoff_message=settings.handoff_message
-    )
+    bot_view = production_views(engine, **settings.replies)
     try:
         with database.session() as session:
             added = add_gold_from_knowledge_base(

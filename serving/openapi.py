@@ -266,9 +266,19 @@ SPEC: dict[str, Any] = {
                                     },
                                     "status": {
                                         "type": "string",
-                                        "enum": ["answered", "clarify", "handoff", "small_talk", "agent"],
+                                        "enum": [
+                                            "answered",
+                                            "clarify",
+                                            "handoff",
+                                            "small_talk",
+                                            "off_topic",
+                                            "agent",
+                                        ],
                                         "description": "small_talk: a greeting, thanks or goodbye, "
-                                        "answered with the deployment's reply (no intent)",
+                                        "answered with the deployment's reply (no intent); off_topic: a "
+                                        "message off the knowledge base's topic, declined with the "
+                                        "deployment's off-topic reply and passed to nobody (ask for a "
+                                        "person with POST /sessions/{id}/handoff)",
                                     },
                                     "answer": {"type": "string", "description": "Markdown"},
                                     "intent": {"type": "string", "nullable": True},

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import Earlier, read_follow_up
-from bot.handoff import ASKED_FOR_PERSON
+from bot.handoff import OFF_TOPIC, logged_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.small_talk import NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
@@ -27,8 +27,8 @@ def numbered(choices: list[Candidate]) -> str:
 def render(prediction: Prediction, settings: Settings) -> str:
     if prediction.status == CLARIFY:
         return f"Did you mean:\n{numbered(prediction.suggestions)}"
-    if prediction.status == HANDOFF:
-        return settings.handoff_message
+    if prediction.status == HANDOFF:  # the handoff line, or the off-topic one
+        return prediction.reply(**settings.replies)
     text = prediction.answer or f"[{prediction.intent}]"
     if prediction.suggestions:
         text += "\nRelated: " + "; ".join(c.title for c in prediction.suggestions)
@@ -87,10 +87,9 @@ def run_terminal_chat(
             else:
                 intent = prediction.intent if prediction.status == ANSWERED else None
                 earlier = Earlier(followed.read_text, intent)
-        status = prediction.status
+        status = logged_status(prediction, asked_for_person=reading.asks_for_person)
         if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
-            status = ASKED_FOR_PERSON
         if complaint is not None and kind == NOT_HELPFUL:  # the intents ranked next, to pick from
             wrong = complaint[0]
             names = choices_after_wrong([c.intent for c in wrong.ranking], wrong.intent)
@@ -132,7 +131,7 @@ def run_terminal_chat(
                     # the choices answer the rated answer's question (a number picked next counts in review)
                     rated_turn_id=complaint[1] if offering and complaint is not None else None,
                     context_text=context,
-                    off_topic=prediction.unfamiliar and not reading.asks_for_person,
+                    off_topic=status == OFF_TOPIC,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

@@ -383,6 +383,7 @@
         });
       }
       addBot(reply);
+      // "off_topic" (a message off the site's topic, declined) is no handoff: nobody is asked to take it over
       if (reply.status === "handoff") { askContact(); startPolling(); }
     }).catch(function (error) {
       typing.remove();

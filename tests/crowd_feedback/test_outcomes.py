@@ -106,7 +106,9 @@ def test_outcomes_count_one_arm_one_model_one_window(db_session: Session) -> Non
     turns(db_session, 2, status="answered", version="A", at=at, audit="card_arrival")
     turns(db_session, 3, status="clarify", version="A", at=at, picked=True)
     turns(db_session, 1, status="clarify", version="A", at=at)
-    turns(db_session, 4, status="handoff", version="A", at=at)
+    turns(db_session, 2, status="handoff", version="A", at=at)
+    turns(db_session, 2, status="off_topic", version="A", at=at)  # declined: not answered, as a handoff
+    turns(db_session, 3, status="small_talk", version="A", at=at)  # no questions
     turns(
         db_session, 5, status="answered", version="A", at=at, arm="suggestion"
     )  # clicked chips: no questions

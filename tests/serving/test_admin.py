@@ -1207,7 +1207,8 @@ def test_a_question_no_intent_answers_becomes_a_new_intent_the_bot_learns(
     ]
     for question in questions:
         reply = operator.post("/api/v1/chat", json={"message": question}).get_json()
-        assert reply["status"] in {"handoff", "clarify"}, reply
+        # not answered; declined as off topic or not, it reaches review
+        assert reply["status"] in {"handoff", "clarify", "off_topic"}, reply
     assert helploop.router.drain(10)
     for name in ("ann", "bob", "cat"):
         client = app.test_client()

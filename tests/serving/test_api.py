@@ -336,8 +336,10 @@ def test_health_readiness_and_metrics(make_app: Any) -> None:
     assert 'helploop_turns_total{arm="production",status="answered"} 1.0' in metrics
     assert "helploop_request_latency_seconds_bucket" in metrics and 'endpoint="/api/v1/chat"' in metrics
     assert 'helploop_model_info{arm="production"' in metrics
-    # Work waiting for people: the unknown question was handed off and routed to review.
+    # Work waiting for people: the unknown question was routed to review (declined as off topic: nobody is
+    # asked to take it over), the customer asking for a person waits for one.
     client.post("/api/v1/chat", json={"message": "qqq zzz vvv"})
+    client.post("/api/v1/chat", json={"message": "can I talk to a human"})
     app = client.application
     assert app.extensions["helploop"].router.drain(10)
     metrics = client.get("/metrics").get_data(as_text=True)
@@ -347,33 +349,50 @@ def test_health_readiness_and_metrics(make_app: Any) -> None:
     assert "helploop_suggestions_open 0.0" in metrics and "helploop_jobs" in metrics
 
 
-def test_off_topic_messages_are_handed_over_and_counted(make_app: Any) -> None:
-    """A message like no example (no word of the toy knowledge base) is handed over, not answered or offered
-    choices, and counted; a request for a person and a known question are not."""
+def test_off_topic_messages_are_declined_not_handed_over(make_app: Any) -> None:
+    """A message like no example (no word of the toy knowledge base) is declined with the off-topic line: no
+    answer, no choices, nobody on the team asked to take it over (the conversation stays out of the handoff
+    inbox), counted; asking for a person afterwards hands it over as ever; a known question is answered."""
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
+    settings = app.extensions["helploop"].settings
     engine = app.extensions["helploop"].models.state.production
     assert engine.familiarity_floor is not None and engine.predict("xylophone aardvark telescope").unfamiliar
     off = chat(client, "xylophone aardvark telescope").get_json()
-    assert off["status"] == "handoff" and off["suggestions"] == [] and off["intent"] is None
-    chat(client, "can I talk to a human")
-    chat(client, "where is my card")
-    metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'helploop_off_topic_total{arm="production"} 1.0' in metrics
-    logged = turns(app)
-    assert [(t.status, t.off_topic) for t in logged] == [
-        ("handoff", True),
-        ("asked_for_person", False),
-        ("answered", False),
-    ]
-    # The operator reading the conversation sees why the bot handed it over.
+    assert off["status"] == "off_topic" and off["suggestions"] == [] and off["intent"] is None
+    assert off["answer"] == settings.off_topic_message != settings.handoff_message
+    session_id = off["session_id"]
+    resumed = client.get(f"/api/v1/sessions/{session_id}").get_json()
+    assert resumed["waiting_for_person"] is False and resumed["turns"][0]["status"] == "off_topic"
+    assert re.search(r"helploop_handoffs_waiting 0", client.get("/metrics").get_data(as_text=True))
+    # Nothing for the team yet: the inbox (a familiar question the bot hands over would be in it) is empty.
     from tests.serving.test_admin import add_user, login
 
     add_user(app, "omar", "operator")
     operator = app.test_client()
     login(operator, "omar")
-    page = operator.get(f"/operator/conversations/{off['session_id']}").get_data(as_text=True)
-    assert page.count('class="off-topic"') == 1
+    assert operator.get("/operator/conversations/inbox.json").get_json()["waiting"] == 0
+    asked = chat(client, "can I talk to a human", session_id=session_id).get_json()
+    assert asked["status"] == "handoff" and asked["answer"] != settings.off_topic_message
+    assert client.get(f"/api/v1/sessions/{session_id}").get_json()["waiting_for_person"] is True
+    assert operator.get("/operator/conversations/inbox.json").get_json()["waiting"] == 1
+    chat(client, "where is my card")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_off_topic_total{arm="production"} 1.0' in metrics
+    assert 'helploop_turns_total{arm="production",status="off_topic"} 1.0' in metrics
+    logged = turns(app)
+    assert [(t.status, t.off_topic, t.answer == settings.off_topic_message) for t in logged] == [
+        ("off_topic", True, True),
+        ("asked_for_person", False, False),
+        ("answered", False, False),
+    ]
+    # The operator reading the conversation sees why the bot declined it.
+    page = operator.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
+    assert page.count('class="off-topic"') == 1 and "declined with the off-topic reply" in page
+    # The overview counts it beside the questions' shares, as it does the request for a person.
+    overview = operator.get("/operator/").get_data(as_text=True)
+    assert '<h2>Questions (1)</h2>' in overview
+    assert 'id="off-topic-count">and 1 message off the knowledge base' in overview
 
 
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:

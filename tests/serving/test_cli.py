@@ -139,14 +139,18 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
     assert payload["ranking"][0]["intent"] == "lost_or_stolen_card"
     assert payload["status"] in {"answered", "clarify", "handoff"}
     assert set(payload["member_scores"]) == {"logistic_head", "nearest_neighbour", "char_ngram"}
-    result = run(settings, "chat", input="How do I close my account?\nqwerty asdf\n\n")
+    weather = "what's the weather in paris tomorrow"  # off the knowledge base's topic: declined
+    result = run(settings, "chat", input=f"How do I close my account?\nqwerty asdf\n{weather}\n\n")
     assert result.exit_code == 0, result.output
     assert "Here is how **terminate_account** works." in result.output
     with Database(settings).session() as session:
         turns = session.scalars(select(Turn).order_by(Turn.id)).all()
-        assert [t.user_text for t in turns] == ["How do I close my account?", "qwerty asdf"]
+        assert [t.user_text for t in turns] == ["How do I close my account?", "qwerty asdf", weather]
         assert turns[0].status == "answered" and turns[0].intent == "terminate_account"
-        assert turns[0].conversation_id == turns[1].conversation_id
+        assert (turns[2].status, turns[2].off_topic, turns[2].intent) == ("off_topic", True, None)
+        declined = sum(t.status == "off_topic" for t in turns)  # "qwerty asdf" may be declined too
+        assert result.output.count(settings.off_topic_message) == declined >= 1
+        assert turns[0].conversation_id == turns[1].conversation_id == turns[2].conversation_id
         assert turns[0].candidates[0]["intent"] == "terminate_account" and turns[0].latency_ms > 0
     assert run(settings, "predict", "").exit_code == 2
     # Under a metadata filter no intent matches (none has metadata yet): no candidates, handed over.
