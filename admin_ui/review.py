@@ -158,7 +158,7 @@ def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) 
         elif status == "handoff":
             bot = "handed over to a person"
         elif status == "off_topic":
-            bot = "said it can only help with this site's topics (off topic)"
+            bot = "said it has no answer to that (off topic) and offered a person"
         elif status == "asked_for_person":
             bot = "passed it to a person (the customer asked for one)"
         else:

@@ -208,8 +208,8 @@ class Prediction:
 
     def reply(self, *, clarify_message: str, handoff_message: str, off_topic_message: str = "") -> str:
         """What the customer is shown: the answer, or the deployment's "did you mean" or handoff line; a
-        message off the knowledge base's topic (``unfamiliar``) gets ``off_topic_message`` where one is given
-        (what the bot can help with), since nobody is asked to take it over."""
+        message off the knowledge base's topic (``unfamiliar``) gets ``off_topic_message`` where one is given,
+        since nobody is asked to take it over unless the customer asks for a person."""
         if self.status in (ANSWERED, SMALL_TALK):
             return self.answer
         if self.status == CLARIFY:

@@ -115,12 +115,13 @@ class Settings:
     # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
-    # A message off the knowledge base's topic (below the model's familiarity floor: "what's the weather in
-    # Paris?") is declined with this line instead: nobody on the team is asked to take it over, and the
-    # customer can still ask for a person.
+    # A message unlike anything in the knowledge base (below the model's familiarity floor: "what's the
+    # weather in Paris?", but also "do you offer mortgages?" where no intent is about mortgages) gets this
+    # line instead: nobody on the team is asked to take it over unless the customer asks for a person (the
+    # widget offers the button under it). So it must not claim the question is off the business's topic.
     off_topic_message: str = (
-        "Sorry, I can only help with questions about our products and services. Could you ask it another "
-        "way? If you'd like to talk to a person, just say so."
+        "Sorry, I don't have an answer to that. If it's about your account or our services, a person on our "
+        "team can help: just ask for one."
     )
     # A typed request for a person ("can I talk to a human?", bot.handoff) is answered as the "Talk to a
     # person" button is: handoff_requested_message (or the offline one), and no review item. The pattern adds

@@ -163,6 +163,13 @@
       });
       wrap.appendChild(chips);
     }
+    if (reply.status === "off_topic") {  // declined, nobody asked to take it over: a person is one click away
+      var offer = el("div", { "class": "hl-chips" });
+      var ask = el("button", { type: "button", "class": "hl-chip hl-ask-person" }, TEXTS.talk_to_person);
+      ask.addEventListener("click", function () { ask.setAttribute("aria-pressed", "true"); askForPerson(); });
+      offer.appendChild(ask);
+      wrap.appendChild(offer);
+    }
     if (reply.turn_id && reply.status === "answered") {
       var rate = el("div", { "class": "hl-rate", role: "group", "aria-label": TEXTS.was_helpful,
                              "data-turn-id": String(reply.turn_id) });
@@ -474,14 +481,15 @@
     input.value = "";
     sendMessage(text);
   });
-  human.addEventListener("click", function () {
+  function askForPerson() {
     if (!sessionId) { addNotice(TEXTS.message_first); return; }
     request("POST", "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/handoff", {}).then(function (data) {
       addNotice(data.message);
       askContact();
       startPolling();
     }).catch(function (error) { addNotice(TEXTS.person_failed + " " + error.message); });
-  });
+  }
+  human.addEventListener("click", askForPerson);
 
   window.HelpLoop = { open: open, close: shut };
   if (sessionId) { open(); }

@@ -391,7 +391,7 @@ def test_off_topic_messages_are_declined_not_handed_over(make_app: Any) -> None:
     assert page.count('class="off-topic"') == 1 and "declined with the off-topic reply" in page
     # The overview counts it beside the questions' shares, as it does the request for a person.
     overview = operator.get("/operator/").get_data(as_text=True)
-    assert '<h2>Questions (1)</h2>' in overview
+    assert "<h2>Questions (1)</h2>" in overview
     assert 'id="off-topic-count">and 1 message off the knowledge base' in overview
 
 

@@ -204,22 +204,25 @@ def test_html_and_scripts_are_shown_as_text(page: Any) -> None:
 
 def test_an_off_topic_message_is_declined_without_a_handoff(page: Any, live_server: tuple[str, Any]) -> None:
     """A message like nothing in the knowledge base gets the off-topic line, and the widget neither asks for
-    a contact nor says a person will take over, not even when the conversation is resumed; asking for a
-    person then hands it over as ever."""
+    a contact nor says a person will take over, not even when the conversation is resumed; the "Talk to a
+    person" button under the reply then hands it over as the header's does."""
     settings = live_server[1].extensions["helploop"].settings
     send(page, "xylophone aardvark telescope")
     declined = page.locator(".hl-bot[data-status=off_topic]")
     declined.wait_for()
-    assert declined.inner_text() == settings.off_topic_message
+    assert declined.locator(".hl-text").inner_text() == settings.off_topic_message
+    assert declined.locator(".hl-ask-person").inner_text() == "Talk to a person"
     assert page.locator(".hl-contact").count() == 0 and page.locator(".hl-notice").count() == 0
     page.reload()  # resumed from the transcript
     if page.locator(".hl-panel").is_hidden():
         page.click(".hl-launcher")
     page.locator(".hl-bot[data-status=off_topic]").wait_for()
     assert page.locator(".hl-contact").count() == 0 and page.locator(".hl-notice").count() == 0
-    send(page, "can I talk to a human")
+    page.click(".hl-bot[data-status=off_topic] .hl-ask-person")  # the offer under the reply: one click
+    page.locator(".hl-notice", has_text="Nobody from our team is online right now").wait_for()
     page.locator(".hl-contact").wait_for()
-    assert page.locator(".hl-bot[data-status=handoff]").count() == 1
+    with live_server[1].extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Conversation.handoff_requested_at)).one() is not None
 
 
 def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: tuple[str, Any]) -> None:
