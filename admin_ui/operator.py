@@ -178,12 +178,14 @@ def overview() -> Any:
     alpha_recent = krippendorff_alpha(recent) if recent else None
     pairs_alpha = sorted(pairwise_alpha(answers, min_shared=5).items(), key=lambda kv: kv[1])[:10]
     serving = helploop.models.state
-    # Shares of the questions: small talk ("hi", "thanks"), typed requests for a person and messages declined
-    # as off topic are counted beside them, not in them.
-    questions = sum(statuses.get(name, 0) for name in ("answered", "clarify", "handoff"))
+    # Shares of the questions: small talk ("hi", "thanks") and typed requests for a person are counted beside
+    # them, not in them. Messages declined as off topic are in them (their own bar): the familiarity floor
+    # also declines questions no intent covers yet, and an answered share without them would flatter.
+    shown = ("answered", "clarify", "handoff", OFF_TOPIC)
+    questions = sum(statuses.get(name, 0) for name in shown)
     bars = [
-        (name, statuses.get(name, 0), statuses.get(name, 0) / max(questions, 1))
-        for name in ("answered", "clarify", "handoff")
+        (name.replace("_", " "), statuses.get(name, 0), statuses.get(name, 0) / max(questions, 1))
+        for name in shown
     ]
     return render_template(
         "admin/operator.html",
@@ -194,7 +196,6 @@ def overview() -> Any:
         total=questions,
         small_talk=statuses.get(SMALL_TALK, 0),
         asked_for_person=statuses.get(ASKED_FOR_PERSON, 0),
-        off_topic=statuses.get(OFF_TOPIC, 0),
         queue=queue,
         workforce=figures.workforce,
         reviewer_chart=reviewer_chart(figures.workforce.people),
@@ -234,7 +235,8 @@ RATE_SCALES = (0.05, 0.1, 0.2, 0.5, 1.0)  # tops of the thumbs-down line's scale
 
 def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float = 120.0) -> dict[str, Any]:
     """Geometry of the overview's 30-day chart: per day, a bar split by status share (answered at the bottom,
-    then clarify turns the customer resolved by picking a choice, other clarify turns, handoffs), the
+    then clarify turns the customer resolved by picking a choice, other clarify turns, handoffs, messages
+    declined as off topic), the
     thumbs-down rate as a line on its own scale (0 to the smallest of 5, 10, 20, 50 and 100 % that holds the
     highest day: a rate of a few per cent would lie flat along the bottom of a 0-100 % axis), and a marker
     where a model was promoted."""
@@ -253,6 +255,7 @@ def trend_chart(days: list[DayTraffic], *, width: float = 600.0, height: float =
                 (day.picked, "#81c995"),
                 (day.clarify - day.picked, "#f4b400"),
                 (day.handoff, "#d93025"),
+                (day.off_topic, "#9aa0a6"),
             )
             for count, colour in segments:
                 h = height * count / day.turns
@@ -981,7 +984,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "instead_of": t.rated_turn_id,  # "that's wrong": the chips are choices instead of that answer
                 "metadata_filter": t.metadata_filter,  # the page's metadata: the candidates were its intents
                 "context": t.context_text,  # a follow-up: the earlier question it was read with
-                "off_topic": t.off_topic,  # handed over as off the knowledge base's topic
+                "off_topic": t.off_topic,  # below the familiarity floor (declined, or handed over before)
             }
             for t in conversation.turns
         ]

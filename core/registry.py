@@ -995,13 +995,14 @@ class DayTraffic:
     answered: int = 0
     clarify: int = 0
     handoff: int = 0
+    off_topic: int = 0  # declined as off the knowledge base's topic (bot.handoff.OFF_TOPIC)
     unhelpful: int = 0  # thumbs-down
     picked: int = 0  # clarify turns the customer answered by clicking one of the "did you mean" chips
     promoted: list[str] = field(default_factory=list)  # model versions that became production that day
 
     @property
     def turns(self) -> int:
-        return self.answered + self.clarify + self.handoff
+        return self.answered + self.clarify + self.handoff + self.off_topic
 
     @property
     def answered_share(self) -> float:
@@ -1013,7 +1014,7 @@ class DayTraffic:
         return (self.answered + self.picked) / self.turns if self.turns else 0.0
 
 
-DRAWN_STATUSES = ("answered", "clarify", "handoff")  # the 30-day chart's segments
+DRAWN_STATUSES = ("answered", "clarify", "handoff", "off_topic")  # the 30-day chart's segments
 
 
 def daily_traffic(session: Session, *, days: int = 30, now: datetime | None = None) -> list[DayTraffic]:

@@ -558,6 +558,7 @@ def stats() -> Response:
                     "clarify": d.clarify,
                     "picked": d.picked,
                     "handoff": d.handoff,
+                    "off_topic": d.off_topic,
                     "thumbs_down": d.unhelpful,
                     "promoted": d.promoted,
                 }

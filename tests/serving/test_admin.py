@@ -1461,7 +1461,9 @@ def test_the_overview_plots_the_last_30_days(make_app: Any) -> None:
     page = client.get("/operator/").get_data(as_text=True)
     trend = page[page.index('<svg id="trend"') : page.index("</svg>", page.index('<svg id="trend"'))]
     assert trend.count('fill="#1e8e3e"') == 1  # today's answered share
-    assert re.search(r"4 turns, 3 answered, \d clarify \(0 picked\), \d handoff, 1 thumbs down", trend)
+    assert re.search(
+        r"4 turns, 3 answered, \d clarify \(0 picked\), \d handoff, 0 off topic, 1 thumbs down", trend
+    )
     assert 'id="answered-7">75.0%' in page and "<polyline" in trend
     # One thumbs-down in four turns: 25 %, drawn halfway up a 0-50 % scale.
     assert 'id="thumbs-down-top">50 %' in page and re.search(r'points="[\d.]+,60\.0"', trend)

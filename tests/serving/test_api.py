@@ -389,10 +389,12 @@ def test_off_topic_messages_are_declined_not_handed_over(make_app: Any) -> None:
     # The operator reading the conversation sees why the bot declined it.
     page = operator.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
     assert page.count('class="off-topic"') == 1 and "declined with the off-topic reply" in page
-    # The overview counts it beside the questions' shares, as it does the request for a person.
+    # The overview counts it among the questions, its own share (the request for a person beside them), as
+    # does the 30-day trend.
     overview = operator.get("/operator/").get_data(as_text=True)
-    assert "<h2>Questions (1)</h2>" in overview
-    assert 'id="off-topic-count">and 1 message off the knowledge base' in overview
+    assert "<h2>Questions (2)</h2>" in overview
+    assert re.search(r">off topic</text>\s*<rect[^>]*></rect>\s*<text[^>]*>1 \(50\.0%\)</text>", overview)
+    assert re.search(r"2 turns, 1 answered, 0 clarify \(0 picked\), 0 handoff, 1 off topic", overview)
 
 
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
