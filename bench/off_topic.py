@@ -18,12 +18,15 @@ before it) and with it (the default). Scored:
   quantile was chosen; never tune on test): the share answered, those answers' precision, and the answers
   the floor withholds (how many of them were right).
 
-``--quantiles`` also reads the floor at other shares of the same held-out rows (no refit).
+``--quantiles`` also reads the floor at other shares of the same held-out rows (no refit). ``--intents N``:
+a small knowledge base, N of the 77 intents drawn per seed (training rows and known questions of those
+intents only; the others' questions are left out, not counted as off topic): the floor is a quantile of
+fewer held-out rows there.
 
-    .venv/bin/python bench/off_topic.py [--shots 0] [--seeds 0 1 2] [--validation]
+    .venv/bin/python bench/off_topic.py [--shots 0] [--seeds 0 1 2] [--validation] [--intents N]
                                         [--quantiles 0.0025 0.005 0.01] [--data DIR] [--encoder NAME]
 
-Writes bench/results/off_topic[_N-shot][_validation][_ENCODER].json.
+Writes bench/results/off_topic[_N-intents][_N-shot][_validation][_ENCODER].json.
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ def read_with_floor(
     return figures, questions
 
 
+def of_intents(rows: tuple[list[str], list[str]], kept: set[str]) -> tuple[list[str], list[str]]:
+    pairs = [(text, label) for text, label in zip(*rows, strict=True) if label in kept]
+    return [text for text, _ in pairs], [label for _, label in pairs]
+
+
 def run_seed(
     seed: int,
     encoder: CachingEncoder,
@@ -117,6 +125,10 @@ def run_seed(
     evaluation = test
     if args.validation:
         train, evaluation = validation_split(train, seed)
+    if args.intents:
+        names = sorted(set(train[1]))
+        kept = set(np.random.default_rng(seed).choice(names, size=args.intents, replace=False).tolist())
+        train, evaluation = of_intents(train, kept), of_intents(evaluation, kept)
     rows = sample_shots(*train, shots=args.shots, seed=seed) if args.shots else train
     engine = AnsweringEngine(EngineConfig(seed=seed), encoders={"minilm": encoder}, threads=2)
     started = time.perf_counter()
@@ -172,7 +184,10 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
     parser.add_argument("--quantiles", type=float, nargs="*", default=[0.005, 0.01])
     parser.add_argument("--messages", type=Path, default=MESSAGES)
+    parser.add_argument("--intents", type=int, default=0, help="N intents drawn per seed (0: all 77)")
     args = parser.parse_args()
+    if args.intents and not 2 <= args.intents <= 77:
+        parser.error("--intents takes 2 to 77 (0: all)")
     if args.shots < 0 or args.shots == 1:
         parser.error("--shots takes 0 (all) or 2 and more")
     if any(not 0 < q < 1 for q in args.quantiles):
@@ -193,13 +208,14 @@ def main() -> None:
     scored_on = "3,000 rows held out of train" if args.validation else "BANKING77 test split"
     print(f"\nmeans over seeds {args.seeds}; known questions: {scored_on}; off-topic messages: counts")
     print(table(runs))
-    result_path(args, "off_topic").write_text(
+    result_path(args, "off_topic" + (f"_{args.intents}-intents" if args.intents else "")).write_text(
         json.dumps(
             {
                 "known_questions": scored_on,
                 "messages": {s: len(t) for s, t in messages.items()},
                 "encoder": args.encoder,
                 "shots": args.shots or "all",
+                "intents": args.intents or "all",
                 "default_quantile": EngineConfig().familiarity_quantile,
                 "per_seed": {str(seed): r for seed, r in runs.items()},
             },

@@ -43,9 +43,11 @@ from crowd_feedback.reviewers import count_gold, suspend
 NEW_INTENT = "new_intent"
 NOT_A_QUESTION = "not_a_question"
 SPECIAL_LABELS = (NEW_INTENT, NOT_A_QUESTION)
-# kb_check: a knowledge-base example the check flagged, which an operator asked reviewers about.
+# kb_check: a knowledge-base example the check flagged, which an operator asked reviewers about. off_topic:
+# declined as unlike every knowledge-base example (bot.handoff.OFF_TOPIC): a question no intent covers yet, or
+# spam, which an operator can find by this reason and settle in bulk as "not a real question".
 KB_CHECK = "kb_check"
-REASONS = ("clarify", "handoff", "thumbs_down", "disagreement", "audit", KB_CHECK)
+REASONS = ("clarify", "handoff", "off_topic", "thumbs_down", "disagreement", "audit", KB_CHECK)
 
 
 class ReviewError(ValueError):
@@ -107,8 +109,9 @@ def queue_key(uncertainty: float, size: int, created: datetime, policy: ReviewPo
 def review_reasons(
     *, status: str, members_disagree: bool, audit_draw: float, policy: ReviewPolicy
 ) -> list[str]:
+    """Why a turn goes to review: ``status`` as logged (answered, clarify, handoff or off_topic)."""
     reasons = []
-    if status in ("clarify", "handoff"):
+    if status in ("clarify", "handoff", "off_topic"):
         reasons.append(status)
     if members_disagree:
         reasons.append("disagreement")

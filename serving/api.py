@@ -320,7 +320,7 @@ def answer_message(
         helploop.shadow.submit(serving.shadow, turn.id, reading.question, only, earlier=earlier)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(
-            status=prediction.status,
+            status=logged,
             members_disagree=prediction.members_disagree,
             audit_draw=random.random(),
             policy=helploop.policy,

@@ -738,6 +738,7 @@ SPEC: dict[str, Any] = {
                             "enum": [
                                 "clarify",
                                 "handoff",
+                                "off_topic",
                                 "thumbs_down",
                                 "disagreement",
                                 "audit",

@@ -40,7 +40,7 @@ def test_each_floor_is_read_from_the_same_fit_and_scored(bench: Any, monkeypatch
     messages = {"chosen": ["xylophone aardvark telescope"], "holdout": ["marmot violin zebra"]}
     # Known questions the model has not seen as typed (the split the bench reads): each example, longer.
     known = ([t + " please tell me" for t in texts], labels)
-    args = argparse.Namespace(validation=False, shots=0, quantiles=[0.9])
+    args = argparse.Namespace(validation=False, shots=0, quantiles=[0.9], intents=0)
     monkeypatch.setattr(bench, "EngineConfig", lambda seed: EngineConfig(seed=seed, cv_folds=3))
     run = bench.run_seed(0, HashingEncoder(), (texts, labels), known, messages, args)
     floors = run["by_floor"]
@@ -60,6 +60,19 @@ def test_each_floor_is_read_from_the_same_fit_and_scored(bench: Any, monkeypatch
     assert high["answers_withheld"] == high["unfamiliar"] == high["of_them_right"] > len(texts) / 2
     assert high["answered"] * len(texts) + high["answers_withheld"] == len(texts)
     assert "| 0.9 | 25.00 % | 100.00 % | 18.0 (18.0) |" in bench.table({0: run})
+
+
+def test_a_small_knowledge_base_keeps_the_rows_of_the_intents_drawn(bench: Any, monkeypatch: Any) -> None:
+    rows = (["a", "b", "c", "d"], ["x", "y", "x", "z"])
+    assert bench.of_intents(rows, {"x", "z"}) == (["a", "c", "d"], ["x", "x", "z"])
+    texts = [t for rows in TOY.values() for t in rows]
+    labels = [label for label, rows in TOY.items() for _ in rows]
+    args = argparse.Namespace(validation=False, shots=0, quantiles=[], intents=3)
+    monkeypatch.setattr(bench, "EngineConfig", lambda seed: EngineConfig(seed=seed, cv_folds=3))
+    messages = {"chosen": ["xylophone aardvark telescope"]}
+    run = bench.run_seed(0, HashingEncoder(), (texts, labels), (texts, labels), messages, args)
+    drawn = run["by_floor"][bench.WITHOUT]["known"]["questions"]
+    assert run["training_rows"] == drawn and 3 <= drawn < len(texts)  # 3 intents' rows, on both sides
 
 
 def test_results_are_named_by_shots_split_and_encoder(bench: Any, tmp_path: Path) -> None:

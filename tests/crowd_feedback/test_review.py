@@ -153,6 +153,10 @@ def test_reasons() -> None:
         "audit"
     ]
     assert review_reasons(status="answered", members_disagree=False, audit_draw=0.5, policy=POLICY) == []
+    # Declined as off topic: its own reason, which the items page filters by (to settle spam in bulk).
+    assert review_reasons(status="off_topic", members_disagree=False, audit_draw=0.0, policy=POLICY) == [
+        "off_topic"
+    ]
 
 
 def test_similar_questions_cluster_into_one_item_with_redacted_text(db_session: Session) -> None:

@@ -386,6 +386,10 @@ def test_off_topic_messages_are_declined_not_handed_over(make_app: Any) -> None:
         ("asked_for_person", False, False),
         ("answered", False, False),
     ]
+    # It reaches review for its own reason, which the items page filters by (to settle spam in bulk).
+    assert app.extensions["helploop"].router.drain(10)
+    listed = operator.get("/review/items?status=pending&reason=off_topic").get_data(as_text=True)
+    assert "xylophone aardvark telescope" in listed and "where is my card" not in listed
     # The operator reading the conversation sees why the bot declined it.
     page = operator.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
     assert page.count('class="off-topic"') == 1 and "declined with the off-topic reply" in page
