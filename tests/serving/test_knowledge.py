@@ -460,7 +460,9 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     off = production.predict("xylophone aardvark telescope")  # no word of any example (toy encoder)
     assert off.unfamiliar and off.status == "handoff" and off.familiarity == 0.0
     off_page = client.get("/operator/knowledge/try?q=xylophone+aardvark+telescope").get_data(as_text=True)
-    assert "<strong>Off the knowledge base's topic:</strong> handed over" in off_page
+    assert "<strong>Off the knowledge base's topic:</strong> the chat declines it" in off_page
+    assert 'data-arm="production" data-status="off_topic"' in off_page
+    assert '<strong class="status">off topic</strong>' in off_page
     assert f"(below the model's floor, {floor:.3f})" in off_page
     # Read as the chat reads it: small talk and a request for a person get the chat's reply (the models'
     # reading still shown); greetings around a question are left out of what the models read.
