@@ -18,6 +18,7 @@ from admin_ui.setup import require_role
 from bot.engine import ANSWERED, MetadataFilter
 from bot.follow_up import Earlier, read_follow_up, refers_back
 from bot.message_rules import read_message
+from bot.multi_question import other_questions
 from bot.small_talk import NOT_HELPFUL
 from core.kb_checks import question_key, text_findings
 from core.kb_files import (
@@ -425,6 +426,11 @@ def try_bot() -> Any:
                 first = engine.predict(asked, only=only)
                 earlier = Earlier(asked, first.intent if first.status == ANSWERED else None)
             followed = read_follow_up(engine, reading.question, earlier=earlier, only=only)
+            also = (  # the message's other questions, offered as chips first (bot.multi_question)
+                other_questions(engine, followed.prediction, only=only)
+                if settings.multi_questions and followed.context is None
+                else []
+            )
             arms.append(
                 {
                     "arm": arm,
@@ -432,6 +438,7 @@ def try_bot() -> Any:
                     "prediction": followed.prediction,
                     "context": followed.context,
                     "earlier_intent": earlier.intent if earlier is not None else None,
+                    "also": also,
                     "threshold": float(engine.gate.threshold),
                     "margin": float(engine.gate.margin),
                     "floor": engine.familiarity_floor,

@@ -155,6 +155,9 @@ class Settings:
     # it in the conversation, asked within follow_up_minutes (bot.follow_up); off: every message alone.
     follow_ups: bool = True
     follow_up_minutes: float = 30.0
+    # A message of several sentences is also read sentence by sentence (bot.multi_question): an answered
+    # message offers the intents its other questions are answered with as chips. Off: one reading.
+    multi_questions: bool = True
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
     # When no operator has had a page open for presence_seconds: nobody can join the chat now.

@@ -17,6 +17,7 @@ from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFi
 from bot.follow_up import Earlier, read_follow_up, refers_back
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, logged_status, reply_status
 from bot.message_rules import choices_after_wrong, read_message
+from bot.multi_question import with_other_questions
 from bot.small_talk import small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
@@ -242,6 +243,8 @@ def answer_message(
         else:
             followed = read_follow_up(engine, reading.question, earlier=earlier, only=only)
             prediction, context = followed.prediction, followed.context
+            if settings.multi_questions and context is None:  # "…? Also, how do I …?": a chip for each
+                prediction = with_other_questions(engine, prediction, only=only)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         context = None  # no question for the bot, whatever it refers to

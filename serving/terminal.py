@@ -10,6 +10,7 @@ from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, P
 from bot.follow_up import Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, logged_status
 from bot.message_rules import choices_after_wrong, read_message
+from bot.multi_question import with_other_questions
 from bot.small_talk import NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
@@ -82,6 +83,8 @@ def run_terminal_chat(
                 engine, reading.question, earlier=earlier if settings.follow_ups else None
             )
             prediction, context = followed.prediction, followed.context
+            if settings.multi_questions and context is None and not reading.asks_for_person:
+                prediction = with_other_questions(engine, prediction)  # "…? Also …?": as the web chat
             if reading.asks_for_person:
                 context = None  # no question for the bot, whatever it refers to
             else:

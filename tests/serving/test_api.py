@@ -401,6 +401,25 @@ def test_off_topic_messages_are_declined_not_handed_over(make_app: Any) -> None:
     assert re.search(r"2 turns, 1 answered, 0 clarify \(0 picked\), 0 handoff, 1 off topic", overview)
 
 
+def test_a_message_of_two_questions_answers_one_and_offers_the_other(make_app: Any) -> None:
+    """Read sentence by sentence as well (bot.multi_question): the answer is the whole message's, and the
+    other question's intent is the first chip, logged with the turn."""
+    message = "My card has not arrived and my card is still not delivered. Also, how do I close my account?"
+    app = make_app(ratelimit_enabled=False)
+    reply = chat(app.test_client(), message).get_json()
+    assert (reply["status"], reply["intent"]) == ("answered", "card_arrival")
+    assert reply["suggestions"][0]["intent"] == "terminate_account"
+    assert turns(app)[-1].suggested[0] == "terminate_account"
+
+
+def test_with_multi_questions_off_a_message_is_read_whole_only(make_app: Any) -> None:
+    message = "My card has not arrived and my card is still not delivered. Also, how do I close my account?"
+    plain = make_app(ratelimit_enabled=False, multi_questions=False)
+    alone = chat(plain.test_client(), message).get_json()
+    assert (alone["status"], alone["intent"]) == ("answered", "card_arrival")
+    assert "terminate_account" not in [s["intent"] for s in alone["suggestions"]]
+
+
 def test_openapi_documents_every_api_route_and_docs_page_renders(app: Any, client: Any) -> None:
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")

@@ -464,6 +464,7 @@ def test_operators_try_the_bot_on_every_loaded_arm_and_nothing_is_logged(
     assert 'data-arm="production" data-status="off_topic"' in off_page
     assert '<strong class="status">off topic</strong>' in off_page
     assert f"(below the model's floor, {floor:.3f})" in off_page
+    assert 'id="also-production"' not in page
     # Read as the chat reads it: small talk and a request for a person get the chat's reply (the models'
     # reading still shown); greetings around a question are left out of what the models read.
     hello = client.get("/operator/knowledge/try?q=hi+there").get_data(as_text=True)
@@ -549,3 +550,20 @@ def test_an_faq_workbook_uploads_as_intents(make_app: Any) -> None:
         kb = load_knowledge_base(session)
     assert kb.intents["where_is_my_card"].answer == "5-7 working days."
     assert kb.intents["how_do_i_change_my_pin"].examples == ["How do I change my PIN?"]
+
+
+def test_try_names_the_other_question_of_a_message(make_app: Any) -> None:
+    """A message of two questions: the Try page names the other one, which the chat offers as a chip."""
+    from tests.serving.test_admin import add_user, login
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    two = "My card has not arrived and my card is still not delivered. Also, how do I close my account?"
+    both = client.get("/operator/knowledge/try", query_string={"q": two}).get_data(as_text=True)
+    assert re.search(
+        r'id="also-production">The message holds another question: <a [^>]*>terminate_account<', both
+    )
+    one = client.get("/operator/knowledge/try", query_string={"q": "where is my card"}).get_data(as_text=True)
+    assert 'id="also-production"' not in one and 'data-arm="production"' in one
