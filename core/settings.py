@@ -33,6 +33,25 @@ OPS_EVENT_KINDS = (
 )
 
 
+# The lines the customer is shown instead of an answer (HELPLOOP_<NAME>): none may be blank.
+REPLY_SETTINGS = (
+    "handoff_message",
+    "off_topic_message",
+    "clarify_message",
+    "handoff_requested_message",
+    "handoff_offline_message",
+    "contact_received_message",
+    "rating_received_message",
+    "small_talk_greeting",
+    "small_talk_thanks",
+    "small_talk_goodbye",
+    "small_talk_acknowledgement",
+    "small_talk_about_bot",
+    "small_talk_help",
+    "small_talk_not_helpful",
+)
+
+
 class SettingsError(ValueError):
     """A setting could not be read or is not allowed in this environment."""
 
@@ -270,6 +289,9 @@ class Settings:
             )
         if not 0 <= self.review_change_minutes <= 1440:
             raise SettingsError(f"review_change_minutes must be 0 to 1440, not {self.review_change_minutes}")
+        for name in REPLY_SETTINGS:  # a blank reply would be an empty bubble in the chat
+            if not str(getattr(self, name)).strip():
+                raise SettingsError(f"{name} must not be blank: it is what the customer is shown")
         if not 0 <= self.familiarity_quantile <= 0.1:
             raise SettingsError(f"familiarity_quantile must be 0 to 0.1, not {self.familiarity_quantile}")
         if not 0.5 <= self.self_training_threshold < 1.0:

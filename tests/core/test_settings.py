@@ -36,6 +36,15 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         load_settings(environ={"HELPLOOP_SETTINGS_FILE": str(tmp_path / "missing.toml")})
 
 
+def test_a_blank_reply_line_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="off_topic_message must not be blank"):
+        load_settings(environ={"HELPLOOP_OFF_TOPIC_MESSAGE": "  "})
+    with pytest.raises(SettingsError, match="small_talk_greeting must not be blank"):
+        load_settings({"small_talk_greeting": ""}, environ={})
+    custom = load_settings(environ={"HELPLOOP_OFF_TOPIC_MESSAGE": "Ask me about your account."})
+    assert custom.replies["off_topic_message"] == "Ask me about your account."
+
+
 def test_production_refuses_placeholder_secret() -> None:
     with pytest.raises(SettingsError, match="placeholder"):
         load_settings(environ={"HELPLOOP_ENVIRONMENT": "production"})
