@@ -1599,7 +1599,7 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
         '<th>did you mean</th><td class="shown-choices">change_pin · <strong>card_arrival</strong> (clicked)'
     )
     assert offered in transcript_page
-    assert '<th>follow-ups</th><td class="shown-choices">change_pin</td>' in transcript_page
+    assert '<th>chips offered</th><td class="shown-choices">change_pin</td>' in transcript_page
     # a click reads as one, not as "/card_arrival" typed
     assert '<strong>Customer:</strong> <span class="muted">clicked</span> card_arrival' in transcript_page
     assert "<strong>Customer:</strong> /card_arrival" not in transcript_page
