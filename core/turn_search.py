@@ -14,7 +14,8 @@ the results never depend on the index: only the time does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, column, func, text
@@ -107,6 +108,16 @@ def drop_index(connection: Connection) -> None:
         connection.execute(text(f"DROP TABLE IF EXISTS {FTS_TABLE}"))
     elif connection.dialect.name == "postgresql":
         connection.execute(text(f"DROP INDEX IF EXISTS {PG_INDEX}"))
+
+
+@contextmanager
+def kept_across_table_copy(connection: Connection) -> Iterator[None]:
+    """Around a migration step that may copy SQLite's ``turns`` table (a batch operation dropping a column):
+    the copy takes the index's triggers with it, so where there was an index it is built again after."""
+    had = connection.dialect.name == "sqlite" and index_state(connection) != "missing"
+    yield
+    if had and index_state(connection) != "ok":
+        rebuild_index(connection)
 
 
 def rebuild_index(connection: Connection) -> bool:

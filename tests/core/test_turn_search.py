@@ -76,6 +76,24 @@ def test_the_index_finds_what_a_scan_finds_before_and_after_the_migration(empty_
     engine.dispose()
 
 
+def test_going_back_before_off_topic_and_context_keeps_the_index(empty_database_url: str) -> None:
+    """Migrations 0040 and 0039 go back by dropping a column, which SQLite does by copying the turns table
+    (and so dropping the index's triggers): the index is built again, and a turn logged at 0038 is found."""
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        _log(session, BEFORE)
+    migrate.downgrade(engine, "0038")
+    with engine.connect() as connection:
+        assert index_state(connection) == "ok"
+    with Session(engine) as session:
+        _log(session, AFTER)  # at 0038: only the columns it has
+        for needle in ("card", "carte", '"cancel"'):
+            assert _found(session, needle) == _scanned(session, needle), needle
+        assert _found(session, "declined") == [AFTER[0]]
+    engine.dispose()
+
+
 def test_the_search_is_answered_from_the_index(db_session: Session) -> None:
     _log(db_session, BEFORE + AFTER)
     query = select(Turn.id).where(user_text_matches(db_session, "card"))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from core.turn_search import kept_across_table_copy
+
 revision = "0040"
 down_revision = "0039"
 branch_labels = None
@@ -24,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("turns") as batch:
+    # SQLite drops a column by copying the table: the search index's triggers are built again after.
+    with kept_across_table_copy(op.get_bind()), op.batch_alter_table("turns") as batch:
         batch.drop_column("off_topic")
