@@ -37,6 +37,7 @@ OPS_EVENT_KINDS = (
 REPLY_SETTINGS = (
     "handoff_message",
     "off_topic_message",
+    "talk_to_person_label",
     "clarify_message",
     "handoff_requested_message",
     "handoff_offline_message",
@@ -142,6 +143,9 @@ class Settings:
         "Sorry, I don't have an answer to that. If it's about your account or our services, a person on our "
         "team can help: just ask for one."
     )
+    # The button offered under it in channels that render the reply's buttons themselves (Rasa's REST
+    # channel; the widget has its own texts): it sends this label as a message, a typed request for a person.
+    talk_to_person_label: str = "Talk to a person"
     # A typed request for a person ("can I talk to a human?", bot.handoff) is answered as the "Talk to a
     # person" button is: handoff_requested_message (or the offline one), and no review item. The pattern adds
     # a deployment's own phrasing (a Python regular expression, searched case-insensitively).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from bot.handoff import asks_for_person
 from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
 from serving.app import limiter, state
 from serving.errors import APIError
@@ -32,6 +33,16 @@ def rest_webhook() -> Response:
     reply: dict[str, object] = {"recipient_id": sender, "text": text}
     if prediction.suggestions:
         reply["buttons"] = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
+    settings = state().settings
+    label = settings.talk_to_person_label
+    if (
+        prediction.off_topic
+        and settings.handoff_requests
+        and asks_for_person(label, settings.handoff_request_regex)
+    ):
+        # Declined: a person one click away, as the widget's button under the reply (the label, sent back
+        # as a message, is a typed request for one)
+        reply["buttons"] = [{"title": label, "payload": label}]
     return jsonify([reply])
 
 

@@ -245,6 +245,18 @@ def test_rasa_rest_webhook_and_parse(client: Any, app: Any) -> None:
     assert [r["name"] for r in parsed["intent_ranking"]][0] == "exchange_rate"
     assert len(turns(app)) == 2  # parse is NLU only, not a conversation turn
     assert client.post("/model/parse", json={}).get_json()["error"]["field"] == "text"
+    # A message off the knowledge base's topic: declined, with a button that asks for a person.
+    off = client.post(
+        "/webhooks/rest/webhook", json={"sender": "user-7", "message": "xylophone aardvark telescope"}
+    )
+    declined = off.get_json()[0]
+    assert declined["text"] == app.extensions["helploop"].settings.off_topic_message
+    assert declined["buttons"] == [{"title": "Talk to a person", "payload": "Talk to a person"}]
+    asked = client.post(
+        "/webhooks/rest/webhook", json={"sender": "user-7", "message": declined["buttons"][0]["payload"]}
+    )
+    assert asked.get_json()[0]["text"] == app.extensions["helploop"].settings.handoff_offline_message
+    assert [t.status for t in turns(app)[-2:]] == ["off_topic", "asked_for_person"]
 
 
 AZURE = "/language/:query-knowledgebases?projectName=bank&deploymentName=production&api-version=2021-10-01"
