@@ -44,8 +44,8 @@ class Reader(Protocol):
 
 def question_parts(text: str) -> list[str]:
     """The parts of ``text`` read on their own: none when it holds fewer than two of ``MIN_WORDS`` words."""
-    parts = [part.strip(" ,;") for part in SPLIT.split(text) if part and part.strip(" ,;")]
-    parts = [part for part in parts if len(part.split()) >= MIN_WORDS]
+    parts = [part.strip(" ,;") for part in SPLIT.split(text)]
+    parts = [part for part in parts if len(part.split()) >= MIN_WORDS]  # empty parts have no words
     return parts[:MAX_PARTS] if len(parts) >= 2 else []
 
 

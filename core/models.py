@@ -219,8 +219,9 @@ class Turn(Base):
     # A follow-up ("is there a charge for that?") the model read after the question before it: that earlier
     # text, as read (``bot.follow_up``; migration 0039). None: the message was read alone.
     context_text: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Handed over as off the knowledge base's topic: less familiar than the model's floor ("what's the
-    # weather in Paris?" to a bank; ``Prediction.unfamiliar``; migration 0040).
+    # Below the model's familiarity floor ("what's the weather in Paris?" to a bank;
+    # ``Prediction.unfamiliar``; migration 0040): declined (status "off_topic"), or handed over in turns
+    # logged before that status.
     # No Python-side default: a row written at an older revision (migration tests) must not name it.
     off_topic: Mapped[bool] = mapped_column(Boolean, server_default=false())
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

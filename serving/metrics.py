@@ -51,7 +51,7 @@ class Metrics:
         )
         self.off_topic = Counter(
             "helploop_off_topic_total",
-            "Messages handed over as off the knowledge base's topic (below the model's familiarity floor), "
+            "Messages declined as off the knowledge base's topic (below the model's familiarity floor), "
             "by arm",
             ["arm"],
             registry=self.registry,
