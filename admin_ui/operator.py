@@ -985,6 +985,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "metadata_filter": t.metadata_filter,  # the page's metadata: the candidates were its intents
                 "context": t.context_text,  # a follow-up: the earlier question it was read with
                 "off_topic": t.off_topic,  # below the familiarity floor (declined, or handed over before)
+                "read_as": t.read_as,  # misspelt words read as the knowledge base's own (bot.spelling)
             }
             for t in conversation.turns
         ]

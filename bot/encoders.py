@@ -445,6 +445,23 @@ class CachingEncoder:
         return self.inner.get_config()
 
 
+def tokenizer_file(encoder: Encoder) -> Path | None:
+    """The ``tokenizer.json`` an encoder reads its words with, without loading the model; None when it has
+    none this module knows of (a test's stand-in, an encoder whose weights are not here)."""
+    if isinstance(encoder, CachingEncoder):
+        return tokenizer_file(encoder.inner)
+    if isinstance(encoder, OnnxEncoder):
+        found = encoder.model_file.parent / "tokenizer.json"
+    elif isinstance(encoder, SentenceTransformerEncoder):
+        try:
+            found = resolve_encoder_path(encoder.source) / "tokenizer.json"
+        except EncoderUnavailableError:
+            return None
+    else:
+        return None
+    return found if found.is_file() else None
+
+
 def export_onnx(source: str, out_dir: str | Path, *, quantize: bool = True, max_length: int = 64) -> Path:
     """Export the transformer of a sentence-transformers model to ONNX; int8 dynamic quantisation optional.
 

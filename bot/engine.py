@@ -35,8 +35,9 @@ from bot.calibration import (
     fit_gate,
     precision_key,
 )
-from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder
+from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder, tokenizer_file
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
+from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words
 
 OUT_OF_SCOPE = "oos"
 BUNDLE_FORMAT = 1
@@ -198,6 +199,9 @@ class Prediction:
     # whether that was below the model's floor, so the message was handed over as off its topic.
     familiarity: float | None = None
     unfamiliar: bool = False
+    # The message as the models read it when misspelt words were read as the knowledge base's own
+    # (bot.spelling: "my crad hasnt arived" -> "my card hasn't arrived"); None when nothing was changed.
+    read_as: str | None = None
     # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -245,6 +249,7 @@ class Prediction:
             **({"kept_from": self.kept_from} if self.kept_from else {}),
             **({"familiarity": round(self.familiarity, 6)} if self.familiarity is not None else {}),
             **({"unfamiliar": True} if self.unfamiliar else {}),
+            **({"read_as": self.read_as} if self.read_as is not None else {}),
         }
 
 
@@ -286,6 +291,9 @@ class EngineConfig:
     # "chosen"): as many of them stopped as at 0.005 or 0.01, for the fewest known answers withheld
     # (bench/off_topic.py, README).
     familiarity_quantile: float = 0.0025
+    # Read misspelt words as the knowledge base's own before scoring (bot.spelling): a word neither the
+    # examples nor the encoder's tokenizer knows becomes the examples' nearest word within two edits.
+    spelling_correction: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -423,6 +431,8 @@ class AnsweringEngine:
         # Messages less familiar than this (familiarity()) are handed over; None: no floor (an older bundle,
         # familiarity_quantile 0, or no nearest-neighbour member).
         self.familiarity_floor: float | None = None
+        # Misspelt words read as the knowledge base's own (config.spelling_correction); None: read as typed.
+        self.spelling: SpellingCorrector | None = None
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
         # encoder name -> the export fit_on_onnx() fitted on, until save() copies it into the bundle
@@ -484,6 +494,30 @@ class AnsweringEngine:
             pool = known.concat(self.featurise(missing, progress=progress))
             row.update({text: len(known) + i for i, text in enumerate(missing)})
         return pool.subset(np.array([row[text] for text in texts], dtype=np.int64))
+
+    def _fit_spelling(self, texts: Sequence[str]) -> SpellingCorrector | None:
+        """The corrector over the examples' and the intents' titles' words; the words every encoder's
+        tokenizer has whole are left alone too."""
+        if not self.config.spelling_correction:
+            return None
+        dictionary: set[str] = set()
+        for encoder in self.all_encoders():
+            found = tokenizer_file(encoder)
+            dictionary |= tokenizer_words(found) if found is not None else set()
+        titles = [info.title for info in self.knowledge.values()]
+        return SpellingCorrector.fit([*texts, *titles], dictionary)
+
+    def read_as(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as the models read them: misspelt words corrected (``self.spelling``)."""
+        return [self.spelling.correct(t) for t in texts] if self.spelling is not None else list(texts)
+
+    @staticmethod
+    def _as_typed(predictions: list[Prediction], texts: Sequence[str]) -> list[Prediction]:
+        """Predictions made on corrected texts, given back their texts as typed (and what was read)."""
+        for prediction, text in zip(predictions, texts, strict=True):
+            if prediction.text != text:
+                prediction.read_as, prediction.text = prediction.text, text
+        return predictions
 
     def member_scores(self, features: FeatureBatch) -> dict[str, np.ndarray]:
         return {name: member.scores(features) for name, member in self.members.items()}
@@ -641,6 +675,7 @@ class AnsweringEngine:
         )
         self._held_out_read = True  # these rows, not an earlier bundle's
         self.familiarity_floor = self._quantile_floor(self.held_out_familiarity())
+        self.spelling = self._fit_spelling([*texts, *(calibration_texts or []), *(refit_texts or [])])
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
         # retraining needed): the same rows, the same rule, each fitted once.
@@ -859,7 +894,8 @@ class AnsweringEngine:
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
-        return self._predict(self.featurise(texts), started, only=only, exclude=exclude)
+        features = self.featurise(self.read_as(texts))
+        return self._as_typed(self._predict(features, started, only=only, exclude=exclude), texts)
 
     def predict_follow_up(
         self,
@@ -878,21 +914,22 @@ class AnsweringEngine:
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
-        both = self.featurise([text, earlier])
+        read = self.read_as([text, earlier])
+        both = self.featurise(read)
         mixed: dict[str, np.ndarray] = {}
         for name, matrix in both.embeddings.items():
             vector = weight * matrix[0] + (1.0 - weight) * matrix[1]
             length = float(np.linalg.norm(vector))
             scale = float(np.linalg.norm(matrix, axis=1).mean()) / length if length > 0 else 1.0
             mixed[name] = (vector * scale).astype(matrix.dtype)[None, :]
-        alone = self._predict(both.subset(np.array([0])), started, only=only)[0]
-        read = self._predict(
-            FeatureBatch(texts=[in_context(earlier, text)], embeddings=mixed),
+        alone = self._as_typed(self._predict(both.subset(np.array([0])), started, only=only), [text])[0]
+        in_turn = self._predict(
+            FeatureBatch(texts=[in_context(read[1], read[0])], embeddings=mixed),
             started,
             only=only,
             exclude=exclude,
         )[0]
-        return alone, replace(read, text=text)
+        return alone, replace(in_turn, text=text, read_as=read[0] if read[0] != text else None)
 
     def _predict(
         self,
@@ -1170,6 +1207,8 @@ class AnsweringEngine:
             member.save(out / "members" / name)
         if self.held_out is not None:
             self.held_out.save(out)
+        if self.spelling is not None:
+            (out / SPELLING_FILE).write_text(json.dumps(self.spelling.to_dict(), ensure_ascii=False))
         knowledge = {label: asdict(info) for label, info in self.knowledge.items()}
         (out / "knowledge.json").write_text(json.dumps(knowledge, indent=2, ensure_ascii=False))
         manifest = dict(self.manifest)
@@ -1229,6 +1268,9 @@ class AnsweringEngine:
             engine.gate_options = dict(manifest.get("gate_options", {}))  # older bundles: none
             floor = manifest.get("familiarity_floor")  # older bundles: none
             engine.familiarity_floor = float(floor) if floor is not None else None
+            spelling = bundle / SPELLING_FILE  # older bundles: none (messages read as typed)
+            if spelling.is_file():
+                engine.spelling = SpellingCorrector.from_dict(json.loads(spelling.read_text()))
             engine._held_out_read = False  # read on first use: a serving process never needs them
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None

@@ -127,6 +127,7 @@ SCRUBBED_COLUMNS = (
     ("conversations", "rating_comment"),
     ("conversation_messages", "text"),
     ("turns", "context_text"),  # migration 0039 on
+    ("turns", "read_as"),  # migration 0041 on
 )
 
 

@@ -224,6 +224,9 @@ class Turn(Base):
     # logged before that status.
     # No Python-side default: a row written at an older revision (migration tests) must not name it.
     off_topic: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The message as the model read it when misspelt words were read as the knowledge base's own ("my crad
+    # hasnt arived" -> "my card hasnt arrived", ``bot.spelling``; migration 0041). None: read as typed.
+    read_as: Mapped[str | None] = mapped_column(Text, nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

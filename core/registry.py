@@ -104,6 +104,7 @@ def log_turn(
     kept_from: str | None = None,
     context_text: str | None = None,
     off_topic: bool = False,
+    read_as: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -111,7 +112,8 @@ def log_turn(
     through); ``kept_from``: the intent the bot would have answered with without it, when it kept the question
     from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``);
     ``off_topic``: below the model's familiarity floor (``Prediction.unfamiliar``; the status says what was
-    done: "off_topic" since the bot declines such messages, "handoff" in turns logged before)."""
+    done: "off_topic" since the bot declines such messages, "handoff" in turns logged before); ``read_as``:
+    the message as the model read it, misspelt words corrected (``Prediction.read_as``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -135,6 +137,7 @@ def log_turn(
         kept_from=kept_from,
         context_text=scrub_secrets(context_text) if context_text else None,
         off_topic=off_topic,
+        read_as=scrub_secrets(read_as) if read_as else None,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

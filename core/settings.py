@@ -181,6 +181,10 @@ class Settings:
     # A message of several sentences is also read sentence by sentence (bot.multi_question): an answered
     # message offers the intents its other questions are answered with as chips. Off: one reading.
     multi_questions: bool = True
+    # Misspelt words are read as the knowledge base's own before the models score a message ("my crad hasnt
+    # arived" -> "my card hasnt arrived", bot.spelling); off: read as typed. Takes effect when a model is
+    # loaded; models built before it (no spelling.json in the bundle) read as typed until the next build.
+    spelling_correction: bool = True
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
     # When no operator has had a page open for presence_seconds: nobody can join the chat now.

@@ -78,8 +78,9 @@ TURN_COLUMNS = (
     "kept_from",
     "context",
     "off_topic",
+    "read_as",
 )
-FREE_TEXT = {"text", "answers", "context"}
+FREE_TEXT = {"text", "answers", "context", "read_as"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -207,7 +208,7 @@ def _metadata_text(metadata_filter: dict[str, Any] | None) -> str | None:
 TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
-    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic,
+    Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic, Turn.read_as,
 )  # fmt: skip
 
 
@@ -235,6 +236,8 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 # a follow-up: the earlier question it was read with (bot.follow_up), redacted
                 "context": redact(row.context_text) if row.context_text else None,
                 "off_topic": bool(row.off_topic),  # handed over below the model's familiarity floor
+                # the message as the model read it, misspelt words corrected (bot.spelling), redacted
+                "read_as": redact(row.read_as) if row.read_as else None,
             }
 
 

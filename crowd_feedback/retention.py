@@ -52,6 +52,8 @@ def redact_old_turns(
                 turn.feedback_comment = redact(turn.feedback_comment)
             if turn.context_text:  # the earlier question a follow-up was read with
                 turn.context_text = redact(turn.context_text)
+            if turn.read_as:  # the message as the model read it (misspelt words corrected)
+                turn.read_as = redact(turn.read_as)
             turn.redacted_at = now
         session.commit()
         done += len(turns)

@@ -305,6 +305,7 @@ def answer_message(
             kept_from=prediction.kept_from,  # None on a clicked chip: the model was not asked
             context_text=context,
             off_topic=logged == OFF_TOPIC,
+            read_as=prediction.read_as,  # misspelt words read as the knowledge base's own
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()

@@ -101,6 +101,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return serving_plan(session)
 
     def load(path: str) -> AnsweringEngine:
+        engine = (loader or read_bundle)(path)
+        if not settings.spelling_correction:  # misspelt words read as typed (bot.spelling)
+            engine.spelling = None
+        return engine
+
+    def read_bundle(path: str) -> AnsweringEngine:
         return AnsweringEngine.load(path, runtime=settings.serving_runtime, threads=settings.torch_threads)
 
     def read_answers(known_version: int | None) -> AnswerBook | None:
@@ -109,7 +115,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     models = ModelHolder(
         read_plan,
-        loader or load,
+        load,
         poll_seconds=settings.deployment_poll_seconds,
         answers_reader=read_answers,
     )

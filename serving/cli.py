@@ -603,6 +603,8 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
         engine = AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
     except BundleError as exc:
         _fail(str(exc))
+    if not settings.spelling_correction:
+        engine.spelling = None
     if model is None and book is not None:
         engine.update_answers(book.intents, book.metadata)
     return engine

@@ -135,6 +135,7 @@ def run_terminal_chat(
                     rated_turn_id=complaint[1] if offering and complaint is not None else None,
                     context_text=context,
                     off_topic=status == OFF_TOPIC,
+                    read_as=prediction.read_as,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

@@ -131,6 +131,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         latency_ms=12.5, metadata_filter={"metadata": [{"key": "product", "value": "cards"},
         {"key": "region", "value": "uk"}], "logical_operation": "OR"}, kept_from=None,
         context_text="I wrote to jo@example.com",  # a follow-up, read after the question before it
+        read_as="my card, mail jo@example.com!",  # as the model read it (a stand-in correction)
     )  # fmt: skip
     off = log_turn(
         db_session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
@@ -156,6 +157,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert len(rows[0]["candidates"]) == 4 and rows[0]["member_scores"]["minilm"][0]["score"] == 0.8
     assert rows[0]["helpful"] is False and rows[0]["metadata_filter"]["logical_operation"] == "OR"
     assert (rows[0]["context"], rows[1]["context"]) == ("I wrote to [EMAIL]", None)
+    assert (rows[0]["read_as"], rows[1]["read_as"]) == ("my card, mail [EMAIL]!", None)
     assert (rows[1]["status"], rows[1]["chosen_intent"], rows[1]["helpful"]) == (
         "clarify",
         "card_arrival",
@@ -170,6 +172,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert [row["off_topic"] for row in table] == ["False", "True", "False"]
     table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
+    assert (table[0]["read_as"], table[1]["read_as"]) == ("my card, mail [EMAIL]!", "")
     assert (table[0]["latency_ms"], table[0]["helpful"], table[0]["conversation"]) == (
         "12.5",
         "False",

@@ -42,6 +42,7 @@ def test_old_originals_are_redacted_in_batches_and_only_once(db_session: Session
     ]
     record_feedback(db_session, turn_id=old[0].id, helpful=False, comment="call +44 20 7946 0958 now")
     old[1].context_text = "my address is jo@example.com"  # a follow-up read with the question before it
+    old[2].read_as = "mail me at jo2@example.com about order 12345"  # misspelt words corrected
     recent = say(db_session, "c2", "mail me at new@example.com", days_ago=5)
     plain = say(db_session, "c1", "where is my card", days_ago=60)
     db_session.commit()
@@ -60,6 +61,7 @@ def test_old_originals_are_redacted_in_batches_and_only_once(db_session: Session
         assert stored.user_text == "mail me at [EMAIL] about order 12345" and stored.redacted_at is not None
     assert db_session.get(Turn, old[0].id).feedback_comment == "call [PHONE] now"
     assert db_session.get(Turn, old[1].id).context_text == "my address is [EMAIL]"
+    assert db_session.get(Turn, old[2].id).read_as == "mail me at [EMAIL] about order 12345"
     assert db_session.get(Turn, plain.id).user_text == "where is my card"  # nothing personal: unchanged
     assert db_session.get(Turn, recent.id).user_text == "mail me at new@example.com"  # within the period
     assert db_session.get(Turn, recent.id).redacted_at is None

@@ -974,3 +974,35 @@ def test_the_handoff_and_contact_replies_are_settings(make_app: Any) -> None:
         f"/api/v1/sessions/{session_id}/contact", json={"contact": "jo@example.com"}
     ).get_json()
     assert left["message"] == "Danke, wir melden uns."
+
+
+def test_misspelt_words_are_read_as_the_knowledge_bases_own_and_the_log_keeps_both(make_app: Any) -> None:
+    """ "how do i chnage my pni" is answered as "how do i change my pin" is; the turn log keeps the message as
+    typed and as read, and the operator sees both (the conversation and the Try page)."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    reply = chat(client, "how do i chnage my pni").get_json()
+    assert (reply["status"], reply["intent"]) == ("answered", "change_pin")
+    assert "read_as" not in reply  # the customer's own words stay theirs
+    chat(client, "how do i change my pin", session_id=reply["session_id"])
+    logged = turns(app)
+    assert [(t.user_text, t.read_as) for t in logged] == [
+        ("how do i chnage my pni", "how do i change my pin"),
+        ("how do i change my pin", None),
+    ]
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{reply['session_id']}").get_data(as_text=True)
+    assert page.count('class="read-as"') == 1 and "“how do i change my pin”" in page
+    tried = operator.get("/operator/knowledge/try?q=chnage+my+pni").get_data(as_text=True)
+    assert 'id="read-as-production"' in tried and "“change my pin”" in tried
+
+
+def test_spelling_correction_off_reads_messages_as_typed(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, spelling_correction=False)
+    assert app.extensions["helploop"].models.state.production.spelling is None
+    chat(app.test_client(), "how do i chnage my pni")
+    assert [t.read_as for t in turns(app)] == [None]
