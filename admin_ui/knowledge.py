@@ -442,6 +442,7 @@ def try_bot() -> Any:
                     "threshold": float(engine.gate.threshold),
                     "margin": float(engine.gate.margin),
                     "floor": engine.familiarity_floor,
+                    "shared": engine.keyword_shares(followed.prediction),
                 }
             )
     status = 400 if error else 200

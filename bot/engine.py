@@ -36,6 +36,7 @@ from bot.calibration import (
     precision_key,
 )
 from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder, tokenizer_file
+from bot.keywords import KEYWORDS_FILE, KeywordIndex, keywords_of
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
 from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words
 
@@ -202,6 +203,9 @@ class Prediction:
     # The message as the models read it when misspelt words were read as the knowledge base's own
     # (bot.spelling: "my crad hasnt arived" -> "my card hasn't arrived"); None when nothing was changed.
     read_as: str | None = None
+    # A keyword message ("pin") the model would have answered, asked about instead because the knowledge
+    # base uses its words for other intents as much (bot.keywords).
+    vague: bool = False
     # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -250,6 +254,7 @@ class Prediction:
             **({"familiarity": round(self.familiarity, 6)} if self.familiarity is not None else {}),
             **({"unfamiliar": True} if self.unfamiliar else {}),
             **({"read_as": self.read_as} if self.read_as is not None else {}),
+            **({"vague": True} if self.vague else {}),
         }
 
 
@@ -294,6 +299,10 @@ class EngineConfig:
     # Read misspelt words as the knowledge base's own before scoring (bot.spelling): a word neither the
     # examples nor the encoder's tokenizer knows becomes the examples' nearest word within two edits.
     spelling_correction: bool = True
+    # Keyword messages ("pin", "top up"): an answer stands only when the answered intent has at least this
+    # share of the knowledge base's examples that use the message's words (each intent weighed by its size);
+    # else "did you mean". None: answered as any message. Chosen on the validation split (bench/keywords.py).
+    keyword_share: float | None = 0.7
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -433,6 +442,8 @@ class AnsweringEngine:
         self.familiarity_floor: float | None = None
         # Misspelt words read as the knowledge base's own (config.spelling_correction); None: read as typed.
         self.spelling: SpellingCorrector | None = None
+        # Which examples use each word, for keyword messages (config.keyword_share); None: no such check.
+        self.keywords: KeywordIndex | None = None
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
         # encoder name -> the export fit_on_onnx() fitted on, until save() copies it into the bundle
@@ -506,6 +517,19 @@ class AnsweringEngine:
             dictionary |= tokenizer_words(found) if found is not None else set()
         titles = [info.title for info in self.knowledge.values()]
         return SpellingCorrector.fit([*texts, *titles], dictionary)
+
+    def _fit_keywords(self, texts: Sequence[str], labels: Sequence[str]) -> KeywordIndex | None:
+        share = self.config.keyword_share
+        if not share:
+            return None
+        return KeywordIndex.fit(texts, labels, self.labels, min_share=share)
+
+    def keyword_shares(self, prediction: Prediction, *, limit: int = 3) -> list[tuple[str, float]]:
+        """For a keyword message: the intents whose examples use its words most, with their shares (what
+        ``vague`` was decided on); empty for any other message."""
+        words = keywords_of(prediction.read_as or prediction.text)
+        shares = self.keywords.shares(words) if self.keywords is not None and words else None
+        return sorted((shares or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
     def read_as(self, texts: Sequence[str]) -> list[str]:
         """``texts`` as the models read them: misspelt words corrected (``self.spelling``)."""
@@ -676,6 +700,10 @@ class AnsweringEngine:
         self._held_out_read = True  # these rows, not an earlier bundle's
         self.familiarity_floor = self._quantile_floor(self.held_out_familiarity())
         self.spelling = self._fit_spelling([*texts, *(calibration_texts or []), *(refit_texts or [])])
+        self.keywords = self._fit_keywords(
+            [*texts, *(calibration_texts or [])] if refit_texts is None else list(refit_texts),
+            [*labels, *(calibration_labels or [])] if refit_labels is None else list(refit_labels),
+        )
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
         # retraining needed): the same rows, the same rule, each fitted once.
@@ -1136,7 +1164,14 @@ class AnsweringEngine:
         unfamiliar = floor is not None and familiarity is not None and familiarity < floor
         # Off the knowledge base's topic: a person, not an answer or choices that cannot fit.
         in_scope_top = top.intent != OUT_OF_SCOPE and not unfamiliar
-        if in_scope_top and confidence >= gate.threshold and margin >= gate.margin:
+        sure = in_scope_top and confidence >= gate.threshold and margin >= gate.margin
+        in_scope = [c for c in ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
+        # A keyword message whose words the knowledge base shares among intents: which one, not a guess.
+        keywords = self.keywords
+        vague = sure and len(in_scope) >= 2 and keywords is not None and keywords.too_vague(text, top.intent)
+        if vague:
+            status, suggestions = CLARIFY, in_scope
+        elif sure:
             status, intent = ANSWERED, top.intent
             info = self.knowledge.get(top.intent, IntentInfo())
             answer = info.answer
@@ -1146,7 +1181,6 @@ class AnsweringEngine:
         elif in_scope_top:
             # Ambiguous rather than unknown: the answer is very likely among a few intents.
             scale = confidence / max(top.probability, 1e-12)
-            in_scope = [c for c in ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
             cumulative = 0.0
             choices: list[Candidate] = []
             for candidate in in_scope:
@@ -1170,6 +1204,7 @@ class AnsweringEngine:
             latency_ms=latency_ms,
             familiarity=familiarity,
             unfamiliar=unfamiliar,
+            vague=vague,
         )
 
     # --------------------------------------------------------------------------------- save / load
@@ -1209,6 +1244,8 @@ class AnsweringEngine:
             self.held_out.save(out)
         if self.spelling is not None:
             (out / SPELLING_FILE).write_text(json.dumps(self.spelling.to_dict(), ensure_ascii=False))
+        if self.keywords is not None:
+            self.keywords.save(out / KEYWORDS_FILE)
         knowledge = {label: asdict(info) for label, info in self.knowledge.items()}
         (out / "knowledge.json").write_text(json.dumps(knowledge, indent=2, ensure_ascii=False))
         manifest = dict(self.manifest)
@@ -1271,6 +1308,9 @@ class AnsweringEngine:
             spelling = bundle / SPELLING_FILE  # older bundles: none (messages read as typed)
             if spelling.is_file():
                 engine.spelling = SpellingCorrector.from_dict(json.loads(spelling.read_text()))
+            keywords = bundle / KEYWORDS_FILE  # older bundles: none (keyword messages answered as any)
+            if keywords.is_file():
+                engine.keywords = KeywordIndex.load(keywords)
             engine._held_out_read = False  # read on first use: a serving process never needs them
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle}: incomplete bundle ({type(exc).__name__}: {exc})") from None

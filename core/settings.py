@@ -185,6 +185,10 @@ class Settings:
     # arived" -> "my card hasnt arrived", bot.spelling); off: read as typed. Takes effect when a model is
     # loaded; models built before it (no spelling.json in the bundle) read as typed until the next build.
     spelling_correction: bool = True
+    # Keyword messages ("pin", "top up"): answered only when the answered intent has at least this share of
+    # the knowledge base's examples that use those words; else "did you mean" (bot.keywords). 0: answered as
+    # any message. Takes effect when a model is loaded (models built before it: none until the next build).
+    keyword_share: float = 0.7
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
     # When no operator has had a page open for presence_seconds: nobody can join the chat now.
@@ -300,6 +304,8 @@ class Settings:
         for name in REPLY_SETTINGS:  # a blank reply would be an empty bubble in the chat
             if not str(getattr(self, name)).strip():
                 raise SettingsError(f"{name} must not be blank: it is what the customer is shown")
+        if not 0 <= self.keyword_share <= 1:
+            raise SettingsError(f"keyword_share must be 0 to 1, not {self.keyword_share}")
         if not 0 <= self.familiarity_quantile <= 0.1:
             raise SettingsError(f"familiarity_quantile must be 0 to 0.1, not {self.familiarity_quantile}")
         if not 0.5 <= self.self_training_threshold < 1.0:

@@ -13,7 +13,16 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ANSWERED, HANDOFF, AnsweringEngine, Candidate, MetadataFilter, Prediction, in_context
+from bot.engine import (
+    ANSWERED,
+    CLARIFY,
+    HANDOFF,
+    AnsweringEngine,
+    Candidate,
+    MetadataFilter,
+    Prediction,
+    in_context,
+)
 from bot.follow_up import Earlier, read_follow_up, refers_back
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, logged_status, reply_status
 from bot.message_rules import choices_after_wrong, read_message
@@ -313,6 +322,8 @@ def answer_message(
         helploop.metrics.follow_ups.labels(status=logged).inc()
     if logged == OFF_TOPIC:
         helploop.metrics.off_topic.labels(arm=arm).inc()
+    if prediction.vague and logged == CLARIFY:
+        helploop.metrics.keyword_asked.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if complained is not None:

@@ -22,7 +22,7 @@ from core.registry import serving_plan
 from core.settings import Settings, load_settings
 from crowd_feedback.review import ReviewPolicy
 from serving.metrics import Metrics
-from serving.model_holder import ModelHolder
+from serving.model_holder import ModelHolder, read_as_set
 from serving.notify import HandoffNotifier
 from serving.review_router import ReviewRouter
 from serving.shadow import ShadowScorer
@@ -101,10 +101,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return serving_plan(session)
 
     def load(path: str) -> AnsweringEngine:
-        engine = (loader or read_bundle)(path)
-        if not settings.spelling_correction:  # misspelt words read as typed (bot.spelling)
-            engine.spelling = None
-        return engine
+        return read_as_set(
+            (loader or read_bundle)(path),
+            spelling_correction=settings.spelling_correction,
+            keyword_share=settings.keyword_share,
+        )
 
     def read_bundle(path: str) -> AnsweringEngine:
         return AnsweringEngine.load(path, runtime=settings.serving_runtime, threads=settings.torch_threads)

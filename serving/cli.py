@@ -603,8 +603,11 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
         engine = AnsweringEngine.load(str(path), runtime=runtime, threads=settings.torch_threads)
     except BundleError as exc:
         _fail(str(exc))
-    if not settings.spelling_correction:
-        engine.spelling = None
+    from serving.model_holder import read_as_set
+
+    read_as_set(
+        engine, spelling_correction=settings.spelling_correction, keyword_share=settings.keyword_share
+    )
     if model is None and book is not None:
         engine.update_answers(book.intents, book.metadata)
     return engine

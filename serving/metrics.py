@@ -56,6 +56,13 @@ class Metrics:
             ["arm"],
             registry=self.registry,
         )
+        self.keyword_asked = Counter(
+            "helploop_keyword_asked_total",
+            'Keyword messages ("pin") asked about with "did you mean" rather than answered, because the '
+            "knowledge base shares their words among intents (bot.keywords), by arm",
+            ["arm"],
+            registry=self.registry,
+        )
         self.shadow_dropped = Counter(
             "helploop_shadow_dropped_total", "Shadow scorings skipped under load", registry=self.registry
         )

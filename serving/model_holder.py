@@ -18,6 +18,22 @@ from bot.engine import AnsweringEngine
 log = logging.getLogger("helploop.serving.models")
 
 Loader = Callable[[str], AnsweringEngine]
+
+
+def read_as_set(
+    engine: AnsweringEngine, *, spelling_correction: bool, keyword_share: float
+) -> AnsweringEngine:
+    """A loaded model set to read messages as the settings say: misspelt words corrected or read as typed
+    (``bot.spelling``), keyword messages checked at this share or answered as any (0; ``bot.keywords``)."""
+    if not spelling_correction:
+        engine.spelling = None
+    if not keyword_share:
+        engine.keywords = None
+    elif engine.keywords is not None:
+        engine.keywords.min_share = keyword_share
+    return engine
+
+
 # known knowledge-base version -> the newest answer book, or None when unchanged
 AnswersReader = Callable[[int | None], Any]
 

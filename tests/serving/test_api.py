@@ -1006,3 +1006,32 @@ def test_spelling_correction_off_reads_messages_as_typed(make_app: Any) -> None:
     assert app.extensions["helploop"].models.state.production.spelling is None
     chat(app.test_client(), "how do i chnage my pni")
     assert [t.read_as for t in turns(app)] == [None]
+
+
+def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: Any) -> None:
+    """The toy knowledge base uses "card" for one intent only; at a share no intent can reach (set on the
+    loaded model, as HELPLOOP_KEYWORD_SHARE is) "card" is asked about, while a question is still answered;
+    the Try page says why."""
+    app = make_app(ratelimit_enabled=False)
+    engine = app.extensions["helploop"].models.state.production
+    assert engine.keywords is not None and engine.keywords.min_share == 0.7
+    client = app.test_client()
+    assert chat(client, "card").get_json()["status"] == "answered"  # all the toy's "card" rows: one intent
+    engine.keywords.min_share = 1.01
+    asked = chat(client, "card").get_json()
+    assert asked["status"] == "clarify" and asked["intent"] is None
+    assert asked["suggestions"][0]["intent"] == "card_arrival" and len(asked["suggestions"]) >= 2
+    assert chat(client, "where is my card").get_json()["status"] == "answered"
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    tried = operator.get("/operator/knowledge/try?q=card").get_data(as_text=True)
+    assert 'id="vague-production"' in tried and "card_arrival</a> 100 %" in tried
+
+
+def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, keyword_share=0)
+    assert app.extensions["helploop"].models.state.production.keywords is None
+    assert chat(app.test_client(), "card").get_json()["status"] == "answered"
