@@ -75,10 +75,13 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help|answer\s+(?:my|the)\s+question|make\s+sense)"
             r"|that\s+(?:didn'?t|did\s+not)\s+work"
             rf"|you\s+{_DID_NOT}\s+(?:help|answer\s+my\s+question|understand(?:\s+me)?|get\s+it)"
-            r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)|stupid\s+bot"
+            r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)"
+            r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
         ),
     }.items()
 }
+# Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye".
+CONNECTORS = frozenset({"but", "and", "so", "though"})
 _PART_SPANS = re.compile(r"[^,.!?;:\n]+")  # the parts of a message: the runs between punctuation
 _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
 
@@ -125,12 +128,16 @@ def without_small_talk(text: str) -> str:
 
 
 def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
-    """Cover ``words`` with small-talk phrases, fewest first (dynamic programming); None when they cannot
-    be (a word that is in no phrase: a question). No words: an empty run."""
+    """Cover ``words`` with small-talk phrases, fewest first (dynamic programming), ``CONNECTORS`` between
+    them; None when they cannot be (a word that is in no phrase: a question; connectors alone). No words: an
+    empty run."""
     if len(words) > 4 * longest:
         return None
     best: list[list[str] | None] = [[]] + [None] * len(words)
     for end in range(1, len(words) + 1):
+        joined = best[end - 1]
+        if words[end - 1].lower() in CONNECTORS and joined is not None:
+            best[end] = joined  # a connector adds no phrase
         for start in range(max(0, end - longest), end):
             before = best[start]
             if before is None:
@@ -139,6 +146,8 @@ def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
             kind = next((k for k, pattern in PATTERNS.items() if pattern.match(phrase)), None)
             if kind is not None and (best[end] is None or len(before) + 1 < len(best[end] or [])):
                 best[end] = [*before, kind]
+    if words and not best[-1]:  # connectors and nothing else ("but"): not small talk
+        return None
     return best[-1]
 
 

@@ -27,6 +27,10 @@ KINDS = [
     ("is this a real person?", "about_bot"),
     ("what can you do?", "help"),
     ("help", "help"),
+    ("thanks but that didnt help", "not_helpful"),  # joined by a connector: the complaint answers
+    ("this is useless, you stupid bot", "not_helpful"),
+    ("ok and bye", "goodbye"),
+    ("hi and thanks", "thanks"),
 ]
 QUESTIONS = [
     "hi, my card hasn't arrived",
@@ -41,6 +45,11 @@ QUESTIONS = [
     "...",
     "?",
     "",
+    "but",  # connectors alone are no small talk
+    "and so",
+    "oh no",  # dismay, not a goodbye
+    "and how do I change my pin",
+    "so my card is lost",
 ]
 
 
