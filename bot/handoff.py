@@ -56,6 +56,14 @@ ONLY_WHO = re.compile(
     rf"^\s*(?:i\s+(?:want|need|would\s+like)\s+)?{WHO}(?:\s+(?:please|pls|now|asap))?\s*[.!?]*\s*$",
     re.IGNORECASE,
 )
+# A call back asked for: "can someone call me", "please call me back", "I'd like a callback". The one called
+# is the customer, so no payment reading applies ("can someone call me about my refund" is a request).
+CALL_BACK = re.compile(
+    rf"\b(?:{WHO}|you)\s+(?:to\s+)?(?:call|ring|phone)\s+me\b"
+    r"|^\s*(?:please\s+)?(?:call|ring|phone)\s+me(?:\s+back)?(?:\s+please)?\s*[.!?]*\s*$"
+    r"|\b(?:a|request(?:\s+a)?|get\s+a|want\s+a|like\s+a)\s+(?:call\s*back|phone\s+call)\b|^\s*call\s*back\b",
+    re.IGNORECASE,
+)
 # Words that make it about money or someone else's card, or a question about whether one must reach the
 # team ("do I have to talk to someone to close my account?": the knowledge base answers that).
 NOT_A_REQUEST = re.compile(
@@ -71,7 +79,7 @@ def asks_for_person(text: str, extra: re.Pattern[str] | None = None) -> bool:
     as it is)."""
     if extra is not None and extra.search(text):
         return True
-    if ONLY_WHO.match(text):
+    if ONLY_WHO.match(text) or CALL_BACK.search(text):
         return True
     match = REQUEST.search(text)
     if match is None:

@@ -24,6 +24,11 @@ REQUESTS = [
     "I want a human",
     "my card hasn't arrived, let me talk to someone",
     "TALK TO A PERSON",
+    "can someone call me",  # a call back
+    "please call me back",
+    "I would like a callback",
+    "can you call me about my refund",  # the customer is the one called: no payment reading
+    "can I get a phone call?",
 ]
 QUESTIONS = [
     "I want to transfer money to another person",
@@ -38,6 +43,10 @@ QUESTIONS = [
     "is my card contactless",
     "what's the exchange rate",
     "my personal details are wrong",
+    "he will call me back after he pays",
+    "will the courier call me before delivery",
+    "my friend called me about a payment",
+    "can I call you",
 ]
 
 
