@@ -986,6 +986,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "context": t.context_text,  # a follow-up: the earlier question it was read with
                 "off_topic": t.off_topic,  # below the familiarity floor (declined, or handed over before)
                 "read_as": t.read_as,  # misspelt words read as the knowledge base's own (bot.spelling)
+                "vague": t.vague,  # a keyword message asked about rather than answered (bot.keywords)
             }
             for t in conversation.turns
         ]

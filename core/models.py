@@ -227,6 +227,10 @@ class Turn(Base):
     # The message as the model read it when misspelt words were read as the knowledge base's own ("my crad
     # hasnt arived" -> "my card hasnt arrived", ``bot.spelling``; migration 0041). None: read as typed.
     read_as: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A keyword message ("pin") asked about with "did you mean" because the knowledge base uses its words for
+    # several intents, though the model would have answered (``Prediction.vague``; migration 0042).
+    # No Python-side default: a row written at an older revision (migration tests) must not name it.
+    vague: Mapped[bool] = mapped_column(Boolean, server_default=false())
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

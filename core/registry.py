@@ -105,6 +105,7 @@ def log_turn(
     context_text: str | None = None,
     off_topic: bool = False,
     read_as: str | None = None,
+    vague: bool = False,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -113,7 +114,8 @@ def log_turn(
     from that answer. ``context_text``: the earlier question a follow-up was read with (``bot.follow_up``);
     ``off_topic``: below the model's familiarity floor (``Prediction.unfamiliar``; the status says what was
     done: "off_topic" since the bot declines such messages, "handoff" in turns logged before); ``read_as``:
-    the message as the model read it, misspelt words corrected (``Prediction.read_as``)."""
+    the message as the model read it, misspelt words corrected (``Prediction.read_as``); ``vague``: a keyword
+    message asked about rather than answered (``Prediction.vague``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -138,6 +140,7 @@ def log_turn(
         context_text=scrub_secrets(context_text) if context_text else None,
         off_topic=off_topic,
         read_as=scrub_secrets(read_as) if read_as else None,
+        vague=vague,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

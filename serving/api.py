@@ -315,6 +315,7 @@ def answer_message(
             context_text=context,
             off_topic=logged == OFF_TOPIC,
             read_as=prediction.read_as,  # misspelt words read as the knowledge base's own
+            vague=prediction.vague and logged == CLARIFY,  # a keyword message asked about (bot.keywords)
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()

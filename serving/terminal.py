@@ -136,6 +136,7 @@ def run_terminal_chat(
                     context_text=context,
                     off_topic=status == OFF_TOPIC,
                     read_as=prediction.read_as,
+                    vague=prediction.vague and status == CLARIFY,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

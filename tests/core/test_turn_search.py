@@ -77,7 +77,7 @@ def test_the_index_finds_what_a_scan_finds_before_and_after_the_migration(empty_
 
 
 def test_going_back_before_off_topic_and_context_keeps_the_index(empty_database_url: str) -> None:
-    """Migrations 0041, 0040 and 0039 go back by dropping a column, which SQLite does by copying the turns
+    """Migrations 0042 to 0039 go back by dropping a column, which SQLite does by copying the turns
     table (and so dropping the index's triggers): the index is built again, and a turn logged at 0038 is
     found."""
     engine = make_engine(empty_database_url)
@@ -246,15 +246,16 @@ def test_turns_logged_before_off_topic_existed_are_not_off_topic_and_the_index_s
 def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_still_follows(
     empty_database_url: str,
 ) -> None:
-    """Migration 0041 adds ``turns.read_as`` (None: read as typed) with a plain ADD COLUMN, for the same
-    reason as 0040: the search index's triggers stay."""
+    """Migrations 0041 and 0042 add ``turns.read_as`` (None: read as typed) and ``turns.vague`` (false) with
+    a plain ADD COLUMN, for the same reason as 0040: the search index's triggers stay."""
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0040")
     with Session(engine) as session:
         _log(session, BEFORE)
     migrate.upgrade(engine)
     with Session(engine) as session:
-        assert [t.read_as for t in session.scalars(select(Turn).order_by(Turn.id))] == [None] * len(BEFORE)
+        logged = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [(t.read_as, t.vague) for t in logged] == [(None, False)] * len(BEFORE)
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
         log_turn(
             session, conversation_id=conversation.id, user_text="my crad hasnt arived", status="answered",

@@ -158,6 +158,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert rows[0]["helpful"] is False and rows[0]["metadata_filter"]["logical_operation"] == "OR"
     assert (rows[0]["context"], rows[1]["context"]) == ("I wrote to [EMAIL]", None)
     assert (rows[0]["read_as"], rows[1]["read_as"]) == ("my card, mail [EMAIL]!", None)
+    assert (rows[0]["vague"], rows[1]["vague"]) == (False, False)
     assert (rows[1]["status"], rows[1]["chosen_intent"], rows[1]["helpful"]) == (
         "clarify",
         "card_arrival",

@@ -1022,6 +1022,13 @@ def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: An
     assert asked["status"] == "clarify" and asked["intent"] is None
     assert asked["suggestions"][0]["intent"] == "card_arrival" and len(asked["suggestions"]) >= 2
     assert chat(client, "where is my card").get_json()["status"] == "answered"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_keyword_asked_total{arm="production"} 1.0' in metrics
+    assert [(t.user_text, t.status, t.vague) for t in turns(app)] == [
+        ("card", "answered", False),
+        ("card", "clarify", True),
+        ("where is my card", "answered", False),
+    ]
     from tests.serving.test_admin import add_user, login
 
     add_user(app, "omar", "operator")
@@ -1029,6 +1036,8 @@ def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: An
     login(operator, "omar")
     tried = operator.get("/operator/knowledge/try?q=card").get_data(as_text=True)
     assert 'id="vague-production"' in tried and "card_arrival</a> 100 %" in tried
+    page = operator.get(f"/operator/conversations/{asked['session_id']}").get_data(as_text=True)
+    assert page.count('class="vague"') == 1 and "would have answered card_arrival" in page
 
 
 def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> None:
