@@ -15,6 +15,7 @@ import re
 from typing import NamedTuple
 
 from bot.engine import SMALL_TALK, Prediction
+from bot.spelling import SpellingCorrector
 
 GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL = (
     "greeting",
@@ -36,23 +37,26 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     kind: re.compile(rf"^(?:{body})$", re.IGNORECASE)
     for kind, body in {
         GREETING: (
-            rf"(?:hi+|hello+|hey+|hiya|howdy|hallo|yo|greetings|good\s+(?:morning|afternoon|evening|day)){_WHO}"
+            rf"(?:hi+|hel+o+|hey+|hiya|howdy|hal+o+|yo|greetings|(?:good|gud)\s+(?:morning|afternoon|evening|day)"
+            rf"|morning){_WHO}"
             r"|how\s+are\s+you(?:\s+doing)?(?:\s+today)?|how'?s\s+it\s+going"
             r"|are\s+you\s+(?:still\s+)?there|(?:is\s+)?any(?:one|body)\s+(?:there|here|around)"
         ),
         THANKS: (
-            r"(?:many\s+)?(?:thanks|thank\s+you|thx|ty|cheers|ta)(?:\s+(?:so|very)\s+much|\s+a\s+lot|\s+a\s+bunch"
-            r"|\s+again|\s+for\s+(?:the|your)\s+help|\s+for\s+helping(?:\s+me)?)?"
+            r"(?:many\s+)?(?:thanks|thank\s*(?:you|u|ya|yu)|thanx|thnx|thx|tnx|thks|tysm|ty|cheers|ta)"
+            r"(?:\s+(?:so|very)\s+much|\s+a\s*lot|\s+a\s+bunch|\s+again|\s+for\s+(?:the|your)\s+help"
+            r"|\s+for\s+helping(?:\s+me)?)?(?:\s+(?:mate|man|buddy|sir|madam|guys|all))?"
             r"|(?:that|this|it)\s+(?:helped|helps|was\s+helpful|is\s+helpful|was\s+great|is\s+great|worked)"
             r"|(?:very\s+)?helpful|much\s+appreciated|appreciate\s+it"
         ),
         GOODBYE: (
-            r"(?:good\s*)?bye(?:\s*bye)?(?:\s+for\s+now)?|see\s+(?:you|ya)(?:\s+later)?|cya|later"
+            r"(?:good\s*)?bye+(?:\s*bye+)?(?:\s+for\s+now)?|see\s+(?:you|ya)(?:\s+later)?|cya|later"
             r"|that'?s\s+all(?:\s+for\s+now)?|that\s+is\s+all|nothing\s+else|no\s+thanks|no\s+thank\s+you"
             r"|i'?m\s+done|all\s+good|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening)|no|nope|nah"
         ),
         ACKNOWLEDGEMENT: (
-            r"ok(?:ay)?|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood|sure|fine"
+            r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
+            r"|sure|fine"
             r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
         ),
         ABOUT_BOT: (
@@ -82,6 +86,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 # Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye".
 CONNECTORS = frozenset({"but", "and", "so", "though"})
+# Small talk's own longer words, read back from one typo ("thnaks", "goodbey") where the words as typed are no
+# small talk; shorter and common words ("good", "nice", "hello": "hell") are not, since too many other words
+# are one edit from them.
+TYPO_TOLERANT = SpellingCorrector.fit(
+    "thanks thank goodbye morning afternoon evening cheers alright awesome perfect understood "
+    "appreciated appreciate helpful".split(),
+    min_length=5,
+)
 _PART_SPANS = re.compile(r"[^,.!?;:\n]+")  # the parts of a message: the runs between punctuation
 _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
 
@@ -98,7 +110,7 @@ def read_small_talk(text: str) -> SmallTalk:
     without the whole parts of small talk at either end ("Hi! My card hasn't arrived. Thanks!" -> "My card
     hasn't arrived."): a greeting or a thanks is no evidence of any intent."""
     spans = [m.span() for m in _PART_SPANS.finditer(text)]
-    runs = [_phrases(_EMOJI_AND_SYMBOLS.sub(" ", text[a:b]).split()) for a, b in spans]
+    runs = [_run(text[a:b]) for a, b in spans]
     keep = [i for i, run in enumerate(runs) if run is None]
     if not keep:
         kinds = [kind for run in runs if run for kind in run]
@@ -119,6 +131,15 @@ def read_small_talk(text: str) -> SmallTalk:
 def small_talk_kind(text: str) -> str | None:
     """The kind of small talk ``text`` is, or None when any part of it is something else (a question)."""
     return read_small_talk(text).kind
+
+
+def _run(part: str) -> list[str] | None:
+    """A part's small-talk phrases (``_phrases``): as typed, else with small talk's own words' typos read
+    back ("thnaks")."""
+    run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", part).split())
+    if run is None:
+        run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", TYPO_TOLERANT.correct(part)).split())
+    return run
 
 
 def without_small_talk(text: str) -> str:

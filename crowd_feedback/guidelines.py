@@ -32,7 +32,9 @@ DEFAULT_GUIDELINES = """\
 5. Under *Also asked* are other customers' questions grouped with this one; your label is copied to
    them. Untick any that asks something different (e.g. "card declined" next to "card not arrived"); they
    then get no label from this item.
-6. Greetings, spam, abuse and gibberish are *Not a real question*.
+6. Greetings, spam, abuse and gibberish are *Not a real question*. So is a message of one or two words that
+   fits several intents ("pin", "account"): the bot asks the customer which one they mean. Pick an intent
+   only when the words clearly mean one ("apple pay").
 7. Placeholders like `[EMAIL]` or `[CARD_NUMBER]` replace personal data; they are normal. Personal data
    still in view (a name, an address)? Press **P**: an operator takes it out before anyone sees it again.
 8. Some items are check questions with a known answer; they keep the crowd's labels trustworthy.

@@ -31,6 +31,21 @@ KINDS = [
     ("this is useless, you stupid bot", "not_helpful"),
     ("ok and bye", "goodbye"),
     ("hi and thanks", "thanks"),
+    # how people type them in a chat
+    ("thankyou", "thanks"),
+    ("thank u", "thanks"),
+    ("thanx", "thanks"),
+    ("thanks alot", "thanks"),
+    ("cheers mate", "thanks"),
+    ("helo", "greeting"),
+    ("gud morning", "greeting"),
+    ("byee", "goodbye"),
+    ("okey", "acknowledgement"),
+    ("okk", "acknowledgement"),
+    # one typo in small talk's own longer words
+    ("thnaks", "thanks"),
+    ("goodbey", "goodbye"),
+    ("perfetc", "acknowledgement"),
 ]
 QUESTIONS = [
     "hi, my card hasn't arrived",
@@ -50,6 +65,10 @@ QUESTIONS = [
     "oh no",  # dismay, not a goodbye
     "and how do I change my pin",
     "so my card is lost",
+    "he thinks my card is lost",
+    "cheese",
+    "hell",
+    "food",  # one key from "good", which is too short to be read back
 ]
 
 
@@ -75,6 +94,7 @@ def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
         ("hi i lost my card", "hi i lost my card"),  # only whole parts go
         ("thanks", "thanks"),  # nothing would be left: small talk, answered as such
         ("Where is my card, please?", "Where is my card, please?"),
+        ("Thnaks! my crad is lost", "my crad is lost"),  # the question as typed: the model reads it after
     ],
 )
 def test_the_model_reads_the_question_without_the_small_talk_around_it(text: str, question: str) -> None:
