@@ -63,7 +63,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
             r"(?:bot|robot|human|person|ai|machine|computer|chatbot|real)"
             r"|(?:is\s+this|is\s+that)\s+(?:a\s+)?(?:bot|robot|human|real\s+person|chatbot|automated)"
-            r"|who\s+are\s+you|what\s+are\s+you"
+            r"|who\s+are\s+you|what\s+are\s+you|what(?:'?s|\s+is)\s+(?:your|ur)\s+name|(?:your|ur)\s+name"
         ),
         HELP: (
             r"help|help\s+me|what\s+can\s+you\s+do|what\s+can\s+(?:i|you)\s+ask(?:\s+you)?|how\s+can\s+you\s+help"

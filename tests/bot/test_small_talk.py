@@ -27,6 +27,7 @@ KINDS = [
     ("is this a real person?", "about_bot"),
     ("what can you do?", "help"),
     ("help", "help"),
+    ("whats ur name?", "about_bot"),
     ("thanks but that didnt help", "not_helpful"),  # joined by a connector: the complaint answers
     ("this is useless, you stupid bot", "not_helpful"),
     ("ok and bye", "goodbye"),
