@@ -21,7 +21,6 @@ Writes bench/results/keywords[_validation].json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -35,13 +34,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import DEFAULT_DATA, validation_split  # noqa: E402
+from self_training import fitted_for_split, split_arguments, split_name  # noqa: E402
 
-from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.keywords import FILLER, STRUCTURE, keywords_of  # noqa: E402
 from bot.spelling import words_of  # noqa: E402
-from core.kb_files import read_labelled_csv  # noqa: E402
 
 
 def keyword_version(text: str, rng: random.Random) -> str | None:
@@ -85,35 +82,19 @@ def sweep(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
-    parser.add_argument("--shares", type=float, nargs="+", default=[EngineConfig().keyword_share or 0.5])
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    parser = split_arguments(__doc__)
+    parser.add_argument("--shares", type=float, nargs="+", default=[EngineConfig().keyword_share or 0.7])
     args = parser.parse_args()
     if any(not 0 < s <= 1 for s in args.shares):
         parser.error("--shares take values above 0, up to 1")
-    train = read_labelled_csv(args.data / "train.csv")
-    evaluation = read_labelled_csv(args.data / "test.csv")
-    if args.validation:
-        train, evaluation = validation_split(train, args.seed)
-    engine = AnsweringEngine(
-        EngineConfig(seed=args.seed),
-        encoders={"minilm": CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))},
-        threads=2,
-    )
-    engine.fit(*train, progress=False)
+    engine, evaluation = fitted_for_split(args)
     texts, labels = evaluation
     rng = random.Random(args.seed)
     pairs = [(keyword_version(t, rng), y) for t, y in zip(texts, labels, strict=True)]
     keyword_texts = [k for k, _ in pairs if k is not None]
     keyword_labels = [y for k, y in pairs if k is not None]
     result: dict[str, Any] = {
-        "evaluation": "3,000 rows held out of train" if args.validation else "BANKING77 test split",
+        "evaluation": split_name(args),
         "encoder": args.encoder,
         "seed": args.seed,
         "examples": keyword_texts[:10],

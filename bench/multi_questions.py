@@ -23,7 +23,6 @@ Writes bench/results/multi_questions[_validation].json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -40,12 +39,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import DEFAULT_DATA, validation_split  # noqa: E402
+from self_training import fitted_for_split, split_arguments, split_name  # noqa: E402
 
-from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
-from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
+from bot.encoders import CachingEncoder  # noqa: E402
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Prediction  # noqa: E402
 from bot.multi_question import QUESTION_WORD, other_questions, question_parts  # noqa: E402
-from core.kb_files import read_labelled_csv  # noqa: E402
 
 ASKS = re.compile(rf"{QUESTION_WORD}\b", re.IGNORECASE)
 
@@ -127,39 +125,26 @@ def timed(engine: AnsweringEngine, messages: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = split_arguments(__doc__)
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--timed", type=int, default=100)
-    parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     args = parser.parse_args()
     if args.pairs < 1 or args.timed < 0:
         parser.error("--pairs takes 1 or more, --timed 0 or more")
-    train = read_labelled_csv(args.data / "train.csv")
-    evaluation = read_labelled_csv(args.data / "test.csv")
-    if args.validation:
-        train, evaluation = validation_split(train, args.seed)
-    base = SentenceTransformerEncoder(args.encoder, threads=2)
-    engine = AnsweringEngine(
-        EngineConfig(seed=args.seed), encoders={"minilm": CachingEncoder(base)}, threads=2
-    )
-    engine.fit(*train, progress=False)
+    engine, evaluation = fitted_for_split(args)
     texts, labels = evaluation
     pairs = draw_pairs(labels, args.pairs, args.seed)
     result: dict[str, Any] = {
-        "evaluation": "3,000 rows held out of train" if args.validation else "BANKING77 test split",
+        "evaluation": split_name(args),
         "encoder": args.encoder,
         "seed": args.seed,
         "two_questions": score_pairs(engine, texts, labels, pairs),
         "single_questions": score_singles(engine, texts, labels),
     }
     if args.timed:
-        engine.encoders["minilm"] = base  # uncached, as served: no text is encoded from a cache
+        cached = engine.encoders["minilm"]
+        assert isinstance(cached, CachingEncoder)
+        engine.encoders["minilm"] = cached.inner  # uncached, as served: no text is encoded from a cache
         result["time"] = timed(engine, [joined(texts[a], texts[b]) for a, b in pairs[: args.timed]])
     pairs_figures, singles = result["two_questions"], result["single_questions"]
     answered = pairs_figures["statuses"][ANSWERED]

@@ -209,6 +209,40 @@ def validation_split(
     return pick(order[VALIDATION_ROWS:]), pick(order[:VALIDATION_ROWS])
 
 
+def split_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a bench scored on the BANKING77 test split or, with --validation, on the rows
+    ``validation_split`` holds out of train: --data, --out, --seed, --validation, --encoder."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    return parser
+
+
+def fitted_for_split(args: argparse.Namespace) -> tuple[AnsweringEngine, tuple[list[str], list[str]]]:
+    """The engine fitted as `helploop build` fits it (frozen --encoder, cached, the product's gate) on train,
+    or on train less the held-out rows with --validation; and the rows it is scored on."""
+    from bot.encoders import SentenceTransformerEncoder
+
+    train = read_labelled_csv(args.data / "train.csv")
+    evaluation = read_labelled_csv(args.data / "test.csv")
+    if args.validation:
+        train, evaluation = validation_split(train, args.seed)
+    encoder = CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))
+    engine = AnsweringEngine(EngineConfig(seed=args.seed), encoders={"minilm": encoder}, threads=2)
+    engine.fit(*train, progress=False)
+    return engine, evaluation
+
+
+def split_name(args: argparse.Namespace) -> str:
+    """What a split bench's results say they were scored on."""
+    return "3,000 rows held out of train" if args.validation else "BANKING77 test split"
+
+
 def main() -> None:
     parser = seeded_arguments(__doc__)
     parser.add_argument(

@@ -23,7 +23,6 @@ Writes bench/results/typos[_validation].json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -38,12 +37,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import DEFAULT_DATA, validation_split  # noqa: E402
+from self_training import fitted_for_split, split_arguments, split_name  # noqa: E402
 
-from bot.encoders import DEFAULT_ENCODER, CachingEncoder, SentenceTransformerEncoder  # noqa: E402
-from bot.engine import ANSWERED, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
+from bot.engine import ANSWERED, AnsweringEngine, Prediction  # noqa: E402
 from bot.spelling import WORD, SpellingCorrector, neighbours  # noqa: E402
-from core.kb_files import read_labelled_csv  # noqa: E402
 
 
 def mistype(word: str, rng: random.Random) -> str:
@@ -115,25 +112,8 @@ def read(engine: AnsweringEngine, texts: list[str], labels: list[str]) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation", action="store_true", help="score 3,000 rows held out of train")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
-    args = parser.parse_args()
-    train = read_labelled_csv(args.data / "train.csv")
-    evaluation = read_labelled_csv(args.data / "test.csv")
-    if args.validation:
-        train, evaluation = validation_split(train, args.seed)
-    engine = AnsweringEngine(
-        EngineConfig(seed=args.seed),
-        encoders={"minilm": CachingEncoder(SentenceTransformerEncoder(args.encoder, threads=2))},
-        threads=2,
-    )
-    engine.fit(*train, progress=False)
+    args = split_arguments(__doc__).parse_args()
+    engine, evaluation = fitted_for_split(args)
     texts, labels = evaluation
     rng = random.Random(args.seed)
     readings = {
@@ -142,7 +122,7 @@ def main() -> None:
         "20 % of words": [with_typos(t, rng, share=0.2) for t in texts],
     }
     result: dict[str, Any] = {
-        "evaluation": "3,000 rows held out of train" if args.validation else "BANKING77 test split",
+        "evaluation": split_name(args),
         "encoder": args.encoder,
         "seed": args.seed,
         "corrector": settings_of(engine.spelling),
