@@ -6,7 +6,9 @@ Training recipe (``AnsweringEngine.fit``):
   3. fit the log-linear combiner on those scores (weights = per-member trust and temperature),
   4. fit the confidence calibrator and the gate (threshold, margin) to the target precision,
   5. refit every member on all examples,
-  6. keep the out-of-fold metrics in the manifest.
+  6. keep the out-of-fold metrics in the manifest,
+  7. build the spelling corrector (``bot.spelling``) and the keyword index (``bot.keywords``).
+  Predicting reads misspelt words corrected; a keyword message may be asked about rather than answered.
 A fitted engine saves to a bundle directory that rebuilds it alone (``AnsweringEngine.load``).
 """
 
@@ -297,7 +299,8 @@ class EngineConfig:
     # (bench/off_topic.py, README).
     familiarity_quantile: float = 0.0025
     # Read misspelt words as the knowledge base's own before scoring (bot.spelling): a word neither the
-    # examples nor the encoder's tokenizer knows becomes the examples' nearest word within two edits.
+    # examples nor the encoder's tokenizer knows becomes the examples' nearest word within one edit (two
+    # from 8 letters). Off: no corrector is built (serving can also turn a built one off).
     spelling_correction: bool = True
     # Keyword messages ("pin", "top up"): an answer stands only when the answered intent has at least this
     # share of the knowledge base's examples that use the message's words (each intent weighed by its size);
