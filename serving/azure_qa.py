@@ -183,8 +183,16 @@ def _answers(engine: AnsweringEngine, prediction: Prediction, text: str, top: in
         return [first, *rest][:top]
     if prediction.status == CLARIFY and prediction.suggestions:
         probability = {c.intent: c.probability for c in known}
+        if prediction.vague:
+            # A keyword message ("pin"): the model's probabilities would make the first choice look like a
+            # sure answer to a client that takes the top one; each choice's share of the knowledge base's
+            # uses of the words says how open the question is (bot.keywords).
+            probability = dict(engine.keyword_shares(prediction, limit=len(engine.labels)))
         choices: list[Candidate] = [c for c in prediction.suggestions if c.intent in engine.knowledge]
-        return [_answer(engine, c.intent, probability.get(c.intent, 0.0)) for c in choices]
+        return sorted(
+            (_answer(engine, c.intent, probability.get(c.intent, 0.0)) for c in choices),
+            key=lambda answer: -float(answer["confidenceScore"]),
+        )
     if prediction.status == SMALL_TALK:
         return [_no_answer(text, 1.0)]
     return [_no_answer(text)]  # hand over (or nothing to offer): Azure's "no good match"

@@ -1038,6 +1038,18 @@ def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: An
     assert 'id="vague-production"' in tried and "card_arrival</a> 100 %" in tried
     page = operator.get(f"/operator/conversations/{asked['session_id']}").get_data(as_text=True)
     assert page.count('class="vague"') == 1 and "would have answered card_arrival" in page
+    # Azure's shape: each choice scored by its share of the words' uses, not by the model's probability (a
+    # client that takes the top answer must not read "card" as sure when the knowledge base shares it).
+    from bot.keywords import KeywordIndex
+    from serving.azure_qa import qna_id
+
+    rows = ["card a", "card b", "card c", "card d"]
+    labels = ["card_arrival", "card_arrival", "exchange_rate", "exchange_rate"]
+    engine.keywords = KeywordIndex.fit(rows, labels, engine.labels, min_share=0.7)  # "card": half each
+    assert engine.predict("card").ranking[0].probability > 0.6
+    azure = client.post(AZURE, json={"question": "card", "top": 3}).get_json()["answers"]
+    scores = {a["id"]: a["confidenceScore"] for a in azure}
+    assert scores[qna_id("card_arrival")] == 0.5 and max(scores.values()) == 0.5
 
 
 def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> None:
