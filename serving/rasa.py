@@ -56,12 +56,21 @@ def parse() -> Response:
     serving = state().models.state
     if serving.production is None:
         raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
-    prediction = serving.production.predict(text)
+    engine = serving.production
+    prediction = engine.predict(text)
     ranking = [{"name": c.intent, "confidence": round(c.probability, 6)} for c in prediction.ranking]
+    intent = {"name": prediction.top_intent, "confidence": round(prediction.confidence, 6)}
+    if prediction.vague:
+        # A keyword message ("pin") the knowledge base shares among intents: confidences are the shares of
+        # its words' uses (bot.keywords), so a fallback threshold sees how open it is, as the chat does.
+        shares = dict(engine.keyword_shares(prediction, limit=len(engine.labels)))
+        ordered = sorted(prediction.ranking, key=lambda c: -shares.get(c.intent, 0.0))
+        ranking = [{"name": c.intent, "confidence": round(shares.get(c.intent, 0.0), 6)} for c in ordered]
+        intent = dict(ranking[0])
     return jsonify(
         {
             "text": text,
-            "intent": {"name": prediction.top_intent, "confidence": round(prediction.confidence, 6)},
+            "intent": intent,
             "intent_ranking": ranking,
             "entities": [],
         }

@@ -1050,6 +1050,13 @@ def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: An
     azure = client.post(AZURE, json={"question": "card", "top": 3}).get_json()["answers"]
     scores = {a["id"]: a["confidenceScore"] for a in azure}
     assert scores[qna_id("card_arrival")] == 0.5 and max(scores.values()) == 0.5
+    parsed = client.post("/model/parse", json={"text": "card"}).get_json()  # Rasa NLU: the same shares
+    assert parsed["intent"]["confidence"] == 0.5 and parsed["intent_ranking"][0]["confidence"] == 0.5
+    assert parsed["intent"]["name"] in {"card_arrival", "exchange_rate"}
+    assert (
+        client.post("/model/parse", json={"text": "where is my card"}).get_json()["intent"]["confidence"]
+        > 0.6
+    )
 
 
 def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> None:
