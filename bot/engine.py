@@ -534,6 +534,11 @@ class AnsweringEngine:
         shares = self.keywords.shares(words) if self.keywords is not None and words else None
         return sorted((shares or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The main encoder's sentence embeddings of ``texts`` as the models read them (misspelt words
+        corrected): the vectors review items are clustered by, the same as ``Prediction.embedding``."""
+        return self.main_encoder().encode(self.read_as(texts))
+
     def read_as(self, texts: Sequence[str]) -> list[str]:
         """``texts`` as the models read them: misspelt words corrected (``self.spelling``)."""
         return [self.spelling.correct(t) for t in texts] if self.spelling is not None else list(texts)

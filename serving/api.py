@@ -470,8 +470,8 @@ def route_thumbs_down(turn_id: int) -> None:
     session.commit()
     production = helploop.models.state.production
     if production is not None and question is not None:
-        encoder = production.main_encoder()
-        helploop.router.submit(question, ["thumbs_down"], lambda text: encoder.encode([text])[0])
+        # as the model read it (misspelt words corrected), like the vector a chat turn is routed with
+        helploop.router.submit(question, ["thumbs_down"], lambda text: production.embed([text])[0])
 
 
 def other_choices(turn: Turn, engine: AnsweringEngine) -> list[Candidate]:

@@ -127,7 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     def embed_texts(texts: list[str]) -> np.ndarray | None:
         production = models.state.production
-        return None if production is None else production.main_encoder().encode(texts)
+        return None if production is None else production.embed(texts)
 
     router = ReviewRouter(
         database,

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bot.engine import ANSWERED, AnsweringEngine, EngineConfig, IntentInfo
@@ -222,3 +223,14 @@ def test_the_first_letter_is_kept_unless_swapped_with_the_second() -> None:
     assert corrector.correction("ebay") is None
     assert corrector.correction("acrd") == "card"
     assert corrector.correction("cadr") == "card"
+
+
+def test_embed_reads_as_predict_does(hashing_encoder: Any) -> None:
+    """Review items are clustered by vectors from two places, the prediction (a chat turn) and ``embed`` (a
+    thumbs-down, an item without a vector): both of the corrected text, or look-alikes split by chance."""
+    engine = _engine(hashing_encoder)
+    typed = "how do I chnage my pni"
+    vector = engine.embed([typed])[0]
+    assert np.allclose(vector, engine.predict(typed).embedding)
+    assert np.allclose(vector, hashing_encoder.encode(["how do I change my pin"])[0])
+    assert not np.allclose(vector, hashing_encoder.encode([typed])[0])
