@@ -56,7 +56,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         ),
         ACKNOWLEDGEMENT: (
             r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
-            r"|sure|fine"
+            r"|sure|fine|never\s*mind|nvm|forget\s+it|no\s+worries|no\s+problem|np|sorry|my\s+bad"
             r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
         ),
         ABOUT_BOT: (
@@ -84,8 +84,9 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         ),
     }.items()
 }
-# Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye".
-CONNECTORS = frozenset({"but", "and", "so", "though"})
+# Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye", "yes
+# please".
+CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz"})
 # Small talk's own longer words, read back from one typo ("thnaks", "goodbey") where the words as typed are no
 # small talk; shorter and common words ("good", "nice", "hello": "hell") are not, since too many other words
 # are one edit from them.

@@ -28,6 +28,12 @@ KINDS = [
     ("what can you do?", "help"),
     ("help", "help"),
     ("whats ur name?", "about_bot"),
+    ("yes please", "acknowledgement"),
+    ("never mind", "acknowledgement"),
+    ("nvm", "acknowledgement"),
+    ("no worries", "acknowledgement"),
+    ("sorry", "acknowledgement"),
+    ("help please", "help"),
     ("thanks but that didnt help", "not_helpful"),  # joined by a connector: the complaint answers
     ("this is useless, you stupid bot", "not_helpful"),
     ("ok and bye", "goodbye"),
@@ -62,6 +68,8 @@ QUESTIONS = [
     "?",
     "",
     "but",  # connectors alone are no small talk
+    "please",
+    "please where is my card",
     "and so",
     "oh no",  # dismay, not a goodbye
     "and how do I change my pin",
@@ -95,6 +103,7 @@ def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
         ("hi i lost my card", "hi i lost my card"),  # only whole parts go
         ("thanks", "thanks"),  # nothing would be left: small talk, answered as such
         ("Where is my card, please?", "Where is my card, please?"),
+        ("sorry, where is my card?", "where is my card?"),
         ("Thnaks! my crad is lost", "my crad is lost"),  # the question as typed: the model reads it after
     ],
 )
