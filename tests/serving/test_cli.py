@@ -938,6 +938,8 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
     import json
     from dataclasses import replace
 
+    from bot.small_talk import without_small_talk
+    from core.kb_checks import question_key
     from core.models import Job
     from tests.conftest import add_turn, read_rows
 
@@ -948,20 +950,24 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
     with Database(settings).session() as session:
         for i, text in enumerate(traffic):
             add_turn(session, f"c{i % 7}", text)
+    # Read without the small talk around them, one is a knowledge-base example ("Help me please! My card
+    # was stolen!"): not traffic to learn from.
+    examples = {question_key(text) for text in read_rows(SMALL / "train.csv")[0]}
+    questions = {question_key(without_small_talk(text)) for text in traffic} - examples
+    assert len(questions) == len(set(traffic)) - 1
     tuned_run = run(settings, "train", "--wait", "--no-onnx")
     assert (
-        tuned_run.exit_code == 0
-        and f"of {len(set(traffic))} log questions at or above 0.9" in tuned_run.output
+        tuned_run.exit_code == 0 and f"of {len(questions)} log questions at or above 0.9" in tuned_run.output
     )
     assert run(settings, "train", "--wait", "--no-onnx", "--no-self-training").exit_code == 0
     with Database(settings).session() as session:
         tuned, plain = session.get(Job, 1), session.get(Job, 2)
         assert tuned is not None and plain is not None
         assert "self_training" not in tuned.params and plain.params["self_training"] is False
-        assert tuned.result["traffic_questions"] == len(set(traffic))
+        assert tuned.result["traffic_questions"] == len(questions)
         summary = tuned.result["self_training"]
-        assert summary["traffic_rows"] == len(set(traffic)) and summary["threshold"] == 0.9
-        assert 0 < summary["pseudo_labelled"] <= len(set(traffic)) and isinstance(summary["kept"], bool)
+        assert summary["traffic_rows"] == len(questions) and summary["threshold"] == 0.9
+        assert 0 < summary["pseudo_labelled"] <= len(questions) and isinstance(summary["kept"], bool)
         assert plain.result["traffic_questions"] == 0 and plain.result["self_training"] is None
         manifests = [
             json.loads((Path(job.result["bundle_path"]) / "manifest.json").read_text())
@@ -981,9 +987,9 @@ def test_train_self_trains_on_the_turn_log_unless_told_not_to(settings: Any, ans
         third, fourth = session.get(Job, 3), session.get(Job, 4)
         assert third is not None and fourth is not None
         assert third.result["unchanged"] is True and third.result["same_as"] == plain.result["version"]
-        assert third.result["traffic_questions"] == len(set(traffic)) and "version" not in third.result
+        assert third.result["traffic_questions"] == len(questions) and "version" not in third.result
         assert fourth.params["force"] is True and fourth.result["self_training"] is None
-        assert fourth.result["traffic_questions"] == len(set(traffic))
+        assert fourth.result["traffic_questions"] == len(questions)
         assert fourth.result["metrics"]["inputs_hash"] == third.result["inputs_hash"]
 
 
