@@ -38,7 +38,7 @@ from bot.calibration import (
     precision_key,
 )
 from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder, tokenizer_file
-from bot.keywords import KEYWORDS_FILE, KeywordIndex, keywords_of
+from bot.keywords import KEYWORDS_FILE, KeywordIndex
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
 from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words
 
@@ -530,8 +530,8 @@ class AnsweringEngine:
     def keyword_shares(self, prediction: Prediction, *, limit: int = 3) -> list[tuple[str, float]]:
         """For a keyword message: the intents whose examples use its words most, with their shares (what
         ``vague`` was decided on); empty for any other message."""
-        words = keywords_of(prediction.read_as or prediction.text)
-        shares = self.keywords.shares(words) if self.keywords is not None and words else None
+        text = prediction.read_as or prediction.text
+        shares = self.keywords.shares_of(text) if self.keywords is not None else None
         return sorted((shares or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

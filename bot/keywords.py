@@ -62,6 +62,10 @@ class KeywordIndex:
     example_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     postings: dict[str, np.ndarray] = field(default_factory=dict)  # word -> sorted example rows
     min_share: float = 0.5
+    _sizes: np.ndarray = field(init=False, repr=False, compare=False)  # examples per intent (at least 1)
+
+    def __post_init__(self) -> None:
+        self._sizes = np.maximum(np.bincount(self.example_labels, minlength=len(self.labels)), 1)
 
     @classmethod
     def fit(
@@ -90,17 +94,20 @@ class KeywordIndex:
             found = rows if found is None else np.intersect1d(found, rows, assume_unique=True)
         if found is None or found.size < MIN_EXAMPLES:
             return None
-        sizes = np.bincount(self.example_labels, minlength=len(self.labels))
         used = np.bincount(self.example_labels[found], minlength=len(self.labels))
-        rate = used / np.maximum(sizes, 1)
+        rate = used / self._sizes
         total = float(rate.sum())
         return {self.labels[i]: float(rate[i]) / total for i in np.flatnonzero(used)}
+
+    def shares_of(self, text: str) -> dict[str, float] | None:
+        """``shares`` of a keyword message's words; None for any other message."""
+        words = keywords_of(text)
+        return self.shares(words) if words else None
 
     def too_vague(self, text: str, intent: str) -> bool:
         """Whether an answer with ``intent`` to ``text`` is a guess: a keyword message whose words the
         knowledge base uses for other intents as much as for this one."""
-        words = keywords_of(text)
-        shares = self.shares(words) if words else None
+        shares = self.shares_of(text)
         return shares is not None and shares.get(intent, 0.0) < self.min_share
 
     # ---------------------------------------------------------------------------------- bundle

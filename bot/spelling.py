@@ -54,9 +54,13 @@ def neighbours(letter: str) -> str:
 NEAR = {letter: set(neighbours(letter)) for row in KEYBOARD_ROWS for letter in row}
 
 
+def _normal(word: str) -> str:
+    return word.lower().replace("’", "'")
+
+
 def words_of(text: str) -> list[str]:
     """The words of ``text``, lower case, a curly apostrophe read as a straight one."""
-    return [w.lower().replace("’", "'") for w in WORD.findall(text)]
+    return [_normal(w) for w in WORD.findall(text)]
 
 
 def _deletes(word: str, depth: int) -> set[str]:
@@ -186,7 +190,7 @@ class SpellingCorrector:
     def known(self, word: str) -> bool:
         """A word of the knowledge base or of the tokenizer, or one of those with an English prefix or ending
         (the tokenizer has "retrieve" and "install" whole, not "retrieving" or "reinstall")."""
-        return any(self._known(stem) for stem in _stems(word))
+        return self._known(word) or any(self._known(stem) for stem in _stems(word))
 
     def _known(self, word: str) -> bool:
         return word in self.counts or word in self.dictionary
@@ -222,7 +226,7 @@ class SpellingCorrector:
         """``text`` with each misspelt word replaced (in lower case); the rest of the text as it was."""
 
         def replace(match: re.Match[str]) -> str:
-            found = self.correction(match.group(0).lower().replace("’", "'"))
+            found = self.correction(_normal(match.group(0)))
             return found if found is not None else match.group(0)
 
         return WORD.sub(replace, text)

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from bot.engine import (
     ANSWERED,
-    CLARIFY,
     HANDOFF,
     AnsweringEngine,
     Candidate,
@@ -258,7 +257,7 @@ def answer_message(
     if requested:
         context = None  # no question for the bot, whatever it refers to
         prediction = dataclasses.replace(
-            prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False
+            prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False, vague=False
         )
         online = operators_online(session, within_seconds=settings.presence_seconds) > 0
         session.commit()  # end the read transaction before the write below
@@ -315,7 +314,7 @@ def answer_message(
             context_text=context,
             off_topic=logged == OFF_TOPIC,
             read_as=prediction.read_as,  # misspelt words read as the knowledge base's own
-            vague=prediction.vague and logged == CLARIFY,  # a keyword message asked about (bot.keywords)
+            vague=prediction.vague,  # a keyword message asked about (bot.keywords)
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()
@@ -323,7 +322,7 @@ def answer_message(
         helploop.metrics.follow_ups.labels(status=logged).inc()
     if logged == OFF_TOPIC:
         helploop.metrics.off_topic.labels(arm=arm).inc()
-    if prediction.vague and logged == CLARIFY:
+    if prediction.vague:
         helploop.metrics.keyword_asked.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()

@@ -92,7 +92,7 @@ def run_terminal_chat(
                 earlier = Earlier(followed.read_text, intent)
         status = logged_status(prediction, asked_for_person=reading.asks_for_person)
         if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
-            prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[])
+            prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[], vague=False)
         if complaint is not None and kind == NOT_HELPFUL:  # the intents ranked next, to pick from
             wrong = complaint[0]
             names = choices_after_wrong([c.intent for c in wrong.ranking], wrong.intent)
@@ -136,7 +136,7 @@ def run_terminal_chat(
                     context_text=context,
                     off_topic=status == OFF_TOPIC,
                     read_as=prediction.read_as,
-                    vague=prediction.vague and status == CLARIFY,
+                    vague=prediction.vague,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None
