@@ -987,6 +987,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "off_topic": t.off_topic,  # below the familiarity floor (declined, or handed over before)
                 "read_as": t.read_as,  # misspelt words read as the knowledge base's own (bot.spelling)
                 "vague": t.vague,  # a keyword message asked about rather than answered (bot.keywords)
+                "ruled_out": t.ruled_out,  # the intent the customer said it is not about (bot.negation)
             }
             for t in conversation.turns
         ]

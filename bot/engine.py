@@ -40,6 +40,7 @@ from bot.calibration import (
 from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder, tokenizer_file
 from bot.keywords import KEYWORDS_FILE, KeywordIndex
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
+from bot.negation import contrast_of
 from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words
 
 OUT_OF_SCOPE = "oos"
@@ -47,6 +48,9 @@ BUNDLE_FORMAT = 1
 ANSWERED, CLARIFY, HANDOFF = "answered", "clarify", "handoff"
 SMALL_TALK = "small_talk"  # "hi", "thanks", "bye" (bot.small_talk): answered by the deployment's reply
 MAX_CLARIFY_CHOICES = 3
+# After the customer ruled an intent out (bot.negation): the share an intent needs, renormalised, to be
+# offered as a choice (with two or more such left, the customer picks rather than the model answering).
+RULED_OUT_CHOICE = 0.01
 # Self-training is dropped when it raises the held-out rows' mean log loss by more than this (nats): a margin,
 # because on an easy held-out set both losses are near zero and differ by the optimiser's noise alone.
 SELF_TRAINING_TOLERANCE = 0.01
@@ -208,6 +212,9 @@ class Prediction:
     # A keyword message ("pin") the model would have answered, asked about instead because the knowledge
     # base uses its words for other intents as much (bot.keywords).
     vague: bool = False
+    # The intent the customer said the message is not about ("I don't want to close my account, I just want
+    # to freeze my card": bot.negation), left out of the answer; None when nothing was ruled out.
+    ruled_out: str | None = None
     # The message's sentence embedding (for clustering review items without encoding twice); not serialised.
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -257,6 +264,7 @@ class Prediction:
             **({"unfamiliar": True} if self.unfamiliar else {}),
             **({"read_as": self.read_as} if self.read_as is not None else {}),
             **({"vague": True} if self.vague else {}),
+            **({"ruled_out": self.ruled_out} if self.ruled_out else {}),
         }
 
 
@@ -306,6 +314,9 @@ class EngineConfig:
     # share of the knowledge base's examples that use the message's words (each intent weighed by its size);
     # else "did you mean". None: answered as any message. Chosen on the validation split (bench/keywords.py).
     keyword_share: float | None = 0.7
+    # "I don't want to close my account, I just want to freeze my card": the intent of a clause the customer
+    # negates is left out of the answer when the rest of the message reads as another (bot.negation).
+    negation: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -447,6 +458,9 @@ class AnsweringEngine:
         self.spelling: SpellingCorrector | None = None
         # Which examples use each word, for keyword messages (config.keyword_share); None: no such check.
         self.keywords: KeywordIndex | None = None
+        # Whether an intent the customer negates is ruled out of the answer (config.negation; serving may
+        # turn it off).
+        self.negation = self.config.negation
         self.knowledge: dict[str, IntentInfo] = {}
         self.manifest: dict[str, Any] = {}
         # encoder name -> the export fit_on_onnx() fitted on, until save() copies it into the bundle
@@ -930,8 +944,67 @@ class AnsweringEngine:
         started = time.perf_counter()
         if self.combiner is None:
             raise RuntimeError("engine is not fitted")
-        features = self.featurise(self.read_as(texts))
-        return self._as_typed(self._predict(features, started, only=only, exclude=exclude), texts)
+        read = self.read_as(texts)
+        features = self.featurise(read)
+        predictions = self._predict(features, started, only=only, exclude=exclude)
+        for i, ruled_out in enumerate(self.ruled_out(read, only=only)):
+            if ruled_out is not None:
+                rows = features.subset(np.array([i]))
+                predictions[i] = self._predict_ruling_out(
+                    rows, started, ruled_out, only=only, exclude=exclude
+                )[0]
+        return self._as_typed(predictions, texts)
+
+    def _predict_ruling_out(
+        self,
+        features: FeatureBatch,
+        started: float,
+        ruled_out: str | None,
+        *,
+        only: MetadataFilter | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Prediction]:
+        """``_predict`` with ``ruled_out`` (an intent the customer negated, or None: as ``_predict``). The
+        others' probabilities are renormalised, but that alone answers only when one intent is left with any
+        weight (``RULED_OUT_CHOICE`` or more): an intent answered only once the ruled-out one's share went
+        to the rest is otherwise offered as a "did you mean" choice with the others left (on the chosen
+        contrast messages, answering on it turned two "did you mean" replies into wrong answers, at 0.51 and
+        0.54; bench/negation.py). The ruled-out intent is never a choice."""
+        if ruled_out is None or ruled_out not in self.labels:
+            return self._predict(features, started, only=only, exclude=exclude)
+        plain = self._predict(features, started, only=only, exclude=exclude)
+        ruled = self._predict(features, started, only=only, exclude=exclude, ruled_out=ruled_out)
+        out = []
+        for before, after in zip(plain, ruled, strict=True):
+            left = [
+                c
+                for c in after.ranking
+                if c.intent not in (ruled_out, OUT_OF_SCOPE) and c.probability >= RULED_OUT_CHOICE
+            ][:MAX_CLARIFY_CHOICES]
+            confirmed = before.status == ANSWERED and before.intent == after.intent
+            if after.status == ANSWERED and not confirmed and len(left) >= 2:
+                after = replace(after, status=CLARIFY, intent=None, answer="", suggestions=left)
+            else:  # nor a chip: "did you mean" or the answer's follow-ups
+                after.suggestions = [c for c in after.suggestions if c.intent != ruled_out]
+            out.append(after)
+        return out
+
+    def ruled_out(self, texts: Sequence[str], *, only: MetadataFilter | None = None) -> list[str | None]:
+        """Per text (as the models read it), the intent its customer says it is not about (bot.negation):
+        the one a negated clause's object reads as, when the rest of the message reads as another; else
+        None. One encoder pass over the clauses of the texts that hold a contrast, none for the others."""
+        found = [contrast_of(text) for text in texts] if self.negation else [None] * len(texts)
+        rows = [i for i, contrast in enumerate(found) if contrast is not None]
+        out: list[str | None] = [None] * len(texts)
+        if not rows:
+            return out
+        clauses = [part for i in rows for part in (found[i].negated, found[i].rest)]  # type: ignore[union-attr]
+        read = self._predict(self.featurise(clauses), time.perf_counter(), only=only)
+        for k, i in enumerate(rows):
+            negated, rest = read[2 * k].top_intent, read[2 * k + 1].top_intent
+            if negated != rest and negated != OUT_OF_SCOPE:
+                out[i] = negated
+        return out
 
     def predict_follow_up(
         self,
@@ -952,16 +1025,19 @@ class AnsweringEngine:
             raise RuntimeError("engine is not fitted")
         read = self.read_as([text, earlier])
         both = self.featurise(read)
+        ruled_out = self.ruled_out(read[:1], only=only)[0]
         mixed: dict[str, np.ndarray] = {}
         for name, matrix in both.embeddings.items():
             vector = weight * matrix[0] + (1.0 - weight) * matrix[1]
             length = float(np.linalg.norm(vector))
             scale = float(np.linalg.norm(matrix, axis=1).mean()) / length if length > 0 else 1.0
             mixed[name] = (vector * scale).astype(matrix.dtype)[None, :]
-        alone = self._as_typed(self._predict(both.subset(np.array([0])), started, only=only), [text])[0]
-        in_turn = self._predict(
+        alone_read = self._predict_ruling_out(both.subset(np.array([0])), started, ruled_out, only=only)
+        alone = self._as_typed(alone_read, [text])[0]
+        in_turn = self._predict_ruling_out(
             FeatureBatch(texts=[in_context(read[1], read[0])], embeddings=mixed),
             started,
+            ruled_out,
             only=only,
             exclude=exclude,
         )[0]
@@ -974,9 +1050,19 @@ class AnsweringEngine:
         *,
         only: MetadataFilter | None = None,
         exclude: Collection[str] = (),
+        ruled_out: str | None = None,
     ) -> list[Prediction]:
+        """``ruled_out``: an intent the customer said the message is not about (bot.negation): its
+        probability goes to the others in proportion (renormalised, unlike ``exclude``, which leaves an
+        intent out of the answer without saying the message is not about it)."""
         texts = features.texts
         probabilities, confidence, member_scores = self._score(features)
+        if ruled_out is not None and ruled_out in self.labels:
+            probabilities = probabilities.copy()
+            probabilities[:, self.labels.index(ruled_out)] = 0.0
+            total = probabilities.sum(axis=1, keepdims=True)
+            probabilities = np.divide(probabilities, total, out=np.zeros_like(probabilities), where=total > 0)
+            confidence = self.calibrator(probabilities.max(axis=1))
         filtered = self.allowed(only)
         allowed = filtered
         if exclude:
@@ -1011,6 +1097,9 @@ class AnsweringEngine:
         if embedding is not None:
             for i, prediction in enumerate(predictions):
                 prediction.embedding = embedding[i]
+        if ruled_out is not None and ruled_out in self.labels:
+            for prediction in predictions:
+                prediction.ruled_out = ruled_out
         if filtered is not None:  # what the model would have said without the page's metadata
             everything_margins = self._margins(everything, everything_confidence)
             for i, prediction in enumerate(predictions):

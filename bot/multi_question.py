@@ -62,7 +62,11 @@ def other_questions(
     found: list[str] = []
     for part in engine.predict_batch(parts, only=only):
         intent = part.intent
-        if part.status == ANSWERED and intent and intent != prediction.intent and intent not in found:
+        if part.status != ANSWERED or not intent or intent in found:
+            continue
+        # Not the answer again, nor what the customer said the message is not about (bot.negation: "I don't
+        # want to close my account. I want to change my PIN." holds no question about closing it).
+        if intent not in (prediction.intent, prediction.ruled_out):
             found.append(intent)
     return found
 

@@ -231,6 +231,9 @@ class Turn(Base):
     # several intents, though the model would have answered (``Prediction.vague``; migration 0042).
     # No Python-side default: a row written at an older revision (migration tests) must not name it.
     vague: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The intent the customer said the message is not about ("I don't want to close my account, I just want
+    # to ...": ``Prediction.ruled_out``, bot.negation; migration 0043), left out of the answer. None: none.
+    ruled_out: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

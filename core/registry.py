@@ -106,6 +106,7 @@ def log_turn(
     off_topic: bool = False,
     read_as: str | None = None,
     vague: bool = False,
+    ruled_out: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -115,7 +116,8 @@ def log_turn(
     ``off_topic``: below the model's familiarity floor (``Prediction.unfamiliar``; the status says what was
     done: "off_topic" since the bot declines such messages, "handoff" in turns logged before); ``read_as``:
     the message as the model read it, misspelt words corrected (``Prediction.read_as``); ``vague``: a keyword
-    message asked about rather than answered (``Prediction.vague``)."""
+    message asked about rather than answered (``Prediction.vague``); ``ruled_out``: the intent the customer
+    said the message is not about, left out of the answer (``Prediction.ruled_out``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -141,6 +143,7 @@ def log_turn(
         off_topic=off_topic,
         read_as=scrub_secrets(read_as) if read_as else None,
         vague=vague,
+        ruled_out=ruled_out,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

@@ -189,6 +189,10 @@ class Settings:
     # the knowledge base's examples that use those words; else "did you mean" (bot.keywords). 0: answered as
     # any message. Takes effect when a model is loaded (models built before it: none until the next build).
     keyword_share: float = 0.7
+    # "I don't want to close my account, I just want to freeze my card": the intent of the clause the customer
+    # negates is ruled out of the answer when the rest of the message reads as another (bot.negation); off:
+    # the message is read whole as any. Takes effect when a model is loaded (every bundle: nothing is built).
+    negation: bool = True
     # What the widget shows when the customer asks for a person, and after they leave a contact.
     handoff_requested_message: str = "Thanks, a person from our team will take over this conversation."
     # When no operator has had a page open for presence_seconds: nobody can join the chat now.

@@ -315,6 +315,7 @@ def answer_message(
             off_topic=logged == OFF_TOPIC,
             read_as=prediction.read_as,  # misspelt words read as the knowledge base's own
             vague=prediction.vague,  # a keyword message asked about (bot.keywords)
+            ruled_out=prediction.ruled_out,  # the intent the customer said it is not (bot.negation)
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()

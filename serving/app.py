@@ -105,6 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             (loader or read_bundle)(path),
             spelling_correction=settings.spelling_correction,
             keyword_share=settings.keyword_share,
+            negation=settings.negation,
         )
 
     def read_bundle(path: str) -> AnsweringEngine:

@@ -606,7 +606,10 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
     from serving.model_holder import read_as_set
 
     read_as_set(
-        engine, spelling_correction=settings.spelling_correction, keyword_share=settings.keyword_share
+        engine,
+        spelling_correction=settings.spelling_correction,
+        keyword_share=settings.keyword_share,
+        negation=settings.negation,
     )
     if model is None and book is not None:
         engine.update_answers(book.intents, book.metadata)

@@ -21,10 +21,12 @@ Loader = Callable[[str], AnsweringEngine]
 
 
 def read_as_set(
-    engine: AnsweringEngine, *, spelling_correction: bool, keyword_share: float
+    engine: AnsweringEngine, *, spelling_correction: bool, keyword_share: float, negation: bool
 ) -> AnsweringEngine:
     """A loaded model set to read messages as the settings say: misspelt words corrected or read as typed
-    (``bot.spelling``), keyword messages checked at this share or answered as any (0; ``bot.keywords``)."""
+    (``bot.spelling``), keyword messages checked at this share or answered as any (0; ``bot.keywords``), an
+    intent the customer negates ruled out or not (``bot.negation``)."""
+    engine.negation = negation
     if not spelling_correction:
         engine.spelling = None
     if not keyword_share:

@@ -137,6 +137,7 @@ def run_terminal_chat(
                     off_topic=status == OFF_TOPIC,
                     read_as=prediction.read_as,
                     vague=prediction.vague,
+                    ruled_out=prediction.ruled_out,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

@@ -96,11 +96,15 @@ def test_extra_encoders_are_a_list_without_repeats() -> None:
 
 def test_how_messages_are_read_is_set_from_the_environment() -> None:
     settings = load_settings(
-        environ={"HELPLOOP_SPELLING_CORRECTION": "false", "HELPLOOP_KEYWORD_SHARE": "0.5"}
+        environ={
+            "HELPLOOP_SPELLING_CORRECTION": "false",
+            "HELPLOOP_KEYWORD_SHARE": "0.5",
+            "HELPLOOP_NEGATION": "off",
+        }
     )
-    assert (settings.spelling_correction, settings.keyword_share) == (False, 0.5)
+    assert (settings.spelling_correction, settings.keyword_share, settings.negation) == (False, 0.5, False)
     defaults = load_settings(environ={})
-    assert (defaults.spelling_correction, defaults.keyword_share) == (True, 0.7)
+    assert (defaults.spelling_correction, defaults.keyword_share, defaults.negation) == (True, 0.7, True)
     with pytest.raises(SettingsError, match="keyword_share must be 0 to 1, not 1.5"):
         load_settings(environ={"HELPLOOP_KEYWORD_SHARE": "1.5"})
     with pytest.raises(SettingsError, match="keyword_share must be float"):

@@ -77,7 +77,7 @@ def test_the_index_finds_what_a_scan_finds_before_and_after_the_migration(empty_
 
 
 def test_going_back_before_off_topic_and_context_keeps_the_index(empty_database_url: str) -> None:
-    """Migrations 0042 to 0039 go back by dropping a column, which SQLite does by copying the turns
+    """Migrations 0043 to 0039 go back by dropping a column, which SQLite does by copying the turns
     table (and so dropping the index's triggers): the index is built again, and a turn logged at 0038 is
     found."""
     engine = make_engine(empty_database_url)
@@ -246,8 +246,9 @@ def test_turns_logged_before_off_topic_existed_are_not_off_topic_and_the_index_s
 def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_still_follows(
     empty_database_url: str,
 ) -> None:
-    """Migrations 0041 and 0042 add ``turns.read_as`` (None: read as typed) and ``turns.vague`` (false) with
-    a plain ADD COLUMN, for the same reason as 0040: the search index's triggers stay."""
+    """Migrations 0041, 0042 and 0043 add ``turns.read_as`` (None: read as typed), ``turns.vague`` (false)
+    and ``turns.ruled_out`` (None) with a plain ADD COLUMN, for the same reason as 0040: the search index's
+    triggers stay."""
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0040")
     with Session(engine) as session:
@@ -255,17 +256,17 @@ def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_st
     migrate.upgrade(engine)
     with Session(engine) as session:
         logged = session.scalars(select(Turn).order_by(Turn.id)).all()
-        assert [(t.read_as, t.vague) for t in logged] == [(None, False)] * len(BEFORE)
+        assert [(t.read_as, t.vague, t.ruled_out) for t in logged] == [(None, False, None)] * len(BEFORE)
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
         log_turn(
             session, conversation_id=conversation.id, user_text="my crad hasnt arived", status="answered",
             intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
-            model_version="v2", latency_ms=1.0, read_as="my card hasnt arrived",
+            model_version="v2", latency_ms=1.0, read_as="my card hasnt arrived", ruled_out="change_pin",
         )  # fmt: skip
         session.commit()
         assert index_state(session.connection()) == "ok"
         assert _found(session, "crad") == _scanned(session, "crad") == ["my crad hasnt arived"]
-        assert session.scalars(select(Turn.read_as).where(Turn.model_version == "v2")).all() == [
-            "my card hasnt arrived"
-        ]
+        assert session.execute(
+            select(Turn.read_as, Turn.ruled_out).where(Turn.model_version == "v2")
+        ).all() == [("my card hasnt arrived", "change_pin")]
     engine.dispose()

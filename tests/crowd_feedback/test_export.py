@@ -132,6 +132,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         {"key": "region", "value": "uk"}], "logical_operation": "OR"}, kept_from=None,
         context_text="I wrote to jo@example.com",  # a follow-up, read after the question before it
         read_as="my card, mail jo@example.com!",  # as the model read it (a stand-in correction)
+        ruled_out="card_linking",  # the customer said it is not about linking a card
     )  # fmt: skip
     off = log_turn(
         db_session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
@@ -159,6 +160,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert (rows[0]["context"], rows[1]["context"]) == ("I wrote to [EMAIL]", None)
     assert (rows[0]["read_as"], rows[1]["read_as"]) == ("my card, mail [EMAIL]!", None)
     assert (rows[0]["vague"], rows[1]["vague"]) == (False, False)
+    assert (rows[0]["ruled_out"], rows[1]["ruled_out"]) == ("card_linking", None)
     assert (rows[1]["status"], rows[1]["chosen_intent"], rows[1]["helpful"]) == (
         "clarify",
         "card_arrival",
@@ -174,6 +176,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["read_as"], table[1]["read_as"]) == ("my card, mail [EMAIL]!", "")
+    assert (table[0]["ruled_out"], table[1]["ruled_out"]) == ("card_linking", "")
     assert (table[0]["latency_ms"], table[0]["helpful"], table[0]["conversation"]) == (
         "12.5",
         "False",

@@ -1059,6 +1059,39 @@ def test_a_keyword_message_is_asked_about_when_its_words_are_shared(make_app: An
     )
 
 
+def test_an_intent_the_customer_rules_out_is_left_out_logged_and_shown(make_app: Any) -> None:
+    """ "I don't want to close my account, I just want to change my pin": the toy model reads "close my
+    account" as terminate_account and the rest as change_pin, so terminate_account is ruled out; the turn
+    log, the conversation page and the Try page say so."""
+    app = make_app(ratelimit_enabled=False)
+    assert app.extensions["helploop"].models.state.production.negation is True
+    client = app.test_client()
+    text = "I don't want to close my account, I just want to change my pin"
+    reply = chat(client, text).get_json()
+    assert reply["intent"] != "terminate_account"
+    assert "terminate_account" not in {s["intent"] for s in reply["suggestions"]}
+    assert [(t.user_text, t.ruled_out) for t in turns(app)] == [(text, "terminate_account")]
+    assert (reply["status"], reply["intent"]) == ("answered", "change_pin")
+    logged = {c["intent"]: c["probability"] for c in turns(app)[0].candidates}
+    assert logged["terminate_account"] == 0.0 and logged["change_pin"] > 0.99  # its share went to the rest
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{reply['session_id']}").get_data(as_text=True)
+    assert page.count('class="ruled-out"') == 1 and "terminate_account <span" in page
+    tried = operator.get("/operator/knowledge/try", query_string={"q": text}).get_data(as_text=True)
+    assert 'id="ruled-out-production"' in tried and "not about <a" in tried
+
+
+def test_negation_off_reads_the_message_whole(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, negation=False)
+    assert app.extensions["helploop"].models.state.production.negation is False
+    chat(app.test_client(), "I don't want to close my account, I just want to change my pin")
+    assert [t.ruled_out for t in turns(app)] == [None]
+
+
 def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False, keyword_share=0)
     assert app.extensions["helploop"].models.state.production.keywords is None
