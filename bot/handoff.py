@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from bot.engine import HANDOFF, Prediction
+from bot.engine import ANSWERED, HANDOFF, Prediction
 
 # The turn log's status for such a message: the customer's reply is a handoff like any other (the widget
 # and the API say "handoff"), but the bot did not give up on a question, so the answer rates, the
@@ -72,6 +72,43 @@ NOT_A_REQUEST = re.compile(
     r"necessary\s+to|required\s+to)\s+(?:\w+\s+)?(?:talk|speak|chat|contact|call|reach)\b",
     re.IGNORECASE,
 )
+
+
+# A complaint: "I want to complain", "I'd like to make a complaint", "how do I file a complaint", "ombudsman".
+# No BANKING77 question uses these words. A knowledge base with a complaints intent still answers it.
+COMPLAINT_WORDS = re.compile(r"\b(?:complain(?:t|ts|s|ed|ing)?|ombudsman)\b", re.IGNORECASE)
+# Exasperation: "this is ridiculous", "3rd time asking", "useless". BANKING77's customers use some of these
+# words around real questions ("this is ridiculous, my card still hasn't come"), which the bot answers or
+# asks about as any; they only decide what happens to a message the bot would decline as off its topic.
+FRUSTRATION_WORDS = re.compile(
+    r"\b(?:ridiculous|unacceptable|useless|pathetic|disgrace(?:ful)?|outrageous|appalling|rubbish|fed\s+up|"
+    r"sick\s+(?:and\s+tired\s+)?of|waste\s+of\s+(?:my\s+)?time|(?:terrible|awful|horrible|worst|poor|bad)\s+service|"
+    r"(?:second|2nd|third|3rd|fourth|4th|fifth|5th|how\s+many)\s+times?\s+(?:i\s+)?(?:ask|asked|asking|now|today)|"
+    r"(?:keep|kept)\s+(?:on\s+)?asking|not\s+(?:good\s+enough|acceptable|helping|listening))\b",
+    re.IGNORECASE,
+)
+COMPLAINT, FRUSTRATION = "complaint", "frustration"
+
+
+def escalation(text: str) -> str | None:
+    """``COMPLAINT`` when ``text`` complains ("I want to make a complaint"), ``FRUSTRATION`` when it says the
+    customer is exasperated ("this is ridiculous, 3rd time asking"), else None. Neither is a request for a
+    person by itself: what the chat does depends on whether the bot can answer (``escalates``)."""
+    if COMPLAINT_WORDS.search(text):
+        return COMPLAINT
+    if FRUSTRATION_WORDS.search(text):
+        return FRUSTRATION
+    return None
+
+
+def escalates(kind: str | None, prediction: Prediction) -> bool:
+    """Whether a message of this escalation ``kind`` goes to a person rather than getting ``prediction``'s
+    reply: a complaint the bot does not answer (a "did you mean" about "I want to complain about the
+    exchange rate" or the off-topic line would turn a complaint away), or exasperation the bot would decline
+    as off its topic ("Sorry, I don't have an answer to that" to "this is ridiculous")."""
+    if kind == COMPLAINT:
+        return prediction.status != ANSWERED
+    return kind == FRUSTRATION and prediction.off_topic
 
 
 def asks_for_person(text: str, extra: re.Pattern[str] | None = None) -> bool:

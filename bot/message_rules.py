@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.engine import MAX_CLARIFY_CHOICES
-from bot.handoff import asks_for_person
+from bot.handoff import asks_for_person, escalation
 from bot.small_talk import HELP, NOT_HELPFUL, read_small_talk
 
 
@@ -23,6 +23,10 @@ class MessageReading:
     # "That's wrong", alone or around a new question ("No, that's not what I asked. Where is my card?"): the
     # customer says the last answer was wrong.
     complaint: bool = False
+    # A complaint ("I want to make a complaint") or exasperation ("this is ridiculous"), from
+    # bot.handoff.escalation: with the model's reply, it decides whether a person takes the message
+    # (bot.handoff.escalates).
+    escalation: str | None = None
 
     def small_talk_reply(self, *, answer_to_rate: bool) -> str | None:
         """The kind of small-talk reply: "that's wrong" with no answer before it to be wrong (none yet, or
@@ -50,10 +54,11 @@ def read_message(
     question = talk.question if talk is not None else text
     if handoff_requests and asks_for_person(text, handoff_pattern):
         return MessageReading(question, asks_for_person=True)
+    kind = escalation(text) if handoff_requests else None
     if talk is None:
-        return MessageReading(question)
+        return MessageReading(question, escalation=kind)
     complaint = talk.kind == NOT_HELPFUL or NOT_HELPFUL in talk.left_out
-    return MessageReading(question, small_talk=talk.kind, complaint=complaint)
+    return MessageReading(question, small_talk=talk.kind, complaint=complaint, escalation=kind)
 
 
 def choices_after_wrong(ranked: Sequence[str], wrong: str | None) -> list[str]:

@@ -23,7 +23,7 @@ from bot.engine import (
     in_context,
 )
 from bot.follow_up import Earlier, read_follow_up, refers_back
-from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, logged_status, reply_status
+from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.small_talk import small_talk_prediction
@@ -253,6 +253,9 @@ def answer_message(
             prediction, context = followed.prediction, followed.context
             if settings.multi_questions and context is None:  # "…? Also, how do I …?": a chip for each
                 prediction = with_other_questions(engine, prediction, only=only)
+            # "I want to make a complaint" the bot cannot answer, or "this is ridiculous" it would decline
+            # as off its topic: a person takes it, as if asked for (bot.handoff.escalates).
+            requested = requested or escalates(reading.escalation, prediction)
     latency_ms = (time.perf_counter() - started) * 1000
     if requested:
         context = None  # no question for the bot, whatever it refers to

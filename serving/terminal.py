@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import Earlier, read_follow_up
-from bot.handoff import OFF_TOPIC, logged_status
+from bot.handoff import OFF_TOPIC, escalates, logged_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.small_talk import NOT_HELPFUL, small_talk_prediction
@@ -76,6 +76,7 @@ def run_terminal_chat(
         complaint = answered if reading.complaint else None  # "that's wrong", as in the web chat
         kind = reading.small_talk_reply(answer_to_rate=complaint is not None)
         context = None  # the earlier question a follow-up was read with
+        requested = reading.asks_for_person
         if kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
@@ -83,15 +84,16 @@ def run_terminal_chat(
                 engine, reading.question, earlier=earlier if settings.follow_ups else None
             )
             prediction, context = followed.prediction, followed.context
-            if settings.multi_questions and context is None and not reading.asks_for_person:
+            if settings.multi_questions and context is None and not requested:
                 prediction = with_other_questions(engine, prediction)  # "…? Also …?": as the web chat
-            if reading.asks_for_person:
+            requested = requested or escalates(reading.escalation, prediction)  # a complaint: as on the web
+            if requested:
                 context = None  # no question for the bot, whatever it refers to
             else:
                 intent = prediction.intent if prediction.status == ANSWERED else None
                 earlier = Earlier(followed.read_text, intent)
-        status = logged_status(prediction, asked_for_person=reading.asks_for_person)
-        if reading.asks_for_person:  # logged as the web chat logs it: the candidates, no answer
+        status = logged_status(prediction, asked_for_person=requested)
+        if requested:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[], vague=False)
         if complaint is not None and kind == NOT_HELPFUL:  # the intents ranked next, to pick from
             wrong = complaint[0]
@@ -102,7 +104,7 @@ def run_terminal_chat(
                 prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)
         offering = kind == NOT_HELPFUL and bool(prediction.suggestions)  # choices after "that's wrong"
         pending = prediction if status == CLARIFY or offering else None
-        if reading.asks_for_person:
+        if requested:
             shown = NOBODY_HERE
         elif offering:
             shown = f"{prediction.answer}\n{numbered(prediction.suggestions)}"

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from bot.handoff import asks_for_person
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, Prediction
+from bot.handoff import COMPLAINT, FRUSTRATION, asks_for_person, escalates, escalation
+from tests.conftest import banking77_questions
 
 REQUESTS = [
     "I want to speak to a human",
@@ -65,3 +67,60 @@ def test_a_deployments_own_pattern_adds_its_language() -> None:
     assert not asks_for_person("Ich möchte mit einem Menschen sprechen")
     assert asks_for_person("Ich möchte mit einem Menschen sprechen", german)
     assert asks_for_person("human", german)  # English still works
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("I want to make a complaint", COMPLAINT),
+        ("how do I complain", COMPLAINT),
+        ("I'd like to file a formal complaint about the exchange rate", COMPLAINT),
+        ("I'm going to the ombudsman", COMPLAINT),
+        ("Complaints", COMPLAINT),
+        ("This is ridiculous, 3rd time asking", FRUSTRATION),
+        ("third time I asked today", FRUSTRATION),
+        ("this bank is useless", FRUSTRATION),
+        ("I'm fed up", FRUSTRATION),
+        ("what a waste of my time", FRUSTRATION),
+        ("terrible service", FRUSTRATION),
+        ("where is my card", None),
+        ("I have a question", None),
+        ("my card is complete rubbish", FRUSTRATION),
+        ("can I compare rates", None),
+    ],
+)
+def test_complaints_and_exasperation(text: str, kind: str | None) -> None:
+    assert escalation(text) == kind
+    assert not asks_for_person(text)  # neither is a request for a person by itself
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["fixture", "full BANKING77"])
+def test_no_banking77_question_complains(full: bool) -> None:
+    """The committed fixture and BANKING77's 13,083 questions: none uses a complaint's words; 11 of the full
+    set use words of exasperation around a real question, which the model answers or asks about as any (only
+    a message the bot would decline as off topic goes to a person for them)."""
+    kinds = [escalation(text) for text in banking77_questions(full)]
+    assert COMPLAINT not in kinds
+    assert kinds.count(FRUSTRATION) == (11 if full else 0)
+
+
+def _prediction(status: str, *, unfamiliar: bool = False) -> Prediction:
+    return Prediction(
+        text="x", status=status, intent="card_arrival" if status == ANSWERED else None, answer="",
+        confidence=0.5, margin=0.1, ranking=[], member_scores={}, suggestions=[], model_version="v",
+        unfamiliar=unfamiliar,
+    )  # fmt: skip
+
+
+def test_a_complaint_the_bot_cannot_answer_and_exasperation_it_would_decline_go_to_a_person() -> None:
+    answered, asked, handed = _prediction(ANSWERED), _prediction(CLARIFY), _prediction(HANDOFF)
+    declined = _prediction(HANDOFF, unfamiliar=True)
+    assert declined.off_topic
+    assert [escalates(COMPLAINT, p) for p in (answered, asked, handed, declined)] == [False, True, True, True]
+    assert [escalates(FRUSTRATION, p) for p in (answered, asked, handed, declined)] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert not escalates(None, declined)

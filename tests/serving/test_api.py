@@ -1096,3 +1096,38 @@ def test_keyword_share_zero_answers_keyword_messages_as_any(make_app: Any) -> No
     app = make_app(ratelimit_enabled=False, keyword_share=0)
     assert app.extensions["helploop"].models.state.production.keywords is None
     assert chat(app.test_client(), "card").get_json()["status"] == "answered"
+
+
+def test_a_complaint_the_bot_cannot_answer_goes_to_a_person(make_app: Any) -> None:
+    """ "I want to make a complaint" was declined as off topic ("Sorry, I don't have an answer to that"): it
+    now gets the reply of the "Talk to a person" button and a place in the handoff inbox, logged as the
+    customer asking (no review item). Exasperation the bot would decline goes the same way; exasperation
+    around a question it answers is answered."""
+    from core.models import Conversation
+
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    settings = helploop.settings
+    engine = helploop.models.state.production
+    assert engine.predict("I want to make a complaint").status == "clarify"  # the model alone asks
+    complaint = chat(client, "I want to make a complaint").get_json()
+    assert complaint["status"] == "handoff" and complaint["answer"] == settings.handoff_offline_message
+    assert engine.predict("xylophone aardvark telescope, ridiculous").off_topic
+    fed_up = chat(client, "xylophone aardvark telescope, ridiculous").get_json()
+    assert fed_up["status"] == "handoff" and fed_up["answer"] == settings.handoff_offline_message
+    answered = chat(client, "this is ridiculous, where is my card").get_json()
+    assert (answered["status"], answered["intent"]) == ("answered", "card_arrival")
+    with helploop.database.session() as session:
+        for reply in (complaint, fed_up):
+            assert session.get(Conversation, reply["session_id"]).handoff_requested_at is not None
+        assert session.get(Conversation, answered["session_id"]).handoff_requested_at is None
+    assert [t.status for t in turns(app)] == ["asked_for_person", "asked_for_person", "answered"]
+
+
+def test_complaints_are_left_to_the_model_with_handoff_requests_off(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, handoff_requests=False)
+    reply = chat(app.test_client(), "I want to make a complaint").get_json()
+    # The toy model asks "did you mean" (closing the account first): what it would say with the rule off.
+    assert reply["status"] == "clarify" and reply["suggestions"][0]["intent"] == "terminate_account"
+    assert [t.status for t in turns(app)] == ["clarify"]

@@ -200,15 +200,17 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
         engine,
         database=database,
         settings=settings,
-        stdin=io.StringIO("hi\ncard\n2\ncan I talk to a human?\n\n"),
+        stdin=io.StringIO("hi\ncard\n2\ncan I talk to a human?\nI want to make a complaint\n\n"),
         stdout=out,
     )
     assert f"> {settings.small_talk_greeting}\n> Did you mean:" in out.getvalue()  # "hi": not the model's
     assert "Did you mean:\n  1. Where is my card?\n  2. Change my PIN" in out.getvalue()
     assert "At an ATM." in out.getvalue()
-    assert "> [asked for a person: the web chat would hand this conversation to your team" in out.getvalue()
+    # Typed, and a complaint the model only asks "did you mean" about: both go to a person.
+    assert out.getvalue().count("> [asked for a person: the web chat would hand this conversation") == 2
     with database.session() as session:
-        hello, turn, asked = session.scalars(select(Turn).order_by(Turn.id)).all()
+        hello, turn, asked, complaint = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert (complaint.status, complaint.suggested) == ("asked_for_person", [])
         assert (asked.status, asked.intent, asked.suggested, asked.candidates[0]["intent"]) == (
             "asked_for_person",
             None,
