@@ -8,8 +8,10 @@ that question's answer left out, and the more confident reading wins).
 
 - ``bench/data/follow_ups.csv`` (the set the rule was chosen on) and ``bench/data/follow_ups_holdout.csv``
   (written before the rule was coded, then only measured): hand-written follow-ups ("is there a charge for
-  that?" after "can I top up with my card?") with the intent they ask for, changes of topic (a question that
-  stands on its own after another), and messages that are no banking question ("tell me a joke"). Per kind:
+  that?" after "can I top up with my card?") with the intent they ask for, follow-ups about the same thing as
+  the first question ("it's been three weeks" after "my card still hasn't arrived"; 16 and 8, written before
+  the rule for them was coded), changes of topic (a question that stands on its own after another),
+  and messages that are no banking question ("tell me a joke"). Per kind:
   answered right, answered wrong, "did you mean" offering the right intent, and no answer (the right outcome
   for a message that is no question).
 - What it costs on questions that stand on their own: every BANKING77 test question, preceded by a test
@@ -51,7 +53,7 @@ SETS = {
     "chosen on": ROOT / "bench" / "data" / "follow_ups.csv",
     "held out": ROOT / "bench" / "data" / "follow_ups_holdout.csv",
 }
-KINDS = ("follow_up", "new_topic", "not_a_question")
+KINDS = ("follow_up", "same_topic", "new_topic", "not_a_question")
 OUTCOMES = ("right", "wrong", "right_offered", "no_answer")
 
 

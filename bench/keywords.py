@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import fitted_for_split, split_arguments, split_name  # noqa: E402
+from self_training import fitted_for_split, reply_figures, split_arguments, split_name  # noqa: E402
 
-from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
+from bot.engine import AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.keywords import FILLER, STRUCTURE, keywords_of  # noqa: E402
 from bot.spelling import words_of  # noqa: E402
 
@@ -52,15 +52,7 @@ def keyword_version(text: str, rng: random.Random) -> str | None:
 
 
 def score(predictions: list[Prediction], labels: list[str]) -> dict[str, int]:
-    figures = {"messages": len(labels), "answered_right": 0, "answered_wrong": 0, "asked": 0, "reachable": 0}
-    for p, y in zip(predictions, labels, strict=True):
-        figures["answered_right"] += p.status == ANSWERED and p.intent == y
-        figures["answered_wrong"] += p.status == ANSWERED and p.intent != y
-        figures["asked"] += p.status == CLARIFY
-        choices = {c.intent for c in p.suggestions} if p.status == CLARIFY else set()
-        figures["reachable"] += (p.status == ANSWERED and p.intent == y) or y in choices
-    figures["vague"] = sum(p.vague for p in predictions)
-    return figures
+    return reply_figures(predictions, labels) | {"vague": sum(p.vague for p in predictions)}
 
 
 def sweep(

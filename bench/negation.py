@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from self_training import fitted_for_split, split_arguments, split_name  # noqa: E402
+from self_training import fitted_for_split, reply_figures, split_arguments, split_name  # noqa: E402
 
 import bot.engine  # noqa: E402
-from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, Prediction  # noqa: E402
+from bot.engine import ANSWERED, AnsweringEngine, Prediction  # noqa: E402
 from bot.negation import contrast_of  # noqa: E402
 
 MESSAGES = ROOT / "bench" / "data" / "contrast.csv"
@@ -61,15 +61,9 @@ def read_messages(path: Path = MESSAGES) -> dict[str, tuple[list[str], list[str]
 
 
 def score(predictions: list[Prediction], labels: list[str]) -> dict[str, int]:
-    figures = {"messages": len(labels), "answered_right": 0, "answered_wrong": 0, "asked": 0, "reachable": 0}
-    for p, y in zip(predictions, labels, strict=True):
-        figures["answered_right"] += p.status == ANSWERED and p.intent == y
-        figures["answered_wrong"] += p.status == ANSWERED and p.intent != y
-        figures["asked"] += p.status == CLARIFY
-        choices = {c.intent for c in p.suggestions} if p.status == CLARIFY else set()
-        figures["reachable"] += (p.status == ANSWERED and p.intent == y) or y in choices
-    figures["ruled_out"] = sum(p.ruled_out is not None for p in predictions)
-    return figures
+    return reply_figures(predictions, labels) | {
+        "ruled_out": sum(p.ruled_out is not None for p in predictions)
+    }
 
 
 def read_three_ways(engine: AnsweringEngine, texts: list[str]) -> dict[str, list[Prediction]]:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bot.encoders import DEFAULT_ENCODER, CachingEncoder  # noqa: E402
-from bot.engine import AnsweringEngine, EngineConfig  # noqa: E402
+from bot.engine import ANSWERED, CLARIFY, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.evaluation import ClassificationEvaluator, sample_shots  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 from training.finetune import (  # noqa: E402
@@ -236,6 +236,19 @@ def fitted_for_split(args: argparse.Namespace) -> tuple[AnsweringEngine, tuple[l
     engine = AnsweringEngine(EngineConfig(seed=args.seed), encoders={"minilm": encoder}, threads=2)
     engine.fit(*train, progress=False)
     return engine, evaluation
+
+
+def reply_figures(predictions: list[Prediction], labels: list[str]) -> dict[str, int]:
+    """How a split bench's messages were replied to: answered right or wrong, asked "did you mean", and
+    the right intent one click away (answered, or among the choices)."""
+    figures = {"messages": len(labels), "answered_right": 0, "answered_wrong": 0, "asked": 0, "reachable": 0}
+    for p, y in zip(predictions, labels, strict=True):
+        figures["answered_right"] += p.status == ANSWERED and p.intent == y
+        figures["answered_wrong"] += p.status == ANSWERED and p.intent != y
+        figures["asked"] += p.status == CLARIFY
+        choices = {c.intent for c in p.suggestions} if p.status == CLARIFY else set()
+        figures["reachable"] += (p.status == ANSWERED and p.intent == y) or y in choices
+    return figures
 
 
 def split_name(args: argparse.Namespace) -> str:

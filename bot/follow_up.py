@@ -8,7 +8,8 @@ in the same conversation (``AnsweringEngine.predict_follow_up``: the message's s
 asks something new: "and how long does that take?" after "my card hasn't arrived" is about delivery times,
 not the missing card again). The more confident of the two readings is the reply; the gate then decides as
 for any message. A question that stands on its own keeps its own reading, since the earlier question only
-blurs it.
+blurs it. A follow-up about the same thing ("it's been three weeks" after "my card still hasn't arrived")
+that neither reading answers is asked about with the earlier answer as the first choice (``same_topic``).
 
 Chosen on ``bench/data/follow_ups.csv`` (36 follow-ups, 15 changes of topic, 10 messages that are no
 question, all written for it), then measured on ``bench/data/follow_ups_holdout.csv``, written before the
@@ -20,10 +21,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from bot.engine import MetadataFilter, Prediction, in_context
+from bot.engine import (
+    CLARIFY,
+    HANDOFF,
+    MAX_CLARIFY_CHOICES,
+    OUT_OF_SCOPE,
+    MetadataFilter,
+    Prediction,
+    in_context,
+)
 
 # Words that point back to something said before, or openings that continue it. "one" as in "the new one";
 # "then" as in "then what?".
@@ -107,7 +116,36 @@ def read_follow_up(
     exclude = (earlier.intent,) if earlier.intent else ()
     alone, read = engine.predict_follow_up(text, context, weight=weight, only=only, exclude=exclude)
     if alone.unfamiliar != read.unfamiliar:
-        return FollowUpReading(read, context) if alone.unfamiliar else FollowUpReading(alone)
-    if read.confidence <= alone.confidence:
-        return FollowUpReading(alone)
-    return FollowUpReading(read, context)
+        reading = FollowUpReading(read, context) if alone.unfamiliar else FollowUpReading(alone)
+    elif read.confidence <= alone.confidence:
+        reading = FollowUpReading(alone)
+    else:
+        reading = FollowUpReading(read, context)
+    if reading.prediction.status != HANDOFF or not earlier.intent:
+        return reading
+    return same_topic(engine, text, context, earlier.intent, weight=weight, only=only) or reading
+
+
+def same_topic(
+    engine: Predictor,
+    text: str,
+    context: str,
+    intent: str,
+    *,
+    weight: float = FOLLOW_UP_WEIGHT,
+    only: MetadataFilter | None = None,
+) -> FollowUpReading | None:
+    """A follow-up neither reading could answer, which read with the question before it (that question's
+    answer ``intent`` not left out) is about the same thing: "it's been three weeks" after "my card still
+    hasn't arrived", "and my name?" after "I need to change my address". The customer is asked "did you
+    mean" with that reading's top intents, ``intent`` first, rather than handed over (or declined as off
+    topic). Not answered outright: read that way, a follow-up that asks something new the model cannot read
+    ("it came yesterday but it doesn't work" after "how do I activate my card?") or no question at all
+    ("what time is it?" after "how do I change my PIN?") would be answered with the earlier answer again
+    (bench/follow_ups.py, kind ``same_topic``). None when that reading is about something else."""
+    _, again = engine.predict_follow_up(text, context, weight=weight, only=only)
+    if again.top_intent != intent:
+        return None
+    choices = [c for c in again.ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
+    asked = replace(again, status=CLARIFY, intent=None, answer="", suggestions=choices, unfamiliar=False)
+    return FollowUpReading(asked, context)

@@ -32,7 +32,10 @@ def test_the_committed_sets_name_demo_intents_and_hold_each_kind(bench: Any) -> 
             assert (row["intent"] in intents) == (row["kind"] != "not_a_question")
             assert row["first"].strip() and row["follow_up"].strip()
     chosen, held_out = (bench.read_conversations(p) for p in bench.SETS.values())
-    assert len(chosen) == 61 and len(held_out) == 32
+    assert len(chosen) == 61 + 16 and len(held_out) == 32 + 8  # same_topic: 16 and 8
+    for rows in (chosen, held_out):  # a follow-up about the same thing asks for the first question's intent
+        assert all(r["intent"] == r["first_intent"] for r in rows if r["kind"] == "same_topic")
+        assert all(r["intent"] != r["first_intent"] for r in rows if r["kind"] == "follow_up")
     # the held-out set is its own: none of its follow-ups is in the set the rule was chosen on
     assert not {r["follow_up"] for r in held_out} & {r["follow_up"] for r in chosen}
 

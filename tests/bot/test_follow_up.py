@@ -12,6 +12,7 @@ import pytest
 from bot.engine import (
     ANSWERED,
     CLARIFY,
+    HANDOFF,
     AnsweringEngine,
     MetadataFilter,
     Prediction,
@@ -177,6 +178,58 @@ def test_read_alone_without_an_earlier_question_or_a_reference(text: str, earlie
     reading = read_follow_up(engine, text, earlier=earlier)
     assert reading.context is None and reading.prediction.intent is None
     assert engine.calls == [("predict", text, None, ())]  # read once: no second reading paid for
+
+
+class Unsure(Scripted):
+    """Both readings hand over; read with the question before it and nothing left out, the message's top
+    intent is ``again``."""
+
+    def __init__(self, again: str, unfamiliar: tuple[bool, bool] = (True, False)) -> None:
+        super().__init__(0.1, 0.1, unfamiliar)
+        self.again = again
+
+    def predict_follow_up(
+        self,
+        text: str,
+        earlier: str,
+        *,
+        weight: float,
+        only: MetadataFilter | None = None,
+        exclude: Collection[str] = (),
+    ) -> tuple[Prediction, Prediction]:
+        from bot.engine import Candidate
+
+        alone, read = super().predict_follow_up(text, earlier, weight=weight, only=only, exclude=exclude)
+        alone.status = read.status = HANDOFF
+        if not exclude:
+            read.ranking = [Candidate(self.again, 0.9, self.again)] + [
+                Candidate(f"other_{i}", 0.02, f"other_{i}") for i in range(4)
+            ]
+        return alone, read
+
+
+def test_a_follow_up_about_the_same_thing_offers_the_earlier_answer_again() -> None:
+    """ "It's been three weeks" after "my card still hasn't arrived": neither reading answers (the earlier
+    answer is left out of the one in context); read with the question before it and nothing left out it is
+    about the card again, so the customer is asked "did you mean" with that reading's top intents, the
+    earlier answer first, instead of being handed over (or declined as off topic)."""
+    engine = Unsure(again="card_arrival")
+    earlier = Earlier("My card still hasn't arrived", "card_arrival")
+    reading = read_follow_up(engine, "it's been three weeks", earlier=earlier)
+    asked = reading.prediction
+    assert (asked.status, asked.intent, asked.unfamiliar) == (CLARIFY, None, False)
+    assert [c.intent for c in asked.suggestions] == ["card_arrival", "other_0", "other_1"]
+    assert reading.context == "My card still hasn't arrived" and asked.text == "it's been three weeks"
+    assert [call[-1] for call in engine.calls] == [("card_arrival",), ()]  # left out, then not
+    # About something else read that way: handed over as before.
+    other = read_follow_up(Unsure(again="exchange_rate"), "it's been three weeks", earlier=earlier)
+    assert other.prediction.status == HANDOFF
+    # No answer before it to return to: one reading, handed over.
+    nothing = Unsure(again="card_arrival")
+    assert (
+        read_follow_up(nothing, "it's been weeks", earlier=Earlier("card", None)).prediction.status == HANDOFF
+    )
+    assert len(nothing.calls) == 1
 
 
 def test_a_chain_of_follow_ups_reads_a_bounded_context() -> None:
