@@ -993,14 +993,14 @@ class AnsweringEngine:
         """Per text (as the models read it), the intent its customer says it is not about (bot.negation):
         the one a negated clause's object reads as, when the rest of the message reads as another; else
         None. One encoder pass over the clauses of the texts that hold a contrast, none for the others."""
-        found = [contrast_of(text) for text in texts] if self.negation else [None] * len(texts)
-        rows = [i for i, contrast in enumerate(found) if contrast is not None]
         out: list[str | None] = [None] * len(texts)
-        if not rows:
+        found = [(i, contrast_of(text)) for i, text in enumerate(texts)] if self.negation else []
+        contrasts = [(i, contrast) for i, contrast in found if contrast is not None]
+        if not contrasts:
             return out
-        clauses = [part for i in rows for part in (found[i].negated, found[i].rest)]  # type: ignore[union-attr]
+        clauses = [part for _, contrast in contrasts for part in (contrast.negated, contrast.rest)]
         read = self._predict(self.featurise(clauses), time.perf_counter(), only=only)
-        for k, i in enumerate(rows):
+        for k, (i, _) in enumerate(contrasts):
             negated, rest = read[2 * k].top_intent, read[2 * k + 1].top_intent
             if negated != rest and negated != OUT_OF_SCOPE:
                 out[i] = negated

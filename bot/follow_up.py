@@ -38,7 +38,10 @@ from bot.engine import (
 # "then" as in "then what?".
 REFERS_BACK = re.compile(
     r"\b(it|its|it's|that|that's|this|these|those|them|they|there|one|ones|same|too|either|also|then)\b"
-    r"|^\s*(and|but|so|or|what about|how about)\b",
+    r"|^\s*(and|but|so|or|what about|how about)\b"
+    # A question with no subject of its own: "what should I do now?", "what now?", "now what?"
+    r"|^\s*(?:ok(?:ay)?\s+)?(?:what\s+(?:should|do|can|shall|must)\s+i\s+do(?:\s+(?:now|next))?|what\s+now|"
+    r"what\s+next|now\s+what)\s*[?.!]*\s*$",
     re.IGNORECASE,
 )
 MAX_FOLLOW_UP_WORDS = 12  # longer messages carry their own subject

@@ -38,6 +38,10 @@ from bot.follow_up import (
         "and the chip doesn't work either",
         "how long until the new one arrives?",
         "So what now?",
+        "what should I do now?",  # no subject of its own
+        "What can I do?",
+        "ok what next",
+        "now what?",
     ],
 )
 def test_short_messages_that_point_back_refer_back(text: str) -> None:
@@ -52,6 +56,8 @@ def test_short_messages_that_point_back_refer_back(text: str) -> None:
         "What is the exchange rate for euros?",
         "Android pay is not working",  # "and" inside a word is no opening
         "I want to close my account",
+        "What should I do if my card is stolen?",  # a subject of its own
+        "What can I do about a payment I don't recognise?",
         # long enough to carry its own subject, though it says "it"
         "I ordered a new card two weeks ago and it still has not arrived at my home address",
     ],
