@@ -951,7 +951,7 @@ class AnsweringEngine:
             if ruled_out is not None:
                 rows = features.subset(np.array([i]))
                 predictions[i] = self._predict_ruling_out(
-                    rows, started, ruled_out, only=only, exclude=exclude
+                    rows, started, ruled_out, only=only, exclude=exclude, plain=predictions[i : i + 1]
                 )[0]
         return self._as_typed(predictions, texts)
 
@@ -963,8 +963,10 @@ class AnsweringEngine:
         *,
         only: MetadataFilter | None = None,
         exclude: Collection[str] = (),
+        plain: list[Prediction] | None = None,
     ) -> list[Prediction]:
-        """``_predict`` with ``ruled_out`` (an intent the customer negated, or None: as ``_predict``). The
+        """``_predict`` with ``ruled_out`` (an intent the customer negated, or None: as ``_predict``;
+        ``plain``: the rows' readings without it, when the caller has them already). The
         others' probabilities are renormalised, but that alone answers only when one intent is left with any
         weight (``RULED_OUT_CHOICE`` or more): an intent answered only once the ruled-out one's share went
         to the rest is otherwise offered as a "did you mean" choice with the others left (on the chosen
@@ -972,7 +974,8 @@ class AnsweringEngine:
         0.54; bench/negation.py). The ruled-out intent is never a choice."""
         if ruled_out is None or ruled_out not in self.labels:
             return self._predict(features, started, only=only, exclude=exclude)
-        plain = self._predict(features, started, only=only, exclude=exclude)
+        if plain is None:
+            plain = self._predict(features, started, only=only, exclude=exclude)
         ruled = self._predict(features, started, only=only, exclude=exclude, ruled_out=ruled_out)
         out = []
         for before, after in zip(plain, ruled, strict=True):
