@@ -1,4 +1,4 @@
-"""Small talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?", "that's wrong".
+"""Small talk: "hi", "thanks", "bye", "ok", "are you a bot?", "what can you do?", "that's wrong", "what?".
 
 The most common first and last messages of a chat are not questions. Sent to the intent model they are
 guesses at best ("bye" read as closing the account) and hand-offs at worst ("hi": "I'm not sure I understood,
@@ -17,7 +17,7 @@ from typing import NamedTuple
 from bot.engine import SMALL_TALK, Prediction
 from bot.spelling import SpellingCorrector
 
-GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL = (
+GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL, UNCLEAR = (
     "greeting",
     "thanks",
     "goodbye",
@@ -25,10 +25,11 @@ GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL = (
     "about_bot",
     "help",
     "not_helpful",  # "that's wrong", "not what I asked": the customer's thumbs-down, typed
+    "unclear",  # "I don't understand", "what?", "can you explain that again?"
 )
 # When a message holds several kinds, the reply answers the one that ends the exchange most; a complaint
 # about the last answer comes first ("no, that's wrong" is no goodbye).
-PRIORITY = (NOT_HELPFUL, GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
+PRIORITY = (NOT_HELPFUL, UNCLEAR, GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
 _IT = r"(?:that'?s|that\s+is|that\s+was|this\s+is|this\s+was|it'?s|it\s+is|it\s+was)"
 _DID_NOT = r"(?:didn'?t|did\s+not|doesn'?t|does\s+not|don'?t|do\s+not)"
 
@@ -46,8 +47,18 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"(?:many\s+)?(?:thanks|thank\s*(?:you|u|ya|yu)|thanx|thnx|thx|tnx|thks|tysm|ty|cheers|ta)"
             r"(?:\s+(?:so|very)\s+much|\s+a\s*lot|\s+a\s+bunch|\s+again|\s+for\s+(?:the|your)\s+help"
             r"|\s+for\s+helping(?:\s+me)?)?(?:\s+(?:mate|man|buddy|sir|madam|guys|all))?"
-            r"|(?:that|this|it)\s+(?:helped|helps|was\s+helpful|is\s+helpful|was\s+great|is\s+great|worked)"
+            r"|(?:that|this|it)\s+(?:helped|helps|(?:was|is)(?:\s+(?:really|very|so|super))?\s+(?:helpful|great)"
+            r"|worked)"
             r"|(?:very\s+)?helpful|much\s+appreciated|appreciate\s+it"
+            # the problem solved: "that fixed it", "all sorted", "it works now", "that's what I needed"
+            r"|(?:that|this|it|you)\s+(?:(?:have|'ve)\s+)?(?:fixed|solved|sorted|resolved|answered)"
+            r"(?:\s+(?:it|that|this|the\s+problem|the\s+issue|my\s+(?:problem|question|issue)))?"
+            r"|(?:that|this)\s+did\s+(?:it|the\s+trick)"
+            r"|(?:it'?s|it\s+is|all|problem|issue)\s+(?:now\s+)?(?:sorted|solved|fixed|resolved)(?:\s+now)?"
+            r"|(?:it'?s|it\s+is|it)\s+(?:working|works)(?:\s+(?:now|again))*"
+            rf"|{_IT}\s+(?:exactly\s+)?what\s+i\s+(?:needed|wanted|was\s+looking\s+for)|found\s+it|i\s+found\s+it"
+            r"|(?:you(?:'?ve|\s+have)\s+been|you\s+were)\s+(?:(?:really|very|so|super|a)\s+)?(?:helpful|great|a\s+great\s+help"
+            r"|(?:a\s+)?(?:big\s+)?help)"
         ),
         GOODBYE: (
             r"(?:good\s*)?bye+(?:\s*bye+)?(?:\s+for\s+now)?|see\s+(?:you|ya)(?:\s+later)?|cya|later"
@@ -58,6 +69,12 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
             r"|sure|fine|never\s*mind|nvm|forget\s+it|no\s+worries|no\s+problem|np|sorry|my\s+bad"
             r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
+            r"|(?:oh|ah+|aha)\s+(?:ok+(?:ay)?|i\s+see|right|alright|got\s+it)|fair\s+enough|i\s+understand|will\s+do"
+            r"|(?:all\s+)?done|(?:i'?ve|i\s+have)\s+done\s+(?:it|that)|i\s+did\s+(?:it|that)"
+            # what the customer will do next: "I'll try that", "ok I'll wait then", "let me check"
+            r"|(?:i'?ll|i\s+will|let\s+me|i'?m\s+going\s+to|i'?m\s+gonna)\s+(?:try|do|wait|check|look"
+            r"|have\s+a\s+look|take\s+a\s+look|give\s+(?:it|that)\s+a\s+(?:go|try|shot))"
+            r"(?:\s+(?:it|that|this|again|then|now|later|tomorrow|and\s+see|a\s+bit\s+longer|a\s+bit|a\s+few\s+days))*"
         ),
         ABOUT_BOT: (
             r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
@@ -78,9 +95,22 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|(?:wrong|bad)\s+answer|not\s+very\s+helpful"
             rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help|answer\s+(?:my|the)\s+question|make\s+sense)"
             r"|that\s+(?:didn'?t|did\s+not)\s+work"
+            # the answer's advice, already followed: "I already tried that", "did that already"
+            r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?already\s+(?:tried|done|did)\s+(?:that|this|it|those|all\s+(?:of\s+)?that)"
+            r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?(?:tried|done|did)\s+(?:that|this|it|all\s+(?:of\s+)?that)\s+already"
             rf"|you\s+{_DID_NOT}\s+(?:help|answer\s+my\s+question|understand(?:\s+me)?|get\s+it)"
             r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)"
             r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
+        ),
+        UNCLEAR: (
+            rf"i\s+{_DID_NOT}\s+(?:understand|get)(?:\s+(?:it|that|this|you|the\s+answer|what\s+you\s+mean"
+            r"|what\s+that\s+means))?|i'?m\s+(?:confused|lost|not\s+sure\s+i\s+understand)|what|huh|eh|pardon"
+            r"|come\s+again|what\s+do\s+you\s+mean|what\s+does\s+(?:that|this|it)\s+mean"
+            rf"|(?:{_IT}\s+)?(?:confusing|unclear|not\s+clear)"
+            r"|(?:can|could|would)\s+you\s+(?:please\s+)?(?:explain|repeat|rephrase|clarify|say)(?:\s+(?:that|this|it))?"
+            r"(?:\s+(?:again|better|more\s+simply|in\s+plain\s+english|differently|another\s+way))?"
+            r"|(?:please\s+)?(?:explain|repeat|rephrase)(?:\s+(?:that|this|it))?(?:\s+(?:again|please))?"
+            r"|say\s+(?:that|it)\s+again"
         ),
     }.items()
 }

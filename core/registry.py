@@ -203,6 +203,17 @@ def latest_turn(session: Session, *, conversation_id: str, before_id: int | None
     return session.scalars(query.order_by(Turn.id.desc()).limit(1)).first()
 
 
+def open_choices(latest: Turn | None) -> list[str]:
+    """The intents a conversation's ``latest`` turn offered to choose from and none was chosen yet: a "did
+    you mean", or the intents ranked next after a typed "that's wrong". Empty after anything else (an
+    answer's follow-up chips are no question to the customer)."""
+    if latest is None or latest.chosen_intent is not None:
+        return []
+    if latest.status != "clarify" and latest.rated_turn_id is None:
+        return []
+    return shown_suggestions(latest)
+
+
 def record_choice(
     session: Session, *, conversation_id: str, intent: str, now: datetime | None = None
 ) -> Choice | None:
@@ -212,12 +223,8 @@ def record_choice(
     an answered turn, a second click, or an intent that was not offered record nothing. Call it before the
     chip's own turn is logged."""
     latest = latest_turn(session, conversation_id=conversation_id)
-    if latest is None or latest.chosen_intent is not None:
-        return None
-    if latest.status != "clarify" and latest.rated_turn_id is None:
-        return None
-    shown = shown_suggestions(latest)
-    if intent not in shown:
+    shown = open_choices(latest)
+    if latest is None or intent not in shown:
         return None
     latest.chosen_intent, latest.chosen_at = intent, now or utcnow()
     session.flush()

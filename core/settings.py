@@ -50,6 +50,7 @@ REPLY_SETTINGS = (
     "small_talk_about_bot",
     "small_talk_help",
     "small_talk_not_helpful",
+    "small_talk_unclear",
 )
 
 
@@ -173,7 +174,16 @@ class Settings:
     small_talk_not_helpful: str = (
         "Sorry, that was not the right answer. Try asking another way, or ask for a person."
     )
+    # "I don't understand", "what?", "can you explain that again?" (the answer, or the question, unclear)
+    small_talk_unclear: str = (
+        "Sorry if I wasn't clear. Tell me in your own words what you'd like to do, or ask for a person and "
+        "someone from our team will help."
+    )
     clarify_message: str = "Did you mean one of these?"
+    # A "did you mean" answered by typing ("the first one", "2", "pending transfer"; bot.choice) is answered
+    # as the clicked chip would be; "none of these" passes the conversation to a person, as if asked for.
+    # Off: such messages are read by the model like any other.
+    typed_choices: bool = True
     # A short message that refers back ("is there a charge for that?") is also read after the question before
     # it in the conversation, asked within follow_up_minutes (bot.follow_up); off: every message alone.
     follow_ups: bool = True

@@ -13,6 +13,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.choice import MAX_WORDS as MAX_CHOICE_WORDS
+from bot.choice import NONE_OF_THESE, read_choice
 from bot.engine import (
     ANSWERED,
     HANDOFF,
@@ -48,9 +50,11 @@ from core.registry import (
     handoff_open,
     last_answer_to_rate,
     last_live_senders,
+    latest_turn,
     leave_contact,
     log_turn,
     messages_after,
+    open_choices,
     question_behind,
     rate_chat,
     record_choice,
@@ -159,12 +163,13 @@ def reply_text(prediction: Prediction) -> str:
     return prediction.reply(**settings.replies)
 
 
-def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
-    """A clicked suggestion: answer the named intent without guessing."""
+def chosen_intent(engine: AnsweringEngine, message: str, typed: str | None = None) -> Prediction | None:
+    """A clicked suggestion ("/intent"), or ``typed``, the intent a typed answer to the choices picked
+    ("the first one", bot.choice): answer that intent without guessing."""
     match = CHIP_PAYLOAD.match(message)  # a clicked chip: answer that intent directly
-    if not match or match.group(1) not in engine.knowledge:
+    intent = typed or (match.group(1) if match else None)
+    if intent is None or intent not in engine.knowledge:
         return None
-    intent = match.group(1)
     info = engine.knowledge[intent]
     return Prediction(
         text=message,
@@ -180,6 +185,19 @@ def chosen_intent(engine: AnsweringEngine, message: str) -> Prediction | None:
         ],
         model_version=engine.version,
     )
+
+
+def typed_choice(
+    session: Session, conversation_id: str | None, message: str, engine: AnsweringEngine
+) -> str | None:
+    """What a typed message picks of the choices the conversation's latest reply offered
+    (bot.choice.read_choice: an intent, ``NONE_OF_THESE``), or None. Looked up only for a message short
+    enough to be one."""
+    if conversation_id is None or len(message.split()) > MAX_CHOICE_WORDS or CHIP_PAYLOAD.match(message):
+        return None
+    shown = open_choices(latest_turn(session, conversation_id=conversation_id))
+    knowledge = engine.knowledge
+    return read_choice(message, [(i, knowledge[i].title) for i in shown if i in knowledge])
 
 
 def answer_message(
@@ -220,7 +238,11 @@ def answer_message(
     conversation_id = session_id or new_uuid()
     engine, arm = serving.engine_for(conversation_id)
     started = time.perf_counter()
-    prediction = chosen_intent(engine, message)
+    # "The first one", "pending transfer", "none of these" right after "did you mean": the customer's choice,
+    # typed (bot.choice); a picked intent is answered as its clicked chip would be.
+    typed = typed_choice(session, session_id, message, engine) if settings.typed_choices else None
+    session.commit()  # end the read transaction: the model runs outside any database transaction
+    prediction = chosen_intent(engine, message, None if typed == NONE_OF_THESE else typed)
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
@@ -232,6 +254,9 @@ def answer_message(
     complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
     if prediction is not None:
         arm = SUGGESTION_ARM
+    elif typed == NONE_OF_THESE:  # none of the choices: the question is for a person, as if asked for
+        requested = True
+        prediction = small_talk_prediction(message, "", engine.version)
     else:
         requested = reading.asks_for_person
         alternatives: list[Candidate] = []
@@ -335,7 +360,7 @@ def answer_message(
     if news:
         reason = "asked" if requested else "bot"
         helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
-    if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat:
+    if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat and typed != NONE_OF_THESE:
         helploop.shadow.submit(serving.shadow, turn.id, reading.question, only, earlier=earlier)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
         reasons = review_reasons(

@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from typing import Any, TextIO
 
+from bot.choice import NONE_OF_THESE, read_choice
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, escalates, logged_status
@@ -23,6 +24,18 @@ NOBODY_HERE = (
 def numbered(choices: list[Candidate]) -> str:
     lines = "\n".join(f"  {i}. {c.title}" for i, c in enumerate(choices, start=1))
     return f"{lines}\n(type a number to choose)"
+
+
+def pending_choice(text: str, pending: Prediction | None, settings: Settings) -> str | None:
+    """The intent a reply to the numbered choices picks ("2", "the first one", "pending transfer";
+    bot.choice), ``NONE_OF_THESE``, or None (a message for the model). With typed choices off, only a number
+    picks."""
+    if pending is None:
+        return None
+    shown = [(c.intent, c.title) for c in pending.suggestions]
+    if settings.typed_choices:
+        return read_choice(text, shown)
+    return shown[int(text) - 1][0] if text.isdigit() and 1 <= int(text) <= len(shown) else None
 
 
 def render(prediction: Prediction, settings: Settings) -> str:
@@ -62,8 +75,9 @@ def run_terminal_chat(
         if not line or not line.strip():
             break
         text = line.strip()[: settings.max_message_length]
-        if pending is not None and text.isdigit() and 1 <= int(text) <= len(pending.suggestions):
-            chosen = pending.suggestions[int(text) - 1].intent
+        picked = pending_choice(text, pending, settings)
+        if picked is not None and picked != NONE_OF_THESE:
+            chosen = picked
             stdout.write(engine.knowledge[chosen].answer + "\n")
             if earlier is not None:  # the question that offered the choice, answered with it
                 earlier = Earlier(earlier.text, chosen)
@@ -72,12 +86,15 @@ def run_terminal_chat(
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
             continue
+        declined = picked == NONE_OF_THESE  # "none of these": for a person, as if asked for (as on the web)
         reading = read_message(text, **settings.message_rules)
-        complaint = answered if reading.complaint else None  # "that's wrong", as in the web chat
-        kind = reading.small_talk_reply(answer_to_rate=complaint is not None)
+        complaint = answered if reading.complaint and not declined else None  # "that's wrong", as on the web
+        kind = None if declined else reading.small_talk_reply(answer_to_rate=complaint is not None)
         context = None  # the earlier question a follow-up was read with
-        requested = reading.asks_for_person
-        if kind is not None:
+        requested = declined or reading.asks_for_person
+        if declined:
+            prediction = small_talk_prediction(text, "", engine.version)
+        elif kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
         else:
             followed = read_follow_up(

@@ -92,6 +92,59 @@ def test_a_thumbs_down_on_a_clicked_choice_reviews_the_question_that_offered_it(
     assert not any(t.startswith("/") for t in texts) and "card pin" in texts
 
 
+def test_a_did_you_mean_answered_by_typing_is_the_choice(make_app: Any) -> None:
+    """ "The second one" or a choice's title typed after "did you mean" answers that choice as its chip would
+    (the choice is recorded on the question; a thumbs-down on it reviews the question, never the typed words);
+    "none of these" passes the conversation to a person and is no review item; after an answer "the first
+    one" is a message like any other."""
+    from core.models import ReviewItem, ReviewItemTurn
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    asked = chat(client, "card pin").get_json()
+    shown = [s["intent"] for s in asked["suggestions"]]
+    assert asked["status"] == "clarify" and len(shown) >= 2
+    sid = asked["session_id"]
+    second = chat(client, "the second one", session_id=sid).get_json()
+    assert (second["status"], second["intent"], second["confidence"]) == ("answered", shown[1], 1.0)
+    assert (
+        client.post("/api/v1/feedback", json={"turn_id": second["turn_id"], "helpful": False}).status_code
+        == 200
+    )
+    again = chat(client, "card pin").get_json()
+    titled = chat(client, asked["suggestions"][0]["title"].lower(), session_id=again["session_id"]).get_json()
+    assert titled["intent"] == shown[0]
+    once_more = chat(client, "card pin").get_json()
+    declined = chat(client, "none of these", session_id=once_more["session_id"]).get_json()
+    assert declined["status"] == "handoff" and declined["intent"] is None and declined["suggestions"] == []
+    assert declined["answer"] in {
+        helploop.settings.handoff_requested_message,
+        helploop.settings.handoff_offline_message,
+    }
+    after_answer = chat(client, "the first one", session_id=second["session_id"]).get_json()
+    assert after_answer["status"] != "answered" or after_answer["confidence"] < 1.0  # read by the model
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        logged = {t.id: t for t in session.scalars(select(Turn))}
+        assert logged[asked["turn_id"]].chosen_intent == shown[1]
+        assert logged[second["turn_id"]].served_by == "suggestion"
+        assert logged[second["turn_id"]].user_text == "the second one"  # as typed
+        assert logged[declined["turn_id"]].status == "asked_for_person"
+        reviewed = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason)).all())
+        texts = set(session.scalars(select(ReviewItem.text)))
+    assert "thumbs_down" in reviewed[asked["turn_id"]]
+    assert not {second["turn_id"], titled["turn_id"], declined["turn_id"]} & set(reviewed)
+    assert not {"the second one", "none of these"} & texts
+
+
+def test_with_typed_choices_off_the_model_reads_the_second_one(make_app: Any) -> None:
+    off = make_app(ratelimit_enabled=False, typed_choices=False).test_client()
+    plain = chat(off, "card pin").get_json()
+    read = chat(off, "the second one", session_id=plain["session_id"]).get_json()
+    assert read["confidence"] < 1.0 and read["intent"] != plain["suggestions"][1]["intent"]
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code", "field"),
     [
@@ -693,6 +746,30 @@ def test_small_talk_gets_its_reply_and_is_no_question(make_app: Any) -> None:
     page = client.get("/operator/").get_data(as_text=True)
     assert "Questions (1)" in page and "and 3 small-talk messages" in page
     assert "1 (100.0%)" in page  # the one question, answered
+
+
+def test_what_customers_say_after_an_answer_is_no_new_question(make_app: Any) -> None:
+    """After an answer, "thank you so much that fixed it" is a thanks and "great, I'll try that" a nod (both
+    were asked "did you mean" about the answer's topic), "I don't understand" gets the reply for an unclear
+    answer; "I already tried that" rates the answer unhelpful as "that's wrong" does."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    answered = chat(client, "when will my card arrive").get_json()
+    assert answered["status"] == "answered" and answered["intent"] == "card_arrival"
+    sid = answered["session_id"]
+    for text, reply in [
+        ("great, I'll try that", settings.small_talk_acknowledgement),
+        ("ok I'll wait then", settings.small_talk_acknowledgement),
+        ("thank you so much that fixed it", settings.small_talk_thanks),
+        ("I don't understand", settings.small_talk_unclear),  # was declined as off topic
+    ]:
+        turn = chat(client, text, session_id=sid).get_json()
+        assert (turn["status"], turn["answer"], turn["suggestions"]) == ("small_talk", reply, []), text
+    again = chat(client, "when will my card arrive", session_id=sid).get_json()
+    tried = chat(client, "I already tried that", session_id=sid).get_json()
+    assert tried["status"] == "small_talk" and tried["rated_turn_id"] == again["turn_id"]
+    assert tried["answer"].startswith(settings.small_talk_not_helpful) and tried["suggestions"]
 
 
 def test_that_is_wrong_after_an_answer_is_a_typed_thumbs_down(make_app: Any) -> None:

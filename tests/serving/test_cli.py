@@ -229,6 +229,47 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
         )
 
 
+def test_terminal_chat_reads_a_typed_choice_and_none_of_these(settings: Any) -> None:
+    """Not only a number: "the first one" or a choice's words pick it, and "none of these" goes to a person
+    (as on the web)."""
+    import io
+    from types import SimpleNamespace
+
+    from bot.engine import IntentInfo
+    from serving.terminal import run_terminal_chat
+
+    run(settings, "db", "upgrade")
+    clarify = clarify_prediction(
+        "card", [("card_arrival", "Where is my card?"), ("change_pin", "Change my PIN")]
+    )
+    engine = SimpleNamespace(
+        version="stub",
+        runtime="torch",
+        predict=lambda text, **_: clarify,
+        knowledge={"card_arrival": IntentInfo(answer="Soon."), "change_pin": IntentInfo(answer="At an ATM.")},
+    )
+    out = io.StringIO()
+    database = Database(settings)
+    run_terminal_chat(
+        engine,
+        database=database,
+        settings=settings,
+        stdin=io.StringIO("card\nthe first one\ncard\nchange pin\ncard\nnone of these\n\n"),
+        stdout=out,
+    )
+    said = out.getvalue()
+    assert "> Soon.\n" in said and "> At an ATM.\n" in said
+    assert said.count("> [asked for a person: the web chat would hand this conversation") == 1
+    with database.session() as session:
+        turns = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [(t.user_text, t.status, t.chosen_intent) for t in turns] == [
+            ("card", "clarify", "card_arrival"),
+            ("card", "clarify", "change_pin"),
+            ("card", "clarify", None),
+            ("none of these", "asked_for_person", None),
+        ]
+
+
 def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -> None:
     """After an answer, "that's wrong" rates it unhelpful and offers the intents ranked next, by number; after
     a pick (no answer of the model's to be wrong) it gets the help reply."""

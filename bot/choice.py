@@ -1,0 +1,93 @@
+"""A "did you mean" answered by typing: "the first one", "2", "pending transfer", "none of these".
+
+The widget shows its choices as chips, but customers type their answer as often as they click (and the
+Rasa and Azure channels may show no buttons at all). Read as a new question, "the second one" or "none of
+these" is off every intent's topic, and the bot declined it with the off-topic line. A typed answer is read
+against the choices the latest reply showed, and only then: by its place ("the first one", "2", "option
+three", "the last one"), by the words of one choice's title or intent name and of no other ("the pending
+one" after *How long transfers take* / *Pending transfer*), or as none of them ("none of these", "neither",
+"something else"). Anything else is a message like any other, read by the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# The customer's answer that none of the choices fits.
+NONE_OF_THESE = "none_of_these"
+
+_ORDINALS = {
+    "1": 1, "1st": 1, "first": 1, "one": 1, "top": 1,
+    "2": 2, "2nd": 2, "second": 2, "two": 2,
+    "3": 3, "3rd": 3, "third": 3, "three": 3,
+    "4": 4, "4th": 4, "fourth": 4, "four": 4,
+    "5": 5, "5th": 5, "fifth": 5, "five": 5,
+}  # fmt: skip
+_LEAD = (
+    r"(?:(?:yes|yeah|yep|yup|ok(?:ay)?|sorry|um+|er+|no|oh)\s+)?"
+    r"(?:(?:i\s+(?:meant|mean|want|need|would\s+like|'?d\s+like)|(?:it'?s|its|it\s+is|it\s+was)|"
+    r"(?:i\s+)?(?:choose|pick|take))\s+)?"
+)
+_ORDER = re.compile(
+    rf"^{_LEAD}(?:the\s+)?(?:(?:option|number|no|choice|answer)\s+)?#?\s*"
+    rf"(?P<place>{'|'.join(_ORDINALS)}|last|bottom)"
+    r"(?:\s+(?:one|option|choice|answer))?(?:\s+(?:please|pls|thanks|thank\s+you|then))?$",
+    re.IGNORECASE,
+)
+_NONE = re.compile(
+    r"^(?:(?:no|nope|sorry|nah|um+)\s+)?(?:(?:it'?s|its|it\s+is)\s+)?"
+    r"(?:none(?:\s+of\s+(?:these|those|them|the\s+above|it|that|this))?|neither(?:\s+of\s+"
+    r"(?:these|those|them|the\s+two))?|something\s+else|(?:not|no)\s+(?:any\s+of\s+)?(?:these|those|them)"
+    r"|(?:none|neither)\s+(?:fits?|is\s+right|are\s+right|apply|applies))"
+    r"(?:\s+(?:please|sorry|thanks|unfortunately|really))?$",
+    re.IGNORECASE,
+)
+# Words that say nothing of which choice is meant: "I meant the one about pending transfers".
+_FILLER = frozenset(
+    "the a an one i meant mean it it's its is was about for with on my please pls yes yeah yep ok okay "
+    "that this question option choice answer want need like d regarding re of to".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+MAX_WORDS = 6  # a longer message is a question of its own, whatever words it shares with a choice
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("'s", "").replace("_", " "))
+
+
+def _same_word(typed: str, word: str) -> bool:
+    """A typed word names a choice's word: the same, or one begins the other and the shorter has at least 4
+    letters ("transfer" / "transfers", "pend" / "pending")."""
+    if typed == word:
+        return True
+    short, long_ = sorted((typed, word), key=len)
+    return len(short) >= 4 and long_.startswith(short)
+
+
+def read_choice(text: str, choices: Sequence[tuple[str, str]]) -> str | None:
+    """The intent of ``choices`` (``(intent, title)`` as shown, in order) that ``text`` picks,
+    ``NONE_OF_THESE`` when it says none fits, None when it is no answer to the choices (a message for the
+    model)."""
+    if not choices:
+        return None
+    stripped = re.sub(r"[^\w\s#']+", " ", text).strip()
+    stripped = re.sub(r"\s+", " ", stripped)
+    if not stripped or len(stripped.split()) > MAX_WORDS:
+        return None
+    if _NONE.match(stripped):
+        return NONE_OF_THESE
+    order = _ORDER.match(stripped)
+    if order is not None:
+        place = order.group("place").lower()
+        index = len(choices) if place in ("last", "bottom") else _ORDINALS[place]
+        return choices[index - 1][0] if index <= len(choices) else None
+    typed = [w for w in _words(stripped) if w not in _FILLER]
+    if not typed:
+        return None
+    named = [
+        intent
+        for intent, title in choices
+        if all(any(_same_word(t, w) for w in _words(f"{title} {intent}")) for t in typed)
+    ]
+    return named[0] if len(named) == 1 else None
