@@ -1,0 +1,49 @@
+"""The replies benchmark: its held-out messages and how the chat's rules read them, now and before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.small_talk import read_small_talk
+from tests.conftest import load_bench
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    return load_bench("replies.py")
+
+
+def test_the_messages_and_their_labels(bench: Any, tmp_path: Path) -> None:
+    rows = bench.read_rows()
+    assert len(rows) == 42 and len({(r["after"], r["message"]) for r in rows}) == 42
+    assert {r["after"] for r in rows} == {"answer", "choices"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("after,message,expected\nanswer,thanks,thanks\nchoices,first,choice:7\n")
+    with pytest.raises(ValueError, match=r"bad.csv, line 3: expected must be one of"):
+        bench.read_rows(bad)
+
+
+def test_choices_are_read_only_after_did_you_mean(bench: Any) -> None:
+    now = bench.reader(read_small_talk, choices=True)
+    assert now("choices", "the second one") == "choice:2"
+    assert now("choices", "none of those") == "none_of_these"
+    assert now("answer", "the second one") == "question"  # after an answer: the model's
+    assert now("answer", "cheers, that sorted it") == "thanks"
+    assert now("choices", "why did my transfer fail") == "question"
+
+
+def test_before_reads_with_the_old_rules(bench: Any) -> None:
+    """The rules of 3b3f8e0 (before typed choices and the phrases after an answer) read "the second one" and
+    "that sorted it" as questions."""
+    import subprocess
+
+    known = subprocess.run(["git", "cat-file", "-e", "3b3f8e0^{commit}"], cwd=bench.ROOT, capture_output=True)
+    if known.returncode != 0:
+        pytest.skip("revision 3b3f8e0 is not in this checkout's git history (a shallow clone)")
+    before = bench.reader(bench.old_small_talk("3b3f8e0").read_small_talk, choices=False)
+    assert before("choices", "the second one") == "question"
+    assert before("answer", "cheers, that sorted it") == "question"
+    assert before("answer", "thanks") == "thanks"
