@@ -1,14 +1,15 @@
 """Replies to the bot: what customers type after an answer or after "did you mean", read by the chat's rules.
 
-`bench/data/replies.csv` holds 42 such messages with what each should be read as: a kind of small talk
+`bench/data/replies.csv` holds such messages with what each should be read as: a kind of small talk
 (thanks, acknowledgement, goodbye, not_helpful, unclear), the n-th of the choices shown (``choice:N``),
-``none_of_these``, or ``question`` (for the model). They were written after the rules of bot/choice.py and
-the small-talk phrases of session 45 were coded and before any was read by them: a held-out check of how
-far those rules reach beyond the messages they were written for. Each message is read as the web chat reads
-it: after "did you mean" (the choices below), first as an answer to the choices (bot.choice.read_choice),
-then as small talk (bot.small_talk); after an answer, as small talk. "Before" reads the same messages with
-the small-talk rules of a git revision (default 3b3f8e0, before session 45) and no typed choices. No model
-is involved.
+``none_of_these``, or ``question`` (for the model). Two sets: ``first`` (42) was written after the rules of
+bot/choice.py and the small-talk phrases of session 45 were coded and before any was read by them; the rules
+were then widened on its misses, and ``second`` (32) was written after that and before any was read: each
+set a held-out check of the rules as they stood when it was written. Each message is read as the web chat
+reads it: after "did you mean" (the choices below), first as an answer to the choices
+(bot.choice.read_choice), then as small talk (bot.small_talk); after an answer, as small talk. "Before"
+reads the same messages with the small-talk rules of a git revision (default 3b3f8e0, before session 45)
+and no typed choices. No model is involved.
 
     .venv/bin/python bench/replies.py [--before REV] [--out DIR]
 
@@ -49,11 +50,18 @@ LABELS = {"thanks", "acknowledgement", "goodbye", "not_helpful", "unclear", NONE
 }
 
 
+SETS = ("first", "second")
+
+
 def read_rows(path: Path = DATA) -> list[dict[str, str]]:
     """The messages, each checked: ``after`` is answer or choices, ``expected`` one of LABELS."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     for line, row in enumerate(rows, start=2):
+        if row.get("set") not in SETS:
+            raise ValueError(
+                f"{path.name}, line {line}: set must be one of {list(SETS)}, not {row.get('set')!r}"
+            )
         if row.get("after") not in ("answer", "choices"):
             raise ValueError(
                 f"{path.name}, line {line}: after must be answer or choices, not {row.get('after')!r}"
@@ -115,11 +123,11 @@ def main() -> None:
         "sets": {},
     }
     print(
-        f"{'after':<9} {'messages':>8} {'right before':>13} {'right now':>10} "
+        f"{'set':<7} {'after':<9} {'messages':>8} {'right before':>13} {'right now':>10} "
         f"{'wrong before':>13} {'wrong now':>10}"
     )
-    for after in ("answer", "choices"):
-        subset = [r for r in rows if r["after"] == after]
+    for part, after in [(part, after) for part in SETS for after in ("answer", "choices")]:
+        subset = [r for r in rows if r["after"] == after and r["set"] == part]
         entry: dict[str, Any] = {"messages": len(subset)}
         for name, read in readings.items():
             read_as = [read(after, r["message"]) for r in subset]
@@ -135,10 +143,10 @@ def main() -> None:
                     if got != r["expected"]
                 ],
             }
-        results["sets"][after] = entry
+        results["sets"][f"{part}/{after}"] = entry
         print(
-            f"{after:<9} {len(subset):>8} {entry['before']['right']:>13} {entry['now']['right']:>10} "
-            f"{entry['before']['wrong']:>13} {entry['now']['wrong']:>10}"
+            f"{part:<7} {after:<9} {len(subset):>8} {entry['before']['right']:>13} "
+            f"{entry['now']['right']:>10} {entry['before']['wrong']:>13} {entry['now']['wrong']:>10}"
         )
     for after, entry in results["sets"].items():
         for miss in entry["now"]["misses"]:

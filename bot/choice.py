@@ -31,7 +31,7 @@ _LEAD = (
 )
 _ORDER = re.compile(
     rf"^{_LEAD}(?:the\s+)?(?:(?:option|number|no|choice|answer)\s+)?#?\s*"
-    rf"(?P<place>{'|'.join(_ORDINALS)}|last|bottom)"
+    rf"(?P<place>{'|'.join(_ORDINALS)}|last|bottom|middle)"
     r"(?:\s+(?:one|option|choice|answer))?(?:\s+(?:please|pls|thanks|thank\s+you|then))?$",
     re.IGNORECASE,
 )
@@ -40,16 +40,20 @@ _NONE = re.compile(
     r"(?:none(?:\s+of\s+(?:these|those|them|the\s+above|it|that|this))?|neither(?:\s+of\s+"
     r"(?:these|those|them|the\s+two))?|something\s+else|(?:not|no)\s+(?:any\s+of\s+)?(?:these|those|them)"
     r"|(?:none|neither)\s+(?:fits?|is\s+right|are\s+right|apply|applies))"
-    r"(?:\s+(?:please|sorry|thanks|unfortunately|really))?$",
+    r"(?:\s+(?:please|sorry|thanks|unfortunately|really|entirely|altogether|completely))?$",
     re.IGNORECASE,
 )
 # Words that say nothing of which choice is meant: "I meant the one about pending transfers".
 _FILLER = frozenset(
     "the a an one i meant mean it it's its is was about for with on my please pls yes yeah yep ok okay "
-    "that this question option choice answer want need like d regarding re of to".split()
+    "that this question option choice answer want need like d regarding re of to will would do does did can "
+    "could should no sorry oh um just".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
-MAX_WORDS = 6  # a longer message is a question of its own, whatever words it shares with a choice
+# A longer message is a question of its own, whatever words it shares with a choice: at most this many words,
+# and this many that name something (not _FILLER).
+MAX_WORDS = 10
+MAX_NAMING_WORDS = 4
 
 
 def _words(text: str) -> list[str]:
@@ -80,10 +84,13 @@ def read_choice(text: str, choices: Sequence[tuple[str, str]]) -> str | None:
     order = _ORDER.match(stripped)
     if order is not None:
         place = order.group("place").lower()
-        index = len(choices) if place in ("last", "bottom") else _ORDINALS[place]
-        return choices[index - 1][0] if index <= len(choices) else None
+        if place == "middle":  # of three (of an even number, there is none)
+            index = (len(choices) + 1) // 2 if len(choices) % 2 else 0
+        else:
+            index = len(choices) if place in ("last", "bottom") else _ORDINALS[place]
+        return choices[index - 1][0] if 1 <= index <= len(choices) else None
     typed = [w for w in _words(stripped) if w not in _FILLER]
-    if not typed:
+    if not typed or len(typed) > MAX_NAMING_WORDS:
         return None
     named = [
         intent

@@ -63,18 +63,22 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         GOODBYE: (
             r"(?:good\s*)?bye+(?:\s*bye+)?(?:\s+for\s+now)?|see\s+(?:you|ya)(?:\s+later)?|cya|later"
             r"|that'?s\s+all(?:\s+for\s+now)?|that\s+is\s+all|nothing\s+else|no\s+thanks|no\s+thank\s+you"
+            rf"|{_IT}\s+all\s+i\s+(?:needed|wanted|need|want)(?:\s+to\s+know)?"
             r"|i'?m\s+done|all\s+good|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening)|no|nope|nah"
         ),
         ACKNOWLEDGEMENT: (
             r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
             r"|sure|fine|never\s*mind|nvm|forget\s+it|no\s+worries|no\s+problem|np|sorry|my\s+bad"
             r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
+            r"|brilliant|fantastic|wonderful|amazing|superb|fab|spot\s+on|(?:great|good)\s+stuff"
             r"|(?:oh|ah+|aha)\s+(?:ok+(?:ay)?|i\s+see|right|alright|got\s+it)|fair\s+enough|i\s+understand|will\s+do"
             r"|(?:all\s+)?done|(?:i'?ve|i\s+have)\s+done\s+(?:it|that)|i\s+did\s+(?:it|that)"
             # what the customer will do next: "I'll try that", "ok I'll wait then", "let me check"
-            r"|(?:i'?ll|i\s+will|let\s+me|i'?m\s+going\s+to|i'?m\s+gonna)\s+(?:try|do|wait|check|look"
+            r"|(?:i'?ll|i\s+will|will|let\s+me|i'?m\s+going\s+to|i'?m\s+gonna)\s+(?:try|do|wait|check|look"
             r"|have\s+a\s+look|take\s+a\s+look|give\s+(?:it|that)\s+a\s+(?:go|try|shot))"
-            r"(?:\s+(?:it|that|this|again|then|now|later|tomorrow|and\s+see|a\s+bit\s+longer|a\s+bit|a\s+few\s+days))*"
+            r"(?:\s+(?:it|that|this|again|then|now|later|tomorrow|and\s+see|it\s+out|(?:in\s+)?(?:the|my)\s+app"
+            r"|a\s+(?:bit|while|little)(?:\s+(?:longer|more))?|(?:a\s+)?few\s+(?:more\s+)?(?:days|hours|minutes)"
+            r"|(?:some\s+)?more|longer))*"
         ),
         ABOUT_BOT: (
             r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
@@ -94,7 +98,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|was\s+looking\s+for|need(?:ed)?))"
             r"|(?:wrong|bad)\s+answer|not\s+very\s+helpful"
             rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help|answer\s+(?:my|the)\s+question|make\s+sense)"
-            r"|that\s+(?:didn'?t|did\s+not)\s+work"
+            rf"|(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
+            r"|(?:it\s+)?still\s+(?:won'?t|will\s+not)\s+work|(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)"
             # the answer's advice, already followed: "I already tried that", "did that already"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?already\s+(?:tried|done|did)\s+(?:that|this|it|those|all\s+(?:of\s+)?that)"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?(?:tried|done|did)\s+(?:that|this|it|all\s+(?:of\s+)?that)\s+already"
@@ -105,6 +110,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         UNCLEAR: (
             rf"i\s+{_DID_NOT}\s+(?:understand|get)(?:\s+(?:it|that|this|you|the\s+answer|what\s+you\s+mean"
             r"|what\s+that\s+means))?|i'?m\s+(?:confused|lost|not\s+sure\s+i\s+understand)|what|huh|eh|pardon"
+            r"|(?:i'?m\s+)?not\s+sure\s+what\s+you\s+mean"
             r"|come\s+again|what\s+do\s+you\s+mean|what\s+does\s+(?:that|this|it)\s+mean"
             rf"|(?:{_IT}\s+)?(?:confusing|unclear|not\s+clear)"
             r"|(?:can|could|would)\s+you\s+(?:please\s+)?(?:explain|repeat|rephrase|clarify|say)(?:\s+(?:that|this|it))?"

@@ -18,10 +18,11 @@ def bench() -> Any:
 
 def test_the_messages_and_their_labels(bench: Any, tmp_path: Path) -> None:
     rows = bench.read_rows()
-    assert len(rows) == 42 and len({(r["after"], r["message"]) for r in rows}) == 42
+    assert len(rows) == 74 and len({(r["after"], r["message"]) for r in rows}) == 74
     assert {r["after"] for r in rows} == {"answer", "choices"}
+    assert sum(r["set"] == "first" for r in rows) == 42 and sum(r["set"] == "second" for r in rows) == 32
     bad = tmp_path / "bad.csv"
-    bad.write_text("after,message,expected\nanswer,thanks,thanks\nchoices,first,choice:7\n")
+    bad.write_text("set,after,message,expected\nfirst,answer,thanks,thanks\nfirst,choices,first,choice:7\n")
     with pytest.raises(ValueError, match=r"bad.csv, line 3: expected must be one of"):
         bench.read_rows(bad)
 

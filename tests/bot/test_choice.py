@@ -27,6 +27,7 @@ SHOWN = [
         ("the last one", "cancel_transfer"),
         ("3rd", "cancel_transfer"),
         ("Second!", "pending_transfer"),
+        ("the middle one", "pending_transfer"),
         # by the words of one choice only: its title or its intent's name
         ("pending transfer", "pending_transfer"),
         ("the pending one", "pending_transfer"),
@@ -54,6 +55,7 @@ def test_typed_answers_to_did_you_mean(text: str, picked: str) -> None:
         "transfer",  # in every choice: which one is not said
         "the 4th one",  # only three were shown
         "5",
+        "no",
         "my card hasn't arrived",  # a new question
         "how long does a transfer to Spain take",  # words beyond the choice's
         "how long does it take to cancel a transfer abroad please",  # too long to be a choice
@@ -78,3 +80,4 @@ def test_nothing_is_a_choice_when_nothing_was_shown() -> None:
 def test_two_choices_the_last_is_the_second() -> None:
     assert read_choice("the last one", SHOWN[:2]) == "pending_transfer"
     assert read_choice("the third", SHOWN[:2]) is None
+    assert read_choice("the middle one", SHOWN[:2]) is None  # of two, neither is

@@ -37,6 +37,8 @@ KINDS = [
     ("will do, thanks", "thanks"),
     ("I already tried that", "not_helpful"),  # the answer's advice, followed: a thumbs-down, typed
     ("i've tried that already!", "not_helpful"),
+    ("I've done that but it still doesn't work", "not_helpful"),
+    ("still not working", "not_helpful"),
     # the answer (or the question) unclear: "what?" was declined as off topic
     ("I don't understand", "unclear"),
     ("what?", "unclear"),
@@ -109,7 +111,6 @@ QUESTIONS = [
     "found my card, can I unfreeze it",
     "I'll wait for my card",  # what it waits for is a question
     "let me check my balance",
-    "I've done that but it still doesn't work",
     "done, now how do I activate it?",
     "I already tried topping up by card",
     "what is the exchange rate",
