@@ -30,7 +30,7 @@ _LEAD = (
     r"(?:i\s+)?(?:choose|pick|take))\s+)?"
 )
 _ORDER = re.compile(
-    rf"^{_LEAD}(?:the\s+)?(?:(?:option|number|no|choice|answer)\s+)?#?\s*"
+    rf"^{_LEAD}(?:the\s+)?(?:(?:option|number|no|choice|answer)\s+){{0,2}}#?\s*"
     rf"(?P<place>{'|'.join(_ORDINALS)}|last|bottom|middle)"
     r"(?:\s+(?:one|option|choice|answer))?(?:\s+(?:please|pls|thanks|thank\s+you|then))?$",
     re.IGNORECASE,

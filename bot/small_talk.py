@@ -47,14 +47,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"(?:many\s+)?(?:thanks|thank\s*(?:you|u|ya|yu)|thanx|thnx|thx|tnx|thks|tysm|ty|cheers|ta)"
             r"(?:\s+(?:so|very)\s+much|\s+a\s*lot|\s+a\s+bunch|\s+again|\s+for\s+(?:the|your)\s+help"
             r"|\s+for\s+helping(?:\s+me)?)?(?:\s+(?:mate|man|buddy|sir|madam|guys|all))?"
-            r"|(?:that|this|it)\s+(?:helped|helps|(?:was|is)(?:\s+(?:really|very|so|super))?\s+(?:helpful|great)"
+            r"|(?:that|this|it)\s+(?:helped|helps|(?:was|is)(?:\s+(?:really|very|so|super))?\s+(?:helpful|great|useful)"
             r"|worked)"
-            r"|(?:very\s+)?helpful|much\s+appreciated|appreciate\s+it"
+            r"|(?:very\s+)?(?:helpful|useful)|much\s+appreciated|appreciate\s+it"
             # the problem solved: "that fixed it", "all sorted", "it works now", "that's what I needed"
             r"|(?:that|this|it|you)\s+(?:(?:have|'ve)\s+)?(?:fixed|solved|sorted|resolved|answered)"
             r"(?:\s+(?:it|that|this|the\s+problem|the\s+issue|my\s+(?:problem|question|issue)))?"
             r"|(?:that|this)\s+did\s+(?:it|the\s+trick)"
-            r"|(?:it'?s|it\s+is|all|problem|issue)\s+(?:now\s+)?(?:sorted|solved|fixed|resolved)(?:\s+now)?"
+            rf"|(?:{_IT}|all|problem|issue)\s+(?:now\s+)?(?:sorted|solved|fixed|resolved)(?:\s+(?:now|then))?"
             r"|(?:it'?s|it\s+is|it)\s+(?:working|works)(?:\s+(?:now|again))*"
             rf"|{_IT}\s+(?:exactly\s+)?what\s+i\s+(?:needed|wanted|was\s+looking\s+for)|found\s+it|i\s+found\s+it"
             r"|(?:you(?:'?ve|\s+have)\s+been|you\s+were)\s+(?:(?:really|very|so|super|a)\s+)?(?:helpful|great|a\s+great\s+help"
@@ -70,7 +70,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
             r"|sure|fine|never\s*mind|nvm|forget\s+it|no\s+worries|no\s+problem|np|sorry|my\s+bad"
             r"|good|yes|yeah|yep|yup|sounds\s+good|makes\s+sense|i\s+see|noted|excellent|lovely|lol|ha(?:ha)+"
-            r"|brilliant|fantastic|wonderful|amazing|superb|fab|spot\s+on|(?:great|good)\s+stuff"
+            r"|brilliant|fantastic|wonderful|amazing|superb|fab|spot\s+on|(?:great|good)\s+stuff|right(?:o|io)?"
+            r"|(?:that'?s\s+)?good\s+to\s+know"
             r"|(?:oh|ah+|aha)\s+(?:ok+(?:ay)?|i\s+see|right|alright|got\s+it)|fair\s+enough|i\s+understand|will\s+do"
             r"|(?:all\s+)?done|(?:i'?ve|i\s+have)\s+done\s+(?:it|that)|i\s+did\s+(?:it|that)"
             # what the customer will do next: "I'll try that", "ok I'll wait then", "let me check"
@@ -97,9 +98,11 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|no\s+help|the\s+wrong\s+answer|not\s+(?:what|the\s+answer)\s+i\s+(?:asked(?:\s+for)?|meant|wanted"
             r"|was\s+looking\s+for|need(?:ed)?))"
             r"|(?:wrong|bad)\s+answer|not\s+very\s+helpful"
-            rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help|answer\s+(?:my|the)\s+question|make\s+sense)"
+            rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help(?:\s+(?:me|at\s+all))?|answer\s+(?:my|the)\s+question|make\s+sense)"
             rf"|(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
-            r"|(?:it\s+)?still\s+(?:won'?t|will\s+not)\s+work|(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)"
+            r"|(?:it\s+)?still\s+(?:won'?t|will\s+not)\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+(?:broken|the\s+same)"
+            r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)(?:\s+(?:twice|again|(?:a\s+few|several|many)\s+times))?"
+            r"(?:\s+already)?"
             # the answer's advice, already followed: "I already tried that", "did that already"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?already\s+(?:tried|done|did)\s+(?:that|this|it|those|all\s+(?:of\s+)?that)"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?(?:tried|done|did)\s+(?:that|this|it|all\s+(?:of\s+)?that)\s+already"
@@ -108,7 +111,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
         ),
         UNCLEAR: (
-            rf"i\s+{_DID_NOT}\s+(?:understand|get)(?:\s+(?:it|that|this|you|the\s+answer|what\s+you\s+mean"
+            rf"i\s+(?:still\s+)?{_DID_NOT}\s+(?:understand|get)(?:\s+(?:it|that|this|you|the\s+answer|what\s+you\s+mean"
             r"|what\s+that\s+means))?|i'?m\s+(?:confused|lost|not\s+sure\s+i\s+understand)|what|huh|eh|pardon"
             r"|(?:i'?m\s+)?not\s+sure\s+what\s+you\s+mean"
             r"|come\s+again|what\s+do\s+you\s+mean|what\s+does\s+(?:that|this|it)\s+mean"
@@ -122,7 +125,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 # Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye", "yes
 # please".
-CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz"})
+CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz", "hmm", "hm", "um", "erm", "uh"})
 # Small talk's own longer words, read back from one typo ("thnaks", "goodbey") where the words as typed are no
 # small talk; shorter and common words ("good", "nice", "hello": "hell") are not, since too many other words
 # are one edit from them.
