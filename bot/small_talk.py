@@ -99,16 +99,28 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|was\s+looking\s+for|need(?:ed)?))"
             r"|(?:wrong|bad)\s+answer|not\s+very\s+helpful"
             rf"|(?:that|this|it)\s+{_DID_NOT}\s+(?:help(?:\s+(?:me|at\s+all))?|answer\s+(?:my|the)\s+question|make\s+sense)"
-            rf"|(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
+            r"|that\s+(?:didn'?t|did\s+not)\s+work"
+            rf"|you\s+{_DID_NOT}\s+(?:help|answer\s+my\s+question|understand(?:\s+me)?|get\s+it)"
+            r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)"
+            r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
+        ),
+    }.items()
+}
+# Small talk only as a whole message: around a question these words are part of it ("There is a pending
+# payment, what does this mean?", "I tried using my card, but it doesn't work."), so they are not left out of
+# what the model reads, and say nothing of the last answer there.
+WHOLE_ONLY: dict[str, re.Pattern[str]] = {
+    kind: re.compile(rf"^(?:{body})$", re.IGNORECASE)
+    for kind, body in {
+        # the answer's advice followed, in vain: "still not working", "I already tried that"
+        NOT_HELPFUL: (
+            rf"(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
             r"|(?:it\s+)?still\s+(?:won'?t|will\s+not)\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+(?:broken|the\s+same)"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)(?:\s+(?:twice|again|(?:a\s+few|several|many)\s+times))?"
             r"(?:\s+already)?"
             # the answer's advice, already followed: "I already tried that", "did that already"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?already\s+(?:tried|done|did)\s+(?:that|this|it|those|all\s+(?:of\s+)?that)"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?(?:tried|done|did)\s+(?:that|this|it|all\s+(?:of\s+)?that)\s+already"
-            rf"|you\s+{_DID_NOT}\s+(?:help|answer\s+my\s+question|understand(?:\s+me)?|get\s+it)"
-            r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)"
-            r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
         ),
         UNCLEAR: (
             rf"i\s+(?:still\s+)?{_DID_NOT}\s+(?:understand|get)(?:\s+(?:it|that|this|you|the\s+answer|what\s+you\s+mean"
@@ -123,6 +135,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         ),
     }.items()
 }
+STRIPPABLE = list(PATTERNS.items())
+EVERY_PATTERN = [*STRIPPABLE, *WHOLE_ONLY.items()]
 # Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye", "yes
 # please".
 CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz", "hmm", "hm", "um", "erm", "uh"})
@@ -150,7 +164,7 @@ def read_small_talk(text: str) -> SmallTalk:
     without the whole parts of small talk at either end ("Hi! My card hasn't arrived. Thanks!" -> "My card
     hasn't arrived."): a greeting or a thanks is no evidence of any intent."""
     spans = [m.span() for m in _PART_SPANS.finditer(text)]
-    runs = [_run(text[a:b]) for a, b in spans]
+    runs = [_run(text[a:b], EVERY_PATTERN) for a, b in spans]
     keep = [i for i, run in enumerate(runs) if run is None]
     if not keep:
         kinds = [kind for run in runs if run for kind in run]
@@ -159,6 +173,11 @@ def read_small_talk(text: str) -> SmallTalk:
         # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
         nod = any(ord(c) > 0x2000 and not c.isspace() for c in text)
         return SmallTalk(ACKNOWLEDGEMENT if nod else None, text)
+    # Around a question, a part is left out only when it is small talk without the WHOLE_ONLY phrases.
+    runs = [
+        run if run is None else _run(text[a:b], STRIPPABLE) for run, (a, b) in zip(runs, spans, strict=True)
+    ]
+    keep = [i for i, run in enumerate(runs) if run is None]
     if len(keep) == len(spans):
         return SmallTalk(None, text)
     start, end = spans[keep[0]][0], spans[keep[-1]][1]
@@ -173,12 +192,12 @@ def small_talk_kind(text: str) -> str | None:
     return read_small_talk(text).kind
 
 
-def _run(part: str) -> list[str] | None:
+def _run(part: str, patterns: list[tuple[str, re.Pattern[str]]]) -> list[str] | None:
     """A part's small-talk phrases (``_phrases``): as typed, else with small talk's own words' typos read
     back ("thnaks")."""
-    run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", part).split())
+    run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", part).split(), patterns)
     if run is None:
-        run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", TYPO_TOLERANT.correct(part)).split())
+        run = _phrases(_EMOJI_AND_SYMBOLS.sub(" ", TYPO_TOLERANT.correct(part)).split(), patterns)
     return run
 
 
@@ -188,7 +207,9 @@ def without_small_talk(text: str) -> str:
     return read_small_talk(text).question
 
 
-def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
+def _phrases(
+    words: list[str], patterns: list[tuple[str, re.Pattern[str]]], longest: int = 7
+) -> list[str] | None:
     """Cover ``words`` with small-talk phrases, fewest first (dynamic programming), ``CONNECTORS`` between
     them; None when they cannot be (a word that is in no phrase: a question; connectors alone). No words: an
     empty run."""
@@ -204,7 +225,7 @@ def _phrases(words: list[str], longest: int = 7) -> list[str] | None:
             if before is None:
                 continue
             phrase = " ".join(words[start:end])
-            kind = next((k for k, pattern in PATTERNS.items() if pattern.match(phrase)), None)
+            kind = next((k for k, pattern in patterns if pattern.match(phrase)), None)
             if kind is not None and (best[end] is None or len(before) + 1 < len(best[end] or [])):
                 best[end] = [*before, kind]
     if words and not best[-1]:  # connectors and nothing else ("but"): not small talk

@@ -149,6 +149,17 @@ def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
         ("Where is my card, please?", "Where is my card, please?"),
         ("sorry, where is my card?", "where is my card?"),
         ("Thnaks! my crad is lost", "my crad is lost"),  # the question as typed: the model reads it after
+        ("Done. Now how do I activate it?", "Now how do I activate it?"),
+        # Small talk only as a whole message: around a question these words are part of it (BANKING77's
+        # questions read as before them: none is changed).
+        ("I tried using my card, but it doesn't work.", "I tried using my card, but it doesn't work."),
+        (
+            "There is a pending payment, what does this mean?",
+            "There is a pending payment, what does this mean?",
+        ),
+        ("What, if any, is the limit for auto top-up?", "What, if any, is the limit for auto top-up?"),
+        ("I'm confused. Why is my transfer pending?", "I'm confused. Why is my transfer pending?"),
+        ("I already tried that. My PIN is still blocked", "I already tried that. My PIN is still blocked"),
     ],
 )
 def test_the_model_reads_the_question_without_the_small_talk_around_it(text: str, question: str) -> None:
