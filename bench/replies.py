@@ -11,7 +11,12 @@ reads it: after "did you mean" (the choices below), first as an answer to the ch
 reads the same messages with the small-talk rules of a git revision (default 3b3f8e0, before session 45)
 and no typed choices. No model is involved.
 
-    .venv/bin/python bench/replies.py [--before REV] [--out DIR]
+The other way round: BANKING77's test questions (real questions, none an answer to a choice) typed right
+after a "did you mean" with three of the demo knowledge base's titles, the question's own intent among them
+or not (choices drawn at random, seed 0): how many bot.choice reads as a pick (answered as that choice
+without asking the model), and how many of those picks are not the question's intent.
+
+    .venv/bin/python bench/replies.py [--before REV] [--data DIR] [--out DIR]
 
 Writes bench/results/replies.json.
 """
@@ -22,6 +27,8 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -103,6 +110,39 @@ def reader(small_talk: Callable[[str], Any], choices: bool) -> Callable[[str, st
     return read
 
 
+DEMO_TITLES = ROOT / "serving" / "demo_data" / "answers.csv"
+DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
+
+
+def questions_after_choices(data: Path, seed: int = 0) -> dict[str, Any]:
+    """BANKING77 test questions typed after three random choices (with and without their own intent): how
+    many bot.choice takes as a pick, and how many of those are the wrong intent."""
+    with DEMO_TITLES.open(newline="", encoding="utf-8") as handle:
+        titles = {row["label"]: row["title"] for row in csv.DictReader(handle)}
+    with (data / "test.csv").open(newline="", encoding="utf-8") as handle:
+        questions = [(row["text"], row["label"].rstrip("?")) for row in csv.DictReader(handle)]
+    rng = random.Random(seed)
+    intents = sorted(titles)
+    result: dict[str, Any] = {"questions": len(questions), "seed": seed}
+    for own in (True, False):
+        picked = wrong = 0
+        examples: list[dict[str, str]] = []
+        for text, intent in questions:
+            others = rng.sample([i for i in intents if i != intent], 3)
+            shown = [intent, *others[:2]] if own else others
+            rng.shuffle(shown)
+            choice = read_choice(text, [(i, titles[i]) for i in shown])
+            if choice is None:
+                continue
+            picked += 1
+            if choice != intent:
+                wrong += 1
+                examples.append({"question": text, "intent": intent, "read_as": choice})
+        key = "own_intent_shown" if own else "own_intent_not_shown"
+        result[key] = {"read_as_a_choice": picked, "wrong": wrong, "wrong_examples": examples[:10]}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +150,7 @@ def main() -> None:
     parser.add_argument(
         "--before", default="3b3f8e0", help="the revision whose small-talk rules read 'before'"
     )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BANKING77 (test.csv)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     rows = read_rows()
@@ -154,6 +195,15 @@ def main() -> None:
                 f"  missed after {after}: {miss['message']!r} expected {miss['expected']}, "
                 f"read as {miss['read_as']}"
             )
+    typed = questions_after_choices(args.data)
+    results["banking77_test_after_choices"] = typed
+    for key in ("own_intent_shown", "own_intent_not_shown"):
+        print(
+            f"BANKING77 test ({typed['questions']}) after 3 choices, {key.replace('_', ' ')}: "
+            f"{typed[key]['read_as_a_choice']} read as a choice, {typed[key]['wrong']} of them wrong"
+        )
+        for example in typed[key]["wrong_examples"]:
+            print(f"  {example['question']!r} ({example['intent']}) read as {example['read_as']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replies.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -48,3 +48,14 @@ def test_before_reads_with_the_old_rules(bench: Any) -> None:
     assert before("choices", "the second one") == "question"
     assert before("answer", "cheers, that sorted it") == "question"
     assert before("answer", "thanks") == "thanks"
+
+
+def test_questions_after_choices_are_rarely_a_pick_and_never_a_wrong_one(bench: Any) -> None:
+    """The fixture's test questions (12 intents) typed right after three choices: a question is read as a pick
+    only when the choices name it, and then as its own intent."""
+    from tests.conftest import FIXTURES
+
+    result = bench.questions_after_choices(FIXTURES / "banking77_small")
+    assert result["questions"] > 100
+    assert result["own_intent_not_shown"]["read_as_a_choice"] == 0
+    assert result["own_intent_shown"]["wrong"] == 0 and result["own_intent_not_shown"]["wrong"] == 0
