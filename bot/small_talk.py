@@ -91,7 +91,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"help|help\s+me|what\s+can\s+you\s+do|what\s+can\s+(?:i|you)\s+ask(?:\s+you)?|how\s+can\s+you\s+help"
             r"(?:\s+me)?|what\s+do\s+you\s+know|what\s+can\s+you\s+help\s+(?:me\s+)?with|menu|options|start"
             r"|i\s+(?:have|got|'ve\s+got)\s+a\s+(?:quick\s+)?(?:question|problem|query|issue)|quick\s+question"
-            r"|i\s+need\s+(?:some\s+)?help|can\s+you\s+help(?:\s+me)?|can\s+i\s+ask\s+(?:you\s+)?(?:a\s+question|something)"
+            r"|i\s+need\s+(?:some\s+)?help|(?:can|could)\s+(?:you|u)\s+(?:please\s+)?help(?:\s+me)?"
+            r"|can\s+i\s+ask\s+(?:you\s+)?(?:a\s+question|something)"
         ),
         NOT_HELPFUL: (
             rf"(?:{_IT}\s+)?(?:wrong|incorrect|not\s+(?:right|correct|it|helpful|my\s+question)|useless|unhelpful"
@@ -135,8 +136,13 @@ WHOLE_ONLY: dict[str, re.Pattern[str]] = {
         ),
     }.items()
 }
+# Introducing oneself: "I'm John", "my name is Sarah" (a capital letter tells a name from "I'm stuck").
+NAMED = re.compile(
+    r"^(?:(?:I'?m|I\s+am|i'?m|i\s+am|[Tt]his\s+is)\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?"
+    r"|(?:[Mm]y|MY)\s+(?:name\s+is|name'?s|NAME\s+IS)\s+[^\W\d_]+(?:\s+[^\W\d_]+)?)$"
+)
 STRIPPABLE = list(PATTERNS.items())
-EVERY_PATTERN = [*STRIPPABLE, *WHOLE_ONLY.items()]
+EVERY_PATTERN = [*STRIPPABLE, *WHOLE_ONLY.items(), (GREETING, NAMED)]
 # Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye", "yes
 # please".
 CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz", "hmm", "hm", "um", "erm", "uh"})

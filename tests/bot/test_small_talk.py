@@ -48,6 +48,10 @@ KINDS = [
     ("sorry, I'm confused", "unclear"),
     ("that's confusing", "unclear"),
     ("i dont get it", "unclear"),
+    # introducing oneself (was declined as off topic)
+    ("Hi, I'm John", "greeting"),
+    ("hello, my name is sarah", "greeting"),
+    ("can u help me", "help"),
     ("bye", "goodbye"),
     ("ok thanks bye", "goodbye"),  # the kind that ends the exchange answers
     ("no", "goodbye"),
@@ -117,6 +121,10 @@ QUESTIONS = [
     "I don't understand why my card was declined",
     "can you explain the fees",
     "what does pending mean",
+    "I'm stuck",
+    "i'm abroad",
+    "this is ridiculous",
+    "my name is wrong on my card",
     "that fixed my card but the app still crashes",
     "he thinks my card is lost",
     "cheese",
