@@ -34,9 +34,15 @@ _IT = r"(?:that'?s|that\s+is|that\s+was|this\s+is|this\s+was|it'?s|it\s+is|it\s+
 _DID_NOT = r"(?:didn'?t|did\s+not|doesn'?t|does\s+not|don'?t|do\s+not)"
 
 _WHO = r"(?:\s+(?:there|team|all|everyone|folks|guys|friend|bot|helploop))?"
-PATTERNS: dict[str, re.Pattern[str]] = {
-    kind: re.compile(rf"^(?:{body})$", re.IGNORECASE)
-    for kind, body in {
+
+
+def _whole(bodies: dict[str, str]) -> dict[str, re.Pattern[str]]:
+    """Each kind's phrases, compiled to match a whole phrase, whatever its case."""
+    return {kind: re.compile(rf"^(?:{body})$", re.IGNORECASE) for kind, body in bodies.items()}
+
+
+PATTERNS = _whole(
+    {
         GREETING: (
             rf"(?:hi+|hel+o+|hey+|hiya|howdy|hal+o+|yo|greetings|(?:good|gud)\s+(?:morning|afternoon|evening|day)"
             rf"|morning){_WHO}"
@@ -105,14 +111,13 @@ PATTERNS: dict[str, re.Pattern[str]] = {
             r"|(?:you'?re|you\s+are)\s+(?:useless|not\s+helpful|no\s+help|not\s+helping|wrong)"
             r"|(?:you\s+)?(?:stupid|dumb|useless)\s+(?:bot|robot|machine|thing)"
         ),
-    }.items()
-}
+    }
+)
 # Small talk only as a whole message: around a question these words are part of it ("There is a pending
 # payment, what does this mean?", "I tried using my card, but it doesn't work."), so they are not left out of
 # what the model reads, and say nothing of the last answer there.
-WHOLE_ONLY: dict[str, re.Pattern[str]] = {
-    kind: re.compile(rf"^(?:{body})$", re.IGNORECASE)
-    for kind, body in {
+WHOLE_ONLY = _whole(
+    {
         # the answer's advice followed, in vain: "still not working", "I already tried that"
         NOT_HELPFUL: (
             rf"(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
@@ -134,8 +139,8 @@ WHOLE_ONLY: dict[str, re.Pattern[str]] = {
             r"|(?:please\s+)?(?:explain|repeat|rephrase)(?:\s+(?:that|this|it))?(?:\s+(?:again|please))?"
             r"|say\s+(?:that|it)\s+again"
         ),
-    }.items()
-}
+    }
+)
 # Introducing oneself: "I'm John", "my name is Sarah" (a capital letter tells a name from "I'm stuck").
 NAMED = re.compile(
     r"^(?:(?:I'?m|I\s+am|i'?m|i\s+am|[Tt]his\s+is)\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?"

@@ -177,7 +177,9 @@ def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> 
     assert "Close it in the app." in result.output and "Here is how" not in result.output
 
 
-def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: Any) -> None:
+def chat_with_a_model_that_asks(settings: Any, typed: str) -> tuple[str, Any]:
+    """``typed`` (lines) through the terminal chat, whose model asks "did you mean" *Where is my card?* /
+    *Change my PIN* to every question: what it wrote, and the database it logged to."""
     import io
     from types import SimpleNamespace
 
@@ -196,18 +198,19 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
     )
     out = io.StringIO()
     database = Database(settings)
-    run_terminal_chat(
-        engine,
-        database=database,
-        settings=settings,
-        stdin=io.StringIO("hi\ncard\n2\ncan I talk to a human?\nI want to make a complaint\n\n"),
-        stdout=out,
+    run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
+    return out.getvalue(), database
+
+
+def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: Any) -> None:
+    said, database = chat_with_a_model_that_asks(
+        settings, "hi\ncard\n2\ncan I talk to a human?\nI want to make a complaint\n\n"
     )
-    assert f"> {settings.small_talk_greeting}\n> Did you mean:" in out.getvalue()  # "hi": not the model's
-    assert "Did you mean:\n  1. Where is my card?\n  2. Change my PIN" in out.getvalue()
-    assert "At an ATM." in out.getvalue()
+    assert f"> {settings.small_talk_greeting}\n> Did you mean:" in said  # "hi": not the model's
+    assert "Did you mean:\n  1. Where is my card?\n  2. Change my PIN" in said
+    assert "At an ATM." in said
     # Typed, and a complaint the model only asks "did you mean" about: both go to a person.
-    assert out.getvalue().count("> [asked for a person: the web chat would hand this conversation") == 2
+    assert said.count("> [asked for a person: the web chat would hand this conversation") == 2
     with database.session() as session:
         hello, turn, asked, complaint = session.scalars(select(Turn).order_by(Turn.id)).all()
         assert (complaint.status, complaint.suggested) == ("asked_for_person", [])
@@ -232,32 +235,9 @@ def test_terminal_chat_records_the_number_picked_after_did_you_mean(settings: An
 def test_terminal_chat_reads_a_typed_choice_and_none_of_these(settings: Any) -> None:
     """Not only a number: "the first one" or a choice's words pick it, and "none of these" goes to a person
     (as on the web)."""
-    import io
-    from types import SimpleNamespace
-
-    from bot.engine import IntentInfo
-    from serving.terminal import run_terminal_chat
-
-    run(settings, "db", "upgrade")
-    clarify = clarify_prediction(
-        "card", [("card_arrival", "Where is my card?"), ("change_pin", "Change my PIN")]
+    said, database = chat_with_a_model_that_asks(
+        settings, "card\nthe first one\ncard\nchange pin\ncard\nnone of these\n\n"
     )
-    engine = SimpleNamespace(
-        version="stub",
-        runtime="torch",
-        predict=lambda text, **_: clarify,
-        knowledge={"card_arrival": IntentInfo(answer="Soon."), "change_pin": IntentInfo(answer="At an ATM.")},
-    )
-    out = io.StringIO()
-    database = Database(settings)
-    run_terminal_chat(
-        engine,
-        database=database,
-        settings=settings,
-        stdin=io.StringIO("card\nthe first one\ncard\nchange pin\ncard\nnone of these\n\n"),
-        stdout=out,
-    )
-    said = out.getvalue()
     assert "> Soon.\n" in said and "> At an ATM.\n" in said
     assert said.count("> [asked for a person: the web chat would hand this conversation") == 1
     with database.session() as session:
