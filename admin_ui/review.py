@@ -140,7 +140,8 @@ def _unread(session: Any, user: User) -> dict[str, Any] | None:
 
 def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) -> list[dict[str, str]]:
     """An item's earlier turns as the review pages show them: the customer's words (redacted), or the title of
-    the chip they clicked, and, in words, what the bot did with them."""
+    the chip they clicked (with the words of a choice typed instead, ``typed``), and, in words, what the bot
+    did with them."""
 
     def title(intent: str | None) -> str:
         return titles.get(intent or "", intent or "an intent")
@@ -163,7 +164,9 @@ def context_lines(context: list[dict[str, Any]] | None, titles: dict[str, str]) 
             bot = "passed it to a person (the customer asked for one)"
         else:
             bot = "small talk"
-        lines.append({"text": str(turn.get("text", "")), "clicked": clicked, "bot": bot})
+        text = str(turn.get("text", ""))
+        typed = text if clicked and not text.startswith("/") else ""  # a choice typed ("the second one")
+        lines.append({"text": text, "clicked": clicked, "typed": typed, "bot": bot})
     return lines
 
 

@@ -805,8 +805,11 @@ def conversation_summaries(
         )
     }
     rows = [(conversation, counts.get(conversation.id)) for conversation in page]
-    last_texts = {  # a clicked chip reads "clicked <intent>", not the "/intent" it sent
-        turn_id: f"clicked {intent}" if served_by == SUGGESTION_ARM and intent else text
+    # A clicked chip reads "clicked <intent>", not the "/intent" it sent; a typed pick reads as typed.
+    last_texts = {
+        turn_id: f"clicked {intent}"
+        if served_by == SUGGESTION_ARM and intent and CHIP_PAYLOAD.match(text)
+        else text
         for turn_id, text, served_by, intent in session.execute(
             select(Turn.id, Turn.user_text, Turn.served_by, Turn.intent).where(
                 Turn.id.in_([count.last_turn for _, count in rows if count is not None])

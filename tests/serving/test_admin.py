@@ -240,6 +240,11 @@ def test_the_earlier_turns_say_in_words_what_the_bot_did() -> None:
         ("old", "", "answered “renamed_since”"),  # an intent gone from the knowledge base: its name
     ]
     assert context_lines(None, titles) == []
+    typed = [{"text": "the second one", "status": "answered", "intent": "change_pin", "clicked": True}]
+    assert [(line["typed"], line["clicked"]) for line in context_lines(typed, titles)] == [
+        ("the second one", "Change my PIN")  # a choice typed, not clicked: its words are shown too
+    ]
+    assert context_lines(context, titles)[2]["typed"] == ""
 
 
 def test_long_intent_names_may_wrap_after_underscores_and_stay_escaped() -> None:

@@ -136,6 +136,12 @@ def test_a_did_you_mean_answered_by_typing_is_the_choice(make_app: Any) -> None:
     assert "thumbs_down" in reviewed[asked["turn_id"]]
     assert not {second["turn_id"], titled["turn_id"], declined["turn_id"]} & set(reviewed)
     assert not {"the second one", "none of these"} & texts
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    login(client, "omar")
+    page = client.get(f"/operator/conversations/{sid}").get_data(as_text=True)
+    assert f'the second one <span class="muted">(typed: picked {shown[1]})</span>' in page
 
 
 def test_with_typed_choices_off_the_model_reads_the_second_one(make_app: Any) -> None:
