@@ -118,13 +118,13 @@ PATTERNS = _whole(
 # what the model reads, and say nothing of the last answer there.
 WHOLE_ONLY = _whole(
     {
-        # the answer's advice followed, in vain: "still not working", "I already tried that"
+        # The answer's advice, already followed: "I already tried that", "did that already". Not "it didn't
+        # work" or "still not working": a problem reported after the answer is a follow-up question the model
+        # reads with the question before it ("it didn't work" after "can I top up with my card?": top-up
+        # failed; bench/data/follow_ups.csv), not a judgement of the answer.
         NOT_HELPFUL: (
-            rf"(?:(?:that|it|this)\s+)?(?:still\s+)?{_DID_NOT}\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+not\s+working"
-            r"|(?:it\s+)?still\s+(?:won'?t|will\s+not)\s+work|(?:it'?s\s+|it\s+is\s+)?still\s+(?:broken|the\s+same)"
-            r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)(?:\s+(?:twice|again|(?:a\s+few|several|many)\s+times))?"
+            r"(?:i'?ve\s+|i\s+have\s+|i\s+)?tried\s+(?:that|it|this)(?:\s+(?:twice|again|(?:a\s+few|several|many)\s+times))?"
             r"(?:\s+already)?"
-            # the answer's advice, already followed: "I already tried that", "did that already"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?already\s+(?:tried|done|did)\s+(?:that|this|it|those|all\s+(?:of\s+)?that)"
             r"|(?:i'?ve\s+|i\s+have\s+|i\s+)?(?:tried|done|did)\s+(?:that|this|it|all\s+(?:of\s+)?that)\s+already"
         ),

@@ -37,8 +37,6 @@ KINDS = [
     ("will do, thanks", "thanks"),
     ("I already tried that", "not_helpful"),  # the answer's advice, followed: a thumbs-down, typed
     ("i've tried that already!", "not_helpful"),
-    ("I've done that but it still doesn't work", "not_helpful"),
-    ("still not working", "not_helpful"),
     # the answer (or the question) unclear: "what?" was declined as off topic
     ("I don't understand", "unclear"),
     ("what?", "unclear"),
@@ -117,6 +115,11 @@ QUESTIONS = [
     "let me check my balance",
     "done, now how do I activate it?",
     "I already tried topping up by card",
+    # a problem reported after the answer: a follow-up question for the model, not a judgement of the answer
+    "I've done that but it still doesn't work",
+    "still not working",
+    "it didn't work",
+    "it's still broken",
     "what is the exchange rate",
     "I don't understand why my card was declined",
     "can you explain the fees",
