@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from admin_ui.setup import require_role
 from core.kb_files import metadata_text
 from core.knowledge_base import intent_examples, reviewer_notes
-from core.models import Judgement, ReviewItem, User, VerifiedPair
+from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
 from crowd_feedback.gold import GoldError, bot_view_of, gold_from_item
 from crowd_feedback.guidelines import (
     Guidelines,
@@ -691,6 +691,15 @@ def item_detail(item_id: int) -> Any:
         )
         top = sorted(((p, label) for label, p in posterior.items() if p >= 0.005), reverse=True)[:6]
         pick = customer_picks(session, item_ids=[item.id]).get(item.id)
+        member_ids = select(ReviewItemTurn.turn_id).where(ReviewItemTurn.item_id == item.id)
+        declined = session.scalar(  # the choices offered for its question (or its answer's) declined
+            select(func.count())
+            .select_from(Turn)
+            .where(
+                Turn.declined_at.is_not(None),
+                or_(Turn.id.in_(member_ids), Turn.rated_turn_id.in_(member_ids)),
+            )
+        )
         view = {
             "id": item.id,
             "status": item.status,
@@ -716,6 +725,7 @@ def item_detail(item_id: int) -> Any:
             "read_after": read_after(session, item=item),
             "privacy_reported_at": item.privacy_reported_at,
             "privacy_reported_by": item.privacy_reported_by,
+            "declined": int(declined or 0),
         }
         pairs = [
             (p.text, p.intent, p.weight)

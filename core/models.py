@@ -204,6 +204,8 @@ class Turn(Base):
     # On a clarify turn: the choice the customer clicked next (their own answer to "did you mean"), and when.
     chosen_intent: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
     chosen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Or when the customer answered those choices with "none of these" (bot.choice; migration 0044).
+    declined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # On a typed "that's wrong" (small talk that rated the previous answer unhelpful and offered the intents
     # ranked next as chips): the answered turn it rated. A chip clicked next is recorded as chosen_intent here
     # and counts in review as the customer's own answer to that question (review.customer_picks).

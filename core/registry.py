@@ -207,11 +207,23 @@ def open_choices(latest: Turn | None) -> list[str]:
     """The intents a conversation's ``latest`` turn offered to choose from and none was chosen yet: a "did
     you mean", or the intents ranked next after a typed "that's wrong". Empty after anything else (an
     answer's follow-up chips are no question to the customer)."""
-    if latest is None or latest.chosen_intent is not None:
+    if latest is None or latest.chosen_intent is not None or latest.declined_at is not None:
         return []
     if latest.status != "clarify" and latest.rated_turn_id is None:
         return []
     return shown_suggestions(latest)
+
+
+def record_declined(session: Session, *, conversation_id: str, now: datetime | None = None) -> Turn | None:
+    """The customer answered the latest turn's choices with "none of these": remember it on that turn (for
+    review and the overview). None when that turn offered no choices still open. Call it before the reply's
+    own turn is logged."""
+    latest = latest_turn(session, conversation_id=conversation_id)
+    if latest is None or not open_choices(latest):
+        return None
+    latest.declined_at = now or utcnow()
+    session.flush()
+    return latest
 
 
 def record_choice(
@@ -234,11 +246,12 @@ def record_choice(
 @dataclass(frozen=True)
 class ClarifyChoices:
     """How customers answered "did you mean": of the clarify turns, how many ended in a click on a choice, and
-    on which one (1: the first shown)."""
+    on which one (1: the first shown); how many in "none of these" (``declined``)."""
 
     asked: int
     picked: int
     by_rank: dict[int, int]
+    declined: int = 0
 
     @property
     def picked_share(self) -> float | None:
@@ -286,9 +299,11 @@ def corrections(session: Session, *, since: datetime, limit: int = 10) -> list[C
 
 
 def _choices(session: Session, since: datetime, *asked_where: Any) -> ClarifyChoices:
-    asked = session.scalar(
-        select(func.count()).select_from(Turn).where(*asked_where, Turn.created_at >= since)
-    )
+    asked, declined = session.execute(  # COUNT(column) counts its non-null values: the "none of these"
+        select(func.count(), func.count(Turn.declined_at))
+        .select_from(Turn)
+        .where(*asked_where, Turn.created_at >= since)
+    ).one()
     by_rank: dict[int, int] = {}
     for suggested, status, candidates, chosen in session.execute(
         select(Turn.suggested, Turn.status, _legacy_candidates(), Turn.chosen_intent).where(
@@ -298,7 +313,9 @@ def _choices(session: Session, since: datetime, *asked_where: Any) -> ClarifyCho
         shown = _shown(suggested, status, candidates)
         rank = shown.index(chosen) + 1 if chosen in shown else 0
         by_rank[rank] = by_rank.get(rank, 0) + 1
-    return ClarifyChoices(asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank)
+    return ClarifyChoices(
+        asked=int(asked or 0), picked=sum(by_rank.values()), by_rank=by_rank, declined=int(declined or 0)
+    )
 
 
 @dataclass(frozen=True)

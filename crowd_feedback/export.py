@@ -81,6 +81,7 @@ TURN_COLUMNS = (
     "read_as",
     "vague",
     "ruled_out",
+    "declined_choices",
 )
 FREE_TEXT = {"text", "answers", "context", "read_as"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -211,7 +212,7 @@ TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
     Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic, Turn.read_as,
-    Turn.vague, Turn.ruled_out,
+    Turn.vague, Turn.ruled_out, Turn.declined_at,
 )  # fmt: skip
 
 
@@ -243,6 +244,8 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "read_as": redact(row.read_as) if row.read_as else None,
                 "vague": bool(row.vague),  # a keyword message asked about (bot.keywords)
                 "ruled_out": row.ruled_out,  # the intent the customer said it is not about (bot.negation)
+                # its choices ("did you mean") answered with "none of these" (bot.choice)
+                "declined_choices": row.declined_at is not None,
             }
 
 

@@ -58,6 +58,7 @@ from core.registry import (
     question_behind,
     rate_chat,
     record_choice,
+    record_declined,
     record_feedback,
     request_handoff,
     shown_suggestions,
@@ -310,6 +311,9 @@ def answer_message(
         )
         if requested:
             request_handoff(session, conversation_id=conversation.id)
+        declined = (  # remembered on the turn that offered the choices
+            record_declined(session, conversation_id=conversation.id) if typed == NONE_OF_THESE else None
+        )
         if complained is not None:  # the thumbs-down, typed: the same mark and the same review item
             record_feedback(session, turn_id=complained, helpful=False, comment=message)
         turn = log_turn(
@@ -355,6 +359,8 @@ def answer_message(
         helploop.metrics.keyword_asked.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
+    if declined is not None and declined.rated_turn_id is None:  # "none of these" after "did you mean"
+        helploop.metrics.clarify_choices.labels(rank="none").inc()
     if complained is not None:
         route_thumbs_down(complained)
     if news:

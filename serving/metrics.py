@@ -39,7 +39,8 @@ class Metrics:
         )
         self.clarify_choices = Counter(
             "helploop_clarify_choices_total",
-            'Customers who answered "did you mean" by clicking a choice, by its position (1: first shown)',
+            'Customers who answered "did you mean" with a choice (clicked or typed), by its position '
+            '(1: first shown); "none": with "none of these"',
             ["rank"],
             registry=self.registry,
         )

@@ -57,7 +57,13 @@ def run_terminal_chat(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> None:
-    from core.registry import get_or_create_conversation, log_turn, record_choice, record_feedback
+    from core.registry import (
+        get_or_create_conversation,
+        log_turn,
+        record_choice,
+        record_declined,
+        record_feedback,
+    )
 
     # Looked up per call, not bound at import: whoever swaps sys.stdin/stdout (a test runner) is followed.
     stdin = stdin or sys.stdin
@@ -135,6 +141,8 @@ def run_terminal_chat(
                     session, conversation_id=conversation_id, channel="terminal"
                 )
                 conversation_id = conversation.id
+                if declined:  # remembered on the turn that offered the choices, as on the web
+                    record_declined(session, conversation_id=conversation.id)
                 if complaint is not None and complaint[1] is not None:
                     record_feedback(session, turn_id=complaint[1], helpful=False, comment=text)
                 turn = log_turn(

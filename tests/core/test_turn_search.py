@@ -246,9 +246,9 @@ def test_turns_logged_before_off_topic_existed_are_not_off_topic_and_the_index_s
 def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_still_follows(
     empty_database_url: str,
 ) -> None:
-    """Migrations 0041, 0042 and 0043 add ``turns.read_as`` (None: read as typed), ``turns.vague`` (false)
-    and ``turns.ruled_out`` (None) with a plain ADD COLUMN, for the same reason as 0040: the search index's
-    triggers stay."""
+    """Migrations 0041 to 0044 add ``turns.read_as`` (None: read as typed), ``turns.vague`` (false),
+    ``turns.ruled_out`` and ``turns.declined_at`` (None) with a plain ADD COLUMN, for the same reason as 0040:
+    the search index's triggers stay."""
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0040")
     with Session(engine) as session:
@@ -256,7 +256,9 @@ def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_st
     migrate.upgrade(engine)
     with Session(engine) as session:
         logged = session.scalars(select(Turn).order_by(Turn.id)).all()
-        assert [(t.read_as, t.vague, t.ruled_out) for t in logged] == [(None, False, None)] * len(BEFORE)
+        assert [(t.read_as, t.vague, t.ruled_out, t.declined_at) for t in logged] == [
+            (None, False, None, None)
+        ] * len(BEFORE)
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
         log_turn(
             session, conversation_id=conversation.id, user_text="my crad hasnt arived", status="answered",

@@ -142,11 +142,13 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     sure.helpful = False
     unsure = make_turn(db_session, "=HYPERLINK(1)", status="clarify", confidence=0.4)
     unsure.chosen_intent = "card_arrival"
+    off.declined_at = off.created_at  # a stand-in: "none of these" is recorded on a turn that offered choices
     db_session.flush()
     write_export(db_session, what="turns", fmt="jsonl", out=tmp_path / "turns.jsonl", batch_size=1)
     rows = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
     assert [r["turn"] for r in rows] == [sure.id, off.id, unsure.id]
     assert [r["off_topic"] for r in rows] == [False, True, False]
+    assert [r["declined_choices"] for r in rows] == [False, True, False]
     rows = [rows[0], rows[2]]
     assert rows[0]["created_at"].endswith("+00:00")  # UTC, said so (SQLite hands back naive times)
     assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
@@ -173,6 +175,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert table[0]["candidates"] == "card_arrival:0.910;card_linking:0.050;change_pin:0.020"  # the top three
     assert table[0]["metadata"] == "product:cards OR region:uk" and table[1]["metadata"] == ""
     assert [row["off_topic"] for row in table] == ["False", "True", "False"]
+    assert [row["declined_choices"] for row in table] == ["False", "True", "False"]
     table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["read_as"], table[1]["read_as"]) == ("my card, mail [EMAIL]!", "")

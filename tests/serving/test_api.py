@@ -131,6 +131,11 @@ def test_a_did_you_mean_answered_by_typing_is_the_choice(make_app: Any) -> None:
         assert logged[second["turn_id"]].served_by == "suggestion"
         assert logged[second["turn_id"]].user_text == "the second one"  # as typed
         assert logged[declined["turn_id"]].status == "asked_for_person"
+        assert logged[once_more["turn_id"]].declined_at is not None  # remembered on the "did you mean"
+        assert logged[asked["turn_id"]].declined_at is None
+        declined_item = session.scalar(
+            select(ReviewItemTurn.item_id).where(ReviewItemTurn.turn_id == once_more["turn_id"])
+        )
         reviewed = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason)).all())
         texts = set(session.scalars(select(ReviewItem.text)))
     assert "thumbs_down" in reviewed[asked["turn_id"]]
@@ -142,6 +147,12 @@ def test_a_did_you_mean_answered_by_typing_is_the_choice(make_app: Any) -> None:
     login(client, "omar")
     page = client.get(f"/operator/conversations/{sid}").get_data(as_text=True)
     assert f'the second one <span class="muted">(typed: picked {shown[1]})</span>' in page
+    overview = client.get("/operator/").get_data(as_text=True)
+    assert 'Customers answered "none of these" <strong>1</strong> time (passed to a person)' in overview
+    item_page = client.get(f"/review/items/{declined_item}").get_data(as_text=True)
+    assert 'id="customer-declined"' in item_page and "1 customer answered “none of these”" in item_page
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_clarify_choices_total{rank="none"} 1.0' in metrics
 
 
 def test_with_typed_choices_off_the_model_reads_the_second_one(make_app: Any) -> None:

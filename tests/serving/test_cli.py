@@ -242,11 +242,11 @@ def test_terminal_chat_reads_a_typed_choice_and_none_of_these(settings: Any) -> 
     assert said.count("> [asked for a person: the web chat would hand this conversation") == 1
     with database.session() as session:
         turns = session.scalars(select(Turn).order_by(Turn.id)).all()
-        assert [(t.user_text, t.status, t.chosen_intent) for t in turns] == [
-            ("card", "clarify", "card_arrival"),
-            ("card", "clarify", "change_pin"),
-            ("card", "clarify", None),
-            ("none of these", "asked_for_person", None),
+        assert [(t.user_text, t.status, t.chosen_intent, t.declined_at is not None) for t in turns] == [
+            ("card", "clarify", "card_arrival", False),
+            ("card", "clarify", "change_pin", False),
+            ("card", "clarify", None, True),  # its choices answered "none of these"
+            ("none of these", "asked_for_person", None, False),
         ]
 
 
