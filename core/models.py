@@ -177,6 +177,13 @@ class Turn(Base):
             sqlite_where=text("rated_turn_id IS NOT NULL"),
             postgresql_where=text("rated_turn_id IS NOT NULL"),
         ),
+        # The choices answered "none of these" by time (migration 0044): the overview counts a month of them.
+        Index(
+            "ix_turns_declined_at",
+            "declined_at",
+            sqlite_where=text("declined_at IS NOT NULL"),
+            postgresql_where=text("declined_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -33,6 +33,9 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     assert len(per_intent) == 1 and covering in per_intent[0], per_intent
     asked = plans(db_session, lambda s: clarify_choices(s, since=since), containing="count(*)")
     assert len(asked) == 1 and covering in asked[0], asked
+    # the few answered "none of these" from their own partial index, not the month's clarify turns
+    declined = plans(db_session, lambda s: clarify_choices(s, since=since), containing="declined_at >=")
+    assert len(declined) == 1 and "USING INDEX ix_turns_declined_at (declined_at>?)" in declined[0], declined
     inbox = plans(db_session, lambda s: waiting_conversations(s), containing="count(*)")
     assert len(inbox) == 1 and "COVERING INDEX ix_turns_status_created (status=?)" in inbox[0], inbox
     # And the figures are still right.
