@@ -36,12 +36,16 @@ from bot.engine import (
 
 # Words that point back to something said before, or openings that continue it. "one" as in "the new one";
 # "then" as in "then what?".
+# A question with no subject of its own: "what should I do now?", "what now?", "now what?". After a question
+# it is about that question; with none before it, it asks what the bot can do (the help reply).
+_WHAT_NEXT = (
+    r"^\s*(?:ok(?:ay)?\s+)?(?:what\s+(?:should|do|can|shall|must)\s+i\s+do(?:\s+(?:now|next))?|what\s+now|"
+    r"what\s+next|now\s+what)\s*[?.!]*\s*$"
+)
+WHAT_NEXT = re.compile(_WHAT_NEXT, re.IGNORECASE)
 REFERS_BACK = re.compile(
     r"\b(it|its|it's|that|that's|this|these|those|them|they|there|one|ones|same|too|either|also|then)\b"
-    r"|^\s*(and|but|so|or|what about|how about)\b"
-    # A question with no subject of its own: "what should I do now?", "what now?", "now what?"
-    r"|^\s*(?:ok(?:ay)?\s+)?(?:what\s+(?:should|do|can|shall|must)\s+i\s+do(?:\s+(?:now|next))?|what\s+now|"
-    r"what\s+next|now\s+what)\s*[?.!]*\s*$",
+    rf"|^\s*(and|but|so|or|what about|how about)\b|{_WHAT_NEXT}",
     re.IGNORECASE,
 )
 MAX_FOLLOW_UP_WORDS = 12  # longer messages carry their own subject

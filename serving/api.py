@@ -24,11 +24,11 @@ from bot.engine import (
     Prediction,
     in_context,
 )
-from bot.follow_up import Earlier, read_follow_up, refers_back
+from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up, refers_back
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, reply_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
-from bot.small_talk import small_talk_prediction
+from bot.small_talk import HELP, small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
 from core.redaction import redact
@@ -267,6 +267,8 @@ def answer_message(
                 complained, alternatives = last.id, other_choices(last, engine)
             session.commit()
         kind = reading.small_talk_reply(answer_to_rate=complained is not None)
+        if kind is None and earlier is None and settings.small_talk and WHAT_NEXT.match(reading.question):
+            kind = HELP  # "what should I do now?" with no question before it: what the bot can do
         chit_chat = kind is not None
         if kind is not None:
             reply = settings.small_talk_reply(kind)

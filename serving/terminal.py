@@ -8,11 +8,11 @@ from typing import Any, TextIO
 
 from bot.choice import NONE_OF_THESE, read_choice
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
-from bot.follow_up import Earlier, read_follow_up
+from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, escalates, logged_status
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
-from bot.small_talk import NOT_HELPFUL, small_talk_prediction
+from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
 # A typed request for a person: the web chat hands the conversation to the team; here nobody can take over.
@@ -96,6 +96,8 @@ def run_terminal_chat(
         reading = read_message(text, **settings.message_rules)
         complaint = answered if reading.complaint and not declined else None  # "that's wrong", as on the web
         kind = None if declined else reading.small_talk_reply(answer_to_rate=complaint is not None)
+        if kind is None and not declined and earlier is None and settings.small_talk:
+            kind = HELP if WHAT_NEXT.match(reading.question) else None  # nothing before it: what the bot does
         context = None  # the earlier question a follow-up was read with
         requested = declined or reading.asks_for_person
         if declined:

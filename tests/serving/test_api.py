@@ -92,6 +92,19 @@ def test_a_thumbs_down_on_a_clicked_choice_reviews_the_question_that_offered_it(
     assert not any(t.startswith("/") for t in texts) and "card pin" in texts
 
 
+def test_what_should_i_do_now_with_no_question_before_it_gets_the_help_reply(make_app: Any) -> None:
+    """ "What should I do now?" as the first message was handed over (the demo declined it as off topic): with
+    no question before it, it gets the help reply; after a question it is read with that question."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    first = chat(client, "what should I do now?").get_json()
+    assert (first["status"], first["answer"]) == ("small_talk", settings.small_talk_help)
+    asked = chat(client, "when will my card arrive", session_id=first["session_id"]).get_json()
+    after = chat(client, "what should I do now?", session_id=asked["session_id"]).get_json()
+    assert after["status"] != "small_talk"  # a follow-up of the card question
+
+
 def test_a_did_you_mean_answered_by_typing_is_the_choice(make_app: Any) -> None:
     """ "The second one" or a choice's title typed after "did you mean" answers that choice as its chip would
     (the choice is recorded on the question; a thumbs-down on it reviews the question, never the typed words);
