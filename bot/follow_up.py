@@ -34,8 +34,6 @@ from bot.engine import (
     in_context,
 )
 
-# Words that point back to something said before, or openings that continue it. "one" as in "the new one";
-# "then" as in "then what?".
 # A question with no subject of its own: "what should I do now?", "what now?", "now what?". After a question
 # it is about that question; with none before it, it asks what the bot can do (the help reply).
 _WHAT_NEXT = (
@@ -43,6 +41,8 @@ _WHAT_NEXT = (
     r"what\s+next|now\s+what)\s*[?.!]*\s*$"
 )
 WHAT_NEXT = re.compile(_WHAT_NEXT, re.IGNORECASE)
+# Words that point back to something said before, or openings that continue it ("one" as in "the new one";
+# "then" as in "then what?"), or a question with no subject of its own.
 REFERS_BACK = re.compile(
     r"\b(it|its|it's|that|that's|this|these|those|them|they|there|one|ones|same|too|either|also|then)\b"
     rf"|^\s*(and|but|so|or|what about|how about)\b|{_WHAT_NEXT}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -195,12 +196,22 @@ class Choice:
         return self.turn.rated_turn_id is not None
 
 
-def latest_turn(session: Session, *, conversation_id: str, before_id: int | None = None) -> Turn | None:
-    """The conversation's newest turn (``before_id``: the newest before that turn)."""
+def latest_turn(
+    session: Session, *, conversation_id: str, before_id: int | None = None, columns: Sequence[Any] = ()
+) -> Turn | None:
+    """The conversation's newest turn (``before_id``: the newest before that turn; ``columns``: only these
+    loaded, the rest when first read)."""
     query = select(Turn).where(Turn.conversation_id == conversation_id)
+    if columns:
+        query = query.options(load_only(*columns))
     if before_id is not None:
         query = query.where(Turn.id < before_id)
     return session.scalars(query.order_by(Turn.id.desc()).limit(1)).first()
+
+
+# What open_choices reads of a turn (the chat looks it up for short messages: not the candidates and scores,
+# which only turns logged before the chips were stored need).
+CHOICE_COLUMNS = (Turn.status, Turn.suggested, Turn.chosen_intent, Turn.declined_at, Turn.rated_turn_id)
 
 
 def open_choices(latest: Turn | None) -> list[str]:

@@ -34,6 +34,7 @@ from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcno
 from core.redaction import redact
 from core.registry import (
     CHIP_PAYLOAD,
+    CHOICE_COLUMNS,
     LOW_RATING,
     RATING_COMMENT_LIMIT,
     SUGGESTION_ARM,
@@ -188,17 +189,19 @@ def chosen_intent(engine: AnsweringEngine, message: str, typed: str | None = Non
     )
 
 
-def typed_choice(
-    session: Session, conversation_id: str | None, message: str, engine: AnsweringEngine
-) -> str | None:
-    """What a typed message picks of the choices the conversation's latest reply offered
-    (bot.choice.read_choice: an intent, ``NONE_OF_THESE``), or None. Looked up only for a message short
-    enough to be one."""
-    if conversation_id is None or len(message.split()) > MAX_CHOICE_WORDS or CHIP_PAYLOAD.match(message):
-        return None
-    shown = open_choices(latest_turn(session, conversation_id=conversation_id))
+def offered_choices(session: Session, conversation_id: str, message: str) -> list[str]:
+    """The choices the conversation's latest reply offered and none was taken yet, for a message short enough
+    to answer them (bot.choice); empty otherwise, without a look at the log."""
+    if len(message.split()) > MAX_CHOICE_WORDS or CHIP_PAYLOAD.match(message):
+        return []
+    return open_choices(latest_turn(session, conversation_id=conversation_id, columns=CHOICE_COLUMNS))
+
+
+def typed_choice(engine: AnsweringEngine, message: str, offered: list[str]) -> str | None:
+    """What ``message`` picks of the ``offered`` choices (bot.choice.read_choice: an intent,
+    ``NONE_OF_THESE``), or None."""
     knowledge = engine.knowledge
-    return read_choice(message, [(i, knowledge[i].title) for i in shown if i in knowledge])
+    return read_choice(message, [(i, knowledge[i].title) for i in offered if i in knowledge])
 
 
 def answer_message(
@@ -221,6 +224,7 @@ def answer_message(
     settings = helploop.settings
     reading = read_message(message, **settings.message_rules)
     earlier: Earlier | None = None
+    offered: list[str] = []  # "did you mean" choices still open, to be answered by typing
     if session_id is not None:
         if not create_unknown_session:
             try:
@@ -235,14 +239,15 @@ def answer_message(
             earlier = earlier_reading(
                 earlier_question(session, conversation_id=session_id, since=since), settings
             )
+        if settings.typed_choices:
+            offered = offered_choices(session, session_id, message)
         session.commit()  # end the read transaction: the model runs outside any database transaction
     conversation_id = session_id or new_uuid()
     engine, arm = serving.engine_for(conversation_id)
     started = time.perf_counter()
     # "The first one", "pending transfer", "none of these" right after "did you mean": the customer's choice,
     # typed (bot.choice); a picked intent is answered as its clicked chip would be.
-    typed = typed_choice(session, session_id, message, engine) if settings.typed_choices else None
-    session.commit()  # end the read transaction: the model runs outside any database transaction
+    typed = typed_choice(engine, message, offered) if offered else None
     prediction = chosen_intent(engine, message, None if typed == NONE_OF_THESE else typed)
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"

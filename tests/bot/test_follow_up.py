@@ -119,7 +119,11 @@ class Scripted:
         alone = prediction(text, self.alone, "alone_intent")
         read = prediction(text, self.in_context, "context_intent")
         alone.unfamiliar, read.unfamiliar = self.unfamiliar
+        self.adjust(alone, read, exclude)
         return alone, read
+
+    def adjust(self, alone: Prediction, read: Prediction, exclude: Collection[str]) -> None:
+        """What a scripted engine of another kind changes in the two readings (nothing here)."""
 
 
 def test_the_more_confident_reading_wins_and_the_earlier_answer_is_left_out() -> None:
@@ -194,24 +198,14 @@ class Unsure(Scripted):
         super().__init__(0.1, 0.1, unfamiliar)
         self.again = again
 
-    def predict_follow_up(
-        self,
-        text: str,
-        earlier: str,
-        *,
-        weight: float,
-        only: MetadataFilter | None = None,
-        exclude: Collection[str] = (),
-    ) -> tuple[Prediction, Prediction]:
+    def adjust(self, alone: Prediction, read: Prediction, exclude: Collection[str]) -> None:
         from bot.engine import Candidate
 
-        alone, read = super().predict_follow_up(text, earlier, weight=weight, only=only, exclude=exclude)
         alone.status = read.status = HANDOFF
         if not exclude:
             read.ranking = [Candidate(self.again, 0.9, self.again)] + [
                 Candidate(f"other_{i}", 0.02, f"other_{i}") for i in range(4)
             ]
-        return alone, read
 
 
 def test_a_follow_up_about_the_same_thing_offers_the_earlier_answer_again() -> None:
