@@ -12,6 +12,7 @@ import re
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from core.kb_files import OUT_OF_SCOPE
 from core.redaction import PLACEHOLDER, PLACEHOLDERS
 
 _RENDERER = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
@@ -25,6 +26,17 @@ def render_breakable(name: str | None) -> Markup:
     """An identifier (an intent's name: ``wrong_exchange_rate_for_cash_withdrawal``), escaped, that may wrap
     after its underscores: a table column of long names stays narrow enough for the page."""
     return Markup(str(escape(name or "")).replace("_", "_<wbr>"))  # noqa: S704 (escaped first)
+
+
+def render_pair_label(intent: str | None) -> Markup:
+    """A training pair's intent, escaped; the out-of-scope label (reviewers found no intent: the bot learns
+    to hand such questions to a person) said in words."""
+    if intent == OUT_OF_SCOPE:
+        return Markup(
+            '<span class="tag" title="reviewers found no intent for it: the bot learns to hand such '
+            'questions to a person">out of scope (none fits)</span>'
+        )
+    return Markup(escape(intent or ""))
 
 
 def render_redacted(text: str | None) -> Markup:

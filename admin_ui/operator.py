@@ -1175,7 +1175,13 @@ def suggestions() -> Any:
     with helploop.database.session() as session:
         rows = intent_suggestions(session)
     names, titles = known_intents()
-    return render_template("admin/suggestions.html", rows=rows, intents=sorted(names), titles=titles)
+    return render_template(
+        "admin/suggestions.html",
+        rows=rows,
+        intents=sorted(names),
+        titles=titles,
+        none_fits_out_of_scope=helploop.settings.none_fits_out_of_scope,
+    )
 
 
 @operator.post("/suggestions/adopt")
@@ -1240,8 +1246,12 @@ def dismiss_suggestion_page(item_id: int) -> Any:
     helploop = current_app.extensions["helploop"]
     try:
         with helploop.write_lock, helploop.database.session() as session:
-            dismiss_suggestion(session, item_id=item_id, actor=current_user.username)
-        flash(f"Suggestion {item_id} dismissed.")
+            dismiss_suggestion(session, item_id=item_id, actor=current_user.username, policy=helploop.policy)
+        kept_out = helploop.settings.none_fits_out_of_scope
+        flash(
+            f"Suggestion {item_id} dismissed"
+            + (": retraining keeps its questions out of scope (handed to a person)." if kept_out else ".")
+        )
     except SuggestionError as exc:
         flash(f"Not changed: {exc}")
     return redirect(url_for("operator.suggestions"))

@@ -97,6 +97,7 @@ def init_admin(
         render_markdown,
         render_marked,
         render_match,
+        render_pair_label,
         render_redacted,
     )
     from admin_ui.operator import operator
@@ -113,6 +114,7 @@ def init_admin(
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(render_redacted, "redacted")
     app.add_template_filter(render_breakable, "breakable")
+    app.add_template_filter(render_pair_label, "pair_label")
     app.add_template_global(duration_text, "duration")  # "42 s", "12.5 min": any page's times
     app.add_template_filter(render_match, "search_hit")
     app.add_template_filter(render_marked, "marked")

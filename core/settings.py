@@ -104,6 +104,10 @@ class Settings:
     self_training_threshold: float = 0.9  # bot.engine.EngineConfig explains the choice
     self_training_questions: int = 20_000
     self_training_min_questions: int = 200
+    # Questions reviewers resolved as "none fits" (a topic the knowledge base lacks) are trained as out of
+    # scope until an operator makes an intent of them: the bot hands such questions to a person instead of
+    # answering them with a neighbouring intent's answer (bench/none_fits.py).
+    none_fits_out_of_scope: bool = True
     # Fine-tuning runs data-parallel over this many processes (one per GPU, or CPU processes over gloo)
     # through torchrun; 1 trains in the worker's own process.
     training_processes: int = 1

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, defer, load_only
 
 from bot.engine import in_context
 from core.events import emit
-from core.kb_files import KnowledgeBaseFormatError
+from core.kb_files import OUT_OF_SCOPE, KnowledgeBaseFormatError
 from core.knowledge_base import filed_elsewhere, keep_example
 from core.models import (
     Claim,
@@ -1007,14 +1007,22 @@ def _write_verified_pairs(
     question before it (``Turn.context_text``) becomes one as it was read, that question first. An item
     about a knowledge-base example (``kb_intent``) that the crowd put where it is filed keeps it there
     (``keep_example``: the check stops listing it); one put elsewhere writes no pair for it, the check shows
-    the verdict and the operator moves it."""
+    the verdict and the operator moves it.
+
+    "None fits" (a topic the knowledge base lacks) writes the pairs as out of scope (``OUT_OF_SCOPE``): a
+    retraining then learns to hand such questions to a person rather than answer them with a neighbouring
+    intent's answer (``training.build.training_snapshot``, setting ``none_fits_out_of_scope``), until an
+    operator makes an intent of them (``crowd_feedback.suggestions.adopt_suggestions`` deletes the pairs).
+    Not for a question the knowledge base itself asked about (``kb_intent``) nor a check question."""
     split_off_rejected(session, item=item, policy=policy)
     if item.kb_intent is not None and label == item.kb_intent:
         try:
             keep_example(session, text=item.text, intent=label, actor=f"reviewers (item #{item.id})")
         except KnowledgeBaseFormatError:
             pass  # moved or removed since it was asked about: nothing to keep
-    if label not in known_intents:
+    if label == NEW_INTENT and item.kb_intent is None and not item.is_gold:
+        label = OUT_OF_SCOPE
+    elif label not in known_intents:
         return 0
     alone_unclear = needs_conversation(session, item=item)
     rows = session.execute(
@@ -1039,6 +1047,22 @@ def _write_verified_pairs(
     return len(unique)
 
 
+def replace_verified_pairs(
+    session: Session,
+    *,
+    item: ReviewItem,
+    label: str,
+    weight: float,
+    known_intents: Sequence[str],
+    policy: ReviewPolicy,
+) -> int:
+    """The item's training pairs written anew for ``label`` (a settle or a re-aggregation changed it)."""
+    session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
+    return _write_verified_pairs(
+        session, item=item, label=label, weight=weight, known_intents=known_intents, policy=policy
+    )
+
+
 def _announce_dispute(session: Session, *, item: ReviewItem, label: str, texts: Sequence[str]) -> None:
     """The crowd filed a question under ``label`` that the knowledge base has as an example of another
     intent: one of them is wrong, and training would learn both. Tell the operators (a
@@ -1048,10 +1072,12 @@ def _announce_dispute(session: Session, *, item: ReviewItem, label: str, texts: 
         return
     text, kb_intent = elsewhere[0]
     more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
+    filed = "found no intent for" if label == OUT_OF_SCOPE else "filed"
+    under = "" if label == OUT_OF_SCOPE else f" under {label}"
     emit(
         session,
         "knowledge.disputed",
-        f"Reviewers filed “{text[:200]}” under {label} (item {item.id}); the knowledge base has it under "
+        f"Reviewers {filed} “{text[:200]}”{under} (item {item.id}); the knowledge base has it under "
         f"{kb_intent}{more}. One of them is wrong: check the knowledge base.",
         path="/operator/knowledge/check#conflicts",
         data={
@@ -1064,9 +1090,12 @@ def _announce_dispute(session: Session, *, item: ReviewItem, label: str, texts: 
 
 def item_shortlist(candidates: Sequence[dict[str, Any]] | None) -> list[tuple[str, float]]:
     """An item's stored candidates (the bot's, for its shown question) as [(intent, calibrated probability)],
-    best first."""
+    best first. The bot's out-of-scope class is what reviewers call "none fits" (it learns it from their
+    answers: ``_write_verified_pairs``), so it weighs for that label."""
     return [
-        (str(c["intent"]), float(c.get("probability", 0.0))) for c in (candidates or []) if c.get("intent")
+        (NEW_INTENT if c["intent"] == OUT_OF_SCOPE else str(c["intent"]), float(c.get("probability", 0.0)))
+        for c in (candidates or [])
+        if c.get("intent")
     ]
 
 
@@ -1554,6 +1583,18 @@ def reaggregate(
             continue
         if item.status == "resolved" and item.resolved_label == label:
             item.resolved_confidence = confidence
+            if label == NEW_INTENT and not _has_pairs(session, item.id):
+                # Resolved "none fits" before such questions were written as out-of-scope pairs: write them.
+                locked = locked_item(session, item.id)
+                if locked is not None and locked.settled_by is None and locked.resolved_label == label:
+                    pairs += replace_verified_pairs(
+                        session,
+                        item=locked,
+                        label=label,
+                        weight=confidence,
+                        known_intents=known_intents,
+                        policy=policy,
+                    )
             continue
         # Read again under the lock: a reviewer's answer or an operator may have settled it meanwhile.
         item = locked_item(session, item.id)
@@ -1563,12 +1604,15 @@ def reaggregate(
         item.status, item.resolved_label, item.resolved_confidence = "resolved", label, confidence
         item.resolved_at = item.resolved_at or utcnow()
         resolved += 1
-        session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-        pairs += _write_verified_pairs(
+        pairs += replace_verified_pairs(
             session, item=item, label=label, weight=confidence, known_intents=known_intents, policy=policy
         )
     session.flush()
     return {"items": len(result.items), "changed": changed, "resolved": resolved, "pairs": pairs}
+
+
+def _has_pairs(session: Session, item_id: int) -> bool:
+    return session.scalar(select(VerifiedPair.id).where(VerifiedPair.item_id == item_id).limit(1)) is not None
 
 
 def mark_settled(session: Session, *, item: ReviewItem, actor: str, now: datetime) -> None:
@@ -1598,8 +1642,7 @@ def operator_resolve(
     now = now or utcnow()
     item.status, item.resolved_label, item.resolved_confidence, item.resolved_at = "resolved", label, 1.0, now
     mark_settled(session, item=item, actor=operator.username, now=now)
-    session.execute(delete(VerifiedPair).where(VerifiedPair.item_id == item.id))
-    _write_verified_pairs(
+    replace_verified_pairs(
         session, item=item, label=label, weight=1.0, known_intents=known_intents, policy=policy
     )
     session.flush()

@@ -8,7 +8,12 @@ questions (redacted) and the reviewers' proposals. Operators see them most-asked
   next retraining learns it;
 - **add to an existing intent**: the operator settles the item with that intent (``operator_resolve``): its
   questions become verified training pairs, as if the reviewers had chosen it;
-- **dismiss**: not worth an intent; the item leaves the list and stays as the reviewers resolved it.
+- **dismiss**: not worth an intent; the item leaves the list, settled "none fits" (weight 1, also when the
+  reviewers had split): its questions stay out-of-scope training pairs, so the bot keeps handing them to a
+  person (``crowd_feedback.review._write_verified_pairs``).
+
+Until it is decided, a suggestion the reviewers resolved teaches the next retraining the same: its questions
+are out of scope. Adopting it deletes those pairs (the questions are the new intent's examples).
 
 Each decision marks the item as settled by the operator, so bulk re-aggregation never undoes it.
 """
@@ -35,7 +40,13 @@ from core.kb_files import (
 )
 from core.knowledge_base import import_knowledge_base, load_knowledge_base
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, VerifiedPair, utcnow
-from crowd_feedback.review import NEW_INTENT, mark_settled, member_questions
+from crowd_feedback.review import (
+    NEW_INTENT,
+    ReviewPolicy,
+    mark_settled,
+    member_questions,
+    replace_verified_pairs,
+)
 
 MAX_TITLE_LENGTH = 200
 
@@ -138,7 +149,7 @@ def _open_item(session: Session, item_id: int) -> ReviewItem:
 
 def _settle(session: Session, item: ReviewItem, *, label: str, actor: str, now: datetime) -> None:
     item.status, item.resolved_label = "resolved", label
-    item.resolved_confidence = 1.0 if label != NEW_INTENT else item.resolved_confidence
+    item.resolved_confidence = 1.0  # the operator's own decision
     item.resolved_at = item.resolved_at or now
     mark_settled(session, item=item, actor=actor, now=now)
 
@@ -212,11 +223,13 @@ def adopt_suggestions(
 
 
 def dismiss_suggestion(
-    session: Session, *, item_id: int, actor: str, now: datetime | None = None
+    session: Session, *, item_id: int, actor: str, policy: ReviewPolicy, now: datetime | None = None
 ) -> ReviewItem:
-    """Not worth an intent: the item leaves the list, resolved as the reviewers said."""
+    """Not worth an intent: the item leaves the list, settled "none fits" by the operator (weight 1): its
+    questions are out-of-scope training pairs (the bot hands them to a person)."""
     item = _open_item(session, item_id)
     _settle(session, item, label=NEW_INTENT, actor=actor, now=now or utcnow())
+    replace_verified_pairs(session, item=item, label=NEW_INTENT, weight=1.0, known_intents=(), policy=policy)
     session.flush()
     return item
 

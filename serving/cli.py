@@ -878,7 +878,13 @@ def _follow(database: Any, job_id: int) -> str:
         click.echo(
             f"run {job_id} succeeded: model {result['version']} "
             f"(held-out accuracy {result['metrics']['accuracy']:.4f}, "
-            f"{result.get('crowd_pairs', 0)} crowd pairs)"
+            f"{result.get('crowd_pairs', 0)} crowd pairs"
+            + (
+                f", {result['out_of_scope_pairs']} of them questions no intent answers, handed to a person"
+                if result.get("out_of_scope_pairs")
+                else ""
+            )
+            + ")"
         )
         st = result.get("self_training")
         if st:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.encoders import encoder_fingerprint
 from bot.engine import (
     BUNDLE_FORMAT,
+    OUT_OF_SCOPE,
     SMALL_TALK,
     AnsweringEngine,
     BundleError,
@@ -88,6 +89,8 @@ class TrainingSnapshot:
     production_bundle: str | None
     # Unlabelled questions from the turn log the members self-train on (traffic_questions); empty: none.
     traffic_texts: list[str] = field(default_factory=list)
+    # Of crowd_pairs, the questions reviewers found no intent for, trained as out of scope.
+    out_of_scope_pairs: int = 0
 
 
 def engine_config_from_settings(settings: Settings) -> EngineConfig:
@@ -130,13 +133,22 @@ def verified_pairs(session: Session, *, min_weight: float = MIN_PAIR_WEIGHT) -> 
 
 
 def verified_training_pairs(
-    session: Session, *, known: set[str], min_weight: float
+    session: Session,
+    *,
+    known: set[str],
+    min_weight: float,
+    none_fits: bool = False,
+    kb_texts: Iterable[str] = (),
 ) -> tuple[list[str], list[str]]:
-    """Crowd-verified (question, intent) pairs for intents that still exist, above the posterior threshold."""
+    """Crowd-verified (question, intent) pairs for intents that still exist, above the posterior threshold.
+    With ``none_fits``, also the questions reviewers found no intent for, as out of scope
+    (``OUT_OF_SCOPE``), except those among ``kb_texts`` (the knowledge base's examples: the knowledge base
+    wins; the reviewers' verdict was announced as a dispute when it resolved)."""
+    examples = {question_key(text) for text in kb_texts} if none_fits else set()
     pairs = [
         (text, intent)
         for text, intent, _ in verified_pairs(session, min_weight=min_weight)
-        if intent in known
+        if intent in known or (none_fits and intent == OUT_OF_SCOPE and question_key(text) not in examples)
     ]
     return [t for t, _ in pairs], [i for _, i in pairs]
 
@@ -187,8 +199,15 @@ def require_knowledge_base(session: Session) -> None:
 
 
 def training_snapshot(
-    session: Session, *, min_pair_weight: float = MIN_PAIR_WEIGHT, traffic_limit: int = 0
+    session: Session,
+    *,
+    min_pair_weight: float = MIN_PAIR_WEIGHT,
+    traffic_limit: int = 0,
+    none_fits: bool = True,
 ) -> TrainingSnapshot:
+    """The rows a training run fits on: the knowledge base's examples less the frozen evaluation rows, and
+    the crowd's verified pairs (with ``none_fits``, the questions reviewers found no intent for, as out of
+    scope: Settings.none_fits_out_of_scope)."""
     kb = load_knowledge_base(session)
     if not kb.intents:
         raise EmptyKnowledgeBaseError(EMPTY_KNOWLEDGE_BASE)
@@ -197,7 +216,7 @@ def training_snapshot(
     texts = [all_texts[i] for i in train_index]
     labels = [all_labels[i] for i in train_index]
     crowd_texts, crowd_labels = verified_training_pairs(
-        session, known=set(kb.intents), min_weight=min_pair_weight
+        session, known=set(kb.intents), min_weight=min_pair_weight, none_fits=none_fits, kb_texts=all_texts
     )
     seen = set(zip(texts, labels, strict=True))
     added = 0
@@ -220,6 +239,7 @@ def training_snapshot(
         [all_labels[i] for i in evaluation_index],
         production,
         traffic_questions(session, exclude=[*all_texts, *texts], limit=traffic_limit),
+        sum(label == OUT_OF_SCOPE for label in labels[len(labels) - added :]),
     )
 
 
@@ -449,6 +469,7 @@ def _gate_and_save(
     if inputs is not None:
         metrics["inputs_hash"] = inputs
     metrics["crowd_pairs"] = snapshot.crowd_pairs
+    metrics["out_of_scope_pairs"] = snapshot.out_of_scope_pairs
     metrics["encoders"] = [str(e["name"]) for e in engine.config.encoder_configs()]
     metrics["gate"] = gate_report(engine, snapshot, settings)
     engine.save(bundle, metrics=metrics)
@@ -514,7 +535,10 @@ def build_model(
     min_pair_weight: float = MIN_PAIR_WEIGHT,
 ) -> BuildResult:
     snapshot = training_snapshot(
-        session, min_pair_weight=min_pair_weight, traffic_limit=traffic_limit(settings)
+        session,
+        min_pair_weight=min_pair_weight,
+        traffic_limit=traffic_limit(settings),
+        none_fits=settings.none_fits_out_of_scope,
     )
     engine, bundle, metrics = fit_bundle(
         snapshot,

@@ -272,7 +272,9 @@ def _train(
     report(0.0, "snapshot")
     onnx = bool(params.get("onnx", True))
     with database.session() as session:
-        snapshot = training_snapshot(session, traffic_limit=traffic_limit(settings))
+        snapshot = training_snapshot(
+            session, traffic_limit=traffic_limit(settings), none_fits=settings.none_fits_out_of_scope
+        )
         inputs = inputs_hash(snapshot, settings, fine_tune=fine_tune, onnx=onnx)
         same = None if params.get("force") else model_with_same_inputs(session, inputs)
         if same is not None:
@@ -286,6 +288,7 @@ def _train(
                 "inputs_hash": inputs,
                 "training_rows": len(snapshot.texts),
                 "crowd_pairs": snapshot.crowd_pairs,
+                "out_of_scope_pairs": snapshot.out_of_scope_pairs,
                 "evaluation_rows": len(snapshot.evaluation_texts),
                 "traffic_questions": len(snapshot.traffic_texts),
             }
@@ -324,6 +327,7 @@ def _train(
         "metrics": result.metrics,
         "training_rows": len(snapshot.texts),
         "crowd_pairs": snapshot.crowd_pairs,
+        "out_of_scope_pairs": snapshot.out_of_scope_pairs,
         "evaluation_rows": len(snapshot.evaluation_texts),
         "traffic_questions": len(snapshot.traffic_texts),
         "self_training": engine.manifest.get("training", {}).get("self_training"),

@@ -182,3 +182,54 @@ def test_the_crowd_filing_a_knowledge_base_question_elsewhere_tells_the_operator
         )
         == 1
     )
+
+
+def test_none_fits_trains_as_out_of_scope_except_what_the_knowledge_base_has(db_session: Session) -> None:
+    """ "None fits" on a customer's question writes it as an out-of-scope pair that a training run learns;
+    on a question the knowledge base asked about (or one it has as an example) the knowledge base wins."""
+    from core.models import OpsEvent
+    from crowd_feedback.review import route_turn
+    from tests.conftest import add_turn
+    from training.build import training_snapshot
+
+    seed(db_session)
+    people = reviewers(db_session, 3)
+    asked, _ = ask_reviewers(db_session, text="card gone", intent="lost_card", view=VIEW, policy=POLICY)
+    settle(db_session, asked, people, "new_intent")
+    assert asked.status == "resolved" and asked.resolved_label == "new_intent"
+    assert db_session.scalars(select(VerifiedPair).where(VerifiedPair.item_id == asked.id)).all() == []
+
+    items = []
+    for text in ("can I get a mortgage", "Pin change!"):  # the second is a knowledge-base example
+        item = route_turn(
+            db_session,
+            turn=add_turn(db_session, None, text, status="handoff"),
+            reasons=["handoff"],
+            embedding=None,
+            policy=POLICY,
+        )
+        assert item is not None
+        settle(db_session, item, people, "new_intent")
+        assert item.status == "resolved"
+        items.append(item)
+    pairs = db_session.execute(
+        select(VerifiedPair.item_id, VerifiedPair.text, VerifiedPair.intent).order_by(VerifiedPair.id)
+    ).all()
+    assert [tuple(p) for p in pairs] == [
+        (items[0].id, "can I get a mortgage", "oos"),
+        (items[1].id, "Pin change!", "oos"),
+    ]
+    [event] = db_session.scalars(select(OpsEvent).where(OpsEvent.kind == "knowledge.disputed")).all()
+    assert event.text == (
+        f"Reviewers found no intent for “Pin change!” (item {items[1].id}); the knowledge base has it under "
+        "change_pin. One of them is wrong: check the knowledge base."
+    )
+
+    snapshot = training_snapshot(db_session)
+    rows = list(zip(snapshot.texts, snapshot.labels, strict=True))
+    assert ("can I get a mortgage", "oos") in rows and ("Pin change!", "oos") not in rows
+    assert ("pin change", "change_pin") in rows  # the knowledge base's own example stays
+    assert (snapshot.crowd_pairs, snapshot.out_of_scope_pairs) == (1, 1)
+    # Settings.none_fits_out_of_scope off: reviewers' "none fits" teaches nothing.
+    off = training_snapshot(db_session, none_fits=False)
+    assert "oos" not in off.labels and (off.crowd_pairs, off.out_of_scope_pairs) == (0, 0)

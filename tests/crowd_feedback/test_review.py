@@ -1406,6 +1406,40 @@ def test_the_bots_shortlist_is_the_prior_trusted_as_far_as_it_earned(
         assert item.status == "pending" and item.resolved_label is None
 
 
+def test_the_bots_out_of_scope_candidate_weighs_for_none_fits(db_session: Session) -> None:
+    """A bot that learnt a topic as out of scope (from earlier "none fits" answers) says so on a new item
+    of it: with the shortlist's trust earned, a split between "none fits" and an intent is settled as none
+    fits, as a split toward its top intent would be."""
+    from crowd_feedback.review import item_shortlist
+
+    assert item_shortlist(
+        [{"intent": "oos", "probability": 0.8}, {"intent": "change_pin", "probability": 0.1}, {"intent": ""}]
+    ) == [(NEW_INTENT, 0.8), ("change_pin", 0.1)]
+    policy = ReviewPolicy(gold_rate=0.0, judgements=3, model_voter=True)
+    people = reviewers(db_session, 2)
+    shortlist = [{"intent": "card_arrival", "probability": 0.9}, {"intent": "oos", "probability": 0.05}]
+    for i in range(110):  # the people agreed with the shortlist's top 95 times: trust earned
+        past = ReviewItem(
+            text=f"past {i}",
+            status="resolved",
+            candidates=shortlist,
+            resolved_label="card_arrival" if i < 95 else "exchange_rate",
+            resolved_confidence=0.95,
+        )
+        db_session.add(past)
+        db_session.flush()
+        for reviewer in people[: 1 if i >= 100 else 2]:  # the last ten settled by one person: not counted
+            db_session.add(Judgement(item_id=past.id, reviewer_id=reviewer.id, label=past.resolved_label))
+    db_session.flush()
+    turn = make_turn(db_session, "do you do mortgages", status="handoff", confidence=0.9, top="oos")
+    turn.candidates = [{"intent": "oos", "probability": 0.9}, {"intent": "change_pin", "probability": 0.05}]
+    item = route_turn(db_session, turn=turn, reasons=["handoff"], embedding=vector(42), policy=policy)
+    for reviewer, label in zip(people, [NEW_INTENT, "change_pin"], strict=True):
+        judge(db_session, item, reviewer, label, policy, new_intent_text="mortgages")
+    db_session.refresh(item)
+    assert item.status == "resolved" and item.resolved_label == NEW_INTENT
+
+
 def test_the_bot_alone_never_resolves_and_never_votes_on_gold(db_session: Session) -> None:
     from crowd_feedback.review import item_posterior
 

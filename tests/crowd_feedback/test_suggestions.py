@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -126,6 +126,18 @@ def test_adopting_creates_the_intent_from_the_member_questions_and_settles_the_i
         db_session, people, ["metal card?", "a metal card, call me on +44 20 7946 0958"], ["metal"] * 3, 50
     )
     two = suggested_item(db_session, people, ["do you have metal cards", "metal card?"], ["metal"] * 3, 60)
+    # Resolved "none fits": until an intent is made of them, the questions train as out of scope (redacted,
+    # the reviewers' posterior as weight).
+    pairs = db_session.execute(select(VerifiedPair.item_id, VerifiedPair.text, VerifiedPair.intent)).all()
+    assert sorted(pairs) == sorted(
+        [
+            (one.id, "metal card?", "oos"),
+            (one.id, "a metal card, call me on [PHONE]", "oos"),
+            (two.id, "do you have metal cards", "oos"),
+            (two.id, "metal card?", "oos"),
+        ]
+    )
+    assert {p.weight for p in db_session.scalars(select(VerifiedPair))} == {one.resolved_confidence}
     adopted = adopt_suggestions(
         db_session,
         item_ids=[one.id, two.id, one.id],
@@ -199,11 +211,17 @@ def test_dismissed_and_operator_settled_suggestions_leave_the_list_and_stay_as_d
     db_session.add(operator)
     dismissed = suggested_item(db_session, people, ["what is the meaning of life"], ["philosophy"] * 3, 90)
     existing = suggested_item(db_session, people, ["my pin needs changing"], ["pin"] * 3, 100)
-    dismiss_suggestion(db_session, item_id=dismissed.id, actor="omar")
+    dismiss_suggestion(db_session, item_id=dismissed.id, actor="omar", policy=POLICY)
     db_session.refresh(dismissed)
     assert (dismissed.resolved_label, dismissed.settled_by) == (NEW_INTENT, "omar")
+    # Settled "none fits" by the operator: the question stays out of scope for training, at weight 1.
+    assert dismissed.resolved_confidence == 1.0
+    assert [
+        (p.text, p.intent, p.weight)
+        for p in db_session.scalars(select(VerifiedPair).where(VerifiedPair.item_id == dismissed.id))
+    ] == [("what is the meaning of life", "oos", 1.0)]
     with pytest.raises(SuggestionError):
-        dismiss_suggestion(db_session, item_id=dismissed.id, actor="omar")
+        dismiss_suggestion(db_session, item_id=dismissed.id, actor="omar", policy=POLICY)
     assert open_suggestion(db_session, item_id=existing.id) is existing
     operator_resolve(
         db_session,
@@ -222,7 +240,7 @@ def test_dismissed_and_operator_settled_suggestions_leave_the_list_and_stay_as_d
     reaggregate(db_session, method="majority", known_intents=INTENTS, policy=POLICY)
     db_session.refresh(existing)
     assert existing.resolved_label == "change_pin"
-    assert db_session.scalar(select(func.count()).select_from(VerifiedPair)) == 1
+    assert sorted(db_session.scalars(select(VerifiedPair.intent))) == ["change_pin", "oos"]
 
 
 def test_an_escalated_item_led_by_new_intent_is_a_suggestion_showing_the_disagreement(
@@ -259,3 +277,22 @@ def test_an_escalated_item_led_by_new_intent_is_a_suggestion_showing_the_disagre
     assert row.status == "escalated"
     assert row.labels == {NEW_INTENT: 2, "change_pin": 1, "exchange_rate": 1}
     assert row.proposals == [("odd", 2)]
+
+
+def test_reaggregation_writes_the_out_of_scope_pairs_a_suggestion_resolved_before_lacks(
+    db_session: Session,
+) -> None:
+    """Items resolved "none fits" before such questions were trained as out of scope wrote no pairs: bulk
+    re-aggregation writes them once (an upgraded deployment's existing suggestions teach the next run)."""
+    knowledge_base(db_session)
+    people = reviewers(db_session, 3)
+    item = suggested_item(
+        db_session, people, ["do you do mortgages", "mortgage rates?"], ["mortgage"] * 3, 70
+    )
+    db_session.execute(delete(VerifiedPair))  # as a resolution of the earlier version left it
+    summary = reaggregate(db_session, method="majority", known_intents=INTENTS, policy=POLICY)
+    assert summary["pairs"] == 2 and summary["changed"] == 0
+    pairs = db_session.execute(select(VerifiedPair.text, VerifiedPair.intent, VerifiedPair.item_id)).all()
+    assert sorted(pairs) == [("do you do mortgages", "oos", item.id), ("mortgage rates?", "oos", item.id)]
+    again = reaggregate(db_session, method="majority", known_intents=INTENTS, policy=POLICY)
+    assert again["pairs"] == 0 and db_session.scalar(select(func.count()).select_from(VerifiedPair)) == 2

@@ -1235,8 +1235,24 @@ def test_a_question_no_intent_answers_becomes_a_new_intent_the_bot_learns(
     assert reviewer.get("/operator/suggestions").status_code == 403
     overview = operator.get("/operator/").get_data(as_text=True)
     assert re.search(r"[1-3] new-intent suggestions? from reviewers", overview)
+    assert overview.count("out of scope (none fits)</span>") == 3  # the verified pairs' table
     page = operator.get("/operator/suggestions").get_data(as_text=True)
-    assert "Titanium card" in page and "titanium metal" in page
+    assert "Titanium card" in page and "titanium metal" in page and 'id="none-fits-note"' in page
+
+    # Before anyone makes an intent of it, a retraining learns the topic as out of scope: the bot hands an
+    # unseen titanium question to a person, its top candidate no neighbouring intent.
+    before = retrain_and_promote()
+    with helploop.database.session() as session:
+        run = session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc())).first()
+        assert (run.result["crowd_pairs"], run.result["out_of_scope_pairs"]) == (3, 3)
+        run_id = run.id
+    run_page = operator.get(f"/operator/runs/{run_id}").get_data(as_text=True)
+    assert re.search(r'id="out-of-scope-pairs">3 of them questions no intent answers', run_page)
+    reply = operator.post("/api/v1/chat", json={"message": "Is a titanium metal card available?"}).get_json()
+    assert reply["model_version"] == before and reply["status"] in {"handoff", "off_topic"}, reply
+    with helploop.database.session() as session:
+        turn = session.get(Turn, reply["turn_id"])
+        assert turn.candidates[0]["intent"] == "oos", turn.candidates
     picked = re.findall(r'name="item" value="(\d+)"', page)
     assert 1 <= len(picked) <= 3
     form = {
@@ -1285,7 +1301,13 @@ def test_operator_adds_a_suggestion_to_an_existing_intent_or_dismisses_it(make_a
     )
     assert "Not changed: unknown intent" in refused.get_data(as_text=True)
     client.post(f"/operator/suggestions/{ids[0]}/existing", data={"csrf_token": token, "label": "change_pin"})
-    client.post(f"/operator/suggestions/{ids[1]}/dismiss", data={"csrf_token": token})
+    dismissed_page = client.post(
+        f"/operator/suggestions/{ids[1]}/dismiss", data={"csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert (
+        f"Suggestion {ids[1]} dismissed: retraining keeps its questions out of scope (handed to a person)."
+        in dismissed_page
+    )
     again = client.post(
         f"/operator/suggestions/{ids[1]}/dismiss", data={"csrf_token": token}, follow_redirects=True
     )
@@ -1296,8 +1318,11 @@ def test_operator_adds_a_suggestion_to_an_existing_intent_or_dismisses_it(make_a
         added, dismissed = (session.get(ReviewItem, i) for i in ids)
         assert (added.resolved_label, added.settled_by) == ("change_pin", "omar")
         assert (dismissed.resolved_label, dismissed.settled_by) == ("new_intent", "omar")
-        pair = session.scalars(select(VerifiedPair)).one()
-        assert (pair.intent, pair.weight, pair.item_id) == ("change_pin", 1.0, ids[0])
+        pairs = session.scalars(select(VerifiedPair).order_by(VerifiedPair.item_id)).all()
+        assert [(p.text, p.intent, p.weight, p.item_id) for p in pairs] == [
+            ("<b>zorp</b> the quibbles", "change_pin", 1.0, ids[0]),
+            ("blorft my wibble", "oos", 1.0, ids[1]),  # dismissed: none fits, for the operator too
+        ]
     assert "none open" in client.get("/operator/suggestions").get_data(as_text=True)
 
 
