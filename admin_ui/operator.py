@@ -988,6 +988,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "read_as": t.read_as,  # misspelt words read as the knowledge base's own (bot.spelling)
                 "vague": t.vague,  # a keyword message asked about rather than answered (bot.keywords)
                 "ruled_out": t.ruled_out,  # the intent the customer said it is not about (bot.negation)
+                "language": t.language,  # declined, written in another language (bot.language)
             }
             for t in conversation.turns
         ]

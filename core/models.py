@@ -243,6 +243,9 @@ class Turn(Base):
     # The intent the customer said the message is not about ("I don't want to close my account, I just want
     # to ...": ``Prediction.ruled_out``, bot.negation; migration 0043), left out of the answer. None: none.
     ruled_out: Mapped[str | None] = mapped_column(String(INTENT_NAME_LENGTH), nullable=True)
+    # Declined as off the knowledge base's topic and confidently written in another language: its code
+    # ("de"; bot.language, migration 0045). None: the knowledge base's language, or not sure, or answered.
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

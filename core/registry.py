@@ -108,6 +108,7 @@ def log_turn(
     read_as: str | None = None,
     vague: bool = False,
     ruled_out: str | None = None,
+    language: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -118,7 +119,8 @@ def log_turn(
     done: "off_topic" since the bot declines such messages, "handoff" in turns logged before); ``read_as``:
     the message as the model read it, misspelt words corrected (``Prediction.read_as``); ``vague``: a keyword
     message asked about rather than answered (``Prediction.vague``); ``ruled_out``: the intent the customer
-    said the message is not about, left out of the answer (``Prediction.ruled_out``)."""
+    said the message is not about, left out of the answer (``Prediction.ruled_out``); ``language``: a declined
+    message's other language (``bot.language``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -145,6 +147,7 @@ def log_turn(
         read_as=scrub_secrets(read_as) if read_as else None,
         vague=vague,
         ruled_out=ruled_out,
+        language=language,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff

@@ -37,6 +37,7 @@ OPS_EVENT_KINDS = (
 REPLY_SETTINGS = (
     "handoff_message",
     "off_topic_message",
+    "other_language_message",
     "talk_to_person_label",
     "clarify_message",
     "handoff_requested_message",
@@ -188,6 +189,15 @@ class Settings:
     # as the clicked chip would be; "none of these" passes the conversation to a person, as if asked for.
     # Off: such messages are read by the model like any other.
     typed_choices: bool = True
+    # The knowledge base's language (a code among bot.language.LANGUAGES; "" for none). A message the bot
+    # declines as off its topic that is confidently in another language ("Wo ist meine Karte?") gets
+    # other_language_message instead of off_topic_message, for an English knowledge base after the same line
+    # in the customer's language where HelpLoop has one (bot.language.REPLIES).
+    language: str = "en"
+    other_language_message: str = (
+        "Sorry, I can only answer questions in English. Please ask in English, or ask for a person on "
+        "our team."
+    )
     # A short message that refers back ("is there a charge for that?") is also read after the question before
     # it in the conversation, asked within follow_up_minutes (bot.follow_up); off: every message alone.
     follow_ups: bool = True
@@ -281,6 +291,10 @@ class Settings:
             )
         if not 0.5 <= self.target_precision < 1.0:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")
+        if self.language and not re.fullmatch(r"[a-z]{2}", self.language):
+            raise SettingsError(
+                f"language must be a two-letter code such as en, or empty, not {self.language!r}"
+            )
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
         for key in ("handoff_webhook_url", "ops_webhook_url", "public_url"):

@@ -26,6 +26,7 @@ from bot.engine import (
 )
 from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up, refers_back
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, reply_status
+from bot.language import declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.small_talk import HELP, small_talk_prediction
@@ -300,6 +301,11 @@ def answer_message(
         text = settings.handoff_requested_message if online else settings.handoff_offline_message
     else:
         text = reply_text(prediction)
+    # Declined as off its topic and written in another language ("Wo ist meine Karte?"): the customer is told
+    # the bot answers in the knowledge base's language (bot.language), not that it has no answer.
+    language = None if requested else declined_in_language(prediction, message, settings.language)
+    if language is not None:
+        text = other_language_reply(language, settings.other_language_message, expected=settings.language)
     # Off the knowledge base's topic (below the model's familiarity floor): declined, passed to nobody.
     logged = logged_status(prediction, asked_for_person=requested)
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
@@ -355,6 +361,7 @@ def answer_message(
             read_as=prediction.read_as,  # misspelt words read as the knowledge base's own
             vague=prediction.vague,  # a keyword message asked about (bot.keywords)
             ruled_out=prediction.ruled_out,  # the intent the customer said it is not (bot.negation)
+            language=language,  # declined, and written in another language
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()
@@ -362,6 +369,8 @@ def answer_message(
         helploop.metrics.follow_ups.labels(status=logged).inc()
     if logged == OFF_TOPIC:
         helploop.metrics.off_topic.labels(arm=arm).inc()
+    if language is not None:
+        helploop.metrics.other_language.labels(language=language).inc()
     if prediction.vague:
         helploop.metrics.keyword_asked.labels(arm=arm).inc()
     if choice is not None and not choice.after_complaint:

@@ -16,10 +16,11 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session
 
 from bot.engine import AnsweringEngine
+from bot.language import check_language
 from core.db import Database
 from core.knowledge_base import AnswerBook, read_answer_book
 from core.registry import serving_plan
-from core.settings import Settings, load_settings
+from core.settings import Settings, SettingsError, load_settings
 from crowd_feedback.review import ReviewPolicy
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, read_as_set
@@ -81,6 +82,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     flask_config = {k: v for k, v in config.items() if k.isupper()}
     overrides = {k: v for k, v in config.items() if not k.isupper()}
     settings = load_settings(overrides)
+    try:
+        check_language(settings.language)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
     app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=False)
     app.config.update(

@@ -57,6 +57,13 @@ class Metrics:
             ["arm"],
             registry=self.registry,
         )
+        self.other_language = Counter(
+            "helploop_other_language_total",
+            "Messages declined as off the knowledge base's topic that were written in another language, by "
+            "language (told the bot answers in the knowledge base's language)",
+            ["language"],
+            registry=self.registry,
+        )
         self.keyword_asked = Counter(
             "helploop_keyword_asked_total",
             'Keyword messages ("pin") asked about with "did you mean" rather than answered, because the '

@@ -10,6 +10,7 @@ from bot.choice import NONE_OF_THESE, read_choice
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, escalates, logged_status
+from bot.language import check_language, declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
@@ -65,6 +66,7 @@ def run_terminal_chat(
         record_feedback,
     )
 
+    check_language(settings.language)  # before the first message, not on the first declined one
     # Looked up per call, not bound at import: whoever swaps sys.stdin/stdout (a test runner) is followed.
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
@@ -129,10 +131,15 @@ def run_terminal_chat(
                 prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)
         offering = kind == NOT_HELPFUL and bool(prediction.suggestions)  # choices after "that's wrong"
         pending = prediction if status == CLARIFY or offering else None
+        language = None if requested else declined_in_language(prediction, text, settings.language)
         if requested:
             shown = NOBODY_HERE
         elif offering:
             shown = f"{prediction.answer}\n{numbered(prediction.suggestions)}"
+        elif language is not None:  # declined, in another language: as the web chat says it
+            shown = other_language_reply(
+                language, settings.other_language_message, expected=settings.language
+            )
         else:
             shown = render(prediction, settings)
         stdout.write(shown + "\n")
@@ -167,6 +174,7 @@ def run_terminal_chat(
                     read_as=prediction.read_as,
                     vague=prediction.vague,
                     ruled_out=prediction.ruled_out,
+                    language=language,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None

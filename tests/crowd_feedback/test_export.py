@@ -138,6 +138,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         db_session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
         intent=None, answer="", confidence=0.3, candidates=[], member_scores={}, model_version="v7",
         latency_ms=9.0, off_topic=True,  # handed over as off the knowledge base's topic
+        language="fr",  # and written in French (bot.language)
     )  # fmt: skip
     sure.helpful = False
     unsure = make_turn(db_session, "=HYPERLINK(1)", status="clarify", confidence=0.4)
@@ -149,6 +150,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert [r["turn"] for r in rows] == [sure.id, off.id, unsure.id]
     assert [r["off_topic"] for r in rows] == [False, True, False]
     assert [r["declined_choices"] for r in rows] == [False, True, False]
+    assert [r["language"] for r in rows] == [None, "fr", None]
     rows = [rows[0], rows[2]]
     assert rows[0]["created_at"].endswith("+00:00")  # UTC, said so (SQLite hands back naive times)
     assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
@@ -176,6 +178,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert table[0]["metadata"] == "product:cards OR region:uk" and table[1]["metadata"] == ""
     assert [row["off_topic"] for row in table] == ["False", "True", "False"]
     assert [row["declined_choices"] for row in table] == ["False", "True", "False"]
+    assert [row["language"] for row in table] == ["", "fr", ""]
     table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["read_as"], table[1]["read_as"]) == ("my card, mail [EMAIL]!", "")

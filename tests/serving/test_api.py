@@ -1238,3 +1238,62 @@ def test_complaints_are_left_to_the_model_with_handoff_requests_off(make_app: An
     # The toy model asks "did you mean" (closing the account first): what it would say with the rule off.
     assert reply["status"] == "clarify" and reply["suggestions"][0]["intent"] == "terminate_account"
     assert [t.status for t in turns(app)] == ["clarify"]
+
+
+GERMAN = "Gibt es eine Gebühr für Abhebungen im Ausland?"
+
+
+def test_a_declined_message_in_another_language_is_told_so_in_that_language(make_app: Any) -> None:
+    """Declined as off the knowledge base's topic and written in German: the customer is told, in German and
+    in English, that the bot answers in English (not that it has no answer), a person one click away as
+    ever; the turn keeps the language (conversation page, metric). An English message declined as off topic
+    gets the off-topic line as before, and a question the bot answers is never read for its language."""
+    from bot.language import REPLIES
+    from tests.serving.test_admin import add_user, login
+
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    german = chat(client, GERMAN).get_json()  # no word of the toy knowledge base's: declined as off topic
+    assert german["status"] == "off_topic" and german["suggestions"] == []
+    assert german["answer"] == f"{REPLIES['de']}\n\n{settings.other_language_message}"
+    assert "Englisch" in german["answer"] and "only answer questions in English" in german["answer"]
+    english = chat(client, "xylophone aardvark telescope").get_json()
+    assert english["status"] == "off_topic" and english["answer"] == settings.off_topic_message
+    chat(client, "where is my card")
+    assert [(t.status, t.language) for t in turns(app)] == [
+        ("off_topic", "de"),
+        ("off_topic", None),
+        ("answered", None),
+    ]
+    assert 'helploop_other_language_total{language="de"} 1.0' in client.get("/metrics").get_data(as_text=True)
+    # The Rasa channel says the same, with its button for a person.
+    rasa = client.post("/webhooks/rest/webhook", json={"sender": "u1", "message": GERMAN}).get_json()
+    assert rasa[0]["text"] == german["answer"]
+    assert rasa[0]["buttons"] == [{"title": "Talk to a person", "payload": "Talk to a person"}]
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{german['session_id']}").get_data(as_text=True)
+    assert (
+        page.count('class="other-language"') == 1 and "written in another language (<code>de</code>)" in page
+    )
+
+
+def test_the_language_check_can_be_off_and_refuses_a_language_it_cannot_tell(
+    make_app: Any, tmp_path: Any
+) -> None:
+    from core.settings import SettingsError
+    from serving import create_app
+
+    app = make_app(ratelimit_enabled=False, language="")
+    settings = app.extensions["helploop"].settings
+    german = chat(app.test_client(), GERMAN).get_json()
+    assert german["status"] == "off_topic" and german["answer"] == settings.off_topic_message
+    assert turns(app)[0].language is None
+    with pytest.raises(SettingsError, match="'xx' is not one HelpLoop can identify"):
+        create_app({"language": "xx", "environment": "testing", "instance_path": str(tmp_path)})
+    from core.settings import load_settings
+
+    with pytest.raises(SettingsError, match="language must be a two-letter code"):
+        load_settings(overrides={"language": "english", "environment": "testing"})

@@ -1414,3 +1414,34 @@ def test_a_long_running_worker_loads_the_trainer_before_its_first_job(
     calls.clear()
     monkeypatch.setattr(Worker, "run_once", lambda self: None)
     assert run(settings, "worker", "--once").exit_code == 0 and calls == []
+
+
+def test_terminal_chat_tells_a_declined_message_in_another_language_so(settings: Any) -> None:
+    """As the web chat: declined as off topic and written in German, the German line and the deployment's;
+    declined in English, the off-topic line; the turn keeps the language."""
+    import dataclasses
+    import io
+    from types import SimpleNamespace
+
+    from bot.language import REPLIES
+    from serving.terminal import run_terminal_chat
+
+    run(settings, "db", "upgrade")
+    declined = dataclasses.replace(
+        clarify_prediction("x", [("card_arrival", "Where is my card?")]),
+        status="handoff",
+        suggestions=[],
+        unfamiliar=True,
+    )
+    engine = SimpleNamespace(
+        version="stub", runtime="torch", predict=lambda text, **_: declined, knowledge={}
+    )
+    out = io.StringIO()
+    database = Database(settings)
+    typed = "Wo ist meine Karte? Ich warte seit zwei Wochen\nwhat's the weather in paris tomorrow\n\n"
+    run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
+    expected = f"> {REPLIES['de']}\n\n{settings.other_language_message}\n> {settings.off_topic_message}\n"
+    assert expected in out.getvalue()
+    with database.session() as session:
+        logged = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [(t.status, t.language) for t in logged] == [("off_topic", "de"), ("off_topic", None)]
