@@ -226,6 +226,7 @@ def overview() -> Any:
         noted=noted,
         intent_names=intent_names,
         satisfaction=figures.satisfaction,
+        other_languages=figures.other_languages,
         backups=backup_state(helploop.settings, models=False),
     )
 

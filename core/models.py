@@ -184,6 +184,14 @@ class Turn(Base):
             sqlite_where=text("declined_at IS NOT NULL"),
             postgresql_where=text("declined_at IS NOT NULL"),
         ),
+        # Declined messages written in another language, by time (migration 0045): the overview counts a
+        # month of them by language.
+        Index(
+            "ix_turns_language_created",
+            "created_at",
+            sqlite_where=text("language IS NOT NULL"),
+            postgresql_where=text("language IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -35,6 +35,7 @@ from core.registry import (
     complaint_choices,
     corrections,
     daily_traffic,
+    other_languages,
     satisfaction,
 )
 from crowd_feedback.gold import RETIRED
@@ -296,6 +297,8 @@ class Overview:
     workforce: Workforce
     mixups: list[LabelMixup]
     kept_out: list[KeptOut]  # answers a page's metadata kept from questions the bot would have answered
+    # declined messages written in another language, by language (bot.language)
+    other_languages: dict[str, int] = field(default_factory=dict)
 
 
 def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
@@ -317,4 +320,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         workforce=workforce(session, since=since),
         mixups=label_mixups(session, since=since),
         kept_out=kept_out_answers(session, since=since),
+        other_languages=other_languages(session, since=since),
     )

@@ -639,6 +639,8 @@ def stats() -> Response:
                 {"intent": k.intent, "questions": k.count, "pages": [[page, n] for page, n in k.pages]}
                 for k in figures.kept_out
             ],
+            # declined messages written in another language than the knowledge base's (bot.language)
+            "other_languages": figures.other_languages,
         }
     )
 

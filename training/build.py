@@ -253,7 +253,8 @@ def inputs_hash(
     """The content hash of everything a run's model would be fitted from: the labelled rows (knowledge base
     and verified pairs), the knowledge (answers, titles, follow-ups), the log questions it would self-train
     on, the engine's settings, the fine-tuning recipe with its defaults filled in, the ONNX export, the
-    versions of the bundle format and the libraries, and the encoders' weights as
+    versions of the bundle format and the libraries, the fine-tuning's processes (data-parallel), and the
+    encoders' weights as
     ``bot.encoders.encoder_fingerprint`` tells them (a package's version, a local folder's files), and the
     fitting code itself (``code_fingerprint``). Two runs
     with the same hash fit the same model (up to floating point), so a run whose hash a registered model
@@ -267,6 +268,8 @@ def inputs_hash(
         "engine": asdict(config),
         "weights": [encoder_fingerprint(str(e.get("source", ""))) for e in config.encoder_configs()],
         "fine_tune": asdict(FineTuneConfig.from_dict(fine_tune)) if fine_tune is not None else None,
+        # Data-parallel fine-tuning averages each step over the processes' batches: another model.
+        "processes": settings.training_processes if fine_tune is not None else 1,
         "onnx": (settings.onnx_quantize if onnx else None),
         "bundle_format": BUNDLE_FORMAT,
         "libraries": library_versions(),

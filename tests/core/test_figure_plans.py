@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from core.models import utcnow
-from core.registry import clarify_choices, daily_traffic, waiting_conversations
+from core.registry import clarify_choices, daily_traffic, other_languages, waiting_conversations
 from crowd_feedback.quality import answer_quality
 from tests.core.test_choices import turn
 from tests.query_plans import plans, sqlite_only
@@ -36,6 +36,13 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     # the few answered "none of these" from their own partial index, not the month's clarify turns
     declined = plans(db_session, lambda s: clarify_choices(s, since=since), containing="declined_at >=")
     assert len(declined) == 1 and "USING INDEX ix_turns_declined_at (declined_at>?)" in declined[0], declined
+    # the few declined messages in another language, by time from their own partial index
+    languages = plans(
+        db_session, lambda s: other_languages(s, since=since), containing="GROUP BY turns.language"
+    )
+    assert len(languages) == 1 and "USING INDEX ix_turns_language_created (created_at>?)" in languages[0], (
+        languages
+    )
     inbox = plans(db_session, lambda s: waiting_conversations(s), containing="count(*)")
     assert len(inbox) == 1 and "COVERING INDEX ix_turns_status_created (status=?)" in inbox[0], inbox
     # And the figures are still right.

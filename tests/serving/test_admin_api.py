@@ -403,8 +403,10 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         "answer_quality",
         "review",
         "kept_out",
+        "other_languages",
     }
     assert body["kept_out"] == []  # no page asked for metadata
+    assert body["other_languages"] == {}  # nothing declined in another language
     review = body["review"]
     assert (review["judgements"], review["timed"], review["median_seconds"]) == (1, 1, 8.0)
     assert review["hours"] == pytest.approx(8 / 3600) and review["resolved_items"] == 0

@@ -1278,6 +1278,9 @@ def test_a_declined_message_in_another_language_is_told_so_in_that_language(make
     assert (
         page.count('class="other-language"') == 1 and "written in another language (<code>de</code>)" in page
     )
+    # The overview counts them by language (the chat's and the Rasa channel's).
+    overview = operator.get("/operator/").get_data(as_text=True)
+    assert re.search(r'id="other-languages"><code>de</code> 2\.', overview)
 
 
 def test_the_language_check_can_be_off_and_refuses_a_language_it_cannot_tell(

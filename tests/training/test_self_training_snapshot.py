@@ -120,8 +120,12 @@ def test_what_is_new_since_production_and_which_model_has_the_same_inputs(
         inputs_hash(snapshot, settings, fine_tune={"epochs": 2.0}),
         inputs_hash(snapshot, settings, onnx=True),
         inputs_hash(snapshot, replace(settings, random_seed=settings.random_seed + 1)),
+        # fine-tuned data-parallel over two processes: each step averages two batches, another model
+        inputs_hash(snapshot, replace(settings, training_processes=2), fine_tune={}),
     }
-    assert len(others) == 4 and digest not in others
+    assert len(others) == 5 and digest not in others
+    # A frozen-encoder fit trains in the worker's own process whatever the setting says: the same model.
+    assert inputs_hash(snapshot, replace(settings, training_processes=2)) == digest
     # The fitting code: an upgrade that changes the engine or the trainer is not "nothing new".
     from training import build
 
