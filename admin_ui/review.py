@@ -9,8 +9,10 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from admin_ui.setup import require_role
+from bot.language import NAMES as LANGUAGE_NAMES
 from core.kb_files import metadata_text
 from core.knowledge_base import intent_examples, reviewer_notes
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn, User, VerifiedPair
@@ -202,6 +204,19 @@ def _practice_left(session: Any, user: User, policy: ReviewPolicy) -> dict[str, 
     return {"done": done, "of": done + min(policy.qualification_items - done, available)}
 
 
+def item_language(session: Session, item_id: int) -> str | None:
+    """The name of the other language the item's shown question (its first member turn) was written in, when
+    the bot declined it for that (``bot.language``); None otherwise."""
+    code = session.scalar(
+        select(Turn.language)
+        .join(ReviewItemTurn, ReviewItemTurn.turn_id == Turn.id)
+        .where(ReviewItemTurn.item_id == item_id)
+        .order_by(ReviewItemTurn.turn_id)
+        .limit(1)
+    )
+    return LANGUAGE_NAMES.get(code, code) if code else None
+
+
 @review.get("/next")
 @require_role("reviewer", "operator")
 def next_page() -> Any:
@@ -227,6 +242,7 @@ def next_page() -> Any:
             "bot_intent": item.bot_intent,
             "is_gold": item.is_gold,  # never shown: gold items look like any other (but in practice)
             "context": context_lines(item.context, titles),
+            "language": None if item.is_gold else item_language(session, item.id),
         }
         candidates = list(item.candidates or [])
         if item.is_gold and not candidates:

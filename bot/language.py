@@ -31,6 +31,18 @@ LANGUAGES = (
     "uk vi zh"
 ).split()
 THRESHOLD = 0.7  # probability of the other language (bench/other_languages.py)
+NAMES = dict(
+    zip(
+        LANGUAGES,
+        (
+            "Arabic Bulgarian Catalan Czech Danish German Greek English Spanish Estonian Finnish French "
+            "Hebrew Hindi Croatian Hungarian Indonesian Italian Japanese Korean Lithuanian Latvian "
+            "Malay Dutch Norwegian Polish Portuguese Romanian Russian Slovak Slovenian Swedish Thai "
+            "Turkish Ukrainian Vietnamese Chinese"
+        ).split(),
+        strict=True,
+    )
+)
 
 # "Sorry, I can only answer in English" for a knowledge base in English, in the customer's language; the
 # deployment's own line (Settings.other_language_message) follows it.

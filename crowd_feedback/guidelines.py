@@ -44,6 +44,8 @@ DEFAULT_GUIDELINES = """\
 10. Unsure? Skip (the **S** key). A skipped item goes back to the queue for someone else.
 11. Pressed a wrong key? The next page shows your last answer: *Change it* (the **U** key) shows that
    question again, for a few minutes and while it still waits for other reviewers.
+12. A question in **another language** ("Wo ist meine Karte?") asks what it would ask in English: pick that
+   intent (*card arrival*), not *None fits* for the language alone. Cannot read it? Skip it.
 """
 
 

@@ -1249,7 +1249,7 @@ def test_a_declined_message_in_another_language_is_told_so_in_that_language(make
     ever; the turn keeps the language (conversation page, metric). An English message declined as off topic
     gets the off-topic line as before, and a question the bot answers is never read for its language."""
     from bot.language import REPLIES
-    from tests.serving.test_admin import add_user, login
+    from tests.serving.test_admin import add_user, csrf_token, login
 
     app = make_app(ratelimit_enabled=False)
     client = app.test_client()
@@ -1281,6 +1281,23 @@ def test_a_declined_message_in_another_language_is_told_so_in_that_language(make
     # The overview counts them by language (the chat's and the Rasa channel's).
     overview = operator.get("/operator/").get_data(as_text=True)
     assert re.search(r'id="other-languages"><code>de</code> 2\.', overview)
+    # Reviewers are told the language of the question they are shown (and to label what it asks).
+    assert app.extensions["helploop"].router.drain(10)
+    add_user(app, "rita", "reviewer")
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    notes = {}
+    for _ in range(3):
+        page = reviewer.get("/review/next").get_data(as_text=True)
+        shown = re.search(r'<blockquote id="question"[^>]*>([^<]*)</blockquote>', page)
+        if shown is None:
+            break
+        notes[shown.group(1)] = re.search(r'id="item-language">Written in (\w+):', page)
+        item_id = re.search(r'action="/review/items/(\d+)"', page).group(1)
+        form = {"csrf_token": csrf_token(page), "choice": "not_a_question"}
+        assert reviewer.post(f"/review/items/{item_id}", data=form).status_code == 302
+    assert notes[GERMAN] is not None and notes[GERMAN].group(1) == "German"
+    assert notes["xylophone aardvark telescope"] is None
 
 
 def test_the_language_check_can_be_off_and_refuses_a_language_it_cannot_tell(

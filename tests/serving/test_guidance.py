@@ -186,7 +186,7 @@ def test_operators_edit_the_guidelines_and_each_reviewer_is_told_to_read_new_ver
     old = operator.get("/review/guidelines?version=0").get_data(as_text=True)
     assert "an earlier version" in old and 'id="restore-guidelines"' in old
     # What using it again would change: the saved lines go, the built-in ones come back.
-    assert 'id="guidelines-diff" open' in old and "(24 line(s) added, 4 removed)" in old
+    assert 'id="guidelines-diff" open' in old and "(26 line(s) added, 4 removed)" in old
     assert '<span class="removed" style="background:#fdecea">- 1. **Never guess.**</span>' in old
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in old  # escaped here too
     assert reviewer.get("/review/guidelines?version=0").status_code == 404
