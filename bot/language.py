@@ -60,17 +60,23 @@ _IDENTIFIER: Any = None
 _LOCK = threading.Lock()
 
 
+def load_identifier(languages: list[str] | None = LANGUAGES) -> Any:
+    """A py3langid identifier with normalised probabilities over ``languages`` (None: all 97 it knows)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if languages is not None:
+        identifier.set_languages(languages)
+    return identifier
+
+
 def _identifier() -> Any:
     """The language identifier, loaded once (a few MB, about a second) on first use."""
     global _IDENTIFIER
     if _IDENTIFIER is None:
         with _LOCK:
             if _IDENTIFIER is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-                identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-                identifier.set_languages(LANGUAGES)
-                _IDENTIFIER = identifier
+                _IDENTIFIER = load_identifier()
     return _IDENTIFIER
 
 

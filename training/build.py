@@ -219,13 +219,14 @@ def training_snapshot(
         session, known=set(kb.intents), min_weight=min_pair_weight, none_fits=none_fits, kb_texts=all_texts
     )
     seen = set(zip(texts, labels, strict=True))
-    added = 0
+    added = out_of_scope = 0
     for text, label in zip(crowd_texts, crowd_labels, strict=True):
         if (text, label) not in seen:
             texts.append(text)
             labels.append(label)
             seen.add((text, label))
             added += 1
+            out_of_scope += label == OUT_OF_SCOPE
     kb_version = latest_kb_version(session)
     plan = serving_plan(session)
     production = plan["production"][1] if plan and plan["production"] else None
@@ -239,7 +240,7 @@ def training_snapshot(
         [all_labels[i] for i in evaluation_index],
         production,
         traffic_questions(session, exclude=[*all_texts, *texts], limit=traffic_limit),
-        sum(label == OUT_OF_SCOPE for label in labels[len(labels) - added :]),
+        out_of_scope,
     )
 
 
