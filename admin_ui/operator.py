@@ -227,6 +227,7 @@ def overview() -> Any:
         intent_names=intent_names,
         satisfaction=figures.satisfaction,
         other_languages=figures.other_languages,
+        asked_again=figures.asked_again,
         backups=backup_state(helploop.settings, models=False),
     )
 
@@ -990,6 +991,7 @@ def conversation_detail(conversation_id: str) -> Any:
                 "vague": t.vague,  # a keyword message asked about rather than answered (bot.keywords)
                 "ruled_out": t.ruled_out,  # the intent the customer said it is not about (bot.negation)
                 "language": t.language,  # declined, written in another language (bot.language)
+                "asked_again": t.asked_again,  # last answer asked again: times in a row (bot.repetition)
             }
             for t in conversation.turns
         ]

@@ -192,6 +192,13 @@ class Turn(Base):
             sqlite_where=text("language IS NOT NULL"),
             postgresql_where=text("language IS NOT NULL"),
         ),
+        # Answers asked for again, by time (migration 0046): the overview counts a month of them.
+        Index(
+            "ix_turns_asked_again_created",
+            "created_at",
+            sqlite_where=text("asked_again IS NOT NULL"),
+            postgresql_where=text("asked_again IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -254,6 +261,11 @@ class Turn(Base):
     # Declined as off the knowledge base's topic and confidently written in another language: its code
     # ("de"; bot.language, migration 0045). None: the knowledge base's language, or not sure, or answered.
     language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # The customer asked again, in this conversation, for the answer its last answer gave (bot.repetition;
+    # migration 0046): how many times in a row that answer has now been given, counting this turn (2: asked
+    # again once). On an answered turn the reply offered a person; on a handoff the bot passed the
+    # conversation on instead of giving it once more. None: a first answer, and every other turn.
+    asked_again: Mapped[int | None] = mapped_column(Integer, nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

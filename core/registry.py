@@ -109,6 +109,7 @@ def log_turn(
     vague: bool = False,
     ruled_out: str | None = None,
     language: str | None = None,
+    asked_again: int | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -120,7 +121,8 @@ def log_turn(
     the message as the model read it, misspelt words corrected (``Prediction.read_as``); ``vague``: a keyword
     message asked about rather than answered (``Prediction.vague``); ``ruled_out``: the intent the customer
     said the message is not about, left out of the answer (``Prediction.ruled_out``); ``language``: a declined
-    message's other language (``bot.language``)."""
+    message's other language (``bot.language``); ``asked_again``: asked again for the conversation's last
+    answer, how many times in a row it has now been given (``bot.repetition``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -148,6 +150,7 @@ def log_turn(
         vague=vague,
         ruled_out=ruled_out,
         language=language,
+        asked_again=asked_again,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff
@@ -325,6 +328,28 @@ def other_languages(session: Session, *, since: datetime) -> dict[str, int]:
     return {str(language): int(n) for language, n in sorted(rows, key=lambda row: (-row[1], row[0]))}
 
 
+@dataclass(frozen=True)
+class AskedAgain:
+    """A month's answers asked for again (``asked_again``): given once more with the offer of a person, and
+    the conversations passed to a person instead of giving the answer once more."""
+
+    answered: int
+    handed_over: int
+
+
+def asked_again(session: Session, *, since: datetime) -> AskedAgain:
+    """Turns since ``since`` that asked again for the conversation's last answer (from their own partial
+    index: a few in a hundred turns)."""
+    # Summed, not grouped by status: a GROUP BY leads SQLite's planner to walk the status index instead.
+    answered, handed_over = session.execute(
+        select(
+            func.sum(case((Turn.status == "answered", 1), else_=0)),
+            func.sum(case((Turn.status == "handoff", 1), else_=0)),
+        ).where(Turn.asked_again.is_not(None), Turn.created_at >= since)
+    ).one()
+    return AskedAgain(answered=int(answered or 0), handed_over=int(handed_over or 0))
+
+
 def _choices(session: Session, since: datetime, *asked_where: Any, complaints: bool) -> ClarifyChoices:
     asked = session.scalar(  # from the covering index of turns by status and time alone
         select(func.count()).select_from(Turn).where(*asked_where, Turn.created_at >= since)
@@ -475,6 +500,37 @@ def earlier_question(session: Session, *, conversation_id: str, since: datetime)
         return EarlierQuestion(
             turn.user_text, turn.context_text, turn.intent if turn.status == "answered" else None
         )
+    return None
+
+
+@dataclass(frozen=True)
+class LastAnswer:
+    """A conversation's latest answer (``last_answer``): its turn, its intent, and how many times in a row
+    that answer had been given with it (1: once)."""
+
+    turn_id: int
+    intent: str
+    times: int
+
+
+def last_answer(session: Session, *, conversation_id: str, since: datetime) -> LastAnswer | None:
+    """The conversation's latest reply, given at ``since`` or later, when it answered (a question the model
+    read or a clicked chip), with only small talk after it ("thanks", a typed "that's wrong"): what a new
+    answer with the same intent gives again (``bot.repetition``). None after a "did you mean", a handoff, an
+    off-topic line or a request for a person."""
+    turns = session.scalars(
+        select(Turn)
+        .options(load_only(Turn.status, Turn.intent, Turn.asked_again))
+        .where(Turn.conversation_id == conversation_id, Turn.created_at >= since)
+        .order_by(Turn.id.desc())
+        .limit(EARLIER_TURNS_READ)
+    ).all()
+    for turn in turns:
+        if turn.status == "small_talk":
+            continue
+        if turn.status != "answered" or turn.intent is None:
+            return None
+        return LastAnswer(turn.id, turn.intent, turn.asked_again or 1)
     return None
 
 

@@ -202,6 +202,15 @@ class Settings:
     # it in the conversation, asked within follow_up_minutes (bot.follow_up); off: every message alone.
     follow_ups: bool = True
     follow_up_minutes: float = 30.0
+    # The same answer asked for again in a conversation (bot.repetition: the customer asks, within
+    # follow_up_minutes of the answer, what the model answers with the same intent): given again with
+    # asked_again_message under it and the widget's "Talk to a person" button, at most same_answer_limit
+    # times in a row; asked once more, the conversation goes to a person (the handoff line). 0: every answer
+    # is given as if new. A blank message gives the answer again with the button alone.
+    same_answer_limit: int = 2
+    asked_again_message: str = (
+        "If that doesn't answer your question, a person on our team can help: just ask for one."
+    )
     # A message of several sentences is also read sentence by sentence (bot.multi_question): an answered
     # message offers the intents its other questions are answered with as chips. Off: one reading.
     multi_questions: bool = True
@@ -331,6 +340,8 @@ class Settings:
             raise SettingsError(
                 f"follow_up_minutes must be more than 0 and at most 1440, not {self.follow_up_minutes}"
             )
+        if not 0 <= self.same_answer_limit <= 10:
+            raise SettingsError(f"same_answer_limit must be 0 to 10, not {self.same_answer_limit}")
         if not 0 <= self.review_change_minutes <= 1440:
             raise SettingsError(f"review_change_minutes must be 0 to 1440, not {self.review_change_minutes}")
         for name in REPLY_SETTINGS:  # a blank reply would be an empty bubble in the chat

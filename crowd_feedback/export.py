@@ -83,6 +83,7 @@ TURN_COLUMNS = (
     "ruled_out",
     "declined_choices",
     "language",
+    "asked_again",
 )
 FREE_TEXT = {"text", "answers", "context", "read_as"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -213,7 +214,7 @@ TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
     Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic, Turn.read_as,
-    Turn.vague, Turn.ruled_out, Turn.declined_at, Turn.language,
+    Turn.vague, Turn.ruled_out, Turn.declined_at, Turn.language, Turn.asked_again,
 )  # fmt: skip
 
 
@@ -248,6 +249,8 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 # its choices ("did you mean") answered with "none of these" (bot.choice)
                 "declined_choices": row.declined_at is not None,
                 "language": row.language,  # declined, and written in another language (bot.language)
+                # the answer just given, asked for again: times in a row, with this turn (bot.repetition)
+                "asked_again": row.asked_again,
             }
 
 

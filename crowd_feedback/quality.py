@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from core.models import Judgement, ReviewItem, ReviewItemTurn, Turn
 from core.registry import (
+    AskedAgain,
     ChoiceSet,
     ClarifyChoices,
     Correction,
     DayTraffic,
     Satisfaction,
+    asked_again,
     choice_sets,
     clarify_choices,
     complaint_choices,
@@ -59,6 +61,7 @@ class IntentQuality:
     answered: int = 0
     rated: int = 0  # answered turns with a thumbs up or down
     unhelpful: int = 0
+    asked_again: int = 0  # answered turns that gave the conversation's last answer again (bot.repetition)
     audited: int = 0  # audited turns whose item is resolved
     audited_correct: int = 0
     answer_votes: int = 0  # reviewers' verdicts on the answer text shown for this intent
@@ -95,7 +98,8 @@ class QualityReport:
 
 def answer_quality(session: Session, *, since: datetime | None = None) -> QualityReport:
     """Audited precision overall and per intent, with thumbs-down and reviewers' answer verdicts per intent,
-    over turns logged since ``since`` (all when None). Three queries."""
+    over turns logged since ``since`` (all when None), and the answers customers asked for again right after
+    (bot.repetition). Four queries."""
     recent = [Turn.created_at >= since] if since is not None else []
     intents: dict[str, IntentQuality] = {}
 
@@ -115,6 +119,17 @@ def answer_quality(session: Session, *, since: datetime | None = None) -> Qualit
     for intent, count, rated, unhelpful in answered:
         quality = row(intent)
         quality.answered, quality.rated, quality.unhelpful = int(count), int(rated or 0), int(unhelpful or 0)
+    # Answers given again (a few in a hundred): from their own partial index by time, apart from the query
+    # above, which reads the figures index alone. Only answered turns that asked again have an intent (a
+    # conversation passed on instead has none): no status to compare, which would lead SQLite's planner to
+    # walk the period's answered turns.
+    again = session.execute(
+        select(Turn.intent, func.count())
+        .where(Turn.asked_again.is_not(None), Turn.intent.is_not(None), *recent)
+        .group_by(Turn.intent)
+    ).all()
+    for intent, count in again:
+        row(str(intent)).asked_again = int(count)
 
     audit = ReviewItemTurn.reason.like("%audit%")
     audits = session.execute(
@@ -299,6 +314,8 @@ class Overview:
     kept_out: list[KeptOut]  # answers a page's metadata kept from questions the bot would have answered
     # declined messages written in another language, by language (bot.language)
     other_languages: dict[str, int] = field(default_factory=dict)
+    # answers asked for again: given again with the offer of a person, or passed to one (bot.repetition)
+    asked_again: AskedAgain = AskedAgain(0, 0)
 
 
 def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
@@ -321,4 +338,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         mixups=label_mixups(session, since=since),
         kept_out=kept_out_answers(session, since=since),
         other_languages=other_languages(session, since=since),
+        asked_again=asked_again(session, since=since),
     )

@@ -21,6 +21,7 @@ from sqlalchemy import String, and_, cast, delete, exists, func, or_, select, up
 from sqlalchemy.orm import Session, defer, load_only
 
 from bot.engine import in_context
+from bot.repetition import ASKED_AGAIN
 from core.events import emit
 from core.kb_files import OUT_OF_SCOPE, KnowledgeBaseFormatError
 from core.knowledge_base import filed_elsewhere, keep_example
@@ -47,7 +48,9 @@ SPECIAL_LABELS = (NEW_INTENT, NOT_A_QUESTION)
 # declined as unlike every knowledge-base example (bot.handoff.OFF_TOPIC): a question no intent covers yet, or
 # spam, which an operator can find by this reason and settle in bulk as "not a real question".
 KB_CHECK = "kb_check"
-REASONS = ("clarify", "handoff", "off_topic", "thumbs_down", "disagreement", "audit", KB_CHECK)
+# asked_again: the customer asked again for the answer the bot had just given (bot.repetition): answered
+# wrongly, or the answer lacks what they need.
+REASONS = ("clarify", "handoff", "off_topic", "thumbs_down", "disagreement", "audit", KB_CHECK, ASKED_AGAIN)
 
 
 class ReviewError(ValueError):
@@ -107,9 +110,16 @@ def queue_key(uncertainty: float, size: int, created: datetime, policy: ReviewPo
 
 
 def review_reasons(
-    *, status: str, members_disagree: bool, audit_draw: float, policy: ReviewPolicy
+    *,
+    status: str,
+    members_disagree: bool,
+    audit_draw: float,
+    policy: ReviewPolicy,
+    asked_again: bool = False,
 ) -> list[str]:
-    """Why a turn goes to review: ``status`` as logged (answered, clarify, handoff or off_topic)."""
+    """Why a turn goes to review: ``status`` as logged (answered, clarify, handoff or off_topic);
+    ``asked_again``: the customer asked again for the conversation's last answer (bot.repetition), which
+    leaves the audit draw as it is (the audited precision stays a sample of all confident answers)."""
     reasons = []
     if status in ("clarify", "handoff", "off_topic"):
         reasons.append(status)
@@ -117,6 +127,8 @@ def review_reasons(
         reasons.append("disagreement")
     if status == "answered" and not reasons and audit_draw < policy.audit_rate:
         reasons.append("audit")
+    if asked_again:
+        reasons.append(ASKED_AGAIN)
     return reasons
 
 

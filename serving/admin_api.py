@@ -641,6 +641,11 @@ def stats() -> Response:
             ],
             # declined messages written in another language than the knowledge base's (bot.language)
             "other_languages": figures.other_languages,
+            # answers asked for again (bot.repetition): given again with the offer of a person, or passed on
+            "asked_again": {
+                "answered": figures.asked_again.answered,
+                "handed_over": figures.asked_again.handed_over,
+            },
         }
     )
 

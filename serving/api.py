@@ -29,6 +29,7 @@ from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, r
 from bot.language import declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
+from bot.repetition import Repetition, again_text, repetition
 from bot.small_talk import HELP, small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
@@ -50,6 +51,7 @@ from core.registry import (
     get_conversation,
     get_or_create_conversation,
     handoff_open,
+    last_answer,
     last_answer_to_rate,
     last_live_senders,
     latest_turn,
@@ -205,6 +207,20 @@ def typed_choice(engine: AnsweringEngine, message: str, offered: list[str]) -> s
     return read_choice(message, [(i, knowledge[i].title) for i in offered if i in knowledge])
 
 
+@dataclasses.dataclass(frozen=True)
+class ChatTurn:
+    """A message answered and logged (``answer_message``): the prediction, the turn's id, the conversation's
+    id, the text shown, the turn a typed "that's wrong" rated unhelpful (or None), and whether the customer
+    asked again for the answer just given (bot.repetition: given again with the offer of a person)."""
+
+    prediction: Prediction
+    turn_id: int
+    session_id: str
+    text: str
+    rated_turn_id: int | None
+    asked_again: bool
+
+
 def answer_message(
     message: str,
     session_id: str | None,
@@ -212,11 +228,10 @@ def answer_message(
     channel: str,
     create_unknown_session: bool = False,
     only: MetadataFilter | None = None,
-) -> tuple[Prediction, int, str, str, int | None]:
-    """Predict, log the turn (committed before the caller responds), return (prediction, turn id, session id,
-    text to show, the turn a typed "that's wrong" rated unhelpful or None). Shared by the JSON API and the
-    Rasa channel. ``only``: answer from the intents whose metadata match it (the widget's page, Azure's
-    ``filters``)."""
+) -> ChatTurn:
+    """Predict, log the turn (committed before the caller responds), return what was said. Shared by the
+    JSON API and the Rasa and Azure channels. ``only``: answer from the intents whose metadata match it (the
+    widget's page, Azure's ``filters``)."""
     helploop = state()
     serving = helploop.models.state
     if serving.production is None:
@@ -291,6 +306,17 @@ def answer_message(
             # as off its topic: a person takes it, as if asked for (bot.handoff.escalates).
             requested = requested or escalates(reading.escalation, prediction)
     latency_ms = (time.perf_counter() - started) * 1000
+    # The answer the conversation's last reply gave, asked for again ("it's been three weeks, where is it?"
+    # after the delivery answer): given again with the offer of a person, or, asked for once more than the
+    # limit, the conversation goes to a person (bot.repetition). A clicked chip is the customer's own pick.
+    repeat = None
+    if session_id is not None and prediction.status == ANSWERED and arm != SUGGESTION_ARM:
+        if not (requested or chit_chat) and settings.same_answer_limit:
+            repeat = repeated_answer(session, session_id, prediction, settings)
+    if repeat is not None and repeat.passed_on:
+        prediction = dataclasses.replace(
+            prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False, vague=False
+        )
     if requested:
         context = None  # no question for the bot, whatever it refers to
         prediction = dataclasses.replace(
@@ -301,6 +327,9 @@ def answer_message(
         text = settings.handoff_requested_message if online else settings.handoff_offline_message
     else:
         text = reply_text(prediction)
+    asked_again = repeat is not None and not repeat.passed_on
+    if asked_again:
+        text = again_text(text, settings.asked_again_message)
     # Declined as off its topic and written in another language ("Wo ist meine Karte?"): the customer is told
     # the bot answers in the knowledge base's language (bot.language), not that it has no answer.
     language = None if requested else declined_in_language(prediction, message, settings.language)
@@ -362,6 +391,7 @@ def answer_message(
             vague=prediction.vague,  # a keyword message asked about (bot.keywords)
             ruled_out=prediction.ruled_out,  # the intent the customer said it is not (bot.negation)
             language=language,  # declined, and written in another language
+            asked_again=repeat.times if repeat is not None else None,
         )
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()
@@ -373,6 +403,8 @@ def answer_message(
         helploop.metrics.other_language.labels(language=language).inc()
     if prediction.vague:
         helploop.metrics.keyword_asked.labels(arm=arm).inc()
+    if repeat is not None:
+        helploop.metrics.asked_again.labels(outcome=logged).inc()
     if choice is not None and not choice.after_complaint:
         helploop.metrics.clarify_choices.labels(rank=str(choice.rank)).inc()
     if declined is not None and declined.rated_turn_id is None:  # "none of these" after "did you mean"
@@ -390,11 +422,25 @@ def answer_message(
             members_disagree=prediction.members_disagree,
             audit_draw=random.random(),
             policy=helploop.policy,
+            asked_again=repeat is not None,
         )
         # A follow-up read with the question before it joins no look-alike (its words alone say little):
         # it is reviewed with the earlier turns on its own item.
         helploop.router.submit(turn.id, reasons, prediction.embedding if context is None else None)
-    return prediction, turn.id, conversation.id, text, complained
+    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again)
+
+
+def repeated_answer(
+    session: Session, session_id: str, prediction: Prediction, settings: Settings
+) -> Repetition | None:
+    """What an answer is when the conversation's last answer, given within follow_up_minutes with only small
+    talk after it, had the same intent (bot.repetition); None for a first answer."""
+    since = utcnow() - timedelta(minutes=settings.follow_up_minutes)
+    last = last_answer(session, conversation_id=session_id, since=since)
+    session.commit()  # end the read transaction before the turn's write
+    if last is None:
+        return None
+    return repetition(prediction.intent, last.intent, last.times, limit=settings.same_answer_limit)
 
 
 def earlier_reading(question: EarlierQuestion | None, settings: Settings) -> Earlier | None:
@@ -465,22 +511,25 @@ def chat() -> Response:
                 "intent": None,
                 "confidence": 0.0,
                 "suggestions": [],
+                "asked_again": False,
                 "model_version": None,
             }
         )
-    prediction, turn_id, session_id, text, rated = answer_message(
-        message, session_id, channel="widget", only=only
-    )
+    said = answer_message(message, session_id, channel="widget", only=only)
+    prediction = said.prediction
     return jsonify(
         {
-            "session_id": session_id,
-            "turn_id": turn_id,
-            "rated_turn_id": rated,  # "that's wrong": the answer now rated unhelpful (its thumbs-down shown)
+            "session_id": said.session_id,
+            "turn_id": said.turn_id,
+            # "that's wrong": the answer now rated unhelpful (its thumbs-down shown)
+            "rated_turn_id": said.rated_turn_id,
             "status": logged_status(prediction),  # "off_topic": declined, passed to nobody (bot.handoff)
-            "answer": text,
+            "answer": said.text,
             "intent": prediction.intent,
             "confidence": round(prediction.confidence, 4),
             "suggestions": suggestion_payload(prediction.suggestions),
+            # the answer just given, asked for again: the widget offers a person under it
+            "asked_again": said.asked_again,
             "model_version": prediction.model_version,
         }
     )
@@ -561,6 +610,7 @@ def transcript(session_id: str) -> Response:
                 "suggestions": suggestions,
                 "chosen_intent": turn.chosen_intent,  # the "did you mean" choice the customer clicked
                 "helpful": turn.helpful,
+                "asked_again": turn.asked_again is not None and turn.status == ANSWERED,
             }
         )
     return jsonify(

@@ -227,9 +227,8 @@ def query_knowledgebases() -> Response:
         message = f"/{follow_up}" if follow_up else question
     if to_live_chat(message, session_id) is not None:
         return jsonify({"answers": []})  # a person chats with this user now: the bot stays quiet
-    prediction, _turn, _session, text, _rated = answer_message(
-        message, session_id, channel="azure", create_unknown_session=True, only=only
-    )
+    said = answer_message(message, session_id, channel="azure", create_unknown_session=True, only=only)
+    prediction, text = said.prediction, said.text
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
     # No answer: the default answer is the handoff line, or the off-topic one for a message off the topic
     fallback = text if prediction.off_topic else settings.handoff_message

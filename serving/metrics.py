@@ -64,6 +64,13 @@ class Metrics:
             ["language"],
             registry=self.registry,
         )
+        self.asked_again = Counter(
+            "helploop_asked_again_total",
+            "Answers asked for again in a conversation (bot.repetition), by outcome: answered (given again "
+            "with the offer of a person) or handoff (asked once more than the limit: passed to a person)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.keyword_asked = Counter(
             "helploop_keyword_asked_total",
             'Keyword messages ("pin") asked about with "did you mean" rather than answered, because the '

@@ -284,6 +284,14 @@ SPEC: dict[str, Any] = {
                                     "intent": {"type": "string", "nullable": True},
                                     "confidence": {"type": "number"},
                                     "suggestions": {"type": "array", "items": SUGGESTION},
+                                    "asked_again": {
+                                        "type": "boolean",
+                                        "description": "the customer asked again for the answer the "
+                                        "conversation had just been given: it is given again with the "
+                                        "offer of a person (show a way to ask for one under it; asked for "
+                                        "once more than HELPLOOP_SAME_ANSWER_LIMIT times, the reply is a "
+                                        "handoff instead)",
+                                    },
                                     "model_version": {"type": "string", "nullable": True},
                                 },
                             }
@@ -743,6 +751,7 @@ SPEC: dict[str, Any] = {
                                 "disagreement",
                                 "audit",
                                 "kb_check",
+                                "asked_again",
                             ],
                         },
                     },

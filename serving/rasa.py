@@ -27,22 +27,22 @@ def rest_webhook() -> Response:
     sender_id = external_session_id(sender, "rasa")  # Rasa senders are free-form; ours are session ids
     if to_live_chat(message, sender_id) is not None:
         return jsonify([])  # a person chats with this user now: the message is theirs, the bot stays quiet
-    prediction, _turn, _session, text, _rated = answer_message(
-        message, sender_id, channel="rasa", create_unknown_session=True
-    )
-    reply: dict[str, object] = {"recipient_id": sender, "text": text}
-    if prediction.suggestions:
-        reply["buttons"] = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
+    said = answer_message(message, sender_id, channel="rasa", create_unknown_session=True)
+    prediction = said.prediction
+    reply: dict[str, object] = {"recipient_id": sender, "text": said.text}
+    buttons = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
     settings = state().settings
     label = settings.talk_to_person_label
     if (
-        prediction.off_topic
+        (prediction.off_topic or said.asked_again)
         and settings.handoff_requests
         and asks_for_person(label, settings.handoff_request_regex)
     ):
-        # Declined: a person one click away, as the widget's button under the reply (the label, sent back
-        # as a message, is a typed request for one)
-        reply["buttons"] = [{"title": label, "payload": label}]
+        # Declined, or the answer just given asked for again: a person one click away, as the widget's
+        # button under the reply (the label, sent back as a message, is a typed request for one)
+        buttons.append({"title": label, "payload": label})
+    if buttons:
+        reply["buttons"] = buttons
     return jsonify([reply])
 
 

@@ -7,12 +7,13 @@ import sys
 from typing import Any, TextIO
 
 from bot.choice import NONE_OF_THESE, read_choice
-from bot.engine import ANSWERED, CLARIFY, HANDOFF, AnsweringEngine, Candidate, Prediction
+from bot.engine import ANSWERED, CLARIFY, HANDOFF, SMALL_TALK, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, escalates, logged_status
 from bot.language import check_language, declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
+from bot.repetition import again_text, repetition
 from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
@@ -75,6 +76,7 @@ def run_terminal_chat(
     pending: Prediction | None = None
     answered: tuple[Prediction, int | None] | None = None  # the last reply, when an answer: (it, its turn id)
     earlier: Earlier | None = None  # the last question the model read, for a follow-up (bot.follow_up)
+    last: tuple[str, int] | None = None  # the last answer's intent, and times given in a row (bot.repetition)
     stdout.write(f"HelpLoop ({engine.version}, {engine.runtime}). Ask a question; an empty line quits.\n")
     while True:
         stdout.write("> ")
@@ -90,6 +92,7 @@ def run_terminal_chat(
             if earlier is not None:  # the question that offered the choice, answered with it
                 earlier = Earlier(earlier.text, chosen)
             pending = answered = None
+            last = (chosen, 1)  # the customer's own pick: an answer, never a repetition
             if database is not None and conversation_id is not None:
                 with database.session() as session:  # the customer's answer to "did you mean", as on the web
                     record_choice(session, conversation_id=conversation_id, intent=chosen)
@@ -120,6 +123,17 @@ def run_terminal_chat(
                 intent = prediction.intent if prediction.status == ANSWERED else None
                 earlier = Earlier(followed.read_text, intent)
         status = logged_status(prediction, asked_for_person=requested)
+        # The last answer asked for again: given again with the offer of a person, or, once more than the
+        # limit, passed to one (bot.repetition), as on the web
+        repeat = None
+        if status == ANSWERED and last is not None:
+            repeat = repetition(prediction.intent, *last, limit=settings.same_answer_limit)
+        if repeat is not None and repeat.passed_on:
+            prediction = dataclasses.replace(
+                prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False
+            )
+            status = logged_status(prediction)
+            earlier = Earlier(earlier.text, None) if earlier is not None else None
         if requested:  # logged as the web chat logs it: the candidates, no answer
             prediction = dataclasses.replace(prediction, intent=None, answer="", suggestions=[], vague=False)
         if complaint is not None and kind == NOT_HELPFUL:  # the intents ranked next, to pick from
@@ -142,6 +156,8 @@ def run_terminal_chat(
             )
         else:
             shown = render(prediction, settings)
+        if repeat is not None and not repeat.passed_on:
+            shown = again_text(shown, settings.asked_again_message)
         stdout.write(shown + "\n")
         turn_id = None
         if database is not None:
@@ -175,6 +191,11 @@ def run_terminal_chat(
                     vague=prediction.vague,
                     ruled_out=prediction.ruled_out,
                     language=language,
+                    asked_again=repeat.times if repeat is not None else None,
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None
+        if status == ANSWERED and prediction.intent is not None:
+            last = (prediction.intent, repeat.times if repeat is not None else 1)
+        elif status != SMALL_TALK:
+            last = None

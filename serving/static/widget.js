@@ -163,7 +163,9 @@
       });
       wrap.appendChild(chips);
     }
-    if (reply.status === "off_topic") {  // declined, nobody asked to take it over: a person is one click away
+    // Declined, nobody asked to take it over; or the answer just given, asked for again: a person is one
+    // click away
+    if (reply.status === "off_topic" || reply.asked_again) {
       var offer = el("div", { "class": "hl-chips" });
       var ask = el("button", { type: "button", "class": "hl-chip hl-ask-person" }, TEXTS.talk_to_person);
       ask.addEventListener("click", function () { ask.setAttribute("aria-pressed", "true"); askForPerson(); });
@@ -437,7 +439,8 @@
         var clicked = turn.message.charAt(0) === "/" ? turn.message.slice(1) : null;
         addUser(clicked === null ? turn.message : (titles[clicked] || clicked.replace(/_/g, " ")));
         addBot({ answer: turn.answer, status: turn.status, suggestions: turn.suggestions,
-                 turn_id: turn.turn_id, helpful: turn.helpful, chosen_intent: turn.chosen_intent });
+                 turn_id: turn.turn_id, helpful: turn.helpful, chosen_intent: turn.chosen_intent,
+                 asked_again: turn.asked_again });
         (turn.suggestions || []).forEach(function (s) { titles[s.intent] = s.title; });
       });
       // Still waiting for a person (asked, or the bot handed off, and not yet dealt with): say so, ask for a

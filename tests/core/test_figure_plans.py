@@ -9,7 +9,13 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from core.models import utcnow
-from core.registry import clarify_choices, daily_traffic, other_languages, waiting_conversations
+from core.registry import (
+    asked_again,
+    clarify_choices,
+    daily_traffic,
+    other_languages,
+    waiting_conversations,
+)
 from crowd_feedback.quality import answer_quality
 from tests.core.test_choices import turn
 from tests.query_plans import plans, sqlite_only
@@ -28,7 +34,7 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     chart = plans(db_session, lambda s: daily_traffic(s, days=30, now=now), containing="GROUP BY")
     assert len(chart) == 1 and covering in chart[0], chart  # each status's period, not the whole log
     per_intent = plans(
-        db_session, lambda s: answer_quality(s, since=since), containing="GROUP BY turns.intent"
+        db_session, lambda s: answer_quality(s, since=since), containing="turns.helpful IS NOT"
     )
     assert len(per_intent) == 1 and covering in per_intent[0], per_intent
     asked = plans(db_session, lambda s: clarify_choices(s, since=since), containing="count(*)")
@@ -43,6 +49,14 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     assert len(languages) == 1 and "USING INDEX ix_turns_language_created (created_at>?)" in languages[0], (
         languages
     )
+    # the few answers asked for again, overall and by intent, from their own partial index by time
+    again = plans(db_session, lambda s: asked_again(s, since=since), containing="turns.asked_again IS NOT")
+    partial = "USING INDEX ix_turns_asked_again_created (created_at>?)"
+    assert len(again) == 1 and partial in again[0], again
+    again_by_intent = plans(
+        db_session, lambda s: answer_quality(s, since=since), containing="asked_again IS NOT NULL"
+    )
+    assert len(again_by_intent) == 1 and partial in again_by_intent[0], again_by_intent
     inbox = plans(db_session, lambda s: waiting_conversations(s), containing="count(*)")
     assert len(inbox) == 1 and "COVERING INDEX ix_turns_status_created (status=?)" in inbox[0], inbox
     # And the figures are still right.

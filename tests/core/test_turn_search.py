@@ -77,7 +77,7 @@ def test_the_index_finds_what_a_scan_finds_before_and_after_the_migration(empty_
 
 
 def test_going_back_before_off_topic_and_context_keeps_the_index(empty_database_url: str) -> None:
-    """Migrations 0045 to 0039 go back by dropping a column, which SQLite does by copying the turns
+    """Migrations 0046 to 0039 go back by dropping a column, which SQLite does by copying the turns
     table (and so dropping the index's triggers): the index is built again, and a turn logged at 0038 is
     found."""
     engine = make_engine(empty_database_url)
@@ -246,9 +246,9 @@ def test_turns_logged_before_off_topic_existed_are_not_off_topic_and_the_index_s
 def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_still_follows(
     empty_database_url: str,
 ) -> None:
-    """Migrations 0041 to 0045 add ``turns.read_as`` (None: read as typed), ``turns.vague`` (false),
-    ``turns.ruled_out``, ``turns.declined_at`` and ``turns.language`` (None) with a plain ADD COLUMN, for the
-    same reason as 0040: the search index's triggers stay."""
+    """Migrations 0041 to 0046 add ``turns.read_as`` (None: read as typed), ``turns.vague`` (false),
+    ``turns.ruled_out``, ``turns.declined_at``, ``turns.language`` and ``turns.asked_again`` (None) with a
+    plain ADD COLUMN, for the same reason as 0040: the search index's triggers stay."""
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0040")
     with Session(engine) as session:
@@ -256,9 +256,9 @@ def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_st
     migrate.upgrade(engine)
     with Session(engine) as session:
         logged = session.scalars(select(Turn).order_by(Turn.id)).all()
-        assert [(t.read_as, t.vague, t.ruled_out, t.declined_at, t.language) for t in logged] == [
-            (None, False, None, None, None)
-        ] * len(BEFORE)
+        assert [
+            (t.read_as, t.vague, t.ruled_out, t.declined_at, t.language, t.asked_again) for t in logged
+        ] == [(None, False, None, None, None, None)] * len(BEFORE)
         conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
         log_turn(
             session, conversation_id=conversation.id, user_text="my crad hasnt arived", status="answered",
@@ -270,11 +270,23 @@ def test_turns_logged_before_read_as_existed_were_read_as_typed_and_the_index_st
             intent=None, answer="Entschuldigung", confidence=0.2, candidates=[], member_scores={},
             model_version="v3", latency_ms=1.0, off_topic=True, language="de",
         )  # fmt: skip
+        log_turn(
+            session, conversation_id=conversation.id, user_text="where is my card then", status="answered",
+            intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
+            model_version="v4", latency_ms=1.0, asked_again=2,
+        )  # fmt: skip
         session.commit()
         assert index_state(session.connection()) == "ok"
         assert _found(session, "crad") == _scanned(session, "crad") == ["my crad hasnt arived"]
         assert _found(session, "Karte") == _scanned(session, "Karte") == ["Wo ist meine Karte?"]
         assert session.execute(
-            select(Turn.read_as, Turn.ruled_out, Turn.language).where(Turn.model_version.in_(["v2", "v3"]))
-        ).all() == [("my card hasnt arrived", "change_pin", None), (None, None, "de")]
+            select(Turn.read_as, Turn.ruled_out, Turn.language, Turn.asked_again)
+            .where(Turn.model_version.in_(["v2", "v3", "v4"]))
+            .order_by(Turn.id)
+        ).all() == [
+            ("my card hasnt arrived", "change_pin", None, None),
+            (None, None, "de", None),
+            (None, None, None, 2),
+        ]
+        assert _found(session, "then") == _scanned(session, "then") == ["where is my card then"]
     engine.dispose()

@@ -391,6 +391,7 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "invalid_days"
     body = client.get("/api/v1/admin/stats?days=7", headers=headers).get_json()
     assert body["days"] == 7 and len(body["traffic"]) == 7
+    assert body["asked_again"] == {"answered": 0, "handed_over": 0}  # four conversations of one message
     today = body["traffic"][-1]
     assert today["answered"] + today["clarify"] + today["handoff"] == 4
     assert set(body) == {
@@ -404,6 +405,7 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         "review",
         "kept_out",
         "other_languages",
+        "asked_again",
     }
     assert body["kept_out"] == []  # no page asked for metadata
     assert body["other_languages"] == {}  # nothing declined in another language

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +35,11 @@ def test_chat_answers_and_logs_the_turn_before_replying(client: Any, app: Any) -
         "intent",
         "confidence",
         "suggestions",
+        "asked_again",
         "model_version",
     }
     assert body["status"] == "answered" and body["intent"] == "card_arrival" and body["rated_turn_id"] is None
+    assert body["asked_again"] is False
     assert body["answer"] == "Cards arrive in **5–7 working days**."
     assert body["suggestions"] == [{"intent": "change_pin", "title": "Change my PIN"}]
     logged = turns(app)
@@ -1317,3 +1320,133 @@ def test_the_language_check_can_be_off_and_refuses_a_language_it_cannot_tell(
 
     with pytest.raises(SettingsError, match="language must be a two-letter code"):
         load_settings(overrides={"language": "english", "environment": "testing"})
+
+
+def test_the_answer_just_given_asked_for_again_offers_a_person_then_passes_the_conversation_on(
+    make_app: Any,
+) -> None:
+    """A customer who asks again, in other words, for the answer just given (small talk in between) gets it
+    again with the offer of a person under it; asked for once more, the conversation goes to a person (the
+    handoff line, the inbox) instead of a third copy. Each is a review item with the reason, the turn keeps
+    how many times in a row the answer was given (conversation page, transcript, export, overview, the
+    knowledge base's column, metric), and the chain ends with a handoff or another answer."""
+    from core.knowledge_base import import_knowledge_base
+    from core.models import ReviewItem, ReviewItemTurn
+    from crowd_feedback.export import write_export
+    from crowd_feedback.quality import overview as overview_figures
+    from tests.serving.test_admin import add_user, login
+    from tests.training.test_kb_check import toy_knowledge
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)  # no random audit among the reasons
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    settings = helploop.settings
+    first = chat(client, "when will my card arrive").get_json()
+    session_id = first["session_id"]
+    assert (first["status"], first["intent"], first["asked_again"]) == ("answered", "card_arrival", False)
+    assert chat(client, "thanks", session_id=session_id).get_json()["status"] == "small_talk"
+    again = chat(client, "where is my card", session_id=session_id).get_json()
+    assert (again["status"], again["intent"], again["asked_again"]) == ("answered", "card_arrival", True)
+    assert again["answer"] == f"{first['answer']}\n\n{settings.asked_again_message}"
+    assert again["suggestions"] == first["suggestions"]  # the answer's own follow-up chips, as before
+    third = chat(client, "my card has not arrived", session_id=session_id).get_json()
+    assert (third["status"], third["intent"], third["asked_again"]) == ("handoff", None, False)
+    assert third["answer"] == settings.handoff_message and third["suggestions"] == []
+    logged = turns(app)
+    assert [(t.status, t.intent, t.asked_again) for t in logged] == [
+        ("answered", "card_arrival", None),
+        ("small_talk", None, None),
+        ("answered", "card_arrival", 2),
+        ("handoff", None, 3),
+    ]
+    assert logged[3].candidates[0]["intent"] == "card_arrival"  # the model's reading stays in the log
+    # After the handoff the chain starts again; another intent's answer, or a clicked chip, is no repeat.
+    assert chat(client, "where is my card", session_id=session_id).get_json()["asked_again"] is False
+    assert chat(client, "change pin number", session_id=session_id).get_json()["asked_again"] is False
+    clicked = chat(client, "/change_pin", session_id=session_id).get_json()
+    assert (clicked["intent"], clicked["asked_again"]) == ("change_pin", False)
+    pin = chat(client, "how do i change my pin", session_id=session_id).get_json()
+    assert (pin["intent"], pin["asked_again"]) == ("change_pin", True)  # after the chip's answer: again
+    alone = chat(client, "where is my card").get_json()  # a new conversation: a first answer
+    assert alone["asked_again"] is False
+    history = client.get(f"/api/v1/sessions/{session_id}").get_json()["turns"]
+    assert [t["asked_again"] for t in history] == [False, False, True, False, False, False, False, True]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_asked_again_total{outcome="answered"} 2.0' in metrics
+    assert 'helploop_asked_again_total{outcome="handoff"} 1.0' in metrics
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        reasons = {  # each turn's item's reasons
+            turn_id: set(item_reasons)
+            for turn_id, item_reasons in session.execute(
+                select(ReviewItemTurn.turn_id, ReviewItem.reasons).join(
+                    ReviewItem, ReviewItem.id == ReviewItemTurn.item_id
+                )
+            )
+        }
+        out = Path(helploop.settings.instance_path) / "turns.jsonl"
+        write_export(session, what="turns", fmt="jsonl", out=out)
+        exported = {row["turn"]: row["asked_again"] for row in map(json.loads, out.read_text().splitlines())}
+        figures = overview_figures(session).asked_again
+    assert (figures.answered, figures.handed_over) == (2, 1)
+    assert "asked_again" in reasons[again["turn_id"]] and "asked_again" in reasons[pin["turn_id"]]
+    assert {"handoff", "asked_again"} <= reasons[third["turn_id"]]
+    assert first["turn_id"] not in reasons  # a confident first answer, before any item to join
+    assert exported[again["turn_id"]] == 2 and exported[third["turn_id"]] == 3
+    assert exported[first["turn_id"]] is None
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get(f"/operator/conversations/{session_id}").get_data(as_text=True)
+    assert page.count('class="asked-again"') == 3
+    assert "given 2 times in a row now, with the offer of a person" in page
+    assert "would have been 3 times in a row): passed to a person instead" in page
+    overview = operator.get("/operator/").get_data(as_text=True)
+    assert re.search(r'id="asked-again">Customers asked again [^<]*<strong>3</strong> times', overview)
+    assert "2 given again with the offer of a person, 1 passed to a person instead" in overview
+    with helploop.database.session() as session:  # the knowledge base the toy bundles were built from
+        import_knowledge_base(session, incoming=toy_knowledge(), source="test")
+    knowledge = operator.get("/operator/knowledge/").get_data(as_text=True)
+    cells = dict(
+        re.findall(r'<tr data-intent="(\w+)">.*?<td class="asked-again">(\d*)</td>', knowledge, re.S)
+    )
+    assert cells == {"card_arrival": "1", "change_pin": "1", "exchange_rate": "", "terminate_account": ""}
+
+
+def test_the_rasa_channel_offers_a_person_under_an_answer_asked_for_again(client: Any) -> None:
+    first = client.post(
+        "/webhooks/rest/webhook", json={"sender": "u7", "message": "when will my card arrive"}
+    )
+    again = client.post("/webhooks/rest/webhook", json={"sender": "u7", "message": "where is my card"})
+    first_reply, again_reply = first.get_json()[0], again.get_json()[0]
+    assert {"title": "Talk to a person", "payload": "Talk to a person"} not in first_reply.get("buttons", [])
+    assert again_reply["text"].startswith(first_reply["text"]) and again_reply["text"] != first_reply["text"]
+    assert again_reply["buttons"][-1] == {"title": "Talk to a person", "payload": "Talk to a person"}
+    assert again_reply["buttons"][:-1] == first_reply.get("buttons", [])
+
+
+def test_with_no_same_answer_limit_every_answer_is_given_as_if_new(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False, same_answer_limit=0, asked_again_message="")
+    client = app.test_client()
+    first = chat(client, "when will my card arrive").get_json()
+    for text in ("where is my card", "my card has not arrived"):
+        reply = chat(client, text, session_id=first["session_id"]).get_json()
+        assert (reply["status"], reply["answer"], reply["asked_again"]) == (
+            "answered",
+            first["answer"],
+            False,
+        )
+    assert [t.asked_again for t in turns(app)] == [None, None, None]
+
+
+def test_a_same_answer_limit_of_one_passes_the_first_repeat_on(make_app: Any) -> None:
+    from core.settings import SettingsError, load_settings
+
+    app = make_app(ratelimit_enabled=False, same_answer_limit=1)
+    client = app.test_client()
+    first = chat(client, "when will my card arrive").get_json()
+    reply = chat(client, "where is my card", session_id=first["session_id"]).get_json()
+    assert (reply["status"], reply["asked_again"]) == ("handoff", False)
+    assert [t.asked_again for t in turns(app)] == [None, 2]
+    with pytest.raises(SettingsError, match="same_answer_limit must be 0 to 10, not 11"):
+        load_settings(overrides={"same_answer_limit": 11, "environment": "testing"}, environ={})

@@ -1445,3 +1445,45 @@ def test_terminal_chat_tells_a_declined_message_in_another_language_so(settings:
     with database.session() as session:
         logged = session.scalars(select(Turn).order_by(Turn.id)).all()
         assert [(t.status, t.language) for t in logged] == [("off_topic", "de"), ("off_topic", None)]
+
+
+def test_terminal_chat_gives_an_answer_asked_for_again_with_a_person_then_passes_it_on(settings: Any) -> None:
+    """As the web chat: the answer just given, asked for again (small talk in between), comes with the offer
+    of a person; once more, the handoff line; the turns keep how many times in a row."""
+    import dataclasses
+    import io
+    from types import SimpleNamespace
+
+    from bot.engine import IntentInfo
+    from serving.terminal import run_terminal_chat
+
+    run(settings, "db", "upgrade")
+    ranked = clarify_prediction("where is my card", [("card_arrival", "Where is my card?")])
+    answer = dataclasses.replace(
+        ranked, status="answered", intent="card_arrival", answer="Soon.", suggestions=[]
+    )
+    engine = SimpleNamespace(
+        version="stub",
+        runtime="torch",
+        predict=lambda text, **_: answer,
+        predict_follow_up=lambda text, earlier, **_: (answer, answer),
+        knowledge={"card_arrival": IntentInfo(answer="Soon.")},
+    )
+    out = io.StringIO()
+    database = Database(settings)
+    typed = "where is my card\nthanks\nmy card has not come\ncard not here yet\nwhere is my card\n\n"
+    run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
+    expected = (
+        f"> Soon.\n> {settings.small_talk_thanks}\n> Soon.\n\n{settings.asked_again_message}\n"
+        f"> {settings.handoff_message}\n> Soon.\n"  # after the handoff, a first answer again
+    )
+    assert expected in out.getvalue()
+    with database.session() as session:
+        logged = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [(t.status, t.intent, t.asked_again) for t in logged] == [
+            ("answered", "card_arrival", None),
+            ("small_talk", None, None),
+            ("answered", "card_arrival", 2),
+            ("handoff", None, 3),
+            ("answered", "card_arrival", None),
+        ]

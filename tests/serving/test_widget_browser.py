@@ -225,6 +225,30 @@ def test_an_off_topic_message_is_declined_without_a_handoff(page: Any, live_serv
         assert session.scalars(select(Conversation.handoff_requested_at)).one() is not None
 
 
+def test_an_answer_asked_for_again_offers_a_person_under_it(page: Any, live_server: tuple[str, Any]) -> None:
+    """The answer just given, asked for again: given again with the offer and the "Talk to a person" button
+    under it (its thumbs as any answer's), kept when the conversation is resumed; the button hands over."""
+    settings = live_server[1].extensions["helploop"].settings
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    assert bot_messages(page).first.locator(".hl-ask-person").count() == 0
+    send(page, "where is my card")
+    again = bot_messages(page).nth(1)
+    again.wait_for()
+    assert settings.asked_again_message in again.locator(".hl-text").inner_text()
+    assert again.locator(".hl-ask-person").inner_text() == "Talk to a person"
+    assert again.locator(".hl-thumb-down").count() == 1
+    page.reload()  # resumed from the transcript
+    if page.locator(".hl-panel").is_hidden():
+        page.click(".hl-launcher")
+    bot_messages(page).nth(1).locator(".hl-ask-person").wait_for()
+    assert bot_messages(page).first.locator(".hl-ask-person").count() == 0
+    bot_messages(page).nth(1).locator(".hl-ask-person").click()
+    page.locator(".hl-notice", has_text="Nobody from our team is online right now").wait_for()
+    with live_server[1].extensions["helploop"].database.session() as session:
+        assert session.scalars(select(Conversation.handoff_requested_at)).one() is not None
+
+
 def test_usable_at_phone_width_and_talk_to_a_person(browser: Any, live_server: tuple[str, Any]) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 720})
     page = context.new_page()
