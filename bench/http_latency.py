@@ -5,12 +5,17 @@ Same run, same messages: (1) bare encode() in-process, the floor; (2) sequential
 Uses the BANKING77 bundle saved by bench/accuracy.py (bench/results/model); the embedded default database
 (SQLite) unless --database-url is given. Rate limiting is switched off for the run (it would answer 429).
 
+With --conversation N every client asks its messages in conversations of N (the session id of the first
+reply sent with the next N - 1): what the chat looks up in a conversation's turns (the choices still open, the
+question before a follow-up, the answer just given, bot.repetition) is then in the measure. The default, 1,
+sends every message alone, as the figures before that option were measured.
+
 With --busy-month the database first gets bench/admin_pages.py's synthetic month (200,000 turns, 5,000 review
 items, the demo knowledge base): the same measures on a long log, with pending items for routing to cluster
 against (then pass the demo's bundle as --model: its intents are the knowledge base's).
 
     .venv/bin/python bench/http_latency.py [--model DIR] [--requests 400] [--clients 8] [--database-url URL]
-                                           [--busy-month]
+                                           [--busy-month] [--conversation N]
 """
 
 from __future__ import annotations
@@ -57,13 +62,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post(connection: http.client.HTTPConnection, message: str) -> tuple[int, float]:
-    body = json.dumps({"message": message})
+def post(
+    connection: http.client.HTTPConnection, message: str, session_id: str | None = None
+) -> tuple[int, float, str | None]:
+    """POST one message (in the conversation ``session_id``, or alone): the status, the milliseconds, and the
+    reply's session id."""
+    body = json.dumps({"message": message, **({"session_id": session_id} if session_id else {})})
     started = time.perf_counter()
     connection.request("POST", "/api/v1/chat", body=body, headers={"Content-Type": "application/json"})
     response = connection.getresponse()
-    response.read()
-    return response.status, (time.perf_counter() - started) * 1000
+    payload = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    replied = json.loads(payload).get("session_id") if response.status == 200 else None
+    return response.status, elapsed, replied
+
+
+class Conversations:
+    """One client's conversations: each message is sent in the current one, a new one every ``length``."""
+
+    def __init__(self, connection: http.client.HTTPConnection, length: int) -> None:
+        self.connection, self.length, self.sent, self.session_id = connection, length, 0, None
+
+    def ask(self, message: str) -> tuple[int, float]:
+        if self.sent % self.length == 0:
+            self.session_id = None
+        status, ms, replied = post(self.connection, message, self.session_id)
+        self.session_id, self.sent = replied, self.sent + 1
+        return status, ms
 
 
 def main() -> None:
@@ -77,6 +102,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--conversation",
+        type=int,
+        default=1,
+        help="messages per conversation (1: each alone; writes http_latency_conversations.json otherwise)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--busy-month",
@@ -85,6 +116,8 @@ def main() -> None:
         "does a long log move chat latency? (writes http_latency_busy_month.json)",
     )
     args = parser.parse_args()
+    if args.conversation < 1:
+        sys.exit(f"error: --conversation must be 1 or more, not {args.conversation}")
     if not (args.model / "manifest.json").is_file():
         sys.exit(f"error: no bundle at {args.model}; run bench/accuracy.py first (it saves one)")
     test_texts, _ = read_labelled_csv(args.data / "test.csv")
@@ -143,6 +176,7 @@ def main() -> None:
         "workers": args.workers,
         "threads": args.threads,
         "database": args.database_url or "sqlite (embedded default)",
+        "messages_per_conversation": args.conversation,
     }
     try:
         deadline = time.time() + 120
@@ -184,8 +218,9 @@ def main() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         sequential = []
         statuses = []
+        talk = Conversations(connection, args.conversation)
         for message in messages:
-            status, ms = post(connection, message)
+            status, ms = talk.ask(message)
             statuses.append(status)
             sequential.append(ms)
         results["sequential"] = {
@@ -202,9 +237,10 @@ def main() -> None:
 
         def client(index: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            talk = Conversations(conn, args.conversation)
             local = []
             for message in messages[index * per_client : (index + 1) * per_client]:
-                status, ms = post(conn, message)
+                status, ms = talk.ask(message)
                 local.append(ms)
                 ok[index] += status == 200
             with lock:
@@ -265,12 +301,16 @@ def main() -> None:
             mark(logged == expected and seq["errors"] == 0),
         ),
     ]
+    alone = "each message alone" if args.conversation == 1 else f"conversations of {args.conversation}"
+    print(f"{alone}; {results['database']}")
     print(f"{'measure':<40}{'value':>18}  target")
     print("-" * 72)
     for name, value, target in rows:
         print(f"{name:<40}{value:>18}  {target}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "http_latency_busy_month.json" if args.busy_month else "http_latency.json"
+    if args.conversation > 1:
+        name = name.replace(".json", "_conversations.json")
     (args.out / name).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out / name}")
 

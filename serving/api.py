@@ -551,12 +551,33 @@ def feedback() -> Response:
         turn = record_feedback(session, turn_id=turn_id, helpful=helpful, comment=comment)
     except NotFoundError as exc:
         raise APIError(404, "unknown_turn", str(exc), "turn_id") from None
+    # A thumbs-down on an answer of the model's: what the typed "that's wrong" is offered, the intents the
+    # model ranked next for that question (the right one among them for 85 % of wrong answers on BANKING77),
+    # to pick from in one click, and a person (the widget's button under the reply).
+    production = state().models.state.production
+    others = (
+        other_choices(turn, production)
+        if not helpful and turn.status == ANSWERED and production is not None
+        else []
+    )
     session.commit()
     if helpful:
         state().metrics.feedback.labels(helpful="true").inc()
     else:
         route_thumbs_down(turn.id)
-    return jsonify({"turn_id": turn.id, "helpful": turn.helpful})
+    settings = state().settings
+    reply = None
+    if not helpful:
+        reply = settings.small_talk_not_helpful
+        reply = f"{reply} {settings.clarify_message}" if others else reply
+    return jsonify(
+        {
+            "turn_id": turn.id,
+            "helpful": turn.helpful,
+            "reply": reply,  # the bot's line after a thumbs-down (None after a thumbs-up)
+            "suggestions": suggestion_payload(others),
+        }
+    )
 
 
 def route_thumbs_down(turn_id: int) -> None:

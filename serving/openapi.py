@@ -319,7 +319,31 @@ SPEC: dict[str, Any] = {
                     ),
                 },
                 "responses": {
-                    "200": {"description": "Stored", **_json({"type": "object"})},
+                    "200": {
+                        "description": "Stored",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "turn_id": {"type": "integer"},
+                                    "helpful": {"type": "boolean"},
+                                    "reply": {
+                                        "type": "string",
+                                        "nullable": True,
+                                        "description": "after a thumbs-down, the bot's line to show (the "
+                                        "suggestions, if any, after it, and a way to ask for a person); "
+                                        "null after a thumbs-up",
+                                    },
+                                    "suggestions": {
+                                        "type": "array",
+                                        "items": SUGGESTION,
+                                        "description": "after a thumbs-down on an answer, the intents the "
+                                        "model ranked next for that question, to pick from as chips",
+                                    },
+                                },
+                            }
+                        ),
+                    },
                     **_error_responses(400, 404, 415, 429),
                 },
             }

@@ -163,9 +163,9 @@
       });
       wrap.appendChild(chips);
     }
-    // Declined, nobody asked to take it over; or the answer just given, asked for again: a person is one
-    // click away
-    if (reply.status === "off_topic" || reply.asked_again) {
+    // Declined, nobody asked to take it over; the answer just given, asked for again; or a thumbs-down: a
+    // person is one click away
+    if (reply.status === "off_topic" || reply.asked_again || reply.offer_person) {
       var offer = el("div", { "class": "hl-chips" });
       var ask = el("button", { type: "button", "class": "hl-chip hl-ask-person" }, TEXTS.talk_to_person);
       ask.addEventListener("click", function () { ask.setAttribute("aria-pressed", "true"); askForPerson(); });
@@ -414,11 +414,17 @@
   }
 
   function feedback(turnId, helpful, group, button) {
-    request("POST", "/api/v1/feedback", { turn_id: turnId, helpful: helpful }).then(function () {
+    var again = button.getAttribute("aria-pressed") === "true";  // pressed before: nothing new to offer
+    request("POST", "/api/v1/feedback", { turn_id: turnId, helpful: helpful }).then(function (data) {
       Array.prototype.forEach.call(group.querySelectorAll("button"), function (b) {
         b.setAttribute("aria-pressed", b === button ? "true" : "false");
       });
-      if (!helpful) { addNotice(TEXTS.feedback_thanks); }
+      if (helpful || again) { return; }
+      if (data && data.reply) {  // the bot's line, the intents ranked next as chips, and a person
+        addBot({ answer: data.reply, status: "not_helpful", suggestions: data.suggestions, offer_person: true });
+      } else {
+        addNotice(TEXTS.feedback_thanks);
+      }
     }).catch(function (error) { addNotice(TEXTS.feedback_failed + " " + error.message); });
   }
 

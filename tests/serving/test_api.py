@@ -1450,3 +1450,26 @@ def test_a_same_answer_limit_of_one_passes_the_first_repeat_on(make_app: Any) ->
     assert [t.asked_again for t in turns(app)] == [None, 2]
     with pytest.raises(SettingsError, match="same_answer_limit must be 0 to 10, not 11"):
         load_settings(overrides={"same_answer_limit": 11, "environment": "testing"}, environ={})
+
+
+def test_a_thumbs_down_offers_the_intents_ranked_next_as_the_typed_complaint_does(make_app: Any) -> None:
+    """A thumbs-down on an answer is answered, as a typed "that's wrong" is, with the deployment's line and
+    the three intents the model ranked next for that question (the wrong answer left out); a thumbs-up with
+    nothing. The thumbs-down is stored and reviewed as before, and no turn is logged for the offer."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    answered = chat(client, "when will my card arrive").get_json()
+    down = client.post("/api/v1/feedback", json={"turn_id": answered["turn_id"], "helpful": False}).get_json()
+    assert down["reply"] == f"{settings.small_talk_not_helpful} {settings.clarify_message}"
+    ranked = [c["intent"] for c in turns(app)[0].candidates]
+    offered = [s["intent"] for s in down["suggestions"]]
+    assert offered == [i for i in ranked if i != "card_arrival"][:3] and len(offered) == 3
+    assert all(s["title"] for s in down["suggestions"])
+    up = client.post("/api/v1/feedback", json={"turn_id": answered["turn_id"], "helpful": True}).get_json()
+    assert (up["helpful"], up["reply"], up["suggestions"]) == (True, None, [])
+    # A clicked chip's answer (the model ranked nothing else): the line alone.
+    clicked = chat(client, "/change_pin", session_id=answered["session_id"]).get_json()
+    alone = client.post("/api/v1/feedback", json={"turn_id": clicked["turn_id"], "helpful": False}).get_json()
+    assert (alone["reply"], alone["suggestions"]) == (settings.small_talk_not_helpful, [])
+    assert [t.helpful for t in turns(app)] == [True, False]  # stored; no turn for the offers

@@ -146,15 +146,40 @@ def test_clarify_shows_chips_and_clicking_one_answers(page: Any, live_server: tu
     assert page.locator(".hl-user").all_inner_texts() == [AMBIGUOUS, "Change my PIN"]
 
 
-def test_thumbs_down_is_stored(page: Any, live_server: tuple[str, Any]) -> None:
+def test_thumbs_down_is_stored_and_offers_the_intents_ranked_next(
+    page: Any, live_server: tuple[str, Any]
+) -> None:
+    """A thumbs-down is stored, and the bot answers it as a typed "that's wrong": its line, the intents the
+    model ranked next as chips (one click answers), and the "Talk to a person" button; pressing it again
+    offers nothing more."""
+    settings = live_server[1].extensions["helploop"].settings
     send(page, "when will my card arrive")
     bot_messages(page).first.wait_for()
     page.click(".hl-thumb-down")
     page.locator(".hl-thumb-down[aria-pressed=true]").wait_for()
+    offer = page.locator(".hl-bot[data-status=not_helpful]")
+    offer.wait_for()
+    assert (
+        offer.locator(".hl-text").inner_text()
+        == f"{settings.small_talk_not_helpful} {settings.clarify_message}"
+    )
+    assert offer.locator(".hl-chip[data-intent]").count() == 3
+    assert offer.locator(".hl-ask-person").inner_text() == "Talk to a person"
+    assert offer.locator(".hl-thumb-down").count() == 0  # the offer itself is not rated
     app = live_server[1]
     with app.extensions["helploop"].database.session() as session:
         turn = session.scalars(select(Turn)).one()
         assert turn.helpful is False
+    page.locator(".hl-thumb-down").first.click()  # pressed again: stored, no second offer
+    page.wait_for_timeout(300)
+    assert page.locator(".hl-bot[data-status=not_helpful]").count() == 1
+    picked = offer.locator(".hl-chip[data-intent]").first
+    intent = picked.get_attribute("data-intent")
+    picked.click()
+    bot_messages(page).nth(2).wait_for()
+    with app.extensions["helploop"].database.session() as session:
+        clicked = session.scalars(select(Turn).order_by(Turn.id.desc())).first()
+        assert clicked is not None and (clicked.served_by, clicked.intent) == ("suggestion", intent)
 
 
 def test_typing_that_is_wrong_shows_the_thumbs_down_and_offers_the_next_intents(
