@@ -891,7 +891,7 @@ def conversations() -> Any:
     """The turn log by conversation: the inbox of conversations waiting for a person first."""
     helploop = current_app.extensions["helploop"]
     view = request.args.get("view", "waiting")
-    if view not in ("waiting", "all", "unhappy"):
+    if view not in ("waiting", "all", "unhappy", "asked_again"):
         abort(400)
     search = request.args.get("q", "")[:200]
     page = max(1, request.args.get("page", 1, type=int) or 1)
@@ -900,6 +900,7 @@ def conversations() -> Any:
             session,
             waiting_only=view == "waiting",
             max_rating=LOW_RATING if view == "unhappy" else None,
+            asked_again_only=view == "asked_again",
             search=search,
             limit=CONVERSATIONS_PER_PAGE,
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,

@@ -804,6 +804,7 @@ class ConversationSummary:
     rating: int | None = None  # the customer's rating of the live chat (1-5)
     match: str | None = None  # on a search: the newest of the customer's messages that holds the words
     match_turn: int | None = None  # its turn (None for a live-chat message)
+    asked_again: int = 0  # turns that asked again for the answer just given (bot.repetition)
 
     @property
     def waiting(self) -> bool:
@@ -860,16 +861,18 @@ def conversation_summaries(
     waiting_only: bool = False,
     search: str = "",
     max_rating: int | None = None,
+    asked_again_only: bool = False,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[ConversationSummary], int]:
     """Conversations newest activity first, with their counts and last message, and how many match in all.
     ``waiting_only``: handed to a person (asked for, or the bot handed off) and not yet marked handled.
     ``max_rating``: only live chats the customer rated at most this (the unhappy ones, to follow up).
-    ``search``: a case-insensitive substring of any of the user's messages (originals: operators only).
-    The page is chosen on the conversations table alone (its activity index; the bot's handoffs from the
-    turns' status index), and only its own conversations' turns are counted: the cost follows the page, not
-    the length of the turn log."""
+    ``asked_again_only``: only conversations where the customer asked again for the answer just given
+    (``bot.repetition``: an answer that did not settle it, to read). ``search``: a case-insensitive
+    substring of any of the user's messages (originals: operators only). The page is chosen on the
+    conversations table alone (its activity index; the bot's handoffs from the turns' status index), and only
+    its own conversations' turns are counted: the cost follows the page, not the length of the turn log."""
     conditions: list[Any] = []
     if waiting_only:
         conditions += [
@@ -881,6 +884,9 @@ def conversation_summaries(
         ]
     if max_rating is not None:
         conditions.append(Conversation.rating <= max_rating)
+    if asked_again_only:  # a few turns in a hundred, from their own partial index
+        again = select(Turn.conversation_id).where(Turn.asked_again.is_not(None))
+        conditions.append(Conversation.id.in_(again))
     if search.strip():
         needle = search.strip().lower()
         matching = select(Turn.conversation_id).where(user_text_matches(session, search))
@@ -905,6 +911,7 @@ def conversation_summaries(
                 func.count().label("turns"),
                 func.sum(case((Turn.status == "handoff", 1), else_=0)).label("handoff_turns"),
                 func.sum(case((Turn.helpful.is_(False), 1), else_=0)).label("unhelpful"),
+                func.sum(case((Turn.asked_again.is_not(None), 1), else_=0)).label("asked_again"),
                 func.max(Turn.id).label("last_turn"),
             )
             .where(Turn.conversation_id.in_([conversation.id for conversation in page]))
@@ -943,6 +950,7 @@ def conversation_summaries(
             rating=conversation.rating,
             match=matches.get(conversation.id, (None, None))[0],
             match_turn=matches.get(conversation.id, (None, None))[1],
+            asked_again=int(count.asked_again or 0) if count is not None else 0,
         )
         for conversation, count in rows
     ]

@@ -12,6 +12,7 @@ from core.models import utcnow
 from core.registry import (
     asked_again,
     clarify_choices,
+    conversation_summaries,
     daily_traffic,
     other_languages,
     waiting_conversations,
@@ -57,6 +58,15 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
         db_session, lambda s: answer_quality(s, since=since), containing="asked_again IS NOT NULL"
     )
     assert len(again_by_intent) == 1 and partial in again_by_intent[0], again_by_intent
+    # and the conversations where customers asked again (the list's view), from the same index
+    again_listed = plans(
+        db_session,
+        lambda s: conversation_summaries(s, asked_again_only=True),
+        containing="turns.asked_again IS NOT NULL",
+    )
+    chosen = [p for p in again_listed if "conversations" in p.split(" | ")[0]]  # the count and the page
+    assert len(chosen) == 2, again_listed
+    assert all("SCAN turns USING INDEX ix_turns_asked_again_created" in p for p in chosen), chosen
     inbox = plans(db_session, lambda s: waiting_conversations(s), containing="count(*)")
     assert len(inbox) == 1 and "COVERING INDEX ix_turns_status_created (status=?)" in inbox[0], inbox
     # And the figures are still right.

@@ -1403,6 +1403,12 @@ def test_the_answer_just_given_asked_for_again_offers_a_person_then_passes_the_c
     assert "would have been 3 times in a row): passed to a person instead" in page
     overview = operator.get("/operator/").get_data(as_text=True)
     assert re.search(r'id="asked-again">Customers asked again [^<]*<strong>3</strong> times', overview)
+    assert 'href="/operator/conversations?view=asked_again">the conversations</a>' in overview
+    listed = operator.get("/operator/conversations?view=asked_again").get_data(as_text=True)
+    assert session_id in listed and alone["session_id"] not in listed  # only where someone asked again
+    assert re.search(r'<td class="asked-again">3</td>', listed)  # 2 answered again, 1 passed on
+    everything = operator.get("/operator/conversations?view=all").get_data(as_text=True)
+    assert session_id in everything and alone["session_id"] in everything
     assert "2 given again with the offer of a person, 1 passed to a person instead" in overview
     with helploop.database.session() as session:  # the knowledge base the toy bundles were built from
         import_knowledge_base(session, incoming=toy_knowledge(), source="test")
