@@ -23,7 +23,6 @@ Writes bench/results/asked_again[_N-shot].json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.follow_ups import SETS, read_conversations  # noqa: E402
 from bot.encoders import CachingEncoder, SentenceTransformerEncoder  # noqa: E402
 from bot.engine import ANSWERED, AnsweringEngine, EngineConfig, Prediction  # noqa: E402
 from bot.evaluation import sample_shots  # noqa: E402
@@ -45,10 +45,6 @@ from bot.follow_up import Earlier, read_follow_up  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
-FOLLOW_UP_SETS = (
-    ROOT / "bench" / "data" / "follow_ups.csv",
-    ROOT / "bench" / "data" / "follow_ups_holdout.csv",
-)
 # What the customer's next question gets, against the answer just given.
 AGAIN = ("same_answer", "right", "other_wrong", "no_answer")
 
@@ -98,10 +94,7 @@ def asked_again(engine: AnsweringEngine, texts: list[str], labels: list[str], se
 
 
 def same_topic_follow_ups(engine: AnsweringEngine) -> dict[str, int]:
-    rows: list[dict[str, str]] = []
-    for path in FOLLOW_UP_SETS:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows += [r for r in csv.DictReader(handle) if r["kind"] == "same_topic"]
+    rows = [r for path in SETS.values() for r in read_conversations(path) if r["kind"] == "same_topic"]
     repeated = answered_first = 0
     for row in rows:
         first = engine.predict(row["first"])

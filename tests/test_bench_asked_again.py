@@ -70,3 +70,18 @@ def test_customers_ask_again_after_a_wrong_and_a_right_answer(bench: Any) -> Non
     assert sum(second.values()) == 2 and second["right"] == 0 and second["other_wrong"] == 0
     assert second["same_answer"] + second["no_answer"] == 2
     assert sum(right["third_reply_after_the_same_answer"].values()) == second["same_answer"]
+
+
+class Always:
+    """Answers every message, alone or read after the one before, with intent x."""
+
+    def predict(self, text: str, only: Any = None) -> Prediction:
+        return said(ANSWERED, "x")
+
+    def predict_follow_up(self, text: str, context: str, **_: Any) -> tuple[Prediction, Prediction]:
+        return said(ANSWERED, "x"), said(ANSWERED, "x")
+
+
+def test_the_same_topic_follow_ups_are_read_from_both_sets(bench: Any) -> None:
+    counted = bench.same_topic_follow_ups(Always())
+    assert counted == {"conversations": 24, "first_answered": 24, "same_answer_again": 24}  # 16 + 8 rows
