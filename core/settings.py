@@ -36,6 +36,7 @@ OPS_EVENT_KINDS = (
 # The lines the customer is shown instead of an answer (HELPLOOP_<NAME>): none may be blank.
 REPLY_SETTINGS = (
     "handoff_message",
+    "same_answer_handoff_message",
     "off_topic_message",
     "other_language_message",
     "talk_to_person_label",
@@ -205,11 +206,15 @@ class Settings:
     # The same answer asked for again in a conversation (bot.repetition: the customer asks, within
     # follow_up_minutes of the answer, what the model answers with the same intent): given again with
     # asked_again_message under it and the widget's "Talk to a person" button, at most same_answer_limit
-    # times in a row; asked once more, the conversation goes to a person (the handoff line). 0: every answer
-    # is given as if new. A blank message gives the answer again with the button alone.
+    # times in a row; asked once more, the conversation goes to a person with same_answer_handoff_message.
+    # 0: every answer is given as if new. A blank asked_again_message gives the answer again with the button
+    # alone.
     same_answer_limit: int = 2
     asked_again_message: str = (
         "If that doesn't answer your question, a person on our team can help: just ask for one."
+    )
+    same_answer_handoff_message: str = (
+        "I keep giving you the same answer, so I'm passing you to a person on our team."
     )
     # A message of several sentences is also read sentence by sentence (bot.multi_question): an answered
     # message offers the intents its other questions are answered with as chips. Off: one reading.

@@ -210,8 +210,9 @@ def typed_choice(engine: AnsweringEngine, message: str, offered: list[str]) -> s
 @dataclasses.dataclass(frozen=True)
 class ChatTurn:
     """A message answered and logged (``answer_message``): the prediction, the turn's id, the conversation's
-    id, the text shown, the turn a typed "that's wrong" rated unhelpful (or None), and whether the customer
-    asked again for the answer just given (bot.repetition: given again with the offer of a person)."""
+    id, the text shown, the turn a typed "that's wrong" rated unhelpful (or None), whether the customer
+    asked again for the answer just given (bot.repetition: given again with the offer of a person), and
+    whether they asked for it once more than the limit (passed to a person instead)."""
 
     prediction: Prediction
     turn_id: int
@@ -219,6 +220,7 @@ class ChatTurn:
     text: str
     rated_turn_id: int | None
     asked_again: bool
+    passed_on: bool = False
 
 
 def answer_message(
@@ -330,6 +332,8 @@ def answer_message(
     asked_again = repeat is not None and not repeat.passed_on
     if asked_again:
         text = again_text(text, settings.asked_again_message)
+    elif repeat is not None:  # passed on: the bot says why, not that it did not understand
+        text = settings.same_answer_handoff_message
     # Declined as off its topic and written in another language ("Wo ist meine Karte?"): the customer is told
     # the bot answers in the knowledge base's language (bot.language), not that it has no answer.
     language = None if requested else declined_in_language(prediction, message, settings.language)
@@ -427,7 +431,8 @@ def answer_message(
         # A follow-up read with the question before it joins no look-alike (its words alone say little):
         # it is reviewed with the earlier turns on its own item.
         helploop.router.submit(turn.id, reasons, prediction.embedding if context is None else None)
-    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again)
+    passed_on = repeat is not None and repeat.passed_on
+    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again, passed_on)
 
 
 def repeated_answer(

@@ -230,6 +230,7 @@ def query_knowledgebases() -> Response:
     said = answer_message(message, session_id, channel="azure", create_unknown_session=True, only=only)
     prediction, text = said.prediction, said.text
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
-    # No answer: the default answer is the handoff line, or the off-topic one for a message off the topic
-    fallback = text if prediction.off_topic else settings.handoff_message
+    # No answer: the default answer is the handoff line, or the off-topic one for a message off the topic, or
+    # the line for an answer asked for once more than the limit (bot.repetition)
+    fallback = text if prediction.off_topic or said.passed_on else settings.handoff_message
     return jsonify({"answers": answers or [_no_answer(fallback)]})

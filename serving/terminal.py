@@ -150,6 +150,8 @@ def run_terminal_chat(
             shown = NOBODY_HERE
         elif offering:
             shown = f"{prediction.answer}\n{numbered(prediction.suggestions)}"
+        elif repeat is not None and repeat.passed_on:  # as the web chat says it
+            shown = settings.same_answer_handoff_message
         elif language is not None:  # declined, in another language: as the web chat says it
             shown = other_language_reply(
                 language, settings.other_language_message, expected=settings.language

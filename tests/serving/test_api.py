@@ -1351,7 +1351,8 @@ def test_the_answer_just_given_asked_for_again_offers_a_person_then_passes_the_c
     assert again["suggestions"] == first["suggestions"]  # the answer's own follow-up chips, as before
     third = chat(client, "my card has not arrived", session_id=session_id).get_json()
     assert (third["status"], third["intent"], third["asked_again"]) == ("handoff", None, False)
-    assert third["answer"] == settings.handoff_message and third["suggestions"] == []
+    assert third["answer"] == settings.same_answer_handoff_message and third["suggestions"] == []
+    assert third["answer"] == "I keep giving you the same answer, so I'm passing you to a person on our team."
     logged = turns(app)
     assert [(t.status, t.intent, t.asked_again) for t in logged] == [
         ("answered", "card_arrival", None),
@@ -1417,6 +1418,21 @@ def test_the_answer_just_given_asked_for_again_offers_a_person_then_passes_the_c
         re.findall(r'<tr data-intent="(\w+)">.*?<td class="asked-again">(\d*)</td>', knowledge, re.S)
     )
     assert cells == {"card_arrival": "1", "change_pin": "1", "exchange_rate": "", "terminate_account": ""}
+
+
+def test_azure_says_why_it_hands_over_an_answer_asked_for_once_too_often(client: Any, app: Any) -> None:
+    """Azure's runtime shape: the answer asked for again is the QnA's answer as ever (an Azure answer is the
+    knowledge base's text); once more, the no-match result carries the same-answer line (not the "I'm not
+    sure I understood" handoff line)."""
+    from serving.azure_qa import NO_ANSWER_ID
+
+    settings = app.extensions["helploop"].settings
+    asked = [
+        client.post(AZURE, json={"question": q, "userId": "user-9"}).get_json()["answers"][0]
+        for q in ("when will my card arrive", "where is my card", "my card has not arrived")
+    ]
+    assert asked[1]["answer"] == asked[0]["answer"] and asked[1]["id"] == asked[0]["id"]
+    assert (asked[2]["id"], asked[2]["answer"]) == (NO_ANSWER_ID, settings.same_answer_handoff_message)
 
 
 def test_the_rasa_channel_offers_a_person_under_an_answer_asked_for_again(client: Any) -> None:

@@ -1475,7 +1475,7 @@ def test_terminal_chat_gives_an_answer_asked_for_again_with_a_person_then_passes
     run_terminal_chat(engine, database=database, settings=settings, stdin=io.StringIO(typed), stdout=out)
     expected = (
         f"> Soon.\n> {settings.small_talk_thanks}\n> Soon.\n\n{settings.asked_again_message}\n"
-        f"> {settings.handoff_message}\n> Soon.\n"  # after the handoff, a first answer again
+        f"> {settings.same_answer_handoff_message}\n> Soon.\n"  # after the handoff, a first answer again
     )
     assert expected in out.getvalue()
     with database.session() as session:
