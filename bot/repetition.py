@@ -14,7 +14,10 @@ asks ``repetition`` what a new answer of the model's is; the engine's prediction
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from bot.engine import HANDOFF, Prediction
 
 ASKED_AGAIN = "asked_again"  # the review reason of a turn that asked again (crowd_feedback.review)
 
@@ -44,6 +47,14 @@ def repetition(
     if limit == 0 or intent is None or intent != last_intent:
         return None
     return Repetition(times=max(last_times, 1) + 1, limit=limit)
+
+
+def passed_on(prediction: Prediction) -> Prediction:
+    """``prediction`` (an answer asked for once more than the limit) as a handoff: no answer, no chips; the
+    model's candidates stay for the log."""
+    return dataclasses.replace(
+        prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False, vague=False
+    )
 
 
 def again_text(answer: str, offer: str) -> str:

@@ -29,7 +29,7 @@ from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, r
 from bot.language import declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
-from bot.repetition import Repetition, again_text, repetition
+from bot.repetition import Repetition, again_text, passed_on, repetition
 from bot.small_talk import HELP, small_talk_prediction
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
@@ -316,9 +316,7 @@ def answer_message(
         if not (requested or chit_chat) and settings.same_answer_limit:
             repeat = repeated_answer(session, session_id, prediction, settings)
     if repeat is not None and repeat.passed_on:
-        prediction = dataclasses.replace(
-            prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False, vague=False
-        )
+        prediction = passed_on(prediction)
     if requested:
         context = None  # no question for the bot, whatever it refers to
         prediction = dataclasses.replace(
@@ -431,8 +429,8 @@ def answer_message(
         # A follow-up read with the question before it joins no look-alike (its words alone say little):
         # it is reviewed with the earlier turns on its own item.
         helploop.router.submit(turn.id, reasons, prediction.embedding if context is None else None)
-    passed_on = repeat is not None and repeat.passed_on
-    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again, passed_on)
+    handed_over = repeat is not None and repeat.passed_on
+    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again, handed_over)
 
 
 def repeated_answer(

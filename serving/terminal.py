@@ -13,7 +13,7 @@ from bot.handoff import OFF_TOPIC, escalates, logged_status
 from bot.language import check_language, declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
-from bot.repetition import again_text, repetition
+from bot.repetition import again_text, passed_on, repetition
 from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
 from core.settings import Settings
 
@@ -129,9 +129,7 @@ def run_terminal_chat(
         if status == ANSWERED and last is not None:
             repeat = repetition(prediction.intent, *last, limit=settings.same_answer_limit)
         if repeat is not None and repeat.passed_on:
-            prediction = dataclasses.replace(
-                prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False
-            )
+            prediction = passed_on(prediction)
             status = logged_status(prediction)
             earlier = Earlier(earlier.text, None) if earlier is not None else None
         if requested:  # logged as the web chat logs it: the candidates, no answer
