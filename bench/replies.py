@@ -5,9 +5,12 @@
 ``none_of_these``, or ``question`` (for the model). Two sets: ``first`` (42) was written after the rules of
 bot/choice.py and the small-talk phrases of session 45 were coded and before any was read by them; the rules
 were then widened on its misses, and ``second`` (32) was written after that and before any was read: each
-set a held-out check of the rules as they stood when it was written. Each message is read as the web chat
+set a held-out check of the rules as they stood when it was written. ``third`` (session 48, 36: emoji,
+"ok", "yes" and "no") adds the bot's "Is there anything else I can help with?" as a place a message answers
+(``anything_else``) and the labels ``go_ahead`` and ``which_one``. Each message is read as the web chat
 reads it: after "did you mean" (the choices below), first as an answer to the choices
-(bot.choice.read_choice), then as small talk (bot.small_talk); after an answer, as small talk. "Before"
+(bot.choice.read_choice), then as small talk (bot.small_talk); after an answer or "anything else?", as small
+talk, a nod by what came before it (bot.small_talk.acknowledgement_reply). "Before"
 reads the same messages with the small-talk rules of a git revision (default 3b3f8e0, before session 45)
 and no typed choices. No model is involved.
 
@@ -40,8 +43,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.choice import NONE_OF_THESE, read_choice  # noqa: E402
-from bot.small_talk import read_small_talk  # noqa: E402
+from bot.choice import NONE_OF_THESE, WHICH_ONE, read_choice  # noqa: E402
+from bot.small_talk import (  # noqa: E402
+    ACKNOWLEDGEMENT,
+    AFTER_ANSWER,
+    AFTER_ANYTHING_ELSE,
+    acknowledgement_reply,
+    read_small_talk,
+)
 
 DATA = ROOT / "bench" / "data" / "replies.csv"
 # The "did you mean" the choices' rows answer (titles as the demo knowledge base has them).
@@ -52,12 +61,24 @@ SHOWN = [
 ]
 
 
-LABELS = {"thanks", "acknowledgement", "goodbye", "not_helpful", "unclear", NONE_OF_THESE, "question"} | {
-    f"choice:{n}" for n in range(1, len(SHOWN) + 1)
-}
+LABELS = {
+    "thanks",
+    "acknowledgement",
+    "goodbye",
+    "not_helpful",
+    "unclear",
+    "greeting",
+    "go_ahead",
+    WHICH_ONE,
+    NONE_OF_THESE,
+    "question",
+} | {f"choice:{n}" for n in range(1, len(SHOWN) + 1)}
 
 
-SETS = ("first", "second")
+SETS = ("first", "second", "third")
+# What the message answers: an answer, the "did you mean" choices, or the bot's "Is there anything else I can
+# help with?" (the reply to a thanks or a nod).
+AFTER = (AFTER_ANSWER, "choices", AFTER_ANYTHING_ELSE)
 
 
 def read_rows(path: Path = DATA) -> list[dict[str, str]]:
@@ -69,9 +90,9 @@ def read_rows(path: Path = DATA) -> list[dict[str, str]]:
             raise ValueError(
                 f"{path.name}, line {line}: set must be one of {list(SETS)}, not {row.get('set')!r}"
             )
-        if row.get("after") not in ("answer", "choices"):
+        if row.get("after") not in AFTER:
             raise ValueError(
-                f"{path.name}, line {line}: after must be answer or choices, not {row.get('after')!r}"
+                f"{path.name}, line {line}: after must be one of {list(AFTER)}, not {row.get('after')!r}"
             )
         if row.get("expected") not in LABELS:
             raise ValueError(f"{path.name}, line {line}: expected must be one of {sorted(LABELS)}")
@@ -95,16 +116,19 @@ def old_small_talk(revision: str) -> ModuleType:
 
 
 def reader(small_talk: Callable[[str], Any], choices: bool) -> Callable[[str, str], str]:
-    """How the chat reads a message after ``after`` ("answer" or "choices"), as one of the expected labels."""
+    """How the chat reads a message after ``after`` (one of AFTER), as one of the expected labels.
+    ``choices`` False: as before typed choices and the reading of a nod by what came before it."""
 
     def read(after: str, text: str) -> str:
         if choices and after == "choices":
             picked = read_choice(text, SHOWN)
-            if picked == NONE_OF_THESE:
-                return NONE_OF_THESE
+            if picked in (NONE_OF_THESE, WHICH_ONE):
+                return str(picked)
             if picked is not None:
                 return f"choice:{[intent for intent, _ in SHOWN].index(picked) + 1}"
         kind = small_talk(text).kind
+        if choices and kind == ACKNOWLEDGEMENT and after != "choices":  # "ok", "yes": by what came before
+            kind = acknowledgement_reply(text, after)
         return str(kind) if kind is not None else "question"
 
     return read
@@ -164,11 +188,13 @@ def main() -> None:
         "sets": {},
     }
     print(
-        f"{'set':<7} {'after':<9} {'messages':>8} {'right before':>13} {'right now':>10} "
+        f"{'set':<7} {'after':<13} {'messages':>8} {'right before':>13} {'right now':>10} "
         f"{'wrong before':>13} {'wrong now':>10}"
     )
-    for part, after in [(part, after) for part in SETS for after in ("answer", "choices")]:
+    for part, after in [(part, after) for part in SETS for after in AFTER]:
         subset = [r for r in rows if r["after"] == after and r["set"] == part]
+        if not subset:
+            continue
         entry: dict[str, Any] = {"messages": len(subset)}
         for name, read in readings.items():
             read_as = [read(after, r["message"]) for r in subset]
@@ -186,7 +212,7 @@ def main() -> None:
             }
         results["sets"][f"{part}/{after}"] = entry
         print(
-            f"{part:<7} {after:<9} {len(subset):>8} {entry['before']['right']:>13} "
+            f"{part:<7} {after:<13} {len(subset):>8} {entry['before']['right']:>13} "
             f"{entry['now']['right']:>10} {entry['before']['wrong']:>13} {entry['now']['wrong']:>10}"
         )
     for after, entry in results["sets"].items():

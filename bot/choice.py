@@ -6,7 +6,8 @@ these" is off every intent's topic, and the bot declined it with the off-topic l
 against the choices the latest reply showed, and only then: by its place ("the first one", "2", "option
 three", "the last one"), by the words of one choice's title or intent name and of no other ("the pending
 one" after *How long transfers take* / *Pending transfer*), or as none of them ("none of these", "neither",
-"something else"). Anything else is a message like any other, read by the model.
+"something else", a bare "no"); a bare "yes" picks the one choice there is, or asks which one of several
+(``WHICH_ONE``). Anything else is a message like any other, read by the model.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bot.small_talk import AFFIRMATIVE
+
 # The customer's answer that none of the choices fits.
 NONE_OF_THESE = "none_of_these"
+# A yes to several choices ("Did you mean one of these?" "yes"): which one is not said, so the bot asks.
+WHICH_ONE = "which_one"
 
 _ORDINALS = {
     "1": 1, "1st": 1, "first": 1, "one": 1, "top": 1,
@@ -36,10 +41,13 @@ _ORDER = re.compile(
     re.IGNORECASE,
 )
 _NONE = re.compile(
-    r"^(?:(?:no|nope|sorry|nah|um+)\s+)?(?:(?:it'?s|its|it\s+is)\s+)?"
+    r"^(?:(?:no|nope|sorry|nah|um+|hm+|er+|uh+|well|actually)\s+)?(?:(?:it'?s|its|it\s+is)\s+)?"
     r"(?:none(?:\s+of\s+(?:these|those|them|the\s+above|it|that|this))?|neither(?:\s+of\s+"
     r"(?:these|those|them|the\s+two))?|something\s+else|(?:not|no)\s+(?:any\s+of\s+)?(?:these|those|them)"
-    r"|(?:none|neither)\s+(?:fits?|is\s+right|are\s+right|apply|applies))"
+    r"|(?:none|neither)\s+(?:fits?|is\s+right|are\s+right|apply|applies)"
+    # a bare no: "did you mean …?" "no" (it was read as a goodbye: "All right. … Goodbye!")
+    r"|no+|nope|nah|no\s+(?:it'?s\s+not|it\s+is\s+not|it\s+isn'?t|that'?s\s+not\s+it|not\s+(?:that|really))"
+    r"|not\s+(?:really|quite|that|exactly))"
     r"(?:\s+(?:please|sorry|thanks|unfortunately|really|entirely|altogether|completely))?$",
     re.IGNORECASE,
 )
@@ -71,8 +79,8 @@ def _same_word(typed: str, word: str) -> bool:
 
 def read_choice(text: str, choices: Sequence[tuple[str, str]]) -> str | None:
     """The intent of ``choices`` (``(intent, title)`` as shown, in order) that ``text`` picks,
-    ``NONE_OF_THESE`` when it says none fits, None when it is no answer to the choices (a message for the
-    model)."""
+    ``NONE_OF_THESE`` when it says none fits, ``WHICH_ONE`` for a yes to several, None when it is no answer
+    to the choices (a message for the model)."""
     if not choices:
         return None
     stripped = re.sub(r"[^\w\s#']+", " ", text).strip()
@@ -81,6 +89,8 @@ def read_choice(text: str, choices: Sequence[tuple[str, str]]) -> str | None:
         return None
     if _NONE.match(stripped):
         return NONE_OF_THESE
+    if AFFIRMATIVE.match(stripped):  # "yes": the one choice there is, or which one of several?
+        return choices[0][0] if len(choices) == 1 else WHICH_ONE
     order = _ORDER.match(stripped)
     if order is not None:
         place = order.group("place").lower()

@@ -27,9 +27,16 @@ GREETING, THANKS, GOODBYE, ACKNOWLEDGEMENT, ABOUT_BOT, HELP, NOT_HELPFUL, UNCLEA
     "not_helpful",  # "that's wrong", "not what I asked": the customer's thumbs-down, typed
     "unclear",  # "I don't understand", "what?", "can you explain that again?"
 )
+# Replies chosen by what the bot said before, not by the message alone (``acknowledgement_reply``): "yes" to
+# "Is there anything else I can help with?" is a question on its way, not one more acknowledgement.
+GO_AHEAD = "go_ahead"
+# What the latest reply was, for an acknowledgement: an answer (or anything not small talk); the bot's
+# "anything else?" or goodbye (the replies to a thanks, a nod, a goodbye); or nothing yet to acknowledge (no
+# reply before, or a greeting, help or unclear reply, which ask for a question).
+AFTER_ANSWER, AFTER_ANYTHING_ELSE, AFTER_NOTHING = "answer", "anything_else", "nothing"
 # When a message holds several kinds, the reply answers the one that ends the exchange most; a complaint
 # about the last answer comes first ("no, that's wrong" is no goodbye).
-PRIORITY = (NOT_HELPFUL, UNCLEAR, GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
+PRIORITY = (NOT_HELPFUL, UNCLEAR, GO_AHEAD, GOODBYE, THANKS, ABOUT_BOT, HELP, GREETING, ACKNOWLEDGEMENT)
 _IT = r"(?:that'?s|that\s+is|that\s+was|this\s+is|this\s+was|it'?s|it\s+is|it\s+was)"
 _DID_NOT = r"(?:didn'?t|did\s+not|doesn'?t|does\s+not|don'?t|do\s+not)"
 
@@ -71,6 +78,7 @@ PATTERNS = _whole(
             r"|that'?s\s+all(?:\s+for\s+now)?|that\s+is\s+all|nothing\s+else|no\s+thanks|no\s+thank\s+you"
             rf"|{_IT}\s+all\s+i\s+(?:needed|wanted|need|want)(?:\s+to\s+know)?"
             r"|i'?m\s+done|all\s+good|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening)|no|nope|nah"
+            r"|not\s+(?:right\s+)?now|not\s+at\s+the\s+moment|not\s+today"
         ),
         ACKNOWLEDGEMENT: (
             r"ok+(?:ay+|ey)?|okie|oki|k|kk|alright|all\s+right|great|cool|perfect|awesome|nice|got\s+it|understood"
@@ -86,6 +94,11 @@ PATTERNS = _whole(
             r"(?:\s+(?:it|that|this|again|then|now|later|tomorrow|and\s+see|it\s+out|(?:in\s+)?(?:the|my)\s+app"
             r"|a\s+(?:bit|while|little)(?:\s+(?:longer|more))?|(?:a\s+)?few\s+(?:more\s+)?(?:days|hours|minutes)"
             r"|(?:some\s+)?more|longer))*"
+        ),
+        # another question on its way: "one more thing", "I have another question" (it went to the model)
+        GO_AHEAD: (
+            r"one\s+more\s+(?:thing|question|query|q)|(?:i\s+(?:have|got)\s+|i'?ve\s+got\s+)?(?:another|one\s+more"
+            r"|a\s+(?:second|different|further))\s+(?:question|query|thing)(?:\s+(?:for\s+you|to\s+ask))?"
         ),
         ABOUT_BOT: (
             r"(?:are\s+you|am\s+i\s+(?:talking|chatting|speaking)\s+(?:to|with))\s+(?:a\s+|an\s+)?(?:real\s+)?"
@@ -150,7 +163,9 @@ STRIPPABLE = list(PATTERNS.items())
 EVERY_PATTERN = [*STRIPPABLE, *WHOLE_ONLY.items(), (GREETING, NAMED)]
 # Words that join small-talk phrases without being one: "thanks but that didn't help", "ok and bye", "yes
 # please".
-CONNECTORS = frozenset({"but", "and", "so", "though", "please", "pls", "plz", "hmm", "hm", "um", "erm", "uh"})
+CONNECTORS = frozenset(
+    {"but", "and", "so", "though", "please", "pls", "plz", "hmm", "hm", "um", "erm", "uh", "wait", "actually"}
+)
 # Small talk's own longer words, read back from one typo ("thnaks", "goodbey") where the words as typed are no
 # small talk; shorter and common words ("good", "nice", "hello": "hell") are not, since too many other words
 # are one edit from them.
@@ -161,6 +176,28 @@ TYPO_TOLERANT = SpellingCorrector.fit(
 )
 _PART_SPANS = re.compile(r"[^,.!?;:\n]+")  # the parts of a message: the runs between punctuation
 _EMOJI_AND_SYMBOLS = re.compile(r"[^\w\s']+", re.UNICODE)
+# What an emoji says, in a message of small talk only: a thumbs-down or an angry face after an answer is the
+# thumbs-down typed ("😡" was read as a nod: "Is there anything else I can help with?"), a puzzled face is
+# "what?", hands together or a heart a thanks, a wave a greeting. Any other emoji is a nod ("👍", "👌").
+# Around a question an emoji says nothing of the last answer ("My card still hasn't come! 😡" is angry about
+# the card), so these count only when the whole message is small talk.
+EMOJI_KINDS = {
+    **dict.fromkeys("👎😡😠🤬😤😒🙄🙁☹😞😣😩😫💩", NOT_HELPFUL),
+    **dict.fromkeys("🤔😕🤨😐😶❓❔⁉🤷😵🧐", UNCLEAR),
+    **dict.fromkeys("🙏❤♥💙💚💛💜🧡🖤🤍💕💖😊☺🥰😍🤗😘", THANKS),
+    "👋": GREETING,
+}
+_UNCLEAR_MARKS = re.compile(r"^\s*\?+\s*$")  # "?" or "???" alone: the customer did not follow
+
+
+# "Yes" and its kin: a yes to "is there anything else?" (the question follows) or to a "did you mean" of one
+# choice (bot.choice). Not "ok", "great" or "👍", which close an exchange as often as they go on with it.
+AFFIRMATIVE = re.compile(
+    r"^\W*(?:(?:oh|ah|um+|well|actually|ok(?:ay)?)\W+)?(?:yes|yeah|yea|yep|yup|ya|yas|aye|sure|of\s+course"
+    r"|definitely|absolutely|i\s+do|(?:yes|yeah|yep)\W+(?:please|i\s+do|there\s+is|actually|one\s+more(?:\s+thing)?"
+    r"|that'?s\s+(?:it|right|the\s+one)|that\s+one))(?:\W+(?:actually|please|pls|thanks|thank\s+you))?\W*$",
+    re.IGNORECASE,
+)
 
 
 class SmallTalk(NamedTuple):
@@ -179,9 +216,12 @@ def read_small_talk(text: str) -> SmallTalk:
     keep = [i for i, run in enumerate(runs) if run is None]
     if not keep:
         kinds = [kind for run in runs if run for kind in run]
-        if kinds:
+        kinds += [EMOJI_KINDS[c] for c in text if c in EMOJI_KINDS]
+        if kinds:  # "ok 👎" is a thumbs-down: the kind that ends the exchange most answers
             return SmallTalk(min(kinds, key=PRIORITY.index), text)
-        # Nothing but symbols: an emoji alone ("👍", "🙏") is a nod; "?" or "..." says nothing.
+        if _UNCLEAR_MARKS.match(text):
+            return SmallTalk(UNCLEAR, text)
+        # Nothing but symbols: any other emoji alone ("👍", "👌") is a nod; "..." says nothing.
         nod = any(ord(c) > 0x2000 and not c.isspace() for c in text)
         return SmallTalk(ACKNOWLEDGEMENT if nod else None, text)
     # Around a question, a part is left out only when it is small talk without the WHOLE_ONLY phrases.
@@ -201,6 +241,20 @@ def read_small_talk(text: str) -> SmallTalk:
 def small_talk_kind(text: str) -> str | None:
     """The kind of small talk ``text`` is, or None when any part of it is something else (a question)."""
     return read_small_talk(text).kind
+
+
+def acknowledgement_reply(text: str, after: str) -> str:
+    """The kind of reply to an acknowledgement (``text``: "ok", "yes", "👍") after a reply of kind ``after``
+    (AFTER_*): after an answer, "Is there anything else I can help with?"; after the bot asked that (or said
+    goodbye), a yes is a question on its way (GO_AHEAD: "Sure, what would you like to ask?") and anything
+    else ends the chat (GOODBYE); with nothing before it to acknowledge, GO_AHEAD. The demo answered "yes"
+    to "Is there anything else I can help with?" and "ok" to "Hello! What can I help you with?" with "Is
+    there anything else I can help with?"."""
+    if after == AFTER_ANSWER:
+        return ACKNOWLEDGEMENT
+    if after == AFTER_ANYTHING_ELSE and not AFFIRMATIVE.match(text):
+        return GOODBYE
+    return GO_AHEAD
 
 
 def _run(part: str, patterns: list[tuple[str, re.Pattern[str]]]) -> list[str] | None:

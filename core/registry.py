@@ -215,6 +215,29 @@ def latest_turn(
     return session.scalars(query.order_by(Turn.id.desc()).limit(1)).first()
 
 
+def asks_which(turn: Turn) -> bool:
+    """Whether ``turn`` is a "which one?" reply: a yes to several choices, small talk that shows the same
+    chips again and rates nothing (bot.choice.WHICH_ONE). The choices it shows stay those of the turn before
+    it, which a pick answers (``offering_turn``)."""
+    return turn.status == "small_talk" and turn.rated_turn_id is None and bool(turn.suggested)
+
+
+WHICH_ONE_TURNS_READ = 5  # how many "which one?" replies in a row are looked past
+
+
+def offering_turn(
+    session: Session, *, conversation_id: str, before_id: int | None = None, columns: Sequence[Any] = ()
+) -> Turn | None:
+    """The turn whose choices a typed or clicked pick answers: the conversation's newest (before
+    ``before_id``), or, when that is a "which one?" reply (``asks_which``), the turn before it."""
+    turn = latest_turn(session, conversation_id=conversation_id, before_id=before_id, columns=columns)
+    for _ in range(WHICH_ONE_TURNS_READ):
+        if turn is None or not asks_which(turn):
+            return turn
+        turn = latest_turn(session, conversation_id=conversation_id, before_id=turn.id, columns=columns)
+    return turn
+
+
 # What open_choices reads of a turn (the chat looks it up for short messages: not the candidates and scores,
 # which only turns logged before the chips were stored need).
 CHOICE_COLUMNS = (Turn.status, Turn.suggested, Turn.chosen_intent, Turn.declined_at, Turn.rated_turn_id)
@@ -235,7 +258,7 @@ def record_declined(session: Session, *, conversation_id: str, now: datetime | N
     """The customer answered the latest turn's choices with "none of these": remember it on that turn (for
     review and the overview). None when that turn offered no choices still open. Call it before the reply's
     own turn is logged."""
-    latest = latest_turn(session, conversation_id=conversation_id)
+    latest = offering_turn(session, conversation_id=conversation_id)
     if latest is None or not open_choices(latest):
         return None
     latest.declined_at = now or utcnow()
@@ -250,8 +273,8 @@ def record_choice(
     answered a typed "that's wrong" with the intents ranked next, and showed that intent, remember the choice
     on that turn (the customer's own answer to the question, for review and the overview). Follow-up chips of
     an answered turn, a second click, or an intent that was not offered record nothing. Call it before the
-    chip's own turn is logged."""
-    latest = latest_turn(session, conversation_id=conversation_id)
+    chip's own turn is logged. After a "which one?" reply, the turn before it is the one answered."""
+    latest = offering_turn(session, conversation_id=conversation_id)
     shown = open_choices(latest)
     if latest is None or intent not in shown:
         return None
@@ -460,6 +483,7 @@ EARLIER_COLUMNS = (
     Turn.served_by,
     Turn.chosen_intent,
     Turn.rated_turn_id,
+    Turn.suggested,
 )
 
 
@@ -487,8 +511,8 @@ def earlier_question(session: Session, *, conversation_id: str, since: datetime)
         .limit(EARLIER_TURNS_READ)
     ).all()
     for i, turn in enumerate(turns):
-        if turn.served_by == SUGGESTION_ARM:
-            offered = turns[i + 1] if i + 1 < len(turns) else None
+        if turn.served_by == SUGGESTION_ARM:  # the turn that offered it, past any "which one?" reply
+            offered = next((t for t in turns[i + 1 :] if not asks_which(t)), None)
             if offered is None or offered.chosen_intent != turn.intent:
                 return None
             question = session.get(Turn, offered.rated_turn_id) if offered.rated_turn_id else offered
@@ -545,7 +569,7 @@ def question_behind(session: Session, *, turn_id: int) -> int | None:
         return None
     if turn.served_by != SUGGESTION_ARM:
         return turn.id
-    before = latest_turn(session, conversation_id=turn.conversation_id, before_id=turn.id)
+    before = offering_turn(session, conversation_id=turn.conversation_id, before_id=turn.id)
     if before is None or before.chosen_intent != turn.intent:
         return None
     if before.rated_turn_id is not None:

@@ -53,6 +53,8 @@ REPLY_SETTINGS = (
     "small_talk_help",
     "small_talk_not_helpful",
     "small_talk_unclear",
+    "small_talk_go_ahead",
+    "small_talk_which_one",
 )
 
 
@@ -185,6 +187,12 @@ class Settings:
         "Sorry if I wasn't clear. Tell me in your own words what you'd like to do, or ask for a person and "
         "someone from our team will help."
     )
+    # "Yes" to the bot's "Is there anything else I can help with?", or "ok" with nothing before it to
+    # acknowledge (the first message, or after a greeting): a question is on its way (bot.small_talk
+    # acknowledgement_reply). Any other nod after "anything else?" ends the chat with small_talk_goodbye.
+    small_talk_go_ahead: str = "Sure, what would you like to ask?"
+    # "Yes" to a "did you mean" of several choices (bot.choice): the same choices again; to one, it is picked.
+    small_talk_which_one: str = "Which one? Pick one of these, or ask in your own words."
     clarify_message: str = "Did you mean one of these?"
     # A "did you mean" answered by typing ("the first one", "2", "pending transfer"; bot.choice) is answered
     # as the clicked chip would be; "none of these" passes the conversation to a person, as if asked for.

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.choice import MAX_WORDS as MAX_CHOICE_WORDS
-from bot.choice import NONE_OF_THESE, read_choice
+from bot.choice import NONE_OF_THESE, WHICH_ONE, read_choice
 from bot.engine import (
     ANSWERED,
     HANDOFF,
@@ -30,7 +30,15 @@ from bot.language import declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.repetition import Repetition, again_text, passed_on, repetition
-from bot.small_talk import HELP, small_talk_prediction
+from bot.small_talk import (
+    ACKNOWLEDGEMENT,
+    AFTER_ANSWER,
+    AFTER_ANYTHING_ELSE,
+    AFTER_NOTHING,
+    HELP,
+    acknowledgement_reply,
+    small_talk_prediction,
+)
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
 from core.redaction import redact
@@ -58,6 +66,7 @@ from core.registry import (
     leave_contact,
     log_turn,
     messages_after,
+    offering_turn,
     open_choices,
     question_behind,
     rate_chat,
@@ -197,7 +206,26 @@ def offered_choices(session: Session, conversation_id: str, message: str) -> lis
     to answer them (bot.choice); empty otherwise, without a look at the log."""
     if len(message.split()) > MAX_CHOICE_WORDS or CHIP_PAYLOAD.match(message):
         return []
-    return open_choices(latest_turn(session, conversation_id=conversation_id, columns=CHOICE_COLUMNS))
+    return open_choices(offering_turn(session, conversation_id=conversation_id, columns=CHOICE_COLUMNS))
+
+
+def reply_before(session: Session, conversation_id: str | None, settings: Settings) -> str:
+    """What the conversation's latest reply was, for an acknowledgement ("ok", "yes"; bot.small_talk
+    ``acknowledgement_reply``): an answer or anything but small talk; the bot's "anything else?" or goodbye
+    (the replies to a thanks, a nod, a goodbye); or nothing to acknowledge (no reply yet, or other small
+    talk: a greeting asks for a question)."""
+    latest = (
+        latest_turn(session, conversation_id=conversation_id, columns=(Turn.status, Turn.answer))
+        if conversation_id is not None
+        else None
+    )
+    session.commit()  # end the read transaction: the write comes later
+    if latest is None:
+        return AFTER_NOTHING
+    if latest.status != "small_talk":
+        return AFTER_ANSWER
+    closing = (settings.small_talk_thanks, settings.small_talk_acknowledgement, settings.small_talk_goodbye)
+    return AFTER_ANYTHING_ELSE if latest.answer in closing else AFTER_NOTHING
 
 
 def typed_choice(engine: AnsweringEngine, message: str, offered: list[str]) -> str | None:
@@ -266,7 +294,7 @@ def answer_message(
     # "The first one", "pending transfer", "none of these" right after "did you mean": the customer's choice,
     # typed (bot.choice); a picked intent is answered as its clicked chip would be.
     typed = typed_choice(engine, message, offered) if offered else None
-    prediction = chosen_intent(engine, message, None if typed == NONE_OF_THESE else typed)
+    prediction = chosen_intent(engine, message, None if typed in (NONE_OF_THESE, WHICH_ONE) else typed)
     # "Can I talk to a human?" is the "Talk to a person" button typed: the same reply and the same inbox
     # entry, and nothing for reviewers to label (the model's candidates are still logged). "Hi" or "thanks"
     # is small talk: the deployment's reply, and the model is not asked. Neither is a question for review.
@@ -281,6 +309,14 @@ def answer_message(
     elif typed == NONE_OF_THESE:  # none of the choices: the question is for a person, as if asked for
         requested = True
         prediction = small_talk_prediction(message, "", engine.version)
+    elif typed == WHICH_ONE:  # "yes" to several choices: which one? The same chips, still to be answered
+        chit_chat = True
+        prediction = dataclasses.replace(
+            small_talk_prediction(message, settings.small_talk_reply(WHICH_ONE), engine.version),
+            suggestions=[
+                Candidate(n, 0.0, engine.knowledge[n].title) for n in offered if n in engine.knowledge
+            ],
+        )
     else:
         requested = reading.asks_for_person
         alternatives: list[Candidate] = []
@@ -290,6 +326,8 @@ def answer_message(
                 complained, alternatives = last.id, other_choices(last, engine)
             session.commit()
         kind = reading.small_talk_reply(answer_to_rate=complained is not None)
+        if kind == ACKNOWLEDGEMENT:  # "ok", "yes": after an answer, or after "anything else?" (a yes: go on)
+            kind = acknowledgement_reply(message, reply_before(session, session_id, settings))
         if kind is None and earlier is None and settings.small_talk and WHAT_NEXT.match(reading.question):
             kind = HELP  # "what should I do now?" with no question before it: what the bot can do
         chit_chat = kind is not None

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from typing import Any, TextIO
 
-from bot.choice import NONE_OF_THESE, read_choice
+from bot.choice import NONE_OF_THESE, WHICH_ONE, read_choice
 from bot.engine import ANSWERED, CLARIFY, HANDOFF, SMALL_TALK, AnsweringEngine, Candidate, Prediction
 from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up
 from bot.handoff import OFF_TOPIC, escalates, logged_status
@@ -14,7 +14,18 @@ from bot.language import check_language, declined_in_language, other_language_re
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
 from bot.repetition import again_text, passed_on, repetition
-from bot.small_talk import HELP, NOT_HELPFUL, small_talk_prediction
+from bot.small_talk import (
+    ACKNOWLEDGEMENT,
+    AFTER_ANSWER,
+    AFTER_ANYTHING_ELSE,
+    AFTER_NOTHING,
+    GOODBYE,
+    HELP,
+    NOT_HELPFUL,
+    THANKS,
+    acknowledgement_reply,
+    small_talk_prediction,
+)
 from core.settings import Settings
 
 # A typed request for a person: the web chat hands the conversation to the team; here nobody can take over.
@@ -30,8 +41,8 @@ def numbered(choices: list[Candidate]) -> str:
 
 def pending_choice(text: str, pending: Prediction | None, settings: Settings) -> str | None:
     """The intent a reply to the numbered choices picks ("2", "the first one", "pending transfer";
-    bot.choice), ``NONE_OF_THESE``, or None (a message for the model). With typed choices off, only a number
-    picks."""
+    bot.choice), ``NONE_OF_THESE``, ``WHICH_ONE`` (a yes to several), or None (a message for the model).
+    With typed choices off, only a number picks."""
     if pending is None:
         return None
     shown = [(c.intent, c.title) for c in pending.suggestions]
@@ -77,6 +88,7 @@ def run_terminal_chat(
     answered: tuple[Prediction, int | None] | None = None  # the last reply, when an answer: (it, its turn id)
     earlier: Earlier | None = None  # the last question the model read, for a follow-up (bot.follow_up)
     last: tuple[str, int] | None = None  # the last answer's intent, and times given in a row (bot.repetition)
+    after = AFTER_NOTHING  # what the last reply was, for an acknowledgement (bot.small_talk), as on the web
     stdout.write(f"HelpLoop ({engine.version}, {engine.runtime}). Ask a question; an empty line quits.\n")
     while True:
         stdout.write("> ")
@@ -86,8 +98,9 @@ def run_terminal_chat(
             break
         text = line.strip()[: settings.max_message_length]
         picked = pending_choice(text, pending, settings)
-        if picked is not None and picked != NONE_OF_THESE:
+        if picked is not None and picked not in (NONE_OF_THESE, WHICH_ONE):
             chosen = picked
+            after = AFTER_ANSWER
             stdout.write(engine.knowledge[chosen].answer + "\n")
             if earlier is not None:  # the question that offered the choice, answered with it
                 earlier = Earlier(earlier.text, chosen)
@@ -101,6 +114,12 @@ def run_terminal_chat(
         reading = read_message(text, **settings.message_rules)
         complaint = answered if reading.complaint and not declined else None  # "that's wrong", as on the web
         kind = None if declined else reading.small_talk_reply(answer_to_rate=complaint is not None)
+        if picked == WHICH_ONE:  # "yes" to several choices: which one? The same choices again
+            kind = WHICH_ONE
+        elif (
+            kind == ACKNOWLEDGEMENT
+        ):  # "ok", "yes": after an answer, or after "anything else?", as on the web
+            kind = acknowledgement_reply(text, after)
         if kind is None and not declined and earlier is None and settings.small_talk:
             kind = HELP if WHAT_NEXT.match(reading.question) else None  # nothing before it: what the bot does
         context = None  # the earlier question a follow-up was read with
@@ -109,6 +128,8 @@ def run_terminal_chat(
             prediction = small_talk_prediction(text, "", engine.version)
         elif kind is not None:
             prediction = small_talk_prediction(text, settings.small_talk_reply(kind), engine.version)
+            if kind == WHICH_ONE and pending is not None:
+                prediction = dataclasses.replace(prediction, suggestions=pending.suggestions)
         else:
             followed = read_follow_up(
                 engine, reading.question, earlier=earlier if settings.follow_ups else None
@@ -141,7 +162,8 @@ def run_terminal_chat(
             if others:
                 reply = f"{prediction.answer} {settings.clarify_message}"
                 prediction = dataclasses.replace(prediction, answer=reply, suggestions=others)
-        offering = kind == NOT_HELPFUL and bool(prediction.suggestions)  # choices after "that's wrong"
+        # choices after "that's wrong", or the same choices again after "which one?"
+        offering = kind in (NOT_HELPFUL, WHICH_ONE) and bool(prediction.suggestions)
         pending = prediction if status == CLARIFY or offering else None
         language = None if requested else declined_in_language(prediction, text, settings.language)
         if requested:
@@ -195,6 +217,10 @@ def run_terminal_chat(
                 )
                 turn_id = turn.id
         answered = (prediction, turn_id) if status == ANSWERED else None
+        if status != SMALL_TALK:
+            after = AFTER_ANSWER
+        else:  # the bot asked "anything else?" (or said goodbye), or asked for a question
+            after = AFTER_ANYTHING_ELSE if kind in (THANKS, ACKNOWLEDGEMENT, GOODBYE) else AFTER_NOTHING
         if status == ANSWERED and prediction.intent is not None:
             last = (prediction.intent, repeat.times if repeat is not None else 1)
         elif status != SMALL_TALK:

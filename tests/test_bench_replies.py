@@ -18,9 +18,10 @@ def bench() -> Any:
 
 def test_the_messages_and_their_labels(bench: Any, tmp_path: Path) -> None:
     rows = bench.read_rows()
-    assert len(rows) == 74 and len({(r["after"], r["message"]) for r in rows}) == 74
-    assert {r["after"] for r in rows} == {"answer", "choices"}
-    assert sum(r["set"] == "first" for r in rows) == 42 and sum(r["set"] == "second" for r in rows) == 32
+    assert len(rows) == 110 and len({(r["after"], r["message"]) for r in rows}) == 110
+    assert {r["after"] for r in rows} == {"answer", "choices", "anything_else"}
+    sizes = {part: sum(r["set"] == part for r in rows) for part in ("first", "second", "third")}
+    assert sizes == {"first": 42, "second": 32, "third": 36}
     bad = tmp_path / "bad.csv"
     bad.write_text("set,after,message,expected\nfirst,answer,thanks,thanks\nfirst,choices,first,choice:7\n")
     with pytest.raises(ValueError, match=r"bad.csv, line 3: expected must be one of"):
@@ -34,6 +35,10 @@ def test_choices_are_read_only_after_did_you_mean(bench: Any) -> None:
     assert now("answer", "the second one") == "question"  # after an answer: the model's
     assert now("answer", "cheers, that sorted it") == "thanks"
     assert now("choices", "why did my transfer fail") == "question"
+    # a yes to several choices asks which; to "anything else?" the question follows; a nod there ends it
+    assert now("choices", "yes") == "which_one" and now("choices", "no") == "none_of_these"
+    assert now("anything_else", "yes") == "go_ahead" and now("anything_else", "ok") == "goodbye"
+    assert now("answer", "ok") == "acknowledgement" and now("answer", "😡") == "not_helpful"
 
 
 def test_before_reads_with_the_old_rules(bench: Any) -> None:

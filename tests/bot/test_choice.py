@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.choice import NONE_OF_THESE, read_choice
+from bot.choice import NONE_OF_THESE, WHICH_ONE, read_choice
 
 SHOWN = [
     ("transfer_timing", "How long transfers take"),
@@ -43,6 +43,17 @@ SHOWN = [
         ("something else", NONE_OF_THESE),
         ("not these", NONE_OF_THESE),
         ("none fits", NONE_OF_THESE),
+        # a bare no to "did you mean one of these?" (it was read as a goodbye: "All right. … Goodbye!")
+        ("no", NONE_OF_THESE),
+        ("No.", NONE_OF_THESE),
+        ("nope", NONE_OF_THESE),
+        ("no it's not", NONE_OF_THESE),
+        ("not really", NONE_OF_THESE),
+        ("hmm no", NONE_OF_THESE),
+        # a yes to several: which one is not said, so the bot asks again
+        ("yes", WHICH_ONE),
+        ("Yes please", WHICH_ONE),
+        ("yeah", WHICH_ONE),
     ],
 )
 def test_typed_answers_to_did_you_mean(text: str, picked: str) -> None:
@@ -55,12 +66,12 @@ def test_typed_answers_to_did_you_mean(text: str, picked: str) -> None:
         "transfer",  # in every choice: which one is not said
         "the 4th one",  # only three were shown
         "5",
-        "no",
+        "no, my card hasn't arrived",  # a new question after the no
         "my card hasn't arrived",  # a new question
         "how long does a transfer to Spain take",  # words beyond the choice's
         "how long does it take to cancel a transfer abroad please",  # too long to be a choice
-        "yes",  # which one?
-        "ok",
+        "yes I want to cancel my transfer abroad",  # a question of its own
+        "ok",  # a nod, not a pick
         "thanks",
         "",
         "?!",
@@ -81,3 +92,12 @@ def test_two_choices_the_last_is_the_second() -> None:
     assert read_choice("the last one", SHOWN[:2]) == "pending_transfer"
     assert read_choice("the third", SHOWN[:2]) is None
     assert read_choice("the middle one", SHOWN[:2]) is None  # of two, neither is
+
+
+def test_a_yes_to_one_choice_picks_it() -> None:
+    """ "Did you mean *Pending transfer*?" "yes": the one choice there is; to several, which one?"""
+    for text in ("yes", "Yes!", "yep that's it", "yes please", "sure", "ok yes"):
+        assert read_choice(text, SHOWN[1:2]) == "pending_transfer", text
+        assert read_choice(text, SHOWN) == WHICH_ONE, text
+    assert read_choice("no", SHOWN[1:2]) == NONE_OF_THESE
+    assert read_choice("ok", SHOWN[1:2]) is None  # a nod: no pick

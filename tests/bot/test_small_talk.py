@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from bot.engine import SMALL_TALK
-from bot.small_talk import small_talk_kind, small_talk_prediction, without_small_talk
+from bot.small_talk import (
+    ACKNOWLEDGEMENT,
+    AFTER_ANSWER,
+    AFTER_ANYTHING_ELSE,
+    AFTER_NOTHING,
+    GO_AHEAD,
+    GOODBYE,
+    acknowledgement_reply,
+    read_small_talk,
+    small_talk_kind,
+    small_talk_prediction,
+    without_small_talk,
+)
 
 KINDS = [
     ("hi", "greeting"),
@@ -57,6 +69,31 @@ KINDS = [
     ("ok", "acknowledgement"),
     ("great!", "acknowledgement"),
     ("👍", "acknowledgement"),
+    ("👌🏽", "acknowledgement"),
+    # what an emoji says ("😡" after an answer was read as a nod: "Is there anything else I can help with?")
+    ("😡", "not_helpful"),
+    ("👎", "not_helpful"),
+    ("👎🏻👎🏻", "not_helpful"),  # skin tones and repeats
+    ("☹️", "not_helpful"),
+    ("ok 👎", "not_helpful"),  # the kind that ends the exchange most
+    ("🤔", "unclear"),
+    ("🤷‍♀️", "unclear"),
+    ("?", "unclear"),  # "?" alone: the customer did not follow (was declined as off topic)
+    ("???", "unclear"),
+    ("🙏", "thanks"),
+    ("❤️", "thanks"),
+    ("thanks 😊", "thanks"),
+    ("👋", "greeting"),
+    # another question on its way (went to the model, which declined "one more thing" as off topic)
+    ("one more thing", "go_ahead"),
+    ("Yeah, one more thing", "go_ahead"),
+    ("I have another question", "go_ahead"),
+    ("thanks, one more question", "go_ahead"),
+    ("no, one more thing", "go_ahead"),  # not a goodbye
+    ("wait what?", "unclear"),
+    ("actually yes, one more thing", "go_ahead"),
+    ("not right now", "goodbye"),
+    ("😂", "acknowledgement"),
     ("are you a bot?", "about_bot"),
     ("is this a real person?", "about_bot"),
     ("what can you do?", "help"),
@@ -99,7 +136,6 @@ QUESTIONS = [
     "is my card good for use abroad",
     "bye bye card? how do I cancel it",
     "...",
-    "?",
     "",
     "but",  # connectors alone are no small talk
     "please",
@@ -153,6 +189,8 @@ def test_a_question_with_small_talk_in_it_is_a_question(text: str) -> None:
         ("hi, when will my card arrive?", "when will my card arrive?"),
         ("Hello there, I lost my card, thanks", "I lost my card"),
         ("Good morning! Can I change my PIN? Thank you so much 🙏", "Can I change my PIN?"),
+        # an emoji around a question says nothing of the last answer: left out, no complaint
+        ("My card still hasn't come! 😡", "My card still hasn't come!"),
         ("Oh no!  I lost my card!  Help!", "Oh no!  I lost my card!"),
         ("my card is lost", "my card is lost"),  # nothing around it
         ("hi i lost my card", "hi i lost my card"),  # only whole parts go
@@ -184,3 +222,31 @@ def test_the_turn_of_small_talk_is_the_reply_without_candidates() -> None:
         prediction.reply(clarify_message="?", handoff_message="person") == "Hello! What can I help you with?"
     )
     assert not prediction.members_disagree
+
+
+def test_an_emoji_around_a_question_is_no_complaint() -> None:
+    talk = read_small_talk("My card still hasn't come! 😡")
+    assert talk.kind is None and talk.left_out == ()  # angry about the card, not the last answer
+
+
+@pytest.mark.parametrize(
+    ("text", "after", "kind"),
+    [
+        ("ok", AFTER_ANSWER, ACKNOWLEDGEMENT),  # after an answer: "Is there anything else I can help with?"
+        ("yes", AFTER_ANSWER, ACKNOWLEDGEMENT),
+        # "Is there anything else I can help with?" "yes": the question is on its way (it got the same
+        # question again)
+        ("yes", AFTER_ANYTHING_ELSE, GO_AHEAD),
+        ("sure", AFTER_ANYTHING_ELSE, GO_AHEAD),
+        ("yeah actually", AFTER_ANYTHING_ELSE, GO_AHEAD),
+        ("ok", AFTER_ANYTHING_ELSE, GOODBYE),  # any other nod to "anything else?" ends the chat
+        ("👍", AFTER_ANYTHING_ELSE, GOODBYE),
+        ("great", AFTER_ANYTHING_ELSE, GOODBYE),
+        # nothing to acknowledge: the first message, or after "Hello! What can I help you with?"
+        ("ok", AFTER_NOTHING, GO_AHEAD),
+        ("yes", AFTER_NOTHING, GO_AHEAD),
+    ],
+)
+def test_an_acknowledgement_is_read_by_what_came_before(text: str, after: str, kind: str) -> None:
+    assert small_talk_kind(text) == ACKNOWLEDGEMENT
+    assert acknowledgement_reply(text, after) == kind

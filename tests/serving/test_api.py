@@ -793,7 +793,7 @@ def test_what_customers_say_after_an_answer_is_no_new_question(make_app: Any) ->
     sid = answered["session_id"]
     for text, reply in [
         ("great, I'll try that", settings.small_talk_acknowledgement),
-        ("ok I'll wait then", settings.small_talk_acknowledgement),
+        ("ok I'll wait then", settings.small_talk_goodbye),  # a nod to "anything else?" ends the chat
         ("thank you so much that fixed it", settings.small_talk_thanks),
         ("I don't understand", settings.small_talk_unclear),  # was declined as off topic
     ]:
@@ -1495,3 +1495,78 @@ def test_a_thumbs_down_offers_the_intents_ranked_next_as_the_typed_complaint_doe
     alone = client.post("/api/v1/feedback", json={"turn_id": clicked["turn_id"], "helpful": False}).get_json()
     assert (alone["reply"], alone["suggestions"]) == (settings.small_talk_not_helpful, [])
     assert [t.helpful for t in turns(app)] == [True, False]  # stored; no turn for the offers
+
+
+def test_a_yes_or_a_no_typed_to_did_you_mean(make_app: Any) -> None:
+    """ "Yes" to several choices asks which one and shows the same chips (it got "Is there anything else I
+    can help with?"); the pick after it, typed or clicked, is the customer's answer to the "did you mean"
+    (recorded there; a thumbs-down on it reviews that question). A bare "no" is "none of these" (it got a
+    goodbye)."""
+    from core.models import ReviewItemTurn
+
+    app = make_app(ratelimit_enabled=False, review_audit_rate=0.0)
+    client = app.test_client()
+    helploop = app.extensions["helploop"]
+    settings = helploop.settings
+    asked = chat(client, "card pin").get_json()
+    shown = [s["intent"] for s in asked["suggestions"]]
+    assert asked["status"] == "clarify" and len(shown) >= 2
+    sid = asked["session_id"]
+    for yes in ("yes", "yeah"):  # asked twice: the same choices each time
+        which = chat(client, yes, session_id=sid).get_json()
+        assert (which["status"], which["answer"]) == ("small_talk", settings.small_talk_which_one), yes
+        assert [s["intent"] for s in which["suggestions"]] == shown and which["intent"] is None
+    second = chat(client, "the second one", session_id=sid).get_json()
+    assert (second["status"], second["intent"], second["confidence"]) == ("answered", shown[1], 1.0)
+    thumbs = client.post("/api/v1/feedback", json={"turn_id": second["turn_id"], "helpful": False})
+    assert thumbs.status_code == 200
+    clicked = chat(client, "card pin").get_json()
+    chat(client, "yes", session_id=clicked["session_id"])
+    chip = chat(client, f"/{shown[0]}", session_id=clicked["session_id"]).get_json()
+    assert chip["intent"] == shown[0]
+    refused = chat(client, "card pin").get_json()
+    no = chat(client, "no", session_id=refused["session_id"]).get_json()
+    assert no["status"] == "handoff" and no["answer"] in {
+        settings.handoff_requested_message,
+        settings.handoff_offline_message,
+    }
+    assert helploop.router.drain(10)
+    with helploop.database.session() as session:
+        logged = {t.id: t for t in session.scalars(select(Turn))}
+        assert logged[asked["turn_id"]].chosen_intent == shown[1]  # past the two "which one?" replies
+        assert logged[clicked["turn_id"]].chosen_intent == shown[0]
+        assert logged[which["turn_id"]].suggested == shown and logged[which["turn_id"]].chosen_intent is None
+        assert logged[refused["turn_id"]].declined_at is not None
+        assert logged[no["turn_id"]].status == "asked_for_person"
+        reviewed = dict(session.execute(select(ReviewItemTurn.turn_id, ReviewItemTurn.reason)).all())
+    assert "thumbs_down" in reviewed[asked["turn_id"]] and which["turn_id"] not in reviewed
+    transcript = client.get(f"/api/v1/sessions/{sid}").get_json()["turns"]
+    resumed = next(t for t in transcript if t["turn_id"] == which["turn_id"])
+    assert [s["intent"] for s in resumed["suggestions"]] == shown  # a reload shows the chips again
+
+
+def test_ok_and_yes_are_read_by_what_the_bot_said_before(make_app: Any) -> None:
+    """An acknowledgement with nothing to acknowledge ("ok" first, or after "Hello! What can I help you
+    with?") and a yes to "Is there anything else I can help with?" get "Sure, what would you like to
+    ask?" (they got "Is there anything else I can help with?"); another nod to that question ends the chat;
+    after an answer "ok" asks whether there is anything else, as before."""
+    app = make_app(ratelimit_enabled=False)
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+
+    def replies(*messages: str) -> list[str]:
+        sid, out = None, []
+        for message in messages:
+            body = chat(client, message, **({"session_id": sid} if sid else {})).get_json()
+            sid = body["session_id"]
+            out.append(body["answer"])
+        return out
+
+    assert replies("ok") == [settings.small_talk_go_ahead]
+    assert replies("hi", "ok") == [settings.small_talk_greeting, settings.small_talk_go_ahead]
+    said = replies("when will my card arrive", "ok", "yes", "how do I change my pin", "thanks", "ok")
+    assert said[1:3] == [settings.small_talk_acknowledgement, settings.small_talk_go_ahead]
+    assert said[4:] == [settings.small_talk_thanks, settings.small_talk_goodbye]
+    assert replies("thanks", "one more thing")[1] == settings.small_talk_go_ahead
+    angry = replies("when will my card arrive", "😡")[1]  # the thumbs-down, typed
+    assert angry.startswith(settings.small_talk_not_helpful)

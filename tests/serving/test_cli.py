@@ -250,6 +250,29 @@ def test_terminal_chat_reads_a_typed_choice_and_none_of_these(settings: Any) -> 
         ]
 
 
+def test_terminal_chat_reads_yes_no_and_ok_as_the_web_chat_does(settings: Any) -> None:
+    """ "Yes" to several choices: which one, numbered again, and the number after it is recorded on the "did
+    you mean"; a bare "no" is "none of these"; "ok" first gets "what would you like to ask?"."""
+    said, database = chat_with_a_model_that_asks(settings, "ok\ncard\nyes\n2\ncard\nno\n\n")
+    assert said.startswith(
+        f"HelpLoop (stub, torch). Ask a question; an empty line quits.\n> {settings.small_talk_go_ahead}\n"
+    )
+    numbered = "  1. Where is my card?\n  2. Change my PIN\n(type a number to choose)\n"
+    assert f"> {settings.small_talk_which_one}\n{numbered}> At an ATM.\n" in said
+    assert said.count("> [asked for a person: the web chat would hand this conversation") == 1
+    with database.session() as session:
+        turns = session.scalars(select(Turn).order_by(Turn.id)).all()
+        assert [
+            (t.user_text, t.status, t.chosen_intent, t.suggested, t.declined_at is not None) for t in turns
+        ] == [
+            ("ok", "small_talk", None, [], False),
+            ("card", "clarify", "change_pin", ["card_arrival", "change_pin"], False),
+            ("yes", "small_talk", None, ["card_arrival", "change_pin"], False),
+            ("card", "clarify", None, ["card_arrival", "change_pin"], True),
+            ("no", "asked_for_person", None, [], False),
+        ]
+
+
 def test_terminal_chat_takes_that_is_wrong_as_the_web_chat_does(settings: Any) -> None:
     """After an answer, "that's wrong" rates it unhelpful and offers the intents ranked next, by number; after
     a pick (no answer of the model's to be wrong) it gets the help reply."""
