@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, type_coerce, update
+from sqlalchemy import and_, case, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, aliased, load_only
 
 from core.events import emit
@@ -829,6 +829,9 @@ class ConversationSummary:
     match: str | None = None  # on a search: the newest of the customer's messages that holds the words
     match_turn: int | None = None  # its turn (None for a live-chat message)
     asked_again: int = 0  # turns that asked again for the answer just given (bot.repetition)
+    # The customer's latest question the bot read, when the last message is something else: in the inbox the
+    # last message is mostly "can I talk to a person?", "no" to "did you mean", or "thanks"
+    question: str | None = None
 
     @property
     def waiting(self) -> bool:
@@ -877,6 +880,10 @@ def waiting_conversations(session: Session, *, limit: int = 200) -> tuple[list[W
         WaitingConversation(row.id, row.last_activity_at, last_sender.get(row.id) == "customer")
         for row in rows
     ], int(total)
+
+
+# A turn whose message the bot read as a question: not small talk, a typed request for a person or a pick.
+_QUESTION = and_(Turn.status.not_in(("small_talk", "asked_for_person")), Turn.served_by != SUGGESTION_ARM)
 
 
 def conversation_summaries(
@@ -937,6 +944,7 @@ def conversation_summaries(
                 func.sum(case((Turn.helpful.is_(False), 1), else_=0)).label("unhelpful"),
                 func.sum(case((Turn.asked_again.is_not(None), 1), else_=0)).label("asked_again"),
                 func.max(Turn.id).label("last_turn"),
+                func.max(case((_QUESTION, Turn.id))).label("last_question"),
             )
             .where(Turn.conversation_id.in_([conversation.id for conversation in page]))
             .group_by(Turn.conversation_id)
@@ -950,7 +958,15 @@ def conversation_summaries(
         else text
         for turn_id, text, served_by, intent in session.execute(
             select(Turn.id, Turn.user_text, Turn.served_by, Turn.intent).where(
-                Turn.id.in_([count.last_turn for _, count in rows if count is not None])
+                Turn.id.in_(
+                    [
+                        i
+                        for _, c in rows
+                        if c is not None
+                        for i in (c.last_turn, c.last_question)
+                        if i is not None
+                    ]
+                )
             )
         )
     }
@@ -975,6 +991,9 @@ def conversation_summaries(
             match=matches.get(conversation.id, (None, None))[0],
             match_turn=matches.get(conversation.id, (None, None))[1],
             asked_again=int(count.asked_again or 0) if count is not None else 0,
+            question=last_texts.get(count.last_question)
+            if count is not None and count.last_question not in (None, count.last_turn)
+            else None,
         )
         for conversation, count in rows
     ]

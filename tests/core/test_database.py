@@ -398,6 +398,7 @@ def test_conversation_inbox_waits_for_a_person_until_handled(db_session: Session
     by_id = {c.id: c for c in everything}
     assert (by_id[unsure].turns, by_id[unsure].handoff_turns, by_id[unsure].unhelpful) == (2, 1, 1)
     assert by_id[unsure].last_message == "hello??" and by_id[asked].handoff_requested
+    assert by_id[unsure].question is None  # the last message is the question
     waiting, total = conversation_summaries(db_session, waiting_only=True)
     assert total == 2 and {c.id for c in waiting} == {unsure, asked} and all(c.waiting for c in waiting)
     inbox, count = waiting_conversations(db_session)  # the cheap query the inbox and /metrics poll
@@ -491,3 +492,27 @@ def test_live_chat_takes_over_until_the_handoff_is_handled(db_session: Session) 
     # Asking again reopens the inbox; the messages stay with the conversation, nobody is chatting yet.
     request_handoff(db_session, conversation_id=asked)
     assert not agent_active(conversation) and len(messages_after(db_session, conversation_id=asked)) == 3
+
+
+def test_the_conversation_list_shows_the_question_behind_a_request_for_a_person(db_session: Session) -> None:
+    """In the inbox the last message is mostly "talk to a person", "no" to "did you mean" or "thanks": the
+    list also shows the customer's latest question the bot read (not small talk, a request or a pick)."""
+    from core.registry import SUGGESTION_ARM
+
+    asked, picked, plain = (
+        get_or_create_conversation(db_session, conversation_id=f"conv-{name}", channel="widget").id
+        for name in ("asked", "picked", "plain")
+    )
+    _say(db_session, asked, "how do I top up", "clarify")
+    _say(db_session, asked, "thanks", "small_talk")
+    _say(db_session, asked, "no", "asked_for_person")
+    request_handoff(db_session, conversation_id=asked)
+    _say(db_session, picked, "card pin", "clarify")
+    chip = add_turn(db_session, picked, "/change_pin", status="answered")
+    chip.served_by, chip.intent = SUGGESTION_ARM, "change_pin"
+    _say(db_session, plain, "where is my card", "answered")
+    db_session.flush()
+    by_id = {c.id: c for c in conversation_summaries(db_session)[0]}
+    assert (by_id[asked].last_message, by_id[asked].question) == ("no", "how do I top up")
+    assert (by_id[picked].last_message, by_id[picked].question) == ("clicked change_pin", "card pin")
+    assert (by_id[plain].last_message, by_id[plain].question) == ("where is my card", None)

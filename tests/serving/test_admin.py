@@ -2553,3 +2553,21 @@ def test_the_overview_says_whether_a_retrain_would_learn_something(make_app: Any
         '<p id="retrain-hint"><a href="/operator/runs">New since it was trained: 1 verified pair: '
         "a retrain would learn them</a></p>"
     ) in page
+
+
+def test_the_inbox_shows_the_question_behind_a_typed_request_for_a_person(make_app: Any) -> None:
+    """ "Can I talk to a human?" is the last message of most conversations in the inbox: under it the list
+    shows the question the customer asked before it (escaped)."""
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    chat = app.test_client()
+    asked = chat.post("/api/v1/chat", json={"message": "where is my card <b>now</b>"}).get_json()
+    person = chat.post(
+        "/api/v1/chat", json={"message": "can I talk to a human?", "session_id": asked["session_id"]}
+    ).get_json()
+    assert person["status"] == "handoff"
+    operator = app.test_client()
+    login(operator, "omar")
+    inbox = operator.get("/operator/conversations").get_data(as_text=True)
+    question = '<div class="muted question">question: where is my card &lt;b&gt;now&lt;/b&gt;</div>'
+    assert f"can I talk to a human?{question}" in inbox
