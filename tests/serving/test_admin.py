@@ -1582,7 +1582,9 @@ def test_a_did_you_mean_click_is_recorded_resumed_counted_and_shown_to_operators
     page = client.get("/operator/").get_data(as_text=True)
     assert re.search(r"Questions \(2\)", page)
     listing = client.get("/operator/conversations?view=all").get_data(as_text=True)
-    assert "<td>clicked change_pin</td>" in listing and "<td>/change_pin</td>" not in listing
+    # the click reads as such, with the question it answered under it
+    question = '<div class="muted question">question: my card and my pin</div>'
+    assert f"<td>clicked change_pin{question}</td>" in listing and "/change_pin" not in listing
     choices = page[
         page.index('id="clarify-choices"') : page.index("</p>", page.index('id="clarify-choices"'))
     ]
