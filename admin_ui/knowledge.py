@@ -25,6 +25,7 @@ from core.kb_files import (
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
     check_metadata,
+    check_synonyms,
     knowledge_base_archive,
     metadata_text,
     read_knowledge_base_files,
@@ -41,6 +42,7 @@ from core.knowledge_base import (
     move_example,
     restore_kb_version,
     save_intent,
+    save_synonyms,
     version_changes,
 )
 from core.models import utcnow
@@ -64,7 +66,13 @@ def index() -> Any:
     return _index_page()
 
 
-def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
+def _index_page(
+    *,
+    import_error: str | None = None,
+    synonyms_error: str | None = None,
+    synonyms_text: str | None = None,
+    status: int = 200,
+) -> Any:
     helploop = current_app.extensions["helploop"]
     search = (request.args.get("q") or "").strip()
     with helploop.database.session() as session:
@@ -98,6 +106,10 @@ def _index_page(*, import_error: str | None = None, status: int = 200) -> Any:
             kept_out=kept_out,
             import_error=import_error,
             conflicts=len(text_findings(kb).conflicts),
+            synonyms_error=synonyms_error,
+            synonyms_text=synonyms_text
+            if synonyms_text is not None
+            else "\n".join(", ".join(group) for group in kb.synonyms or []),
         ),
         status,
     )
@@ -571,6 +583,36 @@ def import_files() -> Any:
         )
     )
     return redirect(url_for("knowledge.index"))
+
+
+def read_synonym_lines(text: str) -> list[list[str]]:
+    """The Synonyms form's text: one group a line, phrases separated by commas; checked as an import checks
+    them (core.kb_files.check_synonyms), a problem naming its line."""
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return check_synonyms(
+        "synonyms", [(n, "synonyms", [p for p in line.split(",") if p.strip()]) for n, line in lines]
+    )
+
+
+@knowledge.post("/synonyms")
+@require_role("operator")
+def synonyms() -> Any:
+    """Replace the synonym groups: checked whole, then one new knowledge-base version; the served models read
+    them within seconds, without retraining."""
+    helploop = current_app.extensions["helploop"]
+    text = request.form.get("synonyms") or ""
+    try:
+        groups = read_synonym_lines(text)
+    except KnowledgeBaseFormatError as exc:
+        where = f"Line {exc.line}: " if exc.line else ""
+        return _index_page(synonyms_error=f"Not saved. {where}{exc.message}", synonyms_text=text, status=400)
+    with helploop.write_lock, helploop.database.session() as session:
+        result = save_synonyms(session, groups=groups, actor=current_user.username)
+    flash(
+        f"Synonyms saved: {len(groups)} group{'' if len(groups) == 1 else 's'} "
+        f"(version {result.kb_version_id}). The bot reads them within a few seconds."
+    )
+    return redirect(url_for("knowledge.index") + "#synonyms")
 
 
 @knowledge.errorhandler(413)

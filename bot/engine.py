@@ -41,7 +41,8 @@ from bot.encoders import DEFAULT_ENCODER, Encoder, OnnxEncoder, build_encoder, t
 from bot.keywords import KEYWORDS_FILE, KeywordIndex
 from bot.members import DEFAULT_MEMBERS, FeatureBatch, Member, fit_members
 from bot.negation import contrast_of
-from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words
+from bot.spelling import SPELLING_FILE, SpellingCorrector, tokenizer_words, words_of
+from bot.synonyms import Synonyms
 
 OUT_OF_SCOPE = "oos"
 BUNDLE_FORMAT = 1
@@ -456,6 +457,9 @@ class AnsweringEngine:
         self.familiarity_floor: float | None = None
         # Misspelt words read as the knowledge base's own (config.spelling_correction); None: read as typed.
         self.spelling: SpellingCorrector | None = None
+        # The knowledge base's synonyms (bot.synonyms), read before spelling: content, set while serving
+        # (update_synonyms), never saved in the bundle; empty: none.
+        self.synonyms = Synonyms()
         # Which examples use each word, for keyword messages (config.keyword_share); None: no such check.
         self.keywords: KeywordIndex | None = None
         # Whether an intent the customer negates is ruled out of the answer (config.negation; serving may
@@ -554,8 +558,27 @@ class AnsweringEngine:
         return self.main_encoder().encode(self.read_as(texts))
 
     def read_as(self, texts: Sequence[str]) -> list[str]:
-        """``texts`` as the models read them: misspelt words corrected (``self.spelling``)."""
-        return [self.spelling.correct(t) for t in texts] if self.spelling is not None else list(texts)
+        """``texts`` as the models read them: synonyms read as the knowledge base's own phrase
+        (``self.synonyms``), then misspelt words corrected (``self.spelling``)."""
+        synonyms = self.synonyms  # one read: an update in between changes the next message, not this one
+        read = [synonyms.read(t) for t in texts] if synonyms else list(texts)
+        return [self.spelling.correct(t) for t in read] if self.spelling is not None else read
+
+    def update_synonyms(self, groups: Sequence[Sequence[str]]) -> bool:
+        """Take the knowledge base's synonym groups (bot.synonyms): each read as its phrase the examples use
+        most (by the spelling corrector's word counts: a phrase counts as its least used word). Returns
+        whether the reading changed."""
+        counts = self.spelling.counts if self.spelling is not None else None
+
+        def uses(phrase: str) -> int:
+            words = words_of(phrase)
+            return min((counts.get(w, 0) for w in words), default=0) if counts is not None else 0
+
+        fitted = Synonyms.fit(groups, uses)
+        if fitted.reading == self.synonyms.reading:
+            return False
+        self.synonyms = fitted
+        return True
 
     @staticmethod
     def _as_typed(predictions: list[Prediction], texts: Sequence[str]) -> list[Prediction]:

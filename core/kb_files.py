@@ -99,6 +99,10 @@ class IntentData:
 @dataclass
 class KnowledgeBaseData:
     intents: dict[str, IntentData] = field(default_factory=dict)
+    # Groups of phrases that mean the same here ("cashpoint", "ATM"; bot.synonyms), as written; None: the
+    # files said nothing of synonyms (a CSV, a Rasa file), so an import keeps those the knowledge base has.
+    # Not training data: they apply to the served models at once, and leave data_hash as it is.
+    synonyms: list[list[str]] | None = None
 
     def intent(self, name: str, origin: Origin) -> IntentData:
         if name not in self.intents:
@@ -122,7 +126,10 @@ class KnowledgeBaseData:
         return {name: i.answer for name, i in self.intents.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"intents": [self.intents[name].to_dict() for name in sorted(self.intents)]}
+        data: dict[str, Any] = {"intents": [self.intents[name].to_dict() for name in sorted(self.intents)]}
+        if self.synonyms:  # a knowledge base without any has the form (and snapshots) it always had
+            data["synonyms"] = [list(group) for group in self.synonyms]
+        return data
 
     def data_hash(self) -> str:
         canonical = {
@@ -280,6 +287,90 @@ def _check_text(file: str, line: int | None, fieldname: str, value: Any, *, limi
 # Public names for callers outside this module that validate one field the way an import does.
 check_intent_name = _check_name
 check_text = _check_text
+
+
+# Synonyms (bot.synonyms reads them): a group's phrases, its size, and how many groups.
+MAX_SYNONYM_PHRASE = 60
+MAX_SYNONYM_GROUP = 20
+MAX_SYNONYM_GROUPS = 2000
+
+
+def _phrase_key(phrase: str) -> str:
+    """How phrases are compared (as bot.synonyms reads them): lower case, single spaces."""
+    return " ".join(phrase.lower().replace("’", "'").split())
+
+
+def check_synonym_group(file: str, line: int | None, fieldname: str, value: Any) -> list[str]:
+    """One group of synonyms: a list of 2 to MAX_SYNONYM_GROUP different phrases (Azure's
+    ``{"alterations": [...]}`` too), each at most MAX_SYNONYM_PHRASE characters of words."""
+    if isinstance(value, dict):
+        lowered = {str(k).lower(): v for k, v in value.items()}
+        if "alterations" not in lowered:
+            raise KnowledgeBaseFormatError(file, line, fieldname, "must be a list of phrases ('alterations')")
+        value = lowered["alterations"]
+    if not isinstance(value, list):
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"must be a list of phrases, not {type(value).__name__}"
+        )
+    group: list[str] = []
+    for phrase in value:
+        if not isinstance(phrase, str):
+            raise KnowledgeBaseFormatError(
+                file, line, fieldname, f"phrases must be text, not {type(phrase).__name__}"
+            )
+        _refuse_unreadable(file, line, fieldname, phrase)
+        text = " ".join(phrase.split())
+        if not text:
+            raise KnowledgeBaseFormatError(file, line, fieldname, "holds an empty phrase")
+        if len(text) > MAX_SYNONYM_PHRASE:
+            raise KnowledgeBaseFormatError(
+                file,
+                line,
+                fieldname,
+                f"phrase {text[:40]!r} is {len(text)} characters, limit {MAX_SYNONYM_PHRASE}",
+            )
+        if not any(c.isalnum() for c in text):
+            raise KnowledgeBaseFormatError(file, line, fieldname, f"phrase {text!r} has no letter or digit")
+        if _phrase_key(text) not in {_phrase_key(p) for p in group}:
+            group.append(text)
+    if not 2 <= len(group) <= MAX_SYNONYM_GROUP:
+        raise KnowledgeBaseFormatError(
+            file, line, fieldname, f"needs 2 to {MAX_SYNONYM_GROUP} different phrases, has {len(group)}"
+        )
+    return group
+
+
+def check_synonyms(file: str, groups: list[tuple[int | None, str, Any]]) -> list[list[str]]:
+    """The groups (each with its line and field), checked one by one and together: a phrase belongs to one
+    group only (it would otherwise be read two ways), and at most MAX_SYNONYM_GROUPS groups."""
+    if len(groups) > MAX_SYNONYM_GROUPS:
+        raise KnowledgeBaseFormatError(
+            file, None, "synonyms", f"has {len(groups)} groups, limit {MAX_SYNONYM_GROUPS}"
+        )
+    checked: list[list[str]] = []
+    seen: dict[str, str] = {}
+    for line, fieldname, value in groups:
+        group = check_synonym_group(file, line, fieldname, value)
+        for phrase in group:
+            if _phrase_key(phrase) in seen:
+                raise KnowledgeBaseFormatError(
+                    file,
+                    line,
+                    fieldname,
+                    f"{phrase!r} is already in the group of {seen[_phrase_key(phrase)]!r}",
+                )
+        seen.update({_phrase_key(p): group[0] for p in group})
+        checked.append(group)
+    return checked
+
+
+def _read_synonyms(file: str, node: yaml.Node, kb: KnowledgeBaseData) -> None:
+    """A file's ``synonyms``: added to the groups read so far (from other files), checked with them."""
+    groups = [
+        (_line(n), f"synonyms[{i}]", _plain(n)) for i, n in enumerate(_sequence(file, node, "synonyms"))
+    ]
+    before = [(None, "synonyms", g) for g in kb.synonyms or []]
+    kb.synonyms = check_synonyms(file, [*before, *groups])
 
 
 def _add_example(kb: KnowledgeBaseData, intent: str, text: str, origin: Origin) -> None:
@@ -564,6 +655,8 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
         if "metadata" in entry:
             node = entry["metadata"]
             intent.metadata = check_metadata(file, _line(node), f"{where}.metadata", _plain(node))
+    if "synonyms" in top:  # [["cashpoint", "ATM"], ...] (or Azure's [{"alterations": [...]}, ...])
+        _read_synonyms(file, top["synonyms"], kb)
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
@@ -834,6 +927,16 @@ def _read_qna_rows(file: str, reader: Any, header: list[str], kb: KnowledgeBaseD
     _add_qnas(file, qnas, kb)
 
 
+def _azure_synonyms(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
+    """A question answering project export's ``assets.synonyms`` (keys in any case), or None."""
+    lowered = {k.lower(): v for k, v in top.items()}
+    if "synonyms" in lowered:
+        return lowered["synonyms"]
+    if "assets" in lowered:
+        return _azure_synonyms(_mapping(file, lowered["assets"], "assets"), file)
+    return None
+
+
 def _azure_list(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
     lowered = {k.lower(): v for k, v in top.items()}
     for key in _AZURE_LISTS:
@@ -957,6 +1060,9 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
             azure = _azure_list(top, file)
             if azure is not None:
                 _read_azure_json(path, azure, kb)
+                alterations = _azure_synonyms(top, file)
+                if alterations is not None:
+                    _read_synonyms(file, alterations, kb)
             elif "nlu" in top:
                 _read_rasa_nlu(path, top, kb)
             elif "responses" in top:

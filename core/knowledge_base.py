@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.events import emit
@@ -29,7 +29,7 @@ from core.kb_files import (
     read_knowledge_base_files,
     validate_complete,
 )
-from core.models import ExampleQuestion, Intent, KeptExample, KnowledgeBaseVersion
+from core.models import ExampleQuestion, Intent, KeptExample, KnowledgeBaseVersion, SynonymGroup
 
 
 @dataclass
@@ -58,7 +58,13 @@ def load_knowledge_base(session: Session) -> KnowledgeBaseData:
             metadata=dict(row.metadata_ or {}),
             origin=Origin("<database>", None),
         )
+    kb.synonyms = read_synonyms(session)
     return kb
+
+
+def read_synonyms(session: Session) -> list[list[str]]:
+    """The knowledge base's synonym groups, as written, in order."""
+    return [list(g) for g in session.scalars(select(SynonymGroup.phrases).order_by(SynonymGroup.id))]
 
 
 def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> KnowledgeBaseData:
@@ -77,6 +83,12 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
             for name, i in existing.intents.items()
         }
     )
+    # a group of the incoming files replaces the groups it shares a phrase with
+    incoming_phrases = {p.lower() for group in incoming.synonyms or [] for p in group}
+    merged.synonyms = [
+        *(g for g in existing.synonyms or [] if not {p.lower() for p in g} & incoming_phrases),
+        *(incoming.synonyms or []),
+    ]
     for name, new in incoming.intents.items():
         if name not in merged.intents:
             merged.intents[name] = new
@@ -108,6 +120,9 @@ def import_knowledge_base(
     """
     merged = incoming if replace else _merge(load_knowledge_base(session), incoming)
     validate_complete(merged)
+    if merged.synonyms is None:  # files that cannot hold synonyms (CSV, Rasa) leave them as they are
+        merged.synonyms = read_synonyms(session)
+    synonyms_changed = _write_synonyms(session, merged.synonyms)
 
     rows = {row.name: row for row in session.scalars(select(Intent).options(selectinload(Intent.examples)))}
     created = updated = added = removed = 0
@@ -167,6 +182,7 @@ def import_knowledge_base(
         else "",
         f"{_count(added, 'example')} added" if added else "",
         f"{_count(removed, 'example')} removed" if removed else "",
+        f"synonyms now {_count(len(merged.synonyms), 'group')}" if synonyms_changed else "",
     ]
     if any(changes):
         emit(
@@ -184,6 +200,7 @@ def import_knowledge_base(
                 "intents_updated": updated,
                 "examples_added": added,
                 "examples_removed": removed,
+                "synonym_groups": len(merged.synonyms),
                 "intents": version.intent_count,
                 "examples": version.example_count,
             },
@@ -198,6 +215,24 @@ def import_knowledge_base(
         intent_count=len(merged.intents),
         example_count=merged.example_count,
     )
+
+
+def _write_synonyms(session: Session, groups: list[list[str]]) -> bool:
+    """Make the stored synonym groups ``groups`` (checked by the caller); True when they changed."""
+    if read_synonyms(session) == groups:
+        return False
+    session.execute(delete(SynonymGroup))
+    session.add_all(SynonymGroup(phrases=list(group)) for group in groups)
+    session.flush()
+    return True
+
+
+def save_synonyms(session: Session, *, groups: list[list[str]], actor: str) -> ImportResult:
+    """Replace the knowledge base's synonym groups (already checked: core.kb_files.check_synonyms) and record
+    the knowledge base as a new version: the served models read them at once, without retraining."""
+    kb = load_knowledge_base(session)
+    kb.synonyms = groups
+    return import_knowledge_base(session, incoming=kb, source=f"synonyms edited by {actor}", replace=True)
 
 
 def _count(n: int, noun: str) -> str:
@@ -225,6 +260,7 @@ class AnswerBook:
     kb_version_id: int | None
     intents: dict[str, tuple[str, str, tuple[str, ...]]]
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # intents that have any
+    synonyms: tuple[tuple[str, ...], ...] = ()  # the synonym groups (bot.synonyms), as written
 
 
 def read_answer_book(session: Session, *, known_version: int | None = None) -> AnswerBook | None:
@@ -243,6 +279,7 @@ def read_answer_book(session: Session, *, known_version: int | None = None) -> A
             for name, title, answer, follow_ups, _ in rows
         },
         {name: dict(metadata) for name, _, _, _, metadata in rows if metadata},
+        tuple(tuple(group) for group in read_synonyms(session)),
     )
 
 
@@ -480,6 +517,7 @@ def restore_kb_version(session: Session, *, version_id: int, actor: str) -> Impo
     version = get_kb_version(session, version_id=version_id)
     snapshot = json.dumps(version.snapshot, ensure_ascii=False).encode("utf-8")
     incoming = read_knowledge_base_files([(f"version-{version_id}.json", snapshot)])
+    incoming.synonyms = incoming.synonyms or []  # a snapshot is the whole knowledge base: none means none
     return import_knowledge_base(
         session, incoming=incoming, source=f"version {version_id} restored by {actor}", replace=True
     )

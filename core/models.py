@@ -84,6 +84,16 @@ class Intent(Base):
     )
 
 
+class SynonymGroup(Base):
+    """Phrases that mean the same in this knowledge base ("cashpoint", "ATM"): customers' words read as the
+    one the examples use (bot.synonyms), applied to the served models without retraining."""
+
+    __tablename__ = "synonym_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phrases: Mapped[list[str]] = mapped_column(JSONType)  # as written, in order
+
+
 class ExampleQuestion(Base):
     __tablename__ = "example_questions"
     __table_args__ = (UniqueConstraint("intent_id", "text", name="uq_example_questions_intent_text"),)

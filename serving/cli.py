@@ -273,6 +273,7 @@ def _production_engine(database: Any, *, fallback: str) -> Any:
         return None
     if book is not None:
         engine.update_answers(book.intents, book.metadata)
+        engine.update_synonyms(book.synonyms)
     return engine
 
 
@@ -613,6 +614,7 @@ def _load_engine(ctx: click.Context, model: str | None, runtime: str) -> Any:
     )
     if model is None and book is not None:
         engine.update_answers(book.intents, book.metadata)
+        engine.update_synonyms(book.synonyms)
     return engine
 
 

@@ -107,6 +107,7 @@ class ModelHolder:
             engine = self._load(path)
             if self._answers is not None:
                 engine.update_answers(self._answers.intents, self._answers.metadata)
+                engine.update_synonyms(self._answers.synonyms)
             engine.predict("warm up")  # load the encoder now, not on a user's request
         except Exception as exc:  # noqa: BLE001 - any broken bundle is refused the same way
             self._failed[version] = time.time()
@@ -131,6 +132,8 @@ class ModelHolder:
         current = self._state
         for engine in {id(e): e for e in (current.production, current.canary, current.shadow) if e}.values():
             changed = engine.update_answers(book.intents, book.metadata)
+            if engine.update_synonyms(book.synonyms):
+                log.info("model %s: %d synonym groups read", engine.version, len(book.synonyms))
             if changed:
                 log.info(
                     "model %s: %d answers updated from knowledge base version %s",

@@ -66,6 +66,18 @@ KNOWLEDGE = {
                 },
             },
         },
+        "synonyms": {
+            "type": "array",
+            "maxItems": 2000,
+            "items": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 20,
+                "items": {"type": "string", "maxLength": 60},
+            },
+            "description": "groups of phrases that mean the same here, each read as the one the examples use "
+            "most (live without retraining); left out: the groups stay as they are, [] on PUT: none",
+        },
         "version": {"type": "integer", "readOnly": True},
         "data_hash": {"type": "string", "readOnly": True},
     },

@@ -53,6 +53,7 @@ TABLES = {
     "model_versions",
     "deployments",
     "account_events",
+    "synonym_groups",
 }
 
 

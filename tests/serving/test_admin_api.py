@@ -444,3 +444,31 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
     }
     assert body["answer_quality"] == {"audited": 0, "precision": None, "interval": None, "audits_pending": 0}
     assert "/api/v1/admin/stats" in client.get("/openapi.json").get_json()["paths"]
+
+
+def test_synonyms_through_the_api(make_app: Any) -> None:
+    """The JSON format carries the synonyms both ways; a group with a phrase of another is refused naming
+    the field, and nothing changes; a PUT without "synonyms" keeps them, with [] clears them."""
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    auth = bearer(token_for(app, "omar"))
+    groups = [["cashpoint", "ATM"], ["plastic", "card"]]
+    put = client.put("/api/v1/admin/knowledge", json={**KB, "synonyms": groups}, headers=auth)
+    assert put.status_code == 200, put.get_json()
+    assert client.get("/api/v1/admin/knowledge", headers=auth).get_json()["synonyms"] == groups
+    bad = client.post(
+        "/api/v1/admin/knowledge",
+        json={**KB, "synonyms": [["atm", "cash machine"], ["ATM", "x"]]},
+        headers=auth,
+    )
+    error = bad.get_json()["error"]
+    assert (
+        bad.status_code == 400
+        and error["field"] == "synonyms[1]"
+        and "already in the group" in error["message"]
+    )
+    assert client.put("/api/v1/admin/knowledge", json=KB, headers=auth).status_code == 200
+    assert client.get("/api/v1/admin/knowledge", headers=auth).get_json()["synonyms"] == groups
+    assert client.put("/api/v1/admin/knowledge", json={**KB, "synonyms": []}, headers=auth).status_code == 200
+    assert "synonyms" not in client.get("/api/v1/admin/knowledge", headers=auth).get_json()

@@ -567,3 +567,48 @@ def test_try_names_the_other_question_of_a_message(make_app: Any) -> None:
     )
     one = client.get("/operator/knowledge/try", query_string={"q": "where is my card"}).get_data(as_text=True)
     assert 'id="also-production"' not in one and 'data-arm="production"' in one
+
+
+def test_synonyms_saved_on_the_knowledge_page_are_read_at_once_without_retraining(make_app: Any) -> None:
+    """ "my plastic has not arrived" read as "my card has not arrived" once "plastic, card" is a group: the
+    served model reads it within a refresh, the turn log keeps the reading, the customer's words stay; a bad
+    group is refused naming its line, with the text kept."""
+    from sqlalchemy import select
+
+    from core.models import KnowledgeBaseVersion, Turn
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    import_toy_knowledge(app)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'id="synonyms-form"' in page
+    bad = "plastic, card\ncashpoint\n"
+    refused = client.post(
+        "/operator/knowledge/synonyms", data={"synonyms": bad, "csrf_token": csrf_token(page)}
+    )
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Not saved. Line 2: needs 2 to 20 different phrases, has 1" in text
+    assert ">plastic, card\ncashpoint\n</textarea>" in text  # what was typed, kept
+    assert client.post("/operator/knowledge/synonyms", data={"synonyms": "plastic, card"}).status_code == 400
+    saved = client.post(
+        "/operator/knowledge/synonyms",
+        data={"synonyms": "plastic, card\n\n cash point , ATM ", "csrf_token": csrf_token(page)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Synonyms saved: 2 groups" in saved and ">plastic, card\ncash point, ATM</textarea>" in saved
+    with helploop.database.session() as session:
+        newest = session.scalars(
+            select(KnowledgeBaseVersion).order_by(KnowledgeBaseVersion.id.desc())
+        ).first()
+        assert newest is not None and newest.source == "synonyms edited by omar"
+        assert newest.snapshot["synonyms"] == [["plastic", "card"], ["cash point", "ATM"]]
+    helploop.models.refresh()  # what each serving process does every few seconds
+    chat = app.test_client()
+    reply = chat.post("/api/v1/chat", json={"message": "my Plastic has not arrived"}).get_json()
+    assert reply["intent"] == "card_arrival" and reply["status"] == "answered"
+    with helploop.database.session() as session:
+        turn = session.get(Turn, reply["turn_id"])
+        assert (turn.user_text, turn.read_as) == ("my Plastic has not arrived", "my card has not arrived")
