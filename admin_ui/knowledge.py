@@ -43,6 +43,7 @@ from core.knowledge_base import (
     restore_kb_version,
     save_intent,
     save_synonyms,
+    synonym_changes,
     version_changes,
 )
 from core.models import utcnow
@@ -516,8 +517,15 @@ def version(version_id: int) -> Any:
             "examples": shown.example_count,
         }
         other_id = other.id if other is not None else None
+        groups_added, groups_removed = synonym_changes(other.snapshot if other else None, shown.snapshot)
     return render_template(
-        "admin/kb_version.html", version=info, other_id=other_id, against=against, changes=changes
+        "admin/kb_version.html",
+        version=info,
+        other_id=other_id,
+        against=against,
+        changes=changes,
+        groups_added=groups_added,
+        groups_removed=groups_removed,
     )
 
 

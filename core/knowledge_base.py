@@ -557,6 +557,15 @@ def compare_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> l
     return changes
 
 
+def synonym_changes(
+    before: dict[str, Any] | None, after: dict[str, Any]
+) -> tuple[list[list[str]], list[list[str]]]:
+    """The synonym groups in ``after`` and not in ``before`` (snapshots), and those in ``before`` only."""
+    was = [list(g) for g in (before or {}).get("synonyms", [])]
+    now = [list(g) for g in after.get("synonyms", [])]
+    return [g for g in now if g not in was], [g for g in was if g not in now]
+
+
 def version_changes(
     session: Session, *, version_id: int, against: str = "previous"
 ) -> tuple[KnowledgeBaseVersion, KnowledgeBaseVersion | None, list[IntentChange]]:

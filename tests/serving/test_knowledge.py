@@ -605,6 +605,10 @@ def test_synonyms_saved_on_the_knowledge_page_are_read_at_once_without_retrainin
         ).first()
         assert newest is not None and newest.source == "synonyms edited by omar"
         assert newest.snapshot["synonyms"] == [["plastic", "card"], ["cash point", "ATM"]]
+        newest_id = newest.id
+    shown = client.get(f"/operator/knowledge/versions/{newest_id}").get_data(as_text=True)
+    assert '<tr data-change="added"><td>added</td><td>plastic, card</td></tr>' in shown
+    assert "no differences in the intents" in shown
     helploop.models.refresh()  # what each serving process does every few seconds
     chat = app.test_client()
     reply = chat.post("/api/v1/chat", json={"message": "my Plastic has not arrived"}).get_json()
