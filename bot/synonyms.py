@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 def phrase_key(phrase: str) -> str:
@@ -32,7 +33,8 @@ class Synonyms:
 
     groups: tuple[tuple[str, ...], ...] = ()
     reading: dict[str, str] = field(default_factory=dict)  # phrase key -> the phrase it is read as
-    _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    # each phrase's first word -> the phrases that start with it
+    _by_first: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(cls, groups: Sequence[Sequence[str]], uses: Callable[[str], int] | None = None) -> Synonyms:
@@ -57,17 +59,34 @@ class Synonyms:
         return cls(kept, reading)
 
     def __post_init__(self) -> None:
-        if self.reading:
-            # longest first: "cash machine" before "cash"; spaces match any run of whitespace
-            alternatives = sorted(self.reading, key=lambda k: (-len(k), k))
-            body = "|".join(r"\s+".join(map(re.escape, k.split())) for k in alternatives)
-            self._pattern = re.compile(rf"(?<![\w'’])(?:{body})(?![\w'’])", re.IGNORECASE)
+        for key in self.reading:
+            first = _WORD.findall(key)
+            if first:  # a phrase without a letter or digit is refused where groups are written
+                self._by_first.setdefault(first[0], []).append(key)
 
     def __bool__(self) -> bool:
         return bool(self.reading)
 
     def read(self, text: str) -> str:
-        """``text`` with each phrase of a group replaced by its group's reading; as it is when none is."""
-        if self._pattern is None:
+        """``text`` with each phrase of a group replaced by its group's reading; as it is when none is. Only
+        the phrases whose first word is in the message are tried (a set lookup per word), so the cost does
+        not grow with the number of groups."""
+        if not self.reading:
             return text
-        return self._pattern.sub(lambda m: self.reading[phrase_key(m.group(0))], text)
+        present = set(_WORD.findall(text.lower()))
+        keys = {k for w in present for k in self._by_first.get(w, ())}
+        if not keys:
+            return text
+        pattern = _pattern(tuple(sorted(keys, key=lambda k: (-len(k), k))))  # longest first
+        return pattern.sub(lambda m: self.reading[phrase_key(m.group(0))], text)
+
+
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1024)
+def _pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
+    """The phrases as whole words, any case; a space in a phrase matches any run of whitespace."""
+    body = "|".join(r"\s+".join(map(re.escape, k.split())) for k in keys)
+    # not inside a word, nor joined to one by an apostrophe ("ATM's"); a quote around it is no part of it
+    return re.compile(rf"(?<!\w)(?<!\w['’])(?:{body})(?!\w)(?!['’]\w)", re.IGNORECASE)

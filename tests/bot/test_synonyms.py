@@ -25,6 +25,10 @@ def test_each_group_is_read_as_its_most_used_phrase() -> None:
     # whole words only: not inside another word, nor a plural that was not written
     assert synonyms.read("plastics and cashpoints, preload") == "plastics and cashpoints, preload"
     assert synonyms.read("my card is here") == "my card is here"  # the group's own phrase stays
+    # the sentence's punctuation around a phrase, not inside it
+    assert synonyms.read("(plastic)? 'cashpoint'.") == "(card)? 'ATM'."
+    assert synonyms.read("cash, machine") == "cash, machine"
+    assert synonyms.read("the cashpoint's screen") == "the cashpoint's screen"
 
 
 def test_without_counts_the_first_phrase_written_is_the_reading() -> None:
