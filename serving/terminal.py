@@ -116,9 +116,7 @@ def run_terminal_chat(
         kind = None if declined else reading.small_talk_reply(answer_to_rate=complaint is not None)
         if picked == WHICH_ONE:  # "yes" to several choices: which one? The same choices again
             kind = WHICH_ONE
-        elif (
-            kind == ACKNOWLEDGEMENT
-        ):  # "ok", "yes": after an answer, or after "anything else?", as on the web
+        elif kind == ACKNOWLEDGEMENT:  # "ok", "yes": by the reply before it, as on the web
             kind = acknowledgement_reply(text, after)
         if kind is None and not declined and earlier is None and settings.small_talk:
             kind = HELP if WHAT_NEXT.match(reading.question) else None  # nothing before it: what the bot does
