@@ -616,3 +616,5 @@ def test_synonyms_saved_on_the_knowledge_page_are_read_at_once_without_retrainin
     with helploop.database.session() as session:
         turn = session.get(Turn, reply["turn_id"])
         assert (turn.user_text, turn.read_as) == ("my Plastic has not arrived", "my card has not arrived")
+    tried = client.get("/operator/knowledge/try?q=my+plastic+has+not+arrived").get_data(as_text=True)
+    assert 'id="read-as-production"' in tried and "“my card has not arrived”" in tried  # Try shows it too
