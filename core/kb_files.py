@@ -419,6 +419,9 @@ def _read_table(file: str, reader: Any, header: list[str], kb: KnowledgeBaseData
     """The rows after ``header`` (``reader``: an iterator of string lists with the current row's number in
     ``line_num``, as csv.reader has): examples, answers, both, or question-and-answer rows."""
     columns = [c.strip().lower() for c in header]
+    if columns[:1] == ["synonyms"]:  # synonyms.csv: a group a row, a phrase a cell
+        _read_synonym_rows(file, reader, kb, kind=kind)
+        return
     columns = [
         CSV_COLUMN_ALIASES.get(c, c) if CSV_COLUMN_ALIASES.get(c, c) not in columns else c for c in columns
     ]
@@ -473,6 +476,20 @@ def _read_table(file: str, reader: Any, header: list[str], kb: KnowledgeBaseData
                     entry.metadata = check_metadata(file, line, "metadata", row[index["metadata"]])
     except csv.Error as exc:
         raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid {kind}: {exc}") from None
+
+
+def _read_synonym_rows(file: str, reader: Any, kb: KnowledgeBaseData, *, kind: str) -> None:
+    """A ``synonyms`` table: each row one group, each cell a phrase ("cashpoint", "cash machine", "ATM"; a
+    cell may also hold several separated by ``|``), added to the groups read so far and checked with them."""
+    groups: list[tuple[int | None, str, Any]] = [(None, "synonyms", g) for g in kb.synonyms or []]
+    try:
+        for row in reader:
+            phrases = [p.strip() for cell in row for p in cell.split("|") if p.strip()]
+            if phrases:
+                groups.append((reader.line_num, "synonyms", phrases))
+    except csv.Error as exc:
+        raise KnowledgeBaseFormatError(file, reader.line_num, None, f"not valid {kind}: {exc}") from None
+    kb.synonyms = check_synonyms(file, groups)
 
 
 # --------------------------------------------------------------------------------------------- Excel
@@ -1173,7 +1190,14 @@ def write_knowledge_base(kb: KnowledgeBaseData, fmt: str, out: str | Path) -> li
                             metadata_text(intent.metadata),
                         ]
                     )
-        return [examples_path, answers_path]
+        if not kb.synonyms:
+            return [examples_path, answers_path]
+        synonyms_path = out_path / "synonyms.csv"  # a group a row, a phrase a cell
+        with synonyms_path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["synonyms"])
+            writer.writerows(kb.synonyms)
+        return [examples_path, answers_path, synonyms_path]
     if fmt == "rasa":
         nlu = {
             "version": RASA_VERSION,

@@ -127,3 +127,28 @@ def test_synonyms_are_stored_kept_replaced_and_restored(db_session: Session) -> 
     save_synonyms(db_session, groups=[["plastic", "card"]], actor="omar")
     restore_kb_version(db_session, version_id=plain.kb_version_id, actor="omar")
     assert read_synonyms(db_session) == []
+
+
+def test_a_csv_export_carries_the_synonyms_and_reads_back(tmp_path: Any) -> None:
+    """synonyms.csv: a group a row, a phrase a cell (or several in one cell, split by |); a bad row is refused
+    naming the file and line; the CSV export writes it only when there are groups."""
+    from core.kb_files import write_knowledge_base
+
+    kb = read_knowledge_base_files([("kb.json", kb_json(synonyms=[["cashpoint", "cash machine", "ATM"]]))])
+    written = write_knowledge_base(kb, "csv", tmp_path / "out")
+    assert [p.name for p in written] == ["examples.csv", "answers.csv", "synonyms.csv"]
+    assert written[2].read_text() == "synonyms\ncashpoint,cash machine,ATM\n"
+    back = read_knowledge_base_files([(p.name, p.read_bytes()) for p in written])
+    assert back.synonyms == kb.synonyms and back.data_hash() == kb.data_hash()
+    piped = read_knowledge_base_files([("synonyms.csv", b"Synonyms\nplastic|card\n\nFX,exchange rate\n")])
+    assert piped.synonyms == [["plastic", "card"], ["FX", "exchange rate"]]
+    with pytest.raises(
+        KnowledgeBaseFormatError,
+        match=r"^synonyms.csv:3: field 'synonyms' 'atm' is already in the group of 'cashpoint'",
+    ):
+        read_knowledge_base_files([("synonyms.csv", b"synonyms\ncashpoint,ATM\natm,cash machine\n")])
+    plain = read_knowledge_base_files([("kb.json", kb_json())])
+    assert [p.name for p in write_knowledge_base(plain, "csv", tmp_path / "plain")] == [
+        "examples.csv",
+        "answers.csv",
+    ]
