@@ -564,6 +564,11 @@ class AnsweringEngine:
         read = [synonyms.read(t) for t in texts] if synonyms else list(texts)
         return [self.spelling.correct(t) for t in read] if self.spelling is not None else read
 
+    def chips(self, names: Sequence[str]) -> list[Candidate]:
+        """Intents shown as chips (follow-ups, choices), titled from the knowledge base; unknown names left
+        out."""
+        return [Candidate(n, 0.0, self.knowledge[n].title) for n in names if n in self.knowledge]
+
     def update_synonyms(self, groups: Sequence[Sequence[str]]) -> bool:
         """Take the knowledge base's synonym groups (bot.synonyms): each read as its phrase the examples use
         most (by the spelling corrector's word counts: a phrase counts as its least used word). Returns
@@ -1298,9 +1303,7 @@ class AnsweringEngine:
             status, intent = ANSWERED, top.intent
             info = self.knowledge.get(top.intent, IntentInfo())
             answer = info.answer
-            suggestions = [
-                Candidate(f, 0.0, self.knowledge[f].title) for f in info.follow_ups if f in self.knowledge
-            ]
+            suggestions = self.chips(info.follow_ups)
         elif in_scope_top:
             # Ambiguous rather than unknown: the answer is very likely among a few intents.
             scale = confidence / max(top.probability, 1e-12)

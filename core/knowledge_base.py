@@ -120,9 +120,10 @@ def import_knowledge_base(
     """
     merged = incoming if replace else _merge(load_knowledge_base(session), incoming)
     validate_complete(merged)
-    if merged.synonyms is None:  # files that cannot hold synonyms (CSV, Rasa) leave them as they are
-        merged.synonyms = read_synonyms(session)
-    synonyms_changed = _write_synonyms(session, merged.synonyms)
+    if merged.synonyms is None:  # files without synonyms (Rasa, CSV without synonyms.csv) leave them be
+        merged.synonyms, synonyms_changed = read_synonyms(session), False
+    else:
+        synonyms_changed = _write_synonyms(session, merged.synonyms)
 
     rows = {row.name: row for row in session.scalars(select(Intent).options(selectinload(Intent.examples)))}
     created = updated = added = removed = 0

@@ -194,9 +194,7 @@ def chosen_intent(engine: AnsweringEngine, message: str, typed: str | None = Non
         margin=1.0,
         ranking=[Candidate(intent, 1.0, info.title)],
         member_scores={},
-        suggestions=[
-            Candidate(f, 0.0, engine.knowledge[f].title) for f in info.follow_ups if f in engine.knowledge
-        ],
+        suggestions=engine.chips(info.follow_ups),
         model_version=engine.version,
     )
 
@@ -313,9 +311,7 @@ def answer_message(
         chit_chat = True
         prediction = dataclasses.replace(
             small_talk_prediction(message, settings.small_talk_reply(WHICH_ONE), engine.version),
-            suggestions=[
-                Candidate(n, 0.0, engine.knowledge[n].title) for n in offered if n in engine.knowledge
-            ],
+            suggestions=engine.chips(offered),
         )
     else:
         requested = reading.asks_for_person
@@ -638,7 +634,7 @@ def route_thumbs_down(turn_id: int) -> None:
 def other_choices(turn: Turn, engine: AnsweringEngine) -> list[Candidate]:
     """After "that's wrong": the intents the model ranked next for that question (chips to pick from)."""
     names = [str(c.get("intent")) for c in turn.candidates or [] if c.get("intent") in engine.knowledge]
-    return [Candidate(n, 0.0, engine.knowledge[n].title) for n in choices_after_wrong(names, turn.intent)]
+    return engine.chips(choices_after_wrong(names, turn.intent))
 
 
 @api.get("/sessions/<session_id>")
