@@ -4,7 +4,9 @@ The engine is fitted on the BANKING77 training split as `helploop build` fits it
 product's gate). Scored:
 
 - Pairs: two questions of different intents from the evaluation split joined into one message ("My card
-  hasn't arrived. How do I activate it?"; a closing "." or "?" added to the first where it has none). Read
+  hasn't arrived. How do I activate it?"; a closing "." or "?" added to the first where it has none), and
+  joined by a word as customers chain them ("how do I change my pin and also what's the fee?": the pairs
+  whose second question starts with a question word, the connector drawn per pair from ``CONNECTORS``). Read
   whole, the bot answers one of them at best; how many pairs have *both* intents one click away (the answer
   and a chip: the intent's own follow-ups before, and the other questions' chips now), and how many of
   the extra chips were one of the two (right) or neither (wrong).
@@ -56,6 +58,26 @@ def joined(first: str, second: str) -> str:
     return f"{first} {second.strip()}"
 
 
+CONNECTORS = (" and ", " and also ", ", also ", " plus ", " and then ")
+
+
+def connected(first: str, second: str, connector: str) -> str:
+    """Two questions as one sentence: the first's closing mark dropped, ``connector``, the second."""
+    second = second.strip()
+    return f"{first.strip().rstrip('.?!')}{connector}{second[:1].lower()}{second[1:]}"
+
+
+def connected_pairs(texts: list[str], pairs: list[tuple[int, int]], seed: int) -> list[tuple[str, int, int]]:
+    """The pairs whose second question starts with a question word, joined by a connector drawn with
+    ``seed``: (message, first, second)."""
+    rng = random.Random(seed)
+    return [
+        (connected(texts[a], texts[b], rng.choice(CONNECTORS)), a, b)
+        for a, b in pairs
+        if ASKS.match(texts[b].strip())
+    ]
+
+
 def draw_pairs(labels: list[str], count: int, seed: int) -> list[tuple[int, int]]:
     """``count`` pairs of row indices of different intents, drawn with ``seed``."""
     rng = random.Random(seed)
@@ -68,9 +90,15 @@ def draw_pairs(labels: list[str], count: int, seed: int) -> list[tuple[int, int]
 
 
 def score_pairs(
-    engine: AnsweringEngine, texts: list[str], labels: list[str], pairs: list[tuple[int, int]]
+    engine: AnsweringEngine,
+    texts: list[str],
+    labels: list[str],
+    pairs: list[tuple[int, int]],
+    messages: list[str] | None = None,
 ) -> dict[str, Any]:
-    messages = [joined(texts[a], texts[b]) for a, b in pairs]
+    """``messages``: the pairs as one message each (default: ``joined``)."""
+    if messages is None:
+        messages = [joined(texts[a], texts[b]) for a, b in pairs]
     whole = engine.predict_batch(messages)
     figures: dict[str, Any] = {
         "pairs": len(pairs),
@@ -134,11 +162,15 @@ def main() -> None:
     engine, evaluation = fitted_for_split(args)
     texts, labels = evaluation
     pairs = draw_pairs(labels, args.pairs, args.seed)
+    chained = connected_pairs(texts, pairs, args.seed)
     result: dict[str, Any] = {
         "evaluation": split_name(args),
         "encoder": args.encoder,
         "seed": args.seed,
         "two_questions": score_pairs(engine, texts, labels, pairs),
+        "joined_by_a_word": score_pairs(
+            engine, texts, labels, [(a, b) for _, a, b in chained], [m for m, _, _ in chained]
+        ),
         "single_questions": score_singles(engine, texts, labels),
     }
     if args.timed:
@@ -157,6 +189,12 @@ def main() -> None:
     print(
         f"  extra chips: {pairs_figures['extra_chips_right']} right, "
         f"{pairs_figures['extra_chips_wrong']} wrong"
+    )
+    words = result["joined_by_a_word"]
+    print(
+        f"joined by a word ({words['pairs']} pairs whose second question starts with a question word): "
+        f"both one click away {words['both_reachable_before']} before, {words['both_reachable']} with the "
+        f"parts; extra chips {words['extra_chips_right']} right, {words['extra_chips_wrong']} wrong"
     )
     print(
         f"single questions: accuracy {singles['accuracy'] * 100:.2f} % (unchanged), "

@@ -1,7 +1,8 @@
 """Two questions in one message: "How do I change my address? Also, how do I change my PIN?"
 
 The model reads a message whole and answers one intent; the other question of the message went unanswered.
-When the message was answered, its sentences (and its "…, and how / can / is …" clauses) of at least
+When the message was answered, its sentences (and its clauses chained on by a word before a question word:
+"…, and how …", "… and also what …", ``SPLIT``) of at least
 ``MIN_WORDS`` words are also read one by one, at most ``MAX_PARTS`` of them, in one batch. An intent a part
 is answered with at the gate (so at the deployment's precision), other than the answer given, is offered as
 a chip beside the answer, before the intent's own follow-ups: the customer's other question is one click
@@ -27,8 +28,14 @@ QUESTION_WORD = (
     r"(?:how|what|what's|where|when|why|who|which|can|could|do|does|did|is|are|was|will|would|should|am|"
     r"have|has)"
 )
-# After a sentence's end, or before ", and how / can / is …" (a second question joined on).
-SPLIT = re.compile(rf"(?<=[?.!])\s+|,?\s+and\s+(?={QUESTION_WORD}\b)", re.IGNORECASE)
+# After a sentence's end, or before a second question joined on: ", and how / can / is …", "and also
+# what …", "and then can …", ", also how …", ", plus is …", " plus why …", "; where …", "(,) oh and …",
+# "(,) btw …", "(,) by the way …". A connector before other words joins no question ("I also have…", "and
+# my phone"), nor does a bare comma ("my card is broken, can I get a new one" is one question).
+CONNECTOR = (
+    r"(?:,?\s+and(?:\s+(?:also|then))?|,\s*(?:also|plus)|\s+plus|\s*;|,?\s+(?:oh\s+and|btw|by\s+the\s+way))"
+)
+SPLIT = re.compile(rf"(?<=[?.!])\s+|{CONNECTOR},?\s+(?={QUESTION_WORD}\b)", re.IGNORECASE)
 MIN_WORDS = 3  # "Thanks.", "Hi there." and "Please help!" are no question of their own
 MAX_PARTS = 3  # read at most this many parts again (the message is read whole as well)
 

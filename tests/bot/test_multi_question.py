@@ -23,6 +23,18 @@ from bot.multi_question import MAX_PARTS, other_questions, question_parts, with_
             ["My card is about to expire.", "How much does a new one cost", "how fast will I get it?"],
         ),
         ("my card was declined and can I get a refund", ["my card was declined", "can I get a refund"]),
+        # chained by a word, as customers type them
+        (
+            "how do I change my pin and also what's the fee for transfers?",
+            ["how do I change my pin", "what's the fee for transfers?"],
+        ),
+        ("top up with apple pay and then how do I send it", ["top up with apple pay", "how do I send it"]),
+        ("my card hasn't arrived, also can I get a refund", ["my card hasn't arrived", "can I get a refund"]),
+        ("change my pin plus how long do transfers take", ["change my pin", "how long do transfers take"]),
+        ("where is my card; when will it arrive", ["where is my card", "when will it arrive"]),
+        ("my card is blocked, oh and why was I charged", ["my card is blocked", "why was I charged"]),
+        ("I lost my card btw, can I freeze it", ["I lost my card", "can I freeze it"]),
+        ("My card expired. By the way, is there a fee?", ["My card expired.", "By the way, is there a fee?"]),
     ],
 )
 def test_a_message_of_several_questions_is_cut_at_sentences_and_joined_questions(
@@ -39,6 +51,9 @@ def test_a_message_of_several_questions_is_cut_at_sentences_and_joined_questions
         "Hi! Where is my card?",
         "I paid 4.50 for it and the fee was 1.20",  # a decimal point ends no sentence
         "I lost my card and my phone",  # "and" joins no question here
+        "I also have a question about my card",  # "also" joins no question unless after a comma or "and"
+        "my card is broken, can I get a new one",  # a bare comma joins no second question
+        "can I also pay in euros plus dollars",  # nor does "plus" before other words
     ],
 )
 def test_one_question_is_not_cut(text: str) -> None:
