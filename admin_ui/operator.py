@@ -68,6 +68,7 @@ from core.registry import (
     waiting_conversations,
 )
 from core.settings import OPS_EVENT_KINDS, Settings
+from core.team_hours import when_back
 from core.turn_search import compacts
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
@@ -916,7 +917,19 @@ def conversations() -> Any:
         pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),
         retention_days=helploop.settings.turn_retention_days,
         inbox=inbox,
+        team=team_hours_view(helploop.settings),
     )
+
+
+def team_hours_view(settings: Settings) -> dict[str, Any] | None:
+    """The team's hours for chats as the inbox states them: the schedule, whether it is within them now, and
+    what a customer handed to a person while nobody is online is told (None: no schedule set)."""
+    hours = settings.team_schedule
+    if hours is None:
+        return None
+    now = utcnow()
+    back = None if hours.is_open(now) else when_back(hours.next_opening(now), now)
+    return {"schedule": hours.describe(), "back": back}
 
 
 def inbox_state(session: Any) -> dict[str, Any]:

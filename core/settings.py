@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.team_hours import TeamHours, TeamHoursError, read_zone
+
 ENV_PREFIX = "HELPLOOP_"
 PLACEHOLDER_SECRET = "dev-insecure-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,7 @@ REPLY_SETTINGS = (
     "clarify_message",
     "handoff_requested_message",
     "handoff_offline_message",
+    "handoff_away_message",
     "contact_received_message",
     "rating_received_message",
     "small_talk_greeting",
@@ -247,6 +250,16 @@ class Settings:
         "Leave your e-mail or phone number and we will get back to you."
     )
     presence_seconds: int = 120
+    # The team's hours for chats (core.team_hours: "Mon-Fri 09:00-17:30, Sat 10:00-14:00", in team_timezone,
+    # an IANA name). Outside them, with no operator online, a customer handed to a person is told when the
+    # team is back: handoff_away_message with {back} as "tomorrow at 09:00 GMT" (after the bot's own handoff
+    # line when the bot chose it). Empty: no hours; handoff_offline_message whenever nobody is online.
+    team_hours: str = ""
+    team_timezone: str = "UTC"
+    handoff_away_message: str = (
+        "Our team is away right now and back {back}. "
+        "Leave your e-mail or phone number and we will get back to you then."
+    )
     contact_received_message: str = "Thanks, a person from our team will get back to you."
     rating_received_message: str = "Thank you for your feedback."
     # Crowd review
@@ -387,6 +400,14 @@ class Settings:
                 f"handoff_request_pattern is not a valid regular expression ({exc}): "
                 f"{self.handoff_request_pattern!r}"
             ) from None
+        try:
+            read_zone(self.team_timezone)
+        except TeamHoursError as exc:
+            raise SettingsError(f"team_timezone: {exc}") from None
+        try:
+            TeamHours.parse(self.team_hours, self.team_timezone)
+        except TeamHoursError as exc:
+            raise SettingsError(f"team_hours: {exc}") from None
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")
@@ -401,6 +422,11 @@ class Settings:
     def extra_encoder_sources(self) -> tuple[str, ...]:
         """The extra encoders of the ensemble, in the order given."""
         return tuple(e.strip() for e in self.extra_encoders.split(",") if e.strip())
+
+    @property
+    def team_schedule(self) -> TeamHours | None:
+        """The team's hours for chats (None: no schedule), as checked when the settings were read."""
+        return TeamHours.parse(self.team_hours, self.team_timezone)
 
     @property
     def handoff_request_regex(self) -> re.Pattern[str] | None:

@@ -6,7 +6,7 @@ import dataclasses
 import random
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -77,6 +77,7 @@ from core.registry import (
     shown_suggestions,
 )
 from core.settings import Settings
+from core.team_hours import when_back
 from crowd_feedback.review import review_reasons
 from crowd_feedback.reviewers import operators_online
 from serving.app import db_session, limiter, state
@@ -247,6 +248,41 @@ class ChatTurn:
     rated_turn_id: int | None
     asked_again: bool
     passed_on: bool = False
+    team_back: datetime | None = None  # handed to a person outside the team's hours: when they are back
+
+
+@dataclasses.dataclass(frozen=True)
+class Availability:
+    """Whether a person can join a chat now (an operator has a page open), and, when nobody can and the
+    team's hours (``HELPLOOP_TEAM_HOURS``) say it is away, when they begin again."""
+
+    online: bool
+    back: datetime | None = None
+
+
+def team_availability(session: Session, settings: Settings) -> Availability:
+    if operators_online(session, within_seconds=settings.presence_seconds) > 0:
+        return Availability(True)
+    hours = settings.team_schedule
+    now = utcnow()
+    if hours is None or hours.is_open(now):
+        return Availability(False)
+    return Availability(False, hours.next_opening(now))
+
+
+def away_text(settings: Settings, back: datetime) -> str:
+    """``HELPLOOP_HANDOFF_AWAY_MESSAGE`` with ``{back}`` as "tomorrow at 09:00 GMT"."""
+    return settings.handoff_away_message.replace("{back}", when_back(back, utcnow()))
+
+
+def handoff_text(settings: Settings, available: Availability) -> str:
+    """The reply to a customer who asked for a person: someone will take over, the team is away until …,
+    or nobody is online now."""
+    if available.online:
+        return settings.handoff_requested_message
+    if available.back is not None:
+        return away_text(settings, available.back)
+    return settings.handoff_offline_message
 
 
 def answer_message(
@@ -300,6 +336,7 @@ def answer_message(
     # right after an answer is the thumbs-down typed: the answer is rated unhelpful (a review item) and the
     # intents the model ranked next for it are offered; around a new question, that question is answered.
     requested = chit_chat = False
+    team_back: datetime | None = None  # handed to a person outside the team's hours: when they are back
     context: str | None = None  # the earlier question a follow-up was read with
     complained: int | None = None  # "that's wrong": the answer it is about, rated unhelpful below
     if prediction is not None:
@@ -356,9 +393,9 @@ def answer_message(
         prediction = dataclasses.replace(
             prediction, status=HANDOFF, intent=None, answer="", suggestions=[], unfamiliar=False, vague=False
         )
-        online = operators_online(session, within_seconds=settings.presence_seconds) > 0
+        available = team_availability(session, settings)
         session.commit()  # end the read transaction before the write below
-        text = settings.handoff_requested_message if online else settings.handoff_offline_message
+        text, team_back = handoff_text(settings, available), available.back
     else:
         text = reply_text(prediction)
     asked_again = repeat is not None and not repeat.passed_on
@@ -373,6 +410,12 @@ def answer_message(
         text = other_language_reply(language, settings.other_language_message, expected=settings.language)
     # Off the knowledge base's topic (below the model's familiarity floor): declined, passed to nobody.
     logged = logged_status(prediction, asked_for_person=requested)
+    if logged == HANDOFF and settings.team_schedule is not None:
+        # The bot's own handoff outside the team's hours: its line, then when the team is back.
+        available = team_availability(session, settings)
+        session.commit()
+        if available.back is not None:
+            text, team_back = f"{text} {away_text(settings, available.back)}", available.back
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
@@ -464,7 +507,9 @@ def answer_message(
         # it is reviewed with the earlier turns on its own item.
         helploop.router.submit(turn.id, reasons, prediction.embedding if context is None else None)
     handed_over = repeat is not None and repeat.passed_on
-    return ChatTurn(prediction, turn.id, conversation.id, text, complained, asked_again, handed_over)
+    return ChatTurn(
+        prediction, turn.id, conversation.id, text, complained, asked_again, handed_over, team_back
+    )
 
 
 def repeated_answer(
@@ -550,6 +595,7 @@ def chat() -> Response:
                 "suggestions": [],
                 "asked_again": False,
                 "model_version": None,
+                "team_back": None,
             }
         )
     said = answer_message(message, session_id, channel="widget", only=only)
@@ -568,6 +614,8 @@ def chat() -> Response:
             # the answer just given, asked for again: the widget offers a person under it
             "asked_again": said.asked_again,
             "model_version": prediction.model_version,
+            # handed to a person outside the team's hours (HELPLOOP_TEAM_HOURS): when they are back
+            "team_back": said.team_back.isoformat() if said.team_back else None,
         }
     )
 
@@ -727,7 +775,7 @@ def handoff(session_id: str) -> Response:
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
     settings = state().settings
-    online = operators_online(session, within_seconds=settings.presence_seconds) > 0
+    available = team_availability(session, settings)
     session.commit()
     if news:
         _notify(session, conversation.id, "asked")
@@ -735,9 +783,10 @@ def handoff(session_id: str) -> Response:
         {
             "session_id": conversation.id,
             "handoff_requested": True,
-            "people_online": online,
-            # Honest about when: someone can join now, or the team will get back to the customer later.
-            "message": settings.handoff_requested_message if online else settings.handoff_offline_message,
+            "people_online": available.online,
+            # Honest about when: someone can join now, the team is back at a time (its hours), or later.
+            "message": handoff_text(settings, available),
+            "team_back": available.back.isoformat() if available.back else None,
         }
     )
 

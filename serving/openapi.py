@@ -33,6 +33,14 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+# When a person is back for a user handed to one outside the team's hours (HELPLOOP_TEAM_HOURS).
+TEAM_BACK = {
+    "type": "string",
+    "format": "date-time",
+    "nullable": True,
+    "description": "handed to a person while nobody is online and outside the team's hours "
+    "(HELPLOOP_TEAM_HOURS): when they begin again, in the team's time zone; null otherwise",
+}
 SUGGESTION = {"type": "object", "properties": {"intent": {"type": "string"}, "title": {"type": "string"}}}
 
 ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -305,6 +313,7 @@ SPEC: dict[str, Any] = {
                                         "handoff instead)",
                                     },
                                     "model_version": {"type": "string", "nullable": True},
+                                    "team_back": TEAM_BACK,
                                 },
                             }
                         ),
@@ -421,7 +430,25 @@ SPEC: dict[str, Any] = {
                     {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
-                    "200": {"description": "Recorded", **_json({"type": "object"})},
+                    "200": {
+                        "description": "Recorded",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "session_id": {"type": "string"},
+                                    "handoff_requested": {"type": "boolean"},
+                                    "people_online": {
+                                        "type": "boolean",
+                                        "description": "an operator has had a page open in the last "
+                                        "HELPLOOP_PRESENCE_SECONDS: someone can join the chat now",
+                                    },
+                                    "message": {"type": "string", "description": "what to show the user"},
+                                    "team_back": TEAM_BACK,
+                                },
+                            }
+                        ),
+                    },
                     **_error_responses(400, 404, 429),
                 },
             }

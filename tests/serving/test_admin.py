@@ -2573,3 +2573,35 @@ def test_the_inbox_shows_the_question_behind_a_typed_request_for_a_person(make_a
     inbox = operator.get("/operator/conversations").get_data(as_text=True)
     question = '<div class="muted question">question: where is my card &lt;b&gt;now&lt;/b&gt;</div>'
     assert f"can I talk to a human?{question}" in inbox
+
+
+def test_the_inbox_states_the_team_hours_and_what_customers_are_told_outside_them(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    import admin_ui.operator
+
+    monkeypatch.setattr(admin_ui.operator, "utcnow", lambda: datetime(2026, 12, 5, 15, 0, tzinfo=UTC))
+    app = make_app(
+        ratelimit_enabled=False,
+        team_hours="Mon-Fri 09:00-17:30, Sat 10:00-14:00",
+        team_timezone="Europe/London",
+    )
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/conversations").get_data(as_text=True)
+    assert re.search(r'<span id="team-hours">(.*?)</span>', page, re.S).group(1) == (  # type: ignore[union-attr]
+        "Team hours: Mon–Fri 09:00–17:30, Sat 10:00–14:00 (Europe/London); <strong>away now</strong>: with "
+        "nobody online, a customer who is handed to a person is told you are back on Monday at 09:00 GMT."
+    )
+    monkeypatch.setattr(admin_ui.operator, "utcnow", lambda: datetime(2026, 12, 5, 11, 0, tzinfo=UTC))
+    assert "(Europe/London); within them now." in client.get("/operator/conversations").get_data(as_text=True)
+
+
+def test_with_no_team_hours_the_inbox_says_what_setting_them_would_do(make_app: Any) -> None:
+    _, operator = signed_in_operator(make_app)
+    page = operator.get("/operator/conversations").get_data(as_text=True)
+    assert "No team hours are set: with nobody online, a customer who is handed to a person is told" in page
+    assert "<code>HELPLOOP_TEAM_HOURS</code>" in page and "Team hours:" not in page

@@ -37,7 +37,9 @@ def test_chat_answers_and_logs_the_turn_before_replying(client: Any, app: Any) -
         "suggestions",
         "asked_again",
         "model_version",
+        "team_back",
     }
+    assert body["team_back"] is None  # answered: no person, no team hours
     assert body["status"] == "answered" and body["intent"] == "card_arrival" and body["rated_turn_id"] is None
     assert body["asked_again"] is False
     assert body["answer"] == "Cards arrive in **5–7 working days**."
@@ -1084,6 +1086,60 @@ def test_the_handoff_and_contact_replies_are_settings(make_app: Any) -> None:
         f"/api/v1/sessions/{session_id}/contact", json={"contact": "jo@example.com"}
     ).get_json()
     assert left["message"] == "Danke, wir melden uns."
+
+
+def test_outside_the_team_hours_a_customer_handed_to_a_person_is_told_when_the_team_is_back(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HELPLOOP_TEAM_HOURS: with nobody online outside the hours, a typed request, the button and the bot's
+    own handoff say when the team is back (and the API says it as a time); within them, the offline line as
+    before; an operator online (working late) takes the chat whatever the hours."""
+    from datetime import UTC, datetime
+
+    import serving.api
+    from crowd_feedback.reviewers import create_user, mark_seen
+
+    clock = {"now": datetime(2026, 12, 5, 15, 0, tzinfo=UTC)}  # a Saturday, 15:00 in London
+    monkeypatch.setattr(serving.api, "utcnow", lambda: clock["now"])
+    app = make_app(
+        ratelimit_enabled=False,
+        same_answer_limit=1,  # the second "where is my card" is the bot's own handoff
+        team_hours="Mon-Fri 09:00-17:30; Sat 10:00-14:00",
+        team_timezone="Europe/London",
+    )
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    away = (
+        "Our team is away right now and back on Monday at 09:00 GMT. "
+        "Leave your e-mail or phone number and we will get back to you then."
+    )
+    asked = chat(client, "can I talk to a human?").get_json()
+    assert (asked["status"], asked["answer"]) == ("handoff", away)
+    assert asked["team_back"] == "2026-12-07T09:00:00+00:00"
+    button = client.post(f"/api/v1/sessions/{asked['session_id']}/handoff").get_json()
+    assert (button["people_online"], button["message"], button["team_back"]) == (
+        False,
+        away,
+        "2026-12-07T09:00:00+00:00",
+    )
+    first = chat(client, "when will my card arrive").get_json()
+    assert (first["status"], first["team_back"]) == ("answered", None) and "away" not in first["answer"]
+    passed = chat(client, "where is my card", session_id=first["session_id"]).get_json()
+    assert passed["status"] == "handoff"
+    assert passed["answer"] == f"{settings.same_answer_handoff_message} {away}"
+    assert passed["team_back"] == "2026-12-07T09:00:00+00:00"
+    assert [t.answer for t in turns(app)][-1] == passed["answer"]  # the log keeps what was said
+    clock["now"] = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # Sunday evening
+    assert "back tomorrow at 09:00 GMT." in chat(client, "agent please").get_json()["answer"]
+    clock["now"] = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)  # within Saturday's hours, nobody online
+    within = chat(client, "can I talk to a human?").get_json()
+    assert (within["answer"], within["team_back"]) == (settings.handoff_offline_message, None)
+    clock["now"] = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)
+    with app.extensions["helploop"].database.session() as session:
+        omar = create_user(session, username="omar", password="correct horse battery", role="operator")
+        assert mark_seen(session, user_id=omar.id)
+    late = chat(client, "can I talk to a human?").get_json()
+    assert (late["answer"], late["team_back"]) == (settings.handoff_requested_message, None)
 
 
 def test_misspelt_words_are_read_as_the_knowledge_bases_own_and_the_log_keeps_both(make_app: Any) -> None:
