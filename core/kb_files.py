@@ -1,5 +1,6 @@
 """Knowledge-base files: CSV (examples + answers), JSON, Rasa ``nlu.yml`` + ``domain.yml``, and the exports of
-Azure AI Language question answering / QnA Maker (TSV or JSON, also zipped as Language Studio downloads them).
+Azure AI Language question answering / QnA Maker (TSV or JSON, also zipped as Language Studio downloads them),
+and a company's FAQ page saved as HTML or written in Markdown (``core.faq_pages``).
 
 Readers never touch the database. They return a :class:`KnowledgeBaseData` or raise
 :class:`KnowledgeBaseFormatError` naming the file, the line and the field, so an import can refuse a bad
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from core.faq_pages import FaqPageError, read_html_faq, read_markdown_faq
 from core.text import unstorable_text
 
 OUT_OF_SCOPE = "oos"
@@ -677,7 +679,7 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
-_READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml"}
+_READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml", ".html", ".htm", ".md", ".markdown"}
 
 
 def _read_rasa_nlu(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:
@@ -944,6 +946,23 @@ def _read_qna_rows(file: str, reader: Any, header: list[str], kb: KnowledgeBaseD
     _add_qnas(file, qnas, kb)
 
 
+def _read_faq_page(path: Path, text: str, kb: KnowledgeBaseData, *, markdown: bool) -> None:
+    """An FAQ page saved as HTML, or an FAQ in Markdown (core.faq_pages): each question an intent with the
+    question as its example, as an FAQ sheet's rows are."""
+    file = str(path)
+    try:
+        entries = read_markdown_faq(text) if markdown else read_html_faq(text)
+    except FaqPageError as exc:
+        raise KnowledgeBaseFormatError(file, exc.line, exc.field_name, exc.message) from None
+    qnas: dict[str, _Qna] = {}
+    for position, entry in enumerate(entries):
+        origin = Origin(file, entry.line)
+        question = _check_text(file, entry.line, "question", entry.question, limit=MAX_EXAMPLE_LENGTH)
+        answer = _check_text(file, entry.line, "answer", entry.answer, limit=MAX_ANSWER_LENGTH)
+        qnas[str(position + 1)] = _Qna(str(position + 1), origin, answer, origin, [question])
+    _add_qnas(file, qnas, kb)
+
+
 def _azure_synonyms(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
     """A question answering project export's ``assets.synonyms`` (keys in any case), or None."""
     lowered = {k.lower(): v for k, v in top.items()}
@@ -1017,7 +1036,7 @@ def _unzip(name: str, content: bytes) -> list[tuple[str, bytes]]:
         ]
         if not members:
             raise KnowledgeBaseFormatError(
-                name, None, None, "the zip holds no .tsv, .csv, .json or .yml file"
+                name, None, None, "the zip holds no .tsv, .csv, .json, .yml, .html or .md file"
             )
         if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
             raise KnowledgeBaseFormatError(
@@ -1071,6 +1090,8 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
             _read_csv(path, text, kb)
         elif suffix == ".tsv":
             _read_azure_tsv(path, text, kb)
+        elif suffix in {".html", ".htm", ".md", ".markdown"}:
+            _read_faq_page(path, text, kb, markdown=suffix in {".md", ".markdown"})
         elif suffix in {".json", ".yml", ".yaml"}:
             root = _compose(path, text, is_json=suffix == ".json")
             top = _mapping(file, root, None)
@@ -1112,7 +1133,8 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
                 file,
                 None,
                 None,
-                f"unknown file type {suffix or '(none)'}: use .csv, .json, .yml, .yaml, .tsv or .zip",
+                f"unknown file type {suffix or '(none)'}: use .csv, .xlsx, .json, .yml, .yaml, .tsv, .zip, "
+                ".html (an FAQ page) or .md",
             )
     return kb
 

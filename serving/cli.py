@@ -282,7 +282,8 @@ def _production_engine(database: Any, *, fallback: str) -> Any:
 
 @main.group()
 def kb() -> None:
-    """Knowledge base: import and export (CSV, JSON, Rasa)."""
+    """Knowledge base: import (CSV, Excel, JSON, Rasa, Azure, FAQ pages as HTML or Markdown) and export (CSV,
+    JSON, Rasa)."""
 
 
 @kb.command("import")
@@ -291,8 +292,8 @@ def kb() -> None:
 @click.pass_context
 def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
     """Import FILES, all or nothing: examples CSV + answers CSV, an FAQ sheet (question,answer) as CSV or
-    .xlsx, JSON, Rasa nlu.yml + domain.yml, or an Azure question answering / QnA Maker export (.tsv, .json,
-    or the .zip Language Studio downloads)."""
+    .xlsx, JSON, Rasa nlu.yml + domain.yml, an Azure question answering / QnA Maker export (.tsv, .json,
+    or the .zip Language Studio downloads), or an FAQ page saved as .html or written in Markdown (.md)."""
     from core.kb_checks import text_findings
     from core.knowledge_base import import_knowledge_base, load_knowledge_base
 

@@ -514,7 +514,7 @@ def test_operators_import_a_zipped_azure_question_answering_export(make_app: Any
     client = app.test_client()
     login(client, "omar")
     page = client.get("/operator/knowledge/").get_data(as_text=True)
-    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip"' in page
+    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip,.html,.htm,.md"' in page
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("bank/Editorial.tsv", MULTI_TURN_TSV)
@@ -550,6 +550,30 @@ def test_an_faq_workbook_uploads_as_intents(make_app: Any) -> None:
         kb = load_knowledge_base(session)
     assert kb.intents["where_is_my_card"].answer == "5-7 working days."
     assert kb.intents["how_do_i_change_my_pin"].examples == ["How do I change my PIN?"]
+
+
+def test_an_faq_page_saved_from_the_browser_uploads_as_intents_and_a_bad_one_is_refused(
+    make_app: Any,
+) -> None:
+    from tests.core.test_faq_pages import ACCORDION_PAGE
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/").get_data(as_text=True))
+    page = _upload(client, token, {"help.html": ACCORDION_PAGE.encode()}).get_data(as_text=True)
+    assert "3 intents created" in page and "3 examples added" in page
+    with app.extensions["helploop"].database.session() as session:
+        kb = load_knowledge_base(session)
+    assert kb.intents["how_do_i_freeze_my_card"].answer == (
+        "Open the app and tap **Freeze**.\nIt takes a second.\n\nUnfreeze it the [same way](/help/unfreeze)."
+    )
+    assert kb.intents["how_do_i_freeze_my_card"].title == "How do I freeze my card?"
+    refused = _upload(client, token, {"notes.md": b"# Notes\n\nNothing asked here.\n"}).get_data(as_text=True)
+    assert "notes.md: no questions found: write each question as a heading that ends with" in refused
+    with app.extensions["helploop"].database.session() as session:
+        assert len(load_knowledge_base(session).intents) == 3  # nothing of the refused file was stored
 
 
 def test_try_names_the_other_question_of_a_message(make_app: Any) -> None:
