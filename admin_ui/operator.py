@@ -160,7 +160,7 @@ def overview() -> Any:
         batches = weekly_agreement(session)
         _, waiting = waiting_conversations(session, limit=0)
         suggestions = count_suggestions(session)
-        figures = overview_figures(session, days=30)
+        figures = overview_figures(session, days=30, hours=helploop.settings.team_schedule)
         noted = set(reviewer_notes(session))
         intent_names = set(session.scalars(select(Intent.name)))
         kb_check = check_current_knowledge_base(session, engine=helploop.models.state.production)
@@ -227,6 +227,7 @@ def overview() -> Any:
         noted=noted,
         intent_names=intent_names,
         satisfaction=figures.satisfaction,
+        team_response=figures.team_response,
         other_languages=figures.other_languages,
         asked_again=figures.asked_again,
         backups=backup_state(helploop.settings, models=False),

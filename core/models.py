@@ -111,7 +111,16 @@ class ExampleQuestion(Base):
 class Conversation(Base):
     __tablename__ = "conversations"
     # The operator's list pages newest activity first: one index walk, whatever the number of conversations.
-    __table_args__ = (Index("ix_conversations_last_activity", "last_activity_at"),)
+    __table_args__ = (
+        Index("ix_conversations_last_activity", "last_activity_at"),
+        # Handed to a person, by when (migration 0048): the overview reads a month of them.
+        Index(
+            "ix_conversations_handoff_requested",
+            "handoff_requested_at",
+            sqlite_where=text("handoff_requested_at IS NOT NULL"),
+            postgresql_where=text("handoff_requested_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_uuid)
     channel: Mapped[str] = mapped_column(String(40), default="widget")

@@ -20,9 +20,11 @@ from core.models import (
     Deployment,
     ModelVersion,
     Turn,
+    as_utc,
     utcnow,
 )
 from core.redaction import scrub_secrets
+from core.team_hours import TeamHours
 from core.turn_search import user_text_matches
 
 
@@ -808,6 +810,134 @@ def satisfaction(session: Session, *, since: datetime) -> Satisfaction:
     return Satisfaction(
         people=[PersonSatisfaction(agent, *tally) for agent, tally in ranked], by_rating=by_rating
     )
+
+
+# ------------------------------------------------------------------- how fast the team answers a handoff
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted ``values`` (the nearest rank: a wait some customer had), None if empty."""
+    return values[min(len(values) - 1, max(0, int(-(-q * len(values) // 1)) - 1))] if values else None
+
+
+@dataclass(frozen=True)
+class HandoffTimes:
+    """Conversations handed to a person in a period: how many a person replied to in the live chat, how
+    many were marked handled, how many got no reply there but left a contact, and the waits (seconds,
+    sorted) from the handoff to the first reply and to being marked handled."""
+
+    handed: int = 0
+    replied: int = 0
+    handled: int = 0
+    contact_only: int = 0
+    first_reply: tuple[float, ...] = ()
+    to_handled: tuple[float, ...] = ()
+
+    @property
+    def reply_share(self) -> float | None:
+        return self.replied / self.handed if self.handed else None
+
+    @property
+    def median_first_reply(self) -> float | None:
+        return _quantile(list(self.first_reply), 0.5)
+
+    @property
+    def p90_first_reply(self) -> float | None:
+        return _quantile(list(self.first_reply), 0.9)
+
+    @property
+    def median_to_handled(self) -> float | None:
+        return _quantile(list(self.to_handled), 0.5)
+
+
+@dataclass(frozen=True)
+class TeamResponse:
+    """How fast the team answered the conversations handed to it (the customer asked for a person, or the
+    bot handed off): all of them, and, when the team's hours are set (``HELPLOOP_TEAM_HOURS``), those that
+    began within them and outside them apart (a wait overnight is expected, one at noon is not)."""
+
+    all: HandoffTimes
+    within_hours: HandoffTimes | None = None
+    outside_hours: HandoffTimes | None = None
+
+
+def _handoff_times(rows: list[tuple[datetime, datetime | None, datetime | None, bool]]) -> HandoffTimes:
+    """(start, first reply, handled, contact left) a conversation -> the figures."""
+    replies = sorted((reply - start).total_seconds() for start, reply, _, _ in rows if reply is not None)
+    handled = sorted((done - start).total_seconds() for start, _, done, _ in rows if done is not None)
+    return HandoffTimes(
+        handed=len(rows),
+        replied=len(replies),
+        handled=len(handled),
+        contact_only=sum(1 for _, reply, _, contact in rows if reply is None and contact),
+        first_reply=tuple(max(0.0, r) for r in replies),
+        to_handled=tuple(max(0.0, h) for h in handled),
+    )
+
+
+def team_response(session: Session, *, since: datetime, hours: TeamHours | None = None) -> TeamResponse:
+    """The conversations handed to a person since ``since`` and how fast the team answered them. A
+    conversation's handoff starts at its request for a person (the newest: a request after one marked
+    handled starts again) or at the bot's first handoff in the period, whichever came first; its first reply
+    is the team's first live-chat message after that. ``hours``: the team's hours, to split the figures by
+    whether the handoff began within them. A few indexed queries."""
+    starts: dict[str, datetime] = {}
+    info: dict[str, tuple[datetime | None, str | None]] = {}  # handled at, contact
+    requested = session.execute(
+        select(
+            Conversation.id,
+            Conversation.handoff_requested_at,
+            Conversation.handoff_closed_at,
+            Conversation.contact,
+        ).where(Conversation.handoff_requested_at >= since)
+    ).all()
+    for conversation_id, asked, closed, contact in requested:
+        if asked is not None:  # the query's condition; for the type checker
+            starts[conversation_id] = as_utc(asked)
+        info[conversation_id] = (closed, contact)
+    bot = session.execute(
+        select(Turn.conversation_id, func.min(Turn.created_at))
+        .where(Turn.status == "handoff", Turn.created_at >= since)
+        .group_by(Turn.conversation_id)
+    ).all()
+    for conversation_id, first in bot:
+        first = as_utc(first)
+        starts[conversation_id] = min(starts.get(conversation_id, first), first)
+    others = [c for c in starts if c not in info]
+    for chunk in range(0, len(others), 500):
+        found = session.execute(
+            select(Conversation.id, Conversation.handoff_closed_at, Conversation.contact).where(
+                Conversation.id.in_(others[chunk : chunk + 500])
+            )
+        ).all()
+        info.update({conversation_id: (closed, contact) for conversation_id, closed, contact in found})
+    ids = list(starts)
+    first_reply: dict[str, datetime] = {}
+    for chunk in range(0, len(ids), 500):
+        replies = session.execute(
+            select(ConversationMessage.conversation_id, ConversationMessage.created_at).where(
+                ConversationMessage.conversation_id.in_(ids[chunk : chunk + 500]),
+                ConversationMessage.sender == "agent",
+                ConversationMessage.created_at >= since,
+            )
+        ).all()
+        for conversation_id, at in replies:
+            at = as_utc(at)
+            if at >= starts[conversation_id] and (
+                conversation_id not in first_reply or at < first_reply[conversation_id]
+            ):
+                first_reply[conversation_id] = at
+    rows: list[tuple[str, tuple[datetime, datetime | None, datetime | None, bool]]] = []
+    for conversation_id, start in starts.items():
+        closed, contact = info.get(conversation_id, (None, None))
+        done = as_utc(closed) if closed is not None and as_utc(closed) >= start else None
+        rows.append((conversation_id, (start, first_reply.get(conversation_id), done, bool(contact))))
+    result = TeamResponse(_handoff_times([row for _, row in rows]))
+    if hours is None:
+        return result
+    within = [row for _, row in rows if hours.is_open(row[0])]
+    outside = [row for _, row in rows if not hours.is_open(row[0])]
+    return TeamResponse(result.all, _handoff_times(within), _handoff_times(outside))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from core.registry import (
     Correction,
     DayTraffic,
     Satisfaction,
+    TeamResponse,
     asked_again,
     choice_sets,
     clarify_choices,
@@ -39,7 +40,9 @@ from core.registry import (
     daily_traffic,
     other_languages,
     satisfaction,
+    team_response,
 )
+from core.team_hours import TeamHours
 from crowd_feedback.gold import RETIRED
 from crowd_feedback.review import PickTrust, pick_trust
 from crowd_feedback.workforce import Workforce, workforce
@@ -316,9 +319,13 @@ class Overview:
     other_languages: dict[str, int] = field(default_factory=dict)
     # answers asked for again: given again with the offer of a person, or passed to one (bot.repetition)
     asked_again: AskedAgain = AskedAgain(0, 0)
+    # conversations handed to a person and how fast the team answered them (by the team's hours when set)
+    team_response: TeamResponse | None = None
 
 
-def overview(session: Session, *, days: int = 30, now: datetime | None = None) -> Overview:
+def overview(
+    session: Session, *, days: int = 30, now: datetime | None = None, hours: TeamHours | None = None
+) -> Overview:
     traffic = daily_traffic(session, days=days, now=now)
     since = datetime.combine(traffic[0].day, datetime.min.time(), tzinfo=UTC)
     sets, scanned = choice_sets(session, since=since)
@@ -339,4 +346,5 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         kept_out=kept_out_answers(session, since=since),
         other_languages=other_languages(session, since=since),
         asked_again=asked_again(session, since=since),
+        team_response=team_response(session, since=since, hours=hours),
     )

@@ -26,6 +26,8 @@ from core.knowledge_base import (
 )
 from core.models import Job, OpsEvent, ReviewItem, User
 from core.registry import (
+    HandoffTimes,
+    TeamResponse,
     answer_policy_history,
     current_deployment,
     serving_plan,
@@ -530,6 +532,30 @@ def _pick_trust(trust: Any) -> dict[str, Any]:
     }
 
 
+def _handoff_times_payload(times: HandoffTimes) -> dict[str, Any]:
+    return {
+        "handed": times.handed,
+        "replied": times.replied,
+        "handled": times.handled,
+        "contact_only": times.contact_only,
+        "median_first_reply_seconds": times.median_first_reply,
+        "p90_first_reply_seconds": times.p90_first_reply,
+        "median_to_handled_seconds": times.median_to_handled,
+    }
+
+
+def team_response_payload(response: TeamResponse | None) -> dict[str, Any] | None:
+    """Conversations handed to a person and how fast the team answered (``core.registry.team_response``);
+    ``within_hours`` and ``outside_hours`` are null when no team hours are set."""
+    if response is None:
+        return None
+    return {
+        "all": _handoff_times_payload(response.all),
+        "within_hours": _handoff_times_payload(response.within_hours) if response.within_hours else None,
+        "outside_hours": _handoff_times_payload(response.outside_hours) if response.outside_hours else None,
+    }
+
+
 @admin_api.get("/stats")
 def stats() -> Response:
     """What the overview shows, as data for a dashboard or a report: the last ``days`` days (1-90, default 30)
@@ -539,7 +565,7 @@ def stats() -> Response:
     if not raw.isdigit() or int(raw) not in STATS_DAYS:
         raise APIError(400, "invalid_days", "'days' must be a whole number from 1 to 90", "days")
     days = int(raw)
-    figures = overview(db_session(), days=days)
+    figures = overview(db_session(), days=days, hours=state().settings.team_schedule)
     choices, trust, rated, quality, effort = (
         figures.choices,
         figures.pick_trust,
@@ -595,6 +621,7 @@ def stats() -> Response:
                     for p in rated.people
                 ],
             },
+            "team_response": team_response_payload(figures.team_response),
             "answer_quality": {
                 "audited": quality.audited,
                 "precision": quality.precision,

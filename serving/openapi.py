@@ -775,7 +775,10 @@ SPEC: dict[str, Any] = {
                     "200": {
                         "description": "traffic, did_you_mean, that_is_wrong (the choices offered after a "
                         'typed "that\'s wrong", the ones clicked and how far those clicks are trusted in '
-                        "review), satisfaction, answer_quality, "
+                        "review), satisfaction, team_response (the conversations handed to a person: "
+                        "how many a person replied to and marked handled, the median and 90th-percentile "
+                        "seconds to the first reply; within_hours and outside_hours apart when "
+                        "HELPLOOP_TEAM_HOURS is set), answer_quality, "
                         "review (the reviewers' work: hours, time per resolved item, per reviewer, and the "
                         "label pairs they mix up), kept_out (the answers pages' metadata kept from questions "
                         "the bot would have answered, with the pages)",

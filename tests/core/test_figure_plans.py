@@ -75,3 +75,23 @@ def test_the_month_s_counts_come_from_the_figures_index_alone(db_session: Sessio
     assert sum(d.handoff for d in days) == 1 and sum(d.turns for d in days) == 3  # no small talk
     assert answer_quality(db_session, since=since).intents["card_arrival"].answered == 1
     assert waiting_conversations(db_session)[1] == 1  # the handed-off conversation
+
+
+def test_the_months_handoffs_come_from_their_own_indexes(db_session: Session) -> None:
+    """How fast the team answered (core.registry.team_response): the conversations a person was asked for
+    from their partial index by time, the bot's handoffs from the figures index, the replies by
+    conversation; no query reads every conversation or turn."""
+    from core.registry import team_response
+
+    sqlite_only(db_session)
+    now = utcnow()
+    turn(db_session, None, status="handoff", intent=None, created_at=now - timedelta(days=1))
+    db_session.flush()
+    since = now - timedelta(days=30)
+    asked = plans(db_session, lambda s: team_response(s, since=since), containing="handoff_requested_at >=")
+    partial = "USING INDEX ix_conversations_handoff_requested (handoff_requested_at>?)"
+    assert len(asked) == 1 and partial in asked[0], asked
+    bot = plans(db_session, lambda s: team_response(s, since=since), containing="min(turns.created_at)")
+    assert len(bot) == 1 and "USING COVERING INDEX ix_turns_status_created" in bot[0], bot
+    replies = plans(db_session, lambda s: team_response(s, since=since), containing="conversation_messages")
+    assert len(replies) == 1 and "USING INDEX ix_conversation_messages_conversation_id" in replies[0], replies

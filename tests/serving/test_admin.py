@@ -2605,3 +2605,30 @@ def test_with_no_team_hours_the_inbox_says_what_setting_them_would_do(make_app: 
     page = operator.get("/operator/conversations").get_data(as_text=True)
     assert "No team hours are set: with nobody online, a customer who is handed to a person is told" in page
     assert "<code>HELPLOOP_TEAM_HOURS</code>" in page and "Team hours:" not in page
+
+
+def test_the_overview_says_how_fast_the_team_answered_handoffs_by_the_team_hours(make_app: Any) -> None:
+    from core.registry import agent_reply, request_handoff
+
+    app = make_app(ratelimit_enabled=False, team_hours="Mon-Sun 00:00-24:00")  # every handoff within them
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    assert "No conversation was handed to a person." in client.get("/operator/").get_data(as_text=True)
+    session_id = client.post("/api/v1/chat", json={"message": "can I talk to a human?"}).get_json()[
+        "session_id"
+    ]
+    with app.extensions["helploop"].database.session() as session:
+        request_handoff(session, conversation_id=session_id)
+        agent_reply(session, conversation_id=session_id, agent="omar", text="Hi, <b>how</b> can I help?")
+        session.commit()
+    page = client.get("/operator/").get_data(as_text=True)
+    section = re.search(r'<div id="team-response">(.*?)</div>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert "1 conversation handed to a person (the customer asked, or the bot handed off)." in section
+    assert (
+        "A person replied in the chat to <strong>1</strong> (100%): the first reply came after a median"
+        in section
+    )
+    assert "0 marked handled." in section
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(\d+)</td><td>(\d+)</td>", section)
+    assert rows == [("within the team&#39;s hours", "1", "1"), ("outside them", "0", "0")]

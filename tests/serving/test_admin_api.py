@@ -406,7 +406,15 @@ def test_stats_give_the_overview_as_data_for_a_dashboard(make_app: Any) -> None:
         "kept_out",
         "other_languages",
         "asked_again",
+        "team_response",
     }
+    team = body["team_response"]
+    assert team["within_hours"] is None and team["outside_hours"] is None  # no team hours set
+    handed = 1 + today["handoff"]  # the conversation that asked for a person, and those the bot handed off
+    assert team["all"]["handed"] in (handed, handed - 1)  # (less one if "hello, a question" was handed off)
+    assert (team["all"]["replied"], team["all"]["handled"], team["all"]["contact_only"]) == (1, 0, 0)
+    assert 0 <= team["all"]["median_first_reply_seconds"] == team["all"]["p90_first_reply_seconds"] < 60
+    assert team["all"]["median_to_handled_seconds"] is None
     assert body["kept_out"] == []  # no page asked for metadata
     assert body["other_languages"] == {}  # nothing declined in another language
     review = body["review"]
