@@ -40,6 +40,12 @@ IMPLIED_END = {
     "td": {"td", "th"},
 }
 QUESTION_END = ("?", "？", "؟")
+# Elements nest at most this deep (a browser's page rarely passes 30), so that a pathological page cannot
+# exhaust the recursion of the readers below: past it a tag is left out and its text read as its parent's,
+# except the tags that carry questions and answers, which have a few levels more.
+MAX_DEPTH = 100
+KEPT_PAST_DEPTH = HEADINGS | {"p", "ul", "ol", "li", "dl", "dt", "dd", "details", "summary", "script"}
+DEPTH_MARGIN = 20
 MARKDOWN_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
@@ -75,6 +81,7 @@ class _TreeBuilder(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.root = Element("#root", {}, 1)
         self.stack = [self.root]
+        self.left_out: dict[str, int] = {}  # tags left out past MAX_DEPTH, whose end tags are to be skipped
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         closes = {opener for opener, closers in IMPLIED_END.items() if tag in closers}
@@ -82,6 +89,10 @@ class _TreeBuilder(HTMLParser):
             closes.add("p")
         while len(self.stack) > 1 and self.stack[-1].tag in closes:
             self.stack.pop()
+        depth = len(self.stack)
+        if tag not in VOID and depth >= MAX_DEPTH + (DEPTH_MARGIN if tag in KEPT_PAST_DEPTH else 0):
+            self.left_out[tag] = self.left_out.get(tag, 0) + 1
+            return
         element = Element(tag, {k: v or "" for k, v in attrs}, self.getpos()[0])
         self.stack[-1].children.append(element)
         if tag not in VOID:
@@ -91,6 +102,9 @@ class _TreeBuilder(HTMLParser):
         self.stack[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}, self.getpos()[0]))
 
     def handle_endtag(self, tag: str) -> None:
+        if self.left_out.get(tag):
+            self.left_out[tag] -= 1
+            return
         for depth in range(len(self.stack) - 1, 0, -1):
             if self.stack[depth].tag == tag:
                 del self.stack[depth:]

@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -423,9 +424,10 @@ class Settings:
         """The extra encoders of the ensemble, in the order given."""
         return tuple(e.strip() for e in self.extra_encoders.split(",") if e.strip())
 
-    @property
+    @cached_property
     def team_schedule(self) -> TeamHours | None:
-        """The team's hours for chats (None: no schedule), as checked when the settings were read."""
+        """The team's hours for chats (None: no schedule), as checked when the settings were read; read once
+        (every handoff asks)."""
         return TeamHours.parse(self.team_hours, self.team_timezone)
 
     @property

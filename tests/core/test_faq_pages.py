@@ -144,6 +144,14 @@ def test_a_page_that_cannot_be_read_is_refused_naming_the_line(
     assert raised.value.line == line
 
 
+def test_a_page_nested_past_any_real_one_is_read_without_exhausting_recursion() -> None:
+    deep = "<div>" * 50_000 + "<h2>Is it deep?</h2><p>Very.</p>" + "</div>" * 50_000
+    assert read_html_faq(deep) == [FaqEntry("Is it deep?", "Very.", 1)]  # the divs past 100 left out
+    nested = "<ul><li>" * 20_000 + "<h2>Is it deeper?</h2><p>Yes.</p>" + "</li></ul>" * 20_000
+    with pytest.raises(FaqPageError, match="no questions found"):  # a clear refusal, not a crash
+        read_html_faq(nested)
+
+
 def test_the_same_question_with_the_same_answer_is_kept_once() -> None:
     assert read_markdown_faq("## Fee?\nNone.\n## Fee?\nNone.\n") == [FaqEntry("Fee?", "None.", 1)]
 
