@@ -7,6 +7,7 @@ questions at the next retraining."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -51,6 +52,7 @@ from crowd_feedback.gold import production_views
 from crowd_feedback.kb_review import ask_reviewers, asked_about
 from crowd_feedback.quality import answer_quality, kept_out_answers
 from crowd_feedback.review import ReviewError
+from training.jobs import enqueue
 from training.kb_check import check_current_knowledge_base
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
@@ -591,6 +593,36 @@ def import_files() -> Any:
         )
     )
     return redirect(url_for("knowledge.index"))
+
+
+MAX_URL_LENGTH = 2000
+
+
+@knowledge.post("/import-url")
+@require_role("operator")
+def import_url() -> Any:
+    """Import the page at a web address (the company's FAQ page), merged into the knowledge base as an
+    uploaded file is. The fetch runs as a job (Jobs & backups shows its progress and result), never inside
+    this request."""
+    helploop = current_app.extensions["helploop"]
+    url = (request.form.get("url") or "").strip()
+    if not re.match(r"^https?://[^\s/]+", url, re.IGNORECASE) or len(url) > MAX_URL_LENGTH:
+        return _index_page(
+            import_error="Nothing was imported: give a web address that starts with https:// or http://.",
+            status=400,
+        )
+    with helploop.database.session() as session:
+        job_id = enqueue(
+            session,
+            kind="kb_import_url",
+            params={"url": url, "by": current_user.username},
+            created_by=current_user.username,
+        ).id
+    flash(
+        f"Import job {job_id} queued for {url}: its progress and result are below; the page's questions join "
+        "the knowledge base (merged) when it succeeds."
+    )
+    return redirect(url_for("operator.exports"))
 
 
 def read_synonym_lines(text: str) -> list[list[str]]:

@@ -251,6 +251,10 @@ class Settings:
         "Leave your e-mail or phone number and we will get back to you."
     )
     presence_seconds: int = 120
+    # An import from a web address (`helploop kb import https://…`, the Knowledge page) may reach private,
+    # loopback and link-local addresses: for a help centre on the intranet. Off: public addresses only, so an
+    # operator's form cannot reach into the server's own network (core.web_import).
+    import_private_addresses: bool = False
     # The team's hours for chats (core.team_hours: "Mon-Fri 09:00-17:30, Sat 10:00-14:00", in team_timezone,
     # an IANA name). Outside them, with no operator online, a customer handed to a person is told when the
     # team is back: handoff_away_message with {back} as "tomorrow at 09:00 GMT" (after the bot's own handoff

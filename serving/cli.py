@@ -6,6 +6,7 @@ import getpass
 import io
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from core.kb_files import (
     KnowledgeBaseFormatError,
     read_knowledge_base,
+    read_knowledge_base_files,
     read_labelled_csv,
     utf8_text,
     write_knowledge_base,
@@ -293,16 +295,38 @@ def kb() -> None:
 def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
     """Import FILES, all or nothing: examples CSV + answers CSV, an FAQ sheet (question,answer) as CSV or
     .xlsx, JSON, Rasa nlu.yml + domain.yml, an Azure question answering / QnA Maker export (.tsv, .json,
-    or the .zip Language Studio downloads), or an FAQ page saved as .html or written in Markdown (.md)."""
+    or the .zip Language Studio downloads), or an FAQ page saved as .html or written in Markdown (.md). A
+    web address (https://…) is fetched and read as the file it gives: the company's FAQ page."""
     from core.kb_checks import text_findings
     from core.knowledge_base import import_knowledge_base, load_knowledge_base
+    from core.web_import import WebImportError, fetch_page
 
+    settings = _settings(ctx)
+    loaded: list[tuple[str, bytes]] = []
+    for given in files:
+        if not re.match(r"^https?://", given, re.IGNORECASE):
+            path = Path(given)
+            if not path.is_file():
+                _fail(f"{given}: file not found")
+            loaded.append((str(path), path.read_bytes()))
+            continue
+        click.echo(f"fetching {given} ...", err=True)
+        try:
+            loaded.append(
+                fetch_page(
+                    given,
+                    limit_bytes=settings.max_upload_bytes,
+                    allow_private=settings.import_private_addresses,
+                )
+            )
+        except WebImportError as exc:
+            _fail(f"{exc} (nothing was imported)")
     try:
-        incoming = read_knowledge_base(files)
+        incoming = read_knowledge_base_files(loaded)
     except KnowledgeBaseFormatError as exc:
         _fail(str(exc))
         return
-    database = _database(_settings(ctx))
+    database = _database(settings)
     _require_schema(database)
     try:
         with database.session() as session:

@@ -10,7 +10,10 @@ from typing import Any
 from core.backup import scheduled_backup
 from core.db import Database
 from core.events import deliver_watch, purge_old
+from core.kb_files import read_knowledge_base_files
+from core.knowledge_base import import_knowledge_base
 from core.settings import Settings
+from core.web_import import fetch_page
 from crowd_feedback.jobs import (
     canary_guard_watch,
     compact_search_job,
@@ -69,6 +72,38 @@ def backup_job(
     return result
 
 
+def kb_import_url_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
+) -> dict[str, Any]:
+    """Fetch the page at ``url`` (core.web_import: public addresses only unless
+    HELPLOOP_IMPORT_PRIVATE_ADDRESSES) and merge it into the knowledge base as an uploaded file is: checked
+    whole first, all or nothing; a page that cannot be fetched or read fails the job with the reason."""
+    url = str(params.get("url") or "")
+    report(0.05, "fetching")
+    name, content = fetch_page(
+        url, limit_bytes=settings.max_upload_bytes, allow_private=settings.import_private_addresses
+    )
+    report(0.5, "reading")
+    incoming = read_knowledge_base_files([(name, content)])
+    report(0.8, "importing")
+    with database.session() as session:
+        result = import_knowledge_base(
+            session, incoming=incoming, source=f"imported by {params.get('by') or 'a job'} from {url}"
+        )
+    report(0.99, "done")
+    return {
+        "url": url,
+        "file": name,
+        "intents_created": result.intents_created,
+        "intents_updated": result.intents_updated,
+        "examples_added": result.examples_added,
+        "examples_removed": result.examples_removed,
+        "intents": result.intent_count,
+        "examples": result.example_count,
+        "version": result.kb_version_id,
+    }
+
+
 def train_params(settings: Settings) -> dict[str, Any] | None:
     """A scheduled training run's parameters (as Retrain now; a new model put in shadow with
     HELPLOOP_TRAIN_AUTO_SHADOW); None without a schedule."""
@@ -89,6 +124,7 @@ def install() -> None:
     register_periodic("retention", timedelta(days=1), retention_params)
     register_handler("backup", backup_job)
     register_handler("prune_models", prune_job)
+    register_handler("kb_import_url", kb_import_url_job)
     register_periodic("backup", timedelta(days=1), backup_params)
     register_periodic("train", train_period, train_params)
     register_watch("canary_guard", canary_guard_watch)

@@ -7,8 +7,10 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +460,48 @@ def load_bench(script: str, name: str | None = None) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ------------------------------------------------------------------------------ a web site on this machine
+# Pages for the imports from a web address (core.web_import): served on 127.0.0.1, a private address.
+
+FAQ_PAGE = (
+    "<html><body><h1>Help</h1><h2>How do I freeze my card?</h2><p>Tap <b>Freeze</b>.</p>"
+    "<h2>Is there a fee?</h2><p>No.</p></body></html>"
+)
+PAGES: dict[str, tuple[int, str, bytes]] = {
+    "/help/faq": (200, "text/html; charset=utf-8", FAQ_PAGE.encode()),
+    "/faq.md": (200, "text/markdown", "## Où est ma carte ?\nElle arrive.\n".encode()),
+    "/latin": (200, "text/html; charset=iso-8859-1", "<h2>Café?</h2><p>Oui.</p>".encode("latin-1")),
+    "/kb": (200, "application/json", b'{"intents": [{"name": "hi", "answer": "Hello", "examples": ["hi"]}]}'),
+    "/logo.png": (200, "image/png", b"\x89PNG\r\n"),
+    "/big": (200, "text/html", b"<p>" + b"x" * 5000 + b"</p>"),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/help/faq")
+            self.end_headers()
+            return
+        status, content_type, body = PAGES.get(self.path, (404, "text/plain", b"not here"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

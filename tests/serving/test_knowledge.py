@@ -642,3 +642,50 @@ def test_synonyms_saved_on_the_knowledge_page_are_read_at_once_without_retrainin
         assert (turn.user_text, turn.read_as) == ("my Plastic has not arrived", "my card has not arrived")
     tried = client.get("/operator/knowledge/try?q=my+plastic+has+not+arrived").get_data(as_text=True)
     assert 'id="read-as-production"' in tried and "“my card has not arrived”" in tried  # Try shows it too
+
+
+def test_operators_import_a_web_address_as_a_job_and_read_its_result(site: str, make_app: Any) -> None:
+    from core.knowledge_base import load_knowledge_base
+    from core.models import Job
+    from tests.serving.test_admin import add_user, csrf_token, login
+    from training.jobs import Worker
+
+    app = make_app(ratelimit_enabled=False, import_private_addresses=True)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'id="import-url-form"' in page
+    token = csrf_token(page)
+    refused = client.post("/operator/knowledge/import-url", data={"csrf_token": token, "url": "file:///etc"})
+    assert refused.status_code == 400 and "give a web address that starts with https://" in refused.get_data(
+        as_text=True
+    )
+    assert client.post("/operator/knowledge/import-url", data={"url": f"{site}/help/faq"}).status_code == 400
+    queued = client.post(
+        "/operator/knowledge/import-url", data={"csrf_token": token, "url": f"{site}/help/faq"}
+    )
+    assert queued.status_code == 302 and queued.headers["Location"].endswith("/operator/exports")
+    with helploop.database.session() as session:
+        assert len(load_knowledge_base(session).intents) == 0  # nothing is fetched inside the request
+        job = session.query(Job).one()
+        assert (job.kind, job.status, job.params["url"]) == ("kb_import_url", "queued", f"{site}/help/faq")
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == job.id
+    with helploop.database.session() as session:
+        kb = load_knowledge_base(session)
+        done = session.get(Job, job.id)
+        assert done is not None and done.status == "succeeded"
+    assert sorted(kb.intents) == ["how_do_i_freeze_my_card", "is_there_a_fee"]
+    jobs = client.get("/operator/exports").get_data(as_text=True)
+    assert "2 intents created, 0 updated, 2 examples added" in jobs and "<code " in jobs
+    versions = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert f"imported by omar from {site}/help/faq" in versions
+    # a page that cannot be read fails the job with the reason, and nothing is imported
+    client.post("/operator/knowledge/import-url", data={"csrf_token": token, "url": f"{site}/logo.png"})
+    failed_id = Worker(helploop.database, helploop.settings, worker_id="test").run_once()
+    with helploop.database.session() as session:
+        failed = session.get(Job, failed_id)
+        assert failed is not None and failed.status == "failed"
+        assert "gave image/png, which an import does not read" in (failed.error or "")
+        assert len(load_knowledge_base(session).intents) == 2
