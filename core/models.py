@@ -5,6 +5,7 @@ Later features add their own tables through new Alembic revisions; this module o
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,18 @@ MAX_TEXT_LENGTH = 2000
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, infinity) as None, through dicts and lists: JSON
+    has no NaN, and PostgreSQL's JSONB refuses the token Python writes for it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
 
 
 def as_utc(moment: datetime) -> datetime:

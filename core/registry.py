@@ -21,6 +21,7 @@ from core.models import (
     ModelVersion,
     Turn,
     as_utc,
+    finite,
     utcnow,
 )
 from core.redaction import scrub_secrets
@@ -58,7 +59,7 @@ def register_model_version(
         version=version,
         bundle_path=bundle_path,
         data_hash=data_hash,
-        metrics=metrics,
+        metrics=finite(metrics),
         kb_version_id=kb_version_id,
     )
     session.add(row)

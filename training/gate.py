@@ -53,7 +53,21 @@ def _scores(engine: AnsweringEngine, texts: Sequence[str]) -> tuple[np.ndarray, 
     return np.array([p.top_intent for p in predictions]), np.array([p.confidence for p in predictions])
 
 
+NO_EVALUATION_NOTE = (
+    f"no frozen evaluation rows: an intent's examples are held out to evaluate on only once it has "
+    f"{MIN_EXAMPLES_FOR_HOLDOUT} or more (a knowledge base of a few examples an intent, such as an FAQ page, "
+    "trains on every one), so the gate has nothing to compare models on"
+)
+
+
 def _summary(predicted: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    if not len(truth):  # nothing held out: no figure (NaN is no JSON, and PostgreSQL refuses it)
+        return {
+            "curves": {"reliability": [], "risk_coverage": []},
+            "accuracy": None,
+            "ece": None,
+            "coverage_at_precision": {"0.95": None, "0.99": None},
+        }
     correct = predicted == truth
     coverage, precision = risk_coverage_curve(confidence, correct)
     step = max(1, len(coverage) // 50)
@@ -104,7 +118,10 @@ def compare(
         "rows": len(texts),
         "candidate": {"version": candidate.version, **_summary(candidate_top, candidate_confidence, truth)},
     }
-    if production is None or not len(texts):
+    if not len(texts):
+        report["decision"], report["note"] = NO_BASELINE, NO_EVALUATION_NOTE
+        return report
+    if production is None:
         report["decision"] = NO_BASELINE
         return report
     production_top, production_confidence = _scores(production, texts)

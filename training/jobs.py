@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.events import emit
-from core.models import Job, as_utc, utcnow
+from core.models import Job, as_utc, finite, utcnow
 from core.settings import Settings
 
 log = logging.getLogger("helploop.training.jobs")
@@ -161,7 +161,7 @@ def finish(
     if job is None or job.worker_id != worker_id:
         return
     job.status = status
-    job.result = result
+    job.result = finite(result)
     job.error = error
     job.finished_at = utcnow()
     job.lease_expires_at = None

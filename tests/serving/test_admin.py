@@ -2632,3 +2632,41 @@ def test_the_overview_says_how_fast_the_team_answered_handoffs_by_the_team_hours
     assert "0 marked handled." in section
     rows = re.findall(r"<tr><td>(.*?)</td><td>(\d+)</td><td>(\d+)</td>", section)
     assert rows == [("within the team&#39;s hours", "1", "1"), ("outside them", "0", "0")]
+
+
+def test_a_run_with_nothing_held_out_shows_no_figures_and_says_why(make_app: Any) -> None:
+    """A knowledge base of a few examples an intent (an FAQ page) holds nothing out: the run page shows
+    dashes and the gate's note, not a server error or "nan"."""
+    from types import SimpleNamespace
+
+    from core.models import Job
+    from training.gate import compare
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    gate = compare(SimpleNamespace(version="v-faq"), None, [], [])  # type: ignore[arg-type]
+    with app.extensions["helploop"].database.session() as session:
+        job = Job(
+            kind="train",
+            params={},
+            created_by="omar",
+            status="succeeded",
+            progress=1.0,
+            result={
+                "version": "v-faq",
+                "training_rows": 4,
+                "crowd_pairs": 0,
+                "evaluation_rows": 0,
+                "gate": gate,
+            },
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    page = client.get(f"/operator/runs/{job_id}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "<tr><th>accuracy</th><td>–</td><td></td></tr>" in text and ">nan<" not in text.lower()
+    assert '<p class="muted" id="gate-note">no frozen evaluation rows:' in text

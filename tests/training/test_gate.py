@@ -39,3 +39,29 @@ def test_mcnemar_and_paired_bootstrap() -> None:
     same_mean, same_low, same_high = paired_bootstrap(production, production)
     assert (same_mean, same_low, same_high) == (0.0, 0.0, 0.0)
     assert mcnemar_p(production, production)[2] == 1.0
+
+
+def test_with_no_evaluation_rows_the_report_says_so_in_json_without_nan() -> None:
+    """A knowledge base of a few examples an intent (an FAQ page: one) holds nothing out to evaluate on: the
+    report has no figures (None, not NaN, which is no JSON and which PostgreSQL refuses) and says why."""
+    import json
+    from types import SimpleNamespace
+
+    from training.gate import NO_BASELINE, compare
+
+    candidate = SimpleNamespace(version="v2")  # nothing is predicted with no rows
+    production = SimpleNamespace(version="v1")
+    for baseline in (None, production):
+        report = compare(candidate, baseline, [], [])  # type: ignore[arg-type]
+        assert report["rows"] == 0 and report["decision"] == NO_BASELINE and "production" not in report
+        assert report["candidate"]["accuracy"] is None and report["candidate"]["ece"] is None
+        assert report["candidate"]["coverage_at_precision"] == {"0.95": None, "0.99": None}
+        assert report["note"].startswith("no frozen evaluation rows: an intent's examples are held out")
+        json.dumps(report, allow_nan=False)  # raises on NaN
+
+
+def test_a_split_where_no_intent_has_enough_examples_holds_nothing_out() -> None:
+    texts = [f"question {i}" for i in range(MIN_EXAMPLES_FOR_HOLDOUT - 1)] * 3
+    labels = [f"faq_{i % 3}" for i in range(len(texts))]
+    train, held = split_for_evaluation(texts, labels)
+    assert held == [] and train == list(range(len(texts)))
