@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from bot.calibration import (
+    COLD_START_FLOOR,
     PRECISION_OPTIONS,
     ConfidenceCalibrator,
     Gate,
     LogLinearCombiner,
+    cold_start_gate,
     coverage_at_precision,
     expected_calibration_error,
     fit_gate,
@@ -757,18 +759,28 @@ class AnsweringEngine:
         answerable = np.array([self.labels[t] != OUT_OF_SCOPE for t in top])
         # The gate fitted to the configured precision, and to each one an operator may choose instead (no
         # retraining needed): the same rows, the same rule, each fitted once.
+        # A gate that could answer nothing (too few examples an intent for held-out rows to show how sure
+        # the model is: an FAQ page, one question an intent) serves by similarity to an example instead, and
+        # asks "did you mean" otherwise (bot.calibration.cold_start_gate), rather than hand every question
+        # to a person.
         self.gate_options = {
-            precision_key(target): fit_gate(
-                confidence,
-                margin,
-                correct,
-                target_precision=target,
-                answerable=answerable,
-                z=self.config.gate_z,
+            precision_key(target): cold_start_gate(
+                fit_gate(
+                    confidence,
+                    margin,
+                    correct,
+                    target_precision=target,
+                    answerable=answerable,
+                    z=self.config.gate_z,
+                )
             ).get_config()
             for target in sorted(set(PRECISION_OPTIONS) | {self.config.target_precision})
         }
         self.gate = Gate.from_config(self.gate_options[precision_key(self.config.target_precision)])
+        if self.gate.similarity is not None and self.familiarity_floor is not None:
+            # Cold start: the held-out rows' familiarity is to other intents' examples (theirs were held
+            # out), far below a real question's; the floor is at least COLD_START_FLOOR.
+            self.familiarity_floor = max(self.familiarity_floor, COLD_START_FLOOR)
         self.built_gate = self.gate
         seconds = time.perf_counter() - started
         self.knowledge_hash = training_data_hash(
@@ -930,6 +942,14 @@ class AnsweringEngine:
 
     def _nearest_members(self) -> list[str]:
         return [name for name, member in self.members.items() if member.kind == "nearest_neighbour"]
+
+    def _nearest_scores(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """A message's cosine similarity to each intent's nearest example (averaged over the nearest-
+        neighbour members); None without such a member. ``member_scores``: member name -> its scores."""
+        names = [name for name in self._nearest_members() if name in member_scores]
+        if not names:
+            return None
+        return np.mean([np.asarray(member_scores[name], dtype=float) for name in names], axis=0)
 
     def familiarity(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """How familiar each row's message is to the knowledge base: its cosine similarity to the nearest
@@ -1274,7 +1294,11 @@ class AnsweringEngine:
         familiarity: float | None = None,
     ) -> Prediction:
         k = min(self.config.top_k, len(self.labels))
-        order = np.argsort(-probabilities, kind="stable")
+        gate = self.gate  # one read: an operator may swap the gate while this runs
+        nearest = self._nearest_scores(member_scores) if gate.similarity is not None else None
+        # Cold start: the combiner learnt nothing from held-out rows whose intents it had never seen, so the
+        # intents are ranked by the message's similarity to their examples.
+        order = np.argsort(-(probabilities if nearest is None else nearest), kind="stable")
         if allowed is not None:
             order = order[allowed[order]]  # a metadata filter: only the intents it lets through
         ranking = [self._candidate(int(i), probabilities[i]) for i in order[:k]]
@@ -1284,7 +1308,6 @@ class AnsweringEngine:
             members_out[name] = [
                 {"intent": self.labels[int(i)], "score": round(float(scores[i]), 6)} for i in best
             ]
-        gate = self.gate  # one read: an operator may swap the gate while this runs
         status, intent, answer = HANDOFF, None, ""
         suggestions: list[Candidate] = []
         top = ranking[0] if ranking else Candidate(OUT_OF_SCOPE, 0.0, "")  # nothing the filter lets through
@@ -1293,6 +1316,8 @@ class AnsweringEngine:
         # Off the knowledge base's topic: a person, not an answer or choices that cannot fit.
         in_scope_top = top.intent != OUT_OF_SCOPE and not unfamiliar
         sure = in_scope_top and confidence >= gate.threshold and margin >= gate.margin
+        if nearest is not None and in_scope_top and not sure:  # cold start: near enough an example
+            sure = float(nearest[self.labels.index(top.intent)]) >= float(gate.similarity or 1.0)
         in_scope = [c for c in ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
         # A keyword message whose words the knowledge base shares among intents: which one, not a guess.
         keywords = self.keywords
@@ -1304,6 +1329,11 @@ class AnsweringEngine:
             info = self.knowledge.get(top.intent, IntentInfo())
             answer = info.answer
             suggestions = self.chips(info.follow_ups)
+        elif in_scope_top and gate.similarity is not None:
+            # Cold start: how sure the model is cannot be measured yet; the customer picks (their picks are
+            # evidence for review, and become examples).
+            if len(in_scope) >= 2:
+                status, suggestions = CLARIFY, in_scope
         elif in_scope_top:
             # Ambiguous rather than unknown: the answer is very likely among a few intents.
             scale = confidence / max(top.probability, 1e-12)
