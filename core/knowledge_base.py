@@ -43,6 +43,19 @@ class ImportResult:
     intent_count: int
     example_count: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """What an import did, as the admin API and an import job report it."""
+        return {
+            "version": self.kb_version_id,
+            "data_hash": self.data_hash,
+            "intents_created": self.intents_created,
+            "intents_updated": self.intents_updated,
+            "examples_added": self.examples_added,
+            "examples_removed": self.examples_removed,
+            "intents": self.intent_count,
+            "examples": self.example_count,
+        }
+
 
 def load_knowledge_base(session: Session) -> KnowledgeBaseData:
     kb = KnowledgeBaseData()

@@ -115,18 +115,7 @@ def _import(replace: bool) -> tuple[Response, int]:
         db_session().rollback()
         raise APIError(400, "invalid_knowledge_base", str(exc), exc.field) from None
     return (
-        jsonify(
-            {
-                "version": result.kb_version_id,
-                "data_hash": result.data_hash,
-                "intents_created": result.intents_created,
-                "intents_updated": result.intents_updated,
-                "examples_added": result.examples_added,
-                "examples_removed": result.examples_removed,
-                "intents": result.intent_count,
-                "examples": result.example_count,
-            }
-        ),
+        jsonify(result.to_dict()),
         200,
     )
 

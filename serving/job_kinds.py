@@ -91,17 +91,7 @@ def kb_import_url_job(
             session, incoming=incoming, source=f"imported by {params.get('by') or 'a job'} from {url}"
         )
     report(0.99, "done")
-    return {
-        "url": url,
-        "file": name,
-        "intents_created": result.intents_created,
-        "intents_updated": result.intents_updated,
-        "examples_added": result.examples_added,
-        "examples_removed": result.examples_removed,
-        "intents": result.intent_count,
-        "examples": result.example_count,
-        "version": result.kb_version_id,
-    }
+    return {"url": url, "file": name, **result.to_dict()}
 
 
 def train_params(settings: Settings) -> dict[str, Any] | None:
