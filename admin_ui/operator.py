@@ -929,8 +929,8 @@ def team_hours_view(settings: Settings) -> dict[str, Any] | None:
     if hours is None:
         return None
     now = utcnow()
-    back = None if hours.is_open(now) else when_back(hours.next_opening(now), now)
-    return {"schedule": hours.describe(), "back": back}
+    back = hours.back_at(now)
+    return {"schedule": hours.describe(), "back": when_back(back, now) if back is not None else None}
 
 
 def inbox_state(session: Any) -> dict[str, Any]:

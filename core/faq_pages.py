@@ -308,16 +308,28 @@ def _is_heading(node: Element | str) -> bool:
     return isinstance(node, Element) and (node.tag in HEADINGS or node.tag == "dt")
 
 
-def _linear(node: Element, out: list[tuple[str, Element | str]]) -> None:
+def _heading_holders(node: Element, holders: set[int]) -> bool:
+    """Whether ``node`` holds a heading; the ids of the elements that do are added to ``holders`` (one walk
+    of the page, rather than one of each element's descendants per element)."""
+    holds = False
+    for child in node.children:
+        if isinstance(child, Element) and (_heading_holders(child, holders) or _is_heading(child)):
+            holds = True
+    if holds:
+        holders.add(id(node))
+    return holds
+
+
+def _linear(node: Element, out: list[tuple[str, Element | str]], holders: set[int]) -> None:
     """The page in reading order as ("heading", element) and ("content", node) events: an element that holds
-    a heading is opened, any other is content whole (a list stays a list)."""
+    a heading (in ``holders``) is opened, any other is content whole (a list stays a list)."""
     for child in node.children:
         if isinstance(child, Element) and child.tag in SKIPPED:
             continue
         if _is_heading(child):
             out.append(("heading", child))
-        elif isinstance(child, Element) and any(_is_heading(d) for d in _descendants(child)):
-            _linear(child, out)
+        elif isinstance(child, Element) and id(child) in holders:
+            _linear(child, out, holders)
         else:
             out.append(("content", child))
 
@@ -331,7 +343,9 @@ def _heading_entries(root: Element) -> list[FaqEntry]:
     a lower heading that asks nothing ("In the app") is a bold line of the answer (a term, ``<dt>``, is
     never part of another's answer)."""
     events: list[tuple[str, Element | str]] = []
-    _linear(root, events)
+    holders: set[int] = set()
+    _heading_holders(root, holders)
+    _linear(root, events, holders)
     entries: list[FaqEntry] = []
     current: Element | None = None
     answer: list[Element | str] = []

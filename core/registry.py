@@ -936,8 +936,9 @@ def team_response(session: Session, *, since: datetime, hours: TeamHours | None 
     result = TeamResponse(_handoff_times([row for _, row in rows]))
     if hours is None:
         return result
-    within = [row for _, row in rows if hours.is_open(row[0])]
-    outside = [row for _, row in rows if not hours.is_open(row[0])]
+    opened = [(hours.is_open(row[0]), row) for _, row in rows]
+    within = [row for is_open, row in opened if is_open]
+    outside = [row for is_open, row in opened if not is_open]
     return TeamResponse(result.all, _handoff_times(within), _handoff_times(outside))
 
 

@@ -111,6 +111,10 @@ class TeamHours:
         day = local.weekday()
         return any(span.day == day and span.start <= minute < span.end for span in self.spans)
 
+    def back_at(self, moment: datetime) -> datetime | None:
+        """None within the hours at ``moment``; outside them, when they next begin."""
+        return None if self.is_open(moment) else self.next_opening(moment)
+
     def next_opening(self, moment: datetime) -> datetime:
         """The first moment after ``moment`` at which the team's hours begin (local time, aware)."""
         local = self._local(moment)

@@ -264,10 +264,7 @@ def team_availability(session: Session, settings: Settings) -> Availability:
     if operators_online(session, within_seconds=settings.presence_seconds) > 0:
         return Availability(True)
     hours = settings.team_schedule
-    now = utcnow()
-    if hours is None or hours.is_open(now):
-        return Availability(False)
-    return Availability(False, hours.next_opening(now))
+    return Availability(False, hours.back_at(utcnow()) if hours is not None else None)
 
 
 def away_text(settings: Settings, back: datetime) -> str:
