@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.calibration import COLD_START_FLOOR
 from bot.engine import EngineConfig
 from tests.conftest import TOY, HashingEncoder, load_bench
 
@@ -73,6 +74,22 @@ def test_a_small_knowledge_base_keeps_the_rows_of_the_intents_drawn(bench: Any, 
     run = bench.run_seed(0, HashingEncoder(), (texts, labels), (texts, labels), messages, args)
     drawn = run["by_floor"][bench.WITHOUT]["known"]["questions"]
     assert run["training_rows"] == drawn and 3 <= drawn < len(texts)  # 3 intents' rows, on both sides
+
+
+def test_at_one_example_an_intent_the_engines_own_floor_is_read(bench: Any, monkeypatch: Any) -> None:
+    # Cold start: the held-out rows are near other intents' examples only, so no quantile of them is a
+    # floor; the engine's own (at least COLD_START_FLOOR) is read, and the other quantiles asked are not.
+    texts = [rows[0] for rows in TOY.values()]
+    labels = list(TOY)
+    args = argparse.Namespace(validation=False, shots=1, quantiles=[0.9], intents=0)
+    monkeypatch.setattr(bench, "EngineConfig", lambda seed: EngineConfig(seed=seed, cv_folds=3))
+    messages = {"chosen": ["xylophone aardvark telescope"]}
+    run = bench.run_seed(0, HashingEncoder(), (texts, labels), (texts, labels), messages, args)
+    floors = run["by_floor"]
+    assert list(floors) == [bench.WITHOUT, "0.0025"] and floors["0.0025"]["floor"] >= COLD_START_FLOOR
+    assert floors["0.0025"]["chosen"] == {"answered": 0, "clarify": 0, "handoff": 1}
+    # Each example read as typed is its own nearest: answered, above any floor.
+    assert floors["0.0025"]["known"]["answered"] == 1.0 and floors["0.0025"]["known"]["answers_withheld"] == 0
 
 
 def test_results_are_named_by_shots_split_and_encoder(bench: Any, tmp_path: Path) -> None:
