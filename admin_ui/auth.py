@@ -1,4 +1,5 @@
-"""Login and logout (form posts carry a CSRF token; sessions expire)."""
+"""Login, logout and a user's own password (form posts carry a CSRF token; sessions expire; the posts are
+rate-limited with the login, so a stolen session cannot guess the current password quickly either)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from admin_ui.setup import CurrentUser
-from crowd_feedback.reviewers import authenticate
+from admin_ui.setup import CurrentUser, require_role
+from crowd_feedback.reviewers import MIN_PASSWORD, AccountError, authenticate, change_own_password
 
 auth = Blueprint("auth", __name__, template_folder="templates")
 
@@ -48,3 +49,32 @@ def logout() -> Any:
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
+
+
+@auth.route("/account/password", methods=["GET", "POST"])
+@require_role("reviewer", "operator")
+def password() -> Any:
+    """Change one's own password: the current one, and the new one twice. The account's other sessions end
+    (their token was derived from the old password); this one is signed in again."""
+    error = None
+    if request.method == "POST":
+        form = request.form
+        new = form.get("new_password") or ""
+        if new != (form.get("confirm_password") or ""):
+            error = "The new password and its repetition differ."
+        else:
+            helploop = current_app.extensions["helploop"]
+            try:
+                with helploop.database.session() as db:
+                    user = change_own_password(
+                        db, user_id=current_user.id, current=form.get("current_password") or "", new=new
+                    )
+                    wrapped = CurrentUser(user)
+            except AccountError as exc:
+                error = f"Refused: {exc}."
+            else:
+                login_user(wrapped)  # the session carries the new password's token
+                flash("Password changed. Your sessions elsewhere have ended.")
+                return redirect(_home_for(wrapped.role))
+    page = render_template("admin/password.html", error=error, min_password=MIN_PASSWORD)
+    return page, 400 if error else 200

@@ -52,6 +52,7 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
 ACTIONS = (
     "created",
     "password_reset",
+    "password_changed",
     "deactivated",
     "reactivated",
     "suspended",
@@ -91,6 +92,22 @@ def set_password(session: Session, *, username: str, password: str, actor: str) 
     user = get_user(session, username=username)
     user.password_hash = generate_password_hash(password)
     record_event(session, user=user, action="password_reset", actor=actor)
+    return user
+
+
+def change_own_password(session: Session, *, user_id: int, current: str, new: str) -> User:
+    """A signed-in user's new password, given the current one (audited as done by themselves). The sessions
+    opened with the old password end (``session_token`` changes); the caller signs this one in again."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise AccountError("this account is not active")
+    if not check_password_hash(user.password_hash, current):
+        raise AccountError("the current password is wrong")
+    _check_password(new)
+    if new == current:
+        raise AccountError("the new password is the current one")
+    user.password_hash = generate_password_hash(new)
+    record_event(session, user=user, action="password_changed", actor=user.username)
     return user
 
 

@@ -14,6 +14,7 @@ from crowd_feedback.reviewers import (
     AccountError,
     account_events,
     authenticate,
+    change_own_password,
     create_user,
     list_accounts,
     reinstate,
@@ -42,6 +43,28 @@ def test_password_reset_changes_login_and_session_token(db_session: Session) -> 
     assert authenticate(db_session, username="rita", password="a new long secret").id == user.id
     assert session_token(user) != token  # sessions opened with the old password end
     assert actions(db_session, "rita") == [("created", "omar"), ("password_reset", "omar")]
+
+
+def test_a_user_changes_their_own_password_with_the_current_one(db_session: Session) -> None:
+    user = create_user(db_session, username="rita", password=SECRET, role="reviewer", actor="omar")
+    token = session_token(user)
+    refused = [
+        ("not the password", "a new long secret", "the current password is wrong"),
+        (SECRET, "short", "at least 10"),
+        (SECRET, SECRET, "the new password is the current one"),
+    ]
+    for current, new, message in refused:
+        with pytest.raises(AccountError, match=message):
+            change_own_password(db_session, user_id=user.id, current=current, new=new)
+    assert session_token(user) == token and actions(db_session, "rita") == [("created", "omar")]
+    changed = change_own_password(db_session, user_id=user.id, current=SECRET, new="a new long secret")
+    assert changed.id == user.id and session_token(user) != token
+    assert authenticate(db_session, username="rita", password=SECRET) is None
+    assert authenticate(db_session, username="rita", password="a new long secret").id == user.id
+    assert actions(db_session, "rita") == [("created", "omar"), ("password_changed", "rita")]
+    set_active(db_session, username="rita", active=False, actor="omar")
+    with pytest.raises(AccountError, match="not active"):  # a session that outlived its deactivation
+        change_own_password(db_session, user_id=user.id, current="a new long secret", new="another secret!")
 
 
 def test_deactivation_ends_logins_releases_claims_and_spares_the_last_operator(db_session: Session) -> None:

@@ -322,6 +322,69 @@ def test_login_is_rate_limited(make_app: Any) -> None:
     assert codes[:3] == [401, 401, 401] and codes[3] == 429
 
 
+def test_a_user_changes_their_own_password_and_their_other_sessions_end(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    add_user(app, "omar", "operator")
+    assert app.test_client().get("/account/password").headers["Location"].startswith("/login?next=")
+    here, elsewhere = app.test_client(), app.test_client()
+    login(here, "rita")
+    login(elsewhere, "rita")
+    review = here.get("/review/").get_data(as_text=True)
+    assert '<a href="/account/password" id="own-password">Password</a>' in review  # on every page's header
+    page = here.get("/account/password").get_data(as_text=True)
+    token = csrf_token(page)
+    new = "a much longer secret"
+
+    def change(current: str, new_password: str, again: str, csrf: str | None = token) -> Any:
+        form = {"current_password": current, "new_password": new_password, "confirm_password": again}
+        return here.post("/account/password", data=form | ({"csrf_token": csrf} if csrf else {}))
+
+    assert change(PASSWORD, new, new, csrf=None).status_code == 400  # no CSRF token: refused
+    refused = {
+        "Refused: the current password is wrong.": change("not my password", new, new),
+        "The new password and its repetition differ.": change(PASSWORD, new, new + "!"),
+        "Refused: password must have at least 10 characters.": change(PASSWORD, "short", "short"),
+    }
+    for message, response in refused.items():
+        assert response.status_code == 400 and message in response.get_data(as_text=True)
+    assert login(app.test_client(), "rita").status_code == 302  # nothing changed yet
+    done = change(PASSWORD, new, new)
+    assert done.status_code == 302 and done.headers["Location"] == "/review/"
+    home = here.get("/review/")
+    assert home.status_code == 200 and "Password changed." in home.get_data(as_text=True)
+    assert elsewhere.get("/review/").status_code == 302  # the session opened with the old password ended
+    assert login(app.test_client(), "rita").status_code == 401
+    again = app.test_client()
+    form = {
+        "username": "rita",
+        "password": new,
+        "csrf_token": csrf_token(again.get("/login").get_data(as_text=True)),
+    }
+    assert again.post("/login", data=form).headers["Location"].endswith("/review/")
+    operator = app.test_client()
+    login(operator, "omar")
+    accounts = operator.get("/operator/accounts").get_data(as_text=True)
+    assert "password_changed" in accounts
+    with app.extensions["helploop"].database.session() as session:
+        events = [(event.action, event.actor, name) for event, name in account_events(session)]
+    assert ("password_changed", "rita", "rita") in events
+
+
+def test_the_password_form_is_rate_limited_as_the_login_is(make_app: Any) -> None:
+    # A session left open on a shared computer cannot be used to guess the current password quickly.
+    app = make_app(login_rate_limit="3/minute")
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    assert login(client, "rita").status_code == 302
+    token = csrf_token(client.get("/account/password").get_data(as_text=True))
+    form = {"current_password": "guess", "new_password": "x" * 12, "confirm_password": "x" * 12}
+    codes = [
+        client.post("/account/password", data=form | {"csrf_token": token}).status_code for _ in range(4)
+    ]
+    assert codes == [400, 400, 400, 429]
+
+
 def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     """Done means: chat an unseen question -> review item with its reason -> three reviewers answer in the
     UI -> it resolves with a posterior -> it is listed as a verified training pair."""
