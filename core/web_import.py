@@ -67,7 +67,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: HTTPMessage, newurl: str
     ) -> urllib.request.Request | None:
-        check_address(newurl, allow_private=self.allow_private)
+        try:
+            check_address(newurl, allow_private=self.allow_private)
+        except WebImportError:
+            fp.close()  # the redirect's own response, not followed: its connection is not left open
+            raise
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -109,6 +113,7 @@ def fetch_page(
             charset = response.headers.get_content_charset()
             content = response.read(limit_bytes + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # an error holds the response's connection open until closed
         raise WebImportError(f"{url} answered {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason

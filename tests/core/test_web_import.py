@@ -4,6 +4,7 @@ the private network, pages too large, types no import reads), and the same throu
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,10 @@ def test_a_redirect_into_the_private_network_is_refused() -> None:
 
     handler = _CheckedRedirects(allow_private=False)
     request = urllib.request.Request("https://www.example.com/faq")
+    redirect = io.BytesIO(b"moved")  # the redirect's own response
     with pytest.raises(WebImportError, match="169.254.169.254 is a private address"):
-        handler.redirect_request(request, None, 302, "Found", HTTPMessage(), "http://169.254.169.254/")
+        handler.redirect_request(request, redirect, 302, "Found", HTTPMessage(), "http://169.254.169.254/")
+    assert redirect.closed  # not followed, and its connection not left open
 
 
 def test_the_cli_imports_a_web_address_and_refuses_a_private_one(
