@@ -9,7 +9,13 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_user, logout_user
 
 from admin_ui.setup import CurrentUser, require_role
-from crowd_feedback.reviewers import MIN_PASSWORD, AccountError, authenticate, change_own_password
+from crowd_feedback.reviewers import (
+    MIN_PASSWORD,
+    AccountError,
+    authenticate,
+    change_own_password,
+    record_login,
+)
 
 auth = Blueprint("auth", __name__, template_folder="templates")
 
@@ -29,6 +35,8 @@ def login() -> Any:
         helploop = current_app.extensions["helploop"]
         with helploop.database.session() as db:
             user = authenticate(db, username=username, password=password)
+            if user is not None:
+                record_login(db, user=user)
             wrapped = CurrentUser(user) if user is not None else None
         if wrapped is None:
             error = "Wrong username or password."

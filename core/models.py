@@ -375,6 +375,9 @@ class User(Base):
     # The last request of this person's browser session (kept to within a minute): an operator seen lately is
     # "online", so a customer who asks for a person is told whether someone can join the chat now.
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When this person last signed in (migration 0049; None: never since): the Accounts page shows it, so an
+    # account nobody uses any more can be found and deactivated.
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # The version of the reviewing guidelines this person last read (0: the built-in text; None: never).
     guidelines_read: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

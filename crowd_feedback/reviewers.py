@@ -49,6 +49,11 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user
 
 
+def record_login(session: Session, *, user: User, now: datetime | None = None) -> None:
+    """A sign-in through the login page (API tokens keep their own ``last_used_at``)."""
+    user.last_login_at = now or utcnow()
+
+
 ACTIONS = (
     "created",
     "password_reset",
@@ -207,6 +212,7 @@ class AccountRow:
     gold: str
     created_at: datetime
     last_event: str
+    last_login_at: datetime | None = None
 
 
 def list_accounts(session: Session) -> list[AccountRow]:
@@ -229,6 +235,7 @@ def list_accounts(session: Session) -> list[AccountRow]:
                 last_event=(
                     f"{event.action} by {event.actor} {event.created_at:%Y-%m-%d %H:%M}" if event else ""
                 ),
+                last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
             )
         )
     return rows

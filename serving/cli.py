@@ -1090,17 +1090,23 @@ def _cli_actor() -> str:
 @users.command("list")
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
-    """Every account: role, status (active, suspended and why, deactivated), gold record, last change."""
+    """Every account: role, status (active, suspended and why, deactivated), gold record, last sign-in, last
+    change."""
     from crowd_feedback.reviewers import list_accounts
 
     database = _database(_settings(ctx))
     _require_schema(database)
     with database.session() as session:
         rows = list_accounts(session)
-    click.echo(f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  last change")
+    click.echo(
+        f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  {'signed in (UTC)':<16}  last change"
+    )
     for row in rows:
         status = "deactivated" if not row.active else "suspended" if row.suspended_reason else "active"
-        click.echo(f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {row.last_event}")
+        login = f"{row.last_login_at:%Y-%m-%d %H:%M}" if row.last_login_at else "never"
+        click.echo(
+            f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {login:<16}  {row.last_event}"
+        )
         if row.suspended_reason and row.active:
             click.echo(f"{'':<20} suspended: {row.suspended_reason}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from crowd_feedback.reviewers import (
     change_own_password,
     create_user,
     list_accounts,
+    record_login,
     reinstate,
     session_token,
     set_active,
@@ -62,6 +64,13 @@ def test_a_user_changes_their_own_password_with_the_current_one(db_session: Sess
     assert authenticate(db_session, username="rita", password=SECRET) is None
     assert authenticate(db_session, username="rita", password="a new long secret").id == user.id
     assert actions(db_session, "rita") == [("created", "omar"), ("password_changed", "rita")]
+    assert [row.last_login_at for row in list_accounts(db_session)] == [None]  # never signed in yet
+    record_login(db_session, user=user, now=datetime(2026, 12, 6, 10, 5, tzinfo=UTC))
+    db_session.flush()
+    db_session.expire_all()  # read back from the database (PostgreSQL keeps the zone, SQLite does not)
+    assert [row.last_login_at for row in list_accounts(db_session)] == [
+        datetime(2026, 12, 6, 10, 5, tzinfo=UTC)
+    ]
     set_active(db_session, username="rita", active=False, actor="omar")
     with pytest.raises(AccountError, match="not active"):  # a session that outlived its deactivation
         change_own_password(db_session, user_id=user.id, current="a new long secret", new="another secret!")

@@ -21,6 +21,7 @@ from core.models import (
     Turn,
     User,
     VerifiedPair,
+    as_utc,
     utcnow,
 )
 from crowd_feedback.reviewers import account_events, create_user, suspend
@@ -372,6 +373,33 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(make_app
     with app.extensions["helploop"].database.session() as session:
         events = [(event.action, event.actor, name) for event, name in account_events(session)]
     assert ("password_changed", "rita", "rita") in events
+
+
+def test_the_accounts_page_shows_when_each_account_last_signed_in(make_app: Any) -> None:
+    app, operator = signed_in_operator(make_app)
+    add_user(app, "rita", "reviewer")
+    add_user(app, "nina", "reviewer")
+    before = utcnow()
+    reviewer = app.test_client()
+    page = reviewer.get("/login").get_data(as_text=True)
+    failed = reviewer.post(
+        "/login", data={"username": "nina", "password": "wrong", "csrf_token": csrf_token(page)}
+    )
+    assert failed.status_code == 401  # a failed attempt is no sign-in
+    login(reviewer, "rita")
+    with app.extensions["helploop"].database.session() as session:
+        seen = {u.username: u.last_login_at for u in session.scalars(select(User))}
+    assert seen["nina"] is None and seen["omar"] is not None
+    assert seen["rita"] is not None and as_utc(seen["rita"]) >= before.replace(microsecond=0)
+    accounts = operator.get("/operator/accounts").get_data(as_text=True)
+    assert "<th>last signed in (UTC)</th>" in accounts
+
+    def cell(username: str) -> str:
+        row = accounts[accounts.index(f'data-username="{username}"') :]
+        return re.search(r'<td class="last-login">([^<]*)</td>', row).group(1)
+
+    assert cell("nina") == "never"
+    assert cell("rita") == f"{as_utc(seen['rita']):%Y-%m-%d %H:%M}"
 
 
 def test_the_password_form_is_rate_limited_as_the_login_is(make_app: Any) -> None:

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -677,7 +678,7 @@ def test_the_cli_names_its_user_in_the_audit_trail_without_a_user_variable(
 
 def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeypatch: Any) -> None:
     from core.models import User
-    from crowd_feedback.reviewers import account_events, authenticate, create_user, suspend
+    from crowd_feedback.reviewers import account_events, authenticate, create_user, record_login, suspend
 
     monkeypatch.setenv("USER", "ops_lead")
     run(settings, "db", "upgrade")
@@ -686,10 +687,21 @@ def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeyp
         bart = create_user(session, username="bart", password="a very long password", role="reviewer")
         bart.gold_answered, bart.gold_correct = 5, 1
         suspend(session, user=bart, reason="accuracy on gold 1/5 below 60%")
+        record_login(session, user=bart, now=datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
     listing = run(settings, "users", "list").output.splitlines()
-    assert listing[0].split() == ["username", "role", "status", "gold", "last", "change"]
-    assert listing[1].split()[:4] == ["omar", "operator", "active", "0/0"]
-    assert listing[2].split()[:4] == ["bart", "reviewer", "suspended", "1/5"]
+    assert listing[0].split() == [
+        "username",
+        "role",
+        "status",
+        "gold",
+        "signed",
+        "in",
+        "(UTC)",
+        "last",
+        "change",
+    ]
+    assert listing[1].split()[:5] == ["omar", "operator", "active", "0/0", "never"]
+    assert listing[2].split()[:6] == ["bart", "reviewer", "suspended", "1/5", "2026-12-01", "09:30"]
     assert "suspended: accuracy on gold 1/5 below 60%" in listing[3]
 
     unknown = run(
