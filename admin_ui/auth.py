@@ -3,9 +3,22 @@ rate-limited with the login, so a stolen session cannot guess the current passwo
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 
 from admin_ui.setup import CurrentUser, require_role
@@ -18,6 +31,26 @@ from crowd_feedback.reviewers import (
 )
 
 auth = Blueprint("auth", __name__, template_folder="templates")
+
+
+def login_account() -> str:
+    """The key a sign-in's wrong passwords are counted under: the account typed, whichever address tries it
+    (a name with no account counts alike, so the refusal tells nobody which names exist)."""
+    return "account:" + (request.form.get("username") or "").strip().lower()
+
+
+def locked_out(limit: Any) -> Response | None:
+    """The login page again, saying why a sign-in is refused: too many wrong passwords for the account lately
+    (``Settings.login_failures_per_account``). Only the login page counts them."""
+    if request.endpoint != "auth.login":
+        return None
+    # Within the window's length (the storage rounds the reset time up a little).
+    window = limit.limit.get_expiry()
+    minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))
+    current_app.logger.warning("sign-in refused for %r: too many wrong passwords", login_account()[8:])
+    plural = "s" if minutes > 1 else ""
+    error = f"Too many wrong passwords for this account. Try again in {minutes} minute{plural}."
+    return make_response(render_template("admin/login.html", error=error), 429)
 
 
 def _home_for(role: str) -> str:

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 from core.team_hours import TeamHours, TeamHoursError, read_zone
 
 ENV_PREFIX = "HELPLOOP_"
@@ -60,6 +62,11 @@ REPLY_SETTINGS = (
     "small_talk_go_ahead",
     "small_talk_which_one",
 )
+
+
+# The settings that are rate limits (Flask-Limiter's notation): read at start, so a typo stops the process
+# with the key named instead of failing the first request it applies to.
+RATE_LIMITS = ("chat_rate_limit", "live_chat_poll_limit", "login_rate_limit", "login_failures_per_account")
 
 
 class SettingsError(ValueError):
@@ -294,6 +301,9 @@ class Settings:
     gold_min_accuracy: float = 0.6
     session_lifetime_minutes: int = 480
     login_rate_limit: str = "10/minute"
+    # Wrong passwords for one account (from any address) before its sign-ins are refused for the rest of the
+    # window: guessing an operator's password from many addresses gets no further than from one.
+    login_failures_per_account: str = "10 per 15 minutes"
     # Run the job worker inside the web process (the one-process embedded default); turn off when
     # `helploop worker` runs separately.
     embedded_worker: bool = True
@@ -413,6 +423,14 @@ class Settings:
             TeamHours.parse(self.team_hours, self.team_timezone)
         except TeamHoursError as exc:
             raise SettingsError(f"team_hours: {exc}") from None
+        for key in RATE_LIMITS:
+            try:
+                parse_many(getattr(self, key))
+            except ValueError:
+                raise SettingsError(
+                    f"{key} is no rate limit: {getattr(self, key)!r} (e.g. '10/minute', '10 per 15 minutes', "
+                    "'60/minute;1000/hour')"
+                ) from None
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")

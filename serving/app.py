@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,38 @@ from serving.shadow import ShadowScorer
 
 # Created unbound; each app binds it in create_app (no global app at import time).
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+_blueprint_limits = threading.Lock()
+_blueprint_limits_set = False
+
+
+def _app_setting(name: str) -> Callable[[], str]:
+    """A limit read from the running app's settings at each request."""
+    return lambda: str(getattr(current_app.extensions["helploop"].settings, name))
+
+
+def _limit_blueprints() -> None:
+    """The limits of whole blueprints, set once a process: they are module objects, and setting them again for
+    each app made added the new limits to the old (a test's tight login limit then held in later tests' apps).
+    Each limit reads the running app's settings when a request comes."""
+    global _blueprint_limits_set
+    from admin_ui.auth import auth, locked_out, login_account
+    from serving.admin_api import admin_api
+
+    with _blueprint_limits:
+        if _blueprint_limits_set:
+            return
+        limiter.limit(_app_setting("chat_rate_limit"))(admin_api)
+        limiter.limit(_app_setting("login_rate_limit"), methods=["POST"])(auth)  # per address
+        # Per account, from any address: only a refused sign-in (401) counts; past the limit the account's
+        # sign-ins are refused, its right password too, until the window has passed.
+        limiter.limit(
+            _app_setting("login_failures_per_account"),
+            key_func=login_account,
+            methods=["POST"],
+            deduct_when=lambda response: response.status_code == 401,
+            on_breach=locked_out,
+        )(auth)
+        _blueprint_limits_set = True
 
 
 @dataclass
@@ -156,13 +188,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     app.teardown_appcontext(_close_session)
     register_error_handlers(app)
-    limiter.limit(settings.chat_rate_limit)(admin_api)
+    _limit_blueprints()
     for blueprint in (api, admin_api, rasa, azure_qa, health, docs, widget):
         app.register_blueprint(blueprint)
     from admin_ui import init_admin
-    from admin_ui.auth import auth
 
-    limiter.limit(settings.login_rate_limit, methods=["POST"])(auth)
     init_admin(
         app,
         exempt_from_csrf=[api, admin_api, rasa, azure_qa],  # JSON APIs without cookies: nothing to forge

@@ -36,6 +36,16 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         load_settings(environ={"HELPLOOP_SETTINGS_FILE": str(tmp_path / "missing.toml")})
 
 
+def test_a_rate_limit_that_cannot_be_read_stops_the_process_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"login_failures_per_account is no rate limit: 'ten a minute'"):
+        load_settings(environ={"HELPLOOP_LOGIN_FAILURES_PER_ACCOUNT": "ten a minute"})
+    with pytest.raises(SettingsError, match="chat_rate_limit is no rate limit"):
+        load_settings({"chat_rate_limit": "60/minute;lots"}, environ={})
+    read = load_settings(environ={"HELPLOOP_LOGIN_FAILURES_PER_ACCOUNT": "5 per 30 minutes"})
+    assert read.login_failures_per_account == "5 per 30 minutes"
+    assert load_settings(environ={}).login_failures_per_account == "10 per 15 minutes"
+
+
 def test_a_blank_reply_line_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="off_topic_message must not be blank"):
         load_settings(environ={"HELPLOOP_OFF_TOPIC_MESSAGE": "  "})

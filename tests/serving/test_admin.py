@@ -416,6 +416,67 @@ def test_the_password_form_is_rate_limited_as_the_login_is(make_app: Any) -> Non
     assert codes == [400, 400, 400, 429]
 
 
+def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(make_app: Any) -> None:
+    # The per-address limit is set out of the way: this is the account's own count, whatever the address.
+    app = make_app(login_rate_limit="100/minute", login_failures_per_account="3 per 15 minutes")
+    add_user(app, "rita", "reviewer")
+    add_user(app, "omar", "operator")
+
+    def sign_in(username: str, password: str, address: str) -> Any:
+        client = app.test_client()
+        token = csrf_token(client.get("/login").get_data(as_text=True))
+        form = {"username": username, "password": password, "csrf_token": token}
+        return client.post("/login", data=form, environ_base={"REMOTE_ADDR": address})
+
+    assert [sign_in("rita", PASSWORD, "10.0.0.1").status_code for _ in range(4)] == [302] * 4  # no failures
+    wrong = [sign_in("rita", "guess", f"10.0.1.{n}").status_code for n in range(3)]
+    assert wrong == [401, 401, 401]
+    locked = sign_in("rita", PASSWORD, "10.0.2.1")  # the right password from a new address: refused too
+    page = locked.get_data(as_text=True)
+    assert (
+        locked.status_code == 429
+        and "Too many wrong passwords for this account. Try again in 15 minutes" in page
+    )
+    assert '<form method="post">' in page  # the login page, not a bare error
+    assert sign_in("omar", PASSWORD, "10.0.1.0").status_code == 302  # another account is not affected
+    # A name with no account is counted alike: the refusal does not tell which names exist.
+    assert [sign_in("nobody", "guess", "10.0.3.1").status_code for _ in range(4)] == [401, 401, 401, 429]
+
+
+def test_an_accounts_wrong_passwords_are_counted_in_redis_across_processes(make_app: Any) -> None:
+    # With several web processes the count must be shared: in Redis, as the other limits are.
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+    prefix = f"helploop-test-{uuid.uuid4().hex}"
+    app = make_app(
+        login_rate_limit="100/minute",
+        login_failures_per_account="2 per 15 minutes",
+        ratelimit_storage_url="redis://127.0.0.1:6379/15",
+        RATELIMIT_KEY_PREFIX=prefix,
+    )
+    add_user(app, "rita", "reviewer")
+
+    def sign_in(password: str, address: str) -> int:
+        client = app.test_client()
+        token = csrf_token(client.get("/login").get_data(as_text=True))
+        form = {"username": "rita", "password": password, "csrf_token": token}
+        return client.post("/login", data=form, environ_base={"REMOTE_ADDR": address}).status_code
+
+    assert [sign_in("guess", "10.0.1.1"), sign_in("guess", "10.0.1.2"), sign_in(PASSWORD, "10.0.1.3")] == [
+        401,
+        401,
+        429,
+    ]
+    keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys(f"*{prefix}*account:rita*")
+    assert keys, "the account's count is not in Redis"
+
+
 def test_unseen_question_to_verified_pair_through_the_ui(make_app: Any) -> None:
     """Done means: chat an unseen question -> review item with its reason -> three reviewers answer in the
     UI -> it resolves with a posterior -> it is listed as a verified training pair."""
