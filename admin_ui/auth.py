@@ -33,21 +33,23 @@ from crowd_feedback.reviewers import (
 auth = Blueprint("auth", __name__, template_folder="templates")
 
 
+def _typed_username() -> str:
+    return (request.form.get("username") or "").strip().lower()
+
+
 def login_account() -> str:
     """The key a sign-in's wrong passwords are counted under: the account typed, whichever address tries it
     (a name with no account counts alike, so the refusal tells nobody which names exist)."""
-    return "account:" + (request.form.get("username") or "").strip().lower()
+    return f"account:{_typed_username()}"
 
 
-def locked_out(limit: Any) -> Response | None:
+def locked_out(limit: Any) -> Response:
     """The login page again, saying why a sign-in is refused: too many wrong passwords for the account lately
-    (``Settings.login_failures_per_account``). Only the login page counts them."""
-    if request.endpoint != "auth.login":
-        return None
+    (``Settings.login_failures_per_account``)."""
     # Within the window's length (the storage rounds the reset time up a little).
     window = limit.limit.get_expiry()
     minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))
-    current_app.logger.warning("sign-in refused for %r: too many wrong passwords", login_account()[8:])
+    current_app.logger.warning("sign-in refused for %r: too many wrong passwords", _typed_username())
     plural = "s" if minutes > 1 else ""
     error = f"Too many wrong passwords for this account. Try again in {minutes} minute{plural}."
     return make_response(render_template("admin/login.html", error=error), 429)

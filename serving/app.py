@@ -53,7 +53,8 @@ def _limit_blueprints() -> None:
         limiter.limit(_app_setting("chat_rate_limit"))(admin_api)
         limiter.limit(_app_setting("login_rate_limit"), methods=["POST"])(auth)  # per address
         # Per account, from any address: only a refused sign-in (401) counts; past the limit the account's
-        # sign-ins are refused, its right password too, until the window has passed.
+        # sign-ins are refused, its right password too, until the window has passed. Counted per page, so
+        # only the login page's: the owner, signed in already, still changes the password meanwhile.
         limiter.limit(
             _app_setting("login_failures_per_account"),
             key_func=login_account,

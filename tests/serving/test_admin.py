@@ -429,6 +429,8 @@ def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(ma
         return client.post("/login", data=form, environ_base={"REMOTE_ADDR": address})
 
     assert [sign_in("rita", PASSWORD, "10.0.0.1").status_code for _ in range(4)] == [302] * 4  # no failures
+    owner = app.test_client()  # rita, signed in before anyone guessed
+    login(owner, "rita")
     wrong = [sign_in("rita", "guess", f"10.0.1.{n}").status_code for n in range(3)]
     assert wrong == [401, 401, 401]
     locked = sign_in("rita", PASSWORD, "10.0.2.1")  # the right password from a new address: refused too
@@ -439,6 +441,16 @@ def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(ma
     )
     assert '<form method="post">' in page  # the login page, not a bare error
     assert sign_in("omar", PASSWORD, "10.0.1.0").status_code == 302  # another account is not affected
+    # The owner, signed in already, still changes the password while the account's sign-ins are refused.
+    # The form sends the username too, as the page's hidden field does (for password managers).
+    form = {
+        "username": "rita",
+        "current_password": PASSWORD,
+        "new_password": "x" * 12,
+        "confirm_password": "x" * 12,
+    }
+    token = csrf_token(owner.get("/account/password").get_data(as_text=True))
+    assert owner.post("/account/password", data=form | {"csrf_token": token}).status_code == 302
     # A name with no account is counted alike: the refusal does not tell which names exist.
     assert [sign_in("nobody", "guess", "10.0.3.1").status_code for _ in range(4)] == [401, 401, 401, 429]
 
