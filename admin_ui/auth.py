@@ -27,6 +27,7 @@ from crowd_feedback.reviewers import (
     AccountError,
     authenticate,
     change_own_password,
+    record_lockout,
     record_login,
 )
 
@@ -50,6 +51,8 @@ def locked_out(limit: Any) -> Response:
     window = limit.limit.get_expiry()
     minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))
     current_app.logger.warning("sign-in refused for %r: too many wrong passwords", _typed_username())
+    with current_app.extensions["helploop"].database.session() as db:  # audited and announced, once
+        record_lockout(db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window)
     plural = "s" if minutes > 1 else ""
     error = f"Too many wrong passwords for this account. Try again in {minutes} minute{plural}."
     return make_response(render_template("admin/login.html", error=error), 429)

@@ -14,6 +14,8 @@ Kinds (``core.settings.OPS_EVENT_KINDS``):
 * ``job.finished``: a training run or an operator's job (export, re-aggregation) succeeded, failed or was
   cancelled; a scheduled job (the daily retention) only when it did not succeed.
 * ``reviewer.suspended``: the gold check suspended a reviewer.
+* ``account.locked``: an account's sign-ins are refused for a while after too many wrong passwords from any
+  addresses (``Settings.login_failures_per_account``): someone may be guessing its password.
 * ``item.escalated``: a review item stayed unresolved after the most judgements and waits for an operator.
 * ``item.personal_data``: a reviewer reported personal data that redaction missed in a review item; it is
   out of the queue until an operator redacts it by hand.

@@ -27,6 +27,7 @@ OPS_EVENT_KINDS = (
     "deployment.changed",
     "job.finished",
     "reviewer.suspended",
+    "account.locked",
     "item.escalated",
     "item.personal_data",
     "gold.contested",

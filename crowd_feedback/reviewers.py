@@ -58,6 +58,7 @@ ACTIONS = (
     "created",
     "password_reset",
     "password_changed",
+    "locked",
     "deactivated",
     "reactivated",
     "suspended",
@@ -162,6 +163,36 @@ def suspend(session: Session, *, user: User, reason: str, now: datetime | None =
         path="/operator/accounts",
         data={"reviewer": user.username, "reason": reason},
     )
+
+
+def record_lockout(
+    session: Session, *, username: str, failures: int, window_seconds: int, now: datetime | None = None
+) -> bool:
+    """Sign-ins to ``username`` refused after ``failures`` wrong passwords within the window: kept in the
+    account's audit trail and announced to operators (``account.locked``), once a lockout: the refused
+    attempts that follow within the window add nothing. False for a name with no account (guesses at names
+    raise no alarm per name) or a lockout recorded already."""
+    user = session.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
+    if user is None:
+        return False
+    since = (now or utcnow()) - timedelta(seconds=window_seconds)
+    recorded = select(AccountEvent.id).where(
+        AccountEvent.user_id == user.id, AccountEvent.action == "locked", AccountEvent.created_at >= since
+    )
+    if session.scalars(recorded).first() is not None:
+        return False
+    minutes = max(1, round(window_seconds / 60))
+    reason = f"{failures} wrong passwords within {minutes} minutes"
+    record_event(session, user=user, action="locked", actor="system", reason=reason)
+    emit(
+        session,
+        "account.locked",
+        f"Sign-ins to {user.role} {user.username} are refused for up to {minutes} minutes after {failures} "
+        "wrong passwords (from any address). If they did not mistype it, someone is guessing the password.",
+        path="/operator/accounts",
+        data={"username": user.username, "failures": failures, "minutes": minutes},
+    )
+    return True
 
 
 def count_gold(session: Session, *, reviewer: User, answered: int, correct: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -18,6 +18,7 @@ from crowd_feedback.reviewers import (
     change_own_password,
     create_user,
     list_accounts,
+    record_lockout,
     record_login,
     reinstate,
     session_token,
@@ -74,6 +75,34 @@ def test_a_user_changes_their_own_password_with_the_current_one(db_session: Sess
     set_active(db_session, username="rita", active=False, actor="omar")
     with pytest.raises(AccountError, match="not active"):  # a session that outlived its deactivation
         change_own_password(db_session, user_id=user.id, current="a new long secret", new="another secret!")
+
+
+def test_a_lockout_is_audited_and_announced_once_a_window(db_session: Session) -> None:
+    from core.events import recent_events
+
+    create_user(db_session, username="Omar", password=SECRET, role="operator")
+    start = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+
+    def lock(username: str, minutes_later: int) -> bool:
+        when = start + timedelta(minutes=minutes_later)
+        return record_lockout(db_session, username=username, failures=10, window_seconds=900, now=when)
+
+    assert not lock("nobody", 0)  # a name with no account: nothing to audit, no alarm per guessed name
+    assert lock("omar", 0)  # the typed name, whatever its case
+    db_session.query(AccountEvent).filter_by(action="locked").update({"created_at": start})
+    assert not lock("omar", 5)  # the refused attempts that follow within the window add nothing
+    assert lock("omar", 16)  # a new lockout after the window: someone is still at it
+    assert actions(db_session, "Omar") == [("created", "cli"), ("locked", "system"), ("locked", "system")]
+    events = recent_events(db_session, kind="account.locked")
+    assert len(events) == 2 and events[0].data == {
+        "username": "Omar",
+        "failures": 10,
+        "minutes": 15,
+        "path": "/operator/accounts",
+    }
+    assert events[0].text.startswith(
+        "Sign-ins to operator Omar are refused for up to 15 minutes after 10 wrong"
+    )
 
 
 def test_deactivation_ends_logins_releases_claims_and_spares_the_last_operator(db_session: Session) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from core.events import recent_events
 from core.models import (
     Claim,
     Job,
@@ -453,6 +454,13 @@ def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(ma
     assert owner.post("/account/password", data=form | {"csrf_token": token}).status_code == 302
     # A name with no account is counted alike: the refusal does not tell which names exist.
     assert [sign_in("nobody", "guess", "10.0.3.1").status_code for _ in range(4)] == [401, 401, 401, 429]
+    # Operators hear of rita's lockout once (on the Activity page and the ops webhook), and her account's
+    # trail keeps it; the refused attempts after it, and the name with no account, add nothing.
+    assert sign_in("rita", "guess", "10.0.2.2").status_code == 429
+    with app.extensions["helploop"].database.session() as session:
+        locked = [event.data["username"] for event in recent_events(session, kind="account.locked")]
+        trail = [(e.action, e.actor, name) for e, name in account_events(session) if e.action == "locked"]
+    assert locked == ["rita"] and trail == [("locked", "system", "rita")]
 
 
 def test_an_accounts_wrong_passwords_are_counted_in_redis_across_processes(make_app: Any) -> None:
