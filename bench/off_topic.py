@@ -141,13 +141,12 @@ def run_seed(
     assert held is not None and default is not None  # the default members include a nearest neighbour
     by_floor: dict[str, Any] = {}
     by_floor[WITHOUT], before = read_with_floor(engine, None, messages, evaluation, None)
-    cold = engine.gate.similarity is not None  # cold start: the floor is COLD_START_FLOOR or the quantile
-    for quantile in sorted(set(args.quantiles) | {engine.config.familiarity_quantile}):
-        floor = float(np.quantile(held, quantile))
-        if cold:  # held-out rows are near other intents' examples only: read the engine's own floor alone
-            if quantile != engine.config.familiarity_quantile:
-                continue
-            floor = default
+    # Cold start: held-out rows are near other intents' examples only, so the engine's own floor (at least
+    # COLD_START_FLOOR) is read alone.
+    cold = engine.gate.similarity is not None
+    quantiles = [engine.config.familiarity_quantile] if cold else set(args.quantiles)
+    for quantile in sorted({*quantiles, engine.config.familiarity_quantile}):
+        floor = default if cold else float(np.quantile(held, quantile))
         by_floor[f"{quantile:g}"], _ = read_with_floor(engine, floor, messages, evaluation, before)
     engine.familiarity_floor = default
     return {"training_rows": len(rows[0]), "fit_seconds": round(fit_seconds, 1), "by_floor": by_floor}

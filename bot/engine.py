@@ -943,22 +943,25 @@ class AnsweringEngine:
     def _nearest_members(self) -> list[str]:
         return [name for name, member in self.members.items() if member.kind == "nearest_neighbour"]
 
+    def _nearest_member_scores(self, member_scores: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The scores of the nearest-neighbour members among ``member_scores`` (member name -> scores): each
+        a cosine similarity to every intent's nearest example."""
+        return [
+            np.asarray(member_scores[n], dtype=float) for n in self._nearest_members() if n in member_scores
+        ]
+
     def _nearest_scores(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """A message's cosine similarity to each intent's nearest example (averaged over the nearest-
         neighbour members); None without such a member. ``member_scores``: member name -> its scores."""
-        names = [name for name in self._nearest_members() if name in member_scores]
-        if not names:
-            return None
-        return np.mean([np.asarray(member_scores[name], dtype=float) for name in names], axis=0)
+        scores = self._nearest_member_scores(member_scores)
+        return np.mean(scores, axis=0) if scores else None
 
     def familiarity(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """How familiar each row's message is to the knowledge base: its cosine similarity to the nearest
         example, averaged over the nearest-neighbour members (one per encoder). ``member_scores``: member
         name -> (rows, intents) scores, before any metadata filter. None without such a member."""
-        names = [name for name in self._nearest_members() if name in member_scores]
-        if not names:
-            return None
-        return np.mean([np.asarray(member_scores[name]).max(axis=1) for name in names], axis=0)
+        scores = self._nearest_member_scores(member_scores)
+        return np.mean([member.max(axis=1) for member in scores], axis=0) if scores else None
 
     def held_out_familiarity(self) -> np.ndarray | None:
         """The familiarity of each held-out row (a known question) to the examples of the members that had
@@ -1317,7 +1320,7 @@ class AnsweringEngine:
         in_scope_top = top.intent != OUT_OF_SCOPE and not unfamiliar
         sure = in_scope_top and confidence >= gate.threshold and margin >= gate.margin
         if nearest is not None and in_scope_top and not sure:  # cold start: near enough an example
-            sure = float(nearest[self.labels.index(top.intent)]) >= float(gate.similarity or 1.0)
+            sure = float(nearest[order[0]]) >= float(gate.similarity or 1.0)  # the top intent's nearest
         in_scope = [c for c in ranking if c.intent != OUT_OF_SCOPE][:MAX_CLARIFY_CHOICES]
         # A keyword message whose words the knowledge base shares among intents: which one, not a guess.
         keywords = self.keywords
