@@ -1,8 +1,11 @@
-"""Login, logout and a user's own password (form posts carry a CSRF token; sessions expire; the posts are
-rate-limited with the login, so a stolen session cannot guess the current password quickly either)."""
+"""Login (a password, then a code from an authenticator app where the account has two-factor sign-in),
+logout, and a user's own password and two-factor sign-in (form posts carry a CSRF token; sessions expire;
+the posts are rate-limited with the login, so a stolen session cannot guess the current password quickly
+either)."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from typing import Any
@@ -22,6 +25,8 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from admin_ui.setup import CurrentUser, require_role
+from core.models import User
+from crowd_feedback import two_factor
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
@@ -29,12 +34,29 @@ from crowd_feedback.reviewers import (
     change_own_password,
     record_lockout,
     record_login,
+    session_token,
 )
 
 auth = Blueprint("auth", __name__, template_folder="templates")
 
+# How long the code page waits for the code after a right password; then the password is asked again.
+CODE_WAIT_SECONDS = 300
+PENDING = "two_factor_pending"  # the session key of a sign-in waiting for its code
+NEW_KEY = "two_factor_new_key"  # the session key of a key shown for set-up, not yet confirmed
+
+
+def _pending() -> dict[str, Any] | None:
+    """The sign-in waiting for its code: whose password was right, and when (None: none, or expired)."""
+    pending = session.get(PENDING)
+    if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > CODE_WAIT_SECONDS:
+        return None
+    return pending
+
 
 def _typed_username() -> str:
+    if request.endpoint == "auth.login_code":  # the account whose password was right, from the signed session
+        pending = _pending()
+        return str(pending["username"]).lower() if pending else ""
     return (request.form.get("username") or "").strip().lower()
 
 
@@ -50,16 +72,30 @@ def locked_out(limit: Any) -> Response:
     # Within the window's length (the storage rounds the reset time up a little).
     window = limit.limit.get_expiry()
     minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))
-    current_app.logger.warning("sign-in refused for %r: too many wrong passwords", _typed_username())
+    codes = request.endpoint == "auth.login_code"
+    what = "codes" if codes else "passwords"
+    current_app.logger.warning("sign-in refused for %r: too many wrong %s", _typed_username(), what)
     with current_app.extensions["helploop"].database.session() as db:  # audited and announced, once
-        record_lockout(db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window)
+        record_lockout(
+            db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window, what=what
+        )
     plural = "s" if minutes > 1 else ""
-    error = f"Too many wrong passwords for this account. Try again in {minutes} minute{plural}."
-    return make_response(render_template("admin/login.html", error=error), 429)
+    error = f"Too many wrong {what} for this account. Try again in {minutes} minute{plural}."
+    page = "admin/login_code.html" if codes else "admin/login.html"
+    return make_response(render_template(page, error=error), 429)
 
 
 def _home_for(role: str) -> str:
     return url_for("operator.overview") if role == "operator" else url_for("review.home")
+
+
+def _sign_in(user: CurrentUser, target: str) -> Any:
+    session.clear()
+    session.permanent = True
+    login_user(user)
+    if not target.startswith("/") or target.startswith("//"):
+        target = _home_for(user.role)  # never redirect off-site
+    return redirect(target)
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -70,23 +106,64 @@ def login() -> Any:
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
+        target = request.args.get("next") or ""
         helploop = current_app.extensions["helploop"]
         with helploop.database.session() as db:
             user = authenticate(db, username=username, password=password)
+            if user is not None and user.totp_secret:
+                # The password was right; the sign-in waits for the app's code (no session yet).
+                session.clear()
+                session[PENDING] = {
+                    "user": user.id,
+                    "username": user.username,
+                    "token": session_token(user),
+                    "at": time.time(),
+                    "next": target,
+                }
+                return redirect(url_for("auth.login_code"))
             if user is not None:
                 record_login(db, user=user)
             wrapped = CurrentUser(user) if user is not None else None
         if wrapped is None:
             error = "Wrong username or password."
         else:
-            session.clear()
-            session.permanent = True
-            login_user(wrapped)
-            target = request.args.get("next") or ""
-            if not target.startswith("/") or target.startswith("//"):
-                target = _home_for(wrapped.role)  # never redirect off-site
-            return redirect(target)
+            return _sign_in(wrapped, target)
     return render_template("admin/login.html", error=error), 401 if error else 200
+
+
+@auth.route("/login/code", methods=["GET", "POST"])
+def login_code() -> Any:
+    """The second step of a sign-in with two-factor: the six-digit code of the authenticator app. A wrong
+    code is a refused sign-in (401), counted per account as wrong passwords are."""
+    if current_user.is_authenticated:
+        return redirect(_home_for(current_user.role))
+    pending = _pending()
+    if pending is None:
+        session.pop(PENDING, None)
+        flash("Sign in again: the code was not entered within 5 minutes of the password.")
+        return redirect(url_for("auth.login"))
+    error = None
+    if request.method == "POST":
+        helploop = current_app.extensions["helploop"]
+        with helploop.database.session() as db:
+            checked = two_factor.check_code(
+                db,
+                user_id=int(pending["user"]),
+                code=request.form.get("code") or "",
+                # Still the account the password was typed for: not deactivated, no new password since.
+                accept=lambda user: hmac.compare_digest(session_token(user), str(pending["token"])),
+            )
+            if checked.user is not None:
+                record_login(db, user=checked.user)
+            wrapped = CurrentUser(checked.user) if checked.user is not None else None
+        if wrapped is not None:
+            return _sign_in(wrapped, str(pending.get("next") or ""))
+        if checked.reason == "inactive":
+            session.pop(PENDING, None)
+            flash("Sign in again: this account changed since the password was typed.")
+            return redirect(url_for("auth.login"))
+        error = "Wrong code, or a code used already: type the newest code of the app."
+    return render_template("admin/login_code.html", error=error), 401 if error else 200
 
 
 @auth.post("/logout")
@@ -123,4 +200,69 @@ def password() -> Any:
                 flash("Password changed. Your sessions elsewhere have ended.")
                 return redirect(_home_for(wrapped.role))
     page = render_template("admin/password.html", error=error, min_password=MIN_PASSWORD)
+    return page, 400 if error else 200
+
+
+@auth.route("/account/two-factor", methods=["GET", "POST"])
+@require_role("reviewer", "operator")
+def two_factor_page() -> Any:
+    """Turn two-factor sign-in on (scan the key, confirm with a code and the password) or off (the password
+    and a code; refused where the settings require it). Either way the account's other sessions end."""
+    helploop = current_app.extensions["helploop"]
+    required_for = helploop.settings.two_factor_required_for
+    error = None
+    if request.method == "POST":
+        form = request.form
+        action = form.get("action", "")
+        try:
+            with helploop.database.session() as db:
+                if action == "enable":
+                    key = session.get(NEW_KEY)
+                    if not key:
+                        raise AccountError("the key shown has expired; scan the new one")
+                    user = two_factor.enable(
+                        db,
+                        user_id=current_user.id,
+                        password=form.get("current_password") or "",
+                        key=str(key),
+                        code=form.get("code") or "",
+                    )
+                    done = "Two-factor sign-in is on: from now on, sign-ins ask for the app's code."
+                elif action == "disable":
+                    user = two_factor.disable(
+                        db,
+                        user_id=current_user.id,
+                        password=form.get("current_password") or "",
+                        code=form.get("code") or "",
+                        required_for=required_for,
+                    )
+                    done = "Two-factor sign-in is off: sign-ins ask for the password only."
+                else:
+                    raise AccountError("unknown action")
+                wrapped = CurrentUser(user)
+        except AccountError as exc:
+            error = f"Refused: {exc}."
+        else:
+            session.pop(NEW_KEY, None)
+            login_user(wrapped)  # the session carries the account's new token
+            flash(done + " Your sessions on other browsers have ended.")
+            return redirect(url_for("auth.two_factor_page"))
+    with helploop.database.session() as db:
+        user = db.get(User, current_user.id)
+        enabled = bool(user is not None and user.totp_secret)
+    must = two_factor.required(current_user.role, required_for)
+    key = qr = None
+    if not enabled:
+        key = session.get(NEW_KEY) or two_factor.new_key()
+        session[NEW_KEY] = key  # the same key until it is confirmed, so a reload does not orphan a scan
+        qr = two_factor.qr_svg(two_factor.provisioning_uri(key, username=current_user.username))
+    page = render_template(
+        "admin/two_factor.html",
+        error=error,
+        enabled=enabled,
+        required=must,
+        key=key,
+        key_display=two_factor.key_for_display(key) if key else "",
+        qr=qr,
+    )
     return page, 400 if error else 200

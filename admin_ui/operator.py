@@ -70,6 +70,7 @@ from core.registry import (
 from core.settings import OPS_EVENT_KINDS, Settings
 from core.team_hours import when_back
 from core.turn_search import compacts
+from crowd_feedback import two_factor
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.gold import (
@@ -762,6 +763,7 @@ def accounts() -> Any:
 
 def _accounts_page(*, new_token: str | None = None) -> Any:
     helploop = current_app.extensions["helploop"]
+    required_for = helploop.settings.two_factor_required_for
     with helploop.database.session() as session:
         tokens = [
             {
@@ -794,6 +796,7 @@ def _accounts_page(*, new_token: str | None = None) -> Any:
         me=current_user.username,
         tokens=tokens,
         new_token=new_token,
+        two_factor_required=lambda role: two_factor.required(role, required_for),
     )
 
 
@@ -854,7 +857,8 @@ def create_account() -> Any:
 @operator.post("/accounts/<username>")
 @require_role("operator")
 def account_action(username: str) -> Any:
-    """One form per account: reset password, deactivate, reactivate, reinstate (each audited)."""
+    """One form per account: reset password, deactivate, reactivate, reinstate, reset two-factor sign-in
+    (each audited)."""
     helploop = current_app.extensions["helploop"]
     form = request.form
     action = form.get("action", "")
@@ -876,6 +880,12 @@ def account_action(username: str) -> Any:
             elif action == "reinstate":
                 reinstate(session, username=username, actor=actor, reason=reason)
                 done = f"{username} reinstated: gold counts start again."
+            elif action == "reset_two_factor":
+                two_factor.reset(session, username=username, actor=actor, reason=reason)
+                done = (
+                    f"Two-factor sign-in reset for {username}: their open sessions have ended; they sign in "
+                    "with the password and set it up again."
+                )
             else:
                 abort(400)
         flash(done)

@@ -6,13 +6,14 @@ import hmac
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, redirect, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from core.models import User
 from crowd_feedback.reviewers import mark_seen, seen_lately, session_token
+from crowd_feedback.two_factor import required as two_factor_required
 from crowd_feedback.workforce import duration_text
 
 login_manager = LoginManager()
@@ -28,6 +29,7 @@ class CurrentUser:
         self.username = user.username
         self.role = user.role
         self.suspended = user.suspended_at is not None
+        self.two_factor = bool(user.totp_secret)
         self.is_authenticated = True
         self.is_active = user.active
         self.is_anonymous = False
@@ -136,9 +138,26 @@ def init_admin(
     for blueprint in (auth, review, operator, knowledge):
         app.register_blueprint(blueprint)
 
+    @app.before_request
+    def two_factor_first() -> Response | None:
+        """Where the settings require two-factor sign-in for the account's role and it has none yet, every
+        reviewer and operator page leads to setting it up (the account's own pages and logout stay open)."""
+        if (
+            request.blueprint not in ("review", "operator", "knowledge")
+            or request.endpoint == "review.static"
+        ):
+            return None  # the pages' scripts and styles are served to the set-up page too
+        if not current_user.is_authenticated:
+            return None
+        required_for = current_app.extensions["helploop"].settings.two_factor_required_for
+        if current_user.two_factor or not two_factor_required(current_user.role, required_for):
+            return None
+        flash(f"Set up two-factor sign-in to go on: the settings require it for {required_for}.")
+        return redirect(url_for("auth.two_factor_page"))
+
     @app.after_request
     def security_headers(response: Response) -> Response:
-        if request.path.startswith(("/review", "/operator", "/login")):
+        if request.path.startswith(("/review", "/operator", "/login", "/account")):
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault(

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -378,6 +379,10 @@ class User(Base):
     # When this person last signed in (migration 0049; None: never since): the Accounts page shows it, so an
     # account nobody uses any more can be found and deactivated.
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Two-factor sign-in (migration 0050): the authenticator app's shared key (base32; None: password only)
+    # and the last time step a code was accepted for, so a code seen over a shoulder cannot be used again.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The version of the reviewing guidelines this person last read (0: the built-in text; None: never).
     guidelines_read: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

@@ -67,6 +67,7 @@ REPLY_SETTINGS = (
 
 # The settings that are rate limits (Flask-Limiter's notation): read at start, so a typo stops the process
 # with the key named instead of failing the first request it applies to.
+TWO_FACTOR_REQUIRED_FOR = ("nobody", "operators", "everyone")
 RATE_LIMITS = ("chat_rate_limit", "live_chat_poll_limit", "login_rate_limit", "login_failures_per_account")
 
 
@@ -305,6 +306,10 @@ class Settings:
     # Wrong passwords for one account (from any address) before its sign-ins are refused for the rest of the
     # window: guessing an operator's password from many addresses gets no further than from one.
     login_failures_per_account: str = "10 per 15 minutes"
+    # Two-factor sign-in (a code from an authenticator app after the password): "nobody" (each person may
+    # turn it on), "operators" or "everyone" (such an account sets it up at its next sign-in, and cannot
+    # turn it off).
+    two_factor_required_for: str = "nobody"
     # Run the job worker inside the web process (the one-process embedded default); turn off when
     # `helploop worker` runs separately.
     embedded_worker: bool = True
@@ -339,6 +344,11 @@ class Settings:
             raise SettingsError(
                 "HELPLOOP_SECRET_KEY is a placeholder; set a real secret (e.g. "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`) before running in production"
+            )
+        if self.two_factor_required_for not in TWO_FACTOR_REQUIRED_FOR:
+            raise SettingsError(
+                "two_factor_required_for must be nobody, operators or everyone, "
+                f"not {self.two_factor_required_for!r}"
             )
         if not 0.5 <= self.target_precision < 1.0:
             raise SettingsError(f"target_precision must be in [0.5, 1), not {self.target_precision}")

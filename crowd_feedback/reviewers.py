@@ -65,6 +65,9 @@ ACTIONS = (
     "reinstated",
     "token_created",
     "token_revoked",
+    "two_factor_enabled",
+    "two_factor_disabled",
+    "two_factor_reset",
 )
 
 
@@ -74,9 +77,10 @@ def _check_password(password: str) -> None:
 
 
 def session_token(user: User) -> str:
-    """What a login session carries besides the user id: it changes with the password, so resetting a
-    password ends every session that was opened with the old one."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    """What a login session carries besides the user id: it changes with the password and with two-factor
+    sign-in turned on, off or reset, so each of these ends every session opened before it."""
+    material = user.password_hash if not user.totp_secret else f"{user.password_hash}\n{user.totp_secret}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def record_event(session: Session, *, user: User, action: str, actor: str, reason: str = "") -> None:
@@ -166,12 +170,18 @@ def suspend(session: Session, *, user: User, reason: str, now: datetime | None =
 
 
 def record_lockout(
-    session: Session, *, username: str, failures: int, window_seconds: int, now: datetime | None = None
+    session: Session,
+    *,
+    username: str,
+    failures: int,
+    window_seconds: int,
+    what: str = "passwords",
+    now: datetime | None = None,
 ) -> bool:
-    """Sign-ins to ``username`` refused after ``failures`` wrong passwords within the window: kept in the
-    account's audit trail and announced to operators (``account.locked``), once a lockout: the refused
-    attempts that follow within the window add nothing. False for a name with no account (guesses at names
-    raise no alarm per name) or a lockout recorded already."""
+    """Sign-ins to ``username`` refused after ``failures`` wrong passwords (or two-factor ``codes``) within
+    the window: kept in the account's audit trail and announced to operators (``account.locked``), once a
+    lockout: the refused attempts that follow within the window add nothing. False for a name with no
+    account (guesses at names raise no alarm per name) or a lockout recorded already."""
     user = session.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
     if user is None:
         return False
@@ -182,15 +192,16 @@ def record_lockout(
     if session.scalars(recorded).first() is not None:
         return False
     minutes = max(1, round(window_seconds / 60))
-    reason = f"{failures} wrong passwords within {minutes} minutes"
+    reason = f"{failures} wrong {what} within {minutes} minutes"
     record_event(session, user=user, action="locked", actor="system", reason=reason)
+    guessed = "the code (their password is known)" if what == "codes" else "the password"
     emit(
         session,
         "account.locked",
         f"Sign-ins to {user.role} {user.username} are refused for up to {minutes} minutes after {failures} "
-        "wrong passwords (from any address). If they did not mistype it, someone is guessing the password.",
+        f"wrong {what} (from any address). If they did not mistype it, someone is guessing {guessed}.",
         path="/operator/accounts",
-        data={"username": user.username, "failures": failures, "minutes": minutes},
+        data={"username": user.username, "failures": failures, "minutes": minutes, "what": what},
     )
     return True
 
@@ -244,6 +255,7 @@ class AccountRow:
     created_at: datetime
     last_event: str
     last_login_at: datetime | None = None
+    two_factor: bool = False
 
 
 def list_accounts(session: Session) -> list[AccountRow]:
@@ -267,6 +279,7 @@ def list_accounts(session: Session) -> list[AccountRow]:
                     f"{event.action} by {event.actor} {event.created_at:%Y-%m-%d %H:%M}" if event else ""
                 ),
                 last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
+                two_factor=bool(user.totp_secret),
             )
         )
     return rows

@@ -1090,8 +1090,8 @@ def _cli_actor() -> str:
 @users.command("list")
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
-    """Every account: role, status (active, suspended and why, deactivated), gold record, last sign-in, last
-    change."""
+    """Every account: role, status (active, suspended and why, deactivated), gold record, two-factor sign-in,
+    last sign-in, last change."""
     from crowd_feedback.reviewers import list_accounts
 
     database = _database(_settings(ctx))
@@ -1099,13 +1099,16 @@ def users_list(ctx: click.Context) -> None:
     with database.session() as session:
         rows = list_accounts(session)
     click.echo(
-        f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  {'signed in (UTC)':<16}  last change"
+        f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  {'2FA':<3}  {'signed in (UTC)':<16}  "
+        "last change"
     )
     for row in rows:
         status = "deactivated" if not row.active else "suspended" if row.suspended_reason else "active"
         login = f"{row.last_login_at:%Y-%m-%d %H:%M}" if row.last_login_at else "never"
+        second = "on" if row.two_factor else "off"
         click.echo(
-            f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {login:<16}  {row.last_event}"
+            f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {second:<3}  {login:<16}  "
+            f"{row.last_event}"
         )
         if row.suspended_reason and row.active:
             click.echo(f"{'':<20} suspended: {row.suspended_reason}")
@@ -1186,6 +1189,22 @@ def users_reinstate(ctx: click.Context, username: str, reason: str) -> None:
         ctx,
         lambda session: reinstate(session, username=username, actor=_cli_actor(), reason=reason),
         f"{username} reinstated (gold record starts again)",
+    )
+
+
+@users.command("reset-two-factor")
+@click.option("--username", required=True)
+@click.option("--reason", required=True, help="Why, e.g. 'phone lost, identity checked by call' (audited).")
+@click.pass_context
+def users_reset_two_factor(ctx: click.Context, username: str, reason: str) -> None:
+    """Turn two-factor sign-in off for an account whose phone is lost (the person signs in with the password,
+    then sets it up again); its open sessions end. For the last operator, when nobody can sign in to do it."""
+    from crowd_feedback.two_factor import reset
+
+    _account_change(
+        ctx,
+        lambda session: reset(session, username=username, actor=_cli_actor(), reason=reason),
+        f"two-factor sign-in reset for {username}: they sign in with the password and set it up again",
     )
 
 

@@ -98,6 +98,7 @@ def test_a_lockout_is_audited_and_announced_once_a_window(db_session: Session) -
         "username": "Omar",
         "failures": 10,
         "minutes": 15,
+        "what": "passwords",
         "path": "/operator/accounts",
     }
     assert events[0].text.startswith(

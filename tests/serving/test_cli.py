@@ -694,14 +694,15 @@ def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeyp
         "role",
         "status",
         "gold",
+        "2FA",
         "signed",
         "in",
         "(UTC)",
         "last",
         "change",
     ]
-    assert listing[1].split()[:5] == ["omar", "operator", "active", "0/0", "never"]
-    assert listing[2].split()[:6] == ["bart", "reviewer", "suspended", "1/5", "2026-12-01", "09:30"]
+    assert listing[1].split()[:6] == ["omar", "operator", "active", "0/0", "off", "never"]
+    assert listing[2].split()[:7] == ["bart", "reviewer", "suspended", "1/5", "off", "2026-12-01", "09:30"]
     assert "suspended: accuracy on gold 1/5 below 60%" in listing[3]
 
     unknown = run(
@@ -736,6 +737,38 @@ def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeyp
     ]
     assert run(settings, "users", "reactivate", "--username", "bart").exit_code == 0
     assert "reactivated by cli:ops_lead" in run(settings, "users", "list").output
+
+
+def test_users_reset_two_factor_for_a_lost_phone(settings: Any, monkeypatch: Any) -> None:
+    import pyotp
+
+    from crowd_feedback import two_factor
+    from crowd_feedback.reviewers import account_events, create_user
+
+    monkeypatch.setenv("USER", "ops_lead")
+    run(settings, "db", "upgrade")
+    key = two_factor.new_key()
+    with Database(settings).session() as session:
+        omar = create_user(session, username="omar", password="a very long password", role="operator")
+        code = pyotp.TOTP(key).now()
+        two_factor.enable(session, user_id=omar.id, password="a very long password", key=key, code=code)
+    assert run(settings, "users", "list").output.splitlines()[1].split()[:5] == [
+        "omar",
+        "operator",
+        "active",
+        "0/0",
+        "on",
+    ]
+    no_reason = run(settings, "users", "reset-two-factor", "--username", "omar", "--reason", " ")
+    assert no_reason.exit_code == 2 and "say why" in no_reason.output
+    done = run(settings, "users", "reset-two-factor", "--username", "omar", "--reason", "phone lost")
+    assert done.exit_code == 0 and "two-factor sign-in reset for omar" in done.output
+    again = run(settings, "users", "reset-two-factor", "--username", "omar", "--reason", "phone lost")
+    assert again.exit_code == 2 and "omar has no two-factor sign-in to reset" in again.output
+    with Database(settings).session() as session:
+        events = [(e.action, e.actor, e.reason) for e, name in account_events(session) if name == "omar"]
+    assert events[0] == ("two_factor_reset", "cli:ops_lead", "phone lost")
+    assert run(settings, "users", "list").output.splitlines()[1].split()[4] == "off"
 
 
 def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(

@@ -1,0 +1,187 @@
+"""Two-factor sign-in: after the password, a six-digit code from an authenticator app (TOTP, RFC 6238: the
+codes of Google Authenticator, Microsoft Authenticator, 1Password, Bitwarden, FreeOTP, …).
+
+Each person turns it on for themselves (the key is shown as a QR code and as text, and saved only once a code
+from the app proves the app has it); ``HELPLOOP_TWO_FACTOR_REQUIRED_FOR`` makes it compulsory for operators
+or for everyone. A code is accepted once: the step it was made for is kept, and that step and the ones
+before it are refused afterwards, so a code read over a shoulder or from a proxy's log is of no use. The
+recovery for a lost phone is an operator (Accounts, or ``helploop users reset-two-factor`` on the server),
+who turns it off for that account; it is audited like every account action.
+
+The key is stored in the database as the app needs it (as with every TOTP server): protect the database and
+its backups as you protect the password hashes beside it."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyotp
+import segno
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash
+
+from core.models import User
+from core.settings import TWO_FACTOR_REQUIRED_FOR
+from crowd_feedback.reviewers import AccountError, get_user, record_event
+
+ISSUER = "HelpLoop"
+DIGITS = 6
+STEP_SECONDS = 30
+# Codes from the step before and the one after are accepted too: a phone's clock a little off, or a code
+# typed as it changed.
+DRIFT_STEPS = 1
+
+
+def new_key() -> str:
+    """A fresh shared key: 32 base32 characters (160 bits, RFC 4226's recommended length)."""
+    return pyotp.random_base32()
+
+
+def key_for_display(key: str) -> str:
+    """The key in groups of four, as typed into an app that cannot scan the QR code."""
+    return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
+
+
+def provisioning_uri(key: str, *, username: str, issuer: str = ISSUER) -> str:
+    return pyotp.TOTP(key, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
+        name=username, issuer_name=issuer
+    )
+
+
+def qr_svg(uri: str) -> str:
+    """The ``otpauth://`` address as an inline SVG QR code (no image file, no script)."""
+    return str(segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff", omitsize=False))
+
+
+def matching_step(key: str, code: str, *, now: float | None = None, after: int | None = None) -> int | None:
+    """The time step ``code`` was made for, within the drift allowed around ``now``; None when it matches no
+    step, or only a step at or before ``after`` (a code used already). Spaces in the code are ignored."""
+    typed = "".join(code.split())
+    if len(typed) != DIGITS or not typed.isdigit():
+        return None
+    totp = pyotp.TOTP(key, digits=DIGITS, interval=STEP_SECONDS)
+    moment = time.time() if now is None else now
+    current = int(moment // STEP_SECONDS)  # RFC 6238's T, counted from the Unix epoch
+    found = None
+    for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
+        # Every candidate compared in constant time, none skipped: the time taken tells nothing.
+        if hmac.compare_digest(totp.generate_otp(step), typed) and (after is None or step > after):
+            found = step
+    return found
+
+
+def required(role: str, required_for: str) -> bool:
+    """Whether the settings make two-factor sign-in compulsory for an account of ``role``."""
+    if required_for not in TWO_FACTOR_REQUIRED_FOR:
+        raise AccountError(f"two_factor_required_for must be one of {', '.join(TWO_FACTOR_REQUIRED_FOR)}")
+    return required_for == "everyone" or (required_for == "operators" and role == "operator")
+
+
+def _own_account(session: Session, user_id: int, password: str) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise AccountError("this account is not active")
+    if not check_password_hash(user.password_hash, password):
+        raise AccountError("the current password is wrong")
+    return user
+
+
+def _use_step(session: Session, user: User, step: int) -> bool:
+    """Record ``step`` as used, in one UPDATE that only succeeds while no later (or equal) step is recorded:
+    two requests with the same code at once, one wins."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(user, ["totp_last_step"])
+    return bool(getattr(result, "rowcount", 0))
+
+
+def enable(
+    session: Session, *, user_id: int, password: str, key: str, code: str, now: float | None = None
+) -> User:
+    """Turn two-factor sign-in on for one's own account: the current password, and a code the app made from
+    ``key`` (proving the app holds it). The account's sessions elsewhere end (their token changes)."""
+    user = _own_account(session, user_id, password)
+    if user.totp_secret:
+        raise AccountError("two-factor sign-in is on already")
+    step = matching_step(key, code, now=now)
+    if step is None:
+        raise AccountError("the code does not match: check the phone's clock, and type the newest code")
+    user.totp_secret = key
+    user.totp_last_step = step
+    record_event(session, user=user, action="two_factor_enabled", actor=user.username)
+    return user
+
+
+def disable(
+    session: Session,
+    *,
+    user_id: int,
+    password: str,
+    code: str,
+    required_for: str,
+    now: float | None = None,
+) -> User:
+    """Turn it off for one's own account: the current password and a current code. Refused where the
+    settings require it for the account's role."""
+    user = _own_account(session, user_id, password)
+    if not user.totp_secret:
+        raise AccountError("two-factor sign-in is off already")
+    if required(user.role, required_for):
+        raise AccountError(f"the settings require two-factor sign-in for {required_for}")
+    step = matching_step(user.totp_secret, code, now=now, after=user.totp_last_step)
+    if step is None or not _use_step(session, user, step):
+        raise AccountError("the code does not match")
+    user.totp_secret = None
+    user.totp_last_step = None
+    record_event(session, user=user, action="two_factor_disabled", actor=user.username)
+    return user
+
+
+def reset(session: Session, *, username: str, actor: str, reason: str) -> User:
+    """An operator (or ``cli``) turns two-factor sign-in off for an account whose phone is lost; the person
+    signs in with the password alone and sets it up again (at once, where the settings require it)."""
+    user = get_user(session, username=username)
+    if not user.totp_secret:
+        raise AccountError(f"{username} has no two-factor sign-in to reset")
+    if not reason.strip():
+        raise AccountError(
+            "say why two-factor sign-in is reset (e.g. 'phone lost, identity checked by call')"
+        )
+    user.totp_secret = None
+    user.totp_last_step = None
+    record_event(session, user=user, action="two_factor_reset", actor=actor, reason=reason.strip())
+    return user
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    user: User | None
+    reason: str  # "ok", "wrong" (no match, or a code used already), "inactive"
+
+
+def check_code(
+    session: Session,
+    *,
+    user_id: int,
+    code: str,
+    now: float | None = None,
+    accept: Callable[[User], bool] = lambda user: True,
+) -> CodeCheck:
+    """The second step of a sign-in: ``code`` for the account whose password was right. The step it matches
+    is recorded, so the same code cannot sign in again. ``accept`` checks the account is still the one the
+    password was typed for (its session token)."""
+    user = session.get(User, user_id)
+    if user is None or not user.active or not user.totp_secret or not accept(user):
+        return CodeCheck(None, "inactive")
+    step = matching_step(user.totp_secret, code, now=now, after=user.totp_last_step)
+    if step is None or not _use_step(session, user, step):
+        return CodeCheck(None, "wrong")
+    return CodeCheck(user, "ok")
