@@ -23,6 +23,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from admin_ui.setup import CurrentUser, require_role
 from core.models import User
@@ -75,10 +76,13 @@ def locked_out(limit: Any) -> Response:
     codes = request.endpoint == "auth.login_code"
     what = "codes" if codes else "passwords"
     current_app.logger.warning("sign-in refused for %r: too many wrong %s", _typed_username(), what)
-    with current_app.extensions["helploop"].database.session() as db:  # audited and announced, once
-        record_lockout(
-            db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window, what=what
-        )
+    try:
+        with current_app.extensions["helploop"].database.session() as db:  # audited and announced, once
+            record_lockout(
+                db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window, what=what
+            )
+    except SQLAlchemyError:  # the refusal stands all the same; the log says what was not recorded
+        current_app.logger.exception("the lockout of %r could not be recorded", _typed_username())
     plural = "s" if minutes > 1 else ""
     error = f"Too many wrong {what} for this account. Try again in {minutes} minute{plural}."
     page = "admin/login_code.html" if codes else "admin/login.html"

@@ -94,6 +94,7 @@ from crowd_feedback.review import (
     weekly_agreement,
 )
 from crowd_feedback.reviewers import (
+    ACTION_LABELS,
     MIN_PASSWORD,
     AccountError,
     account_events,
@@ -782,7 +783,7 @@ def _accounts_page(*, new_token: str | None = None) -> Any:
             {
                 "when": event.created_at,
                 "username": username,
-                "action": event.action,
+                "action": ACTION_LABELS.get(event.action, event.action),
                 "actor": event.actor,
                 "reason": event.reason,
             }

@@ -54,21 +54,23 @@ def record_login(session: Session, *, user: User, now: datetime | None = None) -
     user.last_login_at = now or utcnow()
 
 
-ACTIONS = (
-    "created",
-    "password_reset",
-    "password_changed",
-    "locked",
-    "deactivated",
-    "reactivated",
-    "suspended",
-    "reinstated",
-    "token_created",
-    "token_revoked",
-    "two_factor_enabled",
-    "two_factor_disabled",
-    "two_factor_reset",
-)
+# Each action the audit trail keeps, with the words the Accounts page and `helploop users list` show for it.
+ACTION_LABELS = {
+    "created": "created",
+    "password_reset": "new password set",
+    "password_changed": "password changed",
+    "locked": "sign-ins locked",
+    "deactivated": "deactivated",
+    "reactivated": "reactivated",
+    "suspended": "suspended",
+    "reinstated": "reinstated",
+    "token_created": "API token created",
+    "token_revoked": "API token revoked",
+    "two_factor_enabled": "two-factor sign-in on",
+    "two_factor_disabled": "two-factor sign-in off",
+    "two_factor_reset": "two-factor sign-in reset",
+}
+ACTIONS = tuple(ACTION_LABELS)
 
 
 def _check_password(password: str) -> None:
@@ -276,7 +278,9 @@ def list_accounts(session: Session) -> list[AccountRow]:
                 gold=f"{user.gold_correct}/{user.gold_answered}",
                 created_at=user.created_at,
                 last_event=(
-                    f"{event.action} by {event.actor} {event.created_at:%Y-%m-%d %H:%M}" if event else ""
+                    f"{ACTION_LABELS[event.action]} by {event.actor} {event.created_at:%Y-%m-%d %H:%M}"
+                    if event
+                    else ""
                 ),
                 last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
                 two_factor=bool(user.totp_secret),

@@ -370,7 +370,7 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(make_app
     operator = app.test_client()
     login(operator, "omar")
     accounts = operator.get("/operator/accounts").get_data(as_text=True)
-    assert "password_changed" in accounts
+    assert "password changed" in accounts and "password_changed" not in accounts
     with app.extensions["helploop"].database.session() as session:
         events = [(event.action, event.actor, name) for event, name in account_events(session)]
     assert ("password_changed", "rita", "rita") in events
@@ -461,6 +461,32 @@ def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(ma
         locked = [event.data["username"] for event in recent_events(session, kind="account.locked")]
         trail = [(e.action, e.actor, name) for e, name in account_events(session) if e.action == "locked"]
     assert locked == ["rita"] and trail == [("locked", "system", "rita")]
+
+
+def test_a_lockout_that_cannot_be_recorded_still_refuses(
+    make_app: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    # The audit write fails (the database busy or gone): the sign-in is refused as before, not a 500.
+    from sqlalchemy.exc import OperationalError
+
+    from admin_ui import auth as auth_module
+
+    def fails(*args: Any, **kwargs: Any) -> bool:
+        raise OperationalError("INSERT INTO account_events", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(auth_module, "record_lockout", fails)
+    app = make_app(login_rate_limit="100/minute", login_failures_per_account="1 per 15 minutes")
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+
+    def sign_in(password: str) -> Any:
+        token = csrf_token(client.get("/login").get_data(as_text=True))
+        return client.post("/login", data={"username": "rita", "password": password, "csrf_token": token})
+
+    assert sign_in("guess").status_code == 401
+    locked = sign_in(PASSWORD)
+    assert locked.status_code == 429 and "Too many wrong passwords" in locked.get_data(as_text=True)
+    assert "the lockout of 'rita' could not be recorded" in caplog.text
 
 
 def test_an_accounts_wrong_passwords_are_counted_in_redis_across_processes(make_app: Any) -> None:
