@@ -230,7 +230,10 @@ def query_knowledgebases() -> Response:
     said = answer_message(message, session_id, channel="azure", create_unknown_session=True, only=only)
     prediction, text = said.prediction, said.text
     answers = [a for a in _answers(engine, prediction, text, top) if a["confidenceScore"] >= threshold]
-    # No answer: the default answer is the handoff line, or the off-topic one for a message off the topic, or
-    # the line for an answer asked for once more than the limit (bot.repetition)
-    fallback = text if prediction.off_topic or said.passed_on else settings.handoff_message
+    # No answer above the client's threshold: Azure's default answer. Where the bot gave nothing from the
+    # knowledge base (its handoff, a request for a person, a message off the topic, an answer asked for once
+    # more than the limit: bot.repetition) it is what the chat says, the team's hours included; under an
+    # answer or a "did you mean" too unsure for the client, the handoff line.
+    unsure = prediction.status in (ANSWERED, CLARIFY) and not (prediction.off_topic or said.passed_on)
+    fallback = settings.handoff_message if unsure else text
     return jsonify({"answers": answers or [_no_answer(fallback)]})

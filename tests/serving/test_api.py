@@ -1129,6 +1129,16 @@ def test_outside_the_team_hours_a_customer_handed_to_a_person_is_told_when_the_t
     assert passed["answer"] == f"{settings.same_answer_handoff_message} {away}"
     assert passed["team_back"] == "2026-12-07T09:00:00+00:00"
     assert [t.answer for t in turns(app)][-1] == passed["answer"]  # the log keeps what was said
+    # The Azure-shaped endpoint says the same, under a client's threshold too (its default answer).
+    azure = "/language/:query-knowledgebases?projectName=p&deploymentName=production&api-version=2021-10-01"
+    for question, said in (
+        ("can I talk to a human?", away),
+        ("plonk zebra quantum", f"{settings.handoff_message} {away}"),
+    ):
+        for threshold in (0.0, 0.5):
+            body = {"question": question, "top": 3, "confidenceScoreThreshold": threshold}
+            answers = client.post(azure, json=body).get_json()["answers"]
+            assert [a["answer"] for a in answers] == [said], (question, threshold)
     clock["now"] = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # Sunday evening
     assert "back tomorrow at 09:00 GMT." in chat(client, "agent please").get_json()["answer"]
     clock["now"] = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)  # within Saturday's hours, nobody online
