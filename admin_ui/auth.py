@@ -44,6 +44,7 @@ auth = Blueprint("auth", __name__, template_folder="templates")
 CODE_WAIT_SECONDS = 300
 PENDING = "two_factor_pending"  # the session key of a sign-in waiting for its code
 NEW_KEY = "two_factor_new_key"  # the session key of a key shown for set-up, not yet confirmed
+NEW_CODES = "two_factor_recovery_codes"  # recovery codes to show once, on the next view of the page
 
 
 def _pending() -> dict[str, Any] | None:
@@ -161,7 +162,14 @@ def login_code() -> Any:
                 record_login(db, user=checked.user)
             wrapped = CurrentUser(checked.user) if checked.user is not None else None
         if wrapped is not None:
-            return _sign_in(wrapped, str(pending.get("next") or ""))
+            response = _sign_in(wrapped, str(pending.get("next") or ""))
+            if checked.recovery_left is not None:
+                flash(
+                    f"Signed in with a recovery code; {checked.recovery_left} left. Phone lost? Move to a "
+                    "new one on your two-factor page (your name at the top, then Two-factor sign-in), where "
+                    "a recovery code serves in place of the app's."
+                )
+            return response
         if checked.reason == "inactive":
             session.pop(PENDING, None)
             flash("Sign in again: this account changed since the password was typed.")
@@ -210,8 +218,9 @@ def password() -> Any:
 @auth.route("/account/two-factor", methods=["GET", "POST"])
 @require_role("reviewer", "operator")
 def two_factor_page() -> Any:
-    """Turn two-factor sign-in on (scan the key, confirm with a code and the password) or off (the password
-    and a code; refused where the settings require it). Either way the account's other sessions end."""
+    """Turn two-factor sign-in on (scan the key, confirm with a code and the password; the recovery codes are
+    shown once) or off (the password and a code; refused where the settings require it); either way the
+    account's other sessions end. Or renew the recovery codes (the password)."""
     helploop = current_app.extensions["helploop"]
     required_for = helploop.settings.two_factor_required_for
     error = None
@@ -224,7 +233,7 @@ def two_factor_page() -> Any:
                     key = session.get(NEW_KEY)
                     if not key:
                         raise AccountError("the key shown has expired; scan the new one")
-                    user = two_factor.enable(
+                    user, codes = two_factor.enable(
                         db,
                         user_id=current_user.id,
                         password=form.get("current_password") or "",
@@ -232,15 +241,26 @@ def two_factor_page() -> Any:
                         code=form.get("code") or "",
                     )
                     done = "Two-factor sign-in is on: from now on, sign-ins ask for the app's code."
+                    session[NEW_CODES] = codes
                 elif action == "disable":
                     user = two_factor.disable(
                         db,
                         user_id=current_user.id,
                         password=form.get("current_password") or "",
                         code=form.get("code") or "",
-                        required_for=required_for,
                     )
-                    done = "Two-factor sign-in is off: sign-ins ask for the password only."
+                    done = (
+                        "The old phone's key no longer works: scan this one with the new phone."
+                        if two_factor.required(user.role, required_for)
+                        else "Two-factor sign-in is off: sign-ins ask for the password only."
+                    )
+                elif action == "renew":
+                    session[NEW_CODES] = two_factor.renew_recovery_codes(
+                        db, user_id=current_user.id, password=form.get("current_password") or ""
+                    )
+                    user = db.get(User, current_user.id)
+                    assert user is not None
+                    done = "New recovery codes: the earlier ones no longer work."
                 else:
                     raise AccountError("unknown action")
                 wrapped = CurrentUser(user)
@@ -249,11 +269,13 @@ def two_factor_page() -> Any:
         else:
             session.pop(NEW_KEY, None)
             login_user(wrapped)  # the session carries the account's new token
-            flash(done + " Your sessions on other browsers have ended.")
+            flash(done if action == "renew" else done + " Your sessions on other browsers have ended.")
             return redirect(url_for("auth.two_factor_page"))
     with helploop.database.session() as db:
         user = db.get(User, current_user.id)
         enabled = bool(user is not None and user.totp_secret)
+        left = two_factor.recovery_codes_left(db, user_id=current_user.id) if enabled else 0
+    new_codes = session.pop(NEW_CODES, None) if enabled else None
     must = two_factor.required(current_user.role, required_for)
     key = qr = None
     if not enabled:
@@ -268,5 +290,8 @@ def two_factor_page() -> Any:
         key=key,
         key_display=two_factor.key_for_display(key) if key else "",
         qr=qr,
+        new_codes=new_codes,
+        codes_left=left,
+        codes_made=two_factor.RECOVERY_CODES,
     )
     return page, 400 if error else 200

@@ -405,6 +405,19 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+class RecoveryCode(Base):
+    """A two-factor recovery code (migration 0050): signs in once in place of the authenticator app's code,
+    for a person whose phone is lost or flat. Only its SHA-256 is stored (the codes are random, 50 bits)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class AccountEvent(Base):
     """Audit trail of accounts: created, password reset, deactivated, reactivated, suspended (by the gold
     check), reinstated; who did it (an operator's username, "cli" or "system"), when and why."""

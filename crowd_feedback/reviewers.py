@@ -69,6 +69,8 @@ ACTION_LABELS = {
     "two_factor_enabled": "two-factor sign-in on",
     "two_factor_disabled": "two-factor sign-in off",
     "two_factor_reset": "two-factor sign-in reset",
+    "recovery_code_used": "signed in with a recovery code",
+    "recovery_codes_renewed": "recovery codes renewed",
 }
 ACTIONS = tuple(ACTION_LABELS)
 

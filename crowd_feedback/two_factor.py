@@ -4,27 +4,32 @@ codes of Google Authenticator, Microsoft Authenticator, 1Password, Bitwarden, Fr
 Each person turns it on for themselves (the key is shown as a QR code and as text, and saved only once a code
 from the app proves the app has it); ``HELPLOOP_TWO_FACTOR_REQUIRED_FOR`` makes it compulsory for operators
 or for everyone. A code is accepted once: the step it was made for is kept, and that step and the ones
-before it are refused afterwards, so a code read over a shoulder or from a proxy's log is of no use. The
-recovery for a lost phone is an operator (Accounts, or ``helploop users reset-two-factor`` on the server),
-who turns it off for that account; it is audited like every account action.
+before it are refused afterwards, so a code read over a shoulder or from a proxy's log is of no use.
+
+For a lost or flat phone: ten recovery codes, shown once when it is turned on (and when renewed), each
+signing in once in place of the app's code; and an operator (Accounts, or ``helploop users
+reset-two-factor`` on the server), who turns it off for that account. Each is audited like every account
+action.
 
 The key is stored in the database as the app needs it (as with every TOTP server): protect the database and
 its backups as you protect the password hashes beside it."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyotp
 import segno
-from sqlalchemy import or_, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
-from core.models import User
+from core.models import RecoveryCode, User, utcnow
 from core.settings import TWO_FACTOR_REQUIRED_FOR
 from crowd_feedback.reviewers import AccountError, get_user, record_event
 
@@ -34,6 +39,11 @@ STEP_SECONDS = 30
 # Codes from the step before and the one after are accepted too: a phone's clock a little off, or a code
 # typed as it changed.
 DRIFT_STEPS = 1
+RECOVERY_CODES = 10
+# Lower-case letters and digits that cannot be misread for one another (no i, l, o, 0, 1): 31 symbols, ten
+# to a code (about 50 bits), shown as two groups of five.
+RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+RECOVERY_LENGTH = 10
 
 
 def new_key() -> str:
@@ -105,9 +115,10 @@ def _use_step(session: Session, user: User, step: int) -> bool:
 
 def enable(
     session: Session, *, user_id: int, password: str, key: str, code: str, now: float | None = None
-) -> User:
+) -> tuple[User, list[str]]:
     """Turn two-factor sign-in on for one's own account: the current password, and a code the app made from
-    ``key`` (proving the app holds it). The account's sessions elsewhere end (their token changes)."""
+    ``key`` (proving the app holds it). The account's sessions elsewhere end (their token changes). Returns
+    the account and its recovery codes, to be shown once."""
     user = _own_account(session, user_id, password)
     if user.totp_secret:
         raise AccountError("two-factor sign-in is on already")
@@ -117,30 +128,22 @@ def enable(
     user.totp_secret = key
     user.totp_last_step = step
     record_event(session, user=user, action="two_factor_enabled", actor=user.username)
-    return user
+    return user, _new_recovery_codes(session, user)
 
 
-def disable(
-    session: Session,
-    *,
-    user_id: int,
-    password: str,
-    code: str,
-    required_for: str,
-    now: float | None = None,
-) -> User:
-    """Turn it off for one's own account: the current password and a current code. Refused where the
-    settings require it for the account's role."""
+def disable(session: Session, *, user_id: int, password: str, code: str, now: float | None = None) -> User:
+    """Turn it off for one's own account: the current password and a current code of the app, or a recovery
+    code (the phone lost). Where the settings require it, the pages then ask at once for a new phone's key:
+    this is how a person moves to a new phone."""
     user = _own_account(session, user_id, password)
     if not user.totp_secret:
         raise AccountError("two-factor sign-in is off already")
-    if required(user.role, required_for):
-        raise AccountError(f"the settings require two-factor sign-in for {required_for}")
-    step = matching_step(user.totp_secret, code, now=now, after=user.totp_last_step)
-    if step is None or not _use_step(session, user, step):
+    accepted, _left = _spend(session, user, code, now)
+    if not accepted:
         raise AccountError("the code does not match")
     user.totp_secret = None
     user.totp_last_step = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     record_event(session, user=user, action="two_factor_disabled", actor=user.username)
     return user
 
@@ -157,14 +160,87 @@ def reset(session: Session, *, username: str, actor: str, reason: str) -> User:
         )
     user.totp_secret = None
     user.totp_last_step = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     record_event(session, user=user, action="two_factor_reset", actor=actor, reason=reason.strip())
     return user
+
+
+def _recovery_hash(code: str) -> str:
+    typed = "".join(ch for ch in code.lower() if ch.isalnum())
+    return hashlib.sha256(typed.encode()).hexdigest()
+
+
+def _new_recovery_codes(session: Session, user: User) -> list[str]:
+    """Ten new recovery codes for ``user`` (the earlier ones stop working); only their hashes are stored."""
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+        session.add(RecoveryCode(user_id=user.id, code_hash=_recovery_hash(raw)))
+    session.flush()
+    return codes
+
+
+def renew_recovery_codes(session: Session, *, user_id: int, password: str) -> list[str]:
+    """New recovery codes for one's own account (the current password), the old ones void: for someone who
+    has used some, or fears they were seen."""
+    user = _own_account(session, user_id, password)
+    if not user.totp_secret:
+        raise AccountError("two-factor sign-in is off: there are no recovery codes to renew")
+    codes = _new_recovery_codes(session, user)
+    record_event(session, user=user, action="recovery_codes_renewed", actor=user.username)
+    return codes
+
+
+def recovery_codes_left(session: Session, *, user_id: int) -> int:
+    query = select(func.count()).select_from(RecoveryCode)
+    return int(
+        session.scalar(query.where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))) or 0
+    )
+
+
+def _use_recovery_code(session: Session, user: User, code: str) -> bool:
+    """Spend one of ``user``'s recovery codes: one UPDATE that only succeeds while it is unused (two sign-ins
+    with it at once: one wins)."""
+    unused = select(RecoveryCode.id).where(
+        RecoveryCode.user_id == user.id,
+        RecoveryCode.code_hash == _recovery_hash(code),
+        RecoveryCode.used_at.is_(None),
+    )
+    found = session.scalars(unused).first()
+    if found is None:
+        return False
+    result = session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.id == found, RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
+    left = recovery_codes_left(session, user_id=user.id)
+    record_event(session, user=user, action="recovery_code_used", actor=user.username, reason=f"{left} left")
+    return True
+
+
+def _spend(session: Session, user: User, code: str, now: float | None) -> tuple[bool, int | None]:
+    """The app's code (six digits) or a recovery code for ``user``, spent so it cannot serve again: whether it
+    was accepted, and with a recovery code how many are left."""
+    typed = "".join(code.split())
+    if len(typed) == DIGITS and typed.isdigit():
+        step = matching_step(user.totp_secret or "", typed, now=now, after=user.totp_last_step)
+        return step is not None and _use_step(session, user, step), None
+    if not _use_recovery_code(session, user, typed):
+        return False, None
+    return True, recovery_codes_left(session, user_id=user.id)
 
 
 @dataclass(frozen=True)
 class CodeCheck:
     user: User | None
     reason: str  # "ok", "wrong" (no match, or a code used already), "inactive"
+    recovery_left: int | None = None  # signed in with a recovery code: how many are left
 
 
 def check_code(
@@ -175,13 +251,11 @@ def check_code(
     now: float | None = None,
     accept: Callable[[User], bool] = lambda user: True,
 ) -> CodeCheck:
-    """The second step of a sign-in: ``code`` for the account whose password was right. The step it matches
-    is recorded, so the same code cannot sign in again. ``accept`` checks the account is still the one the
-    password was typed for (its session token)."""
+    """The second step of a sign-in: ``code`` (the app's, or a recovery code) for the account whose password
+    was right. The step it matches is recorded, or the recovery code spent, so it cannot sign in again.
+    ``accept`` checks the account is still the one the password was typed for (its session token)."""
     user = session.get(User, user_id)
     if user is None or not user.active or not user.totp_secret or not accept(user):
         return CodeCheck(None, "inactive")
-    step = matching_step(user.totp_secret, code, now=now, after=user.totp_last_step)
-    if step is None or not _use_step(session, user, step):
-        return CodeCheck(None, "wrong")
-    return CodeCheck(user, "ok")
+    accepted, left = _spend(session, user, code, now)
+    return CodeCheck(user, "ok", recovery_left=left) if accepted else CodeCheck(None, "wrong")

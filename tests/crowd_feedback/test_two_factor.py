@@ -9,8 +9,10 @@ import threading
 
 import pyotp
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.models import RecoveryCode
 from crowd_feedback import two_factor
 from crowd_feedback.reviewers import (
     AccountError,
@@ -111,35 +113,23 @@ def test_a_sign_in_code_works_once(db_session: Session) -> None:
 def test_turning_it_off_and_the_operators_reset(db_session: Session) -> None:
     user = create_user(db_session, username="omar", password=SECRET, role="operator")
     two_factor.enable(db_session, user_id=user.id, password=SECRET, key=KEY, code=code(KEY), now=NOW)
-    with pytest.raises(AccountError, match="require two-factor sign-in for operators"):
-        two_factor.disable(
-            db_session,
-            user_id=user.id,
-            password=SECRET,
-            code=code(KEY, 30),
-            required_for="operators",
-            now=NOW,
-        )
     with pytest.raises(AccountError, match="code does not match"):  # the code used to turn it on
-        two_factor.disable(
-            db_session, user_id=user.id, password=SECRET, code=code(KEY), required_for="nobody", now=NOW
-        )
+        two_factor.disable(db_session, user_id=user.id, password=SECRET, code=code(KEY), now=NOW)
     with pytest.raises(AccountError, match="current password is wrong"):
-        two_factor.disable(
-            db_session, user_id=user.id, password="guess", code=code(KEY, 30), required_for="nobody", now=NOW
-        )
+        two_factor.disable(db_session, user_id=user.id, password="guess", code=code(KEY, 30), now=NOW)
     on = session_token(user)
-    two_factor.disable(
-        db_session, user_id=user.id, password=SECRET, code=code(KEY, 30), required_for="nobody", now=NOW
-    )
+    two_factor.disable(db_session, user_id=user.id, password=SECRET, code=code(KEY, 30), now=NOW)
     assert user.totp_secret is None and user.totp_last_step is None and session_token(user) != on
+    assert two_factor.recovery_codes_left(db_session, user_id=user.id) == 0  # they went with it
+    with pytest.raises(AccountError, match="off already"):
+        two_factor.disable(db_session, user_id=user.id, password=SECRET, code=code(KEY, 60), now=NOW + 60)
     with pytest.raises(AccountError, match="no two-factor sign-in to reset"):
         two_factor.reset(db_session, username="omar", actor="ada", reason="phone lost")
     two_factor.enable(db_session, user_id=user.id, password=SECRET, key=KEY, code=code(KEY, 60), now=NOW + 60)
     with pytest.raises(AccountError, match="say why"):
         two_factor.reset(db_session, username="omar", actor="ada", reason="  ")
     two_factor.reset(db_session, username="omar", actor="ada", reason="phone lost, checked by call")
-    assert user.totp_secret is None
+    assert user.totp_secret is None and two_factor.recovery_codes_left(db_session, user_id=user.id) == 0
     assert [a for a in actions(db_session, "omar") if a[0].startswith("two_factor")] == [
         ("two_factor_enabled", "omar", ""),
         ("two_factor_disabled", "omar", ""),
@@ -150,6 +140,43 @@ def test_turning_it_off_and_the_operators_reset(db_session: Session) -> None:
     assert two_factor.required("reviewer", "everyone") and not two_factor.required("operator", "nobody")
     with pytest.raises(AccountError, match="must be one of nobody, operators, everyone"):
         two_factor.required("operator", "admins")
+
+
+def test_recovery_codes_sign_in_once_each_and_can_be_renewed(db_session: Session) -> None:
+    user = create_user(db_session, username="rita", password=SECRET, role="reviewer")
+    made = two_factor.enable(db_session, user_id=user.id, password=SECRET, key=KEY, code=code(KEY), now=NOW)
+    codes = made[1]
+    assert len(codes) == len(set(codes)) == 10
+    assert all(re.fullmatch(r"[a-hj-km-np-z2-9]{5}-[a-hj-km-np-z2-9]{5}", c) for c in codes)
+    stored = db_session.scalars(select(RecoveryCode.code_hash).where(RecoveryCode.user_id == user.id)).all()
+    assert len(stored) == 10 and not set(codes) & set(stored)  # only hashes are kept
+    assert two_factor.recovery_codes_left(db_session, user_id=user.id) == 10
+    # Typed as people type them: upper case, without the dash, with spaces.
+    first = two_factor.check_code(db_session, user_id=user.id, code=codes[0].upper().replace("-", " "))
+    assert first.reason == "ok" and first.recovery_left == 9
+    assert two_factor.check_code(db_session, user_id=user.id, code=codes[0]).reason == "wrong"  # spent
+    assert two_factor.check_code(db_session, user_id=user.id, code="abcde-fghjk").reason == "wrong"
+    # An app code still works beside them, and says nothing of recovery codes.
+    app_code = two_factor.check_code(db_session, user_id=user.id, code=code(KEY, 30), now=NOW + 30)
+    assert app_code.reason == "ok" and app_code.recovery_left is None
+    with pytest.raises(AccountError, match="current password is wrong"):
+        two_factor.renew_recovery_codes(db_session, user_id=user.id, password="guess")
+    renewed = two_factor.renew_recovery_codes(db_session, user_id=user.id, password=SECRET)
+    assert len(renewed) == 10 and not set(renewed) & set(codes)
+    assert two_factor.check_code(db_session, user_id=user.id, code=codes[1]).reason == "wrong"  # void now
+    assert two_factor.recovery_codes_left(db_session, user_id=user.id) == 10
+    # A recovery code turns it off too (the phone lost), with the password.
+    two_factor.disable(db_session, user_id=user.id, password=SECRET, code=renewed[0])
+    assert user.totp_secret is None
+    with pytest.raises(AccountError, match="no recovery codes to renew"):
+        two_factor.renew_recovery_codes(db_session, user_id=user.id, password=SECRET)
+    assert [(a, why) for a, _, why in actions(db_session, "rita")][1:] == [
+        ("two_factor_enabled", ""),
+        ("recovery_code_used", "9 left"),
+        ("recovery_codes_renewed", ""),
+        ("recovery_code_used", "9 left"),
+        ("two_factor_disabled", ""),
+    ]
 
 
 @pytest.mark.postgres

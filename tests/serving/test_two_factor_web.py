@@ -10,11 +10,9 @@ from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import select
 
 from admin_ui import auth as auth_module
 from core.events import recent_events
-from core.models import User
 from crowd_feedback import two_factor
 from crowd_feedback.reviewers import account_events, list_accounts, set_active
 from tests.serving.test_admin import PASSWORD, add_user, csrf_token, login
@@ -49,6 +47,14 @@ def set_up(client: Any, when: float, *, username: str) -> str:
     response = client.post("/account/two-factor", data=form)
     assert response.status_code == 302, response.get_data(as_text=True)
     return key.group(1)
+
+
+def shown_codes(page: str) -> list[str]:
+    """The recovery codes the page shows (once, after turning two-factor sign-in on)."""
+    block = re.search(
+        r'<div class="flash" role="status" id="recovery-codes">.*?<pre[^>]*>(.*?)</pre>', page, re.S
+    )
+    return block.group(1).split() if block else []
 
 
 def post_code(client: Any, code: str) -> Any:
@@ -87,6 +93,10 @@ def test_set_up_then_sign_in_with_a_code_that_works_once(make_app: Any, clock: l
     assert set_up(client, START, username="rita") == key.group(1)  # the key shown stays until confirmed
     after = client.get("/account/two-factor").get_data(as_text=True)
     assert "Two-factor sign-in is on" in after and "<strong>On.</strong>" in after and "data-key" not in after
+    codes = shown_codes(after)
+    assert len(codes) == 10 and "Recovery codes: 10 of 10 unused." in after
+    again = client.get("/account/two-factor").get_data(as_text=True)
+    assert shown_codes(again) == [] and 'id="recovery-codes"' not in again  # shown once
     assert client.get("/review/").status_code == 200  # this session goes on
     assert elsewhere.get("/review/").status_code == 302  # the one opened before it has ended
 
@@ -110,6 +120,15 @@ def test_set_up_then_sign_in_with_a_code_that_works_once(make_app: Any, clock: l
     assert post_code(thief, code_at(key.group(1), START + 30)).status_code == 401
     assert thief.get("/review/").status_code == 302
 
+    # A recovery code signs in in place of the app's code, once, and says how many are left.
+    recovered = app.test_client()
+    login(recovered, "rita")
+    response = post_code(recovered, codes[3])
+    assert response.status_code == 302
+    assert "Signed in with a recovery code; 9 left." in recovered.get("/review/").get_data(as_text=True)
+    reused = app.test_client()
+    login(reused, "rita")
+    assert post_code(reused, codes[3]).status_code == 401
     # Turning it off takes the password and a new code.
     clock[0] = START + 60
     page_text = fresh.get("/account/two-factor").get_data(as_text=True)
@@ -125,7 +144,7 @@ def test_set_up_then_sign_in_with_a_code_that_works_once(make_app: Any, clock: l
     assert login(app.test_client(), "rita").headers["Location"].endswith("/review/")  # the password alone
     with app.extensions["helploop"].database.session() as session:
         trail = [e.action for e, name in reversed(account_events(session)) if name == "rita"]
-    assert trail == ["created", "two_factor_enabled", "two_factor_disabled"]
+    assert trail == ["created", "two_factor_enabled", "recovery_code_used", "two_factor_disabled"]
 
 
 def test_the_code_page_waits_five_minutes_and_for_the_same_account(
@@ -204,22 +223,26 @@ def test_settings_can_require_it_for_operators(make_app: Any, clock: list[float]
     set_up(operator, START, username="omar")
     assert operator.get("/operator/accounts").status_code == 200
     page = operator.get("/account/two-factor").get_data(as_text=True)
-    assert "cannot be turned off here" in page and 'id="two-factor-off"' not in page
-    clock[0] = START + 30
-    with app.extensions["helploop"].database.session() as session:
-        omar_key = session.scalars(select(User).where(User.username == "omar")).one().totp_secret
-    refused = operator.post(
+    # Required: no "Turn off"; moving to a new phone turns the old key off and asks for the new one at once.
+    assert "Move to a new phone" in page and 'value="Set up a new phone"' in page and "Turn off" not in page
+    codes = shown_codes(page)
+    assert len(codes) == 10  # shown once, after turning it on
+    moved = operator.post(
         "/account/two-factor",
         data={
             "action": "disable",
             "current_password": PASSWORD,
-            "code": code_at(str(omar_key), START + 30),
+            "code": codes[0],  # the old phone is gone: a recovery code
             "csrf_token": csrf_token(page),
         },
     )
-    assert refused.status_code == 400 and "require two-factor sign-in for operators" in refused.get_data(
-        as_text=True
-    )
+    assert moved.status_code == 302
+    page = operator.get("/account/two-factor").get_data(as_text=True)
+    assert "scan this one with the new phone" in page and "<strong>Off.</strong>" in page
+    assert operator.get("/operator/").headers["Location"].endswith("/account/two-factor")
+    clock[0] = START + 30
+    set_up(operator, START + 30, username="omar")
+    assert operator.get("/operator/").status_code == 200
     # Accounts: who has it, who is required to and has not yet; the reset for a lost phone.
     accounts = operator.get("/operator/accounts").get_data(as_text=True)
     rows = dict(re.findall(r'<tr data-username="(\w+)">.*?<td class="two-factor">(.*?)</td>', accounts, re.S))
