@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from flask import (
     Blueprint,
@@ -33,6 +33,8 @@ from crowd_feedback.reviewers import (
     AccountError,
     authenticate,
     change_own_password,
+    end_other_sessions,
+    recent_sign_ins,
     record_lockout,
     record_login,
     session_token,
@@ -90,6 +92,21 @@ def locked_out(limit: Any) -> Response:
     return make_response(render_template(page, error=error), 429)
 
 
+class _SignInFrom(TypedDict):
+    address: str
+    user_agent: str
+    method: str
+
+
+def _where_from(method: str) -> _SignInFrom:
+    """How a sign-in was made, and the address and browser it came from, for the account's history."""
+    return {
+        "address": request.remote_addr or "",
+        "user_agent": request.user_agent.string or "",
+        "method": method,
+    }
+
+
 def _home_for(role: str) -> str:
     return url_for("operator.overview") if role == "operator" else url_for("review.home")
 
@@ -127,7 +144,7 @@ def login() -> Any:
                 }
                 return redirect(url_for("auth.login_code"))
             if user is not None:
-                record_login(db, user=user)
+                record_login(db, user=user, **_where_from("password"))
             wrapped = CurrentUser(user) if user is not None else None
         if wrapped is None:
             error = "Wrong username or password."
@@ -159,7 +176,8 @@ def login_code() -> Any:
                 accept=lambda user: hmac.compare_digest(session_token(user), str(pending["token"])),
             )
             if checked.user is not None:
-                record_login(db, user=checked.user)
+                how = "app code" if checked.recovery_left is None else "recovery code"
+                record_login(db, user=checked.user, **_where_from(how))
             wrapped = CurrentUser(checked.user) if checked.user is not None else None
         if wrapped is not None:
             response = _sign_in(wrapped, str(pending.get("next") or ""))
@@ -295,3 +313,65 @@ def two_factor_page() -> Any:
         codes_made=two_factor.RECOVERY_CODES,
     )
     return page, 400 if error else 200
+
+
+def browser_summary(user_agent: str) -> str:
+    """ "Firefox on Linux" from a User-Agent header, for a person to recognise their own sign-ins (the whole
+    header is kept too)."""
+    browsers = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"))
+    browser = next((name for mark, name in browsers if mark in user_agent), "")
+    if not browser and "Safari/" in user_agent:
+        browser = "Safari"
+    systems = (
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    )
+    system = next((name for mark, name in systems if mark in user_agent), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or (user_agent[:40] if user_agent else "unknown")
+
+
+@auth.get("/account")
+@require_role("reviewer", "operator")
+def account() -> Any:
+    """The signed-in person's own account: password, two-factor sign-in, the newest sign-ins (when, how, from
+    which address and browser) and signing out of every other browser."""
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as db:
+        user = db.get(User, current_user.id)
+        enabled = bool(user is not None and user.totp_secret)
+        codes_left = two_factor.recovery_codes_left(db, user_id=current_user.id) if enabled else 0
+        sign_ins = [
+            {
+                "at": s.at,
+                "method": s.method,
+                "address": s.address,
+                "browser": browser_summary(s.user_agent),
+                "user_agent": s.user_agent,
+            }
+            for s in recent_sign_ins(db, user_id=current_user.id)
+        ]
+    return render_template(
+        "admin/account.html",
+        two_factor_on=enabled,
+        two_factor_required=two_factor.required(current_user.role, helploop.settings.two_factor_required_for),
+        codes_left=codes_left,
+        sign_ins=sign_ins,
+    )
+
+
+@auth.post("/account/sign-out-others")
+@require_role("reviewer", "operator")
+def sign_out_others() -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as db:
+        wrapped = CurrentUser(end_other_sessions(db, user_id=current_user.id))
+    login_user(wrapped)  # this browser carries the new token
+    flash("Signed out of every other browser: each of them has to sign in again.")
+    return redirect(url_for("auth.account"))

@@ -383,6 +383,8 @@ class User(Base):
     # and the last time step a code was accepted for, so a code seen over a shoulder cannot be used again.
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Raised by "sign out of every other browser" (migration 0050): the session token derives from it too.
+    session_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The version of the reviewing guidelines this person last read (0: the built-in text; None: never).
     guidelines_read: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -403,6 +405,21 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     user: Mapped[User] = relationship()
+
+
+class SignIn(Base):
+    """A sign-in through the login page (migration 0050): when, from which address and browser, and how
+    (password, app code, recovery code). The account's own page lists the newest, so a sign-in its owner
+    did not make stands out; the newest 20 per account are kept."""
+
+    __tablename__ = "sign_ins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    method: Mapped[str] = mapped_column(String(20), default="password")
 
 
 class RecoveryCode(Base):

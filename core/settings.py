@@ -310,6 +310,10 @@ class Settings:
     # turn it on), "operators" or "everyone" (such an account sets it up at its next sign-in, and cannot
     # turn it off).
     two_factor_required_for: str = "nobody"
+    # How many reverse proxies (nginx, Traefik, a load balancer) stand in front of the app and set
+    # X-Forwarded-For/-Proto/-Host: the client's address is read from those headers only then (0: none; the
+    # headers are ignored, so nobody can choose the address the rate limits count).
+    trusted_proxies: int = 0
     # Run the job worker inside the web process (the one-process embedded default); turn off when
     # `helploop worker` runs separately.
     embedded_worker: bool = True
@@ -356,6 +360,8 @@ class Settings:
             raise SettingsError(
                 f"language must be a two-letter code such as en, or empty, not {self.language!r}"
             )
+        if not 0 <= self.trusted_proxies <= 5:
+            raise SettingsError(f"trusted_proxies must be 0 (none) to 5, not {self.trusted_proxies}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
         for key in ("handoff_webhook_url", "ops_webhook_url", "public_url"):

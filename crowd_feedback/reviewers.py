@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.events import emit
-from core.models import AccountEvent, ApiToken, Claim, User, as_utc, utcnow
+from core.models import AccountEvent, ApiToken, Claim, SignIn, User, as_utc, utcnow
 
 ROLES = ("reviewer", "operator")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,80}$")
@@ -49,9 +49,50 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user
 
 
-def record_login(session: Session, *, user: User, now: datetime | None = None) -> None:
-    """A sign-in through the login page (API tokens keep their own ``last_used_at``)."""
-    user.last_login_at = now or utcnow()
+SIGN_INS_KEPT = 20  # per account: the newest, for its owner to look through
+
+
+def record_login(
+    session: Session,
+    *,
+    user: User,
+    now: datetime | None = None,
+    address: str = "",
+    user_agent: str = "",
+    method: str = "password",
+) -> None:
+    """A sign-in through the login page (API tokens keep their own ``last_used_at``): the account's last
+    sign-in, and a row of its sign-in history (the oldest beyond ``SIGN_INS_KEPT`` dropped)."""
+    when = now or utcnow()
+    user.last_login_at = when
+    session.add(
+        SignIn(
+            user_id=user.id, at=when, address=address[:64], user_agent=user_agent[:200], method=method[:20]
+        )
+    )
+    session.flush()
+    kept = select(SignIn.id).where(SignIn.user_id == user.id).order_by(SignIn.id.desc()).limit(SIGN_INS_KEPT)
+    session.execute(
+        delete(SignIn)
+        .where(SignIn.user_id == user.id, SignIn.id.not_in(kept.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def recent_sign_ins(session: Session, *, user_id: int, limit: int = SIGN_INS_KEPT) -> list[SignIn]:
+    query = select(SignIn).where(SignIn.user_id == user_id).order_by(SignIn.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def end_other_sessions(session: Session, *, user_id: int) -> User:
+    """Sign the account out of every browser (its session token changes); the caller signs this one in
+    again. For a laptop left signed in somewhere, or a sign-in its owner does not recognise."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise AccountError("this account is not active")
+    user.session_epoch = (user.session_epoch or 0) + 1
+    record_event(session, user=user, action="sessions_ended", actor=user.username)
+    return user
 
 
 # Each action the audit trail keeps, with the words the Accounts page and `helploop users list` show for it.
@@ -71,6 +112,7 @@ ACTION_LABELS = {
     "two_factor_reset": "two-factor sign-in reset",
     "recovery_code_used": "signed in with a recovery code",
     "recovery_codes_renewed": "recovery codes renewed",
+    "sessions_ended": "signed out of other browsers",
 }
 ACTIONS = tuple(ACTION_LABELS)
 
@@ -81,9 +123,14 @@ def _check_password(password: str) -> None:
 
 
 def session_token(user: User) -> str:
-    """What a login session carries besides the user id: it changes with the password and with two-factor
-    sign-in turned on, off or reset, so each of these ends every session opened before it."""
-    material = user.password_hash if not user.totp_secret else f"{user.password_hash}\n{user.totp_secret}"
+    """What a login session carries besides the user id: it changes with the password, with two-factor
+    sign-in turned on, off or reset, and with "sign out of every other browser", so each of these ends every
+    session opened before it."""
+    material = user.password_hash
+    if user.totp_secret:
+        material += f"\n{user.totp_secret}"
+    if user.session_epoch:  # "sign out of every other browser"
+        material += f"\n{user.session_epoch}"
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

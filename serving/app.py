@@ -121,6 +121,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         raise SettingsError(str(exc)) from None
 
     app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=False)
+    if settings.trusted_proxies:
+        # Behind nginx, Traefik or a load balancer: the client's address (rate limits, the sign-in history)
+        # and the scheme (secure cookies, links) come from the X-Forwarded-* headers those proxies set; with
+        # none trusted the headers are ignored, so a client cannot pick its own address.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -46,12 +46,15 @@ def test_a_rate_limit_that_cannot_be_read_stops_the_process_by_name() -> None:
     assert load_settings(environ={}).login_failures_per_account == "10 per 15 minutes"
 
 
-def test_two_factor_can_be_required_for_operators_or_everyone_only() -> None:
+def test_two_factor_and_trusted_proxies_take_only_their_values() -> None:
     assert load_settings(environ={}).two_factor_required_for == "nobody"
     read = load_settings(environ={"HELPLOOP_TWO_FACTOR_REQUIRED_FOR": "operators"})
     assert read.two_factor_required_for == "operators"
     with pytest.raises(SettingsError, match="two_factor_required_for must be nobody, operators or everyone"):
         load_settings(environ={"HELPLOOP_TWO_FACTOR_REQUIRED_FOR": "admins"})
+    assert load_settings(environ={"HELPLOOP_TRUSTED_PROXIES": "1"}).trusted_proxies == 1
+    with pytest.raises(SettingsError, match="trusted_proxies must be 0 \\(none\\) to 5, not 9"):
+        load_settings(environ={"HELPLOOP_TRUSTED_PROXIES": "9"})
 
 
 def test_a_blank_reply_line_is_refused_by_name() -> None:

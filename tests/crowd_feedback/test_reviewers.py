@@ -77,6 +77,38 @@ def test_a_user_changes_their_own_password_with_the_current_one(db_session: Sess
         change_own_password(db_session, user_id=user.id, current="a new long secret", new="another secret!")
 
 
+def test_sign_in_history_keeps_the_newest_twenty_and_other_sessions_can_be_ended(db_session: Session) -> None:
+    from crowd_feedback.reviewers import SIGN_INS_KEPT, end_other_sessions, recent_sign_ins
+
+    rita = create_user(db_session, username="rita", password=SECRET, role="reviewer")
+    omar = create_user(db_session, username="omar", password=SECRET, role="operator")
+    start = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    for n in range(SIGN_INS_KEPT + 5):
+        record_login(
+            db_session,
+            user=rita,
+            now=start + timedelta(minutes=n),
+            address=f"10.0.0.{n}",
+            user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+            method="app code" if n % 2 else "password",
+        )
+    record_login(db_session, user=omar, now=start, address="10.9.9.9")
+    db_session.expire_all()
+    history = recent_sign_ins(db_session, user_id=rita.id)
+    assert len(history) == SIGN_INS_KEPT == 20  # the oldest five went; omar's stays
+    assert [s.address for s in history[:2]] == ["10.0.0.24", "10.0.0.23"] and history[
+        -1
+    ].address == "10.0.0.5"
+    assert (history[0].method, history[1].method) == ("password", "app code")
+    assert [s.address for s in recent_sign_ins(db_session, user_id=omar.id)] == ["10.9.9.9"]
+    token = session_token(rita)
+    end_other_sessions(db_session, user_id=rita.id)
+    assert session_token(rita) != token  # every session opened before ends
+    assert actions(db_session, "rita")[-1] == ("sessions_ended", "rita")
+    rows = {row.username: row.last_event for row in list_accounts(db_session)}
+    assert rows["rita"].startswith("signed out of other browsers by rita")
+
+
 def test_a_lockout_is_audited_and_announced_once_a_window(db_session: Session) -> None:
     from core.events import recent_events
 

@@ -333,10 +333,9 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(make_app
     login(here, "rita")
     login(elsewhere, "rita")
     review = here.get("/review/").get_data(as_text=True)
-    own = re.search(
-        r'<a href="/account/password" id="own-password"\s+title="[^"]+">rita \(reviewer\)</a>', review
-    )
+    own = re.search(r'<a href="/account" id="own-account"\s+title="[^"]+">rita \(reviewer\)</a>', review)
     assert own is not None  # every page's header: the name leads to the account's own page
+    assert 'href="/account/password" id="own-password"' in here.get("/account").get_data(as_text=True)
     page = here.get("/account/password").get_data(as_text=True)
     token = csrf_token(page)
     new = "a much longer secret"
@@ -415,6 +414,39 @@ def test_the_password_form_is_rate_limited_as_the_login_is(make_app: Any) -> Non
         client.post("/account/password", data=form | {"csrf_token": token}).status_code for _ in range(4)
     ]
     assert codes == [400, 400, 400, 429]
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_behind_a_trusted_proxy_the_clients_address_is_the_forwarded_one(make_app: Any, proxies: int) -> None:
+    # HELPLOOP_TRUSTED_PROXIES: behind nginx every request comes from the proxy's address; the per-address
+    # login limit and the sign-in history must see the client's. With no proxy trusted, a client's own
+    # X-Forwarded-For is ignored (it could otherwise pick a fresh address for every guess).
+    from crowd_feedback.reviewers import recent_sign_ins
+
+    app = make_app(login_rate_limit="2/minute", trusted_proxies=proxies)
+    add_user(app, "rita", "reviewer")
+
+    def sign_in(client_address: str, password: str = "guess") -> int:
+        client = app.test_client()
+        token = csrf_token(client.get("/login").get_data(as_text=True))
+        form = {"username": "rita", "password": password, "csrf_token": token}
+        # Over HTTPS Flask-WTF also checks the form came from this site (the Referer browsers send).
+        headers = {
+            "X-Forwarded-For": client_address,
+            "X-Forwarded-Proto": "https",
+            "Referer": "https://localhost/login",
+        }
+        return client.post(
+            "/login", data=form, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+        ).status_code
+
+    assert [sign_in("203.0.113.5"), sign_in("203.0.113.5"), sign_in("203.0.113.5")] == [401, 401, 429]
+    other = sign_in("198.51.100.9", PASSWORD)  # another customer of the same proxy
+    assert other == (302 if proxies else 429)
+    if proxies:
+        with app.extensions["helploop"].database.session() as session:
+            history = recent_sign_ins(session, user_id=1)
+        assert [s.address for s in history] == ["198.51.100.9"]
 
 
 def test_wrong_passwords_for_one_account_lock_its_sign_ins_from_every_address(make_app: Any) -> None:

@@ -278,3 +278,75 @@ def test_a_real_clock_code_signs_in(make_app: Any) -> None:
     fresh = app.test_client()
     login(fresh, "rita")
     assert post_code(fresh, code_at(key, time.time() + 30)).headers["Location"].endswith("/review/")
+
+
+def test_the_account_page_lists_sign_ins_and_signs_out_every_other_browser(
+    make_app: Any, clock: list[float]
+) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    laptop, phone = app.test_client(), app.test_client()
+    firefox = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+    token = csrf_token(laptop.get("/login").get_data(as_text=True))
+    laptop.post(
+        "/login",
+        data={"username": "rita", "password": PASSWORD, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "192.0.2.7", "HTTP_USER_AGENT": firefox},
+    )
+    key = set_up(laptop, START, username="rita")
+    safari = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.0 Mobile/15E148 Safari/604.1"
+    )
+    token = csrf_token(phone.get("/login").get_data(as_text=True))
+    phone.post(
+        "/login",
+        data={"username": "rita", "password": PASSWORD, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "198.51.100.4", "HTTP_USER_AGENT": safari},
+    )
+    clock[0] = START + 30
+    token = csrf_token(phone.get("/login/code").get_data(as_text=True))
+    phone.post(
+        "/login/code",
+        data={"code": code_at(key, START + 30), "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "198.51.100.4", "HTTP_USER_AGENT": safari},
+    )
+    page = phone.get("/account").get_data(as_text=True)
+    rows = re.findall(
+        r"<tr><td>[\d-]+ [\d:]+</td><td>(.*?)</td><td>(.*?)</td>\s*<td title=\"[^\"]*\">(.*?)</td>", page
+    )
+    assert rows == [
+        ("app code", "198.51.100.4", "Safari on iOS"),
+        ("password", "192.0.2.7", "Firefox on Linux"),
+    ]
+    assert "on (10 recovery codes unused)" in page
+    # The laptop was left signed in somewhere: end it from the phone. The phone stays in.
+    assert phone.post("/account/sign-out-others").status_code == 400  # no CSRF token: refused
+    assert laptop.get("/review/").status_code == 200
+    ended = phone.post("/account/sign-out-others", data={"csrf_token": csrf_token(page)})
+    assert ended.status_code == 302
+    assert "Signed out of every other browser" in phone.get("/account").get_data(as_text=True)
+    assert phone.get("/review/").status_code == 200
+    assert laptop.get("/review/").status_code == 302
+    with app.extensions["helploop"].database.session() as session:
+        trail = [e.action for e, name in account_events(session) if name == "rita"]
+    assert trail[0] == "sessions_ended"
+
+
+def test_browser_summaries() -> None:
+    from admin_ui.auth import browser_summary
+
+    edge = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+        "Safari/537.36 Edg/131.0.0.0"
+    )
+    chrome_mac = (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    )
+    android = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36"
+    assert browser_summary(edge) == "Edge on Windows"
+    assert browser_summary(chrome_mac) == "Chrome on macOS"
+    assert browser_summary(android) == "Chrome on Android"
+    assert browser_summary("curl/8.5.0") == "curl/8.5.0"
+    assert browser_summary("") == "unknown"
