@@ -31,6 +31,7 @@ from crowd_feedback import two_factor
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
+    WrongSecret,
     authenticate,
     change_own_password,
     end_other_sessions,
@@ -66,7 +67,10 @@ def _typed_username() -> str:
 
 def login_account() -> str:
     """The key a sign-in's wrong passwords are counted under: the account typed, whichever address tries it
-    (a name with no account counts alike, so the refusal tells nobody which names exist)."""
+    (a name with no account counts alike, so the refusal tells nobody which names exist). On the account's
+    own pages, the signed-in account, whatever the form says."""
+    if current_user.is_authenticated:
+        return f"account:{current_user.username.lower()}"
     return f"account:{_typed_username()}"
 
 
@@ -76,18 +80,24 @@ def locked_out(limit: Any) -> Response:
     # Within the window's length (the storage rounds the reset time up a little).
     window = limit.limit.get_expiry()
     minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))
+    signed_in = bool(current_user.is_authenticated)  # the account's own pages: a session is guessing
     codes = request.endpoint == "auth.login_code"
-    what = "codes" if codes else "passwords"
-    current_app.logger.warning("sign-in refused for %r: too many wrong %s", _typed_username(), what)
+    what = "session" if signed_in else "codes" if codes else "passwords"
+    username = current_user.username if signed_in else _typed_username()
+    current_app.logger.warning("refused for %r: too many wrong %s", username, what)
     try:
         with current_app.extensions["helploop"].database.session() as db:  # audited and announced, once
             record_lockout(
-                db, username=_typed_username(), failures=limit.limit.amount, window_seconds=window, what=what
+                db, username=username, failures=limit.limit.amount, window_seconds=window, what=what
             )
     except SQLAlchemyError:  # the refusal stands all the same; the log says what was not recorded
-        current_app.logger.exception("the lockout of %r could not be recorded", _typed_username())
+        current_app.logger.exception("the lockout of %r could not be recorded", username)
     plural = "s" if minutes > 1 else ""
-    error = f"Too many wrong {what} for this account. Try again in {minutes} minute{plural}."
+    wait = f"Try again in {minutes} minute{plural}."
+    if signed_in:
+        error = f"Too many wrong passwords or codes for this account. {wait}"
+        return make_response(render_template("admin/locked.html", error=error), 429)
+    error = f"Too many wrong {what} for this account. {wait}"
     page = "admin/login_code.html" if codes else "admin/login.html"
     return make_response(render_template(page, error=error), 429)
 
@@ -210,6 +220,7 @@ def password() -> Any:
     """Change one's own password: the current one, and the new one twice. The account's other sessions end
     (their token was derived from the old password); this one is signed in again."""
     error = None
+    wrong = False
     if request.method == "POST":
         form = request.form
         new = form.get("new_password") or ""
@@ -225,12 +236,14 @@ def password() -> Any:
                     wrapped = CurrentUser(user)
             except AccountError as exc:
                 error = f"Refused: {exc}."
+                wrong = isinstance(exc, WrongSecret)
             else:
                 login_user(wrapped)  # the session carries the new password's token
                 flash("Password changed. Your sessions elsewhere have ended.")
                 return redirect(_home_for(wrapped.role))
     page = render_template("admin/password.html", error=error, min_password=MIN_PASSWORD)
-    return page, 400 if error else 200
+    # A wrong current password is a refused sign-in (401): counted for the account, from any address.
+    return page, (401 if wrong else 400) if error else 200
 
 
 @auth.route("/account/two-factor", methods=["GET", "POST"])
@@ -242,6 +255,7 @@ def two_factor_page() -> Any:
     helploop = current_app.extensions["helploop"]
     required_for = helploop.settings.two_factor_required_for
     error = None
+    wrong = False
     if request.method == "POST":
         form = request.form
         action = form.get("action", "")
@@ -284,6 +298,7 @@ def two_factor_page() -> Any:
                 wrapped = CurrentUser(user)
         except AccountError as exc:
             error = f"Refused: {exc}."
+            wrong = isinstance(exc, WrongSecret)
         else:
             session.pop(NEW_KEY, None)
             login_user(wrapped)  # the session carries the account's new token
@@ -312,7 +327,7 @@ def two_factor_page() -> Any:
         codes_left=left,
         codes_made=two_factor.RECOVERY_CODES,
     )
-    return page, 400 if error else 200
+    return page, (401 if wrong else 400) if error else 200
 
 
 def browser_summary(user_agent: str) -> str:

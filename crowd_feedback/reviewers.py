@@ -27,6 +27,11 @@ class AccountError(ValueError):
     pass
 
 
+class WrongSecret(AccountError):
+    """A wrong current password or two-factor code typed on the account's own pages: counted per account as
+    a refused sign-in is, so a session left open cannot be used to guess them from many addresses."""
+
+
 def create_user(session: Session, *, username: str, password: str, role: str, actor: str = "cli") -> User:
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
@@ -163,7 +168,7 @@ def change_own_password(session: Session, *, user_id: int, current: str, new: st
     if user is None or not user.active:
         raise AccountError("this account is not active")
     if not check_password_hash(user.password_hash, current):
-        raise AccountError("the current password is wrong")
+        raise WrongSecret("the current password is wrong")
     _check_password(new)
     if new == current:
         raise AccountError("the new password is the current one")
@@ -230,9 +235,11 @@ def record_lockout(
     now: datetime | None = None,
 ) -> bool:
     """Sign-ins to ``username`` refused after ``failures`` wrong passwords (or two-factor ``codes``) within
-    the window: kept in the account's audit trail and announced to operators (``account.locked``), once a
-    lockout: the refused attempts that follow within the window add nothing. False for a name with no
-    account (guesses at names raise no alarm per name) or a lockout recorded already."""
+    the window, or (``what="session"``) its password and two-factor changes refused after wrong current
+    passwords or codes typed in a signed-in session: kept in the account's audit trail and announced to
+    operators (``account.locked``), once a lockout: the refused attempts that follow within the window add
+    nothing. False for a name with no account (guesses at names raise no alarm per name) or a lockout
+    recorded already."""
     user = session.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
     if user is None:
         return False
@@ -243,14 +250,29 @@ def record_lockout(
     if session.scalars(recorded).first() is not None:
         return False
     minutes = max(1, round(window_seconds / 60))
-    reason = f"{failures} wrong {what} within {minutes} minutes"
+    if what == "session":
+        reason = (
+            f"{failures} wrong current passwords or codes in a signed-in session within {minutes} minutes"
+        )
+        text = (
+            f"Changes to the password and two-factor sign-in of {user.role} {user.username} are refused for "
+            f"up to {minutes} minutes after {failures} wrong current passwords or codes typed in a signed-in "
+            "session. If they did not mistype them, someone holds their session (a browser left signed in): "
+            "deactivate the account or set a new password, which ends every session."
+        )
+    else:
+        reason = f"{failures} wrong {what} within {minutes} minutes"
+        guessed = "the code (their password is known)" if what == "codes" else "the password"
+        text = (
+            f"Sign-ins to {user.role} {user.username} are refused for up to {minutes} minutes after "
+            f"{failures} wrong {what} (from any address). If they did not mistype it, someone is guessing "
+            f"{guessed}."
+        )
     record_event(session, user=user, action="locked", actor="system", reason=reason)
-    guessed = "the code (their password is known)" if what == "codes" else "the password"
     emit(
         session,
         "account.locked",
-        f"Sign-ins to {user.role} {user.username} are refused for up to {minutes} minutes after {failures} "
-        f"wrong {what} (from any address). If they did not mistype it, someone is guessing {guessed}.",
+        text,
         path="/operator/accounts",
         data={"username": user.username, "failures": failures, "minutes": minutes, "what": what},
     )

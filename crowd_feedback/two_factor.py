@@ -31,7 +31,7 @@ from werkzeug.security import check_password_hash
 
 from core.models import RecoveryCode, User, utcnow
 from core.settings import TWO_FACTOR_REQUIRED_FOR
-from crowd_feedback.reviewers import AccountError, get_user, record_event
+from crowd_feedback.reviewers import AccountError, WrongSecret, get_user, record_event
 
 ISSUER = "HelpLoop"
 DIGITS = 6
@@ -96,7 +96,7 @@ def _own_account(session: Session, user_id: int, password: str) -> User:
     if user is None or not user.active:
         raise AccountError("this account is not active")
     if not check_password_hash(user.password_hash, password):
-        raise AccountError("the current password is wrong")
+        raise WrongSecret("the current password is wrong")
     return user
 
 
@@ -124,7 +124,7 @@ def enable(
         raise AccountError("two-factor sign-in is on already")
     step = matching_step(key, code, now=now)
     if step is None:
-        raise AccountError("the code does not match: check the phone's clock, and type the newest code")
+        raise WrongSecret("the code does not match: check the phone's clock, and type the newest code")
     user.totp_secret = key
     user.totp_last_step = step
     record_event(session, user=user, action="two_factor_enabled", actor=user.username)
@@ -140,7 +140,7 @@ def disable(session: Session, *, user_id: int, password: str, code: str, now: fl
         raise AccountError("two-factor sign-in is off already")
     accepted, _left = _spend(session, user, code, now)
     if not accepted:
-        raise AccountError("the code does not match")
+        raise WrongSecret("the code does not match")
     user.totp_secret = None
     user.totp_last_step = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))

@@ -351,7 +351,8 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(make_app
         "Refused: password must have at least 10 characters.": change(PASSWORD, "short", "short"),
     }
     for message, response in refused.items():
-        assert response.status_code == 400 and message in response.get_data(as_text=True)
+        wrong = message == "Refused: the current password is wrong."  # a refused sign-in, counted as one
+        assert response.status_code == (401 if wrong else 400) and message in response.get_data(as_text=True)
     assert login(app.test_client(), "rita").status_code == 302  # nothing changed yet
     done = change(PASSWORD, new, new)
     assert done.status_code == 302 and done.headers["Location"] == "/review/"
@@ -413,7 +414,52 @@ def test_the_password_form_is_rate_limited_as_the_login_is(make_app: Any) -> Non
     codes = [
         client.post("/account/password", data=form | {"csrf_token": token}).status_code for _ in range(4)
     ]
-    assert codes == [400, 400, 400, 429]
+    assert codes == [401, 401, 401, 429]  # a wrong current password is a refused sign-in
+
+
+def test_a_session_guessing_the_current_password_from_many_addresses_is_stopped(make_app: Any) -> None:
+    # A stolen session cookie works from anywhere: the per-address limit alone would not stop it guessing the
+    # current password (to change it, or to turn two-factor sign-in off). Wrong ones count for the account.
+    app = make_app(login_rate_limit="100/minute", login_failures_per_account="3 per 15 minutes")
+    add_user(app, "rita", "reviewer")
+    stolen = app.test_client()
+    login(stolen, "rita")
+    token = csrf_token(stolen.get("/account/password").get_data(as_text=True))
+    # The form's username is whatever the thief sends: the count is the signed-in account's all the same.
+    guesses = [
+        {
+            "username": f"x{n}",
+            "current_password": f"guess {n}",
+            "new_password": "y" * 12,
+            "confirm_password": "y" * 12,
+        }
+        for n in range(4)
+    ]
+    codes = [
+        stolen.post(
+            "/account/password",
+            data=form | {"csrf_token": token},
+            environ_base={"REMOTE_ADDR": f"10.1.0.{n}"},
+        ).status_code
+        for n, form in enumerate(guesses)
+    ]
+    assert codes == [401, 401, 401, 429]
+    stolen.get("/account/two-factor")  # the set-up page shows a key first
+    page = stolen.post(
+        "/account/two-factor",
+        data={"action": "enable", "current_password": "guess", "code": "123456", "csrf_token": token},
+        environ_base={"REMOTE_ADDR": "10.1.1.1"},
+    )
+    assert page.status_code == 401  # another page keeps its own count: not refused yet
+    right = {"current_password": PASSWORD, "new_password": "y" * 12, "confirm_password": "y" * 12}
+    locked = stolen.post("/account/password", data=right | {"csrf_token": token})
+    assert locked.status_code == 429  # the right password too, for the window
+    assert "Too many wrong passwords or codes for this account" in locked.get_data(as_text=True)
+    assert login(app.test_client(), "rita").status_code == 302  # the owner still signs in
+    with app.extensions["helploop"].database.session() as session:
+        events = recent_events(session, kind="account.locked")
+    assert len(events) == 1 and events[0].data["what"] == "session"
+    assert "someone holds their session" in events[0].text
 
 
 @pytest.mark.parametrize("proxies", [0, 1])

@@ -81,13 +81,13 @@ def test_set_up_then_sign_in_with_a_code_that_works_once(make_app: Any, clock: l
         "/account/two-factor",
         data=base | {"current_password": PASSWORD, "code": code_at(key.group(1), START + 300)},
     )
-    assert wrong_code.status_code == 400 and "Refused: the code does not match" in wrong_code.get_data(
+    assert wrong_code.status_code == 401 and "Refused: the code does not match" in wrong_code.get_data(
         as_text=True
     )
     wrong_password = client.post(
         "/account/two-factor", data=base | {"current_password": "guess", "code": code_at(key.group(1), START)}
     )
-    assert wrong_password.status_code == 400 and "the current password is wrong" in wrong_password.get_data(
+    assert wrong_password.status_code == 401 and "the current password is wrong" in wrong_password.get_data(
         as_text=True
     )
     assert set_up(client, START, username="rita") == key.group(1)  # the key shown stays until confirmed
