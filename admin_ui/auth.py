@@ -75,8 +75,9 @@ def login_account() -> str:
 
 
 def locked_out(limit: Any) -> Response:
-    """The login page again, saying why a sign-in is refused: too many wrong passwords for the account lately
-    (``Settings.login_failures_per_account``)."""
+    """The login (or code) page again, saying why a sign-in is refused: too many wrong passwords or codes for
+    the account lately (``Settings.login_failures_per_account``); on the account's own pages, a page saying
+    its password and two-factor changes are refused for a while. Audited and announced once a lockout."""
     # Within the window's length (the storage rounds the reset time up a little).
     window = limit.limit.get_expiry()
     minutes = max(1, math.ceil(min(limit.reset_at - time.time(), window) / 60))

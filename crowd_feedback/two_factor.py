@@ -131,6 +131,13 @@ def enable(
     return user, _new_recovery_codes(session, user)
 
 
+def _turn_off(session: Session, user: User) -> None:
+    """No key, no step, no recovery codes: the password alone signs in (its sessions end with the key)."""
+    user.totp_secret = None
+    user.totp_last_step = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+
+
 def disable(session: Session, *, user_id: int, password: str, code: str, now: float | None = None) -> User:
     """Turn it off for one's own account: the current password and a current code of the app, or a recovery
     code (the phone lost). Where the settings require it, the pages then ask at once for a new phone's key:
@@ -141,9 +148,7 @@ def disable(session: Session, *, user_id: int, password: str, code: str, now: fl
     accepted, _left = _spend(session, user, code, now)
     if not accepted:
         raise WrongSecret("the code does not match")
-    user.totp_secret = None
-    user.totp_last_step = None
-    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    _turn_off(session, user)
     record_event(session, user=user, action="two_factor_disabled", actor=user.username)
     return user
 
@@ -158,9 +163,7 @@ def reset(session: Session, *, username: str, actor: str, reason: str) -> User:
         raise AccountError(
             "say why two-factor sign-in is reset (e.g. 'phone lost, identity checked by call')"
         )
-    user.totp_secret = None
-    user.totp_last_step = None
-    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    _turn_off(session, user)
     record_event(session, user=user, action="two_factor_reset", actor=actor, reason=reason.strip())
     return user
 
