@@ -489,3 +489,40 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     context.close()
     customer_context.close()
     assert errors == [] and customer_errors == []
+
+
+def test_a_reviewer_turns_on_two_factor_and_signs_in_with_a_recovery_code(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    """In the browser: from the name in the header to the two-factor page, the key read as the app reads it,
+    the code and password typed; the recovery codes shown once; then a sign-in's second step with one."""
+    import pyotp
+
+    base, _app = review_server
+    context, page, errors = logged_in_page(browser, base + "/review/", "rita")
+    page.click("#own-account")
+    page.click("#own-two-factor")
+    assert page.locator(".qr svg").count() == 1
+    key = page.get_attribute("#two-factor-key", "data-key")
+    page.fill("#two-factor-on input[name=code]", pyotp.TOTP(key).now())
+    page.fill("#two-factor-on input[name=current_password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("#two-factor-on input[type=submit]")
+    codes = page.inner_text("#recovery-codes pre").split()
+    assert len(codes) == 10 and page.inner_text("#two-factor-state").startswith("On.")
+    page.reload()
+    assert page.locator("#recovery-codes").count() == 0  # shown once
+    with page.expect_navigation():
+        page.click("header .who button")  # log out
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/login/code")
+    page.fill("input[name=code]", codes[0].upper())
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/review/")
+    assert "Signed in with a recovery code; 9 left." in page.content()
+    context.close()
+    assert errors == []
