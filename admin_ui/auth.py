@@ -305,9 +305,8 @@ def two_factor_page() -> Any:
             login_user(wrapped)  # the session carries the account's new token
             flash(done if action == "renew" else done + " Your sessions on other browsers have ended.")
             return redirect(url_for("auth.two_factor_page"))
+    enabled = current_user.two_factor  # as loaded for this request
     with helploop.database.session() as db:
-        user = db.get(User, current_user.id)
-        enabled = bool(user is not None and user.totp_secret)
         left = two_factor.recovery_codes_left(db, user_id=current_user.id) if enabled else 0
     new_codes = session.pop(NEW_CODES, None) if enabled else None
     must = two_factor.required(current_user.role, required_for)
@@ -359,9 +358,8 @@ def account() -> Any:
     """The signed-in person's own account: password, two-factor sign-in, the newest sign-ins (when, how, from
     which address and browser) and signing out of every other browser."""
     helploop = current_app.extensions["helploop"]
+    enabled = current_user.two_factor  # as loaded for this request
     with helploop.database.session() as db:
-        user = db.get(User, current_user.id)
-        enabled = bool(user is not None and user.totp_secret)
         codes_left = two_factor.recovery_codes_left(db, user_id=current_user.id) if enabled else 0
         sign_ins = [
             {

@@ -161,14 +161,21 @@ def set_password(session: Session, *, username: str, password: str, actor: str) 
     return user
 
 
-def change_own_password(session: Session, *, user_id: int, current: str, new: str) -> User:
-    """A signed-in user's new password, given the current one (audited as done by themselves). The sessions
-    opened with the old password end (``session_token`` changes); the caller signs this one in again."""
+def own_account(session: Session, *, user_id: int, password: str) -> User:
+    """The signed-in user's account, for a change to it that asks for the current password first (a wrong
+    one is a ``WrongSecret``, counted as a refused sign-in)."""
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise AccountError("this account is not active")
-    if not check_password_hash(user.password_hash, current):
+    if not check_password_hash(user.password_hash, password):
         raise WrongSecret("the current password is wrong")
+    return user
+
+
+def change_own_password(session: Session, *, user_id: int, current: str, new: str) -> User:
+    """A signed-in user's new password, given the current one (audited as done by themselves). The sessions
+    opened with the old password end (``session_token`` changes); the caller signs this one in again."""
+    user = own_account(session, user_id=user_id, password=current)
     _check_password(new)
     if new == current:
         raise AccountError("the new password is the current one")

@@ -27,11 +27,10 @@ import pyotp
 import segno
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash
 
 from core.models import RecoveryCode, User, utcnow
 from core.settings import TWO_FACTOR_REQUIRED_FOR
-from crowd_feedback.reviewers import AccountError, WrongSecret, get_user, record_event
+from crowd_feedback.reviewers import AccountError, WrongSecret, get_user, own_account, record_event
 
 ISSUER = "HelpLoop"
 DIGITS = 6
@@ -91,15 +90,6 @@ def required(role: str, required_for: str) -> bool:
     return required_for == "everyone" or (required_for == "operators" and role == "operator")
 
 
-def _own_account(session: Session, user_id: int, password: str) -> User:
-    user = session.get(User, user_id)
-    if user is None or not user.active:
-        raise AccountError("this account is not active")
-    if not check_password_hash(user.password_hash, password):
-        raise WrongSecret("the current password is wrong")
-    return user
-
-
 def _use_step(session: Session, user: User, step: int) -> bool:
     """Record ``step`` as used, in one UPDATE that only succeeds while no later (or equal) step is recorded:
     two requests with the same code at once, one wins."""
@@ -119,7 +109,7 @@ def enable(
     """Turn two-factor sign-in on for one's own account: the current password, and a code the app made from
     ``key`` (proving the app holds it). The account's sessions elsewhere end (their token changes). Returns
     the account and its recovery codes, to be shown once."""
-    user = _own_account(session, user_id, password)
+    user = own_account(session, user_id=user_id, password=password)
     if user.totp_secret:
         raise AccountError("two-factor sign-in is on already")
     step = matching_step(key, code, now=now)
@@ -142,7 +132,7 @@ def disable(session: Session, *, user_id: int, password: str, code: str, now: fl
     """Turn it off for one's own account: the current password and a current code of the app, or a recovery
     code (the phone lost). Where the settings require it, the pages then ask at once for a new phone's key:
     this is how a person moves to a new phone."""
-    user = _own_account(session, user_id, password)
+    user = own_account(session, user_id=user_id, password=password)
     if not user.totp_secret:
         raise AccountError("two-factor sign-in is off already")
     accepted, _left = _spend(session, user, code, now)
@@ -188,7 +178,7 @@ def _new_recovery_codes(session: Session, user: User) -> list[str]:
 def renew_recovery_codes(session: Session, *, user_id: int, password: str) -> list[str]:
     """New recovery codes for one's own account (the current password), the old ones void: for someone who
     has used some, or fears they were seen."""
-    user = _own_account(session, user_id, password)
+    user = own_account(session, user_id=user_id, password=password)
     if not user.totp_secret:
         raise AccountError("two-factor sign-in is off: there are no recovery codes to renew")
     codes = _new_recovery_codes(session, user)
