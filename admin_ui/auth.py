@@ -10,9 +10,12 @@ import math
 import time
 from typing import Any, TypedDict
 
+import requests
+from authlib.common.errors import AuthlibBaseError
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
     make_response,
@@ -23,11 +26,12 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
+from joserfc.errors import JoseError
 from sqlalchemy.exc import SQLAlchemyError
 
-from admin_ui.setup import CurrentUser, require_role
+from admin_ui.setup import SSO_SESSION, CurrentUser, require_role
 from core.models import User
-from crowd_feedback import two_factor
+from crowd_feedback import single_sign_on, two_factor
 from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
@@ -143,6 +147,11 @@ def login() -> Any:
         helploop = current_app.extensions["helploop"]
         with helploop.database.session() as db:
             user = authenticate(db, username=username, password=password)
+            if user is not None and user.sso_subject is not None and _sso_on():
+                # Removing the person at the company's provider must end their access: no password way in.
+                name = helploop.settings.sso_name
+                error = f"This account signs in with {name}: use the button below."
+                return render_template("admin/login.html", error=error), 403
             if user is not None and user.totp_secret:
                 # The password was right; the sign-in waits for the app's code (no session yet).
                 session.clear()
@@ -220,6 +229,8 @@ def logout() -> Any:
 def password() -> Any:
     """Change one's own password: the current one, and the new one twice. The account's other sessions end
     (their token was derived from the old password); this one is signed in again."""
+    if _sso_on() and current_user.sso:
+        return _kept_at_provider()
     error = None
     wrong = False
     if request.method == "POST":
@@ -253,6 +264,8 @@ def two_factor_page() -> Any:
     """Turn two-factor sign-in on (scan the key, confirm with a code and the password; the recovery codes are
     shown once) or off (the password and a code; refused where the settings require it); either way the
     account's other sessions end. Or renew the recovery codes (the password)."""
+    if _sso_on() and current_user.sso:
+        return _kept_at_provider()
     helploop = current_app.extensions["helploop"]
     required_for = helploop.settings.two_factor_required_for
     error = None
@@ -389,3 +402,135 @@ def sign_out_others() -> Any:
     login_user(wrapped)  # this browser carries the new token
     flash("Signed out of every other browser: each of them has to sign in again.")
     return redirect(url_for("auth.account"))
+
+
+# ------------------------------------------------------------------------------------------ single sign-on
+
+SSO_INTENT = "sso_intent"  # the session key of a sign-in (or link) sent to the identity provider
+
+
+def _sso_on() -> bool:
+    return "helploop_sso" in current_app.extensions
+
+
+def _kept_at_provider() -> Any:
+    """An account that signs in through the identity provider has its password and second factor there."""
+    name = current_app.extensions["helploop"].settings.sso_name
+    flash(f"You sign in with {name}: change your password and second factor there.")
+    return redirect(url_for("auth.account"))
+
+
+def _sso_client() -> Any:
+    if not _sso_on():
+        abort(404)
+    return current_app.extensions["helploop_sso"].create_client("sso")
+
+
+def _sso_refused(error: str, status: int) -> Any:
+    """The login page (or, signed in, the account page) saying why single sign-on did not sign in."""
+    current_app.logger.warning("single sign-on refused: %s", error)
+    if current_user.is_authenticated:
+        flash(f"Not linked: {error}")
+        return redirect(url_for("auth.account"))
+    return render_template("admin/login.html", error=error), status
+
+
+def _sso_redirect() -> Any:
+    """To the provider's sign-in page (the client makes the state, the nonce and the PKCE verifier and keeps
+    them in this session). The provider's discovery document is read once and must name the configured
+    issuer, so a look-alike document elsewhere cannot choose where tokens come from."""
+    client = _sso_client()
+    settings = current_app.extensions["helploop"].settings
+    callback = url_for("auth.sso_callback")
+    callback = (
+        settings.public_url.rstrip("/") + callback
+        if settings.public_url
+        else url_for("auth.sso_callback", _external=True)
+    )
+    try:
+        issuer = str(client.load_server_metadata().get("issuer", ""))
+    except (requests.RequestException, ValueError) as exc:
+        return _sso_refused(f"{settings.sso_name} could not be reached ({exc})", 502)
+    if issuer.rstrip("/") != settings.sso_issuer.rstrip("/"):
+        error = (
+            f"{settings.sso_name}'s discovery document names the issuer {issuer!r}, not the one configured"
+        )
+        return _sso_refused(error, 502)
+    return client.authorize_redirect(callback)
+
+
+@auth.get("/login/sso")
+def sso_login() -> Any:
+    """Sign in through the company's identity provider (OpenID Connect, authorization code with PKCE)."""
+    if current_user.is_authenticated:
+        return redirect(_home_for(current_user.role))
+    _sso_client()
+    session[SSO_INTENT] = {"link": None, "next": request.args.get("next") or ""}
+    return _sso_redirect()
+
+
+@auth.post("/account/sso/link")
+@require_role("reviewer", "operator")
+def sso_link() -> Any:
+    """Link this account to the person's account at the identity provider: they sign in there once, from
+    this session; afterwards the account signs in only through it."""
+    _sso_client()
+    session[SSO_INTENT] = {"link": current_user.id, "next": ""}
+    return _sso_redirect()
+
+
+@auth.get("/login/sso/callback")
+def sso_callback() -> Any:
+    """Where the provider sends the browser back: the code is exchanged for tokens (server to server), the
+    ID token verified (signature from the provider's keys, issuer, audience, expiry, nonce), and the
+    person signed in (an account made at their first sign-in), or the signed-in account linked."""
+    client = _sso_client()
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    intent = session.pop(SSO_INTENT, None)
+    if not isinstance(intent, dict):
+        return _sso_refused("the sign-in was not started here, or has expired: start it again", 400)
+    try:
+        token = client.authorize_access_token()
+    except AuthlibBaseError as exc:  # the provider's error, a state not made here, a claim that fails
+        said = exc.description or exc.error or "the answer could not be verified"
+        return _sso_refused(f"{settings.sso_name} did not sign you in: {said}", 401)
+    except JoseError as exc:  # the signature, or a key the provider does not publish
+        said = exc.description or exc.error
+        return _sso_refused(f"the identity token could not be verified ({said})", 401)
+    except requests.RequestException as exc:
+        return _sso_refused(f"{settings.sso_name} could not be reached ({exc})", 502)
+    claims = token.get("userinfo")
+    if not claims:
+        return _sso_refused(f"{settings.sso_name} sent no identity token", 401)
+    issuer = settings.sso_issuer.rstrip("/")
+    try:
+        with helploop.database.session() as db:
+            if intent.get("link"):
+                if not current_user.is_authenticated or current_user.id != intent["link"]:
+                    raise AccountError("the account that started the link is no longer signed in here")
+                wrapped = CurrentUser(
+                    single_sign_on.link(db, user_id=current_user.id, issuer=issuer, claims=claims)
+                )
+            else:
+                role = single_sign_on.role_for(
+                    claims,
+                    groups_claim=settings.sso_groups_claim,
+                    groups=settings.sso_groups,
+                    default_role=settings.sso_default_role,
+                )
+                user = single_sign_on.sign_in(db, issuer=issuer, claims=claims, role=role)
+                record_login(db, user=user, **_where_from("single sign-on"))
+                wrapped = CurrentUser(user)
+    except single_sign_on.NotAllowed as exc:
+        return _sso_refused(f"Refused: {exc}. Ask an operator which groups may.", 403)
+    except AccountError as exc:
+        return _sso_refused(f"Refused: {exc}.", 403)
+    if intent.get("link"):
+        login_user(wrapped)
+        session[SSO_SESSION] = True
+        flash(f"Linked: from now on this account signs in with {settings.sso_name}, not its password.")
+        return redirect(url_for("auth.account"))
+    response = _sign_in(wrapped, str(intent.get("next") or ""))
+    session[SSO_SESSION] = True
+    return response

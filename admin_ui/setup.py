@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, flash, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
@@ -17,7 +19,39 @@ from crowd_feedback.two_factor import required as two_factor_required
 from crowd_feedback.workforce import duration_text
 
 login_manager = LoginManager()
+SSO_SESSION = "signed_in_through_sso"  # the session key of a sign-in through the identity provider
 csrf = CSRFProtect()
+
+
+@dataclass(frozen=True)
+class SsoClient:
+    """This app's client at the identity provider (OpenID Connect)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str
+    name: str = "your company account"  # the sign-in button's "Sign in with ..."
+
+
+def register_sso(app: Flask, client: SsoClient) -> None:
+    """The provider's OAuth client for this app (authlib: discovery, PKCE, state, nonce, the ID token's
+    signature and claims), in ``app.extensions["helploop_sso"]``."""
+    from authlib.integrations.flask_client import OAuth
+
+    oauth = OAuth(app)
+    oauth.register(
+        name="sso",
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        server_metadata_url=client.issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={
+            "scope": "openid email profile",
+            "code_challenge_method": "S256",
+            "default_timeout": 10,
+        },
+    )
+    app.extensions["helploop_sso"] = oauth
+    app.context_processor(lambda: {"sso_name": client.name})
 
 
 class CurrentUser:
@@ -30,6 +64,7 @@ class CurrentUser:
         self.role = user.role
         self.suspended = user.suspended_at is not None
         self.two_factor = bool(user.totp_secret)
+        self.sso = user.sso_subject is not None  # linked to the identity provider (single sign-on)
         self.is_authenticated = True
         self.is_active = user.active
         self.is_anonymous = False
@@ -90,6 +125,7 @@ def init_admin(
     production: bool,
     upload_bytes: int = 5_242_880,
     upload_endpoints: frozenset[str] = frozenset(),
+    sso: SsoClient | None = None,
 ) -> None:
     from admin_ui.auth import auth
     from admin_ui.knowledge import knowledge
@@ -122,6 +158,8 @@ def init_admin(
     app.add_template_filter(render_marked, "marked")
     app.add_template_test(has_placeholder, "redacted")
     login_manager.init_app(app)
+    if sso is not None:
+        register_sso(app, sso)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
 
@@ -147,23 +185,31 @@ def init_admin(
             or request.endpoint == "review.static"
         ):
             return None  # the pages' scripts and styles are served to the set-up page too
-        if not current_user.is_authenticated:
-            return None
+        if not current_user.is_authenticated or session.get(SSO_SESSION):
+            return None  # signed in through the identity provider, whose own second factor applies
         required_for = current_app.extensions["helploop"].settings.two_factor_required_for
         if current_user.two_factor or not two_factor_required(current_user.role, required_for):
             return None
         flash(f"Set up two-factor sign-in to go on: the settings require it for {required_for}.")
         return redirect(url_for("auth.two_factor_page"))
 
+    # The account page's "sign in with the provider from now on" form is answered with a redirect to the
+    # provider, which browsers check against form-action too: its origin is allowed there, and only there.
+    provider = ""
+    if sso is not None:
+        issuer = urlsplit(sso.issuer)
+        provider = f" {issuer.scheme}://{issuer.netloc}"
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         if request.path.startswith(("/review", "/operator", "/login", "/account")):
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            forms = "'self'" + (provider if request.path == "/account" else "")
             response.headers.setdefault(
                 "Content-Security-Policy",
                 "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                "script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+                f"script-src 'self'; img-src 'self' data:; form-action {forms}; frame-ancestors 'none'",
             )
             response.headers.setdefault("Cache-Control", "no-store")
         return response

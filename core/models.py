@@ -362,6 +362,7 @@ class User(Base):
     """A person who logs in: a crowd reviewer or an operator."""
 
     __tablename__ = "users"
+    __table_args__ = (Index("uq_users_sso", "sso_issuer", "sso_subject", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
@@ -387,6 +388,11 @@ class User(Base):
     session_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The version of the reviewing guidelines this person last read (0: the built-in text; None: never).
     guidelines_read: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Single sign-on (migration 0051): the identity provider's issuer and its stable id of the person (the ID
+    # token's "sub"). While single sign-on is configured such an account signs in only through it, so
+    # removing the person at the company's provider ends their access here too.
+    sso_issuer: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    sso_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ApiToken(Base):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -314,6 +315,20 @@ class Settings:
     # X-Forwarded-For/-Proto/-Host: the client's address is read from those headers only then (0: none; the
     # headers are ignored, so nobody can choose the address the rate limits count).
     trusted_proxies: int = 0
+    # Single sign-on through the company's identity provider (OpenID Connect: Okta, Microsoft Entra ID,
+    # Google Workspace, Keycloak, Authentik...): its issuer URL (empty: off) and this app's client there. The
+    # login page then offers "Sign in with <sso_name>"; the redirect URI to register is
+    # <public_url or this host>/login/sso/callback. Who may sign in, as what, comes from the ID token's
+    # sso_groups_claim: a member of one of sso_operator_groups is an operator, of sso_reviewer_groups a
+    # reviewer (comma-separated); anyone else gets sso_default_role ("": refused, or "reviewer").
+    sso_issuer: str = ""
+    sso_client_id: str = ""
+    sso_client_secret: str = ""
+    sso_name: str = "your company account"
+    sso_groups_claim: str = "groups"
+    sso_operator_groups: str = ""
+    sso_reviewer_groups: str = ""
+    sso_default_role: str = ""
     # Run the job worker inside the web process (the one-process embedded default); turn off when
     # `helploop worker` runs separately.
     embedded_worker: bool = True
@@ -360,6 +375,7 @@ class Settings:
             raise SettingsError(
                 f"language must be a two-letter code such as en, or empty, not {self.language!r}"
             )
+        self._check_sso()
         if not 0 <= self.trusted_proxies <= 5:
             raise SettingsError(f"trusted_proxies must be 0 (none) to 5, not {self.trusted_proxies}")
         if not 1 <= self.training_processes <= 64:
@@ -451,6 +467,40 @@ class Settings:
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")
+
+    def _check_sso(self) -> None:
+        if not self.sso_issuer:
+            return
+        url = urlsplit(self.sso_issuer)
+        loopback = url.hostname in {"localhost", "127.0.0.1", "::1"}
+        if url.scheme != "https" and not (url.scheme == "http" and loopback):
+            raise SettingsError(
+                f"sso_issuer must be an https URL (plain http only on this machine), not {self.sso_issuer!r}"
+            )
+        if not self.sso_client_id or not self.sso_client_secret:
+            raise SettingsError("sso_issuer is set: set sso_client_id and sso_client_secret too")
+        if self.sso_default_role not in {"", "reviewer"}:
+            raise SettingsError(
+                f"sso_default_role must be empty (refused) or reviewer, not {self.sso_default_role!r}"
+            )
+        if not (self.sso_operator_groups or self.sso_reviewer_groups or self.sso_default_role):
+            raise SettingsError(
+                "sso_issuer is set but nobody could sign in with it: name sso_operator_groups and/or "
+                "sso_reviewer_groups (or set sso_default_role=reviewer)"
+            )
+        if not self.sso_name.strip():
+            raise SettingsError("sso_name must not be blank: it is the sign-in button's label")
+
+    @property
+    def sso_groups(self) -> dict[str, frozenset[str]]:
+        """Role -> the identity provider's groups whose members get it."""
+        return {
+            role: frozenset(g.strip() for g in value.split(",") if g.strip())
+            for role, value in (
+                ("operator", self.sso_operator_groups),
+                ("reviewer", self.sso_reviewer_groups),
+            )
+        }
 
     @property
     def ops_event_kinds(self) -> tuple[str, ...]:

@@ -118,6 +118,9 @@ ACTION_LABELS = {
     "recovery_code_used": "signed in with a recovery code",
     "recovery_codes_renewed": "recovery codes renewed",
     "sessions_ended": "signed out of other browsers",
+    "role_changed": "role changed",
+    "sso_linked": "linked to single sign-on",
+    "sso_unlinked": "unlinked from single sign-on",
 }
 ACTIONS = tuple(ACTION_LABELS)
 
@@ -336,6 +339,7 @@ class AccountRow:
     last_event: str
     last_login_at: datetime | None = None
     two_factor: bool = False
+    sso: bool = False  # linked to the identity provider: signs in there (single sign-on)
 
 
 def list_accounts(session: Session) -> list[AccountRow]:
@@ -362,6 +366,7 @@ def list_accounts(session: Session) -> list[AccountRow]:
                 ),
                 last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
                 two_factor=bool(user.totp_secret),
+                sso=user.sso_subject is not None,
             )
         )
     return rows

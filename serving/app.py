@@ -201,6 +201,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (api, admin_api, rasa, azure_qa, health, docs, widget):
         app.register_blueprint(blueprint)
     from admin_ui import init_admin
+    from admin_ui.setup import SsoClient
 
     init_admin(
         app,
@@ -209,6 +210,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         production=settings.environment == "production",
         upload_bytes=settings.max_upload_bytes,
         upload_endpoints=BODY_ENDPOINTS,
+        sso=(
+            SsoClient(
+                settings.sso_issuer, settings.sso_client_id, settings.sso_client_secret, settings.sso_name
+            )
+            if settings.sso_issuer
+            else None
+        ),
     )
     # After the admin's hooks: an upload endpoint's larger body limit is set before this reads the body.
     app.before_request(refuse_unstorable_text)

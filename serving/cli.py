@@ -1105,7 +1105,7 @@ def users_list(ctx: click.Context) -> None:
     for row in rows:
         status = "deactivated" if not row.active else "suspended" if row.suspended_reason else "active"
         login = f"{row.last_login_at:%Y-%m-%d %H:%M}" if row.last_login_at else "never"
-        second = "on" if row.two_factor else "off"
+        second = "sso" if row.sso else "on" if row.two_factor else "off"
         click.echo(
             f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {second:<3}  {login:<16}  "
             f"{row.last_event}"
@@ -1205,6 +1205,22 @@ def users_reset_two_factor(ctx: click.Context, username: str, reason: str) -> No
         ctx,
         lambda session: reset(session, username=username, actor=_cli_actor(), reason=reason),
         f"two-factor sign-in reset for {username}: they sign in with the password and set it up again",
+    )
+
+
+@users.command("unlink-sso")
+@click.option("--username", required=True)
+@click.option("--reason", required=True, help="Why, e.g. 'moving to the new identity provider' (audited).")
+@click.pass_context
+def users_unlink_sso(ctx: click.Context, username: str, reason: str) -> None:
+    """Undo an account's link to single sign-on: it signs in with a password again (set one with
+    `helploop users set-password`). The way back in when the identity provider is gone or replaced."""
+    from crowd_feedback.single_sign_on import unlink
+
+    _account_change(
+        ctx,
+        lambda session: unlink(session, username=username, actor=_cli_actor(), reason=reason),
+        f"{username} is unlinked from single sign-on: it signs in with its password (set one first)",
     )
 
 

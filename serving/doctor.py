@@ -281,6 +281,27 @@ def _alerts(settings: Settings) -> Check:
     return Check("alerts", WARN if secret else OK, "ops webhook set." + secret)
 
 
+def _single_sign_on(settings: Settings) -> Check:
+    """The identity provider's discovery document: reachable, naming the configured issuer, with the
+    endpoints the sign-in uses (otherwise nobody linked to it can sign in)."""
+    import requests
+
+    url = settings.sso_issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=5)
+        response.raise_for_status()
+        document = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        return Check("single sign-on", FAIL, f"{url} cannot be read: {exc}")
+    issuer = str(document.get("issuer", ""))
+    if issuer.rstrip("/") != settings.sso_issuer.rstrip("/"):
+        return Check("single sign-on", FAIL, f"{url} names the issuer {issuer!r}, not the one configured")
+    missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not document.get(k)]
+    if missing:
+        return Check("single sign-on", FAIL, f"{url} lacks {', '.join(missing)}")
+    return Check("single sign-on", OK, f"{settings.sso_name} at {settings.sso_issuer} answers")
+
+
 def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check]:
     """Every check, in order; after a database that cannot be reached, the checks that need it are skipped
     (said as failed)."""
@@ -308,6 +329,8 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
     finally:
         database.dispose()
     checks += [_backups(settings, now), _disk(settings), _rate_limits(settings), _alerts(settings)]
+    if settings.sso_issuer:
+        checks.append(_single_sign_on(settings))
     return checks
 
 

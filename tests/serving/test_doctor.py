@@ -273,3 +273,26 @@ def test_scheduled_postgresql_backups_need_a_pg_dump_as_new_as_the_server(
     monkeypatch.setattr(shell, "which", lambda name, *a, **k: None if name == "pg_dump" else real_which(name))
     backups = _by_name(run_checks(settings))["backups"]
     assert backups.status == "fail" and "pg_dump is not installed" in backups.detail
+
+
+def test_single_sign_on_is_checked_only_when_configured(tmp_path: Path) -> None:
+    from tests.serving.conftest import live
+    from tests.serving.fake_idp import FakeIdP
+
+    assert "single sign-on" not in _by_name(run_checks(_settings(tmp_path)))
+    provider = FakeIdP()
+    with live(provider.app()) as address:
+        provider.issuer = address
+        sso = {
+            "sso_issuer": address,
+            "sso_client_id": "c",
+            "sso_client_secret": "s",
+            "sso_reviewer_groups": "x",
+        }
+        check = _by_name(run_checks(_settings(tmp_path, **sso, sso_name="Okta")))["single sign-on"]
+        assert (check.status, check.detail) == ("ok", f"Okta at {address} answers")
+        provider.issuer_in_document = "https://evil.example.com"
+        check = _by_name(run_checks(_settings(tmp_path, **sso)))["single sign-on"]
+        assert check.status == "fail" and "names the issuer 'https://evil.example.com'" in check.detail
+    check = _by_name(run_checks(_settings(tmp_path, **sso)))["single sign-on"]  # the provider is gone
+    assert check.status == "fail" and "cannot be read" in check.detail
