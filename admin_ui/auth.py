@@ -126,11 +126,20 @@ def _home_for(role: str) -> str:
     return url_for("operator.overview") if role == "operator" else url_for("review.home")
 
 
+def on_this_site(target: str) -> bool:
+    """Whether ``target`` (a ``next`` the client chose) is a path on this site. Not "//host", and not what a
+    browser reads as one: "/\\host" (backslashes are slashes in http URLs) or "/<tab>/host" (tabs and line
+    breaks are dropped from URLs)."""
+    if any(ord(ch) < 0x20 or ch in "\\\x7f" for ch in target):
+        return False
+    return target.startswith("/") and not target.startswith("//")
+
+
 def _sign_in(user: CurrentUser, target: str) -> Any:
     session.clear()
     session.permanent = True
     login_user(user)
-    if not target.startswith("/") or target.startswith("//"):
+    if not on_this_site(target):
         target = _home_for(user.role)  # never redirect off-site
     return redirect(target)
 

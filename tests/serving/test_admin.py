@@ -107,6 +107,29 @@ def test_login_roles_and_logout(make_app: Any) -> None:
     assert away.headers["Location"] == "/operator/"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/x",
+        "/\\evil.example/x",
+        "/%5Cevil.example/x",
+        "/%09/evil.example/x",
+        "/%0a/evil.example",
+        "x",
+    ],
+)
+def test_a_sign_in_never_sends_the_browser_off_the_site(make_app: Any, target: str) -> None:
+    # Browsers read "/\\host" as "//host" and drop tabs and line breaks from addresses ("/\t/host").
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    away = client.post(
+        f"/login?next={target}", data={"username": "omar", "password": PASSWORD, "csrf_token": token}
+    )
+    assert away.headers["Location"] == "/operator/"
+
+
 def test_the_navigation_marks_the_section_of_the_page(make_app: Any) -> None:
     app = make_app(ratelimit_enabled=False)
     add_user(app, "rita", "reviewer")
