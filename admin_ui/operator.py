@@ -70,7 +70,7 @@ from core.registry import (
 from core.settings import OPS_EVENT_KINDS, Settings
 from core.team_hours import when_back
 from core.turn_search import compacts
-from crowd_feedback import two_factor
+from crowd_feedback import single_sign_on, two_factor
 from crowd_feedback.agreement import krippendorff_alpha, pairwise_alpha
 from crowd_feedback.export import FORMATS, ExportError, check_request
 from crowd_feedback.gold import (
@@ -858,8 +858,8 @@ def create_account() -> Any:
 @operator.post("/accounts/<username>")
 @require_role("operator")
 def account_action(username: str) -> Any:
-    """One form per account: reset password, deactivate, reactivate, reinstate, reset two-factor sign-in
-    (each audited)."""
+    """One form per account: reset password, deactivate, reactivate, reinstate, reset two-factor sign-in,
+    unlink from single sign-on (each audited)."""
     helploop = current_app.extensions["helploop"]
     form = request.form
     action = form.get("action", "")
@@ -886,6 +886,12 @@ def account_action(username: str) -> Any:
                 done = (
                     f"Two-factor sign-in reset for {username}: their open sessions have ended; they sign in "
                     "with the password and set it up again."
+                )
+            elif action == "unlink_sso":
+                single_sign_on.unlink(session, username=username, actor=actor, reason=reason)
+                done = (
+                    f"{username} is unlinked from single sign-on: set a password for them to let them "
+                    "sign in with it."
                 )
             else:
                 abort(400)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -42,21 +42,27 @@ def groups_of(claims: Mapping[str, Any], claim: str) -> frozenset[str]:
     return frozenset()
 
 
+class Role(NamedTuple):
+    name: str  # reviewer | operator
+    from_groups: bool  # False: the default role (the provider sent no group that is mapped)
+
+
 def role_for(
     claims: Mapping[str, Any],
     *,
     groups_claim: str,
     groups: Mapping[str, frozenset[str]],
     default_role: str = "",
-) -> str:
+) -> Role:
     """The role the claims give: operator when in an operator group, else reviewer when in a reviewer group,
-    else ``default_role``; ``NotAllowed`` where that is empty."""
+    else ``default_role`` (for a provider that sends no groups, such as Google's); ``NotAllowed`` where that
+    is empty."""
     member_of = groups_of(claims, groups_claim)
     for role in ("operator", "reviewer"):
         if member_of & groups.get(role, frozenset()):
-            return role
+            return Role(role, True)
     if default_role:
-        return default_role
+        return Role(default_role, False)
     raise NotAllowed("your account there is in none of the groups allowed to sign in here")
 
 
@@ -93,11 +99,12 @@ def find_linked(session: Session, *, issuer: str, subject: str) -> User | None:
     return session.scalars(query).first()
 
 
-def sign_in(session: Session, *, issuer: str, claims: Mapping[str, Any], role: str) -> User:
+def sign_in(session: Session, *, issuer: str, claims: Mapping[str, Any], role: Role) -> User:
     """The account the provider's verified ``claims`` sign in to: the one linked to their ``sub``, created
-    at the first sign-in (a username from the provider's name for them, no usable password). Its role
-    becomes ``role`` (from ``role_for``; a change is audited). Refused for a deactivated account:
-    deactivation here outranks the provider."""
+    at the first sign-in (a username from the provider's name for them, no usable password) with ``role``
+    (from ``role_for``). A role from the groups is applied at every sign-in (a change is audited); the
+    default role only to a new account, so an operator linked by their owner stays one where the provider
+    sends no groups. Refused for a deactivated account: deactivation here outranks the provider."""
     subject = str(claims.get("sub") or "")
     if not subject:
         raise AccountError("the identity provider sent no subject (sub)")
@@ -109,21 +116,21 @@ def sign_in(session: Session, *, issuer: str, claims: Mapping[str, Any], role: s
             # Nobody knows this password: the account signs in through the provider (an operator can set a
             # password after `helploop users unlink-sso`, the way back if the provider goes away).
             password_hash=generate_password_hash(secrets.token_urlsafe(32)),
-            role=role,
+            role=role.name,
             sso_issuer=issuer,
             sso_subject=subject,
         )
         session.add(user)
         session.flush()
-        record_event(session, user=user, action="created", actor=ACTOR, reason=f"role {role}")
+        record_event(session, user=user, action="created", actor=ACTOR, reason=f"role {role.name}")
         return user
     if not user.active:
         raise AccountError("this account is deactivated here; an operator can reactivate it")
-    if user.role != role:
+    if role.from_groups and user.role != role.name:
         before = user.role
-        user.role = role
+        user.role = role.name
         record_event(
-            session, user=user, action="role_changed", actor=ACTOR, reason=f"{before} -> {role} (groups)"
+            session, user=user, action="role_changed", actor=ACTOR, reason=f"{before} -> {role.name} (groups)"
         )
     return user
 

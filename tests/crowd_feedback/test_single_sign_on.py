@@ -18,7 +18,10 @@ GROUPS = {"operator": frozenset({"helploop-admins"}), "reviewer": frozenset({"he
 
 
 def role(claims: dict[str, Any], default: str = "") -> str:
-    return sso.role_for(claims, groups_claim="groups", groups=GROUPS, default_role=default)
+    return sso.role_for(claims, groups_claim="groups", groups=GROUPS, default_role=default).name
+
+
+REVIEWER, OPERATOR = sso.Role("reviewer", True), sso.Role("operator", True)
 
 
 def test_the_role_comes_from_the_groups_claim() -> None:
@@ -31,13 +34,18 @@ def test_the_role_comes_from_the_groups_claim() -> None:
     with pytest.raises(sso.NotAllowed):
         role({})  # no groups claim at all
     assert role({"groups": ["sales"]}, default="reviewer") == "reviewer"
+    assert sso.role_for({}, groups_claim="groups", groups=GROUPS, default_role="reviewer") == (
+        "reviewer",
+        False,
+    )
+    assert sso.role_for({"groups": ["support"]}, groups_claim="groups", groups=GROUPS) == ("reviewer", True)
     assert sso.groups_of({"roles": ["a", "b"]}, "roles") == {"a", "b"}
     assert sso.groups_of({"groups": 7}, "groups") == frozenset()
 
 
 def test_the_first_sign_in_makes_the_account_and_later_ones_find_it(db_session: Any) -> None:
     claims = {"sub": "00u1", "preferred_username": "Ada.Lovelace@example.com", "email": "ada@example.com"}
-    user = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role="reviewer")
+    user = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=REVIEWER)
     assert (user.username, user.role, user.sso_issuer, user.sso_subject) == (
         "ada.lovelace",
         "reviewer",
@@ -45,7 +53,7 @@ def test_the_first_sign_in_makes_the_account_and_later_ones_find_it(db_session: 
         "00u1",
     )
     again = sso.sign_in(
-        db_session, issuer=ISSUER, claims={**claims, "email": "new@example.com"}, role="reviewer"
+        db_session, issuer=ISSUER, claims={**claims, "email": "new@example.com"}, role=REVIEWER
     )
     assert again.id == user.id  # found by the subject, not by a name or address that can change
     # Another person with the same name gets the next free username; the same subject at another issuer is
@@ -54,13 +62,13 @@ def test_the_first_sign_in_makes_the_account_and_later_ones_find_it(db_session: 
         db_session,
         issuer=ISSUER,
         claims={"sub": "00u2", "preferred_username": "ada.lovelace"},
-        role="reviewer",
+        role=REVIEWER,
     )
     elsewhere = sso.sign_in(
         db_session,
         issuer="https://other.example.com",
         claims={"sub": "00u1", "email": "x@e.com"},
-        role="reviewer",
+        role=REVIEWER,
     )
     assert (other.username, elsewhere.username) == ("ada.lovelace-2", "user")
     events = [
@@ -79,28 +87,32 @@ def test_usernames_are_made_from_what_the_provider_says() -> None:
 def test_the_role_follows_the_groups_and_deactivation_here_outranks_the_provider(db_session: Any) -> None:
     create_user(db_session, username="omar", password="a long password", role="operator")
     claims = {"sub": "s1", "preferred_username": "rita"}
-    rita = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role="reviewer")
-    promoted = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role="operator")
+    rita = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=REVIEWER)
+    promoted = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=OPERATOR)
     assert promoted.id == rita.id and promoted.role == "operator"
-    demoted = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role="reviewer")
+    demoted = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=REVIEWER)
     assert demoted.role == "reviewer"
     events = [(e.action, e.reason) for e, name in account_events(db_session) if name == "rita"]
     assert events[:2] == [
         ("role_changed", "operator -> reviewer (groups)"),
         ("role_changed", "reviewer -> operator (groups)"),
     ]
+    # A provider that sends no groups (the default role): the role an operator has here is kept.
+    kept = sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=OPERATOR)
+    assert sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=sso.Role("reviewer", False)) is kept
+    assert kept.role == "operator"
     set_active(db_session, username="rita", active=False, actor="omar", reason="left the team")
     with pytest.raises(AccountError, match="deactivated here"):
-        sso.sign_in(db_session, issuer=ISSUER, claims=claims, role="reviewer")
+        sso.sign_in(db_session, issuer=ISSUER, claims=claims, role=REVIEWER)
     with pytest.raises(AccountError, match="no subject"):
-        sso.sign_in(db_session, issuer=ISSUER, claims={"email": "a@b.c"}, role="reviewer")
+        sso.sign_in(db_session, issuer=ISSUER, claims={"email": "a@b.c"}, role=REVIEWER)
 
 
 def test_linking_a_password_account_and_undoing_it(db_session: Any) -> None:
     bart = create_user(db_session, username="bart", password="a long password", role="reviewer")
     linked = sso.link(db_session, user_id=bart.id, issuer=ISSUER, claims={"sub": "b1", "email": "bart@x.org"})
     assert (linked.sso_issuer, linked.sso_subject) == (ISSUER, "b1")
-    assert sso.sign_in(db_session, issuer=ISSUER, claims={"sub": "b1"}, role="reviewer").id == bart.id
+    assert sso.sign_in(db_session, issuer=ISSUER, claims={"sub": "b1"}, role=REVIEWER).id == bart.id
     # The same person cannot be linked to a second account.
     cora = create_user(db_session, username="cora", password="a long password", role="reviewer")
     with pytest.raises(AccountError, match="already signs in as bart"):

@@ -249,6 +249,36 @@ def test_linking_a_password_account_then_only_the_provider_signs_it_in(
     assert login(sso_app.test_client(), "bart").status_code == 302
 
 
+def test_an_operator_unlinks_an_account_on_the_accounts_page(sso_app: Any, idp: FakeIdP) -> None:
+    idp.person = ADA
+    sso_sign_in(sso_app.test_client())
+    add_user(sso_app, "omar", "operator")
+    operator = sso_app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/accounts").get_data(as_text=True)
+    assert page.count("Unlink single sign-on") == 1  # ada's row only
+    token = csrf_token(page)
+    refused = operator.post(
+        "/operator/accounts/ada", data={"action": "unlink_sso", "reason": " ", "csrf_token": token}
+    )
+    assert "say why" in operator.get(refused.headers["Location"]).get_data(as_text=True)
+    assert whoami(sso_app, "ada").sso_subject == "00u-ada"
+    done = operator.post(
+        "/operator/accounts/ada",
+        data={"action": "unlink_sso", "reason": "left the provider", "csrf_token": token},
+    )
+    assert "ada is unlinked from single sign-on" in operator.get(done.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert whoami(sso_app, "ada").sso_subject is None
+    with sso_app.extensions["helploop"].database.session() as session:
+        assert [(e.action, e.actor, e.reason) for e, name in account_events(session) if name == "ada"][0] == (
+            "sso_unlinked",
+            "omar",
+            "left the provider",
+        )
+
+
 def test_sign_ins_through_the_provider_skip_the_local_second_factor(make_app: Any, idp: FakeIdP) -> None:
     app = make_app(
         ratelimit_enabled=False,
@@ -302,3 +332,27 @@ def test_signing_in_and_linking_through_the_provider_in_the_browser(
         assert "from now on this account signs in with Example ID" in page.locator("main").inner_text()
         assert page.locator("#sso-linked").is_visible() and errors == []
         context.close()
+
+
+def test_a_provider_without_groups_makes_reviewers_and_keeps_a_linked_operator(
+    make_app: Any, idp: FakeIdP
+) -> None:
+    app = make_app(
+        ratelimit_enabled=False,
+        sso_issuer=idp.issuer,
+        sso_client_id=CLIENT_ID,
+        sso_client_secret=CLIENT_SECRET,
+        sso_default_role="reviewer",  # as for Google, whose ID tokens carry no groups
+    )
+    idp.person = {"sub": "g-1", "email": "newcomer@example.com"}
+    assert sso_sign_in(app.test_client()).headers["Location"].endswith("/review/")
+    assert whoami(app, "newcomer").role == "reviewer"
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    idp.person = {"sub": "g-2", "email": "omar@example.com"}
+    page = client.get("/account").get_data(as_text=True)
+    through_provider(client, client.post("/account/sso/link", data={"csrf_token": csrf_token(page)}))
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/account").get_data(as_text=True))})
+    assert sso_sign_in(client).headers["Location"].endswith("/operator/")
+    assert whoami(app, "omar").role == "operator"
