@@ -450,12 +450,10 @@ def _sso_redirect() -> Any:
     issuer, so a look-alike document elsewhere cannot choose where tokens come from."""
     client = _sso_client()
     settings = current_app.extensions["helploop"].settings
-    callback = url_for("auth.sso_callback")
-    callback = (
-        settings.public_url.rstrip("/") + callback
-        if settings.public_url
-        else url_for("auth.sso_callback", _external=True)
-    )
+    if settings.public_url:  # the address people reach the app at, as registered at the provider
+        callback = settings.public_url.rstrip("/") + url_for("auth.sso_callback")
+    else:
+        callback = url_for("auth.sso_callback", _external=True)
     try:
         issuer = str(client.load_server_metadata().get("issuer", ""))
     except (requests.RequestException, ValueError) as exc:

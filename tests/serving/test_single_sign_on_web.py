@@ -34,17 +34,21 @@ def idp() -> Iterator[FakeIdP]:
         yield provider
 
 
+def with_provider(make_app: Any, idp: FakeIdP, **overrides: Any) -> Any:
+    """An app (no rate limits) whose single sign-on is ``idp``; reviewers are its "helpdesk" group."""
+    settings = {
+        "ratelimit_enabled": False,
+        "sso_issuer": idp.issuer,
+        "sso_client_id": CLIENT_ID,
+        "sso_client_secret": CLIENT_SECRET,
+        "sso_reviewer_groups": "helpdesk",
+    }
+    return make_app(**{**settings, **overrides})
+
+
 @pytest.fixture
 def sso_app(make_app: Any, idp: FakeIdP) -> Any:
-    return make_app(
-        ratelimit_enabled=False,
-        sso_issuer=idp.issuer,
-        sso_client_id=CLIENT_ID,
-        sso_client_secret=CLIENT_SECRET,
-        sso_name="Example ID",
-        sso_reviewer_groups="helpdesk",
-        sso_operator_groups="helploop-admins",
-    )
+    return with_provider(make_app, idp, sso_name="Example ID", sso_operator_groups="helploop-admins")
 
 
 def path_of(url: str) -> str:
@@ -199,9 +203,7 @@ def test_without_a_provider_there_is_no_button_and_no_route(make_app: Any) -> No
     assert client.get("/login/sso/callback?code=x&state=y").status_code == 404
 
 
-def test_linking_a_password_account_then_only_the_provider_signs_it_in(
-    sso_app: Any, idp: FakeIdP, tmp_path: Any
-) -> None:
+def test_linking_a_password_account_then_only_the_provider_signs_it_in(sso_app: Any, idp: FakeIdP) -> None:
     add_user(sso_app, "bart", "reviewer")
     client = sso_app.test_client()
     login(client, "bart")
@@ -280,14 +282,7 @@ def test_an_operator_unlinks_an_account_on_the_accounts_page(sso_app: Any, idp: 
 
 
 def test_sign_ins_through_the_provider_skip_the_local_second_factor(make_app: Any, idp: FakeIdP) -> None:
-    app = make_app(
-        ratelimit_enabled=False,
-        sso_issuer=idp.issuer,
-        sso_client_id=CLIENT_ID,
-        sso_client_secret=CLIENT_SECRET,
-        sso_reviewer_groups="helpdesk",
-        two_factor_required_for="everyone",
-    )
+    app = with_provider(make_app, idp, two_factor_required_for="everyone")
     idp.person = ADA
     client = app.test_client()
     sso_sign_in(client)
@@ -299,13 +294,7 @@ def test_sign_ins_through_the_provider_skip_the_local_second_factor(make_app: An
 
 
 def test_a_wrong_client_secret_is_refused_by_the_provider(make_app: Any, idp: FakeIdP) -> None:
-    app = make_app(
-        ratelimit_enabled=False,
-        sso_issuer=idp.issuer,
-        sso_client_id=CLIENT_ID,
-        sso_client_secret="not-the-secret",
-        sso_reviewer_groups="helpdesk",
-    )
+    app = with_provider(make_app, idp, sso_client_secret="not-the-secret")
     idp.person = ADA
     refused = sso_sign_in(app.test_client())
     assert refused.status_code == 401 and "invalid_client" in refused.get_data(as_text=True)
@@ -337,13 +326,8 @@ def test_signing_in_and_linking_through_the_provider_in_the_browser(
 def test_a_provider_without_groups_makes_reviewers_and_keeps_a_linked_operator(
     make_app: Any, idp: FakeIdP
 ) -> None:
-    app = make_app(
-        ratelimit_enabled=False,
-        sso_issuer=idp.issuer,
-        sso_client_id=CLIENT_ID,
-        sso_client_secret=CLIENT_SECRET,
-        sso_default_role="reviewer",  # as for Google, whose ID tokens carry no groups
-    )
+    # As for Google, whose ID tokens carry no groups.
+    app = with_provider(make_app, idp, sso_reviewer_groups="", sso_default_role="reviewer")
     idp.person = {"sub": "g-1", "email": "newcomer@example.com"}
     assert sso_sign_in(app.test_client()).headers["Location"].endswith("/review/")
     assert whoami(app, "newcomer").role == "reviewer"
@@ -356,3 +340,12 @@ def test_a_provider_without_groups_makes_reviewers_and_keeps_a_linked_operator(
     client.post("/logout", data={"csrf_token": csrf_token(client.get("/account").get_data(as_text=True))})
     assert sso_sign_in(client).headers["Location"].endswith("/operator/")
     assert whoami(app, "omar").role == "operator"
+
+
+def test_behind_a_proxy_the_provider_sends_people_back_to_the_public_address(
+    make_app: Any, idp: FakeIdP
+) -> None:
+    app = with_provider(make_app, idp, public_url="https://help.example.com/")
+    start = app.test_client().get("/login/sso")
+    sent = parse_qs(urlsplit(start.headers["Location"]).query)
+    assert sent["redirect_uri"] == ["https://help.example.com/login/sso/callback"]  # as registered there
