@@ -35,13 +35,15 @@ from core.kb_checks import question_key
 from core.models import new_uuid
 from serving.api import (
     answer_message,
+    away_text,
     external_session_id,
     json_body,
     metadata_filter,
+    team_availability,
     text_field,
     to_live_chat,
 )
-from serving.app import limiter, state
+from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
 azure_qa = Blueprint("azure_qa", __name__)
@@ -236,4 +238,9 @@ def query_knowledgebases() -> Response:
     # answer or a "did you mean" too unsure for the client, the handoff line.
     unsure = prediction.status in (ANSWERED, CLARIFY) and not (prediction.off_topic or said.passed_on)
     fallback = settings.handoff_message if unsure else text
+    if unsure and settings.team_schedule is not None:
+        # As the chat's own handoff outside the team's hours: the line, then when the team is back.
+        available = team_availability(db_session(), settings)
+        if available.back is not None:
+            fallback = f"{fallback} {away_text(settings, available.back)}"
     return jsonify({"answers": answers or [_no_answer(fallback)]})

@@ -1139,6 +1139,13 @@ def test_outside_the_team_hours_a_customer_handed_to_a_person_is_told_when_the_t
             body = {"question": question, "top": 3, "confidenceScoreThreshold": threshold}
             answers = client.post(azure, json=body).get_json()["answers"]
             assert [a["answer"] for a in answers] == [said], (question, threshold)
+    # An answer too unsure for the client's threshold: Azure's default answer, the handoff line, and when
+    # the team is back, as the chat's own handoff says.
+    body = {"question": "when does it come", "top": 3, "confidenceScoreThreshold": 0.9}  # 0.72 sure
+    unsure = client.post(azure, json=body).get_json()["answers"]
+    assert [(a["answer"], a["confidenceScore"]) for a in unsure] == [
+        (f"{settings.handoff_message} {away}", 0.0)
+    ]
     clock["now"] = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # Sunday evening
     assert "back tomorrow at 09:00 GMT." in chat(client, "agent please").get_json()["answer"]
     clock["now"] = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)  # within Saturday's hours, nobody online
