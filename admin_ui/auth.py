@@ -18,6 +18,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -26,7 +27,9 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from joserfc.errors import JoseError
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin_ui.setup import SSO_SESSION, CurrentUser, require_role
@@ -541,3 +544,62 @@ def sso_callback() -> Any:
     response = _sign_in(wrapped, str(intent.get("next") or ""))
     session[SSO_SESSION] = True
     return response
+
+
+# The provider's own calls (server to server): no CSRF token, no login's rate limits; a signed token instead.
+provider_calls = Blueprint("sso_provider", __name__)
+SIGNING_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+@provider_calls.post("/login/sso/backchannel-logout")
+def sso_backchannel_logout() -> Any:
+    """OpenID Connect Back-Channel Logout: the provider POSTs a signed logout token when the person signs
+    out there or an administrator ends their sessions; every session of their account here ends at once."""
+    client = _sso_client()
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+
+    def answer(status: int, why: str = "") -> Any:
+        body = jsonify(error="invalid_request", error_description=why) if why else ""
+        response = make_response(body, status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    token = request.form.get("logout_token", "")
+    if not token:
+        return answer(400, "no logout_token")
+    try:
+        try:
+            keys = KeySet.import_key_set(client.fetch_jwk_set())
+            decoded = jwt.decode(token, keys, algorithms=SIGNING_ALGORITHMS)
+        except InvalidKeyIdError:  # the provider rotated its keys since they were read
+            keys = KeySet.import_key_set(client.fetch_jwk_set(force=True))
+            decoded = jwt.decode(token, keys, algorithms=SIGNING_ALGORITHMS)
+        subject = single_sign_on.logout_subject(
+            decoded.claims, issuer=settings.sso_issuer, client_id=settings.sso_client_id, now=time.time()
+        )
+    except JoseError as exc:
+        return answer(400, f"the logout token could not be verified ({exc.description or exc.error})")
+    except AccountError as exc:
+        return answer(400, str(exc))
+    except (requests.RequestException, ValueError) as exc:
+        current_app.logger.warning("back-channel logout: the provider's keys could not be read: %s", exc)
+        return answer(503, "the provider's keys could not be read")
+    with helploop.database.session() as db:
+        user = single_sign_on.signed_out_at_provider(
+            db, issuer=settings.sso_issuer.rstrip("/"), subject=subject
+        )
+        if user is not None:
+            current_app.logger.info("signed out at the provider: every session of %s ended", user.username)
+    return answer(200)

@@ -127,7 +127,7 @@ def init_admin(
     upload_endpoints: frozenset[str] = frozenset(),
     sso: SsoClient | None = None,
 ) -> None:
-    from admin_ui.auth import auth
+    from admin_ui.auth import auth, provider_calls
     from admin_ui.knowledge import knowledge
     from admin_ui.markdown import (
         has_placeholder,
@@ -171,9 +171,9 @@ def init_admin(
             request.max_content_length = upload_bytes
 
     csrf.init_app(app)
-    for blueprint in exempt_from_csrf:  # JSON APIs: no cookies, no forms
+    for blueprint in (*exempt_from_csrf, provider_calls):  # JSON APIs and the provider's signed calls
         csrf.exempt(blueprint)
-    for blueprint in (auth, review, operator, knowledge):
+    for blueprint in (auth, provider_calls, review, operator, knowledge):
         app.register_blueprint(blueprint)
 
     @app.before_request

@@ -317,10 +317,11 @@ class Settings:
     trusted_proxies: int = 0
     # Single sign-on through the company's identity provider (OpenID Connect: Okta, Microsoft Entra ID,
     # Google Workspace, Keycloak, Authentik...): its issuer URL (empty: off) and this app's client there. The
-    # login page then offers "Sign in with <sso_name>"; the redirect URI to register is
-    # <public_url or this host>/login/sso/callback. Who may sign in, as what, comes from the ID token's
-    # sso_groups_claim: a member of one of sso_operator_groups is an operator, of sso_reviewer_groups a
-    # reviewer (comma-separated); anyone else gets sso_default_role ("": refused, or "reviewer").
+    # login page then offers "Sign in with <sso_name>"; the redirect URI to register is <public_url or this
+    # host>/login/sso/callback (the back-channel logout URL: /login/sso/backchannel-logout). Who may sign in,
+    # as what, comes from the ID token's sso_groups_claim: a member of one of sso_operator_groups is an
+    # operator, of sso_reviewer_groups a reviewer (comma-separated); anyone else gets sso_default_role ("":
+    # refused, or "reviewer", given to new accounts only).
     sso_issuer: str = ""
     sso_client_id: str = ""
     sso_client_secret: str = ""

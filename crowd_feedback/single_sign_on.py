@@ -166,3 +166,48 @@ def unlink(session: Session, *, username: str, actor: str, reason: str) -> User:
     user.sso_issuer = user.sso_subject = None
     record_event(session, user=user, action="sso_unlinked", actor=actor, reason=reason.strip())
     return user
+
+
+# ------------------------------------------------------------------------------ back-channel logout
+
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_MAX_AGE = 600  # seconds either side of now a logout token's "iat" may be
+
+
+def logout_subject(
+    claims: Mapping[str, Any], *, issuer: str, client_id: str, now: float, max_age: int = LOGOUT_TOKEN_MAX_AGE
+) -> str:
+    """The person a back-channel logout token (OpenID Connect Back-Channel Logout 1.0, its signature
+    verified already) signs out: its issuer and audience ours, issued lately, the logout event named, no
+    nonce (which only ID tokens carry). ``AccountError`` says which check failed. Tokens naming only a
+    session (``sid``) are refused: HelpLoop keeps no provider sessions, and signs the person out instead."""
+    if str(claims.get("iss", "")).rstrip("/") != issuer.rstrip("/"):
+        raise AccountError("the token's issuer (iss) is not the configured provider")
+    audience = claims.get("aud")
+    if client_id not in (audience if isinstance(audience, list) else [audience]):
+        raise AccountError("the token is not for this client (aud)")
+    issued = claims.get("iat")
+    if not isinstance(issued, int | float) or abs(now - issued) > max_age:
+        raise AccountError("the token's issue time (iat) is missing or not recent")
+    events = claims.get("events")
+    if not isinstance(events, dict) or LOGOUT_EVENT not in events:
+        raise AccountError("the token names no back-channel logout event")
+    if "nonce" in claims:
+        raise AccountError("a logout token carries no nonce")
+    subject = str(claims.get("sub") or "")
+    if not subject:
+        raise AccountError("the token names no person (sub)")
+    return subject
+
+
+def signed_out_at_provider(session: Session, *, issuer: str, subject: str) -> User | None:
+    """The provider signed the person out (or an administrator there ended their sessions): every session of
+    their account ends now (``session_token`` changes), audited; None when nobody here is linked to them."""
+    user = find_linked(session, issuer=issuer, subject=subject)
+    if user is None:
+        return None
+    user.session_epoch = (user.session_epoch or 0) + 1
+    record_event(
+        session, user=user, action="sessions_ended", actor=ACTOR, reason="signed out at the identity provider"
+    )
+    return user

@@ -39,6 +39,22 @@ class FakeIdP:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"}, private=True)
         self.other_key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"}, private=True)
 
+    def logout_token(self, subject: str, *, foreign_key: bool = False, **claims: Any) -> str:
+        """A back-channel logout token for ``subject`` (claims given are added or override; None drops)."""
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "sub": subject,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            **claims,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        key = self.other_key if foreign_key else self.key
+        return jwt.encode({"alg": "RS256", "kid": "k1"}, body, key)
+
     def app(self) -> Flask:
         app = Flask("fake_idp")
 

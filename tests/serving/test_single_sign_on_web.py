@@ -201,6 +201,7 @@ def test_without_a_provider_there_is_no_button_and_no_route(make_app: Any) -> No
     assert 'id="sso-login"' not in client.get("/login").get_data(as_text=True)
     assert client.get("/login/sso").status_code == 404
     assert client.get("/login/sso/callback?code=x&state=y").status_code == 404
+    assert client.post("/login/sso/backchannel-logout", data={"logout_token": "x"}).status_code == 404
 
 
 def test_linking_a_password_account_then_only_the_provider_signs_it_in(sso_app: Any, idp: FakeIdP) -> None:
@@ -349,3 +350,64 @@ def test_behind_a_proxy_the_provider_sends_people_back_to_the_public_address(
     start = app.test_client().get("/login/sso")
     sent = parse_qs(urlsplit(start.headers["Location"]).query)
     assert sent["redirect_uri"] == ["https://help.example.com/login/sso/callback"]  # as registered there
+
+
+LOGOUT = "/login/sso/backchannel-logout"
+
+
+def test_a_sign_out_at_the_provider_ends_every_session_here(sso_app: Any, idp: FakeIdP) -> None:
+    idp.person = ADA
+    laptop, phone = sso_app.test_client(), sso_app.test_client()
+    sso_sign_in(laptop)
+    sso_sign_in(phone)
+    assert laptop.get("/review/").status_code == 200 and phone.get("/review/").status_code == 200
+    provider = sso_app.test_client()  # the provider's own call: no cookie, no CSRF token
+    done = provider.post(LOGOUT, data={"logout_token": idp.logout_token("00u-ada")})
+    assert done.status_code == 200 and done.headers["Cache-Control"] == "no-store"
+    assert laptop.get("/review/").status_code == 302 and phone.get("/review/").status_code == 302
+    with sso_app.extensions["helploop"].database.session() as session:
+        assert [(e.action, e.actor, e.reason) for e, name in account_events(session) if name == "ada"][0] == (
+            "sessions_ended",
+            "single sign-on",
+            "signed out at the identity provider",
+        )
+    assert sso_sign_in(laptop).headers["Location"].endswith("/review/")  # signing in again works
+    # Someone nobody here is linked to: nothing to do, and nothing said about who exists.
+    assert provider.post(LOGOUT, data={"logout_token": idp.logout_token("00u-nobody")}).status_code == 200
+    assert laptop.get("/review/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("forgery", "message"),
+    [
+        ({"foreign_key": True}, "could not be verified"),
+        ({"aud": "someone-else"}, "not for this client"),
+        ({"iss": "https://evil.example.com"}, "issuer"),
+        ({"iat": int(time.time()) - 3600}, "not recent"),
+        ({"events": None}, "no back-channel logout event"),
+        ({"nonce": "n"}, "carries no nonce"),
+        ({"sub": None, "sid": "s-1"}, "names no person"),
+    ],
+)
+def test_a_forged_logout_token_ends_no_session(
+    sso_app: Any, idp: FakeIdP, forgery: dict[str, Any], message: str
+) -> None:
+    idp.person = ADA
+    client = sso_app.test_client()
+    sso_sign_in(client)
+    refused = sso_app.test_client().post(
+        LOGOUT, data={"logout_token": idp.logout_token("00u-ada", **forgery)}
+    )
+    assert refused.status_code == 400
+    assert (
+        refused.get_json()["error"] == "invalid_request"
+        and message in refused.get_json()["error_description"]
+    )
+    assert client.get("/review/").status_code == 200  # still signed in
+
+
+def test_back_channel_logout_needs_a_token(sso_app: Any) -> None:
+    assert sso_app.test_client().post(LOGOUT).get_json()["error_description"] == "no logout_token"
+    assert sso_app.test_client().get(LOGOUT).status_code == 405
+    garbled = sso_app.test_client().post(LOGOUT, data={"logout_token": "not.a.token"})
+    assert garbled.status_code == 400 and "could not be verified" in garbled.get_json()["error_description"]
