@@ -117,7 +117,8 @@ def test_an_operator_group_makes_an_operator_and_the_role_follows_the_groups(
     client = sso_app.test_client()
     assert sso_sign_in(client, next_page="/operator/accounts").headers["Location"] == "/operator/accounts"
     accounts = client.get("/operator/accounts").get_data(as_text=True)
-    assert "single sign-on" in accounts
+    assert "single sign-on" in accounts and 'id="sso-accounts"' in accounts
+    assert "change your password at Example ID too" in client.get("/account").get_data(as_text=True)
     client.post("/logout", data={"csrf_token": csrf_token(accounts)})
     idp.person = ADA  # taken out of the admins' group at the provider
     assert sso_sign_in(client).headers["Location"].endswith("/review/")
@@ -259,7 +260,7 @@ def test_an_operator_unlinks_an_account_on_the_accounts_page(sso_app: Any, idp: 
     operator = sso_app.test_client()
     login(operator, "omar")
     page = operator.get("/operator/accounts").get_data(as_text=True)
-    assert page.count("Unlink single sign-on") == 1  # ada's row only
+    assert page.count('<button type="submit">Unlink single sign-on') == 1  # ada's row only
     token = csrf_token(page)
     refused = operator.post(
         "/operator/accounts/ada", data={"action": "unlink_sso", "reason": " ", "csrf_token": token}
