@@ -95,9 +95,14 @@ def end_other_sessions(session: Session, *, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise AccountError("this account is not active")
-    user.session_epoch = (user.session_epoch or 0) + 1
-    record_event(session, user=user, action="sessions_ended", actor=user.username)
+    end_sessions(session, user=user, actor=user.username)
     return user
+
+
+def end_sessions(session: Session, *, user: User, actor: str, reason: str = "") -> None:
+    """Every session of ``user`` ends (``session_token`` changes), audited as ``sessions_ended``."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+    record_event(session, user=user, action="sessions_ended", actor=actor, reason=reason)
 
 
 # Each action the audit trail keeps, with the words the Accounts page and `helploop users list` show for it.

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from core.models import User
-from crowd_feedback.reviewers import USERNAME, AccountError, get_user, record_event
+from crowd_feedback.reviewers import USERNAME, AccountError, end_sessions, get_user, record_event
 
 ACTOR = "single sign-on"
 
@@ -206,8 +206,5 @@ def signed_out_at_provider(session: Session, *, issuer: str, subject: str) -> Us
     user = find_linked(session, issuer=issuer, subject=subject)
     if user is None:
         return None
-    user.session_epoch = (user.session_epoch or 0) + 1
-    record_event(
-        session, user=user, action="sessions_ended", actor=ACTOR, reason="signed out at the identity provider"
-    )
+    end_sessions(session, user=user, actor=ACTOR, reason="signed out at the identity provider")
     return user

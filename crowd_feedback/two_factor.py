@@ -193,9 +193,9 @@ def recovery_codes_left(session: Session, *, user_id: int) -> int:
     )
 
 
-def _use_recovery_code(session: Session, user: User, code: str) -> bool:
+def _use_recovery_code(session: Session, user: User, code: str) -> int | None:
     """Spend one of ``user``'s recovery codes: one UPDATE that only succeeds while it is unused (two sign-ins
-    with it at once: one wins)."""
+    with it at once: one wins). How many are left then; None when it was not spent."""
     unused = select(RecoveryCode.id).where(
         RecoveryCode.user_id == user.id,
         RecoveryCode.code_hash == _recovery_hash(code),
@@ -203,7 +203,7 @@ def _use_recovery_code(session: Session, user: User, code: str) -> bool:
     )
     found = session.scalars(unused).first()
     if found is None:
-        return False
+        return None
     result = session.execute(
         update(RecoveryCode)
         .where(RecoveryCode.id == found, RecoveryCode.used_at.is_(None))
@@ -211,10 +211,10 @@ def _use_recovery_code(session: Session, user: User, code: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     if not getattr(result, "rowcount", 0):
-        return False
+        return None
     left = recovery_codes_left(session, user_id=user.id)
     record_event(session, user=user, action="recovery_code_used", actor=user.username, reason=f"{left} left")
-    return True
+    return left
 
 
 def _spend(session: Session, user: User, code: str, now: float | None) -> tuple[bool, int | None]:
@@ -224,9 +224,8 @@ def _spend(session: Session, user: User, code: str, now: float | None) -> tuple[
     if len(typed) == DIGITS and typed.isdigit():
         step = matching_step(user.totp_secret or "", typed, now=now, after=user.totp_last_step)
         return step is not None and _use_step(session, user, step), None
-    if not _use_recovery_code(session, user, typed):
-        return False, None
-    return True, recovery_codes_left(session, user_id=user.id)
+    left = _use_recovery_code(session, user, typed)
+    return left is not None, left
 
 
 @dataclass(frozen=True)
