@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -23,6 +24,7 @@ from bot.multi_question import other_questions
 from bot.small_talk import NOT_HELPFUL
 from core.kb_checks import question_key, text_findings
 from core.kb_files import (
+    DOCUMENTS,
     OUT_OF_SCOPE,
     KnowledgeBaseFormatError,
     check_metadata,
@@ -44,6 +46,7 @@ from core.knowledge_base import (
     restore_kb_version,
     save_intent,
     save_synonyms,
+    store_uploads,
     synonym_changes,
     version_changes,
 )
@@ -565,6 +568,8 @@ def import_files() -> Any:
             status=400,
         )
     names = [secure_filename(f.filename or "") or f"upload-{i + 1}" for i, f in enumerate(uploads)]
+    if any(Path(n).suffix.lower() in DOCUMENTS for n in names):
+        return _import_as_job(names, [f.read() for f in uploads], replace=replace)
     try:
         incoming = read_knowledge_base_files([(n, f.read()) for n, f in zip(names, uploads, strict=True)])
         with helploop.write_lock, helploop.database.session() as session:
@@ -593,6 +598,29 @@ def import_files() -> Any:
         )
     )
     return redirect(url_for("knowledge.index"))
+
+
+def _import_as_job(names: list[str], contents: list[bytes], *, replace: bool) -> Any:
+    """Uploads with a Word document or a PDF among them: kept in the database and imported by a job (a long
+    PDF takes a minute to read), all together and all or nothing as in the request; Jobs & backups shows
+    its progress, page by page, and its result or the reason it failed."""
+    helploop = current_app.extensions["helploop"]
+    by = current_user.username
+    with helploop.database.session() as session:
+        job = enqueue(
+            session,
+            kind="kb_import_upload",
+            params={"files": names, "replace": replace, "by": by},
+            created_by=by,
+        )
+        job.params = {**job.params, "job": job.id}
+        store_uploads(session, job_id=job.id, files=list(zip(names, contents, strict=True)))
+        job_id = job.id
+    flash(
+        f"Import job {job_id} queued for {', '.join(names)} ({'replacing' if replace else 'merged into'} the "
+        "knowledge base): a document takes a while to read; its progress and result are below."
+    )
+    return redirect(url_for("operator.exports"))
 
 
 MAX_URL_LENGTH = 2000

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -389,6 +390,18 @@ def read_html_faq(html: str) -> list[FaqEntry]:
     )
 
 
+def read_outline(
+    root: Element, *, tidy: Callable[[FaqEntry], FaqEntry], where: Callable[[int], str]
+) -> list[FaqEntry]:
+    """The questions of a document given as an outline, the tree a page is parsed into (headings, ``<dt>``
+    terms, paragraphs, lists), by the heading rule above: ``core.documents`` builds one from a Word document
+    or a PDF, whose elements' ``line`` is a paragraph or a page. ``tidy`` rewrites each entry before the
+    checks; ``where(line)`` says where an earlier question is ("in paragraph 3"). Empty when no heading
+    asks."""
+    entries = [tidy(e) for e in _heading_entries(root)]
+    return _checked(entries, where=where) if entries else []
+
+
 def read_markdown_faq(text: str) -> list[FaqEntry]:
     """The questions of an FAQ in Markdown: headings that end with '?', answered by the text under them."""
     entries: list[FaqEntry] = []
@@ -419,7 +432,7 @@ def read_markdown_faq(text: str) -> list[FaqEntry]:
     return _checked(entries)
 
 
-def _checked(entries: list[FaqEntry]) -> list[FaqEntry]:
+def _checked(entries: list[FaqEntry], *, where: Callable[[int], str] = "on line {}".format) -> list[FaqEntry]:
     """Every question answered, and a question asked twice only with the same answer (kept once)."""
     seen: dict[str, FaqEntry] = {}
     kept: list[FaqEntry] = []
@@ -434,7 +447,7 @@ def _checked(entries: list[FaqEntry]) -> list[FaqEntry]:
                 raise FaqPageError(
                     entry.line,
                     "question",
-                    f"{entry.question!r} is asked again with another answer (first on line {seen[key].line})",
+                    f"{entry.question!r} is asked again with another answer (first {where(seen[key].line)})",
                 )
             continue
         seen[key] = entry

@@ -1,6 +1,7 @@
 """Knowledge-base files: CSV (examples + answers), JSON, Rasa ``nlu.yml`` + ``domain.yml``, and the exports of
 Azure AI Language question answering / QnA Maker (TSV or JSON, also zipped as Language Studio downloads them),
-and a company's FAQ page saved as HTML or written in Markdown (``core.faq_pages``).
+a company's FAQ page saved as HTML or written in Markdown (``core.faq_pages``), and its help documents as Word
+files or PDFs (``core.documents``).
 
 Readers never touch the database. They return a :class:`KnowledgeBaseData` or raise
 :class:`KnowledgeBaseFormatError` naming the file, the line and the field, so an import can refuse a bad
@@ -18,15 +19,18 @@ import re
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.faq_pages import FaqPageError, read_html_faq, read_markdown_faq
+from core.documents import DocumentError, read_docx_faq, read_pdf_faq
+from core.faq_pages import FaqEntry, FaqPageError, read_html_faq, read_markdown_faq
 from core.text import unstorable_text
+
+PageProgress = Callable[[str, int, int], None]  # (file, pages read, pages) while a PDF is read
 
 OUT_OF_SCOPE = "oos"
 INTENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][^\s/\\,|]{0,99}$")
@@ -679,7 +683,7 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
 
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
-_READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml", ".html", ".htm", ".md", ".markdown"}
+_READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml", ".html", ".htm", ".md", ".markdown", ".docx", ".pdf"}
 
 
 def _read_rasa_nlu(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:
@@ -954,13 +958,51 @@ def _read_faq_page(path: Path, text: str, kb: KnowledgeBaseData, *, markdown: bo
         entries = read_markdown_faq(text) if markdown else read_html_faq(text)
     except FaqPageError as exc:
         raise KnowledgeBaseFormatError(file, exc.line, exc.field_name, exc.message) from None
+    _add_faq_entries(file, entries, kb, lambda line: (file, line))
+
+
+def _add_faq_entries(
+    file: str,
+    entries: list[FaqEntry],
+    kb: KnowledgeBaseData,
+    where: Callable[[int | None], tuple[str, int | None]],
+) -> None:
+    """Each question an intent, named and titled after it, the question its one example; ``where`` turns an
+    entry's ``line`` into the (file, line) its errors name."""
     qnas: dict[str, _Qna] = {}
     for position, entry in enumerate(entries):
-        origin = Origin(file, entry.line)
-        question = _check_text(file, entry.line, "question", entry.question, limit=MAX_EXAMPLE_LENGTH)
-        answer = _check_text(file, entry.line, "answer", entry.answer, limit=MAX_ANSWER_LENGTH)
+        name, line = where(entry.line)
+        origin = Origin(name, line)
+        question = _check_text(name, line, "question", entry.question, limit=MAX_EXAMPLE_LENGTH)
+        answer = _check_text(name, line, "answer", entry.answer, limit=MAX_ANSWER_LENGTH)
         qnas[str(position + 1)] = _Qna(str(position + 1), origin, answer, origin, [question])
     _add_qnas(file, qnas, kb)
+
+
+DOCUMENTS = {".docx": "paragraph", ".pdf": "page"}
+
+
+def _read_document(path: Path, content: bytes, kb: KnowledgeBaseData, progress: PageProgress | None) -> None:
+    """A Word document or a PDF (core.documents), read as an FAQ page is; errors name the paragraph or the
+    page of the question: ``help.docx[paragraph 12]``, ``manual.pdf[page 3]``."""
+    file = str(path)
+    unit = DOCUMENTS[path.suffix.lower()]
+
+    def where(number: int | None) -> tuple[str, int | None]:
+        return (file if number is None else f"{file}[{unit} {number}]", None)
+
+    try:
+        if unit == "page":
+            entries = read_pdf_faq(
+                content, progress=None if progress is None else lambda done, of: progress(file, done, of)
+            )
+        else:
+            entries = read_docx_faq(content)
+    except DocumentError as exc:
+        raise KnowledgeBaseFormatError(file, None, None, str(exc)) from None
+    except FaqPageError as exc:
+        raise KnowledgeBaseFormatError(where(exc.line)[0], None, exc.field_name, exc.message) from None
+    _add_faq_entries(file, entries, kb, where)
 
 
 def _azure_synonyms(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
@@ -1036,7 +1078,7 @@ def _unzip(name: str, content: bytes) -> list[tuple[str, bytes]]:
         ]
         if not members:
             raise KnowledgeBaseFormatError(
-                name, None, None, "the zip holds no .tsv, .csv, .json, .yml, .html or .md file"
+                name, None, None, "the zip holds no .tsv, .csv, .json, .yml, .html, .md, .docx or .pdf file"
             )
         if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
             raise KnowledgeBaseFormatError(
@@ -1049,7 +1091,9 @@ def _unzip(name: str, content: bytes) -> list[tuple[str, bytes]]:
         return [(f"{name}/{m.filename}", archive.read(m)) for m in sorted(members, key=lambda m: m.filename)]
 
 
-def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
+def read_knowledge_base(
+    paths: Sequence[str | Path], *, progress: PageProgress | None = None
+) -> KnowledgeBaseData:
     """Read and merge knowledge-base files. Raises on the first problem, before anything is stored."""
     if not paths:
         raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
@@ -1059,12 +1103,15 @@ def read_knowledge_base(paths: Sequence[str | Path]) -> KnowledgeBaseData:
         if not path.is_file():
             raise KnowledgeBaseFormatError(str(path), None, None, "file not found")
         files.append((str(path), path.read_bytes()))
-    return read_knowledge_base_files(files)
+    return read_knowledge_base_files(files, progress=progress)
 
 
-def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBaseData:
+def read_knowledge_base_files(
+    files: Sequence[tuple[str, bytes]], *, progress: PageProgress | None = None
+) -> KnowledgeBaseData:
     """Read and merge knowledge-base files given as (name, content) pairs, e.g. uploads: the name's suffix
-    says the format, as for files on disk. Raises on the first problem, naming the file, line and field."""
+    says the format, as for files on disk. Raises on the first problem, naming the file, line and field.
+    ``progress(file, pages_read, pages)`` follows the reading of a PDF, the one slow format."""
     kb = KnowledgeBaseData()
     if not files:
         raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
@@ -1077,6 +1124,13 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
         if path.suffix.lower() == ".xlsx":
             _read_xlsx(path, content, kb)
             continue
+        if path.suffix.lower() in DOCUMENTS:
+            _read_document(path, content, kb, progress)
+            continue
+        if path.suffix.lower() == ".doc":
+            raise KnowledgeBaseFormatError(
+                file, None, None, "Word 97-2003 documents (.doc) are not read: save the document as .docx"
+            )
         if path.suffix.lower() == ".xls":
             raise KnowledgeBaseFormatError(
                 file,
@@ -1134,7 +1188,7 @@ def read_knowledge_base_files(files: Sequence[tuple[str, bytes]]) -> KnowledgeBa
                 None,
                 None,
                 f"unknown file type {suffix or '(none)'}: use .csv, .xlsx, .json, .yml, .yaml, .tsv, .zip, "
-                ".html (an FAQ page) or .md",
+                ".html (an FAQ page), .md, or a help document as .docx or .pdf",
             )
     return kb
 

@@ -29,7 +29,15 @@ from core.kb_files import (
     read_knowledge_base_files,
     validate_complete,
 )
-from core.models import ExampleQuestion, Intent, KeptExample, KnowledgeBaseVersion, SynonymGroup
+from core.models import (
+    ExampleQuestion,
+    ImportUpload,
+    Intent,
+    Job,
+    KeptExample,
+    KnowledgeBaseVersion,
+    SynonymGroup,
+)
 
 
 @dataclass
@@ -641,3 +649,40 @@ def reviewer_notes(session: Session, *, names: Sequence[str] | None = None) -> d
             return {}
         query = query.where(Intent.name.in_(list(names)))
     return {name: note for name, note in session.execute(query).all() if note}
+
+
+# ------------------------------------------------------------------------------ files for import jobs
+
+
+def store_uploads(session: Session, *, job_id: int, files: Sequence[tuple[str, bytes]]) -> list[int]:
+    """Keep uploaded files for the import job ``job_id`` (core.models.ImportUpload), in their order."""
+    rows = [
+        ImportUpload(job_id=job_id, position=position, name=name, content=content)
+        for position, (name, content) in enumerate(files)
+    ]
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def uploaded_files(session: Session, *, job_id: int) -> list[tuple[str, bytes]]:
+    """The files uploaded for the import job ``job_id``, as (name, content) in the order they were chosen."""
+    rows = session.scalars(
+        select(ImportUpload).where(ImportUpload.job_id == job_id).order_by(ImportUpload.position)
+    )
+    return [(row.name, row.content) for row in rows]
+
+
+def drop_uploads(session: Session, *, job_id: int) -> int:
+    """Delete the files of the import job ``job_id``, and those of any job that has ended or is gone (one
+    cancelled before a worker took it); returns how many rows went."""
+    ended = select(Job.id).where(Job.status.in_(("succeeded", "failed", "cancelled")))
+    live = select(Job.id)
+    result = session.execute(
+        delete(ImportUpload).where(
+            (ImportUpload.job_id == job_id)
+            | ImportUpload.job_id.in_(ended)
+            | ImportUpload.job_id.not_in(live)
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -23,9 +23,29 @@ from urllib.parse import urlsplit
 MAX_REDIRECTS = 5
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 MARKDOWN_TYPES = {"text/markdown", "text/x-markdown"}
-OTHER_TYPES = {"application/json": ".json", "text/csv": ".csv", "text/tab-separated-values": ".tsv"}
-BY_NAME = {".csv", ".tsv", ".json", ".yml", ".yaml", ".xlsx", ".zip", ".md", ".markdown", ".html", ".htm"}
-BINARY = {".xlsx", ".zip"}
+OTHER_TYPES = {
+    "application/json": ".json",
+    "text/csv": ".csv",
+    "text/tab-separated-values": ".tsv",
+    "application/pdf": ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+}
+BY_NAME = {
+    ".csv",
+    ".tsv",
+    ".json",
+    ".yml",
+    ".yaml",
+    ".xlsx",
+    ".zip",
+    ".md",
+    ".markdown",
+    ".html",
+    ".htm",
+    ".pdf",
+    ".docx",
+}
+BINARY = {".xlsx", ".zip", ".pdf", ".docx"}
 USER_AGENT = "HelpLoop knowledge-base import (+https://github.com/helploop)"
 
 
@@ -92,7 +112,8 @@ def file_name(url: str, content_type: str) -> str:
         return f"{stem}{OTHER_TYPES[content_type]}"
     raise WebImportError(
         f"{url} gave {content_type or 'no content type'}, which an import does not read: give an FAQ page "
-        "(HTML), a Markdown file, or a knowledge-base file (.csv, .json, .yml, .tsv, .xlsx, .zip)"
+        "(HTML), a Markdown file, a help document (.pdf, .docx), or a knowledge-base file (.csv, .json, "
+        ".yml, .tsv, .xlsx, .zip)"
     )
 
 

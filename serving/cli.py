@@ -284,8 +284,8 @@ def _production_engine(database: Any, *, fallback: str) -> Any:
 
 @main.group()
 def kb() -> None:
-    """Knowledge base: import (CSV, Excel, JSON, Rasa, Azure, FAQ pages as HTML or Markdown) and export (CSV,
-    JSON, Rasa)."""
+    """Knowledge base: import (CSV, Excel, JSON, Rasa, Azure, FAQ pages as HTML or Markdown, help documents as
+    Word or PDF) and export (CSV, JSON, Rasa)."""
 
 
 @kb.command("import")
@@ -295,8 +295,10 @@ def kb() -> None:
 def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None:
     """Import FILES, all or nothing: examples CSV + answers CSV, an FAQ sheet (question,answer) as CSV or
     .xlsx, JSON, Rasa nlu.yml + domain.yml, an Azure question answering / QnA Maker export (.tsv, .json,
-    or the .zip Language Studio downloads), or an FAQ page saved as .html or written in Markdown (.md). A
-    web address (https://…) is fetched and read as the file it gives: the company's FAQ page."""
+    or the .zip Language Studio downloads), an FAQ page saved as .html or written in Markdown (.md), or a
+    help document or manual as Word (.docx) or PDF (.pdf): its questions in a heading style, larger type or
+    bold, ending with "?". A web address (https://…) is fetched and read as the file it gives: the company's
+    FAQ page."""
     from core.kb_checks import text_findings
     from core.knowledge_base import import_knowledge_base, load_knowledge_base
     from core.web_import import WebImportError, fetch_page
@@ -321,11 +323,25 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
             )
         except WebImportError as exc:
             _fail(f"{exc} (nothing was imported)")
+    bars: dict[str, Any] = {}
+
+    def pages(file: str, done: int, of: int) -> None:  # a PDF is read page by page: a bar per file
+        from tqdm import tqdm
+
+        bar = bars.get(file)
+        if bar is None:
+            bar = bars[file] = tqdm(total=of, desc=Path(file).name, unit="page", file=sys.stderr)
+        bar.total = max(bar.total or 0, of)
+        bar.update(done - bar.n)
+
     try:
-        incoming = read_knowledge_base_files(loaded)
+        incoming = read_knowledge_base_files(loaded, progress=pages)
     except KnowledgeBaseFormatError as exc:
         _fail(str(exc))
         return
+    finally:
+        for bar in bars.values():
+            bar.close()
     database = _database(settings)
     _require_schema(database)
     try:

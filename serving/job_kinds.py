@@ -11,7 +11,7 @@ from core.backup import scheduled_backup
 from core.db import Database
 from core.events import deliver_watch, purge_old
 from core.kb_files import read_knowledge_base_files
-from core.knowledge_base import import_knowledge_base
+from core.knowledge_base import drop_uploads, import_knowledge_base, uploaded_files
 from core.settings import Settings
 from core.web_import import fetch_page
 from crowd_feedback.jobs import (
@@ -84,7 +84,12 @@ def kb_import_url_job(
         url, limit_bytes=settings.max_upload_bytes, allow_private=settings.import_private_addresses
     )
     report(0.5, "reading")
-    incoming = read_knowledge_base_files([(name, content)])
+    incoming = read_knowledge_base_files(
+        [(name, content)],
+        progress=lambda _file, done, of: report(
+            0.5 + 0.3 * done / max(of, 1), f"reading page {done} of {of}"
+        ),
+    )
     report(0.8, "importing")
     with database.session() as session:
         result = import_knowledge_base(
@@ -92,6 +97,46 @@ def kb_import_url_job(
         )
     report(0.99, "done")
     return {"url": url, "file": name, **result.to_dict()}
+
+
+def kb_import_upload_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
+) -> dict[str, Any]:
+    """Import the files uploaded on the Knowledge page for this job (``params["job"]``; a Word document or a
+    PDF among them: reading a long PDF takes a while), merged or with ``replace`` swapped in, as an upload
+    inside the request is: checked whole first, all or nothing. The files are deleted when the job ends, in
+    the import's own transaction when it succeeds."""
+    job_id = int(params["job"])
+    replace = bool(params.get("replace"))
+    names = [str(n) for n in params.get("files", [])]
+    try:
+        with database.session() as session:
+            files = uploaded_files(session, job_id=job_id)
+        if len(files) != len(names):
+            raise ValueError(
+                "the uploaded files are gone (the job ran before, or was cancelled): upload again"
+            )
+        report(0.02, "reading")
+
+        def pages(file: str, done: int, of: int) -> None:
+            report(0.02 + 0.9 * done / max(of, 1), f"reading {Path(file).name}: page {done} of {of}")
+
+        incoming = read_knowledge_base_files(files, progress=pages)
+        report(0.93, "importing")
+        with database.session() as session:
+            result = import_knowledge_base(
+                session,
+                incoming=incoming,
+                source=f"{'replaced' if replace else 'imported'} by {params.get('by') or 'a job'}: "
+                + ", ".join(names),
+                replace=replace,
+            )
+            drop_uploads(session, job_id=job_id)
+    finally:
+        with database.session() as session:
+            drop_uploads(session, job_id=job_id)
+    report(0.99, "done")
+    return {"files": names, "replace": replace, **result.to_dict()}
 
 
 def train_params(settings: Settings) -> dict[str, Any] | None:
@@ -115,6 +160,7 @@ def install() -> None:
     register_handler("backup", backup_job)
     register_handler("prune_models", prune_job)
     register_handler("kb_import_url", kb_import_url_job)
+    register_handler("kb_import_upload", kb_import_upload_job)
     register_periodic("backup", timedelta(days=1), backup_params)
     register_periodic("train", train_period, train_params)
     register_watch("canary_guard", canary_guard_watch)

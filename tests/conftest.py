@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import threading
 import uuid
@@ -476,6 +477,8 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
     "/kb": (200, "application/json", b'{"intents": [{"name": "hi", "answer": "Hello", "examples": ["hi"]}]}'),
     "/logo.png": (200, "image/png", b"\x89PNG\r\n"),
     "/big": (200, "text/html", b"<p>" + b"x" * 5000 + b"</p>"),
+    # a help document served without a suffix (a download link): read by its type
+    "/files/4711": (200, "application/pdf", (FIXTURES / "documents" / "northbank_manual.pdf").read_bytes()),
 }
 
 
@@ -505,3 +508,33 @@ def site() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+# ------------------------------------------------------------------------------------------- Chromium
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not shutil.which("chromium"):
+        pytest.skip(
+            "Debian chromium is not installed (scripts/setup.sh installs it: apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()

@@ -179,5 +179,7 @@ def test_an_uploaded_page_becomes_intents_and_a_bad_one_names_the_file() -> None
     assert str(raised.value).startswith(
         "help.htm:1: field 'answer' the question 'Where is my card?' has no answer under it"
     )
-    with pytest.raises(KnowledgeBaseFormatError, match=r"\.html \(an FAQ page\) or \.md"):
+    with pytest.raises(
+        KnowledgeBaseFormatError, match=r"\.html \(an FAQ page\), \.md, or a help document as \.docx or \.pdf"
+    ):
         read_knowledge_base_files([("help.txt", b"Fee? None.")])

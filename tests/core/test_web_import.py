@@ -34,6 +34,10 @@ def test_each_type_is_named_for_its_reader_and_text_becomes_utf8(site: str) -> N
     assert latin == (f"{host}/latin.html", "<h2>Café?</h2><p>Oui.</p>".encode())
     name, content = fetch_page(f"{site}/kb", limit_bytes=1000, allow_private=True)
     assert name == f"{host}/kb.json" and list(read_knowledge_base_files([(name, content)]).intents) == ["hi"]
+    # a help document behind a download link: named by its type, its bytes kept as they are
+    name, content = fetch_page(f"{site}/files/4711", limit_bytes=100_000, allow_private=True)
+    assert name == f"{host}/files/4711.pdf" and content.startswith(b"%PDF-")
+    assert len(read_knowledge_base_files([(name, content)]).intents) == 4
 
 
 @pytest.mark.parametrize(

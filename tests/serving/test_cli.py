@@ -128,6 +128,22 @@ def test_bad_import_names_file_line_field_and_changes_nothing(
         assert session.scalar(select(func.count()).select_from(Intent)) == 12
 
 
+def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(settings: Any) -> None:
+    documents = FIXTURES / "documents"
+    run(settings, "db", "upgrade")
+    result = run(settings, "kb", "import", str(documents / "help_centre.pdf"))
+    assert result.exit_code == 0, result.output
+    assert "help_centre.pdf: 100%" in result.output and "3/3" in result.output  # the bar, page by page
+    assert "imported: 9 intents created, 0 updated, 9 examples added" in result.output
+    scanned = run(
+        settings, "kb", "import", str(documents / "scanned.pdf"), str(documents / "help_centre.pdf")
+    )
+    assert scanned.exit_code == 2
+    assert f"{documents / 'scanned.pdf'}: no text found" in scanned.output
+    with Database(settings).session() as session:
+        assert session.scalar(select(func.count()).select_from(Intent)) == 9
+
+
 def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> None:
     run(settings, "db", "upgrade")
     run(settings, "kb", "import", str(SMALL / "train.csv"), str(answers_file))

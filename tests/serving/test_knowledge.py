@@ -8,6 +8,7 @@ import re
 import zipfile
 from typing import Any
 
+import pytest
 from markupsafe import escape
 
 from core.kb_files import IntentData, KnowledgeBaseData
@@ -514,7 +515,7 @@ def test_operators_import_a_zipped_azure_question_answering_export(make_app: Any
     client = app.test_client()
     login(client, "omar")
     page = client.get("/operator/knowledge/").get_data(as_text=True)
-    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip,.html,.htm,.md"' in page
+    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip,.html,.htm,.md,.docx,.pdf"' in page
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("bank/Editorial.tsv", MULTI_TURN_TSV)
@@ -689,3 +690,100 @@ def test_operators_import_a_web_address_as_a_job_and_read_its_result(site: str, 
         assert failed is not None and failed.status == "failed"
         assert "gave image/png, which an import does not read" in (failed.error or "")
         assert len(load_knowledge_base(session).intents) == 2
+
+
+def test_uploaded_documents_are_read_by_a_job_page_by_page(make_app: Any) -> None:
+    from core.models import ImportUpload, Job
+    from tests.conftest import FIXTURES
+    from tests.core.test_documents import help_document
+    from training.jobs import Worker
+
+    documents = FIXTURES / "documents"
+    app = make_app(ratelimit_enabled=False, max_upload_bytes=200_000)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    page = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'accept=".csv,.xlsx,.json,.yml,.yaml,.tsv,.zip,.html,.htm,.md,.docx,.pdf"' in page
+    token = csrf_token(page)
+
+    def run_job() -> Job:
+        job_id = Worker(helploop.database, helploop.settings, worker_id="test").run_once()
+        with helploop.database.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            session.expunge(job)
+            assert session.query(ImportUpload).count() == 0  # the files go when the job ends
+            return job
+
+    queued = _upload(
+        client,
+        token,
+        {"help.docx": help_document(), "help_centre.pdf": (documents / "help_centre.pdf").read_bytes()},
+    )
+    text = queued.get_data(as_text=True)
+    assert "Import job 1 queued for help.docx, help_centre.pdf (merged into the knowledge base)" in text
+    assert '<code style="overflow-wrap:anywhere">help.docx, help_centre.pdf</code>' in text  # on Jobs
+    with helploop.database.session() as session:
+        assert len(load_knowledge_base(session).intents) == 0  # nothing is read inside the request
+        stored = session.query(ImportUpload).order_by(ImportUpload.position).all()
+        assert [(u.job_id, u.name) for u in stored] == [(1, "help.docx"), (1, "help_centre.pdf")]
+    job = run_job()
+    assert job.status == "succeeded" and job.created_by == "omar"
+    assert job.result is not None and job.result["intents_created"] == 13
+    with helploop.database.session() as session:
+        kb = load_knowledge_base(session)
+    assert (
+        len(kb.intents) == 13 and kb.intents["is_there_a_fee_abroad"].answer == "Currency | Fee\nEUR | free"
+    )
+    jobs = client.get("/operator/exports").get_data(as_text=True)
+    assert "13 intents created, 0 updated, 13 examples added" in jobs
+    versions = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert "imported by omar: help.docx, help_centre.pdf" in versions
+
+    # a scan fails the job with the reason, and nothing is imported
+    _upload(client, token, {"scan.pdf": (documents / "scanned.pdf").read_bytes()})
+    failed = run_job()
+    assert failed.status == "failed" and "scan.pdf: no text found" in (failed.error or "")
+    assert "scan.pdf: no text found" in client.get("/operator/exports").get_data(as_text=True)
+
+    # replacing needs the word typed, as for any upload; then the manual is the whole knowledge base
+    manual = {"manual.pdf": (documents / "northbank_manual.pdf").read_bytes()}
+    refused = _upload(client, token, manual, mode="replace")
+    assert refused.status_code == 400 and "type replace to confirm" in refused.get_data(as_text=True)
+    _upload(client, token, manual, mode="replace", confirm="replace")
+    replaced = run_job()
+    assert replaced.status == "succeeded" and replaced.params["replace"] is True
+    with helploop.database.session() as session:
+        assert sorted(load_knowledge_base(session).intents) == [
+            "how_do_i_order_a_new_card",
+            "how_do_i_send_money_to_a_friend",
+            "what_can_i_do_when_the_card_does_not_work",
+            "why_was_my_transfer_returned",
+        ]
+
+
+def test_an_upload_job_reports_each_page_and_an_upload_gone_fails_it(make_app: Any) -> None:
+    from core.knowledge_base import store_uploads
+    from serving.job_kinds import kb_import_upload_job
+    from tests.conftest import FIXTURES
+
+    app = make_app(ratelimit_enabled=False)
+    helploop = app.extensions["helploop"]
+    pdf = (FIXTURES / "documents" / "help_centre.pdf").read_bytes()
+    with helploop.database.session() as session:
+        store_uploads(session, job_id=7, files=[("help_centre.pdf", pdf)])
+    steps: list[tuple[float, str]] = []
+    params = {"job": 7, "files": ["help_centre.pdf"], "by": "omar"}
+    result = kb_import_upload_job(
+        helploop.database, helploop.settings, params, lambda share, step: steps.append((share, step))
+    )
+    assert result["files"] == ["help_centre.pdf"] and result["intents_created"] == 9
+    assert [step for _, step in steps if step.startswith("reading ")] == [
+        f"reading help_centre.pdf: page {n} of 3" for n in (1, 2, 3)
+    ]
+    assert [share for share, _ in steps] == sorted(share for share, _ in steps)  # never backwards
+    # run again (a worker that died after the import): the files are gone, and it says so
+    with pytest.raises(ValueError, match="the uploaded files are gone"):
+        kb_import_upload_job(helploop.database, helploop.settings, params, lambda share, step: None)
