@@ -7,7 +7,6 @@ questions at the next retraining."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,16 +45,16 @@ from core.knowledge_base import (
     restore_kb_version,
     save_intent,
     save_synonyms,
-    store_uploads,
     synonym_changes,
     version_changes,
 )
 from core.models import utcnow
+from core.web_import import looks_like_web_address
 from crowd_feedback.gold import production_views
 from crowd_feedback.kb_review import ask_reviewers, asked_about
 from crowd_feedback.quality import answer_quality, kept_out_answers
 from crowd_feedback.review import ReviewError
-from training.jobs import enqueue
+from training.jobs import enqueue, enqueue_file_import
 from training.kb_check import check_current_knowledge_base
 
 knowledge = Blueprint("knowledge", __name__, url_prefix="/operator/knowledge", template_folder="templates")
@@ -605,25 +604,18 @@ def _import_as_job(names: list[str], contents: list[bytes], *, replace: bool) ->
     PDF takes a minute to read), all together and all or nothing as in the request; Jobs & backups shows
     its progress, page by page, and its result or the reason it failed."""
     helploop = current_app.extensions["helploop"]
-    by = current_user.username
     with helploop.database.session() as session:
-        job = enqueue(
+        job_id = enqueue_file_import(
             session,
-            kind="kb_import_upload",
-            params={"files": names, "replace": replace, "by": by},
-            created_by=by,
-        )
-        job.params = {**job.params, "job": job.id}
-        store_uploads(session, job_id=job.id, files=list(zip(names, contents, strict=True)))
-        job_id = job.id
+            files=list(zip(names, contents, strict=True)),
+            replace=replace,
+            created_by=current_user.username,
+        ).id
     flash(
         f"Import job {job_id} queued for {', '.join(names)} ({'replacing' if replace else 'merged into'} the "
         "knowledge base): a document takes a while to read; its progress and result are below."
     )
     return redirect(url_for("operator.exports"))
-
-
-MAX_URL_LENGTH = 2000
 
 
 @knowledge.post("/import-url")
@@ -634,7 +626,7 @@ def import_url() -> Any:
     this request."""
     helploop = current_app.extensions["helploop"]
     url = (request.form.get("url") or "").strip()
-    if not re.match(r"^https?://[^\s/]+", url, re.IGNORECASE) or len(url) > MAX_URL_LENGTH:
+    if not looks_like_web_address(url):
         return _index_page(
             import_error="Nothing was imported: give a web address that starts with https:// or http://.",
             status=400,

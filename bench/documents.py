@@ -3,12 +3,13 @@
 
 The demo knowledge base (``serving/demo_data``: 77 intents, each answer written for the demo bank, Markdown
 with bold words) is written out as an FAQ: each intent's question (its first training question that ends
-with "?", else its title with "?") followed by its answer, in sections of ten intents, in three layouts
+with "?", else its title with "?") followed by its answer, in sections of ten intents, in four layouts
 that help documents use:
 
 - ``headings``: a title, section headings, each question a smaller heading;
 - ``bold``: the questions in bold at the size of the text, no headings (an FAQ sheet);
 - ``manual``: numbered sections, each question numbered ("3.2 ") or labelled ("Q: " with "A: " answers);
+- ``labels``: no headings and no bold, each question a plain paragraph labelled "Q: ", its answer "A: ";
 
 each as a Word document (python-docx, the styles Word gives them) and as a PDF printed by Chromium (A4, a
 running header and page numbers, as "Save as PDF" makes them). Read back through the import
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from core.kb_files import read_knowledge_base_files  # noqa: E402
 
 DEMO = ROOT / "serving" / "demo_data"
-LAYOUTS = ("headings", "bold", "manual")
+LAYOUTS = ("headings", "bold", "manual", "labels")
 PAPER = ("A4", "A5")  # A5: narrow lines, and more questions, answers and paragraphs cut by a page break
 HEADER = '<div style="font-size:8pt;width:100%;text-align:right;margin-right:1cm">HelpLoop Bank help</div>'
 FOOTER = (
@@ -72,14 +73,13 @@ def _inline_html(markdown: str) -> str:
 
 
 def as_html(entries: list[tuple[str, str]], layout: str) -> str:
-    parts = (
-        ["<h1>HelpLoop Bank: questions and answers</h1>"]
-        if layout != "bold"
-        else ['<p class="title">HelpLoop Bank: questions and answers</p>']
+    title = "HelpLoop Bank: questions and answers"
+    parts = {"bold": [f'<p class="title">{title}</p>'], "labels": [f"<p>{title}</p>"]}.get(
+        layout, [f"<h1>{title}</h1>"]
     )
     for index, (question, answer) in enumerate(entries):
         section, number = divmod(index, 10)
-        if number == 0 and layout != "bold":
+        if number == 0 and layout in ("headings", "manual"):
             prefix = f"{section + 1} " if layout == "manual" else ""
             parts.append(
                 f"<h2>{prefix}Topics {section * 10 + 1} to {min(section * 10 + 10, len(entries))}</h2>"
@@ -88,6 +88,8 @@ def as_html(entries: list[tuple[str, str]], layout: str) -> str:
             parts.append(f"<h3>{html.escape(question)}</h3><p>{_inline_html(answer)}</p>")
         elif layout == "bold":
             parts.append(f'<p class="q">{html.escape(question)}</p><p>{_inline_html(answer)}</p>')
+        elif layout == "labels":
+            parts.append(f"<p>Q: {html.escape(question)}</p><p>A: {_inline_html(answer)}</p>")
         elif index % 2:
             parts.append(f"<h3>Q: {html.escape(question)}</h3><p>A: {_inline_html(answer)}</p>")
         else:
@@ -107,7 +109,8 @@ def as_docx(entries: list[tuple[str, str]], layout: str) -> bytes:
     import docx
 
     document = docx.Document()
-    document.add_paragraph("HelpLoop Bank: questions and answers", style="Title")
+    title = "HelpLoop Bank: questions and answers"
+    document.add_paragraph(title, style=None if layout == "labels" else "Title")
 
     def answer(text: str) -> None:
         paragraph = document.add_paragraph()
@@ -117,7 +120,7 @@ def as_docx(entries: list[tuple[str, str]], layout: str) -> bytes:
 
     for index, (question, text) in enumerate(entries):
         section, number = divmod(index, 10)
-        if number == 0 and layout != "bold":
+        if number == 0 and layout in ("headings", "manual"):
             prefix = f"{section + 1} " if layout == "manual" else ""
             document.add_heading(
                 f"{prefix}Topics {section * 10 + 1} to {min(section * 10 + 10, len(entries))}", 1
@@ -126,11 +129,14 @@ def as_docx(entries: list[tuple[str, str]], layout: str) -> bytes:
             document.add_heading(question, 2)
         elif layout == "bold":
             document.add_paragraph().add_run(question).bold = True
+        elif layout == "labels":
+            document.add_paragraph(f"Q: {question}")
         else:
             document.add_heading(
                 f"Q: {question}" if index % 2 else f"{section + 1}.{number + 1} {question}", 2
             )
-        answer(f"A: {text}" if layout == "manual" and index % 2 else text)
+        labelled = layout == "labels" or (layout == "manual" and index % 2)
+        answer(f"A: {text}" if labelled else text)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()

@@ -16,6 +16,8 @@ bold line of the answer). What counts as a heading:
   paragraphs by their spacing, a paragraph that runs over a page break is joined again, indented lines
   that start with a bullet or a number (or lines indented together) become lists, and ligatures (ﬁ, ﬂ) are
   read as their letters. Pages are read top to bottom: a page set in two columns is read across them.
+- **Both**: a paragraph labelled as a question ("Q: ", "Question 3: ") that ends with "?", in any type, is
+  a question too, and its answer's label ("A: ") is left off; so is a question's number ("1.2 ").
 
 Errors name the paragraph (Word: counted from the start of the document, tables counted as one) or the
 page (PDF) of the question, since neither file has lines."""
@@ -48,6 +50,7 @@ PAGE_NUMBER = re.compile(r"^(?:page\s+)?[-–—]?\s*\d{1,4}\s*[-–—]?(?:\s*(
 NUMBERED_QUESTION = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3})*\.?|\d{1,3}\))\s+(?=\S)")
 QUESTION_LABEL = re.compile(r"^(?:q|question)\s*\d{0,3}\s*[:.)]\s*", re.I)
 ANSWER_LABEL = re.compile(r"^(?:a|answer)\s*\d{0,3}\s*[:.)]\s*", re.I)
+LABELLED_LINE = re.compile(r"^(?:q|question|a|answer)\s*\d{0,3}\s*:", re.I)  # starts its own paragraph
 SENTENCE_END = (".", "!", "?", ":", ";", "。", "？", "！")
 
 
@@ -188,7 +191,7 @@ class _WordReader:
         if level is not None:
             self.current_list = None
             root.children.append(Element(f"h{level}", {}, number, [text]))
-        elif _all_bold(children) and text.endswith(QUESTION_END):
+        elif (_all_bold(children) or QUESTION_LABEL.match(text)) and text.endswith(QUESTION_END):
             self.current_list = None
             root.children.append(Element("dt", {}, number, [text]))  # an FAQ sheet's bold question
         elif listed:
@@ -524,6 +527,7 @@ def _blocks(lines: list[_Line]) -> list[_Block]:
             and blocks
             and (blocks[-1].kind == current or mixed)
             and not marked
+            and not LABELLED_LINE.match(line.text)
             and _continues(previous, line, current, right)
         )
         if joined:
@@ -536,7 +540,8 @@ def _blocks(lines: list[_Line]) -> list[_Block]:
             blocks.append(_Block(current, [_Line(**{**line.__dict__, "text": text})], ordered, marked))
         previous = line
     for block in blocks:
-        if block.kind == "strong" and block.text.endswith(QUESTION_END):
+        asks = block.text.endswith(QUESTION_END)
+        if asks and (block.kind == "strong" or (block.kind == "p" and QUESTION_LABEL.match(block.text))):
             block.kind = "dt"
     return blocks
 

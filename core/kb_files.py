@@ -684,6 +684,7 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
 
 _EMPTY_SEQ = yaml.SequenceNode(tag="tag:yaml.org,2002:seq", value=[])
 _READABLE = {".csv", ".tsv", ".json", ".yml", ".yaml", ".html", ".htm", ".md", ".markdown", ".docx", ".pdf"}
+IMPORT_SUFFIXES = _READABLE | {".xlsx", ".zip"}  # what an import reads, by the file name's suffix
 
 
 def _read_rasa_nlu(path: Path, top: dict[str, yaml.Node], kb: KnowledgeBaseData) -> None:

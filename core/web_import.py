@@ -12,6 +12,7 @@ form must not become a way into the server's own network (cloud metadata, the da
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -47,6 +48,15 @@ BY_NAME = {
 }
 BINARY = {".xlsx", ".zip", ".pdf", ".docx"}
 USER_AGENT = "HelpLoop knowledge-base import (+https://github.com/helploop)"
+
+
+MAX_URL_LENGTH = 2000
+
+
+def looks_like_web_address(url: str) -> bool:
+    """Whether ``url`` is worth queueing an import for (http or https, a host, not too long); the job checks
+    the rest (check_address) when it fetches."""
+    return bool(re.match(r"^https?://[^\s/]+", url, re.IGNORECASE)) and len(url) <= MAX_URL_LENGTH
 
 
 class WebImportError(ValueError):

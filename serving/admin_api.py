@@ -4,15 +4,17 @@ acting as its operator; every change is recorded exactly as the pages and the CL
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.utils import secure_filename
 
 from core.events import event_view, recent_events
 from core.kb_checks import question_key
-from core.kb_files import KnowledgeBaseFormatError, read_knowledge_base_files
+from core.kb_files import IMPORT_SUFFIXES, KnowledgeBaseFormatError, read_knowledge_base_files
 from core.knowledge_base import (
     ImportResult,
     flag_again,
@@ -33,6 +35,7 @@ from core.registry import (
     serving_plan,
 )
 from core.settings import OPS_EVENT_KINDS
+from core.web_import import looks_like_web_address
 from crowd_feedback.gold import production_views
 from crowd_feedback.guidelines import Guidelines, GuidelinesError, current_guidelines, save_guidelines
 from crowd_feedback.kb_review import ask_reviewers, asked_about
@@ -43,7 +46,7 @@ from crowd_feedback.reviewers import authenticate_token
 from serving.app import db_session, state
 from serving.errors import APIError
 from training.build import EmptyKnowledgeBaseError, require_knowledge_base
-from training.jobs import JobError, enqueue, job_view, request_cancel
+from training.jobs import JobError, enqueue, enqueue_file_import, job_view, request_cancel
 from training.kb_check import check_current_knowledge_base
 from training.rollout import (
     RolloutError,
@@ -118,6 +121,56 @@ def _import(replace: bool) -> tuple[Response, int]:
         jsonify(result.to_dict()),
         200,
     )
+
+
+@admin_api.post("/knowledge/files")
+def import_knowledge_files() -> tuple[Response, int]:
+    """Knowledge-base files in any format an upload takes (help documents as Word or PDF, FAQ pages, Excel,
+    CSV, JSON, Rasa, Azure exports), as multipart ``files``, merged in (``mode=merge``, the default) or
+    replacing the knowledge base (``mode=replace``): imported by a job, all or nothing, as the Knowledge
+    page's upload with a document is; 202 with the job to follow."""
+    uploads = [f for f in request.files.getlist("files") if f and f.filename]
+    if not uploads:
+        raise APIError(400, "missing_files", "send the files as multipart/form-data, field 'files'", "files")
+    mode = request.form.get("mode", "merge")
+    if mode not in ("merge", "replace"):
+        raise APIError(400, "invalid_value", "'mode' must be merge or replace", "mode")
+    names = [secure_filename(f.filename or "") or f"upload-{i + 1}" for i, f in enumerate(uploads)]
+    for name in names:
+        if Path(name).suffix.lower() not in IMPORT_SUFFIXES:
+            raise APIError(
+                400,
+                "invalid_knowledge_base",
+                f"{name}: unknown file type: use one of {', '.join(sorted(IMPORT_SUFFIXES))}",
+                "files",
+            )
+    session = db_session()
+    files = [(name, upload.read()) for name, upload in zip(names, uploads, strict=True)]
+    job = enqueue_file_import(session, files=files, replace=mode == "replace", created_by=g.api_user)
+    session.commit()
+    response = jsonify(_job(job))
+    response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
+    return response, 202
+
+
+@admin_api.post("/knowledge/import-url")
+def import_knowledge_url() -> tuple[Response, int]:
+    """The page or file at a web address (the help centre's FAQ page, a manual's PDF) fetched and merged in
+    by a job, as the Knowledge page's "Import from the web"; 202 with the job to follow."""
+    body = request.get_json(silent=True)
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not looks_like_web_address(url.strip()):
+        raise APIError(
+            400, "invalid_value", "'url' must be a web address that starts with https:// or http://", "url"
+        )
+    session = db_session()
+    job = enqueue(
+        session, kind="kb_import_url", params={"url": url.strip(), "by": g.api_user}, created_by=g.api_user
+    )
+    session.commit()
+    response = jsonify(_job(job))
+    response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
+    return response, 202
 
 
 @admin_api.put("/knowledge")

@@ -543,6 +543,65 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/admin/knowledge/files": {
+            "post": {
+                "summary": (
+                    "Admin: import knowledge-base files in any format an upload takes (help documents as "
+                    "Word .docx or PDF, FAQ pages, Excel, CSV, JSON, Rasa, Azure exports) by a job, all or "
+                    "nothing; mode=replace makes them the whole knowledge base"
+                ),
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["files"],
+                                "properties": {
+                                    "files": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                    },
+                                    "mode": {
+                                        "type": "string",
+                                        "enum": ["merge", "replace"],
+                                        "default": "merge",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {"description": "Queued; follow it at the Location header", **_json(JOB)},
+                    **_error_responses(400, 401, 413, 429),
+                },
+            }
+        },
+        "/api/v1/admin/knowledge/import-url": {
+            "post": {
+                "summary": (
+                    "Admin: fetch the page or file at a web address (the help centre's FAQ page, a manual's "
+                    "PDF) and merge it in, by a job"
+                ),
+                "security": ADMIN,
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["url"],
+                            "properties": {"url": {"type": "string", "format": "uri"}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "202": {"description": "Queued; follow it at the Location header", **_json(JOB)},
+                    **_error_responses(400, 401, 429),
+                },
+            }
+        },
         "/api/v1/admin/knowledge/versions": {
             "get": {
                 "summary": "Admin: knowledge-base versions, newest first (every import, edit and restore)",

@@ -1,5 +1,5 @@
 """The help-documents benchmark, run whole (about five seconds): the demo knowledge base written as Word
-documents and printed by Chromium to PDF in three layouts and two paper sizes reads back question for
+documents and printed by Chromium to PDF in four layouts and two paper sizes reads back question for
 question and answer for answer."""
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ def test_every_question_and_answer_of_the_demo_reads_back_word_for_word(tmp_path
     assert result["questions"] == 77
     rows = {(row["layout"], row["format"]): row for row in result["rows"]}
     assert sorted(rows) == sorted(
-        (layout, fmt) for layout in ("headings", "bold", "manual") for fmt in ("docx", "pdf A4", "pdf A5")
+        (layout, fmt)
+        for layout in ("headings", "bold", "manual", "labels")
+        for fmt in ("docx", "pdf A4", "pdf A5")
     )
     for key, row in rows.items():
         assert (row["intents_read"], row["questions_found"], row["answers_word_for_word"]) == (77, 77, 77), (

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.events import emit
+from core.knowledge_base import store_uploads
 from core.models import Job, as_utc, finite, utcnow
 from core.settings import Settings
 
@@ -72,6 +73,23 @@ def enqueue(session: Session, *, kind: str, params: dict[str, Any] | None = None
     job = Job(kind=kind, params=params or {}, created_by=created_by, status="queued")
     session.add(job)
     session.flush()
+    return job
+
+
+def enqueue_file_import(
+    session: Session, *, files: Sequence[tuple[str, bytes]], replace: bool, created_by: str
+) -> Job:
+    """Knowledge-base files imported by a job (``kb_import_upload``: a Word document or a PDF takes a while to
+    read): the files are kept in the database for it (core.knowledge_base.store_uploads), where every worker
+    reaches them, and deleted when it ends."""
+    job = enqueue(
+        session,
+        kind="kb_import_upload",
+        params={"files": [name for name, _ in files], "replace": replace, "by": created_by},
+        created_by=created_by,
+    )
+    job.params = {**job.params, "job": job.id}  # the handler's way to its files
+    store_uploads(session, job_id=job.id, files=files)
     return job
 
 

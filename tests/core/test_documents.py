@@ -242,6 +242,22 @@ def test_outline_levels_make_headings_whatever_the_style_is_called() -> None:
     ]
 
 
+def test_a_paragraph_labelled_as_a_question_asks_in_any_type_and_an_unlabelled_one_does_not() -> None:
+    document = docx.Document()
+    document.add_paragraph("Our FAQ")
+    for question, answer in (
+        ("Q: Can I pay by phone?", "A: Yes, with Apple Pay."),
+        ("Question 2: Is it free?", "Answer: It is."),
+    ):
+        document.add_paragraph(question)
+        document.add_paragraph(answer)
+    document.add_paragraph("Any other questions?")  # no label, no bold: part of the answer above
+    assert read_docx_faq(_save(document)) == [
+        FaqEntry("Can I pay by phone?", "Yes, with Apple Pay.", 2),
+        FaqEntry("Is it free?", "It is.\n\nAny other questions?", 4),
+    ]
+
+
 def test_word_documents_that_cannot_be_read_say_why() -> None:
     with pytest.raises(DocumentError, match=r"^not a Word document \(\.docx\)"):
         read_docx_faq(b"\xd0\xcf\x11\xe0 an old .doc")

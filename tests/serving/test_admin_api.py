@@ -480,3 +480,66 @@ def test_synonyms_through_the_api(make_app: Any) -> None:
     assert client.get("/api/v1/admin/knowledge", headers=auth).get_json()["synonyms"] == groups
     assert client.put("/api/v1/admin/knowledge", json={**KB, "synonyms": []}, headers=auth).status_code == 200
     assert "synonyms" not in client.get("/api/v1/admin/knowledge", headers=auth).get_json()
+
+
+def test_files_and_web_addresses_import_through_the_api_as_jobs(make_app: Any, site: str) -> None:
+    import io
+
+    from core.knowledge_base import load_knowledge_base
+    from core.models import ImportUpload
+    from tests.conftest import FIXTURES
+    from training.jobs import Worker
+
+    app = make_app(ratelimit_enabled=False, import_private_addresses=True)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    headers = bearer(token_for(app, "omar"))
+    client = app.test_client()
+    manual = (FIXTURES / "documents" / "northbank_manual.pdf").read_bytes()
+
+    def post_files(files: list[tuple[bytes, str]], **form: str) -> Any:
+        data: dict[str, Any] = {"files": [(io.BytesIO(c), n) for c, n in files], **form}
+        return client.post("/api/v1/admin/knowledge/files", data=data, headers=headers)
+
+    missing = client.post("/api/v1/admin/knowledge/files", data={}, headers=headers)
+    assert missing.status_code == 400 and missing.get_json()["error"]["code"] == "missing_files"
+    odd = post_files([(b"x", "notes.txt")])
+    assert odd.status_code == 400 and odd.get_json()["error"]["message"].startswith(
+        "notes.txt: unknown file type"
+    )
+    assert post_files([(manual, "m.pdf")], mode="swap").get_json()["error"]["field"] == "mode"
+    anonymous = client.post("/api/v1/admin/knowledge/files", data={"files": [(io.BytesIO(manual), "m.pdf")]})
+    assert anonymous.status_code == 401
+    assert count(app, Job) == 0 and count(app, ImportUpload) == 0  # nothing queued or kept for any of them
+
+    queued = post_files([(manual, "manual.pdf"), (b"text,label\nhi there,greet\n", "extra.csv")])
+    assert queued.status_code == 202
+    job = queued.get_json()
+    assert queued.headers["Location"] == f"/api/v1/admin/jobs/{job['id']}"
+    assert (job["kind"], job["status"], job["created_by"]) == ("kb_import_upload", "queued", "omar")
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == job["id"]
+    # all or nothing: the CSV's intent has no answer, so the job fails and imports nothing
+    failed = client.get(f"/api/v1/admin/jobs/{job['id']}", headers=headers).get_json()
+    assert failed["status"] == "failed" and "'greet' has no answer" in failed["error"]
+    assert count(app, ImportUpload) == 0
+
+    done = post_files([(manual, "manual.pdf")])
+    Worker(helploop.database, helploop.settings, worker_id="test").run_once()
+    finished = client.get(done.headers["Location"], headers=headers).get_json()
+    assert finished["status"] == "succeeded" and finished["result"]["intents_created"] == 4
+    assert finished["result"]["files"] == ["manual.pdf"]
+
+    refused = client.post("/api/v1/admin/knowledge/import-url", json={"url": "ftp://x"}, headers=headers)
+    assert refused.status_code == 400 and refused.get_json()["error"]["field"] == "url"
+    fetched = client.post(
+        "/api/v1/admin/knowledge/import-url", json={"url": f"{site}/help/faq"}, headers=headers
+    )
+    assert fetched.status_code == 202 and fetched.get_json()["kind"] == "kb_import_url"
+    Worker(helploop.database, helploop.settings, worker_id="test").run_once()
+    assert client.get(fetched.headers["Location"], headers=headers).get_json()["status"] == "succeeded"
+    with helploop.database.session() as session:
+        assert len(load_knowledge_base(session).intents) == 6  # the manual's 4 and the page's 2
+    paths = client.get("/openapi.json").get_json()["paths"]
+    assert "multipart/form-data" in paths["/api/v1/admin/knowledge/files"]["post"]["requestBody"]["content"]
+    assert "/api/v1/admin/knowledge/import-url" in paths
+    assert "Request body (multipart/form-data):" in client.get("/docs").get_data(as_text=True)
