@@ -91,13 +91,7 @@ def _index_page(
     rows = [
         intent
         for name, intent in sorted(kb.intents.items(), key=lambda kv: kv[0].casefold())
-        if not needle
-        or needle in name.casefold()
-        or needle in intent.title.casefold()
-        or needle in intent.answer.casefold()
-        or needle in intent.reviewer_note.casefold()
-        or needle in metadata_text(intent.metadata)
-        or any(needle in e.casefold() for e in intent.examples)
+        if _matches(intent, needle)
     ]
     return (
         render_template(
@@ -112,12 +106,43 @@ def _index_page(
             import_error=import_error,
             conflicts=len(text_findings(kb).conflicts),
             synonyms_error=synonyms_error,
+            sources=_sources(kb),
             synonyms_text=synonyms_text
             if synonyms_text is not None
             else "\n".join(", ".join(group) for group in kb.synonyms or []),
         ),
         status,
     )
+
+
+def _matches(intent: Any, needle: str) -> bool:
+    """Whether the list's search (lower case) finds the intent: in its name, title, answer, note, metadata
+    (``product:savings``) or examples; ``from:NAME`` lists the intents imported from that source."""
+    if not needle:
+        return True
+    if needle.startswith("from:"):
+        return (intent.source or "").casefold() == needle.removeprefix("from:").strip()
+    return (
+        needle in intent.name.casefold()
+        or needle in intent.title.casefold()
+        or needle in intent.answer.casefold()
+        or needle in intent.reviewer_note.casefold()
+        or needle in metadata_text(intent.metadata)
+        or any(needle in e.casefold() for e in intent.examples)
+    )
+
+
+def _sources(kb: Any) -> list[dict[str, Any]]:
+    """The pages, documents and web addresses the knowledge base's intents were imported from, with how many
+    intents each has now; a web address can be imported again from the list."""
+    counts: dict[str, int] = {}
+    for intent in kb.intents.values():
+        if intent.source:
+            counts[intent.source] = counts.get(intent.source, 0) + 1
+    return [
+        {"source": source, "intents": n, "web": looks_like_web_address(source)}
+        for source, n in sorted(counts.items(), key=lambda kv: kv[0].casefold())
+    ]
 
 
 def _form_values() -> dict[str, Any]:
@@ -589,6 +614,7 @@ def import_files() -> Any:
         f"{result.examples_removed} removed; the knowledge base is now {result.intent_count} intents and "
         f"{result.example_count} examples (version {result.kb_version_id}). Answers are live within a few "
         "seconds; retrain for the examples."
+        + (f" {result.gone_text()}" if result.gone_text() else "")
         + (
             f" {conflicts} question{'s are' if conflicts != 1 else ' is'} filed under more than one intent: "
             "see Check the knowledge base."

@@ -40,6 +40,7 @@ MAX_ANSWER_LENGTH = 10_000
 # customers).
 MAX_NOTE_LENGTH = 2000
 MAX_TITLE_LENGTH = 200
+MAX_SOURCE_LENGTH = 1000  # an intent's source (core.models.Intent.source): a file name or a web address
 # Metadata: key-value pairs per intent (Azure question answering's metadata), which a query can filter on
 # ("product: savings" answers only from that product's intents). Keys and values are kept lower case, as
 # Azure keeps them, so a filter matches whatever case it is written in.
@@ -85,6 +86,8 @@ class IntentData:
     metadata: dict[str, str] = field(default_factory=dict)
     origin: Origin | None = None
     answer_origin: Origin | None = None
+    # The FAQ page, document or web address it was imported from (core.models.Intent.source); no content.
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -99,6 +102,8 @@ class IntentData:
             data["reviewer_note"] = self.reviewer_note
         if self.metadata:  # likewise
             data["metadata"] = dict(sorted(self.metadata.items()))
+        if self.source:  # likewise; kept in snapshots and the JSON export, left out of the content hash
+            data["source"] = self.source
         return data
 
 
@@ -140,7 +145,10 @@ class KnowledgeBaseData:
     def data_hash(self) -> str:
         canonical = {
             "intents": [
-                {**self.intents[n].to_dict(), "examples": sorted(self.intents[n].examples)}
+                {
+                    **{k: v for k, v in self.intents[n].to_dict().items() if k != "source"},
+                    "examples": sorted(self.intents[n].examples),
+                }
                 for n in sorted(self.intents)
             ]
         }
@@ -678,6 +686,13 @@ def _read_helploop_json(path: Path, root: yaml.Node, kb: KnowledgeBaseData) -> N
         if "metadata" in entry:
             node = entry["metadata"]
             intent.metadata = check_metadata(file, _line(node), f"{where}.metadata", _plain(node))
+        if "source" in entry:
+            node = entry["source"]
+            source = _scalar(file, node, f"{where}.source")
+            if source is not None:
+                intent.source = _check_text(
+                    file, _line(node), f"{where}.source", source, limit=MAX_SOURCE_LENGTH
+                )
     if "synonyms" in top:  # [["cashpoint", "ATM"], ...] (or Azure's [{"alterations": [...]}, ...])
         _read_synonyms(file, top["synonyms"], kb)
 
@@ -951,7 +966,7 @@ def _read_qna_rows(file: str, reader: Any, header: list[str], kb: KnowledgeBaseD
     _add_qnas(file, qnas, kb)
 
 
-def _read_faq_page(path: Path, text: str, kb: KnowledgeBaseData, *, markdown: bool) -> None:
+def _read_faq_page(path: Path, text: str, kb: KnowledgeBaseData, *, markdown: bool, source: str) -> None:
     """An FAQ page saved as HTML, or an FAQ in Markdown (core.faq_pages): each question an intent with the
     question as its example, as an FAQ sheet's rows are."""
     file = str(path)
@@ -959,7 +974,7 @@ def _read_faq_page(path: Path, text: str, kb: KnowledgeBaseData, *, markdown: bo
         entries = read_markdown_faq(text) if markdown else read_html_faq(text)
     except FaqPageError as exc:
         raise KnowledgeBaseFormatError(file, exc.line, exc.field_name, exc.message) from None
-    _add_faq_entries(file, entries, kb, lambda line: (file, line))
+    _add_faq_entries(file, entries, kb, lambda line: (file, line), source=source)
 
 
 def _add_faq_entries(
@@ -967,9 +982,13 @@ def _add_faq_entries(
     entries: list[FaqEntry],
     kb: KnowledgeBaseData,
     where: Callable[[int | None], tuple[str, int | None]],
+    *,
+    source: str,
 ) -> None:
-    """Each question an intent, named and titled after it, the question its one example; ``where`` turns an
-    entry's ``line`` into the (file, line) its errors name."""
+    """Each question an intent, named and titled after it, the question its one example, from ``source``
+    (importing the same source again removes the questions it no longer has: core.knowledge_base);
+    ``where`` turns an entry's ``line`` into the (file, line) its errors name."""
+    before = set(kb.intents)
     qnas: dict[str, _Qna] = {}
     for position, entry in enumerate(entries):
         name, line = where(entry.line)
@@ -978,12 +997,16 @@ def _add_faq_entries(
         answer = _check_text(name, line, "answer", entry.answer, limit=MAX_ANSWER_LENGTH)
         qnas[str(position + 1)] = _Qna(str(position + 1), origin, answer, origin, [question])
     _add_qnas(file, qnas, kb)
+    for name in set(kb.intents) - before:
+        kb.intents[name].source = source[:MAX_SOURCE_LENGTH]
 
 
 DOCUMENTS = {".docx": "paragraph", ".pdf": "page"}
 
 
-def _read_document(path: Path, content: bytes, kb: KnowledgeBaseData, progress: PageProgress | None) -> None:
+def _read_document(
+    path: Path, content: bytes, kb: KnowledgeBaseData, progress: PageProgress | None, *, source: str
+) -> None:
     """A Word document or a PDF (core.documents), read as an FAQ page is; errors name the paragraph or the
     page of the question: ``help.docx[paragraph 12]``, ``manual.pdf[page 3]``."""
     file = str(path)
@@ -1003,7 +1026,7 @@ def _read_document(path: Path, content: bytes, kb: KnowledgeBaseData, progress: 
         raise KnowledgeBaseFormatError(file, None, None, str(exc)) from None
     except FaqPageError as exc:
         raise KnowledgeBaseFormatError(where(exc.line)[0], None, exc.field_name, exc.message) from None
-    _add_faq_entries(file, entries, kb, where)
+    _add_faq_entries(file, entries, kb, where, source=source)
 
 
 def _azure_synonyms(top: dict[str, yaml.Node], file: str) -> yaml.Node | None:
@@ -1108,11 +1131,15 @@ def read_knowledge_base(
 
 
 def read_knowledge_base_files(
-    files: Sequence[tuple[str, bytes]], *, progress: PageProgress | None = None
+    files: Sequence[tuple[str, bytes]],
+    *,
+    progress: PageProgress | None = None,
+    sources: dict[str, str] | None = None,
 ) -> KnowledgeBaseData:
     """Read and merge knowledge-base files given as (name, content) pairs, e.g. uploads: the name's suffix
     says the format, as for files on disk. Raises on the first problem, naming the file, line and field.
-    ``progress(file, pages_read, pages)`` follows the reading of a PDF, the one slow format."""
+    ``progress(file, pages_read, pages)`` follows the reading of a PDF, the one slow format. The intents of
+    an FAQ page or a document have the file's name as their source, or ``sources[name]`` (a web address)."""
     kb = KnowledgeBaseData()
     if not files:
         raise KnowledgeBaseFormatError("<arguments>", None, None, "no files given")
@@ -1125,8 +1152,9 @@ def read_knowledge_base_files(
         if path.suffix.lower() == ".xlsx":
             _read_xlsx(path, content, kb)
             continue
+        source = (sources or {}).get(name) or path.name
         if path.suffix.lower() in DOCUMENTS:
-            _read_document(path, content, kb, progress)
+            _read_document(path, content, kb, progress, source=source)
             continue
         if path.suffix.lower() == ".doc":
             raise KnowledgeBaseFormatError(
@@ -1146,7 +1174,7 @@ def read_knowledge_base_files(
         elif suffix == ".tsv":
             _read_azure_tsv(path, text, kb)
         elif suffix in {".html", ".htm", ".md", ".markdown"}:
-            _read_faq_page(path, text, kb, markdown=suffix in {".md", ".markdown"})
+            _read_faq_page(path, text, kb, markdown=suffix in {".md", ".markdown"}, source=source)
         elif suffix in {".json", ".yml", ".yaml"}:
             root = _compose(path, text, is_json=suffix == ".json")
             top = _mapping(file, root, None)

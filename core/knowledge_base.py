@@ -50,6 +50,10 @@ class ImportResult:
     examples_removed: int
     intent_count: int
     example_count: int
+    # Intents of a page or document imported again that it no longer has: removed, or kept because they
+    # hold more than the page gave them (more examples) or another intent offers them as a follow-up.
+    gone_removed: list[str] = field(default_factory=list)
+    gone_kept: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """What an import did, as the admin API and an import job report it."""
@@ -62,7 +66,30 @@ class ImportResult:
             "examples_removed": self.examples_removed,
             "intents": self.intent_count,
             "examples": self.example_count,
+            "gone_removed": list(self.gone_removed),
+            "gone_kept": list(self.gone_kept),
         }
+
+    def gone_text(self) -> str:
+        """A sentence on the questions a page or document no longer has, or ""."""
+
+        def names(found: list[str]) -> str:
+            return ", ".join(found[:10]) + (" …" if len(found) > 10 else "")
+
+        parts = []
+        if self.gone_removed:
+            parts.append(
+                f"removed {_count(len(self.gone_removed), 'intent')} its page or document no longer has "
+                f"({names(self.gone_removed)})"
+            )
+        if self.gone_kept:
+            parts.append(
+                f"kept {_count(len(self.gone_kept), 'intent')} its page or document no longer has, with more "
+                f"examples than it gave or offered as a follow-up: delete by hand if the question is gone "
+                f"({names(self.gone_kept)})"
+            )
+        text = "; ".join(parts)
+        return f"{text[:1].upper()}{text[1:]}." if text else ""
 
 
 def load_knowledge_base(session: Session) -> KnowledgeBaseData:
@@ -78,6 +105,7 @@ def load_knowledge_base(session: Session) -> KnowledgeBaseData:
             reviewer_note=row.reviewer_note or "",
             metadata=dict(row.metadata_ or {}),
             origin=Origin("<database>", None),
+            source=row.source,
         )
     kb.synonyms = read_synonyms(session)
     return kb
@@ -88,7 +116,11 @@ def read_synonyms(session: Session) -> list[list[str]]:
     return [list(g) for g in session.scalars(select(SynonymGroup.phrases).order_by(SynonymGroup.id))]
 
 
-def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> KnowledgeBaseData:
+def _merge(
+    existing: KnowledgeBaseData, incoming: KnowledgeBaseData
+) -> tuple[KnowledgeBaseData, list[str], list[str]]:
+    """``incoming`` merged into ``existing``, and the intents of its pages and documents that they no longer
+    have: removed, and kept (see :func:`_gone`)."""
     merged = KnowledgeBaseData(
         {
             name: IntentData(
@@ -100,6 +132,7 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
                 reviewer_note=i.reviewer_note,
                 metadata=dict(i.metadata),
                 origin=i.origin,
+                source=i.source,
             )
             for name, i in existing.intents.items()
         }
@@ -116,6 +149,8 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
             continue
         target = merged.intents[name]
         target.origin = new.origin
+        if target.source is None and new.source and set(target.examples) <= set(new.examples):
+            target.source = new.source  # made by this page before sources were kept, and still only that
         if new.answer:
             target.answer = new.answer
         if new.title:
@@ -129,7 +164,23 @@ def _merge(existing: KnowledgeBaseData, incoming: KnowledgeBaseData) -> Knowledg
         for text in new.examples:
             if text not in target.examples:
                 target.examples.append(text)
-    return merged
+    removed, kept = _gone(merged, incoming)
+    return merged, removed, kept
+
+
+def _gone(merged: KnowledgeBaseData, incoming: KnowledgeBaseData) -> tuple[list[str], list[str]]:
+    """A page or document imported again is the page as it is now: its intents that it no longer has are
+    removed from ``merged`` (Azure question answering's refresh of a source), unless they hold more than it
+    gave them (an example added by hand or by an import) or another intent offers them as a follow-up;
+    those are kept and named, for a person to decide. Intents written by hand or imported from knowledge-base
+    files have no source and are never touched."""
+    sources = {i.source for i in incoming.intents.values() if i.source}
+    gone = [n for n, i in merged.intents.items() if i.source in sources and n not in incoming.intents]
+    followed = {f for n, i in merged.intents.items() if n not in gone for f in i.follow_ups}
+    removed = [n for n in gone if len(merged.intents[n].examples) <= 1 and n not in followed]
+    for name in removed:
+        del merged.intents[name]
+    return removed, [n for n in gone if n not in removed]
 
 
 def import_knowledge_base(
@@ -139,7 +190,9 @@ def import_knowledge_base(
 
     Validates the whole result first; on any error nothing has been written (the caller rolls back anyway).
     """
-    merged = incoming if replace else _merge(load_knowledge_base(session), incoming)
+    merged, gone_removed, gone_kept = (
+        (incoming, [], []) if replace else _merge(load_knowledge_base(session), incoming)
+    )
     validate_complete(merged)
     if merged.synonyms is None:  # files without synonyms (Rasa, CSV without synonyms.csv) leave them be
         merged.synonyms, synonyms_changed = read_synonyms(session), False
@@ -162,6 +215,7 @@ def import_knowledge_base(
                 follow_ups=list(data.follow_ups),
                 reviewer_note=data.reviewer_note,
                 metadata_=dict(data.metadata),
+                source=data.source,
             )
             session.add(row)
             created += 1
@@ -176,6 +230,8 @@ def import_knowledge_base(
             row.reviewer_note = data.reviewer_note
             row.metadata_ = dict(data.metadata)
             updated += 1
+        if row.source != data.source:
+            row.source = data.source  # where it came from: no content, so no update counted
         wanted = list(dict.fromkeys(data.examples))
         have = {e.text: e for e in row.examples}
         for text, example in have.items():
@@ -236,6 +292,8 @@ def import_knowledge_base(
         examples_removed=removed,
         intent_count=len(merged.intents),
         example_count=merged.example_count,
+        gone_removed=gone_removed,
+        gone_kept=gone_kept,
     )
 
 
@@ -379,6 +437,7 @@ def save_intent(
             )
         ),
         origin=Origin(where, None),
+        source=kb.intents[name].source if name in kb.intents else None,
     )
     verb = "created" if create else "edited"
     return import_knowledge_base(

@@ -35,6 +35,7 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 # A JSON column where Python None is SQL NULL (plain JSON stores the JSON value null): "IS NULL" finds it.
 NullableJSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 INTENT_NAME_LENGTH = 100
+MAX_SOURCE_LENGTH = 1000  # an intent's source: a file name or a web address
 MAX_TEXT_LENGTH = 2000
 
 
@@ -91,6 +92,9 @@ class Intent(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column(
         "metadata", JSONType, default=dict, server_default=text("'{}'")
     )
+    # The FAQ page, document or web address the intent was imported from (None: written or imported as a
+    # knowledge base): importing that source again removes the intents it no longer has.
+    source: Mapped[str | None] = mapped_column(String(MAX_SOURCE_LENGTH), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -305,6 +305,7 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
 
     settings = _settings(ctx)
     loaded: list[tuple[str, bytes]] = []
+    fetched_from: dict[str, str] = {}  # a fetched file's name: its address, the source of its questions
     for given in files:
         if not re.match(r"^https?://", given, re.IGNORECASE):
             path = Path(given)
@@ -321,6 +322,7 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
                     allow_private=settings.import_private_addresses,
                 )
             )
+            fetched_from[loaded[-1][0]] = given
         except WebImportError as exc:
             _fail(f"{exc} (nothing was imported)")
     bars: dict[str, Any] = {}
@@ -335,7 +337,7 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
         bar.update(done - bar.n)
 
     try:
-        incoming = read_knowledge_base_files(loaded, progress=pages)
+        incoming = read_knowledge_base_files(loaded, progress=pages, sources=fetched_from)
     except KnowledgeBaseFormatError as exc:
         _fail(str(exc))
         return
@@ -359,6 +361,8 @@ def kb_import(ctx: click.Context, files: tuple[str, ...], replace: bool) -> None
         f"{result.intent_count} intents / {result.example_count} examples (version {result.kb_version_id}, "
         f"hash {result.data_hash[:12]})"
     )
+    if result.gone_text():
+        click.echo(result.gone_text())
     if conflicts:
         click.echo(
             f"check: {_n(conflicts, 'question')} filed under more than one intent "

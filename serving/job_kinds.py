@@ -89,6 +89,7 @@ def kb_import_url_job(
         progress=lambda _file, done, of: report(
             0.5 + 0.3 * done / max(of, 1), f"reading page {done} of {of}"
         ),
+        sources={name: url},
     )
     report(0.8, "importing")
     with database.session() as session:

@@ -359,3 +359,126 @@ def test_uploads_wait_for_their_job_and_go_when_it_or_any_other_has_ended(db_ses
     left = db_session.query(ImportUpload.name).order_by(ImportUpload.id).all()
     assert [name for (name,) in left] == ["running.pdf", "running.docx"]
     assert uploaded_files(db_session, job_id=jobs["queued"].id) == []
+
+
+# ---------------------------------------------------------------------- a page or document imported again
+
+
+def _faq(*pairs: tuple[str, str]) -> bytes:
+    document = docx.Document()
+    for question, answer in pairs:
+        document.add_heading(question, level=2)
+        document.add_paragraph(answer)
+    return _save(document)
+
+
+def test_a_document_imported_again_removes_the_questions_it_no_longer_has(db_session: Any) -> None:
+    """On SQLite and PostgreSQL: the intents of help.docx that its new version lacks go, unless they hold
+    more than it gave them or another intent offers them; other sources and written intents stay."""
+    from core.kb_files import IntentData, KnowledgeBaseData
+    from core.knowledge_base import import_knowledge_base, load_knowledge_base, save_intent
+
+    def imported(name: str, content: bytes) -> Any:
+        incoming = read_knowledge_base_files([(name, content)])
+        return import_knowledge_base(db_session, incoming=incoming, source=f"imported {name}")
+
+    first = imported(
+        "help.docx",
+        _faq(
+            ("Where is my card?", "On its way."),
+            ("Can I pay by phone?", "Yes."),
+            ("Is there a fee?", "No."),
+            ("Do you have branches?", "No, we are online only."),
+        ),
+    )
+    assert (first.gone_removed, first.gone_kept, first.gone_text()) == ([], [], "")
+    imported("other.docx", _faq(("How do I close my account?", "In the app.")))
+    written = KnowledgeBaseData(
+        {
+            "fees": IntentData(
+                name="fees",
+                title="Fees",
+                answer="See the tariff.",
+                examples=["fees"],
+                follow_ups=["is_there_a_fee"],
+            )
+        }
+    )
+    import_knowledge_base(db_session, incoming=written, source="written")
+    kb = load_knowledge_base(db_session)
+    assert kb.intents["where_is_my_card"].source == "help.docx" and kb.intents["fees"].source is None
+    phone = kb.intents["can_i_pay_by_phone"]
+    save_intent(  # an example added by hand: the intent holds more than the document gave it
+        db_session,
+        name=phone.name,
+        title=phone.title,
+        answer=phone.answer,
+        examples=[*phone.examples, "pay with my phone"],
+        actor="omar",
+        create=False,
+    )
+    assert load_knowledge_base(db_session).intents["can_i_pay_by_phone"].source == "help.docx"  # kept on edit
+
+    again = imported(
+        "help.docx",
+        _faq(("Where is my card?", "It arrives within 5 days."), ("Can I save?", "Yes, in pots.")),
+    )
+    assert again.gone_removed == ["do_you_have_branches"]
+    assert again.gone_kept == ["can_i_pay_by_phone", "is_there_a_fee"]  # more examples; a follow-up of fees
+    assert again.gone_text() == (
+        "Removed 1 intent its page or document no longer has (do_you_have_branches); kept 2 intents its "
+        "page or document no longer has, with more examples than it gave or offered as a follow-up: delete "
+        "by hand if the question is gone (can_i_pay_by_phone, is_there_a_fee)."
+    )
+    kb = load_knowledge_base(db_session)
+    assert sorted(kb.intents) == [
+        "can_i_pay_by_phone",
+        "can_i_save",
+        "fees",
+        "how_do_i_close_my_account",
+        "is_there_a_fee",
+        "where_is_my_card",
+    ]
+    assert kb.intents["where_is_my_card"].answer == "It arrives within 5 days."
+    assert kb.intents["can_i_save"].source == "help.docx"
+    # the source is no content: the hash is what it would be without it, and the snapshot keeps it
+    plain = KnowledgeBaseData(
+        {n: IntentData(**{**i.__dict__, "source": None}) for n, i in kb.intents.items()}
+    )
+    assert plain.data_hash() == kb.data_hash()
+    assert kb.to_dict()["intents"][1]["source"] == "help.docx"  # can_i_save
+    assert "source" not in kb.to_dict()["intents"][2]  # fees
+
+
+def test_an_intent_imported_before_sources_were_kept_takes_its_page_if_it_is_still_only_that(
+    db_session: Any,
+) -> None:
+    from core.knowledge_base import import_knowledge_base, load_knowledge_base
+
+    old = read_knowledge_base_files([("help.docx", _faq(("Is it free?", "Yes."), ("Can I save?", "Yes.")))])
+    for intent in old.intents.values():
+        intent.source = None  # as imports before session 53 stored them
+    old.intents["can_i_save"].examples.append("savings pots")  # and one of them grew since
+    import_knowledge_base(db_session, incoming=old, source="session 52")
+    page = read_knowledge_base_files([("help.docx", _faq(("Is it free?", "Yes."), ("Can I save?", "Yes.")))])
+    import_knowledge_base(db_session, incoming=page, source="again")
+    kb = load_knowledge_base(db_session)
+    assert (kb.intents["is_it_free"].source, kb.intents["can_i_save"].source) == ("help.docx", None)
+
+
+def test_sources_travel_in_the_json_format_and_are_checked() -> None:
+    import json
+
+    kb = read_knowledge_base_files([("help.docx", _faq(("Where is my card?", "On its way.")))])
+    again = read_knowledge_base_files([("kb.json", json.dumps(kb.to_dict()).encode())])
+    assert again.intents["where_is_my_card"].source == "help.docx"
+    too_long = {"intents": [{"name": "x", "answer": "a", "examples": ["x"], "source": "s" * 1001}]}
+    with pytest.raises(
+        KnowledgeBaseFormatError, match=r"intents\[0\]\.source' is 1001 characters, limit 1000"
+    ):
+        read_knowledge_base_files([("kb.json", json.dumps(too_long).encode())])
+    fetched = read_knowledge_base_files(
+        [("example.com/help.html", b"<h2>Is it free?</h2><p>Yes.</p>")],
+        sources={"example.com/help.html": "https://example.com/help"},
+    )
+    assert fetched.intents["is_it_free"].source == "https://example.com/help"

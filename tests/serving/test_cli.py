@@ -128,7 +128,9 @@ def test_bad_import_names_file_line_field_and_changes_nothing(
         assert session.scalar(select(func.count()).select_from(Intent)) == 12
 
 
-def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(settings: Any) -> None:
+def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(
+    settings: Any, tmp_path: Path
+) -> None:
     documents = FIXTURES / "documents"
     run(settings, "db", "upgrade")
     result = run(settings, "kb", "import", str(documents / "help_centre.pdf"))
@@ -142,6 +144,15 @@ def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(sett
     assert f"{documents / 'scanned.pdf'}: no text found" in scanned.output
     with Database(settings).session() as session:
         assert session.scalar(select(func.count()).select_from(Intent)) == 9
+    # the same file name with new content is the same source brought up to date: its old questions go
+    newer = tmp_path / "help_centre.pdf"
+    newer.write_bytes((documents / "northbank_manual.pdf").read_bytes())
+    again = run(settings, "kb", "import", str(newer))
+    assert again.exit_code == 0, again.output
+    assert "imported: 4 intents created" in again.output
+    assert "Removed 9 intents its page or document no longer has (can_i_choose_my_own_pin, " in again.output
+    with Database(settings).session() as session:
+        assert session.scalar(select(func.count()).select_from(Intent)) == 4
 
 
 def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> None:

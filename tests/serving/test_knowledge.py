@@ -787,3 +787,56 @@ def test_an_upload_job_reports_each_page_and_an_upload_gone_fails_it(make_app: A
     # run again (a worker that died after the import): the files are gone, and it says so
     with pytest.raises(ValueError, match="the uploaded files are gone"):
         kb_import_upload_job(helploop.database, helploop.settings, params, lambda share, step: None)
+
+
+def test_sources_are_listed_and_a_web_address_imported_again_drops_what_its_page_lost(
+    make_app: Any, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.models import Job
+    from tests import conftest
+    from tests.core.test_documents import help_document
+    from training.jobs import Worker
+
+    app = make_app(ratelimit_enabled=False, import_private_addresses=True)
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    token = csrf_token(client.get("/operator/knowledge/").get_data(as_text=True))
+    worker = Worker(helploop.database, helploop.settings, worker_id="test")
+    _upload(client, token, {"help.docx": help_document()})
+    client.post("/operator/knowledge/import-url", data={"csrf_token": token, "url": f"{site}/help/faq"})
+    assert worker.run_once() and worker.run_once()
+    page = client.get("/operator/knowledge/").get_data(as_text=True)
+    assert 'id="source-list"' in page
+    assert (
+        '<tr data-source="help.docx"><td><code style="overflow-wrap:anywhere">help.docx</code></td>' in page
+    )
+    assert "upload it again to update" in page
+    assert (
+        f'<input type="hidden" name="url" value="{site}/help/faq"><button type="submit">Import again' in page
+    )
+    listed = client.get("/operator/knowledge/?q=from:help.docx").get_data(as_text=True)
+    assert 'data-intent="how_do_i_freeze_my_card"' in listed and 'data-intent="is_there_a_fee"' not in listed
+    intent_page = client.get("/operator/knowledge/intents/is_there_a_fee").get_data(as_text=True)
+    assert f'Imported from <code style="overflow-wrap:anywhere">{site}/help/faq</code>' in intent_page
+
+    # the help page lost its fee question: "Import again" queues the address, and the question goes
+    monkeypatch.setitem(
+        conftest.PAGES,
+        "/help/faq",
+        (200, "text/html", b"<h2>How do I freeze my card?</h2><p>Tap <b>Freeze</b> twice.</p>"),
+    )
+    client.post("/operator/knowledge/import-url", data={"csrf_token": token, "url": f"{site}/help/faq"})
+    job_id = worker.run_once()
+    with helploop.database.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == "succeeded", job.error if job else None
+        assert job.result is not None and job.result["gone_removed"] == ["is_there_a_fee"]
+        kb = load_knowledge_base(session)
+    assert "is_there_a_fee" not in kb.intents
+    # both sources had "How do I freeze my card?": the intent stays help.docx's, the page's answer the newest
+    assert kb.intents["how_do_i_freeze_my_card"].source == "help.docx"
+    assert kb.intents["how_do_i_freeze_my_card"].answer == "Tap **Freeze** twice."
+    jobs = client.get("/operator/exports").get_data(as_text=True)
+    assert "removed, no longer in the source: is_there_a_fee" in jobs
