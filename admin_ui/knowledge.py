@@ -46,6 +46,7 @@ from core.knowledge_base import (
     save_intent,
     save_synonyms,
     synonym_changes,
+    upload_source,
     version_changes,
 )
 from core.models import utcnow
@@ -600,8 +601,7 @@ def import_files() -> Any:
             result = import_knowledge_base(
                 session,
                 incoming=incoming,
-                source=f"{'replaced' if replace else 'imported'} by {current_user.username}: "
-                + ", ".join(names),
+                source=upload_source(by=current_user.username, names=names, replace=replace),
                 replace=replace,
             )
             kb_after = load_knowledge_base(session)

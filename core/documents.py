@@ -73,6 +73,15 @@ def _tidy(entry: FaqEntry) -> FaqEntry:
     return FaqEntry(question or entry.question, answer, entry.line)
 
 
+def _questions(root: Element, where: str, how: str) -> list[FaqEntry]:
+    """The document's questions by the heading rule (``where``: "on page {}"), or the error that says ``how``
+    a question is written when none is found."""
+    entries = read_outline(root, tidy=_tidy, where=where.format)
+    if not entries:
+        raise DocumentError(f"no questions found: {how}")
+    return entries
+
+
 # --------------------------------------------------------------------------------------------- Word
 
 
@@ -88,17 +97,19 @@ def read_docx_faq(content: bytes) -> list[FaqEntry]:
         Exception
     ) as exc:  # python-docx raises zip, XML, KeyError and its own errors for a file that is no .docx
         raise DocumentError(f"not a readable Word document (.docx): {exc}") from None
-    reader = _WordReader(document)
     root = Element("#root", {}, 1)
-    for number, block in enumerate(document.iter_inner_content(), start=1):
-        reader.add(root, block, number)
-    entries = read_outline(root, tidy=_tidy, where="in paragraph {}".format)
-    if not entries:
-        raise DocumentError(
-            "no questions found: put each question in a heading style (Heading 1, 2, …) or in bold, ending "
-            "with '?', with its answer under it"
-        )
-    return entries
+    try:
+        reader = _WordReader(document)
+        for number, block in enumerate(document.iter_inner_content(), start=1):
+            reader.add(root, block, number)
+    except Exception as exc:  # a part or a reference the document lacks (a style, a link's target)
+        raise DocumentError(f"not a readable Word document (.docx): {type(exc).__name__}: {exc}") from None
+    return _questions(
+        root,
+        "in paragraph {}",
+        "put each question in a heading style (Heading 1, 2, …) or in bold, ending with '?', with its "
+        "answer under it",
+    )
 
 
 def _check_unpacked_size(content: bytes) -> None:
@@ -205,10 +216,9 @@ class _WordReader:
             root.children.append(Element("p", {}, number, children))
 
     def _ordered(self, p_pr: Any, style: _Style, block: Any) -> bool:
-        num_id = _num_id(p_pr)
-        if num_id is None or self.numbering is None:
+        num_id, ilvl = _num_id(p_pr), _ilvl(p_pr)
+        if num_id is None or self.numbering is None or not (num_id.isdigit() and ilvl.isdigit()):
             return "number" in (block.style.name or "").lower() if block.style is not None else False
-        ilvl = _ilvl(p_pr)
         formats = self.numbering.xpath(
             f'./w:abstractNum[@w:abstractNumId=string(/w:numbering/w:num[@w:numId="{num_id}"]'
             f'/w:abstractNumId/@w:val)]/w:lvl[@w:ilvl="{ilvl}"]/w:numFmt/@w:val'
@@ -365,13 +375,12 @@ def read_pdf_faq(content: bytes, *, progress: ProgressCallback | None = None) ->
         )
     kept = _without_running_heads(lines)
     root = Element("#root", {}, 1, _elements(_blocks(kept)))
-    entries = read_outline(root, tidy=_tidy, where="on page {}".format)
-    if not entries:
-        raise DocumentError(
-            "no questions found: a PDF's questions must be headings (set larger than the text) or bold lines "
-            "that end with '?', each followed by its answer"
-        )
-    return entries
+    return _questions(
+        root,
+        "on page {}",
+        "a PDF's questions must be headings (set larger than the text) or bold lines that end with '?', "
+        "each followed by its answer",
+    )
 
 
 def _pdf_lines(content: bytes, progress: ProgressCallback | None) -> list[_Line]:
@@ -382,7 +391,6 @@ def _pdf_lines(content: bytes, progress: ProgressCallback | None) -> list[_Line]
     from pdfminer.pdfpage import PDFPage
     from pdfminer.pdfparser import PDFParser
     from pdfminer.pdftypes import resolve1
-    from pdfminer.psexceptions import PSException
 
     def text_lines(item: Any) -> list[Any]:
         if isinstance(item, LTTextLineHorizontal):
@@ -452,9 +460,9 @@ def _pdf_lines(content: bytes, progress: ProgressCallback | None) -> list[_Line]
                 progress(number, max(pages, number))
     except (PDFPasswordIncorrect, PDFEncryptionError):
         raise DocumentError("the PDF is protected by a password: save a copy without one") from None
-    except (PSException, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, DocumentError):
-            raise
+    except DocumentError:
+        raise
+    except Exception as exc:  # pdfminer raises its own errors, zlib's, struct's, KeyError, … for a bad file
         raise DocumentError(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
     lines.sort(key=lambda line: (line.page, -line.y1, line.x0))
     return lines

@@ -183,6 +183,11 @@ def _gone(merged: KnowledgeBaseData, incoming: KnowledgeBaseData) -> tuple[list[
     return removed, [n for n in gone if n not in removed]
 
 
+def upload_source(*, by: str, names: Sequence[str], replace: bool) -> str:
+    """How a version made from uploaded files names its source: "imported by omar: help.pdf, faq.csv"."""
+    return f"{'replaced' if replace else 'imported'} by {by}: " + ", ".join(names)
+
+
 def import_knowledge_base(
     session: Session, *, incoming: KnowledgeBaseData, source: str, replace: bool = False
 ) -> ImportResult:

@@ -148,9 +148,7 @@ def import_knowledge_files() -> tuple[Response, int]:
     files = [(name, upload.read()) for name, upload in zip(names, uploads, strict=True)]
     job = enqueue_file_import(session, files=files, replace=mode == "replace", created_by=g.api_user)
     session.commit()
-    response = jsonify(_job(job))
-    response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
-    return response, 202
+    return _queued(job)
 
 
 @admin_api.post("/knowledge/import-url")
@@ -168,9 +166,7 @@ def import_knowledge_url() -> tuple[Response, int]:
         session, kind="kb_import_url", params={"url": url.strip(), "by": g.api_user}, created_by=g.api_user
     )
     session.commit()
-    response = jsonify(_job(job))
-    response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
-    return response, 202
+    return _queued(job)
 
 
 @admin_api.put("/knowledge")
@@ -382,6 +378,11 @@ def train() -> tuple[Response, int]:
         raise APIError(409, "empty_knowledge_base", str(exc)) from None
     job = enqueue(session, kind="train", params=params, created_by=g.api_user)
     session.commit()
+    return _queued(job)
+
+
+def _queued(job: Job) -> tuple[Response, int]:
+    """202 Accepted with the job, and its address to follow in Location."""
     response = jsonify(_job(job))
     response.headers["Location"] = f"/api/v1/admin/jobs/{job.id}"
     return response, 202

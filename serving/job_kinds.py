@@ -11,7 +11,7 @@ from core.backup import scheduled_backup
 from core.db import Database
 from core.events import deliver_watch, purge_old
 from core.kb_files import read_knowledge_base_files
-from core.knowledge_base import drop_uploads, import_knowledge_base, uploaded_files
+from core.knowledge_base import drop_uploads, import_knowledge_base, upload_source, uploaded_files
 from core.settings import Settings
 from core.web_import import fetch_page
 from crowd_feedback.jobs import (
@@ -128,8 +128,7 @@ def kb_import_upload_job(
             result = import_knowledge_base(
                 session,
                 incoming=incoming,
-                source=f"{'replaced' if replace else 'imported'} by {params.get('by') or 'a job'}: "
-                + ", ".join(names),
+                source=upload_source(by=params.get("by") or "a job", names=names, replace=replace),
                 replace=replace,
             )
             drop_uploads(session, job_id=job_id)

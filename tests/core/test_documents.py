@@ -272,6 +272,31 @@ def test_word_documents_that_cannot_be_read_say_why() -> None:
         read_docx_faq(_save(plain))
 
 
+def test_a_damaged_word_document_is_refused_with_the_reason_not_a_crash() -> None:
+    document = docx.Document()
+    document.add_heading("Is it free?", level=2)
+    paragraph = document.add_paragraph("Yes, see ")
+    link = OxmlElement("w:hyperlink")
+    link.set(qn("r:id"), "rId999")  # a link whose target the package lacks
+    run = OxmlElement("w:r")
+    text = OxmlElement("w:t")
+    text.text = "prices"
+    run.append(text)
+    link.append(run)
+    paragraph._p.append(link)
+    with pytest.raises(DocumentError, match=r"^not a readable Word document \(\.docx\): KeyError"):
+        read_docx_faq(_save(document))
+    listed = docx.Document()
+    listed.add_heading("Steps?", level=2)
+    item = listed.add_paragraph("Open the app", style="List Number")
+    numbering = OxmlElement("w:numPr")
+    number = OxmlElement("w:numId")
+    number.set(qn("w:val"), '1"] | //*[@x="')  # no number: read as a list all the same, no XPath run
+    numbering.append(number)
+    item._p.get_or_add_pPr().append(numbering)
+    assert read_docx_faq(_save(listed)) == [FaqEntry("Steps?", "1. Open the app", 1)]
+
+
 def test_a_word_document_that_unpacks_too_large_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from core import documents
 
