@@ -136,13 +136,8 @@ def _matches(intent: Any, needle: str) -> bool:
 def _sources(kb: Any) -> list[dict[str, Any]]:
     """The pages, documents and web addresses the knowledge base's intents were imported from, with how many
     intents each has now; a web address can be imported again from the list."""
-    counts: dict[str, int] = {}
-    for intent in kb.intents.values():
-        if intent.source:
-            counts[intent.source] = counts.get(intent.source, 0) + 1
     return [
-        {"source": source, "intents": n, "web": looks_like_web_address(source)}
-        for source, n in sorted(counts.items(), key=lambda kv: kv[0].casefold())
+        {"source": source, "intents": n, "web": looks_like_web_address(source)} for source, n in kb.sources()
     ]
 
 

@@ -136,6 +136,11 @@ class KnowledgeBaseData:
     def answers(self) -> dict[str, str]:
         return {name: i.answer for name, i in self.intents.items()}
 
+    def sources(self) -> list[tuple[str, int]]:
+        """The pages, documents and web addresses its intents came from, each with how many, by name."""
+        counts = Counter(i.source for i in self.intents.values() if i.source)
+        return sorted(counts.items(), key=lambda item: item[0].casefold())
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"intents": [self.intents[name].to_dict() for name in sorted(self.intents)]}
         if self.synonyms:  # a knowledge base without any has the form (and snapshots) it always had

@@ -554,6 +554,24 @@ def kb_versions(ctx: click.Context, limit: int) -> None:
         click.echo(line)
 
 
+@kb.command("sources")
+@click.pass_context
+def kb_sources(ctx: click.Context) -> None:
+    """List the FAQ pages, help documents and web addresses intents were imported from, with how many
+    intents each: importing one again (the same file name or address) brings it up to date, removing the
+    questions it no longer has."""
+    from core.knowledge_base import load_knowledge_base
+
+    database = _database(_settings(ctx))
+    _require_schema(database)
+    with database.session() as session:
+        sources = load_knowledge_base(session).sources()
+    if not sources:
+        click.echo("no intents came from an FAQ page, a document or a web address")
+    for source, count in sources:
+        click.echo(f"{count}\t{source}")
+
+
 @kb.command("restore")
 @click.argument("version", type=int)
 @click.option("--actor", default=lambda: _cli_actor(), show_default="cli:$USER")

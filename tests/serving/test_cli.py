@@ -133,6 +133,7 @@ def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(
 ) -> None:
     documents = FIXTURES / "documents"
     run(settings, "db", "upgrade")
+    assert "no intents came from an FAQ page" in run(settings, "kb", "sources").output
     result = run(settings, "kb", "import", str(documents / "help_centre.pdf"))
     assert result.exit_code == 0, result.output
     assert "help_centre.pdf: 100%" in result.output and "3/3" in result.output  # the bar, page by page
@@ -144,6 +145,7 @@ def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(
     assert f"{documents / 'scanned.pdf'}: no text found" in scanned.output
     with Database(settings).session() as session:
         assert session.scalar(select(func.count()).select_from(Intent)) == 9
+    assert run(settings, "kb", "sources").output == "9\thelp_centre.pdf\n"
     # the same file name with new content is the same source brought up to date: its old questions go
     newer = tmp_path / "help_centre.pdf"
     newer.write_bytes((documents / "northbank_manual.pdf").read_bytes())
@@ -153,6 +155,7 @@ def test_a_pdf_manual_imports_with_a_bar_of_its_pages_and_a_scan_is_refused(
     assert "Removed 9 intents its page or document no longer has (can_i_choose_my_own_pin, " in again.output
     with Database(settings).session() as session:
         assert session.scalar(select(func.count()).select_from(Intent)) == 4
+    assert run(settings, "kb", "sources").output == "4\thelp_centre.pdf\n"
 
 
 def test_build_predict_and_chat_log_turns(settings: Any, answers_file: Path) -> None:
