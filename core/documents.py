@@ -138,7 +138,6 @@ class _WordReader:
     gathered into one list)."""
 
     def __init__(self, document: Any) -> None:
-        self.document = document
         self.styles: dict[str, _Style] = {}
         self.numbering = self._numbering(document)
         self.current_list: Element | None = None
@@ -206,7 +205,7 @@ class _WordReader:
             self.current_list = None
             root.children.append(Element("dt", {}, number, [text]))  # an FAQ sheet's bold question
         elif listed:
-            tag = "ol" if self._ordered(p_pr, style, block) else "ul"
+            tag = "ol" if self._ordered(p_pr, block) else "ul"
             if self.current_list is None or self.current_list.tag != tag:
                 self.current_list = Element(tag, {}, number)
                 root.children.append(self.current_list)
@@ -215,7 +214,7 @@ class _WordReader:
             self.current_list = None
             root.children.append(Element("p", {}, number, children))
 
-    def _ordered(self, p_pr: Any, style: _Style, block: Any) -> bool:
+    def _ordered(self, p_pr: Any, block: Any) -> bool:
         num_id, ilvl = _num_id(p_pr), _ilvl(p_pr)
         if num_id is None or self.numbering is None or not (num_id.isdigit() and ilvl.isdigit()):
             return "number" in (block.style.name or "").lower() if block.style is not None else False

@@ -21,6 +21,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.kb_files import DOCUMENTS, IMPORT_SUFFIXES
+
 MAX_REDIRECTS = 5
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 MARKDOWN_TYPES = {"text/markdown", "text/x-markdown"}
@@ -31,22 +33,7 @@ OTHER_TYPES = {
     "application/pdf": ".pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
 }
-BY_NAME = {
-    ".csv",
-    ".tsv",
-    ".json",
-    ".yml",
-    ".yaml",
-    ".xlsx",
-    ".zip",
-    ".md",
-    ".markdown",
-    ".html",
-    ".htm",
-    ".pdf",
-    ".docx",
-}
-BINARY = {".xlsx", ".zip", ".pdf", ".docx"}
+BINARY = {".xlsx", ".zip", *DOCUMENTS}
 USER_AGENT = "HelpLoop knowledge-base import (+https://github.com/helploop)"
 
 
@@ -116,7 +103,7 @@ def file_name(url: str, content_type: str) -> str:
         return stem if suffix in (".html", ".htm") else f"{stem}.html"
     if content_type in MARKDOWN_TYPES:
         return stem if suffix in (".md", ".markdown") else f"{stem}.md"
-    if suffix in BY_NAME:
+    if suffix in IMPORT_SUFFIXES:
         return stem
     if content_type in OTHER_TYPES:
         return f"{stem}{OTHER_TYPES[content_type]}"

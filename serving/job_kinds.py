@@ -131,10 +131,13 @@ def kb_import_upload_job(
                 source=upload_source(by=params.get("by") or "a job", names=names, replace=replace),
                 replace=replace,
             )
-            drop_uploads(session, job_id=job_id)
-    finally:
+            drop_uploads(session, job_id=job_id)  # with the import: all or nothing
+    except (
+        BaseException
+    ):  # failed or cancelled: the files are of no more use (a crash leaves them for a retry)
         with database.session() as session:
             drop_uploads(session, job_id=job_id)
+        raise
     report(0.99, "done")
     return {"files": names, "replace": replace, **result.to_dict()}
 
