@@ -1097,6 +1097,8 @@ def reply_to_customer(conversation_id: str) -> Any:
                 text=request.form.get("text", ""),
             )
         helploop.metrics.live_chat_messages.labels(sender="agent").inc()
+        if helploop.channel_sender is not None:  # on a messaging app: sent now, not at the next look
+            helploop.channel_sender.wake()
     except NotFoundError:
         abort(404)
     except (HandoffError, MessageError) as exc:

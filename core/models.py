@@ -627,6 +627,55 @@ class ImportUpload(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ChannelChat(Base):
+    """A chat on a messaging app (core.channels: Telegram, WhatsApp) and the conversation it is in now. The
+    app's own id of the chat (a Telegram chat id, a WhatsApp phone number) is personal data: it stays here,
+    never in the conversation's id, and goes when the conversation is erased. A chat quiet for longer than
+    ``channel_conversation_hours`` starts a new conversation (a new row)."""
+
+    __tablename__ = "channel_chats"
+    __table_args__ = (Index("ix_channel_chats_chat", "channel", "chat_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_key: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChannelEvent(Base):
+    """An update a messaging app delivered (its own id), kept for a day so a delivery it repeats (after a
+    timeout, or twice at once) is answered once."""
+
+    __tablename__ = "channel_events"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ChannelMessage(Base):
+    """A message to send to a chat on a messaging app (the bot's reply, a team member's live-chat message):
+    an outbox, written with the turn or the live-chat message it carries, sent by the worker in order per
+    chat, with retries."""
+
+    __tablename__ = "channel_messages"
+    __table_args__ = (Index("ix_channel_messages_status_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_key: Mapped[str] = mapped_column(String(128))
+    # {"text", "choices": [{"title", "payload"}], "turn_id"?: the answer's thumbs, "reply_to"?: app's id}
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class OpsEvent(Base):
     """Something an operator should hear about (a deployment change, a finished job, a suspended reviewer, an
     escalated item), written in the same transaction as the change itself (an outbox): the ops webhook

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, aliased, load_only
 
+from core import channels
 from core.events import emit
 from core.kb_files import OUT_OF_SCOPE
 from core.models import (
@@ -678,6 +679,8 @@ def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str
     )
     session.add(message)
     session.flush()
+    # On a messaging app the customer is sent it (core.channels' outbox, in this transaction)
+    channels.queue(session, conversation_id=conversation.id, payload={"text": text, "from": "agent"})
     return message
 
 

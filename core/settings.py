@@ -63,6 +63,9 @@ REPLY_SETTINGS = (
     "small_talk_unclear",
     "small_talk_go_ahead",
     "small_talk_which_one",
+    "channel_unsupported_message",
+    "channel_feedback_thanks",
+    "channel_choose_label",
 )
 
 
@@ -348,6 +351,25 @@ class Settings:
     ops_webhook_url: str = ""
     ops_webhook_secret: str = ""
     ops_webhook_events: str = ""
+    # Messaging apps (core.channels, serving.channels): customers chat with the bot on Telegram or WhatsApp
+    # as in the widget. Telegram: the bot's token from @BotFather and the secret Telegram sends back with each
+    # update (`helploop channels connect telegram` registers the webhook with it). WhatsApp (Meta's Cloud
+    # API): the access token, the app secret that signs each delivery, the phone number's id, and the verify
+    # token of the webhook's subscription. A chat quiet for channel_conversation_hours starts a new
+    # conversation. The API addresses are settings for a proxy or a test double.
+    telegram_bot_token: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    whatsapp_access_token: str = ""
+    whatsapp_app_secret: str = ""
+    whatsapp_phone_number_id: str = ""
+    whatsapp_verify_token: str = ""
+    whatsapp_api_url: str = "https://graph.facebook.com/v21.0"
+    channel_conversation_hours: float = 24.0
+    # A photo, voice note or sticker on a messaging app (the bot reads text); the toast after a thumbs-up.
+    channel_unsupported_message: str = "I can only read written messages. Please type your question."
+    channel_feedback_thanks: str = "Thanks for your feedback!"
+    channel_choose_label: str = "Choose"  # WhatsApp's button that opens a list of more than three choices
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -377,6 +399,7 @@ class Settings:
                 f"language must be a two-letter code such as en, or empty, not {self.language!r}"
             )
         self._check_sso()
+        self._check_channels()
         if not 0 <= self.trusted_proxies <= 5:
             raise SettingsError(f"trusted_proxies must be 0 (none) to 5, not {self.trusted_proxies}")
         if not 1 <= self.training_processes <= 64:
@@ -468,6 +491,44 @@ class Settings:
         sources = [self.encoder, *self.extra_encoder_sources]
         if len(set(sources)) < len(sources):
             raise SettingsError(f"extra_encoders repeats an encoder: {sources}")
+
+    def _check_channels(self) -> None:
+        if self.telegram_bot_token and not re.fullmatch(
+            r"[A-Za-z0-9_-]{16,256}", self.telegram_webhook_secret
+        ):
+            raise SettingsError(
+                "telegram_bot_token is set: set telegram_webhook_secret too (16 to 256 letters, digits, "
+                "'_' or '-'; Telegram sends it with every update, so nobody else can post as Telegram)"
+            )
+        whatsapp = (self.whatsapp_access_token, self.whatsapp_app_secret, self.whatsapp_phone_number_id)
+        if any(whatsapp) and not (all(whatsapp) and self.whatsapp_verify_token):
+            raise SettingsError(
+                "WhatsApp needs all four of whatsapp_access_token, whatsapp_app_secret (it signs each "
+                "delivery), whatsapp_phone_number_id and whatsapp_verify_token"
+            )
+        for key in ("telegram_api_url", "whatsapp_api_url"):
+            if not getattr(self, key).startswith(("https://", "http://")):
+                raise SettingsError(f"{key} must be an http(s) URL, not {getattr(self, key)!r}")
+        if self.environment == "production":
+            for key in ("telegram_webhook_secret", "whatsapp_app_secret", "whatsapp_verify_token"):
+                if getattr(self, key) in {PLACEHOLDER_SECRET, "change-me"}:
+                    raise SettingsError(
+                        f"{key} is a placeholder; set a real secret before running in production"
+                    )
+        if not 0 < self.channel_conversation_hours <= 24 * 90:
+            raise SettingsError(
+                f"channel_conversation_hours must be more than 0 and at most {24 * 90}, "
+                f"not {self.channel_conversation_hours}"
+            )
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The messaging apps set up (core.channels.CHANNELS)."""
+        return tuple(
+            name
+            for name, on in (("telegram", self.telegram_bot_token), ("whatsapp", self.whatsapp_access_token))
+            if on
+        )
 
     def _check_sso(self) -> None:
         if not self.sso_issuer:

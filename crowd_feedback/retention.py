@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from core import channels
 from core.models import Conversation, ConversationMessage, ReviewItem, ReviewItemTurn, Turn, utcnow
 from core.redaction import redact
 from core.registry import get_conversation
@@ -136,6 +137,7 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
     )
     session.execute(delete(Turn).where(Turn.conversation_id == conversation_id))
     session.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id))
+    channels.erase(session, conversation_id=conversation_id)  # the app's id of the chat, unsent messages
     session.execute(delete(Conversation).where(Conversation.id == conversation_id))
     orphaned = select(ReviewItemTurn.item_id).where(ReviewItemTurn.item_id == ReviewItem.id)
     doomed = select(ReviewItem.id).where(

@@ -25,7 +25,7 @@ from bot.engine import (
     in_context,
 )
 from bot.follow_up import WHAT_NEXT, Earlier, read_follow_up, refers_back
-from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, escalates, logged_status, reply_status
+from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC, asks_for_person, escalates, logged_status, reply_status
 from bot.language import declined_in_language, other_language_reply
 from bot.message_rules import choices_after_wrong, read_message
 from bot.multi_question import with_other_questions
@@ -39,6 +39,7 @@ from bot.small_talk import (
     acknowledgement_reply,
     small_talk_prediction,
 )
+from core import channels
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
 from core.redaction import redact
@@ -282,6 +283,24 @@ def handoff_text(settings: Settings, available: Availability) -> str:
     return settings.handoff_offline_message
 
 
+def reply_choices(prediction: Prediction, asked_again: bool, settings: Settings) -> list[dict[str, str]]:
+    """The buttons under a reply on a channel that shows them (Rasa's, a messaging app's): the suggestions,
+    each sending ``/intent`` back, and, when the message was declined or the answer asked for again, a
+    person one click away, as the widget's button (its label, sent back, is a typed request for one)."""
+    buttons = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
+    if prediction.off_topic or asked_again:
+        buttons += person_choice(settings)
+    return buttons
+
+
+def person_choice(settings: Settings) -> list[dict[str, str]]:
+    """The "Talk to a person" button, when its label, sent back, is read as a request for one."""
+    label = settings.talk_to_person_label
+    if settings.handoff_requests and asks_for_person(label, settings.handoff_request_regex):
+        return [{"title": label, "payload": label}]
+    return []
+
+
 def answer_message(
     message: str,
     session_id: str | None,
@@ -289,10 +308,12 @@ def answer_message(
     channel: str,
     create_unknown_session: bool = False,
     only: MetadataFilter | None = None,
+    reply_by_channel: bool = False,
 ) -> ChatTurn:
     """Predict, log the turn (committed before the caller responds), return what was said. Shared by the
     JSON API and the Rasa and Azure channels. ``only``: answer from the intents whose metadata match it (the
-    widget's page, Azure's ``filters``)."""
+    widget's page, Azure's ``filters``). ``reply_by_channel``: the reply is also put in the messaging app's
+    outbox (core.channels), in the turn's transaction."""
     helploop = state()
     serving = helploop.models.state
     if serving.production is None:
@@ -469,6 +490,15 @@ def answer_message(
             language=language,  # declined, and written in another language
             asked_again=repeat.times if repeat is not None else None,
         )
+        if reply_by_channel:
+            asked = repeat is not None and not repeat.passed_on
+            payload = {
+                "text": text,
+                "choices": reply_choices(prediction, asked, settings),
+                "turn_id": turn.id,
+                "thumbs": logged == ANSWERED,  # an answer to rate
+            }
+            channels.queue(session, conversation_id=conversation.id, payload=payload)
         session.commit()
     helploop.metrics.turns.labels(status=logged, arm=arm).inc()
     if context is not None:
@@ -628,11 +658,35 @@ def feedback() -> Response:
     if not isinstance(helpful, bool):
         raise APIError(400, "invalid_type", "'helpful' must be true or false", "helpful")
     comment = text_field(body, "comment", limit=2000, required=False)
-    session = db_session()
     try:
-        turn = record_feedback(session, turn_id=turn_id, helpful=helpful, comment=comment)
+        rated = rate_answer(turn_id, helpful, comment)
     except NotFoundError as exc:
         raise APIError(404, "unknown_turn", str(exc), "turn_id") from None
+    return jsonify(
+        {
+            "turn_id": rated.turn_id,
+            "helpful": rated.helpful,
+            "reply": rated.reply,  # the bot's line after a thumbs-down (None after a thumbs-up)
+            "suggestions": suggestion_payload(rated.others),
+        }
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Rated:
+    """A thumbs given (``rate_answer``): the bot's line after a thumbs-down and the intents it offers."""
+
+    turn_id: int
+    helpful: bool | None
+    reply: str | None
+    others: list[Candidate]
+
+
+def rate_answer(turn_id: int, helpful: bool, comment: str | None = None) -> Rated:
+    """Record a thumbs (the widget's, a messaging app's button) and route a thumbs-down. NotFoundError for
+    an unknown turn."""
+    session = db_session()
+    turn = record_feedback(session, turn_id=turn_id, helpful=helpful, comment=comment)
     # A thumbs-down on an answer of the model's: what the typed "that's wrong" is offered, the intents the
     # model ranked next for that question (the right one among them for 85 % of wrong answers on BANKING77),
     # to pick from in one click, and a person (the widget's button under the reply).
@@ -652,14 +706,7 @@ def feedback() -> Response:
     if not helpful:
         reply = settings.small_talk_not_helpful
         reply = f"{reply} {settings.clarify_message}" if others else reply
-    return jsonify(
-        {
-            "turn_id": turn.id,
-            "helpful": turn.helpful,
-            "reply": reply,  # the bot's line after a thumbs-down (None after a thumbs-up)
-            "suggestions": suggestion_payload(others),
-        }
-    )
+    return Rated(turn.id, turn.helpful, reply, others)
 
 
 def route_thumbs_down(turn_id: int) -> None:

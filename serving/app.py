@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import Flask, current_app, g
@@ -27,6 +27,9 @@ from serving.model_holder import ModelHolder, read_as_set
 from serving.notify import HandoffNotifier
 from serving.review_router import ReviewRouter
 from serving.shadow import ShadowScorer
+
+if TYPE_CHECKING:
+    from serving.channels import ChannelSender
 
 # Created unbound; each app binds it in create_app (no global app at import time).
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
@@ -76,6 +79,7 @@ class HelpLoop:
     router: ReviewRouter
     policy: ReviewPolicy
     notifier: HandoffNotifier
+    channel_sender: ChannelSender | None = None  # sends replies to messaging apps (when one is set up)
 
 
 def state() -> HelpLoop:
@@ -102,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from serving.admin_api import BODY_ENDPOINTS, admin_api
     from serving.api import api
     from serving.azure_qa import azure_qa
+    from serving.channels import ChannelSender, channels
     from serving.errors import refuse_unstorable_text, register_error_handlers
     from serving.health import health
     from serving.job_kinds import install as install_job_kinds
@@ -112,6 +117,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_job_kinds()
     config = dict(config or {})
     loader = config.pop("model_loader", None)
+    channel_post = config.pop("channel_post", None)  # tests: the messaging apps' API, answered locally
     flask_config = {k: v for k, v in config.items() if k.isupper()}
     overrides = {k: v for k, v in config.items() if not k.isupper()}
     settings = load_settings(overrides)
@@ -189,8 +195,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         public_url=settings.public_url,
         on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
     )
+    sender = (
+        (
+            ChannelSender(database, settings, channel_post)
+            if channel_post
+            else ChannelSender(database, settings)
+        )
+        if settings.channels
+        else None
+    )
     app.extensions["helploop"] = HelpLoop(
-        settings, database, models, metrics, write_lock, shadow, router, policy, notifier
+        settings, database, models, metrics, write_lock, shadow, router, policy, notifier, sender
     )
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)
@@ -198,14 +213,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(_close_session)
     register_error_handlers(app)
     _limit_blueprints()
-    for blueprint in (api, admin_api, rasa, azure_qa, health, docs, widget):
+    for blueprint in (api, admin_api, rasa, azure_qa, channels, health, docs, widget):
         app.register_blueprint(blueprint)
     from admin_ui import init_admin
     from admin_ui.setup import SsoClient
 
     init_admin(
         app,
-        exempt_from_csrf=[api, admin_api, rasa, azure_qa],  # JSON APIs without cookies: nothing to forge
+        exempt_from_csrf=[
+            api,
+            admin_api,
+            rasa,
+            azure_qa,
+            channels,
+        ],  # JSON APIs without cookies: nothing to forge
         lifetime_minutes=settings.session_lifetime_minutes,
         production=settings.environment == "production",
         upload_bytes=settings.max_upload_bytes,
@@ -222,6 +243,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(refuse_unstorable_text)
     if settings.load_models_on_start:
         models.start()
+        if sender is not None:
+            sender.start()
         if settings.embedded_worker:
             # The embedded default is one process: it also runs the job worker (training) in a thread.
             from training.jobs import Worker

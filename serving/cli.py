@@ -1080,6 +1080,67 @@ def events_test(ctx: click.Context) -> None:
     click.echo(f"test event {event_id} recorded; a worker sends it to {where}")
 
 
+# ----------------------------------------------------------------------------------------- channels
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def channels(ctx: click.Context) -> None:
+    """Messaging apps (Telegram, WhatsApp): which are set up, their webhook addresses, and their messages
+    of the last 24 hours (sent, waiting, failed with the last error)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import timedelta
+
+    from core.channels import CHANNELS, counts
+    from core.models import utcnow
+
+    settings = _settings(ctx)
+    database = _database(settings)
+    _require_schema(database)
+    with database.session() as session:
+        figures = counts(session, since=utcnow() - timedelta(hours=24))
+    base = settings.public_url.rstrip("/") or "https://<this app's address>"
+    for name in CHANNELS:
+        if name not in settings.channels:
+            click.echo(f"{name}: not set up")
+            continue
+        line = figures[name]
+        click.echo(
+            f"{name}: webhook {base}/channels/{name}/webhook; last 24 h: {line.chats} new conversations, "
+            f"{line.sent} messages sent, {line.pending} waiting, {line.failed} failed"
+            + (f" (last error: {line.last_error})" if line.last_error else "")
+        )
+
+
+@channels.command("connect")
+@click.argument("channel", type=click.Choice(["telegram"]))
+@click.option("--url", default=None, help="The webhook's public address (default: HELPLOOP_PUBLIC_URL's).")
+@click.pass_context
+def channels_connect(ctx: click.Context, channel: str, url: str | None) -> None:
+    """Register this app's webhook with Telegram (setWebhook, with the webhook secret), so the bot's chats
+    reach HelpLoop. WhatsApp's webhook is entered in Meta's app dashboard instead (address and verify
+    token: see `helploop channels`)."""
+    from serving.channels import Telegram
+
+    settings = _settings(ctx)
+    if channel not in settings.channels:
+        _fail("telegram is not set up: set HELPLOOP_TELEGRAM_BOT_TOKEN and HELPLOOP_TELEGRAM_WEBHOOK_SECRET")
+    if url is None:
+        if not settings.public_url:
+            _fail("give --url https://… or set HELPLOOP_PUBLIC_URL (the address Telegram can reach)")
+        url = settings.public_url.rstrip("/") + "/channels/telegram/webhook"
+    if not url.startswith("https://"):
+        _fail(f"Telegram sends updates to https addresses only, not {url!r}")
+    try:
+        failure = Telegram(settings).connect(url)
+    except OSError as exc:
+        _fail(f"could not reach Telegram at {settings.telegram_api_url}: {exc}", code=1)
+    if failure is not None:
+        _fail(f"Telegram refused the webhook: {failure.error}", code=1)
+    click.echo(f"telegram: updates now go to {url}")
+
+
 # -------------------------------------------------------------------------------------------- users
 
 

@@ -302,6 +302,50 @@ def _single_sign_on(settings: Settings) -> Check:
     return Check("single sign-on", OK, f"{settings.sso_name} at {settings.sso_issuer} answers")
 
 
+def _channels(settings: Settings, database: Database, now: datetime) -> Check:
+    """The messaging apps set up: Telegram's webhook registered here (its own last delivery error), and
+    the outbox of the last 24 hours: failed messages, and messages waiting for minutes (no web process is
+    sending them, or the app refuses them)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from core.channels import counts
+    from core.models import ChannelMessage
+    from serving.channels import Telegram
+
+    notes, said, failed = [], [], False
+    with database.session() as session:
+        figures = counts(session, since=now - timedelta(hours=24))
+        stuck = session.scalar(
+            select(func.count())
+            .select_from(ChannelMessage)
+            .where(ChannelMessage.status == "pending", ChannelMessage.created_at < now - timedelta(minutes=5))
+        )
+    for name in settings.channels:
+        line = figures[name]
+        said.append(f"{name}: {line.sent} sent in 24 h")
+        if line.failed:
+            notes.append(f"{name}: {line.failed} messages failed in 24 h (last: {line.last_error})")
+    if stuck:
+        notes.append(f"{stuck} messages waiting for more than 5 minutes (is a web process running?)")
+    if "telegram" in settings.channels:
+        info: dict[str, Any] | None = None
+        try:
+            info = Telegram(settings).webhook_info()
+        except (OSError, ValueError) as exc:
+            failed = True
+            notes.append(f"telegram: getWebhookInfo failed: {exc}")
+        if info is not None and not info.get("url"):
+            failed = True
+            notes.append("telegram: no webhook registered (`helploop channels connect telegram`)")
+        elif info is not None and info.get("last_error_message"):
+            notes.append(f"telegram: its last delivery to the webhook failed: {info['last_error_message']}")
+    if notes:
+        return Check("channels", FAIL if failed else WARN, "; ".join(notes))
+    return Check("channels", OK, ", ".join(said))
+
+
 def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check]:
     """Every check, in order; after a database that cannot be reached, the checks that need it are skipped
     (said as failed)."""
@@ -331,6 +375,12 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
     checks += [_backups(settings, now), _disk(settings), _rate_limits(settings), _alerts(settings)]
     if settings.sso_issuer:
         checks.append(_single_sign_on(settings))
+    if settings.channels and checks[0].status == OK and checks[1].status == OK:
+        database = Database(settings)
+        try:
+            checks.append(_channels(settings, database, now))
+        finally:
+            database.dispose()
     return checks
 
 

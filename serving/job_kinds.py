@@ -7,6 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from core import channels
 from core.backup import scheduled_backup
 from core.db import Database
 from core.events import deliver_watch, purge_old
@@ -154,6 +157,13 @@ def train_period(settings: Settings) -> timedelta:
     return timedelta(hours=settings.train_every_hours)
 
 
+def purge_channels(session: Session, settings: Settings) -> str | None:
+    """Hourly: messaging apps' delivered-update ids after a day, sent messages after a week, failed ones
+    after a month (core.channels)."""
+    removed = channels.purge_old(session)
+    return ", ".join(f"{n} {what}" for what, n in removed.items() if n) or None
+
+
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
@@ -169,3 +179,4 @@ def install() -> None:
     register_watch("canary_guard", canary_guard_watch)
     register_watch("ops_webhook", deliver_watch, every=5.0)
     register_watch("ops_events_purge", purge_old, every=3600.0)
+    register_watch("channels_purge", purge_channels, every=3600.0)

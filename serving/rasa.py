@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from bot.handoff import asks_for_person
-from serving.api import answer_message, external_session_id, json_body, text_field, to_live_chat
+from serving.api import (
+    answer_message,
+    external_session_id,
+    json_body,
+    reply_choices,
+    text_field,
+    to_live_chat,
+)
 from serving.app import limiter, state
 from serving.errors import APIError
 
@@ -28,19 +34,8 @@ def rest_webhook() -> Response:
     if to_live_chat(message, sender_id) is not None:
         return jsonify([])  # a person chats with this user now: the message is theirs, the bot stays quiet
     said = answer_message(message, sender_id, channel="rasa", create_unknown_session=True)
-    prediction = said.prediction
     reply: dict[str, object] = {"recipient_id": sender, "text": said.text}
-    buttons = [{"title": c.title, "payload": f"/{c.intent}"} for c in prediction.suggestions]
-    settings = state().settings
-    label = settings.talk_to_person_label
-    if (
-        (prediction.off_topic or said.asked_again)
-        and settings.handoff_requests
-        and asks_for_person(label, settings.handoff_request_regex)
-    ):
-        # Declined, or the answer just given asked for again: a person one click away, as the widget's
-        # button under the reply (the label, sent back as a message, is a typed request for one)
-        buttons.append({"title": label, "payload": label})
+    buttons = reply_choices(said.prediction, said.asked_again, state().settings)
     if buttons:
         reply["buttons"] = buttons
     return jsonify([reply])

@@ -92,7 +92,8 @@ def make_app(tmp_path: Path, toy_bundles: dict[str, Path]) -> Iterator[Callable[
             **overrides,
         }
         settings = load_settings(
-            {k: v for k, v in config.items() if k.islower() and k != "model_loader"}, environ={}
+            {k: v for k, v in config.items() if k.islower() and k not in ("model_loader", "channel_post")},
+            environ={},
         )
         database = Database(settings)
         migrate.upgrade(database.engine)

@@ -1,0 +1,329 @@
+"""Messaging apps (Telegram, WhatsApp) as channels: which conversation a chat is in, updates answered once,
+and an outbox of the messages to send them.
+
+A customer writing to the company's Telegram bot or WhatsApp number is a conversation like the widget's: the
+bot answers from the knowledge base, the turn is logged and routed to review, and a person can take it over.
+What differs is the way back. The widget asks for its replies; a messaging app is sent them by calling its
+API. So the reply (and any live-chat message from the team) is written to ``channel_messages`` in the same
+transaction as the turn or message it carries, and a worker sends it (``deliver_due``), in order per chat,
+with retries: a slow or failing app never holds up the webhook's answer to the app, and nothing is lost
+when it is down.
+
+The app's id of the chat (a Telegram chat id, a WhatsApp phone number) is personal data. It is kept in
+``channel_chats`` beside the conversation's id (a random one, as the widget's), never in it, so it does not
+reach page addresses, exports or reviewers; erasing the conversation deletes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
+
+CHANNELS = ("telegram", "whatsapp")
+RETRY_SECONDS = (10, 60, 300, 900)  # wait after the 1st, 2nd, ... failed attempt: a reply is awaited
+MAX_ATTEMPTS = len(RETRY_SECONDS) + 1
+BATCH = 50
+LOOK_BUDGET_SECONDS = 10.0  # sends per look stop after this long (the watcher thread has other watches)
+FAILURES_PER_LOOK = 3  # the app is likely down: the rest wait for the next look
+CLAIM_SECONDS = 120  # a claimed batch is due again after this (its worker died mid-way)
+EVENT_KEEP_HOURS = 24  # the apps repeat a delivery within minutes; a day is ample
+SENT_KEEP_DAYS = 7
+FAILED_KEEP_DAYS = 30
+# pg_advisory_xact_lock's key for claiming messages (any fixed 64-bit number; "Channels" in ASCII): one
+# worker claims at a time, so two never send one chat's messages out of order.
+CLAIM_LOCK_KEY = 0x4368616E6E656C73
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message the app did not take: why, and whether trying again can help (a network error, HTTP 429
+    or 5xx) or not (the customer blocked the bot, the chat does not exist: HTTP 4xx)."""
+
+    error: str
+    final: bool = False
+
+
+Send = Callable[[str, str, dict[str, Any]], "Failure | None"]  # (channel, chat_key, payload)
+
+
+def conversation_for(
+    session: Session, *, channel: str, chat_key: str, idle_hours: float, now: datetime | None = None
+) -> str:
+    """The id of the conversation a message from this chat belongs to: the chat's latest, unless it has been
+    quiet for ``idle_hours`` and nobody from the team is chatting in it; else a new one (flushed)."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    now = now or utcnow()
+    latest = session.scalars(
+        select(ChannelChat)
+        .where(ChannelChat.channel == channel, ChannelChat.chat_key == chat_key)
+        .order_by(ChannelChat.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None:
+        conversation = session.get(Conversation, latest.conversation_id)
+        if conversation is not None:
+            live = conversation.agent is not None and conversation.handoff_closed_at is None
+            if live or as_utc(conversation.last_activity_at) >= now - timedelta(hours=idle_hours):
+                return conversation.id
+    conversation = Conversation(channel=channel, created_at=now, last_activity_at=now)
+    session.add(conversation)
+    session.flush()
+    session.add(
+        ChannelChat(channel=channel, chat_key=chat_key, conversation_id=conversation.id, created_at=now)
+    )
+    session.flush()
+    return conversation.id
+
+
+def first_delivery(session: Session, *, channel: str, event_id: str, now: datetime | None = None) -> bool:
+    """Record an update the app delivered: True the first time, False when it is a repeat (the app timed out
+    waiting and sent it again, or sent it twice at once). The caller commits before answering it."""
+    key = (channel, event_id[:128])
+    if session.get(ChannelEvent, key) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(ChannelEvent(channel=key[0], event_id=key[1], received_at=now or utcnow()))
+    except IntegrityError:  # the same update, being answered by another request
+        return False
+    return True
+
+
+def chat_of(session: Session, *, conversation_id: str) -> ChannelChat | None:
+    return session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == conversation_id))
+
+
+def queue(
+    session: Session, *, conversation_id: str, payload: dict[str, Any], now: datetime | None = None
+) -> ChannelMessage | None:
+    """Put a message to the conversation's chat in the outbox (None: the conversation is not on a messaging
+    app). ``payload``: ``text`` (Markdown), optional ``choices`` ([{"title", "payload"}]: buttons that send
+    ``payload`` back as the customer's message) and ``turn_id`` (the answer's thumbs)."""
+    chat = chat_of(session, conversation_id=conversation_id)
+    if chat is None:
+        return None
+    message = ChannelMessage(
+        conversation_id=conversation_id,
+        channel=chat.channel,
+        chat_key=chat.chat_key,
+        payload=payload,
+        status="pending",
+        attempts=0,
+        created_at=now or utcnow(),
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _claim(session: Session, now: datetime, limit: int) -> list[ChannelMessage]:
+    """The pending messages to send now, oldest first: each chat's from its oldest pending message while they
+    are due (a later message never overtakes one waiting for its retry). Their attempts are counted and they
+    are claimed until ``now + CLAIM_SECONDS``."""
+    if session.get_bind().dialect.name == "postgresql":
+        locked = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
+        if not locked:  # another worker is claiming: it takes these
+            return []
+    return _take(session, _due(session, now, limit), now)
+
+
+def _due(session: Session, now: datetime, limit: int) -> list[ChannelMessage]:
+    """Each chat's pending messages from its oldest, while they are due, oldest first (as read now)."""
+    pending = session.scalars(
+        select(ChannelMessage)
+        .where(ChannelMessage.status == "pending")
+        .order_by(ChannelMessage.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    ).all()
+    blocked: set[tuple[str, str]] = set()
+    due = []
+    for message in pending:
+        chat = (message.channel, message.chat_key)
+        if chat in blocked:
+            continue
+        if message.next_attempt_at is not None and as_utc(message.next_attempt_at) > now:
+            blocked.add(chat)  # waiting for a retry, or claimed by a worker now: the chat's later ones wait
+            continue
+        due.append(message)
+    return due
+
+
+def _take(session: Session, due: list[ChannelMessage], now: datetime) -> list[ChannelMessage]:
+    """Claim ``due``: each only if nobody claimed it since it was read (its attempts unchanged). On SQLite,
+    where web processes are not held apart by a lock, another process's sender may have read the same rows;
+    a chat with a message taken by another stops there, so its later ones never overtake it."""
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    blocked: set[tuple[str, str]] = set()
+    claimed = []
+    for message in due:
+        chat = (message.channel, message.chat_key)
+        if chat in blocked:
+            continue
+        taken = session.execute(
+            update(ChannelMessage)
+            .where(
+                ChannelMessage.id == message.id,
+                ChannelMessage.status == "pending",
+                ChannelMessage.attempts == message.attempts,
+            )
+            .values(attempts=message.attempts + 1, next_attempt_at=until),
+            execution_options={"synchronize_session": False},
+        )
+        if int(getattr(taken, "rowcount", 0) or 0) != 1:
+            blocked.add(chat)
+            continue
+        set_committed_value(message, "attempts", message.attempts + 1)
+        set_committed_value(message, "next_attempt_at", until)
+        claimed.append(message)
+    return claimed
+
+
+def deliver_due(
+    session: Session,
+    send: Send,
+    *,
+    now: datetime | None = None,
+    limit: int = BATCH,
+    clock: Callable[[], float] = time.monotonic,
+) -> Counter[str]:
+    """Send the outbox's due messages. Three steps, so no transaction is open while an app keeps us waiting
+    (as ``core.events.deliver_due``): claim (committed), send each outside any transaction, record each
+    outcome: sent; tried again after 10 s, 1, 5 and 15 minutes; or failed (at once when the app says it never
+    will take it). After a chat's message fails, that chat's later ones wait for it (``deferred``, no attempt
+    counted); after ``FAILURES_PER_LOOK`` failures, or ``LOOK_BUDGET_SECONDS``, the rest wait for the next
+    look. Returns the outcomes counted."""
+    now = now or utcnow()
+    claimed = [(m.id, m.channel, m.chat_key, dict(m.payload)) for m in _claim(session, now, limit)]
+    session.commit()
+    outcomes: Counter[str] = Counter()
+    if not claimed:
+        return outcomes
+    results: dict[int, Failure | None] = {}
+    failed_chats: set[tuple[str, str]] = set()
+    started = clock()
+    for message_id, channel, chat_key, payload in claimed:
+        if (channel, chat_key) in failed_chats:
+            continue
+        if sum(r is not None for r in results.values()) >= FAILURES_PER_LOOK:
+            break
+        if clock() - started >= LOOK_BUDGET_SECONDS:
+            break
+        try:
+            results[message_id] = send(channel, chat_key, payload)
+        except Exception as exc:  # noqa: BLE001 - any error is a failed attempt, retried
+            results[message_id] = Failure(f"{type(exc).__name__}: {exc}"[:500])
+        if results[message_id] is not None:
+            failed_chats.add((channel, chat_key))
+    for message_id, channel, chat_key, _ in claimed:
+        message = session.get(ChannelMessage, message_id)
+        if message is None:  # erased meanwhile
+            continue
+        if message_id not in results:
+            message.attempts -= 1
+            retry = (channel, chat_key) in failed_chats
+            message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[0]) if retry else now
+            outcomes["deferred"] += 1
+            continue
+        failure = results[message_id]
+        if failure is None:
+            message.status, message.sent_at, message.next_attempt_at = "sent", now, None
+            outcomes["sent"] += 1
+        elif failure.final or message.attempts >= MAX_ATTEMPTS:
+            message.status, message.last_error, message.next_attempt_at = "failed", failure.error, None
+            outcomes["failed"] += 1
+        else:
+            message.last_error = failure.error
+            message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[message.attempts - 1])
+            outcomes["retry"] += 1
+    session.flush()
+    return outcomes
+
+
+def purge_old(session: Session, *, now: datetime | None = None) -> dict[str, int]:
+    """Delete what is no longer needed: delivered updates' ids after a day, sent messages after a week,
+    failed ones after a month (their text is the bot's answer or a team member's message)."""
+    now = now or utcnow()
+    removed = {}
+    quick = {"synchronize_session": False}  # no datetime compared in Python (SQLite's are naive)
+    events = session.execute(
+        delete(ChannelEvent).where(ChannelEvent.received_at < now - timedelta(hours=EVENT_KEEP_HOURS)),
+        execution_options=quick,
+    )
+    removed["events"] = int(getattr(events, "rowcount", 0) or 0)
+    for status, days in (("sent", SENT_KEEP_DAYS), ("failed", FAILED_KEEP_DAYS)):
+        result = session.execute(
+            delete(ChannelMessage).where(
+                ChannelMessage.status == status, ChannelMessage.created_at < now - timedelta(days=days)
+            ),
+            execution_options=quick,
+        )
+        removed[status] = int(getattr(result, "rowcount", 0) or 0)
+    return removed
+
+
+def erase(session: Session, *, conversation_id: str) -> int:
+    """A conversation erased: its chat's id and its unsent and kept messages go. Returns the rows deleted."""
+    chats = session.execute(delete(ChannelChat).where(ChannelChat.conversation_id == conversation_id))
+    messages = session.execute(
+        delete(ChannelMessage).where(ChannelMessage.conversation_id == conversation_id)
+    )
+    return int(getattr(chats, "rowcount", 0) or 0) + int(getattr(messages, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class ChannelCounts:
+    channel: str
+    chats: int  # conversations on it since ``since``
+    pending: int
+    sent: int  # since ``since``
+    failed: int  # since ``since``
+    last_error: str | None  # of the newest failed message
+
+
+def counts(session: Session, *, since: datetime) -> dict[str, ChannelCounts]:
+    """Per channel: its conversations and its outbox since ``since`` (pending ones whenever queued)."""
+    chats = dict(
+        session.execute(
+            select(ChannelChat.channel, func.count())
+            .where(ChannelChat.created_at >= since)
+            .group_by(ChannelChat.channel)
+        ).all()
+    )
+    by_status: dict[tuple[str, str], int] = {}
+    for channel, status, count in session.execute(
+        select(ChannelMessage.channel, ChannelMessage.status, func.count())
+        .where((ChannelMessage.status == "pending") | (ChannelMessage.created_at >= since))
+        .group_by(ChannelMessage.channel, ChannelMessage.status)
+    ).all():
+        by_status[(channel, status)] = count
+    result = {}
+    for channel in CHANNELS:
+        last_error = session.scalar(
+            select(ChannelMessage.last_error)
+            .where(ChannelMessage.channel == channel, ChannelMessage.status == "failed")
+            .where(ChannelMessage.created_at >= since)
+            .order_by(ChannelMessage.id.desc())
+            .limit(1)
+        )
+        result[channel] = ChannelCounts(
+            channel=channel,
+            chats=int(chats.get(channel, 0)),
+            pending=by_status.get((channel, "pending"), 0),
+            sent=by_status.get((channel, "sent"), 0),
+            failed=by_status.get((channel, "failed"), 0),
+            last_error=last_error,
+        )
+    return result

@@ -1,0 +1,527 @@
+"""Telegram and WhatsApp as channels: the webhooks the apps call with a customer's message, and the clients
+that send the bot's replies back (core.channels holds the conversations and the outbox).
+
+* **Telegram** (Bot API): ``POST /channels/telegram/webhook``, authenticated by the secret Telegram sends in
+  ``X-Telegram-Bot-Api-Secret-Token`` (``helploop channels connect telegram`` registers the webhook with it).
+  Answers go out with ``sendMessage`` in Telegram's HTML; "did you mean" choices and 👍 / 👎 under an answer
+  are inline buttons, whose presses come back as ``callback_query`` updates (answered in the webhook's own
+  response, so the button stops spinning without another call).
+* **WhatsApp** (Meta's Cloud API): ``GET /channels/whatsapp/webhook`` answers the subscription's check with
+  the verify token; ``POST`` deliveries are authenticated by ``X-Hub-Signature-256`` (HMAC-SHA256 of the
+  body with the app secret). Answers are text in WhatsApp's markup; up to three choices are reply buttons,
+  more a list. WhatsApp has no thumbs: "that's wrong" typed is the thumbs-down, as in the widget.
+
+An update an app delivers twice (it repeats one it got no answer to in time) is answered once. A message
+while a team member chats in the conversation goes to them, as in the widget, and their replies are sent to
+the app. Photos, voice notes and stickers get ``channel_unsupported_message``. The webhooks have no rate
+limit per address (every customer's message comes from the app's few servers); the signature or secret
+is what keeps others out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import delete, select
+
+from core import channels as outbox
+from core.channels import Failure
+from core.db import Database
+from core.models import ChannelChat, ChannelEvent, Turn
+from core.registry import NotFoundError
+from core.settings import Settings
+from serving.api import answer_message, person_choice, rate_answer, to_live_chat
+from serving.app import db_session, state
+from serving.channel_text import render, split
+from serving.errors import APIError
+
+log = logging.getLogger(__name__)
+
+channels = Blueprint("channels", __name__, url_prefix="/channels")
+
+Post = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]  # (url, body, headers) -> (status, body)
+
+MESSAGE_LIMIT = 4096  # characters of one message on Telegram and on WhatsApp
+CALLBACK_LIMIT = 64  # bytes of a Telegram button's callback_data
+BODY_LIMIT = 1024  # characters of the text of a WhatsApp message with buttons
+BUTTONS = 3  # WhatsApp's reply buttons per message (more choices: a list)
+BUTTON_TITLE = 20
+LIST_ROWS = 10
+ROW_TITLE = 24
+ROW_DESCRIPTION = 72
+# Telegram's commands a customer meets first: /start opens every chat with a bot.
+COMMANDS = {"/start": "hi", "/help": "what can you do?"}
+FEEDBACK = re.compile(r"fb:(\d{1,18}):([01])")
+HASHED = "h:"  # a choice whose payload is too long for callback_data: its hash
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    http = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(http, timeout=10) as response:  # noqa: S310 - the app's API address
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def outcome(status: int, body: bytes, what: str) -> Failure | None:
+    """None when the app took the message; else why not, final for a refusal (4xx but 408 and 429: the
+    customer blocked the bot, the chat is gone, the token is wrong) that trying again cannot mend."""
+    if 200 <= status < 300:
+        return None
+    detail = body[:300].decode("utf-8", errors="replace")
+    return Failure(
+        f"{what}: HTTP {status} {detail}".strip(), final=400 <= status < 500 and status not in (408, 429)
+    )
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+def hashed(payload: str) -> str:
+    return HASHED + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class Telegram:
+    name = "telegram"
+
+    def __init__(self, settings: Settings, post: Post = http_post) -> None:
+        self.base = f"{settings.telegram_api_url.rstrip('/')}/bot{settings.telegram_bot_token}"
+        self.secret = settings.telegram_webhook_secret
+        self.post = post
+
+    def call(self, method: str, data: dict[str, Any]) -> Failure | None:
+        status, body = self.post(f"{self.base}/{method}", _json(data), {"Content-Type": "application/json"})
+        return outcome(status, body, method)
+
+    @staticmethod
+    def keyboard(payload: dict[str, Any]) -> list[list[dict[str, str]]]:
+        rows = []
+        for choice in payload.get("choices") or []:
+            data = str(choice["payload"])
+            callback = data if len(data.encode()) <= CALLBACK_LIMIT else hashed(data)
+            rows.append([{"text": str(choice["title"])[:64], "callback_data": callback}])
+        if payload.get("thumbs") and payload.get("turn_id"):
+            turn = int(payload["turn_id"])
+            rows.append(
+                [
+                    {"text": "👍", "callback_data": f"fb:{turn}:1"},
+                    {"text": "👎", "callback_data": f"fb:{turn}:0"},
+                ]
+            )
+        return rows
+
+    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+        pieces = split(render(str(payload.get("text") or ""), "telegram"), MESSAGE_LIMIT) or ["…"]
+        keyboard = self.keyboard(payload)
+        for number, piece in enumerate(pieces, start=1):
+            data: dict[str, Any] = {
+                "chat_id": chat_key,
+                "text": piece,
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True},
+            }
+            if keyboard and number == len(pieces):
+                data["reply_markup"] = {"inline_keyboard": keyboard}
+            failure = self.call("sendMessage", data)
+            if failure is not None:
+                return failure
+        return None
+
+    def webhook_info(self) -> dict[str, Any]:
+        """Telegram's view of the webhook: its ``url`` (empty: none registered), ``pending_update_count``,
+        ``last_error_message``. ValueError when Telegram refuses (a wrong token)."""
+        status, body = self.post(f"{self.base}/getWebhookInfo", b"{}", {"Content-Type": "application/json"})
+        failure = outcome(status, body, "getWebhookInfo")
+        if failure is not None:
+            raise ValueError(failure.error)
+        return dict(json.loads(body).get("result") or {})
+
+    def connect(self, url: str) -> Failure | None:
+        """Register the webhook: Telegram then POSTs every message and button press to ``url``, with the
+        secret."""
+        return self.call(
+            "setWebhook",
+            {"url": url, "secret_token": self.secret, "allowed_updates": ["message", "callback_query"]},
+        )
+
+
+class WhatsApp:
+    name = "whatsapp"
+
+    def __init__(self, settings: Settings, post: Post = http_post) -> None:
+        self.url = f"{settings.whatsapp_api_url.rstrip('/')}/{settings.whatsapp_phone_number_id}/messages"
+        self.headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {settings.whatsapp_access_token}",
+        }
+        self.choose = settings.channel_choose_label
+        self.post = post
+
+    def _send(self, data: dict[str, Any]) -> Failure | None:
+        status, body = self.post(
+            self.url,
+            _json({"messaging_product": "whatsapp", "recipient_type": "individual", **data}),
+            self.headers,
+        )
+        return outcome(status, body, "messages")
+
+    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+        text = render(str(payload.get("text") or ""), "whatsapp")
+        choices = list(payload.get("choices") or [])
+        pieces = split(text, MESSAGE_LIMIT) or ["…"]
+        if choices and len(pieces[-1]) <= BODY_LIMIT:
+            body, pieces = pieces[-1], pieces[:-1]  # the last piece carries the buttons
+        else:
+            body = "👇"
+        for piece in pieces:
+            failure = self._send(
+                {"to": chat_key, "type": "text", "text": {"body": piece, "preview_url": False}}
+            )
+            if failure is not None:
+                return failure
+        if not choices:
+            return None
+        return self._send(
+            {"to": chat_key, "type": "interactive", "interactive": self.interactive(body, choices)}
+        )
+
+    def interactive(self, body: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        if len(choices) <= BUTTONS:
+            buttons = [
+                {
+                    "type": "reply",
+                    "reply": {"id": str(c["payload"])[:256], "title": _short(c["title"], BUTTON_TITLE)},
+                }
+                for c in choices
+            ]
+            return {"type": "button", "body": {"text": body}, "action": {"buttons": buttons}}
+        rows = []
+        for choice in choices[:LIST_ROWS]:
+            row = {"id": str(choice["payload"])[:200], "title": _short(choice["title"], ROW_TITLE)}
+            if len(str(choice["title"])) > ROW_TITLE:
+                row["description"] = _short(choice["title"], ROW_DESCRIPTION)
+            rows.append(row)
+        return {
+            "type": "list",
+            "body": {"text": body},
+            "action": {
+                "button": _short(self.choose, BUTTON_TITLE),
+                "sections": [{"title": " ", "rows": rows}],
+            },
+        }
+
+
+def _short(text: Any, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+Client = Telegram | WhatsApp
+
+
+def clients(settings: Settings, post: Post = http_post) -> dict[str, Client]:
+    made: dict[str, Client] = {}
+    if "telegram" in settings.channels:
+        made["telegram"] = Telegram(settings, post)
+    if "whatsapp" in settings.channels:
+        made["whatsapp"] = WhatsApp(settings, post)
+    return made
+
+
+class ChannelSender:
+    """Sends the outbox (core.channels.deliver_due) from a thread of the web process: woken when a webhook
+    has queued a reply, and every ``poll_seconds`` for a team member's message or a retry that is due."""
+
+    def __init__(
+        self, database: Database, settings: Settings, post: Post = http_post, poll_seconds: float = 1.0
+    ):
+        self.database = database
+        self.clients = clients(settings, post)
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+        client = self.clients.get(channel)
+        if client is None:
+            return Failure(f"{channel} is not set up (its settings are empty)", final=True)
+        return client.send(chat_key, payload)
+
+    def deliver_now(self) -> Counter[str]:
+        """Send what is due now, batch after batch; the outcomes counted."""
+        total: Counter[str] = Counter()
+        while True:
+            with self.database.session() as session:
+                outcomes = outbox.deliver_due(session, self.send)
+            total += outcomes
+            if sum(outcomes.values()) < outbox.BATCH or outcomes["deferred"]:
+                return total
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+                try:
+                    self.deliver_now()
+                except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
+                    log.exception("channel sender error")
+
+        self._thread = threading.Thread(target=loop, name="helploop-channels", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+
+# ----------------------------------------------------------------------------------------------- webhooks
+
+
+def _enabled(channel: str) -> Settings:
+    settings = state().settings
+    if channel not in settings.channels:
+        raise APIError(404, "channel_off", f"{channel} is not set up on this HelpLoop")
+    return settings
+
+
+def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> None:
+    """A customer's message from a messaging app: answered once (a repeated delivery is dropped), in the
+    chat's conversation; the reply goes to the outbox with the turn."""
+    helploop = state()
+    if helploop.models.state.production is None:  # before recording it: the app delivers it again
+        raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
+    settings = helploop.settings
+    session = db_session()
+    with helploop.write_lock:
+        if not outbox.first_delivery(session, channel=channel, event_id=event_id):
+            session.rollback()
+            return
+        conversation_id = outbox.conversation_for(
+            session, channel=channel, chat_key=chat_key, idle_hours=settings.channel_conversation_hours
+        )
+        session.commit()
+    text = COMMANDS.get(text.strip().lower(), text)[: settings.max_message_length]
+    try:
+        if to_live_chat(text, conversation_id) is None:
+            answer_message(
+                text, conversation_id, channel=channel, create_unknown_session=True, reply_by_channel=True
+            )
+    except Exception:
+        _forget(channel, event_id)  # not answered: the app's next delivery of it is answered
+        raise
+    _wake()
+
+
+def say(channel: str, chat_key: str, text: str, *, event_id: str) -> None:
+    """A line to the chat that is no answer (a photo was sent: the bot reads text), once per delivery."""
+    helploop = state()
+    session = db_session()
+    with helploop.write_lock:
+        if not outbox.first_delivery(session, channel=channel, event_id=event_id):
+            session.rollback()
+            return
+        conversation_id = outbox.conversation_for(
+            session,
+            channel=channel,
+            chat_key=chat_key,
+            idle_hours=helploop.settings.channel_conversation_hours,
+        )
+        outbox.queue(session, conversation_id=conversation_id, payload={"text": text})
+        session.commit()
+    _wake()
+
+
+def _forget(channel: str, event_id: str) -> None:
+    session = db_session()
+    session.rollback()
+    with state().write_lock:
+        session.execute(
+            delete(ChannelEvent).where(ChannelEvent.channel == channel, ChannelEvent.event_id == event_id)
+        )
+        session.commit()
+
+
+def _wake() -> None:
+    sender = state().channel_sender
+    if sender is not None:
+        sender.wake()
+
+
+def rate(channel: str, chat_key: str, turn_id: int, helpful: bool) -> bool:
+    """A thumbs pressed under an answer: recorded when the answer was this chat's (False otherwise); after a
+    thumbs-down the bot's line and the intents it offers instead go to the chat."""
+    session = db_session()
+    conversation_id = session.scalar(
+        select(Turn.conversation_id)
+        .join(ChannelChat, ChannelChat.conversation_id == Turn.conversation_id)
+        .where(Turn.id == turn_id, ChannelChat.channel == channel, ChannelChat.chat_key == chat_key)
+    )
+    session.commit()
+    if conversation_id is None:
+        return False
+    try:
+        rated = rate_answer(turn_id, helpful)
+    except NotFoundError:
+        return False
+    if rated.reply is not None:
+        settings = state().settings
+        choices = [{"title": c.title, "payload": f"/{c.intent}"} for c in rated.others] + person_choice(
+            settings
+        )
+        with state().write_lock:
+            outbox.queue(
+                session, conversation_id=conversation_id, payload={"text": rated.reply, "choices": choices}
+            )
+            session.commit()
+        _wake()
+    return True
+
+
+def choice_text(data: str) -> str:
+    """What a pressed button says, as the customer's message: its payload, or for a hashed one the payload
+    it stands for (an intent's ``/name``, or the person button's label)."""
+    if not data.startswith(HASHED):
+        return data
+    helploop = state()
+    production = helploop.models.state.production
+    known = [f"/{name}" for name in (production.knowledge if production is not None else {})]
+    for payload in [*known, helploop.settings.talk_to_person_label]:
+        if hashed(payload) == data:
+            return payload
+    return ""
+
+
+@channels.post("/telegram/webhook")
+def telegram_webhook() -> Response:
+    settings = _enabled("telegram")
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if not hmac.compare_digest(given.encode(), settings.telegram_webhook_secret.encode()):
+        raise APIError(403, "bad_secret", "X-Telegram-Bot-Api-Secret-Token is missing or wrong")
+    update = request.get_json(silent=True)
+    if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+        raise APIError(
+            400, "invalid_update", "expected a Telegram update with an integer update_id", "update_id"
+        )
+    event_id = str(update["update_id"])
+    query = update.get("callback_query")
+    if isinstance(query, dict):
+        return _telegram_button(query, event_id, settings)
+    message = update.get("message")
+    if not isinstance(message, dict):
+        return Response(status=200)  # an edit, a member change...: nothing to answer
+    chat = message.get("chat") or {}
+    if chat.get("type") != "private" or "id" not in chat:
+        return Response(status=200)  # a group the bot was added to: it answers customers one to one
+    text = message.get("text") or message.get("caption")
+    if isinstance(text, str) and text.strip():
+        take_message("telegram", str(chat["id"]), text, event_id=event_id)
+    else:
+        say("telegram", str(chat["id"]), settings.channel_unsupported_message, event_id=event_id)
+    return Response(status=200)
+
+
+def _telegram_button(query: dict[str, Any], event_id: str, settings: Settings) -> Response:
+    data = str(query.get("data") or "")
+    chat = ((query.get("message") or {}).get("chat")) or {}
+    answer: dict[str, Any] = {"method": "answerCallbackQuery", "callback_query_id": str(query.get("id", ""))}
+    if chat.get("type") != "private" or "id" not in chat:
+        return jsonify(answer)
+    chat_key = str(chat["id"])
+    feedback = FEEDBACK.fullmatch(data)
+    if feedback is not None:
+        session = db_session()
+        with state().write_lock:
+            first = outbox.first_delivery(session, channel="telegram", event_id=event_id)
+            session.commit()
+        if first:
+            helpful = feedback.group(2) == "1"
+            if rate("telegram", chat_key, int(feedback.group(1)), helpful) and helpful:
+                answer["text"] = settings.channel_feedback_thanks
+        return jsonify(answer)
+    text = choice_text(data)
+    if text:
+        take_message("telegram", chat_key, text, event_id=event_id)
+    return jsonify(answer)
+
+
+@channels.get("/whatsapp/webhook")
+def whatsapp_subscribe() -> Response:
+    """Meta's check when the webhook is set up in the app's dashboard: the verify token, and the challenge
+    to echo."""
+    settings = _enabled("whatsapp")
+    token = request.args.get("hub.verify_token", "")
+    if request.args.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+        token.encode(), settings.whatsapp_verify_token.encode()
+    ):
+        raise APIError(403, "bad_verify_token", "hub.verify_token is missing or wrong")
+    return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
+
+
+@channels.post("/whatsapp/webhook")
+def whatsapp_webhook() -> Response:
+    settings = _enabled("whatsapp")
+    raw = request.get_data(cache=True)
+    expected = "sha256=" + hmac.new(settings.whatsapp_app_secret.encode(), raw, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(request.headers.get("X-Hub-Signature-256", "").encode(), expected.encode()):
+        raise APIError(403, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body")
+    delivery = request.get_json(silent=True)
+    if not isinstance(delivery, dict) or not isinstance(delivery.get("entry"), list):
+        raise APIError(400, "invalid_delivery", "expected a WhatsApp webhook delivery with 'entry'", "entry")
+    for entry in delivery["entry"]:
+        for change in (entry or {}).get("changes") or []:
+            value = (change or {}).get("value") or {}
+            phone = str((value.get("metadata") or {}).get("phone_number_id", ""))
+            if phone != settings.whatsapp_phone_number_id:
+                continue  # another number of the same app
+            for message in value.get("messages") or []:  # "statuses" (sent, read) need nothing
+                _whatsapp_message(message, settings)
+    return Response(status=200)
+
+
+def whatsapp_text(message: dict[str, Any]) -> str | None:
+    """The text of a WhatsApp message: typed, a pressed reply button or list row (its id: the choice's
+    payload), a template's quick reply; None for a photo, voice note, sticker, location..."""
+    kind = message.get("type")
+    if kind == "text":
+        return str((message.get("text") or {}).get("body") or "") or None
+    if kind == "interactive":
+        interactive = message.get("interactive") or {}
+        reply = interactive.get("button_reply") or interactive.get("list_reply") or {}
+        return str(reply.get("id") or reply.get("title") or "") or None
+    if kind == "button":
+        button = message.get("button") or {}
+        return str(button.get("payload") or button.get("text") or "") or None
+    caption = next((m.get("caption") for m in (message.get(kind or "") or {},) if isinstance(m, dict)), None)
+    return str(caption) if caption else None
+
+
+def _whatsapp_message(message: dict[str, Any], settings: Settings) -> None:
+    sender, event_id = message.get("from"), message.get("id")
+    if not sender or not event_id:
+        return
+    text = whatsapp_text(message)
+    if text and text.strip():
+        take_message("whatsapp", str(sender), text, event_id=str(event_id))
+    else:
+        say("whatsapp", str(sender), settings.channel_unsupported_message, event_id=str(event_id))

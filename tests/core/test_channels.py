@@ -1,0 +1,285 @@
+"""Messaging-app channels (core.channels): a chat's conversation, updates answered once, the outbox sent in
+order per chat with retries, erasure, purging (both databases)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import channels
+from core.channels import MAX_ATTEMPTS, RETRY_SECONDS, Failure, conversation_for, deliver_due, first_delivery
+from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
+from core.registry import agent_reply, request_handoff
+from core.settings import SettingsError, load_settings
+from tests.conftest import at_once
+
+
+class App:
+    """A messaging app's API: records each message sent, answers with the scripted outcomes."""
+
+    def __init__(self, *outcomes: Failure | Exception | None) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __call__(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+        self.sent.append((channel, chat_key, payload))
+        result = self.outcomes.pop(0) if self.outcomes else None
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def test_a_chat_keeps_its_conversation_until_it_has_been_quiet(db_session: Session) -> None:
+    now = utcnow()
+    first = conversation_for(db_session, channel="telegram", chat_key="42", idle_hours=24, now=now)
+    assert conversation_for(db_session, channel="telegram", chat_key="42", idle_hours=24, now=now) == first
+    # Another chat, and the same id on the other app, are other conversations.
+    assert conversation_for(db_session, channel="telegram", chat_key="43", idle_hours=24, now=now) != first
+    assert conversation_for(db_session, channel="whatsapp", chat_key="42", idle_hours=24, now=now) != first
+    conversation = db_session.get(Conversation, first)
+    assert conversation is not None and conversation.channel == "telegram"
+    assert re.fullmatch(r"[0-9a-f]{32}", first)  # a random id, as the widget's: not the app's id of the chat
+    # A day later: a new conversation, the old one kept.
+    later = now + timedelta(hours=25)
+    second = conversation_for(db_session, channel="telegram", chat_key="42", idle_hours=24, now=later)
+    assert second != first
+    chats = db_session.scalars(select(ChannelChat).where(ChannelChat.chat_key == "42")).all()
+    assert {(c.channel, c.conversation_id) for c in chats} >= {("telegram", first), ("telegram", second)}
+    # ...unless a person is chatting in it: the live chat goes on however long it has been.
+    request_handoff(db_session, conversation_id=second)
+    agent_reply(db_session, conversation_id=second, agent="omar", text="Hello, I'm Omar")
+    much_later = later + timedelta(days=3)
+    assert (
+        conversation_for(db_session, channel="telegram", chat_key="42", idle_hours=24, now=much_later)
+        == second
+    )
+    with pytest.raises(ValueError, match="unknown channel"):
+        conversation_for(db_session, channel="fax", chat_key="1", idle_hours=24)
+
+
+def test_a_repeated_delivery_is_seen_once(db_session: Session) -> None:
+    assert first_delivery(db_session, channel="telegram", event_id="1001") is True
+    assert first_delivery(db_session, channel="telegram", event_id="1001") is False
+    assert first_delivery(db_session, channel="whatsapp", event_id="1001") is True  # another app's ids
+    assert first_delivery(db_session, channel="telegram", event_id="1002") is True
+    assert db_session.scalar(select(func.count()).select_from(ChannelEvent)) == 3
+
+
+def test_a_team_members_reply_goes_to_the_chat_and_a_widget_conversation_sends_nothing(
+    db_session: Session,
+) -> None:
+    on_app = conversation_for(db_session, channel="whatsapp", chat_key="447700900123", idle_hours=24)
+    widget = Conversation(channel="widget")
+    db_session.add(widget)
+    db_session.flush()
+    for conversation_id in (on_app, widget.id):
+        request_handoff(db_session, conversation_id=conversation_id)
+        agent_reply(db_session, conversation_id=conversation_id, agent="omar", text="I'll look into it")
+    [message] = db_session.scalars(select(ChannelMessage)).all()
+    assert (message.conversation_id, message.channel, message.chat_key) == (
+        on_app,
+        "whatsapp",
+        "447700900123",
+    )
+    assert message.payload == {"text": "I'll look into it", "from": "agent"} and message.status == "pending"
+    assert channels.queue(db_session, conversation_id=widget.id, payload={"text": "x"}) is None
+
+
+def _queue(session: Session, conversation_id: str, *texts: str) -> list[int]:
+    ids = []
+    for text in texts:
+        message = channels.queue(session, conversation_id=conversation_id, payload={"text": text})
+        assert message is not None
+        ids.append(message.id)
+    return ids
+
+
+def test_the_outbox_is_sent_in_order_and_a_failing_chat_waits_while_others_go_on(db_session: Session) -> None:
+    ann = conversation_for(db_session, channel="telegram", chat_key="1", idle_hours=24)
+    bob = conversation_for(db_session, channel="telegram", chat_key="2", idle_hours=24)
+    _queue(db_session, ann, "a1", "a2")
+    _queue(db_session, bob, "b1", "b2")
+    now = utcnow()
+    app = App(Failure("HTTP 502 Bad Gateway"))  # Ann's first message fails once
+    outcomes = deliver_due(db_session, app, now=now)
+    assert [(chat, payload["text"]) for _, chat, payload in app.sent] == [
+        ("1", "a1"),
+        ("2", "b1"),
+        ("2", "b2"),
+    ]
+    assert outcomes == {"retry": 1, "deferred": 1, "sent": 2}
+    rows = {m.payload["text"]: m for m in db_session.scalars(select(ChannelMessage))}
+    assert rows["a1"].status == "pending" and rows["a1"].last_error == "HTTP 502 Bad Gateway"
+    assert as_utc(rows["a1"].next_attempt_at) == now + timedelta(seconds=RETRY_SECONDS[0])
+    assert rows["a2"].attempts == 0  # deferred, not tried: it must not overtake a1
+    assert rows["b1"].status == rows["b2"].status == "sent"
+    # Before the retry is due nothing of Ann's goes (a2 waits behind a1); then both, in order.
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=1)) == {}
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=RETRY_SECONDS[0])) == {"sent": 2}
+    assert [payload["text"] for _, _, payload in app.sent[3:]] == ["a1", "a2"]
+
+
+def test_a_refusal_fails_at_once_and_errors_are_retried_until_the_last_attempt(db_session: Session) -> None:
+    chat = conversation_for(db_session, channel="telegram", chat_key="9", idle_hours=24)
+    [blocked] = _queue(db_session, chat, "blocked")
+    app = App(Failure("HTTP 403 Forbidden: bot was blocked by the user", final=True))
+    assert deliver_due(db_session, app) == {"failed": 1}
+    message = db_session.get(ChannelMessage, blocked)
+    assert message is not None and message.status == "failed" and message.attempts == 1
+    [flaky] = _queue(db_session, chat, "flaky")
+    now = utcnow()
+    app = App(*[ConnectionResetError("reset")] * MAX_ATTEMPTS)
+    for attempt in range(MAX_ATTEMPTS):
+        outcomes = deliver_due(db_session, app, now=now)
+        message = db_session.get(ChannelMessage, flaky)
+        assert message is not None and message.attempts == attempt + 1
+        if attempt + 1 < MAX_ATTEMPTS:
+            assert outcomes == {"retry": 1} and message.last_error == "ConnectionResetError: reset"
+            now = as_utc(message.next_attempt_at)
+    assert outcomes == {"failed": 1} and message.status == "failed"
+    counts = channels.counts(db_session, since=utcnow() - timedelta(days=1))
+    assert (counts["telegram"].failed, counts["telegram"].pending, counts["telegram"].chats) == (2, 0, 1)
+    assert counts["telegram"].last_error == "ConnectionResetError: reset"
+    assert counts["whatsapp"].failed == 0
+
+
+def test_a_claimed_batch_whose_worker_died_is_sent_again_later(db_session: Session) -> None:
+    chat = conversation_for(db_session, channel="telegram", chat_key="5", idle_hours=24)
+    [only] = _queue(db_session, chat, "hello")
+    now = utcnow()
+    claimed = channels._claim(db_session, now, 10)  # a worker claims it, then dies before sending
+    assert [m.id for m in claimed] == [only]
+    app = App()
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=5)) == {}
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=channels.CLAIM_SECONDS)) == {"sent": 1}
+
+
+def test_a_message_another_sender_claimed_meanwhile_is_left_to_it(db_session: Session) -> None:
+    """Two web processes on SQLite read the same due rows; the one that claims a row second finds it taken
+    (its attempts moved on) and leaves that chat alone."""
+    chat = conversation_for(db_session, channel="telegram", chat_key="6", idle_hours=24)
+    other = conversation_for(db_session, channel="telegram", chat_key="8", idle_hours=24)
+    first, _ = _queue(db_session, chat, "one", "two")
+    [third] = _queue(db_session, other, "three")
+    now = utcnow()
+    due = channels._due(db_session, now, 10)
+    assert [m.payload["text"] for m in due] == ["one", "two", "three"]
+    # Another process claims the first row after this one has read it.
+    db_session.execute(
+        ChannelMessage.__table__.update()
+        .where(ChannelMessage.id == first)
+        .values(attempts=1, next_attempt_at=now + timedelta(seconds=60))
+    )
+    taken = channels._take(db_session, due, now)
+    assert [m.id for m in taken] == [third]  # "two" must not overtake "one", taken by the other process
+    assert channels._due(db_session, now, 10) == []  # as read now: "one" claimed, "three" claimed
+
+
+def test_erasing_a_conversation_deletes_its_chat_id_and_messages(db_session: Session) -> None:
+    from crowd_feedback.retention import erase_conversation
+
+    chat = conversation_for(db_session, channel="whatsapp", chat_key="447700900123", idle_hours=24)
+    _queue(db_session, chat, "one", "two")
+    erase_conversation(db_session, conversation_id=chat, actor="omar")
+    assert db_session.scalar(select(func.count()).select_from(ChannelChat)) == 0
+    assert db_session.scalar(select(func.count()).select_from(ChannelMessage)) == 0
+
+
+def test_purge_keeps_what_is_still_needed(db_session: Session) -> None:
+    now = utcnow()
+    chat = conversation_for(db_session, channel="telegram", chat_key="7", idle_hours=24)
+    first_delivery(db_session, channel="telegram", event_id="old", now=now - timedelta(hours=25))
+    first_delivery(db_session, channel="telegram", event_id="new", now=now - timedelta(hours=1))
+    old_sent, old_pending, recent_sent = _queue(db_session, chat, "old sent", "old pending", "recent sent")
+    for message_id, status in ((old_sent, "sent"), (old_pending, "pending"), (recent_sent, "sent")):
+        message = db_session.get(ChannelMessage, message_id)
+        assert message is not None
+        message.status = status
+        if message_id != recent_sent:
+            message.created_at = now - timedelta(days=8)
+    db_session.flush()
+    assert channels.purge_old(db_session, now=now) == {"events": 1, "sent": 1, "failed": 0}
+    assert {m.id for m in db_session.scalars(select(ChannelMessage))} == {old_pending, recent_sent}
+    assert [e.event_id for e in db_session.scalars(select(ChannelEvent))] == ["new"]
+
+
+def test_channel_settings_are_checked(tmp_path: Path) -> None:
+    base = {"environment": "testing", "instance_path": str(tmp_path)}
+    assert load_settings(base, environ={}).channels == ()
+    with pytest.raises(SettingsError, match="telegram_webhook_secret"):
+        load_settings(base | {"telegram_bot_token": "123:abc"}, environ={})
+    with pytest.raises(SettingsError, match="telegram_webhook_secret"):
+        load_settings(
+            base | {"telegram_bot_token": "123:abc", "telegram_webhook_secret": "short"}, environ={}
+        )
+    telegram = load_settings(
+        base | {"telegram_bot_token": "123:abc", "telegram_webhook_secret": "s" * 32}, environ={}
+    )
+    assert telegram.channels == ("telegram",)
+    with pytest.raises(SettingsError, match="all four"):
+        load_settings(base | {"whatsapp_access_token": "EAAG"}, environ={})
+    whatsapp = {
+        "whatsapp_access_token": "EAAG",
+        "whatsapp_app_secret": "app-secret",
+        "whatsapp_phone_number_id": "1055",
+        "whatsapp_verify_token": "verify-me",
+    }
+    assert load_settings(base | whatsapp, environ={}).channels == ("whatsapp",)
+    production = {"environment": "production", "instance_path": str(tmp_path), "secret_key": "k" * 40}
+    with pytest.raises(SettingsError, match="whatsapp_app_secret is a placeholder"):
+        load_settings(production | whatsapp | {"whatsapp_app_secret": "change-me"}, environ={})
+    with pytest.raises(SettingsError, match="channel_conversation_hours"):
+        load_settings(base | {"channel_conversation_hours": 0}, environ={})
+    with pytest.raises(SettingsError, match="telegram_api_url"):
+        load_settings(base | {"telegram_api_url": "ftp://x"}, environ={})
+
+
+@pytest.mark.postgres
+def test_workers_sending_at_once_send_each_message_once_and_in_order(postgres_schema_url: str) -> None:
+    """Four senders look at once on PostgreSQL: each message is sent once, each chat's in order."""
+    from core.db import make_engine
+
+    engine = make_engine(postgres_schema_url)
+    tables = (ChannelMessage.__table__, ChannelChat.__table__, ChannelEvent.__table__)
+    with Session(engine) as session:
+        for table in tables:
+            session.execute(table.delete())
+        expected: dict[str, list[str]] = {}
+        made = []
+        for chat in range(4):
+            conversation = conversation_for(session, channel="telegram", chat_key=str(chat), idle_hours=24)
+            made.append(conversation)
+            texts = [f"{chat}-{n}" for n in range(5)]
+            _queue(session, conversation, *texts)
+            expected[str(chat)] = texts
+        session.commit()
+    lock = threading.Lock()
+    sent: dict[str, list[str]] = {}
+
+    def send(channel: str, chat_key: str, payload: dict[str, Any]) -> None:
+        with lock:
+            sent.setdefault(chat_key, []).append(payload["text"])
+
+    for _ in range(4):  # a look that lost the claim lock sends nothing; the next ones take the rest
+        at_once(engine, 4, lambda session: deliver_due(session, send, limit=7))
+    # and two deliveries of one update at once: one of them is answered
+    seen: list[bool] = []
+    at_once(
+        engine, 2, lambda session: seen.append(first_delivery(session, channel="telegram", event_id="77"))
+    )
+    with Session(engine) as session:
+        statuses = session.scalars(select(ChannelMessage.status)).all()
+        for table in tables:
+            session.execute(table.delete())
+        session.execute(Conversation.__table__.delete().where(Conversation.id.in_(made)))
+        session.commit()
+    engine.dispose()
+    assert sent == expected and set(statuses) == {"sent"}
+    assert sorted(seen) == [False, True]

@@ -1,0 +1,495 @@
+"""Telegram and WhatsApp webhooks (serving.channels): authenticated, answered once, replies sent through the
+apps' APIs with buttons and thumbs, live chat with the team, and the formatting of answers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from core.models import ChannelChat, ChannelMessage, ConversationMessage, Turn
+
+SECRET = "telegram-webhook-secret-0123456789"
+APP_SECRET = "whatsapp-app-secret"
+PHONE_ID = "105500"
+CHANNELS = {
+    "telegram_bot_token": "123456:ABC-token",
+    "telegram_webhook_secret": SECRET,
+    "telegram_api_url": "https://telegram.test",
+    "whatsapp_access_token": "EAAG-token",
+    "whatsapp_app_secret": APP_SECRET,
+    "whatsapp_phone_number_id": PHONE_ID,
+    "whatsapp_verify_token": "verify-me",
+    "whatsapp_api_url": "https://graph.test/v21.0",
+}
+
+
+class Api:
+    """The apps' APIs as the sender sees them: each request (URL, JSON body, headers); scripted statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.statuses: list[int] = []
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.requests.append((url, json.loads(body), headers))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return status, b'{"ok": false, "description": "Forbidden: bot was blocked by the user"}'
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [body for _, body, _ in self.requests]
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any], api: Api) -> Any:
+    return make_app(channel_post=api, **CHANNELS)
+
+
+def telegram(client: Any, update: dict[str, Any], secret: str = SECRET) -> Any:
+    return client.post(
+        "/channels/telegram/webhook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+    )
+
+
+def text_update(update_id: int, text: str, chat: int = 42, kind: str = "private") -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "from": {"id": chat, "is_bot": False, "first_name": "Ann"},
+            "chat": {"id": chat, "type": kind},
+            "date": 1764000000,
+            "text": text,
+        },
+    }
+
+
+def button_update(update_id: int, data: str, chat: int = 42) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": f"cb{update_id}",
+            "from": {"id": chat},
+            "message": {"message_id": 1, "chat": {"id": chat, "type": "private"}},
+            "data": data,
+        },
+    }
+
+
+def send(app: Any) -> dict[str, int]:
+    return dict(app.extensions["helploop"].channel_sender.deliver_now())
+
+
+def turns(app: Any) -> list[Turn]:
+    with app.extensions["helploop"].database.session() as session:
+        return list(session.scalars(select(Turn).order_by(Turn.id)).all())
+
+
+def test_telegram_answers_with_buttons_and_thumbs_and_a_pressed_button_is_the_next_message(
+    app: Any, api: Api
+) -> None:
+    client = app.test_client()
+    response = telegram(client, text_update(1, "where is my card"))
+    assert response.status_code == 200
+    [turn] = turns(app)
+    assert turn.intent == "card_arrival" and turn.status == "answered"
+    assert send(app) == {"sent": 1}
+    [(url, body, headers)] = api.requests
+    assert url == "https://telegram.test/bot123456:ABC-token/sendMessage"
+    assert headers["Content-Type"] == "application/json"
+    assert body["chat_id"] == "42" and body["parse_mode"] == "HTML"
+    assert body["text"] == "Cards arrive in <b>5–7 working days</b>."
+    assert body["reply_markup"]["inline_keyboard"] == [
+        [{"text": "Change my PIN", "callback_data": "/change_pin"}],  # the answer's follow-up
+        [
+            {"text": "👍", "callback_data": f"fb:{turn.id}:1"},
+            {"text": "👎", "callback_data": f"fb:{turn.id}:0"},
+        ],
+    ]
+    # Telegram delivers the same update again (it timed out waiting): answered once.
+    assert telegram(client, text_update(1, "where is my card")).status_code == 200
+    assert len(turns(app)) == 1 and send(app) == {}
+    # The follow-up pressed: the button stops spinning (the webhook's answer) and its intent is answered.
+    pressed = telegram(client, button_update(2, "/change_pin"))
+    assert pressed.get_json() == {"method": "answerCallbackQuery", "callback_query_id": "cb2"}
+    second = turns(app)[1]
+    assert second.intent == "change_pin" and second.conversation_id == turn.conversation_id
+    send(app)
+    text = api.bodies()[1]["text"]
+    assert text == "Change it at any ATM.\n\n• insert card\n• choose <i>PIN services</i>"
+    # The conversation is Telegram's, and the chat's id is kept beside it, not in it.
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.scalar(select(ChannelChat))
+        assert chat is not None and (chat.channel, chat.chat_key) == ("telegram", "42")
+        assert chat.conversation_id == turn.conversation_id and re.fullmatch(
+            r"[0-9a-f]{32}", turn.conversation_id
+        )
+
+
+def test_telegram_thumbs_down_rates_the_answer_and_offers_other_intents(app: Any, api: Api) -> None:
+    client = app.test_client()
+    telegram(client, text_update(10, "where is my card"))
+    [turn] = turns(app)
+    # Another chat cannot rate this chat's answer.
+    other = telegram(client, button_update(11, f"fb:{turn.id}:0", chat=99))
+    assert other.status_code == 200 and "text" not in other.get_json()
+    assert turns(app)[0].helpful is None
+    down = telegram(client, button_update(12, f"fb:{turn.id}:0"))
+    assert down.get_json()["method"] == "answerCallbackQuery"
+    assert turns(app)[0].helpful is False
+    send(app)
+    reply = api.bodies()[-1]
+    settings = app.extensions["helploop"].settings
+    assert reply["text"].startswith(settings.small_talk_not_helpful)
+    titles = [row[0]["text"] for row in reply["reply_markup"]["inline_keyboard"]]
+    assert titles and "Where is my card?" not in titles and titles[-1] == settings.talk_to_person_label
+    # A thumbs-up is thanked in the button's toast.
+    up = telegram(client, button_update(13, f"fb:{turn.id}:1"))
+    assert up.get_json()["text"] == settings.channel_feedback_thanks and turns(app)[0].helpful is True
+
+
+def test_telegram_refuses_a_wrong_secret_and_ignores_what_it_does_not_answer(app: Any, api: Api) -> None:
+    client = app.test_client()
+    refused = telegram(client, text_update(20, "where is my card"), secret="guess")
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "bad_secret"
+    no_header = client.post("/channels/telegram/webhook", json=text_update(20, "where is my card"))
+    assert no_header.status_code == 403
+    bad = telegram(client, {"message": {}})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "update_id"
+    assert telegram(client, text_update(21, "where is my card", kind="group")).status_code == 200
+    assert telegram(client, {"update_id": 22, "edited_message": {}}).status_code == 200
+    assert turns(app) == []
+    # A photo: the bot says it reads text; no turn.
+    photo = text_update(23, "")
+    del photo["message"]["text"]
+    photo["message"]["photo"] = [{"file_id": "x"}]
+    assert telegram(client, photo).status_code == 200
+    assert turns(app) == [] and send(app) == {"sent": 1}
+    assert api.bodies()[0]["text"] == app.extensions["helploop"].settings.channel_unsupported_message
+    # /start, the first message of every Telegram chat, is a greeting.
+    telegram(client, text_update(24, "/start"))
+    [greeting] = turns(app)
+    assert greeting.status == "small_talk"
+    assert greeting.answer == app.extensions["helploop"].settings.small_talk_greeting
+
+
+def test_a_channel_that_is_not_set_up_is_not_found(make_app: Callable[..., Any]) -> None:
+    client = make_app().test_client()
+    response = telegram(client, text_update(1, "hi"))
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "channel_off"
+    assert client.get("/channels/whatsapp/webhook?hub.mode=subscribe").status_code == 404
+
+
+def test_a_message_before_the_model_is_loaded_is_answered_when_delivered_again(
+    make_app: Callable[..., Any], api: Api
+) -> None:
+    app = make_app(load=False, channel_post=api, **CHANNELS)
+    client = app.test_client()
+    early = telegram(client, text_update(30, "where is my card"))
+    assert early.status_code == 503 and early.get_json()["error"]["code"] == "model_unavailable"
+    app.extensions["helploop"].models.refresh()
+    assert telegram(client, text_update(30, "where is my card")).status_code == 200
+    assert [t.intent for t in turns(app)] == ["card_arrival"]
+
+
+def test_the_team_chats_with_a_telegram_customer(app: Any, api: Api) -> None:
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    client = app.test_client()
+    telegram(client, text_update(40, "can I talk to a human?"))
+    [asked] = turns(app)
+    assert asked.status == "asked_for_person"
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = f"/operator/conversations/{asked.conversation_id}"
+    token = csrf_token(operator.get(page).get_data(as_text=True))
+    sent = operator.post(
+        f"{page}/messages", data={"csrf_token": token, "text": "Hi, I'm Omar. How can I help?"}
+    )
+    assert sent.status_code == 302
+    # The customer's next message is for Omar: stored in the live chat, no turn, nothing from the bot.
+    telegram(client, text_update(41, "my card never came"))
+    assert len(turns(app)) == 1
+    with app.extensions["helploop"].database.session() as session:
+        live = session.scalars(select(ConversationMessage).order_by(ConversationMessage.id)).all()
+        assert [(m.sender, m.text) for m in live] == [
+            ("agent", "Hi, I'm Omar. How can I help?"),
+            ("customer", "my card never came"),
+        ]
+    send(app)
+    texts = [body["text"] for body in api.bodies()]
+    assert texts[-1] == "Hi, I'm Omar. How can I help?"
+    assert len(texts) == 2  # the handoff reply, then Omar's message; nothing for the customer's message
+
+
+def test_a_blocked_bot_fails_the_message_without_retrying(app: Any, api: Api) -> None:
+    client = app.test_client()
+    telegram(client, text_update(50, "where is my card"))
+    api.statuses = [403]
+    assert send(app) == {"failed": 1}
+    with app.extensions["helploop"].database.session() as session:
+        [message] = session.scalars(select(ChannelMessage)).all()
+        assert message.status == "failed" and message.last_error is not None
+        assert message.last_error.startswith("sendMessage: HTTP 403") and "blocked" in message.last_error
+
+
+def whatsapp(client: Any, delivery: dict[str, Any], secret: str = APP_SECRET) -> Any:
+    raw = json.dumps(delivery).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return client.post(
+        "/channels/whatsapp/webhook",
+        data=raw,
+        headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+    )
+
+
+def wa_delivery(*messages: dict[str, Any], phone_id: str = PHONE_ID) -> dict[str, Any]:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": phone_id},
+        "messages": list(messages),
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def wa_text(message_id: str, text: str, sender: str = "447700900123") -> dict[str, Any]:
+    return {
+        "from": sender,
+        "id": message_id,
+        "timestamp": "1764000000",
+        "type": "text",
+        "text": {"body": text},
+    }
+
+
+def test_whatsapp_subscription_check_and_signature(app: Any) -> None:
+    client = app.test_client()
+    ok = client.get(
+        "/channels/whatsapp/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444"
+    )
+    assert ok.status_code == 200 and ok.get_data(as_text=True) == "1158201444"
+    wrong = client.get("/channels/whatsapp/webhook?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1")
+    assert wrong.status_code == 403 and wrong.get_json()["error"]["code"] == "bad_verify_token"
+    forged = whatsapp(client, wa_delivery(wa_text("wamid.1", "where is my card")), secret="not-the-secret")
+    assert forged.status_code == 403 and forged.get_json()["error"]["code"] == "bad_signature"
+    assert turns(app) == []
+    bad = whatsapp(client, {"object": "whatsapp_business_account"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "entry"
+
+
+def test_whatsapp_answers_with_reply_buttons_and_a_pressed_button_is_the_next_message(
+    app: Any, api: Api
+) -> None:
+    client = app.test_client()
+    assert whatsapp(client, wa_delivery(wa_text("wamid.A", "where is my card"))).status_code == 200
+    whatsapp(client, wa_delivery(wa_text("wamid.A", "where is my card")))  # delivered twice: answered once
+    [turn] = turns(app)
+    assert turn.intent == "card_arrival"
+    assert send(app) == {"sent": 1}
+    [(url, body, headers)] = api.requests
+    assert url == f"https://graph.test/v21.0/{PHONE_ID}/messages"
+    assert headers["Authorization"] == "Bearer EAAG-token"
+    assert body["to"] == "447700900123" and body["type"] == "interactive"
+    assert body["interactive"] == {
+        "type": "button",
+        "body": {"text": "Cards arrive in *5–7 working days*."},
+        "action": {"buttons": [{"type": "reply", "reply": {"id": "/change_pin", "title": "Change my PIN"}}]},
+    }
+    pressed = {
+        "from": "447700900123",
+        "id": "wamid.B",
+        "type": "interactive",
+        "interactive": {
+            "type": "button_reply",
+            "button_reply": {"id": "/change_pin", "title": "Change my PIN"},
+        },
+    }
+    whatsapp(client, wa_delivery(pressed))
+    assert [t.intent for t in turns(app)] == ["card_arrival", "change_pin"]
+    send(app)
+    plain = api.bodies()[-1]
+    assert (
+        plain["type"] == "text"
+        and plain["text"]["body"] == "Change it at any ATM.\n\n• insert card\n• choose _PIN services_"
+    )
+    # Delivery receipts, another number's messages and a voice note.
+    receipts = wa_delivery()
+    receipts["entry"][0]["changes"][0]["value"]["statuses"] = [{"id": "wamid.X", "status": "read"}]
+    assert whatsapp(client, receipts).status_code == 200
+    whatsapp(client, wa_delivery(wa_text("wamid.C", "where is my card"), phone_id="999"))
+    assert len(turns(app)) == 2 and send(app) == {}
+    voice = {"from": "447700900123", "id": "wamid.D", "type": "audio", "audio": {"id": "m1"}}
+    whatsapp(client, wa_delivery(voice))
+    send(app)
+    assert api.bodies()[-1]["text"]["body"] == app.extensions["helploop"].settings.channel_unsupported_message
+    assert len(turns(app)) == 2
+
+
+def test_whatsapp_more_than_three_choices_are_a_list_and_long_titles_are_shortened() -> None:
+    from core.settings import load_settings
+    from serving.channels import WhatsApp
+
+    settings = load_settings({"environment": "testing", **CHANNELS}, environ={})
+    choices = [
+        {"title": f"Choice number {n} with a long title", "payload": f"/intent_{n}"} for n in range(12)
+    ]
+    listed = WhatsApp(settings).interactive("Did you mean?", choices)
+    assert listed["type"] == "list" and listed["action"]["button"] == settings.channel_choose_label
+    rows = listed["action"]["sections"][0]["rows"]
+    assert len(rows) == 10 and rows[0]["id"] == "/intent_0"
+    assert rows[0]["title"] == "Choice number 0 with a…" and len(rows[0]["title"]) <= 24
+    assert rows[0]["description"] == "Choice number 0 with a long title"
+    buttons = WhatsApp(settings).interactive("Did you mean?", choices[:3])["action"]["buttons"]
+    assert [len(b["reply"]["title"]) <= 20 for b in buttons] == [True] * 3
+
+
+def test_telegram_callback_data_over_64_bytes_is_hashed_and_read_back(app: Any) -> None:
+    from serving.channels import Telegram, choice_text, hashed
+
+    long_payload = "/" + "x" * 80
+    rows = Telegram.keyboard({"choices": [{"title": "Long", "payload": long_payload}]})
+    data = rows[0][0]["callback_data"]
+    assert data == hashed(long_payload) and len(data.encode()) <= 64
+    with app.test_request_context():
+        assert choice_text(hashed("/change_pin")) == "/change_pin"
+        assert choice_text(hashed("/no_such_intent")) == ""
+        assert choice_text("/card_arrival") == "/card_arrival"
+
+
+def test_answers_are_formatted_for_each_app() -> None:
+    from serving.channel_text import render, split
+
+    answer = (
+        "Go to **Profile → Close account** <script>x</script>.\n\n1. Open the app\n2. See [our page](https://b.example/x)"
+        " or [mail us](mailto:help@b.example)\n\n| fee | amount |\n|---|---|\n| card | £5 |\n\n"
+        "[click](javascript:alert(1)) `code`"
+    )
+    assert render(answer, "telegram") == (
+        "Go to <b>Profile → Close account</b> &lt;script&gt;x&lt;/script&gt;.\n\n"
+        '1. Open the app\n2. See <a href="https://b.example/x">our page</a> or '
+        '<a href="mailto:help@b.example">mail us</a>\n\n'
+        "fee | amount\ncard | £5\n\n"
+        "[click](javascript:alert(1)) <code>code</code>"
+    )
+    assert render(answer, "whatsapp") == (
+        "Go to *Profile → Close account* <script>x</script>.\n\n"
+        "1. Open the app\n2. See our page (https://b.example/x) or mail us (mailto:help@b.example)\n\n"
+        "fee | amount\ncard | £5\n\n"
+        "[click](javascript:alert(1)) `code`"
+    )
+    assert split("para one\n\npara two", 12) == ["para one", "para two"]
+    assert all(len(p) <= 10 for p in split("word " * 30, 10))
+    with pytest.raises(ValueError):
+        render("x", "sms")
+
+
+class TelegramApi(BaseHTTPRequestHandler):
+    """The Telegram Bot API on a local port: records each call; refuses sendMessage to chat 13."""
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    webhook = ""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        TelegramApi.calls.append((self.path, body))
+        refused = body.get("chat_id") == "13"
+        self.send_response(403 if refused else 200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        reply: dict[str, Any] = {"ok": True}
+        if refused:
+            reply = {"ok": False, "description": "Forbidden: bot was blocked by the user"}
+        elif self.path.endswith("/setWebhook"):
+            TelegramApi.webhook = body["url"]
+        elif self.path.endswith("/getWebhookInfo"):
+            reply["result"] = {"url": TelegramApi.webhook, "pending_update_count": 0}
+        self.wfile.write(json.dumps(reply).encode())
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def telegram_api() -> Iterator[str]:
+    TelegramApi.calls, TelegramApi.webhook = [], ""
+    server = HTTPServer(("127.0.0.1", 0), TelegramApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_replies_go_over_http_and_the_cli_registers_the_webhook(
+    make_app: Callable[..., Any], telegram_api: str, tmp_path: Any
+) -> None:
+    from core.models import utcnow
+    from serving.cli import main
+    from serving.doctor import _channels
+
+    settings = {**CHANNELS, "telegram_api_url": telegram_api}
+    app = make_app(**settings)
+    client = app.test_client()
+    telegram(client, text_update(60, "where is my card"))
+    telegram(client, text_update(61, "where is my card", chat=13))
+    assert send(app) == {"sent": 1, "failed": 1}
+    assert [(path, body["chat_id"]) for path, body in TelegramApi.calls] == [
+        ("/bot123456:ABC-token/sendMessage", "42"),
+        ("/bot123456:ABC-token/sendMessage", "13"),
+    ]
+    environ = {
+        "HELPLOOP_ENVIRONMENT": "testing",
+        "HELPLOOP_INSTANCE_PATH": str(tmp_path / "instance"),
+        "HELPLOOP_DATABASE_URL": app.extensions["helploop"].settings.database_url,
+        **{f"HELPLOOP_{k.upper()}": v for k, v in settings.items()},
+    }
+    runner = CliRunner()
+    status = runner.invoke(main, ["channels"], env=environ)
+    assert status.exit_code == 0, status.output
+    assert "telegram: webhook https://<this app's address>/channels/telegram/webhook" in status.output
+    assert "1 messages sent, 0 waiting, 1 failed (last error: sendMessage: HTTP 403" in status.output
+    # `helploop doctor`'s line: the failed message, and no webhook registered yet.
+    helploop = app.extensions["helploop"]
+    check = _channels(helploop.settings, helploop.database, utcnow())
+    assert check.status == "fail" and "1 messages failed in 24 h (last: sendMessage: HTTP 403" in check.detail
+    assert "no webhook registered (`helploop channels connect telegram`)" in check.detail
+    missing = runner.invoke(main, ["channels", "connect", "telegram"], env=environ)
+    assert missing.exit_code == 2 and "HELPLOOP_PUBLIC_URL" in missing.output
+    plain = runner.invoke(
+        main, ["channels", "connect", "telegram", "--url", "http://bot.example"], env=environ
+    )
+    assert plain.exit_code == 2 and "https" in plain.output
+    connected = runner.invoke(
+        main,
+        ["channels", "connect", "telegram"],
+        env=environ | {"HELPLOOP_PUBLIC_URL": "https://bot.example.com/"},
+    )
+    assert connected.exit_code == 0, connected.output
+    path, body = TelegramApi.calls[-1]
+    assert path == "/bot123456:ABC-token/setWebhook"
+    assert body == {
+        "url": "https://bot.example.com/channels/telegram/webhook",
+        "secret_token": SECRET,
+        "allowed_updates": ["message", "callback_query"],
+    }
+    check = _channels(helploop.settings, helploop.database, utcnow())
+    assert check.status == "warn" and "no webhook" not in check.detail  # the failed message is still news
