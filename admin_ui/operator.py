@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC
+from core import channels
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
@@ -1044,7 +1045,8 @@ def conversation_detail(conversation_id: str) -> Any:
             "agent": conversation.agent if agent_active(conversation) else None,
             "waiting": handoff_open(session, conversation_id=conversation.id),
         }
-        messages = [live_message_view(m) for m in conversation.messages]
+        sent = channels.delivery(session, conversation_id=conversation.id)
+        messages = [live_message_view(m, sent.get(m.id)) for m in conversation.messages]
         canned = canned_answers(session, turns) if info["waiting"] else None
     return render_template(
         "admin/conversation.html",
@@ -1072,13 +1074,16 @@ def canned_answers(session: Any, turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def live_message_view(message: Any) -> dict[str, Any]:
+def live_message_view(message: Any, sent: tuple[str, str | None] | None = None) -> dict[str, Any]:
+    """``sent``: on a messaging app, whether the message reached it (core.channels.delivery)."""
     return {
         "id": message.id,
         "at": message.created_at.strftime("%H:%M:%S"),
         "sender": message.sender,
         "agent": message.agent,
         "text": message.text,
+        "delivery": sent[0] if sent else None,
+        "delivery_error": sent[1] if sent else None,
     }
 
 

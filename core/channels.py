@@ -252,6 +252,21 @@ def deliver_due(
     return outcomes
 
 
+def delivery(session: Session, *, conversation_id: str) -> dict[int, tuple[str, str | None]]:
+    """The team's live-chat messages in a conversation on a messaging app, by their id: whether each was
+    sent, is waiting, or failed, and the app's last error."""
+    rows = session.scalars(
+        select(ChannelMessage)
+        .where(ChannelMessage.conversation_id == conversation_id)
+        .order_by(ChannelMessage.id)
+    ).all()
+    return {
+        int(m.payload["message_id"]): (m.status, m.last_error)
+        for m in rows
+        if isinstance(m.payload.get("message_id"), int)
+    }
+
+
 def purge_old(session: Session, *, now: datetime | None = None) -> dict[str, int]:
     """Delete what is no longer needed: delivered updates' ids after a day, sent messages after a week,
     failed ones after a month (their text is the bot's answer or a team member's message)."""

@@ -680,7 +680,11 @@ def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str
     session.add(message)
     session.flush()
     # On a messaging app the customer is sent it (core.channels' outbox, in this transaction)
-    channels.queue(session, conversation_id=conversation.id, payload={"text": text, "from": "agent"})
+    channels.queue(
+        session,
+        conversation_id=conversation.id,
+        payload={"text": text, "from": "agent", "message_id": message.id},
+    )
     return message
 
 

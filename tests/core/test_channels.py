@@ -81,14 +81,19 @@ def test_a_team_members_reply_goes_to_the_chat_and_a_widget_conversation_sends_n
     db_session.flush()
     for conversation_id in (on_app, widget.id):
         request_handoff(db_session, conversation_id=conversation_id)
-        agent_reply(db_session, conversation_id=conversation_id, agent="omar", text="I'll look into it")
+        reply = agent_reply(
+            db_session, conversation_id=conversation_id, agent="omar", text="I'll look into it"
+        )
+        if conversation_id == on_app:
+            reply_id = reply.id
     [message] = db_session.scalars(select(ChannelMessage)).all()
     assert (message.conversation_id, message.channel, message.chat_key) == (
         on_app,
         "whatsapp",
         "447700900123",
     )
-    assert message.payload == {"text": "I'll look into it", "from": "agent"} and message.status == "pending"
+    assert message.payload == {"text": "I'll look into it", "from": "agent", "message_id": reply_id}
+    assert message.status == "pending"
     assert channels.queue(db_session, conversation_id=widget.id, payload={"text": "x"}) is None
 
 

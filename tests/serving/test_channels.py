@@ -231,10 +231,20 @@ def test_the_team_chats_with_a_telegram_customer(app: Any, api: Api) -> None:
             ("agent", "Hi, I'm Omar. How can I help?"),
             ("customer", "my card never came"),
         ]
+    shown = operator.get(page).get_data(as_text=True)
+    assert "Your replies are sent to the customer on Telegram." in shown and "· sending" in shown
     send(app)
     texts = [body["text"] for body in api.bodies()]
     assert texts[-1] == "Hi, I'm Omar. How can I help?"
     assert len(texts) == 2  # the handoff reply, then Omar's message; nothing for the customer's message
+    assert "· sent" in operator.get(page).get_data(as_text=True)
+    # A reply the app refuses is marked on the page, with the app's error on hover.
+    api.statuses = [403]
+    token = csrf_token(operator.get(page).get_data(as_text=True))
+    operator.post(f"{page}/messages", data={"csrf_token": token, "text": "Are you still there?"})
+    assert send(app) == {"failed": 1}
+    shown = operator.get(page).get_data(as_text=True)
+    assert 'title="sendMessage: HTTP 403' in shown and "not delivered</span>" in shown
 
 
 def test_a_blocked_bot_fails_the_message_without_retrying(app: Any, api: Api) -> None:
