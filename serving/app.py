@@ -106,7 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from serving.admin_api import BODY_ENDPOINTS, admin_api
     from serving.api import api
     from serving.azure_qa import azure_qa
-    from serving.channels import ChannelSender, channels
+    from serving.channels import ChannelSender, channels, http_post
     from serving.errors import refuse_unstorable_text, register_error_handlers
     from serving.health import health
     from serving.job_kinds import install as install_job_kinds
@@ -195,15 +195,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         public_url=settings.public_url,
         on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
     )
-    sender = (
-        (
-            ChannelSender(database, settings, channel_post)
-            if channel_post
-            else ChannelSender(database, settings)
+    sender = None
+    if settings.channels:
+        sender = ChannelSender(
+            database,
+            settings,
+            channel_post or http_post,
+            on_result=lambda outcome, count: metrics.channel_messages.labels(outcome=outcome).inc(count),
         )
-        if settings.channels
-        else None
-    )
     app.extensions["helploop"] = HelpLoop(
         settings, database, models, metrics, write_lock, shadow, router, policy, notifier, sender
     )

@@ -246,8 +246,14 @@ class ChannelSender:
     has queued a reply, and every ``poll_seconds`` for a team member's message or a retry that is due."""
 
     def __init__(
-        self, database: Database, settings: Settings, post: Post = http_post, poll_seconds: float = 1.0
+        self,
+        database: Database,
+        settings: Settings,
+        post: Post = http_post,
+        poll_seconds: float = 1.0,
+        on_result: Callable[[str, int], None] | None = None,
     ):
+        self.on_result = on_result  # (outcome, count): the metrics
         self.database = database
         self.clients = clients(settings, post)
         self.poll_seconds = poll_seconds
@@ -268,6 +274,9 @@ class ChannelSender:
             with self.database.session() as session:
                 outcomes = outbox.deliver_due(session, self.send)
             total += outcomes
+            for outcome_name, count in outcomes.items():
+                if self.on_result is not None:
+                    self.on_result(outcome_name, count)
             if sum(outcomes.values()) < outbox.BATCH or outcomes["deferred"]:
                 return total
 

@@ -86,6 +86,12 @@ class Metrics:
             "Confident turns not offered to pending review items because the router was busy",
             registry=self.registry,
         )
+        self.channel_messages = Counter(
+            "helploop_channel_messages_total",
+            "Messages to Telegram and WhatsApp chats by outcome (sent, retry, deferred, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.handoff_notifications = Counter(
             "helploop_handoff_notifications_total",
             "Handoff webhook deliveries by outcome (sent, failed after retries)",

@@ -179,6 +179,8 @@ def test_telegram_refuses_a_wrong_secret_and_ignores_what_it_does_not_answer(app
     photo["message"]["photo"] = [{"file_id": "x"}]
     assert telegram(client, photo).status_code == 200
     assert turns(app) == [] and send(app) == {"sent": 1}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'helploop_channel_messages_total{outcome="sent"} 1.0' in metrics
     assert api.bodies()[0]["text"] == app.extensions["helploop"].settings.channel_unsupported_message
     # /start, the first message of every Telegram chat, is a greeting.
     telegram(client, text_update(24, "/start"))
