@@ -18,10 +18,9 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,12 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.http_latency import free_port  # noqa: E402
-from core.db import Database  # noqa: E402
+from bench.http_latency import deploy_bundle, migrated_database, server_env, start_gunicorn  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
 from core.models import ChannelMessage, Turn  # noqa: E402
-from core.registry import register_model_version, set_deployment  # noqa: E402
-from core.settings import load_settings  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("HELPLOOP_BANKING77_DIR", ROOT.parent / "shared" / "data" / "banking77"))
 SECRET = "bench-webhook-secret-0123456789"
@@ -124,47 +120,15 @@ def main() -> None:
 
     api = ThreadingHTTPServer(("127.0.0.1", 0), FakeTelegram)
     threading.Thread(target=api.serve_forever, daemon=True).start()
-    instance = Path(tempfile.mkdtemp(prefix="helploop-channels-"))
-    env = {
-        **os.environ,
-        "HELPLOOP_INSTANCE_PATH": str(instance),
-        "HELPLOOP_RATELIMIT_ENABLED": "false",
-        "HELPLOOP_TORCH_THREADS": "1",
-        "HELPLOOP_ACCESS_LOG": "",
-        "HELPLOOP_WORKERS": str(args.workers),
-        "HELPLOOP_THREADS": str(args.threads),
-        "HELPLOOP_TELEGRAM_BOT_TOKEN": TOKEN,
-        "HELPLOOP_TELEGRAM_WEBHOOK_SECRET": SECRET,
-        "HELPLOOP_TELEGRAM_API_URL": f"http://127.0.0.1:{api.server_port}",
-    }
-    if args.database_url:
-        env["HELPLOOP_DATABASE_URL"] = args.database_url
-    helploop = str(Path(sys.executable).parent / "helploop")
-    subprocess.run([helploop, "db", "upgrade"], env=env, check=True, capture_output=True)
-    manifest = json.loads((args.model / "manifest.json").read_text())
-    database = Database(load_settings(environ=env))
-    with database.session() as session:
-        register_model_version(
-            session,
-            version=manifest["version"],
-            bundle_path=str(args.model),
-            data_hash=manifest["data_hash"],
-            metrics={},
-            kb_version_id=None,
-        )
-        set_deployment(session, production_version=manifest["version"], actor="bench", reason="channels")
-
-    port = free_port()
-    env["HELPLOOP_BIND"] = f"127.0.0.1:{port}"
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    server = subprocess.Popen(
-        [gunicorn, "-c", str(ROOT / "serving" / "gunicorn.conf.py"), "serving:create_app()"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    env = server_env(
+        "helploop-channels-", workers=args.workers, threads=args.threads, database_url=args.database_url
     )
+    env["HELPLOOP_TELEGRAM_BOT_TOKEN"] = TOKEN
+    env["HELPLOOP_TELEGRAM_WEBHOOK_SECRET"] = SECRET
+    env["HELPLOOP_TELEGRAM_API_URL"] = f"http://127.0.0.1:{api.server_port}"
+    database = migrated_database(env)
+    manifest = deploy_bundle(database, args.model, reason="channels")
+    server, port = start_gunicorn(env)
     hook = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
     results: dict[str, Any] = {
         "model": manifest["version"],
@@ -175,18 +139,6 @@ def main() -> None:
         "database": args.database_url or "sqlite (embedded default)",
     }
     try:
-        deadline = time.time() + 120
-        ready = False
-        while time.time() < deadline and not ready:
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                probe.request("GET", "/readyz")
-                ready = probe.getresponse().status == 200
-            except OSError:
-                pass
-            time.sleep(0.5)
-        if not ready:
-            raise SystemExit("gunicorn did not become ready within 120 s")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for n, message in enumerate(messages[:20]):  # warm every worker and thread
             post(connection, "/channels/telegram/webhook", update(900_000 + n, 900_000 + n, message), hook)
@@ -271,6 +223,7 @@ def main() -> None:
         server.wait(30)
         api.shutdown()
         database.dispose()
+        shutil.rmtree(env["HELPLOOP_INSTANCE_PATH"], ignore_errors=True)
 
     concurrent_results = results["concurrent"]
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8}")

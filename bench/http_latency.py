@@ -62,6 +62,73 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_env(prefix: str, *, workers: int, threads: int, database_url: str = "") -> dict[str, str]:
+    """The environment of a benchmarked server: a fresh instance folder, rate limiting off (it would answer
+    429), one torch thread, no access log."""
+    env = {
+        **os.environ,
+        "HELPLOOP_INSTANCE_PATH": tempfile.mkdtemp(prefix=prefix),
+        "HELPLOOP_RATELIMIT_ENABLED": "false",
+        "HELPLOOP_TORCH_THREADS": "1",
+        "HELPLOOP_ACCESS_LOG": "",
+        "HELPLOOP_WORKERS": str(workers),
+        "HELPLOOP_THREADS": str(threads),
+    }
+    if database_url:
+        env["HELPLOOP_DATABASE_URL"] = database_url
+    return env
+
+
+def migrated_database(env: dict[str, str]) -> Database:
+    helploop = str(Path(sys.executable).parent / "helploop")
+    subprocess.run([helploop, "db", "upgrade"], env=env, check=True, capture_output=True)
+    return Database(load_settings(environ=env))
+
+
+def deploy_bundle(database: Database, model: Path, *, reason: str) -> dict[str, Any]:
+    """Register the bundle at ``model`` and make it production; its manifest."""
+    manifest: dict[str, Any] = json.loads((model / "manifest.json").read_text())
+    with database.session() as session:
+        register_model_version(
+            session,
+            version=manifest["version"],
+            bundle_path=str(model),
+            data_hash=manifest["data_hash"],
+            metrics={},
+            kb_version_id=None,
+        )
+        set_deployment(session, production_version=manifest["version"], actor="bench", reason=reason)
+    return manifest
+
+
+def start_gunicorn(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """gunicorn with the committed config on a free loopback port, in a process group of its own (stop it
+    with ``os.killpg``); returns once /readyz answers 200 (at most 120 s)."""
+    port = free_port()
+    env["HELPLOOP_BIND"] = f"127.0.0.1:{port}"
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    server = subprocess.Popen(
+        [gunicorn, "-c", str(ROOT / "serving" / "gunicorn.conf.py"), "serving:create_app()"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return server, port
+        except OSError:
+            pass
+        time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGTERM)
+    raise SystemExit("gunicorn did not become ready within 120 s")
+
+
 def post(
     connection: http.client.HTTPConnection, message: str, session_id: str | None = None
 ) -> tuple[int, float, str | None]:
@@ -124,51 +191,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     messages = [test_texts[i] for i in rng.choice(len(test_texts), size=args.requests, replace=False)]
 
-    instance = Path(tempfile.mkdtemp(prefix="helploop-http-"))
-    env = {
-        **os.environ,
-        "HELPLOOP_INSTANCE_PATH": str(instance),
-        "HELPLOOP_RATELIMIT_ENABLED": "false",
-        "HELPLOOP_TORCH_THREADS": "1",
-        "HELPLOOP_ACCESS_LOG": "",
-        "HELPLOOP_WORKERS": str(args.workers),
-        "HELPLOOP_THREADS": str(args.threads),
-    }
-    if args.database_url:
-        env["HELPLOOP_DATABASE_URL"] = args.database_url
-    helploop = str(Path(sys.executable).parent / "helploop")
-    subprocess.run([helploop, "db", "upgrade"], env=env, check=True, capture_output=True)
-    manifest = json.loads((args.model / "manifest.json").read_text())
-    settings = load_settings(environ=env)
-    database = Database(settings)
+    env = server_env(
+        "helploop-http-", workers=args.workers, threads=args.threads, database_url=args.database_url
+    )
+    instance = Path(env["HELPLOOP_INSTANCE_PATH"])
+    database = migrated_database(env)
     if args.busy_month:
         from bench.admin_pages import fill
 
         fill(database, turns=200_000, items=5_000, seed=0)
-    with database.session() as session:
-        register_model_version(
-            session,
-            version=manifest["version"],
-            bundle_path=str(args.model),
-            data_hash=manifest["data_hash"],
-            metrics={},
-            kb_version_id=None,
-        )
-        set_deployment(session, production_version=manifest["version"], actor="bench", reason="http latency")
+    manifest = deploy_bundle(database, args.model, reason="http latency")
     with database.session() as session:
         before = int(session.scalar(select(func.count()).select_from(Turn)) or 0)
 
-    port = free_port()
-    env["HELPLOOP_BIND"] = f"127.0.0.1:{port}"
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    server = subprocess.Popen(
-        [gunicorn, "-c", str(ROOT / "serving" / "gunicorn.conf.py"), "serving:create_app()"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    server, port = start_gunicorn(env)
     results: dict[str, Any] = {
         "model": manifest["version"],
         "requests": args.requests,
@@ -179,18 +215,6 @@ def main() -> None:
         "messages_per_conversation": args.conversation,
     }
     try:
-        deadline = time.time() + 120
-        ready = False
-        while time.time() < deadline and not ready:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/readyz")
-                ready = connection.getresponse().status == 200
-            except OSError:
-                pass
-            time.sleep(0.5)
-        if not ready:
-            raise SystemExit("gunicorn did not become ready within 120 s")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for message in messages[:30]:  # warm every worker and thread
             post(connection, message)

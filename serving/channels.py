@@ -320,17 +320,10 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
     helploop = state()
     if helploop.models.state.production is None:  # before recording it: the app delivers it again
         raise APIError(503, "model_unavailable", "the model is still loading; try again in a few seconds")
-    settings = helploop.settings
-    session = db_session()
-    with helploop.write_lock:
-        if not outbox.first_delivery(session, channel=channel, event_id=event_id):
-            session.rollback()
-            return
-        conversation_id = outbox.conversation_for(
-            session, channel=channel, chat_key=chat_key, idle_hours=settings.channel_conversation_hours
-        )
-        session.commit()
-    text = COMMANDS.get(text.strip().lower(), text)[: settings.max_message_length]
+    conversation_id = _arrived(channel, chat_key, event_id)
+    if conversation_id is None:
+        return
+    text = COMMANDS.get(text.strip().lower(), text)[: helploop.settings.max_message_length]
     try:
         if to_live_chat(text, conversation_id) is None:
             answer_message(
@@ -344,21 +337,29 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
 
 def say(channel: str, chat_key: str, text: str, *, event_id: str) -> None:
     """A line to the chat that is no answer (a photo was sent: the bot reads text), once per delivery."""
+    if _arrived(channel, chat_key, event_id, line=text) is not None:
+        _wake()
+
+
+def _arrived(channel: str, chat_key: str, event_id: str, *, line: str | None = None) -> str | None:
+    """Record a delivered update, once: the id of the chat's conversation (with ``line`` queued to the chat,
+    in the same transaction), or None when the update is a repeat."""
     helploop = state()
     session = db_session()
     with helploop.write_lock:
         if not outbox.first_delivery(session, channel=channel, event_id=event_id):
             session.rollback()
-            return
+            return None
         conversation_id = outbox.conversation_for(
             session,
             channel=channel,
             chat_key=chat_key,
             idle_hours=helploop.settings.channel_conversation_hours,
         )
-        outbox.queue(session, conversation_id=conversation_id, payload={"text": text})
+        if line is not None:
+            outbox.queue(session, conversation_id=conversation_id, payload={"text": line})
         session.commit()
-    _wake()
+    return conversation_id
 
 
 def _forget(channel: str, event_id: str) -> None:
