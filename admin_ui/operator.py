@@ -1441,9 +1441,12 @@ def activity() -> Any:
     with helploop.database.session() as session:
         rows = [event_view(e, settings) for e in recent_events(session, kind=kind, limit=200)]
         counts = delivery_counts(session, since=utcnow() - timedelta(days=ACTIVITY_SUMMARY_DAYS))
+        apps = channels.counts(session, since=utcnow() - timedelta(hours=24)) if settings.channels else {}
     url = settings.ops_webhook_url
+    base = settings.public_url.rstrip("/") or request.host_url.rstrip("/")
     return render_template(
         "admin/activity.html",
+        channels=[(name, apps[name], f"{base}/channels/{name}/webhook") for name in settings.channels],
         events=rows,
         kind=kind,
         kinds=OPS_EVENT_KINDS,

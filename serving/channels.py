@@ -323,7 +323,7 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
     conversation_id = _arrived(channel, chat_key, event_id)
     if conversation_id is None:
         return
-    text = COMMANDS.get(text.strip().lower(), text)[: helploop.settings.max_message_length]
+    text = command_text(text)[: helploop.settings.max_message_length]
     try:
         if to_live_chat(text, conversation_id) is None:
             answer_message(
@@ -333,6 +333,17 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
         _forget(channel, event_id)  # not answered: the app's next delivery of it is answered
         raise
     _wake()
+
+
+def command_text(text: str) -> str:
+    """A Telegram command as the words it stands for: ``/start`` (also ``/start@Bot`` and a deep link's
+    ``/start ref42``) is a greeting, ``/help`` asks what the bot can do; any other text as it is."""
+    words = text.split()
+    if words and words[0].startswith("/"):
+        command = words[0].split("@", 1)[0].lower()
+        if command in COMMANDS:
+            return COMMANDS[command]
+    return text
 
 
 def say(channel: str, chat_key: str, text: str, *, event_id: str) -> None:

@@ -189,6 +189,17 @@ def test_telegram_refuses_a_wrong_secret_and_ignores_what_it_does_not_answer(app
     assert greeting.answer == app.extensions["helploop"].settings.small_talk_greeting
 
 
+def test_telegram_commands_read_as_the_words_they_stand_for() -> None:
+    from serving.channels import command_text
+
+    assert (
+        command_text("/start") == command_text("/start@HelpLoopBot") == command_text("/start ref42") == "hi"
+    )
+    assert command_text("/HELP") == "what can you do?"
+    assert command_text("/card_arrival") == "/card_arrival"  # a choice's payload, typed
+    assert command_text("where is my card") == "where is my card" and command_text("") == ""
+
+
 def test_a_channel_that_is_not_set_up_is_not_found(make_app: Callable[..., Any]) -> None:
     client = make_app().test_client()
     response = telegram(client, text_update(1, "hi"))
@@ -240,6 +251,11 @@ def test_the_team_chats_with_a_telegram_customer(app: Any, api: Api) -> None:
     assert texts[-1] == "Hi, I'm Omar. How can I help?"
     assert len(texts) == 2  # the handoff reply, then Omar's message; nothing for the customer's message
     assert "· sent" in operator.get(page).get_data(as_text=True)
+    # The Activity page's card: each app's webhook and its last 24 hours.
+    card = operator.get("/operator/activity").get_data(as_text=True)
+    assert 'data-channel="telegram"' in card and 'data-channel="whatsapp"' in card
+    assert "<code>http://localhost/channels/telegram/webhook</code>" in card
+    assert re.search(r'data-channel="telegram">.*?<td>1</td><td>2</td><td>0</td><td>0</td>', card, re.S)
     # A reply the app refuses is marked on the page, with the app's error on hover.
     api.statuses = [403]
     token = csrf_token(operator.get(page).get_data(as_text=True))
