@@ -1031,6 +1031,8 @@ def conversation_detail(conversation_id: str) -> Any:
         info = {
             "id": conversation.id,
             "channel": conversation.channel,
+            "channel_name": channels.NAMES.get(conversation.channel),  # a messaging app's
+            "reply_window": channels.REPLY_WINDOW_HOURS.get(conversation.channel),
             "created_at": conversation.created_at,
             "handoff_requested_at": conversation.handoff_requested_at,
             "handed_off": conversation.handoff_requested_at is not None
@@ -1447,6 +1449,7 @@ def activity() -> Any:
     return render_template(
         "admin/activity.html",
         channels=[(name, apps[name], f"{base}/channels/{name}/webhook") for name in settings.channels],
+        names=channels.NAMES,
         events=rows,
         kind=kind,
         kinds=OPS_EVENT_KINDS,

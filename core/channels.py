@@ -1,5 +1,5 @@
-"""Messaging apps (Telegram, WhatsApp) as channels: which conversation a chat is in, updates answered once,
-and an outbox of the messages to send them.
+"""Messaging apps (Telegram, WhatsApp, Messenger) as channels: which conversation a chat is in, updates
+answered once, and an outbox of the messages to send them.
 
 A customer writing to the company's Telegram bot or WhatsApp number is a conversation like the widget's: the
 bot answers from the knowledge base, the turn is logged and routed to review, and a person can take it over.
@@ -30,7 +30,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
 
-CHANNELS = ("telegram", "whatsapp")
+CHANNELS = ("telegram", "whatsapp", "messenger")
+NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "messenger": "Messenger"}
+# Meta's apps take replies only within 24 hours of the customer's last message.
+REPLY_WINDOW_HOURS = {"whatsapp": 24, "messenger": 24}
 RETRY_SECONDS = (10, 60, 300, 900)  # wait after the 1st, 2nd, ... failed attempt: a reply is awaited
 MAX_ATTEMPTS = len(RETRY_SECONDS) + 1
 BATCH = 50

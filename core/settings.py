@@ -365,6 +365,12 @@ class Settings:
     whatsapp_phone_number_id: str = ""
     whatsapp_verify_token: str = ""
     whatsapp_api_url: str = "https://graph.facebook.com/v21.0"
+    # Messenger (a Facebook page's chats): the page's access token, the app secret that signs each
+    # delivery, and the verify token of the webhook's subscription.
+    messenger_page_access_token: str = ""
+    messenger_app_secret: str = ""
+    messenger_verify_token: str = ""
+    messenger_api_url: str = "https://graph.facebook.com/v21.0"
     channel_conversation_hours: float = 24.0
     # A photo, voice note or sticker on a messaging app (the bot reads text); the toast after a thumbs-up.
     channel_unsupported_message: str = "I can only read written messages. Please type your question."
@@ -506,11 +512,18 @@ class Settings:
                 "WhatsApp needs all four of whatsapp_access_token, whatsapp_app_secret (it signs each "
                 "delivery), whatsapp_phone_number_id and whatsapp_verify_token"
             )
-        for key in ("telegram_api_url", "whatsapp_api_url"):
+        messenger = (self.messenger_page_access_token, self.messenger_app_secret, self.messenger_verify_token)
+        if any(messenger) and not all(messenger):
+            raise SettingsError(
+                "Messenger needs all three of messenger_page_access_token, messenger_app_secret (it signs "
+                "each delivery) and messenger_verify_token"
+            )
+        for key in ("telegram_api_url", "whatsapp_api_url", "messenger_api_url"):
             if not getattr(self, key).startswith(("https://", "http://")):
                 raise SettingsError(f"{key} must be an http(s) URL, not {getattr(self, key)!r}")
         if self.environment == "production":
-            for key in ("telegram_webhook_secret", "whatsapp_app_secret", "whatsapp_verify_token"):
+            secrets = ("telegram_webhook_secret", "whatsapp_app_secret", "whatsapp_verify_token")
+            for key in (*secrets, "messenger_app_secret", "messenger_verify_token"):
                 if getattr(self, key) in {PLACEHOLDER_SECRET, "change-me"}:
                     raise SettingsError(
                         f"{key} is a placeholder; set a real secret before running in production"
@@ -526,7 +539,11 @@ class Settings:
         """The messaging apps set up (core.channels.CHANNELS)."""
         return tuple(
             name
-            for name, on in (("telegram", self.telegram_bot_token), ("whatsapp", self.whatsapp_access_token))
+            for name, on in (
+                ("telegram", self.telegram_bot_token),
+                ("whatsapp", self.whatsapp_access_token),
+                ("messenger", self.messenger_page_access_token),
+            )
             if on
         )
 

@@ -12,7 +12,7 @@ from markdown_it.token import Token
 
 _PARSER = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
 SAFE_LINKS = ("https://", "http://", "mailto:", "tel:")
-STYLES = ("telegram", "whatsapp")
+STYLES = ("telegram", "whatsapp")  # Messenger reads WhatsApp's markup
 
 
 def _inline(children: list[Token], style: str) -> str:

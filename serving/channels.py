@@ -1,5 +1,5 @@
-"""Telegram and WhatsApp as channels: the webhooks the apps call with a customer's message, and the clients
-that send the bot's replies back (core.channels holds the conversations and the outbox).
+"""Telegram, WhatsApp and Messenger as channels: the webhooks the apps call with a customer's message, and
+the clients that send the bot's replies back (core.channels holds the conversations and the outbox).
 
 * **Telegram** (Bot API): ``POST /channels/telegram/webhook``, authenticated by the secret Telegram sends in
   ``X-Telegram-Bot-Api-Secret-Token`` (``helploop channels connect telegram`` registers the webhook with it).
@@ -10,6 +10,10 @@ that send the bot's replies back (core.channels holds the conversations and the 
   the verify token; ``POST`` deliveries are authenticated by ``X-Hub-Signature-256`` (HMAC-SHA256 of the
   body with the app secret). Answers are text in WhatsApp's markup; up to three choices are reply buttons,
   more a list. WhatsApp has no thumbs: "that's wrong" typed is the thumbs-down, as in the widget.
+* **Messenger** (a Facebook page's chats, Meta's Send API): the same subscription check and signature as
+  WhatsApp's, at ``/channels/messenger/webhook``. Answers are text (WhatsApp's markup, which Messenger reads
+  too); the choices and 👍 / 👎 under an answer are quick replies. The page's own messages (its echoes) are
+  ignored; its "Get started" button (payload ``GET_STARTED``) is a greeting.
 
 An update an app delivers twice (it repeats one it got no answer to in time) is answered once. A message
 while a team member chats in the conversation goes to them, as in the widget, and their replies are sent to
@@ -60,6 +64,9 @@ BUTTON_TITLE = 20
 LIST_ROWS = 10
 ROW_TITLE = 24
 ROW_DESCRIPTION = 72
+MESSENGER_LIMIT = 2000  # characters of one Messenger message
+QUICK_REPLIES = 13
+GET_STARTED = "GET_STARTED"  # the payload of a page's "Get started" button, as Meta's examples set it
 # Telegram's commands a customer meets first: /start opens every chat with a bot.
 COMMANDS = {"/start": "hi", "/help": "what can you do?"}
 FEEDBACK = re.compile(r"fb:(\d{1,18}):([01])")
@@ -224,12 +231,57 @@ class WhatsApp:
         }
 
 
+class Messenger:
+    name = "messenger"
+
+    def __init__(self, settings: Settings, post: Post = http_post) -> None:
+        self.url = f"{settings.messenger_api_url.rstrip('/')}/me/messages"
+        self.headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {settings.messenger_page_access_token}",
+        }
+        self.post = post
+
+    @staticmethod
+    def quick_replies(payload: dict[str, Any]) -> list[dict[str, str]]:
+        """The choices, then 👍 / 👎 under an answer, as quick replies (at most 13, titles of 20)."""
+        replies = [
+            {
+                "content_type": "text",
+                "title": _short(c["title"], BUTTON_TITLE),
+                "payload": str(c["payload"])[:1000],
+            }
+            for c in payload.get("choices") or []
+        ]
+        if payload.get("thumbs") and payload.get("turn_id"):
+            turn = int(payload["turn_id"])
+            replies += [
+                {"content_type": "text", "title": "👍", "payload": f"fb:{turn}:1"},
+                {"content_type": "text", "title": "👎", "payload": f"fb:{turn}:0"},
+            ]
+        return replies[:QUICK_REPLIES]
+
+    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+        pieces = split(render(str(payload.get("text") or ""), "whatsapp"), MESSENGER_LIMIT) or ["…"]
+        replies = self.quick_replies(payload)
+        for number, piece in enumerate(pieces, start=1):
+            message: dict[str, Any] = {"text": piece}
+            if replies and number == len(pieces):
+                message["quick_replies"] = replies
+            body = {"recipient": {"id": chat_key}, "messaging_type": "RESPONSE", "message": message}
+            status, answer = self.post(self.url, _json(body), self.headers)
+            failure = outcome(status, answer, "messages")
+            if failure is not None:
+                return failure
+        return None
+
+
 def _short(text: Any, limit: int) -> str:
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-Client = Telegram | WhatsApp
+Client = Telegram | WhatsApp | Messenger
 
 
 def clients(settings: Settings, post: Post = http_post) -> dict[str, Client]:
@@ -238,6 +290,8 @@ def clients(settings: Settings, post: Post = http_post) -> dict[str, Client]:
         made["telegram"] = Telegram(settings, post)
     if "whatsapp" in settings.channels:
         made["whatsapp"] = WhatsApp(settings, post)
+    if "messenger" in settings.channels:
+        made["messenger"] = Messenger(settings, post)
     return made
 
 
@@ -419,6 +473,20 @@ def rate(channel: str, chat_key: str, turn_id: int, helpful: bool) -> bool:
     return True
 
 
+def pressed_thumbs(channel: str, chat_key: str, data: str, *, event_id: str) -> bool | None:
+    """A pressed 👍 / 👎 (``fb:TURN:1|0``), recorded once: True for a thumbs-up taken (the app may say
+    thanks), False otherwise; None when ``data`` is no thumbs."""
+    feedback = FEEDBACK.fullmatch(data)
+    if feedback is None:
+        return None
+    session = db_session()
+    with state().write_lock:
+        first = outbox.first_delivery(session, channel=channel, event_id=event_id)
+        session.commit()
+    helpful = feedback.group(2) == "1"
+    return first and rate(channel, chat_key, int(feedback.group(1)), helpful) and helpful
+
+
 def choice_text(data: str) -> str:
     """What a pressed button says, as the customer's message: its payload, or for a hashed one the payload
     it stands for (an intent's ``/name``, or the person button's label)."""
@@ -469,16 +537,10 @@ def _telegram_button(query: dict[str, Any], event_id: str, settings: Settings) -
     if chat.get("type") != "private" or "id" not in chat:
         return jsonify(answer)
     chat_key = str(chat["id"])
-    feedback = FEEDBACK.fullmatch(data)
-    if feedback is not None:
-        session = db_session()
-        with state().write_lock:
-            first = outbox.first_delivery(session, channel="telegram", event_id=event_id)
-            session.commit()
-        if first:
-            helpful = feedback.group(2) == "1"
-            if rate("telegram", chat_key, int(feedback.group(1)), helpful) and helpful:
-                answer["text"] = settings.channel_feedback_thanks
+    thumbs = pressed_thumbs("telegram", chat_key, data, event_id=event_id)
+    if thumbs is not None:
+        if thumbs:
+            answer["text"] = settings.channel_feedback_thanks
         return jsonify(answer)
     text = choice_text(data)
     if text:
@@ -486,29 +548,39 @@ def _telegram_button(query: dict[str, Any], event_id: str, settings: Settings) -
     return jsonify(answer)
 
 
-@channels.get("/whatsapp/webhook")
-def whatsapp_subscribe() -> Response:
-    """Meta's check when the webhook is set up in the app's dashboard: the verify token, and the challenge
-    to echo."""
-    settings = _enabled("whatsapp")
+def meta_subscription(verify_token: str) -> Response:
+    """Meta's check when a webhook is set up in the app's dashboard (WhatsApp, Messenger): the verify token,
+    and the challenge to echo."""
     token = request.args.get("hub.verify_token", "")
     if request.args.get("hub.mode") != "subscribe" or not hmac.compare_digest(
-        token.encode(), settings.whatsapp_verify_token.encode()
+        token.encode(), verify_token.encode()
     ):
         raise APIError(403, "bad_verify_token", "hub.verify_token is missing or wrong")
     return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
 
 
-@channels.post("/whatsapp/webhook")
-def whatsapp_webhook() -> Response:
-    settings = _enabled("whatsapp")
+def meta_delivery(app_secret: str, app: str) -> dict[str, Any]:
+    """A delivery from Meta (WhatsApp, Messenger), its ``X-Hub-Signature-256`` (HMAC-SHA256 of the body with
+    the app secret) checked: the JSON with its ``entry`` list."""
     raw = request.get_data(cache=True)
-    expected = "sha256=" + hmac.new(settings.whatsapp_app_secret.encode(), raw, hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(request.headers.get("X-Hub-Signature-256", "").encode(), expected.encode()):
         raise APIError(403, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body")
     delivery = request.get_json(silent=True)
     if not isinstance(delivery, dict) or not isinstance(delivery.get("entry"), list):
-        raise APIError(400, "invalid_delivery", "expected a WhatsApp webhook delivery with 'entry'", "entry")
+        raise APIError(400, "invalid_delivery", f"expected a {app} webhook delivery with 'entry'", "entry")
+    return delivery
+
+
+@channels.get("/whatsapp/webhook")
+def whatsapp_subscribe() -> Response:
+    return meta_subscription(_enabled("whatsapp").whatsapp_verify_token)
+
+
+@channels.post("/whatsapp/webhook")
+def whatsapp_webhook() -> Response:
+    settings = _enabled("whatsapp")
+    delivery = meta_delivery(settings.whatsapp_app_secret, "WhatsApp")
     for entry in delivery["entry"]:
         for change in (entry or {}).get("changes") or []:
             value = (change or {}).get("value") or {}
@@ -546,3 +618,43 @@ def _whatsapp_message(message: dict[str, Any], settings: Settings) -> None:
         take_message("whatsapp", str(sender), text, event_id=str(event_id))
     else:
         say("whatsapp", str(sender), settings.channel_unsupported_message, event_id=str(event_id))
+
+
+@channels.get("/messenger/webhook")
+def messenger_subscribe() -> Response:
+    return meta_subscription(_enabled("messenger").messenger_verify_token)
+
+
+@channels.post("/messenger/webhook")
+def messenger_webhook() -> Response:
+    settings = _enabled("messenger")
+    delivery = meta_delivery(settings.messenger_app_secret, "Messenger")
+    for entry in delivery["entry"]:
+        for event in (entry or {}).get("messaging") or []:  # delivery and read receipts need nothing
+            _messenger_event(event or {}, settings)
+    return Response(status=200)
+
+
+def _messenger_event(event: dict[str, Any], settings: Settings) -> None:
+    sender = str((event.get("sender") or {}).get("id") or "")
+    message, postback = event.get("message"), event.get("postback")
+    if not sender:
+        return
+    if isinstance(message, dict):
+        if message.get("is_echo") or not message.get("mid"):
+            return  # the page's own message (the bot's reply, a person's from the page inbox)
+        event_id = str(message["mid"])
+        payload = str((message.get("quick_reply") or {}).get("payload") or "")
+        if payload and pressed_thumbs("messenger", sender, payload, event_id=event_id) is not None:
+            return
+        text = payload or message.get("text")
+    elif isinstance(postback, dict):  # a button of the page's own (its "Get started")
+        event_id = str(postback.get("mid") or f"postback-{sender}-{event.get('timestamp')}")
+        payload = str(postback.get("payload") or "")
+        text = "hi" if payload == GET_STARTED else payload or postback.get("title")
+    else:
+        return
+    if isinstance(text, str) and text.strip():
+        take_message("messenger", sender, text, event_id=event_id)
+    else:
+        say("messenger", sender, settings.channel_unsupported_message, event_id=event_id)

@@ -1086,8 +1086,8 @@ def events_test(ctx: click.Context) -> None:
 @main.group(invoke_without_command=True)
 @click.pass_context
 def channels(ctx: click.Context) -> None:
-    """Messaging apps (Telegram, WhatsApp): which are set up, their webhook addresses, and their messages
-    of the last 24 hours (sent, waiting, failed with the last error)."""
+    """Messaging apps (Telegram, WhatsApp, Messenger): which are set up, their webhook addresses, and their
+    messages of the last 24 hours (sent, waiting, failed with the last error)."""
     if ctx.invoked_subcommand is not None:
         return
     from datetime import timedelta
@@ -1119,8 +1119,8 @@ def channels(ctx: click.Context) -> None:
 @click.pass_context
 def channels_connect(ctx: click.Context, channel: str, url: str | None) -> None:
     """Register this app's webhook with Telegram (setWebhook, with the webhook secret), so the bot's chats
-    reach HelpLoop. WhatsApp's webhook is entered in Meta's app dashboard instead (address and verify
-    token: see `helploop channels`)."""
+    reach HelpLoop. WhatsApp's and Messenger's webhooks are entered in Meta's app dashboard instead (address
+    and verify token: see `helploop channels`)."""
     from serving.channels import Telegram
 
     settings = _settings(ctx)

@@ -237,6 +237,14 @@ def test_channel_settings_are_checked(tmp_path: Path) -> None:
         "whatsapp_verify_token": "verify-me",
     }
     assert load_settings(base | whatsapp, environ={}).channels == ("whatsapp",)
+    with pytest.raises(SettingsError, match="Messenger needs all three"):
+        load_settings(base | {"messenger_page_access_token": "EAAP"}, environ={})
+    messenger = {
+        "messenger_page_access_token": "EAAP",
+        "messenger_app_secret": "s",
+        "messenger_verify_token": "v",
+    }
+    assert load_settings(base | whatsapp | messenger, environ={}).channels == ("whatsapp", "messenger")
     production = {"environment": "production", "instance_path": str(tmp_path), "secret_key": "k" * 40}
     with pytest.raises(SettingsError, match="whatsapp_app_secret is a placeholder"):
         load_settings(production | whatsapp | {"whatsapp_app_secret": "change-me"}, environ={})

@@ -30,6 +30,10 @@ CHANNELS = {
     "whatsapp_phone_number_id": PHONE_ID,
     "whatsapp_verify_token": "verify-me",
     "whatsapp_api_url": "https://graph.test/v21.0",
+    "messenger_page_access_token": "EAAP-page-token",
+    "messenger_app_secret": "messenger-app-secret",
+    "messenger_verify_token": "verify-messenger",
+    "messenger_api_url": "https://graph.test/v21.0",
 }
 
 
@@ -276,11 +280,11 @@ def test_a_blocked_bot_fails_the_message_without_retrying(app: Any, api: Api) ->
         assert message.last_error.startswith("sendMessage: HTTP 403") and "blocked" in message.last_error
 
 
-def whatsapp(client: Any, delivery: dict[str, Any], secret: str = APP_SECRET) -> Any:
+def whatsapp(client: Any, delivery: dict[str, Any], secret: str = APP_SECRET, app: str = "whatsapp") -> Any:
     raw = json.dumps(delivery).encode()
     signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     return client.post(
-        "/channels/whatsapp/webhook",
+        f"/channels/{app}/webhook",
         data=raw,
         headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
     )
@@ -521,3 +525,77 @@ def test_replies_go_over_http_and_the_cli_registers_the_webhook(
     }
     check = _channels(helploop.settings, helploop.database, utcnow())
     assert check.status == "warn" and "no webhook" not in check.detail  # the failed message is still news
+
+
+def messenger(client: Any, *events: dict[str, Any], secret: str = "messenger-app-secret") -> Any:
+    delivery = {"object": "page", "entry": [{"id": "PAGE1", "time": 1764000000, "messaging": list(events)}]}
+    return whatsapp(client, delivery, secret=secret, app="messenger")
+
+
+def m_text(mid: str, text: str, sender: str = "PSID77", quick: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"mid": mid, "text": text}
+    if quick is not None:
+        message["quick_reply"] = {"payload": quick}
+    return {
+        "sender": {"id": sender},
+        "recipient": {"id": "PAGE1"},
+        "timestamp": 1764000000,
+        "message": message,
+    }
+
+
+def test_messenger_answers_with_quick_replies_and_thumbs_and_ignores_its_own_echoes(
+    app: Any, api: Api
+) -> None:
+    client = app.test_client()
+    check = client.get(
+        "/channels/messenger/webhook?hub.mode=subscribe&hub.verify_token=verify-messenger&hub.challenge=42"
+    )
+    assert check.status_code == 200 and check.get_data(as_text=True) == "42"
+    assert messenger(client, m_text("m.1", "where is my card"), secret="wrong").status_code == 403
+    assert messenger(client, m_text("m.1", "where is my card")).status_code == 200
+    messenger(client, m_text("m.1", "where is my card"))  # delivered again: answered once
+    [turn] = turns(app)
+    assert turn.intent == "card_arrival"
+    send(app)
+    [(url, body, headers)] = api.requests
+    assert (
+        url == "https://graph.test/v21.0/me/messages" and headers["Authorization"] == "Bearer EAAP-page-token"
+    )
+    assert body["recipient"] == {"id": "PSID77"} and body["messaging_type"] == "RESPONSE"
+    assert body["message"]["text"] == "Cards arrive in *5–7 working days*."
+    assert body["message"]["quick_replies"] == [
+        {"content_type": "text", "title": "Change my PIN", "payload": "/change_pin"},
+        {"content_type": "text", "title": "👍", "payload": f"fb:{turn.id}:1"},
+        {"content_type": "text", "title": "👎", "payload": f"fb:{turn.id}:0"},
+    ]
+    # The page's echo of that reply, a delivery receipt: nothing. A quick reply: its intent is answered.
+    echo = m_text("m.2", "Cards arrive in 5–7 working days.")
+    echo["message"]["is_echo"] = True
+    receipt = {"sender": {"id": "PSID77"}, "delivery": {"mids": ["m.2"]}}
+    messenger(client, echo, receipt, m_text("m.3", "Change my PIN", quick="/change_pin"))
+    assert [t.intent for t in turns(app)] == ["card_arrival", "change_pin"]
+    # 👎 as a quick reply: the answer rated, the question into review, other intents offered.
+    messenger(client, m_text("m.4", "👎", quick=f"fb:{turn.id}:0"))
+    assert turns(app)[0].helpful is False and len(turns(app)) == 2
+    send(app)
+    assert api.bodies()[-1]["message"]["text"].startswith(
+        app.extensions["helploop"].settings.small_talk_not_helpful
+    )
+    # "Get started", and a photo.
+    started = {
+        "sender": {"id": "PSID78"},
+        "timestamp": 5,
+        "postback": {"title": "Get started", "payload": "GET_STARTED", "mid": "m.5"},
+    }
+    photo = {"sender": {"id": "PSID78"}, "message": {"mid": "m.6", "attachments": [{"type": "image"}]}}
+    messenger(client, started, photo)
+    assert turns(app)[-1].status == "small_talk"
+    send(app)
+    assert (
+        api.bodies()[-1]["message"]["text"] == app.extensions["helploop"].settings.channel_unsupported_message
+    )
+    with app.extensions["helploop"].database.session() as session:
+        assert (
+            session.scalar(select(ChannelChat.chat_key).where(ChannelChat.channel == "messenger")) == "PSID77"
+        )
