@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from html import unescape
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -143,6 +144,11 @@ class Telegram:
             if keyboard and number == len(pieces):
                 data["reply_markup"] = {"inline_keyboard": keyboard}
             failure = self.call("sendMessage", data)
+            if failure is not None and "can't parse entities" in failure.error:
+                # Telegram could not read the HTML (a piece cut inside a tag): the words, as plain text
+                data.pop("parse_mode")
+                data["text"] = unescape(re.sub(r"<[^>]+>", "", piece))
+                failure = self.call("sendMessage", data)
             if failure is not None:
                 return failure
         return None
@@ -206,7 +212,10 @@ class WhatsApp:
         )
 
     def interactive(self, body: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        if len(choices) <= BUTTONS:
+        """Reply buttons for up to three choices whose shortened titles differ (WhatsApp refuses two alike),
+        else a list."""
+        titles = {_short(c["title"], BUTTON_TITLE) for c in choices}
+        if len(choices) <= BUTTONS and len(titles) == len(choices):
             buttons = [
                 {
                     "type": "reply",

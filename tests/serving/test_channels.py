@@ -43,11 +43,12 @@ class Api:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.statuses: list[int] = []
+        self.answer = b'{"ok": false, "description": "Forbidden: bot was blocked by the user"}'
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         self.requests.append((url, json.loads(body), headers))
         status = self.statuses.pop(0) if self.statuses else 200
-        return status, b'{"ok": false, "description": "Forbidden: bot was blocked by the user"}'
+        return status, self.answer
 
     def bodies(self) -> list[dict[str, Any]]:
         return [body for _, body, _ in self.requests]
@@ -280,6 +281,18 @@ def test_a_blocked_bot_fails_the_message_without_retrying(app: Any, api: Api) ->
         assert message.last_error.startswith("sendMessage: HTTP 403") and "blocked" in message.last_error
 
 
+def test_telegram_html_it_cannot_read_is_sent_again_as_plain_text(app: Any, api: Api) -> None:
+    client = app.test_client()
+    telegram(client, text_update(70, "where is my card"))
+    api.statuses = [400]
+    api.answer = b'{"ok": false, "description": "Bad Request: can\'t parse entities: unclosed tag"}'
+    assert send(app) == {"sent": 1}
+    first, second = api.bodies()
+    assert first["parse_mode"] == "HTML" and first["text"] == "Cards arrive in <b>5–7 working days</b>."
+    assert "parse_mode" not in second and second["text"] == "Cards arrive in 5–7 working days."
+    assert second["reply_markup"] == first["reply_markup"]
+
+
 def whatsapp(client: Any, delivery: dict[str, Any], secret: str = APP_SECRET, app: str = "whatsapp") -> Any:
     raw = json.dumps(delivery).encode()
     signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
@@ -389,8 +402,14 @@ def test_whatsapp_more_than_three_choices_are_a_list_and_long_titles_are_shorten
     assert len(rows) == 10 and rows[0]["id"] == "/intent_0"
     assert rows[0]["title"] == "Choice number 0 with a…" and len(rows[0]["title"]) <= 24
     assert rows[0]["description"] == "Choice number 0 with a long title"
-    buttons = WhatsApp(settings).interactive("Did you mean?", choices[:3])["action"]["buttons"]
-    assert [len(b["reply"]["title"]) <= 20 for b in buttons] == [True] * 3
+    distinct = [{"title": f"Choice {n}", "payload": f"/intent_{n}"} for n in range(3)]
+    buttons = WhatsApp(settings).interactive("Did you mean?", distinct)["action"]["buttons"]
+    assert [b["reply"]["title"] for b in buttons] == ["Choice 0", "Choice 1", "Choice 2"]
+    # Three titles alike in their first 20 characters would be refused as buttons: a list instead.
+    declined = ["Card payment declined abroad", "Card payment declined in a shop", "Top-up"]
+    similar = [{"title": t, "payload": f"/intent_{n}"} for n, t in enumerate(declined)]
+    alike = WhatsApp(settings).interactive("Did you mean?", similar)
+    assert alike["type"] == "list" and len(alike["action"]["sections"][0]["rows"]) == 3
 
 
 def test_telegram_callback_data_over_64_bytes_is_hashed_and_read_back(app: Any) -> None:
