@@ -1124,14 +1124,17 @@ def live_chat_messages(conversation_id: str) -> Any:
             conversation = get_conversation(session, conversation_id=conversation_id)
         except NotFoundError:
             abort(404)
+        sent = channels.delivery(session, conversation_id=conversation_id)
         return jsonify(
             {
                 "agent": conversation.agent if agent_active(conversation) else None,
                 "waiting": handoff_open(session, conversation_id=conversation.id),
                 "messages": [
-                    live_message_view(m)
+                    live_message_view(m, sent.get(m.id))
                     for m in messages_after(session, conversation_id=conversation_id, after=after)
                 ],
+                # on a messaging app: whether each of the team's messages reached it so far
+                "delivery": {str(i): {"status": st, "error": error} for i, (st, error) in sent.items()},
             }
         )
 

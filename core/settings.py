@@ -66,6 +66,8 @@ REPLY_SETTINGS = (
     "channel_unsupported_message",
     "channel_feedback_thanks",
     "channel_choose_label",
+    "channel_handoff_offline_message",
+    "channel_handoff_away_message",
 )
 
 
@@ -375,6 +377,14 @@ class Settings:
     # A photo, voice note or sticker on a messaging app (the bot reads text); the toast after a thumbs-up.
     channel_unsupported_message: str = "I can only read written messages. Please type your question."
     channel_feedback_thanks: str = "Thanks for your feedback!"
+    # Handed to a person while nobody is online, on a messaging app: the team replies in the chat itself, so
+    # the customer is not asked for an e-mail address or phone number ({back}: when the team is back).
+    channel_handoff_offline_message: str = (
+        "Nobody from our team is online right now. Someone will reply here as soon as they can."
+    )
+    channel_handoff_away_message: str = (
+        "Our team is away right now and back {back}. Someone will reply here then."
+    )
     channel_choose_label: str = "Choose"  # WhatsApp's button that opens a list of more than three choices
     extra: dict[str, Any] = field(default_factory=dict)
 

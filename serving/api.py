@@ -268,19 +268,22 @@ def team_availability(session: Session, settings: Settings) -> Availability:
     return Availability(False, hours.back_at(utcnow()) if hours is not None else None)
 
 
-def away_text(settings: Settings, back: datetime) -> str:
-    """``HELPLOOP_HANDOFF_AWAY_MESSAGE`` with ``{back}`` as "tomorrow at 09:00 GMT"."""
-    return settings.handoff_away_message.replace("{back}", when_back(back, utcnow()))
+def away_text(settings: Settings, back: datetime, *, on_app: bool = False) -> str:
+    """``HELPLOOP_HANDOFF_AWAY_MESSAGE`` with ``{back}`` as "tomorrow at 09:00 GMT" (on a messaging app,
+    where the team can write back in the chat, ``HELPLOOP_CHANNEL_HANDOFF_AWAY_MESSAGE``)."""
+    line = settings.channel_handoff_away_message if on_app else settings.handoff_away_message
+    return line.replace("{back}", when_back(back, utcnow()))
 
 
-def handoff_text(settings: Settings, available: Availability) -> str:
+def handoff_text(settings: Settings, available: Availability, *, on_app: bool = False) -> str:
     """The reply to a customer who asked for a person: someone will take over, the team is away until …,
-    or nobody is online now."""
+    or nobody is online now. ``on_app``: on a messaging app the team replies in the chat itself, so the
+    customer is not asked for an e-mail address or phone number."""
     if available.online:
         return settings.handoff_requested_message
     if available.back is not None:
-        return away_text(settings, available.back)
-    return settings.handoff_offline_message
+        return away_text(settings, available.back, on_app=on_app)
+    return settings.channel_handoff_offline_message if on_app else settings.handoff_offline_message
 
 
 def reply_choices(prediction: Prediction, asked_again: bool, settings: Settings) -> list[dict[str, str]]:
@@ -413,7 +416,7 @@ def answer_message(
         )
         available = team_availability(session, settings)
         session.commit()  # end the read transaction before the write below
-        text, team_back = handoff_text(settings, available), available.back
+        text, team_back = handoff_text(settings, available, on_app=reply_by_channel), available.back
     else:
         text = reply_text(prediction)
     asked_again = repeat is not None and not repeat.passed_on
@@ -433,7 +436,8 @@ def answer_message(
         available = team_availability(session, settings)
         session.commit()
         if available.back is not None:
-            text, team_back = f"{text} {away_text(settings, available.back)}", available.back
+            away = away_text(settings, available.back, on_app=reply_by_channel)
+            text, team_back = f"{text} {away}", available.back
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:

@@ -89,6 +89,12 @@ def outcome(status: int, body: bytes, what: str) -> Failure | None:
     if 200 <= status < 300:
         return None
     detail = body[:300].decode("utf-8", errors="replace")
+    try:  # the app's own words: Telegram's "description", Meta's "error": {"message"}
+        said = json.loads(body)
+        error = said.get("error") if isinstance(said, dict) else None
+        detail = str(said.get("description") or (error or {}).get("message") or detail)[:300]
+    except (ValueError, AttributeError):
+        pass
     return Failure(
         f"{what}: HTTP {status} {detail}".strip(), final=400 <= status < 500 and status not in (408, 429)
     )

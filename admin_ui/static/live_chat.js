@@ -42,6 +42,25 @@
     list.appendChild(item);
   }
 
+  // On a messaging app: each of the team's messages marked sending, sent or not delivered, as it changes.
+  var SAID = { pending: "· sending", sent: "· sent", failed: "not delivered" };
+  function mark(delivery) {
+    Object.keys(delivery || {}).forEach(function (id) {
+      var item = list.querySelector('li[data-id="' + id + '"]');
+      var state = delivery[id];
+      if (!item || !SAID[state.status]) { return; }
+      var span = item.querySelector("span.delivery");
+      if (!span) {
+        span = document.createElement("span");
+        item.appendChild(document.createTextNode(" "));
+        item.appendChild(span);
+      }
+      span.className = "delivery " + (state.status === "failed" ? "tag" : "muted");
+      span.textContent = SAID[state.status];
+      span.title = state.error || "";
+    });
+  }
+
   function poll() {
     fetch(url + "?after=" + after, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
@@ -50,6 +69,7 @@
         data.messages.forEach(function (message) {
           if (message.id > after) { add(message); after = message.id; }
         });
+        mark(data.delivery);
         if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
         if (data.waiting) { window.setTimeout(poll, 3000); }
       })

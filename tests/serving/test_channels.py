@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from core.channels import Failure
 from core.models import ChannelChat, ChannelMessage, ConversationMessage, Turn
 
 SECRET = "telegram-webhook-secret-0123456789"
@@ -205,6 +206,35 @@ def test_telegram_commands_read_as_the_words_they_stand_for() -> None:
     assert command_text("where is my card") == "where is my card" and command_text("") == ""
 
 
+def test_handoff_lines_on_an_app_ask_for_no_contact_details(app: Any) -> None:
+    from datetime import timedelta
+
+    from core.models import utcnow
+    from serving.api import Availability, handoff_text
+
+    settings = app.extensions["helploop"].settings
+    back = utcnow() + timedelta(hours=3)
+    away = handoff_text(settings, Availability(online=False, back=back), on_app=True)
+    assert away.startswith("Our team is away right now and back ") and "Someone will reply here then." in away
+    assert "e-mail" not in away and "e-mail" in handoff_text(settings, Availability(online=False, back=back))
+    online = Availability(online=True)
+    assert handoff_text(settings, online, on_app=True) == settings.handoff_requested_message
+
+
+def test_an_apps_refusal_is_read_in_its_own_words() -> None:
+    from serving.channels import outcome
+
+    meta = b'{"error": {"message": "(#131047) Re-engagement message", "code": 131047}}'
+    failure = outcome(400, meta, "messages")
+    assert failure is not None and failure.final
+    assert failure.error == "messages: HTTP 400 (#131047) Re-engagement message"
+    assert outcome(502, b"<html>Bad gateway</html>", "sendMessage") == Failure(
+        "sendMessage: HTTP 502 <html>Bad gateway</html>", final=False
+    )
+    assert outcome(429, b"[]", "sendMessage") == Failure("sendMessage: HTTP 429 []", final=False)
+    assert outcome(200, b"{}", "sendMessage") is None
+
+
 def test_a_channel_that_is_not_set_up_is_not_found(make_app: Callable[..., Any]) -> None:
     client = make_app().test_client()
     response = telegram(client, text_update(1, "hi"))
@@ -231,6 +261,9 @@ def test_the_team_chats_with_a_telegram_customer(app: Any, api: Api) -> None:
     telegram(client, text_update(40, "can I talk to a human?"))
     [asked] = turns(app)
     assert asked.status == "asked_for_person"
+    # Nobody online: the team will reply in the chat (the widget's line asks for an e-mail or phone number).
+    settings = app.extensions["helploop"].settings
+    assert asked.answer == settings.channel_handoff_offline_message != settings.handoff_offline_message
     add_user(app, "omar", "operator")
     operator = app.test_client()
     login(operator, "omar")
@@ -251,7 +284,11 @@ def test_the_team_chats_with_a_telegram_customer(app: Any, api: Api) -> None:
         ]
     shown = operator.get(page).get_data(as_text=True)
     assert "Your replies are sent to the customer on Telegram." in shown and "· sending" in shown
+    polled = operator.get(f"{page}/messages.json").get_json()
+    [(omar_id, state)] = polled["delivery"].items()
+    assert state == {"status": "pending", "error": None} and polled["messages"][0]["delivery"] == "pending"
     send(app)
+    assert operator.get(f"{page}/messages.json").get_json()["delivery"][omar_id]["status"] == "sent"
     texts = [body["text"] for body in api.bodies()]
     assert texts[-1] == "Hi, I'm Omar. How can I help?"
     assert len(texts) == 2  # the handoff reply, then Omar's message; nothing for the customer's message
@@ -278,7 +315,7 @@ def test_a_blocked_bot_fails_the_message_without_retrying(app: Any, api: Api) ->
     with app.extensions["helploop"].database.session() as session:
         [message] = session.scalars(select(ChannelMessage)).all()
         assert message.status == "failed" and message.last_error is not None
-        assert message.last_error.startswith("sendMessage: HTTP 403") and "blocked" in message.last_error
+        assert message.last_error == "sendMessage: HTTP 403 Forbidden: bot was blocked by the user"
 
 
 def test_telegram_html_it_cannot_read_is_sent_again_as_plain_text(app: Any, api: Api) -> None:
