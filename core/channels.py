@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from core import registry  # a module import: core.registry queues the team's replies here
 from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
 
 CHANNELS = ("telegram", "whatsapp", "messenger")
@@ -77,8 +78,9 @@ def conversation_for(
     if latest is not None:
         conversation = session.get(Conversation, latest.conversation_id)
         if conversation is not None:
-            live = conversation.agent is not None and conversation.handoff_closed_at is None
-            if live or as_utc(conversation.last_activity_at) >= now - timedelta(hours=idle_hours):
+            if registry.agent_active(conversation) or as_utc(
+                conversation.last_activity_at
+            ) >= now - timedelta(hours=idle_hours):
                 return conversation.id
     conversation = Conversation(channel=channel, created_at=now, last_activity_at=now)
     session.add(conversation)

@@ -495,10 +495,9 @@ def answer_message(
             asked_again=repeat.times if repeat is not None else None,
         )
         if reply_by_channel:
-            asked = repeat is not None and not repeat.passed_on
             payload = {
                 "text": text,
-                "choices": reply_choices(prediction, asked, settings),
+                "choices": reply_choices(prediction, asked_again, settings),
                 "turn_id": turn.id,
                 "thumbs": logged == ANSWERED,  # an answer to rate
             }

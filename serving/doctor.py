@@ -362,6 +362,8 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
             ("workers", lambda: _workers(settings, database, now)),
             ("review queue", lambda: _review_queue(settings, database, now)),
         ]
+        if settings.channels:
+            needs_database.append(("channels", lambda: _channels(settings, database, now)))
         reachable = checks[0].status == OK
         for name, check in needs_database:
             if not reachable:
@@ -375,12 +377,6 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
     checks += [_backups(settings, now), _disk(settings), _rate_limits(settings), _alerts(settings)]
     if settings.sso_issuer:
         checks.append(_single_sign_on(settings))
-    if settings.channels and checks[0].status == OK and checks[1].status == OK:
-        database = Database(settings)
-        try:
-            checks.append(_channels(settings, database, now))
-        finally:
-            database.dispose()
     return checks
 
 
