@@ -58,7 +58,15 @@ class Failure:
     final: bool = False
 
 
-Send = Callable[[str, str, dict[str, Any]], "Failure | None"]  # (channel, chat_key, payload)
+@dataclass(frozen=True)
+class Sent:
+    """A message the app took, with its own id for it (which its delivery and read receipts name)."""
+
+    app_message_id: str
+
+
+# (channel, chat_key, payload) -> None or Sent: taken; Failure: not
+Send = Callable[[str, str, dict[str, Any]], "Failure | Sent | None"]
 
 
 def conversation_for(
@@ -204,72 +212,156 @@ def deliver_due(
     limit: int = BATCH,
     clock: Callable[[], float] = time.monotonic,
 ) -> Counter[str]:
-    """Send the outbox's due messages. Three steps, so no transaction is open while an app keeps us waiting
-    (as ``core.events.deliver_due``): claim (committed), send each outside any transaction, record each
-    outcome: sent; tried again after 10 s, 1, 5 and 15 minutes; or failed (at once when the app says it never
-    will take it). After a chat's message fails, that chat's later ones wait for it (``deferred``, no attempt
-    counted); after ``FAILURES_PER_LOOK`` failures, or ``LOOK_BUDGET_SECONDS``, the rest wait for the next
-    look. Returns the outcomes counted."""
+    """Send the outbox's due messages. Claim them (committed), then send each outside any transaction and
+    record its outcome at once (committed: the app's receipts for it may come within a second, and a worker
+    that dies mid-way leaves no sent message to send again): sent; tried again after 10 s, 1, 5 and 15
+    minutes; or failed (at once when the app says it never will take it). After a chat's message fails, that
+    chat's later ones wait for it (``deferred``, no attempt counted); after ``FAILURES_PER_LOOK`` failures,
+    or ``LOOK_BUDGET_SECONDS``, the rest wait for the next look. Returns the outcomes counted."""
     now = now or utcnow()
     claimed = [(m.id, m.channel, m.chat_key, dict(m.payload)) for m in _claim(session, now, limit)]
     session.commit()
     outcomes: Counter[str] = Counter()
-    if not claimed:
-        return outcomes
-    results: dict[int, Failure | None] = {}
     failed_chats: set[tuple[str, str]] = set()
+    done: set[int] = set()
     started = clock()
     for message_id, channel, chat_key, payload in claimed:
         if (channel, chat_key) in failed_chats:
             continue
-        if sum(r is not None for r in results.values()) >= FAILURES_PER_LOOK:
+        if outcomes["retry"] + outcomes["failed"] >= FAILURES_PER_LOOK:
             break
         if clock() - started >= LOOK_BUDGET_SECONDS:
             break
+        result: Failure | Sent | None
         try:
-            results[message_id] = send(channel, chat_key, payload)
+            result = send(channel, chat_key, payload)
         except Exception as exc:  # noqa: BLE001 - any error is a failed attempt, retried
-            results[message_id] = Failure(f"{type(exc).__name__}: {exc}"[:500])
-        if results[message_id] is not None:
+            result = Failure(f"{type(exc).__name__}: {exc}"[:500])
+        if isinstance(result, Failure):
             failed_chats.add((channel, chat_key))
-    for message_id, channel, chat_key, _ in claimed:
+        done.add(message_id)
         message = session.get(ChannelMessage, message_id)
         if message is None:  # erased meanwhile
             continue
-        if message_id not in results:
-            message.attempts -= 1
-            retry = (channel, chat_key) in failed_chats
-            message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[0]) if retry else now
-            outcomes["deferred"] += 1
+        outcomes[_record(message, result, now)] += 1
+        session.commit()
+    for message_id, channel, chat_key, _ in claimed:
+        message = session.get(ChannelMessage, message_id)
+        if message_id in done or message is None:
             continue
-        failure = results[message_id]
-        if failure is None:
-            message.status, message.sent_at, message.next_attempt_at = "sent", now, None
-            outcomes["sent"] += 1
-        elif failure.final or message.attempts >= MAX_ATTEMPTS:
-            message.status, message.last_error, message.next_attempt_at = "failed", failure.error, None
-            outcomes["failed"] += 1
-        else:
-            message.last_error = failure.error
-            message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[message.attempts - 1])
-            outcomes["retry"] += 1
+        message.attempts -= 1
+        retry = (channel, chat_key) in failed_chats
+        message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[0]) if retry else now
+        outcomes["deferred"] += 1
     session.flush()
     return outcomes
 
 
+def _record(message: ChannelMessage, result: Failure | Sent | None, now: datetime) -> str:
+    """A send's outcome on its message: ``sent``, ``retry`` or ``failed``."""
+    if not isinstance(result, Failure):
+        message.status, message.sent_at, message.next_attempt_at = "sent", now, None
+        if isinstance(result, Sent):
+            message.app_message_id = result.app_message_id[:200]
+        return "sent"
+    message.last_error = result.error
+    if result.final or message.attempts >= MAX_ATTEMPTS:
+        message.status, message.next_attempt_at = "failed", None
+        return "failed"
+    message.next_attempt_at = now + timedelta(seconds=RETRY_SECONDS[message.attempts - 1])
+    return "retry"
+
+
 def delivery(session: Session, *, conversation_id: str) -> dict[int, tuple[str, str | None]]:
-    """The team's live-chat messages in a conversation on a messaging app, by their id: whether each was
-    sent, is waiting, or failed, and the app's last error."""
+    """The team's live-chat messages in a conversation on a messaging app, by their id: how far each got
+    (``progress``) and the app's last error."""
     rows = session.scalars(
         select(ChannelMessage)
         .where(ChannelMessage.conversation_id == conversation_id)
         .order_by(ChannelMessage.id)
     ).all()
     return {
-        int(m.payload["message_id"]): (m.status, m.last_error)
+        int(m.payload["message_id"]): (progress(m), m.last_error)
         for m in rows
         if isinstance(m.payload.get("message_id"), int)
     }
+
+
+def progress(message: ChannelMessage) -> str:
+    """How far a message got: pending (waiting to be sent, or for a retry), sent (the app took it), delivered
+    (on the customer's phone), read, or failed (the app refused it, or reported later that it could not
+    deliver it)."""
+    if message.status == "sent":
+        if message.read_at is not None:
+            return "read"
+        if message.delivered_at is not None:
+            return "delivered"
+    return message.status
+
+
+# WhatsApp's statuses for a message, in the order they happen; one may arrive before an earlier one.
+RECEIPTS = ("sent", "delivered", "read", "failed")
+
+
+def receipt(
+    session: Session,
+    *,
+    channel: str,
+    app_message_id: str,
+    status: str,
+    at: datetime | None = None,
+    error: str | None = None,
+) -> ChannelMessage | None:
+    """What the app reported later about a message it took (WhatsApp's ``statuses``): delivered to the
+    customer's phone, read, or failed (its error kept: outside the 24-hour window, the number is not on
+    WhatsApp). A receipt never undoes a later one (a "delivered" after "read"), and a failure counts only
+    for a message not yet delivered. Returns the message changed, None when there is none (another app's,
+    purged, or a receipt for an earlier piece of a long message) or nothing changed."""
+    if status not in RECEIPTS:
+        raise ValueError(f"unknown receipt {status!r}: one of {', '.join(RECEIPTS)}")
+    message = session.scalars(
+        select(ChannelMessage)
+        .where(ChannelMessage.channel == channel, ChannelMessage.app_message_id == app_message_id[:200])
+        .order_by(ChannelMessage.id.desc())
+        .limit(1)
+    ).first()
+    if message is None or message.status != "sent":
+        return None
+    at = at or utcnow()
+    if status == "failed":
+        if message.delivered_at is not None:
+            return None
+        message.status, message.last_error = "failed", (error or "the app could not deliver it")[:500]
+    elif status == "delivered" and message.delivered_at is None:
+        message.delivered_at = at
+    elif status == "read" and message.read_at is None:
+        message.read_at = at
+        message.delivered_at = message.delivered_at or at
+    else:
+        return None
+    session.flush()
+    return message
+
+
+def seen_up_to(session: Session, *, channel: str, chat_key: str, until: datetime, read: bool) -> int:
+    """Messenger's receipts, which name no message but a time (its watermark): every message sent to the chat
+    by ``until`` has been delivered (``read`` False) or read. Returns the messages marked."""
+    column = ChannelMessage.read_at if read else ChannelMessage.delivered_at
+    marked = session.scalars(
+        select(ChannelMessage).where(
+            ChannelMessage.channel == channel,
+            ChannelMessage.chat_key == chat_key,
+            ChannelMessage.status == "sent",
+            ChannelMessage.sent_at <= until,
+            column.is_(None),
+        )
+    ).all()
+    for message in marked:
+        if read:
+            message.read_at = until
+        message.delivered_at = message.delivered_at or until
+    session.flush()
+    return len(marked)
 
 
 def purge_old(session: Session, *, now: datetime | None = None) -> dict[str, int]:

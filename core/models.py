@@ -660,7 +660,10 @@ class ChannelMessage(Base):
     chat, with retries."""
 
     __tablename__ = "channel_messages"
-    __table_args__ = (Index("ix_channel_messages_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_channel_messages_status_due", "status", "next_attempt_at"),
+        Index("ix_channel_messages_app_id", "channel", "app_message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -668,12 +671,18 @@ class ChannelMessage(Base):
     chat_key: Mapped[str] = mapped_column(String(128))
     # {"text", "choices": [{"title", "payload"}], "turn_id"?: the answer's thumbs, "reply_to"?: app's id}
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|failed
+    # pending|sent|failed (failed also when the app took it and reported later that it could not deliver it)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The app's id of the message it took (the last piece of a long one; WhatsApp's wamid, Messenger's mid),
+    # which its receipts name; and when the customer's phone got it and when they read it (migration 0055).
+    app_message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class OpsEvent(Base):

@@ -15,6 +15,11 @@ the clients that send the bot's replies back (core.channels holds the conversati
   too); the choices and 👍 / 👎 under an answer are quick replies. The page's own messages (its echoes) are
   ignored; its "Get started" button (payload ``GET_STARTED``) is a greeting.
 
+What the apps report later about a message they took is kept with it (core.channels.receipt, seen_up_to):
+WhatsApp's statuses (delivered, read, or failed with its reason: the 24-hour window had passed, the number
+is not on WhatsApp) and Messenger's delivery and read receipts, so the team sees on the conversation page
+whether the customer got their reply, and a reply that never arrived is counted as failed.
+
 An update an app delivers twice (it repeats one it got no answer to in time) is answered once. A message
 while a team member chats in the conversation goes to them, as in the widget, and their replies are sent to
 the app. Photos, voice notes and stickers get ``channel_unsupported_message``. The webhooks have no rate
@@ -34,6 +39,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
@@ -41,7 +47,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import delete, select
 
 from core import channels as outbox
-from core.channels import Failure
+from core.channels import Failure, Sent
 from core.db import Database
 from core.models import ChannelChat, ChannelEvent, Turn
 from core.registry import NotFoundError
@@ -98,6 +104,19 @@ def outcome(status: int, body: bytes, what: str) -> Failure | None:
     return Failure(
         f"{what}: HTTP {status} {detail}".strip(), final=400 <= status < 500 and status not in (408, 429)
     )
+
+
+def taken(status: int, body: bytes, what: str, id_of: Callable[[Any], Any]) -> Failure | Sent | None:
+    """``outcome``, with the app's id of the message it took when its answer names one (``id_of`` reads it
+    from the JSON; WhatsApp's and Messenger's receipts name it)."""
+    failure = outcome(status, body, what)
+    if failure is not None:
+        return failure
+    try:
+        app_id = id_of(json.loads(body))
+    except (ValueError, TypeError, LookupError, AttributeError):
+        return None
+    return Sent(str(app_id)) if isinstance(app_id, str | int) and str(app_id) else None
 
 
 def _json(data: dict[str, Any]) -> bytes:
@@ -189,15 +208,17 @@ class WhatsApp:
         self.choose = settings.channel_choose_label
         self.post = post
 
-    def _send(self, data: dict[str, Any]) -> Failure | None:
+    def _send(self, data: dict[str, Any]) -> Failure | Sent | None:
         status, body = self.post(
             self.url,
             _json({"messaging_product": "whatsapp", "recipient_type": "individual", **data}),
             self.headers,
         )
-        return outcome(status, body, "messages")
+        return taken(status, body, "messages", lambda answer: answer["messages"][0]["id"])
 
-    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
+        """The text (in pieces of 4,096 characters), its choices under the last piece: Sent with the last
+        message's id (its statuses are the ones kept)."""
         text = render(str(payload.get("text") or ""), "whatsapp")
         choices = list(payload.get("choices") or [])
         pieces = split(text, MESSAGE_LIMIT) or ["…"]
@@ -205,14 +226,15 @@ class WhatsApp:
             body, pieces = pieces[-1], pieces[:-1]  # the last piece carries the buttons
         else:
             body = "👇"
+        result: Failure | Sent | None = None
         for piece in pieces:
-            failure = self._send(
+            result = self._send(
                 {"to": chat_key, "type": "text", "text": {"body": piece, "preview_url": False}}
             )
-            if failure is not None:
-                return failure
+            if isinstance(result, Failure):
+                return result
         if not choices:
-            return None
+            return result
         return self._send(
             {"to": chat_key, "type": "interactive", "interactive": self.interactive(body, choices)}
         )
@@ -276,19 +298,20 @@ class Messenger:
             ]
         return replies[:QUICK_REPLIES]
 
-    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+    def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
         pieces = split(render(str(payload.get("text") or ""), "whatsapp"), MESSENGER_LIMIT) or ["…"]
         replies = self.quick_replies(payload)
+        result: Failure | Sent | None = None
         for number, piece in enumerate(pieces, start=1):
             message: dict[str, Any] = {"text": piece}
             if replies and number == len(pieces):
                 message["quick_replies"] = replies
             body = {"recipient": {"id": chat_key}, "messaging_type": "RESPONSE", "message": message}
             status, answer = self.post(self.url, _json(body), self.headers)
-            failure = outcome(status, answer, "messages")
-            if failure is not None:
-                return failure
-        return None
+            result = taken(status, answer, "messages", lambda said: said["message_id"])
+            if isinstance(result, Failure):
+                return result
+        return result
 
 
 def _short(text: Any, limit: int) -> str:
@@ -330,7 +353,7 @@ class ChannelSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+    def send(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
         client = self.clients.get(channel)
         if client is None:
             return Failure(f"{channel} is not set up (its settings are empty)", final=True)
@@ -602,9 +625,52 @@ def whatsapp_webhook() -> Response:
             phone = str((value.get("metadata") or {}).get("phone_number_id", ""))
             if phone != settings.whatsapp_phone_number_id:
                 continue  # another number of the same app
-            for message in value.get("messages") or []:  # "statuses" (sent, read) need nothing
+            for message in value.get("messages") or []:
                 _whatsapp_message(message, settings)
+            for status in value.get("statuses") or []:  # a message of ours delivered, read, or failed
+                if isinstance(status, dict):
+                    _whatsapp_status(status)
     return Response(status=200)
+
+
+def whatsapp_error(errors: Any) -> str:
+    """Why WhatsApp could not deliver a message it had taken, in its own words: its ``errors[0]``'s details
+    (e.g. "Message failed to send because more than 24 hours have passed since the customer last replied to
+    this number.") or title, and its code."""
+    error = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    said = str(details or error.get("message") or error.get("title") or "no reason given")
+    code = f" (code {error['code']})" if error.get("code") is not None else ""
+    return f"messages: not delivered: {said}{code}"[:500]
+
+
+def _whatsapp_status(status: dict[str, Any]) -> None:
+    app_id, kind = str(status.get("id") or ""), str(status.get("status") or "")
+    if not app_id or kind not in ("delivered", "read", "failed"):
+        return  # "sent" (to WhatsApp's servers) is what its answer to the send already said
+    session = db_session()
+    with state().write_lock:
+        changed = outbox.receipt(
+            session,
+            channel="whatsapp",
+            app_message_id=app_id,
+            status=kind,
+            at=_epoch(status.get("timestamp")),
+            error=whatsapp_error(status.get("errors")) if kind == "failed" else None,
+        )
+        session.commit()
+    if changed is not None and kind == "failed":
+        state().metrics.channel_messages.labels(outcome="undelivered").inc()
+
+
+def _epoch(value: Any, scale: float = 1.0) -> datetime | None:
+    """An app's Unix time (seconds; Messenger's watermarks in milliseconds: ``scale`` 1000) as a UTC time;
+    None when it is missing or not a number."""
+    try:
+        return datetime.fromtimestamp(float(value) / scale, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def whatsapp_text(message: dict[str, Any]) -> str | None:
@@ -645,7 +711,7 @@ def messenger_webhook() -> Response:
     settings = _enabled("messenger")
     delivery = meta_delivery(settings.messenger_app_secret, "Messenger")
     for entry in delivery["entry"]:
-        for event in (entry or {}).get("messaging") or []:  # delivery and read receipts need nothing
+        for event in (entry or {}).get("messaging") or []:
             _messenger_event(event or {}, settings)
     return Response(status=200)
 
@@ -655,6 +721,7 @@ def _messenger_event(event: dict[str, Any], settings: Settings) -> None:
     message, postback = event.get("message"), event.get("postback")
     if not sender:
         return
+    _messenger_receipts(event, sender)
     if isinstance(message, dict):
         if message.get("is_echo") or not message.get("mid"):
             return  # the page's own message (the bot's reply, a person's from the page inbox)
@@ -673,3 +740,16 @@ def _messenger_event(event: dict[str, Any], settings: Settings) -> None:
         take_message("messenger", sender, text, event_id=event_id)
     else:
         say("messenger", sender, settings.channel_unsupported_message, event_id=event_id)
+
+
+def _messenger_receipts(event: dict[str, Any], sender: str) -> None:
+    """The customer's delivery and read receipts: every message sent to them by the watermark (a time)."""
+    for kind in ("delivery", "read"):
+        said = event.get(kind)
+        until = _epoch(said.get("watermark"), 1000) if isinstance(said, dict) else None
+        if until is None:
+            continue
+        session = db_session()
+        with state().write_lock:
+            outbox.seen_up_to(session, channel="messenger", chat_key=sender, until=until, read=kind == "read")
+            session.commit()

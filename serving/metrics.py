@@ -88,7 +88,8 @@ class Metrics:
         )
         self.channel_messages = Counter(
             "helploop_channel_messages_total",
-            "Messages to Telegram and WhatsApp chats by outcome (sent, retry, deferred, failed)",
+            "Messages to messaging-app chats by outcome (sent, retry, deferred, failed; undelivered: "
+            "reported by the app as not delivered after it took it)",
             ["outcome"],
             registry=self.registry,
         )

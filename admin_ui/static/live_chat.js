@@ -42,8 +42,11 @@
     list.appendChild(item);
   }
 
-  // On a messaging app: each of the team's messages marked sending, sent or not delivered, as it changes.
-  var SAID = { pending: "· sending", sent: "· sent", failed: "not delivered" };
+  // On a messaging app: each of the team's messages marked sending, sent, delivered, read or not delivered,
+  // as it changes (the app's receipts).
+  var SAID = {
+    pending: "· sending", sent: "· sent", delivered: "· delivered", read: "· read", failed: "not delivered"
+  };
   function mark(delivery) {
     Object.keys(delivery || {}).forEach(function (id) {
       var item = list.querySelector('li[data-id="' + id + '"]');

@@ -14,7 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import channels
-from core.channels import MAX_ATTEMPTS, RETRY_SECONDS, Failure, conversation_for, deliver_due, first_delivery
+from core.channels import (
+    MAX_ATTEMPTS,
+    RETRY_SECONDS,
+    Failure,
+    Sent,
+    conversation_for,
+    deliver_due,
+    first_delivery,
+)
 from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
 from core.registry import agent_reply, request_handoff
 from core.settings import SettingsError, load_settings
@@ -24,14 +32,14 @@ from tests.conftest import at_once
 class App:
     """A messaging app's API: records each message sent, answers with the scripted outcomes."""
 
-    def __init__(self, *outcomes: Failure | Exception | None) -> None:
+    def __init__(self, *outcomes: Failure | Sent | BaseException | None) -> None:
         self.outcomes = list(outcomes)
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __call__(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | None:
+    def __call__(self, channel: str, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
         self.sent.append((channel, chat_key, payload))
         result = self.outcomes.pop(0) if self.outcomes else None
-        if isinstance(result, Exception):
+        if isinstance(result, BaseException):
             raise result
         return result
 
@@ -164,6 +172,100 @@ def test_a_claimed_batch_whose_worker_died_is_sent_again_later(db_session: Sessi
     app = App()
     assert deliver_due(db_session, app, now=now + timedelta(seconds=5)) == {}
     assert deliver_due(db_session, app, now=now + timedelta(seconds=channels.CLAIM_SECONDS)) == {"sent": 1}
+
+
+class Died(BaseException):
+    """The worker's process ends mid-send (killed): no ``except Exception`` catches it."""
+
+
+def test_each_outcome_is_kept_as_it_comes_so_a_worker_that_dies_sends_nothing_twice(
+    db_session: Session,
+) -> None:
+    chat = conversation_for(db_session, channel="whatsapp", chat_key="447700900001", idle_hours=24)
+    first, second = _queue(db_session, chat, "one", "two")
+    now = utcnow()
+    app = App(Sent("wamid.1"), Died())
+    with pytest.raises(Died):
+        deliver_due(db_session, app, now=now)
+    db_session.rollback()  # what the dead worker had not committed is gone
+    kept = db_session.scalars(
+        select(ChannelMessage).order_by(ChannelMessage.id).execution_options(populate_existing=True)
+    ).all()
+    assert [(m.id, m.status, m.app_message_id) for m in kept] == [
+        (first, "sent", "wamid.1"),
+        (second, "pending", None),
+    ]
+    # After the claim runs out, only the message whose send was cut off goes again.
+    retry = App(Sent("wamid.2"))
+    assert deliver_due(db_session, retry, now=now + timedelta(seconds=channels.CLAIM_SECONDS)) == {"sent": 1}
+    assert [payload["text"] for _, _, payload in retry.sent] == ["two"]
+
+
+def test_receipts_mark_a_message_delivered_read_or_failed_and_never_go_back(db_session: Session) -> None:
+    chat = conversation_for(db_session, channel="whatsapp", chat_key="447700900002", idle_hours=24)
+    got, early, refused, unnamed = _queue(db_session, chat, "got it", "read first", "too late", "no id")
+    now = utcnow()
+    app = App(Sent("wamid.A"), Sent("wamid.B"), Sent("wamid.C"), None)
+    assert deliver_due(db_session, app, now=now) == {"sent": 4}
+
+    def progress(message_id: int) -> str:
+        message = db_session.get(ChannelMessage, message_id)
+        assert message is not None
+        return channels.progress(message)
+
+    assert [progress(i) for i in (got, early, refused, unnamed)] == ["sent"] * 4
+    at = now + timedelta(seconds=3)
+    receipt = channels.receipt
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.A", status="delivered", at=at)
+    assert progress(got) == "delivered"
+    # Read reported before delivered (they can cross): read, and delivered as of then; a late
+    # "delivered" and a second "read" change nothing.
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.B", status="read", at=at)
+    message = db_session.get(ChannelMessage, early)
+    assert message is not None and as_utc(message.delivered_at) == as_utc(message.read_at) == at
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.B", status="delivered") is None
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.B", status="read") is None
+    assert progress(early) == "read"
+    # A failure after the send: failed, with the app's reason; a failure after delivery is not believed.
+    why = "messages: not delivered: more than 24 hours have passed (code 131047)"
+    failed = receipt(db_session, channel="whatsapp", app_message_id="wamid.C", status="failed", error=why)
+    assert failed is not None and failed.status == "failed" and failed.last_error == why
+    assert progress(refused) == "failed"
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.A", status="failed") is None
+    assert progress(got) == "delivered"
+    # Another app's id, an unknown one: nothing.
+    assert receipt(db_session, channel="messenger", app_message_id="wamid.A", status="read") is None
+    assert receipt(db_session, channel="whatsapp", app_message_id="wamid.Z", status="read") is None
+    with pytest.raises(ValueError, match="unknown receipt"):
+        receipt(db_session, channel="whatsapp", app_message_id="wamid.A", status="seen")
+    counts = channels.counts(db_session, since=now - timedelta(days=1))["whatsapp"]
+    assert (counts.sent, counts.failed, counts.last_error) == (3, 1, why)
+
+
+def test_messenger_watermarks_mark_every_message_sent_by_then(db_session: Session) -> None:
+    chat = conversation_for(db_session, channel="messenger", chat_key="PSID1", idle_hours=24)
+    other = conversation_for(db_session, channel="messenger", chat_key="PSID2", idle_hours=24)
+    now = utcnow()
+    [first] = _queue(db_session, chat, "first")
+    [elsewhere] = _queue(db_session, other, "to another customer")
+    deliver_due(db_session, App(Sent("m_1"), Sent("m_2")), now=now)
+    [later] = _queue(db_session, chat, "later")
+    deliver_due(db_session, App(Sent("m_3")), now=now + timedelta(minutes=1))
+    seen = channels.seen_up_to
+    until = now + timedelta(seconds=30)
+    assert seen(db_session, channel="messenger", chat_key="PSID1", until=until, read=False) == 1
+    assert seen(db_session, channel="messenger", chat_key="PSID1", until=until, read=False) == 0
+    rows = {m.id: channels.progress(m) for m in db_session.scalars(select(ChannelMessage))}
+    assert rows == {first: "delivered", elsewhere: "sent", later: "sent"}
+    # Read up to after the later one: both read (the later one delivered as of then).
+    assert (
+        seen(db_session, channel="messenger", chat_key="PSID1", until=now + timedelta(minutes=2), read=True)
+        == 2
+    )
+    rows = {m.id: channels.progress(m) for m in db_session.scalars(select(ChannelMessage))}
+    assert rows == {first: "read", elsewhere: "sent", later: "read"}
+    message = db_session.get(ChannelMessage, first)
+    assert message is not None and as_utc(message.delivered_at) == until
 
 
 def test_a_message_another_sender_claimed_meanwhile_is_left_to_it(db_session: Session) -> None:

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -45,11 +46,12 @@ class Api:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.statuses: list[int] = []
         self.answer = b'{"ok": false, "description": "Forbidden: bot was blocked by the user"}'
+        self.answers: list[bytes] = []  # answered first, one per request, then ``answer``
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         self.requests.append((url, json.loads(body), headers))
         status = self.statuses.pop(0) if self.statuses else 200
-        return status, self.answer
+        return status, self.answers.pop(0) if self.answers else self.answer
 
     def bodies(self) -> list[dict[str, Any]]:
         return [body for _, body, _ in self.requests]
@@ -423,6 +425,133 @@ def test_whatsapp_answers_with_reply_buttons_and_a_pressed_button_is_the_next_me
     send(app)
     assert api.bodies()[-1]["text"]["body"] == app.extensions["helploop"].settings.channel_unsupported_message
     assert len(turns(app)) == 2
+
+
+def wa_statuses(*statuses: dict[str, Any]) -> dict[str, Any]:
+    delivery = wa_delivery()
+    delivery["entry"][0]["changes"][0]["value"]["statuses"] = list(statuses)
+    return delivery
+
+
+def wa_sent(app_id: str) -> bytes:
+    """WhatsApp's answer to a message it took."""
+    return json.dumps(
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"wa_id": "447700900123"}],
+            "messages": [{"id": app_id}],
+        }
+    ).encode()
+
+
+def test_whatsapp_statuses_show_the_team_whether_the_customer_got_the_reply(app: Any, api: Api) -> None:
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    client = app.test_client()
+    whatsapp(client, wa_delivery(wa_text("wamid.IN1", "can I talk to a human?")))
+    api.answers = [wa_sent("wamid.OUT0")]
+    assert send(app) == {"sent": 1}  # the handoff line
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    [asked] = turns(app)
+    page = f"/operator/conversations/{asked.conversation_id}"
+
+    def reply(text: str, app_id: str) -> str:
+        token = csrf_token(operator.get(page).get_data(as_text=True))
+        operator.post(f"{page}/messages", data={"csrf_token": token, "text": text})
+        api.answers = [wa_sent(app_id)]
+        assert send(app) == {"sent": 1}
+        [(message_id, _)] = [
+            (key, state)
+            for key, state in operator.get(f"{page}/messages.json").get_json()["delivery"].items()
+            if key not in seen
+        ]
+        seen.add(message_id)
+        return message_id
+
+    def progress(message_id: str) -> dict[str, Any]:
+        return dict(operator.get(f"{page}/messages.json").get_json()["delivery"][message_id])
+
+    seen: set[str] = set()
+    hello = reply("Hi, I'm Omar. How can I help?", "wamid.OUT1")
+    assert progress(hello) == {"status": "sent", "error": None}
+    now = str(int(time.time()))
+    whatsapp(client, wa_statuses({"id": "wamid.OUT1", "status": "sent", "timestamp": now}))
+    assert progress(hello)["status"] == "sent"
+    whatsapp(client, wa_statuses({"id": "wamid.OUT1", "status": "delivered", "timestamp": now}))
+    assert progress(hello)["status"] == "delivered" and "· delivered" in operator.get(page).get_data(
+        as_text=True
+    )
+    whatsapp(client, wa_statuses({"id": "wamid.OUT1", "status": "read", "timestamp": now}))
+    assert progress(hello)["status"] == "read" and "· read</span>" in operator.get(page).get_data(
+        as_text=True
+    )
+    # WhatsApp took the next one, then could not deliver it (the 24-hour window had closed).
+    later = reply("Are you still there?", "wamid.OUT2")
+    failed = {
+        "id": "wamid.OUT2",
+        "status": "failed",
+        "timestamp": now,
+        "recipient_id": "447700900123",
+        "errors": [
+            {
+                "code": 131047,
+                "title": "Re-engagement message",
+                "message": "Re-engagement message",
+                "error_data": {
+                    "details": "Message failed to send because more than 24 hours have passed since the "
+                    "customer last replied to this number."
+                },
+            }
+        ],
+    }
+    assert whatsapp(client, wa_statuses(failed)).status_code == 200
+    why = (
+        "messages: not delivered: Message failed to send because more than 24 hours have passed since the "
+        "customer last replied to this number. (code 131047)"
+    )
+    assert progress(later) == {"status": "failed", "error": why}
+    shown = operator.get(page).get_data(as_text=True)
+    assert f'title="{why}">not delivered</span>' in shown
+    assert progress(hello)["status"] == "read"  # the earlier reply is as it was
+    metric = app.extensions["helploop"].metrics.channel_messages.labels(outcome="undelivered")
+    assert metric._value.get() == 1
+    # The same failure delivered again counts once; a status for a message that is not ours changes nothing.
+    whatsapp(client, wa_statuses(failed, {"id": "wamid.ELSEWHERE", "status": "failed", "errors": []}))
+    assert metric._value.get() == 1
+    card = operator.get("/operator/activity").get_data(as_text=True)
+    assert re.search(
+        r'data-channel="whatsapp">.*?<td>1</td><td>2</td><td>0</td><td class="warn">1</td>', card, re.S
+    )
+
+
+def test_messenger_receipts_mark_what_the_customer_got_and_read(app: Any, api: Api) -> None:
+    client = app.test_client()
+    messenger(client, m_text("m.1", "where is my card"))
+    api.answers = [b'{"recipient_id": "PSID77", "message_id": "m_OUT1"}']
+    sent_before = time.time()
+    assert send(app) == {"sent": 1}
+
+    def message() -> ChannelMessage:
+        with app.extensions["helploop"].database.session() as session:
+            [row] = session.scalars(select(ChannelMessage)).all()
+            return row
+
+    assert message().app_message_id == "m_OUT1" and message().delivered_at is None
+    # A watermark from before the send marks nothing; after it, delivered, then read.
+    early = {"sender": {"id": "PSID77"}, "delivery": {"watermark": int(sent_before * 1000) - 60_000}}
+    messenger(client, early)
+    assert message().delivered_at is None
+    watermark = int(time.time() * 1000) + 1000
+    messenger(client, {"sender": {"id": "PSID77"}, "delivery": {"mids": ["m_OUT1"], "watermark": watermark}})
+    assert message().delivered_at is not None and message().read_at is None
+    messenger(client, {"sender": {"id": "PSID78"}, "read": {"watermark": watermark}})  # another customer
+    assert message().read_at is None
+    messenger(client, {"sender": {"id": "PSID77"}, "read": {"watermark": watermark}})
+    from core.channels import progress
+
+    assert progress(message()) == "read"
 
 
 def test_whatsapp_more_than_three_choices_are_a_list_and_long_titles_are_shortened() -> None:
