@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -932,6 +932,7 @@ def conversations() -> Any:
         total=total,
         view=view,
         search=search,
+        search_number=channels.chats_matching(search) is not None,
         page=page,
         pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),
         retention_days=helploop.settings.turn_retention_days,
@@ -1033,6 +1034,7 @@ def conversation_detail(conversation_id: str) -> Any:
             "channel": conversation.channel,
             "channel_name": channels.NAMES.get(conversation.channel),  # a messaging app's
             "reply_window": channels.REPLY_WINDOW_HOURS.get(conversation.channel),
+            "window": reply_window_view(channels.reply_window(session, conversation_id=conversation.id)),
             "created_at": conversation.created_at,
             "handoff_requested_at": conversation.handoff_requested_at,
             "handed_off": conversation.handoff_requested_at is not None
@@ -1076,6 +1078,31 @@ def canned_answers(session: Any, turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def reply_window_view(
+    window: channels.ReplyWindow | None, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """What the live chat says of the app's reply window: until when the team's replies reach the customer,
+    or, once it has closed, that a reply will not reach them until they write again."""
+    if window is None:
+        return None
+    now = now or utcnow()
+    name = channels.NAMES[window.channel]
+    closes = window.closes_at
+    if window.open(now):
+        left = duration_text((closes - now).total_seconds())
+        text = (
+            f"{name} takes your replies until {closes:%d %b %H:%M} UTC ({left} from now: "
+            f"{window.hours} hours after the customer's last message)."
+        )
+    else:
+        ago = duration_text((now - window.customer_at).total_seconds())
+        text = (
+            f"The customer last wrote {ago} ago, and {name} takes replies only within {window.hours} "
+            "hours of their last message: a reply now will not reach them, until they write again."
+        )
+    return {"open": window.open(now), "closes_at": closes.isoformat(), "text": text}
+
+
 def live_message_view(message: Any, sent: tuple[str, str | None] | None = None) -> dict[str, Any]:
     """``sent``: on a messaging app, whether the message reached it (core.channels.delivery)."""
     return {
@@ -1103,7 +1130,14 @@ def reply_to_customer(conversation_id: str) -> Any:
                 agent=current_user.username,
                 text=request.form.get("text", ""),
             )
+            window = channels.reply_window(session, conversation_id=conversation_id)
         helploop.metrics.live_chat_messages.labels(sender="agent").inc()
+        if window is not None and not window.open(utcnow()):
+            flash(
+                f"Sent to {channels.NAMES[window.channel]}, but its {window.hours}-hour reply window closed "
+                f"at {window.closes_at:%d %b %H:%M} UTC: it will not reach the customer until they write "
+                "again."
+            )
         if helploop.channel_sender is not None:  # on a messaging app: sent now, not at the next look
             helploop.channel_sender.wake()
     except NotFoundError:
@@ -1135,6 +1169,10 @@ def live_chat_messages(conversation_id: str) -> Any:
                 ],
                 # on a messaging app: whether each of the team's messages reached it so far
                 "delivery": {str(i): {"status": st, "error": error} for i, (st, error) in sent.items()},
+                # on WhatsApp and Messenger: until when replies reach the customer (it moves as they write)
+                "reply_window": reply_window_view(
+                    channels.reply_window(session, conversation_id=conversation_id)
+                ),
             }
         )
 

@@ -16,6 +16,7 @@ reach page addresses, exports or reviewers; erasing the conversation deletes it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -73,7 +74,8 @@ def conversation_for(
     session: Session, *, channel: str, chat_key: str, idle_hours: float, now: datetime | None = None
 ) -> str:
     """The id of the conversation a message from this chat belongs to: the chat's latest, unless it has been
-    quiet for ``idle_hours`` and nobody from the team is chatting in it; else a new one (flushed)."""
+    quiet for ``idle_hours`` and nobody from the team is chatting in it; else a new one (flushed). The chat's
+    ``customer_at`` becomes ``now`` (its reply window opens again: ``reply_window``)."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     now = now or utcnow()
@@ -89,12 +91,19 @@ def conversation_for(
             if registry.agent_active(conversation) or as_utc(
                 conversation.last_activity_at
             ) >= now - timedelta(hours=idle_hours):
+                latest.customer_at = now
                 return conversation.id
     conversation = Conversation(channel=channel, created_at=now, last_activity_at=now)
     session.add(conversation)
     session.flush()
     session.add(
-        ChannelChat(channel=channel, chat_key=chat_key, conversation_id=conversation.id, created_at=now)
+        ChannelChat(
+            channel=channel,
+            chat_key=chat_key,
+            conversation_id=conversation.id,
+            created_at=now,
+            customer_at=now,
+        )
     )
     session.flush()
     return conversation.id
@@ -114,8 +123,55 @@ def first_delivery(session: Session, *, channel: str, event_id: str, now: dateti
     return True
 
 
+SUFFIX_DIGITS = 8  # a number this long matches the chats whose id ends with it (a phone number typed without
+# its country code); shorter, only an id that is exactly it (an order number must not find chats by chance)
+
+
+def chats_matching(number: str) -> Select[Any] | None:
+    """The conversations of the chats whose app id is ``number`` as people type it: a WhatsApp number with
+    or without ``+``, spaces, dashes, brackets, or in its national form ("+44 7700 900123", "07700 900123"
+    both find 447700900123), a Telegram chat id, a Messenger id. None when it is no number (a letter, or
+    fewer than 6 digits)."""
+    digits = re.sub(r"[\s+()./-]", "", number)
+    if not digits.isdigit() or len(digits) < 6:
+        return None
+    significant = digits.lstrip("0") or digits
+    if len(significant) < SUFFIX_DIGITS:
+        return select(ChannelChat.conversation_id).where(ChannelChat.chat_key == digits)
+    return select(ChannelChat.conversation_id).where(
+        ChannelChat.chat_key.endswith(significant, autoescape=True)
+    )
+
+
 def chat_of(session: Session, *, conversation_id: str) -> ChannelChat | None:
     return session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == conversation_id))
+
+
+@dataclass(frozen=True)
+class ReplyWindow:
+    """Meta's rule for a chat on WhatsApp or Messenger: the team's replies reach the customer only within
+    ``hours`` of the customer's last message (``customer_at``); later, the app refuses them (Messenger) or
+    takes them and reports them failed (WhatsApp), until the customer writes again."""
+
+    channel: str
+    hours: int
+    customer_at: datetime
+
+    @property
+    def closes_at(self) -> datetime:
+        return self.customer_at + timedelta(hours=self.hours)
+
+    def open(self, now: datetime) -> bool:
+        return now < self.closes_at
+
+
+def reply_window(session: Session, *, conversation_id: str) -> ReplyWindow | None:
+    """The conversation's reply window; None when its app has none (Telegram, the widget) or the chat
+    predates the record of the customer's last message."""
+    chat = chat_of(session, conversation_id=conversation_id)
+    if chat is None or chat.customer_at is None or chat.channel not in REPLY_WINDOW_HOURS:
+        return None
+    return ReplyWindow(chat.channel, REPLY_WINDOW_HOURS[chat.channel], as_utc(chat.customer_at))
 
 
 def queue(

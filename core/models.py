@@ -641,6 +641,9 @@ class ChannelChat(Base):
     chat_key: Mapped[str] = mapped_column(String(128))
     conversation_id: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The customer's last message in it (a question, a pressed button, a photo): Meta's apps take the team's
+    # replies only within 24 hours of it (migration 0056; None for chats from before).
+    customer_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ChannelEvent(Base):

@@ -1040,7 +1040,8 @@ def conversation_summaries(
     ``max_rating``: only live chats the customer rated at most this (the unhappy ones, to follow up).
     ``asked_again_only``: only conversations where the customer asked again for the answer just given
     (``bot.repetition``: an answer that did not settle it, to read). ``search``: a case-insensitive
-    substring of any of the user's messages (originals: operators only). The page is chosen on the
+    substring of any of the user's messages (originals: operators only), or on a messaging app the customer's
+    number or id (``core.channels.chats_matching``). The page is chosen on the
     conversations table alone (its activity index; the bot's handoffs from the turns' status index), and only
     its own conversations' turns are counted: the cost follows the page, not the length of the turn log."""
     conditions: list[Any] = []
@@ -1064,7 +1065,11 @@ def conversation_summaries(
             ConversationMessage.sender == "customer",
             func.lower(ConversationMessage.text).contains(needle, autoescape=True),
         )
-        conditions.append(or_(Conversation.id.in_(matching), Conversation.id.in_(live)))
+        found = [Conversation.id.in_(matching), Conversation.id.in_(live)]
+        chats = channels.chats_matching(search)  # a customer's phone number or app id, as typed
+        if chats is not None:
+            found.append(Conversation.id.in_(chats))
+        conditions.append(or_(*found))
     total = session.scalar(select(func.count()).select_from(Conversation).where(*conditions)) or 0
     page = session.scalars(
         select(Conversation)

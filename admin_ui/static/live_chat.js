@@ -73,6 +73,11 @@
           if (message.id > after) { add(message); after = message.id; }
         });
         mark(data.delivery);
+        var replyWindow = document.getElementById("reply-window");
+        if (replyWindow && data.reply_window) {  // the customer wrote again: the window moved
+          replyWindow.textContent = data.reply_window.text;
+          replyWindow.className = data.reply_window.open ? "muted" : "warn";
+        }
         if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
         if (data.waiting) { window.setTimeout(poll, 3000); }
       })

@@ -72,6 +72,51 @@ def test_a_chat_keeps_its_conversation_until_it_has_been_quiet(db_session: Sessi
         conversation_for(db_session, channel="fax", chat_key="1", idle_hours=24)
 
 
+def test_the_reply_window_runs_from_the_customers_last_message(db_session: Session) -> None:
+    now = utcnow()
+    chat = conversation_for(db_session, channel="whatsapp", chat_key="447700900009", idle_hours=24, now=now)
+    window = channels.reply_window(db_session, conversation_id=chat)
+    assert window is not None and (window.channel, window.hours) == ("whatsapp", 24)
+    assert window.closes_at == now + timedelta(hours=24)
+    assert window.open(now + timedelta(hours=23, minutes=59)) and not window.open(now + timedelta(hours=24))
+    # The customer writes again 20 hours later: the window runs from then.
+    later = now + timedelta(hours=20)
+    assert (
+        conversation_for(db_session, channel="whatsapp", chat_key="447700900009", idle_hours=24, now=later)
+        == chat
+    )
+    window = channels.reply_window(db_session, conversation_id=chat)
+    assert window is not None and window.closes_at == later + timedelta(hours=24)
+    # Telegram has no window; a widget conversation is no chat.
+    telegram = conversation_for(db_session, channel="telegram", chat_key="7", idle_hours=24)
+    assert channels.reply_window(db_session, conversation_id=telegram) is None
+    messenger = conversation_for(db_session, channel="messenger", chat_key="PSID9", idle_hours=24, now=now)
+    window = channels.reply_window(db_session, conversation_id=messenger)
+    assert window is not None and window.closes_at == now + timedelta(hours=24)
+
+
+def test_an_operator_finds_a_customers_chat_by_their_number_as_typed(db_session: Session) -> None:
+    from core.registry import conversation_summaries
+
+    on_whatsapp = conversation_for(db_session, channel="whatsapp", chat_key="447700900123", idle_hours=24)
+    on_telegram = conversation_for(db_session, channel="telegram", chat_key="123456", idle_hours=24)
+    conversation_for(db_session, channel="whatsapp", chat_key="15550001111", idle_hours=24)
+
+    def found(search: str) -> set[str]:
+        rows, total = conversation_summaries(db_session, search=search)
+        assert total == len(rows)
+        return {row.id for row in rows}
+
+    for typed in ("+44 7700 900123", "447700900123", "07700 900123", "(0)7700-900-123", "7700.900.123"):
+        assert found(typed) == {on_whatsapp}, typed
+    # Shorter than 8 digits: only an id that is exactly it (an order number finds no chat by chance).
+    assert found("123456") == {on_telegram}
+    assert found("900123") == set()
+    # Not a number: words only.
+    assert channels.chats_matching("card 447700900123") is None and channels.chats_matching("12345") is None
+    assert found("where is my card") == set()
+
+
 def test_a_repeated_delivery_is_seen_once(db_session: Session) -> None:
     assert first_delivery(db_session, channel="telegram", event_id="1001") is True
     assert first_delivery(db_session, channel="telegram", event_id="1001") is False

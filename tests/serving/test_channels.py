@@ -526,6 +526,55 @@ def test_whatsapp_statuses_show_the_team_whether_the_customer_got_the_reply(app:
     )
 
 
+def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, api: Api) -> None:
+    from datetime import timedelta
+
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    client = app.test_client()
+    whatsapp(client, wa_delivery(wa_text("wamid.W1", "can I talk to a human?")))
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    [asked] = turns(app)
+    page = f"/operator/conversations/{asked.conversation_id}"
+    shown = operator.get(page).get_data(as_text=True)
+    assert re.search(
+        r'<span id="reply-window" class="muted">WhatsApp takes your replies until \d\d \w{3} \d\d:\d\d UTC '
+        r"\(2[34]\.\d h from now: 24 hours after the customer&#39;s last message\)\.</span>",
+        shown,
+    ), shown
+    # A day and an hour later (the customer's last message moved back): closed, said in red, and a reply
+    # sent anyway is flagged.
+    database = app.extensions["helploop"].database
+    with database.session() as session:
+        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
+        assert chat is not None and chat.customer_at is not None
+        chat.customer_at = chat.customer_at - timedelta(hours=25)
+        session.commit()
+    polled = operator.get(f"{page}/messages.json").get_json()["reply_window"]
+    assert polled["open"] is False
+    assert polled["text"].startswith("The customer last wrote 25.0 h ago, and WhatsApp takes replies only")
+    shown = operator.get(page).get_data(as_text=True)
+    assert '<span id="reply-window" class="warn">The customer last wrote 25.0 h ago' in shown
+    token = csrf_token(shown)
+    answer = operator.post(
+        f"{page}/messages", data={"csrf_token": token, "text": "Sorry for the wait"}, follow_redirects=True
+    )
+    assert "Sent to WhatsApp, but its 24-hour reply window closed at" in answer.get_data(as_text=True)
+    # The customer writes again: the window is open, as the page's poll says.
+    whatsapp(client, wa_delivery(wa_text("wamid.W2", "still there?")))
+    assert operator.get(f"{page}/messages.json").get_json()["reply_window"]["open"] is True
+    # The customer's number, as the team would type it, finds the conversation.
+    listed = operator.get("/operator/conversations?view=all&q=%2B44+7700+900123").get_data(as_text=True)
+    assert asked.conversation_id in listed and "or on a messaging app with that number or id" in listed
+    # On Telegram there is no window to state.
+    telegram(client, text_update(90, "can I talk to a human?"))
+    on_telegram = turns(app)[-1].conversation_id
+    shown = operator.get(f"/operator/conversations/{on_telegram}").get_data(as_text=True)
+    assert 'id="reply-window"' not in shown and "on Telegram." in shown
+
+
 def test_messenger_receipts_mark_what_the_customer_got_and_read(app: Any, api: Api) -> None:
     client = app.test_client()
     messenger(client, m_text("m.1", "where is my card"))
