@@ -248,7 +248,8 @@ def main() -> None:
     }
     print("targets met:", results["met"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "channels.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "channels_postgresql.json" if args.database_url.startswith("postgresql") else "channels.json"
+    (args.out / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

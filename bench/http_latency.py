@@ -46,7 +46,7 @@ from bot.engine import AnsweringEngine  # noqa: E402
 from bot.runtime import configure_inference_threads  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.kb_files import read_labelled_csv  # noqa: E402
-from core.models import Turn  # noqa: E402
+from core.models import ModelVersion, Turn  # noqa: E402
 from core.registry import register_model_version, set_deployment  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 
@@ -81,7 +81,9 @@ def server_env(prefix: str, *, workers: int, threads: int, database_url: str = "
 
 def migrated_database(env: dict[str, str]) -> Database:
     helploop = str(Path(sys.executable).parent / "helploop")
-    subprocess.run([helploop, "db", "upgrade"], env=env, check=True, capture_output=True)
+    done = subprocess.run([helploop, "db", "upgrade"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # e.g. the PostgreSQL database named in the URL does not exist yet
+        raise SystemExit(f"helploop db upgrade failed:\n{done.stderr.strip()[-2000:]}")
     return Database(load_settings(environ=env))
 
 
@@ -89,6 +91,12 @@ def deploy_bundle(database: Database, model: Path, *, reason: str) -> dict[str, 
     """Register the bundle at ``model`` and make it production; its manifest."""
     manifest: dict[str, Any] = json.loads((model / "manifest.json").read_text())
     with database.session() as session:
+        if session.scalar(select(ModelVersion.id).where(ModelVersion.version == manifest["version"])):
+            raise SystemExit(
+                f"the database at {database.engine.url.render_as_string(hide_password=True)} already holds "
+                f"model {manifest['version']} (an earlier run: its turns would be counted too); give the "
+                "bench an empty database (dropdb and createdb)"
+            )
         register_model_version(
             session,
             version=manifest["version"],

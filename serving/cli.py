@@ -59,7 +59,37 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command: a database that cannot be used (a wrong address, a PostgreSQL database not created
+    yet, the server down, a SQLite file in a folder that does not exist) ends it with one line that names
+    the database (its password hidden) and the driver's reason, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            _fail(unusable_database(exc, ctx.obj.get("settings") if ctx.obj else None), 1)
+
+
+def unusable_database(exc: Exception, settings: Settings | None) -> str:
+    from sqlalchemy.engine import make_url
+
+    reason = next((line.strip() for line in str(getattr(exc, "orig", exc)).splitlines() if line.strip()), "")
+    where = ""
+    if settings is not None and settings.database_url:
+        try:
+            where = f" at {make_url(settings.database_url).render_as_string(hide_password=True)}"
+        except Exception:  # noqa: BLE001 - the reason alone then
+            where = ""
+    return (
+        f"cannot use the database{where}: {reason or type(exc).__name__} (is it running, and does the "
+        "database exist? HELPLOOP_DATABASE_URL sets it)"
+    )
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """HelpLoop: a self-hosted customer-service bot that learns from its own traffic."""

@@ -45,6 +45,30 @@ def test_kb_import_requires_migrated_database(settings: Any, answers_file: Path)
     assert "helploop db upgrade" in result.output
 
 
+@pytest.mark.postgres
+def test_a_database_that_cannot_be_used_is_named_in_one_line(empty_postgres_url: str, tmp_path: Path) -> None:
+    """A PostgreSQL database not created yet (the server itself reachable: the fixture skips otherwise)."""
+    from sqlalchemy.engine import make_url
+
+    from core.settings import load_settings
+    from tests.conftest import POSTGRES_URL
+
+    missing = make_url(POSTGRES_URL).set(database="helploop_no_such_database", password="s3cret")
+    settings = load_settings(
+        {
+            "environment": "testing",
+            "instance_path": str(tmp_path / "instance"),
+            "database_url": missing.render_as_string(hide_password=False),
+        },
+        environ={},
+    )
+    result = CliRunner().invoke(main, ["db", "upgrade"], obj={"settings": settings})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: cannot use the database at postgresql+psycopg://postgres:***@")
+    assert '"helploop_no_such_database" does not exist' in line and "s3cret" not in line
+
+
 def test_db_upgrade_refuses_a_migration_that_leaves_dangling_references(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
