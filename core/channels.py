@@ -299,7 +299,8 @@ def deliver_due(
         message = session.get(ChannelMessage, message_id)
         if message is None:  # erased meanwhile
             continue
-        outcomes[_record(message, result, now)] += 1
+        returned = now + timedelta(seconds=clock() - started)  # Messenger's receipts compare times with it
+        outcomes[_record(message, result, now, sent_at=returned)] += 1
         session.commit()
     for message_id, channel, chat_key, _ in claimed:
         message = session.get(ChannelMessage, message_id)
@@ -313,10 +314,13 @@ def deliver_due(
     return outcomes
 
 
-def _record(message: ChannelMessage, result: Failure | Sent | None, now: datetime) -> str:
-    """A send's outcome on its message: ``sent``, ``retry`` or ``failed``."""
+def _record(
+    message: ChannelMessage, result: Failure | Sent | None, now: datetime, *, sent_at: datetime
+) -> str:
+    """A send's outcome on its message: ``sent`` (at ``sent_at``, when the app answered: a look's sends
+    take up to ``LOOK_BUDGET_SECONDS``), ``retry`` (counted from the look's ``now``) or ``failed``."""
     if not isinstance(result, Failure):
-        message.status, message.sent_at, message.next_attempt_at = "sent", now, None
+        message.status, message.sent_at, message.next_attempt_at = "sent", sent_at, None
         if isinstance(result, Sent):
             message.app_message_id = result.app_message_id[:200]
         return "sent"

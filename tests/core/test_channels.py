@@ -313,6 +313,25 @@ def test_messenger_watermarks_mark_every_message_sent_by_then(db_session: Sessio
     assert message is not None and as_utc(message.delivered_at) == until
 
 
+def test_a_message_counts_as_sent_when_the_app_answered_not_when_the_look_began(db_session: Session) -> None:
+    """A look's sends can take seconds (a slow app): a Messenger watermark between the look's start and a
+    later send must not mark that send delivered."""
+    chat = conversation_for(db_session, channel="messenger", chat_key="PSID5", idle_hours=24)
+    first, second = _queue(db_session, chat, "quick", "after a slow one")
+    # The look starts; before each send its budget is checked; the first answers at 0.2 s, the second at 6 s.
+    ticks = iter([0.0, 0.1, 0.2, 0.3, 6.0])
+    now = utcnow()
+    deliver_due(db_session, App(Sent("m_1"), Sent("m_2")), now=now, clock=lambda: next(ticks))
+    sent = {m.id: as_utc(m.sent_at) for m in db_session.scalars(select(ChannelMessage))}
+    assert sent == {first: now + timedelta(seconds=0.2), second: now + timedelta(seconds=6)}
+    until = now + timedelta(seconds=3)
+    assert (
+        channels.seen_up_to(db_session, channel="messenger", chat_key="PSID5", until=until, read=False) == 1
+    )
+    message = db_session.get(ChannelMessage, second)
+    assert message is not None and channels.progress(message) == "sent"
+
+
 def test_a_message_another_sender_claimed_meanwhile_is_left_to_it(db_session: Session) -> None:
     """Two web processes on SQLite read the same due rows; the one that claims a row second finds it taken
     (its attempts moved on) and leaves that chat alone."""
