@@ -61,8 +61,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 class _Commands(click.Group):
     """Every command: a database that cannot be used (a wrong address, a PostgreSQL database not created
-    yet, the server down, a SQLite file in a folder that does not exist) ends it with one line that names
-    the database (its password hidden) and the driver's reason, instead of a traceback."""
+    yet, the server down, a SQLite file another process holds locked) ends it with one line that names the
+    database (its password hidden) and the driver's reason, instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from sqlalchemy.exc import OperationalError
@@ -83,10 +83,11 @@ def unusable_database(exc: Exception, settings: Settings | None) -> str:
             where = f" at {make_url(settings.database_url).render_as_string(hide_password=True)}"
         except Exception:  # noqa: BLE001 - the reason alone then
             where = ""
-    return (
-        f"cannot use the database{where}: {reason or type(exc).__name__} (is it running, and does the "
-        "database exist? HELPLOOP_DATABASE_URL sets it)"
-    )
+    if "locked" in reason:  # SQLite: another process is writing (a long import, a restore)
+        hint = "another process is writing to it: try again when it has finished"
+    else:
+        hint = "is it running, and does the database exist? HELPLOOP_DATABASE_URL sets it"
+    return f"cannot use the database{where}: {reason or type(exc).__name__} ({hint})"
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

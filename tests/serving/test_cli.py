@@ -67,6 +67,18 @@ def test_a_database_that_cannot_be_used_is_named_in_one_line(empty_postgres_url:
     [line] = result.output.strip().splitlines()
     assert line.startswith("error: cannot use the database at postgresql+psycopg://postgres:***@")
     assert '"helploop_no_such_database" does not exist' in line and "s3cret" not in line
+    assert line.endswith("(is it running, and does the database exist? HELPLOOP_DATABASE_URL sets it)")
+
+
+def test_a_locked_sqlite_database_says_to_try_again(settings: Any) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from serving.cli import unusable_database
+
+    locked = OperationalError("INSERT …", {}, Exception("database is locked"))
+    said = unusable_database(locked, settings)
+    assert said.startswith("cannot use the database at sqlite:///") and "database is locked" in said
+    assert said.endswith("(another process is writing to it: try again when it has finished)")
 
 
 def test_db_upgrade_refuses_a_migration_that_leaves_dangling_references(
