@@ -502,6 +502,7 @@ def test_a_reviewer_turns_on_two_factor_and_signs_in_with_a_recovery_code(
     context, page, errors = logged_in_page(browser, base + "/review/", "rita")
     page.click("#own-account")
     page.click("#own-two-factor")
+    page.wait_for_selector(".qr svg")  # the click starts the navigation; count() would not wait for its page
     assert page.locator(".qr svg").count() == 1
     key = page.get_attribute("#two-factor-key", "data-key")
     page.fill("#two-factor-on input[name=code]", pyotp.TOTP(key).now())
