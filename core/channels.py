@@ -16,6 +16,7 @@ reach page addresses, exports or reviewers; erasing the conversation deletes it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import Counter
@@ -48,6 +49,7 @@ FAILED_KEEP_DAYS = 30
 # pg_advisory_xact_lock's key for claiming messages (any fixed 64-bit number; "Channels" in ASCII): one
 # worker claims at a time, so two never send one chat's messages out of order.
 CLAIM_LOCK_KEY = 0x4368616E6E656C73
+CHAT_LOCK_SPACE = 0x43686174  # "Chat": conversation_for holds a chat with (this, a hash of the chat)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def conversation_for(
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     now = now or utcnow()
+    _lock_chat(session, channel, chat_key)
     latest = session.scalars(
         select(ChannelChat)
         .where(ChannelChat.channel == channel, ChannelChat.chat_key == chat_key)
@@ -107,6 +110,21 @@ def conversation_for(
     )
     session.flush()
     return conversation.id
+
+
+def _lock_chat(session: Session, channel: str, chat_key: str) -> None:
+    """On PostgreSQL, hold this chat until the transaction ends: two first messages from a new chat answered
+    by two web processes at once would otherwise each find no conversation and start one (the second then
+    waits here and finds the first's). SQLite: the web process's write lock holds them apart already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{channel}:{chat_key}".encode(), digest_size=4).digest()
+    # The two-key form: a key space apart from the claim lock's single key. Two chats sharing a hash only
+    # wait for each other.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, :key)"),
+        {"space": CHAT_LOCK_SPACE, "key": int.from_bytes(digest, "big", signed=True)},
+    )
 
 
 def first_delivery(session: Session, *, channel: str, event_id: str, now: datetime | None = None) -> bool:

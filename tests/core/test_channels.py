@@ -462,3 +462,30 @@ def test_workers_sending_at_once_send_each_message_once_and_in_order(postgres_sc
     engine.dispose()
     assert sent == expected and set(statuses) == {"sent"}
     assert sorted(seen) == [False, True]
+
+
+@pytest.mark.postgres
+def test_first_messages_from_a_new_chat_at_once_start_one_conversation(postgres_schema_url: str) -> None:
+    """Two web processes take a new chat's first two messages at the same instant on PostgreSQL (each
+    transaction held open a moment, as answering the message does): both land in one conversation."""
+    import time
+
+    from core.db import make_engine
+
+    engine = make_engine(postgres_schema_url)
+    found: list[str] = []
+
+    def first_message(session: Session) -> None:
+        found.append(conversation_for(session, channel="whatsapp", chat_key="447700900123", idle_hours=24))
+        time.sleep(0.3)  # the answer is being written; the other message arrives meanwhile
+
+    at_once(engine, 2, first_message)
+    with Session(engine) as session:
+        chats = session.scalars(select(ChannelChat).where(ChannelChat.chat_key == "447700900123")).all()
+        made = {chat.conversation_id for chat in chats}
+        session.execute(ChannelChat.__table__.delete())
+        session.execute(Conversation.__table__.delete().where(Conversation.id.in_(made | set(found))))
+        session.commit()
+    engine.dispose()
+    assert len(found) == 2 and len(set(found)) == 1
+    assert len(chats) == 1 and made == set(found)
