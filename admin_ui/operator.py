@@ -1033,8 +1033,10 @@ def conversation_detail(conversation_id: str) -> Any:
             "id": conversation.id,
             "channel": conversation.channel,
             "channel_name": channels.NAMES.get(conversation.channel),  # a messaging app's
-            "reply_window": channels.REPLY_WINDOW_HOURS.get(conversation.channel),
-            "window": reply_window_view(channels.reply_window(session, conversation_id=conversation.id)),
+            "reply_window": window_span(conversation.channel),
+            "window": reply_window_view(conversation_reply_window(session, conversation.id)),
+            # WhatsApp: the approved template that asks the customer to write back, offered once it closed
+            "template": helploop.settings.whatsapp_template if conversation.channel == "whatsapp" else None,
             "created_at": conversation.created_at,
             "handoff_requested_at": conversation.handoff_requested_at,
             "handed_off": conversation.handoff_requested_at is not None
@@ -1078,6 +1080,20 @@ def canned_answers(session: Any, turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _human_agent() -> bool:
+    return bool(current_app.extensions["helploop"].settings.messenger_human_agent)
+
+
+def window_span(channel: str | None) -> str | None:
+    """How long after the customer's last message the conversation's app takes the team's replies."""
+    hours = channels.window_hours(channel or "", human_agent=_human_agent())
+    return None if hours is None else channels.span_text(hours)
+
+
+def conversation_reply_window(session: Session, conversation_id: str) -> channels.ReplyWindow | None:
+    return channels.reply_window(session, conversation_id=conversation_id, human_agent=_human_agent())
+
+
 def reply_window_view(
     window: channels.ReplyWindow | None, now: datetime | None = None
 ) -> dict[str, Any] | None:
@@ -1092,13 +1108,13 @@ def reply_window_view(
         left = duration_text((closes - now).total_seconds())
         text = (
             f"{name} takes your replies until {closes:%d %b %H:%M} UTC ({left} from now: "
-            f"{window.hours} hours after the customer's last message)."
+            f"{window.span} after the customer's last message)."
         )
     else:
         ago = duration_text((now - window.customer_at).total_seconds())
         text = (
-            f"The customer last wrote {ago} ago, and {name} takes replies only within {window.hours} "
-            "hours of their last message: a reply now will not reach them, until they write again."
+            f"The customer last wrote {ago} ago, and {name} takes replies only within {window.span} "
+            "of their last message: a reply now will not reach them, until they write again."
         )
     return {"open": window.open(now), "closes_at": closes.isoformat(), "text": text}
 
@@ -1130,15 +1146,65 @@ def reply_to_customer(conversation_id: str) -> Any:
                 agent=current_user.username,
                 text=request.form.get("text", ""),
             )
-            window = channels.reply_window(session, conversation_id=conversation_id)
+            window = conversation_reply_window(session, conversation_id)
         helploop.metrics.live_chat_messages.labels(sender="agent").inc()
         if window is not None and not window.open(utcnow()):
             flash(
-                f"Sent to {channels.NAMES[window.channel]}, but its {window.hours}-hour reply window closed "
-                f"at {window.closes_at:%d %b %H:%M} UTC: it will not reach the customer until they write "
-                "again."
+                f"Sent to {channels.NAMES[window.channel]}, but its reply window ({window.span} after the "
+                f"customer's last message) closed at {window.closes_at:%d %b %H:%M} UTC: it will not reach "
+                "the customer until they write again."
+                + (
+                    " Send the template instead: it asks them to write back."
+                    if window.channel == "whatsapp" and helploop.settings.whatsapp_template
+                    else ""
+                )
             )
         if helploop.channel_sender is not None:  # on a messaging app: sent now, not at the next look
+            helploop.channel_sender.wake()
+    except NotFoundError:
+        abort(404)
+    except (HandoffError, MessageError) as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id) + "#live-chat")
+
+
+@operator.post("/conversations/<conversation_id>/template")
+@require_role("operator")
+def send_reopen_template(conversation_id: str) -> Any:
+    """On WhatsApp, once the reply window has closed: send the approved template that asks the customer to
+    write back (WhatsApp takes a template at any time; the window opens again when they answer). Refused
+    while the window is open, where a reply reaches them (and WhatsApp charges for a template)."""
+    helploop = current_app.extensions["helploop"]
+    template = helploop.settings.whatsapp_template
+    try:
+        with helploop.database.session() as session:
+            conversation = get_conversation(session, conversation_id=conversation_id)
+            window = conversation_reply_window(session, conversation_id)
+            if template is None or conversation.channel != "whatsapp":
+                flash(
+                    "Refused: no WhatsApp template is set up for this conversation "
+                    "(whatsapp_reopen_template)."
+                )
+            elif window is not None and window.open(utcnow()):
+                flash(
+                    f"Refused: WhatsApp takes your replies until {window.closes_at:%d %b %H:%M} UTC; "
+                    "write to the customer instead."
+                )
+            else:
+                name, language = template
+                agent_reply(
+                    session,
+                    conversation_id=conversation_id,
+                    agent=current_user.username,
+                    text=f"Sent the WhatsApp template “{name}” ({language}): it asks the customer to "
+                    "write back.",
+                    template=template,
+                )
+                helploop.metrics.live_chat_messages.labels(sender="agent").inc()
+                flash(
+                    f"Template “{name}” sent: once the customer writes back, your replies reach them again."
+                )
+        if helploop.channel_sender is not None:
             helploop.channel_sender.wake()
     except NotFoundError:
         abort(404)
@@ -1170,9 +1236,7 @@ def live_chat_messages(conversation_id: str) -> Any:
                 # on a messaging app: whether each of the team's messages reached it so far
                 "delivery": {str(i): {"status": st, "error": error} for i, (st, error) in sent.items()},
                 # on WhatsApp and Messenger: until when replies reach the customer (it moves as they write)
-                "reply_window": reply_window_view(
-                    channels.reply_window(session, conversation_id=conversation_id)
-                ),
+                "reply_window": reply_window_view(conversation_reply_window(session, conversation_id)),
             }
         )
 

@@ -35,8 +35,10 @@ from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation,
 
 CHANNELS = ("telegram", "whatsapp", "messenger")
 NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "messenger": "Messenger"}
-# Meta's apps take replies only within 24 hours of the customer's last message.
+# Meta's apps take replies only within 24 hours of the customer's last message; a person's replies on a
+# Messenger page with the Human Agent permission, within 7 days (sent with the HUMAN_AGENT tag).
 REPLY_WINDOW_HOURS = {"whatsapp": 24, "messenger": 24}
+HUMAN_AGENT_HOURS = 24 * 7
 RETRY_SECONDS = (10, 60, 300, 900)  # wait after the 1st, 2nd, ... failed attempt: a reply is awaited
 MAX_ATTEMPTS = len(RETRY_SECONDS) + 1
 BATCH = 50
@@ -179,17 +181,35 @@ class ReplyWindow:
     def closes_at(self) -> datetime:
         return self.customer_at + timedelta(hours=self.hours)
 
+    @property
+    def span(self) -> str:
+        return span_text(self.hours)
+
     def open(self, now: datetime) -> bool:
         return now < self.closes_at
 
 
-def reply_window(session: Session, *, conversation_id: str) -> ReplyWindow | None:
-    """The conversation's reply window; None when its app has none (Telegram, the widget) or the chat
-    predates the record of the customer's last message."""
+def span_text(hours: int) -> str:
+    """A reply window's length in words: "24 hours", "7 days"."""
+    return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} hours"
+
+
+def window_hours(channel: str, *, human_agent: bool = False) -> int | None:
+    """How long after the customer's last message the app takes the team's replies (None: no limit);
+    ``human_agent``: the Messenger page sends them with the HUMAN_AGENT tag (``messenger_human_agent``)."""
+    if channel == "messenger" and human_agent:
+        return HUMAN_AGENT_HOURS
+    return REPLY_WINDOW_HOURS.get(channel)
+
+
+def reply_window(session: Session, *, conversation_id: str, human_agent: bool = False) -> ReplyWindow | None:
+    """The conversation's reply window for the team; None when its app has none (Telegram, the widget) or
+    the chat predates the record of the customer's last message. ``human_agent``: as ``window_hours``."""
     chat = chat_of(session, conversation_id=conversation_id)
-    if chat is None or chat.customer_at is None or chat.channel not in REPLY_WINDOW_HOURS:
+    if chat is None or chat.customer_at is None:
         return None
-    return ReplyWindow(chat.channel, REPLY_WINDOW_HOURS[chat.channel], as_utc(chat.customer_at))
+    hours = window_hours(chat.channel, human_agent=human_agent)
+    return None if hours is None else ReplyWindow(chat.channel, hours, as_utc(chat.customer_at))
 
 
 def queue(

@@ -665,10 +665,18 @@ def _message_text(text: str) -> str:
     return scrub_secrets(text)
 
 
-def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str) -> ConversationMessage:
+def agent_reply(
+    session: Session,
+    *,
+    conversation_id: str,
+    agent: str,
+    text: str,
+    template: tuple[str, str] | None = None,
+) -> ConversationMessage:
     """An operator writes to the customer of a conversation waiting for a person; the first reply takes the
     conversation over (the bot stays quiet until the handoff is marked handled). Another operator may reply
-    too: the conversation then follows whoever wrote last."""
+    too: the conversation then follows whoever wrote last. ``template`` (name, language): on WhatsApp, an
+    approved message template is sent instead of ``text`` (which says so in the transcript)."""
     conversation = get_conversation(session, conversation_id=conversation_id)
     if not handoff_open(session, conversation_id=conversation_id):
         raise HandoffError("this conversation is not waiting for a person: the customer did not ask for one")
@@ -680,11 +688,10 @@ def agent_reply(session: Session, *, conversation_id: str, agent: str, text: str
     session.add(message)
     session.flush()
     # On a messaging app the customer is sent it (core.channels' outbox, in this transaction)
-    channels.queue(
-        session,
-        conversation_id=conversation.id,
-        payload={"text": text, "from": "agent", "message_id": message.id},
-    )
+    payload: dict[str, Any] = {"text": text, "from": "agent", "message_id": message.id}
+    if template is not None:
+        payload["template"] = {"name": template[0], "language": template[1]}
+    channels.queue(session, conversation_id=conversation.id, payload=payload)
     return message
 
 

@@ -77,6 +77,10 @@ TWO_FACTOR_REQUIRED_FOR = ("nobody", "operators", "everyone")
 RATE_LIMITS = ("chat_rate_limit", "live_chat_poll_limit", "login_rate_limit", "login_failures_per_account")
 
 
+# A WhatsApp message template's name (Meta's rule: lower-case letters, digits, underscores) and language code.
+TEMPLATE = re.compile(r"[a-z0-9_]{1,512}(:[a-z]{2,3}(_[A-Z]{2})?)?")
+
+
 class SettingsError(ValueError):
     """A setting could not be read or is not allowed in this environment."""
 
@@ -373,6 +377,13 @@ class Settings:
     messenger_app_secret: str = ""
     messenger_verify_token: str = ""
     messenger_api_url: str = "https://graph.facebook.com/v21.0"
+    # The page has Meta's Human Agent permission: the team's own replies go with the HUMAN_AGENT tag, which
+    # Messenger takes for 7 days after the customer's last message instead of 24 hours.
+    messenger_human_agent: bool = False
+    # A WhatsApp message template approved for the number ("name", or "name:language", e.g.
+    # "support_follow_up:en_GB"; no parameters), asking the customer to write back: once the 24-hour reply
+    # window has closed, the live chat offers to send it (WhatsApp takes templates at any time).
+    whatsapp_reopen_template: str = ""
     channel_conversation_hours: float = 24.0
     # A photo, voice note or sticker on a messaging app (the bot reads text); the toast after a thumbs-up.
     channel_unsupported_message: str = "I can only read written messages. Please type your question."
@@ -528,6 +539,12 @@ class Settings:
                 "Messenger needs all three of messenger_page_access_token, messenger_app_secret (it signs "
                 "each delivery) and messenger_verify_token"
             )
+        if self.whatsapp_reopen_template and not TEMPLATE.fullmatch(self.whatsapp_reopen_template):
+            raise SettingsError(
+                "whatsapp_reopen_template must be a template's name (lower-case letters, digits and '_'), "
+                "optionally with its language after a colon (e.g. 'support_follow_up:en_GB'), not "
+                f"{self.whatsapp_reopen_template!r}"
+            )
         for key in ("telegram_api_url", "whatsapp_api_url", "messenger_api_url"):
             if not getattr(self, key).startswith(("https://", "http://")):
                 raise SettingsError(f"{key} must be an http(s) URL, not {getattr(self, key)!r}")
@@ -556,6 +573,14 @@ class Settings:
             )
             if on
         )
+
+    @property
+    def whatsapp_template(self) -> tuple[str, str] | None:
+        """The reopening template's name and language code ("en" when not given), when one is set."""
+        if not self.whatsapp_reopen_template:
+            return None
+        name, _, language = self.whatsapp_reopen_template.partition(":")
+        return name, language or "en"
 
     def _check_sso(self) -> None:
         if not self.sso_issuer:

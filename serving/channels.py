@@ -218,7 +218,17 @@ class WhatsApp:
 
     def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
         """The text (in pieces of 4,096 characters), its choices under the last piece: Sent with the last
-        message's id (its statuses are the ones kept)."""
+        message's id (its statuses are the ones kept). A payload's ``template`` (name, language) is sent as
+        that message template instead (its text only describes it for the transcript)."""
+        template = payload.get("template")
+        if template:
+            return self._send(
+                {
+                    "to": chat_key,
+                    "type": "template",
+                    "template": {"name": template["name"], "language": {"code": template["language"]}},
+                }
+            )
         text = render(str(payload.get("text") or ""), "whatsapp")
         choices = list(payload.get("choices") or [])
         pieces = split(text, MESSAGE_LIMIT) or ["…"]
@@ -277,6 +287,7 @@ class Messenger:
             "Content-Type": "application/json",
             "Authorization": f"Bearer {settings.messenger_page_access_token}",
         }
+        self.human_agent = settings.messenger_human_agent
         self.post = post
 
     @staticmethod
@@ -301,12 +312,16 @@ class Messenger:
     def send(self, chat_key: str, payload: dict[str, Any]) -> Failure | Sent | None:
         pieces = split(render(str(payload.get("text") or ""), "whatsapp"), MESSENGER_LIMIT) or ["…"]
         replies = self.quick_replies(payload)
+        # A person's reply on a page with the Human Agent permission: tagged, Messenger takes it for 7 days
+        kind = {"messaging_type": "RESPONSE"}
+        if self.human_agent and payload.get("from") == "agent":
+            kind = {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
         result: Failure | Sent | None = None
         for number, piece in enumerate(pieces, start=1):
             message: dict[str, Any] = {"text": piece}
             if replies and number == len(pieces):
                 message["quick_replies"] = replies
-            body = {"recipient": {"id": chat_key}, "messaging_type": "RESPONSE", "message": message}
+            body = {"recipient": {"id": chat_key}, **kind, "message": message}
             status, answer = self.post(self.url, _json(body), self.headers)
             result = taken(status, answer, "messages", lambda said: said["message_id"])
             if isinstance(result, Failure):

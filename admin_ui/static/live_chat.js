@@ -77,6 +77,8 @@
         if (replyWindow && data.reply_window) {  // the customer wrote again: the window moved
           replyWindow.textContent = data.reply_window.text;
           replyWindow.className = data.reply_window.open ? "muted" : "warn";
+          var template = document.getElementById("template-form");  // WhatsApp: offered once it closed
+          if (template) { template.hidden = data.reply_window.open; }
         }
         if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
         if (data.waiting) { window.setTimeout(poll, 3000); }

@@ -93,6 +93,15 @@ def test_the_reply_window_runs_from_the_customers_last_message(db_session: Sessi
     messenger = conversation_for(db_session, channel="messenger", chat_key="PSID9", idle_hours=24, now=now)
     window = channels.reply_window(db_session, conversation_id=messenger)
     assert window is not None and window.closes_at == now + timedelta(hours=24)
+    assert window.span == "24 hours"
+    # A Messenger page with the Human Agent permission: the team's replies are taken for 7 days; WhatsApp's
+    # window is the same either way, and Telegram still has none.
+    window = channels.reply_window(db_session, conversation_id=messenger, human_agent=True)
+    assert window is not None and window.closes_at == now + timedelta(days=7) and window.span == "7 days"
+    window = channels.reply_window(db_session, conversation_id=chat, human_agent=True)
+    assert window is not None and window.hours == 24
+    assert channels.reply_window(db_session, conversation_id=telegram, human_agent=True) is None
+    assert channels.span_text(48) == "2 days" and channels.span_text(36) == "36 hours"
 
 
 def test_an_operator_finds_a_customers_chat_by_their_number_as_typed(db_session: Session) -> None:
@@ -418,6 +427,19 @@ def test_channel_settings_are_checked(tmp_path: Path) -> None:
         load_settings(base | {"channel_conversation_hours": 0}, environ={})
     with pytest.raises(SettingsError, match="telegram_api_url"):
         load_settings(base | {"telegram_api_url": "ftp://x"}, environ={})
+    # WhatsApp's reopening template: its name, with or without a language (English when not given).
+    assert load_settings(
+        base | {"whatsapp_reopen_template": "support_follow_up"}, environ={}
+    ).whatsapp_template == (
+        "support_follow_up",
+        "en",
+    )
+    env = {"HELPLOOP_WHATSAPP_REOPEN_TEMPLATE": "follow_up_2:en_GB"}
+    assert load_settings(base, environ=env).whatsapp_template == ("follow_up_2", "en_GB")
+    assert load_settings(base, environ={}).whatsapp_template is None
+    for wrong in ("Support Follow-Up", "follow_up:english", "follow_up:"):
+        with pytest.raises(SettingsError, match="whatsapp_reopen_template must be a template's name"):
+            load_settings(base | {"whatsapp_reopen_template": wrong}, environ={})
 
 
 @pytest.mark.postgres

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.channels import Failure
 from core.models import ChannelChat, ChannelMessage, ConversationMessage, Turn
@@ -561,7 +561,11 @@ def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, 
     answer = operator.post(
         f"{page}/messages", data={"csrf_token": token, "text": "Sorry for the wait"}, follow_redirects=True
     )
-    assert "Sent to WhatsApp, but its 24-hour reply window closed at" in answer.get_data(as_text=True)
+    assert (
+        "Sent to WhatsApp, but its reply window (24 hours after the customer&#39;s last message) closed at"
+        in answer.get_data(as_text=True)
+    )
+    assert 'id="template-form"' not in shown  # no template set up: none offered
     # The customer writes again: the window is open, as the page's poll says.
     whatsapp(client, wa_delivery(wa_text("wamid.W2", "still there?")))
     assert operator.get(f"{page}/messages.json").get_json()["reply_window"]["open"] is True
@@ -573,6 +577,119 @@ def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, 
     on_telegram = turns(app)[-1].conversation_id
     shown = operator.get(f"/operator/conversations/{on_telegram}").get_data(as_text=True)
     assert 'id="reply-window"' not in shown and "on Telegram." in shown
+
+
+def test_a_template_asks_a_whatsapp_customer_to_write_back_once_the_window_has_closed(
+    make_app: Callable[..., Any], api: Api
+) -> None:
+    from datetime import timedelta
+
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    app = make_app(channel_post=api, **CHANNELS, whatsapp_reopen_template="support_follow_up:en_GB")
+    client = app.test_client()
+    whatsapp(client, wa_delivery(wa_text("wamid.W1", "can I talk to a human?")))
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    [asked] = turns(app)
+    page = f"/operator/conversations/{asked.conversation_id}"
+    send(app)
+    sent_before = len(api.requests)
+    # While the window is open, the template is not offered (hidden) and refused: a reply reaches them.
+    shown = operator.get(page).get_data(as_text=True)
+    assert '<form method="post" action="' + page + '/template" id="template-form" hidden>' in shown
+    refused = operator.post(f"{page}/template", data={"csrf_token": csrf_token(shown)}, follow_redirects=True)
+    assert "Refused: WhatsApp takes your replies until" in refused.get_data(as_text=True)
+    assert send(app) == {} and len(api.requests) == sent_before
+    # A day and an hour later: offered, and sent as the template, in the transcript as such.
+    database = app.extensions["helploop"].database
+    with database.session() as session:
+        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
+        assert chat is not None and chat.customer_at is not None
+        chat.customer_at = chat.customer_at - timedelta(hours=25)
+        session.commit()
+    shown = operator.get(page).get_data(as_text=True)
+    assert 'id="template-form">' in shown and "Send the template “support_follow_up”" in shown
+    answer = operator.post(f"{page}/template", data={"csrf_token": csrf_token(shown)}, follow_redirects=True)
+    assert "Template “support_follow_up” sent" in answer.get_data(as_text=True)
+    assert send(app) == {"sent": 1}
+    assert api.bodies()[-1] == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "447700900123",
+        "type": "template",
+        "template": {"name": "support_follow_up", "language": {"code": "en_GB"}},
+    }
+    polled = operator.get(f"{page}/messages.json").get_json()
+    assert polled["messages"][-1]["text"].startswith("Sent the WhatsApp template “support_follow_up” (en_GB)")
+    # Without a form token: refused, nothing queued.
+    assert operator.post(f"{page}/template", data={}).status_code == 400
+    # On Telegram, no template: refused.
+    telegram(client, text_update(90, "can I talk to a human?"))
+    on_telegram = turns(app)[-1].conversation_id
+    shown = operator.get(f"/operator/conversations/{on_telegram}").get_data(as_text=True)
+    assert 'id="template-form"' not in shown
+    refused = operator.post(
+        f"/operator/conversations/{on_telegram}/template",
+        data={"csrf_token": csrf_token(shown)},
+        follow_redirects=True,
+    )
+    assert "Refused: no WhatsApp template is set up for this conversation" in refused.get_data(as_text=True)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(ConversationMessage)) == 1
+
+
+def test_messenger_human_agent_replies_are_tagged_and_taken_for_7_days(
+    make_app: Callable[..., Any], api: Api
+) -> None:
+    from datetime import timedelta
+
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    app = make_app(channel_post=api, **CHANNELS, messenger_human_agent=True)
+    client = app.test_client()
+    messenger(client, m_text("m.1", "can I talk to a human?"))
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    [asked] = turns(app)
+    page = f"/operator/conversations/{asked.conversation_id}"
+    shown = operator.get(page).get_data(as_text=True)
+    assert "7 days after the customer&#39;s last message)" in shown
+    # Two days later the window is still open; the team's reply goes tagged, the bot's went as a response.
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
+        assert chat is not None and chat.customer_at is not None
+        chat.customer_at = chat.customer_at - timedelta(days=2)
+        session.commit()
+    polled = operator.get(f"{page}/messages.json").get_json()["reply_window"]
+    assert polled["open"] is True
+    answer = operator.post(
+        f"{page}/messages", data={"csrf_token": csrf_token(shown), "text": "Sorry for the wait"}
+    )
+    assert answer.status_code == 302
+    assert send(app) == {"sent": 2}
+    handoff, reply = api.bodies()
+    assert handoff["messaging_type"] == "RESPONSE" and "tag" not in handoff
+    assert reply["messaging_type"] == "MESSAGE_TAG" and reply["tag"] == "HUMAN_AGENT"
+    assert reply["message"] == {"text": "Sorry for the wait"}
+
+
+def test_messenger_replies_are_not_tagged_without_the_human_agent_permission(app: Any, api: Api) -> None:
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    client = app.test_client()
+    messenger(client, m_text("m.1", "can I talk to a human?"))
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = f"/operator/conversations/{turns(app)[0].conversation_id}"
+    shown = operator.get(page).get_data(as_text=True)
+    assert "24 hours after the customer&#39;s last message)" in shown
+    operator.post(f"{page}/messages", data={"csrf_token": csrf_token(shown), "text": "Hello"})
+    assert send(app) == {"sent": 2}
+    assert [body["messaging_type"] for body in api.bodies()] == ["RESPONSE", "RESPONSE"]
 
 
 def test_messenger_receipts_mark_what_the_customer_got_and_read(app: Any, api: Api) -> None:
