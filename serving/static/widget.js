@@ -6,7 +6,10 @@
  * KEY from TEXTS below with "_" written "-" (data-helploop-greeting="Hallo! Wie kann ich helfen?",
  * data-helploop-send="Senden"), and data-helploop-lang="de" for screen readers.
  * data-helploop-metadata="product:savings|region:uk" answers only from the intents with that metadata
- * (every pair), e.g. one product's questions on that product's page. */
+ * (every pair), e.g. one product's questions on that product's page.
+ * data-helploop-color="#c2185b" (a hex colour) is the brand's colour: the text on it is white or dark,
+ * whichever reads better, and where it is text on white it is darkened until it has WCAG's 4.5:1 contrast.
+ * data-helploop-position="left" puts the bubble and the chat on the left. */
 (function () {
   "use strict";
   var script = document.currentScript || document.querySelector("script[data-helploop-url]");
@@ -51,6 +54,8 @@
     var value = script && script.getAttribute("data-helploop-" + key.replace(/_/g, "-"));
     if (value) { TEXTS[key] = value; }
   });
+  var theme = themeFrom(script && script.getAttribute("data-helploop-color"));
+  var onLeft = !!script && script.getAttribute("data-helploop-position") === "left";
   var metadata = null;
   var metadataAttribute = script && script.getAttribute("data-helploop-metadata");
   if (metadataAttribute) {
@@ -67,6 +72,47 @@
   var storageKey = "helploop:" + base + ":session";
   var sessionId = null;
   try { sessionId = window.localStorage.getItem(storageKey); } catch (e) { sessionId = null; }
+
+  // The brand's colour as the widget's custom properties (widget.css): the colour, the text on it, a pale
+  // tint for hovers, and the colour as text ("ink"), darkened until it reads on the chat's background.
+  function rgbOf(color) {
+    var match = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(color);
+    if (!match) { return null; }
+    var hex = match[1].length === 3 ? match[1].replace(/./g, "$&$&") : match[1];
+    return [0, 2, 4].map(function (at) { return parseInt(hex.slice(at, at + 2), 16); });
+  }
+  function luminance(rgb) {  // WCAG 2's relative luminance
+    var linear = rgb.map(function (value) {
+      value /= 255;
+      return value <= 0.03928 ? value / 12.92 : Math.pow((value + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  }
+  function contrast(a, b) {
+    var la = luminance(a), lb = luminance(b);
+    return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+  }
+  function rgbText(rgb) { return "rgb(" + rgb.map(Math.round).join(", ") + ")"; }
+  function themeFrom(color) {
+    if (!color) { return null; }
+    var accent = rgbOf(color.trim());
+    if (!accent) {
+      console.warn("HelpLoop widget: data-helploop-color must be a hex colour such as #0b57d0; " +
+                   JSON.stringify(color) + " is ignored");
+      return null;
+    }
+    var white = [255, 255, 255], dark = [29, 35, 48], background = [246, 247, 251];
+    var ink = accent;
+    while (contrast(ink, background) < 4.5) {  // ends: black has 19:1
+      ink = ink.map(function (value) { return value * 0.9; });
+    }
+    return {
+      "--hl-accent": rgbText(accent),
+      "--hl-on-accent": rgbText(contrast(accent, white) >= contrast(accent, dark) ? white : dark),
+      "--hl-accent-soft": rgbText(accent.map(function (value) { return value * 0.12 + 255 * 0.88; })),
+      "--hl-ink": rgbText(ink)
+    };
+  }
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -118,6 +164,10 @@
   var panel = el("section", { id: "hl-panel", "class": "hl-panel", role: "dialog", "aria-modal": "false",
                               "aria-label": title + " " + TEXTS.chat, hidden: "" });
   if (lang) { panel.setAttribute("lang", lang); }
+  [launcher, panel].forEach(function (node) {
+    Object.keys(theme || {}).forEach(function (name) { node.style.setProperty(name, theme[name]); });
+    if (onLeft) { node.classList.add("hl-left"); }
+  });
   var header = el("header", { "class": "hl-header" });
   header.appendChild(el("h2", {}, title));
   var human = el("button", { type: "button", "class": "hl-human" }, TEXTS.talk_to_person);

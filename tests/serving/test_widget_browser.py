@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -339,6 +340,79 @@ def test_every_widget_text_can_be_replaced_on_the_tag(browser: Any, live_server:
     page.keyboard.press("Enter")
     bot_messages(page).first.wait_for()
     assert "5–7 working days" in bot_messages(page).first.inner_text()
+    context.close()
+    assert errors == []
+
+
+def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """WCAG 2's contrast ratio of two sRGB colours."""
+
+    def luminance(rgb: tuple[float, ...]) -> float:
+        linear = [v / 255 / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _rgb(css: str) -> tuple[float, ...]:
+    match = re.fullmatch(r"rgb\(([\d.]+), ([\d.]+), ([\d.]+)\)", css.strip())
+    assert match, css
+    return tuple(float(v) for v in match.groups())
+
+
+def test_the_tag_sets_the_brands_colour_and_side_and_keeps_it_readable(
+    browser: Any, live_server: tuple[str, Any]
+) -> None:
+    """data-helploop-color and data-helploop-position: a light brand colour gets dark text on it and is
+    darkened where it is text; a dark one keeps white text; anything but a hex colour is ignored, said in
+    the console."""
+    base, _ = live_server
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    errors: list[str] = []
+    warnings: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
+    page.goto(base + "/healthz")
+
+    def embed(attributes: str) -> None:
+        page.set_content(
+            f'<html><body><script src="{base}/widget.js" data-helploop-url="{base}"{attributes}>'
+            "</script></body></html>"
+        )
+        page.locator(".hl-launcher").wait_for()
+
+    def style(selector: str, name: str) -> str:
+        return str(page.eval_on_selector(selector, f"n => getComputedStyle(n).getPropertyValue('{name}')"))
+
+    yellow = (255.0, 214.0, 0.0)
+    embed(' data-helploop-color="#FFD600" data-helploop-position="left"')
+    assert _rgb(style(".hl-launcher", "background-color")) == yellow
+    assert _rgb(style(".hl-launcher", "color")) == (29, 35, 48)  # dark on a light colour, not white
+    assert page.locator(".hl-launcher").bounding_box()["x"] == 20
+    page.click(".hl-launcher")
+    assert page.locator(".hl-panel").bounding_box()["x"] == 20
+    assert _rgb(style(".hl-header", "background-color")) == yellow
+    assert _rgb(style(".hl-header h2", "color")) == (29, 35, 48)
+    ink = _rgb(style(".hl-panel", "--hl-ink"))
+    assert _contrast(yellow, (246, 247, 251)) < 4.5 <= _contrast(ink, (246, 247, 251)) < 5.5
+    page.fill(".hl-input", "when will my card arrive")
+    page.keyboard.press("Enter")
+    page.locator(".hl-user").wait_for()
+    assert _rgb(style(".hl-user", "background-color")) == yellow
+    # A dark brand colour: white text, the colour itself as ink, on the right (the default side).
+    embed(' data-helploop-color="#c2185b"')
+    magenta = (194.0, 24.0, 91.0)
+    assert _rgb(style(".hl-launcher", "background-color")) == magenta
+    assert _rgb(style(".hl-launcher", "color")) == (255, 255, 255)
+    assert _rgb(style(".hl-panel", "--hl-ink")) == magenta
+    assert page.locator(".hl-launcher").bounding_box()["x"] == 1280 - 20 - 56
+    # Not a hex colour: the default blue, and a warning that names the attribute.
+    embed(' data-helploop-color="red;background:url(x)" data-helploop-position="middle"')
+    assert _rgb(style(".hl-launcher", "background-color")) == (11, 87, 208)
+    assert page.locator(".hl-launcher").bounding_box()["x"] == 1280 - 20 - 56
+    assert any("data-helploop-color must be a hex colour" in text for text in warnings), warnings
     context.close()
     assert errors == []
 
