@@ -204,6 +204,7 @@ def login_code() -> Any:
                 db,
                 user_id=int(pending["user"]),
                 code=request.form.get("code") or "",
+                sealer=helploop.settings.sealer(),
                 # Still the account the password was typed for: not deactivated, no new password since.
                 accept=lambda user: hmac.compare_digest(session_token(user), str(pending["token"])),
             )
@@ -225,6 +226,11 @@ def login_code() -> Any:
             flash("Sign in again: this account changed since the password was typed.")
             return redirect(url_for("auth.login"))
         error = "Wrong code, or a code used already: type the newest code of the app."
+        if checked.reason == "unreadable":
+            error = (
+                "This server cannot read your app's key: its secret key has changed. Sign in with one of "
+                "your recovery codes, or ask an operator to reset your two-factor sign-in."
+            )
     return render_template("admin/login_code.html", error=error), 401 if error else 200
 
 
@@ -297,6 +303,7 @@ def two_factor_page() -> Any:
                         password=form.get("current_password") or "",
                         key=str(key),
                         code=form.get("code") or "",
+                        sealer=helploop.settings.sealer(),
                     )
                     done = "Two-factor sign-in is on: from now on, sign-ins ask for the app's code."
                     session[NEW_CODES] = codes
@@ -306,6 +313,7 @@ def two_factor_page() -> Any:
                         user_id=current_user.id,
                         password=form.get("current_password") or "",
                         code=form.get("code") or "",
+                        sealer=helploop.settings.sealer(),
                     )
                     done = (
                         "The old phone's key no longer works: scan this one with the new phone."

@@ -13,8 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from core.sealed import Sealer
 
 from limits import parse_many
 
@@ -89,6 +92,9 @@ class SettingsError(ValueError):
 class Settings:
     environment: str = "development"
     secret_key: str = PLACEHOLDER_SECRET
+    # Earlier secret keys, separated by commas, after the key was changed: sessions signed and two-factor keys
+    # sealed with one of them (core.sealed) are still read; anything new uses secret_key.
+    secret_key_fallbacks: str = ""
     instance_path: str = str(PROJECT_ROOT / "instance")
     # Empty means "an SQLite file under instance_path" (resolved in __post_init__).
     database_url: str = ""
@@ -573,6 +579,16 @@ class Settings:
             )
             if on
         )
+
+    @property
+    def secret_key_fallback_list(self) -> list[str]:
+        return [key.strip() for key in self.secret_key_fallbacks.split(",") if key.strip()]
+
+    def sealer(self) -> Sealer:
+        """What seals and opens the two-factor keys at rest (core.sealed)."""
+        from core.sealed import Sealer  # cryptography is loaded by what needs it, not by every command
+
+        return Sealer(self.secret_key, self.secret_key_fallback_list)
 
     @property
     def whatsapp_template(self) -> tuple[str, str] | None:

@@ -11,8 +11,9 @@ signing in once in place of the app's code; and an operator (Accounts, or ``help
 reset-two-factor`` on the server), who turns it off for that account. Each is audited like every account
 action.
 
-The key is stored in the database as the app needs it (as with every TOTP server): protect the database and
-its backups as you protect the password hashes beside it."""
+The key is needed in the clear to check a code, so it cannot be hashed like a password: it is stored sealed
+(core.sealed: encrypted under a key derived from the secret key), so a copy of the database or of a backup
+alone does not hold what generates anyone's codes."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import RecoveryCode, User, utcnow
+from core.sealed import Sealer, UnreadableSecret, is_sealed
 from core.settings import TWO_FACTOR_REQUIRED_FOR
 from crowd_feedback.reviewers import AccountError, WrongSecret, get_user, own_account, record_event
 
@@ -104,18 +106,25 @@ def _use_step(session: Session, user: User, step: int) -> bool:
 
 
 def enable(
-    session: Session, *, user_id: int, password: str, key: str, code: str, now: float | None = None
+    session: Session,
+    *,
+    user_id: int,
+    password: str,
+    key: str,
+    code: str,
+    sealer: Sealer,
+    now: float | None = None,
 ) -> tuple[User, list[str]]:
     """Turn two-factor sign-in on for one's own account: the current password, and a code the app made from
-    ``key`` (proving the app holds it). The account's sessions elsewhere end (their token changes). Returns
-    the account and its recovery codes, to be shown once."""
+    ``key`` (proving the app holds it). The key is stored sealed by ``sealer``. The account's sessions
+    elsewhere end (their token changes). Returns the account and its recovery codes, to be shown once."""
     user = own_account(session, user_id=user_id, password=password)
     if user.totp_secret:
         raise AccountError("two-factor sign-in is on already")
     step = matching_step(key, code, now=now)
     if step is None:
         raise WrongSecret("the code does not match: check the phone's clock, and type the newest code")
-    user.totp_secret = key
+    user.totp_secret = sealer.seal(key)
     user.totp_last_step = step
     record_event(session, user=user, action="two_factor_enabled", actor=user.username)
     return user, _new_recovery_codes(session, user)
@@ -128,14 +137,21 @@ def _turn_off(session: Session, user: User) -> None:
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
 
 
-def disable(session: Session, *, user_id: int, password: str, code: str, now: float | None = None) -> User:
+def disable(
+    session: Session, *, user_id: int, password: str, code: str, sealer: Sealer, now: float | None = None
+) -> User:
     """Turn it off for one's own account: the current password and a current code of the app, or a recovery
     code (the phone lost). Where the settings require it, the pages then ask at once for a new phone's key:
     this is how a person moves to a new phone."""
     user = own_account(session, user_id=user_id, password=password)
     if not user.totp_secret:
         raise AccountError("two-factor sign-in is off already")
-    accepted, _left = _spend(session, user, code, now)
+    try:
+        accepted, _left = _spend(session, user, code, now, sealer)
+    except UnreadableSecret:
+        raise WrongSecret(
+            "this server cannot read your app's key (its secret key has changed): use a recovery code"
+        ) from None
     if not accepted:
         raise WrongSecret("the code does not match")
     _turn_off(session, user)
@@ -217,12 +233,16 @@ def _use_recovery_code(session: Session, user: User, code: str) -> int | None:
     return left
 
 
-def _spend(session: Session, user: User, code: str, now: float | None) -> tuple[bool, int | None]:
+def _spend(
+    session: Session, user: User, code: str, now: float | None, sealer: Sealer
+) -> tuple[bool, int | None]:
     """The app's code (six digits) or a recovery code for ``user``, spent so it cannot serve again: whether it
-    was accepted, and with a recovery code how many are left."""
+    was accepted, and with a recovery code how many are left. UnreadableSecret: an app's code, and the key
+    was sealed under a secret key this server no longer has (a recovery code still works)."""
     typed = "".join(code.split())
     if len(typed) == DIGITS and typed.isdigit():
-        step = matching_step(user.totp_secret or "", typed, now=now, after=user.totp_last_step)
+        key = sealer.open(user.totp_secret or "")
+        step = matching_step(key, typed, now=now, after=user.totp_last_step)
         return step is not None and _use_step(session, user, step), None
     left = _use_recovery_code(session, user, typed)
     return left is not None, left
@@ -231,7 +251,9 @@ def _spend(session: Session, user: User, code: str, now: float | None) -> tuple[
 @dataclass(frozen=True)
 class CodeCheck:
     user: User | None
-    reason: str  # "ok", "wrong" (no match, or a code used already), "inactive"
+    # "ok", "wrong" (no match, or a code used already), "inactive", "unreadable" (an app's code, and the key
+    # was sealed under a secret key this server no longer has)
+    reason: str
     recovery_left: int | None = None  # signed in with a recovery code: how many are left
 
 
@@ -240,6 +262,7 @@ def check_code(
     *,
     user_id: int,
     code: str,
+    sealer: Sealer,
     now: float | None = None,
     accept: Callable[[User], bool] = lambda user: True,
 ) -> CodeCheck:
@@ -249,5 +272,38 @@ def check_code(
     user = session.get(User, user_id)
     if user is None or not user.active or not user.totp_secret or not accept(user):
         return CodeCheck(None, "inactive")
-    accepted, left = _spend(session, user, code, now)
+    try:
+        accepted, left = _spend(session, user, code, now, sealer)
+    except UnreadableSecret:
+        return CodeCheck(None, "unreadable")
     return CodeCheck(user, "ok", recovery_left=left) if accepted else CodeCheck(None, "wrong")
+
+
+def seal_stored_keys(session: Session, sealer: Sealer) -> int:
+    """Seal the two-factor keys stored in the clear (before sealing existed; ``helploop db upgrade`` runs
+    it): how many. Each such account's sessions end once, as their token is made from the stored key."""
+    stored = session.scalars(select(User).where(User.totp_secret.is_not(None))).all()
+    sealed = 0
+    for user in stored:
+        if user.totp_secret and not is_sealed(user.totp_secret):
+            user.totp_secret = sealer.seal(user.totp_secret)
+            sealed += 1
+    session.flush()
+    return sealed
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    sealed: int  # and readable with the secret key or a fallback
+    in_clear: int  # stored before sealing: `helploop db upgrade` seals them
+    unreadable: int  # sealed under a secret key this server no longer has
+
+
+def stored_keys(session: Session, sealer: Sealer) -> StoredKeys:
+    """What ``helploop doctor`` says of the two-factor keys stored."""
+    keys = [
+        key for key in session.scalars(select(User.totp_secret).where(User.totp_secret.is_not(None))) if key
+    ]
+    in_clear = sum(not is_sealed(key) for key in keys)
+    unreadable = sum(is_sealed(key) and not sealer.readable(key) for key in keys)
+    return StoredKeys(len(keys) - in_clear - unreadable, in_clear, unreadable)

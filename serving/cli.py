@@ -26,6 +26,7 @@ from core.settings import OPS_EVENT_KINDS, Settings, SettingsError, load_setting
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 EXIT_USAGE = 2
+SEALED_KEYS_REVISION = 57  # from this migration on, the two-factor keys are stored sealed (core.sealed)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -102,15 +103,25 @@ def main(ctx: click.Context) -> None:
 # ----------------------------------------------------------------------------------------------- db
 
 
-def _migrate(database: Any, revision: str = "head", *, down: bool = False) -> None:
+def _migrate(database: Any, revision: str = "head", *, down: bool = False, settings: Any = None) -> None:
     """Migrate to ``revision``; a run the migrations refuse (core.migrate.MigrationError: it is undone) ends
-    the command with one line instead of a traceback."""
+    the command with one line instead of a traceback. Upgraded from before migration 0057, the two-factor
+    keys stored in the clear are sealed with ``settings``' secret key (core.sealed)."""
     from core import migrate
 
     try:
         (migrate.downgrade if down else migrate.upgrade)(database.engine, revision)
     except migrate.MigrationError as exc:
         _fail(f"{exc}; the database stays at revision {migrate.current_revision(database.engine)}", 1)
+    current = migrate.current_revision(database.engine) or ""
+    if down or settings is None or not current.isdigit() or int(current) < SEALED_KEYS_REVISION:
+        return
+    from crowd_feedback.two_factor import seal_stored_keys
+
+    with database.session() as session:
+        sealed = seal_stored_keys(session, settings.sealer())
+    if sealed:
+        click.echo(f"sealed {sealed} two-factor keys stored in the clear (their sessions end once)")
 
 
 @main.group()
@@ -125,8 +136,9 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION."""
     from core import migrate
 
-    database = _database(_settings(ctx))
-    _migrate(database, revision)
+    settings = _settings(ctx)
+    database = _database(settings)
+    _migrate(database, revision, settings=settings)
     click.echo(f"database at revision {migrate.current_revision(database.engine)}")
 
 
@@ -261,7 +273,7 @@ def db_restore(ctx: click.Context, backup: Path, yes: bool) -> None:
 
     database = _database(settings)
     try:
-        _migrate(database)
+        _migrate(database, settings=settings)
         now = migrate.current_revision(database.engine)
         bundles = restore_bundles(database, backup.parent)
     finally:
@@ -797,7 +809,7 @@ def demo(ctx: click.Context, mode: str, port: int) -> None:
 
     settings = _settings(ctx)
     database = _database(settings)
-    _migrate(database)
+    _migrate(database, settings=settings)
     with database.session() as session:
         if count_intents(session) == 0:
             incoming = read_knowledge_base([DEMO_DATA / "examples.csv", DEMO_DATA / "answers.csv"])

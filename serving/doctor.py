@@ -302,6 +302,31 @@ def _single_sign_on(settings: Settings) -> Check:
     return Check("single sign-on", OK, f"{settings.sso_name} at {settings.sso_issuer} answers")
 
 
+def _two_factor_keys(settings: Settings, database: Database) -> Check:
+    """The two-factor keys stored: sealed and readable (ok), some still in the clear (warn: an upgrade seals
+    them), some sealed under a secret key this server no longer has (fail: those people's app codes are
+    refused)."""
+    from crowd_feedback.two_factor import stored_keys
+
+    with database.session() as session:
+        keys = stored_keys(session, settings.sealer())
+    if keys.unreadable:
+        return Check(
+            "two-factor keys",
+            FAIL,
+            f"{keys.unreadable} cannot be opened with the secret key (it changed?): put the key they were "
+            "sealed with in HELPLOOP_SECRET_KEY_FALLBACKS; until then those people sign in with a recovery "
+            "code or have it reset (`helploop users reset-two-factor`)",
+        )
+    if keys.in_clear:
+        return Check(
+            "two-factor keys",
+            WARN,
+            f"{keys.in_clear} stored in the clear (from before sealing): `helploop db upgrade` seals them",
+        )
+    return Check("two-factor keys", OK, f"{keys.sealed} stored, sealed with the secret key")
+
+
 def _channels(settings: Settings, database: Database, now: datetime) -> Check:
     """The messaging apps set up: Telegram's webhook registered here (its own last delivery error), and
     the outbox of the last 24 hours: failed messages, and messages waiting for minutes (no web process is
@@ -361,6 +386,7 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
             ("knowledge base", lambda: _knowledge_base(database)),
             ("workers", lambda: _workers(settings, database, now)),
             ("review queue", lambda: _review_queue(settings, database, now)),
+            ("two-factor keys", lambda: _two_factor_keys(settings, database)),
         ]
         if settings.channels:
             needs_database.append(("channels", lambda: _channels(settings, database, now)))

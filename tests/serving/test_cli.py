@@ -817,7 +817,14 @@ def test_users_reset_two_factor_for_a_lost_phone(settings: Any, monkeypatch: Any
     with Database(settings).session() as session:
         omar = create_user(session, username="omar", password="a very long password", role="operator")
         code = pyotp.TOTP(key).now()
-        two_factor.enable(session, user_id=omar.id, password="a very long password", key=key, code=code)
+        two_factor.enable(
+            session,
+            user_id=omar.id,
+            password="a very long password",
+            key=key,
+            code=code,
+            sealer=settings.sealer(),
+        )
     assert run(settings, "users", "list").output.splitlines()[1].split()[:5] == [
         "omar",
         "operator",
@@ -835,6 +842,25 @@ def test_users_reset_two_factor_for_a_lost_phone(settings: Any, monkeypatch: Any
         events = [(e.action, e.actor, e.reason) for e, name in account_events(session) if name == "omar"]
     assert events[0] == ("two_factor_reset", "cli:ops_lead", "phone lost")
     assert run(settings, "users", "list").output.splitlines()[1].split()[4] == "off"
+
+
+def test_db_upgrade_seals_the_two_factor_keys_stored_in_the_clear(settings: Any) -> None:
+    """Keys stored by a release before sealing (migration 0057) are sealed by the next `db upgrade`."""
+    from core.models import User
+    from crowd_feedback.reviewers import create_user
+
+    run(settings, "db", "upgrade", "--revision", "0056")
+    with Database(settings).session() as session:
+        omar = create_user(session, username="omar", password="a very long password", role="operator")
+        omar.totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    upgraded = run(settings, "db", "upgrade")
+    assert upgraded.exit_code == 0
+    assert "sealed 1 two-factor keys stored in the clear (their sessions end once)" in upgraded.output
+    with Database(settings).session() as session:
+        stored = session.query(User.totp_secret).filter_by(username="omar").scalar()
+    assert stored.startswith("sealed:v1:")
+    assert settings.sealer().open(stored) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    assert "sealed" not in run(settings, "db", "upgrade").output  # nothing left to seal
 
 
 def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(

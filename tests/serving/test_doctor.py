@@ -63,7 +63,7 @@ def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Pa
     _migrated(settings).dispose()
     checks = _by_name(run_checks(settings))
     assert [c.status for c in checks.values()] == [
-        "ok", "ok", "fail", "fail", "ok", "ok", "warn", "ok", "ok", "warn"
+        "ok", "ok", "fail", "fail", "ok", "ok", "ok", "warn", "ok", "ok", "warn"
     ]  # fmt: skip
     assert checks["models"].detail.startswith("no model is registered: build one")
     assert checks["knowledge base"].detail.startswith("empty: import one")
@@ -72,10 +72,10 @@ def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Pa
     assert checks["review queue"].detail == "0 pending, 0 escalated, 0 check questions, 0 active accounts"
     result = _doctor(settings)
     assert result.exit_code == 1
-    assert "FAIL  models          no model is registered" in result.output
-    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 6 ok"
+    assert "FAIL  models           no model is registered" in result.output
+    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 7 ok"
     as_json = json.loads(_doctor(settings, "--json").output)
-    assert as_json["summary"] == {"healthy": False, "ok": 6, "warn": 2, "fail": 2}
+    assert as_json["summary"] == {"healthy": False, "ok": 7, "warn": 2, "fail": 2}
     assert [c["name"] for c in as_json["checks"]][:3] == ["database", "schema", "models"]
 
 
@@ -240,6 +240,49 @@ def test_the_review_queue_warns_when_the_crowd_loop_stalls(tmp_path: Path) -> No
         "ok",
         "1 pending (oldest 0.0 days), 0 escalated, 1 check questions, 1 active accounts",
     )
+    database.dispose()
+
+
+def test_two_factor_keys_in_the_clear_warn_and_keys_sealed_under_another_secret_fail(tmp_path: Path) -> None:
+    import pyotp
+
+    from core.models import User
+    from crowd_feedback import two_factor
+    from crowd_feedback.reviewers import create_user
+
+    settings = _settings(tmp_path, secret_key="the first secret key")
+    database = _migrated(settings)
+    assert _by_name(run_checks(settings))["two-factor keys"].detail == "0 stored, sealed with the secret key"
+    key = two_factor.new_key()
+    with database.session() as session:
+        for name in ("omar", "rita"):
+            user = create_user(session, username=name, password="correct horse battery", role="operator")
+            two_factor.enable(
+                session,
+                user_id=user.id,
+                password="correct horse battery",
+                key=key,
+                code=pyotp.TOTP(key).now(),
+                sealer=settings.sealer(),
+            )
+    keys = _by_name(run_checks(settings))["two-factor keys"]
+    assert (keys.status, keys.detail) == ("ok", "2 stored, sealed with the secret key")
+    with database.session() as session:  # as stored before sealing
+        session.query(User).filter_by(username="rita").update({"totp_secret": key})
+    keys = _by_name(run_checks(settings))["two-factor keys"]
+    assert (keys.status, keys.detail) == (
+        "warn",
+        "1 stored in the clear (from before sealing): `helploop db upgrade` seals them",
+    )
+    # A restore under another secret key: omar's sealed key cannot be opened, until the old key is a fallback.
+    changed = _settings(tmp_path, secret_key="a new secret key")
+    keys = _by_name(run_checks(changed))["two-factor keys"]
+    assert keys.status == "fail" and keys.detail.startswith("1 cannot be opened with the secret key")
+    assert _doctor(changed).exit_code == 1
+    both = _settings(
+        tmp_path, secret_key="a new secret key", secret_key_fallbacks="an-older-one, the first secret key"
+    )
+    assert _by_name(run_checks(both))["two-factor keys"].status == "warn"  # rita's, in the clear
     database.dispose()
 
 

@@ -280,6 +280,35 @@ def test_a_real_clock_code_signs_in(make_app: Any) -> None:
     assert post_code(fresh, code_at(key, time.time() + 30)).headers["Location"].endswith("/review/")
 
 
+def test_a_key_the_server_cannot_open_is_said_so_and_a_recovery_code_still_signs_in(
+    make_app: Any, clock: list[float]
+) -> None:
+    """The database restored under another secret key (no fallback): the key sealed with the old one cannot
+    be opened. The code page says why instead of "wrong code", and a recovery code signs in."""
+    from sqlalchemy import select
+
+    from core.models import User
+    from core.sealed import Sealer
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    login(client, "rita")
+    key = set_up(client, START, username="rita")
+    codes = shown_codes(client.get("/account/two-factor").get_data(as_text=True))
+    with app.extensions["helploop"].database.session() as session:
+        rita = session.scalars(select(User).where(User.username == "rita")).one()
+        assert rita.totp_secret is not None and key not in rita.totp_secret
+        rita.totp_secret = Sealer("the other server's secret key").seal(key)
+    fresh = app.test_client()
+    login(fresh, "rita")
+    clock[0] = START + 30
+    refused = post_code(fresh, code_at(key, START + 30))
+    assert refused.status_code == 401
+    assert "This server cannot read your app&#39;s key" in refused.get_data(as_text=True)
+    assert post_code(fresh, codes[0]).headers["Location"].endswith("/review/")
+
+
 def test_the_account_page_lists_sign_ins_and_signs_out_every_other_browser(
     make_app: Any, clock: list[float]
 ) -> None:
