@@ -163,6 +163,17 @@ def chats_matching(number: str) -> Select[Any] | None:
     )
 
 
+def customer_wrote(session: Session, *, conversation_id: str, now: datetime | None = None) -> None:
+    """The customer did something in the chat that is no message to answer (pressed 👍 / 👎): for Meta's
+    apps it counts as their last message all the same, so the reply window opens again from ``now``."""
+    session.execute(
+        update(ChannelChat)
+        .where(ChannelChat.conversation_id == conversation_id)
+        .values(customer_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def chat_of(session: Session, *, conversation_id: str) -> ChannelChat | None:
     return session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == conversation_id))
 

@@ -508,6 +508,9 @@ def rate(channel: str, chat_key: str, turn_id: int, helpful: bool) -> bool:
     session.commit()
     if conversation_id is None:
         return False
+    with state().write_lock:  # a press is the customer's last message for Meta's reply window
+        outbox.customer_wrote(session, conversation_id=conversation_id)
+        session.commit()
     try:
         rated = rate_answer(turn_id, helpful)
     except NotFoundError:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from core.channels import Failure
-from core.models import ChannelChat, ChannelMessage, ConversationMessage, Turn
+from core.models import ChannelChat, ChannelMessage, ConversationMessage, Turn, as_utc, utcnow
 
 SECRET = "telegram-webhook-secret-0123456789"
 APP_SECRET = "whatsapp-app-secret"
@@ -926,8 +926,17 @@ def test_messenger_answers_with_quick_replies_and_thumbs_and_ignores_its_own_ech
     receipt = {"sender": {"id": "PSID77"}, "delivery": {"mids": ["m.2"]}}
     messenger(client, echo, receipt, m_text("m.3", "Change my PIN", quick="/change_pin"))
     assert [t.intent for t in turns(app)] == ["card_arrival", "change_pin"]
-    # 👎 as a quick reply: the answer rated, the question into review, other intents offered.
+    # 👎 as a quick reply: the answer rated, the question into review, other intents offered; and a press
+    # is the customer's last message for the reply window, as Messenger counts it.
+    from datetime import timedelta
+
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.scalars(select(ChannelChat).where(ChannelChat.chat_key == "PSID77")).one()
+        chat.customer_at = (chat.customer_at or utcnow()) - timedelta(hours=30)
     messenger(client, m_text("m.4", "👎", quick=f"fb:{turn.id}:0"))
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.scalars(select(ChannelChat).where(ChannelChat.chat_key == "PSID77")).one()
+        assert chat.customer_at is not None and as_utc(chat.customer_at) > utcnow() - timedelta(minutes=1)
     assert turns(app)[0].helpful is False and len(turns(app)) == 2
     send(app)
     assert api.bodies()[-1]["message"]["text"].startswith(
