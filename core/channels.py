@@ -61,6 +61,9 @@ class Failure:
 
     error: str
     final: bool = False
+    # Of a message sent in parts (longer than the app takes), how many the app had taken before this failure:
+    # the next attempt starts after them (payload "parts_sent"), so the customer never gets a part twice.
+    parts_sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,8 @@ def _record(
             message.app_message_id = result.app_message_id[:200]
         return "sent"
     message.last_error = result.error
+    if result.parts_sent > int(message.payload.get("parts_sent") or 0):
+        message.payload = {**message.payload, "parts_sent": result.parts_sent}  # a new dict: saved
     if result.final or message.attempts >= MAX_ATTEMPTS:
         message.status, message.next_attempt_at = "failed", None
         return "failed"

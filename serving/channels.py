@@ -39,6 +39,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any
@@ -160,6 +161,8 @@ class Telegram:
         pieces = split(render(str(payload.get("text") or ""), "telegram"), MESSAGE_LIMIT) or ["…"]
         keyboard = self.keyboard(payload)
         for number, piece in enumerate(pieces, start=1):
+            if number <= already_sent(payload):
+                continue
             data: dict[str, Any] = {
                 "chat_id": chat_key,
                 "text": piece,
@@ -175,7 +178,7 @@ class Telegram:
                 data["text"] = unescape(re.sub(r"<[^>]+>", "", piece))
                 failure = self.call("sendMessage", data)
             if failure is not None:
-                return failure
+                return replace(failure, parts_sent=number - 1)
         return None
 
     def webhook_info(self) -> dict[str, Any]:
@@ -236,18 +239,19 @@ class WhatsApp:
             body, pieces = pieces[-1], pieces[:-1]  # the last piece carries the buttons
         else:
             body = "👇"
-        result: Failure | Sent | None = None
-        for piece in pieces:
-            result = self._send(
-                {"to": chat_key, "type": "text", "text": {"body": piece, "preview_url": False}}
+        parts = [{"to": chat_key, "type": "text", "text": {"body": p, "preview_url": False}} for p in pieces]
+        if choices:
+            parts.append(
+                {"to": chat_key, "type": "interactive", "interactive": self.interactive(body, choices)}
             )
+        result: Failure | Sent | None = None
+        for number, part in enumerate(parts):
+            if number < already_sent(payload):
+                continue
+            result = self._send(part)
             if isinstance(result, Failure):
-                return result
-        if not choices:
-            return result
-        return self._send(
-            {"to": chat_key, "type": "interactive", "interactive": self.interactive(body, choices)}
-        )
+                return replace(result, parts_sent=number)
+        return result
 
     def interactive(self, body: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         """Reply buttons for up to three choices whose shortened titles differ (WhatsApp refuses two alike),
@@ -318,6 +322,8 @@ class Messenger:
             kind = {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
         result: Failure | Sent | None = None
         for number, piece in enumerate(pieces, start=1):
+            if number <= already_sent(payload):
+                continue
             message: dict[str, Any] = {"text": piece}
             if replies and number == len(pieces):
                 message["quick_replies"] = replies
@@ -325,8 +331,14 @@ class Messenger:
             status, answer = self.post(self.url, _json(body), self.headers)
             result = taken(status, answer, "messages", lambda said: said["message_id"])
             if isinstance(result, Failure):
-                return result
+                return replace(result, parts_sent=number - 1)
         return result
+
+
+def already_sent(payload: dict[str, Any]) -> int:
+    """How many parts of a message sent in parts the app took on an earlier attempt (core.channels.Failure):
+    they are not sent again."""
+    return int(payload.get("parts_sent") or 0)
 
 
 def _short(text: Any, limit: int) -> str:

@@ -217,6 +217,22 @@ def test_a_refusal_fails_at_once_and_errors_are_retried_until_the_last_attempt(d
     assert counts["whatsapp"].failed == 0
 
 
+def test_a_retry_of_a_message_sent_in_parts_is_told_the_parts_the_app_took(db_session: Session) -> None:
+    chat = conversation_for(db_session, channel="messenger", chat_key="PSID5", idle_hours=24)
+    [message_id] = _queue(db_session, chat, "a long answer")
+    now = utcnow()
+    app = App(Failure("messages: HTTP 500", parts_sent=2), None)
+    assert deliver_due(db_session, app, now=now) == {"retry": 1}
+    message = db_session.get(ChannelMessage, message_id)
+    assert message is not None and message.payload["parts_sent"] == 2 and message.status == "pending"
+    # A failure of the first part of the rest does not forget the two taken before.
+    app.outcomes = [Failure("messages: HTTP 502", parts_sent=0), None]
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=RETRY_SECONDS[0])) == {"retry": 1}
+    assert db_session.get(ChannelMessage, message_id).payload["parts_sent"] == 2  # type: ignore[union-attr]
+    assert deliver_due(db_session, app, now=now + timedelta(seconds=RETRY_SECONDS[1] + 20)) == {"sent": 1}
+    assert [payload.get("parts_sent") for _, _, payload in app.sent] == [None, 2, 2]
+
+
 def test_a_claimed_batch_whose_worker_died_is_sent_again_later(db_session: Session) -> None:
     chat = conversation_for(db_session, channel="telegram", chat_key="5", idle_hours=24)
     [only] = _queue(db_session, chat, "hello")

@@ -744,6 +744,36 @@ def test_whatsapp_more_than_three_choices_are_a_list_and_long_titles_are_shorten
     assert alike["type"] == "list" and len(alike["action"]["sections"][0]["rows"]) == 3
 
 
+def test_a_message_sent_in_parts_starts_again_after_the_parts_the_app_took() -> None:
+    """A long message goes in parts; the app takes the first, then fails (HTTP 500: tried again). The next
+    attempt sends the rest only: the customer never gets a part twice."""
+    from core.settings import load_settings
+    from serving.channels import Messenger, Telegram, WhatsApp
+
+    settings = load_settings({"environment": "testing", **CHANNELS}, environ={})
+    paragraphs = [f"Paragraph {n}: " + "word " * 380 for n in range(3)]  # about 1,900 characters each
+    long = "\n\n".join(paragraphs)
+    choices = [{"title": "Change my PIN", "payload": "/change_pin"}]
+    for client, text_of in (
+        (Telegram, lambda body: body["text"]),
+        (WhatsApp, lambda body: body["text"]["body"] if body["type"] == "text" else "(buttons)"),
+        (Messenger, lambda body: body["message"]["text"]),
+    ):
+        api = Api()
+        api.answer = b'{"ok": true, "messages": [{"id": "wamid.X"}], "message_id": "m_X"}'
+        api.statuses = [200, 500]
+        payload: dict[str, Any] = {"text": long, "choices": choices}
+        failed = client(settings, api).send("42", payload)
+        assert isinstance(failed, Failure) and not failed.final and failed.parts_sent == 1, client
+        first = [text_of(body) for body in api.bodies()]
+        api.requests.clear()
+        assert not isinstance(client(settings, api).send("42", payload | {"parts_sent": 1}), Failure)
+        again = [text_of(body) for body in api.bodies()]
+        assert first[0].startswith("Paragraph 0") and again[0] == first[1], client
+        assert not any(text.startswith("Paragraph 0") for text in again), client
+        assert "Paragraph 2" in "".join(again), client
+
+
 def test_telegram_callback_data_over_64_bytes_is_hashed_and_read_back(app: Any) -> None:
     from serving.channels import Telegram, choice_text, hashed
 
