@@ -527,3 +527,51 @@ def test_a_reviewer_turns_on_two_factor_and_signs_in_with_a_recovery_code(
     assert "Signed in with a recovery code; 9 left." in page.content()
     context.close()
     assert errors == []
+
+
+def test_the_whatsapp_template_is_offered_once_the_reply_window_has_closed(
+    browser: Any, make_app: Any
+) -> None:
+    """On a WhatsApp conversation's page, the live chat's poll turns the reply-window line red and shows the
+    template button once the 24 hours have passed, without a reload; the customer writing back hides it."""
+    from datetime import timedelta
+
+    from core.models import ChannelChat, Turn
+    from tests.serving.test_channels import CHANNELS, Api, wa_delivery, wa_text, whatsapp
+
+    app = make_app(
+        ratelimit_enabled=False, channel_post=Api(), **CHANNELS, whatsapp_reopen_template="support_follow_up"
+    )
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        create_user(session, username="omar", password=PASSWORD, role="operator")
+    client = app.test_client()
+    whatsapp(client, wa_delivery(wa_text("wamid.W1", "can I talk to a human?")))
+    with helploop.database.session() as session:
+        conversation_id = session.scalars(select(Turn.conversation_id)).one()
+    with live(app) as base:
+        context, page, errors = logged_in_page(
+            browser, f"{base}/operator/conversations/{conversation_id}", "omar"
+        )
+        page.locator("#reply-window").wait_for()
+        assert page.locator("#reply-window").get_attribute("class") == "muted"
+        assert page.locator("#template-form").is_hidden()
+        with helploop.database.session() as session:
+            chat = session.scalars(select(ChannelChat)).one()
+            assert chat.customer_at is not None
+            chat.customer_at = chat.customer_at - timedelta(hours=25)
+        page.locator("#template-form").wait_for(state="visible", timeout=10_000)
+        assert page.locator("#reply-window").get_attribute("class") == "warn"
+        with page.expect_navigation():
+            page.click("#template-form button")
+        assert "Template “support_follow_up” sent" in page.locator(".flash").first.inner_text()
+        assert (
+            "Sent the WhatsApp template “support_follow_up” (en)"
+            in page.locator("#live-messages").inner_text()
+        )
+        whatsapp(client, wa_delivery(wa_text("wamid.W2", "yes, still here")))
+        page.locator("#template-form").wait_for(state="hidden", timeout=10_000)
+        assert page.locator("#reply-window").get_attribute("class") == "muted"
+        page.locator("#live-messages li.live-customer").wait_for()
+        context.close()
+    assert errors == []
