@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1132,40 +1133,52 @@ def live_message_view(message: Any, sent: tuple[str, str | None] | None = None) 
     }
 
 
-@operator.post("/conversations/<conversation_id>/messages")
-@require_role("operator")
-def reply_to_customer(conversation_id: str) -> Any:
-    """Write to the customer in the widget. The first reply takes the conversation over: the bot stays quiet
-    and the customer's messages come here until the handoff is marked handled."""
+def _live_chat_write(conversation_id: str, write: Callable[[Session], tuple[bool, str | None]]) -> Any:
+    """Run ``write`` (it writes to the customer: a reply, a template; or refuses) in a transaction: whether
+    it wrote, and what to tell the operator. Once committed, a message written is counted and the messaging
+    apps' sender woken (sent now, not at the next look). Back to the live chat either way."""
     helploop = current_app.extensions["helploop"]
     try:
         with helploop.database.session() as session:
-            agent_reply(
-                session,
-                conversation_id=conversation_id,
-                agent=current_user.username,
-                text=request.form.get("text", ""),
-            )
-            window = conversation_reply_window(session, conversation_id)
-        helploop.metrics.live_chat_messages.labels(sender="agent").inc()
-        if window is not None and not window.open(utcnow()):
-            flash(
-                f"Sent to {channels.NAMES[window.channel]}, but its reply window ({window.span} after the "
-                f"customer's last message) closed at {window.closes_at:%d %b %H:%M} UTC: it will not reach "
-                "the customer until they write again."
-                + (
-                    " Send the template instead: it asks them to write back."
-                    if window.channel == "whatsapp" and helploop.settings.whatsapp_template
-                    else ""
-                )
-            )
-        if helploop.channel_sender is not None:  # on a messaging app: sent now, not at the next look
+            wrote, said = write(session)
+        if wrote:
+            helploop.metrics.live_chat_messages.labels(sender="agent").inc()
+        if said:
+            flash(said)
+        if helploop.channel_sender is not None:
             helploop.channel_sender.wake()
     except NotFoundError:
         abort(404)
     except (HandoffError, MessageError) as exc:
         flash(f"Refused: {exc}")
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id) + "#live-chat")
+
+
+@operator.post("/conversations/<conversation_id>/messages")
+@require_role("operator")
+def reply_to_customer(conversation_id: str) -> Any:
+    """Write to the customer in the widget. The first reply takes the conversation over: the bot stays quiet
+    and the customer's messages come here until the handoff is marked handled."""
+    template = current_app.extensions["helploop"].settings.whatsapp_template
+
+    def reply(session: Session) -> tuple[bool, str | None]:
+        agent_reply(
+            session,
+            conversation_id=conversation_id,
+            agent=current_user.username,
+            text=request.form.get("text", ""),
+        )
+        window = conversation_reply_window(session, conversation_id)
+        if window is None or window.open(utcnow()):
+            return True, None
+        instead = " Send the template instead: it asks them to write back." if template else ""
+        return True, (
+            f"Sent to {channels.NAMES[window.channel]}, but its reply window ({window.span} after the "
+            f"customer's last message) closed at {window.closes_at:%d %b %H:%M} UTC: it will not reach the "
+            "customer until they write again." + (instead if window.channel == "whatsapp" else "")
+        )
+
+    return _live_chat_write(conversation_id, reply)
 
 
 @operator.post("/conversations/<conversation_id>/template")
@@ -1174,43 +1187,32 @@ def send_reopen_template(conversation_id: str) -> Any:
     """On WhatsApp, once the reply window has closed: send the approved template that asks the customer to
     write back (WhatsApp takes a template at any time; the window opens again when they answer). Refused
     while the window is open, where a reply reaches them (and WhatsApp charges for a template)."""
-    helploop = current_app.extensions["helploop"]
-    template = helploop.settings.whatsapp_template
-    try:
-        with helploop.database.session() as session:
-            conversation = get_conversation(session, conversation_id=conversation_id)
-            window = conversation_reply_window(session, conversation_id)
-            if template is None or conversation.channel != "whatsapp":
-                flash(
-                    "Refused: no WhatsApp template is set up for this conversation "
-                    "(whatsapp_reopen_template)."
-                )
-            elif window is not None and window.open(utcnow()):
-                flash(
-                    f"Refused: WhatsApp takes your replies until {window.closes_at:%d %b %H:%M} UTC; "
-                    "write to the customer instead."
-                )
-            else:
-                name, language = template
-                agent_reply(
-                    session,
-                    conversation_id=conversation_id,
-                    agent=current_user.username,
-                    text=f"Sent the WhatsApp template “{name}” ({language}): it asks the customer to "
-                    "write back.",
-                    template=template,
-                )
-                helploop.metrics.live_chat_messages.labels(sender="agent").inc()
-                flash(
-                    f"Template “{name}” sent: once the customer writes back, your replies reach them again."
-                )
-        if helploop.channel_sender is not None:
-            helploop.channel_sender.wake()
-    except NotFoundError:
-        abort(404)
-    except (HandoffError, MessageError) as exc:
-        flash(f"Refused: {exc}")
-    return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id) + "#live-chat")
+    template = current_app.extensions["helploop"].settings.whatsapp_template
+
+    def send(session: Session) -> tuple[bool, str | None]:
+        conversation = get_conversation(session, conversation_id=conversation_id)
+        window = conversation_reply_window(session, conversation_id)
+        if template is None or conversation.channel != "whatsapp":
+            return (
+                False,
+                "Refused: no WhatsApp template is set up for this conversation (whatsapp_reopen_template).",
+            )
+        if window is not None and window.open(utcnow()):
+            return False, (
+                f"Refused: WhatsApp takes your replies until {window.closes_at:%d %b %H:%M} UTC; write to "
+                "the customer instead."
+            )
+        name, language = template
+        agent_reply(
+            session,
+            conversation_id=conversation_id,
+            agent=current_user.username,
+            text=f"Sent the WhatsApp template “{name}” ({language}): it asks the customer to write back.",
+            template=template,
+        )
+        return True, f"Template “{name}” sent: once the customer writes back, your replies reach them again."
+
+    return _live_chat_write(conversation_id, send)
 
 
 @operator.get("/conversations/<conversation_id>/messages.json")

@@ -107,6 +107,26 @@ def turns(app: Any) -> list[Turn]:
         return list(session.scalars(select(Turn).order_by(Turn.id)).all())
 
 
+def operator_on(app: Any, conversation_id: str) -> tuple[Any, str]:
+    """Operator omar, signed in, and the conversation's page."""
+    from tests.serving.test_admin import add_user, login
+
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    return operator, f"/operator/conversations/{conversation_id}"
+
+
+def customer_wrote_ago(app: Any, conversation_id: str, **ago: float) -> None:
+    """Move the chat's last customer message back by ``ago`` (timedelta's keywords): time has passed."""
+    from datetime import timedelta
+
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == conversation_id))
+        assert chat is not None and chat.customer_at is not None
+        chat.customer_at = chat.customer_at - timedelta(**ago)
+
+
 def test_telegram_answers_with_buttons_and_thumbs_and_a_pressed_button_is_the_next_message(
     app: Any, api: Api
 ) -> None:
@@ -527,17 +547,12 @@ def test_whatsapp_statuses_show_the_team_whether_the_customer_got_the_reply(app:
 
 
 def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, api: Api) -> None:
-    from datetime import timedelta
-
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import csrf_token
 
     client = app.test_client()
     whatsapp(client, wa_delivery(wa_text("wamid.W1", "can I talk to a human?")))
-    add_user(app, "omar", "operator")
-    operator = app.test_client()
-    login(operator, "omar")
     [asked] = turns(app)
-    page = f"/operator/conversations/{asked.conversation_id}"
+    operator, page = operator_on(app, asked.conversation_id)
     shown = operator.get(page).get_data(as_text=True)
     assert re.search(
         r'<span id="reply-window" class="muted">WhatsApp takes your replies until \d\d \w{3} \d\d:\d\d UTC '
@@ -546,12 +561,7 @@ def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, 
     ), shown
     # A day and an hour later (the customer's last message moved back): closed, said in red, and a reply
     # sent anyway is flagged.
-    database = app.extensions["helploop"].database
-    with database.session() as session:
-        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
-        assert chat is not None and chat.customer_at is not None
-        chat.customer_at = chat.customer_at - timedelta(hours=25)
-        session.commit()
+    customer_wrote_ago(app, asked.conversation_id, hours=25)
     polled = operator.get(f"{page}/messages.json").get_json()["reply_window"]
     assert polled["open"] is False
     assert polled["text"].startswith("The customer last wrote 25.0 h ago, and WhatsApp takes replies only")
@@ -582,18 +592,13 @@ def test_the_conversation_page_says_until_when_whatsapp_takes_replies(app: Any, 
 def test_a_template_asks_a_whatsapp_customer_to_write_back_once_the_window_has_closed(
     make_app: Callable[..., Any], api: Api
 ) -> None:
-    from datetime import timedelta
-
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import csrf_token
 
     app = make_app(channel_post=api, **CHANNELS, whatsapp_reopen_template="support_follow_up:en_GB")
     client = app.test_client()
     whatsapp(client, wa_delivery(wa_text("wamid.W1", "can I talk to a human?")))
-    add_user(app, "omar", "operator")
-    operator = app.test_client()
-    login(operator, "omar")
     [asked] = turns(app)
-    page = f"/operator/conversations/{asked.conversation_id}"
+    operator, page = operator_on(app, asked.conversation_id)
     send(app)
     sent_before = len(api.requests)
     # While the window is open, the template is not offered (hidden) and refused: a reply reaches them.
@@ -603,12 +608,7 @@ def test_a_template_asks_a_whatsapp_customer_to_write_back_once_the_window_has_c
     assert "Refused: WhatsApp takes your replies until" in refused.get_data(as_text=True)
     assert send(app) == {} and len(api.requests) == sent_before
     # A day and an hour later: offered, and sent as the template, in the transcript as such.
-    database = app.extensions["helploop"].database
-    with database.session() as session:
-        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
-        assert chat is not None and chat.customer_at is not None
-        chat.customer_at = chat.customer_at - timedelta(hours=25)
-        session.commit()
+    customer_wrote_ago(app, asked.conversation_id, hours=25)
     shown = operator.get(page).get_data(as_text=True)
     assert 'id="template-form">' in shown and "Send the template “support_follow_up”" in shown
     answer = operator.post(f"{page}/template", data={"csrf_token": csrf_token(shown)}, follow_redirects=True)
@@ -636,33 +636,24 @@ def test_a_template_asks_a_whatsapp_customer_to_write_back_once_the_window_has_c
         follow_redirects=True,
     )
     assert "Refused: no WhatsApp template is set up for this conversation" in refused.get_data(as_text=True)
-    with database.session() as session:
+    with app.extensions["helploop"].database.session() as session:
         assert session.scalar(select(func.count()).select_from(ConversationMessage)) == 1
 
 
 def test_messenger_human_agent_replies_are_tagged_and_taken_for_7_days(
     make_app: Callable[..., Any], api: Api
 ) -> None:
-    from datetime import timedelta
-
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import csrf_token
 
     app = make_app(channel_post=api, **CHANNELS, messenger_human_agent=True)
     client = app.test_client()
     messenger(client, m_text("m.1", "can I talk to a human?"))
-    add_user(app, "omar", "operator")
-    operator = app.test_client()
-    login(operator, "omar")
     [asked] = turns(app)
-    page = f"/operator/conversations/{asked.conversation_id}"
+    operator, page = operator_on(app, asked.conversation_id)
     shown = operator.get(page).get_data(as_text=True)
     assert "7 days after the customer&#39;s last message)" in shown
     # Two days later the window is still open; the team's reply goes tagged, the bot's went as a response.
-    with app.extensions["helploop"].database.session() as session:
-        chat = session.scalar(select(ChannelChat).where(ChannelChat.conversation_id == asked.conversation_id))
-        assert chat is not None and chat.customer_at is not None
-        chat.customer_at = chat.customer_at - timedelta(days=2)
-        session.commit()
+    customer_wrote_ago(app, asked.conversation_id, days=2)
     polled = operator.get(f"{page}/messages.json").get_json()["reply_window"]
     assert polled["open"] is True
     answer = operator.post(
@@ -677,14 +668,11 @@ def test_messenger_human_agent_replies_are_tagged_and_taken_for_7_days(
 
 
 def test_messenger_replies_are_not_tagged_without_the_human_agent_permission(app: Any, api: Api) -> None:
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import csrf_token
 
     client = app.test_client()
     messenger(client, m_text("m.1", "can I talk to a human?"))
-    add_user(app, "omar", "operator")
-    operator = app.test_client()
-    login(operator, "omar")
-    page = f"/operator/conversations/{turns(app)[0].conversation_id}"
+    operator, page = operator_on(app, turns(app)[0].conversation_id)
     shown = operator.get(page).get_data(as_text=True)
     assert "24 hours after the customer&#39;s last message)" in shown
     operator.post(f"{page}/messages", data={"csrf_token": csrf_token(shown), "text": "Hello"})
