@@ -420,6 +420,15 @@ class Settings:
                 "HELPLOOP_SECRET_KEY is a placeholder; set a real secret (e.g. "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`) before running in production"
             )
+        if self.environment == "production" and {PLACEHOLDER_SECRET, "change-me"} & set(
+            self.secret_key_fallback_list
+        ):
+            # A fallback signs nothing new but is still believed: a known one would let anyone make a
+            # session cookie.
+            raise SettingsError(
+                "HELPLOOP_SECRET_KEY_FALLBACKS holds the placeholder secret; list only keys this "
+                "installation really used before"
+            )
         if self.two_factor_required_for not in TWO_FACTOR_REQUIRED_FOR:
             raise SettingsError(
                 "two_factor_required_for must be nobody, operators or everyone, "

@@ -73,6 +73,12 @@ def test_production_refuses_placeholder_secret() -> None:
         load_settings({"environment": "production", "secret_key": PLACEHOLDER_SECRET}, environ={})
     settings = load_settings(environ={"HELPLOOP_ENVIRONMENT": "production", "HELPLOOP_SECRET_KEY": "a" * 64})
     assert settings.secret_key == "a" * 64
+    # Nor as a fallback: sessions signed with a fallback are still accepted, so a known one forges them.
+    production = {"environment": "production", "secret_key": "a" * 64}
+    with pytest.raises(SettingsError, match="HELPLOOP_SECRET_KEY_FALLBACKS holds the placeholder"):
+        load_settings(production | {"secret_key_fallbacks": f"{'b' * 64}, {PLACEHOLDER_SECRET}"}, environ={})
+    kept = load_settings(production | {"secret_key_fallbacks": "b" * 64}, environ={})
+    assert kept.secret_key_fallback_list == ["b" * 64]
 
 
 def test_bad_target_precision_and_environment_fail_fast() -> None:

@@ -309,6 +309,39 @@ def test_a_key_the_server_cannot_open_is_said_so_and_a_recovery_code_still_signs
     assert post_code(fresh, codes[0]).headers["Location"].endswith("/review/")
 
 
+def test_a_session_signed_with_a_fallback_secret_key_is_still_accepted(make_app: Any) -> None:
+    """The secret key changed, the old one listed in HELPLOOP_SECRET_KEY_FALLBACKS: a browser signed in
+    under the old key stays signed in; without the fallback it is sent to the login page."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    def signed_under_old_key(app: Any, cookie: str) -> str:
+        interface = SecureCookieSessionInterface()
+        data = interface.get_signing_serializer(app).loads(cookie)  # type: ignore[union-attr]
+        new, fallbacks = app.secret_key, app.config["SECRET_KEY_FALLBACKS"]
+        app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = "the-old-secret-key", []
+        try:
+            return str(interface.get_signing_serializer(app).dumps(data))  # type: ignore[union-attr]
+        finally:
+            app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = new, fallbacks
+
+    app = make_app(
+        ratelimit_enabled=False, secret_key="the-new-secret-key", secret_key_fallbacks="the-old-secret-key"
+    )
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    login(client, "rita")
+    cookie = client.get_cookie("session")
+    assert cookie is not None and client.get("/review/").status_code == 200
+    signed_before = signed_under_old_key(app, cookie.value)
+    old = app.test_client()
+    old.set_cookie("session", signed_before)
+    assert old.get("/review/").status_code == 200  # (and its cookie is signed again with the new key)
+    app.config["SECRET_KEY_FALLBACKS"] = []  # as without the setting
+    without = app.test_client()
+    without.set_cookie("session", signed_before)
+    assert without.get("/review/").status_code == 302
+
+
 def test_the_account_page_lists_sign_ins_and_signs_out_every_other_browser(
     make_app: Any, clock: list[float]
 ) -> None:
