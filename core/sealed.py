@@ -4,8 +4,9 @@ HMAC-SHA256 tag) under a key derived from ``HELPLOOP_SECRET_KEY``, so a copy of 
 alone does not hold what generates anyone's codes.
 
 The secret key can change: the old one goes into ``HELPLOOP_SECRET_KEY_FALLBACKS``, and what was sealed
-under it still opens (new seals use the current key). A value stored before sealing existed has no prefix
-and is read as it is (``helploop db upgrade`` seals such values: ``seal_stored_keys``)."""
+under it still opens (new seals use the current key); ``helploop db upgrade`` seals it again under the current
+key (``reseal``), after which the fallback can go. A value stored before sealing existed has no prefix and
+is read as it is (the same upgrade seals it: crowd_feedback.two_factor.seal_stored_keys)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class Sealer:
     def __init__(self, secret: str, fallbacks: Sequence[str] = ()) -> None:
         if not secret:
             raise ValueError("a secret key is needed to seal secrets")
-        self._keys = MultiFernet([_fernet(key) for key in (secret, *fallbacks) if key])
+        self._current = _fernet(secret)
+        self._keys = MultiFernet([self._current, *(_fernet(key) for key in fallbacks if key)])
 
     def seal(self, plain: str) -> str:
         return PREFIX + self._keys.encrypt(plain.encode()).decode()
@@ -53,6 +55,20 @@ class Sealer:
                 "sealed under another secret key: put the key it was sealed with in "
                 "HELPLOOP_SECRET_KEY_FALLBACKS"
             ) from None
+
+    def current(self, stored: str) -> bool:
+        """Sealed under the current secret key (not only a fallback's)."""
+        if not is_sealed(stored):
+            return False
+        try:
+            self._current.decrypt(stored[len(PREFIX) :].encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reseal(self, stored: str) -> str:
+        """Sealed again under the current secret key (from a fallback's, or from the clear)."""
+        return self.seal(self.open(stored))
 
     def readable(self, stored: str) -> bool:
         try:

@@ -279,24 +279,29 @@ def check_code(
     return CodeCheck(user, "ok", recovery_left=left) if accepted else CodeCheck(None, "wrong")
 
 
-def seal_stored_keys(session: Session, sealer: Sealer) -> int:
-    """Seal the two-factor keys stored in the clear (before sealing existed; ``helploop db upgrade`` runs
-    it): how many. Each such account's sessions end once, as their token is made from the stored key."""
+def seal_stored_keys(session: Session, sealer: Sealer) -> tuple[int, int]:
+    """Seal the two-factor keys stored in the clear (before sealing existed), and seal again under the
+    current secret key those sealed under a fallback (after the key changed), so the fallback can go;
+    ``helploop db upgrade`` runs it. How many of each. Each such account's sessions end once, as their token
+    is made from the stored key. A key no secret key opens is left as it is (doctor fails on it)."""
     stored = session.scalars(select(User).where(User.totp_secret.is_not(None))).all()
-    sealed = 0
+    in_clear = resealed = 0
     for user in stored:
-        if user.totp_secret and not is_sealed(user.totp_secret):
-            user.totp_secret = sealer.seal(user.totp_secret)
-            sealed += 1
+        key = user.totp_secret or ""
+        if not is_sealed(key):
+            user.totp_secret, in_clear = sealer.seal(key), in_clear + 1
+        elif not sealer.current(key) and sealer.readable(key):
+            user.totp_secret, resealed = sealer.reseal(key), resealed + 1
     session.flush()
-    return sealed
+    return in_clear, resealed
 
 
 @dataclass(frozen=True)
 class StoredKeys:
-    sealed: int  # and readable with the secret key or a fallback
+    sealed: int  # under the current secret key
     in_clear: int  # stored before sealing: `helploop db upgrade` seals them
     unreadable: int  # sealed under a secret key this server no longer has
+    under_fallback: int = 0  # opened only by a fallback: `helploop db upgrade` seals them again
 
 
 def stored_keys(session: Session, sealer: Sealer) -> StoredKeys:
@@ -305,5 +310,6 @@ def stored_keys(session: Session, sealer: Sealer) -> StoredKeys:
         key for key in session.scalars(select(User.totp_secret).where(User.totp_secret.is_not(None))) if key
     ]
     in_clear = sum(not is_sealed(key) for key in keys)
+    current = sum(sealer.current(key) for key in keys)
     unreadable = sum(is_sealed(key) and not sealer.readable(key) for key in keys)
-    return StoredKeys(len(keys) - in_clear - unreadable, in_clear, unreadable)
+    return StoredKeys(current, in_clear, unreadable, len(keys) - in_clear - current - unreadable)

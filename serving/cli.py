@@ -119,9 +119,14 @@ def _migrate(database: Any, revision: str = "head", *, down: bool = False, setti
     from crowd_feedback.two_factor import seal_stored_keys
 
     with database.session() as session:
-        sealed = seal_stored_keys(session, settings.sealer())
-    if sealed:
-        click.echo(f"sealed {sealed} two-factor keys stored in the clear (their sessions end once)")
+        in_clear, resealed = seal_stored_keys(session, settings.sealer())
+    if in_clear:
+        click.echo(f"sealed {in_clear} two-factor keys stored in the clear (their sessions end once)")
+    if resealed:
+        click.echo(
+            f"sealed {resealed} two-factor keys again under the current secret key (their sessions end "
+            "once): the earlier key can leave HELPLOOP_SECRET_KEY_FALLBACKS once no session needs it"
+        )
 
 
 @main.group()

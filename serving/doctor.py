@@ -318,12 +318,13 @@ def _two_factor_keys(settings: Settings, database: Database) -> Check:
             "sealed with in HELPLOOP_SECRET_KEY_FALLBACKS; until then those people sign in with a recovery "
             "code or have it reset (`helploop users reset-two-factor`)",
         )
-    if keys.in_clear:
-        return Check(
-            "two-factor keys",
-            WARN,
-            f"{keys.in_clear} stored in the clear (from before sealing): `helploop db upgrade` seals them",
-        )
+    if keys.in_clear or keys.under_fallback:
+        notes = []
+        if keys.in_clear:
+            notes.append(f"{keys.in_clear} stored in the clear (from before sealing)")
+        if keys.under_fallback:
+            notes.append(f"{keys.under_fallback} sealed under an earlier secret key (a fallback)")
+        return Check("two-factor keys", WARN, "; ".join(notes) + ": `helploop db upgrade` seals them")
     return Check("two-factor keys", OK, f"{keys.sealed} stored, sealed with the secret key")
 
 

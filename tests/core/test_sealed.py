@@ -25,8 +25,11 @@ def test_a_sealed_key_opens_with_its_secret_key_or_a_fallback_only() -> None:
     assert not other.readable(sealed)
     # The key changed, the old one kept as a fallback: the old seal opens; new seals use the new key.
     rotated = Sealer("another secret key", ["the secret key"])
-    assert rotated.open(sealed) == KEY
+    assert rotated.open(sealed) == KEY and not rotated.current(sealed) and sealer.current(sealed)
     assert other.open(rotated.seal(KEY)) == KEY
+    resealed = rotated.reseal(sealed)
+    assert rotated.current(resealed) and other.open(resealed) == KEY and not sealer.readable(resealed)
+    assert rotated.current(rotated.reseal(KEY)) and not rotated.current(KEY)  # from the clear too
     # Altered in the database: refused, not read as something else.
     tampered = sealed[:-5] + ("A" if sealed[-5] != "A" else "B") + sealed[-4:]
     assert not sealer.readable(tampered)

@@ -210,7 +210,16 @@ def test_the_key_is_stored_sealed_and_a_changed_secret_key_leaves_the_recovery_c
         == "ok"
     )
     assert two_factor.stored_keys(db_session, other) == two_factor.StoredKeys(0, 0, 1)
-    assert two_factor.stored_keys(db_session, rotated) == two_factor.StoredKeys(1, 0, 0)
+    assert two_factor.stored_keys(db_session, rotated) == two_factor.StoredKeys(0, 0, 0, under_fallback=1)
+    # Sealed again under the new key (what `helploop db upgrade` does): the fallback is no longer needed.
+    assert two_factor.seal_stored_keys(db_session, rotated) == (0, 1)
+    assert two_factor.stored_keys(db_session, other) == two_factor.StoredKeys(1, 0, 0)
+    assert (
+        two_factor.check_code(
+            db_session, sealer=other, user_id=user.id, code=code(KEY, 60), now=NOW + 60
+        ).reason
+        == "ok"
+    )
 
 
 def test_keys_stored_in_the_clear_before_sealing_still_work_and_are_sealed_once(db_session: Session) -> None:
@@ -224,8 +233,8 @@ def test_keys_stored_in_the_clear_before_sealing_still_work_and_are_sealed_once(
         two_factor.check_code(db_session, sealer=SEALER, user_id=user.id, code=code(KEY), now=NOW).reason
         == "ok"
     )
-    assert two_factor.seal_stored_keys(db_session, SEALER) == 1
-    assert two_factor.seal_stored_keys(db_session, SEALER) == 0  # nothing seals twice
+    assert two_factor.seal_stored_keys(db_session, SEALER) == (1, 0)
+    assert two_factor.seal_stored_keys(db_session, SEALER) == (0, 0)  # nothing seals twice
     assert user.totp_secret.startswith("sealed:v1:") and session_token(user) != token
     assert two_factor.stored_keys(db_session, SEALER) == two_factor.StoredKeys(1, 0, 0)
     later = two_factor.check_code(

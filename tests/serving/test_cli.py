@@ -861,6 +861,17 @@ def test_db_upgrade_seals_the_two_factor_keys_stored_in_the_clear(settings: Any)
     assert stored.startswith("sealed:v1:")
     assert settings.sealer().open(stored) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
     assert "sealed" not in run(settings, "db", "upgrade").output  # nothing left to seal
+    # The secret key changes, the old one a fallback: the next upgrade seals the key again under the new one.
+    from dataclasses import replace
+
+    changed = replace(settings, secret_key="a-new-secret-key", secret_key_fallbacks=settings.secret_key)
+    again = run(changed, "db", "upgrade")
+    assert "sealed 1 two-factor keys again under the current secret key" in again.output
+    with Database(changed).session() as session:
+        stored = session.query(User.totp_secret).filter_by(username="omar").scalar()
+    assert (
+        replace(changed, secret_key_fallbacks="").sealer().open(stored) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    )
 
 
 def test_build_uses_verified_pairs_and_deploy_commands_audit_every_change(

@@ -282,7 +282,12 @@ def test_two_factor_keys_in_the_clear_warn_and_keys_sealed_under_another_secret_
     both = _settings(
         tmp_path, secret_key="a new secret key", secret_key_fallbacks="an-older-one, the first secret key"
     )
-    assert _by_name(run_checks(both))["two-factor keys"].status == "warn"  # rita's, in the clear
+    keys = _by_name(run_checks(both))["two-factor keys"]
+    assert (keys.status, keys.detail) == (
+        "warn",
+        "1 stored in the clear (from before sealing); 1 sealed under an earlier secret key (a fallback): "
+        "`helploop db upgrade` seals them",
+    )
     database.dispose()
 
 
