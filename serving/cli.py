@@ -1159,6 +1159,19 @@ def channels(ctx: click.Context) -> None:
             f"{line.sent} messages sent, {line.pending} waiting, {line.failed} failed"
             + (f" (last error: {line.last_error})" if line.last_error else "")
         )
+        if name == "whatsapp":  # after the 24-hour reply window
+            template = settings.whatsapp_template
+            click.echo(
+                f"  after 24 h: the template {template[0]} ({template[1]}) asks the customer to write back"
+                if template
+                else "  after 24 h: replies do not reach the customer (no HELPLOOP_WHATSAPP_REOPEN_TEMPLATE)"
+            )
+        elif name == "messenger":
+            click.echo(
+                "  the team's replies go with the HUMAN_AGENT tag: taken for 7 days"
+                if settings.messenger_human_agent
+                else "  the team's replies are taken for 24 hours (HELPLOOP_MESSENGER_HUMAN_AGENT off)"
+            )
 
 
 @channels.command("connect")

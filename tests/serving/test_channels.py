@@ -868,6 +868,20 @@ def test_replies_go_over_http_and_the_cli_registers_the_webhook(
     assert status.exit_code == 0, status.output
     assert "telegram: webhook https://<this app's address>/channels/telegram/webhook" in status.output
     assert "1 messages sent, 0 waiting, 1 failed (last error: sendMessage: HTTP 403" in status.output
+    assert "  after 24 h: replies do not reach the customer (no HELPLOOP_WHATSAPP_REOPEN_TEMPLATE)" in (
+        status.output
+    )
+    assert "  the team's replies are taken for 24 hours (HELPLOOP_MESSENGER_HUMAN_AGENT off)" in status.output
+    both = {
+        "HELPLOOP_WHATSAPP_REOPEN_TEMPLATE": "support_follow_up:en_GB",
+        "HELPLOOP_MESSENGER_HUMAN_AGENT": "1",
+    }
+    status = runner.invoke(main, ["channels"], env=environ | both)
+    assert (
+        "  after 24 h: the template support_follow_up (en_GB) asks the customer to write back"
+        in status.output
+    )
+    assert "  the team's replies go with the HUMAN_AGENT tag: taken for 7 days" in status.output
     # `helploop doctor`'s line: the failed message, and no webhook registered yet.
     helploop = app.extensions["helploop"]
     check = _channels(helploop.settings, helploop.database, utcnow())
