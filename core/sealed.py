@@ -56,26 +56,33 @@ class Sealer:
                 "HELPLOOP_SECRET_KEY_FALLBACKS"
             ) from None
 
+    def state(self, stored: str) -> str:
+        """``clear`` (stored before sealing), ``current`` (sealed under the current secret key), ``fallback``
+        (only a fallback opens it) or ``unreadable`` (no key here does)."""
+        if not is_sealed(stored):
+            return "clear"
+        token = stored[len(PREFIX) :].encode()
+        try:
+            self._current.decrypt(token)
+            return "current"
+        except InvalidToken:
+            pass
+        try:
+            self._keys.decrypt(token)
+        except InvalidToken:
+            return "unreadable"
+        return "fallback"
+
     def current(self, stored: str) -> bool:
         """Sealed under the current secret key (not only a fallback's)."""
-        if not is_sealed(stored):
-            return False
-        try:
-            self._current.decrypt(stored[len(PREFIX) :].encode())
-        except InvalidToken:
-            return False
-        return True
+        return self.state(stored) == "current"
 
     def reseal(self, stored: str) -> str:
         """Sealed again under the current secret key (from a fallback's, or from the clear)."""
         return self.seal(self.open(stored))
 
     def readable(self, stored: str) -> bool:
-        try:
-            self.open(stored)
-        except UnreadableSecret:
-            return False
-        return True
+        return self.state(stored) != "unreadable"
 
 
 def is_sealed(stored: str) -> bool:

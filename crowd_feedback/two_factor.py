@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import RecoveryCode, User, utcnow
-from core.sealed import Sealer, UnreadableSecret, is_sealed
+from core.sealed import Sealer, UnreadableSecret
 from core.settings import TWO_FACTOR_REQUIRED_FOR
 from crowd_feedback.reviewers import AccountError, WrongSecret, get_user, own_account, record_event
 
@@ -287,11 +288,10 @@ def seal_stored_keys(session: Session, sealer: Sealer) -> tuple[int, int]:
     stored = session.scalars(select(User).where(User.totp_secret.is_not(None))).all()
     in_clear = resealed = 0
     for user in stored:
-        key = user.totp_secret or ""
-        if not is_sealed(key):
-            user.totp_secret, in_clear = sealer.seal(key), in_clear + 1
-        elif not sealer.current(key) and sealer.readable(key):
-            user.totp_secret, resealed = sealer.reseal(key), resealed + 1
+        state = sealer.state(user.totp_secret or "")
+        if state in ("clear", "fallback"):
+            user.totp_secret = sealer.reseal(user.totp_secret or "")
+            in_clear, resealed = in_clear + (state == "clear"), resealed + (state == "fallback")
     session.flush()
     return in_clear, resealed
 
@@ -306,10 +306,6 @@ class StoredKeys:
 
 def stored_keys(session: Session, sealer: Sealer) -> StoredKeys:
     """What ``helploop doctor`` says of the two-factor keys stored."""
-    keys = [
-        key for key in session.scalars(select(User.totp_secret).where(User.totp_secret.is_not(None))) if key
-    ]
-    in_clear = sum(not is_sealed(key) for key in keys)
-    current = sum(sealer.current(key) for key in keys)
-    unreadable = sum(is_sealed(key) and not sealer.readable(key) for key in keys)
-    return StoredKeys(current, in_clear, unreadable, len(keys) - in_clear - current - unreadable)
+    keys = session.scalars(select(User.totp_secret).where(User.totp_secret.is_not(None))).all()
+    states = Counter(sealer.state(key) for key in keys if key)
+    return StoredKeys(states["current"], states["clear"], states["unreadable"], states["fallback"])

@@ -512,17 +512,17 @@ def rate(channel: str, chat_key: str, turn_id: int, helpful: bool) -> bool:
     """A thumbs pressed under an answer: recorded when the answer was this chat's (False otherwise); after a
     thumbs-down the bot's line and the intents it offers instead go to the chat."""
     session = db_session()
-    conversation_id = session.scalar(
-        select(Turn.conversation_id)
-        .join(ChannelChat, ChannelChat.conversation_id == Turn.conversation_id)
-        .where(Turn.id == turn_id, ChannelChat.channel == channel, ChannelChat.chat_key == chat_key)
-    )
-    session.commit()
+    with state().write_lock:
+        conversation_id = session.scalar(
+            select(Turn.conversation_id)
+            .join(ChannelChat, ChannelChat.conversation_id == Turn.conversation_id)
+            .where(Turn.id == turn_id, ChannelChat.channel == channel, ChannelChat.chat_key == chat_key)
+        )
+        if conversation_id is not None:  # a press is the customer's last message for Meta's reply window
+            outbox.customer_wrote(session, conversation_id=conversation_id)
+        session.commit()
     if conversation_id is None:
         return False
-    with state().write_lock:  # a press is the customer's last message for Meta's reply window
-        outbox.customer_wrote(session, conversation_id=conversation_id)
-        session.commit()
     try:
         rated = rate_answer(turn_id, helpful)
     except NotFoundError:

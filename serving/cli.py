@@ -103,7 +103,9 @@ def main(ctx: click.Context) -> None:
 # ----------------------------------------------------------------------------------------------- db
 
 
-def _migrate(database: Any, revision: str = "head", *, down: bool = False, settings: Any = None) -> None:
+def _migrate(
+    database: Any, revision: str = "head", *, down: bool = False, settings: Settings | None = None
+) -> None:
     """Migrate to ``revision``; a run the migrations refuse (core.migrate.MigrationError: it is undone) ends
     the command with one line instead of a traceback. Upgraded from before migration 0057, the two-factor
     keys stored in the clear are sealed with ``settings``' secret key (core.sealed)."""
