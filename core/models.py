@@ -385,9 +385,10 @@ class User(Base):
     # When this person last signed in (migration 0049; None: never since): the Accounts page shows it, so an
     # account nobody uses any more can be found and deactivated.
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # Two-factor sign-in (migration 0050): the authenticator app's shared key (base32; None: password only)
-    # and the last time step a code was accepted for, so a code seen over a shoulder cannot be used again.
-    totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)  # sealed (core.sealed)
+    # Two-factor sign-in (migration 0050): the authenticator app's shared key (sealed, core.sealed, since
+    # migration 0057; None: password only) and the last time step a code was accepted for, so a code seen
+    # over a shoulder cannot be used again.
+    totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Raised by "sign out of every other browser" (migration 0050): the session token derives from it too.
     session_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
