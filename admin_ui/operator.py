@@ -1046,6 +1046,7 @@ def conversation_detail(conversation_id: str) -> Any:
             "closed_by": conversation.handoff_closed_by,
             "note": conversation.handoff_note,
             "contact": conversation.contact,
+            "page": conversation.page_url,  # the web page the widget chat was last on (core.pages)
             "rating": conversation.rating,
             "rating_comment": conversation.rating_comment,
             "rated_agent": conversation.rated_agent,
@@ -1239,6 +1240,7 @@ def live_chat_messages(conversation_id: str) -> Any:
                 "delivery": {str(i): {"status": st, "error": error} for i, (st, error) in sent.items()},
                 # on WhatsApp and Messenger: until when replies reach the customer (it moves as they write)
                 "reply_window": reply_window_view(conversation_reply_window(session, conversation_id)),
+                "page": conversation.page_url,  # the widget's page: the customer may move on while waiting
             }
         )
 

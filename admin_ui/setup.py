@@ -128,6 +128,7 @@ def init_admin(
     sso: SsoClient | None = None,
 ) -> None:
     from admin_ui.auth import auth, provider_calls
+    from admin_ui.install import install
     from admin_ui.knowledge import knowledge
     from admin_ui.markdown import (
         has_placeholder,
@@ -173,7 +174,7 @@ def init_admin(
     csrf.init_app(app)
     for blueprint in (*exempt_from_csrf, provider_calls):  # JSON APIs and the provider's signed calls
         csrf.exempt(blueprint)
-    for blueprint in (auth, provider_calls, review, operator, knowledge):
+    for blueprint in (auth, provider_calls, review, operator, knowledge, install):
         app.register_blueprint(blueprint)
 
     @app.before_request

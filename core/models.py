@@ -162,6 +162,10 @@ class Conversation(Base):
     rating_comment: Mapped[str | None] = mapped_column(String(500), nullable=True)
     rated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     rated_agent: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The web page the widget chat was last on (core.pages, migration 0058): its site (the browser's origin)
+    # and its address without query or fragment, redacted. None for the messaging apps and API callers.
+    site: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    page_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.id")
     messages: Mapped[list[ConversationMessage]] = relationship(

@@ -25,6 +25,7 @@ from core.models import (
     finite,
     utcnow,
 )
+from core.pages import Page
 from core.redaction import scrub_secrets
 from core.team_hours import TeamHours
 from core.turn_search import user_text_matches
@@ -73,19 +74,48 @@ def latest_model_version(session: Session) -> ModelVersion | None:
 
 
 def get_or_create_conversation(
-    session: Session, *, conversation_id: str | None, channel: str
+    session: Session, *, conversation_id: str | None, channel: str, page: Page | None = None
 ) -> Conversation:
+    """The conversation, its last activity now; ``page``: the web page the widget asked from (core.pages),
+    kept as the conversation's latest."""
     if conversation_id:
         existing = session.get(Conversation, conversation_id)
         if existing is not None:
             existing.last_activity_at = utcnow()
+            on_page(existing, page)
             return existing
         conversation = Conversation(id=conversation_id, channel=channel)
     else:
         conversation = Conversation(channel=channel)
+    on_page(conversation, page)
     session.add(conversation)
     session.flush()
     return conversation
+
+
+@dataclass(frozen=True)
+class WidgetSite:
+    site: str
+    chats: int
+    last: datetime
+
+
+def widget_sites(session: Session, *, since: datetime) -> list[WidgetSite]:
+    """The sites the widget answered on since ``since`` (core.pages): their chats, the last one; most chats
+    first. Read from the conversations' activity index."""
+    rows = session.execute(
+        select(Conversation.site, func.count(), func.max(Conversation.last_activity_at))
+        .where(Conversation.site.is_not(None), Conversation.last_activity_at >= since)
+        .group_by(Conversation.site)
+        .order_by(func.count().desc(), Conversation.site)
+    )
+    return [WidgetSite(site=str(site), chats=int(chats), last=last) for site, chats, last in rows]
+
+
+def on_page(conversation: Conversation, page: Page | None) -> None:
+    """The page the customer is on now, when the widget said (a chat goes on as they move between pages)."""
+    if page is not None:
+        conversation.site, conversation.page_url = page.site, page.url
 
 
 def log_turn(
@@ -978,6 +1008,7 @@ class ConversationSummary:
     # The customer's latest question the bot read, when the last message is something else: in the inbox the
     # last message is mostly "can I talk to a person?", "no" to "did you mean", or "thanks"
     question: str | None = None
+    page: str | None = None  # the web page the widget chat was last on (core.pages)
 
     @property
     def waiting(self) -> bool:
@@ -1145,6 +1176,7 @@ def conversation_summaries(
             question=last_texts.get(count.last_question)
             if count is not None and count.last_question not in (None, count.last_turn)
             else None,
+            page=conversation.page_url,
         )
         for conversation, count in rows
     ]

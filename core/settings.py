@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from limits import parse_many
 
+from core.pages import PageError, site_origin
 from core.team_hours import TeamHours, TeamHoursError, read_zone
 
 ENV_PREFIX = "HELPLOOP_"
@@ -170,7 +171,8 @@ class Settings:
     # out. 0: off.
     canary_guard_min_questions: int = 200
     load_models_on_start: bool = True
-    # Origins allowed to call the chat API from a browser (the widget on a customer's site); "*" = any.
+    # Origins allowed to call the chat API from a browser (the widget on a customer's site), comma-separated
+    # site addresses (https://shop.example.com; a page's address is refused: it could never match); "*" = any.
     widget_origins: str = "*"
     handoff_message: str = "I'm not sure I understood. I'm passing you to a person on our team."
     # A message unlike anything in the knowledge base (below the model's familiarity floor: "what's the
@@ -446,6 +448,10 @@ class Settings:
             raise SettingsError(f"trusted_proxies must be 0 (none) to 5, not {self.trusted_proxies}")
         if not 1 <= self.training_processes <= 64:
             raise SettingsError(f"training_processes must be 1 to 64, not {self.training_processes}")
+        try:
+            self.widget_origin_set  # noqa: B018 - each entry read now, named in the error
+        except PageError as exc:
+            raise SettingsError(f"widget_origins: {exc}") from None
         for key in ("handoff_webhook_url", "ops_webhook_url", "public_url"):
             value = getattr(self, key)
             if value and not value.startswith(("https://", "http://")):
@@ -590,6 +596,13 @@ class Settings:
         )
 
     @property
+    def widget_origin_set(self) -> frozenset[str] | None:
+        """The sites whose pages may call the chat API from a browser, as browsers write an origin; None for
+        "*" (any site). Read once per value (every API response asks), not kept on the instance: the settings
+        are copied field by field (``Settings(**settings.__dict__)``)."""
+        return _origin_set(self.widget_origins)
+
+    @property
     def secret_key_fallback_list(self) -> list[str]:
         return [key.strip() for key in self.secret_key_fallbacks.split(",") if key.strip()]
 
@@ -689,6 +702,13 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=8)
+def _origin_set(widget_origins: str) -> frozenset[str] | None:
+    if widget_origins.strip() == "*":
+        return None
+    return frozenset(site_origin(entry) for entry in widget_origins.split(",") if entry.strip())
 
 
 _SCALARS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

@@ -42,6 +42,7 @@ from bot.small_talk import (
 from core import channels
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
+from core.pages import Page, PageError, read_page
 from core.redaction import redact
 from core.registry import (
     CHIP_PAYLOAD,
@@ -68,6 +69,7 @@ from core.registry import (
     log_turn,
     messages_after,
     offering_turn,
+    on_page,
     open_choices,
     question_behind,
     rate_chat,
@@ -158,6 +160,20 @@ def metadata_filter(
                     field,
                 )
     return MetadataFilter.of(pairs, any_of=any_of) if pairs else None
+
+
+def page_field(body: dict[str, Any]) -> Page | None:
+    """The chat API's ``page``: the address of the web page the widget is on (core.pages), kept with the
+    conversation without its query or fragment."""
+    value = body.get("page")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise APIError(400, "invalid_type", "'page' must be a string", "page")
+    try:
+        return read_page(value)
+    except PageError as exc:
+        raise APIError(400, "invalid_page", f"'page': {exc}", "page") from None
 
 
 def chat_metadata_field(body: dict[str, Any]) -> MetadataFilter | None:
@@ -312,11 +328,13 @@ def answer_message(
     create_unknown_session: bool = False,
     only: MetadataFilter | None = None,
     reply_by_channel: bool = False,
+    page: Page | None = None,
 ) -> ChatTurn:
     """Predict, log the turn (committed before the caller responds), return what was said. Shared by the
     JSON API and the Rasa and Azure channels. ``only``: answer from the intents whose metadata match it (the
     widget's page, Azure's ``filters``). ``reply_by_channel``: the reply is also put in the messaging app's
-    outbox (core.channels), in the turn's transaction."""
+    outbox (core.channels), in the turn's transaction. ``page``: the web page the widget is on, kept with
+    the conversation."""
     helploop = state()
     serving = helploop.models.state
     if serving.production is None:
@@ -441,7 +459,9 @@ def answer_message(
     # One short write transaction per turn, serialised per process on SQLite (its busy handler sleeps in
     # steps of up to 100 ms when two threads write at once).
     with helploop.write_lock:
-        conversation = get_or_create_conversation(session, conversation_id=conversation_id, channel=channel)
+        conversation = get_or_create_conversation(
+            session, conversation_id=conversation_id, channel=channel, page=page
+        )
         news = (  # only looked up when someone is to be told: nothing added to a default chat turn
             helploop.notifier.enabled
             and logged in (HANDOFF, ASKED_FOR_PERSON)
@@ -522,7 +542,9 @@ def answer_message(
         route_thumbs_down(complained)
     if news:
         reason = "asked" if requested else "bot"
-        helploop.notifier.notify(session_id=conversation.id, reason=reason, message=redact(message))
+        helploop.notifier.notify(
+            session_id=conversation.id, reason=reason, message=redact(message), page=conversation.page_url
+        )
     if serving.shadow is not None and arm != SUGGESTION_ARM and not chit_chat and typed != NONE_OF_THESE:
         helploop.shadow.submit(serving.shadow, turn.id, reading.question, only, earlier=earlier)
     if arm != SUGGESTION_ARM and not requested and not chit_chat:
@@ -566,7 +588,9 @@ def earlier_reading(question: EarlierQuestion | None, settings: Settings) -> Ear
     return Earlier(text, question.intent)
 
 
-def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | None:
+def to_live_chat(
+    message: str, session_id: str | None, page: Page | None = None
+) -> ConversationMessage | None:
     """When an operator has taken the conversation over, the message is for them: stored in the live chat, no
     prediction, no turn, nothing for review. None when the bot should answer. (The lookup stays in the
     session's identity map, so ``answer_message`` does not query the conversation again.)"""
@@ -585,10 +609,13 @@ def to_live_chat(message: str, session_id: str | None) -> ConversationMessage | 
         )
         news = helploop.notifier.enabled and newest != "customer"
         stored = customer_message(session, conversation_id=session_id, text=message)
+        on_page(conversation, page)  # the customer may move to another page while the team answers
         session.commit()
     helploop.metrics.live_chat_messages.labels(sender="customer").inc()
     if news:
-        helploop.notifier.notify(session_id=session_id, reason="message", message=redact(message))
+        helploop.notifier.notify(
+            session_id=session_id, reason="message", message=redact(message), page=conversation.page_url
+        )
     return stored
 
 
@@ -611,7 +638,8 @@ def chat() -> Response:
     assert message is not None
     session_id = session_field(body)
     only = chat_metadata_field(body)
-    live = to_live_chat(message, session_id)
+    page = page_field(body)
+    live = to_live_chat(message, session_id, page)
     if live is not None:
         return jsonify(
             {
@@ -628,7 +656,7 @@ def chat() -> Response:
                 "team_back": None,
             }
         )
-    said = answer_message(message, session_id, channel="widget", only=only)
+    said = answer_message(message, session_id, channel="widget", only=only, page=page)
     prediction = said.prediction
     return jsonify(
         {
@@ -889,7 +917,9 @@ def rating(session_id: str) -> Response:
         said = f"rated the chat {value} of 5" + (
             f": {conversation.rating_comment}" if conversation.rating_comment else ""
         )
-        state().notifier.notify(session_id=conversation.id, reason="low_rating", message=redact(said))
+        state().notifier.notify(
+            session_id=conversation.id, reason="low_rating", message=redact(said), page=conversation.page_url
+        )
     return jsonify(
         {
             "session_id": conversation.id,
@@ -911,15 +941,17 @@ def _notify(session: Session, conversation_id: str, reason: str) -> None:
         .order_by(Turn.id.desc())
         .limit(1)
     )
-    notifier.notify(session_id=conversation_id, reason=reason, message=redact(last or ""))
+    conversation = session.get(Conversation, conversation_id)
+    page = conversation.page_url if conversation is not None else None
+    notifier.notify(session_id=conversation_id, reason=reason, message=redact(last or ""), page=page)
 
 
 @api.after_request
 def cors(response: Response) -> Response:
-    origins = state().settings.widget_origins
+    origins = state().settings.widget_origin_set  # None: any site
     origin = request.headers.get("Origin")
-    if origin and (origins == "*" or origin in {o.strip() for o in origins.split(",")}):
-        response.headers["Access-Control-Allow-Origin"] = origin if origins != "*" else "*"
+    if origin and (origins is None or origin in origins):
+        response.headers["Access-Control-Allow-Origin"] = origin if origins is not None else "*"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Vary"] = "Origin"

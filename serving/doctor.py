@@ -372,6 +372,27 @@ def _channels(settings: Settings, database: Database, now: datetime) -> Check:
     return Check("channels", OK, ", ".join(said))
 
 
+def _widget(settings: Settings, database: Database, now: datetime) -> Check:
+    """Which sites may put the chat on their pages, and which it answered on in the last 30 days."""
+    from core.registry import widget_sites
+
+    with database.session() as session:
+        seen = widget_sites(session, since=now - timedelta(days=30))
+    allowed = settings.widget_origin_set
+    said = f"answered on {len(seen)} site{'' if len(seen) == 1 else 's'} in 30 days" + (
+        ": " + ", ".join(s.site for s in seen[:5]) + (" …" if len(seen) > 5 else "") if seen else ""
+    )
+    notes = []
+    if allowed is None:
+        notes.append("any site may use it (HELPLOOP_WIDGET_ORIGINS=*): list your own sites there")
+    if not settings.public_url:
+        notes.append("no HELPLOOP_PUBLIC_URL: the install page's tag uses the address it was opened at")
+    if notes and settings.environment == "production":
+        return Check("widget", WARN, said + "; " + "; ".join(notes))
+    where = "any site" if allowed is None else ", ".join(sorted(allowed))
+    return Check("widget", OK, f"{said}; allowed: {where}")
+
+
 def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check]:
     """Every check, in order; after a database that cannot be reached, the checks that need it are skipped
     (said as failed)."""
@@ -388,6 +409,7 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
             ("workers", lambda: _workers(settings, database, now)),
             ("review queue", lambda: _review_queue(settings, database, now)),
             ("two-factor keys", lambda: _two_factor_keys(settings, database)),
+            ("widget", lambda: _widget(settings, database, now)),
         ]
         if settings.channels:
             needs_database.append(("channels", lambda: _channels(settings, database, now)))

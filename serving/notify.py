@@ -50,18 +50,21 @@ class HandoffNotifier:
     def enabled(self) -> bool:
         return bool(self.url)
 
-    def notify(self, *, session_id: str, reason: str, message: str) -> None:
-        """Queue one notification (returns at once). ``message`` must already be redacted."""
+    def notify(self, *, session_id: str, reason: str, message: str, page: str | None = None) -> None:
+        """Queue one notification (returns at once). ``message`` must already be redacted; ``page``: the web
+        page the widget chat is on (core.pages, kept redacted), when known."""
         if not self.enabled:
             return
         link = f"{self.public_url}/operator/conversations/{session_id}" if self.public_url else ""
-        text = f"{REASONS[reason]} Last message: “{message}”" + (f" {link}" if link else "")
+        text = f"{REASONS[reason]} Last message: “{message}”" + (f" (on {page})" if page else "")
+        text += f" {link}" if link else ""
         self._work.put(
             {
                 "event": "handoff",
                 "reason": reason,
                 "session_id": session_id,
                 "message": message,
+                "page": page,
                 "url": link,
                 "text": text,  # what Slack-style incoming webhooks display
             }

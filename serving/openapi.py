@@ -261,6 +261,13 @@ SPEC: dict[str, Any] = {
                                     "description": "answer only from intents with every key: value "
                                     '(case-insensitive), e.g. {"product": "savings"}',
                                 },
+                                "page": {
+                                    "type": "string",
+                                    "maxLength": 2000,
+                                    "description": "the http(s) address of the web page the chat is on (the "
+                                    "widget sends it): kept with the conversation for the team, without its "
+                                    "query or fragment, personal data redacted",
+                                },
                             },
                         }
                     ),

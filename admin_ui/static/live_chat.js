@@ -80,6 +80,11 @@
           var template = document.getElementById("template-form");  // WhatsApp: offered once it closed
           if (template) { template.hidden = data.reply_window.open; }
         }
+        var page = document.getElementById("page-link");  // the widget's page: the customer moved on
+        if (page && data.page && page.textContent !== data.page) {
+          page.textContent = data.page;
+          page.href = data.page;
+        }
         if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
         if (data.waiting) { window.setTimeout(poll, 3000); }
       })

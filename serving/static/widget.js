@@ -415,6 +415,11 @@
     var payload = { message: message };
     if (sessionId) { payload.session_id = sessionId; }
     if (metadata) { payload.metadata = metadata; }
+    // The page the customer asks from, for the team's live chat: its address without the query or the
+    // fragment (they can carry tokens or personal data), and only a web page's (not a file opened locally).
+    if (/^https?:$/.test(window.location.protocol)) {
+      payload.page = (window.location.origin + window.location.pathname).slice(0, 1000);
+    }
     // The model still loading (the app just started): ask again by itself, the typing dots showing, for
     // about half a minute before saying it could not be sent.
     function post(attempt) {

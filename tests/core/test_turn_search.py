@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core import migrate
 from core.db import make_engine
-from core.models import Turn
+from core.models import Conversation, Turn, new_uuid
 from core.registry import conversation_summaries, get_or_create_conversation, log_turn
 from core.turn_search import PG_INDEX, index_state, rebuild_index, rebuild_index_online, user_text_matches
 from tests.conftest import insert_row
@@ -28,12 +28,12 @@ def _log(session: Session, texts: list[str]) -> list[str]:
     there yet at 0030)."""
     conversations = []
     for typed in texts:
-        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        conversation = insert_row(session, Conversation, id=new_uuid(), channel="widget")
         insert_row(
-            session, Turn, conversation_id=conversation.id, user_text=typed, status="answered", intent="x",
+            session, Turn, conversation_id=conversation, user_text=typed, status="answered", intent="x",
             answer="", confidence=0.9, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
         )  # fmt: skip
-        conversations.append(conversation.id)
+        conversations.append(conversation)
     session.commit()
     return conversations
 

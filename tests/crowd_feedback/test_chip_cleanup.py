@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from core import migrate
 from core.db import make_engine
-from core.models import Claim, Judgement, ReviewItem, ReviewItemTurn, User, utcnow
-from core.registry import SUGGESTION_ARM, get_or_create_conversation
+from core.models import Claim, Conversation, Judgement, ReviewItem, ReviewItemTurn, User, new_uuid, utcnow
+from core.registry import SUGGESTION_ARM
 from tests.conftest import insert_row
 
 
@@ -20,7 +20,7 @@ def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0023")
     with Session(engine) as session:
-        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        conversation = insert_row(session, Conversation, id=new_uuid(), channel="widget")  # 0023's columns
 
         def turn(text: str, *, chip: bool) -> int:
             # Plain SQL with the columns of revision 0023: the model (log_turn) writes columns added later.
@@ -33,7 +33,7 @@ def test_migration_0024_takes_clicked_chips_out_of_pending_review(empty_database
                         "'[]', '{}', 'v1', 1.0, :arm) RETURNING id"
                     ),
                     {
-                        "conversation": conversation.id,
+                        "conversation": conversation,
                         "now": utcnow(),
                         "text": text,
                         "confidence": 1.0 if chip else 0.8,

@@ -67,33 +67,33 @@ def test_migration_0027_redacts_the_names_given_without_my_name_is(empty_databas
 def test_migration_0030_scrubs_cards_typed_next_to_other_digits(empty_database_url: str) -> None:
     """Older rules let a card number typed after other digits into the turn log, comments, live chat and
     review; 0030 takes it out everywhere (turns written with the columns of 0029 only)."""
-    from core.models import Conversation, ConversationMessage, Turn
+    from core.models import Conversation, ConversationMessage, Turn, new_uuid
     from core.redaction import scrub_secrets
-    from core.registry import get_or_create_conversation
 
     typed = "order 12 4111 1111 1111 1111 never came"
     scrubbed = "order 12 [CARD_NUMBER] never came"
     engine = make_engine(empty_database_url)
     migrate.upgrade(engine, "0029")
     with Session(engine) as session:
-        conversation = get_or_create_conversation(session, conversation_id=None, channel="widget")
+        # the columns of revision 0029 only (the model names columns added later)
+        conversation_id = insert_row(
+            session, Conversation, id=new_uuid(), channel="widget", rating_comment=typed
+        )
         # What the older rules stored (they found this one card and missed the other).
         turn_id = insert_row(
-            session, Turn, conversation_id=conversation.id, user_text=typed, status="answered",
+            session, Turn, conversation_id=conversation_id, user_text=typed, status="answered",
             intent="card_arrival", answer="Soon.", confidence=0.9, candidates=[], member_scores={},
             model_version="v1", latency_ms=1.0, feedback_comment=f"still nothing, {typed}",
         )  # fmt: skip
         other_id = insert_row(  # scrubbed as it was logged: its placeholder stays
-            session, Turn, conversation_id=conversation.id,
+            session, Turn, conversation_id=conversation_id,
             user_text=scrub_secrets("card 4111 1111 1111 1111 lost"), status="handoff", intent=None,
             answer="", confidence=0.2, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0,
         )  # fmt: skip
-        conversation.rating_comment = typed
-        session.add(ConversationMessage(conversation_id=conversation.id, sender="customer", text=typed))
+        session.add(ConversationMessage(conversation_id=conversation_id, sender="customer", text=typed))
         item_id = insert_row(session, ReviewItem, text=typed, status="resolved", cluster_size=1)
         session.add(VerifiedPair(item_id=item_id, text=typed, intent="card_arrival", weight=0.9))
         session.commit()
-        conversation_id = conversation.id
     migrate.upgrade(engine)
     with Session(engine) as session:
         turn = session.get(Turn, turn_id)

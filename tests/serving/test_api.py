@@ -554,11 +554,14 @@ def test_demo_page_and_widget_assets(client: Any) -> None:
 
 
 def test_cors_allows_configured_origins(make_app: Any) -> None:
-    client = make_app(widget_origins="https://shop.example").test_client()
+    # written with a trailing "/" and capitals, as people copy a site's address: it still matches what
+    # browsers send (it used to be compared as typed, so such a setting let no site in)
+    client = make_app(widget_origins="https://Shop.example/, https://help.example").test_client()
     allowed = client.post(
         "/api/v1/chat", json={"message": "where is my card"}, headers={"Origin": "https://shop.example"}
     )
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Origin" in allowed.headers["Vary"]
     other = client.post(
         "/api/v1/chat", json={"message": "where is my card"}, headers={"Origin": "https://evil.example"}
     )
@@ -1643,3 +1646,58 @@ def test_ok_and_yes_are_read_by_what_the_bot_said_before(make_app: Any) -> None:
     assert replies("thanks", "one more thing")[1] == settings.small_talk_go_ahead
     angry = replies("when will my card arrive", "😡")[1]  # the thumbs-down, typed
     assert angry.startswith(settings.small_talk_not_helpful)
+
+
+def conversation_row(app: Any, conversation_id: str) -> Any:
+    from core.models import Conversation
+
+    with app.extensions["helploop"].database.session() as session:
+        row = session.get(Conversation, conversation_id)
+        session.expunge(row)
+        return row
+
+
+def test_the_widget_page_is_kept_with_the_conversation_as_the_customer_moves(client: Any, app: Any) -> None:
+    first = chat(
+        client, "where is my card", page="https://Shop.example.com/cards/replace?token=s3cret#faq"
+    ).get_json()
+    row = conversation_row(app, first["session_id"])
+    assert row.site == "https://shop.example.com"
+    assert row.page_url == "https://shop.example.com/cards/replace"  # no query, no fragment
+    chat(
+        client, "how do i change my pin", session_id=first["session_id"], page="https://shop.example.com/pin"
+    )
+    assert conversation_row(app, first["session_id"]).page_url == "https://shop.example.com/pin"
+    # a message without the field (an API caller, an older widget) leaves the page as it was
+    chat(client, "thanks", session_id=first["session_id"])
+    assert conversation_row(app, first["session_id"]).page_url == "https://shop.example.com/pin"
+    # personal data in the path is redacted before it is kept
+    other = chat(client, "where is my card", page="https://shop.example.com/u/jane@example.com").get_json()
+    assert conversation_row(app, other["session_id"]).page_url == "https://shop.example.com/u/[EMAIL]"
+    # while a person chats with the customer, their messages still move the page
+    from core.registry import agent_reply, request_handoff
+
+    with app.extensions["helploop"].database.session() as session:
+        request_handoff(session, conversation_id=first["session_id"])
+        agent_reply(session, conversation_id=first["session_id"], agent="omar", text="Hi, Omar here")
+        session.commit()
+    live = chat(client, "still there?", session_id=first["session_id"], page="https://shop.example.com/help")
+    assert live.get_json()["status"] == "agent"
+    assert conversation_row(app, first["session_id"]).page_url == "https://shop.example.com/help"
+
+
+@pytest.mark.parametrize(
+    ("page", "code"),
+    [
+        (42, "invalid_type"),
+        ("file:///home/me/page.html", "invalid_page"),
+        ("not an address", "invalid_page"),
+        ("https://shop.example.com/" + "a" * 2000, "invalid_page"),
+    ],
+)
+def test_a_bad_page_is_refused_and_nothing_is_logged(client: Any, app: Any, page: Any, code: str) -> None:
+    response = chat(client, "where is my card", page=page)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["field"] == "page"
+    assert turns(app) == []

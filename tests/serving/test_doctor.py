@@ -63,7 +63,7 @@ def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Pa
     _migrated(settings).dispose()
     checks = _by_name(run_checks(settings))
     assert [c.status for c in checks.values()] == [
-        "ok", "ok", "fail", "fail", "ok", "ok", "ok", "warn", "ok", "ok", "warn"
+        "ok", "ok", "fail", "fail", "ok", "ok", "ok", "ok", "warn", "ok", "ok", "warn"
     ]  # fmt: skip
     assert checks["models"].detail.startswith("no model is registered: build one")
     assert checks["knowledge base"].detail.startswith("empty: import one")
@@ -73,9 +73,9 @@ def test_a_fresh_installation_fails_on_what_stops_it_from_answering(tmp_path: Pa
     result = _doctor(settings)
     assert result.exit_code == 1
     assert "FAIL  models           no model is registered" in result.output
-    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 7 ok"
+    assert result.output.splitlines()[-1] == "2 failed, 2 warning(s), 8 ok"
     as_json = json.loads(_doctor(settings, "--json").output)
-    assert as_json["summary"] == {"healthy": False, "ok": 7, "warn": 2, "fail": 2}
+    assert as_json["summary"] == {"healthy": False, "ok": 8, "warn": 2, "fail": 2}
     assert [c["name"] for c in as_json["checks"]][:3] == ["database", "schema", "models"]
 
 
@@ -344,3 +344,40 @@ def test_single_sign_on_is_checked_only_when_configured(tmp_path: Path) -> None:
         assert check.status == "fail" and "names the issuer 'https://evil.example.com'" in check.detail
     check = _by_name(run_checks(_settings(tmp_path, **sso)))["single sign-on"]  # the provider is gone
     assert check.status == "fail" and "cannot be read" in check.detail
+
+
+def test_the_widget_check_names_the_sites_and_warns_in_production_about_any_site(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from core.models import Conversation, utcnow
+
+    settings = _settings(tmp_path)
+    database = _migrated(settings)
+    with database.session() as session:
+        for site in ("https://shop.example.com", "https://help.example.com", "https://shop.example.com"):
+            session.add(Conversation(site=site, page_url=site + "/", last_activity_at=utcnow()))
+        old = utcnow() - timedelta(days=31)
+        session.add(
+            Conversation(site="https://old.example", page_url="https://old.example/", last_activity_at=old)
+        )
+        session.commit()
+    database.dispose()
+    widget = _by_name(run_checks(settings))["widget"]
+    assert (widget.status, widget.detail) == (
+        "ok",
+        "answered on 2 sites in 30 days: https://shop.example.com, https://help.example.com; "
+        "allowed: any site",
+    )
+    production = {"environment": "production", "secret_key": "a real secret key " * 3}
+    widget = _by_name(run_checks(_settings(tmp_path, **production)))["widget"]
+    assert widget.status == "warn"
+    assert "any site may use it (HELPLOOP_WIDGET_ORIGINS=*)" in widget.detail
+    assert "no HELPLOOP_PUBLIC_URL" in widget.detail
+    listed = _settings(
+        tmp_path,
+        **production,
+        widget_origins="https://shop.example.com",
+        public_url="https://bot.example.com",
+    )
+    widget = _by_name(run_checks(listed))["widget"]
+    assert widget.status == "ok" and widget.detail.endswith("; allowed: https://shop.example.com")

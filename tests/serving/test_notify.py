@@ -91,7 +91,10 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
     )
     helploop = app.extensions["helploop"]
     client = app.test_client()
-    first = client.post("/api/v1/chat", json={"message": "zzz qqq mail jo@example.com"}).get_json()
+    first = client.post(
+        "/api/v1/chat",
+        json={"message": "zzz qqq mail jo@example.com", "page": "https://shop.example.com/cards?ref=mail"},
+    ).get_json()
     assert first["status"] == "handoff"
     again = client.post(
         "/api/v1/chat", json={"message": "zzz qqq still there?", "session_id": first["session_id"]}
@@ -113,6 +116,9 @@ def test_the_app_notifies_once_per_handoff_over_http(make_app: Any, receiver: st
     assert (
         Receiver.received[2]["body"]["message"] == "where is my card"
     )  # typed, not the chip's "/card_arrival"
+    # the page the widget chat is on, for the bot's handoff and the contact alike; none for an API chat
+    assert [r["body"]["page"] for r in Receiver.received] == ["https://shop.example.com/cards"] * 2 + [None]
+    assert "(on https://shop.example.com/cards)" in Receiver.received[0]["body"]["text"]
     bodies = json.dumps([r["body"] for r in Receiver.received])
     assert "jo@example.com" not in bodies and "[EMAIL]" in bodies  # only redacted text leaves
     assert (

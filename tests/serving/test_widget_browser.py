@@ -485,3 +485,15 @@ def test_a_follow_up_typed_in_the_widget_is_answered_with_the_question_before(
     with app.extensions["helploop"].database.session() as session:
         logged = [(t.intent, t.context_text) for t in session.scalars(select(Turn).order_by(Turn.id))]
     assert logged == [(None, None), ("card_arrival", None), ("card_delivery_estimate", "where is my card")]
+
+
+def test_the_widget_tells_the_page_it_is_on_without_the_query(
+    page: Any, live_server: tuple[str, Any]
+) -> None:
+    base, app = live_server
+    page.goto(base + "/?campaign=spring&email=jo@example.com#cards")
+    send(page, "when will my card arrive")
+    bot_messages(page).first.wait_for()
+    with app.extensions["helploop"].database.session() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        assert conversation.site == base and conversation.page_url == base + "/"

@@ -1,0 +1,177 @@
+"""The widget's install page (operators): the tag to paste into the company's site, built from the choices on
+the page (colour, side, texts, the page's metadata), a preview of the real widget with those choices, whether
+``HELPLOOP_WIDGET_ORIGINS`` lets a given site use it, and the sites the widget has answered on (core.pages).
+Nothing here writes: every form is a GET."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from markupsafe import escape
+from sqlalchemy import select
+
+from admin_ui.setup import require_role
+from core.kb_files import KnowledgeBaseFormatError, check_metadata
+from core.models import Intent, utcnow
+from core.pages import PageError, origin
+from core.registry import widget_sites
+
+install = Blueprint("install", __name__, url_prefix="/operator/widget", template_folder="templates")
+
+COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+DEFAULT_COLOR = "#0b57d0"  # widget.css's --hl-accent
+TEXT_LIMIT = 200
+SEEN_DAYS = 30
+# The texts most often changed on the tag (every other is in widget.js's TEXTS), in the page's order.
+TEXTS = {"title": "Title", "greeting": "Greeting", "placeholder": "Message box placeholder"}
+
+
+@dataclass
+class WidgetTag:
+    """The choices read from the page's query, checked: what goes on the tag, and what was left off, why."""
+
+    attributes: dict[str, str] = field(default_factory=dict)  # data-helploop-KEY -> value, in order
+    errors: dict[str, str] = field(default_factory=dict)  # field -> why it is not on the tag
+    values: dict[str, str] = field(default_factory=dict)  # as typed, for the form
+
+    def html(self, base: str) -> str:
+        """The tag to paste, the values escaped for an HTML attribute."""
+        parts = [f'<script src="{escape(base)}/widget.js"', f'  data-helploop-url="{escape(base)}"']
+        parts += [f'  data-helploop-{key}="{escape(value)}"' for key, value in self.attributes.items()]
+        return "\n".join(parts) + "\n  defer></script>"
+
+
+def read_choices(args: Any, intents_metadata: list[dict[str, str]]) -> WidgetTag:
+    tag = WidgetTag()
+    for name in ("color", "position", "lang", "metadata", *TEXTS):
+        tag.values[name] = (args.get(name) or "").strip()
+    color = tag.values["color"]
+    if color and not COLOR.fullmatch(color):
+        tag.errors["color"] = f"{color!r} is not a hex colour such as #c2185b"
+    elif color and color.lower() != DEFAULT_COLOR:  # the widget's own blue needs no attribute
+        tag.attributes["color"] = color.lower()
+    if tag.values["position"] not in ("", "right", "left"):
+        tag.errors["position"] = "the widget sits on the right or the left"
+    elif tag.values["position"] == "left":
+        tag.attributes["position"] = "left"
+    for name in TEXTS:
+        value = tag.values[name]
+        if len(value) > TEXT_LIMIT:
+            tag.errors[name] = f"{len(value)} characters; at most {TEXT_LIMIT}"
+        elif value:
+            tag.attributes[name] = value
+    lang = tag.values["lang"]
+    if lang and not LANG.fullmatch(lang):
+        tag.errors["lang"] = f"{lang!r} is not a language tag such as de or pt-BR"
+    elif lang:
+        tag.attributes["lang"] = lang
+    if tag.values["metadata"]:
+        try:
+            pairs = check_metadata("metadata", None, "metadata", tag.values["metadata"])
+        except KnowledgeBaseFormatError as exc:
+            tag.errors["metadata"] = exc.message
+        else:
+            answering = sum(all(meta.get(k) == v for k, v in pairs.items()) for meta in intents_metadata)
+            if not answering:
+                tag.errors["metadata"] = (
+                    "no intent of the knowledge base has "
+                    + " and ".join(f"{k}:{v}" for k, v in pairs.items())
+                    + ": the widget on that page could answer nothing"
+                )
+            else:
+                tag.attributes["metadata"] = "|".join(f"{k}:{v}" for k, v in pairs.items())
+                tag.values["answering"] = str(answering)
+    return tag
+
+
+def site_check(raw: str, allowed: frozenset[str] | None, base: str) -> dict[str, Any]:
+    """Whether the widget on ``raw``'s pages may call the chat API, and what to change when it may not."""
+    try:
+        site = origin(raw)
+    except PageError as exc:
+        return {"error": str(exc)}
+    check: dict[str, Any] = {"site": site, "allowed": allowed is None or site in allowed}
+    if not check["allowed"]:
+        check["setting"] = ",".join(sorted({*(allowed or ()), site}))
+    # A page served over https cannot call an http address (mixed content), whatever the origins say.
+    check["mixed"] = site.startswith("https://") and base.startswith("http://")
+    return check
+
+
+def seen_sites(session: Any, allowed: frozenset[str] | None) -> list[dict[str, Any]]:
+    """The sites the widget answered on in the last SEEN_DAYS days: chats, the last one, allowed now."""
+    return [
+        {"site": s.site, "chats": s.chats, "last": s.last, "allowed": allowed is None or s.site in allowed}
+        for s in widget_sites(session, since=utcnow() - timedelta(days=SEEN_DAYS))
+    ]
+
+
+def _page_state() -> tuple[WidgetTag, str, dict[str, Any]]:
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    base = (settings.public_url or request.host_url).rstrip("/")
+    with helploop.database.session() as session:
+        metadata = [m or {} for m in session.scalars(select(Intent.metadata_))]
+        seen = seen_sites(session, settings.widget_origin_set)
+    tag = read_choices(request.args, metadata)
+    raw_site = (request.args.get("site") or "").strip()
+    extra = {
+        "seen": seen,
+        "site": site_check(raw_site, settings.widget_origin_set, base) if raw_site else None,
+        "site_value": raw_site,
+    }
+    return tag, base, extra
+
+
+@install.get("")
+@require_role("operator")
+def widget_page() -> Any:
+    settings = current_app.extensions["helploop"].settings
+    tag, base, extra = _page_state()
+    return render_template(
+        "admin/widget.html",
+        tag=tag,
+        snippet=tag.html(base),
+        base=base,
+        public_url=settings.public_url,
+        origins=settings.widget_origin_set,
+        texts=TEXTS,
+        preview_query=request.query_string.decode("utf-8", "replace"),
+        seen_days=SEEN_DAYS,
+        own_site=request.host_url.rstrip("/"),
+        **extra,
+    )
+
+
+@install.get("/tag.json")
+@require_role("operator")
+def widget_tag() -> Any:
+    """What the page's script asks as the choices change: the tag and what was left off it."""
+    tag, base, extra = _page_state()
+    answering = tag.values.get("answering")  # the intents that can answer on a page with the metadata
+    return jsonify({"snippet": tag.html(base), "errors": tag.errors, "answering": answering})
+
+
+@install.get("/preview")
+@require_role("operator")
+def widget_preview() -> Response:
+    """The real widget on an empty page, with the choices: shown in the install page's frame, served by this
+    app so that it chats with it whatever the public address."""
+    tag, _base, _extra = _page_state()
+    response = current_app.make_response(
+        render_template(
+            "admin/widget_preview.html", attributes=tag.attributes, base=request.host_url.rstrip("/")
+        )
+    )
+    # framed by the install page only (the other operator pages may not be framed at all)
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'self'"
+    )
+    return response

@@ -1,0 +1,230 @@
+"""The widget's install page: the tag built from the choices, the origin check, the sites the widget answered
+on, and the preview's framing rules."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from typing import Any
+
+from tests.serving.test_admin import add_user, login, signed_in_operator
+
+
+def add_intents(app: Any) -> None:
+    from core.kb_files import IntentData, KnowledgeBaseData
+    from core.knowledge_base import import_knowledge_base
+
+    kb = KnowledgeBaseData(
+        {
+            "card_arrival": IntentData("card_arrival", answer="5-7 days.", examples=["where is my card"]),
+            "savings_rate": IntentData(
+                "savings_rate",
+                answer="2 %.",
+                examples=["what is the savings rate"],
+                metadata={"product": "savings"},
+            ),
+        }
+    )
+    with app.extensions["helploop"].database.session() as session:
+        import_knowledge_base(session, incoming=kb, source="test")
+
+
+def snippet(page: str) -> str:
+    match = re.search(r'<pre id="snippet"[^>]*><code>(.*?)</code></pre>', page, re.S)
+    assert match, "no tag on the page"
+    return html.unescape(match.group(1))
+
+
+def test_the_page_gives_the_tag_with_the_choices_escaped(make_app: Any) -> None:
+    app, client = signed_in_operator(make_app)
+    add_intents(app)
+    plain = client.get("/operator/widget")
+    assert plain.status_code == 200
+    page = plain.get_data(as_text=True)
+    assert snippet(page) == (
+        '<script src="http://localhost/widget.js"\n  data-helploop-url="http://localhost"\n  defer></script>'
+    )
+    assert 'id="no-public-url"' in page  # the address is the one the page was reached at
+    assert 'aria-current="page">Operator<' in page  # reached from the overview
+    assert 'href="/operator/widget"' in client.get("/operator/").get_data(as_text=True)
+    chosen = client.get(
+        "/operator/widget",
+        query_string={
+            "color": "#C2185B",
+            "position": "left",
+            "title": 'Ask "Bank"',
+            "greeting": "<b>Hi</b> & welcome",
+            "lang": "de",
+            "metadata": "Product: savings",
+        },
+    ).get_data(as_text=True)
+    tag = snippet(chosen)
+    assert 'data-helploop-color="#c2185b"' in tag
+    assert 'data-helploop-position="left"' in tag
+    assert 'data-helploop-title="Ask &#34;Bank&#34;"' in tag  # quotes cannot end the attribute
+    assert 'data-helploop-greeting="&lt;b&gt;Hi&lt;/b&gt; &amp; welcome"' in tag
+    assert 'data-helploop-lang="de"' in tag
+    assert 'data-helploop-metadata="product:savings"' in tag  # as the knowledge base reads it
+    assert "1 intent can answer there" in chosen
+    assert "<b>Hi</b>" not in chosen  # escaped on the page too
+
+
+def test_bad_choices_are_named_and_left_off_the_tag(make_app: Any) -> None:
+    app, client = signed_in_operator(make_app)
+    add_intents(app)
+    page = client.get(
+        "/operator/widget",
+        query_string={"color": "red", "position": "top", "lang": "not a tag", "metadata": "product:loans"},
+    ).get_data(as_text=True)
+    tag = snippet(page)
+    for key in ("color", "position", "lang", "metadata"):
+        assert f"data-helploop-{key}" not in tag
+    assert "&#39;red&#39; is not a hex colour" in page
+    assert 'id="position-error"' in page and 'id="lang-error"' in page
+    assert "no intent of the knowledge base has product:loans" in page
+    # the default colour needs no attribute
+    assert "data-helploop-color" not in snippet(
+        client.get("/operator/widget?color=%230B57D0").get_data(as_text=True)
+    )
+    data = client.get(
+        "/operator/widget/tag.json", query_string={"color": "red", "position": "left"}
+    ).get_json()
+    assert 'data-helploop-position="left"' in data["snippet"]
+    assert set(data["errors"]) == {"color"} and data["answering"] is None
+    assert client.get("/operator/widget/tag.json?metadata=product:savings").get_json()["answering"] == "1"
+
+
+def test_the_site_check_says_whether_the_origins_let_a_site_in(make_app: Any) -> None:
+    app = make_app(
+        ratelimit_enabled=False,
+        widget_origins="https://shop.example.com",
+        public_url="http://bot.example.com",
+    )
+    add_user(app, "omar", "operator")
+    client = app.test_client()
+    login(client, "omar")
+    allowed = client.get("/operator/widget?site=https://Shop.example.com/help").get_data(as_text=True)
+    assert 'id="site-ok"' in allowed and "<strong>https://shop.example.com</strong>" in allowed
+    assert 'src="http://bot.example.com/widget.js"' in html.unescape(allowed)  # the public address
+    assert 'id="no-public-url"' not in allowed
+    # an https page cannot call the http address
+    assert "cannot reach it" in allowed
+    refused = client.get("/operator/widget?site=https://www.example.org").get_data(as_text=True)
+    assert 'id="site-refused"' in refused
+    assert "HELPLOOP_WIDGET_ORIGINS=https://shop.example.com,https://www.example.org" in refused
+    bad = client.get("/operator/widget?site=www.example.org").get_data(as_text=True)
+    assert "is not an http(s) address" in bad
+    assert 'id="allowed-sites"' in allowed and 'id="any-site"' not in allowed
+
+
+def test_the_sites_the_widget_answered_on_are_listed(make_app: Any) -> None:
+    from core.models import Conversation, utcnow
+
+    app, client = signed_in_operator(make_app)
+    now = utcnow()
+    with app.extensions["helploop"].database.session() as session:
+        for site, days in [
+            ("https://shop.example.com", 1),
+            ("https://shop.example.com", 2),
+            ("https://old.example", 40),
+        ]:
+            session.add(
+                Conversation(site=site, page_url=site + "/", last_activity_at=now - timedelta(days=days))
+            )
+        session.add(Conversation(channel="telegram", last_activity_at=now))
+        session.commit()
+    page = client.get("/operator/widget").get_data(as_text=True)
+    rows = re.findall(r'<tr data-site="([^"]+)"><td>.*?</td>\s*<td>(\d+)</td>', page, re.S)
+    assert rows == [("https://shop.example.com", "2")]  # 40 days ago is past the table's 30
+    assert 'id="any-site"' in page and "HELPLOOP_WIDGET_ORIGINS=https://shop.example.com</code>" in page
+
+
+def test_the_preview_is_the_widget_framed_by_this_app_only(make_app: Any) -> None:
+    _app, client = signed_in_operator(make_app)
+    preview = client.get("/operator/widget/preview?color=%23c2185b&position=left&title=Hi%22x")
+    assert preview.status_code == 200
+    assert preview.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in preview.headers["Content-Security-Policy"]
+    body = preview.get_data(as_text=True)
+    assert 'data-helploop-url="http://localhost"' in body
+    assert (
+        'data-helploop-color="#c2185b" data-helploop-position="left" data-helploop-title="Hi&#34;x"' in body
+    )
+    # every other operator page still refuses to be framed
+    assert client.get("/operator/widget").headers["X-Frame-Options"] == "DENY"
+
+
+def test_reviewers_cannot_open_the_install_page(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "rita", "reviewer")
+    client = app.test_client()
+    login(client, "rita")
+    for path in ("/operator/widget", "/operator/widget/tag.json", "/operator/widget/preview"):
+        assert client.get(path).status_code == 403
+    anonymous = app.test_client().get("/operator/widget")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+
+def test_the_live_chat_shows_the_page_the_customer_is_on(make_app: Any) -> None:
+    app, client = signed_in_operator(make_app)
+    first = app.test_client().post(
+        "/api/v1/chat", json={"message": "where is my card", "page": "https://shop.example.com/cards?id=7"}
+    )
+    conversation_id = first.get_json()["session_id"]
+    page = client.get(f"/operator/conversations/{conversation_id}").get_data(as_text=True)
+    assert 'href="https://shop.example.com/cards"' in page and 'rel="noopener noreferrer"' in page
+    app.test_client().post(
+        "/api/v1/chat",
+        json={"message": "thanks", "session_id": conversation_id, "page": "https://shop.example.com/help"},
+    )
+    polled = client.get(f"/operator/conversations/{conversation_id}/messages.json").get_json()
+    assert polled["page"] == "https://shop.example.com/help"
+    listed = client.get("/operator/conversations?view=all").get_data(as_text=True)
+    assert (
+        'class="muted page" title="https://shop.example.com/help">on https://shop.example.com/help<' in listed
+    )
+    other = app.test_client().post("/api/v1/chat", json={"message": "where is my card"}).get_json()
+    assert 'id="page"' not in client.get(f"/operator/conversations/{other['session_id']}").get_data(
+        as_text=True
+    )
+
+
+def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) -> None:
+    """Chromium: a colour typed on the install page changes the tag and the preview's real widget without a
+    reload; a bad one is named under its field; Copy puts the tag on the clipboard."""
+    from tests.serving.conftest import live
+    from tests.serving.test_admin_browser import logged_in_page
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    with live(app) as base:
+        context, page, errors = logged_in_page(
+            browser,
+            base + "/operator/widget",
+            "omar",
+            permissions=["clipboard-read", "clipboard-write"],
+            viewport={"width": 1280, "height": 1700},  # the preview's bubble in view
+        )
+        page.fill("#color", "#c2185b")
+        page.locator("#snippet code", has_text='data-helploop-color="#c2185b"').wait_for()
+        assert page.input_value("#color-pick") == "#c2185b"  # the picker follows the text field
+        assert "color=%23c2185b" in page.url  # the address keeps the choices (a reload, a link)
+        page.check("input[name=position][value=left]")
+        page.locator("#snippet code", has_text="data-helploop-position").wait_for()
+        frame = page.frame_locator("#preview")
+        frame.locator(".hl-launcher").click()
+        header = frame.locator(".hl-header")
+        header.wait_for()
+        assert header.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(194, 24, 91)"
+        launcher_left = frame.locator(".hl-launcher").evaluate("e => e.getBoundingClientRect().left")
+        assert launcher_left < 100  # on the left of the frame
+        page.fill("#color", "#zz")
+        page.locator("#color-error").wait_for()
+        assert "is not a hex colour" in page.inner_text("#color-error")
+        assert "data-helploop-color" not in page.inner_text("#snippet")
+        page.click("#copy-snippet")
+        page.locator("#copy-snippet", has_text="Copied").wait_for()
+        assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#snippet code")
+        context.close()
+        assert errors == []
