@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import re
 import time
@@ -87,6 +88,7 @@ from serving.app import db_session, limiter, state
 from serving.errors import APIError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -955,4 +957,23 @@ def cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Vary"] = "Origin"
+    elif origin and origin != request.host_url.rstrip("/"):  # this app's own pages need no permission
+        refused_origin(origin)
     return response
+
+
+REFUSED_LOGGED = 100  # sites a process names in its log, at most (the counter counts every call)
+
+
+def refused_origin(origin: str) -> None:
+    """A site's page called the chat API and HELPLOOP_WIDGET_ORIGINS does not allow it: the browser stops the
+    widget there without a word to anyone, so the log names the site (once) and a counter counts."""
+    helploop = state()
+    helploop.metrics.refused_origins.inc()
+    if origin not in helploop.refused_origins and len(helploop.refused_origins) < REFUSED_LOGGED:
+        helploop.refused_origins.add(origin)
+        log.warning(
+            "the chat API was called from a page of %r, which HELPLOOP_WIDGET_ORIGINS does not allow: the "
+            "browser stops the widget there (add the site to the setting if it is yours)",
+            origin[:200],
+        )

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,6 +80,8 @@ class HelpLoop:
     policy: ReviewPolicy
     notifier: HandoffNotifier
     channel_sender: ChannelSender | None = None  # sends replies to messaging apps (when one is set up)
+    # Sites refused by HELPLOOP_WIDGET_ORIGINS whose refusal was logged (once each, at most REFUSED_LOGGED)
+    refused_origins: set[str] = field(default_factory=set)
 
 
 def state() -> HelpLoop:

@@ -31,6 +31,12 @@ class Metrics:
             ["sender"],
             registry=self.registry,
         )
+        self.refused_origins = Counter(
+            "helploop_widget_refused_origins_total",
+            "Browser calls to the chat API from a site HELPLOOP_WIDGET_ORIGINS does not allow (the browser "
+            "stops the widget there; the log names each such site once)",
+            registry=self.registry,
+        )
         self.chat_ratings = Counter(
             "helploop_chat_ratings_total",
             "Customers' ratings of their live chat with the team (1-5)",

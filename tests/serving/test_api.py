@@ -568,6 +568,21 @@ def test_cors_allows_configured_origins(make_app: Any) -> None:
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_a_refused_site_is_counted_and_named_once_in_the_log(make_app: Any, caplog: Any) -> None:
+    """The browser stops the widget on a site the setting leaves out without telling anyone: the log names
+    the site once per process and a counter counts every call; this app's own pages are not refused."""
+    client = make_app(widget_origins="https://shop.example").test_client()
+    with caplog.at_level("WARNING", logger="serving.api"):
+        for origin in ("https://www.shop.example", "https://www.shop.example", "http://localhost"):
+            client.options("/api/v1/chat", headers={"Origin": origin})
+    named = [
+        r.getMessage() for r in caplog.records if "HELPLOOP_WIDGET_ORIGINS does not allow" in r.getMessage()
+    ]
+    assert len(named) == 1 and "'https://www.shop.example'" in named[0]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "helploop_widget_refused_origins_total 2.0" in metrics
+
+
 def test_rate_limit_answers_429_as_json(make_app: Any) -> None:
     client = make_app(chat_rate_limit="3/minute").test_client()
     codes = [chat(client, "where is my card").status_code for _ in range(4)]

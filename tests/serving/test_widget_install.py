@@ -228,3 +228,21 @@ def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) 
         assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#snippet code")
         context.close()
         assert errors == []
+
+
+def test_the_install_page_fits_a_phone(browser: Any, make_app: Any) -> None:
+    """At 390 px the page scrolls only downwards: the tag wraps, the fields and the preview fit the card."""
+    from tests.serving.conftest import live
+    from tests.serving.test_admin_browser import logged_in_page
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    with live(app) as base:
+        context, page, errors = logged_in_page(
+            browser, base + "/operator/widget?greeting=" + "Hello%20there%20" * 12, "omar",
+            viewport={"width": 390, "height": 800},
+        )  # fmt: skip
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path="/tmp/install_phone.png", full_page=True)
+        context.close()
+        assert errors == []
