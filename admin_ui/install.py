@@ -47,6 +47,8 @@ class WidgetTag:
 
 
 def read_choices(args: Any, intents_metadata: list[dict[str, str]]) -> WidgetTag:
+    """The page's query (``args``) checked against what the widget reads and against the knowledge base's
+    metadata (``intents_metadata``, one dict per intent)."""
     tag = WidgetTag()
     for name in ("color", "position", "lang", "metadata", *TEXTS):
         tag.values[name] = (args.get(name) or "").strip()

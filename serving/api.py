@@ -9,6 +9,7 @@ import re
 import time
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
@@ -957,7 +958,8 @@ def cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Vary"] = "Origin"
-    elif origin and origin != request.host_url.rstrip("/"):  # this app's own pages need no permission
+    elif origin and urlsplit(origin).netloc != request.host:  # this app's own pages need no permission
+        # (the host alone: behind a proxy that ends TLS, the scheme this app sees can differ)
         refused_origin(origin)
     return response
 

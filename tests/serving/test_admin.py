@@ -48,9 +48,9 @@ def login(client: Any, username: str) -> Any:
     )
 
 
-def signed_in_operator(make_app: Any) -> tuple[Any, Any]:
-    """An app (no rate limits) with operator omar, and a client signed in as omar."""
-    app = make_app(ratelimit_enabled=False)
+def signed_in_operator(make_app: Any, **settings: Any) -> tuple[Any, Any]:
+    """An app (no rate limits, ``settings`` besides) with operator omar, and a client signed in as omar."""
+    app = make_app(ratelimit_enabled=False, **settings)
     add_user(app, "omar", "operator")
     client = app.test_client()
     login(client, "omar")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -96,14 +98,9 @@ def test_bad_choices_are_named_and_left_off_the_tag(make_app: Any) -> None:
 
 
 def test_the_site_check_says_whether_the_origins_let_a_site_in(make_app: Any) -> None:
-    app = make_app(
-        ratelimit_enabled=False,
-        widget_origins="https://shop.example.com",
-        public_url="http://bot.example.com",
+    _app, client = signed_in_operator(
+        make_app, widget_origins="https://shop.example.com", public_url="http://bot.example.com"
     )
-    add_user(app, "omar", "operator")
-    client = app.test_client()
-    login(client, "omar")
     allowed = client.get("/operator/widget?site=https://Shop.example.com/help").get_data(as_text=True)
     assert 'id="site-ok"' in allowed and "<strong>https://shop.example.com</strong>" in allowed
     assert 'src="http://bot.example.com/widget.js"' in html.unescape(allowed)  # the public address
@@ -190,9 +187,9 @@ def test_the_live_chat_shows_the_page_the_customer_is_on(make_app: Any) -> None:
     )
 
 
-def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) -> None:
-    """Chromium: a colour typed on the install page changes the tag and the preview's real widget without a
-    reload; a bad one is named under its field; Copy puts the tag on the clipboard."""
+@contextmanager
+def install_page(browser: Any, make_app: Any, query: str = "", **context_options: Any) -> Iterator[Any]:
+    """Chromium on the install page (with ``query``), signed in as operator omar; no JavaScript error."""
     from tests.serving.conftest import live
     from tests.serving.test_admin_browser import logged_in_page
 
@@ -200,12 +197,22 @@ def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) 
     add_user(app, "omar", "operator")
     with live(app) as base:
         context, page, errors = logged_in_page(
-            browser,
-            base + "/operator/widget",
-            "omar",
-            permissions=["clipboard-read", "clipboard-write"],
-            viewport={"width": 1280, "height": 1700},  # the preview's bubble in view
+            browser, base + "/operator/widget" + query, "omar", **context_options
         )
+        yield page
+        context.close()
+        assert errors == []
+
+
+def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) -> None:
+    """Chromium: a colour typed on the install page changes the tag and the preview's real widget without a
+    reload; a bad one is named under its field; Copy puts the tag on the clipboard."""
+    with install_page(
+        browser,
+        make_app,
+        permissions=["clipboard-read", "clipboard-write"],
+        viewport={"width": 1280, "height": 1700},  # the preview's bubble in view
+    ) as page:
         page.fill("#color", "#c2185b")
         page.locator("#snippet code", has_text='data-helploop-color="#c2185b"').wait_for()
         assert page.input_value("#color-pick") == "#c2185b"  # the picker follows the text field
@@ -226,23 +233,10 @@ def test_the_page_follows_the_choices_in_a_browser(browser: Any, make_app: Any) 
         page.click("#copy-snippet")
         page.locator("#copy-snippet", has_text="Copied").wait_for()
         assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#snippet code")
-        context.close()
-        assert errors == []
 
 
 def test_the_install_page_fits_a_phone(browser: Any, make_app: Any) -> None:
     """At 390 px the page scrolls only downwards: the tag wraps, the fields and the preview fit the card."""
-    from tests.serving.conftest import live
-    from tests.serving.test_admin_browser import logged_in_page
-
-    app = make_app(ratelimit_enabled=False)
-    add_user(app, "omar", "operator")
-    with live(app) as base:
-        context, page, errors = logged_in_page(
-            browser, base + "/operator/widget?greeting=" + "Hello%20there%20" * 12, "omar",
-            viewport={"width": 390, "height": 800},
-        )  # fmt: skip
+    query = "?greeting=" + "Hello%20there%20" * 12
+    with install_page(browser, make_app, query, viewport={"width": 390, "height": 800}) as page:
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        page.screenshot(path="/tmp/install_phone.png", full_page=True)
-        context.close()
-        assert errors == []
