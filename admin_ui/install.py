@@ -6,6 +6,7 @@ Nothing here writes: every form is a GET."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from admin_ui.setup import require_role
+from bot.engine import MetadataFilter
 from core.kb_files import KnowledgeBaseFormatError, check_metadata
 from core.models import Intent, utcnow
 from core.pages import PageError, origin
@@ -38,6 +40,7 @@ class WidgetTag:
     attributes: dict[str, str] = field(default_factory=dict)  # data-helploop-KEY -> value, in order
     errors: dict[str, str] = field(default_factory=dict)  # field -> why it is not on the tag
     values: dict[str, str] = field(default_factory=dict)  # as typed, for the form
+    answering: int | None = None  # the intents that can answer on a page with the tag's metadata
 
     def html(self, base: str) -> str:
         """The tag to paste, the values escaped for an HTML attribute."""
@@ -46,9 +49,9 @@ class WidgetTag:
         return "\n".join(parts) + "\n  defer></script>"
 
 
-def read_choices(args: Any, intents_metadata: list[dict[str, str]]) -> WidgetTag:
+def read_choices(args: Any, intents_metadata: Callable[[], list[dict[str, str]]]) -> WidgetTag:
     """The page's query (``args``) checked against what the widget reads and against the knowledge base's
-    metadata (``intents_metadata``, one dict per intent)."""
+    metadata (``intents_metadata``: one dict per intent, read only when the query gives metadata)."""
     tag = WidgetTag()
     for name in ("color", "position", "lang", "metadata", *TEXTS):
         tag.values[name] = (args.get(name) or "").strip()
@@ -78,7 +81,8 @@ def read_choices(args: Any, intents_metadata: list[dict[str, str]]) -> WidgetTag
         except KnowledgeBaseFormatError as exc:
             tag.errors["metadata"] = exc.message
         else:
-            answering = sum(all(meta.get(k) == v for k, v in pairs.items()) for meta in intents_metadata)
+            wanted = MetadataFilter.of(pairs.items())  # as the chat filters (the Try page too)
+            answering = sum(wanted.matches(meta) for meta in intents_metadata())
             if not answering:
                 tag.errors["metadata"] = (
                     "no intent of the knowledge base has "
@@ -87,7 +91,7 @@ def read_choices(args: Any, intents_metadata: list[dict[str, str]]) -> WidgetTag
                 )
             else:
                 tag.attributes["metadata"] = "|".join(f"{k}:{v}" for k, v in pairs.items())
-                tag.values["answering"] = str(answering)
+                tag.answering = answering
     return tag
 
 
@@ -105,36 +109,27 @@ def site_check(raw: str, allowed: frozenset[str] | None, base: str) -> dict[str,
     return check
 
 
-def seen_sites(session: Any, allowed: frozenset[str] | None) -> list[dict[str, Any]]:
-    """The sites the widget answered on in the last SEEN_DAYS days: chats, the last one, allowed now."""
-    return [
-        {"site": s.site, "chats": s.chats, "last": s.last, "allowed": allowed is None or s.site in allowed}
-        for s in widget_sites(session, since=utcnow() - timedelta(days=SEEN_DAYS))
-    ]
-
-
-def _page_state() -> tuple[WidgetTag, str, dict[str, Any]]:
+def _tag() -> tuple[WidgetTag, str]:
+    """The request's choices, checked, and the bot's address for the tag."""
     helploop = current_app.extensions["helploop"]
-    settings = helploop.settings
-    base = (settings.public_url or request.host_url).rstrip("/")
-    with helploop.database.session() as session:
-        metadata = [m or {} for m in session.scalars(select(Intent.metadata_))]
-        seen = seen_sites(session, settings.widget_origin_set)
-    tag = read_choices(request.args, metadata)
-    raw_site = (request.args.get("site") or "").strip()
-    extra = {
-        "seen": seen,
-        "site": site_check(raw_site, settings.widget_origin_set, base) if raw_site else None,
-        "site_value": raw_site,
-    }
-    return tag, base, extra
+
+    def intents_metadata() -> list[dict[str, str]]:
+        with helploop.database.session() as session:
+            return [m or {} for m in session.scalars(select(Intent.metadata_))]
+
+    base = (helploop.settings.public_url or request.host_url).rstrip("/")
+    return read_choices(request.args, intents_metadata), base
 
 
 @install.get("")
 @require_role("operator")
 def widget_page() -> Any:
-    settings = current_app.extensions["helploop"].settings
-    tag, base, extra = _page_state()
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    tag, base = _tag()
+    with helploop.database.session() as session:
+        seen = widget_sites(session, since=utcnow() - timedelta(days=SEEN_DAYS))
+    raw_site = (request.args.get("site") or "").strip()
     return render_template(
         "admin/widget.html",
         tag=tag,
@@ -146,7 +141,9 @@ def widget_page() -> Any:
         preview_query=request.query_string.decode("utf-8", "replace"),
         seen_days=SEEN_DAYS,
         own_site=request.host_url.rstrip("/"),
-        **extra,
+        seen=seen,
+        site=site_check(raw_site, settings.widget_origin_set, base) if raw_site else None,
+        site_value=raw_site,
     )
 
 
@@ -154,8 +151,8 @@ def widget_page() -> Any:
 @require_role("operator")
 def widget_tag() -> Any:
     """What the page's script asks as the choices change: the tag and what was left off it."""
-    tag, base, extra = _page_state()
-    answering = tag.values.get("answering")  # the intents that can answer on a page with the metadata
+    tag, base = _tag()
+    answering = str(tag.answering) if tag.answering else None
     return jsonify({"snippet": tag.html(base), "errors": tag.errors, "answering": answering})
 
 
@@ -164,7 +161,7 @@ def widget_tag() -> Any:
 def widget_preview() -> Response:
     """The real widget on an empty page, with the choices: shown in the install page's frame, served by this
     app so that it chats with it whatever the public address."""
-    tag, _base, _extra = _page_state()
+    tag, _base = _tag()
     response = current_app.make_response(
         render_template(
             "admin/widget_preview.html", attributes=tag.attributes, base=request.host_url.rstrip("/")

@@ -856,7 +856,7 @@ def handoff(session_id: str) -> Response:
     available = team_availability(session, settings)
     session.commit()
     if news:
-        _notify(session, conversation.id, "asked")
+        _notify(session, conversation, "asked")
     return jsonify(
         {
             "session_id": conversation.id,
@@ -884,7 +884,7 @@ def contact(session_id: str) -> Response:
     except ContactError as exc:
         raise APIError(400, "invalid_contact", str(exc), "contact") from None
     session.commit()
-    _notify(session, conversation.id, "contact")
+    _notify(session, conversation, "contact")
     return jsonify(
         {
             "session_id": conversation.id,
@@ -932,7 +932,7 @@ def rating(session_id: str) -> Response:
     )
 
 
-def _notify(session: Session, conversation_id: str, reason: str) -> None:
+def _notify(session: Session, conversation: Conversation, reason: str) -> None:
     """Queue the handoff webhook with the conversation's last typed message, redacted (a clicked chip's
     turn reads "/intent": the question before it says more)."""
     notifier = state().notifier
@@ -940,13 +940,13 @@ def _notify(session: Session, conversation_id: str, reason: str) -> None:
         return
     last = session.scalar(
         select(Turn.user_text)
-        .where(Turn.conversation_id == conversation_id, Turn.served_by != SUGGESTION_ARM)
+        .where(Turn.conversation_id == conversation.id, Turn.served_by != SUGGESTION_ARM)
         .order_by(Turn.id.desc())
         .limit(1)
     )
-    conversation = session.get(Conversation, conversation_id)
-    page = conversation.page_url if conversation is not None else None
-    notifier.notify(session_id=conversation_id, reason=reason, message=redact(last or ""), page=page)
+    notifier.notify(
+        session_id=conversation.id, reason=reason, message=redact(last or ""), page=conversation.page_url
+    )
 
 
 @api.after_request
