@@ -20,7 +20,7 @@ from bot.engine import MetadataFilter
 from core.kb_files import KnowledgeBaseFormatError, check_metadata
 from core.models import Intent, utcnow
 from core.pages import PageError, origin
-from core.registry import widget_sites
+from core.registry import PageOutcome, widget_pages, widget_sites
 
 install = Blueprint("install", __name__, url_prefix="/operator/widget", template_folder="templates")
 
@@ -121,14 +121,48 @@ def _tag() -> tuple[WidgetTag, str]:
     return read_choices(request.args, intents_metadata), base
 
 
+PAGES_SHOWN = 20
+# What became of a page's questions, as the overview's chart colours them.
+OUTCOME_COLOURS = (
+    ("answered", "answered", "#1e8e3e"),
+    ("clarified", '"did you mean"', "#f4b400"),
+    ("to_person", "to a person", "#d93025"),
+    ("off_topic", "off topic", "#9aa0a6"),
+)
+
+
+@dataclass(frozen=True)
+class BarPart:
+    x: float
+    width: float
+    fill: str
+    label: str
+
+
+def page_bar(outcome: PageOutcome, width: float = 160.0) -> list[BarPart]:
+    """One page's questions as a bar of ``width``: answered, "did you mean", to a person, off topic, each
+    in proportion; empty when the page had no question."""
+    parts, x = [], 0.0
+    for name, said, fill in OUTCOME_COLOURS:
+        count = getattr(outcome, name)
+        if count and outcome.questions:
+            share = count / outcome.questions
+            label = f"{count} {said} ({share:.0%})"
+            parts.append(BarPart(round(x, 1), round(share * width, 1), fill, label))
+            x += share * width
+    return parts
+
+
 @install.get("")
 @require_role("operator")
 def widget_page() -> Any:
     helploop = current_app.extensions["helploop"]
     settings = helploop.settings
     tag, base = _tag()
+    since = utcnow() - timedelta(days=SEEN_DAYS)
     with helploop.database.session() as session:
-        seen = widget_sites(session, since=utcnow() - timedelta(days=SEEN_DAYS))
+        seen = widget_sites(session, since=since)
+        pages = widget_pages(session, since=since, limit=PAGES_SHOWN)
     raw_site = (request.args.get("site") or "").strip()
     return render_template(
         "admin/widget.html",
@@ -142,6 +176,8 @@ def widget_page() -> Any:
         seen_days=SEEN_DAYS,
         own_site=request.host_url.rstrip("/"),
         seen=seen,
+        pages=[(p, page_bar(p)) for p in pages],
+        pages_shown=PAGES_SHOWN,
         site=site_check(raw_site, settings.widget_origin_set, base) if raw_site else None,
         site_value=raw_site,
     )

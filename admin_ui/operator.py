@@ -28,6 +28,8 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from admin_ui.auth import on_this_site
+from admin_ui.install import SEEN_DAYS
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC
@@ -47,6 +49,7 @@ from core.models import (
     VerifiedPair,
     utcnow,
 )
+from core.pages import PAGE_LIMIT
 from core.registry import (
     LOW_RATING,
     MESSAGE_LIMIT,
@@ -607,7 +610,9 @@ def deploy_action() -> Any:
             flash(f"Done: {describe(row)}. Web workers follow within a few seconds.")
     except RolloutError as exc:
         flash(f"Refused: {exc}")
-    return redirect(request.referrer or url_for("operator.runs"))
+    # Back to the page the form was on (its own field: browsers may send no Referer), never off this site.
+    back = form.get("next") or ""
+    return redirect(back if on_this_site(back) else url_for("operator.runs"))
 
 
 @operator.get("/models")
@@ -915,6 +920,7 @@ def conversations() -> Any:
     if view not in ("waiting", "all", "unhappy", "asked_again"):
         abort(400)
     search = request.args.get("q", "")[:200]
+    asked_from = request.args.get("asked_from", "")[:PAGE_LIMIT]  # a page of the install page's table
     page = max(1, request.args.get("page", 1, type=int) or 1)
     with helploop.database.session() as session:
         rows, total = conversation_summaries(
@@ -922,6 +928,8 @@ def conversations() -> Any:
             waiting_only=view == "waiting",
             max_rating=LOW_RATING if view == "unhappy" else None,
             asked_again_only=view == "asked_again",
+            asked_from=asked_from,
+            asked_since=utcnow() - timedelta(days=SEEN_DAYS) if asked_from else None,
             search=search,
             limit=CONVERSATIONS_PER_PAGE,
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,
@@ -933,6 +941,8 @@ def conversations() -> Any:
         total=total,
         view=view,
         search=search,
+        asked_from=asked_from,
+        asked_days=SEEN_DAYS,
         search_number=channels.chats_matching(search) is not None,
         page=page,
         pages=max(1, -(-total // CONVERSATIONS_PER_PAGE)),

@@ -4,7 +4,7 @@ Builds a database (a fresh SQLite file by default, or ``--database-url``) with t
 (BANKING77, 77 intents, ~9,000 examples) and ``--turns`` synthetic turns spread over the last 30 days, in
 conversations of one to three turns: 75 % answered, 10 % clarify (half of them resolved by a pick), 8 % handed
 off, a typed "that's wrong" as 4 % of the turns that follow an answer (40 % of them followed by a pick),
-thumbs on 6 % of answers.
+thumbs on 6 % of answers; 80 % of conversations from a web page (500 pages, a few with most of them).
 ``--items`` of those turns are review items (30 % of answered ones as audits; 60 % resolved, two or three
 judgements each by ten reviewers). Then it asks for each page through the app, as a signed-in operator or
 reviewer, and times it: the first request warms templates and caches; the median and fastest of ``--repeat``
@@ -66,7 +66,14 @@ DEMO_DATA = ROOT / "serving" / "demo_data"
 PASSWORD = "bench password 123"
 REVIEWERS = 10
 BATCH = 5000
-TARGETS_MS = {"/operator/": 3000.0, "/operator/conversations": 1000.0, "/review/next": 200.0}
+SITE = "https://shop.example.com"
+PATHS = [f"/help/topic-{i}" for i in range(500)]
+TARGETS_MS = {
+    "/operator/": 3000.0,
+    "/operator/conversations": 1000.0,
+    "/operator/widget": 1000.0,
+    "/review/next": 200.0,
+}
 
 
 # The deployment history the Runs page compares: BEFORE served until a promotion PROMOTED_DAYS ago, AFTER
@@ -136,12 +143,18 @@ def fill(database: Database, *, turns: int, items: int, seed: int) -> dict[str, 
         started += 1
         cid = f"bench{started:08d}"
         length = rng.choice([1, 1, 2, 3])
+        # The widget's page (80 % of chats; the rest from the API without one): a few pages get most chats.
+        page = (
+            SITE + PATHS[min(int(rng.paretovariate(1.2)) - 1, len(PATHS) - 1)] if rng.random() < 0.8 else None
+        )
         conversations.append(
             {
                 "id": cid,
                 "channel": "widget",
                 "created_at": start,
                 "last_activity_at": start + timedelta(minutes=1),
+                "site": SITE if page else None,
+                "page_url": page,
             }
         )
         previous_answered = None
@@ -169,6 +182,7 @@ def fill(database: Database, *, turns: int, items: int, seed: int) -> dict[str, 
                 "suggested": top[1:],
                 "chosen_intent": None,
                 "rated_turn_id": None,
+                "page": page,
             }
             draw = rng.random()
             if draw < 0.10:
@@ -371,6 +385,8 @@ def main() -> None:
         (operator, "/operator/knowledge/"),
         (operator, "/operator/runs"),  # canary against production, the promotion's before and after
         (operator, "/operator/models"),
+        (operator, "/operator/widget"),  # the sites and the pages customers ask from: a month of turns
+        (operator, f"/operator/conversations?view=all&asked_from={SITE}{PATHS[0]}"),  # its most asked page
         (operator, "/review/items"),
         (operator, f"/review/items/{item}"),
         (reviewer, "/review/"),

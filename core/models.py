@@ -241,6 +241,19 @@ class Turn(Base):
             sqlite_where=text("asked_again IS NOT NULL"),
             postgresql_where=text("asked_again IS NOT NULL"),
         ),
+        # The widget's turns by time, with what the install page's table of pages and the conversations from a
+        # page read (migration 0059): a month of them by page from the index alone.
+        Index(
+            "ix_turns_page_created",
+            "created_at",
+            "page",
+            "status",
+            "served_by",
+            "helpful",
+            "conversation_id",
+            sqlite_where=text("page IS NOT NULL"),
+            postgresql_where=text("page IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -308,6 +321,9 @@ class Turn(Base):
     # again once). On an answered turn the reply offered a person; on a handoff the bot passed the
     # conversation on instead of giving it once more. None: a first answer, and every other turn.
     asked_again: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The web page the message was written from (core.pages: origin and redacted path, migration 0059); the
+    # conversation keeps only the latest. None: not from the widget, or logged before.
+    page: Mapped[str | None] = mapped_column(String(500), nullable=True)
     helpful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -112,6 +112,50 @@ def widget_sites(session: Session, *, since: datetime) -> list[WidgetSite]:
     return [WidgetSite(site=str(site), chats=int(chats), last=last) for site, chats, last in rows]
 
 
+@dataclass(frozen=True)
+class PageOutcome:
+    """What became of the questions asked from one web page (the widget's ``page``) over a period."""
+
+    page: str
+    questions: int  # messages the bot read: not a clicked chip, not small talk
+    answered: int
+    clarified: int  # "did you mean" asked
+    to_person: int  # handed to a person: by the bot, or asked for by the customer
+    off_topic: int
+    thumbs_down: int
+
+    @property
+    def not_answered(self) -> int:
+        return self.questions - self.answered
+
+
+def widget_pages(session: Session, *, since: datetime, limit: int = 20) -> list[PageOutcome]:
+    """The pages the widget's questions came from since ``since``, those the bot helped least first: the most
+    questions not answered, then the most questions. Read from the index of the widget's turns (0059)."""
+    status, counted = Turn.status, func.count()
+    rows = session.execute(
+        select(
+            Turn.page,
+            counted,
+            func.sum(case((status == "answered", 1), else_=0)),
+            func.sum(case((status == "clarify", 1), else_=0)),
+            func.sum(case((status.in_(("handoff", "asked_for_person")), 1), else_=0)),
+            func.sum(case((status == "off_topic", 1), else_=0)),
+            func.sum(case((Turn.helpful.is_(False), 1), else_=0)),
+        )
+        .where(
+            Turn.page.is_not(None),
+            Turn.created_at >= since,
+            Turn.served_by != SUGGESTION_ARM,
+            status != "small_talk",
+        )
+        .group_by(Turn.page)
+    )
+    pages = [PageOutcome(str(row[0]), *(int(n or 0) for n in row[1:])) for row in rows]
+    pages.sort(key=lambda p: (-p.not_answered, -p.questions, p.page))
+    return pages[:limit]
+
+
 def on_page(conversation: Conversation, page: Page | None) -> None:
     """The page the customer is on now, when the widget said (a chat goes on as they move between pages)."""
     if page is not None:
@@ -144,6 +188,7 @@ def log_turn(
     ruled_out: str | None = None,
     language: str | None = None,
     asked_again: int | None = None,
+    page: str | None = None,
 ) -> Turn:
     """Log one message and the bot's reply. ``rated_turn_id``: on a typed "that's wrong", the answered turn it
     rated unhelpful (its ``suggested`` chips are the intents ranked next for that turn's question).
@@ -156,7 +201,8 @@ def log_turn(
     message asked about rather than answered (``Prediction.vague``); ``ruled_out``: the intent the customer
     said the message is not about, left out of the answer (``Prediction.ruled_out``); ``language``: a declined
     message's other language (``bot.language``); ``asked_again``: asked again for the conversation's last
-    answer, how many times in a row it has now been given (``bot.repetition``)."""
+    answer, how many times in a row it has now been given (``bot.repetition``); ``page``: the web page it was
+    written from (``core.pages.Page.url``)."""
     if status not in TURN_STATUSES:
         raise ValueError(f"status must be one of {TURN_STATUSES}, not {status!r}")
     if not 0.0 <= confidence <= 1.0:
@@ -185,6 +231,7 @@ def log_turn(
         ruled_out=ruled_out,
         language=language,
         asked_again=asked_again,
+        page=page,
     )
     session.add(turn)
     if status == "handoff":  # handed to a person again after an operator closed the last handoff
@@ -1070,6 +1117,8 @@ def conversation_summaries(
     search: str = "",
     max_rating: int | None = None,
     asked_again_only: bool = False,
+    asked_from: str = "",
+    asked_since: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[ConversationSummary], int]:
@@ -1079,7 +1128,9 @@ def conversation_summaries(
     ``asked_again_only``: only conversations where the customer asked again for the answer just given
     (``bot.repetition``: an answer that did not settle it, to read). ``search``: a case-insensitive
     substring of any of the user's messages (originals: operators only), or on a messaging app the customer's
-    number or id (``core.channels.chats_matching``). The page is chosen on the
+    number or id (``core.channels.chats_matching``). ``asked_from``: only conversations with a message written
+    from that web page (``turns.page``), since ``asked_since`` when given (the install page's table of pages
+    links here). The page is chosen on the
     conversations table alone (its activity index; the bot's handoffs from the turns' status index), and only
     its own conversations' turns are counted: the cost follows the page, not the length of the turn log."""
     conditions: list[Any] = []
@@ -1096,6 +1147,11 @@ def conversation_summaries(
     if asked_again_only:  # a few turns in a hundred, from their own partial index
         again = select(Turn.conversation_id).where(Turn.asked_again.is_not(None))
         conditions.append(Conversation.id.in_(again))
+    if asked_from:
+        on_that_page = [Turn.page == asked_from]
+        if asked_since is not None:  # the pages' own index, by time
+            on_that_page.append(Turn.created_at >= asked_since)
+        conditions.append(Conversation.id.in_(select(Turn.conversation_id).where(*on_that_page)))
     if search.strip():
         needle = search.strip().lower()
         matching = select(Turn.conversation_id).where(user_text_matches(session, search))

@@ -8,7 +8,8 @@
   the judgements can be re-aggregated offline with any method.
 - ``turns``: the turn log for analysis elsewhere (a notebook, a BI tool): each turn's question, the bot's
   status, intent, confidence and top candidates, model version and arm, latency, the customer's thumbs and
-  "did you mean" pick, the page's metadata; JSON Lines adds every candidate and each member's scores.
+  "did you mean" pick, the page's metadata, the web page it was written from; JSON Lines adds every candidate
+  and each member's scores.
 
 Only redacted text leaves: review items and pairs hold redacted text, and member questions and the turn log's
 questions are redacted on the way out (the turn log keeps originals for operators; an export is a file that
@@ -84,6 +85,7 @@ TURN_COLUMNS = (
     "declined_choices",
     "language",
     "asked_again",
+    "page",
 )
 FREE_TEXT = {"text", "answers", "context", "read_as"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -214,7 +216,7 @@ TURN_FIELDS = (
     Turn.id, Turn.conversation_id, Turn.created_at, Turn.user_text, Turn.status, Turn.intent, Turn.confidence,
     Turn.candidates, Turn.member_scores, Turn.model_version, Turn.served_by, Turn.latency_ms, Turn.helpful,
     Turn.chosen_intent, Turn.metadata_filter, Turn.kept_from, Turn.context_text, Turn.off_topic, Turn.read_as,
-    Turn.vague, Turn.ruled_out, Turn.declined_at, Turn.language, Turn.asked_again,
+    Turn.vague, Turn.ruled_out, Turn.declined_at, Turn.language, Turn.asked_again, Turn.page,
 )  # fmt: skip
 
 
@@ -251,6 +253,8 @@ def _turns(session: Session, batch_size: int) -> Iterator[dict[str, Any]]:
                 "language": row.language,  # declined, and written in another language (bot.language)
                 # the answer just given, asked for again: times in a row, with this turn (bot.repetition)
                 "asked_again": row.asked_again,
+                # the widget's page it was written from: origin and path, redacted when logged (core.pages)
+                "page": row.page,
             }
 
 

@@ -516,6 +516,7 @@ def answer_message(
             ruled_out=prediction.ruled_out,  # the intent the customer said it is not (bot.negation)
             language=language,  # declined, and written in another language
             asked_again=repeat.times if repeat is not None else None,
+            page=page.url if page is not None else None,  # the conversation keeps only the latest
         )
         if reply_by_channel:
             payload = {

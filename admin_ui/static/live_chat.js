@@ -84,6 +84,7 @@
         if (page && data.page && page.textContent !== data.page) {
           page.textContent = data.page;
           page.href = data.page;
+          page.parentNode.hidden = false;  // the first page this customer wrote from
         }
         if (!data.waiting && state) { state.textContent = "The handoff was marked handled: the bot answers again."; }
         if (data.waiting) { window.setTimeout(poll, 3000); }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from core.pages import PAGE_LIMIT, PageError, origin, read_page, site_origin
@@ -89,3 +91,58 @@ def test_widget_origins_are_read_and_checked_when_the_settings_load() -> None:
         load_settings({"widget_origins": "https://shop.example.com/help"}, environ={})
     with pytest.raises(SettingsError, match="widget_origins: 'shop.example.com' is not an http"):
         load_settings({"widget_origins": "shop.example.com"}, environ={})
+
+
+def test_the_pages_questions_came_from_are_counted_by_outcome_those_helped_least_first(
+    db_session: Any,
+) -> None:
+    """core.registry.widget_pages: a page's questions by what became of them over the period; a clicked chip
+    and small talk are not questions; a turn before the period, or with no page, is not counted."""
+    from datetime import timedelta
+
+    from core.models import Turn, utcnow
+    from core.registry import SUGGESTION_ARM, get_or_create_conversation, log_turn, widget_pages
+
+    conversation = get_or_create_conversation(db_session, conversation_id=None, channel="widget")
+    cards, help_page = "https://shop.example.com/cards", "https://shop.example.com/help"
+
+    def turn(status: str, page: str | None, **kw: Any) -> Turn:
+        return log_turn(
+            db_session, conversation_id=conversation.id, user_text="q", status=status, intent=None, answer="",
+            confidence=0.5, candidates=[], member_scores={}, model_version="v1", latency_ms=1.0, page=page,
+            **kw,
+        )  # fmt: skip
+
+    for status in ("answered", "answered", "answered", "clarify"):
+        turn(status, cards)
+    turn("answered", cards).helpful = False
+    turn("answered", cards, served_by=SUGGESTION_ARM)  # a clicked chip
+    turn("small_talk", cards)
+    for status in ("handoff", "asked_for_person", "off_topic", "answered"):
+        turn(status, help_page)
+    turn("handoff", None)  # not from a web page
+    turn("handoff", help_page).created_at = utcnow() - timedelta(days=40)
+    db_session.flush()
+    pages = widget_pages(db_session, since=utcnow() - timedelta(days=30))
+    assert [p.page for p in pages] == [help_page, cards]  # three of four not answered first, then one of five
+    helped_least, best = pages
+    assert (
+        helped_least.questions,
+        helped_least.answered,
+        helped_least.to_person,
+        helped_least.off_topic,
+    ) == (
+        4,
+        1,
+        2,
+        1,
+    )
+    assert (best.questions, best.answered, best.clarified, best.thumbs_down, best.not_answered) == (
+        5,
+        4,
+        1,
+        1,
+        1,
+    )
+    assert widget_pages(db_session, since=utcnow() - timedelta(days=30), limit=1) == [helped_least]
+    assert widget_pages(db_session, since=utcnow() + timedelta(days=1)) == []

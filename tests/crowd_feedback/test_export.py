@@ -133,6 +133,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
         context_text="I wrote to jo@example.com",  # a follow-up, read after the question before it
         read_as="my card, mail jo@example.com!",  # as the model read it (a stand-in correction)
         ruled_out="card_linking",  # the customer said it is not about linking a card
+        page="https://shop.example.com/cards",  # written from the widget on that page
     )  # fmt: skip
     off = log_turn(
         db_session, conversation_id=conversation.id, user_text="the weather in paris", status="handoff",
@@ -151,6 +152,7 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert [r["off_topic"] for r in rows] == [False, True, False]
     assert [r["declined_choices"] for r in rows] == [False, True, False]
     assert [r["language"] for r in rows] == [None, "fr", None]
+    assert [r["page"] for r in rows] == ["https://shop.example.com/cards", None, None]
     rows = [rows[0], rows[2]]
     assert rows[0]["created_at"].endswith("+00:00")  # UTC, said so (SQLite hands back naive times)
     assert rows[0]["text"] == "my card, mail [EMAIL]"  # only redacted text leaves
@@ -179,6 +181,8 @@ def test_the_turn_log_exports_redacted_with_the_bots_reading_of_each_question(
     assert [row["off_topic"] for row in table] == ["False", "True", "False"]
     assert [row["declined_choices"] for row in table] == ["False", "True", "False"]
     assert [row["language"] for row in table] == ["", "fr", ""]
+    assert [row["page"] for row in table] == ["https://shop.example.com/cards", "", ""]
+    assert list(table[0])[-1] == "page"  # a new column goes last: readers by position keep working
     table = [table[0], table[2]]
     assert (table[0]["context"], table[1]["context"]) == ("I wrote to [EMAIL]", "")
     assert (table[0]["read_as"], table[1]["read_as"]) == ("my card, mail [EMAIL]!", "")

@@ -600,19 +600,19 @@ def test_an_accounts_wrong_passwords_are_counted_in_redis_across_processes(make_
         redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
-    prefix = f"helploop-test-{uuid.uuid4().hex}"
+    # A name of its own, not a key prefix: the limiter is one per process, and the first app's prefix stays.
+    name = f"rita-{uuid.uuid4().hex[:12]}"
     app = make_app(
         login_rate_limit="100/minute",
         login_failures_per_account="2 per 15 minutes",
         ratelimit_storage_url="redis://127.0.0.1:6379/15",
-        RATELIMIT_KEY_PREFIX=prefix,
     )
-    add_user(app, "rita", "reviewer")
+    add_user(app, name, "reviewer")
 
     def sign_in(password: str, address: str) -> int:
         client = app.test_client()
         token = csrf_token(client.get("/login").get_data(as_text=True))
-        form = {"username": "rita", "password": password, "csrf_token": token}
+        form = {"username": name, "password": password, "csrf_token": token}
         return client.post("/login", data=form, environ_base={"REMOTE_ADDR": address}).status_code
 
     assert [sign_in("guess", "10.0.1.1"), sign_in("guess", "10.0.1.2"), sign_in(PASSWORD, "10.0.1.3")] == [
@@ -620,7 +620,7 @@ def test_an_accounts_wrong_passwords_are_counted_in_redis_across_processes(make_
         401,
         429,
     ]
-    keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys(f"*{prefix}*account:rita*")
+    keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys(f"*account:{name}*")
     assert keys, "the account's count is not in Redis"
 
 
@@ -879,6 +879,9 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
     )
     assert 'id="risk-coverage"' in run_page and 'id="reliability"' in run_page and "<circle" in run_page
     token = csrf_token(run_page)
+    # Each form says where it is, and the action goes back there; an address off this site goes to the runs.
+    assert run_page.count('name="next" value="/operator/runs/1"') == run_page.count('name="action"') == 3
+    backs = {"shadow": "/operator/runs/1", "canary": "https://evil.example/x", "promote": "//evil.example"}
     for action, extra in (("shadow", {}), ("canary", {"share": "0.5"}), ("promote", {})):
         response = client.post(
             "/operator/deploy",
@@ -887,10 +890,13 @@ def test_operator_retrains_sees_the_gate_and_rolls_out_from_the_ui(make_app: Any
                 "action": action,
                 "version": version,
                 "reason": f"ui {action}",
+                "next": backs[action],
                 **extra,
             },
         )
         assert response.status_code == 302
+        expected = "/operator/runs/1" if action == "shadow" else "/operator/runs"
+        assert response.headers["Location"] == expected
     helploop.models.refresh()
     assert helploop.models.state.production.version == version
     reply = client.post("/api/v1/chat", json={"message": "I want to close my account"}).get_json()

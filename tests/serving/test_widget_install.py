@@ -137,6 +137,57 @@ def test_the_sites_the_widget_answered_on_are_listed(make_app: Any) -> None:
     assert 'id="any-site"' in page and "HELPLOOP_WIDGET_ORIGINS=https://shop.example.com</code>" in page
 
 
+def test_the_pages_customers_ask_from_are_listed_with_what_became_of_their_questions(make_app: Any) -> None:
+    app, client = signed_in_operator(make_app)
+    empty = client.get("/operator/widget").get_data(as_text=True)
+    assert "No question from a web page in the last 30 days." in empty
+    customer = app.test_client()
+    for message, page in [
+        ("where is my card", "https://shop.example.com/cards?order=7"),  # the query is never kept
+        ("where is my card", "https://shop.example.com/cards"),
+        ("zork blorp quux", "https://shop.example.com/u/jo%40example.com"),  # redacted like any text
+    ]:
+        assert customer.post("/api/v1/chat", json={"message": message, "page": page}).status_code == 200
+    customer.post("/api/v1/chat", json={"message": "where is my card"})  # from no page: not listed
+    page = client.get("/operator/widget").get_data(as_text=True)
+    table = page[page.index('id="page-outcomes"') :]
+    rows = re.findall(
+        r'<tr data-page="([^"]+)">.*?</td>\s*<td><a [^>]*>(\d+)</a></td><td>(\d+)</td>', table, re.S
+    )
+    assert rows == [
+        ("https://shop.example.com/u/[EMAIL]", "1", "0"),
+        ("https://shop.example.com/cards", "2", "2"),
+    ]
+    assert 'aria-label="2 answered (100%)"' in table and 'width="160.0" height="10" fill="#1e8e3e"' in table
+    assert "jo@example.com" not in page and "order=7" not in page
+    # A page's questions link to its conversations; the filter stays with the views and the search.
+    link = html.unescape(re.findall(r'<td><a href="([^"]+)" title="their conversations">', table)[1])
+    assert link == "/operator/conversations?view=all&asked_from=https://shop.example.com/cards"
+    listed = client.get(link).get_data(as_text=True)
+    assert "2 conversations" in listed and 'id="asked-from"' in listed
+    assert 'name="asked_from" value="https://shop.example.com/cards"' in listed  # the search form keeps it
+    assert "view=waiting&amp;q=&amp;asked_from=https://shop.example.com/cards" in listed
+    assert '1 conversation<span id="asked-from">, asked from' in client.get(
+        "/operator/conversations?view=all&asked_from=https://shop.example.com/u/[EMAIL]"
+    ).get_data(as_text=True)
+    assert "0 conversations" in client.get(
+        "/operator/conversations?view=all&asked_from=https://shop.example.com/nowhere"
+    ).get_data(as_text=True)
+
+
+def test_a_pages_bar_shows_each_outcome_in_proportion() -> None:
+    from admin_ui.install import page_bar
+    from core.registry import PageOutcome
+
+    bar = page_bar(PageOutcome("https://a.example/", 4, 2, 1, 1, 0, 1), width=100)
+    assert [(p.x, p.width, p.fill, p.label) for p in bar] == [
+        (0.0, 50.0, "#1e8e3e", "2 answered (50%)"),
+        (50.0, 25.0, "#f4b400", '1 "did you mean" (25%)'),
+        (75.0, 25.0, "#d93025", "1 to a person (25%)"),
+    ]
+    assert page_bar(PageOutcome("https://a.example/", 0, 0, 0, 0, 0, 0)) == []
+
+
 def test_the_preview_is_the_widget_framed_by_this_app_only(make_app: Any) -> None:
     _app, client = signed_in_operator(make_app)
     preview = client.get("/operator/widget/preview?color=%23c2185b&position=left&title=Hi%22x")
@@ -182,9 +233,10 @@ def test_the_live_chat_shows_the_page_the_customer_is_on(make_app: Any) -> None:
         'class="muted page" title="https://shop.example.com/help">on https://shop.example.com/help<' in listed
     )
     other = app.test_client().post("/api/v1/chat", json={"message": "where is my card"}).get_json()
-    assert 'id="page"' not in client.get(f"/operator/conversations/{other['session_id']}").get_data(
-        as_text=True
-    )
+    # No page known: the line is there for the live poll to fill, hidden until then.
+    unknown = client.get(f"/operator/conversations/{other['session_id']}").get_data(as_text=True)
+    assert '<p id="page" hidden>' in unknown and 'href="#"' in unknown
+    assert '<p id="page">' in client.get(f"/operator/conversations/{conversation_id}").get_data(as_text=True)
 
 
 @contextmanager
@@ -240,3 +292,31 @@ def test_the_install_page_fits_a_phone(browser: Any, make_app: Any) -> None:
     query = "?greeting=" + "Hello%20there%20" * 12
     with install_page(browser, make_app, query, viewport={"width": 390, "height": 800}) as page:
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_live_chat_shows_a_page_first_written_from_while_the_operator_watches(
+    browser: Any, make_app: Any
+) -> None:
+    """A chat handed off with no page known (the API called without one): the line is hidden, and the live
+    poll shows it when the customer writes from a page, without a reload."""
+    from tests.serving.conftest import live
+    from tests.serving.test_admin_browser import logged_in_page
+
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    customer = app.test_client()
+    session_id = customer.post("/api/v1/chat", json={"message": "where is my card"}).get_json()["session_id"]
+    assert customer.post(f"/api/v1/sessions/{session_id}/handoff", json={}).status_code == 200
+    with live(app) as base:
+        context, page, errors = logged_in_page(browser, f"{base}/operator/conversations/{session_id}", "omar")
+        assert page.locator("#page").is_hidden()
+        said = {
+            "message": "still here",
+            "session_id": session_id,
+            "page": "https://shop.example.com/cards?x=1",
+        }
+        assert customer.post("/api/v1/chat", json=said).status_code == 200
+        page.locator("#page", has_text="https://shop.example.com/cards").wait_for(timeout=10_000)
+        assert page.get_attribute("#page-link", "href") == "https://shop.example.com/cards"
+        assert errors == []
+        context.close()
