@@ -1037,8 +1037,12 @@ def conversation_detail(conversation_id: str) -> Any:
                 "ruled_out": t.ruled_out,  # the intent the customer said it is not about (bot.negation)
                 "language": t.language,  # declined, written in another language (bot.language)
                 "asked_again": t.asked_again,  # last answer asked again: times in a row (bot.repetition)
+                # the web page it was written from, shown where it changed (the first, then a move)
+                "page": t.page if t.page != before else None,
             }
-            for t in conversation.turns
+            for t, before in zip(
+                conversation.turns, [None, *(t.page for t in conversation.turns)], strict=False
+            )
         ]
         info = {
             "id": conversation.id,
@@ -1266,6 +1270,7 @@ def close_conversation_handoff(conversation_id: str) -> Any:
                 conversation_id=conversation_id,
                 actor=current_user.username,
                 note=request.form.get("note", ""),
+                handback=helploop.settings.channel_handed_back_message,  # a messaging app's chat is told
             )
         flash("Marked handled: it has left the inbox.")
     except NotFoundError:

@@ -35,6 +35,9 @@ from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation,
 
 CHANNELS = ("telegram", "whatsapp", "messenger")
 NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "messenger": "Messenger"}
+# A rating button of the question sent when a live chat ends (``rating_request``): the conversation it rates
+# and 1-5. Within Telegram's 64 bytes of callback_data for the ids conversations here have (32 characters).
+RATING_PAYLOAD = re.compile(r"rate:([A-Za-z0-9_-]{8,40}):([1-5])")
 # Meta's apps take replies only within 24 hours of the customer's last message; a person's replies on a
 # Messenger page with the Human Agent permission, within 7 days (sent with the HUMAN_AGENT tag).
 REPLY_WINDOW_HOURS = {"whatsapp": 24, "messenger": 24}
@@ -247,6 +250,17 @@ def queue(
     session.add(message)
     session.flush()
     return message
+
+
+def rating_request(conversation_id: str, text: str) -> dict[str, Any]:
+    """The message that ends a live chat on a messaging app: ``text`` (the bot answers again; how was it?)
+    with five buttons, 5 to 1, each sending back ``rate:<conversation>:<n>`` (the widget's five stars)."""
+    return {
+        "text": text,
+        "choices": [
+            {"title": f"{'★' * n} {n}", "payload": f"rate:{conversation_id}:{n}"} for n in range(5, 0, -1)
+        ],
+    }
 
 
 def _claim(session: Session, now: datetime, limit: int) -> list[ChannelMessage]:

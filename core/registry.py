@@ -706,8 +706,12 @@ def leave_contact(session: Session, *, conversation_id: str, contact: str) -> Co
     return conversation
 
 
-def close_handoff(session: Session, *, conversation_id: str, actor: str, note: str = "") -> Conversation:
-    """An operator has dealt with a conversation that was handed to a person: it leaves the inbox."""
+def close_handoff(
+    session: Session, *, conversation_id: str, actor: str, note: str = "", handback: str | None = None
+) -> Conversation:
+    """An operator has dealt with a conversation that was handed to a person: it leaves the inbox.
+    ``handback``: on a messaging app where someone from the team chatted, this text goes to the chat with the
+    five rating buttons (``core.channels.rating_request``; the widget asks by itself), in this transaction."""
     conversation = get_conversation(session, conversation_id=conversation_id)
     if conversation.handoff_closed_at is not None:
         raise HandoffError(f"already marked handled by {conversation.handoff_closed_by}")
@@ -717,6 +721,12 @@ def close_handoff(session: Session, *, conversation_id: str, actor: str, note: s
     conversation.handoff_closed_by = actor[:100]
     conversation.handoff_note = note.strip()[:500] or None
     conversation.agent = None  # the live chat ends: the bot answers again
+    if handback and last_agent(session, conversation_id=conversation_id) is not None:
+        channels.queue(
+            session,
+            conversation_id=conversation_id,
+            payload=channels.rating_request(conversation_id, handback),
+        )
     session.flush()
     return conversation
 

@@ -70,6 +70,7 @@ REPLY_SETTINGS = (
     "channel_unsupported_message",
     "channel_feedback_thanks",
     "channel_choose_label",
+    "channel_handed_back_message",
     "channel_handoff_offline_message",
     "channel_handoff_away_message",
 )
@@ -405,6 +406,12 @@ class Settings:
         "Our team is away right now and back {back}. Someone will reply here then."
     )
     channel_choose_label: str = "Choose"  # WhatsApp's button that opens a list of more than three choices
+    # A live chat on a messaging app marked handled: the bot answers again, and the customer rates the chat
+    # with five buttons (the widget's "How was your chat with our team?").
+    channel_handed_back_message: str = (
+        "The person from our team has left the chat; the assistant answers again. "
+        "How was your chat with our team?"
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

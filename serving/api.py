@@ -914,16 +914,8 @@ def rating(session_id: str) -> Response:
         raise APIError(409, "nothing_to_rate", str(exc), "session_id") from None
     except RatingError as exc:  # checked before the conversation is looked up
         raise APIError(400, "invalid_rating", str(exc), "rating") from None
-    value = int(conversation.rating or 0)
     session.commit()
-    state().metrics.chat_ratings.labels(rating=str(value)).inc()
-    if value <= LOW_RATING:  # an unhappy customer: the team hears it while they can still follow up
-        said = f"rated the chat {value} of 5" + (
-            f": {conversation.rating_comment}" if conversation.rating_comment else ""
-        )
-        state().notifier.notify(
-            session_id=conversation.id, reason="low_rating", message=redact(said), page=conversation.page_url
-        )
+    chat_rated(conversation)
     return jsonify(
         {
             "session_id": conversation.id,
@@ -931,6 +923,20 @@ def rating(session_id: str) -> Response:
             "message": state().settings.rating_received_message,
         }
     )
+
+
+def chat_rated(conversation: Conversation) -> None:
+    """After a rating of a live chat is committed (the widget's, or a messaging app's buttons): counted, and
+    an unhappy customer goes to the handoff webhook while the team can still follow up."""
+    value = int(conversation.rating or 0)
+    state().metrics.chat_ratings.labels(rating=str(value)).inc()
+    if value <= LOW_RATING:
+        said = f"rated the chat {value} of 5" + (
+            f": {conversation.rating_comment}" if conversation.rating_comment else ""
+        )
+        state().notifier.notify(
+            session_id=conversation.id, reason="low_rating", message=redact(said), page=conversation.page_url
+        )
 
 
 def _notify(session: Session, conversation: Conversation, reason: str) -> None:

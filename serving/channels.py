@@ -51,9 +51,9 @@ from core import channels as outbox
 from core.channels import Failure, Sent
 from core.db import Database
 from core.models import ChannelChat, ChannelEvent, Turn
-from core.registry import NotFoundError
+from core.registry import NotFoundError, NothingToRate, rate_chat
 from core.settings import Settings
-from serving.api import answer_message, person_choice, rate_answer, to_live_chat
+from serving.api import answer_message, chat_rated, person_choice, rate_answer, to_live_chat
 from serving.app import db_session, state
 from serving.channel_text import render, split
 from serving.errors import APIError
@@ -555,6 +555,42 @@ def pressed_thumbs(channel: str, chat_key: str, data: str, *, event_id: str) -> 
     return first and rate(channel, chat_key, int(feedback.group(1)), helpful) and helpful
 
 
+def pressed_rating(channel: str, chat_key: str, data: str, *, event_id: str, thank: bool) -> bool | None:
+    """A rating button pressed under the message that ended a live chat (``rate:CONVERSATION:N``,
+    ``core.channels.rating_request``): recorded once, for that conversation when it is this chat's and
+    someone from the team chatted in it (pressing again replaces the rating, as in the widget). True when
+    recorded (with ``thank``, the thanks go to the chat in the same transaction); None when ``data`` is no
+    rating."""
+    match = outbox.RATING_PAYLOAD.fullmatch(data)
+    if match is None:
+        return None
+    conversation_id, value = match.group(1), int(match.group(2))
+    session = db_session()
+    with state().write_lock:
+        first = outbox.first_delivery(session, channel=channel, event_id=event_id)
+        chat = outbox.chat_of(session, conversation_id=conversation_id)
+        if not first or chat is None or (chat.channel, chat.chat_key) != (channel, chat_key):
+            session.commit()  # a repeated delivery, or a button of another chat: nothing recorded
+            return False
+        outbox.customer_wrote(session, conversation_id=conversation_id)  # a press is a message to Meta
+        try:
+            conversation = rate_chat(session, conversation_id=conversation_id, rating=value)
+        except (NotFoundError, NothingToRate):
+            session.commit()
+            return False
+        if thank:
+            outbox.queue(
+                session,
+                conversation_id=conversation_id,
+                payload={"text": state().settings.rating_received_message},
+            )
+        session.commit()
+    chat_rated(conversation)
+    if thank:
+        _wake()
+    return True
+
+
 def choice_text(data: str) -> str:
     """What a pressed button says, as the customer's message: its payload, or for a hashed one the payload
     it stands for (an intent's ``/name``, or the person button's label)."""
@@ -609,6 +645,11 @@ def _telegram_button(query: dict[str, Any], event_id: str, settings: Settings) -
     if thumbs is not None:
         if thumbs:
             answer["text"] = settings.channel_feedback_thanks
+        return jsonify(answer)
+    rated = pressed_rating("telegram", chat_key, data, event_id=event_id, thank=False)
+    if rated is not None:  # thanked in the button's own toast
+        if rated:
+            answer["text"] = settings.rating_received_message
         return jsonify(answer)
     text = choice_text(data)
     if text:
@@ -725,6 +766,8 @@ def _whatsapp_message(message: dict[str, Any], settings: Settings) -> None:
     if not sender or not event_id:
         return
     text = whatsapp_text(message)
+    if text and pressed_rating("whatsapp", str(sender), text, event_id=str(event_id), thank=True) is not None:
+        return
     if text and text.strip():
         take_message("whatsapp", str(sender), text, event_id=str(event_id))
     else:
@@ -758,6 +801,11 @@ def _messenger_event(event: dict[str, Any], settings: Settings) -> None:
         event_id = str(message["mid"])
         payload = str((message.get("quick_reply") or {}).get("payload") or "")
         if payload and pressed_thumbs("messenger", sender, payload, event_id=event_id) is not None:
+            return
+        if (
+            payload
+            and pressed_rating("messenger", sender, payload, event_id=event_id, thank=True) is not None
+        ):
             return
         text = payload or message.get("text")
     elif isinstance(postback, dict):  # a button of the page's own (its "Get started")

@@ -991,3 +991,143 @@ def test_messenger_answers_with_quick_replies_and_thumbs_and_ignores_its_own_ech
         assert (
             session.scalar(select(ChannelChat.chat_key).where(ChannelChat.channel == "messenger")) == "PSID77"
         )
+
+
+def chat_with_omar(
+    app: Any, client: Any, reach: Callable[[str], Any], operator: Any = None
+) -> tuple[Any, str, str]:
+    """The customer asks for a person through ``reach`` (one app's webhook), operator omar (signed in now, or
+    ``operator``) replies in the chat: omar's client, the conversation's page and id."""
+    from tests.serving.test_admin import csrf_token
+
+    reach("can I talk to a human?")
+    conversation_id = turns(app)[-1].conversation_id
+    if operator is None:
+        operator, page = operator_on(app, conversation_id)
+    else:
+        page = f"/operator/conversations/{conversation_id}"
+    token = csrf_token(operator.get(page).get_data(as_text=True))
+    operator.post(f"{page}/messages", data={"csrf_token": token, "text": "Hi, Omar here. Sorted?"})
+    return operator, page, conversation_id
+
+
+def mark_handled(operator: Any, page: str) -> None:
+    from tests.serving.test_admin import csrf_token
+
+    token = csrf_token(operator.get(page).get_data(as_text=True))
+    assert operator.post(f"{page}/close", data={"csrf_token": token, "note": "done"}).status_code == 302
+
+
+def rating_of(app: Any, conversation_id: str) -> tuple[int | None, str | None]:
+    from core.models import Conversation
+
+    with app.extensions["helploop"].database.session() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        return conversation.rating, conversation.rated_agent
+
+
+def test_a_telegram_customer_rates_the_live_chat_when_it_ends(app: Any, api: Api) -> None:
+    """Marked handled on an app, the customer is told the bot answers again and asked to rate the chat with
+    five buttons (the widget asks by itself); a press is the rating of that conversation, once a delivery,
+    from that chat only, and pressing again replaces it."""
+    client = app.test_client()
+    operator, page, conversation_id = chat_with_omar(
+        app, client, lambda said: telegram(client, text_update(50, said))
+    )
+    send(app)
+    before = len(api.requests)
+    mark_handled(operator, page)
+    assert send(app) == {"sent": 1}
+    [(url, body, _)] = api.requests[before:]
+    settings = app.extensions["helploop"].settings
+    assert url.endswith("/sendMessage") and body["text"] == settings.channel_handed_back_message
+    keyboard = body["reply_markup"]["inline_keyboard"]
+    assert [row[0]["text"] for row in keyboard] == ["★★★★★ 5", "★★★★ 4", "★★★ 3", "★★ 2", "★ 1"]
+    assert [row[0]["callback_data"] for row in keyboard] == [
+        f"rate:{conversation_id}:{n}" for n in (5, 4, 3, 2, 1)
+    ]
+    assert all(
+        len(row[0]["callback_data"].encode()) <= 64 for row in keyboard
+    )  # read back as sent, not hashed
+    metrics = app.extensions["helploop"].metrics
+
+    def pressed(update_id: int, rating: int, chat: int = 42) -> Any:
+        return telegram(
+            client, button_update(update_id, f"rate:{conversation_id}:{rating}", chat=chat)
+        ).get_json()
+
+    assert pressed(51, 2) == {
+        "method": "answerCallbackQuery",
+        "callback_query_id": "cb51",
+        "text": settings.rating_received_message,  # thanked in the button's toast, nothing sent to the chat
+    }
+    assert rating_of(app, conversation_id) == (2, "omar")
+    assert metrics.chat_ratings.labels(rating="2")._value.get() == 1
+    assert "text" not in pressed(51, 2)  # the same press delivered again: counted once
+    assert metrics.chat_ratings.labels(rating="2")._value.get() == 1
+    assert "text" not in pressed(52, 1, chat=43)  # another chat's press for this conversation: refused
+    assert rating_of(app, conversation_id) == (2, "omar")
+    pressed(53, 5)  # changed their mind: replaced, as in the widget
+    assert rating_of(app, conversation_id) == (5, "omar")
+    assert len(turns(app)) == 1  # a press is no question for the bot
+    assert send(app) == {}
+    shown = operator.get(page).get_data(as_text=True)
+    assert 'id="rating"' in shown and "<strong>5 out of 5</strong>" in shown
+
+
+def test_no_rating_is_asked_for_when_nobody_from_the_team_chatted(app: Any, api: Api) -> None:
+    client = app.test_client()
+    telegram(client, text_update(60, "can I talk to a human?"))
+    conversation_id = turns(app)[-1].conversation_id
+    operator, page = operator_on(app, conversation_id)
+    send(app)
+    mark_handled(operator, page)  # e.g. the team called the customer back
+    assert send(app) == {}
+    telegram(client, button_update(61, f"rate:{conversation_id}:5"))
+    assert rating_of(app, conversation_id) == (None, None)
+
+
+def test_whatsapp_and_messenger_customers_rate_the_chat_from_a_list_and_quick_replies(
+    app: Any, api: Api
+) -> None:
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    # WhatsApp: five choices are a list (more than three buttons); the row's id comes back as the rating.
+    n = iter(range(100))
+    operator, page, conversation_id = chat_with_omar(
+        app, client, lambda said: whatsapp(client, wa_delivery(wa_text(f"wamid.R{next(n)}", said)))
+    )
+    send(app)
+    mark_handled(operator, page)
+    send(app)
+    asked = api.bodies()[-1]["interactive"]
+    assert asked["type"] == "list" and asked["body"]["text"] == settings.channel_handed_back_message
+    rows = asked["action"]["sections"][0]["rows"]
+    assert [r["id"] for r in rows] == [f"rate:{conversation_id}:{k}" for k in (5, 4, 3, 2, 1)]
+    chose = {
+        "from": "447700900123",
+        "id": "wamid.RATE",
+        "type": "interactive",
+        "interactive": {"type": "list_reply", "list_reply": {"id": rows[3]["id"], "title": rows[3]["title"]}},
+    }
+    whatsapp(client, wa_delivery(chose))
+    whatsapp(client, wa_delivery(chose))  # delivered twice
+    assert rating_of(app, conversation_id) == (2, "omar")
+    assert send(app) == {"sent": 1}  # the thanks, once
+    assert api.bodies()[-1]["text"]["body"] == settings.rating_received_message
+
+    # Messenger: quick replies.
+    m = iter(range(100))
+    _operator, page, conversation_id = chat_with_omar(
+        app, client, lambda said: messenger(client, m_text(f"m.R{next(m)}", said)), operator
+    )
+    send(app)
+    mark_handled(operator, page)
+    send(app)
+    replies = api.bodies()[-1]["message"]["quick_replies"]
+    assert [r["payload"] for r in replies] == [f"rate:{conversation_id}:{k}" for k in (5, 4, 3, 2, 1)]
+    messenger(client, m_text("m.RATE", "★★★★ 4", quick=replies[1]["payload"]))
+    assert rating_of(app, conversation_id) == (4, "omar")
+    send(app)
+    assert api.bodies()[-1]["message"]["text"] == settings.rating_received_message

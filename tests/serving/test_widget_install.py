@@ -228,6 +228,15 @@ def test_the_live_chat_shows_the_page_the_customer_is_on(make_app: Any) -> None:
     )
     polled = client.get(f"/operator/conversations/{conversation_id}/messages.json").get_json()
     assert polled["page"] == "https://shop.example.com/help"
+    app.test_client().post(  # on the same page again: the transcript names a page where it changed only
+        "/api/v1/chat",
+        json={"message": "ok", "session_id": conversation_id, "page": "https://shop.example.com/help#x"},
+    )
+    transcript = client.get(f"/operator/conversations/{conversation_id}").get_data(as_text=True)
+    assert re.findall(r'<td class="turn-page"><a href="([^"]+)"', transcript) == [
+        "https://shop.example.com/cards",
+        "https://shop.example.com/help",
+    ]
     listed = client.get("/operator/conversations?view=all").get_data(as_text=True)
     assert (
         'class="muted page" title="https://shop.example.com/help">on https://shop.example.com/help<' in listed
