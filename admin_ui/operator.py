@@ -1568,6 +1568,14 @@ def activity() -> Any:
         rows = [event_view(e, settings) for e in recent_events(session, kind=kind, limit=200)]
         counts = delivery_counts(session, since=utcnow() - timedelta(days=ACTIVITY_SUMMARY_DAYS))
         apps = channels.counts(session, since=utcnow() - timedelta(hours=24)) if settings.channels else {}
+        telegram_job = (  # the last time someone connected Telegram's webhook from here
+            session.scalars(
+                select(Job).where(Job.kind == TELEGRAM_CONNECT).order_by(Job.id.desc()).limit(1)
+            ).first()
+            if "telegram" in settings.channels
+            else None
+        )
+        telegram_connect = job_view(telegram_job) if telegram_job is not None else None
     url = settings.ops_webhook_url
     base = settings.public_url.rstrip("/") or request.host_url.rstrip("/")
     return render_template(
@@ -1583,7 +1591,44 @@ def activity() -> Any:
         subscribed=settings.ops_event_kinds,
         signed=bool(settings.ops_webhook_secret),
         active=any(r["status"] == "pending" for r in rows) and bool(url),
+        telegram_on="telegram" in settings.channels,
+        telegram_connect=telegram_connect,
+        public_https=settings.public_url.startswith("https://"),
     )
+
+
+TELEGRAM_CONNECT = "telegram_connect"
+
+
+@operator.post("/activity/telegram/connect")
+@require_role("operator")
+def connect_telegram_webhook() -> Any:
+    """Register Telegram's webhook at HELPLOOP_PUBLIC_URL: a job (Telegram is asked over the network), shown
+    on this page and with the other jobs."""
+    helploop = current_app.extensions["helploop"]
+    settings = helploop.settings
+    if "telegram" not in settings.channels:
+        abort(404)
+    if not settings.public_url.startswith("https://"):
+        flash(
+            "Refused: Telegram sends updates to https addresses only: set HELPLOOP_PUBLIC_URL to this app's."
+        )
+        return redirect(url_for("operator.activity"))
+    with helploop.database.session() as session:
+        waiting = session.scalar(
+            select(Job.id).where(Job.kind == TELEGRAM_CONNECT, Job.status.in_(("queued", "running"))).limit(1)
+        )
+        if waiting is not None:
+            flash(f"Connecting Telegram already: job {waiting}.")
+            return redirect(url_for("operator.activity"))
+        job_id = enqueue(
+            session,
+            kind=TELEGRAM_CONNECT,
+            params={"url": settings.public_url.rstrip("/") + "/channels/telegram/webhook"},
+            created_by=current_user.username,
+        ).id
+    flash(f"Connecting Telegram (job {job_id}): this page says when Telegram has taken the webhook.")
+    return redirect(url_for("operator.activity"))
 
 
 @operator.post("/activity/test")

@@ -199,6 +199,38 @@ class Telegram:
         )
 
 
+class ConnectError(ValueError):
+    """Telegram's webhook could not be registered: the reason, in words an operator can act on."""
+
+
+def telegram_webhook_address(public_url: str) -> str:
+    """This app's Telegram webhook at its public address."""
+    return public_url.rstrip("/") + "/channels/telegram/webhook"
+
+
+def connect_telegram(settings: Settings, url: str, post: Post = http_post) -> dict[str, Any]:
+    """Register ``url`` as the bot's webhook (``Telegram.connect``) and read back Telegram's view of it: the
+    address updates now go to, and how many wait there. ConnectError when the address is not https, Telegram
+    cannot be reached, or refuses (a wrong token)."""
+    if not url.startswith("https://"):
+        raise ConnectError(f"Telegram sends updates to https addresses only, not {url!r}")
+    client = Telegram(settings, post)
+    try:
+        failure = client.connect(url)
+        if failure is not None:
+            raise ConnectError(f"Telegram refused the webhook: {failure.error}")
+        try:
+            info = client.webhook_info()
+        except ValueError as exc:
+            raise ConnectError(f"Telegram took the webhook but would not show it: {exc}") from None
+    except OSError as exc:
+        raise ConnectError(f"could not reach Telegram at {settings.telegram_api_url}: {exc}") from None
+    return {
+        "url": str(info.get("url") or ""),
+        "pending_update_count": int(info.get("pending_update_count") or 0),
+    }
+
+
 class WhatsApp:
     name = "whatsapp"
 

@@ -1184,7 +1184,7 @@ def channels_connect(ctx: click.Context, channel: str, url: str | None) -> None:
     """Register this app's webhook with Telegram (setWebhook, with the webhook secret), so the bot's chats
     reach HelpLoop. WhatsApp's and Messenger's webhooks are entered in Meta's app dashboard instead (address
     and verify token: see `helploop channels`)."""
-    from serving.channels import Telegram
+    from serving.channels import ConnectError, connect_telegram, telegram_webhook_address
 
     settings = _settings(ctx)
     if channel not in settings.channels:
@@ -1192,15 +1192,13 @@ def channels_connect(ctx: click.Context, channel: str, url: str | None) -> None:
     if url is None:
         if not settings.public_url:
             _fail("give --url https://… or set HELPLOOP_PUBLIC_URL (the address Telegram can reach)")
-        url = settings.public_url.rstrip("/") + "/channels/telegram/webhook"
+        url = telegram_webhook_address(settings.public_url)
     if not url.startswith("https://"):
         _fail(f"Telegram sends updates to https addresses only, not {url!r}")
     try:
-        failure = Telegram(settings).connect(url)
-    except OSError as exc:
-        _fail(f"could not reach Telegram at {settings.telegram_api_url}: {exc}", code=1)
-    if failure is not None:
-        _fail(f"Telegram refused the webhook: {failure.error}", code=1)
+        connect_telegram(settings, url)
+    except ConnectError as exc:
+        _fail(str(exc), code=1)
     click.echo(f"telegram: updates now go to {url}")
 
 

@@ -164,6 +164,25 @@ def purge_channels(session: Session, settings: Settings) -> str | None:
     return ", ".join(f"{n} {what}" for what, n in removed.items() if n) or None
 
 
+def telegram_connect_job(
+    database: Database, settings: Settings, params: dict[str, Any], report: Callable[..., None]
+) -> dict[str, Any]:
+    """Register the Telegram webhook at this app's public address (the Activity page's button; the CLI's
+    ``helploop channels connect telegram``): Telegram's answer can take seconds, so never in a request."""
+    from serving.channels import connect_telegram, telegram_webhook_address
+
+    if "telegram" not in settings.channels:
+        raise ValueError(
+            "telegram is not set up: set HELPLOOP_TELEGRAM_BOT_TOKEN and HELPLOOP_TELEGRAM_WEBHOOK_SECRET"
+        )
+    if not settings.public_url:
+        raise ValueError("set HELPLOOP_PUBLIC_URL: the https address Telegram can reach")
+    report(0.0, "telegram")
+    result = connect_telegram(settings, telegram_webhook_address(settings.public_url))
+    report(0.99, "done")
+    return result
+
+
 def install() -> None:
     register_handler("reaggregate", reaggregate_job)
     register_handler("retention", retention_job)
@@ -174,6 +193,7 @@ def install() -> None:
     register_handler("prune_models", prune_job)
     register_handler("kb_import_url", kb_import_url_job)
     register_handler("kb_import_upload", kb_import_upload_job)
+    register_handler("telegram_connect", telegram_connect_job)
     register_periodic("backup", timedelta(days=1), backup_params)
     register_periodic("train", train_period, train_params)
     register_watch("canary_guard", canary_guard_watch)

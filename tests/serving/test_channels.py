@@ -899,7 +899,8 @@ def test_replies_go_over_http_and_the_cli_registers_the_webhook(
         env=environ | {"HELPLOOP_PUBLIC_URL": "https://bot.example.com/"},
     )
     assert connected.exit_code == 0, connected.output
-    path, body = TelegramApi.calls[-1]
+    (path, body), (read_back, _) = TelegramApi.calls[-2:]  # registered, then read back as Telegram has it
+    assert read_back == "/bot123456:ABC-token/getWebhookInfo"
     assert path == "/bot123456:ABC-token/setWebhook"
     assert body == {
         "url": "https://bot.example.com/channels/telegram/webhook",
@@ -1131,3 +1132,95 @@ def test_whatsapp_and_messenger_customers_rate_the_chat_from_a_list_and_quick_re
     assert rating_of(app, conversation_id) == (4, "omar")
     send(app)
     assert api.bodies()[-1]["message"]["text"] == settings.rating_received_message
+
+
+def test_an_operator_connects_telegram_from_the_activity_page(
+    make_app: Callable[..., Any], telegram_api: str
+) -> None:
+    """The button queues a job (Telegram is asked over the network, never in the request); the worker
+    registers the webhook at HELPLOOP_PUBLIC_URL with its secret, and the page says where updates go."""
+    from tests.serving.test_admin import add_user, csrf_token, login
+    from training.jobs import Worker
+
+    app = make_app(**{**CHANNELS, "telegram_api_url": telegram_api, "public_url": "https://bot.example.com/"})
+    helploop = app.extensions["helploop"]
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/activity").get_data(as_text=True)
+    assert 'id="telegram-connect"' in page and "Registers the webhook above with Telegram" in page
+    connect = {"csrf_token": csrf_token(page)}
+    assert operator.post("/operator/activity/telegram/connect", data=connect).status_code == 302
+    again = operator.post("/operator/activity/telegram/connect", data=connect, follow_redirects=True)
+    assert "Connecting Telegram already: job 1." in again.get_data(as_text=True)  # one at a time
+    assert "Connecting (job 1, queued)" in again.get_data(as_text=True)
+    assert TelegramApi.calls == []  # nothing asked of Telegram inside the request
+    assert Worker(helploop.database, helploop.settings, worker_id="test").run_once() == 1
+    path, body = TelegramApi.calls[0]
+    assert path == "/bot123456:ABC-token/setWebhook"
+    assert body == {
+        "url": "https://bot.example.com/channels/telegram/webhook",
+        "secret_token": SECRET,
+        "allowed_updates": ["message", "callback_query"],
+    }
+    assert TelegramApi.calls[1][0] == "/bot123456:ABC-token/getWebhookInfo"  # read back, as Telegram has it
+    page = operator.get("/operator/activity").get_data(as_text=True)
+    assert re.search(
+        r"Connected by omar \S+ \S+ UTC: Telegram sends updates to "
+        r"<code>https://bot.example.com/channels/telegram/webhook</code>\.",
+        page,
+    )
+    jobs = operator.get("/operator/exports").get_data(as_text=True)
+    assert "Telegram sends updates to <code" in jobs
+    # Reviewers may not; without CSRF it is refused.
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    own = {"csrf_token": csrf_token(reviewer.get("/account").get_data(as_text=True))}
+    assert reviewer.post("/operator/activity/telegram/connect", data=own).status_code == 403
+    assert operator.post("/operator/activity/telegram/connect", data={}).status_code == 400
+
+
+def test_telegram_cannot_be_connected_without_a_public_https_address(make_app: Callable[..., Any]) -> None:
+    from tests.serving.test_admin import add_user, csrf_token, login
+
+    app = make_app(**CHANNELS)  # no HELPLOOP_PUBLIC_URL
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    page = operator.get("/operator/activity").get_data(as_text=True)
+    assert 'disabled title="set HELPLOOP_PUBLIC_URL' in page
+    refused = operator.post(
+        "/operator/activity/telegram/connect", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Refused: Telegram sends updates to https addresses only" in refused
+    from core.models import Job
+
+    with app.extensions["helploop"].database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_connecting_telegram_names_what_went_wrong(api: Api) -> None:
+    from core.settings import load_settings
+    from serving.channels import ConnectError, connect_telegram
+
+    settings = load_settings({"environment": "testing", **CHANNELS}, environ={})
+    with pytest.raises(ConnectError, match="https addresses only"):
+        connect_telegram(settings, "http://bot.example.com/channels/telegram/webhook", api)
+    api.statuses, api.answer = [401], b'{"ok": false, "description": "Unauthorized"}'
+    with pytest.raises(ConnectError, match="Telegram refused the webhook: setWebhook: HTTP 401"):
+        connect_telegram(settings, "https://bot.example.com/channels/telegram/webhook", api)
+
+    def unreachable(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        raise OSError("connection refused")
+
+    with pytest.raises(
+        ConnectError, match="could not reach Telegram at https://telegram.test: connection refused"
+    ):
+        connect_telegram(settings, "https://bot.example.com/channels/telegram/webhook", unreachable)
+    api.answers = [
+        b'{"ok": true}',
+        b'{"ok": true, "result": {"url": "https://x/", "pending_update_count": 3}}',
+    ]
+    api.statuses = []
+    assert connect_telegram(settings, "https://x/", api) == {"url": "https://x/", "pending_update_count": 3}
