@@ -72,6 +72,8 @@ from core.registry import (
     shown_suggestions,
     waiting_conversations,
 )
+from core.saved_replies import TITLE_LIMIT as SAVED_TITLE_LIMIT
+from core.saved_replies import SavedReplyError, delete_reply, save_reply, saved_replies
 from core.settings import OPS_EVENT_KINDS, Settings
 from core.team_hours import when_back
 from core.turn_search import compacts
@@ -1082,18 +1084,84 @@ def conversation_detail(conversation_id: str) -> Any:
 
 
 def canned_answers(session: Any, turns: list[dict[str, Any]]) -> dict[str, Any]:
-    """The knowledge base's answers for the reply box: the intents the bot considered for the customer's
-    last question first, then every intent by title."""
+    """What the reply box offers to start from: the team's saved replies (core.saved_replies), then the
+    knowledge base's answers: the intents the bot considered for the customer's last question first, then
+    every intent by title."""
     rows = session.execute(select(Intent.name, Intent.title, Intent.answer).order_by(Intent.name)).all()
     by_name = {row.name: row for row in rows if row.answer}
     considered = [c.get("intent") for c in (turns[-1]["candidates"] if turns else [])]
     suggested = [name for name in dict.fromkeys(considered) if name in by_name]
     everything = sorted(by_name, key=lambda name: (by_name[name].title or name).lower())
+    # The team's saved replies first; keyed so no intent name can be the same (intent names have no spaces).
+    saved = {f"saved {reply.id}": reply for reply in saved_replies(session)}
     return {
+        "saved": [(key, reply.title) for key, reply in saved.items()],
         "suggested": [(name, by_name[name].title or name) for name in suggested],
         "all": [(name, by_name[name].title or name) for name in everything],
-        "answers": {name: row.answer for name, row in by_name.items()},
+        "answers": {name: row.answer for name, row in by_name.items()}
+        | {key: reply.text for key, reply in saved.items()},
     }
+
+
+@operator.get("/replies")
+@require_role("operator")
+def saved_replies_page() -> Any:
+    return _saved_replies_page()
+
+
+def _saved_replies_page(typed: dict[str, Any] | None = None, error: SavedReplyError | None = None) -> Any:
+    helploop = current_app.extensions["helploop"]
+    with helploop.database.session() as session:
+        replies = saved_replies(session)
+        page = render_template(
+            "admin/saved_replies.html",
+            replies=replies,
+            typed=typed,
+            error={"field": error.field, "message": str(error)} if error is not None else None,
+            title_limit=SAVED_TITLE_LIMIT,
+            message_limit=MESSAGE_LIMIT,
+        )
+    return page, 400 if error is not None else 200
+
+
+@operator.post("/replies")
+@require_role("operator")
+def save_saved_reply() -> Any:
+    """Add a saved reply, or change one (``id``); a bad field shows the page again with what was typed."""
+    helploop = current_app.extensions["helploop"]
+    form = request.form
+    reply_id = form.get("id", type=int)
+    title, text = form.get("title", ""), form.get("text", "")
+    typed = {"id": reply_id, "title": title, "text": text}
+    try:
+        with helploop.database.session() as session:
+            reply = save_reply(
+                session,
+                title=title,
+                text=text,
+                actor=current_user.username,
+                reply_id=reply_id,
+            )
+            saved_title = reply.title
+    except NotFoundError:
+        abort(404)
+    except SavedReplyError as exc:
+        return _saved_replies_page(typed, exc)
+    flash(f"Saved: {saved_title}.")
+    return redirect(url_for("operator.saved_replies_page"))
+
+
+@operator.post("/replies/<int:reply_id>/delete")
+@require_role("operator")
+def delete_saved_reply(reply_id: int) -> Any:
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            title = delete_reply(session, reply_id=reply_id).title
+    except NotFoundError:
+        abort(404)
+    flash(f"Deleted: {title}.")
+    return redirect(url_for("operator.saved_replies_page"))
 
 
 def _human_agent() -> bool:

@@ -103,6 +103,21 @@ class Intent(Base):
     )
 
 
+class SavedReply(Base):
+    """A text of the team's own for the live chat (core.saved_replies; migration 0060), offered in the reply
+    box beside the knowledge base's answers."""
+
+    __tablename__ = "saved_replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))  # unique whatever its case (checked on saving)
+    text: Mapped[str] = mapped_column(Text)  # Markdown, as a live-chat message
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class SynonymGroup(Base):
     """Phrases that mean the same in this knowledge base ("cashpoint", "ATM"): customers' words read as the
     one the examples use (bot.synonyms), applied to the served models without retraining."""
