@@ -944,6 +944,8 @@ def conversations() -> Any:
         view=view,
         search=search,
         asked_from=asked_from,
+        # a link only to a web address: the filter's value comes from the address bar
+        asked_from_link=asked_from.startswith(("https://", "http://")),
         asked_days=SEEN_DAYS,
         search_number=channels.chats_matching(search) is not None,
         page=page,
@@ -1692,7 +1694,7 @@ def connect_telegram_webhook() -> Any:
         job_id = enqueue(
             session,
             kind=TELEGRAM_CONNECT,
-            params={"url": settings.public_url.rstrip("/") + "/channels/telegram/webhook"},
+            params={"url": channels.telegram_webhook_address(settings.public_url)},
             created_by=current_user.username,
         ).id
     flash(f"Connecting Telegram (job {job_id}): this page says when Telegram has taken the webhook.")

@@ -252,6 +252,12 @@ def queue(
     return message
 
 
+def telegram_webhook_address(public_url: str) -> str:
+    """This app's Telegram webhook at its public address (registered by ``helploop channels connect telegram``
+    or the Activity page's button)."""
+    return public_url.rstrip("/") + "/channels/telegram/webhook"
+
+
 def rating_request(conversation_id: str, text: str) -> dict[str, Any]:
     """The message that ends a live chat on a messaging app: ``text`` (the bot answers again; how was it?)
     with five buttons, 5 to 1, each sending back ``rate:<conversation>:<n>`` (the widget's five stars)."""

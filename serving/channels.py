@@ -203,11 +203,6 @@ class ConnectError(ValueError):
     """Telegram's webhook could not be registered: the reason, in words an operator can act on."""
 
 
-def telegram_webhook_address(public_url: str) -> str:
-    """This app's Telegram webhook at its public address."""
-    return public_url.rstrip("/") + "/channels/telegram/webhook"
-
-
 def connect_telegram(settings: Settings, url: str, post: Post = http_post) -> dict[str, Any]:
     """Register ``url`` as the bot's webhook (``Telegram.connect``) and read back Telegram's view of it: the
     address updates now go to, and how many wait there. ConnectError when the address is not https, Telegram

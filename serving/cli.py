@@ -1184,7 +1184,8 @@ def channels_connect(ctx: click.Context, channel: str, url: str | None) -> None:
     """Register this app's webhook with Telegram (setWebhook, with the webhook secret), so the bot's chats
     reach HelpLoop. WhatsApp's and Messenger's webhooks are entered in Meta's app dashboard instead (address
     and verify token: see `helploop channels`)."""
-    from serving.channels import ConnectError, connect_telegram, telegram_webhook_address
+    from core.channels import telegram_webhook_address
+    from serving.channels import ConnectError, connect_telegram
 
     settings = _settings(ctx)
     if channel not in settings.channels:

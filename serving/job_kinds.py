@@ -169,7 +169,7 @@ def telegram_connect_job(
 ) -> dict[str, Any]:
     """Register the Telegram webhook at this app's public address (the Activity page's button; the CLI's
     ``helploop channels connect telegram``): Telegram's answer can take seconds, so never in a request."""
-    from serving.channels import connect_telegram, telegram_webhook_address
+    from serving.channels import connect_telegram
 
     if "telegram" not in settings.channels:
         raise ValueError(
@@ -178,7 +178,7 @@ def telegram_connect_job(
     if not settings.public_url:
         raise ValueError("set HELPLOOP_PUBLIC_URL: the https address Telegram can reach")
     report(0.0, "telegram")
-    result = connect_telegram(settings, telegram_webhook_address(settings.public_url))
+    result = connect_telegram(settings, channels.telegram_webhook_address(settings.public_url))
     report(0.99, "done")
     return result
 

@@ -1139,15 +1139,13 @@ def test_an_operator_connects_telegram_from_the_activity_page(
 ) -> None:
     """The button queues a job (Telegram is asked over the network, never in the request); the worker
     registers the webhook at HELPLOOP_PUBLIC_URL with its secret, and the page says where updates go."""
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import add_user, csrf_token, login, signed_in_operator
     from training.jobs import Worker
 
-    app = make_app(**{**CHANNELS, "telegram_api_url": telegram_api, "public_url": "https://bot.example.com/"})
+    settings = {**CHANNELS, "telegram_api_url": telegram_api, "public_url": "https://bot.example.com/"}
+    app, operator = signed_in_operator(make_app, **settings)
     helploop = app.extensions["helploop"]
-    add_user(app, "omar", "operator")
     add_user(app, "rita", "reviewer")
-    operator = app.test_client()
-    login(operator, "omar")
     page = operator.get("/operator/activity").get_data(as_text=True)
     assert 'id="telegram-connect"' in page and "Registers the webhook above with Telegram" in page
     connect = {"csrf_token": csrf_token(page)}
@@ -1182,12 +1180,9 @@ def test_an_operator_connects_telegram_from_the_activity_page(
 
 
 def test_telegram_cannot_be_connected_without_a_public_https_address(make_app: Callable[..., Any]) -> None:
-    from tests.serving.test_admin import add_user, csrf_token, login
+    from tests.serving.test_admin import csrf_token, signed_in_operator
 
-    app = make_app(**CHANNELS)  # no HELPLOOP_PUBLIC_URL
-    add_user(app, "omar", "operator")
-    operator = app.test_client()
-    login(operator, "omar")
+    app, operator = signed_in_operator(make_app, **CHANNELS)  # no HELPLOOP_PUBLIC_URL
     page = operator.get("/operator/activity").get_data(as_text=True)
     assert 'disabled title="set HELPLOOP_PUBLIC_URL' in page
     refused = operator.post(

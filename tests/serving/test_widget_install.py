@@ -173,6 +173,9 @@ def test_the_pages_customers_ask_from_are_listed_with_what_became_of_their_quest
     assert "0 conversations" in client.get(
         "/operator/conversations?view=all&asked_from=https://shop.example.com/nowhere"
     ).get_data(as_text=True)
+    # The filter comes from the address bar: anything but a web address is shown, never linked.
+    odd = client.get("/operator/conversations?view=all&asked_from=javascript:alert(1)").get_data(as_text=True)
+    assert ", asked from javascript:alert(1) in the last 30 days" in odd and 'href="javascript' not in odd
 
 
 def test_a_pages_bar_shows_each_outcome_in_proportion() -> None:
