@@ -124,7 +124,7 @@ from crowd_feedback.suggestions import (
 )
 from crowd_feedback.workforce import FAST_SECONDS, ReviewerPerformance, duration_text
 from training.build import EmptyKnowledgeBaseError, changes_since_production, require_knowledge_base
-from training.jobs import JobError, enqueue, job_view, request_cancel
+from training.jobs import JobError, enqueue, job_view, request_cancel, unfinished
 from training.kb_check import check_current_knowledge_base
 from training.model_backup import copies_summary
 from training.model_retention import ROLLBACKS_KEPT, model_roles, prune_models
@@ -1557,9 +1557,7 @@ def start_backup() -> Any:
         )
         return redirect(url_for("operator.exports"))
     with helploop.database.session() as session:
-        waiting = session.scalar(
-            select(Job.id).where(Job.kind == "backup", Job.status.in_(("queued", "running"))).limit(1)
-        )
+        waiting = unfinished(session, kind="backup")
         if waiting is not None:
             flash(f"Backup job {waiting} is already queued or running.")
             return redirect(url_for("operator.exports"))
@@ -1685,9 +1683,7 @@ def connect_telegram_webhook() -> Any:
         )
         return redirect(url_for("operator.activity"))
     with helploop.database.session() as session:
-        waiting = session.scalar(
-            select(Job.id).where(Job.kind == TELEGRAM_CONNECT, Job.status.in_(("queued", "running"))).limit(1)
-        )
+        waiting = unfinished(session, kind=TELEGRAM_CONNECT)
         if waiting is not None:
             flash(f"Connecting Telegram already: job {waiting}.")
             return redirect(url_for("operator.activity"))

@@ -133,11 +133,12 @@ def widget_pages(session: Session, *, since: datetime, limit: int = 20) -> list[
     """The pages the widget's questions came from since ``since``, those the bot helped least first: the most
     questions not answered, then the most questions. Read from the index of the widget's turns (0059)."""
     status, counted = Turn.status, func.count()
+    answered = func.sum(case((status == "answered", 1), else_=0))
     rows = session.execute(
         select(
             Turn.page,
             counted,
-            func.sum(case((status == "answered", 1), else_=0)),
+            answered,
             func.sum(case((status == "clarify", 1), else_=0)),
             func.sum(case((status.in_(("handoff", "asked_for_person")), 1), else_=0)),
             func.sum(case((status == "off_topic", 1), else_=0)),
@@ -150,10 +151,10 @@ def widget_pages(session: Session, *, since: datetime, limit: int = 20) -> list[
             status != "small_talk",
         )
         .group_by(Turn.page)
+        .order_by((counted - answered).desc(), counted.desc(), Turn.page)  # PageOutcome.not_answered first
+        .limit(limit)
     )
-    pages = [PageOutcome(str(row[0]), *(int(n or 0) for n in row[1:])) for row in rows]
-    pages.sort(key=lambda p: (-p.not_answered, -p.questions, p.page))
-    return pages[:limit]
+    return [PageOutcome(str(row[0]), *(int(n or 0) for n in row[1:])) for row in rows]
 
 
 def on_page(conversation: Conversation, page: Page | None) -> None:
@@ -721,7 +722,11 @@ def close_handoff(
     conversation.handoff_closed_by = actor[:100]
     conversation.handoff_note = note.strip()[:500] or None
     conversation.agent = None  # the live chat ends: the bot answers again
-    if handback and last_agent(session, conversation_id=conversation_id) is not None:
+    if (  # a messaging app's chat (the widget asks by itself) where someone from the team chatted
+        handback
+        and conversation.channel in channels.CHANNELS
+        and last_agent(session, conversation_id=conversation_id) is not None
+    ):
         channels.queue(
             session,
             conversation_id=conversation_id,

@@ -175,10 +175,13 @@ def telegram_connect_job(
         raise ValueError(
             "telegram is not set up: set HELPLOOP_TELEGRAM_BOT_TOKEN and HELPLOOP_TELEGRAM_WEBHOOK_SECRET"
         )
-    if not settings.public_url:
+    url = params.get("url") or (
+        settings.public_url and channels.telegram_webhook_address(settings.public_url)
+    )
+    if not url:
         raise ValueError("set HELPLOOP_PUBLIC_URL: the https address Telegram can reach")
     report(0.0, "telegram")
-    result = connect_telegram(settings, channels.telegram_webhook_address(settings.public_url))
+    result = connect_telegram(settings, str(url))
     report(0.99, "done")
     return result
 

@@ -76,6 +76,14 @@ def enqueue(session: Session, *, kind: str, params: dict[str, Any] | None = None
     return job
 
 
+def unfinished(session: Session, *, kind: str) -> int | None:
+    """The id of a job of ``kind`` still queued or running (None: none is), for the pages that start one
+    at a time."""
+    return session.scalar(
+        select(Job.id).where(Job.kind == kind, Job.status.in_(("queued", "running"))).limit(1)
+    )
+
+
 def enqueue_file_import(
     session: Session, *, files: Sequence[tuple[str, bytes]], replace: bool, created_by: str
 ) -> Job:
