@@ -8,6 +8,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,11 +34,12 @@ from admin_ui.install import SEEN_DAYS
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC
-from core import channels
+from core import channels, mail
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
 from core.models import (
+    Conversation,
     Deployment,
     Intent,
     Job,
@@ -47,6 +49,7 @@ from core.models import (
     Turn,
     User,
     VerifiedPair,
+    as_utc,
     utcnow,
 )
 from core.pages import PAGE_LIMIT
@@ -1071,6 +1074,7 @@ def conversation_detail(conversation_id: str) -> Any:
             "agent": conversation.agent if agent_active(conversation) else None,
             "waiting": handoff_open(session, conversation_id=conversation.id),
         }
+        info.update(email_choice(helploop.settings, conversation))
         sent = channels.delivery(session, conversation_id=conversation.id)
         messages = [live_message_view(m, sent.get(m.id)) for m in conversation.messages]
         canned = canned_answers(session, turns) if info["waiting"] else None
@@ -1080,6 +1084,7 @@ def conversation_detail(conversation_id: str) -> Any:
         turns=turns,
         messages=messages,
         message_limit=MESSAGE_LIMIT,
+        delivery_said=DELIVERY_SAID,
         canned=canned,
         search=request.args.get("q", "")[:200],  # from a search's results: its words are marked
     )
@@ -1205,6 +1210,46 @@ def reply_window_view(
     return {"open": window.open(now), "closes_at": closes.isoformat(), "text": text}
 
 
+# How far each of the team's messages sent on by the outbox got (core.channels.delivery): to a messaging app,
+# or by e-mail (core.mail.PROGRESS). The live chat's script reads the same words from the page.
+DELIVERY_SAID = {
+    "pending": "· sending",
+    "sent": "· sent",
+    "delivered": "· delivered",
+    "read": "· read",
+    "failed": "not delivered",
+    "email_pending": "· e-mailing",
+    "emailed": "· e-mailed",
+    "email_failed": "e-mail not sent",
+}
+# The reply box ticks "Also e-mail it" when the customer has been quiet this long: they may have left.
+EMAIL_QUIET_MINUTES = 10
+
+
+def email_choice(
+    settings: Settings, conversation: Conversation, now: datetime | None = None
+) -> dict[str, Any]:
+    """Whether the reply box offers to e-mail the reply (``email``: the address, whether ticked, how long ago
+    the customer wrote, where their answer goes), or says how to set it up (``email_unset``): for a widget or
+    API conversation whose customer left an e-mail address (a messaging app's chat is answered in the app)."""
+    address = mail.email_address(conversation.contact)
+    if address is None or conversation.channel in channels.CHANNELS:
+        return {"email": None, "email_unset": False}
+    if not settings.mail_on:
+        return {"email": None, "email_unset": True}
+    quiet = ((now or utcnow()) - as_utc(conversation.last_activity_at)).total_seconds()
+    reply_to = settings.mail_reply_to or settings.mail_from
+    return {
+        "email": {
+            "address": address,
+            "checked": quiet >= EMAIL_QUIET_MINUTES * 60,
+            "ago": duration_text(max(quiet, 0.0)),
+            "reply_to": parseaddr(reply_to)[1],
+        },
+        "email_unset": False,
+    }
+
+
 def live_message_view(message: Any, sent: tuple[str, str | None] | None = None) -> dict[str, Any]:
     """``sent``: on a messaging app, whether the message reached it (core.channels.delivery)."""
     return {
@@ -1244,15 +1289,34 @@ def _live_chat_write(conversation_id: str, write: Callable[[Session], tuple[bool
 def reply_to_customer(conversation_id: str) -> Any:
     """Write to the customer in the widget. The first reply takes the conversation over: the bot stays quiet
     and the customer's messages come here until the handoff is marked handled."""
-    template = current_app.extensions["helploop"].settings.whatsapp_template
+    settings = current_app.extensions["helploop"].settings
+    template = settings.whatsapp_template
 
     def reply(session: Session) -> tuple[bool, str | None]:
-        agent_reply(
+        message = agent_reply(
             session,
             conversation_id=conversation_id,
             agent=current_user.username,
             text=request.form.get("text", ""),
         )
+        if request.form.get("email"):  # also to the e-mail address the customer left (core.mail)
+            conversation = get_conversation(session, conversation_id=conversation_id)
+            if not email_choice(settings, conversation)["email"]:
+                raise MessageError(
+                    "replies by e-mail are not set up (HELPLOOP_SMTP_URL), or the customer left no e-mail "
+                    "address here"
+                )
+            outgoing = mail.queue_email(
+                session,
+                message=message,
+                contact=conversation.contact,
+                subject=settings.mail_subject,
+                sender=settings.mail_from,
+            )
+            return (
+                True,
+                f"Sent in the chat, and e-mailed to {outgoing.chat_key} (marked below once it has gone).",
+            )
         window = conversation_reply_window(session, conversation_id)
         if window is None or window.open(utcnow()):
             return True, None
@@ -1635,7 +1699,11 @@ def activity() -> Any:
     with helploop.database.session() as session:
         rows = [event_view(e, settings) for e in recent_events(session, kind=kind, limit=200)]
         counts = delivery_counts(session, since=utcnow() - timedelta(days=ACTIVITY_SUMMARY_DAYS))
-        apps = channels.counts(session, since=utcnow() - timedelta(hours=24)) if settings.channels else {}
+        apps = (
+            channels.counts(session, since=utcnow() - timedelta(hours=24))
+            if settings.channels or settings.mail_on
+            else {}
+        )
         telegram_job = (  # the last time someone connected Telegram's webhook from here
             session.scalars(
                 select(Job).where(Job.kind == TELEGRAM_CONNECT).order_by(Job.id.desc()).limit(1)
@@ -1662,7 +1730,20 @@ def activity() -> Any:
         telegram_on="telegram" in settings.channels,
         telegram_connect=telegram_connect,
         public_https=settings.public_url.startswith("https://"),
+        email=mail_view(settings, apps.get(mail.EMAIL)),
     )
+
+
+def mail_view(settings: Settings, figures: channels.ChannelCounts | None) -> dict[str, Any] | None:
+    """Replies by e-mail on the Activity page: the server (no password), the addresses, the last 24 hours."""
+    if not settings.mail_on or figures is None:
+        return None
+    return {
+        "server": mail.parse_smtp_url(settings.smtp_url).describe(),
+        "sender": settings.mail_from,
+        "reply_to": settings.mail_reply_to or parseaddr(settings.mail_from)[1],
+        "counts": figures,
+    }
 
 
 TELEGRAM_CONNECT = "telegram_connect"

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import registry  # a module import: core.registry queues the team's replies here
+from core import mail, registry  # module imports: core.registry queues the team's replies here
 from core.models import ChannelChat, ChannelEvent, ChannelMessage, Conversation, as_utc, utcnow
 
 CHANNELS = ("telegram", "whatsapp", "messenger")
@@ -407,15 +407,19 @@ def _record(
 
 
 def delivery(session: Session, *, conversation_id: str) -> dict[int, tuple[str, str | None]]:
-    """The team's live-chat messages in a conversation on a messaging app, by their id: how far each got
-    (``progress``) and the app's last error."""
+    """The team's live-chat messages sent on by the outbox (to a messaging app, or by e-mail: ``core.mail``),
+    by their id: how far each got (``progress``; an e-mail's as ``core.mail.PROGRESS`` names it) and the
+    last error."""
     rows = session.scalars(
         select(ChannelMessage)
         .where(ChannelMessage.conversation_id == conversation_id)
         .order_by(ChannelMessage.id)
     ).all()
     return {
-        int(m.payload["message_id"]): (progress(m), m.last_error)
+        int(m.payload["message_id"]): (
+            mail.PROGRESS[m.status] if m.channel == mail.EMAIL else progress(m),
+            m.last_error,
+        )
         for m in rows
         if isinstance(m.payload.get("message_id"), int)
     }
@@ -540,7 +544,8 @@ class ChannelCounts:
 
 
 def counts(session: Session, *, since: datetime) -> dict[str, ChannelCounts]:
-    """Per channel: its conversations and its outbox since ``since`` (pending ones whenever queued)."""
+    """Per channel (and ``email``: core.mail): its conversations and its outbox since ``since`` (pending
+    ones whenever queued)."""
     chats = dict(
         session.execute(
             select(ChannelChat.channel, func.count())
@@ -556,7 +561,7 @@ def counts(session: Session, *, since: datetime) -> dict[str, ChannelCounts]:
     ).all():
         by_status[(channel, status)] = count
     result = {}
-    for channel in CHANNELS:
+    for channel in (*CHANNELS, mail.EMAIL):  # the replies by e-mail go through the same outbox
         last_error = session.scalar(
             select(ChannelMessage.last_error)
             .where(ChannelMessage.channel == channel, ChannelMessage.status == "failed")

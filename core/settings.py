@@ -412,6 +412,14 @@ class Settings:
         "The person from our team has left the chat; the assistant answers again. "
         "How was your chat with our team?"
     )
+    # Replies by e-mail (core.mail, serving.mail): the live chat's reply box can also send a reply to the
+    # e-mail address a customer left. smtp_url: smtp://user:password@host:587 (STARTTLS, required unless
+    # the server is this machine's own relay) or smtps://…:465 (TLS); user and password percent-encoded.
+    # mail_from: "Support <help@example.com>"; mail_reply_to: where customers' answers go (empty: mail_from).
+    smtp_url: str = ""
+    mail_from: str = ""
+    mail_reply_to: str = ""
+    mail_subject: str = "About your question to our team"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -451,6 +459,7 @@ class Settings:
             )
         self._check_sso()
         self._check_channels()
+        self._check_mail()
         if not 0 <= self.trusted_proxies <= 5:
             raise SettingsError(f"trusted_proxies must be 0 (none) to 5, not {self.trusted_proxies}")
         if not 1 <= self.training_processes <= 64:
@@ -588,6 +597,30 @@ class Settings:
                 f"channel_conversation_hours must be more than 0 and at most {24 * 90}, "
                 f"not {self.channel_conversation_hours}"
             )
+
+    def _check_mail(self) -> None:
+        from core.mail import MailSettingsError, check_sender, check_subject, parse_smtp_url
+
+        try:
+            object.__setattr__(self, "mail_subject", check_subject(self.mail_subject))
+            if not self.smtp_url:
+                return
+            parse_smtp_url(self.smtp_url)
+            if not self.mail_from:
+                raise MailSettingsError(
+                    "smtp_url is set: set mail_from too, the address replies come from "
+                    "('Support <help@example.com>')"
+                )
+            check_sender(self.mail_from, "mail_from")
+            if self.mail_reply_to:
+                check_sender(self.mail_reply_to, "mail_reply_to")
+        except MailSettingsError as exc:
+            raise SettingsError(str(exc)) from None
+
+    @property
+    def mail_on(self) -> bool:
+        """Replies can go by e-mail (an SMTP server is set up)."""
+        return bool(self.smtp_url)
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -79,7 +79,7 @@ class HelpLoop:
     router: ReviewRouter
     policy: ReviewPolicy
     notifier: HandoffNotifier
-    channel_sender: ChannelSender | None = None  # sends replies to messaging apps (when one is set up)
+    channel_sender: ChannelSender | None = None  # sends replies to messaging apps and by e-mail (when set up)
     # Sites refused by HELPLOOP_WIDGET_ORIGINS whose refusal was logged (once each, at most REFUSED_LOGGED)
     refused_origins: set[str] = field(default_factory=set)
 
@@ -199,7 +199,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
     )
     sender = None
-    if settings.channels:
+    if settings.channels or settings.mail_on:
         sender = ChannelSender(
             database,
             settings,

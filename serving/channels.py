@@ -57,6 +57,7 @@ from serving.api import answer_message, chat_rated, person_choice, rate_answer, 
 from serving.app import db_session, state
 from serving.channel_text import render, split
 from serving.errors import APIError
+from serving.mail import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,7 @@ def _short(text: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-Client = Telegram | WhatsApp | Messenger
+Client = Telegram | WhatsApp | Messenger | Mailer
 
 
 def clients(settings: Settings, post: Post = http_post) -> dict[str, Client]:
@@ -384,6 +385,8 @@ def clients(settings: Settings, post: Post = http_post) -> dict[str, Client]:
         made["whatsapp"] = WhatsApp(settings, post)
     if "messenger" in settings.channels:
         made["messenger"] = Messenger(settings, post)
+    if settings.mail_on:  # replies by e-mail go through the same outbox (core.mail)
+        made["email"] = Mailer(settings)
     return made
 
 

@@ -1130,6 +1130,38 @@ def events_test(ctx: click.Context) -> None:
     click.echo(f"test event {event_id} recorded; a worker sends it to {where}")
 
 
+# --------------------------------------------------------------------------------------------- mail
+
+
+@main.group()
+def mail() -> None:
+    """Replies by e-mail (HELPLOOP_SMTP_URL, HELPLOOP_MAIL_FROM)."""
+
+
+@mail.command("test")
+@click.option("--to", "address", required=True, help="The address to send the test e-mail to.")
+@click.pass_context
+def mail_test(ctx: click.Context, address: str) -> None:
+    """Send one test e-mail now through the SMTP server set up, as the live chat's replies go out: exits
+    non-zero with the server's words when it refuses."""
+    import smtplib
+
+    from core.mail import email_address
+    from serving.mail import Mailer, failure
+
+    settings = _settings(ctx)
+    if not settings.mail_on:
+        _fail("replies by e-mail are not set up: set HELPLOOP_SMTP_URL and HELPLOOP_MAIL_FROM")
+    if email_address(address) is None:
+        _fail(f"--to: {address!r} is no e-mail address")
+    mailer = Mailer(settings)
+    try:
+        message_id = mailer.send_test(address)
+    except (smtplib.SMTPException, OSError) as exc:
+        _fail(f"{mailer.server.describe()} did not take it: {failure(exc).error}")
+    click.echo(f"sent to {address} through {mailer.server.describe()} (Message-ID {message_id})")
+
+
 # ----------------------------------------------------------------------------------------- channels
 
 

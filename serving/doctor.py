@@ -372,6 +372,29 @@ def _channels(settings: Settings, database: Database, now: datetime) -> Check:
     return Check("channels", OK, ", ".join(said))
 
 
+def _mail(settings: Settings, database: Database, now: datetime) -> Check:
+    """Replies by e-mail: the SMTP server answers, encrypts and takes the login (nothing is sent), and the
+    last 24 hours' e-mails (failed ones with the server's words)."""
+    import smtplib
+
+    from core.channels import counts
+    from core.mail import EMAIL
+    from serving.mail import Mailer
+
+    with database.session() as session:
+        line = counts(session, since=now - timedelta(hours=24))[EMAIL]
+    said = f"{line.sent} sent in 24 h"
+    mailer = Mailer(settings, timeout=10)
+    try:
+        server = mailer.check() + (" answers, login accepted" if mailer.server.username else " answers")
+    except (smtplib.SMTPException, OSError) as exc:
+        return Check("e-mail", FAIL, f"the SMTP server refused or cannot be reached: {exc}; {said}")
+    if line.failed:
+        failed = f"{line.failed} e-mails failed in 24 h (last: {line.last_error})"
+        return Check("e-mail", WARN, f"{server}; {failed}; {said}")
+    return Check("e-mail", OK, f"{server}; {said}")
+
+
 def _widget(settings: Settings, database: Database, now: datetime) -> Check:
     """Which sites may put the chat on their pages, and which it answered on in the last 30 days."""
     from core.registry import widget_sites
@@ -413,6 +436,8 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> list[Check
         ]
         if settings.channels:
             needs_database.append(("channels", lambda: _channels(settings, database, now)))
+        if settings.mail_on:
+            needs_database.append(("e-mail", lambda: _mail(settings, database, now)))
         reachable = checks[0].status == OK
         for name, check in needs_database:
             if not reachable:

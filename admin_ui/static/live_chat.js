@@ -42,11 +42,9 @@
     list.appendChild(item);
   }
 
-  // On a messaging app: each of the team's messages marked sending, sent, delivered, read or not delivered,
-  // as it changes (the app's receipts).
-  var SAID = {
-    pending: "· sending", sent: "· sent", delivered: "· delivered", read: "· read", failed: "not delivered"
-  };
+  // On a messaging app, or e-mailed: each of the team's messages marked sending, sent, delivered, read or not
+  // delivered, as it changes (the app's receipts). The words are the page's (admin_ui.operator.DELIVERY_SAID).
+  var SAID = JSON.parse(list.getAttribute("data-said") || "{}");
   function mark(delivery) {
     Object.keys(delivery || {}).forEach(function (id) {
       var item = list.querySelector('li[data-id="' + id + '"]');
@@ -58,7 +56,7 @@
         item.appendChild(document.createTextNode(" "));
         item.appendChild(span);
       }
-      span.className = "delivery " + (state.status === "failed" ? "tag" : "muted");
+      span.className = "delivery " + (/failed$/.test(state.status) ? "tag" : "muted");
       span.textContent = SAID[state.status];
       span.title = state.error || "";
     });
