@@ -1742,6 +1742,7 @@ def mail_view(settings: Settings, figures: channels.ChannelCounts | None) -> dic
         "server": mail.parse_smtp_url(settings.smtp_url).describe(),
         "sender": settings.mail_from,
         "reply_to": settings.mail_reply_to or parseaddr(settings.mail_from)[1],
+        "team": settings.handoff_emails,  # told of handoffs by e-mail (serving.notify)
         "counts": figures,
     }
 

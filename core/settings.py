@@ -420,6 +420,9 @@ class Settings:
     mail_from: str = ""
     mail_reply_to: str = ""
     mail_subject: str = "About your question to our team"
+    # The team's addresses (comma-separated) that hear by e-mail when a conversation is handed to a person, a
+    # customer leaves a contact, or rates a live chat 2 or less (as the handoff webhook; needs smtp_url).
+    handoff_email_to: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -599,11 +602,17 @@ class Settings:
             )
 
     def _check_mail(self) -> None:
+        from email.utils import parseaddr
+
         from core.mail import MailSettingsError, check_sender, check_subject, parse_smtp_url
 
         try:
             object.__setattr__(self, "mail_subject", check_subject(self.mail_subject))
             if not self.smtp_url:
+                if self.handoff_emails:
+                    raise MailSettingsError(
+                        "handoff_email_to is set: set smtp_url too, the server to send through"
+                    )
                 return
             parse_smtp_url(self.smtp_url)
             if not self.mail_from:
@@ -614,8 +623,19 @@ class Settings:
             check_sender(self.mail_from, "mail_from")
             if self.mail_reply_to:
                 check_sender(self.mail_reply_to, "mail_reply_to")
+            for address in self.handoff_emails:
+                if parseaddr(address)[1] != address:
+                    raise MailSettingsError(
+                        f"handoff_email_to lists e-mail addresses separated by commas; {address!r} is none"
+                    )
+                check_sender(address, "handoff_email_to")
         except MailSettingsError as exc:
             raise SettingsError(str(exc)) from None
+
+    @property
+    def handoff_emails(self) -> tuple[str, ...]:
+        """The team's addresses told of handoffs by e-mail (``handoff_email_to``)."""
+        return tuple(a.strip() for a in self.handoff_email_to.split(",") if a.strip())
 
     @property
     def mail_on(self) -> bool:

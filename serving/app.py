@@ -22,6 +22,7 @@ from core.knowledge_base import AnswerBook, read_answer_book
 from core.registry import serving_plan
 from core.settings import Settings, SettingsError, load_settings
 from crowd_feedback.review import ReviewPolicy
+from serving.mail import Mailer
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, read_as_set
 from serving.notify import HandoffNotifier
@@ -197,6 +198,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         secret=settings.handoff_webhook_secret,
         public_url=settings.public_url,
         on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
+        mailer=Mailer(settings) if settings.handoff_emails else None,
+        mail_to=settings.handoff_emails,
     )
     sender = None
     if settings.channels or settings.mail_on:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
@@ -146,6 +147,20 @@ class Mailer:
         finally:
             client.quit()
         return self.server.describe()
+
+    def send_notice(self, addresses: Sequence[str], subject: str, text: str) -> str:
+        """A notice to the team (``serving.notify``: a conversation handed to a person), plain text, marked
+        as sent by a machine (RFC 3834: auto-responders stay quiet). Its Message-ID; raises the SMTP error."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = ", ".join(addresses)
+        message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain=parseaddr(self.sender)[1].rpartition("@")[2] or None)
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text)
+        self._deliver(message)
+        return str(message["Message-ID"])
 
     def send_test(self, address: str) -> str:
         """One e-mail to ``address`` now (``helploop mail test``): its Message-ID; raises the SMTP error."""

@@ -1,5 +1,7 @@
 """Tell people when a conversation is handed to them: a JSON POST to a webhook (Slack's incoming webhooks,
-a helpdesk, an automation tool) off the request path, signed when a secret is set, retried with backoff.
+a helpdesk, an automation tool) off the request path, signed when a secret is set, retried with backoff; and
+an e-mail to the team's addresses (``HELPLOOP_HANDOFF_EMAIL_TO``), for every reason but a live chat's
+messages (the person chatting sees those on the page).
 
 Only the redacted message leaves HelpLoop; the original and the customer's contact stay in the inbox,
 behind the operator login, which the payload links to.
@@ -8,12 +10,14 @@ behind the operator login, which the payload links to.
 from __future__ import annotations
 
 import logging
+import smtplib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from core.webhooks import Poster, attempt, post_json, signed_request
 from serving.background import BackgroundQueue
+from serving.mail import Mailer, failure
 
 log = logging.getLogger("helploop.serving.notify")
 REASONS = {
@@ -22,6 +26,13 @@ REASONS = {
     "contact": "The customer left a contact for a person to reach them.",
     "message": "The customer wrote in a live chat with a person.",
     "low_rating": "A customer was unhappy with a live chat.",
+}
+# The e-mail's subject per reason; "message" (a customer writing in a live chat) is not e-mailed.
+SUBJECTS = {
+    "bot": "A conversation was handed to a person",
+    "asked": "A customer asked for a person",
+    "contact": "A customer left a contact",
+    "low_rating": "A customer rated a live chat low",
 }
 
 
@@ -36,8 +47,12 @@ class HandoffNotifier:
         attempts: int = 3,
         backoff_seconds: float = 1.0,
         on_result: Callable[[str], None] | None = None,
+        mailer: Mailer | None = None,
+        mail_to: tuple[str, ...] = (),
     ) -> None:
         self.url = url
+        self.mailer = mailer if mail_to else None
+        self.mail_to = mail_to
         self.secret = secret
         self.public_url = public_url.rstrip("/")
         self._post = post
@@ -48,7 +63,7 @@ class HandoffNotifier:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.url)
+        return bool(self.url) or self.mailer is not None
 
     def notify(self, *, session_id: str, reason: str, message: str, page: str | None = None) -> None:
         """Queue one notification (returns at once). ``message`` must already be redacted; ``page``: the web
@@ -74,6 +89,40 @@ class HandoffNotifier:
         return self._work.drain(timeout)
 
     def _deliver(self, payload: dict[str, Any]) -> None:
+        if self.url:
+            self._post_webhook(payload)
+        if self.mailer is not None and payload["reason"] in SUBJECTS:
+            self._email(self.mailer, payload)
+
+    def _email(self, mailer: Mailer, payload: dict[str, Any]) -> None:
+        """The notice by e-mail: its subject names the reason and the message's start; counted ``emailed``
+        or ``email_failed`` (at once when the server refuses it for good: 5xx)."""
+        message = str(payload["message"])
+        subject = f"{SUBJECTS[payload['reason']]}: “{message[:60]}{'…' if len(message) > 60 else ''}”"
+        lines = [REASONS[payload["reason"]], "", f"Last message: “{message}”"]
+        if payload["page"]:
+            lines.append(f"On the page: {payload['page']}")
+        lines.append(
+            f"Open the conversation: {payload['url']}"
+            if payload["url"]
+            else f"Conversation {payload['session_id']} in the inbox (HELPLOOP_PUBLIC_URL would link it)."
+        )
+        for number in range(1, self.attempts + 1):
+            try:
+                mailer.send_notice(self.mail_to, subject, "\n".join(lines) + "\n")
+            except (smtplib.SMTPException, OSError) as exc:
+                refused = failure(exc)
+                log.warning("handoff e-mail attempt %d/%d failed: %s", number, self.attempts, refused.error)
+                if refused.final:
+                    break
+                if number < self.attempts:
+                    time.sleep(self.backoff_seconds * 2 ** (number - 1))
+                continue
+            self._on_result("emailed")
+            return
+        self._on_result("email_failed")
+
+    def _post_webhook(self, payload: dict[str, Any]) -> None:
         body, headers = signed_request(payload, secret=self.secret, user_agent="HelpLoop-handoff/1")
         for number in range(1, self.attempts + 1):
             problem = attempt(self._post, self.url, body, headers)

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from core.channels import Failure, Sent
 from core.models import ChannelMessage, Conversation, ConversationMessage, utcnow
-from core.settings import load_settings
+from core.settings import SettingsError, load_settings
 from serving.mail import Mailer, build_email
-from tests.serving.test_admin import csrf_token, signed_in_operator
+from tests.serving.test_admin import add_user, csrf_token, login, signed_in_operator
 
 SENDER = "Acme support <help@acme.example>"
 # The test server takes a login without TLS (it is on this machine, and has no certificate): aiosmtpd warns.
@@ -33,8 +33,10 @@ class Inbox:
     """What the SMTP server took; RCPT answers 550 for nobody@…, 451 for later@…."""
 
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)  # every RCPT, taken or refused
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        self.asked.append(address)
         if address.startswith("nobody@"):
             return "550 5.1.1 no such mailbox here"
         if address.startswith("later@"):
@@ -218,6 +220,7 @@ def test_an_operators_reply_is_also_e_mailed_to_the_customer_and_shown_as_e_mail
     assert "· e-mailed</span>" in operator.get(url).get_data(as_text=True)
     # the Activity page counts it
     activity = operator.get("/operator/activity").get_data(as_text=True)
+    assert "Set <code>HELPLOOP_HANDOFF_EMAIL_TO</code>" in activity
     assert (
         'id="email"' in activity
         and "127.0.0.1:" in activity
@@ -360,3 +363,105 @@ def test_in_the_browser_the_ticked_reply_is_e_mailed_and_marked_as_it_goes(
             context.close()
     [(_, recipients, message)] = inbox.messages
     assert recipients == ["jo@example.com"] and message["Subject"] == "About your question to our team"
+
+
+def test_the_team_hears_of_a_handoff_by_e_mail_but_not_of_each_live_chat_message() -> None:
+    from serving.notify import HandoffNotifier
+
+    outcomes: list[str] = []
+    with smtp_server() as (inbox, port):
+        notifier = HandoffNotifier(
+            "",
+            public_url="https://help.acme.example/",
+            mailer=mailer(port),
+            mail_to=("team@acme.example", "lead@acme.example"),
+            backoff_seconds=0,
+            on_result=outcomes.append,
+        )
+        assert notifier.enabled
+        notifier.notify(
+            session_id="abc123",
+            reason="asked",
+            message="help, I'm [EMAIL]",
+            page="https://shop.example/cards",
+        )
+        notifier.notify(session_id="abc123", reason="message", message="are you there?")  # seen on the page
+        assert notifier.drain(10)
+    [(_, recipients, message)] = inbox.messages
+    assert recipients == ["team@acme.example", "lead@acme.example"] and outcomes == ["emailed"]
+    assert message["Subject"] == "A customer asked for a person: “help, I'm [EMAIL]”"
+    assert message["Auto-Submitted"] == "auto-generated" and message["From"] == SENDER
+    body = message.get_content().replace("\r\n", "\n")  # as it crossed the wire
+    assert body == (
+        "The customer asked for a person.\n\nLast message: “help, I'm [EMAIL]”\n"
+        "On the page: https://shop.example/cards\n"
+        "Open the conversation: https://help.acme.example/operator/conversations/abc123\n"
+    )
+
+
+def test_a_refused_notice_fails_at_once_and_an_unreachable_server_is_tried_three_times() -> None:
+    from serving.notify import HandoffNotifier
+
+    outcomes: list[str] = []
+    with smtp_server() as (inbox, port):
+        refused = HandoffNotifier(
+            "",
+            mailer=mailer(port),
+            mail_to=("nobody@acme.example",),
+            backoff_seconds=0,
+            on_result=outcomes.append,
+        )
+        refused.notify(session_id="a" * 16, reason="bot", message="x" * 80)
+        assert refused.drain(10)
+    assert inbox.asked == ["nobody@acme.example"] and outcomes == ["email_failed"]  # 550: not tried again
+    tries: list[int] = []
+    down = HandoffNotifier(
+        "",
+        mailer=mailer(free_port()),
+        mail_to=("team@acme.example",),
+        backoff_seconds=0,
+        on_result=outcomes.append,
+    )
+    assert down.mailer is not None
+    send = down.mailer.send_notice
+    down.mailer.send_notice = lambda *args: tries.append(1) or send(*args)  # type: ignore[method-assign]
+    down.notify(session_id="b" * 16, reason="low_rating", message="rated the chat 1 of 5")
+    assert down.drain(10) and len(tries) == 3 and outcomes == ["email_failed", "email_failed"]
+
+
+def test_a_customer_asking_for_a_person_e_mails_the_team_with_the_message_redacted(make_app: Any) -> None:
+    with smtp_server() as (inbox, port):
+        app = make_app(
+            ratelimit_enabled=False,
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            mail_from=SENDER,
+            handoff_email_to="team@acme.example",
+            public_url="https://help.acme.example",
+        )
+        chat = app.test_client().post(
+            "/api/v1/chat", json={"message": "can I talk to a human? write to jo.bloggs@example.com"}
+        )
+        session_id = chat.get_json()["session_id"]
+        assert app.extensions["helploop"].notifier.drain(10)
+    [(_, recipients, message)] = inbox.messages
+    body = message.get_content()
+    assert recipients == ["team@acme.example"] and "jo.bloggs" not in body and "[EMAIL]" in body
+    assert f"https://help.acme.example/operator/conversations/{session_id}" in body
+    assert message["Subject"].startswith("A customer asked for a person: “can I talk to a human?")
+    add_user(app, "omar", "operator")
+    operator = app.test_client()
+    login(operator, "omar")
+    activity = operator.get("/operator/activity").get_data(as_text=True)
+    assert "low ratings are e-mailed to <code>team@acme.example</code>" in activity
+
+
+def test_the_team_addresses_are_checked_at_start() -> None:
+    on = {"smtp_url": "smtp://localhost", "mail_from": SENDER}
+    settings = load_settings(
+        {**on, "handoff_email_to": " team@acme.example , lead@acme.example,"}, environ={}
+    )
+    assert settings.handoff_emails == ("team@acme.example", "lead@acme.example")
+    with pytest.raises(SettingsError, match="handoff_email_to is set: set smtp_url too"):
+        load_settings({"handoff_email_to": "team@acme.example"}, environ={})
+    with pytest.raises(SettingsError, match="'Team <team@acme.example>' is none"):
+        load_settings({**on, "handoff_email_to": "Team <team@acme.example>"}, environ={})
