@@ -27,9 +27,11 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
+from itsdangerous import BadData, URLSafeTimedSerializer
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin_ui.setup import SSO_SESSION, CurrentUser, require_role
@@ -39,13 +41,17 @@ from crowd_feedback.reviewers import (
     MIN_PASSWORD,
     AccountError,
     WrongSecret,
+    account_to_reset,
     authenticate,
     change_own_password,
     end_other_sessions,
     recent_sign_ins,
+    record_event,
     record_lockout,
     record_login,
+    reset_password,
     session_token,
+    set_own_email,
 )
 
 auth = Blueprint("auth", __name__, template_folder="templates")
@@ -388,8 +394,12 @@ def browser_summary(user_agent: str) -> str:
 @auth.get("/account")
 @require_role("reviewer", "operator")
 def account() -> Any:
-    """The signed-in person's own account: password, two-factor sign-in, the newest sign-ins (when, how, from
-    which address and browser) and signing out of every other browser."""
+    """The signed-in person's own account: password, two-factor sign-in, e-mail address, the newest sign-ins
+    (when, how, from which address and browser) and signing out of every other browser."""
+    return _account_page()
+
+
+def _account_page(email_error: str | None = None, email_typed: str | None = None) -> str:
     helploop = current_app.extensions["helploop"]
     enabled = current_user.two_factor  # as loaded for this request
     with helploop.database.session() as db:
@@ -404,8 +414,13 @@ def account() -> Any:
             }
             for s in recent_sign_ins(db, user_id=current_user.id)
         ]
+        email = db.scalar(select(User.email).where(User.id == current_user.id))
     return render_template(
         "admin/account.html",
+        email=email,
+        email_error=email_error,
+        email_typed=email_typed,
+        reset_available=reset_by_email(),
         two_factor_on=enabled,
         two_factor_required=two_factor.required(current_user.role, helploop.settings.two_factor_required_for),
         codes_left=codes_left,
@@ -422,6 +437,111 @@ def sign_out_others() -> Any:
     login_user(wrapped)  # this browser carries the new token
     flash("Signed out of every other browser: each of them has to sign in again.")
     return redirect(url_for("auth.account"))
+
+
+# ------------------------------------------------------------------------- a forgotten password, by e-mail
+
+RESET_SECONDS = 3600  # how long an e-mailed link to set a new password works
+RESET_SALT = "helploop-password-reset"
+RESET_SENT = (
+    "If that account has an e-mail address, a link to set a new password is on its way to it. The link works "
+    "for an hour, once."
+)
+
+
+def _reset_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(str(current_app.config["SECRET_KEY"]), salt=RESET_SALT)
+
+
+def reset_by_email() -> bool:
+    """Links to set a new password can be e-mailed: an SMTP server and this app's public address are set
+    (the link is never built from the request's Host header, which whoever asks for it chooses)."""
+    settings = current_app.extensions["helploop"].settings
+    return (
+        settings.mail_on and bool(settings.public_url) and current_app.extensions["helploop"].mail is not None
+    )
+
+
+@auth.route("/login/forgot", methods=["GET", "POST"])
+def forgot_password() -> Any:
+    """ "Forgot your password?": a username or e-mail address; a link to set a new one goes to the account's
+    address. The page says the same whether or not there is such an account (nobody learns who has one);
+    posts are rate-limited per address with the login."""
+    if current_user.is_authenticated:
+        return redirect(_home_for(current_user.role))
+    helploop = current_app.extensions["helploop"]
+    available = reset_by_email()
+    sent = False
+    if request.method == "POST" and available:
+        with helploop.database.session() as db:
+            user = account_to_reset(db, who=(request.form.get("who") or "")[:254])
+            if user is not None and not (user.sso_subject is not None and _sso_on()):
+                token = _reset_serializer().dumps([user.id, session_token(user)])
+                link = helploop.settings.public_url.rstrip("/") + url_for("auth.reset_with_link", token=token)
+                helploop.mail.send(
+                    (str(user.email),),
+                    "Set a new HelpLoop password",
+                    f"Someone (we hope you) asked to set a new password for the HelpLoop account "
+                    f"{user.username}.\n\nSet it here within the hour (the link works once):\n{link}\n\n"
+                    "If it was not you, ignore this e-mail: your password stays as it is.\n",
+                )
+                record_event(db, user=user, action="reset_link_sent", actor=user.username)
+        sent = True
+    return render_template("admin/forgot.html", available=available, sent=sent, message=RESET_SENT)
+
+
+@auth.route("/login/reset/<token>", methods=["GET", "POST"])
+def reset_with_link(token: str) -> Any:
+    """The e-mailed link: a new password, twice. Works for an hour and once (it is bound to the account's
+    password as it was); every session of the account ends; two-factor sign-in, where on, still asks its code
+    at the next sign-in."""
+    try:
+        user_id, state = _reset_serializer().loads(token, max_age=RESET_SECONDS)
+    except (BadData, ValueError, TypeError):
+        return render_template("admin/reset.html", expired=True, error=None, min_password=MIN_PASSWORD), 400
+    error = None
+    if request.method == "POST":
+        new = request.form.get("new_password") or ""
+        if new != (request.form.get("confirm_password") or ""):
+            error = "The new password and its repetition differ."
+        else:
+            helploop = current_app.extensions["helploop"]
+            try:
+                with helploop.database.session() as db:
+                    reset_password(db, user_id=int(user_id), token=str(state), new=new)
+            except AccountError as exc:
+                error = f"Refused: {exc}."
+            else:
+                flash("Password set. Log in with it: your sessions elsewhere have ended.")
+                return redirect(url_for("auth.login"))
+    expired = False
+    with current_app.extensions["helploop"].database.session() as db:
+        user = db.get(User, int(user_id))
+        expired = user is None or not user.active or not hmac.compare_digest(session_token(user), str(state))
+    page = render_template("admin/reset.html", expired=expired, error=error, min_password=MIN_PASSWORD)
+    return page, 400 if (error or expired) else 200
+
+
+@auth.post("/account/email")
+@require_role("reviewer", "operator")
+def own_email() -> Any:
+    """The signed-in person's e-mail address, for a link when they forget their password (the current
+    password confirms it: a wrong one is a refused sign-in, 401)."""
+    helploop = current_app.extensions["helploop"]
+    typed = (request.form.get("email") or "")[:300]
+    try:
+        with helploop.database.session() as db:
+            user = set_own_email(
+                db, user_id=current_user.id, password=request.form.get("current_password") or "", email=typed
+            )
+            address = user.email
+    except AccountError as exc:
+        # the page again with what was typed; a wrong password is a refused sign-in (401)
+        return _account_page(email_error=f"Refused: {exc}.", email_typed=typed), (
+            401 if isinstance(exc, WrongSecret) else 400
+        )
+    flash(f"E-mail address set: {address}." if address else "E-mail address removed.")
+    return redirect(url_for("auth.account") + "#email")
 
 
 # ------------------------------------------------------------------------------------------ single sign-on

@@ -1275,8 +1275,9 @@ def _live_chat_write(conversation_id: str, write: Callable[[Session], tuple[bool
             helploop.metrics.live_chat_messages.labels(sender="agent").inc()
         if said:
             flash(said)
-        if helploop.channel_sender is not None:
-            helploop.channel_sender.wake()
+        for sender in (helploop.channel_sender, helploop.mail_sender):  # the apps', the e-mails'
+            if sender is not None:
+                sender.wake()
     except NotFoundError:
         abort(404)
     except (HandoffError, MessageError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,25 +270,29 @@ def rating_request(conversation_id: str, text: str) -> dict[str, Any]:
     }
 
 
-def _claim(session: Session, now: datetime, limit: int) -> list[ChannelMessage]:
-    """The pending messages to send now, oldest first: each chat's from its oldest pending message while they
-    are due (a later message never overtakes one waiting for its retry). Their attempts are counted and they
-    are claimed until ``now + CLAIM_SECONDS``."""
+def _claim(
+    session: Session, now: datetime, limit: int, channels: tuple[str, ...] | None = None
+) -> list[ChannelMessage]:
+    """The pending messages to send now (of ``channels``; None: all), oldest first: each chat's from its
+    oldest pending message while they are due (a later message never overtakes one waiting for its retry).
+    Their attempts are counted and they are claimed until ``now + CLAIM_SECONDS``."""
     if session.get_bind().dialect.name == "postgresql":
-        locked = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-        if not locked:  # another worker is claiming: it takes these
+        key = CLAIM_LOCK_KEY ^ (zlib.crc32(",".join(sorted(channels)).encode()) if channels else 0)
+        locked = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})
+        if not locked:  # another worker is claiming these channels: it takes these
             return []
-    return _take(session, _due(session, now, limit), now)
+    return _take(session, _due(session, now, limit, channels), now)
 
 
-def _due(session: Session, now: datetime, limit: int) -> list[ChannelMessage]:
+def _due(
+    session: Session, now: datetime, limit: int, channels: tuple[str, ...] | None = None
+) -> list[ChannelMessage]:
     """Each chat's pending messages from its oldest, while they are due, oldest first (as read now)."""
+    query = select(ChannelMessage).where(ChannelMessage.status == "pending")
+    if channels is not None:
+        query = query.where(ChannelMessage.channel.in_(channels))
     pending = session.scalars(
-        select(ChannelMessage)
-        .where(ChannelMessage.status == "pending")
-        .order_by(ChannelMessage.id)
-        .limit(limit)
-        .execution_options(populate_existing=True)
+        query.order_by(ChannelMessage.id).limit(limit).execution_options(populate_existing=True)
     ).all()
     blocked: set[tuple[str, str]] = set()
     due = []
@@ -339,15 +344,18 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = BATCH,
     clock: Callable[[], float] = time.monotonic,
+    channels: tuple[str, ...] | None = None,
 ) -> Counter[str]:
     """Send the outbox's due messages. Claim them (committed), then send each outside any transaction and
     record its outcome at once (committed: the app's receipts for it may come within a second, and a worker
     that dies mid-way leaves no sent message to send again): sent; tried again after 10 s, 1, 5 and 15
     minutes; or failed (at once when the app says it never will take it). After a chat's message fails, that
     chat's later ones wait for it (``deferred``, no attempt counted); after ``FAILURES_PER_LOOK`` failures,
-    or ``LOOK_BUDGET_SECONDS``, the rest wait for the next look. Returns the outcomes counted."""
+    or ``LOOK_BUDGET_SECONDS``, the rest wait for the next look. ``channels``: only theirs (the e-mails have
+    a sender of their own, so a slow mail server never holds up the apps' answers). Returns the outcomes
+    counted."""
     now = now or utcnow()
-    claimed = [(m.id, m.channel, m.chat_key, dict(m.payload)) for m in _claim(session, now, limit)]
+    claimed = [(m.id, m.channel, m.chat_key, dict(m.payload)) for m in _claim(session, now, limit, channels)]
     session.commit()
     outcomes: Counter[str] = Counter()
     failed_chats: set[tuple[str, str]] = set()

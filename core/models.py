@@ -407,6 +407,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Where a link to set a new password goes when its owner forgets theirs (lower-case; migration 0061).
+    email: Mapped[str | None] = mapped_column(String(254), unique=True, nullable=True)
     role: Mapped[str] = mapped_column(String(20))  # reviewer | operator
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

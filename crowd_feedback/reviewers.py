@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.events import emit
+from core.mail import email_address
 from core.models import AccountEvent, ApiToken, Claim, SignIn, User, as_utc, utcnow
 
 ROLES = ("reviewer", "operator")
@@ -126,6 +127,9 @@ ACTION_LABELS = {
     "role_changed": "role changed",
     "sso_linked": "linked to single sign-on",
     "sso_unlinked": "unlinked from single sign-on",
+    "email_changed": "e-mail address changed",
+    "reset_link_sent": "link to set a new password e-mailed",
+    "password_reset_by_link": "new password set through the e-mailed link",
 }
 ACTIONS = tuple(ACTION_LABELS)
 
@@ -189,6 +193,59 @@ def change_own_password(session: Session, *, user_id: int, current: str, new: st
         raise AccountError("the new password is the current one")
     user.password_hash = generate_password_hash(new)
     record_event(session, user=user, action="password_changed", actor=user.username)
+    return user
+
+
+def set_own_email(session: Session, *, user_id: int, password: str, email: str) -> User:
+    """The signed-in person's e-mail address (where a link to set a new password goes), given their current
+    password (a session left open must not be enough to take the account over); empty removes it."""
+    user = own_account(session, user_id=user_id, password=password)
+    return _set_email(session, user, email, actor=user.username)
+
+
+def set_email(session: Session, *, username: str, email: str, actor: str) -> User:
+    """An operator sets (or, empty, removes) an account's e-mail address (``helploop users set-email``)."""
+    return _set_email(session, get_user(session, username=username), email, actor=actor)
+
+
+def _set_email(session: Session, user: User, email: str, *, actor: str) -> User:
+    """Kept in lower case, one account per address; audited with the address."""
+    email = email.strip().lower()
+    if email and email_address(email) is None:
+        raise AccountError(f"{email!r} is no e-mail address")
+    if len(email) > 254:
+        raise AccountError("the address is longer than 254 characters")
+    if email and session.scalar(select(User.id).where(User.email == email, User.id != user.id)) is not None:
+        raise AccountError("another account has this address")
+    user.email = email or None
+    record_event(session, user=user, action="email_changed", actor=actor, reason=email or "removed")
+    return user
+
+
+def account_to_reset(session: Session, *, who: str) -> User | None:
+    """The account a "forgot your password" form names, by username or e-mail address, when a link can be
+    e-mailed to it: active, with an address (None otherwise; the page says the same either way)."""
+    who = who.strip()
+    if not who:
+        return None
+    found = session.scalars(
+        select(User).where(or_(User.username == who, User.email == who.lower())).limit(1)
+    ).first()
+    if found is None or not found.active or not found.email:
+        return None
+    return found
+
+
+def reset_password(session: Session, *, user_id: int, token: str, new: str) -> User:
+    """A new password through the e-mailed link: ``token`` is the account's ``session_token`` when the link
+    was made, so the link works once (the new password changes it) and not after any other change to the
+    account's sign-in. Every session of the account ends."""
+    user = session.get(User, user_id)
+    if user is None or not user.active or not secrets.compare_digest(session_token(user), token):
+        raise AccountError("this link has expired or has been used: ask for a new one")
+    _check_password(new)
+    user.password_hash = generate_password_hash(new)
+    record_event(session, user=user, action="password_reset_by_link", actor=user.username)
     return user
 
 

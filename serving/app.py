@@ -19,13 +19,14 @@ from bot.engine import AnsweringEngine
 from bot.language import check_language
 from core.db import Database
 from core.knowledge_base import AnswerBook, read_answer_book
+from core.mail import EMAIL
 from core.registry import serving_plan
 from core.settings import Settings, SettingsError, load_settings
 from crowd_feedback.review import ReviewPolicy
 from serving.mail import Mailer
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, read_as_set
-from serving.notify import HandoffNotifier
+from serving.notify import HandoffNotifier, MailQueue
 from serving.review_router import ReviewRouter
 from serving.shadow import ShadowScorer
 
@@ -80,7 +81,11 @@ class HelpLoop:
     router: ReviewRouter
     policy: ReviewPolicy
     notifier: HandoffNotifier
-    channel_sender: ChannelSender | None = None  # sends replies to messaging apps and by e-mail (when set up)
+    channel_sender: ChannelSender | None = None  # sends replies to messaging apps (when one is set up)
+    mail: MailQueue | None = None  # e-mails to people off the request path (a link to set a new password)
+    # sends the team's replies by e-mail (core.mail): a thread of its own, so a slow mail server never holds
+    # up the messaging apps' answers
+    mail_sender: ChannelSender | None = None
     # Sites refused by HELPLOOP_WIDGET_ORIGINS whose refusal was logged (once each, at most REFUSED_LOGGED)
     refused_origins: set[str] = field(default_factory=set)
 
@@ -201,16 +206,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         mailer=Mailer(settings) if settings.handoff_emails else None,
         mail_to=settings.handoff_emails,
     )
-    sender = None
-    if settings.channels or settings.mail_on:
-        sender = ChannelSender(
-            database,
-            settings,
-            channel_post or http_post,
-            on_result=lambda outcome, count: metrics.channel_messages.labels(outcome=outcome).inc(count),
-        )
+
+    def counted(outcome: str, count: int) -> None:
+        metrics.channel_messages.labels(outcome=outcome).inc(count)
+
+    sender = (
+        ChannelSender(database, settings, channel_post or http_post, on_result=counted)
+        if settings.channels
+        else None
+    )
+    mail_sender = (
+        ChannelSender(database, settings, on_result=counted, channels=(EMAIL,)) if settings.mail_on else None
+    )
     app.extensions["helploop"] = HelpLoop(
-        settings, database, models, metrics, write_lock, shadow, router, policy, notifier, sender
+        settings,
+        database,
+        models,
+        metrics,
+        write_lock,
+        shadow,
+        router,
+        policy,
+        notifier,
+        sender,
+        mail=MailQueue(Mailer(settings)) if settings.mail_on else None,
+        mail_sender=mail_sender,
     )
     if not app.config.get("TESTING"):
         configure_inference_threads(settings.torch_threads)
@@ -248,8 +268,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(refuse_unstorable_text)
     if settings.load_models_on_start:
         models.start()
-        if sender is not None:
-            sender.start()
+        for outbox_sender in (sender, mail_sender):
+            if outbox_sender is not None:
+                outbox_sender.start()
         if settings.embedded_worker:
             # The embedded default is one process: it also runs the job worker (training) in a thread.
             from training.jobs import Worker

@@ -401,10 +401,12 @@ class ChannelSender:
         post: Post = http_post,
         poll_seconds: float = 1.0,
         on_result: Callable[[str, int], None] | None = None,
+        channels: tuple[str, ...] = outbox.CHANNELS,
     ):
         self.on_result = on_result  # (outcome, count): the metrics
         self.database = database
-        self.clients = clients(settings, post)
+        self.channels = channels  # the outbox's channels this sender sends (the apps', or the e-mails)
+        self.clients = {k: c for k, c in clients(settings, post).items() if k in channels}
         self.poll_seconds = poll_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -421,7 +423,7 @@ class ChannelSender:
         total: Counter[str] = Counter()
         while True:
             with self.database.session() as session:
-                outcomes = outbox.deliver_due(session, self.send)
+                outcomes = outbox.deliver_due(session, self.send, channels=self.channels)
             total += outcomes
             for outcome_name, count in outcomes.items():
                 if self.on_result is not None:
@@ -445,7 +447,8 @@ class ChannelSender:
                 except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
                     log.exception("channel sender error")
 
-        self._thread = threading.Thread(target=loop, name="helploop-channels", daemon=True)
+        name = "helploop-" + ("mail" if self.channels == (outbox.mail.EMAIL,) else "channels")
+        self._thread = threading.Thread(target=loop, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -1340,6 +1340,24 @@ def users_set_password(ctx: click.Context, username: str, password_stdin: bool) 
     )
 
 
+@users.command("set-email")
+@click.option("--username", required=True)
+@click.option("--email", required=True, help="The address ('' removes it).")
+@click.pass_context
+def users_set_email(ctx: click.Context, username: str, email: str) -> None:
+    """Set the address a link to set a new password goes to, when its owner forgets theirs (each person can
+    set their own on their account page)."""
+    from crowd_feedback.reviewers import set_email
+
+    _account_change(
+        ctx,
+        lambda session: set_email(session, username=username, email=email, actor=_cli_actor()),
+        f"e-mail address of {username} set to {email.strip().lower()}"
+        if email.strip()
+        else f"e-mail address of {username} removed",
+    )
+
+
 def _users_set_active(ctx: click.Context, username: str, reason: str, *, active: bool) -> None:
     from crowd_feedback.reviewers import set_active
 

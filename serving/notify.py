@@ -36,6 +36,52 @@ SUBJECTS = {
 }
 
 
+def deliver_notice(
+    mailer: Mailer,
+    addresses: tuple[str, ...],
+    subject: str,
+    text: str,
+    *,
+    attempts: int = 3,
+    backoff_seconds: float = 1.0,
+) -> bool:
+    """One notice by e-mail, ``attempts`` tries with backoff, none more after a permanent refusal (5xx)."""
+    for number in range(1, attempts + 1):
+        try:
+            mailer.send_notice(addresses, subject, text)
+        except (smtplib.SMTPException, OSError) as exc:
+            refused = failure(exc)
+            log.warning("e-mail attempt %d/%d failed: %s", number, attempts, refused.error)
+            if refused.final:
+                return False
+            if number < attempts:
+                time.sleep(backoff_seconds * 2 ** (number - 1))
+            continue
+        return True
+    return False
+
+
+class MailQueue:
+    """E-mails to people (a link to set a new password) sent from a background thread, off the request
+    path, with ``deliver_notice``'s retries."""
+
+    def __init__(self, mailer: Mailer, *, backoff_seconds: float = 1.0) -> None:
+        self.mailer = mailer
+        self.backoff_seconds = backoff_seconds
+        self._work = BackgroundQueue("helploop-mail", self._deliver, capacity=1000)
+
+    def send(self, addresses: tuple[str, ...], subject: str, text: str) -> None:
+        self._work.put({"to": addresses, "subject": subject, "text": text})
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        return self._work.drain(timeout)
+
+    def _deliver(self, notice: dict[str, Any]) -> None:
+        deliver_notice(
+            self.mailer, notice["to"], notice["subject"], notice["text"], backoff_seconds=self.backoff_seconds
+        )
+
+
 class HandoffNotifier:
     def __init__(
         self,
@@ -107,20 +153,15 @@ class HandoffNotifier:
             if payload["url"]
             else f"Conversation {payload['session_id']} in the inbox (HELPLOOP_PUBLIC_URL would link it)."
         )
-        for number in range(1, self.attempts + 1):
-            try:
-                mailer.send_notice(self.mail_to, subject, "\n".join(lines) + "\n")
-            except (smtplib.SMTPException, OSError) as exc:
-                refused = failure(exc)
-                log.warning("handoff e-mail attempt %d/%d failed: %s", number, self.attempts, refused.error)
-                if refused.final:
-                    break
-                if number < self.attempts:
-                    time.sleep(self.backoff_seconds * 2 ** (number - 1))
-                continue
-            self._on_result("emailed")
-            return
-        self._on_result("email_failed")
+        sent = deliver_notice(
+            mailer,
+            self.mail_to,
+            subject,
+            "\n".join(lines) + "\n",
+            attempts=self.attempts,
+            backoff_seconds=self.backoff_seconds,
+        )
+        self._on_result("emailed" if sent else "email_failed")
 
     def _post_webhook(self, payload: dict[str, Any]) -> None:
         body, headers = signed_request(payload, secret=self.secret, user_agent="HelpLoop-handoff/1")

@@ -164,3 +164,22 @@ def test_an_e_mailed_reply_shows_how_far_it_got_and_is_counted_apart(db_session:
     assert channels.counts(db_session, since=utcnow() - timedelta(hours=1))["telegram"].sent == 0
     # erasing the conversation takes its e-mails (and the address) along
     assert channels.erase(db_session, conversation_id="c3") == 3
+
+
+def test_the_e_mails_and_the_apps_messages_are_sent_by_senders_of_their_own(db_session: Session) -> None:
+    """A slow or unreachable mail server must not hold up the bot's answers on the messaging apps: each
+    sender claims only its channels (the web process runs one for the apps and one for the e-mails)."""
+    on_app = channels.conversation_for(db_session, channel="telegram", chat_key="7", idle_hours=24)
+    channels.queue(db_session, conversation_id=on_app, payload={"text": "the bot's answer"})
+    waiting_with_contact(db_session, "c4", "jo@example.com")
+    reply = agent_reply(db_session, conversation_id="c4", agent="omar", text="by e-mail")
+    queue_email(db_session, message=reply, contact="jo@example.com", subject="S", sender=SENDER)
+    seen: list[str] = []
+
+    def send(channel: str, chat_key: str, payload: dict[str, object]) -> None:
+        seen.append(channel)
+
+    assert channels.deliver_due(db_session, send, channels=channels.CHANNELS) == {"sent": 1}
+    assert seen == ["telegram"]
+    assert channels.deliver_due(db_session, send, channels=(mail.EMAIL,)) == {"sent": 1}
+    assert seen == ["telegram", "email"]

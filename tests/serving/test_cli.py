@@ -846,13 +846,24 @@ def test_users_reset_two_factor_for_a_lost_phone(settings: Any, monkeypatch: Any
 
 def test_db_upgrade_seals_the_two_factor_keys_stored_in_the_clear(settings: Any) -> None:
     """Keys stored by a release before sealing (migration 0057) are sealed by the next `db upgrade`."""
+    from sqlalchemy import insert
+    from werkzeug.security import generate_password_hash
+
     from core.models import User
-    from crowd_feedback.reviewers import create_user
 
     run(settings, "db", "upgrade", "--revision", "0056")
-    with Database(settings).session() as session:
-        omar = create_user(session, username="omar", password="a very long password", role="operator")
-        omar.totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    with Database(settings).session() as session:  # the columns of 0056 only (no users.email: 0061)
+        session.execute(
+            insert(User.__table__).values(
+                username="omar",
+                password_hash=generate_password_hash("a very long password"),
+                role="operator",
+                active=True,
+                gold_answered=0,
+                gold_correct=0,
+                totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+            )
+        )
     upgraded = run(settings, "db", "upgrade")
     assert upgraded.exit_code == 0
     assert "sealed 1 two-factor keys stored in the clear (their sessions end once)" in upgraded.output
@@ -1658,3 +1669,28 @@ def test_terminal_chat_gives_an_answer_asked_for_again_with_a_person_then_passes
             ("handoff", None, 3),
             ("answered", "card_arrival", None),
         ]
+
+
+def test_users_set_email_sets_and_removes_an_address(settings: Any, monkeypatch: Any) -> None:
+    from core.models import User
+    from crowd_feedback.reviewers import account_events, create_user
+
+    monkeypatch.setenv("USER", "ops_lead")
+    run(settings, "db", "upgrade")
+    with Database(settings).session() as session:
+        create_user(session, username="rita", password="a very long password", role="reviewer")
+        create_user(session, username="omar", password="a very long password", role="operator")
+    done = run(settings, "users", "set-email", "--username", "rita", "--email", " Rita@Acme.example")
+    assert done.exit_code == 0 and "e-mail address of rita set to rita@acme.example" in done.output
+    taken = run(settings, "users", "set-email", "--username", "omar", "--email", "rita@acme.example")
+    assert taken.exit_code == 2 and "another account has this address" in taken.output
+    bad = run(settings, "users", "set-email", "--username", "omar", "--email", "omar")
+    assert bad.exit_code == 2 and "'omar' is no e-mail address" in bad.output
+    assert run(settings, "users", "set-email", "--username", "rita", "--email", "").exit_code == 0
+    with Database(settings).session() as session:
+        assert session.scalars(select(User.email).where(User.username == "rita")).one() is None
+        events = [(e.action, e.actor, e.reason) for e, name in account_events(session) if name == "rita"]
+    assert events[:2] == [
+        ("email_changed", "cli:ops_lead", "removed"),
+        ("email_changed", "cli:ops_lead", "rita@acme.example"),
+    ]

@@ -204,7 +204,7 @@ def test_an_operators_reply_is_also_e_mailed_to_the_customer_and_shown_as_e_mail
             follow_redirects=True,
         ).get_data(as_text=True)
         assert "Sent in the chat, and e-mailed to jo@example.com" in done and "· e-mailing" in done
-        assert app.extensions["helploop"].channel_sender.deliver_now() == {"sent": 1}
+        assert app.extensions["helploop"].mail_sender.deliver_now() == {"sent": 1}
     [(_, recipients, message)] = inbox.messages
     assert recipients == ["jo@example.com"] and message["Reply-To"] == "team@acme.example"
     plain = message.get_body(("plain",))
@@ -235,7 +235,7 @@ def test_a_refused_e_mail_is_marked_on_the_reply(make_app: Any) -> None:
         url = f"/operator/conversations/{session_id}"
         page = operator.get(url).get_data(as_text=True)
         operator.post(f"{url}/messages", data={"text": "Hello", "email": "1", "csrf_token": csrf_token(page)})
-        assert app.extensions["helploop"].channel_sender.deliver_now() == {"failed": 1}
+        assert app.extensions["helploop"].mail_sender.deliver_now() == {"failed": 1}
     page = operator.get(url).get_data(as_text=True)
     assert '<span class="delivery tag" title="550 5.1.1 no such mailbox here">e-mail not sent</span>' in page
 
@@ -354,7 +354,7 @@ def test_in_the_browser_the_ticked_reply_is_e_mailed_and_marked_as_it_goes(
             with page.expect_navigation():
                 page.keyboard.press("Control+Enter")
             assert page.inner_text("#live-messages li.live-agent span.delivery") == "· e-mailing"
-            assert app.extensions["helploop"].channel_sender.deliver_now() == {"sent": 1}
+            assert app.extensions["helploop"].mail_sender.deliver_now() == {"sent": 1}
             # the page's poll marks it without a reload
             page.wait_for_selector(
                 "#live-messages li.live-agent span.delivery:text('· e-mailed')", timeout=10_000
