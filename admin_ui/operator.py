@@ -1400,14 +1400,25 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     helploop = current_app.extensions["helploop"]
     try:
         with helploop.database.session() as session:
+            # WhatsApp and Messenger take messages only within their window after the customer's last one:
+            # once it has closed, the rating question would only fail
+            window = conversation_reply_window(session, conversation_id)
+            closed = window is not None and not window.open(utcnow())
             close_handoff(
                 session,
                 conversation_id=conversation_id,
                 actor=current_user.username,
                 note=request.form.get("note", ""),
-                handback=helploop.settings.channel_handed_back_message,  # a messaging app's chat is told
+                # a messaging app's chat is told, and asked to rate the chat
+                handback=None if closed else helploop.settings.channel_handed_back_message,
             )
-        flash("Marked handled: it has left the inbox.")
+        said = "Marked handled: it has left the inbox."
+        if window is not None and closed:
+            said += (
+                f" The customer was not asked to rate the chat: {channels.NAMES[window.channel]} takes "
+                f"messages only within {window.span} of their last one."
+            )
+        flash(said)
     except NotFoundError:
         abort(404)
     except HandoffError as exc:

@@ -1219,3 +1219,30 @@ def test_connecting_telegram_names_what_went_wrong(api: Api) -> None:
     ]
     api.statuses = []
     assert connect_telegram(settings, "https://x/", api) == {"url": "https://x/", "pending_update_count": 3}
+
+
+def test_no_rating_is_asked_for_once_whatsapps_reply_window_has_closed(app: Any, api: Api) -> None:
+    """WhatsApp takes messages only within 24 hours of the customer's last one: marked handled after that,
+    the rating question is not queued to fail; the page says why."""
+    from datetime import timedelta
+
+    from core.models import ChannelChat, utcnow
+
+    client = app.test_client()
+    n = iter(range(100))
+    operator, page, conversation_id = chat_with_omar(
+        app, client, lambda said: whatsapp(client, wa_delivery(wa_text(f"wamid.W{next(n)}", said)))
+    )
+    send(app)
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.query(ChannelChat).filter_by(conversation_id=conversation_id).one()
+        chat.customer_at = utcnow() - timedelta(hours=25)
+    sent_before = len(api.bodies())
+    from tests.serving.test_admin import csrf_token
+
+    token = csrf_token(operator.get(page).get_data(as_text=True))
+    done = operator.post(f"{page}/close", data={"csrf_token": token}, follow_redirects=True)
+    assert "The customer was not asked to rate the chat: WhatsApp takes messages only within 24 hours" in (
+        done.get_data(as_text=True)
+    )
+    assert send(app) == {} and len(api.bodies()) == sent_before
