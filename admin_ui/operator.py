@@ -1251,7 +1251,7 @@ def email_choice(
 
 
 def live_message_view(message: Any, sent: tuple[str, str | None] | None = None) -> dict[str, Any]:
-    """``sent``: on a messaging app, whether the message reached it (core.channels.delivery)."""
+    """``sent``: on a messaging app or by e-mail, how far the message got (core.channels.delivery)."""
     return {
         "id": message.id,
         "at": message.created_at.strftime("%H:%M:%S"),

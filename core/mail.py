@@ -4,9 +4,9 @@ A customer handed to a person while nobody can answer leaves an e-mail address o
 (``registry.leave_contact``), and has usually left the page by the time someone writes. With an SMTP server
 set up (``HELPLOOP_SMTP_URL``, ``HELPLOOP_MAIL_FROM``), the live chat's reply box can send the reply to that
 address too. It is written to the messaging apps' outbox (``channel_messages``, channel ``email``, the address
-as the chat) in the same transaction as the live-chat message, and the web process's sender sends it with the
-apps' retries (``core.channels.deliver_due``; the SMTP client is ``serving.mail``). The transcript shows how
-far it got, as for a message to a messaging app.
+as the chat) in the same transaction as the live-chat message, and a sender thread of the web process's own
+sends it with the apps' retries (``core.channels.deliver_due``; the SMTP client is ``serving.mail``). The
+transcript shows how far it got, as for a message to a messaging app.
 
 The customer's answer goes to the team's mailbox (``HELPLOOP_MAIL_REPLY_TO``, else the sender's address):
 HelpLoop sends e-mail, it does not read any.
@@ -29,11 +29,9 @@ from core.models import ChannelMessage, ConversationMessage, Turn, utcnow
 
 EMAIL = "email"  # the outbox's channel for replies by e-mail
 SCHEMES = {"smtp": 587, "smtps": 465}
-QUOTE_LIMIT = 1000
+QUOTE_LIMIT = 1000  # characters of the customer's last message quoted under the reply
 SUBJECT_LIMIT = 200
-ADDRESS_LIMIT = (
-    128  # channel_messages.chat_key  # characters of the customer's last message quoted under the reply
-)
+ADDRESS_LIMIT = 128  # channel_messages.chat_key
 # What the transcript says of an e-mailed reply, by core.channels.progress (a mail server reports no
 # delivery or reading: "sent" is as far as HelpLoop can tell).
 PROGRESS = {"pending": "email_pending", "sent": "emailed", "failed": "email_failed"}
@@ -143,7 +141,7 @@ def _last_customer_words(session: Session, conversation_id: str, before: int) ->
     ).first()
     turn = session.scalars(
         select(Turn)
-        .where(Turn.conversation_id == conversation_id, Turn.served_by != "suggestion")
+        .where(Turn.conversation_id == conversation_id, Turn.served_by != registry.SUGGESTION_ARM)
         .order_by(Turn.id.desc())
         .limit(1)
     ).first()
@@ -193,7 +191,7 @@ def queue_email(
     outgoing = ChannelMessage(
         conversation_id=message.conversation_id,
         channel=EMAIL,
-        chat_key=address[:128],
+        chat_key=address,
         payload=payload,
         status="pending",
         attempts=0,

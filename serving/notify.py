@@ -144,7 +144,8 @@ class HandoffNotifier:
         """The notice by e-mail: its subject names the reason and the message's start; counted ``emailed``
         or ``email_failed`` (at once when the server refuses it for good: 5xx)."""
         message = str(payload["message"])
-        subject = f"{SUBJECTS[payload['reason']]}: “{message[:60]}{'…' if len(message) > 60 else ''}”"
+        line = " ".join(message.split())  # a header is one line: a message may hold line breaks
+        subject = f"{SUBJECTS[payload['reason']]}: “{line[:60]}{'…' if len(line) > 60 else ''}”"
         lines = [REASONS[payload["reason"]], "", f"Last message: “{message}”"]
         if payload["page"]:
             lines.append(f"On the page: {payload['page']}")

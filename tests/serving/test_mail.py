@@ -386,9 +386,12 @@ def test_the_team_hears_of_a_handoff_by_e_mail_but_not_of_each_live_chat_message
             page="https://shop.example/cards",
         )
         notifier.notify(session_id="abc123", reason="message", message="are you there?")  # seen on the page
+        # a message of several lines: the subject is one line (a line break would end the header)
+        notifier.notify(session_id="abc124", reason="contact", message="my card\r\nis stuck\nplease call")
         assert notifier.drain(10)
-    [(_, recipients, message)] = inbox.messages
-    assert recipients == ["team@acme.example", "lead@acme.example"] and outcomes == ["emailed"]
+    [(_, recipients, message), (_, _, several)] = inbox.messages
+    assert several["Subject"] == "A customer left a contact: “my card is stuck please call”"
+    assert recipients == ["team@acme.example", "lead@acme.example"] and outcomes == ["emailed", "emailed"]
     assert message["Subject"] == "A customer asked for a person: “help, I'm [EMAIL]”"
     assert message["Auto-Submitted"] == "auto-generated" and message["From"] == SENDER
     body = message.get_content().replace("\r\n", "\n")  # as it crossed the wire
