@@ -456,10 +456,8 @@ def _reset_serializer() -> URLSafeTimedSerializer:
 def reset_by_email() -> bool:
     """Links to set a new password can be e-mailed: an SMTP server and this app's public address are set
     (the link is never built from the request's Host header, which whoever asks for it chooses)."""
-    settings = current_app.extensions["helploop"].settings
-    return (
-        settings.mail_on and bool(settings.public_url) and current_app.extensions["helploop"].mail is not None
-    )
+    helploop = current_app.extensions["helploop"]
+    return helploop.mail is not None and bool(helploop.settings.public_url)  # mail: set with an SMTP server
 
 
 @auth.route("/login/forgot", methods=["GET", "POST"])

@@ -8,7 +8,6 @@ import hashlib
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -1238,13 +1237,12 @@ def email_choice(
     if not settings.mail_on:
         return {"email": None, "email_unset": True}
     quiet = ((now or utcnow()) - as_utc(conversation.last_activity_at)).total_seconds()
-    reply_to = settings.mail_reply_to or settings.mail_from
     return {
         "email": {
             "address": address,
             "checked": quiet >= EMAIL_QUIET_MINUTES * 60,
             "ago": duration_text(max(quiet, 0.0)),
-            "reply_to": parseaddr(reply_to)[1],
+            "reply_to": settings.mail_reply_address,
         },
         "email_unset": False,
     }
@@ -1753,7 +1751,7 @@ def mail_view(settings: Settings, figures: channels.ChannelCounts | None) -> dic
     return {
         "server": mail.parse_smtp_url(settings.smtp_url).describe(),
         "sender": settings.mail_from,
-        "reply_to": settings.mail_reply_to or parseaddr(settings.mail_from)[1],
+        "reply_to": settings.mail_reply_address,
         "team": settings.handoff_emails,  # told of handoffs by e-mail (serving.notify)
         "counts": figures,
     }

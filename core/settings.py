@@ -638,6 +638,13 @@ class Settings:
         return tuple(a.strip() for a in self.handoff_email_to.split(",") if a.strip())
 
     @property
+    def mail_reply_address(self) -> str:
+        """Where customers' answers to e-mailed replies go: ``mail_reply_to``'s address, else the sender's."""
+        from email.utils import parseaddr
+
+        return parseaddr(self.mail_reply_to or self.mail_from)[1]
+
+    @property
     def mail_on(self) -> bool:
         """Replies can go by e-mail (an SMTP server is set up)."""
         return bool(self.smtp_url)

@@ -198,12 +198,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         on_skip=metrics.review_lookalikes_skipped.inc,
         embed_texts=embed_texts,
     )
+    mailer = Mailer(settings) if settings.mail_on else None  # the handoff notices', the reset links'
     notifier = HandoffNotifier(
         settings.handoff_webhook_url,
         secret=settings.handoff_webhook_secret,
         public_url=settings.public_url,
         on_result=lambda outcome: metrics.handoff_notifications.labels(outcome=outcome).inc(),
-        mailer=Mailer(settings) if settings.handoff_emails else None,
+        mailer=mailer,
         mail_to=settings.handoff_emails,
     )
 
@@ -229,7 +230,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         policy,
         notifier,
         sender,
-        mail=MailQueue(Mailer(settings)) if settings.mail_on else None,
+        mail=MailQueue(mailer) if mailer is not None else None,
         mail_sender=mail_sender,
     )
     if not app.config.get("TESTING"):
