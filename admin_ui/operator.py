@@ -33,7 +33,7 @@ from admin_ui.install import SEEN_DAYS
 from admin_ui.setup import require_role
 from bot.engine import HANDOFF, SMALL_TALK
 from bot.handoff import ASKED_FOR_PERSON, OFF_TOPIC
-from core import channels, mail
+from core import channels, mail, presence
 from core.backup import BACKUP_STALE_AFTER, stored_backups
 from core.events import EventError, delivery_counts, emit, event_view, recent_events, resend
 from core.knowledge_base import reviewer_notes
@@ -60,6 +60,7 @@ from core.registry import (
     HandoffError,
     MessageError,
     NotFoundError,
+    RepliesCrossed,
     agent_active,
     agent_reply,
     answer_policy_history,
@@ -939,8 +940,11 @@ def conversations() -> Any:
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,
         )
         inbox = inbox_state(session)
+        # who from the team has each listed conversation open (the inbox poll keeps it current)
+        open_by = presence.viewers(session, [row.id for row in rows], except_user=current_user.id)
     return render_template(
         "admin/conversations.html",
+        open_by={cid: presence.describe_briefly(people) for cid, people in open_by.items()},
         rows=rows,
         total=total,
         view=view,
@@ -971,15 +975,19 @@ def team_hours_view(settings: Settings) -> dict[str, Any] | None:
 
 def inbox_state(session: Any) -> dict[str, Any]:
     """How many conversations wait for a person, and a signature of them (ids and last activity) that changes
-    when one arrives, leaves, or a customer writes: what the inbox page polls to say there is news."""
+    when one arrives, leaves, or a customer writes: what the inbox page polls to say there is news. And who
+    else from the team has each waiting conversation open ("ana is typing"), which is not news: the page
+    updates it in place."""
     rows, total = waiting_conversations(session, limit=INBOX_SIGNATURE_ROWS)
     digest = hashlib.sha256()
     for row in rows:
         digest.update(f"{row.id}|{row.last_activity_at.isoformat()}|{row.customer_wrote_last}\n".encode())
+    open_by = presence.viewers(session, [row.id for row in rows], except_user=current_user.id)
     return {
         "waiting": total,
         "customer_wrote": sum(row.customer_wrote_last for row in rows),
         "signature": digest.hexdigest()[:16],
+        "open_by": {cid: presence.describe_briefly(people) for cid, people in open_by.items()},
     }
 
 
@@ -998,6 +1006,11 @@ def inbox_json() -> Any:
 def conversation_detail(conversation_id: str) -> Any:
     """One transcript with everything the turn log keeps: original text, status, confidence, candidates, each
     member's scores, model version and arm, latency, feedback, and the review items the turn is part of."""
+    return _conversation_page(conversation_id)
+
+
+def _conversation_page(conversation_id: str, *, draft: dict[str, Any] | None = None) -> Any:
+    """The conversation page; ``draft``: a reply that was not sent, back in the box (``text``, ``email``)."""
     helploop = current_app.extensions["helploop"]
     with helploop.database.session() as session:
         try:
@@ -1077,6 +1090,12 @@ def conversation_detail(conversation_id: str) -> Any:
         sent = channels.delivery(session, conversation_id=conversation.id)
         messages = [live_message_view(m, sent.get(m.id)) for m in conversation.messages]
         canned = canned_answers(session, turns) if info["waiting"] else None
+        others = ""
+        if info["waiting"]:  # who else from the team is on it (and they learn that this reader is)
+            presence.note_viewer(session, conversation_id=conversation.id, user_id=current_user.id)
+            others = presence.describe(
+                presence.colleagues(session, conversation_id=conversation.id, user_id=current_user.id)
+            )
     return render_template(
         "admin/conversation.html",
         conversation=info,
@@ -1085,6 +1104,8 @@ def conversation_detail(conversation_id: str) -> Any:
         message_limit=MESSAGE_LIMIT,
         delivery_said=DELIVERY_SAID,
         canned=canned,
+        colleagues=others,
+        draft=draft,
         search=request.args.get("q", "")[:200],  # from a search's results: its words are marked
     )
 
@@ -1290,6 +1311,7 @@ def reply_to_customer(conversation_id: str) -> Any:
     and the customer's messages come here until the handoff is marked handled."""
     settings = current_app.extensions["helploop"].settings
     template = settings.whatsapp_template
+    seen = request.form.get("seen", type=int)  # the newest live-chat message the page showed
 
     def reply(session: Session) -> tuple[bool, str | None]:
         message = agent_reply(
@@ -1297,7 +1319,9 @@ def reply_to_customer(conversation_id: str) -> Any:
             conversation_id=conversation_id,
             agent=current_user.username,
             text=request.form.get("text", ""),
+            seen=seen,
         )
+        presence.stop_typing(session, conversation_id=conversation_id, user_id=current_user.id)
         if request.form.get("email"):  # also to the e-mail address the customer left (core.mail)
             conversation = get_conversation(session, conversation_id=conversation_id)
             if not email_choice(settings, conversation)["email"]:
@@ -1326,7 +1350,15 @@ def reply_to_customer(conversation_id: str) -> Any:
             "customer until they write again." + (instead if window.channel == "whatsapp" else "")
         )
 
-    return _live_chat_write(conversation_id, reply)
+    try:
+        return _live_chat_write(conversation_id, reply)
+    except RepliesCrossed as exc:  # nothing was sent: the reply goes back in the box, under theirs
+        flash(
+            f"Not sent: {exc}. Read what they wrote (below), then send yours if it still fits: it is back in "
+            "the box."
+        )
+        draft = {"text": request.form.get("text", ""), "email": bool(request.form.get("email"))}
+        return _conversation_page(conversation_id, draft=draft), 409
 
 
 @operator.post("/conversations/<conversation_id>/template")
@@ -1375,10 +1407,23 @@ def live_chat_messages(conversation_id: str) -> Any:
         except NotFoundError:
             abort(404)
         sent = channels.delivery(session, conversation_id=conversation_id)
+        waiting = handoff_open(session, conversation_id=conversation.id)
+        others: list[presence.Colleague] = []
+        if waiting:  # the reader is on it (typing a reply: ``typing=1``), and who else is
+            presence.note_viewer(
+                session,
+                conversation_id=conversation_id,
+                user_id=current_user.id,
+                typing=request.args.get("typing") == "1",
+            )
+            others = presence.colleagues(session, conversation_id=conversation_id, user_id=current_user.id)
         return jsonify(
             {
                 "agent": conversation.agent if agent_active(conversation) else None,
-                "waiting": handoff_open(session, conversation_id=conversation.id),
+                "waiting": waiting,
+                # the others from the team with this conversation open, and what the page says of them
+                "colleagues": [person.as_json() for person in others],
+                "colleagues_said": presence.describe(others),
                 "messages": [
                     live_message_view(m, sent.get(m.id))
                     for m in messages_after(session, conversation_id=conversation_id, after=after)
@@ -1390,6 +1435,16 @@ def live_chat_messages(conversation_id: str) -> Any:
                 "page": conversation.page_url,  # the widget's page: the customer may move on while waiting
             }
         )
+
+
+@operator.post("/conversations/<conversation_id>/leave")
+@require_role("operator")
+def leave_conversation(conversation_id: str) -> Any:
+    """The reader's page is going away (the script's beacon as the tab closes or moves on): the others stop
+    seeing them on the conversation now rather than once their last poll has aged out."""
+    with current_app.extensions["helploop"].database.session() as session:
+        left = presence.leave(session, conversation_id=conversation_id, user_id=current_user.id)
+    return jsonify({"left": left})
 
 
 @operator.post("/conversations/<conversation_id>/close")

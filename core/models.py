@@ -208,6 +208,21 @@ class ConversationMessage(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
+class ConversationViewer(Base):
+    """Someone from the team with a conversation's page open (its live poll reports it), and when they last
+    typed in its reply box (migration 0062; core.presence): two people answering one customer see each other
+    before they both write. Rows go with the conversation; stale ones are purged as new ones are written."""
+
+    __tablename__ = "conversation_viewers"
+
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    typing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Turn(Base):
     """One user message and the bot's reply, with everything needed to audit and learn from it."""
 

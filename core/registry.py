@@ -757,6 +757,15 @@ def _message_text(text: str) -> str:
     return scrub_secrets(text)
 
 
+class RepliesCrossed(Exception):
+    """Someone else from the team wrote to the customer after the newest message the replier had seen: their
+    reply may now be beside the point, or say it twice."""
+
+    def __init__(self, agents: list[str]) -> None:
+        super().__init__(f"{' and '.join(agents)} wrote to the customer meanwhile")
+        self.agents = agents
+
+
 def agent_reply(
     session: Session,
     *,
@@ -764,15 +773,31 @@ def agent_reply(
     agent: str,
     text: str,
     template: tuple[str, str] | None = None,
+    seen: int | None = None,
 ) -> ConversationMessage:
     """An operator writes to the customer of a conversation waiting for a person; the first reply takes the
     conversation over (the bot stays quiet until the handoff is marked handled). Another operator may reply
     too: the conversation then follows whoever wrote last. ``template`` (name, language): on WhatsApp, an
-    approved message template is sent instead of ``text`` (which says so in the transcript)."""
+    approved message template is sent instead of ``text`` (which says so in the transcript). ``seen``: the
+    newest live-chat message the replier's page showed; when someone else from the team wrote after it,
+    ``RepliesCrossed`` is raised and nothing is sent."""
     conversation = get_conversation(session, conversation_id=conversation_id)
     if not handoff_open(session, conversation_id=conversation_id):
         raise HandoffError("this conversation is not waiting for a person: the customer did not ask for one")
     text = _message_text(text)
+    if seen is not None:
+        crossed = session.scalars(
+            select(ConversationMessage.agent)
+            .where(
+                ConversationMessage.conversation_id == conversation_id,
+                ConversationMessage.sender == "agent",
+                ConversationMessage.id > seen,
+                ConversationMessage.agent != agent[:100],
+            )
+            .order_by(ConversationMessage.id)
+        ).all()
+        if crossed:
+            raise RepliesCrossed(list(dict.fromkeys(name or "someone" for name in crossed)))
     conversation.agent = agent[:100]
     message = ConversationMessage(
         conversation_id=conversation.id, sender="agent", agent=agent[:100], text=text

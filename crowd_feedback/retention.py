@@ -17,7 +17,15 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core import channels
-from core.models import Conversation, ConversationMessage, ReviewItem, ReviewItemTurn, Turn, utcnow
+from core.models import (
+    Conversation,
+    ConversationMessage,
+    ConversationViewer,
+    ReviewItem,
+    ReviewItemTurn,
+    Turn,
+    utcnow,
+)
 from core.redaction import redact
 from core.registry import get_conversation
 from core.turn_search import compact_index
@@ -137,6 +145,7 @@ def erase_conversation(session: Session, *, conversation_id: str, actor: str) ->
     )
     session.execute(delete(Turn).where(Turn.conversation_id == conversation_id))
     session.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id))
+    session.execute(delete(ConversationViewer).where(ConversationViewer.conversation_id == conversation_id))
     channels.erase(session, conversation_id=conversation_id)  # the app's id of the chat, unsent messages
     session.execute(delete(Conversation).where(Conversation.id == conversation_id))
     orphaned = select(ReviewItemTurn.item_id).where(ReviewItemTurn.item_id == ReviewItem.id)

@@ -23,6 +23,10 @@
         if (data) {
           document.title = (data.waiting ? "(" + data.waiting + ") " : "") + title;
           if (data.signature !== signature) { show(data); }
+          // who else from the team has each waiting conversation open: kept current in place, not news
+          Array.prototype.forEach.call(document.querySelectorAll("[data-open-by]"), function (cell) {
+            cell.textContent = (data.open_by || {})[cell.getAttribute("data-open-by")] || "";
+          });
         }
         window.setTimeout(poll, 10000);
       })

@@ -4,11 +4,15 @@
   var list = document.getElementById("live-messages");
   var form = document.getElementById("reply-form");
   var text = document.getElementById("reply-text");
+  var lastKey = 0;  // when the reader last typed in the reply box: the others see "… is typing a reply"
+  var replying = false;  // the page goes away to send a reply and comes straight back: no leaving
   if (text && form) {
+    text.addEventListener("input", function () { lastKey = Date.now(); });
+    form.addEventListener("submit", function () { replying = true; });
     text.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
         event.preventDefault();
-        if (text.value.trim()) { form.submit(); }
+        if (text.value.trim()) { replying = true; form.submit(); }
       }
     });
     if (window.location.hash === "#live-chat") { text.focus(); }
@@ -21,6 +25,7 @@
         if (!answer) { return; }
         text.value = text.value.trim() ? text.value.replace(/\s*$/, "\n\n") + answer : answer;
         canned.value = "";
+        lastKey = Date.now();
         text.focus();
       });
     }
@@ -29,6 +34,21 @@
   var url = list.getAttribute("data-poll");
   var after = parseInt(list.getAttribute("data-after") || "0", 10);
   var state = document.getElementById("live-state");
+  // The newest message shown (sent with a reply: a colleague's later one stops it, RepliesCrossed).
+  var seen = document.getElementById("reply-seen");
+  var colleagues = document.getElementById("colleagues");  // who else from the team has it open (core.presence)
+
+  function typing() { return !!(text && text.value.trim() && Date.now() - lastKey < 6000); }
+
+  // The page is going away (closed, or another page): the others stop seeing this reader here at once.
+  window.addEventListener("pagehide", function () {
+    var leave = colleagues && colleagues.getAttribute("data-leave");
+    var token = form && form.querySelector('input[name="csrf_token"]');
+    if (replying || !leave || !token || !navigator.sendBeacon) { return; }
+    var body = new FormData();
+    body.append("csrf_token", token.value);
+    navigator.sendBeacon(leave, body);
+  });
 
   function add(message) {
     var item = document.createElement("li");
@@ -63,14 +83,19 @@
   }
 
   function poll() {
-    fetch(url + "?after=" + after, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(url + "?after=" + after + (typing() ? "&typing=1" : ""), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
         if (!data) { return; }
         data.messages.forEach(function (message) {
           if (message.id > after) { add(message); after = message.id; }
         });
+        if (seen) { seen.value = String(after); }
         mark(data.delivery);
+        if (colleagues) {
+          colleagues.textContent = data.colleagues_said || "";
+          colleagues.hidden = !data.colleagues_said;
+        }
         var replyWindow = document.getElementById("reply-window");
         if (replyWindow && data.reply_window) {  // the customer wrote again: the window moved
           replyWindow.textContent = data.reply_window.text;

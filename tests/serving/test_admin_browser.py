@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.kb_files import KnowledgeBaseData, Origin
 from core.knowledge_base import import_knowledge_base
-from core.models import Conversation, Judgement, ReviewItem
+from core.models import Conversation, ConversationViewer, Judgement, ReviewItem, User
 from crowd_feedback.reviewers import create_user
 from tests.conftest import TOY
 from tests.serving.conftest import live
@@ -489,6 +489,57 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     context.close()
     customer_context.close()
     assert errors == [] and customer_errors == []
+
+
+def test_two_operators_on_one_conversation_see_each_other_typing_and_leaving(
+    browser: Any, review_server: tuple[str, Any]
+) -> None:
+    """Ana and Omar open the same waiting conversation: Omar's page says when Ana types, shows her reply
+    without a reload, and sends his own after it (the page had seen hers); when Ana closes her tab, Omar's
+    page stops naming her at once (the page's beacon), not only once her polls have aged out."""
+    import time
+
+    base, app = review_server
+    helploop = app.extensions["helploop"]
+    with helploop.database.session() as session:
+        for name in ("omar", "ana"):
+            create_user(session, username=name, password=PASSWORD, role="operator")
+    client = app.test_client()
+    session_id = client.post("/api/v1/chat", json={"message": "where is my card"}).get_json()["session_id"]
+    client.post(f"/api/v1/sessions/{session_id}/handoff")
+    url = f"{base}/operator/conversations/{session_id}"
+    omar_context, omar, omar_errors = logged_in_page(browser, url, "omar")
+    ana_context, ana, ana_errors = logged_in_page(browser, url, "ana")
+    colleagues = omar.locator("#colleagues")
+    colleagues.filter(has_text="ana has this conversation open.").wait_for(timeout=10_000)
+    ana.type("#reply-text", "Hi, Ana here: let me check your card.")
+    colleagues.filter(has_text="ana is typing a reply.").wait_for(timeout=10_000)
+    with ana.expect_navigation():
+        ana.keyboard.press("Control+Enter")
+    ana.wait_for_timeout(1000)  # a beacon sent as her page went to send the reply would have landed
+    with helploop.database.session() as session:  # sending is no leaving: she is still there, not typing
+        (row,) = session.execute(
+            select(ConversationViewer.typing_at)
+            .join(User, User.id == ConversationViewer.user_id)
+            .where(User.username == "ana")
+        ).all()
+    assert row.typing_at is None
+    omar.locator("#live-messages li.live-agent", has_text="let me check your card").wait_for(timeout=10_000)
+    colleagues.filter(has_text="ana has this conversation open.").wait_for(timeout=10_000)
+    omar.fill("#reply-text", "Omar here too: it was posted on Monday.")
+    with omar.expect_navigation():
+        omar.keyboard.press("Control+Enter")
+    assert (
+        omar.locator("#live-messages li.live-agent")
+        .all_inner_texts()[-1]
+        .endswith("omar: Omar here too: it was posted on Monday.")
+    )
+    ana_context.close()
+    started = time.monotonic()
+    omar.locator("#colleagues").wait_for(state="hidden", timeout=10_000)
+    assert time.monotonic() - started < 9  # her rows would have aged out after 25 s
+    omar_context.close()
+    assert omar_errors == [] and ana_errors == []
 
 
 def test_a_reviewer_turns_on_two_factor_and_signs_in_with_a_recovery_code(

@@ -1,0 +1,106 @@
+"""Two people from the team on one customer: each sees the other on the conversation (and typing), the inbox
+shows who has a waiting conversation open, and a reply written without having seen a colleague's newer one
+is not sent but given back (core.presence, RepliesCrossed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.serving.test_admin import add_user, csrf_token, login
+
+
+def seen_field(page: str) -> str:
+    match = re.search(r'name="seen" id="reply-seen" value="(\d+)"', page)
+    assert match, "no seen field in the reply form"
+    return match.group(1)
+
+
+def test_colleagues_on_one_conversation_see_each_other_and_replies_do_not_cross(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    for name in ("omar", "ana"):
+        add_user(app, name, "operator")
+    add_user(app, "rita", "reviewer")
+    customer = app.test_client()
+    session_id = customer.post("/api/v1/chat", json={"message": "where is my card"}).get_json()["session_id"]
+    omar, ana = app.test_client(), app.test_client()
+    login(omar, "omar")
+    login(ana, "ana")
+    url = f"/operator/conversations/{session_id}"
+    # Not waiting for a person: nobody is noted there, there is nothing to collide on
+    assert 'id="colleagues"' not in omar.get(url).get_data(as_text=True)
+    assert ana.get(f"{url}/messages.json").get_json()["colleagues"] == []
+
+    customer.post(f"/api/v1/sessions/{session_id}/handoff")
+    omar_page = omar.get(url).get_data(as_text=True)
+    assert re.search(r'<p id="colleagues"[^>]* hidden></p>', omar_page)  # nobody else yet
+    ana_page = ana.get(url).get_data(as_text=True)
+    assert re.search(r'<p id="colleagues"[^>]*>omar has this conversation open.</p>', ana_page)
+    assert seen_field(ana_page) == "0"
+    polled = omar.get(f"{url}/messages.json").get_json()
+    assert polled["colleagues"] == [{"name": "ana", "typing": False}]
+    assert polled["colleagues_said"] == "ana has this conversation open."
+
+    # omar types: ana's page and her inbox say so
+    omar.get(f"{url}/messages.json?after=0&typing=1")
+    polled = ana.get(f"{url}/messages.json").get_json()
+    assert polled["colleagues"] == [{"name": "omar", "typing": True}]
+    assert polled["colleagues_said"] == "omar is typing a reply."
+    assert ana.get("/operator/conversations/inbox.json").get_json()["open_by"] == {
+        session_id: "omar is typing a reply"
+    }
+    inbox = ana.get("/operator/conversations").get_data(as_text=True)
+    assert f'data-open-by="{session_id}">omar is typing a reply</div>' in inbox
+    assert omar.get("/operator/conversations/inbox.json").get_json()["open_by"] == {session_id: "open by ana"}
+
+    # omar sends; his typing ends with it
+    sent = omar.post(
+        f"{url}/messages",
+        data={"text": "Hi, Omar here.", "seen": seen_field(omar_page), "csrf_token": csrf_token(omar_page)},
+    )
+    assert sent.status_code == 302
+    assert ana.get(f"{url}/messages.json").get_json()["colleagues"] == [{"name": "omar", "typing": False}]
+
+    # ana answers from the page she loaded before omar's reply: not sent, her text given back under his
+    crossed = ana.post(
+        f"{url}/messages",
+        data={
+            "text": "Hello, <i>Ana</i> here!",
+            "seen": seen_field(ana_page),
+            "csrf_token": csrf_token(ana_page),
+        },
+    )
+    assert crossed.status_code == 409
+    again = crossed.get_data(as_text=True)
+    assert "Not sent: omar wrote to the customer meanwhile." in again
+    assert re.search(
+        r"<textarea id=\"reply-text\"[^>]* autofocus>Hello, &lt;i&gt;Ana&lt;/i&gt; here!</textarea>", again
+    )
+    assert "Hi, Omar here." in again
+    texts = [
+        m["text"] for m in customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()["messages"]
+    ]
+    assert texts == ["Hi, Omar here."]
+    # having seen it now, she sends
+    assert seen_field(again) != "0"
+    sent = ana.post(
+        f"{url}/messages",
+        data={"text": "Hello, Ana here!", "seen": seen_field(again), "csrf_token": csrf_token(again)},
+    )
+    assert sent.status_code == 302
+    texts = [
+        m["text"] for m in customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()["messages"]
+    ]
+    assert texts == ["Hi, Omar here.", "Hello, Ana here!"]
+
+    # omar closes his tab: ana stops seeing him at once; the beacon needs the CSRF token and an operator
+    assert omar.post(f"{url}/leave").status_code == 400
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.post(f"{url}/leave").status_code in (400, 403)
+    assert reviewer.get(f"{url}/messages.json").status_code == 403
+    assert omar.post(f"{url}/leave", data={"csrf_token": csrf_token(omar_page)}).get_json() == {"left": True}
+    polled = ana.get(f"{url}/messages.json").get_json()
+    assert polled["colleagues"] == [] and polled["colleagues_said"] == ""
+    assert ana.get("/operator/conversations/inbox.json").get_json()["open_by"] == {}
+    assert omar.post(f"{url}/leave", data={"csrf_token": csrf_token(omar_page)}).get_json() == {"left": False}
