@@ -270,6 +270,53 @@ def rating_request(conversation_id: str, text: str) -> dict[str, Any]:
     }
 
 
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+# "5", "4/5", "4 out of 5", "five stars", "3 of 5 stars"
+TYPED_RATING = re.compile(
+    r"([1-5]|one|two|three|four|five)(?:\s*(?:/|out of|of)\s*(?:5|five))?(?:\s*stars?)?"
+)
+STARS = "★⭐🌟"
+
+
+def typed_rating(text: str) -> int | None:
+    """A rating of the live chat typed instead of pressed: "5", "4/5", "4 out of 5", "five stars", "★★★★"
+    (also "★★★★ 4", a button's label copied): 1-5, or None for anything else. Read only as the answer to
+    the rating question (``awaits_rating``): any other time a "5" is a message for the bot."""
+    said = text.strip().lower().replace("\ufe0f", "").rstrip(".! ")
+    plain = "".join(said.split())
+    stars = sum(character in STARS for character in plain)
+    if stars:
+        rest = "".join(character for character in plain if character not in STARS)
+        return stars if stars <= 5 and rest in ("", str(stars)) else None
+    match = TYPED_RATING.fullmatch(said)
+    if match is None:
+        return None
+    value = match.group(1)
+    return NUMBER_WORDS.get(value) or int(value)
+
+
+def awaits_rating(session: Session, *, conversation_id: str) -> bool:
+    """Whether the last thing sent to the chat is this conversation's rating question (``rating_request``)
+    and it is not rated yet: the customer's next message may be their answer to it. Once they have written
+    anything else to the bot, its reply is the last thing sent, and a number is a question again."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.handoff_closed_at is None or conversation.rating is not None:
+        return False
+    last = session.scalar(
+        select(ChannelMessage.payload)
+        .where(ChannelMessage.conversation_id == conversation_id, ChannelMessage.channel.in_(CHANNELS))
+        .order_by(ChannelMessage.id.desc())
+        .limit(1)
+    )
+    choices = (last or {}).get("choices") or []
+    return any(
+        (match := RATING_PAYLOAD.fullmatch(str(choice.get("payload") or ""))) is not None
+        and match.group(1) == conversation_id
+        for choice in choices
+        if isinstance(choice, dict)
+    )
+
+
 def _claim(
     session: Session, now: datetime, limit: int, channels: tuple[str, ...] | None = None
 ) -> list[ChannelMessage]:

@@ -46,11 +46,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from core import channels as outbox
 from core.channels import Failure, Sent
 from core.db import Database
-from core.models import ChannelChat, ChannelEvent, Turn
+from core.models import ChannelChat, ChannelEvent, Conversation, Turn
 from core.registry import NotFoundError, NothingToRate, rate_chat
 from core.settings import Settings
 from serving.api import answer_message, chat_rated, person_choice, rate_answer, to_live_chat
@@ -476,6 +477,10 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
     if conversation_id is None:
         return
     text = command_text(text)[: helploop.settings.max_message_length]
+    rating = outbox.typed_rating(text)
+    if rating is not None and typed_rating(conversation_id, rating):
+        _wake()  # the thanks
+        return
     try:
         if to_live_chat(text, conversation_id) is None:
             answer_message(
@@ -606,22 +611,49 @@ def pressed_rating(channel: str, chat_key: str, data: str, *, event_id: str, tha
             session.commit()  # a repeated delivery, or a button of another chat: nothing recorded
             return False
         outbox.customer_wrote(session, conversation_id=conversation_id)  # a press is a message to Meta
-        try:
-            conversation = rate_chat(session, conversation_id=conversation_id, rating=value)
-        except (NotFoundError, NothingToRate):
-            session.commit()
-            return False
-        if thank:
-            outbox.queue(
-                session,
-                conversation_id=conversation_id,
-                payload={"text": state().settings.rating_received_message},
-            )
+        conversation = _rate_live_chat(session, conversation_id, value, thank=thank)
         session.commit()
+    if conversation is None:
+        return False
     chat_rated(conversation)
     if thank:
         _wake()
     return True
+
+
+def typed_rating(conversation_id: str, value: int) -> bool:
+    """A rating typed as the answer to the rating question ("5", "4 out of 5", "★★★★"; ``core.channels.
+    typed_rating``): recorded and thanked as a press is. False, and nothing written, when the question was
+    not the last thing sent to the chat (the message is then one for the bot)."""
+    session = db_session()
+    with state().write_lock:
+        if not outbox.awaits_rating(session, conversation_id=conversation_id):
+            session.rollback()
+            return False
+        conversation = _rate_live_chat(session, conversation_id, value, thank=True)
+        session.commit()
+    if conversation is None:
+        return False
+    chat_rated(conversation)
+    return True
+
+
+def _rate_live_chat(
+    session: Session, conversation_id: str, value: int, *, thank: bool
+) -> Conversation | None:
+    """Rate the conversation's live chat (None when nobody from the team chatted in it), and with ``thank``
+    queue the thanks to the chat, in the caller's transaction."""
+    try:
+        conversation = rate_chat(session, conversation_id=conversation_id, rating=value)
+    except (NotFoundError, NothingToRate):
+        return None
+    if thank:
+        outbox.queue(
+            session,
+            conversation_id=conversation_id,
+            payload={"text": state().settings.rating_received_message},
+        )
+    return conversation
 
 
 def choice_text(data: str) -> str:

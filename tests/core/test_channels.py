@@ -527,3 +527,30 @@ def test_first_messages_from_a_new_chat_at_once_start_one_conversation(postgres_
     engine.dispose()
     assert len(found) == 2 and len(set(found)) == 1
     assert len(chats) == 1 and made == set(found)
+
+
+@pytest.mark.parametrize(
+    ("text", "rating"),
+    [
+        ("5", 5),
+        (" 4/5 ", 4),
+        ("4 out of 5!", 4),
+        ("3 of 5 stars", 3),
+        ("Five stars", 5),
+        ("one", 1),
+        ("1 star.", 1),
+        ("★★★★", 4),
+        ("⭐️⭐️⭐️⭐️⭐️", 5),
+        ("★★ 2", 2),
+        ("6", None),
+        ("0", None),
+        ("★★★★★★", None),
+        ("★★ 5", None),
+        ("5 minutes", None),
+        ("my card ends in 5", None),
+        ("45", None),
+        ("", None),
+    ],
+)
+def test_a_rating_typed_instead_of_pressed(text: str, rating: int | None) -> None:
+    assert channels.typed_rating(text) == rating

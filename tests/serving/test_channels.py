@@ -1246,3 +1246,41 @@ def test_no_rating_is_asked_for_once_whatsapps_reply_window_has_closed(app: Any,
         done.get_data(as_text=True)
     )
     assert send(app) == {} and len(api.bodies()) == sent_before
+
+
+def test_a_rating_typed_as_the_answer_to_the_rating_question_is_the_rating(app: Any, api: Api) -> None:
+    """Customers type "5" or "4 out of 5" under the rating question as often as they press a button: as
+    their next message it is the rating (thanked, no question for the bot); any other time it is a message
+    for the bot, as before."""
+    client = app.test_client()
+    settings = app.extensions["helploop"].settings
+    n = iter(range(700, 800))
+    operator, page, conversation_id = chat_with_omar(
+        app, client, lambda said: telegram(client, text_update(next(n), said))
+    )
+    send(app)
+    telegram(client, text_update(next(n), "5"))  # during the live chat: a message for omar
+    assert rating_of(app, conversation_id) == (None, None)
+    mark_handled(operator, page)
+    send(app)
+    before = len(turns(app))
+    telegram(client, text_update(next(n), "4 out of 5!"))
+    assert rating_of(app, conversation_id) == (4, "omar")
+    assert len(turns(app)) == before  # no question for the bot
+    assert send(app) == {"sent": 1} and api.bodies()[-1]["text"] == settings.rating_received_message
+    assert app.extensions["helploop"].metrics.chat_ratings.labels(rating="4")._value.get() == 1
+    telegram(client, text_update(next(n), "5"))  # rated already: a message for the bot
+    assert rating_of(app, conversation_id) == (4, "omar") and len(turns(app)) == before + 1
+
+    # Another customer writes something else first: the bot answers it, and a "2" after that is no rating
+    m = iter(range(800, 900))
+    _operator, page, other = chat_with_omar(
+        app, client, lambda said: telegram(client, text_update(next(m), said, chat=77)), operator
+    )
+    send(app)
+    mark_handled(operator, page)
+    send(app)
+    telegram(client, text_update(next(m), "where is my card", chat=77))
+    telegram(client, text_update(next(m), "2", chat=77))
+    assert rating_of(app, other) == (None, None)
+    assert [t.user_text for t in turns(app)][-2:] == ["where is my card", "2"]
