@@ -402,6 +402,7 @@ class AccountRow:
     last_login_at: datetime | None = None
     two_factor: bool = False
     sso: bool = False  # linked to the identity provider: signs in there (single sign-on)
+    email: str | None = None  # where a forgotten password's link goes (None: nowhere, an operator resets it)
 
 
 def list_accounts(session: Session) -> list[AccountRow]:
@@ -429,6 +430,7 @@ def list_accounts(session: Session) -> list[AccountRow]:
                 last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
                 two_factor=bool(user.totp_secret),
                 sso=user.sso_subject is not None,
+                email=user.email,
             )
         )
     return rows

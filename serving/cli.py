@@ -1284,7 +1284,7 @@ def _cli_actor() -> str:
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
     """Every account: role, status (active, suspended and why, deactivated), gold record, two-factor sign-in,
-    last sign-in, last change."""
+    last sign-in, e-mail address (where a forgotten password's link goes; "-": none), last change."""
     from crowd_feedback.reviewers import list_accounts
 
     database = _database(_settings(ctx))
@@ -1293,7 +1293,7 @@ def users_list(ctx: click.Context) -> None:
         rows = list_accounts(session)
     click.echo(
         f"{'username':<20} {'role':<9} {'status':<11} {'gold':>7}  {'2FA':<3}  {'signed in (UTC)':<16}  "
-        "last change"
+        f"{'e-mail':<30}  last change"
     )
     for row in rows:
         status = "deactivated" if not row.active else "suspended" if row.suspended_reason else "active"
@@ -1301,7 +1301,7 @@ def users_list(ctx: click.Context) -> None:
         second = "sso" if row.sso else "on" if row.two_factor else "off"
         click.echo(
             f"{row.username:<20} {row.role:<9} {status:<11} {row.gold:>7}  {second:<3}  {login:<16}  "
-            f"{row.last_event}"
+            f"{row.email or '-':<30}  {row.last_event}"
         )
         if row.suspended_reason and row.active:
             click.echo(f"{'':<20} suspended: {row.suspended_reason}")

@@ -764,10 +764,11 @@ def test_users_list_set_password_deactivate_and_reinstate(settings: Any, monkeyp
         "signed",
         "in",
         "(UTC)",
+        "e-mail",
         "last",
         "change",
     ]
-    assert listing[1].split()[:6] == ["omar", "operator", "active", "0/0", "off", "never"]
+    assert listing[1].split()[:7] == ["omar", "operator", "active", "0/0", "off", "never", "-"]
     assert listing[2].split()[:7] == ["bart", "reviewer", "suspended", "1/5", "off", "2026-12-01", "09:30"]
     assert "suspended: accuracy on gold 1/5 below 60%" in listing[3]
 
@@ -1682,6 +1683,10 @@ def test_users_set_email_sets_and_removes_an_address(settings: Any, monkeypatch:
         create_user(session, username="omar", password="a very long password", role="operator")
     done = run(settings, "users", "set-email", "--username", "rita", "--email", " Rita@Acme.example")
     assert done.exit_code == 0 and "e-mail address of rita set to rita@acme.example" in done.output
+    listed = {
+        line.split()[0]: line.split()[6] for line in run(settings, "users", "list").output.splitlines()[1:]
+    }
+    assert listed == {"omar": "-", "rita": "rita@acme.example"}
     taken = run(settings, "users", "set-email", "--username", "omar", "--email", "rita@acme.example")
     assert taken.exit_code == 2 and "another account has this address" in taken.output
     bad = run(settings, "users", "set-email", "--username", "omar", "--email", "omar")

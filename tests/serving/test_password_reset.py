@@ -159,3 +159,41 @@ def test_without_an_smtp_server_the_page_says_whom_to_ask(make_app: Any) -> None
     page = visitor.get("/login/forgot").get_data(as_text=True)
     assert 'id="reset-unavailable"' in page and "Ask an operator to set a new one" in page
     assert 'id="forgot-form"' not in page
+
+
+def test_operators_see_who_can_get_a_link_and_a_link_opened_while_signed_in_keeps_that_session(
+    make_app: Any,
+) -> None:
+    """The Accounts page says where each person's link would go (or that an operator must set a new
+    password); a link opened in a browser where someone else is signed in sets the link's account's
+    password and leaves that browser's own session as it was (a page any site can send people to must not
+    sign them out)."""
+    with smtp_server() as (inbox, port):
+        app = reset_app(make_app, port)
+        set_address(app, "rita@acme.example")
+        add_user(app, "omar", "operator")
+        omar = app.test_client()
+        login(omar, "omar")
+        accounts = omar.get("/operator/accounts").get_data(as_text=True)
+        cells = dict(
+            re.findall(r"<td>(\w+)</td>\s*<td>\w+</td>.*?<td class=\"email\">(.*?)</td>", accounts, re.S)
+        )
+        assert cells["rita"] == "rita@acme.example"
+        assert "none: if they forget their password, set a new one here" in cells["omar"]
+        visitor = app.test_client()  # rita, signed out somewhere
+        form = visitor.get("/login/forgot").get_data(as_text=True)
+        visitor.post("/login/forgot", data={"who": "rita", "csrf_token": csrf_token(form)})
+        assert app.extensions["helploop"].mail.drain(10)
+    path = link_in(inbox.messages[0][2]).removeprefix(PUBLIC)
+    page = omar.get(path).get_data(as_text=True)
+    assert 'id="reset-form"' in page
+    done = omar.post(
+        path, data={"new_password": NEW, "confirm_password": NEW, "csrf_token": csrf_token(page)}
+    )
+    assert done.status_code == 302
+    assert omar.get("/operator/accounts").status_code == 200  # still omar, still signed in
+    assert login(app.test_client(), "rita").status_code == 401  # rita's old password is gone
+    fresh = app.test_client()
+    form = fresh.get("/login").get_data(as_text=True)
+    signed = fresh.post("/login", data={"username": "rita", "password": NEW, "csrf_token": csrf_token(form)})
+    assert signed.status_code == 302
