@@ -55,12 +55,14 @@ from core.pages import PAGE_LIMIT
 from core.registry import (
     LOW_RATING,
     MESSAGE_LIMIT,
+    NOTE,
     SUGGESTION_ARM,
     DayTraffic,
     HandoffError,
     MessageError,
     NotFoundError,
     RepliesCrossed,
+    add_note,
     agent_active,
     agent_reply,
     answer_policy_history,
@@ -1105,6 +1107,7 @@ def _conversation_page(conversation_id: str, *, draft: dict[str, Any] | None = N
         delivery_said=DELIVERY_SAID,
         canned=canned,
         colleagues=others,
+        chatted=any(message["sender"] != NOTE for message in messages),  # a live chat, not only notes
         draft=draft,
         search=request.args.get("q", "")[:200],  # from a search's results: its words are marked
     )
@@ -1426,7 +1429,7 @@ def live_chat_messages(conversation_id: str) -> Any:
                 "colleagues_said": presence.describe(others),
                 "messages": [
                     live_message_view(m, sent.get(m.id))
-                    for m in messages_after(session, conversation_id=conversation_id, after=after)
+                    for m in messages_after(session, conversation_id=conversation_id, after=after, notes=True)
                 ],
                 # on a messaging app: whether each of the team's messages reached it so far
                 "delivery": {str(i): {"status": st, "error": error} for i, (st, error) in sent.items()},
@@ -1435,6 +1438,27 @@ def live_chat_messages(conversation_id: str) -> Any:
                 "page": conversation.page_url,  # the widget's page: the customer may move on while waiting
             }
         )
+
+
+@operator.post("/conversations/<conversation_id>/notes")
+@require_role("operator")
+def add_team_note(conversation_id: str) -> Any:
+    """A note for the team on the conversation: in the transcript, never to the customer."""
+    helploop = current_app.extensions["helploop"]
+    try:
+        with helploop.database.session() as session:
+            add_note(
+                session,
+                conversation_id=conversation_id,
+                author=current_user.username,
+                text=request.form.get("text", ""),
+            )
+        flash("Note added: the team sees it here, the customer never does.")
+    except NotFoundError:
+        abort(404)
+    except MessageError as exc:
+        flash(f"Refused: {exc}")
+    return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id) + "#live-chat")
 
 
 @operator.post("/conversations/<conversation_id>/leave")

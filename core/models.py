@@ -190,7 +190,8 @@ class Conversation(Base):
 
 class ConversationMessage(Base):
     """A message of the live chat after a handoff: an operator's reply, or the customer's message to them
-    (not a bot turn: nothing was predicted, nothing is reviewed or trained on)."""
+    (not a bot turn: nothing was predicted, nothing is reviewed or trained on); or a note of the team's on the
+    conversation (``sender`` "note"), which the customer never sees."""
 
     __tablename__ = "conversation_messages"
 
@@ -199,7 +200,7 @@ class ConversationMessage(Base):
         ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sender: Mapped[str] = mapped_column(String(20))  # agent | customer
+    sender: Mapped[str] = mapped_column(String(20))  # agent | customer | note (the team's own, never sent)
     agent: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the operator, for agent messages
     text: Mapped[str] = mapped_column(Text)
     # Personal data like turns.user_text (a reply may quote the customer): redacted after the period.

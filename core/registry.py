@@ -826,13 +826,36 @@ def customer_message(session: Session, *, conversation_id: str, text: str) -> Co
     return message
 
 
-def messages_after(session: Session, *, conversation_id: str, after: int = 0) -> list[ConversationMessage]:
-    """The live chat's messages with an id above ``after``, oldest first (what a poller has not seen)."""
+NOTE = "note"  # the sender of a note of the team's: never shown or sent to the customer
+
+
+def add_note(session: Session, *, conversation_id: str, author: str, text: str) -> ConversationMessage:
+    """A note for the team on a conversation ("called her back, the card team re-sends it"), waiting for a
+    person or not: shown in the transcript among the live chat's messages, never to the customer (not in the
+    widget's poll, not sent to a messaging app or by e-mail), and no reply (the bot is not silenced, the
+    customer's wait goes on). Personal data like the messages: redacted by the retention job, erased with the
+    conversation."""
+    conversation = get_conversation(session, conversation_id=conversation_id)
+    message = ConversationMessage(
+        conversation_id=conversation.id, sender=NOTE, agent=author[:100], text=_message_text(text)
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def messages_after(
+    session: Session, *, conversation_id: str, after: int = 0, notes: bool = False
+) -> list[ConversationMessage]:
+    """The live chat's messages with an id above ``after``, oldest first (what a poller has not seen); the
+    team's notes only with ``notes`` (the team's pages: never the customer's)."""
     query = (
         select(ConversationMessage)
         .where(ConversationMessage.conversation_id == conversation_id, ConversationMessage.id > after)
         .order_by(ConversationMessage.id)
     )
+    if not notes:
+        query = query.where(ConversationMessage.sender != NOTE)
     return list(session.scalars(query).all())
 
 
@@ -1103,10 +1126,11 @@ class ConversationSummary:
 
 
 def last_live_senders(session: Session, conversation_ids: list[str]) -> dict[str, str]:
-    """Who wrote the newest live-chat message of each conversation (those without one are left out)."""
+    """Who wrote the newest live-chat message of each conversation (those without one are left out): the
+    customer or someone from the team ("agent"); the team's notes are no message."""
     newest = (
         select(func.max(ConversationMessage.id))
-        .where(ConversationMessage.conversation_id.in_(conversation_ids))
+        .where(ConversationMessage.conversation_id.in_(conversation_ids), ConversationMessage.sender != NOTE)
         .group_by(ConversationMessage.conversation_id)
     )
     rows = session.execute(

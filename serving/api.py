@@ -798,6 +798,7 @@ def transcript(session_id: str) -> Response:
                 "asked_again": turn.asked_again is not None and turn.status == ANSWERED,
             }
         )
+    messages = messages_after(db_session(), conversation_id=conversation.id)  # the team's notes left out
     return jsonify(
         {
             "session_id": conversation.id,
@@ -807,11 +808,10 @@ def transcript(session_id: str) -> Response:
             "agent_active": agent_active(conversation),
             "waiting_for_person": handoff_open(db_session(), conversation_id=conversation.id),
             # the team chatted and the chat is over: the widget asks for a rating (unless it has one)
-            "can_rate": not agent_active(conversation)
-            and any(m.sender == "agent" for m in conversation.messages),
+            "can_rate": not agent_active(conversation) and any(m.sender == "agent" for m in messages),
             "rating": conversation.rating,
             "turns": turns,
-            "messages": [message_view(m) for m in conversation.messages],
+            "messages": [message_view(m) for m in messages],
         }
     )
 

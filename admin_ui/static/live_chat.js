@@ -56,7 +56,8 @@
     item.setAttribute("data-id", String(message.id));
     var who = document.createElement("span");
     who.className = "muted";
-    who.textContent = message.at + " · " + (message.sender === "agent" ? message.agent : "customer") + ":";
+    var name = { agent: message.agent, note: "note by " + message.agent }[message.sender] || "customer";
+    who.textContent = message.at + " · " + name + ":";
     item.appendChild(who);
     item.appendChild(document.createTextNode(" " + message.text));  // text, never markup
     list.appendChild(item);

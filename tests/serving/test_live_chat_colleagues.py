@@ -4,6 +4,7 @@ is not sent but given back (core.presence, RepliesCrossed)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -104,3 +105,58 @@ def test_colleagues_on_one_conversation_see_each_other_and_replies_do_not_cross(
     assert polled["colleagues"] == [] and polled["colleagues_said"] == ""
     assert ana.get("/operator/conversations/inbox.json").get_json()["open_by"] == {}
     assert omar.post(f"{url}/leave", data={"csrf_token": csrf_token(omar_page)}).get_json() == {"left": False}
+
+
+def test_a_note_for_the_team_is_in_the_transcript_and_never_the_customers(make_app: Any) -> None:
+    app = make_app(ratelimit_enabled=False)
+    add_user(app, "omar", "operator")
+    add_user(app, "rita", "reviewer")
+    customer = app.test_client()
+    session_id = customer.post("/api/v1/chat", json={"message": "where is my card"}).get_json()["session_id"]
+    omar = app.test_client()
+    login(omar, "omar")
+    url = f"/operator/conversations/{session_id}"
+    page = omar.get(url).get_data(as_text=True)
+    # Not handed to a person: no reply box, but a note can be kept all the same
+    assert 'id="reply-form"' not in page and ">Notes for the team</h2>" in page
+    noted = omar.post(
+        f"{url}/notes", data={"text": "She <b>called</b>: card re-sent.", "csrf_token": csrf_token(page)}
+    )
+    assert noted.status_code == 302 and noted.headers["Location"].endswith("#live-chat")
+    page = omar.get(url).get_data(as_text=True)
+    assert "Note added: the team sees it here, the customer never does." in page
+    assert re.search(
+        r'<li class="live-note"[^>]*><span class="muted">[\d:]+ · note by omar:</span> '
+        r"She &lt;b&gt;called&lt;/b&gt;: card re-sent.</li>",
+        page,
+    )
+    empty = omar.post(
+        f"{url}/notes", data={"text": " ", "csrf_token": csrf_token(page)}, follow_redirects=True
+    )
+    assert "Refused: the message is empty" in empty.get_data(as_text=True)
+    reviewer = app.test_client()
+    login(reviewer, "rita")
+    assert reviewer.post(f"{url}/notes", data={"text": "hi"}).status_code in (400, 403)
+
+    # In a live chat: the customer's side never has it, and the customer is still the one waiting
+    customer.post(f"/api/v1/sessions/{session_id}/handoff")
+    page = omar.get(url).get_data(as_text=True)
+    omar.post(f"{url}/messages", data={"text": "Hi, Omar here.", "seen": "0", "csrf_token": csrf_token(page)})
+    customer.post("/api/v1/chat", json={"message": "thanks, when?", "session_id": session_id})
+    omar.post(f"{url}/notes", data={"text": "ask the card team", "csrf_token": csrf_token(page)})
+    polled = customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()["messages"]
+    assert [(m["sender"], m["text"]) for m in polled] == [
+        ("agent", "Hi, Omar here."),
+        ("customer", "thanks, when?"),
+    ]
+    resumed = customer.get(f"/api/v1/sessions/{session_id}").get_json()["messages"]
+    assert [m["sender"] for m in resumed] == ["agent", "customer"]
+    assert "card re-sent" not in json.dumps(resumed) + json.dumps(polled)
+    assert omar.get("/operator/conversations/inbox.json").get_json()["customer_wrote"] == 1
+    team = omar.get(f"{url}/messages.json").get_json()["messages"]
+    assert [(m["sender"], m["agent"]) for m in team] == [
+        ("note", "omar"),
+        ("agent", "omar"),
+        ("customer", None),
+        ("note", "omar"),
+    ]
