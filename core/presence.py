@@ -139,6 +139,14 @@ def colleagues(
     return viewers(session, [conversation_id], except_user=user_id, now=now).get(conversation_id, [])
 
 
+def someone_typing(session: Session, *, conversation_id: str, now: datetime | None = None) -> bool:
+    """Whether anyone from the team is typing a reply to the conversation now: what the customer's chat shows
+    as "Support team is typing" (never who)."""
+    return any(
+        person.typing for person in viewers(session, [conversation_id], now=now).get(conversation_id, [])
+    )
+
+
 def describe(people: Sequence[Colleague]) -> str:
     """What the conversation page says of them: "ana is typing a reply." or "ana and bo have this
     conversation open." (the typists first); empty when nobody else is there."""

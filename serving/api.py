@@ -41,7 +41,7 @@ from bot.small_talk import (
     acknowledgement_reply,
     small_talk_prediction,
 )
-from core import channels
+from core import channels, presence
 from core.kb_files import MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 from core.models import Conversation, ConversationMessage, Turn, new_uuid, utcnow
 from core.pages import Page, PageError, read_page
@@ -832,11 +832,14 @@ def live_messages(session_id: str) -> Response:
     except NotFoundError as exc:
         raise APIError(404, "unknown_session", str(exc), "session_id") from None
     messages = messages_after(session, conversation_id=session_id, after=int(after))
+    waiting = handoff_open(session, conversation_id=conversation.id)
     return jsonify(
         {
             "session_id": conversation.id,
             "agent_active": agent_active(conversation),
-            "waiting_for_person": handoff_open(session, conversation_id=conversation.id),
+            "waiting_for_person": waiting,
+            # someone from the team is writing to them (core.presence): the widget shows the typing dots
+            "agent_typing": waiting and presence.someone_typing(session, conversation_id=conversation.id),
             "messages": [message_view(m) for m in messages],
         }
     )

@@ -410,6 +410,10 @@ SPEC: dict[str, Any] = {
                                     "session_id": {"type": "string"},
                                     "agent_active": {"type": "boolean"},
                                     "waiting_for_person": {"type": "boolean"},
+                                    "agent_typing": {
+                                        "type": "boolean",
+                                        "description": "someone from the team is typing a reply now",
+                                    },
                                     "messages": {
                                         "type": "array",
                                         "items": {

@@ -32,6 +32,7 @@
     contact_prompt: "Leave your e-mail or phone number and a person will get back to you:",
     contact_placeholder: "you@example.com",
     typing: "The assistant is typing",
+    agent_typing: "Someone from our team is typing",
     too_fast: "You're sending messages quickly — please wait a moment.",
     failed: "Sorry, something went wrong:",
     offline: "We can't be reached right now: check your connection and try again.",
@@ -292,12 +293,21 @@
         if (data.agent_active) { setAgent(true); }
         data.messages.forEach(showMessage);  // the customer's own are already shown (shownIds)
         if (!data.agent_active) { setAgent(false); }
+        showAgentTyping(!!data.agent_typing);
         if (data.waiting_for_person) { schedule(); } else { polling = false; }
       })
       .catch(function (error) {
         if (error.status === 404) { polling = false; return; }
         pollTimer = window.setTimeout(pollMessages, 30000);  // offline or rate-limited: back off
       });
+  }
+
+  // Someone from the team is writing to the customer (the poll says so, never who): the typing dots, last.
+  var agentTyping = el("div", { "class": "hl-typing hl-agent-typing", role: "status", "aria-label": TEXTS.agent_typing });
+  agentTyping.innerHTML = "<span></span><span></span><span></span>";
+  function showAgentTyping(on) {
+    if (!on) { agentTyping.remove(); return; }
+    if (log.lastChild !== agentTyping) { log.appendChild(agentTyping); scrollDown(); }
   }
 
   function addNotice(text) {

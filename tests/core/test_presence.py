@@ -70,8 +70,10 @@ def test_typing_is_written_at_once_and_fades(db_session: Session) -> None:
     assert presence.colleagues(db_session, conversation_id=chat, user_id=bo, now=soon) == [
         presence.Colleague("ana", typing=True)
     ]
+    assert presence.someone_typing(db_session, conversation_id=chat, now=soon) is True
     quiet = soon + presence.TYPING + timedelta(seconds=1)  # she stopped typing, the page is still open
     presence.note_viewer(db_session, conversation_id=chat, user_id=ana, now=quiet)
+    assert presence.someone_typing(db_session, conversation_id=chat, now=quiet) is False
     assert presence.colleagues(db_session, conversation_id=chat, user_id=bo, now=quiet) == [
         presence.Colleague("ana", typing=False)
     ]

@@ -2032,6 +2032,7 @@ def test_live_chat_an_operator_takes_over_and_hands_back_to_the_bot(make_app: An
         "session_id": session_id,
         "agent_active": False,
         "waiting_for_person": False,
+        "agent_typing": False,
         "messages": [],
     }
     operator = app.test_client()

@@ -423,6 +423,11 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
         ).one()
     page.goto(f"{base}/operator/conversations/{session_id}")
     page.fill("#reply-text", "Hi, I'm from the card team. What is the <b>last</b> digit?")
+    # The customer sees that someone is writing to them (never who), by the two pages' polls.
+    customer.locator(".hl-agent-typing").wait_for(timeout=10_000)
+    assert (
+        customer.locator(".hl-agent-typing").get_attribute("aria-label") == "Someone from our team is typing"
+    )
     with page.expect_navigation():
         page.keyboard.press("Control+Enter")
     assert "omar is chatting with the customer" in page.locator("#live-state").inner_text()
@@ -432,6 +437,7 @@ def test_live_chat_between_the_widget_and_the_conversation_page(
     assert (
         agent.locator(".hl-text").inner_text() == "Hi, I'm from the card team. What is the <b>last</b> digit?"
     )
+    assert customer.locator(".hl-agent-typing").count() == 0  # sent: the same poll ends the dots
     assert agent.locator("b").count() == 0  # a person's words are text, never markup
     assert customer.locator(".hl-notice", has_text="has joined the chat").count() == 1
     log = customer.locator(".hl-log > *").all_inner_texts()

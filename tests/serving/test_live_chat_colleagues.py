@@ -28,6 +28,7 @@ def test_colleagues_on_one_conversation_see_each_other_and_replies_do_not_cross(
     login(omar, "omar")
     login(ana, "ana")
     url = f"/operator/conversations/{session_id}"
+    assert customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()["agent_typing"] is False
     # Not waiting for a person: nobody is noted there, there is nothing to collide on
     assert 'id="colleagues"' not in omar.get(url).get_data(as_text=True)
     assert ana.get(f"{url}/messages.json").get_json()["colleagues"] == []
@@ -54,6 +55,9 @@ def test_colleagues_on_one_conversation_see_each_other_and_replies_do_not_cross(
     assert f'data-open-by="{session_id}">omar is typing a reply</div>' in inbox
     assert omar.get("/operator/conversations/inbox.json").get_json()["open_by"] == {session_id: "open by ana"}
 
+    # the customer is told someone is writing to them, never who
+    typing = customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()
+    assert typing["agent_typing"] is True and "omar" not in str(typing)
     # omar sends; his typing ends with it
     sent = omar.post(
         f"{url}/messages",
@@ -61,6 +65,7 @@ def test_colleagues_on_one_conversation_see_each_other_and_replies_do_not_cross(
     )
     assert sent.status_code == 302
     assert ana.get(f"{url}/messages.json").get_json()["colleagues"] == [{"name": "omar", "typing": False}]
+    assert customer.get(f"/api/v1/sessions/{session_id}/messages").get_json()["agent_typing"] is False
 
     # ana answers from the page she loaded before omar's reply: not sent, her text given back under his
     crossed = ana.post(
