@@ -1477,30 +1477,75 @@ def close_conversation_handoff(conversation_id: str) -> Any:
     helploop = current_app.extensions["helploop"]
     try:
         with helploop.database.session() as session:
-            # WhatsApp and Messenger take messages only within their window after the customer's last one:
-            # once it has closed, the rating question would only fail
-            window = conversation_reply_window(session, conversation_id)
-            closed = window is not None and not window.open(utcnow())
-            close_handoff(
-                session,
-                conversation_id=conversation_id,
-                actor=current_user.username,
-                note=request.form.get("note", ""),
-                # a messaging app's chat is told, and asked to rate the chat
-                handback=None if closed else helploop.settings.channel_handed_back_message,
-            )
+            unasked = mark_handled(session, conversation_id, note=request.form.get("note", ""))
         said = "Marked handled: it has left the inbox."
-        if window is not None and closed:
-            said += (
-                f" The customer was not asked to rate the chat: {channels.NAMES[window.channel]} takes "
-                f"messages only within {window.span} of their last one."
-            )
+        if unasked is not None:
+            said += f" The customer was not asked to rate the chat: {unasked}."
         flash(said)
     except NotFoundError:
         abort(404)
     except HandoffError as exc:
         flash(f"Refused: {exc}")
     return redirect(url_for("operator.conversation_detail", conversation_id=conversation_id))
+
+
+def mark_handled(session: Session, conversation_id: str, *, note: str) -> str | None:
+    """Close the conversation's handoff as the signed-in person; a messaging app's chat is told and asked to
+    rate the chat while the app still takes messages. Returns why the customer was not asked (WhatsApp's or
+    Messenger's reply window has closed: the question would only fail), else None."""
+    window = conversation_reply_window(session, conversation_id)
+    closed = window is not None and not window.open(utcnow())
+    close_handoff(
+        session,
+        conversation_id=conversation_id,
+        actor=current_user.username,
+        note=note,
+        handback=None if closed else current_app.extensions["helploop"].settings.channel_handed_back_message,
+    )
+    if window is None or not closed:
+        return None
+    return f"{channels.NAMES[window.channel]} takes messages only within {window.span} of their last one"
+
+
+BULK_HANDLED_LIMIT = CONVERSATIONS_PER_PAGE  # one page of the inbox at a time
+
+
+@operator.post("/conversations/handled")
+@require_role("operator")
+def close_handoffs() -> Any:
+    """Mark the ticked conversations of the inbox handled at once (the customers who left overnight), with
+    one note: each as its own page's button would, in one transaction. One handled meanwhile by someone else
+    is left as it is and named."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    back = redirect(url_for("operator.conversations", view="waiting"))
+    if not ids:
+        flash("Refused: tick the conversations to mark handled first.")
+        return back
+    if len(ids) > BULK_HANDLED_LIMIT:
+        flash(f"Refused: {len(ids)} conversations ticked; at most {BULK_HANDLED_LIMIT} at a time.")
+        return back
+    handled, refused, unasked = 0, [], 0
+    with current_app.extensions["helploop"].database.session() as session:
+        for conversation_id in ids:
+            try:
+                unasked += (
+                    mark_handled(session, conversation_id, note=request.form.get("note", "")) is not None
+                )
+            except (NotFoundError, HandoffError) as exc:  # checked before anything is written
+                refused.append(f"{conversation_id[:8]}…: {exc}")
+            else:
+                handled += 1
+    said = f"Marked {handled} conversation{'' if handled == 1 else 's'} handled: "
+    said += "it has left the inbox." if handled == 1 else "they have left the inbox."
+    if unasked:
+        were = "was" if unasked == 1 else "were"
+        said += (
+            f" {unasked} on WhatsApp or Messenger past the reply window {were} not asked to rate the chat."
+        )
+    if refused:
+        said += " Left as they were: " + "; ".join(refused) + "."
+    flash(said)
+    return back
 
 
 def queue_search_compaction(session: Session, conversation_id: str, *, actor: str) -> int:

@@ -3,6 +3,14 @@
 // tab's title so it shows from another tab.
 (function () {
   "use strict";
+  var all = document.getElementById("tick-all");  // ticks every conversation of the page, for "mark handled"
+  if (all) {
+    all.addEventListener("change", function () {
+      Array.prototype.forEach.call(document.querySelectorAll('input[name="ids"]'), function (box) {
+        box.checked = all.checked;
+      });
+    });
+  }
   var news = document.getElementById("inbox-news");
   if (!news) { return; }
   var url = news.getAttribute("data-url");

@@ -1284,3 +1284,33 @@ def test_a_rating_typed_as_the_answer_to_the_rating_question_is_the_rating(app: 
     telegram(client, text_update(next(m), "2", chat=77))
     assert rating_of(app, other) == (None, None)
     assert [t.user_text for t in turns(app)][-2:] == ["where is my card", "2"]
+
+
+def test_marked_handled_with_others_a_whatsapp_customer_past_the_window_is_not_asked_either(
+    app: Any, api: Api
+) -> None:
+    from datetime import timedelta
+
+    from core.models import ChannelChat, utcnow
+    from tests.serving.test_admin import csrf_token
+
+    client = app.test_client()
+    n = iter(range(100))
+    operator, _page, conversation_id = chat_with_omar(
+        app, client, lambda said: whatsapp(client, wa_delivery(wa_text(f"wamid.B{next(n)}", said)))
+    )
+    send(app)
+    with app.extensions["helploop"].database.session() as session:
+        chat = session.query(ChannelChat).filter_by(conversation_id=conversation_id).one()
+        chat.customer_at = utcnow() - timedelta(hours=25)
+    sent_before = len(api.bodies())
+    inbox = operator.get("/operator/conversations").get_data(as_text=True)
+    done = operator.post(
+        "/operator/conversations/handled",
+        data={"ids": [conversation_id], "csrf_token": csrf_token(inbox)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Marked 1 conversation handled: it has left the inbox." in done
+    assert "1 on WhatsApp or Messenger past the reply window was not asked to rate the chat." in done
+    assert send(app) == {} and len(api.bodies()) == sent_before
+    assert rating_of(app, conversation_id) == (None, None)
