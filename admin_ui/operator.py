@@ -942,11 +942,8 @@ def conversations() -> Any:
             offset=(page - 1) * CONVERSATIONS_PER_PAGE,
         )
         inbox = inbox_state(session)
-        # who from the team has each listed conversation open (the inbox poll keeps it current)
-        open_by = presence.viewers(session, [row.id for row in rows], except_user=current_user.id)
     return render_template(
         "admin/conversations.html",
-        open_by={cid: presence.describe_briefly(people) for cid, people in open_by.items()},
         rows=rows,
         total=total,
         view=view,
@@ -989,7 +986,8 @@ def inbox_state(session: Any) -> dict[str, Any]:
         "waiting": total,
         "customer_wrote": sum(row.customer_wrote_last for row in rows),
         "signature": digest.hexdigest()[:16],
-        "open_by": {cid: presence.describe_briefly(people) for cid, people in open_by.items()},
+        # of the newest INBOX_SIGNATURE_ROWS: the page's rows and its poll read the same
+        "open_by": {cid: presence.describe(people, brief=True) for cid, people in open_by.items()},
     }
 
 

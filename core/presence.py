@@ -147,32 +147,24 @@ def someone_typing(session: Session, *, conversation_id: str, now: datetime | No
     )
 
 
-def describe(people: Sequence[Colleague]) -> str:
-    """What the conversation page says of them: "ana is typing a reply." or "ana and bo have this
-    conversation open." (the typists first); empty when nobody else is there."""
-    typing = [person.name for person in people if person.typing]
-    open_only = [person.name for person in people if not person.typing]
-    said = []
-    if typing:
-        said.append(f"{_names(typing)} {'is' if len(typing) == 1 else 'are'} typing a reply.")
-    if open_only:
-        also = " also" if typing else ""
-        verb = "has" if len(open_only) == 1 else "have"
-        said.append(f"{_names(open_only)}{also} {verb} this conversation open.")
-    return " ".join(said)
-
-
-def _names(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def describe_briefly(people: Sequence[Colleague]) -> str:
-    """What the inbox's row says of them: "ana is typing a reply", "open by ana and bo"."""
+def describe(people: Sequence[Colleague], *, brief: bool = False) -> str:
+    """What the conversation page says of them, the typists first: "bo is typing a reply. ana also has this
+    conversation open."; ``brief``, the inbox's row: "bo is typing a reply; open by ana". Empty when nobody
+    else is there."""
     typing = [person.name for person in people if person.typing]
     open_only = [person.name for person in people if not person.typing]
     said = []
     if typing:
         said.append(f"{_names(typing)} {'is' if len(typing) == 1 else 'are'} typing a reply")
-    if open_only:
+    if open_only and brief:
         said.append(f"open by {_names(open_only)}")
-    return "; ".join(said)
+    elif open_only:
+        also = " also" if typing else ""
+        said.append(
+            f"{_names(open_only)}{also} {'has' if len(open_only) == 1 else 'have'} this conversation open"
+        )
+    return "; ".join(said) if brief else "".join(f"{part}. " for part in said).rstrip()
+
+
+def _names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

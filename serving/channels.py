@@ -478,7 +478,7 @@ def take_message(channel: str, chat_key: str, text: str, *, event_id: str) -> No
         return
     text = command_text(text)[: helploop.settings.max_message_length]
     rating = outbox.typed_rating(text)
-    if rating is not None and typed_rating(conversation_id, rating):
+    if rating is not None and rated_by_typing(conversation_id, rating):
         _wake()  # the thanks
         return
     try:
@@ -621,7 +621,7 @@ def pressed_rating(channel: str, chat_key: str, data: str, *, event_id: str, tha
     return True
 
 
-def typed_rating(conversation_id: str, value: int) -> bool:
+def rated_by_typing(conversation_id: str, value: int) -> bool:
     """A rating typed as the answer to the rating question ("5", "4 out of 5", "★★★★"; ``core.channels.
     typed_rating``): recorded and thanked as a press is. False, and nothing written, when the question was
     not the last thing sent to the chat (the message is then one for the bot)."""

@@ -101,11 +101,11 @@ def test_leaving_and_the_inbox_view_of_several_conversations(db_session: Session
         second: [presence.Colleague("ana", False)],
     }
     assert presence.describe(found[first]) == "bo is typing a reply. ana also has this conversation open."
-    assert presence.describe_briefly(found[first]) == "bo is typing a reply; open by ana"
+    assert presence.describe(found[first], brief=True) == "bo is typing a reply; open by ana"
     assert presence.describe([presence.Colleague("ana", False), presence.Colleague("eve", False)]) == (
         "ana and eve have this conversation open."
     )
-    assert presence.describe_briefly([]) == presence.describe([]) == ""
+    assert presence.describe([], brief=True) == presence.describe([]) == ""
     assert presence.leave(db_session, conversation_id=first, user_id=ana) is True
     assert presence.leave(db_session, conversation_id=first, user_id=ana) is False  # already gone
     assert presence.colleagues(db_session, conversation_id=first, user_id=dee, now=NOW) == [
