@@ -762,7 +762,8 @@ class RepliesCrossed(Exception):
     reply may now be beside the point, or say it twice."""
 
     def __init__(self, agents: list[str]) -> None:
-        super().__init__(f"{' and '.join(agents)} wrote to the customer meanwhile")
+        names = agents[0] if len(agents) == 1 else ", ".join(agents[:-1]) + " and " + agents[-1]
+        super().__init__(f"{names} wrote to the customer meanwhile")
         self.agents = agents
 
 

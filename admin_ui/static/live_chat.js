@@ -5,7 +5,9 @@
   var form = document.getElementById("reply-form");
   var text = document.getElementById("reply-text");
   var lastKey = 0;  // when the reader last typed in the reply box: the others see "… is typing a reply"
-  var replying = false;  // the page goes away to send a reply and comes straight back: no leaving
+  var replying = false;  // the page goes away to send a reply or a note and comes straight back: no leaving
+  var noteForm = document.getElementById("note-form");
+  if (noteForm) { noteForm.addEventListener("submit", function () { replying = true; }); }
   if (text && form) {
     text.addEventListener("input", function () { lastKey = Date.now(); });
     form.addEventListener("submit", function () { replying = true; });

@@ -540,6 +540,20 @@ def test_two_operators_on_one_conversation_see_each_other_typing_and_leaving(
         .all_inner_texts()[-1]
         .endswith("omar: Omar here too: it was posted on Monday.")
     )
+    # a note goes to ana's open page by its poll, marked as the team's; adding it is no leaving either
+    omar.click("#note-form summary")
+    omar.fill("#note-text", "Ana and I both answered: she has the card team's date.")
+    with omar.expect_navigation():
+        omar.click("#note-form button")
+    omar.wait_for_timeout(1000)  # as after ana's reply: a beacon would have landed, and no poll has run yet
+    with helploop.database.session() as session:
+        assert session.scalar(
+            select(ConversationViewer.user_id)
+            .join(User, User.id == ConversationViewer.user_id)
+            .where(User.username == "omar")
+        )
+    ana.locator("#live-messages li.live-note", has_text="both answered").wait_for(timeout=10_000)
+    assert "note by omar:" in ana.locator("#live-messages li.live-note").inner_text()
     ana_context.close()
     started = time.monotonic()
     omar.locator("#colleagues").wait_for(state="hidden", timeout=10_000)
