@@ -155,16 +155,17 @@ def describe(people: Sequence[Colleague], *, brief: bool = False) -> str:
     open_only = [person.name for person in people if not person.typing]
     said = []
     if typing:
-        said.append(f"{_names(typing)} {'is' if len(typing) == 1 else 'are'} typing a reply")
+        said.append(f"{listed(typing)} {'is' if len(typing) == 1 else 'are'} typing a reply")
     if open_only and brief:
-        said.append(f"open by {_names(open_only)}")
+        said.append(f"open by {listed(open_only)}")
     elif open_only:
         also = " also" if typing else ""
         said.append(
-            f"{_names(open_only)}{also} {'has' if len(open_only) == 1 else 'have'} this conversation open"
+            f"{listed(open_only)}{also} {'has' if len(open_only) == 1 else 'have'} this conversation open"
         )
     return "; ".join(said) if brief else "".join(f"{part}. " for part in said).rstrip()
 
 
-def _names(names: Sequence[str]) -> str:
+def listed(names: Sequence[str]) -> str:
+    """ "ana", "ana and bo", "ana, bo and cy"."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, aliased, load_only
 
-from core import channels
+from core import channels, presence
 from core.events import emit
 from core.kb_files import OUT_OF_SCOPE
 from core.models import (
@@ -762,8 +762,7 @@ class RepliesCrossed(Exception):
     reply may now be beside the point, or say it twice."""
 
     def __init__(self, agents: list[str]) -> None:
-        names = agents[0] if len(agents) == 1 else ", ".join(agents[:-1]) + " and " + agents[-1]
-        super().__init__(f"{names} wrote to the customer meanwhile")
+        super().__init__(f"{presence.listed(agents)} wrote to the customer meanwhile")
         self.agents = agents
 
 
